@@ -1,0 +1,206 @@
+using System.Text.Json;
+using Microsoft.Extensions.Logging;
+using NATS.Client.Core;
+using Orchestrator.Fleet.Protocol;
+
+namespace Orchestrator.Fleet.Agent;
+
+/// <summary>Who this node is, as the fleet sees it.</summary>
+public sealed record NodeIdentity
+{
+    public required string NodeName { get; init; }
+    public required string NodeId { get; init; }
+    public required string Version { get; init; }
+    public required string Runtime { get; init; }
+    public IReadOnlyDictionary<string, string> Labels { get; init; } = new Dictionary<string, string>();
+    public DateTimeOffset StartedAt { get; init; } = DateTimeOffset.UtcNow;
+}
+
+/// <summary>
+/// The node's presence on the fleet: keeps a NATS connection (coming up offline and retrying
+/// with backoff, because an edge node must start without its network) and answers the
+/// per-node and fleet-wide command subjects.
+/// </summary>
+public sealed partial class NodeAgent : IAsyncDisposable
+{
+    private readonly NodeIdentity _identity;
+    private readonly NatsSettings _nats;
+    private readonly ILogger _logger;
+    private NatsConnection? _connection;
+    private int _opens;
+
+    public NodeAgent(NodeIdentity identity, NatsSettings nats, ILogger<NodeAgent> logger)
+    {
+        _identity = identity;
+        _nats = nats;
+        _logger = logger;
+    }
+
+    /// <summary>Raised with a one-line status whenever the connection state changes (for sd_notify STATUS=).</summary>
+    public event Action<string>? StatusChanged;
+
+    /// <summary>True while connected to a NATS server.</summary>
+    public bool IsConnected => _connection?.ConnectionState == NatsConnectionState.Open;
+
+    /// <summary>Connects (retrying until cancelled), then serves requests until cancelled.</summary>
+    public async Task RunAsync(CancellationToken cancellationToken)
+    {
+        var connection = await ConnectWithBackoffAsync(cancellationToken).ConfigureAwait(false);
+        if (connection is null)
+        {
+            return;
+        }
+        _connection = connection;
+
+        await Task.WhenAll(
+            ServeAsync(connection, Subjects.NodeInfo(_identity.NodeName), cancellationToken),
+            ServeAsync(connection, Subjects.FleetInfo, cancellationToken)).ConfigureAwait(false);
+    }
+
+    private async Task<NatsConnection?> ConnectWithBackoffAsync(CancellationToken cancellationToken)
+    {
+        var opts = _nats.ToNatsOpts($"orchd/{_identity.NodeName}");
+        var delay = TimeSpan.FromMilliseconds(500);
+        string? lastReason = null;
+        for (var attempt = 1; !cancellationToken.IsCancellationRequested; attempt++)
+        {
+            var connection = new NatsConnection(opts);
+            // Attached before connecting so that no event is missed; the first "opened" is this connect.
+            Interlocked.Exchange(ref _opens, 0);
+            connection.ConnectionDisconnected += OnDisconnectedAsync;
+            connection.ConnectionOpened += OnReconnectedAsync;
+            try
+            {
+                await connection.ConnectAsync().AsTask().WaitAsync(cancellationToken).ConfigureAwait(false);
+                LogConnected(_logger, connection.ServerInfo?.Name ?? "?", _nats.DisplayUrls, attempt);
+                StatusChanged?.Invoke($"connected to {_nats.DisplayUrls}");
+                return connection;
+            }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                await DisposeQuietlyAsync(connection).ConfigureAwait(false);
+                return null;
+            }
+            catch (Exception e)
+            {
+                await DisposeQuietlyAsync(connection).ConfigureAwait(false);
+                var reason = Reason(e);
+                // One warning when the situation changes, then a reminder every 20 attempts:
+                // a node offline for a day must not fill its disk with the same line.
+                if (reason != lastReason || attempt % 20 == 0)
+                {
+                    LogUnreachable(_logger, _nats.DisplayUrls, reason, delay.TotalSeconds, attempt);
+                    StatusChanged?.Invoke($"offline: cannot reach {_nats.DisplayUrls} ({reason}); retrying");
+                }
+                lastReason = reason;
+            }
+
+            try
+            {
+                // Jitter spreads a fleet's reconnects after a server restart.
+                var jitter = TimeSpan.FromMilliseconds(Random.Shared.Next(0, (int)(delay.TotalMilliseconds / 4) + 1));
+                await Task.Delay(delay + jitter, cancellationToken).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                return null;
+            }
+            delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, _nats.MaxBackoff.Ticks));
+        }
+        return null;
+    }
+
+    private async Task ServeAsync(NatsConnection connection, string subject, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await foreach (var msg in connection.SubscribeAsync<byte[]>(subject, cancellationToken: cancellationToken).ConfigureAwait(false))
+            {
+                if (msg.ReplyTo is null)
+                {
+                    continue;
+                }
+                var reply = JsonSerializer.SerializeToUtf8Bytes(Describe(), FleetJsonContext.Default.NodeInfo);
+                await msg.ReplyAsync(reply, cancellationToken: cancellationToken).ConfigureAwait(false);
+            }
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+        }
+    }
+
+    /// <summary>This node's current <see cref="NodeInfo"/>.</summary>
+    public NodeInfo Describe() => new()
+    {
+        Node = _identity.NodeName,
+        NodeId = _identity.NodeId,
+        Version = _identity.Version,
+        Arch = System.Runtime.InteropServices.RuntimeInformation.OSArchitecture.ToString().ToLowerInvariant(),
+        Kernel = Environment.OSVersion.Version.ToString(),
+        Runtime = _identity.Runtime,
+        Labels = _identity.Labels,
+        StartedAt = _identity.StartedAt,
+        UptimeSeconds = Math.Round((DateTimeOffset.UtcNow - _identity.StartedAt).TotalSeconds, 3),
+    };
+
+    private async ValueTask DisposeQuietlyAsync(NatsConnection connection)
+    {
+        connection.ConnectionDisconnected -= OnDisconnectedAsync;
+        connection.ConnectionOpened -= OnReconnectedAsync;
+        await connection.DisposeAsync().ConfigureAwait(false);
+    }
+
+    private ValueTask OnDisconnectedAsync(object? sender, NatsEventArgs args)
+    {
+        if (Volatile.Read(ref _opens) == 0)
+        {
+            return ValueTask.CompletedTask; // a failed first connect, already logged as unreachable
+        }
+        LogDisconnected(_logger, _nats.DisplayUrls);
+        StatusChanged?.Invoke($"offline: lost {_nats.DisplayUrls}; reconnecting");
+        return ValueTask.CompletedTask;
+    }
+
+    private ValueTask OnReconnectedAsync(object? sender, NatsEventArgs args)
+    {
+        if (Interlocked.Increment(ref _opens) == 1)
+        {
+            return ValueTask.CompletedTask; // the first connect, logged by ConnectWithBackoffAsync
+        }
+        LogReconnected(_logger, _nats.DisplayUrls);
+        StatusChanged?.Invoke($"connected to {_nats.DisplayUrls}");
+        return ValueTask.CompletedTask;
+    }
+
+    private static string Reason(Exception e)
+    {
+        // NATS wraps socket errors; the innermost message is the one a person can act on.
+        var inner = e;
+        while (inner.InnerException is not null)
+        {
+            inner = inner.InnerException;
+        }
+        var text = inner.Message.TrimEnd('.');
+        return text.Length == 0 ? e.GetType().Name : char.ToLowerInvariant(text[0]) + text[1..];
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_connection is { } connection)
+        {
+            await DisposeQuietlyAsync(connection).ConfigureAwait(false);
+        }
+    }
+
+    [LoggerMessage(EventId = 2001, Level = LogLevel.Information, Message = "connected to NATS server {Server} at {Urls} (attempt {Attempt})")]
+    private static partial void LogConnected(ILogger logger, string server, string urls, int attempt);
+
+    [LoggerMessage(EventId = 2002, Level = LogLevel.Warning, Message = "cannot reach NATS at {Urls}: {Reason}; running offline and retrying every {Delay}s or more (attempt {Attempt})")]
+    private static partial void LogUnreachable(ILogger logger, string urls, string reason, double delay, int attempt);
+
+    [LoggerMessage(EventId = 2003, Level = LogLevel.Warning, Message = "lost the connection to NATS at {Urls}; containers keep running, reconnecting")]
+    private static partial void LogDisconnected(ILogger logger, string urls);
+
+    [LoggerMessage(EventId = 2004, Level = LogLevel.Information, Message = "reconnected to NATS at {Urls}")]
+    private static partial void LogReconnected(ILogger logger, string urls);
+}

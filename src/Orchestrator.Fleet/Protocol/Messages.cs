@@ -1,0 +1,32 @@
+using System.Text.Json.Serialization;
+
+namespace Orchestrator.Fleet.Protocol;
+
+/// <summary>What a node says about itself. Schema version 1; fields are only ever added.</summary>
+public sealed record NodeInfo
+{
+    public int SchemaVersion { get; init; } = 1;
+    public required string Node { get; init; }
+    public required string NodeId { get; init; }
+    public required string Version { get; init; }
+    public required string Arch { get; init; }
+    public required string Kernel { get; init; }
+    public required string Runtime { get; init; }
+    public IReadOnlyDictionary<string, string> Labels { get; init; } = new Dictionary<string, string>();
+    public DateTimeOffset StartedAt { get; init; }
+    public double UptimeSeconds { get; init; }
+}
+
+/// <summary>The reply to a request that could not be served: a sentence naming the object and the fix.</summary>
+public sealed record ErrorReply
+{
+    public int SchemaVersion { get; init; } = 1;
+    public required string Error { get; init; }
+}
+
+[JsonSourceGenerationOptions(
+    PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase,
+    DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull)]
+[JsonSerializable(typeof(NodeInfo))]
+[JsonSerializable(typeof(ErrorReply))]
+public sealed partial class FleetJsonContext : JsonSerializerContext;

@@ -1,0 +1,21 @@
+namespace Orchestrator.Fleet.Protocol;
+
+/// <summary>
+/// Every NATS subject the fleet uses, in one place (documented in docs/protocol.md).
+/// Per-node subjects carry the node name as one token, so a node name must be a valid
+/// subject token: see <see cref="IsValidToken"/>.
+/// </summary>
+public static class Subjects
+{
+    public const string Prefix = "orch";
+
+    /// <summary>Request/reply: one node's <see cref="NodeInfo"/>.</summary>
+    public static string NodeInfo(string node) => $"{Prefix}.node.{node}.info";
+
+    /// <summary>Request, many replies: every node answers with its <see cref="NodeInfo"/> (discovery).</summary>
+    public const string FleetInfo = Prefix + ".fleet.info";
+
+    /// <summary>Letters, digits, '-' and '_' only: no '.', '*', '>' or whitespace, at most 63 characters.</summary>
+    public static bool IsValidToken(string token)
+        => token.Length is > 0 and <= 63 && token.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_');
+}

@@ -1,0 +1,15 @@
+namespace Orchestrator.Daemon.Configuration;
+
+/// <summary>
+/// The configuration cannot be used. The message is one line that names where the bad value
+/// came from (file and line, flag or variable), the key, and the fix.
+/// </summary>
+public sealed class ConfigException : Exception
+{
+    public ConfigException() { }
+    public ConfigException(string message) : base(message) { }
+    public ConfigException(string message, Exception inner) : base(message, inner) { }
+}
+
+/// <summary>A value that does not parse; the loader adds where it came from.</summary>
+internal sealed class ConfigValueException(string problem) : Exception(problem);

@@ -1,0 +1,179 @@
+using Microsoft.Extensions.Logging;
+
+namespace Orchestrator.Daemon.Configuration;
+
+internal enum SettingShape
+{
+    /// <summary>One value. A flag given twice: the last wins.</summary>
+    Scalar,
+    /// <summary>Several values: a YAML sequence, a repeated flag, a comma-separated variable. The last source replaces.</summary>
+    List,
+    /// <summary>key=value pairs: a YAML mapping, a repeated flag, a comma-separated variable. Sources merge, later keys win.</summary>
+    Map,
+}
+
+/// <summary>
+/// One setting, in all three of its spellings. The table below is the single source for the
+/// loader, `orchd --help`, `--check-config` and the README (a test keeps them in step).
+/// </summary>
+internal sealed record Setting(
+    string Key,
+    string Flag,
+    string Env,
+    string ValueName,
+    SettingShape Shape,
+    string Default,
+    string Help,
+    Action<ConfigBuilder, string> Apply,
+    Func<OrchdConfig, string> Show,
+    bool Secret = false,
+    Action<ConfigBuilder>? Reset = null)
+{
+    public string Describe(OrchdConfig config) => Secret ? (Show(config).Length > 0 ? "(set)" : "") : Show(config);
+}
+
+internal static class ConfigSchema
+{
+    public static readonly IReadOnlyList<Setting> All =
+    [
+        new("node_name", "--node-name", "ORCHD_NODE_NAME", "NAME", SettingShape.Scalar, "the hostname",
+            "name of this node in the fleet: 1-63 letters, digits, '-' or '_'",
+            (b, v) => b.NodeName = ConfigValues.NodeName(v), c => c.NodeName),
+        new("state_dir", "--state-dir", "ORCHD_STATE_DIR", "DIR", SettingShape.Scalar, "/var/lib/orchestrator",
+            "persistent state: node id, images, container state",
+            (b, v) => b.StateDir = ConfigValues.AbsolutePath(v), c => c.StateDir),
+        new("run_dir", "--run-dir", "ORCHD_RUN_DIR", "DIR", SettingShape.Scalar, "/run/orchestrator",
+            "volatile state: sockets, runtime state of running containers",
+            (b, v) => b.RunDir = ConfigValues.AbsolutePath(v), c => c.RunDir),
+        new("nats.urls", "--nats-url", "ORCHD_NATS_URL", "URL", SettingShape.List, "nats://127.0.0.1:4222",
+            "NATS server(s) to join the fleet through; repeat the flag or separate with commas",
+            (b, v) => b.NatsUrls.Add(ConfigValues.NatsUrl(v)), c => string.Join(",", c.NatsUrls),
+            Reset: b => b.NatsUrls.Clear()),
+        new("nats.creds_file", "--nats-creds", "ORCHD_NATS_CREDS", "FILE", SettingShape.Scalar, "none",
+            "NATS credentials file (JWT + nkey seed)",
+            (b, v) => b.NatsCredsFile = ConfigValues.ExistingFile(v), c => c.NatsCredsFile ?? ""),
+        new("nats.user", "--nats-user", "ORCHD_NATS_USER", "USER", SettingShape.Scalar, "none",
+            "NATS user name (with nats.password)",
+            (b, v) => b.NatsUser = v, c => c.NatsUser ?? ""),
+        new("nats.password", "--nats-password", "ORCHD_NATS_PASSWORD", "PASSWORD", SettingShape.Scalar, "none",
+            "NATS password; prefer the variable or the file over the flag, which `ps` shows",
+            (b, v) => b.NatsPassword = v, c => c.NatsPassword ?? "", Secret: true),
+        new("nats.token", "--nats-token", "ORCHD_NATS_TOKEN", "TOKEN", SettingShape.Scalar, "none",
+            "NATS authentication token",
+            (b, v) => b.NatsToken = v, c => c.NatsToken ?? "", Secret: true),
+        new("labels", "--label", "ORCHD_LABELS", "KEY=VALUE", SettingShape.Map, "none",
+            "node labels for placement; repeat the flag, or separate pairs with commas",
+            (b, v) => { var (k, val) = ConfigValues.Label(v); b.Labels[k] = val; },
+            c => string.Join(",", c.Labels.Select(kv => $"{kv.Key}={kv.Value}"))),
+        new("runtime", "--runtime", "ORCHD_RUNTIME", "BACKEND", SettingShape.Scalar, "auto",
+            "container backend: native (orchd's own runtime), containerd, or auto",
+            (b, v) => b.Runtime = ConfigValues.Runtime(v), c => c.Runtime.ToString().ToLowerInvariant()),
+        new("containerd_socket", "--containerd-socket", "ORCHD_CONTAINERD_SOCKET", "PATH", SettingShape.Scalar, "/run/containerd/containerd.sock",
+            "containerd's socket, for the containerd backend",
+            (b, v) => b.ContainerdSocket = ConfigValues.AbsolutePath(v), c => c.ContainerdSocket),
+        new("log_level", "--log-level", "ORCHD_LOG_LEVEL", "LEVEL", SettingShape.Scalar, "info",
+            "trace, debug, info, warn or error",
+            (b, v) => b.LogLevel = ConfigValues.Level(v), c => ShowLevel(c.LogLevel)),
+        new("log_format", "--log-format", "ORCHD_LOG_FORMAT", "FORMAT", SettingShape.Scalar, "auto",
+            "text, journal (syslog priority prefixes for journald), or auto (journal under systemd)",
+            (b, v) => b.LogFormat = ConfigValues.Format(v), c => c.LogFormat.ToString().ToLowerInvariant()),
+        new("shutdown_timeout", "--shutdown-timeout", "ORCHD_SHUTDOWN_TIMEOUT", "DURATION", SettingShape.Scalar, "20s",
+            "how long a stop may take; keep it below the unit's TimeoutStopSec",
+            (b, v) => b.ShutdownTimeout = ConfigValues.Duration(v), c => ConfigValues.Format(c.ShutdownTimeout)),
+    ];
+
+    /// <summary>Keys that hold a nested mapping of settings in the file.</summary>
+    public static readonly IReadOnlySet<string> Sections = new HashSet<string>(StringComparer.Ordinal) { "nats" };
+
+    public static Setting? ByKey(string key) => All.FirstOrDefault(s => s.Key == key);
+
+    public static Setting? ByFlag(string flag) => All.FirstOrDefault(s => s.Flag == flag);
+
+    private static string ShowLevel(LogLevel level) => level switch
+    {
+        LogLevel.Trace => "trace",
+        LogLevel.Debug => "debug",
+        LogLevel.Warning => "warn",
+        LogLevel.Error => "error",
+        _ => "info",
+    };
+
+    /// <summary>The closest known name, for "did you mean" hints; null when nothing is close.</summary>
+    public static string? Suggest(string unknown, IEnumerable<string> known)
+    {
+        string? best = null;
+        var bestDistance = int.MaxValue;
+        foreach (var candidate in known)
+        {
+            var d = Distance(unknown, candidate);
+            if (d < bestDistance)
+            {
+                bestDistance = d;
+                best = candidate;
+            }
+        }
+        return bestDistance <= Math.Max(2, unknown.Length / 3) ? best : null;
+    }
+
+    private static int Distance(string a, string b)
+    {
+        var previous = new int[b.Length + 1];
+        var current = new int[b.Length + 1];
+        for (var j = 0; j <= b.Length; j++)
+        {
+            previous[j] = j;
+        }
+        for (var i = 1; i <= a.Length; i++)
+        {
+            current[0] = i;
+            for (var j = 1; j <= b.Length; j++)
+            {
+                var cost = a[i - 1] == b[j - 1] ? 0 : 1;
+                current[j] = Math.Min(Math.Min(current[j - 1] + 1, previous[j] + 1), previous[j - 1] + cost);
+            }
+            (previous, current) = (current, previous);
+        }
+        return previous[b.Length];
+    }
+}
+
+/// <summary>The mutable side of <see cref="OrchdConfig"/>, filled source by source.</summary>
+internal sealed class ConfigBuilder
+{
+    public string? ConfigFile { get; set; }
+    public string NodeName { get; set; } = ConfigValues.DefaultNodeName();
+    public string StateDir { get; set; } = "/var/lib/orchestrator";
+    public string RunDir { get; set; } = "/run/orchestrator";
+    public List<string> NatsUrls { get; set; } = ["nats://127.0.0.1:4222"];
+    public string? NatsCredsFile { get; set; }
+    public string? NatsUser { get; set; }
+    public string? NatsPassword { get; set; }
+    public string? NatsToken { get; set; }
+    public SortedDictionary<string, string> Labels { get; } = new(StringComparer.Ordinal);
+    public RuntimeBackend Runtime { get; set; } = RuntimeBackend.Auto;
+    public string ContainerdSocket { get; set; } = "/run/containerd/containerd.sock";
+    public LogLevel LogLevel { get; set; } = LogLevel.Information;
+    public LogFormat LogFormat { get; set; } = LogFormat.Auto;
+    public TimeSpan ShutdownTimeout { get; set; } = TimeSpan.FromSeconds(20);
+
+    public OrchdConfig Build() => NatsUrls.Count == 0
+        ? throw new ConfigException("nats.urls: no NATS url is left after all sources; give at least one, like nats://127.0.0.1:4222")
+        : new()
+    {
+        ConfigFile = ConfigFile,
+        NodeName = NodeName,
+        StateDir = StateDir,
+        RunDir = RunDir,
+        NatsUrls = NatsUrls.ToArray(),
+        NatsCredsFile = NatsCredsFile,
+        NatsUser = NatsUser,
+        NatsPassword = NatsPassword,
+        NatsToken = NatsToken,
+        Labels = new SortedDictionary<string, string>(Labels, StringComparer.Ordinal),
+        Runtime = Runtime,
+        ContainerdSocket = ContainerdSocket,
+        LogLevel = LogLevel,
+        LogFormat = LogFormat,
+        ShutdownTimeout = ShutdownTimeout,
+    };
+}

@@ -1,0 +1,155 @@
+using System.Globalization;
+using Microsoft.Extensions.Logging;
+using Orchestrator.Fleet.Protocol;
+
+namespace Orchestrator.Daemon.Configuration;
+
+/// <summary>Parsers for setting values. Each throws <see cref="ConfigValueException"/> saying what is wanted.</summary>
+internal static class ConfigValues
+{
+    public static string NodeName(string value)
+    {
+        if (!Subjects.IsValidToken(value))
+        {
+            throw new ConfigValueException($"'{value}' is not a valid node name; use 1-63 letters, digits, '-' or '_' (it becomes a NATS subject token)");
+        }
+        return value;
+    }
+
+    /// <summary>The hostname's first label, cleaned up to be a valid node name.</summary>
+    public static string DefaultNodeName()
+    {
+        var host = Environment.MachineName.Split('.')[0];
+        var cleaned = new string(host.Select(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' ? c : '-').ToArray());
+        return cleaned.Length == 0 ? "node" : cleaned[..Math.Min(63, cleaned.Length)];
+    }
+
+    public static string AbsolutePath(string value)
+    {
+        if (value.Length == 0 || !Path.IsPathRooted(value))
+        {
+            throw new ConfigValueException($"'{value}' is not an absolute path; give a path starting with '/'");
+        }
+        return Path.TrimEndingDirectorySeparator(value) is { Length: > 0 } p ? p : "/";
+    }
+
+    public static string ExistingFile(string value)
+    {
+        var path = AbsolutePath(value);
+        if (!File.Exists(path))
+        {
+            throw new ConfigValueException($"'{path}' does not exist; give the path of an existing file");
+        }
+        return path;
+    }
+
+    public static string NatsUrl(string value)
+    {
+        if (!Uri.TryCreate(value, UriKind.Absolute, out var uri) || uri.Scheme is not ("nats" or "tls" or "ws" or "wss") || uri.Host.Length == 0)
+        {
+            throw new ConfigValueException($"'{value}' is not a NATS url; write it as nats://host:4222 (or tls://, ws://, wss://)");
+        }
+        return value;
+    }
+
+    public static KeyValuePair<string, string> Label(string value)
+    {
+        var eq = value.IndexOf('=', StringComparison.Ordinal);
+        if (eq <= 0)
+        {
+            throw new ConfigValueException($"'{value}' is not a label; write it as key=value");
+        }
+        return Label(value[..eq], value[(eq + 1)..]);
+    }
+
+    /// <summary>Label keys and values follow Kubernetes' rules, so that users' selectors carry over.</summary>
+    public static KeyValuePair<string, string> Label(string key, string value)
+    {
+        var slash = key.LastIndexOf('/');
+        var name = slash >= 0 ? key[(slash + 1)..] : key;
+        var prefix = slash >= 0 ? key[..slash] : "";
+        if (!IsLabelToken(name, 63) || (slash >= 0 && (prefix.Length is 0 or > 253 || !prefix.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '.'))))
+        {
+            throw new ConfigValueException($"'{key}' is not a valid label key; use [prefix/]name with a name of 1-63 letters, digits, '-', '_' or '.'");
+        }
+        if (value.Length > 0 && !IsLabelToken(value, 63))
+        {
+            throw new ConfigValueException($"label '{key}' has the invalid value '{value}'; use at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit");
+        }
+        return new(key, value);
+    }
+
+    private static bool IsLabelToken(string s, int max)
+        => s.Length > 0 && s.Length <= max
+           && char.IsAsciiLetterOrDigit(s[0]) && char.IsAsciiLetterOrDigit(s[^1])
+           && s.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.');
+
+    public static RuntimeBackend Runtime(string value) => value switch
+    {
+        "auto" => RuntimeBackend.Auto,
+        "native" => RuntimeBackend.Native,
+        "containerd" => RuntimeBackend.Containerd,
+        _ => throw new ConfigValueException($"'{value}' is not a runtime backend; use native, containerd or auto"),
+    };
+
+    public static LogLevel Level(string value) => value switch
+    {
+        "trace" => LogLevel.Trace,
+        "debug" => LogLevel.Debug,
+        "info" => LogLevel.Information,
+        "warn" or "warning" => LogLevel.Warning,
+        "error" => LogLevel.Error,
+        _ => throw new ConfigValueException($"'{value}' is not a log level; use trace, debug, info, warn or error"),
+    };
+
+    public static LogFormat Format(string value) => value switch
+    {
+        "auto" => LogFormat.Auto,
+        "text" => LogFormat.Text,
+        "journal" => LogFormat.Journal,
+        _ => throw new ConfigValueException($"'{value}' is not a log format; use auto, text or journal"),
+    };
+
+    /// <summary>Go-style durations as Nomad and K3s take them: 500ms, 20s, 1m30s, 2h.</summary>
+    public static TimeSpan Duration(string value)
+    {
+        var total = TimeSpan.Zero;
+        var i = 0;
+        if (value.Length == 0)
+        {
+            throw BadDuration(value);
+        }
+        while (i < value.Length)
+        {
+            var start = i;
+            while (i < value.Length && (char.IsAsciiDigit(value[i]) || value[i] == '.'))
+            {
+                i++;
+            }
+            if (start == i || !double.TryParse(value.AsSpan(start, i - start), NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out var number))
+            {
+                throw BadDuration(value);
+            }
+            var unitStart = i;
+            while (i < value.Length && char.IsAsciiLetter(value[i]))
+            {
+                i++;
+            }
+            total += value[unitStart..i] switch
+            {
+                "ms" => TimeSpan.FromMilliseconds(number),
+                "s" => TimeSpan.FromSeconds(number),
+                "m" => TimeSpan.FromMinutes(number),
+                "h" => TimeSpan.FromHours(number),
+                _ => throw BadDuration(value),
+            };
+        }
+        return total;
+    }
+
+    private static ConfigValueException BadDuration(string value)
+        => new($"'{value}' is not a duration; write it like 500ms, 20s, 1m30s or 2h");
+
+    public static string Format(TimeSpan span)
+        => span.TotalMilliseconds % 1000 != 0 ? $"{span.TotalMilliseconds:0}ms" : $"{span.TotalSeconds:0}s";
+}

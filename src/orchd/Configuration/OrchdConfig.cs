@@ -1,0 +1,42 @@
+using Microsoft.Extensions.Logging;
+
+namespace Orchestrator.Daemon.Configuration;
+
+public enum RuntimeBackend
+{
+    /// <summary>The native runtime when this kernel supports it, containerd otherwise.</summary>
+    Auto,
+    Native,
+    Containerd,
+}
+
+public enum LogFormat
+{
+    /// <summary>Journal format when stderr goes to the journal (JOURNAL_STREAM is set), text otherwise.</summary>
+    Auto,
+    Text,
+    Journal,
+}
+
+/// <summary>orchd's effective configuration: defaults, then the file, then ORCHD_* variables, then flags.</summary>
+public sealed record OrchdConfig
+{
+    public const string DefaultConfigFile = "/etc/orchestrator/orchd.yaml";
+
+    /// <summary>The file that was read, or null when none was (the default path did not exist).</summary>
+    public string? ConfigFile { get; init; }
+    public required string NodeName { get; init; }
+    public string StateDir { get; init; } = "/var/lib/orchestrator";
+    public string RunDir { get; init; } = "/run/orchestrator";
+    public IReadOnlyList<string> NatsUrls { get; init; } = ["nats://127.0.0.1:4222"];
+    public string? NatsCredsFile { get; init; }
+    public string? NatsUser { get; init; }
+    public string? NatsPassword { get; init; }
+    public string? NatsToken { get; init; }
+    public IReadOnlyDictionary<string, string> Labels { get; init; } = new SortedDictionary<string, string>(StringComparer.Ordinal);
+    public RuntimeBackend Runtime { get; init; } = RuntimeBackend.Auto;
+    public string ContainerdSocket { get; init; } = "/run/containerd/containerd.sock";
+    public LogLevel LogLevel { get; init; } = LogLevel.Information;
+    public LogFormat LogFormat { get; init; } = LogFormat.Auto;
+    public TimeSpan ShutdownTimeout { get; init; } = TimeSpan.FromSeconds(20);
+}

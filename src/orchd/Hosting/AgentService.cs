@@ -1,0 +1,31 @@
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Hosting.Systemd;
+using Orchestrator.Fleet.Agent;
+
+namespace Orchestrator.Daemon.Hosting;
+
+/// <summary>Runs the fleet agent for the host's lifetime and mirrors its state into sd_notify STATUS=.</summary>
+internal sealed class AgentService(NodeAgent agent, ISystemdNotifier notifier) : BackgroundService
+{
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        agent.StatusChanged += OnStatus;
+        try
+        {
+            await agent.RunAsync(stoppingToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            agent.StatusChanged -= OnStatus;
+            await agent.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+
+    private void OnStatus(string status)
+    {
+        if (notifier.IsEnabled)
+        {
+            notifier.Notify(new ServiceState("STATUS=" + status.Replace('\n', ' ')));
+        }
+    }
+}

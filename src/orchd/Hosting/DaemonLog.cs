@@ -1,0 +1,22 @@
+using Microsoft.Extensions.Logging;
+
+namespace Orchestrator.Daemon.Hosting;
+
+/// <summary>orchd's own log lines, with fixed event ids (1xxx: host, 2xxx: fleet).</summary>
+internal static partial class DaemonLog
+{
+    [LoggerMessage(EventId = 1001, Level = LogLevel.Information, Message = "orchd {Version} ready: node {Node} (id {NodeId}), state {StateDir}, runtime {Runtime}, config {ConfigFile}")]
+    public static partial void Ready(ILogger logger, string version, string node, string nodeId, string stateDir, string runtime, string configFile);
+
+    [LoggerMessage(EventId = 1002, Level = LogLevel.Information, Message = "stopping: containers keep running; a restarted orchd takes them back")]
+    public static partial void Stopping(ILogger logger);
+
+    [LoggerMessage(EventId = 1003, Level = LogLevel.Information, Message = "stopped cleanly in {ElapsedMs} ms")]
+    public static partial void Stopped(ILogger logger, long elapsedMs);
+
+    [LoggerMessage(EventId = 1004, Level = LogLevel.Information, Message = "first boot: made node id {NodeId} in {StateDir}")]
+    public static partial void FirstBoot(ILogger logger, string nodeId, string stateDir);
+
+    [LoggerMessage(EventId = 1005, Level = LogLevel.Information, Message = "no config file at {Path}; running on defaults, flags and ORCHD_* variables")]
+    public static partial void NoConfigFile(ILogger logger, string path);
+}

@@ -1,0 +1,192 @@
+using System.Diagnostics;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Hosting.Systemd;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Console;
+using Orchestrator.Daemon;
+using Orchestrator.Daemon.Configuration;
+using Orchestrator.Daemon.Hosting;
+using Orchestrator.Fleet.Agent;
+using Orchestrator.Node.StateStore;
+
+// One binary, several names (a multi-call binary saves an edge disk two copies of the runtime).
+var invokedAs = Path.GetFileName(Environment.GetCommandLineArgs()[0]);
+if (invokedAs == "orch-runc" || (args.Length > 0 && args[0] == "runc"))
+{
+    return RuncCommand.Run(invokedAs == "orch-runc" ? args : args[1..]);
+}
+
+CommandLine commandLine;
+OrchdConfig config;
+try
+{
+    commandLine = CommandLine.Parse(args);
+    if (commandLine.Mode == CommandMode.Help)
+    {
+        Console.Out.Write(Help.Text());
+        return ExitCodes.Ok;
+    }
+    if (commandLine.Mode == CommandMode.Version)
+    {
+        Console.Out.WriteLine(BuildInfo.Describe("orchd"));
+        return ExitCodes.Ok;
+    }
+    config = ConfigLoader.Load(commandLine, Environment.GetEnvironmentVariable);
+}
+catch (UsageException e)
+{
+    EarlyLog.Error($"orchd: {e.Message}");
+    return ExitCodes.Usage;
+}
+catch (ConfigException e)
+{
+    EarlyLog.Error($"orchd: config error: {e.Message}");
+    return ExitCodes.Config;
+}
+
+if (commandLine.Mode == CommandMode.CheckConfig)
+{
+    Console.Out.Write(Help.EffectiveConfig(config));
+    return ExitCodes.Ok;
+}
+
+// The state dir comes before READY: a node that cannot keep state must not claim to be up.
+NodeState state;
+try
+{
+    state = NodeState.Open(config.StateDir, config.RunDir);
+}
+catch (NodeStateException e)
+{
+    EarlyLog.Error($"orchd: {e.Message}");
+    return ExitCodes.Config;
+}
+
+using (state)
+{
+    return await RunDaemonAsync(config, state).ConfigureAwait(false);
+}
+
+static async Task<int> RunDaemonAsync(OrchdConfig config, NodeState state)
+{
+    var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings
+    {
+        ApplicationName = "orchd",
+        ContentRootPath = state.StateDir,
+    });
+
+    builder.Logging.SetMinimumLevel(config.LogLevel);
+    // The host's own lifetime chatter ("Application started…") is replaced by orchd's ready line.
+    builder.Logging.AddFilter("Microsoft.Hosting.Lifetime", LogLevel.Warning);
+    builder.Logging.AddFilter("Microsoft.Extensions.Hosting", LogLevel.Warning);
+    var journal = config.LogFormat == LogFormat.Journal
+        || (config.LogFormat == LogFormat.Auto && EarlyLog.UnderJournal);
+    builder.Logging.AddConsole(o =>
+    {
+        o.FormatterName = journal ? ConsoleFormatterNames.Systemd : ConsoleFormatterNames.Simple;
+        o.LogToStandardErrorThreshold = LogLevel.Trace;
+    });
+    if (journal)
+    {
+        builder.Logging.AddSystemdConsole(o => o.UseUtcTimestamp = true);
+    }
+    else
+    {
+        builder.Logging.AddSimpleConsole(o =>
+        {
+            o.SingleLine = true;
+            o.UseUtcTimestamp = true;
+            o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ ";
+            o.ColorBehavior = LoggerColorBehavior.Default;
+        });
+    }
+
+    builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = config.ShutdownTimeout);
+    builder.Services.Configure<ConsoleLifetimeOptions>(o => o.SuppressStatusMessages = true);
+
+    // Type=notify: systemd hands us NOTIFY_SOCKET. Detecting systemd by the parent process (as
+    // AddSystemd does) misses containers and tests; the socket is the protocol, so key on it.
+    builder.Services.AddSingleton<ISystemdNotifier, SystemdNotifier>();
+    if (Environment.GetEnvironmentVariable("NOTIFY_SOCKET") is { Length: > 0 })
+    {
+        builder.Services.AddSingleton<IHostLifetime, SystemdLifetime>();
+    }
+
+    builder.Services.AddSingleton(config);
+    builder.Services.AddSingleton(state);
+    builder.Services.AddSingleton(new NodeIdentity
+    {
+        NodeName = config.NodeName,
+        NodeId = state.NodeId,
+        Version = BuildInfo.Version,
+        Runtime = config.Runtime.ToString().ToLowerInvariant(),
+        Labels = config.Labels,
+    });
+    builder.Services.AddSingleton(new NatsSettings
+    {
+        Urls = config.NatsUrls,
+        CredsFile = config.NatsCredsFile,
+        User = config.NatsUser,
+        Password = config.NatsPassword,
+        Token = config.NatsToken,
+    });
+    builder.Services.AddSingleton<NodeAgent>();
+    builder.Services.AddHostedService<SystemdWatchdog>();
+    builder.Services.AddHostedService<AgentService>();
+
+    using var host = builder.Build();
+    var logger = host.Services.GetRequiredService<ILoggerFactory>().CreateLogger("orchd");
+    var lifetime = host.Services.GetRequiredService<IHostApplicationLifetime>();
+    var stopwatch = new Stopwatch();
+    lifetime.ApplicationStarted.Register(() =>
+    {
+        if (config.ConfigFile is null)
+        {
+            DaemonLog.NoConfigFile(logger, OrchdConfig.DefaultConfigFile);
+        }
+        if (state.FirstBoot)
+        {
+            DaemonLog.FirstBoot(logger, state.NodeId, state.StateDir);
+        }
+        DaemonLog.Ready(logger, BuildInfo.Version, config.NodeName, state.NodeId, state.StateDir,
+            config.Runtime.ToString().ToLowerInvariant(), config.ConfigFile ?? "none");
+    });
+    lifetime.ApplicationStopping.Register(() =>
+    {
+        stopwatch.Start();
+        DaemonLog.Stopping(logger);
+    });
+
+    try
+    {
+        await host.RunAsync().ConfigureAwait(false);
+    }
+    catch (Exception e) when (e is not OutOfMemoryException)
+    {
+        logger.LogCritical(1099, "orchd failed: {Message}", e.Message);
+        return ExitCodes.Failure;
+    }
+    DaemonLog.Stopped(logger, stopwatch.ElapsedMilliseconds);
+    return ExitCodes.Ok;
+}
+
+internal static class ExitCodes
+{
+    public const int Ok = 0;
+    public const int Failure = 1;
+    public const int Usage = 2;
+
+    /// <summary>EX_CONFIG from sysexits.h; the unit's RestartPreventExitStatus= names it, so no crash loop.</summary>
+    public const int Config = 78;
+}
+
+/// <summary>Lines written before the logging system exists (bad flags, bad config, bad state dir).</summary>
+internal static class EarlyLog
+{
+    /// <summary>systemd sets JOURNAL_STREAM when stderr is connected to the journal.</summary>
+    public static bool UnderJournal => Environment.GetEnvironmentVariable("JOURNAL_STREAM") is { Length: > 0 };
+
+    public static void Error(string message)
+        => Console.Error.WriteLine(UnderJournal ? $"<3>{message}" : message);
+}
