@@ -27,9 +27,14 @@ public sealed class FileLock : IDisposable
     public static FileLock? TryAcquire(string path, out int holderPid)
     {
         holderPid = 0;
-        // .NET opens with O_CLOEXEC; FileShare.ReadWrite keeps .NET's own advisory lock out of the way.
-        var handle = File.OpenHandle(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.ReadWrite);
-        var fd = (int)handle.DangerousGetHandle();
+        // open(2) directly: .NET's File.Open takes its own flock to emulate FileShare, which
+        // would collide with ours. O_CLOEXEC keeps the lock fd out of every child.
+        var fd = Libc.open(path, Libc.O_RDWR | Libc.O_CREAT | Libc.O_CLOEXEC | Libc.O_NOFOLLOW, 0x180 /* 0600 */);
+        if (fd < 0)
+        {
+            throw LinuxException.FromLastError("open", path);
+        }
+        var handle = new SafeFileHandle(fd, ownsHandle: true);
         if (Libc.flock(fd, Libc.LOCK_EX | Libc.LOCK_NB) != 0)
         {
             var error = LinuxException.FromLastError("flock", path);

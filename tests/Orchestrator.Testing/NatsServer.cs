@@ -25,10 +25,10 @@ public sealed class NatsServer : IAsyncDisposable
     public bool IsRunning => _process is { HasExited: false };
 
     /// <summary>Starts a server; skips (or, in CI, fails) when nats-server is not installed.</summary>
-    public static async Task<NatsServer> StartAsync(string? extraConfig = null)
+    public static async Task<NatsServer> StartAsync(string? extraConfig = null, int? port = null)
     {
         var binary = Requires.Program("nats-server", "nats-server");
-        var server = new NatsServer(binary, FreePort.Next());
+        var server = new NatsServer(binary, port ?? FreePort.Next());
         if (extraConfig is not null)
         {
             await File.WriteAllTextAsync(server._dir.Combine("extra.conf"), extraConfig);

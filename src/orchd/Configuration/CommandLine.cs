@@ -50,18 +50,18 @@ internal sealed record CommandLine(CommandMode Mode, string? ConfigFile, IReadOn
             {
                 throw new UsageException($"unexpected argument '{arg}'; orchd takes only flags (see orchd --help)");
             }
-            var value = inlineValue ?? (i + 1 < args.Count ? args[++i] : throw new UsageException($"flag {name} needs a value"));
-            if (name == "--config")
-            {
-                configFile = value;
-                continue;
-            }
-            var setting = ConfigSchema.ByFlag(name);
-            if (setting is null)
+            var setting = name == "--config" ? null : ConfigSchema.ByFlag(name);
+            if (setting is null && name != "--config")
             {
                 var known = ConfigSchema.All.Select(s => s.Flag).Append("--config").Append("--check-config");
                 var hint = ConfigSchema.Suggest(name, known) is { } close ? $"; did you mean {close}?" : "";
                 throw new UsageException($"unknown flag '{name}'{hint} (see orchd --help)");
+            }
+            var value = inlineValue ?? (i + 1 < args.Count ? args[++i] : throw new UsageException($"flag {name} needs a value"));
+            if (setting is null)
+            {
+                configFile = value;
+                continue;
             }
             flags.Add((setting, value));
         }

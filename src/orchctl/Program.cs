@@ -1,0 +1,97 @@
+using System.Globalization;
+using System.Reflection;
+using NATS.Client.Core;
+using Orchestrator.Fleet.Client;
+
+// orchctl: the operator's command line. Today: version (of this client and of every node that
+// answers). Issue 8 grows it into the full tool; exit codes are already the documented ones.
+const int Ok = 0, Usage = 2, Unreachable = 3; // 1 (failure) arrives with the first command that can fail
+
+var server = Environment.GetEnvironmentVariable("ORCH_SERVER") is { Length: > 0 } s ? s : "nats://127.0.0.1:4222";
+var creds = Environment.GetEnvironmentVariable("ORCH_CREDS");
+var timeout = TimeSpan.FromSeconds(2);
+var rest = new List<string>();
+for (var i = 0; i < args.Length; i++)
+{
+    switch (args[i])
+    {
+        case "--server" or "-s" when i + 1 < args.Length:
+            server = args[++i];
+            break;
+        case "--creds" when i + 1 < args.Length:
+            creds = args[++i];
+            break;
+        case "--timeout" when i + 1 < args.Length && double.TryParse(args[i + 1], NumberStyles.Float, CultureInfo.InvariantCulture, out var seconds):
+            timeout = TimeSpan.FromSeconds(seconds);
+            i++;
+            break;
+        case "-h" or "--help":
+            rest.Insert(0, "help");
+            break;
+        default:
+            rest.Add(args[i]);
+            break;
+    }
+}
+
+var version = typeof(FleetClient).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "0.0.0";
+switch (rest.FirstOrDefault())
+{
+    case null or "help":
+        Console.Out.Write("""
+            orchctl: drive an Orchestrator fleet over NATS.
+
+            Usage: orchctl [--server URL] [--creds FILE] [--timeout SECONDS] COMMAND
+
+            Commands:
+              version    this client's version and every reachable node's
+
+            Global flags:
+              --server URL      NATS server (env ORCH_SERVER, default nats://127.0.0.1:4222)
+              --creds FILE      NATS credentials file (env ORCH_CREDS)
+              --timeout SECONDS how long to wait for answers (default 2)
+
+            Exit codes: 0 ok, 1 failure, 2 usage, 3 timeout or NATS unreachable.
+
+            Example:
+              orchctl --server nats://127.0.0.1:4222 version
+
+            """);
+        return rest.Count == 0 ? Usage : Ok;
+    case "version":
+        Console.Out.WriteLine($"client: orchctl {version}");
+        await using (var connection = new NatsConnection(NatsOpts.Default with
+        {
+            Url = server,
+            Name = "orchctl",
+            AuthOpts = NatsAuthOpts.Default with { CredsFile = creds },
+            ConnectTimeout = timeout,
+        }))
+        {
+            try
+            {
+                await connection.ConnectAsync().ConfigureAwait(false);
+            }
+            catch (NatsException e)
+            {
+                Console.Error.WriteLine($"orchctl: cannot reach NATS at {server}: {e.InnerException?.Message ?? e.Message}; start nats-server or pass --server");
+                return Unreachable;
+            }
+            var nodes = await new FleetClient(connection).DiscoverNodesAsync(timeout, TimeSpan.FromMilliseconds(300)).ConfigureAwait(false);
+            if (nodes.Count == 0)
+            {
+                Console.Out.WriteLine($"nodes:  none answered on {server} within {timeout.TotalSeconds:0.#}s");
+                return Ok;
+            }
+            var width = Math.Max(4, nodes.Max(n => n.Node.Length));
+            Console.Out.WriteLine($"{"NODE".PadRight(width)}  VERSION              ARCH    RUNTIME     UPTIME");
+            foreach (var node in nodes)
+            {
+                Console.Out.WriteLine($"{node.Node.PadRight(width)}  {node.Version,-20} {node.Arch,-7} {node.Runtime,-11} {TimeSpan.FromSeconds(Math.Floor(node.UptimeSeconds))}");
+            }
+        }
+        return Ok;
+    default:
+        Console.Error.WriteLine($"orchctl: unknown command '{rest[0]}'; see orchctl --help");
+        return Usage;
+}
