@@ -35,6 +35,7 @@ for (var i = 0; i < args.Length; i++)
 }
 
 var version = typeof(FleetClient).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "0.0.0";
+version = version.IndexOf('+', StringComparison.Ordinal) is var plus and >= 0 && version.Length - plus > 13 ? version[..(plus + 13)] : version;
 switch (rest.FirstOrDefault())
 {
     case null or "help":

@@ -8,7 +8,7 @@ internal static partial class DaemonLog
     [LoggerMessage(EventId = 1001, Level = LogLevel.Information, Message = "orchd {Version} ready: node {Node} (id {NodeId}), state {StateDir}, runtime {Runtime}, config {ConfigFile}")]
     public static partial void Ready(ILogger logger, string version, string node, string nodeId, string stateDir, string runtime, string configFile);
 
-    [LoggerMessage(EventId = 1002, Level = LogLevel.Information, Message = "stopping: containers keep running; a restarted orchd takes them back")]
+    [LoggerMessage(EventId = 1002, Level = LogLevel.Information, Message = "stopping on request")]
     public static partial void Stopping(ILogger logger);
 
     [LoggerMessage(EventId = 1003, Level = LogLevel.Information, Message = "stopped cleanly in {ElapsedMs} ms")]

@@ -1,0 +1,85 @@
+# Orchestrator: the two commands (make demo, make test) and the build steps behind them.
+# Everything installs what it needs on a fresh Debian 12 machine (run as root).
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+OUT ?= artifacts/bin
+CONFIGURATION ?= Release
+ARCH := $(shell uname -m)
+RID ?= $(if $(filter aarch64 arm64,$(ARCH)),linux-arm64,linux-x64)
+REVISION := $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+DOTNET ?= dotnet
+RESULTS := artifacts/test-results
+
+# Debian packages: the build (gcc links the AOT binary), the tests' real servers and tools,
+# and the competitors the benchmarks run side by side.
+APT_BUILD := gcc libc6-dev zlib1g-dev git ca-certificates curl
+APT_TEST := nats-server busybox-static skopeo umoci util-linux iproute2 systemd procps tar
+APT_BENCH := containerd runc crun hyperfine
+
+.PHONY: help deps deps-bench dotnet restore build publish test demo bench clean
+
+help:
+	@echo "make demo                run a local fleet: nats-server + orchd in the foreground (Ctrl-C stops both)"
+	@echo "make test                run every test (unit, integration, privileged) against the AOT binaries"
+	@echo "make publish OUT=<dir>   build the release binaries into <dir> (default $(OUT))"
+	@echo "make bench               side-by-side benchmarks (see docs/benchmarks.md)"
+
+# apt-get only when something is missing: a second run costs nothing and needs no network.
+define apt_install
+	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		if [ "$$(id -u)" != 0 ]; then echo "error: installing$$missing needs root; run as root or install them first" >&2; exit 1; fi; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+endef
+
+deps: dotnet
+	$(call apt_install,$(APT_BUILD) $(APT_TEST))
+
+deps-bench: deps
+	$(call apt_install,$(APT_BENCH))
+
+# The .NET SDK is not a Debian package: install it from Microsoft's script when it is missing.
+dotnet:
+	@command -v $(DOTNET) >/dev/null 2>&1 || { \
+		echo "installing the .NET 10 SDK into /usr/share/dotnet"; \
+		curl -fsSL https://dot.net/v1/dotnet-install.sh -o /tmp/dotnet-install.sh && \
+		bash /tmp/dotnet-install.sh --channel 10.0 --install-dir /usr/share/dotnet >/dev/null && \
+		ln -sf /usr/share/dotnet/dotnet /usr/local/bin/dotnet; } || \
+		{ echo "error: no .NET SDK and it could not be installed; install dotnet-sdk-10.0 (https://learn.microsoft.com/dotnet/core/install/linux-debian)" >&2; exit 1; }
+
+restore: deps
+	$(DOTNET) restore Orchestrator.sln -r $(RID)
+
+build: restore
+	$(DOTNET) build Orchestrator.sln -c $(CONFIGURATION) -r $(RID) --no-restore
+
+# The release binaries: orchd (AOT, also answering as orch-runc through a link) and orchctl.
+# Debug symbols go to $(OUT)/debug, out of the way of packaging.
+publish: restore
+	@mkdir -p $(OUT)/debug
+	$(DOTNET) publish src/orchd/orchd.csproj -c Release -r $(RID) -o $(OUT) -p:SourceRevisionId=$(REVISION) --nologo -v:q
+	$(DOTNET) publish src/orchctl/orchctl.csproj -c Release -r $(RID) -o $(OUT) -p:SourceRevisionId=$(REVISION) --nologo -v:q
+	@ln -sf orchd $(OUT)/orch-runc
+	@rm -f $(OUT)/*.pdb; mv -f $(OUT)/*.dbg $(OUT)/debug/ 2>/dev/null || true
+	@ls -l $(OUT)/orchd $(OUT)/orchctl $(OUT)/orch-runc
+
+# Every test project, against the binaries just published; the last line is the CI summary.
+test: publish
+	@rm -rf $(RESULTS); mkdir -p $(RESULTS)
+	@set +e; ORCH_BIN_DIR=$(abspath $(OUT)) $(DOTNET) test Orchestrator.sln -c $(CONFIGURATION) -r $(RID) \
+		--logger "trx" --logger "console;verbosity=minimal" --results-directory $(RESULTS); \
+	status=$$?; bash .ci/test-summary $(RESULTS) $$status
+
+demo: publish
+	@bash packaging/demo/demo.sh $(abspath $(OUT))
+
+bench: deps-bench publish
+	$(DOTNET) run --project bench/Orchestrator.Bench -c Release -- --bin $(abspath $(OUT))
+
+clean:
+	rm -rf artifacts
+	find src tests bench -type d \( -name bin -o -name obj \) -prune -exec rm -rf {} +
