@@ -23,7 +23,7 @@ public sealed class NodeAgentTests
         Assert.True(agent.IsConnected);
     }
 
-    [Fact]
+    [Fact(Timeout = 90_000)]
     public async Task Every_node_answers_discovery_and_its_own_subject()
     {
         await using var nats = await NatsServer.StartAsync();
@@ -49,14 +49,14 @@ public sealed class NodeAgentTests
         Assert.Null(await fleet.GetNodeInfoAsync("nobody", TimeSpan.FromMilliseconds(500)));
 
         stop.Cancel();
-        await Task.WhenAll(runs);
+        await Task.WhenAll(runs).WaitAsync(TimeSpan.FromSeconds(10));
         foreach (var agent in agents)
         {
             await agent.DisposeAsync();
         }
     }
 
-    [Fact]
+    [Fact(Timeout = 90_000)]
     public async Task Comes_up_offline_and_connects_when_the_server_appears()
     {
         var port = FreePort.Next();
@@ -76,11 +76,11 @@ public sealed class NodeAgentTests
         await using var nats = await NatsServer.StartAsync(port: port);
         await WaitConnectedAsync(agent);
         stop.Cancel();
-        await run;
+        await run.WaitAsync(TimeSpan.FromSeconds(10));
         await agent.DisposeAsync();
     }
 
-    [Fact]
+    [Fact(Timeout = 90_000)]
     public async Task Cancelling_while_offline_ends_promptly()
     {
         var agent = Agent("gone", $"nats://127.0.0.1:{FreePort.Next()}");

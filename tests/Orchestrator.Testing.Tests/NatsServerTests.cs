@@ -8,7 +8,7 @@ namespace Orchestrator.Testing.Tests;
 [Trait("Category", "Integration")]
 public sealed class NatsServerTests
 {
-    [Fact]
+    [Fact(Timeout = 90_000)]
     public async Task Serves_request_reply_and_jetstream_kv_then_cleans_up()
     {
         string store;
@@ -46,7 +46,7 @@ public sealed class NatsServerTests
         await Assert.ThrowsAnyAsync<SocketException>(() => client.ConnectAsync("127.0.0.1", port));
     }
 
-    [Fact]
+    [Fact(Timeout = 90_000)]
     public async Task Restart_keeps_port_and_store()
     {
         await using var server = await NatsServer.StartAsync();

@@ -52,7 +52,7 @@ public sealed class DaemonTests : IAsyncLifetime
         return path;
     }
 
-    [Fact]
+    [Fact(Timeout = 90_000)]
     public async Task Version_and_help_answer_and_exit_zero()
     {
         var version = Start(["--version"], notify: false);
@@ -65,7 +65,7 @@ public sealed class DaemonTests : IAsyncLifetime
         Assert.Contains(help.Stdout, l => l.Contains("ORCHD_NATS_URL", StringComparison.Ordinal));
     }
 
-    [Fact]
+    [Fact(Timeout = 90_000)]
     public async Task Ready_after_state_then_watchdog_at_half_the_interval_then_clean_stop_on_sigterm()
     {
         await using var nats = await NatsServer.StartAsync();
@@ -90,7 +90,7 @@ public sealed class DaemonTests : IAsyncLifetime
         Assert.True(ready < fifth);
     }
 
-    [Fact]
+    [Fact(Timeout = 90_000)]
     public async Task No_watchdog_pings_when_systemd_asked_another_pid()
     {
         await using var nats = await NatsServer.StartAsync();
@@ -102,7 +102,7 @@ public sealed class DaemonTests : IAsyncLifetime
         Assert.Equal(0, await orchd.WaitForExitAsync(s_wait));
     }
 
-    [Fact]
+    [Fact(Timeout = 90_000)]
     public async Task Bad_config_exits_78_before_ready_with_one_line_naming_file_line_and_key()
     {
         var path = WriteConfig("node_name: gw\nruntime: dockr\n");
@@ -113,7 +113,7 @@ public sealed class DaemonTests : IAsyncLifetime
         Assert.False(Directory.Exists(_dir.Combine("s")), "nothing is created before the config is good");
     }
 
-    [Fact]
+    [Fact(Timeout = 90_000)]
     public async Task Bad_flag_exits_2_with_a_hint()
     {
         var orchd = Start(["--nats-urls", "nats://127.0.0.1:1"]);
@@ -121,7 +121,7 @@ public sealed class DaemonTests : IAsyncLifetime
         Assert.Equal(["orchd: unknown flag '--nats-urls'; did you mean --nats-url? (see orchd --help)"], orchd.Stderr);
     }
 
-    [Fact]
+    [Fact(Timeout = 90_000)]
     public async Task Unreachable_nats_still_starts_logs_once_and_connects_when_the_server_appears()
     {
         var port = FreePort.Next();
@@ -141,7 +141,7 @@ public sealed class DaemonTests : IAsyncLifetime
         Assert.NotNull(info);
     }
 
-    [Fact]
+    [Fact(Timeout = 90_000)]
     public async Task Answers_node_info_over_nats_with_its_labels_and_stable_id()
     {
         await using var nats = await NatsServer.StartAsync();
@@ -169,7 +169,7 @@ public sealed class DaemonTests : IAsyncLifetime
         Assert.Equal(0, await orchd.WaitForExitAsync(s_wait));
     }
 
-    [Fact]
+    [Fact(Timeout = 90_000)]
     public async Task Reconnects_after_the_nats_server_restarts()
     {
         await using var nats = await NatsServer.StartAsync();
@@ -183,7 +183,7 @@ public sealed class DaemonTests : IAsyncLifetime
         Assert.False(orchd.HasExited);
     }
 
-    [Fact]
+    [Fact(Timeout = 90_000)]
     public async Task State_dir_under_a_file_exits_78_naming_the_dir()
     {
         var file = _dir.Combine("not-a-dir");
@@ -196,7 +196,7 @@ public sealed class DaemonTests : IAsyncLifetime
         Assert.DoesNotContain(_notify.Messages, m => m.Message == "READY=1");
     }
 
-    [Fact]
+    [Fact(Timeout = 90_000)]
     [Trait("Category", "Privileged")]
     public async Task Read_only_state_dir_exits_78_with_erofs()
     {
@@ -212,7 +212,7 @@ public sealed class DaemonTests : IAsyncLifetime
         Assert.Equal($"orchd: state dir '{state}' is not writable: read-only file system (EROFS); fix its permissions or mount, or set --state-dir", line);
     }
 
-    [Fact]
+    [Fact(Timeout = 90_000)]
     public async Task Second_orchd_on_the_same_state_dir_is_refused_and_the_first_keeps_running()
     {
         await using var nats = await NatsServer.StartAsync();
@@ -224,7 +224,7 @@ public sealed class DaemonTests : IAsyncLifetime
         Assert.False(first.HasExited);
     }
 
-    [Fact]
+    [Fact(Timeout = 90_000)]
     public async Task Node_id_survives_restarts()
     {
         await using var nats = await NatsServer.StartAsync();
@@ -242,7 +242,7 @@ public sealed class DaemonTests : IAsyncLifetime
         }
     }
 
-    [Fact]
+    [Fact(Timeout = 90_000)]
     public async Task Logs_in_journal_format_under_systemd_and_readable_text_otherwise()
     {
         await using var nats = await NatsServer.StartAsync();
@@ -255,7 +255,7 @@ public sealed class DaemonTests : IAsyncLifetime
         Assert.Matches(@"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z info: ", line);
     }
 
-    [Fact]
+    [Fact(Timeout = 90_000)]
     public async Task Check_config_prints_the_effective_settings_and_exits_zero()
     {
         var orchd = Start(["--config", WriteConfig("node_name: cfg\nlabels: {zone: z}\n"), "--check-config", "--nats-token", "s3cret"], notify: false);
@@ -265,7 +265,7 @@ public sealed class DaemonTests : IAsyncLifetime
         Assert.DoesNotContain(orchd.Stdout, l => l.Contains("s3cret", StringComparison.Ordinal));
     }
 
-    [Fact]
+    [Fact(Timeout = 90_000)]
     public async Task Answers_as_orch_runc_through_a_link()
     {
         var link = _dir.Combine("orch-runc");

@@ -69,16 +69,20 @@ public sealed partial class NodeAgent : IAsyncDisposable
             Interlocked.Exchange(ref _opens, 0);
             connection.ConnectionDisconnected += OnDisconnectedAsync;
             connection.ConnectionOpened += OnReconnectedAsync;
+            var connecting = connection.ConnectAsync().AsTask();
             try
             {
-                await connection.ConnectAsync().AsTask().WaitAsync(cancellationToken).ConfigureAwait(false);
+                await connecting.WaitAsync(cancellationToken).ConfigureAwait(false);
                 LogConnected(_logger, connection.ServerInfo?.Name ?? "?", _nats.DisplayUrls, attempt);
                 StatusChanged?.Invoke($"connected to {_nats.DisplayUrls}");
                 return connection;
             }
             catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
             {
-                await DisposeQuietlyAsync(connection).ConfigureAwait(false);
+                // The connect attempt has no cancellation of its own (it ends within ConnectTimeout):
+                // dispose the connection once it has, without holding up the stop.
+                _ = connecting.ContinueWith(_ => DisposeQuietlyAsync(connection).AsTask(), CancellationToken.None,
+                    TaskContinuationOptions.None, TaskScheduler.Default).Unwrap();
                 return null;
             }
             catch (Exception e)
