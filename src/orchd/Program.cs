@@ -3,7 +3,6 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Hosting.Systemd;
 using Microsoft.Extensions.Logging;
-using Microsoft.Extensions.Logging.Console;
 using Orchestrator.Daemon;
 using Orchestrator.Daemon.Configuration;
 using Orchestrator.Daemon.Hosting;
@@ -82,25 +81,7 @@ static async Task<int> RunDaemonAsync(OrchdConfig config, NodeState state)
     builder.Logging.AddFilter("Microsoft.Extensions.Hosting", LogLevel.Warning);
     var journal = config.LogFormat == LogFormat.Journal
         || (config.LogFormat == LogFormat.Auto && EarlyLog.UnderJournal);
-    builder.Logging.AddConsole(o =>
-    {
-        o.FormatterName = journal ? ConsoleFormatterNames.Systemd : ConsoleFormatterNames.Simple;
-        o.LogToStandardErrorThreshold = LogLevel.Trace;
-    });
-    if (journal)
-    {
-        builder.Logging.AddSystemdConsole(o => o.UseUtcTimestamp = true);
-    }
-    else
-    {
-        builder.Logging.AddSimpleConsole(o =>
-        {
-            o.SingleLine = true;
-            o.UseUtcTimestamp = true;
-            o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ ";
-            o.ColorBehavior = LoggerColorBehavior.Default;
-        });
-    }
+    builder.Logging.AddProvider(new LineLoggerProvider(journal, config.LogLevel));
 
     builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = config.ShutdownTimeout);
     builder.Services.Configure<ConsoleLifetimeOptions>(o => o.SuppressStatusMessages = true);
@@ -164,7 +145,7 @@ static async Task<int> RunDaemonAsync(OrchdConfig config, NodeState state)
     }
     catch (Exception e) when (e is not OutOfMemoryException)
     {
-        logger.LogCritical(1099, "orchd failed: {Message}", e.Message);
+        DaemonLog.Failed(logger, e.Message);
         return ExitCodes.Failure;
     }
     DaemonLog.Stopped(logger, stopwatch.ElapsedMilliseconds);

@@ -248,11 +248,11 @@ public sealed class DaemonTests : IAsyncLifetime
         await using var nats = await NatsServer.StartAsync();
         var journal = Start(Args(nats.Url, "journal-node"), new() { ["JOURNAL_STREAM"] = "8:12345" });
         var ready = await journal.WaitForLogAsync("ready: node journal-node", s_wait);
-        Assert.StartsWith("<6>", ready, StringComparison.Ordinal);
+        Assert.StartsWith("<6>orchd[1001]: orchd ", ready, StringComparison.Ordinal);
 
         var text = Start(Args(nats.Url, "text-node"), notify: false);
         var line = await text.WaitForLogAsync("ready: node text-node", s_wait);
-        Assert.Matches(@"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z info: ", line);
+        Assert.Matches(@"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z info  orchd\[1001\]: orchd \S+ ready: node text-node ", line);
     }
 
     [Fact(Timeout = 90_000)]

@@ -14,6 +14,9 @@ internal static partial class DaemonLog
     [LoggerMessage(EventId = 1003, Level = LogLevel.Information, Message = "stopped cleanly in {ElapsedMs} ms")]
     public static partial void Stopped(ILogger logger, long elapsedMs);
 
+    [LoggerMessage(EventId = 1099, Level = LogLevel.Critical, Message = "orchd failed: {Reason}")]
+    public static partial void Failed(ILogger logger, string reason);
+
     [LoggerMessage(EventId = 1004, Level = LogLevel.Information, Message = "first boot: made node id {NodeId} in {StateDir}")]
     public static partial void FirstBoot(ILogger logger, string nodeId, string stateDir);
 
