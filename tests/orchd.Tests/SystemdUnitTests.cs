@@ -58,3 +58,20 @@ public sealed class SystemdUnitTests
         Assert.Equal(RuntimeBackend.Auto, config.Runtime);
     }
 }
+
+[Trait("Category", "Integration")]
+public sealed class DemoTests
+{
+    [Fact(Timeout = 120_000)]
+    public async Task Make_demo_script_shows_the_node_and_stops_cleanly()
+    {
+        Requires.Program("nats-server", "nats-server");
+        var demo = DaemonProcess.Start("/bin/bash", [Path.Combine(Repo.Root, "packaging", "demo", "demo.sh"), Repo.BinDir],
+            new Dictionary<string, string?> { ["DEMO_DURATION"] = "1" });
+        Assert.Equal(0, await demo.WaitForExitAsync(TimeSpan.FromSeconds(60)));
+        Assert.Contains(demo.Stdout, l => l.StartsWith("demo-1 ", StringComparison.Ordinal));
+        Assert.Contains(demo.Stderr, l => l.Contains("stopped cleanly", StringComparison.Ordinal));
+        var removed = demo.Stdout.Single(l => l.StartsWith("demo: stopped, ", StringComparison.Ordinal));
+        Assert.False(Directory.Exists(removed["demo: stopped, ".Length..].Replace(" removed", "", StringComparison.Ordinal)));
+    }
+}
