@@ -13,12 +13,45 @@ public static partial class Libc
     // <sys/file.h>
     public const int LOCK_SH = 1, LOCK_EX = 2, LOCK_NB = 4, LOCK_UN = 8;
 
+    // <sys/mount.h>
+    public const ulong MS_RDONLY = 1, MS_NOSUID = 2, MS_NODEV = 4, MS_NOEXEC = 8, MS_SYNCHRONOUS = 16,
+        MS_REMOUNT = 32, MS_MANDLOCK = 64, MS_DIRSYNC = 128, MS_NOATIME = 1024, MS_NODIRATIME = 2048,
+        MS_BIND = 4096, MS_MOVE = 8192, MS_REC = 16384, MS_SILENT = 32768, MS_UNBINDABLE = 1 << 17,
+        MS_PRIVATE = 1 << 18, MS_SLAVE = 1 << 19, MS_SHARED = 1 << 20, MS_RELATIME = 1 << 21,
+        MS_STRICTATIME = 1 << 24;
+
     // <fcntl.h>, x86-64/arm64 values (identical on both).
     public const int O_RDONLY = 0, O_WRONLY = 1, O_RDWR = 2, O_CREAT = 0x40, O_EXCL = 0x80, O_TRUNC = 0x200,
         O_NOFOLLOW = 0x20000, O_DIRECTORY = 0x10000, O_CLOEXEC = 0x80000;
 
     [LibraryImport(LibcName, EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     public static partial int open(string pathname, int flags, int mode);
+
+    [LibraryImport(LibcName, EntryPoint = "pipe2", SetLastError = true)]
+    public static unsafe partial int pipe2(int* pipefd, int flags);
+
+    [LibraryImport(LibcName, EntryPoint = "read", SetLastError = true)]
+    public static unsafe partial nint read(int fd, void* buf, nuint count);
+
+    [LibraryImport(LibcName, EntryPoint = "write", SetLastError = true)]
+    public static unsafe partial nint write(int fd, void* buf, nuint count);
+
+    [LibraryImport(LibcName, EntryPoint = "close", SetLastError = true)]
+    public static partial int close(int fd);
+
+    [LibraryImport(LibcName, EntryPoint = "mkfifo", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int mkfifo(string pathname, int mode);
+
+    [LibraryImport(LibcName, EntryPoint = "kill", SetLastError = true)]
+    public static partial int kill(int pid, int sig);
+
+    // <sys/wait.h>
+    public const int P_PIDFD = 3, WEXITED = 4, WNOHANG = 1, CLD_EXITED = 1, CLD_KILLED = 2, CLD_DUMPED = 3;
+    public const int O_PATH = 0x200000;
+
+    /// <summary>siginfo_t is 128 bytes; for SIGCHLD, si_code is at 8, si_pid at 16 and si_status at 24 (LP64).</summary>
+    [LibraryImport(LibcName, EntryPoint = "waitid", SetLastError = true)]
+    public static unsafe partial int waitid(int idtype, int id, byte* infop, int options);
 
     [LibraryImport(LibcName, EntryPoint = "flock", SetLastError = true)]
     public static partial int flock(int fd, int operation);

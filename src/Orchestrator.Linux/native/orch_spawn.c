@@ -1,0 +1,305 @@
+/*
+ * orch_spawn: starts a container process. The only C in Orchestrator.
+ *
+ * Why C: a .NET process is multithreaded before Main; unshare/setns from managed code move only
+ * the calling thread, and a forked child must never run managed code. So managed code compiles
+ * the container into one flat plan (struct orch_plan, all strings and arrays already laid out),
+ * and this file clones and, in the child, does only raw system calls up to execve: no malloc,
+ * no stdio, no locks. Errors travel back as (stage, errno) records over a close-on-exec pipe.
+ *
+ * The order of the child's steps follows runc/crun: namespaces at clone time, wait for the
+ * parent to place us in our cgroups, then mounts (made private first so nothing propagates to
+ * the host), pivot_root, masks, hostname, sysctls, rlimits, identity and capabilities, and
+ * last no_new_privs and seccomp, so that the filter does not block our own setup calls.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdint.h>
+#include <string.h>
+#include <unistd.h>
+#include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+
+#ifndef CLONE_PIDFD
+#define CLONE_PIDFD 0x00001000
+#endif
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+#ifndef PR_CAP_AMBIENT
+#define PR_CAP_AMBIENT 47
+#define PR_CAP_AMBIENT_RAISE 2
+#define PR_CAP_AMBIENT_CLEAR_ALL 4
+#endif
+
+/* Stages, reported with errno when the child fails; mirrored in SpawnStage.cs. */
+enum orch_stage {
+    ST_OK = 0, ST_SYNC = 1, ST_SETNS = 2, ST_MOUNT_PRIVATE = 3, ST_ROOTFS_BIND = 4, ST_MOUNT = 5,
+    ST_PIVOT = 6, ST_MASK = 7, ST_READONLY_PATH = 8, ST_READONLY_ROOT = 9, ST_HOSTNAME = 10,
+    ST_SYSCTL = 11, ST_RLIMIT = 12, ST_OOM_SCORE = 13, ST_GROUPS = 14, ST_GID = 15, ST_UID = 16,
+    ST_CAPS = 17, ST_CWD = 18, ST_EXEC_FIFO = 19, ST_NO_NEW_PRIVS = 20, ST_SECCOMP = 21,
+    ST_EXEC = 22, ST_CLOSE_FDS = 23, ST_STDIO = 24, ST_READY = 100
+};
+
+struct orch_mount {
+    const char *source;      /* NULL for none */
+    const char *target;      /* absolute, already resolved inside the rootfs on the host */
+    const char *fstype;      /* NULL for bind */
+    unsigned long flags;     /* MS_* for the mount itself */
+    const char *data;        /* fs-specific options, or NULL */
+    unsigned long propagation; /* MS_SHARED/MS_SLAVE/MS_PRIVATE/MS_UNBINDABLE (+MS_REC) or 0 */
+    int op;                  /* OP_MOUNT, or OP_MKDIR / OP_CREATE / OP_SYMLINK (source -> target) */
+    int remount_flags;       /* non-zero: a bind that needs MS_REMOUNT|MS_BIND|flags (ro, nosuid…) */
+};
+
+/* What a mount entry does: most are mounts; the others make mount points and links inside
+ * filesystems the child has just mounted (a fresh /dev tmpfs), which the parent cannot see. */
+enum orch_op { OP_MOUNT = 0, OP_MKDIR = 1, OP_CREATE = 2, OP_SYMLINK = 3 };
+
+struct orch_rlimit { int resource; uint64_t soft; uint64_t hard; };
+
+struct orch_plan {
+    int clone_flags;                 /* CLONE_NEW* to create */
+    int n_join; const int *join_fds; const int *join_types; /* namespaces to setns, in order */
+    const char *rootfs;              /* absolute host path; NULL: no mount namespace work */
+    int readonly_root;
+    unsigned long root_propagation;  /* MS_PRIVATE|MS_REC by default, or MS_SLAVE|MS_REC */
+    int n_mounts; const struct orch_mount *mounts;
+    int n_masked; const char *const *masked;          /* paths inside the container */
+    int n_readonly; const char *const *readonly_paths;
+    const char *hostname;            /* NULL: leave */
+    int n_sysctl; const char *const *sysctl_paths; const char *const *sysctl_values; /* /proc/sys/... */
+    int n_rlimits; const struct orch_rlimit *rlimits;
+    int set_oom_score; int oom_score_adj;
+    uint32_t uid, gid; int n_groups; const uint32_t *groups;
+    uint64_t cap_bounding, cap_effective, cap_permitted, cap_inheritable, cap_ambient;
+    int no_new_privs;
+    const struct sock_fprog *seccomp; /* NULL: none */
+    int umask_value;                 /* -1: leave */
+    const char *cwd;
+    const char *path;                /* the program to exec, resolved by the caller (inside the rootfs) */
+    char *const *argv; char *const *envp;
+    int stdin_fd, stdout_fd, stderr_fd; /* -1: inherit */
+    int keep_fds;                    /* fds 3 .. 3+keep_fds-1 are passed (LISTEN_FDS style) */
+    int sync_fd;                     /* child reads one byte: the parent has set up cgroups */
+    int report_fd;                   /* child writes (stage, errno) records; close-on-exec */
+    int exec_fifo_fd;                /* O_PATH fd of the exec fifo, or -1: exec at once */
+};
+
+struct orch_report { int32_t stage; int32_t err; };
+
+static void report(int fd, int stage, int err) {
+    struct orch_report r = { stage, err };
+    ssize_t n;
+    do { n = write(fd, &r, sizeof r); } while (n < 0 && errno == EINTR);
+}
+
+static __attribute__((noreturn)) void fail(const struct orch_plan *p, int stage) {
+    report(p->report_fd, stage, errno);
+    _exit(127);
+}
+
+static int write_file(const char *path, const char *value) {
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    size_t len = strlen(value);
+    ssize_t n = write(fd, value, len);
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return n == (ssize_t)len ? 0 : -1;
+}
+
+static void fmt_int(char *buf, int v) {
+    char tmp[16]; int i = 0, neg = v < 0; unsigned int u = neg ? -(unsigned int)v : (unsigned int)v;
+    do { tmp[i++] = (char)('0' + u % 10); u /= 10; } while (u);
+    int j = 0; if (neg) buf[j++] = '-';
+    while (i) buf[j++] = tmp[--i];
+    buf[j] = 0;
+}
+
+static int set_caps(const struct orch_plan *p) {
+    /* Drop from the bounding set first: it needs CAP_SETPCAP, which we may be about to lose. */
+    for (int cap = 0; cap <= 63; cap++) {
+        if (prctl(PR_CAPBSET_READ, cap, 0, 0, 0) < 0) break; /* beyond the kernel's last cap */
+        if (!(p->cap_bounding & (1ULL << cap)) && prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0) return -1;
+    }
+    struct __user_cap_header_struct hdr = { _LINUX_CAPABILITY_VERSION_3, 0 };
+    struct __user_cap_data_struct data[2];
+    data[0].effective = (uint32_t)p->cap_effective; data[1].effective = (uint32_t)(p->cap_effective >> 32);
+    data[0].permitted = (uint32_t)p->cap_permitted; data[1].permitted = (uint32_t)(p->cap_permitted >> 32);
+    data[0].inheritable = (uint32_t)p->cap_inheritable; data[1].inheritable = (uint32_t)(p->cap_inheritable >> 32);
+    if (syscall(SYS_capset, &hdr, data) < 0) return -1;
+    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL) return -1;
+    for (int cap = 0; cap <= 63; cap++)
+        if ((p->cap_ambient & (1ULL << cap)) && prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) < 0) return -1;
+    return 0;
+}
+
+static int child_main(void *arg) {
+    const struct orch_plan *p = arg;
+    char buf[4096];
+
+    /* The parent blocked every signal around clone: restore defaults, then unblock. */
+    struct sigaction dfl; memset(&dfl, 0, sizeof dfl); dfl.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < 65; sig++) if (sig != SIGKILL && sig != SIGSTOP) sigaction(sig, &dfl, NULL);
+    sigset_t none; sigemptyset(&none); sigprocmask(SIG_SETMASK, &none, NULL);
+
+    /* Never dumpable while we hold host fds: no ptrace or /proc/pid/fd access from the container. */
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0);
+
+    char go;
+    ssize_t n;
+    do { n = read(p->sync_fd, &go, 1); } while (n < 0 && errno == EINTR);
+    if (n != 1) { if (n == 0) errno = EPIPE; fail(p, ST_SYNC); }
+    close(p->sync_fd);
+
+    for (int i = 0; i < p->n_join; i++)
+        if (setns(p->join_fds[i], p->join_types[i]) < 0) fail(p, ST_SETNS);
+
+    if (p->rootfs) {
+        /* Nothing we mount may propagate back to the host. */
+        if (mount(NULL, "/", NULL, p->root_propagation ? p->root_propagation : (MS_REC | MS_PRIVATE), NULL) < 0) fail(p, ST_MOUNT_PRIVATE);
+        if (mount(p->rootfs, p->rootfs, NULL, MS_BIND | MS_REC, NULL) < 0) fail(p, ST_ROOTFS_BIND);
+        for (int i = 0; i < p->n_mounts; i++) {
+            const struct orch_mount *m = &p->mounts[i];
+            if (m->op == OP_MKDIR) {
+                if (mkdir(m->target, 0755) < 0 && errno != EEXIST) fail(p, ST_MOUNT);
+                continue;
+            }
+            if (m->op == OP_CREATE) {
+                int fd = open(m->target, O_CREAT | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0644);
+                if (fd < 0 && errno != EEXIST) fail(p, ST_MOUNT);
+                if (fd >= 0) close(fd);
+                continue;
+            }
+            if (m->op == OP_SYMLINK) {
+                if (symlink(m->source, m->target) < 0 && errno != EEXIST) fail(p, ST_MOUNT);
+                continue;
+            }
+            if (mount(m->source, m->target, m->fstype, m->flags, m->data) < 0) fail(p, ST_MOUNT);
+            if (m->remount_flags && mount(NULL, m->target, NULL, MS_REMOUNT | MS_BIND | (unsigned long)m->remount_flags, NULL) < 0) fail(p, ST_MOUNT);
+            if (m->propagation && mount(NULL, m->target, NULL, m->propagation, NULL) < 0) fail(p, ST_MOUNT);
+        }
+        /* pivot_root(".", "."): the old root ends up stacked under the new one; detach it. */
+        if (chdir(p->rootfs) < 0) fail(p, ST_PIVOT);
+        if (syscall(SYS_pivot_root, ".", ".") < 0) fail(p, ST_PIVOT);
+        if (umount2(".", MNT_DETACH) < 0) fail(p, ST_PIVOT);
+        if (chdir("/") < 0) fail(p, ST_PIVOT);
+
+        for (int i = 0; i < p->n_masked; i++) {
+            struct stat st;
+            if (stat(p->masked[i], &st) < 0) { if (errno == ENOENT) continue; fail(p, ST_MASK); }
+            if (S_ISDIR(st.st_mode)) {
+                if (mount("tmpfs", p->masked[i], "tmpfs", MS_RDONLY, "size=0") < 0) fail(p, ST_MASK);
+            } else if (mount("/dev/null", p->masked[i], NULL, MS_BIND, NULL) < 0) fail(p, ST_MASK);
+        }
+        for (int i = 0; i < p->n_readonly; i++) {
+            if (mount(p->readonly_paths[i], p->readonly_paths[i], NULL, MS_BIND | MS_REC, NULL) < 0) {
+                if (errno == ENOENT) continue;
+                fail(p, ST_READONLY_PATH);
+            }
+            if (mount(NULL, p->readonly_paths[i], NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0) fail(p, ST_READONLY_PATH);
+        }
+    }
+
+    if (p->hostname && sethostname(p->hostname, strlen(p->hostname)) < 0) fail(p, ST_HOSTNAME);
+    for (int i = 0; i < p->n_sysctl; i++)
+        if (write_file(p->sysctl_paths[i], p->sysctl_values[i]) < 0) fail(p, ST_SYSCTL);
+    if (p->rootfs && p->readonly_root && mount(NULL, "/", NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL) < 0) fail(p, ST_READONLY_ROOT);
+
+    for (int i = 0; i < p->n_rlimits; i++) {
+        struct rlimit rl = { (rlim_t)p->rlimits[i].soft, (rlim_t)p->rlimits[i].hard };
+        if (setrlimit(p->rlimits[i].resource, &rl) < 0) fail(p, ST_RLIMIT);
+    }
+    if (p->set_oom_score) {
+        fmt_int(buf, p->oom_score_adj);
+        if (write_file("/proc/self/oom_score_adj", buf) < 0) fail(p, ST_OOM_SCORE);
+    }
+
+    /* Identity: keep capabilities across setuid, then set exactly the planned ones. */
+    if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0) fail(p, ST_CAPS);
+    if (syscall(SYS_setgroups, p->n_groups, p->groups) < 0) fail(p, ST_GROUPS);
+    if (syscall(SYS_setresgid, p->gid, p->gid, p->gid) < 0) fail(p, ST_GID);
+    if (syscall(SYS_setresuid, p->uid, p->uid, p->uid) < 0) fail(p, ST_UID);
+    if (set_caps(p) < 0) fail(p, ST_CAPS);
+    if (prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0) < 0) fail(p, ST_CAPS);
+
+    if (p->umask_value >= 0) umask((mode_t)p->umask_value);
+    if (p->cwd && chdir(p->cwd) < 0) fail(p, ST_CWD);
+    /* A cwd reached through a leaked host fd (/proc/self/fd/N) lies outside our root; the kernel
+     * then reports it as "(unreachable)/…". Refuse it (runc CVE-2024-21626). */
+    if (p->rootfs && (getcwd(buf, sizeof buf) == NULL || buf[0] != '/')) { if (errno == 0) errno = EPERM; fail(p, ST_CWD); }
+
+    /* stdio, then every other fd close-on-exec except the ones passed on purpose. */
+    if (p->stdin_fd >= 0 && dup2(p->stdin_fd, 0) < 0) fail(p, ST_STDIO);
+    if (p->stdout_fd >= 0 && dup2(p->stdout_fd, 1) < 0) fail(p, ST_STDIO);
+    if (p->stderr_fd >= 0 && dup2(p->stderr_fd, 2) < 0) fail(p, ST_STDIO);
+    if (syscall(SYS_close_range, 3 + p->keep_fds, ~0U, CLOSE_RANGE_CLOEXEC) < 0) fail(p, ST_CLOSE_FDS);
+
+    if (p->exec_fifo_fd >= 0) {
+        /* create: tell the parent we are set up, then block until `start` opens the fifo. */
+        report(p->report_fd, ST_READY, 0);
+        char path[64];
+        memcpy(path, "/proc/self/fd/", 14); fmt_int(path + 14, p->exec_fifo_fd);
+        int fd = open(path, O_WRONLY | O_CLOEXEC);
+        if (fd < 0) fail(p, ST_EXEC_FIFO);
+        char zero = 0;
+        if (write(fd, &zero, 1) != 1) fail(p, ST_EXEC_FIFO);
+        close(fd);
+        close(p->exec_fifo_fd);
+    }
+
+    if (p->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) fail(p, ST_NO_NEW_PRIVS);
+    if (p->seccomp && prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, p->seccomp, 0, 0) < 0) fail(p, ST_SECCOMP);
+
+    execve(p->path, p->argv, p->envp);
+    fail(p, ST_EXEC);
+}
+
+/*
+ * Clones the container's first process. Returns its pid (and its pidfd in *pidfd_out), or -1
+ * with errno set. The child waits for one byte on plan->sync_fd before doing anything else.
+ */
+int orch_spawn(const struct orch_plan *plan, int *pidfd_out) {
+    const size_t stack_size = 256 * 1024;
+    void *stack = mmap(NULL, stack_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    if (stack == MAP_FAILED) return -1;
+
+    /* Block every signal so that no handler of the runtime runs in the child before it resets them. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int pidfd = -1;
+    int pid = clone(child_main, (char *)stack + stack_size, plan->clone_flags | CLONE_PIDFD | SIGCHLD, (void *)plan, &pidfd);
+    int saved = errno;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    /* The child has its own copy of the stack pages (no CLONE_VM): the parent's can go. */
+    munmap(stack, stack_size);
+    if (pid < 0) { errno = saved; return -1; }
+    *pidfd_out = pidfd;
+    return pid;
+}
+
+/* Struct sizes, checked by the managed side at startup against its own layout. */
+int orch_spawn_abi(int which) {
+    switch (which) {
+    case 0: return (int)sizeof(struct orch_plan);
+    case 1: return (int)sizeof(struct orch_mount);
+    case 2: return (int)sizeof(struct orch_rlimit);
+    case 3: return (int)sizeof(struct orch_report);
+    default: return -1;
+    }
+}

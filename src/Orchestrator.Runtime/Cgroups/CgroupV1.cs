@@ -1,0 +1,195 @@
+using System.Globalization;
+using Orchestrator.Runtime.Spec;
+
+namespace Orchestrator.Runtime.Cgroups;
+
+/// <summary>cgroup v1: one directory per controller hierarchy (/sys/fs/cgroup/memory/…, …).</summary>
+internal sealed class CgroupV1(string mountRoot, string path) : ICgroup
+{
+    private static readonly string[] s_controllers = ["memory", "cpu", "cpuacct", "cpuset", "pids", "freezer", "devices", "blkio"];
+
+    /// <summary>Devices every container gets (the ones the runtime bind-mounts into /dev), as runc allows them.</summary>
+    private static readonly string[] s_defaultDevices =
+        ["c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm", "c 5:0 rwm", "c 5:1 rwm", "c 5:2 rwm", "c 136:* rwm", "c 10:200 rwm"];
+
+    public string Path { get; } = path;
+
+    /// <summary>Controller name → its directory for this cgroup; joint mounts (cpu,cpuacct) appear once each name.</summary>
+    private IEnumerable<(string Name, string Dir)> Dirs()
+    {
+        foreach (var name in s_controllers)
+        {
+            var root = System.IO.Path.Combine(mountRoot, name);
+            if (Directory.Exists(root))
+            {
+                yield return (name, System.IO.Path.Join(root, Path));
+            }
+        }
+    }
+
+    private string Dir(string controller) => System.IO.Path.Join(mountRoot, controller, Path);
+
+    public void Create(ResourcesSpec? resources)
+    {
+        foreach (var (name, dir) in Dirs())
+        {
+            if (name == "cpuset")
+            {
+                CreateCpuset(dir);
+            }
+            else
+            {
+                Directory.CreateDirectory(dir);
+            }
+        }
+        if (resources is not null)
+        {
+            Update(resources);
+        }
+        Apply(Dir("devices"), resources?.Devices);
+    }
+
+    /// <summary>New cpuset cgroups start empty; a task cannot join until cpus and mems are copied down.</summary>
+    private void CreateCpuset(string dir)
+    {
+        var root = System.IO.Path.Combine(mountRoot, "cpuset");
+        var current = root;
+        foreach (var part in Path.Split('/', StringSplitOptions.RemoveEmptyEntries))
+        {
+            var parent = current;
+            current = System.IO.Path.Combine(current, part);
+            Directory.CreateDirectory(current);
+            foreach (var file in new[] { "cpuset.cpus", "cpuset.mems" })
+            {
+                if (string.IsNullOrEmpty(CgroupFactory.Read(System.IO.Path.Combine(current, file))))
+                {
+                    CgroupFactory.Write(System.IO.Path.Combine(current, file), CgroupFactory.Read(System.IO.Path.Combine(parent, file)) ?? "");
+                }
+            }
+        }
+        _ = dir;
+    }
+
+    private static void Apply(string devicesDir, List<DeviceRuleSpec>? rules)
+    {
+        if (!Directory.Exists(devicesDir) || rules is null)
+        {
+            return;
+        }
+        foreach (var rule in rules)
+        {
+            var type = rule.Type ?? "a";
+            var major = rule.Major?.ToString(CultureInfo.InvariantCulture) ?? "*";
+            var minor = rule.Minor?.ToString(CultureInfo.InvariantCulture) ?? "*";
+            var entry = type == "a" && rule.Major is null && rule.Minor is null ? "a" : $"{type} {major}:{minor} {rule.Access ?? "rwm"}";
+            CgroupFactory.Write(System.IO.Path.Combine(devicesDir, rule.Allow ? "devices.allow" : "devices.deny"), entry);
+        }
+        foreach (var device in s_defaultDevices)
+        {
+            CgroupFactory.Write(System.IO.Path.Combine(devicesDir, "devices.allow"), device);
+        }
+    }
+
+    public void Update(ResourcesSpec resources)
+    {
+        if (resources.Memory is { } memory)
+        {
+            var dir = Dir("memory");
+            if (memory.Limit is { } limit)
+            {
+                // Raising the limit above memsw fails: raise memsw first when both grow.
+                var memsw = System.IO.Path.Combine(dir, "memory.memsw.limit_in_bytes");
+                if (memory.Swap is { } swapFirst && File.Exists(memsw) && swapFirst > CgroupFactory.ReadLong(memsw))
+                {
+                    CgroupFactory.Write(memsw, V(swapFirst));
+                }
+                CgroupFactory.Write(System.IO.Path.Combine(dir, "memory.limit_in_bytes"), V(limit));
+            }
+            if (memory.Reservation is { } reservation)
+            {
+                CgroupFactory.Write(System.IO.Path.Combine(dir, "memory.soft_limit_in_bytes"), V(reservation));
+            }
+            if (memory.Swap is { } swap)
+            {
+                var memsw = System.IO.Path.Combine(dir, "memory.memsw.limit_in_bytes");
+                if (!File.Exists(memsw))
+                {
+                    throw new CgroupException("linux.resources.memory.swap: this kernel has no swap accounting (memory.memsw.*); remove the swap limit or boot with swapaccount=1");
+                }
+                CgroupFactory.Write(memsw, V(swap));
+            }
+            if (memory.Swappiness is { } swappiness)
+            {
+                CgroupFactory.Write(System.IO.Path.Combine(dir, "memory.swappiness"), swappiness.ToString(CultureInfo.InvariantCulture));
+            }
+            if (memory.DisableOOMKiller == true)
+            {
+                CgroupFactory.Write(System.IO.Path.Combine(dir, "memory.oom_control"), "1");
+            }
+        }
+        if (resources.Cpu is { } cpu)
+        {
+            var dir = Dir("cpu");
+            if (cpu.Shares is { } shares)
+            {
+                CgroupFactory.Write(System.IO.Path.Combine(dir, "cpu.shares"), shares.ToString(CultureInfo.InvariantCulture));
+            }
+            if (cpu.Period is { } period)
+            {
+                CgroupFactory.Write(System.IO.Path.Combine(dir, "cpu.cfs_period_us"), period.ToString(CultureInfo.InvariantCulture));
+            }
+            if (cpu.Quota is { } quota)
+            {
+                CgroupFactory.Write(System.IO.Path.Combine(dir, "cpu.cfs_quota_us"), V(quota));
+            }
+            if (cpu.Cpus is { Length: > 0 } cpus)
+            {
+                CgroupFactory.Write(System.IO.Path.Combine(Dir("cpuset"), "cpuset.cpus"), cpus);
+            }
+            if (cpu.Mems is { Length: > 0 } mems)
+            {
+                CgroupFactory.Write(System.IO.Path.Combine(Dir("cpuset"), "cpuset.mems"), mems);
+            }
+        }
+        if (resources.Pids is { } pids)
+        {
+            CgroupFactory.Write(System.IO.Path.Combine(Dir("pids"), "pids.max"), pids.Limit > 0 ? V(pids.Limit) : "max");
+        }
+    }
+
+    private static string V(long value) => value.ToString(CultureInfo.InvariantCulture);
+
+    public void Attach(int pid)
+    {
+        var text = pid.ToString(CultureInfo.InvariantCulture);
+        foreach (var (_, dir) in Dirs())
+        {
+            CgroupFactory.Write(System.IO.Path.Combine(dir, "cgroup.procs"), text);
+        }
+    }
+
+    public IReadOnlyList<int> Pids() => CgroupFactory.ReadPids(System.IO.Path.Combine(Dir("pids"), "cgroup.procs"));
+
+    public CgroupStats Stats()
+    {
+        var memory = Dir("memory");
+        return new CgroupStats(
+            CgroupFactory.ReadLong(System.IO.Path.Combine(memory, "memory.usage_in_bytes")),
+            CgroupFactory.ReadLong(System.IO.Path.Combine(memory, "memory.max_usage_in_bytes")),
+            CgroupFactory.ReadLong(System.IO.Path.Combine(Dir("cpuacct"), "cpuacct.usage")),
+            CgroupFactory.ReadLong(System.IO.Path.Combine(Dir("pids"), "pids.current")),
+            CgroupFactory.KeyedValue(System.IO.Path.Combine(memory, "memory.oom_control"), "oom_kill"));
+    }
+
+    public void Freeze() => CgroupFactory.Write(System.IO.Path.Combine(Dir("freezer"), "freezer.state"), "FROZEN");
+
+    public void Thaw() => CgroupFactory.Write(System.IO.Path.Combine(Dir("freezer"), "freezer.state"), "THAWED");
+
+    public void Remove()
+    {
+        foreach (var (_, dir) in Dirs().Reverse())
+        {
+            CgroupFactory.RemoveDirectory(dir);
+        }
+    }
+}

@@ -1,0 +1,112 @@
+using System.Globalization;
+using Orchestrator.Runtime.Spec;
+
+namespace Orchestrator.Runtime.Cgroups;
+
+/// <summary>cgroup v2: one unified directory; controllers enabled through the parents' subtree_control.</summary>
+internal sealed class CgroupV2(string mountRoot, string path) : ICgroup
+{
+    public string Path { get; } = path;
+
+    private string Dir => System.IO.Path.Join(mountRoot, Path);
+
+    private string F(string name) => System.IO.Path.Combine(Dir, name);
+
+    public void Create(ResourcesSpec? resources)
+    {
+        // Enable what the root offers on every level above the leaf (a leaf with processes
+        // cannot have children, so the leaf itself enables nothing).
+        var available = (CgroupFactory.Read(System.IO.Path.Combine(mountRoot, "cgroup.controllers")) ?? "")
+            .Split(' ', StringSplitOptions.RemoveEmptyEntries);
+        var current = mountRoot;
+        foreach (var part in Path.Split('/', StringSplitOptions.RemoveEmptyEntries))
+        {
+            var control = System.IO.Path.Combine(current, "cgroup.subtree_control");
+            foreach (var controller in available)
+            {
+                try
+                {
+                    File.WriteAllText(control, "+" + controller);
+                }
+                catch (IOException)
+                {
+                    // Not every controller can be delegated everywhere (cpuset on some kernels); limits on it then fail loudly.
+                }
+            }
+            current = System.IO.Path.Combine(current, part);
+            Directory.CreateDirectory(current);
+        }
+        if (resources is not null)
+        {
+            Update(resources);
+        }
+    }
+
+    public void Update(ResourcesSpec resources)
+    {
+        if (resources.Memory is { } memory)
+        {
+            if (memory.Limit is { } limit)
+            {
+                CgroupFactory.Write(F("memory.max"), limit > 0 ? V(limit) : "max");
+            }
+            if (memory.Reservation is { } reservation)
+            {
+                CgroupFactory.Write(F("memory.low"), V(reservation));
+            }
+            if (memory.Swap is { } swap)
+            {
+                // v1's memsw is memory+swap; v2's swap.max is swap alone.
+                var swapOnly = swap < 0 ? "max" : V(Math.Max(0, swap - (memory.Limit ?? 0)));
+                CgroupFactory.Write(F("memory.swap.max"), swapOnly);
+            }
+        }
+        if (resources.Cpu is { } cpu)
+        {
+            if (cpu.Shares is { } shares)
+            {
+                CgroupFactory.Write(F("cpu.weight"), SharesToWeight(shares).ToString(CultureInfo.InvariantCulture));
+            }
+            if (cpu.Quota is not null || cpu.Period is not null)
+            {
+                var quota = cpu.Quota is { } q && q > 0 ? V(q) : "max";
+                CgroupFactory.Write(F("cpu.max"), $"{quota} {(cpu.Period ?? 100_000).ToString(CultureInfo.InvariantCulture)}");
+            }
+            if (cpu.Cpus is { Length: > 0 } cpus)
+            {
+                CgroupFactory.Write(F("cpuset.cpus"), cpus);
+            }
+            if (cpu.Mems is { Length: > 0 } mems)
+            {
+                CgroupFactory.Write(F("cpuset.mems"), mems);
+            }
+        }
+        if (resources.Pids is { } pids)
+        {
+            CgroupFactory.Write(F("pids.max"), pids.Limit > 0 ? V(pids.Limit) : "max");
+        }
+    }
+
+    /// <summary>The conversion runc and crun use: shares 2..262144 onto weight 1..10000.</summary>
+    internal static ulong SharesToWeight(ulong shares)
+        => shares == 0 ? 100 : 1 + ((Math.Clamp(shares, 2, 262144) - 2) * 9999 / 262142);
+
+    private static string V(long value) => value.ToString(CultureInfo.InvariantCulture);
+
+    public void Attach(int pid) => CgroupFactory.Write(F("cgroup.procs"), pid.ToString(CultureInfo.InvariantCulture));
+
+    public IReadOnlyList<int> Pids() => CgroupFactory.ReadPids(F("cgroup.procs"));
+
+    public CgroupStats Stats() => new(
+        CgroupFactory.ReadLong(F("memory.current")),
+        CgroupFactory.ReadLong(F("memory.peak")),
+        CgroupFactory.KeyedValue(F("cpu.stat"), "usage_usec") * 1000,
+        CgroupFactory.ReadLong(F("pids.current")),
+        CgroupFactory.KeyedValue(F("memory.events"), "oom_kill"));
+
+    public void Freeze() => CgroupFactory.Write(F("cgroup.freeze"), "1");
+
+    public void Thaw() => CgroupFactory.Write(F("cgroup.freeze"), "0");
+
+    public void Remove() => CgroupFactory.RemoveDirectory(Dir);
+}

@@ -1,0 +1,258 @@
+using System.Globalization;
+using System.Text.Json;
+using Orchestrator.Linux;
+using Orchestrator.Runtime.Cgroups;
+using Orchestrator.Runtime.Spawn;
+using Orchestrator.Runtime.Spec;
+using Orchestrator.Runtime.State;
+using static Orchestrator.Linux.Libc;
+
+namespace Orchestrator.Runtime;
+
+/// <summary>The OCI lifecycle (create, start, state, kill, delete) and run, over a state root.</summary>
+public sealed class ContainerRuntime(string root)
+{
+    public StateStore Store { get; } = new(root);
+
+    public static bool IsValidId(string id)
+        => id.Length is > 0 and <= 128 && id.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.') && id[0] != '.';
+
+    /// <summary>Sets the container up to the point of exec and leaves it waiting for <see cref="Start"/>.</summary>
+    public ContainerRecord Create(string id, string bundle, string? pidFile = null, int preserveFds = 0)
+        => CreateCore(id, bundle, pidFile, preserveFds, waitForStart: true, out _);
+
+    public void Start(string id)
+    {
+        var record = Store.Load(id);
+        var status = Status(record);
+        if (status != "created")
+        {
+            throw new InvalidOperationException($"container '{id}' is {status}, not created; only a created container can be started");
+        }
+        // Opening the fifo for reading releases the child, which is blocked opening it for writing.
+        var fifo = Store.ExecFifo(id);
+        using (var stream = new FileStream(fifo, FileMode.Open, FileAccess.Read))
+        {
+            stream.ReadByte();
+        }
+        File.Delete(fifo);
+    }
+
+    /// <summary>create + start + wait + delete in one go; returns the program's exit status.</summary>
+    public int Run(string id, string bundle, string? pidFile = null, int preserveFds = 0, bool detach = false)
+    {
+        CreateCore(id, bundle, pidFile, preserveFds, waitForStart: false, out var child);
+        using (child)
+        {
+            if (detach)
+            {
+                return 0;
+            }
+            var status = child!.WaitForExit();
+            var record = Store.Load(id);
+            record.ExitStatus = status;
+            Store.Save(record);
+            Delete(id, force: true);
+            return status;
+        }
+    }
+
+    private ContainerRecord CreateCore(string id, string bundle, string? pidFile, int preserveFds, bool waitForStart, out SpawnedProcess? child)
+    {
+        if (!IsValidId(id))
+        {
+            throw new ArgumentException($"'{id}' is not a valid container id; use letters, digits, '-', '_' and '.'");
+        }
+        if (Store.Exists(id))
+        {
+            throw new InvalidOperationException($"container '{id}' already exists; delete it first or pick another id");
+        }
+        bundle = Path.GetFullPath(bundle);
+        var spec = SpecReader.Read(bundle);
+        var cgroupPath = spec.Linux!.CgroupsPath is { Length: > 0 } cp ? cp : $"/orchestrator/{id}";
+        if (cgroupPath.Contains(':', StringComparison.Ordinal))
+        {
+            throw new SpecException($"linux.cgroupsPath: '{cgroupPath}' is a systemd slice path; this runtime manages cgroupfs paths (drop --systemd-cgroup)");
+        }
+        var cgroup = CgroupFactory.Open(cgroupPath);
+        Directory.CreateDirectory(Store.Dir(id));
+        var record = new ContainerRecord
+        {
+            Id = id,
+            Bundle = bundle,
+            Rootfs = Path.GetFullPath(Path.Combine(bundle, spec.Root!.Path)),
+            CgroupPath = cgroup.Path,
+            Created = DateTimeOffset.UtcNow,
+            Annotations = spec.Annotations,
+        };
+        try
+        {
+            cgroup.Create(spec.Linux.Resources);
+            var plan = ContainerPlan.Build(spec, bundle, cgroup);
+            string? fifo = null;
+            if (waitForStart)
+            {
+                fifo = Store.ExecFifo(id);
+                if (mkfifo(fifo, 0x180) != 0)
+                {
+                    throw LinuxException.FromLastError("mkfifo", fifo);
+                }
+            }
+            child = Spawner.Spawn(plan, cgroup, fifo, preserveFds);
+            record.Pid = child.Pid;
+            record.PidStartTime = StartTime(child.Pid);
+            Store.Save(record);
+            if (pidFile is not null)
+            {
+                var temp = pidFile + ".tmp";
+                File.WriteAllText(temp, child.Pid.ToString(CultureInfo.InvariantCulture));
+                File.Move(temp, pidFile, overwrite: true);
+            }
+            if (waitForStart)
+            {
+                child.Dispose();
+                child = null;
+            }
+            return record;
+        }
+        catch
+        {
+            try
+            {
+                cgroup.Remove();
+            }
+            catch (CgroupException)
+            {
+            }
+            if (Directory.Exists(Store.Dir(id)))
+            {
+                Store.Remove(id);
+            }
+            throw;
+        }
+    }
+
+    /// <summary>created (waiting on the exec fifo), running, paused, or stopped.</summary>
+    public string Status(ContainerRecord record)
+    {
+        if (record.Pid <= 0 || !IsOurProcess(record))
+        {
+            return "stopped";
+        }
+        if (File.Exists(Store.ExecFifo(record.Id)))
+        {
+            return "created";
+        }
+        var freezer = CgroupFactory.Read(Path.Join("/sys/fs/cgroup/freezer", record.CgroupPath, "freezer.state"));
+        return freezer == "FROZEN" ? "paused" : "running";
+    }
+
+    public ContainerStateSpec State(string id)
+    {
+        var record = Store.Load(id);
+        var status = Status(record);
+        return new ContainerStateSpec
+        {
+            Id = id,
+            Status = status,
+            Pid = status == "stopped" ? 0 : record.Pid,
+            Bundle = record.Bundle,
+            Annotations = record.Annotations,
+        };
+    }
+
+    public string StateJson(string id) => JsonSerializer.Serialize(State(id), SpecJsonContext.Default.ContainerStateSpec);
+
+    public IReadOnlyList<ContainerListEntry> List() => Store.Ids().Select(id =>
+    {
+        var r = Store.Load(id);
+        var status = Status(r);
+        return new ContainerListEntry { Id = id, Pid = status == "stopped" ? 0 : r.Pid, Status = status, Bundle = r.Bundle, Rootfs = r.Rootfs, Created = r.Created, Annotations = r.Annotations };
+    }).ToArray();
+
+    public void Kill(string id, int signal, bool all)
+    {
+        var record = Store.Load(id);
+        if (Status(record) == "stopped")
+        {
+            throw new InvalidOperationException($"container '{id}' is not running");
+        }
+        if (all)
+        {
+            foreach (var pid in CgroupFactory.Open(record.CgroupPath).Pids())
+            {
+                kill(pid, signal);
+            }
+            return;
+        }
+        if (kill(record.Pid, signal) != 0)
+        {
+            throw LinuxException.FromLastError("kill", $"container '{id}' (pid {record.Pid})");
+        }
+    }
+
+    /// <summary>Removes a stopped container; with force, kills whatever still runs in its cgroup first.</summary>
+    public void Delete(string id, bool force)
+    {
+        var record = Store.Load(id);
+        var cgroup = CgroupFactory.Open(record.CgroupPath);
+        if (Status(record) != "stopped")
+        {
+            if (!force)
+            {
+                throw new InvalidOperationException($"container '{id}' is {Status(record)}; stop it first or delete with --force");
+            }
+            try
+            {
+                cgroup.Thaw();
+            }
+            catch (CgroupException)
+            {
+            }
+            for (var attempt = 0; attempt < 200; attempt++)
+            {
+                var pids = cgroup.Pids();
+                if (pids.Count == 0 && !IsOurProcess(record))
+                {
+                    break;
+                }
+                foreach (var pid in pids)
+                {
+                    kill(pid, 9);
+                }
+                kill(record.Pid, 9);
+                Thread.Sleep(5);
+            }
+        }
+        cgroup.Remove();
+        Store.Remove(id);
+    }
+
+    private static bool IsOurProcess(ContainerRecord record)
+    {
+        var start = StartTime(record.Pid);
+        if (start == 0 || start != record.PidStartTime)
+        {
+            return false;
+        }
+        // A zombie has exited: it is stopped even though /proc still shows it.
+        var stat = File.ReadAllText($"/proc/{record.Pid}/stat");
+        var state = stat[(stat.LastIndexOf(')') + 2)..].Split(' ')[0];
+        return state != "Z" && state != "X";
+    }
+
+    internal static ulong StartTime(int pid)
+    {
+        try
+        {
+            var stat = File.ReadAllText($"/proc/{pid}/stat");
+            // Fields after the command (which may hold spaces and parentheses): state is field 3, starttime field 22.
+            var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+            return ulong.Parse(fields[19], CultureInfo.InvariantCulture);
+        }
+        catch (Exception e) when (e is IOException or FormatException or IndexOutOfRangeException or UnauthorizedAccessException)
+        {
+            return 0;
+        }
+    }
+}

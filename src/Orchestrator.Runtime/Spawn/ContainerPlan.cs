@@ -1,0 +1,254 @@
+using Orchestrator.Runtime.Cgroups;
+using Orchestrator.Runtime.Rootfs;
+using Orchestrator.Runtime.Spec;
+using static Orchestrator.Linux.Libc;
+
+namespace Orchestrator.Runtime.Spawn;
+
+/// <summary>One step of the child's mount phase, in order.</summary>
+internal sealed record MountStep(int Op, string? Source, string Target, string? FsType, ulong Flags, string? Data, ulong Propagation, ulong RemountFlags);
+
+/// <summary>
+/// Everything the child does, decided in managed code before the clone: the spec turned into
+/// flat, resolved steps (host paths resolved safely inside the rootfs, the program found on
+/// the container's PATH). The C shim only executes it.
+/// </summary>
+internal sealed class ContainerPlan
+{
+    public const int CLONE_NEWNS = 0x00020000, CLONE_NEWCGROUP = 0x02000000, CLONE_NEWUTS = 0x04000000,
+        CLONE_NEWIPC = 0x08000000, CLONE_NEWUSER = 0x10000000, CLONE_NEWPID = 0x20000000, CLONE_NEWNET = 0x40000000;
+
+    private static readonly string[] s_defaultDevices = ["null", "zero", "full", "random", "urandom", "tty"];
+
+    public required string Rootfs { get; init; }
+    public int CloneFlags { get; init; }
+    public List<(string Path, int Type)> Joins { get; } = [];
+    public List<MountStep> Mounts { get; } = [];
+    public required RuntimeSpec Spec { get; init; }
+    public required string ExecPath { get; init; }
+
+    public static int NamespaceFlag(string type) => type switch
+    {
+        "pid" => CLONE_NEWPID,
+        "network" => CLONE_NEWNET,
+        "mount" => CLONE_NEWNS,
+        "ipc" => CLONE_NEWIPC,
+        "uts" => CLONE_NEWUTS,
+        "cgroup" => CLONE_NEWCGROUP,
+        "user" => CLONE_NEWUSER,
+        _ => 0,
+    };
+
+    public static ContainerPlan Build(RuntimeSpec spec, string bundle, ICgroup cgroup, string cgroupMountRoot = "/sys/fs/cgroup")
+    {
+        var linux = spec.Linux!;
+        var rootfs = Path.GetFullPath(Path.Combine(bundle, spec.Root!.Path));
+        if (!Directory.Exists(rootfs))
+        {
+            throw new SpecException($"root.path: '{rootfs}' is not a directory; unpack the image there or fix root.path");
+        }
+        var namespaces = linux.Namespaces ?? [];
+        if (!namespaces.Any(n => n.Type == "mount"))
+        {
+            throw new SpecException("linux.namespaces: a mount namespace is required (the rootfs is set up inside one); add {\"type\": \"mount\"}");
+        }
+
+        var flags = 0;
+        var joins = new List<(string, int)>();
+        foreach (var ns in namespaces)
+        {
+            if (ns.Path is { Length: > 0 } nsPath)
+            {
+                joins.Add((nsPath, NamespaceFlag(ns.Type)));
+            }
+            else
+            {
+                flags |= NamespaceFlag(ns.Type);
+            }
+        }
+
+        var process = spec.Process!;
+        var env = process.Env ?? [];
+        var plan = new ContainerPlan
+        {
+            Rootfs = rootfs,
+            CloneFlags = flags,
+            Spec = spec,
+            ExecPath = FindProgram(rootfs, process.Args[0], process.Cwd, env),
+        };
+        plan.Joins.AddRange(joins);
+
+        var madeByUs = new List<string>(); // container paths of filesystems this plan mounts fresh
+        foreach (var mount in spec.Mounts)
+        {
+            plan.AddMount(mount, bundle, madeByUs, cgroup, cgroupMountRoot);
+        }
+
+        // The working directory exists before the process needs it, as runc does.
+        var cwd = SecureJoin.Resolve(rootfs, process.Cwd);
+        if (!madeByUs.Any(m => IsUnder(process.Cwd, m)))
+        {
+            Directory.CreateDirectory(cwd);
+        }
+        return plan;
+    }
+
+    private void AddMount(MountSpec mount, string bundle, List<string> madeByUs, ICgroup cgroup, string cgroupMountRoot)
+    {
+        var (flags, propagation, data) = MountOptions.Parse(mount.Options);
+        var isBind = mount.Type == "bind" || (flags & MS_BIND) != 0;
+        string? source = mount.Source;
+        if (isBind)
+        {
+            if (source is null)
+            {
+                throw new SpecException($"mounts: the bind mount at {mount.Destination} has no source");
+            }
+            source = Path.GetFullPath(Path.Combine(bundle, source));
+            if (!Path.Exists(source))
+            {
+                throw new SpecException($"mounts: bind source '{source}' for {mount.Destination} does not exist; create it or fix the source");
+            }
+        }
+        var isFile = isBind && File.Exists(source);
+        var target = PrepareTarget(mount.Destination, madeByUs, isFile);
+
+        if (mount.Type == "cgroup")
+        {
+            AddCgroupMount(mount.Destination, target, flags, cgroup, cgroupMountRoot);
+            madeByUs.Add(mount.Destination);
+            return;
+        }
+        if (isBind)
+        {
+            var remount = flags & ~(MS_BIND | MS_REC);
+            Mounts.Add(new MountStep(0, source, target, null, flags & (MS_BIND | MS_REC), null, propagation, remount));
+            return;
+        }
+        Mounts.Add(new MountStep(0, source ?? mount.Type, target, mount.Type, flags, data, propagation, 0));
+        madeByUs.Add(mount.Destination);
+        if (mount.Destination == "/dev" && mount.Type == "tmpfs")
+        {
+            AddDefaultDevices();
+        }
+    }
+
+    /// <summary>
+    /// The host path to mount on. Inside a filesystem this plan mounts fresh (a /dev tmpfs) the
+    /// child makes the mount point itself; elsewhere it is resolved inside the rootfs (never
+    /// following a symlink out of it) and created now.
+    /// </summary>
+    private string PrepareTarget(string destination, List<string> madeByUs, bool isFile)
+    {
+        var parent = madeByUs.Where(m => IsUnder(destination, m) && m != destination).OrderByDescending(m => m.Length).FirstOrDefault();
+        if (parent is not null)
+        {
+            var relative = destination[parent.Length..].Trim('/').Split('/');
+            var path = Rootfs + parent.TrimEnd('/');
+            for (var i = 0; i < relative.Length; i++)
+            {
+                path += "/" + relative[i];
+                var last = i == relative.Length - 1;
+                Mounts.Add(new MountStep(last && isFile ? 2 : 1, null, path, null, 0, null, 0, 0));
+            }
+            return path;
+        }
+        var resolved = SecureJoin.Resolve(Rootfs, destination);
+        if (isFile)
+        {
+            Directory.CreateDirectory(Path.GetDirectoryName(resolved)!);
+            if (!File.Exists(resolved))
+            {
+                File.WriteAllBytes(resolved, []);
+            }
+        }
+        else
+        {
+            Directory.CreateDirectory(resolved);
+        }
+        return resolved;
+    }
+
+    private void AddDefaultDevices()
+    {
+        // Bind the host's harmless character devices into the fresh /dev, as runc does when it
+        // cannot mknod (and as a user namespace would require anyway).
+        foreach (var device in s_defaultDevices)
+        {
+            var target = $"{Rootfs}/dev/{device}";
+            Mounts.Add(new MountStep(2, null, target, null, 0, null, 0, 0));
+            Mounts.Add(new MountStep(0, $"/dev/{device}", target, null, MS_BIND, null, 0, 0));
+        }
+        foreach (var (link, to) in new[] { ("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2"), ("ptmx", "pts/ptmx") })
+        {
+            Mounts.Add(new MountStep(3, to, $"{Rootfs}/dev/{link}", null, 0, null, 0, 0));
+        }
+    }
+
+    /// <summary>
+    /// type "cgroup": on v2 the cgroup2 filesystem (the cgroup namespace scopes it); on v1 a
+    /// tmpfs holding a bind of this container's directory of each controller, as runc does.
+    /// </summary>
+    private void AddCgroupMount(string destination, string target, ulong flags, ICgroup cgroup, string cgroupMountRoot)
+    {
+        var readOnly = (flags & MS_RDONLY) != 0;
+        var baseFlags = flags & ~MS_RDONLY;
+        if (File.Exists(Path.Combine(cgroupMountRoot, "cgroup.controllers")))
+        {
+            Mounts.Add(new MountStep(0, "cgroup2", target, "cgroup2", flags, null, 0, 0));
+            return;
+        }
+        Mounts.Add(new MountStep(0, "tmpfs", target, "tmpfs", baseFlags, "mode=755", 0, 0));
+        foreach (var entry in new DirectoryInfo(cgroupMountRoot).EnumerateFileSystemInfos().OrderBy(e => e.Name, StringComparer.Ordinal))
+        {
+            var inside = $"{target}/{entry.Name}";
+            if (entry.LinkTarget is { } linkTarget)
+            {
+                Mounts.Add(new MountStep(3, linkTarget, inside, null, 0, null, 0, 0));
+                continue;
+            }
+            var hostDir = Path.Join(entry.FullName, cgroup.Path);
+            if (!Directory.Exists(hostDir))
+            {
+                continue; // a hierarchy this container has no cgroup in (unified, named ones)
+            }
+            Mounts.Add(new MountStep(1, null, inside, null, 0, null, 0, 0));
+            Mounts.Add(new MountStep(0, hostDir, inside, null, MS_BIND, null, 0, readOnly ? MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC : 0));
+        }
+        if (readOnly)
+        {
+            Mounts.Add(new MountStep(0, null, target, null, MS_REMOUNT | MS_RDONLY | baseFlags, null, 0, 0));
+        }
+        _ = destination;
+    }
+
+    private static bool IsUnder(string path, string dir)
+        => dir == "/" || path == dir || path.StartsWith(dir.TrimEnd('/') + "/", StringComparison.Ordinal);
+
+    /// <summary>Finds the program on the container's PATH (from its env), resolving inside the rootfs.</summary>
+    internal static string FindProgram(string rootfs, string program, string cwd, IReadOnlyList<string> env)
+    {
+        if (program.Contains('/', StringComparison.Ordinal))
+        {
+            var containerPath = program.StartsWith('/') ? program : Path.Join(cwd, program);
+            var host = SecureJoin.Resolve(rootfs, containerPath);
+            if (!File.Exists(host))
+            {
+                throw new SpecException($"process.args[0]: '{program}' does not exist in the rootfs ({rootfs}); fix the command or the image");
+            }
+            return containerPath;
+        }
+        var pathVar = env.FirstOrDefault(e => e.StartsWith("PATH=", StringComparison.Ordinal))?[5..]
+            ?? "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+        foreach (var dir in pathVar.Split(':', StringSplitOptions.RemoveEmptyEntries))
+        {
+            var candidate = Path.Join(dir, program);
+            var host = SecureJoin.Resolve(rootfs, candidate);
+            if (File.Exists(host) && (File.GetUnixFileMode(host) & (UnixFileMode.UserExecute | UnixFileMode.GroupExecute | UnixFileMode.OtherExecute)) != 0)
+            {
+                return candidate;
+            }
+        }
+        throw new SpecException($"process.args[0]: '{program}' was not found on the container's PATH ({pathVar}); fix the command or the image");
+    }
+}

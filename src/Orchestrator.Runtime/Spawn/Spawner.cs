@@ -1,0 +1,269 @@
+using System.Runtime.InteropServices;
+using Orchestrator.Linux;
+using Orchestrator.Runtime.Cgroups;
+using Orchestrator.Runtime.Spec;
+using static Orchestrator.Linux.Libc;
+
+namespace Orchestrator.Runtime.Spawn;
+
+/// <summary>The container's first process, as the parent holds it.</summary>
+public sealed class SpawnedProcess(int pid, int pidfd) : IDisposable
+{
+    public int Pid { get; } = pid;
+
+    /// <summary>A pidfd: waits and signals go to this process even if its pid is reused.</summary>
+    public int PidFd { get; private set; } = pidfd;
+
+    /// <summary>Waits for exit; returns the exit code, or 128 + signal as shells report it.</summary>
+    public unsafe int WaitForExit()
+    {
+        var info = stackalloc byte[128];
+        while (waitid(P_PIDFD, PidFd, info, WEXITED) != 0)
+        {
+            var errno = Marshal.GetLastPInvokeError();
+            if (errno != Errno.EINTR)
+            {
+                throw new LinuxException("waitid", $"pid {Pid}", errno);
+            }
+        }
+        var code = *(int*)(info + 8);
+        var status = *(int*)(info + 24);
+        return code == CLD_EXITED ? status : 128 + status;
+    }
+
+    public void Dispose()
+    {
+        if (PidFd >= 0)
+        {
+            close(PidFd);
+            PidFd = -1;
+        }
+    }
+}
+
+/// <summary>A failure inside the child before the user's program ran: the step and errno.</summary>
+public sealed class SpawnException : Exception
+{
+    public SpawnException(SpawnStage stage, int errno, string detail)
+        : base($"container setup failed at {StageText(stage)}{detail}: {Errno.Describe(errno)}")
+    {
+        Stage = stage;
+        ErrorNumber = errno;
+    }
+
+    public SpawnException() { }
+    public SpawnException(string message) : base(message) { }
+    public SpawnException(string message, Exception inner) : base(message, inner) { }
+
+    public SpawnStage Stage { get; }
+    public int ErrorNumber { get; }
+
+    private static string StageText(SpawnStage stage) => stage switch
+    {
+        SpawnStage.Exec => "exec of the container's program",
+        SpawnStage.PivotRoot => "pivot_root into the rootfs",
+        SpawnStage.Mount => "a mount",
+        SpawnStage.Cwd => "chdir to process.cwd",
+        SpawnStage.Capabilities => "setting capabilities",
+        SpawnStage.Rlimit => "setting rlimits",
+        SpawnStage.Sysctl => "writing a sysctl",
+        _ => stage.ToString().ToLowerInvariant(),
+    };
+}
+
+/// <summary>Turns a <see cref="ContainerPlan"/> into a process through the C shim.</summary>
+internal static unsafe class Spawner
+{
+    // One spawn at a time per process: a child inherits every fd open at clone time until it
+    // execs, so concurrent spawns would hold each other's pipes open.
+    private static readonly Lock s_gate = new();
+
+    /// <param name="execFifo">For create: an exec fifo the child blocks on before exec; null for run.</param>
+    /// <param name="keepFds">Extra fds to pass (must already sit at 3, 4, …), as --preserve-fds.</param>
+    public static SpawnedProcess Spawn(ContainerPlan plan, ICgroup cgroup, string? execFifo, int keepFds = 0)
+    {
+        NativeSpawn.CheckAbi();
+        lock (s_gate)
+        {
+            return SpawnLocked(plan, cgroup, execFifo, keepFds);
+        }
+    }
+
+    private static SpawnedProcess SpawnLocked(ContainerPlan plan, ICgroup cgroup, string? execFifo, int keepFds)
+    {
+        var spec = plan.Spec;
+        var process = spec.Process!;
+        var linux = spec.Linux!;
+        using var arena = new NativeArena();
+        var fdsToClose = new List<int>();
+        var sync = stackalloc int[2];
+        var report = stackalloc int[2];
+        if (pipe2(sync, O_CLOEXEC) != 0 || pipe2(report, O_CLOEXEC) != 0)
+        {
+            throw LinuxException.FromLastError("pipe2");
+        }
+        fdsToClose.AddRange([sync[0], sync[1], report[0], report[1]]);
+        try
+        {
+            var p = arena.Alloc<NativePlan>(1);
+            p->CloneFlags = plan.CloneFlags;
+            p->NJoin = plan.Joins.Count;
+            p->JoinFds = arena.Alloc<int>(plan.Joins.Count);
+            p->JoinTypes = arena.Alloc<int>(plan.Joins.Count);
+            for (var i = 0; i < plan.Joins.Count; i++)
+            {
+                var fd = open(plan.Joins[i].Path, O_RDONLY | O_CLOEXEC, 0);
+                if (fd < 0)
+                {
+                    throw new SpecException($"linux.namespaces: cannot open namespace '{plan.Joins[i].Path}': {Errno.Describe(Marshal.GetLastPInvokeError())}; is that process still running?");
+                }
+                fdsToClose.Add(fd);
+                p->JoinFds[i] = fd;
+                p->JoinTypes[i] = plan.Joins[i].Type;
+            }
+            p->Rootfs = arena.String(plan.Rootfs);
+            p->ReadonlyRoot = spec.Root!.Readonly ? 1 : 0;
+            p->RootPropagation = (nuint)(linux.RootfsPropagation is "slave" or "rslave" ? MS_SLAVE | MS_REC : MS_PRIVATE | MS_REC);
+            p->NMounts = plan.Mounts.Count;
+            p->Mounts = arena.Alloc<NativeMount>(plan.Mounts.Count);
+            for (var i = 0; i < plan.Mounts.Count; i++)
+            {
+                var m = plan.Mounts[i];
+                p->Mounts[i] = new NativeMount
+                {
+                    Op = m.Op,
+                    Source = arena.String(m.Source),
+                    Target = arena.String(m.Target),
+                    FsType = arena.String(m.FsType),
+                    Flags = (nuint)m.Flags,
+                    Data = arena.String(m.Data),
+                    Propagation = (nuint)m.Propagation,
+                    RemountFlags = (int)m.RemountFlags,
+                };
+            }
+            var masked = linux.MaskedPaths ?? [];
+            p->NMasked = masked.Count;
+            p->Masked = arena.Strings(masked);
+            var readonlyPaths = linux.ReadonlyPaths ?? [];
+            p->NReadonly = readonlyPaths.Count;
+            p->ReadonlyPaths = arena.Strings(readonlyPaths);
+            p->Hostname = (plan.CloneFlags & ContainerPlan.CLONE_NEWUTS) != 0 ? arena.String(spec.Hostname) : null;
+            var sysctl = (linux.Sysctl ?? []).ToList();
+            p->NSysctl = sysctl.Count;
+            p->SysctlPaths = arena.Strings(sysctl.Select(kv => "/proc/sys/" + kv.Key.Replace('.', '/')).ToList());
+            p->SysctlValues = arena.Strings(sysctl.Select(kv => kv.Value).ToList());
+            var rlimits = process.Rlimits ?? [];
+            p->NRlimits = rlimits.Count;
+            p->Rlimits = arena.Alloc<NativeRlimit>(rlimits.Count);
+            for (var i = 0; i < rlimits.Count; i++)
+            {
+                p->Rlimits[i] = new NativeRlimit { Resource = Capabilities.Rlimit(rlimits[i].Type)!.Value, Soft = rlimits[i].Soft, Hard = rlimits[i].Hard };
+            }
+            p->SetOomScore = process.OomScoreAdj is null ? 0 : 1;
+            p->OomScoreAdj = process.OomScoreAdj ?? 0;
+            p->Uid = process.User.Uid;
+            p->Gid = process.User.Gid;
+            var groups = process.User.AdditionalGids ?? [];
+            p->NGroups = groups.Count;
+            p->Groups = arena.Alloc<uint>(groups.Count);
+            for (var i = 0; i < groups.Count; i++)
+            {
+                p->Groups[i] = groups[i];
+            }
+            var caps = process.Capabilities;
+            p->CapBounding = Capabilities.Mask(caps?.Bounding);
+            p->CapEffective = Capabilities.Mask(caps?.Effective);
+            p->CapPermitted = Capabilities.Mask(caps?.Permitted);
+            p->CapInheritable = Capabilities.Mask(caps?.Inheritable);
+            p->CapAmbient = Capabilities.Mask(caps?.Ambient);
+            p->NoNewPrivs = process.NoNewPrivileges ? 1 : 0;
+            p->Seccomp = null;
+            p->UmaskValue = process.User.Umask is { } umask ? (int)umask : -1;
+            p->Cwd = arena.String(process.Cwd);
+            p->Path = arena.String(plan.ExecPath);
+            p->Argv = arena.Strings(process.Args);
+            p->Envp = arena.Strings(process.Env ?? []);
+            p->StdinFd = p->StdoutFd = p->StderrFd = -1;
+            p->KeepFds = keepFds;
+            p->SyncFd = sync[0];
+            p->ReportFd = report[1];
+            p->ExecFifoFd = -1;
+            if (execFifo is not null)
+            {
+                var fifo = open(execFifo, O_PATH | O_CLOEXEC, 0);
+                if (fifo < 0)
+                {
+                    throw LinuxException.FromLastError("open", execFifo);
+                }
+                fdsToClose.Add(fifo);
+                p->ExecFifoFd = fifo;
+            }
+
+            int pidfd;
+            var pid = NativeSpawn.Spawn(p, &pidfd);
+            if (pid < 0)
+            {
+                throw new LinuxException("clone", "the container's first process", Marshal.GetLastPInvokeError());
+            }
+            var child = new SpawnedProcess(pid, pidfd);
+            // The parent's copies of the child's ends: closed, so that EOF means "exec happened".
+            close(sync[0]);
+            close(report[1]);
+            fdsToClose.Remove(sync[0]);
+            fdsToClose.Remove(report[1]);
+            try
+            {
+                // Into the cgroup before the child runs a single instruction of its own setup.
+                cgroup.Attach(pid);
+                byte go = 1;
+                if (write(sync[1], &go, 1) != 1)
+                {
+                    throw LinuxException.FromLastError("write", "sync pipe");
+                }
+                WaitForReport(report[0], plan);
+                return child;
+            }
+            catch
+            {
+                kill(pid, 9);
+                child.WaitForExit();
+                child.Dispose();
+                throw;
+            }
+        }
+        finally
+        {
+            foreach (var fd in fdsToClose)
+            {
+                close(fd);
+            }
+        }
+    }
+
+    /// <summary>EOF: the program was exec'd. READY: set up and waiting on the exec fifo. Else the failure.</summary>
+    private static void WaitForReport(int fd, ContainerPlan plan)
+    {
+        var record = stackalloc int[2];
+        nint n;
+        do
+        {
+            n = read(fd, record, 8);
+        }
+        while (n < 0 && Marshal.GetLastPInvokeError() == Errno.EINTR);
+        if (n == 0)
+        {
+            return;
+        }
+        if (n != 8)
+        {
+            throw new SpawnException($"container setup: short report from the child ({n} bytes)");
+        }
+        var stage = (SpawnStage)record[0];
+        if (stage == SpawnStage.Ready)
+        {
+            return;
+        }
+        var detail = stage == SpawnStage.Exec ? $" ('{plan.ExecPath}')" : stage == SpawnStage.Cwd ? $" ('{plan.Spec.Process!.Cwd}')" : "";
+        throw new SpawnException(stage, record[1], detail);
+    }
+}

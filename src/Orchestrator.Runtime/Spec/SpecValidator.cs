@@ -1,0 +1,140 @@
+namespace Orchestrator.Runtime.Spec;
+
+/// <summary>
+/// Checks a parsed spec for what this runtime can honour. A field it cannot honour yet is an
+/// error that says so, never silently dropped: a container must not run with less isolation
+/// than its spec asked for.
+/// </summary>
+internal static class SpecValidator
+{
+    public static readonly IReadOnlySet<string> NamespaceTypes = new HashSet<string>(StringComparer.Ordinal)
+        { "pid", "network", "mount", "ipc", "uts", "cgroup", "user", "time" };
+
+    public static void Validate(RuntimeSpec spec, string path)
+    {
+        void Fail(string field, string problem) => throw new SpecException($"{path}: {field}: {problem}");
+        void NotYet(string field) => Fail(field, "is not supported by this runtime yet; remove it or use --runtime containerd");
+
+        if (!spec.OciVersion.StartsWith("1.", StringComparison.Ordinal))
+        {
+            Fail("ociVersion", $"'{spec.OciVersion}' is not a 1.x version of the OCI runtime spec");
+        }
+        if (spec.Root is null || spec.Root.Path.Length == 0)
+        {
+            Fail("root.path", "is required: the container's root filesystem, relative to the bundle or absolute");
+        }
+        var process = spec.Process;
+        if (process is null)
+        {
+            Fail("process", "is required");
+            return;
+        }
+        if (process.Args.Count == 0 || process.Args[0].Length == 0)
+        {
+            Fail("process.args", "must name the program to run");
+        }
+        if (!process.Cwd.StartsWith('/'))
+        {
+            Fail("process.cwd", $"'{process.Cwd}' must be an absolute path inside the container");
+        }
+        if (process.Terminal)
+        {
+            NotYet("process.terminal");
+        }
+        if (process.ApparmorProfile is { Length: > 0 })
+        {
+            NotYet("process.apparmorProfile");
+        }
+        if (process.SelinuxLabel is { Length: > 0 })
+        {
+            NotYet("process.selinuxLabel");
+        }
+        foreach (var rlimit in process.Rlimits ?? [])
+        {
+            if (Capabilities.Rlimit(rlimit.Type) is null)
+            {
+                Fail("process.rlimits", $"'{rlimit.Type}' is not an rlimit; use names like RLIMIT_NOFILE");
+            }
+            if (rlimit.Soft > rlimit.Hard)
+            {
+                Fail("process.rlimits", $"{rlimit.Type} soft limit {rlimit.Soft} is above its hard limit {rlimit.Hard}");
+            }
+        }
+        if (process.Capabilities is { } caps)
+        {
+            foreach (var name in new[] { caps.Bounding, caps.Effective, caps.Permitted, caps.Inheritable, caps.Ambient }.Where(l => l is not null).SelectMany(l => l!))
+            {
+                if (Capabilities.Number(name) is null)
+                {
+                    Fail("process.capabilities", $"'{name}' is not a capability; use names like CAP_NET_BIND_SERVICE");
+                }
+            }
+        }
+        foreach (var mount in spec.Mounts)
+        {
+            if (!mount.Destination.StartsWith('/'))
+            {
+                Fail("mounts", $"destination '{mount.Destination}' must be an absolute path inside the container");
+            }
+            foreach (var option in mount.Options ?? [])
+            {
+                if (!MountOptions.IsKnown(option))
+                {
+                    Fail("mounts", $"option '{option}' of {mount.Destination} is not a mount option this runtime knows");
+                }
+            }
+        }
+        if (spec.Hooks is { } hooks && new[] { hooks.Prestart, hooks.CreateRuntime, hooks.CreateContainer, hooks.StartContainer, hooks.Poststart, hooks.Poststop }.Any(h => h is { Count: > 0 }))
+        {
+            NotYet("hooks");
+        }
+        if (spec.Linux is not { } linux)
+        {
+            Fail("linux", "is required on Linux");
+            return;
+        }
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var ns in linux.Namespaces ?? [])
+        {
+            if (!NamespaceTypes.Contains(ns.Type))
+            {
+                Fail("linux.namespaces", $"'{ns.Type}' is not a namespace type; use pid, network, mount, ipc, uts, cgroup, user or time");
+            }
+            if (!seen.Add(ns.Type))
+            {
+                Fail("linux.namespaces", $"'{ns.Type}' is listed twice");
+            }
+            if (ns.Type is "user" or "time")
+            {
+                NotYet($"linux.namespaces ({ns.Type})");
+            }
+        }
+        if (linux.UidMappings is { Count: > 0 } || linux.GidMappings is { Count: > 0 })
+        {
+            NotYet("linux.uidMappings/gidMappings");
+        }
+        if (linux.Seccomp is not null)
+        {
+            NotYet("linux.seccomp");
+        }
+        if (linux.MountLabel is { Length: > 0 })
+        {
+            NotYet("linux.mountLabel");
+        }
+        if (linux.RootfsPropagation is { Length: > 0 } propagation && propagation is not ("private" or "rprivate" or "slave" or "rslave"))
+        {
+            Fail("linux.rootfsPropagation", $"'{propagation}' is not supported; use private, rprivate, slave or rslave");
+        }
+        if (linux.Devices is { Count: > 0 })
+        {
+            NotYet("linux.devices");
+        }
+        foreach (var key in linux.Sysctl?.Keys ?? Enumerable.Empty<string>())
+        {
+            if (key.Contains('/', StringComparison.Ordinal) || key.Contains("..", StringComparison.Ordinal) || key.Length == 0)
+            {
+                Fail("linux.sysctl", $"'{key}' is not a sysctl name; write it like net.ipv4.ip_forward");
+            }
+        }
+    }
+}
