@@ -14,17 +14,18 @@ RESULTS := artifacts/test-results
 
 # Debian packages: the build (gcc links the AOT binary), the tests' real servers and tools,
 # and the competitors the benchmarks run side by side.
-APT_BUILD := gcc libc6-dev zlib1g-dev git ca-certificates curl
+APT_BUILD := gcc libc6-dev zlib1g-dev git ca-certificates curl libicu72
 APT_TEST := nats-server busybox-static skopeo umoci util-linux iproute2 systemd procps tar
 APT_BENCH := containerd runc crun hyperfine
 
-.PHONY: help deps deps-bench dotnet restore build publish test demo bench clean
+.PHONY: help deps deps-build deps-bench dotnet restore build publish install test demo bench clean
 
 help:
 	@echo "make demo                run a local fleet: nats-server + orchd in the foreground (Ctrl-C stops both)"
 	@echo "make test                run every test (unit, integration, privileged) against the AOT binaries"
 	@echo "make publish OUT=<dir>   build the release binaries into <dir> (default $(OUT))"
 	@echo "make bench               side-by-side benchmarks (see docs/benchmarks.md)"
+	@echo "make install [DESTDIR=]  install built binaries, the systemd unit and the default config (no apt, no SDK)"
 
 # apt-get only when something is missing: a second run costs nothing and needs no network.
 define apt_install
@@ -36,8 +37,14 @@ define apt_install
 	fi
 endef
 
-deps: dotnet
-	$(call apt_install,$(APT_BUILD) $(APT_TEST))
+# The build's Debian packages come first: the SDK installer needs curl and certificates, and
+# the SDK itself needs ICU.
+deps-build:
+	$(call apt_install,$(APT_BUILD))
+	@$(MAKE) --no-print-directory dotnet
+
+deps: deps-build
+	$(call apt_install,$(APT_TEST))
 
 deps-bench: deps
 	$(call apt_install,$(APT_BENCH))
@@ -51,21 +58,34 @@ dotnet:
 		ln -sf /usr/share/dotnet/dotnet /usr/local/bin/dotnet; } || \
 		{ echo "error: no .NET SDK and it could not be installed; install dotnet-sdk-10.0 (https://learn.microsoft.com/dotnet/core/install/linux-debian)" >&2; exit 1; }
 
-restore: deps
+restore: deps-build
 	$(DOTNET) restore Orchestrator.sln
 
 build: restore
 	$(DOTNET) build Orchestrator.sln -c $(CONFIGURATION) --no-restore
 
 # The release binaries: orchd (AOT, also answering as orch-runc through a link) and orchctl.
-# Debug symbols go to $(OUT)/debug, out of the way of packaging.
+# Debug symbols go to $(DEBUG_OUT), out of the way of packaging.
+DEBUG_OUT ?= artifacts/debug
 publish: restore
-	@mkdir -p $(OUT)/debug
+	@mkdir -p $(OUT) $(DEBUG_OUT)
 	$(DOTNET) publish src/orchd/orchd.csproj -c Release -r $(RID) -o $(OUT) -p:SourceRevisionId=$(REVISION) --nologo -v:q
 	$(DOTNET) publish src/orchctl/orchctl.csproj -c Release -r $(RID) -o $(OUT) -p:SourceRevisionId=$(REVISION) --nologo -v:q
 	@ln -sf orchd $(OUT)/orch-runc
-	@rm -f $(OUT)/*.pdb; mv -f $(OUT)/*.dbg $(OUT)/debug/ 2>/dev/null || true
+	@rm -f $(OUT)/*.pdb; mv -f $(OUT)/*.dbg $(DEBUG_OUT)/ 2>/dev/null || true
 	@ls -l $(OUT)/orchd $(OUT)/orchctl $(OUT)/orch-runc
+
+# Installs what `make publish` built; needs nothing else (a production node gets no SDK and
+# no test servers from this).
+PREFIX ?= /usr
+install:
+	@test -x $(OUT)/orchd || { echo "error: $(OUT)/orchd is not built; run make publish first (on a build machine)" >&2; exit 1; }
+	install -D -m 755 $(OUT)/orchd $(DESTDIR)$(PREFIX)/bin/orchd
+	install -D -m 755 $(OUT)/orchctl $(DESTDIR)$(PREFIX)/bin/orchctl
+	ln -sf orchd $(DESTDIR)$(PREFIX)/bin/orch-runc
+	install -D -m 644 systemd/orchd.service $(DESTDIR)/lib/systemd/system/orchd.service
+	@if [ "$(PREFIX)" != /usr ]; then sed -i 's|/usr/bin/orchd|$(PREFIX)/bin/orchd|' $(DESTDIR)/lib/systemd/system/orchd.service; fi
+	@test -e $(DESTDIR)/etc/orchestrator/orchd.yaml || install -D -m 644 packaging/config/orchd.yaml $(DESTDIR)/etc/orchestrator/orchd.yaml
 
 # Every test project, against the binaries just published, one after the other (the
 # integration tests start real servers and processes: running projects side by side on two

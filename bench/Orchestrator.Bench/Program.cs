@@ -42,30 +42,26 @@ for (var run = 0; run < runs; run++)
     }
 }
 
-// 2. Idle RSS after connecting to NATS and sitting idle.
-long orchdRss, containerdRss = 0, natsRss;
-string orchdBreakdown;
-using (var dir = new TempDir("bench-orchd-idle"))
-using (var notify = new NotifySocket())
+// 2. Idle RSS after connecting to NATS and sitting idle: three instances side by side, the median.
+const int Instances = 3;
+var (orchdSamples, orchdBreakdown) = await IdleRssAsync(i =>
 {
-    await using var process = DaemonProcess.Start(orchd,
-        ["--node-name", "bench", "--state-dir", dir.Combine("state"), "--run-dir", dir.Combine("run"), "--nats-url", nats.Url, "--config", WriteEmpty(dir), "--log-level", "warn"],
-        new Dictionary<string, string?> { ["NOTIFY_SOCKET"] = notify.Path });
-    await notify.WaitForAsync(m => m.StartsWith("STATUS=connected", StringComparison.Ordinal), TimeSpan.FromSeconds(10));
-    await Task.Delay(TimeSpan.FromSeconds(idleSeconds));
-    orchdRss = process.RssKiB();
-    orchdBreakdown = Breakdown(process.Pid);
-    natsRss = RssOf(NatsPid(nats));
-}
+    var dir = new TempDir("bench-orchd-idle");
+    return (dir, orchd, new[] { "--node-name", $"bench-{i}", "--state-dir", dir.Combine("state"), "--run-dir", dir.Combine("run"), "--nats-url", nats.Url, "--config", WriteEmpty(dir), "--log-level", "warn" },
+        (Func<string, bool>)(m => m.StartsWith("STATUS=connected", StringComparison.Ordinal)));
+}, Instances, idleSeconds);
+var natsRss = RssOf(NatsPid(nats));
+var containerdSamples = new List<double>();
 if (containerd is not null)
 {
-    using var cdir = new TempDir("bench-containerd-idle");
-    using var notify = new NotifySocket();
-    await using var process = DaemonProcess.Start(containerd, ["--config", ContainerdConfig(cdir), "--log-level", "warn"], new Dictionary<string, string?> { ["NOTIFY_SOCKET"] = notify.Path });
-    await notify.WaitForAsync("READY=1", TimeSpan.FromSeconds(10));
-    await Task.Delay(TimeSpan.FromSeconds(idleSeconds));
-    containerdRss = process.RssKiB();
+    (containerdSamples, _) = await IdleRssAsync(i =>
+    {
+        var dir = new TempDir("bench-containerd-idle");
+        return (dir, containerd, new[] { "--config", ContainerdConfig(dir), "--log-level", "warn" }, (Func<string, bool>)(m => m == "READY=1"));
+    }, Instances, idleSeconds);
 }
+var orchdRss = Median(orchdSamples);
+var containerdRss = containerdSamples.Count > 0 ? Median(containerdSamples) : 0;
 
 // 3. Sizes of what we ship.
 var sizes = new[] { "orchd", "orchctl" }.Select(n => (Name: n, Bytes: new FileInfo(Repo.Binary(n)).Length)).ToArray();
@@ -76,15 +72,48 @@ var os = Median(orchdStart);
 var cs = containerdStart.Count > 0 ? Median(containerdStart) : double.NaN;
 Console.WriteLine($"| cold start to READY=1 (median of {runs}) | {os:F1} ms | {Show(cs, "ms")} | {Ratio(os, cs)} | ≤ 50 ms |");
 Console.WriteLine($"| start to READY=1, min / max | {orchdStart.Min():F1} / {orchdStart.Max():F1} ms | {(containerdStart.Count > 0 ? $"{containerdStart.Min():F1} / {containerdStart.Max():F1} ms" : "-")} | | |");
-Console.WriteLine($"| idle RSS after {idleSeconds} s (orchd connected to NATS) | {orchdRss / 1024.0:F1} MiB | {Show(containerdRss / 1024.0, "MiB")} | {Ratio(orchdRss, containerdRss)} | ≤ 16 MiB |");
+Console.WriteLine($"| idle RSS after {idleSeconds} s (orchd connected to NATS), median of {Instances} | {orchdRss:F1} MiB | {Show(containerdRss, "MiB")} | {Ratio(orchdRss, containerdRss)} | ≤ 16 MiB |");
 foreach (var (name, bytes) in sizes)
 {
     Console.WriteLine($"| {name} binary size | {bytes / 1048576.0:F1} MiB | {(name == "orchd" && containerd is not null ? $"{new FileInfo(containerd).Length / 1048576.0:F1} MiB" : "-")} | {(name == "orchd" && containerd is not null ? Ratio(bytes, new FileInfo(containerd).Length) : "")} | {(name == "orchd" ? "≤ 20 MiB" : "")} |");
 }
 Console.WriteLine();
 Console.WriteLine($"orchd RSS breakdown: {orchdBreakdown}");
-Console.WriteLine($"nats-server idle RSS (reference, same run): {natsRss / 1024.0:F1} MiB");
+Console.WriteLine($"nats-server idle RSS (reference, same run, {Instances} clients): {natsRss / 1024.0:F1} MiB");
 return 0;
+
+static async Task<(List<double> MiB, string Breakdown)> IdleRssAsync(Func<int, (TempDir Dir, string Binary, string[] Args, Func<string, bool> Ready)> make, int count, int idleSeconds)
+{
+    var setups = Enumerable.Range(0, count).Select(make).ToArray();
+    var notifies = setups.Select(_ => new NotifySocket()).ToArray();
+    var processes = setups.Select((s, i) => DaemonProcess.Start(s.Binary, s.Args, new Dictionary<string, string?> { ["NOTIFY_SOCKET"] = notifies[i].Path })).ToArray();
+    try
+    {
+        for (var i = 0; i < count; i++)
+        {
+            await notifies[i].WaitForAsync(setups[i].Ready, TimeSpan.FromSeconds(10));
+        }
+        await Task.Delay(TimeSpan.FromSeconds(idleSeconds));
+        return (processes.Select(p => p.RssKiB() / 1024.0).ToList(), Breakdown(processes[0].Pid));
+    }
+    finally
+    {
+        foreach (var p in processes)
+        {
+            p.Signal(Signals.SIGTERM);
+            await p.WaitForExitAsync(TimeSpan.FromSeconds(20));
+            await p.DisposeAsync();
+        }
+        foreach (var n in notifies)
+        {
+            n.Dispose();
+        }
+        foreach (var s in setups)
+        {
+            s.Dir.Dispose();
+        }
+    }
+}
 
 static async Task<double> StartToReadyAsync(string binary, string[] args)
 {

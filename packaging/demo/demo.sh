@@ -10,8 +10,9 @@ nats_pid="" orchd_pid=""
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 port=4222
 if ! port_free $port; then
-  port=$(( 20000 + RANDOM % 20000 ))
-  while ! port_free $port; do port=$(( 20000 + RANDOM % 20000 )); done
+  # Below the kernel's ephemeral range (32768-60999), so no outgoing connection holds it.
+  port=$(( 14000 + RANDOM % 10000 ))
+  while ! port_free $port; do port=$(( 14000 + RANDOM % 10000 )); done
 fi
 url=nats://127.0.0.1:$port
 
@@ -24,12 +25,19 @@ stop() {
   rm -rf "$work"
   echo "demo: stopped, $work removed"
 }
-trap stop INT TERM EXIT
+trap stop EXIT
+# Ctrl-C is the normal way to end the demo: clean up and report success.
+trap 'stop; exit 0' INT TERM
 
 nats_server=$(command -v nats-server || echo /usr/sbin/nats-server)
 "$nats_server" -a 127.0.0.1 -p "$port" -js -sd "$work/jetstream" -l "$work/nats-server.log" &
 nats_pid=$!
-for _ in $(seq 100); do port_free $port || break; sleep 0.05; done
+for _ in $(seq 100); do port_free $port || break; kill -0 $nats_pid 2>/dev/null || break; sleep 0.05; done
+if port_free $port; then
+  echo "demo: nats-server did not start; its log:" >&2
+  cat "$work/nats-server.log" >&2 2>/dev/null || true
+  exit 1
+fi
 echo "demo: nats-server with JetStream on $url (store $work/jetstream)"
 
 "$bin/orchd" --config /dev/null --node-name demo-1 --label zone=demo --label role=gateway \

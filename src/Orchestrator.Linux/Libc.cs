@@ -20,9 +20,11 @@ public static partial class Libc
         MS_PRIVATE = 1 << 18, MS_SLAVE = 1 << 19, MS_SHARED = 1 << 20, MS_RELATIME = 1 << 21,
         MS_STRICTATIME = 1 << 24;
 
-    // <fcntl.h>, x86-64/arm64 values (identical on both).
-    public const int O_RDONLY = 0, O_WRONLY = 1, O_RDWR = 2, O_CREAT = 0x40, O_EXCL = 0x80, O_TRUNC = 0x200,
-        O_NOFOLLOW = 0x20000, O_DIRECTORY = 0x10000, O_CLOEXEC = 0x80000;
+    // <fcntl.h>: the values differ between architectures (O_NOFOLLOW is 0x20000 on x86-64 and
+    // 0x8000 on arm64), so they come from Tmds.LibC's per-architecture assembly.
+    public static readonly int O_RDONLY = Tmds.Linux.LibC.O_RDONLY, O_WRONLY = Tmds.Linux.LibC.O_WRONLY, O_RDWR = Tmds.Linux.LibC.O_RDWR,
+        O_CREAT = Tmds.Linux.LibC.O_CREAT, O_NOFOLLOW = Tmds.Linux.LibC.O_NOFOLLOW, O_DIRECTORY = Tmds.Linux.LibC.O_DIRECTORY,
+        O_CLOEXEC = Tmds.Linux.LibC.O_CLOEXEC, O_PATH = Tmds.Linux.LibC.O_PATH;
 
     [LibraryImport(LibcName, EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     public static partial int open(string pathname, int flags, int mode);
@@ -36,6 +38,9 @@ public static partial class Libc
     [LibraryImport(LibcName, EntryPoint = "write", SetLastError = true)]
     public static unsafe partial nint write(int fd, void* buf, nuint count);
 
+    [LibraryImport(LibcName, EntryPoint = "fsync", SetLastError = true)]
+    public static partial int fsync(int fd);
+
     [LibraryImport(LibcName, EntryPoint = "close", SetLastError = true)]
     public static partial int close(int fd);
 
@@ -47,7 +52,6 @@ public static partial class Libc
 
     // <sys/wait.h>
     public const int P_PIDFD = 3, WEXITED = 4, WNOHANG = 1, CLD_EXITED = 1, CLD_KILLED = 2, CLD_DUMPED = 3;
-    public const int O_PATH = 0x200000;
 
     /// <summary>siginfo_t is 128 bytes; for SIGCHLD, si_code is at 8, si_pid at 16 and si_status at 24 (LP64).</summary>
     [LibraryImport(LibcName, EntryPoint = "waitid", SetLastError = true)]

@@ -9,6 +9,12 @@ using Orchestrator.Daemon.Hosting;
 using Orchestrator.Fleet.Agent;
 using Orchestrator.Node.StateStore;
 
+AppDomain.CurrentDomain.UnhandledException += (_, e) =>
+{
+    EarlyLog.Error($"orchd: internal error: {(e.ExceptionObject as Exception)?.Message ?? e.ExceptionObject.ToString()}; please report it");
+    Environment.Exit(ExitCodes.Failure);
+};
+
 // One binary, several names (a multi-call binary saves an edge disk two copies of the runtime).
 var invokedAs = Path.GetFileName(Environment.GetCommandLineArgs()[0]);
 if (invokedAs == "orch-runc" || (args.Length > 0 && args[0] == "runc"))
@@ -139,6 +145,8 @@ static async Task<int> RunDaemonAsync(OrchdConfig config, NodeState state)
         DaemonLog.Stopping(logger);
     });
 
+    // RunAsync disposes the host (and its service provider): take the services first.
+    var services = host.Services.GetServices<IHostedService>().OfType<BackgroundService>().ToArray();
     try
     {
         await host.RunAsync().ConfigureAwait(false);
@@ -146,6 +154,14 @@ static async Task<int> RunDaemonAsync(OrchdConfig config, NodeState state)
     catch (Exception e) when (e is not OutOfMemoryException)
     {
         DaemonLog.Failed(logger, e.Message);
+        return ExitCodes.Failure;
+    }
+    // On .NET 10 a BackgroundService that throws stops the host without RunAsync throwing:
+    // look for it, so that systemd's Restart=on-failure sees a failure.
+    var faulted = services.Select(s => s.ExecuteTask).FirstOrDefault(t => t is { IsFaulted: true });
+    if (faulted?.Exception?.GetBaseException() is { } error)
+    {
+        DaemonLog.Failed(logger, error.Message);
         return ExitCodes.Failure;
     }
     DaemonLog.Stopped(logger, stopwatch.ElapsedMilliseconds);

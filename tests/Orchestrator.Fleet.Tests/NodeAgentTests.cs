@@ -32,10 +32,9 @@ public sealed class NodeAgentTests
         var runs = agents.Select(a => a.RunAsync(stop.Token)).ToArray();
         foreach (var agent in agents)
         {
+            // "Connected" is announced only once the server has the node's subscriptions.
             await WaitConnectedAsync(agent);
         }
-        // Subscriptions are registered right after connect; give the server a round trip to see them.
-        await Task.Delay(100);
 
         await using var client = new NatsConnection(new NatsOpts { Url = nats.Url });
         var fleet = new FleetClient(client);
@@ -65,7 +64,10 @@ public sealed class NodeAgentTests
         agent.StatusChanged += s => { lock (statuses) { statuses.Add(s); } };
         using var stop = new CancellationTokenSource();
         var run = agent.RunAsync(stop.Token);
-        await Task.Delay(1200);
+        for (var i = 0; i < 500 && statuses.Count == 0; i++)
+        {
+            await Task.Delay(20);
+        }
         Assert.False(agent.IsConnected);
         Assert.False(run.IsCompleted);
         lock (statuses)

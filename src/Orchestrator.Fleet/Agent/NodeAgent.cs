@@ -28,6 +28,8 @@ public sealed partial class NodeAgent : IAsyncDisposable
     private readonly ILogger _logger;
     private NatsConnection? _connection;
     private int _opens;
+    private int _attempts;
+    private bool _serving;
 
     public NodeAgent(NodeIdentity identity, NatsSettings nats, ILogger<NodeAgent> logger)
     {
@@ -39,8 +41,8 @@ public sealed partial class NodeAgent : IAsyncDisposable
     /// <summary>Raised with a one-line status whenever the connection state changes (for sd_notify STATUS=).</summary>
     public event Action<string>? StatusChanged;
 
-    /// <summary>True while connected to a NATS server.</summary>
-    public bool IsConnected => _connection?.ConnectionState == NatsConnectionState.Open;
+    /// <summary>True while connected to a NATS server with the node's subscriptions in place.</summary>
+    public bool IsConnected => Volatile.Read(ref _serving) && _connection?.ConnectionState == NatsConnectionState.Open;
 
     /// <summary>Connects (retrying until cancelled), then serves requests until cancelled.</summary>
     public async Task RunAsync(CancellationToken cancellationToken)
@@ -52,9 +54,28 @@ public sealed partial class NodeAgent : IAsyncDisposable
         }
         _connection = connection;
 
-        await Task.WhenAll(
-            ServeAsync(connection, Subjects.NodeInfo(_identity.NodeName), cancellationToken),
-            ServeAsync(connection, Subjects.FleetInfo, cancellationToken)).ConfigureAwait(false);
+        // Subscribe, then round-trip a PING: once the PONG is back the server has our SUBs, so
+        // anyone who sees "connected" can ask this node something and get an answer.
+        var nodeSub = await connection.SubscribeCoreAsync<byte[]>(Subjects.NodeInfo(_identity.NodeName), cancellationToken: cancellationToken).ConfigureAwait(false);
+        var fleetSub = await connection.SubscribeCoreAsync<byte[]>(Subjects.FleetInfo, cancellationToken: cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await connection.PingAsync(cancellationToken).ConfigureAwait(false);
+            Volatile.Write(ref _serving, true);
+            LogConnected(_logger, connection.ServerInfo?.Name ?? "?", _nats.DisplayUrls, _attempts);
+            StatusChanged?.Invoke($"connected to {_nats.DisplayUrls}");
+
+            await Task.WhenAll(ServeAsync(nodeSub, cancellationToken), ServeAsync(fleetSub, cancellationToken)).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+        }
+        finally
+        {
+            Volatile.Write(ref _serving, false);
+            await nodeSub.DisposeAsync().ConfigureAwait(false);
+            await fleetSub.DisposeAsync().ConfigureAwait(false);
+        }
     }
 
     private async Task<NatsConnection?> ConnectWithBackoffAsync(CancellationToken cancellationToken)
@@ -73,8 +94,7 @@ public sealed partial class NodeAgent : IAsyncDisposable
             try
             {
                 await connecting.WaitAsync(cancellationToken).ConfigureAwait(false);
-                LogConnected(_logger, connection.ServerInfo?.Name ?? "?", _nats.DisplayUrls, attempt);
-                StatusChanged?.Invoke($"connected to {_nats.DisplayUrls}");
+                _attempts = attempt;
                 return connection;
             }
             catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
@@ -114,11 +134,11 @@ public sealed partial class NodeAgent : IAsyncDisposable
         return null;
     }
 
-    private async Task ServeAsync(NatsConnection connection, string subject, CancellationToken cancellationToken)
+    private async Task ServeAsync(INatsSub<byte[]> subscription, CancellationToken cancellationToken)
     {
         try
         {
-            await foreach (var msg in connection.SubscribeAsync<byte[]>(subject, cancellationToken: cancellationToken).ConfigureAwait(false))
+            await foreach (var msg in subscription.Msgs.ReadAllAsync(cancellationToken).ConfigureAwait(false))
             {
                 if (msg.ReplyTo is null)
                 {

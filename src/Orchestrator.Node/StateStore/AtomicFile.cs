@@ -14,5 +14,27 @@ public static class AtomicFile
             stream.Flush(flushToDisk: true);
         }
         File.Move(temp, path, overwrite: true);
+        SyncDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
+    }
+
+    /// <summary>The rename is durable only once the directory itself is on disk (power cuts are routine at the edge).</summary>
+    private static void SyncDirectory(string dir)
+    {
+        var fd = Linux.Libc.open(dir, Linux.Libc.O_RDONLY | Linux.Libc.O_DIRECTORY | Linux.Libc.O_CLOEXEC, 0);
+        if (fd < 0)
+        {
+            throw Linux.LinuxException.FromLastError("open", dir);
+        }
+        try
+        {
+            if (Linux.Libc.fsync(fd) != 0)
+            {
+                throw Linux.LinuxException.FromLastError("fsync", dir);
+            }
+        }
+        finally
+        {
+            Linux.Libc.close(fd);
+        }
     }
 }

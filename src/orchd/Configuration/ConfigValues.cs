@@ -135,14 +135,21 @@ internal static class ConfigValues
             {
                 i++;
             }
-            total += value[unitStart..i] switch
+            try
             {
-                "ms" => TimeSpan.FromMilliseconds(number),
-                "s" => TimeSpan.FromSeconds(number),
-                "m" => TimeSpan.FromMinutes(number),
-                "h" => TimeSpan.FromHours(number),
-                _ => throw BadDuration(value),
-            };
+                total += value[unitStart..i] switch
+                {
+                    "ms" => TimeSpan.FromMilliseconds(number),
+                    "s" => TimeSpan.FromSeconds(number),
+                    "m" => TimeSpan.FromMinutes(number),
+                    "h" => TimeSpan.FromHours(number),
+                    _ => throw BadDuration(value),
+                };
+            }
+            catch (OverflowException)
+            {
+                throw new ConfigValueException($"'{value}' is too long a duration; keep it under 10,000 days");
+            }
         }
         return total;
     }

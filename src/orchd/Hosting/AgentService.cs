@@ -12,6 +12,13 @@ internal sealed class AgentService(NodeAgent agent, ISystemdNotifier notifier) :
         agent.StatusChanged += OnStatus;
         try
         {
+            // A failpoint (as etcd's gofail): lets the tests prove that a failing service ends
+            // orchd with exit code 1, which is what makes systemd restart it.
+            if (Environment.GetEnvironmentVariable("ORCHD_FAILPOINT") == "agent-crash")
+            {
+                await Task.Delay(100, stoppingToken).ConfigureAwait(false);
+                throw new InvalidOperationException("failpoint agent-crash");
+            }
             await agent.RunAsync(stoppingToken).ConfigureAwait(false);
         }
         finally
