@@ -1,0 +1,362 @@
+using System.Globalization;
+using System.Text.Json;
+using Orchestrator.Runtime.Cgroups;
+using Orchestrator.Runtime.Spec;
+using Orchestrator.Runtime.State;
+
+namespace Orchestrator.Runtime.Cli;
+
+/// <summary>
+/// orch-runc: runc's command line over <see cref="ContainerRuntime"/>, close enough that
+/// containerd's runc shim can drive it (BinaryName). Exit codes as runc: 0, 1 on any error,
+/// and for run the container's own exit status.
+/// </summary>
+public static class RuncCli
+{
+    public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
+    {
+        var globals = new Dictionary<string, string?>(StringComparer.Ordinal);
+        var i = 0;
+        string? logFile = null;
+        var logJson = false;
+        try
+        {
+            for (; i < args.Length && args[i].StartsWith('-'); i++)
+            {
+                var (name, value) = Split(args[i]);
+                switch (name)
+                {
+                    case "--root":
+                        globals["root"] = value ?? Next(args, ref i, name);
+                        break;
+                    case "--log":
+                        logFile = value ?? Next(args, ref i, name);
+                        break;
+                    case "--log-format":
+                        logJson = (value ?? Next(args, ref i, name)) == "json";
+                        break;
+                    case "--debug":
+                        break;
+                    case "--systemd-cgroup":
+                        throw new UsageError("--systemd-cgroup is not supported: orch-runc manages cgroupfs paths itself; drop the flag (SystemdCgroup = false in containerd)");
+                    case "--criu" or "--rootless":
+                        _ = value ?? Next(args, ref i, name);
+                        break;
+                    case "-v" or "--version":
+                        return Version(stdout);
+                    case "-h" or "--help":
+                        stdout.Write(Usage);
+                        return 0;
+                    default:
+                        throw new UsageError($"unknown global flag '{name}'");
+                }
+            }
+            if (i >= args.Length)
+            {
+                stderr.Write(Usage);
+                return 1;
+            }
+            var runtime = new ContainerRuntime(globals.GetValueOrDefault("root") ?? "/run/orch-runc");
+            var command = args[i];
+            var rest = args[(i + 1)..];
+            return command switch
+            {
+                "version" => Version(stdout),
+                "spec" => Spec(rest),
+                "create" => Create(runtime, rest),
+                "start" => Simple(rest, "start", id => runtime.Start(id)),
+                "run" => RunCommand(runtime, rest),
+                "state" => Simple(rest, "state", id => stdout.WriteLine(runtime.StateJson(id))),
+                "kill" => Kill(runtime, rest),
+                "delete" => Delete(runtime, rest),
+                "list" => List(runtime, rest, stdout),
+                "ps" => Ps(runtime, rest, stdout),
+                "pause" => Simple(rest, "pause", id => CgroupFactory.Open(runtime.Store.Load(id).CgroupPath).Freeze()),
+                "resume" => Simple(rest, "resume", id => CgroupFactory.Open(runtime.Store.Load(id).CgroupPath).Thaw()),
+                "events" => Events(runtime, rest, stdout),
+                "update" => Update(runtime, rest),
+                "features" => Features(stdout),
+                _ => throw new UsageError($"'{command}' is not a command of orch-runc; see orch-runc --help"),
+            };
+        }
+        catch (Exception e) when (e is UsageError or SpecException or CgroupException or ContainerNotFoundException or InvalidOperationException
+                                  or ArgumentException or IOException or UnauthorizedAccessException or Spawn.SpawnException)
+        {
+            stderr.WriteLine($"orch-runc: {e.Message}");
+            if (logFile is not null)
+            {
+                WriteLog(logFile, logJson, e.Message);
+            }
+            return 1;
+        }
+    }
+
+    private const string Usage = """
+        orch-runc: Orchestrator's OCI runtime, with runc's command line.
+
+        Usage: orch-runc [--root DIR] [--log FILE] [--log-format text|json] COMMAND [flags] ID
+
+        Commands:
+          spec [--bundle DIR] [-- ARGS…]     write a default config.json
+          create [--bundle DIR] [--pid-file F] [--preserve-fds N] ID
+          start ID                           run the program of a created container
+          run [--bundle DIR] [--pid-file F] [-d] ID
+          state ID                           print the OCI state JSON
+          kill [--all] ID [SIGNAL]           default SIGTERM
+          delete [--force] ID
+          list [--format table|json] [-q]
+          ps [--format table|json] ID
+          pause ID | resume ID
+          events --stats ID                  one stats sample as JSON
+          update [--memory N] [--pids-limit N] [--cpu-quota N] [--cpu-period N] [--cpu-shares N] ID
+          features | version
+
+        """;
+
+    private sealed class UsageError(string message) : Exception(message);
+
+    private static int Version(TextWriter stdout)
+    {
+        var version = typeof(RuncCli).Assembly.GetName().Version?.ToString(3) ?? "0.0.0";
+        stdout.WriteLine($"orch-runc version {version}");
+        stdout.WriteLine("spec: 1.2.0");
+        return 0;
+    }
+
+    private static (string Name, string? Value) Split(string arg)
+    {
+        var eq = arg.IndexOf('=', StringComparison.Ordinal);
+        return arg.StartsWith("--", StringComparison.Ordinal) && eq > 0 ? (arg[..eq], arg[(eq + 1)..]) : (arg, null);
+    }
+
+    private static string Next(string[] args, ref int i, string name)
+        => i + 1 < args.Length ? args[++i] : throw new UsageError($"flag {name} needs a value");
+
+    /// <summary>Parses a command's flags; <paramref name="valued"/> take a value, <paramref name="switches"/> do not.</summary>
+    private static (Dictionary<string, string> Flags, List<string> Positional) Parse(string[] args, string[] valued, string[] switches)
+    {
+        var flags = new Dictionary<string, string>(StringComparer.Ordinal);
+        var positional = new List<string>();
+        for (var i = 0; i < args.Length; i++)
+        {
+            if (args[i] == "--")
+            {
+                positional.AddRange(args[(i + 1)..]);
+                break;
+            }
+            if (!args[i].StartsWith('-') || positional.Count > 0)
+            {
+                positional.Add(args[i]);
+                continue;
+            }
+            var (name, value) = Split(args[i]);
+            if (valued.Contains(name))
+            {
+                flags[name] = value ?? Next(args, ref i, name);
+            }
+            else if (switches.Contains(name))
+            {
+                flags[name] = value ?? "true";
+            }
+            else
+            {
+                throw new UsageError($"unknown flag '{name}'");
+            }
+        }
+        return (flags, positional);
+    }
+
+    private static string Id(List<string> positional, string command)
+        => positional.Count >= 1 ? positional[0] : throw new UsageError($"{command} needs a container id");
+
+    private static int Simple(string[] args, string command, Action<string> action)
+    {
+        var (_, positional) = Parse(args, [], []);
+        action(Id(positional, command));
+        return 0;
+    }
+
+    private static readonly string[] s_createValued = ["--bundle", "-b", "--pid-file", "--console-socket", "--preserve-fds"];
+    private static readonly string[] s_createSwitches = ["--no-pivot", "--no-new-keyring", "--detach", "-d"];
+
+    private static int Create(ContainerRuntime runtime, string[] args)
+    {
+        var (flags, positional) = Parse(args, s_createValued, s_createSwitches);
+        CheckConsole(flags);
+        runtime.Create(Id(positional, "create"), Bundle(flags), flags.GetValueOrDefault("--pid-file"), PreserveFds(flags));
+        return 0;
+    }
+
+    private static int RunCommand(ContainerRuntime runtime, string[] args)
+    {
+        var (flags, positional) = Parse(args, s_createValued, s_createSwitches);
+        CheckConsole(flags);
+        var detach = flags.ContainsKey("--detach") || flags.ContainsKey("-d");
+        return runtime.Run(Id(positional, "run"), Bundle(flags), flags.GetValueOrDefault("--pid-file"), PreserveFds(flags), detach);
+    }
+
+    private static void CheckConsole(Dictionary<string, string> flags)
+    {
+        if (flags.ContainsKey("--console-socket"))
+        {
+            throw new UsageError("--console-socket: terminals (process.terminal) are not supported yet; run without a TTY");
+        }
+    }
+
+    private static string Bundle(Dictionary<string, string> flags)
+        => flags.GetValueOrDefault("--bundle") ?? flags.GetValueOrDefault("-b") ?? Directory.GetCurrentDirectory();
+
+    private static int PreserveFds(Dictionary<string, string> flags)
+        => flags.TryGetValue("--preserve-fds", out var n) ? int.Parse(n, CultureInfo.InvariantCulture) : 0;
+
+    private static int Spec(string[] args)
+    {
+        var (flags, positional) = Parse(args, ["--bundle", "-b"], ["--rootless"]);
+        var path = Path.Combine(Bundle(flags), "config.json");
+        if (File.Exists(path))
+        {
+            throw new UsageError($"'{path}' already exists; remove it first");
+        }
+        var spec = DefaultSpec.Create(positional.Count > 0 ? positional : null);
+        File.WriteAllBytes(path, JsonSerializer.SerializeToUtf8Bytes(spec, SpecJsonContext.Default.RuntimeSpec));
+        return 0;
+    }
+
+    private static int Kill(ContainerRuntime runtime, string[] args)
+    {
+        var (flags, positional) = Parse(args, [], ["--all", "-a"]);
+        var signal = positional.Count > 1 ? Signals.Parse(positional[1]) : 15;
+        runtime.Kill(Id(positional, "kill"), signal, flags.ContainsKey("--all") || flags.ContainsKey("-a"));
+        return 0;
+    }
+
+    private static int Delete(ContainerRuntime runtime, string[] args)
+    {
+        var (flags, positional) = Parse(args, [], ["--force", "-f"]);
+        var id = Id(positional, "delete");
+        var force = flags.ContainsKey("--force") || flags.ContainsKey("-f");
+        if (force && !runtime.Store.Exists(id))
+        {
+            return 0; // runc: delete --force of a missing container is not an error
+        }
+        runtime.Delete(id, force);
+        return 0;
+    }
+
+    private static int List(ContainerRuntime runtime, string[] args, TextWriter stdout)
+    {
+        var (flags, _) = Parse(args, ["--format", "-f"], ["--quiet", "-q"]);
+        var entries = runtime.List();
+        if (flags.ContainsKey("--quiet") || flags.ContainsKey("-q"))
+        {
+            foreach (var e in entries)
+            {
+                stdout.WriteLine(e.Id);
+            }
+            return 0;
+        }
+        if ((flags.GetValueOrDefault("--format") ?? flags.GetValueOrDefault("-f")) == "json")
+        {
+            stdout.WriteLine(JsonSerializer.Serialize(entries.ToList(), StateJsonContext.Default.ListContainerListEntry));
+            return 0;
+        }
+        stdout.WriteLine("ID                PID         STATUS      BUNDLE");
+        foreach (var e in entries)
+        {
+            stdout.WriteLine($"{e.Id,-17} {e.Pid,-11} {e.Status,-11} {e.Bundle}");
+        }
+        return 0;
+    }
+
+    private static int Ps(ContainerRuntime runtime, string[] args, TextWriter stdout)
+    {
+        var (flags, positional) = Parse(args, ["--format", "-f"], []);
+        var pids = CgroupFactory.Open(runtime.Store.Load(Id(positional, "ps")).CgroupPath).Pids();
+        if ((flags.GetValueOrDefault("--format") ?? flags.GetValueOrDefault("-f")) == "json")
+        {
+            stdout.WriteLine("[" + string.Join(",", pids) + "]");
+            return 0;
+        }
+        stdout.WriteLine("PID");
+        foreach (var pid in pids)
+        {
+            stdout.WriteLine(pid);
+        }
+        return 0;
+    }
+
+    private static int Events(ContainerRuntime runtime, string[] args, TextWriter stdout)
+    {
+        var (flags, positional) = Parse(args, ["--interval"], ["--stats"]);
+        if (!flags.ContainsKey("--stats"))
+        {
+            throw new UsageError("events: only --stats (one sample) is supported yet");
+        }
+        var id = Id(positional, "events");
+        var s = CgroupFactory.Open(runtime.Store.Load(id).CgroupPath).Stats();
+        stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"{{\"type\":\"stats\",\"id\":\"{id}\",\"data\":{{\"cpu\":{{\"usage\":{{\"total\":{s.CpuNanoseconds}}}}},\"memory\":{{\"usage\":{{\"usage\":{s.MemoryBytes},\"max\":{s.MemoryMaxBytes}}},\"oom_kill\":{s.OomKills}}},\"pids\":{{\"current\":{s.Pids}}}}}}}"));
+        return 0;
+    }
+
+    private static int Update(ContainerRuntime runtime, string[] args)
+    {
+        var (flags, positional) = Parse(args, ["--memory", "--pids-limit", "--cpu-quota", "--cpu-period", "--cpu-shares"], []);
+        long? L(string name) => flags.TryGetValue(name, out var v) ? long.Parse(v, CultureInfo.InvariantCulture) : null;
+        var resources = new ResourcesSpec
+        {
+            Memory = L("--memory") is { } memory ? new MemorySpec { Limit = memory } : null,
+            Pids = L("--pids-limit") is { } pids ? new PidsSpec { Limit = pids } : null,
+            Cpu = flags.Keys.Any(k => k.StartsWith("--cpu", StringComparison.Ordinal))
+                ? new CpuSpec { Quota = L("--cpu-quota"), Period = (ulong?)L("--cpu-period"), Shares = (ulong?)L("--cpu-shares") }
+                : null,
+        };
+        CgroupFactory.Open(runtime.Store.Load(Id(positional, "update")).CgroupPath).Update(resources);
+        return 0;
+    }
+
+    private static int Features(TextWriter stdout)
+    {
+        stdout.WriteLine("""{"ociVersionMin":"1.0.0","ociVersionMax":"1.2.0","hooks":[],"mountOptions":["ro","rw","bind","rbind","nosuid","nodev","noexec","private","rprivate","slave","rslave","shared","rshared"],"linux":{"namespaces":["pid","network","mount","ipc","uts","cgroup"],"cgroup":{"v1":true,"v2":true,"systemd":false}}}""");
+        return 0;
+    }
+
+    private static void WriteLog(string file, bool json, string message)
+    {
+        var time = DateTimeOffset.UtcNow.ToString("o", CultureInfo.InvariantCulture);
+        var line = json
+            ? $"{{\"level\":\"error\",\"msg\":{JsonSerializer.Serialize(message, LogJsonContext.Default.String)},\"time\":\"{time}\"}}"
+            : $"time=\"{time}\" level=error msg=\"{message.Replace("\"", "\\\"", StringComparison.Ordinal)}\"";
+        try
+        {
+            File.AppendAllText(file, line + "\n");
+        }
+        catch (IOException)
+        {
+        }
+    }
+}
+
+[System.Text.Json.Serialization.JsonSerializable(typeof(string))]
+internal sealed partial class LogJsonContext : System.Text.Json.Serialization.JsonSerializerContext;
+
+/// <summary>Signal names and numbers as `kill` takes them (SIGTERM, TERM, 15).</summary>
+public static class Signals
+{
+    private static readonly Dictionary<string, int> s_names = new(StringComparer.Ordinal)
+    {
+        ["HUP"] = 1, ["INT"] = 2, ["QUIT"] = 3, ["ILL"] = 4, ["TRAP"] = 5, ["ABRT"] = 6, ["BUS"] = 7, ["FPE"] = 8,
+        ["KILL"] = 9, ["USR1"] = 10, ["SEGV"] = 11, ["USR2"] = 12, ["PIPE"] = 13, ["ALRM"] = 14, ["TERM"] = 15,
+        ["CHLD"] = 17, ["CONT"] = 18, ["STOP"] = 19, ["TSTP"] = 20, ["TTIN"] = 21, ["TTOU"] = 22, ["WINCH"] = 28,
+    };
+
+    public static int Parse(string text)
+    {
+        if (int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var n) && n is > 0 and < 65)
+        {
+            return n;
+        }
+        var name = text.StartsWith("SIG", StringComparison.Ordinal) ? text[3..] : text;
+        return s_names.TryGetValue(name, out var number) ? number : throw new ArgumentException($"'{text}' is not a signal; use a name like SIGTERM or a number");
+    }
+}
