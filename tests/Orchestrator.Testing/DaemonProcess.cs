@@ -54,12 +54,21 @@ public sealed class DaemonProcess : IAsyncDisposable
 
     public void Signal(int signal) => Signals.Send(_process.Id, signal);
 
-    /// <summary>Waits for exit and for all output; returns the exit code, or throws with the output on timeout.</summary>
-    public async Task<int> WaitForExitAsync(TimeSpan timeout)
+    /// <summary>
+    /// Waits for exit and, unless <paramref name="drainOutput"/> is false, for all output (a
+    /// process that leaves children holding its stdout, as `create` does, never ends it).
+    /// Returns the exit code, or throws with the output on timeout.
+    /// </summary>
+    public async Task<int> WaitForExitAsync(TimeSpan timeout, bool drainOutput = true)
     {
         using var cts = new CancellationTokenSource(timeout);
         try
         {
+            if (!drainOutput)
+            {
+                await WaitForExitOnlyAsync(cts.Token);
+                return _process.ExitCode;
+            }
             await _process.WaitForExitAsync(cts.Token);
             await Task.WhenAll(_stdoutDone.Task, _stderrDone.Task).WaitAsync(cts.Token);
         }
@@ -68,6 +77,16 @@ public sealed class DaemonProcess : IAsyncDisposable
             throw new TimeoutException($"process {_process.Id} did not exit within {timeout}; output:\n{Output}");
         }
         return _process.ExitCode;
+    }
+
+    private async Task WaitForExitOnlyAsync(CancellationToken cancellationToken)
+    {
+        // Process.WaitForExitAsync also waits for the output streams; poll the exit instead.
+        while (!_process.WaitForExit(0))
+        {
+            await Task.Delay(10, cancellationToken);
+        }
+        await Task.Delay(50, cancellationToken); // let the last lines already written arrive
     }
 
     /// <summary>Waits until a line of stderr (where orchd logs) contains the text.</summary>

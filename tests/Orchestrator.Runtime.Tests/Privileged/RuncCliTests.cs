@@ -1,0 +1,265 @@
+using System.Text.Json.Nodes;
+
+namespace Orchestrator.Runtime.Tests.Privileged;
+
+/// <summary>
+/// The native runtime for real, through the published orch-runc (the C shim is linked into
+/// the AOT binary only): real namespaces, mounts and cgroups, as root.
+/// </summary>
+[Trait("Category", "Privileged")]
+public sealed class RuncCliTests : IDisposable
+{
+    private static readonly TimeSpan s_wait = TimeSpan.FromSeconds(60);
+    private readonly TempDir _state = new("orch-runc-root");
+
+    public RuncCliTests() => Requires.Root();
+
+    public void Dispose() => _state.Dispose();
+
+    private async Task<(int Code, string Stdout, string Stderr)> Runc(params string[] args)
+    {
+        var process = DaemonProcess.Start(Repo.Binary("orch-runc"), ["--root", _state.Path, .. args]);
+        // create leaves the container holding orch-runc's stdout, as runc's does: do not wait for EOF.
+        var code = await process.WaitForExitAsync(s_wait, drainOutput: args[0] != "create");
+        var result = (code, string.Join("\n", process.Stdout), string.Join("\n", process.Stderr));
+        await process.DisposeAsync();
+        return result;
+    }
+
+    private static OciBundle Shell(string script) => OciBundle.CreateBusybox("sh", "-c", script);
+
+    private async Task<string> RunOk(OciBundle bundle, string id = "t")
+    {
+        var (code, stdout, stderr) = await Runc("run", "--bundle", bundle.Path, id);
+        Assert.True(code == 0, $"exit {code}\nstdout: {stdout}\nstderr: {stderr}");
+        return stdout;
+    }
+
+    [Fact(Timeout = 120_000)]
+    public async Task Container_process_is_pid_1_with_its_own_hostname_and_no_host_processes()
+    {
+        using var bundle = Shell("echo pid=$$; hostname; echo /proc/[0-9]*");
+        bundle.Edit(s => s["hostname"] = "box-7");
+        var lines = (await RunOk(bundle)).Split('\n');
+        Assert.Equal("pid=1", lines[0]);
+        Assert.Equal("box-7", lines[1]);
+        Assert.Equal("/proc/1", lines[2]); // the shell alone: nothing of the host, no runtime process
+    }
+
+    [Fact(Timeout = 120_000)]
+    public async Task Host_mounts_are_invisible_and_the_rootfs_is_read_only()
+    {
+        using var bundle = Shell("cut -d' ' -f5 /proc/self/mountinfo; touch /x 2>/dev/null && echo WRITABLE || echo read-only");
+        var lines = (await RunOk(bundle)).Split('\n');
+        // Mount points (field 5) are the container's own; none of the host's (/work, /tmp, /run…).
+        var mountPoints = lines[..^1];
+        Assert.Contains("/", mountPoints);
+        Assert.Contains("/proc", mountPoints);
+        Assert.All(mountPoints, m => Assert.True(m is "/" || m.StartsWith("/proc", StringComparison.Ordinal) || m.StartsWith("/dev", StringComparison.Ordinal) || m.StartsWith("/sys", StringComparison.Ordinal), $"unexpected mount point {m}"));
+        Assert.Equal("read-only", lines[^1]);
+    }
+
+    [Fact(Timeout = 120_000)]
+    public async Task Capabilities_are_really_dropped_and_no_new_privs_is_set()
+    {
+        using var bundle = Shell("grep -E '^(CapEff|CapBnd|CapPrm|NoNewPrivs)' /proc/self/status");
+        var status = (await RunOk(bundle)).Split('\n').Select(l => l.Split(':')).ToDictionary(p => p[0], p => p[1].Trim());
+        // The default spec keeps CAP_AUDIT_WRITE (29), CAP_KILL (5), CAP_NET_BIND_SERVICE (10) only.
+        Assert.Equal("0000000020000420", status["CapEff"]);
+        Assert.Equal("0000000020000420", status["CapBnd"]);
+        Assert.Equal("0000000020000420", status["CapPrm"]);
+        Assert.Equal("1", status["NoNewPrivs"]);
+    }
+
+    [Fact(Timeout = 120_000)]
+    public async Task Masked_and_read_only_paths_are_applied()
+    {
+        // /proc/keys and /sys/firmware exist on every kernel this runs on (kcore may not).
+        using var bundle = Shell("wc -c < /proc/keys; echo 1 > /proc/sys/kernel/domainname 2>/dev/null && echo WROTE || echo denied; ls /sys/firmware | wc -l");
+        var lines = (await RunOk(bundle)).Split('\n');
+        Assert.Equal("0", lines[0].Trim());
+        Assert.Equal("denied", lines[1]);
+        Assert.Equal("0", lines[2].Trim());
+    }
+
+    [Fact(Timeout = 120_000)]
+    public async Task No_host_fd_leaks_into_the_container()
+    {
+        using var bundle = Shell("ls /proc/self/fd");
+        // ls opens its directory as fd 3: 0, 1, 2 and that one are all there may be.
+        Assert.Equal(["0", "1", "2", "3"], (await RunOk(bundle)).Split('\n'));
+    }
+
+    [Fact(Timeout = 120_000)]
+    public async Task Pids_limit_is_enforced()
+    {
+        // The subshell forks until the limit stops it; the outer shell counts what runs.
+        using var bundle = Shell("(for i in 1 2 3 4 5 6 7 8 9 10; do sleep 5 & done) 2>/dev/null; set -- /proc/[0-9]*; echo $#; cat /sys/fs/cgroup/pids/pids.max");
+        bundle.Edit(s => s["linux"]!["resources"]!["pids"] = new JsonObject { ["limit"] = 5 });
+        var lines = (await RunOk(bundle)).Split('\n');
+        Assert.InRange(int.Parse(lines[0].Trim(), System.Globalization.CultureInfo.InvariantCulture), 1, 5);
+        Assert.Equal("5", lines[1]);
+    }
+
+    [Fact(Timeout = 120_000)]
+    public async Task Memory_limit_oom_kills_and_the_kill_is_reported()
+    {
+        // The shell grows a string until the 8 MiB limit stops it; the kernel kills it (137).
+        using var bundle = Shell("x=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa; while true; do x=$x$x; done");
+        bundle.Edit(s =>
+        {
+            s["linux"]!["resources"]!["memory"] = new JsonObject { ["limit"] = 8 << 20 };
+            s["process"]!["rlimits"] = new JsonArray();
+        });
+        var (code, _, _) = await Runc("run", "--bundle", bundle.Path, "oom");
+        Assert.Equal(137, code);
+
+        // create/start keeps the cgroup around long enough to read the OOM counter.
+        using var held = Shell("x=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa; while true; do x=$x$x; done & wait; sleep 30");
+        held.Edit(s => s["linux"]!["resources"]!["memory"] = new JsonObject { ["limit"] = 8 << 20 });
+        Assert.Equal(0, (await Runc("create", "--bundle", held.Path, "oom2")).Code);
+        Assert.Equal(0, (await Runc("start", "oom2")).Code);
+        string stats = "";
+        for (var i = 0; i < 100 && !stats.Contains("\"oom_kill\":1", StringComparison.Ordinal); i++)
+        {
+            await Task.Delay(100);
+            stats = (await Runc("events", "--stats", "oom2")).Stdout;
+        }
+        Assert.Contains("\"oom_kill\":1", stats, StringComparison.Ordinal);
+        Assert.Equal(0, (await Runc("delete", "--force", "oom2")).Code);
+    }
+
+    [Fact(Timeout = 120_000)]
+    public async Task Lifecycle_create_start_state_kill_delete_leaves_nothing_behind()
+    {
+        using var bundle = OciBundle.CreateBusybox("sleep", "60");
+        var pidFile = Path.Combine(_state.Path, "pid");
+        Assert.Equal(0, (await Runc("create", "--bundle", bundle.Path, "--pid-file", pidFile, "life")).Code);
+        var pid = int.Parse(await File.ReadAllTextAsync(pidFile), System.Globalization.CultureInfo.InvariantCulture);
+        var created = JsonNode.Parse((await Runc("state", "life")).Stdout)!;
+        Assert.Equal("created", (string?)created["status"]);
+        Assert.Equal(pid, (int)created["pid"]!);
+        Assert.Equal(bundle.Path, (string?)created["bundle"]);
+
+        Assert.Equal(0, (await Runc("start", "life")).Code);
+        Assert.Equal("running", (string?)JsonNode.Parse((await Runc("state", "life")).Stdout)!["status"]);
+        Assert.Equal(0, (await Runc("pause", "life")).Code);
+        Assert.Equal("paused", (string?)JsonNode.Parse((await Runc("state", "life")).Stdout)!["status"]);
+        Assert.Equal(0, (await Runc("resume", "life")).Code);
+
+        var (deleteCode, _, deleteError) = await Runc("delete", "life");
+        Assert.Equal(1, deleteCode);
+        Assert.Equal("orch-runc: container 'life' is running; stop it first or delete with --force", deleteError);
+
+        Assert.Equal(0, (await Runc("kill", "life", "SIGKILL")).Code);
+        for (var i = 0; i < 100 && Directory.Exists($"/proc/{pid}") && !File.ReadAllText($"/proc/{pid}/stat").Contains(") Z ", StringComparison.Ordinal); i++)
+        {
+            await Task.Delay(20);
+        }
+        Assert.Equal("stopped", (string?)JsonNode.Parse((await Runc("state", "life")).Stdout)!["status"]);
+        Assert.Equal(0, (await Runc("delete", "life")).Code);
+        Assert.False(Directory.Exists("/sys/fs/cgroup/memory/orchestrator/life"));
+        Assert.False(Directory.Exists(Path.Combine(_state.Path, "life")));
+        var (_, _, missing) = await Runc("state", "life");
+        Assert.StartsWith("orch-runc: container 'life' does not exist", missing, StringComparison.Ordinal);
+    }
+
+    [Fact(Timeout = 300_000)]
+    public async Task Two_hundred_runs_leak_no_cgroup_mount_state_or_process()
+    {
+        using var bundle = OciBundle.CreateBusybox("true");
+        var mountsBefore = File.ReadAllLines("/proc/self/mountinfo").Length;
+        var cgroupsBefore = Directory.Exists("/sys/fs/cgroup/pids/orchestrator") ? Directory.GetDirectories("/sys/fs/cgroup/pids/orchestrator").Length : 0;
+        for (var i = 0; i < 200; i++)
+        {
+            var (code, _, stderr) = await Runc("run", "--bundle", bundle.Path, $"cycle-{i}");
+            Assert.True(code == 0, stderr);
+        }
+        Assert.Equal(mountsBefore, File.ReadAllLines("/proc/self/mountinfo").Length);
+        Assert.Equal(cgroupsBefore, Directory.GetDirectories("/sys/fs/cgroup/pids/orchestrator").Length);
+        Assert.Empty(Directory.GetDirectories(_state.Path));
+        Assert.DoesNotContain(Directory.GetDirectories("/proc"), d => File.Exists(Path.Combine(d, "cmdline")) && SafeRead(Path.Combine(d, "cmdline")).Contains(bundle.Rootfs, StringComparison.Ordinal));
+    }
+
+    private static string SafeRead(string path)
+    {
+        try
+        {
+            return File.ReadAllText(path);
+        }
+        catch (IOException)
+        {
+            return "";
+        }
+    }
+
+    [Fact(Timeout = 120_000)]
+    public async Task A_symlink_in_the_image_cannot_redirect_a_mount_onto_the_host()
+    {
+        using var hostDir = new TempDir("host-target");
+        await File.WriteAllTextAsync(Path.Combine(hostDir.Path, "precious"), "keep");
+        using var bundle = Shell("ls /data | wc -l; touch /data/written");
+        // The image says /data -> <a host directory>; the mount must land inside the rootfs.
+        File.CreateSymbolicLink(Path.Combine(bundle.Rootfs, "data"), hostDir.Path);
+        bundle.Edit(s => s["mounts"]!.AsArray().Add(new JsonObject { ["destination"] = "/data", ["type"] = "tmpfs", ["source"] = "tmpfs", ["options"] = new JsonArray("nosuid") }));
+        Assert.Equal("0", (await RunOk(bundle)).Trim());
+        Assert.Equal(["precious"], Directory.GetFiles(hostDir.Path).Select(Path.GetFileName));
+        Assert.True(Directory.Exists(Path.Combine(bundle.Rootfs, hostDir.Path.TrimStart('/'))), "the mount point was made inside the rootfs");
+    }
+
+    [Fact(Timeout = 120_000)]
+    public async Task A_cwd_reaching_outside_the_rootfs_through_a_leaked_fd_is_refused()
+    {
+        // The runc CVE-2024-21626 shape: cwd through /proc/self/fd/N. No host fd is open in the
+        // child at chdir time except runtime pipes; whatever it reaches, it is not under our root.
+        using var bundle = Shell("pwd");
+        bundle.Edit(s => s["process"]!["cwd"] = "/proc/self/fd/7");
+        var (code, stdout, stderr) = await Runc("run", "--bundle", bundle.Path, "cwd");
+        Assert.NotEqual(0, code);
+        Assert.DoesNotContain("/", stdout, StringComparison.Ordinal);
+        Assert.Contains("orch-runc: container setup failed at chdir to process.cwd ('/proc/self/fd/7')", stderr, StringComparison.Ordinal);
+    }
+
+    [Fact(Timeout = 120_000)]
+    public async Task The_runtime_binary_is_not_reachable_from_inside()
+    {
+        // CVE-2019-5736 class: no process of the runtime exists in the container's pid namespace
+        // at any point the container's code runs, so /proc/<pid>/exe can never be the host binary.
+        using var bundle = Shell("for p in /proc/[0-9]*; do readlink $p/exe; done");
+        var exes = (await RunOk(bundle)).Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.All(exes, e => Assert.Equal("/bin/busybox", e));
+    }
+
+    [Fact(Timeout = 120_000)]
+    public async Task Malformed_config_and_missing_rootfs_are_one_clear_error()
+    {
+        using var bundle = OciBundle.CreateBusybox("true");
+        await File.WriteAllTextAsync(bundle.ConfigPath, "{ not json");
+        var (code, _, stderr) = await Runc("run", "--bundle", bundle.Path, "bad");
+        Assert.Equal(1, code);
+        Assert.StartsWith($"orch-runc: {bundle.ConfigPath}: ", stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain('\n', stderr);
+
+        using var noRoot = OciBundle.CreateBusybox("true");
+        Directory.Delete(noRoot.Rootfs, recursive: true);
+        var (code2, _, stderr2) = await Runc("run", "--bundle", noRoot.Path, "bad2");
+        Assert.Equal(1, code2);
+        Assert.Equal($"orch-runc: root.path: '{noRoot.Rootfs}' is not a directory; unpack the image there or fix root.path", stderr2);
+        Assert.Empty(Directory.GetDirectories(_state.Path));
+    }
+
+    [Fact(Timeout = 120_000)]
+    public async Task Exit_status_of_the_program_is_run_s_exit_status()
+    {
+        using var bundle = Shell("exit 42");
+        Assert.Equal(42, (await Runc("run", "--bundle", bundle.Path, "exit")).Code);
+    }
+
+    [Fact(Timeout = 120_000)]
+    public async Task Systemd_cgroup_flag_is_refused_clearly()
+    {
+        var (code, _, stderr) = await Runc("--systemd-cgroup", "list");
+        Assert.Equal(1, code);
+        Assert.StartsWith("orch-runc: --systemd-cgroup is not supported", stderr, StringComparison.Ordinal);
+    }
+}
