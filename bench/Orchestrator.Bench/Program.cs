@@ -7,6 +7,7 @@ using Orchestrator.Testing;
 // on a number; it prints them for docs/benchmarks.md.
 var runs = 15;
 var idleSeconds = 10;
+var sections = new HashSet<string>(StringComparer.Ordinal) { "daemon", "runtime" };
 for (var i = 0; i < args.Length; i++)
 {
     switch (args[i])
@@ -14,7 +15,17 @@ for (var i = 0; i < args.Length; i++)
         case "--bin": Environment.SetEnvironmentVariable("ORCH_BIN_DIR", Path.GetFullPath(args[++i])); break;
         case "--runs": runs = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
         case "--idle-seconds": idleSeconds = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
-        default: Console.Error.WriteLine($"usage: bench [--bin DIR] [--runs N] [--idle-seconds S]; unknown '{args[i]}'"); return 2;
+        case "--only": sections = [args[++i]]; break;
+        default: Console.Error.WriteLine($"usage: bench [--bin DIR] [--runs N] [--idle-seconds S] [--only daemon|runtime]; unknown '{args[i]}'"); return 2;
+    }
+}
+
+if (sections.Contains("runtime"))
+{
+    var rc = await Orchestrator.Bench.RuntimeBench.RunAsync(Math.Max(runs, 30));
+    if (rc != 0 || !sections.Contains("daemon"))
+    {
+        return rc;
     }
 }
 

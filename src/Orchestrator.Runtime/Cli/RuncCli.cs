@@ -76,6 +76,7 @@ public static class RuncCli
                 "events" => Events(runtime, rest, stdout),
                 "update" => Update(runtime, rest),
                 "features" => Features(stdout),
+                "bench-inprocess" => BenchInProcess(runtime, rest, stdout),
                 _ => throw new UsageError($"'{command}' is not a command of orch-runc; see orch-runc --help"),
             };
         }
@@ -312,6 +313,36 @@ public static class RuncCli
                 : null,
         };
         CgroupFactory.Open(runtime.Store.Load(Id(positional, "update")).CgroupPath).Update(resources);
+        return 0;
+    }
+
+    /// <summary>
+    /// A diagnostic for bench/: N runs (create, start, wait, delete) through the runtime library
+    /// in this one process, as orchd runs containers, printing each run's milliseconds.
+    /// </summary>
+    private static int BenchInProcess(ContainerRuntime runtime, string[] args, TextWriter stdout)
+    {
+        var (flags, _) = Parse(args, ["--bundle", "-b", "--runs", "--pause-ms"], []);
+        var runs = int.Parse(flags.GetValueOrDefault("--runs") ?? "30", CultureInfo.InvariantCulture);
+        var pause = int.Parse(flags.GetValueOrDefault("--pause-ms") ?? "0", CultureInfo.InvariantCulture);
+        var bundle = Bundle(flags);
+        var times = new List<string>();
+        for (var i = 0; i < runs; i++)
+        {
+            var started = System.Diagnostics.Stopwatch.GetTimestamp();
+            var status = runtime.Run($"bench-{Environment.ProcessId}-{i}", bundle);
+            var ms = System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalMilliseconds;
+            if (status != 0)
+            {
+                throw new InvalidOperationException($"bench run {i} exited with {status}");
+            }
+            times.Add(ms.ToString("F3", CultureInfo.InvariantCulture));
+            if (pause > 0)
+            {
+                Thread.Sleep(pause);
+            }
+        }
+        stdout.WriteLine("[" + string.Join(",", times) + "]");
         return 0;
     }
 

@@ -71,6 +71,8 @@ internal unsafe struct NativePlan
     public int StderrFd;
     public int KeepFds;
     public int SyncFd;
+    public int SyncLate;
+    public int UnshareCgroupns;
     public int ReportFd;
     public int ExecFifoFd;
 }

@@ -106,7 +106,13 @@ internal static unsafe class Spawner
         try
         {
             var p = arena.Alloc<NativePlan>(1);
-            p->CloneFlags = plan.CloneFlags;
+            // The cgroup namespace is entered by the child after the parent has moved it into its
+            // cgroup (the namespace's root is fixed at creation), not at clone time.
+            p->CloneFlags = plan.CloneFlags & ~ContainerPlan.CLONE_NEWCGROUP;
+            p->UnshareCgroupns = (plan.CloneFlags & ContainerPlan.CLONE_NEWCGROUP) != 0 ? 1 : 0;
+            // Mounts run while the parent pays for the cgroup move, unless a mount needs the
+            // cgroup namespace (cgroup2).
+            p->SyncLate = plan.Mounts.Any(m => m.FsType == "cgroup2") ? 0 : 1;
             p->NJoin = plan.Joins.Count;
             p->JoinFds = arena.Alloc<int>(plan.Joins.Count);
             p->JoinTypes = arena.Alloc<int>(plan.Joins.Count);

@@ -5,7 +5,7 @@ public static class DefaultSpec
 {
     public static RuntimeSpec Create(IReadOnlyList<string>? args = null) => new()
     {
-        OciVersion = "1.2.0",
+        OciVersion = "1.0.2", // crun 1.8 rejects newer; nothing here needs 1.1+
         Process = new ProcessSpec
         {
             Terminal = false,
