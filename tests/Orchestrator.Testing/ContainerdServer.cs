@@ -1,0 +1,92 @@
+using System.Diagnostics;
+
+namespace Orchestrator.Testing;
+
+/// <summary>
+/// A private containerd (Debian's package) with its root, state and sockets in a temp dir and
+/// the CRI plugin off. `Ctr` runs Debian's ctr against it.
+/// </summary>
+public sealed class ContainerdServer : IAsyncDisposable
+{
+    private readonly TempDir _dir = new("orch-containerd");
+    private DaemonProcess? _process;
+
+    public string Socket => _dir.Combine("containerd.sock");
+    public string Root => _dir.Combine("root");
+    public string LogFile => _dir.Combine("containerd.log");
+
+    public static async Task<ContainerdServer> StartAsync()
+    {
+        var binary = Requires.Program("containerd", "containerd");
+        Requires.Program("ctr", "containerd");
+        Requires.Program("containerd-shim-runc-v2", "containerd");
+        var server = new ContainerdServer();
+        var config = server._dir.Combine("config.toml");
+        await File.WriteAllTextAsync(config, $"""
+            version = 2
+            root = "{server.Root}"
+            state = "{server._dir.Combine("state")}"
+            disabled_plugins = ["io.containerd.grpc.v1.cri"]
+            [grpc]
+              address = "{server.Socket}"
+            [ttrpc]
+              address = "{server.Socket}.ttrpc"
+            """);
+        server._process = DaemonProcess.Start(binary, ["--config", config, "--log-level", "info"]);
+        for (var i = 0; i < 500 && !File.Exists(server.Socket); i++)
+        {
+            if (server._process.HasExited)
+            {
+                throw new InvalidOperationException($"containerd exited at start:\n{server._process.Output}");
+            }
+            await Task.Delay(20);
+        }
+        if (!File.Exists(server.Socket))
+        {
+            throw new InvalidOperationException($"containerd did not create {server.Socket}:\n{server._process.Output}");
+        }
+        return server;
+    }
+
+    /// <summary>Runs ctr against this containerd in the given namespace; returns exit code and output.</summary>
+    public async Task<(int Code, string Stdout, string Stderr)> Ctr(string ns, params string[] args)
+    {
+        var process = DaemonProcess.Start(Requires.Program("ctr", "containerd"), ["--address", Socket, "--namespace", ns, .. args]);
+        var code = await process.WaitForExitAsync(TimeSpan.FromSeconds(120));
+        var result = (code, string.Join("\n", process.Stdout), string.Join("\n", process.Stderr));
+        await process.DisposeAsync();
+        return result;
+    }
+
+    public string DaemonOutput => _process?.Output ?? "";
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_process is not null)
+        {
+            if (!_process.HasExited)
+            {
+                _process.Signal(Signals.SIGTERM);
+                try
+                {
+                    await _process.WaitForExitAsync(TimeSpan.FromSeconds(10), drainOutput: false);
+                }
+                catch (TimeoutException)
+                {
+                }
+            }
+            await _process.DisposeAsync();
+        }
+        // Snapshots are overlay mounts under the root: unmount anything left before removing.
+        foreach (var line in File.ReadAllLines("/proc/self/mountinfo").Reverse())
+        {
+            var mountPoint = line.Split(' ')[4];
+            if (mountPoint.StartsWith(_dir.Path, StringComparison.Ordinal))
+            {
+                using var umount = Process.Start("umount", ["-l", mountPoint]);
+                await umount!.WaitForExitAsync();
+            }
+        }
+        _dir.Dispose();
+    }
+}
