@@ -95,6 +95,7 @@ struct orch_plan {
     int sync_fd;                     /* child reads one byte: the parent has put it in its cgroups */
     int sync_late;                   /* 1: do the mount phase before waiting on sync_fd (see below) */
     int unshare_cgroupns;            /* 1: unshare(CLONE_NEWCGROUP) once in the container's cgroup */
+    int become_root;                 /* 1 (new user namespace): setresuid/gid(0) once the maps exist */
     int report_fd;                   /* child writes (stage, errno) records; close-on-exec */
     int exec_fifo_fd;                /* O_PATH fd of the exec fifo, or -1: exec at once */
 };
@@ -131,12 +132,17 @@ static void fmt_int(char *buf, int v) {
     buf[j] = 0;
 }
 
-static int set_caps(const struct orch_plan *p) {
-    /* Drop from the bounding set first: it needs CAP_SETPCAP, which we may be about to lose. */
+/* The bounding set is dropped while still root: it needs CAP_SETPCAP in the effective set,
+ * which a change to a non-zero uid clears even with PR_SET_KEEPCAPS. */
+static int drop_bounding(const struct orch_plan *p) {
     for (int cap = 0; cap <= 63; cap++) {
         if (prctl(PR_CAPBSET_READ, cap, 0, 0, 0) < 0) break; /* beyond the kernel's last cap */
         if (!(p->cap_bounding & (1ULL << cap)) && prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0) return -1;
     }
+    return 0;
+}
+
+static int set_caps(const struct orch_plan *p) {
     struct __user_cap_header_struct hdr = { _LINUX_CAPABILITY_VERSION_3, 0 };
     struct __user_cap_data_struct data[2];
     data[0].effective = (uint32_t)p->cap_effective; data[1].effective = (uint32_t)(p->cap_effective >> 32);
@@ -161,6 +167,12 @@ static void wait_for_cgroup(const struct orch_plan *p) {
     do { n = read(p->sync_fd, &go, 1); } while (n < 0 && errno == EINTR);
     if (n != 1) { if (n == 0) errno = EPIPE; fail(p, ST_SYNC); }
     close(p->sync_fd);
+    /* In a new user namespace our host ids are unmapped until the parent has written the maps;
+     * then become the namespace's root, or every file we create fails with EOVERFLOW. */
+    if (p->become_root) {
+        if (syscall(SYS_setresgid, 0, 0, 0) < 0) fail(p, ST_GID);
+        if (syscall(SYS_setresuid, 0, 0, 0) < 0) fail(p, ST_UID);
+    }
     /* The namespace's root is our cgroup at the time of unshare: it must come after the move. */
     if (p->unshare_cgroupns && unshare(CLONE_NEWCGROUP) < 0) fail(p, ST_SYNC);
 }
@@ -213,6 +225,10 @@ static int child_main(void *arg) {
         if (umount2(".", MNT_DETACH) < 0) fail(p, ST_PIVOT);
         if (chdir("/") < 0) fail(p, ST_PIVOT);
 
+        /* Sysctls before the read-only paths: /proc/sys is one of them (runc's order). */
+        for (int i = 0; i < p->n_sysctl; i++)
+            if (write_file(p->sysctl_paths[i], p->sysctl_values[i]) < 0) fail(p, ST_SYSCTL);
+
         for (int i = 0; i < p->n_masked; i++) {
             struct stat st;
             if (stat(p->masked[i], &st) < 0) { if (errno == ENOENT) continue; fail(p, ST_MASK); }
@@ -232,8 +248,6 @@ static int child_main(void *arg) {
     if (p->sync_late) wait_for_cgroup(p);
 
     if (p->hostname && sethostname(p->hostname, strlen(p->hostname)) < 0) fail(p, ST_HOSTNAME);
-    for (int i = 0; i < p->n_sysctl; i++)
-        if (write_file(p->sysctl_paths[i], p->sysctl_values[i]) < 0) fail(p, ST_SYSCTL);
     if (p->rootfs && p->readonly_root && mount(NULL, "/", NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL) < 0) fail(p, ST_READONLY_ROOT);
 
     for (int i = 0; i < p->n_rlimits; i++) {
@@ -246,6 +260,7 @@ static int child_main(void *arg) {
     }
 
     /* Identity: keep capabilities across setuid, then set exactly the planned ones. */
+    if (drop_bounding(p) < 0) fail(p, ST_CAPS);
     if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0) fail(p, ST_CAPS);
     if (syscall(SYS_setgroups, p->n_groups, p->groups) < 0) fail(p, ST_GROUPS);
     if (syscall(SYS_setresgid, p->gid, p->gid, p->gid) < 0) fail(p, ST_GID);

@@ -73,6 +73,7 @@ internal unsafe struct NativePlan
     public int SyncFd;
     public int SyncLate;
     public int UnshareCgroupns;
+    public int BecomeRoot;
     public int ReportFd;
     public int ExecFifoFd;
 }

@@ -110,9 +110,10 @@ internal static unsafe class Spawner
             // cgroup (the namespace's root is fixed at creation), not at clone time.
             p->CloneFlags = plan.CloneFlags & ~ContainerPlan.CLONE_NEWCGROUP;
             p->UnshareCgroupns = (plan.CloneFlags & ContainerPlan.CLONE_NEWCGROUP) != 0 ? 1 : 0;
+            p->BecomeRoot = (plan.CloneFlags & ContainerPlan.CLONE_NEWUSER) != 0 ? 1 : 0;
             // Mounts run while the parent pays for the cgroup move, unless a mount needs the
             // cgroup namespace (cgroup2).
-            p->SyncLate = plan.Mounts.Any(m => m.FsType == "cgroup2") ? 0 : 1;
+            p->SyncLate = plan.Mounts.Any(m => m.FsType == "cgroup2") || (plan.CloneFlags & ContainerPlan.CLONE_NEWUSER) != 0 ? 0 : 1;
             p->NJoin = plan.Joins.Count;
             p->JoinFds = arena.Alloc<int>(plan.Joins.Count);
             p->JoinTypes = arena.Alloc<int>(plan.Joins.Count);
@@ -221,6 +222,13 @@ internal static unsafe class Spawner
             {
                 // Into the cgroup before the child runs a single instruction of its own setup.
                 cgroup.Attach(pid);
+                if ((plan.CloneFlags & ContainerPlan.CLONE_NEWUSER) != 0)
+                {
+                    // The child cannot map itself: the parent, in the parent namespace, writes
+                    // the maps before the child does anything that needs its ids.
+                    WriteIdMap($"/proc/{pid}/uid_map", linux.UidMappings!);
+                    WriteIdMap($"/proc/{pid}/gid_map", linux.GidMappings!);
+                }
                 byte go = 1;
                 if (write(sync[1], &go, 1) != 1)
                 {
@@ -243,6 +251,19 @@ internal static unsafe class Spawner
             {
                 close(fd);
             }
+        }
+    }
+
+    private static void WriteIdMap(string path, List<IdMapping> mappings)
+    {
+        var text = string.Concat(mappings.Select(m => $"{m.ContainerId} {m.HostId} {m.Size}\n"));
+        try
+        {
+            File.WriteAllText(path, text);
+        }
+        catch (IOException e)
+        {
+            throw new SpecException($"linux.uidMappings/gidMappings: the kernel refused '{text.Trim().Replace('\n', ';')}' for {path}: {e.Message}; check that the ranges do not overlap", e);
         }
     }
 
@@ -269,7 +290,15 @@ internal static unsafe class Spawner
         {
             return;
         }
-        var detail = stage == SpawnStage.Exec ? $" ('{plan.ExecPath}')" : stage == SpawnStage.Cwd ? $" ('{plan.Spec.Process!.Cwd}')" : "";
+        var detail = stage switch
+        {
+            SpawnStage.Exec => $" ('{plan.ExecPath}')",
+            SpawnStage.Cwd => $" ('{plan.Spec.Process!.Cwd}')",
+            SpawnStage.RootfsBind when (plan.CloneFlags & ContainerPlan.CLONE_NEWUSER) != 0 && record[1] == Errno.EACCES =>
+                $" ('{plan.Rootfs}': the container's root is an unprivileged host uid in a user namespace; every directory above the rootfs must be searchable by it, e.g. chmod 755)",
+            SpawnStage.RootfsBind => $" ('{plan.Rootfs}')",
+            _ => "",
+        };
         throw new SpawnException(stage, record[1], detail);
     }
 }

@@ -103,8 +103,12 @@ public sealed class NamespaceSpec
 
 public sealed class IdMapping
 {
+    [JsonPropertyName("containerID")]
     public uint ContainerId { get; set; }
+
+    [JsonPropertyName("hostID")]
     public uint HostId { get; set; }
+
     public uint Size { get; set; }
 }
 

@@ -104,14 +104,26 @@ internal static class SpecValidator
             {
                 Fail("linux.namespaces", $"'{ns.Type}' is listed twice");
             }
-            if (ns.Type is "user" or "time")
+            if (ns.Type is "time")
             {
                 NotYet($"linux.namespaces ({ns.Type})");
             }
         }
-        if (linux.UidMappings is { Count: > 0 } || linux.GidMappings is { Count: > 0 })
+        var newUserNs = (linux.Namespaces ?? []).Any(n => n.Type == "user" && string.IsNullOrEmpty(n.Path));
+        if (newUserNs && (linux.UidMappings is not { Count: > 0 } || linux.GidMappings is not { Count: > 0 }))
         {
-            NotYet("linux.uidMappings/gidMappings");
+            Fail("linux.uidMappings", "a new user namespace needs uidMappings and gidMappings; add them (e.g. containerID 0, hostID 100000, size 65536)");
+        }
+        if (!newUserNs && (linux.UidMappings is { Count: > 0 } || linux.GidMappings is { Count: > 0 }))
+        {
+            Fail("linux.uidMappings", "mappings are only meaningful with a new user namespace; add {\"type\": \"user\"} to linux.namespaces or remove them");
+        }
+        foreach (var map in (linux.UidMappings ?? []).Concat(linux.GidMappings ?? []))
+        {
+            if (map.Size == 0)
+            {
+                Fail("linux.uidMappings/gidMappings", $"a mapping of size 0 (containerID {map.ContainerId}) maps nothing; give it a size");
+            }
         }
         if (linux.Seccomp is not null)
         {

@@ -249,6 +249,56 @@ public sealed class RuncCliTests : IDisposable
     }
 
     [Fact(Timeout = 120_000)]
+    public async Task User_namespace_maps_container_root_to_an_unprivileged_host_range()
+    {
+        using var bundle = Shell("id -u; cat /proc/self/uid_map; stat -c %u /bin/busybox");
+        // The mapped root (host uid 100000) must be able to reach the rootfs: temp dirs are 0700.
+        File.SetUnixFileMode(bundle.Path, (UnixFileMode)0x1ED /* 0755 */);
+        bundle.Edit(s =>
+        {
+            s["linux"]!["namespaces"]!.AsArray().Add(new JsonObject { ["type"] = "user" });
+            s["linux"]!["uidMappings"] = new JsonArray(new JsonObject { ["containerID"] = 0, ["hostID"] = 100000, ["size"] = 65536 });
+            s["linux"]!["gidMappings"] = new JsonArray(new JsonObject { ["containerID"] = 0, ["hostID"] = 100000, ["size"] = 65536 });
+        });
+        var lines = (await RunOk(bundle)).Split('\n');
+        Assert.Equal("0", lines[0]);
+        Assert.Equal(["0", "100000", "65536"], lines[1].Split(' ', StringSplitOptions.RemoveEmptyEntries));
+        Assert.Equal("65534", lines[2]); // host root's files are nobody's inside
+    }
+
+    [Fact(Timeout = 120_000)]
+    public async Task A_user_namespace_without_mappings_is_a_clear_error()
+    {
+        using var bundle = OciBundle.CreateBusybox("true");
+        bundle.Edit(s => s["linux"]!["namespaces"]!.AsArray().Add(new JsonObject { ["type"] = "user" }));
+        var (code, _, stderr) = await Runc("run", "--bundle", bundle.Path, "nomap");
+        Assert.Equal(1, code);
+        Assert.Contains("linux.uidMappings: a new user namespace needs uidMappings and gidMappings", stderr, StringComparison.Ordinal);
+    }
+
+    [Fact(Timeout = 120_000)]
+    public async Task User_groups_rlimits_oom_score_sysctl_and_cwd_are_applied()
+    {
+        var hostForward = (await File.ReadAllTextAsync("/proc/sys/net/ipv4/ip_forward")).Trim();
+        using var bundle = Shell("id; ulimit -n; cat /proc/self/oom_score_adj; cat /proc/sys/net/ipv4/ip_forward; pwd");
+        bundle.Edit(s =>
+        {
+            s["process"]!["user"] = new JsonObject { ["uid"] = 1000, ["gid"] = 1000, ["additionalGids"] = new JsonArray(10, 20) };
+            s["process"]!["rlimits"] = new JsonArray(new JsonObject { ["type"] = "RLIMIT_NOFILE", ["soft"] = 77, ["hard"] = 88 });
+            s["process"]!["oomScoreAdj"] = 321;
+            s["process"]!["cwd"] = "/work/dir";
+            s["linux"]!["sysctl"] = new JsonObject { ["net.ipv4.ip_forward"] = "1" };
+        });
+        var lines = (await RunOk(bundle)).Split('\n');
+        Assert.StartsWith("uid=1000 gid=1000 groups=10,20", lines[0], StringComparison.Ordinal);
+        Assert.Equal("77", lines[1]);
+        Assert.Equal("321", lines[2]);
+        Assert.Equal("1", lines[3]); // in the container's own network namespace, not the host's
+        Assert.Equal("/work/dir", lines[4]);
+        Assert.Equal(hostForward, (await File.ReadAllTextAsync("/proc/sys/net/ipv4/ip_forward")).Trim());
+    }
+
+    [Fact(Timeout = 120_000)]
     public async Task Exit_status_of_the_program_is_run_s_exit_status()
     {
         using var bundle = Shell("exit 42");
