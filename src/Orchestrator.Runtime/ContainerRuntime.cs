@@ -132,6 +132,35 @@ public sealed class ContainerRuntime(string root)
         }
     }
 
+    /// <summary>
+    /// Runs a new process in a running container: its namespaces, its cgroup, the given process
+    /// settings. Returns the process's exit status, or 0 at once with <paramref name="detach"/>.
+    /// </summary>
+    public int Exec(string id, ProcessSpec process, bool detach, string? pidFile)
+    {
+        var record = Store.Load(id);
+        var status = Status(record);
+        if (status != "running")
+        {
+            throw new InvalidOperationException($"container '{id}' is {status}; exec needs a running container");
+        }
+        var spec = SpecReader.Read(record.Bundle);
+        spec.Process = process;
+        var plan = ContainerPlan.ForExec(record.Pid, record.Rootfs, spec);
+        // The process is our grandchild (the pid namespace forces one more fork): as a subreaper
+        // we get it back when its parent exits, and can wait for it.
+        if (!detach && NativeSpawn.SetSubreaper() != 0)
+        {
+            throw LinuxException.FromLastError("prctl(PR_SET_CHILD_SUBREAPER)");
+        }
+        using var child = Spawner.Spawn(plan, CgroupFactory.Open(record.CgroupPath), execFifo: null);
+        if (pidFile is not null)
+        {
+            File.WriteAllText(pidFile, child.Pid.ToString(CultureInfo.InvariantCulture));
+        }
+        return detach ? 0 : child.WaitForExit();
+    }
+
     /// <summary>created (waiting on the exec fifo), running, paused, or stopped.</summary>
     public string Status(ContainerRecord record)
     {

@@ -49,7 +49,7 @@ enum orch_stage {
     ST_PIVOT = 6, ST_MASK = 7, ST_READONLY_PATH = 8, ST_READONLY_ROOT = 9, ST_HOSTNAME = 10,
     ST_SYSCTL = 11, ST_RLIMIT = 12, ST_OOM_SCORE = 13, ST_GROUPS = 14, ST_GID = 15, ST_UID = 16,
     ST_CAPS = 17, ST_CWD = 18, ST_EXEC_FIFO = 19, ST_NO_NEW_PRIVS = 20, ST_SECCOMP = 21,
-    ST_EXEC = 22, ST_CLOSE_FDS = 23, ST_STDIO = 24, ST_READY = 100
+    ST_EXEC = 22, ST_CLOSE_FDS = 23, ST_STDIO = 24, ST_FORK = 25, ST_READY = 100, ST_CHILD_PID = 101
 };
 
 struct orch_mount {
@@ -96,6 +96,7 @@ struct orch_plan {
     int sync_late;                   /* 1: do the mount phase before waiting on sync_fd (see below) */
     int unshare_cgroupns;            /* 1: unshare(CLONE_NEWCGROUP) once in the container's cgroup */
     int become_root;                 /* 1 (new user namespace): setresuid/gid(0) once the maps exist */
+    int fork_after_join;             /* 1 (exec into a pid namespace): fork after setns, report the child */
     int report_fd;                   /* child writes (stage, errno) records; close-on-exec */
     int exec_fifo_fd;                /* O_PATH fd of the exec fifo, or -1: exec at once */
 };
@@ -195,6 +196,14 @@ static int child_main(void *arg) {
     for (int i = 0; i < p->n_join; i++)
         if (setns(p->join_fds[i], p->join_types[i]) < 0) fail(p, ST_SETNS);
 
+    /* setns(CLONE_NEWPID) places our children, not us, in the namespace: fork once more. The
+     * parent (a subreaper) learns the grandchild's pid from us and reaps it after we exit. */
+    if (p->fork_after_join) {
+        pid_t child = fork();
+        if (child < 0) fail(p, ST_FORK);
+        if (child > 0) { report(p->report_fd, ST_CHILD_PID, (int)child); _exit(0); }
+    }
+
     if (p->rootfs) {
         /* Nothing we mount may propagate back to the host. */
         if (mount(NULL, "/", NULL, p->root_propagation ? p->root_propagation : (MS_REC | MS_PRIVATE), NULL) < 0) fail(p, ST_MOUNT_PRIVATE);
@@ -272,7 +281,7 @@ static int child_main(void *arg) {
     if (p->cwd && chdir(p->cwd) < 0) fail(p, ST_CWD);
     /* A cwd reached through a leaked host fd (/proc/self/fd/N) lies outside our root; the kernel
      * then reports it as "(unreachable)/…". Refuse it (runc CVE-2024-21626). */
-    if (p->rootfs && (getcwd(buf, sizeof buf) == NULL || buf[0] != '/')) { if (errno == 0) errno = EPERM; fail(p, ST_CWD); }
+    if (getcwd(buf, sizeof buf) == NULL || buf[0] != '/') { if (errno == 0) errno = EPERM; fail(p, ST_CWD); }
 
     /* stdio, then every other fd close-on-exec except the ones passed on purpose. */
     if (p->stdin_fd >= 0 && dup2(p->stdin_fd, 0) < 0) fail(p, ST_STDIO);
@@ -323,6 +332,12 @@ int orch_spawn(const struct orch_plan *plan, int *pidfd_out) {
     *pidfd_out = pidfd;
     return pid;
 }
+
+/* pidfd_open(2), which glibc 2.36 wraps but older ones do not. */
+int orch_pidfd_open(int pid) { return (int)syscall(SYS_pidfd_open, pid, 0); }
+
+/* Orphaned descendants (an exec's grandchild) are reparented to us, so we can reap them. */
+int orch_set_subreaper(void) { return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); }
 
 /* Struct sizes, checked by the managed side at startup against its own layout. */
 int orch_spawn_abi(int which) {

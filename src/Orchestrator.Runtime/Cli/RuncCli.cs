@@ -66,6 +66,7 @@ public static class RuncCli
                 "create" => Create(runtime, rest),
                 "start" => Simple(rest, "start", id => runtime.Start(id)),
                 "run" => RunCommand(runtime, rest),
+                "exec" => Exec(runtime, rest),
                 "state" => Simple(rest, "state", id => stdout.WriteLine(runtime.StateJson(id))),
                 "kill" => Kill(runtime, rest),
                 "delete" => Delete(runtime, rest),
@@ -84,6 +85,10 @@ public static class RuncCli
                                   or ArgumentException or IOException or UnauthorizedAccessException or Spawn.SpawnException)
         {
             stderr.WriteLine($"orch-runc: {e.Message}");
+            if (Environment.GetEnvironmentVariable("ORCH_RUNC_DEBUG") == "1")
+            {
+                stderr.WriteLine(e.ToString());
+            }
             if (logFile is not null)
             {
                 WriteLog(logFile, logJson, e.Message);
@@ -102,6 +107,7 @@ public static class RuncCli
           create [--bundle DIR] [--pid-file F] [--preserve-fds N] ID
           start ID                           run the program of a created container
           run [--bundle DIR] [--pid-file F] [-d] ID
+          exec [--process F | [--env K=V] [--cwd D] [--user U:G]] [-d] [--pid-file F] ID [CMD…]
           state ID                           print the OCI state JSON
           kill [--all] ID [SIGNAL]           default SIGTERM
           delete [--force] ID
@@ -194,6 +200,100 @@ public static class RuncCli
         CheckConsole(flags);
         var detach = flags.ContainsKey("--detach") || flags.ContainsKey("-d");
         return runtime.Run(Id(positional, "run"), Bundle(flags), flags.GetValueOrDefault("--pid-file"), PreserveFds(flags), detach);
+    }
+
+    private static int Exec(ContainerRuntime runtime, string[] args)
+    {
+        // Repeatable flags (--env, --cap) are gathered by hand; the rest like other commands.
+        var env = new List<string>();
+        var caps = new List<string>();
+        var filtered = new List<string>();
+        string[] valued = ["--process", "-p", "--cwd", "--user", "-u", "--pid-file", "--console-socket", "--preserve-fds", "--additional-gids", "-g", "--process-label", "--apparmor", "--cgroup"];
+        for (var i = 0; i < args.Length; i++)
+        {
+            if (!args[i].StartsWith('-'))
+            {
+                filtered.AddRange(args[i..]); // the id and the command: never flags of ours
+                break;
+            }
+            var (name, value) = Split(args[i]);
+            if (name is "--env" or "-e")
+            {
+                env.Add(value ?? Next(args, ref i, name));
+            }
+            else if (name is "--cap" or "-c")
+            {
+                caps.Add(value ?? Next(args, ref i, name));
+            }
+            else
+            {
+                filtered.Add(args[i]);
+                if (value is null && valued.Contains(name) && i + 1 < args.Length)
+                {
+                    filtered.Add(args[++i]);
+                }
+            }
+        }
+        var (flags, positional) = Parse([.. filtered], valued, ["--detach", "-d", "--tty", "-t", "--no-new-privs"]);
+        CheckConsole(flags);
+        if (flags.ContainsKey("--tty") || flags.ContainsKey("-t"))
+        {
+            throw new UsageError("--tty: terminals are not supported yet; run without -t");
+        }
+        var id = Id(positional, "exec");
+        ProcessSpec process;
+        if ((flags.GetValueOrDefault("--process") ?? flags.GetValueOrDefault("-p")) is { } processFile)
+        {
+            try
+            {
+                process = JsonSerializer.Deserialize(File.ReadAllBytes(processFile), SpecJsonContext.Default.ProcessSpec)
+                    ?? throw new UsageError($"--process: '{processFile}' is empty");
+            }
+            catch (JsonException e)
+            {
+                throw new UsageError($"--process: '{processFile}' is not a valid process JSON ({e.Message.Split(". ")[0]})");
+            }
+        }
+        else
+        {
+            if (positional.Count < 2)
+            {
+                throw new UsageError("exec needs a command after the container id (or --process FILE)");
+            }
+            var container = SpecReader.Read(runtime.Store.Load(id).Bundle).Process!;
+            process = new ProcessSpec
+            {
+                Args = positional.Skip(1).ToList(),
+                Env = [.. container.Env ?? [], .. env],
+                Cwd = flags.GetValueOrDefault("--cwd") ?? container.Cwd,
+                User = container.User,
+                Capabilities = container.Capabilities,
+                Rlimits = container.Rlimits,
+                NoNewPrivileges = container.NoNewPrivileges || flags.ContainsKey("--no-new-privs"),
+            };
+            if ((flags.GetValueOrDefault("--user") ?? flags.GetValueOrDefault("-u")) is { } user)
+            {
+                var parts = user.Split(':');
+                process.User = new UserSpec
+                {
+                    Uid = uint.Parse(parts[0], CultureInfo.InvariantCulture),
+                    Gid = parts.Length > 1 ? uint.Parse(parts[1], CultureInfo.InvariantCulture) : 0,
+                };
+            }
+            if (caps.Count > 0)
+            {
+                process.Capabilities ??= new CapabilitiesSpec();
+                process.Capabilities.Bounding = [.. process.Capabilities.Bounding ?? [], .. caps];
+                process.Capabilities.Effective = [.. process.Capabilities.Effective ?? [], .. caps];
+                process.Capabilities.Permitted = [.. process.Capabilities.Permitted ?? [], .. caps];
+            }
+        }
+        if (process.Terminal)
+        {
+            throw new UsageError("process.terminal: terminals are not supported yet");
+        }
+        var detach = flags.ContainsKey("--detach") || flags.ContainsKey("-d");
+        return runtime.Exec(id, process, detach, flags.GetValueOrDefault("--pid-file"));
     }
 
     private static void CheckConsole(Dictionary<string, string> flags)

@@ -20,7 +20,11 @@ internal sealed class ContainerPlan
 
     private static readonly string[] s_defaultDevices = ["null", "zero", "full", "random", "urandom", "tty"];
 
-    public required string Rootfs { get; init; }
+    /// <summary>The rootfs to pivot into; null for exec, which joins a running container's mount namespace.</summary>
+    public required string? Rootfs { get; init; }
+
+    /// <summary>exec into another pid namespace: the child forks once more after joining.</summary>
+    public bool ForkAfterJoin { get; init; }
     public int CloneFlags { get; init; }
     public List<(string Path, int Type)> Joins { get; } = [];
     public List<MountStep> Mounts { get; } = [];
@@ -38,6 +42,36 @@ internal sealed class ContainerPlan
         "user" => CLONE_NEWUSER,
         _ => 0,
     };
+
+    /// <summary>
+    /// A new process inside a running container: join each of its namespaces that differs from
+    /// ours (the user namespace first, the mount namespace last), no rootfs work of our own.
+    /// </summary>
+    public static ContainerPlan ForExec(int containerPid, string hostRootfs, RuntimeSpec spec)
+    {
+        var joins = new List<(string, int)>();
+        var forkAfterJoin = false;
+        foreach (var (name, flag) in new[] { ("user", CLONE_NEWUSER), ("ipc", CLONE_NEWIPC), ("uts", CLONE_NEWUTS), ("net", CLONE_NEWNET), ("pid", CLONE_NEWPID), ("cgroup", CLONE_NEWCGROUP), ("mnt", CLONE_NEWNS) })
+        {
+            var theirs = $"/proc/{containerPid}/ns/{name}";
+            var ours = $"/proc/self/ns/{name}";
+            if (File.Exists(theirs) && new FileInfo(theirs).LinkTarget != new FileInfo(ours).LinkTarget)
+            {
+                joins.Add((theirs, flag));
+                forkAfterJoin |= name == "pid";
+            }
+        }
+        var process = spec.Process!;
+        var plan = new ContainerPlan
+        {
+            Rootfs = null,
+            Spec = spec,
+            ExecPath = FindProgram(hostRootfs, process.Args[0], process.Cwd, process.Env ?? []),
+            ForkAfterJoin = forkAfterJoin,
+        };
+        plan.Joins.AddRange(joins);
+        return plan;
+    }
 
     public static ContainerPlan Build(RuntimeSpec spec, string bundle, ICgroup cgroup, string cgroupMountRoot = "/sys/fs/cgroup")
     {
@@ -153,7 +187,7 @@ internal sealed class ContainerPlan
             }
             return path;
         }
-        var resolved = SecureJoin.Resolve(Rootfs, destination);
+        var resolved = SecureJoin.Resolve(Rootfs!, destination);
         if (isFile)
         {
             Directory.CreateDirectory(Path.GetDirectoryName(resolved)!);

@@ -74,6 +74,7 @@ internal unsafe struct NativePlan
     public int SyncLate;
     public int UnshareCgroupns;
     public int BecomeRoot;
+    public int ForkAfterJoin;
     public int ReportFd;
     public int ExecFifoFd;
 }
@@ -84,7 +85,7 @@ public enum SpawnStage
     Ok = 0, Sync = 1, Setns = 2, MountPrivate = 3, RootfsBind = 4, Mount = 5, PivotRoot = 6, MaskPath = 7,
     ReadonlyPath = 8, ReadonlyRoot = 9, Hostname = 10, Sysctl = 11, Rlimit = 12, OomScore = 13,
     Groups = 14, Gid = 15, Uid = 16, Capabilities = 17, Cwd = 18, ExecFifo = 19, NoNewPrivs = 20,
-    Seccomp = 21, Exec = 22, CloseFds = 23, Stdio = 24, Ready = 100,
+    Seccomp = 21, Exec = 22, CloseFds = 23, Stdio = 24, Fork = 25, Ready = 100, ChildPid = 101,
 }
 
 internal static unsafe partial class NativeSpawn
@@ -93,6 +94,12 @@ internal static unsafe partial class NativeSpawn
 
     [LibraryImport(Library, EntryPoint = "orch_spawn", SetLastError = true)]
     public static partial int Spawn(NativePlan* plan, int* pidfd);
+
+    [LibraryImport(Library, EntryPoint = "orch_pidfd_open", SetLastError = true)]
+    public static partial int PidfdOpen(int pid);
+
+    [LibraryImport(Library, EntryPoint = "orch_set_subreaper", SetLastError = true)]
+    public static partial int SetSubreaper();
 
     [LibraryImport(Library, EntryPoint = "orch_spawn_abi")]
     private static partial int Abi(int which);

@@ -111,9 +111,11 @@ internal static unsafe class Spawner
             p->CloneFlags = plan.CloneFlags & ~ContainerPlan.CLONE_NEWCGROUP;
             p->UnshareCgroupns = (plan.CloneFlags & ContainerPlan.CLONE_NEWCGROUP) != 0 ? 1 : 0;
             p->BecomeRoot = (plan.CloneFlags & ContainerPlan.CLONE_NEWUSER) != 0 ? 1 : 0;
+            p->ForkAfterJoin = plan.ForkAfterJoin ? 1 : 0;
             // Mounts run while the parent pays for the cgroup move, unless a mount needs the
             // cgroup namespace (cgroup2).
-            p->SyncLate = plan.Mounts.Any(m => m.FsType == "cgroup2") || (plan.CloneFlags & ContainerPlan.CLONE_NEWUSER) != 0 ? 0 : 1;
+            // (exec waits first too: its fork must happen inside the cgroup.)
+            p->SyncLate = plan.Rootfs is null || plan.Mounts.Any(m => m.FsType == "cgroup2") || (plan.CloneFlags & ContainerPlan.CLONE_NEWUSER) != 0 ? 0 : 1;
             p->NJoin = plan.Joins.Count;
             p->JoinFds = arena.Alloc<int>(plan.Joins.Count);
             p->JoinTypes = arena.Alloc<int>(plan.Joins.Count);
@@ -129,7 +131,7 @@ internal static unsafe class Spawner
                 p->JoinTypes[i] = plan.Joins[i].Type;
             }
             p->Rootfs = arena.String(plan.Rootfs);
-            p->ReadonlyRoot = spec.Root!.Readonly ? 1 : 0;
+            p->ReadonlyRoot = spec.Root?.Readonly == true ? 1 : 0;
             p->RootPropagation = (nuint)(linux.RootfsPropagation is "slave" or "rslave" ? MS_SLAVE | MS_REC : MS_PRIVATE | MS_REC);
             p->NMounts = plan.Mounts.Count;
             p->Mounts = arena.Alloc<NativeMount>(plan.Mounts.Count);
@@ -151,11 +153,15 @@ internal static unsafe class Spawner
             var masked = linux.MaskedPaths ?? [];
             p->NMasked = masked.Count;
             p->Masked = arena.Strings(masked);
-            var readonlyPaths = linux.ReadonlyPaths ?? [];
+            var readonlyPaths = plan.Rootfs is null ? [] : linux.ReadonlyPaths ?? [];
             p->NReadonly = readonlyPaths.Count;
             p->ReadonlyPaths = arena.Strings(readonlyPaths);
             p->Hostname = (plan.CloneFlags & ContainerPlan.CLONE_NEWUTS) != 0 ? arena.String(spec.Hostname) : null;
-            var sysctl = (linux.Sysctl ?? []).ToList();
+            if (plan.Rootfs is null)
+            {
+                p->NMasked = 0; // exec: the container's mounts, masks and sysctls are already in place
+            }
+            var sysctl = plan.Rootfs is null ? [] : (linux.Sysctl ?? []).ToList();
             p->NSysctl = sysctl.Count;
             p->SysctlPaths = arena.Strings(sysctl.Select(kv => "/proc/sys/" + kv.Key.Replace('.', '/')).ToList());
             p->SysctlValues = arena.Strings(sysctl.Select(kv => kv.Value).ToList());
@@ -234,7 +240,19 @@ internal static unsafe class Spawner
                 {
                     throw LinuxException.FromLastError("write", "sync pipe");
                 }
-                WaitForReport(report[0], plan);
+                var grandchild = WaitForReport(report[0], plan);
+                if (grandchild > 0)
+                {
+                    // exec into a pid namespace: the process is the grandchild; the child exits.
+                    child.WaitForExit();
+                    child.Dispose();
+                    var fd = NativeSpawn.PidfdOpen(grandchild);
+                    if (fd < 0)
+                    {
+                        throw new LinuxException("pidfd_open", $"pid {grandchild}", Marshal.GetLastPInvokeError());
+                    }
+                    return new SpawnedProcess(grandchild, fd);
+                }
                 return child;
             }
             catch
@@ -268,28 +286,41 @@ internal static unsafe class Spawner
     }
 
     /// <summary>EOF: the program was exec'd. READY: set up and waiting on the exec fifo. Else the failure.</summary>
-    private static void WaitForReport(int fd, ContainerPlan plan)
+    /// <returns>The grandchild's pid when the child forked after joining a pid namespace, else 0.</returns>
+    private static int WaitForReport(int fd, ContainerPlan plan)
     {
         var record = stackalloc int[2];
-        nint n;
-        do
+        var grandchild = 0;
+        while (true)
         {
-            n = read(fd, record, 8);
-        }
-        while (n < 0 && Marshal.GetLastPInvokeError() == Errno.EINTR);
-        if (n == 0)
-        {
-            return;
-        }
-        if (n != 8)
-        {
-            throw new SpawnException($"container setup: short report from the child ({n} bytes)");
+            nint n;
+            do
+            {
+                n = read(fd, record, 8);
+            }
+            while (n < 0 && Marshal.GetLastPInvokeError() == Errno.EINTR);
+            if (n == 0)
+            {
+                return grandchild;
+            }
+            if (n != 8)
+            {
+                throw new SpawnException($"container setup: short report from the child ({n} bytes)");
+            }
+            var reported = (SpawnStage)record[0];
+            if (reported == SpawnStage.ChildPid)
+            {
+                grandchild = record[1];
+                continue;
+            }
+            if (reported == SpawnStage.Ready)
+            {
+                return grandchild;
+            }
+            break;
         }
         var stage = (SpawnStage)record[0];
-        if (stage == SpawnStage.Ready)
         {
-            return;
-        }
         var detail = stage switch
         {
             SpawnStage.Exec => $" ('{plan.ExecPath}')",
@@ -300,5 +331,6 @@ internal static unsafe class Spawner
             _ => "",
         };
         throw new SpawnException(stage, record[1], detail);
+        }
     }
 }

@@ -234,6 +234,7 @@ public sealed class ContainerStateSpec
     ReadCommentHandling = JsonCommentHandling.Disallow)]
 [JsonSerializable(typeof(RuntimeSpec))]
 [JsonSerializable(typeof(ContainerStateSpec))]
+[JsonSerializable(typeof(ProcessSpec))]
 public sealed partial class SpecJsonContext : JsonSerializerContext;
 
 /// <summary>config.json cannot be used; the message names the field and the fix.</summary>

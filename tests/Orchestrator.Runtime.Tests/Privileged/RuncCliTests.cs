@@ -20,7 +20,8 @@ public sealed class RuncCliTests : IDisposable
     {
         var process = DaemonProcess.Start(Repo.Binary("orch-runc"), ["--root", _state.Path, .. args]);
         // create leaves the container holding orch-runc's stdout, as runc's does: do not wait for EOF.
-        var code = await process.WaitForExitAsync(s_wait, drainOutput: args[0] != "create");
+        var detached = args[0] == "create" || (args[0] == "run" && args.Contains("-d"));
+        var code = await process.WaitForExitAsync(s_wait, drainOutput: !detached);
         var result = (code, string.Join("\n", process.Stdout), string.Join("\n", process.Stderr));
         await process.DisposeAsync();
         return result;
@@ -296,6 +297,33 @@ public sealed class RuncCliTests : IDisposable
         Assert.Equal("1", lines[3]); // in the container's own network namespace, not the host's
         Assert.Equal("/work/dir", lines[4]);
         Assert.Equal(hostForward, (await File.ReadAllTextAsync("/proc/sys/net/ipv4/ip_forward")).Trim());
+    }
+
+    [Fact(Timeout = 120_000)]
+    public async Task Exec_runs_a_process_in_the_container_s_namespaces_and_cgroup()
+    {
+        using var bundle = OciBundle.CreateBusybox("sleep", "60");
+        bundle.Edit(s => s["hostname"] = "exec-box");
+        Assert.Equal(0, (await Runc("run", "-d", "--bundle", bundle.Path, "ex")).Code);
+
+        var (code, stdout, stderr) = await Runc("exec", "--env", "GREETING=hi", "--cwd", "/tmp", "ex", "sh", "-c", "echo $GREETING $$ $(hostname) $(pwd); head -1 /proc/self/cgroup | cut -d: -f3; echo /proc/[0-9]*; exit 5");
+        Assert.True(code == 5, stderr);
+        var lines = stdout.Split('\n');
+        Assert.Equal("hi 2 exec-box /tmp", lines[0]); // pid 2: the container's pid namespace
+        Assert.Equal("/", lines[1]);                  // the root of the container's cgroup namespace
+        Assert.Equal("/proc/1 /proc/2", lines[2]);    // the container's processes, nothing else
+
+        // --process, as containerd's shim passes it.
+        var processFile = Path.Combine(_state.Path, "process.json");
+        await File.WriteAllTextAsync(processFile, """{"args":["sh","-c","id -u; exit 0"],"cwd":"/","user":{"uid":1234,"gid":1234},"env":["PATH=/bin"]}""");
+        var viaFile = await Runc("exec", "--process", processFile, "ex");
+        Assert.True(viaFile.Code == 0, viaFile.Stderr);
+        Assert.Equal("1234", viaFile.Stdout);
+
+        Assert.Equal(0, (await Runc("delete", "--force", "ex")).Code);
+        var (stoppedCode, _, stoppedError) = await Runc("exec", "ex", "true");
+        Assert.Equal(1, stoppedCode);
+        Assert.StartsWith("orch-runc: container 'ex' does not exist", stoppedError, StringComparison.Ordinal);
     }
 
     [Fact(Timeout = 120_000)]
