@@ -268,6 +268,10 @@ static int child_main(void *arg) {
         if (write_file("/proc/self/oom_score_adj", buf) < 0) fail(p, ST_OOM_SCORE);
     }
 
+    /* Without no_new_privs, installing a filter needs CAP_SYS_ADMIN, which the capability step
+     * may drop: install it first (the profile must then allow the remaining setup calls). */
+    if (p->seccomp && !p->no_new_privs && prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, p->seccomp, 0, 0) < 0) fail(p, ST_SECCOMP);
+
     /* Identity: keep capabilities across setuid, then set exactly the planned ones. */
     if (drop_bounding(p) < 0) fail(p, ST_CAPS);
     if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0) fail(p, ST_CAPS);
@@ -303,7 +307,7 @@ static int child_main(void *arg) {
     }
 
     if (p->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) fail(p, ST_NO_NEW_PRIVS);
-    if (p->seccomp && prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, p->seccomp, 0, 0) < 0) fail(p, ST_SECCOMP);
+    if (p->seccomp && p->no_new_privs && prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, p->seccomp, 0, 0) < 0) fail(p, ST_SECCOMP);
 
     execve(p->path, p->argv, p->envp);
     fail(p, ST_EXEC);
@@ -331,6 +335,32 @@ int orch_spawn(const struct orch_plan *plan, int *pidfd_out) {
     if (pid < 0) { errno = saved; return -1; }
     *pidfd_out = pidfd;
     return pid;
+}
+
+/* Syscall numbers by name for the target architecture, generated at build time from
+ * <sys/syscall.h> (see OrchSpawn.targets): seccomp rules name syscalls, filters need numbers. */
+struct orch_syscall { const char *name; int nr; };
+static const struct orch_syscall orch_syscalls[] = {
+#include "orch_syscalls.inc"
+};
+
+int orch_syscall_number(const char *name) {
+    for (size_t i = 0; i < sizeof orch_syscalls / sizeof orch_syscalls[0]; i++)
+        if (strcmp(orch_syscalls[i].name, name) == 0) return orch_syscalls[i].nr;
+    return -1;
+}
+
+/* The AUDIT_ARCH_* value seccomp_data.arch holds for native syscalls. */
+unsigned int orch_audit_arch(void) {
+#if defined(__x86_64__)
+    return 0xC000003E; /* AUDIT_ARCH_X86_64 */
+#elif defined(__aarch64__)
+    return 0xC00000B7; /* AUDIT_ARCH_AARCH64 */
+#elif defined(__arm__)
+    return 0x40000028; /* AUDIT_ARCH_ARM */
+#else
+#error "unsupported architecture"
+#endif
 }
 
 /* pidfd_open(2), which glibc 2.36 wraps but older ones do not. */

@@ -19,6 +19,13 @@ internal unsafe struct NativeMount
 }
 
 [StructLayout(LayoutKind.Sequential)]
+internal unsafe struct NativeSockFprog
+{
+    public ushort Len;
+    public Security.BpfInstruction* Filter;
+}
+
+[StructLayout(LayoutKind.Sequential)]
 internal struct NativeRlimit
 {
     public int Resource;
@@ -100,6 +107,12 @@ internal static unsafe partial class NativeSpawn
 
     [LibraryImport(Library, EntryPoint = "orch_set_subreaper", SetLastError = true)]
     public static partial int SetSubreaper();
+
+    [LibraryImport(Library, EntryPoint = "orch_syscall_number", StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int SyscallNumber(string name);
+
+    [LibraryImport(Library, EntryPoint = "orch_audit_arch")]
+    public static partial uint AuditArch();
 
     [LibraryImport(Library, EntryPoint = "orch_spawn_abi")]
     private static partial int Abi(int which);

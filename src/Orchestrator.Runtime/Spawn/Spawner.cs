@@ -191,6 +191,16 @@ internal static unsafe class Spawner
             p->CapAmbient = Capabilities.Mask(caps?.Ambient);
             p->NoNewPrivs = process.NoNewPrivileges ? 1 : 0;
             p->Seccomp = null;
+            if (linux.Seccomp is { } seccomp)
+            {
+                var program = Security.SeccompCompiler.Compile(seccomp, NativeSpawn.SyscallNumber, NativeSpawn.AuditArch());
+                var filter = arena.Alloc<Security.BpfInstruction>(program.Length);
+                program.CopyTo(new Span<Security.BpfInstruction>(filter, program.Length));
+                var fprog = arena.Alloc<NativeSockFprog>(1);
+                fprog->Len = (ushort)program.Length;
+                fprog->Filter = filter;
+                p->Seccomp = fprog;
+            }
             p->UmaskValue = process.User.Umask is { } umask ? (int)umask : -1;
             p->Cwd = arena.String(process.Cwd);
             p->Path = arena.String(plan.ExecPath);

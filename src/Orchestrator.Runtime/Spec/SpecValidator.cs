@@ -125,9 +125,17 @@ internal static class SpecValidator
                 Fail("linux.uidMappings/gidMappings", $"a mapping of size 0 (containerID {map.ContainerId}) maps nothing; give it a size");
             }
         }
-        if (linux.Seccomp is not null)
+        if (linux.Seccomp is { } seccomp)
         {
-            NotYet("linux.seccomp");
+            // Compiling checks actions, operators, architectures and flags; numbers come later, per machine.
+            try
+            {
+                Security.SeccompCompiler.Compile(seccomp, _ => 0, 0);
+            }
+            catch (SpecException e)
+            {
+                throw new SpecException($"{path}: {e.Message}", e);
+            }
         }
         if (linux.MountLabel is { Length: > 0 })
         {

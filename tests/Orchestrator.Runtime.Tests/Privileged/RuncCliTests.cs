@@ -327,6 +327,26 @@ public sealed class RuncCliTests : IDisposable
     }
 
     [Fact(Timeout = 120_000)]
+    public async Task A_seccomp_rule_really_returns_its_errno_and_argument_filters_hold()
+    {
+        using var bundle = Shell("mkdir /tmp/x 2>&1; kill -0 $$ && echo kill0-allowed; kill -9 $$ 2>&1; echo survived");
+        bundle.Edit(s =>
+        {
+            s["root"]!["readonly"] = false;
+            s["linux"]!["seccomp"] = JsonNode.Parse("""
+                {"defaultAction":"SCMP_ACT_ALLOW","architectures":["SCMP_ARCH_X86_64","SCMP_ARCH_X86","SCMP_ARCH_AARCH64"],
+                 "syscalls":[{"names":["mkdir","mkdirat"],"action":"SCMP_ACT_ERRNO","errnoRet":38},
+                             {"names":["kill"],"action":"SCMP_ACT_ERRNO","args":[{"index":1,"value":9,"op":"SCMP_CMP_EQ"}]}]}
+                """);
+        });
+        var lines = (await RunOk(bundle)).Split('\n');
+        Assert.Equal("mkdir: can't create directory '/tmp/x': Function not implemented", lines[0]); // errno 38, ENOSYS
+        Assert.Equal("kill0-allowed", lines[1]);
+        Assert.Equal("sh: can't kill pid 1: Operation not permitted", lines[2]); // signal 9 only
+        Assert.Equal("survived", lines[3]);
+    }
+
+    [Fact(Timeout = 120_000)]
     public async Task Exit_status_of_the_program_is_run_s_exit_status()
     {
         using var bundle = Shell("exit 42");
