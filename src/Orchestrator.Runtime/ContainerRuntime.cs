@@ -18,8 +18,8 @@ public sealed class ContainerRuntime(string root)
         => id.Length is > 0 and <= 128 && id.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.') && id[0] != '.';
 
     /// <summary>Sets the container up to the point of exec and leaves it waiting for <see cref="Start"/>.</summary>
-    public ContainerRecord Create(string id, string bundle, string? pidFile = null, int preserveFds = 0)
-        => CreateCore(id, bundle, pidFile, preserveFds, waitForStart: true, out _);
+    public ContainerRecord Create(string id, string bundle, string? pidFile = null, int preserveFds = 0, bool noPivot = false)
+        => CreateCore(id, bundle, pidFile, preserveFds, waitForStart: true, noPivot, out _);
 
     public void Start(string id)
     {
@@ -36,12 +36,43 @@ public sealed class ContainerRuntime(string root)
             stream.ReadByte();
         }
         File.Delete(fifo);
+        RunPoststart(id, record);
+    }
+
+    /// <summary>poststart failures are warnings: the container is already running (the spec says so).</summary>
+    private void RunPoststart(string id, ContainerRecord record)
+    {
+        var hooks = TryReadHooks(record)?.Poststart;
+        if (hooks is { Count: > 0 })
+        {
+            try
+            {
+                Hooks.Run("poststart", hooks, State(id));
+            }
+            catch (InvalidOperationException e)
+            {
+                Console.Error.WriteLine($"warning: {e.Message}");
+            }
+        }
+    }
+
+    private static HooksSpec? TryReadHooks(ContainerRecord record)
+    {
+        try
+        {
+            return SpecReader.Read(record.Bundle).Hooks;
+        }
+        catch (SpecException)
+        {
+            return null; // the bundle changed or went away since create: nothing to run
+        }
     }
 
     /// <summary>create + start + wait + delete in one go; returns the program's exit status.</summary>
-    public int Run(string id, string bundle, string? pidFile = null, int preserveFds = 0, bool detach = false)
+    public int Run(string id, string bundle, string? pidFile = null, int preserveFds = 0, bool detach = false, bool noPivot = false)
     {
-        CreateCore(id, bundle, pidFile, preserveFds, waitForStart: false, out var child);
+        var created = CreateCore(id, bundle, pidFile, preserveFds, waitForStart: false, noPivot, out var child);
+        RunPoststart(id, created);
         using (child)
         {
             if (detach)
@@ -57,7 +88,7 @@ public sealed class ContainerRuntime(string root)
         }
     }
 
-    private ContainerRecord CreateCore(string id, string bundle, string? pidFile, int preserveFds, bool waitForStart, out SpawnedProcess? child)
+    private ContainerRecord CreateCore(string id, string bundle, string? pidFile, int preserveFds, bool waitForStart, bool noPivot, out SpawnedProcess? child)
     {
         if (!IsValidId(id))
         {
@@ -87,8 +118,18 @@ public sealed class ContainerRuntime(string root)
         };
         try
         {
-            cgroup.Create(spec.Linux.Resources);
+            // Device nodes the spec asks for are allowed in the devices cgroup, as runc does.
+            var resources = spec.Linux.Resources ?? new ResourcesSpec();
+            foreach (var device in spec.Linux.Devices ?? [])
+            {
+                (resources.Devices ??= []).Add(new DeviceRuleSpec { Allow = true, Type = device.Type == "u" ? "c" : device.Type, Major = device.Major, Minor = device.Minor, Access = "rwm" });
+            }
+            cgroup.Create(resources);
             var plan = ContainerPlan.Build(spec, bundle, cgroup);
+            plan.NoPivot = noPivot;
+            var creationHooks = (spec.Hooks?.Prestart ?? []).Concat(spec.Hooks?.CreateRuntime ?? []).ToList();
+            Action<int>? beforeStart = creationHooks.Count == 0 ? null : pid =>
+                Hooks.Run("createRuntime", creationHooks, new ContainerStateSpec { Id = id, Status = "creating", Pid = pid, Bundle = bundle, Annotations = spec.Annotations });
             string? fifo = null;
             if (waitForStart)
             {
@@ -98,7 +139,7 @@ public sealed class ContainerRuntime(string root)
                     throw LinuxException.FromLastError("mkfifo", fifo);
                 }
             }
-            child = Spawner.Spawn(plan, cgroup, fifo, preserveFds);
+            child = Spawner.Spawn(plan, cgroup, fifo, preserveFds, beforeStart);
             record.Pid = child.Pid;
             record.PidStartTime = StartTime(child.Pid);
             Store.Save(record);
@@ -254,7 +295,20 @@ public sealed class ContainerRuntime(string root)
             }
         }
         cgroup.Remove();
+        var hooks = TryReadHooks(record)?.Poststop;
+        var state = new ContainerStateSpec { Id = id, Status = "stopped", Pid = 0, Bundle = record.Bundle, Annotations = record.Annotations };
         Store.Remove(id);
+        if (hooks is { Count: > 0 })
+        {
+            try
+            {
+                Hooks.Run("poststop", hooks, state);
+            }
+            catch (InvalidOperationException e)
+            {
+                Console.Error.WriteLine($"warning: {e.Message}");
+            }
+        }
     }
 
     private static bool IsOurProcess(ContainerRecord record)

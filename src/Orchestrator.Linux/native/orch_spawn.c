@@ -65,7 +65,9 @@ struct orch_mount {
 
 /* What a mount entry does: most are mounts; the others make mount points and links inside
  * filesystems the child has just mounted (a fresh /dev tmpfs), which the parent cannot see. */
-enum orch_op { OP_MOUNT = 0, OP_MKDIR = 1, OP_CREATE = 2, OP_SYMLINK = 3 };
+enum orch_op { OP_MOUNT = 0, OP_MKDIR = 1, OP_CREATE = 2, OP_SYMLINK = 3,
+               OP_MKNOD = 4 /* flags: st_mode (type | permissions), propagation: dev_t */,
+               OP_CHOWN = 5 /* flags: uid, propagation: gid */ };
 
 struct orch_rlimit { int resource; uint64_t soft; uint64_t hard; };
 
@@ -97,6 +99,7 @@ struct orch_plan {
     int unshare_cgroupns;            /* 1: unshare(CLONE_NEWCGROUP) once in the container's cgroup */
     int become_root;                 /* 1 (new user namespace): setresuid/gid(0) once the maps exist */
     int fork_after_join;             /* 1 (exec into a pid namespace): fork after setns, report the child */
+    int no_pivot;                    /* 1: MS_MOVE the rootfs onto / and chroot (rootfs on a ramdisk) */
     int report_fd;                   /* child writes (stage, errno) records; close-on-exec */
     int exec_fifo_fd;                /* O_PATH fd of the exec fifo, or -1: exec at once */
 };
@@ -224,14 +227,30 @@ static int child_main(void *arg) {
                 if (symlink(m->source, m->target) < 0 && errno != EEXIST) fail(p, ST_MOUNT);
                 continue;
             }
+            if (m->op == OP_MKNOD) {
+                if (mknod(m->target, (mode_t)m->flags, (dev_t)m->propagation) < 0 && errno != EEXIST) fail(p, ST_MOUNT);
+                if (chmod(m->target, (mode_t)m->flags & 07777) < 0) fail(p, ST_MOUNT); /* not the umask's */
+                continue;
+            }
+            if (m->op == OP_CHOWN) {
+                if (lchown(m->target, (uid_t)m->flags, (gid_t)m->propagation) < 0) fail(p, ST_MOUNT);
+                continue;
+            }
             if (mount(m->source, m->target, m->fstype, m->flags, m->data) < 0) fail(p, ST_MOUNT);
             if (m->remount_flags && mount(NULL, m->target, NULL, MS_REMOUNT | MS_BIND | (unsigned long)m->remount_flags, NULL) < 0) fail(p, ST_MOUNT);
             if (m->propagation && mount(NULL, m->target, NULL, m->propagation, NULL) < 0) fail(p, ST_MOUNT);
         }
-        /* pivot_root(".", "."): the old root ends up stacked under the new one; detach it. */
         if (chdir(p->rootfs) < 0) fail(p, ST_PIVOT);
-        if (syscall(SYS_pivot_root, ".", ".") < 0) fail(p, ST_PIVOT);
-        if (umount2(".", MNT_DETACH) < 0) fail(p, ST_PIVOT);
+        if (p->no_pivot) {
+            /* For a rootfs on ramfs, where pivot_root is impossible: weaker (the old root stays
+             * reachable to a process with CAP_SYS_CHROOT), which is why it is opt-in, as in runc. */
+            if (mount(p->rootfs, "/", NULL, MS_MOVE, NULL) < 0) fail(p, ST_PIVOT);
+            if (chroot(".") < 0) fail(p, ST_PIVOT);
+        } else {
+            /* pivot_root(".", "."): the old root ends up stacked under the new one; detach it. */
+            if (syscall(SYS_pivot_root, ".", ".") < 0) fail(p, ST_PIVOT);
+            if (umount2(".", MNT_DETACH) < 0) fail(p, ST_PIVOT);
+        }
         if (chdir("/") < 0) fail(p, ST_PIVOT);
 
         /* Sysctls before the read-only paths: /proc/sys is one of them (runc's order). */

@@ -190,7 +190,7 @@ public static class RuncCli
     {
         var (flags, positional) = Parse(args, s_createValued, s_createSwitches);
         CheckConsole(flags);
-        runtime.Create(Id(positional, "create"), Bundle(flags), flags.GetValueOrDefault("--pid-file"), PreserveFds(flags));
+        runtime.Create(Id(positional, "create"), Bundle(flags), flags.GetValueOrDefault("--pid-file"), PreserveFds(flags), flags.ContainsKey("--no-pivot"));
         return 0;
     }
 
@@ -199,7 +199,7 @@ public static class RuncCli
         var (flags, positional) = Parse(args, s_createValued, s_createSwitches);
         CheckConsole(flags);
         var detach = flags.ContainsKey("--detach") || flags.ContainsKey("-d");
-        return runtime.Run(Id(positional, "run"), Bundle(flags), flags.GetValueOrDefault("--pid-file"), PreserveFds(flags), detach);
+        return runtime.Run(Id(positional, "run"), Bundle(flags), flags.GetValueOrDefault("--pid-file"), PreserveFds(flags), detach, flags.ContainsKey("--no-pivot"));
     }
 
     private static int Exec(ContainerRuntime runtime, string[] args)

@@ -23,6 +23,9 @@ internal sealed class ContainerPlan
     /// <summary>The rootfs to pivot into; null for exec, which joins a running container's mount namespace.</summary>
     public required string? Rootfs { get; init; }
 
+    /// <summary>--no-pivot: move the rootfs onto / and chroot instead of pivot_root.</summary>
+    public bool NoPivot { get; set; }
+
     /// <summary>exec into another pid namespace: the child forks once more after joining.</summary>
     public bool ForkAfterJoin { get; init; }
     public int CloneFlags { get; init; }
@@ -118,6 +121,11 @@ internal sealed class ContainerPlan
             plan.AddMount(mount, bundle, madeByUs, cgroup, cgroupMountRoot);
         }
 
+        foreach (var device in linux.Devices ?? [])
+        {
+            plan.AddDevice(device, madeByUs);
+        }
+
         // The working directory exists before the process needs it, as runc does.
         var cwd = SecureJoin.Resolve(rootfs, process.Cwd);
         if (!madeByUs.Any(m => IsUnder(process.Cwd, m)))
@@ -172,7 +180,7 @@ internal sealed class ContainerPlan
     /// child makes the mount point itself; elsewhere it is resolved inside the rootfs (never
     /// following a symlink out of it) and created now.
     /// </summary>
-    private string PrepareTarget(string destination, List<string> madeByUs, bool isFile)
+    private string PrepareTarget(string destination, List<string> madeByUs, bool isFile, bool makeTarget = true)
     {
         var parent = madeByUs.Where(m => IsUnder(destination, m) && m != destination).OrderByDescending(m => m.Length).FirstOrDefault();
         if (parent is not null)
@@ -183,11 +191,20 @@ internal sealed class ContainerPlan
             {
                 path += "/" + relative[i];
                 var last = i == relative.Length - 1;
+                if (last && !makeTarget)
+                {
+                    break;
+                }
                 Mounts.Add(new MountStep(last && isFile ? 2 : 1, null, path, null, 0, null, 0, 0));
             }
             return path;
         }
         var resolved = SecureJoin.Resolve(Rootfs!, destination);
+        if (!makeTarget)
+        {
+            Directory.CreateDirectory(Path.GetDirectoryName(resolved)!);
+            return resolved;
+        }
         if (isFile)
         {
             Directory.CreateDirectory(Path.GetDirectoryName(resolved)!);
@@ -202,6 +219,31 @@ internal sealed class ContainerPlan
         }
         return resolved;
     }
+
+    /// <summary>linux.devices: a node made with mknod in the container's /dev (owner and mode as the spec says).</summary>
+    private void AddDevice(DeviceSpec device, List<string> madeByUs)
+    {
+        if ((CloneFlags & CLONE_NEWUSER) != 0)
+        {
+            throw new SpecException($"linux.devices: {device.Path}: device nodes cannot be made inside a user namespace yet; bind-mount the host's device instead (a bind mount in mounts)");
+        }
+        const uint S_IFCHR = 0x2000, S_IFBLK = 0x6000, S_IFIFO = 0x1000;
+        var type = device.Type switch
+        {
+            "c" or "u" => S_IFCHR,
+            "b" => S_IFBLK,
+            "p" => S_IFIFO,
+            _ => throw new SpecException($"linux.devices: {device.Path}: type '{device.Type}' is not c, u, b or p"),
+        };
+        var target = PrepareTarget(device.Path, madeByUs, isFile: false, makeTarget: false);
+        var dev = MakeDev((ulong)device.Major, (ulong)device.Minor);
+        Mounts.Add(new MountStep(4, null, target, null, type | ((device.FileMode ?? 0x1B6) & 0xFFF), null, dev, 0));
+        Mounts.Add(new MountStep(5, null, target, null, device.Uid ?? 0, null, device.Gid ?? 0, 0));
+    }
+
+    /// <summary>glibc's makedev: the 64-bit dev_t layout of Linux.</summary>
+    internal static ulong MakeDev(ulong major, ulong minor)
+        => ((major & 0xfffff000UL) << 32) | ((major & 0xfffUL) << 8) | ((minor & 0xffffff00UL) << 12) | (minor & 0xffUL);
 
     private void AddDefaultDevices()
     {

@@ -82,6 +82,7 @@ internal unsafe struct NativePlan
     public int UnshareCgroupns;
     public int BecomeRoot;
     public int ForkAfterJoin;
+    public int NoPivot;
     public int ReportFd;
     public int ExecFifoFd;
 }

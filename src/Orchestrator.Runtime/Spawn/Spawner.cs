@@ -80,16 +80,17 @@ internal static unsafe class Spawner
 
     /// <param name="execFifo">For create: an exec fifo the child blocks on before exec; null for run.</param>
     /// <param name="keepFds">Extra fds to pass (must already sit at 3, 4, …), as --preserve-fds.</param>
-    public static SpawnedProcess Spawn(ContainerPlan plan, ICgroup cgroup, string? execFifo, int keepFds = 0)
+    /// <param name="beforeStart">Runs with the child's pid once its namespaces exist and before it sets up its root (createRuntime hooks).</param>
+    public static SpawnedProcess Spawn(ContainerPlan plan, ICgroup cgroup, string? execFifo, int keepFds = 0, Action<int>? beforeStart = null)
     {
         NativeSpawn.CheckAbi();
         lock (s_gate)
         {
-            return SpawnLocked(plan, cgroup, execFifo, keepFds);
+            return SpawnLocked(plan, cgroup, execFifo, keepFds, beforeStart);
         }
     }
 
-    private static SpawnedProcess SpawnLocked(ContainerPlan plan, ICgroup cgroup, string? execFifo, int keepFds)
+    private static SpawnedProcess SpawnLocked(ContainerPlan plan, ICgroup cgroup, string? execFifo, int keepFds, Action<int>? beforeStart)
     {
         var spec = plan.Spec;
         var process = spec.Process!;
@@ -112,10 +113,11 @@ internal static unsafe class Spawner
             p->UnshareCgroupns = (plan.CloneFlags & ContainerPlan.CLONE_NEWCGROUP) != 0 ? 1 : 0;
             p->BecomeRoot = (plan.CloneFlags & ContainerPlan.CLONE_NEWUSER) != 0 ? 1 : 0;
             p->ForkAfterJoin = plan.ForkAfterJoin ? 1 : 0;
+            p->NoPivot = plan.NoPivot ? 1 : 0;
             // Mounts run while the parent pays for the cgroup move, unless a mount needs the
             // cgroup namespace (cgroup2).
             // (exec waits first too: its fork must happen inside the cgroup.)
-            p->SyncLate = plan.Rootfs is null || plan.Mounts.Any(m => m.FsType == "cgroup2") || (plan.CloneFlags & ContainerPlan.CLONE_NEWUSER) != 0 ? 0 : 1;
+            p->SyncLate = plan.Rootfs is null || beforeStart is not null || plan.Mounts.Any(m => m.FsType == "cgroup2") || (plan.CloneFlags & ContainerPlan.CLONE_NEWUSER) != 0 ? 0 : 1;
             p->NJoin = plan.Joins.Count;
             p->JoinFds = arena.Alloc<int>(plan.Joins.Count);
             p->JoinTypes = arena.Alloc<int>(plan.Joins.Count);
@@ -245,6 +247,7 @@ internal static unsafe class Spawner
                     WriteIdMap($"/proc/{pid}/uid_map", linux.UidMappings!);
                     WriteIdMap($"/proc/{pid}/gid_map", linux.GidMappings!);
                 }
+                beforeStart?.Invoke(pid);
                 byte go = 1;
                 if (write(sync[1], &go, 1) != 1)
                 {

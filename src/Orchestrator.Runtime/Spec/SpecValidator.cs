@@ -84,9 +84,23 @@ internal static class SpecValidator
                 }
             }
         }
-        if (spec.Hooks is { } hooks && new[] { hooks.Prestart, hooks.CreateRuntime, hooks.CreateContainer, hooks.StartContainer, hooks.Poststart, hooks.Poststop }.Any(h => h is { Count: > 0 }))
+        if (spec.Hooks is { } hooks)
         {
-            NotYet("hooks");
+            if (hooks.CreateContainer is { Count: > 0 })
+            {
+                NotYet("hooks.createContainer");
+            }
+            if (hooks.StartContainer is { Count: > 0 })
+            {
+                NotYet("hooks.startContainer");
+            }
+            foreach (var hook in new[] { hooks.Prestart, hooks.CreateRuntime, hooks.Poststart, hooks.Poststop }.Where(h => h is not null).SelectMany(h => h!))
+            {
+                if (!hook.Path.StartsWith('/'))
+                {
+                    Fail("hooks", $"path '{hook.Path}' must be absolute");
+                }
+            }
         }
         if (spec.Linux is not { } linux)
         {
@@ -145,9 +159,12 @@ internal static class SpecValidator
         {
             Fail("linux.rootfsPropagation", $"'{propagation}' is not supported; use private, rprivate, slave or rslave");
         }
-        if (linux.Devices is { Count: > 0 })
+        foreach (var device in linux.Devices ?? [])
         {
-            NotYet("linux.devices");
+            if (!device.Path.StartsWith("/dev/", StringComparison.Ordinal) || device.Path.Contains("..", StringComparison.Ordinal))
+            {
+                Fail("linux.devices", $"'{device.Path}' must be a path under /dev");
+            }
         }
         foreach (var key in linux.Sysctl?.Keys ?? Enumerable.Empty<string>())
         {

@@ -347,6 +347,67 @@ public sealed class RuncCliTests : IDisposable
     }
 
     [Fact(Timeout = 120_000)]
+    public async Task Hooks_run_with_the_state_on_stdin_at_their_points()
+    {
+        using var bundle = Shell("echo ran");
+        var log = Path.Combine(_state.Path, "hooks.log");
+        JsonObject Hook(string name) => new()
+        {
+            ["path"] = "/bin/sh",
+            ["args"] = new JsonArray("sh", "-c", $"echo {name} $(cat) >> {log}"),
+        };
+        bundle.Edit(s => s["hooks"] = new JsonObject
+        {
+            ["createRuntime"] = new JsonArray(Hook("createRuntime")),
+            ["poststart"] = new JsonArray(Hook("poststart")),
+            ["poststop"] = new JsonArray(Hook("poststop")),
+        });
+        Assert.Equal("ran", await RunOk(bundle, "hooked"));
+        // Each hook logged "<phase> <state JSON>" on one line (the shell's $(cat) joins the lines).
+        var entries = (await File.ReadAllLinesAsync(log)).Select(l => (Phase: l[..l.IndexOf(' ', StringComparison.Ordinal)], State: JsonNode.Parse(l[l.IndexOf(' ', StringComparison.Ordinal)..])!)).ToArray();
+        Assert.Equal(["createRuntime", "poststart", "poststop"], entries.Select(e => e.Phase));
+        Assert.All(entries, e => Assert.Equal("hooked", (string?)e.State["id"]));
+        Assert.Equal("creating", (string?)entries[0].State["status"]);
+        Assert.True((int)entries[0].State["pid"]! > 0);
+        Assert.Equal("stopped", (string?)entries[2].State["status"]);
+    }
+
+    [Fact(Timeout = 120_000)]
+    public async Task A_failing_create_runtime_hook_aborts_the_container_and_leaves_nothing()
+    {
+        using var bundle = Shell("echo should-not-run");
+        bundle.Edit(s => s["hooks"] = new JsonObject { ["createRuntime"] = new JsonArray(new JsonObject { ["path"] = "/bin/false" }) });
+        var (code, stdout, stderr) = await Runc("run", "--bundle", bundle.Path, "badhook");
+        Assert.Equal(1, code);
+        Assert.Equal("", stdout);
+        Assert.Equal("orch-runc: hooks.createRuntime: '/bin/false' exited with 1: ", stderr);
+        Assert.Empty(Directory.GetDirectories(_state.Path));
+        Assert.False(Directory.Exists("/sys/fs/cgroup/pids/orchestrator/badhook"));
+    }
+
+    [Fact(Timeout = 120_000)]
+    public async Task Spec_devices_are_created_with_their_numbers_owner_and_mode_and_allowed()
+    {
+        using var bundle = Shell("stat -c '%F %t:%T %u:%g %a' /dev/mynull; echo data > /dev/mynull && echo writable");
+        bundle.Edit(s => s["linux"]!["devices"] = new JsonArray(new JsonObject
+        {
+            ["path"] = "/dev/mynull", ["type"] = "c", ["major"] = 1, ["minor"] = 3, ["fileMode"] = 390 /* 0606: others (our root without CAP_DAC_OVERRIDE) may write */, ["uid"] = 7, ["gid"] = 8,
+        }));
+        var lines = (await RunOk(bundle)).Split('\n');
+        Assert.Equal("character special file 1:3 7:8 606", lines[0]);
+        Assert.Equal("writable", lines[1]);
+    }
+
+    [Fact(Timeout = 120_000)]
+    public async Task No_pivot_moves_the_rootfs_and_chroots()
+    {
+        using var bundle = Shell("echo pid=$$; ls /bin/busybox");
+        var (code, stdout, stderr) = await Runc("run", "--no-pivot", "--bundle", bundle.Path, "nopivot");
+        Assert.True(code == 0, stderr);
+        Assert.Equal("pid=1\n/bin/busybox", stdout);
+    }
+
+    [Fact(Timeout = 120_000)]
     public async Task Exit_status_of_the_program_is_run_s_exit_status()
     {
         using var bundle = Shell("exit 42");
