@@ -38,6 +38,12 @@ public static partial class Libc
     [LibraryImport(LibcName, EntryPoint = "write", SetLastError = true)]
     public static unsafe partial nint write(int fd, void* buf, nuint count);
 
+    // <sys/socket.h>
+    public const int AF_UNIX = 1, SOCK_STREAM = 1, SOCK_CLOEXEC = 0x80000;
+
+    [LibraryImport(LibcName, EntryPoint = "socketpair", SetLastError = true)]
+    public static unsafe partial int socketpair(int domain, int type, int protocol, int* sv);
+
     [LibraryImport(LibcName, EntryPoint = "fsync", SetLastError = true)]
     public static partial int fsync(int fd);
 

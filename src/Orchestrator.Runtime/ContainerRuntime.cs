@@ -18,8 +18,8 @@ public sealed class ContainerRuntime(string root)
         => id.Length is > 0 and <= 128 && id.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.') && id[0] != '.';
 
     /// <summary>Sets the container up to the point of exec and leaves it waiting for <see cref="Start"/>.</summary>
-    public ContainerRecord Create(string id, string bundle, string? pidFile = null, int preserveFds = 0, bool noPivot = false)
-        => CreateCore(id, bundle, pidFile, preserveFds, waitForStart: true, noPivot, out _);
+    public ContainerRecord Create(string id, string bundle, string? pidFile = null, int preserveFds = 0, bool noPivot = false, string? consoleSocket = null)
+        => CreateCore(id, bundle, pidFile, preserveFds, waitForStart: true, noPivot, consoleSocket, out _);
 
     public void Start(string id)
     {
@@ -69,9 +69,9 @@ public sealed class ContainerRuntime(string root)
     }
 
     /// <summary>create + start + wait + delete in one go; returns the program's exit status.</summary>
-    public int Run(string id, string bundle, string? pidFile = null, int preserveFds = 0, bool detach = false, bool noPivot = false)
+    public int Run(string id, string bundle, string? pidFile = null, int preserveFds = 0, bool detach = false, bool noPivot = false, string? consoleSocket = null)
     {
-        var created = CreateCore(id, bundle, pidFile, preserveFds, waitForStart: false, noPivot, out var child);
+        var created = CreateCore(id, bundle, pidFile, preserveFds, waitForStart: false, noPivot, consoleSocket, out var child, detach);
         RunPoststart(id, created);
         using (child)
         {
@@ -79,7 +79,9 @@ public sealed class ContainerRuntime(string root)
             {
                 return 0;
             }
+            using var relay = child!.ConsoleMaster is { } master ? ConsoleRelay.Start(master) : null;
             var status = child!.WaitForExit();
+            relay?.Finish();
             var record = Store.Load(id);
             record.ExitStatus = status;
             Store.Save(record);
@@ -88,7 +90,7 @@ public sealed class ContainerRuntime(string root)
         }
     }
 
-    private ContainerRecord CreateCore(string id, string bundle, string? pidFile, int preserveFds, bool waitForStart, bool noPivot, out SpawnedProcess? child)
+    private ContainerRecord CreateCore(string id, string bundle, string? pidFile, int preserveFds, bool waitForStart, bool noPivot, string? consoleSocket, out SpawnedProcess? child, bool detach = false)
     {
         if (!IsValidId(id))
         {
@@ -100,6 +102,10 @@ public sealed class ContainerRuntime(string root)
         }
         bundle = Path.GetFullPath(bundle);
         var spec = SpecReader.Read(bundle);
+        if (spec.Process!.Terminal && consoleSocket is null && (waitForStart || detach))
+        {
+            throw new SpecException("process.terminal: a detached container's terminal goes to --console-socket; pass one (as containerd does) or run in the foreground");
+        }
         var cgroupPath = spec.Linux!.CgroupsPath is { Length: > 0 } cp ? cp : $"/orchestrator/{id}";
         if (cgroupPath.Contains(':', StringComparison.Ordinal))
         {
@@ -140,6 +146,12 @@ public sealed class ContainerRuntime(string root)
                 }
             }
             child = Spawner.Spawn(plan, cgroup, fifo, preserveFds, beforeStart);
+            if (child.ConsoleMaster is { } master && consoleSocket is not null)
+            {
+                ConsoleRelay.SendToSocket(master, consoleSocket);
+                master.Dispose();
+                child.ConsoleMaster = null;
+            }
             record.Pid = child.Pid;
             record.PidStartTime = StartTime(child.Pid);
             Store.Save(record);
@@ -177,8 +189,12 @@ public sealed class ContainerRuntime(string root)
     /// Runs a new process in a running container: its namespaces, its cgroup, the given process
     /// settings. Returns the process's exit status, or 0 at once with <paramref name="detach"/>.
     /// </summary>
-    public int Exec(string id, ProcessSpec process, bool detach, string? pidFile)
+    public int Exec(string id, ProcessSpec process, bool detach, string? pidFile, string? consoleSocket = null)
     {
+        if (process.Terminal && consoleSocket is null && detach)
+        {
+            throw new SpecException("process.terminal: a detached exec's terminal goes to --console-socket; pass one or run in the foreground");
+        }
         var record = Store.Load(id);
         var status = Status(record);
         if (status != "running")
@@ -199,7 +215,20 @@ public sealed class ContainerRuntime(string root)
         {
             File.WriteAllText(pidFile, child.Pid.ToString(CultureInfo.InvariantCulture));
         }
-        return detach ? 0 : child.WaitForExit();
+        if (child.ConsoleMaster is { } master && consoleSocket is not null)
+        {
+            ConsoleRelay.SendToSocket(master, consoleSocket);
+            master.Dispose();
+            child.ConsoleMaster = null;
+        }
+        if (detach)
+        {
+            return 0;
+        }
+        using var relay = child.ConsoleMaster is { } pty ? ConsoleRelay.Start(pty) : null;
+        var exitStatus = child.WaitForExit();
+        relay?.Finish();
+        return exitStatus;
     }
 
     /// <summary>created (waiting on the exec fifo), running, paused, or stopped.</summary>

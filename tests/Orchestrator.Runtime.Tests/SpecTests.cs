@@ -43,7 +43,6 @@ public sealed class SpecTests
     [InlineData("""{"ociVersion":"1.2.0","process":{"args":["sh"],"cwd":"/","capabilities":{"bounding":["CAP_FLY"]}},"root":{"path":"r"},"linux":{}}""", "/b/config.json: process.capabilities: 'CAP_FLY' is not a capability")]
     [InlineData("""{"ociVersion":"1.2.0","process":{"args":["sh"],"cwd":"/","rlimits":[{"type":"RLIMIT_NOFILE","soft":10,"hard":5}]},"root":{"path":"r"},"linux":{}}""", "/b/config.json: process.rlimits: RLIMIT_NOFILE soft limit 10 is above its hard limit 5")]
     [InlineData("""{"ociVersion":"1.2.0","process":{"args":["sh"],"cwd":"/"},"root":{"path":"r"},"linux":{"seccomp":{"defaultAction":"SCMP_ACT_NOTIFY"}}}""", "/b/config.json: linux.seccomp: action 'SCMP_ACT_NOTIFY' is not supported")]
-    [InlineData("""{"ociVersion":"1.2.0","process":{"args":["sh"],"cwd":"/","terminal":true},"root":{"path":"r"},"linux":{}}""", "/b/config.json: process.terminal: is not supported by this runtime yet")]
     [InlineData("""{"ociVersion":"1.2.0","process":{"args":["sh"],"cwd":"/"},"root":{"path":"r"},"mounts":[{"destination":"/x","type":"tmpfs","options":["bogus"]}],"linux":{}}""", "/b/config.json: mounts: option 'bogus' of /x is not a mount option")]
     public void Bad_spec_is_one_clear_error(string json, string expectedStart)
         => Assert.StartsWith(expectedStart, Fails(json), StringComparison.Ordinal);

@@ -21,6 +21,9 @@
 #include <string.h>
 #include <unistd.h>
 #include <linux/capability.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <termios.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <sys/mman.h>
@@ -49,7 +52,7 @@ enum orch_stage {
     ST_PIVOT = 6, ST_MASK = 7, ST_READONLY_PATH = 8, ST_READONLY_ROOT = 9, ST_HOSTNAME = 10,
     ST_SYSCTL = 11, ST_RLIMIT = 12, ST_OOM_SCORE = 13, ST_GROUPS = 14, ST_GID = 15, ST_UID = 16,
     ST_CAPS = 17, ST_CWD = 18, ST_EXEC_FIFO = 19, ST_NO_NEW_PRIVS = 20, ST_SECCOMP = 21,
-    ST_EXEC = 22, ST_CLOSE_FDS = 23, ST_STDIO = 24, ST_FORK = 25, ST_READY = 100, ST_CHILD_PID = 101
+    ST_EXEC = 22, ST_CLOSE_FDS = 23, ST_STDIO = 24, ST_FORK = 25, ST_TERMINAL = 26, ST_READY = 100, ST_CHILD_PID = 101
 };
 
 struct orch_mount {
@@ -100,6 +103,9 @@ struct orch_plan {
     int become_root;                 /* 1 (new user namespace): setresuid/gid(0) once the maps exist */
     int fork_after_join;             /* 1 (exec into a pid namespace): fork after setns, report the child */
     int no_pivot;                    /* 1: MS_MOVE the rootfs onto / and chroot (rootfs on a ramdisk) */
+    int terminal;                    /* 1: a new pty from the container's devpts becomes stdio */
+    int console_fd;                  /* where the pty master goes (SCM_RIGHTS), with terminal */
+    unsigned short console_rows, console_cols;
     int report_fd;                   /* child writes (stage, errno) records; close-on-exec */
     int exec_fifo_fd;                /* O_PATH fd of the exec fifo, or -1: exec at once */
 };
@@ -144,6 +150,79 @@ static int drop_bounding(const struct orch_plan *p) {
         if (!(p->cap_bounding & (1ULL << cap)) && prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0) return -1;
     }
     return 0;
+}
+
+/* Sends one fd over a unix socket (SCM_RIGHTS) with a short name as the payload, as runc's
+ * console socket protocol does. */
+int orch_send_fd(int sock, int fd, const char *name) {
+    char control[CMSG_SPACE(sizeof(int))];
+    memset(control, 0, sizeof control);
+    struct iovec iov = { (void *)name, strlen(name) };
+    struct msghdr msg = { 0 };
+    msg.msg_iov = &iov; msg.msg_iovlen = 1;
+    msg.msg_control = control; msg.msg_controllen = sizeof control;
+    struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
+    cmsg->cmsg_level = SOL_SOCKET; cmsg->cmsg_type = SCM_RIGHTS; cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cmsg), &fd, sizeof(int));
+    ssize_t n;
+    do { n = sendmsg(sock, &msg, MSG_NOSIGNAL); } while (n < 0 && errno == EINTR);
+    return n < 0 ? -1 : 0;
+}
+
+/* Receives one fd sent by orch_send_fd; returns it (close-on-exec) or -1. */
+int orch_recv_fd(int sock) {
+    char control[CMSG_SPACE(sizeof(int))];
+    char name[256];
+    struct iovec iov = { name, sizeof name };
+    struct msghdr msg = { 0 };
+    msg.msg_iov = &iov; msg.msg_iovlen = 1;
+    msg.msg_control = control; msg.msg_controllen = sizeof control;
+    ssize_t n;
+    do { n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC); } while (n < 0 && errno == EINTR);
+    if (n < 0) return -1;
+    struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
+    if (!cmsg || cmsg->cmsg_type != SCM_RIGHTS) { errno = EBADMSG; return -1; }
+    int fd;
+    memcpy(&fd, CMSG_DATA(cmsg), sizeof(int));
+    return fd;
+}
+
+/* A pty from the container's own devpts: the master goes to the parent, the slave becomes
+ * the controlling terminal and stdio, owned by the process's user. */
+static int setup_terminal(const struct orch_plan *p) {
+    int master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (master < 0) return -1;
+    int unlock = 0, ptn;
+    if (ioctl(master, TIOCSPTLCK, &unlock) < 0 || ioctl(master, TIOCGPTN, &ptn) < 0) return -1;
+    if (p->console_rows && p->console_cols) {
+        struct winsize ws = { p->console_rows, p->console_cols, 0, 0 };
+        if (ioctl(master, TIOCSWINSZ, &ws) < 0) return -1;
+    }
+    char path[32];
+    memcpy(path, "/dev/pts/", 9); fmt_int(path + 9, ptn);
+    int slave = open(path, O_RDWR | O_NOCTTY);
+    if (slave < 0) return -1;
+    if (fchown(slave, p->uid, p->gid) < 0) return -1;
+    if (orch_send_fd(p->console_fd, master, path) < 0) return -1;
+    close(master);
+    close(p->console_fd);
+    if (setsid() < 0 || ioctl(slave, TIOCSCTTY, 0) < 0) return -1;
+    for (int i = 0; i < 3; i++) if (dup2(slave, i) < 0) return -1;
+    if (slave > 2) close(slave);
+    return 0;
+}
+
+/* Closes every fd from `from` up, except a and b (close_range has no holes, so in pieces). */
+static int close_fds_except(int from, int a, int b) {
+    if (a > b) { int t = a; a = b; b = t; }
+    int keep[2] = { a, b };
+    unsigned int next = (unsigned int)from;
+    for (int i = 0; i < 2; i++) {
+        if (keep[i] < from) continue;
+        if ((unsigned int)keep[i] > next && syscall(SYS_close_range, next, (unsigned int)keep[i] - 1, 0) < 0) return -1;
+        next = (unsigned int)keep[i] + 1;
+    }
+    return (int)syscall(SYS_close_range, next, ~0U, 0);
 }
 
 static int set_caps(const struct orch_plan *p) {
@@ -287,6 +366,8 @@ static int child_main(void *arg) {
         if (write_file("/proc/self/oom_score_adj", buf) < 0) fail(p, ST_OOM_SCORE);
     }
 
+    if (p->terminal && setup_terminal(p) < 0) fail(p, ST_TERMINAL);
+
     /* Without no_new_privs, installing a filter needs CAP_SYS_ADMIN, which the capability step
      * may drop: install it first (the profile must then allow the remaining setup calls). */
     if (p->seccomp && !p->no_new_privs && prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, p->seccomp, 0, 0) < 0) fail(p, ST_SECCOMP);
@@ -313,8 +394,11 @@ static int child_main(void *arg) {
     if (syscall(SYS_close_range, 3 + p->keep_fds, ~0U, CLOSE_RANGE_CLOEXEC) < 0) fail(p, ST_CLOSE_FDS);
 
     if (p->exec_fifo_fd >= 0) {
-        /* create: tell the parent we are set up, then block until `start` opens the fifo. */
+        /* create: tell the parent we are set up, then block until `start` opens the fifo.
+         * While we wait, hold nothing of the caller's but our stdio: a copy of its output pipe
+         * (the .NET runtime dups stdio) would keep the caller waiting for EOF until we exit. */
         report(p->report_fd, ST_READY, 0);
+        if (close_fds_except(3 + p->keep_fds, p->report_fd, p->exec_fifo_fd) < 0) fail(p, ST_CLOSE_FDS);
         char path[64];
         memcpy(path, "/proc/self/fd/", 14); fmt_int(path + 14, p->exec_fifo_fd);
         int fd = open(path, O_WRONLY | O_CLOEXEC);

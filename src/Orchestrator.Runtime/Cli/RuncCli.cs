@@ -189,17 +189,15 @@ public static class RuncCli
     private static int Create(ContainerRuntime runtime, string[] args)
     {
         var (flags, positional) = Parse(args, s_createValued, s_createSwitches);
-        CheckConsole(flags);
-        runtime.Create(Id(positional, "create"), Bundle(flags), flags.GetValueOrDefault("--pid-file"), PreserveFds(flags), flags.ContainsKey("--no-pivot"));
+        runtime.Create(Id(positional, "create"), Bundle(flags), flags.GetValueOrDefault("--pid-file"), PreserveFds(flags), flags.ContainsKey("--no-pivot"), flags.GetValueOrDefault("--console-socket"));
         return 0;
     }
 
     private static int RunCommand(ContainerRuntime runtime, string[] args)
     {
         var (flags, positional) = Parse(args, s_createValued, s_createSwitches);
-        CheckConsole(flags);
         var detach = flags.ContainsKey("--detach") || flags.ContainsKey("-d");
-        return runtime.Run(Id(positional, "run"), Bundle(flags), flags.GetValueOrDefault("--pid-file"), PreserveFds(flags), detach, flags.ContainsKey("--no-pivot"));
+        return runtime.Run(Id(positional, "run"), Bundle(flags), flags.GetValueOrDefault("--pid-file"), PreserveFds(flags), detach, flags.ContainsKey("--no-pivot"), flags.GetValueOrDefault("--console-socket"));
     }
 
     private static int Exec(ContainerRuntime runtime, string[] args)
@@ -235,11 +233,6 @@ public static class RuncCli
             }
         }
         var (flags, positional) = Parse([.. filtered], valued, ["--detach", "-d", "--tty", "-t", "--no-new-privs"]);
-        CheckConsole(flags);
-        if (flags.ContainsKey("--tty") || flags.ContainsKey("-t"))
-        {
-            throw new UsageError("--tty: terminals are not supported yet; run without -t");
-        }
         var id = Id(positional, "exec");
         ProcessSpec process;
         if ((flags.GetValueOrDefault("--process") ?? flags.GetValueOrDefault("-p")) is { } processFile)
@@ -270,6 +263,7 @@ public static class RuncCli
                 Capabilities = container.Capabilities,
                 Rlimits = container.Rlimits,
                 NoNewPrivileges = container.NoNewPrivileges || flags.ContainsKey("--no-new-privs"),
+                Terminal = flags.ContainsKey("--tty") || flags.ContainsKey("-t"),
             };
             if ((flags.GetValueOrDefault("--user") ?? flags.GetValueOrDefault("-u")) is { } user)
             {
@@ -288,20 +282,8 @@ public static class RuncCli
                 process.Capabilities.Permitted = [.. process.Capabilities.Permitted ?? [], .. caps];
             }
         }
-        if (process.Terminal)
-        {
-            throw new UsageError("process.terminal: terminals are not supported yet");
-        }
         var detach = flags.ContainsKey("--detach") || flags.ContainsKey("-d");
-        return runtime.Exec(id, process, detach, flags.GetValueOrDefault("--pid-file"));
-    }
-
-    private static void CheckConsole(Dictionary<string, string> flags)
-    {
-        if (flags.ContainsKey("--console-socket"))
-        {
-            throw new UsageError("--console-socket: terminals (process.terminal) are not supported yet; run without a TTY");
-        }
+        return runtime.Exec(id, process, detach, flags.GetValueOrDefault("--pid-file"), flags.GetValueOrDefault("--console-socket"));
     }
 
     private static string Bundle(Dictionary<string, string> flags)

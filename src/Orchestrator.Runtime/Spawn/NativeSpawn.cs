@@ -83,6 +83,10 @@ internal unsafe struct NativePlan
     public int BecomeRoot;
     public int ForkAfterJoin;
     public int NoPivot;
+    public int Terminal;
+    public int ConsoleFd;
+    public ushort ConsoleRows;
+    public ushort ConsoleCols;
     public int ReportFd;
     public int ExecFifoFd;
 }
@@ -93,7 +97,7 @@ public enum SpawnStage
     Ok = 0, Sync = 1, Setns = 2, MountPrivate = 3, RootfsBind = 4, Mount = 5, PivotRoot = 6, MaskPath = 7,
     ReadonlyPath = 8, ReadonlyRoot = 9, Hostname = 10, Sysctl = 11, Rlimit = 12, OomScore = 13,
     Groups = 14, Gid = 15, Uid = 16, Capabilities = 17, Cwd = 18, ExecFifo = 19, NoNewPrivs = 20,
-    Seccomp = 21, Exec = 22, CloseFds = 23, Stdio = 24, Fork = 25, Ready = 100, ChildPid = 101,
+    Seccomp = 21, Exec = 22, CloseFds = 23, Stdio = 24, Fork = 25, Terminal = 26, Ready = 100, ChildPid = 101,
 }
 
 internal static unsafe partial class NativeSpawn
@@ -114,6 +118,12 @@ internal static unsafe partial class NativeSpawn
 
     [LibraryImport(Library, EntryPoint = "orch_audit_arch")]
     public static partial uint AuditArch();
+
+    [LibraryImport(Library, EntryPoint = "orch_send_fd", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int SendFd(int socket, int fd, string name);
+
+    [LibraryImport(Library, EntryPoint = "orch_recv_fd", SetLastError = true)]
+    public static partial int RecvFd(int socket);
 
     [LibraryImport(Library, EntryPoint = "orch_spawn_abi")]
     private static partial int Abi(int which);

@@ -11,6 +11,9 @@ public sealed class SpawnedProcess(int pid, int pidfd) : IDisposable
 {
     public int Pid { get; } = pid;
 
+    /// <summary>The pty master when the process has a terminal; the caller passes it on or relays it.</summary>
+    public Microsoft.Win32.SafeHandles.SafeFileHandle? ConsoleMaster { get; internal set; }
+
     /// <summary>A pidfd: waits and signals go to this process even if its pid is reused.</summary>
     public int PidFd { get; private set; } = pidfd;
 
@@ -33,6 +36,7 @@ public sealed class SpawnedProcess(int pid, int pidfd) : IDisposable
 
     public void Dispose()
     {
+        ConsoleMaster?.Dispose();
         if (PidFd >= 0)
         {
             close(PidFd);
@@ -114,6 +118,20 @@ internal static unsafe class Spawner
             p->BecomeRoot = (plan.CloneFlags & ContainerPlan.CLONE_NEWUSER) != 0 ? 1 : 0;
             p->ForkAfterJoin = plan.ForkAfterJoin ? 1 : 0;
             p->NoPivot = plan.NoPivot ? 1 : 0;
+            p->ConsoleFd = -1;
+            var console = stackalloc int[2];
+            if (process.Terminal)
+            {
+                if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, console) != 0)
+                {
+                    throw LinuxException.FromLastError("socketpair");
+                }
+                fdsToClose.AddRange([console[0], console[1]]);
+                p->Terminal = 1;
+                p->ConsoleFd = console[1];
+                p->ConsoleRows = (ushort)(process.ConsoleSize?.Height ?? 0);
+                p->ConsoleCols = (ushort)(process.ConsoleSize?.Width ?? 0);
+            }
             // Mounts run while the parent pays for the cgroup move, unless a mount needs the
             // cgroup namespace (cgroup2).
             // (exec waits first too: its fork must happen inside the cgroup.)
@@ -236,6 +254,11 @@ internal static unsafe class Spawner
             close(report[1]);
             fdsToClose.Remove(sync[0]);
             fdsToClose.Remove(report[1]);
+            if (process.Terminal)
+            {
+                close(console[1]); // so that a child dying before it sends the master reads as EOF
+                fdsToClose.Remove(console[1]);
+            }
             try
             {
                 // Into the cgroup before the child runs a single instruction of its own setup.
@@ -254,6 +277,16 @@ internal static unsafe class Spawner
                     throw LinuxException.FromLastError("write", "sync pipe");
                 }
                 var grandchild = WaitForReport(report[0], plan);
+                Microsoft.Win32.SafeHandles.SafeFileHandle? master = null;
+                if (process.Terminal)
+                {
+                    var fd = NativeSpawn.RecvFd(console[0]);
+                    if (fd < 0)
+                    {
+                        throw new LinuxException("recvmsg", "the container's pty master", Marshal.GetLastPInvokeError());
+                    }
+                    master = new Microsoft.Win32.SafeHandles.SafeFileHandle(fd, ownsHandle: true);
+                }
                 if (grandchild > 0)
                 {
                     // exec into a pid namespace: the process is the grandchild; the child exits.
@@ -264,8 +297,9 @@ internal static unsafe class Spawner
                     {
                         throw new LinuxException("pidfd_open", $"pid {grandchild}", Marshal.GetLastPInvokeError());
                     }
-                    return new SpawnedProcess(grandchild, fd);
+                    return new SpawnedProcess(grandchild, fd) { ConsoleMaster = master };
                 }
+                child.ConsoleMaster = master;
                 return child;
             }
             catch

@@ -37,10 +37,6 @@ internal static class SpecValidator
         {
             Fail("process.cwd", $"'{process.Cwd}' must be an absolute path inside the container");
         }
-        if (process.Terminal)
-        {
-            NotYet("process.terminal");
-        }
         if (process.ApparmorProfile is { Length: > 0 })
         {
             NotYet("process.apparmorProfile");

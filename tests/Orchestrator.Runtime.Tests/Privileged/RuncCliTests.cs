@@ -408,6 +408,24 @@ public sealed class RuncCliTests : IDisposable
     }
 
     [Fact(Timeout = 120_000)]
+    public async Task A_terminal_is_a_pty_of_the_container_s_own_devpts_with_its_size()
+    {
+        using var bundle = Shell("tty; stty size");
+        bundle.Edit(s =>
+        {
+            s["process"]!["terminal"] = true;
+            s["process"]!["consoleSize"] = new JsonObject { ["height"] = 30, ["width"] = 100 };
+        });
+        var lines = (await RunOk(bundle)).Split('\n').Select(l => l.TrimEnd('\r')).ToArray();
+        Assert.Equal("/dev/pts/0", lines[0]); // the first pty of a fresh devpts instance
+        Assert.Equal("30 100", lines[1]);
+
+        var (code, _, stderr) = await Runc("create", "--bundle", bundle.Path, "tty-detached");
+        Assert.Equal(1, code);
+        Assert.Equal("orch-runc: process.terminal: a detached container's terminal goes to --console-socket; pass one (as containerd does) or run in the foreground", stderr);
+    }
+
+    [Fact(Timeout = 120_000)]
     public async Task Exit_status_of_the_program_is_run_s_exit_status()
     {
         using var bundle = Shell("exit 42");
