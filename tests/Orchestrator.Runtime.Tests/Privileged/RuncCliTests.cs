@@ -182,6 +182,22 @@ public sealed class RuncCliTests : IDisposable
         Assert.DoesNotContain(Directory.GetDirectories("/proc"), d => File.Exists(Path.Combine(d, "cmdline")) && SafeRead(Path.Combine(d, "cmdline")).Contains(bundle.Rootfs, StringComparison.Ordinal));
     }
 
+    [Fact(Timeout = 300_000)]
+    public async Task Two_hundred_in_process_runs_leak_no_fd_mount_or_cgroup()
+    {
+        // The library as orchd uses it: one process, many containers.
+        using var bundle = OciBundle.CreateBusybox("true");
+        var (code, stdout, stderr) = await Runc("bench-inprocess", "--bundle", bundle.Path, "--runs", "200");
+        Assert.True(code == 0, stderr);
+        Assert.Equal(200, stdout.Split(',').Length);
+        var leaks = System.Text.RegularExpressions.Regex.Match(stderr, @"fds (\d+) -> (\d+), mounts (\d+) -> (\d+), cgroups (\d+) -> (\d+)");
+        Assert.True(leaks.Success, stderr);
+        Assert.Equal(leaks.Groups[1].Value, leaks.Groups[2].Value);
+        Assert.Equal(leaks.Groups[3].Value, leaks.Groups[4].Value);
+        Assert.Equal(leaks.Groups[5].Value, leaks.Groups[6].Value);
+        Assert.Empty(Directory.GetDirectories(_state.Path));
+    }
+
     private static string SafeRead(string path)
     {
         try
