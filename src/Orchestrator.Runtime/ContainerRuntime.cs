@@ -145,7 +145,8 @@ public sealed class ContainerRuntime(string root)
                     throw LinuxException.FromLastError("mkfifo", fifo);
                 }
             }
-            child = Spawner.Spawn(plan, cgroup, fifo, preserveFds, beforeStart);
+            child = Spawner.Spawn(plan, cgroup, fifo, preserveFds, beforeStart, pid =>
+                JsonSerializer.Serialize(new ContainerStateSpec { Id = id, Status = "creating", Pid = pid, Bundle = bundle, Annotations = spec.Annotations }, SpecJsonContext.Default.ContainerStateSpec));
             if (child.ConsoleMaster is { } master && consoleSocket is not null)
             {
                 ConsoleRelay.SendToSocket(master, consoleSocket);
@@ -257,6 +258,7 @@ public sealed class ContainerRuntime(string root)
             Pid = status == "stopped" ? 0 : record.Pid,
             Bundle = record.Bundle,
             Annotations = record.Annotations,
+            ExitStatus = status == "stopped" ? record.ExitStatus : null,
         };
     }
 

@@ -33,6 +33,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
+#include <sys/wait.h>
 
 #ifndef CLONE_PIDFD
 #define CLONE_PIDFD 0x00001000
@@ -52,7 +53,7 @@ enum orch_stage {
     ST_PIVOT = 6, ST_MASK = 7, ST_READONLY_PATH = 8, ST_READONLY_ROOT = 9, ST_HOSTNAME = 10,
     ST_SYSCTL = 11, ST_RLIMIT = 12, ST_OOM_SCORE = 13, ST_GROUPS = 14, ST_GID = 15, ST_UID = 16,
     ST_CAPS = 17, ST_CWD = 18, ST_EXEC_FIFO = 19, ST_NO_NEW_PRIVS = 20, ST_SECCOMP = 21,
-    ST_EXEC = 22, ST_CLOSE_FDS = 23, ST_STDIO = 24, ST_FORK = 25, ST_TERMINAL = 26, ST_READY = 100, ST_CHILD_PID = 101
+    ST_EXEC = 22, ST_CLOSE_FDS = 23, ST_STDIO = 24, ST_FORK = 25, ST_TERMINAL = 26, ST_HOOK = 27, ST_READY = 100, ST_CHILD_PID = 101
 };
 
 struct orch_mount {
@@ -73,6 +74,9 @@ enum orch_op { OP_MOUNT = 0, OP_MKDIR = 1, OP_CREATE = 2, OP_SYMLINK = 3,
                OP_CHOWN = 5 /* flags: uid, propagation: gid */ };
 
 struct orch_rlimit { int resource; uint64_t soft; uint64_t hard; };
+
+/* A hook run by the child itself, in the container's namespaces. */
+struct orch_hook { const char *path; char *const *argv; char *const *envp; };
 
 struct orch_plan {
     int clone_flags;                 /* CLONE_NEW* to create */
@@ -106,6 +110,8 @@ struct orch_plan {
     int terminal;                    /* 1: a new pty from the container's devpts becomes stdio */
     int console_fd;                  /* where the pty master goes (SCM_RIGHTS), with terminal */
     unsigned short console_rows, console_cols;
+    int n_create_hooks; const struct orch_hook *create_hooks; /* createContainer: before pivot_root */
+    int n_start_hooks; const struct orch_hook *start_hooks;   /* startContainer: at start, before exec */
     int report_fd;                   /* child writes (stage, errno) records; close-on-exec */
     int exec_fifo_fd;                /* O_PATH fd of the exec fifo, or -1: exec at once */
 };
@@ -238,6 +244,11 @@ static int set_caps(const struct orch_plan *p) {
     return 0;
 }
 
+/* The container's state for hooks arrives from the parent after the cgroup move (only then is
+ * the pid known); a static buffer, because the child must not allocate. */
+static char hook_state[16384];
+static size_t hook_state_len;
+
 /*
  * Waits until the parent has moved us into the container's cgroups, then enters a new cgroup
  * namespace rooted there. Moving a task between cgroups costs a synchronize_rcu() in the kernel
@@ -249,6 +260,26 @@ static void wait_for_cgroup(const struct orch_plan *p) {
     ssize_t n;
     do { n = read(p->sync_fd, &go, 1); } while (n < 0 && errno == EINTR);
     if (n != 1) { if (n == 0) errno = EPIPE; fail(p, ST_SYNC); }
+    if (p->n_create_hooks || p->n_start_hooks) {
+        /* The parent follows "go" with the hooks' state: a 4-byte length, then the JSON. (Not
+         * "until EOF": we hold a copy of the pipe's write end ourselves.) */
+        uint32_t len = 0;
+        size_t got = 0;
+        while (got < sizeof len) {
+            n = read(p->sync_fd, (char *)&len + got, sizeof len - got);
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) { errno = EPIPE; fail(p, ST_SYNC); }
+            got += (size_t)n;
+        }
+        if (len > sizeof hook_state) { errno = E2BIG; fail(p, ST_SYNC); }
+        hook_state_len = 0;
+        while (hook_state_len < len) {
+            n = read(p->sync_fd, hook_state + hook_state_len, len - hook_state_len);
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) { errno = EPIPE; fail(p, ST_SYNC); }
+            hook_state_len += (size_t)n;
+        }
+    }
     close(p->sync_fd);
     /* In a new user namespace our host ids are unmapped until the parent has written the maps;
      * then become the namespace's root, or every file we create fails with EOVERFLOW. */
@@ -258,6 +289,31 @@ static void wait_for_cgroup(const struct orch_plan *p) {
     }
     /* The namespace's root is our cgroup at the time of unshare: it must come after the move. */
     if (p->unshare_cgroupns && unshare(CLONE_NEWCGROUP) < 0) fail(p, ST_SYNC);
+}
+
+/* Runs one hook: its stdin is the state JSON; a non-zero exit fails the container. */
+static int run_hook(const struct orch_hook *h) {
+    int in[2];
+    if (pipe2(in, O_CLOEXEC) < 0) return -1;
+    pid_t pid = fork();
+    if (pid < 0) return -1;
+    if (pid == 0) {
+        dup2(in[0], 0);
+        execve(h->path, h->argv, h->envp);
+        _exit(127);
+    }
+    close(in[0]);
+    size_t off = 0;
+    while (off < hook_state_len) {
+        ssize_t n = write(in[1], hook_state + off, hook_state_len - off);
+        if (n < 0) { if (errno == EINTR) continue; break; } /* EPIPE: the hook need not read it */
+        off += (size_t)n;
+    }
+    close(in[1]);
+    int status;
+    while (waitpid(pid, &status, 0) < 0) if (errno != EINTR) return -1;
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) { errno = ECHILD; return -1; }
+    return 0;
 }
 
 static int child_main(void *arg) {
@@ -319,6 +375,9 @@ static int child_main(void *arg) {
             if (m->remount_flags && mount(NULL, m->target, NULL, MS_REMOUNT | MS_BIND | (unsigned long)m->remount_flags, NULL) < 0) fail(p, ST_MOUNT);
             if (m->propagation && mount(NULL, m->target, NULL, m->propagation, NULL) < 0) fail(p, ST_MOUNT);
         }
+        for (int i = 0; i < p->n_create_hooks; i++)
+            if (run_hook(&p->create_hooks[i]) < 0) fail(p, ST_HOOK);
+
         if (chdir(p->rootfs) < 0) fail(p, ST_PIVOT);
         if (p->no_pivot) {
             /* For a rootfs on ramfs, where pivot_root is impossible: weaker (the old root stays
@@ -409,6 +468,9 @@ static int child_main(void *arg) {
         close(p->exec_fifo_fd);
     }
 
+    for (int i = 0; i < p->n_start_hooks; i++)
+        if (run_hook(&p->start_hooks[i]) < 0) fail(p, ST_HOOK);
+
     if (p->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) fail(p, ST_NO_NEW_PRIVS);
     if (p->seccomp && p->no_new_privs && prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, p->seccomp, 0, 0) < 0) fail(p, ST_SECCOMP);
 
@@ -479,6 +541,7 @@ int orch_spawn_abi(int which) {
     case 1: return (int)sizeof(struct orch_mount);
     case 2: return (int)sizeof(struct orch_rlimit);
     case 3: return (int)sizeof(struct orch_report);
+    case 4: return (int)sizeof(struct orch_hook);
     default: return -1;
     }
 }

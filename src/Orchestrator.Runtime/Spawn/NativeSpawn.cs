@@ -19,6 +19,14 @@ internal unsafe struct NativeMount
 }
 
 [StructLayout(LayoutKind.Sequential)]
+internal unsafe struct NativeHook
+{
+    public byte* Path;
+    public byte** Argv;
+    public byte** Envp;
+}
+
+[StructLayout(LayoutKind.Sequential)]
 internal unsafe struct NativeSockFprog
 {
     public ushort Len;
@@ -87,6 +95,10 @@ internal unsafe struct NativePlan
     public int ConsoleFd;
     public ushort ConsoleRows;
     public ushort ConsoleCols;
+    public int NCreateHooks;
+    public NativeHook* CreateHooks;
+    public int NStartHooks;
+    public NativeHook* StartHooks;
     public int ReportFd;
     public int ExecFifoFd;
 }
@@ -97,7 +109,7 @@ public enum SpawnStage
     Ok = 0, Sync = 1, Setns = 2, MountPrivate = 3, RootfsBind = 4, Mount = 5, PivotRoot = 6, MaskPath = 7,
     ReadonlyPath = 8, ReadonlyRoot = 9, Hostname = 10, Sysctl = 11, Rlimit = 12, OomScore = 13,
     Groups = 14, Gid = 15, Uid = 16, Capabilities = 17, Cwd = 18, ExecFifo = 19, NoNewPrivs = 20,
-    Seccomp = 21, Exec = 22, CloseFds = 23, Stdio = 24, Fork = 25, Terminal = 26, Ready = 100, ChildPid = 101,
+    Seccomp = 21, Exec = 22, CloseFds = 23, Stdio = 24, Fork = 25, Terminal = 26, Hook = 27, Ready = 100, ChildPid = 101,
 }
 
 internal static unsafe partial class NativeSpawn
@@ -140,6 +152,7 @@ internal static unsafe partial class NativeSpawn
         Check(0, sizeof(NativePlan), nameof(NativePlan));
         Check(1, sizeof(NativeMount), nameof(NativeMount));
         Check(2, sizeof(NativeRlimit), nameof(NativeRlimit));
+        Check(4, sizeof(NativeHook), nameof(NativeHook));
         s_checked = true;
 
         static void Check(int which, int managed, string name)

@@ -85,16 +85,17 @@ internal static unsafe class Spawner
     /// <param name="execFifo">For create: an exec fifo the child blocks on before exec; null for run.</param>
     /// <param name="keepFds">Extra fds to pass (must already sit at 3, 4, …), as --preserve-fds.</param>
     /// <param name="beforeStart">Runs with the child's pid once its namespaces exist and before it sets up its root (createRuntime hooks).</param>
-    public static SpawnedProcess Spawn(ContainerPlan plan, ICgroup cgroup, string? execFifo, int keepFds = 0, Action<int>? beforeStart = null)
+    /// <param name="hookState">The state JSON (given the pid) that createContainer/startContainer hooks read.</param>
+    public static SpawnedProcess Spawn(ContainerPlan plan, ICgroup cgroup, string? execFifo, int keepFds = 0, Action<int>? beforeStart = null, Func<int, string>? hookState = null)
     {
         NativeSpawn.CheckAbi();
         lock (s_gate)
         {
-            return SpawnLocked(plan, cgroup, execFifo, keepFds, beforeStart);
+            return SpawnLocked(plan, cgroup, execFifo, keepFds, beforeStart, hookState);
         }
     }
 
-    private static SpawnedProcess SpawnLocked(ContainerPlan plan, ICgroup cgroup, string? execFifo, int keepFds, Action<int>? beforeStart)
+    private static SpawnedProcess SpawnLocked(ContainerPlan plan, ICgroup cgroup, string? execFifo, int keepFds, Action<int>? beforeStart, Func<int, string>? hookState)
     {
         var spec = plan.Spec;
         var process = spec.Process!;
@@ -119,6 +120,12 @@ internal static unsafe class Spawner
             p->ForkAfterJoin = plan.ForkAfterJoin ? 1 : 0;
             p->NoPivot = plan.NoPivot ? 1 : 0;
             p->ConsoleFd = -1;
+            var createHooks = plan.Rootfs is null ? [] : spec.Hooks?.CreateContainer ?? [];
+            var startHooks = plan.Rootfs is null ? [] : spec.Hooks?.StartContainer ?? [];
+            p->NCreateHooks = createHooks.Count;
+            p->CreateHooks = Hooks(arena, createHooks);
+            p->NStartHooks = startHooks.Count;
+            p->StartHooks = Hooks(arena, startHooks);
             var console = stackalloc int[2];
             if (process.Terminal)
             {
@@ -276,6 +283,32 @@ internal static unsafe class Spawner
                 {
                     throw LinuxException.FromLastError("write", "sync pipe");
                 }
+                if (p->NCreateHooks + p->NStartHooks > 0)
+                {
+                    // The hooks' state: a 4-byte length (native order), then the JSON.
+                    var state = System.Text.Encoding.UTF8.GetBytes(hookState?.Invoke(pid) ?? "{}");
+                    if (state.Length > 16384)
+                    {
+                        throw new SpecException("hooks: the container's state is over 16 KiB (annotations?); trim it");
+                    }
+                    var json = new byte[4 + state.Length];
+                    BitConverter.TryWriteBytes(json.AsSpan(0, 4), (uint)state.Length);
+                    state.CopyTo(json, 4);
+                    fixed (byte* bytes = json)
+                    {
+                        for (var written = 0; written < json.Length;)
+                        {
+                            var n = write(sync[1], bytes + written, (nuint)(json.Length - written));
+                            if (n <= 0)
+                            {
+                                throw LinuxException.FromLastError("write", "sync pipe");
+                            }
+                            written += (int)n;
+                        }
+                    }
+                }
+                close(sync[1]);
+                fdsToClose.Remove(sync[1]);
                 var grandchild = WaitForReport(report[0], plan);
                 Microsoft.Win32.SafeHandles.SafeFileHandle? master = null;
                 if (process.Terminal)
@@ -333,6 +366,18 @@ internal static unsafe class Spawner
     }
 
     /// <summary>EOF: the program was exec'd. READY: set up and waiting on the exec fifo. Else the failure.</summary>
+    private static NativeHook* Hooks(NativeArena arena, List<HookSpec> hooks)
+    {
+        var native = arena.Alloc<NativeHook>(hooks.Count);
+        for (var i = 0; i < hooks.Count; i++)
+        {
+            native[i].Path = arena.String(hooks[i].Path);
+            native[i].Argv = arena.Strings(hooks[i].Args is { Count: > 0 } args ? args : [hooks[i].Path]);
+            native[i].Envp = arena.Strings(hooks[i].Env ?? []);
+        }
+        return native;
+    }
+
     /// <returns>The grandchild's pid when the child forked after joining a pid namespace, else 0.</returns>
     private static int WaitForReport(int fd, ContainerPlan plan)
     {
@@ -375,6 +420,7 @@ internal static unsafe class Spawner
             SpawnStage.RootfsBind when (plan.CloneFlags & ContainerPlan.CLONE_NEWUSER) != 0 && record[1] == Errno.EACCES =>
                 $" ('{plan.Rootfs}': the container's root is an unprivileged host uid in a user namespace; every directory above the rootfs must be searchable by it, e.g. chmod 755)",
             SpawnStage.RootfsBind => $" ('{plan.Rootfs}')",
+            SpawnStage.Hook => " (a createContainer or startContainer hook failed or could not run)",
             _ => "",
         };
         throw new SpawnException(stage, record[1], detail);

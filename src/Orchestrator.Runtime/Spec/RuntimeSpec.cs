@@ -223,6 +223,9 @@ public sealed class ContainerStateSpec
     public int Pid { get; set; }
     public string Bundle { get; set; } = "";
     public Dictionary<string, string>? Annotations { get; set; }
+
+    /// <summary>Not in the OCI state: the exit status, when this runtime reaped the process (run, in-process use).</summary>
+    public int? ExitStatus { get; set; }
 }
 
 [JsonSourceGenerationOptions(

@@ -82,15 +82,7 @@ internal static class SpecValidator
         }
         if (spec.Hooks is { } hooks)
         {
-            if (hooks.CreateContainer is { Count: > 0 })
-            {
-                NotYet("hooks.createContainer");
-            }
-            if (hooks.StartContainer is { Count: > 0 })
-            {
-                NotYet("hooks.startContainer");
-            }
-            foreach (var hook in new[] { hooks.Prestart, hooks.CreateRuntime, hooks.Poststart, hooks.Poststop }.Where(h => h is not null).SelectMany(h => h!))
+            foreach (var hook in new[] { hooks.Prestart, hooks.CreateRuntime, hooks.CreateContainer, hooks.StartContainer, hooks.Poststart, hooks.Poststop }.Where(h => h is not null).SelectMany(h => h!))
             {
                 if (!hook.Path.StartsWith('/'))
                 {

@@ -14,7 +14,17 @@ public sealed class RuncCliTests : IDisposable
 
     public RuncCliTests() => Requires.Root();
 
-    public void Dispose() => _state.Dispose();
+    public void Dispose()
+    {
+        // A test that failed halfway leaves containers running: delete them, or their
+        // processes and cgroups outlive the temp dir that named them.
+        foreach (var dir in Directory.Exists(_state.Path) ? Directory.GetDirectories(_state.Path) : [])
+        {
+            using var delete = System.Diagnostics.Process.Start(Repo.Binary("orch-runc"), ["--root", _state.Path, "delete", "--force", Path.GetFileName(dir)]);
+            delete.WaitForExit(10_000);
+        }
+        _state.Dispose();
+    }
 
     private async Task<(int Code, string Stdout, string Stderr)> Runc(params string[] args)
     {
@@ -372,20 +382,31 @@ public sealed class RuncCliTests : IDisposable
             ["path"] = "/bin/sh",
             ["args"] = new JsonArray("sh", "-c", $"echo {name} $(cat) >> {log}"),
         };
-        bundle.Edit(s => s["hooks"] = new JsonObject
+        bundle.Edit(s =>
         {
-            ["createRuntime"] = new JsonArray(Hook("createRuntime")),
-            ["poststart"] = new JsonArray(Hook("poststart")),
-            ["poststop"] = new JsonArray(Hook("poststop")),
+            s["root"]!["readonly"] = false;
+            s["hooks"] = new JsonObject
+            {
+                ["createRuntime"] = new JsonArray(Hook("createRuntime")),
+                // In the container's namespaces before pivot_root: the host's paths still resolve.
+                ["createContainer"] = new JsonArray(Hook("createContainer")),
+                // In the container, at start: its paths, its files.
+                ["startContainer"] = new JsonArray(new JsonObject { ["path"] = "/bin/sh", ["args"] = new JsonArray("sh", "-c", "cat > /tmp/start-hook") }),
+                ["poststart"] = new JsonArray(Hook("poststart")),
+                ["poststop"] = new JsonArray(Hook("poststop")),
+            };
         });
         Assert.Equal("ran", await RunOk(bundle, "hooked"));
+        var startState = JsonNode.Parse(await File.ReadAllTextAsync(Path.Combine(bundle.Rootfs, "tmp", "start-hook")))!;
+        Assert.Equal("hooked", (string?)startState["id"]);
         // Each hook logged "<phase> <state JSON>" on one line (the shell's $(cat) joins the lines).
         var entries = (await File.ReadAllLinesAsync(log)).Select(l => (Phase: l[..l.IndexOf(' ', StringComparison.Ordinal)], State: JsonNode.Parse(l[l.IndexOf(' ', StringComparison.Ordinal)..])!)).ToArray();
-        Assert.Equal(["createRuntime", "poststart", "poststop"], entries.Select(e => e.Phase));
+        Assert.Equal(["createRuntime", "createContainer", "poststart", "poststop"], entries.Select(e => e.Phase));
         Assert.All(entries, e => Assert.Equal("hooked", (string?)e.State["id"]));
         Assert.Equal("creating", (string?)entries[0].State["status"]);
         Assert.True((int)entries[0].State["pid"]! > 0);
-        Assert.Equal("stopped", (string?)entries[2].State["status"]);
+        Assert.Equal(entries[0].State["pid"]!.ToString(), entries[1].State["pid"]!.ToString());
+        Assert.Equal("stopped", (string?)entries[3].State["status"]);
     }
 
     [Fact(Timeout = 120_000)]
