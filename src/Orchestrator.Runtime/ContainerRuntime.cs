@@ -131,6 +131,10 @@ public sealed class ContainerRuntime(string root)
                 (resources.Devices ??= []).Add(new DeviceRuleSpec { Allow = true, Type = device.Type == "u" ? "c" : device.Type, Major = device.Major, Minor = device.Minor, Access = "rwm" });
             }
             cgroup.Create(resources);
+            foreach (var warning in cgroup.Warnings)
+            {
+                Console.Error.WriteLine($"warning: {warning}");
+            }
             var plan = ContainerPlan.Build(spec, bundle, cgroup);
             plan.NoPivot = noPivot;
             var creationHooks = (spec.Hooks?.Prestart ?? []).Concat(spec.Hooks?.CreateRuntime ?? []).ToList();

@@ -13,6 +13,9 @@ public interface ICgroup
 {
     string Path { get; }
 
+    /// <summary>What Create or Update could not apply on this host, one sentence each (the caller logs them).</summary>
+    IReadOnlyList<string> Warnings { get; }
+
     /// <summary>Creates the cgroup (and its parents) and applies the limits.</summary>
     void Create(ResourcesSpec? resources);
 

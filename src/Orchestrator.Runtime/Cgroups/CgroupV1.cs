@@ -14,6 +14,8 @@ internal sealed class CgroupV1(string mountRoot, string path) : ICgroup
 
     public string Path { get; } = path;
 
+    public IReadOnlyList<string> Warnings { get; } = [];
+
     /// <summary>Controller name → its directory for this cgroup; joint mounts (cpu,cpuacct) appear once each name.</summary>
     private IEnumerable<(string Name, string Dir)> Dirs()
     {

@@ -114,7 +114,7 @@ public static class RuncCli
           list [--format table|json] [-q]
           ps [--format table|json] ID
           pause ID | resume ID
-          events --stats ID                  one stats sample as JSON
+          events [--stats] [--interval 5s] ID  stats (and oom) events as JSON lines; --stats: one sample
           update [--memory N] [--pids-limit N] [--cpu-quota N] [--cpu-period N] [--cpu-shares N] ID
           features | version
 
@@ -371,16 +371,53 @@ public static class RuncCli
     private static int Events(ContainerRuntime runtime, string[] args, TextWriter stdout)
     {
         var (flags, positional) = Parse(args, ["--interval"], ["--stats"]);
-        if (!flags.ContainsKey("--stats"))
-        {
-            throw new UsageError("events: only --stats (one sample) is supported yet");
-        }
         var id = Id(positional, "events");
-        var s = CgroupFactory.Open(runtime.Store.Load(id).CgroupPath).Stats();
-        stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"{{\"type\":\"stats\",\"id\":\"{id}\",\"data\":{{\"cpu\":{{\"usage\":{{\"total\":{s.CpuNanoseconds}}}}},\"memory\":{{\"usage\":{{\"usage\":{s.MemoryBytes},\"max\":{s.MemoryMaxBytes}}},\"oom_kill\":{s.OomKills}}},\"pids\":{{\"current\":{s.Pids}}}}}}}"));
+        var record = runtime.Store.Load(id);
+        var cgroup = CgroupFactory.Open(record.CgroupPath);
+        if (flags.ContainsKey("--stats"))
+        {
+            stdout.WriteLine(StatsEvent(id, cgroup.Stats()));
+            return 0;
+        }
+        // A stream, as runc's: a stats event every interval, an oom event whenever the kernel
+        // killed something for memory, until the container stops.
+        var interval = flags.TryGetValue("--interval", out var text) ? ParseInterval(text) : TimeSpan.FromSeconds(5);
+        var oomKills = cgroup.Stats().OomKills;
+        var next = DateTime.UtcNow;
+        while (runtime.Store.Exists(id) && runtime.Status(runtime.Store.Load(id)) != "stopped")
+        {
+            var stats = cgroup.Stats();
+            if (stats.OomKills > oomKills)
+            {
+                stdout.WriteLine($"{{\"type\":\"oom\",\"id\":\"{id}\"}}");
+                oomKills = stats.OomKills;
+            }
+            if (DateTime.UtcNow >= next)
+            {
+                stdout.WriteLine(StatsEvent(id, stats));
+                next = DateTime.UtcNow + interval;
+            }
+            stdout.Flush();
+            Thread.Sleep(TimeSpan.FromMilliseconds(Math.Min(100, interval.TotalMilliseconds)));
+        }
+        // An OOM kill usually ends the container between two looks: report it after the fact.
+        if (runtime.Store.Exists(id) && cgroup.Stats().OomKills > oomKills)
+        {
+            stdout.WriteLine($"{{\"type\":\"oom\",\"id\":\"{id}\"}}");
+        }
         return 0;
     }
+
+    private static TimeSpan ParseInterval(string text)
+    {
+        var number = text.TrimEnd('m', 's');
+        var value = double.Parse(number, CultureInfo.InvariantCulture);
+        return text.EndsWith("ms", StringComparison.Ordinal) ? TimeSpan.FromMilliseconds(value)
+            : text.EndsWith('m') ? TimeSpan.FromMinutes(value) : TimeSpan.FromSeconds(value);
+    }
+
+    private static string StatsEvent(string id, CgroupStats s) => string.Create(CultureInfo.InvariantCulture,
+        $"{{\"type\":\"stats\",\"id\":\"{id}\",\"data\":{{\"cpu\":{{\"usage\":{{\"total\":{s.CpuNanoseconds}}}}},\"memory\":{{\"usage\":{{\"usage\":{s.MemoryBytes},\"max\":{s.MemoryMaxBytes}}},\"oom_kill\":{s.OomKills}}},\"pids\":{{\"current\":{s.Pids}}}}}}}");
 
     private static int Update(ContainerRuntime runtime, string[] args)
     {

@@ -140,21 +140,24 @@ internal static class ConfigSchema
 /// <summary>The mutable side of <see cref="OrchdConfig"/>, filled source by source.</summary>
 internal sealed class ConfigBuilder
 {
+    // The defaults live once, in OrchdConfig's initialisers.
+    private static readonly OrchdConfig s_defaults = new() { NodeName = ConfigValues.DefaultNodeName() };
+
     public string? ConfigFile { get; set; }
-    public string NodeName { get; set; } = ConfigValues.DefaultNodeName();
-    public string StateDir { get; set; } = "/var/lib/orchestrator";
-    public string RunDir { get; set; } = "/run/orchestrator";
-    public List<string> NatsUrls { get; set; } = ["nats://127.0.0.1:4222"];
+    public string NodeName { get; set; } = s_defaults.NodeName;
+    public string StateDir { get; set; } = s_defaults.StateDir;
+    public string RunDir { get; set; } = s_defaults.RunDir;
+    public List<string> NatsUrls { get; set; } = [.. s_defaults.NatsUrls];
     public string? NatsCredsFile { get; set; }
     public string? NatsUser { get; set; }
     public string? NatsPassword { get; set; }
     public string? NatsToken { get; set; }
     public SortedDictionary<string, string> Labels { get; } = new(StringComparer.Ordinal);
-    public RuntimeBackend Runtime { get; set; } = RuntimeBackend.Auto;
-    public string ContainerdSocket { get; set; } = "/run/containerd/containerd.sock";
-    public LogLevel LogLevel { get; set; } = LogLevel.Information;
-    public LogFormat LogFormat { get; set; } = LogFormat.Auto;
-    public TimeSpan ShutdownTimeout { get; set; } = TimeSpan.FromSeconds(20);
+    public RuntimeBackend Runtime { get; set; } = s_defaults.Runtime;
+    public string ContainerdSocket { get; set; } = s_defaults.ContainerdSocket;
+    public LogLevel LogLevel { get; set; } = s_defaults.LogLevel;
+    public LogFormat LogFormat { get; set; } = s_defaults.LogFormat;
+    public TimeSpan ShutdownTimeout { get; set; } = s_defaults.ShutdownTimeout;
 
     public OrchdConfig Build() => NatsUrls.Count == 0
         ? throw new ConfigException("nats.urls: no NATS url is left after all sources; give at least one, like nats://127.0.0.1:4222")

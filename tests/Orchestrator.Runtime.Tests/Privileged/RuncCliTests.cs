@@ -138,6 +138,18 @@ public sealed class RuncCliTests : IDisposable
         }
         Assert.Contains("\"oom_kill\":1", stats, StringComparison.Ordinal);
         Assert.Equal(0, (await Runc("delete", "--force", "oom2")).Code);
+
+        // The event stream reports the OOM kill as it happens, and ends when the container stops.
+        using var streamed = Shell("sleep 1; x=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa; while true; do x=$x$x; done");
+        streamed.Edit(s => s["linux"]!["resources"]!["memory"] = new JsonObject { ["limit"] = 8 << 20 });
+        Assert.Equal(0, (await Runc("create", "--bundle", streamed.Path, "oom3")).Code);
+        var events = DaemonProcess.Start(Repo.Binary("orch-runc"), ["--root", _state.Path, "events", "--interval", "200ms", "oom3"]);
+        Assert.Equal(0, (await Runc("start", "oom3")).Code);
+        await events.WaitForLogAsync("\"type\":\"oom\"", s_wait);
+        Assert.Contains(events.Stdout, l => l.StartsWith("{\"type\":\"stats\",\"id\":\"oom3\"", StringComparison.Ordinal));
+        Assert.Equal(0, await events.WaitForExitAsync(s_wait));
+        await events.DisposeAsync();
+        Assert.Equal(0, (await Runc("delete", "oom3")).Code);
     }
 
     [Fact(Timeout = 120_000)]
