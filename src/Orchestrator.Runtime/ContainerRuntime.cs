@@ -158,6 +158,7 @@ public sealed class ContainerRuntime(string root)
                 child.ConsoleMaster = null;
             }
             record.Pid = child.Pid;
+            record.BornInCgroup = child.BornInCgroup;
             record.PidStartTime = StartTime(child.Pid);
             Store.Save(record);
             if (pidFile is not null)
@@ -247,8 +248,10 @@ public sealed class ContainerRuntime(string root)
         {
             return "created";
         }
-        var freezer = CgroupFactory.Read(Path.Join("/sys/fs/cgroup/freezer", record.CgroupPath, "freezer.state"));
-        return freezer == "FROZEN" ? "paused" : "running";
+        var root = CgroupFactory.DefaultRoot;
+        var frozen = CgroupFactory.Read(Path.Join(root, "freezer", record.CgroupPath, "freezer.state")) == "FROZEN"
+            || CgroupFactory.Read(Path.Join(root, record.CgroupPath, "cgroup.freeze")) == "1";
+        return frozen ? "paused" : "running";
     }
 
     public ContainerStateSpec State(string id)

@@ -13,6 +13,9 @@ public interface ICgroup
 {
     string Path { get; }
 
+    /// <summary>The cgroup's directory on a cgroup v2 hierarchy (for clone3(CLONE_INTO_CGROUP)); null on v1.</summary>
+    string? UnifiedDirectory { get; }
+
     /// <summary>What Create or Update could not apply on this host, one sentence each (the caller logs them).</summary>
     IReadOnlyList<string> Warnings { get; }
 
@@ -47,8 +50,12 @@ public sealed class CgroupException : Exception
 public static class CgroupFactory
 {
     /// <summary>Opens a container's cgroup on this host's hierarchy.</summary>
-    public static ICgroup Open(string path, string mountRoot = "/sys/fs/cgroup")
+    /// <summary>Where cgroupfs is mounted: /sys/fs/cgroup, or ORCH_CGROUP_ROOT for a host that mounts it elsewhere.</summary>
+    public static string DefaultRoot => Environment.GetEnvironmentVariable("ORCH_CGROUP_ROOT") is { Length: > 0 } root ? root : "/sys/fs/cgroup";
+
+    public static ICgroup Open(string path, string? mountRoot = null)
     {
+        mountRoot ??= DefaultRoot;
         if (!path.StartsWith('/'))
         {
             path = "/" + path;

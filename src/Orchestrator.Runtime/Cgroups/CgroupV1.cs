@@ -16,6 +16,8 @@ internal sealed class CgroupV1(string mountRoot, string path) : ICgroup
 
     public IReadOnlyList<string> Warnings { get; } = [];
 
+    public string? UnifiedDirectory => null;
+
     /// <summary>Controller name → its directory for this cgroup; joint mounts (cpu,cpuacct) appear once each name.</summary>
     private IEnumerable<(string Name, string Dir)> Dirs()
     {

@@ -12,6 +12,8 @@ internal sealed class CgroupV2(string mountRoot, string path) : ICgroup
 
     public IReadOnlyList<string> Warnings => _warnings;
 
+    public string? UnifiedDirectory => Dir;
+
     private string Dir => System.IO.Path.Join(mountRoot, Path);
 
     private string F(string name) => System.IO.Path.Combine(Dir, name);

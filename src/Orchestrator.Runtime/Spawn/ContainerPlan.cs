@@ -76,8 +76,9 @@ internal sealed class ContainerPlan
         return plan;
     }
 
-    public static ContainerPlan Build(RuntimeSpec spec, string bundle, ICgroup cgroup, string cgroupMountRoot = "/sys/fs/cgroup")
+    public static ContainerPlan Build(RuntimeSpec spec, string bundle, ICgroup cgroup, string? cgroupMountRoot = null)
     {
+        cgroupMountRoot ??= CgroupFactory.DefaultRoot;
         var linux = spec.Linux!;
         var rootfs = Path.GetFullPath(Path.Combine(bundle, spec.Root!.Path));
         if (!Directory.Exists(rootfs))

@@ -99,6 +99,7 @@ internal unsafe struct NativePlan
     public NativeHook* CreateHooks;
     public int NStartHooks;
     public NativeHook* StartHooks;
+    public int CgroupFd;
     public int ReportFd;
     public int ExecFifoFd;
 }
@@ -117,7 +118,7 @@ internal static unsafe partial class NativeSpawn
     private const string Library = "orchspawn";
 
     [LibraryImport(Library, EntryPoint = "orch_spawn", SetLastError = true)]
-    public static partial int Spawn(NativePlan* plan, int* pidfd);
+    public static partial int Spawn(NativePlan* plan, int* pidfd, int* inCgroup);
 
     [LibraryImport(Library, EntryPoint = "orch_pidfd_open", SetLastError = true)]
     public static partial int PidfdOpen(int pid);

@@ -11,6 +11,9 @@ public sealed class SpawnedProcess(int pid, int pidfd) : IDisposable
 {
     public int Pid { get; } = pid;
 
+    /// <summary>True when clone3(CLONE_INTO_CGROUP) started it in its cgroup (v2).</summary>
+    public bool BornInCgroup { get; internal set; }
+
     /// <summary>The pty master when the process has a terminal; the caller passes it on or relays it.</summary>
     public Microsoft.Win32.SafeHandles.SafeFileHandle? ConsoleMaster { get; internal set; }
 
@@ -126,6 +129,17 @@ internal static unsafe class Spawner
             p->CreateHooks = Hooks(arena, createHooks);
             p->NStartHooks = startHooks.Count;
             p->StartHooks = Hooks(arena, startHooks);
+            p->CgroupFd = -1;
+            if (cgroup.UnifiedDirectory is { } unified && plan.Rootfs is not null)
+            {
+                var dirFd = open(unified, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+                if (dirFd < 0)
+                {
+                    throw LinuxException.FromLastError("open", unified);
+                }
+                fdsToClose.Add(dirFd);
+                p->CgroupFd = dirFd;
+            }
             var console = stackalloc int[2];
             if (process.Terminal)
             {
@@ -249,8 +263,8 @@ internal static unsafe class Spawner
                 p->ExecFifoFd = fifo;
             }
 
-            int pidfd;
-            var pid = NativeSpawn.Spawn(p, &pidfd);
+            int pidfd, inCgroup;
+            var pid = NativeSpawn.Spawn(p, &pidfd, &inCgroup);
             if (pid < 0)
             {
                 throw new LinuxException("clone", "the container's first process", Marshal.GetLastPInvokeError());
@@ -268,8 +282,13 @@ internal static unsafe class Spawner
             }
             try
             {
-                // Into the cgroup before the child runs a single instruction of its own setup.
-                cgroup.Attach(pid);
+                // Into the cgroup before the child runs a single instruction of its own setup
+                // (on v2 it was born there).
+                if (inCgroup == 0)
+                {
+                    cgroup.Attach(pid);
+                }
+                child.BornInCgroup = inCgroup != 0;
                 if ((plan.CloneFlags & ContainerPlan.CLONE_NEWUSER) != 0)
                 {
                     // The child cannot map itself: the parent, in the parent namespace, writes

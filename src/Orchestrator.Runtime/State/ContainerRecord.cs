@@ -15,6 +15,9 @@ public sealed class ContainerRecord
     public string CgroupPath { get; set; } = "";
     public DateTimeOffset Created { get; set; }
     public Dictionary<string, string>? Annotations { get; set; }
+    /// <summary>The first process was started in its cgroup by clone3(CLONE_INTO_CGROUP) (cgroup v2).</summary>
+    public bool BornInCgroup { get; set; }
+
     /// <summary>Known only when this runtime reaped the process itself (run, or in-process use).</summary>
     public int? ExitStatus { get; set; }
 }

@@ -60,6 +60,37 @@ public sealed class CgroupV2MountTests : IDisposable
         Directory.Delete(Path.GetDirectoryName(dir)!);
     }
 
+    [Fact(Timeout = 120_000)]
+    public async Task On_cgroup_v2_the_container_is_born_in_its_cgroup_by_clone3()
+    {
+        using var state = new TempDir("orch-runc-v2");
+        using var bundle = OciBundle.CreateBusybox("sleep", "30");
+        var env = new Dictionary<string, string?> { ["ORCH_CGROUP_ROOT"] = _mount.Path };
+        var id = $"v2-{Guid.NewGuid():N}"[..11];
+        async Task<int> Runc(params string[] args)
+        {
+            await using var p = DaemonProcess.Start(Repo.Binary("orch-runc"), ["--root", state.Path, .. args], env);
+            var code = await p.WaitForExitAsync(TimeSpan.FromSeconds(60), drainOutput: args[0] != "create");
+            Assert.True(code == 0, p.Output);
+            return code;
+        }
+        await Runc("create", "--bundle", bundle.Path, id);
+        try
+        {
+            var record = System.Text.Json.Nodes.JsonNode.Parse(await File.ReadAllTextAsync(Path.Combine(state.Path, id, "state.json")))!;
+            Assert.True((bool)record["bornInCgroup"]!, "clone3(CLONE_INTO_CGROUP) placed the process; no move afterwards");
+            var pid = (int)record["pid"]!;
+            Assert.Contains($"0::/orchestrator/{id}\n", await File.ReadAllTextAsync($"/proc/{pid}/cgroup"), StringComparison.Ordinal);
+            var cgroup = CgroupFactory.Open($"/orchestrator/{id}", _mount.Path);
+            Assert.Equal([pid], cgroup.Pids());
+        }
+        finally
+        {
+            await Runc("delete", "--force", id);
+        }
+        Assert.False(Directory.Exists(Path.Join(_mount.Path, "orchestrator", id)));
+    }
+
     private static async Task WaitFor(Func<bool> condition)
     {
         for (var i = 0; i < 200 && !condition(); i++)
