@@ -69,7 +69,8 @@ public sealed class ContainerRuntime(string root)
     }
 
     /// <summary>create + start + wait + delete in one go; returns the program's exit status.</summary>
-    public int Run(string id, string bundle, string? pidFile = null, int preserveFds = 0, bool detach = false, bool noPivot = false, string? consoleSocket = null)
+    /// <param name="keep">Leave the stopped container in place (state then reports its exit status) instead of deleting it.</param>
+    public int Run(string id, string bundle, string? pidFile = null, int preserveFds = 0, bool detach = false, bool noPivot = false, string? consoleSocket = null, bool keep = false)
     {
         var created = CreateCore(id, bundle, pidFile, preserveFds, waitForStart: false, noPivot, consoleSocket, out var child, detach);
         RunPoststart(id, created);
@@ -85,7 +86,10 @@ public sealed class ContainerRuntime(string root)
             var record = Store.Load(id);
             record.ExitStatus = status;
             Store.Save(record);
-            Delete(id, force: true);
+            if (!keep)
+            {
+                Delete(id, force: true);
+            }
             return status;
         }
     }

@@ -106,7 +106,7 @@ public static class RuncCli
           spec [--bundle DIR] [-- ARGS…]     write a default config.json
           create [--bundle DIR] [--pid-file F] [--preserve-fds N] ID
           start ID                           run the program of a created container
-          run [--bundle DIR] [--pid-file F] [-d] ID
+          run [--bundle DIR] [--pid-file F] [-d] [--keep] ID   (--keep: leave it stopped, with its exit status)
           exec [--process F | [--env K=V] [--cwd D] [--user U:G]] [-d] [--pid-file F] ID [CMD…]
           state ID                           print the OCI state JSON
           kill [--all] ID [SIGNAL]           default SIGTERM
@@ -184,7 +184,7 @@ public static class RuncCli
     }
 
     private static readonly string[] s_createValued = ["--bundle", "-b", "--pid-file", "--console-socket", "--preserve-fds"];
-    private static readonly string[] s_createSwitches = ["--no-pivot", "--no-new-keyring", "--detach", "-d"];
+    private static readonly string[] s_createSwitches = ["--no-pivot", "--no-new-keyring", "--detach", "-d", "--keep"];
 
     private static int Create(ContainerRuntime runtime, string[] args)
     {
@@ -197,7 +197,7 @@ public static class RuncCli
     {
         var (flags, positional) = Parse(args, s_createValued, s_createSwitches);
         var detach = flags.ContainsKey("--detach") || flags.ContainsKey("-d");
-        return runtime.Run(Id(positional, "run"), Bundle(flags), flags.GetValueOrDefault("--pid-file"), PreserveFds(flags), detach, flags.ContainsKey("--no-pivot"), flags.GetValueOrDefault("--console-socket"));
+        return runtime.Run(Id(positional, "run"), Bundle(flags), flags.GetValueOrDefault("--pid-file"), PreserveFds(flags), detach, flags.ContainsKey("--no-pivot"), flags.GetValueOrDefault("--console-socket"), flags.ContainsKey("--keep"));
     }
 
     private static int Exec(ContainerRuntime runtime, string[] args)

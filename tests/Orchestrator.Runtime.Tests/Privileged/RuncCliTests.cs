@@ -475,6 +475,18 @@ public sealed class RuncCliTests : IDisposable
     }
 
     [Fact(Timeout = 120_000)]
+    public async Task A_stopped_container_reports_its_exit_status()
+    {
+        using var bundle = Shell("exit 3");
+        Assert.Equal(3, (await Runc("run", "--keep", "--bundle", bundle.Path, "kept")).Code);
+        var state = JsonNode.Parse((await Runc("state", "kept")).Stdout)!;
+        Assert.Equal("stopped", (string?)state["status"]);
+        Assert.Equal(3, (int)state["exitStatus"]!);
+        Assert.Equal(0, (int)state["pid"]!);
+        Assert.Equal(0, (await Runc("delete", "kept")).Code);
+    }
+
+    [Fact(Timeout = 120_000)]
     public async Task Exit_status_of_the_program_is_run_s_exit_status()
     {
         using var bundle = Shell("exit 42");
