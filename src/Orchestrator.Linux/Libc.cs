@@ -44,6 +44,18 @@ public static partial class Libc
     [LibraryImport(LibcName, EntryPoint = "socketpair", SetLastError = true)]
     public static unsafe partial int socketpair(int domain, int type, int protocol, int* sv);
 
+    [LibraryImport(LibcName, EntryPoint = "link", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int link(string oldpath, string newpath);
+
+    [LibraryImport(LibcName, EntryPoint = "mknod", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int mknod(string pathname, uint mode, ulong dev);
+
+    [LibraryImport(LibcName, EntryPoint = "lchown", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int lchown(string pathname, uint owner, uint group);
+
+    [LibraryImport(LibcName, EntryPoint = "lsetxattr", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int lsetxattr(string path, string name, byte[] value, nuint size, int flags);
+
     [LibraryImport(LibcName, EntryPoint = "fsync", SetLastError = true)]
     public static partial int fsync(int fd);
 
