@@ -1,0 +1,237 @@
+using System.Net;
+using System.Net.Http.Headers;
+using System.Text;
+using System.Text.Json;
+using Orchestrator.Images.Oci;
+using Orchestrator.Images.Store;
+
+namespace Orchestrator.Images.Registry;
+
+/// <summary>How far a pull got: reported to whoever asked.</summary>
+public sealed record PullProgress(int LayersDone, int LayersTotal, long BytesDone, long BytesTotal);
+
+public sealed record RegistryCredentials(string User, string Password);
+
+public sealed record RegistryOptions
+{
+    /// <summary>Registries spoken to over plain HTTP (loopback always is).</summary>
+    public IReadOnlySet<string> Insecure { get; init; } = new HashSet<string>();
+    public IReadOnlyDictionary<string, RegistryCredentials> Credentials { get; init; } = new Dictionary<string, RegistryCredentials>();
+    public int ConcurrentLayers { get; init; } = 3;
+    public int Attempts { get; init; } = 3;
+}
+
+/// <summary>
+/// Pulls images by the OCI distribution spec: manifests (indexes resolved to this platform),
+/// then layers in parallel into the content store, where every byte is verified. Anonymous,
+/// basic and bearer-token auth (the WWW-Authenticate challenge flow).
+/// </summary>
+public sealed class RegistryClient(ImageStore images, RegistryOptions options, HttpMessageHandler? handler = null) : IDisposable
+{
+    private static readonly string[] s_accept = [MediaTypes.OciIndex, MediaTypes.OciManifest, MediaTypes.DockerManifestList, MediaTypes.DockerManifest];
+    private readonly HttpClient _http = new(handler ?? new SocketsHttpHandler { AllowAutoRedirect = true }) { Timeout = TimeSpan.FromMinutes(10) };
+    private readonly Dictionary<string, AuthenticationHeaderValue> _auth = new(StringComparer.Ordinal);
+
+    public async Task<ImageRecord> PullAsync(string reference, Platform? platform = null, IProgress<PullProgress>? progress = null, CancellationToken cancellationToken = default)
+    {
+        var image = ImageReference.Parse(reference);
+        platform ??= Platform.Current;
+        var what = $"image '{image}'";
+        var top = new Descriptor { Digest = image.Digest ?? "", MediaType = "" };
+        var first = true;
+
+        async Task<byte[]> FetchManifest(Descriptor d)
+        {
+            var reference = first ? image.Reference : d.Digest;
+            first = false;
+            using var response = await SendAsync(image, HttpMethod.Get, $"manifests/{reference}", s_accept, cancellationToken).ConfigureAwait(false);
+            var bytes = await response.Content.ReadAsByteArrayAsync(cancellationToken).ConfigureAwait(false);
+            var actual = ContentStore.DigestOf(bytes);
+            var expected = d.Digest.Length > 0 ? d.Digest : response.Headers.TryGetValues("Docker-Content-Digest", out var values) ? values.First() : actual;
+            if (actual != expected)
+            {
+                throw new DigestMismatchException(expected, actual, bytes.Length);
+            }
+            d.Digest = actual;
+            d.MediaType = response.Content.Headers.ContentType?.MediaType ?? "";
+            await images.Content.WriteAsync(bytes, actual, cancellationToken).ConfigureAwait(false);
+            return bytes;
+        }
+
+        var (manifestDigest, manifestBytes) = await ImageStore.ResolvePlatformAsync(top, platform, FetchManifest, what).ConfigureAwait(false);
+        var manifest = JsonSerializer.Deserialize(manifestBytes, OciJsonContext.Default.ImageManifest)!;
+        var blobs = manifest.Layers.Prepend(manifest.Config).ToList();
+        var total = blobs.Sum(b => b.Size);
+        long done = 0;
+        var layersDone = 0;
+        using var gate = new SemaphoreSlim(Math.Max(1, options.ConcurrentLayers));
+        await Task.WhenAll(blobs.Select(async blob =>
+        {
+            await gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+            try
+            {
+                if (!images.Content.Contains(blob.Digest))
+                {
+                    await FetchBlobAsync(image, blob, cancellationToken).ConfigureAwait(false);
+                }
+                progress?.Report(new PullProgress(Interlocked.Increment(ref layersDone), blobs.Count, Interlocked.Add(ref done, blob.Size), total));
+            }
+            finally
+            {
+                gate.Release();
+            }
+        })).ConfigureAwait(false);
+        return images.Tag(image.ToString(), manifestDigest, platform);
+    }
+
+    private async Task FetchBlobAsync(ImageReference image, Descriptor blob, CancellationToken cancellationToken)
+    {
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                using var response = await SendAsync(image, HttpMethod.Get, $"blobs/{blob.Digest}", [], cancellationToken).ConfigureAwait(false);
+                var stream = await response.Content.ReadAsStreamAsync(cancellationToken).ConfigureAwait(false);
+                await using (stream.ConfigureAwait(false))
+                {
+                    await images.Content.WriteAsync(stream, blob.Digest, blob.Size, cancellationToken).ConfigureAwait(false);
+                }
+                return;
+            }
+            catch (Exception e) when (attempt < options.Attempts && e is HttpRequestException or IOException or DigestMismatchException && e is not DiskBudgetExceededException)
+            {
+                // A dropped connection or a corrupt transfer: try again from the start (the
+                // store kept nothing of it).
+                await Task.Delay(TimeSpan.FromMilliseconds(200 * attempt), cancellationToken).ConfigureAwait(false);
+            }
+        }
+    }
+
+    private Uri Url(ImageReference image, string path)
+    {
+        var host = image.Registry == "docker.io" ? "registry-1.docker.io" : image.Registry;
+        var plain = options.Insecure.Contains(image.Registry) || host.StartsWith("127.", StringComparison.Ordinal) || host.StartsWith("localhost", StringComparison.Ordinal) || host.StartsWith("[::1]", StringComparison.Ordinal);
+        return new Uri($"{(plain ? "http" : "https")}://{host}/v2/{image.Repository}/{path}");
+    }
+
+    private async Task<HttpResponseMessage> SendAsync(ImageReference image, HttpMethod method, string path, string[] accept, CancellationToken cancellationToken)
+    {
+        var url = Url(image, path);
+        for (var round = 0; ; round++)
+        {
+            using var request = new HttpRequestMessage(method, url);
+            foreach (var type in accept)
+            {
+                request.Headers.Accept.Add(new MediaTypeWithQualityHeaderValue(type));
+            }
+            if (_auth.TryGetValue(image.Registry, out var auth))
+            {
+                request.Headers.Authorization = auth;
+            }
+            HttpResponseMessage response;
+            try
+            {
+                response = await _http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cancellationToken).ConfigureAwait(false);
+            }
+            catch (HttpRequestException e)
+            {
+                throw new ImageException($"cannot reach registry {image.Registry} ({url.GetLeftPart(UriPartial.Authority)}): {e.Message}; check the address, or that it is up", e);
+            }
+            if (response.StatusCode == HttpStatusCode.Unauthorized && round == 0)
+            {
+                var challenge = response.Headers.WwwAuthenticate.FirstOrDefault();
+                response.Dispose();
+                _auth[image.Registry] = await AuthenticateAsync(image, challenge, cancellationToken).ConfigureAwait(false);
+                continue;
+            }
+            if (!response.IsSuccessStatusCode)
+            {
+                var status = (int)response.StatusCode;
+                response.Dispose();
+                throw new ImageException(status switch
+                {
+                    401 or 403 => $"registry {image.Registry} refused access to {image.Repository} ({status}); check the credentials configured for it",
+                    404 => $"{path.Split('/')[0][..^1]} {path[(path.IndexOf('/', StringComparison.Ordinal) + 1)..]} of {image.Repository} was not found on {image.Registry} (404); check the name and tag",
+                    _ => $"registry {image.Registry} answered {status} for {url.AbsolutePath}",
+                });
+            }
+            return response;
+        }
+    }
+
+    /// <summary>Basic: the configured credentials. Bearer: a token from the realm the challenge names.</summary>
+    private async Task<AuthenticationHeaderValue> AuthenticateAsync(ImageReference image, AuthenticationHeaderValue? challenge, CancellationToken cancellationToken)
+    {
+        options.Credentials.TryGetValue(image.Registry, out var credentials);
+        var basic = credentials is null ? null : new AuthenticationHeaderValue("Basic", Convert.ToBase64String(Encoding.UTF8.GetBytes($"{credentials.User}:{credentials.Password}")));
+        if (challenge is null || challenge.Scheme.Equals("Basic", StringComparison.OrdinalIgnoreCase))
+        {
+            return basic ?? throw new ImageException($"registry {image.Registry} wants credentials and none are configured for it");
+        }
+        if (!challenge.Scheme.Equals("Bearer", StringComparison.OrdinalIgnoreCase))
+        {
+            throw new ImageException($"registry {image.Registry} asks for '{challenge.Scheme}' authentication, which is not supported (basic and bearer are)");
+        }
+        var parameters = ParseChallenge(challenge.Parameter ?? "");
+        if (!parameters.TryGetValue("realm", out var realm))
+        {
+            throw new ImageException($"registry {image.Registry} sent a bearer challenge without a realm");
+        }
+        var query = new List<string>();
+        if (parameters.TryGetValue("service", out var service))
+        {
+            query.Add("service=" + Uri.EscapeDataString(service));
+        }
+        query.Add("scope=" + Uri.EscapeDataString(parameters.GetValueOrDefault("scope") ?? $"repository:{image.Repository}:pull"));
+        using var request = new HttpRequestMessage(HttpMethod.Get, $"{realm}?{string.Join("&", query)}");
+        request.Headers.Authorization = basic;
+        using var response = await _http.SendAsync(request, cancellationToken).ConfigureAwait(false);
+        if (!response.IsSuccessStatusCode)
+        {
+            throw new ImageException($"the token service of {image.Registry} ({realm}) refused a token ({(int)response.StatusCode}); check the credentials");
+        }
+        using var doc = JsonDocument.Parse(await response.Content.ReadAsByteArrayAsync(cancellationToken).ConfigureAwait(false));
+        var token = doc.RootElement.TryGetProperty("token", out var t) ? t.GetString()
+            : doc.RootElement.TryGetProperty("access_token", out var a) ? a.GetString() : null;
+        return new AuthenticationHeaderValue("Bearer", token ?? throw new ImageException($"the token service of {image.Registry} answered without a token"));
+    }
+
+    /// <summary>realm="https://auth",service="registry",scope="repository:x:pull" → a dictionary.</summary>
+    internal static Dictionary<string, string> ParseChallenge(string parameter)
+    {
+        var result = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
+        var i = 0;
+        while (i < parameter.Length)
+        {
+            var eq = parameter.IndexOf('=', i);
+            if (eq < 0)
+            {
+                break;
+            }
+            var key = parameter[i..eq].Trim(' ', ',');
+            string value;
+            if (eq + 1 < parameter.Length && parameter[eq + 1] == '"')
+            {
+                var end = parameter.IndexOf('"', eq + 2);
+                end = end < 0 ? parameter.Length : end;
+                value = parameter[(eq + 2)..end];
+                i = end + 1;
+            }
+            else
+            {
+                var end = parameter.IndexOf(',', eq + 1);
+                end = end < 0 ? parameter.Length : end;
+                value = parameter[(eq + 1)..end];
+                i = end;
+            }
+            result[key] = value;
+            while (i < parameter.Length && parameter[i] is ',' or ' ')
+            {
+                i++;
+            }
+        }
+        return result;
+    }
+
+    public void Dispose() => _http.Dispose();
+}

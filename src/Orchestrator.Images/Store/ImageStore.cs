@@ -1,0 +1,311 @@
+using System.Formats.Tar;
+using System.Text.Json;
+using Orchestrator.Images.Oci;
+using Orchestrator.Images.Unpack;
+
+namespace Orchestrator.Images.Store;
+
+/// <summary>The image could not be imported, pulled or found; the message names it and the fix.</summary>
+public sealed class ImageException : Exception
+{
+    public ImageException() { }
+    public ImageException(string message) : base(message) { }
+    public ImageException(string message, Exception inner) : base(message, inner) { }
+}
+
+/// <summary>
+/// Named images over the content store: import (OCI layout, OCI archive, docker save), export
+/// (OCI archive), list, inspect, remove, and gc of blobs no image references.
+/// </summary>
+public sealed class ImageStore
+{
+    private readonly string _refs;
+    private readonly Lock _gate = new();
+
+    public ImageStore(string root, long budgetBytes = long.MaxValue)
+    {
+        Directory.CreateDirectory(root);
+        Content = new ContentStore(Path.Combine(root, "content"), budgetBytes);
+        _refs = Path.Combine(root, "images.json");
+    }
+
+    public ContentStore Content { get; }
+
+    public IReadOnlyList<ImageRecord> List() => Load().Values.OrderBy(r => r.Name, StringComparer.Ordinal).ToArray();
+
+    public ImageRecord Inspect(string name)
+        => Load().TryGetValue(name, out var record) ? record : throw new ImageException($"image '{name}' is not in the store; pull or import it first (list shows what is)");
+
+    public ImageManifest Manifest(ImageRecord image)
+    {
+        using var stream = Content.Open(image.ManifestDigest);
+        return JsonSerializer.Deserialize(stream, OciJsonContext.Default.ImageManifest)!;
+    }
+
+    public void Remove(string name)
+    {
+        lock (_gate)
+        {
+            var refs = Load();
+            if (!refs.Remove(name))
+            {
+                throw new ImageException($"image '{name}' is not in the store; nothing to remove");
+            }
+            Save(refs);
+        }
+    }
+
+    /// <summary>Removes every blob no image references; returns how many bytes it freed.</summary>
+    public long Gc(IEnumerable<string>? alsoKeep = null)
+    {
+        lock (_gate)
+        {
+            var keep = new HashSet<string>(alsoKeep ?? [], StringComparer.Ordinal);
+            foreach (var image in Load().Values)
+            {
+                keep.Add(image.ManifestDigest);
+                if (!Content.Contains(image.ManifestDigest))
+                {
+                    continue;
+                }
+                var manifest = Manifest(image);
+                keep.Add(manifest.Config.Digest);
+                keep.UnionWith(manifest.Layers.Select(l => l.Digest));
+            }
+            var before = Content.UsedBytes;
+            Content.Sweep(keep);
+            return before - Content.UsedBytes;
+        }
+    }
+
+    /// <summary>Records a name for a manifest whose blobs are all in the store.</summary>
+    public ImageRecord Tag(string name, string manifestDigest, Platform platform)
+    {
+        var manifest = JsonSerializer.Deserialize(Content.Open(manifestDigest), OciJsonContext.Default.ImageManifest)!;
+        foreach (var blob in manifest.Layers.Append(manifest.Config))
+        {
+            if (!Content.Contains(blob.Digest))
+            {
+                throw new ImageException($"image '{name}' is incomplete: blob {blob.Digest} is missing; pull or import it again");
+            }
+        }
+        var record = new ImageRecord
+        {
+            Name = name,
+            ManifestDigest = manifestDigest,
+            Platform = platform.ToString(),
+            Size = manifest.Layers.Sum(l => l.Size) + manifest.Config.Size,
+            Created = DateTimeOffset.UtcNow,
+        };
+        lock (_gate)
+        {
+            var refs = Load();
+            refs[name] = record;
+            Save(refs);
+        }
+        return record;
+    }
+
+    /// <summary>
+    /// Follows an index (or manifest list) to the manifest for <paramref name="platform"/>,
+    /// fetching documents through <paramref name="fetch"/> (verified by digest there).
+    /// </summary>
+    public static async Task<(string Digest, byte[] Manifest)> ResolvePlatformAsync(
+        Descriptor root, Platform platform, Func<Descriptor, Task<byte[]>> fetch, string what)
+    {
+        var descriptor = root;
+        for (var depth = 0; depth < 4; depth++)
+        {
+            var bytes = await fetch(descriptor).ConfigureAwait(false);
+            var mediaType = descriptor.MediaType;
+            if (string.IsNullOrEmpty(mediaType))
+            {
+                using var doc = JsonDocument.Parse(bytes);
+                mediaType = doc.RootElement.TryGetProperty("mediaType", out var mt) ? mt.GetString() : doc.RootElement.TryGetProperty("manifests", out _) ? MediaTypes.OciIndex : MediaTypes.OciManifest;
+            }
+            if (!MediaTypes.IsIndex(mediaType))
+            {
+                return (descriptor.Digest, bytes);
+            }
+            var index = JsonSerializer.Deserialize(bytes, OciJsonContext.Default.ImageIndex)!;
+            var match = index.Manifests.FirstOrDefault(m => platform.Matches(m.Platform))
+                ?? (index.Manifests.Count == 1 && index.Manifests[0].Platform is null ? index.Manifests[0] : null);
+            if (match is null)
+            {
+                var offered = string.Join(", ", index.Manifests.Where(m => m.Platform is not null).Select(m => m.Platform!.ToString()));
+                throw new ImageException($"{what} has no image for {platform} (it offers {(offered.Length > 0 ? offered : "none")}); pick one of those with --platform");
+            }
+            descriptor = match;
+        }
+        throw new ImageException($"{what}: indexes nest too deeply; it is refused");
+    }
+
+    /// <summary>Imports an OCI image layout directory. Name: given, or the layout's ref annotation.</summary>
+    public async Task<ImageRecord> ImportLayoutAsync(string layout, string? name = null, Platform? platform = null, CancellationToken cancellationToken = default)
+    {
+        platform ??= Platform.Current;
+        var indexPath = Path.Combine(layout, "index.json");
+        if (!File.Exists(indexPath))
+        {
+            throw new ImageException($"'{layout}' is not an OCI image layout (no index.json); give a layout directory or an OCI/docker archive");
+        }
+        var index = JsonSerializer.Deserialize(await File.ReadAllBytesAsync(indexPath, cancellationToken).ConfigureAwait(false), OciJsonContext.Default.ImageIndex)!;
+        var top = index.Manifests.FirstOrDefault(m => name is null || m.Annotations?.GetValueOrDefault("org.opencontainers.image.ref.name") is { } r && (name.EndsWith(":" + r, StringComparison.Ordinal) || name == r))
+            ?? index.Manifests.FirstOrDefault()
+            ?? throw new ImageException($"'{indexPath}' lists no manifests");
+        name ??= top.Annotations?.GetValueOrDefault("org.opencontainers.image.ref.name")
+            ?? throw new ImageException($"the image in '{layout}' has no name (org.opencontainers.image.ref.name); give one");
+
+        async Task<byte[]> FetchVerified(Descriptor d)
+        {
+            await CopyBlobAsync(layout, d, cancellationToken).ConfigureAwait(false);
+            using var stream = Content.Open(d.Digest);
+            using var buffer = new MemoryStream();
+            await stream.CopyToAsync(buffer, cancellationToken).ConfigureAwait(false);
+            return buffer.ToArray();
+        }
+
+        var (manifestDigest, manifestBytes) = await ResolvePlatformAsync(top, platform, FetchVerified, $"image '{name}'").ConfigureAwait(false);
+        var manifest = JsonSerializer.Deserialize(manifestBytes, OciJsonContext.Default.ImageManifest)!;
+        foreach (var blob in manifest.Layers.Prepend(manifest.Config))
+        {
+            await CopyBlobAsync(layout, blob, cancellationToken).ConfigureAwait(false);
+        }
+        return Tag(name, manifestDigest, platform);
+    }
+
+    private async Task CopyBlobAsync(string layout, Descriptor d, CancellationToken cancellationToken)
+    {
+        if (!ContentStore.IsValidDigest(d.Digest))
+        {
+            throw new ImageException($"'{d.Digest}' is not a sha256 digest; the image is refused");
+        }
+        var path = Path.Combine(layout, "blobs", "sha256", d.Digest[7..]);
+        if (!File.Exists(path))
+        {
+            throw new ImageException($"blob {d.Digest} is missing from '{layout}'; the layout is incomplete");
+        }
+        using var source = File.OpenRead(path);
+        await Content.WriteAsync(source, d.Digest, d.Size > 0 ? d.Size : null, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Imports an OCI archive (a tar of a layout) or a `docker save` archive.</summary>
+    public async Task<ImageRecord> ImportArchiveAsync(string archive, string? name = null, Platform? platform = null, CancellationToken cancellationToken = default)
+    {
+        var temp = Directory.CreateTempSubdirectory("orch-import-").FullName;
+        try
+        {
+            // The archive is unpacked with the same rules as a layer: it cannot write outside temp.
+            using (var input = File.OpenRead(archive))
+            {
+                await LayerUnpacker.UnpackAsync(input, temp, new UnpackOptions { Whiteouts = WhiteoutMode.Apply, PreserveOwnership = false, MaxBytes = Math.Max(0, Content.BudgetBytes - Content.UsedBytes) }, cancellationToken).ConfigureAwait(false);
+            }
+            if (File.Exists(Path.Combine(temp, "index.json")))
+            {
+                return await ImportLayoutAsync(temp, name, platform, cancellationToken).ConfigureAwait(false);
+            }
+            if (File.Exists(Path.Combine(temp, "manifest.json")))
+            {
+                return await ImportDockerSaveAsync(temp, name, cancellationToken).ConfigureAwait(false);
+            }
+            throw new ImageException($"'{archive}' is neither an OCI archive (index.json) nor a docker save archive (manifest.json)");
+        }
+        finally
+        {
+            Directory.Delete(temp, recursive: true);
+        }
+    }
+
+    private async Task<ImageRecord> ImportDockerSaveAsync(string dir, string? name, CancellationToken cancellationToken)
+    {
+        var entries = JsonSerializer.Deserialize(await File.ReadAllBytesAsync(Path.Combine(dir, "manifest.json"), cancellationToken).ConfigureAwait(false), OciJsonContext.Default.ListDockerSaveEntry)!;
+        var entry = entries.FirstOrDefault(e => name is null || (e.RepoTags ?? []).Contains(name)) ?? throw new ImageException($"the docker archive holds no image named '{name}'");
+        name ??= entry.RepoTags?.FirstOrDefault() ?? throw new ImageException("the docker archive's image has no RepoTags; give it a name");
+
+        async Task<Descriptor> Store(string relative, string mediaType)
+        {
+            var path = Path.Combine(dir, relative);
+            var digest = await DigestFileAsync(path, cancellationToken).ConfigureAwait(false);
+            using var stream = File.OpenRead(path);
+            await Content.WriteAsync(stream, digest, new FileInfo(path).Length, cancellationToken).ConfigureAwait(false);
+            return new Descriptor { MediaType = mediaType, Digest = digest, Size = new FileInfo(path).Length };
+        }
+
+        // docker save holds uncompressed layers and the config; the OCI manifest is made here.
+        var manifest = new ImageManifest
+        {
+            SchemaVersion = 2,
+            MediaType = MediaTypes.OciManifest,
+            Config = await Store(entry.Config, MediaTypes.OciConfig).ConfigureAwait(false),
+        };
+        foreach (var layer in entry.Layers)
+        {
+            manifest.Layers.Add(await Store(layer, "application/vnd.oci.image.layer.v1.tar").ConfigureAwait(false));
+        }
+        var bytes = JsonSerializer.SerializeToUtf8Bytes(manifest, OciJsonContext.Default.ImageManifest);
+        var manifestDigest = ContentStore.DigestOf(bytes);
+        await Content.WriteAsync(bytes, manifestDigest, cancellationToken).ConfigureAwait(false);
+        return Tag(name, manifestDigest, Platform.Current);
+    }
+
+    private static async Task<string> DigestFileAsync(string path, CancellationToken cancellationToken)
+    {
+        using var stream = File.OpenRead(path);
+        return "sha256:" + Convert.ToHexStringLower(await System.Security.Cryptography.SHA256.HashDataAsync(stream, cancellationToken).ConfigureAwait(false));
+    }
+
+    /// <summary>Writes the image as an OCI archive (oci-layout, index.json, its blobs).</summary>
+    public async Task ExportArchiveAsync(string name, string archive, CancellationToken cancellationToken = default)
+    {
+        var image = Inspect(name);
+        var manifest = Manifest(image);
+        var output = File.Create(archive);
+        await using (output.ConfigureAwait(false))
+        {
+            var tar = new TarWriter(output, TarEntryFormat.Pax, leaveOpen: true);
+            await using (tar.ConfigureAwait(false))
+            {
+                async Task Add(string entryName, Stream data)
+                {
+                    var entry = new PaxTarEntry(TarEntryType.RegularFile, entryName) { DataStream = data, Mode = (UnixFileMode)0x1A4 };
+                    await tar.WriteEntryAsync(entry, cancellationToken).ConfigureAwait(false);
+                }
+                await Add("oci-layout", new MemoryStream("{\"imageLayoutVersion\":\"1.0.0\"}"u8.ToArray())).ConfigureAwait(false);
+                var index = new ImageIndex
+                {
+                    SchemaVersion = 2,
+                    MediaType = MediaTypes.OciIndex,
+                    Manifests = [new Descriptor
+                    {
+                        MediaType = MediaTypes.OciManifest,
+                        Digest = image.ManifestDigest,
+                        Size = new FileInfo(Content.PathOf(image.ManifestDigest)).Length,
+                        Annotations = new Dictionary<string, string> { ["org.opencontainers.image.ref.name"] = name },
+                        Platform = Platform.Parse(image.Platform),
+                    }],
+                };
+                await Add("index.json", new MemoryStream(JsonSerializer.SerializeToUtf8Bytes(index, OciJsonContext.Default.ImageIndex))).ConfigureAwait(false);
+                foreach (var digest in manifest.Layers.Select(l => l.Digest).Prepend(manifest.Config.Digest).Prepend(image.ManifestDigest).Distinct())
+                {
+                    var blob = Content.Open(digest);
+                    await using (blob.ConfigureAwait(false))
+                    {
+                        await Add($"blobs/sha256/{digest[7..]}", blob).ConfigureAwait(false);
+                    }
+                }
+            }
+        }
+    }
+
+    private Dictionary<string, ImageRecord> Load()
+        => File.Exists(_refs)
+            ? JsonSerializer.Deserialize(File.ReadAllBytes(_refs), OciJsonContext.Default.DictionaryStringImageRecord) ?? []
+            : new Dictionary<string, ImageRecord>(StringComparer.Ordinal);
+
+    private void Save(Dictionary<string, ImageRecord> refs)
+    {
+        var temp = _refs + ".tmp";
+        File.WriteAllBytes(temp, JsonSerializer.SerializeToUtf8Bytes(refs, OciJsonContext.Default.DictionaryStringImageRecord));
+        File.Move(temp, _refs, overwrite: true);
+    }
+}
