@@ -44,6 +44,14 @@ public static partial class Libc
     [LibraryImport(LibcName, EntryPoint = "socketpair", SetLastError = true)]
     public static unsafe partial int socketpair(int domain, int type, int protocol, int* sv);
 
+    [LibraryImport(LibcName, EntryPoint = "mount", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int mount(string? source, string target, string? filesystemtype, ulong mountflags, string? data);
+
+    public const int MNT_DETACH = 2;
+
+    [LibraryImport(LibcName, EntryPoint = "umount2", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int umount2(string target, int flags);
+
     [LibraryImport(LibcName, EntryPoint = "link", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     public static partial int link(string oldpath, string newpath);
 

@@ -1,0 +1,132 @@
+using Orchestrator.Images.Oci;
+using Orchestrator.Images.Store;
+using Orchestrator.Images.Unpack;
+using Orchestrator.Linux;
+
+namespace Orchestrator.Images.Snapshots;
+
+/// <summary>
+/// Container root filesystems from images: each layer unpacked once (in overlayfs' whiteout
+/// format) and shared; a container's rootfs is an overlay of its image's layers with a
+/// writable upper dir of its own. Where overlayfs is unavailable (or refused), the layers are
+/// applied one after the other into a private copy instead.
+/// </summary>
+public sealed class SnapshotStore(ImageStore images, string root, bool forceCopy = false)
+{
+    private readonly string _layers = Path.Combine(root, "layers");
+    private readonly string _containers = Path.Combine(root, "containers");
+
+    /// <summary>How the last rootfs was made: "overlay" or "copy".</summary>
+    public string LastMode { get; private set; } = "";
+
+    /// <summary>Makes the rootfs of <paramref name="containerId"/> from the image; returns its path.</summary>
+    public async Task<string> PrepareAsync(string image, string containerId, CancellationToken cancellationToken = default)
+    {
+        var record = images.Inspect(image);
+        var manifest = images.Manifest(record);
+        var dir = Path.Combine(_containers, containerId);
+        if (Directory.Exists(dir))
+        {
+            throw new ImageException($"container '{containerId}' already has a rootfs at {dir}; remove it first");
+        }
+        var rootfs = Path.Combine(dir, "rootfs");
+        Directory.CreateDirectory(rootfs);
+        try
+        {
+            if (!forceCopy)
+            {
+                var lowers = new List<string>();
+                foreach (var layer in manifest.Layers)
+                {
+                    lowers.Add(await EnsureLayerAsync(layer, cancellationToken).ConfigureAwait(false));
+                }
+                var upper = Directory.CreateDirectory(Path.Combine(dir, "upper")).FullName;
+                var work = Directory.CreateDirectory(Path.Combine(dir, "work")).FullName;
+                lowers.Reverse(); // overlayfs lists the top layer first
+                var options = $"lowerdir={string.Join(':', lowers)},upperdir={upper},workdir={work}";
+                if (Libc.mount("overlay", rootfs, "overlay", 0, options) == 0)
+                {
+                    LastMode = "overlay";
+                    return rootfs;
+                }
+                Directory.Delete(upper, recursive: true);
+                Directory.Delete(work, recursive: true);
+            }
+            foreach (var layer in manifest.Layers)
+            {
+                using var blob = images.Content.Open(layer.Digest);
+                await LayerUnpacker.UnpackAsync(blob, rootfs, new UnpackOptions { Whiteouts = WhiteoutMode.Apply }, cancellationToken).ConfigureAwait(false);
+            }
+            LastMode = "copy";
+            return rootfs;
+        }
+        catch
+        {
+            Remove(containerId);
+            throw;
+        }
+    }
+
+    /// <summary>Unmounts and deletes a container's rootfs (and its writes).</summary>
+    public void Remove(string containerId)
+    {
+        var dir = Path.Combine(_containers, containerId);
+        var rootfs = Path.Combine(dir, "rootfs");
+        if (IsMountPoint(rootfs) && Libc.umount2(rootfs, Libc.MNT_DETACH) != 0)
+        {
+            throw LinuxException.FromLastError("umount", rootfs);
+        }
+        if (Directory.Exists(dir))
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    /// <summary>Deletes unpacked layers that no image in the store uses.</summary>
+    public int Prune()
+    {
+        if (!Directory.Exists(_layers))
+        {
+            return 0;
+        }
+        var used = images.List().SelectMany(i => images.Manifest(i).Layers).Select(l => l.Digest[7..]).ToHashSet(StringComparer.Ordinal);
+        var removed = 0;
+        foreach (var dir in Directory.GetDirectories(_layers))
+        {
+            if (!used.Contains(Path.GetFileName(dir)))
+            {
+                Directory.Delete(dir, recursive: true);
+                removed++;
+            }
+        }
+        return removed;
+    }
+
+    private async Task<string> EnsureLayerAsync(Descriptor layer, CancellationToken cancellationToken)
+    {
+        var dir = Path.Combine(_layers, layer.Digest[7..]);
+        if (Directory.Exists(dir))
+        {
+            return dir;
+        }
+        Directory.CreateDirectory(_layers);
+        // Unpacked beside, renamed into place: a crash never leaves a half layer that looks whole.
+        var temp = dir + $".tmp-{Guid.NewGuid():N}";
+        using (var blob = images.Content.Open(layer.Digest))
+        {
+            await LayerUnpacker.UnpackToNewDirectoryAsync(blob, temp, new UnpackOptions { Whiteouts = WhiteoutMode.Overlay }, cancellationToken).ConfigureAwait(false);
+        }
+        try
+        {
+            Directory.Move(temp, dir);
+        }
+        catch (IOException) when (Directory.Exists(dir))
+        {
+            Directory.Delete(temp, recursive: true); // another start unpacked it first
+        }
+        return dir;
+    }
+
+    private static bool IsMountPoint(string path)
+        => File.Exists("/proc/self/mountinfo") && File.ReadLines("/proc/self/mountinfo").Any(l => l.Split(' ')[4] == path);
+}

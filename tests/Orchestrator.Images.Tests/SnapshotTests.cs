@@ -1,0 +1,52 @@
+using System.Text.Json.Nodes;
+using Orchestrator.Images.Snapshots;
+using Orchestrator.Images.Store;
+
+namespace Orchestrator.Images.Tests;
+
+/// <summary>An imported image becomes a rootfs (overlay, or the copy fallback) that the runtime really runs.</summary>
+[Trait("Category", "Privileged")]
+public sealed class SnapshotTests : IDisposable
+{
+    private readonly TempDir _dir = new("snapshots");
+
+    public SnapshotTests() => Requires.Root();
+
+    public void Dispose() => _dir.Dispose();
+
+    [Theory(Timeout = 120_000)]
+    [InlineData(false, "overlay")]
+    [InlineData(true, "copy")]
+    public async Task An_image_rootfs_runs_in_the_runtime_and_writes_stay_with_the_container(bool forceCopy, string mode)
+    {
+        var images = new ImageStore(_dir.Combine("images"));
+        var image = BusyboxImage.CreateLayout(_dir.Combine("layout"));
+        await images.ImportLayoutAsync(_dir.Combine("layout"), "busybox:run");
+        var snapshots = new SnapshotStore(images, _dir.Combine("snapshots"), forceCopy);
+        var rootfs = await snapshots.PrepareAsync("busybox:run", "c1");
+        Assert.Equal(mode, snapshots.LastMode);
+
+        // A bundle whose root is the snapshot; writable, so the container can leave a file.
+        using var bundle = OciBundle.CreateBusybox("sh", "-c", "echo from-the-image > /written; cat /etc/hostname");
+        bundle.Edit(s => s["root"] = new JsonObject { ["path"] = rootfs, ["readonly"] = false });
+        var run = DaemonProcess.Start(Repo.Binary("orch-runc"), ["--root", _dir.Combine("runc"), "run", "--bundle", bundle.Path, $"snap-{mode}"]);
+        Assert.True(await run.WaitForExitAsync(TimeSpan.FromSeconds(60)) == 0, run.Output);
+        Assert.Equal("busybox", run.Stdout.Single());
+        Assert.True(File.Exists(Path.Combine(rootfs, "written")));
+        if (mode == "overlay")
+        {
+            // The write went to the container's upper dir; the shared layer is untouched.
+            Assert.True(File.Exists(_dir.Combine("snapshots", "containers", "c1", "upper", "written")));
+            Assert.False(File.Exists(_dir.Combine("snapshots", "layers", image.LayerDigest[7..], "written")));
+            var second = await snapshots.PrepareAsync("busybox:run", "c2");
+            Assert.False(File.Exists(Path.Combine(second, "written")));
+            snapshots.Remove("c2");
+        }
+
+        snapshots.Remove("c1");
+        Assert.False(Directory.Exists(_dir.Combine("snapshots", "containers", "c1")));
+        Assert.DoesNotContain(File.ReadAllLines("/proc/self/mountinfo"), l => l.Contains(_dir.Path, StringComparison.Ordinal));
+        images.Remove("busybox:run");
+        Assert.Equal(mode == "overlay" ? 1 : 0, snapshots.Prune());
+    }
+}
