@@ -1,0 +1,129 @@
+using System.IO.Pipelines;
+using System.Text;
+using NATS.Client.Core;
+using NATS.Client.JetStream;
+using NATS.Client.ObjectStore;
+using Orchestrator.Images.Oci;
+using Orchestrator.Images.Store;
+
+namespace Orchestrator.Images.Distribution;
+
+/// <summary>
+/// Air-gapped image distribution over the fleet's own NATS: images pushed into a JetStream
+/// object-store bucket (blobs named by digest, names pointing at manifest digests) and pulled
+/// from it by nodes that cannot reach a registry. Every pulled byte goes through the content
+/// store's digest check, exactly as from a registry.
+/// </summary>
+public sealed class NatsImageDistribution(INatsConnection nats, ImageStore images, string bucket = "orch-images")
+{
+    private static string BlobKey(string digest) => "blobs/" + digest.Replace(':', '/');
+
+    private static string RefKey(string name) => "refs/" + name;
+
+    private async Task<INatsObjStore> BucketAsync(CancellationToken cancellationToken)
+    {
+        var objects = new NatsObjContext(new NatsJSContext((NatsConnection)nats));
+        try
+        {
+            return await objects.GetObjectStoreAsync(bucket, cancellationToken).ConfigureAwait(false);
+        }
+        catch (NatsJSApiException)
+        {
+            return await objects.CreateObjectStoreAsync(new NatsObjConfig(bucket) { Description = "Orchestrator images" }, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Publishes a stored image: its blobs (those the bucket lacks) and its name.</summary>
+    public async Task<int> PushAsync(string name, CancellationToken cancellationToken = default)
+    {
+        var store = await BucketAsync(cancellationToken).ConfigureAwait(false);
+        var image = images.Inspect(name);
+        var manifest = images.Manifest(image);
+        var sent = 0;
+        foreach (var digest in manifest.Layers.Select(l => l.Digest).Prepend(manifest.Config.Digest).Prepend(image.ManifestDigest))
+        {
+            if (await ExistsAsync(store, BlobKey(digest), cancellationToken).ConfigureAwait(false))
+            {
+                continue;
+            }
+            using var blob = images.Content.Open(digest);
+            await store.PutAsync(BlobKey(digest), blob, leaveOpen: true, cancellationToken).ConfigureAwait(false);
+            sent++;
+        }
+        await store.PutAsync(RefKey(name), Encoding.UTF8.GetBytes($"{image.ManifestDigest} {image.Platform}"), cancellationToken).ConfigureAwait(false);
+        return sent;
+    }
+
+    /// <summary>Pulls an image published with <see cref="PushAsync"/>, verifying every blob.</summary>
+    public async Task<ImageRecord> PullAsync(string name, CancellationToken cancellationToken = default)
+    {
+        var store = await BucketAsync(cancellationToken).ConfigureAwait(false);
+        string reference;
+        try
+        {
+            reference = Encoding.UTF8.GetString(await store.GetBytesAsync(RefKey(name), cancellationToken).ConfigureAwait(false));
+        }
+        catch (NatsObjNotFoundException e)
+        {
+            throw new ImageException($"image '{name}' is not published in the NATS bucket '{bucket}'; push it there first (orchd image push --nats)", e);
+        }
+        var parts = reference.Split(' ');
+        var manifestDigest = parts[0];
+        var platform = parts.Length > 1 ? Platform.Parse(parts[1]) : Platform.Current;
+        await FetchAsync(store, manifestDigest, cancellationToken).ConfigureAwait(false);
+        var manifest = images.Manifest(new ImageRecord { ManifestDigest = manifestDigest });
+        foreach (var blob in manifest.Layers.Prepend(manifest.Config))
+        {
+            await FetchAsync(store, blob.Digest, cancellationToken).ConfigureAwait(false);
+        }
+        return images.Tag(name, manifestDigest, platform);
+    }
+
+    private async Task FetchAsync(INatsObjStore store, string digest, CancellationToken cancellationToken)
+    {
+        if (images.Content.Contains(digest))
+        {
+            return;
+        }
+        // The object streams through a pipe straight into the content store, which hashes as it writes.
+        var pipe = new Pipe();
+        var reading = Task.Run(async () =>
+        {
+            var writer = pipe.Writer.AsStream();
+            try
+            {
+                await store.GetAsync(BlobKey(digest), writer, leaveOpen: true, cancellationToken).ConfigureAwait(false);
+                await pipe.Writer.CompleteAsync().ConfigureAwait(false);
+            }
+            catch (Exception e)
+            {
+                await pipe.Writer.CompleteAsync(e).ConfigureAwait(false);
+            }
+        }, cancellationToken);
+        try
+        {
+            await images.Content.WriteAsync(pipe.Reader.AsStream(), digest, size: null, cancellationToken).ConfigureAwait(false);
+        }
+        catch (NatsObjNotFoundException e)
+        {
+            throw new ImageException($"blob {digest} is missing from the NATS bucket '{bucket}'; push the image again", e);
+        }
+        finally
+        {
+            await reading.ConfigureAwait(false);
+        }
+    }
+
+    private static async Task<bool> ExistsAsync(INatsObjStore store, string key, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await store.GetInfoAsync(key, showDeleted: false, cancellationToken).ConfigureAwait(false);
+            return true;
+        }
+        catch (NatsObjNotFoundException)
+        {
+            return false;
+        }
+    }
+}
