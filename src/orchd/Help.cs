@@ -14,6 +14,7 @@ internal static class Help
         text.AppendLine("Usage:");
         text.AppendLine("  orchd [flags]                 run the daemon (as a systemd Type=notify service, or in the foreground)");
         text.AppendLine("  orchd --check-config [flags]  load the configuration, print the effective settings, exit");
+        text.AppendLine("  orchd image COMMAND ...       the node's images: list, inspect, pull, push --nats, import, export, rm, gc");
         text.AppendLine("  orchd --version | --help");
         text.AppendLine();
         text.AppendLine("Every setting can come from the config file (YAML), an ORCHD_* environment variable or a");

@@ -22,6 +22,31 @@ if (invokedAs == "orch-runc" || (args.Length > 0 && args[0] == "runc"))
     return RuncCommand.Run(invokedAs == "orch-runc" ? args : args[1..]);
 }
 
+if (args.Length > 0 && args[0] == "image")
+{
+    try
+    {
+        return await ImageCommand.RunAsync(args[1..]).ConfigureAwait(false);
+    }
+    catch (UsageException e)
+    {
+        EarlyLog.Error($"orchd: {e.Message}");
+        return ExitCodes.Usage;
+    }
+    catch (ConfigException e)
+    {
+        EarlyLog.Error($"orchd: config error: {e.Message}");
+        return ExitCodes.Config;
+    }
+    catch (Exception e) when (e is Orchestrator.Images.Store.ImageException or Orchestrator.Images.Store.DigestMismatchException
+                              or Orchestrator.Images.Store.DiskBudgetExceededException or Orchestrator.Images.Unpack.HostileLayerException
+                              or IOException or ArgumentException or NotSupportedException)
+    {
+        EarlyLog.Error($"orchd: {e.Message}");
+        return ExitCodes.Failure;
+    }
+}
+
 CommandLine commandLine;
 OrchdConfig config;
 try

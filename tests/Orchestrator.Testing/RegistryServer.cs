@@ -70,6 +70,7 @@ public sealed class RegistryServer : IAsyncDisposable
         if (_process is not null)
         {
             await _process.DisposeAsync();
+            _process = null;
         }
         _dir.Dispose();
     }

@@ -1,0 +1,191 @@
+using System.Globalization;
+using NATS.Client.Core;
+using Orchestrator.Daemon.Configuration;
+using Orchestrator.Images.Distribution;
+using Orchestrator.Images.Oci;
+using Orchestrator.Images.Registry;
+using Orchestrator.Images.Store;
+
+namespace Orchestrator.Daemon;
+
+/// <summary>
+/// `orchd image …`: the node's image store from the command line (the same store orchd uses,
+/// under the state dir). pull takes a registry reference, or nats:NAME for the fleet's bucket;
+/// a registry that cannot be reached falls back to the bucket when NATS is configured.
+/// </summary>
+internal static class ImageCommand
+{
+    private const string Usage = """
+        Usage: orchd image COMMAND [flags]   (plus orchd's --config, --state-dir, --nats-url…)
+
+          list                                 images in the store
+          inspect NAME                         an image's manifest digest, platform, layers
+          pull REF [--platform os/arch[/v]]    from a registry (REF) or the fleet's NATS bucket (nats:NAME)
+          push NAME --nats                     publish to the fleet's NATS bucket
+          import FILE|DIR [--name NAME]        an OCI layout, OCI archive or docker save archive
+          export NAME FILE                     as an OCI archive
+          rm NAME                              forget an image (gc frees its blobs)
+          gc                                   free blobs no image uses
+
+        Flags: --budget BYTES (the store's disk budget), --insecure HOST (plain HTTP registry),
+               --creds HOST=USER:PASSWORD (basic auth for a registry)
+        """;
+
+    public static async Task<int> RunAsync(string[] args)
+    {
+        var own = new Dictionary<string, string>(StringComparer.Ordinal);
+        var insecure = new HashSet<string>(StringComparer.Ordinal);
+        var credentials = new Dictionary<string, RegistryCredentials>(StringComparer.Ordinal);
+        var positional = new List<string>();
+        var daemonFlags = new List<string>();
+        var toNats = false;
+        for (var i = 0; i < args.Length; i++)
+        {
+            switch (args[i])
+            {
+                case "--platform" or "--name" or "--budget":
+                    own[args[i]] = i + 1 < args.Length ? args[++i] : throw new UsageException($"flag {args[i]} needs a value");
+                    break;
+                case "--insecure":
+                    insecure.Add(i + 1 < args.Length ? args[++i] : throw new UsageException("flag --insecure needs a registry host"));
+                    break;
+                case "--creds":
+                    var spec = i + 1 < args.Length ? args[++i] : throw new UsageException("flag --creds needs HOST=USER:PASSWORD");
+                    var eq = spec.IndexOf('=', StringComparison.Ordinal);
+                    var colon = spec.IndexOf(':', eq + 1);
+                    if (eq <= 0 || colon <= eq)
+                    {
+                        throw new UsageException($"--creds '{spec}' is not HOST=USER:PASSWORD");
+                    }
+                    credentials[spec[..eq]] = new RegistryCredentials(spec[(eq + 1)..colon], spec[(colon + 1)..]);
+                    break;
+                case "--nats":
+                    toNats = true;
+                    break;
+                case "-h" or "--help":
+                    Console.Out.Write(Usage);
+                    return ExitCodes.Ok;
+                default:
+                    if (args[i].StartsWith("--", StringComparison.Ordinal))
+                    {
+                        daemonFlags.Add(args[i]);
+                        if (!args[i].Contains('=', StringComparison.Ordinal) && i + 1 < args.Length)
+                        {
+                            daemonFlags.Add(args[++i]);
+                        }
+                    }
+                    else
+                    {
+                        positional.Add(args[i]);
+                    }
+                    break;
+            }
+        }
+        if (positional.Count == 0)
+        {
+            Console.Error.Write(Usage);
+            return ExitCodes.Usage;
+        }
+        var config = ConfigLoader.Load(CommandLine.Parse(daemonFlags), Environment.GetEnvironmentVariable);
+        var budget = own.TryGetValue("--budget", out var b) ? long.Parse(b, CultureInfo.InvariantCulture) : long.MaxValue;
+        var images = new ImageStore(Path.Combine(config.StateDir, "images"), budget);
+        var platform = own.TryGetValue("--platform", out var p) ? Platform.Parse(p) : null;
+        string Arg(int index, string what) => positional.Count > index ? positional[index] : throw new UsageException($"image {positional[0]} needs {what}");
+
+        switch (positional[0])
+        {
+            case "list" or "ls":
+                Console.Out.WriteLine($"{"NAME",-40} {"PLATFORM",-14} {"SIZE",10}  MANIFEST");
+                foreach (var image in images.List())
+                {
+                    Console.Out.WriteLine($"{image.Name,-40} {image.Platform,-14} {image.Size / 1048576.0,8:F1}MB  {image.ManifestDigest[..19]}");
+                }
+                return ExitCodes.Ok;
+            case "inspect":
+                var record = images.Inspect(Arg(1, "an image name"));
+                var manifest = images.Manifest(record);
+                Console.Out.WriteLine($"name: {record.Name}\nmanifest: {record.ManifestDigest}\nplatform: {record.Platform}\nconfig: {manifest.Config.Digest}");
+                foreach (var layer in manifest.Layers)
+                {
+                    Console.Out.WriteLine($"layer: {layer.Digest} {layer.Size} {layer.MediaType}");
+                }
+                return ExitCodes.Ok;
+            case "pull":
+                var reference = Arg(1, "an image reference");
+                var pulled = await PullAsync(reference, images, config, platform, insecure, credentials).ConfigureAwait(false);
+                Console.Out.WriteLine($"pulled {pulled.Name} {pulled.ManifestDigest} ({pulled.Platform})");
+                return ExitCodes.Ok;
+            case "push" when toNats:
+                await using (var nats = await ConnectAsync(config).ConfigureAwait(false))
+                {
+                    var sent = await new NatsImageDistribution(nats, images).PushAsync(Arg(1, "an image name")).ConfigureAwait(false);
+                    Console.Out.WriteLine($"published {positional[1]} to NATS ({sent} new blobs)");
+                }
+                return ExitCodes.Ok;
+            case "push":
+                throw new UsageException("image push publishes to the fleet's NATS bucket: add --nats (pushing to registries is skopeo's job)");
+            case "import":
+                var source = Arg(1, "a file or directory");
+                var imported = Directory.Exists(source)
+                    ? await images.ImportLayoutAsync(source, own.GetValueOrDefault("--name"), platform).ConfigureAwait(false)
+                    : await images.ImportArchiveAsync(source, own.GetValueOrDefault("--name"), platform).ConfigureAwait(false);
+                Console.Out.WriteLine($"imported {imported.Name} {imported.ManifestDigest}");
+                return ExitCodes.Ok;
+            case "export":
+                await images.ExportArchiveAsync(Arg(1, "an image name"), Arg(2, "an output file")).ConfigureAwait(false);
+                return ExitCodes.Ok;
+            case "rm" or "remove":
+                images.Remove(Arg(1, "an image name"));
+                return ExitCodes.Ok;
+            case "gc":
+                Console.Out.WriteLine($"freed {images.Gc()} bytes");
+                return ExitCodes.Ok;
+            default:
+                throw new UsageException($"'{positional[0]}' is not an image command; see orchd image --help");
+        }
+    }
+
+    private static async Task<ImageRecord> PullAsync(string reference, ImageStore images, OrchdConfig config, Platform? platform, HashSet<string> insecure, Dictionary<string, RegistryCredentials> credentials)
+    {
+        if (reference.StartsWith("nats:", StringComparison.Ordinal))
+        {
+            await using var nats = await ConnectAsync(config).ConfigureAwait(false);
+            return await new NatsImageDistribution(nats, images).PullAsync(reference[5..]).ConfigureAwait(false);
+        }
+        using var registry = new RegistryClient(images, new RegistryOptions { Insecure = insecure, Credentials = credentials });
+        try
+        {
+            return await registry.PullAsync(reference, platform, new Progress<PullProgress>(p =>
+                Console.Error.WriteLine($"  {p.LayersDone}/{p.LayersTotal} blobs, {p.BytesDone}/{p.BytesTotal} bytes"))).ConfigureAwait(false);
+        }
+        catch (ImageException e) when (e.Message.StartsWith("cannot reach registry", StringComparison.Ordinal))
+        {
+            // The registry is not reachable from here: the fleet's bucket may have it.
+            Console.Error.WriteLine($"orchd: {e.Message}; trying the fleet's NATS bucket");
+            await using var nats = await ConnectAsync(config).ConfigureAwait(false);
+            return await new NatsImageDistribution(nats, images).PullAsync(ImageReference.Parse(reference).ToString()).ConfigureAwait(false);
+        }
+    }
+
+    private static async Task<NatsConnection> ConnectAsync(OrchdConfig config)
+    {
+        var nats = new NatsConnection(new Fleet.Agent.NatsSettings
+        {
+            Urls = config.NatsUrls,
+            CredsFile = config.NatsCredsFile,
+            User = config.NatsUser,
+            Password = config.NatsPassword,
+            Token = config.NatsToken,
+        }.ToNatsOpts("orchd-image"));
+        try
+        {
+            await nats.ConnectAsync().ConfigureAwait(false);
+        }
+        catch (NatsException e)
+        {
+            await nats.DisposeAsync().ConfigureAwait(false);
+            throw new ImageException($"cannot reach NATS at {string.Join(",", config.NatsUrls)}: {e.InnerException?.Message ?? e.Message}; start it or set --nats-url", e);
+        }
+        return nats;
+    }
+}
