@@ -20,7 +20,9 @@ internal static class ImageCommand
 
           list                                 images in the store
           inspect NAME                         an image's manifest digest, platform, layers
-          pull REF [--platform os/arch[/v]]    from a registry (REF) or the fleet's NATS bucket (nats:NAME)
+          pull REF [--platform os/arch[/v]] [--unpack]
+                                               from a registry (REF) or the fleet's NATS bucket (nats:NAME);
+                                               --unpack: unpack the layers now, ready to run
           push NAME --nats                     publish to the fleet's NATS bucket
           import FILE|DIR [--name NAME]        an OCI layout, OCI archive or docker save archive
           export NAME FILE                     as an OCI archive
@@ -61,6 +63,9 @@ internal static class ImageCommand
                     break;
                 case "--nats":
                     toNats = true;
+                    break;
+                case "--unpack":
+                    own["--unpack"] = "true";
                     break;
                 case "-h" or "--help":
                     Console.Out.Write(Usage);
@@ -113,6 +118,11 @@ internal static class ImageCommand
             case "pull":
                 var reference = Arg(1, "an image reference");
                 var pulled = await PullAsync(reference, images, config, platform, insecure, credentials).ConfigureAwait(false);
+                if (own.ContainsKey("--unpack"))
+                {
+                    // Ready to run: the layers unpacked into the snapshot store now rather than at first start.
+                    await new Orchestrator.Images.Snapshots.SnapshotStore(images, Path.Combine(config.StateDir, "snapshots")).UnpackLayersAsync(pulled.Name).ConfigureAwait(false);
+                }
                 Console.Out.WriteLine($"pulled {pulled.Name} {pulled.ManifestDigest} ({pulled.Platform})");
                 return ExitCodes.Ok;
             case "push" when toNats:

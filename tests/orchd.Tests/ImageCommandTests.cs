@@ -23,10 +23,12 @@ public sealed class ImageCommandTests : IDisposable
         var image = BusyboxImage.CreateLayout(_dir.Combine("layout"));
         await registry.PushAsync($"{_dir.Combine("layout")}:latest", "edge/busybox", "1");
 
-        var pull = await Orchd("pull", $"{registry.Host}/edge/busybox:1");
+        var pull = await Orchd("pull", $"{registry.Host}/edge/busybox:1", "--unpack");
         Assert.True(pull.Code == 0, pull.Stderr);
         Assert.Equal($"pulled {registry.Host}/edge/busybox:1 {image.ManifestDigest} (linux/amd64)".Replace("linux/amd64", Orchestrator.Images.Oci.Platform.Current.ToString(), StringComparison.Ordinal), pull.Stdout);
         Assert.Contains("2/2 blobs", pull.Stderr, StringComparison.Ordinal);
+        // --unpack: the layer is in the snapshot store, ready to run.
+        Assert.Equal("busybox", new FileInfo(_dir.Combine("state", "snapshots", "layers", image.LayerDigest[7..], "bin", "sh")).LinkTarget);
 
         var list = await Orchd("list");
         Assert.Contains($"{registry.Host}/edge/busybox:1", list.Stdout, StringComparison.Ordinal);

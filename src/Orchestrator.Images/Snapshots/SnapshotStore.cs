@@ -67,6 +67,16 @@ public sealed class SnapshotStore(ImageStore images, string root, bool forceCopy
         }
     }
 
+    /// <summary>Unpacks every layer of the image now (a pull that is to run soon), returning how many were new.</summary>
+    public async Task<int> UnpackLayersAsync(string image, CancellationToken cancellationToken = default)
+    {
+        var manifest = images.Manifest(images.Inspect(image));
+        var fresh = manifest.Layers.Count(l => !Directory.Exists(Path.Combine(_layers, l.Digest[7..])));
+        // Layers are independent: unpack them side by side.
+        await Task.WhenAll(manifest.Layers.Select(l => EnsureLayerAsync(l, cancellationToken))).ConfigureAwait(false);
+        return fresh;
+    }
+
     /// <summary>Unmounts and deletes a container's rootfs (and its writes).</summary>
     public void Remove(string containerId)
     {
