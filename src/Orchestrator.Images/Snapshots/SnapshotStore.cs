@@ -31,6 +31,8 @@ public sealed class SnapshotStore(ImageStore images, string root, bool forceCopy
         }
         var rootfs = Path.Combine(dir, "rootfs");
         Directory.CreateDirectory(rootfs);
+        // Which layers this container stands on: prune must not take them away while it lives.
+        await File.WriteAllLinesAsync(Path.Combine(dir, "layers"), manifest.Layers.Select(l => l.Digest[7..]), cancellationToken).ConfigureAwait(false);
         try
         {
             if (!forceCopy)
@@ -100,6 +102,17 @@ public sealed class SnapshotStore(ImageStore images, string root, bool forceCopy
             return 0;
         }
         var used = images.List().SelectMany(i => images.Manifest(i).Layers).Select(l => l.Digest[7..]).ToHashSet(StringComparer.Ordinal);
+        if (Directory.Exists(_containers))
+        {
+            foreach (var container in Directory.GetDirectories(_containers))
+            {
+                var layers = Path.Combine(container, "layers");
+                if (File.Exists(layers))
+                {
+                    used.UnionWith(File.ReadAllLines(layers));
+                }
+            }
+        }
         var removed = 0;
         foreach (var dir in Directory.GetDirectories(_layers))
         {
