@@ -89,6 +89,29 @@ public sealed class RegistryTests : IDisposable
         Assert.Equal(image.ManifestDigest, (await authed.PullAsync($"{registry.Host}/private/busybox:1")).ManifestDigest);
     }
 
+    [Fact(Timeout = 180_000)]
+    public async Task Bearer_token_auth_follows_the_challenge_to_the_realm()
+    {
+        using var tokens = new TokenServer("edge", "s3cret");
+        await using var registry = await RegistryServer.StartAsync(tokenRealm: tokens.Realm, tokenCertificatePem: tokens.CertificatePem);
+        var image = BusyboxImage.CreateLayout(_dir.Combine("layout"));
+        await registry.PushAsync($"{_dir.Combine("layout")}:latest", "private/busybox", "1", "edge", "s3cret");
+        var pushTokens = tokens.Issued;
+        var store = new ImageStore(_dir.Combine("store"));
+
+        using (var anonymous = new RegistryClient(store, new RegistryOptions()))
+        {
+            var error = await Assert.ThrowsAsync<ImageException>(() => anonymous.PullAsync($"{registry.Host}/private/busybox:1"));
+            Assert.StartsWith($"the token service of {registry.Host} ({tokens.Realm}) refused a token (401)", error.Message, StringComparison.Ordinal);
+        }
+        using var authed = new RegistryClient(store, new RegistryOptions
+        {
+            Credentials = new Dictionary<string, RegistryCredentials> { [registry.Host] = new("edge", "s3cret") },
+        });
+        Assert.Equal(image.ManifestDigest, (await authed.PullAsync($"{registry.Host}/private/busybox:1")).ManifestDigest);
+        Assert.True(tokens.Issued > pushTokens, "the pull went through the token service");
+    }
+
     [Fact]
     public void Bearer_challenges_parse()
     {

@@ -12,12 +12,28 @@ public sealed class RegistryServer : IAsyncDisposable
     public int Port { get; private set; }
     public string Host => $"127.0.0.1:{Port}";
 
-    public static async Task<RegistryServer> StartAsync(string? user = null, string? password = null)
+    /// <summary>
+    /// With <paramref name="tokenRealm"/> and <paramref name="tokenCertificatePem"/>: bearer-token
+    /// auth, tokens signed by that certificate's key and issued at that realm (TokenServer).
+    /// </summary>
+    public static async Task<RegistryServer> StartAsync(string? user = null, string? password = null, string? tokenRealm = null, string? tokenCertificatePem = null)
     {
         var binary = Requires.Program("docker-registry", "docker-registry");
         var server = new RegistryServer { Port = FreePort.Next() };
         var auth = "";
-        if (user is not null)
+        if (tokenRealm is not null)
+        {
+            await File.WriteAllTextAsync(server._dir.Combine("token-root.pem"), tokenCertificatePem);
+            auth = $"""
+                auth:
+                  token:
+                    realm: {tokenRealm}
+                    service: orch-registry
+                    issuer: orch-test-issuer
+                    rootcertbundle: {server._dir.Combine("token-root.pem")}
+                """;
+        }
+        else if (user is not null)
         {
             var htpasswd = Requires.Program("htpasswd", "apache2-utils");
             var make = DaemonProcess.Start(htpasswd, ["-Bbn", user, password ?? ""]);
