@@ -1,3 +1,4 @@
+using System.Net;
 using System.Text.Json.Nodes;
 using Orchestrator.Images.Oci;
 using Orchestrator.Images.Registry;
@@ -110,6 +111,81 @@ public sealed class RegistryTests : IDisposable
         });
         Assert.Equal(image.ManifestDigest, (await authed.PullAsync($"{registry.Host}/private/busybox:1")).ManifestDigest);
         Assert.True(tokens.Issued > pushTokens, "the pull went through the token service");
+    }
+
+    [Fact(Timeout = 180_000)]
+    public async Task A_transfer_that_breaks_resumes_with_a_range_request()
+    {
+        await using var registry = await RegistryServer.StartAsync();
+        var image = BusyboxImage.CreateLayout(_dir.Combine("layout"));
+        await registry.PushAsync($"{_dir.Combine("layout")}:latest", "busybox", "1");
+        var store = new ImageStore(_dir.Combine("store"));
+        // A fault-injection seam in front of the real registry: the layer's first transfer dies
+        // after 300 KB, as a flaky uplink would do.
+        using var flaky = new BreakingHandler(image.LayerDigest, 300_000);
+        using var client = new RegistryClient(store, new RegistryOptions(), flaky);
+        var pulled = await client.PullAsync($"{registry.Host}/busybox:1");
+        Assert.Equal(image.ManifestDigest, pulled.ManifestDigest);
+        Assert.True(store.Content.Contains(image.LayerDigest));
+        Assert.Equal(["", "bytes=300000-"], flaky.LayerRanges);
+        Assert.Equal([HttpStatusCode.OK, HttpStatusCode.PartialContent], flaky.LayerStatuses);
+    }
+
+    private sealed class BreakingHandler(string digest, int breakAfter) : DelegatingHandler(new SocketsHttpHandler())
+    {
+        public List<string> LayerRanges { get; } = [];
+        public List<HttpStatusCode> LayerStatuses { get; } = [];
+
+        protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+        {
+            var response = await base.SendAsync(request, cancellationToken);
+            if (!request.RequestUri!.AbsolutePath.EndsWith("/blobs/" + digest, StringComparison.Ordinal))
+            {
+                return response;
+            }
+            LayerRanges.Add(request.Headers.Range?.ToString() ?? "");
+            LayerStatuses.Add(response.StatusCode);
+            if (LayerRanges.Count == 1)
+            {
+                var body = await response.Content.ReadAsByteArrayAsync(cancellationToken);
+                response.Content = new StreamContent(new BreakingStream(body, breakAfter));
+            }
+            return response;
+        }
+    }
+
+    /// <summary>Serves the bytes, then fails at <c>breakAfter</c> as a reset connection does.</summary>
+    private sealed class BreakingStream(byte[] data, int breakAfter) : Stream
+    {
+        private int _position;
+
+        public override bool CanRead => true;
+        public override bool CanSeek => false;
+        public override bool CanWrite => false;
+        public override long Length => data.Length;
+        public override long Position { get => _position; set => throw new NotSupportedException(); }
+        public override void Flush() { }
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+        public override void SetLength(long value) => throw new NotSupportedException();
+        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+
+        public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
+
+        public override int Read(Span<byte> buffer)
+        {
+            if (_position >= breakAfter)
+            {
+                throw new IOException("connection reset by peer (injected)");
+            }
+            var n = Math.Min(buffer.Length, Math.Min(breakAfter, data.Length) - _position);
+            data.AsSpan(_position, n).CopyTo(buffer);
+            _position += n;
+            return n;
+        }
+
+        public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default) => ValueTask.FromResult(Read(buffer.Span));
+
+        public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) => Task.FromResult(Read(buffer, offset, count));
     }
 
     [Fact]

@@ -90,18 +90,27 @@ public sealed class RegistryClient(ImageStore images, RegistryOptions options, H
         {
             try
             {
-                using var response = await SendAsync(image, HttpMethod.Get, $"blobs/{blob.Digest}", [], cancellationToken).ConfigureAwait(false);
-                var stream = await response.Content.ReadAsStreamAsync(cancellationToken).ConfigureAwait(false);
-                await using (stream.ConfigureAwait(false))
+                HttpResponseMessage? response = null;
+                try
                 {
-                    await images.Content.WriteAsync(stream, blob.Digest, blob.Size, cancellationToken).ConfigureAwait(false);
+                    await images.Content.WriteResumableAsync(async (offset, ct) =>
+                    {
+                        // After a broken transfer, ask only for the rest (registries serve ranges).
+                        response = await SendAsync(image, HttpMethod.Get, $"blobs/{blob.Digest}", [], ct, rangeFrom: offset).ConfigureAwait(false);
+                        var stream = await response.Content.ReadAsStreamAsync(ct).ConfigureAwait(false);
+                        return (stream, response.StatusCode == HttpStatusCode.PartialContent ? offset : 0);
+                    }, blob.Digest, blob.Size, cancellationToken).ConfigureAwait(false);
+                }
+                finally
+                {
+                    response?.Dispose();
                 }
                 return;
             }
             catch (Exception e) when (attempt < options.Attempts && e is HttpRequestException or IOException or DigestMismatchException && e is not DiskBudgetExceededException)
             {
-                // A dropped connection or a corrupt transfer: try again from the start (the
-                // store kept nothing of it).
+                // A dropped connection resumes where it broke; a corrupt transfer starts again
+                // (the store kept nothing of it).
                 await Task.Delay(TimeSpan.FromMilliseconds(200 * attempt), cancellationToken).ConfigureAwait(false);
             }
         }
@@ -114,7 +123,7 @@ public sealed class RegistryClient(ImageStore images, RegistryOptions options, H
         return new Uri($"{(plain ? "http" : "https")}://{host}/v2/{image.Repository}/{path}");
     }
 
-    private async Task<HttpResponseMessage> SendAsync(ImageReference image, HttpMethod method, string path, string[] accept, CancellationToken cancellationToken)
+    private async Task<HttpResponseMessage> SendAsync(ImageReference image, HttpMethod method, string path, string[] accept, CancellationToken cancellationToken, long rangeFrom = 0)
     {
         var url = Url(image, path);
         for (var round = 0; ; round++)
@@ -127,6 +136,10 @@ public sealed class RegistryClient(ImageStore images, RegistryOptions options, H
             if (_auth.TryGetValue(image.Registry, out var auth))
             {
                 request.Headers.Authorization = auth;
+            }
+            if (rangeFrom > 0)
+            {
+                request.Headers.Range = new RangeHeaderValue(rangeFrom, null);
             }
             HttpResponseMessage response;
             try

@@ -140,6 +140,90 @@ public sealed class ContentStore
         }
     }
 
+    /// <summary>
+    /// Like <see cref="WriteAsync(Stream, string, long?, CancellationToken)"/>, but a transfer
+    /// that breaks keeps what arrived (ingest/&lt;hex&gt;.partial): the next call asks
+    /// <paramref name="open"/> for the rest from that offset (an HTTP Range request), hashing
+    /// the kept bytes first. <paramref name="open"/> returns the stream and the offset it starts
+    /// at (0 when the source ignored the range: the partial is then dropped).
+    /// </summary>
+    public async Task<long> WriteResumableAsync(Func<long, CancellationToken, Task<(Stream Data, long Offset)>> open, string digest, long size, CancellationToken cancellationToken = default)
+    {
+        var final = PathOf(digest);
+        if (File.Exists(final))
+        {
+            return 0;
+        }
+        Reserve(digest, size);
+        var partial = Path.Combine(_ingest, Hex(digest) + ".partial");
+        var keepPartial = false;
+        try
+        {
+            using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+            var have = File.Exists(partial) ? new FileInfo(partial).Length : 0;
+            if (have > size)
+            {
+                File.Delete(partial);
+                have = 0;
+            }
+            var (data, offset) = await open(have, cancellationToken).ConfigureAwait(false);
+            await using (data.ConfigureAwait(false))
+            {
+                if (offset != have)
+                {
+                    File.Delete(partial); // the source sent it all again: start over
+                    have = 0;
+                }
+                var output = new FileStream(partial, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None, 81920, FileOptions.Asynchronous);
+                await using (output.ConfigureAwait(false))
+                {
+                    var buffer = new byte[81920];
+                    int n;
+                    // The kept bytes are hashed again: nothing on disk is trusted without it.
+                    long hashed = 0;
+                    while (hashed < have && (n = await output.ReadAsync(buffer.AsMemory(0, (int)Math.Min(buffer.Length, have - hashed)), cancellationToken).ConfigureAwait(false)) > 0)
+                    {
+                        hash.AppendData(buffer, 0, n);
+                        hashed += n;
+                    }
+                    output.SetLength(have);
+                    output.Position = have;
+                    var written = have;
+                    keepPartial = true; // from here, a broken transfer leaves a resumable partial
+                    while ((n = await data.ReadAsync(buffer, cancellationToken).ConfigureAwait(false)) > 0)
+                    {
+                        written += n;
+                        if (written > size)
+                        {
+                            keepPartial = false;
+                            throw new DigestMismatchException(digest, "a longer blob", written);
+                        }
+                        hash.AppendData(buffer, 0, n);
+                        await output.WriteAsync(buffer.AsMemory(0, n), cancellationToken).ConfigureAwait(false);
+                    }
+                    await output.FlushAsync(cancellationToken).ConfigureAwait(false);
+                    output.Flush(flushToDisk: true);
+                    keepPartial = false;
+                    var actual = "sha256:" + Convert.ToHexStringLower(hash.GetHashAndReset());
+                    if (actual != digest || written != size)
+                    {
+                        throw new DigestMismatchException(digest, actual, written);
+                    }
+                }
+            }
+            File.Move(partial, final, overwrite: true);
+            return size;
+        }
+        finally
+        {
+            Release(size);
+            if (!keepPartial && File.Exists(partial))
+            {
+                File.Delete(partial);
+            }
+        }
+    }
+
     public Task<long> WriteAsync(byte[] data, string digest, CancellationToken cancellationToken = default)
         => WriteAsync(new MemoryStream(data), digest, data.Length, cancellationToken);
 
