@@ -9,6 +9,7 @@ namespace Orchestrator.Runtime.Tests.Privileged;
 /// attach, list, freeze/thaw (cgroup.freeze and cgroup.events), kill and remove.
 /// </summary>
 [Trait("Category", "Privileged")]
+[Collection(HostState.Collection)]
 public sealed class CgroupV2MountTests : IDisposable
 {
     private readonly TempDir _mount = new("cgroup2");

@@ -5,6 +5,7 @@ namespace Orchestrator.Runtime.Tests.Privileged;
 /// here through ctr's --runc-binary): the proof that the command line is runc-compatible.
 /// </summary>
 [Trait("Category", "Privileged")]
+[Collection(HostState.Collection)]
 public sealed class ContainerdShimTests
 {
     [Fact(Timeout = 240_000)]

@@ -7,6 +7,7 @@ namespace Orchestrator.Runtime.Tests.Privileged;
 /// the AOT binary only): real namespaces, mounts and cgroups, as root.
 /// </summary>
 [Trait("Category", "Privileged")]
+[Collection(HostState.Collection)]
 public sealed class RuncCliTests : IDisposable
 {
     private static readonly TimeSpan s_wait = TimeSpan.FromSeconds(60);
@@ -191,14 +192,16 @@ public sealed class RuncCliTests : IDisposable
     public async Task Two_hundred_runs_leak_no_cgroup_mount_state_or_process()
     {
         using var bundle = OciBundle.CreateBusybox("true");
-        var mountsBefore = File.ReadAllLines("/proc/self/mountinfo").Length;
+        // Mounts that mention this bundle (other test classes mount and unmount in parallel).
+        int OurMounts() => File.ReadAllLines("/proc/self/mountinfo").Count(l => l.Contains(bundle.Path, StringComparison.Ordinal));
+        var mountsBefore = OurMounts();
         var cgroupsBefore = Directory.Exists("/sys/fs/cgroup/pids/orchestrator") ? Directory.GetDirectories("/sys/fs/cgroup/pids/orchestrator").Length : 0;
         for (var i = 0; i < 200; i++)
         {
             var (code, _, stderr) = await Runc("run", "--bundle", bundle.Path, $"cycle-{i}");
             Assert.True(code == 0, stderr);
         }
-        Assert.Equal(mountsBefore, File.ReadAllLines("/proc/self/mountinfo").Length);
+        Assert.Equal(mountsBefore, OurMounts());
         Assert.Equal(cgroupsBefore, Directory.GetDirectories("/sys/fs/cgroup/pids/orchestrator").Length);
         Assert.Empty(Directory.GetDirectories(_state.Path));
         Assert.DoesNotContain(Directory.GetDirectories("/proc"), d => File.Exists(Path.Combine(d, "cmdline")) && SafeRead(Path.Combine(d, "cmdline")).Contains(bundle.Rootfs, StringComparison.Ordinal));
