@@ -55,6 +55,10 @@ public static partial class Libc
     [LibraryImport(LibcName, EntryPoint = "link", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     public static partial int link(string oldpath, string newpath);
 
+    /// <summary>glibc's makedev(3): the 64-bit dev_t layout of Linux.</summary>
+    public static ulong makedev(ulong major, ulong minor)
+        => ((major & 0xfffff000UL) << 32) | ((major & 0xfffUL) << 8) | ((minor & 0xffffff00UL) << 12) | (minor & 0xffUL);
+
     [LibraryImport(LibcName, EntryPoint = "mknod", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     public static partial int mknod(string pathname, uint mode, ulong dev);
 

@@ -163,7 +163,7 @@ public sealed class ContainerRuntime(string root)
             }
             record.Pid = child.Pid;
             record.BornInCgroup = child.BornInCgroup;
-            record.PidStartTime = StartTime(child.Pid);
+            record.PidStartTime = ReadStat(child.Pid)?.StartTime ?? 0;
             Store.Save(record);
             if (pidFile is not null)
             {
@@ -353,31 +353,23 @@ public sealed class ContainerRuntime(string root)
         }
     }
 
+    /// <summary>Alive (not a zombie) and the same process as at creation, not a later one with its pid.</summary>
     private static bool IsOurProcess(ContainerRecord record)
-    {
-        var start = StartTime(record.Pid);
-        if (start == 0 || start != record.PidStartTime)
-        {
-            return false;
-        }
-        // A zombie has exited: it is stopped even though /proc still shows it.
-        var stat = File.ReadAllText($"/proc/{record.Pid}/stat");
-        var state = stat[(stat.LastIndexOf(')') + 2)..].Split(' ')[0];
-        return state != "Z" && state != "X";
-    }
+        => ReadStat(record.Pid) is { } stat && stat.StartTime == record.PidStartTime && stat.State is not ("Z" or "X");
 
-    internal static ulong StartTime(int pid)
+    /// <summary>State and start time from /proc/pid/stat, read once; null when the process is gone.</summary>
+    private static (string State, ulong StartTime)? ReadStat(int pid)
     {
         try
         {
             var stat = File.ReadAllText($"/proc/{pid}/stat");
             // Fields after the command (which may hold spaces and parentheses): state is field 3, starttime field 22.
             var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
-            return ulong.Parse(fields[19], CultureInfo.InvariantCulture);
+            return (fields[0], ulong.Parse(fields[19], CultureInfo.InvariantCulture));
         }
         catch (Exception e) when (e is IOException or FormatException or IndexOutOfRangeException or UnauthorizedAccessException)
         {
-            return 0;
+            return null;
         }
     }
 }

@@ -179,14 +179,7 @@ internal static class ImageCommand
 
     private static async Task<NatsConnection> ConnectAsync(OrchdConfig config)
     {
-        var nats = new NatsConnection(new Fleet.Agent.NatsSettings
-        {
-            Urls = config.NatsUrls,
-            CredsFile = config.NatsCredsFile,
-            User = config.NatsUser,
-            Password = config.NatsPassword,
-            Token = config.NatsToken,
-        }.ToNatsOpts("orchd-image"));
+        var nats = new NatsConnection(config.ToNatsSettings().ToNatsOpts("orchd-image"));
         try
         {
             await nats.ConnectAsync().ConfigureAwait(false);

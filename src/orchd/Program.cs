@@ -22,35 +22,14 @@ if (invokedAs == "orch-runc" || (args.Length > 0 && args[0] == "runc"))
     return RuncCommand.Run(invokedAs == "orch-runc" ? args : args[1..]);
 }
 
-if (args.Length > 0 && args[0] == "image")
-{
-    try
-    {
-        return await ImageCommand.RunAsync(args[1..]).ConfigureAwait(false);
-    }
-    catch (UsageException e)
-    {
-        EarlyLog.Error($"orchd: {e.Message}");
-        return ExitCodes.Usage;
-    }
-    catch (ConfigException e)
-    {
-        EarlyLog.Error($"orchd: config error: {e.Message}");
-        return ExitCodes.Config;
-    }
-    catch (Exception e) when (e is Orchestrator.Images.Store.ImageException or Orchestrator.Images.Store.DigestMismatchException
-                              or Orchestrator.Images.Store.DiskBudgetExceededException or Orchestrator.Images.Unpack.HostileLayerException
-                              or IOException or ArgumentException or NotSupportedException)
-    {
-        EarlyLog.Error($"orchd: {e.Message}");
-        return ExitCodes.Failure;
-    }
-}
-
 CommandLine commandLine;
 OrchdConfig config;
 try
 {
+    if (args.Length > 0 && args[0] == "image")
+    {
+        return await ImageCommand.RunAsync(args[1..]).ConfigureAwait(false);
+    }
     commandLine = CommandLine.Parse(args);
     if (commandLine.Mode == CommandMode.Help)
     {
@@ -73,6 +52,14 @@ catch (ConfigException e)
 {
     EarlyLog.Error($"orchd: config error: {e.Message}");
     return ExitCodes.Config;
+}
+catch (Exception e) when (e is Orchestrator.Images.Store.ImageException or Orchestrator.Images.Store.DigestMismatchException
+                          or Orchestrator.Images.Store.DiskBudgetExceededException or Orchestrator.Images.Unpack.HostileLayerException
+                          or IOException or ArgumentException or NotSupportedException)
+{
+    // Only `orchd image` gets here: its failures are one line, like every other error.
+    EarlyLog.Error($"orchd: {e.Message}");
+    return ExitCodes.Failure;
 }
 
 if (commandLine.Mode == CommandMode.CheckConfig)
@@ -135,14 +122,7 @@ static async Task<int> RunDaemonAsync(OrchdConfig config, NodeState state)
         Runtime = config.Runtime.ToString().ToLowerInvariant(),
         Labels = config.Labels,
     });
-    builder.Services.AddSingleton(new NatsSettings
-    {
-        Urls = config.NatsUrls,
-        CredsFile = config.NatsCredsFile,
-        User = config.NatsUser,
-        Password = config.NatsPassword,
-        Token = config.NatsToken,
-    });
+    builder.Services.AddSingleton(config.ToNatsSettings());
     builder.Services.AddSingleton<NodeAgent>();
     builder.Services.AddHostedService<SystemdWatchdog>();
     builder.Services.AddHostedService<AgentService>();

@@ -29,6 +29,7 @@ public sealed class ContentStore
     private readonly string _ingest;
     private readonly Lock _budgetGate = new();
     private long _reserved;
+    private long _blobBytes; // kept as blobs come and go: a write must not rescan the store per chunk
 
     public ContentStore(string root, long budgetBytes = long.MaxValue)
     {
@@ -43,6 +44,7 @@ public sealed class ContentStore
         {
             File.Delete(stale);
         }
+        _blobBytes = Directory.EnumerateFiles(_blobs).Sum(f => new FileInfo(f).Length);
     }
 
     public string Root { get; }
@@ -55,12 +57,11 @@ public sealed class ContentStore
         {
             lock (_budgetGate)
             {
-                return BlobBytes() + _reserved;
+                return _blobBytes + _reserved;
             }
         }
     }
 
-    private long BlobBytes() => Directory.EnumerateFiles(_blobs).Sum(f => new FileInfo(f).Length);
 
     public static bool IsValidDigest(string digest)
         => digest.StartsWith("sha256:", StringComparison.Ordinal) && digest.Length == 71 && digest[7..].All(char.IsAsciiHexDigitLower);
@@ -127,7 +128,7 @@ public sealed class ContentStore
             {
                 throw new DigestMismatchException(digest, actual, written);
             }
-            File.Move(temp, final, overwrite: true);
+            Commit(temp, final, written);
             return written;
         }
         finally
@@ -211,7 +212,7 @@ public sealed class ContentStore
                     }
                 }
             }
-            File.Move(partial, final, overwrite: true);
+            Commit(partial, final, size);
             return size;
         }
         finally
@@ -234,7 +235,7 @@ public sealed class ContentStore
     {
         lock (_budgetGate)
         {
-            var used = BlobBytes() + _reserved;
+            var used = _blobBytes + _reserved;
             if (used + bytes > BudgetBytes)
             {
                 throw new DiskBudgetExceededException($"blob {what}", bytes, used, BudgetBytes);
@@ -251,7 +252,33 @@ public sealed class ContentStore
         }
     }
 
-    public void Delete(string digest) => File.Delete(PathOf(digest));
+    /// <summary>Renames a verified blob into place and counts it (once, even if it raced in twice).</summary>
+    private void Commit(string from, string final, long size)
+    {
+        lock (_budgetGate)
+        {
+            var existed = File.Exists(final);
+            File.Move(from, final, overwrite: true);
+            if (!existed)
+            {
+                _blobBytes += size;
+            }
+        }
+    }
+
+    public void Delete(string digest)
+    {
+        var path = PathOf(digest);
+        lock (_budgetGate)
+        {
+            var info = new FileInfo(path);
+            if (info.Exists)
+            {
+                _blobBytes -= info.Length;
+                info.Delete();
+            }
+        }
+    }
 
     /// <summary>Removes every blob not in <paramref name="keep"/>; returns the digests removed.</summary>
     public IReadOnlyList<string> Sweep(IReadOnlySet<string> keep)

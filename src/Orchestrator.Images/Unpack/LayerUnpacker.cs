@@ -92,7 +92,7 @@ public static class LayerUnpacker
 
                 if (name == OpaqueMarker)
                 {
-                    Opaque(parent, options, thisLayer, root);
+                    Opaque(parent, options, thisLayer);
                     continue;
                 }
                 if (name.StartsWith(WhiteoutPrefix, StringComparison.Ordinal))
@@ -156,7 +156,7 @@ public static class LayerUnpacker
                             _ => 0x1000u,
                         };
                         var posix = (PosixTarEntry)entry;
-                        if (Libc.mknod(target, type | ((uint)entry.Mode & 0xFFF), MakeDev((uint)posix.DeviceMajor, (uint)posix.DeviceMinor)) != 0)
+                        if (Libc.mknod(target, type | ((uint)entry.Mode & 0xFFF), Libc.makedev((uint)posix.DeviceMajor, (uint)posix.DeviceMinor)) != 0)
                         {
                             throw LinuxException.FromLastError("mknod", target);
                         }
@@ -270,7 +270,7 @@ public static class LayerUnpacker
         }
     }
 
-    private static void Opaque(string directory, UnpackOptions options, HashSet<string> thisLayer, string root)
+    private static void Opaque(string directory, UnpackOptions options, HashSet<string> thisLayer)
     {
         if (options.Whiteouts == WhiteoutMode.Overlay)
         {
@@ -288,7 +288,6 @@ public static class LayerUnpacker
                 Whiteout(child, options);
             }
         }
-        _ = root;
     }
 
     private static void ApplyMetadata(string target, TarEntry entry, UnpackOptions options)
@@ -309,8 +308,6 @@ public static class LayerUnpacker
         }
     }
 
-    private static ulong MakeDev(ulong major, ulong minor)
-        => ((major & 0xfffff000UL) << 32) | ((major & 0xfffUL) << 8) | ((minor & 0xffffff00UL) << 12) | (minor & 0xffUL);
 }
 
 /// <summary>A few bytes already read, then the rest of a stream.</summary>

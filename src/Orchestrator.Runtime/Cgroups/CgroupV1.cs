@@ -39,7 +39,7 @@ internal sealed class CgroupV1(string mountRoot, string path) : ICgroup
         {
             if (name == "cpuset")
             {
-                CreateCpuset(dir);
+                CreateCpuset();
             }
             else
             {
@@ -54,7 +54,7 @@ internal sealed class CgroupV1(string mountRoot, string path) : ICgroup
     }
 
     /// <summary>New cpuset cgroups start empty; a task cannot join until cpus and mems are copied down.</summary>
-    private void CreateCpuset(string dir)
+    private void CreateCpuset()
     {
         var root = System.IO.Path.Combine(mountRoot, "cpuset");
         var current = root;
@@ -71,7 +71,6 @@ internal sealed class CgroupV1(string mountRoot, string path) : ICgroup
                 }
             }
         }
-        _ = dir;
     }
 
     private static void Apply(string devicesDir, List<DeviceRuleSpec>? rules)

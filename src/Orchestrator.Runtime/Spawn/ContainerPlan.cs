@@ -158,7 +158,7 @@ internal sealed class ContainerPlan
 
         if (mount.Type == "cgroup")
         {
-            AddCgroupMount(mount.Destination, target, flags, cgroup, cgroupMountRoot);
+            AddCgroupMount(target, flags, cgroup, cgroupMountRoot);
             madeByUs.Add(mount.Destination);
             return;
         }
@@ -237,14 +237,10 @@ internal sealed class ContainerPlan
             _ => throw new SpecException($"linux.devices: {device.Path}: type '{device.Type}' is not c, u, b or p"),
         };
         var target = PrepareTarget(device.Path, madeByUs, isFile: false, makeTarget: false);
-        var dev = MakeDev((ulong)device.Major, (ulong)device.Minor);
+        var dev = Orchestrator.Linux.Libc.makedev((ulong)device.Major, (ulong)device.Minor);
         Mounts.Add(new MountStep(4, null, target, null, type | ((device.FileMode ?? 0x1B6) & 0xFFF), null, dev, 0));
         Mounts.Add(new MountStep(5, null, target, null, device.Uid ?? 0, null, device.Gid ?? 0, 0));
     }
-
-    /// <summary>glibc's makedev: the 64-bit dev_t layout of Linux.</summary>
-    internal static ulong MakeDev(ulong major, ulong minor)
-        => ((major & 0xfffff000UL) << 32) | ((major & 0xfffUL) << 8) | ((minor & 0xffffff00UL) << 12) | (minor & 0xffUL);
 
     private void AddDefaultDevices()
     {
@@ -266,7 +262,7 @@ internal sealed class ContainerPlan
     /// type "cgroup": on v2 the cgroup2 filesystem (the cgroup namespace scopes it); on v1 a
     /// tmpfs holding a bind of this container's directory of each controller, as runc does.
     /// </summary>
-    private void AddCgroupMount(string destination, string target, ulong flags, ICgroup cgroup, string cgroupMountRoot)
+    private void AddCgroupMount(string target, ulong flags, ICgroup cgroup, string cgroupMountRoot)
     {
         var readOnly = (flags & MS_RDONLY) != 0;
         var baseFlags = flags & ~MS_RDONLY;
@@ -296,7 +292,6 @@ internal sealed class ContainerPlan
         {
             Mounts.Add(new MountStep(0, null, target, null, MS_REMOUNT | MS_RDONLY | baseFlags, null, 0, 0));
         }
-        _ = destination;
     }
 
     private static bool IsUnder(string path, string dir)

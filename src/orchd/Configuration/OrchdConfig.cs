@@ -1,4 +1,5 @@
 using Microsoft.Extensions.Logging;
+using Orchestrator.Fleet.Agent;
 
 namespace Orchestrator.Daemon.Configuration;
 
@@ -39,4 +40,14 @@ public sealed record OrchdConfig
     public LogLevel LogLevel { get; init; } = LogLevel.Information;
     public LogFormat LogFormat { get; init; } = LogFormat.Auto;
     public TimeSpan ShutdownTimeout { get; init; } = TimeSpan.FromSeconds(20);
+
+    /// <summary>How to reach NATS, for the daemon's agent and for one-shot commands alike.</summary>
+    public NatsSettings ToNatsSettings() => new()
+    {
+        Urls = NatsUrls,
+        CredsFile = NatsCredsFile,
+        User = NatsUser,
+        Password = NatsPassword,
+        Token = NatsToken,
+    };
 }
