@@ -24,7 +24,8 @@ public static partial class Libc
     // 0x8000 on arm64), so they come from Tmds.LibC's per-architecture assembly.
     public static readonly int O_RDONLY = Tmds.Linux.LibC.O_RDONLY, O_WRONLY = Tmds.Linux.LibC.O_WRONLY, O_RDWR = Tmds.Linux.LibC.O_RDWR,
         O_CREAT = Tmds.Linux.LibC.O_CREAT, O_NOFOLLOW = Tmds.Linux.LibC.O_NOFOLLOW, O_DIRECTORY = Tmds.Linux.LibC.O_DIRECTORY,
-        O_CLOEXEC = Tmds.Linux.LibC.O_CLOEXEC, O_PATH = Tmds.Linux.LibC.O_PATH;
+        O_CLOEXEC = Tmds.Linux.LibC.O_CLOEXEC, O_PATH = Tmds.Linux.LibC.O_PATH,
+        O_NONBLOCK = Tmds.Linux.LibC.O_NONBLOCK, O_APPEND = Tmds.Linux.LibC.O_APPEND;
 
     [LibraryImport(LibcName, EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     public static partial int open(string pathname, int flags, int mode);
@@ -89,4 +90,45 @@ public static partial class Libc
 
     [LibraryImport(LibcName, EntryPoint = "flock", SetLastError = true)]
     public static partial int flock(int fd, int operation);
+
+    // <poll.h>
+    public const short POLLIN = 1, POLLERR = 8, POLLHUP = 16, POLLNVAL = 32;
+
+    [StructLayout(LayoutKind.Sequential)]
+#pragma warning disable CS8981 // named as in C
+    public struct pollfd
+#pragma warning restore CS8981
+    {
+        public int fd;
+        public short events;
+        public short revents;
+    }
+
+    [LibraryImport(LibcName, EntryPoint = "poll", SetLastError = true)]
+    public static unsafe partial int poll(pollfd* fds, nuint nfds, int timeout);
+
+    // <fcntl.h> pipes: the same numbers on every Linux architecture.
+    public const int F_SETPIPE_SZ = 1031, F_GETPIPE_SZ = 1032, SPLICE_F_NONBLOCK = 2;
+
+    [LibraryImport(LibcName, EntryPoint = "fcntl", SetLastError = true)]
+    public static partial int fcntl(int fd, int cmd, int arg);
+
+    /// <summary>Copies up to len bytes from one pipe to another without consuming them.</summary>
+    [LibraryImport(LibcName, EntryPoint = "tee", SetLastError = true)]
+    public static partial nint tee(int fdIn, int fdOut, nuint len, uint flags);
+
+    [LibraryImport(LibcName, EntryPoint = "pwrite", SetLastError = true)]
+    public static unsafe partial nint pwrite(int fd, void* buf, nuint count, long offset);
+
+    [LibraryImport(LibcName, EntryPoint = "pread", SetLastError = true)]
+    public static unsafe partial nint pread(int fd, void* buf, nuint count, long offset);
+
+    [LibraryImport(LibcName, EntryPoint = "ftruncate", SetLastError = true)]
+    public static partial int ftruncate(int fd, long length);
+
+    [LibraryImport(LibcName, EntryPoint = "syscall", SetLastError = true)]
+    private static partial nint syscall_pidfd_open(nint number, int pid, uint flags);
+
+    /// <summary>pidfd_open(2): a handle that stays on this process even if its pid is reused (434 on every architecture).</summary>
+    public static int pidfd_open(int pid) => (int)syscall_pidfd_open(434, pid, 0);
 }

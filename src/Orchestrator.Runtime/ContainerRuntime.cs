@@ -94,7 +94,17 @@ public sealed class ContainerRuntime(string root)
         }
     }
 
-    private ContainerRecord CreateCore(string id, string bundle, string? pidFile, int preserveFds, bool waitForStart, bool noPivot, string? consoleSocket, out SpawnedProcess? child, bool detach = false)
+    /// <summary>
+    /// create + start in one step for a supervisor: the container runs with the given stdio and
+    /// the caller owns the returned process (its pidfd) to wait on. Nothing waits here.
+    /// </summary>
+    public SpawnedProcess Launch(string id, string bundle, ContainerIo io)
+    {
+        CreateCore(id, bundle, pidFile: null, preserveFds: 0, waitForStart: false, noPivot: false, consoleSocket: null, out var child, detach: true, io);
+        return child!;
+    }
+
+    private ContainerRecord CreateCore(string id, string bundle, string? pidFile, int preserveFds, bool waitForStart, bool noPivot, string? consoleSocket, out SpawnedProcess? child, bool detach = false, ContainerIo? io = null)
     {
         if (!IsValidId(id))
         {
@@ -154,7 +164,7 @@ public sealed class ContainerRuntime(string root)
                 }
             }
             child = Spawner.Spawn(plan, cgroup, fifo, preserveFds, beforeStart, pid =>
-                JsonSerializer.Serialize(new ContainerStateSpec { Id = id, Status = "creating", Pid = pid, Bundle = bundle, Annotations = spec.Annotations }, SpecJsonContext.Default.ContainerStateSpec));
+                JsonSerializer.Serialize(new ContainerStateSpec { Id = id, Status = "creating", Pid = pid, Bundle = bundle, Annotations = spec.Annotations }, SpecJsonContext.Default.ContainerStateSpec), io);
             if (child.ConsoleMaster is { } master && consoleSocket is not null)
             {
                 ConsoleRelay.SendToSocket(master, consoleSocket);
@@ -239,6 +249,29 @@ public sealed class ContainerRuntime(string root)
         var exitStatus = child.WaitForExit();
         relay?.Finish();
         return exitStatus;
+    }
+
+    /// <summary>
+    /// Starts a process in a running container with the given stdio and hands it back (the
+    /// caller waits on it, with its own timeout). The calling process becomes a child
+    /// subreaper: in a pid namespace the process is a grandchild and must come back to us.
+    /// </summary>
+    public SpawnedProcess LaunchExec(string id, ProcessSpec process, ContainerIo io)
+    {
+        var record = Store.Load(id);
+        var status = Status(record);
+        if (status != "running")
+        {
+            throw new InvalidOperationException($"container '{id}' is {status}; exec needs a running container");
+        }
+        var spec = SpecReader.Read(record.Bundle);
+        spec.Process = process;
+        var plan = ContainerPlan.ForExec(record.Pid, record.Rootfs, spec);
+        if (NativeSpawn.SetSubreaper() != 0)
+        {
+            throw LinuxException.FromLastError("prctl(PR_SET_CHILD_SUBREAPER)");
+        }
+        return Spawner.Spawn(plan, CgroupFactory.Open(record.CgroupPath), execFifo: null, io: io);
     }
 
     /// <summary>created (waiting on the exec fifo), running, paused, or stopped.</summary>
@@ -354,7 +387,7 @@ public sealed class ContainerRuntime(string root)
     }
 
     /// <summary>Alive (not a zombie) and the same process as at creation, not a later one with its pid.</summary>
-    private static bool IsOurProcess(ContainerRecord record)
+    public static bool IsOurProcess(ContainerRecord record)
         => ReadStat(record.Pid) is { } stat && stat.StartTime == record.PidStartTime && stat.State is not ("Z" or "X");
 
     /// <summary>State and start time from /proc/pid/stat, read once; null when the process is gone.</summary>

@@ -155,7 +155,8 @@ internal static class ImageCommand
         }
     }
 
-    private static async Task<ImageRecord> PullAsync(string reference, ImageStore images, OrchdConfig config, Platform? platform, HashSet<string> insecure, Dictionary<string, RegistryCredentials> credentials)
+    /// <summary>A registry pull, or the fleet's NATS bucket for nats:NAME and when the registry is out of reach (the daemon uses it too).</summary>
+    internal static async Task<ImageRecord> PullAsync(string reference, ImageStore images, OrchdConfig config, Platform? platform, HashSet<string> insecure, Dictionary<string, RegistryCredentials> credentials, bool quiet = false)
     {
         if (reference.StartsWith("nats:", StringComparison.Ordinal))
         {
@@ -165,13 +166,16 @@ internal static class ImageCommand
         using var registry = new RegistryClient(images, new RegistryOptions { Insecure = insecure, Credentials = credentials });
         try
         {
-            return await registry.PullAsync(reference, platform, new Progress<PullProgress>(p =>
+            return await registry.PullAsync(reference, platform, quiet ? null : new Progress<PullProgress>(p =>
                 Console.Error.WriteLine($"  {p.LayersDone}/{p.LayersTotal} blobs, {p.BytesDone}/{p.BytesTotal} bytes"))).ConfigureAwait(false);
         }
         catch (ImageException e) when (e.Message.StartsWith("cannot reach registry", StringComparison.Ordinal))
         {
             // The registry is not reachable from here: the fleet's bucket may have it.
-            Console.Error.WriteLine($"orchd: {e.Message}; trying the fleet's NATS bucket");
+            if (!quiet)
+            {
+                Console.Error.WriteLine($"orchd: {e.Message}; trying the fleet's NATS bucket");
+            }
             await using var nats = await ConnectAsync(config).ConfigureAwait(false);
             return await new NatsImageDistribution(nats, images).PullAsync(ImageReference.Parse(reference).ToString()).ConfigureAwait(false);
         }

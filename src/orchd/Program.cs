@@ -7,6 +7,11 @@ using Orchestrator.Daemon;
 using Orchestrator.Daemon.Configuration;
 using Orchestrator.Daemon.Hosting;
 using Orchestrator.Fleet.Agent;
+using Orchestrator.Images.Snapshots;
+using Orchestrator.Images.Store;
+using Orchestrator.Node.Drivers;
+using Orchestrator.Node.Logs;
+using Orchestrator.Node.Reconcile;
 using Orchestrator.Node.StateStore;
 
 AppDomain.CurrentDomain.UnhandledException += (_, e) =>
@@ -68,6 +73,12 @@ if (commandLine.Mode == CommandMode.CheckConfig)
     return ExitCodes.Ok;
 }
 
+if (config.Runtime == RuntimeBackend.Containerd)
+{
+    EarlyLog.Error("orchd: config error: runtime: the containerd backend is not in this build yet; use runtime: native or auto");
+    return ExitCodes.Config;
+}
+
 // The state dir comes before READY: a node that cannot keep state must not claim to be up.
 NodeState state;
 try
@@ -123,8 +134,30 @@ static async Task<int> RunDaemonAsync(OrchdConfig config, NodeState state)
         Labels = config.Labels,
     });
     builder.Services.AddSingleton(config.ToNatsSettings());
-    builder.Services.AddSingleton<NodeAgent>();
+
+    // The node: containers run by orchd's own runtime, their logs, their images. Wired by hand
+    // (no reflection), each piece owned by the service provider and disposed with it.
+    var images = new ImageStore(Path.Combine(state.StateDir, "images"));
+    builder.Services.AddSingleton(images);
+    builder.Services.AddSingleton(new SnapshotStore(images, Path.Combine(state.StateDir, "snapshots")));
+    builder.Services.AddSingleton(new ExitWatcher());
+    builder.Services.AddSingleton(new LogPump(new LogOptions(config.LogMaxBytes, config.LogMaxFiles)));
+    builder.Services.AddSingleton<ITaskDriver>(sp => new NativeDriver(Path.Combine(state.RunDir, "runtime"), sp.GetRequiredService<ExitWatcher>()));
+    builder.Services.AddSingleton(new NodeOptions
+    {
+        StateDir = state.StateDir,
+        RunDir = state.RunDir,
+        NodeId = state.NodeId,
+        ManifestDir = config.ManifestDir,
+    });
+    builder.Services.AddSingleton(sp => new Supervisor(
+        sp.GetRequiredService<NodeOptions>(), images, sp.GetRequiredService<SnapshotStore>(), sp.GetRequiredService<ITaskDriver>(),
+        sp.GetRequiredService<LogPump>(), sp.GetRequiredService<ILogger<Supervisor>>(),
+        async (reference, _) => await ImageCommand.PullAsync(reference, images, config, null, [], [], quiet: true).ConfigureAwait(false)));
+    builder.Services.AddSingleton(sp => new NodeAgent(sp.GetRequiredService<NodeIdentity>(), sp.GetRequiredService<Orchestrator.Fleet.Agent.NatsSettings>(),
+        sp.GetRequiredService<ILogger<NodeAgent>>(), sp.GetRequiredService<Supervisor>()));
     builder.Services.AddHostedService<SystemdWatchdog>();
+    builder.Services.AddHostedService<NodeService>();
     builder.Services.AddHostedService<AgentService>();
 
     using var host = builder.Build();

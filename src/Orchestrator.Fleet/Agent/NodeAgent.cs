@@ -26,16 +26,20 @@ public sealed partial class NodeAgent : IAsyncDisposable
     private readonly NodeIdentity _identity;
     private readonly NatsSettings _nats;
     private readonly ILogger _logger;
+    private readonly NodeApiResponder? _api;
+    private readonly Orchestrator.Node.Reconcile.Supervisor? _supervisor;
     private NatsConnection? _connection;
     private int _opens;
     private int _attempts;
     private bool _serving;
 
-    public NodeAgent(NodeIdentity identity, NatsSettings nats, ILogger<NodeAgent> logger)
+    public NodeAgent(NodeIdentity identity, NatsSettings nats, ILogger<NodeAgent> logger, Orchestrator.Node.Reconcile.Supervisor? supervisor = null)
     {
         _identity = identity;
         _nats = nats;
         _logger = logger;
+        _supervisor = supervisor;
+        _api = supervisor is null ? null : new NodeApiResponder(supervisor);
     }
 
     /// <summary>Raised with a one-line status whenever the connection state changes (for sd_notify STATUS=).</summary>
@@ -56,7 +60,7 @@ public sealed partial class NodeAgent : IAsyncDisposable
 
         // Subscribe, then round-trip a PING: once the PONG is back the server has our SUBs, so
         // anyone who sees "connected" can ask this node something and get an answer.
-        var nodeSub = await connection.SubscribeCoreAsync<byte[]>(Subjects.NodeInfo(_identity.NodeName), cancellationToken: cancellationToken).ConfigureAwait(false);
+        var nodeSub = await connection.SubscribeCoreAsync<byte[]>(Subjects.NodeAll(_identity.NodeName), cancellationToken: cancellationToken).ConfigureAwait(false);
         var fleetSub = await connection.SubscribeCoreAsync<byte[]>(Subjects.FleetInfo, cancellationToken: cancellationToken).ConfigureAwait(false);
         try
         {
@@ -144,12 +148,49 @@ public sealed partial class NodeAgent : IAsyncDisposable
                 {
                     continue;
                 }
-                var reply = JsonSerializer.SerializeToUtf8Bytes(Describe(), FleetJsonContext.Default.NodeInfo);
-                await msg.ReplyAsync(reply, cancellationToken: cancellationToken).ConfigureAwait(false);
+                // Each request on its own: a slow exec or stop must not hold up a ps.
+                _ = Task.Run(() => AnswerAsync(msg, cancellationToken), CancellationToken.None);
             }
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
+        }
+    }
+
+    private async Task AnswerAsync(NatsMsg<byte[]> msg, CancellationToken cancellationToken)
+    {
+        try
+        {
+            var op = msg.Subject == Subjects.FleetInfo ? NodeOps.Info : msg.Subject[(msg.Subject.LastIndexOf('.') + 1)..];
+            byte[] reply;
+            if (op == NodeOps.Info)
+            {
+                var status = _supervisor is null ? null : await _supervisor.NodeStatusAsync().ConfigureAwait(false);
+                reply = JsonSerializer.SerializeToUtf8Bytes(Describe() with { Status = status }, FleetJsonContext.Default.NodeInfo);
+            }
+            else if (_api is null)
+            {
+                reply = NodeApiResponder.Error($"node '{_identity.NodeName}' runs no workloads (no supervisor); only 'info' is served");
+            }
+            else
+            {
+                reply = await _api.HandleAsync(op, msg.Data ?? [], cancellationToken).ConfigureAwait(false);
+            }
+            await msg.ReplyAsync(reply, cancellationToken: cancellationToken).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            LogRequestFailed(_logger, msg.Subject, e.Message);
+            try
+            {
+                await msg.ReplyAsync(NodeApiResponder.Error($"node '{_identity.NodeName}' failed to serve {msg.Subject}: {e.Message}"), cancellationToken: cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception) when (!cancellationToken.IsCancellationRequested)
+            {
+            }
         }
     }
 
@@ -215,6 +256,9 @@ public sealed partial class NodeAgent : IAsyncDisposable
             await DisposeQuietlyAsync(connection).ConfigureAwait(false);
         }
     }
+
+    [LoggerMessage(EventId = 2005, Level = LogLevel.Error, Message = "request on {Subject} failed: {Reason}")]
+    private static partial void LogRequestFailed(ILogger logger, string subject, string reason);
 
     [LoggerMessage(EventId = 2001, Level = LogLevel.Information, Message = "connected to NATS server {Server} at {Urls} (attempt {Attempt})")]
     private static partial void LogConnected(ILogger logger, string server, string urls, int attempt);

@@ -58,3 +58,87 @@ public sealed class FleetClient(INatsConnection connection)
         }
     }
 }
+
+/// <summary>A node answered a request with an error (the message is the node's sentence), or no node answered.</summary>
+public sealed class NodeRequestException : Exception
+{
+    public NodeRequestException() { }
+    public NodeRequestException(string message) : base(message) { }
+    public NodeRequestException(string message, Exception inner) : base(message, inner) { }
+}
+
+/// <summary>One node's API (docs/protocol.md), typed: what orchctl and the tests call.</summary>
+public sealed class NodeClient(INatsConnection connection, string node, TimeSpan? timeout = null)
+{
+    private readonly TimeSpan _timeout = timeout ?? TimeSpan.FromSeconds(30);
+
+    public Task<Orchestrator.Node.Reconcile.ContainerStatus> RunAsync(Orchestrator.Node.Workloads.Workload workload, CancellationToken cancellationToken = default)
+        => RequestAsync(NodeOps.Run, JsonSerializer.SerializeToUtf8Bytes(workload, Orchestrator.Node.Workloads.WorkloadJsonContext.Default.Workload), FleetJsonContext.Default.ContainerStatus, cancellationToken);
+
+    public Task<Orchestrator.Node.Reconcile.ContainerStatus> StopAsync(string name, CancellationToken cancellationToken = default)
+        => RequestAsync(NodeOps.Stop, NameBody(name), FleetJsonContext.Default.ContainerStatus, cancellationToken);
+
+    public Task<Orchestrator.Node.Reconcile.ContainerStatus> StartAsync(string name, CancellationToken cancellationToken = default)
+        => RequestAsync(NodeOps.Start, NameBody(name), FleetJsonContext.Default.ContainerStatus, cancellationToken);
+
+    public Task<Orchestrator.Node.Reconcile.ContainerStatus> RestartAsync(string name, CancellationToken cancellationToken = default)
+        => RequestAsync(NodeOps.Restart, NameBody(name), FleetJsonContext.Default.ContainerStatus, cancellationToken);
+
+    public Task<OkReply> RemoveAsync(string name, CancellationToken cancellationToken = default)
+        => RequestAsync(NodeOps.Remove, NameBody(name), FleetJsonContext.Default.OkReply, cancellationToken);
+
+    public async Task<IReadOnlyList<Orchestrator.Node.Reconcile.ContainerStatus>> ListAsync(CancellationToken cancellationToken = default)
+        => (await RequestAsync(NodeOps.List, [], FleetJsonContext.Default.ContainerListReply, cancellationToken).ConfigureAwait(false)).Containers;
+
+    public Task<Orchestrator.Node.Reconcile.ContainerStatus> InspectAsync(string name, CancellationToken cancellationToken = default)
+        => RequestAsync(NodeOps.Inspect, NameBody(name), FleetJsonContext.Default.ContainerStatus, cancellationToken);
+
+    public async Task<IReadOnlyList<Orchestrator.Node.Logs.LogLine>> LogsAsync(string name, int? tail = null, DateTimeOffset? since = null, CancellationToken cancellationToken = default)
+        => (await RequestAsync(NodeOps.Logs, JsonSerializer.SerializeToUtf8Bytes(new LogsRequest { Name = name, Tail = tail, Since = since }, FleetJsonContext.Default.LogsRequest),
+            FleetJsonContext.Default.LogsReply, cancellationToken).ConfigureAwait(false)).Lines;
+
+    public Task<ExecReply> ExecAsync(string name, IReadOnlyList<string> command, double timeoutSeconds = 30, CancellationToken cancellationToken = default)
+        => RequestAsync(NodeOps.Exec, JsonSerializer.SerializeToUtf8Bytes(new ExecRequest { Name = name, Command = command, TimeoutSeconds = timeoutSeconds }, FleetJsonContext.Default.ExecRequest),
+            FleetJsonContext.Default.ExecReply, cancellationToken);
+
+    public async Task<IReadOnlyList<Orchestrator.Node.Reconcile.ContainerStats>> StatsAsync(string? name = null, CancellationToken cancellationToken = default)
+        => (await RequestAsync(NodeOps.Stats, JsonSerializer.SerializeToUtf8Bytes(new StatsRequest { Name = name }, FleetJsonContext.Default.StatsRequest),
+            FleetJsonContext.Default.StatsReply, cancellationToken).ConfigureAwait(false)).Containers;
+
+    public Task<Orchestrator.Node.Reconcile.NodeStatus> StatusAsync(CancellationToken cancellationToken = default)
+        => RequestAsync(NodeOps.Status, [], FleetJsonContext.Default.NodeStatus, cancellationToken);
+
+    /// <summary>Sends raw bytes to an operation and returns the raw reply (for protocol tests and any-client use).</summary>
+    public async Task<byte[]> RawAsync(string op, byte[] body, CancellationToken cancellationToken = default)
+    {
+        try
+        {
+            var reply = await connection.RequestAsync<byte[], byte[]>(Subjects.NodeOp(node, op), body,
+                replyOpts: new NatsSubOpts { Timeout = _timeout }, cancellationToken: cancellationToken).ConfigureAwait(false);
+            return reply.Data ?? [];
+        }
+        catch (NatsNoRespondersException e)
+        {
+            throw new NodeRequestException($"no node '{node}' is connected to the fleet; `orchctl get nodes` lists the nodes that are", e);
+        }
+        catch (NatsNoReplyException e)
+        {
+            throw new NodeRequestException($"node '{node}' did not answer {op} within {_timeout.TotalSeconds:0.#}s; it may be overloaded or cut off", e);
+        }
+    }
+
+    private async Task<T> RequestAsync<T>(string op, byte[] body, System.Text.Json.Serialization.Metadata.JsonTypeInfo<T> type, CancellationToken cancellationToken)
+    {
+        var data = await RawAsync(op, body, cancellationToken).ConfigureAwait(false);
+        using (var doc = JsonDocument.Parse(data))
+        {
+            if (doc.RootElement.ValueKind == JsonValueKind.Object && doc.RootElement.TryGetProperty("error", out var error))
+            {
+                throw new NodeRequestException(error.GetString() ?? "the node reported an error");
+            }
+        }
+        return JsonSerializer.Deserialize(data, type) ?? throw new NodeRequestException($"node '{node}' sent an empty reply to {op}");
+    }
+
+    private static byte[] NameBody(string name) => JsonSerializer.SerializeToUtf8Bytes(new NameRequest { Name = name }, FleetJsonContext.Default.NameRequest);
+}

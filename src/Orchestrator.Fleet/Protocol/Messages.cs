@@ -15,6 +15,8 @@ public sealed record NodeInfo
     public IReadOnlyDictionary<string, string> Labels { get; init; } = new Dictionary<string, string>();
     public DateTimeOffset StartedAt { get; init; }
     public double UptimeSeconds { get; init; }
+    /// <summary>Capacity, allocatable, requested and used; null when the node runs no supervisor.</summary>
+    public Orchestrator.Node.Reconcile.NodeStatus? Status { get; init; }
 }
 
 /// <summary>The reply to a request that could not be served: a sentence naming the object and the fix.</summary>
@@ -29,4 +31,16 @@ public sealed record ErrorReply
     DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull)]
 [JsonSerializable(typeof(NodeInfo))]
 [JsonSerializable(typeof(ErrorReply))]
+[JsonSerializable(typeof(Orchestrator.Node.Workloads.Workload))]
+[JsonSerializable(typeof(NameRequest))]
+[JsonSerializable(typeof(LogsRequest))]
+[JsonSerializable(typeof(LogsReply))]
+[JsonSerializable(typeof(ExecRequest))]
+[JsonSerializable(typeof(ExecReply))]
+[JsonSerializable(typeof(StatsRequest))]
+[JsonSerializable(typeof(StatsReply))]
+[JsonSerializable(typeof(ContainerListReply))]
+[JsonSerializable(typeof(Orchestrator.Node.Reconcile.ContainerStatus))]
+[JsonSerializable(typeof(Orchestrator.Node.Reconcile.NodeStatus))]
+[JsonSerializable(typeof(OkReply))]
 public sealed partial class FleetJsonContext : JsonSerializerContext;

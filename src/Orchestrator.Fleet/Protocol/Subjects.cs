@@ -12,6 +12,12 @@ public static class Subjects
     /// <summary>Request/reply: one node's <see cref="NodeInfo"/>.</summary>
     public static string NodeInfo(string node) => $"{Prefix}.node.{node}.info";
 
+    /// <summary>Request/reply: one of the node API's operations (<see cref="NodeOps"/>) on one node.</summary>
+    public static string NodeOp(string node, string op) => $"{Prefix}.node.{node}.{op}";
+
+    /// <summary>What a node subscribes to for its API: every operation addressed to it.</summary>
+    public static string NodeAll(string node) => $"{Prefix}.node.{node}.*";
+
     /// <summary>Request, many replies: every node answers with its <see cref="NodeInfo"/> (discovery).</summary>
     public const string FleetInfo = Prefix + ".fleet.info";
 

@@ -85,7 +85,27 @@ public sealed class ImageRecord
 [JsonSerializable(typeof(ImageManifest))]
 [JsonSerializable(typeof(Dictionary<string, ImageRecord>))]
 [JsonSerializable(typeof(List<DockerSaveEntry>))]
+[JsonSerializable(typeof(ImageConfigFile))]
 public sealed partial class OciJsonContext : JsonSerializerContext;
+
+/// <summary>The parts of an image's config blob that say how to run it (OCI image-spec config.json).</summary>
+public sealed class ImageConfigFile
+{
+    public string? Architecture { get; set; }
+    public string? Os { get; set; }
+    public ImageRunConfig? Config { get; set; }
+}
+
+/// <summary>The "config" object: the image's defaults for the process (Go-style capitalised names).</summary>
+public sealed class ImageRunConfig
+{
+    [JsonPropertyName("User")] public string? User { get; set; }
+    [JsonPropertyName("Env")] public List<string>? Env { get; set; }
+    [JsonPropertyName("Entrypoint")] public List<string>? Entrypoint { get; set; }
+    [JsonPropertyName("Cmd")] public List<string>? Cmd { get; set; }
+    [JsonPropertyName("WorkingDir")] public string? WorkingDir { get; set; }
+    [JsonPropertyName("StopSignal")] public string? StopSignal { get; set; }
+}
 
 /// <summary>One entry of a `docker save` archive's manifest.json.</summary>
 public sealed class DockerSaveEntry

@@ -42,6 +42,13 @@ public sealed class ImageStore
         return JsonSerializer.Deserialize(stream, OciJsonContext.Default.ImageManifest)!;
     }
 
+    /// <summary>The image's run defaults (entrypoint, cmd, env, user, working dir).</summary>
+    public ImageConfigFile Config(ImageRecord image)
+    {
+        using var stream = Content.Open(Manifest(image).Config.Digest);
+        return JsonSerializer.Deserialize(stream, OciJsonContext.Default.ImageConfigFile) ?? new ImageConfigFile();
+    }
+
     public void Remove(string name)
     {
         lock (_gate)

@@ -6,6 +6,15 @@ using static Orchestrator.Linux.Libc;
 
 namespace Orchestrator.Runtime.Spawn;
 
+/// <summary>
+/// The fds a new process gets as its stdin, stdout and stderr (-1: inherit the caller's). The
+/// caller keeps ownership and closes them after the spawn.
+/// </summary>
+public readonly record struct ContainerIo(int Stdin, int Stdout, int Stderr)
+{
+    public static ContainerIo Inherit => new(-1, -1, -1);
+}
+
 /// <summary>The container's first process, as the parent holds it.</summary>
 public sealed class SpawnedProcess(int pid, int pidfd) : IDisposable
 {
@@ -89,16 +98,17 @@ internal static unsafe class Spawner
     /// <param name="keepFds">Extra fds to pass (must already sit at 3, 4, …), as --preserve-fds.</param>
     /// <param name="beforeStart">Runs with the child's pid once its namespaces exist and before it sets up its root (createRuntime hooks).</param>
     /// <param name="hookState">The state JSON (given the pid) that createContainer/startContainer hooks read.</param>
-    public static SpawnedProcess Spawn(ContainerPlan plan, ICgroup cgroup, string? execFifo, int keepFds = 0, Action<int>? beforeStart = null, Func<int, string>? hookState = null)
+    /// <param name="io">The process's stdio; inherited from the caller when not given.</param>
+    public static SpawnedProcess Spawn(ContainerPlan plan, ICgroup cgroup, string? execFifo, int keepFds = 0, Action<int>? beforeStart = null, Func<int, string>? hookState = null, ContainerIo? io = null)
     {
         NativeSpawn.CheckAbi();
         lock (s_gate)
         {
-            return SpawnLocked(plan, cgroup, execFifo, keepFds, beforeStart, hookState);
+            return SpawnLocked(plan, cgroup, execFifo, keepFds, beforeStart, hookState, io ?? ContainerIo.Inherit);
         }
     }
 
-    private static SpawnedProcess SpawnLocked(ContainerPlan plan, ICgroup cgroup, string? execFifo, int keepFds, Action<int>? beforeStart, Func<int, string>? hookState)
+    private static SpawnedProcess SpawnLocked(ContainerPlan plan, ICgroup cgroup, string? execFifo, int keepFds, Action<int>? beforeStart, Func<int, string>? hookState, ContainerIo io)
     {
         var spec = plan.Spec;
         var process = spec.Process!;
@@ -247,7 +257,9 @@ internal static unsafe class Spawner
             p->Path = arena.String(plan.ExecPath);
             p->Argv = arena.Strings(process.Args);
             p->Envp = arena.Strings(process.Env ?? []);
-            p->StdinFd = p->StdoutFd = p->StderrFd = -1;
+            p->StdinFd = io.Stdin;
+            p->StdoutFd = io.Stdout;
+            p->StderrFd = io.Stderr;
             p->KeepFds = keepFds;
             p->SyncFd = sync[0];
             p->ReportFd = report[1];

@@ -80,10 +80,19 @@ internal static class ConfigSchema
         new("shutdown_timeout", "--shutdown-timeout", "ORCHD_SHUTDOWN_TIMEOUT", "DURATION", SettingShape.Scalar, "20s",
             "how long a stop may take; keep it below the unit's TimeoutStopSec",
             (b, v) => b.ShutdownTimeout = ConfigValues.Duration(v), c => ConfigValues.Format(c.ShutdownTimeout)),
+        new("manifest_dir", "--manifest-dir", "ORCHD_MANIFEST_DIR", "DIR", SettingShape.Scalar, "/etc/orchestrator/manifests",
+            "workload manifests this node runs on its own, with or without NATS; 'none' to turn off",
+            (b, v) => b.ManifestDir = v == "none" ? null : ConfigValues.AbsolutePath(v), c => c.ManifestDir ?? "none"),
+        new("logs.max_size", "--log-max-size", "ORCHD_LOG_MAX_SIZE", "BYTES", SettingShape.Scalar, "10Mi",
+            "a container's log file is rotated at this size (Ki, Mi, Gi suffixes)",
+            (b, v) => b.LogMaxBytes = ConfigValues.Bytes(v), c => c.LogMaxBytes.ToString(System.Globalization.CultureInfo.InvariantCulture)),
+        new("logs.max_files", "--log-max-files", "ORCHD_LOG_MAX_FILES", "N", SettingShape.Scalar, "3",
+            "how many log files a container keeps, the current one included",
+            (b, v) => b.LogMaxFiles = ConfigValues.Count(v, 1, 100), c => c.LogMaxFiles.ToString(System.Globalization.CultureInfo.InvariantCulture)),
     ];
 
     /// <summary>Keys that hold a nested mapping of settings in the file.</summary>
-    public static readonly IReadOnlySet<string> Sections = new HashSet<string>(StringComparer.Ordinal) { "nats" };
+    public static readonly IReadOnlySet<string> Sections = new HashSet<string>(StringComparer.Ordinal) { "nats", "logs" };
 
     public static Setting? ByKey(string key) => All.FirstOrDefault(s => s.Key == key);
 
@@ -158,6 +167,9 @@ internal sealed class ConfigBuilder
     public LogLevel LogLevel { get; set; } = s_defaults.LogLevel;
     public LogFormat LogFormat { get; set; } = s_defaults.LogFormat;
     public TimeSpan ShutdownTimeout { get; set; } = s_defaults.ShutdownTimeout;
+    public string? ManifestDir { get; set; } = s_defaults.ManifestDir;
+    public long LogMaxBytes { get; set; } = s_defaults.LogMaxBytes;
+    public int LogMaxFiles { get; set; } = s_defaults.LogMaxFiles;
 
     public OrchdConfig Build() => NatsUrls.Count == 0
         ? throw new ConfigException("nats.urls: no NATS url is left after all sources; give at least one, like nats://127.0.0.1:4222")
@@ -178,5 +190,8 @@ internal sealed class ConfigBuilder
         LogLevel = LogLevel,
         LogFormat = LogFormat,
         ShutdownTimeout = ShutdownTimeout,
+        ManifestDir = ManifestDir,
+        LogMaxBytes = LogMaxBytes,
+        LogMaxFiles = LogMaxFiles,
     };
 }

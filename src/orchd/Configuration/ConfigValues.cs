@@ -111,6 +111,16 @@ internal static class ConfigValues
     };
 
     /// <summary>Go-style durations as Nomad and K3s take them: 500ms, 20s, 1m30s, 2h.</summary>
+    public static long Bytes(string value)
+        => Orchestrator.Node.Workloads.Quantities.TryParseBytes(value, out var bytes) && bytes >= 4096
+            ? bytes
+            : throw new ConfigException($"'{value}' is not a size of at least 4096 bytes; use a number with an optional Ki, Mi or Gi suffix");
+
+    public static int Count(string value, int min, int max)
+        => int.TryParse(value, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var n) && n >= min && n <= max
+            ? n
+            : throw new ConfigException($"'{value}' is not a whole number from {min} to {max}");
+
     public static TimeSpan Duration(string value)
     {
         var total = TimeSpan.Zero;

@@ -40,6 +40,9 @@ public sealed record OrchdConfig
     public LogLevel LogLevel { get; init; } = LogLevel.Information;
     public LogFormat LogFormat { get; init; } = LogFormat.Auto;
     public TimeSpan ShutdownTimeout { get; init; } = TimeSpan.FromSeconds(20);
+    public string? ManifestDir { get; init; } = "/etc/orchestrator/manifests";
+    public long LogMaxBytes { get; init; } = 10 << 20;
+    public int LogMaxFiles { get; init; } = 3;
 
     /// <summary>How to reach NATS, for the daemon's agent and for one-shot commands alike.</summary>
     public NatsSettings ToNatsSettings() => new()

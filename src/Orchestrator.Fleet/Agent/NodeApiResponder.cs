@@ -1,0 +1,88 @@
+using System.Text.Json;
+using Orchestrator.Fleet.Protocol;
+using Orchestrator.Node.Reconcile;
+using Orchestrator.Node.Workloads;
+
+namespace Orchestrator.Fleet.Agent;
+
+/// <summary>
+/// Answers the node API (docs/protocol.md) from the node's supervisor: every request gets
+/// exactly one reply, the result or an <see cref="ErrorReply"/> naming the object and the fix.
+/// </summary>
+public sealed class NodeApiResponder(Supervisor supervisor)
+{
+    /// <summary>Serves one request; returns the reply's bytes.</summary>
+    public async Task<byte[]> HandleAsync(string op, byte[] body, CancellationToken cancellationToken)
+    {
+        try
+        {
+            switch (op)
+            {
+                case NodeOps.Run:
+                    var workload = Parse(body, WorkloadJsonContext.Default.Workload, "a workload (name, image, …; see docs/manifest.md)");
+                    return Reply(await supervisor.ApplyAsync(workload).ConfigureAwait(false), FleetJsonContext.Default.ContainerStatus);
+                case NodeOps.Stop:
+                    return Reply(await supervisor.StopAsync(Name(body)).ConfigureAwait(false), FleetJsonContext.Default.ContainerStatus);
+                case NodeOps.Start:
+                    return Reply(await supervisor.StartAsync(Name(body)).ConfigureAwait(false), FleetJsonContext.Default.ContainerStatus);
+                case NodeOps.Restart:
+                    return Reply(await supervisor.RestartAsync(Name(body)).ConfigureAwait(false), FleetJsonContext.Default.ContainerStatus);
+                case NodeOps.Remove:
+                    await supervisor.RemoveAsync(Name(body)).ConfigureAwait(false);
+                    return Reply(new OkReply(), FleetJsonContext.Default.OkReply);
+                case NodeOps.List:
+                    return Reply(new ContainerListReply { Containers = await supervisor.ListAsync().ConfigureAwait(false) }, FleetJsonContext.Default.ContainerListReply);
+                case NodeOps.Inspect:
+                    return Reply(await supervisor.InspectAsync(Name(body)).ConfigureAwait(false), FleetJsonContext.Default.ContainerStatus);
+                case NodeOps.Logs:
+                    var logs = Parse(body, FleetJsonContext.Default.LogsRequest, "{\"name\": …, \"tail\": N}");
+                    var lines = await supervisor.LogsAsync(logs.Name, logs.Tail, logs.Since, cancellationToken).ConfigureAwait(false);
+                    return Reply(new LogsReply { Lines = lines }, FleetJsonContext.Default.LogsReply);
+                case NodeOps.Exec:
+                    var exec = Parse(body, FleetJsonContext.Default.ExecRequest, "{\"name\": …, \"command\": [ … ]}");
+                    var result = await supervisor.ExecAsync(exec.Name, exec.Command, TimeSpan.FromSeconds(Math.Clamp(exec.TimeoutSeconds, 0.1, 3600)), cancellationToken).ConfigureAwait(false);
+                    return Reply(new ExecReply { ExitCode = result.ExitCode, Stdout = result.Stdout, Stderr = result.Stderr, TimedOut = result.TimedOut }, FleetJsonContext.Default.ExecReply);
+                case NodeOps.Stats:
+                    var stats = body.Length == 0 ? new StatsRequest() : Parse(body, FleetJsonContext.Default.StatsRequest, "{\"name\": …} or {}");
+                    return Reply(new StatsReply { Containers = await supervisor.StatsAsync(stats.Name).ConfigureAwait(false) }, FleetJsonContext.Default.StatsReply);
+                case NodeOps.Status:
+                    return Reply(await supervisor.NodeStatusAsync().ConfigureAwait(false), FleetJsonContext.Default.NodeStatus);
+                default:
+                    return Error($"'{op}' is not a node operation; use one of {string.Join(", ", NodeOps.All)}");
+            }
+        }
+        catch (NodeApiException e)
+        {
+            return Error(e.Message);
+        }
+        catch (InvalidOperationException e)
+        {
+            return Error(e.Message);
+        }
+    }
+
+    private static string Name(byte[] body)
+    {
+        var request = Parse(body, FleetJsonContext.Default.NameRequest, "{\"name\": \"CONTAINER\"}");
+        return WorkloadValidator.IsValidName(request.Name)
+            ? request.Name
+            : throw new NodeApiException($"'{request.Name}' is not a container name; give {{\"name\": \"CONTAINER\"}}");
+    }
+
+    private static T Parse<T>(byte[] body, System.Text.Json.Serialization.Metadata.JsonTypeInfo<T> type, string expected)
+    {
+        try
+        {
+            return JsonSerializer.Deserialize(body, type) ?? throw new NodeApiException($"the request is empty; send {expected}");
+        }
+        catch (JsonException e)
+        {
+            var where = e.Path is { Length: > 1 } p ? $" at {p.TrimStart('$', '.')}" : "";
+            throw new NodeApiException($"the request is not valid JSON for this operation{where}; send {expected}", e);
+        }
+    }
+
+    private static byte[] Reply<T>(T value, System.Text.Json.Serialization.Metadata.JsonTypeInfo<T> type) => JsonSerializer.SerializeToUtf8Bytes(value, type);
+
+    public static byte[] Error(string message) => JsonSerializer.SerializeToUtf8Bytes(new ErrorReply { Error = message }, FleetJsonContext.Default.ErrorReply);
+}

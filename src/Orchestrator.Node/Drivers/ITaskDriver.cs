@@ -1,0 +1,45 @@
+using Orchestrator.Runtime.Cgroups;
+
+namespace Orchestrator.Node.Drivers;
+
+/// <summary>What a driver needs to start a container: its id, bundle, and stdio fds (the caller closes them).</summary>
+public sealed record TaskConfig(string Id, string Bundle, int Stdout, int Stderr);
+
+/// <summary>A started or recovered container's first process.</summary>
+public sealed record TaskHandle(string Id, int Pid, ulong PidStartTime, bool IsChild);
+
+/// <summary>How a container's first process ended. Code is null when it ended while orchd was not its parent.</summary>
+public sealed record TaskExit(int? Code, bool OomKilled, DateTimeOffset At);
+
+/// <summary>The output and status of a command run in a container.</summary>
+public sealed record ExecResult(int ExitCode, string Stdout, string Stderr, bool TimedOut);
+
+/// <summary>
+/// The contract between the node's supervisor and whatever runs containers (the native runtime,
+/// or containerd as a fallback): start, wait, signal, destroy, recover after an orchd restart,
+/// exec and stats. The supervisor never touches a runtime directly.
+/// </summary>
+public interface ITaskDriver
+{
+    string Name { get; }
+
+    TaskHandle Start(TaskConfig config);
+
+    /// <summary>The running container <paramref name="id"/> as left by a previous orchd, or null when it is gone.</summary>
+    TaskHandle? Recover(string id);
+
+    /// <summary>Calls back once when the process ends (also for recovered ones).</summary>
+    void Watch(TaskHandle handle, Action<TaskHandle, TaskExit> exited);
+
+    void Signal(string id, int signal, bool all);
+
+    /// <summary>Kills whatever still runs and removes the runtime's state; idempotent.</summary>
+    void Destroy(string id);
+
+    Task<ExecResult> ExecAsync(string id, IReadOnlyList<string> command, TimeSpan timeout, CancellationToken cancellationToken);
+
+    CgroupStats? Stats(string id);
+
+    /// <summary>The ids the runtime knows about (running or not).</summary>
+    IReadOnlyList<string> List();
+}

@@ -1,0 +1,194 @@
+using System.IO.Pipelines;
+using System.Text;
+using Microsoft.Win32.SafeHandles;
+using Orchestrator.Linux;
+using Orchestrator.Runtime;
+using Orchestrator.Runtime.Cgroups;
+using Orchestrator.Runtime.Spawn;
+using Orchestrator.Runtime.Spec;
+using Orchestrator.Runtime.State;
+using static Orchestrator.Linux.Libc;
+
+namespace Orchestrator.Node.Drivers;
+
+/// <summary>Runs containers with orchd's own OCI runtime, in-process (no runc, no shim per container).</summary>
+public sealed class NativeDriver(string runtimeRoot, ExitWatcher watcher) : ITaskDriver
+{
+    private const int MaxExecOutput = 64 * 1024;
+    private readonly ContainerRuntime _runtime = new(runtimeRoot);
+
+    public string Name => "native";
+
+    public ContainerRuntime Runtime => _runtime;
+
+    public unsafe TaskHandle Start(TaskConfig config)
+    {
+        var devNull = open("/dev/null", O_RDONLY | O_CLOEXEC, 0);
+        try
+        {
+            // A stale record (the container died while orchd was down) would refuse the id.
+            Destroy(config.Id);
+            using var child = _runtime.Launch(config.Id, config.Bundle, new ContainerIo(devNull, config.Stdout, config.Stderr));
+            var record = _runtime.Store.Load(config.Id);
+            return new TaskHandle(config.Id, child.Pid, record.PidStartTime, IsChild: true);
+        }
+        finally
+        {
+            close(devNull);
+        }
+    }
+
+    public TaskHandle? Recover(string id)
+    {
+        if (!_runtime.Store.Exists(id))
+        {
+            return null;
+        }
+        var record = _runtime.Store.Load(id);
+        return ContainerRuntime.IsOurProcess(record) ? new TaskHandle(id, record.Pid, record.PidStartTime, IsChild: false) : null;
+    }
+
+    public void Watch(TaskHandle handle, Action<TaskHandle, TaskExit> exited)
+        => watcher.Watch(handle, (h, code) =>
+        {
+            var oom = false;
+            try
+            {
+                if (_runtime.Store.Exists(h.Id))
+                {
+                    oom = CgroupFactory.Open(_runtime.Store.Load(h.Id).CgroupPath).Stats().OomKills > 0;
+                }
+            }
+            catch (Exception e) when (e is IOException or CgroupException or UnauthorizedAccessException)
+            {
+            }
+            exited(h, new TaskExit(code, oom, DateTimeOffset.UtcNow));
+        });
+
+    public void Signal(string id, int signal, bool all) => _runtime.Kill(id, signal, all);
+
+    public void Destroy(string id)
+    {
+        if (_runtime.Store.Exists(id))
+        {
+            _runtime.Delete(id, force: true);
+        }
+    }
+
+    public async Task<ExecResult> ExecAsync(string id, IReadOnlyList<string> command, TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        var (outRead, outWrite) = Pipe();
+        var (errRead, errWrite) = Pipe();
+        SpawnedProcess process;
+        var devNull = open("/dev/null", O_RDONLY | O_CLOEXEC, 0);
+        try
+        {
+            var spec = SpecReader.Read(_runtime.Store.Load(id).Bundle).Process!;
+            spec.Args = [.. command];
+            spec.Terminal = false;
+            process = _runtime.LaunchExec(id, spec, new ContainerIo(devNull, outWrite, errWrite));
+        }
+        catch
+        {
+            close(outRead);
+            close(errRead);
+            throw;
+        }
+        finally
+        {
+            close(devNull);
+            close(outWrite);
+            close(errWrite);
+        }
+        using (process)
+        {
+            var stdout = ReadCappedAsync(outRead, cancellationToken);
+            var stderr = ReadCappedAsync(errRead, cancellationToken);
+            var exited = await WaitAsync(process.PidFd, timeout, cancellationToken).ConfigureAwait(false);
+            if (!exited)
+            {
+                kill(process.Pid, 9);
+            }
+            var code = process.WaitForExit();
+            return new ExecResult(exited ? code : 137, await stdout.ConfigureAwait(false), await stderr.ConfigureAwait(false), !exited);
+        }
+    }
+
+    /// <summary>Waits for a pidfd to become readable (the process exited) on the thread pool, in slices so cancellation is prompt.</summary>
+    private static async Task<bool> WaitAsync(int pidfd, TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        while (true)
+        {
+            var ready = await Task.Run(() => PollOnce(pidfd, 50), cancellationToken).ConfigureAwait(false);
+            if (ready)
+            {
+                return true;
+            }
+            if (DateTime.UtcNow >= deadline)
+            {
+                return false;
+            }
+        }
+    }
+
+    private static unsafe bool PollOnce(int fd, int milliseconds)
+    {
+        var p = new pollfd { fd = fd, events = POLLIN };
+        return poll(&p, 1, milliseconds) > 0;
+    }
+
+    /// <summary>Reads a pipe to its end through a PipeReader, keeping the first 64 KiB.</summary>
+    private static async Task<string> ReadCappedAsync(int fd, CancellationToken cancellationToken)
+    {
+        var stream = new FileStream(new SafeFileHandle(fd, ownsHandle: true), FileAccess.Read, 1, isAsync: false);
+        await using var _ = stream.ConfigureAwait(false);
+        var reader = PipeReader.Create(stream);
+        var output = new StringBuilder();
+        var kept = 0;
+        while (true)
+        {
+            var result = await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+            foreach (var segment in result.Buffer)
+            {
+                var take = Math.Min(segment.Length, MaxExecOutput - kept);
+                if (take > 0)
+                {
+                    output.Append(Encoding.UTF8.GetString(segment.Span[..take]));
+                    kept += take;
+                }
+            }
+            reader.AdvanceTo(result.Buffer.End);
+            if (result.IsCompleted)
+            {
+                break;
+            }
+        }
+        await reader.CompleteAsync().ConfigureAwait(false);
+        return output.ToString();
+    }
+
+    private static unsafe (int Read, int Write) Pipe()
+    {
+        var fds = stackalloc int[2];
+        if (pipe2(fds, O_CLOEXEC) != 0)
+        {
+            throw LinuxException.FromLastError("pipe2");
+        }
+        return (fds[0], fds[1]);
+    }
+
+    public CgroupStats? Stats(string id)
+    {
+        try
+        {
+            return _runtime.Store.Exists(id) ? CgroupFactory.Open(_runtime.Store.Load(id).CgroupPath).Stats() : null;
+        }
+        catch (Exception e) when (e is IOException or CgroupException or UnauthorizedAccessException)
+        {
+            return null;
+        }
+    }
+
+    public IReadOnlyList<string> List() => _runtime.Store.Ids().ToList();
+}

@@ -1,0 +1,211 @@
+using System.Buffers;
+using System.Globalization;
+using System.IO.Pipelines;
+using System.Runtime.CompilerServices;
+using System.Text;
+
+namespace Orchestrator.Node.Logs;
+
+/// <summary>One log line as stored: when, which stream, the text, and whether it was cut (P).</summary>
+public sealed record LogLine(DateTimeOffset Time, string Stream, string Text, bool Partial);
+
+/// <summary>Reads a container's logs back: the last N lines, since a time, and following new ones.</summary>
+public static class LogReader
+{
+    /// <summary>The last <paramref name="tail"/> lines (all when null) at or after <paramref name="since"/>.</summary>
+    public static async Task<IReadOnlyList<LogLine>> ReadAsync(string logDir, int? tail, DateTimeOffset? since, CancellationToken cancellationToken = default)
+    {
+        var lines = new List<LogLine>();
+        foreach (var file in ContainerLog.Files(logDir))
+        {
+            var stream = OpenShared(file);
+            if (stream is null)
+            {
+                continue;
+            }
+            await using var _ = stream.ConfigureAwait(false);
+            await foreach (var line in LinesAsync(PipeReader.Create(stream), cancellationToken).ConfigureAwait(false))
+            {
+                if (since is null || line.Time >= since)
+                {
+                    lines.Add(line);
+                }
+                if (tail is { } n && lines.Count > 2 * n + 1024)
+                {
+                    lines.RemoveRange(0, lines.Count - n); // bounded memory on big logs
+                }
+            }
+        }
+        return tail is { } t && lines.Count > t ? lines.GetRange(lines.Count - t, t) : lines;
+    }
+
+    /// <summary>New lines as they are written, across rotations, until cancelled.</summary>
+    public static async IAsyncEnumerable<LogLine> FollowAsync(string logDir, [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        var path = Path.Combine(logDir, ContainerLog.FileName);
+        var fromEnd = true;
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            var stream = OpenShared(path);
+            if (stream is null)
+            {
+                try
+                {
+                    await Task.Delay(100, cancellationToken).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                    yield break;
+                }
+                fromEnd = false;
+                continue;
+            }
+            await using (stream.ConfigureAwait(false))
+            {
+                if (fromEnd)
+                {
+                    stream.Seek(0, SeekOrigin.End);
+                }
+                // After a rotation the next file is read from its start: the pump rotates only
+                // between whole batches, so nothing is skipped or read twice.
+                fromEnd = false;
+                var reader = PipeReader.Create(new TailingStream(stream, path, cancellationToken));
+                await foreach (var line in LinesAsync(reader, cancellationToken).ConfigureAwait(false))
+                {
+                    yield return line;
+                }
+            }
+        }
+    }
+
+    private static async IAsyncEnumerable<LogLine> LinesAsync(PipeReader reader, [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        try
+        {
+            while (true)
+            {
+                var result = await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+                var buffer = result.Buffer;
+                while (TryReadLine(ref buffer, out var line))
+                {
+                    if (Parse(line) is { } parsed)
+                    {
+                        yield return parsed;
+                    }
+                }
+                reader.AdvanceTo(buffer.Start, buffer.End);
+                if (result.IsCompleted)
+                {
+                    break;
+                }
+            }
+        }
+        finally
+        {
+            await reader.CompleteAsync().ConfigureAwait(false);
+        }
+    }
+
+    private static bool TryReadLine(ref ReadOnlySequence<byte> buffer, out ReadOnlySequence<byte> line)
+    {
+        var position = buffer.PositionOf((byte)'\n');
+        if (position is null)
+        {
+            line = default;
+            return false;
+        }
+        line = buffer.Slice(0, position.Value);
+        buffer = buffer.Slice(buffer.GetPosition(1, position.Value));
+        return true;
+    }
+
+    /// <summary>"TIME STREAM F|P TEXT"; null for a line that is not one of ours.</summary>
+    internal static LogLine? Parse(ReadOnlySequence<byte> line)
+    {
+        var text = Encoding.UTF8.GetString(line);
+        var first = text.IndexOf(' ', StringComparison.Ordinal);
+        var second = first < 0 ? -1 : text.IndexOf(' ', first + 1);
+        if (second < 0 || second + 2 > text.Length
+            || !DateTimeOffset.TryParse(text.AsSpan(0, first), CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var time))
+        {
+            return null;
+        }
+        var tag = text[second + 1];
+        var body = second + 3 <= text.Length ? text[(second + 3)..] : "";
+        return new LogLine(time, text[(first + 1)..second], body, tag == 'P');
+    }
+
+    private static FileStream? OpenShared(string path)
+    {
+        try
+        {
+            return new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, 64 * 1024, useAsync: false);
+        }
+        catch (FileNotFoundException)
+        {
+            return null;
+        }
+        catch (DirectoryNotFoundException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>
+    /// A log file read as a stream that, at its end, waits for more instead of ending; it ends
+    /// when the file has been rotated away from <paramref name="path"/> (its /proc/self/fd link
+    /// no longer names it) and everything in it has been read, or when stopped.
+    /// </summary>
+    private sealed class TailingStream(FileStream inner, string path, CancellationToken stop) : Stream
+    {
+        public override bool CanRead => true;
+        public override bool CanSeek => false;
+        public override bool CanWrite => false;
+        public override long Length => throw new NotSupportedException();
+        public override long Position { get => inner.Position; set => throw new NotSupportedException(); }
+        public override void Flush() { }
+        public override int Read(byte[] buffer, int offset, int count) => ReadAsync(buffer.AsMemory(offset, count)).AsTask().GetAwaiter().GetResult();
+        private bool Rotated()
+        {
+            try
+            {
+                var target = new FileInfo($"/proc/self/fd/{inner.SafeFileHandle.DangerousGetHandle()}").LinkTarget;
+                return target != path;
+            }
+            catch (IOException)
+            {
+                return true;
+            }
+        }
+
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+        public override void SetLength(long value) => throw new NotSupportedException();
+        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+
+        public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+        {
+            using var linked = CancellationTokenSource.CreateLinkedTokenSource(stop, cancellationToken);
+            while (true)
+            {
+                var n = await inner.ReadAsync(buffer, linked.Token).ConfigureAwait(false);
+                if (n > 0)
+                {
+                    return n;
+                }
+                if (Rotated())
+                {
+                    // One more read: the last batch may have landed between the two checks.
+                    return await inner.ReadAsync(buffer, linked.Token).ConfigureAwait(false);
+                }
+                try
+                {
+                    await Task.Delay(50, linked.Token).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                    return 0;
+                }
+            }
+        }
+    }
+}

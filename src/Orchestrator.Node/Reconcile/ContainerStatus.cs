@@ -1,0 +1,60 @@
+using System.Text.Json.Serialization;
+using Orchestrator.Node.Workloads;
+
+namespace Orchestrator.Node.Reconcile;
+
+/// <summary>One container as `ps` and `inspect` show it. Fields are only ever added.</summary>
+public sealed class ContainerStatus
+{
+    public string Name { get; set; } = "";
+    public string Image { get; set; } = "";
+    public string State { get; set; } = "";
+    public int Pid { get; set; }
+    public DateTimeOffset? StartedAt { get; set; }
+    public int Restarts { get; set; }
+    public bool Ready { get; set; }
+    public ExitRecord? LastExit { get; set; }
+    public string? Message { get; set; }
+    public string? Source { get; set; }
+    public Dictionary<string, string>? Labels { get; set; }
+    /// <summary>inspect only: the workload as applied.</summary>
+    public Workload? Spec { get; set; }
+}
+
+/// <summary>A container's resource use.</summary>
+public sealed class ContainerStats
+{
+    public string Name { get; set; } = "";
+    public double CpuPercent { get; set; }
+    public long CpuNanoseconds { get; set; }
+    public long MemoryBytes { get; set; }
+    public long? MemoryLimitBytes { get; set; }
+    public long Pids { get; set; }
+    public long OomKills { get; set; }
+    public int Restarts { get; set; }
+    public bool Ready { get; set; }
+}
+
+/// <summary>The node's capacity, what is promised to workloads (requests), and what is used now.</summary>
+public sealed class NodeStatus
+{
+    public int CpuMilliCapacity { get; set; }
+    public long MemoryCapacityBytes { get; set; }
+    public int CpuMilliAllocatable { get; set; }
+    public long MemoryAllocatableBytes { get; set; }
+    public int CpuMilliRequested { get; set; }
+    public long MemoryRequestedBytes { get; set; }
+    public long MemoryUsedBytes { get; set; }
+    public int Containers { get; set; }
+    public int Running { get; set; }
+    public int Ready { get; set; }
+    public string Driver { get; set; } = "";
+}
+
+[JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase, DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull)]
+[JsonSerializable(typeof(ContainerStatus))]
+[JsonSerializable(typeof(List<ContainerStatus>))]
+[JsonSerializable(typeof(ContainerStats))]
+[JsonSerializable(typeof(List<ContainerStats>))]
+[JsonSerializable(typeof(NodeStatus))]
+public sealed partial class NodeJsonContext : JsonSerializerContext;

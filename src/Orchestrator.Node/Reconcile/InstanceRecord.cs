@@ -1,0 +1,44 @@
+using System.Text.Json.Serialization;
+
+namespace Orchestrator.Node.Reconcile;
+
+/// <summary>
+/// What the node knows about one workload's container, kept on disk (write-then-rename, fsync)
+/// so that a new orchd knows which containers are its own and how they have fared.
+/// </summary>
+public sealed class InstanceRecord
+{
+    public string Name { get; set; } = "";
+    /// <summary>The workload spec this container was made from (a hash): a change means replace.</summary>
+    public string SpecHash { get; set; } = "";
+    public string Image { get; set; } = "";
+    /// <summary>created, running, backoff (waiting to restart), exited (done, by policy), failed (gave up), stopped (by request).</summary>
+    public string State { get; set; } = "created";
+    public int Pid { get; set; }
+    public ulong PidStartTime { get; set; }
+    public DateTimeOffset? StartedAt { get; set; }
+    public DateTimeOffset? FinishedAt { get; set; }
+    public int Restarts { get; set; }
+    /// <summary>Failed runs in a row, for the backoff; reset after a stable run.</summary>
+    public int ConsecutiveFailures { get; set; }
+    public DateTimeOffset? NextRestartAt { get; set; }
+    public ExitRecord? LastExit { get; set; }
+    public bool Ready { get; set; }
+    public bool Started { get; set; }
+    /// <summary>The last problem in a sentence (image missing, probe failing, gave up…).</summary>
+    public string? Message { get; set; }
+}
+
+public sealed class ExitRecord
+{
+    /// <summary>null: it ended while orchd was not its parent (after an orchd restart).</summary>
+    public int? Code { get; set; }
+    public bool OomKilled { get; set; }
+    public DateTimeOffset At { get; set; }
+    /// <summary>exited, oom-killed, liveness-probe, stopped, replaced.</summary>
+    public string Reason { get; set; } = "exited";
+}
+
+[JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase, DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull, WriteIndented = true)]
+[JsonSerializable(typeof(InstanceRecord))]
+public sealed partial class InstanceJsonContext : JsonSerializerContext;

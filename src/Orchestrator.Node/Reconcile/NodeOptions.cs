@@ -1,0 +1,20 @@
+using Orchestrator.Node.Logs;
+
+namespace Orchestrator.Node.Reconcile;
+
+/// <summary>The supervisor's settings, from orchd's config.</summary>
+public sealed record NodeOptions
+{
+    public required string StateDir { get; init; }
+    public required string RunDir { get; init; }
+    public required string NodeId { get; init; }
+    /// <summary>Workload manifests applied with no NATS at all (a standalone device); null: none.</summary>
+    public string? ManifestDir { get; init; }
+    public LogOptions Logs { get; init; } = new();
+    /// <summary>How often the reconcile loop runs without being asked (level-triggered).</summary>
+    public TimeSpan Resync { get; init; } = TimeSpan.FromSeconds(2);
+    public TimeSpan DefaultStopGrace { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>Containers' cgroups: one subtree per node, so that two orchd on one host never collide.</summary>
+    public string CgroupParent => $"/orchestrator/{NodeId[..Math.Min(12, NodeId.Length)]}";
+}

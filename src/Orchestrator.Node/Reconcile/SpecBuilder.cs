@@ -1,0 +1,167 @@
+using System.Globalization;
+using Orchestrator.Images.Oci;
+using Orchestrator.Node.Workloads;
+using Orchestrator.Runtime.Spec;
+
+namespace Orchestrator.Node.Reconcile;
+
+/// <summary>Where a container's files are on this node.</summary>
+public sealed record ContainerPaths(string Bundle, string Rootfs, string VolumesDir, string CgroupPath);
+
+/// <summary>
+/// Turns a workload and its image's defaults into an OCI runtime spec, the way Docker and
+/// Kubernetes users expect: command replaces the entrypoint and args the cmd, the workload's env
+/// overrides the image's, Docker's default capability set, a writable root, and the generated
+/// /etc/hosts, /etc/hostname and /etc/resolv.conf.
+/// </summary>
+public static class SpecBuilder
+{
+    /// <summary>Docker's default capabilities: enough for ordinary services, nothing that reaches the host.</summary>
+    public static readonly IReadOnlyList<string> DefaultCapabilities =
+    [
+        "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW", "CAP_SETGID",
+        "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+    ];
+
+    public static RuntimeSpec Build(Workload workload, ImageConfigFile image, ContainerPaths paths)
+    {
+        var run = image.Config ?? new ImageRunConfig();
+        var entrypoint = workload.Command ?? run.Entrypoint ?? [];
+        // As Kubernetes: a command of your own drops the image's cmd unless args are given.
+        var cmd = workload.Args ?? (workload.Command is null ? run.Cmd : null) ?? [];
+        var args = entrypoint.Concat(cmd).ToList();
+        if (args.Count == 0)
+        {
+            throw new SpecException($"workload '{workload.Name}': neither it nor image '{workload.Image}' names a program to run; give command:");
+        }
+
+        var env = new List<string>();
+        var keys = new Dictionary<string, int>(StringComparer.Ordinal);
+        void SetEnv(string key, string value)
+        {
+            if (keys.TryGetValue(key, out var at))
+            {
+                env[at] = $"{key}={value}";
+            }
+            else
+            {
+                keys[key] = env.Count;
+                env.Add($"{key}={value}");
+            }
+        }
+        SetEnv("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+        foreach (var entry in run.Env ?? [])
+        {
+            var eq = entry.IndexOf('=', StringComparison.Ordinal);
+            if (eq > 0)
+            {
+                SetEnv(entry[..eq], entry[(eq + 1)..]);
+            }
+        }
+        var hostname = workload.Hostname ?? workload.Name;
+        SetEnv("HOSTNAME", hostname);
+        foreach (var (key, value) in workload.Env ?? [])
+        {
+            SetEnv(key, value);
+        }
+
+        var (uid, gid) = User(workload.User ?? run.User, workload);
+        var spec = DefaultSpec.Create(args);
+        var process = spec.Process!;
+        process.Env = env;
+        process.Cwd = workload.WorkingDir ?? (run.WorkingDir is { Length: > 0 } wd ? wd : "/");
+        process.User = new UserSpec { Uid = uid, Gid = gid };
+        process.Capabilities = new CapabilitiesSpec
+        {
+            Bounding = [.. DefaultCapabilities],
+            Effective = [.. DefaultCapabilities],
+            Permitted = [.. DefaultCapabilities],
+        };
+        process.Rlimits = [new RlimitSpec { Type = "RLIMIT_NOFILE", Hard = 65536, Soft = 65536 }];
+        spec.Root = new RootSpec { Path = paths.Rootfs, Readonly = false };
+        spec.Hostname = hostname;
+        var linux = spec.Linux!;
+        linux.CgroupsPath = paths.CgroupPath;
+        linux.Namespaces = [new() { Type = "pid" }, new() { Type = "ipc" }, new() { Type = "uts" }, new() { Type = "mount" }, new() { Type = "cgroup" }];
+        if (workload.Network is not "host")
+        {
+            linux.Namespaces.Add(new NamespaceSpec { Type = "network" });
+        }
+
+        var resources = linux.Resources ??= new ResourcesSpec();
+        if (workload.Resources?.Memory is { } memory && Quantities.TryParseBytes(memory, out var bytes))
+        {
+            resources.Memory = new MemorySpec { Limit = bytes };
+        }
+        if (workload.Resources?.Cpu is { } cpu && Quantities.TryParseMilliCpu(cpu, out var milli))
+        {
+            resources.Cpu = new CpuSpec { Period = 100_000, Quota = milli * 100, Shares = (ulong)Math.Max(2, milli * 1024 / 1000) };
+        }
+        if (workload.Resources?.Pids is { } pids)
+        {
+            resources.Pids = new PidsSpec { Limit = pids };
+        }
+
+        var mounts = spec.Mounts!;
+        Directory.CreateDirectory(paths.Bundle);
+        foreach (var (name, content) in EtcFiles(workload, hostname))
+        {
+            var file = Path.Combine(paths.Bundle, name);
+            File.WriteAllText(file, content);
+            mounts.Add(new MountSpec { Destination = "/etc/" + name, Type = "bind", Source = file, Options = ["rbind", "rprivate"] });
+        }
+        foreach (var volume in workload.Volumes ?? [])
+        {
+            var source = volume.HostPath ?? Directory.CreateDirectory(Path.Combine(paths.VolumesDir, volume.Name!)).FullName;
+            if (volume.HostPath is not null && !Path.Exists(source))
+            {
+                throw new SpecException($"workload '{workload.Name}': volume host path '{source}' does not exist on this node; create it or fix volumes[].hostPath");
+            }
+            mounts.Add(new MountSpec { Destination = volume.Target, Type = "bind", Source = source, Options = ["rbind", "rprivate", volume.ReadOnly ? "ro" : "rw"] });
+        }
+        spec.Annotations = new Dictionary<string, string>(StringComparer.Ordinal)
+        {
+            ["org.orchestrator.workload"] = workload.Name,
+            ["org.orchestrator.image"] = workload.Image,
+        };
+        return spec;
+    }
+
+    private static (uint Uid, uint Gid) User(string? user, Workload workload)
+    {
+        if (string.IsNullOrEmpty(user))
+        {
+            return (0, 0);
+        }
+        var parts = user.Split(':');
+        if (parts.Length <= 2 && uint.TryParse(parts[0], NumberStyles.None, CultureInfo.InvariantCulture, out var uid))
+        {
+            var gid = uid;
+            if (parts.Length == 2 && !uint.TryParse(parts[1], NumberStyles.None, CultureInfo.InvariantCulture, out gid))
+            {
+                throw new SpecException($"workload '{workload.Name}': user '{user}' has a group that is not a number; give uid:gid");
+            }
+            return (uid, gid);
+        }
+        throw new SpecException($"workload '{workload.Name}': user '{user}' (from the image) is a name; give user: as uid or uid:gid");
+    }
+
+    private static IEnumerable<(string Name, string Content)> EtcFiles(Workload workload, string hostname)
+    {
+        yield return ("hostname", hostname + "\n");
+        yield return ("hosts", $"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n");
+        if (workload.Network is not "none")
+        {
+            string resolv;
+            try
+            {
+                resolv = File.ReadAllText("/etc/resolv.conf");
+            }
+            catch (IOException)
+            {
+                resolv = "";
+            }
+            yield return ("resolv.conf", resolv);
+        }
+    }
+}

@@ -1,0 +1,274 @@
+using System.Globalization;
+using Microsoft.Extensions.Logging;
+using Orchestrator.Node.Drivers;
+using Orchestrator.Node.Logs;
+using Orchestrator.Node.StateStore;
+using Orchestrator.Node.Workloads;
+
+namespace Orchestrator.Node.Reconcile;
+
+/// <summary>A node API request that cannot be served: the message names the object and the fix.</summary>
+public sealed class NodeApiException : Exception
+{
+    public NodeApiException() { }
+    public NodeApiException(string message) : base(message) { }
+    public NodeApiException(string message, Exception inner) : base(message, inner) { }
+}
+
+/// <summary>The operations the node API offers (run, stop, start, rm, ps, inspect, logs, exec, stats, status).</summary>
+public sealed partial class Supervisor
+{
+    /// <summary>Validates, stores and applies a workload (create, or replace when its spec changed); returns its status.</summary>
+    public async Task<ContainerStatus> ApplyAsync(Workload workload)
+    {
+        var errors = WorkloadValidator.Validate(workload);
+        if (errors.Count > 0)
+        {
+            throw new NodeApiException($"workload '{workload.Name}' is not valid: {string.Join("; ", errors)}");
+        }
+        return await Post(async () =>
+        {
+            if (_static.ContainsKey(workload.Name))
+            {
+                throw new NodeApiException($"workload '{workload.Name}' comes from this node's manifest directory ({_options.ManifestDir}); change it there, or pick another name");
+            }
+            AtomicFile.WriteAllText(Path.Combine(WorkloadsDir, workload.Name + ".json"),
+                System.Text.Json.JsonSerializer.Serialize(workload, WorkloadJsonContext.Default.Workload));
+            _applied[workload.Name] = workload;
+            File.Delete(Path.Combine(WorkloadsDir, workload.Name + ".stopped"));
+            _stopped.Remove(workload.Name);
+            await ReconcileAsync().ConfigureAwait(false);
+            return Status(_instances[workload.Name], withSpec: false);
+        }).ConfigureAwait(false);
+    }
+
+    /// <summary>Stops and forgets a workload, its container, its rootfs and its logs.</summary>
+    public Task RemoveAsync(string name) => Post(async () =>
+    {
+        Find(name);
+        if (_static.ContainsKey(name))
+        {
+            throw new NodeApiException($"workload '{name}' comes from this node's manifest directory ({_options.ManifestDir}); delete its file there");
+        }
+        _applied.Remove(name);
+        _stopped.Remove(name);
+        File.Delete(Path.Combine(WorkloadsDir, name + ".json"));
+        File.Delete(Path.Combine(WorkloadsDir, name + ".stopped"));
+        await ReconcileAsync().ConfigureAwait(false);
+    });
+
+    /// <summary>Stops a container and keeps it stopped (the restart policy does not apply) until started again.</summary>
+    public Task<ContainerStatus> StopAsync(string name) => Post(async () =>
+    {
+        Find(name);
+        _stopped.Add(name);
+        AtomicFile.WriteAllText(Path.Combine(WorkloadsDir, name + ".stopped"), "stopped by request\n");
+        await ReconcileAsync().ConfigureAwait(false);
+        return Status(_instances[name], withSpec: false);
+    });
+
+    /// <summary>Starts a stopped container (or one that exited, failed or gave up) now, with a fresh backoff.</summary>
+    public Task<ContainerStatus> StartAsync(string name) => Post(async () =>
+    {
+        var instance = Find(name);
+        _stopped.Remove(name);
+        File.Delete(Path.Combine(WorkloadsDir, name + ".stopped"));
+        if (instance.Handle is null)
+        {
+            instance.Record.ConsecutiveFailures = 0;
+            instance.Record.NextRestartAt = null;
+            instance.Record.State = "created";
+        }
+        await ReconcileAsync().ConfigureAwait(false);
+        return Status(instance, withSpec: false);
+    });
+
+    /// <summary>Kills the container's processes now; the restart policy then applies (as a crash would).</summary>
+    public Task<ContainerStatus> RestartAsync(string name) => Post(async () =>
+    {
+        var instance = Find(name);
+        if (instance.Handle is not null)
+        {
+            await StopAsync(instance, "restarted").ConfigureAwait(false);
+        }
+        instance.Record.State = "created";
+        instance.Record.NextRestartAt = null;
+        await ReconcileAsync().ConfigureAwait(false);
+        return Status(instance, withSpec: false);
+    });
+
+    public Task<List<ContainerStatus>> ListAsync() => Post(()
+        => _instances.Values.OrderBy(i => i.Record.Name, StringComparer.Ordinal).Select(i => Status(i, withSpec: false)).ToList());
+
+    public Task<ContainerStatus> InspectAsync(string name) => Post(() => Status(Find(name), withSpec: true));
+
+    public Task<List<ContainerStats>> StatsAsync(string? name) => Post(() =>
+    {
+        var instances = name is null ? _instances.Values.ToList() : [Find(name)];
+        var now = DateTimeOffset.UtcNow;
+        var result = new List<ContainerStats>();
+        foreach (var instance in instances.OrderBy(i => i.Record.Name, StringComparer.Ordinal))
+        {
+            var stats = new ContainerStats { Name = instance.Record.Name, Restarts = instance.Record.Restarts, Ready = instance.Record.Ready };
+            if (instance.Handle is not null && _driver.Stats(instance.Record.Name) is { } cg)
+            {
+                stats.CpuNanoseconds = cg.CpuNanoseconds;
+                stats.MemoryBytes = cg.MemoryBytes;
+                stats.Pids = cg.Pids;
+                stats.OomKills = cg.OomKills;
+                if (instance.Workload.Resources?.Memory is { } m && Quantities.TryParseBytes(m, out var limit))
+                {
+                    stats.MemoryLimitBytes = limit;
+                }
+                // CPU % since the previous sample (or since the start): 100 is one full CPU.
+                var (previousNs, previousAt) = _cpuSamples.TryGetValue(instance.Record.Name, out var sample)
+                    ? sample : (0L, instance.Record.StartedAt ?? now);
+                var elapsed = (now - previousAt).TotalMilliseconds * 1_000_000;
+                stats.CpuPercent = elapsed > 0 ? Math.Round(100 * (cg.CpuNanoseconds - previousNs) / elapsed, 2) : 0;
+                _cpuSamples[instance.Record.Name] = (cg.CpuNanoseconds, now);
+            }
+            result.Add(stats);
+        }
+        return result;
+    });
+
+    public Task<NodeStatus> NodeStatusAsync() => Post(() =>
+    {
+        var status = new NodeStatus
+        {
+            CpuMilliCapacity = Environment.ProcessorCount * 1000,
+            MemoryCapacityBytes = MemTotal(),
+            Containers = _instances.Count,
+            Running = _instances.Values.Count(i => i.Handle is not null),
+            Ready = _instances.Values.Count(i => i.Handle is not null && i.Record.Ready),
+            Driver = _driver.Name,
+        };
+        // What orchd itself and the system need stays out of what workloads are promised.
+        status.CpuMilliAllocatable = Math.Max(0, status.CpuMilliCapacity - 100);
+        status.MemoryAllocatableBytes = Math.Max(0, status.MemoryCapacityBytes - (64L << 20));
+        foreach (var instance in _instances.Values.Where(i => i.Handle is not null))
+        {
+            if (instance.Workload.Resources?.Cpu is { } cpu && Quantities.TryParseMilliCpu(cpu, out var milli))
+            {
+                status.CpuMilliRequested += (int)milli;
+            }
+            if (instance.Workload.Resources?.Memory is { } memory && Quantities.TryParseBytes(memory, out var bytes))
+            {
+                status.MemoryRequestedBytes += bytes;
+            }
+            status.MemoryUsedBytes += _driver.Stats(instance.Record.Name)?.MemoryBytes ?? 0;
+        }
+        return status;
+    });
+
+    /// <summary>The container's log lines (its log survives restarts of the container and of orchd).</summary>
+    public async Task<IReadOnlyList<LogLine>> LogsAsync(string name, int? tail, DateTimeOffset? since, CancellationToken cancellationToken)
+    {
+        await Post(() => Find(name)).ConfigureAwait(false);
+        _logs.Flush();
+        return await LogReader.ReadAsync(LogDir(name), tail, since, cancellationToken).ConfigureAwait(false);
+    }
+
+    public async Task<ExecResult> ExecAsync(string name, IReadOnlyList<string> command, TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        if (command.Count == 0)
+        {
+            throw new NodeApiException("exec needs a command, e.g. [\"cat\", \"/etc/hostname\"]");
+        }
+        var running = await Post(() => Find(name).Handle is not null).ConfigureAwait(false);
+        if (!running)
+        {
+            throw new NodeApiException($"container '{name}' is not running; start it first");
+        }
+        return await _driver.ExecAsync(name, command, timeout, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Re-reads the manifest directory now (also done on every resync when a file changed).</summary>
+    public Task ReloadManifestsAsync() => Post(async () =>
+    {
+        LoadManifests(force: true);
+        await ReconcileAsync().ConfigureAwait(false);
+    });
+
+    private Instance Find(string name)
+        => _instances.TryGetValue(name, out var instance)
+            ? instance
+            : throw new NodeApiException($"no container '{name}' on this node; `ps` lists the ones there are");
+
+    private ContainerStatus Status(Instance instance, bool withSpec) => new()
+    {
+        Name = instance.Record.Name,
+        Image = instance.Workload.Image,
+        State = instance.Record.State,
+        Pid = instance.Handle?.Pid ?? 0,
+        StartedAt = instance.Record.StartedAt,
+        Restarts = instance.Record.Restarts,
+        Ready = instance.Handle is not null && instance.Record.Ready,
+        LastExit = instance.Record.LastExit,
+        Message = instance.Record.Message,
+        Source = _static.ContainsKey(instance.Record.Name) ? "manifest" : "api",
+        Labels = instance.Workload.Labels,
+        Spec = withSpec ? instance.Workload : null,
+    };
+
+    private static long MemTotal()
+    {
+        foreach (var line in File.ReadLines("/proc/meminfo"))
+        {
+            if (line.StartsWith("MemTotal:", StringComparison.Ordinal))
+            {
+                return long.Parse(line["MemTotal:".Length..].Trim().Split(' ')[0], CultureInfo.InvariantCulture) * 1024;
+            }
+        }
+        return 0;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        _mailbox.Writer.TryComplete();
+        _prober.Dispose();
+        await Task.CompletedTask.ConfigureAwait(false);
+    }
+
+    [LoggerMessage(EventId = 3001, Level = LogLevel.Information, Message = "re-adopted {Adopted} running containers; {Gone} had stopped while orchd was away")]
+    private static partial void LogRecovered(ILogger logger, int adopted, int gone);
+
+    [LoggerMessage(EventId = 3002, Level = LogLevel.Information, Message = "container {Name} started (pid {Pid}, restarts {Restarts})")]
+    private static partial void LogStarted(ILogger logger, string name, int pid, int restarts);
+
+    [LoggerMessage(EventId = 3003, Level = LogLevel.Warning, Message = "container {Name} could not start: {Reason}")]
+    private static partial void LogStartFailed(ILogger logger, string name, string reason);
+
+    [LoggerMessage(EventId = 3004, Level = LogLevel.Information, Message = "container {Name} exited (code {Code}, {Reason})")]
+    private static partial void LogExited(ILogger logger, string name, string code, string reason);
+
+    [LoggerMessage(EventId = 3005, Level = LogLevel.Information, Message = "container {Name}: spec changed, replacing it")]
+    private static partial void LogReplacing(ILogger logger, string name);
+
+    [LoggerMessage(EventId = 3006, Level = LogLevel.Information, Message = "container {Name}: no longer wanted, removing it")]
+    private static partial void LogRemoving(ILogger logger, string name);
+
+    [LoggerMessage(EventId = 3007, Level = LogLevel.Error, Message = "state file {File} is corrupt ({Reason}); moved it to {Quarantine} and went on without it")]
+    private static partial void LogCorrupt(ILogger logger, string file, string reason, string quarantine);
+
+    [LoggerMessage(EventId = 3008, Level = LogLevel.Warning, Message = "container {Name} re-adopted, but its record was lost; rebuilt it from the runtime's state")]
+    private static partial void LogRebuilt(ILogger logger, string name);
+
+    [LoggerMessage(EventId = 3009, Level = LogLevel.Error, Message = "manifest: {Error}")]
+    private static partial void LogManifestError(ILogger logger, string error);
+
+    [LoggerMessage(EventId = 3010, Level = LogLevel.Information, Message = "manifest directory {Dir}: {Count} workloads, {Errors} errors")]
+    private static partial void LogManifests(ILogger logger, string dir, int count, int errors);
+
+    [LoggerMessage(EventId = 3011, Level = LogLevel.Warning, Message = "container {Name}: logs are not captured: {Reason}")]
+    private static partial void LogNoLogs(ILogger logger, string name, string reason);
+
+    [LoggerMessage(EventId = 3012, Level = LogLevel.Warning, Message = "container {Name}: cleanup left something behind: {Reason}")]
+    private static partial void LogCleanup(ILogger logger, string name, string reason);
+
+    [LoggerMessage(EventId = 3013, Level = LogLevel.Information, Message = "container {Name} ready={Ready} ({Detail})")]
+    private static partial void LogReadiness(ILogger logger, string name, bool ready, string detail);
+
+    [LoggerMessage(EventId = 3014, Level = LogLevel.Warning, Message = "container {Name}: {Probe} failed ({Detail}); killing it")]
+    private static partial void LogProbeKill(ILogger logger, string name, string probe, string detail);
+}

@@ -1,0 +1,733 @@
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using System.Threading.Channels;
+using Microsoft.Extensions.Logging;
+using Orchestrator.Images.Oci;
+using Orchestrator.Images.Snapshots;
+using Orchestrator.Images.Store;
+using Orchestrator.Node.Drivers;
+using Orchestrator.Node.Health;
+using Orchestrator.Node.Logs;
+using Orchestrator.Node.StateStore;
+using Orchestrator.Node.Workloads;
+using Orchestrator.Runtime.Spec;
+
+namespace Orchestrator.Node.Reconcile;
+
+/// <summary>
+/// The node's reconcile loop: the desired workloads (applied through the node API, or static
+/// manifests) become running containers and stay so. One mailbox serialises every change
+/// (API calls, exits, probe results, the periodic resync), so the state needs no locks and
+/// each step is level-triggered: it looks at desired and actual and does what differs.
+///
+/// Containers outlive orchd: stopping orchd stops nothing, and a new orchd re-adopts what runs
+/// (records on disk, the runtime's state, pidfds), restarting only what died meanwhile.
+/// </summary>
+public sealed partial class Supervisor : IAsyncDisposable
+{
+    private readonly NodeOptions _options;
+    private readonly ImageStore _images;
+    private readonly SnapshotStore _snapshots;
+    private readonly ITaskDriver _driver;
+    private readonly LogPump _logs;
+    private readonly ILogger _logger;
+    private readonly Prober _prober;
+    private readonly Func<string, CancellationToken, Task>? _pullImage;
+    private readonly Channel<Func<Task>> _mailbox = Channel.CreateUnbounded<Func<Task>>(new UnboundedChannelOptions { SingleReader = true });
+    private readonly Dictionary<string, Workload> _applied = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, Workload> _static = new(StringComparer.Ordinal);
+    private readonly HashSet<string> _stopped = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, Instance> _instances = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, (long CpuNs, DateTimeOffset At)> _cpuSamples = new(StringComparer.Ordinal);
+    private readonly TaskCompletionSource _recovered = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private IReadOnlyList<string> _manifestErrors = [];
+    private DateTime _manifestStamp;
+
+    public Supervisor(NodeOptions options, ImageStore images, SnapshotStore snapshots, ITaskDriver driver, LogPump logs,
+        ILogger<Supervisor> logger, Func<string, CancellationToken, Task>? pullImage = null)
+    {
+        _options = options;
+        _images = images;
+        _snapshots = snapshots;
+        _driver = driver;
+        _logs = logs;
+        _logger = logger;
+        _pullImage = pullImage;
+        _prober = new Prober(driver);
+        foreach (var dir in new[] { WorkloadsDir, InstancesDir, LogsRoot, VolumesDir, ContainersRunDir })
+        {
+            Directory.CreateDirectory(dir);
+        }
+    }
+
+    /// <summary>Raised (on the loop) after anything about a container changed: for status lines and events.</summary>
+    public event Action<string>? Changed;
+
+    private string WorkloadsDir => Path.Combine(_options.StateDir, "workloads");
+    private string InstancesDir => Path.Combine(_options.StateDir, "containers");
+    private string LogsRoot => Path.Combine(_options.StateDir, "logs");
+    private string VolumesDir => Path.Combine(_options.StateDir, "volumes");
+    private string ContainersRunDir => Path.Combine(_options.RunDir, "containers");
+
+    public string LogDir(string name) => Path.Combine(LogsRoot, name);
+
+    public ITaskDriver Driver => _driver;
+
+    /// <summary>Completes once the containers left by the previous orchd have been re-adopted.</summary>
+    public Task Recovered => _recovered.Task;
+
+    private sealed class Instance(Workload workload, InstanceRecord record)
+    {
+        public Workload Workload { get; set; } = workload;
+        public InstanceRecord Record { get; } = record;
+        public TaskHandle? Handle { get; set; }
+        public TaskCompletionSource Exited { get; set; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        public CancellationTokenSource? Probes { get; set; }
+        /// <summary>Why orchd is ending this run (stop, replace, liveness), or null when the process ended by itself.</summary>
+        public string? EndingBecause { get; set; }
+        /// <summary>The exit as the watcher saw it, before the loop has processed it.</summary>
+        public TaskExit? SeenExit { get; set; }
+        public int LivenessFailures { get; set; }
+        public int ReadinessFailures { get; set; }
+        public int ReadinessSuccesses { get; set; }
+        public int StartupFailures { get; set; }
+    }
+
+    // ---------------------------------------------------------------- the loop
+
+    public async Task RunAsync(CancellationToken cancellationToken)
+    {
+        await Post(RecoverAsync).ConfigureAwait(false);
+        _recovered.TrySetResult();
+        using var timer = new PeriodicTimer(_options.Resync);
+        var ticks = Task.Run(async () =>
+        {
+            try
+            {
+                while (await timer.WaitForNextTickAsync(cancellationToken).ConfigureAwait(false))
+                {
+                    _ = Post(ReconcileAsync);
+                }
+            }
+            catch (OperationCanceledException)
+            {
+            }
+        }, CancellationToken.None);
+        try
+        {
+            await foreach (var work in _mailbox.Reader.ReadAllAsync(cancellationToken).ConfigureAwait(false))
+            {
+                await work().ConfigureAwait(false);
+            }
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+        }
+        await ticks.ConfigureAwait(false);
+        foreach (var instance in _instances.Values)
+        {
+            instance.Probes?.Cancel(); // containers keep running; only orchd's watching stops
+        }
+    }
+
+    /// <summary>Runs <paramref name="work"/> on the loop and returns its result.</summary>
+    private Task<bool> Post(Func<Task> work) => Post(async () =>
+    {
+        await work().ConfigureAwait(false);
+        return true;
+    });
+
+    private Task<T> Post<T>(Func<Task<T>> work)
+    {
+        var done = new TaskCompletionSource<T>(TaskCreationOptions.RunContinuationsAsynchronously);
+        if (!_mailbox.Writer.TryWrite(async () =>
+        {
+            try
+            {
+                done.TrySetResult(await work().ConfigureAwait(false));
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                done.TrySetException(e);
+            }
+        }))
+        {
+            done.TrySetException(new InvalidOperationException("orchd is stopping; try again once it is back"));
+        }
+        return done.Task;
+    }
+
+    private Task<T> Post<T>(Func<T> work) => Post(() => Task.FromResult(work()));
+
+    // ---------------------------------------------------------------- recovery
+
+    private async Task RecoverAsync()
+    {
+        foreach (var file in Directory.EnumerateFiles(WorkloadsDir, "*.json"))
+        {
+            var workload = ReadJson(file, WorkloadJsonContext.Default.Workload);
+            if (workload is not null && WorkloadValidator.Validate(workload).Count == 0)
+            {
+                _applied[workload.Name] = workload;
+            }
+        }
+        foreach (var marker in Directory.EnumerateFiles(WorkloadsDir, "*.stopped"))
+        {
+            _stopped.Add(Path.GetFileNameWithoutExtension(marker));
+        }
+        LoadManifests(force: true);
+
+        var adopted = 0;
+        var records = new Dictionary<string, InstanceRecord>(StringComparer.Ordinal);
+        foreach (var file in Directory.EnumerateFiles(InstancesDir, "*.json"))
+        {
+            if (ReadJson(file, InstanceJsonContext.Default.InstanceRecord) is { } record)
+            {
+                records[record.Name] = record;
+            }
+        }
+        // A container the runtime knows but whose record was lost (a torn write, a crash between
+        // start and save) is adopted under a rebuilt record if a workload still wants it.
+        foreach (var id in _driver.List())
+        {
+            if (!records.ContainsKey(id) && Desired().TryGetValue(id, out var wanted) && _driver.Recover(id) is { } running)
+            {
+                records[id] = new InstanceRecord
+                {
+                    Name = id, SpecHash = SpecHash(wanted), Image = wanted.Image, State = "running", Pid = running.Pid,
+                    PidStartTime = running.PidStartTime, StartedAt = DateTimeOffset.UtcNow, Started = true,
+                    Message = "re-adopted without a record (the record was lost)",
+                };
+                LogRebuilt(_logger, id);
+            }
+            else if (!records.ContainsKey(id))
+            {
+                _driver.Destroy(id); // nobody's: a leftover of a crash
+            }
+        }
+        foreach (var record in records.Values)
+        {
+            var workload = Desired().GetValueOrDefault(record.Name) ?? new Workload { Name = record.Name, Image = record.Image };
+            var instance = new Instance(workload, record);
+            _instances[record.Name] = instance;
+            var handle = record.State == "running" ? _driver.Recover(record.Name) : null;
+            if (handle is not null && handle.Pid == record.Pid && handle.PidStartTime == record.PidStartTime)
+            {
+                instance.Handle = handle;
+                AttachLogs(record.Name);
+                _driver.Watch(handle, (h, exit) => OnExit(record.Name, h, exit));
+                StartProbes(instance);
+                adopted++;
+                continue;
+            }
+            if (record.State == "running")
+            {
+                // It died while no orchd was watching (or the host rebooted): an exit with no
+                // code, and the restart policy decides.
+                _driver.Destroy(record.Name);
+                if (Directory.Exists(FifoDir(record.Name)))
+                {
+                    AttachLogs(record.Name); // whatever it wrote before dying is still in the pipe
+                }
+                Exited(instance, new TaskExit(null, false, DateTimeOffset.UtcNow));
+            }
+        }
+        LogRecovered(_logger, adopted, records.Count - adopted);
+        await ReconcileAsync().ConfigureAwait(false);
+    }
+
+    private T? ReadJson<T>(string file, System.Text.Json.Serialization.Metadata.JsonTypeInfo<T> type) where T : class
+    {
+        try
+        {
+            return JsonSerializer.Deserialize(File.ReadAllBytes(file), type);
+        }
+        catch (Exception e) when (e is JsonException or IOException)
+        {
+            // A torn or corrupt file: keep it for a post-mortem, go on without it.
+            var quarantine = $"{file}.corrupt-{DateTime.UtcNow:yyyyMMddTHHmmss}";
+            try
+            {
+                File.Move(file, quarantine, overwrite: true);
+            }
+            catch (IOException)
+            {
+            }
+            LogCorrupt(_logger, file, e.Message, quarantine);
+            return null;
+        }
+    }
+
+    // ---------------------------------------------------------------- reconcile
+
+    private Dictionary<string, Workload> Desired()
+    {
+        var desired = new Dictionary<string, Workload>(_applied, StringComparer.Ordinal);
+        foreach (var (name, workload) in _static)
+        {
+            desired[name] = workload; // a device's own manifests win over remote ones
+        }
+        return desired;
+    }
+
+    private async Task ReconcileAsync()
+    {
+        LoadManifests(force: false);
+        var desired = Desired();
+        var now = DateTimeOffset.UtcNow;
+        foreach (var (name, workload) in desired.OrderBy(kv => kv.Key, StringComparer.Ordinal))
+        {
+            var hash = SpecHash(workload);
+            if (!_instances.TryGetValue(name, out var instance))
+            {
+                instance = new Instance(workload, new InstanceRecord { Name = name, SpecHash = hash, Image = workload.Image });
+                _instances[name] = instance;
+                await StartAsync(instance).ConfigureAwait(false);
+                continue;
+            }
+            instance.Workload = workload;
+            if (instance.Record.SpecHash != hash)
+            {
+                LogReplacing(_logger, name);
+                await RemoveContainerAsync(instance, "replaced", keepLogs: true).ConfigureAwait(false);
+                instance = new Instance(workload, new InstanceRecord { Name = name, SpecHash = hash, Image = workload.Image });
+                _instances[name] = instance;
+                await StartAsync(instance).ConfigureAwait(false);
+                continue;
+            }
+            if (_stopped.Contains(name))
+            {
+                if (instance.Handle is not null)
+                {
+                    await StopAsync(instance, "stopped").ConfigureAwait(false);
+                }
+                if (instance.Record.State != "stopped")
+                {
+                    instance.Record.State = "stopped";
+                    instance.Record.NextRestartAt = null;
+                    Save(instance);
+                }
+                continue;
+            }
+            var due = instance.Record.NextRestartAt is not { } at || at <= now;
+            if (instance.Record.State is "backoff" or "created" or "stopped" && due && instance.Handle is null)
+            {
+                await StartAsync(instance).ConfigureAwait(false);
+            }
+        }
+        foreach (var instance in _instances.Values.Where(i => !desired.ContainsKey(i.Record.Name)).ToList())
+        {
+            LogRemoving(_logger, instance.Record.Name);
+            await RemoveContainerAsync(instance, "removed", keepLogs: false).ConfigureAwait(false);
+            _instances.Remove(instance.Record.Name);
+        }
+    }
+
+    private void LoadManifests(bool force)
+    {
+        if (_options.ManifestDir is not { } dir)
+        {
+            return;
+        }
+        var stamp = Directory.Exists(dir)
+            ? Directory.EnumerateFiles(dir).Select(File.GetLastWriteTimeUtc).DefaultIfEmpty().Max().AddTicks(Directory.EnumerateFiles(dir).Count())
+            : DateTime.MinValue;
+        if (!force && stamp == _manifestStamp)
+        {
+            return;
+        }
+        _manifestStamp = stamp;
+        var (workloads, errors) = ManifestLoader.LoadDirectory(dir);
+        foreach (var error in errors.Except(_manifestErrors))
+        {
+            LogManifestError(_logger, error);
+        }
+        _manifestErrors = errors;
+        // A file with an error keeps what it ran before: a typo must not take a service down.
+        var broken = errors.Select(e => e.Split(':')[0]).ToHashSet(StringComparer.Ordinal);
+        var kept = _static.Values.Where(w => broken.Count > 0 && w.Labels?.GetValueOrDefault("orchestrator/manifest") is { } file && broken.Contains(file)).ToList();
+        _static.Clear();
+        foreach (var workload in workloads.Concat(kept))
+        {
+            _static[workload.Name] = workload;
+        }
+        LogManifests(_logger, dir, workloads.Count, errors.Count);
+    }
+
+    // ---------------------------------------------------------------- start, exit, stop
+
+    private string FifoDir(string name) => Path.Combine(ContainersRunDir, name);
+
+    private void AttachLogs(string name)
+    {
+        try
+        {
+            _logs.Attach(name, FifoDir(name), LogDir(name));
+        }
+        catch (Exception e) when (e is IOException or Linux.LinuxException)
+        {
+            LogNoLogs(_logger, name, e.Message);
+        }
+    }
+
+    private async Task StartAsync(Instance instance)
+    {
+        var name = instance.Record.Name;
+        var workload = instance.Workload;
+        var record = instance.Record;
+        try
+        {
+            ImageRecord image;
+            try
+            {
+                image = _images.Inspect(workload.Image);
+            }
+            catch (ImageException) when (_pullImage is not null)
+            {
+                await _pullImage(workload.Image, CancellationToken.None).ConfigureAwait(false);
+                image = _images.Inspect(workload.Image);
+            }
+            var rootfs = await PrepareRootfsAsync(name, image).ConfigureAwait(false);
+            var bundle = Path.Combine(FifoDir(name), "bundle");
+            var spec = SpecBuilder.Build(workload, _images.Config(image),
+                new ContainerPaths(bundle, rootfs, VolumesDir, $"{_options.CgroupParent}/{name}"));
+            Directory.CreateDirectory(bundle);
+            File.WriteAllBytes(Path.Combine(bundle, "config.json"), JsonSerializer.SerializeToUtf8Bytes(spec, SpecJsonContext.Default.RuntimeSpec));
+
+            var (stdout, stderr) = LogPump.CreateFifos(FifoDir(name));
+            TaskHandle handle;
+            try
+            {
+                AttachLogs(name);
+                handle = _driver.Start(new TaskConfig(name, bundle, stdout, stderr));
+            }
+            finally
+            {
+                Linux.Libc.close(stdout);
+                Linux.Libc.close(stderr);
+            }
+            instance.Exited = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            instance.SeenExit = null;
+            instance.EndingBecause = null;
+            instance.LivenessFailures = instance.ReadinessFailures = instance.ReadinessSuccesses = instance.StartupFailures = 0;
+            instance.Handle = handle;
+            if (record.StartedAt is not null)
+            {
+                record.Restarts++;
+            }
+            record.State = "running";
+            record.Pid = handle.Pid;
+            record.PidStartTime = handle.PidStartTime;
+            record.StartedAt = DateTimeOffset.UtcNow;
+            record.NextRestartAt = null;
+            record.Started = workload.Probes?.Startup is null;
+            record.Ready = workload.Probes?.Readiness is null;
+            record.Message = null;
+            Save(instance);
+            _driver.Watch(handle, (h, exit) => OnExit(name, h, exit));
+            StartProbes(instance);
+            LogStarted(_logger, name, handle.Pid, record.Restarts);
+        }
+        catch (Exception e) when (e is ImageException or SpecException or IOException or Linux.LinuxException
+                                   or Runtime.Spawn.SpawnException or Runtime.Cgroups.CgroupException or InvalidOperationException
+                                   or HttpRequestException or UnauthorizedAccessException or DiskBudgetExceededException)
+        {
+            record.Message = e.Message;
+            LogStartFailed(_logger, name, e.Message);
+            var plan = RestartTracker.OnExit(workload.Restart, record, null, DateTimeOffset.UtcNow, DateTimeOffset.UtcNow);
+            record.State = plan.Decision == RestartDecision.Restart ? "backoff" : "failed";
+            record.NextRestartAt = plan.Decision == RestartDecision.Restart ? plan.At : null;
+            Save(instance);
+        }
+        Changed?.Invoke(name);
+    }
+
+    private async Task<string> PrepareRootfsAsync(string name, ImageRecord image)
+    {
+        // The marker lives in the run dir: after a reboot the overlay mount is gone and the
+        // rootfs is made again; after an orchd restart (or a container restart) it is reused.
+        var marker = Path.Combine(FifoDir(name), "rootfs");
+        if (File.Exists(marker) && File.ReadAllText(marker) is { Length: > 0 } kept && Directory.Exists(kept))
+        {
+            return kept;
+        }
+        _snapshots.Remove(name);
+        var rootfs = await _snapshots.PrepareAsync(image.Name, name).ConfigureAwait(false);
+        Directory.CreateDirectory(FifoDir(name));
+        File.WriteAllText(marker, rootfs);
+        return rootfs;
+    }
+
+    /// <summary>Called by the driver's watcher thread: completes the waiters at once, then updates state on the loop.</summary>
+    private void OnExit(string name, TaskHandle handle, TaskExit exit)
+    {
+        if (_instances.TryGetValue(name, out var current) && current.Handle == handle)
+        {
+            current.SeenExit = exit;
+            current.Exited.TrySetResult();
+        }
+        _ = Post(() =>
+        {
+            if (_instances.TryGetValue(name, out var instance) && instance.Handle == handle)
+            {
+                Exited(instance, exit);
+                Changed?.Invoke(name);
+            }
+            return Task.CompletedTask;
+        });
+    }
+
+    private void Exited(Instance instance, TaskExit exit)
+    {
+        var record = instance.Record;
+        instance.Handle = null;
+        instance.Exited.TrySetResult();
+        instance.Probes?.Cancel();
+        instance.Probes = null;
+        var reason = instance.EndingBecause ?? (exit.OomKilled ? "oom-killed" : "exited");
+        record.LastExit = new ExitRecord { Code = exit.Code, OomKilled = exit.OomKilled, At = exit.At, Reason = reason };
+        record.FinishedAt = exit.At;
+        record.Pid = 0;
+        record.Ready = false;
+        LogExited(_logger, record.Name, exit.Code?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "unknown", reason);
+        if (instance.EndingBecause is "stopped" or "replaced" or "removed")
+        {
+            record.State = "stopped";
+            Save(instance);
+            return;
+        }
+        var plan = RestartTracker.OnExit(instance.Workload.Restart, record, exit.Code, record.StartedAt ?? exit.At, exit.At);
+        switch (plan.Decision)
+        {
+            case RestartDecision.Restart:
+                record.State = "backoff";
+                record.NextRestartAt = plan.At;
+                record.Message = $"restarting in {plan.Delay.TotalSeconds:0.###}s ({reason}, code {record.LastExit.Code?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "unknown"})";
+                _ = Task.Delay(plan.Delay).ContinueWith(_ => Post(ReconcileAsync), TaskScheduler.Default);
+                break;
+            case RestartDecision.GiveUp:
+                record.State = "failed";
+                record.Message = $"gave up after {record.ConsecutiveFailures} restarts in a row (restart.maxRetries)";
+                break;
+            default:
+                record.State = "exited";
+                break;
+        }
+        Save(instance);
+    }
+
+    /// <summary>SIGTERM, the grace period, then SIGKILL to everything in the container.</summary>
+    private async Task StopAsync(Instance instance, string reason)
+    {
+        if (instance.Handle is null)
+        {
+            return;
+        }
+        instance.EndingBecause = reason;
+        instance.Probes?.Cancel();
+        var grace = instance.Workload.StopGracePeriodSeconds is { } s ? TimeSpan.FromSeconds(s) : _options.DefaultStopGrace;
+        try
+        {
+            _driver.Signal(instance.Record.Name, 15, all: false);
+        }
+        catch (Exception e) when (e is InvalidOperationException or Linux.LinuxException or IOException)
+        {
+        }
+        if (await Task.WhenAny(instance.Exited.Task, Task.Delay(grace)).ConfigureAwait(false) != instance.Exited.Task)
+        {
+            try
+            {
+                _driver.Signal(instance.Record.Name, 9, all: true);
+            }
+            catch (Exception e) when (e is InvalidOperationException or Linux.LinuxException or IOException)
+            {
+            }
+            await Task.WhenAny(instance.Exited.Task, Task.Delay(TimeSpan.FromSeconds(10))).ConfigureAwait(false);
+        }
+        if (instance.Handle is not null)
+        {
+            // Processed here, not when the watcher's report reaches the loop (it is then stale).
+            Exited(instance, instance.SeenExit ?? new TaskExit(null, false, DateTimeOffset.UtcNow));
+        }
+    }
+
+    private async Task RemoveContainerAsync(Instance instance, string reason, bool keepLogs)
+    {
+        var name = instance.Record.Name;
+        await StopAsync(instance, reason).ConfigureAwait(false);
+        _driver.Destroy(name);
+        _logs.Detach(name);
+        try
+        {
+            _snapshots.Remove(name);
+        }
+        catch (Exception e) when (e is IOException or ImageException or UnauthorizedAccessException)
+        {
+            LogCleanup(_logger, name, e.Message);
+        }
+        TryDelete(FifoDir(name));
+        File.Delete(Path.Combine(InstancesDir, name + ".json"));
+        if (!keepLogs)
+        {
+            TryDelete(LogDir(name));
+        }
+        _cpuSamples.Remove(name);
+        Changed?.Invoke(name);
+    }
+
+    private static void TryDelete(string dir)
+    {
+        try
+        {
+            if (Directory.Exists(dir))
+            {
+                Directory.Delete(dir, recursive: true);
+            }
+        }
+        catch (IOException)
+        {
+        }
+    }
+
+    private void Save(Instance instance)
+        => AtomicFile.WriteAllText(Path.Combine(InstancesDir, instance.Record.Name + ".json"),
+            JsonSerializer.Serialize(instance.Record, InstanceJsonContext.Default.InstanceRecord));
+
+    public static string SpecHash(Workload workload)
+    {
+        var json = JsonSerializer.SerializeToUtf8Bytes(workload, WorkloadJsonContext.Default.Workload);
+        return Convert.ToHexStringLower(SHA256.HashData(json))[..16];
+    }
+
+    // ---------------------------------------------------------------- probes
+
+    private void StartProbes(Instance instance)
+    {
+        var probes = instance.Workload.Probes;
+        if (probes is null || (probes.Startup ?? probes.Liveness ?? probes.Readiness) is null || instance.Handle is null)
+        {
+            return;
+        }
+        var cts = new CancellationTokenSource();
+        instance.Probes = cts;
+        var handle = instance.Handle;
+        var host = instance.Workload.Network is "host" or null ? "127.0.0.1" : "127.0.0.1";
+        _ = Task.Run(async () =>
+        {
+            try
+            {
+                if (probes.Startup is { } startup)
+                {
+                    await Task.Delay(TimeSpan.FromSeconds(startup.InitialDelaySeconds), cts.Token).ConfigureAwait(false);
+                    while (true)
+                    {
+                        var result = await _prober.RunAsync(startup, instance.Record.Name, host, cts.Token).ConfigureAwait(false);
+                        if (await Post(() => OnProbe(instance, handle, "startup", result)).ConfigureAwait(false))
+                        {
+                            break;
+                        }
+                        await Task.Delay(TimeSpan.FromSeconds(startup.PeriodSeconds), cts.Token).ConfigureAwait(false);
+                    }
+                }
+                await Task.WhenAll(
+                    probes.Liveness is { } l ? LoopAsync(l, "liveness") : Task.CompletedTask,
+                    probes.Readiness is { } r ? LoopAsync(r, "readiness") : Task.CompletedTask).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+            }
+        }, CancellationToken.None);
+
+        async Task LoopAsync(Probe probe, string kind)
+        {
+            await Task.Delay(TimeSpan.FromSeconds(probe.InitialDelaySeconds), cts.Token).ConfigureAwait(false);
+            while (!cts.IsCancellationRequested)
+            {
+                var result = await _prober.RunAsync(probe, instance.Record.Name, host, cts.Token).ConfigureAwait(false);
+                await Post(() => OnProbe(instance, handle, kind, result)).ConfigureAwait(false);
+                await Task.Delay(TimeSpan.FromSeconds(probe.PeriodSeconds), cts.Token).ConfigureAwait(false);
+            }
+        }
+    }
+
+    /// <summary>Applies one probe result (on the loop); returns true when a startup probe has passed.</summary>
+    private async Task<bool> OnProbe(Instance instance, TaskHandle handle, string kind, ProbeResult result)
+    {
+        if (instance.Handle != handle)
+        {
+            return true; // a result for a run that has ended
+        }
+        var record = instance.Record;
+        var probes = instance.Workload.Probes!;
+        switch (kind)
+        {
+            case "startup":
+                if (result.Ok)
+                {
+                    record.Started = true;
+                    Save(instance);
+                    return true;
+                }
+                if (++instance.StartupFailures >= probes.Startup!.FailureThreshold)
+                {
+                    await KillForProbeAsync(instance, "startup-probe", result).ConfigureAwait(false);
+                    return true;
+                }
+                return false;
+            case "liveness":
+                if (result.Ok)
+                {
+                    instance.LivenessFailures = 0;
+                }
+                else if (++instance.LivenessFailures >= probes.Liveness!.FailureThreshold)
+                {
+                    await KillForProbeAsync(instance, "liveness-probe", result).ConfigureAwait(false);
+                }
+                return true;
+            default:
+                var ready = record.Ready;
+                if (result.Ok)
+                {
+                    instance.ReadinessFailures = 0;
+                    if (++instance.ReadinessSuccesses >= probes.Readiness!.SuccessThreshold)
+                    {
+                        ready = true;
+                    }
+                }
+                else
+                {
+                    instance.ReadinessSuccesses = 0;
+                    if (++instance.ReadinessFailures >= probes.Readiness!.FailureThreshold)
+                    {
+                        ready = false;
+                    }
+                }
+                if (ready != record.Ready)
+                {
+                    record.Ready = ready;
+                    record.Message = ready ? null : $"not ready: {result.Detail}";
+                    LogReadiness(_logger, record.Name, ready, result.Detail);
+                    Save(instance);
+                    Changed?.Invoke(record.Name);
+                }
+                return true;
+        }
+    }
+
+    private async Task KillForProbeAsync(Instance instance, string reason, ProbeResult result)
+    {
+        LogProbeKill(_logger, instance.Record.Name, reason, result.Detail);
+        instance.Record.Message = $"{reason} failed: {result.Detail}";
+        instance.EndingBecause = reason;
+        instance.Probes?.Cancel();
+        try
+        {
+            _driver.Signal(instance.Record.Name, 9, all: true);
+        }
+        catch (Exception e) when (e is InvalidOperationException or Linux.LinuxException or IOException)
+        {
+        }
+        await Task.CompletedTask.ConfigureAwait(false);
+    }
+}

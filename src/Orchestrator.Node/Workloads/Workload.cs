@@ -1,0 +1,129 @@
+using System.Text.Json.Serialization;
+
+namespace Orchestrator.Node.Workloads;
+
+/// <summary>
+/// One thing a node runs: a container from an image, with its command, resources, restart
+/// policy, probes, ports, volumes and network (docs/manifest.md). The fleet's deployments
+/// place replicas of a workload; a node sees each replica as a workload of its own.
+/// </summary>
+public sealed class Workload
+{
+    /// <summary>Letters, digits, '-' and '_'; unique on the node. It names the container.</summary>
+    public string Name { get; set; } = "";
+    public string Image { get; set; } = "";
+    /// <summary>Replaces the image's entrypoint.</summary>
+    public List<string>? Command { get; set; }
+    /// <summary>Replaces the image's cmd.</summary>
+    public List<string>? Args { get; set; }
+    public Dictionary<string, string>? Env { get; set; }
+    public string? WorkingDir { get; set; }
+    /// <summary>uid[:gid] inside the container; the image's user when absent.</summary>
+    public string? User { get; set; }
+    public string? Hostname { get; set; }
+    public Resources? Resources { get; set; }
+    public RestartPolicy? Restart { get; set; }
+    public Probes? Probes { get; set; }
+    public List<PortMapping>? Ports { get; set; }
+    public List<Volume>? Volumes { get; set; }
+    /// <summary>host, none or bridge.</summary>
+    public string? Network { get; set; }
+    public Dictionary<string, string>? Labels { get; set; }
+    /// <summary>Which backend runs it: native (default) or containerd.</summary>
+    public string? Runtime { get; set; }
+    /// <summary>Seconds between SIGTERM and SIGKILL on stop.</summary>
+    public int? StopGracePeriodSeconds { get; set; }
+}
+
+public sealed class Resources
+{
+    /// <summary>CPUs, fractional ("0.5" or "500m").</summary>
+    public string? Cpu { get; set; }
+    /// <summary>Bytes, with an optional suffix: 64Mi, 1Gi, 500M.</summary>
+    public string? Memory { get; set; }
+    public long? Pids { get; set; }
+}
+
+public sealed class RestartPolicy
+{
+    /// <summary>always (default), on-failure or never.</summary>
+    public string Policy { get; set; } = "always";
+    /// <summary>on-failure only: give up after this many restarts in a row (0: no limit).</summary>
+    public int MaxRetries { get; set; }
+    /// <summary>The first restart delay; doubled after each failure up to <see cref="MaxBackoff"/>.</summary>
+    public string? Backoff { get; set; }
+    public string? MaxBackoff { get; set; }
+    /// <summary>A run this long counts as stable: the delay and the retry count start over.</summary>
+    public string? ResetAfter { get; set; }
+}
+
+public sealed class Probes
+{
+    /// <summary>Holds off liveness and readiness until it has passed once.</summary>
+    public Probe? Startup { get; set; }
+    /// <summary>Restarts the container when it fails <see cref="Probe.FailureThreshold"/> times in a row.</summary>
+    public Probe? Liveness { get; set; }
+    /// <summary>Reported upward: the fleet counts a replica as available only while it is ready.</summary>
+    public Probe? Readiness { get; set; }
+}
+
+public sealed class Probe
+{
+    public ExecAction? Exec { get; set; }
+    public HttpGetAction? HttpGet { get; set; }
+    public TcpSocketAction? TcpSocket { get; set; }
+    public double InitialDelaySeconds { get; set; }
+    public double PeriodSeconds { get; set; } = 10;
+    public double TimeoutSeconds { get; set; } = 1;
+    public int FailureThreshold { get; set; } = 3;
+    public int SuccessThreshold { get; set; } = 1;
+}
+
+public sealed class ExecAction
+{
+    public List<string> Command { get; set; } = [];
+}
+
+public sealed class HttpGetAction
+{
+    public string Path { get; set; } = "/";
+    public int Port { get; set; }
+    /// <summary>Defaults to the container's address (127.0.0.1 for host networking).</summary>
+    public string? Host { get; set; }
+}
+
+public sealed class TcpSocketAction
+{
+    public int Port { get; set; }
+    public string? Host { get; set; }
+}
+
+public sealed class PortMapping
+{
+    public int ContainerPort { get; set; }
+    /// <summary>The host port; the container port when absent.</summary>
+    public int? HostPort { get; set; }
+    /// <summary>tcp (default) or udp.</summary>
+    public string Protocol { get; set; } = "tcp";
+    /// <summary>The host address to publish on (default: all).</summary>
+    public string? HostIp { get; set; }
+}
+
+public sealed class Volume
+{
+    /// <summary>A named volume: a directory under the state dir, kept when the container goes.</summary>
+    public string? Name { get; set; }
+    /// <summary>A bind mount of this host path.</summary>
+    public string? HostPath { get; set; }
+    public string Target { get; set; } = "";
+    public bool ReadOnly { get; set; }
+}
+
+[JsonSourceGenerationOptions(
+    PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase,
+    DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+    UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
+    WriteIndented = true)]
+[JsonSerializable(typeof(Workload))]
+[JsonSerializable(typeof(List<Workload>))]
+public sealed partial class WorkloadJsonContext : JsonSerializerContext;
