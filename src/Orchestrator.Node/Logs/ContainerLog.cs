@@ -118,6 +118,7 @@ internal sealed class ContainerLog : IDisposable
         var path = Path.Combine(dir, FileName);
         var rotated = Directory.Exists(dir)
             ? Directory.EnumerateFiles(dir, FileName + ".*")
+                .Where(f => f.Length > path.Length + 1 && f.StartsWith(path + ".", StringComparison.Ordinal))
                 .Select(f => (File: f, N: int.TryParse(f[(path.Length + 1)..], out var n) ? n : -1))
                 .Where(x => x.N > 0).OrderByDescending(x => x.N).Select(x => x.File).ToList()
             : [];

@@ -77,7 +77,8 @@ public static class SpecBuilder
             Effective = [.. DefaultCapabilities],
             Permitted = [.. DefaultCapabilities],
         };
-        process.Rlimits = [new RlimitSpec { Type = "RLIMIT_NOFILE", Hard = 65536, Soft = 65536 }];
+        var files = Math.Min(65536UL, HardFileLimit());
+        process.Rlimits = [new RlimitSpec { Type = "RLIMIT_NOFILE", Hard = files, Soft = files }];
         spec.Root = new RootSpec { Path = paths.Rootfs, Readonly = false };
         spec.Hostname = hostname;
         var linux = spec.Linux!;
@@ -125,6 +126,26 @@ public static class SpecBuilder
             ["org.orchestrator.image"] = workload.Image,
         };
         return spec;
+    }
+
+    /// <summary>orchd's own hard limit on open files: a container cannot be given more without CAP_SYS_RESOURCE.</summary>
+    private static ulong HardFileLimit()
+    {
+        try
+        {
+            foreach (var line in File.ReadLines("/proc/self/limits"))
+            {
+                if (line.StartsWith("Max open files", StringComparison.Ordinal))
+                {
+                    var fields = line["Max open files".Length..].Split(' ', StringSplitOptions.RemoveEmptyEntries);
+                    return ulong.TryParse(fields[1], NumberStyles.None, CultureInfo.InvariantCulture, out var hard) ? hard : 65536;
+                }
+            }
+        }
+        catch (IOException)
+        {
+        }
+        return 1024;
     }
 
     private static (uint Uid, uint Gid) User(string? user, Workload workload)

@@ -98,7 +98,8 @@ public sealed partial class Supervisor : IAsyncDisposable
 
     public async Task RunAsync(CancellationToken cancellationToken)
     {
-        await Post(RecoverAsync).ConfigureAwait(false);
+        // Before the mailbox is read: requests that arrive meanwhile wait for it.
+        await RecoverAsync().ConfigureAwait(false);
         _recovered.TrySetResult();
         using var timer = new PeriodicTimer(_options.Resync);
         var ticks = Task.Run(async () =>

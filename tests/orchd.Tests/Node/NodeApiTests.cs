@@ -1,0 +1,102 @@
+using Orchestrator.Fleet.Client;
+using Orchestrator.Node.Workloads;
+
+namespace Orchestrator.Daemon.Tests.Node;
+
+/// <summary>The node API over a real nats-server, against containers run by the real orchd.</summary>
+[Trait("Category", "Privileged")]
+[Collection(NodeTests.Collection)]
+public sealed class NodeApiTests
+{
+    private static readonly TimeSpan s_wait = TimeSpan.FromSeconds(20);
+
+    [Fact(Timeout = 120_000)]
+    public async Task Run_ps_logs_exec_inspect_stats_stop_start_rm()
+    {
+        await using var node = await NodeHost.StartAsync();
+        var status = await node.Client.RunAsync(NodeHost.Sh("hello", "echo hello from $HOSTNAME; echo oops >&2; exec sleep 1000", w => { w.Env = new() { ["GREETING"] = "hi" }; w.StopGracePeriodSeconds = 1; }));
+        Assert.True(status.State == "running", $"{status.State}: {status.Message}");
+        Assert.True(status.Pid > 0);
+
+        var ps = await node.Client.ListAsync();
+        Assert.Equal("hello", Assert.Single(ps).Name);
+
+        var deadline = DateTime.UtcNow + s_wait;
+        IReadOnlyList<Orchestrator.Node.Logs.LogLine> lines;
+        while ((lines = await node.Client.LogsAsync("hello")).Count < 2 && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(50);
+        }
+        Assert.Contains(lines, l => l is { Stream: "stdout", Text: "hello from hello" });
+        Assert.Contains(lines, l => l is { Stream: "stderr", Text: "oops" });
+        Assert.All(lines, l => Assert.True(Math.Abs((DateTimeOffset.UtcNow - l.Time).TotalMinutes) < 5, $"timestamp {l.Time}"));
+
+        var exec = await node.Client.ExecAsync("hello", ["sh", "-c", "echo $GREETING; cat /etc/hostname; exit 3"]);
+        Assert.Equal(3, exec.ExitCode);
+        Assert.Equal("hi\nhello\n", exec.Stdout);
+
+        var inspect = await node.Client.InspectAsync("hello");
+        Assert.Equal(NodeHost.Image, inspect.Spec!.Image);
+        var stats = Assert.Single(await node.Client.StatsAsync());
+        Assert.True(stats.MemoryBytes > 0 && stats.Pids >= 1, $"memory {stats.MemoryBytes}, pids {stats.Pids}");
+        var nodeStatus = await node.Client.StatusAsync();
+        Assert.Equal(1, nodeStatus.Running);
+        Assert.Equal(Environment.ProcessorCount * 1000, nodeStatus.CpuMilliCapacity);
+
+        var pid = status.Pid;
+        var stopped = await node.Client.StopAsync("hello");
+        Assert.Equal("stopped", stopped.State);
+        Assert.False(Directory.Exists($"/proc/{pid}"), "the process is gone after stop");
+        await Task.Delay(2500); // longer than a resync: a stopped container stays stopped
+        Assert.Equal("stopped", (await node.Client.InspectAsync("hello")).State);
+
+        var started = await node.Client.StartAsync("hello");
+        Assert.Equal("running", started.State);
+        Assert.NotEqual(pid, started.Pid);
+
+        await node.Client.RemoveAsync("hello");
+        Assert.Empty(await node.Client.ListAsync());
+        Assert.False(Directory.Exists(Path.Combine(node.StateDir, "logs", "hello")));
+        Assert.Empty(Directory.GetDirectories(Path.Combine(node.RunDir, "runtime")));
+    }
+
+    [Fact(Timeout = 60_000)]
+    public async Task Bad_requests_get_one_clear_error_reply()
+    {
+        await using var node = await NodeHost.StartAsync();
+        var invalid = await Assert.ThrowsAsync<NodeRequestException>(() => node.Client.RunAsync(new Workload { Name = "bad name", Image = "" }));
+        Assert.Contains("name: 'bad name' is not a valid name", invalid.Message, StringComparison.Ordinal);
+        Assert.Contains("image: required", invalid.Message, StringComparison.Ordinal);
+
+        var missing = await Assert.ThrowsAsync<NodeRequestException>(() => node.Client.InspectAsync("ghost"));
+        Assert.Equal("no container 'ghost' on this node; `ps` lists the ones there are", missing.Message);
+
+        var unknownField = System.Text.Encoding.UTF8.GetBytes("{\"name\":\"x\",\"image\":\"busybox:latest\",\"replicas\":3}");
+        Assert.Equal("the request is not valid JSON for this operation at replicas; send a workload (name, image, …; see docs/manifest.md)",
+            ErrorOf(await node.Client.RawAsync("run", unknownField)));
+        Assert.StartsWith("'frobnicate' is not a node operation; use one of info, run,", ErrorOf(await node.Client.RawAsync("frobnicate", [])), StringComparison.Ordinal);
+
+        var nobody = new NodeClient(GetConnection(node), "no-such-node", TimeSpan.FromSeconds(5));
+        var unknownNode = await Assert.ThrowsAsync<NodeRequestException>(() => nobody.ListAsync());
+        Assert.Equal("no node 'no-such-node' is connected to the fleet; `orchctl get nodes` lists the nodes that are", unknownNode.Message);
+
+        // A missing image is reported on the container, and nothing that runs is disturbed.
+        await node.Client.RunAsync(NodeHost.Sh("keeper", "exec sleep 1000"));
+        var noImage = await node.Client.RunAsync(new Workload { Name = "noimage", Image = "127.0.0.1:1/nothing:here" });
+        Assert.Equal("backoff", noImage.State);
+        Assert.Contains("127.0.0.1:1", noImage.Message, StringComparison.Ordinal);
+        Assert.Equal("running", (await node.Client.InspectAsync("keeper")).State);
+    }
+
+    private static string? ErrorOf(byte[] reply)
+    {
+        using var doc = System.Text.Json.JsonDocument.Parse(reply);
+        return doc.RootElement.GetProperty("error").GetString();
+    }
+
+    private static NATS.Client.Core.NatsConnection GetConnection(NodeHost node)
+    {
+        var connection = new NATS.Client.Core.NatsConnection(new NATS.Client.Core.NatsOpts { Url = node.Nats!.Url });
+        return connection;
+    }
+}

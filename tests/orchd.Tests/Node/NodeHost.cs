@@ -1,0 +1,179 @@
+using System.Globalization;
+using NATS.Client.Core;
+using Orchestrator.Fleet.Client;
+using Orchestrator.Node.Workloads;
+
+namespace Orchestrator.Daemon.Tests.Node;
+
+/// <summary>Node tests start containers, cgroups and mounts: one class at a time.</summary>
+[CollectionDefinition(Collection)]
+public sealed class NodeTests
+{
+    public const string Collection = "orchd node with containers";
+}
+
+/// <summary>
+/// One real orchd node for a test: its own state and run dirs, a real nats-server, the busybox
+/// image imported, and a <see cref="NodeClient"/> on the node API. Disposing it kills orchd and
+/// then every container it left (as an operator's cleanup would), unmounts and deletes.
+/// </summary>
+public sealed class NodeHost : IAsyncDisposable
+{
+    public const string Image = "busybox:latest";
+    private readonly List<DaemonProcess> _daemons = [];
+    private NatsConnection? _connection;
+
+    private NodeHost(TempDir dir, NatsServer? nats, string node)
+    {
+        Dir = dir;
+        Nats = nats;
+        NodeName = node;
+    }
+
+    public TempDir Dir { get; }
+    public NatsServer? Nats { get; }
+    public string NodeName { get; }
+    public string StateDir => Dir.Combine("state");
+    public string RunDir => Dir.Combine("run");
+    public string ManifestDir => Dir.Combine("manifests");
+    public DaemonProcess Daemon => _daemons[^1];
+    public NodeClient Client { get; private set; } = null!;
+
+    /// <summary>A node with the busybox image in its store; NATS unless <paramref name="withNats"/> is false.</summary>
+    public static async Task<NodeHost> StartAsync(bool withNats = true, string[]? extraArgs = null, bool start = true)
+    {
+        Requires.Root();
+        var dir = new TempDir("orchd-node");
+        var nats = withNats ? await NatsServer.StartAsync() : null;
+        var host = new NodeHost(dir, nats, "node-" + Guid.NewGuid().ToString("N")[..6]);
+        Directory.CreateDirectory(host.ManifestDir);
+        BusyboxImage.CreateLayout(dir.Combine("layout"));
+        await using (var import = DaemonProcess.Start(Repo.Binary("orchd"), ["image", "import", dir.Combine("layout"), "--name", Image, "--state-dir", host.StateDir, "--config", "/dev/null"]))
+        {
+            Assert.True(await import.WaitForExitAsync(TimeSpan.FromSeconds(60)) == 0, import.Output);
+        }
+        if (start)
+        {
+            await host.StartOrchdAsync(extraArgs);
+        }
+        return host;
+    }
+
+    public string[] Args(string[]? extra = null) =>
+    [
+        "--config", "/dev/null", "--node-name", NodeName, "--state-dir", StateDir, "--run-dir", RunDir,
+        "--manifest-dir", ManifestDir, "--nats-url", Nats?.Url ?? "nats://127.0.0.1:1", .. extra ?? [],
+    ];
+
+    /// <summary>Starts (or starts again) orchd and waits until it answers on NATS.</summary>
+    public async Task StartOrchdAsync(string[]? extraArgs = null)
+    {
+        var daemon = DaemonProcess.Start(Repo.Binary("orchd"), Args(extraArgs), new Dictionary<string, string?> { ["ORCHD_LOG_LEVEL"] = "debug" });
+        _daemons.Add(daemon);
+        await daemon.WaitForLogAsync(" ready: node ", TimeSpan.FromSeconds(20));
+        if (Nats is null)
+        {
+            return;
+        }
+        if (_connection is null)
+        {
+            _connection = new NatsConnection(new NatsOpts { Url = Nats.Url });
+            await _connection.ConnectAsync();
+            Client = new NodeClient(_connection, NodeName, TimeSpan.FromSeconds(60));
+        }
+        var fleet = new FleetClient(_connection);
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
+        while (await fleet.GetNodeInfoAsync(NodeName, TimeSpan.FromSeconds(1)) is null)
+        {
+            Assert.True(DateTime.UtcNow < deadline, $"orchd did not answer on NATS; output:\n{daemon.Output}");
+            await Task.Delay(50);
+        }
+    }
+
+    /// <summary>kill -9: what a crash or the OOM killer does to orchd.</summary>
+    public async Task KillOrchdAsync()
+    {
+        Daemon.Signal(9);
+        await Daemon.WaitForExitAsync(TimeSpan.FromSeconds(10), drainOutput: false);
+    }
+
+    public static Workload Sh(string name, string script, Action<Workload>? configure = null)
+    {
+        var workload = new Workload { Name = name, Image = Image, Command = ["sh", "-c", script] };
+        configure?.Invoke(workload);
+        return workload;
+    }
+
+    /// <summary>Polls the node until <paramref name="condition"/> holds for the container, or fails with its last status.</summary>
+    public async Task<Orchestrator.Node.Reconcile.ContainerStatus> WaitForAsync(string name, Func<Orchestrator.Node.Reconcile.ContainerStatus, bool> condition, TimeSpan timeout, string what)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        Orchestrator.Node.Reconcile.ContainerStatus? last = null;
+        while (DateTime.UtcNow < deadline)
+        {
+            last = await Client.InspectAsync(name);
+            if (condition(last))
+            {
+                return last;
+            }
+            await Task.Delay(50);
+        }
+        Assert.Fail($"container {name}: {what} did not happen within {timeout}; last state {last?.State}, restarts {last?.Restarts}, message {last?.Message}\n{Daemon.Output}");
+        return last!;
+    }
+
+    /// <summary>The pid of every process the node's containers run (from their cgroups).</summary>
+    public static int ProcessStartTicks(int pid)
+    {
+        var stat = File.ReadAllText($"/proc/{pid}/stat");
+        return int.Parse(stat[(stat.LastIndexOf(')') + 2)..].Split(' ')[19], CultureInfo.InvariantCulture);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var daemon in _daemons)
+        {
+            await daemon.DisposeAsync();
+        }
+        if (_connection is not null)
+        {
+            await _connection.DisposeAsync();
+        }
+        // Containers outlive orchd by design: remove them the way an operator would.
+        var runtime = Path.Combine(RunDir, "runtime");
+        if (Directory.Exists(runtime))
+        {
+            foreach (var id in Directory.EnumerateDirectories(runtime).Select(Path.GetFileName))
+            {
+                await using var delete = DaemonProcess.Start(Repo.Binary("orchd"), ["runc", "--root", runtime, "delete", "--force", id!]);
+                await delete.WaitForExitAsync(TimeSpan.FromSeconds(30));
+            }
+        }
+        foreach (var mount in File.ReadAllLines("/proc/self/mountinfo").Select(l => l.Split(' ')[4])
+                     .Where(m => m.StartsWith(Dir.Path, StringComparison.Ordinal)).OrderByDescending(m => m.Length))
+        {
+            Orchestrator.Linux.Libc.umount2(mount, Orchestrator.Linux.Libc.MNT_DETACH);
+        }
+        var nodeId = File.Exists(Path.Combine(StateDir, "node-id")) ? File.ReadAllText(Path.Combine(StateDir, "node-id")).Trim() : null;
+        if (nodeId is { Length: >= 12 })
+        {
+            foreach (var hierarchy in Directory.Exists("/sys/fs/cgroup") ? Directory.EnumerateDirectories("/sys/fs/cgroup").Append("/sys/fs/cgroup") : [])
+            {
+                var dir = Path.Combine(hierarchy, "orchestrator", nodeId[..12]);
+                if (Directory.Exists(dir))
+                {
+                    foreach (var child in Directory.EnumerateDirectories(dir))
+                    {
+                        try { Directory.Delete(child); } catch (IOException) { }
+                    }
+                    try { Directory.Delete(dir); } catch (IOException) { }
+                }
+            }
+        }
+        if (Nats is not null)
+        {
+            await Nats.DisposeAsync();
+        }
+        Dir.Dispose();
+    }
+}
