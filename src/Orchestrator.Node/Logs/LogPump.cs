@@ -39,6 +39,10 @@ public sealed class LogPump : IDisposable
     private readonly Thread _thread;
     private readonly int _wakeRead, _wakeWrite, _scratchRead, _scratchWrite;
     private readonly byte[] _buffer = new byte[PipeSize];
+
+    // Failpoints (as etcd's gofail) for the crash-safety tests: orchd kills itself in the middle
+    // of a batch, at the two places a real crash would hurt most.
+    private static readonly string? s_failpoint = Environment.GetEnvironmentVariable("ORCHD_FAILPOINT");
     private volatile bool _stopping;
 
     public LogPump(LogOptions options)
@@ -346,7 +350,16 @@ public sealed class LogPump : IDisposable
         // 1. What is about to happen, so that a successor can finish it.
         WriteCursor(source.Cursor, pending: true, log.Length, framed.Length, raw.Length, Fnv1a(raw));
         // 2. The log, in one write.
+        if (s_failpoint == "log-torn-write")
+        {
+            log.Append(framed[..(framed.Length / 2)]);
+            kill(Environment.ProcessId, 9);
+        }
         log.Append(framed);
+        if (s_failpoint == "log-written-not-consumed")
+        {
+            kill(Environment.ProcessId, 9);
+        }
         // 3. Only now out of the pipe.
         Consume(source.Fd, raw.Length);
         // 4. Done.

@@ -219,6 +219,10 @@ public sealed partial class Supervisor : IAsyncDisposable
                 AttachLogs(record.Name);
                 _driver.Watch(handle, (h, exit) => OnExit(record.Name, h, exit));
                 StartProbes(instance);
+                if (!File.Exists(Path.Combine(InstancesDir, record.Name + ".json")))
+                {
+                    Save(instance); // a rebuilt record is written again, whole
+                }
                 adopted++;
                 continue;
             }

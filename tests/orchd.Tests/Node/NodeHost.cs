@@ -122,6 +122,20 @@ public sealed class NodeHost : IAsyncDisposable
         return last!;
     }
 
+    /// <summary>Alive and not a zombie (a test machine's pid 1 may not reap what orchd left it).</summary>
+    public static bool IsAlive(int pid)
+    {
+        try
+        {
+            var stat = File.ReadAllText($"/proc/{pid}/stat");
+            return stat[(stat.LastIndexOf(')') + 2)..][0] is not ('Z' or 'X');
+        }
+        catch (IOException)
+        {
+            return false;
+        }
+    }
+
     /// <summary>The pid of every process the node's containers run (from their cgroups).</summary>
     public static int ProcessStartTicks(int pid)
     {
