@@ -1,0 +1,114 @@
+using Orchestrator.Node.Workloads;
+
+namespace Orchestrator.Daemon.Tests.Node;
+
+/// <summary>Restart policies with backoff, OOM kills, and the three kinds of probes, on real containers.</summary>
+[Trait("Category", "Privileged")]
+[Collection(NodeTests.Collection)]
+public sealed class RestartAndProbeTests
+{
+    private static readonly TimeSpan s_wait = TimeSpan.FromSeconds(30);
+
+    [Fact(Timeout = 120_000)]
+    public async Task A_crash_loop_backs_off_exponentially_and_records_exit_codes()
+    {
+        await using var node = await NodeHost.StartAsync();
+        await node.Client.RunAsync(NodeHost.Sh("crasher", "echo start; exit 7", w =>
+            w.Restart = new RestartPolicy { Policy = "always", Backoff = "200ms", MaxBackoff = "1600ms" }));
+        var status = await node.WaitForAsync("crasher", c => c.Restarts >= 4, s_wait, "four restarts");
+        Assert.Equal(7, status.LastExit!.Code);
+        Assert.Equal("exited", status.LastExit.Reason);
+
+        // The starts as the log shows them: the gaps grow (200, 400, 800, 1600 ms, capped).
+        var starts = (await node.Client.LogsAsync("crasher")).Where(l => l.Text == "start").Select(l => l.Time).ToList();
+        Assert.True(starts.Count >= 5, $"{starts.Count} starts");
+        var gaps = starts.Zip(starts.Skip(1), (a, b) => (b - a).TotalMilliseconds).ToList();
+        Assert.True(gaps[0] >= 150 && gaps[0] < 700, $"first gap {gaps[0]} ms");
+        Assert.True(gaps[3] >= 1400, $"fourth gap {gaps[3]} ms; gaps {string.Join(", ", gaps)}");
+        Assert.True(gaps[3] > gaps[0] * 3, $"gaps {string.Join(", ", gaps)}");
+    }
+
+    [Fact(Timeout = 120_000)]
+    public async Task On_failure_gives_up_after_max_retries_and_never_leaves_a_clean_exit_alone()
+    {
+        await using var node = await NodeHost.StartAsync();
+        await node.Client.RunAsync(NodeHost.Sh("flaky", "exit 3", w =>
+            w.Restart = new RestartPolicy { Policy = "on-failure", MaxRetries = 2, Backoff = "100ms" }));
+        await node.Client.RunAsync(NodeHost.Sh("done", "exit 0", w => w.Restart = new RestartPolicy { Policy = "on-failure", Backoff = "100ms" }));
+        await node.Client.RunAsync(NodeHost.Sh("once", "exit 5", w => w.Restart = new RestartPolicy { Policy = "never" }));
+
+        var flaky = await node.WaitForAsync("flaky", c => c.State == "failed", s_wait, "giving up");
+        Assert.Equal(2, flaky.Restarts);
+        Assert.Equal(3, flaky.LastExit!.Code);
+        Assert.Contains("gave up after 2 restarts", flaky.Message, StringComparison.Ordinal);
+        var done = await node.WaitForAsync("done", c => c.State == "exited", s_wait, "a clean exit");
+        Assert.Equal(0, done.LastExit!.Code);
+        var once = await node.WaitForAsync("once", c => c.State == "exited", s_wait, "exit under never");
+        Assert.Equal(5, once.LastExit!.Code);
+        await Task.Delay(1000);
+        Assert.Equal(0, (await node.Client.InspectAsync("done")).Restarts);
+        Assert.Equal(0, (await node.Client.InspectAsync("once")).Restarts);
+    }
+
+    [Fact(Timeout = 120_000)]
+    public async Task An_oom_kill_is_recorded_as_such()
+    {
+        await using var node = await NodeHost.StartAsync();
+        // tail of /dev/zero buffers one endless line: it grows until the memory limit stops it.
+        await node.Client.RunAsync(NodeHost.Sh("hog", "tail /dev/zero", w =>
+        {
+            w.Resources = new Resources { Memory = "16Mi" };
+            w.Restart = new RestartPolicy { Policy = "never" };
+        }));
+        var status = await node.WaitForAsync("hog", c => c.State == "exited", s_wait, "the OOM kill");
+        Assert.True(status.LastExit!.OomKilled, $"exit {status.LastExit.Code}, reason {status.LastExit.Reason}");
+        Assert.Equal("oom-killed", status.LastExit.Reason);
+        Assert.Equal(137, status.LastExit.Code);
+    }
+
+    [Fact(Timeout = 120_000)]
+    public async Task A_failing_liveness_probe_restarts_the_container()
+    {
+        await using var node = await NodeHost.StartAsync();
+        // Healthy for about a second after each start, then not.
+        await node.Client.RunAsync(NodeHost.Sh("sick", "touch /tmp/healthy; sleep 1; rm /tmp/healthy; exec sleep 100000", w =>
+        {
+            w.Restart = new RestartPolicy { Backoff = "100ms" };
+            w.Probes = new Probes { Liveness = new Probe { Exec = new ExecAction { Command = ["cat", "/tmp/healthy"] }, PeriodSeconds = 0.2, FailureThreshold = 2 } };
+        }));
+        var status = await node.WaitForAsync("sick", c => c.Restarts >= 1 && c.State == "running", s_wait, "a restart by the liveness probe");
+        Assert.Equal("liveness-probe", status.LastExit!.Reason);
+        Assert.Equal(137, status.LastExit.Code);
+    }
+
+    [Fact(Timeout = 120_000)]
+    public async Task Readiness_follows_exec_http_and_tcp_probes()
+    {
+        await using var node = await NodeHost.StartAsync();
+        var port = FreePort.Next();
+        await node.Client.RunAsync(NodeHost.Sh("gate", "exec sleep 100000", w =>
+            w.Probes = new Probes { Readiness = new Probe { Exec = new ExecAction { Command = ["test", "-f", "/tmp/ready"] }, PeriodSeconds = 0.2, FailureThreshold = 1 } }));
+        await node.Client.RunAsync(NodeHost.Sh("web", $"mkdir -p /www; echo ok > /www/index.html; exec httpd -f -p 127.0.0.1:{port} -h /www", w =>
+        {
+            w.Network = "host";
+            w.Probes = new Probes
+            {
+                Startup = new Probe { TcpSocket = new TcpSocketAction { Port = port }, PeriodSeconds = 0.1, FailureThreshold = 50 },
+                Readiness = new Probe { HttpGet = new HttpGetAction { Path = "/index.html", Port = port }, PeriodSeconds = 0.2 },
+            };
+        }));
+
+        Assert.False((await node.Client.InspectAsync("gate")).Ready);
+        await node.Client.ExecAsync("gate", ["touch", "/tmp/ready"]);
+        await node.WaitForAsync("gate", c => c.Ready, s_wait, "ready after the file appears");
+        await node.Client.ExecAsync("gate", ["rm", "/tmp/ready"]);
+        var notReady = await node.WaitForAsync("gate", c => !c.Ready, s_wait, "not ready after the file goes");
+        Assert.Contains("not ready: exec test -f /tmp/ready exited 1", notReady.Message, StringComparison.Ordinal);
+        Assert.Equal(0, notReady.Restarts); // readiness never restarts
+
+        await node.WaitForAsync("web", c => c.Ready, s_wait, "ready once httpd answers");
+        var status = await node.Client.StatusAsync();
+        Assert.Equal(1, status.Ready);
+        Assert.Equal(2, status.Running);
+    }
+}
