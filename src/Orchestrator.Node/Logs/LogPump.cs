@@ -252,7 +252,7 @@ public sealed class LogPump : IDisposable
                 return; // empty, writers still there
             }
             var data = _buffer.AsSpan(0, peeked);
-            var (framed, consumed) = Frame(source.Stream, data, eof || flushPartial);
+            var (framed, consumed) = Frame(source.Stream, data, eof || flushPartial, (int)Math.Clamp(_options.MaxFileBytes / 4, 1024, 256 * 1024));
             if (consumed == 0)
             {
                 source.PartialSince ??= DateTime.UtcNow;
@@ -299,12 +299,13 @@ public sealed class LogPump : IDisposable
     /// "P" pieces for lines over <see cref="MaxLine"/>, and an unfinished last line only when
     /// <paramref name="flushPartial"/> (the writer went quiet or away).
     /// </summary>
-    internal static (byte[] Framed, int Consumed) Frame(string stream, ReadOnlySpan<byte> data, bool flushPartial)
+    /// <param name="maxBatch">Stop once this much is framed: a batch never overshoots the rotation size by much.</param>
+    internal static (byte[] Framed, int Consumed) Frame(string stream, ReadOnlySpan<byte> data, bool flushPartial, int maxBatch = int.MaxValue)
     {
         var prefix = Encoding.ASCII.GetBytes(DateTime.UtcNow.ToString("yyyy-MM-dd'T'HH:mm:ss.fffffff'00Z'", CultureInfo.InvariantCulture) + " " + stream + " ");
         using var output = new MemoryStream();
         var consumed = 0;
-        while (consumed < data.Length)
+        while (consumed < data.Length && output.Length < maxBatch)
         {
             var rest = data[consumed..];
             var newline = rest.IndexOf((byte)'\n');

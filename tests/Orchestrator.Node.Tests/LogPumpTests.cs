@@ -1,0 +1,118 @@
+using System.Buffers;
+using System.Text;
+using Orchestrator.Node.Logs;
+
+namespace Orchestrator.Node.Tests;
+
+/// <summary>The log pump in-process, on real FIFOs (no container needed: this test process is the writer).</summary>
+public sealed class LogPumpTests : IDisposable
+{
+    private readonly TempDir _dir = new();
+
+    public void Dispose() => _dir.Dispose();
+
+    [Fact]
+    public void Lines_are_framed_in_cri_format_and_an_unfinished_line_waits()
+    {
+        var (framed, consumed) = LogPump.Frame("stdout", "one\ntwo\nthr"u8, flushPartial: false);
+        Assert.Equal(8, consumed);
+        var lines = Encoding.UTF8.GetString(framed).Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal(2, lines.Length);
+        Assert.Matches(@"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z stdout F one$", lines[0]);
+        var (flushed, all) = LogPump.Frame("stderr", "thr"u8, flushPartial: true);
+        Assert.Equal(3, all);
+        Assert.EndsWith(" stderr P thr\n", Encoding.UTF8.GetString(flushed), StringComparison.Ordinal);
+        var parsed = LogReader.Parse(new ReadOnlySequence<byte>(Encoding.UTF8.GetBytes(lines[1])));
+        Assert.Equal(new LogLine(parsed!.Time, "stdout", "two", false), parsed);
+    }
+
+    [Fact]
+    public void A_line_longer_than_the_limit_is_split_into_partial_records()
+    {
+        var data = Encoding.ASCII.GetBytes(new string('x', LogPump.MaxLine + 10) + "\n");
+        var (framed, consumed) = LogPump.Frame("stdout", data, flushPartial: false);
+        Assert.Equal(data.Length, consumed);
+        var records = Encoding.ASCII.GetString(framed).Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal(2, records.Length);
+        Assert.Contains(" stdout P ", records[0], StringComparison.Ordinal);
+        Assert.EndsWith(" stdout F xxxxxxxxxx", records[1], StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Output_goes_through_fifos_into_a_rotated_log_and_reads_back_in_order()
+    {
+        using var pump = new LogPump(new LogOptions(MaxFileBytes: 4096, MaxFiles: 3));
+        var fifos = _dir.Combine("fifo");
+        var logs = _dir.Combine("logs");
+        var (stdout, stderr) = LogPump.CreateFifos(fifos);
+        pump.Attach("c1", fifos, logs);
+        using (var writer = new FileStream(new Microsoft.Win32.SafeHandles.SafeFileHandle(stdout, ownsHandle: true), FileAccess.Write))
+        {
+            for (var i = 0; i < 300; i++)
+            {
+                writer.Write(Encoding.ASCII.GetBytes($"line-{i}\n"));
+                writer.Flush();
+            }
+        }
+        Orchestrator.Linux.Libc.close(stderr);
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        IReadOnlyList<LogLine> lines;
+        do
+        {
+            pump.Flush();
+            lines = await LogReader.ReadAsync(logs, tail: null, since: null);
+        }
+        while (lines.All(l => l.Text != "line-299") && DateTime.UtcNow < deadline);
+        // 300 records of ~50 bytes fill more than three 4 KiB files: the oldest lines are gone.
+        Assert.True(File.Exists(Path.Combine(logs, "container.log.1")));
+        Assert.False(File.Exists(Path.Combine(logs, "container.log.3")));
+        var texts = lines.Select(l => l.Text).ToList();
+        Assert.Equal("line-299", texts[^1]);
+        Assert.Equal(Enumerable.Range(300 - texts.Count, texts.Count).Select(i => $"line-{i}"), texts);
+        Assert.True(texts.Count is > 120 and < 300, $"{texts.Count} lines kept");
+
+        var tail = await LogReader.ReadAsync(logs, tail: 5, since: null);
+        Assert.Equal(["line-295", "line-296", "line-297", "line-298", "line-299"], tail.Select(l => l.Text));
+        var none = await LogReader.ReadAsync(logs, tail: null, since: DateTimeOffset.UtcNow.AddMinutes(1));
+        Assert.Empty(none);
+    }
+
+    [Fact]
+    public async Task Follow_sees_new_lines_across_a_rotation()
+    {
+        using var pump = new LogPump(new LogOptions(MaxFileBytes: 4096, MaxFiles: 2));
+        var fifos = _dir.Combine("fifo2");
+        var logs = _dir.Combine("logs2");
+        var (stdout, stderr) = LogPump.CreateFifos(fifos);
+        pump.Attach("c2", fifos, logs);
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        var seen = new List<string>();
+        var follower = Task.Run(async () =>
+        {
+            await foreach (var line in LogReader.FollowAsync(logs, cts.Token))
+            {
+                seen.Add(line.Text);
+                if (line.Text == "line-199")
+                {
+                    break;
+                }
+            }
+        });
+        await Task.Delay(300);
+        using (var writer = new FileStream(new Microsoft.Win32.SafeHandles.SafeFileHandle(stdout, ownsHandle: true), FileAccess.Write))
+        {
+            for (var i = 0; i < 200; i++)
+            {
+                writer.Write(Encoding.ASCII.GetBytes($"line-{i}\n"));
+                writer.Flush();
+                if (i % 20 == 0)
+                {
+                    await Task.Delay(20);
+                }
+            }
+        }
+        Orchestrator.Linux.Libc.close(stderr);
+        await follower.WaitAsync(TimeSpan.FromSeconds(20));
+        Assert.Equal(Enumerable.Range(0, 200).Select(i => $"line-{i}"), seen);
+    }
+}
