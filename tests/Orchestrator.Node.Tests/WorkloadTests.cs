@@ -91,9 +91,11 @@ public sealed class WorkloadTests : IDisposable
         File.WriteAllText(_dir.Combine("c.json"), "{\"name\": \"two\", \"image\": \"busybox\"}");
         File.WriteAllText(_dir.Combine("d.yaml"), "name: [broken\n");
         File.WriteAllText(_dir.Combine("README"), "not a manifest");
-        var (workloads, errors) = ManifestLoader.LoadDirectory(_dir.Path);
-        Assert.Equal(["one", "two"], workloads.Select(w => w.Name));
-        Assert.Equal("busybox", workloads[0].Image);
+        var (workloads, errors, broken) = ManifestLoader.LoadDirectory(_dir.Path);
+        Assert.Equal(["one", "two"], workloads.Select(w => w.Workload.Name));
+        Assert.Equal("busybox", workloads[0].Workload.Image);
+        Assert.Equal(_dir.Combine("c.json"), workloads[1].File);
+        Assert.Equal([_dir.Combine("b.yml"), _dir.Combine("d.yaml")], broken.Order(StringComparer.Ordinal));
         Assert.Equal(2, errors.Count);
         Assert.Contains(errors, e => e.Contains("already defined in", StringComparison.Ordinal));
         Assert.Contains(errors, e => e.StartsWith(_dir.Combine("d.yaml"), StringComparison.Ordinal));

@@ -37,6 +37,7 @@ public sealed partial class Supervisor : IAsyncDisposable
     private readonly Channel<Func<Task>> _mailbox = Channel.CreateUnbounded<Func<Task>>(new UnboundedChannelOptions { SingleReader = true });
     private readonly Dictionary<string, Workload> _applied = new(StringComparer.Ordinal);
     private readonly Dictionary<string, Workload> _static = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, string> _staticFiles = new(StringComparer.Ordinal);
     private readonly HashSet<string> _stopped = new(StringComparer.Ordinal);
     private readonly Dictionary<string, Instance> _instances = new(StringComparer.Ordinal);
     private readonly Dictionary<string, (long CpuNs, DateTimeOffset At)> _cpuSamples = new(StringComparer.Ordinal);
@@ -343,19 +344,22 @@ public sealed partial class Supervisor : IAsyncDisposable
             return;
         }
         _manifestStamp = stamp;
-        var (workloads, errors) = ManifestLoader.LoadDirectory(dir);
+        var (workloads, errors, broken) = ManifestLoader.LoadDirectory(dir);
         foreach (var error in errors.Except(_manifestErrors))
         {
             LogManifestError(_logger, error);
         }
         _manifestErrors = errors;
         // A file with an error keeps what it ran before: a typo must not take a service down.
-        var broken = errors.Select(e => e.Split(':')[0]).ToHashSet(StringComparer.Ordinal);
-        var kept = _static.Values.Where(w => broken.Count > 0 && w.Labels?.GetValueOrDefault("orchestrator/manifest") is { } file && broken.Contains(file)).ToList();
+        var kept = _static.Values.Where(w => _staticFiles.TryGetValue(w.Name, out var file) && broken.Contains(file)
+                                             && workloads.All(n => n.Workload.Name != w.Name))
+            .Select(w => (Workload: w, File: _staticFiles[w.Name])).ToList();
         _static.Clear();
-        foreach (var workload in workloads.Concat(kept))
+        _staticFiles.Clear();
+        foreach (var (workload, file) in workloads.Concat(kept))
         {
             _static[workload.Name] = workload;
+            _staticFiles[workload.Name] = file;
         }
         LogManifests(_logger, dir, workloads.Count, errors.Count);
     }

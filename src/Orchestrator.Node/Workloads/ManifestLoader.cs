@@ -36,14 +36,18 @@ public static class ManifestLoader
         return Parse(text, path);
     }
 
-    /// <summary>Every .yaml, .yml and .json file in a directory, in name order; errors are collected per file.</summary>
-    public static (IReadOnlyList<Workload> Workloads, IReadOnlyList<string> Errors) LoadDirectory(string dir)
+    /// <summary>
+    /// Every .yaml, .yml and .json file in a directory, in name order, each workload with the file
+    /// it came from; errors are collected, and <c>BrokenFiles</c> names the files they are in.
+    /// </summary>
+    public static (IReadOnlyList<(Workload Workload, string File)> Workloads, IReadOnlyList<string> Errors, IReadOnlySet<string> BrokenFiles) LoadDirectory(string dir)
     {
-        var workloads = new List<Workload>();
+        var workloads = new List<(Workload, string)>();
         var errors = new List<string>();
+        var broken = new HashSet<string>(StringComparer.Ordinal);
         if (!Directory.Exists(dir))
         {
-            return (workloads, errors);
+            return (workloads, errors, broken);
         }
         var files = Directory.EnumerateFiles(dir)
             .Where(f => f.EndsWith(".yaml", StringComparison.Ordinal) || f.EndsWith(".yml", StringComparison.Ordinal) || f.EndsWith(".json", StringComparison.Ordinal))
@@ -58,18 +62,20 @@ public static class ManifestLoader
                     if (seen.TryGetValue(workload.Name, out var first))
                     {
                         errors.Add($"{file}: workload '{workload.Name}' is already defined in {first}; names must be unique on a node");
+                        broken.Add(file);
                         continue;
                     }
                     seen[workload.Name] = file;
-                    workloads.Add(workload);
+                    workloads.Add((workload, file));
                 }
             }
             catch (ManifestException e)
             {
                 errors.Add(e.Message);
+                broken.Add(file);
             }
         }
-        return (workloads, errors);
+        return (workloads, errors, broken);
     }
 
     public static IReadOnlyList<Workload> Parse(string text, string source)
