@@ -18,8 +18,8 @@ public sealed class ContainerRuntime(string root)
         => id.Length is > 0 and <= 128 && id.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.') && id[0] != '.';
 
     /// <summary>Sets the container up to the point of exec and leaves it waiting for <see cref="Start"/>.</summary>
-    public ContainerRecord Create(string id, string bundle, string? pidFile = null, int preserveFds = 0, bool noPivot = false, string? consoleSocket = null)
-        => CreateCore(id, bundle, pidFile, preserveFds, waitForStart: true, noPivot, consoleSocket, out _);
+    public ContainerRecord Create(string id, string bundle, string? pidFile = null, int preserveFds = 0, bool noPivot = false, string? consoleSocket = null, ContainerIo? io = null)
+        => CreateCore(id, bundle, pidFile, preserveFds, waitForStart: true, noPivot, consoleSocket, out _, io: io);
 
     public void Start(string id)
     {

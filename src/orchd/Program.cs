@@ -149,6 +149,7 @@ static async Task<int> RunDaemonAsync(OrchdConfig config, NodeState state)
         RunDir = state.RunDir,
         NodeId = state.NodeId,
         ManifestDir = config.ManifestDir,
+        Bridge = config.Bridge is { } bridge ? new Orchestrator.Node.Network.BridgeOptions(bridge, config.BridgeCidr, state.NodeId) : null,
     });
     builder.Services.AddSingleton(sp => new Supervisor(
         sp.GetRequiredService<NodeOptions>(), images, sp.GetRequiredService<SnapshotStore>(), sp.GetRequiredService<ITaskDriver>(),

@@ -28,7 +28,24 @@ public sealed class NativeDriver(string runtimeRoot, ExitWatcher watcher) : ITas
         {
             // A stale record (the container died while orchd was down) would refuse the id.
             Destroy(config.Id);
-            using var child = _runtime.Launch(config.Id, config.Bundle, new ContainerIo(devNull, config.Stdout, config.Stderr));
+            var io = new ContainerIo(devNull, config.Stdout, config.Stderr);
+            if (config.BeforeStart is { } prepare)
+            {
+                // create, set up from outside (its namespaces exist, its program has not run), start.
+                var created = _runtime.Create(config.Id, config.Bundle, io: io);
+                try
+                {
+                    prepare(created.Pid);
+                    _runtime.Start(config.Id);
+                }
+                catch
+                {
+                    Destroy(config.Id);
+                    throw;
+                }
+                return new TaskHandle(config.Id, created.Pid, created.PidStartTime, IsChild: true);
+            }
+            using var child = _runtime.Launch(config.Id, config.Bundle, io);
             var record = _runtime.Store.Load(config.Id);
             return new TaskHandle(config.Id, child.Pid, record.PidStartTime, IsChild: true);
         }

@@ -24,6 +24,8 @@ public sealed class InstanceRecord
     public DateTimeOffset? NextRestartAt { get; set; }
     public ExitRecord? LastExit { get; set; }
     public bool Ready { get; set; }
+    /// <summary>The container's address on the node's bridge (kept across restarts of the container).</summary>
+    public string? Ip { get; set; }
     public bool Started { get; set; }
     /// <summary>The last problem in a sentence (image missing, probe failing, gave up…).</summary>
     public string? Message { get; set; }

@@ -14,6 +14,8 @@ public sealed record NodeOptions
     /// <summary>How often the reconcile loop runs without being asked (level-triggered).</summary>
     public TimeSpan Resync { get; init; } = TimeSpan.FromSeconds(2);
     public TimeSpan DefaultStopGrace { get; init; } = TimeSpan.FromSeconds(10);
+    /// <summary>The node's bridge for network: bridge; null when bridge networking is off.</summary>
+    public Network.BridgeOptions? Bridge { get; init; }
 
     /// <summary>Containers' cgroups: one subtree per node, so that two orchd on one host never collide.</summary>
     public string CgroupParent => $"/orchestrator/{NodeId[..Math.Min(12, NodeId.Length)]}";

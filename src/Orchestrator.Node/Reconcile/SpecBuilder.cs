@@ -170,19 +170,43 @@ public static class SpecBuilder
     private static IEnumerable<(string Name, string Content)> EtcFiles(Workload workload, string hostname)
     {
         yield return ("hostname", hostname + "\n");
-        yield return ("hosts", $"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n");
+        yield return ("hosts", Hosts(hostname, null, []));
         if (workload.Network is not "none")
         {
-            string resolv;
-            try
-            {
-                resolv = File.ReadAllText("/etc/resolv.conf");
-            }
-            catch (IOException)
-            {
-                resolv = "";
-            }
-            yield return ("resolv.conf", resolv);
+            yield return ("resolv.conf", ResolvConf(workload.Network is "host"));
         }
+    }
+
+    /// <summary>/etc/hosts: localhost, the container itself, and its neighbours on the bridge by name.</summary>
+    public static string Hosts(string hostname, string? ownAddress, IEnumerable<(string Name, string Address)> neighbours)
+    {
+        var text = new System.Text.StringBuilder("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+        text.Append(CultureInfo.InvariantCulture, $"{ownAddress ?? "127.0.1.1"}\t{hostname}\n");
+        foreach (var (name, address) in neighbours.OrderBy(n => n.Name, StringComparer.Ordinal))
+        {
+            text.Append(CultureInfo.InvariantCulture, $"{address}\t{name}\n");
+        }
+        return text.ToString();
+    }
+
+    /// <summary>The host's resolv.conf, minus loopback resolvers a container on a bridge cannot reach.</summary>
+    private static string ResolvConf(bool hostNetwork)
+    {
+        string resolv;
+        try
+        {
+            resolv = File.ReadAllText("/etc/resolv.conf");
+        }
+        catch (IOException)
+        {
+            return "";
+        }
+        if (hostNetwork)
+        {
+            return resolv;
+        }
+        var lines = resolv.Split('\n').Where(l => !(l.TrimStart().StartsWith("nameserver", StringComparison.Ordinal)
+            && (l.Contains(" 127.", StringComparison.Ordinal) || l.Contains(" ::1", StringComparison.Ordinal))));
+        return string.Join('\n', lines);
     }
 }

@@ -9,6 +9,7 @@ using Orchestrator.Images.Store;
 using Orchestrator.Node.Drivers;
 using Orchestrator.Node.Health;
 using Orchestrator.Node.Logs;
+using Orchestrator.Node.Network;
 using Orchestrator.Node.StateStore;
 using Orchestrator.Node.Workloads;
 using Orchestrator.Runtime.Spec;
@@ -34,6 +35,7 @@ public sealed partial class Supervisor : IAsyncDisposable
     private readonly ILogger _logger;
     private readonly Prober _prober;
     private readonly Func<string, CancellationToken, Task>? _pullImage;
+    private readonly BridgeNetwork? _bridge;
     private readonly Channel<Func<Task>> _mailbox = Channel.CreateUnbounded<Func<Task>>(new UnboundedChannelOptions { SingleReader = true });
     private readonly Dictionary<string, Workload> _applied = new(StringComparer.Ordinal);
     private readonly Dictionary<string, Workload> _static = new(StringComparer.Ordinal);
@@ -56,6 +58,7 @@ public sealed partial class Supervisor : IAsyncDisposable
         _logger = logger;
         _pullImage = pullImage;
         _prober = new Prober(driver);
+        _bridge = options.Bridge is { } bridge ? new BridgeNetwork(bridge) : null;
         foreach (var dir in new[] { WorkloadsDir, InstancesDir, LogsRoot, VolumesDir, ContainersRunDir })
         {
             Directory.CreateDirectory(dir);
@@ -404,12 +407,18 @@ public sealed partial class Supervisor : IAsyncDisposable
             Directory.CreateDirectory(bundle);
             File.WriteAllBytes(Path.Combine(bundle, "config.json"), JsonSerializer.SerializeToUtf8Bytes(spec, SpecJsonContext.Default.RuntimeSpec));
 
+            var beforeStart = PrepareNetwork(instance);
             var (stdout, stderr) = LogPump.CreateFifos(FifoDir(name));
             TaskHandle handle;
             try
             {
                 AttachLogs(name);
-                handle = _driver.Start(new TaskConfig(name, bundle, stdout, stderr));
+                handle = _driver.Start(new TaskConfig(name, bundle, stdout, stderr, beforeStart));
+            }
+            catch
+            {
+                Unpublish(instance);
+                throw;
             }
             finally
             {
@@ -436,11 +445,12 @@ public sealed partial class Supervisor : IAsyncDisposable
             Save(instance);
             _driver.Watch(handle, (h, exit) => OnExit(name, h, exit));
             StartProbes(instance);
+            UpdateHosts();
             LogStarted(_logger, name, handle.Pid, record.Restarts);
         }
         catch (Exception e) when (e is ImageException or SpecException or IOException or Linux.LinuxException
                                    or Runtime.Spawn.SpawnException or Runtime.Cgroups.CgroupException or InvalidOperationException
-                                   or HttpRequestException or UnauthorizedAccessException or DiskBudgetExceededException)
+                                   or HttpRequestException or UnauthorizedAccessException or DiskBudgetExceededException or NetworkException)
         {
             record.Message = e.Message;
             LogStartFailed(_logger, name, e.Message);
@@ -499,6 +509,8 @@ public sealed partial class Supervisor : IAsyncDisposable
         record.FinishedAt = exit.At;
         record.Pid = 0;
         record.Ready = false;
+        Unpublish(instance);
+        UpdateHosts();
         LogExited(_logger, record.Name, exit.Code?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "unknown", reason);
         if (instance.EndingBecause is "stopped" or "replaced" or "removed")
         {
@@ -577,6 +589,7 @@ public sealed partial class Supervisor : IAsyncDisposable
         }
         TryDelete(FifoDir(name));
         File.Delete(Path.Combine(InstancesDir, name + ".json"));
+        instance.Record.Ip = null;
         if (!keepLogs)
         {
             TryDelete(LogDir(name));
@@ -609,6 +622,81 @@ public sealed partial class Supervisor : IAsyncDisposable
         return Convert.ToHexStringLower(SHA256.HashData(json))[..16];
     }
 
+    // ---------------------------------------------------------------- network
+
+    /// <summary>What to do between create and start: bridge (address, veth, ports) or loopback only.</summary>
+    private Action<int>? PrepareNetwork(Instance instance)
+    {
+        var workload = instance.Workload;
+        switch (workload.Network ?? "bridge")
+        {
+            case "host":
+                instance.Record.Ip = null;
+                return null;
+            case "none":
+                instance.Record.Ip = null;
+                return BridgeNetwork.LoopbackOnly;
+        }
+        if (_bridge is null)
+        {
+            throw new NetworkException($"workload '{workload.Name}' wants network bridge, which is off on this node (network.bridge: none); use network: host or none, or turn it on");
+        }
+        var address = instance.Record.Ip is { } kept && System.Net.IPAddress.TryParse(kept, out var ip)
+            ? ip
+            : _bridge.Allocate(_instances.Values.Where(i => i != instance).Select(i => i.Record.Ip).OfType<string>());
+        instance.Record.Ip = address.ToString();
+        return pid =>
+        {
+            _bridge.Attach(pid, workload.Name, address);
+            _bridge.Publish(address, workload.Ports ?? [], add: true);
+        };
+    }
+
+    private void Unpublish(Instance instance)
+    {
+        if (_bridge is not null && instance.Record.Ip is { } ip && instance.Workload.Ports is { Count: > 0 } ports)
+        {
+            try
+            {
+                _bridge.Publish(System.Net.IPAddress.Parse(ip), ports, add: false);
+            }
+            catch (NetworkException e)
+            {
+                LogCleanup(_logger, instance.Record.Name, e.Message);
+            }
+        }
+    }
+
+    /// <summary>Every bridge container's /etc/hosts names its running neighbours (written in place: it is bind-mounted).</summary>
+    private void UpdateHosts()
+    {
+        var onBridge = _instances.Values.Where(i => i.Record.Ip is not null && i.Workload.Network is null or "bridge").ToList();
+        var running = onBridge.Where(i => i.Handle is not null).Select(i => (i.Record.Name, i.Record.Ip!)).ToList();
+        foreach (var instance in onBridge)
+        {
+            var file = Path.Combine(FifoDir(instance.Record.Name), "bundle", "hosts");
+            if (!File.Exists(file))
+            {
+                continue;
+            }
+            var text = SpecBuilder.Hosts(instance.Workload.Hostname ?? instance.Record.Name, instance.Record.Ip,
+                running.Where(r => r.Name != instance.Record.Name));
+            try
+            {
+                if (File.ReadAllText(file) != text)
+                {
+                    using var stream = new FileStream(file, FileMode.Open, FileAccess.Write);
+                    stream.SetLength(0);
+                    stream.Write(System.Text.Encoding.UTF8.GetBytes(text));
+                }
+            }
+            catch (IOException e)
+            {
+                LogCleanup(_logger, instance.Record.Name, e.Message);
+            }
+        }
+    }
+
     // ---------------------------------------------------------------- probes
 
     private void StartProbes(Instance instance)
@@ -621,7 +709,7 @@ public sealed partial class Supervisor : IAsyncDisposable
         var cts = new CancellationTokenSource();
         instance.Probes = cts;
         var handle = instance.Handle;
-        var host = instance.Workload.Network is "host" or null ? "127.0.0.1" : "127.0.0.1";
+        var host = instance.Workload.Network is "host" || instance.Record.Ip is null ? "127.0.0.1" : instance.Record.Ip;
         _ = Task.Run(async () =>
         {
             try

@@ -112,6 +112,10 @@ public static class WorkloadValidator
                 Error($"volumes[{i}].target: '{v.Target}' is mounted twice");
             }
         }
+        if (w.Ports is { Count: > 0 } && w.Network is "host" or "none")
+        {
+            Error($"ports: only a bridge network publishes ports (with network {w.Network} there is nothing to map); drop ports: or use network: bridge");
+        }
         if (w.Network is not (null or "host" or "none" or "bridge"))
         {
             Error($"network: '{w.Network}' is not one of host, none, bridge");

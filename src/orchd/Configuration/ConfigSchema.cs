@@ -83,6 +83,12 @@ internal static class ConfigSchema
         new("manifest_dir", "--manifest-dir", "ORCHD_MANIFEST_DIR", "DIR", SettingShape.Scalar, "/etc/orchestrator/manifests",
             "workload manifests this node runs on its own, with or without NATS; 'none' to turn off",
             (b, v) => b.ManifestDir = v == "none" ? null : ConfigValues.AbsolutePath(v), c => c.ManifestDir ?? "none"),
+        new("network.bridge", "--bridge", "ORCHD_BRIDGE", "NAME", SettingShape.Scalar, "orch0",
+            "the Linux bridge for network: bridge containers; 'none' turns bridge networking off",
+            (b, v) => b.Bridge = v == "none" ? null : ConfigValues.InterfaceName(v), c => c.Bridge ?? "none"),
+        new("network.cidr", "--bridge-cidr", "ORCHD_BRIDGE_CIDR", "CIDR", SettingShape.Scalar, "10.88.0.0/24",
+            "the bridge's IPv4 network; the first address is the gateway, containers get the rest",
+            (b, v) => b.BridgeCidr = ConfigValues.Cidr(v), c => c.BridgeCidr),
         new("logs.max_size", "--log-max-size", "ORCHD_LOG_MAX_SIZE", "BYTES", SettingShape.Scalar, "10Mi",
             "a container's log file is rotated at this size (Ki, Mi, Gi suffixes)",
             (b, v) => b.LogMaxBytes = ConfigValues.Bytes(v), c => c.LogMaxBytes.ToString(System.Globalization.CultureInfo.InvariantCulture)),
@@ -92,7 +98,7 @@ internal static class ConfigSchema
     ];
 
     /// <summary>Keys that hold a nested mapping of settings in the file.</summary>
-    public static readonly IReadOnlySet<string> Sections = new HashSet<string>(StringComparer.Ordinal) { "nats", "logs" };
+    public static readonly IReadOnlySet<string> Sections = new HashSet<string>(StringComparer.Ordinal) { "nats", "logs", "network" };
 
     public static Setting? ByKey(string key) => All.FirstOrDefault(s => s.Key == key);
 
@@ -168,6 +174,8 @@ internal sealed class ConfigBuilder
     public LogFormat LogFormat { get; set; } = s_defaults.LogFormat;
     public TimeSpan ShutdownTimeout { get; set; } = s_defaults.ShutdownTimeout;
     public string? ManifestDir { get; set; } = s_defaults.ManifestDir;
+    public string? Bridge { get; set; } = s_defaults.Bridge;
+    public string BridgeCidr { get; set; } = s_defaults.BridgeCidr;
     public long LogMaxBytes { get; set; } = s_defaults.LogMaxBytes;
     public int LogMaxFiles { get; set; } = s_defaults.LogMaxFiles;
 
@@ -191,6 +199,8 @@ internal sealed class ConfigBuilder
         LogFormat = LogFormat,
         ShutdownTimeout = ShutdownTimeout,
         ManifestDir = ManifestDir,
+        Bridge = Bridge,
+        BridgeCidr = BridgeCidr,
         LogMaxBytes = LogMaxBytes,
         LogMaxFiles = LogMaxFiles,
     };

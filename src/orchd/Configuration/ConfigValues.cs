@@ -111,6 +111,20 @@ internal static class ConfigValues
     };
 
     /// <summary>Go-style durations as Nomad and K3s take them: 500ms, 20s, 1m30s, 2h.</summary>
+    public static string InterfaceName(string value)
+        => value.Length is > 0 and <= 15 && value.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.')
+            ? value
+            : throw new ConfigException($"'{value}' is not a network interface name (1-15 letters, digits, '-', '_' or '.')");
+
+    public static string Cidr(string value)
+    {
+        var slash = value.IndexOf('/', StringComparison.Ordinal);
+        return slash > 0 && System.Net.IPAddress.TryParse(value[..slash], out var ip) && ip.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork
+            && int.TryParse(value[(slash + 1)..], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var prefix) && prefix is >= 8 and <= 29
+            ? value
+            : throw new ConfigException($"'{value}' is not an IPv4 network from /8 to /29, like 10.88.0.0/24");
+    }
+
     public static long Bytes(string value)
         => Orchestrator.Node.Workloads.Quantities.TryParseBytes(value, out var bytes) && bytes >= 4096
             ? bytes

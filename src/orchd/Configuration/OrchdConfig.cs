@@ -41,6 +41,8 @@ public sealed record OrchdConfig
     public LogFormat LogFormat { get; init; } = LogFormat.Auto;
     public TimeSpan ShutdownTimeout { get; init; } = TimeSpan.FromSeconds(20);
     public string? ManifestDir { get; init; } = "/etc/orchestrator/manifests";
+    public string? Bridge { get; init; } = "orch0";
+    public string BridgeCidr { get; init; } = "10.88.0.0/24";
     public long LogMaxBytes { get; init; } = 10 << 20;
     public int LogMaxFiles { get; init; } = 3;
 

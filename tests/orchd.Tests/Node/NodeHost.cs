@@ -36,6 +36,9 @@ public sealed class NodeHost : IAsyncDisposable
     public string StateDir => Dir.Combine("state");
     public string RunDir => Dir.Combine("run");
     public string ManifestDir => Dir.Combine("manifests");
+    /// <summary>A bridge and subnet of this test's own (private addresses, removed afterwards).</summary>
+    public string Bridge { get; } = "ot" + Guid.NewGuid().ToString("N")[..8];
+    public string Cidr { get; } = $"10.{Random.Shared.Next(100, 250)}.{Random.Shared.Next(0, 255)}.0/24";
     public DaemonProcess Daemon => _daemons[^1];
     public NodeClient Client { get; private set; } = null!;
 
@@ -62,7 +65,7 @@ public sealed class NodeHost : IAsyncDisposable
     public string[] Args(string[]? extra = null) =>
     [
         "--config", "/dev/null", "--node-name", NodeName, "--state-dir", StateDir, "--run-dir", RunDir,
-        "--manifest-dir", ManifestDir, "--nats-url", Nats?.Url ?? "nats://127.0.0.1:1", .. extra ?? [],
+        "--manifest-dir", ManifestDir, "--nats-url", Nats?.Url ?? "nats://127.0.0.1:1", "--bridge", Bridge, "--bridge-cidr", Cidr, .. extra ?? [],
     ];
 
     /// <summary>Starts (or starts again) orchd and waits until it answers on NATS.</summary>
@@ -143,6 +146,16 @@ public sealed class NodeHost : IAsyncDisposable
         return int.Parse(stat[(stat.LastIndexOf(')') + 2)..].Split(' ')[19], CultureInfo.InvariantCulture);
     }
 
+    private static async Task RunQuietlyAsync(string program, params string[] args)
+    {
+        var path = Requires.Which(program);
+        if (path is not null)
+        {
+            await using var process = DaemonProcess.Start(path, args);
+            await process.WaitForExitAsync(TimeSpan.FromSeconds(10));
+        }
+    }
+
     public async ValueTask DisposeAsync()
     {
         foreach (var daemon in _daemons)
@@ -169,8 +182,10 @@ public sealed class NodeHost : IAsyncDisposable
             Orchestrator.Linux.Libc.umount2(mount, Orchestrator.Linux.Libc.MNT_DETACH);
         }
         var nodeId = File.Exists(Path.Combine(StateDir, "node-id")) ? File.ReadAllText(Path.Combine(StateDir, "node-id")).Trim() : null;
+        await RunQuietlyAsync("ip", "link", "del", Bridge);
         if (nodeId is { Length: >= 12 })
         {
+            await RunQuietlyAsync("nft", "delete", "table", "ip", "orchd_" + nodeId[..8]);
             foreach (var hierarchy in Directory.Exists("/sys/fs/cgroup") ? Directory.EnumerateDirectories("/sys/fs/cgroup").Append("/sys/fs/cgroup") : [])
             {
                 var dir = Path.Combine(hierarchy, "orchestrator", nodeId[..12]);
