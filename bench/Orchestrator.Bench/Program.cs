@@ -7,7 +7,7 @@ using Orchestrator.Testing;
 // on a number; it prints them for docs/benchmarks.md.
 var runs = 15;
 var idleSeconds = 10;
-var sections = new HashSet<string>(StringComparer.Ordinal) { "daemon", "runtime", "images" };
+var sections = new HashSet<string>(StringComparer.Ordinal) { "daemon", "runtime", "images", "node" };
 for (var i = 0; i < args.Length; i++)
 {
     switch (args[i])
@@ -16,7 +16,16 @@ for (var i = 0; i < args.Length; i++)
         case "--runs": runs = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
         case "--idle-seconds": idleSeconds = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
         case "--only": sections = [args[++i]]; break;
-        default: Console.Error.WriteLine($"usage: bench [--bin DIR] [--runs N] [--idle-seconds S] [--only daemon|runtime|images]; unknown '{args[i]}'"); return 2;
+        default: Console.Error.WriteLine($"usage: bench [--bin DIR] [--runs N] [--idle-seconds S] [--only daemon|runtime|images|node]; unknown '{args[i]}'"); return 2;
+    }
+}
+
+if (sections.Contains("node"))
+{
+    var rc = await Orchestrator.Bench.NodeBench.RunAsync();
+    if (rc != 0 || sections.Count == 1)
+    {
+        return rc;
     }
 }
 

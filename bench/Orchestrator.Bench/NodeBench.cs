@@ -1,0 +1,165 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using Orchestrator.Testing;
+
+namespace Orchestrator.Bench;
+
+/// <summary>
+/// Per-container overhead: orchd's RSS with 0, 10 and 50 idle busybox containers (its own
+/// runtime, logs pumped, exits watched), beside containerd plus its shims running the same 50
+/// (`ctr run -d`, one containerd-shim-runc-v2 per container; RSS summed). Same image, same
+/// machine, same run.
+/// </summary>
+internal static class NodeBench
+{
+    public static async Task<int> RunAsync()
+    {
+        var orchd = Repo.Binary("orchd");
+        using var work = new TempDir("bench-node");
+        await using var nats = await NatsServer.StartAsync();
+        var layout = work.Combine("layout");
+        BusyboxImage.CreateLayout(layout);
+        var state = work.Combine("state");
+        var run = work.Combine("run");
+        var manifests = work.Combine("manifests");
+        Directory.CreateDirectory(manifests);
+        await RunAsync(orchd, ["image", "import", layout, "--name", "busybox:latest", "--state-dir", state, "--config", "/dev/null"]);
+
+        Console.WriteLine($"## Node: per-container overhead, {DateTime.UtcNow:yyyy-MM-dd HH:mm}Z, {Environment.ProcessorCount} cpus");
+        Console.WriteLine();
+        var orchdRss = new SortedDictionary<int, double>();
+        var daemon = DaemonProcess.Start(orchd, ["--config", "/dev/null", "--node-name", "bench", "--state-dir", state, "--run-dir", run,
+            "--manifest-dir", manifests, "--nats-url", nats.Url, "--bridge", "none", "--log-level", "warn"]);
+        var runtimeRoot = Path.Combine(run, "runtime");
+        try
+        {
+            await Task.Delay(3000);
+            foreach (var count in new[] { 0, 10, 50 })
+            {
+                for (var i = 0; i < count; i++)
+                {
+                    File.WriteAllText(Path.Combine(manifests, $"idle{i:00}.yaml"),
+                        $"name: idle{i:00}\nimage: busybox:latest\ncommand: [sleep, \"1000000\"]\nnetwork: none\n");
+                }
+                var deadline = DateTime.UtcNow.AddMinutes(3);
+                while (await RunningAsync(orchd, runtimeRoot) < count)
+                {
+                    if (DateTime.UtcNow > deadline || daemon.HasExited)
+                    {
+                        Console.Error.WriteLine($"orchd did not get {count} containers running:\n{daemon.Output}");
+                        return 1;
+                    }
+                    await Task.Delay(500);
+                }
+                await Task.Delay(5000); // settle: startup garbage collected, pages touched once
+                orchdRss[count] = Median(Enumerable.Range(0, 5).Select(_ => { Thread.Sleep(200); return daemon.RssKiB() / 1024.0; }).ToList());
+            }
+        }
+        finally
+        {
+            await daemon.DisposeAsync();
+            foreach (var id in Directory.Exists(runtimeRoot) ? Directory.GetDirectories(runtimeRoot).Select(Path.GetFileName) : [])
+            {
+                await RunAsync(orchd, ["runc", "--root", runtimeRoot, "delete", "--force", id!]);
+            }
+            foreach (var mount in File.ReadAllLines("/proc/self/mountinfo").Select(l => l.Split(' ')[4]).Where(m => m.StartsWith(work.Path, StringComparison.Ordinal)))
+            {
+                await RunAsync("/usr/bin/umount", ["-l", mount]);
+            }
+        }
+
+        // containerd with 50 of the same.
+        double containerdMiB, shimsMiB;
+        await using (var containerd = await ContainerdServer.StartAsync())
+        {
+            var ns = $"bench-{Guid.NewGuid():N}"[..14];
+            var archive = work.Combine("busybox.tar");
+            BusyboxImage.CreateArchive(archive);
+            await containerd.Ctr(ns, "image", "import", "--base-name", "docker.io/library/busybox", archive);
+            for (var i = 0; i < 50; i++)
+            {
+                var started = await containerd.Ctr(ns, "run", "-d", "docker.io/library/busybox:latest", $"idle{i:00}", "sleep", "1000000");
+                if (started.Code != 0)
+                {
+                    Console.Error.WriteLine($"ctr run failed: {started.Stderr}");
+                    return 1;
+                }
+            }
+            await Task.Delay(5000);
+            var containerdPid = Process.GetProcessesByName("containerd").Select(p => p.Id).First(pid => CommandLine(pid).Contains(containerd.Socket.Replace("containerd.sock", "config.toml", StringComparison.Ordinal), StringComparison.Ordinal));
+            containerdMiB = RssKiB(containerdPid) / 1024.0;
+            var shims = Process.GetProcessesByName("containerd-shim-runc-v2").Select(p => p.Id).Where(pid => CommandLine(pid).Contains($"-namespace {ns}", StringComparison.Ordinal) || CommandLine(pid).Contains(ns, StringComparison.Ordinal)).ToList();
+            shimsMiB = shims.Sum(pid => RssKiB(pid)) / 1024.0;
+            Console.WriteLine($"containerd shims found: {shims.Count}");
+            for (var i = 0; i < 50; i++)
+            {
+                await containerd.Ctr(ns, "task", "kill", "-s", "SIGKILL", $"idle{i:00}");
+            }
+            await Task.Delay(1000);
+            for (var i = 0; i < 50; i++)
+            {
+                await containerd.Ctr(ns, "task", "delete", $"idle{i:00}");
+                await containerd.Ctr(ns, "container", "delete", $"idle{i:00}");
+            }
+        }
+
+        var perContainer = (orchdRss[50] - orchdRss[0]) / 50 * 1024;
+        Console.WriteLine("| containers | orchd RSS | containerd + shims RSS |");
+        Console.WriteLine("|---|---|---|");
+        Console.WriteLine($"| 0 | {orchdRss[0]:F1} MiB | |");
+        Console.WriteLine($"| 10 | {orchdRss[10]:F1} MiB | |");
+        Console.WriteLine($"| 50 | {orchdRss[50]:F1} MiB | {containerdMiB + shimsMiB:F1} MiB (containerd {containerdMiB:F1} + 50 shims {shimsMiB:F1}) |");
+        Console.WriteLine();
+        Console.WriteLine($"orchd growth: {perContainer:F0} KiB per container (target ≤ 512); total at 50: {orchdRss[50] / (containerdMiB + shimsMiB):F3}× containerd's stack (target ≤ 0.1)");
+        Console.WriteLine();
+        return 0;
+    }
+
+    private static async Task<int> RunningAsync(string orchd, string root)
+    {
+        if (!Directory.Exists(root))
+        {
+            return 0;
+        }
+        await using var list = DaemonProcess.Start(orchd, ["runc", "--root", root, "list", "--format", "json"]);
+        await list.WaitForExitAsync(TimeSpan.FromSeconds(30));
+        var text = string.Join("\n", list.Stdout);
+        if (text.Length == 0 || text == "null")
+        {
+            return 0;
+        }
+        using var doc = JsonDocument.Parse(text);
+        return doc.RootElement.EnumerateArray().Count(e => e.GetProperty("status").GetString() == "running");
+    }
+
+    private static async Task RunAsync(string binary, string[] args)
+    {
+        await using var process = DaemonProcess.Start(binary, args);
+        await process.WaitForExitAsync(TimeSpan.FromSeconds(60));
+    }
+
+    private static string CommandLine(int pid)
+    {
+        try
+        {
+            return File.ReadAllText($"/proc/{pid}/cmdline").Replace('\0', ' ');
+        }
+        catch (IOException)
+        {
+            return "";
+        }
+    }
+
+    private static long RssKiB(int pid)
+    {
+        var line = File.ReadLines($"/proc/{pid}/status").First(l => l.StartsWith("VmRSS:", StringComparison.Ordinal));
+        return long.Parse(line["VmRSS:".Length..].Trim().Split(' ')[0], CultureInfo.InvariantCulture);
+    }
+
+    private static double Median(List<double> values)
+    {
+        values.Sort();
+        return values[values.Count / 2];
+    }
+}
