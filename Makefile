@@ -102,7 +102,7 @@ test: publish
 			--results-directory $(RESULTS) --blame-hang-timeout 5m || status=1; \
 	done; bash .ci/test-summary $(RESULTS) $$status
 
-demo: publish
+demo: deps publish
 	@bash packaging/demo/demo.sh $(abspath $(OUT))
 
 bench: deps-bench publish

@@ -1,11 +1,12 @@
 using System.Globalization;
 using System.Reflection;
 using NATS.Client.Core;
+using Orchestrator.Ctl;
 using Orchestrator.Fleet.Client;
 
-// orchctl: the operator's command line. Today: version (of this client and of every node that
-// answers). Issue 8 grows it into the full tool; exit codes are already the documented ones.
-const int Ok = 0, Usage = 2, Unreachable = 3; // 1 (failure) arrives with the first command that can fail
+// orchctl: the operator's command line. Today: version, and one node's containers (run, ps,
+// logs, exec, …). Issue 8 grows it into the full tool; exit codes are the documented ones.
+const int Ok = 0, Failure = 1, Usage = 2, Unreachable = 3;
 
 var server = Environment.GetEnvironmentVariable("ORCH_SERVER") is { Length: > 0 } s ? s : "nats://127.0.0.1:4222";
 var creds = Environment.GetEnvironmentVariable("ORCH_CREDS");
@@ -39,13 +40,14 @@ version = version.IndexOf('+', StringComparison.Ordinal) is var plus and >= 0 &&
 switch (rest.FirstOrDefault())
 {
     case null or "help":
-        Console.Out.Write("""
+        Console.Out.Write($$"""
             orchctl: drive an Orchestrator fleet over NATS.
 
             Usage: orchctl [--server URL] [--creds FILE] [--timeout SECONDS] COMMAND
 
             Commands:
-              version    this client's version and every reachable node's
+              version                    this client's version and every reachable node's
+            {{NodeCommands.Help}}
 
             Global flags:
               --server URL      NATS server (env ORCH_SERVER, default nats://127.0.0.1:4222)
@@ -54,8 +56,12 @@ switch (rest.FirstOrDefault())
 
             Exit codes: 0 ok, 1 failure, 2 usage, 3 timeout or NATS unreachable.
 
-            Example:
+            Examples:
               orchctl --server nats://127.0.0.1:4222 version
+              orchctl run -n gw-01 -f examples/hello.yaml
+              orchctl ps -n gw-01
+              orchctl logs -n gw-01 hello --tail 20
+              orchctl exec -n gw-01 hello -- cat /etc/hostname
 
             """);
         return rest.Count == 0 ? Usage : Ok;
@@ -92,6 +98,41 @@ switch (rest.FirstOrDefault())
             }
         }
         return Ok;
+    case { } command when NodeCommands.Names.Contains(command):
+        await using (var connection = new NatsConnection(NatsOpts.Default with
+        {
+            Url = server,
+            Name = "orchctl",
+            AuthOpts = NatsAuthOpts.Default with { CredsFile = creds },
+            ConnectTimeout = timeout,
+        }))
+        {
+            try
+            {
+                await connection.ConnectAsync().ConfigureAwait(false);
+                return await NodeCommands.RunAsync(command, rest.Skip(1).ToList(), connection, timeout).ConfigureAwait(false);
+            }
+            catch (UsageException e)
+            {
+                Console.Error.WriteLine($"orchctl: {e.Message}");
+                return Usage;
+            }
+            catch (NodeRequestException e) when (e.InnerException is NatsNoRespondersException or NatsNoReplyException)
+            {
+                Console.Error.WriteLine($"orchctl: {e.Message}");
+                return Unreachable;
+            }
+            catch (NodeRequestException e)
+            {
+                Console.Error.WriteLine($"orchctl: {e.Message}");
+                return Failure;
+            }
+            catch (NatsException e)
+            {
+                Console.Error.WriteLine($"orchctl: cannot reach NATS at {server}: {e.InnerException?.Message ?? e.Message}; start nats-server or pass --server");
+                return Unreachable;
+            }
+        }
     default:
         Console.Error.WriteLine($"orchctl: unknown command '{rest[0]}'; see orchctl --help");
         return Usage;

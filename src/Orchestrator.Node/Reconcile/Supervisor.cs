@@ -408,6 +408,7 @@ public sealed partial class Supervisor : IAsyncDisposable
             File.WriteAllBytes(Path.Combine(bundle, "config.json"), JsonSerializer.SerializeToUtf8Bytes(spec, SpecJsonContext.Default.RuntimeSpec));
 
             var beforeStart = PrepareNetwork(instance);
+            UpdateHosts(); // its own /etc/hosts names the neighbours before its program runs
             var (stdout, stderr) = LogPump.CreateFifos(FifoDir(name));
             TaskHandle handle;
             try
