@@ -33,7 +33,7 @@ stop() {
   [ -n "$nats_pid" ] && kill -TERM "$nats_pid" 2>/dev/null && wait "$nats_pid" 2>/dev/null || true
   # Anything left (orchd killed before it could remove them): the runtime's own cleanup.
   for dir in "$work"/run/runtime/*/; do [ -d "$dir" ] && "$bin/orch-runc" --root "$work/run/runtime" delete --force "$(basename "$dir")" 2>/dev/null || true; done
-  grep -o " $work[^ ]*" /proc/self/mountinfo 2>/dev/null | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+  { grep -o " $work[^ ]*" /proc/self/mountinfo 2>/dev/null || true; } | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
   ip link del "$bridge" 2>/dev/null || true
   [ -f "$work/state/node-id" ] && nft delete table ip "orchd_$(head -c 8 "$work/state/node-id")" 2>/dev/null || true
   rm -rf "$work"
@@ -60,7 +60,7 @@ bash "$here/busybox-layout.sh" "$work/busybox" >/dev/null
 
 "$bin/orchd" --config /dev/null --node-name demo-1 --label zone=demo --label role=gateway \
   --state-dir "$work/state" --run-dir "$work/run" --nats-url "$url" \
-  --manifest-dir none --bridge "$bridge" --bridge-cidr "$cidr" --log-level warn &
+  --manifest-dir none --bridge "$bridge" --bridge-cidr "$cidr" &
 orchd_pid=$!
 
 # Show the fleet as an operator sees it, once the node has answered.

@@ -60,5 +60,11 @@ public sealed class ToolingTests
         var removed = demo.Stdout.Single(l => l.StartsWith("demo: stopped, ", StringComparison.Ordinal));
         Assert.False(Directory.Exists(removed["demo: stopped, ".Length..].Replace(" removed", "", StringComparison.Ordinal)));
         Assert.Contains(demo.Stderr, l => l.Contains("stopped cleanly", StringComparison.Ordinal));
+        if (Environment.UserName == "root")
+        {
+            // The sample workloads ran (a published port answered) and left nothing behind.
+            Assert.Contains(demo.Stdout, l => l == "hello from hello, served by orchd");
+            Assert.False(Directory.Exists("/sys/class/net/orchdemo0"), "the demo's bridge is left behind");
+        }
     }
 }
