@@ -174,7 +174,12 @@ public sealed partial class NodeAgent : IAsyncDisposable
             }
             else
             {
-                reply = await _api.HandleAsync(op, msg.Data ?? [], cancellationToken).ConfigureAwait(false);
+                var replies = await _api.HandleManyAsync(op, msg.Data ?? [], cancellationToken).ConfigureAwait(false);
+                for (var i = 0; i < replies.Count - 1; i++)
+                {
+                    await msg.ReplyAsync(replies[i], cancellationToken: cancellationToken).ConfigureAwait(false);
+                }
+                reply = replies[^1];
             }
             await msg.ReplyAsync(reply, cancellationToken: cancellationToken).ConfigureAwait(false);
         }

@@ -11,6 +11,49 @@ namespace Orchestrator.Fleet.Agent;
 /// </summary>
 public sealed class NodeApiResponder(Supervisor supervisor)
 {
+    /// <summary>What one reply message may carry, well under NATS's default max_payload of 1 MiB.</summary>
+    public const int MaxReplyBytes = 512 * 1024;
+
+    /// <summary>Serves one request; returns the reply messages, in order (one, except for big logs).</summary>
+    public async Task<IReadOnlyList<byte[]>> HandleManyAsync(string op, byte[] body, CancellationToken cancellationToken)
+    {
+        if (op != NodeOps.Logs)
+        {
+            return [await HandleAsync(op, body, cancellationToken).ConfigureAwait(false)];
+        }
+        try
+        {
+            var logs = Parse(body, FleetJsonContext.Default.LogsRequest, "{\"name\": …, \"tail\": N}");
+            var lines = await supervisor.LogsAsync(logs.Name, logs.Tail, logs.Since, cancellationToken).ConfigureAwait(false);
+            // One NATS message is at most 1 MiB by default: chunks of about 512 KiB, oldest first.
+            var replies = new List<byte[]>();
+            var start = 0;
+            do
+            {
+                var end = start;
+                var size = 0;
+                while (end < lines.Count && (end == start || size + lines[end].Text.Length + 100 <= MaxReplyBytes))
+                {
+                    size += lines[end].Text.Length + 100;
+                    end++;
+                }
+                var chunk = lines.Skip(start).Take(end - start).ToList();
+                replies.Add(Reply(new LogsReply { Lines = chunk, More = end < lines.Count }, FleetJsonContext.Default.LogsReply));
+                start = end;
+            }
+            while (start < lines.Count);
+            return replies;
+        }
+        catch (NodeApiException e)
+        {
+            return [Error(e.Message)];
+        }
+        catch (InvalidOperationException e)
+        {
+            return [Error(e.Message)];
+        }
+    }
+
     /// <summary>Serves one request; returns the reply's bytes.</summary>
     public async Task<byte[]> HandleAsync(string op, byte[] body, CancellationToken cancellationToken)
     {
@@ -35,9 +78,7 @@ public sealed class NodeApiResponder(Supervisor supervisor)
                 case NodeOps.Inspect:
                     return Reply(await supervisor.InspectAsync(Name(body)).ConfigureAwait(false), FleetJsonContext.Default.ContainerStatus);
                 case NodeOps.Logs:
-                    var logs = Parse(body, FleetJsonContext.Default.LogsRequest, "{\"name\": …, \"tail\": N}");
-                    var lines = await supervisor.LogsAsync(logs.Name, logs.Tail, logs.Since, cancellationToken).ConfigureAwait(false);
-                    return Reply(new LogsReply { Lines = lines }, FleetJsonContext.Default.LogsReply);
+                    return (await HandleManyAsync(op, body, cancellationToken).ConfigureAwait(false))[^1];
                 case NodeOps.Exec:
                     var exec = Parse(body, FleetJsonContext.Default.ExecRequest, "{\"name\": …, \"command\": [ … ]}");
                     var result = await supervisor.ExecAsync(exec.Name, exec.Command, TimeSpan.FromSeconds(Math.Clamp(exec.TimeoutSeconds, 0.1, 3600)), cancellationToken).ConfigureAwait(false);

@@ -93,9 +93,36 @@ public sealed class NodeClient(INatsConnection connection, string node, TimeSpan
     public Task<Orchestrator.Node.Reconcile.ContainerStatus> InspectAsync(string name, CancellationToken cancellationToken = default)
         => RequestAsync(NodeOps.Inspect, NameBody(name), FleetJsonContext.Default.ContainerStatus, cancellationToken);
 
+    /// <summary>A container's log lines, oldest first, gathered from as many reply messages as the node sends.</summary>
     public async Task<IReadOnlyList<Orchestrator.Node.Logs.LogLine>> LogsAsync(string name, int? tail = null, DateTimeOffset? since = null, CancellationToken cancellationToken = default)
-        => (await RequestAsync(NodeOps.Logs, JsonSerializer.SerializeToUtf8Bytes(new LogsRequest { Name = name, Tail = tail, Since = since }, FleetJsonContext.Default.LogsRequest),
-            FleetJsonContext.Default.LogsReply, cancellationToken).ConfigureAwait(false)).Lines;
+    {
+        var body = JsonSerializer.SerializeToUtf8Bytes(new LogsRequest { Name = name, Tail = tail, Since = since }, FleetJsonContext.Default.LogsRequest);
+        var lines = new List<Orchestrator.Node.Logs.LogLine>();
+        try
+        {
+            await foreach (var msg in connection.RequestManyAsync<byte[], byte[]>(Subjects.NodeOp(node, NodeOps.Logs), body,
+                replyOpts: new NatsSubOpts { Timeout = _timeout, IdleTimeout = _timeout }, cancellationToken: cancellationToken).ConfigureAwait(false))
+            {
+                if (msg.HasNoResponders)
+                {
+                    throw new NodeRequestException($"no node '{node}' is connected to the fleet; `orchctl get nodes` lists the nodes that are");
+                }
+                var data = msg.Data ?? [];
+                ThrowIfError(data);
+                var reply = JsonSerializer.Deserialize(data, FleetJsonContext.Default.LogsReply) ?? throw new NodeRequestException($"node '{node}' sent an empty reply to logs");
+                lines.AddRange(reply.Lines);
+                if (!reply.More)
+                {
+                    return lines;
+                }
+            }
+        }
+        catch (NatsNoRespondersException e)
+        {
+            throw new NodeRequestException($"no node '{node}' is connected to the fleet; `orchctl get nodes` lists the nodes that are", e);
+        }
+        throw new NodeRequestException($"node '{node}' did not finish sending logs within {_timeout.TotalSeconds:0.#}s; try --tail N");
+    }
 
     public Task<ExecReply> ExecAsync(string name, IReadOnlyList<string> command, double timeoutSeconds = 30, CancellationToken cancellationToken = default)
         => RequestAsync(NodeOps.Exec, JsonSerializer.SerializeToUtf8Bytes(new ExecRequest { Name = name, Command = command, TimeoutSeconds = timeoutSeconds }, FleetJsonContext.Default.ExecRequest),
@@ -130,14 +157,17 @@ public sealed class NodeClient(INatsConnection connection, string node, TimeSpan
     private async Task<T> RequestAsync<T>(string op, byte[] body, System.Text.Json.Serialization.Metadata.JsonTypeInfo<T> type, CancellationToken cancellationToken)
     {
         var data = await RawAsync(op, body, cancellationToken).ConfigureAwait(false);
-        using (var doc = JsonDocument.Parse(data))
-        {
-            if (doc.RootElement.ValueKind == JsonValueKind.Object && doc.RootElement.TryGetProperty("error", out var error))
-            {
-                throw new NodeRequestException(error.GetString() ?? "the node reported an error");
-            }
-        }
+        ThrowIfError(data);
         return JsonSerializer.Deserialize(data, type) ?? throw new NodeRequestException($"node '{node}' sent an empty reply to {op}");
+    }
+
+    private static void ThrowIfError(byte[] data)
+    {
+        using var doc = JsonDocument.Parse(data);
+        if (doc.RootElement.ValueKind == JsonValueKind.Object && doc.RootElement.TryGetProperty("error", out var error))
+        {
+            throw new NodeRequestException(error.GetString() ?? "the node reported an error");
+        }
     }
 
     private static byte[] NameBody(string name) => JsonSerializer.SerializeToUtf8Bytes(new NameRequest { Name = name }, FleetJsonContext.Default.NameRequest);

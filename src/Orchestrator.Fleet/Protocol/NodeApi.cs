@@ -33,6 +33,11 @@ public sealed record LogsReply
 {
     public int SchemaVersion { get; init; } = 1;
     public required IReadOnlyList<LogLine> Lines { get; init; }
+    /// <summary>
+    /// More replies follow on the same inbox: a log bigger than one NATS message comes in
+    /// several, oldest lines first; the last has <c>more: false</c>.
+    /// </summary>
+    public bool More { get; init; }
 }
 
 public sealed record ExecRequest

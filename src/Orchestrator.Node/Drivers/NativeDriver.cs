@@ -1,6 +1,4 @@
-using System.IO.Pipelines;
 using System.Text;
-using Microsoft.Win32.SafeHandles;
 using Orchestrator.Linux;
 using Orchestrator.Runtime;
 using Orchestrator.Runtime.Cgroups;
@@ -119,15 +117,90 @@ public sealed class NativeDriver(string runtimeRoot, ExitWatcher watcher) : ITas
         }
         using (process)
         {
-            var stdout = ReadCappedAsync(outRead, cancellationToken);
-            var stderr = ReadCappedAsync(errRead, cancellationToken);
-            var exited = await WaitAsync(process.PidFd, timeout, cancellationToken).ConfigureAwait(false);
-            if (!exited)
+            var done = new CancellationTokenSource();
+            var output = Task.Run(() => ReadBoth(outRead, errRead, done.Token), CancellationToken.None);
+            var exited = false;
+            var reaped = false;
+            try
             {
-                kill(process.Pid, 9);
+                exited = await WaitAsync(process.PidFd, timeout, cancellationToken).ConfigureAwait(false);
+                if (!exited)
+                {
+                    kill(process.Pid, 9);
+                }
+                var code = process.WaitForExit();
+                reaped = true;
+                // A background child that inherited its stdout may hold the pipes open forever:
+                // what arrives within half a second of the exit is kept, then the pipes are closed.
+                done.CancelAfter(TimeSpan.FromMilliseconds(500));
+                var (stdout, stderr) = await output.ConfigureAwait(false);
+                return new ExecResult(exited ? code : 137, stdout, stderr, !exited);
             }
-            var code = process.WaitForExit();
-            return new ExecResult(exited ? code : 137, await stdout.ConfigureAwait(false), await stderr.ConfigureAwait(false), !exited);
+            finally
+            {
+                if (!reaped)
+                {
+                    kill(process.Pid, 9); // cancelled: no process of ours is left running or unreaped
+                    process.WaitForExit();
+                    done.Cancel();
+                }
+                done.Dispose();
+            }
+        }
+    }
+
+    /// <summary>Reads both pipes (non-blocking, polled) until both end or <paramref name="stop"/>; keeps 64 KiB of each; closes them.</summary>
+    private static unsafe (string Stdout, string Stderr) ReadBoth(int outFd, int errFd, CancellationToken stop)
+    {
+        var fds = new[] { outFd, errFd };
+        var kept = new[] { new MemoryStream(), new MemoryStream() };
+        var open = new[] { true, true };
+        var buffer = new byte[16 * 1024];
+        try
+        {
+            foreach (var fd in fds)
+            {
+                fcntl(fd, 4 /* F_SETFL */, O_NONBLOCK);
+            }
+            var polls = stackalloc pollfd[2];
+            while ((open[0] || open[1]) && !stop.IsCancellationRequested)
+            {
+                for (var i = 0; i < 2; i++)
+                {
+                    polls[i] = new pollfd { fd = open[i] ? fds[i] : -1, events = POLLIN };
+                }
+                if (poll(polls, 2, 50) <= 0)
+                {
+                    continue;
+                }
+                for (var i = 0; i < 2; i++)
+                {
+                    if (!open[i] || polls[i].revents == 0)
+                    {
+                        continue;
+                    }
+                    fixed (byte* b = buffer)
+                    {
+                        var n = read(fds[i], b, (nuint)buffer.Length);
+                        if (n == 0 || (n < 0 && System.Runtime.InteropServices.Marshal.GetLastPInvokeError() != Errno.EAGAIN))
+                        {
+                            open[i] = false;
+                        }
+                        else if (n > 0 && kept[i].Length < MaxExecOutput)
+                        {
+                            kept[i].Write(buffer, 0, (int)Math.Min(n, MaxExecOutput - kept[i].Length));
+                        }
+                    }
+                }
+            }
+            return (Encoding.UTF8.GetString(kept[0].ToArray()), Encoding.UTF8.GetString(kept[1].ToArray()));
+        }
+        finally
+        {
+            close(outFd);
+            close(errFd);
+            kept[0].Dispose();
+            kept[1].Dispose();
         }
     }
 
@@ -153,36 +226,6 @@ public sealed class NativeDriver(string runtimeRoot, ExitWatcher watcher) : ITas
     {
         var p = new pollfd { fd = fd, events = POLLIN };
         return poll(&p, 1, milliseconds) > 0;
-    }
-
-    /// <summary>Reads a pipe to its end through a PipeReader, keeping the first 64 KiB.</summary>
-    private static async Task<string> ReadCappedAsync(int fd, CancellationToken cancellationToken)
-    {
-        var stream = new FileStream(new SafeFileHandle(fd, ownsHandle: true), FileAccess.Read, 1, isAsync: false);
-        await using var _ = stream.ConfigureAwait(false);
-        var reader = PipeReader.Create(stream);
-        var output = new StringBuilder();
-        var kept = 0;
-        while (true)
-        {
-            var result = await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
-            foreach (var segment in result.Buffer)
-            {
-                var take = Math.Min(segment.Length, MaxExecOutput - kept);
-                if (take > 0)
-                {
-                    output.Append(Encoding.UTF8.GetString(segment.Span[..take]));
-                    kept += take;
-                }
-            }
-            reader.AdvanceTo(result.Buffer.End);
-            if (result.IsCompleted)
-            {
-                break;
-            }
-        }
-        await reader.CompleteAsync().ConfigureAwait(false);
-        return output.ToString();
     }
 
     private static unsafe (int Read, int Write) Pipe()

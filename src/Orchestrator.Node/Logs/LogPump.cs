@@ -107,6 +107,9 @@ public sealed class LogPump : IDisposable
                 source.Cursor = OpenCursor(Path.Combine(logDir, source.Stream + ".cursor"));
                 Recover(source);
                 _sources.Add(source);
+                // A FIFO whose writers were all gone before we opened it never reports POLLHUP:
+                // look once now, so its leftovers are written and the source closed.
+                Pump(source, eof: false);
             }
         });
     }
@@ -205,7 +208,15 @@ public sealed class LogPump : IDisposable
                 var due = source.PartialSince is { } since && now - since >= s_partialFlush;
                 if ((revents & (POLLIN | POLLHUP | POLLERR)) != 0 || due)
                 {
-                    Pump(source, eof: false, flushPartial: due);
+                    try
+                    {
+                        Pump(source, eof: false, flushPartial: due);
+                    }
+                    catch (Exception e) when (e is not OutOfMemoryException)
+                    {
+                        Console.Error.WriteLine($"orchd: log pump: container {source.ContainerId} {source.Stream}: {e.Message}; its logs stop here");
+                        Close(source);
+                    }
                 }
             }
         }
@@ -223,7 +234,16 @@ public sealed class LogPump : IDisposable
                     return;
                 }
             }
-            action();
+            try
+            {
+                action();
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                // A log that cannot be written (a read-only or full disk, a removed directory)
+                // costs that container its logs, never orchd.
+                Console.Error.WriteLine($"orchd: log pump: {e.Message}");
+            }
         }
     }
 
@@ -474,8 +494,9 @@ public sealed class LogPump : IDisposable
             BinaryPrimitives.ReadUInt64LittleEndian(record[20..]));
     }
 
-    private static void Close(Source source)
+    private void Close(Source source)
     {
+        _sources.Remove(source);
         if (source.Fd >= 0)
         {
             close(source.Fd);

@@ -143,12 +143,30 @@ public sealed class BridgeNetwork(BridgeOptions options)
             return;
         }
         EnsureBridge();
-        var verb = add ? "add" : "delete";
-        var script = string.Concat(elements.Select(e => $"{verb} element ip {options.Table} {e.Map} {{ {e.Element} }}\n"));
-        var result = RunNft(script, check: false);
-        if (!result.Ok && add)
+        if (!add)
         {
-            throw new NetworkException($"cannot publish ports ({string.Join(", ", elements.Select(e => e.Element))}): {result.Output.Trim()}; is a host port already published by another container?");
+            // One command per element: a missing one (the table was flushed) must not keep the others.
+            foreach (var (map, element) in elements)
+            {
+                RunNft($"delete element ip {options.Table} {map} {{ {element} }}\n", check: false);
+            }
+            return;
+        }
+        var script = string.Concat(elements.Select(e => $"add element ip {options.Table} {e.Map} {{ {e.Element} }}\n"));
+        var result = RunNft(script, check: false);
+        if (!result.Ok && !Run("nft", ["list", "table", "ip", options.Table], check: false).Ok)
+        {
+            // Someone flushed the ruleset (`systemctl restart nftables` does): make the table again.
+            _ready = false;
+            EnsureBridge();
+            result = RunNft(script, check: false);
+        }
+        if (!result.Ok)
+        {
+            var hint = result.Output.Contains("exists", StringComparison.OrdinalIgnoreCase)
+                ? "a host port is already published by another container; pick another hostPort"
+                : "check `nft list table ip " + options.Table + "`";
+            throw new NetworkException($"cannot publish ports ({string.Join(", ", elements.Select(e => e.Element))}): {result.Output.Trim()}; {hint}");
         }
     }
 

@@ -26,6 +26,8 @@ public sealed class InstanceRecord
     public bool Ready { get; set; }
     /// <summary>The container's address on the node's bridge (kept across restarts of the container).</summary>
     public string? Ip { get; set; }
+    /// <summary>The ports this run published: withdrawn from these, whatever the spec says by then.</summary>
+    public List<Orchestrator.Node.Workloads.PortMapping>? Published { get; set; }
     public bool Started { get; set; }
     /// <summary>The last problem in a sentence (image missing, probe failing, gave up…).</summary>
     public string? Message { get; set; }

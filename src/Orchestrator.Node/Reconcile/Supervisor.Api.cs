@@ -32,6 +32,15 @@ public sealed partial class Supervisor
             {
                 throw new NodeApiException($"workload '{workload.Name}' comes from this node's manifest directory ({_options.ManifestDir}); change it there, or pick another name");
             }
+            foreach (var port in workload.Ports ?? [])
+            {
+                var hostPort = port.HostPort ?? port.ContainerPort;
+                var holder = Desired().Values.FirstOrDefault(w => w.Name != workload.Name && (w.Ports ?? []).Any(p => (p.HostPort ?? p.ContainerPort) == hostPort && p.Protocol == port.Protocol));
+                if (holder is not null)
+                {
+                    throw new NodeApiException($"host port {hostPort}/{port.Protocol} is already published by '{holder.Name}' on this node; pick another hostPort");
+                }
+            }
             AtomicFile.WriteAllText(Path.Combine(WorkloadsDir, workload.Name + ".json"),
                 System.Text.Json.JsonSerializer.Serialize(workload, WorkloadJsonContext.Default.Workload));
             _applied[workload.Name] = workload;
@@ -91,6 +100,7 @@ public sealed partial class Supervisor
         {
             await StopAsync(instance, "restarted").ConfigureAwait(false);
         }
+        instance.Record.ConsecutiveFailures = 0;
         instance.Record.State = "created";
         instance.Record.NextRestartAt = null;
         await ReconcileAsync().ConfigureAwait(false);
@@ -268,6 +278,9 @@ public sealed partial class Supervisor
 
     [LoggerMessage(EventId = 3013, Level = LogLevel.Information, Message = "container {Name} ready={Ready} ({Detail})")]
     private static partial void LogReadiness(ILogger logger, string name, bool ready, string detail);
+
+    [LoggerMessage(EventId = 3015, Level = LogLevel.Error, Message = "container {Name}: {Reason}; retrying with backoff")]
+    private static partial void LogStepFailed(ILogger logger, string name, string reason);
 
     [LoggerMessage(EventId = 3014, Level = LogLevel.Warning, Message = "container {Name}: {Probe} failed ({Detail}); killing it")]
     private static partial void LogProbeKill(ILogger logger, string name, string probe, string detail);

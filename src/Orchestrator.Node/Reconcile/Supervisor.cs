@@ -85,7 +85,15 @@ public sealed partial class Supervisor : IAsyncDisposable
     {
         public Workload Workload { get; set; } = workload;
         public InstanceRecord Record { get; } = record;
-        public TaskHandle? Handle { get; set; }
+#pragma warning disable CA1051 // read by the exit watcher thread with Volatile.Read
+        public TaskHandle? HandleField;
+#pragma warning restore CA1051
+
+        public TaskHandle? Handle
+        {
+            get => HandleField;
+            set => Volatile.Write(ref HandleField, value);
+        }
         public TaskCompletionSource Exited { get; set; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
         public CancellationTokenSource? Probes { get; set; }
         /// <summary>Why orchd is ending this run (stop, replace, liveness), or null when the process ended by itself.</summary>
@@ -213,37 +221,55 @@ public sealed partial class Supervisor : IAsyncDisposable
         }
         foreach (var record in records.Values)
         {
-            var workload = Desired().GetValueOrDefault(record.Name) ?? new Workload { Name = record.Name, Image = record.Image };
-            var instance = new Instance(workload, record);
-            _instances[record.Name] = instance;
-            var handle = record.State == "running" ? _driver.Recover(record.Name) : null;
-            if (handle is not null && handle.Pid == record.Pid && handle.PidStartTime == record.PidStartTime)
+            try
             {
-                instance.Handle = handle;
-                AttachLogs(record.Name);
-                _driver.Watch(handle, (h, exit) => OnExit(record.Name, h, exit));
-                StartProbes(instance);
-                if (!File.Exists(Path.Combine(InstancesDir, record.Name + ".json")))
+                if (Adopt(record))
                 {
-                    Save(instance); // a rebuilt record is written again, whole
+                    adopted++;
                 }
-                adopted++;
-                continue;
             }
-            if (record.State == "running")
+            catch (Exception e) when (e is not OutOfMemoryException)
             {
-                // It died while no orchd was watching (or the host rebooted): an exit with no
-                // code, and the restart policy decides.
-                _driver.Destroy(record.Name);
-                if (Directory.Exists(FifoDir(record.Name)))
-                {
-                    AttachLogs(record.Name); // whatever it wrote before dying is still in the pipe
-                }
-                Exited(instance, new TaskExit(null, false, DateTimeOffset.UtcNow));
+                LogStepFailed(_logger, record.Name, e.Message);
             }
         }
         LogRecovered(_logger, adopted, records.Count - adopted);
         await ReconcileAsync().ConfigureAwait(false);
+    }
+
+    /// <summary>Takes a container left by the previous orchd back; true when it still runs.</summary>
+    private bool Adopt(InstanceRecord record)
+    {
+        // A workload whose spec changed while orchd was away is replaced by the next pass,
+        // under the spec the container was started with (record.SpecHash tells them apart).
+        var workload = Desired().GetValueOrDefault(record.Name) ?? new Workload { Name = record.Name, Image = record.Image };
+        var instance = new Instance(workload, record);
+        _instances[record.Name] = instance;
+        var handle = record.State == "running" ? _driver.Recover(record.Name) : null;
+        if (handle is not null && handle.Pid == record.Pid && handle.PidStartTime == record.PidStartTime)
+        {
+            instance.Handle = handle;
+            AttachLogs(record.Name);
+            _driver.Watch(handle, (h, exit) => OnExit(instance, h, exit));
+            StartProbes(instance);
+            if (!File.Exists(Path.Combine(InstancesDir, record.Name + ".json")))
+            {
+                Save(instance); // a rebuilt record is written again, whole
+            }
+            return true;
+        }
+        if (record.State == "running")
+        {
+            // It died while no orchd was watching (or the host rebooted): an exit with no
+            // code, and the restart policy decides.
+            _driver.Destroy(record.Name);
+            if (Directory.Exists(FifoDir(record.Name)))
+            {
+                AttachLogs(record.Name); // whatever it wrote before dying is still in the pipe
+            }
+            Exited(instance, new TaskExit(null, false, DateTimeOffset.UtcNow));
+        }
+        return false;
     }
 
     private T? ReadJson<T>(string file, System.Text.Json.Serialization.Metadata.JsonTypeInfo<T> type) where T : class
@@ -284,52 +310,80 @@ public sealed partial class Supervisor : IAsyncDisposable
     {
         LoadManifests(force: false);
         var desired = Desired();
-        var now = DateTimeOffset.UtcNow;
         foreach (var (name, workload) in desired.OrderBy(kv => kv.Key, StringComparer.Ordinal))
         {
-            var hash = SpecHash(workload);
-            if (!_instances.TryGetValue(name, out var instance))
+            try
             {
-                instance = new Instance(workload, new InstanceRecord { Name = name, SpecHash = hash, Image = workload.Image });
-                _instances[name] = instance;
-                await StartAsync(instance).ConfigureAwait(false);
-                continue;
+                await ReconcileOneAsync(name, workload).ConfigureAwait(false);
             }
-            instance.Workload = workload;
-            if (instance.Record.SpecHash != hash)
+            catch (Exception e) when (e is not OutOfMemoryException)
             {
-                LogReplacing(_logger, name);
-                await RemoveContainerAsync(instance, "replaced", keepLogs: true).ConfigureAwait(false);
-                instance = new Instance(workload, new InstanceRecord { Name = name, SpecHash = hash, Image = workload.Image });
-                _instances[name] = instance;
-                await StartAsync(instance).ConfigureAwait(false);
-                continue;
-            }
-            if (_stopped.Contains(name))
-            {
-                if (instance.Handle is not null)
+                // One workload's trouble (a pull that times out, a full disk) must not stop the
+                // pass for the others; it backs off like a failed start.
+                LogStepFailed(_logger, name, e.Message);
+                if (_instances.TryGetValue(name, out var instance) && instance.Handle is null)
                 {
-                    await StopAsync(instance, "stopped").ConfigureAwait(false);
+                    instance.Record.Message = e.Message;
+                    var plan = RestartTracker.OnExit(instance.Workload.Restart, instance.Record, null, DateTimeOffset.UtcNow, DateTimeOffset.UtcNow);
+                    instance.Record.State = plan.Decision == RestartDecision.Restart ? "backoff" : "failed";
+                    instance.Record.NextRestartAt = plan.Decision == RestartDecision.Restart ? plan.At : null;
                 }
-                if (instance.Record.State != "stopped")
-                {
-                    instance.Record.State = "stopped";
-                    instance.Record.NextRestartAt = null;
-                    Save(instance);
-                }
-                continue;
-            }
-            var due = instance.Record.NextRestartAt is not { } at || at <= now;
-            if (instance.Record.State is "backoff" or "created" or "stopped" && due && instance.Handle is null)
-            {
-                await StartAsync(instance).ConfigureAwait(false);
             }
         }
         foreach (var instance in _instances.Values.Where(i => !desired.ContainsKey(i.Record.Name)).ToList())
         {
-            LogRemoving(_logger, instance.Record.Name);
-            await RemoveContainerAsync(instance, "removed", keepLogs: false).ConfigureAwait(false);
-            _instances.Remove(instance.Record.Name);
+            try
+            {
+                LogRemoving(_logger, instance.Record.Name);
+                await RemoveContainerAsync(instance, "removed", keepLogs: false).ConfigureAwait(false);
+                _instances.Remove(instance.Record.Name);
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                LogStepFailed(_logger, instance.Record.Name, e.Message);
+            }
+        }
+    }
+
+    private async Task ReconcileOneAsync(string name, Workload workload)
+    {
+        var hash = SpecHash(workload);
+        if (!_instances.TryGetValue(name, out var instance))
+        {
+            instance = new Instance(workload, new InstanceRecord { Name = name, SpecHash = hash, Image = workload.Image });
+            _instances[name] = instance;
+            await StartAsync(instance).ConfigureAwait(false);
+            return;
+        }
+        if (instance.Record.SpecHash != hash)
+        {
+            // Stopped and cleaned up under the spec it was started with (its grace period, its ports).
+            LogReplacing(_logger, name);
+            await RemoveContainerAsync(instance, "replaced", keepLogs: true).ConfigureAwait(false);
+            instance = new Instance(workload, new InstanceRecord { Name = name, SpecHash = hash, Image = workload.Image });
+            _instances[name] = instance;
+            await StartAsync(instance).ConfigureAwait(false);
+            return;
+        }
+        instance.Workload = workload;
+        if (_stopped.Contains(name))
+        {
+            if (instance.Handle is not null)
+            {
+                await StopAsync(instance, "stopped").ConfigureAwait(false);
+            }
+            if (instance.Record.State != "stopped")
+            {
+                instance.Record.State = "stopped";
+                instance.Record.NextRestartAt = null;
+                Save(instance);
+            }
+            return;
+        }
+        var due = instance.Record.NextRestartAt is not { } at || at <= DateTimeOffset.UtcNow;
+        if (instance.Record.State is "backoff" or "created" or "stopped" && due && instance.Handle is null)
+        {
+            await StartAsync(instance).ConfigureAwait(false);
         }
     }
 
@@ -409,6 +463,7 @@ public sealed partial class Supervisor : IAsyncDisposable
 
             var beforeStart = PrepareNetwork(instance);
             UpdateHosts(); // its own /etc/hosts names the neighbours before its program runs
+            Save(instance); // its address is on disk before anything can hold it
             var (stdout, stderr) = LogPump.CreateFifos(FifoDir(name));
             TaskHandle handle;
             try
@@ -418,7 +473,7 @@ public sealed partial class Supervisor : IAsyncDisposable
             }
             catch
             {
-                Unpublish(instance);
+                Unpublish(instance); // only what this start published (the record says), nothing of another's
                 throw;
             }
             finally
@@ -431,6 +486,9 @@ public sealed partial class Supervisor : IAsyncDisposable
             instance.EndingBecause = null;
             instance.LivenessFailures = instance.ReadinessFailures = instance.ReadinessSuccesses = instance.StartupFailures = 0;
             instance.Handle = handle;
+            // Watched before anything else can fail: a running container must never go unwatched.
+            _driver.Watch(handle, (h, exit) => OnExit(instance, h, exit));
+            record.Published = workload.Network is null or "bridge" && workload.Ports is { Count: > 0 } ports ? [.. ports] : null;
             if (record.StartedAt is not null)
             {
                 record.Restarts++;
@@ -444,7 +502,6 @@ public sealed partial class Supervisor : IAsyncDisposable
             record.Ready = workload.Probes?.Readiness is null;
             record.Message = null;
             Save(instance);
-            _driver.Watch(handle, (h, exit) => OnExit(name, h, exit));
             StartProbes(instance);
             UpdateHosts();
             LogStarted(_logger, name, handle.Pid, record.Restarts);
@@ -480,19 +537,20 @@ public sealed partial class Supervisor : IAsyncDisposable
     }
 
     /// <summary>Called by the driver's watcher thread: completes the waiters at once, then updates state on the loop.</summary>
-    private void OnExit(string name, TaskHandle handle, TaskExit exit)
+    private void OnExit(Instance instance, TaskHandle handle, TaskExit exit)
     {
-        if (_instances.TryGetValue(name, out var current) && current.Handle == handle)
+        // The instance was captured when the watch began: nothing here touches the loop's dictionaries.
+        if (ReferenceEquals(Volatile.Read(ref instance.HandleField), handle))
         {
-            current.SeenExit = exit;
-            current.Exited.TrySetResult();
+            instance.SeenExit = exit;
+            instance.Exited.TrySetResult();
         }
         _ = Post(() =>
         {
-            if (_instances.TryGetValue(name, out var instance) && instance.Handle == handle)
+            if (ReferenceEquals(instance.Handle, handle))
             {
                 Exited(instance, exit);
-                Changed?.Invoke(name);
+                Changed?.Invoke(instance.Record.Name);
             }
             return Task.CompletedTask;
         });
@@ -513,7 +571,7 @@ public sealed partial class Supervisor : IAsyncDisposable
         Unpublish(instance);
         UpdateHosts();
         LogExited(_logger, record.Name, exit.Code?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "unknown", reason);
-        if (instance.EndingBecause is "stopped" or "replaced" or "removed")
+        if (instance.EndingBecause is "stopped" or "replaced" or "removed" or "restarted")
         {
             record.State = "stopped";
             Save(instance);
@@ -580,6 +638,7 @@ public sealed partial class Supervisor : IAsyncDisposable
         await StopAsync(instance, reason).ConfigureAwait(false);
         _driver.Destroy(name);
         _logs.Detach(name);
+        _logs.Flush(); // the pump is done with the files before they are deleted
         try
         {
             _snapshots.Remove(name);
@@ -650,12 +709,14 @@ public sealed partial class Supervisor : IAsyncDisposable
         {
             _bridge.Attach(pid, workload.Name, address);
             _bridge.Publish(address, workload.Ports ?? [], add: true);
+            instance.Record.Published = workload.Ports is { Count: > 0 } ports ? [.. ports] : null;
         };
     }
 
+    /// <summary>Withdraws the ports this container's run published (as recorded), and nothing else.</summary>
     private void Unpublish(Instance instance)
     {
-        if (_bridge is not null && instance.Record.Ip is { } ip && instance.Workload.Ports is { Count: > 0 } ports)
+        if (_bridge is not null && instance.Record.Ip is { } ip && instance.Record.Published is { Count: > 0 } ports)
         {
             try
             {
@@ -666,6 +727,7 @@ public sealed partial class Supervisor : IAsyncDisposable
                 LogCleanup(_logger, instance.Record.Name, e.Message);
             }
         }
+        instance.Record.Published = null;
     }
 
     /// <summary>Every bridge container's /etc/hosts names its running neighbours (written in place: it is bind-mounted).</summary>
@@ -720,7 +782,7 @@ public sealed partial class Supervisor : IAsyncDisposable
                     await Task.Delay(TimeSpan.FromSeconds(startup.InitialDelaySeconds), cts.Token).ConfigureAwait(false);
                     while (true)
                     {
-                        var result = await _prober.RunAsync(startup, instance.Record.Name, host, cts.Token).ConfigureAwait(false);
+                        var result = await ProbeOnceAsync(startup, instance.Record.Name, host, cts.Token).ConfigureAwait(false);
                         if (await Post(() => OnProbe(instance, handle, "startup", result)).ConfigureAwait(false))
                         {
                             break;
@@ -742,10 +804,27 @@ public sealed partial class Supervisor : IAsyncDisposable
             await Task.Delay(TimeSpan.FromSeconds(probe.InitialDelaySeconds), cts.Token).ConfigureAwait(false);
             while (!cts.IsCancellationRequested)
             {
-                var result = await _prober.RunAsync(probe, instance.Record.Name, host, cts.Token).ConfigureAwait(false);
+                var result = await ProbeOnceAsync(probe, instance.Record.Name, host, cts.Token).ConfigureAwait(false);
                 await Post(() => OnProbe(instance, handle, kind, result)).ConfigureAwait(false);
                 await Task.Delay(TimeSpan.FromSeconds(probe.PeriodSeconds), cts.Token).ConfigureAwait(false);
             }
+        }
+    }
+
+    /// <summary>One probe run; anything unexpected (a program missing from the image, a spawn error) is a failed probe, not a dead probe loop.</summary>
+    private async Task<ProbeResult> ProbeOnceAsync(Probe probe, string name, string host, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await _prober.RunAsync(probe, name, host, cancellationToken).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            throw;
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            return new ProbeResult(false, e.Message);
         }
     }
 
@@ -801,10 +880,11 @@ public sealed partial class Supervisor : IAsyncDisposable
                         ready = false;
                     }
                 }
-                if (ready != record.Ready)
+                var message = ready ? null : $"not ready: {(result.Ok ? "waiting for successThreshold" : result.Detail)}";
+                if (ready != record.Ready || (!result.Ok && record.Message != message))
                 {
                     record.Ready = ready;
-                    record.Message = ready ? null : $"not ready: {result.Detail}";
+                    record.Message = message;
                     LogReadiness(_logger, record.Name, ready, result.Detail);
                     Save(instance);
                     Changed?.Invoke(record.Name);

@@ -118,11 +118,33 @@ public sealed class NetworkTests
             await RunAsync("ip", "netns", "del", ns);
         }
 
+        // A second workload cannot take a published host port.
+        var conflict = await Assert.ThrowsAsync<Orchestrator.Fleet.Client.NodeRequestException>(() => node.Client.RunAsync(NodeHost.Sh("thief", "exec sleep 100000",
+            w => w.Ports = [new PortMapping { ContainerPort = 80, HostPort = tcpPort }])));
+        Assert.Equal($"host port {tcpPort}/tcp is already published by 'server' on this node; pick another hostPort", conflict.Message);
+
+        // Changing the server's ports replaces it: the old port is withdrawn, the new one answers.
+        var newPort = FreePort.Next();
+        var changed = NodeHost.Sh("server", "mkdir -p /www; echo hello-again > /www/index.html; exec httpd -f -p 80 -h /www", w =>
+        {
+            w.Ports = [new PortMapping { ContainerPort = 80, HostPort = newPort }];
+            w.StopGracePeriodSeconds = 1;
+        });
+        Assert.Equal("running", (await node.Client.RunAsync(changed)).State);
+        using (var http = new HttpClient(new SocketsHttpHandler { UseProxy = false }) { Timeout = TimeSpan.FromSeconds(10) })
+        {
+            Assert.Equal("hello-again\n", await http.GetStringAsync(new Uri($"http://127.0.0.1:{newPort}/index.html")));
+        }
+        using (var old = new TcpClient())
+        {
+            await Assert.ThrowsAnyAsync<SocketException>(() => old.ConnectAsync("127.0.0.1", tcpPort).WaitAsync(TimeSpan.FromSeconds(5)));
+        }
+
         // Removing the server withdraws its ports and its name.
         await node.Client.RemoveAsync("server");
         using (var probe = new TcpClient())
         {
-            await Assert.ThrowsAnyAsync<SocketException>(() => probe.ConnectAsync("127.0.0.1", tcpPort).WaitAsync(TimeSpan.FromSeconds(5)));
+            await Assert.ThrowsAnyAsync<SocketException>(() => probe.ConnectAsync("127.0.0.1", newPort).WaitAsync(TimeSpan.FromSeconds(5)));
         }
         var after = await node.Client.ExecAsync("client", ["cat", "/etc/hosts"]);
         Assert.DoesNotContain("server", after.Stdout, StringComparison.Ordinal);

@@ -35,6 +35,15 @@ public sealed class NodeApiTests
         Assert.Equal(3, exec.ExitCode);
         Assert.Equal("hi\nhello\n", exec.Stdout);
 
+        // A command that leaves a background child holding its stdout still returns at once.
+        var clock = DateTime.UtcNow;
+        var detached = await node.Client.ExecAsync("hello", ["sh", "-c", "sleep 600 & echo hi"]);
+        Assert.Equal("hi\n", detached.Stdout);
+        Assert.True(DateTime.UtcNow - clock < TimeSpan.FromSeconds(5), $"exec took {DateTime.UtcNow - clock}");
+        var timedOut = await node.Client.ExecAsync("hello", ["sleep", "30"], timeoutSeconds: 0.5);
+        Assert.True(timedOut.TimedOut);
+        Assert.Equal(137, timedOut.ExitCode);
+
         var inspect = await node.Client.InspectAsync("hello");
         Assert.Equal(NodeHost.Image, inspect.Spec!.Image);
         var stats = Assert.Single(await node.Client.StatsAsync());
@@ -58,6 +67,25 @@ public sealed class NodeApiTests
         Assert.Empty(await node.Client.ListAsync());
         Assert.False(Directory.Exists(Path.Combine(node.StateDir, "logs", "hello")));
         Assert.Empty(Directory.GetDirectories(Path.Combine(node.RunDir, "runtime")));
+    }
+
+    [Fact(Timeout = 120_000)]
+    public async Task Logs_bigger_than_one_message_come_back_whole_in_several()
+    {
+        await using var node = await NodeHost.StartAsync();
+        // About 2.5 MB of log: more than one NATS message can carry.
+        await node.Client.RunAsync(NodeHost.Sh("chatty", "i=0; while [ $i -lt 25000 ]; do echo \"line-$i $(printf '%080d' 0)\"; i=$((i+1)); done; echo done; exec sleep 100000"));
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
+        IReadOnlyList<Orchestrator.Node.Logs.LogLine> lines;
+        while ((lines = await node.Client.LogsAsync("chatty")).All(l => l.Text != "done"))
+        {
+            Assert.True(DateTime.UtcNow < deadline, "the container did not finish writing");
+            await Task.Delay(200);
+        }
+        Assert.Equal(Enumerable.Range(0, 25000).Select(i => $"line-{i} {new string('0', 80)}").Append("done"), lines.Select(l => l.Text));
+        var tail = await node.Client.LogsAsync("chatty", tail: 10);
+        Assert.Equal(10, tail.Count);
+        Assert.Equal("done", tail[^1].Text);
     }
 
     [Fact(Timeout = 60_000)]

@@ -107,8 +107,16 @@ public sealed class RestartAndProbeTests
         Assert.Equal(0, notReady.Restarts); // readiness never restarts
 
         await node.WaitForAsync("web", c => c.Ready, s_wait, "ready once httpd answers");
+
+        // A probe whose program is not in the image fails (and says why); it does not stop probing.
+        await node.Client.RunAsync(NodeHost.Sh("typo", "exec sleep 100000", w =>
+            w.Probes = new Probes { Readiness = new Probe { Exec = new ExecAction { Command = ["/no/such/program"] }, PeriodSeconds = 0.2, FailureThreshold = 1 } }));
+        await node.Client.ExecAsync("typo", ["true"]);
+        var typo = await node.WaitForAsync("typo", c => c.Message is not null, s_wait, "the probe's failure reported");
+        Assert.False(typo.Ready);
+        Assert.Contains("/no/such/program", typo.Message, StringComparison.Ordinal);
         var status = await node.Client.StatusAsync();
         Assert.Equal(1, status.Ready);
-        Assert.Equal(2, status.Running);
+        Assert.Equal(3, status.Running);
     }
 }
