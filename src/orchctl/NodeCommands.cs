@@ -22,8 +22,8 @@ internal static class NodeCommands
     public const string Help = """
           run -n NODE -f FILE        run the workloads of a manifest file (YAML or JSON) on a node
           ps -n NODE                 the node's containers
-          logs -n NODE NAME [--tail N] [--since 10m]
-                                     a container's log lines (stdout and stderr, timestamped)
+          logs -n NODE NAME [-f] [--tail N] [--since 10m]
+                                     a container's log lines (stdout and stderr); -f keeps following
           exec -n NODE NAME -- CMD…  run a command in a container; exits with its exit code
           inspect -n NODE NAME       a container's status and spec, as JSON
           stats -n NODE [NAME]       CPU, memory, pids, restarts
@@ -35,6 +35,7 @@ internal static class NodeCommands
     {
         var node = Environment.GetEnvironmentVariable("ORCH_NODE");
         string? file = null;
+        var follow = false;
         int? tail = null;
         DateTimeOffset? since = null;
         var positional = new List<string>();
@@ -50,8 +51,11 @@ internal static class NodeCommands
                 case "-n" or "--node" when i + 1 < args.Count:
                     node = args[++i];
                     break;
-                case "-f" or "--file" when i + 1 < args.Count:
+                case "-f" or "--file" when command != "logs" && i + 1 < args.Count:
                     file = args[++i];
+                    break;
+                case "-f" or "--follow" when command == "logs":
+                    follow = true;
                     break;
                 case "--tail" when i + 1 < args.Count:
                     tail = int.TryParse(args[++i], NumberStyles.None, CultureInfo.InvariantCulture, out var n) ? n : throw new UsageException($"--tail '{args[i]}' is not a number of lines");
@@ -103,6 +107,26 @@ internal static class NodeCommands
                 }));
                 return 0;
             case "logs":
+                if (follow)
+                {
+                    using var interrupted = new CancellationTokenSource();
+                    Console.CancelKeyPress += (_, e) =>
+                    {
+                        e.Cancel = true;
+                        interrupted.Cancel();
+                    };
+                    try
+                    {
+                        await foreach (var line in client.FollowLogsAsync(Name(), tail, since, interrupted.Token).ConfigureAwait(false))
+                        {
+                            (line.Stream == "stderr" ? Console.Error : Console.Out).WriteLine(line.Text);
+                        }
+                    }
+                    catch (OperationCanceledException) when (interrupted.IsCancellationRequested)
+                    {
+                    }
+                    return 0;
+                }
                 foreach (var line in await client.LogsAsync(Name(), tail, since).ConfigureAwait(false))
                 {
                     (line.Stream == "stderr" ? Console.Error : Console.Out).WriteLine(line.Text);

@@ -89,7 +89,7 @@ public sealed class LogPumpTests : IDisposable
         var seen = new List<string>();
         var follower = Task.Run(async () =>
         {
-            await foreach (var line in LogReader.FollowAsync(logs, cts.Token))
+            await foreach (var line in LogReader.FollowAsync(logs, tail: 0, since: null, cts.Token))
             {
                 seen.Add(line.Text);
                 if (line.Text == "line-199")
@@ -114,5 +114,57 @@ public sealed class LogPumpTests : IDisposable
         Orchestrator.Linux.Libc.close(stderr);
         await follower.WaitAsync(TimeSpan.FromSeconds(20));
         Assert.Equal(Enumerable.Range(0, 200).Select(i => $"line-{i}"), seen);
+    }
+
+    [Fact]
+    public async Task Follow_with_a_tail_starts_at_the_last_lines_and_continues_without_a_gap()
+    {
+        using var pump = new LogPump(new LogOptions());
+        var fifos = _dir.Combine("fifo3");
+        var logs = _dir.Combine("logs3");
+        var (stdout, stderr) = LogPump.CreateFifos(fifos);
+        pump.Attach("c3", fifos, logs);
+        using var writer = new FileStream(new Microsoft.Win32.SafeHandles.SafeFileHandle(stdout, ownsHandle: true), FileAccess.Write);
+        for (var i = 0; i < 50; i++)
+        {
+            writer.Write(Encoding.ASCII.GetBytes($"line-{i}\n"));
+        }
+        writer.Flush();
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while ((await LogReader.ReadAsync(logs, tail: 1, since: null)) is not [{ Text: "line-49" }] && DateTime.UtcNow < deadline)
+        {
+            pump.Flush();
+        }
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        var seen = new List<string>();
+        var historyRead = new TaskCompletionSource();
+        var follower = Task.Run(async () =>
+        {
+            await foreach (var line in LogReader.FollowAsync(logs, tail: 5, since: null, cts.Token))
+            {
+                seen.Add(line.Text);
+                if (seen.Count == 5)
+                {
+                    historyRead.SetResult();
+                }
+                if (line.Text == "line-99")
+                {
+                    break;
+                }
+            }
+        });
+        await historyRead.Task.WaitAsync(TimeSpan.FromSeconds(10));
+        for (var i = 50; i < 100; i++)
+        {
+            writer.Write(Encoding.ASCII.GetBytes($"line-{i}\n"));
+            writer.Flush();
+            if (i % 10 == 0)
+            {
+                await Task.Delay(10);
+            }
+        }
+        await follower.WaitAsync(TimeSpan.FromSeconds(20));
+        Orchestrator.Linux.Libc.close(stderr);
+        Assert.Equal(Enumerable.Range(45, 55).Select(i => $"line-{i}"), seen);
     }
 }

@@ -93,6 +93,54 @@ public sealed class NodeClient(INatsConnection connection, string node, TimeSpan
     public Task<Orchestrator.Node.Reconcile.ContainerStatus> InspectAsync(string name, CancellationToken cancellationToken = default)
         => RequestAsync(NodeOps.Inspect, NameBody(name), FleetJsonContext.Default.ContainerStatus, cancellationToken);
 
+    /// <summary>
+    /// The last lines, then new ones as the container writes them, until cancelled. The node keeps
+    /// sending while this client answers its alive subject (asked every 3 s), so walking away
+    /// (cancelling, or losing the connection) stops the node's side within seconds.
+    /// </summary>
+    public async IAsyncEnumerable<Orchestrator.Node.Logs.LogLine> FollowLogsAsync(string name, int? tail = null, DateTimeOffset? since = null,
+        [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        var aliveSubject = connection.NewInbox();
+        var alive = await connection.SubscribeCoreAsync<byte[]>(aliveSubject, cancellationToken: cancellationToken).ConfigureAwait(false);
+        await using var _ = alive.ConfigureAwait(false);
+        var answering = Task.Run(async () =>
+        {
+            try
+            {
+                await foreach (var ping in alive.Msgs.ReadAllAsync(cancellationToken).ConfigureAwait(false))
+                {
+                    await ping.ReplyAsync<byte[]>([], cancellationToken: cancellationToken).ConfigureAwait(false);
+                }
+            }
+            catch (OperationCanceledException)
+            {
+            }
+        }, CancellationToken.None);
+        var body = JsonSerializer.SerializeToUtf8Bytes(new LogsRequest { Name = name, Tail = tail, Since = since, Follow = true, AliveSubject = aliveSubject }, FleetJsonContext.Default.LogsRequest);
+        await foreach (var msg in connection.RequestManyAsync<byte[], byte[]>(Subjects.NodeOp(node, NodeOps.Logs), body,
+            replyOpts: new NatsSubOpts { Timeout = Timeout.InfiniteTimeSpan }, cancellationToken: cancellationToken).ConfigureAwait(false))
+        {
+            if (msg.HasNoResponders)
+            {
+                throw new NodeRequestException($"no node '{node}' is connected to the fleet; `orchctl get nodes` lists the nodes that are");
+            }
+            var data = msg.Data ?? [];
+            ThrowIfError(data);
+            var reply = JsonSerializer.Deserialize(data, FleetJsonContext.Default.LogsReply);
+            foreach (var line in reply?.Lines ?? [])
+            {
+                yield return line;
+            }
+            if (reply is not { More: true })
+            {
+                break;
+            }
+        }
+        await alive.UnsubscribeAsync().ConfigureAwait(false);
+        await answering.ConfigureAwait(false);
+    }
+
     /// <summary>A container's log lines, oldest first, gathered from as many reply messages as the node sends.</summary>
     public async Task<IReadOnlyList<Orchestrator.Node.Logs.LogLine>> LogsAsync(string name, int? tail = null, DateTimeOffset? since = null, CancellationToken cancellationToken = default)
     {

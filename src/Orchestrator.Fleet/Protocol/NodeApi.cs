@@ -27,6 +27,10 @@ public sealed record LogsRequest
     public int? Tail { get; init; }
     /// <summary>Only lines written at or after this time.</summary>
     public DateTimeOffset? Since { get; init; }
+    /// <summary>Keep sending new lines (each reply has more: true) for as long as the client answers on <see cref="AliveSubject"/>.</summary>
+    public bool Follow { get; init; }
+    /// <summary>follow: a subject the client answers; the node asks it every few seconds and stops when nobody does.</summary>
+    public string? AliveSubject { get; init; }
 }
 
 public sealed record LogsReply

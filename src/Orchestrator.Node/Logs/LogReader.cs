@@ -24,7 +24,7 @@ public static class LogReader
                 continue;
             }
             await using var _ = stream.ConfigureAwait(false);
-            await foreach (var line in LinesAsync(PipeReader.Create(stream), cancellationToken).ConfigureAwait(false))
+            await foreach (var line in LinesAsync(PipeReader.Create(stream), null, cancellationToken).ConfigureAwait(false))
             {
                 if (since is null || line.Time >= since)
                 {
@@ -39,14 +39,66 @@ public static class LogReader
         return tail is { } t && lines.Count > t ? lines.GetRange(lines.Count - t, t) : lines;
     }
 
-    /// <summary>New lines as they are written, across rotations, until cancelled.</summary>
-    public static async IAsyncEnumerable<LogLine> FollowAsync(string logDir, [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    /// <summary>
+    /// The last <paramref name="tail"/> lines (at or after <paramref name="since"/>), then every new
+    /// line as it is written, across rotations, until cancelled. The history and the new lines
+    /// meet at an exact byte offset of the current file: none is skipped or sent twice.
+    /// </summary>
+    public static async IAsyncEnumerable<LogLine> FollowAsync(string logDir, int? tail, DateTimeOffset? since, [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
         var path = Path.Combine(logDir, ContainerLog.FileName);
-        var fromEnd = true;
+        FileStream? first;
+        while ((first = OpenShared(path)) is null)
+        {
+            try
+            {
+                await Task.Delay(100, cancellationToken).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                yield break;
+            }
+        }
+        var history = new List<LogLine>();
+        void Keep(LogLine line)
+        {
+            if (since is null || line.Time >= since)
+            {
+                history.Add(line);
+            }
+            if (tail is { } n && history.Count > 2 * n + 1024)
+            {
+                history.RemoveRange(0, history.Count - n);
+            }
+        }
+        foreach (var file in ContainerLog.Files(logDir).Where(f => f != path))
+        {
+            var rotated = OpenShared(file);
+            if (rotated is null)
+            {
+                continue;
+            }
+            await using var _ = rotated.ConfigureAwait(false);
+            await foreach (var line in LinesAsync(PipeReader.Create(rotated), null, cancellationToken).ConfigureAwait(false))
+            {
+                Keep(line);
+            }
+        }
+        var consumed = new ByteCount();
+        await foreach (var line in LinesAsync(PipeReader.Create(first, new StreamPipeReaderOptions(leaveOpen: true)), consumed, cancellationToken).ConfigureAwait(false))
+        {
+            Keep(line);
+        }
+        foreach (var line in tail is { } t && history.Count > t ? history.GetRange(history.Count - t, t) : history)
+        {
+            yield return line;
+        }
+        first.Seek(consumed.Value, SeekOrigin.Begin); // a line still being written is read again, whole
+
         while (!cancellationToken.IsCancellationRequested)
         {
-            var stream = OpenShared(path);
+            var stream = first ?? OpenShared(path);
+            first = null;
             if (stream is null)
             {
                 try
@@ -57,28 +109,42 @@ public static class LogReader
                 {
                     yield break;
                 }
-                fromEnd = false;
                 continue;
             }
             await using (stream.ConfigureAwait(false))
             {
-                if (fromEnd)
-                {
-                    stream.Seek(0, SeekOrigin.End);
-                }
                 // After a rotation the next file is read from its start: the pump rotates only
                 // between whole batches, so nothing is skipped or read twice.
-                fromEnd = false;
                 var reader = PipeReader.Create(new TailingStream(stream, path, cancellationToken));
-                await foreach (var line in LinesAsync(reader, cancellationToken).ConfigureAwait(false))
+                IAsyncEnumerator<LogLine> lines = LinesAsync(reader, null, cancellationToken).GetAsyncEnumerator(cancellationToken);
+                await using (lines.ConfigureAwait(false))
                 {
-                    yield return line;
+                    while (true)
+                    {
+                        try
+                        {
+                            if (!await lines.MoveNextAsync().ConfigureAwait(false))
+                            {
+                                break;
+                            }
+                        }
+                        catch (OperationCanceledException)
+                        {
+                            yield break;
+                        }
+                        yield return lines.Current;
+                    }
                 }
             }
         }
     }
 
-    private static async IAsyncEnumerable<LogLine> LinesAsync(PipeReader reader, [EnumeratorCancellation] CancellationToken cancellationToken)
+    private sealed class ByteCount
+    {
+        public long Value { get; set; }
+    }
+
+    private static async IAsyncEnumerable<LogLine> LinesAsync(PipeReader reader, ByteCount? consumed, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
         try
         {
@@ -88,6 +154,10 @@ public static class LogReader
                 var buffer = result.Buffer;
                 while (TryReadLine(ref buffer, out var line))
                 {
+                    if (consumed is not null)
+                    {
+                        consumed.Value += line.Length + 1;
+                    }
                     if (Parse(line) is { } parsed)
                     {
                         yield return parsed;

@@ -119,7 +119,11 @@ public sealed class BridgeNetwork(BridgeOptions options)
         var hostSide = "vo" + ToUInt(address).ToString("x8", CultureInfo.InvariantCulture);
         var peer = "vp" + ToUInt(address).ToString("x8", CultureInfo.InvariantCulture);
         Run("ip", ["link", "del", hostSide], check: false); // a leftover of a container that died with orchd away
-        Run("ip", ["link", "add", hostSide, "type", "veth", "peer", "name", peer]);
+        // The MAC follows from the address (as Docker's did): an address handed to a new container
+        // keeps its MAC, so no neighbour's ARP cache points at a veth that is gone.
+        var bytes = address.GetAddressBytes();
+        var mac = string.Create(CultureInfo.InvariantCulture, $"02:42:{bytes[0]:x2}:{bytes[1]:x2}:{bytes[2]:x2}:{bytes[3]:x2}");
+        Run("ip", ["link", "add", hostSide, "type", "veth", "peer", "name", peer, "address", mac]);
         Run("ip", ["link", "set", peer, "netns", pid.ToString(CultureInfo.InvariantCulture)]);
         Run("ip", ["link", "set", hostSide, "master", options.Bridge, "up"]);
         var ns = $"--net=/proc/{pid}/ns/net";

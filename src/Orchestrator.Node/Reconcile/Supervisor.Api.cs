@@ -179,6 +179,14 @@ public sealed partial class Supervisor
         return await LogReader.ReadAsync(LogDir(name), tail, since, cancellationToken).ConfigureAwait(false);
     }
 
+    /// <summary>The last lines, then new ones as the container writes them, until cancelled. Throws at once for an unknown container.</summary>
+    public async Task<IAsyncEnumerable<LogLine>> FollowLogsAsync(string name, int? tail, DateTimeOffset? since, CancellationToken cancellationToken)
+    {
+        await Post(() => Find(name)).ConfigureAwait(false);
+        _logs.Flush();
+        return LogReader.FollowAsync(LogDir(name), tail, since, cancellationToken);
+    }
+
     public async Task<ExecResult> ExecAsync(string name, IReadOnlyList<string> command, TimeSpan timeout, CancellationToken cancellationToken)
     {
         if (command.Count == 0)

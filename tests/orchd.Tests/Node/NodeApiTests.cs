@@ -88,6 +88,37 @@ public sealed class NodeApiTests
         Assert.Equal("done", tail[^1].Text);
     }
 
+    [Fact(Timeout = 120_000)]
+    public async Task Logs_follow_over_nats_continues_from_the_tail_and_ends_when_the_client_goes()
+    {
+        await using var node = await NodeHost.StartAsync();
+        await node.Client.RunAsync(NodeHost.Sh("ticker", "i=0; while true; do echo tick-$i; i=$((i+1)); sleep 0.05; done", w => w.StopGracePeriodSeconds = 1));
+        await Task.Delay(500);
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        var seen = new List<int>();
+        await foreach (var line in node.Client.FollowLogsAsync("ticker", tail: 3, cancellationToken: cts.Token))
+        {
+            seen.Add(int.Parse(line.Text["tick-".Length..], System.Globalization.CultureInfo.InvariantCulture));
+            if (seen.Count == 40)
+            {
+                break;
+            }
+        }
+        // Three lines of history, then the new ones: consecutive, none missing, none twice.
+        Assert.Equal(Enumerable.Range(seen[0], 40), seen);
+        Assert.True(seen[0] > 0, "the tail starts at the last lines, not the first");
+        // The client went away: the node notices (its alive subject has no responders) and stops.
+        await node.Daemon.WaitForLogAsync("logs -f of ticker ended", TimeSpan.FromSeconds(15));
+
+        var unknown = await Assert.ThrowsAsync<NodeRequestException>(async () =>
+        {
+            await foreach (var _ in node.Client.FollowLogsAsync("ghost", cancellationToken: cts.Token))
+            {
+            }
+        });
+        Assert.Equal("no container 'ghost' on this node; `ps` lists the ones there are", unknown.Message);
+    }
+
     [Fact(Timeout = 60_000)]
     public async Task Bad_requests_get_one_clear_error_reply()
     {
