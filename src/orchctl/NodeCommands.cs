@@ -17,6 +17,7 @@ internal static class NodeCommands
     public static readonly IReadOnlySet<string> Names = new HashSet<string>(StringComparer.Ordinal)
     {
         "run", "ps", "logs", "exec", "inspect", "stats", "stop", "start", "restart", "rm", "status",
+        "images", "pull", "rmi", "image-gc",
     };
 
     public const string Help = """
@@ -29,6 +30,10 @@ internal static class NodeCommands
           stats -n NODE [NAME]       CPU, memory, pids, restarts
           stop|start|restart|rm -n NODE NAME
           status -n NODE             the node's capacity, requests and usage
+          images -n NODE             the node's images and the containers using them
+          pull -n NODE REF           pull an image onto the node (registry, or nats:NAME)
+          rmi -n NODE IMAGE          remove an image no workload uses
+          image-gc -n NODE           free blobs and layers nothing uses
         """;
 
     public static async Task<int> RunAsync(string command, List<string> args, NatsConnection connection, TimeSpan timeout)
@@ -176,6 +181,25 @@ internal static class NodeCommands
             case "rm":
                 await client.RemoveAsync(Name()).ConfigureAwait(false);
                 Console.Out.WriteLine($"{Name()}: removed");
+                return 0;
+            case "images":
+                var images = await client.ImagesAsync().ConfigureAwait(false);
+                Table(["IMAGE", "PLATFORM", "SIZE", "MANIFEST", "USED BY"], images.Select(i => new[]
+                {
+                    i.Name, i.Platform, Bytes(i.Size), i.ManifestDigest.Length > 19 ? i.ManifestDigest[..19] : i.ManifestDigest, string.Join(",", i.UsedBy),
+                }));
+                return 0;
+            case "pull":
+                var pulled = await client.PullAsync(Name()).ConfigureAwait(false);
+                Console.Out.WriteLine($"pulled {pulled.Name} {pulled.ManifestDigest} ({pulled.Platform}, {Bytes(pulled.Size)})");
+                return 0;
+            case "rmi":
+                await client.RemoveImageAsync(Name()).ConfigureAwait(false);
+                Console.Out.WriteLine($"{Name()}: removed (image-gc frees its space)");
+                return 0;
+            case "image-gc":
+                var gc = await client.GcImagesAsync().ConfigureAwait(false);
+                Console.Out.WriteLine($"freed {Bytes(gc.FreedBytes)} of blobs and {gc.PrunedLayers} unpacked layers");
                 return 0;
             default:
                 throw new UsageException($"unknown command '{command}'");

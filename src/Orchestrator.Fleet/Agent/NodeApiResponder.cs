@@ -86,6 +86,22 @@ public sealed class NodeApiResponder(Supervisor supervisor)
                 case NodeOps.Stats:
                     var stats = body.Length == 0 ? new StatsRequest() : Parse(body, FleetJsonContext.Default.StatsRequest, "{\"name\": …} or {}");
                     return Reply(new StatsReply { Containers = await supervisor.StatsAsync(stats.Name).ConfigureAwait(false) }, FleetJsonContext.Default.StatsReply);
+                case NodeOps.Images:
+                    return Reply(new ImageListReply { Images = await supervisor.ListImagesAsync().ConfigureAwait(false) }, FleetJsonContext.Default.ImageListReply);
+                case NodeOps.ImageInspect:
+                    return Reply(await supervisor.InspectImageAsync(ImageName(body)).ConfigureAwait(false), FleetJsonContext.Default.ImageSummary);
+                case NodeOps.Pull:
+                    var pull = Parse(body, FleetJsonContext.Default.PullRequest, "{\"reference\": \"registry/name:tag\"}");
+                    if (string.IsNullOrWhiteSpace(pull.Reference))
+                    {
+                        throw new NodeApiException("pull needs a reference: {\"reference\": \"registry/name:tag\"} (or nats:NAME)");
+                    }
+                    return Reply(await supervisor.PullImageAsync(pull.Reference, cancellationToken).ConfigureAwait(false), FleetJsonContext.Default.ImageSummary);
+                case NodeOps.RemoveImage:
+                    await supervisor.RemoveImageAsync(ImageName(body)).ConfigureAwait(false);
+                    return Reply(new OkReply(), FleetJsonContext.Default.OkReply);
+                case NodeOps.ImageGc:
+                    return Reply(await supervisor.GcImagesAsync().ConfigureAwait(false), FleetJsonContext.Default.ImageGcResult);
                 case NodeOps.Status:
                     return Reply(await supervisor.NodeStatusAsync().ConfigureAwait(false), FleetJsonContext.Default.NodeStatus);
                 default:
@@ -100,6 +116,17 @@ public sealed class NodeApiResponder(Supervisor supervisor)
         {
             return Error(e.Message);
         }
+        catch (Exception e) when (e is Orchestrator.Images.Store.ImageException or Orchestrator.Images.Store.DigestMismatchException
+                                   or Orchestrator.Images.Store.DiskBudgetExceededException or Orchestrator.Images.Unpack.HostileLayerException or HttpRequestException)
+        {
+            return Error(e.Message);
+        }
+    }
+
+    private static string ImageName(byte[] body)
+    {
+        var request = Parse(body, FleetJsonContext.Default.NameRequest, "{\"name\": \"IMAGE\"}");
+        return request.Name.Length > 0 ? request.Name : throw new NodeApiException("give the image: {\"name\": \"busybox:latest\"}");
     }
 
     private static string Name(byte[] body)

@@ -180,6 +180,21 @@ public sealed class NodeClient(INatsConnection connection, string node, TimeSpan
         => (await RequestAsync(NodeOps.Stats, JsonSerializer.SerializeToUtf8Bytes(new StatsRequest { Name = name }, FleetJsonContext.Default.StatsRequest),
             FleetJsonContext.Default.StatsReply, cancellationToken).ConfigureAwait(false)).Containers;
 
+    public async Task<IReadOnlyList<Orchestrator.Node.Reconcile.ImageSummary>> ImagesAsync(CancellationToken cancellationToken = default)
+        => (await RequestAsync(NodeOps.Images, [], FleetJsonContext.Default.ImageListReply, cancellationToken).ConfigureAwait(false)).Images;
+
+    public Task<Orchestrator.Node.Reconcile.ImageSummary> InspectImageAsync(string name, CancellationToken cancellationToken = default)
+        => RequestAsync(NodeOps.ImageInspect, NameBody(name), FleetJsonContext.Default.ImageSummary, cancellationToken);
+
+    public Task<Orchestrator.Node.Reconcile.ImageSummary> PullAsync(string reference, CancellationToken cancellationToken = default)
+        => RequestAsync(NodeOps.Pull, JsonSerializer.SerializeToUtf8Bytes(new PullRequest { Reference = reference }, FleetJsonContext.Default.PullRequest), FleetJsonContext.Default.ImageSummary, cancellationToken);
+
+    public Task<OkReply> RemoveImageAsync(string name, CancellationToken cancellationToken = default)
+        => RequestAsync(NodeOps.RemoveImage, NameBody(name), FleetJsonContext.Default.OkReply, cancellationToken);
+
+    public Task<Orchestrator.Node.Reconcile.ImageGcResult> GcImagesAsync(CancellationToken cancellationToken = default)
+        => RequestAsync(NodeOps.ImageGc, [], FleetJsonContext.Default.ImageGcResult, cancellationToken);
+
     public Task<Orchestrator.Node.Reconcile.NodeStatus> StatusAsync(CancellationToken cancellationToken = default)
         => RequestAsync(NodeOps.Status, [], FleetJsonContext.Default.NodeStatus, cancellationToken);
 

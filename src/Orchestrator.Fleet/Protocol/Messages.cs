@@ -43,4 +43,8 @@ public sealed record ErrorReply
 [JsonSerializable(typeof(Orchestrator.Node.Reconcile.ContainerStatus))]
 [JsonSerializable(typeof(Orchestrator.Node.Reconcile.NodeStatus))]
 [JsonSerializable(typeof(OkReply))]
+[JsonSerializable(typeof(PullRequest))]
+[JsonSerializable(typeof(ImageListReply))]
+[JsonSerializable(typeof(Orchestrator.Node.Reconcile.ImageSummary))]
+[JsonSerializable(typeof(Orchestrator.Node.Reconcile.ImageGcResult))]
 public sealed partial class FleetJsonContext : JsonSerializerContext;

@@ -7,9 +7,11 @@ namespace Orchestrator.Fleet.Protocol;
 public static class NodeOps
 {
     public const string Info = "info", Run = "run", Stop = "stop", Start = "start", Restart = "restart", Remove = "rm",
-        List = "ps", Inspect = "inspect", Logs = "logs", Exec = "exec", Stats = "stats", Status = "status";
+        List = "ps", Inspect = "inspect", Logs = "logs", Exec = "exec", Stats = "stats", Status = "status",
+        Images = "images", ImageInspect = "image-inspect", Pull = "pull", RemoveImage = "rmi", ImageGc = "image-gc";
 
-    public static readonly IReadOnlyList<string> All = [Info, Run, Stop, Start, Restart, Remove, List, Inspect, Logs, Exec, Stats, Status];
+    public static readonly IReadOnlyList<string> All =
+        [Info, Run, Stop, Start, Restart, Remove, List, Inspect, Logs, Exec, Stats, Status, Images, ImageInspect, Pull, RemoveImage, ImageGc];
 }
 
 /// <summary>stop, start, restart, rm, inspect: which container.</summary>
@@ -78,6 +80,19 @@ public sealed record StatsReply
 {
     public int SchemaVersion { get; init; } = 1;
     public required IReadOnlyList<ContainerStats> Containers { get; init; }
+}
+
+/// <summary>pull: a registry reference, or nats:NAME for the fleet's bucket.</summary>
+public sealed record PullRequest
+{
+    public int SchemaVersion { get; init; } = 1;
+    public string Reference { get; init; } = "";
+}
+
+public sealed record ImageListReply
+{
+    public int SchemaVersion { get; init; } = 1;
+    public required IReadOnlyList<ImageSummary> Images { get; init; }
 }
 
 /// <summary>An operation that changes nothing to report (rm).</summary>

@@ -57,4 +57,6 @@ public sealed class NodeStatus
 [JsonSerializable(typeof(ContainerStats))]
 [JsonSerializable(typeof(List<ContainerStats>))]
 [JsonSerializable(typeof(NodeStatus))]
+[JsonSerializable(typeof(ImageSummary))]
+[JsonSerializable(typeof(ImageGcResult))]
 public sealed partial class NodeJsonContext : JsonSerializerContext;

@@ -119,6 +119,45 @@ public sealed class NodeApiTests
         Assert.Equal("no container 'ghost' on this node; `ps` lists the ones there are", unknown.Message);
     }
 
+    [Fact(Timeout = 180_000)]
+    public async Task Images_over_the_node_api_list_pull_run_refuse_removal_in_use_and_gc()
+    {
+        await using var node = await NodeHost.StartAsync();
+        await using var registry = await RegistryServer.StartAsync();
+        var layout = node.Dir.Combine("pushed");
+        var image = BusyboxImage.CreateLayout(layout, extraFiles: new Dictionary<string, string> { ["etc/motd"] = "pulled through the node api\n" });
+        await registry.PushAsync($"{layout}:latest", "edge/motd", "1");
+        var reference = $"{registry.Host}/edge/motd:1";
+
+        var pulled = await node.Client.PullAsync(reference);
+        Assert.Equal(image.ManifestDigest, pulled.ManifestDigest);
+        await node.Client.RunAsync(new Workload { Name = "motd", Image = reference, Command = ["sh", "-c", "cat /etc/motd; exec sleep 100000"], StopGracePeriodSeconds = 0 });
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
+        while (!(await node.Client.LogsAsync("motd")).Any(l => l.Text == "pulled through the node api"))
+        {
+            Assert.True(DateTime.UtcNow < deadline, "the pulled image did not run");
+            await Task.Delay(100);
+        }
+
+        var images = await node.Client.ImagesAsync();
+        Assert.Equal(["motd"], images.Single(i => i.Name == reference).UsedBy);
+        Assert.Contains(images, i => i.Name == NodeHost.Image && i.UsedBy.Count == 0);
+        var inspected = await node.Client.InspectImageAsync(reference);
+        Assert.Equal(image.LayerDigest, Assert.Single(inspected.Layers!).Digest);
+
+        var inUse = await Assert.ThrowsAsync<NodeRequestException>(() => node.Client.RemoveImageAsync(reference));
+        Assert.Equal($"image '{reference}' is used by 'motd'; remove those workloads first", inUse.Message);
+        await node.Client.RemoveAsync("motd");
+        await node.Client.RemoveImageAsync(reference);
+        var gc = await node.Client.GcImagesAsync();
+        Assert.True(gc.FreedBytes > 500_000, $"freed {gc.FreedBytes} bytes");
+        Assert.True(gc.PrunedLayers >= 1);
+        Assert.DoesNotContain(await node.Client.ImagesAsync(), i => i.Name == reference);
+
+        var missing = await Assert.ThrowsAsync<NodeRequestException>(() => node.Client.PullAsync($"{registry.Host}/edge/nothing:1"));
+        Assert.Contains("edge/nothing", missing.Message, StringComparison.Ordinal);
+    }
+
     [Fact(Timeout = 60_000)]
     public async Task Bad_requests_get_one_clear_error_reply()
     {
