@@ -107,74 +107,96 @@ public sealed partial class Supervisor
         return Status(instance, withSpec: false);
     });
 
-    public Task<List<ContainerStatus>> ListAsync() => Post(()
-        => _instances.Values.OrderBy(i => i.Record.Name, StringComparer.Ordinal).Select(i => Status(i, withSpec: false)).ToList());
+    // Reads (ps, inspect, stats, status, logs, exec) are served from the view the loop publishes
+    // after every step, not through the mailbox: a stop waiting out a grace period, or a pull,
+    // never makes a `ps` wait.
 
-    public Task<ContainerStatus> InspectAsync(string name) => Post(() => Status(Find(name), withSpec: true));
+    public Task<List<ContainerStatus>> ListAsync()
+        => Task.FromResult(View.Values.OrderBy(v => v.Summary.Name, StringComparer.Ordinal).Select(v => v.Summary).ToList());
 
-    public Task<List<ContainerStats>> StatsAsync(string? name) => Post(() =>
+    public Task<ContainerStatus> InspectAsync(string name) => Task.FromResult(FindView(name).Detail);
+
+    public Task<List<ContainerStats>> StatsAsync(string? name)
     {
-        var instances = name is null ? _instances.Values.ToList() : [Find(name)];
+        var views = name is null ? View.Values.ToList() : [FindView(name)];
         var now = DateTimeOffset.UtcNow;
         var result = new List<ContainerStats>();
-        foreach (var instance in instances.OrderBy(i => i.Record.Name, StringComparer.Ordinal))
+        foreach (var view in views.OrderBy(v => v.Summary.Name, StringComparer.Ordinal))
         {
-            var stats = new ContainerStats { Name = instance.Record.Name, Restarts = instance.Record.Restarts, Ready = instance.Record.Ready };
-            if (instance.Handle is not null && _driver.Stats(instance.Record.Name) is { } cg)
+            var stats = new ContainerStats { Name = view.Summary.Name, Restarts = view.Summary.Restarts, Ready = view.Summary.Ready };
+            if (view.Running && _driver.Stats(view.Summary.Name) is { } cg)
             {
                 stats.CpuNanoseconds = cg.CpuNanoseconds;
                 stats.MemoryBytes = cg.MemoryBytes;
                 stats.Pids = cg.Pids;
                 stats.OomKills = cg.OomKills;
-                if (instance.Workload.Resources?.Memory is { } m && Quantities.TryParseBytes(m, out var limit))
+                if (view.Workload.Resources?.Memory is { } m && Quantities.TryParseBytes(m, out var limit))
                 {
                     stats.MemoryLimitBytes = limit;
                 }
                 // CPU % since the previous sample (or since the start): 100 is one full CPU.
-                var (previousNs, previousAt) = _cpuSamples.TryGetValue(instance.Record.Name, out var sample)
-                    ? sample : (0L, instance.Record.StartedAt ?? now);
+                var (previousNs, previousAt) = _cpuSamples.TryGetValue(view.Summary.Name, out var sample)
+                    ? sample : (0L, view.Summary.StartedAt ?? now);
                 var elapsed = (now - previousAt).TotalMilliseconds * 1_000_000;
                 stats.CpuPercent = elapsed > 0 ? Math.Round(100 * (cg.CpuNanoseconds - previousNs) / elapsed, 2) : 0;
-                _cpuSamples[instance.Record.Name] = (cg.CpuNanoseconds, now);
+                _cpuSamples[view.Summary.Name] = (cg.CpuNanoseconds, now);
             }
             result.Add(stats);
         }
-        return result;
-    });
+        return Task.FromResult(result);
+    }
 
-    public Task<NodeStatus> NodeStatusAsync() => Post(() =>
+    public Task<NodeStatus> NodeStatusAsync()
     {
+        var views = View.Values.ToList();
         var status = new NodeStatus
         {
             CpuMilliCapacity = Environment.ProcessorCount * 1000,
             MemoryCapacityBytes = MemTotal(),
-            Containers = _instances.Count,
-            Running = _instances.Values.Count(i => i.Handle is not null),
-            Ready = _instances.Values.Count(i => i.Handle is not null && i.Record.Ready),
+            Containers = views.Count,
+            Running = views.Count(v => v.Running),
+            Ready = views.Count(v => v.Running && v.Summary.Ready),
             Driver = _driver.Name,
         };
         // What orchd itself and the system need stays out of what workloads are promised.
         status.CpuMilliAllocatable = Math.Max(0, status.CpuMilliCapacity - 100);
         status.MemoryAllocatableBytes = Math.Max(0, status.MemoryCapacityBytes - (64L << 20));
-        foreach (var instance in _instances.Values.Where(i => i.Handle is not null))
+        foreach (var view in views.Where(v => v.Running))
         {
-            if (instance.Workload.Resources?.Cpu is { } cpu && Quantities.TryParseMilliCpu(cpu, out var milli))
+            if (view.Workload.Resources?.Cpu is { } cpu && Quantities.TryParseMilliCpu(cpu, out var milli))
             {
                 status.CpuMilliRequested += (int)milli;
             }
-            if (instance.Workload.Resources?.Memory is { } memory && Quantities.TryParseBytes(memory, out var bytes))
+            if (view.Workload.Resources?.Memory is { } memory && Quantities.TryParseBytes(memory, out var bytes))
             {
                 status.MemoryRequestedBytes += bytes;
             }
-            status.MemoryUsedBytes += _driver.Stats(instance.Record.Name)?.MemoryBytes ?? 0;
+            status.MemoryUsedBytes += _driver.Stats(view.Summary.Name)?.MemoryBytes ?? 0;
         }
-        return status;
-    });
+        return Task.FromResult(status);
+    }
+
+    /// <summary>One container as the loop last published it.</summary>
+    private sealed record ContainerView(ContainerStatus Summary, ContainerStatus Detail, Workload Workload, bool Running);
+
+    private IReadOnlyDictionary<string, ContainerView> View => Volatile.Read(ref _view);
+
+    private ContainerView FindView(string name)
+        => View.TryGetValue(name, out var view)
+            ? view
+            : throw new NodeApiException($"no container '{name}' on this node; `ps` lists the ones there are");
+
+    /// <summary>Called on the loop after every step.</summary>
+    private void PublishView()
+        => Volatile.Write(ref _view, _instances.Values.ToDictionary(
+            i => i.Record.Name,
+            i => new ContainerView(Status(i, withSpec: false), Status(i, withSpec: true), i.Workload, i.Handle is not null),
+            StringComparer.Ordinal));
 
     /// <summary>The container's log lines (its log survives restarts of the container and of orchd).</summary>
     public async Task<IReadOnlyList<LogLine>> LogsAsync(string name, int? tail, DateTimeOffset? since, CancellationToken cancellationToken)
     {
-        await Post(() => Find(name)).ConfigureAwait(false);
+        FindView(name);
         _logs.Flush();
         return await LogReader.ReadAsync(LogDir(name), tail, since, cancellationToken).ConfigureAwait(false);
     }
@@ -182,8 +204,9 @@ public sealed partial class Supervisor
     /// <summary>The last lines, then new ones as the container writes them, until cancelled. Throws at once for an unknown container.</summary>
     public async Task<IAsyncEnumerable<LogLine>> FollowLogsAsync(string name, int? tail, DateTimeOffset? since, CancellationToken cancellationToken)
     {
-        await Post(() => Find(name)).ConfigureAwait(false);
+        FindView(name);
         _logs.Flush();
+        await Task.CompletedTask.ConfigureAwait(false);
         return LogReader.FollowAsync(LogDir(name), tail, since, cancellationToken);
     }
 
@@ -193,8 +216,7 @@ public sealed partial class Supervisor
         {
             throw new NodeApiException("exec needs a command, e.g. [\"cat\", \"/etc/hostname\"]");
         }
-        var running = await Post(() => Find(name).Handle is not null).ConfigureAwait(false);
-        if (!running)
+        if (!FindView(name).Running)
         {
             throw new NodeApiException($"container '{name}' is not running; start it first");
         }

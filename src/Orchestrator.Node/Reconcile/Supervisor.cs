@@ -42,7 +42,8 @@ public sealed partial class Supervisor : IAsyncDisposable
     private readonly Dictionary<string, string> _staticFiles = new(StringComparer.Ordinal);
     private readonly HashSet<string> _stopped = new(StringComparer.Ordinal);
     private readonly Dictionary<string, Instance> _instances = new(StringComparer.Ordinal);
-    private readonly Dictionary<string, (long CpuNs, DateTimeOffset At)> _cpuSamples = new(StringComparer.Ordinal);
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, (long CpuNs, DateTimeOffset At)> _cpuSamples = new(StringComparer.Ordinal);
+    private IReadOnlyDictionary<string, ContainerView> _view = new Dictionary<string, ContainerView>();
     private readonly TaskCompletionSource _recovered = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private IReadOnlyList<string> _manifestErrors = [];
     private DateTime _manifestStamp;
@@ -112,6 +113,7 @@ public sealed partial class Supervisor : IAsyncDisposable
     {
         // Before the mailbox is read: requests that arrive meanwhile wait for it.
         await RecoverAsync().ConfigureAwait(false);
+        PublishView();
         _recovered.TrySetResult();
         using var timer = new PeriodicTimer(_options.Resync);
         var ticks = Task.Run(async () =>
@@ -158,10 +160,13 @@ public sealed partial class Supervisor : IAsyncDisposable
         {
             try
             {
-                done.TrySetResult(await work().ConfigureAwait(false));
+                var result = await work().ConfigureAwait(false);
+                PublishView(); // whoever asked sees its own change in the next ps
+                done.TrySetResult(result);
             }
             catch (Exception e) when (e is not OutOfMemoryException)
             {
+                PublishView();
                 done.TrySetException(e);
             }
         }))
@@ -654,7 +659,7 @@ public sealed partial class Supervisor : IAsyncDisposable
         {
             TryDelete(LogDir(name));
         }
-        _cpuSamples.Remove(name);
+        _cpuSamples.TryRemove(name, out _);
         Changed?.Invoke(name);
     }
 

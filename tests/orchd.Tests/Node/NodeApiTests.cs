@@ -159,6 +159,25 @@ public sealed class NodeApiTests
     }
 
     [Fact(Timeout = 60_000)]
+    public async Task Ps_and_logs_answer_while_a_stop_waits_out_its_grace_period()
+    {
+        await using var node = await NodeHost.StartAsync();
+        // sleep as pid 1 ignores SIGTERM: the stop takes the whole grace period.
+        await node.Client.RunAsync(NodeHost.Sh("stubborn", "exec sleep 100000", w => w.StopGracePeriodSeconds = 4));
+        var stopping = node.Client.StopAsync("stubborn");
+        await Task.Delay(300);
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var ps = await node.Client.ListAsync();
+        await node.Client.LogsAsync("stubborn");
+        await node.Client.StatsAsync();
+        Assert.True(clock.ElapsedMilliseconds < 1000, $"reads took {clock.ElapsedMilliseconds} ms during a stop");
+        Assert.False(stopping.IsCompleted);
+        Assert.Equal("stubborn", Assert.Single(ps).Name);
+        Assert.Equal("stopped", (await stopping).State);
+        Assert.Equal("stopped", (await node.Client.InspectAsync("stubborn")).State);
+    }
+
+    [Fact(Timeout = 60_000)]
     public async Task Bad_requests_get_one_clear_error_reply()
     {
         await using var node = await NodeHost.StartAsync();
