@@ -48,6 +48,7 @@ switch (rest.FirstOrDefault())
             Commands:
               version                    this client's version and every reachable node's
             {{NodeCommands.Help}}
+            {{FleetCommands.Help}}
 
             Global flags:
               --server URL      NATS server (env ORCH_SERVER, default nats://127.0.0.1:4222)
@@ -79,6 +80,11 @@ switch (rest.FirstOrDefault())
             {
                 await connection.ConnectAsync().ConfigureAwait(false);
             }
+            catch (NATS.Client.JetStream.NatsJSException e)
+            {
+                Console.Error.WriteLine($"orchctl: the fleet's state needs JetStream on {server}: {e.Message}; start nats-server with -js");
+                return Failure;
+            }
             catch (NatsException e)
             {
                 Console.Error.WriteLine($"orchctl: cannot reach NATS at {server}: {e.InnerException?.Message ?? e.Message}; start nats-server or pass --server");
@@ -98,7 +104,7 @@ switch (rest.FirstOrDefault())
             }
         }
         return Ok;
-    case { } command when NodeCommands.Names.Contains(command):
+    case { } command when NodeCommands.Names.Contains(command) || FleetCommands.Names.Contains(command):
         await using (var connection = new NatsConnection(NatsOpts.Default with
         {
             Url = server,
@@ -110,7 +116,9 @@ switch (rest.FirstOrDefault())
             try
             {
                 await connection.ConnectAsync().ConfigureAwait(false);
-                return await NodeCommands.RunAsync(command, rest.Skip(1).ToList(), connection, timeout).ConfigureAwait(false);
+                return FleetCommands.Names.Contains(command)
+                    ? await FleetCommands.RunAsync(command, rest.Skip(1).ToList(), connection).ConfigureAwait(false)
+                    : await NodeCommands.RunAsync(command, rest.Skip(1).ToList(), connection, timeout).ConfigureAwait(false);
             }
             catch (UsageException e)
             {

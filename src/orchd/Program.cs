@@ -155,8 +155,15 @@ static async Task<int> RunDaemonAsync(OrchdConfig config, NodeState state)
         sp.GetRequiredService<NodeOptions>(), images, sp.GetRequiredService<SnapshotStore>(), sp.GetRequiredService<ITaskDriver>(),
         sp.GetRequiredService<LogPump>(), sp.GetRequiredService<ILogger<Supervisor>>(),
         async (reference, _) => await ImageCommand.PullAsync(reference, images, config, null, [], [], quiet: true).ConfigureAwait(false)));
+    var fleet = new FleetOptions
+    {
+        Heartbeat = config.Heartbeat,
+        UnreachableAfter = config.UnreachableAfter,
+        LostAfter = config.LostAfter,
+        LeaderLease = TimeSpan.FromTicks(Math.Max(TimeSpan.FromSeconds(2).Ticks, config.Heartbeat.Ticks)),
+    };
     builder.Services.AddSingleton(sp => new NodeAgent(sp.GetRequiredService<NodeIdentity>(), sp.GetRequiredService<Orchestrator.Fleet.Agent.NatsSettings>(),
-        sp.GetRequiredService<ILogger<NodeAgent>>(), sp.GetRequiredService<Supervisor>()));
+        sp.GetRequiredService<ILogger<NodeAgent>>(), sp.GetRequiredService<Supervisor>(), fleet));
     builder.Services.AddHostedService<SystemdWatchdog>();
     builder.Services.AddHostedService<NodeService>();
     builder.Services.AddHostedService<AgentService>();

@@ -33,14 +33,18 @@ public sealed partial class NodeAgent : IAsyncDisposable
     private int _attempts;
     private bool _serving;
 
-    public NodeAgent(NodeIdentity identity, NatsSettings nats, ILogger<NodeAgent> logger, Orchestrator.Node.Reconcile.Supervisor? supervisor = null)
+    public NodeAgent(NodeIdentity identity, NatsSettings nats, ILogger<NodeAgent> logger, Orchestrator.Node.Reconcile.Supervisor? supervisor = null, FleetOptions? fleet = null)
     {
         _identity = identity;
         _nats = nats;
         _logger = logger;
         _supervisor = supervisor;
         _api = supervisor is null ? null : new NodeApiResponder(supervisor);
+        Member = supervisor is null ? null : new FleetMember(identity, supervisor, fleet ?? new FleetOptions(), logger);
     }
+
+    /// <summary>The node's part in the fleet (heartbeats, assignments, the scheduler lease); null without a supervisor.</summary>
+    public FleetMember? Member { get; }
 
     /// <summary>Raised with a one-line status whenever the connection state changes (for sd_notify STATUS=).</summary>
     public event Action<string>? StatusChanged;
@@ -69,7 +73,8 @@ public sealed partial class NodeAgent : IAsyncDisposable
             LogConnected(_logger, connection.ServerInfo?.Name ?? "?", _nats.DisplayUrls, _attempts);
             StatusChanged?.Invoke($"connected to {_nats.DisplayUrls}");
 
-            await Task.WhenAll(ServeAsync(nodeSub, cancellationToken), ServeAsync(fleetSub, cancellationToken)).ConfigureAwait(false);
+            await Task.WhenAll(ServeAsync(nodeSub, cancellationToken), ServeAsync(fleetSub, cancellationToken),
+                Member?.RunAsync(connection, Describe, cancellationToken) ?? Task.CompletedTask).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {

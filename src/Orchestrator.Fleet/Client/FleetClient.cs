@@ -7,6 +7,74 @@ namespace Orchestrator.Fleet.Client;
 /// <summary>The operator's side of the protocol: what orchctl (and tests) ask the fleet.</summary>
 public sealed class FleetClient(INatsConnection connection)
 {
+    private NATS.Client.KeyValueStore.NatsKVContext KV => new(new NATS.Client.JetStream.NatsJSContext((NatsConnection)connection));
+
+    /// <summary>Every node that ever joined, with its state from the age of its last heartbeat.</summary>
+    public async Task<IReadOnlyList<NodeEntry>> GetNodesAsync(Agent.FleetOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        var nodes = await Agent.FleetMember.OpenAsync(KV, Buckets.Nodes, 1, cancellationToken).ConfigureAwait(false);
+        var leaderBucket = await Agent.FleetMember.OpenAsync(KV, Buckets.Leader, 1, cancellationToken).ConfigureAwait(false);
+        var leader = await leaderBucket.TryGetEntryAsync<byte[]>("scheduler", cancellationToken: cancellationToken).ConfigureAwait(false);
+        var leaderName = leader.Success && leader.Value.Value is { Length: > 0 } v ? JsonSerializer.Deserialize(v, FleetJsonContext.Default.String) : null;
+        return await Agent.FleetState.ReadNodesAsync(nodes, options ?? new Agent.FleetOptions(), cancellationToken, leaderName).ConfigureAwait(false);
+    }
+
+    /// <summary>Stores deployments in the fleet's KV (a new revision each); the scheduler places their replicas.</summary>
+    public async Task<IReadOnlyList<(string Name, ulong Revision)>> ApplyAsync(IEnumerable<Orchestrator.Node.Workloads.Deployment> deployments, CancellationToken cancellationToken = default)
+    {
+        var bucket = await Agent.FleetMember.OpenAsync(KV, Buckets.Deployments, Buckets.DeploymentHistory, cancellationToken).ConfigureAwait(false);
+        var result = new List<(string, ulong)>();
+        foreach (var deployment in deployments)
+        {
+            deployment.Revision = null;
+            var revision = await bucket.PutAsync(deployment.Name, JsonSerializer.SerializeToUtf8Bytes(deployment, Orchestrator.Node.Workloads.WorkloadJsonContext.Default.Deployment), cancellationToken: cancellationToken).ConfigureAwait(false);
+            result.Add((deployment.Name, revision));
+        }
+        return result;
+    }
+
+    public async Task<IReadOnlyList<DeploymentView>> GetDeploymentsAsync(CancellationToken cancellationToken = default)
+    {
+        var bucket = await Agent.FleetMember.OpenAsync(KV, Buckets.Deployments, Buckets.DeploymentHistory, cancellationToken).ConfigureAwait(false);
+        var statusBucket = await Agent.FleetMember.OpenAsync(KV, Agent.FleetBuckets.DeploymentStatus, 1, cancellationToken).ConfigureAwait(false);
+        var result = new List<DeploymentView>();
+        foreach (var deployment in await Agent.FleetState.ReadDeploymentsAsync(bucket, cancellationToken).ConfigureAwait(false))
+        {
+            var entry = await statusBucket.TryGetEntryAsync<byte[]>(deployment.Name, cancellationToken: cancellationToken).ConfigureAwait(false);
+            var status = entry.Success && entry.Value.Value is { Length: > 0 } value ? JsonSerializer.Deserialize(value, FleetJsonContext.Default.DeploymentStatus) : null;
+            result.Add(new DeploymentView { Deployment = deployment, Status = status });
+        }
+        return result;
+    }
+
+    /// <summary>Sets a deployment's replica count (a new revision).</summary>
+    public async Task<ulong> ScaleAsync(string name, int replicas, CancellationToken cancellationToken = default)
+    {
+        var bucket = await Agent.FleetMember.OpenAsync(KV, Buckets.Deployments, Buckets.DeploymentHistory, cancellationToken).ConfigureAwait(false);
+        var entry = await bucket.TryGetEntryAsync<byte[]>(name, cancellationToken: cancellationToken).ConfigureAwait(false);
+        if (!entry.Success || entry.Value.Value is not { Length: > 0 } value)
+        {
+            throw new NodeRequestException($"no deployment '{name}' in the fleet; `orchctl get deployments` lists them");
+        }
+        var deployment = JsonSerializer.Deserialize(value, Orchestrator.Node.Workloads.WorkloadJsonContext.Default.Deployment)!;
+        deployment.Replicas = replicas;
+        deployment.Revision = null;
+        // Compare-and-set: a concurrent change is not silently overwritten.
+        var updated = await bucket.TryUpdateAsync(name, JsonSerializer.SerializeToUtf8Bytes(deployment, Orchestrator.Node.Workloads.WorkloadJsonContext.Default.Deployment), entry.Value.Revision, cancellationToken: cancellationToken).ConfigureAwait(false);
+        return updated.Success ? updated.Value : throw new NodeRequestException($"deployment '{name}' changed while scaling it; run the command again");
+    }
+
+    public async Task DeleteDeploymentAsync(string name, CancellationToken cancellationToken = default)
+    {
+        var bucket = await Agent.FleetMember.OpenAsync(KV, Buckets.Deployments, Buckets.DeploymentHistory, cancellationToken).ConfigureAwait(false);
+        var entry = await bucket.TryGetEntryAsync<byte[]>(name, cancellationToken: cancellationToken).ConfigureAwait(false);
+        if (!entry.Success || entry.Value.Value is not { Length: > 0 })
+        {
+            throw new NodeRequestException($"no deployment '{name}' in the fleet; `orchctl get deployments` lists them");
+        }
+        await bucket.DeleteAsync(name, cancellationToken: cancellationToken).ConfigureAwait(false);
+    }
+
     /// <summary>
     /// Asks every node to describe itself and collects the answers until none has arrived for
     /// <paramref name="quiet"/> (or <paramref name="window"/> has passed). Sorted by node name.

@@ -19,7 +19,39 @@ public sealed class NodeApiException : Exception
 public sealed partial class Supervisor
 {
     /// <summary>Validates, stores and applies a workload (create, or replace when its spec changed); returns its status.</summary>
-    public async Task<ContainerStatus> ApplyAsync(Workload workload)
+    public Task<ContainerStatus> ApplyAsync(Workload workload) => ApplyCoreAsync(workload, fromFleet: false);
+
+    /// <summary>
+    /// A workload the fleet's scheduler assigned to this node. Kept on disk like any other, so
+    /// the node runs its last assignments with NATS gone (edge autonomy); marked as the
+    /// fleet's, so that <see cref="SyncAssignedAsync"/> can remove what the fleet no longer assigns.
+    /// </summary>
+    public Task<ContainerStatus> ApplyAssignedAsync(Workload workload) => ApplyCoreAsync(workload, fromFleet: true);
+
+    /// <summary>Removes every fleet-assigned workload not in <paramref name="assigned"/> (the fleet's current view).</summary>
+    public Task SyncAssignedAsync(IReadOnlySet<string> assigned) => Post(async () =>
+    {
+        var gone = _fleetOwned.Where(name => !assigned.Contains(name)).ToList();
+        foreach (var name in gone)
+        {
+            _applied.Remove(name);
+            _fleetOwned.Remove(name);
+            File.Delete(Path.Combine(WorkloadsDir, name + ".json"));
+        }
+        if (gone.Count > 0)
+        {
+            SaveFleetOwned();
+            await ReconcileAsync().ConfigureAwait(false);
+        }
+    });
+
+    /// <summary>The names of the workloads the fleet assigned here (from the node's own records).</summary>
+    public Task<HashSet<string>> AssignedAsync() => Post(() => new HashSet<string>(_fleetOwned, StringComparer.Ordinal));
+
+    private void SaveFleetOwned()
+        => AtomicFile.WriteAllText(Path.Combine(WorkloadsDir, "fleet-assigned"), string.Concat(_fleetOwned.Order(StringComparer.Ordinal).Select(n => n + "\n")));
+
+    private async Task<ContainerStatus> ApplyCoreAsync(Workload workload, bool fromFleet)
     {
         var errors = WorkloadValidator.Validate(workload);
         if (errors.Count > 0)
@@ -44,6 +76,18 @@ public sealed partial class Supervisor
             AtomicFile.WriteAllText(Path.Combine(WorkloadsDir, workload.Name + ".json"),
                 System.Text.Json.JsonSerializer.Serialize(workload, WorkloadJsonContext.Default.Workload));
             _applied[workload.Name] = workload;
+            if (fromFleet != _fleetOwned.Contains(workload.Name))
+            {
+                if (fromFleet)
+                {
+                    _fleetOwned.Add(workload.Name);
+                }
+                else
+                {
+                    _fleetOwned.Remove(workload.Name);
+                }
+                SaveFleetOwned();
+            }
             File.Delete(Path.Combine(WorkloadsDir, workload.Name + ".stopped"));
             _stopped.Remove(workload.Name);
             await ReconcileAsync().ConfigureAwait(false);
@@ -246,7 +290,7 @@ public sealed partial class Supervisor
         Ready = instance.Handle is not null && instance.Record.Ready,
         LastExit = instance.Record.LastExit,
         Message = instance.Record.Message,
-        Source = _static.ContainsKey(instance.Record.Name) ? "manifest" : "api",
+        Source = _static.ContainsKey(instance.Record.Name) ? "manifest" : _fleetOwned.Contains(instance.Record.Name) ? "fleet" : "api",
         Labels = instance.Workload.Labels,
         Spec = withSpec ? instance.Workload : null,
     };

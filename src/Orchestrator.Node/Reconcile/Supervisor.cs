@@ -41,6 +41,7 @@ public sealed partial class Supervisor : IAsyncDisposable
     private readonly Dictionary<string, Workload> _static = new(StringComparer.Ordinal);
     private readonly Dictionary<string, string> _staticFiles = new(StringComparer.Ordinal);
     private readonly HashSet<string> _stopped = new(StringComparer.Ordinal);
+    private readonly HashSet<string> _fleetOwned = new(StringComparer.Ordinal);
     private readonly Dictionary<string, Instance> _instances = new(StringComparer.Ordinal);
     private readonly System.Collections.Concurrent.ConcurrentDictionary<string, (long CpuNs, DateTimeOffset At)> _cpuSamples = new(StringComparer.Ordinal);
     private IReadOnlyDictionary<string, ContainerView> _view = new Dictionary<string, ContainerView>();
@@ -193,6 +194,11 @@ public sealed partial class Supervisor : IAsyncDisposable
         foreach (var marker in Directory.EnumerateFiles(WorkloadsDir, "*.stopped"))
         {
             _stopped.Add(Path.GetFileNameWithoutExtension(marker));
+        }
+        var fleetFile = Path.Combine(WorkloadsDir, "fleet-assigned");
+        if (File.Exists(fleetFile))
+        {
+            _fleetOwned.UnionWith(File.ReadAllLines(fleetFile).Where(l => _applied.ContainsKey(l)));
         }
         LoadManifests(force: true);
 

@@ -78,6 +78,89 @@ public static class ManifestLoader
         return (workloads, errors, broken);
     }
 
+    /// <summary>Deployments (kind: Deployment) from a manifest, for the fleet; workloads are refused with the fix.</summary>
+    public static IReadOnlyList<Deployment> ParseDeployments(string text, string source)
+    {
+        var stream = new YamlStream();
+        try
+        {
+            stream.Load(new StringReader(text));
+        }
+        catch (YamlException e)
+        {
+            throw new ManifestException($"{source}:{e.Start.Line}:{e.Start.Column}: not valid YAML: {e.Message}", e);
+        }
+        var deployments = new List<Deployment>();
+        var errors = new List<string>();
+        foreach (var document in stream.Documents)
+        {
+            if (document.RootNode is YamlScalarNode { Value: null or "" })
+            {
+                continue;
+            }
+            var where = $"{source}:{document.RootNode.Start.Line}:{document.RootNode.Start.Column}";
+            if (document.RootNode is not YamlMappingNode root)
+            {
+                errors.Add($"{where}: a deployment must be a mapping (kind: Deployment, name: …, template: …)");
+                continue;
+            }
+            if (!root.Children.TryGetValue(new YamlScalarNode("kind"), out var kind) || kind is not YamlScalarNode { Value: "Deployment" })
+            {
+                errors.Add($"{where}: kind must be Deployment for the fleet (a single node's workloads go to `orchctl run -n NODE`)");
+                continue;
+            }
+            root.Children.Remove(new YamlScalarNode("kind"));
+            var json = new StringBuilder();
+            ToJson(root, json);
+            Deployment? deployment;
+            try
+            {
+                deployment = JsonSerializer.Deserialize(json.ToString(), LenientWorkloadJson.Default.Deployment);
+            }
+            catch (JsonException e)
+            {
+                var path = e.Path is { Length: > 1 } p ? p.TrimStart('$', '.') : "the document";
+                errors.Add($"{where}: {path} {(e.Message.Contains("could not be mapped", StringComparison.Ordinal) ? "is not a deployment field" : "has the wrong type")} (see docs/manifest.md)");
+                continue;
+            }
+            if (deployment is null)
+            {
+                continue;
+            }
+            var problems = ValidateDeployment(deployment);
+            if (problems.Count > 0)
+            {
+                errors.AddRange(problems.Select(problem => $"{where}: deployment '{deployment.Name}': {problem}"));
+                continue;
+            }
+            deployments.Add(deployment);
+        }
+        if (errors.Count > 0)
+        {
+            throw new ManifestException(string.Join("\n", errors));
+        }
+        return deployments;
+    }
+
+    public static IReadOnlyList<string> ValidateDeployment(Deployment deployment)
+    {
+        var errors = new List<string>();
+        if (!WorkloadValidator.IsValidName(deployment.Name) || deployment.Name.Length > 56)
+        {
+            errors.Add($"name: '{deployment.Name}' is not a valid deployment name; use 1-56 letters, digits, '-' or '_'");
+        }
+        if (deployment.Replicas is < 0 or > 10_000)
+        {
+            errors.Add($"replicas: expected an integer from 0 to 10000, got {deployment.Replicas}");
+        }
+        var template = deployment.Template;
+        var name = template.Name;
+        template.Name = WorkloadValidator.IsValidName(deployment.Name) ? deployment.Name + "-0" : "x";
+        errors.AddRange(WorkloadValidator.Validate(template).Select(e => "template." + e));
+        template.Name = name;
+        return errors;
+    }
+
     public static IReadOnlyList<Workload> Parse(string text, string source)
     {
         var stream = new YamlStream();
@@ -244,5 +327,6 @@ public sealed class LenientStringConverter : JsonConverter<string>
     UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
     Converters = [typeof(LenientStringConverter)])]
 [JsonSerializable(typeof(Workload))]
+[JsonSerializable(typeof(Deployment))]
 [JsonSerializable(typeof(string))]
 internal sealed partial class LenientWorkloadJson : JsonSerializerContext;

@@ -119,11 +119,29 @@ public sealed class Volume
     public bool ReadOnly { get; set; }
 }
 
+/// <summary>
+/// A fleet deployment: <see cref="Replicas"/> copies of <see cref="Template"/>, placed by the
+/// fleet's scheduler on nodes whose labels match <see cref="Selector"/>. Replica i runs on its
+/// node as the workload <c>&lt;name&gt;-&lt;i&gt;</c>.
+/// </summary>
+public sealed class Deployment
+{
+    public string Name { get; set; } = "";
+    public int Replicas { get; set; } = 1;
+    /// <summary>Node labels a node must have (all of them) to get a replica.</summary>
+    public Dictionary<string, string>? Selector { get; set; }
+    /// <summary>The workload each replica runs (its name is set per replica).</summary>
+    public Workload Template { get; set; } = new();
+    /// <summary>Set by the fleet on apply: the deployment's revision in the KV bucket.</summary>
+    public ulong? Revision { get; set; }
+}
+
 [JsonSourceGenerationOptions(
     PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase,
     DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
     UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
     WriteIndented = true)]
 [JsonSerializable(typeof(Workload))]
+[JsonSerializable(typeof(Deployment))]
 [JsonSerializable(typeof(List<Workload>))]
 public sealed partial class WorkloadJsonContext : JsonSerializerContext;

@@ -89,6 +89,15 @@ internal static class ConfigSchema
         new("network.cidr", "--bridge-cidr", "ORCHD_BRIDGE_CIDR", "CIDR", SettingShape.Scalar, "10.88.0.0/24",
             "the bridge's IPv4 network; the first address is the gateway, containers get the rest",
             (b, v) => b.BridgeCidr = ConfigValues.Cidr(v), c => c.BridgeCidr),
+        new("fleet.heartbeat", "--heartbeat", "ORCHD_HEARTBEAT", "DURATION", SettingShape.Scalar, "5s",
+            "how often this node writes its heartbeat (state, capacity, usage) to the fleet",
+            (b, v) => b.Heartbeat = ConfigValues.Duration(v), c => ConfigValues.Format(c.Heartbeat)),
+        new("fleet.unreachable_after", "--unreachable-after", "ORCHD_UNREACHABLE_AFTER", "DURATION", SettingShape.Scalar, "15s",
+            "a node silent this long is unreachable (its replicas stay put)",
+            (b, v) => b.UnreachableAfter = ConfigValues.Duration(v), c => ConfigValues.Format(c.UnreachableAfter)),
+        new("fleet.lost_after", "--lost-after", "ORCHD_LOST_AFTER", "DURATION", SettingShape.Scalar, "60s",
+            "a node silent this long is lost: the scheduler moves its replicas elsewhere",
+            (b, v) => b.LostAfter = ConfigValues.Duration(v), c => ConfigValues.Format(c.LostAfter)),
         new("logs.max_size", "--log-max-size", "ORCHD_LOG_MAX_SIZE", "BYTES", SettingShape.Scalar, "10Mi",
             "a container's log file is rotated at this size (Ki, Mi, Gi suffixes)",
             (b, v) => b.LogMaxBytes = ConfigValues.Bytes(v), c => c.LogMaxBytes.ToString(System.Globalization.CultureInfo.InvariantCulture)),
@@ -98,7 +107,7 @@ internal static class ConfigSchema
     ];
 
     /// <summary>Keys that hold a nested mapping of settings in the file.</summary>
-    public static readonly IReadOnlySet<string> Sections = new HashSet<string>(StringComparer.Ordinal) { "nats", "logs", "network" };
+    public static readonly IReadOnlySet<string> Sections = new HashSet<string>(StringComparer.Ordinal) { "nats", "logs", "network", "fleet" };
 
     public static Setting? ByKey(string key) => All.FirstOrDefault(s => s.Key == key);
 
@@ -175,6 +184,9 @@ internal sealed class ConfigBuilder
     public TimeSpan ShutdownTimeout { get; set; } = s_defaults.ShutdownTimeout;
     public string? ManifestDir { get; set; } = s_defaults.ManifestDir;
     public string? Bridge { get; set; } = s_defaults.Bridge;
+    public TimeSpan Heartbeat { get; set; } = s_defaults.Heartbeat;
+    public TimeSpan UnreachableAfter { get; set; } = s_defaults.UnreachableAfter;
+    public TimeSpan LostAfter { get; set; } = s_defaults.LostAfter;
     public string BridgeCidr { get; set; } = s_defaults.BridgeCidr;
     public long LogMaxBytes { get; set; } = s_defaults.LogMaxBytes;
     public int LogMaxFiles { get; set; } = s_defaults.LogMaxFiles;
@@ -200,6 +212,9 @@ internal sealed class ConfigBuilder
         ShutdownTimeout = ShutdownTimeout,
         ManifestDir = ManifestDir,
         Bridge = Bridge,
+        Heartbeat = Heartbeat,
+        UnreachableAfter = UnreachableAfter,
+        LostAfter = LostAfter,
         BridgeCidr = BridgeCidr,
         LogMaxBytes = LogMaxBytes,
         LogMaxFiles = LogMaxFiles,

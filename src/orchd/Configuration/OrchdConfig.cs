@@ -42,6 +42,9 @@ public sealed record OrchdConfig
     public TimeSpan ShutdownTimeout { get; init; } = TimeSpan.FromSeconds(20);
     public string? ManifestDir { get; init; } = "/etc/orchestrator/manifests";
     public string? Bridge { get; init; } = "orch0";
+    public TimeSpan Heartbeat { get; init; } = TimeSpan.FromSeconds(5);
+    public TimeSpan UnreachableAfter { get; init; } = TimeSpan.FromSeconds(15);
+    public TimeSpan LostAfter { get; init; } = TimeSpan.FromMinutes(1);
     public string BridgeCidr { get; init; } = "10.88.0.0/24";
     public long LogMaxBytes { get; init; } = 10 << 20;
     public int LogMaxFiles { get; init; } = 3;

@@ -23,11 +23,14 @@ public sealed class NodeHost : IAsyncDisposable
     private readonly List<DaemonProcess> _daemons = [];
     private NatsConnection? _connection;
 
-    private NodeHost(TempDir dir, NatsServer? nats, string node)
+    private readonly bool _ownsNats;
+
+    private NodeHost(TempDir dir, NatsServer? nats, string node, bool ownsNats = true)
     {
         Dir = dir;
         Nats = nats;
         NodeName = node;
+        _ownsNats = ownsNats;
     }
 
     public TempDir Dir { get; }
@@ -43,12 +46,12 @@ public sealed class NodeHost : IAsyncDisposable
     public NodeClient Client { get; private set; } = null!;
 
     /// <summary>A node with the busybox image in its store; NATS unless <paramref name="withNats"/> is false.</summary>
-    public static async Task<NodeHost> StartAsync(bool withNats = true, string[]? extraArgs = null, bool start = true)
+    public static async Task<NodeHost> StartAsync(bool withNats = true, string[]? extraArgs = null, bool start = true, NatsServer? sharedNats = null, string? name = null)
     {
         Requires.Root();
         var dir = new TempDir("orchd-node");
-        var nats = withNats ? await NatsServer.StartAsync() : null;
-        var host = new NodeHost(dir, nats, "node-" + Guid.NewGuid().ToString("N")[..6]);
+        var nats = sharedNats ?? (withNats ? await NatsServer.StartAsync() : null);
+        var host = new NodeHost(dir, nats, name ?? "node-" + Guid.NewGuid().ToString("N")[..6], ownsNats: sharedNats is null);
         Directory.CreateDirectory(host.ManifestDir);
         BusyboxImage.CreateLayout(dir.Combine("layout"));
         await using (var import = DaemonProcess.Start(Repo.Binary("orchd"), ["image", "import", dir.Combine("layout"), "--name", Image, "--state-dir", host.StateDir, "--config", "/dev/null"]))
@@ -199,7 +202,7 @@ public sealed class NodeHost : IAsyncDisposable
                 }
             }
         }
-        if (Nats is not null)
+        if (Nats is not null && _ownsNats)
         {
             await Nats.DisposeAsync();
         }

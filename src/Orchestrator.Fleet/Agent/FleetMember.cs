@@ -1,0 +1,327 @@
+using System.Text.Json;
+using Microsoft.Extensions.Logging;
+using NATS.Client.Core;
+using NATS.Client.JetStream;
+using NATS.Client.KeyValueStore;
+using Orchestrator.Fleet.Protocol;
+using Orchestrator.Fleet.Scheduler;
+using Orchestrator.Node.Reconcile;
+using Orchestrator.Node.Workloads;
+
+namespace Orchestrator.Fleet.Agent;
+
+/// <summary>
+/// The node's part in the fleet, while connected: it heartbeats into the nodes bucket, runs
+/// what the assignments bucket gives it (and only that, of the fleet's), and takes its turn as
+/// the one scheduler (a lease in the leader bucket, renewed and taken over by compare-and-set).
+/// When NATS goes away all three stop; the node keeps running its last assignments, which the
+/// supervisor keeps on disk.
+/// </summary>
+public sealed partial class FleetMember(NodeIdentity identity, Supervisor supervisor, FleetOptions options, ILogger logger)
+{
+    private const string LeaderKey = "scheduler";
+
+    /// <summary>True while this node holds the scheduler lease.</summary>
+    public bool IsLeader { get; private set; }
+
+    public async Task RunAsync(NatsConnection connection, Func<NodeInfo> describe, CancellationToken cancellationToken)
+    {
+        var kv = new NatsKVContext(new NatsJSContext(connection));
+        var nodes = await OpenAsync(kv, Buckets.Nodes, 1, cancellationToken).ConfigureAwait(false);
+        var deployments = await OpenAsync(kv, Buckets.Deployments, Buckets.DeploymentHistory, cancellationToken).ConfigureAwait(false);
+        var assignments = await OpenAsync(kv, Buckets.Assignments, 1, cancellationToken).ConfigureAwait(false);
+        var leader = await OpenAsync(kv, Buckets.Leader, 1, cancellationToken).ConfigureAwait(false);
+        var status = await OpenAsync(kv, FleetBuckets.DeploymentStatus, 1, cancellationToken).ConfigureAwait(false);
+        await Task.WhenAll(
+            Forever("heartbeat", () => HeartbeatAsync(nodes, describe, cancellationToken), cancellationToken),
+            Forever("assignments", () => FollowAssignmentsAsync(assignments, cancellationToken), cancellationToken),
+            Forever("scheduler", () => LeadAsync(leader, nodes, deployments, assignments, status, cancellationToken), cancellationToken)).ConfigureAwait(false);
+    }
+
+    public static async Task<INatsKVStore> OpenAsync(INatsKVContext kv, string bucket, int history, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await kv.GetStoreAsync(bucket, cancellationToken).ConfigureAwait(false);
+        }
+        catch (NatsKVException)
+        {
+        }
+        catch (NatsJSApiException e) when (e.Error.Code == 404)
+        {
+        }
+        return await kv.CreateOrUpdateStoreAsync(new NatsKVConfig(bucket) { History = history, Description = "Orchestrator fleet state" }, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Runs a loop again after a failure (a server restart, a JetStream hiccup), until cancelled.</summary>
+    private async Task Forever(string what, Func<Task> loop, CancellationToken cancellationToken)
+    {
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            try
+            {
+                await loop().ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                LogLoopFailed(logger, what, e.Message);
+            }
+            try
+            {
+                await Task.Delay(TimeSpan.FromSeconds(1), cancellationToken).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+        }
+    }
+
+    private async Task HeartbeatAsync(INatsKVStore nodes, Func<NodeInfo> describe, CancellationToken cancellationToken)
+    {
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            var info = describe() with { Status = await supervisor.NodeStatusAsync().ConfigureAwait(false) };
+            await nodes.PutAsync(identity.NodeName, JsonSerializer.SerializeToUtf8Bytes(info, FleetJsonContext.Default.NodeInfo), cancellationToken: cancellationToken).ConfigureAwait(false);
+            await Task.Delay(options.Heartbeat, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Runs what is assigned to this node; removes the fleet's workloads that no longer are.</summary>
+    private async Task FollowAssignmentsAsync(INatsKVStore assignments, CancellationToken cancellationToken)
+    {
+        var prefix = identity.NodeName + ".";
+        // First the whole current set (so that what was unassigned while we were away goes),
+        // then every change as it comes.
+        var current = new HashSet<string>(StringComparer.Ordinal);
+        await foreach (var key in assignments.GetKeysAsync([prefix + "*"], cancellationToken: cancellationToken).ConfigureAwait(false))
+        {
+            current.Add(key[prefix.Length..]);
+        }
+        await supervisor.SyncAssignedAsync(current).ConfigureAwait(false);
+        await foreach (var entry in assignments.WatchAsync<byte[]>(prefix + "*", cancellationToken: cancellationToken).ConfigureAwait(false))
+        {
+            var name = entry.Key[prefix.Length..];
+            if (entry.Operation is NatsKVOperation.Del or NatsKVOperation.Purge || entry.Value is not { Length: > 0 })
+            {
+                if (current.Remove(name))
+                {
+                    await supervisor.SyncAssignedAsync(current).ConfigureAwait(false);
+                    LogUnassigned(logger, name);
+                }
+                continue;
+            }
+            try
+            {
+                var workload = JsonSerializer.Deserialize(entry.Value, WorkloadJsonContext.Default.Workload)!;
+                current.Add(name);
+                await supervisor.ApplyAssignedAsync(workload).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is JsonException or NodeApiException)
+            {
+                LogBadAssignment(logger, entry.Key, e.Message);
+            }
+        }
+    }
+
+    /// <summary>The lease: create it when there is none, renew it while ours, take it over when its holder went quiet.</summary>
+    private async Task LeadAsync(INatsKVStore leader, INatsKVStore nodes, INatsKVStore deployments, INatsKVStore assignments, INatsKVStore status, CancellationToken cancellationToken)
+    {
+        var me = JsonSerializer.SerializeToUtf8Bytes(identity.NodeName, FleetJsonContext.Default.String);
+        ulong seenRevision = 0;
+        var seenSince = DateTime.UtcNow;
+        IsLeader = false;
+        try
+        {
+            while (!cancellationToken.IsCancellationRequested)
+            {
+                var entry = await leader.TryGetEntryAsync<byte[]>(LeaderKey, cancellationToken: cancellationToken).ConfigureAwait(false);
+                bool holding;
+                if (!entry.Success || entry.Value.Operation is NatsKVOperation.Del or NatsKVOperation.Purge)
+                {
+                    holding = (entry.Success
+                        ? await leader.TryUpdateAsync(LeaderKey, me, entry.Value.Revision, cancellationToken: cancellationToken).ConfigureAwait(false)
+                        : await leader.TryCreateAsync(LeaderKey, me, cancellationToken: cancellationToken).ConfigureAwait(false)).Success;
+                }
+                else
+                {
+                    var holder = entry.Value.Value is { } v ? JsonSerializer.Deserialize(v, FleetJsonContext.Default.String) : null;
+                    if (entry.Value.Revision != seenRevision)
+                    {
+                        seenRevision = entry.Value.Revision;
+                        seenSince = DateTime.UtcNow;
+                    }
+                    // Renew ours; take over one whose holder has not renewed within the lease.
+                    holding = (holder == identity.NodeName || DateTime.UtcNow - seenSince > options.LeaderLease)
+                        && (await leader.TryUpdateAsync(LeaderKey, me, entry.Value.Revision, cancellationToken: cancellationToken).ConfigureAwait(false)).Success;
+                }
+                if (holding != IsLeader)
+                {
+                    IsLeader = holding;
+                    LogLeadership(logger, holding ? "is now the fleet's scheduler" : "is no longer the scheduler");
+                }
+                if (IsLeader)
+                {
+                    await ScheduleOnceAsync(nodes, deployments, assignments, status, cancellationToken).ConfigureAwait(false);
+                }
+                await Task.Delay(options.SchedulePeriod, cancellationToken).ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            IsLeader = false;
+        }
+    }
+
+    /// <summary>One level-triggered pass: the assignments every deployment should have, written where they differ.</summary>
+    private async Task ScheduleOnceAsync(INatsKVStore nodesBucket, INatsKVStore deploymentsBucket, INatsKVStore assignmentsBucket, INatsKVStore statusBucket, CancellationToken cancellationToken)
+    {
+        var nodes = await FleetState.ReadNodesAsync(nodesBucket, options, cancellationToken).ConfigureAwait(false);
+        var deployments = await FleetState.ReadDeploymentsAsync(deploymentsBucket, cancellationToken).ConfigureAwait(false);
+        var assigned = new Dictionary<string, byte[]>(StringComparer.Ordinal);
+        await foreach (var key in assignmentsBucket.GetKeysAsync(cancellationToken: cancellationToken).ConfigureAwait(false))
+        {
+            var entry = await assignmentsBucket.TryGetEntryAsync<byte[]>(key, cancellationToken: cancellationToken).ConfigureAwait(false);
+            if (entry.Success && entry.Value.Value is { Length: > 0 } value)
+            {
+                assigned[key] = value;
+            }
+        }
+        var perNode = assigned.Keys.GroupBy(k => k[..k.IndexOf('.', StringComparison.Ordinal)]).ToDictionary(g => g.Key, g => g.Count(), StringComparer.Ordinal);
+        var desired = new Dictionary<string, byte[]>(StringComparer.Ordinal);
+        foreach (var deployment in deployments)
+        {
+            var current = assigned.Keys
+                .Select(k => (Node: k[..k.IndexOf('.', StringComparison.Ordinal)], Replica: k[(k.IndexOf('.', StringComparison.Ordinal) + 1)..]))
+                .Where(a => a.Replica.StartsWith(deployment.Name + "-", StringComparison.Ordinal) && int.TryParse(a.Replica.AsSpan(deployment.Name.Length + 1), out _))
+                .GroupBy(a => a.Replica).ToDictionary(g => g.Key, g => g.First().Node, StringComparer.Ordinal);
+            var placement = Placement.Place(deployment, nodes, current, perNode);
+            foreach (var (replica, node) in placement.Replicas)
+            {
+                var workload = JsonSerializer.Deserialize(JsonSerializer.SerializeToUtf8Bytes(deployment.Template, WorkloadJsonContext.Default.Workload), WorkloadJsonContext.Default.Workload)!;
+                workload.Name = replica;
+                workload.Labels = new Dictionary<string, string>(workload.Labels ?? [], StringComparer.Ordinal) { ["orch.deployment"] = deployment.Name };
+                desired[$"{node}.{replica}"] = JsonSerializer.SerializeToUtf8Bytes(workload, WorkloadJsonContext.Default.Workload);
+            }
+            foreach (var reason in placement.Unschedulable)
+            {
+                LogUnschedulable(logger, reason);
+            }
+            var report = new DeploymentStatus
+            {
+                Name = deployment.Name, Desired = deployment.Replicas, Placed = placement.Replicas.Count, Replicas = placement.Replicas,
+                Unschedulable = placement.Unschedulable, Scheduler = identity.NodeName, At = DateTimeOffset.UtcNow,
+            };
+            await statusBucket.PutAsync(deployment.Name, JsonSerializer.SerializeToUtf8Bytes(report, FleetJsonContext.Default.DeploymentStatus), cancellationToken: cancellationToken).ConfigureAwait(false);
+        }
+        foreach (var (key, value) in desired)
+        {
+            if (!assigned.TryGetValue(key, out var existing) || !existing.AsSpan().SequenceEqual(value))
+            {
+                await assignmentsBucket.PutAsync(key, value, cancellationToken: cancellationToken).ConfigureAwait(false);
+                LogAssigned(logger, key);
+            }
+        }
+        foreach (var key in assigned.Keys.Where(k => !desired.ContainsKey(k)))
+        {
+            await assignmentsBucket.DeleteAsync(key, cancellationToken: cancellationToken).ConfigureAwait(false);
+            LogUnassignedKey(logger, key);
+        }
+        var names = deployments.Select(d => d.Name).ToHashSet(StringComparer.Ordinal);
+        await foreach (var key in statusBucket.GetKeysAsync(cancellationToken: cancellationToken).ConfigureAwait(false))
+        {
+            if (!names.Contains(key))
+            {
+                await statusBucket.DeleteAsync(key, cancellationToken: cancellationToken).ConfigureAwait(false);
+            }
+        }
+    }
+
+    [LoggerMessage(EventId = 4001, Level = LogLevel.Warning, Message = "fleet {What} loop failed: {Reason}; retrying")]
+    private static partial void LogLoopFailed(ILogger logger, string what, string reason);
+
+    [LoggerMessage(EventId = 4002, Level = LogLevel.Information, Message = "this node {What}")]
+    private static partial void LogLeadership(ILogger logger, string what);
+
+    [LoggerMessage(EventId = 4003, Level = LogLevel.Information, Message = "scheduler: assigned {Key}")]
+    private static partial void LogAssigned(ILogger logger, string key);
+
+    [LoggerMessage(EventId = 4004, Level = LogLevel.Information, Message = "scheduler: unassigned {Key}")]
+    private static partial void LogUnassignedKey(ILogger logger, string key);
+
+    [LoggerMessage(EventId = 4005, Level = LogLevel.Warning, Message = "scheduler: unschedulable {Reason}")]
+    private static partial void LogUnschedulable(ILogger logger, string reason);
+
+    [LoggerMessage(EventId = 4006, Level = LogLevel.Information, Message = "fleet: {Name} is no longer assigned here; removing it")]
+    private static partial void LogUnassigned(ILogger logger, string name);
+
+    [LoggerMessage(EventId = 4007, Level = LogLevel.Error, Message = "fleet: assignment {Key} cannot be run: {Reason}")]
+    private static partial void LogBadAssignment(ILogger logger, string key, string reason);
+}
+
+/// <summary>Buckets beyond the protocol's core set.</summary>
+public static class FleetBuckets
+{
+    public const string DeploymentStatus = "orch-deployment-status";
+}
+
+/// <summary>Reads of the fleet's state shared by the scheduler and the operator's client.</summary>
+public static class FleetState
+{
+    public static async Task<IReadOnlyList<NodeEntry>> ReadNodesAsync(INatsKVStore nodes, FleetOptions options, CancellationToken cancellationToken, string? leader = null)
+    {
+        var result = new List<NodeEntry>();
+        await foreach (var key in nodes.GetKeysAsync(cancellationToken: cancellationToken).ConfigureAwait(false))
+        {
+            var entry = await nodes.TryGetEntryAsync<byte[]>(key, cancellationToken: cancellationToken).ConfigureAwait(false);
+            if (!entry.Success || entry.Value.Value is not { Length: > 0 } value)
+            {
+                continue;
+            }
+            NodeInfo? info;
+            try
+            {
+                info = JsonSerializer.Deserialize(value, FleetJsonContext.Default.NodeInfo);
+            }
+            catch (JsonException)
+            {
+                continue;
+            }
+            if (info is null)
+            {
+                continue;
+            }
+            var age = DateTimeOffset.UtcNow - entry.Value.Created;
+            result.Add(new NodeEntry { Info = info, State = options.StateOf(age), HeartbeatAgeSeconds = Math.Max(0, Math.Round(age.TotalSeconds, 1)), Leader = leader == info.Node });
+        }
+        return result.OrderBy(n => n.Info.Node, StringComparer.Ordinal).ToList();
+    }
+
+    public static async Task<IReadOnlyList<Deployment>> ReadDeploymentsAsync(INatsKVStore deployments, CancellationToken cancellationToken)
+    {
+        var result = new List<Deployment>();
+        await foreach (var key in deployments.GetKeysAsync(cancellationToken: cancellationToken).ConfigureAwait(false))
+        {
+            var entry = await deployments.TryGetEntryAsync<byte[]>(key, cancellationToken: cancellationToken).ConfigureAwait(false);
+            if (entry.Success && entry.Value.Value is { Length: > 0 } value)
+            {
+                try
+                {
+                    if (JsonSerializer.Deserialize(value, WorkloadJsonContext.Default.Deployment) is { } deployment)
+                    {
+                        deployment.Revision = entry.Value.Revision;
+                        result.Add(deployment);
+                    }
+                }
+                catch (JsonException)
+                {
+                }
+            }
+        }
+        return result.OrderBy(d => d.Name, StringComparer.Ordinal).ToList();
+    }
+}

@@ -1,0 +1,54 @@
+namespace Orchestrator.Fleet.Protocol;
+
+/// <summary>
+/// The fleet's state in JetStream key-value buckets (docs/protocol.md). NATS is the database:
+/// every node and client reads and watches the same buckets.
+/// </summary>
+public static class Buckets
+{
+    /// <summary>key = node name; value = its latest <see cref="NodeInfo"/> (a heartbeat).</summary>
+    public const string Nodes = "orch-nodes";
+
+    /// <summary>key = deployment name; value = the <c>Deployment</c> JSON; history keeps revisions.</summary>
+    public const string Deployments = "orch-deployments";
+
+    /// <summary>key = <c>&lt;node&gt;.&lt;workload&gt;</c>; value = the workload that node must run.</summary>
+    public const string Assignments = "orch-assignments";
+
+    /// <summary>key <c>scheduler</c> = the node that schedules now (a lease renewed by compare-and-set).</summary>
+    public const string Leader = "orch-leader";
+
+    public const int DeploymentHistory = 10;
+}
+
+/// <summary>A node as `get nodes` shows it: its last heartbeat, how old it is, and what that means.</summary>
+public sealed record NodeEntry
+{
+    public required NodeInfo Info { get; init; }
+    /// <summary>ready (heartbeat within the grace), unreachable, or lost.</summary>
+    public required string State { get; init; }
+    public double HeartbeatAgeSeconds { get; init; }
+    public bool Leader { get; init; }
+}
+
+/// <summary>What the scheduler last did about a deployment (bucket orch-deployment-status).</summary>
+public sealed record DeploymentStatus
+{
+    public int SchemaVersion { get; init; } = 1;
+    public required string Name { get; init; }
+    public int Desired { get; init; }
+    public int Placed { get; init; }
+    /// <summary>replica → node.</summary>
+    public IReadOnlyDictionary<string, string> Replicas { get; init; } = new Dictionary<string, string>();
+    /// <summary>One sentence per replica that has no node, with the reason.</summary>
+    public IReadOnlyList<string> Unschedulable { get; init; } = [];
+    public string Scheduler { get; init; } = "";
+    public DateTimeOffset At { get; init; }
+}
+
+/// <summary>A deployment as `get deployments` shows it.</summary>
+public sealed record DeploymentView
+{
+    public required Orchestrator.Node.Workloads.Deployment Deployment { get; init; }
+    public DeploymentStatus? Status { get; init; }
+}

@@ -1,0 +1,100 @@
+using System.Globalization;
+using NATS.Client.Core;
+using Orchestrator.Fleet.Client;
+using Orchestrator.Node.Workloads;
+
+namespace Orchestrator.Ctl;
+
+/// <summary>The fleet as a whole: get nodes, apply deployments, get deployments, scale, delete.</summary>
+internal static class FleetCommands
+{
+    public static readonly IReadOnlySet<string> Names = new HashSet<string>(StringComparer.Ordinal) { "get", "apply", "scale", "delete" };
+
+    public const string Help = """
+          get nodes                  every node that joined: state (ready, unreachable, lost), heartbeat age, usage
+          get deployments            deployments with desired and placed replicas, and why any cannot be placed
+          apply -f FILE              store the file's deployments (kind: Deployment) in the fleet; the scheduler places them
+          scale DEPLOYMENT N         set a deployment's replicas
+          delete deployment NAME     remove a deployment and its replicas
+        """;
+
+    public static async Task<int> RunAsync(string command, List<string> args, NatsConnection connection)
+    {
+        var client = new FleetClient(connection);
+        switch (command)
+        {
+            case "get" when args.FirstOrDefault() is "nodes" or "node" or "no":
+                var nodes = await client.GetNodesAsync().ConfigureAwait(false);
+                Table(["NODE", "STATE", "HEARTBEAT", "VERSION", "ARCH", "CONTAINERS", "CPU REQ", "MEM USED", "LABELS"], nodes.Select(n => new[]
+                {
+                    n.Info.Node + (n.Leader ? " (scheduler)" : ""), n.State, $"{n.HeartbeatAgeSeconds:0.#}s ago", n.Info.Version.Split('+')[0], n.Info.Arch,
+                    n.Info.Status is { } s ? $"{s.Running}/{s.Containers}" : "-",
+                    n.Info.Status is { } c ? $"{c.CpuMilliRequested}m/{c.CpuMilliAllocatable}m" : "-",
+                    n.Info.Status is { } m ? $"{m.MemoryUsedBytes >> 20}Mi" : "-",
+                    string.Join(",", n.Info.Labels.Select(kv => $"{kv.Key}={kv.Value}")),
+                }));
+                return 0;
+            case "get" when args.FirstOrDefault() is "deployments" or "deployment" or "deploy":
+                var deployments = await client.GetDeploymentsAsync().ConfigureAwait(false);
+                Table(["DEPLOYMENT", "REVISION", "DESIRED", "PLACED", "IMAGE", "NODES", "PROBLEMS"], deployments.Select(d => new[]
+                {
+                    d.Deployment.Name, (d.Deployment.Revision ?? 0).ToString(CultureInfo.InvariantCulture), d.Deployment.Replicas.ToString(CultureInfo.InvariantCulture),
+                    d.Status?.Placed.ToString(CultureInfo.InvariantCulture) ?? "-", d.Deployment.Template.Image,
+                    d.Status is { } s ? string.Join(",", s.Replicas.Values.Distinct().Order(StringComparer.Ordinal)) : "-",
+                    d.Status is { Unschedulable.Count: > 0 } u ? string.Join("; ", u.Unschedulable) : "",
+                }));
+                return 0;
+            case "get":
+                throw new UsageException("get what? nodes or deployments (containers of one node: orchctl ps -n NODE)");
+            case "apply":
+                var file = args.SkipWhile(a => a is not ("-f" or "--file")).Skip(1).FirstOrDefault()
+                    ?? throw new UsageException("apply needs -f FILE (deployments; see docs/manifest.md)");
+                IReadOnlyList<Deployment> parsed;
+                try
+                {
+                    parsed = ManifestLoader.ParseDeployments(file == "-" ? await Console.In.ReadToEndAsync().ConfigureAwait(false) : File.ReadAllText(file), file);
+                }
+                catch (ManifestException e)
+                {
+                    Console.Error.WriteLine(e.Message);
+                    return 1;
+                }
+                catch (IOException e)
+                {
+                    Console.Error.WriteLine($"orchctl: cannot read {file}: {e.Message}");
+                    return 1;
+                }
+                foreach (var (name, revision) in await client.ApplyAsync(parsed).ConfigureAwait(false))
+                {
+                    Console.Out.WriteLine($"deployment {name}: applied (revision {revision})");
+                }
+                return 0;
+            case "scale":
+                if (args.Count < 2 || !int.TryParse(args[1], NumberStyles.None, CultureInfo.InvariantCulture, out var replicas) || replicas > 10_000)
+                {
+                    throw new UsageException("scale DEPLOYMENT N, with N from 0 to 10000");
+                }
+                var revisionAfter = await client.ScaleAsync(args[0], replicas).ConfigureAwait(false);
+                Console.Out.WriteLine($"deployment {args[0]}: scaled to {replicas} (revision {revisionAfter})");
+                return 0;
+            case "delete" when args is ["deployment" or "deploy", var name]:
+                await client.DeleteDeploymentAsync(name).ConfigureAwait(false);
+                Console.Out.WriteLine($"deployment {name}: deleted");
+                return 0;
+            case "delete":
+                throw new UsageException("delete deployment NAME (a container on one node: orchctl rm -n NODE NAME)");
+            default:
+                throw new UsageException($"unknown command '{command}'");
+        }
+    }
+
+    private static void Table(string[] header, IEnumerable<string[]> rows)
+    {
+        var all = rows.Prepend(header).ToList();
+        var widths = Enumerable.Range(0, header.Length).Select(i => all.Max(r => r[i].Length)).ToArray();
+        foreach (var row in all)
+        {
+            Console.Out.WriteLine(string.Join("  ", row.Select((cell, i) => i == row.Length - 1 ? cell : cell.PadRight(widths[i]))).TrimEnd());
+        }
+    }
+}

@@ -1,0 +1,131 @@
+using NATS.Client.Core;
+using Orchestrator.Fleet.Client;
+using Orchestrator.Node.Workloads;
+
+namespace Orchestrator.Daemon.Tests.Node;
+
+/// <summary>
+/// Three real orchd nodes on one nats-server (JetStream): membership by heartbeat, deployments
+/// in KV placed by one elected scheduler with spread and selectors, scaling, and a lost node
+/// (the scheduler itself) replaced: another node takes the lease and its replicas move.
+/// </summary>
+[Trait("Category", "Privileged")]
+[Collection(NodeTests.Collection)]
+public sealed class FleetTests
+{
+    private static readonly string[] s_fast = ["--heartbeat", "1s", "--unreachable-after", "3s", "--lost-after", "6s"];
+
+    private static Deployment Sleepers(string name, int replicas, Dictionary<string, string>? selector = null) => new()
+    {
+        Name = name,
+        Replicas = replicas,
+        Selector = selector,
+        Template = new Workload { Image = NodeHost.Image, Command = ["sleep", "100000"], Network = "none", StopGracePeriodSeconds = 0 },
+    };
+
+    private static async Task<Dictionary<string, List<string>>> RunningAsync(IEnumerable<NodeHost> nodes, string prefix)
+    {
+        var result = new Dictionary<string, List<string>>();
+        foreach (var node in nodes)
+        {
+            try
+            {
+                result[node.NodeName] = (await node.Client.ListAsync()).Where(c => c.Name.StartsWith(prefix, StringComparison.Ordinal) && c.State == "running").Select(c => c.Name).ToList();
+            }
+            catch (NodeRequestException)
+            {
+                result[node.NodeName] = []; // that node's orchd is down
+            }
+        }
+        return result;
+    }
+
+    private static async Task<Dictionary<string, List<string>>> WaitForAsync(IEnumerable<NodeHost> nodes, string prefix, Func<Dictionary<string, List<string>>, bool> condition, string what)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
+        Dictionary<string, List<string>> last;
+        while (!condition(last = await RunningAsync(nodes, prefix)))
+        {
+            Assert.True(DateTime.UtcNow < deadline, $"{what} did not happen; running: {string.Join("; ", last.Select(kv => $"{kv.Key}=[{string.Join(",", kv.Value)}]"))}");
+            await Task.Delay(250);
+        }
+        return last;
+    }
+
+    [Fact(Timeout = 240_000)]
+    public async Task Deployments_spread_scale_follow_selectors_and_survive_the_loss_of_the_scheduler()
+    {
+        await using var nats = await NatsServer.StartAsync();
+        var hosts = new List<NodeHost>();
+        try
+        {
+            foreach (var (name, zone) in new[] { ("fa", "a"), ("fb", "b"), ("fc", "b") })
+            {
+                hosts.Add(await NodeHost.StartAsync(sharedNats: nats, name: $"{name}-{Guid.NewGuid().ToString("N")[..4]}", extraArgs: [.. s_fast, "--label", $"zone={zone}"]));
+            }
+            await using var connection = new NatsConnection(new NatsOpts { Url = nats.Url });
+            await connection.ConnectAsync();
+            var fleet = new FleetClient(connection);
+            var fast = new Orchestrator.Fleet.Agent.FleetOptions { UnreachableAfter = TimeSpan.FromSeconds(3), LostAfter = TimeSpan.FromSeconds(6) };
+
+            var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
+            IReadOnlyList<Orchestrator.Fleet.Protocol.NodeEntry> nodes;
+            while ((nodes = await fleet.GetNodesAsync(fast)).Count(n => n.State == "ready") < 3 || !nodes.Any(n => n.Leader))
+            {
+                Assert.True(DateTime.UtcNow < deadline, "three ready nodes and a scheduler");
+                await Task.Delay(200);
+            }
+            Assert.Single(nodes, n => n.Leader);
+            Assert.All(nodes, n => Assert.NotNull(n.Info.Status));
+
+            // Spread: three replicas, one per node.
+            await fleet.ApplyAsync([Sleepers("web", 3)]);
+            await WaitForAsync(hosts, "web-", r => r.Values.All(v => v.Count == 1), "one web replica per node");
+            // Scale to five: no node gets more than two.
+            await fleet.ScaleAsync("web", 5);
+            var scaled = await WaitForAsync(hosts, "web-", r => r.Values.Sum(v => v.Count) == 5, "five web replicas");
+            Assert.All(scaled.Values, v => Assert.InRange(v.Count, 1, 2));
+
+            // Selectors: only zone=a gets "edge"; nobody is zone=z, and the status says why.
+            await fleet.ApplyAsync([Sleepers("edge", 2, new() { ["zone"] = "a" }), Sleepers("nowhere", 1, new() { ["zone"] = "z" })]);
+            var edge = await WaitForAsync(hosts, "edge-", r => r.Values.Sum(v => v.Count) == 2, "two edge replicas");
+            Assert.Equal(2, edge[hosts[0].NodeName].Count);
+            deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
+            Orchestrator.Fleet.Protocol.DeploymentView nowhere;
+            while ((nowhere = (await fleet.GetDeploymentsAsync()).Single(d => d.Deployment.Name == "nowhere")).Status is not { Unschedulable.Count: 1 })
+            {
+                Assert.True(DateTime.UtcNow < deadline, "nowhere reported unschedulable");
+                await Task.Delay(200);
+            }
+            Assert.Contains("lacks label zone=z", nowhere.Status.Unschedulable[0], StringComparison.Ordinal);
+
+            // Lose the scheduler's node: its containers keep running (autonomy), another node takes
+            // the lease, and once the node counts as lost its web replicas run elsewhere.
+            var leaderName = (await fleet.GetNodesAsync(fast)).Single(n => n.Leader).Info.Node;
+            var leader = hosts.Single(h => h.NodeName == leaderName);
+            var survivors = hosts.Where(h => h != leader).ToList();
+            var before = (await leader.Client.ListAsync()).Where(c => c.State == "running").ToList();
+            await leader.KillOrchdAsync();
+            deadline = DateTime.UtcNow + TimeSpan.FromSeconds(40);
+            while ((nodes = await fleet.GetNodesAsync(fast)).Single(n => n.Info.Node == leaderName).State != "lost" || !nodes.Any(n => n.Leader && n.Info.Node != leaderName))
+            {
+                Assert.True(DateTime.UtcNow < deadline, $"the lost node and a new scheduler; nodes: {string.Join(", ", nodes.Select(n => $"{n.Info.Node} {n.State} leader={n.Leader}"))}");
+                await Task.Delay(250);
+            }
+            Assert.All(before, c => Assert.True(NodeHost.IsAlive(c.Pid), $"{c.Name} died with its orchd"));
+            var moved = await WaitForAsync(survivors, "web-", r => r.Values.Sum(v => v.Count) == 5, "all five web replicas on the two survivors");
+            Assert.All(moved.Values, v => Assert.InRange(v.Count, 2, 3));
+
+            // Deleting a deployment removes its replicas everywhere.
+            await fleet.DeleteDeploymentAsync("edge");
+            await WaitForAsync(survivors, "edge-", r => r.Values.All(v => v.Count == 0), "edge replicas removed");
+        }
+        finally
+        {
+            foreach (var host in hosts)
+            {
+                await host.DisposeAsync();
+            }
+        }
+    }
+}
