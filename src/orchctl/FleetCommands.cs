@@ -8,7 +8,7 @@ namespace Orchestrator.Ctl;
 /// <summary>The fleet as a whole: get nodes, apply deployments, get deployments, scale, delete.</summary>
 internal static class FleetCommands
 {
-    public static readonly IReadOnlySet<string> Names = new HashSet<string>(StringComparer.Ordinal) { "get", "apply", "scale", "delete" };
+    public static readonly IReadOnlySet<string> Names = new HashSet<string>(StringComparer.Ordinal) { "get", "apply", "scale", "delete", "cordon", "uncordon", "drain" };
 
     public const string Help = """
           get nodes                  every node that joined: state (ready, unreachable, lost), heartbeat age, usage
@@ -16,6 +16,7 @@ internal static class FleetCommands
           apply -f FILE              store the file's deployments (kind: Deployment) in the fleet; the scheduler places them
           scale DEPLOYMENT N         set a deployment's replicas
           delete deployment NAME     remove a deployment and its replicas
+          cordon|uncordon|drain NODE no new replicas on NODE / back to normal / move its replicas off too
         """;
 
     public static async Task<int> RunAsync(string command, List<string> args, NatsConnection connection)
@@ -27,7 +28,7 @@ internal static class FleetCommands
                 var nodes = await client.GetNodesAsync().ConfigureAwait(false);
                 Table(["NODE", "STATE", "HEARTBEAT", "VERSION", "ARCH", "CONTAINERS", "CPU REQ", "MEM USED", "LABELS"], nodes.Select(n => new[]
                 {
-                    n.Info.Node + (n.Leader ? " (scheduler)" : ""), n.State, $"{n.HeartbeatAgeSeconds:0.#}s ago", n.Info.Version.Split('+')[0], n.Info.Arch,
+                    n.Info.Node + (n.Leader ? " (scheduler)" : ""), n.State + (n.Draining ? ",draining" : n.Cordoned ? ",cordoned" : ""), $"{n.HeartbeatAgeSeconds:0.#}s ago", n.Info.Version.Split('+')[0], n.Info.Arch,
                     n.Info.Status is { } s ? $"{s.Running}/{s.Containers}" : "-",
                     n.Info.Status is { } c ? $"{c.CpuMilliRequested}m/{c.CpuMilliAllocatable}m" : "-",
                     n.Info.Status is { } m ? $"{m.MemoryUsedBytes >> 20}Mi" : "-",
@@ -83,6 +84,11 @@ internal static class FleetCommands
                 return 0;
             case "delete":
                 throw new UsageException("delete deployment NAME (a container on one node: orchctl rm -n NODE NAME)");
+            case "cordon" or "uncordon" or "drain":
+                var target = args.FirstOrDefault() ?? throw new UsageException($"{command} needs a node name");
+                await client.SetNodeAsync(target, cordoned: command == "cordon", draining: command == "drain").ConfigureAwait(false);
+                Console.Out.WriteLine($"node {target}: {command switch { "cordon" => "cordoned", "uncordon" => "schedulable", _ => "draining" }}");
+                return 0;
             default:
                 throw new UsageException($"unknown command '{command}'");
         }

@@ -20,6 +20,7 @@ namespace Orchestrator.Fleet.Agent;
 public sealed partial class FleetMember(NodeIdentity identity, Supervisor supervisor, FleetOptions options, ILogger logger)
 {
     private const string LeaderKey = "scheduler";
+    private INatsKVStore? _settings;
 
     /// <summary>True while this node holds the scheduler lease.</summary>
     public bool IsLeader { get; private set; }
@@ -32,6 +33,7 @@ public sealed partial class FleetMember(NodeIdentity identity, Supervisor superv
         var assignments = await OpenAsync(kv, Buckets.Assignments, 1, cancellationToken).ConfigureAwait(false);
         var leader = await OpenAsync(kv, Buckets.Leader, 1, cancellationToken).ConfigureAwait(false);
         var status = await OpenAsync(kv, FleetBuckets.DeploymentStatus, 1, cancellationToken).ConfigureAwait(false);
+        _settings = await OpenAsync(kv, Buckets.NodeSettings, 1, cancellationToken).ConfigureAwait(false);
         await Task.WhenAll(
             Forever("heartbeat", () => HeartbeatAsync(nodes, describe, cancellationToken), cancellationToken),
             Forever("assignments", () => FollowAssignmentsAsync(assignments, cancellationToken), cancellationToken),
@@ -180,7 +182,7 @@ public sealed partial class FleetMember(NodeIdentity identity, Supervisor superv
     /// <summary>One level-triggered pass: the assignments every deployment should have, written where they differ.</summary>
     private async Task ScheduleOnceAsync(INatsKVStore nodesBucket, INatsKVStore deploymentsBucket, INatsKVStore assignmentsBucket, INatsKVStore statusBucket, CancellationToken cancellationToken)
     {
-        var nodes = await FleetState.ReadNodesAsync(nodesBucket, options, cancellationToken).ConfigureAwait(false);
+        var nodes = await FleetState.ReadNodesAsync(nodesBucket, options, cancellationToken, settings: _settings).ConfigureAwait(false);
         var deployments = await FleetState.ReadDeploymentsAsync(deploymentsBucket, cancellationToken).ConfigureAwait(false);
         var assigned = new Dictionary<string, byte[]>(StringComparer.Ordinal);
         await foreach (var key in assignmentsBucket.GetKeysAsync(cancellationToken: cancellationToken).ConfigureAwait(false))
@@ -272,9 +274,27 @@ public static class FleetBuckets
 /// <summary>Reads of the fleet's state shared by the scheduler and the operator's client.</summary>
 public static class FleetState
 {
-    public static async Task<IReadOnlyList<NodeEntry>> ReadNodesAsync(INatsKVStore nodes, FleetOptions options, CancellationToken cancellationToken, string? leader = null)
+    public static async Task<IReadOnlyList<NodeEntry>> ReadNodesAsync(INatsKVStore nodes, FleetOptions options, CancellationToken cancellationToken, string? leader = null, INatsKVStore? settings = null)
     {
         var result = new List<NodeEntry>();
+        var cordon = new Dictionary<string, NodeSettings>(StringComparer.Ordinal);
+        if (settings is not null)
+        {
+            await foreach (var key in settings.GetKeysAsync(cancellationToken: cancellationToken).ConfigureAwait(false))
+            {
+                var entry = await settings.TryGetEntryAsync<byte[]>(key, cancellationToken: cancellationToken).ConfigureAwait(false);
+                if (entry.Success && entry.Value.Value is { Length: > 0 } v)
+                {
+                    try
+                    {
+                        cordon[key] = JsonSerializer.Deserialize(v, FleetJsonContext.Default.NodeSettings) ?? new NodeSettings();
+                    }
+                    catch (JsonException)
+                    {
+                    }
+                }
+            }
+        }
         await foreach (var key in nodes.GetKeysAsync(cancellationToken: cancellationToken).ConfigureAwait(false))
         {
             var entry = await nodes.TryGetEntryAsync<byte[]>(key, cancellationToken: cancellationToken).ConfigureAwait(false);
@@ -296,7 +316,12 @@ public static class FleetState
                 continue;
             }
             var age = DateTimeOffset.UtcNow - entry.Value.Created;
-            result.Add(new NodeEntry { Info = info, State = options.StateOf(age), HeartbeatAgeSeconds = Math.Max(0, Math.Round(age.TotalSeconds, 1)), Leader = leader == info.Node });
+            var set = cordon.GetValueOrDefault(info.Node);
+            result.Add(new NodeEntry
+            {
+                Info = info, State = options.StateOf(age), HeartbeatAgeSeconds = Math.Max(0, Math.Round(age.TotalSeconds, 1)), Leader = leader == info.Node,
+                Cordoned = set?.Cordoned == true, Draining = set?.Draining == true,
+            });
         }
         return result.OrderBy(n => n.Info.Node, StringComparer.Ordinal).ToList();
     }

@@ -16,7 +16,20 @@ public sealed class FleetClient(INatsConnection connection)
         var leaderBucket = await Agent.FleetMember.OpenAsync(KV, Buckets.Leader, 1, cancellationToken).ConfigureAwait(false);
         var leader = await leaderBucket.TryGetEntryAsync<byte[]>("scheduler", cancellationToken: cancellationToken).ConfigureAwait(false);
         var leaderName = leader.Success && leader.Value.Value is { Length: > 0 } v ? JsonSerializer.Deserialize(v, FleetJsonContext.Default.String) : null;
-        return await Agent.FleetState.ReadNodesAsync(nodes, options ?? new Agent.FleetOptions(), cancellationToken, leaderName).ConfigureAwait(false);
+        var settings = await Agent.FleetMember.OpenAsync(KV, Buckets.NodeSettings, 1, cancellationToken).ConfigureAwait(false);
+        return await Agent.FleetState.ReadNodesAsync(nodes, options ?? new Agent.FleetOptions(), cancellationToken, leaderName, settings).ConfigureAwait(false);
+    }
+
+    /// <summary>cordon: no new replicas on the node; drain: its replicas move off too; neither: back to normal.</summary>
+    public async Task SetNodeAsync(string node, bool cordoned, bool draining, CancellationToken cancellationToken = default)
+    {
+        var nodes = await GetNodesAsync(cancellationToken: cancellationToken).ConfigureAwait(false);
+        if (nodes.All(n => n.Info.Node != node))
+        {
+            throw new NodeRequestException($"no node '{node}' has joined the fleet; `orchctl get nodes` lists the nodes");
+        }
+        var settings = await Agent.FleetMember.OpenAsync(KV, Buckets.NodeSettings, 1, cancellationToken).ConfigureAwait(false);
+        await settings.PutAsync(node, JsonSerializer.SerializeToUtf8Bytes(new NodeSettings { Cordoned = cordoned || draining, Draining = draining }, FleetJsonContext.Default.NodeSettings), cancellationToken: cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>Stores deployments in the fleet's KV (a new revision each); the scheduler places their replicas.</summary>

@@ -18,7 +18,18 @@ public static class Buckets
     /// <summary>key <c>scheduler</c> = the node that schedules now (a lease renewed by compare-and-set).</summary>
     public const string Leader = "orch-leader";
 
+    /// <summary>key = node name; value = <see cref="NodeSettings"/> (cordon, drain), set by operators.</summary>
+    public const string NodeSettings = "orch-node-settings";
+
     public const int DeploymentHistory = 10;
+}
+
+/// <summary>What operators say about a node: cordoned (no new replicas), draining (replicas move off too).</summary>
+public sealed record NodeSettings
+{
+    public int SchemaVersion { get; init; } = 1;
+    public bool Cordoned { get; init; }
+    public bool Draining { get; init; }
 }
 
 /// <summary>A node as `get nodes` shows it: its last heartbeat, how old it is, and what that means.</summary>
@@ -29,6 +40,8 @@ public sealed record NodeEntry
     public required string State { get; init; }
     public double HeartbeatAgeSeconds { get; init; }
     public bool Leader { get; init; }
+    public bool Cordoned { get; init; }
+    public bool Draining { get; init; }
 }
 
 /// <summary>What the scheduler last did about a deployment (bucket orch-deployment-status).</summary>

@@ -45,6 +45,7 @@ public sealed record ErrorReply
 [JsonSerializable(typeof(OkReply))]
 [JsonSerializable(typeof(string))]
 [JsonSerializable(typeof(NodeEntry))]
+[JsonSerializable(typeof(NodeSettings))]
 [JsonSerializable(typeof(List<NodeEntry>))]
 [JsonSerializable(typeof(DeploymentStatus))]
 [JsonSerializable(typeof(DeploymentView))]

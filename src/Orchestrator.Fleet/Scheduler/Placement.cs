@@ -27,10 +27,27 @@ public static class Placement
             Memory: (n.Info.Status?.MemoryAllocatableBytes ?? 0) - (n.Info.Status?.MemoryRequestedBytes ?? 0)), StringComparer.Ordinal);
         var reasons = new List<string>();
         var unschedulable = new List<string>();
+        var perNode = new Dictionary<string, int>(StringComparer.Ordinal);
         bool Eligible(NodeEntry node, bool counting)
         {
             if (node.State != "ready")
             {
+                return false;
+            }
+            if (node.Cordoned || node.Draining)
+            {
+                if (counting)
+                {
+                    reasons.Add($"node {node.Info.Node}: cordoned");
+                }
+                return false;
+            }
+            if (deployment.AntiAffinity && perNode.GetValueOrDefault(node.Info.Node) > 0)
+            {
+                if (counting)
+                {
+                    reasons.Add($"node {node.Info.Node}: already runs a replica (antiAffinity)");
+                }
                 return false;
             }
             foreach (var (key, value) in deployment.Selector ?? [])
@@ -58,15 +75,18 @@ public static class Placement
 
         var byName = nodes.ToDictionary(n => n.Info.Node, StringComparer.Ordinal);
         var placed = new Dictionary<string, string>(StringComparer.Ordinal);
-        var perNode = new Dictionary<string, int>(StringComparer.Ordinal);
+        var perDomain = new Dictionary<string, int>(StringComparer.Ordinal);
+        string Domain(NodeEntry node) => deployment.SpreadBy is { } key && node.Info.Labels.TryGetValue(key, out var value) ? value : "";
         var wanted = Enumerable.Range(0, deployment.Replicas).Select(i => $"{deployment.Name}-{i}").ToList();
         // 1. Stay put: a replica on a node that is still ready and matching keeps its node.
         foreach (var replica in wanted)
         {
-            if (current.TryGetValue(replica, out var node) && byName.TryGetValue(node, out var entry) && (entry.State != "lost") && MatchesSelector(deployment, entry))
+            if (current.TryGetValue(replica, out var node) && byName.TryGetValue(node, out var entry) && entry.State != "lost" && !entry.Draining
+                && MatchesSelector(deployment, entry) && !(deployment.AntiAffinity && perNode.GetValueOrDefault(node) > 0))
             {
                 placed[replica] = node;
                 perNode[node] = perNode.GetValueOrDefault(node) + 1;
+                perDomain[Domain(entry)] = perDomain.GetValueOrDefault(Domain(entry)) + 1;
             }
         }
         // 2. New (or displaced) replicas: spread.
@@ -80,13 +100,17 @@ public static class Placement
                 unschedulable.Add($"{replica}: {why}");
                 continue;
             }
-            var best = candidates
-                .OrderBy(n => perNode.GetValueOrDefault(n.Info.Node))
-                .ThenBy(n => load.GetValueOrDefault(n.Info.Node))
+            var best = (deployment.Strategy == "binpack"
+                    // Bin-packing: the node with the least room left that still fits, so whole nodes stay free.
+                    ? candidates.OrderBy(n => free[n.Info.Node].Cpu).ThenBy(n => free[n.Info.Node].Memory)
+                    // Spread: the emptiest topology domain (spreadBy), then the node with the fewest
+                    // replicas of this deployment, then the fewest containers.
+                    : candidates.OrderBy(n => perDomain.GetValueOrDefault(Domain(n))).ThenBy(n => perNode.GetValueOrDefault(n.Info.Node)).ThenBy(n => load.GetValueOrDefault(n.Info.Node)))
                 .ThenBy(n => n.Info.Node, StringComparer.Ordinal)
                 .First();
             placed[replica] = best.Info.Node;
             perNode[best.Info.Node] = perNode.GetValueOrDefault(best.Info.Node) + 1;
+            perDomain[Domain(best)] = perDomain.GetValueOrDefault(Domain(best)) + 1;
             load[best.Info.Node] = load.GetValueOrDefault(best.Info.Node) + 1;
             var (c, m) = free[best.Info.Node];
             free[best.Info.Node] = (c - cpu, m - memory);

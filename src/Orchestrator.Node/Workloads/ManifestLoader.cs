@@ -153,6 +153,10 @@ public static class ManifestLoader
         {
             errors.Add($"replicas: expected an integer from 0 to 10000, got {deployment.Replicas}");
         }
+        if (deployment.Strategy is not (null or "spread" or "binpack"))
+        {
+            errors.Add($"strategy: '{deployment.Strategy}' is not spread or binpack");
+        }
         var template = deployment.Template;
         var name = template.Name;
         template.Name = WorkloadValidator.IsValidName(deployment.Name) ? deployment.Name + "-0" : "x";

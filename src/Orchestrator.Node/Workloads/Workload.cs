@@ -132,6 +132,12 @@ public sealed class Deployment
     public Dictionary<string, string>? Selector { get; set; }
     /// <summary>The workload each replica runs (its name is set per replica).</summary>
     public Workload Template { get; set; } = new();
+    /// <summary>spread (default: fewest replicas first) or binpack (fullest node that still fits).</summary>
+    public string? Strategy { get; set; }
+    /// <summary>A node label (e.g. zone) whose values replicas are spread over first.</summary>
+    public string? SpreadBy { get; set; }
+    /// <summary>At most one replica per node; a replica with no node of its own is unschedulable.</summary>
+    public bool AntiAffinity { get; set; }
     /// <summary>Set by the fleet on apply: the deployment's revision in the KV bucket.</summary>
     public ulong? Revision { get; set; }
 }

@@ -116,6 +116,13 @@ public sealed class FleetTests
             var moved = await WaitForAsync(survivors, "web-", r => r.Values.Sum(v => v.Count) == 5, "all five web replicas on the two survivors");
             Assert.All(moved.Values, v => Assert.InRange(v.Count, 2, 3));
 
+            // Draining a node moves its replicas to the other one (and stops them where they were).
+            await fleet.SetNodeAsync(survivors[0].NodeName, cordoned: false, draining: true);
+            var drained = await WaitForAsync(survivors, "web-", r => r[survivors[0].NodeName].Count == 0 && r[survivors[1].NodeName].Count == 5, "web drained off one node");
+            Assert.True((await fleet.GetNodesAsync(fast)).Single(n => n.Info.Node == survivors[0].NodeName).Draining);
+            await fleet.SetNodeAsync(survivors[0].NodeName, cordoned: false, draining: false);
+            _ = drained;
+
             // Deleting a deployment removes its replicas everywhere.
             await fleet.DeleteDeploymentAsync("edge");
             await WaitForAsync(survivors, "edge-", r => r.Values.All(v => v.Count == 0), "edge replicas removed");
