@@ -135,4 +135,44 @@ public sealed class FleetTests
             }
         }
     }
+
+    [Fact(Timeout = 180_000)]
+    public async Task A_node_cut_off_from_nats_keeps_running_and_restarting_its_assignments_and_converges_when_back()
+    {
+        await using var nats = await NatsServer.StartAsync();
+        await using var node = await NodeHost.StartAsync(sharedNats: nats, extraArgs: s_fast);
+        await using var connection = new NatsConnection(new NatsOpts { Url = nats.Url });
+        await connection.ConnectAsync();
+        var fleet = new FleetClient(connection);
+        var flaky = Sleepers("flaky", 1);
+        flaky.Template.Command = ["sh", "-c", "sleep 1; exit 3"];
+        flaky.Template.Restart = new RestartPolicy { Policy = "always", Backoff = "100ms", MaxBackoff = "200ms" };
+        await fleet.ApplyAsync([flaky, Sleepers("steady", 1)]);
+        await WaitForAsync([node], "steady-", r => r.Values.Sum(v => v.Count) == 1, "the steady replica running");
+        var steadyPid = (await node.Client.InspectAsync("steady-0")).Pid;
+
+        // NATS goes away: no heartbeats, no API, and the node carries on by itself.
+        await nats.StopAsync();
+        var record = Path.Combine(node.StateDir, "containers", "flaky-0.json");
+        int Restarts() => System.Text.Json.JsonDocument.Parse(File.ReadAllText(record)).RootElement.GetProperty("restarts").GetInt32();
+        var before = Restarts();
+        await Task.Delay(4000);
+        Assert.True(Restarts() >= before + 2, $"restarts went from {before} to {Restarts()} while offline");
+        Assert.True(NodeHost.IsAlive(steadyPid), "the steady replica died while NATS was away");
+
+        // Back: the node answers again, heartbeats, and follows a change made meanwhile.
+        await nats.StartAgainAsync();
+        await using var again = new NatsConnection(new NatsOpts { Url = nats.Url });
+        await again.ConnectAsync();
+        var fleetAgain = new FleetClient(again);
+        await fleetAgain.ScaleAsync("steady", 0);
+        await WaitForAsync([node], "steady-", r => r.Values.Sum(v => v.Count) == 0, "steady scaled to zero after the reconnect");
+        var fast = new Orchestrator.Fleet.Agent.FleetOptions { UnreachableAfter = TimeSpan.FromSeconds(3), LostAfter = TimeSpan.FromSeconds(6) };
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(15);
+        while ((await fleetAgain.GetNodesAsync(fast)).Single().State != "ready")
+        {
+            Assert.True(DateTime.UtcNow < deadline, "the node's heartbeat did not resume");
+            await Task.Delay(200);
+        }
+    }
 }
