@@ -215,15 +215,7 @@ public sealed class ContainerRuntime(string root)
         {
             throw new SpecException("process.terminal: a detached exec's terminal goes to --console-socket; pass one or run in the foreground");
         }
-        var record = Store.Load(id);
-        var status = Status(record);
-        if (status != "running")
-        {
-            throw new InvalidOperationException($"container '{id}' is {status}; exec needs a running container");
-        }
-        var spec = SpecReader.Read(record.Bundle);
-        spec.Process = process;
-        var plan = ContainerPlan.ForExec(record.Pid, record.Rootfs, spec);
+        var (record, plan) = ExecPlan(id, process);
         // The process is our grandchild (the pid namespace forces one more fork): as a subreaper
         // we get it back when its parent exits, and can wait for it.
         if (!detach && NativeSpawn.SetSubreaper() != 0)
@@ -258,6 +250,17 @@ public sealed class ContainerRuntime(string root)
     /// </summary>
     public SpawnedProcess LaunchExec(string id, ProcessSpec process, ContainerIo io)
     {
+        var (record, plan) = ExecPlan(id, process);
+        if (NativeSpawn.SetSubreaper() != 0)
+        {
+            throw LinuxException.FromLastError("prctl(PR_SET_CHILD_SUBREAPER)");
+        }
+        return Spawner.Spawn(plan, CgroupFactory.Open(record.CgroupPath), execFifo: null, io: io);
+    }
+
+    /// <summary>The plan of a new process in running container <paramref name="id"/>: its namespaces, root and spec.</summary>
+    private (ContainerRecord Record, ContainerPlan Plan) ExecPlan(string id, ProcessSpec process)
+    {
         var record = Store.Load(id);
         var status = Status(record);
         if (status != "running")
@@ -266,12 +269,7 @@ public sealed class ContainerRuntime(string root)
         }
         var spec = SpecReader.Read(record.Bundle);
         spec.Process = process;
-        var plan = ContainerPlan.ForExec(record.Pid, record.Rootfs, spec);
-        if (NativeSpawn.SetSubreaper() != 0)
-        {
-            throw LinuxException.FromLastError("prctl(PR_SET_CHILD_SUBREAPER)");
-        }
-        return Spawner.Spawn(plan, CgroupFactory.Open(record.CgroupPath), execFifo: null, io: io);
+        return (record, ContainerPlan.ForExec(record.Pid, record.Rootfs, spec));
     }
 
     /// <summary>created (waiting on the exec fifo), running, paused, or stopped.</summary>

@@ -26,7 +26,7 @@ internal static class FleetCommands
         {
             case "get" when args.FirstOrDefault() is "nodes" or "node" or "no":
                 var nodes = await client.GetNodesAsync().ConfigureAwait(false);
-                Table(["NODE", "STATE", "HEARTBEAT", "VERSION", "ARCH", "CONTAINERS", "CPU REQ", "MEM USED", "LABELS"], nodes.Select(n => new[]
+                Output.Table(["NODE", "STATE", "HEARTBEAT", "VERSION", "ARCH", "CONTAINERS", "CPU REQ", "MEM USED", "LABELS"], nodes.Select(n => new[]
                 {
                     n.Info.Node + (n.Leader ? " (scheduler)" : ""), n.State + (n.Draining ? ",draining" : n.Cordoned ? ",cordoned" : ""), $"{n.HeartbeatAgeSeconds:0.#}s ago", n.Info.Version.Split('+')[0], n.Info.Arch,
                     n.Info.Status is { } s ? $"{s.Running}/{s.Containers}" : "-",
@@ -37,7 +37,7 @@ internal static class FleetCommands
                 return 0;
             case "get" when args.FirstOrDefault() is "deployments" or "deployment" or "deploy":
                 var deployments = await client.GetDeploymentsAsync().ConfigureAwait(false);
-                Table(["DEPLOYMENT", "REVISION", "DESIRED", "PLACED", "IMAGE", "NODES", "PROBLEMS"], deployments.Select(d => new[]
+                Output.Table(["DEPLOYMENT", "REVISION", "DESIRED", "PLACED", "IMAGE", "NODES", "PROBLEMS"], deployments.Select(d => new[]
                 {
                     d.Deployment.Name, (d.Deployment.Revision ?? 0).ToString(CultureInfo.InvariantCulture), d.Deployment.Replicas.ToString(CultureInfo.InvariantCulture),
                     d.Status?.Placed.ToString(CultureInfo.InvariantCulture) ?? "-", d.Deployment.Template.Image,
@@ -91,16 +91,6 @@ internal static class FleetCommands
                 return 0;
             default:
                 throw new UsageException($"unknown command '{command}'");
-        }
-    }
-
-    private static void Table(string[] header, IEnumerable<string[]> rows)
-    {
-        var all = rows.Prepend(header).ToList();
-        var widths = Enumerable.Range(0, header.Length).Select(i => all.Max(r => r[i].Length)).ToArray();
-        foreach (var row in all)
-        {
-            Console.Out.WriteLine(string.Join("  ", row.Select((cell, i) => i == row.Length - 1 ? cell : cell.PadRight(widths[i]))).TrimEnd());
         }
     }
 }

@@ -105,7 +105,7 @@ internal static class NodeCommands
                 return 0;
             case "ps":
                 var list = await client.ListAsync().ConfigureAwait(false);
-                Table(["NAME", "IMAGE", "STATE", "READY", "RESTARTS", "PID", "AGE", "MESSAGE"], list.Select(c => new[]
+                Output.Table(["NAME", "IMAGE", "STATE", "READY", "RESTARTS", "PID", "AGE", "MESSAGE"], list.Select(c => new[]
                 {
                     c.Name, c.Image, c.State, c.Ready ? "yes" : "no", c.Restarts.ToString(CultureInfo.InvariantCulture),
                     c.Pid > 0 ? c.Pid.ToString(CultureInfo.InvariantCulture) : "-", Age(c.StartedAt), c.Message ?? "",
@@ -156,7 +156,7 @@ internal static class NodeCommands
                 return 0;
             case "stats":
                 var stats = await client.StatsAsync(positional.FirstOrDefault()).ConfigureAwait(false);
-                Table(["NAME", "CPU %", "MEMORY", "LIMIT", "PIDS", "RESTARTS", "READY"], stats.Select(c => new[]
+                Output.Table(["NAME", "CPU %", "MEMORY", "LIMIT", "PIDS", "RESTARTS", "READY"], stats.Select(c => new[]
                 {
                     c.Name, c.CpuPercent.ToString("F1", CultureInfo.InvariantCulture), Bytes(c.MemoryBytes),
                     c.MemoryLimitBytes is { } l ? Bytes(l) : "-", c.Pids.ToString(CultureInfo.InvariantCulture),
@@ -184,7 +184,7 @@ internal static class NodeCommands
                 return 0;
             case "images":
                 var images = await client.ImagesAsync().ConfigureAwait(false);
-                Table(["IMAGE", "PLATFORM", "SIZE", "MANIFEST", "USED BY"], images.Select(i => new[]
+                Output.Table(["IMAGE", "PLATFORM", "SIZE", "MANIFEST", "USED BY"], images.Select(i => new[]
                 {
                     i.Name, i.Platform, Bytes(i.Size), i.ManifestDigest.Length > 19 ? i.ManifestDigest[..19] : i.ManifestDigest, string.Join(",", i.UsedBy),
                 }));
@@ -206,16 +206,6 @@ internal static class NodeCommands
         }
     }
 
-    private static void Table(string[] header, IEnumerable<string[]> rows)
-    {
-        var all = rows.Prepend(header).ToList();
-        var widths = Enumerable.Range(0, header.Length).Select(i => all.Max(r => r[i].Length)).ToArray();
-        foreach (var row in all)
-        {
-            Console.Out.WriteLine(string.Join("  ", row.Select((cell, i) => i == row.Length - 1 ? cell : cell.PadRight(widths[i]))).TrimEnd());
-        }
-    }
-
     private static string Age(DateTimeOffset? since)
     {
         if (since is not { } at)
@@ -233,6 +223,20 @@ internal static class NodeCommands
         >= 1L << 10 => $"{bytes / 1024.0:F0}Ki",
         _ => $"{bytes}B",
     };
+}
+
+/// <summary>How orchctl prints: aligned columns (the last one free).</summary>
+internal static class Output
+{
+    public static void Table(string[] header, IEnumerable<string[]> rows)
+    {
+        var all = rows.Prepend(header).ToList();
+        var widths = Enumerable.Range(0, header.Length).Select(i => all.Max(r => r[i].Length)).ToArray();
+        foreach (var row in all)
+        {
+            Console.Out.WriteLine(string.Join("  ", row.Select((cell, i) => i == row.Length - 1 ? cell : cell.PadRight(widths[i]))).TrimEnd());
+        }
+    }
 }
 
 internal sealed class UsageException(string message) : Exception(message)

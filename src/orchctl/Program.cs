@@ -35,6 +35,13 @@ for (var i = 0; i < args.Length; i++)
     }
 }
 
+var natsOpts = NatsOpts.Default with
+{
+    Url = server,
+    Name = "orchctl",
+    AuthOpts = NatsAuthOpts.Default with { CredsFile = creds },
+    ConnectTimeout = timeout,
+};
 var version = typeof(FleetClient).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "0.0.0";
 version = version.IndexOf('+', StringComparison.Ordinal) is var plus and >= 0 && version.Length - plus > 13 ? version[..(plus + 13)] : version;
 switch (rest.FirstOrDefault())
@@ -68,13 +75,7 @@ switch (rest.FirstOrDefault())
         return rest.Count == 0 ? Usage : Ok;
     case "version":
         Console.Out.WriteLine($"client: orchctl {version}");
-        await using (var connection = new NatsConnection(NatsOpts.Default with
-        {
-            Url = server,
-            Name = "orchctl",
-            AuthOpts = NatsAuthOpts.Default with { CredsFile = creds },
-            ConnectTimeout = timeout,
-        }))
+        await using (var connection = new NatsConnection(natsOpts))
         {
             try
             {
@@ -105,13 +106,7 @@ switch (rest.FirstOrDefault())
         }
         return Ok;
     case { } command when NodeCommands.Names.Contains(command) || FleetCommands.Names.Contains(command):
-        await using (var connection = new NatsConnection(NatsOpts.Default with
-        {
-            Url = server,
-            Name = "orchctl",
-            AuthOpts = NatsAuthOpts.Default with { CredsFile = creds },
-            ConnectTimeout = timeout,
-        }))
+        await using (var connection = new NatsConnection(natsOpts))
         {
             try
             {
