@@ -33,6 +33,8 @@ public sealed class Workload
     public string? Runtime { get; set; }
     /// <summary>Seconds between SIGTERM and SIGKILL on stop.</summary>
     public int? StopGracePeriodSeconds { get; set; }
+    /// <summary>default (the node's seccomp profile: kernel-wide and namespace-escaping calls refused) or unconfined.</summary>
+    public string? Seccomp { get; set; }
 }
 
 public sealed class Resources

@@ -124,6 +124,10 @@ public static class WorkloadValidator
         {
             Error($"runtime: '{w.Runtime}' is not native or containerd");
         }
+        if (w.Seccomp is not (null or "default" or "unconfined"))
+        {
+            Error($"seccomp: '{w.Seccomp}' is not default or unconfined");
+        }
         if (w.StopGracePeriodSeconds is < 0 or > 3600)
         {
             Error($"stopGracePeriodSeconds: {w.StopGracePeriodSeconds} must be between 0 and 3600");

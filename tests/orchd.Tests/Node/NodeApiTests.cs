@@ -178,6 +178,21 @@ public sealed class NodeApiTests
     }
 
     [Fact(Timeout = 60_000)]
+    public async Task Workloads_run_under_the_default_seccomp_profile_unless_unconfined()
+    {
+        await using var node = await NodeHost.StartAsync();
+        await node.Client.RunAsync(NodeHost.Sh("confined", "exec sleep 100000", w => w.StopGracePeriodSeconds = 0));
+        await node.Client.RunAsync(NodeHost.Sh("free", "exec sleep 100000", w => { w.StopGracePeriodSeconds = 0; w.Seccomp = "unconfined"; }));
+        // A user namespace needs no capability, so only the profile stands in the way.
+        var refused = await node.Client.ExecAsync("confined", ["busybox", "unshare", "-U", "true"]);
+        Assert.NotEqual(0, refused.ExitCode);
+        Assert.Contains("Operation not permitted", refused.Stderr, StringComparison.Ordinal);
+        Assert.Contains("Seccomp:\t2", (await node.Client.ExecAsync("confined", ["cat", "/proc/self/status"])).Stdout, StringComparison.Ordinal);
+        var allowed = await node.Client.ExecAsync("free", ["busybox", "unshare", "-U", "true"]);
+        Assert.True(allowed.ExitCode == 0, allowed.Stderr);
+    }
+
+    [Fact(Timeout = 60_000)]
     public async Task Bad_requests_get_one_clear_error_reply()
     {
         await using var node = await NodeHost.StartAsync();
