@@ -8,7 +8,7 @@ namespace Orchestrator.Ctl;
 /// <summary>The fleet as a whole: get nodes, apply deployments, get deployments, scale, delete.</summary>
 internal static class FleetCommands
 {
-    public static readonly IReadOnlySet<string> Names = new HashSet<string>(StringComparer.Ordinal) { "get", "apply", "scale", "delete", "cordon", "uncordon", "drain" };
+    public static readonly IReadOnlySet<string> Names = new HashSet<string>(StringComparer.Ordinal) { "get", "apply", "scale", "delete", "cordon", "uncordon", "drain", "rollout" };
 
     public const string Help = """
           get nodes                  every node that joined: state (ready, unreachable, lost), heartbeat age, usage
@@ -17,6 +17,8 @@ internal static class FleetCommands
           scale DEPLOYMENT N         set a deployment's replicas
           delete deployment NAME     remove a deployment and its replicas
           cordon|uncordon|drain NODE no new replicas on NODE / back to normal / move its replicas off too
+          rollout status|history|pause|resume|undo DEPLOYMENT [--to-revision N]
+                                     a rolling update's progress, kept revisions, pause, resume, go back
         """;
 
     public static async Task<int> RunAsync(string command, List<string> args, NatsConnection connection)
@@ -84,6 +86,42 @@ internal static class FleetCommands
                 return 0;
             case "delete":
                 throw new UsageException("delete deployment NAME (a container on one node: orchctl rm -n NODE NAME)");
+            case "rollout" when args is [var verb, var deploymentName, ..]:
+                switch (verb)
+                {
+                    case "status":
+                        var view = (await client.GetDeploymentsAsync().ConfigureAwait(false)).FirstOrDefault(d => d.Deployment.Name == deploymentName)
+                            ?? throw new NodeRequestException($"no deployment '{deploymentName}' in the fleet; `orchctl get deployments` lists them");
+                        var s = view.Status;
+                        Console.Out.WriteLine(s is null
+                            ? $"deployment {deploymentName}: revision {view.Deployment.Revision}, not scheduled yet"
+                            : $"deployment {deploymentName}: revision {s.Revision}, {s.Phase}: {s.UpdatedReady}/{s.Desired} replicas updated and ready ({s.Updated} updated)");
+                        if (s?.RolledBack is { } why)
+                        {
+                            Console.Out.WriteLine($"rolled back: {why}");
+                        }
+                        return s is { Phase: "complete" } ? 0 : s is { Phase: "failed" or "rolled-back" } ? 1 : 0;
+                    case "history":
+                        Output.Table(["REVISION", "AT", "IMAGE", "REPLICAS"], (await client.HistoryAsync(deploymentName).ConfigureAwait(false)).Select(h => new[]
+                        {
+                            h.Revision.ToString(CultureInfo.InvariantCulture), h.At.ToString("u", CultureInfo.InvariantCulture),
+                            h.Deployment?.Template.Image ?? "(deleted)", h.Deployment?.Replicas.ToString(CultureInfo.InvariantCulture) ?? "-",
+                        }));
+                        return 0;
+                    case "pause" or "resume":
+                        await client.SetPausedAsync(deploymentName, verb == "pause").ConfigureAwait(false);
+                        Console.Out.WriteLine($"deployment {deploymentName}: rollout {(verb == "pause" ? "paused" : "resumed")}");
+                        return 0;
+                    case "undo":
+                        var to = args.SkipWhile(a => a != "--to-revision").Skip(1).FirstOrDefault();
+                        var revision = await client.UndoAsync(deploymentName, to is null ? null : ulong.Parse(to, CultureInfo.InvariantCulture)).ConfigureAwait(false);
+                        Console.Out.WriteLine($"deployment {deploymentName}: rolled back (revision {revision})");
+                        return 0;
+                    default:
+                        throw new UsageException($"rollout {verb}: use status, history, pause, resume or undo");
+                }
+            case "rollout":
+                throw new UsageException("rollout status|history|pause|resume|undo DEPLOYMENT");
             case "cordon" or "uncordon" or "drain":
                 var target = args.FirstOrDefault() ?? throw new UsageException($"{command} needs a node name");
                 await client.SetNodeAsync(target, cordoned: command == "cordon", draining: command == "drain").ConfigureAwait(false);

@@ -87,7 +87,12 @@ public sealed partial class FleetMember(NodeIdentity identity, Supervisor superv
     {
         while (!cancellationToken.IsCancellationRequested)
         {
-            var info = describe() with { Status = await supervisor.NodeStatusAsync().ConfigureAwait(false) };
+            var containers = await supervisor.ListAsync().ConfigureAwait(false);
+            var info = describe() with
+            {
+                Status = await supervisor.NodeStatusAsync().ConfigureAwait(false),
+                Containers = containers.Select(c => new ContainerBrief { Name = c.Name, State = c.State, Ready = c.Ready, SpecHash = c.SpecHash, Message = c.Message }).ToList(),
+            };
             await nodes.PutAsync(identity.NodeName, JsonSerializer.SerializeToUtf8Bytes(info, FleetJsonContext.Default.NodeInfo), cancellationToken: cancellationToken).ConfigureAwait(false);
             await Task.Delay(options.Heartbeat, cancellationToken).ConfigureAwait(false);
         }
@@ -202,22 +207,19 @@ public sealed partial class FleetMember(NodeIdentity identity, Supervisor superv
                 .Where(a => a.Replica.StartsWith(deployment.Name + "-", StringComparison.Ordinal) && int.TryParse(a.Replica.AsSpan(deployment.Name.Length + 1), out _))
                 .GroupBy(a => a.Replica).ToDictionary(g => g.Key, g => g.First().Node, StringComparer.Ordinal);
             var placement = Placement.Place(deployment, nodes, current, perNode);
-            foreach (var (replica, node) in placement.Replicas)
-            {
-                var workload = JsonSerializer.Deserialize(JsonSerializer.SerializeToUtf8Bytes(deployment.Template, WorkloadJsonContext.Default.Workload), WorkloadJsonContext.Default.Workload)!;
-                workload.Name = replica;
-                workload.Labels = new Dictionary<string, string>(workload.Labels ?? [], StringComparer.Ordinal) { ["orch.deployment"] = deployment.Name };
-                desired[$"{node}.{replica}"] = JsonSerializer.SerializeToUtf8Bytes(workload, WorkloadJsonContext.Default.Workload);
-            }
             foreach (var reason in placement.Unschedulable)
             {
                 LogUnschedulable(logger, reason);
             }
-            var report = new DeploymentStatus
+            var previous = await statusBucket.TryGetEntryAsync<byte[]>(deployment.Name, cancellationToken: cancellationToken).ConfigureAwait(false);
+            var before = previous.Success && previous.Value.Value is { Length: > 0 } pv ? JsonSerializer.Deserialize(pv, FleetJsonContext.Default.DeploymentStatus) : null;
+            var report = Roll(deployment, placement, nodes, assigned, desired, before);
+            if (report.Phase == "progressing" && deployment.Rollout is not { AutoRollback: false }
+                && DateTimeOffset.UtcNow - report.LastProgressAt > TimeSpan.FromSeconds(deployment.Rollout?.ProgressDeadlineSeconds ?? 120)
+                && report.Updated > report.UpdatedReady)
             {
-                Name = deployment.Name, Desired = deployment.Replicas, Placed = placement.Replicas.Count, Replicas = placement.Replicas,
-                Unschedulable = placement.Unschedulable, Scheduler = identity.NodeName, At = DateTimeOffset.UtcNow,
-            };
+                report = await RollBackAsync(deploymentsBucket, deployment, nodes, report, cancellationToken).ConfigureAwait(false);
+            }
             await statusBucket.PutAsync(deployment.Name, JsonSerializer.SerializeToUtf8Bytes(report, FleetJsonContext.Default.DeploymentStatus), cancellationToken: cancellationToken).ConfigureAwait(false);
         }
         foreach (var (key, value) in desired)
@@ -242,6 +244,114 @@ public sealed partial class FleetMember(NodeIdentity identity, Supervisor superv
             }
         }
     }
+
+    /// <summary>
+    /// The assignments of one deployment for this pass, rolling: a replica already on the
+    /// template, or new, gets it at once; replicas on an older template move to the new one only
+    /// while fewer than maxUnavailable updated replicas are not yet running it ready.
+    /// </summary>
+    private static DeploymentStatus Roll(Deployment deployment, PlacementResult placement, IReadOnlyList<NodeEntry> nodes,
+        Dictionary<string, byte[]> assigned, Dictionary<string, byte[]> desired, DeploymentStatus? before)
+    {
+        var briefs = new Dictionary<(string Node, string Name), ContainerBrief>();
+        foreach (var node in nodes)
+        {
+            foreach (var brief in node.Info.Containers ?? [])
+            {
+                briefs[(node.Info.Node, brief.Name)] = brief;
+            }
+        }
+        var rollout = deployment.Rollout ?? new RolloutSpec();
+        int updated = 0, updatedReady = 0, notReady = 0;
+        var waiting = new List<(string Key, byte[] Spec, int Index)>();
+        foreach (var (replica, node) in placement.Replicas)
+        {
+            var workload = JsonSerializer.Deserialize(JsonSerializer.SerializeToUtf8Bytes(deployment.Template, WorkloadJsonContext.Default.Workload), WorkloadJsonContext.Default.Workload)!;
+            workload.Name = replica;
+            workload.Labels = new Dictionary<string, string>(workload.Labels ?? [], StringComparer.Ordinal) { ["orch.deployment"] = deployment.Name };
+            var spec = JsonSerializer.SerializeToUtf8Bytes(workload, WorkloadJsonContext.Default.Workload);
+            var key = $"{node}.{replica}";
+            if (assigned.TryGetValue(key, out var existing) && !existing.AsSpan().SequenceEqual(spec))
+            {
+                waiting.Add((key, spec, int.Parse(replica.AsSpan(deployment.Name.Length + 1), System.Globalization.CultureInfo.InvariantCulture)));
+                continue;
+            }
+            desired[key] = spec;
+            updated++;
+            var hash = Supervisor.SpecHash(workload);
+            if (briefs.TryGetValue((node, replica), out var b) && b is { State: "running", Ready: true } && b.SpecHash == hash)
+            {
+                updatedReady++;
+            }
+            else if (assigned.ContainsKey(key))
+            {
+                notReady++; // updated (or restarted) and not ready yet: counts against maxUnavailable
+            }
+        }
+        var allowed = rollout.Paused ? 0 : Math.Max(0, rollout.MaxUnavailable - notReady);
+        foreach (var (key, spec, _) in waiting.OrderBy(w => w.Index))
+        {
+            if (allowed > 0)
+            {
+                desired[key] = spec;
+                updated++;
+                allowed--;
+            }
+            else
+            {
+                desired[key] = assigned[key]; // stays on its template until its turn
+            }
+        }
+        var now = DateTimeOffset.UtcNow;
+        var sameRevision = before is not null && before.Revision == (deployment.Revision ?? 0);
+        var progressed = !sameRevision || updatedReady > before!.UpdatedReady;
+        var phase = waiting.Count == 0 && updatedReady == placement.Replicas.Count ? "complete" : rollout.Paused ? "paused" : "progressing";
+        return new DeploymentStatus
+        {
+            Name = deployment.Name, Desired = deployment.Replicas, Placed = placement.Replicas.Count, Replicas = placement.Replicas,
+            Unschedulable = placement.Unschedulable, At = now, Revision = deployment.Revision ?? 0,
+            Updated = updated, UpdatedReady = updatedReady, Phase = phase,
+            LastProgressAt = progressed || phase != "progressing" ? now : before!.LastProgressAt,
+            RolledBack = sameRevision ? before!.RolledBack : null,
+        };
+    }
+
+    /// <summary>Puts the previous template back (a new revision with the old content) and says why.</summary>
+    private async Task<DeploymentStatus> RollBackAsync(INatsKVStore deployments, Deployment deployment, IReadOnlyList<NodeEntry> nodes, DeploymentStatus report, CancellationToken cancellationToken)
+    {
+        var template = JsonSerializer.SerializeToUtf8Bytes(deployment.Template, WorkloadJsonContext.Default.Workload);
+        Deployment? previous = null;
+        var history = new List<NatsKVEntry<byte[]>>();
+        await foreach (var entry in deployments.HistoryAsync<byte[]>(deployment.Name, cancellationToken: cancellationToken).ConfigureAwait(false))
+        {
+            history.Add(entry);
+        }
+        foreach (var entry in history.Where(e => e.Operation == NatsKVOperation.Put && e.Revision < (deployment.Revision ?? ulong.MaxValue)).OrderByDescending(e => e.Revision))
+        {
+            var candidate = entry.Value is { Length: > 0 } v ? JsonSerializer.Deserialize(v, WorkloadJsonContext.Default.Deployment) : null;
+            if (candidate is not null && !JsonSerializer.SerializeToUtf8Bytes(candidate.Template, WorkloadJsonContext.Default.Workload).AsSpan().SequenceEqual(template))
+            {
+                previous = candidate;
+                break;
+            }
+        }
+        var stuck = nodes.SelectMany(n => (n.Info.Containers ?? []).Select(c => (Node: n.Info.Node, Brief: c)))
+            .FirstOrDefault(c => report.Replicas.TryGetValue(c.Brief.Name, out var on) && on == c.Node && !c.Brief.Ready);
+        var why = $"revision {deployment.Revision}: {(stuck.Brief is { } b ? $"replica {b.Name} on {stuck.Node} not ready ({b.State}{(b.Message is { } m ? ": " + m : "")})" : "replicas not ready")} within {deployment.Rollout?.ProgressDeadlineSeconds ?? 120}s";
+        if (previous is null)
+        {
+            LogRollback(logger, deployment.Name, why + "; no earlier template to go back to");
+            return report with { Phase = "failed", RolledBack = why + "; no earlier template to go back to" };
+        }
+        previous.Replicas = deployment.Replicas; // the replica count is not part of what failed
+        previous.Revision = null;
+        var revision = await deployments.PutAsync(deployment.Name, JsonSerializer.SerializeToUtf8Bytes(previous, WorkloadJsonContext.Default.Deployment), cancellationToken: cancellationToken).ConfigureAwait(false);
+        LogRollback(logger, deployment.Name, why);
+        return report with { Phase = "rolled-back", RolledBack = why, Revision = revision, LastProgressAt = DateTimeOffset.UtcNow };
+    }
+
+    [LoggerMessage(EventId = 4008, Level = LogLevel.Warning, Message = "scheduler: deployment {Name} rolled back: {Why}")]
+    private static partial void LogRollback(ILogger logger, string name, string why);
 
     [LoggerMessage(EventId = 4001, Level = LogLevel.Warning, Message = "fleet {What} loop failed: {Reason}; retrying")]
     private static partial void LogLoopFailed(ILogger logger, string what, string reason);

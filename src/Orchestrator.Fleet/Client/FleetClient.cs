@@ -77,6 +77,63 @@ public sealed class FleetClient(INatsConnection connection)
         return updated.Success ? updated.Value : throw new NodeRequestException($"deployment '{name}' changed while scaling it; run the command again");
     }
 
+    /// <summary>The kept revisions of a deployment, oldest first.</summary>
+    public async Task<IReadOnlyList<(ulong Revision, DateTimeOffset At, Orchestrator.Node.Workloads.Deployment? Deployment)>> HistoryAsync(string name, CancellationToken cancellationToken = default)
+    {
+        var bucket = await Agent.FleetMember.OpenAsync(KV, Buckets.Deployments, Buckets.DeploymentHistory, cancellationToken).ConfigureAwait(false);
+        var result = new List<(ulong, DateTimeOffset, Orchestrator.Node.Workloads.Deployment?)>();
+        try
+        {
+            await foreach (var entry in bucket.HistoryAsync<byte[]>(name, cancellationToken: cancellationToken).ConfigureAwait(false))
+            {
+                var deployment = entry.Operation == NATS.Client.KeyValueStore.NatsKVOperation.Put && entry.Value is { Length: > 0 } v
+                    ? JsonSerializer.Deserialize(v, Orchestrator.Node.Workloads.WorkloadJsonContext.Default.Deployment) : null;
+                result.Add((entry.Revision, entry.Created, deployment));
+            }
+        }
+        catch (NATS.Client.KeyValueStore.NatsKVKeyNotFoundException e)
+        {
+            throw new NodeRequestException($"no deployment '{name}' in the fleet; `orchctl get deployments` lists them", e);
+        }
+        return result;
+    }
+
+    /// <summary>Puts an earlier revision's template back (the previous one by default) as a new revision.</summary>
+    public async Task<ulong> UndoAsync(string name, ulong? toRevision = null, CancellationToken cancellationToken = default)
+    {
+        var history = await HistoryAsync(name, cancellationToken).ConfigureAwait(false);
+        var current = history.LastOrDefault(h => h.Deployment is not null);
+        var target = toRevision is { } r
+            ? history.FirstOrDefault(h => h.Revision == r && h.Deployment is not null)
+            : history.LastOrDefault(h => h.Deployment is not null && h.Revision < current.Revision
+                && JsonSerializer.Serialize(h.Deployment!.Template, Orchestrator.Node.Workloads.WorkloadJsonContext.Default.Workload)
+                   != JsonSerializer.Serialize(current.Deployment!.Template, Orchestrator.Node.Workloads.WorkloadJsonContext.Default.Workload));
+        if (target.Deployment is null)
+        {
+            throw new NodeRequestException(toRevision is null
+                ? $"deployment '{name}' has no earlier template to go back to"
+                : $"deployment '{name}' has no revision {toRevision} kept; `orchctl rollout history {name}` lists them");
+        }
+        target.Deployment.Replicas = current.Deployment?.Replicas ?? target.Deployment.Replicas;
+        return (await ApplyAsync([target.Deployment], cancellationToken).ConfigureAwait(false))[0].Revision;
+    }
+
+    /// <summary>Pauses or resumes a deployment's rollout (compare-and-set).</summary>
+    public async Task<ulong> SetPausedAsync(string name, bool paused, CancellationToken cancellationToken = default)
+    {
+        var bucket = await Agent.FleetMember.OpenAsync(KV, Buckets.Deployments, Buckets.DeploymentHistory, cancellationToken).ConfigureAwait(false);
+        var entry = await bucket.TryGetEntryAsync<byte[]>(name, cancellationToken: cancellationToken).ConfigureAwait(false);
+        if (!entry.Success || entry.Value.Value is not { Length: > 0 } value)
+        {
+            throw new NodeRequestException($"no deployment '{name}' in the fleet; `orchctl get deployments` lists them");
+        }
+        var deployment = JsonSerializer.Deserialize(value, Orchestrator.Node.Workloads.WorkloadJsonContext.Default.Deployment)!;
+        (deployment.Rollout ??= new Orchestrator.Node.Workloads.RolloutSpec()).Paused = paused;
+        deployment.Revision = null;
+        var updated = await bucket.TryUpdateAsync(name, JsonSerializer.SerializeToUtf8Bytes(deployment, Orchestrator.Node.Workloads.WorkloadJsonContext.Default.Deployment), entry.Value.Revision, cancellationToken: cancellationToken).ConfigureAwait(false);
+        return updated.Success ? updated.Value : throw new NodeRequestException($"deployment '{name}' changed meanwhile; run the command again");
+    }
+
     public async Task DeleteDeploymentAsync(string name, CancellationToken cancellationToken = default)
     {
         var bucket = await Agent.FleetMember.OpenAsync(KV, Buckets.Deployments, Buckets.DeploymentHistory, cancellationToken).ConfigureAwait(false);

@@ -57,6 +57,17 @@ public sealed record DeploymentStatus
     public IReadOnlyList<string> Unschedulable { get; init; } = [];
     public string Scheduler { get; init; } = "";
     public DateTimeOffset At { get; init; }
+    /// <summary>The deployment revision these numbers are about.</summary>
+    public ulong Revision { get; init; }
+    /// <summary>Replicas assigned the current template, and of those the ones running it and ready.</summary>
+    public int Updated { get; init; }
+    public int UpdatedReady { get; init; }
+    /// <summary>complete, progressing, paused, or rolled-back.</summary>
+    public string Phase { get; init; } = "";
+    /// <summary>When a replica last became ready on the current template (the deadline counts from here).</summary>
+    public DateTimeOffset LastProgressAt { get; init; }
+    /// <summary>Why the last rollout was rolled back, in a sentence.</summary>
+    public string? RolledBack { get; init; }
 }
 
 /// <summary>A deployment as `get deployments` shows it.</summary>

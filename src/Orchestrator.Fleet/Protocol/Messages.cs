@@ -17,6 +17,18 @@ public sealed record NodeInfo
     public double UptimeSeconds { get; init; }
     /// <summary>Capacity, allocatable, requested and used; null when the node runs no supervisor.</summary>
     public Orchestrator.Node.Reconcile.NodeStatus? Status { get; init; }
+    /// <summary>In heartbeats: the node's containers (the scheduler gates rollouts on their readiness).</summary>
+    public IReadOnlyList<ContainerBrief>? Containers { get; init; }
+}
+
+/// <summary>One container in a heartbeat.</summary>
+public sealed record ContainerBrief
+{
+    public required string Name { get; init; }
+    public required string State { get; init; }
+    public bool Ready { get; init; }
+    public string? SpecHash { get; init; }
+    public string? Message { get; init; }
 }
 
 /// <summary>The reply to a request that could not be served: a sentence naming the object and the fix.</summary>
@@ -46,6 +58,7 @@ public sealed record ErrorReply
 [JsonSerializable(typeof(string))]
 [JsonSerializable(typeof(NodeEntry))]
 [JsonSerializable(typeof(NodeSettings))]
+[JsonSerializable(typeof(ContainerBrief))]
 [JsonSerializable(typeof(List<NodeEntry>))]
 [JsonSerializable(typeof(DeploymentStatus))]
 [JsonSerializable(typeof(DeploymentView))]

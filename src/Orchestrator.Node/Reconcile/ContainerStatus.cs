@@ -16,6 +16,8 @@ public sealed class ContainerStatus
     public ExitRecord? LastExit { get; set; }
     public string? Message { get; set; }
     public string? Source { get; set; }
+    /// <summary>A hash of the workload spec this container runs (the fleet compares it during rollouts).</summary>
+    public string? SpecHash { get; set; }
     public Dictionary<string, string>? Labels { get; set; }
     /// <summary>inspect only: the workload as applied.</summary>
     public Workload? Spec { get; set; }

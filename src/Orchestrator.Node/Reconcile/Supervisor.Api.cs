@@ -292,6 +292,7 @@ public sealed partial class Supervisor
         Message = instance.Record.Message,
         Source = _static.ContainsKey(instance.Record.Name) ? "manifest" : _fleetOwned.Contains(instance.Record.Name) ? "fleet" : "api",
         Labels = instance.Workload.Labels,
+        SpecHash = instance.Record.SpecHash,
         Spec = withSpec ? instance.Workload : null,
     };
 

@@ -153,6 +153,10 @@ public static class ManifestLoader
         {
             errors.Add($"replicas: expected an integer from 0 to 10000, got {deployment.Replicas}");
         }
+        if (deployment.Rollout is { MaxUnavailable: < 1 } or { ProgressDeadlineSeconds: < 1 })
+        {
+            errors.Add("rollout: maxUnavailable and progressDeadlineSeconds must be at least 1");
+        }
         if (deployment.Strategy is not (null or "spread" or "binpack"))
         {
             errors.Add($"strategy: '{deployment.Strategy}' is not spread or binpack");

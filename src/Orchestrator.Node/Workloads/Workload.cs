@@ -140,8 +140,25 @@ public sealed class Deployment
     public string? SpreadBy { get; set; }
     /// <summary>At most one replica per node; a replica with no node of its own is unschedulable.</summary>
     public bool AntiAffinity { get; set; }
+    /// <summary>How a changed template reaches the replicas.</summary>
+    public RolloutSpec? Rollout { get; set; }
     /// <summary>Set by the fleet on apply: the deployment's revision in the KV bucket.</summary>
     public ulong? Revision { get; set; }
+}
+
+/// <summary>
+/// A rolling update: at most <see cref="MaxUnavailable"/> replicas are on the new template and
+/// not yet ready at any time; a replica that is not ready within
+/// <see cref="ProgressDeadlineSeconds"/> rolls the deployment back to its previous template.
+/// </summary>
+public sealed class RolloutSpec
+{
+    public int MaxUnavailable { get; set; } = 1;
+    public int ProgressDeadlineSeconds { get; set; } = 120;
+    /// <summary>Stop updating replicas (what is updated stays); resume by setting it false.</summary>
+    public bool Paused { get; set; }
+    /// <summary>Roll back by itself when the deadline passes (default); false: stop and report.</summary>
+    public bool AutoRollback { get; set; } = true;
 }
 
 [JsonSourceGenerationOptions(

@@ -175,4 +175,117 @@ public sealed class FleetTests
             await Task.Delay(200);
         }
     }
+
+    [Fact(Timeout = 240_000)]
+    public async Task A_rolling_update_keeps_replicas_available_and_a_bad_one_rolls_back_by_itself()
+    {
+        await using var nats = await NatsServer.StartAsync();
+        var hosts = new List<NodeHost>();
+        try
+        {
+            for (var i = 0; i < 3; i++)
+            {
+                hosts.Add(await NodeHost.StartAsync(sharedNats: nats, name: $"r{i}-{Guid.NewGuid().ToString("N")[..4]}", extraArgs: s_fast));
+            }
+            await using var connection = new NatsConnection(new NatsOpts { Url = nats.Url });
+            await connection.ConnectAsync();
+            var fleet = new FleetClient(connection);
+            Deployment Version(string version, bool healthy) => new()
+            {
+                Name = "roll",
+                Replicas = 3,
+                AntiAffinity = true,
+                Rollout = new RolloutSpec { MaxUnavailable = 1, ProgressDeadlineSeconds = 6 },
+                Template = new Workload
+                {
+                    Image = NodeHost.Image,
+                    Command = ["sh", "-c", (healthy ? "touch /tmp/ready; " : "") + "exec sleep 100000"],
+                    Env = new() { ["VERSION"] = version },
+                    Network = "none",
+                    StopGracePeriodSeconds = 0,
+                    Probes = new Probes { Readiness = new Probe { Exec = new ExecAction { Command = ["test", "-f", "/tmp/ready"] }, PeriodSeconds = 0.2, FailureThreshold = 1 } },
+                },
+            };
+            async Task<List<Orchestrator.Node.Reconcile.ContainerStatus>> ReplicasAsync()
+            {
+                var all = new List<Orchestrator.Node.Reconcile.ContainerStatus>();
+                foreach (var host in hosts)
+                {
+                    foreach (var c in await host.Client.ListAsync())
+                    {
+                        if (c.Name.StartsWith("roll-", StringComparison.Ordinal))
+                        {
+                            all.Add(await host.Client.InspectAsync(c.Name));
+                        }
+                    }
+                }
+                return all;
+            }
+            async Task<List<Orchestrator.Node.Reconcile.ContainerStatus>> SettledAsync(string version, int minReady, List<string> versionsSeen)
+            {
+                var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(90);
+                while (true)
+                {
+                    var replicas = await ReplicasAsync();
+                    versionsSeen.AddRange(replicas.Where(r => r.State == "running").Select(r => r.Spec!.Env!["VERSION"]));
+                    var ready = replicas.Count(r => r is { State: "running", Ready: true });
+                    Assert.True(ready >= minReady || DateTime.UtcNow < deadline - TimeSpan.FromSeconds(85), $"only {ready} replicas ready during the rollout");
+                    if (replicas.Count == 3 && replicas.All(r => r is { State: "running", Ready: true } && r.Spec!.Env!["VERSION"] == version))
+                    {
+                        return replicas;
+                    }
+                    Assert.True(DateTime.UtcNow < deadline, $"not settled on {version}: {string.Join(", ", replicas.Select(r => $"{r.Name} {r.State} ready={r.Ready} v{r.Spec!.Env!["VERSION"]}"))}");
+                    await Task.Delay(100);
+                }
+            }
+
+            await fleet.ApplyAsync([Version("1", healthy: true)]);
+            await SettledAsync("1", minReady: 0, []);
+
+            // v2: replaced one at a time; at least two of three stay ready all along.
+            await fleet.ApplyAsync([Version("2", healthy: true)]);
+            var readyCounts = new List<int>();
+            var seen = new List<string>();
+            var watch = Task.Run(async () =>
+            {
+                while (true)
+                {
+                    var replicas = await ReplicasAsync();
+                    readyCounts.Add(replicas.Count(r => r is { State: "running", Ready: true }));
+                    if (replicas.Count == 3 && replicas.All(r => r.Ready && r.Spec!.Env!["VERSION"] == "2"))
+                    {
+                        return;
+                    }
+                    await Task.Delay(50);
+                }
+            });
+            await watch.WaitAsync(TimeSpan.FromSeconds(90));
+            Assert.True(readyCounts.Min() >= 2, $"ready replicas during the rollout: {string.Join(",", readyCounts)}");
+
+            // v3 never gets ready: after the deadline the fleet goes back to v2 by itself, and no
+            // more than one replica ever ran v3.
+            await fleet.ApplyAsync([Version("3", healthy: false)]);
+            var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
+            Orchestrator.Fleet.Protocol.DeploymentView view;
+            while ((view = (await fleet.GetDeploymentsAsync()).Single()).Status?.RolledBack is null)
+            {
+                seen.AddRange((await ReplicasAsync()).Where(r => r.State == "running").GroupBy(r => r.Spec!.Env!["VERSION"]).Where(g => g.Key == "3").Select(g => $"{g.Count()}"));
+                Assert.True(DateTime.UtcNow < deadline, "no rollback");
+                await Task.Delay(100);
+            }
+            Assert.Contains("not ready", view.Status!.RolledBack, StringComparison.Ordinal);
+            Assert.All(seen, count => Assert.Equal("1", count));
+            Assert.Equal("2", view.Deployment.Template.Env!["VERSION"]);
+            await SettledAsync("2", minReady: 0, []);
+            var history = await fleet.HistoryAsync("roll");
+            Assert.Equal(["1", "2", "3", "2"], history.Select(h => h.Deployment!.Template.Env!["VERSION"]));
+        }
+        finally
+        {
+            foreach (var host in hosts)
+            {
+                await host.DisposeAsync();
+            }
+        }
+    }
 }
