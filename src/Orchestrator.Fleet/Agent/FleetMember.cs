@@ -88,10 +88,14 @@ public sealed partial class FleetMember(NodeIdentity identity, Supervisor superv
         while (!cancellationToken.IsCancellationRequested)
         {
             var containers = await supervisor.ListAsync().ConfigureAwait(false);
+            var cpu = (await supervisor.StatsAsync(null).ConfigureAwait(false)).ToDictionary(s => s.Name, s => s.CpuPercent, StringComparer.Ordinal);
             var info = describe() with
             {
                 Status = await supervisor.NodeStatusAsync().ConfigureAwait(false),
-                Containers = containers.Select(c => new ContainerBrief { Name = c.Name, State = c.State, Ready = c.Ready, SpecHash = c.SpecHash, Message = c.Message }).ToList(),
+                Containers = containers.Select(c => new ContainerBrief
+                {
+                    Name = c.Name, State = c.State, Ready = c.Ready, SpecHash = c.SpecHash, Message = c.Message, CpuPercent = cpu.GetValueOrDefault(c.Name),
+                }).ToList(),
             };
             await nodes.PutAsync(identity.NodeName, JsonSerializer.SerializeToUtf8Bytes(info, FleetJsonContext.Default.NodeInfo), cancellationToken: cancellationToken).ConfigureAwait(false);
             await Task.Delay(options.Heartbeat, cancellationToken).ConfigureAwait(false);
@@ -220,6 +224,7 @@ public sealed partial class FleetMember(NodeIdentity identity, Supervisor superv
             {
                 report = await RollBackAsync(deploymentsBucket, deployment, nodes, report, cancellationToken).ConfigureAwait(false);
             }
+            report = await AutoscaleAsync(deploymentsBucket, deployment, nodes, report, before, cancellationToken).ConfigureAwait(false);
             await statusBucket.PutAsync(deployment.Name, JsonSerializer.SerializeToUtf8Bytes(report, FleetJsonContext.Default.DeploymentStatus), cancellationToken: cancellationToken).ConfigureAwait(false);
         }
         foreach (var (key, value) in desired)
@@ -349,6 +354,50 @@ public sealed partial class FleetMember(NodeIdentity identity, Supervisor superv
         LogRollback(logger, deployment.Name, why);
         return report with { Phase = "rolled-back", RolledBack = why, Revision = revision, LastProgressAt = DateTimeOffset.UtcNow };
     }
+
+    /// <summary>The autoscaler: the ready replicas' average CPU against the target, within min/max, once per cooldown.</summary>
+    private async Task<DeploymentStatus> AutoscaleAsync(INatsKVStore deployments, Deployment deployment, IReadOnlyList<NodeEntry> nodes,
+        DeploymentStatus report, DeploymentStatus? before, CancellationToken cancellationToken)
+    {
+        report = report with { LastScaledAt = before?.LastScaledAt, LastScale = before?.LastScale };
+        if (deployment.Autoscale is not { } auto || report.Phase != "complete")
+        {
+            return report; // not while a rollout is under way: its replicas' CPU says little
+        }
+        var now = DateTimeOffset.UtcNow;
+        if (before?.LastScaledAt is { } last && now - last < TimeSpan.FromSeconds(auto.CooldownSeconds))
+        {
+            return report;
+        }
+        var samples = nodes.SelectMany(n => (n.Info.Containers ?? []).Where(c => report.Replicas.TryGetValue(c.Name, out var on) && on == n.Info.Node && c.Ready))
+            .Select(c => c.CpuPercent).ToList();
+        var current = deployment.Replicas;
+        var wanted = samples.Count == 0 ? Math.Clamp(current, auto.Min, auto.Max)
+            : Math.Clamp((int)Math.Ceiling(current * samples.Average() / auto.TargetCpuPercent - 0.0001), auto.Min, auto.Max);
+        if (wanted == current)
+        {
+            return report;
+        }
+        var entry = await deployments.TryGetEntryAsync<byte[]>(deployment.Name, cancellationToken: cancellationToken).ConfigureAwait(false);
+        if (!entry.Success || entry.Value.Revision != deployment.Revision)
+        {
+            return report; // changed meanwhile: the next pass decides again
+        }
+        var scaled = JsonSerializer.Deserialize(entry.Value.Value, WorkloadJsonContext.Default.Deployment)!;
+        scaled.Replicas = wanted;
+        scaled.Revision = null;
+        var put = await deployments.TryUpdateAsync(deployment.Name, JsonSerializer.SerializeToUtf8Bytes(scaled, WorkloadJsonContext.Default.Deployment), entry.Value.Revision, cancellationToken: cancellationToken).ConfigureAwait(false);
+        if (!put.Success)
+        {
+            return report;
+        }
+        var why = $"{current} → {wanted} replicas (average CPU {(samples.Count == 0 ? 0 : samples.Average()):0.#}% of a CPU, target {auto.TargetCpuPercent:0.#}%)";
+        LogAutoscaled(logger, deployment.Name, why);
+        return report with { LastScaledAt = now, LastScale = why, Revision = put.Value };
+    }
+
+    [LoggerMessage(EventId = 4009, Level = LogLevel.Information, Message = "autoscaler: deployment {Name}: {Why}")]
+    private static partial void LogAutoscaled(ILogger logger, string name, string why);
 
     [LoggerMessage(EventId = 4008, Level = LogLevel.Warning, Message = "scheduler: deployment {Name} rolled back: {Why}")]
     private static partial void LogRollback(ILogger logger, string name, string why);

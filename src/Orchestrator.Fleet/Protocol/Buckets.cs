@@ -68,6 +68,9 @@ public sealed record DeploymentStatus
     public DateTimeOffset LastProgressAt { get; init; }
     /// <summary>Why the last rollout was rolled back, in a sentence.</summary>
     public string? RolledBack { get; init; }
+    /// <summary>The autoscaler's last change and its reason.</summary>
+    public DateTimeOffset? LastScaledAt { get; init; }
+    public string? LastScale { get; init; }
 }
 
 /// <summary>A deployment as `get deployments` shows it.</summary>

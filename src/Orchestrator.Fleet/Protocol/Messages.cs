@@ -29,6 +29,8 @@ public sealed record ContainerBrief
     public bool Ready { get; init; }
     public string? SpecHash { get; init; }
     public string? Message { get; init; }
+    /// <summary>CPU use since the previous heartbeat, 100 = one CPU (the autoscaler reads it).</summary>
+    public double CpuPercent { get; init; }
 }
 
 /// <summary>The reply to a request that could not be served: a sentence naming the object and the fix.</summary>

@@ -157,6 +157,10 @@ public static class ManifestLoader
         {
             errors.Add("rollout: maxUnavailable and progressDeadlineSeconds must be at least 1");
         }
+        if (deployment.Autoscale is { } a && (a.Min < 0 || a.Max < a.Min || a.Max > 10_000 || a.TargetCpuPercent <= 0 || a.CooldownSeconds < 0))
+        {
+            errors.Add("autoscale: needs 0 ≤ min ≤ max ≤ 10000, targetCpuPercent > 0 and cooldownSeconds ≥ 0");
+        }
         if (deployment.Strategy is not (null or "spread" or "binpack"))
         {
             errors.Add($"strategy: '{deployment.Strategy}' is not spread or binpack");

@@ -142,6 +142,8 @@ public sealed class Deployment
     public bool AntiAffinity { get; set; }
     /// <summary>How a changed template reaches the replicas.</summary>
     public RolloutSpec? Rollout { get; set; }
+    /// <summary>Replicas follow the replicas' CPU use between min and max.</summary>
+    public AutoscaleSpec? Autoscale { get; set; }
     /// <summary>Set by the fleet on apply: the deployment's revision in the KV bucket.</summary>
     public ulong? Revision { get; set; }
 }
@@ -159,6 +161,18 @@ public sealed class RolloutSpec
     public bool Paused { get; set; }
     /// <summary>Roll back by itself when the deadline passes (default); false: stop and report.</summary>
     public bool AutoRollback { get; set; } = true;
+}
+
+/// <summary>
+/// The autoscaler: replicas = ceil(replicas × average CPU% / targetCpuPercent), clamped to
+/// [min, max], changed at most once per cooldown (100% is one CPU).
+/// </summary>
+public sealed class AutoscaleSpec
+{
+    public int Min { get; set; } = 1;
+    public int Max { get; set; } = 10;
+    public double TargetCpuPercent { get; set; } = 70;
+    public int CooldownSeconds { get; set; } = 60;
 }
 
 [JsonSourceGenerationOptions(

@@ -288,4 +288,52 @@ public sealed class FleetTests
             }
         }
     }
+
+    [Fact(Timeout = 180_000)]
+    public async Task The_autoscaler_follows_cpu_between_min_and_max()
+    {
+        await using var nats = await NatsServer.StartAsync();
+        var hosts = new List<NodeHost>();
+        try
+        {
+            for (var i = 0; i < 2; i++)
+            {
+                hosts.Add(await NodeHost.StartAsync(sharedNats: nats, name: $"a{i}-{Guid.NewGuid().ToString("N")[..4]}", extraArgs: s_fast));
+            }
+            await using var connection = new NatsConnection(new NatsOpts { Url = nats.Url });
+            await connection.ConnectAsync();
+            var fleet = new FleetClient(connection);
+            Deployment Burner(string script) => new()
+            {
+                Name = "burn",
+                Replicas = 1,
+                Autoscale = new AutoscaleSpec { Min = 1, Max = 3, TargetCpuPercent = 10, CooldownSeconds = 2 },
+                Template = new Workload
+                {
+                    Image = NodeHost.Image, Command = ["sh", "-c", script], Network = "none", StopGracePeriodSeconds = 0,
+                    Resources = new Resources { Cpu = "200m" }, // a busy loop uses about 20% of a CPU
+                },
+            };
+            // Busy replicas: 20% each against a 10% target, so it grows to the max and stops there.
+            await fleet.ApplyAsync([Burner("while :; do :; done")]);
+            await WaitForAsync(hosts, "burn-", r => r.Values.Sum(v => v.Count) == 3, "three burn replicas (the max)");
+            var view = (await fleet.GetDeploymentsAsync()).Single();
+            Assert.Equal(3, view.Deployment.Replicas);
+            Assert.Contains("→ 3 replicas", view.Status!.LastScale, StringComparison.Ordinal);
+
+            // Idle replicas: it shrinks to the min.
+            var idle = Burner("exec sleep 100000");
+            idle.Replicas = 3;
+            await fleet.ApplyAsync([idle]);
+            await WaitForAsync(hosts, "burn-", r => r.Values.Sum(v => v.Count) == 1, "one burn replica (the min)");
+            Assert.Equal(1, (await fleet.GetDeploymentsAsync()).Single().Deployment.Replicas);
+        }
+        finally
+        {
+            foreach (var host in hosts)
+            {
+                await host.DisposeAsync();
+            }
+        }
+    }
 }
