@@ -8,7 +8,7 @@ namespace Orchestrator.Ctl;
 /// <summary>The fleet as a whole: get nodes, apply deployments, get deployments, scale, delete.</summary>
 internal static class FleetCommands
 {
-    public static readonly IReadOnlySet<string> Names = new HashSet<string>(StringComparer.Ordinal) { "get", "apply", "scale", "delete", "cordon", "uncordon", "drain", "rollout" };
+    public static readonly IReadOnlySet<string> Names = new HashSet<string>(StringComparer.Ordinal) { "get", "apply", "scale", "delete", "cordon", "uncordon", "drain", "rollout", "events" };
 
     public const string Help = """
           get nodes                  every node that joined: state (ready, unreachable, lost), heartbeat age, usage
@@ -17,6 +17,7 @@ internal static class FleetCommands
           scale DEPLOYMENT N         set a deployment's replicas
           delete deployment NAME     remove a deployment and its replicas
           cordon|uncordon|drain NODE no new replicas on NODE / back to normal / move its replicas off too
+          events [-w] [--since 1h]   what happened in the fleet (containers, rollbacks, scaling); -w keeps watching
           rollout status|history|pause|resume|undo DEPLOYMENT [--to-revision N]
                                      a rolling update's progress, kept revisions, pause, resume, go back
         """;
@@ -86,6 +87,31 @@ internal static class FleetCommands
                 return 0;
             case "delete":
                 throw new UsageException("delete deployment NAME (a container on one node: orchctl rm -n NODE NAME)");
+            case "events":
+                var sinceText = args.SkipWhile(a => a != "--since").Skip(1).FirstOrDefault() ?? "1h";
+                if (!Quantities.TryParseDuration(sinceText, out var ago))
+                {
+                    throw new UsageException($"--since '{sinceText}' is not a duration like 10m");
+                }
+                using (var interrupted = new CancellationTokenSource())
+                {
+                    Console.CancelKeyPress += (_, e) =>
+                    {
+                        e.Cancel = true;
+                        interrupted.Cancel();
+                    };
+                    try
+                    {
+                        await foreach (var ev in client.EventsAsync(DateTimeOffset.UtcNow - ago, watch: args.Contains("-w") || args.Contains("--watch"), interrupted.Token).ConfigureAwait(false))
+                        {
+                            Console.Out.WriteLine($"{ev.At.ToLocalTime():yyyy-MM-dd HH:mm:ss}  {ev.Node,-16} {ev.Kind,-24} {ev.Subject,-20} {ev.Message}");
+                        }
+                    }
+                    catch (OperationCanceledException) when (interrupted.IsCancellationRequested)
+                    {
+                    }
+                }
+                return 0;
             case "rollout" when args is [var verb, var deploymentName, ..]:
                 switch (verb)
                 {

@@ -17,9 +17,30 @@ namespace Orchestrator.Fleet.Agent;
 /// When NATS goes away all three stop; the node keeps running its last assignments, which the
 /// supervisor keeps on disk.
 /// </summary>
-public sealed partial class FleetMember(NodeIdentity identity, Supervisor supervisor, FleetOptions options, ILogger logger)
+public sealed partial class FleetMember
 {
     private const string LeaderKey = "scheduler";
+    private readonly NodeIdentity identity;
+    private readonly Supervisor supervisor;
+    private readonly FleetOptions options;
+    private readonly ILogger logger;
+
+    // Events wait here while NATS is away (the newest 1000; an offline week must not fill memory).
+    private readonly System.Threading.Channels.Channel<NodeEvent> _events = System.Threading.Channels.Channel.CreateBounded<NodeEvent>(
+        new System.Threading.Channels.BoundedChannelOptions(1000) { FullMode = System.Threading.Channels.BoundedChannelFullMode.DropOldest });
+
+    public FleetMember(NodeIdentity identity, Supervisor supervisor, FleetOptions options, ILogger logger)
+    {
+        this.identity = identity;
+        this.supervisor = supervisor;
+        this.options = options;
+        this.logger = logger;
+        supervisor.Emitted += (kind, name, message) => Emit(kind, name, message);
+    }
+
+    /// <summary>Queues an event for the fleet's stream (published once connected).</summary>
+    public void Emit(string kind, string name, string message)
+        => _events.Writer.TryWrite(new NodeEvent { At = DateTimeOffset.UtcNow, Node = identity.NodeName, Kind = kind, Subject = name, Message = message });
     private INatsKVStore? _settings;
 
     /// <summary>True while this node holds the scheduler lease.</summary>
@@ -34,10 +55,36 @@ public sealed partial class FleetMember(NodeIdentity identity, Supervisor superv
         var leader = await OpenAsync(kv, Buckets.Leader, 1, cancellationToken).ConfigureAwait(false);
         var status = await OpenAsync(kv, FleetBuckets.DeploymentStatus, 1, cancellationToken).ConfigureAwait(false);
         _settings = await OpenAsync(kv, Buckets.NodeSettings, 1, cancellationToken).ConfigureAwait(false);
+        var js = new NatsJSContext(connection);
         await Task.WhenAll(
+            Forever("events", () => PublishEventsAsync(js, cancellationToken), cancellationToken),
             Forever("heartbeat", () => HeartbeatAsync(nodes, describe, cancellationToken), cancellationToken),
             Forever("assignments", () => FollowAssignmentsAsync(assignments, cancellationToken), cancellationToken),
             Forever("scheduler", () => LeadAsync(leader, nodes, deployments, assignments, status, cancellationToken), cancellationToken)).ConfigureAwait(false);
+    }
+
+    /// <summary>The events stream, made if missing (every node may be the first).</summary>
+    public static Task EnsureEventStreamAsync(INatsJSContext js, CancellationToken cancellationToken)
+        => js.CreateOrUpdateStreamAsync(new NATS.Client.JetStream.Models.StreamConfig(NodeEvent.Stream, [NodeEvent.Subjects])
+        {
+            MaxAge = TimeSpan.FromDays(7),
+            MaxBytes = 64L << 20,
+            Description = "Orchestrator events",
+        }, cancellationToken).AsTask();
+
+    private NodeEvent? _unsent;
+
+    private async Task PublishEventsAsync(NatsJSContext js, CancellationToken cancellationToken)
+    {
+        await EnsureEventStreamAsync(js, cancellationToken).ConfigureAwait(false);
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            var next = _unsent ?? await _events.Reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+            _unsent = next; // kept until the server has it
+            var ack = await js.PublishAsync(NodeEvent.SubjectFor(next.Node, next.Kind), JsonSerializer.SerializeToUtf8Bytes(next, FleetJsonContext.Default.NodeEvent), cancellationToken: cancellationToken).ConfigureAwait(false);
+            ack.EnsureSuccess();
+            _unsent = null;
+        }
     }
 
     public static async Task<INatsKVStore> OpenAsync(INatsKVContext kv, string bucket, int history, CancellationToken cancellationToken)
@@ -174,6 +221,10 @@ public sealed partial class FleetMember(NodeIdentity identity, Supervisor superv
                 {
                     IsLeader = holding;
                     LogLeadership(logger, holding ? "is now the fleet's scheduler" : "is no longer the scheduler");
+                    if (holding)
+                    {
+                        Emit("scheduler.elected", identity.NodeName, "took the scheduler lease");
+                    }
                 }
                 if (IsLeader)
                 {
@@ -352,6 +403,7 @@ public sealed partial class FleetMember(NodeIdentity identity, Supervisor superv
         previous.Revision = null;
         var revision = await deployments.PutAsync(deployment.Name, JsonSerializer.SerializeToUtf8Bytes(previous, WorkloadJsonContext.Default.Deployment), cancellationToken: cancellationToken).ConfigureAwait(false);
         LogRollback(logger, deployment.Name, why);
+        Emit("deployment.rolled-back", deployment.Name, why);
         return report with { Phase = "rolled-back", RolledBack = why, Revision = revision, LastProgressAt = DateTimeOffset.UtcNow };
     }
 
@@ -393,6 +445,7 @@ public sealed partial class FleetMember(NodeIdentity identity, Supervisor superv
         }
         var why = $"{current} → {wanted} replicas (average CPU {(samples.Count == 0 ? 0 : samples.Average()):0.#}% of a CPU, target {auto.TargetCpuPercent:0.#}%)";
         LogAutoscaled(logger, deployment.Name, why);
+        Emit("deployment.scaled", deployment.Name, why);
         return report with { LastScaledAt = now, LastScale = why, Revision = put.Value };
     }
 

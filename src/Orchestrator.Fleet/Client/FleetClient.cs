@@ -134,6 +134,58 @@ public sealed class FleetClient(INatsConnection connection)
         return updated.Success ? updated.Value : throw new NodeRequestException($"deployment '{name}' changed meanwhile; run the command again");
     }
 
+    /// <summary>The fleet's events since a time, oldest first; with <paramref name="watch"/>, then every new one until cancelled.</summary>
+    public async IAsyncEnumerable<NodeEvent> EventsAsync(DateTimeOffset since, bool watch,
+        [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        var js = new NATS.Client.JetStream.NatsJSContext((NatsConnection)connection);
+        await Agent.FleetMember.EnsureEventStreamAsync(js, cancellationToken).ConfigureAwait(false);
+        var stream = await js.GetStreamAsync(NodeEvent.Stream, cancellationToken: cancellationToken).ConfigureAwait(false);
+        var last = stream.Info.State.LastSeq;
+        if (!watch && (last == 0 || stream.Info.State.Messages == 0))
+        {
+            yield break;
+        }
+        var consumer = await js.CreateOrderedConsumerAsync(NodeEvent.Stream, new NATS.Client.JetStream.NatsJSOrderedConsumerOpts
+        {
+            DeliverPolicy = NATS.Client.JetStream.Models.ConsumerConfigDeliverPolicy.ByStartTime,
+            OptStartTime = since,
+        }, cancellationToken).ConfigureAwait(false);
+        using var caughtUp = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        if (!watch)
+        {
+            caughtUp.CancelAfter(TimeSpan.FromSeconds(10)); // nothing newer than `last` to wait for
+        }
+        var enumerator = consumer.ConsumeAsync<byte[]>(cancellationToken: caughtUp.Token).GetAsyncEnumerator(caughtUp.Token);
+        await using (enumerator.ConfigureAwait(false))
+        {
+            while (true)
+            {
+                try
+                {
+                    if (!await enumerator.MoveNextAsync().ConfigureAwait(false))
+                    {
+                        yield break;
+                    }
+                }
+                catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+                {
+                    yield break;
+                }
+                var msg = enumerator.Current;
+                var value = msg.Data is { Length: > 0 } data ? JsonSerializer.Deserialize(data, FleetJsonContext.Default.NodeEvent) : null;
+                if (value is not null)
+                {
+                    yield return value;
+                }
+                if (!watch && msg.Metadata?.Sequence.Stream >= last)
+                {
+                    yield break;
+                }
+            }
+        }
+    }
+
     public async Task DeleteDeploymentAsync(string name, CancellationToken cancellationToken = default)
     {
         var bucket = await Agent.FleetMember.OpenAsync(KV, Buckets.Deployments, Buckets.DeploymentHistory, cancellationToken).ConfigureAwait(false);

@@ -61,6 +61,7 @@ public sealed record ErrorReply
 [JsonSerializable(typeof(NodeEntry))]
 [JsonSerializable(typeof(NodeSettings))]
 [JsonSerializable(typeof(ContainerBrief))]
+[JsonSerializable(typeof(NodeEvent))]
 [JsonSerializable(typeof(List<NodeEntry>))]
 [JsonSerializable(typeof(DeploymentStatus))]
 [JsonSerializable(typeof(DeploymentView))]

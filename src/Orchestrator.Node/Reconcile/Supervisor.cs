@@ -70,6 +70,11 @@ public sealed partial class Supervisor : IAsyncDisposable
     /// <summary>Raised (on the loop) after anything about a container changed: for status lines and events.</summary>
     public event Action<string>? Changed;
 
+    /// <summary>Raised (on the loop) for what an operator wants to hear about: kind, container, a sentence.</summary>
+    public event Action<string, string, string>? Emitted;
+
+    private void Emit(string kind, string name, string message) => Emitted?.Invoke(kind, name, message);
+
     private string WorkloadsDir => Path.Combine(_options.StateDir, "workloads");
     private string InstancesDir => Path.Combine(_options.StateDir, "containers");
     private string LogsRoot => Path.Combine(_options.StateDir, "logs");
@@ -346,6 +351,7 @@ public sealed partial class Supervisor : IAsyncDisposable
             try
             {
                 LogRemoving(_logger, instance.Record.Name);
+            Emit("container.removed", instance.Record.Name, "no longer wanted on this node");
                 await RemoveContainerAsync(instance, "removed", keepLogs: false).ConfigureAwait(false);
                 _instances.Remove(instance.Record.Name);
             }
@@ -516,6 +522,7 @@ public sealed partial class Supervisor : IAsyncDisposable
             StartProbes(instance);
             UpdateHosts();
             LogStarted(_logger, name, handle.Pid, record.Restarts);
+            Emit("container.started", name, $"started (pid {handle.Pid}, restarts {record.Restarts}, image {workload.Image})");
         }
         catch (Exception e) when (e is ImageException or SpecException or IOException or Linux.LinuxException
                                    or Runtime.Spawn.SpawnException or Runtime.Cgroups.CgroupException or InvalidOperationException
@@ -523,6 +530,7 @@ public sealed partial class Supervisor : IAsyncDisposable
         {
             record.Message = e.Message;
             LogStartFailed(_logger, name, e.Message);
+            Emit("container.start-failed", name, e.Message);
             var plan = RestartTracker.OnExit(workload.Restart, record, null, DateTimeOffset.UtcNow, DateTimeOffset.UtcNow);
             record.State = plan.Decision == RestartDecision.Restart ? "backoff" : "failed";
             record.NextRestartAt = plan.Decision == RestartDecision.Restart ? plan.At : null;
@@ -582,6 +590,8 @@ public sealed partial class Supervisor : IAsyncDisposable
         Unpublish(instance);
         UpdateHosts();
         LogExited(_logger, record.Name, exit.Code?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "unknown", reason);
+        Emit(exit.OomKilled ? "container.oom-killed" : "container.exited", record.Name,
+            $"exited with code {exit.Code?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "unknown"} ({reason})");
         if (instance.EndingBecause is "stopped" or "replaced" or "removed" or "restarted")
         {
             record.State = "stopped";
@@ -600,6 +610,7 @@ public sealed partial class Supervisor : IAsyncDisposable
             case RestartDecision.GiveUp:
                 record.State = "failed";
                 record.Message = $"gave up after {record.ConsecutiveFailures} restarts in a row (restart.maxRetries)";
+                Emit("container.failed", record.Name, record.Message);
                 break;
             default:
                 record.State = "exited";
@@ -907,6 +918,7 @@ public sealed partial class Supervisor : IAsyncDisposable
     private async Task KillForProbeAsync(Instance instance, string reason, ProbeResult result)
     {
         LogProbeKill(_logger, instance.Record.Name, reason, result.Detail);
+        Emit("container.unhealthy", instance.Record.Name, $"{reason} failed ({result.Detail}); killed");
         instance.Record.Message = $"{reason} failed: {result.Detail}";
         instance.EndingBecause = reason;
         instance.Probes?.Cancel();

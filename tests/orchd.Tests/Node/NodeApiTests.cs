@@ -193,6 +193,39 @@ public sealed class NodeApiTests
     }
 
     [Fact(Timeout = 60_000)]
+    public async Task Events_of_the_node_reach_the_fleets_stream_in_order()
+    {
+        await using var node = await NodeHost.StartAsync();
+        var since = DateTimeOffset.UtcNow.AddSeconds(-1);
+        await node.Client.RunAsync(NodeHost.Sh("blip", "exit 3", w => w.Restart = new RestartPolicy { Policy = "never" }));
+        await node.WaitForAsync("blip", c => c.State == "exited", TimeSpan.FromSeconds(20), "the exit");
+        await using var connection = new NATS.Client.Core.NatsConnection(new NATS.Client.Core.NatsOpts { Url = node.Nats!.Url });
+        await connection.ConnectAsync();
+        var fleet = new FleetClient(connection);
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
+        List<Orchestrator.Fleet.Protocol.NodeEvent> events;
+        while ((events = await ToListAsync(fleet.EventsAsync(since, watch: false))).All(e => e.Kind != "container.exited"))
+        {
+            Assert.True(DateTime.UtcNow < deadline, $"events so far: {string.Join("; ", events.Select(e => e.Kind))}");
+            await Task.Delay(200);
+        }
+        var blip = events.Where(e => e.Subject == "blip").ToList();
+        Assert.Equal(["container.started", "container.exited"], blip.Select(e => e.Kind));
+        Assert.Equal("exited with code 3 (exited)", blip[1].Message);
+        Assert.All(blip, e => Assert.Equal(node.NodeName, e.Node));
+    }
+
+    private static async Task<List<T>> ToListAsync<T>(IAsyncEnumerable<T> items)
+    {
+        var list = new List<T>();
+        await foreach (var item in items)
+        {
+            list.Add(item);
+        }
+        return list;
+    }
+
+    [Fact(Timeout = 60_000)]
     public async Task Bad_requests_get_one_clear_error_reply()
     {
         await using var node = await NodeHost.StartAsync();
