@@ -176,7 +176,7 @@ public sealed class FleetTests
         }
     }
 
-    [Fact(Timeout = 240_000)]
+    [Fact(Timeout = 420_000)]
     public async Task A_rolling_update_keeps_replicas_available_and_a_bad_one_rolls_back_by_itself()
     {
         await using var nats = await NatsServer.StartAsync();
@@ -246,20 +246,29 @@ public sealed class FleetTests
             await fleet.ApplyAsync([Version("2", healthy: true)]);
             var readyCounts = new List<int>();
             var seen = new List<string>();
+            using var stopWatching = new CancellationTokenSource(TimeSpan.FromSeconds(90));
             var watch = Task.Run(async () =>
             {
-                while (true)
+                while (!stopWatching.IsCancellationRequested)
                 {
                     var replicas = await ReplicasAsync();
                     readyCounts.Add(replicas.Count(r => r is { State: "running", Ready: true }));
                     if (replicas.Count == 3 && replicas.All(r => r.Ready && r.Spec!.Env!["VERSION"] == "2"))
                     {
-                        return;
+                        return true;
                     }
                     await Task.Delay(50);
                 }
+                return false;
             });
-            await watch.WaitAsync(TimeSpan.FromSeconds(90));
+            if (!await watch.WaitAsync(TimeSpan.FromSeconds(95)))
+            {
+                // Say where it stands and what the nodes said, rather than only "timed out".
+                var state = string.Join(", ", (await ReplicasAsync()).Select(r => $"{r.Name} {r.State} ready={r.Ready} v{r.Spec!.Env!["VERSION"]} {r.Message}"));
+                var status = (await fleet.GetDeploymentsAsync()).Single().Status;
+                Assert.Fail($"v2 did not roll out in 90 s: {state}; status {status?.Phase} {status?.Updated}/{status?.UpdatedReady}\n"
+                    + string.Join("\n---\n", hosts.Select(h => string.Join("\n", h.Daemon.Stderr.TakeLast(40)))));
+            }
             Assert.True(readyCounts.Min() >= 2, $"ready replicas during the rollout: {string.Join(",", readyCounts)}");
 
             // v3 never gets ready: after the deadline the fleet goes back to v2 by itself, and no
