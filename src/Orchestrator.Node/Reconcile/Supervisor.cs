@@ -397,7 +397,7 @@ public sealed partial class Supervisor : IAsyncDisposable
             }
             return;
         }
-        var due = instance.Record.NextRestartAt is not { } at || at <= DateTimeOffset.UtcNow;
+        var due = instance.Record.NextRestartAt is not { } at || at <= DateTimeOffset.UtcNow.AddMilliseconds(20);
         if (instance.Record.State is "backoff" or "created" or "stopped" && due && instance.Handle is null)
         {
             await StartAsync(instance).ConfigureAwait(false);
@@ -605,7 +605,9 @@ public sealed partial class Supervisor : IAsyncDisposable
                 record.State = "backoff";
                 record.NextRestartAt = plan.At;
                 record.Message = $"restarting in {plan.Delay.TotalSeconds:0.###}s ({reason}, code {record.LastExit.Code?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "unknown"})";
-                _ = Task.Delay(plan.Delay).ContinueWith(_ => Post(ReconcileAsync), TaskScheduler.Default);
+                // A timer may fire a little before the wall clock says the time has come (they run on
+                // different clocks): a margin, so that the restart happens now and not at the next resync.
+                _ = Task.Delay(plan.Delay + TimeSpan.FromMilliseconds(25)).ContinueWith(_ => Post(ReconcileAsync), TaskScheduler.Default);
                 break;
             case RestartDecision.GiveUp:
                 record.State = "failed";
