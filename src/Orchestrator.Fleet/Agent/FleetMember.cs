@@ -268,7 +268,7 @@ public sealed partial class FleetMember
             }
             var previous = await statusBucket.TryGetEntryAsync<byte[]>(deployment.Name, cancellationToken: cancellationToken).ConfigureAwait(false);
             var before = previous.Success && previous.Value.Value is { Length: > 0 } pv ? JsonSerializer.Deserialize(pv, FleetJsonContext.Default.DeploymentStatus) : null;
-            var report = Roll(deployment, placement, nodes, assigned, desired, before);
+            var report = Roll(deployment, placement, nodes, assigned, desired, before) with { Scheduler = identity.NodeName };
             if (report.Phase == "progressing" && deployment.Rollout is not { AutoRollback: false }
                 && DateTimeOffset.UtcNow - report.LastProgressAt > TimeSpan.FromSeconds(deployment.Rollout?.ProgressDeadlineSeconds ?? 120)
                 && report.Updated > report.UpdatedReady)
@@ -276,7 +276,12 @@ public sealed partial class FleetMember
                 report = await RollBackAsync(deploymentsBucket, deployment, nodes, report, cancellationToken).ConfigureAwait(false);
             }
             report = await AutoscaleAsync(deploymentsBucket, deployment, nodes, report, before, cancellationToken).ConfigureAwait(false);
-            await statusBucket.PutAsync(deployment.Name, JsonSerializer.SerializeToUtf8Bytes(report, FleetJsonContext.Default.DeploymentStatus), cancellationToken: cancellationToken).ConfigureAwait(false);
+            // Written only when something in it changed: a pass every 2 s must not be a JetStream
+            // write per deployment on a node's small flash disk.
+            if (before is null || !SameStatus(before, report))
+            {
+                await statusBucket.PutAsync(deployment.Name, JsonSerializer.SerializeToUtf8Bytes(report, FleetJsonContext.Default.DeploymentStatus), cancellationToken: cancellationToken).ConfigureAwait(false);
+            }
         }
         foreach (var (key, value) in desired)
         {
@@ -405,6 +410,14 @@ public sealed partial class FleetMember
         LogRollback(logger, deployment.Name, why);
         Emit("deployment.rolled-back", deployment.Name, why);
         return report with { Phase = "rolled-back", RolledBack = why, Revision = revision, LastProgressAt = DateTimeOffset.UtcNow };
+    }
+
+    /// <summary>Equal but for the time of the pass.</summary>
+    private static bool SameStatus(DeploymentStatus a, DeploymentStatus b)
+    {
+        static byte[] Essence(DeploymentStatus s) => JsonSerializer.SerializeToUtf8Bytes(
+            s with { At = default, LastProgressAt = s.Phase == "progressing" ? s.LastProgressAt : default }, FleetJsonContext.Default.DeploymentStatus);
+        return Essence(a).AsSpan().SequenceEqual(Essence(b));
     }
 
     /// <summary>The autoscaler: the ready replicas' average CPU against the target, within min/max, once per cooldown.</summary>

@@ -196,7 +196,7 @@ public sealed partial class Supervisor
         var status = new NodeStatus
         {
             CpuMilliCapacity = Environment.ProcessorCount * 1000,
-            MemoryCapacityBytes = MemTotal(),
+            MemoryCapacityBytes = s_memTotal.Value,
             Containers = views.Count,
             Running = views.Count(v => v.Running),
             Ready = views.Count(v => v.Running && v.Summary.Ready),
@@ -295,6 +295,9 @@ public sealed partial class Supervisor
         SpecHash = instance.Record.SpecHash,
         Spec = withSpec ? instance.Workload : null,
     };
+
+    /// <summary>The host's memory does not change while orchd runs: read once, not per heartbeat.</summary>
+    private static readonly Lazy<long> s_memTotal = new(MemTotal);
 
     private static long MemTotal()
     {
