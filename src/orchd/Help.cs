@@ -81,6 +81,9 @@ internal static class Help
                 case SettingShape.Map:
                     text.AppendLine($"{indent}{key}: {{}}");
                     break;
+                case SettingShape.List when value.Length == 0:
+                    text.AppendLine($"{indent}{key}: []");
+                    break;
                 case SettingShape.List:
                     text.AppendLine($"{indent}{key}:");
                     foreach (var item in value.Split(','))

@@ -160,6 +160,8 @@ static async Task<int> RunDaemonAsync(OrchdConfig config, NodeState state)
         Heartbeat = config.Heartbeat,
         UnreachableAfter = config.UnreachableAfter,
         LostAfter = config.LostAfter,
+        TrustedKeys = config.TrustedKeys,
+        Scheduler = config.Scheduler,
         LeaderLease = TimeSpan.FromTicks(Math.Max(TimeSpan.FromSeconds(2).Ticks, config.Heartbeat.Ticks)),
     };
     builder.Services.AddSingleton(sp => new NodeAgent(sp.GetRequiredService<NodeIdentity>(), sp.GetRequiredService<Orchestrator.Fleet.Agent.NatsSettings>(),

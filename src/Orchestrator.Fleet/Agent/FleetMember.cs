@@ -60,7 +60,9 @@ public sealed partial class FleetMember
             Forever("events", () => PublishEventsAsync(js, cancellationToken), cancellationToken),
             Forever("heartbeat", () => HeartbeatAsync(nodes, describe, cancellationToken), cancellationToken),
             Forever("assignments", () => FollowAssignmentsAsync(assignments, cancellationToken), cancellationToken),
-            Forever("scheduler", () => LeadAsync(leader, nodes, deployments, assignments, status, cancellationToken), cancellationToken)).ConfigureAwait(false);
+            options.Scheduler
+                ? Forever("scheduler", () => LeadAsync(leader, nodes, deployments, assignments, status, cancellationToken), cancellationToken)
+                : Task.CompletedTask).ConfigureAwait(false);
     }
 
     /// <summary>The events stream, made if missing (every node may be the first).</summary>

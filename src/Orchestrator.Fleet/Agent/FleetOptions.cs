@@ -13,6 +13,14 @@ public sealed record FleetOptions
     /// <summary>How often the scheduler looks at the fleet (it is level-triggered).</summary>
     public TimeSpan SchedulePeriod { get; init; } = TimeSpan.FromSeconds(2);
 
+    /// <summary>
+    /// Public user nkeys whose signatures on a deployment this node accepts. Empty: signatures
+    /// are not required (and not checked); set: unsigned, forged and replayed deployments are refused.
+    /// </summary>
+    public IReadOnlyList<string> TrustedKeys { get; init; } = [];
+    /// <summary>Whether this node may take the scheduler lease.</summary>
+    public bool Scheduler { get; init; } = true;
+
     public string StateOf(TimeSpan heartbeatAge)
         => heartbeatAge <= UnreachableAfter ? "ready" : heartbeatAge <= LostAfter ? "unreachable" : "lost";
 }

@@ -98,6 +98,13 @@ internal static class ConfigSchema
         new("fleet.lost_after", "--lost-after", "ORCHD_LOST_AFTER", "DURATION", SettingShape.Scalar, "60s",
             "a node silent this long is lost: the scheduler moves its replicas elsewhere",
             (b, v) => b.LostAfter = ConfigValues.Duration(v), c => ConfigValues.Format(c.LostAfter)),
+        new("fleet.trusted_keys", "--trusted-key", "ORCHD_TRUSTED_KEYS", "KEY", SettingShape.List, "none",
+            "public nkeys (U…) whose signatures this node accepts on deployments; when set, unsigned, forged and replayed ones are refused",
+            (b, v) => b.TrustedKeys.Add(ConfigValues.PublicNKey(v)), c => string.Join(",", c.TrustedKeys),
+            Reset: b => b.TrustedKeys.Clear()),
+        new("fleet.scheduler", "--scheduler", "ORCHD_SCHEDULER", "BOOL", SettingShape.Scalar, "true",
+            "whether this node may take the scheduler lease (its NATS user then needs the scheduler's permissions)",
+            (b, v) => b.Scheduler = ConfigValues.Bool(v), c => c.Scheduler ? "true" : "false"),
         new("logs.max_size", "--log-max-size", "ORCHD_LOG_MAX_SIZE", "BYTES", SettingShape.Scalar, "10Mi",
             "a container's log file is rotated at this size (Ki, Mi, Gi suffixes)",
             (b, v) => b.LogMaxBytes = ConfigValues.Bytes(v), c => c.LogMaxBytes.ToString(System.Globalization.CultureInfo.InvariantCulture)),
@@ -187,6 +194,8 @@ internal sealed class ConfigBuilder
     public TimeSpan Heartbeat { get; set; } = s_defaults.Heartbeat;
     public TimeSpan UnreachableAfter { get; set; } = s_defaults.UnreachableAfter;
     public TimeSpan LostAfter { get; set; } = s_defaults.LostAfter;
+    public List<string> TrustedKeys { get; } = [];
+    public bool Scheduler { get; set; } = s_defaults.Scheduler;
     public string BridgeCidr { get; set; } = s_defaults.BridgeCidr;
     public long LogMaxBytes { get; set; } = s_defaults.LogMaxBytes;
     public int LogMaxFiles { get; set; } = s_defaults.LogMaxFiles;
@@ -215,6 +224,8 @@ internal sealed class ConfigBuilder
         Heartbeat = Heartbeat,
         UnreachableAfter = UnreachableAfter,
         LostAfter = LostAfter,
+        TrustedKeys = TrustedKeys.Distinct(StringComparer.Ordinal).ToArray(),
+        Scheduler = Scheduler,
         BridgeCidr = BridgeCidr,
         LogMaxBytes = LogMaxBytes,
         LogMaxFiles = LogMaxFiles,

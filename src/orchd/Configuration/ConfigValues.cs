@@ -43,6 +43,32 @@ internal static class ConfigValues
         return path;
     }
 
+    public static string PublicNKey(string value)
+    {
+        var key = value.Trim();
+        bool valid;
+        try
+        {
+            valid = key.Length == 56 && NATS.NKeys.KeyPair.IsValidPublicKey(NATS.NKeys.PrefixByte.User, key);
+        }
+        catch (Exception e) when (e is IndexOutOfRangeException or ArgumentException or FormatException)
+        {
+            valid = false;
+        }
+        if (!valid)
+        {
+            throw new ConfigValueException($"'{value}' is not a public user nkey; give the U… key that `orchctl keys create` printed");
+        }
+        return key;
+    }
+
+    public static bool Bool(string value) => value.Trim().ToLowerInvariant() switch
+    {
+        "true" or "yes" or "on" or "1" => true,
+        "false" or "no" or "off" or "0" => false,
+        _ => throw new ConfigValueException($"'{value}' is not a boolean; write true or false"),
+    };
+
     public static string NatsUrl(string value)
     {
         if (!Uri.TryCreate(value, UriKind.Absolute, out var uri) || uri.Scheme is not ("nats" or "tls" or "ws" or "wss") || uri.Host.Length == 0)

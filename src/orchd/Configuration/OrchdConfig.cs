@@ -45,6 +45,8 @@ public sealed record OrchdConfig
     public TimeSpan Heartbeat { get; init; } = TimeSpan.FromSeconds(5);
     public TimeSpan UnreachableAfter { get; init; } = TimeSpan.FromSeconds(15);
     public TimeSpan LostAfter { get; init; } = TimeSpan.FromMinutes(1);
+    public IReadOnlyList<string> TrustedKeys { get; init; } = [];
+    public bool Scheduler { get; init; } = true;
     public string BridgeCidr { get; init; } = "10.88.0.0/24";
     public long LogMaxBytes { get; init; } = 10 << 20;
     public int LogMaxFiles { get; init; } = 3;
