@@ -13,14 +13,33 @@ internal static class FleetCommands
     public const string Help = """
           get nodes                  every node that joined: state (ready, unreachable, lost), heartbeat age, usage
           get deployments            deployments with desired and placed replicas, and why any cannot be placed
-          apply -f FILE              store the file's deployments (kind: Deployment) in the fleet; the scheduler places them
+          apply -f FILE [--sign-key SEED]
+                                     store the file's deployments (kind: Deployment) in the fleet; the scheduler places them;
+                                     --sign-key (env ORCH_SIGN_KEY) signs them for nodes with fleet.trusted_keys
           scale DEPLOYMENT N         set a deployment's replicas
           delete deployment NAME     remove a deployment and its replicas
           cordon|uncordon|drain NODE no new replicas on NODE / back to normal / move its replicas off too
           events [-w] [--since 1h]   what happened in the fleet (containers, rollbacks, scaling); -w keeps watching
-          rollout status|history|pause|resume|undo DEPLOYMENT [--to-revision N]
+          rollout status|history|pause|resume|undo DEPLOYMENT [--to-revision N] [--sign-key SEED]
                                      a rolling update's progress, kept revisions, pause, resume, go back
         """;
+
+    /// <summary>--sign-key FILE or ORCH_SIGN_KEY: the seed to sign deployments with, or null.</summary>
+    private static string? SigningSeed(List<string> args)
+    {
+        if ((args.SkipWhile(a => a != "--sign-key").Skip(1).FirstOrDefault() ?? Environment.GetEnvironmentVariable("ORCH_SIGN_KEY")) is not { Length: > 0 } file)
+        {
+            return null;
+        }
+        try
+        {
+            return Orchestrator.Fleet.Protocol.ManifestSigning.ReadSeed(file);
+        }
+        catch (Orchestrator.Fleet.Protocol.ManifestSignatureException e)
+        {
+            throw new NodeRequestException(e.Message, e);
+        }
+    }
 
     public static async Task<int> RunAsync(string command, List<string> args, NatsConnection connection)
     {
@@ -68,7 +87,7 @@ internal static class FleetCommands
                     Console.Error.WriteLine($"orchctl: cannot read {file}: {e.Message}");
                     return 1;
                 }
-                foreach (var (name, revision) in await client.ApplyAsync(parsed).ConfigureAwait(false))
+                foreach (var (name, revision) in await client.ApplyAsync(parsed, SigningSeed(args)).ConfigureAwait(false))
                 {
                     Console.Out.WriteLine($"deployment {name}: applied (revision {revision})");
                 }
@@ -140,7 +159,7 @@ internal static class FleetCommands
                         return 0;
                     case "undo":
                         var to = args.SkipWhile(a => a != "--to-revision").Skip(1).FirstOrDefault();
-                        var revision = await client.UndoAsync(deploymentName, to is null ? null : ulong.Parse(to, CultureInfo.InvariantCulture)).ConfigureAwait(false);
+                        var revision = await client.UndoAsync(deploymentName, to is null ? null : ulong.Parse(to, CultureInfo.InvariantCulture), SigningSeed(args)).ConfigureAwait(false);
                         Console.Out.WriteLine($"deployment {deploymentName}: rolled back (revision {revision})");
                         return 0;
                     default:

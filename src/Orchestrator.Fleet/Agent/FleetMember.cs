@@ -29,6 +29,9 @@ public sealed partial class FleetMember
     private readonly System.Threading.Channels.Channel<NodeEvent> _events = System.Threading.Channels.Channel.CreateBounded<NodeEvent>(
         new System.Threading.Channels.BoundedChannelOptions(1000) { FullMode = System.Threading.Channels.BoundedChannelFullMode.DropOldest });
 
+    private readonly FleetScheduler _scheduler;
+    private readonly SignatureLedger _ledger;
+
     public FleetMember(NodeIdentity identity, Supervisor supervisor, FleetOptions options, ILogger logger)
     {
         this.identity = identity;
@@ -36,6 +39,8 @@ public sealed partial class FleetMember
         this.options = options;
         this.logger = logger;
         supervisor.Emitted += (kind, name, message) => Emit(kind, name, message);
+        _scheduler = new FleetScheduler(identity.NodeName, options, logger, Emit);
+        _ledger = new SignatureLedger(Path.Combine(supervisor.StateDir, "fleet-signatures.json"));
     }
 
     /// <summary>Queues an event for the fleet's stream (published once connected).</summary>
@@ -57,6 +62,7 @@ public sealed partial class FleetMember
         _settings = await OpenAsync(kv, Buckets.NodeSettings, 1, cancellationToken).ConfigureAwait(false);
         var js = new NatsJSContext(connection);
         await Task.WhenAll(
+            options.Scheduler ? Forever("metrics", () => FollowMetricsAsync(connection, cancellationToken), cancellationToken) : Task.CompletedTask,
             Forever("events", () => PublishEventsAsync(js, cancellationToken), cancellationToken),
             Forever("heartbeat", () => HeartbeatAsync(nodes, describe, cancellationToken), cancellationToken),
             Forever("assignments", () => FollowAssignmentsAsync(assignments, cancellationToken), cancellationToken),
@@ -86,6 +92,20 @@ public sealed partial class FleetMember
             var ack = await js.PublishAsync(NodeEvent.SubjectFor(next.Node, next.Kind), JsonSerializer.SerializeToUtf8Bytes(next, FleetJsonContext.Default.NodeEvent), cancellationToken: cancellationToken).ConfigureAwait(false);
             ack.EnsureSuccess();
             _unsent = null;
+        }
+    }
+
+    /// <summary>Custom metrics for the autoscaler: the latest number on each orch.metrics.… subject.</summary>
+    private async Task FollowMetricsAsync(NatsConnection connection, CancellationToken cancellationToken)
+    {
+        await foreach (var message in connection.SubscribeAsync<byte[]>(Subjects.Metrics, cancellationToken: cancellationToken).ConfigureAwait(false))
+        {
+            if (message.Data is { Length: > 0 and < 64 } data
+                && double.TryParse(System.Text.Encoding.UTF8.GetString(data).Trim(), System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var value)
+                && double.IsFinite(value))
+            {
+                _scheduler.Metrics[message.Subject] = (value, DateTimeOffset.UtcNow);
+            }
         }
     }
 
@@ -175,17 +195,60 @@ public sealed partial class FleetMember
                 }
                 continue;
             }
+            Assignment assignment;
             try
             {
-                var workload = JsonSerializer.Deserialize(entry.Value, WorkloadJsonContext.Default.Workload)!;
+                assignment = Assignment.Parse(entry.Value);
+            }
+            catch (JsonException e)
+            {
+                LogBadAssignment(logger, entry.Key, "not an assignment: " + e.Message);
+                continue;
+            }
+            if (Refusal(assignment, name) is { } why)
+            {
+                // Refused: nothing new runs, and what already runs under that name keeps running.
+                LogBadAssignment(logger, entry.Key, why);
+                Emit("deployment.refused", assignment.Deployment, why);
+                continue;
+            }
+            try
+            {
                 current.Add(name);
-                await supervisor.ApplyAssignedAsync(workload).ConfigureAwait(false);
+                await supervisor.ApplyAssignedAsync(assignment.ToWorkload()).ConfigureAwait(false);
             }
             catch (Exception e) when (e is JsonException or NodeApiException)
             {
                 LogBadAssignment(logger, entry.Key, e.Message);
             }
         }
+    }
+
+    /// <summary>
+    /// Why this node will not run an assignment, or null: the replica must belong to the
+    /// deployment, this node's labels must satisfy the selector the operator signed, and with
+    /// trusted keys configured the signature must verify and not be older than what ran here.
+    /// </summary>
+    private string? Refusal(Assignment assignment, string key)
+    {
+        if (assignment.Replica != key || !key.StartsWith(assignment.Deployment + "-", StringComparison.Ordinal)
+            || !int.TryParse(key.AsSpan(assignment.Deployment.Length + 1), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out _))
+        {
+            return $"assignment '{key}' names replica '{assignment.Replica}' of deployment '{assignment.Deployment}', which do not match";
+        }
+        if (options.TrustedKeys.Count > 0
+            && ManifestSigning.Verify(assignment.Deployment, assignment.Selector, assignment.Template, assignment.Signature, options.TrustedKeys) is { } bad)
+        {
+            return bad;
+        }
+        foreach (var (label, value) in assignment.Selector ?? [])
+        {
+            if (!identity.Labels.TryGetValue(label, out var has) || has != value)
+            {
+                return $"deployment '{assignment.Deployment}' selects nodes with {label}={value} and this node has {(has is null ? "no " + label : label + "=" + has)}; the scheduler should not have placed it here";
+            }
+        }
+        return options.TrustedKeys.Count > 0 ? _ledger.Accept(assignment.Deployment, assignment.Signature!.Serial) : null;
     }
 
     /// <summary>The lease: create it when there is none, renew it while ours, take it over when its holder went quiet.</summary>
@@ -230,7 +293,7 @@ public sealed partial class FleetMember
                 }
                 if (IsLeader)
                 {
-                    await ScheduleOnceAsync(nodes, deployments, assignments, status, cancellationToken).ConfigureAwait(false);
+                    await _scheduler.ScheduleOnceAsync(new SchedulerBuckets(nodes, deployments, assignments, status, _settings), cancellationToken).ConfigureAwait(false);
                 }
                 await Task.Delay(options.SchedulePeriod, cancellationToken).ConfigureAwait(false);
             }
@@ -241,249 +304,11 @@ public sealed partial class FleetMember
         }
     }
 
-    /// <summary>One level-triggered pass: the assignments every deployment should have, written where they differ.</summary>
-    private async Task ScheduleOnceAsync(INatsKVStore nodesBucket, INatsKVStore deploymentsBucket, INatsKVStore assignmentsBucket, INatsKVStore statusBucket, CancellationToken cancellationToken)
-    {
-        var nodes = await FleetState.ReadNodesAsync(nodesBucket, options, cancellationToken, settings: _settings).ConfigureAwait(false);
-        var deployments = await FleetState.ReadDeploymentsAsync(deploymentsBucket, cancellationToken).ConfigureAwait(false);
-        var assigned = new Dictionary<string, byte[]>(StringComparer.Ordinal);
-        await foreach (var key in assignmentsBucket.GetKeysAsync(cancellationToken: cancellationToken).ConfigureAwait(false))
-        {
-            var entry = await assignmentsBucket.TryGetEntryAsync<byte[]>(key, cancellationToken: cancellationToken).ConfigureAwait(false);
-            if (entry.Success && entry.Value.Value is { Length: > 0 } value)
-            {
-                assigned[key] = value;
-            }
-        }
-        var perNode = assigned.Keys.GroupBy(k => k[..k.IndexOf('.', StringComparison.Ordinal)]).ToDictionary(g => g.Key, g => g.Count(), StringComparer.Ordinal);
-        var desired = new Dictionary<string, byte[]>(StringComparer.Ordinal);
-        foreach (var deployment in deployments)
-        {
-            var current = assigned.Keys
-                .Select(k => (Node: k[..k.IndexOf('.', StringComparison.Ordinal)], Replica: k[(k.IndexOf('.', StringComparison.Ordinal) + 1)..]))
-                .Where(a => a.Replica.StartsWith(deployment.Name + "-", StringComparison.Ordinal) && int.TryParse(a.Replica.AsSpan(deployment.Name.Length + 1), out _))
-                .GroupBy(a => a.Replica).ToDictionary(g => g.Key, g => g.First().Node, StringComparer.Ordinal);
-            var placement = Placement.Place(deployment, nodes, current, perNode);
-            foreach (var reason in placement.Unschedulable)
-            {
-                LogUnschedulable(logger, reason);
-            }
-            var previous = await statusBucket.TryGetEntryAsync<byte[]>(deployment.Name, cancellationToken: cancellationToken).ConfigureAwait(false);
-            var before = previous.Success && previous.Value.Value is { Length: > 0 } pv ? JsonSerializer.Deserialize(pv, FleetJsonContext.Default.DeploymentStatus) : null;
-            var report = Roll(deployment, placement, nodes, assigned, desired, before) with { Scheduler = identity.NodeName };
-            if (report.Phase == "progressing" && deployment.Rollout is not { AutoRollback: false }
-                && DateTimeOffset.UtcNow - report.LastProgressAt > TimeSpan.FromSeconds(deployment.Rollout?.ProgressDeadlineSeconds ?? 120)
-                && report.Updated > report.UpdatedReady)
-            {
-                report = await RollBackAsync(deploymentsBucket, deployment, nodes, report, cancellationToken).ConfigureAwait(false);
-            }
-            report = await AutoscaleAsync(deploymentsBucket, deployment, nodes, report, before, cancellationToken).ConfigureAwait(false);
-            // Written only when something in it changed: a pass every 2 s must not be a JetStream
-            // write per deployment on a node's small flash disk.
-            if (before is null || !SameStatus(before, report))
-            {
-                await statusBucket.PutAsync(deployment.Name, JsonSerializer.SerializeToUtf8Bytes(report, FleetJsonContext.Default.DeploymentStatus), cancellationToken: cancellationToken).ConfigureAwait(false);
-            }
-        }
-        foreach (var (key, value) in desired)
-        {
-            if (!assigned.TryGetValue(key, out var existing) || !existing.AsSpan().SequenceEqual(value))
-            {
-                await assignmentsBucket.PutAsync(key, value, cancellationToken: cancellationToken).ConfigureAwait(false);
-                LogAssigned(logger, key);
-            }
-        }
-        foreach (var key in assigned.Keys.Where(k => !desired.ContainsKey(k)))
-        {
-            await assignmentsBucket.DeleteAsync(key, cancellationToken: cancellationToken).ConfigureAwait(false);
-            LogUnassignedKey(logger, key);
-        }
-        var names = deployments.Select(d => d.Name).ToHashSet(StringComparer.Ordinal);
-        await foreach (var key in statusBucket.GetKeysAsync(cancellationToken: cancellationToken).ConfigureAwait(false))
-        {
-            if (!names.Contains(key))
-            {
-                await statusBucket.DeleteAsync(key, cancellationToken: cancellationToken).ConfigureAwait(false);
-            }
-        }
-    }
-
-    /// <summary>
-    /// The assignments of one deployment for this pass, rolling: a replica already on the
-    /// template, or new, gets it at once; replicas on an older template move to the new one only
-    /// while fewer than maxUnavailable updated replicas are not yet running it ready.
-    /// </summary>
-    private static DeploymentStatus Roll(Deployment deployment, PlacementResult placement, IReadOnlyList<NodeEntry> nodes,
-        Dictionary<string, byte[]> assigned, Dictionary<string, byte[]> desired, DeploymentStatus? before)
-    {
-        var briefs = new Dictionary<(string Node, string Name), ContainerBrief>();
-        foreach (var node in nodes)
-        {
-            foreach (var brief in node.Info.Containers ?? [])
-            {
-                briefs[(node.Info.Node, brief.Name)] = brief;
-            }
-        }
-        var rollout = deployment.Rollout ?? new RolloutSpec();
-        int updated = 0, updatedReady = 0, notReady = 0;
-        var waiting = new List<(string Key, byte[] Spec, int Index)>();
-        foreach (var (replica, node) in placement.Replicas)
-        {
-            var workload = JsonSerializer.Deserialize(JsonSerializer.SerializeToUtf8Bytes(deployment.Template, WorkloadJsonContext.Default.Workload), WorkloadJsonContext.Default.Workload)!;
-            workload.Name = replica;
-            workload.Labels = new Dictionary<string, string>(workload.Labels ?? [], StringComparer.Ordinal) { ["orch.deployment"] = deployment.Name };
-            var spec = JsonSerializer.SerializeToUtf8Bytes(workload, WorkloadJsonContext.Default.Workload);
-            var key = $"{node}.{replica}";
-            if (assigned.TryGetValue(key, out var existing) && !existing.AsSpan().SequenceEqual(spec))
-            {
-                waiting.Add((key, spec, int.Parse(replica.AsSpan(deployment.Name.Length + 1), System.Globalization.CultureInfo.InvariantCulture)));
-                continue;
-            }
-            desired[key] = spec;
-            updated++;
-            var hash = Supervisor.SpecHash(workload);
-            if (briefs.TryGetValue((node, replica), out var b) && b is { State: "running", Ready: true } && b.SpecHash == hash)
-            {
-                updatedReady++;
-            }
-            else if (assigned.ContainsKey(key))
-            {
-                notReady++; // updated (or restarted) and not ready yet: counts against maxUnavailable
-            }
-        }
-        var allowed = rollout.Paused ? 0 : Math.Max(0, rollout.MaxUnavailable - notReady);
-        foreach (var (key, spec, _) in waiting.OrderBy(w => w.Index))
-        {
-            if (allowed > 0)
-            {
-                desired[key] = spec;
-                updated++;
-                allowed--;
-            }
-            else
-            {
-                desired[key] = assigned[key]; // stays on its template until its turn
-            }
-        }
-        var now = DateTimeOffset.UtcNow;
-        var sameRevision = before is not null && before.Revision == (deployment.Revision ?? 0);
-        var progressed = !sameRevision || updatedReady > before!.UpdatedReady;
-        var phase = waiting.Count == 0 && updatedReady == placement.Replicas.Count ? "complete" : rollout.Paused ? "paused" : "progressing";
-        return new DeploymentStatus
-        {
-            Name = deployment.Name, Desired = deployment.Replicas, Placed = placement.Replicas.Count, Replicas = placement.Replicas,
-            Unschedulable = placement.Unschedulable, At = now, Revision = deployment.Revision ?? 0,
-            Updated = updated, UpdatedReady = updatedReady, Phase = phase,
-            LastProgressAt = progressed || phase != "progressing" ? now : before!.LastProgressAt,
-            RolledBack = sameRevision ? before!.RolledBack : null,
-        };
-    }
-
-    /// <summary>Puts the previous template back (a new revision with the old content) and says why.</summary>
-    private async Task<DeploymentStatus> RollBackAsync(INatsKVStore deployments, Deployment deployment, IReadOnlyList<NodeEntry> nodes, DeploymentStatus report, CancellationToken cancellationToken)
-    {
-        var template = JsonSerializer.SerializeToUtf8Bytes(deployment.Template, WorkloadJsonContext.Default.Workload);
-        Deployment? previous = null;
-        var history = new List<NatsKVEntry<byte[]>>();
-        await foreach (var entry in deployments.HistoryAsync<byte[]>(deployment.Name, cancellationToken: cancellationToken).ConfigureAwait(false))
-        {
-            history.Add(entry);
-        }
-        foreach (var entry in history.Where(e => e.Operation == NatsKVOperation.Put && e.Revision < (deployment.Revision ?? ulong.MaxValue)).OrderByDescending(e => e.Revision))
-        {
-            var candidate = entry.Value is { Length: > 0 } v ? JsonSerializer.Deserialize(v, WorkloadJsonContext.Default.Deployment) : null;
-            if (candidate is not null && !JsonSerializer.SerializeToUtf8Bytes(candidate.Template, WorkloadJsonContext.Default.Workload).AsSpan().SequenceEqual(template))
-            {
-                previous = candidate;
-                break;
-            }
-        }
-        var stuck = nodes.SelectMany(n => (n.Info.Containers ?? []).Select(c => (Node: n.Info.Node, Brief: c)))
-            .FirstOrDefault(c => report.Replicas.TryGetValue(c.Brief.Name, out var on) && on == c.Node && !c.Brief.Ready);
-        var why = $"revision {deployment.Revision}: {(stuck.Brief is { } b ? $"replica {b.Name} on {stuck.Node} not ready ({b.State}{(b.Message is { } m ? ": " + m : "")})" : "replicas not ready")} within {deployment.Rollout?.ProgressDeadlineSeconds ?? 120}s";
-        if (previous is null)
-        {
-            LogRollback(logger, deployment.Name, why + "; no earlier template to go back to");
-            return report with { Phase = "failed", RolledBack = why + "; no earlier template to go back to" };
-        }
-        previous.Replicas = deployment.Replicas; // the replica count is not part of what failed
-        previous.Revision = null;
-        var revision = await deployments.PutAsync(deployment.Name, JsonSerializer.SerializeToUtf8Bytes(previous, WorkloadJsonContext.Default.Deployment), cancellationToken: cancellationToken).ConfigureAwait(false);
-        LogRollback(logger, deployment.Name, why);
-        Emit("deployment.rolled-back", deployment.Name, why);
-        return report with { Phase = "rolled-back", RolledBack = why, Revision = revision, LastProgressAt = DateTimeOffset.UtcNow };
-    }
-
-    /// <summary>Equal but for the time of the pass.</summary>
-    private static bool SameStatus(DeploymentStatus a, DeploymentStatus b)
-    {
-        static byte[] Essence(DeploymentStatus s) => JsonSerializer.SerializeToUtf8Bytes(
-            s with { At = default, LastProgressAt = s.Phase == "progressing" ? s.LastProgressAt : default }, FleetJsonContext.Default.DeploymentStatus);
-        return Essence(a).AsSpan().SequenceEqual(Essence(b));
-    }
-
-    /// <summary>The autoscaler: the ready replicas' average CPU against the target, within min/max, once per cooldown.</summary>
-    private async Task<DeploymentStatus> AutoscaleAsync(INatsKVStore deployments, Deployment deployment, IReadOnlyList<NodeEntry> nodes,
-        DeploymentStatus report, DeploymentStatus? before, CancellationToken cancellationToken)
-    {
-        report = report with { LastScaledAt = before?.LastScaledAt, LastScale = before?.LastScale };
-        if (deployment.Autoscale is not { } auto || report.Phase != "complete")
-        {
-            return report; // not while a rollout is under way: its replicas' CPU says little
-        }
-        var now = DateTimeOffset.UtcNow;
-        if (before?.LastScaledAt is { } last && now - last < TimeSpan.FromSeconds(auto.CooldownSeconds))
-        {
-            return report;
-        }
-        var samples = nodes.SelectMany(n => (n.Info.Containers ?? []).Where(c => report.Replicas.TryGetValue(c.Name, out var on) && on == n.Info.Node && c.Ready))
-            .Select(c => c.CpuPercent).ToList();
-        var current = deployment.Replicas;
-        var wanted = samples.Count == 0 ? Math.Clamp(current, auto.Min, auto.Max)
-            : Math.Clamp((int)Math.Ceiling(current * samples.Average() / auto.TargetCpuPercent - 0.0001), auto.Min, auto.Max);
-        if (wanted == current)
-        {
-            return report;
-        }
-        var entry = await deployments.TryGetEntryAsync<byte[]>(deployment.Name, cancellationToken: cancellationToken).ConfigureAwait(false);
-        if (!entry.Success || entry.Value.Revision != deployment.Revision)
-        {
-            return report; // changed meanwhile: the next pass decides again
-        }
-        var scaled = JsonSerializer.Deserialize(entry.Value.Value, WorkloadJsonContext.Default.Deployment)!;
-        scaled.Replicas = wanted;
-        scaled.Revision = null;
-        var put = await deployments.TryUpdateAsync(deployment.Name, JsonSerializer.SerializeToUtf8Bytes(scaled, WorkloadJsonContext.Default.Deployment), entry.Value.Revision, cancellationToken: cancellationToken).ConfigureAwait(false);
-        if (!put.Success)
-        {
-            return report;
-        }
-        var why = $"{current} → {wanted} replicas (average CPU {(samples.Count == 0 ? 0 : samples.Average()):0.#}% of a CPU, target {auto.TargetCpuPercent:0.#}%)";
-        LogAutoscaled(logger, deployment.Name, why);
-        Emit("deployment.scaled", deployment.Name, why);
-        return report with { LastScaledAt = now, LastScale = why, Revision = put.Value };
-    }
-
-    [LoggerMessage(EventId = 4009, Level = LogLevel.Information, Message = "autoscaler: deployment {Name}: {Why}")]
-    private static partial void LogAutoscaled(ILogger logger, string name, string why);
-
-    [LoggerMessage(EventId = 4008, Level = LogLevel.Warning, Message = "scheduler: deployment {Name} rolled back: {Why}")]
-    private static partial void LogRollback(ILogger logger, string name, string why);
-
     [LoggerMessage(EventId = 4001, Level = LogLevel.Warning, Message = "fleet {What} loop failed: {Reason}; retrying")]
     private static partial void LogLoopFailed(ILogger logger, string what, string reason);
 
     [LoggerMessage(EventId = 4002, Level = LogLevel.Information, Message = "this node {What}")]
     private static partial void LogLeadership(ILogger logger, string what);
-
-    [LoggerMessage(EventId = 4003, Level = LogLevel.Information, Message = "scheduler: assigned {Key}")]
-    private static partial void LogAssigned(ILogger logger, string key);
-
-    [LoggerMessage(EventId = 4004, Level = LogLevel.Information, Message = "scheduler: unassigned {Key}")]
-    private static partial void LogUnassignedKey(ILogger logger, string key);
-
-    [LoggerMessage(EventId = 4005, Level = LogLevel.Warning, Message = "scheduler: unschedulable {Reason}")]
-    private static partial void LogUnschedulable(ILogger logger, string reason);
 
     [LoggerMessage(EventId = 4006, Level = LogLevel.Information, Message = "fleet: {Name} is no longer assigned here; removing it")]
     private static partial void LogUnassigned(ILogger logger, string name);

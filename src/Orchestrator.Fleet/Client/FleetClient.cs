@@ -32,12 +32,36 @@ public sealed class FleetClient(INatsConnection connection)
         await settings.PutAsync(node, JsonSerializer.SerializeToUtf8Bytes(new NodeSettings { Cordoned = cordoned || draining, Draining = draining }, FleetJsonContext.Default.NodeSettings), cancellationToken: cancellationToken).ConfigureAwait(false);
     }
 
-    /// <summary>Stores deployments in the fleet's KV (a new revision each); the scheduler places their replicas.</summary>
-    public async Task<IReadOnlyList<(string Name, ulong Revision)>> ApplyAsync(IEnumerable<Orchestrator.Node.Workloads.Deployment> deployments, CancellationToken cancellationToken = default)
+    /// <summary>
+    /// Stores deployments in the fleet's KV (a new revision each); the scheduler places their
+    /// replicas. With a signing seed each is signed first; one that arrives signed (orchctl sign)
+    /// is checked against its own key, so a damaged signature is refused here and not by every node.
+    /// </summary>
+    public async Task<IReadOnlyList<(string Name, ulong Revision)>> ApplyAsync(IEnumerable<Orchestrator.Node.Workloads.Deployment> deployments, string? signingSeed = null, CancellationToken cancellationToken = default)
     {
+        var list = deployments.ToList();
+        foreach (var deployment in list)
+        {
+            if (signingSeed is not null)
+            {
+                try
+                {
+                    ManifestSigning.Sign(deployment, signingSeed);
+                }
+                catch (ManifestSignatureException e)
+                {
+                    throw new NodeRequestException(e.Message, e);
+                }
+            }
+            else if (deployment.Signature is { } signature
+                && ManifestSigning.Verify(deployment.Name, deployment.Selector, deployment.Template, signature, [signature.Key]) is { } why)
+            {
+                throw new NodeRequestException(why);
+            }
+        }
         var bucket = await Agent.FleetMember.OpenAsync(KV, Buckets.Deployments, Buckets.DeploymentHistory, cancellationToken).ConfigureAwait(false);
         var result = new List<(string, ulong)>();
-        foreach (var deployment in deployments)
+        foreach (var deployment in list)
         {
             deployment.Revision = null;
             var revision = await bucket.PutAsync(deployment.Name, JsonSerializer.SerializeToUtf8Bytes(deployment, Orchestrator.Node.Workloads.WorkloadJsonContext.Default.Deployment), cancellationToken: cancellationToken).ConfigureAwait(false);
@@ -99,7 +123,7 @@ public sealed class FleetClient(INatsConnection connection)
     }
 
     /// <summary>Puts an earlier revision's template back (the previous one by default) as a new revision.</summary>
-    public async Task<ulong> UndoAsync(string name, ulong? toRevision = null, CancellationToken cancellationToken = default)
+    public async Task<ulong> UndoAsync(string name, ulong? toRevision = null, string? signingSeed = null, CancellationToken cancellationToken = default)
     {
         var history = await HistoryAsync(name, cancellationToken).ConfigureAwait(false);
         var current = history.LastOrDefault(h => h.Deployment is not null);
@@ -115,7 +139,7 @@ public sealed class FleetClient(INatsConnection connection)
                 : $"deployment '{name}' has no revision {toRevision} kept; `orchctl rollout history {name}` lists them");
         }
         target.Deployment.Replicas = current.Deployment?.Replicas ?? target.Deployment.Replicas;
-        return (await ApplyAsync([target.Deployment], cancellationToken).ConfigureAwait(false))[0].Revision;
+        return (await ApplyAsync([target.Deployment], signingSeed, cancellationToken).ConfigureAwait(false))[0].Revision;
     }
 
     /// <summary>Pauses or resumes a deployment's rollout (compare-and-set).</summary>

@@ -12,7 +12,7 @@ public static class Buckets
     /// <summary>key = deployment name; value = the <c>Deployment</c> JSON; history keeps revisions.</summary>
     public const string Deployments = "orch-deployments";
 
-    /// <summary>key = <c>&lt;node&gt;.&lt;workload&gt;</c>; value = the workload that node must run.</summary>
+    /// <summary>key = <c>&lt;node&gt;.&lt;replica&gt;</c>; value = the <see cref="Assignment"/> (signed template) that node must run.</summary>
     public const string Assignments = "orch-assignments";
 
     /// <summary>key <c>scheduler</c> = the node that schedules now (a lease renewed by compare-and-set).</summary>
@@ -66,6 +66,14 @@ public sealed record DeploymentStatus
     public string Phase { get; init; } = "";
     /// <summary>When a replica last became ready on the current template (the deadline counts from here).</summary>
     public DateTimeOffset LastProgressAt { get; init; }
+    /// <summary>The wave being rolled out: canary (only its replicas get the new template), rest, or null when complete.</summary>
+    public string? Wave { get; init; }
+    /// <summary>Surge replicas placed beyond the desired count while the rollout runs.</summary>
+    public int Surge { get; init; }
+    /// <summary>Since when every canary replica has run the new template ready (the hold counts from here).</summary>
+    public DateTimeOffset? CanaryReadySince { get; init; }
+    /// <summary>The canary held: the rest of the replicas may be updated.</summary>
+    public bool CanaryPassed { get; init; }
     /// <summary>Why the last rollout was rolled back, in a sentence.</summary>
     public string? RolledBack { get; init; }
     /// <summary>The autoscaler's last change and its reason.</summary>

@@ -44,6 +44,8 @@ public sealed record ErrorReply
     PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase,
     DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull)]
 [JsonSerializable(typeof(NodeInfo))]
+[JsonSerializable(typeof(Assignment))]
+[JsonSerializable(typeof(Dictionary<string, Orchestrator.Fleet.Agent.SignatureLedger.Entry>))]
 [JsonSerializable(typeof(ErrorReply))]
 [JsonSerializable(typeof(Orchestrator.Node.Workloads.Workload))]
 [JsonSerializable(typeof(NameRequest))]

@@ -21,6 +21,9 @@ public static class Subjects
     /// <summary>Request, many replies: every node answers with its <see cref="NodeInfo"/> (discovery).</summary>
     public const string FleetInfo = Prefix + ".fleet.info";
 
+    /// <summary>Publish-only: custom metrics for autoscalers, one number (text) per message on orch.metrics.&lt;name…&gt;.</summary>
+    public const string Metrics = Prefix + ".metrics.>";
+
     /// <summary>Letters, digits, '-' and '_' only: no '.', '*', '>' or whitespace, at most 63 characters.</summary>
     public static bool IsValidToken(string token)
         => token.Length is > 0 and <= 63 && token.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_');

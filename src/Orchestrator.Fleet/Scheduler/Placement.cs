@@ -10,7 +10,8 @@ public sealed record PlacementResult(IReadOnlyDictionary<string, string> Replica
 /// The placement arithmetic, with no I/O (unit-tested): filter the nodes (ready, labels match
 /// the selector, architecture, room for the replica's requests), keep every replica where it
 /// is while its node stays eligible (no reshuffling), and put new ones on the node with the
-/// fewest replicas of the deployment, then the fewest containers (spread).
+/// fewest replicas of the deployment, then the fewest containers (spread). A rollout's surge
+/// replicas are placed like the others, with the indexes after the last replica.
 /// </summary>
 public static class Placement
 {
@@ -18,7 +19,8 @@ public static class Placement
         Deployment deployment,
         IReadOnlyList<NodeEntry> nodes,
         IReadOnlyDictionary<string, string> current,
-        IReadOnlyDictionary<string, int> assignedPerNode)
+        IReadOnlyDictionary<string, int> assignedPerNode,
+        int surge = 0)
     {
         var (cpu, memory) = Requests(deployment.Template);
         var load = new Dictionary<string, int>(assignedPerNode, StringComparer.Ordinal);
@@ -77,7 +79,7 @@ public static class Placement
         var placed = new Dictionary<string, string>(StringComparer.Ordinal);
         var perDomain = new Dictionary<string, int>(StringComparer.Ordinal);
         string Domain(NodeEntry node) => deployment.SpreadBy is { } key && node.Info.Labels.TryGetValue(key, out var value) ? value : "";
-        var wanted = Enumerable.Range(0, deployment.Replicas).Select(i => $"{deployment.Name}-{i}").ToList();
+        var wanted = Enumerable.Range(0, deployment.Replicas + surge).Select(i => $"{deployment.Name}-{i}").ToList();
         // 1. Stay put: a replica on a node that is still ready and matching keeps its node.
         foreach (var replica in wanted)
         {

@@ -75,6 +75,9 @@ public sealed partial class Supervisor : IAsyncDisposable
 
     private void Emit(string kind, string name, string message) => Emitted?.Invoke(kind, name, message);
 
+    /// <summary>The node's persistent state directory (others keep their own files there).</summary>
+    public string StateDir => _options.StateDir;
+
     private string WorkloadsDir => Path.Combine(_options.StateDir, "workloads");
     private string InstancesDir => Path.Combine(_options.StateDir, "containers");
     private string LogsRoot => Path.Combine(_options.StateDir, "logs");

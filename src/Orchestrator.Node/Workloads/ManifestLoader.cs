@@ -153,13 +153,40 @@ public static class ManifestLoader
         {
             errors.Add($"replicas: expected an integer from 0 to 10000, got {deployment.Replicas}");
         }
-        if (deployment.Rollout is { MaxUnavailable: < 1 } or { ProgressDeadlineSeconds: < 1 })
+        if (deployment.Rollout is { } rollout)
         {
-            errors.Add("rollout: maxUnavailable and progressDeadlineSeconds must be at least 1");
+            if (rollout.MaxUnavailable < 0 || rollout.MaxSurge < 0 || rollout.MaxUnavailable + rollout.MaxSurge < 1)
+            {
+                errors.Add($"rollout: maxUnavailable ({rollout.MaxUnavailable}) and maxSurge ({rollout.MaxSurge}) must be ≥ 0 and not both 0, or no replica could ever be updated");
+            }
+            if (rollout.ProgressDeadlineSeconds < 1)
+            {
+                errors.Add($"rollout.progressDeadlineSeconds: expected an integer ≥ 1, got {rollout.ProgressDeadlineSeconds}");
+            }
+            if (rollout.Canary is { } canary)
+            {
+                var ways = (canary.Selector is { Count: > 0 } ? 1 : 0) + (canary.Replicas is null ? 0 : 1) + (canary.Percent is null ? 0 : 1);
+                if (ways != 1)
+                {
+                    errors.Add("rollout.canary: give exactly one of selector (node labels), replicas or percent");
+                }
+                if (canary.Replicas is < 1 || canary.Percent is < 1 or > 100 || canary.HoldSeconds < 0)
+                {
+                    errors.Add("rollout.canary: replicas ≥ 1, percent from 1 to 100 and holdSeconds ≥ 0");
+                }
+            }
         }
-        if (deployment.Autoscale is { } a && (a.Min < 0 || a.Max < a.Min || a.Max > 10_000 || a.TargetCpuPercent <= 0 || a.CooldownSeconds < 0))
+        if (deployment.Autoscale is { } a)
         {
-            errors.Add("autoscale: needs 0 ≤ min ≤ max ≤ 10000, targetCpuPercent > 0 and cooldownSeconds ≥ 0");
+            if (a.Min < 0 || a.Max < a.Min || a.Max > 10_000 || a.TargetCpuPercent <= 0 || a.CooldownSeconds < 0)
+            {
+                errors.Add("autoscale: needs 0 ≤ min ≤ max ≤ 10000, targetCpuPercent > 0 and cooldownSeconds ≥ 0");
+            }
+            if (a.Metric is { } m && (!m.Subject.StartsWith("orch.metrics.", StringComparison.Ordinal) || m.Subject.Length <= "orch.metrics.".Length
+                || m.Subject.Any(c => c is ' ' or '*' or '>' or '\t') || m.TargetPerReplica <= 0 || m.MaxAgeSeconds < 1))
+            {
+                errors.Add($"autoscale.metric: subject must be a literal subject under orch.metrics. (got '{m.Subject}'), targetPerReplica > 0 and maxAgeSeconds ≥ 1");
+            }
         }
         if (deployment.Strategy is not (null or "spread" or "binpack"))
         {

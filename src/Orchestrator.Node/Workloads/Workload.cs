@@ -146,6 +146,22 @@ public sealed class Deployment
     public AutoscaleSpec? Autoscale { get; set; }
     /// <summary>Set by the fleet on apply: the deployment's revision in the KV bucket.</summary>
     public ulong? Revision { get; set; }
+    /// <summary>
+    /// The operator's ed25519 signature over name, serial, selector and template (orchctl sign).
+    /// Nodes with trusted keys run only what one of them signed.
+    /// </summary>
+    public ManifestSignature? Signature { get; set; }
+}
+
+/// <summary>An operator's signature on a deployment (see docs/protocol.md, "Signed deployments").</summary>
+public sealed class ManifestSignature
+{
+    /// <summary>The signer's public user nkey (U…).</summary>
+    public string Key { get; set; } = "";
+    /// <summary>Increases with every signing (milliseconds since the epoch): a node refuses one older than it has run.</summary>
+    public long Serial { get; set; }
+    /// <summary>The ed25519 signature, base64.</summary>
+    public string Sig { get; set; } = "";
 }
 
 /// <summary>
@@ -156,11 +172,29 @@ public sealed class Deployment
 public sealed class RolloutSpec
 {
     public int MaxUnavailable { get; set; } = 1;
+    /// <summary>Extra replicas on the new template while a rollout runs (added first, removed at the end).</summary>
+    public int MaxSurge { get; set; }
+    /// <summary>A first wave updated alone; the rest waits until it has been ready for <see cref="CanarySpec.HoldSeconds"/>.</summary>
+    public CanarySpec? Canary { get; set; }
     public int ProgressDeadlineSeconds { get; set; } = 120;
     /// <summary>Stop updating replicas (what is updated stays); resume by setting it false.</summary>
     public bool Paused { get; set; }
     /// <summary>Roll back by itself when the deadline passes (default); false: stop and report.</summary>
     public bool AutoRollback { get; set; } = true;
+}
+
+/// <summary>
+/// The canary wave: the replicas on nodes with these labels, or this many replicas, or this
+/// percentage (rounded up, at least one). Only they get a new template until all of them have run
+/// it ready for holdSeconds; if they do not get ready within the progress deadline the rollout is
+/// rolled back and no other replica ever runs the new template.
+/// </summary>
+public sealed class CanarySpec
+{
+    public Dictionary<string, string>? Selector { get; set; }
+    public int? Replicas { get; set; }
+    public int? Percent { get; set; }
+    public int HoldSeconds { get; set; } = 30;
 }
 
 /// <summary>
@@ -173,6 +207,20 @@ public sealed class AutoscaleSpec
     public int Max { get; set; } = 10;
     public double TargetCpuPercent { get; set; } = 70;
     public int CooldownSeconds { get; set; } = 60;
+    /// <summary>Scale on a number published on a NATS subject instead of CPU.</summary>
+    public MetricSpec? Metric { get; set; }
+}
+
+/// <summary>
+/// A custom metric: the latest number published on <see cref="Subject"/> (under orch.metrics.)
+/// divided by <see cref="TargetPerReplica"/>, rounded up, is the replica count (e.g. a queue's depth
+/// with 10 messages per replica). A value older than <see cref="MaxAgeSeconds"/> is not acted on.
+/// </summary>
+public sealed class MetricSpec
+{
+    public string Subject { get; set; } = "";
+    public double TargetPerReplica { get; set; }
+    public int MaxAgeSeconds { get; set; } = 60;
 }
 
 [JsonSourceGenerationOptions(

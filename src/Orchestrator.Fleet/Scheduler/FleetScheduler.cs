@@ -1,0 +1,430 @@
+using System.Collections.Concurrent;
+using System.Globalization;
+using System.Text.Json;
+using Microsoft.Extensions.Logging;
+using NATS.Client.KeyValueStore;
+using Orchestrator.Fleet.Agent;
+using Orchestrator.Fleet.Protocol;
+using Orchestrator.Node.Reconcile;
+using Orchestrator.Node.Workloads;
+
+namespace Orchestrator.Fleet.Scheduler;
+
+/// <summary>The buckets one scheduling pass reads and writes.</summary>
+public sealed record SchedulerBuckets(INatsKVStore Nodes, INatsKVStore Deployments, INatsKVStore Assignments, INatsKVStore Status, INatsKVStore? Settings);
+
+/// <summary>
+/// What the elected scheduler does every pass, level-triggered: read the nodes and the
+/// deployments, place every replica (<see cref="Placement"/>), roll templates out wave by wave
+/// within maxUnavailable/maxSurge, roll back a rollout that does not get ready in time, run the
+/// autoscalers, and write the assignments and each deployment's status where they changed.
+/// It holds no state between passes but the custom metrics it was sent: a new leader carries on
+/// from the buckets.
+/// </summary>
+public sealed partial class FleetScheduler(string nodeName, FleetOptions options, ILogger logger, Action<string, string, string> emit)
+{
+    /// <summary>The latest value of each custom metric subject (orch.metrics.…), fed by the member's subscription.</summary>
+    public ConcurrentDictionary<string, (double Value, DateTimeOffset At)> Metrics { get; } = new(StringComparer.Ordinal);
+
+    /// <summary>Assignments written by the last pass (for benchmarks and logs).</summary>
+    public int LastWrites { get; private set; }
+
+    /// <summary>One pass over the whole fleet.</summary>
+    public async Task ScheduleOnceAsync(SchedulerBuckets buckets, CancellationToken cancellationToken)
+    {
+        var nodes = await FleetState.ReadNodesAsync(buckets.Nodes, options, cancellationToken, settings: buckets.Settings).ConfigureAwait(false);
+        var deployments = await FleetState.ReadDeploymentsAsync(buckets.Deployments, cancellationToken).ConfigureAwait(false);
+        var assigned = new Dictionary<string, byte[]>(StringComparer.Ordinal);
+        await foreach (var key in buckets.Assignments.GetKeysAsync(cancellationToken: cancellationToken).ConfigureAwait(false))
+        {
+            var entry = await buckets.Assignments.TryGetEntryAsync<byte[]>(key, cancellationToken: cancellationToken).ConfigureAwait(false);
+            if (entry.Success && entry.Value.Value is { Length: > 0 } value)
+            {
+                assigned[key] = value;
+            }
+        }
+        var statuses = new Dictionary<string, DeploymentStatus>(StringComparer.Ordinal);
+        await foreach (var key in buckets.Status.GetKeysAsync(cancellationToken: cancellationToken).ConfigureAwait(false))
+        {
+            var entry = await buckets.Status.TryGetEntryAsync<byte[]>(key, cancellationToken: cancellationToken).ConfigureAwait(false);
+            if (entry.Success && entry.Value.Value is { Length: > 0 } value)
+            {
+                try
+                {
+                    statuses[key] = JsonSerializer.Deserialize(value, FleetJsonContext.Default.DeploymentStatus)!;
+                }
+                catch (JsonException)
+                {
+                }
+            }
+        }
+        var desired = Plan(deployments, nodes, assigned, statuses, DateTimeOffset.UtcNow, out var reports);
+        foreach (var deployment in deployments)
+        {
+            var before = statuses.GetValueOrDefault(deployment.Name);
+            var report = reports[deployment.Name] with { Scheduler = nodeName };
+            foreach (var reason in report.Unschedulable)
+            {
+                LogUnschedulable(logger, reason);
+            }
+            if (report.Phase == "progressing" && deployment.Rollout is not { AutoRollback: false }
+                && DateTimeOffset.UtcNow - report.LastProgressAt > TimeSpan.FromSeconds(deployment.Rollout?.ProgressDeadlineSeconds ?? 120)
+                && report.Updated > report.UpdatedReady)
+            {
+                report = await RollBackAsync(buckets.Deployments, deployment, nodes, report, cancellationToken).ConfigureAwait(false);
+            }
+            report = await AutoscaleAsync(buckets.Deployments, deployment, nodes, report, before, cancellationToken).ConfigureAwait(false);
+            // Written only when something in it changed: a pass every 2 s must not be a JetStream
+            // write per deployment on a node's small flash disk.
+            if (before is null || !SameStatus(before, report))
+            {
+                await buckets.Status.PutAsync(deployment.Name, JsonSerializer.SerializeToUtf8Bytes(report, FleetJsonContext.Default.DeploymentStatus), cancellationToken: cancellationToken).ConfigureAwait(false);
+            }
+        }
+        var writes = 0;
+        foreach (var (key, value) in desired)
+        {
+            if (!assigned.TryGetValue(key, out var existing) || !existing.AsSpan().SequenceEqual(value))
+            {
+                await buckets.Assignments.PutAsync(key, value, cancellationToken: cancellationToken).ConfigureAwait(false);
+                writes++;
+                LogAssigned(logger, key);
+            }
+        }
+        foreach (var key in assigned.Keys.Where(k => !desired.ContainsKey(k)))
+        {
+            await buckets.Assignments.DeleteAsync(key, cancellationToken: cancellationToken).ConfigureAwait(false);
+            writes++;
+            LogUnassignedKey(logger, key);
+        }
+        LastWrites = writes;
+        var names = deployments.Select(d => d.Name).ToHashSet(StringComparer.Ordinal);
+        foreach (var key in statuses.Keys.Where(k => !names.Contains(k)))
+        {
+            await buckets.Status.DeleteAsync(key, cancellationToken: cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// The assignments every deployment should have now (no I/O: the pass's arithmetic, also
+    /// what the benchmark times), and a status per deployment.
+    /// </summary>
+    public static Dictionary<string, byte[]> Plan(IReadOnlyList<Deployment> deployments, IReadOnlyList<NodeEntry> nodes,
+        IReadOnlyDictionary<string, byte[]> assigned, IReadOnlyDictionary<string, DeploymentStatus> statuses, DateTimeOffset now,
+        out Dictionary<string, DeploymentStatus> reports)
+    {
+        var briefs = new Dictionary<(string Node, string Name), ContainerBrief>();
+        foreach (var node in nodes)
+        {
+            foreach (var brief in node.Info.Containers ?? [])
+            {
+                briefs[(node.Info.Node, brief.Name)] = brief;
+            }
+        }
+        var perNode = new Dictionary<string, int>(StringComparer.Ordinal);
+        var byDeployment = new Dictionary<string, Dictionary<string, string>>(StringComparer.Ordinal);
+        foreach (var key in assigned.Keys)
+        {
+            var dot = key.IndexOf('.', StringComparison.Ordinal);
+            if (dot <= 0)
+            {
+                continue;
+            }
+            var node = key[..dot];
+            var replica = key[(dot + 1)..];
+            perNode[node] = perNode.GetValueOrDefault(node) + 1;
+            var dash = replica.LastIndexOf('-');
+            if (dash > 0 && int.TryParse(replica.AsSpan(dash + 1), NumberStyles.None, CultureInfo.InvariantCulture, out _))
+            {
+                var owner = replica[..dash];
+                if (!byDeployment.TryGetValue(owner, out var map))
+                {
+                    byDeployment[owner] = map = new Dictionary<string, string>(StringComparer.Ordinal);
+                }
+                map.TryAdd(replica, node);
+            }
+        }
+        var desired = new Dictionary<string, byte[]>(StringComparer.Ordinal);
+        reports = new Dictionary<string, DeploymentStatus>(StringComparer.Ordinal);
+        foreach (var deployment in deployments)
+        {
+            var current = byDeployment.GetValueOrDefault(deployment.Name) ?? new Dictionary<string, string>(StringComparer.Ordinal);
+            reports[deployment.Name] = Roll(deployment, nodes, current, perNode, assigned, briefs, desired,
+                statuses.GetValueOrDefault(deployment.Name), now);
+        }
+        return desired;
+    }
+
+    /// <summary>
+    /// One deployment's assignments for this pass. A replica already on the template, or new,
+    /// gets it at once. A replica on an older template moves to the new one when its wave is open
+    /// (the canary first; the rest once every canary replica has been ready for holdSeconds) and
+    /// the replicas running ready would not fall below replicas − maxUnavailable. While a rollout
+    /// runs, maxSurge extra replicas on the new template keep the count up.
+    /// </summary>
+    private static DeploymentStatus Roll(Deployment deployment, IReadOnlyList<NodeEntry> nodes, Dictionary<string, string> current,
+        Dictionary<string, int> perNode, IReadOnlyDictionary<string, byte[]> assigned, Dictionary<(string Node, string Name), ContainerBrief> briefs,
+        Dictionary<string, byte[]> desired, DeploymentStatus? before, DateTimeOffset now)
+    {
+        var rollout = deployment.Rollout ?? new RolloutSpec();
+        var revision = deployment.Revision ?? 0;
+        var sameRevision = before is not null && before.Revision == revision;
+        var labelsOf = nodes.ToDictionary(n => n.Info.Node, n => n.Info.Labels, StringComparer.Ordinal);
+
+        byte[] NewSpec(string replica) => Assignment.For(deployment, replica).ToBytes();
+        bool Ready(string node, string replica) => briefs.TryGetValue((node, replica), out var b) && b is { State: "running", Ready: true };
+        bool ReadyOnNew(string node, string replica)
+            => briefs.TryGetValue((node, replica), out var b) && b is { State: "running", Ready: true } && b.SpecHash is { } h
+               && h == Supervisor.SpecHash(Assignment.For(deployment, replica).ToWorkload());
+
+        // Where the rollout stands before placing: which replicas still run an older template.
+        var stale = current.Where(r => assigned.TryGetValue($"{r.Value}.{r.Key}", out var spec) && !spec.AsSpan().SequenceEqual(NewSpec(r.Key)))
+            .Select(r => r.Key).ToHashSet(StringComparer.Ordinal);
+        Assignment? old = stale.Count > 0 ? TryParse(assigned[$"{current[stale.First()]}.{stale.First()}"]) : null;
+
+        // The canary wave: which replicas are in it, and whether it has passed its hold.
+        var canary = rollout.Canary;
+        var canaryPassed = canary is null || (sameRevision && before!.CanaryPassed) || stale.Count == 0;
+        bool InCanary(string replica, string node, int index) => canary switch
+        {
+            null => true,
+            { Selector: { Count: > 0 } selector } => labelsOf.TryGetValue(node, out var labels) && selector.All(kv => labels.TryGetValue(kv.Key, out var v) && v == kv.Value),
+            { Replicas: { } n } => index < n,
+            { Percent: { } p } => index < Math.Max(1, (int)Math.Ceiling(deployment.Replicas * p / 100.0)),
+            _ => true,
+        };
+
+        var surgeActive = rollout.MaxSurge > 0 && canaryPassed && !rollout.Paused
+            && (stale.Count > 0 || (current.Keys.Any(r => Index(r, deployment) >= deployment.Replicas)
+                && Enumerable.Range(0, deployment.Replicas).Count(i => current.TryGetValue($"{deployment.Name}-{i}", out var n) && ReadyOnNew(n, $"{deployment.Name}-{i}")) < deployment.Replicas));
+        var placement = Placement.Place(deployment, nodes, current, perNode, surgeActive ? rollout.MaxSurge : 0);
+        foreach (var (replica, node) in placement.Replicas)
+        {
+            if (!current.ContainsKey(replica))
+            {
+                perNode[node] = perNode.GetValueOrDefault(node) + 1; // the next deployment sees this one's new replicas
+            }
+        }
+
+        int updated = 0, updatedReady = 0, available = 0, canaryTotal = 0, canaryReady = 0;
+        var waiting = new List<(string Key, string Replica, string Node, int Index, bool Ready, bool Canary)>();
+        foreach (var (replica, node) in placement.Replicas)
+        {
+            var key = $"{node}.{replica}";
+            var index = Index(replica, deployment);
+            var inCanary = InCanary(replica, node, index);
+            var spec = NewSpec(replica);
+            if (assigned.TryGetValue(key, out var existing) && !existing.AsSpan().SequenceEqual(spec))
+            {
+                var ready = Ready(node, replica);
+                waiting.Add((key, replica, node, index, ready, inCanary));
+                available += ready ? 1 : 0;
+                continue;
+            }
+            if (!assigned.ContainsKey(key) && !canaryPassed && !inCanary && old is not null)
+            {
+                // New here while the canary is on trial: the template the rest still runs.
+                desired[key] = (old with { Replica = replica }).ToBytes();
+                continue;
+            }
+            desired[key] = spec;
+            updated++;
+            var readyNew = ReadyOnNew(node, replica);
+            updatedReady += readyNew ? 1 : 0;
+            available += readyNew ? 1 : 0;
+            if (inCanary && canary is not null)
+            {
+                canaryTotal++;
+                canaryReady += readyNew ? 1 : 0;
+            }
+        }
+        foreach (var w in waiting.Where(w => w.Canary && canary is not null))
+        {
+            canaryTotal++;
+        }
+
+        // The canary's hold: every canary replica updated and ready, for holdSeconds.
+        DateTimeOffset? canaryReadySince = null;
+        if (!canaryPassed)
+        {
+            if (canaryTotal > 0 && canaryReady == canaryTotal)
+            {
+                canaryReadySince = sameRevision && before!.CanaryReadySince is { } since ? since : now;
+                canaryPassed = now - canaryReadySince.Value >= TimeSpan.FromSeconds(canary!.HoldSeconds);
+            }
+            else if (canaryTotal == 0)
+            {
+                canaryPassed = true; // no replica matches the canary: nothing to try it on
+            }
+        }
+
+        var minAvailable = deployment.Replicas - rollout.MaxUnavailable;
+        foreach (var w in waiting.OrderBy(w => w.Canary ? 0 : 1).ThenBy(w => w.Ready ? 1 : 0).ThenBy(w => w.Index))
+        {
+            var open = !rollout.Paused && (canaryPassed || w.Canary);
+            // A replica that is not running ready costs nothing to replace; a ready one only while enough others are.
+            if (open && (!w.Ready || available - 1 >= minAvailable))
+            {
+                desired[w.Key] = NewSpec(w.Replica);
+                updated++;
+                available -= w.Ready ? 1 : 0;
+            }
+            else
+            {
+                desired[w.Key] = assigned[w.Key]; // stays on its template until its turn
+            }
+        }
+
+        var progressed = !sameRevision || updatedReady > before!.UpdatedReady || canaryPassed != before.CanaryPassed;
+        var complete = waiting.Count == 0 && updatedReady == placement.Replicas.Count && !surgeActive;
+        var phase = complete ? "complete" : rollout.Paused ? "paused" : "progressing";
+        return new DeploymentStatus
+        {
+            Name = deployment.Name, Desired = deployment.Replicas, Placed = placement.Replicas.Count, Replicas = placement.Replicas,
+            Unschedulable = placement.Unschedulable, At = now, Revision = revision,
+            Updated = updated, UpdatedReady = updatedReady, Phase = phase,
+            Wave = complete ? null : canaryPassed ? "rest" : "canary",
+            Surge = surgeActive ? placement.Replicas.Count - Math.Min(deployment.Replicas, placement.Replicas.Count) : 0,
+            CanaryReadySince = canaryReadySince, CanaryPassed = canary is not null && canaryPassed && !complete,
+            LastProgressAt = progressed || phase != "progressing" ? now : before!.LastProgressAt,
+            RolledBack = sameRevision ? before!.RolledBack : null,
+        };
+    }
+
+    private static int Index(string replica, Deployment deployment)
+        => int.TryParse(replica.AsSpan(deployment.Name.Length + 1), NumberStyles.None, CultureInfo.InvariantCulture, out var i) ? i : int.MaxValue;
+
+    private static Assignment? TryParse(byte[] value)
+    {
+        try
+        {
+            return Assignment.Parse(value);
+        }
+        catch (JsonException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>Puts the previous template back (a new revision with the old content and its signature) and says why.</summary>
+    private async Task<DeploymentStatus> RollBackAsync(INatsKVStore deployments, Deployment deployment, IReadOnlyList<NodeEntry> nodes, DeploymentStatus report, CancellationToken cancellationToken)
+    {
+        var template = JsonSerializer.SerializeToUtf8Bytes(deployment.Template, WorkloadJsonContext.Default.Workload);
+        Deployment? previous = null;
+        var history = new List<NatsKVEntry<byte[]>>();
+        await foreach (var entry in deployments.HistoryAsync<byte[]>(deployment.Name, cancellationToken: cancellationToken).ConfigureAwait(false))
+        {
+            history.Add(entry);
+        }
+        foreach (var entry in history.Where(e => e.Operation == NatsKVOperation.Put && e.Revision < (deployment.Revision ?? ulong.MaxValue)).OrderByDescending(e => e.Revision))
+        {
+            var candidate = entry.Value is { Length: > 0 } v ? JsonSerializer.Deserialize(v, WorkloadJsonContext.Default.Deployment) : null;
+            if (candidate is not null && !JsonSerializer.SerializeToUtf8Bytes(candidate.Template, WorkloadJsonContext.Default.Workload).AsSpan().SequenceEqual(template))
+            {
+                previous = candidate;
+                break;
+            }
+        }
+        var stuck = nodes.SelectMany(n => (n.Info.Containers ?? []).Select(c => (Node: n.Info.Node, Brief: c)))
+            .FirstOrDefault(c => report.Replicas.TryGetValue(c.Brief.Name, out var on) && on == c.Node && !c.Brief.Ready);
+        var wave = report.Wave == "canary" ? "the canary wave of " : "";
+        var why = $"{wave}revision {deployment.Revision}: {(stuck.Brief is { } b ? $"replica {b.Name} on {stuck.Node} not ready ({b.State}{(b.Message is { } m ? ": " + m : "")})" : "replicas not ready")} within {deployment.Rollout?.ProgressDeadlineSeconds ?? 120}s";
+        if (previous is null)
+        {
+            LogRollback(logger, deployment.Name, why + "; no earlier template to go back to");
+            return report with { Phase = "failed", RolledBack = why + "; no earlier template to go back to" };
+        }
+        previous.Replicas = deployment.Replicas; // the replica count is not part of what failed
+        previous.Revision = null;
+        var revision = await deployments.PutAsync(deployment.Name, JsonSerializer.SerializeToUtf8Bytes(previous, WorkloadJsonContext.Default.Deployment), cancellationToken: cancellationToken).ConfigureAwait(false);
+        LogRollback(logger, deployment.Name, why);
+        emit("deployment.rolled-back", deployment.Name, why);
+        return report with { Phase = "rolled-back", RolledBack = why, Revision = revision, LastProgressAt = DateTimeOffset.UtcNow, Wave = null, CanaryReadySince = null, CanaryPassed = false };
+    }
+
+    /// <summary>Equal but for the time of the pass.</summary>
+    private static bool SameStatus(DeploymentStatus a, DeploymentStatus b)
+    {
+        static byte[] Essence(DeploymentStatus s) => JsonSerializer.SerializeToUtf8Bytes(
+            s with { At = default, LastProgressAt = s.Phase == "progressing" ? s.LastProgressAt : default }, FleetJsonContext.Default.DeploymentStatus);
+        return Essence(a).AsSpan().SequenceEqual(Essence(b));
+    }
+
+    /// <summary>
+    /// The autoscaler, once per cooldown and never during a rollout: on CPU, the ready replicas'
+    /// average against the target; on a custom metric, the latest value over the per-replica target.
+    /// </summary>
+    private async Task<DeploymentStatus> AutoscaleAsync(INatsKVStore deployments, Deployment deployment, IReadOnlyList<NodeEntry> nodes,
+        DeploymentStatus report, DeploymentStatus? before, CancellationToken cancellationToken)
+    {
+        report = report with { LastScaledAt = before?.LastScaledAt, LastScale = before?.LastScale };
+        if (deployment.Autoscale is not { } auto || report.Phase != "complete")
+        {
+            return report; // not while a rollout is under way: its replicas' CPU says little
+        }
+        var now = DateTimeOffset.UtcNow;
+        if (before?.LastScaledAt is { } last && now - last < TimeSpan.FromSeconds(auto.CooldownSeconds))
+        {
+            return report;
+        }
+        var current = deployment.Replicas;
+        int wanted;
+        string reason;
+        if (auto.Metric is { } metric)
+        {
+            if (!Metrics.TryGetValue(metric.Subject, out var sample) || now - sample.At > TimeSpan.FromSeconds(metric.MaxAgeSeconds))
+            {
+                return report; // no fresh value: keep what runs
+            }
+            wanted = Math.Clamp((int)Math.Ceiling(sample.Value / metric.TargetPerReplica - 0.0001), auto.Min, auto.Max);
+            reason = $"{metric.Subject} = {sample.Value:0.##}, target {metric.TargetPerReplica:0.##} per replica";
+        }
+        else
+        {
+            var samples = nodes.SelectMany(n => (n.Info.Containers ?? []).Where(c => report.Replicas.TryGetValue(c.Name, out var on) && on == n.Info.Node && c.Ready))
+                .Select(c => c.CpuPercent).ToList();
+            wanted = samples.Count == 0 ? Math.Clamp(current, auto.Min, auto.Max)
+                : Math.Clamp((int)Math.Ceiling(current * samples.Average() / auto.TargetCpuPercent - 0.0001), auto.Min, auto.Max);
+            reason = $"average CPU {(samples.Count == 0 ? 0 : samples.Average()):0.#}% of a CPU, target {auto.TargetCpuPercent:0.#}%";
+        }
+        if (wanted == current)
+        {
+            return report;
+        }
+        var entry = await deployments.TryGetEntryAsync<byte[]>(deployment.Name, cancellationToken: cancellationToken).ConfigureAwait(false);
+        if (!entry.Success || entry.Value.Revision != deployment.Revision)
+        {
+            return report; // changed meanwhile: the next pass decides again
+        }
+        var scaled = JsonSerializer.Deserialize(entry.Value.Value, WorkloadJsonContext.Default.Deployment)!;
+        scaled.Replicas = wanted;
+        scaled.Revision = null;
+        var put = await deployments.TryUpdateAsync(deployment.Name, JsonSerializer.SerializeToUtf8Bytes(scaled, WorkloadJsonContext.Default.Deployment), entry.Value.Revision, cancellationToken: cancellationToken).ConfigureAwait(false);
+        if (!put.Success)
+        {
+            return report;
+        }
+        var why = $"{current} → {wanted} replicas ({reason})";
+        LogAutoscaled(logger, deployment.Name, why);
+        emit("deployment.scaled", deployment.Name, why);
+        return report with { LastScaledAt = now, LastScale = why, Revision = put.Value };
+    }
+
+    [LoggerMessage(EventId = 4009, Level = LogLevel.Information, Message = "autoscaler: deployment {Name}: {Why}")]
+    private static partial void LogAutoscaled(ILogger logger, string name, string why);
+
+    [LoggerMessage(EventId = 4008, Level = LogLevel.Warning, Message = "scheduler: deployment {Name} rolled back: {Why}")]
+    private static partial void LogRollback(ILogger logger, string name, string why);
+
+    [LoggerMessage(EventId = 4003, Level = LogLevel.Information, Message = "scheduler: assigned {Key}")]
+    private static partial void LogAssigned(ILogger logger, string key);
+
+    [LoggerMessage(EventId = 4004, Level = LogLevel.Information, Message = "scheduler: unassigned {Key}")]
+    private static partial void LogUnassignedKey(ILogger logger, string key);
+
+    [LoggerMessage(EventId = 4005, Level = LogLevel.Warning, Message = "scheduler: unschedulable {Reason}")]
+    private static partial void LogUnschedulable(ILogger logger, string reason);
+
+    /// <summary>The node this scheduler runs on (recorded in each status).</summary>
+    public string NodeName => nodeName;
+}

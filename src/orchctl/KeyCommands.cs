@@ -1,0 +1,90 @@
+using System.Text;
+using System.Text.Json;
+using Orchestrator.Fleet.Protocol;
+using Orchestrator.Node.Workloads;
+
+namespace Orchestrator.Ctl;
+
+/// <summary>Manifest signing, which needs no NATS: keys create|show, sign.</summary>
+internal static class KeyCommands
+{
+    public static readonly IReadOnlySet<string> Names = new HashSet<string>(StringComparer.Ordinal) { "keys", "sign" };
+
+    public const string Help = """
+          keys create -o FILE        a new signing key: the seed goes to FILE (mode 0600), the public key (U…) is printed
+                                     for the nodes' fleet.trusted_keys
+          keys show FILE             the public key of a seed file
+          sign -f FILE --key SEED [-o OUT]
+                                     sign the file's deployments (JSON documents, valid YAML) for `apply -f` anywhere
+        """;
+
+    public static int Run(string command, List<string> args)
+    {
+        switch (command)
+        {
+            case "keys" when args is ["create", ..]:
+                var output = Option(args, "-o", "--output") ?? throw new UsageException("keys create needs -o FILE for the seed (keep it secret; nodes get the public key)");
+                if (File.Exists(output))
+                {
+                    Console.Error.WriteLine($"orchctl: {output} exists; refusing to overwrite a key (remove it first or pick another file)");
+                    return 1;
+                }
+                var (seed, publicKey) = ManifestSigning.CreateKey();
+                using (var stream = new FileStream(output, new FileStreamOptions
+                {
+                    Mode = FileMode.CreateNew, Access = FileAccess.Write,
+                    UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite,
+                }))
+                {
+                    stream.Write(Encoding.ASCII.GetBytes(seed + "\n"));
+                }
+                Console.Out.WriteLine(publicKey);
+                Console.Error.WriteLine($"seed written to {output}; put the public key above in each node's fleet.trusted_keys");
+                return 0;
+            case "keys" when args is ["show", var file]:
+                using (var pair = NATS.NKeys.KeyPair.FromSeed(ManifestSigning.ReadSeed(file)))
+                {
+                    Console.Out.WriteLine(pair.GetPublicKey());
+                }
+                return 0;
+            case "keys":
+                throw new UsageException("keys create -o FILE | keys show FILE");
+            case "sign":
+                var manifest = Option(args, "-f", "--file") ?? throw new UsageException("sign needs -f FILE (deployments)");
+                var key = Option(args, "--key", "--sign-key") ?? Environment.GetEnvironmentVariable("ORCH_SIGN_KEY")
+                    ?? throw new UsageException("sign needs --key SEEDFILE (or ORCH_SIGN_KEY); create one with `orchctl keys create -o FILE`");
+                var deployments = ManifestLoader.ParseDeployments(manifest == "-" ? Console.In.ReadToEnd() : File.ReadAllText(manifest), manifest);
+                var seedText = ManifestSigning.ReadSeed(key);
+                var text = new StringBuilder();
+                foreach (var deployment in deployments)
+                {
+                    ManifestSigning.Sign(deployment, seedText);
+                    deployment.Revision = null;
+                    text.Append("---\n# signed by orchctl sign; any change breaks the signature\n");
+                    text.Append(SignedDocument(deployment)).Append('\n');
+                }
+                if (Option(args, "-o", "--output") is { } target)
+                {
+                    File.WriteAllText(target, text.ToString());
+                    Console.Error.WriteLine($"{deployments.Count} deployment(s) signed into {target}");
+                }
+                else
+                {
+                    Console.Out.Write(text.ToString());
+                }
+                return 0;
+            default:
+                throw new UsageException($"unknown command '{command}'");
+        }
+    }
+
+    /// <summary>A deployment as a JSON document with kind: Deployment first (the manifest loader wants it).</summary>
+    private static string SignedDocument(Deployment deployment)
+    {
+        var body = JsonSerializer.Serialize(deployment, WorkloadJsonContext.Default.Deployment);
+        return "{\n  \"kind\": \"Deployment\"," + body[1..];
+    }
+
+    private static string? Option(List<string> args, string name, string alias)
+        => args.SkipWhile(a => a != name && a != alias).Skip(1).FirstOrDefault();
+}

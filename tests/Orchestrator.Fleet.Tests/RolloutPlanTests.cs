@@ -1,0 +1,157 @@
+using Orchestrator.Fleet.Protocol;
+using Orchestrator.Fleet.Scheduler;
+using Orchestrator.Node.Reconcile;
+using Orchestrator.Node.Workloads;
+
+namespace Orchestrator.Fleet.Tests;
+
+/// <summary>The scheduler's rollout arithmetic (FleetScheduler.Plan), pass by pass, with the nodes' reports simulated.</summary>
+public sealed class RolloutPlanTests
+{
+    private static readonly DateTimeOffset s_t0 = new(2026, 1, 1, 0, 0, 0, TimeSpan.Zero);
+
+    private static Deployment Web(string version, int replicas, RolloutSpec? rollout, ulong revision) => new()
+    {
+        Name = "web", Replicas = replicas, Rollout = rollout, Revision = revision, AntiAffinity = false,
+        Template = new Workload { Image = "busybox", Command = ["sleep", version] },
+    };
+
+    /// <summary>A small simulated fleet: nodes report every assigned replica running; ready unless told otherwise.</summary>
+    private sealed class Fleet
+    {
+        public Dictionary<string, byte[]> Assigned { get; private set; } = new(StringComparer.Ordinal);
+        public Dictionary<string, DeploymentStatus> Statuses { get; } = new(StringComparer.Ordinal);
+        public HashSet<string> NeverReady { get; } = new(StringComparer.Ordinal); // commands ("sleep v2") that never get ready
+        public List<NodeEntry> Nodes { get; } = [];
+        public HashSet<(string Node, string Replica, string Version)> EverRan { get; } = [];
+
+        public Fleet(params (string Name, string Ring)[] nodes)
+        {
+            foreach (var (name, ring) in nodes)
+            {
+                Nodes.Add(new NodeEntry
+                {
+                    State = "ready",
+                    Info = new NodeInfo
+                    {
+                        Node = name, NodeId = name, Version = "1", Arch = "x64", Kernel = "6", Runtime = "native",
+                        Labels = new Dictionary<string, string> { ["ring"] = ring },
+                        Status = new NodeStatus { CpuMilliAllocatable = 4000, MemoryAllocatableBytes = 4L << 30 },
+                    },
+                });
+            }
+        }
+
+        /// <summary>One pass at <paramref name="now"/>, then the nodes run what they were given and report.</summary>
+        public DeploymentStatus Pass(Deployment deployment, DateTimeOffset now)
+        {
+            Assigned = FleetScheduler.Plan([deployment], ReportedNodes(), Assigned, Statuses, now, out var reports);
+            Statuses[deployment.Name] = reports[deployment.Name];
+            foreach (var (key, value) in Assigned)
+            {
+                var a = Assignment.Parse(value);
+                EverRan.Add((key[..key.IndexOf('.', StringComparison.Ordinal)], a.Replica, a.Template.Command![1]));
+            }
+            return reports[deployment.Name];
+        }
+
+        private List<NodeEntry> ReportedNodes() => Nodes.Select(n => n with
+        {
+            Info = n.Info with
+            {
+                Containers = Assigned.Where(a => a.Key.StartsWith(n.Info.Node + ".", StringComparison.Ordinal)).Select(a =>
+                {
+                    var workload = Assignment.Parse(a.Value).ToWorkload();
+                    return new ContainerBrief
+                    {
+                        Name = workload.Name, State = "running", SpecHash = Supervisor.SpecHash(workload),
+                        Ready = !NeverReady.Contains(workload.Command![1]),
+                    };
+                }).ToList(),
+            },
+        }).ToList();
+
+        public IEnumerable<string> Versions => Assigned.Values.Select(v => Assignment.Parse(v).Template.Command![1]);
+    }
+
+    [Fact]
+    public void Max_unavailable_keeps_enough_replicas_ready_through_a_rollout()
+    {
+        var fleet = new Fleet(("a", "x"), ("b", "x"), ("c", "x"));
+        fleet.Pass(Web("v1", 3, null, 1), s_t0);
+        fleet.Pass(Web("v1", 3, null, 1), s_t0);
+        var v2 = Web("v2", 3, new RolloutSpec { MaxUnavailable = 1 }, 2);
+        for (var i = 0; i < 10; i++)
+        {
+            var status = fleet.Pass(v2, s_t0.AddSeconds(i));
+            // A pass replaces at most one ready replica: the other two still run v1 or v2, ready.
+            Assert.True(fleet.Versions.Count(v => v == "v2") <= i + 1);
+            if (status.Phase == "complete")
+            {
+                break;
+            }
+        }
+        Assert.All(fleet.Versions, v => Assert.Equal("v2", v));
+        Assert.Equal("complete", fleet.Statuses["web"].Phase);
+    }
+
+    [Fact]
+    public void Max_surge_adds_a_new_replica_before_replacing_any_and_removes_it_at_the_end()
+    {
+        var fleet = new Fleet(("a", "x"), ("b", "x"), ("c", "x"));
+        fleet.Pass(Web("v1", 3, null, 1), s_t0);
+        var v2 = Web("v2", 3, new RolloutSpec { MaxUnavailable = 0, MaxSurge = 1 }, 2);
+        var first = fleet.Pass(v2, s_t0);
+        Assert.Equal(4, fleet.Assigned.Count); // web-3 on v2, the three others untouched
+        Assert.Equal(1, first.Surge);
+        Assert.Equal(3, fleet.Versions.Count(v => v == "v1"));
+        for (var i = 1; i < 12 && fleet.Statuses["web"].Phase != "complete"; i++)
+        {
+            fleet.Pass(v2, s_t0.AddSeconds(i));
+            Assert.True(fleet.Assigned.Count <= 4);
+        }
+        Assert.Equal("complete", fleet.Statuses["web"].Phase);
+        Assert.Equal(3, fleet.Assigned.Count); // the surge replica is gone
+        Assert.All(fleet.Versions, v => Assert.Equal("v2", v));
+    }
+
+    [Fact]
+    public void A_canary_by_label_goes_first_and_the_rest_waits_for_its_hold()
+    {
+        var fleet = new Fleet(("a", "canary"), ("b", "main"), ("c", "main"));
+        fleet.Pass(Web("v1", 3, null, 1), s_t0);
+        var rollout = new RolloutSpec { MaxUnavailable = 1, Canary = new CanarySpec { Selector = new() { ["ring"] = "canary" }, HoldSeconds = 30 } };
+        var v2 = Web("v2", 3, rollout, 2);
+        var status = fleet.Pass(v2, s_t0);
+        Assert.Equal("canary", status.Wave);
+        fleet.Pass(v2, s_t0.AddSeconds(1));
+        fleet.Pass(v2, s_t0.AddSeconds(10));
+        Assert.Equal(["a"], fleet.EverRan.Where(r => r.Version == "v2").Select(r => r.Node).Distinct());
+        fleet.Pass(v2, s_t0.AddSeconds(40)); // the canary has held 30 s
+        for (var i = 41; i < 60 && fleet.Statuses["web"].Phase != "complete"; i++)
+        {
+            fleet.Pass(v2, s_t0.AddSeconds(i));
+        }
+        Assert.Equal("complete", fleet.Statuses["web"].Phase);
+        Assert.All(fleet.Versions, v => Assert.Equal("v2", v));
+    }
+
+    [Fact]
+    public void A_failing_canary_never_reaches_the_other_nodes()
+    {
+        var fleet = new Fleet(("a", "main"), ("b", "main"), ("c", "main"), ("d", "main"));
+        fleet.Pass(Web("v1", 4, null, 1), s_t0);
+        fleet.NeverReady.Add("bad");
+        var rollout = new RolloutSpec { MaxUnavailable = 2, Canary = new CanarySpec { Percent = 25, HoldSeconds = 5 } };
+        for (var i = 0; i < 200; i++)
+        {
+            var status = fleet.Pass(Web("bad", 4, rollout, 2), s_t0.AddSeconds(i));
+            Assert.Equal("canary", status.Wave);
+            Assert.Equal("progressing", status.Phase);
+        }
+        Assert.Single(fleet.EverRan, r => r.Version == "bad"); // web-0 only; the deadline's rollback is the caller's
+        // A replica added meanwhile (scale to 5) gets the template the rest runs, not the one on trial.
+        fleet.Pass(Web("bad", 5, rollout, 3), s_t0.AddSeconds(300));
+        Assert.Equal("v1", Assignment.Parse(fleet.Assigned.Single(a => a.Key.EndsWith(".web-4", StringComparison.Ordinal)).Value).Template.Command![1]);
+    }
+}
