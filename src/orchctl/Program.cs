@@ -9,7 +9,7 @@ using Orchestrator.Fleet.Client;
 const int Ok = 0, Failure = 1, Usage = 2, Unreachable = 3;
 
 var server = Environment.GetEnvironmentVariable("ORCH_SERVER") is { Length: > 0 } s ? s : "nats://127.0.0.1:4222";
-var creds = Environment.GetEnvironmentVariable("ORCH_CREDS");
+var connectionFlags = ConnectionFlags.FromEnvironment();
 var timeout = TimeSpan.FromSeconds(2);
 var rest = new List<string>();
 for (var i = 0; i < args.Length; i++)
@@ -19,8 +19,7 @@ for (var i = 0; i < args.Length; i++)
         case "--server" or "-s" when i + 1 < args.Length:
             server = args[++i];
             break;
-        case "--creds" when i + 1 < args.Length:
-            creds = args[++i];
+        case var _ when connectionFlags.TryTake(args, ref i):
             break;
         case "--timeout" when i + 1 < args.Length && double.TryParse(args[i + 1], NumberStyles.Float, CultureInfo.InvariantCulture, out var seconds):
             timeout = TimeSpan.FromSeconds(seconds);
@@ -35,13 +34,16 @@ for (var i = 0; i < args.Length; i++)
     }
 }
 
-var natsOpts = NatsOpts.Default with
+NatsOpts natsOpts;
+try
 {
-    Url = server,
-    Name = "orchctl",
-    AuthOpts = NatsAuthOpts.Default with { CredsFile = creds },
-    ConnectTimeout = timeout,
-};
+    natsOpts = connectionFlags.ToNatsOpts(server, timeout);
+}
+catch (UsageException e)
+{
+    Console.Error.WriteLine($"orchctl: {e.Message}");
+    return Usage;
+}
 var version = typeof(FleetClient).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "0.0.0";
 version = version.IndexOf('+', StringComparison.Ordinal) is var plus and >= 0 && version.Length - plus > 13 ? version[..(plus + 13)] : version;
 switch (rest.FirstOrDefault())
@@ -50,7 +52,7 @@ switch (rest.FirstOrDefault())
         Console.Out.Write($$"""
             orchctl: drive an Orchestrator fleet over NATS.
 
-            Usage: orchctl [--server URL] [--creds FILE] [--timeout SECONDS] COMMAND
+            Usage: orchctl [--server URL] [--creds FILE | --nkey FILE] [--tls-ca FILE] [--timeout SECONDS] COMMAND
 
             Commands:
               version                    this client's version and every reachable node's
@@ -59,7 +61,7 @@ switch (rest.FirstOrDefault())
 
             Global flags:
               --server URL      NATS server (env ORCH_SERVER, default nats://127.0.0.1:4222)
-              --creds FILE      NATS credentials file (env ORCH_CREDS)
+            {{ConnectionFlags.Help}}
               --timeout SECONDS how long to wait for answers (default 2)
 
             Exit codes: 0 ok, 1 failure, 2 usage, 3 timeout or NATS unreachable.

@@ -156,6 +156,65 @@ public sealed class ConfigTests : IDisposable
     }
 
     [Fact]
+    public void Missing_tls_ca_file_is_an_error_naming_the_setting()
+    {
+        var error = LoadFails("--config", WriteConfig(""), "--nats-tls-ca", "/no/such/ca.pem");
+        Assert.Equal("flag --nats-tls-ca: nats.tls_ca: '/no/such/ca.pem' does not exist; give the path of an existing file", error.Message);
+
+        var notPem = WriteConfig("not a certificate");
+        error = LoadFails("--config", WriteConfig($"nats:\n  tls_ca: {notPem}\n"));
+        Assert.Contains($"nats.tls_ca: '{notPem}' holds no certificate; give a PEM file with a -----BEGIN CERTIFICATE----- block", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Bad_nkey_seed_file_is_an_error_naming_the_setting()
+    {
+        var garbled = WriteConfig("SUNOTAREALSEED\n");
+        var error = LoadFails("--config", WriteConfig(""), "--nats-nkey", garbled);
+        Assert.Equal($"flag --nats-nkey: nats.nkey_seed_file: '{garbled}' holds a line starting with SU that is not a valid nkey user seed; make the key again (packaging/nats/gen-fleet-users.sh or `nk -gen user`)", error.Message);
+
+        var noSeed = WriteConfig("UDXU4RCSJNZOIQHZNWXHXORDPRTGNJAHAHFRGZNEEJCPQTT2M7NLCNF4\n");
+        _env["ORCHD_NATS_NKEY"] = noSeed;
+        error = LoadFails("--config", WriteConfig(""));
+        Assert.Equal($"environment variable ORCHD_NATS_NKEY: nats.nkey_seed_file: '{noSeed}' holds no nkey user seed (a line starting with SU); give the seed file made for this node's NATS user", error.Message);
+    }
+
+    [Fact]
+    public void Nkey_seed_and_tls_files_reach_the_nats_options()
+    {
+        using var pair = NATS.NKeys.KeyPair.CreatePair(NATS.NKeys.PrefixByte.User);
+        var seed = WriteConfig($"# node gw-01\n{pair.GetSeed()}\n");
+        using var key = System.Security.Cryptography.ECDsa.Create();
+        var request = new System.Security.Cryptography.X509Certificates.CertificateRequest("CN=test", key, System.Security.Cryptography.HashAlgorithmName.SHA256);
+        using var certificate = request.CreateSelfSigned(DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddDays(1));
+        var cert = WriteConfig(certificate.ExportCertificatePem());
+        var keyFile = WriteConfig(key.ExportPkcs8PrivateKeyPem());
+        var config = Load("--config", WriteConfig($"node_name: gw-01\nnats:\n  nkey_seed_file: {seed}\n  tls_ca: {cert}\n  tls_cert: {cert}\n  tls_key: {keyFile}\n"));
+        var opts = config.ToNatsSettings().ToNatsOpts("test");
+        Assert.Equal(pair.GetSeed(), opts.AuthOpts.Seed);
+        Assert.Equal(pair.GetPublicKey(), opts.AuthOpts.NKey);
+        Assert.Equal(cert, opts.TlsOpts.CaFile);
+        Assert.Equal(cert, opts.TlsOpts.CertFile);
+        Assert.Equal(keyFile, opts.TlsOpts.KeyFile);
+        Assert.Equal(NATS.Client.Core.TlsMode.Require, opts.TlsOpts.Mode);
+        Assert.Equal("_INBOX_gw-01", opts.InboxPrefix);
+
+        // A tls:// url alone makes TLS required too; a nats:// url without TLS files leaves it to the server.
+        Assert.Equal(NATS.Client.Core.TlsMode.Require, Load("--config", WriteConfig(""), "--nats-url", "tls://nats.example:4222").ToNatsSettings().ToNatsOpts("t").TlsOpts.Mode);
+        Assert.Equal(NATS.Client.Core.TlsMode.Auto, Load("--config", WriteConfig("")).ToNatsSettings().ToNatsOpts("t").TlsOpts.Mode);
+
+        // A certificate without its key, a key that is not the certificate's, or a seed next to a creds file: one error each.
+        Assert.Equal("nats.tls_cert is set without nats.tls_key; give the certificate's private key too (or neither)",
+            LoadFails("--config", WriteConfig(""), "--nats-tls-cert", cert).Message);
+        using var otherKey = System.Security.Cryptography.ECDsa.Create();
+        var wrongKey = WriteConfig(otherKey.ExportPkcs8PrivateKeyPem());
+        Assert.StartsWith($"nats.tls_key: '{wrongKey}' is not the PEM private key of nats.tls_cert '{cert}'",
+            LoadFails("--config", WriteConfig(""), "--nats-tls-cert", cert, "--nats-tls-key", wrongKey).Message, StringComparison.Ordinal);
+        Assert.StartsWith("nats.creds_file and nats.nkey_seed_file are both set",
+            LoadFails("--config", WriteConfig(""), "--nats-creds", seed, "--nats-nkey", seed).Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Bad_environment_variable_is_named()
     {
         _env["ORCHD_RUNTIME"] = "podman";

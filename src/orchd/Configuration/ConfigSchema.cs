@@ -61,6 +61,18 @@ internal static class ConfigSchema
         new("nats.token", "--nats-token", "ORCHD_NATS_TOKEN", "TOKEN", SettingShape.Scalar, "none",
             "NATS authentication token",
             (b, v) => b.NatsToken = v, c => c.NatsToken ?? "", Secret: true),
+        new("nats.nkey_seed_file", "--nats-nkey", "ORCHD_NATS_NKEY", "FILE", SettingShape.Scalar, "none",
+            "file holding this node's nkey user seed (SU…), for servers configured with nkey users (docs/nats-security.md)",
+            (b, v) => b.NatsNKeySeedFile = ConfigValues.NKeySeedFile(v), c => c.NatsNKeySeedFile ?? ""),
+        new("nats.tls_ca", "--nats-tls-ca", "ORCHD_NATS_TLS_CA", "FILE", SettingShape.Scalar, "none",
+            "PEM file of the CA that signed the NATS server's certificate; TLS becomes required (as with tls:// urls)",
+            (b, v) => b.NatsTlsCa = ConfigValues.PemCertificates(v), c => c.NatsTlsCa ?? ""),
+        new("nats.tls_cert", "--nats-tls-cert", "ORCHD_NATS_TLS_CERT", "FILE", SettingShape.Scalar, "none",
+            "client certificate (PEM) for servers that verify clients; with nats.tls_key",
+            (b, v) => b.NatsTlsCert = ConfigValues.PemCertificates(v), c => c.NatsTlsCert ?? ""),
+        new("nats.tls_key", "--nats-tls-key", "ORCHD_NATS_TLS_KEY", "FILE", SettingShape.Scalar, "none",
+            "the client certificate's private key (PEM); with nats.tls_cert",
+            (b, v) => b.NatsTlsKey = ConfigValues.ExistingFile(v), c => c.NatsTlsKey ?? ""),
         new("labels", "--label", "ORCHD_LABELS", "KEY=VALUE", SettingShape.Map, "none",
             "node labels for placement; repeat the flag, or separate pairs with commas",
             (b, v) => { var (k, val) = ConfigValues.Label(v); b.Labels[k] = val; },
@@ -183,6 +195,10 @@ internal sealed class ConfigBuilder
     public string? NatsUser { get; set; }
     public string? NatsPassword { get; set; }
     public string? NatsToken { get; set; }
+    public string? NatsNKeySeedFile { get; set; }
+    public string? NatsTlsCa { get; set; }
+    public string? NatsTlsCert { get; set; }
+    public string? NatsTlsKey { get; set; }
     public SortedDictionary<string, string> Labels { get; } = new(StringComparer.Ordinal);
     public RuntimeBackend Runtime { get; set; } = s_defaults.Runtime;
     public string ContainerdSocket { get; set; } = s_defaults.ContainerdSocket;
@@ -202,6 +218,8 @@ internal sealed class ConfigBuilder
 
     public OrchdConfig Build() => NatsUrls.Count == 0
         ? throw new ConfigException("nats.urls: no NATS url is left after all sources; give at least one, like nats://127.0.0.1:4222")
+        : ConfigValues.NatsCredentials(NatsCredsFile, NatsNKeySeedFile, NatsTlsCert, NatsTlsKey) is { } conflict
+        ? throw new ConfigException(conflict)
         : new()
     {
         ConfigFile = ConfigFile,
@@ -213,6 +231,10 @@ internal sealed class ConfigBuilder
         NatsUser = NatsUser,
         NatsPassword = NatsPassword,
         NatsToken = NatsToken,
+        NatsNKeySeedFile = NatsNKeySeedFile,
+        NatsTlsCa = NatsTlsCa,
+        NatsTlsCert = NatsTlsCert,
+        NatsTlsKey = NatsTlsKey,
         Labels = new SortedDictionary<string, string>(Labels, StringComparer.Ordinal),
         Runtime = Runtime,
         ContainerdSocket = ContainerdSocket,

@@ -43,6 +43,76 @@ internal static class ConfigValues
         return path;
     }
 
+    /// <summary>A file with a valid nkey user seed (SU…) in it.</summary>
+    public static string NKeySeedFile(string value)
+    {
+        var path = ExistingFile(value);
+        try
+        {
+            Orchestrator.Fleet.Agent.NatsSettings.ReadNKeySeed(path);
+        }
+        catch (FormatException e)
+        {
+            throw new ConfigValueException(e.Message);
+        }
+        return path;
+    }
+
+    /// <summary>A PEM file with at least one X.509 certificate in it.</summary>
+    public static string PemCertificates(string value)
+    {
+        var path = ExistingFile(value);
+        var certificates = new System.Security.Cryptography.X509Certificates.X509Certificate2Collection();
+        try
+        {
+            certificates.ImportFromPemFile(path);
+        }
+        catch (Exception e) when (e is System.Security.Cryptography.CryptographicException or IOException or UnauthorizedAccessException)
+        {
+            throw new ConfigValueException($"'{path}' is not a PEM certificate file ({e.Message.TrimEnd('.')}); give the certificate in PEM form (-----BEGIN CERTIFICATE-----)");
+        }
+        if (certificates.Count == 0)
+        {
+            throw new ConfigValueException($"'{path}' holds no certificate; give a PEM file with a -----BEGIN CERTIFICATE----- block");
+        }
+        foreach (var certificate in certificates)
+        {
+            certificate.Dispose();
+        }
+        return path;
+    }
+
+    /// <summary>What is wrong with the NATS credentials taken together, or null: the checks one setting alone cannot make.</summary>
+    public static string? NatsCredentials(string? credsFile, string? nkeySeedFile, string? tlsCert, string? tlsKey)
+    {
+        if (credsFile is not null && nkeySeedFile is not null)
+        {
+            return "nats.creds_file and nats.nkey_seed_file are both set; a NATS user authenticates with one of them: keep the creds file for an operator/JWT setup, the seed file for nkey users";
+        }
+        if ((tlsCert is null) != (tlsKey is null))
+        {
+            return tlsCert is null
+                ? "nats.tls_key is set without nats.tls_cert; give the client certificate too (or neither)"
+                : "nats.tls_cert is set without nats.tls_key; give the certificate's private key too (or neither)";
+        }
+        if (tlsCert is not null)
+        {
+            try
+            {
+                using var pair = System.Security.Cryptography.X509Certificates.X509Certificate2.CreateFromPemFile(tlsCert, tlsKey);
+                if (!pair.HasPrivateKey)
+                {
+                    return $"nats.tls_key: '{tlsKey}' is not the private key of nats.tls_cert '{tlsCert}'; give the key the certificate was made for";
+                }
+            }
+            catch (Exception e) when (e is System.Security.Cryptography.CryptographicException or ArgumentException or IOException or UnauthorizedAccessException)
+            {
+                return $"nats.tls_key: '{tlsKey}' is not the PEM private key of nats.tls_cert '{tlsCert}' ({e.Message.TrimEnd('.')}); give the unencrypted key the certificate was made for";
+            }
+        }
+        return null;
+    }
+
     public static string PublicNKey(string value)
     {
         var key = value.Trim();

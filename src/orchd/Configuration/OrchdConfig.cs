@@ -34,6 +34,10 @@ public sealed record OrchdConfig
     public string? NatsUser { get; init; }
     public string? NatsPassword { get; init; }
     public string? NatsToken { get; init; }
+    public string? NatsNKeySeedFile { get; init; }
+    public string? NatsTlsCa { get; init; }
+    public string? NatsTlsCert { get; init; }
+    public string? NatsTlsKey { get; init; }
     public IReadOnlyDictionary<string, string> Labels { get; init; } = new SortedDictionary<string, string>(StringComparer.Ordinal);
     public RuntimeBackend Runtime { get; init; } = RuntimeBackend.Auto;
     public string ContainerdSocket { get; init; } = "/run/containerd/containerd.sock";
@@ -59,5 +63,11 @@ public sealed record OrchdConfig
         User = NatsUser,
         Password = NatsPassword,
         Token = NatsToken,
+        NKeySeedFile = NatsNKeySeedFile,
+        TlsCa = NatsTlsCa,
+        TlsCert = NatsTlsCert,
+        TlsKey = NatsTlsKey,
+        // A node's replies come to _INBOX_<node>.…: its NATS user may read those and no one else's.
+        InboxPrefix = "_INBOX_" + NodeName,
     };
 }

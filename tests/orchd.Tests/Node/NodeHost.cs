@@ -44,6 +44,8 @@ public sealed class NodeHost : IAsyncDisposable
     public string Cidr { get; } = $"10.{Random.Shared.Next(100, 250)}.{Random.Shared.Next(0, 255)}.0/24";
     public DaemonProcess Daemon => _daemons[^1];
     public NodeClient Client { get; private set; } = null!;
+    /// <summary>Options of the test's own connection to <see cref="Nats"/> (TLS, credentials); plain by default. Set before starting orchd.</summary>
+    public NatsOpts? ClientOpts { get; set; }
 
     /// <summary>A node with the busybox image in its store; NATS unless <paramref name="withNats"/> is false.</summary>
     public static async Task<NodeHost> StartAsync(bool withNats = true, string[]? extraArgs = null, bool start = true, NatsServer? sharedNats = null, string? name = null)
@@ -83,7 +85,7 @@ public sealed class NodeHost : IAsyncDisposable
         }
         if (_connection is null)
         {
-            _connection = new NatsConnection(new NatsOpts { Url = Nats.Url });
+            _connection = new NatsConnection(ClientOpts ?? new NatsOpts { Url = Nats.Url });
             await _connection.ConnectAsync();
             Client = new NodeClient(_connection, NodeName, TimeSpan.FromSeconds(60));
         }

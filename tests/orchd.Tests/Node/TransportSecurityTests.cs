@@ -1,0 +1,403 @@
+using System.Collections.Concurrent;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using System.Text;
+using NATS.Client.Core;
+using NATS.Client.JetStream;
+using NATS.Client.KeyValueStore;
+using Orchestrator.Fleet.Agent;
+using Orchestrator.Fleet.Client;
+using Orchestrator.Node.Workloads;
+
+namespace Orchestrator.Daemon.Tests.Node;
+
+/// <summary>
+/// The fleet's transport security against a real nats-server: TLS with a CA and client
+/// certificates made here, nkey users with the permissions packaging/nats/gen-fleet-users.sh
+/// writes (docs/nats-security.md). A node's credentials reach its own subjects and no other's.
+/// </summary>
+[Trait("Category", "Privileged")]
+[Collection(NodeTests.Collection)]
+public sealed class TransportSecurityTests
+{
+    private static readonly string[] s_fast = ["--heartbeat", "1s", "--unreachable-after", "3s", "--lost-after", "6s"];
+
+    [Fact(Timeout = 180_000)]
+    public async Task A_node_joins_over_tls_with_its_nkey_heartbeats_and_runs_what_it_is_assigned()
+    {
+        var suffix = Guid.NewGuid().ToString("N")[..4];
+        string scheduler = $"sched-{suffix}", worker = $"edge-{suffix}";
+        await using var fleet = await SecureFleet.StartAsync(workers: [worker], schedulers: [scheduler]);
+        await fleet.CreateFleetStateAsync();
+        var hosts = new List<NodeHost>();
+        try
+        {
+            foreach (var (name, role, mayLead) in new[] { (scheduler, "core", true), (worker, "edge", false) })
+            {
+                var host = await NodeHost.StartAsync(sharedNats: fleet.Server, name: name, start: false);
+                hosts.Add(host);
+                host.ClientOpts = fleet.Opts(fleet.OperatorSeed);
+                await host.StartOrchdAsync([.. s_fast, .. fleet.NodeArgs(name), "--label", $"role={role}", "--scheduler", mayLead ? "true" : "false"]);
+            }
+            await using var operatorConnection = await fleet.ConnectAsync(fleet.OperatorSeed);
+            var kv = new NatsKVContext(new NatsJSContext(operatorConnection));
+
+            // Both heartbeat into orch-nodes, with their own keys.
+            var heartbeats = await kv.GetStoreAsync("orch-nodes");
+            var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
+            foreach (var name in new[] { scheduler, worker })
+            {
+                while (!(await heartbeats.TryGetEntryAsync<byte[]>(name)).Success)
+                {
+                    Assert.True(DateTime.UtcNow < deadline, $"no heartbeat of {name}; server log:\n{fleet.Violations()}");
+                    await Task.Delay(200);
+                }
+            }
+
+            // A deployment for the edge: the scheduler places it on the worker, which runs it.
+            var client = new FleetClient(operatorConnection);
+            await client.ApplyAsync([new Deployment
+            {
+                Name = "secure",
+                Replicas = 1,
+                Selector = new() { ["role"] = "edge" },
+                Template = new Workload { Image = NodeHost.Image, Command = ["sleep", "100000"], Network = "none", StopGracePeriodSeconds = 0 },
+            }]);
+            var edge = hosts[1];
+            deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
+            while (!(await edge.Client.ListAsync()).Any(c => c.Name == "secure-0" && c.State == "running"))
+            {
+                Assert.True(DateTime.UtcNow < deadline, $"secure-0 did not run on {worker}; violations:\n{fleet.Violations()}\n{edge.Daemon.Output}");
+                await Task.Delay(250);
+            }
+
+            // Its events reached the stream, on its own subjects.
+            var js = new NatsJSContext(operatorConnection);
+            deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
+            while ((await js.GetStreamAsync("ORCH_EVENTS", new NATS.Client.JetStream.Models.StreamInfoRequest { SubjectsFilter = $"orch.events.{worker}.>" })).Info.State.Subjects is not { Count: > 0 })
+            {
+                Assert.True(DateTime.UtcNow < deadline, $"no event from {worker}; violations:\n{fleet.Violations()}");
+                await Task.Delay(250);
+            }
+
+            // And neither node was refused anything: the permission sets are enough.
+            Assert.Equal("", fleet.Violations());
+        }
+        finally
+        {
+            foreach (var host in hosts)
+            {
+                await host.DisposeAsync();
+            }
+        }
+    }
+
+    [Fact(Timeout = 120_000)]
+    public async Task A_nodes_credentials_cannot_publish_subscribe_or_read_as_another_node()
+    {
+        await using var fleet = await SecureFleet.StartAsync(workers: ["node-a", "node-b"], schedulers: []);
+        await fleet.CreateFleetStateAsync();
+        await using var operatorConnection = await fleet.ConnectAsync(fleet.OperatorSeed);
+        var operatorKv = new NatsKVContext(new NatsJSContext(operatorConnection));
+        var operatorAssignments = await operatorKv.GetStoreAsync("orch-assignments");
+        await operatorAssignments.PutAsync("node-a.job-0", Encoding.UTF8.GetBytes("for a"));
+        await operatorAssignments.PutAsync("node-b.job-0", Encoding.UTF8.GetBytes("for b"));
+
+        var errors = new ConcurrentQueue<string>();
+        await using var a = await fleet.ConnectAsync(fleet.Seed("node-a"), "_INBOX_node-a", errors);
+        var js = new NatsJSContext(a);
+        var kv = new NatsKVContext(js);
+        var nodes = await kv.GetStoreAsync("orch-nodes");
+        var assignments = await kv.GetStoreAsync("orch-assignments");
+
+        // Its own heartbeat, events, requests and assignments: allowed.
+        await nodes.PutAsync("node-a", Encoding.UTF8.GetBytes("{}"));
+        (await js.PublishAsync("orch.events.node-a.test", Encoding.UTF8.GetBytes("{}"))).EnsureSuccess();
+        await using (var own = await a.SubscribeCoreAsync<string>("orch.node.node-a.>"))
+        {
+            await a.PingAsync();
+            await operatorConnection.PublishAsync("orch.node.node-a.ps", "hello a");
+            using var wait = new CancellationTokenSource(TimeSpan.FromSeconds(5));
+            Assert.Equal("hello a", (await own.Msgs.ReadAsync(wait.Token)).Data);
+        }
+        var keys = new List<string>();
+        await foreach (var key in assignments.GetKeysAsync(["node-a.*"]))
+        {
+            keys.Add(key);
+        }
+        Assert.Equal(["node-a.job-0"], keys);
+        Assert.Empty(errors);
+
+        // Node b's heartbeat: the server refuses the publish (and the put never gets its ack).
+        await RefusedAsync(errors, "Permissions Violation for Publish to \"$KV.orch-nodes.node-b\"",
+            token => nodes.PutAsync("node-b", Encoding.UTF8.GetBytes("{\"node\":\"node-b\"}"), cancellationToken: token).AsTask());
+        Assert.False((await (await operatorKv.GetStoreAsync("orch-nodes")).TryGetEntryAsync<byte[]>("node-b")).Success);
+
+        // Node b's events.
+        await RefusedAsync(errors, "Permissions Violation for Publish to \"orch.events.node-b.test\"",
+            token => a.PublishAsync("orch.events.node-b.test", "forged", cancellationToken: token).AsTask());
+
+        // Node b's requests: the subscription is refused and nothing reaches it.
+        var stolen = await a.SubscribeCoreAsync<string>("orch.node.node-b.>");
+        await RefusedAsync(errors, "Permissions Violation for Subscription to \"orch.node.node-b.>\"", token => a.PingAsync(token).AsTask());
+        await operatorConnection.PublishAsync("orch.node.node-b.exec", "for b only");
+        await Task.Delay(500);
+        Assert.False(stolen.Msgs.TryRead(out _));
+        await stolen.DisposeAsync();
+
+        // Everyone's replies (the default inbox): refused as well.
+        var inboxes = await a.SubscribeCoreAsync<string>("_INBOX.>");
+        await RefusedAsync(errors, "Permissions Violation for Subscription to \"_INBOX.>\"", token => a.PingAsync(token).AsTask());
+        await inboxes.DisposeAsync();
+
+        // Node b's assignments: neither a consumer on its keys nor a direct get.
+        await RefusedAsync(errors, ".$KV.orch-assignments.node-b.*\"", async token =>
+        {
+            await foreach (var _ in assignments.WatchAsync<byte[]>("node-b.*", cancellationToken: token))
+            {
+                Assert.Fail("node-a read one of node-b's assignments");
+            }
+        });
+        Assert.Contains(errors, e => e.StartsWith("Permissions Violation for Publish to \"$JS.API.CONSUMER.CREATE.KV_orch-assignments.", StringComparison.Ordinal));
+        await RefusedAsync(errors, "Permissions Violation for Publish to \"$JS.API.DIRECT.GET.KV_orch-assignments\"",
+            token => assignments.TryGetEntryAsync<byte[]>("node-b.job-0", cancellationToken: token).AsTask());
+
+        // A consumer whose API subject names node-a's keys but whose body asks for node-b's: the
+        // permission lets the request through, and JetStream refuses it for the mismatch.
+        var body = """{"stream_name":"KV_orch-assignments","config":{"name":"sneaky","deliver_subject":"_INBOX_node-a.sneaky","filter_subject":"$KV.orch-assignments.node-b.*","ack_policy":"none","deliver_policy":"all"}}""";
+        var reply = await a.RequestAsync<string, string>("$JS.API.CONSUMER.CREATE.KV_orch-assignments.sneaky.$KV.orch-assignments.node-a.*", body,
+            replyOpts: new NatsSubOpts { Timeout = TimeSpan.FromSeconds(5) });
+        Assert.Contains("\"error\"", reply.Data, StringComparison.Ordinal);
+        Assert.Contains("did not match filtered subject", reply.Data, StringComparison.Ordinal);
+    }
+
+    [Fact(Timeout = 120_000)]
+    public async Task Connections_without_tls_a_client_certificate_or_a_known_nkey_are_refused()
+    {
+        await using var fleet = await SecureFleet.StartAsync(workers: ["node-a"], schedulers: []);
+
+        // The right credentials get in (the control).
+        await using (var ok = await fleet.ConnectAsync(fleet.Seed("node-a"), "_INBOX_node-a"))
+        {
+            await ok.PingAsync();
+        }
+
+        // No TLS at all: the server requires it.
+        var plain = await RefusedConnectAsync(fleet.Opts(fleet.Seed("node-a"), tls: false));
+        Assert.Contains("tls", plain, StringComparison.OrdinalIgnoreCase);
+
+        // TLS and the nkey, but no client certificate: the handshake fails.
+        await RefusedConnectAsync(fleet.Opts(fleet.Seed("node-a"), clientCertificate: false));
+
+        // TLS with a certificate, but no nkey, or one the server does not know.
+        var anonymous = await RefusedConnectAsync(fleet.Opts(seedFile: null));
+        Assert.Contains("Authorization Violation", anonymous, StringComparison.OrdinalIgnoreCase);
+        var stranger = fleet.WriteSeed("stranger", KeyPairSeed());
+        var unknown = await RefusedConnectAsync(fleet.Opts(stranger));
+        Assert.Contains("Authorization Violation", unknown, StringComparison.OrdinalIgnoreCase);
+    }
+
+    /// <summary>Starts the refused operation and waits for the server's permission violation naming it.</summary>
+    private static async Task RefusedAsync(ConcurrentQueue<string> errors, string expected, Func<CancellationToken, Task> operation)
+    {
+        using var cancel = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        var running = Task.Run(() => operation(cancel.Token), CancellationToken.None);
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(8);
+        while (!errors.Any(e => e.Contains(expected, StringComparison.Ordinal)))
+        {
+            Assert.True(DateTime.UtcNow < deadline, $"no permission violation containing {expected}; the server said: [{string.Join("; ", errors)}]");
+            await Task.Delay(50);
+        }
+        await cancel.CancelAsync();
+        try
+        {
+            await running;
+        }
+        catch (Exception e) when (e is OperationCanceledException or NatsException or TimeoutException)
+        {
+            // The refused publish never gets an answer: the client gives up, as it should.
+        }
+    }
+
+    private static async Task<string> RefusedConnectAsync(NatsOpts opts)
+    {
+        await using var connection = new NatsConnection(opts);
+        var error = await Assert.ThrowsAnyAsync<Exception>(async () => await connection.ConnectAsync());
+        var text = error.ToString();
+        return text;
+    }
+
+    private static string KeyPairSeed()
+    {
+        using var pair = NATS.NKeys.KeyPair.CreatePair(NATS.NKeys.PrefixByte.User);
+        return pair.GetSeed();
+    }
+
+    /// <summary>
+    /// A nats-server with TLS (verify: clients need a certificate of the test CA) and the fleet's
+    /// accounts block from packaging/nats/gen-fleet-users.sh, for an operator and the given nodes.
+    /// </summary>
+    private sealed class SecureFleet : IAsyncDisposable
+    {
+        private readonly TempDir _dir = new("orch-tls");
+        private readonly Dictionary<string, string> _seeds = new(StringComparer.Ordinal);
+
+        public NatsServer Server { get; private set; } = null!;
+        public string Ca => _dir.Combine("ca.pem");
+        public string Cert => _dir.Combine("client.pem");
+        public string Key => _dir.Combine("client-key.pem");
+        public string OperatorSeed => _seeds["operator"];
+        public string TlsUrl => $"tls://127.0.0.1:{Server.Port}";
+
+        public string Seed(string name) => _seeds[name];
+
+        public static async Task<SecureFleet> StartAsync(string[] workers, string[] schedulers)
+        {
+            var fleet = new SecureFleet();
+            TestPki.Write(fleet._dir.Path);
+            var args = new List<string>();
+            foreach (var (name, flag) in workers.Select(w => (w, "--node")).Concat(schedulers.Select(s => (s, "--scheduler"))).Prepend(("operator", "--operator")))
+            {
+                using var pair = NATS.NKeys.KeyPair.CreatePair(NATS.NKeys.PrefixByte.User);
+                fleet.WriteSeed(name, pair.GetSeed());
+                args.Add(flag);
+                args.Add(name == "operator" ? pair.GetPublicKey() : $"{name}={pair.GetPublicKey()}");
+            }
+            await using var generate = DaemonProcess.Start("/bin/bash", [Path.Combine(Repo.Root, "packaging", "nats", "gen-fleet-users.sh"), .. args]);
+            Assert.True(await generate.WaitForExitAsync(TimeSpan.FromSeconds(30)) == 0, generate.Output);
+            var users = generate.Output;
+            Assert.Contains("accounts {", users, StringComparison.Ordinal);
+            // The tls block of packaging/nats/fleet-server.conf, with this test's files.
+            fleet.Server = await NatsServer.StartAsync($$"""
+                tls {
+                  cert_file: "{{fleet._dir.Combine("server.pem")}}"
+                  key_file: "{{fleet._dir.Combine("server-key.pem")}}"
+                  ca_file: "{{fleet.Ca}}"
+                  verify: true
+                  timeout: 5
+                }
+                {{users}}
+                """);
+            return fleet;
+        }
+
+        public string WriteSeed(string name, string seed)
+        {
+            var path = _dir.Combine($"{name}.seed");
+            File.WriteAllText(path, seed + "\n");
+            _seeds[name] = path;
+            return path;
+        }
+
+        /// <summary>orchd's flags for a node of this fleet: the tls:// url, the CA, the client certificate, its seed.</summary>
+        public string[] NodeArgs(string name) =>
+            ["--nats-url", TlsUrl, "--nats-tls-ca", Ca, "--nats-tls-cert", Cert, "--nats-tls-key", Key, "--nats-nkey", Seed(name)];
+
+        public NatsOpts Opts(string? seedFile, bool tls = true, bool clientCertificate = true, string? inboxPrefix = null)
+        {
+            var settings = new NatsSettings
+            {
+                Urls = [tls ? TlsUrl : Server.Url],
+                TlsCa = tls ? Ca : null,
+                TlsCert = tls && clientCertificate ? Cert : null,
+                TlsKey = tls && clientCertificate ? Key : null,
+                NKeySeedFile = seedFile,
+            };
+            return NatsOpts.Default with
+            {
+                Url = settings.Urls[0],
+                AuthOpts = settings.ToAuthOpts(),
+                TlsOpts = tls ? settings.ToTlsOpts() : NatsTlsOpts.Default with { Mode = TlsMode.Disable },
+                InboxPrefix = inboxPrefix ?? NatsOpts.Default.InboxPrefix,
+                ConnectTimeout = TimeSpan.FromSeconds(5),
+            };
+        }
+
+        public async Task<NatsConnection> ConnectAsync(string seedFile, string? inboxPrefix = null, ConcurrentQueue<string>? errors = null)
+        {
+            var connection = new NatsConnection(Opts(seedFile, inboxPrefix: inboxPrefix));
+            if (errors is not null)
+            {
+                connection.ServerError += (_, e) =>
+                {
+                    errors.Enqueue(e.Error);
+                    return ValueTask.CompletedTask;
+                };
+            }
+            await connection.ConnectAsync();
+            return connection;
+        }
+
+        /// <summary>What the operator does before workers join: the buckets and the events stream (workers may not create them).</summary>
+        public async Task CreateFleetStateAsync()
+        {
+            await using var connection = await ConnectAsync(OperatorSeed);
+            var js = new NatsJSContext(connection);
+            var kv = new NatsKVContext(js);
+            foreach (var (bucket, history) in new[] { ("orch-nodes", 1), ("orch-deployments", 10), ("orch-assignments", 1), ("orch-leader", 1), ("orch-deployment-status", 1), ("orch-node-settings", 1) })
+            {
+                await kv.CreateOrUpdateStoreAsync(new NatsKVConfig(bucket) { History = history, Description = "Orchestrator fleet state" });
+            }
+            // The same configuration as the nodes' (FleetMember.EnsureEventStreamAsync), which they then find unchanged.
+            await js.CreateOrUpdateStreamAsync(new NATS.Client.JetStream.Models.StreamConfig(Orchestrator.Fleet.Protocol.NodeEvent.Stream, [Orchestrator.Fleet.Protocol.NodeEvent.Subjects])
+            {
+                MaxAge = TimeSpan.FromDays(7),
+                MaxBytes = 64L << 20,
+                Description = "Orchestrator events",
+            });
+        }
+
+        /// <summary>The server's permission violations so far (empty when none).</summary>
+        public string Violations()
+            => File.Exists(Server.LogFile)
+                ? string.Join("\n", File.ReadAllLines(Server.LogFile).Where(l => l.Contains("Violation", StringComparison.Ordinal)))
+                : "";
+
+        public async ValueTask DisposeAsync()
+        {
+            if (Server is not null)
+            {
+                await Server.DisposeAsync();
+            }
+            _dir.Dispose();
+        }
+    }
+
+    /// <summary>A CA, a server certificate for 127.0.0.1 and a client certificate, in PEM files.</summary>
+    private static class TestPki
+    {
+        public static void Write(string dir)
+        {
+            var now = DateTimeOffset.UtcNow;
+            using var caKey = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+            var caRequest = new CertificateRequest("CN=orchestrator test CA", caKey, HashAlgorithmName.SHA256);
+            caRequest.CertificateExtensions.Add(new X509BasicConstraintsExtension(true, false, 0, true));
+            caRequest.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.KeyCertSign | X509KeyUsageFlags.CrlSign, true));
+            caRequest.CertificateExtensions.Add(new X509SubjectKeyIdentifierExtension(caRequest.PublicKey, false));
+            using var ca = caRequest.CreateSelfSigned(now.AddDays(-1), now.AddDays(7));
+            File.WriteAllText(Path.Combine(dir, "ca.pem"), ca.ExportCertificatePem());
+            Leaf(dir, "server", ca, now, "1.3.6.1.5.5.7.3.1", san: true);
+            Leaf(dir, "client", ca, now, "1.3.6.1.5.5.7.3.2", san: false);
+        }
+
+        private static void Leaf(string dir, string name, X509Certificate2 ca, DateTimeOffset now, string usage, bool san)
+        {
+            using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+            var request = new CertificateRequest($"CN=orchestrator test {name}", key, HashAlgorithmName.SHA256);
+            request.CertificateExtensions.Add(new X509BasicConstraintsExtension(false, false, 0, true));
+            request.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.DigitalSignature, true));
+            request.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension([new Oid(usage)], false));
+            request.CertificateExtensions.Add(X509AuthorityKeyIdentifierExtension.CreateFromCertificate(ca, true, false));
+            if (san)
+            {
+                var names = new SubjectAlternativeNameBuilder();
+                names.AddIpAddress(System.Net.IPAddress.Loopback);
+                names.AddDnsName("localhost");
+                request.CertificateExtensions.Add(names.Build());
+            }
+            using var certificate = request.Create(ca, now.AddDays(-1), now.AddDays(6), RandomNumberGenerator.GetBytes(16));
+            File.WriteAllText(Path.Combine(dir, $"{name}.pem"), certificate.ExportCertificatePem());
+            File.WriteAllText(Path.Combine(dir, $"{name}-key.pem"), key.ExportPkcs8PrivateKeyPem());
+        }
+    }
+}
