@@ -49,9 +49,8 @@ node_publish() {
     local s=("\$KV.orch-nodes.$n" "orch.events.$n.>" "_INBOX.>")
     for b in "${buckets[@]}"; do s+=("\$JS.API.STREAM.INFO.KV_$b"); done
     s+=("\$JS.API.CONSUMER.CREATE.KV_orch-assignments.*.\$KV.orch-assignments.$n.*")
-    # The events stream is looked up with CreateOrUpdate (an update when it exists): see
-    # docs/nats-security.md, "Known gaps".
-    s+=("\$JS.API.STREAM.INFO.ORCH_EVENTS" "\$JS.API.STREAM.UPDATE.ORCH_EVENTS")
+    # The events stream is looked up (STREAM.INFO) and created only by a scheduler when missing.
+    s+=("\$JS.API.STREAM.INFO.ORCH_EVENTS")
     # Images from the fleet's object store (orchd image pull nats:…), read only.
     s+=("\$JS.API.STREAM.INFO.OBJ_orch-images" "\$JS.API.CONSUMER.CREATE.OBJ_orch-images.>" "\$JS.API.DIRECT.GET.OBJ_orch-images.>" "\$JS.API.STREAM.MSG.GET.OBJ_orch-images")
     list "${s[@]}"

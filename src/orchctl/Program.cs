@@ -58,6 +58,7 @@ switch (rest.FirstOrDefault())
               version                    this client's version and every reachable node's
             {{NodeCommands.Help}}
             {{FleetCommands.Help}}
+            {{KeyCommands.Help}}
 
             Global flags:
               --server URL      NATS server (env ORCH_SERVER, default nats://127.0.0.1:4222)
@@ -107,6 +108,21 @@ switch (rest.FirstOrDefault())
             }
         }
         return Ok;
+    case { } command when KeyCommands.Names.Contains(command):
+        try
+        {
+            return KeyCommands.Run(command, rest.Skip(1).ToList());
+        }
+        catch (UsageException e)
+        {
+            Console.Error.WriteLine($"orchctl: {e.Message}");
+            return Usage;
+        }
+        catch (Exception e) when (e is Orchestrator.Node.Workloads.ManifestException or Orchestrator.Fleet.Protocol.ManifestSignatureException or IOException or UnauthorizedAccessException)
+        {
+            Console.Error.WriteLine(e is IOException or UnauthorizedAccessException ? $"orchctl: {e.Message}" : e.Message);
+            return Failure;
+        }
     case { } command when NodeCommands.Names.Contains(command) || FleetCommands.Names.Contains(command):
         await using (var connection = new NatsConnection(natsOpts))
         {

@@ -96,6 +96,23 @@ public sealed class RolloutPlanTests
     }
 
     [Fact]
+    public void A_rollout_that_does_not_get_ready_stops_counting_as_progress()
+    {
+        var fleet = new Fleet(("a", "x"), ("b", "x"), ("c", "x"));
+        fleet.Pass(Web("v1", 3, null, 1), s_t0);
+        fleet.NeverReady.Add("bad");
+        DeploymentStatus status = null!;
+        for (var i = 0; i < 30; i++)
+        {
+            status = fleet.Pass(Web("bad", 3, new RolloutSpec { MaxUnavailable = 1 }, 2), s_t0.AddSeconds(i));
+        }
+        Assert.Equal("progressing", status.Phase);
+        Assert.Equal(s_t0, status.LastProgressAt);
+        Assert.True(status.Updated > status.UpdatedReady);
+        Assert.Single(fleet.EverRan, r => r.Version == "bad"); // one at a time: the first one never got ready
+    }
+
+    [Fact]
     public void Max_surge_adds_a_new_replica_before_replacing_any_and_removes_it_at_the_end()
     {
         var fleet = new Fleet(("a", "x"), ("b", "x"), ("c", "x"));
@@ -150,6 +167,7 @@ public sealed class RolloutPlanTests
             Assert.Equal("progressing", status.Phase);
         }
         Assert.Single(fleet.EverRan, r => r.Version == "bad"); // web-0 only; the deadline's rollback is the caller's
+        Assert.Equal(s_t0, fleet.Statuses["web"].LastProgressAt); // stuck since the first pass: the deadline runs
         // A replica added meanwhile (scale to 5) gets the template the rest runs, not the one on trial.
         fleet.Pass(Web("bad", 5, rollout, 3), s_t0.AddSeconds(300));
         Assert.Equal("v1", Assignment.Parse(fleet.Assigned.Single(a => a.Key.EndsWith(".web-4", StringComparison.Ordinal)).Value).Template.Command![1]);

@@ -54,12 +54,27 @@ public sealed partial class FleetMember
     public async Task RunAsync(NatsConnection connection, Func<NodeInfo> describe, CancellationToken cancellationToken)
     {
         var kv = new NatsKVContext(new NatsJSContext(connection));
-        var nodes = await OpenAsync(kv, Buckets.Nodes, 1, cancellationToken).ConfigureAwait(false);
-        var deployments = await OpenAsync(kv, Buckets.Deployments, Buckets.DeploymentHistory, cancellationToken).ConfigureAwait(false);
-        var assignments = await OpenAsync(kv, Buckets.Assignments, 1, cancellationToken).ConfigureAwait(false);
-        var leader = await OpenAsync(kv, Buckets.Leader, 1, cancellationToken).ConfigureAwait(false);
-        var status = await OpenAsync(kv, FleetBuckets.DeploymentStatus, 1, cancellationToken).ConfigureAwait(false);
-        _settings = await OpenAsync(kv, Buckets.NodeSettings, 1, cancellationToken).ConfigureAwait(false);
+        INatsKVStore nodes, deployments, assignments, leader, status;
+        // A worker's credentials cannot create the buckets (docs/nats-security.md): until a
+        // scheduler node or the operator has, it waits here and says why, rather than failing.
+        while (true)
+        {
+            try
+            {
+                nodes = await OpenAsync(kv, Buckets.Nodes, 1, cancellationToken).ConfigureAwait(false);
+                deployments = await OpenAsync(kv, Buckets.Deployments, Buckets.DeploymentHistory, cancellationToken).ConfigureAwait(false);
+                assignments = await OpenAsync(kv, Buckets.Assignments, 1, cancellationToken).ConfigureAwait(false);
+                leader = await OpenAsync(kv, Buckets.Leader, 1, cancellationToken).ConfigureAwait(false);
+                status = await OpenAsync(kv, FleetBuckets.DeploymentStatus, 1, cancellationToken).ConfigureAwait(false);
+                _settings = await OpenAsync(kv, Buckets.NodeSettings, 1, cancellationToken).ConfigureAwait(false);
+                break;
+            }
+            catch (Exception e) when (e is NatsJSException or NatsException or TimeoutException && !cancellationToken.IsCancellationRequested)
+            {
+                LogLoopFailed(logger, "bucket", $"the fleet's buckets cannot be opened or created ({e.Message}); with worker credentials, start a scheduler node first or create them as the operator");
+                await Task.Delay(TimeSpan.FromSeconds(5), cancellationToken).ConfigureAwait(false);
+            }
+        }
         var js = new NatsJSContext(connection);
         await Task.WhenAll(
             options.Scheduler ? Forever("metrics", () => FollowMetricsAsync(connection, cancellationToken), cancellationToken) : Task.CompletedTask,
@@ -71,14 +86,27 @@ public sealed partial class FleetMember
                 : Task.CompletedTask).ConfigureAwait(false);
     }
 
-    /// <summary>The events stream, made if missing (every node may be the first).</summary>
-    public static Task EnsureEventStreamAsync(INatsJSContext js, CancellationToken cancellationToken)
-        => js.CreateOrUpdateStreamAsync(new NATS.Client.JetStream.Models.StreamConfig(NodeEvent.Stream, [NodeEvent.Subjects])
+    /// <summary>
+    /// The events stream: looked up, and made only when missing (every node may be the first),
+    /// so a worker needs no right to change an existing stream's limits.
+    /// </summary>
+    public static async Task EnsureEventStreamAsync(INatsJSContext js, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await js.GetStreamAsync(NodeEvent.Stream, cancellationToken: cancellationToken).ConfigureAwait(false);
+            return;
+        }
+        catch (NatsJSApiException e) when (e.Error.Code == 404)
+        {
+        }
+        await js.CreateStreamAsync(new NATS.Client.JetStream.Models.StreamConfig(NodeEvent.Stream, [NodeEvent.Subjects])
         {
             MaxAge = TimeSpan.FromDays(7),
             MaxBytes = 64L << 20,
             Description = "Orchestrator events",
-        }, cancellationToken).AsTask();
+        }, cancellationToken).ConfigureAwait(false);
+    }
 
     private NodeEvent? _unsent;
 

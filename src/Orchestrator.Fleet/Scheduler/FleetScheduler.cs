@@ -275,8 +275,10 @@ public sealed partial class FleetScheduler(string nodeName, FleetOptions options
             }
         }
 
-        var progressed = !sameRevision || updatedReady > before!.UpdatedReady || canaryPassed != before.CanaryPassed;
         var complete = waiting.Count == 0 && updatedReady == placement.Replicas.Count && !surgeActive;
+        var canaryHeld = canary is not null && canaryPassed && !complete;
+        // Progress (which the deadline counts from): a new revision, one more replica ready on it, or the canary's hold passed.
+        var progressed = !sameRevision || updatedReady > before!.UpdatedReady || canaryHeld != before.CanaryPassed;
         var phase = complete ? "complete" : rollout.Paused ? "paused" : "progressing";
         return new DeploymentStatus
         {
@@ -285,7 +287,7 @@ public sealed partial class FleetScheduler(string nodeName, FleetOptions options
             Updated = updated, UpdatedReady = updatedReady, Phase = phase,
             Wave = complete ? null : canaryPassed ? "rest" : "canary",
             Surge = surgeActive ? placement.Replicas.Count - Math.Min(deployment.Replicas, placement.Replicas.Count) : 0,
-            CanaryReadySince = canaryReadySince, CanaryPassed = canary is not null && canaryPassed && !complete,
+            CanaryReadySince = canaryReadySince, CanaryPassed = canaryHeld,
             LastProgressAt = progressed || phase != "progressing" ? now : before!.LastProgressAt,
             RolledBack = sameRevision ? before!.RolledBack : null,
         };

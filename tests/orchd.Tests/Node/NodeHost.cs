@@ -67,10 +67,13 @@ public sealed class NodeHost : IAsyncDisposable
         return host;
     }
 
+    /// <summary>Where orchd itself connects, when not straight to <see cref="Nats"/> (a cuttable proxy); set before starting orchd.</summary>
+    public string? NatsUrlOverride { get; set; }
+
     public string[] Args(string[]? extra = null) =>
     [
         "--config", "/dev/null", "--node-name", NodeName, "--state-dir", StateDir, "--run-dir", RunDir,
-        "--manifest-dir", ManifestDir, "--nats-url", Nats?.Url ?? "nats://127.0.0.1:1", "--bridge", Bridge, "--bridge-cidr", Cidr, .. extra ?? [],
+        "--manifest-dir", ManifestDir, "--nats-url", NatsUrlOverride ?? Nats?.Url ?? "nats://127.0.0.1:1", "--bridge", Bridge, "--bridge-cidr", Cidr, .. extra ?? [],
     ];
 
     /// <summary>Starts (or starts again) orchd and waits until it answers on NATS.</summary>

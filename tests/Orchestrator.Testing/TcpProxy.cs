@@ -1,0 +1,112 @@
+using System.Net;
+using System.Net.Sockets;
+
+namespace Orchestrator.Testing;
+
+/// <summary>
+/// A TCP relay on 127.0.0.1 that a test can cut and restore: the link between one node and
+/// NATS, without touching the others. Cut closes every relayed connection and stops
+/// listening (new connections are refused, as when a cable is pulled and the host answers
+/// with RST); Restore listens again on the same port.
+/// </summary>
+public sealed class TcpProxy : IAsyncDisposable
+{
+    private readonly int _target;
+    private readonly List<TcpClient> _open = [];
+    private readonly Lock _lock = new();
+    private TcpListener? _listener;
+    private CancellationTokenSource _cts = new();
+
+    public TcpProxy(int targetPort)
+    {
+        _target = targetPort;
+        Port = FreePort.Next();
+        Restore();
+    }
+
+    public int Port { get; }
+    public string NatsUrl => $"nats://127.0.0.1:{Port}";
+    public bool IsCut => _listener is null;
+
+    public void Restore()
+    {
+        if (_listener is not null)
+        {
+            return;
+        }
+        _cts = new CancellationTokenSource();
+        var listener = new TcpListener(IPAddress.Loopback, Port);
+        listener.Server.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+        listener.Start();
+        _listener = listener;
+        _ = AcceptAsync(listener, _cts.Token);
+    }
+
+    public void Cut()
+    {
+        _cts.Cancel();
+        _listener?.Stop();
+        _listener = null;
+        lock (_lock)
+        {
+            foreach (var client in _open)
+            {
+                client.Dispose();
+            }
+            _open.Clear();
+        }
+    }
+
+    private async Task AcceptAsync(TcpListener listener, CancellationToken cancellationToken)
+    {
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            TcpClient inbound;
+            try
+            {
+                inbound = await listener.AcceptTcpClientAsync(cancellationToken);
+            }
+            catch (Exception e) when (e is OperationCanceledException or SocketException or ObjectDisposedException)
+            {
+                return;
+            }
+            var outbound = new TcpClient();
+            try
+            {
+                await outbound.ConnectAsync(IPAddress.Loopback, _target, cancellationToken);
+            }
+            catch (Exception e) when (e is OperationCanceledException or SocketException)
+            {
+                inbound.Dispose();
+                outbound.Dispose();
+                continue;
+            }
+            lock (_lock)
+            {
+                _open.Add(inbound);
+                _open.Add(outbound);
+            }
+            _ = PumpAsync(inbound, outbound, cancellationToken);
+            _ = PumpAsync(outbound, inbound, cancellationToken);
+        }
+    }
+
+    private static async Task PumpAsync(TcpClient from, TcpClient to, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await from.GetStream().CopyToAsync(to.GetStream(), cancellationToken);
+        }
+        catch (Exception e) when (e is IOException or OperationCanceledException or ObjectDisposedException or InvalidOperationException or SocketException)
+        {
+        }
+        from.Dispose();
+        to.Dispose();
+    }
+
+    public ValueTask DisposeAsync()
+    {
+        Cut();
+        return ValueTask.CompletedTask;
+    }
+}
