@@ -7,7 +7,8 @@ using Orchestrator.Testing;
 // on a number; it prints them for docs/benchmarks.md.
 var runs = 15;
 var idleSeconds = 10;
-var sections = new HashSet<string>(StringComparer.Ordinal) { "daemon", "runtime", "images", "node" };
+var sections = new HashSet<string>(StringComparer.Ordinal) { "daemon", "runtime", "images", "node", "fleet" };
+var fleet = new Orchestrator.Bench.FleetBenchSettings();
 for (var i = 0; i < args.Length; i++)
 {
     switch (args[i])
@@ -16,7 +17,24 @@ for (var i = 0; i < args.Length; i++)
         case "--runs": runs = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
         case "--idle-seconds": idleSeconds = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
         case "--only": sections = [args[++i]]; break;
-        default: Console.Error.WriteLine($"usage: bench [--bin DIR] [--runs N] [--idle-seconds S] [--only daemon|runtime|images|node]; unknown '{args[i]}'"); return 2;
+        case "--fleet-nodes": fleet = fleet with { Nodes = int.Parse(args[++i], CultureInfo.InvariantCulture) }; break;
+        case "--fleet-deployments": fleet = fleet with { Deployments = int.Parse(args[++i], CultureInfo.InvariantCulture) }; break;
+        case "--fleet-replicas": fleet = fleet with { Replicas = int.Parse(args[++i], CultureInfo.InvariantCulture) }; break;
+        case "--fleet-heartbeat": fleet = fleet with { HeartbeatSeconds = double.Parse(args[++i], CultureInfo.InvariantCulture) }; break;
+        case "--fleet-requests": fleet = fleet with { Requests = int.Parse(args[++i], CultureInfo.InvariantCulture) }; break;
+        default:
+            Console.Error.WriteLine($"usage: bench [--bin DIR] [--runs N] [--idle-seconds S] [--only daemon|runtime|images|node|fleet]"
+                + $" [--fleet-nodes N] [--fleet-deployments N] [--fleet-replicas N] [--fleet-heartbeat S] [--fleet-requests N]; unknown '{args[i]}'");
+            return 2;
+    }
+}
+
+if (sections.Contains("fleet"))
+{
+    var rc = await Orchestrator.Bench.FleetBench.RunAsync(fleet);
+    if (rc != 0 || sections.Count == 1)
+    {
+        return rc;
     }
 }
 
