@@ -34,28 +34,17 @@ public sealed partial class FleetScheduler(string nodeName, FleetOptions options
     {
         var nodes = await FleetState.ReadNodesAsync(buckets.Nodes, options, cancellationToken, settings: buckets.Settings).ConfigureAwait(false);
         var deployments = await FleetState.ReadDeploymentsAsync(buckets.Deployments, cancellationToken).ConfigureAwait(false);
-        var assigned = new Dictionary<string, byte[]>(StringComparer.Ordinal);
-        await foreach (var key in buckets.Assignments.GetKeysAsync(cancellationToken: cancellationToken).ConfigureAwait(false))
-        {
-            var entry = await buckets.Assignments.TryGetEntryAsync<byte[]>(key, cancellationToken: cancellationToken).ConfigureAwait(false);
-            if (entry.Success && entry.Value.Value is { Length: > 0 } value)
-            {
-                assigned[key] = value;
-            }
-        }
+        var assigned = (await FleetState.ReadAllAsync(buckets.Assignments, cancellationToken).ConfigureAwait(false))
+            .ToDictionary(kv => kv.Key, kv => kv.Value.Value!, StringComparer.Ordinal);
         var statuses = new Dictionary<string, DeploymentStatus>(StringComparer.Ordinal);
-        await foreach (var key in buckets.Status.GetKeysAsync(cancellationToken: cancellationToken).ConfigureAwait(false))
+        foreach (var (key, entry) in await FleetState.ReadAllAsync(buckets.Status, cancellationToken).ConfigureAwait(false))
         {
-            var entry = await buckets.Status.TryGetEntryAsync<byte[]>(key, cancellationToken: cancellationToken).ConfigureAwait(false);
-            if (entry.Success && entry.Value.Value is { Length: > 0 } value)
+            try
             {
-                try
-                {
-                    statuses[key] = JsonSerializer.Deserialize(value, FleetJsonContext.Default.DeploymentStatus)!;
-                }
-                catch (JsonException)
-                {
-                }
+                statuses[key] = JsonSerializer.Deserialize(entry.Value, FleetJsonContext.Default.DeploymentStatus)!;
+            }
+            catch (JsonException)
+            {
             }
         }
         var desired = Plan(deployments, nodes, assigned, statuses, DateTimeOffset.UtcNow, out var reports);

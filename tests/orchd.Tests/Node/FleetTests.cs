@@ -81,10 +81,10 @@ public sealed class FleetTests
             // Spread: three replicas, one per node.
             await fleet.ApplyAsync([Sleepers("web", 3)]);
             await WaitForAsync(hosts, "web-", r => r.Values.All(v => v.Count == 1), "one web replica per node");
-            // Scale to five: no node gets more than two.
-            await fleet.ScaleAsync("web", 5);
-            var scaled = await WaitForAsync(hosts, "web-", r => r.Values.Sum(v => v.Count) == 5, "five web replicas");
-            Assert.All(scaled.Values, v => Assert.InRange(v.Count, 1, 2));
+            // Scale to six: two on each node.
+            await fleet.ScaleAsync("web", 6);
+            var scaled = await WaitForAsync(hosts, "web-", r => r.Values.Sum(v => v.Count) == 6, "six web replicas");
+            Assert.All(scaled.Values, v => Assert.Equal(2, v.Count));
 
             // Selectors: only zone=a gets "edge"; nobody is zone=z, and the status says why.
             await fleet.ApplyAsync([Sleepers("edge", 2, new() { ["zone"] = "a" }), Sleepers("nowhere", 1, new() { ["zone"] = "z" })]);
@@ -106,6 +106,7 @@ public sealed class FleetTests
             var survivors = hosts.Where(h => h != leader).ToList();
             var before = (await leader.Client.ListAsync()).Where(c => c.State == "running").ToList();
             await leader.KillOrchdAsync();
+            var killedAt = System.Diagnostics.Stopwatch.StartNew();
             deadline = DateTime.UtcNow + TimeSpan.FromSeconds(40);
             while ((nodes = await fleet.GetNodesAsync(fast)).Single(n => n.Info.Node == leaderName).State != "lost" || !nodes.Any(n => n.Leader && n.Info.Node != leaderName))
             {
@@ -113,12 +114,23 @@ public sealed class FleetTests
                 await Task.Delay(250);
             }
             Assert.All(before, c => Assert.True(NodeHost.IsAlive(c.Pid), $"{c.Name} died with its orchd"));
-            var moved = await WaitForAsync(survivors, "web-", r => r.Values.Sum(v => v.Count) == 5, "all five web replicas on the two survivors");
-            Assert.All(moved.Values, v => Assert.InRange(v.Count, 2, 3));
+            var moved = await WaitForAsync(survivors, "web-", r => r.Values.Sum(v => v.Count) == 6, "all six web replicas on the two survivors");
+            // Rescheduled within the grace (lost_after, 6 s here) + 5 s of the node's death.
+            Assert.True(killedAt.Elapsed < TimeSpan.FromSeconds(6 + 5), $"replicas moved {killedAt.Elapsed.TotalSeconds:0.0} s after the node died (grace 6 s)");
+            Assert.All(moved.Values, v => Assert.Equal(3, v.Count));
+            // One scheduler at a time: no replica is assigned to two nodes.
+            var assignments = await new NATS.Client.KeyValueStore.NatsKVContext(new NATS.Client.JetStream.NatsJSContext(connection)).GetStoreAsync(Orchestrator.Fleet.Protocol.Buckets.Assignments);
+            var keys = new List<string>();
+            await foreach (var key in assignments.GetKeysAsync())
+            {
+                keys.Add(key);
+            }
+            var replicasAssigned = keys.Select(k => k[(k.IndexOf('.', StringComparison.Ordinal) + 1)..]).ToList();
+            Assert.Equal(replicasAssigned.Count, replicasAssigned.Distinct().Count());
 
             // Draining a node moves its replicas to the other one (and stops them where they were).
             await fleet.SetNodeAsync(survivors[0].NodeName, cordoned: false, draining: true);
-            var drained = await WaitForAsync(survivors, "web-", r => r[survivors[0].NodeName].Count == 0 && r[survivors[1].NodeName].Count == 5, "web drained off one node");
+            var drained = await WaitForAsync(survivors, "web-", r => r[survivors[0].NodeName].Count == 0 && r[survivors[1].NodeName].Count == 6, "web drained off one node");
             Assert.True((await fleet.GetNodesAsync(fast)).Single(n => n.Info.Node == survivors[0].NodeName).Draining);
             await fleet.SetNodeAsync(survivors[0].NodeName, cordoned: false, draining: false);
             _ = drained;
