@@ -22,7 +22,9 @@ public sealed class ManifestException : Exception
 /// </summary>
 public static class ManifestLoader
 {
-    public static IReadOnlyList<Workload> LoadFile(string path)
+    public static IReadOnlyList<Workload> LoadFile(string path) => [.. LoadFileWithPlaces(path).Select(w => w.Workload)];
+
+    private static List<(Workload Workload, string Where)> LoadFileWithPlaces(string path)
     {
         string text;
         try
@@ -33,7 +35,7 @@ public static class ManifestLoader
         {
             throw new ManifestException($"{path}: cannot read it: {e.Message}", e);
         }
-        return Parse(text, path);
+        return ParseWorkloads(text, path);
     }
 
     /// <summary>
@@ -57,15 +59,15 @@ public static class ManifestLoader
         {
             try
             {
-                foreach (var workload in LoadFile(file))
+                foreach (var (workload, where) in LoadFileWithPlaces(file))
                 {
                     if (seen.TryGetValue(workload.Name, out var first))
                     {
-                        errors.Add($"{file}: workload '{workload.Name}' is already defined in {first}; names must be unique on a node");
+                        errors.Add($"{where}: name: '{workload.Name}' is already defined at {first}; workload names must be unique on a node");
                         broken.Add(file);
                         continue;
                     }
-                    seen[workload.Name] = file;
+                    seen[workload.Name] = where;
                     workloads.Add((workload, file));
                 }
             }
@@ -81,18 +83,40 @@ public static class ManifestLoader
     /// <summary>Deployments (kind: Deployment) from a manifest, for the fleet; workloads are refused with the fix.</summary>
     public static IReadOnlyList<Deployment> ParseDeployments(string text, string source)
     {
-        var stream = new YamlStream();
-        try
-        {
-            stream.Load(new StringReader(text));
-        }
-        catch (YamlException e)
-        {
-            throw new ManifestException($"{source}:{e.Start.Line}:{e.Start.Column}: not valid YAML: {e.Message}", e);
-        }
-        var deployments = new List<Deployment>();
         var errors = new List<string>();
-        foreach (var document in stream.Documents)
+        var deployments = ReadDeployments(LoadYaml(text, source).Documents, source, errors);
+        return errors.Count > 0 ? throw new ManifestException(string.Join("\n", errors)) : deployments;
+    }
+
+    /// <summary>
+    /// What <c>orchctl apply -f</c> reads: <c>kind: Deployment</c> documents, or a docker-compose file
+    /// (a top-level <c>services:</c> mapping), each service becoming a deployment. Every error is
+    /// thrown at once as a <see cref="ManifestException"/>; the compose keys that have no meaning here
+    /// come back as <see cref="FleetManifest.Warnings"/> ("file:line:col: services.web.networks: ignored (…)").
+    /// </summary>
+    public static FleetManifest LoadFleetManifest(string text, string source)
+    {
+        var stream = LoadYaml(text, source);
+        var documents = stream.Documents.Where(d => d.RootNode is not YamlScalarNode { Value: null or "" }).ToList();
+        if (documents.FirstOrDefault()?.RootNode is YamlMappingNode first && ComposeImporter.IsCompose(first))
+        {
+            if (documents.Count > 1)
+            {
+                var extra = documents[1].RootNode.Start;
+                throw new ManifestException($"{source}:{extra.Line}:{extra.Column}: a docker-compose file is one document; put deployments in a file of their own");
+            }
+            return ComposeImporter.Import(first, source);
+        }
+        var errors = new List<string>();
+        var deployments = ReadDeployments(documents, source, errors);
+        return errors.Count > 0 ? throw new ManifestException(string.Join("\n", errors)) : new FleetManifest(deployments, [], fromCompose: false);
+    }
+
+    private static List<Deployment> ReadDeployments(IEnumerable<YamlDocument> documents, string source, List<string> errors)
+    {
+        var deployments = new List<Deployment>();
+        var names = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var document in documents)
         {
             if (document.RootNode is YamlScalarNode { Value: null or "" })
             {
@@ -106,113 +130,143 @@ public static class ManifestLoader
             }
             if (!root.Children.TryGetValue(new YamlScalarNode("kind"), out var kind) || kind is not YamlScalarNode { Value: "Deployment" })
             {
-                errors.Add($"{where}: kind must be Deployment for the fleet (a single node's workloads go to `orchctl run -n NODE`)");
+                var at = kind?.Start ?? root.Start;
+                errors.Add(kind is null
+                    ? $"{where}: kind: missing; the fleet takes kind: Deployment documents (a single node's workloads go to `orchctl run -n NODE`)"
+                    : $"{source}:{at.Line}:{at.Column}: kind: expected Deployment, got {ManifestReader.Describe(kind)}; the fleet takes deployments (a single node's workloads go to `orchctl run -n NODE`)");
                 continue;
             }
-            root.Children.Remove(new YamlScalarNode("kind"));
-            var json = new StringBuilder();
-            ToJson(root, json);
-            Deployment? deployment;
-            try
+            var (deployment, reader, ok) = Read(root, source, LenientWorkloadJson.Default.Deployment, "a deployment", ValidateDeployment, errors);
+            if (deployment is not null && CheckUnique(deployment.Name, reader, names, "deployment names must be unique in the fleet", errors) && ok)
             {
-                deployment = JsonSerializer.Deserialize(json.ToString(), LenientWorkloadJson.Default.Deployment);
+                deployments.Add(deployment);
             }
-            catch (JsonException e)
-            {
-                var path = e.Path is { Length: > 1 } p ? p.TrimStart('$', '.') : "the document";
-                errors.Add($"{where}: {path} {(e.Message.Contains("could not be mapped", StringComparison.Ordinal) ? "is not a deployment field" : "has the wrong type")} (see docs/manifest.md)");
-                continue;
-            }
-            if (deployment is null)
-            {
-                continue;
-            }
-            var problems = ValidateDeployment(deployment);
-            if (problems.Count > 0)
-            {
-                errors.AddRange(problems.Select(problem => $"{where}: deployment '{deployment.Name}': {problem}"));
-                continue;
-            }
-            deployments.Add(deployment);
-        }
-        if (errors.Count > 0)
-        {
-            throw new ManifestException(string.Join("\n", errors));
         }
         return deployments;
     }
 
+    /// <summary>
+    /// One document into the model: every type error and unknown field from the reader, then every
+    /// problem the validator finds (placed at its field), except where a field's type was already wrong.
+    /// </summary>
+    private static (T? Value, ManifestReader Reader, bool Valid) Read<T>(YamlMappingNode root, string source, System.Text.Json.Serialization.Metadata.JsonTypeInfo<T> type, string noun, Func<T, IReadOnlyList<string>> validate, List<string> errors)
+        where T : class
+    {
+        var reader = new ManifestReader(source, LenientWorkloadJson.Default);
+        var json = reader.Read(root, typeof(T), noun, "kind");
+        var found = new List<string>(reader.Errors);
+        T? value = null;
+        try
+        {
+            value = JsonSerializer.Deserialize(json, type);
+        }
+        catch (JsonException e)
+        {
+            found.Add($"{reader.Where(root.Start)}: {(e.Path ?? "$").TrimStart('$', '.')}: {e.Message}");
+        }
+        var wrongPaths = reader.Errors.Select(e => e[(source.Length + 1)..].Split(": ", 3)[1]).ToList();
+        foreach (var problem in value is null ? [] : validate(value))
+        {
+            var path = problem.Split(": ", 2)[0];
+            if (!wrongPaths.Any(w => path == w || path.StartsWith(w + ".", StringComparison.Ordinal) || path.StartsWith(w + "[", StringComparison.Ordinal)))
+            {
+                found.Add(reader.Place(problem));
+            }
+        }
+        // In reading order: line, then column.
+        errors.AddRange(found.OrderBy(e => Position(e, source)));
+        return (value, reader, found.Count == 0);
+    }
+
+    private static (int Line, int Column) Position(string message, string source)
+    {
+        var parts = message[(source.Length + 1)..].Split(':', 3);
+        return (int.Parse(parts[0], CultureInfo.InvariantCulture), int.Parse(parts[1], CultureInfo.InvariantCulture));
+    }
+
+    private static bool CheckUnique(string name, ManifestReader reader, Dictionary<string, string> names, string rule, List<string> errors)
+    {
+        var where = reader.Where(reader.Positions.GetValueOrDefault("name", reader.Positions[""]));
+        if (names.TryGetValue(name, out var first))
+        {
+            errors.Add($"{where}: name: '{name}' is already defined at {first}; {rule}");
+            return false;
+        }
+        names[name] = where;
+        return true;
+    }
+
+    /// <summary>Every problem with a deployment (and its template) at once, each "path: expected …, got …".</summary>
     public static IReadOnlyList<string> ValidateDeployment(Deployment deployment)
     {
         var errors = new List<string>();
-        if (!WorkloadValidator.IsValidName(deployment.Name) || deployment.Name.Length > 56)
+        if (deployment.Name is null || !WorkloadValidator.IsValidName(deployment.Name) || deployment.Name.Length > 56)
         {
-            errors.Add($"name: '{deployment.Name}' is not a valid deployment name; use 1-56 letters, digits, '-' or '_'");
+            errors.Add($"name: expected 1-56 letters, digits, '-' or '_' starting with a letter or digit, got '{deployment.Name}'");
         }
-        if (deployment.Replicas is < 0 or > 10_000)
-        {
-            errors.Add($"replicas: expected an integer from 0 to 10000, got {deployment.Replicas}");
-        }
+        ManifestRules.Check(errors, "replicas", "Deployment.replicas", deployment.Replicas);
+        ManifestRules.Check(errors, "strategy", "Deployment.strategy", deployment.Strategy);
         if (deployment.Rollout is { } rollout)
         {
-            if (rollout.MaxUnavailable < 0 || rollout.MaxSurge < 0 || rollout.MaxUnavailable + rollout.MaxSurge < 1)
+            ManifestRules.Check(errors, "rollout.maxUnavailable", "RolloutSpec.maxUnavailable", rollout.MaxUnavailable);
+            ManifestRules.Check(errors, "rollout.maxSurge", "RolloutSpec.maxSurge", rollout.MaxSurge);
+            if (rollout.MaxUnavailable == 0 && rollout.MaxSurge == 0)
             {
-                errors.Add($"rollout: maxUnavailable ({rollout.MaxUnavailable}) and maxSurge ({rollout.MaxSurge}) must be ≥ 0 and not both 0, or no replica could ever be updated");
+                errors.Add("rollout: maxUnavailable and maxSurge are both 0, so no replica could ever be updated; set maxUnavailable: 1 or maxSurge: 1");
             }
-            if (rollout.ProgressDeadlineSeconds < 1)
-            {
-                errors.Add($"rollout.progressDeadlineSeconds: expected an integer ≥ 1, got {rollout.ProgressDeadlineSeconds}");
-            }
+            ManifestRules.Check(errors, "rollout.progressDeadlineSeconds", "RolloutSpec.progressDeadlineSeconds", rollout.ProgressDeadlineSeconds);
             if (rollout.Canary is { } canary)
             {
                 var ways = (canary.Selector is { Count: > 0 } ? 1 : 0) + (canary.Replicas is null ? 0 : 1) + (canary.Percent is null ? 0 : 1);
                 if (ways != 1)
                 {
-                    errors.Add("rollout.canary: give exactly one of selector (node labels), replicas or percent");
+                    errors.Add($"rollout.canary: give exactly one of selector (node labels), replicas or percent, not {(ways == 0 ? "none" : ways.ToString(CultureInfo.InvariantCulture))}");
                 }
-                if (canary.Replicas is < 1 || canary.Percent is < 1 or > 100 || canary.HoldSeconds < 0)
-                {
-                    errors.Add("rollout.canary: replicas ≥ 1, percent from 1 to 100 and holdSeconds ≥ 0");
-                }
+                ManifestRules.Check(errors, "rollout.canary.replicas", "CanarySpec.replicas", canary.Replicas);
+                ManifestRules.Check(errors, "rollout.canary.percent", "CanarySpec.percent", canary.Percent);
+                ManifestRules.Check(errors, "rollout.canary.holdSeconds", "CanarySpec.holdSeconds", canary.HoldSeconds);
             }
         }
         if (deployment.Autoscale is { } a)
         {
-            if (a.Min < 0 || a.Max < a.Min || a.Max > 10_000 || a.TargetCpuPercent <= 0 || a.CooldownSeconds < 0)
+            ManifestRules.Check(errors, "autoscale.min", "AutoscaleSpec.min", a.Min);
+            ManifestRules.Check(errors, "autoscale.max", "AutoscaleSpec.max", a.Max);
+            if (a.Max < a.Min)
             {
-                errors.Add("autoscale: needs 0 ≤ min ≤ max ≤ 10000, targetCpuPercent > 0 and cooldownSeconds ≥ 0");
+                errors.Add($"autoscale.max: expected an integer ≥ min ({a.Min}), got {a.Max}");
             }
-            if (a.Metric is { } m && (!m.Subject.StartsWith("orch.metrics.", StringComparison.Ordinal) || m.Subject.Length <= "orch.metrics.".Length
-                || m.Subject.Any(c => c is ' ' or '*' or '>' or '\t') || m.TargetPerReplica <= 0 || m.MaxAgeSeconds < 1))
+            ManifestRules.Check(errors, "autoscale.targetCpuPercent", "AutoscaleSpec.targetCpuPercent", a.TargetCpuPercent);
+            ManifestRules.Check(errors, "autoscale.cooldownSeconds", "AutoscaleSpec.cooldownSeconds", a.CooldownSeconds);
+            if (a.Metric is { } m)
             {
-                errors.Add($"autoscale.metric: subject must be a literal subject under orch.metrics. (got '{m.Subject}'), targetPerReplica > 0 and maxAgeSeconds ≥ 1");
+                if (m.Subject is null || !m.Subject.StartsWith(MetricPrefix, StringComparison.Ordinal) || m.Subject.Length <= MetricPrefix.Length
+                    || m.Subject.Any(c => c is ' ' or '*' or '>' or '\t'))
+                {
+                    errors.Add($"autoscale.metric.subject: expected a literal subject under {MetricPrefix} (no spaces or wildcards), got '{m.Subject}'");
+                }
+                ManifestRules.Check(errors, "autoscale.metric.targetPerReplica", "MetricSpec.targetPerReplica", m.TargetPerReplica);
+                ManifestRules.Check(errors, "autoscale.metric.maxAgeSeconds", "MetricSpec.maxAgeSeconds", m.MaxAgeSeconds);
             }
         }
-        if (deployment.Strategy is not (null or "spread" or "binpack"))
-        {
-            errors.Add($"strategy: '{deployment.Strategy}' is not spread or binpack");
-        }
-        var template = deployment.Template;
+        var template = deployment.Template ?? new Workload();
         var name = template.Name;
-        template.Name = WorkloadValidator.IsValidName(deployment.Name) ? deployment.Name + "-0" : "x";
+        template.Name = deployment.Name is not null && WorkloadValidator.IsValidName(deployment.Name) ? deployment.Name + "-0" : "x";
         errors.AddRange(WorkloadValidator.Validate(template).Select(e => "template." + e));
         template.Name = name;
         return errors;
     }
 
-    public static IReadOnlyList<Workload> Parse(string text, string source)
+    private const string MetricPrefix = "orch.metrics.";
+
+    public static IReadOnlyList<Workload> Parse(string text, string source) => [.. ParseWorkloads(text, source).Select(w => w.Workload)];
+
+    /// <summary>The workloads of a manifest, each with where its name stands ("file:line:col").</summary>
+    internal static List<(Workload Workload, string Where)> ParseWorkloads(string text, string source)
     {
-        var stream = new YamlStream();
-        try
-        {
-            stream.Load(new StringReader(text));
-        }
-        catch (YamlException e)
-        {
-            throw new ManifestException($"{source}:{e.Start.Line}:{e.Start.Column}: not valid YAML: {e.Message}", e);
-        }
-        var workloads = new List<Workload>();
+        var stream = LoadYaml(text, source);
+        var workloads = new List<(Workload, string)>();
         var errors = new List<string>();
+        var names = new Dictionary<string, string>(StringComparer.Ordinal);
         foreach (var document in stream.Documents)
         {
             if (document.RootNode is YamlScalarNode { Value: null or "" })
@@ -224,43 +278,16 @@ public static class ManifestLoader
                 errors.Add($"{source}:{document.RootNode.Start.Line}:{document.RootNode.Start.Column}: a workload must be a mapping (name: …, image: …)");
                 continue;
             }
-            var where = $"{source}:{root.Start.Line}:{root.Start.Column}";
-            if (root.Children.TryGetValue(new YamlScalarNode("kind"), out var kind))
+            if (root.Children.TryGetValue(new YamlScalarNode("kind"), out var kind) && kind is not YamlScalarNode { Value: "Workload" })
             {
-                if (kind is not YamlScalarNode { Value: "Workload" })
-                {
-                    errors.Add($"{where}: kind '{kind}' is not Workload; a node's manifest directory holds workloads (deployments go to the fleet with orchctl apply)");
-                    continue;
-                }
-                root.Children.Remove(new YamlScalarNode("kind"));
-            }
-            var json = new StringBuilder();
-            ToJson(root, json);
-            Workload? workload;
-            try
-            {
-                workload = JsonSerializer.Deserialize(json.ToString(), LenientWorkloadJson.Default.Workload);
-            }
-            catch (JsonException e)
-            {
-                var path = e.Path is { Length: > 1 } p ? p.TrimStart('$', '.') : "the document";
-                var reason = e.Message.Contains("could not be mapped", StringComparison.Ordinal)
-                    ? "is not a workload field (see docs/manifest.md)"
-                    : "has the wrong type (see docs/manifest.md)";
-                errors.Add($"{where}: {path} {reason}");
+                errors.Add($"{source}:{kind.Start.Line}:{kind.Start.Column}: kind: expected Workload, got {ManifestReader.Describe(kind)}; a node's manifest directory holds workloads (deployments go to the fleet with orchctl apply)");
                 continue;
             }
-            if (workload is null)
+            var (workload, reader, ok) = Read(root, source, LenientWorkloadJson.Default.Workload, "a workload", WorkloadValidator.Validate, errors);
+            if (workload is not null && CheckUnique(workload.Name, reader, names, "workload names must be unique on a node", errors) && ok)
             {
-                continue;
+                workloads.Add((workload, reader.Where(reader.Positions.GetValueOrDefault("name", root.Start))));
             }
-            var problems = WorkloadValidator.Validate(workload);
-            if (problems.Count > 0)
-            {
-                errors.AddRange(problems.Select(problem => $"{where}: workload '{workload.Name}': {problem}"));
-                continue;
-            }
-            workloads.Add(workload);
         }
         if (errors.Count > 0)
         {
@@ -269,74 +296,19 @@ public static class ManifestLoader
         return workloads;
     }
 
-    private static void ToJson(YamlNode node, StringBuilder json)
+    internal static YamlStream LoadYaml(string text, string source)
     {
-        switch (node)
+        var stream = new YamlStream();
+        try
         {
-            case YamlMappingNode map:
-                json.Append('{');
-                var first = true;
-                foreach (var (key, value) in map.Children)
-                {
-                    if (!first)
-                    {
-                        json.Append(',');
-                    }
-                    first = false;
-                    json.Append(JsonSerializer.Serialize(((YamlScalarNode)key).Value ?? "", LenientWorkloadJson.Default.String));
-                    json.Append(':');
-                    ToJson(value, json);
-                }
-                json.Append('}');
-                break;
-            case YamlSequenceNode sequence:
-                json.Append('[');
-                for (var i = 0; i < sequence.Children.Count; i++)
-                {
-                    if (i > 0)
-                    {
-                        json.Append(',');
-                    }
-                    ToJson(sequence.Children[i], json);
-                }
-                json.Append(']');
-                break;
-            case YamlScalarNode scalar:
-                json.Append(Scalar(scalar));
-                break;
-            default:
-                throw new ManifestException($"line {node.Start.Line}: YAML aliases are not supported; write the value out");
+            stream.Load(new StringReader(text));
         }
-    }
-
-    /// <summary>Plain scalars become JSON numbers, booleans or null as YAML 1.2's core schema says; quoted ones stay strings.</summary>
-    private static string Scalar(YamlScalarNode scalar)
-    {
-        var value = scalar.Value ?? "";
-        if (scalar.Style is ScalarStyle.Plain)
+        catch (YamlException e)
         {
-            if (value is "" or "~" or "null" or "Null" or "NULL")
-            {
-                return "null";
-            }
-            if (value is "true" or "True" or "TRUE")
-            {
-                return "true";
-            }
-            if (value is "false" or "False" or "FALSE")
-            {
-                return "false";
-            }
-            if (long.TryParse(value, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var integer))
-            {
-                return integer.ToString(CultureInfo.InvariantCulture);
-            }
-            if (double.TryParse(value, NumberStyles.Float, CultureInfo.InvariantCulture, out var number) && double.IsFinite(number))
-            {
-                return number.ToString("R", CultureInfo.InvariantCulture);
-            }
+            var message = e.InnerException is { } inner && e.Message.StartsWith('(') ? inner.Message : e.Message;
+            throw new ManifestException($"{source}:{e.Start.Line}:{e.Start.Column}: not valid YAML: {message}", e);
         }
-        return JsonSerializer.Serialize(value, LenientWorkloadJson.Default.String);
+        return stream;
     }
 }
 

@@ -29,26 +29,17 @@ public static class WorkloadValidator
             {
                 Error($"resources.memory: '{r.Memory}' is not a size of at least 4Mi; use bytes or a suffix (64Mi, 1Gi)");
             }
-            if (r.Pids is < 1)
-            {
-                Error($"resources.pids: {r.Pids} must be at least 1");
-            }
+            ManifestRules.Check(errors, "resources.pids", "Resources.pids", r.Pids);
         }
         if (w.Restart is { } restart)
         {
-            if (restart.Policy is not ("always" or "on-failure" or "never"))
-            {
-                Error($"restart.policy: '{restart.Policy}' is not one of always, on-failure, never");
-            }
-            if (restart.MaxRetries < 0)
-            {
-                Error($"restart.maxRetries: {restart.MaxRetries} must be 0 (no limit) or more");
-            }
+            ManifestRules.Check(errors, "restart.policy", "RestartPolicy.policy", restart.Policy);
+            ManifestRules.Check(errors, "restart.maxRetries", "RestartPolicy.maxRetries", restart.MaxRetries);
             foreach (var (field, value) in new[] { ("backoff", restart.Backoff), ("maxBackoff", restart.MaxBackoff), ("resetAfter", restart.ResetAfter) })
             {
                 if (value is not null && !Quantities.TryParseDuration(value, out _))
                 {
-                    Error($"restart.{field}: '{value}' is not a duration; use 500ms, 10s, 5m or 1h");
+                    Error($"restart.{field}: expected a duration (500ms, 10s, 5m, 1h), got '{value}'");
                 }
             }
         }
@@ -70,18 +61,9 @@ public static class WorkloadValidator
         for (var i = 0; i < (w.Ports?.Count ?? 0); i++)
         {
             var p = w.Ports![i];
-            if (p.ContainerPort is < 1 or > 65535)
-            {
-                Error($"ports[{i}].containerPort: {p.ContainerPort} is not a port (1-65535)");
-            }
-            if (p.HostPort is < 1 or > 65535)
-            {
-                Error($"ports[{i}].hostPort: {p.HostPort} is not a port (1-65535)");
-            }
-            if (p.Protocol is not ("tcp" or "udp"))
-            {
-                Error($"ports[{i}].protocol: '{p.Protocol}' is not tcp or udp");
-            }
+            ManifestRules.Check(errors, $"ports[{i}].containerPort", "PortMapping.containerPort", p.ContainerPort);
+            ManifestRules.Check(errors, $"ports[{i}].hostPort", "PortMapping.hostPort", p.HostPort);
+            ManifestRules.Check(errors, $"ports[{i}].protocol", "PortMapping.protocol", p.Protocol);
             if (!published.Add((p.HostPort ?? p.ContainerPort, p.Protocol)))
             {
                 Error($"ports[{i}]: host port {p.HostPort ?? p.ContainerPort}/{p.Protocol} is published twice");
@@ -97,15 +79,15 @@ public static class WorkloadValidator
             }
             if (v.Name is not null && !IsValidName(v.Name))
             {
-                Error($"volumes[{i}].name: '{v.Name}' is not a valid volume name; use letters, digits, '-' or '_'");
+                Error($"volumes[{i}].name: expected 1-63 letters, digits, '-' or '_' starting with a letter or digit, got '{v.Name}'");
             }
             if (v.HostPath is not null && !Path.IsPathFullyQualified(v.HostPath))
             {
-                Error($"volumes[{i}].hostPath: '{v.HostPath}' must be an absolute path");
+                Error($"volumes[{i}].hostPath: expected an absolute path on the node, got '{v.HostPath}'");
             }
-            if (!v.Target.StartsWith('/') || v.Target.Split('/').Contains(".."))
+            if (v.Target is null || !v.Target.StartsWith('/') || v.Target.Split('/').Contains(".."))
             {
-                Error($"volumes[{i}].target: '{v.Target}' must be an absolute path inside the container, without '..'");
+                Error($"volumes[{i}].target: expected an absolute path inside the container, without '..', got '{v.Target}'");
             }
             else if (!targets.Add(v.Target.TrimEnd('/')))
             {
@@ -116,31 +98,19 @@ public static class WorkloadValidator
         {
             Error($"ports: only a bridge network publishes ports (with network {w.Network} there is nothing to map); drop ports: or use network: bridge");
         }
-        if (w.Network is not (null or "host" or "none" or "bridge"))
-        {
-            Error($"network: '{w.Network}' is not one of host, none, bridge");
-        }
-        if (w.Runtime is not (null or "native" or "containerd"))
-        {
-            Error($"runtime: '{w.Runtime}' is not native or containerd");
-        }
-        if (w.Seccomp is not (null or "default" or "unconfined"))
-        {
-            Error($"seccomp: '{w.Seccomp}' is not default or unconfined");
-        }
-        if (w.StopGracePeriodSeconds is < 0 or > 3600)
-        {
-            Error($"stopGracePeriodSeconds: {w.StopGracePeriodSeconds} must be between 0 and 3600");
-        }
+        ManifestRules.Check(errors, "network", "Workload.network", w.Network);
+        ManifestRules.Check(errors, "runtime", "Workload.runtime", w.Runtime);
+        ManifestRules.Check(errors, "seccomp", "Workload.seccomp", w.Seccomp);
+        ManifestRules.Check(errors, "stopGracePeriodSeconds", "Workload.stopGracePeriodSeconds", w.StopGracePeriodSeconds);
         if (w.User is { } user && !IsNumericUser(user))
         {
-            Error($"user: '{user}' must be numeric, uid or uid:gid (names need the image's /etc/passwd, which is not read)");
+            Error($"user: expected a numeric uid or uid:gid, got '{user}' (names need the image's /etc/passwd, which is not read)");
         }
         foreach (var key in w.Env?.Keys ?? Enumerable.Empty<string>())
         {
             if (key.Length == 0 || key.Contains('=', StringComparison.Ordinal))
             {
-                Error($"env: '{key}' is not a variable name");
+                Error($"env: '{key}' is not a variable name; drop the '=' (env is a mapping: NAME: value)");
             }
         }
         return errors;
@@ -159,25 +129,26 @@ public static class WorkloadValidator
         {
             errors.Add($"{path}: give exactly one of exec, httpGet, tcpSocket");
         }
-        if (probe.Exec is { Command.Count: 0 })
+        if (probe.Exec is { Command: null or { Count: 0 } })
         {
             errors.Add($"{path}.exec.command: give the command to run, e.g. [\"cat\", \"/tmp/healthy\"]");
         }
-        if (probe.HttpGet is { } http && (http.Port is < 1 or > 65535 || !http.Path.StartsWith('/')))
+        if (probe.HttpGet is { } http)
         {
-            errors.Add($"{path}.httpGet: needs a port (1-65535) and a path starting with '/'");
+            ManifestRules.Check(errors, $"{path}.httpGet.port", "HttpGetAction.port", http.Port);
+            if (http.Path is null || !http.Path.StartsWith('/'))
+            {
+                errors.Add($"{path}.httpGet.path: expected a path starting with '/', got '{http.Path}'");
+            }
         }
-        if (probe.TcpSocket is { Port: < 1 or > 65535 })
+        if (probe.TcpSocket is { } tcp)
         {
-            errors.Add($"{path}.tcpSocket.port: {probe.TcpSocket.Port} is not a port (1-65535)");
+            ManifestRules.Check(errors, $"{path}.tcpSocket.port", "TcpSocketAction.port", tcp.Port);
         }
-        if (probe.PeriodSeconds <= 0 || probe.TimeoutSeconds <= 0 || probe.InitialDelaySeconds < 0)
-        {
-            errors.Add($"{path}: periodSeconds and timeoutSeconds must be positive, initialDelaySeconds not negative");
-        }
-        if (probe.FailureThreshold < 1 || probe.SuccessThreshold < 1)
-        {
-            errors.Add($"{path}: failureThreshold and successThreshold must be at least 1");
-        }
+        ManifestRules.Check(errors, $"{path}.initialDelaySeconds", "Probe.initialDelaySeconds", probe.InitialDelaySeconds);
+        ManifestRules.Check(errors, $"{path}.periodSeconds", "Probe.periodSeconds", probe.PeriodSeconds);
+        ManifestRules.Check(errors, $"{path}.timeoutSeconds", "Probe.timeoutSeconds", probe.TimeoutSeconds);
+        ManifestRules.Check(errors, $"{path}.failureThreshold", "Probe.failureThreshold", probe.FailureThreshold);
+        ManifestRules.Check(errors, $"{path}.successThreshold", "Probe.successThreshold", probe.SuccessThreshold);
     }
 }

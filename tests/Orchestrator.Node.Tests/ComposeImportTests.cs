@@ -1,0 +1,183 @@
+using Orchestrator.Node.Workloads;
+
+namespace Orchestrator.Node.Tests;
+
+/// <summary>docker-compose files through <see cref="ManifestLoader.LoadFleetManifest"/>: one deployment per service, every other key reported by path.</summary>
+public sealed class ComposeImportTests
+{
+    private static string Example => Path.Combine(RepoRoot.Path, "examples", "compose", "docker-compose.yml");
+
+    [Fact]
+    public void The_example_compose_file_becomes_one_deployment_per_service_and_lists_what_it_ignored()
+    {
+        var manifest = ManifestLoader.LoadFleetManifest(File.ReadAllText(Example), Example);
+        Assert.True(manifest.FromCompose);
+        Assert.Equal(["web", "api", "collector"], manifest.Deployments.Select(d => d.Name));
+
+        var web = manifest.Deployments[0];
+        Assert.Equal(2, web.Replicas);
+        Assert.Equal("busybox:latest", web.Template.Image);
+        Assert.Null(web.Template.Command);
+        Assert.Equal(["httpd", "-f", "-p", "80", "-h", "/www"], web.Template.Args);
+        Assert.Equal("hello", web.Template.Env!["GREETING"]);
+        var port = Assert.Single(web.Template.Ports!);
+        Assert.Equal((80, 8080, "tcp"), (port.ContainerPort, port.HostPort, port.Protocol));
+        var www = Assert.Single(web.Template.Volumes!);
+        Assert.Equal((Path.Combine(RepoRoot.Path, "examples", "compose", "www"), "/www", true), (www.HostPath, www.Target, www.ReadOnly));
+        Assert.Equal(("0.25", "32Mi"), (web.Template.Resources!.Cpu, web.Template.Resources.Memory));
+        Assert.Equal("always", web.Template.Restart!.Policy); // unless-stopped, merged from x-defaults
+        Assert.Equal("sensors", web.Template.Labels!["stack"]);
+        foreach (var probe in new[] { web.Template.Probes!.Liveness!, web.Template.Probes.Readiness! })
+        {
+            Assert.Equal(["wget", "-q", "-O", "/dev/null", "http://127.0.0.1/"], probe.Exec!.Command);
+            Assert.Equal((10, 2, 3, 5), (probe.PeriodSeconds, probe.TimeoutSeconds, probe.FailureThreshold, probe.InitialDelaySeconds));
+        }
+
+        var api = manifest.Deployments[1];
+        Assert.Equal(3, api.Replicas);
+        Assert.Equal(["/app/api"], api.Template.Command);
+        Assert.Equal(["--listen", ":9000", "--db", "/data/api.db"], api.Template.Args);
+        Assert.Equal(new Dictionary<string, string> { ["LOG_LEVEL"] = "info", ["WORKERS"] = "4" }, api.Template.Env);
+        Assert.Equal((9000, 9000), (api.Template.Ports![0].ContainerPort, api.Template.Ports[0].HostPort));
+        Assert.Equal(("api-data", "/data"), (api.Template.Volumes![0].Name, api.Template.Volumes[0].Target));
+        Assert.Equal(new Dictionary<string, string> { ["zone"] = "north" }, api.Selector);
+        Assert.Equal((0, 1, true), (api.Rollout!.MaxUnavailable, api.Rollout.MaxSurge, api.Rollout.AutoRollback));
+        Assert.Equal(("1", "256Mi"), (api.Template.Resources!.Cpu, api.Template.Resources.Memory));
+        Assert.Equal(["/bin/sh", "-c", "curl -fsS http://127.0.0.1:9000/healthz || exit 1"], api.Template.Probes!.Liveness!.Exec!.Command);
+        Assert.Equal((30, 30, 3), (api.Template.Probes.Liveness.PeriodSeconds, api.Template.Probes.Liveness.TimeoutSeconds, api.Template.Probes.Liveness.FailureThreshold));
+
+        var collector = manifest.Deployments[2];
+        Assert.Equal(1, collector.Replicas);
+        Assert.Equal(["sh", "-c", "while true; do date; sleep 60; done"], collector.Template.Args);
+        Assert.Equal(("on-failure", 5), (collector.Template.Restart!.Policy, collector.Template.Restart.MaxRetries));
+        Assert.Equal("host", collector.Template.Network);
+        Assert.Equal(("/var/log", "/host-logs", true), (collector.Template.Volumes![0].HostPath, collector.Template.Volumes[0].Target, collector.Template.Volumes[0].ReadOnly));
+        Assert.Null(collector.Template.Labels);
+
+        Assert.Equal(
+        [
+            "3:1: name: ignored (each deployment is named after its service)",
+            "5:1: x-defaults: ignored (an extension field; its anchors still apply where they are merged)",
+            $"18:9: services.web.volumes[0]: './www' is bound from {Path.Combine(RepoRoot.Path, "examples", "compose", "www")}, which must exist on every node that runs this service",
+            "21:5: services.web.depends_on: ignored (every deployment starts at once and failed containers are restarted; make the service retry what it depends on)",
+            "45:9: services.api.ports[0].mode: ignored (a port is published on the node that runs the replica, as mode: host)",
+            "48:5: services.api.networks: ignored (orchd gives every container its node's bridge)",
+            "55:52: services.api.deploy.placement.constraints[1]: ignored (only node.labels.KEY == VALUE maps: to selector:, matched against the labels nodes get from orchd --label)",
+            "59:9: services.api.deploy.resources.reservations: ignored (orchd places replicas by their limits)",
+            "68:5: services.collector.logging: ignored (orchd keeps every container's log; read it with orchctl logs)",
+            "74:1: networks: ignored (orchd gives every container its node's bridge)",
+        ], manifest.Warnings.Select(w => w[(Example.Length + 1)..]));
+    }
+
+    [Fact]
+    public void Short_and_long_forms_map_and_the_rest_is_reported_by_path()
+    {
+        var manifest = ManifestLoader.LoadFleetManifest("""
+            version: "3.8"
+            services:
+              dns:
+                image: "coredns:1.11"
+                imgae: typo
+                environment: [A=1, "B=two words", UNSET]
+                ports: ["127.0.0.1:53:53/udp", "9000-9001:9100-9101", "7000"]
+                volumes:
+                  - {type: bind, source: /etc/coredns, target: /etc/coredns, read_only: true}
+                  - {type: tmpfs, target: /tmp}
+                  - /cache
+                  - conf:/conf:rw,z
+                restart: "no"
+                healthcheck: {test: ["NONE"]}
+                user: "1000:1000"
+                working_dir: /srv
+                stop_grace_period: 1m30s
+                mem_limit: 1g
+                cpus: 0.5
+                labels: [team=net, edge]
+                cap_add: [NET_ADMIN]
+                command: dig @127.0.0.1 "example. com" ${DOMAIN}
+                deploy:
+                  mode: global
+                  restart_policy: {condition: on-failure, max_attempts: 4, delay: 5s}
+                  placement: {max_replicas_per_node: 1}
+            """, "stack.yml");
+        var dns = Assert.Single(manifest.Deployments);
+        var t = dns.Template;
+        Assert.Equal("coredns:1.11", t.Image);
+        Assert.Equal(new Dictionary<string, string> { ["A"] = "1", ["B"] = "two words" }, t.Env);
+        Assert.Equal(["dig", "@127.0.0.1", "example. com", "${DOMAIN}"], t.Args);
+        Assert.Equal(
+            [(53, (int?)53, "udp", "127.0.0.1"), (9100, 9000, "tcp", null), (9101, 9001, "tcp", null), (7000, null, "tcp", null)],
+            t.Ports!.Select(p => (p.ContainerPort, p.HostPort, p.Protocol, p.HostIp)));
+        Assert.Equal([("/etc/coredns", (string?)null, "/etc/coredns", true), (null, "conf", "/conf", false)], t.Volumes!.Select(v => (v.HostPath, v.Name, v.Target, v.ReadOnly)));
+        Assert.Equal(("on-failure", 4, "5000ms"), (t.Restart!.Policy, t.Restart.MaxRetries, t.Restart.Backoff)); // deploy.restart_policy wins over restart: "no"
+        Assert.Null(t.Probes);
+        Assert.Equal(("1000:1000", "/srv", 90), (t.User, t.WorkingDir, t.StopGracePeriodSeconds));
+        Assert.Equal(("0.5", "1Gi"), (t.Resources!.Cpu, t.Resources.Memory));
+        Assert.Equal(new Dictionary<string, string> { ["team"] = "net", ["edge"] = "" }, t.Labels);
+        Assert.True(dns.AntiAffinity);
+        Assert.Equal(
+        [
+            "stack.yml:1:1: version: ignored (obsolete in compose too; only the services are read)",
+            "stack.yml:5:5: services.dns.imgae: ignored (not a compose key; did you mean 'image'?)",
+            "stack.yml:6:39: services.dns.environment[2]: ignored ('UNSET' has no value here; compose takes it from its shell: write UNSET=value)",
+            "stack.yml:7:59: services.dns.ports[2]: '7000' publishes no host port in compose terms (a random one); orchd publishes it on host port 7000 (write \"7000:7000\" to say so)",
+            "stack.yml:10:9: services.dns.volumes[1]: ignored (type tmpfs is not supported, only volume and bind)",
+            "stack.yml:11:9: services.dns.volumes[2]: ignored (an anonymous volume; /cache stays in the container's own writable layer: name it, e.g. \"dns-data:/cache\", to keep it)",
+            "stack.yml:12:9: services.dns.volumes[3]: ignored (option 'z' is not supported, only ro and rw)",
+            "stack.yml:21:5: services.dns.cap_add: ignored (capabilities are orchd's default set)",
+            "stack.yml:22:14: services.dns.command: 'dig @127.0.0.1 \"example. com\" ${DOMAIN}' is not interpolated (orchd reads no .env and no shell variables); write the value out",
+            "stack.yml:24:13: services.dns.deploy.mode: ignored ('global' has no counterpart; the deployment runs replicas: copies, and antiAffinity: true puts at most one on a node)",
+        ], manifest.Warnings);
+    }
+
+    [Fact]
+    public void What_cannot_map_is_an_error_at_its_node_with_the_compose_path()
+    {
+        var e = Assert.Throws<ManifestException>(() => ManifestLoader.LoadFleetManifest("""
+            services:
+              "my.app":
+                image: busybox
+              builder:
+                build: .
+              web:
+                image: busybox
+                ports: ["80:80:80:80", {published: 8080}]
+                volumes: ["./data:/data", "~/x:/x"]
+                mem_limit: 1m
+                restart: sometimes
+                user: www-data
+                healthcheck: {test: [CMD], interval: soon}
+                deploy: {replicas: many}
+            """, "-"));
+        Assert.Equal(
+        [
+            "-:2:3: services.my.app: expected 1-56 letters, digits, '-' or '_' starting with a letter or digit, got 'my.app'",
+            "-:4:3: services.builder.image: required; orchd runs images, not builds: build and push the image, then give image:",
+            "-:8:13: services.web.ports[0]: expected [host_ip:][host:]container[/protocol] with ports or equal ranges (\"8080:80\", \"127.0.0.1:53:53/udp\"), got '80:80:80:80'",
+            "-:8:28: services.web.ports[1]: target: required; the container's port",
+            "-:9:15: services.web.volumes[0]: './data' is relative to the compose file, and this one was read from stdin; give an absolute path on the nodes",
+            "-:9:31: services.web.volumes[1]: '~/x' is under the home of whoever runs orchctl, which the nodes do not know; give an absolute path on the nodes",
+            "-:10:16: services.web.mem_limit: '1Mi' is not a size of at least 4Mi; use bytes or a suffix (64Mi, 1Gi)",
+            "-:11:14: services.web.restart: expected one of no, always, on-failure[:N], unless-stopped, got 'sometimes'",
+            "-:12:11: services.web.user: expected a numeric uid or uid:gid, got 'www-data' (names need the image's /etc/passwd, which is not read)",
+            "-:13:25: services.web.healthcheck.test: expected [CMD, prog, args…], [CMD-SHELL, \"command\"], a command string or [NONE], got a list",
+            "-:13:42: services.web.healthcheck.interval: expected a duration such as 10s, 1m30s or 500ms, got 'soon'",
+            "-:14:24: services.web.deploy.replicas: expected an integer, got 'many'",
+        ], e.Message.Split('\n'));
+    }
+
+    [Theory]
+    [InlineData("sh -c 'echo a b'", new[] { "sh", "-c", "echo a b" })]
+    [InlineData("printf \"%s\\n\" x\\ y", new[] { "printf", "%s\\n", "x y" })]
+    [InlineData("  a   b  ", new[] { "a", "b" })]
+    public void Command_strings_split_as_compose_splits_them(string line, string[] words)
+        => Assert.Equal(words, ComposeImporter.ShellWordsForTest(line));
+
+    [Fact]
+    public void A_deployment_file_is_not_taken_for_compose_and_compose_is_one_document()
+    {
+        Assert.False(ManifestLoader.LoadFleetManifest("kind: Deployment\nname: services\ntemplate: {image: b}\n", "d.yaml").FromCompose);
+        var e = Assert.Throws<ManifestException>(() => ManifestLoader.LoadFleetManifest("services: {a: {image: b}}\n---\nkind: Deployment\n", "c.yml"));
+        Assert.Equal("c.yml:3:1: a docker-compose file is one document; put deployments in a file of their own", e.Message);
+    }
+}
