@@ -1,84 +1,172 @@
+using System.Globalization;
 using NATS.Client.Core;
 using Orchestrator.Fleet.Agent;
+using Orchestrator.Node.Workloads;
 
 namespace Orchestrator.Ctl;
 
+/// <summary>One setting: its flag, its variable, its key in a context of the config file, its default.</summary>
+internal sealed record SettingSpec(string Key, string Flag, string? Short, string Env, string Value, string Help, string? Default = null, bool IsFile = false);
+
 /// <summary>
-/// How orchctl reaches NATS: credentials and TLS from flags or ORCH_* variables (flags win),
-/// turned into the one set of connection options every command uses. The TLS and nkey rules are
-/// orchd's (<see cref="NatsSettings"/>): a tls:// url or a CA means TLS is required.
+/// How orchctl reaches the fleet: server, credentials, TLS, default node, timeout, signing key.
+/// Each comes from (highest first) a flag, an ORCH_* variable, the current context of
+/// ~/.config/orchestrator/config.yaml, or the default, and remembers which (`config view`).
+/// The TLS and nkey rules are orchd's (<see cref="NatsSettings"/>): a tls:// url or a CA means TLS.
 /// </summary>
 internal sealed class ConnectionFlags
 {
-    public const string Help = """
-          --creds FILE      NATS credentials file, JWT + seed (env ORCH_CREDS)
-          --nkey FILE       nkey user seed file, SU… (env ORCH_NKEY)
-          --tls-ca FILE     CA that signed the server's certificate (env ORCH_TLS_CA); implies TLS
-          --tls-cert FILE   client certificate, for servers that verify clients (env ORCH_TLS_CERT)
-          --tls-key FILE    the client certificate's key (env ORCH_TLS_KEY)
-        """;
-
-    private readonly Dictionary<string, string?> _files = new(StringComparer.Ordinal);
-
-    private static readonly (string Flag, string Env)[] s_flags =
+    public static readonly SettingSpec[] Specs =
     [
-        ("--creds", "ORCH_CREDS"), ("--nkey", "ORCH_NKEY"), ("--tls-ca", "ORCH_TLS_CA"), ("--tls-cert", "ORCH_TLS_CERT"), ("--tls-key", "ORCH_TLS_KEY"),
+        new("server", "--server", "-s", "ORCH_SERVER", "URL", "NATS server; several: comma-separated", "nats://127.0.0.1:4222"),
+        new("creds", "--creds", null, "ORCH_CREDS", "FILE", "NATS credentials file, JWT + seed", IsFile: true),
+        new("nkey", "--nkey", null, "ORCH_NKEY", "FILE", "nkey user seed file (SU…)", IsFile: true),
+        new("tls-ca", "--tls-ca", null, "ORCH_TLS_CA", "FILE", "CA that signed the server's certificate; implies TLS", IsFile: true),
+        new("tls-cert", "--tls-cert", null, "ORCH_TLS_CERT", "FILE", "client certificate, for servers that verify clients", IsFile: true),
+        new("tls-key", "--tls-key", null, "ORCH_TLS_KEY", "FILE", "the client certificate's key", IsFile: true),
+        new("node", "--node", "-n", "ORCH_NODE", "NODE", "the node for node commands (ps, logs, exec …)"),
+        new("timeout", "--timeout", null, "ORCH_TIMEOUT", "DURATION", "how long to wait for answers: 2, 2s, 500ms", "2s"),
+        new("sign-key", "--sign-key", null, "ORCH_SIGN_KEY", "FILE", "nkey seed that signs deployments (apply, rollout undo)", IsFile: true),
     ];
 
-    public static ConnectionFlags FromEnvironment()
+    public static string Help => string.Join("\n", Specs.Select(s =>
+        $"  {(s.Short is null ? "    " : s.Short + ", ")}{s.Flag} {s.Value}".PadRight(32) + $"{s.Help} (env {s.Env}{(s.Default is null ? "" : $", default {s.Default}")})"))
+        + "\n      --context NAME".PadRight(33) + "use this context of the config file (env ORCH_CONTEXT)"
+        + "\n      --no-color".PadRight(33) + "no colour even on a terminal (NO_COLOR does the same)";
+
+    private readonly Dictionary<string, (string? Value, string Source)> _values = new(StringComparer.Ordinal);
+
+    public ContextConfig Config { get; private set; } = ContextConfig.Empty;
+
+    /// <summary>The context in use (--context, ORCH_CONTEXT or the file's current-context), or null.</summary>
+    public string? ContextName { get; private set; }
+
+    public string? Get(string key) => _values.TryGetValue(key, out var v) ? v.Value : null;
+
+    public string SourceOf(string key) => _values.TryGetValue(key, out var v) ? v.Source : "-";
+
+    public string Server => Get("server")!;
+
+    public string? Node => Get("node");
+
+    public string? SignKey => Get("sign-key");
+
+    public TimeSpan Timeout
     {
-        var flags = new ConnectionFlags();
-        foreach (var (flag, env) in s_flags)
+        get
         {
-            flags._files[flag] = Environment.GetEnvironmentVariable(env) is { Length: > 0 } v ? v : null;
+            var text = Get("timeout") ?? "2s";
+            return ParseTimeout(text) ?? throw new UsageException($"timeout '{text}' ({SourceOf("timeout")}) is not a duration like 5s or a number of seconds");
         }
-        return flags;
     }
 
-    /// <summary>Takes one of the connection flags (and its value) at args[i]; false when args[i] is not one.</summary>
-    public bool TryTake(string[] args, ref int i)
+    private static TimeSpan? ParseTimeout(string text)
+        => double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var seconds) && seconds > 0 ? TimeSpan.FromSeconds(seconds)
+            : Quantities.TryParseDuration(text, out var d) && d > TimeSpan.Zero ? d : null;
+
+    private readonly Dictionary<string, string> _flags = new(StringComparer.Ordinal);
+    private string? _contextFlag;
+
+    /// <summary>The settings given as flags on this command line (key → value): what `config set-context` stores.</summary>
+    public IReadOnlyDictionary<string, string> FlagsGiven => _flags;
+
+    /// <summary>Where the context name came from, for `config view`.</summary>
+    public string ContextSource => _contextFlag is not null ? "flag --context" : Environment.GetEnvironmentVariable("ORCH_CONTEXT") is { Length: > 0 } ? "env ORCH_CONTEXT"
+        : ContextName is not null ? "current-context in the file" : "-";
+
+    /// <summary>Takes one global flag (and its value) at args[i]; false when args[i] is not one.</summary>
+    public bool TryTake(IReadOnlyList<string> args, ref int i)
     {
         var arg = args[i];
         var eq = arg.IndexOf('=', StringComparison.Ordinal);
         var name = arg.StartsWith("--", StringComparison.Ordinal) && eq > 0 ? arg[..eq] : arg;
-        if (!s_flags.Any(f => f.Flag == name))
+        var spec = Specs.FirstOrDefault(s => s.Flag == name || s.Short == name);
+        if (spec is null && name != "--context")
         {
             return false;
         }
+        string value;
         if (eq > 0 && name.Length == eq)
         {
-            _files[name] = arg[(eq + 1)..];
+            value = arg[(eq + 1)..];
         }
-        else if (i + 1 < args.Length)
+        else if (i + 1 < args.Count)
         {
-            _files[name] = args[++i];
+            value = args[++i];
         }
         else
         {
-            return false; // left to the command, which says it does not know it
+            throw new UsageException($"{name} needs a value: {name} {spec?.Value ?? "NAME"}");
+        }
+        if (spec is null)
+        {
+            _contextFlag = value;
+        }
+        else
+        {
+            _flags[spec.Key] = value;
         }
         return true;
     }
 
-    /// <summary>The settings, with every file checked: a usage error naming the flag and the fix otherwise.</summary>
-    public NatsSettings ToSettings(string server)
+    /// <summary>Resolves every setting: flags, then variables, then the context, then defaults.</summary>
+    public void Resolve()
     {
-        foreach (var (flag, env) in s_flags)
+        Config = ContextConfig.Load(ContextConfig.DefaultPath());
+        var fromEnv = Environment.GetEnvironmentVariable("ORCH_CONTEXT") is { Length: > 0 } e ? e : null;
+        ContextName = _contextFlag ?? fromEnv ?? Config.CurrentContext;
+        IReadOnlyDictionary<string, string> context = new Dictionary<string, string>();
+        if (ContextName is not null)
         {
-            if (_files[flag] is { } path && !File.Exists(path))
+            if (!Config.Contexts.TryGetValue(ContextName, out var found))
             {
-                throw new UsageException($"{flag} {path}: no such file; give an existing file (or set {env})");
+                var where = _contextFlag is not null ? "--context" : fromEnv is not null ? "ORCH_CONTEXT" : $"current-context in {Config.Path}";
+                throw new UsageException(Config.Contexts.Count == 0
+                    ? $"{where} names context '{ContextName}', but {Config.Path} has no contexts; add one with `orchctl config set-context {ContextName} --server URL`"
+                    : $"{where} names context '{ContextName}', which {Config.Path} does not have; use one of {string.Join(", ", Config.Contexts.Keys)}");
+            }
+            context = found;
+        }
+        foreach (var spec in Specs)
+        {
+            if (_flags.TryGetValue(spec.Key, out var flag))
+            {
+                _values[spec.Key] = (flag, "flag " + spec.Flag);
+            }
+            else if (Environment.GetEnvironmentVariable(spec.Env) is { Length: > 0 } env)
+            {
+                _values[spec.Key] = (env, "env " + spec.Env);
+            }
+            else if (context.TryGetValue(spec.Key, out var fromContext))
+            {
+                _values[spec.Key] = (fromContext, $"context {ContextName}");
+            }
+            else if (spec.Default is not null)
+            {
+                _values[spec.Key] = (spec.Default, "default");
             }
         }
-        if ((_files["--tls-cert"] is null) != (_files["--tls-key"] is null))
+    }
+
+    /// <summary>The settings, with every file checked: a usage error naming the setting, its source and the fix otherwise.</summary>
+    public NatsSettings ToSettings()
+    {
+        foreach (var spec in Specs.Where(s => s.IsFile && s.Key != "sign-key"))
+        {
+            if (Get(spec.Key) is { } path && !File.Exists(path))
+            {
+                throw new UsageException($"{spec.Key} {path} ({SourceOf(spec.Key)}): no such file; give an existing file");
+            }
+        }
+        if ((Get("tls-cert") is null) != (Get("tls-key") is null))
         {
             throw new UsageException("--tls-cert and --tls-key go together: give the client certificate and its key");
         }
-        if (_files["--creds"] is not null && _files["--nkey"] is not null)
+        if (Get("creds") is not null && Get("nkey") is not null)
         {
-            throw new UsageException("--creds and --nkey are two ways to authenticate; give one");
+            throw new UsageException($"creds ({SourceOf("creds")}) and nkey ({SourceOf("nkey")}) are two ways to authenticate; give one");
         }
-        if (_files["--nkey"] is { } nkey)
+        if (Get("nkey") is { } nkey)
         {
             try
             {
@@ -91,25 +179,26 @@ internal sealed class ConnectionFlags
         }
         return new NatsSettings
         {
-            Urls = [server],
-            CredsFile = _files["--creds"],
-            NKeySeedFile = _files["--nkey"],
-            TlsCa = _files["--tls-ca"],
-            TlsCert = _files["--tls-cert"],
-            TlsKey = _files["--tls-key"],
+            Urls = Server.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
+            CredsFile = Get("creds"),
+            NKeySeedFile = Get("nkey"),
+            TlsCa = Get("tls-ca"),
+            TlsCert = Get("tls-cert"),
+            TlsKey = Get("tls-key"),
         };
     }
 
-    public NatsOpts ToNatsOpts(string server, TimeSpan timeout)
+    public NatsOpts ToNatsOpts()
     {
-        var settings = ToSettings(server);
+        var settings = ToSettings();
         return NatsOpts.Default with
         {
-            Url = server,
+            Url = Server,
             Name = "orchctl",
             AuthOpts = settings.ToAuthOpts(),
             TlsOpts = settings.ToTlsOpts(),
-            ConnectTimeout = timeout,
+            ConnectTimeout = Timeout,
+            RequestTimeout = Timeout < TimeSpan.FromSeconds(5) ? TimeSpan.FromSeconds(5) : Timeout,
         };
     }
 }

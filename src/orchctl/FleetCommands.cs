@@ -1,156 +1,66 @@
 using System.Globalization;
-using NATS.Client.Core;
+using System.Text.Json;
 using Orchestrator.Fleet.Client;
+using Orchestrator.Fleet.Protocol;
 using Orchestrator.Node.Workloads;
 
 namespace Orchestrator.Ctl;
 
-/// <summary>The fleet as a whole: get nodes, apply deployments, get deployments, scale, delete.</summary>
+/// <summary>The fleet's deployments and nodes: scale, rollout, cordon, uncordon, drain, events.</summary>
 internal static class FleetCommands
 {
-    public static readonly IReadOnlySet<string> Names = new HashSet<string>(StringComparer.Ordinal) { "get", "apply", "scale", "delete", "cordon", "uncordon", "drain", "rollout", "events" };
-
-    public const string Help = """
-          get nodes                  every node that joined: state (ready, unreachable, lost), heartbeat age, usage
-          get deployments            deployments with desired and placed replicas, and why any cannot be placed
-          apply -f FILE [--sign-key SEED]
-                                     store the file's deployments (kind: Deployment) in the fleet; the scheduler places them;
-                                     --sign-key (env ORCH_SIGN_KEY) signs them for nodes with fleet.trusted_keys
-          scale DEPLOYMENT N         set a deployment's replicas
-          delete deployment NAME     remove a deployment and its replicas
-          cordon|uncordon|drain NODE no new replicas on NODE / back to normal / move its replicas off too
-          events [-w] [--since 1h]   what happened in the fleet (containers, rollbacks, scaling); -w keeps watching
-          rollout status|history|pause|resume|undo DEPLOYMENT [--to-revision N] [--sign-key SEED]
-                                     a rolling update's progress, kept revisions, pause, resume, go back
-        """;
-
-    /// <summary>--sign-key FILE or ORCH_SIGN_KEY: the seed to sign deployments with, or null.</summary>
-    private static string? SigningSeed(List<string> args)
+    /// <summary>--sign-key (or ORCH_SIGN_KEY, or the context's sign-key): the seed to sign deployments with, or null.</summary>
+    public static string? SigningSeed(ParsedArgs parsed, CommandContext context)
     {
-        if ((args.SkipWhile(a => a != "--sign-key").Skip(1).FirstOrDefault() ?? Environment.GetEnvironmentVariable("ORCH_SIGN_KEY")) is not { Length: > 0 } file)
+        if ((parsed.Value("--sign-key") ?? context.Settings.SignKey) is not { Length: > 0 } file)
         {
             return null;
         }
         try
         {
-            return Orchestrator.Fleet.Protocol.ManifestSigning.ReadSeed(file);
+            return ManifestSigning.ReadSeed(file);
         }
-        catch (Orchestrator.Fleet.Protocol.ManifestSignatureException e)
+        catch (ManifestSignatureException e)
         {
             throw new NodeRequestException(e.Message, e);
         }
     }
 
-    public static async Task<int> RunAsync(string command, List<string> args, NatsConnection connection)
+    public static async Task<int> RunAsync(string command, List<string> args, CommandContext context)
     {
-        var client = new FleetClient(connection);
+        var parsed = ParsedArgs.Parse(command, args);
+        var positional = parsed.Positional;
+        var client = context.Fleet;
         switch (command)
         {
-            case "get" when args.FirstOrDefault() is "nodes" or "node" or "no":
-                var nodes = await client.GetNodesAsync().ConfigureAwait(false);
-                Output.Table(["NODE", "STATE", "HEARTBEAT", "VERSION", "ARCH", "CONTAINERS", "CPU REQ", "MEM USED", "LABELS"], nodes.Select(n => new[]
-                {
-                    n.Info.Node + (n.Leader ? " (scheduler)" : ""), n.State + (n.Draining ? ",draining" : n.Cordoned ? ",cordoned" : ""), $"{n.HeartbeatAgeSeconds:0.#}s ago", n.Info.Version.Split('+')[0], n.Info.Arch,
-                    n.Info.Status is { } s ? $"{s.Running}/{s.Containers}" : "-",
-                    n.Info.Status is { } c ? $"{c.CpuMilliRequested}m/{c.CpuMilliAllocatable}m" : "-",
-                    n.Info.Status is { } m ? $"{m.MemoryUsedBytes >> 20}Mi" : "-",
-                    string.Join(",", n.Info.Labels.Select(kv => $"{kv.Key}={kv.Value}")),
-                }));
-                return 0;
-            case "get" when args.FirstOrDefault() is "deployments" or "deployment" or "deploy":
-                var deployments = await client.GetDeploymentsAsync().ConfigureAwait(false);
-                Output.Table(["DEPLOYMENT", "REVISION", "DESIRED", "PLACED", "IMAGE", "NODES", "PROBLEMS"], deployments.Select(d => new[]
-                {
-                    d.Deployment.Name, (d.Deployment.Revision ?? 0).ToString(CultureInfo.InvariantCulture), d.Deployment.Replicas.ToString(CultureInfo.InvariantCulture),
-                    d.Status?.Placed.ToString(CultureInfo.InvariantCulture) ?? "-", d.Deployment.Template.Image,
-                    d.Status is { } s ? string.Join(",", s.Replicas.Values.Distinct().Order(StringComparer.Ordinal)) : "-",
-                    d.Status is { Unschedulable.Count: > 0 } u ? string.Join("; ", u.Unschedulable) : "",
-                }));
-                return 0;
-            case "get":
-                throw new UsageException("get what? nodes or deployments (containers of one node: orchctl ps -n NODE)");
-            case "apply":
-                var file = args.SkipWhile(a => a is not ("-f" or "--file")).Skip(1).FirstOrDefault()
-                    ?? throw new UsageException("apply needs -f FILE (deployments; see docs/manifest.md)");
-                IReadOnlyList<Deployment> parsed;
-                try
-                {
-                    parsed = ManifestLoader.ParseDeployments(file == "-" ? await Console.In.ReadToEndAsync().ConfigureAwait(false) : File.ReadAllText(file), file);
-                }
-                catch (ManifestException e)
-                {
-                    Console.Error.WriteLine(e.Message);
-                    return 1;
-                }
-                catch (IOException e)
-                {
-                    Console.Error.WriteLine($"orchctl: cannot read {file}: {e.Message}");
-                    return 1;
-                }
-                foreach (var (name, revision) in await client.ApplyAsync(parsed, SigningSeed(args)).ConfigureAwait(false))
-                {
-                    Console.Out.WriteLine($"deployment {name}: applied (revision {revision})");
-                }
-                return 0;
             case "scale":
-                if (args.Count < 2 || !int.TryParse(args[1], NumberStyles.None, CultureInfo.InvariantCulture, out var replicas) || replicas > 10_000)
+                if (positional.Count != 2 || !int.TryParse(positional[1], NumberStyles.None, CultureInfo.InvariantCulture, out var replicas) || replicas > 10_000)
                 {
                     throw new UsageException("scale DEPLOYMENT N, with N from 0 to 10000");
                 }
-                var revisionAfter = await client.ScaleAsync(args[0], replicas).ConfigureAwait(false);
-                Console.Out.WriteLine($"deployment {args[0]}: scaled to {replicas} (revision {revisionAfter})");
+                var revisionAfter = await client.ScaleAsync(positional[0], replicas).ConfigureAwait(false);
+                Console.Out.WriteLine($"deployment {positional[0]}: scaled to {replicas} (revision {revisionAfter})");
                 return 0;
-            case "delete" when args is ["deployment" or "deploy", var name]:
-                await client.DeleteDeploymentAsync(name).ConfigureAwait(false);
-                Console.Out.WriteLine($"deployment {name}: deleted");
-                return 0;
-            case "delete":
-                throw new UsageException("delete deployment NAME (a container on one node: orchctl rm -n NODE NAME)");
             case "events":
-                var sinceText = args.SkipWhile(a => a != "--since").Skip(1).FirstOrDefault() ?? "1h";
+                var sinceText = parsed.Value("--since") ?? "1h";
                 if (!Quantities.TryParseDuration(sinceText, out var ago))
                 {
                     throw new UsageException($"--since '{sinceText}' is not a duration like 10m");
                 }
-                using (var interrupted = new CancellationTokenSource())
-                {
-                    Console.CancelKeyPress += (_, e) =>
-                    {
-                        e.Cancel = true;
-                        interrupted.Cancel();
-                    };
-                    try
-                    {
-                        await foreach (var ev in client.EventsAsync(DateTimeOffset.UtcNow - ago, watch: args.Contains("-w") || args.Contains("--watch"), interrupted.Token).ConfigureAwait(false))
-                        {
-                            Console.Out.WriteLine($"{ev.At.ToLocalTime():yyyy-MM-dd HH:mm:ss}  {ev.Node,-16} {ev.Kind,-24} {ev.Subject,-20} {ev.Message}");
-                        }
-                    }
-                    catch (OperationCanceledException) when (interrupted.IsCancellationRequested)
-                    {
-                    }
-                }
-                return 0;
-            case "rollout" when args is [var verb, var deploymentName, ..]:
+                return await EventsAsync(context, DateTimeOffset.UtcNow - ago, parsed.Has("--watch"), parsed.Value("--for"), "table").ConfigureAwait(false);
+            case "rollout" when positional is [var verb, var deploymentName]:
                 switch (verb)
                 {
                     case "status":
-                        var view = (await client.GetDeploymentsAsync().ConfigureAwait(false)).FirstOrDefault(d => d.Deployment.Name == deploymentName)
-                            ?? throw new NodeRequestException($"no deployment '{deploymentName}' in the fleet; `orchctl get deployments` lists them");
-                        var s = view.Status;
-                        Console.Out.WriteLine(s is null
-                            ? $"deployment {deploymentName}: revision {view.Deployment.Revision}, not scheduled yet"
-                            : $"deployment {deploymentName}: revision {s.Revision}, {s.Phase}: {s.UpdatedReady}/{s.Desired} replicas updated and ready ({s.Updated} updated)");
-                        if (s?.RolledBack is { } why)
-                        {
-                            Console.Out.WriteLine($"rolled back: {why}");
-                        }
-                        return s is { Phase: "complete" } ? 0 : s is { Phase: "failed" or "rolled-back" } ? 1 : 0;
+                        return parsed.Has("--watch")
+                            ? await WatchRolloutAsync(context, deploymentName, parsed.Value("--wait-timeout")).ConfigureAwait(false)
+                            : await RolloutStatusAsync(context, deploymentName).ConfigureAwait(false);
                     case "history":
-                        Output.Table(["REVISION", "AT", "IMAGE", "REPLICAS"], (await client.HistoryAsync(deploymentName).ConfigureAwait(false)).Select(h => new[]
+                        Output.Table(["REVISION", "AT", "IMAGE", "REPLICAS", "SIGNED"], (await client.HistoryAsync(deploymentName).ConfigureAwait(false)).Select(h => new[]
                         {
-                            h.Revision.ToString(CultureInfo.InvariantCulture), h.At.ToString("u", CultureInfo.InvariantCulture),
+                            h.Revision.ToString(CultureInfo.InvariantCulture), Output.Time(h.At),
                             h.Deployment?.Template.Image ?? "(deleted)", h.Deployment?.Replicas.ToString(CultureInfo.InvariantCulture) ?? "-",
+                            h.Deployment is null ? "-" : h.Deployment.Signature is null ? "no" : "yes",
                         }));
                         return 0;
                     case "pause" or "resume":
@@ -158,22 +68,246 @@ internal static class FleetCommands
                         Console.Out.WriteLine($"deployment {deploymentName}: rollout {(verb == "pause" ? "paused" : "resumed")}");
                         return 0;
                     case "undo":
-                        var to = args.SkipWhile(a => a != "--to-revision").Skip(1).FirstOrDefault();
-                        var revision = await client.UndoAsync(deploymentName, to is null ? null : ulong.Parse(to, CultureInfo.InvariantCulture), SigningSeed(args)).ConfigureAwait(false);
+                        var to = parsed.Value("--to-revision");
+                        ulong? target = to is null ? null
+                            : ulong.TryParse(to, NumberStyles.None, CultureInfo.InvariantCulture, out var r) ? r
+                            : throw new UsageException($"--to-revision '{to}' is not a revision number; `orchctl rollout history {deploymentName}` lists them");
+                        var revision = await client.UndoAsync(deploymentName, target, SigningSeed(parsed, context)).ConfigureAwait(false);
                         Console.Out.WriteLine($"deployment {deploymentName}: rolled back (revision {revision})");
                         return 0;
                     default:
                         throw new UsageException($"rollout {verb}: use status, history, pause, resume or undo");
                 }
             case "rollout":
-                throw new UsageException("rollout status|history|pause|resume|undo DEPLOYMENT");
+                throw new UsageException("rollout status|history|pause|resume|undo DEPLOYMENT (one deployment)");
             case "cordon" or "uncordon" or "drain":
-                var target = args.FirstOrDefault() ?? throw new UsageException($"{command} needs a node name");
-                await client.SetNodeAsync(target, cordoned: command == "cordon", draining: command == "drain").ConfigureAwait(false);
-                Console.Out.WriteLine($"node {target}: {command switch { "cordon" => "cordoned", "uncordon" => "schedulable", _ => "draining" }}");
+                var node = positional is [var one] ? one : throw new UsageException($"{command} needs one node name: orchctl {command} NODE");
+                await client.SetNodeAsync(node, cordoned: command == "cordon", draining: command == "drain").ConfigureAwait(false);
+                Console.Out.WriteLine($"node {node}: {command switch { "cordon" => "cordoned", "uncordon" => "schedulable", _ => "draining" }}");
                 return 0;
             default:
                 throw new UsageException($"unknown command '{command}'");
         }
     }
+
+    /// <summary>Events since a time (about <paramref name="about"/>, when given), as a table, JSON or YAML; with watch, until Ctrl-C.</summary>
+    public static async Task<int> EventsAsync(CommandContext context, DateTimeOffset since, bool watch, string? about, string format)
+    {
+        using var interrupted = new CancellationTokenSource();
+        Console.CancelKeyPress += (_, e) =>
+        {
+            e.Cancel = true;
+            interrupted.Cancel();
+        };
+        var collected = new List<NodeEvent>();
+        string[] header = ["TIME", "NODE", "KIND", "SUBJECT", "MESSAGE"];
+        string[] Row(NodeEvent e) => [Output.Time(e.At), e.Node, e.Kind, e.Subject, e.Message];
+        var printedHeader = false;
+        try
+        {
+            await foreach (var ev in context.Fleet.EventsAsync(since, watch, interrupted.Token).ConfigureAwait(false))
+            {
+                if (about is not null && ev.Subject != about && ev.Node != about
+                    && !(ev.Subject.StartsWith(about + "-", StringComparison.Ordinal) && ev.Subject[(about.Length + 1)..].All(char.IsAsciiDigit)))
+                {
+                    continue;
+                }
+                if (!watch)
+                {
+                    collected.Add(ev);
+                    continue;
+                }
+                // Watching: one line (or one JSON document) per event as it comes.
+                switch (format)
+                {
+                    case "json":
+                        Console.Out.WriteLine(JsonSerializer.Serialize(ev, FleetJsonContext.Default.NodeEvent));
+                        break;
+                    case "yaml":
+                        Console.Out.Write("---\n" + Yaml.FromJson(CommandContext.ToElement(ev, FleetJsonContext.Default.NodeEvent)));
+                        break;
+                    default:
+                        if (!printedHeader)
+                        {
+                            Console.Out.WriteLine($"{"TIME",-20}  {"NODE",-16}  {"KIND",-24}  {"SUBJECT",-20}  MESSAGE");
+                            printedHeader = true;
+                        }
+                        Console.Out.WriteLine($"{Output.Time(ev.At),-20}  {ev.Node,-16}  {ev.Kind,-24}  {ev.Subject,-20}  {ev.Message}");
+                        break;
+                }
+                Console.Out.Flush();
+            }
+        }
+        catch (OperationCanceledException) when (interrupted.IsCancellationRequested)
+        {
+        }
+        if (watch)
+        {
+            return 0;
+        }
+        switch (format)
+        {
+            case "json" or "yaml":
+                Output.Document(format, CommandContext.ToElement(collected, OrchctlJsonContext.Default.ListNodeEvent));
+                break;
+            case "name":
+                foreach (var ev in collected)
+                {
+                    Console.Out.WriteLine(ev.Subject);
+                }
+                break;
+            default:
+                if (collected.Count == 0)
+                {
+                    Console.Error.WriteLine("no events in that time; --since 1d looks further back");
+                    break;
+                }
+                Output.Table(header, collected.Select(Row));
+                break;
+        }
+        return 0;
+    }
+
+    private static async Task<DeploymentView> ViewAsync(CommandContext context, string name)
+        => (await context.Fleet.GetDeploymentsAsync().ConfigureAwait(false)).FirstOrDefault(d => d.Deployment.Name == name)
+            ?? throw new NodeRequestException($"no deployment '{name}' in the fleet; `orchctl get deployments` lists them");
+
+    private static async Task<int> RolloutStatusAsync(CommandContext context, string name)
+    {
+        var view = await ViewAsync(context, name).ConfigureAwait(false);
+        Console.Out.WriteLine(Summary(view));
+        if (view.Status?.RolledBack is { } why)
+        {
+            Console.Out.WriteLine($"rolled back: {why}");
+        }
+        return view.Status is { Phase: "failed" or "rolled-back" } ? 1 : 0;
+    }
+
+    private static string Summary(DeploymentView view)
+    {
+        var s = view.Status;
+        var name = view.Deployment.Name;
+        if (s is null)
+        {
+            return $"deployment {name}: revision {view.Deployment.Revision}, waiting for the scheduler";
+        }
+        if (s.Revision < (view.Deployment.Revision ?? 0))
+        {
+            return $"deployment {name}: revision {view.Deployment.Revision}, waiting for the scheduler (status is about revision {s.Revision})";
+        }
+        var details = new List<string>();
+        if (s.Wave is { } wave)
+        {
+            details.Add($"wave {wave}");
+        }
+        if (s.Surge > 0)
+        {
+            details.Add($"surge {s.Surge}");
+        }
+        if (s.CanaryPassed)
+        {
+            details.Add("canary passed");
+        }
+        if (s.Unschedulable.Count > 0)
+        {
+            details.Add($"{s.Unschedulable.Count} unschedulable");
+        }
+        return $"deployment {name}: revision {s.Revision}, {s.Phase}: {s.UpdatedReady}/{s.Desired} replicas updated and ready ({s.Updated} updated)"
+            + (details.Count > 0 ? ", " + string.Join(", ", details) : "");
+    }
+
+    /// <summary>
+    /// rollout status -w: a bar redrawn in place on a terminal, a line per change otherwise, until
+    /// the revision being rolled out completes (0), is rolled back or fails (1), or the wait times out (3).
+    /// </summary>
+    private static async Task<int> WatchRolloutAsync(CommandContext context, string name, string? waitTimeout)
+    {
+        TimeSpan? limit = null;
+        if (waitTimeout is not null)
+        {
+            limit = Quantities.TryParseDuration(waitTimeout, out var d) ? d : throw new UsageException($"--wait-timeout '{waitTimeout}' is not a duration like 5m");
+        }
+        using var interrupted = new CancellationTokenSource();
+        Console.CancelKeyPress += (_, e) =>
+        {
+            e.Cancel = true;
+            interrupted.Cancel();
+        };
+        var started = DateTime.UtcNow;
+        var tty = Terminal.IsTty;
+        var color = Terminal.Color;
+        var view = await ViewAsync(context, name).ConfigureAwait(false);
+        var target = view.Deployment.Revision ?? 0;
+        string? last = null;
+        while (true)
+        {
+            var s = view.Status;
+            var current = view.Deployment.Revision ?? 0;
+            if (s is not null && s.Revision >= current && s.Revision > target && s.RolledBack is not null)
+            {
+                Finish(tty);
+                Console.Out.WriteLine(Summary(view));
+                Output.Error($"deployment {name}: revision {target} was rolled back: {s.RolledBack}");
+                return 1;
+            }
+            var line = Summary(view);
+            if (tty)
+            {
+                var desired = Math.Max(1, s?.Desired ?? view.Deployment.Replicas);
+                var done = Math.Min(desired, s?.UpdatedReady ?? 0);
+                const int width = 24;
+                var filled = (int)Math.Round(width * (double)done / desired);
+                var bar = new string('#', filled) + new string('-', width - filled);
+                Console.Out.Write($"\r\u001b[K[{Terminal.Paint(bar[..filled], Terminal.Green, color)}{bar[filled..]}] {line}");
+                Console.Out.Flush();
+            }
+            else if (line != last)
+            {
+                Console.Out.WriteLine(line);
+                Console.Out.Flush();
+            }
+            last = line;
+            if (s is not null && s.Revision >= current && s.Phase == "complete")
+            {
+                Finish(tty);
+                Console.Out.WriteLine($"deployment {name}: rollout of revision {s.Revision} complete");
+                return 0;
+            }
+            if (s is not null && s.Revision >= current && s.Phase is "failed" or "rolled-back")
+            {
+                Finish(tty);
+                Output.Error($"deployment {name}: {s.Phase}: {s.RolledBack ?? "see orchctl describe deployment " + name}");
+                return 1;
+            }
+            if (limit is { } l && DateTime.UtcNow - started > l)
+            {
+                Finish(tty);
+                Output.Error($"deployment {name}: the rollout did not finish within {waitTimeout}; `orchctl describe deployment {name}` shows what it waits for");
+                return 3;
+            }
+            try
+            {
+                await Task.Delay(TimeSpan.FromMilliseconds(500), interrupted.Token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                Finish(tty);
+                return 0;
+            }
+            view = await ViewAsync(context, name).ConfigureAwait(false);
+        }
+    }
+
+    private static void Finish(bool tty)
+    {
+        if (tty)
+        {
+            Console.Out.WriteLine();
+        }
+    }
 }
+
+[System.Text.Json.Serialization.JsonSourceGenerationOptions(PropertyNamingPolicy = System.Text.Json.Serialization.JsonKnownNamingPolicy.CamelCase,
+    DefaultIgnoreCondition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
+[System.Text.Json.Serialization.JsonSerializable(typeof(List<NodeEvent>))]
+internal sealed partial class OrchctlJsonContext : System.Text.Json.Serialization.JsonSerializerContext;

@@ -8,17 +8,7 @@ namespace Orchestrator.Ctl;
 /// <summary>Manifest signing, which needs no NATS: keys create|show, sign.</summary>
 internal static class KeyCommands
 {
-    public static readonly IReadOnlySet<string> Names = new HashSet<string>(StringComparer.Ordinal) { "keys", "sign" };
-
-    public const string Help = """
-          keys create -o FILE        a new signing key: the seed goes to FILE (mode 0600), the public key (U…) is printed
-                                     for the nodes' fleet.trusted_keys
-          keys show FILE             the public key of a seed file
-          sign -f FILE --key SEED [-o OUT]
-                                     sign the file's deployments (JSON documents, valid YAML) for `apply -f` anywhere
-        """;
-
-    public static int Run(string command, List<string> args)
+    public static int Run(string command, List<string> args, ConnectionFlags settings)
     {
         switch (command)
         {
@@ -51,7 +41,7 @@ internal static class KeyCommands
                 throw new UsageException("keys create -o FILE | keys show FILE");
             case "sign":
                 var manifest = Option(args, "-f", "--file") ?? throw new UsageException("sign needs -f FILE (deployments)");
-                var key = Option(args, "--key", "--sign-key") ?? Environment.GetEnvironmentVariable("ORCH_SIGN_KEY")
+                var key = Option(args, "--key", "--sign-key") ?? settings.SignKey
                     ?? throw new UsageException("sign needs --key SEEDFILE (or ORCH_SIGN_KEY); create one with `orchctl keys create -o FILE`");
                 var deployments = ManifestLoader.ParseDeployments(manifest == "-" ? Console.In.ReadToEnd() : File.ReadAllText(manifest), manifest);
                 var seedText = ManifestSigning.ReadSeed(key);

@@ -1,0 +1,243 @@
+using System.Text.Json;
+using Orchestrator.Fleet.Client;
+using Orchestrator.Fleet.Protocol;
+using Orchestrator.Node.Workloads;
+
+namespace Orchestrator.Ctl;
+
+/// <summary>apply -f (file, directory, stdin; --dry-run diffs against the fleet) and delete.</summary>
+internal static class ApplyCommands
+{
+    public static async Task<int> RunAsync(string command, List<string> args, CommandContext context)
+    {
+        var parsed = ParsedArgs.Parse(command, args);
+        return command == "apply" ? await ApplyAsync(parsed, context).ConfigureAwait(false) : await DeleteAsync(parsed, context).ConfigureAwait(false);
+    }
+
+    /// <summary>The manifests named by -f: a file, every *.yaml/*.yml/*.json of a directory (name order), or - (stdin).</summary>
+    private static List<(string Source, string Text)> ReadSources(IReadOnlyList<string> files, string command)
+    {
+        if (files.Count == 0)
+        {
+            throw new UsageException($"{command} needs -f FILE, -f DIR or -f - (deployments, kind: Deployment; see docs/manifest.md)");
+        }
+        var sources = new List<(string, string)>();
+        foreach (var file in files)
+        {
+            if (file == "-")
+            {
+                sources.Add(("stdin", Console.In.ReadToEnd()));
+            }
+            else if (Directory.Exists(file))
+            {
+                var found = Directory.EnumerateFiles(file)
+                    .Where(f => f.EndsWith(".yaml", StringComparison.Ordinal) || f.EndsWith(".yml", StringComparison.Ordinal) || f.EndsWith(".json", StringComparison.Ordinal))
+                    .Order(StringComparer.Ordinal).ToList();
+                if (found.Count == 0)
+                {
+                    throw new UsageException($"{file} has no *.yaml, *.yml or *.json files; give a directory of manifests or a file");
+                }
+                sources.AddRange(found.Select(f => (f, File.ReadAllText(f))));
+            }
+            else if (File.Exists(file))
+            {
+                sources.Add((file, File.ReadAllText(file)));
+            }
+            else
+            {
+                throw new UsageException($"-f {file}: no such file or directory; give a manifest file, a directory or - for stdin");
+            }
+        }
+        return sources;
+    }
+
+    /// <summary>
+    /// Every deployment in the sources; all errors of all files at once (ManifestException), and the
+    /// loader's warnings (keys a compose file had that do not map) on stderr.
+    /// </summary>
+    private static List<(Deployment Deployment, string Source)> Load(List<(string Source, string Text)> sources)
+    {
+        var deployments = new List<(Deployment, string)>();
+        var errors = new List<string>();
+        var seen = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var (source, text) in sources)
+        {
+            try
+            {
+                var (loaded, warnings) = ManifestLoaderCompat.LoadFleetManifest(text, source);
+                foreach (var warning in warnings)
+                {
+                    Output.Warning(warning);
+                }
+                foreach (var deployment in loaded)
+                {
+                    if (seen.TryGetValue(deployment.Name, out var first))
+                    {
+                        errors.Add($"{source}: deployment '{deployment.Name}' is also in {first}; each deployment once");
+                        continue;
+                    }
+                    seen[deployment.Name] = source;
+                    deployments.Add((deployment, source));
+                }
+            }
+            catch (ManifestException e)
+            {
+                errors.Add(e.Message);
+            }
+        }
+        if (errors.Count > 0)
+        {
+            throw new ManifestException(string.Join("\n", errors));
+        }
+        if (deployments.Count == 0)
+        {
+            throw new ManifestException($"{string.Join(", ", sources.Select(s => s.Source))}: no deployments (kind: Deployment) in it; see docs/manifest.md");
+        }
+        return deployments;
+    }
+
+    /// <summary>A deployment as the fleet stores it, indented, without revision and signature (those are compared apart).</summary>
+    private static string Canonical(Deployment deployment)
+    {
+        var copy = JsonSerializer.Deserialize(JsonSerializer.SerializeToUtf8Bytes(deployment, WorkloadJsonContext.Default.Deployment), WorkloadJsonContext.Default.Deployment)!;
+        copy.Revision = null;
+        copy.Signature = null;
+        return Output.PrettyJson(JsonSerializer.SerializeToUtf8Bytes(copy, WorkloadJsonContext.Default.Deployment));
+    }
+
+    private static string Signer(ManifestSignature? signature) => signature is null ? "unsigned" : $"signed by {signature.Key[..Math.Min(12, signature.Key.Length)]}…";
+
+    private static async Task<int> ApplyAsync(ParsedArgs parsed, CommandContext context)
+    {
+        var dryRun = parsed.Has("--dry-run");
+        var deployments = Load(ReadSources(parsed.Values("--file"), "apply"));
+        var seed = FleetCommands.SigningSeed(parsed, context);
+        string? signingKey = null;
+        if (seed is not null)
+        {
+            using var pair = NATS.NKeys.KeyPair.FromSeed(seed);
+            signingKey = pair.GetPublicKey();
+        }
+        var fleet = (await context.Fleet.GetDeploymentsAsync().ConfigureAwait(false)).ToDictionary(v => v.Deployment.Name, v => v.Deployment, StringComparer.Ordinal);
+        var color = Terminal.Color;
+        var toWrite = new List<(Deployment Deployment, bool Created)>();
+        foreach (var (deployment, source) in deployments)
+        {
+            // A file signed elsewhere (orchctl sign) is checked here, before anything is written.
+            if (seed is null && deployment.Signature is { } signature
+                && ManifestSigning.Verify(deployment.Name, deployment.Selector, deployment.Template, signature, [signature.Key]) is { } why)
+            {
+                throw new NodeRequestException(why);
+            }
+            var incoming = Canonical(deployment);
+            if (!fleet.TryGetValue(deployment.Name, out var existing))
+            {
+                if (dryRun)
+                {
+                    Console.Out.WriteLine($"deployment {deployment.Name}: {Terminal.Paint("created", Terminal.Green, color)} (dry run)");
+                }
+                toWrite.Add((deployment, true));
+                continue;
+            }
+            var stored = Canonical(existing);
+            var sameSignature = seed is not null
+                ? existing.Signature?.Key == signingKey
+                : deployment.Signature is null ? existing.Signature is null
+                : existing.Signature is { } s && s.Key == deployment.Signature.Key && s.Serial == deployment.Signature.Serial && s.Sig == deployment.Signature.Sig;
+            if (incoming == stored && sameSignature)
+            {
+                Console.Out.WriteLine($"deployment {deployment.Name}: unchanged");
+                continue;
+            }
+            toWrite.Add((deployment, false));
+            if (!dryRun)
+            {
+                continue;
+            }
+            Console.Out.WriteLine($"deployment {deployment.Name}: {Terminal.Paint("changed", Terminal.Yellow, color)} (dry run)");
+            foreach (var line in Diff.Unified($"the fleet ({deployment.Name}, revision {existing.Revision})", $"{source} ({deployment.Name})", stored, incoming))
+            {
+                var code = line.StartsWith("+++", StringComparison.Ordinal) || line.StartsWith("---", StringComparison.Ordinal) ? Terminal.Bold
+                    : line.StartsWith('+') ? Terminal.Green : line.StartsWith('-') ? Terminal.Red : line.StartsWith('@') ? Terminal.Cyan : null;
+                Console.Out.WriteLine("  " + (code is null ? line : Terminal.Paint(line, code, color)));
+            }
+            if (!sameSignature)
+            {
+                var after = seed is not null ? $"signed by {signingKey![..12]}… (on apply)" : Signer(deployment.Signature);
+                Console.Out.WriteLine($"  signature: {Signer(existing.Signature)} → {after}");
+            }
+        }
+        if (dryRun)
+        {
+            var created = toWrite.Count(w => w.Created);
+            Console.Out.WriteLine($"dry run: {created} to create, {toWrite.Count - created} to change, {deployments.Count - toWrite.Count} unchanged; nothing written");
+            return 0;
+        }
+        if (toWrite.Count == 0)
+        {
+            return 0;
+        }
+        var revisions = await context.Fleet.ApplyAsync(toWrite.Select(w => w.Deployment), seed).ConfigureAwait(false);
+        foreach (var ((name, revision), (_, created)) in revisions.Zip(toWrite))
+        {
+            Console.Out.WriteLine($"deployment {name}: {(created ? Terminal.Paint("created", Terminal.Green, color) : Terminal.Paint("configured", Terminal.Yellow, color))} (revision {revision}{(seed is null ? "" : ", signed")})");
+        }
+        return 0;
+    }
+
+    private static async Task<int> DeleteAsync(ParsedArgs parsed, CommandContext context)
+    {
+        var names = new List<string>();
+        if (parsed.Values("--file").Count > 0)
+        {
+            names.AddRange(Load(ReadSources(parsed.Values("--file"), "delete")).Select(d => d.Deployment.Name));
+        }
+        var positional = parsed.Positional;
+        if (positional.Count > 0)
+        {
+            // delete deployment A B, or delete deployment/A deployment/B
+            var kindWord = positional[0].Split('/')[0];
+            if (kindWord is not ("deployment" or "deployments" or "deploy"))
+            {
+                throw new UsageException($"delete {positional[0]}: only deployments can be deleted here (delete deployment NAME); a container on one node: orchctl rm -n NODE NAME");
+            }
+            names.AddRange(positional.Select((p, i) => p.Contains('/', StringComparison.Ordinal) ? p[(p.IndexOf('/', StringComparison.Ordinal) + 1)..] : i == 0 ? "" : p).Where(n => n.Length > 0));
+        }
+        if (names.Count == 0)
+        {
+            throw new UsageException("delete deployment NAME…, or delete -f FILE|DIR|- (the deployments in it)");
+        }
+        var failed = 0;
+        foreach (var name in names.Distinct(StringComparer.Ordinal))
+        {
+            try
+            {
+                await context.Fleet.DeleteDeploymentAsync(name).ConfigureAwait(false);
+                Console.Out.WriteLine($"deployment {name}: deleted");
+            }
+            catch (NodeRequestException e) when (e.Message.StartsWith("no deployment", StringComparison.Ordinal))
+            {
+                if (parsed.Has("--ignore-not-found"))
+                {
+                    Console.Out.WriteLine($"deployment {name}: not in the fleet (ignored)");
+                }
+                else
+                {
+                    Output.Error(e.Message);
+                    failed++;
+                }
+            }
+        }
+        return failed == 0 ? 0 : 1;
+    }
+}
+
+/// <summary>
+/// The manifest loader apply uses: ManifestLoader.LoadFleetManifest (deployments, also from a
+/// docker-compose file, plus warnings) once it is in the tree; until then ParseDeployments.
+/// </summary>
+internal static class ManifestLoaderCompat
+{
+    public static (IReadOnlyList<Deployment> Deployments, IReadOnlyList<string> Warnings) LoadFleetManifest(string text, string source)
+        => (ManifestLoader.ParseDeployments(text, source), []);
+}

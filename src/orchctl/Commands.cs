@@ -1,0 +1,186 @@
+using System.Text;
+
+namespace Orchestrator.Ctl;
+
+/// <summary>A command's flag: names ("-o|--output"), its value placeholder (null: a switch), help, and how to complete its value.</summary>
+/// <remarks>Complete: literal words ("table wide json yaml"), "@files", "@nodes", "@deployments", "@containers", "@contexts", or null (nothing).</remarks>
+internal sealed record FlagSpec(string Names, string? Value, string Help, string? Complete = null)
+{
+    public IEnumerable<string> Each => Names.Split('|');
+}
+
+/// <summary>
+/// One command: what --help shows (usage, summary, details, flags, examples) and what the shell
+/// completions are generated from (flags, and per position the words or the kind of name).
+/// </summary>
+/// <remarks>Args per position: literal words, "@nodes"/"@deployments"/"@containers"/"@contexts"/"@commands",
+/// or "@prev" (the kind is the previous word: get nodes NAME).</remarks>
+internal sealed record CommandSpec(string Name, string Group, string Usage, string Summary, FlagSpec[] Flags, string[] Examples, string[] Args, string? Details = null);
+
+internal static class Commands
+{
+    private static readonly FlagSpec Output = new("-o|--output", "FORMAT", "table (default), wide, json or yaml", "table wide json yaml");
+    private static readonly FlagSpec Selector = new("-l|--selector", "KEY=VALUE", "only those with these labels (k=v,k2!=v2,k3 ; nodes: node labels; others: their labels)");
+    private static readonly FlagSpec Node = new("-n|--node", "NODE", "the node (env ORCH_NODE, or the context's node)", "@nodes");
+    private static readonly FlagSpec NodeOptional = new("-n|--node", "NODE", "only this node (default: every node)", "@nodes");
+    private static readonly FlagSpec NodeFind = new("-n|--node", "NODE", "the container's node; without it orchctl finds it (deployment status, then every node)", "@nodes");
+    private static readonly FlagSpec File = new("-f|--file", "FILE|DIR|-", "a manifest, a directory of *.yaml/*.yml/*.json, or - for stdin (repeatable)", "@files");
+    private static readonly FlagSpec SignKey = new("--sign-key", "SEED", "sign with this nkey seed file (env ORCH_SIGN_KEY)", "@files");
+    private static readonly FlagSpec Since = new("--since", "DURATION", "only what happened in the last DURATION (10m, 1h, 2d)");
+    private static readonly FlagSpec Watch = new("-w|--watch", null, "keep watching; Ctrl-C ends");
+
+    public static readonly string[] Groups = ["Fleet", "Deployments", "Containers", "Images", "Signing", "Settings"];
+
+    public static readonly CommandSpec[] All =
+    [
+        new("get", "Fleet", "get nodes|deployments|containers|images|events [NAME] [-o FORMAT] [-l SELECTOR] [-n NODE]",
+            "list nodes, deployments, containers (on every node), images (on every node) or events",
+            [Output, Selector, NodeOptional, Since, Watch],
+            ["orchctl get nodes", "orchctl get nodes -l zone=north -o wide", "orchctl get deployments web -o yaml", "orchctl get containers -n gw-01",
+             "orchctl get containers -l app=web -o json", "orchctl get images", "orchctl get events --since 10m"],
+            ["nodes deployments containers images events", "@prev"],
+            "containers and images are asked of every ready node over NATS (or only -n NODE), with a NODE column; a node that does not answer is named on stderr."),
+        new("describe", "Fleet", "describe node NAME | deployment NAME | container NAME [-n NODE]",
+            "everything about one node, deployment or container, and its recent events",
+            [NodeFind],
+            ["orchctl describe node gw-01", "orchctl describe deployment web", "orchctl describe container web-0"],
+            ["node deployment container", "@prev"],
+            "node: labels, capacity, allocatable, requested and used, conditions, containers; deployment: revision, rollout (wave, surge, canary), replicas and their nodes, why any cannot be placed; container: state, exits, spec."),
+        new("top", "Fleet", "top nodes|containers [-n NODE] [-l SELECTOR]",
+            "CPU and memory use of nodes (from heartbeats) or containers (from each node's stats)",
+            [NodeOptional, Selector],
+            ["orchctl top nodes", "orchctl top containers -n gw-01"],
+            ["nodes containers"]),
+        new("events", "Fleet", "events [-w] [--since 1h] [--for NAME]",
+            "what happened in the fleet: container exits, OOM kills, rollbacks, scaling, refusals",
+            [Watch, Since, new("--for", "NAME", "only events about this container, deployment or node")],
+            ["orchctl events --since 10m", "orchctl events -w --for web"],
+            []),
+        new("version", "Fleet", "version", "this client's version and every reachable node's", [], ["orchctl version", "orchctl --server nats://10.0.0.5:4222 version"], []),
+        new("apply", "Deployments", "apply -f FILE|DIR|- [--dry-run] [--sign-key SEED]",
+            "create or change deployments (kind: Deployment) in the fleet; the scheduler places their replicas",
+            [File, new("--dry-run", null, "show what would change (created / unchanged / changed, with a diff) and write nothing"), SignKey],
+            ["orchctl apply -f examples/web-deployment.yaml", "orchctl apply -f deploy/ --dry-run", "cat web.yaml | orchctl apply -f -", "orchctl apply -f web.yaml --sign-key op.nk"],
+            [],
+            "a deployment whose content is unchanged is not written again (no new revision)."),
+        new("delete", "Deployments", "delete deployment NAME… | delete -f FILE|DIR|-",
+            "remove deployments (and so their replicas) from the fleet",
+            [File, new("--ignore-not-found", null, "a deployment that is not there is not an error")],
+            ["orchctl delete deployment web", "orchctl delete -f examples/web-deployment.yaml"],
+            ["deployment", "@deployments"]),
+        new("scale", "Deployments", "scale DEPLOYMENT N", "set a deployment's replica count", [], ["orchctl scale web 5"], ["@deployments"]),
+        new("rollout", "Deployments", "rollout status|history|pause|resume|undo DEPLOYMENT",
+            "a rolling update: progress (-w: until it ends), kept revisions, pause, resume, go back",
+            [new("-w|--watch", null, "status: follow the rollout until it completes (0), rolls back or fails (1)"),
+             new("--wait-timeout", "DURATION", "status -w: give up after this long (exit 3)"),
+             new("--to-revision", "N", "undo: go back to this revision (rollout history lists them)"), SignKey],
+            ["orchctl rollout status web -w", "orchctl rollout history web", "orchctl rollout undo web --to-revision 3", "orchctl rollout pause web"],
+            ["status history pause resume undo", "@deployments"]),
+        new("cordon", "Deployments", "cordon NODE", "no new replicas on NODE (what runs stays)", [], ["orchctl cordon gw-02"], ["@nodes"]),
+        new("uncordon", "Deployments", "uncordon NODE", "NODE gets replicas again", [], ["orchctl uncordon gw-02"], ["@nodes"]),
+        new("drain", "Deployments", "drain NODE", "move NODE's replicas elsewhere and give it no new ones", [], ["orchctl drain gw-02"], ["@nodes"]),
+        new("logs", "Containers", "logs CONTAINER [-f] [--tail N] [--since DURATION] [-n NODE]",
+            "a container's log lines (stdout and stderr), from whichever node runs it",
+            [new("-f|--follow", null, "keep following new lines; Ctrl-C ends"), new("--tail", "N", "only the last N lines"), Since, NodeFind],
+            ["orchctl logs web-0 --tail 20", "orchctl logs web-0 -f", "orchctl logs -n gw-01 hello --since 10m"],
+            ["@containers"]),
+        new("exec", "Containers", "exec CONTAINER [-n NODE] -- COMMAND [ARG…]",
+            "run a command in a container; prints its output and exits with its exit code",
+            [NodeFind],
+            ["orchctl exec web-0 -- cat /etc/hostname", "orchctl exec -n gw-01 hello -- sh -c 'wget -qO- localhost'"],
+            ["@containers"]),
+        new("run", "Containers", "run -n NODE -f FILE", "run the workloads of a manifest file (YAML or JSON) on one node",
+            [Node, new("-f|--file", "FILE", "workload manifest", "@files")], ["orchctl run -n gw-01 -f examples/hello.yaml"], []),
+        new("ps", "Containers", "ps -n NODE", "one node's containers (every node's: get containers)", [Node], ["orchctl ps -n gw-01"], []),
+        new("inspect", "Containers", "inspect CONTAINER [-n NODE]", "a container's status and spec, as JSON", [NodeFind], ["orchctl inspect web-0"], ["@containers"]),
+        new("stats", "Containers", "stats -n NODE [CONTAINER]", "CPU, memory, pids and restarts of a node's containers", [Node], ["orchctl stats -n gw-01"], ["@containers"]),
+        new("stop", "Containers", "stop CONTAINER [-n NODE]", "stop a container (it stays stopped until start)", [NodeFind], ["orchctl stop -n gw-01 hello"], ["@containers"]),
+        new("start", "Containers", "start CONTAINER [-n NODE]", "start a stopped container", [NodeFind], ["orchctl start -n gw-01 hello"], ["@containers"]),
+        new("restart", "Containers", "restart CONTAINER [-n NODE]", "restart a container", [NodeFind], ["orchctl restart web-0"], ["@containers"]),
+        new("rm", "Containers", "rm CONTAINER [-n NODE]", "remove a container run with `run` (a deployment's replicas: scale or delete the deployment)", [NodeFind], ["orchctl rm -n gw-01 hello"], ["@containers"]),
+        new("status", "Containers", "status -n NODE", "a node's capacity, requests and usage", [Node], ["orchctl status -n gw-01"], []),
+        new("images", "Images", "images -n NODE", "one node's images and the containers using them (every node's: get images)", [Node], ["orchctl images -n gw-01"], []),
+        new("pull", "Images", "pull -n NODE REFERENCE", "pull an image onto a node (a registry, or nats:NAME from the fleet's bucket)", [Node],
+            ["orchctl pull -n gw-01 registry.local:5000/team/app:1.4"], []),
+        new("rmi", "Images", "rmi -n NODE IMAGE", "remove an image no workload uses", [Node], ["orchctl rmi -n gw-01 team/app:1.3"], []),
+        new("image-gc", "Images", "image-gc -n NODE", "free the blobs and layers nothing uses", [Node], ["orchctl image-gc -n gw-01"], []),
+        new("keys", "Signing", "keys create -o FILE | keys show FILE",
+            "a signing key: the seed goes to FILE (mode 0600), the public key (U…) to the nodes' fleet.trusted_keys",
+            [new("-o|--output", "FILE", "where the new seed goes", "@files")], ["orchctl keys create -o op.nk", "orchctl keys show op.nk"], ["create show"]),
+        new("sign", "Signing", "sign -f FILE --key SEED [-o OUT]", "sign a file's deployments for `apply -f` anywhere",
+            [new("-f|--file", "FILE", "deployments to sign", "@files"), new("--key", "SEED", "the nkey seed file (env ORCH_SIGN_KEY)", "@files"), new("-o|--output", "FILE", "write here instead of stdout", "@files")],
+            ["orchctl sign -f web.yaml --key op.nk -o web.signed.yaml"], []),
+        new("config", "Settings", "config view | get-contexts | current-context | use-context NAME | set-context NAME [--server URL] [--creds FILE] …",
+            "the contexts in ~/.config/orchestrator/config.yaml (ORCH_CONFIG to use another file) and the settings in effect",
+            [new("--current", null, "set-context: make it the current context too")],
+            ["orchctl config view", "orchctl config set-context lab --server nats://127.0.0.1:4222 --node demo-1 --current", "orchctl config use-context prod",
+             "orchctl --context prod get nodes"],
+            ["view get-contexts current-context use-context set-context", "@contexts"],
+            "settings come from flags, then ORCH_* variables, then the current context, then defaults; `config view` shows where each one came from."),
+        new("completion", "Settings", "completion bash|zsh|fish", "a shell completion script (commands, flags, node/deployment/container names)", [],
+            ["source <(orchctl completion bash)", "orchctl completion zsh > \"${fpath[1]}/_orchctl\"", "orchctl completion fish > ~/.config/fish/completions/orchctl.fish"],
+            ["bash zsh fish"]),
+        new("help", "Settings", "help [COMMAND]", "this help, or one command's", [], ["orchctl help apply"], ["@commands"]),
+    ];
+
+    public static CommandSpec? Find(string name) => All.FirstOrDefault(c => c.Name == name);
+
+    public static string Overview()
+    {
+        var text = new StringBuilder();
+        text.Append("orchctl: drive an Orchestrator fleet over NATS.\n\nUsage: orchctl [global flags] COMMAND [flags] [args]\n");
+        foreach (var group in Groups)
+        {
+            text.Append('\n').Append(group).Append(":\n");
+            foreach (var command in All.Where(c => c.Group == group))
+            {
+                text.Append("  ").Append(command.Name.PadRight(12)).Append(command.Summary).Append('\n');
+            }
+        }
+        text.Append("\nGlobal flags (anywhere on the line; flags > ORCH_* variables > the config file's context > defaults):\n");
+        text.Append(ConnectionFlags.Help).Append('\n');
+        text.Append("  -h, --help".PadRight(32)).Append("help for orchctl or a command (also: orchctl help COMMAND)\n");
+        text.Append("""
+
+            Exit codes: 0 ok, 1 failure, 2 usage, 3 timeout or NATS/node unreachable; exec exits with the command's code.
+
+            Examples:
+              orchctl get nodes
+              orchctl apply -f examples/web-deployment.yaml --dry-run
+              orchctl rollout status web -w
+              orchctl logs web-0 -f
+              orchctl exec web-0 -- cat /etc/hostname
+
+            `orchctl COMMAND --help` shows a command's flags and examples; docs/orchctl.md has them all.
+
+            """);
+        return text.ToString();
+    }
+
+    public static string HelpFor(CommandSpec command)
+    {
+        var text = new StringBuilder();
+        text.Append($"orchctl {command.Name}: {command.Summary}\n\nUsage:\n  orchctl {command.Usage}\n");
+        if (command.Details is { } details)
+        {
+            text.Append('\n').Append(char.ToUpperInvariant(details[0])).Append(details[1..]).Append('\n');
+        }
+        if (command.Flags.Length > 0)
+        {
+            text.Append("\nFlags:\n");
+            foreach (var flag in command.Flags)
+            {
+                var names = string.Join(", ", flag.Each) + (flag.Value is null ? "" : " " + flag.Value);
+                text.Append("  ").Append(names.PadRight(26)).Append(' ').Append(flag.Help).Append('\n');
+            }
+        }
+        text.Append("\nExamples:\n");
+        foreach (var example in command.Examples)
+        {
+            text.Append("  ").Append(example).Append('\n');
+        }
+        text.Append("\nGlobal flags: --server, --creds, --nkey, --tls-ca, --tls-cert, --tls-key, --context, --timeout, --no-color (orchctl --help).\n");
+        text.Append("Exit codes: 0 ok, 1 failure, 2 usage, 3 timeout or unreachable.\n");
+        return text.ToString();
+    }
+}

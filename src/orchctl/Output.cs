@@ -1,0 +1,349 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+
+namespace Orchestrator.Ctl;
+
+/// <summary>
+/// Whether standard output is a terminal that gets colour and progress bars: only a TTY, never
+/// with NO_COLOR set (any value), TERM=dumb or --no-color. Piped output has no escape codes.
+/// </summary>
+internal static class Terminal
+{
+    public static bool NoColorFlag { get; set; }
+
+    public static bool IsTty => !Console.IsOutputRedirected && Environment.GetEnvironmentVariable("TERM") is not "dumb";
+
+    public static bool Color => IsTty && !NoColorFlag && Environment.GetEnvironmentVariable("NO_COLOR") is null;
+
+    public static bool StderrColor => !Console.IsErrorRedirected && !NoColorFlag && Environment.GetEnvironmentVariable("NO_COLOR") is null
+        && Environment.GetEnvironmentVariable("TERM") is not "dumb";
+
+    public static string Paint(string text, string code, bool enabled) => enabled && text.Length > 0 ? $"\u001b[{code}m{text}\u001b[0m" : text;
+
+    public const string Bold = "1", Red = "31", Green = "32", Yellow = "33", Cyan = "36", Dim = "2";
+
+    /// <summary>The colour of a state word: good green, in-between yellow, bad red; null for anything else.</summary>
+    public static string? StateColor(string value) => value.Split(',')[0].Split(' ')[0] switch
+    {
+        "ready" or "running" or "complete" or "yes" or "True" or "created" => Green,
+        "unreachable" or "progressing" or "paused" or "backoff" or "created-pending" or "cordoned" or "draining" or "changed" or "configured" => Yellow,
+        "lost" or "failed" or "rolled-back" or "exited" or "stopped" or "no" or "False" => Red,
+        _ => null,
+    };
+}
+
+/// <summary>How orchctl prints: aligned tables (colour on a TTY only), JSON, YAML, one-line errors.</summary>
+internal static class Output
+{
+    private static readonly HashSet<string> s_stateColumns = new(StringComparer.Ordinal) { "STATE", "STATUS", "PHASE", "READY" };
+
+    /// <summary>Aligned columns, two spaces apart, the last one free. Widths count the text, not escape codes.</summary>
+    public static void Table(string[] header, IEnumerable<string[]> rows, TextWriter? writer = null)
+    {
+        writer ??= Console.Out;
+        var color = ReferenceEquals(writer, Console.Out) && Terminal.Color;
+        var all = rows.Prepend(header).ToList();
+        var widths = Enumerable.Range(0, header.Length).Select(i => all.Max(r => r[i].Length)).ToArray();
+        for (var r = 0; r < all.Count; r++)
+        {
+            var row = all[r];
+            var line = new StringBuilder();
+            for (var i = 0; i < row.Length; i++)
+            {
+                var cell = row[i];
+                var padded = i == row.Length - 1 ? cell : cell.PadRight(widths[i]);
+                if (color && r == 0)
+                {
+                    padded = Terminal.Paint(cell, Terminal.Bold, true) + padded[cell.Length..];
+                }
+                else if (color && s_stateColumns.Contains(header[i]) && Terminal.StateColor(cell) is { } code)
+                {
+                    padded = Terminal.Paint(cell, code, true) + padded[cell.Length..];
+                }
+                line.Append(padded);
+                if (i < row.Length - 1)
+                {
+                    line.Append("  ");
+                }
+            }
+            writer.WriteLine(line.ToString().TrimEnd());
+        }
+    }
+
+    /// <summary>Indented JSON from compact JSON bytes (what the source-generated contexts write).</summary>
+    public static string PrettyJson(ReadOnlySpan<byte> json)
+    {
+        using var doc = JsonDocument.Parse(json.ToArray());
+        return PrettyJson(doc.RootElement);
+    }
+
+    public static string PrettyJson(JsonElement element)
+    {
+        using var buffer = new MemoryStream();
+        using (var writer = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
+        {
+            element.WriteTo(writer);
+        }
+        return Encoding.UTF8.GetString(buffer.ToArray());
+    }
+
+    /// <summary>Writes a document (already JSON) as -o json or -o yaml asks.</summary>
+    public static void Document(string format, JsonElement element)
+    {
+        Console.Out.WriteLine(format == "yaml" ? Yaml.FromJson(element).TrimEnd('\n') : PrettyJson(element));
+    }
+
+    public static string Age(DateTimeOffset? since) => since is { } at ? Duration(DateTimeOffset.UtcNow - at) : "-";
+
+    /// <summary>A duration the way kubectl shows ages: 45s, 3m, 5h, 2d.</summary>
+    public static string Duration(TimeSpan age)
+    {
+        if (age < TimeSpan.Zero)
+        {
+            age = TimeSpan.Zero;
+        }
+        return age.TotalDays >= 1 ? $"{(int)age.TotalDays}d" : age.TotalHours >= 1 ? $"{(int)age.TotalHours}h" : age.TotalMinutes >= 1 ? $"{(int)age.TotalMinutes}m" : $"{(int)age.TotalSeconds}s";
+    }
+
+    public static string Bytes(long bytes) => bytes switch
+    {
+        >= 1L << 30 => string.Create(CultureInfo.InvariantCulture, $"{bytes / (double)(1L << 30):F1}Gi"),
+        >= 1L << 20 => string.Create(CultureInfo.InvariantCulture, $"{bytes / (double)(1L << 20):F1}Mi"),
+        >= 1L << 10 => string.Create(CultureInfo.InvariantCulture, $"{bytes / 1024.0:F0}Ki"),
+        _ => string.Create(CultureInfo.InvariantCulture, $"{bytes}B"),
+    };
+
+    public static string Int(long value) => value.ToString(CultureInfo.InvariantCulture);
+
+    public static string Labels(IEnumerable<KeyValuePair<string, string>>? labels)
+        => labels is null ? "" : string.Join(",", labels.OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => $"{kv.Key}={kv.Value}"));
+
+    public static string Time(DateTimeOffset? at) => at is { } t && t != default ? t.ToUniversalTime().ToString("yyyy-MM-dd HH:mm:ss'Z'", CultureInfo.InvariantCulture) : "-";
+
+    /// <summary>An error on stderr, one line: "orchctl: …" (manifest errors, which name their file, are printed as they are).</summary>
+    public static void Error(string message)
+        => Console.Error.WriteLine(message.StartsWith("orchctl: ", StringComparison.Ordinal) ? message : $"orchctl: {message}");
+
+    public static void Warning(string message)
+        => Console.Error.WriteLine($"{Terminal.Paint("warning", Terminal.Yellow, Terminal.StderrColor)}: {message}");
+}
+
+/// <summary>
+/// A small YAML emitter over JSON (no reflection): block mappings and sequences, plain scalars
+/// where YAML reads them back as the same string, double quotes (JSON escapes) otherwise.
+/// </summary>
+internal static class Yaml
+{
+    public static string FromJson(JsonElement element)
+    {
+        var text = new StringBuilder();
+        switch (element.ValueKind)
+        {
+            case JsonValueKind.Object when element.EnumerateObject().Any():
+                Mapping(element, 0, text);
+                break;
+            case JsonValueKind.Array when element.GetArrayLength() > 0:
+                Sequence(element, 0, text);
+                break;
+            default:
+                text.Append(Scalar(element)).Append('\n');
+                break;
+        }
+        return text.ToString();
+    }
+
+    private static void Mapping(JsonElement obj, int indent, StringBuilder text, bool firstInline = false)
+    {
+        var first = true;
+        foreach (var property in obj.EnumerateObject())
+        {
+            if (!(first && firstInline))
+            {
+                text.Append(' ', indent);
+            }
+            first = false;
+            text.Append(Key(property.Name)).Append(':');
+            Value(property.Value, indent, text);
+        }
+    }
+
+    private static void Sequence(JsonElement array, int indent, StringBuilder text)
+    {
+        foreach (var item in array.EnumerateArray())
+        {
+            text.Append(' ', indent).Append('-');
+            if (item.ValueKind == JsonValueKind.Object && item.EnumerateObject().Any())
+            {
+                text.Append(' ');
+                Mapping(item, indent + 2, text, firstInline: true);
+            }
+            else if (item.ValueKind == JsonValueKind.Array && item.GetArrayLength() > 0)
+            {
+                text.Append('\n');
+                Sequence(item, indent + 2, text);
+            }
+            else
+            {
+                text.Append(' ').Append(Scalar(item)).Append('\n');
+            }
+        }
+    }
+
+    /// <summary>After "key:": a nested block on the next lines, or " scalar".</summary>
+    private static void Value(JsonElement value, int indent, StringBuilder text)
+    {
+        if (value.ValueKind == JsonValueKind.Object && value.EnumerateObject().Any())
+        {
+            text.Append('\n');
+            Mapping(value, indent + 2, text);
+        }
+        else if (value.ValueKind == JsonValueKind.Array && value.GetArrayLength() > 0)
+        {
+            text.Append('\n');
+            Sequence(value, indent, text); // kubectl style: "- " at the key's indentation
+        }
+        else
+        {
+            text.Append(' ').Append(Scalar(value)).Append('\n');
+        }
+    }
+
+    private static string Key(string key) => NeedsQuotes(key) ? Quote(key) : key;
+
+    private static string Scalar(JsonElement value) => value.ValueKind switch
+    {
+        JsonValueKind.String => value.GetString() is { } s && !NeedsQuotes(s) ? s : Quote(value.GetString() ?? ""),
+        JsonValueKind.Number => value.GetRawText(),
+        JsonValueKind.True => "true",
+        JsonValueKind.False => "false",
+        JsonValueKind.Object => "{}",
+        JsonValueKind.Array => "[]",
+        _ => "null",
+    };
+
+    private static string Quote(string s)
+    {
+        using var buffer = new MemoryStream();
+        using (var writer = new Utf8JsonWriter(buffer, new JsonWriterOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
+        {
+            writer.WriteStringValue(s);
+        }
+        return Encoding.UTF8.GetString(buffer.ToArray());
+    }
+
+    private static readonly string[] s_reserved =
+    [
+        "null", "Null", "NULL", "~", "true", "True", "TRUE", "false", "False", "FALSE", "yes", "Yes", "YES", "no", "No", "NO",
+        "on", "On", "ON", "off", "Off", "OFF", "y", "Y", "n", "N", ".inf", ".Inf", ".INF", "-.inf", ".nan", ".NaN", ".NAN",
+    ];
+
+    /// <summary>Whether a plain scalar would read back as something else (a number, a bool, null) or break the syntax.</summary>
+    public static bool NeedsQuotes(string s)
+    {
+        if (s.Length == 0 || s_reserved.Contains(s) || s != s.Trim())
+        {
+            return true;
+        }
+        if (double.TryParse(s, NumberStyles.Float, CultureInfo.InvariantCulture, out _) || s.StartsWith("0x", StringComparison.OrdinalIgnoreCase)
+            || s.StartsWith("0o", StringComparison.OrdinalIgnoreCase) || s.All(c => char.IsDigit(c) || c is ':' or '_' or '.' or '-' or '+'))
+        {
+            return true;
+        }
+        if ("-?:,[]{}#&*!|>'\"%@`".Contains(s[0], StringComparison.Ordinal))
+        {
+            return true;
+        }
+        foreach (var c in s)
+        {
+            if (c < ' ' || c == '\u007f' || c > '\u007e' && c < '\u00a0')
+            {
+                return true;
+            }
+        }
+        return s.Contains(": ", StringComparison.Ordinal) || s.Contains(" #", StringComparison.Ordinal) || s.EndsWith(':');
+    }
+}
+
+/// <summary>A line diff (longest common subsequence) printed as unified hunks with three lines of context.</summary>
+internal static class Diff
+{
+    public static IReadOnlyList<string> Unified(string oldName, string newName, string oldText, string newText, int context = 3)
+    {
+        var a = oldText.Replace("\r\n", "\n", StringComparison.Ordinal).TrimEnd('\n').Split('\n');
+        var b = newText.Replace("\r\n", "\n", StringComparison.Ordinal).TrimEnd('\n').Split('\n');
+        var lcs = new int[a.Length + 1, b.Length + 1];
+        for (var i = a.Length - 1; i >= 0; i--)
+        {
+            for (var j = b.Length - 1; j >= 0; j--)
+            {
+                lcs[i, j] = a[i] == b[j] ? lcs[i + 1, j + 1] + 1 : Math.Max(lcs[i + 1, j], lcs[i, j + 1]);
+            }
+        }
+        // The edit script: (' ', line, aIndex, bIndex), ('-', …), ('+', …).
+        var ops = new List<(char Op, string Line, int A, int B)>();
+        int x = 0, y = 0;
+        while (x < a.Length || y < b.Length)
+        {
+            if (x < a.Length && y < b.Length && a[x] == b[y])
+            {
+                ops.Add((' ', a[x], x++, y++));
+            }
+            else if (x < a.Length && (y == b.Length || lcs[x + 1, y] >= lcs[x, y + 1]))
+            {
+                ops.Add(('-', a[x], x++, y));
+            }
+            else
+            {
+                ops.Add(('+', b[y], x, y++));
+            }
+        }
+        var result = new List<string>();
+        if (ops.All(o => o.Op == ' '))
+        {
+            return result;
+        }
+        result.Add($"--- {oldName}");
+        result.Add($"+++ {newName}");
+        var k = 0;
+        while (k < ops.Count)
+        {
+            if (ops[k].Op == ' ')
+            {
+                k++;
+                continue;
+            }
+            var start = Math.Max(0, k - context);
+            var end = k;
+            // Extend the hunk while the next change is within 2 × context unchanged lines.
+            while (true)
+            {
+                while (end < ops.Count && ops[end].Op != ' ')
+                {
+                    end++;
+                }
+                var next = end;
+                while (next < ops.Count && ops[next].Op == ' ' && next - end < 2 * context)
+                {
+                    next++;
+                }
+                if (next < ops.Count && ops[next].Op != ' ')
+                {
+                    end = next;
+                    continue;
+                }
+                end = Math.Min(ops.Count, end + context);
+                break;
+            }
+            var hunk = ops.GetRange(start, end - start);
+            var aStart = hunk[0].A + 1;
+            var bStart = hunk[0].B + 1;
+            var aCount = hunk.Count(o => o.Op != '+');
+            var bCount = hunk.Count(o => o.Op != '-');
+            result.Add(string.Create(CultureInfo.InvariantCulture, $"@@ -{(aCount == 0 ? aStart - 1 : aStart)},{aCount} +{(bCount == 0 ? bStart - 1 : bStart)},{bCount} @@"));
+            result.AddRange(hunk.Select(o => o.Op + o.Line));
+            k = end;
+        }
+        return result;
+    }
+}

@@ -1,0 +1,650 @@
+using System.Globalization;
+using System.Text.Json;
+using Orchestrator.Fleet.Client;
+using Orchestrator.Fleet.Protocol;
+using Orchestrator.Node.Reconcile;
+using Orchestrator.Node.Workloads;
+
+namespace Orchestrator.Ctl;
+
+/// <summary>Reading the fleet: version, get, describe, top, and the names shell completion asks for.</summary>
+internal static class QueryCommands
+{
+    public static async Task<int> VersionAsync(CommandContext context)
+    {
+        Console.Out.WriteLine($"client: orchctl {context.Version}");
+        var nodes = await context.Fleet.DiscoverNodesAsync(context.Timeout, TimeSpan.FromMilliseconds(300)).ConfigureAwait(false);
+        if (nodes.Count == 0)
+        {
+            Console.Out.WriteLine($"nodes:  none answered on {context.Settings.Server} within {context.Timeout.TotalSeconds:0.#}s");
+            return 0;
+        }
+        Output.Table(["NODE", "VERSION", "ARCH", "RUNTIME", "UPTIME"], nodes.Select(n => new[]
+        {
+            n.Node, n.Version, n.Arch, n.Runtime, TimeSpan.FromSeconds(Math.Floor(n.UptimeSeconds)).ToString("c", CultureInfo.InvariantCulture),
+        }));
+        return 0;
+    }
+
+    /// <summary>`orchctl __complete KIND`: names, one a line, for the completion scripts.</summary>
+    public static async Task<int> CompleteAsync(string kind, CommandContext context)
+    {
+        IEnumerable<string> names = kind switch
+        {
+            "node" or "nodes" => (await context.NodesAsync().ConfigureAwait(false)).Select(n => n.Info.Node),
+            "deployment" or "deployments" => (await context.Fleet.GetDeploymentsAsync().ConfigureAwait(false)).Select(d => d.Deployment.Name),
+            "container" or "containers" => (await context.AskEveryNodeAsync(await context.NodesToAskAsync().ConfigureAwait(false), c => c.ListAsync()).ConfigureAwait(false))
+                .SelectMany(l => l.Result.Select(c => c.Name)),
+            _ => [],
+        };
+        foreach (var name in names.Distinct().Order(StringComparer.Ordinal))
+        {
+            Console.Out.WriteLine(name);
+        }
+        return 0;
+    }
+
+    public static Task<int> RunAsync(string command, List<string> args, CommandContext context)
+    {
+        var parsed = ParsedArgs.Parse(command, args);
+        var what = parsed.Positional.FirstOrDefault();
+        var names = parsed.Positional.Skip(1).Select(n => n.Contains('/', StringComparison.Ordinal) ? n[(n.IndexOf('/', StringComparison.Ordinal) + 1)..] : n).ToList();
+        // kubectl's kind/name form: get deployment/web.
+        if (what?.IndexOf('/', StringComparison.Ordinal) is > 0 and var slash)
+        {
+            names.Insert(0, what[(slash + 1)..]);
+            what = what[..slash];
+        }
+        var kind = what switch
+        {
+            "node" or "nodes" or "no" => "nodes",
+            "deployment" or "deployments" or "deploy" => "deployments",
+            "container" or "containers" or "ct" => "containers",
+            "image" or "images" or "img" => "images",
+            "event" or "events" or "ev" => "events",
+            _ => null,
+        };
+        return (command, kind) switch
+        {
+            ("get", "nodes") => GetNodesAsync(parsed, names, context),
+            ("get", "deployments") => GetDeploymentsAsync(parsed, names, context),
+            ("get", "containers") => GetContainersAsync(parsed, names, context),
+            ("get", "images") => GetImagesAsync(parsed, names, context),
+            ("get", "events") => GetEventsAsync(parsed, context),
+            ("describe", "nodes") => DescribeNodeAsync(One(names, "node"), context),
+            ("describe", "deployments") => DescribeDeploymentAsync(One(names, "deployment"), context),
+            ("describe", "containers") => DescribeContainerAsync(One(names, "container"), context),
+            ("top", "nodes") => TopNodesAsync(parsed, context),
+            ("top", "containers") => TopContainersAsync(parsed, context),
+            ("get", _) => throw new UsageException($"get {what ?? "what"}? nodes, deployments, containers, images or events (orchctl get --help)"),
+            ("describe", _) => throw new UsageException($"describe {what ?? "what"}? node NAME, deployment NAME or container NAME"),
+            _ => throw new UsageException($"top {what ?? "what"}? nodes or containers"),
+        };
+    }
+
+    private static string One(List<string> names, string kind)
+        => names.Count == 1 ? names[0] : throw new UsageException($"describe {kind} needs one name: orchctl describe {kind} NAME");
+
+    private static bool Emit(string format, JsonElement json, IEnumerable<string> names)
+    {
+        switch (format)
+        {
+            case "json" or "yaml":
+                Output.Document(format, json);
+                return true;
+            case "name":
+                foreach (var name in names)
+                {
+                    Console.Out.WriteLine(name);
+                }
+                return true;
+            default:
+                return false;
+        }
+    }
+
+    private static void NotFound<T>(string kind, List<string> names, IEnumerable<T> found, Func<T, string> name)
+    {
+        var missing = names.Except(found.Select(name), StringComparer.Ordinal).ToList();
+        if (missing.Count > 0)
+        {
+            throw new NodeRequestException($"no {kind} '{missing[0]}' in the fleet; `orchctl get {kind}s` lists them");
+        }
+    }
+
+    // ---- get ----
+
+    private static async Task<int> GetNodesAsync(ParsedArgs parsed, List<string> names, CommandContext context)
+    {
+        var format = parsed.Format();
+        var selector = LabelSelector.Parse(parsed.Value("--selector"));
+        var nodes = (await context.NodesAsync().ConfigureAwait(false))
+            .Where(n => (names.Count == 0 || names.Contains(n.Info.Node)) && (selector is null || selector.Matches(n.Info.Labels)))
+            .OrderBy(n => n.Info.Node, StringComparer.Ordinal).ToList();
+        NotFound("node", names, nodes, n => n.Info.Node);
+        var json = names.Count == 1 && nodes.Count == 1
+            ? CommandContext.ToElement(nodes[0], FleetJsonContext.Default.NodeEntry)
+            : CommandContext.ToElement(nodes, FleetJsonContext.Default.ListNodeEntry);
+        if (Emit(format, json, nodes.Select(n => n.Info.Node)))
+        {
+            return 0;
+        }
+        if (nodes.Count == 0)
+        {
+            Console.Error.WriteLine(selector is null ? $"no node has joined the fleet on {context.Settings.Server}; start orchd with --nats-url {context.Settings.Server}" : "no node matches the selector");
+            return 0;
+        }
+        var wide = format == "wide";
+        string[] header = wide
+            ? ["NODE", "STATE", "ROLE", "HEARTBEAT", "VERSION", "CONTAINERS", "CPU REQ", "MEM USED", "ARCH", "KERNEL", "RUNTIME", "UPTIME", "CPU", "MEMORY", "LABELS"]
+            : ["NODE", "STATE", "ROLE", "HEARTBEAT", "VERSION", "CONTAINERS", "CPU REQ", "MEM USED", "LABELS"];
+        Output.Table(header, nodes.Select(n =>
+        {
+            var s = n.Info.Status;
+            var row = new List<string>
+            {
+                n.Info.Node, n.State + (n.Draining ? ",draining" : n.Cordoned ? ",cordoned" : ""), n.Leader ? "scheduler" : "-",
+                Output.Duration(TimeSpan.FromSeconds(n.HeartbeatAgeSeconds)) + " ago", n.Info.Version.Split('+')[0],
+                s is null ? "-" : $"{s.Running}/{s.Containers}",
+                s is null ? "-" : $"{s.CpuMilliRequested}m/{s.CpuMilliAllocatable}m",
+                s is null ? "-" : Output.Bytes(s.MemoryUsedBytes),
+            };
+            if (wide)
+            {
+                row.AddRange([n.Info.Arch, n.Info.Kernel, n.Info.Runtime, Output.Duration(TimeSpan.FromSeconds(n.Info.UptimeSeconds)),
+                    s is null ? "-" : $"{s.CpuMilliCapacity}m", s is null ? "-" : Output.Bytes(s.MemoryCapacityBytes)]);
+            }
+            row.Add(Output.Labels(n.Info.Labels));
+            return row.ToArray();
+        }));
+        return 0;
+    }
+
+    private static async Task<int> GetDeploymentsAsync(ParsedArgs parsed, List<string> names, CommandContext context)
+    {
+        var format = parsed.Format();
+        var selector = LabelSelector.Parse(parsed.Value("--selector"));
+        var views = (await context.Fleet.GetDeploymentsAsync().ConfigureAwait(false))
+            .Where(d => (names.Count == 0 || names.Contains(d.Deployment.Name)) && (selector is null || selector.Matches(d.Deployment.Template.Labels)))
+            .OrderBy(d => d.Deployment.Name, StringComparer.Ordinal).ToList();
+        NotFound("deployment", names, views, d => d.Deployment.Name);
+        var json = names.Count == 1 && views.Count == 1
+            ? CommandContext.ToElement(views[0], FleetJsonContext.Default.DeploymentView)
+            : CommandContext.ToElement(views, FleetJsonContext.Default.ListDeploymentView);
+        if (Emit(format, json, views.Select(v => v.Deployment.Name)))
+        {
+            return 0;
+        }
+        if (views.Count == 0)
+        {
+            Console.Error.WriteLine(selector is null ? "no deployments in the fleet; `orchctl apply -f FILE` adds one" : "no deployment matches the selector");
+            return 0;
+        }
+        var wide = format == "wide";
+        string[] header = wide
+            ? ["DEPLOYMENT", "REVISION", "DESIRED", "PLACED", "UPDATED", "READY", "PHASE", "IMAGE", "NODES", "SELECTOR", "STRATEGY", "SIGNED", "MESSAGE"]
+            : ["DEPLOYMENT", "REVISION", "DESIRED", "PLACED", "UPDATED", "READY", "PHASE", "IMAGE", "MESSAGE"];
+        Output.Table(header, views.Select(v =>
+        {
+            var d = v.Deployment;
+            var s = v.Status;
+            var row = new List<string>
+            {
+                d.Name, Output.Int((long)(d.Revision ?? 0)), Output.Int(d.Replicas), s is null ? "-" : Output.Int(s.Placed),
+                s is null ? "-" : Output.Int(s.Updated), s is null ? "-" : Output.Int(s.UpdatedReady),
+                s is null ? "pending" : s.Phase.Length == 0 ? "-" : s.Phase, d.Template.Image,
+            };
+            if (wide)
+            {
+                row.AddRange([s is null ? "-" : string.Join(",", s.Replicas.Values.Distinct().Order(StringComparer.Ordinal)),
+                    d.Selector is { Count: > 0 } sel ? Output.Labels(sel) : "-",
+                    (d.Strategy ?? "spread") + (d.SpreadBy is { } by ? $" by {by}" : "") + (d.AntiAffinity ? ", anti-affinity" : ""),
+                    d.Signature is null ? "no" : "yes"]);
+            }
+            row.Add(Message(v));
+            return row.ToArray();
+        }));
+        return 0;
+    }
+
+    /// <summary>The one thing to know about a deployment that is not fine: why replicas have no node, or why it was rolled back.</summary>
+    private static string Message(DeploymentView view)
+    {
+        var s = view.Status;
+        if (s is null)
+        {
+            return "waiting for the scheduler";
+        }
+        if (s.Unschedulable.Count > 0)
+        {
+            return s.Unschedulable.Count == 1 ? s.Unschedulable[0] : $"{s.Unschedulable.Count} replicas unschedulable: {s.Unschedulable[0]}";
+        }
+        if (s.RolledBack is { } why)
+        {
+            return "rolled back: " + why;
+        }
+        return "";
+    }
+
+    private static async Task<int> GetContainersAsync(ParsedArgs parsed, List<string> names, CommandContext context)
+    {
+        var format = parsed.Format();
+        var selector = LabelSelector.Parse(parsed.Value("--selector"));
+        var lists = await context.AskEveryNodeAsync(await context.NodesToAskAsync().ConfigureAwait(false), c => c.ListAsync()).ConfigureAwait(false);
+        var rows = lists.SelectMany(l => l.Result.Select(c => (l.Node, Item: c)))
+            .Where(r => (names.Count == 0 || names.Contains(r.Item.Name)) && (selector is null || selector.Matches(r.Item.Labels)))
+            .OrderBy(r => r.Item.Name, StringComparer.Ordinal).ThenBy(r => r.Node, StringComparer.Ordinal).ToList();
+        NotFound("container", names, rows, r => r.Item.Name);
+        if (Emit(format, CommandContext.WithNode(rows, FleetJsonContext.Default.ContainerStatus), rows.Select(r => r.Item.Name)))
+        {
+            return 0;
+        }
+        if (rows.Count == 0)
+        {
+            Console.Error.WriteLine($"no containers on the {lists.Count} node(s) that answered{(selector is null ? "" : " match the selector")}");
+            return 0;
+        }
+        var wide = format == "wide";
+        string[] header = wide
+            ? ["NAME", "NODE", "IMAGE", "STATE", "READY", "RESTARTS", "AGE", "PID", "SOURCE", "DEPLOYMENT", "LABELS", "MESSAGE"]
+            : ["NAME", "NODE", "IMAGE", "STATE", "READY", "RESTARTS", "AGE", "MESSAGE"];
+        Output.Table(header, rows.Select(r =>
+        {
+            var c = r.Item;
+            var row = new List<string> { c.Name, r.Node, c.Image, c.State, c.Ready ? "yes" : "no", Output.Int(c.Restarts), Output.Age(c.StartedAt) };
+            if (wide)
+            {
+                row.AddRange([c.Pid > 0 ? Output.Int(c.Pid) : "-", c.Source ?? "-", DeploymentOf(c) ?? "-", Output.Labels(c.Labels) is { Length: > 0 } l ? l : "-"]);
+            }
+            row.Add(c.Message ?? "");
+            return row.ToArray();
+        }));
+        return 0;
+    }
+
+    /// <summary>A fleet container is replica i of a deployment: name-i.</summary>
+    private static string? DeploymentOf(ContainerStatus c)
+        => c.Source == "fleet" && c.Name.LastIndexOf('-') is var dash and > 0 && c.Name[(dash + 1)..].All(char.IsAsciiDigit) ? c.Name[..dash] : null;
+
+    private static async Task<int> GetImagesAsync(ParsedArgs parsed, List<string> names, CommandContext context)
+    {
+        var format = parsed.Format();
+        var lists = await context.AskEveryNodeAsync(await context.NodesToAskAsync(LabelSelector.Parse(parsed.Value("--selector"))).ConfigureAwait(false), c => c.ImagesAsync()).ConfigureAwait(false);
+        var rows = lists.SelectMany(l => l.Result.Select(i => (l.Node, Item: i)))
+            .Where(r => names.Count == 0 || names.Contains(r.Item.Name))
+            .OrderBy(r => r.Item.Name, StringComparer.Ordinal).ThenBy(r => r.Node, StringComparer.Ordinal).ToList();
+        if (Emit(format, CommandContext.WithNode(rows, FleetJsonContext.Default.ImageSummary), rows.Select(r => r.Item.Name)))
+        {
+            return 0;
+        }
+        if (rows.Count == 0)
+        {
+            Console.Error.WriteLine($"no images on the {lists.Count} node(s) that answered");
+            return 0;
+        }
+        var wide = format == "wide";
+        string[] header = wide ? ["IMAGE", "NODE", "PLATFORM", "SIZE", "CREATED", "MANIFEST", "USED BY"] : ["IMAGE", "NODE", "PLATFORM", "SIZE", "USED BY"];
+        Output.Table(header, rows.Select(r =>
+        {
+            var i = r.Item;
+            var row = new List<string> { i.Name, r.Node, i.Platform, Output.Bytes(i.Size) };
+            if (wide)
+            {
+                row.AddRange([Output.Time(i.Created), i.ManifestDigest]);
+            }
+            row.Add(i.UsedBy.Count == 0 ? "-" : string.Join(",", i.UsedBy));
+            return row.ToArray();
+        }));
+        return 0;
+    }
+
+    private static async Task<int> GetEventsAsync(ParsedArgs parsed, CommandContext context)
+    {
+        var format = parsed.Format();
+        var sinceText = parsed.Value("--since") ?? "1h";
+        if (!Quantities.TryParseDuration(sinceText, out var ago))
+        {
+            throw new UsageException($"--since '{sinceText}' is not a duration like 10m");
+        }
+        return await FleetCommands.EventsAsync(context, DateTimeOffset.UtcNow - ago, parsed.Has("--watch"), null, format).ConfigureAwait(false);
+    }
+
+    /// <summary>The last events about a subject (a container, a deployment's replicas, or a node) within the hour.</summary>
+    private static async Task<List<NodeEvent>> RecentEventsAsync(CommandContext context, Func<NodeEvent, bool> about, int count = 10)
+    {
+        var events = new List<NodeEvent>();
+        try
+        {
+            using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(5));
+            await foreach (var ev in context.Fleet.EventsAsync(DateTimeOffset.UtcNow - TimeSpan.FromHours(1), watch: false, cts.Token).ConfigureAwait(false))
+            {
+                if (about(ev))
+                {
+                    events.Add(ev);
+                }
+            }
+        }
+        catch (Exception e) when (e is OperationCanceledException or NATS.Client.JetStream.NatsJSException)
+        {
+            // No events stream (no JetStream) or a slow one: describe without them.
+        }
+        return events.TakeLast(count).ToList();
+    }
+
+    private static void EventsSection(List<NodeEvent> events)
+    {
+        Console.Out.WriteLine("Events:");
+        if (events.Count == 0)
+        {
+            Console.Out.WriteLine("  <none in the last hour>");
+            return;
+        }
+        Indented(["TIME", "NODE", "KIND", "SUBJECT", "MESSAGE"], events.Select(e => new[] { Output.Time(e.At), e.Node, e.Kind, e.Subject, e.Message }));
+    }
+
+    /// <summary>A table under a section heading, indented by two spaces.</summary>
+    private static void Indented(string[] header, IEnumerable<string[]> rows)
+    {
+        using var writer = new StringWriter();
+        Output.Table(header, rows, writer);
+        foreach (var line in writer.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries))
+        {
+            Console.Out.WriteLine("  " + line);
+        }
+    }
+
+    private static void Field(string label, string? value, int indent = 0)
+        => Console.Out.WriteLine($"{new string(' ', indent)}{(label + ":").PadRight(Math.Max(1, 22 - indent))}{value ?? "-"}".TrimEnd());
+
+    private static string Percent(long part, long whole) => whole <= 0 ? "" : string.Create(CultureInfo.InvariantCulture, $" ({100.0 * part / whole:0}%)");
+
+    // ---- describe ----
+
+    private static async Task<int> DescribeNodeAsync(string name, CommandContext context)
+    {
+        var nodes = await context.NodesAsync().ConfigureAwait(false);
+        var n = nodes.FirstOrDefault(x => x.Info.Node == name)
+            ?? throw new NodeRequestException($"no node '{name}' has joined the fleet; `orchctl get nodes` lists the nodes");
+        var info = n.Info;
+        Field("Name", info.Node);
+        Field("State", n.State + (n.Draining ? ", draining" : n.Cordoned ? ", cordoned" : ""));
+        Field("Role", n.Leader ? "scheduler (holds the lease)" : "worker");
+        Field("Heartbeat", $"{n.HeartbeatAgeSeconds.ToString("0.#", CultureInfo.InvariantCulture)}s ago");
+        Field("Node ID", info.NodeId);
+        Field("Version", info.Version);
+        Field("System", $"{info.Arch}, kernel {info.Kernel}, runtime {info.Runtime}{(info.Status is { Driver.Length: > 0 } d ? $" (driver {d.Driver})" : "")}");
+        Field("Started", $"{Output.Time(info.StartedAt)} (up {Output.Duration(TimeSpan.FromSeconds(info.UptimeSeconds))})");
+        Console.Out.WriteLine("Labels:");
+        foreach (var (key, value) in info.Labels.OrderBy(kv => kv.Key, StringComparer.Ordinal))
+        {
+            Console.Out.WriteLine($"  {key}={value}");
+        }
+        if (info.Labels.Count == 0)
+        {
+            Console.Out.WriteLine("  <none>");
+        }
+        if (info.Status is { } s)
+        {
+            Console.Out.WriteLine("Capacity:");
+            Field("cpu", $"{s.CpuMilliCapacity}m", 2);
+            Field("memory", Output.Bytes(s.MemoryCapacityBytes), 2);
+            Console.Out.WriteLine("Allocatable:");
+            Field("cpu", $"{s.CpuMilliAllocatable}m", 2);
+            Field("memory", Output.Bytes(s.MemoryAllocatableBytes), 2);
+            Console.Out.WriteLine("Requested (by its workloads):");
+            Field("cpu", $"{s.CpuMilliRequested}m{Percent(s.CpuMilliRequested, s.CpuMilliAllocatable)}", 2);
+            Field("memory", $"{Output.Bytes(s.MemoryRequestedBytes)}{Percent(s.MemoryRequestedBytes, s.MemoryAllocatableBytes)}", 2);
+            Console.Out.WriteLine("Usage:");
+            var cpu = info.Containers?.Sum(c => c.CpuPercent) ?? 0;
+            Field("cpu", string.Create(CultureInfo.InvariantCulture, $"{cpu * 10:0}m{Percent((long)(cpu * 10), s.CpuMilliCapacity)}"), 2);
+            Field("memory", $"{Output.Bytes(s.MemoryUsedBytes)}{Percent(s.MemoryUsedBytes, s.MemoryCapacityBytes)}", 2);
+            Field("containers", $"{s.Containers} ({s.Running} running, {s.Ready} ready)", 2);
+        }
+        Console.Out.WriteLine("Conditions:");
+        Indented(["TYPE", "STATUS", "MESSAGE"],
+        [
+            ["Ready", n.State == "ready" ? "True" : "False", n.State == "ready" ? "heartbeats arrive" : $"{n.State}: no heartbeat for {n.HeartbeatAgeSeconds.ToString("0", CultureInfo.InvariantCulture)}s"],
+            ["Schedulable", n.Cordoned || n.Draining ? "False" : "True", n.Draining ? "draining: its replicas move elsewhere (orchctl uncordon)" : n.Cordoned ? "cordoned: no new replicas (orchctl uncordon)" : "gets new replicas"],
+            ["Scheduler", n.Leader ? "True" : "False", n.Leader ? "this node places the fleet's replicas" : "-"],
+        ]);
+        Console.Out.WriteLine("Containers:");
+        if (info.Containers is { Count: > 0 } containers)
+        {
+            Indented(["NAME", "STATE", "READY", "CPU %", "MESSAGE"], containers.OrderBy(c => c.Name, StringComparer.Ordinal).Select(c => new[]
+            {
+                c.Name, c.State, c.Ready ? "yes" : "no", c.CpuPercent.ToString("0.0", CultureInfo.InvariantCulture), c.Message ?? "",
+            }));
+        }
+        else
+        {
+            Console.Out.WriteLine("  <none>");
+        }
+        EventsSection(await RecentEventsAsync(context, e => e.Node == name).ConfigureAwait(false));
+        return 0;
+    }
+
+    private static async Task<int> DescribeDeploymentAsync(string name, CommandContext context)
+    {
+        var view = (await context.Fleet.GetDeploymentsAsync().ConfigureAwait(false)).FirstOrDefault(d => d.Deployment.Name == name)
+            ?? throw new NodeRequestException($"no deployment '{name}' in the fleet; `orchctl get deployments` lists them");
+        var d = view.Deployment;
+        var s = view.Status;
+        Field("Name", d.Name);
+        Field("Revision", Output.Int((long)(d.Revision ?? 0)));
+        Field("Replicas", s is null
+            ? $"{d.Replicas} desired, not scheduled yet"
+            : $"{d.Replicas} desired, {s.Placed} placed, {s.Updated} updated, {s.UpdatedReady} updated and ready{(s.Surge > 0 ? $", {s.Surge} surge" : "")}");
+        Field("Selector", d.Selector is { Count: > 0 } sel ? Output.Labels(sel) : "<any node>");
+        Field("Placement", (d.Strategy ?? "spread") + (d.SpreadBy is { } by ? $", spread by {by}" : "") + (d.AntiAffinity ? ", one replica per node" : ""));
+        Field("Signed", d.Signature is { } sig ? $"by {sig.Key} (serial {sig.Serial})" : "no");
+        var t = d.Template;
+        Console.Out.WriteLine("Template:");
+        Field("Image", t.Image, 2);
+        if (t.Command is { Count: > 0 } || t.Args is { Count: > 0 })
+        {
+            Field("Command", string.Join(' ', (t.Command ?? []).Concat(t.Args ?? []).Select(Quote)), 2);
+        }
+        if (t.Resources is { } r)
+        {
+            Field("Resources", string.Join(", ", new[] { r.Cpu is null ? null : $"cpu {r.Cpu}", r.Memory is null ? null : $"memory {r.Memory}", r.Pids is null ? null : $"pids {r.Pids}" }.Where(x => x is not null)), 2);
+        }
+        if (t.Ports is { Count: > 0 } ports)
+        {
+            Field("Ports", string.Join(", ", ports.Select(p => $"{p.HostPort ?? p.ContainerPort}→{p.ContainerPort}/{p.Protocol}")), 2);
+        }
+        if (t.Labels is { Count: > 0 } labels)
+        {
+            Field("Labels", Output.Labels(labels), 2);
+        }
+        if (t.Probes is { } probes)
+        {
+            Field("Probes", string.Join(", ", new[] { probes.Startup is null ? null : "startup", probes.Liveness is null ? null : "liveness", probes.Readiness is null ? null : "readiness" }.Where(x => x is not null)), 2);
+        }
+        var rollout = d.Rollout ?? new RolloutSpec();
+        Console.Out.WriteLine("Rollout:");
+        Field("Strategy", $"maxUnavailable {rollout.MaxUnavailable}, maxSurge {rollout.MaxSurge}, deadline {rollout.ProgressDeadlineSeconds}s, auto rollback {(rollout.AutoRollback ? "on" : "off")}{(rollout.Paused ? ", paused" : "")}", 2);
+        if (rollout.Canary is { } canary)
+        {
+            var who = canary.Selector is { Count: > 0 } cs ? $"nodes with {Output.Labels(cs)}" : canary.Replicas is { } cr ? $"{cr} replica(s)" : canary.Percent is { } cp ? $"{cp}% of the replicas" : "-";
+            Field("Canary", $"{who}, held ready for {canary.HoldSeconds}s", 2);
+        }
+        if (s is not null)
+        {
+            Field("Phase", s.Phase + (s.Revision != (d.Revision ?? 0) ? $" (for revision {s.Revision})" : ""), 2);
+            Field("Wave", s.Wave ?? "-", 2);
+            Field("Updated", $"{s.Updated} of {s.Desired} ({s.UpdatedReady} ready)", 2);
+            Field("Surge", Output.Int(s.Surge), 2);
+            if (s.CanaryReadySince is { } since)
+            {
+                Field("Canary ready since", $"{Output.Time(since)} ({Output.Age(since)} ago){(s.CanaryPassed ? ", passed" : "")}", 2);
+            }
+            Field("Last progress", s.LastProgressAt == default ? "-" : $"{Output.Time(s.LastProgressAt)} ({Output.Age(s.LastProgressAt)} ago)", 2);
+            if (s.RolledBack is { } why)
+            {
+                Field("Rolled back", why, 2);
+            }
+        }
+        if (d.Autoscale is { } auto)
+        {
+            Console.Out.WriteLine("Autoscale:");
+            Field("Range", $"{auto.Min} to {auto.Max} replicas, cooldown {auto.CooldownSeconds}s", 2);
+            Field("Target", auto.Metric is { } metric ? $"{metric.Subject}: {metric.TargetPerReplica.ToString(CultureInfo.InvariantCulture)} per replica" : $"{auto.TargetCpuPercent.ToString(CultureInfo.InvariantCulture)}% CPU", 2);
+            if (s?.LastScale is { } last)
+            {
+                Field("Last change", $"{last} ({Output.Age(s.LastScaledAt)} ago)", 2);
+            }
+        }
+        Console.Out.WriteLine("Replicas:");
+        if (s is { Replicas.Count: > 0 })
+        {
+            var nodes = await context.NodesAsync().ConfigureAwait(false);
+            var byNode = nodes.ToDictionary(n => n.Info.Node, StringComparer.Ordinal);
+            Indented(["REPLICA", "NODE", "NODE STATE", "STATE", "READY"], s.Replicas.OrderBy(r => ReplicaIndex(r.Key)).ThenBy(r => r.Key, StringComparer.Ordinal).Select(r =>
+            {
+                var node = byNode.GetValueOrDefault(r.Value);
+                var container = node?.Info.Containers?.FirstOrDefault(c => c.Name == r.Key);
+                return new[] { r.Key, r.Value, node?.State ?? "unknown", container?.State ?? "not reported", container is null ? "-" : container.Ready ? "yes" : "no" };
+            }));
+        }
+        else
+        {
+            Console.Out.WriteLine("  <none placed>");
+        }
+        if (s is { Unschedulable.Count: > 0 })
+        {
+            Console.Out.WriteLine("Unschedulable:");
+            foreach (var reason in s.Unschedulable)
+            {
+                Console.Out.WriteLine($"  {reason}");
+            }
+        }
+        EventsSection(await RecentEventsAsync(context, e => e.Subject == name || e.Subject.StartsWith(name + "-", StringComparison.Ordinal) && e.Subject[(name.Length + 1)..].All(char.IsAsciiDigit)).ConfigureAwait(false));
+        return 0;
+    }
+
+    private static int ReplicaIndex(string replica)
+        => replica.LastIndexOf('-') is var dash and >= 0 && int.TryParse(replica[(dash + 1)..], NumberStyles.None, CultureInfo.InvariantCulture, out var i) ? i : int.MaxValue;
+
+    private static string Quote(string arg) => arg.Length > 0 && arg.All(c => char.IsAsciiLetterOrDigit(c) || "-_./:=,@%+".Contains(c, StringComparison.Ordinal)) ? arg : "'" + arg.Replace("'", "'\\''", StringComparison.Ordinal) + "'";
+
+    private static async Task<int> DescribeContainerAsync(string name, CommandContext context)
+    {
+        var node = await context.FindContainerNodeAsync(name).ConfigureAwait(false);
+        var c = await context.Node(node).InspectAsync(name).ConfigureAwait(false);
+        Field("Name", c.Name);
+        Field("Node", node);
+        Field("Image", c.Image);
+        Field("State", c.State);
+        Field("Ready", c.Ready ? "yes" : "no");
+        Field("PID", c.Pid > 0 ? Output.Int(c.Pid) : "-");
+        Field("Started", c.StartedAt is { } started ? $"{Output.Time(started)} ({Output.Age(started)} ago)" : "-");
+        Field("Restarts", Output.Int(c.Restarts));
+        if (c.LastExit is { } exit)
+        {
+            using var doc = JsonDocument.Parse(JsonSerializer.SerializeToUtf8Bytes(c, FleetJsonContext.Default.ContainerStatus));
+            var last = doc.RootElement.GetProperty("lastExit");
+            var parts = last.EnumerateObject().Select(p => $"{p.Name} {(p.Value.ValueKind == JsonValueKind.String ? p.Value.GetString() : p.Value.GetRawText())}");
+            Field("Last exit", string.Join(", ", parts));
+            _ = exit;
+        }
+        Field("Message", c.Message ?? "-");
+        Field("Source", c.Source switch { "fleet" => $"fleet (deployment {DeploymentOf(c)})", "manifest" => "the node's manifest directory", var other => other ?? "-" });
+        Field("Spec hash", c.SpecHash ?? "-");
+        Console.Out.WriteLine("Labels:");
+        foreach (var (key, value) in (c.Labels ?? []).OrderBy(kv => kv.Key, StringComparer.Ordinal))
+        {
+            Console.Out.WriteLine($"  {key}={value}");
+        }
+        if (c.Labels is not { Count: > 0 })
+        {
+            Console.Out.WriteLine("  <none>");
+        }
+        if (c.Spec is { } spec)
+        {
+            Console.Out.WriteLine("Spec:");
+            if (spec.Command is { Count: > 0 } || spec.Args is { Count: > 0 })
+            {
+                Field("Command", string.Join(' ', (spec.Command ?? []).Concat(spec.Args ?? []).Select(Quote)), 2);
+            }
+            if (spec.Env is { Count: > 0 } env)
+            {
+                Field("Env", string.Join(", ", env.OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => $"{kv.Key}={kv.Value}")), 2);
+            }
+            if (spec.Resources is { } r)
+            {
+                Field("Resources", string.Join(", ", new[] { r.Cpu is null ? null : $"cpu {r.Cpu}", r.Memory is null ? null : $"memory {r.Memory}", r.Pids is null ? null : $"pids {r.Pids}" }.Where(x => x is not null)), 2);
+            }
+            Field("Network", spec.Network ?? "bridge", 2);
+            if (spec.Ports is { Count: > 0 } ports)
+            {
+                Field("Ports", string.Join(", ", ports.Select(p => $"{p.HostPort ?? p.ContainerPort}→{p.ContainerPort}/{p.Protocol}")), 2);
+            }
+            if (spec.Volumes is { Count: > 0 } volumes)
+            {
+                Field("Volumes", string.Join(", ", volumes.Select(v => $"{v.Name ?? v.HostPath}→{v.Target}{(v.ReadOnly ? " (ro)" : "")}")), 2);
+            }
+            if (spec.Restart is { } restart)
+            {
+                Field("Restart", $"{restart.Policy}{(restart.MaxRetries > 0 ? $", at most {restart.MaxRetries} retries" : "")}", 2);
+            }
+        }
+        EventsSection(await RecentEventsAsync(context, e => e.Subject == name && e.Node == node).ConfigureAwait(false));
+        return 0;
+    }
+
+    // ---- top ----
+
+    private static async Task<int> TopNodesAsync(ParsedArgs parsed, CommandContext context)
+    {
+        var selector = LabelSelector.Parse(parsed.Value("--selector"));
+        var nodes = (await context.NodesAsync().ConfigureAwait(false))
+            .Where(n => (context.Settings.Node is null || n.Info.Node == context.Settings.Node) && (selector is null || selector.Matches(n.Info.Labels)))
+            .OrderBy(n => n.Info.Node, StringComparer.Ordinal).ToList();
+        Output.Table(["NODE", "STATE", "CPU", "CPU %", "MEMORY", "MEMORY %", "CONTAINERS"], nodes.Select(n =>
+        {
+            var s = n.Info.Status;
+            var cpu = n.Info.Containers?.Sum(c => c.CpuPercent) ?? 0;
+            return new[]
+            {
+                n.Info.Node, n.State, string.Create(CultureInfo.InvariantCulture, $"{cpu * 10:0}m"),
+                s is null || s.CpuMilliCapacity == 0 ? "-" : string.Create(CultureInfo.InvariantCulture, $"{cpu * 10 * 100 / s.CpuMilliCapacity:0.0}%"),
+                s is null ? "-" : Output.Bytes(s.MemoryUsedBytes),
+                s is null || s.MemoryCapacityBytes == 0 ? "-" : string.Create(CultureInfo.InvariantCulture, $"{100.0 * s.MemoryUsedBytes / s.MemoryCapacityBytes:0.0}%"),
+                s is null ? "-" : $"{s.Running}/{s.Containers}",
+            };
+        }));
+        return 0;
+    }
+
+    private static async Task<int> TopContainersAsync(ParsedArgs parsed, CommandContext context)
+    {
+        var selector = LabelSelector.Parse(parsed.Value("--selector"));
+        var nodes = await context.NodesAsync().ConfigureAwait(false);
+        var heartbeatCpu = nodes.Where(n => n.Info.Containers is not null)
+            .SelectMany(n => n.Info.Containers!.Select(c => (Key: (n.Info.Node, c.Name), c.CpuPercent)))
+            .GroupBy(x => x.Key).ToDictionary(g => g.Key, g => g.First().CpuPercent);
+        var names = context.Settings.Node is { } one ? [one] : nodes.Where(n => n.State != "lost").Select(n => n.Info.Node).Order(StringComparer.Ordinal).ToList();
+        var stats = await context.AskEveryNodeAsync(names, async c => (await c.StatsAsync().ConfigureAwait(false), selector is null ? null : await c.ListAsync().ConfigureAwait(false))).ConfigureAwait(false);
+        var rows = new List<string[]>();
+        foreach (var (node, (list, containers)) in stats)
+        {
+            foreach (var c in list.OrderBy(c => c.Name, StringComparer.Ordinal))
+            {
+                if (selector is not null && !selector.Matches(containers?.FirstOrDefault(x => x.Name == c.Name)?.Labels))
+                {
+                    continue;
+                }
+                var cpu = heartbeatCpu.TryGetValue((node, c.Name), out var fromHeartbeat) ? fromHeartbeat : c.CpuPercent;
+                rows.Add(
+                [
+                    c.Name, node, string.Create(CultureInfo.InvariantCulture, $"{cpu * 10:0}m"), cpu.ToString("0.0", CultureInfo.InvariantCulture) + "%",
+                    Output.Bytes(c.MemoryBytes), c.MemoryLimitBytes is { } l ? Output.Bytes(l) : "-",
+                    c.MemoryLimitBytes is { } limit && limit > 0 ? string.Create(CultureInfo.InvariantCulture, $"{100.0 * c.MemoryBytes / limit:0.0}%") : "-",
+                    Output.Int(c.Pids),
+                ]);
+            }
+        }
+        Output.Table(["NAME", "NODE", "CPU", "CPU %", "MEMORY", "LIMIT", "MEM %", "PIDS"], rows);
+        return 0;
+    }
+}
