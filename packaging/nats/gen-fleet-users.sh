@@ -48,7 +48,7 @@ node_publish() {
     local n=$1
     local s=("\$KV.orch-nodes.$n" "orch.events.$n.>" "_INBOX.>")
     for b in "${buckets[@]}"; do s+=("\$JS.API.STREAM.INFO.KV_$b"); done
-    s+=("\$JS.API.CONSUMER.CREATE.KV_orch-assignments.*.\$KV.orch-assignments.$n.*")
+    s+=("\$JS.API.CONSUMER.CREATE.KV_orch-assignments.*.\$KV.orch-assignments.$n")
     # The events stream is looked up (STREAM.INFO) and created only by a scheduler when missing.
     s+=("\$JS.API.STREAM.INFO.ORCH_EVENTS")
     # Images from the fleet's object store (orchd image pull nats:…), read only.

@@ -47,6 +47,18 @@ public sealed class SigningTests
     }
 
     [Fact]
+    public void A_composed_node_value_is_exactly_what_the_serializer_writes()
+    {
+        var (seed, _) = ManifestSigning.CreateKey();
+        var deployment = Web("echo \"quoted\" ünïcode");
+        ManifestSigning.Sign(deployment, seed);
+        var replicas = new[] { Assignment.For(deployment, "web-0"), Assignment.For(deployment, "web-1") };
+        var composed = NodeAssignments.Compose("gw-1", replicas.Select(r => r.ToBytes()));
+        Assert.Equal(new NodeAssignments { Node = "gw-1", Replicas = replicas }.ToBytes(), composed);
+        Assert.Equal(["web-0", "web-1"], NodeAssignments.Parse(composed).Replicas.Select(r => r.Replica));
+    }
+
+    [Fact]
     public void Selector_order_does_not_change_the_signed_bytes()
     {
         var a = Web();

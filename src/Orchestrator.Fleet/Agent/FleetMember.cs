@@ -199,56 +199,94 @@ public sealed partial class FleetMember
         }
     }
 
-    /// <summary>Runs what is assigned to this node; removes the fleet's workloads that no longer are.</summary>
+    /// <summary>
+    /// Runs what is assigned to this node (its one key in the assignments bucket, watched) and
+    /// removes the fleet's workloads that no longer are. Each replica is acted on when its
+    /// assignment changes: checked (<see cref="Refusal"/>), then applied; a refused one keeps
+    /// what already runs under its name.
+    /// </summary>
     private async Task FollowAssignmentsAsync(INatsKVStore assignments, CancellationToken cancellationToken)
     {
-        var prefix = identity.NodeName + ".";
-        // First the whole current set (so that what was unassigned while we were away goes),
-        // then every change as it comes.
-        var current = new HashSet<string>(StringComparer.Ordinal);
-        await foreach (var key in assignments.GetKeysAsync([prefix + "*"], cancellationToken: cancellationToken).ConfigureAwait(false))
+        var owned = await supervisor.AssignedAsync().ConfigureAwait(false);
+        var seen = new Dictionary<string, byte[]>(StringComparer.Ordinal);
+
+        async Task ConvergeAsync(NodeAssignments? value)
         {
-            current.Add(key[prefix.Length..]);
-        }
-        await supervisor.SyncAssignedAsync(current).ConfigureAwait(false);
-        await foreach (var entry in assignments.WatchAsync<byte[]>(prefix + "*", cancellationToken: cancellationToken).ConfigureAwait(false))
-        {
-            var name = entry.Key[prefix.Length..];
-            if (entry.Operation is NatsKVOperation.Del or NatsKVOperation.Purge || entry.Value is not { Length: > 0 })
+            var keep = new HashSet<string>(StringComparer.Ordinal);
+            foreach (var assignment in value?.Replicas ?? [])
             {
-                if (current.Remove(name))
+                var bytes = assignment.ToBytes();
+                if (seen.TryGetValue(assignment.Replica, out var last) && last.AsSpan().SequenceEqual(bytes))
                 {
-                    await supervisor.SyncAssignedAsync(current).ConfigureAwait(false);
-                    LogUnassigned(logger, name);
+                    if (owned.Contains(assignment.Replica))
+                    {
+                        keep.Add(assignment.Replica);
+                    }
+                    continue;
                 }
-                continue;
+                seen[assignment.Replica] = bytes;
+                if (Refusal(assignment, assignment.Replica) is { } why)
+                {
+                    // Refused: nothing new runs, and what already runs under that name keeps running.
+                    LogBadAssignment(logger, assignment.Replica, why);
+                    Emit("deployment.refused", assignment.Deployment, why);
+                    if (owned.Contains(assignment.Replica))
+                    {
+                        keep.Add(assignment.Replica);
+                    }
+                    continue;
+                }
+                try
+                {
+                    await supervisor.ApplyAssignedAsync(assignment.ToWorkload()).ConfigureAwait(false);
+                    keep.Add(assignment.Replica);
+                    owned.Add(assignment.Replica);
+                }
+                catch (Exception e) when (e is JsonException or NodeApiException)
+                {
+                    LogBadAssignment(logger, assignment.Replica, e.Message);
+                }
             }
-            Assignment assignment;
-            try
+            foreach (var name in owned.Where(n => !keep.Contains(n)).ToList())
             {
-                assignment = Assignment.Parse(entry.Value);
+                owned.Remove(name);
+                seen.Remove(name);
+                LogUnassigned(logger, name);
             }
-            catch (JsonException e)
+            await supervisor.SyncAssignedAsync(keep).ConfigureAwait(false);
+        }
+
+        // The watch gives the current value first (nothing at all when the node has no key: then
+        // everything the fleet gave it before goes), then every change as it comes.
+        var options = new NatsKVWatchOpts
+        {
+            OnNoData = async _ =>
             {
-                LogBadAssignment(logger, entry.Key, "not an assignment: " + e.Message);
-                continue;
-            }
-            if (Refusal(assignment, name) is { } why)
+                await ConvergeAsync(null).ConfigureAwait(false);
+                return false;
+            },
+        };
+        await foreach (var entry in assignments.WatchAsync<byte[]>(identity.NodeName, opts: options, cancellationToken: cancellationToken).ConfigureAwait(false))
+        {
+            NodeAssignments? value = null;
+            if (entry.Operation == NatsKVOperation.Put && entry.Value is { Length: > 0 } bytes)
             {
-                // Refused: nothing new runs, and what already runs under that name keeps running.
-                LogBadAssignment(logger, entry.Key, why);
-                Emit("deployment.refused", assignment.Deployment, why);
-                continue;
+                try
+                {
+                    value = NodeAssignments.Parse(bytes);
+                }
+                catch (JsonException e)
+                {
+                    LogBadAssignment(logger, entry.Key, "not a node's assignments: " + e.Message);
+                    continue;
+                }
+                if (value.Node != identity.NodeName)
+                {
+                    LogBadAssignment(logger, entry.Key, $"the value is for node '{value.Node}'");
+                    continue;
+                }
             }
-            try
-            {
-                current.Add(name);
-                await supervisor.ApplyAssignedAsync(assignment.ToWorkload()).ConfigureAwait(false);
-            }
-            catch (Exception e) when (e is JsonException or NodeApiException)
-            {
-                LogBadAssignment(logger, entry.Key, e.Message);
-            }
+            await ConvergeAsync(value).ConfigureAwait(false);
         }
     }
 

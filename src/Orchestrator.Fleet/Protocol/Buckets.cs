@@ -12,7 +12,7 @@ public static class Buckets
     /// <summary>key = deployment name; value = the <c>Deployment</c> JSON; history keeps revisions.</summary>
     public const string Deployments = "orch-deployments";
 
-    /// <summary>key = <c>&lt;node&gt;.&lt;replica&gt;</c>; value = the <see cref="Assignment"/> (signed template) that node must run.</summary>
+    /// <summary>key = node name; value = <see cref="NodeAssignments"/>: every replica (signed template) that node must run.</summary>
     public const string Assignments = "orch-assignments";
 
     /// <summary>key <c>scheduler</c> = the node that schedules now (a lease renewed by compare-and-set).</summary>

@@ -45,6 +45,7 @@ public sealed record ErrorReply
     DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull)]
 [JsonSerializable(typeof(NodeInfo))]
 [JsonSerializable(typeof(Assignment))]
+[JsonSerializable(typeof(NodeAssignments))]
 [JsonSerializable(typeof(Dictionary<string, Orchestrator.Fleet.Agent.SignatureLedger.Entry>))]
 [JsonSerializable(typeof(ErrorReply))]
 [JsonSerializable(typeof(Orchestrator.Node.Workloads.Workload))]

@@ -26,7 +26,7 @@ public sealed partial class FleetScheduler(string nodeName, FleetOptions options
     /// <summary>The latest value of each custom metric subject (orch.metrics.…), fed by the member's subscription.</summary>
     public ConcurrentDictionary<string, (double Value, DateTimeOffset At)> Metrics { get; } = new(StringComparer.Ordinal);
 
-    /// <summary>Assignments written by the last pass (for benchmarks and logs).</summary>
+    /// <summary>Node values written or deleted by the last pass (for benchmarks and logs).</summary>
     public int LastWrites { get; private set; }
 
     /// <summary>One pass over the whole fleet.</summary>
@@ -34,8 +34,23 @@ public sealed partial class FleetScheduler(string nodeName, FleetOptions options
     {
         var nodes = await FleetState.ReadNodesAsync(buckets.Nodes, options, cancellationToken, settings: buckets.Settings).ConfigureAwait(false);
         var deployments = await FleetState.ReadDeploymentsAsync(buckets.Deployments, cancellationToken).ConfigureAwait(false);
-        var assigned = (await FleetState.ReadAllAsync(buckets.Assignments, cancellationToken).ConfigureAwait(false))
-            .ToDictionary(kv => kv.Key, kv => kv.Value.Value!, StringComparer.Ordinal);
+        // Per node in the bucket, per replica here: the plan works on <node>.<replica>.
+        var stored = await FleetState.ReadAllAsync(buckets.Assignments, cancellationToken).ConfigureAwait(false);
+        var assigned = new Dictionary<string, byte[]>(StringComparer.Ordinal);
+        foreach (var (node, entry) in stored)
+        {
+            try
+            {
+                foreach (var assignment in NodeAssignments.Parse(entry.Value).Replicas)
+                {
+                    assigned[$"{node}.{assignment.Replica}"] = assignment.ToBytes();
+                }
+            }
+            catch (JsonException)
+            {
+                // Not this version's value (or a key of an older layout): rewritten or removed below.
+            }
+        }
         var statuses = new Dictionary<string, DeploymentStatus>(StringComparer.Ordinal);
         foreach (var (key, entry) in await FleetState.ReadAllAsync(buckets.Status, cancellationToken).ConfigureAwait(false))
         {
@@ -71,16 +86,29 @@ public sealed partial class FleetScheduler(string nodeName, FleetOptions options
             }
         }
         var writes = 0;
-        foreach (var (key, value) in desired)
+        var puts = new List<Task>();
+        foreach (var group in desired.GroupBy(kv => kv.Key[..kv.Key.IndexOf('.', StringComparison.Ordinal)], StringComparer.Ordinal))
         {
-            if (!assigned.TryGetValue(key, out var existing) || !existing.AsSpan().SequenceEqual(value))
+            var value = NodeAssignments.Compose(group.Key, group.OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => kv.Value));
+            if (!stored.TryGetValue(group.Key, out var existing) || !existing.Value.AsSpan().SequenceEqual(value))
             {
-                await buckets.Assignments.PutAsync(key, value, cancellationToken: cancellationToken).ConfigureAwait(false);
+                // Pipelined: up to 64 puts in flight (one at a time, each waits out a round trip).
+                puts.Add(buckets.Assignments.PutAsync(group.Key, value, cancellationToken: cancellationToken).AsTask());
+                if (puts.Count == 64)
+                {
+                    await Task.WhenAll(puts).ConfigureAwait(false);
+                    puts.Clear();
+                }
                 writes++;
-                LogAssigned(logger, key);
+                foreach (var key in group.Select(kv => kv.Key).Where(k => !assigned.TryGetValue(k, out var was) || !was.AsSpan().SequenceEqual(desired[k])))
+                {
+                    LogAssigned(logger, key);
+                }
             }
         }
-        foreach (var key in assigned.Keys.Where(k => !desired.ContainsKey(k)))
+        await Task.WhenAll(puts).ConfigureAwait(false);
+        var nodesWanted = desired.Keys.Select(k => k[..k.IndexOf('.', StringComparison.Ordinal)]).ToHashSet(StringComparer.Ordinal);
+        foreach (var key in stored.Keys.Where(k => !nodesWanted.Contains(k)))
         {
             await buckets.Assignments.DeleteAsync(key, cancellationToken: cancellationToken).ConfigureAwait(false);
             writes++;
@@ -410,7 +438,7 @@ public sealed partial class FleetScheduler(string nodeName, FleetOptions options
     [LoggerMessage(EventId = 4003, Level = LogLevel.Information, Message = "scheduler: assigned {Key}")]
     private static partial void LogAssigned(ILogger logger, string key);
 
-    [LoggerMessage(EventId = 4004, Level = LogLevel.Information, Message = "scheduler: unassigned {Key}")]
+    [LoggerMessage(EventId = 4004, Level = LogLevel.Information, Message = "scheduler: nothing assigned to {Key} any more")]
     private static partial void LogUnassignedKey(ILogger logger, string key);
 
     [LoggerMessage(EventId = 4005, Level = LogLevel.Warning, Message = "scheduler: unschedulable {Reason}")]

@@ -76,6 +76,7 @@ public static class Placement
         }
 
         var byName = nodes.ToDictionary(n => n.Info.Node, StringComparer.Ordinal);
+        var binpack = deployment.Strategy == "binpack";
         var placed = new Dictionary<string, string>(StringComparer.Ordinal);
         var perDomain = new Dictionary<string, int>(StringComparer.Ordinal);
         string Domain(NodeEntry node) => deployment.SpreadBy is { } key && node.Info.Labels.TryGetValue(key, out var value) ? value : "";
@@ -91,31 +92,103 @@ public static class Placement
                 perDomain[Domain(entry)] = perDomain.GetValueOrDefault(Domain(entry)) + 1;
             }
         }
-        // 2. New (or displaced) replicas: spread.
+        // 2. New (or displaced) replicas. The per-node facts go into arrays first, so that the
+        // scan for each replica is array reads (10,000 replicas × 1,000 nodes is ten million
+        // node looks: dictionary lookups by name made that half a second).
+        var count = nodes.Count;
+        var staticOk = new bool[count];
+        var hasRoomCheck = new bool[count];
+        var freeCpu = new long[count];
+        var freeMemory = new long[count];
+        var mine = new int[count];
+        var others = new int[count];
+        var domainOf = new int[count];
+        var domainNames = new List<string>();
+        var domainIndex = new Dictionary<string, int>(StringComparer.Ordinal);
+        for (var i = 0; i < count; i++)
+        {
+            var node = nodes[i];
+            var name = node.Info.Node;
+            staticOk[i] = node.State == "ready" && !node.Cordoned && !node.Draining && MatchesSelector(deployment, node);
+            hasRoomCheck[i] = node.Info.Status is not null;
+            (freeCpu[i], freeMemory[i]) = free[name];
+            mine[i] = perNode.GetValueOrDefault(name);
+            others[i] = load.GetValueOrDefault(name);
+            var domain = Domain(node);
+            if (!domainIndex.TryGetValue(domain, out var d))
+            {
+                domainIndex[domain] = d = domainNames.Count;
+                domainNames.Add(domain);
+            }
+            domainOf[i] = d;
+        }
+        var domainCount = domainNames.Select(name => perDomain.GetValueOrDefault(name)).ToArray();
         foreach (var replica in wanted.Where(r => !placed.ContainsKey(r)))
         {
-            reasons.Clear();
-            var candidates = nodes.Where(n => Eligible(n, counting: true)).ToList();
-            if (candidates.Count == 0)
+            var best = -1;
+            for (var i = 0; i < count; i++)
             {
+                if (!staticOk[i] || (deployment.AntiAffinity && mine[i] > 0) || (hasRoomCheck[i] && (cpu > freeCpu[i] || memory > freeMemory[i])))
+                {
+                    continue;
+                }
+                if (best < 0 || Better(i, best))
+                {
+                    best = i;
+                }
+            }
+            if (best < 0)
+            {
+                // Only now, for the message: why each node was passed over.
+                reasons.Clear();
+                foreach (var node in nodes)
+                {
+                    Eligible(node, counting: true);
+                }
                 var why = nodes.Count == 0 ? "no node has joined the fleet" : reasons.Count > 0 ? string.Join("; ", reasons.Distinct()) : "no node is ready";
                 unschedulable.Add($"{replica}: {why}");
                 continue;
             }
-            var best = (deployment.Strategy == "binpack"
-                    // Bin-packing: the node with the least room left that still fits, so whole nodes stay free.
-                    ? candidates.OrderBy(n => free[n.Info.Node].Cpu).ThenBy(n => free[n.Info.Node].Memory)
-                    // Spread: the emptiest topology domain (spreadBy), then the node with the fewest
-                    // replicas of this deployment, then the fewest containers.
-                    : candidates.OrderBy(n => perDomain.GetValueOrDefault(Domain(n))).ThenBy(n => perNode.GetValueOrDefault(n.Info.Node)).ThenBy(n => load.GetValueOrDefault(n.Info.Node)))
-                .ThenBy(n => n.Info.Node, StringComparer.Ordinal)
-                .First();
-            placed[replica] = best.Info.Node;
-            perNode[best.Info.Node] = perNode.GetValueOrDefault(best.Info.Node) + 1;
-            perDomain[Domain(best)] = perDomain.GetValueOrDefault(Domain(best)) + 1;
-            load[best.Info.Node] = load.GetValueOrDefault(best.Info.Node) + 1;
-            var (c, m) = free[best.Info.Node];
-            free[best.Info.Node] = (c - cpu, m - memory);
+            var chosen = nodes[best].Info.Node;
+            placed[replica] = chosen;
+            mine[best]++;
+            others[best]++;
+            domainCount[domainOf[best]]++;
+            freeCpu[best] -= cpu;
+            freeMemory[best] -= memory;
+            // The dictionaries too: the reasons above read them.
+            perNode[chosen] = mine[best];
+            load[chosen] = others[best];
+            free[chosen] = (freeCpu[best], freeMemory[best]);
+        }
+
+        bool Better(int a, int b)
+        {
+            int c;
+            if (binpack)
+            {
+                // Bin-packing: the node with the least room left that still fits, so whole nodes stay free.
+                c = freeCpu[a].CompareTo(freeCpu[b]);
+                if (c == 0)
+                {
+                    c = freeMemory[a].CompareTo(freeMemory[b]);
+                }
+            }
+            else
+            {
+                // Spread: the emptiest topology domain (spreadBy), then the node with the fewest
+                // replicas of this deployment, then the fewest containers.
+                c = domainCount[domainOf[a]].CompareTo(domainCount[domainOf[b]]);
+                if (c == 0)
+                {
+                    c = mine[a].CompareTo(mine[b]);
+                }
+                if (c == 0)
+                {
+                    c = others[a].CompareTo(others[b]);
+                }
+            }
+            return c < 0 || (c == 0 && string.CompareOrdinal(nodes[a].Info.Node, nodes[b].Info.Node) < 0);
         }
         return new PlacementResult(placed, unschedulable);
     }

@@ -120,12 +120,8 @@ public sealed class FleetTests
             Assert.All(moved.Values, v => Assert.Equal(3, v.Count));
             // One scheduler at a time: no replica is assigned to two nodes.
             var assignments = await new NATS.Client.KeyValueStore.NatsKVContext(new NATS.Client.JetStream.NatsJSContext(connection)).GetStoreAsync(Orchestrator.Fleet.Protocol.Buckets.Assignments);
-            var keys = new List<string>();
-            await foreach (var key in assignments.GetKeysAsync())
-            {
-                keys.Add(key);
-            }
-            var replicasAssigned = keys.Select(k => k[(k.IndexOf('.', StringComparison.Ordinal) + 1)..]).ToList();
+            var replicasAssigned = (await Orchestrator.Fleet.Agent.FleetState.ReadAllAsync(assignments, CancellationToken.None)).Values
+                .SelectMany(e => Orchestrator.Fleet.Protocol.NodeAssignments.Parse(e.Value).Replicas.Select(r => r.Replica)).ToList();
             Assert.Equal(replicasAssigned.Count, replicasAssigned.Distinct().Count());
 
             // Draining a node moves its replicas to the other one (and stops them where they were).
