@@ -73,12 +73,6 @@ if (commandLine.Mode == CommandMode.CheckConfig)
     return ExitCodes.Ok;
 }
 
-if (config.Runtime == RuntimeBackend.Containerd)
-{
-    EarlyLog.Error("orchd: config error: runtime: the containerd backend is not in this build yet; use runtime: native or auto");
-    return ExitCodes.Config;
-}
-
 // The state dir comes before READY: a node that cannot keep state must not claim to be up.
 NodeState state;
 try
@@ -93,10 +87,22 @@ catch (NodeStateException e)
 
 using (state)
 {
-    return await RunDaemonAsync(config, state).ConfigureAwait(false);
+    // The backend is settled before READY too: a node that cannot run containers must say why.
+    BackendChoice backends;
+    try
+    {
+        backends = await BackendSelection.SelectAsync(config, state.NodeId).ConfigureAwait(false);
+    }
+    catch (Orchestrator.Containerd.ContainerdException e)
+    {
+        EarlyLog.Error($"orchd: {e.Message}");
+        // containerd not up yet (boot order) is worth a restart by systemd; too old or no permission is not.
+        return e.IsUnavailable ? ExitCodes.Failure : ExitCodes.Config;
+    }
+    return await RunDaemonAsync(config, state, backends).ConfigureAwait(false);
 }
 
-static async Task<int> RunDaemonAsync(OrchdConfig config, NodeState state)
+static async Task<int> RunDaemonAsync(OrchdConfig config, NodeState state, BackendChoice backends)
 {
     var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings
     {
@@ -130,7 +136,7 @@ static async Task<int> RunDaemonAsync(OrchdConfig config, NodeState state)
         NodeName = config.NodeName,
         NodeId = state.NodeId,
         Version = BuildInfo.Version,
-        Runtime = config.Runtime.ToString().ToLowerInvariant(),
+        Runtime = backends.Default,
         Labels = config.Labels,
     });
     builder.Services.AddSingleton(config.ToNatsSettings());
@@ -142,7 +148,28 @@ static async Task<int> RunDaemonAsync(OrchdConfig config, NodeState state)
     builder.Services.AddSingleton(new SnapshotStore(images, Path.Combine(state.StateDir, "snapshots")));
     builder.Services.AddSingleton(new ExitWatcher());
     builder.Services.AddSingleton(new LogPump(new LogOptions(config.LogMaxBytes, config.LogMaxFiles)));
-    builder.Services.AddSingleton<ITaskDriver>(sp => new NativeDriver(Path.Combine(state.RunDir, "runtime"), sp.GetRequiredService<ExitWatcher>()));
+    if (backends.Containerd is { } containerd)
+    {
+        // Factories, so that the provider disposes them (the driver stops waiting; tasks run on).
+        builder.Services.AddSingleton(_ => containerd);
+        builder.Services.AddSingleton(sp => new ContainerdDriver(sp.GetRequiredService<Orchestrator.Containerd.ContainerdClient>(), state.RunDir));
+    }
+    builder.Services.AddSingleton<ITaskDriver>(sp =>
+    {
+        var native = new NativeDriver(Path.Combine(state.RunDir, "runtime"), sp.GetRequiredService<ExitWatcher>());
+        var offered = new List<ITaskDriver>();
+        if (backends.Default == "native" || backends.NativeFailures.Count == 0)
+        {
+            offered.Add(native);
+        }
+        var containerdDriver = backends.Containerd is null ? null : sp.GetRequiredService<ContainerdDriver>();
+        if (containerdDriver is not null)
+        {
+            offered.Add(containerdDriver);
+        }
+        ITaskDriver chosen = backends.Default == "native" ? native : containerdDriver!;
+        return new RuntimeBackends(chosen, backends.Description, offered, backends.Unavailable);
+    });
     builder.Services.AddSingleton(new NodeOptions
     {
         StateDir = state.StateDir,
@@ -184,8 +211,12 @@ static async Task<int> RunDaemonAsync(OrchdConfig config, NodeState state)
         {
             DaemonLog.FirstBoot(logger, state.NodeId, state.StateDir);
         }
+        if (backends.Default != "native" || backends.NativeFailures.Count > 0)
+        {
+            DaemonLog.Backend(logger, backends.Description);
+        }
         DaemonLog.Ready(logger, BuildInfo.Version, config.NodeName, state.NodeId, state.StateDir,
-            config.Runtime.ToString().ToLowerInvariant(), config.ConfigFile ?? "none");
+            backends.Description, config.ConfigFile ?? "none");
     });
     lifetime.ApplicationStopping.Register(() =>
     {

@@ -4,7 +4,11 @@ namespace Orchestrator.Node.Drivers;
 
 /// <summary>What a driver needs to start a container: its id, bundle, and stdio fds (the caller closes them).</summary>
 /// <param name="BeforeStart">Runs with the container's pid once it exists and before its program starts (network setup).</param>
-public sealed record TaskConfig(string Id, string Bundle, int Stdout, int Stderr, Action<int>? BeforeStart = null);
+public sealed record TaskConfig(string Id, string Bundle, int Stdout, int Stderr, Action<int>? BeforeStart = null)
+{
+    /// <summary>The backend the workload asks for (native, containerd), or null for the node's default.</summary>
+    public string? Runtime { get; init; }
+}
 
 /// <summary>A started or recovered container's first process.</summary>
 public sealed record TaskHandle(string Id, int Pid, ulong PidStartTime, bool IsChild);

@@ -118,7 +118,7 @@ public sealed class NativeDriver(string runtimeRoot, ExitWatcher watcher) : ITas
         using (process)
         {
             var done = new CancellationTokenSource();
-            var output = Task.Run(() => ReadBoth(outRead, errRead, done.Token), CancellationToken.None);
+            var output = Task.Run(() => ExecOutput.ReadBoth(outRead, errRead, MaxExecOutput, done.Token), CancellationToken.None);
             var exited = false;
             var reaped = false;
             try
@@ -146,61 +146,6 @@ public sealed class NativeDriver(string runtimeRoot, ExitWatcher watcher) : ITas
                 }
                 done.Dispose();
             }
-        }
-    }
-
-    /// <summary>Reads both pipes (non-blocking, polled) until both end or <paramref name="stop"/>; keeps 64 KiB of each; closes them.</summary>
-    private static unsafe (string Stdout, string Stderr) ReadBoth(int outFd, int errFd, CancellationToken stop)
-    {
-        var fds = new[] { outFd, errFd };
-        var kept = new[] { new MemoryStream(), new MemoryStream() };
-        var open = new[] { true, true };
-        var buffer = new byte[16 * 1024];
-        try
-        {
-            foreach (var fd in fds)
-            {
-                fcntl(fd, 4 /* F_SETFL */, O_NONBLOCK);
-            }
-            var polls = stackalloc pollfd[2];
-            while ((open[0] || open[1]) && !stop.IsCancellationRequested)
-            {
-                for (var i = 0; i < 2; i++)
-                {
-                    polls[i] = new pollfd { fd = open[i] ? fds[i] : -1, events = POLLIN };
-                }
-                if (poll(polls, 2, 50) <= 0)
-                {
-                    continue;
-                }
-                for (var i = 0; i < 2; i++)
-                {
-                    if (!open[i] || polls[i].revents == 0)
-                    {
-                        continue;
-                    }
-                    fixed (byte* b = buffer)
-                    {
-                        var n = read(fds[i], b, (nuint)buffer.Length);
-                        if (n == 0 || (n < 0 && System.Runtime.InteropServices.Marshal.GetLastPInvokeError() != Errno.EAGAIN))
-                        {
-                            open[i] = false;
-                        }
-                        else if (n > 0 && kept[i].Length < MaxExecOutput)
-                        {
-                            kept[i].Write(buffer, 0, (int)Math.Min(n, MaxExecOutput - kept[i].Length));
-                        }
-                    }
-                }
-            }
-            return (Encoding.UTF8.GetString(kept[0].ToArray()), Encoding.UTF8.GetString(kept[1].ToArray()));
-        }
-        finally
-        {
-            close(outFd);
-            close(errFd);
-            kept[0].Dispose();
-            kept[1].Dispose();
         }
     }
 

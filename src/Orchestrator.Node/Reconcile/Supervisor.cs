@@ -489,7 +489,7 @@ public sealed partial class Supervisor : IAsyncDisposable
             try
             {
                 AttachLogs(name);
-                handle = _driver.Start(new TaskConfig(name, bundle, stdout, stderr, beforeStart));
+                handle = _driver.Start(new TaskConfig(name, bundle, stdout, stderr, beforeStart) { Runtime = workload.Runtime });
             }
             catch
             {

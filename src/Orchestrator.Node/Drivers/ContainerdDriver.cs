@@ -1,0 +1,323 @@
+using System.Collections.Concurrent;
+using System.Globalization;
+using System.Text.Json;
+using Orchestrator.Containerd;
+using Orchestrator.Containerd.Api.Types;
+using Orchestrator.Linux;
+using Orchestrator.Runtime.Cgroups;
+using Orchestrator.Runtime.Spec;
+using static Orchestrator.Linux.Libc;
+
+namespace Orchestrator.Node.Drivers;
+
+/// <summary>
+/// Runs containers through containerd (runc under containerd's runc v2 shim), for hosts where
+/// orchd's own runtime cannot run. Everything above the driver stays the same:
+/// <list type="bullet">
+/// <item>The container is created from orchd's own bundle: the OCI spec whose root is the rootfs
+/// orchd prepared from its image store (a root path, no containerd snapshot or image).</item>
+/// <item>stdout and stderr go to the same FIFOs orchd's log pump reads: the shim opens them by
+/// path (and holds a read end itself, as orchd's native runtime does), so logs survive an orchd
+/// restart the same way.</item>
+/// <item>The shim, not orchd, is the task's parent: containers outlive orchd, and containerd
+/// keeps each exit status until the task is deleted, so even a recovered container's exit has
+/// a code.</item>
+/// </list>
+/// </summary>
+public sealed class ContainerdDriver : ITaskDriver, IDisposable
+{
+    private const int MaxExecOutput = 64 * 1024;
+    private readonly ContainerdClient _client;
+    private readonly string _execDir;
+    private readonly CancellationTokenSource _stopping = new();
+    private readonly ConcurrentDictionary<string, string> _cgroups = new(StringComparer.Ordinal);
+
+    /// <param name="runDir">Where exec FIFOs are made (volatile, orchd's run dir).</param>
+    public ContainerdDriver(ContainerdClient client, string runDir)
+    {
+        _client = client;
+        _execDir = Path.Combine(runDir, "containerd-exec");
+    }
+
+    public string Name => "containerd";
+
+    public ContainerdClient Client => _client;
+
+    public TaskHandle Start(TaskConfig config)
+    {
+        var id = config.Id;
+        // A container left from an earlier run (exited, or orchd died between create and start) would refuse the id.
+        Destroy(id);
+        var spec = File.ReadAllBytes(Path.Combine(config.Bundle, "config.json"));
+        var labels = new Dictionary<string, string>(StringComparer.Ordinal) { ["org.orchestrator.bundle"] = config.Bundle };
+        _client.CreateContainer(id, spec, labels);
+        try
+        {
+            RememberCgroup(id, spec);
+            var pid = (int)_client.CreateTask(id, FifoPath(config.Stdout), FifoPath(config.Stderr));
+            config.BeforeStart?.Invoke(pid);
+            _client.StartTask(id);
+            return new TaskHandle(id, pid, StartTime(pid) ?? 0, IsChild: false);
+        }
+        catch
+        {
+            Destroy(id);
+            throw;
+        }
+    }
+
+    /// <summary>The FIFO behind a descriptor orchd opened: the shim opens the same FIFO by its path.</summary>
+    private static string FifoPath(int fd)
+    {
+        var path = new FileInfo($"/proc/self/fd/{fd.ToString(CultureInfo.InvariantCulture)}").LinkTarget;
+        if (path is null || !path.StartsWith('/') || path.EndsWith(" (deleted)", StringComparison.Ordinal))
+        {
+            throw new IOException($"the containerd driver needs the container's output to go to a named FIFO, and fd {fd} is '{path}'");
+        }
+        return path;
+    }
+
+    public TaskHandle? Recover(string id)
+    {
+        var task = _client.GetTask(id);
+        if (task is null || task.Status is not (Status.Running or Status.Paused or Status.Pausing) || task.Pid == 0)
+        {
+            return null;
+        }
+        var pid = (int)task.Pid;
+        return StartTime(pid) is { } start ? new TaskHandle(id, pid, start, IsChild: false) : null;
+    }
+
+    public void Watch(TaskHandle handle, Action<TaskHandle, TaskExit> exited)
+        => _ = Task.Run(async () =>
+        {
+            var delay = TimeSpan.FromMilliseconds(250);
+            while (!_stopping.IsCancellationRequested)
+            {
+                try
+                {
+                    var (status, at) = await _client.WaitAsync(handle.Id, cancellationToken: _stopping.Token).ConfigureAwait(false);
+                    Report(new TaskExit(status, OomKilled(handle.Id), at));
+                    return;
+                }
+                catch (ContainerdException e) when (e.IsNotFound)
+                {
+                    Report(new TaskExit(null, false, DateTimeOffset.UtcNow)); // deleted under us: no code to tell
+                    return;
+                }
+                catch (ContainerdException) when (!_stopping.IsCancellationRequested)
+                {
+                    // containerd restarting (the shim, and the task, live on): wait for it again.
+                    await Task.Delay(delay, CancellationToken.None).ConfigureAwait(false);
+                    delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, TimeSpan.FromSeconds(5).Ticks));
+                }
+                catch (ContainerdException)
+                {
+                    return; // orchd is stopping: the task keeps running and the next orchd watches it
+                }
+            }
+
+            void Report(TaskExit exit)
+            {
+                try
+                {
+                    exited(handle, exit);
+                }
+                catch (Exception e) when (e is not OutOfMemoryException)
+                {
+                    Console.Error.WriteLine($"orchd: exit handler for '{handle.Id}' failed: {e.Message}");
+                }
+            }
+        }, CancellationToken.None);
+
+    public void Signal(string id, int signal, bool all) => _client.Kill(id, signal, all);
+
+    public void Destroy(string id)
+    {
+        if (_client.GetTask(id) is { } task)
+        {
+            if (task.Status is Status.Paused or Status.Pausing)
+            {
+                Ignore(() => _client.Resume(id)); // a frozen process cannot die of its SIGKILL
+            }
+            if (task.Status is not Status.Stopped)
+            {
+                Ignore(() => _client.Kill(id, 9, all: true));
+                Ignore(() => _client.WaitAsync(id, cancellationToken: new CancellationTokenSource(TimeSpan.FromSeconds(10)).Token).GetAwaiter().GetResult());
+            }
+            _client.DeleteTask(id);
+        }
+        _client.DeleteContainer(id);
+        _cgroups.TryRemove(id, out _);
+
+        static void Ignore(Action action)
+        {
+            try
+            {
+                action();
+            }
+            catch (ContainerdException e) when (!e.IsUnavailable)
+            {
+            }
+        }
+    }
+
+    public async Task<ExecResult> ExecAsync(string id, IReadOnlyList<string> command, TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        var process = ProcessSpec(id);
+        process.Args = [.. command];
+        process.Terminal = false;
+        var json = JsonSerializer.SerializeToUtf8Bytes(process, SpecJsonContext.Default.ProcessSpec);
+
+        var execId = "exec-" + Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(6));
+        var dir = Directory.CreateDirectory(Path.Combine(_execDir, execId)).FullName;
+        var stdout = Path.Combine(dir, "stdout");
+        var stderr = Path.Combine(dir, "stderr");
+        // Read ends first (non-blocking: no writer yet); EOF comes when the shim has copied the last byte.
+        var outRead = OpenFifo(stdout);
+        var errRead = OpenFifo(stderr);
+        using var done = new CancellationTokenSource();
+        Task<(string, string)>? output = null;
+        var deleted = false;
+        try
+        {
+            _client.Exec(id, execId, json, stdout, stderr);
+            output = Task.Run(() => ExecOutput.ReadBoth(outRead, errRead, MaxExecOutput, done.Token), CancellationToken.None);
+            using var waiting = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _stopping.Token);
+            var wait = _client.WaitAsync(id, execId, waiting.Token);
+            _client.StartTask(id, execId);
+            var exited = await Task.WhenAny(wait, Task.Delay(timeout, cancellationToken)).ConfigureAwait(false) == wait;
+            cancellationToken.ThrowIfCancellationRequested();
+            if (!exited)
+            {
+                _client.Kill(id, 9, all: false, execId);
+            }
+            var (code, _) = await wait.ConfigureAwait(false);
+            _client.DeleteProcess(id, execId);
+            deleted = true;
+            // A background child that inherited its stdout may hold the pipes open forever:
+            // what arrives within half a second of the exit is kept, then the FIFOs are closed.
+            done.CancelAfter(TimeSpan.FromMilliseconds(500));
+            var (o, e) = await output.ConfigureAwait(false);
+            return new ExecResult(exited ? code : 137, o, e, !exited);
+        }
+        finally
+        {
+            if (!deleted)
+            {
+                try
+                {
+                    _client.Kill(id, 9, all: false, execId);
+                    _client.DeleteProcess(id, execId);
+                }
+                catch (ContainerdException)
+                {
+                }
+            }
+            if (output is null)
+            {
+                close(outRead);
+                close(errRead);
+            }
+            else
+            {
+                await done.CancelAsync().ConfigureAwait(false);
+                await output.ConfigureAwait(false); // closes both
+            }
+            try
+            {
+                Directory.Delete(dir, recursive: true);
+            }
+            catch (IOException)
+            {
+            }
+        }
+    }
+
+    private static int OpenFifo(string path)
+    {
+        if (mkfifo(path, 0x180) != 0)
+        {
+            throw LinuxException.FromLastError("mkfifo", path);
+        }
+        var fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC, 0);
+        return fd >= 0 ? fd : throw LinuxException.FromLastError("open", path);
+    }
+
+    /// <summary>The container's own process spec (env, user, cwd, capabilities): an exec runs as the container does.</summary>
+    private ProcessSpec ProcessSpec(string id)
+    {
+        var container = _client.GetContainer(id) ?? throw new InvalidOperationException($"container '{id}' is not in containerd (namespace {_client.Namespace}); it is not running");
+        var spec = JsonSerializer.Deserialize(container.Spec.Value.Span, SpecJsonContext.Default.RuntimeSpec);
+        return spec?.Process ?? throw new InvalidOperationException($"container '{id}' has no process in its containerd spec");
+    }
+
+    private void RememberCgroup(string id, byte[] specJson)
+    {
+        if (JsonSerializer.Deserialize(specJson, SpecJsonContext.Default.RuntimeSpec)?.Linux?.CgroupsPath is { Length: > 0 } path)
+        {
+            _cgroups[id] = path;
+        }
+    }
+
+    /// <summary>The cgroup runc made from the spec's cgroupsPath (cgroupfs driver): read directly, as for native containers.</summary>
+    private string? CgroupPath(string id)
+    {
+        if (_cgroups.TryGetValue(id, out var path))
+        {
+            return path;
+        }
+        if (_client.GetContainer(id) is { } container)
+        {
+            RememberCgroup(id, container.Spec.Value.ToByteArray());
+        }
+        return _cgroups.GetValueOrDefault(id);
+    }
+
+    private bool OomKilled(string id)
+    {
+        try
+        {
+            return CgroupPath(id) is { } path && CgroupFactory.Open(path).Stats().OomKills > 0;
+        }
+        catch (Exception e) when (e is IOException or CgroupException or UnauthorizedAccessException)
+        {
+            return false;
+        }
+    }
+
+    public CgroupStats? Stats(string id)
+    {
+        try
+        {
+            return CgroupPath(id) is { } path ? CgroupFactory.Open(path).Stats() : null;
+        }
+        catch (Exception e) when (e is IOException or CgroupException or UnauthorizedAccessException)
+        {
+            return null;
+        }
+    }
+
+    public IReadOnlyList<string> List() => [.. _client.ListContainers().Select(c => c.Id)];
+
+    /// <summary>Start time from /proc/pid/stat (field 22): with the pid, it tells our process from a later one.</summary>
+    private static ulong? StartTime(int pid)
+    {
+        try
+        {
+            var stat = File.ReadAllText($"/proc/{pid.ToString(CultureInfo.InvariantCulture)}/stat");
+            var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+            return fields[0] is "Z" or "X" ? null : ulong.Parse(fields[19], CultureInfo.InvariantCulture);
+        }
+        catch (Exception e) when (e is IOException or FormatException or IndexOutOfRangeException or UnauthorizedAccessException)
+        {
+            return null;
+        }
+    }
+
+    public void Dispose()
+    {
+        _stopping.Cancel();
+        _stopping.Dispose();
+    }
+}

@@ -1,0 +1,81 @@
+using Orchestrator.Containerd;
+using Orchestrator.Daemon.Configuration;
+using Orchestrator.Node.Drivers;
+
+namespace Orchestrator.Daemon;
+
+/// <summary>What <c>runtime:</c> and the host made of the container backends, before READY.</summary>
+/// <param name="Default">native or containerd: what workloads without runtime: get.</param>
+/// <param name="Reason">Why, in a few words (shown in node status and the ready line).</param>
+/// <param name="Containerd">A client on containerd's socket when containerd answered (default or not).</param>
+/// <param name="Unavailable">Backend → why it cannot be used here, for workloads that ask for it.</param>
+internal sealed record BackendChoice(string Default, string Reason, ContainerdClient? Containerd, string? ContainerdVersion,
+    IReadOnlyList<string> NativeFailures, IReadOnlyDictionary<string, string> Unavailable)
+{
+    public string Description => $"{Default} ({Reason})";
+}
+
+/// <summary>
+/// <c>runtime: native | containerd | auto</c>. auto takes the native runtime when its checks pass
+/// (root, namespaces, writable cgroups, overlayfs) and containerd when they fail and its socket
+/// answers. containerd is also connected when it is not the default but answers, so a workload
+/// may ask for it with <c>runtime: containerd</c>.
+/// </summary>
+internal static class BackendSelection
+{
+    public static async Task<BackendChoice> SelectAsync(OrchdConfig config, string nodeId, CancellationToken cancellationToken = default)
+    {
+        var nativeFailures = NativeChecks.Run();
+        var unavailable = new Dictionary<string, string>(StringComparer.Ordinal);
+        if (nativeFailures.Count > 0)
+        {
+            unavailable["native"] = string.Join("; ", nativeFailures);
+        }
+        var mustHaveContainerd = config.Runtime == RuntimeBackend.Containerd || (config.Runtime == RuntimeBackend.Auto && nativeFailures.Count > 0);
+        ContainerdClient? client = null;
+        string? version = null;
+        if (mustHaveContainerd || File.Exists(config.ContainerdSocket))
+        {
+            client = new ContainerdClient(config.ContainerdSocket, Namespace(nodeId));
+            try
+            {
+                version = await client.CheckAsync(cancellationToken).ConfigureAwait(false);
+                await client.EnsureNamespaceAsync(new Dictionary<string, string>(StringComparer.Ordinal)
+                {
+                    ["org.orchestrator.node"] = config.NodeName,
+                }, cancellationToken).ConfigureAwait(false);
+            }
+            catch (ContainerdException e)
+            {
+                client.Dispose();
+                client = null;
+                unavailable["containerd"] = e.Message;
+                if (config.Runtime == RuntimeBackend.Containerd)
+                {
+                    throw;
+                }
+                if (mustHaveContainerd)
+                {
+                    throw new ContainerdException(
+                        $"runtime auto: orchd's native runtime cannot run here ({unavailable["native"]}) and containerd is no fallback: {e.Message}", e.Code, e);
+                }
+            }
+        }
+        else
+        {
+            unavailable["containerd"] = $"no containerd socket at {config.ContainerdSocket}";
+        }
+        return config.Runtime switch
+        {
+            RuntimeBackend.Native => new BackendChoice("native", nativeFailures.Count == 0 ? "configured" : $"configured, although: {unavailable["native"]}",
+                client, version, nativeFailures, unavailable),
+            RuntimeBackend.Containerd => new BackendChoice("containerd", $"configured, containerd {version}", client, version, nativeFailures, unavailable),
+            _ when nativeFailures.Count == 0 => new BackendChoice("native", "auto: its checks pass", client, version, nativeFailures, unavailable),
+            _ => new BackendChoice("containerd", $"auto: containerd {version}, because the native runtime cannot run here: {unavailable["native"]}",
+                client, version, nativeFailures, unavailable),
+        };
+    }
+
+    /// <summary>orchd's own containerd namespace, one per node (two orchd sharing a containerd never see each other's containers).</summary>
+    public static string Namespace(string nodeId) => "orchd-" + nodeId[..Math.Min(12, nodeId.Length)];
+}
