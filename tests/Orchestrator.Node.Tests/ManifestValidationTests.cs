@@ -122,6 +122,7 @@ public sealed class ManifestValidationTests
 
     [Theory]
     [InlineData("name: a\nimage: b\nlables: {a: b}\n", "m.yaml:3:1: lables: unknown field; did you mean 'labels'?")]
+    [InlineData("name: a\nimage: b\nresources: {memroy: 64Mi}\n", "m.yaml:3:13: resources.memroy: unknown field; did you mean 'memory'?")]
     [InlineData("name: a\nimage: b\nworking_dir: /x\n", "m.yaml:3:1: working_dir: unknown field; did you mean 'workingDir'?")]
     [InlineData("name: a\nimage: b\nreplicas: 3\n", "m.yaml:3:1: replicas: unknown field in a workload; 'replicas' belongs to a fleet deployment (kind: Deployment, with the workload under template:)")]
     [InlineData("name: a\nimage: b\nresources: {disk: 1Gi}\n", "m.yaml:3:13: resources.disk: unknown field in resources; its fields are cpu, memory, pids")]
