@@ -1,16 +1,19 @@
 #!/bin/bash
-# make demo: a local fleet in the foreground: nats-server (JetStream, temp store), one orchd
-# node, and examples/hello.yaml running on it (a web server on a published port and a client
-# calling it by name). Ctrl-C removes the containers, stops both and removes the temp dir.
-# DEMO_DURATION=N stops it by itself after N seconds (used by the tests).
+# make demo: a local fleet in the foreground: nats-server (JetStream, temp store) and three
+# orchd nodes on loopback (each with its own state, bridge and zone label), then
+# examples/hello.yaml applied to the fleet: the elected scheduler puts one replica on each
+# node, and each replica answers. Ctrl-C deletes the deployment, stops everything and removes
+# the temp dir. DEMO_DURATION=N stops it by itself after N seconds (used by the tests).
 set -euo pipefail
 bin=${1:?usage: demo.sh BIN_DIR}
 work=$(mktemp -d /tmp/orch-demo.XXXXXX)
-nats_pid="" orchd_pid=""
+nats_pid=""
+declare -a orchd_pids=()
+nodes=(demo-1 demo-2 demo-3)
+zones=(a b c)
 here=$(cd "$(dirname "$0")" && pwd)
 examples=$(cd "$here/../../examples" && pwd)
-bridge=orchdemo0
-cidr=10.89.$(( RANDOM % 200 + 20 )).0/24
+net=$(( RANDOM % 150 + 20 ))
 
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 port=4222
@@ -20,22 +23,34 @@ if ! port_free $port; then
   while ! port_free $port; do port=$(( 14000 + RANDOM % 10000 )); done
 fi
 url=nats://127.0.0.1:$port
+ctl() { "$bin/orchctl" --server "$url" "$@"; }
 
 stop() {
   trap - INT TERM EXIT
   echo
-  if [ -n "$orchd_pid" ] && kill -0 "$orchd_pid" 2>/dev/null; then
-    # Containers outlive orchd by design: remove them first.
-    for name in hello caller; do "$bin/orchctl" --server "$url" rm -n demo-1 "$name" >/dev/null 2>&1 || true; done
+  if [ ${#orchd_pids[@]} -gt 0 ] && kill -0 "${orchd_pids[0]}" 2>/dev/null; then
+    # Containers outlive orchd by design: take the deployment away first and let the nodes remove its replicas.
+    ctl delete deployment hello >/dev/null 2>&1 || true
+    for _ in $(seq 50); do
+      ctl get containers -o name 2>/dev/null | grep -q . || break
+      sleep 0.2
+    done
   fi
-  echo "demo: stopping orchd and nats-server"
-  [ -n "$orchd_pid" ] && kill -TERM "$orchd_pid" 2>/dev/null && wait "$orchd_pid" 2>/dev/null || true
+  echo "demo: stopping the orchd nodes and nats-server"
+  for pid in "${orchd_pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${orchd_pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  for node in "${nodes[@]}"; do
+    grep -h "stopped cleanly" "$work/$node/orchd.log" 2>/dev/null | sed "s/^/$node: /" >&2 || true
+  done
   [ -n "$nats_pid" ] && kill -TERM "$nats_pid" 2>/dev/null && wait "$nats_pid" 2>/dev/null || true
-  # Anything left (orchd killed before it could remove them): the runtime's own cleanup.
-  for dir in "$work"/run/runtime/*/; do [ -d "$dir" ] && "$bin/orch-runc" --root "$work/run/runtime" delete --force "$(basename "$dir")" 2>/dev/null || true; done
+  for i in "${!nodes[@]}"; do
+    node_dir="$work/${nodes[$i]}"
+    # Anything left (an orchd killed before it could remove them): the runtime's own cleanup.
+    for dir in "$node_dir"/run/runtime/*/; do [ -d "$dir" ] && "$bin/orch-runc" --root "$node_dir/run/runtime" delete --force "$(basename "$dir")" 2>/dev/null || true; done
+    ip link del "orchdemo$((i + 1))" 2>/dev/null || true
+    [ -f "$node_dir/state/node-id" ] && nft delete table ip "orchd_$(head -c 8 "$node_dir/state/node-id")" 2>/dev/null || true
+  done
   { grep -o " $work[^ ]*" /proc/self/mountinfo 2>/dev/null || true; } | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
-  ip link del "$bridge" 2>/dev/null || true
-  [ -f "$work/state/node-id" ] && nft delete table ip "orchd_$(head -c 8 "$work/state/node-id")" 2>/dev/null || true
   rm -rf "$work"
   echo "demo: stopped, $work removed"
 }
@@ -54,49 +69,55 @@ if port_free $port; then
 fi
 echo "demo: nats-server with JetStream on $url (store $work/jetstream)"
 
-# The image: Debian's busybox-static as an OCI layout, imported into the node's store (no registry needed).
+# The image: Debian's busybox-static as an OCI layout (no registry needed), imported into each node's store.
 bash "$here/busybox-layout.sh" "$work/busybox" >/dev/null
-"$bin/orchd" image import "$work/busybox" --name busybox:latest --state-dir "$work/state" --config /dev/null >/dev/null
-
-"$bin/orchd" --config /dev/null --node-name demo-1 --label zone=demo --label role=gateway \
-  --state-dir "$work/state" --run-dir "$work/run" --nats-url "$url" \
-  --manifest-dir none --bridge "$bridge" --bridge-cidr "$cidr" &
-orchd_pid=$!
-
-# Show the fleet as an operator sees it, once the node has answered.
-for _ in $(seq 50); do
-  if "$bin/orchctl" --server "$url" --timeout 0.5 version 2>/dev/null | grep -q '^demo-1 '; then break; fi
-  sleep 0.1
+for i in "${!nodes[@]}"; do
+  node=${nodes[$i]}
+  node_dir="$work/$node"
+  "$bin/orchd" image import "$work/busybox" --name busybox:latest --state-dir "$node_dir/state" --config /dev/null >/dev/null
+  "$bin/orchd" --config /dev/null --node-name "$node" --label "zone=${zones[$i]}" \
+    --state-dir "$node_dir/state" --run-dir "$node_dir/run" --nats-url "$url" --manifest-dir none \
+    --bridge "orchdemo$((i + 1))" --bridge-cidr "10.$net.$((i + 1)).0/24" --heartbeat 2s 2>"$node_dir/orchd.log" &
+  orchd_pids+=($!)
 done
-echo
-echo "demo: the fleet, as 'orchctl --server $url version' sees it:"
-"$bin/orchctl" --server "$url" version
-echo
-echo "demo: \$ orchctl run -n demo-1 -f examples/hello.yaml"
-"$bin/orchctl" --server "$url" run -n demo-1 -f "$examples/hello.yaml"
-for _ in $(seq 50); do
-  "$bin/orchctl" --server "$url" ps -n demo-1 2>/dev/null | grep -q '^hello .* running *yes' && break
+echo "demo: three orchd nodes (logs in $work/demo-*/orchd.log)"
+
+# The fleet as an operator sees it, once every node has joined and one is the scheduler.
+for _ in $(seq 100); do
+  [ "$(ctl get nodes 2>/dev/null | grep -c ' ready ')" -ge 3 ] && ctl get nodes 2>/dev/null | grep -q scheduler && break
   sleep 0.2
 done
-sleep 3
 echo
-echo "demo: \$ orchctl ps -n demo-1"
-"$bin/orchctl" --server "$url" ps -n demo-1
+echo "demo: \$ orchctl get nodes"
+ctl get nodes
 echo
-echo "demo: the published port, from the host: curl http://127.0.0.1:8080/"
-curl -s --max-time 3 http://127.0.0.1:8080/ || echo "(no answer: is port 8080 taken on this machine?)"
+echo "demo: \$ orchctl apply -f examples/hello.yaml"
+ctl apply -f "$examples/hello.yaml"
+for _ in $(seq 150); do
+  ctl get deployments -o json 2>/dev/null | tr -d ' \n' | grep -q '"updatedReady":3' && break
+  sleep 0.2
+done
 echo
-echo "demo: \$ orchctl logs -n demo-1 caller --tail 3"
-"$bin/orchctl" --server "$url" logs -n demo-1 caller --tail 3
+echo "demo: \$ orchctl get deployments"
+ctl get deployments
+echo
+echo "demo: \$ orchctl get containers"
+ctl get containers
+echo
+echo "demo: each replica answers on its node (orchctl exec finds the node):"
+for replica in hello-0 hello-1 hello-2; do
+  ctl exec "$replica" -- sh -c 'printf "GET / HTTP/1.0\r\n\r\n" | nc -w 2 127.0.0.1 80 | tail -1' || true
+done
 echo
 echo "demo: try it from another terminal:"
-echo "  $bin/orchctl --server $url ps -n demo-1"
-echo "  $bin/orchctl --server $url exec -n demo-1 hello -- cat /etc/hosts"
-echo "  $bin/orchctl --server $url stats -n demo-1"
-echo "demo: Ctrl-C stops nats-server and orchd"
+echo "  $bin/orchctl --server $url get containers -o wide"
+echo "  $bin/orchctl --server $url describe deployment hello"
+echo "  $bin/orchctl --server $url scale hello 2 && $bin/orchctl --server $url events"
+echo "  $bin/orchctl --server $url logs hello-0"
+echo "demo: Ctrl-C stops nats-server and the nodes"
 
 if [ -n "${DEMO_DURATION:-}" ]; then
   sleep "$DEMO_DURATION"
   exit 0
 fi
-wait "$orchd_pid"
+wait "${orchd_pids[0]}"

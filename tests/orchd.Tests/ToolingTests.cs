@@ -47,13 +47,13 @@ public sealed class ToolingTests
         Assert.Equal("4 passed, 0 failed, 0 skipped", ok[^1]);
     }
 
-    [Fact(Timeout = 120_000)]
+    [Fact(Timeout = 180_000)]
     [Trait("Category", "Integration")]
     public async Task Demo_stops_cleanly_on_ctrl_c_and_removes_its_files()
     {
         Requires.Program("nats-server", "nats-server");
         var demo = DaemonProcess.Start("/bin/bash", [Path.Combine(Repo.Root, "packaging", "demo", "demo.sh"), Repo.BinDir]);
-        await demo.WaitForLogAsync("Ctrl-C stops", TimeSpan.FromSeconds(60));
+        await demo.WaitForLogAsync("Ctrl-C stops", TimeSpan.FromSeconds(100));
         Assert.Contains(demo.Stdout, l => l.StartsWith("demo-1 ", StringComparison.Ordinal));
         demo.Signal(Signals.SIGINT);
         Assert.Equal(0, await demo.WaitForExitAsync(TimeSpan.FromSeconds(30)));
@@ -62,9 +62,12 @@ public sealed class ToolingTests
         Assert.Contains(demo.Stderr, l => l.Contains("stopped cleanly", StringComparison.Ordinal));
         if (Environment.UserName == "root")
         {
-            // The sample workloads ran (a published port answered) and left nothing behind.
-            Assert.Contains(demo.Stdout, l => l == "hello from hello, served by orchd");
-            Assert.False(Directory.Exists("/sys/class/net/orchdemo0"), "the demo's bridge is left behind");
+            // The sample deployment ran, one replica on each of the three nodes, each answered,
+            // and nothing is left behind.
+            Assert.Equal(["hello from hello-0, served by orchd", "hello from hello-1, served by orchd", "hello from hello-2, served by orchd"],
+                demo.Stdout.Where(l => l.StartsWith("hello from ", StringComparison.Ordinal)).Order(StringComparer.Ordinal));
+            Assert.Contains(demo.Stdout, l => l.StartsWith("demo-3 ", StringComparison.Ordinal));
+            Assert.All(new[] { "orchdemo1", "orchdemo2", "orchdemo3" }, bridge => Assert.False(Directory.Exists($"/sys/class/net/{bridge}"), $"the demo's bridge {bridge} is left behind"));
         }
     }
 }
