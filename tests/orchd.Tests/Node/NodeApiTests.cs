@@ -10,10 +10,11 @@ public sealed class NodeApiTests
 {
     private static readonly TimeSpan s_wait = TimeSpan.FromSeconds(20);
 
-    [Fact(Timeout = 120_000)]
-    public async Task Run_ps_logs_exec_inspect_stats_stop_start_rm()
+    [Theory(Timeout = 120_000)]
+    [MemberData(nameof(NodeHost.Runtimes), MemberType = typeof(NodeHost))]
+    public async Task Run_ps_logs_exec_inspect_stats_stop_start_rm(string runtime)
     {
-        await using var node = await NodeHost.StartAsync();
+        await using var node = await NodeHost.StartAsync(runtime: runtime);
         var status = await node.Client.RunAsync(NodeHost.Sh("hello", "echo hello from $HOSTNAME; echo oops >&2; exec sleep 1000", w => { w.Env = new() { ["GREETING"] = "hi" }; w.StopGracePeriodSeconds = 1; }));
         Assert.True(status.State == "running", $"{status.State}: {status.Message}");
         Assert.True(status.Pid > 0);
@@ -51,6 +52,11 @@ public sealed class NodeApiTests
         var nodeStatus = await node.Client.StatusAsync();
         Assert.Equal(1, nodeStatus.Running);
         Assert.Equal(Environment.ProcessorCount * 1000, nodeStatus.CpuMilliCapacity);
+        Assert.StartsWith(runtime + " (", nodeStatus.Driver, StringComparison.Ordinal);
+        if (runtime == "containerd")
+        {
+            Assert.Equal(["hello"], await node.ContainerdContainersAsync());
+        }
 
         var pid = status.Pid;
         var stopped = await node.Client.StopAsync("hello");
@@ -66,7 +72,7 @@ public sealed class NodeApiTests
         await node.Client.RemoveAsync("hello");
         Assert.Empty(await node.Client.ListAsync());
         Assert.False(Directory.Exists(Path.Combine(node.StateDir, "logs", "hello")));
-        Assert.Empty(Directory.GetDirectories(Path.Combine(node.RunDir, "runtime")));
+        await node.AssertNoContainersLeftAsync();
     }
 
     [Fact(Timeout = 120_000)]
@@ -88,10 +94,11 @@ public sealed class NodeApiTests
         Assert.Equal("done", tail[^1].Text);
     }
 
-    [Fact(Timeout = 120_000)]
-    public async Task Logs_follow_over_nats_continues_from_the_tail_and_ends_when_the_client_goes()
+    [Theory(Timeout = 120_000)]
+    [MemberData(nameof(NodeHost.Runtimes), MemberType = typeof(NodeHost))]
+    public async Task Logs_follow_over_nats_continues_from_the_tail_and_ends_when_the_client_goes(string runtime)
     {
-        await using var node = await NodeHost.StartAsync();
+        await using var node = await NodeHost.StartAsync(runtime: runtime);
         await node.Client.RunAsync(NodeHost.Sh("ticker", "i=0; while true; do echo tick-$i; i=$((i+1)); sleep 0.05; done", w => w.StopGracePeriodSeconds = 1));
         await Task.Delay(500);
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
@@ -158,10 +165,11 @@ public sealed class NodeApiTests
         Assert.Contains("edge/nothing", missing.Message, StringComparison.Ordinal);
     }
 
-    [Fact(Timeout = 60_000)]
-    public async Task Ps_and_logs_answer_while_a_stop_waits_out_its_grace_period()
+    [Theory(Timeout = 60_000)]
+    [MemberData(nameof(NodeHost.Runtimes), MemberType = typeof(NodeHost))]
+    public async Task Ps_and_logs_answer_while_a_stop_waits_out_its_grace_period(string runtime)
     {
-        await using var node = await NodeHost.StartAsync();
+        await using var node = await NodeHost.StartAsync(runtime: runtime);
         // sleep as pid 1 ignores SIGTERM: the stop takes the whole grace period.
         await node.Client.RunAsync(NodeHost.Sh("stubborn", "exec sleep 100000", w => w.StopGracePeriodSeconds = 4));
         var stopping = node.Client.StopAsync("stubborn");
@@ -177,10 +185,11 @@ public sealed class NodeApiTests
         Assert.Equal("stopped", (await node.Client.InspectAsync("stubborn")).State);
     }
 
-    [Fact(Timeout = 60_000)]
-    public async Task Workloads_run_under_the_default_seccomp_profile_unless_unconfined()
+    [Theory(Timeout = 60_000)]
+    [MemberData(nameof(NodeHost.Runtimes), MemberType = typeof(NodeHost))]
+    public async Task Workloads_run_under_the_default_seccomp_profile_unless_unconfined(string runtime)
     {
-        await using var node = await NodeHost.StartAsync();
+        await using var node = await NodeHost.StartAsync(runtime: runtime);
         await node.Client.RunAsync(NodeHost.Sh("confined", "exec sleep 100000", w => w.StopGracePeriodSeconds = 0));
         await node.Client.RunAsync(NodeHost.Sh("free", "exec sleep 100000", w => { w.StopGracePeriodSeconds = 0; w.Seccomp = "unconfined"; }));
         // A user namespace needs no capability, so only the profile stands in the way.
@@ -225,10 +234,11 @@ public sealed class NodeApiTests
         return list;
     }
 
-    [Fact(Timeout = 60_000)]
-    public async Task Bad_requests_get_one_clear_error_reply()
+    [Theory(Timeout = 60_000)]
+    [MemberData(nameof(NodeHost.Runtimes), MemberType = typeof(NodeHost))]
+    public async Task Bad_requests_get_one_clear_error_reply(string runtime)
     {
-        await using var node = await NodeHost.StartAsync();
+        await using var node = await NodeHost.StartAsync(runtime: runtime);
         var invalid = await Assert.ThrowsAsync<NodeRequestException>(() => node.Client.RunAsync(new Workload { Name = "bad name", Image = "" }));
         Assert.Contains("name: 'bad name' is not a valid name", invalid.Message, StringComparison.Ordinal);
         Assert.Contains("image: required", invalid.Message, StringComparison.Ordinal);

@@ -47,13 +47,31 @@ public sealed class NodeHost : IAsyncDisposable
     /// <summary>Options of the test's own connection to <see cref="Nats"/> (TLS, credentials); plain by default. Set before starting orchd.</summary>
     public NatsOpts? ClientOpts { get; set; }
 
+    /// <summary>The backends node tests run against: orchd's own runtime, and containerd (a private one per node).</summary>
+    public static TheoryData<string> Runtimes => new("native", "containerd");
+
+    /// <summary>native (orchd's default here: auto, whose checks pass) or containerd (runtime: containerd on <see cref="Containerd"/>).</summary>
+    public string Runtime { get; private init; } = "native";
+
+    /// <summary>orchd's runtime: setting when the node has a containerd (containerd unless a test wants auto or native).</summary>
+    public string RuntimeSetting { get; set; } = "containerd";
+
+    /// <summary>The private containerd of a containerd node (started with it, stopped after it).</summary>
+    public ContainerdServer? Containerd { get; private set; }
+
     /// <summary>A node with the busybox image in its store; NATS unless <paramref name="withNats"/> is false.</summary>
-    public static async Task<NodeHost> StartAsync(bool withNats = true, string[]? extraArgs = null, bool start = true, NatsServer? sharedNats = null, string? name = null)
+    /// <param name="runtime">native, or containerd: a private containerd is started and orchd drives it.</param>
+    public static async Task<NodeHost> StartAsync(bool withNats = true, string[]? extraArgs = null, bool start = true, NatsServer? sharedNats = null, string? name = null,
+        string runtime = "native")
     {
         Requires.Root();
         var dir = new TempDir("orchd-node");
         var nats = sharedNats ?? (withNats ? await NatsServer.StartAsync() : null);
-        var host = new NodeHost(dir, nats, name ?? "node-" + Guid.NewGuid().ToString("N")[..6], ownsNats: sharedNats is null);
+        var host = new NodeHost(dir, nats, name ?? "node-" + Guid.NewGuid().ToString("N")[..6], ownsNats: sharedNats is null) { Runtime = runtime };
+        if (runtime == "containerd")
+        {
+            host.Containerd = await ContainerdServer.StartAsync();
+        }
         Directory.CreateDirectory(host.ManifestDir);
         BusyboxImage.CreateLayout(dir.Combine("layout"));
         await using (var import = DaemonProcess.Start(Repo.Binary("orchd"), ["image", "import", dir.Combine("layout"), "--name", Image, "--state-dir", host.StateDir, "--config", "/dev/null"]))
@@ -73,13 +91,43 @@ public sealed class NodeHost : IAsyncDisposable
     public string[] Args(string[]? extra = null) =>
     [
         "--config", "/dev/null", "--node-name", NodeName, "--state-dir", StateDir, "--run-dir", RunDir,
-        "--manifest-dir", ManifestDir, "--nats-url", NatsUrlOverride ?? Nats?.Url ?? "nats://127.0.0.1:1", "--bridge", Bridge, "--bridge-cidr", Cidr, .. extra ?? [],
+        "--manifest-dir", ManifestDir, "--nats-url", NatsUrlOverride ?? Nats?.Url ?? "nats://127.0.0.1:1", "--bridge", Bridge, "--bridge-cidr", Cidr,
+        .. Containerd is null ? [] : (string[])["--runtime", RuntimeSetting, "--containerd-socket", Containerd.Socket], .. extra ?? [],
     ];
 
-    /// <summary>Starts (or starts again) orchd and waits until it answers on NATS.</summary>
-    public async Task StartOrchdAsync(string[]? extraArgs = null)
+    /// <summary>orchd's containerd namespace for this node (orchd-&lt;node id prefix&gt;).</summary>
+    public string ContainerdNamespace => "orchd-" + File.ReadAllText(Path.Combine(StateDir, "node-id")).Trim()[..12];
+
+    /// <summary>The containers containerd holds for this node (ctr containers ls).</summary>
+    public async Task<IReadOnlyList<string>> ContainerdContainersAsync()
     {
-        var daemon = DaemonProcess.Start(Repo.Binary("orchd"), Args(extraArgs), new Dictionary<string, string?> { ["ORCHD_LOG_LEVEL"] = "debug" });
+        var (code, stdout, stderr) = await Containerd!.Ctr(ContainerdNamespace, "containers", "ls", "-q");
+        Assert.True(code == 0, stderr);
+        return stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+    }
+
+    /// <summary>No container left in the backend's own state (the native runtime's dir, or containerd's namespace).</summary>
+    public async Task AssertNoContainersLeftAsync()
+    {
+        if (Containerd is null)
+        {
+            Assert.Empty(Directory.GetDirectories(Path.Combine(RunDir, "runtime")));
+        }
+        else
+        {
+            Assert.Empty(await ContainerdContainersAsync());
+        }
+    }
+
+    /// <summary>Starts (or starts again) orchd and waits until it answers on NATS.</summary>
+    public async Task StartOrchdAsync(string[]? extraArgs = null, IReadOnlyDictionary<string, string?>? environment = null)
+    {
+        var variables = new Dictionary<string, string?> { ["ORCHD_LOG_LEVEL"] = "debug" };
+        foreach (var (key, value) in environment ?? new Dictionary<string, string?>())
+        {
+            variables[key] = value;
+        }
+        var daemon = DaemonProcess.Start(Repo.Binary("orchd"), Args(extraArgs), variables);
         _daemons.Add(daemon);
         await daemon.WaitForLogAsync(" ready: node ", TimeSpan.FromSeconds(20));
         if (Nats is null)
@@ -175,6 +223,18 @@ public sealed class NodeHost : IAsyncDisposable
             await _connection.DisposeAsync();
         }
         // Containers outlive orchd by design: remove them the way an operator would.
+        if (Containerd is not null)
+        {
+            if (File.Exists(Path.Combine(StateDir, "node-id")))
+            {
+                foreach (var id in await ContainerdContainersAsync())
+                {
+                    await Containerd.Ctr(ContainerdNamespace, "task", "rm", "-f", id);
+                    await Containerd.Ctr(ContainerdNamespace, "containers", "rm", id);
+                }
+            }
+            await Containerd.DisposeAsync();
+        }
         var runtime = Path.Combine(RunDir, "runtime");
         if (Directory.Exists(runtime))
         {

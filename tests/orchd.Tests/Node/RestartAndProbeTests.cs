@@ -9,10 +9,11 @@ public sealed class RestartAndProbeTests
 {
     private static readonly TimeSpan s_wait = TimeSpan.FromSeconds(30);
 
-    [Fact(Timeout = 120_000)]
-    public async Task A_crash_loop_backs_off_exponentially_and_records_exit_codes()
+    [Theory(Timeout = 120_000)]
+    [MemberData(nameof(NodeHost.Runtimes), MemberType = typeof(NodeHost))]
+    public async Task A_crash_loop_backs_off_exponentially_and_records_exit_codes(string runtime)
     {
-        await using var node = await NodeHost.StartAsync();
+        await using var node = await NodeHost.StartAsync(runtime: runtime);
         await node.Client.RunAsync(NodeHost.Sh("crasher", "echo start; exit 7", w =>
             w.Restart = new RestartPolicy { Policy = "always", Backoff = "200ms", MaxBackoff = "1600ms" }));
         var status = await node.WaitForAsync("crasher", c => c.Restarts >= 4, s_wait, "four restarts");
@@ -28,10 +29,11 @@ public sealed class RestartAndProbeTests
         Assert.True(gaps[3] > gaps[0] * 3, $"gaps {string.Join(", ", gaps)}");
     }
 
-    [Fact(Timeout = 120_000)]
-    public async Task On_failure_gives_up_after_max_retries_and_never_leaves_a_clean_exit_alone()
+    [Theory(Timeout = 120_000)]
+    [MemberData(nameof(NodeHost.Runtimes), MemberType = typeof(NodeHost))]
+    public async Task On_failure_gives_up_after_max_retries_and_never_leaves_a_clean_exit_alone(string runtime)
     {
-        await using var node = await NodeHost.StartAsync();
+        await using var node = await NodeHost.StartAsync(runtime: runtime);
         await node.Client.RunAsync(NodeHost.Sh("flaky", "exit 3", w =>
             w.Restart = new RestartPolicy { Policy = "on-failure", MaxRetries = 2, Backoff = "100ms" }));
         await node.Client.RunAsync(NodeHost.Sh("done", "exit 0", w => w.Restart = new RestartPolicy { Policy = "on-failure", Backoff = "100ms" }));
@@ -50,10 +52,11 @@ public sealed class RestartAndProbeTests
         Assert.Equal(0, (await node.Client.InspectAsync("once")).Restarts);
     }
 
-    [Fact(Timeout = 120_000)]
-    public async Task An_oom_kill_is_recorded_as_such()
+    [Theory(Timeout = 120_000)]
+    [MemberData(nameof(NodeHost.Runtimes), MemberType = typeof(NodeHost))]
+    public async Task An_oom_kill_is_recorded_as_such(string runtime)
     {
-        await using var node = await NodeHost.StartAsync();
+        await using var node = await NodeHost.StartAsync(runtime: runtime);
         // tail of /dev/zero buffers one endless line: it grows until the memory limit stops it.
         await node.Client.RunAsync(NodeHost.Sh("hog", "tail /dev/zero", w =>
         {
@@ -66,10 +69,11 @@ public sealed class RestartAndProbeTests
         Assert.Equal(137, status.LastExit.Code);
     }
 
-    [Fact(Timeout = 120_000)]
-    public async Task A_failing_liveness_probe_restarts_the_container()
+    [Theory(Timeout = 120_000)]
+    [MemberData(nameof(NodeHost.Runtimes), MemberType = typeof(NodeHost))]
+    public async Task A_failing_liveness_probe_restarts_the_container(string runtime)
     {
-        await using var node = await NodeHost.StartAsync();
+        await using var node = await NodeHost.StartAsync(runtime: runtime);
         // Healthy for about a second after each start, then not.
         await node.Client.RunAsync(NodeHost.Sh("sick", "touch /tmp/healthy; sleep 1; rm /tmp/healthy; exec sleep 100000", w =>
         {
@@ -81,10 +85,11 @@ public sealed class RestartAndProbeTests
         Assert.Equal(137, status.LastExit.Code);
     }
 
-    [Fact(Timeout = 120_000)]
-    public async Task Readiness_follows_exec_http_and_tcp_probes()
+    [Theory(Timeout = 120_000)]
+    [MemberData(nameof(NodeHost.Runtimes), MemberType = typeof(NodeHost))]
+    public async Task Readiness_follows_exec_http_and_tcp_probes(string runtime)
     {
-        await using var node = await NodeHost.StartAsync();
+        await using var node = await NodeHost.StartAsync(runtime: runtime);
         var port = FreePort.Next();
         await node.Client.RunAsync(NodeHost.Sh("gate", "exec sleep 100000", w =>
             w.Probes = new Probes { Readiness = new Probe { Exec = new ExecAction { Command = ["test", "-f", "/tmp/ready"] }, PeriodSeconds = 0.2, FailureThreshold = 1 } }));
