@@ -130,6 +130,7 @@ public sealed class ManifestValidationTests
     [InlineData("name: a\nimage: b\nnetwork: overlay\n", "m.yaml:3:10: network: expected one of bridge, host, none, got 'overlay'")]
     [InlineData("name: a\nimage: b\nstopGracePeriodSeconds: 7200\n", "m.yaml:3:25: stopGracePeriodSeconds: expected an integer from 0 to 3600, got 7200")]
     [InlineData("name: a\nimage: b\nstopGracePeriodSeconds: soon\n", "m.yaml:3:25: stopGracePeriodSeconds: expected an integer from 0 to 3600, got 'soon'")]
+    [InlineData("name: a\nimage: b\nstopGracePeriodSeconds: \"30\"\n", "m.yaml:3:25: stopGracePeriodSeconds: expected an integer from 0 to 3600, got '30' (quoted, so a string: write it without quotes)")]
     [InlineData("name: a\nimage: b\nports: [{containerPort: 80, hostPort: 0}]\n", "m.yaml:3:39: ports[0].hostPort: expected an integer from 1 to 65535, got 0")]
     [InlineData("name: a\nimage: b\nports: {containerPort: 80}\n", "m.yaml:3:8: ports: expected a list of mappings (containerPort:, hostPort:, protocol:, hostIp:), got a mapping")]
     [InlineData("name: a\nimage: b\nenv: [A=1]\n", "m.yaml:3:6: env: expected a mapping of names to strings (NAME: value), got a list")]

@@ -187,6 +187,10 @@ public static class ManifestLoader
     private static bool CheckUnique(string name, ManifestReader reader, Dictionary<string, string> names, string rule, List<string> errors)
     {
         var where = reader.Where(reader.Positions.GetValueOrDefault("name", reader.Positions[""]));
+        if (string.IsNullOrEmpty(name))
+        {
+            return true; // the validator has reported it
+        }
         if (names.TryGetValue(name, out var first))
         {
             errors.Add($"{where}: name: '{name}' is already defined at {first}; {rule}");

@@ -136,7 +136,7 @@ internal sealed class ManifestReader
                 : long.TryParse(text, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var n) && (plain == typeof(long) || n is >= int.MinValue and <= int.MaxValue);
             if (!ok)
             {
-                return Wrong(node, path, rule?.Describe() ?? "an integer");
+                return Wrong(node, path, rule?.Describe() ?? "an integer", Quoted(node));
             }
             json.Append(text);
             return true;
@@ -146,7 +146,7 @@ internal sealed class ManifestReader
             var text = node is YamlScalarNode { Style: ScalarStyle.Plain } s ? s.Value ?? "" : null;
             if (!double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var number) || !double.IsFinite(number))
             {
-                return Wrong(node, path, rule?.Describe() ?? "a number");
+                return Wrong(node, path, rule?.Describe() ?? "a number", Quoted(node));
             }
             json.Append(number.ToString("R", CultureInfo.InvariantCulture));
             return true;
@@ -156,7 +156,7 @@ internal sealed class ManifestReader
             var text = node is YamlScalarNode { Style: ScalarStyle.Plain } s ? s.Value : null;
             if (text is not ("true" or "True" or "TRUE" or "false" or "False" or "FALSE"))
             {
-                return Wrong(node, path, "true or false");
+                return Wrong(node, path, "true or false", Quoted(node));
             }
             json.Append(text.Equals("true", StringComparison.OrdinalIgnoreCase) ? "true" : "false");
             return true;
@@ -230,6 +230,12 @@ internal sealed class ManifestReader
                 throw new InvalidOperationException($"no YAML reading for {plain.Name}");
         }
     }
+
+    /// <summary>A number or boolean written in quotes is a string in YAML: say so.</summary>
+    private static string Quoted(YamlNode node)
+        => node is YamlScalarNode { Style: not ScalarStyle.Plain, Value: { Length: > 0 } v }
+           && (double.TryParse(v, NumberStyles.Float, CultureInfo.InvariantCulture, out _) || v is "true" or "false")
+            ? " (quoted, so a string: write it without quotes)" : "";
 
     private bool Wrong(YamlNode node, string path, string expected, string hint = "")
     {
