@@ -1,0 +1,133 @@
+using Orchestrator.Fleet.Client;
+using Orchestrator.Node.Workloads;
+
+namespace Orchestrator.Daemon.Tests.Node;
+
+/// <summary>
+/// Choosing the backend: runtime: auto falls back to containerd when the native runtime's checks
+/// fail, one clear error when neither can run, and a workload asking for the other backend.
+/// (The node tests themselves run on both backends: see <see cref="NodeHost.Runtimes"/>.)
+/// </summary>
+[Trait("Category", "Privileged")]
+[Collection(NodeTests.Collection)]
+public sealed class ContainerdBackendTests
+{
+    private static readonly TimeSpan s_wait = TimeSpan.FromSeconds(30);
+
+    [Fact(Timeout = 120_000)]
+    public async Task Auto_falls_back_to_containerd_when_the_native_checks_fail()
+    {
+        await using var node = await NodeHost.StartAsync(start: false, runtime: "containerd");
+        node.RuntimeSetting = "auto";
+        // A host without a usable cgroup hierarchy (what orchd sees at ORCH_CGROUP_ROOT is empty):
+        // the native runtime cannot confine containers there; containerd (which has its own view) can.
+        var noCgroups = node.Dir.Combine("no-cgroups");
+        Directory.CreateDirectory(noCgroups);
+        await node.StartOrchdAsync(environment: new Dictionary<string, string?> { ["ORCH_CGROUP_ROOT"] = noCgroups });
+        await node.Daemon.WaitForLogAsync("container backend: containerd (auto: containerd 1.", s_wait);
+        Assert.Contains($"because the native runtime cannot run here: no cgroup hierarchy at {noCgroups}", node.Daemon.Output, StringComparison.Ordinal);
+
+        var status = await node.Client.StatusAsync();
+        Assert.StartsWith("containerd (auto: containerd 1.", status.Driver, StringComparison.Ordinal);
+        Assert.Contains("no cgroup hierarchy", status.Driver, StringComparison.Ordinal);
+        await using var connection = new NATS.Client.Core.NatsConnection(new NATS.Client.Core.NatsOpts { Url = node.Nats!.Url });
+        Assert.Equal("containerd", (await new FleetClient(connection).GetNodeInfoAsync(node.NodeName, TimeSpan.FromSeconds(5)))!.Runtime);
+
+        var running = await node.Client.RunAsync(NodeHost.Sh("fallback", "echo via containerd; exec sleep 100000", w => w.StopGracePeriodSeconds = 0));
+        Assert.True(running.State == "running", $"{running.State}: {running.Message}");
+        Assert.Equal(["fallback"], await node.ContainerdContainersAsync());
+        await WaitForLineAsync(node, "fallback", "via containerd");
+    }
+
+    [Fact(Timeout = 60_000)]
+    public async Task Auto_with_neither_backend_usable_is_one_error_naming_both()
+    {
+        await using var node = await NodeHost.StartAsync(start: false, withNats: false);
+        var noCgroups = node.Dir.Combine("no-cgroups");
+        Directory.CreateDirectory(noCgroups);
+        var socket = node.Dir.Combine("nowhere", "containerd.sock");
+        await using var daemon = DaemonProcess.Start(Repo.Binary("orchd"), node.Args(["--runtime", "auto", "--containerd-socket", socket]),
+            new Dictionary<string, string?> { ["ORCH_CGROUP_ROOT"] = noCgroups });
+        Assert.Equal(1, await daemon.WaitForExitAsync(s_wait)); // 1, not 78: containerd may just not be up yet, systemd retries
+        Assert.Equal(
+            $"orchd: runtime auto: orchd's native runtime cannot run here (no cgroup hierarchy at {noCgroups} (neither cgroup v2 nor the v1 controllers memory, cpu, pids, freezer)) "
+            + $"and containerd is no fallback: containerd socket '{socket}' does not exist (nor its directory): install and start containerd, or set containerd_socket",
+            Assert.Single(daemon.Stderr));
+    }
+
+    [Fact(Timeout = 60_000)]
+    public async Task Runtime_containerd_without_access_to_the_socket_says_permission_denied()
+    {
+        await using var node = await NodeHost.StartAsync(start: false, withNats: false, runtime: "containerd");
+        var setpriv = Requires.Program("setpriv", "util-linux");
+        // orchd as an unprivileged user (nobody) that owns its own dirs but not containerd's socket (0660 root).
+        foreach (var dir in new[] { node.Dir.Path, node.StateDir, node.RunDir, node.ManifestDir })
+        {
+            Directory.CreateDirectory(dir);
+        }
+        File.SetUnixFileMode(node.Dir.Path, (UnixFileMode)0x1ED); // 0755: nobody may walk to its dirs
+        await using (var chown = DaemonProcess.Start("/bin/chown", ["-R", "65534:65534", node.StateDir, node.RunDir, node.ManifestDir]))
+        {
+            Assert.Equal(0, await chown.WaitForExitAsync(s_wait));
+        }
+        File.SetUnixFileMode(Path.GetDirectoryName(node.Containerd!.Socket)!, (UnixFileMode)0x1ED);
+        File.SetUnixFileMode(node.Containerd.Socket, (UnixFileMode)0x180); // 0600 root
+        await using var daemon = DaemonProcess.Start(setpriv, ["--reuid=65534", "--regid=65534", "--clear-groups", Repo.Binary("orchd"), .. node.Args()]);
+        Assert.Equal(78, await daemon.WaitForExitAsync(s_wait));
+        Assert.Equal($"orchd: permission denied on containerd socket '{node.Containerd.Socket}': run orchd as root, or give its user access to the socket",
+            Assert.Single(daemon.Stderr));
+    }
+
+    [Fact(Timeout = 60_000)]
+    public async Task Runtime_containerd_with_no_containerd_fails_before_ready_naming_the_socket()
+    {
+        await using var node = await NodeHost.StartAsync(start: false, withNats: false);
+        var socket = node.Dir.Combine("containerd.sock");
+        await using var daemon = DaemonProcess.Start(Repo.Binary("orchd"), node.Args(["--runtime", "containerd", "--containerd-socket", socket]));
+        Assert.Equal(1, await daemon.WaitForExitAsync(s_wait));
+        Assert.Equal($"orchd: containerd socket '{socket}' does not exist: start containerd, or set containerd_socket", Assert.Single(daemon.Stderr));
+    }
+
+    [Fact(Timeout = 120_000)]
+    public async Task A_workload_may_ask_for_containerd_on_a_native_node()
+    {
+        await using var node = await NodeHost.StartAsync(start: false, runtime: "containerd");
+        node.RuntimeSetting = "auto"; // native checks pass here: native is the default, containerd answers too
+        await node.StartOrchdAsync();
+        Assert.StartsWith("native (auto: its checks pass)", (await node.Client.StatusAsync()).Driver, StringComparison.Ordinal);
+
+        await node.Client.RunAsync(NodeHost.Sh("mine", "echo native; exec sleep 100000", w => w.StopGracePeriodSeconds = 0));
+        var viaContainerd = await node.Client.RunAsync(NodeHost.Sh("theirs", "echo containerd; exec sleep 100000", w => { w.StopGracePeriodSeconds = 0; w.Runtime = "containerd"; }));
+        Assert.True(viaContainerd.State == "running", $"{viaContainerd.State}: {viaContainerd.Message}");
+        Assert.Equal(["theirs"], await node.ContainerdContainersAsync());
+        Assert.Equal(["mine"], Directory.GetDirectories(Path.Combine(node.RunDir, "runtime")).Select(Path.GetFileName));
+        await WaitForLineAsync(node, "mine", "native");
+        await WaitForLineAsync(node, "theirs", "containerd");
+        Assert.Equal(0, (await node.Client.ExecAsync("theirs", ["true"])).ExitCode);
+
+        // Live restore across both backends at once.
+        var pids = (await node.Client.ListAsync()).ToDictionary(c => c.Name, c => c.Pid);
+        await node.KillOrchdAsync();
+        await node.StartOrchdAsync();
+        await node.Daemon.WaitForLogAsync("re-adopted 2 running containers", s_wait);
+        Assert.All(await node.Client.ListAsync(), c => Assert.Equal(pids[c.Name], c.Pid));
+
+        // Moving a workload to the other backend replaces its container there.
+        await node.Client.RunAsync(NodeHost.Sh("theirs", "echo moved; exec sleep 100000", w => w.StopGracePeriodSeconds = 0));
+        await node.WaitForAsync("theirs", c => c.State == "running" && c.Pid != pids["theirs"], s_wait, "the move to native");
+        Assert.Empty(await node.ContainerdContainersAsync());
+        await node.Client.RemoveAsync("mine");
+        await node.Client.RemoveAsync("theirs");
+        await node.AssertNoContainersLeftAsync();
+    }
+
+    private static async Task WaitForLineAsync(NodeHost node, string name, string text)
+    {
+        var deadline = DateTime.UtcNow + s_wait;
+        while (!(await node.Client.LogsAsync(name)).Any(l => l.Text == text))
+        {
+            Assert.True(DateTime.UtcNow < deadline, $"'{text}' never reached the log of {name}");
+            await Task.Delay(50);
+        }
+    }
+}
