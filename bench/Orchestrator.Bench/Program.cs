@@ -7,7 +7,7 @@ using Orchestrator.Testing;
 // on a number; it prints them for docs/benchmarks.md.
 var runs = 15;
 var idleSeconds = 10;
-var sections = new HashSet<string>(StringComparer.Ordinal) { "daemon", "runtime", "images", "node", "fleet" };
+var sections = new HashSet<string>(StringComparer.Ordinal) { "daemon", "runtime", "images", "node", "fleet", "containerd" };
 var fleet = new Orchestrator.Bench.FleetBenchSettings();
 for (var i = 0; i < args.Length; i++)
 {
@@ -23,7 +23,7 @@ for (var i = 0; i < args.Length; i++)
         case "--fleet-heartbeat": fleet = fleet with { HeartbeatSeconds = double.Parse(args[++i], CultureInfo.InvariantCulture) }; break;
         case "--fleet-requests": fleet = fleet with { Requests = int.Parse(args[++i], CultureInfo.InvariantCulture) }; break;
         default:
-            Console.Error.WriteLine($"usage: bench [--bin DIR] [--runs N] [--idle-seconds S] [--only daemon|runtime|images|node|fleet]"
+            Console.Error.WriteLine($"usage: bench [--bin DIR] [--runs N] [--idle-seconds S] [--only daemon|runtime|images|node|fleet|containerd]"
                 + $" [--fleet-nodes N] [--fleet-deployments N] [--fleet-replicas N] [--fleet-heartbeat S] [--fleet-requests N]; unknown '{args[i]}'");
             return 2;
     }
@@ -32,6 +32,15 @@ for (var i = 0; i < args.Length; i++)
 if (sections.Contains("fleet"))
 {
     var rc = await Orchestrator.Bench.FleetBench.RunAsync(fleet);
+    if (rc != 0 || sections.Count == 1)
+    {
+        return rc;
+    }
+}
+
+if (sections.Contains("containerd"))
+{
+    var rc = await Orchestrator.Bench.ContainerdBench.RunAsync(Math.Max(runs, 20));
     if (rc != 0 || sections.Count == 1)
     {
         return rc;
