@@ -100,6 +100,8 @@ internal static class ContainerdBench
         }
         results.Add(("ctr run --rm", ctr));
 
+        var calls = await CallBreakdownAsync(containerd, runs);
+
         var native = Median(results[0].Ms);
         Console.WriteLine("| path | median | p90 | ratio to orchd native |");
         Console.WriteLine("|---|---|---|---|");
@@ -110,7 +112,66 @@ internal static class ContainerdBench
         Console.WriteLine();
         Console.WriteLine($"containerd driver / native driver: {Median(results[1].Ms) / native:F2}×; containerd driver / ctr run --rm: {Median(results[1].Ms) / Median(ctr):F2}×");
         Console.WriteLine();
+        Console.WriteLine("Where the containerd driver's time goes (the same calls, made directly with ContainerdClient on a busybox bundle, medians):");
+        Console.WriteLine();
+        Console.WriteLine("| call | median |");
+        Console.WriteLine("|---|---|");
+        foreach (var (call, ms) in calls)
+        {
+            Console.WriteLine($"| {call} | {Median(ms):F1} ms |");
+        }
+        Console.WriteLine();
         return 0;
+    }
+
+    /// <summary>The driver's calls one by one: create container, create task (shim + runc create), start, wait, delete task, delete container.</summary>
+    private static async Task<List<(string Call, List<double> Ms)>> CallBreakdownAsync(ContainerdServer containerd, int runs)
+    {
+        using var bundle = OciBundle.CreateBusybox("/bin/true");
+        var spec = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(bundle.ConfigPath))!;
+        spec["root"]!["path"] = bundle.Rootfs;
+        spec["process"]!["terminal"] = false;
+        var json = System.Text.Encoding.UTF8.GetBytes(spec.ToJsonString());
+        using var client = new Orchestrator.Containerd.ContainerdClient(containerd.Socket, "bench-calls");
+        await client.CheckAsync();
+        var names = new[] { "create container", "create task (shim start + runc create)", "start", "wait (to exit)", "delete task", "delete container", "total" };
+        var times = names.Select(n => (n, new List<double>())).ToList();
+        var output = Path.Combine(bundle.Path, "out");
+        File.WriteAllText(output, "");
+        for (var i = 0; i < runs + 3; i++)
+        {
+            var id = $"b{i:000}";
+            var laps = new double[names.Length];
+            var clock = Stopwatch.StartNew();
+            var last = 0.0;
+            void Lap(int k)
+            {
+                laps[k] = clock.Elapsed.TotalMilliseconds - last;
+                last = clock.Elapsed.TotalMilliseconds;
+            }
+            client.CreateContainer(id, json);
+            Lap(0);
+            client.CreateTask(id, output, output);
+            Lap(1);
+            var wait = client.WaitAsync(id);
+            client.StartTask(id);
+            Lap(2);
+            await wait;
+            Lap(3);
+            client.DeleteTask(id);
+            Lap(4);
+            client.DeleteContainer(id);
+            Lap(5);
+            laps[6] = clock.Elapsed.TotalMilliseconds;
+            if (i >= 3)
+            {
+                for (var k = 0; k < names.Length; k++)
+                {
+                    times[k].Item2.Add(laps[k]);
+                }
+            }
+        }
+        return times;
     }
 
     private static async Task WaitForNodeAsync(NodeClient client, DaemonProcess daemon)
