@@ -17,7 +17,7 @@ public sealed class ContainerdServer : IAsyncDisposable
 
     public static async Task<ContainerdServer> StartAsync()
     {
-        var binary = Requires.Program("containerd", "containerd");
+        Requires.Program("containerd", "containerd");
         Requires.Program("ctr", "containerd");
         Requires.Program("containerd-shim-runc-v2", "containerd");
         var server = new ContainerdServer();
@@ -32,20 +32,40 @@ public sealed class ContainerdServer : IAsyncDisposable
             [ttrpc]
               address = "{server.Socket}.ttrpc"
             """);
-        server._process = DaemonProcess.Start(binary, ["--config", config, "--log-level", "info"]);
-        for (var i = 0; i < 500 && !File.Exists(server.Socket); i++)
+        await server.LaunchAsync();
+        return server;
+    }
+
+    private async Task LaunchAsync()
+    {
+        _process = DaemonProcess.Start(Requires.Program("containerd", "containerd"), ["--config", _dir.Combine("config.toml"), "--log-level", "info"]);
+        for (var i = 0; i < 500 && !File.Exists(Socket); i++)
         {
-            if (server._process.HasExited)
+            if (_process.HasExited)
             {
-                throw new InvalidOperationException($"containerd exited at start:\n{server._process.Output}");
+                throw new InvalidOperationException($"containerd exited at start:\n{_process.Output}");
             }
             await Task.Delay(20);
         }
-        if (!File.Exists(server.Socket))
+        if (!File.Exists(Socket))
         {
-            throw new InvalidOperationException($"containerd did not create {server.Socket}:\n{server._process.Output}");
+            throw new InvalidOperationException($"containerd did not create {Socket}:\n{_process.Output}");
         }
-        return server;
+    }
+
+    /// <summary>Stops containerd (SIGTERM) and starts it again on the same root, state and socket: its shims, and their tasks, live on.</summary>
+    /// <param name="whileDown">Runs after containerd has exited and before it starts again.</param>
+    public async Task RestartAsync(Func<Task>? whileDown = null)
+    {
+        _process!.Signal(Signals.SIGTERM);
+        await _process.WaitForExitAsync(TimeSpan.FromSeconds(10), drainOutput: false);
+        await _process.DisposeAsync();
+        File.Delete(Socket);
+        if (whileDown is not null)
+        {
+            await whileDown();
+        }
+        await LaunchAsync();
     }
 
     /// <summary>Runs ctr against this containerd in the given namespace; returns exit code and output.</summary>

@@ -121,6 +121,35 @@ public sealed class ContainerdBackendTests
         await node.AssertNoContainersLeftAsync();
     }
 
+    [Fact(Timeout = 120_000)]
+    public async Task A_containerd_restart_stops_nothing_and_exits_meanwhile_are_still_seen()
+    {
+        await using var node = await NodeHost.StartAsync(runtime: "containerd");
+        var steady = await node.Client.RunAsync(NodeHost.Sh("steady", "exec sleep 100000", w => w.StopGracePeriodSeconds = 0));
+        var victim = await node.Client.RunAsync(NodeHost.Sh("victim", "echo up; exec sleep 100000", w =>
+        {
+            w.StopGracePeriodSeconds = 0;
+            w.Restart = new RestartPolicy { Backoff = "100ms" };
+        }));
+
+        // containerd goes away for a while; the shims (and so the containers) do not.
+        await node.Containerd!.RestartAsync(async () =>
+        {
+            Orchestrator.Linux.Libc.kill(victim.Pid, 9); // an exit while containerd is down: its shim keeps the status
+            await Task.Delay(1000); // orchd's waits fail and retry meanwhile
+            Assert.Equal("running", (await node.Client.InspectAsync("victim")).State);
+        });
+        var restarted = await node.WaitForAsync("victim", c => c.State == "running" && c.Restarts == 1, s_wait, "the restart after the kill");
+        Assert.Equal(137, restarted.LastExit!.Code);
+        Assert.NotEqual(victim.Pid, restarted.Pid);
+
+        var still = await node.Client.InspectAsync("steady");
+        Assert.Equal("running", still.State);
+        Assert.Equal(steady.Pid, still.Pid);
+        Assert.Equal("hi\n", (await node.Client.ExecAsync("steady", ["echo", "hi"])).Stdout);
+        await WaitForLineAsync(node, "victim", "up");
+    }
+
     private static async Task WaitForLineAsync(NodeHost node, string name, string text)
     {
         var deadline = DateTime.UtcNow + s_wait;
