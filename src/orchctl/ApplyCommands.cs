@@ -140,10 +140,9 @@ internal static class ApplyCommands
                 continue;
             }
             var stored = Canonical(existing);
-            var sameSignature = seed is not null
-                ? existing.Signature?.Key == signingKey
-                : deployment.Signature is null ? existing.Signature is null
-                : existing.Signature is { } s && s.Key == deployment.Signature.Key && s.Serial == deployment.Signature.Serial && s.Sig == deployment.Signature.Sig;
+            // With --sign-key every deployment is signed afresh (a new serial), so it is written even when its content is unchanged.
+            var sameSignature = seed is null && (deployment.Signature is null ? existing.Signature is null
+                : existing.Signature is { } s && s.Key == deployment.Signature.Key && s.Serial == deployment.Signature.Serial && s.Sig == deployment.Signature.Sig);
             if (incoming == stored && sameSignature)
             {
                 Console.Out.WriteLine($"deployment {deployment.Name}: unchanged");
@@ -154,7 +153,7 @@ internal static class ApplyCommands
             {
                 continue;
             }
-            Console.Out.WriteLine($"deployment {deployment.Name}: {Terminal.Paint("changed", Terminal.Yellow, color)} (dry run)");
+            Console.Out.WriteLine($"deployment {deployment.Name}: {Terminal.Paint(incoming == stored ? "re-signed" : "changed", Terminal.Yellow, color)} (dry run)");
             foreach (var line in Diff.Unified($"the fleet ({deployment.Name}, revision {existing.Revision})", $"{source} ({deployment.Name})", stored, incoming))
             {
                 var code = line.StartsWith("+++", StringComparison.Ordinal) || line.StartsWith("---", StringComparison.Ordinal) ? Terminal.Bold
@@ -180,7 +179,8 @@ internal static class ApplyCommands
         var revisions = await context.Fleet.ApplyAsync(toWrite.Select(w => w.Deployment), seed).ConfigureAwait(false);
         foreach (var ((name, revision), (_, created)) in revisions.Zip(toWrite))
         {
-            Console.Out.WriteLine($"deployment {name}: {(created ? Terminal.Paint("created", Terminal.Green, color) : Terminal.Paint("configured", Terminal.Yellow, color))} (revision {revision}{(seed is null ? "" : ", signed")})");
+            var what = created ? Terminal.Paint("created", Terminal.Green, color) : Terminal.Paint("configured", Terminal.Yellow, color);
+            Console.Out.WriteLine($"deployment {name}: {what} (revision {revision}{(seed is null ? "" : ", signed")})");
         }
         return 0;
     }

@@ -33,6 +33,58 @@ internal static class Terminal
     };
 }
 
+/// <summary>
+/// Standard output or error as a plain file descriptor: no terminal set-up sequences (which .NET's
+/// console streams write first on a TTY), and a reader that went away (`orchctl … | head`) ends the
+/// output quietly instead of with an exception.
+/// </summary>
+internal sealed class StandardStream(int fd) : Stream
+{
+    private readonly FileStream _inner = new(new Microsoft.Win32.SafeHandles.SafeFileHandle(fd, ownsHandle: false), FileAccess.Write, 1);
+    private bool _closed;
+
+    public override bool CanRead => false;
+    public override bool CanSeek => false;
+    public override bool CanWrite => true;
+    public override long Length => throw new NotSupportedException();
+    public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+
+    public override void Write(byte[] buffer, int offset, int count) => Write(buffer.AsSpan(offset, count));
+
+    public override void Write(ReadOnlySpan<byte> buffer)
+    {
+        if (_closed)
+        {
+            return;
+        }
+        try
+        {
+            _inner.Write(buffer);
+        }
+        catch (IOException)
+        {
+            _closed = true; // EPIPE: nobody reads any more
+        }
+    }
+
+    public override void Flush()
+    {
+    }
+
+    public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+    public override void SetLength(long value) => throw new NotSupportedException();
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing)
+        {
+            _inner.Dispose();
+        }
+        base.Dispose(disposing);
+    }
+}
+
 /// <summary>How orchctl prints: aligned tables (colour on a TTY only), JSON, YAML, one-line errors.</summary>
 internal static class Output
 {
@@ -249,6 +301,10 @@ internal static class Yaml
             || s.StartsWith("0o", StringComparison.OrdinalIgnoreCase) || s.All(c => char.IsDigit(c) || c is ':' or '_' or '.' or '-' or '+'))
         {
             return true;
+        }
+        if (s.Length >= 10 && char.IsAsciiDigit(s[0]) && s[4] == '-' && s[7] == '-')
+        {
+            return true; // a date or timestamp, which YAML 1.1 readers turn into one
         }
         if ("-?:,[]{}#&*!|>'\"%@`".Contains(s[0], StringComparison.Ordinal))
         {

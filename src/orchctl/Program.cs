@@ -7,6 +7,12 @@ using Orchestrator.Fleet.Client;
 // `--`; every command's flags, help and completions come from the table in Commands.cs.
 const int Ok = 0, Failure = 1, Usage = 2, Unreachable = 3;
 
+// .NET's console streams switch a terminal's keypad mode before their first write (an escape
+// sequence in front of any output); writers on the bare file descriptors print only what we write.
+var utf8 = new System.Text.UTF8Encoding(encoderShouldEmitUTF8Identifier: false);
+Console.SetOut(new StreamWriter(new StandardStream(1), utf8) { AutoFlush = true });
+Console.SetError(new StreamWriter(new StandardStream(2), utf8) { AutoFlush = true });
+
 var settings = new ConnectionFlags();
 var rest = new List<string>();
 var help = false;
@@ -46,7 +52,7 @@ version = version.IndexOf('+', StringComparison.Ordinal) is var plus and >= 0 &&
 var command = rest.FirstOrDefault();
 if (command is null or "help" || help)
 {
-    var topic = command == "help" ? rest.ElementAtOrDefault(1) : command;
+    var topic = command == "help" ? rest.ElementAtOrDefault(1) ?? (help ? "help" : null) : command;
     if (topic is null)
     {
         Console.Out.Write(Commands.Overview());

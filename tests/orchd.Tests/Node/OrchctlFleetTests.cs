@@ -1,0 +1,145 @@
+using System.Text.Json;
+
+namespace Orchestrator.Daemon.Tests.Node;
+
+/// <summary>
+/// orchctl against a real fleet: one nats-server and two orchd nodes, every command in one
+/// sequence (apply, rollout status -w, get containers/images across nodes, describe, top, logs and
+/// exec without -n, scale, cordon/drain/uncordon, events, completion names, delete -f).
+/// </summary>
+[Trait("Category", "Privileged")]
+[Collection(NodeTests.Collection)]
+public sealed class OrchctlFleetTests
+{
+    private static readonly string[] s_fast = ["--heartbeat", "1s", "--unreachable-after", "3s", "--lost-after", "6s"];
+
+    [Fact(Timeout = 300_000)]
+    public async Task Every_command_works_against_two_real_nodes()
+    {
+        await using var nats = await NatsServer.StartAsync();
+        var suffix = Guid.NewGuid().ToString("N")[..4];
+        await using var a = await NodeHost.StartAsync(sharedNats: nats, name: $"ca-{suffix}", extraArgs: [.. s_fast, "--label", "zone=a"]);
+        await using var b = await NodeHost.StartAsync(sharedNats: nats, name: $"cb-{suffix}", extraArgs: [.. s_fast, "--label", "zone=b"]);
+        var log = new List<string>();
+        async Task<Orchctl.Result> Ctl(params string[] args)
+        {
+            var result = await Orchctl.RunAsync(["--server", nats.Url, .. args], null);
+            log.Add($"$ orchctl {string.Join(' ', args)} → {result.Code}\n{result.All}");
+            Assert.DoesNotContain('\u001b', result.All);
+            return result;
+        }
+        async Task<Orchctl.Result> Ok(params string[] args)
+        {
+            var result = await Ctl(args);
+            Assert.True(result.Code == 0, string.Join("\n", log));
+            return result;
+        }
+        async Task Until(Func<Task<bool>> condition, string what)
+        {
+            var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
+            while (!await condition())
+            {
+                Assert.True(DateTime.UtcNow < deadline, $"{what} did not happen:\n{string.Join("\n", log.TakeLast(6))}");
+                await Task.Delay(300);
+            }
+        }
+
+        var version = await Ok("version");
+        Assert.Contains(version.Out.Split('\n'), l => l.StartsWith(a.NodeName + " ", StringComparison.Ordinal));
+        Assert.Contains(version.Out.Split('\n'), l => l.StartsWith(b.NodeName + " ", StringComparison.Ordinal));
+        await Until(async () => (await Ctl("get", "nodes")).Out.Split('\n').Count(l => l.Contains(" ready ", StringComparison.Ordinal)) == 2
+            && (await Ctl("get", "nodes")).Out.Contains("scheduler", StringComparison.Ordinal), "two ready nodes and a scheduler");
+        Assert.Equal(a.NodeName + "\n", (await Ok("get", "nodes", "-l", "zone=a", "-o", "name")).Out);
+
+        var manifest = a.Dir.Combine("hi.yaml");
+        File.WriteAllText(manifest, """
+            kind: Deployment
+            name: hi
+            replicas: 2
+            antiAffinity: true
+            template:
+              image: busybox:latest
+              command: [sh, -c, "echo hello from the fleet; exec sleep 100000"]
+              network: none
+              stopGracePeriodSeconds: 0
+              labels: {app: hi}
+            """);
+        Assert.Contains("deployment hi: created (dry run)", (await Ok("apply", "-f", manifest, "--dry-run")).Out, StringComparison.Ordinal);
+        Assert.Equal("deployment hi: created (revision 1)\n", (await Ok("apply", "-f", manifest)).Out);
+
+        // rollout status -w: plain lines off a terminal, exit 0 when the revision is complete.
+        var rollout = await Ok("rollout", "status", "hi", "-w", "--wait-timeout", "60s");
+        Assert.EndsWith("deployment hi: rollout of revision 1 complete\n", rollout.Out, StringComparison.Ordinal);
+
+        // get containers: every node's, with the NODE column; JSON carries the node too.
+        var containers = await Ok("get", "containers", "-l", "app=hi");
+        var rows = containers.Out.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.StartsWith("NAME", rows[0], StringComparison.Ordinal);
+        Assert.Equal(["hi-0", "hi-1"], rows.Skip(1).Select(r => r.Split(' ')[0]));
+        Assert.Equal(new[] { a.NodeName, b.NodeName }.Order(), rows.Skip(1).Select(r => r.Split("  ", StringSplitOptions.RemoveEmptyEntries)[1].Trim()).Order());
+        Orchctl.AssertAligned(containers.Out);
+        using (var json = JsonDocument.Parse((await Ok("get", "containers", "-o", "json")).Out))
+        {
+            var hi = json.RootElement.EnumerateArray().Where(c => c.GetProperty("name").GetString()!.StartsWith("hi-", StringComparison.Ordinal)).ToList();
+            Assert.Equal(2, hi.Count);
+            Assert.All(hi, c => Assert.Equal("running", c.GetProperty("state").GetString()));
+            Assert.Equal(new[] { a.NodeName, b.NodeName }.Order(), hi.Select(c => c.GetProperty("node").GetString()).Order());
+        }
+        var onA = (await Ok("get", "containers", "-n", a.NodeName, "-o", "yaml")).Out;
+        Assert.Contains($"node: {a.NodeName}", onA, StringComparison.Ordinal);
+        Assert.DoesNotContain(b.NodeName, onA, StringComparison.Ordinal);
+        var images = (await Ok("get", "images")).Out.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal(2, images.Count(l => l.StartsWith("busybox:latest", StringComparison.Ordinal)));
+
+        // describe, top.
+        var nodeOfHi0 = rows.Single(r => r.StartsWith("hi-0", StringComparison.Ordinal)).Split("  ", StringSplitOptions.RemoveEmptyEntries)[1].Trim();
+        var describeNode = (await Ok("describe", "node", a.NodeName)).Out;
+        Assert.Contains("Capacity:", describeNode, StringComparison.Ordinal);
+        Assert.Contains("zone=a", describeNode, StringComparison.Ordinal);
+        var describeDeployment = (await Ok("describe", "deployment", "hi")).Out;
+        Assert.Matches(@"hi-0\s+" + nodeOfHi0 + @"\s+ready\s+running\s+yes", describeDeployment);
+        Assert.Contains("Phase:              complete", describeDeployment, StringComparison.Ordinal);
+        var describeContainer = (await Ok("describe", "container", "hi-0")).Out;
+        Assert.Contains($"Node:                 {nodeOfHi0}", describeContainer, StringComparison.Ordinal);
+        Assert.Contains("Source:               fleet (deployment hi)", describeContainer, StringComparison.Ordinal);
+        Assert.Equal(3, (await Ok("top", "nodes")).Out.Split('\n', StringSplitOptions.RemoveEmptyEntries).Length);
+        Assert.Contains((await Ok("top", "containers")).Out.Split('\n'), l => l.StartsWith("hi-1 ", StringComparison.Ordinal));
+
+        // logs and exec find the container's node; exec exits with the command's code.
+        await Until(async () => (await Ctl("logs", "hi-0", "--tail", "5")).Out.Contains("hello from the fleet", StringComparison.Ordinal), "hi-0's log line");
+        var exec = await Ctl("exec", "hi-1", "--", "sh", "-c", "echo out; echo err >&2; exit 7");
+        Assert.Equal(7, exec.Code);
+        Assert.Equal("out\n", exec.Out);
+        Assert.Equal("err\n", exec.Err);
+        var ambiguous = await Ctl("logs", "hi");
+        Assert.Equal(2, ambiguous.Code);
+        Assert.Contains("'hi' is a deployment; name one of its replicas: hi-0", ambiguous.Err, StringComparison.Ordinal);
+        Assert.Equal(1, (await Ctl("logs", "ghost")).Code);
+
+        // scale past what anti-affinity allows: the reason shows in get deployments.
+        Assert.Contains("scaled to 3", (await Ok("scale", "hi", "3")).Out, StringComparison.Ordinal);
+        await Until(async () => (await Ctl("get", "deployments")).Out.Contains("unschedulable", StringComparison.Ordinal)
+            || (await Ctl("get", "deployments")).Out.Contains("no node", StringComparison.Ordinal), "hi-2 reported unschedulable");
+        await Ok("scale", "hi", "2");
+
+        // cordon, drain, uncordon.
+        await Ok("cordon", a.NodeName);
+        Assert.Contains("ready,cordoned", (await Ok("get", "nodes", a.NodeName)).Out, StringComparison.Ordinal);
+        await Ok("drain", b.NodeName);
+        Assert.Contains("ready,draining", (await Ok("get", "nodes", b.NodeName)).Out, StringComparison.Ordinal);
+        await Ok("uncordon", a.NodeName);
+        await Ok("uncordon", b.NodeName);
+        Assert.DoesNotContain("cordoned", (await Ok("get", "nodes")).Out, StringComparison.Ordinal);
+
+        Assert.Contains("REVISION", (await Ok("rollout", "history", "hi")).Out, StringComparison.Ordinal);
+        await Until(async () => (await Ctl("events", "--for", "hi")).Out.Contains("container.started", StringComparison.Ordinal), "hi's container.started events");
+        Assert.Contains("container.started", (await Ok("get", "events", "-o", "json")).Out, StringComparison.Ordinal);
+
+        // The names shell completion asks for.
+        Assert.Equal(new[] { a.NodeName, b.NodeName }.Order(), (await Ok("__complete", "nodes")).Out.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.Contains("hi-0", (await Ok("__complete", "containers")).Out.Split('\n'));
+
+        Assert.Equal("deployment hi: deleted\n", (await Ok("delete", "-f", manifest)).Out);
+        await Until(async () => !(await Ctl("get", "containers")).All.Contains("hi-", StringComparison.Ordinal), "hi's replicas removed");
+    }
+}

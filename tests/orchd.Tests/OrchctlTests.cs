@@ -1,0 +1,564 @@
+using System.Diagnostics;
+using System.Text;
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using NATS.Client.Core;
+using NATS.Client.JetStream;
+using NATS.Client.KeyValueStore;
+using Orchestrator.Fleet.Agent;
+using Orchestrator.Fleet.Protocol;
+using Orchestrator.Node.Reconcile;
+
+namespace Orchestrator.Daemon.Tests;
+
+/// <summary>Runs the published orchctl as an operator would: arguments, environment, stdin; stdout and stderr apart.</summary>
+internal static class Orchctl
+{
+    public sealed record Result(int Code, string Out, string Err)
+    {
+        public string All => Out + Err;
+    }
+
+    /// <summary>
+    /// orchctl with a clean environment: no ORCH_* variable from the runner (ORCH_CONFIG points at a
+    /// file that does not exist unless <paramref name="env"/> says otherwise), stdout not a terminal.
+    /// </summary>
+    public static async Task<Result> RunAsync(IEnumerable<string> args, IReadOnlyDictionary<string, string?>? env = null, string? stdin = null, string? program = null)
+    {
+        var psi = new ProcessStartInfo(program ?? Repo.Binary("orchctl"))
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            RedirectStandardInput = true,
+            UseShellExecute = false,
+        };
+        foreach (var arg in args)
+        {
+            psi.ArgumentList.Add(arg);
+        }
+        foreach (var key in psi.Environment.Keys.Where(k => k.StartsWith("ORCH", StringComparison.Ordinal) && k != "ORCH_BIN_DIR" || k is "NO_COLOR").ToList())
+        {
+            psi.Environment.Remove(key);
+        }
+        psi.Environment["ORCH_CONFIG"] = "/nonexistent/orchctl-config.yaml";
+        foreach (var (key, value) in env ?? new Dictionary<string, string?>())
+        {
+            if (value is null)
+            {
+                psi.Environment.Remove(key);
+            }
+            else
+            {
+                psi.Environment[key] = value;
+            }
+        }
+        using var process = Process.Start(psi)!;
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        if (stdin is not null)
+        {
+            await process.StandardInput.WriteAsync(stdin);
+        }
+        process.StandardInput.Close();
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(90));
+        try
+        {
+            await process.WaitForExitAsync(cts.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            process.Kill(entireProcessTree: true);
+            throw new TimeoutException($"orchctl {string.Join(' ', args)} did not exit within 90 s; output so far: {(stdout.IsCompleted ? stdout.Result : "")}");
+        }
+        return new Result(process.ExitCode, await stdout, await stderr);
+    }
+
+    public static Task<Result> RunAsync(params string[] args) => RunAsync(args, null);
+
+    /// <summary>Ages and heartbeat times change from run to run: one placeholder each (the rest of a golden file is exact).</summary>
+    public static string Normalise(string text, string? tempDir = null)
+    {
+        text = Regex.Replace(text, @"\b\d+(\.\d+)?[smhd] ago\b", "<age> ago");
+        text = Regex.Replace(text, @"(""heartbeatAgeSeconds"": )[0-9.eE+-]+", "$1<age>");
+        text = Regex.Replace(text, @"(heartbeatAgeSeconds: )\S+", "$1<age>");
+        text = Regex.Replace(text, @"nats://127\.0\.0\.1:\d+", "nats://<server>");
+        if (tempDir is not null)
+        {
+            text = text.Replace(tempDir, "<dir>", StringComparison.Ordinal);
+        }
+        return text;
+    }
+
+    /// <summary>A table again aligned after <see cref="Normalise"/> changed cell widths (cells never hold two spaces in a row).</summary>
+    public static string Realign(string table)
+    {
+        var rows = table.TrimEnd('\n').Split('\n').Select(l => Regex.Split(l, " {2,}")).ToList();
+        var columns = rows.Max(r => r.Length);
+        var widths = Enumerable.Range(0, columns).Select(i => rows.Where(r => r.Length > i).Max(r => r[i].Length)).ToArray();
+        return string.Join("\n", rows.Select(r => string.Join("  ", r.Select((c, i) => i == r.Length - 1 ? c : c.PadRight(widths[i]))).TrimEnd())) + "\n";
+    }
+
+    /// <summary>
+    /// Compares with tests/orchd.Tests/golden/NAME, column padding aside (an age one digit longer
+    /// widens a column; <see cref="AssertAligned"/> checks alignment). ORCH_UPDATE_GOLDEN=1 rewrites the files.
+    /// </summary>
+    public static void AssertGolden(string name, string actual)
+    {
+        var path = Path.Combine(Repo.Root, "tests", "orchd.Tests", "golden", name);
+        if (Environment.GetEnvironmentVariable("ORCH_UPDATE_GOLDEN") == "1")
+        {
+            Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+            File.WriteAllText(path, actual);
+            return;
+        }
+        Assert.True(File.Exists(path), $"golden file {path} is missing; run the test with ORCH_UPDATE_GOLDEN=1, review and commit it. Output:\n{actual}");
+        static string Squeeze(string s) => Regex.Replace(s.Replace("\r\n", "\n", StringComparison.Ordinal), " {2,}", "  ").TrimEnd();
+        var expected = Squeeze(File.ReadAllText(path));
+        Assert.True(expected == Squeeze(actual), $"{name} differs from the golden file (ORCH_UPDATE_GOLDEN=1 rewrites it):\n--- expected\n{File.ReadAllText(path)}\n--- actual\n{actual}");
+    }
+
+    /// <summary>Every row's cells start where the header's columns start.</summary>
+    public static void AssertAligned(string table)
+    {
+        var lines = table.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        var header = lines[0];
+        var starts = Regex.Matches(header, @"(?<=  )\S").Select(m => m.Index).ToList();
+        foreach (var line in lines.Skip(1))
+        {
+            foreach (var start in starts.Where(s => s < line.Length))
+            {
+                Assert.True(line[start - 1] == ' ' && line[start] != ' ', $"column at {start} is not aligned:\n{header}\n{line}");
+            }
+        }
+    }
+}
+
+/// <summary>
+/// orchctl against a real nats-server holding a fleet's state written the way nodes and the
+/// scheduler write it (heartbeats, leader, cordon, deployment status, events): golden outputs for
+/// table/wide/json/yaml, describe, apply --dry-run, no escape codes off a terminal (and colour on one),
+/// completion scripts that parse and complete, context config precedence, exit codes.
+/// </summary>
+[Trait("Category", "Integration")]
+public sealed class OrchctlTests : IAsyncLifetime
+{
+    private static readonly DateTimeOffset s_t0 = new(2026, 1, 1, 0, 0, 0, TimeSpan.Zero);
+    private readonly TempDir _dir = new("orchctl-test");
+    private NatsServer _nats = null!;
+    private NatsConnection _connection = null!;
+
+    public async ValueTask InitializeAsync()
+    {
+        _nats = await NatsServer.StartAsync();
+        _connection = new NatsConnection(new NatsOpts { Url = _nats.Url });
+        await _connection.ConnectAsync();
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _connection.DisposeAsync();
+        await _nats.DisposeAsync();
+        _dir.Dispose();
+    }
+
+    private Task<Orchctl.Result> Ctl(params string[] args) => Orchctl.RunAsync(["--server", _nats.Url, .. args], null);
+
+    private static NodeInfo Node(string name, Dictionary<string, string> labels, IReadOnlyList<ContainerBrief> containers) => new()
+    {
+        Node = name, NodeId = "0123456789abcdef0123456789ab" + name[^2..] + "00", Version = "0.1.0+5f4104d5d561", Arch = "x64", Kernel = "6.1.0", Runtime = "native",
+        Labels = labels, StartedAt = s_t0, UptimeSeconds = 3600,
+        Status = new NodeStatus
+        {
+            CpuMilliCapacity = 4000, CpuMilliAllocatable = 3900, CpuMilliRequested = 200, MemoryCapacityBytes = 4L << 30, MemoryAllocatableBytes = (4L << 30) - (64L << 20),
+            MemoryRequestedBytes = 32L << 20, MemoryUsedBytes = 512L << 20, Containers = containers.Count, Running = containers.Count(c => c.State == "running"),
+            Ready = containers.Count(c => c.Ready), Driver = "native",
+        },
+        Containers = containers,
+    };
+
+    /// <summary>Two nodes (gw-01 the scheduler, gw-02 cordoned), deployments web and api applied with orchctl, web's status, two events.</summary>
+    private async Task SeedFleetAsync()
+    {
+        var js = new NatsJSContext(_connection);
+        var kv = new NatsKVContext(js);
+        var nodes = await FleetMember.OpenAsync(kv, Buckets.Nodes, 1, default);
+        await nodes.PutAsync("gw-01", JsonSerializer.SerializeToUtf8Bytes(Node("gw-01", new() { ["zone"] = "north", ["hw"] = "rpi4" },
+            [new ContainerBrief { Name = "web-0", State = "running", Ready = true, CpuPercent = 12.5 }, new ContainerBrief { Name = "hello", State = "running", Ready = false, CpuPercent = 0.5, Message = "not ready: tcp 80 refused" }]),
+            FleetJsonContext.Default.NodeInfo));
+        await nodes.PutAsync("gw-02", JsonSerializer.SerializeToUtf8Bytes(Node("gw-02", new() { ["zone"] = "south" },
+            [new ContainerBrief { Name = "web-1", State = "running", Ready = false, CpuPercent = 3 }]), FleetJsonContext.Default.NodeInfo));
+        var leader = await FleetMember.OpenAsync(kv, Buckets.Leader, 1, default);
+        await leader.PutAsync("scheduler", JsonSerializer.SerializeToUtf8Bytes("gw-01", FleetJsonContext.Default.String));
+        var settings = await FleetMember.OpenAsync(kv, Buckets.NodeSettings, 1, default);
+        await settings.PutAsync("gw-02", JsonSerializer.SerializeToUtf8Bytes(new NodeSettings { Cordoned = true }, FleetJsonContext.Default.NodeSettings));
+
+        var manifest = Path.Combine(Repo.Root, "tests", "orchd.Tests", "golden", "fleet.yaml");
+        var applied = await Ctl("apply", "-f", manifest);
+        Assert.True(applied.Code == 0, applied.All);
+        Assert.Equal("deployment api: created (revision 1)\ndeployment web: created (revision 2)\n", applied.Out);
+
+        var status = await FleetMember.OpenAsync(kv, FleetBuckets.DeploymentStatus, 1, default);
+        await status.PutAsync("web", JsonSerializer.SerializeToUtf8Bytes(new DeploymentStatus
+        {
+            Name = "web", Desired = 3, Placed = 2, Replicas = new Dictionary<string, string> { ["web-0"] = "gw-01", ["web-1"] = "gw-02" },
+            Unschedulable = ["replica web-2: no node fits: gw-01 has web-0 (antiAffinity), gw-02 is cordoned"], Scheduler = "gw-01", At = s_t0.AddMinutes(1),
+            Revision = 2, Updated = 2, UpdatedReady = 1, Phase = "progressing", LastProgressAt = s_t0.AddMinutes(1), Wave = "canary", Surge = 1,
+            CanaryReadySince = s_t0.AddSeconds(50),
+        }, FleetJsonContext.Default.DeploymentStatus));
+
+        await FleetMember.EnsureEventStreamAsync(js, default);
+        foreach (var ev in new[]
+        {
+            new NodeEvent { At = s_t0.AddSeconds(5), Node = "gw-01", Kind = "container.started", Subject = "web-0", Message = "started (pid 4242)" },
+            new NodeEvent { At = s_t0.AddSeconds(9), Node = "gw-02", Kind = "container.exited", Subject = "web-1", Message = "exited with code 1; restarting in 1s" },
+        })
+        {
+            await js.PublishAsync(NodeEvent.SubjectFor(ev.Node, ev.Kind), JsonSerializer.SerializeToUtf8Bytes(ev, FleetJsonContext.Default.NodeEvent));
+        }
+    }
+
+    [Fact(Timeout = 240_000)]
+    public async Task Get_describe_and_apply_dry_run_match_the_golden_outputs_with_no_escape_codes_off_a_terminal()
+    {
+        await SeedFleetAsync();
+        var outputs = new List<string>();
+        async Task<string> Golden(string file, params string[] args)
+        {
+            var result = await Ctl(args);
+            Assert.True(result.Code == 0, $"orchctl {string.Join(' ', args)}: exit {result.Code}\n{result.All}");
+            outputs.Add(result.All);
+            var normalised = Orchctl.Normalise(result.Out, _dir.Path);
+            if (file.EndsWith(".txt", StringComparison.Ordinal) && (file.StartsWith("get-", StringComparison.Ordinal) || file.StartsWith("top-", StringComparison.Ordinal)))
+            {
+                normalised = Orchctl.Realign(normalised);
+            }
+            Orchctl.AssertGolden(file, normalised);
+            return result.Out;
+        }
+
+        Orchctl.AssertAligned(await Golden("get-nodes.txt", "get", "nodes"));
+        Orchctl.AssertAligned(await Golden("get-nodes-wide.txt", "get", "nodes", "-o", "wide"));
+        var nodesJson = await Golden("get-nodes.json", "get", "nodes", "-o", "json");
+        var nodesYaml = await Golden("get-nodes.yaml", "get", "nodes", "-o", "yaml");
+        Orchctl.AssertAligned(await Golden("get-deployments.txt", "get", "deployments"));
+        Orchctl.AssertAligned(await Golden("get-deployments-wide.txt", "get", "deployments", "-o", "wide"));
+        var deploymentsJson = await Golden("get-deployments.json", "get", "deployments", "-o", "json");
+        var deploymentsYaml = await Golden("get-deployments.yaml", "get", "deployments", "-o", "yaml");
+        await Golden("get-deployment-web.yaml", "get", "deployment/web", "-o", "yaml");
+        Orchctl.AssertAligned(await Golden("get-events.txt", "get", "events"));
+        await Golden("get-events.json", "get", "events", "-o", "json");
+        await Golden("describe-node.txt", "describe", "node", "gw-01");
+        await Golden("describe-deployment.txt", "describe", "deployment", "web");
+        await Golden("rollout-status.txt", "rollout", "status", "web");
+        Orchctl.AssertAligned(await Golden("top-nodes.txt", "top", "nodes"));
+
+        // The YAML says what the JSON says (parsed back with YamlDotNet's representation model).
+        AssertYamlEqualsJson(nodesYaml, nodesJson);
+        AssertYamlEqualsJson(deploymentsYaml, deploymentsJson);
+
+        // Selectors and names.
+        var north = await Ctl("get", "nodes", "-l", "zone=north", "-o", "name");
+        Assert.Equal("gw-01\n", north.Out);
+        Assert.Equal("gw-02\n", (await Ctl("get", "nodes", "-l", "zone!=north,!hw", "-o", "name")).Out);
+        Assert.Equal("web\n", (await Ctl("get", "deployments", "-l", "app=web", "-o", "name")).Out);
+
+        // apply --dry-run: web changed (a diff), api unchanged, cache created; nothing is written.
+        var changed = _dir.Combine("changed.yaml");
+        File.WriteAllText(changed, File.ReadAllText(Path.Combine(Repo.Root, "tests", "orchd.Tests", "golden", "fleet.yaml"))
+            .Replace("replicas: 3", "replicas: 4", StringComparison.Ordinal).Replace("busybox:1.36", "busybox:1.37", StringComparison.Ordinal)
+            + "---\nkind: Deployment\nname: cache\ntemplate: {image: busybox:latest, command: [sleep, \"3600\"]}\n");
+        await Golden("apply-dry-run.txt", "apply", "-f", changed, "--dry-run");
+        Assert.Equal("2", (await Ctl("get", "deployment", "web", "-o", "json")).Out.Split("\"revision\": ")[1][..1]);
+        Assert.Equal("api\nweb\n", (await Ctl("get", "deployments", "-o", "name")).Out);
+
+        Assert.All(outputs, o => Assert.DoesNotContain('\u001b', o));
+    }
+
+    private static void AssertYamlEqualsJson(string yaml, string json)
+    {
+        var stream = new YamlDotNet.RepresentationModel.YamlStream();
+        stream.Load(new StringReader(yaml));
+        using var doc = JsonDocument.Parse(json);
+        AssertSame(stream.Documents[0].RootNode, doc.RootElement, "$");
+    }
+
+    private static void AssertSame(YamlDotNet.RepresentationModel.YamlNode yaml, JsonElement json, string path)
+    {
+        switch (json.ValueKind)
+        {
+            case JsonValueKind.Object:
+                var mapping = Assert.IsType<YamlDotNet.RepresentationModel.YamlMappingNode>(yaml);
+                Assert.Equal(json.EnumerateObject().Count(), mapping.Children.Count);
+                foreach (var property in json.EnumerateObject().Where(p => p.Name != "heartbeatAgeSeconds")) // changes between the two runs
+                {
+                    AssertSame(mapping.Children[new YamlDotNet.RepresentationModel.YamlScalarNode(property.Name)], property.Value, $"{path}.{property.Name}");
+                }
+                break;
+            case JsonValueKind.Array:
+                var sequence = Assert.IsType<YamlDotNet.RepresentationModel.YamlSequenceNode>(yaml);
+                Assert.Equal(json.GetArrayLength(), sequence.Children.Count);
+                var i = 0;
+                foreach (var item in json.EnumerateArray())
+                {
+                    AssertSame(sequence.Children[i], item, $"{path}[{i++}]");
+                }
+                break;
+            default:
+                var scalar = Assert.IsType<YamlDotNet.RepresentationModel.YamlScalarNode>(yaml);
+                var quoted = scalar.Style is YamlDotNet.Core.ScalarStyle.DoubleQuoted or YamlDotNet.Core.ScalarStyle.SingleQuoted;
+                switch (json.ValueKind)
+                {
+                    case JsonValueKind.String:
+                        Assert.True(scalar.Value == json.GetString(), $"{path}: yaml '{scalar.Value}' json '{json.GetString()}'");
+                        // A plain scalar must not read back as a number, bool or null.
+                        Assert.True(quoted || !Regex.IsMatch(scalar.Value!, @"^(-?\d+(\.\d+)?|true|false|null|~|yes|no|on|off)$", RegexOptions.IgnoreCase), $"{path}: '{scalar.Value}' should be quoted");
+                        break;
+                    case JsonValueKind.Number:
+                        Assert.False(quoted, $"{path}: a number is not quoted");
+                        Assert.Equal(json.GetDouble(), double.Parse(scalar.Value!, System.Globalization.CultureInfo.InvariantCulture));
+                        break;
+                    default:
+                        Assert.False(quoted, path);
+                        Assert.Equal(json.GetRawText(), scalar.Value);
+                        break;
+                }
+                break;
+        }
+    }
+
+    [Fact(Timeout = 120_000)]
+    public async Task Colour_appears_on_a_terminal_only_and_never_with_NO_COLOR()
+    {
+        await SeedFleetAsync();
+        var script = Requires.Program("script", "bsdutils");
+        async Task<string> OnTerminal(string? noColor)
+        {
+            var env = new Dictionary<string, string?> { ["NO_COLOR"] = noColor, ["TERM"] = "xterm" };
+            var result = await Orchctl.RunAsync(["-qec", $"{Repo.Binary("orchctl")} --server {_nats.Url} get nodes", "/dev/null"], env, program: script);
+            Assert.True(result.Code == 0, result.All);
+            return result.Out;
+        }
+        var coloured = await OnTerminal(null);
+        Assert.Contains("\u001b[1mNODE\u001b[0m", coloured, StringComparison.Ordinal);
+        Assert.Contains("\u001b[32mready\u001b[0m", coloured, StringComparison.Ordinal);
+        Assert.DoesNotContain('\u001b', await OnTerminal("1"));
+        var piped = await Ctl("get", "nodes");
+        Assert.DoesNotContain('\u001b', piped.All);
+        // --no-color on a terminal, too.
+        var flagged = await Orchctl.RunAsync(["-qec", $"{Repo.Binary("orchctl")} --no-color --server {_nats.Url} get nodes", "/dev/null"], new Dictionary<string, string?> { ["TERM"] = "xterm" }, program: script);
+        Assert.DoesNotContain('\u001b', flagged.Out);
+    }
+
+    [Fact(Timeout = 120_000)]
+    public async Task Completion_scripts_parse_and_complete_commands_flags_and_names_from_the_fleet()
+    {
+        await SeedFleetAsync();
+        var env = new Dictionary<string, string?>
+        {
+            ["PATH"] = Path.GetDirectoryName(Repo.Binary("orchctl")) + ":" + Environment.GetEnvironmentVariable("PATH"),
+            ["ORCH_SERVER"] = _nats.Url,
+        };
+        foreach (var shell in new[] { "bash", "zsh", "fish" })
+        {
+            var generated = await Orchctl.RunAsync(["completion", shell], null);
+            Assert.True(generated.Code == 0, generated.All);
+            File.WriteAllText(_dir.Combine($"orchctl.{shell}"), generated.Out);
+            var program = Requires.Which(shell);
+            if (program is null)
+            {
+                continue; // checked below for bash; zsh and fish when installed
+            }
+            var check = await Orchctl.RunAsync(["-n", _dir.Combine($"orchctl.{shell}")], null, program: program);
+            Assert.True(check.Code == 0, $"{shell} -n: {check.All}");
+        }
+        Assert.Equal(2, (await Orchctl.RunAsync("completion", "tcsh")).Code);
+
+        var bash = Requires.Program("bash", "bash");
+        async Task<string[]> Complete(params string[] words)
+        {
+            var line = string.Join(' ', words.Select(w => $"'{w}'"));
+            var result = await Orchctl.RunAsync(["-c", $"source {_dir.Combine("orchctl.bash")}; COMP_WORDS=({line}); COMP_CWORD={words.Length - 1}; _orchctl; printf '%s\\n' \"${{COMPREPLY[@]}}\""], env, program: bash);
+            Assert.True(result.Code == 0, result.All);
+            return result.Out.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        }
+        Assert.Equal(["get"], await Complete("orchctl", "ge"));
+        Assert.Equal(["describe", "delete"], await Complete("orchctl", "de"));
+        Assert.Equal(["nodes", "deployments", "containers", "images", "events"], await Complete("orchctl", "get", ""));
+        Assert.Equal(["table", "wide", "json", "yaml"], await Complete("orchctl", "get", "nodes", "-o", ""));
+        Assert.Equal(["gw-01", "gw-02"], await Complete("orchctl", "get", "nodes", ""));
+        Assert.Equal(["api", "web"], await Complete("orchctl", "--timeout", "5", "describe", "deployment", ""));
+        Assert.Equal(["web"], await Complete("orchctl", "rollout", "status", "w"));
+        Assert.Equal(["gw-01", "gw-02"], await Complete("orchctl", "cordon", ""));
+        Assert.Equal(["gw-01", "gw-02"], await Complete("orchctl", "logs", "-n", ""));
+        Assert.Equal(["bash", "fish", "zsh"], (await Complete("orchctl", "completion", "")).Order().ToArray());
+        Assert.Contains("--dry-run", await Complete("orchctl", "apply", "--"));
+        Assert.Contains("--server", await Complete("orchctl", "apply", "--"));
+
+        if (Requires.Which("fish") is { } fish)
+        {
+            var result = await Orchctl.RunAsync(["-c", $"source {_dir.Combine("orchctl.fish")}; complete -C 'orchctl get '; complete -C 'orchctl describe deployment '"], env, program: fish);
+            Assert.True(result.Code == 0, result.All);
+            var words = result.Out.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => l.Split('\t')[0]).ToList();
+            Assert.Contains("nodes", words);
+            Assert.Contains("web", words);
+        }
+    }
+
+    [Fact(Timeout = 120_000)]
+    public async Task Context_config_settings_come_from_flags_then_env_then_the_context_then_defaults()
+    {
+        var config = _dir.Combine("config.yaml");
+        var creds = _dir.Combine("b.creds");
+        File.WriteAllText(creds, "");
+        File.WriteAllText(config, $"""
+            # the operator's contexts
+            current-context: a
+            contexts:
+              a:
+                server: {_nats.Url}
+                node: node-a
+                timeout: 7s
+              b:
+                servers: [nats://10.0.0.1:4222, nats://10.0.0.2:4222]
+                creds: b.creds
+            """);
+        Dictionary<string, string?> Env(params (string, string)[] extra)
+        {
+            var env = new Dictionary<string, string?> { ["ORCH_CONFIG"] = config };
+            foreach (var (k, v) in extra)
+            {
+                env[k] = v;
+            }
+            return env;
+        }
+        async Task<Dictionary<string, (string Value, string From)>> View(string[] args, Dictionary<string, string?> env)
+        {
+            var result = await Orchctl.RunAsync([.. args, "config", "view"], env);
+            Assert.True(result.Code == 0, result.All);
+            Assert.DoesNotContain('\u001b', result.All);
+            return result.Out.Split('\n').SkipWhile(l => !l.StartsWith("SETTING", StringComparison.Ordinal)).Skip(1).TakeWhile(l => l.Length > 0)
+                .Select(l => Regex.Split(l, " {2,}")).ToDictionary(c => c[0], c => (c[1], c[2]));
+        }
+
+        var fromContext = await View([], Env());
+        Assert.Equal((_nats.Url, "context a"), fromContext["server"]);
+        Assert.Equal(("node-a", "context a"), fromContext["node"]);
+        Assert.Equal(("7s", "context a"), fromContext["timeout"]);
+        Assert.Equal(("-", "-"), fromContext["creds"]);
+
+        var fromEnv = await View([], Env(("ORCH_SERVER", "nats://env:4222"), ("ORCH_NODE", "node-env")));
+        Assert.Equal(("nats://env:4222", "env ORCH_SERVER"), fromEnv["server"]);
+        Assert.Equal(("node-env", "env ORCH_NODE"), fromEnv["node"]);
+        Assert.Equal(("7s", "context a"), fromEnv["timeout"]);
+
+        var fromFlags = await View(["--server", "nats://flag:4222", "-n", "node-flag"], Env(("ORCH_SERVER", "nats://env:4222")));
+        Assert.Equal(("nats://flag:4222", "flag --server"), fromFlags["server"]);
+        Assert.Equal(("node-flag", "flag --node"), fromFlags["node"]);
+
+        var contextB = await View(["--context", "b"], Env());
+        Assert.Equal(("nats://10.0.0.1:4222,nats://10.0.0.2:4222", "context b"), contextB["server"]);
+        Assert.Equal((creds, "context b"), contextB["creds"]); // relative to the config file
+        Assert.Equal(("2s", "default"), contextB["timeout"]);
+        Assert.Equal(("nats://10.0.0.1:4222,nats://10.0.0.2:4222", "context b"), (await View([], Env(("ORCH_CONTEXT", "b"))))["server"]);
+
+        var defaults = await View([], new Dictionary<string, string?> { ["ORCH_CONFIG"] = _dir.Combine("none.yaml") });
+        Assert.Equal(("nats://127.0.0.1:4222", "default"), defaults["server"]);
+
+        // The context is what connects: no --server, and the deployments of context a's server.
+        await Orchctl.RunAsync(["--server", _nats.Url, "apply", "-f", Path.Combine(Repo.Root, "tests", "orchd.Tests", "golden", "fleet.yaml")], null);
+        var listed = await Orchctl.RunAsync(["get", "deployments", "-o", "name"], Env());
+        Assert.True(listed.Code == 0, listed.All);
+        Assert.Equal("api\nweb\n", listed.Out);
+
+        // get-contexts, use-context (comments kept), set-context, current-context.
+        var contexts = await Orchctl.RunAsync(["config", "get-contexts"], Env());
+        Assert.Matches(@"^\*\s+a\s+nats://127", contexts.Out.Split('\n')[1]);
+        Assert.Equal(0, (await Orchctl.RunAsync(["config", "use-context", "b"], Env())).Code);
+        Assert.Contains("# the operator's contexts", File.ReadAllText(config), StringComparison.Ordinal);
+        Assert.Equal("b\n", (await Orchctl.RunAsync(["config", "current-context"], Env())).Out);
+        var set = await Orchctl.RunAsync(["config", "set-context", "c", "--server", "nats://c:4222", "--node", "gw-c", "--current"], Env());
+        Assert.True(set.Code == 0, set.All);
+        var fromC = await View([], Env());
+        Assert.Equal(("nats://c:4222", "context c"), fromC["server"]);
+        Assert.Equal(("gw-c", "context c"), fromC["node"]);
+        Assert.Equal("nats://10.0.0.1:4222,nats://10.0.0.2:4222", (await View(["--context", "b"], Env()))["server"].Value); // b kept
+
+        // Mistakes: one sentence each, exit 2.
+        var unknownContext = await Orchctl.RunAsync(["--context", "nope", "get", "nodes"], Env());
+        Assert.Equal(2, unknownContext.Code);
+        Assert.Contains("names context 'nope'", unknownContext.Err, StringComparison.Ordinal);
+        File.WriteAllText(config, "current-context: a\ncontexts:\n  a:\n    sever: nats://x:1\n");
+        var typo = await Orchctl.RunAsync(["get", "nodes"], Env());
+        Assert.Equal(2, typo.Code);
+        Assert.StartsWith($"orchctl: {config}:4:5: context 'a': unknown key 'sever'; did you mean 'server'?", typo.Err, StringComparison.Ordinal);
+    }
+
+    [Fact(Timeout = 120_000)]
+    public async Task Apply_reads_files_directories_and_stdin_writes_only_changes_and_delete_takes_a_file()
+    {
+        var dir = _dir.Combine("deploy");
+        Directory.CreateDirectory(dir);
+        File.WriteAllText(Path.Combine(dir, "a.yaml"), "kind: Deployment\nname: one\ntemplate: {image: busybox:latest, command: [sleep, \"60\"]}\n");
+        File.WriteAllText(Path.Combine(dir, "b.json"), """{"kind": "Deployment", "name": "two", "replicas": 2, "template": {"image": "busybox:latest"}}""");
+        File.WriteAllText(Path.Combine(dir, "notes.txt"), "not a manifest");
+        var applied = await Ctl("apply", "-f", dir);
+        Assert.True(applied.Code == 0, applied.All);
+        Assert.Equal("deployment one: created (revision 1)\ndeployment two: created (revision 2)\n", applied.Out);
+        // Again: nothing changed, nothing written.
+        Assert.Equal("deployment one: unchanged\ndeployment two: unchanged\n", (await Ctl("apply", "-f", dir)).Out);
+        // stdin
+        var piped = await Orchctl.RunAsync(["--server", _nats.Url, "apply", "-f", "-"], null, "kind: Deployment\nname: one\nreplicas: 5\ntemplate: {image: busybox:latest, command: [sleep, \"60\"]}\n");
+        Assert.True(piped.Code == 0, piped.All);
+        Assert.Equal("deployment one: configured (revision 3)\n", piped.Out);
+
+        // Every error of every file at once, nothing written.
+        File.WriteAllText(Path.Combine(dir, "c.yaml"), "kind: Deployment\nname: Bad Name\ntemplate: {image: busybox:latest}\n");
+        File.WriteAllText(Path.Combine(dir, "d.yaml"), "kind: Deployment\nname: one\ntemplate: {image: busybox:latest}\n");
+        var broken = await Ctl("apply", "-f", dir);
+        Assert.Equal(1, broken.Code);
+        Assert.Contains("c.yaml", broken.Err, StringComparison.Ordinal);
+        Assert.Contains("deployment 'one' is also in", broken.Err, StringComparison.Ordinal);
+        Assert.Equal("", broken.Out);
+        File.Delete(Path.Combine(dir, "c.yaml"));
+        File.Delete(Path.Combine(dir, "d.yaml"));
+
+        var deleted = await Ctl("delete", "-f", dir);
+        Assert.True(deleted.Code == 0, deleted.All);
+        Assert.Equal("deployment one: deleted\ndeployment two: deleted\n", deleted.Out);
+        var again = await Ctl("delete", "deployment", "one");
+        Assert.Equal(1, again.Code);
+        Assert.Equal("orchctl: no deployment 'one' in the fleet; `orchctl get deployments` lists them\n", again.Err);
+        Assert.Equal(0, (await Ctl("delete", "deployment", "one", "--ignore-not-found")).Code);
+    }
+
+    [Fact(Timeout = 120_000)]
+    public async Task Exit_codes_are_0_ok_1_failure_2_usage_3_unreachable_and_help_has_examples_for_every_command()
+    {
+        Assert.Equal(0, (await Orchctl.RunAsync("--help")).Code);
+        Assert.Equal(2, (await Orchctl.RunAsync()).Code);
+        var unknown = await Orchctl.RunAsync("gett", "nodes");
+        Assert.Equal(2, unknown.Code);
+        Assert.Equal("orchctl: unknown command 'gett'; did you mean 'get'? (orchctl help lists the commands)\n", unknown.Err);
+        Assert.Equal(2, (await Ctl("get")).Code);
+        Assert.Equal(2, (await Ctl("get", "nodes", "-o", "xml")).Code);
+        Assert.Equal(2, (await Ctl("apply")).Code);
+        Assert.Equal(2, (await Ctl("get", "nodes", "--bogus")).Code);
+        Assert.Equal(1, (await Ctl("get", "deployment", "nope")).Code);
+        Assert.Equal(1, (await Ctl("describe", "node", "nope")).Code);
+        var unreachable = await Orchctl.RunAsync("--server", "nats://127.0.0.1:1", "--timeout", "1", "get", "nodes");
+        Assert.Equal(3, unreachable.Code);
+        Assert.StartsWith("orchctl: cannot reach NATS at nats://127.0.0.1:1", unreachable.Err, StringComparison.Ordinal);
+        Assert.Single(unreachable.Err.TrimEnd('\n').Split('\n'));
+
+        var overview = (await Orchctl.RunAsync("help")).Out.Split("Global flags")[0];
+        foreach (var command in Regex.Matches(overview, @"^  ([a-z][a-z-]+) ", RegexOptions.Multiline).Select(m => m.Groups[1].Value))
+        {
+            var viaHelp = await Orchctl.RunAsync("help", command);
+            var viaFlag = await Orchctl.RunAsync(command, "--help");
+            Assert.True(viaHelp.Code == 0 && viaFlag.Code == 0, $"{command}: {viaHelp.All}{viaFlag.All}");
+            Assert.Equal(viaHelp.Out, viaFlag.Out);
+            Assert.Contains("Usage:\n  orchctl " + command, viaHelp.Out, StringComparison.Ordinal);
+            Assert.Matches(@"Examples:\n  (orchctl|source|cat) ", viaHelp.Out);
+        }
+    }
+}
