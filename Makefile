@@ -17,13 +17,18 @@ RESULTS := artifacts/test-results
 APT_BUILD := gcc libc6-dev zlib1g-dev git ca-certificates curl libicu72
 APT_TEST := nats-server busybox-static skopeo umoci util-linux iproute2 systemd procps tar containerd attr bsdutils docker-registry apache2-utils zstd nftables
 APT_BENCH := containerd runc crun hyperfine time
+# The linux-arm64 cross build from x64: Debian's GNU cross toolchain with its own sysroot
+# (/usr/aarch64-linux-gnu: no multiarch, no clang), and qemu-user to run what it built.
+APT_CROSS_ARM64 := gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static
 
-.PHONY: help deps deps-build deps-bench dotnet restore build publish install test demo bench clean
+.PHONY: help deps deps-build deps-bench deps-cross-arm64 dotnet restore build publish publish-arm64 packages install test demo bench clean
 
 help:
 	@echo "make demo                run a local fleet: nats-server + orchd in the foreground (Ctrl-C stops both)"
 	@echo "make test                run every test (unit, integration, privileged) against the AOT binaries"
 	@echo "make publish OUT=<dir>   build the release binaries into <dir> (default $(OUT))"
+	@echo "make publish-arm64       cross-build the linux-arm64 binaries into $(ARM64_OUT)"
+	@echo "make packages            .deb packages for amd64 and arm64 into $(PKG_OUT) (docs/packaging.md)"
 	@echo "make bench               side-by-side benchmarks (see docs/benchmarks.md)"
 	@echo "make install [DESTDIR=]  install built binaries, the systemd unit and the default config (no apt, no SDK)"
 
@@ -49,6 +54,9 @@ deps: deps-build
 deps-bench: deps
 	$(call apt_install,$(APT_BENCH))
 
+deps-cross-arm64:
+	$(call apt_install,$(APT_CROSS_ARM64))
+
 # The .NET SDK is not a Debian package: install it from Microsoft's script when it is missing.
 dotnet:
 	@command -v $(DOTNET) >/dev/null 2>&1 || { \
@@ -67,13 +75,29 @@ build: restore
 # The release binaries: orchd (AOT, also answering as orch-runc through a link) and orchctl.
 # Debug symbols go to $(DEBUG_OUT), out of the way of packaging.
 DEBUG_OUT ?= artifacts/debug
-publish: restore
+# linux-arm64 on an x64 machine links with Debian's aarch64-linux-gnu-gcc (packaging/cross/gcc-cross.targets).
+CROSS_ARM64 := $(and $(filter linux-arm64,$(RID)),$(filter x86_64,$(ARCH)))
+CROSS_PROPS := $(if $(CROSS_ARM64),-p:CppCompilerAndLinker=aarch64-linux-gnu-gcc -p:ObjCopyName=aarch64-linux-gnu-objcopy \
+	-p:CustomAfterMicrosoftCommonTargets=$(abspath packaging/cross/gcc-cross.targets))
+publish: restore $(if $(CROSS_ARM64),deps-cross-arm64)
 	@mkdir -p $(OUT) $(DEBUG_OUT)
-	$(DOTNET) publish src/orchd/orchd.csproj -c Release -r $(RID) -o $(OUT) -p:SourceRevisionId=$(REVISION) --nologo -v:q
-	$(DOTNET) publish src/orchctl/orchctl.csproj -c Release -r $(RID) -o $(OUT) -p:SourceRevisionId=$(REVISION) --nologo -v:q
+	$(DOTNET) publish src/orchd/orchd.csproj -c Release -r $(RID) -o $(OUT) -p:SourceRevisionId=$(REVISION) $(CROSS_PROPS) --nologo -v:q
+	$(DOTNET) publish src/orchctl/orchctl.csproj -c Release -r $(RID) -o $(OUT) -p:SourceRevisionId=$(REVISION) $(CROSS_PROPS) --nologo -v:q
 	@ln -sf orchd $(OUT)/orch-runc
 	@rm -f $(OUT)/*.pdb; mv -f $(OUT)/*.dbg $(DEBUG_OUT)/ 2>/dev/null || true
 	@ls -l $(OUT)/orchd $(OUT)/orchctl $(OUT)/orch-runc
+
+# The edge CPU: the same binaries for linux-arm64 (cross-built on x64, native on an arm64 board).
+ARM64_OUT ?= artifacts/bin-arm64
+publish-arm64:
+	@$(MAKE) --no-print-directory publish RID=linux-arm64 OUT=$(ARM64_OUT) DEBUG_OUT=$(DEBUG_OUT)-arm64
+
+# One .deb per architecture from what publish built (packaging/deb/build-deb.sh, docs/packaging.md).
+PKG_OUT ?= artifacts/packages
+packages: publish publish-arm64
+	@rm -f $(PKG_OUT)/orchestrator_*.deb
+	bash packaging/deb/build-deb.sh --bin-dir $(OUT) --arch $(if $(filter linux-arm64,$(RID)),arm64,amd64) --out $(PKG_OUT)
+	bash packaging/deb/build-deb.sh --bin-dir $(ARM64_OUT) --arch arm64 --out $(PKG_OUT)
 
 # Installs what `make publish` built; needs nothing else (a production node gets no SDK and
 # no test servers from this).
@@ -92,12 +116,12 @@ install:
 # cores only adds noise). A hung test is killed after 5 minutes with a dump. The last line
 # is the summary CI reads.
 TEST_PROJECTS := $(sort $(wildcard tests/*.Tests/*.Tests.csproj))
-test: publish
+test: deps packages
 	@rm -rf $(RESULTS); mkdir -p $(RESULTS)
 	$(DOTNET) build Orchestrator.sln -c $(CONFIGURATION) --nologo -v:q
 	@status=0; for p in $(TEST_PROJECTS); do \
 		name=$$(basename $$p .csproj); \
-		ORCH_BIN_DIR=$(abspath $(OUT)) $(DOTNET) test $$p -c $(CONFIGURATION) --no-build --nologo \
+		ORCH_BIN_DIR=$(abspath $(OUT)) ORCH_ARM64_BIN_DIR=$(abspath $(ARM64_OUT)) ORCH_PKG_DIR=$(abspath $(PKG_OUT)) $(DOTNET) test $$p -c $(CONFIGURATION) --no-build --nologo \
 			--logger "trx;LogFileName=$$name.trx" --logger "console;verbosity=normal" \
 			--results-directory $(RESULTS) --blame-hang-timeout 5m || status=1; \
 	done; bash .ci/test-summary $(RESULTS) $$status
