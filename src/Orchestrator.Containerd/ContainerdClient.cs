@@ -19,7 +19,7 @@ namespace Orchestrator.Containerd;
 /// into one <see cref="ContainerdException"/> that names the object and the fix. Thread-safe; calls
 /// share one HTTP/2 connection (long waits are streams on it, not connections).
 /// </summary>
-public sealed class ContainerdClient : IDisposable
+public sealed partial class ContainerdClient : IDisposable
 {
     /// <summary>The oldest containerd orchd is tested with (Debian 12's): the runc v2 shim and these APIs.</summary>
     public static readonly Version MinimumVersion = new(1, 6, 0);
@@ -75,6 +75,12 @@ public sealed class ContainerdClient : IDisposable
         _namespaces = new Namespaces.NamespacesClient(invoker);
         _containers = new Containers.ContainersClient(invoker);
         _tasks = new Tasks.TasksClient(invoker);
+        _content = new Api.Content.Content.ContentClient(invoker);
+        _images = new Api.Images.Images.ImagesClient(invoker);
+        _leases = new Api.Leases.Leases.LeasesClient(invoker);
+        _snapshots = new Api.Snapshots.Snapshots.SnapshotsClient(invoker);
+        _diff = new Api.Diff.Diff.DiffClient(invoker);
+        _events = new Api.Events.Events.EventsClient(invoker);
     }
 
     public string Socket { get; }
@@ -274,7 +280,7 @@ public sealed class ContainerdClient : IDisposable
 
     // ---------------------------------------------------------------- errors
 
-    private static DateTime Deadline(int seconds) => DateTime.UtcNow.AddSeconds(seconds);
+    internal static DateTime Deadline(int seconds) => DateTime.UtcNow.AddSeconds(seconds);
 
     private static string Describe(string id, string execId) => execId.Length == 0 ? id : $"{id} (exec {execId})";
 
@@ -318,7 +324,7 @@ public sealed class ContainerdClient : IDisposable
         }
     }
 
-    private ContainerdException Translate(RpcException e, string what, string subject) => e.StatusCode switch
+    internal ContainerdException Translate(RpcException e, string what, string subject) => e.StatusCode switch
     {
         StatusCode.Unavailable => new ContainerdException(
             $"containerd at '{Socket}' does not answer ({Innermost(e)}) while trying to {what} '{subject}': is containerd running? (start it, or set containerd_socket)", e.StatusCode, e),
