@@ -74,7 +74,7 @@ public sealed class DaemonTests : IAsyncLifetime
         var ready = await _notify.WaitForAsync("READY=1", s_wait);
         // READY only once the state is loaded: the node id is on disk by then.
         Assert.True(File.Exists(_dir.Combine("node-a", "state", "node-id")));
-        await _notify.WaitForAsync(m => m.StartsWith("STATUS=connected to " + nats.Url, StringComparison.Ordinal), s_wait);
+        await _notify.WaitForAsync(m => m == $"STATUS=0 containers, connected to {nats.Url}", s_wait);
 
         // Six pings at 150 ms take 750 ms; allow a noisy machine some slack but insist on the cadence.
         var fifth = await _notify.WaitForAsync(m => m == "WATCHDOG=1", s_wait, skip: 5);
@@ -135,7 +135,7 @@ public sealed class DaemonTests : IAsyncLifetime
         Assert.DoesNotContain(orchd.Stderr, l => l.Contains("   at ", StringComparison.Ordinal));
 
         await using var nats = await NatsServer.StartAsync(port: port);
-        await _notify.WaitForAsync($"STATUS=connected to {url}", TimeSpan.FromSeconds(20));
+        await _notify.WaitForAsync($"STATUS=0 containers, connected to {url}", TimeSpan.FromSeconds(20));
         await using var client = new NatsConnection(new NatsOpts { Url = url });
         var info = await new FleetClient(client).GetNodeInfoAsync("node-a", TimeSpan.FromSeconds(5));
         Assert.NotNull(info);
@@ -146,7 +146,7 @@ public sealed class DaemonTests : IAsyncLifetime
     {
         await using var nats = await NatsServer.StartAsync();
         var orchd = Start(Args(nats.Url, "edge-7", "--label", "zone=north", "--label", "hw=pi4"));
-        await _notify.WaitForAsync(m => m.StartsWith("STATUS=connected", StringComparison.Ordinal), s_wait);
+        await _notify.WaitForAsync(m => m.StartsWith("STATUS=", StringComparison.Ordinal) && m.Contains(", connected", StringComparison.Ordinal), s_wait);
 
         await using var client = new NatsConnection(new NatsOpts { Url = nats.Url });
         var fleet = new FleetClient(client);
@@ -174,11 +174,11 @@ public sealed class DaemonTests : IAsyncLifetime
     {
         await using var nats = await NatsServer.StartAsync();
         var orchd = Start(Args(nats.Url));
-        await _notify.WaitForAsync(m => m.StartsWith("STATUS=connected", StringComparison.Ordinal), s_wait);
+        await _notify.WaitForAsync(m => m.StartsWith("STATUS=", StringComparison.Ordinal) && m.Contains(", connected", StringComparison.Ordinal), s_wait);
         await nats.StopAsync();
-        await _notify.WaitForAsync(m => m.StartsWith("STATUS=offline", StringComparison.Ordinal), s_wait);
+        await _notify.WaitForAsync(m => m.StartsWith("STATUS=", StringComparison.Ordinal) && m.Contains(", offline", StringComparison.Ordinal), s_wait);
         await nats.StartAgainAsync();
-        await _notify.WaitForAsync(m => m.StartsWith("STATUS=connected", StringComparison.Ordinal), TimeSpan.FromSeconds(30), skip: 1);
+        await _notify.WaitForAsync(m => m.StartsWith("STATUS=", StringComparison.Ordinal) && m.Contains(", connected", StringComparison.Ordinal), TimeSpan.FromSeconds(30), skip: 1);
         await orchd.WaitForLogAsync("reconnected to NATS", s_wait);
         Assert.False(orchd.HasExited);
     }

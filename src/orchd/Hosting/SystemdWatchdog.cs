@@ -36,17 +36,43 @@ internal sealed partial class SystemdWatchdog(ISystemdNotifier notifier, ILogger
         LogEnabled(logger, interval.TotalMilliseconds);
         notifier.Notify(s_watchdog);
         using var timer = new PeriodicTimer(interval);
+        var hangAfter = Environment.GetEnvironmentVariable("ORCHD_FAILPOINT") == "hang" ? 3 : -1;
         try
         {
-            while (await timer.WaitForNextTickAsync(stoppingToken).ConfigureAwait(false))
+            for (var pings = 1; await timer.WaitForNextTickAsync(stoppingToken).ConfigureAwait(false); pings++)
             {
                 notifier.Notify(s_watchdog);
+                if (pings == hangAfter)
+                {
+                    WedgeThreadPool();
+                }
             }
         }
         catch (OperationCanceledException)
         {
         }
     }
+
+    /// <summary>
+    /// The failpoint "hang" (tests only): a daemon wedged the way a deadlock wedges it, every
+    /// thread-pool thread blocked for good, so that nothing async (timers, NATS, the reconcile
+    /// loop, these pings) runs again while the process stays alive. systemd's answer to that is
+    /// the watchdog: the pings stop, and after WatchdogSec= it kills and restarts orchd.
+    /// </summary>
+    private void WedgeThreadPool()
+    {
+        LogHang(logger);
+        ThreadPool.GetMinThreads(out var workers, out var io);
+        ThreadPool.SetMaxThreads(workers, io);
+        var never = new ManualResetEventSlim(false);
+        for (var i = 0; i < workers + 1; i++)
+        {
+            ThreadPool.UnsafeQueueUserWorkItem(static e => e.Wait(), never, preferLocal: false);
+        }
+    }
+
+    [LoggerMessage(EventId = 1011, Level = LogLevel.Warning, Message = "failpoint hang: blocking every thread-pool thread; the watchdog pings stop")]
+    private static partial void LogHang(ILogger logger);
 
     [LoggerMessage(EventId = 1010, Level = LogLevel.Debug, Message = "systemd watchdog on: pinging every {IntervalMs} ms")]
     private static partial void LogEnabled(ILogger logger, double intervalMs);
