@@ -123,10 +123,16 @@ internal static class ConfigSchema
         new("logs.max_files", "--log-max-files", "ORCHD_LOG_MAX_FILES", "N", SettingShape.Scalar, "3",
             "how many log files a container keeps, the current one included",
             (b, v) => b.LogMaxFiles = ConfigValues.Count(v, 1, 100), c => c.LogMaxFiles.ToString(System.Globalization.CultureInfo.InvariantCulture)),
+        new("metrics.listen", "--metrics-listen", "ORCHD_METRICS_LISTEN", "ADDRESS", SettingShape.Scalar, "none",
+            "serve Prometheus metrics over HTTP at /metrics: a port (on 127.0.0.1), ADDRESS:PORT, or none",
+            (b, v) => b.MetricsListen = Metrics.ListenAddress.Parse(v), c => c.MetricsListen ?? "none"),
+        new("metrics.nats", "--metrics-nats", "ORCHD_METRICS_NATS", "BOOL", SettingShape.Scalar, "false",
+            "also answer orch.node.<node>.metrics.prometheus on NATS with the same text, for fleet-wide scraping",
+            (b, v) => b.MetricsNats = ConfigValues.Bool(v), c => c.MetricsNats ? "true" : "false"),
     ];
 
     /// <summary>Keys that hold a nested mapping of settings in the file.</summary>
-    public static readonly IReadOnlySet<string> Sections = new HashSet<string>(StringComparer.Ordinal) { "nats", "logs", "network", "fleet" };
+    public static readonly IReadOnlySet<string> Sections = new HashSet<string>(StringComparer.Ordinal) { "nats", "logs", "network", "fleet", "metrics" };
 
     public static Setting? ByKey(string key) => All.FirstOrDefault(s => s.Key == key);
 
@@ -215,6 +221,8 @@ internal sealed class ConfigBuilder
     public string BridgeCidr { get; set; } = s_defaults.BridgeCidr;
     public long LogMaxBytes { get; set; } = s_defaults.LogMaxBytes;
     public int LogMaxFiles { get; set; } = s_defaults.LogMaxFiles;
+    public string? MetricsListen { get; set; } = s_defaults.MetricsListen;
+    public bool MetricsNats { get; set; } = s_defaults.MetricsNats;
 
     public OrchdConfig Build() => NatsUrls.Count == 0
         ? throw new ConfigException("nats.urls: no NATS url is left after all sources; give at least one, like nats://127.0.0.1:4222")
@@ -251,5 +259,7 @@ internal sealed class ConfigBuilder
         BridgeCidr = BridgeCidr,
         LogMaxBytes = LogMaxBytes,
         LogMaxFiles = LogMaxFiles,
+        MetricsListen = MetricsListen,
+        MetricsNats = MetricsNats,
     };
 }

@@ -54,6 +54,9 @@ public sealed record OrchdConfig
     public string BridgeCidr { get; init; } = "10.88.0.0/24";
     public long LogMaxBytes { get; init; } = 10 << 20;
     public int LogMaxFiles { get; init; } = 3;
+    /// <summary>Where the Prometheus listener listens (an IP endpoint), or null: off.</summary>
+    public string? MetricsListen { get; init; }
+    public bool MetricsNats { get; init; }
 
     /// <summary>How to reach NATS, for the daemon's agent and for one-shot commands alike.</summary>
     public NatsSettings ToNatsSettings() => new()
