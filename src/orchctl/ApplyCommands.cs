@@ -52,8 +52,9 @@ internal static class ApplyCommands
     }
 
     /// <summary>
-    /// Every deployment in the sources; all errors of all files at once (ManifestException), and the
-    /// loader's warnings (keys a compose file had that do not map) on stderr.
+    /// Every deployment in the sources (kind: Deployment documents, or a docker-compose file, through
+    /// ManifestLoader.LoadFleetManifest); all errors of all files at once (ManifestException), and the
+    /// loader's warnings (compose keys that do not map) on stderr.
     /// </summary>
     private static List<(Deployment Deployment, string Source)> Load(List<(string Source, string Text)> sources)
     {
@@ -64,12 +65,12 @@ internal static class ApplyCommands
         {
             try
             {
-                var (loaded, warnings) = ManifestLoaderCompat.LoadFleetManifest(text, source);
-                foreach (var warning in warnings)
+                var manifest = ManifestLoader.LoadFleetManifest(text, source);
+                foreach (var warning in manifest.Warnings)
                 {
                     Output.Warning(warning);
                 }
-                foreach (var deployment in loaded)
+                foreach (var deployment in manifest.Deployments)
                 {
                     if (seen.TryGetValue(deployment.Name, out var first))
                     {
@@ -230,14 +231,4 @@ internal static class ApplyCommands
         }
         return failed == 0 ? 0 : 1;
     }
-}
-
-/// <summary>
-/// The manifest loader apply uses: ManifestLoader.LoadFleetManifest (deployments, also from a
-/// docker-compose file, plus warnings) once it is in the tree; until then ParseDeployments.
-/// </summary>
-internal static class ManifestLoaderCompat
-{
-    public static (IReadOnlyList<Deployment> Deployments, IReadOnlyList<string> Warnings) LoadFleetManifest(string text, string source)
-        => (ManifestLoader.ParseDeployments(text, source), []);
 }

@@ -19,14 +19,14 @@ internal sealed record CommandSpec(string Name, string Group, string Usage, stri
 
 internal static class Commands
 {
-    private static readonly FlagSpec Output = new("-o|--output", "FORMAT", "table (default), wide, json or yaml", "table wide json yaml");
+    private static readonly FlagSpec Output = new("-o|--output", "FORMAT", "table (default), wide, json, yaml, or name (one name a line)", "table wide json yaml name");
     private static readonly FlagSpec Selector = new("-l|--selector", "KEY=VALUE", "only those with these labels (k=v,k2!=v2,k3 ; nodes: node labels; others: their labels)");
     private static readonly FlagSpec Node = new("-n|--node", "NODE", "the node (env ORCH_NODE, or the context's node)", "@nodes");
     private static readonly FlagSpec NodeOptional = new("-n|--node", "NODE", "only this node (default: every node)", "@nodes");
     private static readonly FlagSpec NodeFind = new("-n|--node", "NODE", "the container's node; without it orchctl finds it (deployment status, then every node)", "@nodes");
     private static readonly FlagSpec File = new("-f|--file", "FILE|DIR|-", "a manifest, a directory of *.yaml/*.yml/*.json, or - for stdin (repeatable)", "@files");
     private static readonly FlagSpec SignKey = new("--sign-key", "SEED", "sign with this nkey seed file (env ORCH_SIGN_KEY)", "@files");
-    private static readonly FlagSpec Since = new("--since", "DURATION", "only what happened in the last DURATION (10m, 1h, 2d)");
+    private static readonly FlagSpec Since = new("--since", "DURATION", "only what happened in the last DURATION (10m, 1h, 2d; events default 1h)");
     private static readonly FlagSpec Watch = new("-w|--watch", null, "keep watching; Ctrl-C ends");
 
     public static readonly string[] Groups = ["Fleet", "Deployments", "Containers", "Images", "Signing", "Settings"];
@@ -35,7 +35,7 @@ internal static class Commands
     [
         new("get", "Fleet", "get nodes|deployments|containers|images|events [NAME] [-o FORMAT] [-l SELECTOR] [-n NODE]",
             "list nodes, deployments, containers (on every node), images (on every node) or events",
-            [Output, Selector, NodeOptional, Since, Watch],
+            [Output, Selector, NodeOptional, Since, new("-w|--watch", null, "events: keep printing new ones; Ctrl-C ends")],
             ["orchctl get nodes", "orchctl get nodes -l zone=north -o wide", "orchctl get deployments web -o yaml", "orchctl get containers -n gw-01",
              "orchctl get containers -l app=web -o json", "orchctl get images", "orchctl get events --since 10m"],
             ["nodes deployments containers images events", "@prev"],

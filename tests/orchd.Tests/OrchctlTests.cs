@@ -384,7 +384,7 @@ public sealed class OrchctlTests : IAsyncLifetime
         Assert.Equal(["get"], await Complete("orchctl", "ge"));
         Assert.Equal(["describe", "delete"], await Complete("orchctl", "de"));
         Assert.Equal(["nodes", "deployments", "containers", "images", "events"], await Complete("orchctl", "get", ""));
-        Assert.Equal(["table", "wide", "json", "yaml"], await Complete("orchctl", "get", "nodes", "-o", ""));
+        Assert.Equal(["table", "wide", "json", "yaml", "name"], await Complete("orchctl", "get", "nodes", "-o", ""));
         Assert.Equal(["gw-01", "gw-02"], await Complete("orchctl", "get", "nodes", ""));
         Assert.Equal(["api", "web"], await Complete("orchctl", "--timeout", "5", "describe", "deployment", ""));
         Assert.Equal(["web"], await Complete("orchctl", "rollout", "status", "w"));
@@ -521,6 +521,13 @@ public sealed class OrchctlTests : IAsyncLifetime
         Assert.Equal("", broken.Out);
         File.Delete(Path.Combine(dir, "c.yaml"));
         File.Delete(Path.Combine(dir, "d.yaml"));
+
+        // A docker-compose file: each service a deployment, the keys that do not map as warnings on stderr.
+        var compose = await Ctl("apply", "-f", Path.Combine(Repo.Root, "examples", "compose", "docker-compose.yml"), "--dry-run");
+        Assert.True(compose.Code == 0, compose.All);
+        Assert.Contains("deployment web: created (dry run)", compose.Out, StringComparison.Ordinal);
+        Assert.Contains("depends_on", compose.Err, StringComparison.Ordinal);
+        Assert.All(compose.Err.Split('\n', StringSplitOptions.RemoveEmptyEntries), l => Assert.StartsWith("warning: ", l, StringComparison.Ordinal));
 
         var deleted = await Ctl("delete", "-f", dir);
         Assert.True(deleted.Code == 0, deleted.All);

@@ -118,8 +118,8 @@ public sealed class OrchctlFleetTests
 
         // scale past what anti-affinity allows: the reason shows in get deployments.
         Assert.Contains("scaled to 3", (await Ok("scale", "hi", "3")).Out, StringComparison.Ordinal);
-        await Until(async () => (await Ctl("get", "deployments")).Out.Contains("unschedulable", StringComparison.Ordinal)
-            || (await Ctl("get", "deployments")).Out.Contains("no node", StringComparison.Ordinal), "hi-2 reported unschedulable");
+        await Until(async () => (await Ctl("get", "deployments")).Out.Contains("hi-2: node", StringComparison.Ordinal), "hi-2 reported unschedulable");
+        Assert.Contains("already runs a replica (antiAffinity)", (await Ok("describe", "deployment", "hi")).Out.Split("Unschedulable:")[1], StringComparison.Ordinal);
         await Ok("scale", "hi", "2");
 
         // cordon, drain, uncordon.
