@@ -39,11 +39,9 @@ internal static class BackendSelection
             client = new ContainerdClient(config.ContainerdSocket, Namespace(nodeId));
             try
             {
+                // Only checked here: orchd's namespace is made by its first container, so a containerd
+                // that merely answers (and is not the default) is left as it was.
                 version = await client.CheckAsync(cancellationToken).ConfigureAwait(false);
-                await client.EnsureNamespaceAsync(new Dictionary<string, string>(StringComparer.Ordinal)
-                {
-                    ["org.orchestrator.node"] = config.NodeName,
-                }, cancellationToken).ConfigureAwait(false);
             }
             catch (ContainerdException e)
             {

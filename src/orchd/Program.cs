@@ -152,7 +152,8 @@ static async Task<int> RunDaemonAsync(OrchdConfig config, NodeState state, Backe
     {
         // Factories, so that the provider disposes them (the driver stops waiting; tasks run on).
         builder.Services.AddSingleton(_ => containerd);
-        builder.Services.AddSingleton(sp => new ContainerdDriver(sp.GetRequiredService<Orchestrator.Containerd.ContainerdClient>(), state.RunDir));
+        builder.Services.AddSingleton(sp => new ContainerdDriver(sp.GetRequiredService<Orchestrator.Containerd.ContainerdClient>(), state.RunDir,
+            new Dictionary<string, string>(StringComparer.Ordinal) { ["org.orchestrator.node"] = config.NodeName }));
     }
     builder.Services.AddSingleton<ITaskDriver>(sp =>
     {

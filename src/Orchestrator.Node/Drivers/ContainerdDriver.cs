@@ -32,11 +32,16 @@ public sealed class ContainerdDriver : ITaskDriver, IDisposable
     private readonly CancellationTokenSource _stopping = new();
     private readonly ConcurrentDictionary<string, string> _cgroups = new(StringComparer.Ordinal);
 
+    private readonly IReadOnlyDictionary<string, string> _namespaceLabels;
+    private volatile bool _namespaceMade;
+
     /// <param name="runDir">Where exec FIFOs are made (volatile, orchd's run dir).</param>
-    public ContainerdDriver(ContainerdClient client, string runDir)
+    /// <param name="namespaceLabels">Labels of orchd's containerd namespace, made with its first container.</param>
+    public ContainerdDriver(ContainerdClient client, string runDir, IReadOnlyDictionary<string, string>? namespaceLabels = null)
     {
         _client = client;
         _execDir = Path.Combine(runDir, "containerd-exec");
+        _namespaceLabels = namespaceLabels ?? new Dictionary<string, string>();
     }
 
     public string Name => "containerd";
@@ -46,6 +51,11 @@ public sealed class ContainerdDriver : ITaskDriver, IDisposable
     public TaskHandle Start(TaskConfig config)
     {
         var id = config.Id;
+        if (!_namespaceMade)
+        {
+            _client.EnsureNamespaceAsync(_namespaceLabels).GetAwaiter().GetResult();
+            _namespaceMade = true;
+        }
         // A container left from an earlier run (exited, or orchd died between create and start) would refuse the id.
         Destroy(id);
         var spec = File.ReadAllBytes(Path.Combine(config.Bundle, "config.json"));

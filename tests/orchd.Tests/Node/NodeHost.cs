@@ -234,6 +234,11 @@ public sealed class NodeHost : IAsyncDisposable
                 }
             }
             await Containerd.DisposeAsync();
+            if (File.Exists(Path.Combine(StateDir, "node-id")))
+            {
+                // The runc v2 shim keeps runc's state under /run/containerd/runc/<namespace>, whatever containerd's state dir.
+                try { Directory.Delete(Path.Combine("/run/containerd/runc", ContainerdNamespace)); } catch (IOException) { }
+            }
         }
         var runtime = Path.Combine(RunDir, "runtime");
         if (Directory.Exists(runtime))
