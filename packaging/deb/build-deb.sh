@@ -88,16 +88,19 @@ Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
 Upstream-Name: orchestrator
 
 Files: *
-Copyright: the Orchestrator authors
+Copyright: 2025 the Orchestrator authors
 License: see the project's repository
 COPYRIGHT
-printf 'orchestrator (%s) unstable; urgency=medium\n\n  * Built from the project tree.\n\n -- Orchestrator <orchestrator@localhost>  %s\n' \
+printf 'orchestrator (%s) unstable; urgency=medium\n\n  * Built from the project tree.\n\n -- Orchestrator <orchestrator@example.org>  %s\n' \
     "$version" "$(date -R -d "@${SOURCE_DATE_EPOCH:-$(git -C "$repo" log -1 --format=%ct 2>/dev/null || date +%s)}")" \
     | gzip -9n > "$root/usr/share/doc/orchestrator/changelog.gz"
 "${qemu[@]}" "$bin_dir/orchctl" completion bash > "$root/usr/share/bash-completion/completions/orchctl"
 "${qemu[@]}" "$bin_dir/orchctl" completion zsh > "$root/usr/share/zsh/vendor-completions/_orchctl"
 "${qemu[@]}" "$bin_dir/orchctl" completion fish > "$root/usr/share/fish/vendor_completions.d/orchctl.fish"
 
+# The AOT runtime links its own zlib(-ng) into each binary; there is no shared one to use.
+install -d "$root/usr/share/lintian/overrides"
+printf 'orchestrator: embedded-library zlib [usr/bin/orchd]\norchestrator: embedded-library zlib [usr/bin/orchctl]\n' > "$root/usr/share/lintian/overrides/orchestrator"
 install -m 0755 "$repo"/packaging/deb/maintainer/{postinst,prerm,postrm} "$root/DEBIAN/"
 echo /etc/orchestrator/orchd.yaml > "$root/DEBIAN/conffiles"
 installed_kb=$(du -sk --exclude=DEBIAN "$root" | cut -f1)
@@ -105,7 +108,7 @@ cat > "$root/DEBIAN/control" <<CONTROL
 Package: orchestrator
 Version: $version
 Architecture: $arch
-Maintainer: Orchestrator <orchestrator@localhost>
+Maintainer: Orchestrator <orchestrator@example.org>
 Installed-Size: $installed_kb
 Depends: libc6 (>= $glibc), iproute2, nftables
 Recommends: libssl3 | libssl1.1
