@@ -71,7 +71,14 @@ public sealed class ContainerdDriver : ITaskDriver, IDisposable
         }
         catch
         {
-            Destroy(id);
+            try
+            {
+                Destroy(id);
+            }
+            catch (ContainerdException)
+            {
+                // containerd went away meanwhile: the start's own error is the one to tell; the next start cleans up.
+            }
             throw;
         }
     }

@@ -105,7 +105,20 @@ public sealed class LiveRestoreTests
         File.WriteAllText(record, "{\"name\":\"web\",\"state\":\"runn"); // a torn write
         await node.StartOrchdAsync();
         await node.Daemon.WaitForLogAsync("is corrupt", s_wait);
-        var status = await node.Client.InspectAsync("web");
+        // Reads are served from a view published once recovery is done; until then "web" is not in it.
+        Orchestrator.Node.Reconcile.ContainerStatus? status = null;
+        var deadline = DateTime.UtcNow + s_wait;
+        while (status is null)
+        {
+            try
+            {
+                status = await node.Client.InspectAsync("web");
+            }
+            catch (Orchestrator.Fleet.Client.NodeRequestException) when (DateTime.UtcNow < deadline)
+            {
+                await Task.Delay(50);
+            }
+        }
         Assert.Equal("running", status.State);
         Assert.Equal(running.Pid, status.Pid);
         Assert.Single(Directory.GetFiles(Path.Combine(node.StateDir, "containers"), "web.json.corrupt-*"));
