@@ -94,11 +94,7 @@ internal static class FleetCommands
     public static async Task<int> EventsAsync(CommandContext context, DateTimeOffset since, bool watch, string? about, string format)
     {
         using var interrupted = new CancellationTokenSource();
-        Console.CancelKeyPress += (_, e) =>
-        {
-            e.Cancel = true;
-            interrupted.Cancel();
-        };
+        using var onInterrupt = Terminal.OnInterrupt(interrupted);
         var collected = new List<NodeEvent>();
         string[] header = ["TIME", "NODE", "KIND", "SUBJECT", "MESSAGE"];
         string[] Row(NodeEvent e) => [Output.Time(e.At), e.Node, e.Kind, e.Subject, e.Message];
@@ -228,11 +224,7 @@ internal static class FleetCommands
             limit = Quantities.TryParseDuration(waitTimeout, out var d) ? d : throw new UsageException($"--wait-timeout '{waitTimeout}' is not a duration like 5m");
         }
         using var interrupted = new CancellationTokenSource();
-        Console.CancelKeyPress += (_, e) =>
-        {
-            e.Cancel = true;
-            interrupted.Cancel();
-        };
+        using var onInterrupt = Terminal.OnInterrupt(interrupted);
         var started = DateTime.UtcNow;
         var tty = Terminal.IsTty;
         var color = Terminal.Color;

@@ -64,11 +64,7 @@ internal static class NodeCommands
                 if (parsed.Has("--follow"))
                 {
                     using var interrupted = new CancellationTokenSource();
-                    Console.CancelKeyPress += (_, e) =>
-                    {
-                        e.Cancel = true;
-                        interrupted.Cancel();
-                    };
+                    using var onInterrupt = Terminal.OnInterrupt(interrupted);
                     try
                     {
                         await foreach (var line in client.FollowLogsAsync(Name(), tail, since, interrupted.Token).ConfigureAwait(false))

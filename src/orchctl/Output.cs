@@ -19,6 +19,33 @@ internal static class Terminal
     public static bool StderrColor => !Console.IsErrorRedirected && !NoColorFlag && Environment.GetEnvironmentVariable("NO_COLOR") is null
         && Environment.GetEnvironmentVariable("TERM") is not "dumb";
 
+    /// <summary>
+    /// Ctrl-C (SIGINT) and SIGTERM cancel <paramref name="cancellation"/> instead of killing the
+    /// process. A signal registration, not Console.CancelKeyPress, which would set up the terminal
+    /// (an escape sequence on the screen).
+    /// </summary>
+    public static IDisposable OnInterrupt(CancellationTokenSource cancellation)
+    {
+        void Handler(System.Runtime.InteropServices.PosixSignalContext context)
+        {
+            context.Cancel = true;
+            cancellation.Cancel();
+        }
+        return new Registrations(System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGINT, Handler),
+            System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGTERM, Handler));
+    }
+
+    private sealed class Registrations(params IDisposable[] registrations) : IDisposable
+    {
+        public void Dispose()
+        {
+            foreach (var registration in registrations)
+            {
+                registration.Dispose();
+            }
+        }
+    }
+
     public static string Paint(string text, string code, bool enabled) => enabled && text.Length > 0 ? $"\u001b[{code}m{text}\u001b[0m" : text;
 
     public const string Bold = "1", Red = "31", Green = "32", Yellow = "33", Cyan = "36", Dim = "2";
