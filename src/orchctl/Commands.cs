@@ -90,7 +90,7 @@ internal static class Commands
             ["orchctl exec web-0 -- cat /etc/hostname", "orchctl exec -n gw-01 hello -- sh -c 'wget -qO- localhost'"],
             ["@containers"]),
         new("run", "Containers", "run -n NODE -f FILE", "run the workloads of a manifest file (YAML or JSON) on one node",
-            [Node, new("-f|--file", "FILE", "workload manifest", "@files")], ["orchctl run -n gw-01 -f examples/hello.yaml"], []),
+            [Node, new("-f|--file", "FILE", "workload manifest", "@files")], ["orchctl run -n gw-01 -f examples/hello-node.yaml"], []),
         new("ps", "Containers", "ps -n NODE", "one node's containers (every node's: get containers)", [Node], ["orchctl ps -n gw-01"], []),
         new("inspect", "Containers", "inspect CONTAINER [-n NODE]", "a container's status and spec, as JSON", [NodeFind], ["orchctl inspect web-0"], ["@containers"]),
         new("stats", "Containers", "stats -n NODE [CONTAINER]", "CPU, memory, pids and restarts of a node's containers", [Node], ["orchctl stats -n gw-01"], ["@containers"]),
