@@ -70,6 +70,7 @@ install -d "$root/DEBIAN" "$root/usr/bin" "$root/lib/systemd/system" "$root/etc/
 install -m 0755 "$bin_dir/orchd" "$bin_dir/orchctl" "$root/usr/bin/"
 ln -s orchd "$root/usr/bin/orch-runc"
 install -m 0644 "$repo/systemd/orchd.service" "$root/lib/systemd/system/orchd.service"
+install -D -m 0755 "$repo/packaging/update/orchd-update-guard" "$root/usr/lib/orchestrator/orchd-update-guard"
 install -m 0644 "$repo/packaging/config/orchd.yaml" "$root/etc/orchestrator/orchd.yaml"
 install -m 0644 "$repo/packaging/tmpfiles/orchestrator.conf" "$root/usr/lib/tmpfiles.d/orchestrator.conf"
 gzip -9n < "$repo/packaging/man/orchd.8" > "$root/usr/share/man/man8/orchd.8.gz"

@@ -35,6 +35,10 @@ try
     {
         return await ImageCommand.RunAsync(args[1..]).ConfigureAwait(false);
     }
+    if (args.Length > 0 && args[0] == "release")
+    {
+        return await Orchestrator.Daemon.Update.ReleaseCommand.RunAsync(args[1..]).ConfigureAwait(false);
+    }
     commandLine = CommandLine.Parse(args);
     if (commandLine.Mode == CommandMode.Help)
     {
@@ -60,7 +64,8 @@ catch (ConfigException e)
 }
 catch (Exception e) when (e is Orchestrator.Images.Store.ImageException or Orchestrator.Images.Store.DigestMismatchException
                           or Orchestrator.Images.Store.DiskBudgetExceededException or Orchestrator.Images.Unpack.HostileLayerException
-                          or IOException or ArgumentException or NotSupportedException)
+                          or IOException or ArgumentException or NotSupportedException
+                          or Orchestrator.Daemon.Update.ReleaseException or Orchestrator.Fleet.Protocol.ManifestSignatureException)
 {
     // Only `orchd image` gets here: its failures are one line, like every other error.
     EarlyLog.Error($"orchd: {e.Message}");
@@ -198,6 +203,7 @@ static async Task<int> RunDaemonAsync(OrchdConfig config, NodeState state, Backe
     builder.Services.AddHostedService<NodeService>();
     builder.Services.AddHostedService<AgentService>();
     builder.Services.AddHostedService<Orchestrator.Daemon.Metrics.MetricsService>();
+    builder.Services.AddHostedService<Orchestrator.Daemon.Update.UpdateService>();
 
     using var host = builder.Build();
     var logger = host.Services.GetRequiredService<ILoggerFactory>().CreateLogger("orchd");
@@ -246,7 +252,8 @@ static async Task<int> RunDaemonAsync(OrchdConfig config, NodeState state, Backe
         return ExitCodes.Failure;
     }
     DaemonLog.Stopped(logger, stopwatch.ElapsedMilliseconds);
-    return ExitCodes.Ok;
+    // A self-update (or its rollback) put another binary in place: a non-zero exit makes systemd start it.
+    return Orchestrator.Daemon.Update.UpdateService.RestartRequested ? Orchestrator.Daemon.Update.UpdateService.RestartExitCode : ExitCodes.Ok;
 }
 
 internal static class ExitCodes

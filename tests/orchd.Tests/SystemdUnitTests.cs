@@ -42,7 +42,8 @@ public sealed class SystemdUnitTests
         using var dir = new TempDir();
         // verify checks that ExecStart exists: point it at the published binary.
         var unit = dir.Combine("orchd.service");
-        await File.WriteAllTextAsync(unit, (await File.ReadAllTextAsync(s_unitPath)).Replace("/usr/bin/orchd", Repo.Binary("orchd"), StringComparison.Ordinal));
+        await File.WriteAllTextAsync(unit, (await File.ReadAllTextAsync(s_unitPath)).Replace("/usr/bin/orchd", Repo.Binary("orchd"), StringComparison.Ordinal)
+            .Replace("/usr/lib/orchestrator/orchd-update-guard", Path.Combine(Repo.Root, "packaging", "update", "orchd-update-guard"), StringComparison.Ordinal));
         var verify = DaemonProcess.Start(analyze, ["verify", unit]);
         var code = await verify.WaitForExitAsync(TimeSpan.FromSeconds(60));
         Assert.True(code == 0 && verify.Stderr.Count == 0, verify.Output);
