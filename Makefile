@@ -15,7 +15,7 @@ RESULTS := artifacts/test-results
 # Debian packages: the build (gcc links the AOT binary), the tests' real servers and tools,
 # and the competitors the benchmarks run side by side.
 APT_BUILD := gcc libc6-dev zlib1g-dev git ca-certificates curl libicu72
-APT_TEST := nats-server busybox-static skopeo umoci util-linux iproute2 systemd procps tar containerd attr bsdutils docker-registry apache2-utils zstd nftables
+APT_TEST := nats-server busybox-static skopeo umoci util-linux iproute2 systemd procps tar containerd attr bsdutils docker-registry apache2-utils zstd nftables man-db
 APT_BENCH := containerd runc crun hyperfine time
 # The linux-arm64 cross build from x64: Debian's GNU cross toolchain with its own sysroot
 # (/usr/aarch64-linux-gnu: no multiarch, no clang), and qemu-user to run what it built.
