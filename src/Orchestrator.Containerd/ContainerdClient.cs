@@ -278,6 +278,19 @@ public sealed partial class ContainerdClient : IDisposable
         return [.. Call("read metrics of", string.Join(", ", ids), () => _tasks.Metrics(request, deadline: Deadline(10))).Metrics];
     }
 
+    /// <summary>One task's metrics, decoded (cgroup v1 or v2); null when the task is gone or its runtime reports something else.</summary>
+    public TaskMetrics? TaskMetrics(string id)
+    {
+        try
+        {
+            return Metrics(id).FirstOrDefault(m => m.Id == id) is { Data: { } data } ? Containerd.TaskMetrics.Decode(data) : null;
+        }
+        catch (ContainerdException e) when (e.IsNotFound)
+        {
+            return null;
+        }
+    }
+
     // ---------------------------------------------------------------- errors
 
     internal static DateTime Deadline(int seconds) => DateTime.UtcNow.AddSeconds(seconds);

@@ -15,12 +15,13 @@ public sealed class ContainerdClientTests
     {
         Requires.Root();
         await using var server = await ContainerdServer.StartAsync();
-        using var client = new ContainerdClient(server.Socket, "orchd-test");
+        var ns = "orchd-test-" + Guid.NewGuid().ToString("N")[..8]; // runc's state for the namespace is under /run/containerd/runc, shared by every containerd
+        using var client = new ContainerdClient(server.Socket, ns);
         var version = await client.CheckAsync();
         Assert.True(ContainerdClient.ParseVersion(version) >= ContainerdClient.MinimumVersion, version);
         await client.EnsureNamespaceAsync(new Dictionary<string, string> { ["org.orchestrator.node"] = "t" });
         await client.EnsureNamespaceAsync(new Dictionary<string, string>()); // twice is fine
-        Assert.Contains("orchd-test", await client.ListNamespacesAsync());
+        Assert.Contains(ns, await client.ListNamespacesAsync());
 
         using var bundle = OciBundle.CreateBusybox("sh", "-c", "echo hello; exec sleep 1000");
         var spec = JsonNode.Parse(File.ReadAllText(bundle.ConfigPath))!;
@@ -49,7 +50,7 @@ public sealed class ContainerdClientTests
         var execWait = client.WaitAsync("box", "e1");
         client.StartTask("box", "e1");
         Assert.Equal(4, (await execWait).Status);
-        Assert.Contains("from exec", File.ReadAllText(execOut), StringComparison.Ordinal);
+        await WaitForAsync(() => File.ReadAllText(execOut).Contains("from exec", StringComparison.Ordinal), "the exec's output (the shim copies it after the exit)");
         client.DeleteProcess("box", "e1");
 
         Assert.Contains((int)pid, client.Pids("box"));
@@ -59,6 +60,9 @@ public sealed class ContainerdClientTests
         var metric = Assert.Single(client.Metrics("box"));
         Assert.Equal("box", metric.Id);
         Assert.Contains("cgroups", metric.Data.TypeUrl, StringComparison.Ordinal);
+        var decoded = client.TaskMetrics("box")!;
+        Assert.True(decoded is { Pids: 1, OomKills: 0 } && decoded.MemoryBytes > 0 && decoded.MemoryPeakBytes >= decoded.MemoryBytes && decoded.CpuNanoseconds > 0, decoded.ToString());
+        Assert.Null(client.TaskMetrics("nobody"));
 
         var wait = client.WaitAsync("box");
         client.Kill("box", 9, all: true);

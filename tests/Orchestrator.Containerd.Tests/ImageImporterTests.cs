@@ -11,7 +11,8 @@ public sealed class ImageImporterTests
     {
         Requires.Root();
         await using var server = await ContainerdServer.StartAsync();
-        using var client = new ContainerdClient(server.Socket, "orchd-import");
+        var ns = "orchd-import-" + Guid.NewGuid().ToString("N")[..8];
+        using var client = new ContainerdClient(server.Socket, ns);
         await client.CheckAsync();
         using var layout = new TempDir("orch-ctrd-layout");
         var image = BusyboxImage.CreateLayout(layout.Path, extraFiles: new Dictionary<string, string> { ["etc/motd"] = "imported by orchd\n" });
@@ -22,7 +23,7 @@ public sealed class ImageImporterTests
         await Task.Delay(300); // the subscription is in place before the import
         var imported = await ImageImporter.ImportAsync(client, "docker.io/orchd/busybox:1", image.ManifestDigest, Open);
         Assert.Equal((1, 1), (imported.LayersWritten, imported.LayersUnpacked));
-        Assert.Equal(("docker.io/orchd/busybox:1", "orchd-import"), await created);
+        Assert.Equal(("docker.io/orchd/busybox:1", ns), await created);
 
         // The labels made it (content Info field 5, Write field 7), and the lease is gone.
         Assert.Equal(image.DiffId, (await client.ContentInfoAsync(image.LayerDigest))!.Labels["containerd.io/uncompressed"]);
@@ -31,7 +32,7 @@ public sealed class ImageImporterTests
         Assert.NotNull(await client.StatSnapshotAsync("overlayfs", imported.ChainId));
         Assert.Equal(image.ManifestDigest, (await client.GetImageAsync("docker.io/orchd/busybox:1"))!.Target.Digest);
 
-        var run = await server.Ctr("orchd-import", "run", "--rm", "--net-host", "docker.io/orchd/busybox:1", "motd", "cat", "/etc/motd");
+        var run = await server.Ctr(ns, "run", "--rm", "--net-host", "docker.io/orchd/busybox:1", "motd", "cat", "/etc/motd");
         Assert.True(run.Code == 0, run.Stderr);
         Assert.Equal("imported by orchd", run.Stdout.Trim());
 

@@ -51,6 +51,20 @@ public sealed class ContainerdServer : IAsyncDisposable
         {
             throw new InvalidOperationException($"containerd did not create {Socket}:\n{_process.Output}");
         }
+        // The socket file exists a moment before containerd listens on it.
+        for (var i = 0; ; i++)
+        {
+            using var probe = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.Unix, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Unspecified);
+            try
+            {
+                await probe.ConnectAsync(new System.Net.Sockets.UnixDomainSocketEndPoint(Socket));
+                return;
+            }
+            catch (System.Net.Sockets.SocketException) when (i < 250 && !_process.HasExited)
+            {
+                await Task.Delay(20);
+            }
+        }
     }
 
     /// <summary>Stops containerd (SIGTERM) and starts it again on the same root, state and socket: its shims, and their tasks, live on.</summary>
@@ -86,6 +100,21 @@ public sealed class ContainerdServer : IAsyncDisposable
         {
             if (!_process.HasExited)
             {
+                // Tasks (and their shims) outlive containerd: remove whatever a test left, in every namespace.
+                try
+                {
+                    foreach (var ns in (await Ctr("default", "namespaces", "ls", "-q")).Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+                    {
+                        foreach (var id in (await Ctr(ns, "containers", "ls", "-q")).Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+                        {
+                            await Ctr(ns, "task", "rm", "-f", id);
+                            await Ctr(ns, "containers", "rm", id);
+                        }
+                    }
+                }
+                catch (Exception e) when (e is TimeoutException or IOException or InvalidOperationException)
+                {
+                }
                 _process.Signal(Signals.SIGTERM);
                 try
                 {

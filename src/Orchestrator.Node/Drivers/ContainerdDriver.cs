@@ -291,28 +291,42 @@ public sealed class ContainerdDriver : ITaskDriver, IDisposable
         return _cgroups.GetValueOrDefault(id);
     }
 
-    private bool OomKilled(string id)
-    {
-        try
-        {
-            return CgroupPath(id) is { } path && CgroupFactory.Open(path).Stats().OomKills > 0;
-        }
-        catch (Exception e) when (e is IOException or CgroupException or UnauthorizedAccessException)
-        {
-            return false;
-        }
-    }
+    private bool OomKilled(string id) => Stats(id)?.OomKills > 0;
 
+    /// <summary>
+    /// From the container's cgroup when orchd sees it (cheap, local); otherwise (orchd in a
+    /// container of its own, or a cgroup tree it cannot read) from containerd's Metrics, which the
+    /// shim reads in the task's own cgroup.
+    /// </summary>
     public CgroupStats? Stats(string id)
     {
         try
         {
-            return CgroupPath(id) is { } path ? CgroupFactory.Open(path).Stats() : null;
+            if (CgroupPath(id) is { } path && CgroupVisible(path))
+            {
+                return CgroupFactory.Open(path).Stats();
+            }
         }
         catch (Exception e) when (e is IOException or CgroupException or UnauthorizedAccessException)
         {
+        }
+        try
+        {
+            return _client.TaskMetrics(id) is { } m ? new CgroupStats(m.MemoryBytes, m.MemoryPeakBytes, m.CpuNanoseconds, m.Pids, m.OomKills) : null;
+        }
+        catch (ContainerdException)
+        {
             return null;
         }
+    }
+
+    private static bool CgroupVisible(string path)
+    {
+        var root = CgroupFactory.DefaultRoot;
+        var relative = path.TrimStart('/');
+        return File.Exists(Path.Combine(root, "cgroup.controllers"))
+            ? Directory.Exists(Path.Combine(root, relative))
+            : Directory.Exists(Path.Combine(root, "memory", relative));
     }
 
     public IReadOnlyList<string> List() => [.. _client.ListContainers().Select(c => c.Id)];

@@ -37,6 +37,17 @@ public sealed class ContainerdBackendTests
         Assert.True(running.State == "running", $"{running.State}: {running.Message}");
         Assert.Equal(["fallback"], await node.ContainerdContainersAsync());
         await WaitForLineAsync(node, "fallback", "via containerd");
+
+        // orchd cannot see the cgroups here: stats and OOM kills come from containerd's Metrics.
+        var stats = Assert.Single(await node.Client.StatsAsync());
+        Assert.True(stats.MemoryBytes > 0 && stats.Pids == 1, $"memory {stats.MemoryBytes}, pids {stats.Pids}");
+        await node.Client.RunAsync(NodeHost.Sh("hog", "tail /dev/zero", w =>
+        {
+            w.Resources = new Resources { Memory = "16Mi" };
+            w.Restart = new RestartPolicy { Policy = "never" };
+        }));
+        var hog = await node.WaitForAsync("hog", c => c.State == "exited", s_wait, "the OOM kill");
+        Assert.True(hog.LastExit!.OomKilled, $"exit {hog.LastExit.Code}, reason {hog.LastExit.Reason}");
     }
 
     [Fact(Timeout = 60_000)]
