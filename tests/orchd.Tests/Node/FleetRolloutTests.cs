@@ -37,7 +37,14 @@ public sealed class FleetRolloutTests
             {
                 if (c.Name.StartsWith(prefix, StringComparison.Ordinal))
                 {
-                    all.Add(await host.Client.InspectAsync(c.Name));
+                    try
+                    {
+                        all.Add(await host.Client.InspectAsync(c.Name));
+                    }
+                    catch (NodeRequestException)
+                    {
+                        // Removed between the list and the inspect (scaled down, rolled): not there.
+                    }
                 }
             }
         }
