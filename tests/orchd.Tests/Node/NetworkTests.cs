@@ -22,10 +22,11 @@ public sealed class NetworkTests
         return (code, process.Output);
     }
 
-    [Fact(Timeout = 180_000)]
-    public async Task Containers_talk_by_name_ports_publish_and_outbound_traffic_is_masqueraded()
+    [Theory(Timeout = 180_000)]
+    [MemberData(nameof(NodeHost.Runtimes), MemberType = typeof(NodeHost))]
+    public async Task Containers_talk_by_name_ports_publish_and_outbound_traffic_is_masqueraded(string runtime)
     {
-        await using var node = await NodeHost.StartAsync();
+        await using var node = await NodeHost.StartAsync(runtime: runtime);
         var tcpPort = FreePort.Next();
         var udpPort = FreePort.Next();
         // busybox has no UDP server: a 20-line static one, built now and mounted in.
@@ -150,10 +151,11 @@ public sealed class NetworkTests
         Assert.DoesNotContain("server", after.Stdout, StringComparison.Ordinal);
     }
 
-    [Fact(Timeout = 60_000)]
-    public async Task Network_none_has_only_loopback_and_host_shares_the_hosts()
+    [Theory(Timeout = 60_000)]
+    [MemberData(nameof(NodeHost.Runtimes), MemberType = typeof(NodeHost))]
+    public async Task Network_none_has_only_loopback_and_host_shares_the_hosts(string runtime)
     {
-        await using var node = await NodeHost.StartAsync();
+        await using var node = await NodeHost.StartAsync(runtime: runtime);
         await node.Client.RunAsync(NodeHost.Sh("isolated", "exec sleep 100000", w => { w.Network = "none"; w.StopGracePeriodSeconds = 1; }));
         var links = await node.Client.ExecAsync("isolated", ["ip", "-o", "link"]);
         Assert.Equal(["lo"], links.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => l.Split(':')[1].Trim()));
