@@ -53,6 +53,8 @@ node_publish() {
     s+=("\$JS.API.STREAM.INFO.ORCH_EVENTS")
     # Images from the fleet's object store (orchd image pull nats:…), read only.
     s+=("\$JS.API.STREAM.INFO.OBJ_orch-images" "\$JS.API.CONSUMER.CREATE.OBJ_orch-images.>" "\$JS.API.DIRECT.GET.OBJ_orch-images.>" "\$JS.API.STREAM.MSG.GET.OBJ_orch-images")
+    # Signed orchd releases (orchd release rollout asks the node on orch.node.<n>.update.*), read only.
+    s+=("\$JS.API.STREAM.INFO.OBJ_orch-releases" "\$JS.API.CONSUMER.CREATE.OBJ_orch-releases.>" "\$JS.API.DIRECT.GET.OBJ_orch-releases.>" "\$JS.API.STREAM.MSG.GET.OBJ_orch-releases")
     list "${s[@]}"
 }
 node_subscribe() {
