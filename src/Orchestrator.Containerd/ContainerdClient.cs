@@ -203,6 +203,18 @@ public sealed partial class ContainerdClient : IDisposable
     public Container? GetContainer(string id)
         => CallOrNull("inspect container", id, () => _containers.Get(new GetContainerRequest { Id = id }, deadline: Deadline(10)).Container);
 
+    /// <summary>Sets (adds or replaces) labels on a container, leaving its other labels and fields alone.</summary>
+    public void LabelContainer(string id, IReadOnlyDictionary<string, string> labels)
+    {
+        var request = new UpdateContainerRequest { Container = new Container { Id = id }, UpdateMask = new Google.Protobuf.WellKnownTypes.FieldMask() };
+        foreach (var (key, value) in labels)
+        {
+            request.Container.Labels[key] = value;
+            request.UpdateMask.Paths.Add("labels." + key);
+        }
+        Call("label container", id, () => _containers.Update(request, deadline: Deadline(10)));
+    }
+
     public IReadOnlyList<Container> ListContainers(params string[] filters)
     {
         var request = new ListContainersRequest();

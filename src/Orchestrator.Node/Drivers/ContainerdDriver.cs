@@ -27,6 +27,7 @@ namespace Orchestrator.Node.Drivers;
 public sealed class ContainerdDriver : ITaskDriver, IDisposable
 {
     private const int MaxExecOutput = 64 * 1024;
+    private const string PidStartLabel = "org.orchestrator.pid-start-time";
     private readonly ContainerdClient _client;
     private readonly string _execDir;
     private readonly CancellationTokenSource _stopping = new();
@@ -65,9 +66,13 @@ public sealed class ContainerdDriver : ITaskDriver, IDisposable
         {
             RememberCgroup(id, spec);
             var pid = (int)_client.CreateTask(id, FifoPath(config.Stdout), FifoPath(config.Stderr));
+            // Read while the process waits to be started (it cannot have exited yet), and kept on the
+            // container: a later orchd can then tell this process's exit from a recycled pid's.
+            var started = StartTime(pid) ?? 0;
+            _client.LabelContainer(id, new Dictionary<string, string> { [PidStartLabel] = started.ToString(CultureInfo.InvariantCulture) });
             config.BeforeStart?.Invoke(pid);
             _client.StartTask(id);
-            return new TaskHandle(id, pid, StartTime(pid) ?? 0, IsChild: false);
+            return new TaskHandle(id, pid, started, IsChild: false);
         }
         catch
         {
@@ -94,15 +99,31 @@ public sealed class ContainerdDriver : ITaskDriver, IDisposable
         return path;
     }
 
+    /// <summary>
+    /// The task as a previous orchd left it. A running one is checked against /proc (pid and start
+    /// time). One that exited meanwhile is returned too, with the pid and start time recorded at
+    /// its start: containerd still holds its exit status, so its <see cref="Watch"/> reports the
+    /// real code at once (the native runtime can only say "unknown" there).
+    /// </summary>
     public TaskHandle? Recover(string id)
     {
         var task = _client.GetTask(id);
-        if (task is null || task.Status is not (Status.Running or Status.Paused or Status.Pausing) || task.Pid == 0)
+        if (task is null || task.Pid == 0)
         {
             return null;
         }
         var pid = (int)task.Pid;
-        return StartTime(pid) is { } start ? new TaskHandle(id, pid, start, IsChild: false) : null;
+        if (task.Status is Status.Running or Status.Paused or Status.Pausing)
+        {
+            return StartTime(pid) is { } start ? new TaskHandle(id, pid, start, IsChild: false) : null;
+        }
+        if (task.Status is Status.Stopped
+            && _client.GetContainer(id)?.Labels.GetValueOrDefault(PidStartLabel) is { } label
+            && ulong.TryParse(label, NumberStyles.None, CultureInfo.InvariantCulture, out var recorded) && recorded != 0)
+        {
+            return new TaskHandle(id, pid, recorded, IsChild: false);
+        }
+        return null;
     }
 
     public void Watch(TaskHandle handle, Action<TaskHandle, TaskExit> exited)

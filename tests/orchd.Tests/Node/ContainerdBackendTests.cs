@@ -161,6 +161,24 @@ public sealed class ContainerdBackendTests
         await WaitForLineAsync(node, "victim", "up");
     }
 
+    [Fact(Timeout = 120_000)]
+    public async Task An_exit_while_orchd_is_away_keeps_its_code_under_containerd()
+    {
+        await using var node = await NodeHost.StartAsync(runtime: "containerd");
+        var before = await node.Client.RunAsync(NodeHost.Sh("brief", "exec sleep 100000", w =>
+        {
+            w.StopGracePeriodSeconds = 0;
+            w.Restart = new RestartPolicy { Backoff = "100ms" };
+        }));
+        await node.KillOrchdAsync();
+        Orchestrator.Linux.Libc.kill(before.Pid, 9);
+        await Task.Delay(500);
+        await node.StartOrchdAsync();
+        var after = await node.WaitForAsync("brief", c => c.State == "running" && c.Restarts == 1, s_wait, "the restart of what died meanwhile");
+        Assert.Equal(137, after.LastExit!.Code); // the native runtime records null here: it was nobody's child
+        Assert.NotEqual(before.Pid, after.Pid);
+    }
+
     private static async Task WaitForLineAsync(NodeHost node, string name, string text)
     {
         var deadline = DateTime.UtcNow + s_wait;

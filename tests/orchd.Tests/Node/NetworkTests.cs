@@ -134,7 +134,20 @@ public sealed class NetworkTests
         Assert.Equal("running", (await node.Client.RunAsync(changed)).State);
         using (var http = new HttpClient(new SocketsHttpHandler { UseProxy = false }) { Timeout = TimeSpan.FromSeconds(10) })
         {
-            Assert.Equal("hello-again\n", await http.GetStringAsync(new Uri($"http://127.0.0.1:{newPort}/index.html")));
+            // "running" means its program started, not that httpd listens yet.
+            var deadline = DateTime.UtcNow + s_wait;
+            while (true)
+            {
+                try
+                {
+                    Assert.Equal("hello-again\n", await http.GetStringAsync(new Uri($"http://127.0.0.1:{newPort}/index.html")));
+                    break;
+                }
+                catch (HttpRequestException) when (DateTime.UtcNow < deadline)
+                {
+                    await Task.Delay(50);
+                }
+            }
         }
         using (var old = new TcpClient())
         {
