@@ -219,7 +219,11 @@ static async Task<int> RunDaemonAsync(OrchdConfig config, NodeState state, Backe
         {
             DaemonLog.FirstBoot(logger, state.NodeId, state.StateDir);
         }
-        if (backends.Default != "native" || backends.NativeFailures.Count > 0)
+        if (backends.NativeFailures.Count > 0 && config.Runtime != RuntimeBackend.Containerd)
+        {
+            DaemonLog.BackendDespiteChecks(logger, backends.Description); // auto fell back, or native runs against its checks
+        }
+        else if (backends.Default != "native")
         {
             DaemonLog.Backend(logger, backends.Description);
         }

@@ -8,8 +8,11 @@ internal static partial class DaemonLog
     [LoggerMessage(EventId = 1001, Level = LogLevel.Information, Message = "orchd {Version} ready: node {Node} (id {NodeId}), state {StateDir}, runtime {Runtime}, config {ConfigFile}")]
     public static partial void Ready(ILogger logger, string version, string node, string nodeId, string stateDir, string runtime, string configFile);
 
-    [LoggerMessage(EventId = 1006, Level = LogLevel.Warning, Message = "container backend: {Backend}")]
+    [LoggerMessage(EventId = 1006, Level = LogLevel.Information, Message = "container backend: {Backend}")]
     public static partial void Backend(ILogger logger, string backend);
+
+    [LoggerMessage(EventId = 1007, Level = LogLevel.Warning, Message = "container backend: {Backend}")]
+    public static partial void BackendDespiteChecks(ILogger logger, string backend);
 
     [LoggerMessage(EventId = 1002, Level = LogLevel.Information, Message = "stopping on request")]
     public static partial void Stopping(ILogger logger);
