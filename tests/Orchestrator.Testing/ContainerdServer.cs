@@ -110,6 +110,14 @@ public sealed class ContainerdServer : IAsyncDisposable
                             await Ctr(ns, "task", "rm", "-f", id);
                             await Ctr(ns, "containers", "rm", id);
                         }
+                        // The runc v2 shim keeps runc's state under /run/containerd/runc/<namespace>, whatever containerd's state dir.
+                        try
+                        {
+                            Directory.Delete(Path.Combine("/run/containerd/runc", ns));
+                        }
+                        catch (IOException)
+                        {
+                        }
                     }
                 }
                 catch (Exception e) when (e is TimeoutException or IOException or InvalidOperationException)
