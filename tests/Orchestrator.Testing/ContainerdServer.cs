@@ -13,6 +13,8 @@ public sealed class ContainerdServer : IAsyncDisposable
 
     public string Socket => _dir.Combine("containerd.sock");
     public string Root => _dir.Combine("root");
+    /// <summary>containerd's volatile state (on a real host under /run: empty after a reboot).</summary>
+    public string State => _dir.Combine("state");
     public string LogFile => _dir.Combine("containerd.log");
 
     public static async Task<ContainerdServer> StartAsync()

@@ -179,6 +179,71 @@ public sealed class ContainerdBackendTests
         Assert.NotEqual(before.Pid, after.Pid);
     }
 
+    [Fact(Timeout = 120_000)]
+    public async Task After_a_reboot_what_should_run_runs_again_under_containerd()
+    {
+        await using var node = await NodeHost.StartAsync(runtime: "containerd");
+        await node.Client.RunAsync(NodeHost.Sh("svc", "echo booted; exec sleep 100000", w => w.StopGracePeriodSeconds = 0));
+        await node.Client.RunAsync(NodeHost.Sh("idle", "exec sleep 100000", w => w.StopGracePeriodSeconds = 0));
+        await node.Client.StopAsync("idle");
+        var pid = (await node.Client.InspectAsync("svc")).Pid;
+        await node.KillOrchdAsync();
+
+        // A reboot: every process gone (containers, shims, containerd), /run empty (containerd's
+        // state, runc's state of the shims, orchd's run dir), /var/lib kept (containerd's
+        // metadata still lists the containers; orchd's state dir).
+        await node.Containerd!.RestartAsync(async () =>
+        {
+            foreach (var dir in Directory.EnumerateDirectories("/proc").Select(Path.GetFileName).Where(d => d!.All(char.IsAsciiDigit)))
+            {
+                try
+                {
+                    var cmdline = File.ReadAllText($"/proc/{dir}/cmdline").Replace('\0', ' ');
+                    if (cmdline.Contains("containerd-shim", StringComparison.Ordinal) && cmdline.Contains(node.Containerd.Socket, StringComparison.Ordinal))
+                    {
+                        Orchestrator.Linux.Libc.kill(int.Parse(dir!, System.Globalization.CultureInfo.InvariantCulture), 9);
+                    }
+                }
+                catch (IOException)
+                {
+                }
+            }
+            Orchestrator.Linux.Libc.kill(pid, 9);
+            await Task.Delay(300);
+            foreach (var mount in File.ReadAllLines("/proc/self/mountinfo").Select(l => l.Split(' ')[4])
+                         .Where(m => m.StartsWith(node.Dir.Path, StringComparison.Ordinal) || m.StartsWith(node.Containerd.State, StringComparison.Ordinal)).OrderByDescending(m => m.Length))
+            {
+                Orchestrator.Linux.Libc.umount2(mount, Orchestrator.Linux.Libc.MNT_DETACH);
+            }
+            Directory.Delete(node.Containerd.State, recursive: true);
+            Directory.Delete(Path.Combine("/run/containerd/runc", node.ContainerdNamespace), recursive: true);
+            Directory.Delete(node.RunDir, recursive: true);
+        });
+        Assert.False(NodeHost.IsAlive(pid));
+
+        await node.StartOrchdAsync();
+        await node.Daemon.WaitForLogAsync("re-adopted 0 running containers", s_wait);
+        var deadline = DateTime.UtcNow + s_wait;
+        while (true)
+        {
+            try
+            {
+                await node.Client.InspectAsync("svc"); // reads come from a view published once recovery is done
+                break;
+            }
+            catch (Orchestrator.Fleet.Client.NodeRequestException) when (DateTime.UtcNow < deadline)
+            {
+                await Task.Delay(50);
+            }
+        }
+        var svc = await node.WaitForAsync("svc", c => c.State == "running", s_wait, "start after the reboot");
+        Assert.NotEqual(pid, svc.Pid);
+        Assert.Null(svc.LastExit!.Code); // nobody kept this one: the reboot took containerd's state too
+        Assert.Equal("stopped", (await node.Client.InspectAsync("idle")).State);
+        Assert.Contains("svc", await node.ContainerdContainersAsync()); // the stale record replaced by a new container
+        Assert.Equal(2, (await node.Client.LogsAsync("svc")).Count(l => l.Text == "booted"));
+    }
+
     private static async Task WaitForLineAsync(NodeHost node, string name, string text)
     {
         var deadline = DateTime.UtcNow + s_wait;
