@@ -155,13 +155,40 @@ public sealed partial class Supervisor
     // after every step, not through the mailbox: a stop waiting out a grace period, or a pull,
     // never makes a `ps` wait.
 
-    public Task<List<ContainerStatus>> ListAsync()
-        => Task.FromResult(View.Values.OrderBy(v => v.Summary.Name, StringComparer.Ordinal).Select(v => v.Summary).ToList());
-
-    public Task<ContainerStatus> InspectAsync(string name) => Task.FromResult(FindView(name).Detail);
-
-    public Task<List<ContainerStats>> StatsAsync(string? name)
+    /// <summary>
+    /// Reads wait for recovery's first view after a start (bounded): until then the view is empty,
+    /// and a container that runs would be answered "no container".
+    /// </summary>
+    private async Task ViewReadyAsync()
     {
+        if (!_recovered.Task.IsCompleted)
+        {
+            try
+            {
+                await _recovered.Task.WaitAsync(TimeSpan.FromSeconds(30)).ConfigureAwait(false);
+            }
+            catch (TimeoutException)
+            {
+                // Recovery is stuck or failed: answer from what there is rather than not at all.
+            }
+        }
+    }
+
+    public async Task<List<ContainerStatus>> ListAsync()
+    {
+        await ViewReadyAsync().ConfigureAwait(false);
+        return View.Values.OrderBy(v => v.Summary.Name, StringComparer.Ordinal).Select(v => v.Summary).ToList();
+    }
+
+    public async Task<ContainerStatus> InspectAsync(string name)
+    {
+        await ViewReadyAsync().ConfigureAwait(false);
+        return FindView(name).Detail;
+    }
+
+    public async Task<List<ContainerStats>> StatsAsync(string? name)
+    {
+        await ViewReadyAsync().ConfigureAwait(false);
         var views = name is null ? View.Values.ToList() : [FindView(name)];
         var now = DateTimeOffset.UtcNow;
         var result = new List<ContainerStats>();
@@ -187,7 +214,7 @@ public sealed partial class Supervisor
             }
             result.Add(stats);
         }
-        return Task.FromResult(result);
+        return result;
     }
 
     public Task<NodeStatus> NodeStatusAsync()
@@ -240,6 +267,7 @@ public sealed partial class Supervisor
     /// <summary>The container's log lines (its log survives restarts of the container and of orchd).</summary>
     public async Task<IReadOnlyList<LogLine>> LogsAsync(string name, int? tail, DateTimeOffset? since, CancellationToken cancellationToken)
     {
+        await ViewReadyAsync().ConfigureAwait(false);
         FindView(name);
         _logs.Flush();
         return await LogReader.ReadAsync(LogDir(name), tail, since, cancellationToken).ConfigureAwait(false);
@@ -248,9 +276,9 @@ public sealed partial class Supervisor
     /// <summary>The last lines, then new ones as the container writes them, until cancelled. Throws at once for an unknown container.</summary>
     public async Task<IAsyncEnumerable<LogLine>> FollowLogsAsync(string name, int? tail, DateTimeOffset? since, CancellationToken cancellationToken)
     {
+        await ViewReadyAsync().ConfigureAwait(false);
         FindView(name);
         _logs.Flush();
-        await Task.CompletedTask.ConfigureAwait(false);
         return LogReader.FollowAsync(LogDir(name), tail, since, cancellationToken);
     }
 
@@ -260,6 +288,7 @@ public sealed partial class Supervisor
         {
             throw new NodeApiException("exec needs a command, e.g. [\"cat\", \"/etc/hostname\"]");
         }
+        await ViewReadyAsync().ConfigureAwait(false);
         if (!FindView(name).Running)
         {
             throw new NodeApiException($"container '{name}' is not running; start it first");
