@@ -21,12 +21,18 @@ public sealed record RegistryOptions
     public int Attempts { get; init; } = 3;
 }
 
+/// <summary>A reference resolved to this platform's manifest: what a pull into another store starts from.</summary>
+/// <param name="MediaType">The manifest's media type (OCI or Docker schema 2).</param>
+public sealed record ResolvedImage(ImageReference Reference, string ManifestDigest, string MediaType, byte[] ManifestBytes, ImageManifest Manifest);
+
 /// <summary>
 /// Pulls images by the OCI distribution spec: manifests (indexes resolved to this platform),
 /// then layers in parallel into the content store, where every byte is verified. Anonymous,
 /// basic and bearer-token auth (the WWW-Authenticate challenge flow).
+/// Without an image store (<paramref name="images"/> null) it only resolves and opens blobs,
+/// for a pull into someone else's store (containerd's content service).
 /// </summary>
-public sealed class RegistryClient(ImageStore images, RegistryOptions options, HttpMessageHandler? handler = null) : IDisposable
+public sealed class RegistryClient(ImageStore? images, RegistryOptions options, HttpMessageHandler? handler = null) : IDisposable
 {
     private static readonly string[] s_accept = [MediaTypes.OciIndex, MediaTypes.OciManifest, MediaTypes.DockerManifestList, MediaTypes.DockerManifest];
     private readonly HttpClient _http = new(handler ?? new SocketsHttpHandler { AllowAutoRedirect = true }) { Timeout = TimeSpan.FromMinutes(10) };
@@ -34,11 +40,45 @@ public sealed class RegistryClient(ImageStore images, RegistryOptions options, H
 
     public async Task<ImageRecord> PullAsync(string reference, Platform? platform = null, IProgress<PullProgress>? progress = null, CancellationToken cancellationToken = default)
     {
+        var store = images ?? throw new InvalidOperationException("this registry client has no image store to pull into");
+        platform ??= Platform.Current;
+        var (image, manifestDigest, _, _, manifest) = await ResolveAsync(reference, platform, (bytes, digest, ct) => store.Content.WriteAsync(bytes, digest, ct), cancellationToken).ConfigureAwait(false);
+        var blobs = manifest.Layers.Prepend(manifest.Config).ToList();
+        var total = blobs.Sum(b => b.Size);
+        long done = 0;
+        var layersDone = 0;
+        using var gate = new SemaphoreSlim(Math.Max(1, options.ConcurrentLayers));
+        await Task.WhenAll(blobs.Select(async blob =>
+        {
+            await gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+            try
+            {
+                if (!store.Content.Contains(blob.Digest))
+                {
+                    await FetchBlobAsync(store, image, blob, cancellationToken).ConfigureAwait(false);
+                }
+                progress?.Report(new PullProgress(Interlocked.Increment(ref layersDone), blobs.Count, Interlocked.Add(ref done, blob.Size), total));
+            }
+            finally
+            {
+                gate.Release();
+            }
+        })).ConfigureAwait(false);
+        return store.Tag(image.ToString(), manifestDigest, platform);
+    }
+
+    /// <summary>
+    /// Fetches the reference's manifest (through an index to <paramref name="platform"/>'s entry),
+    /// each one verified against its digest; <paramref name="keep"/> sees every manifest fetched.
+    /// </summary>
+    public async Task<ResolvedImage> ResolveAsync(string reference, Platform? platform = null,
+        Func<byte[], string, CancellationToken, Task>? keep = null, CancellationToken cancellationToken = default)
+    {
         var image = ImageReference.Parse(reference);
         platform ??= Platform.Current;
-        var what = $"image '{image}'";
         var top = new Descriptor { Digest = image.Digest ?? "", MediaType = "" };
         var first = true;
+        var mediaType = "";
 
         async Task<byte[]> FetchManifest(Descriptor d)
         {
@@ -53,38 +93,70 @@ public sealed class RegistryClient(ImageStore images, RegistryOptions options, H
                 throw new DigestMismatchException(expected, actual, bytes.Length);
             }
             d.Digest = actual;
-            d.MediaType = response.Content.Headers.ContentType?.MediaType ?? "";
-            await images.Content.WriteAsync(bytes, actual, cancellationToken).ConfigureAwait(false);
+            d.MediaType = mediaType = response.Content.Headers.ContentType?.MediaType ?? "";
+            if (keep is not null)
+            {
+                await keep(bytes, actual, cancellationToken).ConfigureAwait(false);
+            }
             return bytes;
         }
 
-        var (manifestDigest, manifestBytes) = await ImageStore.ResolvePlatformAsync(top, platform, FetchManifest, what).ConfigureAwait(false);
-        var manifest = JsonSerializer.Deserialize(manifestBytes, OciJsonContext.Default.ImageManifest)!;
-        var blobs = manifest.Layers.Prepend(manifest.Config).ToList();
-        var total = blobs.Sum(b => b.Size);
-        long done = 0;
-        var layersDone = 0;
-        using var gate = new SemaphoreSlim(Math.Max(1, options.ConcurrentLayers));
-        await Task.WhenAll(blobs.Select(async blob =>
+        var (manifestDigest, manifestBytes) = await ImageStore.ResolvePlatformAsync(top, platform, FetchManifest, $"image '{image}'").ConfigureAwait(false);
+        var manifest = JsonSerializer.Deserialize(manifestBytes, OciJsonContext.Default.ImageManifest)
+            ?? throw new ImageException($"image '{image}': its manifest {manifestDigest} is empty");
+        if (mediaType.Length == 0 || MediaTypes.IsIndex(mediaType))
         {
-            await gate.WaitAsync(cancellationToken).ConfigureAwait(false);
-            try
-            {
-                if (!images.Content.Contains(blob.Digest))
-                {
-                    await FetchBlobAsync(image, blob, cancellationToken).ConfigureAwait(false);
-                }
-                progress?.Report(new PullProgress(Interlocked.Increment(ref layersDone), blobs.Count, Interlocked.Add(ref done, blob.Size), total));
-            }
-            finally
-            {
-                gate.Release();
-            }
-        })).ConfigureAwait(false);
-        return images.Tag(image.ToString(), manifestDigest, platform);
+            mediaType = manifest.MediaType is { Length: > 0 } declared ? declared : MediaTypes.OciManifest;
+        }
+        return new ResolvedImage(image, manifestDigest, mediaType, manifestBytes, manifest);
     }
 
-    private async Task FetchBlobAsync(ImageReference image, Descriptor blob, CancellationToken cancellationToken)
+    /// <summary>
+    /// A blob's bytes as the registry sends them, unverified (the reader checks the digest, as
+    /// containerd's content service does on commit). The caller disposes the stream.
+    /// </summary>
+    public async Task<Stream> OpenBlobAsync(ImageReference image, string digest, CancellationToken cancellationToken = default)
+    {
+        var response = await SendAsync(image, HttpMethod.Get, $"blobs/{digest}", [], cancellationToken).ConfigureAwait(false);
+        try
+        {
+            return new ResponseStream(response, await response.Content.ReadAsStreamAsync(cancellationToken).ConfigureAwait(false));
+        }
+        catch
+        {
+            response.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>A response body that takes its response with it when disposed.</summary>
+    private sealed class ResponseStream(HttpResponseMessage response, Stream inner) : Stream
+    {
+        public override bool CanRead => true;
+        public override bool CanSeek => false;
+        public override bool CanWrite => false;
+        public override long Length => response.Content.Headers.ContentLength ?? throw new NotSupportedException();
+        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+        public override int Read(byte[] buffer, int offset, int count) => inner.Read(buffer, offset, count);
+        public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default) => inner.ReadAsync(buffer, cancellationToken);
+        public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) => inner.ReadAsync(buffer, offset, count, cancellationToken);
+        public override void Flush() { }
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+        public override void SetLength(long value) => throw new NotSupportedException();
+        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+
+        protected override void Dispose(bool disposing)
+        {
+            if (disposing)
+            {
+                inner.Dispose();
+                response.Dispose();
+            }
+            base.Dispose(disposing);
+        }
+    }
+
+    private async Task FetchBlobAsync(ImageStore store, ImageReference image, Descriptor blob, CancellationToken cancellationToken)
     {
         for (var attempt = 1; ; attempt++)
         {
@@ -93,7 +165,7 @@ public sealed class RegistryClient(ImageStore images, RegistryOptions options, H
                 HttpResponseMessage? response = null;
                 try
                 {
-                    await images.Content.WriteResumableAsync(async (offset, ct) =>
+                    await store.Content.WriteResumableAsync(async (offset, ct) =>
                     {
                         // After a broken transfer, ask only for the rest (registries serve ranges).
                         response = await SendAsync(image, HttpMethod.Get, $"blobs/{blob.Digest}", [], ct, rangeFrom: offset).ConfigureAwait(false);
