@@ -108,6 +108,22 @@ public sealed class ContainerdClientTests
     public void Versions_are_read_from_their_leading_numbers(string text, string expected)
         => Assert.Equal(Version.Parse(expected), ContainerdClient.ParseVersion(text));
 
+    [Fact(Timeout = 60_000)]
+    public async Task A_containerd_older_than_the_minimum_is_refused_naming_both_versions()
+    {
+        await using var old = await OldContainerdServer.StartAsync("v1.5.18");
+        using var client = new ContainerdClient(old.Socket, "orchd-old");
+        var refused = await Assert.ThrowsAsync<ContainerdException>(() => client.CheckAsync());
+        Assert.Equal($"containerd v1.5.18 at '{old.Socket}' is too old: orchd needs containerd {ContainerdClient.MinimumVersion} or later; upgrade containerd or use runtime: native",
+            refused.Message);
+        Assert.Equal(1, old.VersionCalls);
+
+        await using var odd = await OldContainerdServer.StartAsync("devel");
+        using var oddClient = new ContainerdClient(odd.Socket, "orchd-old");
+        var unreadable = await Assert.ThrowsAsync<ContainerdException>(() => oddClient.CheckAsync());
+        Assert.Equal($"containerd at '{odd.Socket}' reports version 'devel', which orchd cannot read; it needs {ContainerdClient.MinimumVersion} or later", unreadable.Message);
+    }
+
     [Theory]
     [InlineData("1.5.18", true)]
     [InlineData("1.4.0", true)]

@@ -99,6 +99,17 @@ public sealed class ContainerdBackendTests
         Assert.Equal($"orchd: containerd socket '{socket}' does not exist: start containerd, or set containerd_socket", Assert.Single(daemon.Stderr));
     }
 
+    [Fact(Timeout = 60_000)]
+    public async Task Runtime_containerd_with_a_too_old_containerd_fails_before_ready_naming_the_minimum()
+    {
+        await using var old = await OldContainerdServer.StartAsync("1.5.9");
+        await using var node = await NodeHost.StartAsync(start: false, withNats: false);
+        await using var daemon = DaemonProcess.Start(Repo.Binary("orchd"), node.Args(["--runtime", "containerd", "--containerd-socket", old.Socket]));
+        Assert.Equal(78, await daemon.WaitForExitAsync(s_wait));
+        Assert.Equal($"orchd: containerd 1.5.9 at '{old.Socket}' is too old: orchd needs containerd {Orchestrator.Containerd.ContainerdClient.MinimumVersion} or later; upgrade containerd or use runtime: native",
+            Assert.Single(daemon.Stderr));
+    }
+
     [Fact(Timeout = 120_000)]
     public async Task A_workload_may_ask_for_containerd_on_a_native_node()
     {
