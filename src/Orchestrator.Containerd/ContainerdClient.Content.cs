@@ -217,9 +217,16 @@ public sealed partial class ContainerdClient
 
     // ---------------------------------------------------------------- snapshots, diff
 
-    public async Task<IReadOnlyList<Mount>> PrepareSnapshotAsync(string snapshotter, string key, string parent, string? lease = null, CancellationToken cancellationToken = default)
-        => [.. (await Call("prepare snapshot", key, () => _snapshots.PrepareAsync(new PrepareSnapshotRequest { Snapshotter = snapshotter, Key = key, Parent = parent },
-            Under(lease), Deadline(60), cancellationToken).ResponseAsync).ConfigureAwait(false)).Mounts];
+    public async Task<IReadOnlyList<Mount>> PrepareSnapshotAsync(string snapshotter, string key, string parent, string? lease = null,
+        IReadOnlyDictionary<string, string>? labels = null, CancellationToken cancellationToken = default)
+    {
+        var request = new PrepareSnapshotRequest { Snapshotter = snapshotter, Key = key, Parent = parent };
+        foreach (var (k, v) in labels ?? new Dictionary<string, string>())
+        {
+            request.Labels[k] = v;
+        }
+        return [.. (await Call("prepare snapshot", key, () => _snapshots.PrepareAsync(request, Under(lease), Deadline(60), cancellationToken).ResponseAsync).ConfigureAwait(false)).Mounts];
+    }
 
     public async Task<IReadOnlyList<Mount>> SnapshotMountsAsync(string snapshotter, string key, CancellationToken cancellationToken = default)
         => [.. (await Call("get the mounts of snapshot", key, () => _snapshots.MountsAsync(new MountsRequest { Snapshotter = snapshotter, Key = key },

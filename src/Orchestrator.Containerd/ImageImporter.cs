@@ -125,7 +125,7 @@ public static class ImageImporter
                     continue;
                 }
                 var key = $"orchd-extract-{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(6))} {chainIds[i]}";
-                var mounts = await client.PrepareSnapshotAsync(snapshotter, key, i == 0 ? "" : chainIds[i - 1], lease, cancellationToken).ConfigureAwait(false);
+                var mounts = await client.PrepareSnapshotAsync(snapshotter, key, i == 0 ? "" : chainIds[i - 1], lease, cancellationToken: cancellationToken).ConfigureAwait(false);
                 try
                 {
                     var applied = await client.ApplyLayerAsync(layers[i], mounts, lease, cancellationToken).ConfigureAwait(false);

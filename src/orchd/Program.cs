@@ -158,7 +158,10 @@ static async Task<int> RunDaemonAsync(OrchdConfig config, NodeState state, Backe
         // Factories, so that the provider disposes them (the driver stops waiting; tasks run on).
         builder.Services.AddSingleton(_ => containerd);
         builder.Services.AddSingleton(sp => new ContainerdDriver(sp.GetRequiredService<Orchestrator.Containerd.ContainerdClient>(), state.RunDir,
-            new Dictionary<string, string>(StringComparer.Ordinal) { ["org.orchestrator.node"] = config.NodeName }));
+            new Dictionary<string, string>(StringComparer.Ordinal) { ["org.orchestrator.node"] = config.NodeName },
+            config.ContainerdImages == "containerd"
+                ? new ContainerdImages(containerd, new Orchestrator.Images.Registry.RegistryClient(null, new Orchestrator.Images.Registry.RegistryOptions()), config.ContainerdSnapshotter)
+                : null));
     }
     builder.Services.AddSingleton<ITaskDriver>(sp =>
     {

@@ -14,8 +14,10 @@ namespace Orchestrator.Node.Drivers;
 /// Runs containers through containerd (runc under containerd's runc v2 shim), for hosts where
 /// orchd's own runtime cannot run. Everything above the driver stays the same:
 /// <list type="bullet">
-/// <item>The container is created from orchd's own bundle: the OCI spec whose root is the rootfs
-/// orchd prepared from its image store (a root path, no containerd snapshot or image).</item>
+/// <item>The container is created from orchd's own bundle: the OCI spec whose root is a rootfs
+/// orchd mounted: by default an active snapshot on the image in containerd's own image store
+/// (<see cref="ContainerdImages"/>: pulled through containerd's content service, unpacked by its
+/// snapshotter), or, with containerd_images: orchd, a rootfs from orchd's image store.</item>
 /// <item>stdout and stderr go to the same FIFOs orchd's log pump reads: the shim opens them by
 /// path (and holds a read end itself, as orchd's native runtime does), so logs survive an orchd
 /// restart the same way.</item>
@@ -38,9 +40,11 @@ public sealed class ContainerdDriver : ITaskDriver, IDisposable
 
     /// <param name="runDir">Where exec FIFOs are made (volatile, orchd's run dir).</param>
     /// <param name="namespaceLabels">Labels of orchd's containerd namespace, made with its first container.</param>
-    public ContainerdDriver(ContainerdClient client, string runDir, IReadOnlyDictionary<string, string>? namespaceLabels = null)
+    /// <param name="images">containerd's images and snapshots for the rootfs, or null for orchd's image store.</param>
+    public ContainerdDriver(ContainerdClient client, string runDir, IReadOnlyDictionary<string, string>? namespaceLabels = null, ContainerdImages? images = null)
     {
         _client = client;
+        Images = images;
         _execDir = Path.Combine(runDir, "containerd-exec");
         _namespaceLabels = namespaceLabels ?? new Dictionary<string, string>();
     }
@@ -48,6 +52,11 @@ public sealed class ContainerdDriver : ITaskDriver, IDisposable
     public string Name => "containerd";
 
     public ContainerdClient Client => _client;
+
+    /// <summary>containerd's images and snapshots, when containers run from them (containerd_images: containerd).</summary>
+    public ContainerdImages? Images { get; }
+
+    public ContainerdImages? ImagesFor(string? runtime) => Images;
 
     public TaskHandle Start(TaskConfig config)
     {
@@ -371,5 +380,6 @@ public sealed class ContainerdDriver : ITaskDriver, IDisposable
     {
         _stopping.Cancel();
         _stopping.Dispose();
+        Images?.Dispose();
     }
 }

@@ -47,4 +47,10 @@ public interface ITaskDriver
 
     /// <summary>The ids the runtime knows about (running or not).</summary>
     IReadOnlyList<string> List();
+
+    /// <summary>
+    /// Where containers of <paramref name="runtime"/> (null: the node's default) get their image
+    /// and rootfs from: containerd's image store and snapshotter, or null for orchd's own.
+    /// </summary>
+    ContainerdImages? ImagesFor(string? runtime) => null;
 }

@@ -115,6 +115,9 @@ public sealed class RuntimeBackends : ITaskDriver
 
     public CgroupStats? Stats(string id) => Owner(id).Stats(id);
 
+    public ContainerdImages? ImagesFor(string? runtime)
+        => (runtime is null ? _default : _backends.GetValueOrDefault(runtime))?.ImagesFor(runtime);
+
     public IReadOnlyList<string> List()
     {
         var ids = new HashSet<string>(_default.List(), StringComparer.Ordinal);

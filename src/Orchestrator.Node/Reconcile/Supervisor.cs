@@ -464,19 +464,9 @@ public sealed partial class Supervisor : IAsyncDisposable
         var record = instance.Record;
         try
         {
-            ImageRecord image;
-            try
-            {
-                image = _images.Inspect(workload.Image);
-            }
-            catch (ImageException) when (_pullImage is not null)
-            {
-                await _pullImage(workload.Image, CancellationToken.None).ConfigureAwait(false);
-                image = _images.Inspect(workload.Image);
-            }
-            var rootfs = await PrepareRootfsAsync(name, image).ConfigureAwait(false);
+            var (imageConfig, rootfs) = await PrepareImageAsync(name, workload).ConfigureAwait(false);
             var bundle = Path.Combine(FifoDir(name), "bundle");
-            var spec = SpecBuilder.Build(workload, _images.Config(image),
+            var spec = SpecBuilder.Build(workload, imageConfig,
                 new ContainerPaths(bundle, rootfs, VolumesDir, $"{_options.CgroupParent}/{name}"));
             Directory.CreateDirectory(bundle);
             File.WriteAllBytes(Path.Combine(bundle, "config.json"), JsonSerializer.SerializeToUtf8Bytes(spec, SpecJsonContext.Default.RuntimeSpec));
@@ -541,6 +531,33 @@ public sealed partial class Supervisor : IAsyncDisposable
         }
         Changed?.Invoke(name);
     }
+
+    /// <summary>
+    /// The image's run defaults and a rootfs for the container: from containerd's image store and
+    /// snapshotter when its backend runs from them, otherwise from orchd's (pulled when missing).
+    /// </summary>
+    private async Task<(ImageConfigFile Config, string Rootfs)> PrepareImageAsync(string name, Workload workload)
+    {
+        if (_driver.ImagesFor(workload.Runtime) is { } containerd)
+        {
+            var pulled = await containerd.EnsureAsync(workload.Image, _images, _pullImage, CancellationToken.None).ConfigureAwait(false);
+            return (pulled.Config, await containerd.MountRootfsAsync(name, pulled, ContainerdRootfs(name)).ConfigureAwait(false));
+        }
+        ImageRecord image;
+        try
+        {
+            image = _images.Inspect(workload.Image);
+        }
+        catch (ImageException) when (_pullImage is not null)
+        {
+            await _pullImage(workload.Image, CancellationToken.None).ConfigureAwait(false);
+            image = _images.Inspect(workload.Image);
+        }
+        return (_images.Config(image), await PrepareRootfsAsync(name, image).ConfigureAwait(false));
+    }
+
+    /// <summary>Where a container's containerd snapshot is mounted (the run dir: gone with a reboot, like the mount).</summary>
+    private string ContainerdRootfs(string name) => Path.Combine(FifoDir(name), "containerd-rootfs");
 
     private async Task<string> PrepareRootfsAsync(string name, ImageRecord image)
     {
@@ -669,8 +686,14 @@ public sealed partial class Supervisor : IAsyncDisposable
         try
         {
             _snapshots.Remove(name);
+            if (_driver.ImagesFor("containerd") is { } containerd)
+            {
+                // Before the run dir goes: its mount point must be unmounted first. Whatever runtime it
+                // has now, an earlier one may have left a snapshot there.
+                await containerd.RemoveRootfsAsync(name, ContainerdRootfs(name)).ConfigureAwait(false);
+            }
         }
-        catch (Exception e) when (e is IOException or ImageException or UnauthorizedAccessException)
+        catch (Exception e) when (e is IOException or ImageException or UnauthorizedAccessException or Linux.LinuxException)
         {
             LogCleanup(_logger, name, e.Message);
         }

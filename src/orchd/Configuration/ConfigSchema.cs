@@ -83,6 +83,13 @@ internal static class ConfigSchema
         new("containerd_socket", "--containerd-socket", "ORCHD_CONTAINERD_SOCKET", "PATH", SettingShape.Scalar, "/run/containerd/containerd.sock",
             "containerd's socket, for the containerd backend",
             (b, v) => b.ContainerdSocket = ConfigValues.AbsolutePath(v), c => c.ContainerdSocket),
+        new("containerd_images", "--containerd-images", "ORCHD_CONTAINERD_IMAGES", "STORE", SettingShape.Scalar, "containerd",
+            "where containerd's containers get images and rootfs: containerd (its image store and snapshotter) or orchd (orchd's store)",
+            (b, v) => b.ContainerdImages = ConfigValues.OneOf(v, "containerd_images", "containerd", "orchd"), c => c.ContainerdImages),
+        new("containerd_snapshotter", "--containerd-snapshotter", "ORCHD_CONTAINERD_SNAPSHOTTER", "NAME", SettingShape.Scalar, "overlayfs",
+            "containerd's snapshotter for those rootfs (overlayfs, native, …)",
+            (b, v) => b.ContainerdSnapshotter = ConfigValues.OneOf(v, "containerd_snapshotter", "overlayfs", "native", "btrfs", "zfs", "devmapper", "fuse-overlayfs", "stargz"),
+            c => c.ContainerdSnapshotter),
         new("log_level", "--log-level", "ORCHD_LOG_LEVEL", "LEVEL", SettingShape.Scalar, "info",
             "trace, debug, info, warn or error",
             (b, v) => b.LogLevel = ConfigValues.Level(v), c => ShowLevel(c.LogLevel)),
@@ -208,6 +215,8 @@ internal sealed class ConfigBuilder
     public SortedDictionary<string, string> Labels { get; } = new(StringComparer.Ordinal);
     public RuntimeBackend Runtime { get; set; } = s_defaults.Runtime;
     public string ContainerdSocket { get; set; } = s_defaults.ContainerdSocket;
+    public string ContainerdImages { get; set; } = s_defaults.ContainerdImages;
+    public string ContainerdSnapshotter { get; set; } = s_defaults.ContainerdSnapshotter;
     public LogLevel LogLevel { get; set; } = s_defaults.LogLevel;
     public LogFormat LogFormat { get; set; } = s_defaults.LogFormat;
     public TimeSpan ShutdownTimeout { get; set; } = s_defaults.ShutdownTimeout;
@@ -246,6 +255,8 @@ internal sealed class ConfigBuilder
         Labels = new SortedDictionary<string, string>(Labels, StringComparer.Ordinal),
         Runtime = Runtime,
         ContainerdSocket = ContainerdSocket,
+        ContainerdImages = ContainerdImages,
+        ContainerdSnapshotter = ContainerdSnapshotter,
         LogLevel = LogLevel,
         LogFormat = LogFormat,
         ShutdownTimeout = ShutdownTimeout,

@@ -180,6 +180,11 @@ internal static class ConfigValues
            && char.IsAsciiLetterOrDigit(s[0]) && char.IsAsciiLetterOrDigit(s[^1])
            && s.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.');
 
+    /// <summary>One of a fixed set of words.</summary>
+    public static string OneOf(string value, string key, params string[] allowed)
+        => allowed.Contains(value, StringComparer.Ordinal) ? value
+            : throw new ConfigValueException($"'{value}' is not a {key} value; use {string.Join(", ", allowed[..^1])} or {allowed[^1]}");
+
     public static RuntimeBackend Runtime(string value) => value switch
     {
         "auto" => RuntimeBackend.Auto,

@@ -41,6 +41,9 @@ public sealed record OrchdConfig
     public IReadOnlyDictionary<string, string> Labels { get; init; } = new SortedDictionary<string, string>(StringComparer.Ordinal);
     public RuntimeBackend Runtime { get; init; } = RuntimeBackend.Auto;
     public string ContainerdSocket { get; init; } = "/run/containerd/containerd.sock";
+    /// <summary>containerd: containerd's containers run from its image store and snapshotter; orchd: from orchd's store.</summary>
+    public string ContainerdImages { get; init; } = "containerd";
+    public string ContainerdSnapshotter { get; init; } = "overlayfs";
     public LogLevel LogLevel { get; init; } = LogLevel.Information;
     public LogFormat LogFormat { get; init; } = LogFormat.Auto;
     public TimeSpan ShutdownTimeout { get; init; } = TimeSpan.FromSeconds(20);
