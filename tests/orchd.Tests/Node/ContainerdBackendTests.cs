@@ -99,6 +99,53 @@ public sealed class ContainerdBackendTests
         Assert.Equal($"orchd: containerd socket '{socket}' does not exist: start containerd, or set containerd_socket", Assert.Single(daemon.Stderr));
     }
 
+    [Fact(Timeout = 180_000)]
+    public async Task A_containerd_node_pulls_through_containerd_and_runs_each_container_on_its_own_snapshot()
+    {
+        await using var registry = await RegistryServer.StartAsync();
+        await using var node = await NodeHost.StartAsync(runtime: "containerd");
+        var layout = node.Dir.Combine("pushed");
+        BusyboxImage.CreateLayout(layout, extraFiles: new Dictionary<string, string> { ["etc/motd"] = "from the registry\n" });
+        await registry.PushAsync($"{layout}:latest", "edge/busybox", "2");
+        var reference = $"{registry.Host}/edge/busybox:2";
+
+        var running = await node.Client.RunAsync(new Workload { Name = "pulled", Image = reference, Command = ["sh", "-c", "cat /etc/motd; echo written > /scratch; exec sleep 100000"], StopGracePeriodSeconds = 0 });
+        Assert.True(running.State == "running", $"{running.State}: {running.Message}");
+        await WaitForLineAsync(node, "pulled", "from the registry");
+
+        // The image is containerd's (pulled through its content service), not orchd's.
+        var ns = node.ContainerdNamespace;
+        var images = await node.Containerd!.Ctr(ns, "images", "ls", "-q");
+        Assert.Contains(reference, images.Stdout.Split('\n', StringSplitOptions.TrimEntries));
+        Assert.DoesNotContain(await node.Client.ImagesAsync(), i => i.Name == reference);
+        // Its rootfs: an active snapshot of its own on the image's top layer, mounted where its spec points.
+        var snapshots = await node.Containerd.Ctr(ns, "snapshots", "--snapshotter", "overlayfs", "ls");
+        var own = Assert.Single(snapshots.Stdout.Split('\n'), l => l.StartsWith("orchd/pulled ", StringComparison.Ordinal));
+        Assert.Contains("Active", own, StringComparison.Ordinal);
+        var root = Assert.Single(File.ReadLines($"/proc/{running.Pid}/mountinfo"), l => l.Split(' ')[4] == "/");
+        Assert.Contains(Path.Combine(node.Containerd.Root, "io.containerd.snapshotter.v1.overlayfs", "snapshots"), root, StringComparison.Ordinal);
+
+        // A second container of the same image: its own snapshot, nothing downloaded or unpacked again.
+        await node.Client.RunAsync(new Workload { Name = "second", Image = reference, Command = ["sh", "-c", "test -e /scratch && echo shared || echo clean; exec sleep 100000"], StopGracePeriodSeconds = 0 });
+        await WaitForLineAsync(node, "second", "clean");
+
+        // A container restart keeps its writes (the snapshot stays mounted); removal takes the snapshot and the mount.
+        await node.Client.RestartAsync("pulled");
+        await node.WaitForAsync("pulled", c => c.State == "running" && c.Pid != running.Pid, s_wait, "the restart");
+        Assert.Equal(0, (await node.Client.ExecAsync("pulled", ["test", "-e", "/scratch"])).ExitCode);
+        await node.Client.RemoveAsync("pulled");
+        snapshots = await node.Containerd.Ctr(ns, "snapshots", "--snapshotter", "overlayfs", "ls");
+        Assert.DoesNotContain("orchd/pulled ", snapshots.Stdout, StringComparison.Ordinal);
+        Assert.Contains("orchd/second ", snapshots.Stdout, StringComparison.Ordinal);
+        Assert.DoesNotContain(File.ReadLines("/proc/self/mountinfo"), l => l.Contains("/pulled/containerd-rootfs", StringComparison.Ordinal));
+
+        // An image the registry does not have: one error naming it and the fix; the running container is untouched.
+        var missing = await node.Client.RunAsync(new Workload { Name = "nothing", Image = $"{registry.Host}/edge/nothing:1", Command = ["true"], Restart = new RestartPolicy { Policy = "never" } });
+        Assert.Equal("failed", missing.State);
+        Assert.Equal($"manifest 1 of edge/nothing was not found on {registry.Host} (404); check the name and tag", missing.Message);
+        Assert.Equal("running", (await node.Client.InspectAsync("second")).State);
+    }
+
     [Fact(Timeout = 60_000)]
     public async Task Runtime_containerd_with_a_too_old_containerd_fails_before_ready_naming_the_minimum()
     {
