@@ -38,9 +38,9 @@ internal static class ContainerdBench
         var results = new List<(string Name, List<double> Ms)>();
         // containerd twice: from containerd's image store with a snapshot per container (the default),
         // and from orchd's own rootfs (containerd_images: orchd), which isolates the driver's cost.
-        foreach (var (label, backend, images) in new[] { ("native", "native", "containerd"), ("containerd", "containerd", "containerd"), ("containerd, orchd's rootfs", "containerd", "orchd") })
+        foreach (var (label, backend, images) in new[] { ("native driver", "native", "containerd"), ("containerd driver", "containerd", "containerd"), ("containerd driver on orchd's rootfs", "containerd", "orchd") })
         {
-            var dir = label.Replace(", orchd's rootfs", "-orchd-rootfs", StringComparison.Ordinal);
+            var dir = label.Replace(' ', '-').Replace("'", "", StringComparison.Ordinal);
             var state = work.Combine(dir, "state");
             var run = work.Combine(dir, "run");
             await RunAsync(orchd, ["image", "import", layout, "--name", Image, "--state-dir", state, "--config", "/dev/null"]);
@@ -71,7 +71,7 @@ internal static class ContainerdBench
                     }
                     await client.RemoveAsync(name);
                 }
-                results.Add(($"orchd, {label} driver", times));
+                results.Add(($"orchd, {label}", times));
             }
             finally
             {
