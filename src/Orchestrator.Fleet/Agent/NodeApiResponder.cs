@@ -117,7 +117,8 @@ public sealed class NodeApiResponder(Supervisor supervisor)
             return Error(e.Message);
         }
         catch (Exception e) when (e is Orchestrator.Images.Store.ImageException or Orchestrator.Images.Store.DigestMismatchException
-                                   or Orchestrator.Images.Store.DiskBudgetExceededException or Orchestrator.Images.Unpack.HostileLayerException or HttpRequestException)
+                                   or Orchestrator.Images.Store.DiskBudgetExceededException or Orchestrator.Images.Unpack.HostileLayerException or HttpRequestException
+                                   or Orchestrator.Containerd.ContainerdException)
         {
             return Error(e.Message);
         }

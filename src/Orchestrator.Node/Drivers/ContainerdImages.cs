@@ -9,7 +9,15 @@ using Orchestrator.Linux;
 namespace Orchestrator.Node.Drivers;
 
 /// <summary>An image as containerd holds it, ready to run: its run defaults and its top snapshot (chain id).</summary>
-public sealed record ContainerdImage(string Name, string ManifestDigest, ImageConfigFile Config, string ChainId);
+public sealed record ContainerdImage(string Name, string ManifestDigest, ImageConfigFile Config, string ChainId)
+{
+    /// <summary>Config and layers, bottom first, as the manifest lists them.</summary>
+    public IReadOnlyList<Descriptor> Blobs { get; init; } = [];
+
+    public DateTimeOffset Created { get; init; }
+
+    public string Platform => $"{Config.Os ?? "linux"}/{Config.Architecture ?? "unknown"}";
+}
 
 /// <summary>
 /// containerd's image store and snapshotter as the source of a containerd container's rootfs, as
@@ -137,12 +145,59 @@ public sealed class ContainerdImages : IDisposable
             {
                 return null; // not unpacked (or collected): a pull or copy unpacks it again
             }
-            return new ContainerdImage(name, digest, config, chainIds[^1]);
+            return new ContainerdImage(name, digest, config, chainIds[^1])
+            {
+                Blobs = [manifest.Config, .. manifest.Layers],
+                Created = image.CreatedAt?.ToDateTimeOffset() ?? default,
+            };
         }
         catch (ContainerdException e) when (e.IsNotFound)
         {
             return null; // a blob is missing: a pull or copy writes it again
         }
+    }
+
+    /// <summary>The images in orchd's namespace that are unpacked and can run (what `ctr -n … images ls` shows, less the rest).</summary>
+    public async Task<IReadOnlyList<ContainerdImage>> ListAsync(CancellationToken cancellationToken = default)
+    {
+        var result = new List<ContainerdImage>();
+        foreach (var image in await _client.ListImagesAsync(cancellationToken).ConfigureAwait(false))
+        {
+            if (await TryOpenAsync(image.Name, cancellationToken).ConfigureAwait(false) is { } ready)
+            {
+                result.Add(ready);
+            }
+        }
+        return result;
+    }
+
+    /// <summary>Pulls <paramref name="reference"/> again (the tag may have moved): only blobs containerd lacks are downloaded.</summary>
+    public async Task<ContainerdImage> PullAsync(string reference, IProgress<PullProgress>? progress = null, CancellationToken cancellationToken = default)
+    {
+        await _ensuring.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            var pulled = await ImageImporter.PullAsync(_client, _registry, reference, snapshotter: Snapshotter, progress: progress, cancellationToken: cancellationToken).ConfigureAwait(false);
+            return await OpenAsync(pulled.Name, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            _ensuring.Release();
+        }
+    }
+
+    /// <summary>
+    /// Deletes the image record; containerd's GC then takes the blobs and unpacked layers that no
+    /// other image and no container's snapshot stands on. False when containerd has no such image.
+    /// </summary>
+    public async Task<bool> RemoveAsync(string name, CancellationToken cancellationToken = default)
+    {
+        if (await _client.GetImageAsync(name, cancellationToken).ConfigureAwait(false) is null)
+        {
+            return false;
+        }
+        await _client.DeleteImageAsync(name, sync: true, cancellationToken).ConfigureAwait(false);
+        return true;
     }
 
     /// <summary>

@@ -1,5 +1,6 @@
 using Orchestrator.Images.Oci;
 using Orchestrator.Images.Store;
+using Orchestrator.Node.Drivers;
 
 namespace Orchestrator.Node.Reconcile;
 
@@ -12,6 +13,9 @@ public sealed class ImageSummary
     public long Size { get; set; }
     public DateTimeOffset Created { get; set; }
     public List<string> UsedBy { get; set; } = [];
+    /// <summary>containerd when the image is in containerd's image store (a containerd node's); absent for orchd's own store.</summary>
+    [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
+    public string? Store { get; set; }
     /// <summary>inspect only: the layers, bottom first.</summary>
     public List<Descriptor>? Layers { get; set; }
 }
@@ -26,13 +30,44 @@ public sealed class ImageGcResult
 /// <summary>The node API's image operations: list, inspect, pull, remove, gc (the same store `orchd image` uses).</summary>
 public sealed partial class Supervisor
 {
-    public Task<List<ImageSummary>> ListImagesAsync() => Post(() => _images.List().Select(i => Summary(i, withLayers: false)).ToList());
+    /// <summary>orchd's images, and containerd's when containers on this node run from its image store.</summary>
+    public async Task<List<ImageSummary>> ListImagesAsync()
+    {
+        var images = await Post(() => _images.List().Select(i => Summary(i, withLayers: false)).ToList()).ConfigureAwait(false);
+        if (_driver.ImagesFor("containerd") is { } containerd)
+        {
+            var theirs = await containerd.ListAsync().ConfigureAwait(false);
+            images.AddRange(await Post(() => theirs.Select(i => Summary(i, withLayers: false)).ToList()).ConfigureAwait(false));
+        }
+        return images;
+    }
 
-    public Task<ImageSummary> InspectImageAsync(string name) => Post(() => Summary(_images.Inspect(name), withLayers: true));
+    public async Task<ImageSummary> InspectImageAsync(string name)
+    {
+        try
+        {
+            return await Post(() => Summary(_images.Inspect(name), withLayers: true)).ConfigureAwait(false);
+        }
+        catch (ImageException) when (_driver.ImagesFor("containerd") is not null)
+        {
+            var theirs = await _driver.ImagesFor("containerd")!.TryOpenAsync(name).ConfigureAwait(false)
+                ?? throw new ImageException($"image '{name}' is neither in orchd's store nor in containerd's; pull it first (images lists what is)");
+            return await Post(() => Summary(theirs, withLayers: true)).ConfigureAwait(false);
+        }
+    }
 
-    /// <summary>Pulls (from the registry, or the fleet's NATS bucket as orchd is configured); not on the loop, which keeps serving meanwhile.</summary>
+    /// <summary>
+    /// Pulls into the store the node's containers run from: containerd's (through its content
+    /// service) when its default backend runs from it, else orchd's (from the registry, or the
+    /// fleet's NATS bucket as orchd is configured). Not on the loop, which keeps serving meanwhile.
+    /// </summary>
     public async Task<ImageSummary> PullImageAsync(string reference, CancellationToken cancellationToken)
     {
+        if (_driver.ImagesFor(null) is { } containerd)
+        {
+            var pulled = await containerd.PullAsync(reference, cancellationToken: cancellationToken).ConfigureAwait(false);
+            return await Post(() => Summary(pulled, withLayers: true)).ConfigureAwait(false);
+        }
         if (_pullImage is null)
         {
             throw new NodeApiException("this node cannot pull images (no puller configured); import them with `orchd image import`");
@@ -41,18 +76,32 @@ public sealed partial class Supervisor
         return await InspectImageAsync(reference).ConfigureAwait(false);
     }
 
-    /// <summary>Forgets an image no workload uses (gc then frees its blobs).</summary>
-    public Task RemoveImageAsync(string name) => Post(() =>
+    /// <summary>Forgets an image no workload uses, in whichever store has it (gc then frees orchd's blobs; containerd's GC its own).</summary>
+    public async Task RemoveImageAsync(string name)
     {
-        var image = _images.Inspect(name);
-        var users = Users(image.Name);
-        if (users.Count > 0)
+        var own = await Post(() =>
         {
-            throw new NodeApiException($"image '{name}' is used by {string.Join(", ", users.Select(u => $"'{u}'"))}; remove those workloads first");
+            var users = Users(name);
+            if (users.Count > 0)
+            {
+                throw new NodeApiException($"image '{name}' is used by {string.Join(", ", users.Select(u => $"'{u}'"))}; remove those workloads first");
+            }
+            try
+            {
+                _images.Remove(_images.Inspect(name).Name);
+                return true;
+            }
+            catch (ImageException)
+            {
+                return false;
+            }
+        }).ConfigureAwait(false);
+        var theirs = _driver.ImagesFor("containerd") is { } containerd && await containerd.RemoveAsync(name).ConfigureAwait(false);
+        if (!own && !theirs)
+        {
+            throw new ImageException($"image '{name}' is not on this node; `orchctl images -n NODE` lists what is");
         }
-        _images.Remove(name);
-        return true;
-    });
+    }
 
     /// <summary>Frees the blobs no image references and the unpacked layers no image or container stands on.</summary>
     public Task<ImageGcResult> GcImagesAsync() => Post(() => new ImageGcResult { FreedBytes = _images.Gc(), PrunedLayers = _snapshots.Prune() });
@@ -71,5 +120,17 @@ public sealed partial class Supervisor
         Created = image.Created,
         UsedBy = Users(image.Name),
         Layers = withLayers ? _images.Manifest(image).Layers : null,
+    };
+
+    private ImageSummary Summary(ContainerdImage image, bool withLayers) => new()
+    {
+        Name = image.Name,
+        ManifestDigest = image.ManifestDigest,
+        Platform = image.Platform,
+        Size = image.Blobs.Sum(b => b.Size),
+        Created = image.Created,
+        UsedBy = Users(image.Name),
+        Layers = withLayers ? [.. image.Blobs.Skip(1)] : null,
+        Store = "containerd",
     };
 }

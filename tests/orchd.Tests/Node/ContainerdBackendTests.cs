@@ -117,7 +117,9 @@ public sealed class ContainerdBackendTests
         var ns = node.ContainerdNamespace;
         var images = await node.Containerd!.Ctr(ns, "images", "ls", "-q");
         Assert.Contains(reference, images.Stdout.Split('\n', StringSplitOptions.TrimEntries));
-        Assert.DoesNotContain(await node.Client.ImagesAsync(), i => i.Name == reference);
+        var listed = Assert.Single(await node.Client.ImagesAsync(), i => i.Name == reference); // once: containerd's, not orchd's
+        Assert.Equal(("containerd", ["pulled"]), (listed.Store, listed.UsedBy));
+        Assert.Null(Assert.Single(await node.Client.ImagesAsync(), i => i.Name == NodeHost.Image).Store); // the imported one is orchd's
         // Its rootfs: an active snapshot of its own on the image's top layer, mounted where its spec points.
         var snapshots = await node.Containerd.Ctr(ns, "snapshots", "--snapshotter", "overlayfs", "ls");
         var own = Assert.Single(snapshots.Stdout.Split('\n'), l => l.StartsWith("orchd/pulled ", StringComparison.Ordinal));
@@ -144,6 +146,17 @@ public sealed class ContainerdBackendTests
         Assert.Equal("failed", missing.State);
         Assert.Equal($"manifest 1 of edge/nothing was not found on {registry.Host} (404); check the name and tag", missing.Message);
         Assert.Equal("running", (await node.Client.InspectAsync("second")).State);
+
+        // The node API's image commands speak of containerd's store too.
+        var used = await Assert.ThrowsAsync<NodeRequestException>(() => node.Client.RemoveImageAsync(reference));
+        Assert.Equal($"image '{reference}' is used by 'second'; remove those workloads first", used.Message);
+        await node.Client.RemoveAsync("second");
+        await node.Client.RemoveImageAsync(reference);
+        Assert.DoesNotContain(reference, (await node.Containerd.Ctr(ns, "images", "ls", "-q")).Stdout, StringComparison.Ordinal);
+        var pulled = await node.Client.PullAsync(reference);
+        Assert.Equal(("containerd", "linux/" + Orchestrator.Images.Oci.Platform.Current.Architecture), (pulled.Store, pulled.Platform));
+        Assert.Single(pulled.Layers!);
+        Assert.Contains(reference, (await node.Containerd.Ctr(ns, "images", "ls", "-q")).Stdout, StringComparison.Ordinal);
     }
 
     [Fact(Timeout = 60_000)]
