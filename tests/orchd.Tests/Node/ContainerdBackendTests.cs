@@ -118,7 +118,8 @@ public sealed class ContainerdBackendTests
         var images = await node.Containerd!.Ctr(ns, "images", "ls", "-q");
         Assert.Contains(reference, images.Stdout.Split('\n', StringSplitOptions.TrimEntries));
         var listed = Assert.Single(await node.Client.ImagesAsync(), i => i.Name == reference); // once: containerd's, not orchd's
-        Assert.Equal(("containerd", ["pulled"]), (listed.Store, listed.UsedBy));
+        Assert.Equal("containerd", listed.Store);
+        Assert.Equal(["pulled"], listed.UsedBy);
         Assert.Null(Assert.Single(await node.Client.ImagesAsync(), i => i.Name == NodeHost.Image).Store); // the imported one is orchd's
         // Its rootfs: an active snapshot of its own on the image's top layer, mounted where its spec points.
         var snapshots = await node.Containerd.Ctr(ns, "snapshots", "--snapshotter", "overlayfs", "ls");
