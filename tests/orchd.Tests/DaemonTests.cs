@@ -11,43 +11,23 @@ namespace Orchestrator.Daemon.Tests;
 public sealed class DaemonTests : IAsyncLifetime
 {
     private static readonly TimeSpan s_wait = TimeSpan.FromSeconds(15);
-    private readonly TempDir _dir = new("orchd-daemon");
-    private readonly NotifySocket _notify = new();
-    private readonly List<DaemonProcess> _processes = [];
+    private readonly NotifiedDaemons _daemons = new("orchd-daemon");
 
     public ValueTask InitializeAsync() => ValueTask.CompletedTask;
 
-    public async ValueTask DisposeAsync()
-    {
-        foreach (var process in _processes)
-        {
-            await process.DisposeAsync();
-        }
-        _notify.Dispose();
-        _dir.Dispose();
-    }
+    public ValueTask DisposeAsync() => _daemons.DisposeAsync();
 
-    private DaemonProcess Start(IEnumerable<string> args, Dictionary<string, string?>? env = null, bool notify = true)
-    {
-        env ??= [];
-        if (notify)
-        {
-            env["NOTIFY_SOCKET"] = _notify.Path;
-        }
-        var process = DaemonProcess.Start(Repo.Binary("orchd"), args, env);
-        _processes.Add(process);
-        return process;
-    }
+    private DaemonProcess Start(IEnumerable<string> args, Dictionary<string, string?>? env = null, bool notify = true) => _daemons.Start(args, env, notify);
 
     private string[] Args(string natsUrl, string node = "node-a", params string[] more) =>
     [
-        "--config", WriteConfig(""), "--node-name", node, "--state-dir", _dir.Combine(node, "state"),
-        "--run-dir", _dir.Combine(node, "run"), "--nats-url", natsUrl, .. more,
+        "--config", WriteConfig(""), "--node-name", node, "--state-dir", _daemons.Dir.Combine(node, "state"),
+        "--run-dir", _daemons.Dir.Combine(node, "run"), "--nats-url", natsUrl, .. more,
     ];
 
     private string WriteConfig(string yaml)
     {
-        var path = _dir.Combine($"orchd-{Guid.NewGuid():N}.yaml");
+        var path = _daemons.Dir.Combine($"orchd-{Guid.NewGuid():N}.yaml");
         File.WriteAllText(path, yaml);
         return path;
     }
@@ -71,19 +51,19 @@ public sealed class DaemonTests : IAsyncLifetime
         await using var nats = await NatsServer.StartAsync();
         var orchd = Start(Args(nats.Url), new() { ["WATCHDOG_USEC"] = "300000" });
 
-        var ready = await _notify.WaitForAsync("READY=1", s_wait);
+        var ready = await _daemons.Notify.WaitForAsync("READY=1", s_wait);
         // READY only once the state is loaded: the node id is on disk by then.
-        Assert.True(File.Exists(_dir.Combine("node-a", "state", "node-id")));
-        await _notify.WaitForAsync(m => m == $"STATUS=0 containers, connected to {nats.Url}", s_wait);
+        Assert.True(File.Exists(_daemons.Dir.Combine("node-a", "state", "node-id")));
+        await _daemons.Notify.WaitForAsync(m => m == $"STATUS=0 containers, connected to {nats.Url}", s_wait);
 
         // Six pings at 150 ms take 750 ms; allow a noisy machine some slack but insist on the cadence.
-        var fifth = await _notify.WaitForAsync(m => m == "WATCHDOG=1", s_wait, skip: 5);
-        var pings = _notify.Messages.Where(m => m.Message == "WATCHDOG=1" && m.At <= fifth).Select(m => m.At).ToArray();
+        var fifth = await _daemons.Notify.WaitForAsync(m => m == "WATCHDOG=1", s_wait, skip: 5);
+        var pings = _daemons.Notify.Messages.Where(m => m.Message == "WATCHDOG=1" && m.At <= fifth).Select(m => m.At).ToArray();
         var gaps = pings.Zip(pings.Skip(1), (a, b) => (b - a).TotalMilliseconds).ToArray();
         Assert.InRange(gaps.Order().ElementAt(gaps.Length / 2), 75, 300);
 
         orchd.Signal(Signals.SIGTERM);
-        await _notify.WaitForAsync("STOPPING=1", s_wait);
+        await _daemons.Notify.WaitForAsync("STOPPING=1", s_wait);
         Assert.Equal(0, await orchd.WaitForExitAsync(s_wait));
         Assert.Contains(orchd.Stderr, l => l.Contains("stopped cleanly", StringComparison.Ordinal));
         Assert.DoesNotContain(orchd.Stderr, l => l.Contains("   at ", StringComparison.Ordinal));
@@ -95,9 +75,9 @@ public sealed class DaemonTests : IAsyncLifetime
     {
         await using var nats = await NatsServer.StartAsync();
         var orchd = Start(Args(nats.Url), new() { ["WATCHDOG_USEC"] = "100000", ["WATCHDOG_PID"] = "1" });
-        await _notify.WaitForAsync("READY=1", s_wait);
+        await _daemons.Notify.WaitForAsync("READY=1", s_wait);
         await Task.Delay(400);
-        Assert.DoesNotContain(_notify.Messages, m => m.Message == "WATCHDOG=1");
+        Assert.DoesNotContain(_daemons.Notify.Messages, m => m.Message == "WATCHDOG=1");
         orchd.Signal(Signals.SIGTERM);
         Assert.Equal(0, await orchd.WaitForExitAsync(s_wait));
     }
@@ -106,11 +86,11 @@ public sealed class DaemonTests : IAsyncLifetime
     public async Task Bad_config_exits_78_before_ready_with_one_line_naming_file_line_and_key()
     {
         var path = WriteConfig("node_name: gw\nruntime: dockr\n");
-        var orchd = Start(["--config", path, "--state-dir", _dir.Combine("s"), "--run-dir", _dir.Combine("r")]);
+        var orchd = Start(["--config", path, "--state-dir", _daemons.Dir.Combine("s"), "--run-dir", _daemons.Dir.Combine("r")]);
         Assert.Equal(78, await orchd.WaitForExitAsync(s_wait));
         Assert.Equal([$"orchd: config error: {path}:2:10: runtime: 'dockr' is not a runtime backend; use native, containerd or auto"], orchd.Stderr);
-        Assert.DoesNotContain(_notify.Messages, m => m.Message == "READY=1");
-        Assert.False(Directory.Exists(_dir.Combine("s")), "nothing is created before the config is good");
+        Assert.DoesNotContain(_daemons.Notify.Messages, m => m.Message == "READY=1");
+        Assert.False(Directory.Exists(_daemons.Dir.Combine("s")), "nothing is created before the config is good");
     }
 
     [Fact(Timeout = 90_000)]
@@ -127,7 +107,7 @@ public sealed class DaemonTests : IAsyncLifetime
         var port = FreePort.Next();
         var url = $"nats://127.0.0.1:{port}";
         var orchd = Start(Args(url));
-        await _notify.WaitForAsync("READY=1", s_wait);
+        await _daemons.Notify.WaitForAsync("READY=1", s_wait);
         await orchd.WaitForLogAsync($"cannot reach NATS at {url}", s_wait);
         await Task.Delay(2500); // several retries at 0.5 s, 1 s, 2 s…
         Assert.False(orchd.HasExited);
@@ -135,7 +115,7 @@ public sealed class DaemonTests : IAsyncLifetime
         Assert.DoesNotContain(orchd.Stderr, l => l.Contains("   at ", StringComparison.Ordinal));
 
         await using var nats = await NatsServer.StartAsync(port: port);
-        await _notify.WaitForAsync($"STATUS=0 containers, connected to {url}", TimeSpan.FromSeconds(20));
+        await _daemons.Notify.WaitForAsync($"STATUS=0 containers, connected to {url}", TimeSpan.FromSeconds(20));
         await using var client = new NatsConnection(new NatsOpts { Url = url });
         var info = await new FleetClient(client).GetNodeInfoAsync("node-a", TimeSpan.FromSeconds(5));
         Assert.NotNull(info);
@@ -146,7 +126,7 @@ public sealed class DaemonTests : IAsyncLifetime
     {
         await using var nats = await NatsServer.StartAsync();
         var orchd = Start(Args(nats.Url, "edge-7", "--label", "zone=north", "--label", "hw=pi4"));
-        await _notify.WaitForAsync(m => m.StartsWith("STATUS=", StringComparison.Ordinal) && m.Contains(", connected", StringComparison.Ordinal), s_wait);
+        await _daemons.Notify.WaitForAsync(m => m.StartsWith("STATUS=", StringComparison.Ordinal) && m.Contains(", connected", StringComparison.Ordinal), s_wait);
 
         await using var client = new NatsConnection(new NatsOpts { Url = nats.Url });
         var fleet = new FleetClient(client);
@@ -155,7 +135,7 @@ public sealed class DaemonTests : IAsyncLifetime
         Assert.Equal("edge-7", info.Node);
         Assert.Equal("north", info.Labels["zone"]);
         Assert.Equal("pi4", info.Labels["hw"]);
-        Assert.Equal((await File.ReadAllTextAsync(_dir.Combine("edge-7", "state", "node-id"))).Trim(), info.NodeId);
+        Assert.Equal((await File.ReadAllTextAsync(_daemons.Dir.Combine("edge-7", "state", "node-id"))).Trim(), info.NodeId);
         var discovered = await fleet.DiscoverNodesAsync(TimeSpan.FromSeconds(3), TimeSpan.FromMilliseconds(300));
         Assert.Equal(["edge-7"], discovered.Select(n => n.Node));
 
@@ -174,11 +154,11 @@ public sealed class DaemonTests : IAsyncLifetime
     {
         await using var nats = await NatsServer.StartAsync();
         var orchd = Start(Args(nats.Url));
-        await _notify.WaitForAsync(m => m.StartsWith("STATUS=", StringComparison.Ordinal) && m.Contains(", connected", StringComparison.Ordinal), s_wait);
+        await _daemons.Notify.WaitForAsync(m => m.StartsWith("STATUS=", StringComparison.Ordinal) && m.Contains(", connected", StringComparison.Ordinal), s_wait);
         await nats.StopAsync();
-        await _notify.WaitForAsync(m => m.StartsWith("STATUS=", StringComparison.Ordinal) && m.Contains(", offline", StringComparison.Ordinal), s_wait);
+        await _daemons.Notify.WaitForAsync(m => m.StartsWith("STATUS=", StringComparison.Ordinal) && m.Contains(", offline", StringComparison.Ordinal), s_wait);
         await nats.StartAgainAsync();
-        await _notify.WaitForAsync(m => m.StartsWith("STATUS=", StringComparison.Ordinal) && m.Contains(", connected", StringComparison.Ordinal), TimeSpan.FromSeconds(30), skip: 1);
+        await _daemons.Notify.WaitForAsync(m => m.StartsWith("STATUS=", StringComparison.Ordinal) && m.Contains(", connected", StringComparison.Ordinal), TimeSpan.FromSeconds(30), skip: 1);
         await orchd.WaitForLogAsync("reconnected to NATS", s_wait);
         Assert.False(orchd.HasExited);
     }
@@ -186,14 +166,14 @@ public sealed class DaemonTests : IAsyncLifetime
     [Fact(Timeout = 90_000)]
     public async Task State_dir_under_a_file_exits_78_naming_the_dir()
     {
-        var file = _dir.Combine("not-a-dir");
+        var file = _daemons.Dir.Combine("not-a-dir");
         await File.WriteAllTextAsync(file, "x");
-        var orchd = Start(["--config", WriteConfig(""), "--state-dir", file + "/state", "--run-dir", _dir.Combine("run"), "--nats-url", "nats://127.0.0.1:1"]);
+        var orchd = Start(["--config", WriteConfig(""), "--state-dir", file + "/state", "--run-dir", _daemons.Dir.Combine("run"), "--nats-url", "nats://127.0.0.1:1"]);
         Assert.Equal(78, await orchd.WaitForExitAsync(s_wait));
         var line = Assert.Single(orchd.Stderr);
         Assert.StartsWith($"orchd: state dir '{file}/state' is not writable: ", line, StringComparison.Ordinal);
         Assert.EndsWith("set --state-dir", line, StringComparison.Ordinal);
-        Assert.DoesNotContain(_notify.Messages, m => m.Message == "READY=1");
+        Assert.DoesNotContain(_daemons.Notify.Messages, m => m.Message == "READY=1");
     }
 
     [Fact(Timeout = 90_000)]
@@ -202,11 +182,11 @@ public sealed class DaemonTests : IAsyncLifetime
     {
         Requires.Root();
         var unshare = Requires.Program("unshare", "util-linux");
-        var state = Directory.CreateDirectory(_dir.Combine("ro-state")).FullName;
+        var state = Directory.CreateDirectory(_daemons.Dir.Combine("ro-state")).FullName;
         // A read-only bind mount in a private mount namespace: root cannot write there either.
-        var script = $"mount --bind '{state}' '{state}' && mount -o remount,bind,ro '{state}' && exec '{Repo.Binary("orchd")}' --config '{WriteConfig("")}' --state-dir '{state}' --run-dir '{_dir.Combine("run")}'";
+        var script = $"mount --bind '{state}' '{state}' && mount -o remount,bind,ro '{state}' && exec '{Repo.Binary("orchd")}' --config '{WriteConfig("")}' --state-dir '{state}' --run-dir '{_daemons.Dir.Combine("run")}'";
         var orchd = DaemonProcess.Start(unshare, ["-m", "--propagation", "private", "sh", "-c", script]);
-        _processes.Add(orchd);
+        _daemons.Adopt(orchd);
         Assert.Equal(78, await orchd.WaitForExitAsync(s_wait));
         var line = Assert.Single(orchd.Stderr);
         Assert.Equal($"orchd: state dir '{state}' is not writable: read-only file system (EROFS); fix its permissions or mount, or set --state-dir", line);
@@ -217,10 +197,10 @@ public sealed class DaemonTests : IAsyncLifetime
     {
         await using var nats = await NatsServer.StartAsync();
         var first = Start(Args(nats.Url));
-        await _notify.WaitForAsync("READY=1", s_wait);
+        await _daemons.Notify.WaitForAsync("READY=1", s_wait);
         var second = Start(Args(nats.Url), notify: false);
         Assert.Equal(78, await second.WaitForExitAsync(s_wait));
-        Assert.Equal([$"orchd: state dir '{_dir.Combine("node-a", "state")}' is in use by another orchd (pid {first.Pid}); stop it, or give this one its own --state-dir"], second.Stderr);
+        Assert.Equal([$"orchd: state dir '{_daemons.Dir.Combine("node-a", "state")}' is in use by another orchd (pid {first.Pid}); stop it, or give this one its own --state-dir"], second.Stderr);
         Assert.False(first.HasExited);
     }
 
@@ -232,8 +212,8 @@ public sealed class DaemonTests : IAsyncLifetime
         for (var run = 0; run < 2; run++)
         {
             var orchd = Start(Args(nats.Url));
-            await _notify.WaitForAsync(m => m == "READY=1", s_wait, skip: run);
-            var id = (await File.ReadAllTextAsync(_dir.Combine("node-a", "state", "node-id"))).Trim();
+            await _daemons.Notify.WaitForAsync(m => m == "READY=1", s_wait, skip: run);
+            var id = (await File.ReadAllTextAsync(_daemons.Dir.Combine("node-a", "state", "node-id"))).Trim();
             firstId ??= id;
             Assert.Equal(firstId, id);
             Assert.Matches("^[0-9a-f]{32}$", id);
@@ -260,7 +240,7 @@ public sealed class DaemonTests : IAsyncLifetime
     {
         await using var nats = await NatsServer.StartAsync();
         var orchd = Start(Args(nats.Url), new() { ["ORCHD_FAILPOINT"] = "agent-crash" });
-        await _notify.WaitForAsync("READY=1", s_wait);
+        await _daemons.Notify.WaitForAsync("READY=1", s_wait);
         Assert.Equal(1, await orchd.WaitForExitAsync(s_wait));
         Assert.Contains(orchd.Stderr, l => l.Contains("orchd failed: failpoint agent-crash", StringComparison.Ordinal));
         Assert.DoesNotContain(orchd.Stderr, l => l.Contains("stopped cleanly", StringComparison.Ordinal));
@@ -288,10 +268,10 @@ public sealed class DaemonTests : IAsyncLifetime
     [Fact(Timeout = 90_000)]
     public async Task Answers_as_orch_runc_through_a_link()
     {
-        var link = _dir.Combine("orch-runc");
+        var link = _daemons.Dir.Combine("orch-runc");
         File.CreateSymbolicLink(link, Repo.Binary("orchd"));
         var runc = DaemonProcess.Start(link, ["--version"]);
-        _processes.Add(runc);
+        _daemons.Adopt(runc);
         Assert.Equal(0, await runc.WaitForExitAsync(s_wait));
         Assert.StartsWith("orch-runc version ", runc.Stdout[0], StringComparison.Ordinal);
     }

@@ -6,6 +6,8 @@ using Orchestrator.Fleet.Client;
 using Orchestrator.Fleet.Protocol;
 using Orchestrator.Node.Workloads;
 
+using static Orchestrator.Daemon.Tests.Node.FleetHarness;
+
 namespace Orchestrator.Daemon.Tests.Node;
 
 /// <summary>
@@ -18,81 +20,7 @@ namespace Orchestrator.Daemon.Tests.Node;
 [Collection(NodeTests.Collection)]
 public sealed class FleetRolloutTests
 {
-    private static readonly string[] s_fast = ["--heartbeat", "1s", "--unreachable-after", "3s", "--lost-after", "6s"];
-
-    private static Deployment Sleepers(string name, int replicas, string version = "1") => new()
-    {
-        Name = name,
-        Replicas = replicas,
-        AntiAffinity = false,
-        Template = new Workload { Image = NodeHost.Image, Command = ["sleep", "100000"], Env = new() { ["VERSION"] = version }, Network = "none", StopGracePeriodSeconds = 0 },
-    };
-
-    private static async Task<List<Orchestrator.Node.Reconcile.ContainerStatus>> ContainersAsync(IEnumerable<NodeHost> hosts, string prefix)
-    {
-        var all = new List<Orchestrator.Node.Reconcile.ContainerStatus>();
-        foreach (var host in hosts)
-        {
-            foreach (var c in await host.Client.ListAsync())
-            {
-                if (c.Name.StartsWith(prefix, StringComparison.Ordinal))
-                {
-                    try
-                    {
-                        all.Add(await host.Client.InspectAsync(c.Name));
-                    }
-                    catch (NodeRequestException)
-                    {
-                        // Removed between the list and the inspect (scaled down, rolled): not there.
-                    }
-                }
-            }
-        }
-        return all;
-    }
-
-    private static async Task<List<Orchestrator.Node.Reconcile.ContainerStatus>> UntilAsync(IEnumerable<NodeHost> hosts, string prefix,
-        Func<List<Orchestrator.Node.Reconcile.ContainerStatus>, bool> condition, string what, int seconds = 60)
-    {
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(seconds);
-        while (true)
-        {
-            var all = await ContainersAsync(hosts, prefix);
-            if (condition(all))
-            {
-                return all;
-            }
-            Assert.True(DateTime.UtcNow < deadline, $"{what} did not happen: {string.Join(", ", all.Select(c => $"{c.Name} {c.State} ready={c.Ready} v{c.Spec?.Env?.GetValueOrDefault("VERSION")}"))}");
-            await Task.Delay(200);
-        }
-    }
-
-    private static async Task<NodeEvent> EventAsync(FleetClient fleet, DateTimeOffset since, Func<NodeEvent, bool> match, string what)
-    {
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
-        while (true)
-        {
-            var events = new List<NodeEvent>();
-            await foreach (var ev in fleet.EventsAsync(since, watch: false))
-            {
-                events.Add(ev);
-            }
-            if (events.FirstOrDefault(match) is { } found)
-            {
-                return found;
-            }
-            Assert.True(DateTime.UtcNow < deadline, $"no event for {what}; events: {string.Join(" | ", events.Select(e => $"{e.Node} {e.Kind} {e.Subject}: {e.Message}"))}");
-            await Task.Delay(300);
-        }
-    }
-
-    private static async Task DisposeAllAsync(List<NodeHost> hosts)
-    {
-        foreach (var host in hosts)
-        {
-            await host.DisposeAsync();
-        }
-    }
+    private static Deployment Sleepers(string name, int replicas, string version = "1") => FleetHarness.Sleepers(name, replicas, version);
 
     [Fact(Timeout = 300_000)]
     public async Task Nodes_run_only_what_a_trusted_key_signed_and_refuse_forged_unsigned_and_replayed_deployments()
@@ -105,7 +33,7 @@ public sealed class FleetRolloutTests
         {
             for (var i = 0; i < 2; i++)
             {
-                hosts.Add(await NodeHost.StartAsync(sharedNats: nats, name: $"s{i}-{Guid.NewGuid().ToString("N")[..4]}", extraArgs: [.. s_fast, "--trusted-key", key]));
+                hosts.Add(await NodeHost.StartAsync(sharedNats: nats, name: $"s{i}-{Guid.NewGuid().ToString("N")[..4]}", extraArgs: [.. Fast, "--trusted-key", key]));
             }
             await using var connection = new NatsConnection(new NatsOpts { Url = nats.Url });
             await connection.ConnectAsync();
@@ -177,7 +105,7 @@ public sealed class FleetRolloutTests
             for (var i = 0; i < 3; i++)
             {
                 hosts.Add(await NodeHost.StartAsync(sharedNats: nats, name: $"c{i}-{Guid.NewGuid().ToString("N")[..4]}",
-                    extraArgs: [.. s_fast, "--label", i == 0 ? "ring=canary" : "ring=main"]));
+                    extraArgs: [.. Fast, "--label", i == 0 ? "ring=canary" : "ring=main"]));
             }
             await using var connection = new NatsConnection(new NatsOpts { Url = nats.Url });
             await connection.ConnectAsync();
@@ -256,7 +184,7 @@ public sealed class FleetRolloutTests
     public async Task The_autoscaler_follows_a_custom_metric_published_on_a_subject()
     {
         await using var nats = await NatsServer.StartAsync();
-        await using var node = await NodeHost.StartAsync(sharedNats: nats, extraArgs: s_fast);
+        await using var node = await NodeHost.StartAsync(sharedNats: nats, extraArgs: Fast);
         await using var connection = new NatsConnection(new NatsOpts { Url = nats.Url });
         await connection.ConnectAsync();
         var fleet = new FleetClient(connection);
@@ -291,7 +219,7 @@ public sealed class FleetRolloutTests
         {
             for (var i = 0; i < 2; i++)
             {
-                hosts.Add(await NodeHost.StartAsync(sharedNats: nats, name: $"n{i}-{Guid.NewGuid().ToString("N")[..4]}", extraArgs: s_fast));
+                hosts.Add(await NodeHost.StartAsync(sharedNats: nats, name: $"n{i}-{Guid.NewGuid().ToString("N")[..4]}", extraArgs: Fast));
             }
             await using (var connection = new NatsConnection(new NatsOpts { Url = nats.Url }))
             {

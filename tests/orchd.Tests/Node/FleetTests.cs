@@ -2,6 +2,8 @@ using NATS.Client.Core;
 using Orchestrator.Fleet.Client;
 using Orchestrator.Node.Workloads;
 
+using static Orchestrator.Daemon.Tests.Node.FleetHarness;
+
 namespace Orchestrator.Daemon.Tests.Node;
 
 /// <summary>
@@ -13,45 +15,6 @@ namespace Orchestrator.Daemon.Tests.Node;
 [Collection(NodeTests.Collection)]
 public sealed class FleetTests
 {
-    private static readonly string[] s_fast = ["--heartbeat", "1s", "--unreachable-after", "3s", "--lost-after", "6s"];
-
-    private static Deployment Sleepers(string name, int replicas, Dictionary<string, string>? selector = null) => new()
-    {
-        Name = name,
-        Replicas = replicas,
-        Selector = selector,
-        Template = new Workload { Image = NodeHost.Image, Command = ["sleep", "100000"], Network = "none", StopGracePeriodSeconds = 0 },
-    };
-
-    private static async Task<Dictionary<string, List<string>>> RunningAsync(IEnumerable<NodeHost> nodes, string prefix)
-    {
-        var result = new Dictionary<string, List<string>>();
-        foreach (var node in nodes)
-        {
-            try
-            {
-                result[node.NodeName] = (await node.Client.ListAsync()).Where(c => c.Name.StartsWith(prefix, StringComparison.Ordinal) && c.State == "running").Select(c => c.Name).ToList();
-            }
-            catch (NodeRequestException)
-            {
-                result[node.NodeName] = []; // that node's orchd is down
-            }
-        }
-        return result;
-    }
-
-    private static async Task<Dictionary<string, List<string>>> WaitForAsync(IEnumerable<NodeHost> nodes, string prefix, Func<Dictionary<string, List<string>>, bool> condition, string what)
-    {
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
-        Dictionary<string, List<string>> last;
-        while (!condition(last = await RunningAsync(nodes, prefix)))
-        {
-            Assert.True(DateTime.UtcNow < deadline, $"{what} did not happen; running: {string.Join("; ", last.Select(kv => $"{kv.Key}=[{string.Join(",", kv.Value)}]"))}");
-            await Task.Delay(250);
-        }
-        return last;
-    }
-
     [Fact(Timeout = 240_000)]
     public async Task Deployments_spread_scale_follow_selectors_and_survive_the_loss_of_the_scheduler()
     {
@@ -61,7 +24,7 @@ public sealed class FleetTests
         {
             foreach (var (name, zone) in new[] { ("fa", "a"), ("fb", "b"), ("fc", "b") })
             {
-                hosts.Add(await NodeHost.StartAsync(sharedNats: nats, name: $"{name}-{Guid.NewGuid().ToString("N")[..4]}", extraArgs: [.. s_fast, "--label", $"zone={zone}"]));
+                hosts.Add(await NodeHost.StartAsync(sharedNats: nats, name: $"{name}-{Guid.NewGuid().ToString("N")[..4]}", extraArgs: [.. Fast, "--label", $"zone={zone}"]));
             }
             await using var connection = new NatsConnection(new NatsOpts { Url = nats.Url });
             await connection.ConnectAsync();
@@ -80,15 +43,15 @@ public sealed class FleetTests
 
             // Spread: three replicas, one per node.
             await fleet.ApplyAsync([Sleepers("web", 3)]);
-            await WaitForAsync(hosts, "web-", r => r.Values.All(v => v.Count == 1), "one web replica per node");
+            await WaitForRunningAsync(hosts, "web-", r => r.Values.All(v => v.Count == 1), "one web replica per node");
             // Scale to six: two on each node.
             await fleet.ScaleAsync("web", 6);
-            var scaled = await WaitForAsync(hosts, "web-", r => r.Values.Sum(v => v.Count) == 6, "six web replicas");
+            var scaled = await WaitForRunningAsync(hosts, "web-", r => r.Values.Sum(v => v.Count) == 6, "six web replicas");
             Assert.All(scaled.Values, v => Assert.Equal(2, v.Count));
 
             // Selectors: only zone=a gets "edge"; nobody is zone=z, and the status says why.
-            await fleet.ApplyAsync([Sleepers("edge", 2, new() { ["zone"] = "a" }), Sleepers("nowhere", 1, new() { ["zone"] = "z" })]);
-            var edge = await WaitForAsync(hosts, "edge-", r => r.Values.Sum(v => v.Count) == 2, "two edge replicas");
+            await fleet.ApplyAsync([Sleepers("edge", 2, selector: new() { ["zone"] = "a" }), Sleepers("nowhere", 1, selector: new() { ["zone"] = "z" })]);
+            var edge = await WaitForRunningAsync(hosts, "edge-", r => r.Values.Sum(v => v.Count) == 2, "two edge replicas");
             Assert.Equal(2, edge[hosts[0].NodeName].Count);
             deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
             Orchestrator.Fleet.Protocol.DeploymentView nowhere;
@@ -114,7 +77,7 @@ public sealed class FleetTests
                 await Task.Delay(250);
             }
             Assert.All(before, c => Assert.True(NodeHost.IsAlive(c.Pid), $"{c.Name} died with its orchd"));
-            var moved = await WaitForAsync(survivors, "web-", r => r.Values.Sum(v => v.Count) == 6, "all six web replicas on the two survivors");
+            var moved = await WaitForRunningAsync(survivors, "web-", r => r.Values.Sum(v => v.Count) == 6, "all six web replicas on the two survivors");
             // Rescheduled within the grace (lost_after, 6 s here) + 5 s of the node's death.
             Assert.True(killedAt.Elapsed < TimeSpan.FromSeconds(6 + 5), $"replicas moved {killedAt.Elapsed.TotalSeconds:0.0} s after the node died (grace 6 s)");
             Assert.All(moved.Values, v => Assert.Equal(3, v.Count));
@@ -126,21 +89,18 @@ public sealed class FleetTests
 
             // Draining a node moves its replicas to the other one (and stops them where they were).
             await fleet.SetNodeAsync(survivors[0].NodeName, cordoned: false, draining: true);
-            var drained = await WaitForAsync(survivors, "web-", r => r[survivors[0].NodeName].Count == 0 && r[survivors[1].NodeName].Count == 6, "web drained off one node");
+            var drained = await WaitForRunningAsync(survivors, "web-", r => r[survivors[0].NodeName].Count == 0 && r[survivors[1].NodeName].Count == 6, "web drained off one node");
             Assert.True((await fleet.GetNodesAsync(fast)).Single(n => n.Info.Node == survivors[0].NodeName).Draining);
             await fleet.SetNodeAsync(survivors[0].NodeName, cordoned: false, draining: false);
             _ = drained;
 
             // Deleting a deployment removes its replicas everywhere.
             await fleet.DeleteDeploymentAsync("edge");
-            await WaitForAsync(survivors, "edge-", r => r.Values.All(v => v.Count == 0), "edge replicas removed");
+            await WaitForRunningAsync(survivors, "edge-", r => r.Values.All(v => v.Count == 0), "edge replicas removed");
         }
         finally
         {
-            foreach (var host in hosts)
-            {
-                await host.DisposeAsync();
-            }
+            await DisposeAllAsync(hosts);
         }
     }
 
@@ -148,7 +108,7 @@ public sealed class FleetTests
     public async Task A_node_cut_off_from_nats_keeps_running_and_restarting_its_assignments_and_converges_when_back()
     {
         await using var nats = await NatsServer.StartAsync();
-        await using var node = await NodeHost.StartAsync(sharedNats: nats, extraArgs: s_fast);
+        await using var node = await NodeHost.StartAsync(sharedNats: nats, extraArgs: Fast);
         await using var connection = new NatsConnection(new NatsOpts { Url = nats.Url });
         await connection.ConnectAsync();
         var fleet = new FleetClient(connection);
@@ -156,7 +116,7 @@ public sealed class FleetTests
         flaky.Template.Command = ["sh", "-c", "sleep 1; exit 3"];
         flaky.Template.Restart = new RestartPolicy { Policy = "always", Backoff = "100ms", MaxBackoff = "200ms" };
         await fleet.ApplyAsync([flaky, Sleepers("steady", 1)]);
-        await WaitForAsync([node], "steady-", r => r.Values.Sum(v => v.Count) == 1, "the steady replica running");
+        await WaitForRunningAsync([node], "steady-", r => r.Values.Sum(v => v.Count) == 1, "the steady replica running");
         var steadyPid = (await node.Client.InspectAsync("steady-0")).Pid;
 
         // NATS goes away: no heartbeats, no API, and the node carries on by itself.
@@ -174,7 +134,7 @@ public sealed class FleetTests
         await again.ConnectAsync();
         var fleetAgain = new FleetClient(again);
         await fleetAgain.ScaleAsync("steady", 0);
-        await WaitForAsync([node], "steady-", r => r.Values.Sum(v => v.Count) == 0, "steady scaled to zero after the reconnect");
+        await WaitForRunningAsync([node], "steady-", r => r.Values.Sum(v => v.Count) == 0, "steady scaled to zero after the reconnect");
         var fast = new Orchestrator.Fleet.Agent.FleetOptions { UnreachableAfter = TimeSpan.FromSeconds(3), LostAfter = TimeSpan.FromSeconds(6) };
         var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(15);
         while ((await fleetAgain.GetNodesAsync(fast)).Single().State != "ready")
@@ -193,7 +153,7 @@ public sealed class FleetTests
         {
             for (var i = 0; i < 3; i++)
             {
-                hosts.Add(await NodeHost.StartAsync(sharedNats: nats, name: $"r{i}-{Guid.NewGuid().ToString("N")[..4]}", extraArgs: s_fast));
+                hosts.Add(await NodeHost.StartAsync(sharedNats: nats, name: $"r{i}-{Guid.NewGuid().ToString("N")[..4]}", extraArgs: Fast));
             }
             await using var connection = new NatsConnection(new NatsOpts { Url = nats.Url });
             await connection.ConnectAsync();
@@ -299,10 +259,7 @@ public sealed class FleetTests
         }
         finally
         {
-            foreach (var host in hosts)
-            {
-                await host.DisposeAsync();
-            }
+            await DisposeAllAsync(hosts);
         }
     }
 
@@ -315,7 +272,7 @@ public sealed class FleetTests
         {
             for (var i = 0; i < 2; i++)
             {
-                hosts.Add(await NodeHost.StartAsync(sharedNats: nats, name: $"a{i}-{Guid.NewGuid().ToString("N")[..4]}", extraArgs: s_fast));
+                hosts.Add(await NodeHost.StartAsync(sharedNats: nats, name: $"a{i}-{Guid.NewGuid().ToString("N")[..4]}", extraArgs: Fast));
             }
             await using var connection = new NatsConnection(new NatsOpts { Url = nats.Url });
             await connection.ConnectAsync();
@@ -333,7 +290,7 @@ public sealed class FleetTests
             };
             // Busy replicas: 20% each against a 10% target, so it grows to the max and stops there.
             await fleet.ApplyAsync([Burner("while :; do :; done")]);
-            await WaitForAsync(hosts, "burn-", r => r.Values.Sum(v => v.Count) == 3, "three burn replicas (the max)");
+            await WaitForRunningAsync(hosts, "burn-", r => r.Values.Sum(v => v.Count) == 3, "three burn replicas (the max)");
             var view = (await fleet.GetDeploymentsAsync()).Single();
             Assert.Equal(3, view.Deployment.Replicas);
             Assert.Contains("→ 3 replicas", view.Status!.LastScale, StringComparison.Ordinal);
@@ -342,15 +299,12 @@ public sealed class FleetTests
             var idle = Burner("exec sleep 100000");
             idle.Replicas = 3;
             await fleet.ApplyAsync([idle]);
-            await WaitForAsync(hosts, "burn-", r => r.Values.Sum(v => v.Count) == 1, "one burn replica (the min)");
+            await WaitForRunningAsync(hosts, "burn-", r => r.Values.Sum(v => v.Count) == 1, "one burn replica (the min)");
             Assert.Equal(1, (await fleet.GetDeploymentsAsync()).Single().Deployment.Replicas);
         }
         finally
         {
-            foreach (var host in hosts)
-            {
-                await host.DisposeAsync();
-            }
+            await DisposeAllAsync(hosts);
         }
     }
 }
