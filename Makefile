@@ -142,8 +142,9 @@ demo-build: deps-build
 	@ln -sfn $(abspath src/orchctl/$(DEMO_BUILD_DIR)/orchctl) $(DEMO_OUT)/orchctl
 	@ln -sfn orchd $(DEMO_OUT)/orch-runc
 
-demo: deps $(if $(AOT),publish,demo-build)
-	@bash packaging/demo/demo.sh $(abspath $(if $(AOT),$(OUT),$(DEMO_OUT)))
+DEMO_AOT := $(filter 1 yes true,$(AOT))
+demo: deps $(if $(DEMO_AOT),publish,demo-build)
+	@$(if $(DEMO_AOT),,DOTNET_ROOT=$${DOTNET_ROOT:-$$(dirname "$$(readlink -f "$$(command -v $(DOTNET))")")}) bash packaging/demo/demo.sh $(abspath $(if $(DEMO_AOT),$(OUT),$(DEMO_OUT)))
 
 bench: deps-bench publish
 	$(DOTNET) run --project bench/Orchestrator.Bench -c Release -- --bin $(abspath $(OUT))
