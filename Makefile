@@ -17,11 +17,14 @@ RESULTS := artifacts/test-results
 APT_BUILD := gcc libc6-dev zlib1g-dev git ca-certificates curl libicu72
 APT_TEST := nats-server busybox-static skopeo umoci util-linux iproute2 systemd procps tar containerd attr bsdutils docker-registry apache2-utils zstd nftables man-db
 APT_BENCH := containerd runc crun hyperfine time
+# What make demo runs besides orchd: the NATS server, the image's busybox, and the tools the
+# nodes' bridge networking calls (a subset of the test packages: a fresh machine installs less).
+APT_DEMO := nats-server busybox-static iproute2 nftables util-linux procps tar
 # The linux-arm64 cross build from x64: Debian's GNU cross toolchain with its own sysroot
 # (/usr/aarch64-linux-gnu: no multiarch, no clang), and qemu-user to run what it built.
 APT_CROSS_ARM64 := gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static
 
-.PHONY: help deps deps-build deps-bench deps-cross-arm64 dotnet restore build publish publish-arm64 packages install test demo demo-build bench clean
+.PHONY: help deps deps-build deps-demo deps-bench deps-cross-arm64 dotnet restore build publish publish-arm64 packages install test demo demo-build bench clean
 
 help:
 	@echo "make demo                run a local fleet: nats-server + three orchd in the foreground (Ctrl-C stops it all)"
@@ -51,6 +54,9 @@ deps-build:
 
 deps: deps-build
 	$(call apt_install,$(APT_TEST))
+
+deps-demo: deps-build
+	$(call apt_install,$(APT_DEMO))
 
 deps-bench: deps
 	$(call apt_install,$(APT_BENCH))
@@ -143,7 +149,7 @@ demo-build: deps-build
 	@ln -sfn orchd $(DEMO_OUT)/orch-runc
 
 DEMO_AOT := $(filter 1 yes true,$(AOT))
-demo: deps $(if $(DEMO_AOT),publish,demo-build)
+demo: deps-demo $(if $(DEMO_AOT),publish,demo-build)
 	@$(if $(DEMO_AOT),,DOTNET_ROOT=$${DOTNET_ROOT:-$$(dirname "$$(readlink -f "$$(command -v $(DOTNET))")")}) bash packaging/demo/demo.sh $(abspath $(if $(DEMO_AOT),$(OUT),$(DEMO_OUT)))
 
 bench: deps-bench publish
