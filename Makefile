@@ -17,14 +17,18 @@ RESULTS := artifacts/test-results
 APT_BUILD := gcc libc6-dev zlib1g-dev git ca-certificates curl libicu72
 APT_TEST := nats-server busybox-static skopeo umoci util-linux iproute2 systemd procps tar containerd attr bsdutils docker-registry apache2-utils zstd nftables man-db
 APT_BENCH := containerd runc crun hyperfine time
+# What make demo runs besides orchd: the NATS server, the image's busybox, and the tools the
+# nodes' bridge networking calls (a subset of the test packages: a fresh machine installs less).
+APT_DEMO := nats-server busybox-static iproute2 nftables util-linux procps tar
 # The linux-arm64 cross build from x64: Debian's GNU cross toolchain with its own sysroot
 # (/usr/aarch64-linux-gnu: no multiarch, no clang), and qemu-user to run what it built.
 APT_CROSS_ARM64 := gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static
 
-.PHONY: help deps deps-build deps-bench deps-cross-arm64 dotnet restore build publish publish-arm64 packages install test demo bench clean
+.PHONY: help deps deps-build deps-demo deps-bench deps-cross-arm64 dotnet restore build publish publish-arm64 packages install test demo demo-build bench clean
 
 help:
-	@echo "make demo                run a local fleet: nats-server + orchd in the foreground (Ctrl-C stops both)"
+	@echo "make demo                run a local fleet: nats-server + three orchd in the foreground (Ctrl-C stops it all)"
+	@echo "make demo AOT=1          the same on the release (AOT) binaries make publish builds (slower to build)"
 	@echo "make test                run every test (unit, integration, privileged) against the AOT binaries"
 	@echo "make publish OUT=<dir>   build the release binaries into <dir> (default $(OUT))"
 	@echo "make publish-arm64       cross-build the linux-arm64 binaries into $(ARM64_OUT)"
@@ -50,6 +54,9 @@ deps-build:
 
 deps: deps-build
 	$(call apt_install,$(APT_TEST))
+
+deps-demo: deps-build
+	$(call apt_install,$(APT_DEMO))
 
 deps-bench: deps
 	$(call apt_install,$(APT_BENCH))
@@ -127,8 +134,23 @@ test: deps packages
 			--results-directory $(RESULTS) --blame-hang-timeout 5m || status=1; \
 	done; bash .ci/test-summary $(RESULTS) $$status
 
-demo: deps publish
-	@bash packaging/demo/demo.sh $(abspath $(OUT))
+# make demo runs orchd and orchctl as JIT builds: one `dotnet build` of the two projects (no
+# solution-wide restore, no AOT compile and link, no analyzers: make test and CI run those), a
+# minute and more faster on a fresh clone (docs/benchmarks.md). The same code and the same
+# behaviour; the native spawn shim comes as liborchspawn.so next to orchd.dll instead of linked
+# in. make demo AOT=1 builds and runs the release binaries.
+DEMO_OUT ?= artifacts/demo-bin
+DEMO_BUILD_DIR = bin/$(CONFIGURATION)/net10.0/$(RID)
+demo-build: deps-build
+	$(DOTNET) build packaging/demo/demo.slnf -c $(CONFIGURATION) -p:SourceRevisionId=$(REVISION) -p:RunAnalyzers=false --nologo -v:q
+	@mkdir -p $(DEMO_OUT)
+	@ln -sfn $(abspath src/orchd/$(DEMO_BUILD_DIR)/orchd) $(DEMO_OUT)/orchd
+	@ln -sfn $(abspath src/orchctl/$(DEMO_BUILD_DIR)/orchctl) $(DEMO_OUT)/orchctl
+	@ln -sfn orchd $(DEMO_OUT)/orch-runc
+
+DEMO_AOT := $(filter 1 yes true,$(AOT))
+demo: deps-demo $(if $(DEMO_AOT),publish,demo-build)
+	@$(if $(DEMO_AOT),,DOTNET_ROOT=$${DOTNET_ROOT:-$$(dirname "$$(readlink -f "$$(command -v $(DOTNET))")")}) bash packaging/demo/demo.sh $(abspath $(if $(DEMO_AOT),$(OUT),$(DEMO_OUT)))
 
 bench: deps-bench publish
 	$(DOTNET) run --project bench/Orchestrator.Bench -c Release -- --bin $(abspath $(OUT))

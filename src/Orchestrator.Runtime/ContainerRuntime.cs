@@ -145,6 +145,7 @@ public sealed class ContainerRuntime(string root)
                 (resources.Devices ??= []).Add(new DeviceRuleSpec { Allow = true, Type = device.Type == "u" ? "c" : device.Type, Major = device.Major, Minor = device.Minor, Access = "rwm" });
             }
             cgroup.Create(resources);
+            record.OomKillsAtCreate = cgroup.Stats().OomKills;
             foreach (var warning in cgroup.Warnings)
             {
                 Console.Error.WriteLine($"warning: {warning}");

@@ -54,7 +54,7 @@ internal static class Terminal
     public static string? StateColor(string value) => value.Split(',')[0].Split(' ')[0] switch
     {
         "ready" or "running" or "complete" or "yes" or "True" or "created" => Green,
-        "unreachable" or "progressing" or "paused" or "backoff" or "created-pending" or "cordoned" or "draining" or "changed" or "configured" => Yellow,
+        "unreachable" or "progressing" or "degraded" or "paused" or "backoff" or "created-pending" or "cordoned" or "draining" or "changed" or "configured" => Yellow,
         "lost" or "failed" or "rolled-back" or "exited" or "stopped" or "no" or "False" => Red,
         _ => null,
     };

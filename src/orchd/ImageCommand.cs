@@ -33,68 +33,44 @@ internal static class ImageCommand
                --creds HOST=USER:PASSWORD (basic auth for a registry)
         """;
 
+    /// <summary>image's own flags with a value (and what the value is), and its switches; the rest of the --flags are orchd's.</summary>
+    private static readonly Dictionary<string, string?> s_flags = new(StringComparer.Ordinal)
+    {
+        ["--platform"] = null, ["--name"] = null, ["--budget"] = null, ["--insecure"] = "a registry host", ["--creds"] = "HOST=USER:PASSWORD",
+    };
+
+    private static readonly string[] s_switches = ["--nats", "--unpack"];
+
     public static async Task<int> RunAsync(string[] args)
     {
-        var own = new Dictionary<string, string>(StringComparer.Ordinal);
-        var insecure = new HashSet<string>(StringComparer.Ordinal);
-        var credentials = new Dictionary<string, RegistryCredentials>(StringComparer.Ordinal);
-        var positional = new List<string>();
-        var daemonFlags = new List<string>();
-        var toNats = false;
-        for (var i = 0; i < args.Length; i++)
+        var own = SubcommandArgs.Split(args, s_flags, s_switches);
+        if (own.Help)
         {
-            switch (args[i])
+            Console.Out.Write(Usage);
+            return ExitCodes.Ok;
+        }
+        var positional = own.Positional;
+        var insecure = own.Values("--insecure").ToHashSet(StringComparer.Ordinal);
+        var credentials = new Dictionary<string, RegistryCredentials>(StringComparer.Ordinal);
+        foreach (var spec in own.Values("--creds"))
+        {
+            var eq = spec.IndexOf('=', StringComparison.Ordinal);
+            var colon = spec.IndexOf(':', eq + 1);
+            if (eq <= 0 || colon <= eq)
             {
-                case "--platform" or "--name" or "--budget":
-                    own[args[i]] = i + 1 < args.Length ? args[++i] : throw new UsageException($"flag {args[i]} needs a value");
-                    break;
-                case "--insecure":
-                    insecure.Add(i + 1 < args.Length ? args[++i] : throw new UsageException("flag --insecure needs a registry host"));
-                    break;
-                case "--creds":
-                    var spec = i + 1 < args.Length ? args[++i] : throw new UsageException("flag --creds needs HOST=USER:PASSWORD");
-                    var eq = spec.IndexOf('=', StringComparison.Ordinal);
-                    var colon = spec.IndexOf(':', eq + 1);
-                    if (eq <= 0 || colon <= eq)
-                    {
-                        throw new UsageException($"--creds '{spec}' is not HOST=USER:PASSWORD");
-                    }
-                    credentials[spec[..eq]] = new RegistryCredentials(spec[(eq + 1)..colon], spec[(colon + 1)..]);
-                    break;
-                case "--nats":
-                    toNats = true;
-                    break;
-                case "--unpack":
-                    own["--unpack"] = "true";
-                    break;
-                case "-h" or "--help":
-                    Console.Out.Write(Usage);
-                    return ExitCodes.Ok;
-                default:
-                    if (args[i].StartsWith("--", StringComparison.Ordinal))
-                    {
-                        daemonFlags.Add(args[i]);
-                        if (!args[i].Contains('=', StringComparison.Ordinal) && i + 1 < args.Length)
-                        {
-                            daemonFlags.Add(args[++i]);
-                        }
-                    }
-                    else
-                    {
-                        positional.Add(args[i]);
-                    }
-                    break;
+                throw new UsageException($"--creds '{spec}' is not HOST=USER:PASSWORD");
             }
+            credentials[spec[..eq]] = new RegistryCredentials(spec[(eq + 1)..colon], spec[(colon + 1)..]);
         }
         if (positional.Count == 0)
         {
             Console.Error.Write(Usage);
             return ExitCodes.Usage;
         }
-        var config = ConfigLoader.Load(CommandLine.Parse(daemonFlags), Environment.GetEnvironmentVariable);
-        var budget = own.TryGetValue("--budget", out var b) ? long.Parse(b, CultureInfo.InvariantCulture) : long.MaxValue;
+        var config = ConfigLoader.Load(CommandLine.Parse(own.DaemonFlags), Environment.GetEnvironmentVariable);
+        var budget = own.Value("--budget") is { } b ? long.Parse(b, CultureInfo.InvariantCulture) : long.MaxValue;
         var images = new ImageStore(Path.Combine(config.StateDir, "images"), budget);
-        var platform = own.TryGetValue("--platform", out var p) ? Platform.Parse(p) : null;
+        var platform = own.Value("--platform") is { } p ? Platform.Parse(p) : null;
         string Arg(int index, string what) => positional.Count > index ? positional[index] : throw new UsageException($"image {positional[0]} needs {what}");
 
         switch (positional[0])
@@ -118,14 +94,14 @@ internal static class ImageCommand
             case "pull":
                 var reference = Arg(1, "an image reference");
                 var pulled = await PullAsync(reference, images, config, platform, insecure, credentials).ConfigureAwait(false);
-                if (own.ContainsKey("--unpack"))
+                if (own.Has("--unpack"))
                 {
                     // Ready to run: the layers unpacked into the snapshot store now rather than at first start.
                     await new Orchestrator.Images.Snapshots.SnapshotStore(images, Path.Combine(config.StateDir, "snapshots")).UnpackLayersAsync(pulled.Name).ConfigureAwait(false);
                 }
                 Console.Out.WriteLine($"pulled {pulled.Name} {pulled.ManifestDigest} ({pulled.Platform})");
                 return ExitCodes.Ok;
-            case "push" when toNats:
+            case "push" when own.Has("--nats"):
                 await using (var nats = await ConnectAsync(config).ConfigureAwait(false))
                 {
                     var sent = await new NatsImageDistribution(nats, images).PushAsync(Arg(1, "an image name")).ConfigureAwait(false);
@@ -137,8 +113,8 @@ internal static class ImageCommand
             case "import":
                 var source = Arg(1, "a file or directory");
                 var imported = Directory.Exists(source)
-                    ? await images.ImportLayoutAsync(source, own.GetValueOrDefault("--name"), platform).ConfigureAwait(false)
-                    : await images.ImportArchiveAsync(source, own.GetValueOrDefault("--name"), platform).ConfigureAwait(false);
+                    ? await images.ImportLayoutAsync(source, own.Value("--name"), platform).ConfigureAwait(false)
+                    : await images.ImportArchiveAsync(source, own.Value("--name"), platform).ConfigureAwait(false);
                 Console.Out.WriteLine($"imported {imported.Name} {imported.ManifestDigest}");
                 return ExitCodes.Ok;
             case "export":

@@ -22,6 +22,11 @@ AppDomain.CurrentDomain.UnhandledException += (_, e) =>
 
 // One binary, several names (a multi-call binary saves an edge disk two copies of the runtime).
 var invokedAs = Path.GetFileName(Environment.GetCommandLineArgs()[0]);
+if (invokedAs.EndsWith(".dll", StringComparison.Ordinal))
+{
+    // A JIT build (make demo's) reports its orchd.dll here; the name it was called by is the process's own argv[0].
+    invokedAs = Path.GetFileName(File.ReadAllText("/proc/self/cmdline").Split('\0')[0]);
+}
 if (invokedAs == "orch-runc" || (args.Length > 0 && args[0] == "runc"))
 {
     return RuncCommand.Run(invokedAs == "orch-runc" ? args : args[1..]);

@@ -96,6 +96,30 @@ public sealed class RolloutPlanTests
     }
 
     [Fact]
+    public void Every_placed_replica_ready_but_one_without_a_node_is_degraded_not_complete()
+    {
+        // Anti-affinity: three replicas, two nodes: web-2 has nowhere to go.
+        var fleet = new Fleet(("a", "x"), ("b", "x"));
+        var web = Web("v1", 3, null, 1);
+        web.AntiAffinity = true;
+        fleet.Pass(web, s_t0);
+        var status = fleet.Pass(web, s_t0.AddSeconds(1));
+        Assert.Equal(2, status.UpdatedReady);
+        Assert.Equal(2, status.Placed);
+        Assert.Contains("already runs a replica (antiAffinity)", Assert.Single(status.Unschedulable), StringComparison.Ordinal);
+        Assert.Equal("degraded", status.Phase);
+        Assert.Null(status.Wave);
+
+        // A third node: the replica gets placed, and only then is the rollout complete.
+        fleet.Nodes.Add(fleet.Nodes[0] with { Info = fleet.Nodes[0].Info with { Node = "c", NodeId = "c" } });
+        fleet.Pass(web, s_t0.AddSeconds(2));
+        status = fleet.Pass(web, s_t0.AddSeconds(3));
+        Assert.Empty(status.Unschedulable);
+        Assert.Equal(3, status.UpdatedReady);
+        Assert.Equal("complete", status.Phase);
+    }
+
+    [Fact]
     public void A_rollout_that_does_not_get_ready_stops_counting_as_progress()
     {
         var fleet = new Fleet(("a", "x"), ("b", "x"), ("c", "x"));

@@ -28,6 +28,17 @@ public sealed class SystemdUnitTests
         // The unit must give orchd longer to stop than orchd gives itself.
         var stop = ConfigValues.Duration(unit["TimeoutStopSec"]);
         Assert.True(stop > new OrchdConfig { NodeName = "x" }.ShutdownTimeout, $"TimeoutStopSec {stop} must exceed the default shutdown_timeout");
+        // runtime: auto uses containerd when it is there: ordered after it and pulling it in, never
+        // depending on it (orchd runs without it, and must survive its restarts).
+        var lines = File.ReadLines(s_unitPath).Where(l => !l.TrimStart().StartsWith('#')).ToList();
+        bool Lists(string directive, string unit) => lines.Any(l => l.StartsWith(directive + "=", StringComparison.Ordinal)
+            && l[(directive.Length + 1)..].Split(' ', StringSplitOptions.RemoveEmptyEntries).Contains(unit));
+        Assert.True(Lists("After", "containerd.service"), "orchd.service must start after containerd.service");
+        Assert.True(Lists("Wants", "containerd.service"), "orchd.service must want containerd.service");
+        foreach (var hard in new[] { "Requires", "Requisite", "BindsTo", "PartOf" })
+        {
+            Assert.False(Lists(hard, "containerd.service"), $"{hard}=containerd.service would stop orchd with containerd; Wants= is the dependency");
+        }
         // Seccomp- and mount-namespace-based hardening would leak into containers or break live restore.
         foreach (var forbidden in new[] { "SystemCallFilter", "RestrictNamespaces", "ProtectSystem", "PrivateTmp", "ProtectHome", "MemoryDenyWriteExecute" })
         {

@@ -296,7 +296,9 @@ public sealed partial class FleetScheduler(string nodeName, FleetOptions options
         var canaryHeld = canary is not null && canaryPassed && !complete;
         // Progress (which the deadline counts from): a new revision, one more replica ready on it, or the canary's hold passed.
         var progressed = !sameRevision || updatedReady > before!.UpdatedReady || canaryHeld != before.CanaryPassed;
-        var phase = complete ? "complete" : rollout.Paused ? "paused" : "progressing";
+        // Every placed replica updated and ready, but some replica has no node: as far as the fleet
+        // allows, not complete (rollout status -w keeps waiting; the reasons are in Unschedulable).
+        var phase = complete ? (placement.Unschedulable.Count > 0 ? "degraded" : "complete") : rollout.Paused ? "paused" : "progressing";
         return new DeploymentStatus
         {
             Name = deployment.Name, Desired = deployment.Replicas, Placed = placement.Replicas.Count, Replicas = placement.Replicas,
@@ -377,7 +379,7 @@ public sealed partial class FleetScheduler(string nodeName, FleetOptions options
         DeploymentStatus report, DeploymentStatus? before, CancellationToken cancellationToken)
     {
         report = report with { LastScaledAt = before?.LastScaledAt, LastScale = before?.LastScale };
-        if (deployment.Autoscale is not { } auto || report.Phase != "complete")
+        if (deployment.Autoscale is not { } auto || report.Phase is not ("complete" or "degraded"))
         {
             return report; // not while a rollout is under way: its replicas' CPU says little
         }

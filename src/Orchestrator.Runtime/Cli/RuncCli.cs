@@ -380,9 +380,13 @@ public static class RuncCli
             return 0;
         }
         // A stream, as runc's: a stats event every interval, an oom event whenever the kernel
-        // killed something for memory, until the container stops.
+        // killed something for memory, until the container stops. The kills are counted from the
+        // container's creation, not from whenever this process got to its first look: a stream
+        // started just before `start` may first run after an OOM kill has already ended the
+        // container (a loaded machine), and must still report it.
         var interval = flags.TryGetValue("--interval", out var text) ? ParseInterval(text) : TimeSpan.FromSeconds(5);
-        var oomKills = cgroup.Stats().OomKills;
+        var oomKills = record.OomKillsAtCreate ?? cgroup.Stats().OomKills;
+        var sampled = false;
         var next = DateTime.UtcNow;
         while (runtime.Store.Exists(id) && runtime.Status(runtime.Store.Load(id)) != "stopped")
         {
@@ -395,15 +399,25 @@ public static class RuncCli
             if (DateTime.UtcNow >= next)
             {
                 stdout.WriteLine(StatsEvent(id, stats));
+                sampled = true;
                 next = DateTime.UtcNow + interval;
             }
             stdout.Flush();
             Thread.Sleep(TimeSpan.FromMilliseconds(Math.Min(100, interval.TotalMilliseconds)));
         }
-        // An OOM kill usually ends the container between two looks: report it after the fact.
-        if (runtime.Store.Exists(id) && cgroup.Stats().OomKills > oomKills)
+        // An OOM kill usually ends the container between two looks: report it after the fact,
+        // after the last sample (a stream that found the container already stopped still has one).
+        if (runtime.Store.Exists(id))
         {
-            stdout.WriteLine($"{{\"type\":\"oom\",\"id\":\"{id}\"}}");
+            var last = cgroup.Stats();
+            if (!sampled)
+            {
+                stdout.WriteLine(StatsEvent(id, last));
+            }
+            if (last.OomKills > oomKills)
+            {
+                stdout.WriteLine($"{{\"type\":\"oom\",\"id\":\"{id}\"}}");
+            }
         }
         return 0;
     }

@@ -18,6 +18,12 @@ public sealed class ContainerRecord
     /// <summary>The first process was started in its cgroup by clone3(CLONE_INTO_CGROUP) (cgroup v2).</summary>
     public bool BornInCgroup { get; set; }
 
+    /// <summary>
+    /// The cgroup's OOM kill count at creation (a reused cgroup path carries an earlier container's):
+    /// `events` reports the kills after it, whenever the stream itself started.
+    /// </summary>
+    public long? OomKillsAtCreate { get; set; }
+
     /// <summary>Known only when this runtime reaped the process itself (run, or in-process use).</summary>
     public int? ExitStatus { get; set; }
 }

@@ -28,43 +28,27 @@ internal static class ReleaseCommand
           status [--nodes a,b,c]     each node's orchd version, binary digest and last update
         """;
 
+    /// <summary>release's own flags, all with a value; the rest of the --flags are orchd's.</summary>
+    private static readonly Dictionary<string, string?> s_flags = new(StringComparer.Ordinal)
+    {
+        ["--version"] = null, ["--sign-key"] = null, ["--arch"] = null, ["--waves"] = null, ["--nodes"] = null, ["--timeout"] = null,
+    };
+
     public static async Task<int> RunAsync(string[] args)
     {
-        var own = new Dictionary<string, string>(StringComparer.Ordinal);
-        var positional = new List<string>();
-        var daemonFlags = new List<string>();
-        for (var i = 0; i < args.Length; i++)
+        var split = SubcommandArgs.Split(args, s_flags, []);
+        if (split.Help)
         {
-            switch (args[i])
-            {
-                case "--version" or "--sign-key" or "--arch" or "--waves" or "--nodes" or "--timeout":
-                    own[args[i]] = i + 1 < args.Length ? args[++i] : throw new UsageException($"flag {args[i]} needs a value");
-                    break;
-                case "-h" or "--help":
-                    Console.Out.Write(Usage);
-                    return ExitCodes.Ok;
-                default:
-                    if (args[i].StartsWith("--", StringComparison.Ordinal))
-                    {
-                        daemonFlags.Add(args[i]);
-                        if (!args[i].Contains('=', StringComparison.Ordinal) && i + 1 < args.Length)
-                        {
-                            daemonFlags.Add(args[++i]);
-                        }
-                    }
-                    else
-                    {
-                        positional.Add(args[i]);
-                    }
-                    break;
-            }
+            Console.Out.Write(Usage);
+            return ExitCodes.Ok;
         }
+        var positional = split.Positional;
         if (positional.Count < 1)
         {
             Console.Error.Write(Usage);
             return ExitCodes.Usage;
         }
-        var config = ConfigLoader.Load(CommandLine.Parse(daemonFlags), Environment.GetEnvironmentVariable);
+        var config = ConfigLoader.Load(CommandLine.Parse(split.DaemonFlags), Environment.GetEnvironmentVariable);
         // The operator's tool: its replies come to the default inbox, not the node's.
         await using var nats = new NatsConnection((config.ToNatsSettings() with { InboxPrefix = null }).ToNatsOpts("orchd-release"));
         try
@@ -77,7 +61,7 @@ internal static class ReleaseCommand
         }
         try
         {
-            return await DispatchAsync(nats, positional, own).ConfigureAwait(false);
+            return await DispatchAsync(nats, positional, split).ConfigureAwait(false);
         }
         catch (NatsJSException e)
         {
@@ -85,7 +69,7 @@ internal static class ReleaseCommand
         }
     }
 
-    private static async Task<int> DispatchAsync(NatsConnection nats, List<string> positional, Dictionary<string, string> own)
+    private static async Task<int> DispatchAsync(NatsConnection nats, List<string> positional, SubcommandArgs own)
     {
         return positional[0] switch
         {
@@ -96,11 +80,11 @@ internal static class ReleaseCommand
         };
     }
 
-    private static async Task<int> PublishAsync(NatsConnection nats, string file, Dictionary<string, string> own)
+    private static async Task<int> PublishAsync(NatsConnection nats, string file, SubcommandArgs own)
     {
-        var version = own.GetValueOrDefault("--version") ?? throw new UsageException("release publish needs --version");
-        var arch = own.GetValueOrDefault("--arch") ?? Release.ThisArch;
-        var seed = Orchestrator.Fleet.Protocol.ManifestSigning.ReadSeed(own.GetValueOrDefault("--sign-key") ?? throw new UsageException("release publish needs --sign-key (an operator seed, orchctl keys create)"));
+        var version = own.Value("--version") ?? throw new UsageException("release publish needs --version");
+        var arch = own.Value("--arch") ?? Release.ThisArch;
+        var seed = Orchestrator.Fleet.Protocol.ManifestSigning.ReadSeed(own.Value("--sign-key") ?? throw new UsageException("release publish needs --sign-key (an operator seed, orchctl keys create)"));
         if (!File.Exists(file))
         {
             throw new ReleaseException($"'{file}' does not exist; give the orchd binary to publish (make publish builds it)");
@@ -125,9 +109,9 @@ internal static class ReleaseCommand
         return ExitCodes.Ok;
     }
 
-    private static async Task<List<string>> NodesAsync(NatsConnection nats, Dictionary<string, string> own)
+    private static async Task<List<string>> NodesAsync(NatsConnection nats, SubcommandArgs own)
     {
-        if (own.TryGetValue("--nodes", out var list))
+        if (own.Value("--nodes") is { } list)
         {
             return list.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).ToList();
         }
@@ -148,7 +132,7 @@ internal static class ReleaseCommand
         }
     }
 
-    private static async Task<int> StatusAsync(NatsConnection nats, Dictionary<string, string> own)
+    private static async Task<int> StatusAsync(NatsConnection nats, SubcommandArgs own)
     {
         Console.Out.WriteLine($"{"NODE",-20} {"VERSION",-24} {"ARCH",-6} {"SHA256",-14} LAST UPDATE");
         foreach (var node in await NodesAsync(nats, own).ConfigureAwait(false))
@@ -179,18 +163,18 @@ internal static class ReleaseCommand
         return sizes.Distinct().Where(s => s > 0).ToList();
     }
 
-    private static async Task<int> RolloutAsync(NatsConnection nats, string version, Dictionary<string, string> own)
+    private static async Task<int> RolloutAsync(NatsConnection nats, string version, SubcommandArgs own)
     {
         var nodes = await NodesAsync(nats, own).ConfigureAwait(false);
         if (nodes.Count == 0)
         {
             throw new ReleaseException("no node answered on orch.fleet.info; is the fleet connected to this NATS?");
         }
-        var timeout = own.TryGetValue("--timeout", out var t) ? ConfigValues.Duration(t) : TimeSpan.FromMinutes(2);
+        var timeout = own.Value("--timeout") is { } t ? ConfigValues.Duration(t) : TimeSpan.FromMinutes(2);
         var store = await new NatsObjContext(new NatsJSContext(nats)).GetObjectStoreAsync(Release.Bucket).ConfigureAwait(false);
         var done = 0;
         var wave = 0;
-        foreach (var size in Waves(own.GetValueOrDefault("--waves") ?? "1,50%,100%", nodes.Count))
+        foreach (var size in Waves(own.Value("--waves") ?? "1,50%,100%", nodes.Count))
         {
             wave++;
             var members = nodes.Skip(done).Take(size - done).ToList();

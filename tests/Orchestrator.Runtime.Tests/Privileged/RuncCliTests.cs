@@ -150,6 +150,14 @@ public sealed class RuncCliTests : IDisposable
         Assert.Contains(events.Stdout, l => l.StartsWith("{\"type\":\"stats\",\"id\":\"oom3\"", StringComparison.Ordinal));
         Assert.Equal(0, await events.WaitForExitAsync(s_wait));
         await events.DisposeAsync();
+        // A stream whose first look comes after the kill (as one started before `start` can, on a
+        // loaded machine) still reports it, after a last sample.
+        var late = await Runc("events", "--interval", "200ms", "oom3");
+        Assert.Equal(0, late.Code);
+        var lateLines = late.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal(2, lateLines.Length);
+        Assert.StartsWith("{\"type\":\"stats\",\"id\":\"oom3\"", lateLines[0], StringComparison.Ordinal);
+        Assert.Equal("{\"type\":\"oom\",\"id\":\"oom3\"}", lateLines[1]);
         Assert.Equal(0, (await Runc("delete", "oom3")).Code);
     }
 
