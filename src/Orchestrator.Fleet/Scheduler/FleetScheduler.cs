@@ -188,11 +188,15 @@ public sealed partial class FleetScheduler(string nodeName, FleetOptions options
         var sameRevision = before is not null && before.Revision == revision;
         var labelsOf = nodes.ToDictionary(n => n.Info.Node, n => n.Info.Labels, StringComparer.Ordinal);
 
-        byte[] NewSpec(string replica) => Assignment.For(deployment, replica).ToBytes();
+        // Each replica's assignment bytes and spec hash, made once a pass (the stale check, the
+        // placement loop and the readiness checks all ask for them).
+        var specs = new Dictionary<string, byte[]>(StringComparer.Ordinal);
+        var hashes = new Dictionary<string, string>(StringComparer.Ordinal);
+        byte[] NewSpec(string replica) => specs.TryGetValue(replica, out var bytes) ? bytes : specs[replica] = Assignment.For(deployment, replica).ToBytes();
+        string NewHash(string replica) => hashes.TryGetValue(replica, out var hash) ? hash : hashes[replica] = Supervisor.SpecHash(Assignment.For(deployment, replica).ToWorkload());
         bool Ready(string node, string replica) => briefs.TryGetValue((node, replica), out var b) && b is { State: "running", Ready: true };
         bool ReadyOnNew(string node, string replica)
-            => briefs.TryGetValue((node, replica), out var b) && b is { State: "running", Ready: true } && b.SpecHash is { } h
-               && h == Supervisor.SpecHash(Assignment.For(deployment, replica).ToWorkload());
+            => briefs.TryGetValue((node, replica), out var b) && b is { State: "running", Ready: true } && b.SpecHash is { } h && h == NewHash(replica);
 
         // Where the rollout stands before placing: which replicas still run an older template.
         var stale = current.Where(r => assigned.TryGetValue($"{r.Value}.{r.Key}", out var spec) && !spec.AsSpan().SequenceEqual(NewSpec(r.Key)))
