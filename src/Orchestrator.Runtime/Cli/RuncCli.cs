@@ -460,16 +460,19 @@ public static class RuncCli
         var pause = int.Parse(flags.GetValueOrDefault("--pause-ms") ?? "0", CultureInfo.InvariantCulture);
         var bundle = Bundle(flags);
         var times = new List<string>();
-        // Warm up once, then count what a leak would grow: this process's fds, its mounts, our cgroups.
-        runtime.Run($"bench-{Environment.ProcessId}-warmup", bundle);
+        // Warm up once, then count what a leak would grow: this process's fds, and the mounts and
+        // cgroups of its own containers (the host's others come and go with whatever else runs).
+        var prefix = $"bench-{Environment.ProcessId}-";
+        runtime.Run(prefix + "warmup", bundle);
         var report = Console.Error; // opened (the runtime dups stderr) before counting fds
+        int Mounts() => File.ReadLines("/proc/self/mountinfo").Count(l => l.Contains(bundle, StringComparison.Ordinal) || l.Contains(prefix, StringComparison.Ordinal));
         var fdsBefore = Directory.GetFiles("/proc/self/fd").Length;
-        var mountsBefore = File.ReadAllLines("/proc/self/mountinfo").Length;
-        var cgroupsBefore = CountCgroups();
+        var mountsBefore = Mounts();
+        var cgroupsBefore = CountCgroups(prefix);
         for (var i = 0; i < runs; i++)
         {
             var started = System.Diagnostics.Stopwatch.GetTimestamp();
-            var status = runtime.Run($"bench-{Environment.ProcessId}-{i}", bundle);
+            var status = runtime.Run(prefix + i.ToString(CultureInfo.InvariantCulture), bundle);
             var ms = System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalMilliseconds;
             if (status != 0)
             {
@@ -482,17 +485,21 @@ public static class RuncCli
             }
         }
         var fdsAfter = Directory.GetFiles("/proc/self/fd").Length;
-        var mountsAfter = File.ReadAllLines("/proc/self/mountinfo").Length;
-        var cgroupsAfter = CountCgroups();
+        var mountsAfter = Mounts();
+        var cgroupsAfter = CountCgroups(prefix);
         stdout.WriteLine("[" + string.Join(",", times) + "]");
         report.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"leaks: fds {fdsBefore} -> {fdsAfter}, mounts {mountsBefore} -> {mountsAfter}, cgroups {cgroupsBefore} -> {cgroupsAfter}"));
         return 0;
     }
 
-    private static int CountCgroups()
-        => Directory.Exists("/sys/fs/cgroup/pids/orchestrator") ? Directory.GetDirectories("/sys/fs/cgroup/pids/orchestrator").Length
-            : Directory.Exists("/sys/fs/cgroup/orchestrator") ? Directory.GetDirectories("/sys/fs/cgroup/orchestrator").Length : 0;
+    /// <summary>The cgroups under orchestrator/ named <paramref name="prefix"/>… (v1's pids hierarchy, or v2's).</summary>
+    private static int CountCgroups(string prefix)
+    {
+        var root = Directory.Exists("/sys/fs/cgroup/pids/orchestrator") ? "/sys/fs/cgroup/pids/orchestrator"
+            : Directory.Exists("/sys/fs/cgroup/orchestrator") ? "/sys/fs/cgroup/orchestrator" : null;
+        return root is null ? 0 : Directory.GetDirectories(root).Count(d => Path.GetFileName(d).StartsWith(prefix, StringComparison.Ordinal));
+    }
 
     private static int Features(TextWriter stdout)
     {
