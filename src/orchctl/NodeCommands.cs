@@ -87,15 +87,7 @@ internal static class NodeCommands
                 {
                     throw new UsageException("exec needs a command after --, e.g. orchctl exec web-0 -- cat /etc/hostname");
                 }
-                var result = await client.ExecAsync(Name(), rest, timeout.TotalSeconds < 30 ? 30 : timeout.TotalSeconds).ConfigureAwait(false);
-                Console.Out.Write(result.Stdout);
-                Console.Out.Flush();
-                Console.Error.Write(result.Stderr);
-                if (result.TimedOut)
-                {
-                    Output.Error("the command timed out and was killed (exit 137); give it longer with --timeout");
-                }
-                return result.ExitCode;
+                return await ExecAsync(client, Name(), rest, timeout).ConfigureAwait(false);
             case "inspect":
                 var inspected = await client.InspectAsync(Name()).ConfigureAwait(false);
                 Console.Out.WriteLine(Output.PrettyJson(JsonSerializer.SerializeToUtf8Bytes(inspected, FleetJsonContext.Default.ContainerStatus)));
@@ -136,9 +128,7 @@ internal static class NodeCommands
                 }));
                 return 0;
             case "pull":
-                var pulled = await client.PullAsync(positional.FirstOrDefault() ?? throw new UsageException("pull needs an image reference: orchctl pull -n NODE registry/name:tag")).ConfigureAwait(false);
-                Console.Out.WriteLine($"pulled {pulled.Name} {pulled.ManifestDigest} ({pulled.Platform}, {Output.Bytes(pulled.Size)})");
-                return 0;
+                return await PullAsync(client, positional.FirstOrDefault() ?? throw new UsageException("pull needs an image reference: orchctl pull -n NODE registry/name:tag")).ConfigureAwait(false);
             case "rmi":
                 var image = positional.FirstOrDefault() ?? throw new UsageException("rmi needs an image: orchctl rmi -n NODE name:tag");
                 await client.RemoveImageAsync(image).ConfigureAwait(false);
@@ -152,4 +142,84 @@ internal static class NodeCommands
                 throw new UsageException($"unknown command '{command}'");
         }
     }
+
+    /// <summary>
+    /// exec: the command's output as it writes it, raw bytes to orchctl's stdout and stderr (a chunk
+    /// may end inside a character, so no text decoding); exits with the command's code. Ctrl-C
+    /// makes the node kill the command (exit 130).
+    /// </summary>
+    private static async Task<int> ExecAsync(NodeClient client, string name, IReadOnlyList<string> command, TimeSpan timeout)
+    {
+        using var interrupted = new CancellationTokenSource();
+        using var onInterrupt = Terminal.OnInterrupt(interrupted);
+        using var stdout = new StandardStream(1);
+        using var stderr = new StandardStream(2);
+        try
+        {
+            var end = await client.ExecStreamAsync(name, command, chunk =>
+            {
+                (chunk.Stream == "stderr" ? stderr : stdout).Write(chunk.Data);
+                return ValueTask.CompletedTask;
+            }, timeout.TotalSeconds < 30 ? 30 : timeout.TotalSeconds, interrupted.Token).ConfigureAwait(false);
+            if (end.TimedOut)
+            {
+                Output.Error("the command timed out and was killed (exit 137); give it longer with --timeout");
+            }
+            return end.ExitCode;
+        }
+        catch (OperationCanceledException) when (interrupted.IsCancellationRequested)
+        {
+            return 130;
+        }
+    }
+
+    /// <summary>
+    /// pull: a progress bar on a terminal, else a plain line whenever a blob is stored; then the
+    /// image. Ctrl-C cancels the pull on the node.
+    /// </summary>
+    private static async Task<int> PullAsync(NodeClient client, string reference)
+    {
+        using var interrupted = new CancellationTokenSource();
+        using var onInterrupt = Terminal.OnInterrupt(interrupted);
+        var tty = Terminal.IsTty;
+        var color = Terminal.Color;
+        var drawn = false;
+        try
+        {
+            var pulled = await client.PullAsync(reference, p =>
+            {
+                var line = PullLine(reference, p);
+                if (tty)
+                {
+                    const int width = 24;
+                    var filled = p.BytesTotal > 0 ? (int)Math.Round(width * (double)Math.Min(p.BytesDone, p.BytesTotal) / p.BytesTotal) : 0;
+                    var bar = new string('#', filled) + new string('-', width - filled);
+                    Console.Out.Write($"\r\u001b[K[{Terminal.Paint(bar[..filled], Terminal.Green, color)}{bar[filled..]}] {line}");
+                    drawn = true;
+                }
+                else
+                {
+                    Console.Out.WriteLine(line);
+                }
+            }, interrupted.Token).ConfigureAwait(false);
+            if (drawn)
+            {
+                Console.Out.WriteLine();
+            }
+            Console.Out.WriteLine($"pulled {pulled.Name} {pulled.ManifestDigest} ({pulled.Platform}, {Output.Bytes(pulled.Size)})");
+            return 0;
+        }
+        catch (OperationCanceledException) when (interrupted.IsCancellationRequested)
+        {
+            if (drawn)
+            {
+                Console.Out.WriteLine();
+            }
+            Output.Error($"pull of {reference} cancelled");
+            return 130;
+        }
+    }
+
+    internal static string PullLine(string reference, PullStreamReply p)
+        => $"{reference}: {p.LayersDone}/{p.LayersTotal} blobs, {Output.Bytes(p.BytesDone)}/{Output.Bytes(p.BytesTotal)}";
 }

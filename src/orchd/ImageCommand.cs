@@ -132,7 +132,9 @@ internal static class ImageCommand
     }
 
     /// <summary>A registry pull, or the fleet's NATS bucket for nats:NAME and when the registry is out of reach (the daemon uses it too).</summary>
-    internal static async Task<ImageRecord> PullAsync(string reference, ImageStore images, OrchdConfig config, Platform? platform, HashSet<string> insecure, Dictionary<string, RegistryCredentials> credentials, bool quiet = false)
+    /// <param name="progress">Where a registry pull reports each blob stored (the node API streams it to orchctl); by default stderr unless quiet.</param>
+    internal static async Task<ImageRecord> PullAsync(string reference, ImageStore images, OrchdConfig config, Platform? platform, HashSet<string> insecure, Dictionary<string, RegistryCredentials> credentials, bool quiet = false,
+        IProgress<PullProgress>? progress = null)
     {
         if (reference.StartsWith("nats:", StringComparison.Ordinal))
         {
@@ -142,8 +144,8 @@ internal static class ImageCommand
         using var registry = new RegistryClient(images, new RegistryOptions { Insecure = insecure, Credentials = credentials });
         try
         {
-            return await registry.PullAsync(reference, platform, quiet ? null : new Progress<PullProgress>(p =>
-                Console.Error.WriteLine($"  {p.LayersDone}/{p.LayersTotal} blobs, {p.BytesDone}/{p.BytesTotal} bytes"))).ConfigureAwait(false);
+            return await registry.PullAsync(reference, platform, progress ?? (quiet ? null : new Progress<PullProgress>(p =>
+                Console.Error.WriteLine($"  {p.LayersDone}/{p.LayersTotal} blobs, {p.BytesDone}/{p.BytesTotal} bytes")))).ConfigureAwait(false);
         }
         catch (ImageException e) when (e.Message.StartsWith("cannot reach registry", StringComparison.Ordinal))
         {

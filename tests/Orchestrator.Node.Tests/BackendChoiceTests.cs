@@ -155,8 +155,8 @@ public sealed class BackendChoiceTests : IDisposable
             Running.Remove(id);
         }
 
-        public Task<ExecResult> ExecAsync(string id, IReadOnlyList<string> command, TimeSpan timeout, CancellationToken cancellationToken)
-            => Task.FromResult(new ExecResult(0, "", "", false));
+        public Task<ExecExit> ExecStreamAsync(string id, IReadOnlyList<string> command, ExecOutputSink output, TimeSpan timeout, CancellationToken cancellationToken)
+            => Task.FromResult(new ExecExit(0, false));
 
         public CgroupStats? Stats(string id) => null;
 

@@ -27,6 +27,7 @@ public sealed partial class NodeAgent : IAsyncDisposable
     private readonly NatsSettings _nats;
     private readonly ILogger _logger;
     private readonly NodeApiResponder? _api;
+    private readonly NodeApiStreams? _streams;
     private readonly Orchestrator.Node.Reconcile.Supervisor? _supervisor;
     private NatsConnection? _connection;
     private int _opens;
@@ -40,6 +41,7 @@ public sealed partial class NodeAgent : IAsyncDisposable
         _logger = logger;
         _supervisor = supervisor;
         _api = supervisor is null ? null : new NodeApiResponder(supervisor);
+        _streams = supervisor is null ? null : new NodeApiStreams(supervisor);
         Member = supervisor is null ? null : new FleetMember(identity, supervisor, fleet ?? new FleetOptions(), logger);
     }
 
@@ -173,9 +175,9 @@ public sealed partial class NodeAgent : IAsyncDisposable
                 var status = _supervisor is null ? null : await _supervisor.NodeStatusAsync().ConfigureAwait(false);
                 reply = JsonSerializer.SerializeToUtf8Bytes(Describe() with { Status = status }, FleetJsonContext.Default.NodeInfo);
             }
-            else if (op == NodeOps.Logs && _supervisor is not null && TryFollow(msg.Data) is { } follow)
+            else if (_streams is not null && await _streams.TryServeAsync(_connection!, msg, op, cancellationToken).ConfigureAwait(false))
             {
-                await FollowLogsAsync(msg, follow, cancellationToken).ConfigureAwait(false);
+                LogStreamEnded(_logger, msg.Subject);
                 return;
             }
             else if (_api is null)
@@ -207,99 +209,6 @@ public sealed partial class NodeAgent : IAsyncDisposable
             {
             }
         }
-    }
-
-    private static LogsRequest? TryFollow(byte[]? body)
-    {
-        try
-        {
-            return body is { Length: > 0 } && JsonSerializer.Deserialize(body, FleetJsonContext.Default.LogsRequest) is { Follow: true, AliveSubject.Length: > 0 } request ? request : null;
-        }
-        catch (JsonException)
-        {
-            return null; // the normal path answers with the error
-        }
-    }
-
-    /// <summary>
-    /// logs with follow: the tail, then new lines in batches (each a reply with more: true) until
-    /// the client stops answering its alive subject (it quit or lost its connection) or orchd stops.
-    /// </summary>
-    private async Task FollowLogsAsync(NatsMsg<byte[]> msg, LogsRequest request, CancellationToken cancellationToken)
-    {
-        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        IAsyncEnumerable<Orchestrator.Node.Logs.LogLine> lines;
-        try
-        {
-            lines = await _supervisor!.FollowLogsAsync(request.Name, request.Tail, request.Since, stop.Token).ConfigureAwait(false);
-        }
-        catch (Orchestrator.Node.Reconcile.NodeApiException e)
-        {
-            await msg.ReplyAsync(NodeApiResponder.Error(e.Message), cancellationToken: cancellationToken).ConfigureAwait(false);
-            return;
-        }
-        var connection = _connection!;
-        var alive = Task.Run(async () =>
-        {
-            while (!stop.IsCancellationRequested)
-            {
-                await Task.Delay(TimeSpan.FromSeconds(3), stop.Token).ConfigureAwait(false);
-                try
-                {
-                    await connection.RequestAsync<byte[], byte[]>(request.AliveSubject!, [], replyOpts: new NatsSubOpts { Timeout = TimeSpan.FromSeconds(3) }, cancellationToken: stop.Token).ConfigureAwait(false);
-                }
-                catch (Exception e) when (e is NatsNoRespondersException or NatsNoReplyException or NatsException)
-                {
-                    await stop.CancelAsync().ConfigureAwait(false);
-                }
-            }
-        }, CancellationToken.None);
-        var channel = System.Threading.Channels.Channel.CreateBounded<Orchestrator.Node.Logs.LogLine>(10_000);
-        var producer = Task.Run(async () =>
-        {
-            try
-            {
-                await foreach (var line in lines.WithCancellation(stop.Token).ConfigureAwait(false))
-                {
-                    await channel.Writer.WriteAsync(line, stop.Token).ConfigureAwait(false);
-                }
-            }
-            catch (OperationCanceledException)
-            {
-            }
-            finally
-            {
-                channel.Writer.TryComplete();
-            }
-        }, CancellationToken.None);
-        try
-        {
-            var batch = new List<Orchestrator.Node.Logs.LogLine>();
-            while (await channel.Reader.WaitToReadAsync(stop.Token).ConfigureAwait(false))
-            {
-                var size = 0;
-                while (size < NodeApiResponder.MaxReplyBytes && channel.Reader.TryRead(out var line))
-                {
-                    batch.Add(line);
-                    size += line.Text.Length + 100;
-                }
-                await msg.ReplyAsync(JsonSerializer.SerializeToUtf8Bytes(new LogsReply { Lines = batch, More = true }, FleetJsonContext.Default.LogsReply), cancellationToken: stop.Token).ConfigureAwait(false);
-                batch.Clear();
-            }
-        }
-        catch (OperationCanceledException)
-        {
-        }
-        await stop.CancelAsync().ConfigureAwait(false);
-        try
-        {
-            await msg.ReplyAsync(JsonSerializer.SerializeToUtf8Bytes(new LogsReply { Lines = [], More = false }, FleetJsonContext.Default.LogsReply), cancellationToken: cancellationToken).ConfigureAwait(false);
-        }
-        catch (Exception e) when (e is NatsException or OperationCanceledException)
-        {
-        }
-        await Task.WhenAll(producer, alive.ContinueWith(_ => { }, TaskScheduler.Default)).ConfigureAwait(false);
-        LogFollowEnded(_logger, request.Name);
     }
 
     /// <summary>This node's current <see cref="NodeInfo"/>.</summary>
@@ -365,8 +274,8 @@ public sealed partial class NodeAgent : IAsyncDisposable
         }
     }
 
-    [LoggerMessage(EventId = 2006, Level = LogLevel.Debug, Message = "logs -f of {Name} ended (the client went away or orchd stops)")]
-    private static partial void LogFollowEnded(ILogger logger, string name);
+    [LoggerMessage(EventId = 2006, Level = LogLevel.Debug, Message = "streamed answer on {Subject} ended")]
+    private static partial void LogStreamEnded(ILogger logger, string subject);
 
     [LoggerMessage(EventId = 2005, Level = LogLevel.Error, Message = "request on {Subject} failed: {Reason}")]
     private static partial void LogRequestFailed(ILogger logger, string subject, string reason);

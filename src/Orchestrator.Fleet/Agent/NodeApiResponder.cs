@@ -7,7 +7,8 @@ namespace Orchestrator.Fleet.Agent;
 
 /// <summary>
 /// Answers the node API (docs/protocol.md) from the node's supervisor: every request gets
-/// exactly one reply, the result or an <see cref="ErrorReply"/> naming the object and the fix.
+/// one reply (a big log several), the result or an <see cref="ErrorReply"/> naming the object and
+/// the fix. The streamed answers (logs -f, exec and pull asked to stream) are <see cref="NodeApiStreams"/>'.
 /// </summary>
 public sealed class NodeApiResponder(Supervisor supervisor)
 {
@@ -108,21 +109,17 @@ public sealed class NodeApiResponder(Supervisor supervisor)
                     return Error($"'{op}' is not a node operation; use one of {string.Join(", ", NodeOps.All)}");
             }
         }
-        catch (NodeApiException e)
-        {
-            return Error(e.Message);
-        }
-        catch (InvalidOperationException e)
-        {
-            return Error(e.Message);
-        }
-        catch (Exception e) when (e is Orchestrator.Images.Store.ImageException or Orchestrator.Images.Store.DigestMismatchException
-                                   or Orchestrator.Images.Store.DiskBudgetExceededException or Orchestrator.Images.Unpack.HostileLayerException or HttpRequestException
-                                   or Orchestrator.Containerd.ContainerdException)
+        catch (Exception e) when (IsRequestError(e))
         {
             return Error(e.Message);
         }
     }
+
+    /// <summary>An error the requester can act on, answered with its message (anything else is a failure of the node, logged).</summary>
+    public static bool IsRequestError(Exception e)
+        => e is NodeApiException or InvalidOperationException or Orchestrator.Images.Store.ImageException or Orchestrator.Images.Store.DigestMismatchException
+            or Orchestrator.Images.Store.DiskBudgetExceededException or Orchestrator.Images.Unpack.HostileLayerException or HttpRequestException
+            or Orchestrator.Containerd.ContainerdException;
 
     private static string ImageName(byte[] body)
     {
@@ -138,7 +135,7 @@ public sealed class NodeApiResponder(Supervisor supervisor)
             : throw new NodeApiException($"'{request.Name}' is not a container name; give {{\"name\": \"CONTAINER\"}}");
     }
 
-    private static T Parse<T>(byte[] body, System.Text.Json.Serialization.Metadata.JsonTypeInfo<T> type, string expected)
+    internal static T Parse<T>(byte[] body, System.Text.Json.Serialization.Metadata.JsonTypeInfo<T> type, string expected)
     {
         try
         {
@@ -151,7 +148,7 @@ public sealed class NodeApiResponder(Supervisor supervisor)
         }
     }
 
-    private static byte[] Reply<T>(T value, System.Text.Json.Serialization.Metadata.JsonTypeInfo<T> type) => JsonSerializer.SerializeToUtf8Bytes(value, type);
+    internal static byte[] Reply<T>(T value, System.Text.Json.Serialization.Metadata.JsonTypeInfo<T> type) => JsonSerializer.SerializeToUtf8Bytes(value, type);
 
     public static byte[] Error(string message) => JsonSerializer.SerializeToUtf8Bytes(new ErrorReply { Error = message }, FleetJsonContext.Default.ErrorReply);
 }

@@ -315,32 +315,9 @@ public sealed class NodeClient(INatsConnection connection, string node, TimeSpan
     public async IAsyncEnumerable<Orchestrator.Node.Logs.LogLine> FollowLogsAsync(string name, int? tail = null, DateTimeOffset? since = null,
         [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
-        var aliveSubject = connection.NewInbox();
-        var alive = await connection.SubscribeCoreAsync<byte[]>(aliveSubject, cancellationToken: cancellationToken).ConfigureAwait(false);
-        await using var _ = alive.ConfigureAwait(false);
-        var answering = Task.Run(async () =>
+        await foreach (var data in StreamAsync(NodeOps.Logs, alive => JsonSerializer.SerializeToUtf8Bytes(
+            new LogsRequest { Name = name, Tail = tail, Since = since, Follow = true, AliveSubject = alive }, FleetJsonContext.Default.LogsRequest), cancellationToken).ConfigureAwait(false))
         {
-            try
-            {
-                await foreach (var ping in alive.Msgs.ReadAllAsync(cancellationToken).ConfigureAwait(false))
-                {
-                    await ping.ReplyAsync<byte[]>([], cancellationToken: cancellationToken).ConfigureAwait(false);
-                }
-            }
-            catch (OperationCanceledException)
-            {
-            }
-        }, CancellationToken.None);
-        var body = JsonSerializer.SerializeToUtf8Bytes(new LogsRequest { Name = name, Tail = tail, Since = since, Follow = true, AliveSubject = aliveSubject }, FleetJsonContext.Default.LogsRequest);
-        await foreach (var msg in connection.RequestManyAsync<byte[], byte[]>(Subjects.NodeOp(node, NodeOps.Logs), body,
-            replyOpts: new NatsSubOpts { Timeout = Timeout.InfiniteTimeSpan }, cancellationToken: cancellationToken).ConfigureAwait(false))
-        {
-            if (msg.HasNoResponders)
-            {
-                throw new NodeRequestException($"no node '{node}' is connected to the fleet; `orchctl get nodes` lists the nodes that are");
-            }
-            var data = msg.Data ?? [];
-            ThrowIfError(data);
             var reply = JsonSerializer.Deserialize(data, FleetJsonContext.Default.LogsReply);
             foreach (var line in reply?.Lines ?? [])
             {
@@ -348,12 +325,130 @@ public sealed class NodeClient(INatsConnection connection, string node, TimeSpan
             }
             if (reply is not { More: true })
             {
-                break;
+                yield break;
             }
         }
-        await alive.UnsubscribeAsync().ConfigureAwait(false);
-        await answering.ConfigureAwait(false);
     }
+
+    /// <summary>
+    /// Runs a command in a container and hands its output to <paramref name="output"/> as the command
+    /// writes it (raw bytes, stdout and stderr apart, in order); returns the last message, with the
+    /// exit code. Cancelling (or losing the connection) makes the node kill the command within seconds.
+    /// </summary>
+    public async Task<ExecStreamReply> ExecStreamAsync(string name, IReadOnlyList<string> command, Func<ExecOutputChunk, ValueTask> output,
+        double timeoutSeconds = 30, CancellationToken cancellationToken = default)
+    {
+        await foreach (var data in StreamAsync(NodeOps.Exec, alive => JsonSerializer.SerializeToUtf8Bytes(
+            new ExecRequest { Name = name, Command = command, TimeoutSeconds = timeoutSeconds, Stream = true, AliveSubject = alive }, FleetJsonContext.Default.ExecRequest), cancellationToken).ConfigureAwait(false))
+        {
+            var reply = JsonSerializer.Deserialize(data, FleetJsonContext.Default.ExecStreamReply) ?? throw new NodeRequestException($"node '{node}' sent an empty reply to exec");
+            foreach (var chunk in reply.Output)
+            {
+                await output(chunk).ConfigureAwait(false);
+            }
+            if (!reply.More)
+            {
+                return reply;
+            }
+        }
+        throw new NodeRequestException($"node '{node}' ended exec without an exit code; it may have stopped");
+    }
+
+    /// <summary>Pulls an image on the node, calling <paramref name="progress"/> as blobs arrive; returns the image. Cancelling cancels the pull.</summary>
+    public async Task<Orchestrator.Node.Reconcile.ImageSummary> PullAsync(string reference, Action<PullStreamReply> progress, CancellationToken cancellationToken = default)
+    {
+        await foreach (var data in StreamAsync(NodeOps.Pull, alive => JsonSerializer.SerializeToUtf8Bytes(
+            new PullRequest { Reference = reference, Progress = true, AliveSubject = alive }, FleetJsonContext.Default.PullRequest), cancellationToken).ConfigureAwait(false))
+        {
+            var reply = JsonSerializer.Deserialize(data, FleetJsonContext.Default.PullStreamReply) ?? throw new NodeRequestException($"node '{node}' sent an empty reply to pull");
+            if (!reply.More)
+            {
+                return reply.Image ?? throw new NodeRequestException($"node '{node}' finished the pull of '{reference}' without the image");
+            }
+            progress(reply);
+        }
+        throw new NodeRequestException($"node '{node}' ended the pull of '{reference}' without an answer; it may have stopped");
+    }
+
+    /// <summary>
+    /// The replies of a streamed request (docs/protocol.md, streamed answers), error replies thrown.
+    /// The node asks the alive subject given to <paramref name="request"/> every few seconds: this
+    /// client answers for as long as it reads, and takes a node that stops asking for gone.
+    /// </summary>
+    private async IAsyncEnumerable<byte[]> StreamAsync(string op, Func<string, byte[]> request,
+        [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        var aliveSubject = connection.NewInbox();
+        var alive = await connection.SubscribeCoreAsync<byte[]>(aliveSubject, cancellationToken: cancellationToken).ConfigureAwait(false);
+        await using var _ = alive.ConfigureAwait(false);
+        using var lost = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        var lastAsked = Environment.TickCount64;
+        var answering = Task.Run(async () =>
+        {
+            try
+            {
+                await foreach (var ping in alive.Msgs.ReadAllAsync(lost.Token).ConfigureAwait(false))
+                {
+                    Volatile.Write(ref lastAsked, Environment.TickCount64);
+                    await ping.ReplyAsync<byte[]>([], cancellationToken: lost.Token).ConfigureAwait(false);
+                }
+            }
+            catch (OperationCanceledException)
+            {
+            }
+        }, CancellationToken.None);
+        // The node asks every 3 s: four missed questions mean it stopped or lost its connection.
+        var watching = Task.Run(async () =>
+        {
+            try
+            {
+                while (Environment.TickCount64 - Volatile.Read(ref lastAsked) < s_nodeSilence.TotalMilliseconds)
+                {
+                    await Task.Delay(TimeSpan.FromSeconds(1), lost.Token).ConfigureAwait(false);
+                }
+                await lost.CancelAsync().ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+            }
+        }, CancellationToken.None);
+        var replies = connection.RequestManyAsync<byte[], byte[]>(Subjects.NodeOp(node, op), request(aliveSubject),
+            replyOpts: new NatsSubOpts { Timeout = Timeout.InfiniteTimeSpan }, cancellationToken: lost.Token).GetAsyncEnumerator(lost.Token);
+        try
+        {
+            while (true)
+            {
+                try
+                {
+                    if (!await replies.MoveNextAsync().ConfigureAwait(false))
+                    {
+                        break;
+                    }
+                }
+                catch (OperationCanceledException e) when (!cancellationToken.IsCancellationRequested)
+                {
+                    throw new NodeRequestException($"node '{node}' stopped answering during {op} (it stopped or lost its connection); `orchctl get nodes` shows it", new TimeoutException(e.Message, e));
+                }
+                var msg = replies.Current;
+                if (msg.HasNoResponders)
+                {
+                    throw new NodeRequestException($"no node '{node}' is connected to the fleet; `orchctl get nodes` lists the nodes that are", new NatsNoRespondersException());
+                }
+                var data = msg.Data ?? [];
+                ThrowIfError(data);
+                yield return data;
+            }
+        }
+        finally
+        {
+            await replies.DisposeAsync().ConfigureAwait(false);
+            await lost.CancelAsync().ConfigureAwait(false);
+            await alive.UnsubscribeAsync().ConfigureAwait(false);
+            await Task.WhenAll(answering, watching).ConfigureAwait(false);
+        }
+    }
+
+    private static readonly TimeSpan s_nodeSilence = TimeSpan.FromSeconds(12);
 
     /// <summary>A container's log lines, oldest first, gathered from as many reply messages as the node sends.</summary>
     public async Task<IReadOnlyList<Orchestrator.Node.Logs.LogLine>> LogsAsync(string name, int? tail = null, DateTimeOffset? since = null, CancellationToken cancellationToken = default)

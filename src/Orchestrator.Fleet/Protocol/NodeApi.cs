@@ -52,6 +52,33 @@ public sealed record ExecRequest
     public string Name { get; init; } = "";
     public IReadOnlyList<string> Command { get; init; } = [];
     public double TimeoutSeconds { get; init; } = 30;
+    /// <summary>
+    /// Stream the output: <see cref="ExecStreamReply"/> messages as the command writes, the last one
+    /// (<c>more: false</c>) with the exit code. Needs <see cref="AliveSubject"/>; without both, one
+    /// buffered <see cref="ExecReply"/> (what clients before streaming ask for).
+    /// </summary>
+    public bool Stream { get; init; }
+    /// <summary>stream: a subject the client answers; the node asks it every few seconds and kills the command when nobody does.</summary>
+    public string? AliveSubject { get; init; }
+}
+
+/// <summary>A piece of a streamed exec's output, raw bytes (base64 in JSON): a chunk may end inside a UTF-8 character.</summary>
+public sealed record ExecOutputChunk
+{
+    /// <summary>stdout or stderr.</summary>
+    public string Stream { get; init; } = "stdout";
+    public byte[] Data { get; init; } = [];
+}
+
+/// <summary>One message of a streamed exec: output in the order the command wrote it; the last has <c>more: false</c> and the exit code.</summary>
+public sealed record ExecStreamReply
+{
+    public int SchemaVersion { get; init; } = 1;
+    public IReadOnlyList<ExecOutputChunk> Output { get; init; } = [];
+    public bool More { get; init; }
+    /// <summary>The last message: the command's exit code (137 when killed at the timeout).</summary>
+    public int ExitCode { get; init; }
+    public bool TimedOut { get; init; }
 }
 
 public sealed record ExecReply
@@ -87,6 +114,27 @@ public sealed record PullRequest
 {
     public int SchemaVersion { get; init; } = 1;
     public string Reference { get; init; } = "";
+    /// <summary>
+    /// Report progress: <see cref="PullStreamReply"/> messages as blobs arrive, the last one
+    /// (<c>more: false</c>) with the image. Needs <see cref="AliveSubject"/>; without both, one
+    /// <see cref="ImageSummary"/> reply at the end.
+    /// </summary>
+    public bool Progress { get; init; }
+    /// <summary>progress: a subject the client answers; the node asks it every few seconds and cancels the pull when nobody does.</summary>
+    public string? AliveSubject { get; init; }
+}
+
+/// <summary>One message of a pull with progress: how far it got, or (the last, <c>more: false</c>) the pulled image.</summary>
+public sealed record PullStreamReply
+{
+    public int SchemaVersion { get; init; } = 1;
+    public int LayersDone { get; init; }
+    public int LayersTotal { get; init; }
+    public long BytesDone { get; init; }
+    public long BytesTotal { get; init; }
+    public bool More { get; init; }
+    /// <summary>The last message: the image as stored.</summary>
+    public ImageSummary? Image { get; init; }
 }
 
 public sealed record ImageListReply

@@ -28,7 +28,6 @@ namespace Orchestrator.Node.Drivers;
 /// </summary>
 public sealed class ContainerdDriver : ITaskDriver, IDisposable
 {
-    private const int MaxExecOutput = 64 * 1024;
     private const string PidStartLabel = "org.orchestrator.pid-start-time";
     private readonly ContainerdClient _client;
     private readonly string _execDir;
@@ -209,7 +208,7 @@ public sealed class ContainerdDriver : ITaskDriver, IDisposable
         }
     }
 
-    public async Task<ExecResult> ExecAsync(string id, IReadOnlyList<string> command, TimeSpan timeout, CancellationToken cancellationToken)
+    public async Task<ExecExit> ExecStreamAsync(string id, IReadOnlyList<string> command, ExecOutputSink output, TimeSpan timeout, CancellationToken cancellationToken)
     {
         var process = ProcessSpec(id);
         process.Args = [.. command];
@@ -223,34 +222,38 @@ public sealed class ContainerdDriver : ITaskDriver, IDisposable
         // Read ends first (non-blocking: no writer yet); EOF comes when the shim has copied the last byte.
         var outRead = OpenFifo(stdout);
         var errRead = OpenFifo(stderr);
-        using var done = new CancellationTokenSource();
-        Task<(string, string)>? output = null;
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _stopping.Token);
+        Task? pump = null;
         var deleted = false;
         try
         {
             _client.Exec(id, execId, json, stdout, stderr);
-            output = Task.Run(() => ExecOutput.ReadBoth(outRead, errRead, MaxExecOutput, done.Token), CancellationToken.None);
-            using var waiting = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _stopping.Token);
-            var wait = _client.WaitAsync(id, execId, waiting.Token);
+            pump = ExecOutput.PumpAsync(outRead, errRead, output, () => Volatile.Read(ref deleted), stop.Token);
+            var wait = _client.WaitAsync(id, execId, stop.Token);
             _client.StartTask(id, execId);
-            var exited = await Task.WhenAny(wait, Task.Delay(timeout, cancellationToken)).ConfigureAwait(false) == wait;
+            // The sink failing (its reader went away) ends the wait as a cancellation would.
+            var deadline = Task.Delay(timeout, stop.Token);
+            var first = await Task.WhenAny(wait, deadline, pump).ConfigureAwait(false);
+            if (first == pump)
+            {
+                await pump.ConfigureAwait(false); // throws when the sink failed; else both outputs were closed early
+                first = await Task.WhenAny(wait, deadline).ConfigureAwait(false);
+            }
             cancellationToken.ThrowIfCancellationRequested();
+            var exited = first == wait;
             if (!exited)
             {
                 _client.Kill(id, 9, all: false, execId);
             }
             var (code, _) = await wait.ConfigureAwait(false);
             _client.DeleteProcess(id, execId);
-            deleted = true;
-            // A background child that inherited its stdout may hold the pipes open forever:
-            // what arrives within half a second of the exit is kept, then the FIFOs are closed.
-            done.CancelAfter(TimeSpan.FromMilliseconds(500));
-            var (o, e) = await output.ConfigureAwait(false);
-            return new ExecResult(exited ? code : 137, o, e, !exited);
+            Volatile.Write(ref deleted, true);
+            await pump.ConfigureAwait(false);
+            return new ExecExit(exited ? code : 137, !exited);
         }
         finally
         {
-            if (!deleted)
+            if (!Volatile.Read(ref deleted))
             {
                 try
                 {
@@ -261,15 +264,21 @@ public sealed class ContainerdDriver : ITaskDriver, IDisposable
                 {
                 }
             }
-            if (output is null)
+            if (pump is null)
             {
                 close(outRead);
                 close(errRead);
             }
             else
             {
-                await done.CancelAsync().ConfigureAwait(false);
-                await output.ConfigureAwait(false); // closes both
+                await stop.CancelAsync().ConfigureAwait(false);
+                try
+                {
+                    await pump.ConfigureAwait(false); // closes both
+                }
+                catch (Exception e) when (e is OperationCanceledException || cancellationToken.IsCancellationRequested)
+                {
+                }
             }
             try
             {

@@ -4,62 +4,134 @@ using static Orchestrator.Linux.Libc;
 
 namespace Orchestrator.Node.Drivers;
 
-/// <summary>Collects an exec'd command's output, for every driver (pipes from the native runtime, FIFOs from containerd's shim).</summary>
+/// <summary>Which of an exec'd command's outputs a chunk came from.</summary>
+public enum ExecOutputKind
+{
+    Stdout = 1,
+    Stderr = 2,
+}
+
+/// <summary>
+/// Receives an exec'd command's output as it is read: <paramref name="data"/> is only valid during
+/// the call (the read buffer is reused). Awaiting applies backpressure: while the sink waits, the
+/// pipes are not read and the command blocks on its next write.
+/// </summary>
+public delegate ValueTask ExecOutputSink(ExecOutputKind stream, ReadOnlyMemory<byte> data, CancellationToken cancellationToken);
+
+/// <summary>How an exec'd command ended: its exit code (137 when killed at the timeout).</summary>
+public sealed record ExecExit(int ExitCode, bool TimedOut);
+
+/// <summary>Pumps an exec'd command's output to a sink, for every driver (pipes from the native runtime, FIFOs from containerd's shim).</summary>
 internal static class ExecOutput
 {
-    /// <summary>Reads both pipes (non-blocking, polled) until both end or <paramref name="stop"/>; keeps <paramref name="maxBytes"/> of each; closes them.</summary>
-    public static unsafe (string Stdout, string Stderr) ReadBoth(int outFd, int errFd, int maxBytes, CancellationToken stop)
-    {
-        var fds = new[] { outFd, errFd };
-        var kept = new[] { new MemoryStream(), new MemoryStream() };
-        var open = new[] { true, true };
-        var buffer = new byte[16 * 1024];
-        try
+    /// <summary>
+    /// After the command exited, a background child that inherited its stdout may hold the pipes
+    /// open forever: reading goes on while bytes keep coming, and stops once none came for this long.
+    /// </summary>
+    private static readonly TimeSpan s_drainAfterExit = TimeSpan.FromMilliseconds(500);
+
+    /// <summary>
+    /// Reads both pipes (non-blocking, polled) and hands each read to <paramref name="sink"/> in
+    /// order, until both end, or <paramref name="exited"/> is set and they stay quiet for half a
+    /// second, or <paramref name="stop"/>; closes both. Runs on its own thread pool item.
+    /// </summary>
+    public static Task PumpAsync(int outFd, int errFd, ExecOutputSink sink, Func<bool> exited, CancellationToken stop)
+        => Task.Run(async () =>
         {
-            foreach (var fd in fds)
+            int[] fds = [outFd, errFd];
+            bool[] open = [true, true];
+            var buffer = new byte[16 * 1024];
+            var quietSince = DateTime.UtcNow;
+            try
             {
-                fcntl(fd, 4 /* F_SETFL */, O_NONBLOCK);
-            }
-            var polls = stackalloc pollfd[2];
-            while ((open[0] || open[1]) && !stop.IsCancellationRequested)
-            {
-                for (var i = 0; i < 2; i++)
+                foreach (var fd in fds)
                 {
-                    polls[i] = new pollfd { fd = open[i] ? fds[i] : -1, events = POLLIN };
+                    fcntl(fd, 4 /* F_SETFL */, O_NONBLOCK);
                 }
-                if (poll(polls, 2, 50) <= 0)
+                while ((open[0] || open[1]) && !stop.IsCancellationRequested)
                 {
-                    continue;
-                }
-                for (var i = 0; i < 2; i++)
-                {
-                    if (!open[i] || polls[i].revents == 0)
+                    var ready = Poll(fds, open, 50);
+                    if (ready == 0)
                     {
+                        if (exited() && DateTime.UtcNow - quietSince >= s_drainAfterExit)
+                        {
+                            return;
+                        }
                         continue;
                     }
-                    fixed (byte* b = buffer)
+                    for (var i = 0; i < 2; i++)
                     {
-                        var n = read(fds[i], b, (nuint)buffer.Length);
-                        if (n == 0 || (n < 0 && System.Runtime.InteropServices.Marshal.GetLastPInvokeError() != Errno.EAGAIN))
+                        if (!open[i] || (ready & (1 << i)) == 0)
+                        {
+                            continue;
+                        }
+                        var n = Read(fds[i], buffer);
+                        if (n == 0 || (n < 0 && -n != Errno.EAGAIN))
                         {
                             open[i] = false;
                         }
-                        else if (n > 0 && kept[i].Length < maxBytes)
+                        else if (n > 0)
                         {
-                            kept[i].Write(buffer, 0, (int)Math.Min(n, maxBytes - kept[i].Length));
+                            await sink(i == 0 ? ExecOutputKind.Stdout : ExecOutputKind.Stderr, buffer.AsMemory(0, n), stop).ConfigureAwait(false);
+                            quietSince = DateTime.UtcNow;
                         }
                     }
                 }
             }
-            return (Encoding.UTF8.GetString(kept[0].ToArray()), Encoding.UTF8.GetString(kept[1].ToArray()));
-        }
-        finally
+            finally
+            {
+                close(outFd);
+                close(errFd);
+            }
+        }, CancellationToken.None);
+
+    /// <summary>A bit per fd with something to read (or a hang-up); 0 when the wait ran out.</summary>
+    private static unsafe int Poll(int[] fds, bool[] open, int milliseconds)
+    {
+        var polls = stackalloc pollfd[2];
+        for (var i = 0; i < 2; i++)
         {
-            close(outFd);
-            close(errFd);
-            kept[0].Dispose();
-            kept[1].Dispose();
+            polls[i] = new pollfd { fd = open[i] ? fds[i] : -1, events = POLLIN };
         }
+        if (poll(polls, 2, milliseconds) <= 0)
+        {
+            return 0;
+        }
+        return (polls[0].revents != 0 ? 1 : 0) | (polls[1].revents != 0 ? 2 : 0);
     }
 
+    /// <summary>Bytes read, 0 at the end, or minus errno.</summary>
+    private static unsafe int Read(int fd, byte[] buffer)
+    {
+        fixed (byte* b = buffer)
+        {
+            var n = read(fd, b, (nuint)buffer.Length);
+            return n >= 0 ? (int)n : -System.Runtime.InteropServices.Marshal.GetLastPInvokeError();
+        }
+    }
+}
+
+/// <summary>The buffered exec (health probes, the one-shot node API request), layered on the driver's streamed one.</summary>
+public static class TaskDriverExec
+{
+    /// <summary>What the buffered exec keeps of each output; the rest is read and dropped so the command never blocks.</summary>
+    public const int MaxBufferedOutput = 64 * 1024;
+
+    /// <summary>Runs <paramref name="command"/> in container <paramref name="id"/> and returns its first 64 KiB of stdout and of stderr with its exit code.</summary>
+    public static async Task<ExecResult> ExecAsync(this ITaskDriver driver, string id, IReadOnlyList<string> command, TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        using var stdout = new MemoryStream();
+        using var stderr = new MemoryStream();
+        var exit = await driver.ExecStreamAsync(id, command, (stream, data, _) =>
+        {
+            var kept = stream == ExecOutputKind.Stdout ? stdout : stderr;
+            if (kept.Length < MaxBufferedOutput)
+            {
+                kept.Write(data.Span[..(int)Math.Min(data.Length, MaxBufferedOutput - kept.Length)]);
+            }
+            return ValueTask.CompletedTask;
+        }, timeout, cancellationToken).ConfigureAwait(false);
+        return new ExecResult(exit.ExitCode, Encoding.UTF8.GetString(stdout.GetBuffer(), 0, (int)stdout.Length),
+            Encoding.UTF8.GetString(stderr.GetBuffer(), 0, (int)stderr.Length), exit.TimedOut);
+    }
 }

@@ -41,7 +41,14 @@ public interface ITaskDriver
     /// <summary>Kills whatever still runs and removes the runtime's state; idempotent.</summary>
     void Destroy(string id);
 
-    Task<ExecResult> ExecAsync(string id, IReadOnlyList<string> command, TimeSpan timeout, CancellationToken cancellationToken);
+    /// <summary>
+    /// Runs <paramref name="command"/> in container <paramref name="id"/> as the container's own
+    /// process runs (user, env, cwd), handing its output to <paramref name="output"/> as it comes,
+    /// stdout and stderr apart and in order. Returns once the command exited and its output is
+    /// drained; kills it at <paramref name="timeout"/> (exit 137) and when cancelled (then throws).
+    /// The buffered form for probes is <see cref="TaskDriverExec.ExecAsync"/>.
+    /// </summary>
+    Task<ExecExit> ExecStreamAsync(string id, IReadOnlyList<string> command, ExecOutputSink output, TimeSpan timeout, CancellationToken cancellationToken);
 
     CgroupStats? Stats(string id);
 

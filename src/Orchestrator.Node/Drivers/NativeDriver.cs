@@ -12,7 +12,6 @@ namespace Orchestrator.Node.Drivers;
 /// <summary>Runs containers with orchd's own OCI runtime, in-process (no runc, no shim per container).</summary>
 public sealed class NativeDriver(string runtimeRoot, ExitWatcher watcher) : ITaskDriver
 {
-    private const int MaxExecOutput = 64 * 1024;
     private readonly ContainerRuntime _runtime = new(runtimeRoot);
 
     public string Name => "native";
@@ -90,7 +89,7 @@ public sealed class NativeDriver(string runtimeRoot, ExitWatcher watcher) : ITas
         }
     }
 
-    public async Task<ExecResult> ExecAsync(string id, IReadOnlyList<string> command, TimeSpan timeout, CancellationToken cancellationToken)
+    public async Task<ExecExit> ExecStreamAsync(string id, IReadOnlyList<string> command, ExecOutputSink output, TimeSpan timeout, CancellationToken cancellationToken)
     {
         var (outRead, outWrite) = Pipe();
         var (errRead, errWrite) = Pipe();
@@ -117,34 +116,43 @@ public sealed class NativeDriver(string runtimeRoot, ExitWatcher watcher) : ITas
         }
         using (process)
         {
-            var done = new CancellationTokenSource();
-            var output = Task.Run(() => ExecOutput.ReadBoth(outRead, errRead, MaxExecOutput, done.Token), CancellationToken.None);
             var exited = false;
             var reaped = false;
+            using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            var pump = ExecOutput.PumpAsync(outRead, errRead, output, () => Volatile.Read(ref reaped), stop.Token);
             try
             {
-                exited = await WaitAsync(process.PidFd, timeout, cancellationToken).ConfigureAwait(false);
+                // The sink failing (its reader went away) ends the wait as a cancellation would.
+                var waiting = WaitAsync(process.PidFd, timeout, stop.Token);
+                if (await Task.WhenAny(waiting, pump).ConfigureAwait(false) == pump)
+                {
+                    await pump.ConfigureAwait(false); // throws when the sink failed; else both outputs were closed early
+                }
+                exited = await waiting.ConfigureAwait(false);
                 if (!exited)
                 {
                     kill(process.Pid, 9);
                 }
                 var code = process.WaitForExit();
-                reaped = true;
-                // A background child that inherited its stdout may hold the pipes open forever:
-                // what arrives within half a second of the exit is kept, then the pipes are closed.
-                done.CancelAfter(TimeSpan.FromMilliseconds(500));
-                var (stdout, stderr) = await output.ConfigureAwait(false);
-                return new ExecResult(exited ? code : 137, stdout, stderr, !exited);
+                Volatile.Write(ref reaped, true);
+                await pump.ConfigureAwait(false);
+                return new ExecExit(exited ? code : 137, !exited);
             }
             finally
             {
-                if (!reaped)
+                if (!Volatile.Read(ref reaped))
                 {
                     kill(process.Pid, 9); // cancelled: no process of ours is left running or unreaped
                     process.WaitForExit();
-                    done.Cancel();
                 }
-                done.Dispose();
+                await stop.CancelAsync().ConfigureAwait(false);
+                try
+                {
+                    await pump.ConfigureAwait(false); // closes both pipes
+                }
+                catch (Exception e) when (e is OperationCanceledException || cancellationToken.IsCancellationRequested)
+                {
+                }
             }
         }
     }

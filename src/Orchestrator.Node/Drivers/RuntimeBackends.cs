@@ -110,8 +110,8 @@ public sealed class RuntimeBackends : ITaskDriver
         _owners.TryRemove(id, out _);
     }
 
-    public Task<ExecResult> ExecAsync(string id, IReadOnlyList<string> command, TimeSpan timeout, CancellationToken cancellationToken)
-        => Owner(id).ExecAsync(id, command, timeout, cancellationToken);
+    public Task<ExecExit> ExecStreamAsync(string id, IReadOnlyList<string> command, ExecOutputSink output, TimeSpan timeout, CancellationToken cancellationToken)
+        => Owner(id).ExecStreamAsync(id, command, output, timeout, cancellationToken);
 
     public CgroupStats? Stats(string id) => Owner(id).Stats(id);
 

@@ -282,7 +282,24 @@ public sealed partial class Supervisor
         return LogReader.FollowAsync(LogDir(name), tail, since, cancellationToken);
     }
 
+    /// <summary>Runs a command in a running container and returns its output, buffered (the first 64 KiB of each stream).</summary>
     public async Task<ExecResult> ExecAsync(string name, IReadOnlyList<string> command, TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        await ExecCheckAsync(name, command).ConfigureAwait(false);
+        return await _driver.ExecAsync(name, command, timeout, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Runs a command in a running container, handing its output to <paramref name="output"/> as it
+    /// comes; cancelling kills the command.
+    /// </summary>
+    public async Task<ExecExit> ExecStreamAsync(string name, IReadOnlyList<string> command, ExecOutputSink output, TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        await ExecCheckAsync(name, command).ConfigureAwait(false);
+        return await _driver.ExecStreamAsync(name, command, output, timeout, cancellationToken).ConfigureAwait(false);
+    }
+
+    private async Task ExecCheckAsync(string name, IReadOnlyList<string> command)
     {
         if (command.Count == 0)
         {
@@ -293,7 +310,6 @@ public sealed partial class Supervisor
         {
             throw new NodeApiException($"container '{name}' is not running; start it first");
         }
-        return await _driver.ExecAsync(name, command, timeout, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>Re-reads the manifest directory now (also done on every resync when a file changed).</summary>

@@ -1,4 +1,5 @@
 using Orchestrator.Images.Oci;
+using Orchestrator.Images.Registry;
 using Orchestrator.Images.Store;
 using Orchestrator.Node.Drivers;
 
@@ -30,6 +31,12 @@ public sealed class ImageGcResult
 /// <summary>The node API's image operations: list, inspect, pull, remove, gc (the same store `orchd image` uses).</summary>
 public sealed partial class Supervisor
 {
+    /// <summary>
+    /// The same pull as the constructor's, reporting its progress (the node API's pull with
+    /// progress streams it to orchctl); without it such a pull reports nothing.
+    /// </summary>
+    public Func<string, IProgress<PullProgress>, CancellationToken, Task>? PullWithProgress { get; init; }
+
     /// <summary>orchd's images, and containerd's when containers on this node run from its image store.</summary>
     public async Task<List<ImageSummary>> ListImagesAsync()
     {
@@ -60,19 +67,27 @@ public sealed partial class Supervisor
     /// Pulls into the store the node's containers run from: containerd's (through its content
     /// service) when its default backend runs from it, else orchd's (from the registry, or the
     /// fleet's NATS bucket as orchd is configured). Not on the loop, which keeps serving meanwhile.
+    /// A registry pull reports the blobs it has stored to <paramref name="progress"/>.
     /// </summary>
-    public async Task<ImageSummary> PullImageAsync(string reference, CancellationToken cancellationToken)
+    public async Task<ImageSummary> PullImageAsync(string reference, CancellationToken cancellationToken, IProgress<PullProgress>? progress = null)
     {
         if (_driver.ImagesFor(null) is { } containerd)
         {
-            var pulled = await containerd.PullAsync(reference, cancellationToken: cancellationToken).ConfigureAwait(false);
+            var pulled = await containerd.PullAsync(reference, progress, cancellationToken).ConfigureAwait(false);
             return await Post(() => Summary(pulled, withLayers: true)).ConfigureAwait(false);
         }
         if (_pullImage is null)
         {
             throw new NodeApiException("this node cannot pull images (no puller configured); import them with `orchd image import`");
         }
-        await _pullImage(reference, cancellationToken).ConfigureAwait(false);
+        if (progress is not null && PullWithProgress is { } pull)
+        {
+            await pull(reference, progress, cancellationToken).ConfigureAwait(false);
+        }
+        else
+        {
+            await _pullImage(reference, cancellationToken).ConfigureAwait(false);
+        }
         return await InspectImageAsync(reference).ConfigureAwait(false);
     }
 
