@@ -91,8 +91,7 @@ public sealed class NodeApiStreams(Supervisor supervisor)
         {
             throw new NodeApiException("pull needs a reference: {\"reference\": \"registry/name:tag\"} (or nats:NAME)");
         }
-        // Reported from the blob downloads' own tasks; a full buffer drops a report (the next one is cumulative).
-        var image = await supervisor.PullImageAsync(request.Reference, stop, new ProgressTo(p => writer.TryWrite(p))).ConfigureAwait(false);
+        var image = await supervisor.PullImageAsync(request.Reference, stop, new Furthest(writer)).ConfigureAwait(false);
         return NodeApiResponder.Reply(new PullStreamReply { More = false, Image = image }, FleetJsonContext.Default.PullStreamReply);
     }
 
@@ -105,10 +104,30 @@ public sealed class NodeApiStreams(Supervisor supervisor)
         More = true,
     };
 
-    /// <summary>Reports synchronously, in the reporter's order (<see cref="Progress{T}"/> would post them to the thread pool, unordered).</summary>
-    private sealed class ProgressTo(Action<PullProgress> report) : IProgress<PullProgress>
+    /// <summary>
+    /// Passes on the furthest progress seen. Blob downloads report from their own tasks, so two
+    /// reports can cross (4/5 after 5/5, bytes counted by the other task): taking the maximum of
+    /// each count keeps what the client sees from going backwards and ends at the totals. A full
+    /// buffer drops a report; the next one carries it.
+    /// </summary>
+    private sealed class Furthest(ChannelWriter<PullProgress> writer) : IProgress<PullProgress>
     {
-        public void Report(PullProgress value) => report(value);
+        private readonly Lock _lock = new();
+        private PullProgress _furthest = new(0, 0, 0, 0);
+
+        public void Report(PullProgress value)
+        {
+            lock (_lock)
+            {
+                var next = new PullProgress(Math.Max(_furthest.LayersDone, value.LayersDone), Math.Max(_furthest.LayersTotal, value.LayersTotal),
+                    Math.Max(_furthest.BytesDone, value.BytesDone), Math.Max(_furthest.BytesTotal, value.BytesTotal));
+                if (next != _furthest)
+                {
+                    _furthest = next;
+                    writer.TryWrite(next);
+                }
+            }
+        }
     }
 
     private static T? TryParse<T>(byte[]? body, System.Text.Json.Serialization.Metadata.JsonTypeInfo<T> type) where T : class

@@ -28,12 +28,18 @@ internal static class ExecOutput
     /// After the command exited, a background child that inherited its stdout may hold the pipes
     /// open forever: reading goes on while bytes keep coming, and stops once none came for this long.
     /// </summary>
-    private static readonly TimeSpan s_drainAfterExit = TimeSpan.FromMilliseconds(500);
+    private static readonly TimeSpan s_quietAfterExit = TimeSpan.FromMilliseconds(500);
+
+    /// <summary>
+    /// ... and stops this long after the exit in any case: what the command itself wrote is at most
+    /// a pipe's buffer by then, so only a background child that keeps writing is cut off.
+    /// </summary>
+    private static readonly TimeSpan s_drainAfterExit = TimeSpan.FromSeconds(5);
 
     /// <summary>
     /// Reads both pipes (non-blocking, polled) and hands each read to <paramref name="sink"/> in
-    /// order, until both end, or <paramref name="exited"/> is set and they stay quiet for half a
-    /// second, or <paramref name="stop"/>; closes both. Runs on its own thread pool item.
+    /// order, until both end, or <paramref name="exited"/> says so and they stay quiet for half a
+    /// second (5 s at most), or <paramref name="stop"/>; closes both. Runs on its own thread pool item.
     /// </summary>
     public static Task PumpAsync(int outFd, int errFd, ExecOutputSink sink, Func<bool> exited, CancellationToken stop)
         => Task.Run(async () =>
@@ -42,6 +48,7 @@ internal static class ExecOutput
             bool[] open = [true, true];
             var buffer = new byte[16 * 1024];
             var quietSince = DateTime.UtcNow;
+            DateTime? exitedAt = null;
             try
             {
                 foreach (var fd in fds)
@@ -50,10 +57,18 @@ internal static class ExecOutput
                 }
                 while ((open[0] || open[1]) && !stop.IsCancellationRequested)
                 {
+                    if (exitedAt is null && exited())
+                    {
+                        exitedAt = DateTime.UtcNow;
+                    }
+                    if (DateTime.UtcNow - exitedAt >= s_drainAfterExit)
+                    {
+                        return;
+                    }
                     var ready = Poll(fds, open, 50);
                     if (ready == 0)
                     {
-                        if (exited() && DateTime.UtcNow - quietSince >= s_drainAfterExit)
+                        if (exitedAt is not null && DateTime.UtcNow - quietSince >= s_quietAfterExit)
                         {
                             return;
                         }
