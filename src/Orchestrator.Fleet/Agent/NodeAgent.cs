@@ -175,9 +175,9 @@ public sealed partial class NodeAgent : IAsyncDisposable
                 var status = _supervisor is null ? null : await _supervisor.NodeStatusAsync().ConfigureAwait(false);
                 reply = JsonSerializer.SerializeToUtf8Bytes(Describe() with { Status = status }, FleetJsonContext.Default.NodeInfo);
             }
-            else if (_streams is not null && await _streams.TryServeAsync(_connection!, msg, op, cancellationToken).ConfigureAwait(false))
+            else if (_streams is not null && await _streams.TryServeAsync(_connection!, msg, op, cancellationToken).ConfigureAwait(false) is { } streamed)
             {
-                LogStreamEnded(_logger, msg.Subject);
+                LogStreamEnded(_logger, streamed);
                 return;
             }
             else if (_api is null)
@@ -274,8 +274,8 @@ public sealed partial class NodeAgent : IAsyncDisposable
         }
     }
 
-    [LoggerMessage(EventId = 2006, Level = LogLevel.Debug, Message = "streamed answer on {Subject} ended")]
-    private static partial void LogStreamEnded(ILogger logger, string subject);
+    [LoggerMessage(EventId = 2006, Level = LogLevel.Debug, Message = "{What} ended (it finished, the client went away or orchd stops)")]
+    private static partial void LogStreamEnded(ILogger logger, string what);
 
     [LoggerMessage(EventId = 2005, Level = LogLevel.Error, Message = "request on {Subject} failed: {Reason}")]
     private static partial void LogRequestFailed(ILogger logger, string subject, string reason);

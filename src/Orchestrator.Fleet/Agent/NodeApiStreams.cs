@@ -18,22 +18,22 @@ namespace Orchestrator.Fleet.Agent;
 /// </summary>
 public sealed class NodeApiStreams(Supervisor supervisor)
 {
-    /// <summary>Serves <paramref name="msg"/> when it asks for a streamed answer; false (nothing sent) otherwise.</summary>
-    public async Task<bool> TryServeAsync(INatsConnection connection, NatsMsg<byte[]> msg, string op, CancellationToken cancellationToken)
+    /// <summary>Serves <paramref name="msg"/> when it asks for a streamed answer and says what it served (for the log); null (nothing sent) otherwise.</summary>
+    public async Task<string?> TryServeAsync(INatsConnection connection, NatsMsg<byte[]> msg, string op, CancellationToken cancellationToken)
     {
         switch (op)
         {
             case NodeOps.Logs when TryParse(msg.Data, FleetJsonContext.Default.LogsRequest) is { Follow: true, AliveSubject.Length: > 0 } logs:
                 await s_followLogs.RunAsync(connection, msg, logs.AliveSubject, (writer, stop) => FollowLogsAsync(logs, writer, stop), cancellationToken).ConfigureAwait(false);
-                return true;
+                return $"logs -f of {logs.Name}";
             case NodeOps.Exec when TryParse(msg.Data, FleetJsonContext.Default.ExecRequest) is { Stream: true, AliveSubject.Length: > 0 } exec:
                 await s_exec.RunAsync(connection, msg, exec.AliveSubject, (writer, stop) => ExecAsync(exec, writer, stop), cancellationToken).ConfigureAwait(false);
-                return true;
+                return $"exec in {exec.Name}";
             case NodeOps.Pull when TryParse(msg.Data, FleetJsonContext.Default.PullRequest) is { Progress: true, AliveSubject.Length: > 0 } pull:
                 await s_pull.RunAsync(connection, msg, pull.AliveSubject, (writer, stop) => PullAsync(pull, writer, stop), cancellationToken).ConfigureAwait(false);
-                return true;
+                return $"pull of {pull.Reference}";
             default:
-                return false;
+                return null;
         }
     }
 
