@@ -341,6 +341,14 @@ public sealed class NodeClient(INatsConnection connection, string node, TimeSpan
         await foreach (var data in StreamAsync(NodeOps.Exec, alive => JsonSerializer.SerializeToUtf8Bytes(
             new ExecRequest { Name = name, Command = command, TimeoutSeconds = timeoutSeconds, Stream = true, AliveSubject = alive }, FleetJsonContext.Default.ExecRequest), cancellationToken).ConfigureAwait(false))
         {
+            if (HasProperty(data, "stdout"))
+            {
+                // A node from before streaming ignores "stream" and answers once, buffered.
+                var whole = JsonSerializer.Deserialize(data, FleetJsonContext.Default.ExecReply)!;
+                await output(new ExecOutputChunk { Stream = "stdout", Data = System.Text.Encoding.UTF8.GetBytes(whole.Stdout) }).ConfigureAwait(false);
+                await output(new ExecOutputChunk { Stream = "stderr", Data = System.Text.Encoding.UTF8.GetBytes(whole.Stderr) }).ConfigureAwait(false);
+                return new ExecStreamReply { ExitCode = whole.ExitCode, TimedOut = whole.TimedOut };
+            }
             var reply = JsonSerializer.Deserialize(data, FleetJsonContext.Default.ExecStreamReply) ?? throw new NodeRequestException($"node '{node}' sent an empty reply to exec");
             foreach (var chunk in reply.Output)
             {
@@ -360,6 +368,10 @@ public sealed class NodeClient(INatsConnection connection, string node, TimeSpan
         await foreach (var data in StreamAsync(NodeOps.Pull, alive => JsonSerializer.SerializeToUtf8Bytes(
             new PullRequest { Reference = reference, Progress = true, AliveSubject = alive }, FleetJsonContext.Default.PullRequest), cancellationToken).ConfigureAwait(false))
         {
+            if (HasProperty(data, "manifestDigest"))
+            {
+                return JsonSerializer.Deserialize(data, FleetJsonContext.Default.ImageSummary)!; // a node from before progress: the image, no progress
+            }
             var reply = JsonSerializer.Deserialize(data, FleetJsonContext.Default.PullStreamReply) ?? throw new NodeRequestException($"node '{node}' sent an empty reply to pull");
             if (!reply.More)
             {
@@ -428,6 +440,10 @@ public sealed class NodeClient(INatsConnection connection, string node, TimeSpan
                 catch (OperationCanceledException e) when (!cancellationToken.IsCancellationRequested)
                 {
                     throw new NodeRequestException($"node '{node}' stopped answering during {op} (it stopped or lost its connection); `orchctl get nodes` shows it", new TimeoutException(e.Message, e));
+                }
+                catch (NatsNoRespondersException e)
+                {
+                    throw new NodeRequestException($"no node '{node}' is connected to the fleet; `orchctl get nodes` lists the nodes that are", e);
                 }
                 var msg = replies.Current;
                 if (msg.HasNoResponders)
@@ -531,6 +547,12 @@ public sealed class NodeClient(INatsConnection connection, string node, TimeSpan
         var data = await RawAsync(op, body, cancellationToken).ConfigureAwait(false);
         ThrowIfError(data);
         return JsonSerializer.Deserialize(data, type) ?? throw new NodeRequestException($"node '{node}' sent an empty reply to {op}");
+    }
+
+    private static bool HasProperty(byte[] data, string name)
+    {
+        using var doc = JsonDocument.Parse(data);
+        return doc.RootElement.ValueKind == JsonValueKind.Object && doc.RootElement.TryGetProperty(name, out _);
     }
 
     private static void ThrowIfError(byte[] data)

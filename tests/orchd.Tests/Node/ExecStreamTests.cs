@@ -82,6 +82,14 @@ public sealed partial class ExecStreamTests
             TestContext.Current.TestOutputHelper?.WriteLine($"{runtime}: after SIGKILL of orchctl the command was gone {gone.TotalMilliseconds:F0} ms later");
         }
 
+        // Errors: one sentence each; an unknown container fails (1), a node that is not there is unreachable (3).
+        var ghost = await Orchctl.RunAsync(["--server", node.Nats!.Url, "exec", "ghost", "-n", node.NodeName, "--", "true"]);
+        Assert.True(ghost.Code == 1, ghost.All);
+        Assert.Contains("no container 'ghost'", ghost.Err, StringComparison.Ordinal);
+        var absent = await Orchctl.RunAsync(["--server", node.Nats.Url, "exec", "box", "-n", "no-such-node", "--", "true"]);
+        Assert.True(absent.Code == 3, absent.All);
+        Assert.Contains("no node 'no-such-node' is connected to the fleet", absent.Err, StringComparison.Ordinal);
+
         // The one-reply exec of older clients still works next to the streamed one.
         var oneShot = await node.Client.ExecAsync("box", ["sh", "-c", "echo old; exit 3"]);
         Assert.Equal((3, "old\n"), (oneShot.ExitCode, oneShot.Stdout));
