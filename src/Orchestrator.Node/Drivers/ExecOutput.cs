@@ -39,66 +39,112 @@ internal static class ExecOutput
     /// <summary>
     /// Reads both pipes (non-blocking, polled) and hands each read to <paramref name="sink"/> in
     /// order, until both end, or <paramref name="exited"/> says so and they stay quiet for half a
-    /// second (5 s at most), or <paramref name="stop"/>; closes both. Runs on its own thread pool item.
+    /// second (5 s at most), or <paramref name="stop"/>; closes both. Runs on a thread of its own:
+    /// the poll blocks, and a thread pool thread held for the whole exec (two cores: two of them)
+    /// starved the rest of orchd, the streamed replies included, until the pool grew (half a second).
     /// </summary>
     public static Task PumpAsync(int outFd, int errFd, ExecOutputSink sink, Func<bool> exited, CancellationToken stop)
-        => Task.Run(async () =>
+    {
+        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var thread = new Thread(() =>
         {
-            int[] fds = [outFd, errFd];
-            bool[] open = [true, true];
-            var buffer = new byte[16 * 1024];
-            var quietSince = DateTime.UtcNow;
-            DateTime? exitedAt = null;
             try
             {
-                foreach (var fd in fds)
+                Pump(outFd, errFd, sink, exited, stop);
+                done.SetResult();
+            }
+            catch (OperationCanceledException e)
+            {
+                done.SetCanceled(e.CancellationToken);
+            }
+            catch (Exception e)
+            {
+                done.SetException(e);
+            }
+        })
+        {
+            IsBackground = true,
+            Name = "exec output",
+        };
+        try
+        {
+            thread.Start();
+        }
+        catch
+        {
+            close(outFd);
+            close(errFd);
+            throw;
+        }
+        return done.Task;
+    }
+
+    private static void Pump(int outFd, int errFd, ExecOutputSink sink, Func<bool> exited, CancellationToken stop)
+    {
+        int[] fds = [outFd, errFd];
+        bool[] open = [true, true];
+        var buffer = new byte[16 * 1024];
+        var quietSince = DateTime.UtcNow;
+        DateTime? exitedAt = null;
+        try
+        {
+            foreach (var fd in fds)
+            {
+                fcntl(fd, 4 /* F_SETFL */, O_NONBLOCK);
+            }
+            while ((open[0] || open[1]) && !stop.IsCancellationRequested)
+            {
+                if (exitedAt is null && exited())
                 {
-                    fcntl(fd, 4 /* F_SETFL */, O_NONBLOCK);
+                    exitedAt = DateTime.UtcNow;
                 }
-                while ((open[0] || open[1]) && !stop.IsCancellationRequested)
+                if (DateTime.UtcNow - exitedAt >= s_drainAfterExit)
                 {
-                    if (exitedAt is null && exited())
-                    {
-                        exitedAt = DateTime.UtcNow;
-                    }
-                    if (DateTime.UtcNow - exitedAt >= s_drainAfterExit)
+                    return;
+                }
+                var ready = Poll(fds, open, 50);
+                if (ready == 0)
+                {
+                    if (exitedAt is not null && DateTime.UtcNow - quietSince >= s_quietAfterExit)
                     {
                         return;
                     }
-                    var ready = Poll(fds, open, 50);
-                    if (ready == 0)
+                    continue;
+                }
+                for (var i = 0; i < 2; i++)
+                {
+                    if (!open[i] || (ready & (1 << i)) == 0)
                     {
-                        if (exitedAt is not null && DateTime.UtcNow - quietSince >= s_quietAfterExit)
-                        {
-                            return;
-                        }
                         continue;
                     }
-                    for (var i = 0; i < 2; i++)
+                    var n = Read(fds[i], buffer);
+                    if (n == 0 || (n < 0 && -n != Errno.EAGAIN))
                     {
-                        if (!open[i] || (ready & (1 << i)) == 0)
+                        open[i] = false;
+                    }
+                    else if (n > 0)
+                    {
+                        // This thread is the pump's own: waiting on a sink that is not done blocks nothing else.
+                        var handed = sink(i == 0 ? ExecOutputKind.Stdout : ExecOutputKind.Stderr, buffer.AsMemory(0, n), stop);
+                        if (handed.IsCompleted)
                         {
-                            continue;
+                            handed.GetAwaiter().GetResult();
                         }
-                        var n = Read(fds[i], buffer);
-                        if (n == 0 || (n < 0 && -n != Errno.EAGAIN))
+                        else
                         {
-                            open[i] = false;
+                            handed.AsTask().GetAwaiter().GetResult();
                         }
-                        else if (n > 0)
-                        {
-                            await sink(i == 0 ? ExecOutputKind.Stdout : ExecOutputKind.Stderr, buffer.AsMemory(0, n), stop).ConfigureAwait(false);
-                            quietSince = DateTime.UtcNow;
-                        }
+                        quietSince = DateTime.UtcNow;
                     }
                 }
             }
-            finally
-            {
-                close(outFd);
-                close(errFd);
-            }
-        }, CancellationToken.None);
+        }
+        finally
+        {
+            close(outFd);
+            close(errFd);
+        }
+    }
 
     /// <summary>A bit per fd with something to read (or a hang-up); 0 when the wait ran out.</summary>
     private static unsafe int Poll(int[] fds, bool[] open, int milliseconds)
