@@ -184,10 +184,17 @@ internal static class NodeCommands
         var tty = Terminal.IsTty;
         var color = Terminal.Color;
         var drawn = false;
+        var blobs = -1;
         try
         {
             var pulled = await client.PullAsync(reference, p =>
             {
+                // Off a terminal, a line per blob stored (byte updates in between would be a flood in a log).
+                if (!tty && p.LayersDone == blobs)
+                {
+                    return;
+                }
+                blobs = p.LayersDone;
                 var line = PullLine(reference, p);
                 if (tty)
                 {

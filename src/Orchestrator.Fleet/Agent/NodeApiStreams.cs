@@ -107,13 +107,16 @@ public sealed class NodeApiStreams(Supervisor supervisor)
     /// <summary>
     /// Passes on the furthest progress seen. Blob downloads report from their own tasks, so two
     /// reports can cross (4/5 after 5/5, bytes counted by the other task): taking the maximum of
-    /// each count keeps what the client sees from going backwards and ends at the totals. A full
-    /// buffer drops a report; the next one carries it.
+    /// each count keeps what the client sees from going backwards and ends at the totals. A pull
+    /// through containerd reports every read: bytes alone go on at most every 200 ms, a blob done
+    /// at once. A full buffer drops a report; the next one carries it.
     /// </summary>
     private sealed class Furthest(ChannelWriter<PullProgress> writer) : IProgress<PullProgress>
     {
+        private static readonly long s_bytesEvery = TimeSpan.FromMilliseconds(200).Ticks;
         private readonly Lock _lock = new();
         private PullProgress _furthest = new(0, 0, 0, 0);
+        private long _sentAt;
 
         public void Report(PullProgress value)
         {
@@ -121,11 +124,14 @@ public sealed class NodeApiStreams(Supervisor supervisor)
             {
                 var next = new PullProgress(Math.Max(_furthest.LayersDone, value.LayersDone), Math.Max(_furthest.LayersTotal, value.LayersTotal),
                     Math.Max(_furthest.BytesDone, value.BytesDone), Math.Max(_furthest.BytesTotal, value.BytesTotal));
-                if (next != _furthest)
+                var blobs = next.LayersDone != _furthest.LayersDone || next.LayersTotal != _furthest.LayersTotal;
+                var now = DateTime.UtcNow.Ticks;
+                if (next != _furthest && (blobs || now - _sentAt >= s_bytesEvery))
                 {
-                    _furthest = next;
                     writer.TryWrite(next);
+                    _sentAt = now;
                 }
+                _furthest = next;
             }
         }
     }

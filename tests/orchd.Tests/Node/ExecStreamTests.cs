@@ -95,14 +95,16 @@ public sealed partial class ExecStreamTests
         Assert.Equal((3, "old\n"), (oneShot.ExitCode, oneShot.Stdout));
     }
 
-    [Fact(Timeout = 180_000)]
-    public async Task Pull_shows_progress_lines_off_a_terminal_and_a_bar_on_one()
+    [Theory(Timeout = 180_000)]
+    [MemberData(nameof(NodeHost.Runtimes), MemberType = typeof(NodeHost))]
+    public async Task Pull_shows_progress_lines_off_a_terminal_and_a_bar_on_one(string runtime)
     {
-        await using var node = await NodeHost.StartAsync();
+        // native pulls into orchd's store (config and layers counted), containerd into containerd's (layers).
+        await using var node = await NodeHost.StartAsync(runtime: runtime);
         await using var registry = await RegistryServer.StartAsync();
         var layout = node.Dir.Combine("layers");
         BusyboxImage.CreateLayout(layout);
-        // Three more layers of their own size: the pull has five blobs to report (config and four layers).
+        // Three more layers of their own size: four layers and a config to pull.
         var umoci = Requires.Program("umoci", "umoci");
         for (var i = 1; i <= 3; i++)
         {
@@ -119,10 +121,10 @@ public sealed partial class ExecStreamTests
         Assert.DoesNotContain('\u001b', pulled.All);
         Assert.DoesNotContain('\r', pulled.All);
         var lines = pulled.Out.Split('\n', StringSplitOptions.RemoveEmptyEntries);
-        TestContext.Current.TestOutputHelper?.WriteLine(pulled.Out);
+        TestContext.Current.TestOutputHelper?.WriteLine($"{runtime}:\n{pulled.Out}");
         Assert.True(lines.Length >= 2, pulled.All);
-        Assert.All(lines[..^1], l => Assert.Matches($@"^{Regex.Escape(reference)}: [1-5]/5 blobs, \S+/\S+$", l));
-        Assert.Matches($@"^{Regex.Escape(reference)}: 5/5 blobs, (\S+)/\1$", lines[^2]);
+        Assert.All(lines[..^1], l => Assert.Matches($@"^{Regex.Escape(reference)}: [0-5]/[45] blobs, \S+/\S+$", l));
+        Assert.Matches($@"^{Regex.Escape(reference)}: ([45])/\1 blobs, (\S+)/\2$", lines[^2]);
         Assert.Matches($@"^pulled {Regex.Escape(reference)} sha256:[0-9a-f]{{64}} \(linux/[a-z0-9]+, [0-9.]+(Ki|Mi)\)$", lines[^1]);
         Assert.Contains(await node.Client.ImagesAsync(), i => i.Name == reference);
 
@@ -133,7 +135,7 @@ public sealed partial class ExecStreamTests
         var onTty = await Orchctl.RunAsync(["-qfec", command, "/dev/null"], new Dictionary<string, string?> { ["TERM"] = "xterm", ["NO_COLOR"] = "1" }, program: script);
         Assert.True(onTty.Code == 0, onTty.All);
         Assert.Contains("\r\u001b[K[", onTty.Out, StringComparison.Ordinal);
-        Assert.Matches($@"\] {Regex.Escape(reference)}: 5/5 blobs, ", onTty.Out);
+        Assert.Matches($@"\] {Regex.Escape(reference)}: ([45])/\1 blobs, ", onTty.Out);
         Assert.Contains($"\npulled {reference} sha256:", onTty.Out.Replace("\r\n", "\n", StringComparison.Ordinal), StringComparison.Ordinal);
     }
 
