@@ -209,21 +209,28 @@ internal static class NodeCommands
                     Console.Out.WriteLine(line);
                 }
             }, interrupted.Token).ConfigureAwait(false);
-            if (drawn)
-            {
-                Console.Out.WriteLine();
-            }
+            EndBar(ref drawn);
             Console.Out.WriteLine($"pulled {pulled.Name} {pulled.ManifestDigest} ({pulled.Platform}, {Output.Bytes(pulled.Size)})");
             return 0;
         }
         catch (OperationCanceledException) when (interrupted.IsCancellationRequested)
         {
-            if (drawn)
-            {
-                Console.Out.WriteLine();
-            }
-            Output.Error($"pull of {reference} cancelled");
+            EndBar(ref drawn);
+            Output.Error($"the pull of {reference} was cancelled on the node; run it again to finish it (blobs already stored are kept)");
             return 130;
+        }
+        finally
+        {
+            EndBar(ref drawn); // an error ends the bar's line before it is printed
+        }
+    }
+
+    private static void EndBar(ref bool drawn)
+    {
+        if (drawn)
+        {
+            Console.Out.WriteLine();
+            drawn = false;
         }
     }
 

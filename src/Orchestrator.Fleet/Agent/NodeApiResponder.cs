@@ -8,7 +8,7 @@ namespace Orchestrator.Fleet.Agent;
 /// <summary>
 /// Answers the node API (docs/protocol.md) from the node's supervisor: every request gets
 /// one reply (a big log several), the result or an <see cref="ErrorReply"/> naming the object and
-/// the fix. The streamed answers (logs -f, exec and pull asked to stream) are <see cref="NodeApiStreams"/>'.
+/// the fix. The streamed answers (logs -f, exec and pull asked to stream) are served by <see cref="NodeApiStreams"/>.
 /// </summary>
 public sealed class NodeApiResponder(Supervisor supervisor)
 {
