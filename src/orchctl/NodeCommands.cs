@@ -122,9 +122,9 @@ internal static class NodeCommands
                 return 0;
             case "images":
                 var images = await client.ImagesAsync().ConfigureAwait(false);
-                Output.Table(["IMAGE", "PLATFORM", "SIZE", "MANIFEST", "USED BY"], images.Select(i => new[]
+                Output.Table(["IMAGE", "PLATFORM", "SIZE", "MANIFEST", "STORE", "USED BY"], images.Select(i => new[]
                 {
-                    i.Name, i.Platform, Output.Bytes(i.Size), i.ManifestDigest.Length > 19 ? i.ManifestDigest[..19] : i.ManifestDigest, string.Join(",", i.UsedBy),
+                    i.Name, i.Platform, Output.Bytes(i.Size), i.ManifestDigest.Length > 19 ? i.ManifestDigest[..19] : i.ManifestDigest, i.Store ?? "orchd", string.Join(",", i.UsedBy),
                 }));
                 return 0;
             case "pull":

@@ -283,14 +283,14 @@ internal static class QueryCommands
             return 0;
         }
         var wide = format == "wide";
-        string[] header = wide ? ["IMAGE", "NODE", "PLATFORM", "SIZE", "CREATED", "MANIFEST", "USED BY"] : ["IMAGE", "NODE", "PLATFORM", "SIZE", "USED BY"];
+        string[] header = wide ? ["IMAGE", "NODE", "PLATFORM", "SIZE", "CREATED", "MANIFEST", "STORE", "USED BY"] : ["IMAGE", "NODE", "PLATFORM", "SIZE", "USED BY"];
         Output.Table(header, rows.Select(r =>
         {
             var i = r.Item;
             var row = new List<string> { i.Name, r.Node, i.Platform, Output.Bytes(i.Size) };
             if (wide)
             {
-                row.AddRange([Output.Time(i.Created), i.ManifestDigest]);
+                row.AddRange([Output.Time(i.Created), i.ManifestDigest, i.Store ?? "orchd"]);
             }
             row.Add(i.UsedBy.Count == 0 ? "-" : string.Join(",", i.UsedBy));
             return row.ToArray();
