@@ -99,7 +99,7 @@ internal static class Commands
         new("restart", "Containers", "restart CONTAINER [-n NODE]", "restart a container", [NodeFind], ["orchctl restart web-0"], ["@containers"]),
         new("rm", "Containers", "rm CONTAINER [-n NODE]", "remove a container run with `run` (a deployment's replicas: scale or delete the deployment)", [NodeFind], ["orchctl rm -n gw-01 hello"], ["@containers"]),
         new("status", "Containers", "status -n NODE", "a node's capacity, requests and usage", [Node], ["orchctl status -n gw-01"], []),
-        new("images", "Images", "images -n NODE", "one node's images and the containers using them (every node's: get images)", [Node], ["orchctl images -n gw-01"], []),
+        new("images", "Images", "images -n NODE", "one node's images, the store each is in (orchd, or containerd on a containerd node) and the containers using them (every node's: get images)", [Node], ["orchctl images -n gw-01"], []),
         new("pull", "Images", "pull -n NODE REFERENCE", "pull an image onto a node (a registry, or nats:NAME from the fleet's bucket), showing its progress", [Node],
             ["orchctl pull -n gw-01 registry.local:5000/team/app:1.4"], []),
         new("rmi", "Images", "rmi -n NODE IMAGE", "remove an image no workload uses", [Node], ["orchctl rmi -n gw-01 team/app:1.3"], []),
