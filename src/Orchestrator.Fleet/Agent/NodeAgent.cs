@@ -30,6 +30,7 @@ public sealed partial class NodeAgent : IAsyncDisposable
     private readonly NodeApiStreams? _streams;
     private readonly Orchestrator.Node.Reconcile.Supervisor? _supervisor;
     private NatsConnection? _connection;
+    private readonly TaskCompletionSource<NatsConnection> _connected = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private int _opens;
     private int _attempts;
     private bool _serving;
@@ -52,6 +53,13 @@ public sealed partial class NodeAgent : IAsyncDisposable
     public event Action<string>? StatusChanged;
 
     /// <summary>True while connected to a NATS server with the node's subscriptions in place.</summary>
+    /// <summary>
+    /// The agent's connection once its first connect succeeded (the NATS client reconnects it by
+    /// itself from then on), for orchd's other NATS services (metrics, self-update): one
+    /// connection per node, not one per service. Waits while the node has not reached NATS yet.
+    /// </summary>
+    public Task<NatsConnection> ConnectionAsync(CancellationToken cancellationToken) => _connected.Task.WaitAsync(cancellationToken);
+
     public bool IsConnected => Volatile.Read(ref _serving) && _connection?.ConnectionState == NatsConnectionState.Open;
 
     /// <summary>Connects (retrying until cancelled), then serves requests until cancelled.</summary>
@@ -63,6 +71,7 @@ public sealed partial class NodeAgent : IAsyncDisposable
             return;
         }
         _connection = connection;
+        _connected.TrySetResult(connection);
 
         // Subscribe, then round-trip a PING: once the PONG is back the server has our SUBs, so
         // anyone who sees "connected" can ask this node something and get an answer.

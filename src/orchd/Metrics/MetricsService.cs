@@ -16,7 +16,7 @@ namespace Orchestrator.Daemon.Metrics;
 /// that cannot bind is logged and left off, and orchd runs on.
 /// </summary>
 internal sealed partial class MetricsService(OrchdConfig config, NodeIdentity identity, Supervisor supervisor, NodeAgent agent,
-    NatsSettings nats, ILogger<MetricsService> logger) : BackgroundService
+    ILogger<MetricsService> logger) : BackgroundService
 {
     /// <summary>The NATS subject a node answers with its metrics text (five tokens: below the node API's orch.node.NODE.*).</summary>
     public static string Subject(string node) => $"orch.node.{node}.metrics.prometheus";
@@ -64,14 +64,10 @@ internal sealed partial class MetricsService(OrchdConfig config, NodeIdentity id
         }
     }
 
-    /// <summary>
-    /// A connection of its own (the agent's is private to the fleet layer), which retries its
-    /// first connect in the background as the agent does; the agent logs NATS trouble already.
-    /// </summary>
+    /// <summary>On the agent's connection, once it has one (the agent logs NATS trouble already).</summary>
     private async Task ServeNatsAsync(NodeMetrics metrics, CancellationToken stoppingToken)
     {
-        var opts = nats.ToNatsOpts($"orchd/{identity.NodeName}/metrics") with { RetryOnInitialConnect = true };
-        await using var connection = new NatsConnection(opts);
+        var connection = await agent.ConnectionAsync(stoppingToken).ConfigureAwait(false);
         var subject = Subject(identity.NodeName);
         LogNats(logger, subject);
         await foreach (var msg in connection.SubscribeAsync<byte[]>(subject, cancellationToken: stoppingToken).ConfigureAwait(false))

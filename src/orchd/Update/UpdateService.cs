@@ -19,7 +19,7 @@ namespace Orchestrator.Daemon.Update;
 /// orchd-update-guard (the unit's ExecStartPre) puts ORCHD.prev back after three starts; a new
 /// orchd that starts but cannot reach NATS in time puts it back itself.
 /// </summary>
-internal sealed partial class UpdateService(OrchdConfig config, NodeIdentity identity, NodeAgent agent, NatsSettings nats,
+internal sealed partial class UpdateService(OrchdConfig config, NodeIdentity identity, NodeAgent agent,
     IHostApplicationLifetime lifetime, ILogger<UpdateService> logger) : BackgroundService
 {
     /// <summary>Exit code after an update or a self-rollback: systemd restarts orchd on it (the unit's Restart=on-failure).</summary>
@@ -50,10 +50,10 @@ internal sealed partial class UpdateService(OrchdConfig config, NodeIdentity ide
             await confirming.ConfigureAwait(false);
             return;
         }
-        var opts = nats.ToNatsOpts($"orchd/{identity.NodeName}/update") with { RetryOnInitialConnect = true };
-        await using var connection = new NatsConnection(opts);
         try
         {
+            // The agent's connection (one per node), once it has one.
+            var connection = await agent.ConnectionAsync(stoppingToken).ConfigureAwait(false);
             await foreach (var msg in connection.SubscribeAsync<byte[]>($"orch.node.{identity.NodeName}.update.*", cancellationToken: stoppingToken).ConfigureAwait(false))
             {
                 if (msg.ReplyTo is null)
