@@ -93,7 +93,7 @@ internal static class ImageCommand
                 return ExitCodes.Ok;
             case "pull":
                 var reference = Arg(1, "an image reference");
-                var pulled = await PullAsync(reference, images, config, platform, insecure, credentials).ConfigureAwait(false);
+                var pulled = await PullAsync(reference, images, config, platform, RegistrySettings.Options(config, insecure, credentials)).ConfigureAwait(false);
                 if (own.Has("--unpack"))
                 {
                     // Ready to run: the layers unpacked into the snapshot store now rather than at first start.
@@ -133,7 +133,7 @@ internal static class ImageCommand
 
     /// <summary>A registry pull, or the fleet's NATS bucket for nats:NAME and when the registry is out of reach (the daemon uses it too).</summary>
     /// <param name="progress">Where a registry pull reports each blob stored (the node API streams it to orchctl); by default stderr unless quiet.</param>
-    internal static async Task<ImageRecord> PullAsync(string reference, ImageStore images, OrchdConfig config, Platform? platform, HashSet<string> insecure, Dictionary<string, RegistryCredentials> credentials, bool quiet = false,
+    internal static async Task<ImageRecord> PullAsync(string reference, ImageStore images, OrchdConfig config, Platform? platform, RegistryOptions registryOptions, bool quiet = false,
         IProgress<PullProgress>? progress = null)
     {
         if (reference.StartsWith("nats:", StringComparison.Ordinal))
@@ -141,7 +141,7 @@ internal static class ImageCommand
             await using var nats = await ConnectAsync(config).ConfigureAwait(false);
             return await new NatsImageDistribution(nats, images).PullAsync(reference[5..]).ConfigureAwait(false);
         }
-        using var registry = new RegistryClient(images, new RegistryOptions { Insecure = insecure, Credentials = credentials });
+        using var registry = new RegistryClient(images, registryOptions);
         try
         {
             return await registry.PullAsync(reference, platform, progress ?? (quiet ? null : new Progress<PullProgress>(p =>

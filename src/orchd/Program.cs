@@ -34,6 +34,7 @@ if (invokedAs == "orch-runc" || (args.Length > 0 && args[0] == "runc"))
 
 CommandLine commandLine;
 OrchdConfig config;
+Orchestrator.Images.Registry.RegistryOptions registryOptions;
 try
 {
     if (args.Length > 0 && args[0] == "image")
@@ -56,6 +57,7 @@ try
         return ExitCodes.Ok;
     }
     config = ConfigLoader.Load(commandLine, Environment.GetEnvironmentVariable);
+    registryOptions = RegistrySettings.Options(config); // a broken auth file is a config error, before READY
 }
 catch (UsageException e)
 {
@@ -109,10 +111,10 @@ using (state)
         // containerd not up yet (boot order) is worth a restart by systemd; too old or no permission is not.
         return e.IsUnavailable ? ExitCodes.Failure : ExitCodes.Config;
     }
-    return await RunDaemonAsync(config, state, backends).ConfigureAwait(false);
+    return await RunDaemonAsync(config, state, backends, registryOptions).ConfigureAwait(false);
 }
 
-static async Task<int> RunDaemonAsync(OrchdConfig config, NodeState state, BackendChoice backends)
+static async Task<int> RunDaemonAsync(OrchdConfig config, NodeState state, BackendChoice backends, Orchestrator.Images.Registry.RegistryOptions registryOptions)
 {
     var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings
     {
@@ -165,7 +167,7 @@ static async Task<int> RunDaemonAsync(OrchdConfig config, NodeState state, Backe
         builder.Services.AddSingleton(sp => new ContainerdDriver(sp.GetRequiredService<Orchestrator.Containerd.ContainerdClient>(), state.RunDir,
             new Dictionary<string, string>(StringComparer.Ordinal) { ["org.orchestrator.node"] = config.NodeName },
             config.ContainerdImages == "containerd"
-                ? new ContainerdImages(containerd, new Orchestrator.Images.Registry.RegistryClient(null, new Orchestrator.Images.Registry.RegistryOptions()), config.ContainerdSnapshotter)
+                ? new ContainerdImages(containerd, new Orchestrator.Images.Registry.RegistryClient(null, registryOptions), config.ContainerdSnapshotter)
                 : null));
     }
     builder.Services.AddSingleton<ITaskDriver>(sp =>
@@ -195,9 +197,9 @@ static async Task<int> RunDaemonAsync(OrchdConfig config, NodeState state, Backe
     builder.Services.AddSingleton(sp => new Supervisor(
         sp.GetRequiredService<NodeOptions>(), images, sp.GetRequiredService<SnapshotStore>(), sp.GetRequiredService<ITaskDriver>(),
         sp.GetRequiredService<LogPump>(), sp.GetRequiredService<ILogger<Supervisor>>(),
-        async (reference, _) => await ImageCommand.PullAsync(reference, images, config, null, [], [], quiet: true).ConfigureAwait(false))
+        async (reference, _) => await ImageCommand.PullAsync(reference, images, config, null, registryOptions, quiet: true).ConfigureAwait(false))
     {
-        PullWithProgress = async (reference, progress, _) => await ImageCommand.PullAsync(reference, images, config, null, [], [], quiet: true, progress).ConfigureAwait(false),
+        PullWithProgress = async (reference, progress, _) => await ImageCommand.PullAsync(reference, images, config, null, registryOptions, quiet: true, progress).ConfigureAwait(false),
     });
     var fleet = new FleetOptions
     {

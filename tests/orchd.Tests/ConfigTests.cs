@@ -23,6 +23,31 @@ public sealed class ConfigTests : IDisposable
     private ConfigException LoadFails(params string[] args) => Assert.Throws<ConfigException>(() => Load(args));
 
     [Fact]
+    public void Registry_settings_read_a_docker_style_auth_file_and_insecure_hosts()
+    {
+        var auth = _dir.Combine("auth.json");
+        File.WriteAllText(auth, """
+            {"auths": {
+              "registry.local:5000": {"auth": "ZWRnZTpzM2NyZXQ="},
+              "https://index.docker.io/v1/": {"username": "hub", "password": "p:w"}
+            }}
+            """);
+        var config = Load("--config", WriteConfig($"registry:\n  insecure: [registry.local:5000]\n  auth_file: {auth}\n"), "--registry-insecure", "10.0.0.9:5000");
+        Assert.Equal(["10.0.0.9:5000"], config.RegistryInsecure); // a list: the flag replaces the file's
+        var options = RegistrySettings.Options(config, ["extra:1"]);
+        Assert.Equal(["10.0.0.9:5000", "extra:1"], options.Insecure.Order(StringComparer.Ordinal));
+        Assert.Equal(new Orchestrator.Images.Registry.RegistryCredentials("edge", "s3cret"), options.Credentials["registry.local:5000"]);
+        Assert.Equal(new Orchestrator.Images.Registry.RegistryCredentials("hub", "p:w"), options.Credentials["docker.io"]);
+
+        File.WriteAllText(auth, """{"auths": {"registry.local:5000": {"auth": "bm9jb2xvbg=="}}}""");
+        Assert.Equal($"registry.auth_file '{auth}': the auth of 'registry.local:5000' does not decode to user:password",
+            Assert.Throws<ConfigException>(() => RegistrySettings.Options(config)).Message);
+        File.WriteAllText(auth, "{}");
+        Assert.StartsWith($"registry.auth_file '{auth}' has no \"auths\" object", Assert.Throws<ConfigException>(() => RegistrySettings.Options(config)).Message, StringComparison.Ordinal);
+        Assert.Contains("is not a registry host", LoadFails("--config", WriteConfig(""), "--registry-insecure", "http://x/").Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Empty_file_gives_the_documented_defaults()
     {
         var config = Load("--config", WriteConfig(""));

@@ -124,6 +124,13 @@ internal static class ConfigSchema
         new("fleet.scheduler", "--scheduler", "ORCHD_SCHEDULER", "BOOL", SettingShape.Scalar, "true",
             "whether this node may take the scheduler lease (its NATS user then needs the scheduler's permissions)",
             (b, v) => b.Scheduler = ConfigValues.Bool(v), c => c.Scheduler ? "true" : "false"),
+        new("registry.insecure", "--registry-insecure", "ORCHD_REGISTRY_INSECURE", "HOST", SettingShape.List, "none",
+            "registries (host:port) orchd pulls from over plain HTTP; loopback always is",
+            (b, v) => b.RegistryInsecure.Add(ConfigValues.RegistryHost(v)), c => string.Join(",", c.RegistryInsecure),
+            Reset: b => b.RegistryInsecure.Clear()),
+        new("registry.auth_file", "--registry-auth-file", "ORCHD_REGISTRY_AUTH_FILE", "FILE", SettingShape.Scalar, "none",
+            "credentials for the registries orchd pulls from, as docker's config.json has them ({\"auths\": {\"HOST\": {\"auth\": \"base64(user:password)\"}}})",
+            (b, v) => b.RegistryAuthFile = ConfigValues.ExistingFile(v), c => c.RegistryAuthFile ?? ""),
         new("logs.max_size", "--log-max-size", "ORCHD_LOG_MAX_SIZE", "BYTES", SettingShape.Scalar, "10Mi",
             "a container's log file is rotated at this size (Ki, Mi, Gi suffixes)",
             (b, v) => b.LogMaxBytes = ConfigValues.Bytes(v), c => c.LogMaxBytes.ToString(System.Globalization.CultureInfo.InvariantCulture)),
@@ -139,7 +146,7 @@ internal static class ConfigSchema
     ];
 
     /// <summary>Keys that hold a nested mapping of settings in the file.</summary>
-    public static readonly IReadOnlySet<string> Sections = new HashSet<string>(StringComparer.Ordinal) { "nats", "logs", "network", "fleet", "metrics" };
+    public static readonly IReadOnlySet<string> Sections = new HashSet<string>(StringComparer.Ordinal) { "nats", "logs", "network", "fleet", "metrics", "registry" };
 
     public static Setting? ByKey(string key) => All.FirstOrDefault(s => s.Key == key);
 
@@ -226,6 +233,8 @@ internal sealed class ConfigBuilder
     public TimeSpan UnreachableAfter { get; set; } = s_defaults.UnreachableAfter;
     public TimeSpan LostAfter { get; set; } = s_defaults.LostAfter;
     public List<string> TrustedKeys { get; } = [];
+    public List<string> RegistryInsecure { get; } = [];
+    public string? RegistryAuthFile { get; set; }
     public bool Scheduler { get; set; } = s_defaults.Scheduler;
     public string BridgeCidr { get; set; } = s_defaults.BridgeCidr;
     public long LogMaxBytes { get; set; } = s_defaults.LogMaxBytes;
@@ -266,6 +275,8 @@ internal sealed class ConfigBuilder
         UnreachableAfter = UnreachableAfter,
         LostAfter = LostAfter,
         TrustedKeys = TrustedKeys.Distinct(StringComparer.Ordinal).ToArray(),
+        RegistryInsecure = RegistryInsecure.Distinct(StringComparer.Ordinal).ToArray(),
+        RegistryAuthFile = RegistryAuthFile,
         Scheduler = Scheduler,
         BridgeCidr = BridgeCidr,
         LogMaxBytes = LogMaxBytes,

@@ -180,6 +180,12 @@ internal static class ConfigValues
            && char.IsAsciiLetterOrDigit(s[0]) && char.IsAsciiLetterOrDigit(s[^1])
            && s.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.');
 
+    /// <summary>host or host:port, as image references name a registry.</summary>
+    public static string RegistryHost(string value)
+        => value.Length > 0 && !value.Contains('/', StringComparison.Ordinal) && !value.Contains("://", StringComparison.Ordinal) && !value.Any(char.IsWhiteSpace)
+            ? value
+            : throw new ConfigValueException($"'{value}' is not a registry host; give host or host:port, as in an image reference (registry.local:5000)");
+
     /// <summary>One of a fixed set of words.</summary>
     public static string OneOf(string value, string key, params string[] allowed)
         => allowed.Contains(value, StringComparer.Ordinal) ? value

@@ -53,6 +53,10 @@ public sealed record OrchdConfig
     public TimeSpan UnreachableAfter { get; init; } = TimeSpan.FromSeconds(15);
     public TimeSpan LostAfter { get; init; } = TimeSpan.FromMinutes(1);
     public IReadOnlyList<string> TrustedKeys { get; init; } = [];
+    /// <summary>Registries pulled from over plain HTTP (loopback always is).</summary>
+    public IReadOnlyList<string> RegistryInsecure { get; init; } = [];
+    /// <summary>A docker-style config.json with credentials per registry, or null.</summary>
+    public string? RegistryAuthFile { get; init; }
     public bool Scheduler { get; init; } = true;
     public string BridgeCidr { get; init; } = "10.88.0.0/24";
     public long LogMaxBytes { get; init; } = 10 << 20;

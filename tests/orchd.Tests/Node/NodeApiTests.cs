@@ -126,6 +126,38 @@ public sealed class NodeApiTests
         Assert.Equal("no container 'ghost' on this node; `ps` lists the ones there are", unknown.Message);
     }
 
+    [Theory(Timeout = 180_000)]
+    [MemberData(nameof(NodeHost.Runtimes), MemberType = typeof(NodeHost))]
+    public async Task A_private_registry_serves_a_node_with_registry_auth_file_and_refuses_one_without(string runtime)
+    {
+        await using var registry = await RegistryServer.StartAsync("edge", "s3cret");
+        await using var node = await NodeHost.StartAsync(start: false, runtime: runtime);
+        var layout = node.Dir.Combine("pushed");
+        BusyboxImage.CreateLayout(layout, extraFiles: new Dictionary<string, string> { ["etc/motd"] = "from a private registry\n" });
+        await registry.PushAsync($"{layout}:latest", "team/app", "1", "edge", "s3cret");
+        var reference = $"{registry.Host}/team/app:1";
+
+        // Without credentials: one error naming the registry and the fix.
+        await node.StartOrchdAsync();
+        var refused = await Assert.ThrowsAsync<NodeRequestException>(() => node.Client.PullAsync(reference));
+        Assert.Equal($"registry {registry.Host} wants credentials and none are configured for it", refused.Message);
+        await node.KillOrchdAsync();
+
+        // With a docker-style auth file: a workload's image comes down and runs (through containerd's store on a containerd node).
+        var auth = node.Dir.Combine("registry-auth.json");
+        File.WriteAllText(auth, "{\"auths\": {\"" + registry.Host + "\": {\"auth\": \"" + Convert.ToBase64String("edge:s3cret"u8) + "\"}}}");
+        await node.StartOrchdAsync(["--registry-auth-file", auth]);
+        var running = await node.Client.RunAsync(new Workload { Name = "private", Image = reference, Command = ["sh", "-c", "cat /etc/motd; exec sleep 100000"], StopGracePeriodSeconds = 0 });
+        Assert.True(running.State == "running", $"{running.State}: {running.Message}");
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
+        while (!(await node.Client.LogsAsync("private")).Any(l => l.Text == "from a private registry"))
+        {
+            Assert.True(DateTime.UtcNow < deadline, "the private image did not run");
+            await Task.Delay(100);
+        }
+        Assert.Equal(runtime == "containerd" ? "containerd" : null, (await node.Client.InspectImageAsync(reference)).Store);
+    }
+
     [Fact(Timeout = 180_000)]
     public async Task Images_over_the_node_api_list_pull_run_refuse_removal_in_use_and_gc()
     {
