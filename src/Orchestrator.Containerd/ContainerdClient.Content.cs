@@ -131,7 +131,8 @@ public sealed partial class ContainerdClient
         }
     }
 
-    private async Task LabelContentAsync(string digest, IReadOnlyDictionary<string, string>? labels, CancellationToken cancellationToken)
+    /// <summary>Adds labels to a blob the store has (the GC's references, the uncompressed digest).</summary>
+    internal async Task LabelContentAsync(string digest, IReadOnlyDictionary<string, string>? labels, CancellationToken cancellationToken)
     {
         if (labels is not { Count: > 0 })
         {

@@ -85,7 +85,7 @@ public static class ImageImporter
                     var labels = new Dictionary<string, string> { ["containerd.io/uncompressed"] = diffIds[i] };
                     if (await client.ContentInfoAsync(layer.Digest, cancellationToken).ConfigureAwait(false) is not null)
                     {
-                        await client.WriteContentAsync("orchd-" + layer.Digest, Stream.Null, layer.Digest, layer.Size, labels, lease, cancellationToken).ConfigureAwait(false);
+                        await client.LabelContentAsync(layer.Digest, labels, cancellationToken).ConfigureAwait(false);
                         Interlocked.Add(ref done, layer.Size);
                     }
                     else

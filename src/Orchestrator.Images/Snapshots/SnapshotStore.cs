@@ -84,7 +84,7 @@ public sealed class SnapshotStore(ImageStore images, string root, bool forceCopy
     {
         var dir = Path.Combine(_containers, containerId);
         var rootfs = Path.Combine(dir, "rootfs");
-        if (IsMountPoint(rootfs) && Libc.umount2(rootfs, Libc.MNT_DETACH) != 0)
+        if (MountInfo.IsMountPoint(rootfs) && Libc.umount2(rootfs, Libc.MNT_DETACH) != 0)
         {
             throw LinuxException.FromLastError("umount", rootfs);
         }
@@ -149,7 +149,4 @@ public sealed class SnapshotStore(ImageStore images, string root, bool forceCopy
         }
         return dir;
     }
-
-    private static bool IsMountPoint(string path)
-        => File.Exists("/proc/self/mountinfo") && File.ReadLines("/proc/self/mountinfo").Any(l => l.Split(' ')[4] == path);
 }

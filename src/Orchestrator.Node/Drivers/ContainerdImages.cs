@@ -80,17 +80,11 @@ public sealed class ContainerdImages : IDisposable
             }
             catch (ImageException) when (fallbackPull is not null && orchdStore is not null)
             {
-                try
-                {
-                    await fallbackPull(reference, cancellationToken).ConfigureAwait(false);
-                }
-                catch (ImageException)
-                {
-                    throw; // the fallback's error says what both tried
-                }
-                var record2 = Stored(orchdStore, reference) ?? throw new ImageException($"image '{reference}' was pulled but is not in orchd's store under that name");
-                await CopyFromStoreAsync(orchdStore, record2, cancellationToken).ConfigureAwait(false);
-                return await OpenAsync(record2.Name, cancellationToken).ConfigureAwait(false);
+                // Its error, if it fails too, says what both tried.
+                await fallbackPull(reference, cancellationToken).ConfigureAwait(false);
+                var fetched = Stored(orchdStore, reference) ?? throw new ImageException($"image '{reference}' was pulled but is not in orchd's store under that name");
+                await CopyFromStoreAsync(orchdStore, fetched, cancellationToken).ConfigureAwait(false);
+                return await OpenAsync(fetched.Name, cancellationToken).ConfigureAwait(false);
             }
         }
         finally
@@ -124,11 +118,13 @@ public sealed class ContainerdImages : IDisposable
 
     /// <summary>The image when containerd has it, its blobs and its unpacked top snapshot; null otherwise.</summary>
     public async Task<ContainerdImage?> TryOpenAsync(string name, CancellationToken cancellationToken = default)
+        => await _client.GetImageAsync(name, cancellationToken).ConfigureAwait(false) is { } image
+            ? await TryOpenAsync(image, cancellationToken).ConfigureAwait(false)
+            : null;
+
+    private async Task<ContainerdImage?> TryOpenAsync(Orchestrator.Containerd.Api.Images.Image image, CancellationToken cancellationToken)
     {
-        if (await _client.GetImageAsync(name, cancellationToken).ConfigureAwait(false) is not { } image)
-        {
-            return null;
-        }
+        var name = image.Name;
         try
         {
             // The target may be an index (an image `ctr pull` fetched): this platform's manifest is the one.
@@ -163,7 +159,7 @@ public sealed class ContainerdImages : IDisposable
         var result = new List<ContainerdImage>();
         foreach (var image in await _client.ListImagesAsync(cancellationToken).ConfigureAwait(false))
         {
-            if (await TryOpenAsync(image.Name, cancellationToken).ConfigureAwait(false) is { } ready)
+            if (await TryOpenAsync(image, cancellationToken).ConfigureAwait(false) is { } ready)
             {
                 result.Add(ready);
             }
@@ -207,7 +203,7 @@ public sealed class ContainerdImages : IDisposable
     /// </summary>
     public async Task<string> MountRootfsAsync(string container, ContainerdImage image, string target, CancellationToken cancellationToken = default)
     {
-        if (IsMountPoint(target))
+        if (MountInfo.IsMountPoint(target))
         {
             return target;
         }
@@ -287,19 +283,13 @@ public sealed class ContainerdImages : IDisposable
 
     private static void Unmount(string target)
     {
-        while (IsMountPoint(target))
+        while (MountInfo.IsMountPoint(target))
         {
             if (Libc.umount2(target, Libc.MNT_DETACH) != 0)
             {
                 throw LinuxException.FromLastError("umount", target);
             }
         }
-    }
-
-    private static bool IsMountPoint(string path)
-    {
-        var full = Path.GetFullPath(path).TrimEnd('/');
-        return File.Exists("/proc/self/mountinfo") && File.ReadLines("/proc/self/mountinfo").Any(l => l.Split(' ')[4] == full);
     }
 
     private static string Normalize(string reference)

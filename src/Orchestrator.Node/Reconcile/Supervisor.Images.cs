@@ -31,12 +31,6 @@ public sealed class ImageGcResult
 /// <summary>The node API's image operations: list, inspect, pull, remove, gc (the same store `orchd image` uses).</summary>
 public sealed partial class Supervisor
 {
-    /// <summary>
-    /// The same pull as the constructor's, reporting its progress (the node API's pull with
-    /// progress streams it to orchctl); without it such a pull reports nothing.
-    /// </summary>
-    public Func<string, IProgress<PullProgress>, CancellationToken, Task>? PullWithProgress { get; init; }
-
     /// <summary>orchd's images, and containerd's when containers on this node run from its image store.</summary>
     public async Task<List<ImageSummary>> ListImagesAsync()
     {
@@ -55,9 +49,9 @@ public sealed partial class Supervisor
         {
             return await Post(() => Summary(_images.Inspect(name), withLayers: true)).ConfigureAwait(false);
         }
-        catch (ImageException) when (_driver.ImagesFor("containerd") is not null)
+        catch (ImageException) when (_driver.ImagesFor("containerd") is { } containerd)
         {
-            var theirs = await _driver.ImagesFor("containerd")!.TryOpenAsync(name).ConfigureAwait(false)
+            var theirs = await containerd.TryOpenAsync(name).ConfigureAwait(false)
                 ?? throw new ImageException($"image '{name}' is neither in orchd's store nor in containerd's; pull it first (images lists what is)");
             return await Post(() => Summary(theirs, withLayers: true)).ConfigureAwait(false);
         }
@@ -80,14 +74,7 @@ public sealed partial class Supervisor
         {
             throw new NodeApiException("this node cannot pull images (no puller configured); import them with `orchd image import`");
         }
-        if (progress is not null && PullWithProgress is { } pull)
-        {
-            await pull(reference, progress, cancellationToken).ConfigureAwait(false);
-        }
-        else
-        {
-            await _pullImage(reference, cancellationToken).ConfigureAwait(false);
-        }
+        await _pullImage(reference, progress, cancellationToken).ConfigureAwait(false);
         return await InspectImageAsync(reference).ConfigureAwait(false);
     }
 

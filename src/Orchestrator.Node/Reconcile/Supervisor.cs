@@ -4,6 +4,7 @@ using System.Text.Json;
 using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
 using Orchestrator.Images.Oci;
+using Orchestrator.Images.Registry;
 using Orchestrator.Images.Snapshots;
 using Orchestrator.Images.Store;
 using Orchestrator.Node.Drivers;
@@ -34,7 +35,8 @@ public sealed partial class Supervisor : IAsyncDisposable
     private readonly LogPump _logs;
     private readonly ILogger _logger;
     private readonly Prober _prober;
-    private readonly Func<string, CancellationToken, Task>? _pullImage;
+    /// <summary>orchd's pull into its store (registry or NATS bucket), reporting to the progress when given one.</summary>
+    private readonly Func<string, IProgress<PullProgress>?, CancellationToken, Task>? _pullImage;
     private readonly BridgeNetwork? _bridge;
     private readonly Channel<Func<Task>> _mailbox = Channel.CreateUnbounded<Func<Task>>(new UnboundedChannelOptions { SingleReader = true });
     private readonly Dictionary<string, Workload> _applied = new(StringComparer.Ordinal);
@@ -50,7 +52,7 @@ public sealed partial class Supervisor : IAsyncDisposable
     private DateTime _manifestStamp;
 
     public Supervisor(NodeOptions options, ImageStore images, SnapshotStore snapshots, ITaskDriver driver, LogPump logs,
-        ILogger<Supervisor> logger, Func<string, CancellationToken, Task>? pullImage = null)
+        ILogger<Supervisor> logger, Func<string, IProgress<PullProgress>?, CancellationToken, Task>? pullImage = null)
     {
         _options = options;
         _images = images;
@@ -540,7 +542,8 @@ public sealed partial class Supervisor : IAsyncDisposable
     {
         if (_driver.ImagesFor(workload.Runtime) is { } containerd)
         {
-            var pulled = await containerd.EnsureAsync(workload.Image, _images, _pullImage, CancellationToken.None).ConfigureAwait(false);
+            var pull = _pullImage;
+            var pulled = await containerd.EnsureAsync(workload.Image, _images, pull is null ? null : (r, ct) => pull(r, null, ct), CancellationToken.None).ConfigureAwait(false);
             return (pulled.Config, await containerd.MountRootfsAsync(name, pulled, ContainerdRootfs(name)).ConfigureAwait(false));
         }
         ImageRecord image;
@@ -550,7 +553,7 @@ public sealed partial class Supervisor : IAsyncDisposable
         }
         catch (ImageException) when (_pullImage is not null)
         {
-            await _pullImage(workload.Image, CancellationToken.None).ConfigureAwait(false);
+            await _pullImage(workload.Image, null, CancellationToken.None).ConfigureAwait(false);
             image = _images.Inspect(workload.Image);
         }
         return (_images.Config(image), await PrepareRootfsAsync(name, image).ConfigureAwait(false));
