@@ -11,16 +11,43 @@ namespace Orchestrator.Testing;
 /// </summary>
 public sealed class TcpProxy : IAsyncDisposable
 {
-    private readonly int _target;
+    private readonly Func<CancellationToken, Task<TcpClient>> _connect;
     private readonly List<TcpClient> _open = [];
     private readonly Lock _lock = new();
     private TcpListener? _listener;
     private CancellationTokenSource _cts = new();
 
     public TcpProxy(int targetPort)
+        : this(FreePort.Next(), async cancellationToken =>
+        {
+            var outbound = new TcpClient();
+            try
+            {
+                await outbound.ConnectAsync(IPAddress.Loopback, targetPort, cancellationToken);
+                return outbound;
+            }
+            catch
+            {
+                outbound.Dispose();
+                throw;
+            }
+        })
     {
-        _target = targetPort;
-        Port = FreePort.Next();
+    }
+
+    /// <summary>
+    /// A relay on 127.0.0.1:<paramref name="port"/> whose outbound connections <paramref name="connect"/>
+    /// makes (for instance into a network namespace: <see cref="NetNs.ConnectAsync"/>).
+    /// </summary>
+    public TcpProxy(int port, Func<CancellationToken, Task<Socket>> connect)
+        : this(port, async cancellationToken => new TcpClient { Client = await connect(cancellationToken) })
+    {
+    }
+
+    private TcpProxy(int port, Func<CancellationToken, Task<TcpClient>> connect)
+    {
+        _connect = connect;
+        Port = port;
         Restore();
     }
 
@@ -70,15 +97,14 @@ public sealed class TcpProxy : IAsyncDisposable
             {
                 return;
             }
-            var outbound = new TcpClient();
+            TcpClient outbound;
             try
             {
-                await outbound.ConnectAsync(IPAddress.Loopback, _target, cancellationToken);
+                outbound = await _connect(cancellationToken);
             }
-            catch (Exception e) when (e is OperationCanceledException or SocketException)
+            catch (Exception e) when (e is OperationCanceledException or SocketException or IOException)
             {
                 inbound.Dispose();
-                outbound.Dispose();
                 continue;
             }
             lock (_lock)

@@ -85,6 +85,9 @@ public sealed class NodeHost : IAsyncDisposable
         return host;
     }
 
+    /// <summary>The network namespace orchd runs in (nsenter --net: same pid, same mounts), or null; set before starting orchd.</summary>
+    public NetNs? Namespace { get; set; }
+
     /// <summary>Where orchd itself connects, when not straight to <see cref="Nats"/> (a cuttable proxy); set before starting orchd.</summary>
     public string? NatsUrlOverride { get; set; }
 
@@ -127,7 +130,8 @@ public sealed class NodeHost : IAsyncDisposable
         {
             variables[key] = value;
         }
-        var daemon = DaemonProcess.Start(Repo.Binary("orchd"), Args(extraArgs), variables);
+        var (program, args) = Namespace is null ? (Repo.Binary("orchd"), Args(extraArgs)) : Namespace.Wrap(Repo.Binary("orchd"), Args(extraArgs));
+        var daemon = DaemonProcess.Start(program, args, variables);
         _daemons.Add(daemon);
         await daemon.WaitForLogAsync(" ready: node ", TimeSpan.FromSeconds(20));
         if (Nats is null)
