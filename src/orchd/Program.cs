@@ -205,7 +205,8 @@ static async Task<int> RunDaemonAsync(OrchdConfig config, NodeState state, Backe
         LostAfter = config.LostAfter,
         TrustedKeys = config.TrustedKeys,
         Scheduler = config.Scheduler,
-        LeaderLease = TimeSpan.FromTicks(Math.Max(TimeSpan.FromSeconds(2).Ticks, config.Heartbeat.Ticks)),
+        LeaderLease = config.LeaderLease,
+        FenceAfter = config.FenceAfter,
     };
     builder.Services.AddSingleton(sp => new NodeAgent(sp.GetRequiredService<NodeIdentity>(), sp.GetRequiredService<Orchestrator.Fleet.Agent.NatsSettings>(),
         sp.GetRequiredService<ILogger<NodeAgent>>(), sp.GetRequiredService<Supervisor>(), fleet));

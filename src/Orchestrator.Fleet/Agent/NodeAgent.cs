@@ -259,6 +259,7 @@ public sealed partial class NodeAgent : IAsyncDisposable
             return ValueTask.CompletedTask; // the first connect, logged by ConnectWithBackoffAsync
         }
         LogReconnected(_logger, _nats.DisplayUrls);
+        Member?.ConnectionRestored();
         StatusChanged?.Invoke($"connected to {_nats.DisplayUrls}");
         return ValueTask.CompletedTask;
     }
