@@ -29,6 +29,7 @@ public sealed partial class FleetMember
         new System.Threading.Channels.BoundedChannelOptions(1000) { FullMode = System.Threading.Channels.BoundedChannelFullMode.DropOldest });
 
     private readonly FleetScheduler _scheduler;
+    private INatsKVStore? _assignments;
     private readonly SignatureLedger _ledger;
 
     public FleetMember(NodeIdentity identity, Supervisor supervisor, FleetOptions options, ILogger logger)
@@ -231,54 +232,10 @@ public sealed partial class FleetMember
     /// </summary>
     private async Task FollowAssignmentsAsync(INatsKVStore assignments, CancellationToken cancellationToken)
     {
-        var owned = await supervisor.AssignedAsync().ConfigureAwait(false);
-        var seen = new Dictionary<string, byte[]>(StringComparer.Ordinal);
-
-        async Task ConvergeAsync(NodeAssignments? value)
-        {
-            var keep = new HashSet<string>(StringComparer.Ordinal);
-            foreach (var assignment in value?.Replicas ?? [])
-            {
-                var bytes = assignment.ToBytes();
-                if (seen.TryGetValue(assignment.Replica, out var last) && last.AsSpan().SequenceEqual(bytes))
-                {
-                    if (owned.Contains(assignment.Replica))
-                    {
-                        keep.Add(assignment.Replica);
-                    }
-                    continue;
-                }
-                seen[assignment.Replica] = bytes;
-                if (Refusal(assignment, assignment.Replica) is { } why)
-                {
-                    // Refused: nothing new runs, and what already runs under that name keeps running.
-                    LogBadAssignment(logger, assignment.Replica, why);
-                    Emit("deployment.refused", assignment.Deployment, why);
-                    if (owned.Contains(assignment.Replica))
-                    {
-                        keep.Add(assignment.Replica);
-                    }
-                    continue;
-                }
-                try
-                {
-                    await supervisor.ApplyAssignedAsync(assignment.ToWorkload()).ConfigureAwait(false);
-                    keep.Add(assignment.Replica);
-                    owned.Add(assignment.Replica);
-                }
-                catch (Exception e) when (e is JsonException or NodeApiException)
-                {
-                    LogBadAssignment(logger, assignment.Replica, e.Message);
-                }
-            }
-            foreach (var name in owned.Where(n => !keep.Contains(n)).ToList())
-            {
-                owned.Remove(name);
-                seen.Remove(name);
-                LogUnassigned(logger, name);
-            }
-            await supervisor.SyncAssignedAsync(keep).ConfigureAwait(false);
-        }
+        _assignments = assignments;
+        var follower = new AssignmentFollower(await supervisor.AssignedAsync().ConfigureAwait(false), new SupervisedReplicas(this));
+        var owned = follower.Owned;
+        Task ConvergeAsync(NodeAssignments? value) => follower.ConvergeAsync(value);
 
         // The watch gives the current value first, then every change as it comes. A key deleted
         // by the scheduler (a delete marker) takes everything the fleet gave this node away. No
@@ -320,6 +277,163 @@ public sealed partial class FleetMember
             }
             await ConvergeAsync(value).ConfigureAwait(false);
         }
+    }
+
+    private readonly HashSet<string> _fencedHere = new(StringComparer.Ordinal);
+    private System.Diagnostics.Process? _keeper;
+
+    /// <summary>
+    /// Fencing (docs/protocol.md, "Fencing"), from the node's start until it stops, with or without
+    /// NATS: once this node has not renewed its presence for fence_after, the replicas of
+    /// <c>fence: true</c> deployments are stopped (the fleet has placed them elsewhere); when
+    /// contact is back, those the fleet still assigns here start again. For an orchd that dies,
+    /// the fence keeper does the same from the file this loop keeps current.
+    /// </summary>
+    public async Task GuardAsync(CancellationToken cancellationToken)
+    {
+        var fenceAfter = options.EffectiveFenceAfter;
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            try
+            {
+                await GuardOnceAsync(fenceAfter, cancellationToken).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                LogLoopFailed(logger, "fence", e.Message);
+            }
+            try
+            {
+                await Task.Delay(TimeSpan.FromSeconds(1), cancellationToken).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+        }
+    }
+
+    private async Task GuardOnceAsync(TimeSpan fenceAfter, CancellationToken cancellationToken)
+    {
+        var now = options.Clock.GetUtcNow();
+        var contact = Contact.Last;
+        var containers = await supervisor.ListAsync().ConfigureAwait(false);
+        var fenced = containers.Where(c => c.Labels is { } l && l.TryGetValue(Assignment.FenceLabel, out var v) && v == "true").ToList();
+        var reasons = fenced.Count > 0 ? await supervisor.StopReasonsAsync().ConfigureAwait(false) : [];
+        if (now - contact > fenceAfter)
+        {
+            foreach (var c in fenced.Where(c => !reasons.ContainsKey(c.Name)))
+            {
+                var why = $"{FencedPrefix} no contact with the fleet since {contact:u} (fence_after {fenceAfter.TotalSeconds:0}s); the fleet runs it elsewhere";
+                await supervisor.StopAsync(c.Name, why).ConfigureAwait(false);
+                _fencedHere.Add(c.Name);
+                LogFenced(logger, c.Name, why);
+                Emit("replica.fenced", c.Name, why);
+            }
+        }
+        else
+        {
+            var waiting = fenced.Where(c => reasons.TryGetValue(c.Name, out var r) && r.StartsWith(FencedPrefix, StringComparison.Ordinal)).Select(c => c.Name).ToList();
+            if (waiting.Count > 0 && _assignments is { } bucket)
+            {
+                // Contact is back: read what the fleet assigns here now (the watch may not have
+                // caught up yet), and start only what it still does; the rest goes with the watch.
+                var entry = await bucket.TryGetEntryAsync<byte[]>(identity.NodeName, cancellationToken: cancellationToken).ConfigureAwait(false);
+                var assigned = entry.Success && entry.Value.Operation == NatsKVOperation.Put && entry.Value.Value is { Length: > 0 } bytes
+                    ? NodeAssignments.Parse(bytes).Replicas.Select(r => r.Replica).ToHashSet(StringComparer.Ordinal)
+                    : [];
+                foreach (var name in waiting.Where(assigned.Contains))
+                {
+                    await supervisor.StartAsync(name).ConfigureAwait(false);
+                    _fencedHere.Remove(name);
+                    LogUnfenced(logger, name);
+                    Emit("replica.unfenced", name, "contact with the fleet is back and the replica is still assigned here");
+                }
+            }
+        }
+        // The keeper's file: what to fence, and from when, should orchd die.
+        var running = fenced.Where(c => c.State == "running" && c.Pid > 0)
+            .Select(c => Orchestrator.Linux.ProcessStat.StartTime(c.Pid) is { } start ? new FencedProcess(c.Name, c.Pid, start) : null)
+            .OfType<FencedProcess>().ToList();
+        var path = Path.Combine(supervisor.RunDir, FenceFile.Name);
+        if (running.Count == 0)
+        {
+            File.Delete(path); // the keeper exits
+            return;
+        }
+        new FenceFile
+        {
+            OrchdPid = Environment.ProcessId, OrchdStartTime = Orchestrator.Linux.ProcessStat.StartTime(Environment.ProcessId) ?? 0,
+            ContactAt = contact, FenceAfterSeconds = fenceAfter.TotalSeconds, StateDir = supervisor.StateDir, Replicas = running,
+        }.Write(path);
+        EnsureKeeper();
+    }
+
+    /// <summary>The text a fence's stop marker starts with (the keeper's too).</summary>
+    public const string FencedPrefix = "fenced:";
+
+    private void EnsureKeeper()
+    {
+        if (options.FenceKeeperPath is null || _keeper is { HasExited: false })
+        {
+            return;
+        }
+        _keeper?.Dispose();
+        _keeper = null;
+        // One keeper per node: one started by an earlier orchd is still at work.
+        var pidFile = Path.Combine(supervisor.RunDir, FenceFile.KeeperPidName);
+        if (File.Exists(pidFile) && File.ReadAllText(pidFile).Split(' ') is [var p, var t]
+            && int.TryParse(p, System.Globalization.CultureInfo.InvariantCulture, out var pid)
+            && ulong.TryParse(t, System.Globalization.CultureInfo.InvariantCulture, out var start)
+            && Orchestrator.Linux.ProcessStat.IsSame(pid, start))
+        {
+            return;
+        }
+        var info = new System.Diagnostics.ProcessStartInfo(options.FenceKeeperPath) { UseShellExecute = false };
+        info.ArgumentList.Add("fence-keeper");
+        info.ArgumentList.Add(supervisor.RunDir);
+        _keeper = System.Diagnostics.Process.Start(info);
+    }
+
+    [LoggerMessage(EventId = 4011, Level = LogLevel.Warning, Message = "fleet: fenced {Name}: {Why}")]
+    private static partial void LogFenced(ILogger logger, string name, string why);
+
+    [LoggerMessage(EventId = 4012, Level = LogLevel.Information, Message = "fleet: {Name} starts again: contact with the fleet is back and it is still assigned here")]
+    private static partial void LogUnfenced(ILogger logger, string name);
+
+    /// <summary>The replicas of <see cref="FollowAssignmentsAsync"/>: orchd's supervisor, with logs and events.</summary>
+    private sealed class SupervisedReplicas(FleetMember member) : IAssignedReplicas
+    {
+        public string? Refusal(Assignment assignment) => member.Refusal(assignment, assignment.Replica);
+
+        public async Task<string?> ApplyAsync(Assignment assignment)
+        {
+            try
+            {
+                await member.supervisor.ApplyAssignedAsync(assignment.ToWorkload()).ConfigureAwait(false);
+                return null;
+            }
+            catch (Exception e) when (e is JsonException or NodeApiException)
+            {
+                return e.Message;
+            }
+        }
+
+        public Task SyncAsync(IReadOnlySet<string> keep) => member.supervisor.SyncAssignedAsync(keep);
+
+        public void Refused(Assignment assignment, string why)
+        {
+            LogBadAssignment(member.logger, assignment.Replica, why);
+            member.Emit("deployment.refused", assignment.Deployment, why);
+        }
+
+        public void Failed(string replica, string why) => LogBadAssignment(member.logger, replica, why);
+
+        public void Unassigned(string replica) => LogUnassigned(member.logger, replica);
     }
 
     /// <summary>

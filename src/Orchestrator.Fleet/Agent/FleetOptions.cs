@@ -24,6 +24,12 @@ public sealed record FleetOptions
     /// </summary>
     public TimeSpan? FenceAfter { get; init; }
 
+    /// <summary>
+    /// The binary to run as <c>FenceKeeperPath fence-keeper RUN_DIR</c> while fenced replicas run
+    /// (orchd gives its own path; null: no keeper). The keeper fences for an orchd that is down.
+    /// </summary>
+    public string? FenceKeeperPath { get; init; }
+
     /// <summary>The clock (the simulator's in tests).</summary>
     public TimeProvider Clock { get; init; } = TimeProvider.System;
 
