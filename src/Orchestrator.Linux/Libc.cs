@@ -81,6 +81,9 @@ public static partial class Libc
     [LibraryImport(LibcName, EntryPoint = "kill", SetLastError = true)]
     public static partial int kill(int pid, int sig);
 
+    [LibraryImport(LibcName, EntryPoint = "setsid", SetLastError = true)]
+    public static partial int setsid();
+
     // <sys/wait.h>
     public const int P_PIDFD = 3, WEXITED = 4, WNOHANG = 1, CLD_EXITED = 1, CLD_KILLED = 2, CLD_DUMPED = 3;
 

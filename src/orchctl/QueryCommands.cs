@@ -230,8 +230,11 @@ internal static class QueryCommands
     {
         var format = parsed.Format();
         var selector = LabelSelector.Parse(parsed.Value("--selector"));
-        var lists = await context.AskEveryNodeAsync(await context.NodesToAskAsync().ConfigureAwait(false), c => c.ListAsync()).ConfigureAwait(false);
-        var rows = lists.SelectMany(l => l.Result.Select(c => (l.Node, Item: c)))
+        var asked = await context.NodesToAskAsync().ConfigureAwait(false);
+        var lists = await context.AskEveryNodeAsync(asked, c => c.ListAsync()).ConfigureAwait(false);
+        var all = lists.SelectMany(l => l.Result.Select(c => (l.Node, Item: c))).ToList();
+        await MarkFleetTroubleAsync(all, asked, context).ConfigureAwait(false);
+        var rows = all
             .Where(r => (names.Count == 0 || names.Contains(r.Item.Name)) && (selector is null || selector.Matches(r.Item.Labels)))
             .OrderBy(r => r.Item.Name, StringComparer.Ordinal).ThenBy(r => r.Node, StringComparer.Ordinal).ToList();
         NotFound("container", names, rows, r => r.Item.Name);
@@ -260,6 +263,60 @@ internal static class QueryCommands
             return row.ToArray();
         }));
         return 0;
+    }
+
+    /// <summary>
+    /// What only the fleet's view shows, put in front of each row's message: an <c>orphan</c> (a
+    /// fleet replica running on a node the scheduler does not assign it to: the fleet moved it
+    /// while the node was cut off, or forgot it with its store), a <c>duplicate</c> (one replica
+    /// running on more than one node), and the containers of a node that did not answer, from its
+    /// last heartbeat (an orchd that is down while its containers run).
+    /// </summary>
+    private static async Task MarkFleetTroubleAsync(List<(string Node, ContainerStatus Item)> rows, IReadOnlyList<string> asked, CommandContext context)
+    {
+        Dictionary<string, HashSet<string>> assigned;
+        IReadOnlyList<NodeEntry> nodes;
+        try
+        {
+            assigned = await context.Fleet.GetAssignedAsync().ConfigureAwait(false);
+            nodes = await context.NodesAsync().ConfigureAwait(false);
+        }
+        catch (NATS.Client.JetStream.NatsJSException)
+        {
+            return; // no JetStream: no fleet to compare with
+        }
+        var answered = rows.Select(r => r.Node).ToHashSet(StringComparer.Ordinal);
+        foreach (var node in nodes.Where(n => asked.Contains(n.Info.Node) && !answered.Contains(n.Info.Node)))
+        {
+            foreach (var brief in node.Info.Containers ?? [])
+            {
+                var replica = assigned.Values.Any(a => a.Contains(brief.Name)) || DeploymentOf(new ContainerStatus { Name = brief.Name, Source = "fleet" }) is not null;
+                rows.Add((node.Info.Node, new ContainerStatus
+                {
+                    Name = brief.Name, State = brief.State, Ready = brief.Ready, Source = replica ? "fleet" : null, Image = "?",
+                    Message = $"node not answering ({node.State}); as of its last heartbeat {node.HeartbeatAgeSeconds:0}s ago" + (brief.Message is { } m ? "; " + m : ""),
+                }));
+            }
+        }
+        var live = rows.Where(r => r.Item.Source == "fleet" && r.Item.State is "running" or "created" or "backoff").ToList();
+        var holders = live.GroupBy(r => r.Item.Name, StringComparer.Ordinal).ToDictionary(g => g.Key, g => g.Select(r => r.Node).ToList(), StringComparer.Ordinal);
+        foreach (var (node, c) in live)
+        {
+            var notes = new List<string>();
+            if (!(assigned.TryGetValue(node, out var mine) && mine.Contains(c.Name)))
+            {
+                var elsewhere = assigned.Where(a => a.Value.Contains(c.Name)).Select(a => a.Key).FirstOrDefault();
+                notes.Add(elsewhere is null ? "orphan: the fleet assigns it to no node" : $"orphan: the fleet assigns it to {elsewhere}");
+            }
+            if (holders[c.Name].Count > 1)
+            {
+                notes.Add($"duplicate: also running on {string.Join(",", holders[c.Name].Where(n => n != node))}");
+            }
+            if (notes.Count > 0)
+            {
+                c.Message = string.Join("; ", notes) + (string.IsNullOrEmpty(c.Message) ? "" : "; " + c.Message);
+            }
+        }
     }
 
     /// <summary>A fleet container is replica i of a deployment: name-i.</summary>

@@ -41,6 +41,10 @@ try
     {
         return await ImageCommand.RunAsync(args[1..]).ConfigureAwait(false);
     }
+    if (args.Length > 0 && args[0] == "fence-keeper")
+    {
+        return Orchestrator.Daemon.FenceKeeperCommand.Run(args[1..]);
+    }
     if (args.Length > 0 && args[0] == "release")
     {
         return await Orchestrator.Daemon.Update.ReleaseCommand.RunAsync(args[1..]).ConfigureAwait(false);
@@ -205,7 +209,9 @@ static async Task<int> RunDaemonAsync(OrchdConfig config, NodeState state, Backe
         LostAfter = config.LostAfter,
         TrustedKeys = config.TrustedKeys,
         Scheduler = config.Scheduler,
-        LeaderLease = TimeSpan.FromTicks(Math.Max(TimeSpan.FromSeconds(2).Ticks, config.Heartbeat.Ticks)),
+        LeaderLease = config.LeaderLease,
+        FenceAfter = config.FenceAfter,
+        FenceKeeperPath = Environment.ProcessPath,
     };
     builder.Services.AddSingleton(sp => new NodeAgent(sp.GetRequiredService<NodeIdentity>(), sp.GetRequiredService<Orchestrator.Fleet.Agent.NatsSettings>(),
         sp.GetRequiredService<ILogger<NodeAgent>>(), sp.GetRequiredService<Supervisor>(), fleet));

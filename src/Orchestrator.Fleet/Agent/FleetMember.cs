@@ -19,7 +19,6 @@ namespace Orchestrator.Fleet.Agent;
 /// </summary>
 public sealed partial class FleetMember
 {
-    private const string LeaderKey = "scheduler";
     private readonly NodeIdentity identity;
     private readonly Supervisor supervisor;
     private readonly FleetOptions options;
@@ -30,6 +29,7 @@ public sealed partial class FleetMember
         new System.Threading.Channels.BoundedChannelOptions(1000) { FullMode = System.Threading.Channels.BoundedChannelFullMode.DropOldest });
 
     private readonly FleetScheduler _scheduler;
+    private INatsKVStore? _assignments;
     private readonly SignatureLedger _ledger;
 
     public FleetMember(NodeIdentity identity, Supervisor supervisor, FleetOptions options, ILogger logger)
@@ -41,49 +41,58 @@ public sealed partial class FleetMember
         supervisor.Emitted += (kind, name, message) => Emit(kind, name, message);
         _scheduler = new FleetScheduler(identity.NodeName, options, logger, Emit);
         _ledger = new SignatureLedger(Path.Combine(supervisor.StateDir, "fleet-signatures.json"));
+        Contact = new FleetContact(options.Clock.GetUtcNow());
     }
 
     /// <summary>Queues an event for the fleet's stream (published once connected).</summary>
     public void Emit(string kind, string name, string message)
         => _events.Writer.TryWrite(new NodeEvent { At = DateTimeOffset.UtcNow, Node = identity.NodeName, Kind = kind, Subject = name, Message = message });
-    private INatsKVStore? _settings;
+
+    /// <summary>When this node last renewed its presence (a heartbeat NATS accepted): what fencing counts from.</summary>
+    public FleetContact Contact { get; }
 
     /// <summary>True while this node holds the scheduler lease.</summary>
     public bool IsLeader { get; private set; }
 
     public async Task RunAsync(NatsConnection connection, Func<NodeInfo> describe, CancellationToken cancellationToken)
     {
-        var kv = new NatsKVContext(new NatsJSContext(connection));
-        INatsKVStore nodes, deployments, assignments, leader, status;
-        // A worker's credentials cannot create the buckets (docs/nats-security.md): until a
-        // scheduler node or the operator has, it waits here and says why, rather than failing.
-        while (true)
-        {
-            try
-            {
-                nodes = await OpenAsync(kv, Buckets.Nodes, 1, cancellationToken).ConfigureAwait(false);
-                deployments = await OpenAsync(kv, Buckets.Deployments, Buckets.DeploymentHistory, cancellationToken).ConfigureAwait(false);
-                assignments = await OpenAsync(kv, Buckets.Assignments, 1, cancellationToken).ConfigureAwait(false);
-                leader = await OpenAsync(kv, Buckets.Leader, 1, cancellationToken).ConfigureAwait(false);
-                status = await OpenAsync(kv, FleetBuckets.DeploymentStatus, 1, cancellationToken).ConfigureAwait(false);
-                _settings = await OpenAsync(kv, Buckets.NodeSettings, 1, cancellationToken).ConfigureAwait(false);
-                break;
-            }
-            catch (Exception e) when (e is NatsJSException or NatsException or TimeoutException && !cancellationToken.IsCancellationRequested)
-            {
-                LogLoopFailed(logger, "bucket", $"the fleet's buckets cannot be opened or created ({e.Message}); with worker credentials, start a scheduler node first or create them as the operator");
-                await Task.Delay(TimeSpan.FromSeconds(5), cancellationToken).ConfigureAwait(false);
-            }
-        }
         var js = new NatsJSContext(connection);
+        var kv = new NatsKVContext(js);
+        // Each loop opens its buckets when it starts and again after any failure: a server that
+        // came back with an empty store has them made again by the first node back (a worker's
+        // credentials cannot create them: it waits and says why, docs/nats-security.md).
         await Task.WhenAll(
             options.Scheduler ? Forever("metrics", () => FollowMetricsAsync(connection, cancellationToken), cancellationToken) : Task.CompletedTask,
             Forever("events", () => PublishEventsAsync(js, cancellationToken), cancellationToken),
-            Forever("heartbeat", () => HeartbeatAsync(nodes, describe, cancellationToken), cancellationToken),
-            Forever("assignments", () => FollowAssignmentsAsync(assignments, cancellationToken), cancellationToken),
+            Forever("heartbeat", async () => await HeartbeatAsync(await OpenFleetBucketAsync(kv, Buckets.Nodes, 1, cancellationToken).ConfigureAwait(false), describe, cancellationToken).ConfigureAwait(false), cancellationToken),
+            Forever("assignments", async () => await FollowAssignmentsAsync(await OpenFleetBucketAsync(kv, Buckets.Assignments, 1, cancellationToken).ConfigureAwait(false), cancellationToken).ConfigureAwait(false), cancellationToken),
             options.Scheduler
-                ? Forever("scheduler", () => LeadAsync(leader, nodes, deployments, assignments, status, cancellationToken), cancellationToken)
+                ? Forever("scheduler", async () => await LeadAsync(
+                    await OpenFleetBucketAsync(kv, Buckets.Leader, 1, cancellationToken).ConfigureAwait(false),
+                    new SchedulerBuckets(
+                        await OpenFleetBucketAsync(kv, Buckets.Nodes, 1, cancellationToken).ConfigureAwait(false),
+                        await OpenFleetBucketAsync(kv, Buckets.Deployments, Buckets.DeploymentHistory, cancellationToken).ConfigureAwait(false),
+                        await OpenFleetBucketAsync(kv, Buckets.Assignments, 1, cancellationToken).ConfigureAwait(false),
+                        await OpenFleetBucketAsync(kv, FleetBuckets.DeploymentStatus, 1, cancellationToken).ConfigureAwait(false),
+                        await OpenFleetBucketAsync(kv, Buckets.NodeSettings, 1, cancellationToken).ConfigureAwait(false)),
+                    cancellationToken).ConfigureAwait(false), cancellationToken)
                 : Task.CompletedTask).ConfigureAwait(false);
+    }
+
+    /// <summary>The connection to NATS came back: the scheduler watches heartbeats again before it judges anyone lost.</summary>
+    public void ConnectionRestored() => _scheduler.Restart();
+
+    /// <summary>A bucket, created when missing; the failure, when it cannot be, as a sentence with the fix.</summary>
+    private static async Task<INatsKVStore> OpenFleetBucketAsync(INatsKVContext kv, string bucket, int history, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await OpenAsync(kv, bucket, history, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is NatsJSException or NatsException or TimeoutException && !cancellationToken.IsCancellationRequested)
+        {
+            throw new FleetUnavailableException($"the fleet's bucket {bucket} cannot be opened or created ({e.Message}); with worker credentials, start a scheduler node first or create the buckets as the operator", e);
+        }
     }
 
     /// <summary>
@@ -152,11 +161,19 @@ public sealed partial class FleetMember
         return await kv.CreateOrUpdateStoreAsync(new NatsKVConfig(bucket) { History = history, Description = "Orchestrator fleet state" }, cancellationToken).ConfigureAwait(false);
     }
 
-    /// <summary>Runs a loop again after a failure (a server restart, a JetStream hiccup), until cancelled.</summary>
+    /// <summary>
+    /// Runs a loop again after a failure (a server restart, a store lost, a JetStream hiccup),
+    /// until cancelled: after 1 s, doubling to 8 s while it keeps failing at once. The same
+    /// failure is logged once and then every 20th time: an outage of a day must not fill the disk.
+    /// </summary>
     private async Task Forever(string what, Func<Task> loop, CancellationToken cancellationToken)
     {
+        var delay = TimeSpan.FromSeconds(1);
+        string? lastReason = null;
+        var repeats = 0;
         while (!cancellationToken.IsCancellationRequested)
         {
+            var started = options.Clock.GetUtcNow();
             try
             {
                 await loop().ConfigureAwait(false);
@@ -167,16 +184,23 @@ public sealed partial class FleetMember
             }
             catch (Exception e) when (e is not OutOfMemoryException)
             {
-                LogLoopFailed(logger, what, e.Message);
+                if (e.Message != lastReason || ++repeats % 20 == 0)
+                {
+                    LogLoopFailed(logger, what, e.Message);
+                    repeats = e.Message != lastReason ? 0 : repeats;
+                }
+                lastReason = e.Message;
             }
+            delay = options.Clock.GetUtcNow() - started > TimeSpan.FromSeconds(30) ? TimeSpan.FromSeconds(1) : delay;
             try
             {
-                await Task.Delay(TimeSpan.FromSeconds(1), cancellationToken).ConfigureAwait(false);
+                await Task.Delay(delay + TimeSpan.FromMilliseconds(Random.Shared.Next(0, 250)), cancellationToken).ConfigureAwait(false);
             }
             catch (OperationCanceledException)
             {
                 return;
             }
+            delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, TimeSpan.FromSeconds(8).Ticks));
         }
     }
 
@@ -195,6 +219,7 @@ public sealed partial class FleetMember
                 }).ToList(),
             };
             await nodes.PutAsync(identity.NodeName, JsonSerializer.SerializeToUtf8Bytes(info, FleetJsonContext.Default.NodeInfo), cancellationToken: cancellationToken).ConfigureAwait(false);
+            Contact.Renewed(options.Clock.GetUtcNow());
             await Task.Delay(options.Heartbeat, cancellationToken).ConfigureAwait(false);
         }
     }
@@ -207,62 +232,26 @@ public sealed partial class FleetMember
     /// </summary>
     private async Task FollowAssignmentsAsync(INatsKVStore assignments, CancellationToken cancellationToken)
     {
-        var owned = await supervisor.AssignedAsync().ConfigureAwait(false);
-        var seen = new Dictionary<string, byte[]>(StringComparer.Ordinal);
+        _assignments = assignments;
+        var follower = new AssignmentFollower(await supervisor.AssignedAsync().ConfigureAwait(false), new SupervisedReplicas(this));
+        var owned = follower.Owned;
+        Task ConvergeAsync(NodeAssignments? value) => follower.ConvergeAsync(value);
 
-        async Task ConvergeAsync(NodeAssignments? value)
-        {
-            var keep = new HashSet<string>(StringComparer.Ordinal);
-            foreach (var assignment in value?.Replicas ?? [])
-            {
-                var bytes = assignment.ToBytes();
-                if (seen.TryGetValue(assignment.Replica, out var last) && last.AsSpan().SequenceEqual(bytes))
-                {
-                    if (owned.Contains(assignment.Replica))
-                    {
-                        keep.Add(assignment.Replica);
-                    }
-                    continue;
-                }
-                seen[assignment.Replica] = bytes;
-                if (Refusal(assignment, assignment.Replica) is { } why)
-                {
-                    // Refused: nothing new runs, and what already runs under that name keeps running.
-                    LogBadAssignment(logger, assignment.Replica, why);
-                    Emit("deployment.refused", assignment.Deployment, why);
-                    if (owned.Contains(assignment.Replica))
-                    {
-                        keep.Add(assignment.Replica);
-                    }
-                    continue;
-                }
-                try
-                {
-                    await supervisor.ApplyAssignedAsync(assignment.ToWorkload()).ConfigureAwait(false);
-                    keep.Add(assignment.Replica);
-                    owned.Add(assignment.Replica);
-                }
-                catch (Exception e) when (e is JsonException or NodeApiException)
-                {
-                    LogBadAssignment(logger, assignment.Replica, e.Message);
-                }
-            }
-            foreach (var name in owned.Where(n => !keep.Contains(n)).ToList())
-            {
-                owned.Remove(name);
-                seen.Remove(name);
-                LogUnassigned(logger, name);
-            }
-            await supervisor.SyncAssignedAsync(keep).ConfigureAwait(false);
-        }
-
-        // The watch gives the current value first (nothing at all when the node has no key: then
-        // everything the fleet gave it before goes), then every change as it comes.
+        // The watch gives the current value first, then every change as it comes. A key deleted
+        // by the scheduler (a delete marker) takes everything the fleet gave this node away. No
+        // key at all is a bucket that never had one for this node, or one made anew after the
+        // server lost its store: the node keeps what it runs (the fleet forgot, the node did
+        // not) until the scheduler writes its key again, and `orchctl get containers` shows
+        // those replicas as orphans meanwhile.
         var options = new NatsKVWatchOpts
         {
             OnNoData = async _ =>
             {
-                await ConvergeAsync(null).ConfigureAwait(false);
+                if (owned.Count > 0)
+                {
+                    LogNoAssignments(logger, owned.Count);
+                }
+                await Task.CompletedTask.ConfigureAwait(false);
                 return false;
             },
         };
@@ -288,6 +277,163 @@ public sealed partial class FleetMember
             }
             await ConvergeAsync(value).ConfigureAwait(false);
         }
+    }
+
+    private readonly HashSet<string> _fencedHere = new(StringComparer.Ordinal);
+    private System.Diagnostics.Process? _keeper;
+
+    /// <summary>
+    /// Fencing (docs/protocol.md, "Fencing"), from the node's start until it stops, with or without
+    /// NATS: once this node has not renewed its presence for fence_after, the replicas of
+    /// <c>fence: true</c> deployments are stopped (the fleet has placed them elsewhere); when
+    /// contact is back, those the fleet still assigns here start again. For an orchd that dies,
+    /// the fence keeper does the same from the file this loop keeps current.
+    /// </summary>
+    public async Task GuardAsync(CancellationToken cancellationToken)
+    {
+        var fenceAfter = options.EffectiveFenceAfter;
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            try
+            {
+                await GuardOnceAsync(fenceAfter, cancellationToken).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                LogLoopFailed(logger, "fence", e.Message);
+            }
+            try
+            {
+                await Task.Delay(TimeSpan.FromSeconds(1), cancellationToken).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+        }
+    }
+
+    private async Task GuardOnceAsync(TimeSpan fenceAfter, CancellationToken cancellationToken)
+    {
+        var now = options.Clock.GetUtcNow();
+        var contact = Contact.Last;
+        var containers = await supervisor.ListAsync().ConfigureAwait(false);
+        var fenced = containers.Where(c => c.Labels is { } l && l.TryGetValue(Assignment.FenceLabel, out var v) && v == "true").ToList();
+        var reasons = fenced.Count > 0 ? await supervisor.StopReasonsAsync().ConfigureAwait(false) : [];
+        if (now - contact > fenceAfter)
+        {
+            foreach (var c in fenced.Where(c => !reasons.ContainsKey(c.Name)))
+            {
+                var why = $"{FencedPrefix} no contact with the fleet since {contact:u} (fence_after {fenceAfter.TotalSeconds:0}s); the fleet runs it elsewhere";
+                await supervisor.StopAsync(c.Name, why).ConfigureAwait(false);
+                _fencedHere.Add(c.Name);
+                LogFenced(logger, c.Name, why);
+                Emit("replica.fenced", c.Name, why);
+            }
+        }
+        else
+        {
+            var waiting = fenced.Where(c => reasons.TryGetValue(c.Name, out var r) && r.StartsWith(FencedPrefix, StringComparison.Ordinal)).Select(c => c.Name).ToList();
+            if (waiting.Count > 0 && _assignments is { } bucket)
+            {
+                // Contact is back: read what the fleet assigns here now (the watch may not have
+                // caught up yet), and start only what it still does; the rest goes with the watch.
+                var entry = await bucket.TryGetEntryAsync<byte[]>(identity.NodeName, cancellationToken: cancellationToken).ConfigureAwait(false);
+                var assigned = entry.Success && entry.Value.Operation == NatsKVOperation.Put && entry.Value.Value is { Length: > 0 } bytes
+                    ? NodeAssignments.Parse(bytes).Replicas.Select(r => r.Replica).ToHashSet(StringComparer.Ordinal)
+                    : [];
+                foreach (var name in waiting.Where(assigned.Contains))
+                {
+                    await supervisor.StartAsync(name).ConfigureAwait(false);
+                    _fencedHere.Remove(name);
+                    LogUnfenced(logger, name);
+                    Emit("replica.unfenced", name, "contact with the fleet is back and the replica is still assigned here");
+                }
+            }
+        }
+        // The keeper's file: what to fence, and from when, should orchd die.
+        var running = fenced.Where(c => c.State == "running" && c.Pid > 0)
+            .Select(c => Orchestrator.Linux.ProcessStat.StartTime(c.Pid) is { } start ? new FencedProcess(c.Name, c.Pid, start) : null)
+            .OfType<FencedProcess>().ToList();
+        var path = Path.Combine(supervisor.RunDir, FenceFile.Name);
+        if (running.Count == 0)
+        {
+            File.Delete(path); // the keeper exits
+            return;
+        }
+        new FenceFile
+        {
+            OrchdPid = Environment.ProcessId, OrchdStartTime = Orchestrator.Linux.ProcessStat.StartTime(Environment.ProcessId) ?? 0,
+            ContactAt = contact, FenceAfterSeconds = fenceAfter.TotalSeconds, StateDir = supervisor.StateDir, Replicas = running,
+        }.Write(path);
+        EnsureKeeper();
+    }
+
+    /// <summary>The text a fence's stop marker starts with (the keeper's too).</summary>
+    public const string FencedPrefix = "fenced:";
+
+    private void EnsureKeeper()
+    {
+        if (options.FenceKeeperPath is null || _keeper is { HasExited: false })
+        {
+            return;
+        }
+        _keeper?.Dispose();
+        _keeper = null;
+        // One keeper per node: one started by an earlier orchd is still at work.
+        var pidFile = Path.Combine(supervisor.RunDir, FenceFile.KeeperPidName);
+        if (File.Exists(pidFile) && File.ReadAllText(pidFile).Split(' ') is [var p, var t]
+            && int.TryParse(p, System.Globalization.CultureInfo.InvariantCulture, out var pid)
+            && ulong.TryParse(t, System.Globalization.CultureInfo.InvariantCulture, out var start)
+            && Orchestrator.Linux.ProcessStat.IsSame(pid, start))
+        {
+            return;
+        }
+        var info = new System.Diagnostics.ProcessStartInfo(options.FenceKeeperPath) { UseShellExecute = false };
+        info.ArgumentList.Add("fence-keeper");
+        info.ArgumentList.Add(supervisor.RunDir);
+        _keeper = System.Diagnostics.Process.Start(info);
+    }
+
+    [LoggerMessage(EventId = 4011, Level = LogLevel.Warning, Message = "fleet: fenced {Name}: {Why}")]
+    private static partial void LogFenced(ILogger logger, string name, string why);
+
+    [LoggerMessage(EventId = 4012, Level = LogLevel.Information, Message = "fleet: {Name} starts again: contact with the fleet is back and it is still assigned here")]
+    private static partial void LogUnfenced(ILogger logger, string name);
+
+    /// <summary>The replicas of <see cref="FollowAssignmentsAsync"/>: orchd's supervisor, with logs and events.</summary>
+    private sealed class SupervisedReplicas(FleetMember member) : IAssignedReplicas
+    {
+        public string? Refusal(Assignment assignment) => member.Refusal(assignment, assignment.Replica);
+
+        public async Task<string?> ApplyAsync(Assignment assignment)
+        {
+            try
+            {
+                await member.supervisor.ApplyAssignedAsync(assignment.ToWorkload()).ConfigureAwait(false);
+                return null;
+            }
+            catch (Exception e) when (e is JsonException or NodeApiException)
+            {
+                return e.Message;
+            }
+        }
+
+        public Task SyncAsync(IReadOnlySet<string> keep) => member.supervisor.SyncAssignedAsync(keep);
+
+        public void Refused(Assignment assignment, string why)
+        {
+            LogBadAssignment(member.logger, assignment.Replica, why);
+            member.Emit("deployment.refused", assignment.Deployment, why);
+        }
+
+        public void Failed(string replica, string why) => LogBadAssignment(member.logger, replica, why);
+
+        public void Unassigned(string replica) => LogUnassigned(member.logger, replica);
     }
 
     /// <summary>
@@ -317,58 +463,69 @@ public sealed partial class FleetMember
         return options.TrustedKeys.Count > 0 ? _ledger.Accept(assignment.Deployment, assignment.Signature!.Serial) : null;
     }
 
-    /// <summary>The lease: create it when there is none, renew it while ours, take it over when its holder went quiet.</summary>
-    private async Task LeadAsync(INatsKVStore leader, INatsKVStore nodes, INatsKVStore deployments, INatsKVStore assignments, INatsKVStore status, CancellationToken cancellationToken)
+    /// <summary>
+    /// The scheduler lease and the passes it allows. The lease is renewed every
+    /// <see cref="FleetOptions.LeaseRenewal"/> on a loop of its own (a slow pass on a loaded node
+    /// does not delay it), by compare-and-set; another node takes it over only when it has seen the
+    /// same revision for a whole <see cref="FleetOptions.LeaderLease"/>. The holder schedules only
+    /// while its last renewal is younger than the lease less two renewal periods, so it has
+    /// stopped before anyone may take over.
+    /// </summary>
+    private async Task LeadAsync(INatsKVStore leader, SchedulerBuckets buckets, CancellationToken cancellationToken)
     {
-        var me = JsonSerializer.SerializeToUtf8Bytes(identity.NodeName, FleetJsonContext.Default.String);
-        ulong seenRevision = 0;
-        var seenSince = DateTime.UtcNow;
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        var lease = new SchedulerLease(identity.NodeName, options);
         IsLeader = false;
+        var renewing = RenewAsync(leader, lease, stop.Token);
         try
         {
-            while (!cancellationToken.IsCancellationRequested)
+            while (!cancellationToken.IsCancellationRequested && !renewing.IsCompleted)
             {
-                var entry = await leader.TryGetEntryAsync<byte[]>(LeaderKey, cancellationToken: cancellationToken).ConfigureAwait(false);
-                bool holding;
-                if (!entry.Success || entry.Value.Operation is NatsKVOperation.Del or NatsKVOperation.Purge)
+                if (lease.MayScheduleAt(options.Clock.GetUtcNow()))
                 {
-                    holding = (entry.Success
-                        ? await leader.TryUpdateAsync(LeaderKey, me, entry.Value.Revision, cancellationToken: cancellationToken).ConfigureAwait(false)
-                        : await leader.TryCreateAsync(LeaderKey, me, cancellationToken: cancellationToken).ConfigureAwait(false)).Success;
+                    await _scheduler.ScheduleOnceAsync(buckets, cancellationToken).ConfigureAwait(false);
                 }
-                else
-                {
-                    var holder = entry.Value.Value is { } v ? JsonSerializer.Deserialize(v, FleetJsonContext.Default.String) : null;
-                    if (entry.Value.Revision != seenRevision)
-                    {
-                        seenRevision = entry.Value.Revision;
-                        seenSince = DateTime.UtcNow;
-                    }
-                    // Renew ours; take over one whose holder has not renewed within the lease.
-                    holding = (holder == identity.NodeName || DateTime.UtcNow - seenSince > options.LeaderLease)
-                        && (await leader.TryUpdateAsync(LeaderKey, me, entry.Value.Revision, cancellationToken: cancellationToken).ConfigureAwait(false)).Success;
-                }
-                if (holding != IsLeader)
-                {
-                    IsLeader = holding;
-                    LogLeadership(logger, holding ? "is now the fleet's scheduler" : "is no longer the scheduler");
-                    if (holding)
-                    {
-                        Emit("scheduler.elected", identity.NodeName, "took the scheduler lease");
-                    }
-                }
-                if (IsLeader)
-                {
-                    await _scheduler.ScheduleOnceAsync(new SchedulerBuckets(nodes, deployments, assignments, status, _settings), cancellationToken).ConfigureAwait(false);
-                }
-                await Task.Delay(options.SchedulePeriod, cancellationToken).ConfigureAwait(false);
+                await Task.WhenAny(Task.Delay(options.SchedulePeriod, cancellationToken), renewing).ConfigureAwait(false);
             }
         }
         finally
         {
+            await stop.CancelAsync().ConfigureAwait(false);
             IsLeader = false;
+            try
+            {
+                await renewing.ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+            }
+        }
+        await renewing.ConfigureAwait(false); // a failed renewal ends the lead (Forever starts it again)
+    }
+
+    private async Task RenewAsync(INatsKVStore leader, SchedulerLease lease, CancellationToken cancellationToken)
+    {
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            var holding = await lease.TryHoldAsync(leader, cancellationToken).ConfigureAwait(false);
+            if (holding != IsLeader)
+            {
+                IsLeader = holding;
+                LogLeadership(logger, holding ? "is now the fleet's scheduler" : "is no longer the scheduler");
+                if (holding)
+                {
+                    _scheduler.Restart(); // a new scheduler watches heartbeats before it judges anyone lost
+                    Emit("scheduler.elected", identity.NodeName, "took the scheduler lease");
+                }
+            }
+            // Jitter: two candidates that saw the lease expire together do not keep colliding.
+            var jitter = TimeSpan.FromTicks((long)(options.LeaseRenewal.Ticks * (Random.Shared.NextDouble() * 0.2 - 0.1)));
+            await Task.Delay(options.LeaseRenewal + jitter, cancellationToken).ConfigureAwait(false);
         }
     }
+
+    [LoggerMessage(EventId = 4010, Level = LogLevel.Warning, Message = "fleet: the assignments bucket has no key for this node; keeping the {Count} replica(s) the fleet gave it until the scheduler assigns again (a server that lost its store, or a new bucket)")]
+    private static partial void LogNoAssignments(ILogger logger, int count);
 
     [LoggerMessage(EventId = 4001, Level = LogLevel.Warning, Message = "fleet {What} loop failed: {Reason}; retrying")]
     private static partial void LogLoopFailed(ILogger logger, string what, string reason);

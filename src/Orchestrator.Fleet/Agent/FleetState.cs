@@ -35,7 +35,12 @@ public static class FleetState
         return result;
     }
 
-    public static async Task<IReadOnlyList<NodeEntry>> ReadNodesAsync(INatsKVStore nodes, FleetOptions options, CancellationToken cancellationToken, string? leader = null, INatsKVStore? settings = null)
+    /// <summary>
+    /// Every node with its state judged from its heartbeat's age. With <paramref name="settling"/>
+    /// (a scheduler that has not yet watched heartbeats for <see cref="FleetOptions.SettleTime"/>)
+    /// no node is judged lost: one that looks lost is unreachable until the watch has settled.
+    /// </summary>
+    public static async Task<IReadOnlyList<NodeEntry>> ReadNodesAsync(INatsKVStore nodes, FleetOptions options, CancellationToken cancellationToken, string? leader = null, INatsKVStore? settings = null, bool settling = false)
     {
         var cordon = new Dictionary<string, NodeSettings>(StringComparer.Ordinal);
         if (settings is not null)
@@ -67,11 +72,12 @@ public static class FleetState
             {
                 continue;
             }
-            var age = DateTimeOffset.UtcNow - entry.Created;
+            var age = options.Clock.GetUtcNow() - entry.Created;
             var set = cordon.GetValueOrDefault(info.Node);
+            var state = options.StateOf(age);
             result[info.Node] = new NodeEntry
             {
-                Info = info, State = options.StateOf(age), HeartbeatAgeSeconds = Math.Max(0, Math.Round(age.TotalSeconds, 1)), Leader = leader == info.Node,
+                Info = info, State = settling && state == "lost" ? "unreachable" : state, HeartbeatAgeSeconds = Math.Max(0, Math.Round(age.TotalSeconds, 1)), Leader = leader == info.Node,
                 Cordoned = set?.Cordoned == true, Draining = set?.Draining == true,
             };
         }

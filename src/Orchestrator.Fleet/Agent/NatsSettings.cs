@@ -48,10 +48,28 @@ public sealed record NatsSettings
         // client reconnects forever: an edge node never gives up on its fleet.
         RetryOnInitialConnect = false,
         MaxReconnectRetry = -1,
-        ReconnectWaitMin = TimeSpan.FromMilliseconds(500),
-        ReconnectWaitMax = MaxBackoff,
+        // Each reconnect waits a random time in [min, max] (the client's jitter): a fleet that
+        // lost its server comes back spread over a few seconds, and every node is back well
+        // within the scheduler's settle time (docs/protocol.md).
+        ReconnectWaitMin = TimeSpan.FromSeconds(1),
+        ReconnectWaitMax = TimeSpan.FromTicks(Math.Min(MaxBackoff.Ticks, ReconnectWaitLimit.Ticks)),
+        ReconnectJitter = TimeSpan.FromMilliseconds(500),
         ConnectTimeout = TimeSpan.FromSeconds(5),
+        // A connection whose packets are dropped (no FIN, no RST) is noticed by missed PONGs:
+        // a PING every PingInterval, closed after MaxPingOut unanswered, so within
+        // PingInterval × (MaxPingOut + 1) = 15 s by default.
+        PingInterval = PingInterval,
+        MaxPingOut = MaxPingOut,
     };
+
+    /// <summary>Longest random wait before a reconnect (after the first connect).</summary>
+    public static readonly TimeSpan ReconnectWaitLimit = TimeSpan.FromSeconds(4);
+
+    /// <summary>How often the client PINGs the server (a dead connection is noticed within this × (MaxPingOut + 1)).</summary>
+    public TimeSpan PingInterval { get; init; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>Unanswered PINGs before the client takes the connection for dead and reconnects.</summary>
+    public int MaxPingOut { get; init; } = 2;
 
     /// <summary>Credentials: a creds file, an nkey seed, user and password, or a token.</summary>
     public NatsAuthOpts ToAuthOpts()

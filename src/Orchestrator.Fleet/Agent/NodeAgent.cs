@@ -65,6 +65,23 @@ public sealed partial class NodeAgent : IAsyncDisposable
     /// <summary>Connects (retrying until cancelled), then serves requests until cancelled.</summary>
     public async Task RunAsync(CancellationToken cancellationToken)
     {
+        // Fencing runs from the start, connected or not: a node that boots without its network
+        // has had no contact with the fleet either.
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        var guard = Member?.GuardAsync(stop.Token) ?? Task.CompletedTask;
+        try
+        {
+            await ConnectAndServeAsync(cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            await stop.CancelAsync().ConfigureAwait(false);
+            await guard.ConfigureAwait(false);
+        }
+    }
+
+    private async Task ConnectAndServeAsync(CancellationToken cancellationToken)
+    {
         var connection = await ConnectWithBackoffAsync(cancellationToken).ConfigureAwait(false);
         if (connection is null)
         {
@@ -259,6 +276,7 @@ public sealed partial class NodeAgent : IAsyncDisposable
             return ValueTask.CompletedTask; // the first connect, logged by ConnectWithBackoffAsync
         }
         LogReconnected(_logger, _nats.DisplayUrls);
+        Member?.ConnectionRestored();
         StatusChanged?.Invoke($"connected to {_nats.DisplayUrls}");
         return ValueTask.CompletedTask;
     }

@@ -9,6 +9,24 @@ public sealed class FleetClient(INatsConnection connection)
 {
     private NATS.Client.KeyValueStore.NatsKVContext KV => new(new NATS.Client.JetStream.NatsJSContext((NatsConnection)connection));
 
+    /// <summary>What the scheduler assigns each node now (node → its replicas), from the assignments bucket.</summary>
+    public async Task<Dictionary<string, HashSet<string>>> GetAssignedAsync(CancellationToken cancellationToken = default)
+    {
+        var bucket = await Agent.FleetMember.OpenAsync(KV, Buckets.Assignments, 1, cancellationToken).ConfigureAwait(false);
+        var result = new Dictionary<string, HashSet<string>>(StringComparer.Ordinal);
+        foreach (var (node, entry) in await Agent.FleetState.ReadAllAsync(bucket, cancellationToken).ConfigureAwait(false))
+        {
+            try
+            {
+                result[node] = NodeAssignments.Parse(entry.Value).Replicas.Select(r => r.Replica).ToHashSet(StringComparer.Ordinal);
+            }
+            catch (JsonException)
+            {
+            }
+        }
+        return result;
+    }
+
     /// <summary>Every node that ever joined, with its state from the age of its last heartbeat.</summary>
     public async Task<IReadOnlyList<NodeEntry>> GetNodesAsync(Agent.FleetOptions? options = null, CancellationToken cancellationToken = default)
     {

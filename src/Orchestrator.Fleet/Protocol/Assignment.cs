@@ -17,6 +17,11 @@ public sealed record Assignment
     public Dictionary<string, string>? Selector { get; init; }
     public required Workload Template { get; init; }
     public ManifestSignature? Signature { get; init; }
+    /// <summary>The deployment's <c>fence</c>: true, or null (not written, so assignments without it keep their bytes).</summary>
+    public bool? Fence { get; init; }
+
+    /// <summary>The label a fenced replica carries on its node.</summary>
+    public const string FenceLabel = "orch.fence";
 
     public static Assignment For(Deployment deployment, string replica) => new()
     {
@@ -25,6 +30,7 @@ public sealed record Assignment
         Selector = deployment.Selector,
         Template = deployment.Template,
         Signature = deployment.Signature,
+        Fence = deployment.Fence ? true : null,
     };
 
     /// <summary>The bytes stored (deterministic: the same assignment is the same bytes, so unchanged ones are not rewritten).</summary>
@@ -39,6 +45,10 @@ public sealed record Assignment
         var workload = JsonSerializer.Deserialize(JsonSerializer.SerializeToUtf8Bytes(Template, WorkloadJsonContext.Default.Workload), WorkloadJsonContext.Default.Workload)!;
         workload.Name = Replica;
         workload.Labels = new Dictionary<string, string>(workload.Labels ?? [], StringComparer.Ordinal) { ["orch.deployment"] = Deployment };
+        if (Fence == true)
+        {
+            workload.Labels[FenceLabel] = "true"; // kept with the workload on the node: fencing needs no NATS
+        }
         return workload;
     }
 }

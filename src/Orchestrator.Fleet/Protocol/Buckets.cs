@@ -74,8 +74,21 @@ public sealed record DeploymentStatus
     public DateTimeOffset? CanaryReadySince { get; init; }
     /// <summary>The canary held: the rest of the replicas may be updated.</summary>
     public bool CanaryPassed { get; init; }
-    /// <summary>Why the last rollout was rolled back, in a sentence.</summary>
+    /// <summary>Why the rollout of this revision was rolled back, in a sentence; null once the revision it went back to is complete (then see <see cref="LastRollback"/>).</summary>
     public string? RolledBack { get; init; }
+    /// <summary>The deployment's last rollback, kept for describe and history: why, and when.</summary>
+    public string? LastRollback { get; init; }
+    public DateTimeOffset? LastRollbackAt { get; init; }
+    /// <summary>A hash of the template this status is about (<c>FleetScheduler.TemplateHash</c>).</summary>
+    public string? Template { get; init; }
+    /// <summary>
+    /// Templates (hashes, newest first, at most 10) the fleet has run complete: every replica
+    /// placed, updated and ready. A rollback only ever goes back to one of these, and a template
+    /// in this list is never rolled back (a node lost later is not the template's fault).
+    /// </summary>
+    public IReadOnlyList<string> ReadyTemplates { get; init; } = [];
+    /// <summary>Templates (hashes, newest first, at most 10) the fleet rolled back from: never a rollback's target.</summary>
+    public IReadOnlyList<string> RejectedTemplates { get; init; } = [];
     /// <summary>The autoscaler's last change and its reason.</summary>
     public DateTimeOffset? LastScaledAt { get; init; }
     public string? LastScale { get; init; }

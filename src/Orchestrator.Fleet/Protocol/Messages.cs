@@ -46,6 +46,7 @@ public sealed record ErrorReply
 [JsonSerializable(typeof(NodeInfo))]
 [JsonSerializable(typeof(Assignment))]
 [JsonSerializable(typeof(NodeAssignments))]
+[JsonSerializable(typeof(Orchestrator.Fleet.Agent.FenceFile))]
 [JsonSerializable(typeof(Dictionary<string, Orchestrator.Fleet.Agent.SignatureLedger.Entry>))]
 [JsonSerializable(typeof(ErrorReply))]
 [JsonSerializable(typeof(Orchestrator.Node.Workloads.Workload))]

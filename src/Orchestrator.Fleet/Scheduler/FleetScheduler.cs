@@ -29,10 +29,34 @@ public sealed partial class FleetScheduler(string nodeName, FleetOptions options
     /// <summary>Node values written or deleted by the last pass (for benchmarks and logs).</summary>
     public int LastWrites { get; private set; }
 
+    private DateTimeOffset? _lastPass;
+    private DateTimeOffset _watchingSince;
+
+    /// <summary>
+    /// Forget that the fleet has been watched: the next pass starts the settle time again
+    /// (called on taking the lease, and when the connection to NATS came back).
+    /// </summary>
+    public void Restart() => _lastPass = null;
+
+    /// <summary>
+    /// True while this scheduler has watched heartbeats for less than the settle time: it has just
+    /// taken over, its connection just came back, or its passes stalled. It judges no node lost then.
+    /// </summary>
+    public bool Settling => _lastPass is null || options.Clock.GetUtcNow() - _watchingSince < options.SettleTime;
+
     /// <summary>One pass over the whole fleet.</summary>
     public async Task ScheduleOnceAsync(SchedulerBuckets buckets, CancellationToken cancellationToken)
     {
-        var nodes = await FleetState.ReadNodesAsync(buckets.Nodes, options, cancellationToken, settings: buckets.Settings).ConfigureAwait(false);
+        var started = options.Clock.GetUtcNow();
+        // A pass that comes long after the last one (a takeover, an outage, a stalled process)
+        // sees heartbeats that could not land meanwhile: watch them again before judging anyone lost.
+        var stall = TimeSpan.FromTicks(Math.Max(3 * options.SchedulePeriod.Ticks, 2 * options.Heartbeat.Ticks));
+        if (_lastPass is not { } last || started - last > stall)
+        {
+            _watchingSince = started;
+        }
+        var settling = started - _watchingSince < options.SettleTime;
+        var nodes = await FleetState.ReadNodesAsync(buckets.Nodes, options, cancellationToken, settings: buckets.Settings, settling: settling).ConfigureAwait(false);
         var deployments = await FleetState.ReadDeploymentsAsync(buckets.Deployments, cancellationToken).ConfigureAwait(false);
         // Per node in the bucket, per replica here: the plan works on <node>.<replica>.
         var stored = await FleetState.ReadAllAsync(buckets.Assignments, cancellationToken).ConfigureAwait(false);
@@ -62,7 +86,8 @@ public sealed partial class FleetScheduler(string nodeName, FleetOptions options
             {
             }
         }
-        var desired = Plan(deployments, nodes, assigned, statuses, DateTimeOffset.UtcNow, out var reports);
+        var now = options.Clock.GetUtcNow();
+        var desired = Plan(deployments, nodes, assigned, statuses, now, out var reports);
         foreach (var deployment in deployments)
         {
             var before = statuses.GetValueOrDefault(deployment.Name);
@@ -71,9 +96,14 @@ public sealed partial class FleetScheduler(string nodeName, FleetOptions options
             {
                 LogUnschedulable(logger, reason);
             }
+            // Rolled back: a template the fleet has never run complete whose rollout made no
+            // progress within the deadline. A template seen complete is not rolled back when a
+            // node goes away later: that is not the template's fault, and a rollback would go
+            // to an older template than the one the operator chose.
             if (report.Phase == "progressing" && deployment.Rollout is not { AutoRollback: false }
-                && DateTimeOffset.UtcNow - report.LastProgressAt > TimeSpan.FromSeconds(deployment.Rollout?.ProgressDeadlineSeconds ?? 120)
-                && report.Updated > report.UpdatedReady)
+                && now - report.LastProgressAt > TimeSpan.FromSeconds(deployment.Rollout?.ProgressDeadlineSeconds ?? 120)
+                && report.Updated > report.UpdatedReady
+                && !report.ReadyTemplates.Contains(report.Template!, StringComparer.Ordinal))
             {
                 report = await RollBackAsync(buckets.Deployments, deployment, nodes, report, cancellationToken).ConfigureAwait(false);
             }
@@ -115,6 +145,7 @@ public sealed partial class FleetScheduler(string nodeName, FleetOptions options
             LogUnassignedKey(logger, key);
         }
         LastWrites = writes;
+        _lastPass = started;
         var names = deployments.Select(d => d.Name).ToHashSet(StringComparer.Ordinal);
         foreach (var key in statuses.Keys.Where(k => !names.Contains(k)))
         {
@@ -298,8 +329,16 @@ public sealed partial class FleetScheduler(string nodeName, FleetOptions options
 
         var complete = waiting.Count == 0 && updatedReady == placement.Replicas.Count && !surgeActive;
         var canaryHeld = canary is not null && canaryPassed && !complete;
-        // Progress (which the deadline counts from): a new revision, one more replica ready on it, or the canary's hold passed.
-        var progressed = !sameRevision || updatedReady > before!.UpdatedReady || canaryHeld != before.CanaryPassed;
+        // Progress (which the deadline counts from): a new revision, a rollout starting again
+        // (from complete, when a replica had to be placed anew), one more replica ready on the
+        // template, or the canary's hold passed.
+        var progressed = !sameRevision || before!.Phase is "complete" or "degraded" || updatedReady > before.UpdatedReady || canaryHeld != before.CanaryPassed;
+        var template = TemplateHash(deployment);
+        var readyTemplates = before?.ReadyTemplates ?? [];
+        if (complete && placement.Replicas.Count > 0 && !readyTemplates.Contains(template, StringComparer.Ordinal))
+        {
+            readyTemplates = [template, .. readyTemplates.Take(9)];
+        }
         // Every placed replica updated and ready, but some replica has no node: as far as the fleet
         // allows, not complete (rollout status -w keeps waiting; the reasons are in Unschedulable).
         var phase = complete ? (placement.Unschedulable.Count > 0 ? "degraded" : "complete") : rollout.Paused ? "paused" : "progressing";
@@ -312,9 +351,21 @@ public sealed partial class FleetScheduler(string nodeName, FleetOptions options
             Surge = surgeActive ? placement.Replicas.Count - Math.Min(deployment.Replicas, placement.Replicas.Count) : 0,
             CanaryReadySince = canaryReadySince, CanaryPassed = canaryHeld,
             LastProgressAt = progressed || phase != "progressing" ? now : before!.LastProgressAt,
-            RolledBack = sameRevision ? before!.RolledBack : null,
+            // The reason of a rollback stays while the revision it went back to is rolling out;
+            // once that is complete it is history (LastRollback).
+            RolledBack = sameRevision && !complete ? before!.RolledBack : null,
+            LastRollback = before?.LastRollback, LastRollbackAt = before?.LastRollbackAt,
+            Template = template, ReadyTemplates = readyTemplates, RejectedTemplates = before?.RejectedTemplates ?? [],
         };
     }
+
+    /// <summary>
+    /// What identifies a template across revisions: a hash of the template as stored (a scale or
+    /// a re-apply of the same template keeps it; the signature is not part of it).
+    /// </summary>
+    public static string TemplateHash(Deployment deployment)
+        => Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(
+            JsonSerializer.SerializeToUtf8Bytes(deployment.Template, WorkloadJsonContext.Default.Workload)))[..16];
 
     private static int Index(string replica, Deployment deployment)
         => int.TryParse(replica.AsSpan(deployment.Name.Length + 1), NumberStyles.None, CultureInfo.InvariantCulture, out var i) ? i : int.MaxValue;
@@ -331,10 +382,14 @@ public sealed partial class FleetScheduler(string nodeName, FleetOptions options
         }
     }
 
-    /// <summary>Puts the previous template back (a new revision with the old content and its signature) and says why.</summary>
+    /// <summary>
+    /// Puts back the newest earlier template the fleet has run complete (a new revision with that
+    /// content and its signature), never one it rolled back from, and says why. Without such a
+    /// template the deployment is failed and nothing is rolled back.
+    /// </summary>
     private async Task<DeploymentStatus> RollBackAsync(INatsKVStore deployments, Deployment deployment, IReadOnlyList<NodeEntry> nodes, DeploymentStatus report, CancellationToken cancellationToken)
     {
-        var template = JsonSerializer.SerializeToUtf8Bytes(deployment.Template, WorkloadJsonContext.Default.Workload);
+        var template = report.Template ?? TemplateHash(deployment);
         Deployment? previous = null;
         var history = new List<NatsKVEntry<byte[]>>();
         await foreach (var entry in deployments.HistoryAsync<byte[]>(deployment.Name, cancellationToken: cancellationToken).ConfigureAwait(false))
@@ -343,8 +398,21 @@ public sealed partial class FleetScheduler(string nodeName, FleetOptions options
         }
         foreach (var entry in history.Where(e => e.Operation == NatsKVOperation.Put && e.Revision < (deployment.Revision ?? ulong.MaxValue)).OrderByDescending(e => e.Revision))
         {
-            var candidate = entry.Value is { Length: > 0 } v ? JsonSerializer.Deserialize(v, WorkloadJsonContext.Default.Deployment) : null;
-            if (candidate is not null && !JsonSerializer.SerializeToUtf8Bytes(candidate.Template, WorkloadJsonContext.Default.Workload).AsSpan().SequenceEqual(template))
+            Deployment? candidate;
+            try
+            {
+                candidate = entry.Value is { Length: > 0 } v ? JsonSerializer.Deserialize(v, WorkloadJsonContext.Default.Deployment) : null;
+            }
+            catch (JsonException)
+            {
+                continue;
+            }
+            if (candidate is null)
+            {
+                continue;
+            }
+            var hash = TemplateHash(candidate);
+            if (hash != template && report.ReadyTemplates.Contains(hash, StringComparer.Ordinal) && !report.RejectedTemplates.Contains(hash, StringComparer.Ordinal))
             {
                 previous = candidate;
                 break;
@@ -354,17 +422,28 @@ public sealed partial class FleetScheduler(string nodeName, FleetOptions options
             .FirstOrDefault(c => report.Replicas.TryGetValue(c.Brief.Name, out var on) && on == c.Node && !c.Brief.Ready);
         var wave = report.Wave == "canary" ? "the canary wave of " : "";
         var why = $"{wave}revision {deployment.Revision}: {(stuck.Brief is { } b ? $"replica {b.Name} on {stuck.Node} not ready ({b.State}{(b.Message is { } m ? ": " + m : "")})" : "replicas not ready")} within {deployment.Rollout?.ProgressDeadlineSeconds ?? 120}s";
+        var now = options.Clock.GetUtcNow();
+        IReadOnlyList<string> rejected = report.RejectedTemplates.Contains(template, StringComparer.Ordinal)
+            ? report.RejectedTemplates : [template, .. report.RejectedTemplates.Take(9)];
         if (previous is null)
         {
-            LogRollback(logger, deployment.Name, why + "; no earlier template to go back to");
-            return report with { Phase = "failed", RolledBack = why + "; no earlier template to go back to" };
+            var failed = why + "; no earlier template that ran ready to go back to";
+            if (report.RolledBack != failed)
+            {
+                LogRollback(logger, deployment.Name, failed);
+            }
+            return report with { Phase = "failed", RolledBack = failed, RejectedTemplates = rejected };
         }
         previous.Replicas = deployment.Replicas; // the replica count is not part of what failed
         previous.Revision = null;
         var revision = await deployments.PutAsync(deployment.Name, JsonSerializer.SerializeToUtf8Bytes(previous, WorkloadJsonContext.Default.Deployment), cancellationToken: cancellationToken).ConfigureAwait(false);
         LogRollback(logger, deployment.Name, why);
         emit("deployment.rolled-back", deployment.Name, why);
-        return report with { Phase = "rolled-back", RolledBack = why, Revision = revision, LastProgressAt = DateTimeOffset.UtcNow, Wave = null, CanaryReadySince = null, CanaryPassed = false };
+        return report with
+        {
+            Phase = "rolled-back", RolledBack = why, Revision = revision, LastProgressAt = now, Wave = null, CanaryReadySince = null, CanaryPassed = false,
+            LastRollback = why, LastRollbackAt = now, RejectedTemplates = rejected, Template = TemplateHash(previous),
+        };
     }
 
     /// <summary>Equal but for the time of the pass.</summary>
@@ -387,7 +466,7 @@ public sealed partial class FleetScheduler(string nodeName, FleetOptions options
         {
             return report; // not while a rollout is under way: its replicas' CPU says little
         }
-        var now = DateTimeOffset.UtcNow;
+        var now = options.Clock.GetUtcNow();
         if (before?.LastScaledAt is { } last && now - last < TimeSpan.FromSeconds(auto.CooldownSeconds))
         {
             return report;

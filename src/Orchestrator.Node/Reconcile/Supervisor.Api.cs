@@ -111,14 +111,36 @@ public sealed partial class Supervisor
     });
 
     /// <summary>Stops a container and keeps it stopped (the restart policy does not apply) until started again.</summary>
-    public Task<ContainerStatus> StopAsync(string name) => Post(async () =>
+    public Task<ContainerStatus> StopAsync(string name) => StopAsync(name, "stopped by request");
+
+    /// <summary>
+    /// Stops a container and keeps it stopped, with the reason kept next to it (what
+    /// <see cref="StopReasonsAsync"/> reads back, across restarts of orchd).
+    /// </summary>
+    public Task<ContainerStatus> StopAsync(string name, string reason) => Post(async () =>
     {
         Find(name);
         _stopped.Add(name);
-        AtomicFile.WriteAllText(Path.Combine(WorkloadsDir, name + ".stopped"), "stopped by request\n");
+        AtomicFile.WriteAllText(StopMarker(name), reason.TrimEnd('\n') + "\n");
         await ReconcileAsync().ConfigureAwait(false);
         return Status(_instances[name], withSpec: false);
     });
+
+    /// <summary>Every container kept stopped, with the reason it was stopped for.</summary>
+    public Task<Dictionary<string, string>> StopReasonsAsync() => Post(() => _stopped.ToDictionary(n => n, n =>
+    {
+        try
+        {
+            return File.ReadAllText(StopMarker(n)).Trim();
+        }
+        catch (IOException)
+        {
+            return "";
+        }
+    }, StringComparer.Ordinal));
+
+    /// <summary>The file that keeps a workload stopped across restarts of orchd (also written by the fence keeper).</summary>
+    public string StopMarker(string name) => Path.Combine(WorkloadsDir, name + ".stopped");
 
     /// <summary>Starts a stopped container (or one that exited, failed or gave up) now, with a fresh backoff.</summary>
     public Task<ContainerStatus> StartAsync(string name) => Post(async () =>

@@ -80,6 +80,9 @@ public sealed partial class Supervisor : IAsyncDisposable
     /// <summary>The node's persistent state directory (others keep their own files there).</summary>
     public string StateDir => _options.StateDir;
 
+    /// <summary>orchd's run directory (a tmpfs under systemd).</summary>
+    public string RunDir => _options.RunDir;
+
     private string WorkloadsDir => Path.Combine(_options.StateDir, "workloads");
     private string InstancesDir => Path.Combine(_options.StateDir, "containers");
     private string LogsRoot => Path.Combine(_options.StateDir, "logs");

@@ -140,6 +140,13 @@ public sealed class Deployment
     public string? SpreadBy { get; set; }
     /// <summary>At most one replica per node; a replica with no node of its own is unschedulable.</summary>
     public bool AntiAffinity { get; set; }
+    /// <summary>
+    /// At most one copy over availability: a node that has not renewed its presence with the
+    /// fleet for its fence_after (NATS unreachable, or orchd down) stops its replicas of this
+    /// deployment, since the fleet runs them elsewhere. False (the edge default): they keep running.
+    /// </summary>
+    [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingDefault)]
+    public bool Fence { get; set; }
     /// <summary>How a changed template reaches the replicas.</summary>
     public RolloutSpec? Rollout { get; set; }
     /// <summary>Replicas follow the replicas' CPU use between min and max.</summary>

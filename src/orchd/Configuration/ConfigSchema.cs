@@ -117,6 +117,12 @@ internal static class ConfigSchema
         new("fleet.lost_after", "--lost-after", "ORCHD_LOST_AFTER", "DURATION", SettingShape.Scalar, "60s",
             "a node silent this long is lost: the scheduler moves its replicas elsewhere",
             (b, v) => b.LostAfter = ConfigValues.Duration(v), c => ConfigValues.Format(c.LostAfter)),
+        new("fleet.leader_lease", "--leader-lease", "ORCHD_LEADER_LEASE", "DURATION", SettingShape.Scalar, "15s",
+            "the scheduler lease: renewed every fifth of it; another node takes over after a whole lease without renewal",
+            (b, v) => b.LeaderLease = ConfigValues.Duration(v), c => ConfigValues.Format(c.LeaderLease)),
+        new("fleet.fence_after", "--fence-after", "ORCHD_FENCE_AFTER", "DURATION", SettingShape.Scalar, "lost_after",
+            "this node stops its replicas of fence: true deployments after this long without renewing its presence (NATS unreachable, or orchd down)",
+            (b, v) => b.FenceAfter = v == "lost_after" ? null : ConfigValues.Duration(v), c => c.FenceAfter is { } f ? ConfigValues.Format(f) : "lost_after"),
         new("fleet.trusted_keys", "--trusted-key", "ORCHD_TRUSTED_KEYS", "KEY", SettingShape.List, "none",
             "public nkeys (U…) whose signatures this node accepts on deployments; when set, unsigned, forged and replayed ones are refused",
             (b, v) => b.TrustedKeys.Add(ConfigValues.PublicNKey(v)), c => string.Join(",", c.TrustedKeys),
@@ -232,6 +238,8 @@ internal sealed class ConfigBuilder
     public TimeSpan Heartbeat { get; set; } = s_defaults.Heartbeat;
     public TimeSpan UnreachableAfter { get; set; } = s_defaults.UnreachableAfter;
     public TimeSpan LostAfter { get; set; } = s_defaults.LostAfter;
+    public TimeSpan LeaderLease { get; set; } = s_defaults.LeaderLease;
+    public TimeSpan? FenceAfter { get; set; } = s_defaults.FenceAfter;
     public List<string> TrustedKeys { get; } = [];
     public List<string> RegistryInsecure { get; } = [];
     public string? RegistryAuthFile { get; set; }
@@ -244,6 +252,10 @@ internal sealed class ConfigBuilder
 
     public OrchdConfig Build() => NatsUrls.Count == 0
         ? throw new ConfigException("nats.urls: no NATS url is left after all sources; give at least one, like nats://127.0.0.1:4222")
+        : UnreachableAfter >= LostAfter
+        ? throw new ConfigException($"fleet.unreachable_after ({ConfigValues.Format(UnreachableAfter)}) must be shorter than fleet.lost_after ({ConfigValues.Format(LostAfter)}); a node is unreachable before it is lost")
+        : LeaderLease < TimeSpan.FromSeconds(1)
+        ? throw new ConfigException($"fleet.leader_lease ({ConfigValues.Format(LeaderLease)}) must be at least 1s; the default is 15s")
         : ConfigValues.NatsCredentials(NatsCredsFile, NatsNKeySeedFile, NatsTlsCert, NatsTlsKey) is { } conflict
         ? throw new ConfigException(conflict)
         : new()
@@ -274,6 +286,8 @@ internal sealed class ConfigBuilder
         Heartbeat = Heartbeat,
         UnreachableAfter = UnreachableAfter,
         LostAfter = LostAfter,
+        LeaderLease = LeaderLease,
+        FenceAfter = FenceAfter,
         TrustedKeys = TrustedKeys.Distinct(StringComparer.Ordinal).ToArray(),
         RegistryInsecure = RegistryInsecure.Distinct(StringComparer.Ordinal).ToArray(),
         RegistryAuthFile = RegistryAuthFile,

@@ -52,6 +52,9 @@ public sealed record OrchdConfig
     public TimeSpan Heartbeat { get; init; } = TimeSpan.FromSeconds(5);
     public TimeSpan UnreachableAfter { get; init; } = TimeSpan.FromSeconds(15);
     public TimeSpan LostAfter { get; init; } = TimeSpan.FromMinutes(1);
+    public TimeSpan LeaderLease { get; init; } = TimeSpan.FromSeconds(15);
+    /// <summary>Null: the same as <see cref="LostAfter"/>.</summary>
+    public TimeSpan? FenceAfter { get; init; }
     public IReadOnlyList<string> TrustedKeys { get; init; } = [];
     /// <summary>Registries pulled from over plain HTTP (loopback always is).</summary>
     public IReadOnlyList<string> RegistryInsecure { get; init; } = [];

@@ -8,8 +8,8 @@ namespace Orchestrator.Daemon.Tests.Node;
 /// <summary>What the fleet tests share: fast membership timings, a deployment of sleepers, and waits on what the nodes run.</summary>
 internal static class FleetHarness
 {
-    /// <summary>Heartbeat every second; unreachable after 3 s, lost after 6 s.</summary>
-    public static readonly string[] Fast = ["--heartbeat", "1s", "--unreachable-after", "3s", "--lost-after", "6s"];
+    /// <summary>Heartbeat every second; unreachable after 3 s, lost after 6 s; a scheduler lease of 3 s.</summary>
+    public static readonly string[] Fast = ["--heartbeat", "1s", "--unreachable-after", "3s", "--lost-after", "6s", "--leader-lease", "3s"];
 
     /// <summary><paramref name="replicas"/> busybox sleepers; <paramref name="version"/> goes into VERSION (a template change).</summary>
     public static Deployment Sleepers(string name, int replicas, string? version = null, Dictionary<string, string>? selector = null) => new()

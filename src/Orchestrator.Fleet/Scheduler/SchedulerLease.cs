@@ -1,0 +1,74 @@
+using System.Text.Json;
+using NATS.Client.KeyValueStore;
+using Orchestrator.Fleet.Agent;
+using Orchestrator.Fleet.Protocol;
+
+namespace Orchestrator.Fleet.Scheduler;
+
+/// <summary>
+/// One node's view of the scheduler lease (key <see cref="Key"/> in the leader bucket): taken when
+/// there is none, renewed by compare-and-set while it is this node's, taken over when another
+/// holder's revision has not changed for a whole <see cref="FleetOptions.LeaderLease"/> as this
+/// node's clock counts it. The rules are in docs/protocol.md ("The scheduler lease").
+/// </summary>
+public sealed class SchedulerLease(string nodeName, FleetOptions options)
+{
+    public const string Key = "scheduler";
+
+    private readonly byte[] _me = JsonSerializer.SerializeToUtf8Bytes(nodeName, FleetJsonContext.Default.String);
+    private ulong _seenRevision;
+    private DateTimeOffset _seenSince;
+    private DateTimeOffset? _renewedAt;
+
+    /// <summary>The holder as last read (null: none).</summary>
+    public string? Holder { get; private set; }
+
+    /// <summary>
+    /// True while this node holds the lease with margin: its last renewal began less than the lease
+    /// less two renewal periods ago. Anyone else waits a whole lease from the first time it saw
+    /// that renewal, so the holder has stopped scheduling before another may start.
+    /// </summary>
+    public bool MayScheduleAt(DateTimeOffset now)
+        => _renewedAt is { } renewed && now - renewed < options.LeaderLease - 2 * options.LeaseRenewal;
+
+    /// <summary>One round: read the lease, then create, renew or take it over. True when this node holds it now.</summary>
+    public async Task<bool> TryHoldAsync(INatsKVStore leader, CancellationToken cancellationToken)
+    {
+        var started = options.Clock.GetUtcNow();
+        var entry = await leader.TryGetEntryAsync<byte[]>(Key, cancellationToken: cancellationToken).ConfigureAwait(false);
+        bool holding;
+        if (!entry.Success || entry.Value.Operation is NatsKVOperation.Del or NatsKVOperation.Purge)
+        {
+            holding = (entry.Success
+                ? await leader.TryUpdateAsync(Key, _me, entry.Value.Revision, cancellationToken: cancellationToken).ConfigureAwait(false)
+                : await leader.TryCreateAsync(Key, _me, cancellationToken: cancellationToken).ConfigureAwait(false)).Success;
+            Holder = holding ? nodeName : null;
+        }
+        else
+        {
+            string? holder;
+            try
+            {
+                holder = entry.Value.Value is { Length: > 0 } v ? JsonSerializer.Deserialize(v, FleetJsonContext.Default.String) : null;
+            }
+            catch (JsonException)
+            {
+                holder = null; // not a node's name: anyone may take it over once it has aged
+            }
+            if (entry.Value.Revision != _seenRevision)
+            {
+                _seenRevision = entry.Value.Revision;
+                _seenSince = started;
+            }
+            Holder = holder;
+            holding = (holder == nodeName || started - _seenSince > options.LeaderLease)
+                && (await leader.TryUpdateAsync(Key, _me, entry.Value.Revision, cancellationToken: cancellationToken).ConfigureAwait(false)).Success;
+            if (holding)
+            {
+                Holder = nodeName;
+            }
+        }
+        _renewedAt = holding ? started : null;
+        return holding;
+    }
+}

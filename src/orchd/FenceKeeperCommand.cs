@@ -1,0 +1,88 @@
+using System.Globalization;
+using Orchestrator.Fleet.Agent;
+using Orchestrator.Linux;
+
+namespace Orchestrator.Daemon;
+
+/// <summary>
+/// <c>orchd fence-keeper RUN_DIR</c>: fences for an orchd that is down. orchd starts it while
+/// replicas of <c>fence: true</c> deployments run and keeps <c>RUN_DIR/fence.json</c> current;
+/// while that orchd process lives the keeper does nothing (orchd fences itself). Once it is gone
+/// and the last contact with the fleet is older than fence_after, the keeper marks each fenced
+/// replica stopped (the marker orchd reads when it comes back, so it does not start them again
+/// without contact) and kills its process. It ends when the file is gone (no fenced replica runs).
+/// A few MB of memory, one read of a small file a second.
+/// </summary>
+internal static class FenceKeeperCommand
+{
+    public static int Run(string[] args)
+    {
+        if (args.Length != 1 || !Directory.Exists(args[0]))
+        {
+            Console.Error.WriteLine("usage: orchd fence-keeper RUN_DIR (started by orchd while fenced replicas run; RUN_DIR is orchd's run directory)");
+            return ExitCodes.Usage;
+        }
+        var runDir = args[0];
+        var path = Path.Combine(runDir, FenceFile.Name);
+        var pidFile = Path.Combine(runDir, FenceFile.KeeperPidName);
+        var me = Environment.ProcessId;
+        File.WriteAllText(pidFile, $"{me.ToString(CultureInfo.InvariantCulture)} {(ProcessStat.StartTime(me) ?? 0).ToString(CultureInfo.InvariantCulture)}");
+        _ = Libc.setsid(); // not in orchd's session: a signal to orchd's process group does not end the keeper
+        try
+        {
+            while (true)
+            {
+                var fence = FenceFile.Read(path);
+                if (fence is null && !File.Exists(path))
+                {
+                    return ExitCodes.Ok; // no fenced replica runs any more
+                }
+                if (fence is not null && !ProcessStat.IsSame(fence.OrchdPid, fence.OrchdStartTime) && DateTimeOffset.UtcNow > fence.Deadline)
+                {
+                    Fence(fence, path);
+                }
+                Thread.Sleep(1000);
+            }
+        }
+        finally
+        {
+            try
+            {
+                File.Delete(pidFile);
+            }
+            catch (IOException)
+            {
+            }
+        }
+    }
+
+    private static void Fence(FenceFile fence, string path)
+    {
+        var left = new List<FencedProcess>();
+        foreach (var replica in fence.Replicas)
+        {
+            if (!ProcessStat.IsSame(replica.Pid, replica.StartTime))
+            {
+                continue; // gone already, or its pid is another process's now
+            }
+            var why = $"{FleetMember.FencedPrefix} no contact with the fleet since {fence.ContactAt:u} and orchd was down (fence_after {fence.FenceAfterSeconds:0}s); stopped by the fence keeper";
+            try
+            {
+                var marker = Path.Combine(fence.StateDir, "workloads", replica.Name + ".stopped");
+                File.WriteAllText(marker + ".tmp", why + "\n");
+                File.Move(marker + ".tmp", marker, overwrite: true);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                Console.Error.WriteLine($"orchd fence-keeper: cannot mark {replica.Name} stopped ({e.Message}); killing it anyway");
+            }
+            if (Libc.kill(replica.Pid, 9) != 0)
+            {
+                left.Add(replica);
+                continue;
+            }
+            Console.Error.WriteLine($"orchd fence-keeper: fenced {replica.Name} (pid {replica.Pid}): {why}");
+        }
+        (fence with { Replicas = left }).Write(path);
+    }
+}
