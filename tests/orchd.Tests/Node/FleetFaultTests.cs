@@ -60,8 +60,10 @@ public sealed class FleetFaultTests(ITestOutputHelper output)
             };
             static bool FourGood(List<ContainerStatus> c) => c.Count(x => x is { State: "running", Ready: true } && Version(x) == "1") == 4;
 
-            await fleet.ApplyAsync([Build("1", good: true)]);
+            var v1 = (await fleet.ApplyAsync([Build("1", good: true)]))[0].Revision;
             await UntilAsync(hosts, "rb-", FourGood, "four ready replicas of v1", 90);
+            // As an operator would (rollout status -w): v1 complete in the scheduler's eyes, so it is a template the fleet ran ready.
+            await UntilDeploymentAsync(fleet, "rb", v => v.Status is { Phase: "complete" } s && s.Revision == v1, "v1 complete", 30);
             await fleet.ApplyAsync([Build("2", good: false)]);
             await UntilDeploymentAsync(fleet, "rb", v => v.Status?.RolledBack is not null && Version(v) == "1", "the rollback of the bad v2", 60);
             await UntilAsync(hosts, "rb-", c => FourGood(c) && c.All(x => x.State != "running" || Version(x) == "1"), "four ready v1 replicas after the rollback", 60);
