@@ -355,7 +355,9 @@ public sealed partial class FleetScheduler(string nodeName, FleetOptions options
             }
         }
 
-        var minAvailable = deployment.Replicas - rollout.MaxUnavailable;
+        // Of what can be placed: with fewer nodes than replicas (antiAffinity, a selector, room),
+        // counting the unplaceable ones would let no ready replica ever be replaced.
+        var minAvailable = Math.Min(deployment.Replicas, placement.Replicas.Count(r => Index(r.Key, deployment) < deployment.Replicas)) - rollout.MaxUnavailable;
         foreach (var w in waiting.OrderBy(w => w.Canary ? 0 : 1).ThenBy(w => w.Ready ? 1 : 0).ThenBy(w => w.Index))
         {
             var open = !rollout.Paused && (canaryPassed || w.Canary);

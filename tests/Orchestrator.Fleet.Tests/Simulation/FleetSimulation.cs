@@ -195,6 +195,11 @@ public sealed class FleetSimulation
     private void InjectFaults()
     {
         var now = Now;
+        if (HubDown && now >= _hubBackAt)
+        {
+            _kv.Outage = false;
+            Log("hub back");
+        }
         // About one fault every 20 simulated seconds, of a random kind.
         if (_rng.NextDouble() > Tick.TotalSeconds / 20)
         {
@@ -251,6 +256,12 @@ public sealed class FleetSimulation
                 break;
             case 9 when !HubDown && _rng.Next(4) == 0:
                 _kv.WipeAll();
+                _storedCache.Clear();
+                _writesChecked = 0;
+                foreach (var n in _nodes)
+                {
+                    n.EverAssigned.Clear(); // a new store: placements start over
+                }
                 foreach (var plan in _plans.Values)
                 {
                     plan.RejectedByFleet.Clear(); // the fleet's memory of them went with the store
@@ -262,10 +273,6 @@ public sealed class FleetSimulation
                 node.Revive();
                 Log($"fault: {node.Name} replaced and booted empty");
                 break;
-        }
-        if (HubDown && now >= _hubBackAt)
-        {
-            _kv.Outage = false;
         }
     }
 
@@ -327,10 +334,9 @@ public sealed class FleetSimulation
         {
             // 1. Never a template the fleet rejected, nor a bad one the operator did not ask for:
             //    a rollback goes only to a template that ran ready.
-            var stored = StoredDeployment(plan.Name);
-            if (stored is not null)
+            var (_, stored, storedHash) = Stored(plan.Name);
+            if (stored is not null && storedHash is { } hash)
             {
-                var hash = FleetScheduler.TemplateHash(stored);
                 if (hash != plan.OperatorTemplate && !plan.GoodTemplates.Contains(hash))
                 {
                     Fail($"deployment {plan.Name} was put back on a template that never ran ready ({hash}); the operator's is {plan.OperatorTemplate}");
@@ -382,6 +388,15 @@ public sealed class FleetSimulation
         {
             _writesChecked = (int)assignments;
             var now2 = _nodes.ToDictionary(n => n, n => n.AssignedNow());
+            foreach (var node in _nodes)
+            {
+                var added = (now2[node] ?? []).Where(r => !node.EverAssigned.Contains(r)).ToList();
+                var removed = node.EverAssigned.Where(r => now2[node]?.Contains(r) == false).ToList();
+                if (added.Count + removed.Count > 0)
+                {
+                    Log($"assignments of {node.Name}:{string.Concat(added.Select(r => " +" + r))}{string.Concat(removed.Select(r => " -" + r))}");
+                }
+            }
             foreach (var node in _nodes.Where(n => n.Alive && n.OrchdUp && now - n.LastIndividualFault > healthyFor + _options.Heartbeat * 2))
             {
                 if (now2[node] is not { } assigned)
@@ -411,14 +426,24 @@ public sealed class FleetSimulation
         }
     }
 
-    private Deployment? StoredDeployment(string name)
+    private readonly Dictionary<string, (ulong Sequence, Deployment? Deployment, string? Hash)> _storedCache = new(StringComparer.Ordinal);
+
+    private Deployment? StoredDeployment(string name) => Stored(name).Deployment;
+
+    /// <summary>A deployment as the store has it now, and its template's hash (read again only when the bucket changed).</summary>
+    private (ulong Sequence, Deployment? Deployment, string? Hash) Stored(string name)
     {
         if (!_kv.Stores.TryGetValue(Buckets.Deployments, out var store) || store.Unavailable)
         {
-            return null;
+            return default;
+        }
+        if (_storedCache.TryGetValue(name, out var cached) && cached.Sequence == store.LastSequence && cached.Sequence != 0)
+        {
+            return cached;
         }
         var entry = store.TryGetEntryAsync<byte[]>(name).AsTask().GetAwaiter().GetResult();
-        return entry.Success && entry.Value.Value is { Length: > 0 } v ? JsonSerializer.Deserialize(v, WorkloadJsonContext.Default.Deployment) : null;
+        var deployment = entry.Success && entry.Value.Value is { Length: > 0 } v ? JsonSerializer.Deserialize(v, WorkloadJsonContext.Default.Deployment) : null;
+        return _storedCache[name] = (store.LastSequence, deployment, deployment is null ? null : FleetScheduler.TemplateHash(deployment));
     }
 
     /// <summary>5. After the quiet period: every deployment complete, on a good template, each replica once, spread where it can be.</summary>

@@ -95,6 +95,7 @@ internal sealed class SimNode : IAssignedReplicas
     private void Boot()
     {
         _follower = new AssignmentFollower(Containers.Values.Where(c => c.FromFleet).Select(c => c.Name), this);
+        _converged = default;
         _lease = new SchedulerLease(Name, _sim.Options);
         _scheduler = new FleetScheduler(Name, _sim.Options, NullLogger.Instance, (_, _, _) => { });
         _leader = false;
@@ -107,6 +108,7 @@ internal sealed class SimNode : IAssignedReplicas
     }
 
     private bool _wasDown;
+    private (ulong, DateTimeOffset) _converged;
 
     public void Step(Random rng)
     {
@@ -181,6 +183,13 @@ internal sealed class SimNode : IAssignedReplicas
             {
                 var bucket = _sim.Bucket(Buckets.Assignments, 1);
                 var entry = bucket.TryGetEntryAsync<byte[]>(Name).AsTask().GetAwaiter().GetResult();
+                // The watch delivers each change once: a value already converged to is not again.
+                var seen = entry.Success ? (entry.Value.Revision, entry.Value.Created) : default;
+                if (entry.Success && seen == _converged)
+                {
+                    return;
+                }
+                _converged = seen;
                 if (entry.Success && entry.Value.Value is { Length: > 0 } bytes)
                 {
                     var value = NodeAssignments.Parse(bytes);
