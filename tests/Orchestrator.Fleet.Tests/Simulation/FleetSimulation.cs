@@ -281,9 +281,10 @@ public sealed class FleetSimulation
         _kv.Outage = false;
         foreach (var node in _nodes)
         {
-            node.LinkDownUntil = DateTimeOffset.MinValue;
-            node.StalledUntil = DateTimeOffset.MinValue;
-            node.DelayUntil = DateTimeOffset.MinValue;
+            // Ended now (not never): the node's last fault is this moment.
+            node.LinkDownUntil = Min(node.LinkDownUntil, Now);
+            node.StalledUntil = Min(node.StalledUntil, Now);
+            node.DelayUntil = Min(node.DelayUntil, Now);
             if (!node.OrchdUp && node.Alive)
             {
                 node.OrchdDownUntil = Now;
@@ -309,6 +310,8 @@ public sealed class FleetSimulation
     internal void NoteFaultActivity() => _lastFaultEnd = Now;
 
     private static DateTimeOffset Max(DateTimeOffset a, DateTimeOffset b) => a > b ? a : b;
+
+    private static DateTimeOffset Min(DateTimeOffset a, DateTimeOffset b) => a < b ? a : b;
 
     // ---- invariants ----
 
@@ -371,7 +374,8 @@ public sealed class FleetSimulation
             {
                 foreach (var node in _nodes.Where(n => n.Alive))
                 {
-                    var silent = now - node.Contact.Last;
+                    // By the node's own clock and CPU: a stalled process fences when it runs again.
+                    var silent = now - Max(node.Contact.Last + _options.EffectiveFenceAfter, node.StalledUntil) + _options.EffectiveFenceAfter;
                     if (silent > _options.EffectiveFenceAfter + TimeSpan.FromSeconds(2) && node.Containers.Values.Any(c => c.Deployment == plan.Name && c.Running && c.Fenced))
                     {
                         Fail($"fenced deployment {plan.Name} still runs on {node.Name}, {silent.TotalSeconds:0.0}s without contact (fence_after {_options.EffectiveFenceAfter.TotalSeconds}s)");
