@@ -41,7 +41,10 @@ public sealed partial class FleetMember
         supervisor.Emitted += (kind, name, message) => Emit(kind, name, message);
         _scheduler = new FleetScheduler(identity.NodeName, options, logger, Emit);
         _ledger = new SignatureLedger(Path.Combine(supervisor.StateDir, "fleet-signatures.json"));
-        Contact = new FleetContact(options.Clock.GetUtcNow());
+        // A restarted orchd carries on from the last contact an earlier one had (the fence file in
+        // the run directory): a restart is no contact with the fleet.
+        var now = options.Clock.GetUtcNow();
+        Contact = new FleetContact(FenceFile.Read(Path.Combine(supervisor.RunDir, FenceFile.Name)) is { } fence && fence.ContactAt < now ? fence.ContactAt : now);
     }
 
     /// <summary>Queues an event for the fleet's stream (published once connected).</summary>

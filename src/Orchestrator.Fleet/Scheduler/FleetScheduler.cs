@@ -87,7 +87,7 @@ public sealed partial class FleetScheduler(string nodeName, FleetOptions options
             }
         }
         var now = options.Clock.GetUtcNow();
-        var desired = Plan(deployments, nodes, assigned, statuses, now, out var reports);
+        var desired = Plan(deployments, nodes, assigned, statuses, now, out var reports, settling ? started - _watchingSince : null);
         foreach (var deployment in deployments)
         {
             var before = statuses.GetValueOrDefault(deployment.Name);
@@ -138,6 +138,18 @@ public sealed partial class FleetScheduler(string nodeName, FleetOptions options
         }
         await Task.WhenAll(puts).ConfigureAwait(false);
         var nodesWanted = desired.Keys.Select(k => k[..k.IndexOf('.', StringComparison.Ordinal)]).ToHashSet(StringComparer.Ordinal);
+        // A node with no key keeps what it runs (a store made anew must not empty the fleet): a
+        // ready node that runs a replica of a deployment the fleet knows but does not assign it
+        // (the deployment applied again after a wipe, its replica placed elsewhere) is given an
+        // empty value, which takes the replica away. Replicas of deployments the fleet does not
+        // know stay (orchctl get containers shows them as orphans).
+        var known = deployments.Select(d => d.Name).ToHashSet(StringComparer.Ordinal);
+        foreach (var node in nodes.Where(n => n.State == "ready" && !nodesWanted.Contains(n.Info.Node) && !stored.ContainsKey(n.Info.Node)
+            && (n.Info.Containers ?? []).Any(c => c.Name.LastIndexOf('-') is var dash and > 0 && known.Contains(c.Name[..dash]))))
+        {
+            await buckets.Assignments.PutAsync(node.Info.Node, NodeAssignments.Compose(node.Info.Node, []), cancellationToken: cancellationToken).ConfigureAwait(false);
+            writes++;
+        }
         foreach (var key in stored.Keys.Where(k => !nodesWanted.Contains(k)))
         {
             await buckets.Assignments.DeleteAsync(key, cancellationToken: cancellationToken).ConfigureAwait(false);
@@ -159,7 +171,7 @@ public sealed partial class FleetScheduler(string nodeName, FleetOptions options
     /// </summary>
     public static Dictionary<string, byte[]> Plan(IReadOnlyList<Deployment> deployments, IReadOnlyList<NodeEntry> nodes,
         IReadOnlyDictionary<string, byte[]> assigned, IReadOnlyDictionary<string, DeploymentStatus> statuses, DateTimeOffset now,
-        out Dictionary<string, DeploymentStatus> reports)
+        out Dictionary<string, DeploymentStatus> reports, TimeSpan? settlingFor = null)
     {
         var briefs = new Dictionary<(string Node, string Name), ContainerBrief>();
         foreach (var node in nodes)
@@ -192,13 +204,33 @@ public sealed partial class FleetScheduler(string nodeName, FleetOptions options
                 map.TryAdd(replica, node);
             }
         }
+        // A replica assigned to no node that a ready node runs (the store was made anew, the
+        // deployment applied again) stays where it runs rather than starting anew somewhere else.
+        foreach (var node in nodes.Where(n => n.State == "ready"))
+        {
+            foreach (var brief in node.Info.Containers ?? [])
+            {
+                var dash = brief.Name.LastIndexOf('-');
+                if (brief.State == "running" && dash > 0 && int.TryParse(brief.Name.AsSpan(dash + 1), NumberStyles.None, CultureInfo.InvariantCulture, out _)
+                    && deployments.Any(d => d.Name.Length == dash && brief.Name.StartsWith(d.Name, StringComparison.Ordinal))
+                    && !(byDeployment.TryGetValue(brief.Name[..dash], out var held) && held.ContainsKey(brief.Name)))
+                {
+                    if (!byDeployment.TryGetValue(brief.Name[..dash], out var map))
+                    {
+                        byDeployment[brief.Name[..dash]] = map = new Dictionary<string, string>(StringComparer.Ordinal);
+                    }
+                    map[brief.Name] = node.Info.Node;
+                    perNode[node.Info.Node] = perNode.GetValueOrDefault(node.Info.Node) + 1;
+                }
+            }
+        }
         var desired = new Dictionary<string, byte[]>(StringComparer.Ordinal);
         reports = new Dictionary<string, DeploymentStatus>(StringComparer.Ordinal);
         foreach (var deployment in deployments)
         {
             var current = byDeployment.GetValueOrDefault(deployment.Name) ?? new Dictionary<string, string>(StringComparer.Ordinal);
             reports[deployment.Name] = Roll(deployment, nodes, current, perNode, assigned, briefs, desired,
-                statuses.GetValueOrDefault(deployment.Name), now);
+                statuses.GetValueOrDefault(deployment.Name), now, settlingFor);
         }
         return desired;
     }
@@ -212,7 +244,7 @@ public sealed partial class FleetScheduler(string nodeName, FleetOptions options
     /// </summary>
     private static DeploymentStatus Roll(Deployment deployment, IReadOnlyList<NodeEntry> nodes, Dictionary<string, string> current,
         Dictionary<string, int> perNode, IReadOnlyDictionary<string, byte[]> assigned, Dictionary<(string Node, string Name), ContainerBrief> briefs,
-        Dictionary<string, byte[]> desired, DeploymentStatus? before, DateTimeOffset now)
+        Dictionary<string, byte[]> desired, DeploymentStatus? before, DateTimeOffset now, TimeSpan? settlingFor)
     {
         var rollout = deployment.Rollout ?? new RolloutSpec();
         var revision = deployment.Revision ?? 0;
@@ -250,6 +282,19 @@ public sealed partial class FleetScheduler(string nodeName, FleetOptions options
             && (stale.Count > 0 || (current.Keys.Any(r => Index(r, deployment) >= deployment.Replicas)
                 && Enumerable.Range(0, deployment.Replicas).Count(i => current.TryGetValue($"{deployment.Name}-{i}", out var n) && ReadyOnNew(n, $"{deployment.Name}-{i}")) < deployment.Replicas));
         var placement = Placement.Place(deployment, nodes, current, perNode, surgeActive ? rollout.MaxSurge : 0);
+        if (settlingFor is { } watched)
+        {
+            // A scheduler that has just taken over (or come back) has not yet seen every node's
+            // heartbeat: placing now would pile new replicas onto the nodes heard from first.
+            // What runs stays; what has no node waits for the settle time.
+            var waitingFor = placement.Replicas.Where(r => !(current.TryGetValue(r.Key, out var n) && n == r.Value)).Select(r => r.Key).ToList();
+            if (waitingFor.Count > 0)
+            {
+                placement = new PlacementResult(
+                    placement.Replicas.Where(r => !waitingFor.Contains(r.Key)).ToDictionary(StringComparer.Ordinal),
+                    [.. placement.Unschedulable, .. waitingFor.Select(r => $"{r}: waiting for the fleet's heartbeats (the scheduler has watched them for {watched.TotalSeconds:0}s) before placing")]);
+            }
+        }
         foreach (var (replica, node) in placement.Replicas)
         {
             if (!current.ContainsKey(replica))
@@ -310,7 +355,9 @@ public sealed partial class FleetScheduler(string nodeName, FleetOptions options
             }
         }
 
-        var minAvailable = deployment.Replicas - rollout.MaxUnavailable;
+        // Of what can be placed: with fewer nodes than replicas (antiAffinity, a selector, room),
+        // counting the unplaceable ones would let no ready replica ever be replaced.
+        var minAvailable = Math.Min(deployment.Replicas, placement.Replicas.Count(r => Index(r.Key, deployment) < deployment.Replicas)) - rollout.MaxUnavailable;
         foreach (var w in waiting.OrderBy(w => w.Canary ? 0 : 1).ThenBy(w => w.Ready ? 1 : 0).ThenBy(w => w.Index))
         {
             var open = !rollout.Paused && (canaryPassed || w.Canary);

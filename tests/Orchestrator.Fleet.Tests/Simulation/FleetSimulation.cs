@@ -1,0 +1,518 @@
+using System.Text;
+using System.Text.Json;
+using Microsoft.Extensions.Logging.Abstractions;
+using NATS.Client.KeyValueStore;
+using Orchestrator.Fleet.Agent;
+using Orchestrator.Fleet.Protocol;
+using Orchestrator.Fleet.Scheduler;
+using Orchestrator.Node.Reconcile;
+using Orchestrator.Node.Workloads;
+
+namespace Orchestrator.Fleet.Tests.Simulation;
+
+/// <summary>
+/// A deterministic fleet simulation (in the manner of FoundationDB's and TigerBeetle's simulation
+/// testing): the real <see cref="FleetScheduler"/>, <see cref="SchedulerLease"/>,
+/// <see cref="AssignmentFollower"/> and <see cref="FleetState"/> run against in-memory KV buckets
+/// in simulated time, on simulated nodes whose containers start, get ready (or never do, for a
+/// bad template) and keep running while their orchd is down. A seeded random schedule injects
+/// faults: nodes cut off and back, orchd crashes with containers alive, nodes that die, hub
+/// outages of any length, a scheduler that stalls (a loaded machine), delayed and reordered
+/// heartbeats, bad rollouts, scale changes and a wiped store. After every step the invariants
+/// are checked (<see cref="Check"/>); the first one broken ends the run with the seed and the
+/// events that led there. One seed is one run, the same every time.
+/// </summary>
+public sealed class FleetSimulation
+{
+    public static readonly TimeSpan Tick = TimeSpan.FromMilliseconds(250);
+
+    private readonly int _seed;
+    private readonly Random _rng;
+    private readonly SimClock _clock = new();
+    private readonly InMemoryKVContext _kv;
+    private readonly FleetOptions _options;
+    private readonly List<SimNode> _nodes = [];
+    private readonly Dictionary<string, DeploymentPlan> _plans = new(StringComparer.Ordinal);
+    private readonly StringBuilder _log = new();
+    private readonly DateTimeOffset _start;
+    private readonly TimeSpan _faultsFor;
+    private DateTimeOffset _lastFaultEnd;
+    private DateTimeOffset _hubBackAt = DateTimeOffset.MinValue;
+    private DateTimeOffset? _reapplyAt;
+    private int _writesChecked;
+
+    /// <summary>The invariant broken first, with the seed and the recent events; null when the run held.</summary>
+    public string? Failure { get; private set; }
+
+    /// <summary>Scheduler elections seen (for the churn check).</summary>
+    public int Elections { get; private set; }
+
+    public int Steps { get; private set; }
+
+    /// <summary>Bounds of the convergence check: after the last fault ends, the fleet must be right within this.</summary>
+    public TimeSpan ConvergeWithin { get; }
+
+    public FleetSimulation(int seed, TimeSpan? faultsFor = null)
+    {
+        _seed = seed;
+        _rng = new Random(seed);
+        _kv = new InMemoryKVContext(_clock);
+        _start = _clock.GetUtcNow();
+        _faultsFor = faultsFor ?? TimeSpan.FromSeconds(_rng.Next(60, 240));
+        // Timings: mostly a fast profile (more faults per simulated minute), sometimes orchd's defaults.
+        _options = _rng.Next(4) == 0
+            ? new FleetOptions { Heartbeat = TimeSpan.FromSeconds(2), Clock = _clock }
+            : new FleetOptions
+            {
+                Heartbeat = TimeSpan.FromSeconds(1), UnreachableAfter = TimeSpan.FromSeconds(4), LostAfter = TimeSpan.FromSeconds(10),
+                LeaderLease = TimeSpan.FromSeconds(4), SchedulePeriod = TimeSpan.FromSeconds(1), Clock = _clock,
+            };
+        ConvergeWithin = _options.SettleTime + _options.LostAfter + _options.LeaderLease + TimeSpan.FromSeconds(DeadlineSeconds * 2 + 30);
+        var count = _rng.Next(3, 7);
+        for (var i = 0; i < count; i++)
+        {
+            var node = new SimNode(this, $"n{i}", new Dictionary<string, string> { ["zone"] = i % 2 == 0 ? "a" : "b" });
+            node.Phase = TimeSpan.FromMilliseconds(_rng.Next(0, 1000));
+            _nodes.Add(node);
+        }
+        var deployments = _rng.Next(1, 4);
+        for (var i = 0; i < deployments; i++)
+        {
+            var plan = new DeploymentPlan
+            {
+                Name = $"d{i}", Replicas = _rng.Next(1, 6), MaxSurge = _rng.Next(0, 2), Fence = _rng.Next(3) == 0,
+                AntiAffinity = _rng.Next(5) == 0, Version = 1, DeadlineSeconds = DeadlineSeconds,
+            };
+            _plans[plan.Name] = plan;
+        }
+    }
+
+    private int DeadlineSeconds => _options.Heartbeat >= TimeSpan.FromSeconds(2) ? 30 : 12;
+
+    /// <summary>Runs the whole scenario: faults for a while, then quiet until it must have converged.</summary>
+    public FleetSimulation Run()
+    {
+        foreach (var plan in _plans.Values)
+        {
+            Apply(plan);
+        }
+        var end = _start + _faultsFor;
+        while (Failure is null && _clock.GetUtcNow() < end)
+        {
+            InjectFaults();
+            Step();
+        }
+        // Quiet: every fault healed, nothing new; the fleet must converge within the bound.
+        HealAll();
+        _lastFaultEnd = _clock.GetUtcNow();
+        while (Failure is null && _clock.GetUtcNow() < _lastFaultEnd + ConvergeWithin)
+        {
+            Step();
+        }
+        if (Failure is null)
+        {
+            CheckConverged(final: true);
+        }
+        return this;
+    }
+
+    internal DateTimeOffset Now => _clock.GetUtcNow();
+    internal FleetOptions Options => _options;
+    internal InMemoryKVContext Kv => _kv;
+    internal bool HubDown => _kv.Outage;
+
+    internal void Log(string line)
+    {
+        _log.Append(CultureInfo($"{(Now - _start).TotalSeconds,7:0.00}s ")).AppendLine(line);
+        if (_log.Length > 64_000)
+        {
+            _log.Remove(0, _log.Length - 48_000);
+        }
+    }
+
+    private static string CultureInfo(FormattableString s) => s.ToString(System.Globalization.CultureInfo.InvariantCulture);
+
+    private void Step()
+    {
+        // Nodes act in a random order each tick: messages from different nodes land interleaved.
+        foreach (var node in _nodes.OrderBy(_ => _rng.Next()).ToList())
+        {
+            node.Step(_rng);
+            if (Failure is not null)
+            {
+                return;
+            }
+        }
+        if (_reapplyAt is { } at && Now >= at && !HubDown)
+        {
+            _reapplyAt = null;
+            Log("operator: re-applies every deployment (the store was wiped)");
+            foreach (var plan in _plans.Values)
+            {
+                Apply(plan);
+            }
+        }
+        Check();
+        Steps++;
+        _clock.Advance(Tick);
+    }
+
+    // ---- the operator ----
+
+    private void Apply(DeploymentPlan plan)
+    {
+        var deployment = plan.ToDeployment();
+        try
+        {
+            var store = Bucket(Buckets.Deployments, Buckets.DeploymentHistory);
+            store.PutAsync(deployment.Name, JsonSerializer.SerializeToUtf8Bytes(deployment, WorkloadJsonContext.Default.Deployment)).AsTask().GetAwaiter().GetResult();
+            plan.OperatorTemplate = FleetScheduler.TemplateHash(deployment);
+            if (!plan.Bad)
+            {
+                plan.GoodTemplates.Add(plan.OperatorTemplate);
+            }
+            Log($"operator: applied {plan.Name} v{plan.Version}{(plan.Bad ? " (bad: exits)" : "")} x{plan.Replicas}");
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            Log($"operator: apply of {plan.Name} failed ({e.GetType().Name}); will retry");
+            _reapplyAt = Now + TimeSpan.FromSeconds(5);
+        }
+    }
+
+    /// <summary>A bucket as a node or the operator opens it (made again after a wipe, like FleetMember.OpenAsync).</summary>
+    internal INatsKVStore Bucket(string name, int history)
+    {
+        if (_kv.Outage)
+        {
+            throw new TimeoutException("hub down");
+        }
+        return FleetMember.OpenAsync(_kv, name, history, CancellationToken.None).GetAwaiter().GetResult();
+    }
+
+    // ---- faults ----
+
+    private void InjectFaults()
+    {
+        var now = Now;
+        if (HubDown && now >= _hubBackAt)
+        {
+            _kv.Outage = false;
+            Log("hub back");
+        }
+        // About one fault every 20 simulated seconds, of a random kind.
+        if (_rng.NextDouble() > Tick.TotalSeconds / 20)
+        {
+            return;
+        }
+        var node = _nodes[_rng.Next(_nodes.Count)];
+        var lost = _options.LostAfter;
+        TimeSpan Length() => _rng.Next(3) switch
+        {
+            0 => TimeSpan.FromSeconds(_rng.NextDouble() * _options.UnreachableAfter.TotalSeconds), // a blip
+            1 => TimeSpan.FromSeconds(_rng.NextDouble() * lost.TotalSeconds * 1.5), // around lost_after
+            _ => TimeSpan.FromSeconds(lost.TotalSeconds + _rng.NextDouble() * lost.TotalSeconds * 3), // well past it
+        };
+        switch (_rng.Next(11))
+        {
+            case 0 or 1 when node.Alive:
+                node.LinkDownUntil = Max(node.LinkDownUntil, now + Length());
+                Log($"fault: {node.Name} cut off until {(node.LinkDownUntil - _start).TotalSeconds:0.0}s");
+                break;
+            case 2 when node.Alive && node.OrchdUp:
+                node.CrashOrchd(now + Length());
+                Log($"fault: {node.Name} orchd crashed (containers live on) until {(node.OrchdDownUntil - _start).TotalSeconds:0.0}s");
+                break;
+            case 3 when node.Alive && _nodes.Count(n => n.Alive) > 2 && _rng.Next(3) == 0:
+                node.Die();
+                Log($"fault: {node.Name} died (power off, its containers too)");
+                break;
+            case 4 when !HubDown:
+                _hubBackAt = now + Length();
+                _kv.Outage = true;
+                Log($"fault: hub outage until {(_hubBackAt - _start).TotalSeconds:0.0}s");
+                break;
+            case 5 when node.Alive:
+                node.StalledUntil = now + TimeSpan.FromSeconds(_rng.NextDouble() * _options.LeaderLease.TotalSeconds * 1.5);
+                Log($"fault: {node.Name} stalls (CPU starved) until {(node.StalledUntil - _start).TotalSeconds:0.0}s");
+                break;
+            case 6 when node.Alive:
+                node.HeartbeatDelay = TimeSpan.FromSeconds(_rng.NextDouble() * _options.UnreachableAfter.TotalSeconds);
+                node.DelayUntil = now + Length();
+                Log($"fault: {node.Name} heartbeats delayed by up to {node.HeartbeatDelay.TotalSeconds:0.0}s until {(node.DelayUntil - _start).TotalSeconds:0.0}s");
+                break;
+            case 7:
+                var bad = _plans.Values.ElementAt(_rng.Next(_plans.Count));
+                bad.Version++;
+                bad.Bad = _rng.Next(2) == 0;
+                Apply(bad);
+                break;
+            case 8:
+                var scaled = _plans.Values.ElementAt(_rng.Next(_plans.Count));
+                scaled.PreviousReplicas = Math.Max(scaled.Replicas, now - scaled.ScaledAt < ConvergeWithin ? scaled.PreviousReplicas : 0);
+                scaled.ScaledAt = now;
+                scaled.Replicas = _rng.Next(1, 7);
+                Apply(scaled);
+                break;
+            case 9 when !HubDown && _rng.Next(4) == 0:
+                _kv.WipeAll();
+                _storedCache.Clear();
+                _writesChecked = 0;
+                foreach (var n in _nodes)
+                {
+                    n.EverAssigned.Clear(); // a new store: placements start over
+                }
+                foreach (var plan in _plans.Values)
+                {
+                    plan.RejectedByFleet.Clear(); // the fleet's memory of them went with the store
+                }
+                _reapplyAt = now + TimeSpan.FromSeconds(_rng.Next(2, 30));
+                Log("fault: the hub's store is wiped (nats-server restarted on an empty store)");
+                break;
+            case 10 when !node.Alive && _rng.Next(2) == 0:
+                node.Revive();
+                Log($"fault: {node.Name} replaced and booted empty");
+                break;
+        }
+    }
+
+    private void HealAll()
+    {
+        _kv.Outage = false;
+        foreach (var node in _nodes)
+        {
+            // Ended now (not never): the node's last fault is this moment.
+            node.LinkDownUntil = Min(node.LinkDownUntil, Now);
+            node.StalledUntil = Min(node.StalledUntil, Now);
+            node.DelayUntil = Min(node.DelayUntil, Now);
+            if (!node.OrchdUp && node.Alive)
+            {
+                node.OrchdDownUntil = Now;
+            }
+        }
+        if (_plans.Values.Any(p => p.Bad))
+        {
+            // The operator fixes the bad ones: the last word is a good template.
+            foreach (var plan in _plans.Values.Where(p => p.Bad))
+            {
+                plan.Version++;
+                plan.Bad = false;
+                Apply(plan);
+            }
+        }
+        if (_reapplyAt is not null)
+        {
+            _reapplyAt = Now;
+        }
+        Log("quiet: every fault healed");
+    }
+
+    internal void NoteFaultActivity() => _lastFaultEnd = Now;
+
+    private static DateTimeOffset Max(DateTimeOffset a, DateTimeOffset b) => a > b ? a : b;
+
+    private static DateTimeOffset Min(DateTimeOffset a, DateTimeOffset b) => a < b ? a : b;
+
+    // ---- invariants ----
+
+    internal void Fail(string invariant)
+    {
+        if (Failure is not null)
+        {
+            return;
+        }
+        Failure = $"seed {_seed}: {invariant}\nreplay: ORCH_SIM_SEED={_seed} dotnet test tests/Orchestrator.Fleet.Tests --filter FullyQualifiedName~Replay\n"
+            + $"timings: heartbeat {_options.Heartbeat.TotalSeconds}s, unreachable {_options.UnreachableAfter.TotalSeconds}s, lost {_options.LostAfter.TotalSeconds}s, lease {_options.LeaderLease.TotalSeconds}s\n"
+            + "last events:\n" + string.Join('\n', _log.ToString().Split('\n').TakeLast(60));
+    }
+
+    /// <summary>Healthy: alive, orchd up, linked, not stalled, heartbeats on time, for at least <paramref name="since"/>.</summary>
+    private bool Healthy(SimNode node, TimeSpan since) => node.Alive && Now - node.LastIndividualFault >= since && node.OrchdUp && !node.CutOff && !HubDown && Now - _hubBackAt >= since;
+
+    private void Check()
+    {
+        var now = Now;
+        var healthyFor = _options.LostAfter;
+        foreach (var plan in _plans.Values)
+        {
+            // 1. Never a template the fleet rejected, nor a bad one the operator did not ask for:
+            //    a rollback goes only to a template that ran ready.
+            var (_, stored, storedHash) = Stored(plan.Name);
+            if (stored is not null && storedHash is { } hash)
+            {
+                if (hash != plan.OperatorTemplate && !plan.GoodTemplates.Contains(hash))
+                {
+                    Fail($"deployment {plan.Name} was put back on a template that never ran ready ({hash}); the operator's is {plan.OperatorTemplate}");
+                    return;
+                }
+            }
+
+            // 2. Never more live copies than desired + maxSurge on nodes that have been healthy
+            //    (copies on a node that is or was lately cut off are the unreachable exception),
+            //    and never one replica running twice on healthy nodes.
+            var copies = _nodes.Where(n => Healthy(n, TimeSpan.FromSeconds(3)))
+                .SelectMany(n => n.Containers.Values.Where(c => c.Deployment == plan.Name && c.Running).Select(c => (Node: n, C: c))).ToList();
+            var desired = StoredDeployment(plan.Name)?.Replicas ?? plan.Replicas;
+            // A scale-down takes a pass to reach the nodes (longer while no scheduler can run).
+            var allowed = Math.Max(desired, now - plan.ScaledAt < ConvergeWithin ? plan.PreviousReplicas : 0) + plan.MaxSurge;
+            if (copies.Count > allowed)
+            {
+                Fail($"deployment {plan.Name}: {copies.Count} copies run on healthy nodes, at most {allowed} allowed: {string.Join(", ", copies.Select(c => c.C.Name + "@" + c.Node.Name))}");
+                return;
+            }
+            foreach (var twice in copies.GroupBy(c => c.C.Name).Where(g => g.Count() > 1))
+            {
+                if (twice.All(c => Healthy(c.Node, TimeSpan.FromSeconds(3) + _options.Heartbeat * 2)))
+                {
+                    Fail($"replica {twice.Key} runs on {string.Join(" and ", twice.Select(c => c.Node.Name))}, all healthy");
+                    return;
+                }
+            }
+
+            // 3. Fencing: a fenced replica never runs on a node out of contact for longer than fence_after (+ one check).
+            if (plan.Fence)
+            {
+                foreach (var node in _nodes.Where(n => n.Alive))
+                {
+                    // By the node's own clock and CPU: a stalled process fences when it runs again.
+                    var silent = now - Max(node.Contact.Last + _options.EffectiveFenceAfter, node.StalledUntil) + _options.EffectiveFenceAfter;
+                    if (silent > _options.EffectiveFenceAfter + TimeSpan.FromSeconds(2) && node.Containers.Values.Any(c => c.Deployment == plan.Name && c.Running && c.Fenced))
+                    {
+                        Fail($"fenced deployment {plan.Name} still runs on {node.Name}, {silent.TotalSeconds:0.0}s without contact (fence_after {_options.EffectiveFenceAfter.TotalSeconds}s)");
+                        return;
+                    }
+                }
+            }
+        }
+
+        // 4. No node judged lost while it was healthy: the scheduler never moves a replica off a
+        //    node that has had no fault of its own for lost_after (a hub outage is not the node's fault).
+        var assignments = _kv.Stores.TryGetValue(Buckets.Assignments, out var store) && !store.Unavailable ? store.LastSequence : 0;
+        if (assignments != 0 && (ulong)_writesChecked != assignments)
+        {
+            _writesChecked = (int)assignments;
+            var now2 = _nodes.ToDictionary(n => n, n => n.AssignedNow());
+            foreach (var node in _nodes)
+            {
+                var added = (now2[node] ?? []).Where(r => !node.EverAssigned.Contains(r)).ToList();
+                var removed = node.EverAssigned.Where(r => now2[node]?.Contains(r) == false).ToList();
+                if (added.Count + removed.Count > 0)
+                {
+                    Log($"assignments of {node.Name}:{string.Concat(added.Select(r => " +" + r))}{string.Concat(removed.Select(r => " -" + r))}");
+                }
+            }
+            foreach (var node in _nodes.Where(n => n.Alive && n.OrchdUp && now - n.LastIndividualFault > healthyFor + _options.Heartbeat * 2))
+            {
+                if (now2[node] is not { } assigned)
+                {
+                    continue;
+                }
+                foreach (var moved in node.EverAssigned.Where(r => !assigned.Contains(r)))
+                {
+                    var dash = moved.LastIndexOf('-');
+                    var stillWanted = StoredDeployment(moved[..dash]) is { } d && int.Parse(moved[(dash + 1)..], System.Globalization.CultureInfo.InvariantCulture) < d.Replicas;
+                    var elsewhere = _nodes.Where(n => n != node).FirstOrDefault(n => now2[n]?.Contains(moved) == true);
+                    if (stillWanted && elsewhere is not null)
+                    {
+                        Fail($"replica {moved} was moved off {node.Name} to {elsewhere.Name}, though {node.Name} has had no fault of its own for {(now - node.LastIndividualFault).TotalSeconds:0}s (lost_after {healthyFor.TotalSeconds}s)");
+                        return;
+                    }
+                }
+            }
+            foreach (var node in _nodes)
+            {
+                node.EverAssigned.Clear();
+                if (now2[node] is { } a2)
+                {
+                    node.EverAssigned.UnionWith(a2);
+                }
+            }
+        }
+    }
+
+    private readonly Dictionary<string, (ulong Sequence, Deployment? Deployment, string? Hash)> _storedCache = new(StringComparer.Ordinal);
+
+    private Deployment? StoredDeployment(string name) => Stored(name).Deployment;
+
+    /// <summary>A deployment as the store has it now, and its template's hash (read again only when the bucket changed).</summary>
+    private (ulong Sequence, Deployment? Deployment, string? Hash) Stored(string name)
+    {
+        if (!_kv.Stores.TryGetValue(Buckets.Deployments, out var store) || store.Unavailable)
+        {
+            return default;
+        }
+        if (_storedCache.TryGetValue(name, out var cached) && cached.Sequence == store.LastSequence && cached.Sequence != 0)
+        {
+            return cached;
+        }
+        var entry = store.TryGetEntryAsync<byte[]>(name).AsTask().GetAwaiter().GetResult();
+        var deployment = entry.Success && entry.Value.Value is { Length: > 0 } v ? JsonSerializer.Deserialize(v, WorkloadJsonContext.Default.Deployment) : null;
+        return _storedCache[name] = (store.LastSequence, deployment, deployment is null ? null : FleetScheduler.TemplateHash(deployment));
+    }
+
+    /// <summary>5. After the quiet period: every deployment complete, on a good template, each replica once, spread where it can be.</summary>
+    private void CheckConverged(bool final)
+    {
+        var alive = _nodes.Where(n => n.Alive).ToList();
+        foreach (var plan in _plans.Values)
+        {
+            var stored = StoredDeployment(plan.Name);
+            if (stored is null)
+            {
+                Fail($"deployment {plan.Name} is missing from the store after the quiet period");
+                return;
+            }
+            var hash = FleetScheduler.TemplateHash(stored);
+            var copies = alive.SelectMany(n => n.Containers.Values.Where(c => c.Deployment == plan.Name && c.Running).Select(c => (Node: n, C: c))).ToList();
+            var expectedCount = plan.AntiAffinity ? Math.Min(stored.Replicas, alive.Count) : stored.Replicas;
+            var ready = copies.Count(c => c.C.Ready && c.C.Template == hash);
+            if (ready != expectedCount || copies.Count != expectedCount)
+            {
+                Fail($"not converged {ConvergeWithin.TotalSeconds:0}s after the last fault: deployment {plan.Name} wants {expectedCount} on {hash}; runs {copies.Count} ({ready} ready on it): {string.Join(", ", copies.Select(c => $"{c.C.Name}@{c.Node.Name}{(c.C.Ready ? "" : "(not ready)")}{(c.C.Template == hash ? "" : "(old)")}"))}");
+                return;
+            }
+            if (copies.GroupBy(c => c.C.Name).Any(g => g.Count() > 1))
+            {
+                Fail($"not converged: deployment {plan.Name} runs a replica twice");
+                return;
+            }
+        }
+        _ = final;
+    }
+
+    internal void Elected(SimNode node)
+    {
+        Elections++;
+        Log($"{node.Name}: took the scheduler lease");
+    }
+
+    /// <summary>What a simulated deployment is, as the operator last applied it.</summary>
+    internal sealed class DeploymentPlan
+    {
+        public required string Name { get; init; }
+        public int Replicas { get; set; }
+        public int MaxSurge { get; init; }
+        public bool Fence { get; init; }
+        public bool AntiAffinity { get; init; }
+        public int Version { get; set; }
+        public int PreviousReplicas { get; set; }
+        public DateTimeOffset ScaledAt { get; set; }
+        public int DeadlineSeconds { get; init; }
+        public bool Bad { get; set; }
+        public string OperatorTemplate { get; set; } = "";
+        public HashSet<string> GoodTemplates { get; } = new(StringComparer.Ordinal);
+        public HashSet<string> RejectedByFleet { get; } = new(StringComparer.Ordinal);
+
+        public Deployment ToDeployment() => new()
+        {
+            Name = Name, Replicas = Replicas, Fence = Fence, AntiAffinity = AntiAffinity,
+            Rollout = new RolloutSpec { MaxSurge = MaxSurge, MaxUnavailable = 1, ProgressDeadlineSeconds = DeadlineSeconds },
+            Template = new Workload
+            {
+                Image = "busybox:latest", Network = "none",
+                Command = Bad ? ["sh", "-c", "exit 1"] : ["sleep", "100000"],
+                Env = new() { ["VERSION"] = Version.ToString(System.Globalization.CultureInfo.InvariantCulture) },
+            },
+        };
+    }
+}

@@ -1,0 +1,71 @@
+using System.Diagnostics;
+
+namespace Orchestrator.Fleet.Tests.Simulation;
+
+/// <summary>
+/// The seeded fleet simulator (<see cref="FleetSimulation"/>): many scenarios in `make test`, one
+/// seed replayed from ORCH_SIM_SEED, every seed that ever failed kept as a test, and a long run
+/// for `make fuzz` (ORCH_SIM_MINUTES).
+/// </summary>
+public sealed class FleetSimulationTests(ITestOutputHelper output)
+{
+    /// <summary>Seeds that failed once (each a defect since fixed): they must keep passing.</summary>
+    public static TheoryData<int> KnownSeeds => new();
+
+    [Theory]
+    [MemberData(nameof(KnownSeeds))]
+    public void A_seed_that_failed_once_passes(int seed)
+    {
+        var run = new FleetSimulation(seed).Run();
+        Assert.True(run.Failure is null, run.Failure);
+    }
+
+    [Fact]
+    public void Many_seeded_scenarios_keep_every_invariant()
+    {
+        var count = int.TryParse(Environment.GetEnvironmentVariable("ORCH_SIM_SCENARIOS"), out var n) ? n : 1500;
+        var first = int.TryParse(Environment.GetEnvironmentVariable("ORCH_SIM_FIRST_SEED"), out var f) ? f : 1;
+        var failures = new System.Collections.Concurrent.ConcurrentBag<(int Seed, string Failure)>();
+        var steps = 0L;
+        var watch = Stopwatch.StartNew();
+        Parallel.For(first, first + count, seed =>
+        {
+            var run = new FleetSimulation(seed).Run();
+            Interlocked.Add(ref steps, run.Steps);
+            if (run.Failure is { } failure)
+            {
+                failures.Add((seed, failure));
+            }
+        });
+        output.WriteLine($"{count} scenarios ({steps} steps of {FleetSimulation.Tick.TotalMilliseconds} ms, {steps * FleetSimulation.Tick.TotalHours:0} simulated hours) in {watch.Elapsed.TotalSeconds:0.0} s; {failures.Count} failed");
+        var worst = failures.OrderBy(f => f.Seed).FirstOrDefault();
+        Assert.True(failures.IsEmpty, $"{failures.Count} of {count} scenarios failed (seeds {string.Join(", ", failures.Select(f => f.Seed).Order().Take(20))}); the first:\n{worst.Failure}");
+    }
+
+    /// <summary>ORCH_SIM_SEED=N replays one scenario with its events printed.</summary>
+    [Fact]
+    public void Replay()
+    {
+        if (!int.TryParse(Environment.GetEnvironmentVariable("ORCH_SIM_SEED"), out var seed))
+        {
+            return;
+        }
+        var run = new FleetSimulation(seed).Run();
+        output.WriteLine(run.Failure ?? $"seed {seed}: every invariant held ({run.Steps} steps, {run.Elections} elections)");
+        Assert.True(run.Failure is null, run.Failure);
+    }
+
+    /// <summary>The same seed is the same run: what makes a failing seed worth keeping.</summary>
+    [Fact]
+    public void A_seed_is_the_same_run_every_time()
+    {
+        for (var seed = 1; seed <= 5; seed++)
+        {
+            var a = new FleetSimulation(seed).Run();
+            var b = new FleetSimulation(seed).Run();
+            Assert.Equal(a.Steps, b.Steps);
+            Assert.Equal(a.Elections, b.Elections);
+            Assert.Equal(a.Failure, b.Failure);
+        }
+    }
+}
