@@ -213,6 +213,14 @@ public sealed class FleetFaultTests(ITestOutputHelper output)
             await using var connection = await ConnectAsync(nats.Url);
             var fleet = new FleetClient(connection);
             await WaitForFleetAsync(fleet, FastView, 3);
+            // A fleet that has lived a while: its assignments stream is at a high sequence (here 60
+            // writes of a key no node has, which the scheduler then deletes) before the nodes' keys
+            // are written. A new store counts from 1 again.
+            var before = await new NatsKVContext(new NatsJSContext(connection)).GetStoreAsync(Buckets.Assignments);
+            for (var i = 0; i < 60; i++)
+            {
+                await before.PutAsync("filler", NodeAssignments.Compose("filler", []));
+            }
             await fleet.ApplyAsync([Sleepers("old", 3)]);
             await WaitForRunningAsync(hosts, "old-", r => r.Values.All(v => v.Count == 1), "one old replica per node");
             var old = await WhereAsync(hosts, "old-");
@@ -512,6 +520,11 @@ public sealed class FleetFaultTests(ITestOutputHelper output)
             await WaitForFleetAsync(fleet, FastView, 3);
             await fleet.ApplyAsync([Fence(Sleepers("guard", 3)), Sleepers("free", 3)]);
             var (guard, free) = await OneOfEachAsync(hosts, victim);
+            // Settled: the fleet has heard of both replicas, and orchd has had a moment to arm its
+            // fencing for the case it dies (A_fenced_replica_is_fenced_even_when_orchd_dies_right_after_starting_it
+            // takes the moment away).
+            await HeartbeatListsAsync(fleet, victim, guard.Name, free.Name);
+            await Task.Delay(2000);
 
             // kill -9 orchd, and it stays down: nothing of orchd's runs on the node to stop anything.
             await victim.KillOrchdAsync();
@@ -519,6 +532,55 @@ public sealed class FleetFaultTests(ITestOutputHelper output)
             var (stopped, moved) = await WatchFenceAsync(victim, survivors, guard, free, killed, "lost its orchd");
             Assert.True(victim.Daemon.HasExited, "orchd came back by itself");
             output.WriteLine($"fenced replica stopped {Seconds(stopped)} after orchd died, running elsewhere {Seconds(moved)} after");
+        }
+        catch
+        {
+            Dump(hosts);
+            throw;
+        }
+        finally
+        {
+            await DisposeAllAsync(hosts);
+        }
+    }
+
+    [Fact(Timeout = 180_000)]
+    public async Task A_fenced_replica_is_fenced_even_when_orchd_dies_right_after_starting_it()
+    {
+        await using var nats = await NatsServer.StartAsync();
+        var hosts = new List<NodeHost>();
+        try
+        {
+            await StartFleetAsync(hosts, nats, 3, "fs", Fenced);
+            var victim = hosts[2];
+            await using var connection = await ConnectAsync(nats.Url);
+            var fleet = new FleetClient(connection);
+            await WaitForFleetAsync(fleet, FastView, 3);
+            await fleet.ApplyAsync([Fence(Sleepers("guard", 3))]);
+
+            // kill -9 orchd the moment its fenced container runs (seen in the container's cgroup):
+            // whatever orchd arms for its own death must be armed before the replica starts.
+            var waited = Stopwatch.StartNew();
+            int[] pids;
+            while (!Live([victim], "guard-")[victim.NodeName].Values.Any(p => p.Length > 0))
+            {
+                Assert.True(waited.Elapsed < TimeSpan.FromSeconds(60), $"no guard replica started on {victim.NodeName}: {Show(Live(hosts, "guard-"))}");
+                await Task.Delay(10);
+            }
+            victim.Daemon.Signal(Signals.SIGKILL);
+            var killed = Stopwatch.StartNew();
+            var (name, started) = Live([victim], "guard-")[victim.NodeName].First();
+            pids = started;
+            await victim.Daemon.WaitForExitAsync(TimeSpan.FromSeconds(10), drainOutput: false);
+            output.WriteLine($"orchd killed with {name} running as {string.Join(",", pids)}");
+
+            while (pids.Any(NodeHost.IsAlive) || Live([victim], "guard-")[victim.NodeName].ContainsKey(name))
+            {
+                Assert.True(killed.Elapsed < TimeSpan.FromSeconds(5 + 10),
+                    $"{name} (fenced) still runs {killed.Elapsed.TotalSeconds:0} s after its orchd died right after starting it (fence_after 5 s): {Show(Live([victim], "guard-"))}");
+                await Task.Delay(250);
+            }
+            output.WriteLine($"{name} fenced {killed.Elapsed.TotalSeconds:0.0} s after orchd died");
         }
         catch
         {
@@ -549,6 +611,8 @@ public sealed class FleetFaultTests(ITestOutputHelper output)
             await fleet.ApplyAsync([Sleepers("solo", 3)]);
             await WaitForRunningAsync(hosts, "solo-", r => r.Values.All(v => v.Count == 1), "one replica per node");
             var replica = (await RunningAsync([victim], "solo-"))[victim.NodeName].Single();
+            // What the fleet knows of a node whose orchd is down is its last heartbeat: one that lists the replica.
+            await HeartbeatListsAsync(fleet, victim, replica);
 
             // orchd dies, its container lives on (no fence): once the node is lost, the replica runs
             // on a survivor too. The container on the dead node is an orphan, the name a duplicate.
@@ -776,6 +840,23 @@ public sealed class FleetFaultTests(ITestOutputHelper output)
         foreach (var pid in Live([host], "")[host.NodeName].Values.SelectMany(p => p))
         {
             Signals.Send(pid, Signals.SIGKILL);
+        }
+    }
+
+    /// <summary>Waits until the node's heartbeat (what the fleet knows of it) lists the containers running.</summary>
+    private static async Task HeartbeatListsAsync(FleetClient fleet, NodeHost host, params string[] names)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
+        while (true)
+        {
+            var node = (await fleet.GetNodesAsync(FastView)).SingleOrDefault(n => n.Info.Node == host.NodeName);
+            var listed = node?.Info.Containers?.Where(c => c.State == "running").Select(c => c.Name).ToHashSet(StringComparer.Ordinal) ?? [];
+            if (names.All(listed.Contains))
+            {
+                return;
+            }
+            Assert.True(DateTime.UtcNow < deadline, $"{host.NodeName}'s heartbeat does not list {string.Join(",", names)} running: [{string.Join(",", listed)}]");
+            await Task.Delay(200);
         }
     }
 
