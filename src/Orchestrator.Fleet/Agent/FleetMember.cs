@@ -484,7 +484,7 @@ public sealed partial class FleetMember
         {
             while (!cancellationToken.IsCancellationRequested && !renewing.IsCompleted)
             {
-                if (lease.MayScheduleAt(options.Clock.GetUtcNow()))
+                if (lease.MayScheduleAt(options.Clock.GetUtcNow()) && await lease.StillHeldAsync(leader, cancellationToken).ConfigureAwait(false))
                 {
                     await _scheduler.ScheduleOnceAsync(buckets, cancellationToken).ConfigureAwait(false);
                 }
