@@ -52,6 +52,42 @@ public sealed class FleetSimulationTests(ITestOutputHelper output)
         Assert.True(failures.IsEmpty, $"{failures.Count} of {count} scenarios failed (seeds {string.Join(", ", failures.Select(f => f.Seed).Order().Take(20))}); the first:\n{worst.Failure}");
     }
 
+    /// <summary>
+    /// make fuzz: ORCH_SIM_MINUTES=N runs fresh seeds (from ORCH_SIM_FIRST_SEED, default 100000) for
+    /// N minutes on every core and prints every failing seed (add them to <see cref="KnownSeeds"/>).
+    /// </summary>
+    [Fact]
+    public void Long_run()
+    {
+        if (!double.TryParse(Environment.GetEnvironmentVariable("ORCH_SIM_MINUTES"), System.Globalization.CultureInfo.InvariantCulture, out var minutes))
+        {
+            return;
+        }
+        var next = int.TryParse(Environment.GetEnvironmentVariable("ORCH_SIM_FIRST_SEED"), out var f) ? f - 1 : 99_999;
+        var until = DateTime.UtcNow + TimeSpan.FromMinutes(minutes);
+        var failures = new System.Collections.Concurrent.ConcurrentBag<(int Seed, string Failure)>();
+        var done = 0;
+        Parallel.For(0, Environment.ProcessorCount, _ =>
+        {
+            while (DateTime.UtcNow < until)
+            {
+                var seed = Interlocked.Increment(ref next);
+                if (new FleetSimulation(seed).Run().Failure is { } failure)
+                {
+                    failures.Add((seed, failure));
+                }
+                Interlocked.Increment(ref done);
+            }
+        });
+        foreach (var (seed, failure) in failures.OrderBy(x => x.Seed))
+        {
+            output.WriteLine(failure);
+        }
+        output.WriteLine($"{done} scenarios in {minutes} minutes; {failures.Count} failed{(failures.IsEmpty ? "" : ": seeds " + string.Join(", ", failures.Select(x => x.Seed).Order()))}");
+        Console.WriteLine($"fleet simulator: {done} scenarios in {minutes} minutes; {failures.Count} failed");
+        Assert.True(failures.IsEmpty, $"{failures.Count} of {done} scenarios failed: seeds {string.Join(", ", failures.Select(x => x.Seed).Order())}");
+    }
+
     /// <summary>ORCH_SIM_SEED=N replays one scenario with its events printed.</summary>
     [Fact]
     public void Replay()
