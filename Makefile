@@ -24,7 +24,7 @@ APT_DEMO := nats-server busybox-static iproute2 nftables util-linux procps tar
 # (/usr/aarch64-linux-gnu: no multiarch, no clang), and qemu-user to run what it built.
 APT_CROSS_ARM64 := gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static
 
-.PHONY: help deps deps-build deps-demo deps-bench deps-cross-arm64 dotnet restore build publish publish-arm64 packages install test demo demo-build bench clean
+.PHONY: fuzz help deps deps-build deps-demo deps-bench deps-cross-arm64 dotnet restore build publish publish-arm64 packages install test demo demo-build bench clean
 
 help:
 	@echo "make demo                run a local fleet: nats-server + three orchd in the foreground (Ctrl-C stops it all)"
@@ -34,6 +34,7 @@ help:
 	@echo "make publish-arm64       cross-build the linux-arm64 binaries into $(ARM64_OUT)"
 	@echo "make packages            .deb packages for amd64 and arm64 into $(PKG_OUT) (docs/packaging.md)"
 	@echo "make bench               side-by-side benchmarks (see docs/benchmarks.md)"
+	@echo "make fuzz [FUZZ_MINUTES=10]  the fleet simulator on fresh seeds for that long"
 	@echo "make install [DESTDIR=]  install built binaries, the systemd unit and the default config (no apt, no SDK)"
 
 # apt-get only when something is missing: a second run costs nothing and needs no network.
@@ -151,6 +152,14 @@ demo-build: deps-build
 DEMO_AOT := $(filter 1 yes true,$(AOT))
 demo: deps-demo $(if $(DEMO_AOT),publish,demo-build)
 	@$(if $(DEMO_AOT),,DOTNET_ROOT=$${DOTNET_ROOT:-$$(dirname "$$(readlink -f "$$(command -v $(DOTNET))")")}) bash packaging/demo/demo.sh $(abspath $(if $(DEMO_AOT),$(OUT),$(DEMO_OUT)))
+
+# Long runs that do not fit in make test: the fleet simulator on fresh seeds for FUZZ_MINUTES
+# (docs/protocol.md, "The fleet simulator"); a failing seed is printed with how to replay it.
+FUZZ_MINUTES ?= 10
+fuzz: restore
+	$(DOTNET) build tests/Orchestrator.Fleet.Tests -c $(CONFIGURATION) --nologo -v:q
+	ORCH_SIM_MINUTES=$(FUZZ_MINUTES) $(DOTNET) test tests/Orchestrator.Fleet.Tests -c $(CONFIGURATION) --no-build --nologo \
+		--filter "FullyQualifiedName~FleetSimulationTests.Long_run" --logger "console;verbosity=detailed"
 
 bench: deps-bench publish
 	$(DOTNET) run --project bench/Orchestrator.Bench -c Release -- --bin $(abspath $(OUT))

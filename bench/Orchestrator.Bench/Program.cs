@@ -7,8 +7,9 @@ using Orchestrator.Testing;
 // on a number; it prints them for docs/benchmarks.md.
 var runs = 15;
 var idleSeconds = 10;
-var sections = new HashSet<string>(StringComparer.Ordinal) { "daemon", "runtime", "images", "node", "fleet", "containerd" };
+var sections = new HashSet<string>(StringComparer.Ordinal) { "daemon", "runtime", "images", "node", "fleet", "hub", "containerd" };
 var fleet = new Orchestrator.Bench.FleetBenchSettings();
+var hub = new Orchestrator.Bench.HubWritesSettings();
 for (var i = 0; i < args.Length; i++)
 {
     switch (args[i])
@@ -22,9 +23,15 @@ for (var i = 0; i < args.Length; i++)
         case "--fleet-replicas": fleet = fleet with { Replicas = int.Parse(args[++i], CultureInfo.InvariantCulture) }; break;
         case "--fleet-heartbeat": fleet = fleet with { HeartbeatSeconds = double.Parse(args[++i], CultureInfo.InvariantCulture) }; break;
         case "--fleet-requests": fleet = fleet with { Requests = int.Parse(args[++i], CultureInfo.InvariantCulture) }; break;
+        case "--hub-nodes": hub = hub with { Nodes = int.Parse(args[++i], CultureInfo.InvariantCulture) }; break;
+        case "--hub-containers": hub = hub with { ContainersPerNode = int.Parse(args[++i], CultureInfo.InvariantCulture) }; break;
+        case "--hub-heartbeat": hub = hub with { HeartbeatSeconds = double.Parse(args[++i], CultureInfo.InvariantCulture) }; break;
+        case "--hub-seconds": hub = hub with { Seconds = int.Parse(args[++i], CultureInfo.InvariantCulture) }; break;
+        case "--hub-nodes-in-memory": hub = hub with { NodesInMemory = true }; break;
         default:
-            Console.Error.WriteLine($"usage: bench [--bin DIR] [--runs N] [--idle-seconds S] [--only daemon|runtime|images|node|fleet|containerd]"
-                + $" [--fleet-nodes N] [--fleet-deployments N] [--fleet-replicas N] [--fleet-heartbeat S] [--fleet-requests N]; unknown '{args[i]}'");
+            Console.Error.WriteLine($"usage: bench [--bin DIR] [--runs N] [--idle-seconds S] [--only daemon|runtime|images|node|fleet|hub|containerd]"
+                + $" [--fleet-nodes N] [--fleet-deployments N] [--fleet-replicas N] [--fleet-heartbeat S] [--fleet-requests N]"
+                + $" [--hub-nodes N] [--hub-containers N] [--hub-heartbeat S] [--hub-seconds S] [--hub-nodes-in-memory]; unknown '{args[i]}'");
             return 2;
     }
 }
@@ -32,6 +39,15 @@ for (var i = 0; i < args.Length; i++)
 if (sections.Contains("fleet"))
 {
     var rc = await Orchestrator.Bench.FleetBench.RunAsync(fleet);
+    if (rc != 0 || sections.Count == 1)
+    {
+        return rc;
+    }
+}
+
+if (sections.Contains("hub"))
+{
+    var rc = await Orchestrator.Bench.HubWritesBench.RunAsync(hub);
     if (rc != 0 || sections.Count == 1)
     {
         return rc;

@@ -161,7 +161,13 @@ public sealed partial class FleetMember
         catch (NatsJSApiException e) when (e.Error.Code == 404)
         {
         }
-        return await kv.CreateOrUpdateStoreAsync(new NatsKVConfig(bucket) { History = history, Description = "Orchestrator fleet state" }, cancellationToken).ConfigureAwait(false);
+        // Missing: made with the fleet's limits. A bucket that exists is used as it is, even
+        // with other limits (made before them, or by an operator): a worker may not update a
+        // stream (a permission violation at every open), an update would also reset what the
+        // operator chose (replicas, placement), and a lower max_bytes makes nats-server drop
+        // the oldest values to fit, deployments too. Heartbeats always had history 1, so an
+        // old bucket does not grow with them either (docs/protocol.md, "Buckets and their limits").
+        return await kv.CreateOrUpdateStoreAsync(Buckets.ConfigFor(bucket, history), cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>
@@ -484,7 +490,7 @@ public sealed partial class FleetMember
         {
             while (!cancellationToken.IsCancellationRequested && !renewing.IsCompleted)
             {
-                if (lease.MayScheduleAt(options.Clock.GetUtcNow()))
+                if (lease.MayScheduleAt(options.Clock.GetUtcNow()) && await lease.StillHeldAsync(leader, cancellationToken).ConfigureAwait(false))
                 {
                     await _scheduler.ScheduleOnceAsync(buckets, cancellationToken).ConfigureAwait(false);
                 }

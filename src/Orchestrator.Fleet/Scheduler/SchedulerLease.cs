@@ -19,6 +19,7 @@ public sealed class SchedulerLease(string nodeName, FleetOptions options)
     private ulong _seenRevision;
     private DateTimeOffset _seenSince;
     private DateTimeOffset? _renewedAt;
+    private ulong _heldRevision;
 
     /// <summary>The holder as last read (null: none).</summary>
     public string? Holder { get; private set; }
@@ -31,6 +32,27 @@ public sealed class SchedulerLease(string nodeName, FleetOptions options)
     public bool MayScheduleAt(DateTimeOffset now)
         => _renewedAt is { } renewed && now - renewed < options.LeaderLease - 2 * options.LeaseRenewal;
 
+    /// <summary>
+    /// True when the lease is still the one this node last wrote (read again before every pass):
+    /// a lease bucket made anew (the server lost its store) or taken over meanwhile stops the pass,
+    /// rather than two schedulers placing at once until the next renewal.
+    /// </summary>
+    public async Task<bool> StillHeldAsync(INatsKVStore leader, CancellationToken cancellationToken)
+    {
+        if (_heldRevision == 0)
+        {
+            return false;
+        }
+        var entry = await leader.TryGetEntryAsync<byte[]>(Key, cancellationToken: cancellationToken).ConfigureAwait(false);
+        if (entry.Success && entry.Value.Revision == _heldRevision)
+        {
+            return true;
+        }
+        _renewedAt = null;
+        _heldRevision = 0;
+        return false;
+    }
+
     /// <summary>One round: read the lease, then create, renew or take it over. True when this node holds it now.</summary>
     public async Task<bool> TryHoldAsync(INatsKVStore leader, CancellationToken cancellationToken)
     {
@@ -39,9 +61,11 @@ public sealed class SchedulerLease(string nodeName, FleetOptions options)
         bool holding;
         if (!entry.Success || entry.Value.Operation is NatsKVOperation.Del or NatsKVOperation.Purge)
         {
-            holding = (entry.Success
+            var written = entry.Success
                 ? await leader.TryUpdateAsync(Key, _me, entry.Value.Revision, cancellationToken: cancellationToken).ConfigureAwait(false)
-                : await leader.TryCreateAsync(Key, _me, cancellationToken: cancellationToken).ConfigureAwait(false)).Success;
+                : await leader.TryCreateAsync(Key, _me, cancellationToken: cancellationToken).ConfigureAwait(false);
+            holding = written.Success;
+            _heldRevision = holding ? written.Value : 0;
             Holder = holding ? nodeName : null;
         }
         else
@@ -61,14 +85,23 @@ public sealed class SchedulerLease(string nodeName, FleetOptions options)
                 _seenSince = started;
             }
             Holder = holder;
-            holding = (holder == nodeName || started - _seenSince > options.LeaderLease)
-                && (await leader.TryUpdateAsync(Key, _me, entry.Value.Revision, cancellationToken: cancellationToken).ConfigureAwait(false)).Success;
+            holding = false;
+            if (holder == nodeName || started - _seenSince > options.LeaderLease)
+            {
+                var written = await leader.TryUpdateAsync(Key, _me, entry.Value.Revision, cancellationToken: cancellationToken).ConfigureAwait(false);
+                holding = written.Success;
+                _heldRevision = holding ? written.Value : 0;
+            }
             if (holding)
             {
                 Holder = nodeName;
             }
         }
         _renewedAt = holding ? started : null;
+        if (!holding)
+        {
+            _heldRevision = 0;
+        }
         return holding;
     }
 }

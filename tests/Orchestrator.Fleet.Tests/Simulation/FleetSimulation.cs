@@ -149,6 +149,7 @@ public sealed class FleetSimulation
             Log("operator: re-applies every deployment (the store was wiped)");
             foreach (var plan in _plans.Values)
             {
+                plan.ReappliedAt = Now;
                 Apply(plan);
             }
         }
@@ -321,7 +322,7 @@ public sealed class FleetSimulation
         {
             return;
         }
-        Failure = $"seed {_seed}: {invariant}\nreplay: ORCH_SIM_SEED={_seed} dotnet test tests/Orchestrator.Fleet.Tests --filter FullyQualifiedName~Replay\n"
+        Failure = $"seed {_seed}, at {(Now - _start).TotalSeconds:0.00}s: {invariant}\nreplay: ORCH_SIM_SEED={_seed} dotnet test tests/Orchestrator.Fleet.Tests --filter FullyQualifiedName~Replay\n"
             + $"timings: heartbeat {_options.Heartbeat.TotalSeconds}s, unreachable {_options.UnreachableAfter.TotalSeconds}s, lost {_options.LostAfter.TotalSeconds}s, lease {_options.LeaderLease.TotalSeconds}s\n"
             + "last events:\n" + string.Join('\n', _log.ToString().Split('\n').TakeLast(60));
     }
@@ -345,6 +346,13 @@ public sealed class FleetSimulation
                     Fail($"deployment {plan.Name} was put back on a template that never ran ready ({hash}); the operator's is {plan.OperatorTemplate}");
                     return;
                 }
+            }
+
+            // (A deployment the store lost with a wipe has no desired count until it is applied
+            // again: the nodes keep what they ran, duplicates included, and the re-apply sorts them.)
+            if (stored is null || now - plan.ReappliedAt < _options.LeaderLease + _options.SettleTime + 2 * _options.SchedulePeriod + TimeSpan.FromSeconds(2))
+            {
+                continue;
             }
 
             // 2. Never more live copies than desired + maxSurge on nodes that have been healthy
@@ -497,6 +505,7 @@ public sealed class FleetSimulation
         public int Version { get; set; }
         public int PreviousReplicas { get; set; }
         public DateTimeOffset ScaledAt { get; set; }
+        public DateTimeOffset ReappliedAt { get; set; }
         public int DeadlineSeconds { get; init; }
         public bool Bad { get; set; }
         public string OperatorTemplate { get; set; } = "";

@@ -435,21 +435,33 @@ public sealed class InMemoryKVStoreTests
         Assert.Equal(["n1", "n2"], nodes.Select(n => n.Info.Node));
         Assert.All(nodes, n => Assert.Equal("ready", n.State));
 
-        var scheduler = new FleetScheduler("n1", new FleetOptions(), NullLogger.Instance, (_, _, _) => { });
+        var options = new FleetOptions { Heartbeat = TimeSpan.FromSeconds(1), UnreachableAfter = TimeSpan.FromSeconds(3), Clock = clock };
+        var scheduler = new FleetScheduler("n1", options, NullLogger.Instance, (_, _, _) => { });
         var pass = scheduler.ScheduleOnceAsync(buckets, ct);
         Assert.True(pass.IsCompletedSuccessfully, "a pass against in-memory buckets runs to the end on the calling thread");
         await pass;
+        // A new scheduler places nothing until it has watched heartbeats for the settle time.
+        Assert.Empty(await FleetState.ReadAllAsync(buckets.Assignments, ct));
+        for (var i = 0; i < 4; i++)
+        {
+            clock.Advance(TimeSpan.FromSeconds(1));
+            foreach (var (key, entry) in await FleetState.ReadAllAsync(buckets.Nodes, ct))
+            {
+                await buckets.Nodes.PutAsync(key, entry.Value, cancellationToken: ct);
+            }
+            await scheduler.ScheduleOnceAsync(buckets, ct);
+        }
 
         var stored = await FleetState.ReadAllAsync(buckets.Assignments, ct);
         Assert.Equal(["n1", "n2"], stored.Keys.Order(StringComparer.Ordinal));
         var replicas = stored.ToDictionary(kv => kv.Key, kv => NodeAssignments.Parse(kv.Value.Value).Replicas.Select(r => r.Replica).Single());
         Assert.Equal(["web-0", "web-1"], replicas.Values.Order(StringComparer.Ordinal));
-        Assert.Equal(2, scheduler.LastWrites);
         var status = JsonSerializer.Deserialize((await buckets.Status.GetEntryAsync<byte[]>("web", cancellationToken: ct)).Value, FleetJsonContext.Default.DeploymentStatus)!;
         Assert.Equal(2, status.Placed);
         Assert.Equal(replicas.ToDictionary(kv => kv.Value, kv => kv.Key), status.Replicas);
 
-        // Level-triggered and idempotent: a second pass over the same state writes no assignment.
+        // Level-triggered and idempotent: another pass over the same state writes no assignment.
+        clock.Advance(TimeSpan.FromSeconds(1));
         var sequence = ((InMemoryKVStore)buckets.Assignments).LastSequence;
         await scheduler.ScheduleOnceAsync(buckets, ct);
         Assert.Equal(0, scheduler.LastWrites);
@@ -457,6 +469,7 @@ public sealed class InMemoryKVStoreTests
 
         // A node gone from the bucket: its replica moves to the other one, and its key goes.
         await buckets.Nodes.DeleteAsync("n2", cancellationToken: ct);
+        clock.Advance(TimeSpan.FromSeconds(1));
         await scheduler.ScheduleOnceAsync(buckets, ct);
         stored = await FleetState.ReadAllAsync(buckets.Assignments, ct);
         Assert.Equal(["n1"], stored.Keys);
@@ -471,9 +484,14 @@ public sealed class InMemoryKVStoreTests
         var start = DateTimeOffset.UtcNow;
         async Task<string> RunAsync()
         {
-            var (buckets, _) = await FleetAsync(new SimClock(start), ct);
-            var scheduler = new FleetScheduler("n1", new FleetOptions(), NullLogger.Instance, (_, _, _) => { });
-            await scheduler.ScheduleOnceAsync(buckets, ct);
+            var clock = new SimClock(start);
+            var (buckets, _) = await FleetAsync(clock, ct);
+            var scheduler = new FleetScheduler("n1", new FleetOptions { Heartbeat = TimeSpan.FromSeconds(1), UnreachableAfter = TimeSpan.FromSeconds(3), Clock = clock }, NullLogger.Instance, (_, _, _) => { });
+            for (var i = 0; i < 5; i++)
+            {
+                await scheduler.ScheduleOnceAsync(buckets, ct);
+                clock.Advance(TimeSpan.FromSeconds(1));
+            }
             var stored = await FleetState.ReadAllAsync(buckets.Assignments, ct);
             return string.Join("\n", stored.OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => $"{kv.Key}@{kv.Value.Revision} {kv.Value.Created:O} {Convert.ToHexString(kv.Value.Value!)}"));
         }

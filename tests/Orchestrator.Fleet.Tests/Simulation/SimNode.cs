@@ -221,7 +221,8 @@ internal sealed class SimNode : IAssignedReplicas
             }
             _leader = held;
         }
-        if (_leader && linked && now >= _nextPass && _lease.MayScheduleAt(now))
+        if (_leader && linked && now >= _nextPass && _lease.MayScheduleAt(now)
+            && Try(() => { if (!_lease.StillHeldAsync(_sim.Bucket(Buckets.Leader, 1), CancellationToken.None).GetAwaiter().GetResult()) { throw new InvalidOperationException("lease lost"); } }))
         {
             _nextPass = now + _sim.Options.SchedulePeriod;
             var ok = Try(() => _scheduler.ScheduleOnceAsync(new SchedulerBuckets(
