@@ -227,6 +227,20 @@ public sealed class FleetFaultTests(ITestOutputHelper output)
 
             await nats.RestartAsync(emptyStore: true);
             var clock = Stopwatch.StartNew();
+            // The operator applies the deployment again as soon as the hub answers (the client
+            // makes the deployments bucket if it has to; the rest is orchd's to rebuild).
+            while (true)
+            {
+                try
+                {
+                    await fleet.ApplyAsync([Sleepers("fresh", 3)]);
+                    break;
+                }
+                catch (Exception e) when (e is NatsException or TimeoutException && clock.Elapsed < TimeSpan.FromSeconds(10))
+                {
+                    await Task.Delay(200);
+                }
+            }
 
             // The buckets, the heartbeats and a scheduler come back by themselves. Read without
             // creating anything: the test's own client must not do orchd's work for it.
@@ -254,9 +268,8 @@ public sealed class FleetFaultTests(ITestOutputHelper output)
                 }
             }
 
-            // A deployment applied to the new store runs; once each node has its new assignments,
+            // The deployment applied to the new store runs; once each node has its new assignments,
             // what ran before and is not in them goes.
-            await fleet.ApplyAsync([Sleepers("fresh", 3)]);
             await WaitForRunningAsync(hosts, "fresh-", r => r.Values.Sum(v => v.Count) == 3, "the re-applied deployment running");
             var converge = Stopwatch.StartNew();
             while (Live(hosts, "old-").Values.Any(v => v.Count > 0))
@@ -271,6 +284,73 @@ public sealed class FleetFaultTests(ITestOutputHelper output)
                 await Task.Delay(300);
             }
             output.WriteLine($"old replicas removed {converge.Elapsed.TotalSeconds:0.0} s after the new deployment ran");
+        }
+        catch
+        {
+            Dump(hosts);
+            throw;
+        }
+        finally
+        {
+            await DisposeAllAsync(hosts);
+        }
+    }
+
+    [Fact(Timeout = 180_000)]
+    public async Task After_a_store_wipe_nodes_follow_assignments_written_at_once_into_buckets_the_operator_made_again()
+    {
+        await using var nats = await NatsServer.StartAsync();
+        var hosts = new List<NodeHost>();
+        try
+        {
+            await StartFleetAsync(hosts, nats, 3, "ew", Fast);
+            await using var connection = await ConnectAsync(nats.Url);
+            var fleet = new FleetClient(connection);
+            await WaitForFleetAsync(fleet, FastView, 3);
+            await fleet.ApplyAsync([Sleepers("old", 3)]);
+            await WaitForRunningAsync(hosts, "old-", r => r.Values.All(v => v.Count == 1), "one old replica per node");
+
+            // The hub loses its store; the operator makes the fleet's buckets again at once (as
+            // docs/nats-security.md has it for fleets whose nodes hold worker credentials) and
+            // applies the deployment: the scheduler assigns as soon as it has settled, which can
+            // be before each node's long-lived watch of its key has noticed the store is new.
+            await nats.RestartAsync(emptyStore: true);
+            var clock = Stopwatch.StartNew();
+            var kv = new NatsKVContext(new NatsJSContext(connection));
+            while (true)
+            {
+                try
+                {
+                    foreach (var (bucket, history) in new[] { (Buckets.Nodes, 1), (Buckets.Deployments, Buckets.DeploymentHistory), (Buckets.Assignments, 1), (Buckets.Leader, 1), (FleetBuckets.DeploymentStatus, 1), (Buckets.NodeSettings, 1) })
+                    {
+                        await FleetMember.OpenAsync(kv, bucket, history, CancellationToken.None);
+                    }
+                    await fleet.ApplyAsync([Sleepers("fresh", 3)]);
+                    break;
+                }
+                catch (Exception e) when (e is NatsException or TimeoutException && clock.Elapsed < TimeSpan.FromSeconds(10))
+                {
+                    await Task.Delay(100);
+                }
+            }
+            output.WriteLine($"buckets made and the deployment applied {clock.Elapsed.TotalSeconds:0.0} s after the restart");
+            var assignments = await kv.GetStoreAsync(Buckets.Assignments);
+            var deadline = TimeSpan.FromSeconds(30);
+            while (Live(hosts, "fresh-").Values.Sum(v => v.Count) != 3 || Live(hosts, "old-").Values.Any(v => v.Count > 0))
+            {
+                if (clock.Elapsed > deadline)
+                {
+                    var keys = new List<string>();
+                    foreach (var host in hosts)
+                    {
+                        var entry = await assignments.TryGetEntryAsync<byte[]>(host.NodeName);
+                        keys.Add($"{host.NodeName}: {(entry.Success ? $"revision {entry.Value.Revision} [{string.Join(",", NodeAssignments.Parse(entry.Value.Value).Replicas.Select(r => r.Replica))}]" : "no key")}");
+                    }
+                    Assert.Fail($"{deadline.TotalSeconds:0} s after the restart the nodes do not run what the new store assigns them: running {Show(Live(hosts, "fresh-"))} {Show(Live(hosts, "old-"))}; assigned {string.Join("; ", keys)}");
+                }
+                await Task.Delay(250);
+            }
+            output.WriteLine($"the new assignments run and the old replicas are gone {clock.Elapsed.TotalSeconds:0.0} s after the restart");
         }
         catch
         {
