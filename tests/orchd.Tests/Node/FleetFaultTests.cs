@@ -638,19 +638,30 @@ public sealed class FleetFaultTests(ITestOutputHelper output)
             await WaitForFleetAsync(fleet, FastView, 3);
             await fleet.ApplyAsync([Fence(Sleepers("guard", 3))]);
 
-            // kill -9 orchd the moment its fenced container runs (seen in the container's cgroup):
-            // whatever orchd arms for its own death must be armed before the replica starts.
+            // kill -9 orchd the moment its fenced container runs its program (a process of the
+            // container's cgroup that is `sleep`, no longer orchd's own code between create and
+            // start): whatever orchd arms for its own death must be armed when the replica starts.
             var waited = Stopwatch.StartNew();
-            int[] pids;
-            while (!Live([victim], "guard-")[victim.NodeName].Values.Any(p => p.Length > 0))
+            static bool Workload(int pid)
+            {
+                try
+                {
+                    return File.ReadAllText($"/proc/{pid}/cmdline").StartsWith("sleep\0", StringComparison.Ordinal);
+                }
+                catch (IOException)
+                {
+                    return false;
+                }
+            }
+            KeyValuePair<string, int[]> started;
+            while ((started = Live([victim], "guard-")[victim.NodeName].FirstOrDefault(kv => kv.Value.Any(Workload))).Key is null)
             {
                 Assert.True(waited.Elapsed < TimeSpan.FromSeconds(60), $"no guard replica started on {victim.NodeName}: {Show(Live(hosts, "guard-"))}");
-                await Task.Delay(10);
+                await Task.Delay(5);
             }
             victim.Daemon.Signal(Signals.SIGKILL);
             var killed = Stopwatch.StartNew();
-            var (name, started) = Live([victim], "guard-")[victim.NodeName].First();
-            pids = started;
+            var (name, pids) = (started.Key, started.Value);
             await victim.Daemon.WaitForExitAsync(TimeSpan.FromSeconds(10), drainOutput: false);
             output.WriteLine($"orchd killed with {name} running as {string.Join(",", pids)}");
 

@@ -216,6 +216,39 @@ public sealed class NodeHost : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// kill -9 of every process still running orchd's binary with this node's directories on its
+    /// command line: a fence keeper, or a child orchd forked for a container or an exec that was
+    /// left waiting when orchd was killed (a container init blocked on its exec fifo between
+    /// create and start). Nothing else would ever end them, and they hold the node's cgroups.
+    /// </summary>
+    private void KillStragglers()
+    {
+        foreach (var dir in Directory.EnumerateDirectories("/proc"))
+        {
+            if (!int.TryParse(Path.GetFileName(dir), NumberStyles.None, CultureInfo.InvariantCulture, out var pid) || pid == Environment.ProcessId)
+            {
+                continue;
+            }
+            try
+            {
+                var cmdline = File.ReadAllText(Path.Combine(dir, "cmdline"));
+                if (cmdline.Contains(Dir.Path + "/", StringComparison.Ordinal) && cmdline.Split('\0')[0] is var program
+                    && (program.EndsWith("/orchd", StringComparison.Ordinal) || program.EndsWith("/orch-runc", StringComparison.Ordinal) || program == "orchd"))
+                {
+                    Signals.Send(pid, Signals.SIGKILL);
+                }
+            }
+            catch (IOException)
+            {
+                // Gone meanwhile.
+            }
+            catch (UnauthorizedAccessException)
+            {
+            }
+        }
+    }
+
     public async ValueTask DisposeAsync()
     {
         foreach (var daemon in _daemons)
@@ -226,6 +259,7 @@ public sealed class NodeHost : IAsyncDisposable
         {
             await _connection.DisposeAsync();
         }
+        KillStragglers();
         // Containers outlive orchd by design: remove them the way an operator would.
         if (Containerd is not null)
         {
