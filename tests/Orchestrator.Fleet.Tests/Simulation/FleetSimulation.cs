@@ -65,7 +65,7 @@ public sealed class FleetSimulation
             : new FleetOptions
             {
                 Heartbeat = TimeSpan.FromSeconds(1), UnreachableAfter = TimeSpan.FromSeconds(4), LostAfter = TimeSpan.FromSeconds(10),
-                LeaderLease = TimeSpan.FromSeconds(4), SchedulePeriod = TimeSpan.FromSeconds(1), Clock = _clock,
+                LeaderLease = TimeSpan.FromSeconds(4), Clock = _clock,
             };
         ConvergeWithin = _options.SettleTime + _options.LostAfter + _options.LeaderLease + TimeSpan.FromSeconds(DeadlineSeconds * 2 + 30);
         var count = _rng.Next(3, 7);
