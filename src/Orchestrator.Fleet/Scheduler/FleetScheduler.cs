@@ -483,6 +483,7 @@ public sealed partial class FleetScheduler(string nodeName, FleetOptions options
         }
         previous.Replicas = deployment.Replicas; // the replica count is not part of what failed
         previous.Revision = null;
+        previous.Generation = (deployment.Generation ?? 1) + 1;
         var revision = await deployments.PutAsync(deployment.Name, JsonSerializer.SerializeToUtf8Bytes(previous, WorkloadJsonContext.Default.Deployment), cancellationToken: cancellationToken).ConfigureAwait(false);
         LogRollback(logger, deployment.Name, why);
         emit("deployment.rolled-back", deployment.Name, why);
@@ -550,6 +551,7 @@ public sealed partial class FleetScheduler(string nodeName, FleetOptions options
         var scaled = JsonSerializer.Deserialize(entry.Value.Value, WorkloadJsonContext.Default.Deployment)!;
         scaled.Replicas = wanted;
         scaled.Revision = null;
+        scaled.Generation = (scaled.Generation ?? 1) + 1;
         var put = await deployments.TryUpdateAsync(deployment.Name, JsonSerializer.SerializeToUtf8Bytes(scaled, WorkloadJsonContext.Default.Deployment), entry.Value.Revision, cancellationToken: cancellationToken).ConfigureAwait(false);
         if (!put.Success)
         {
