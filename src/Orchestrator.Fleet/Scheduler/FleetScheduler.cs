@@ -386,6 +386,15 @@ public sealed partial class FleetScheduler(string nodeName, FleetOptions options
         {
             readyTemplates = [template, .. readyTemplates.Take(9)];
         }
+        // An older template whose replicas all run ready now has run ready, whether or not a pass
+        // saw its rollout complete (a new revision applied right after the last replica got ready).
+        foreach (var group in waiting.GroupBy(w => TryParse(assigned[w.Key])?.Template is { } t ? TemplateHash(t) : ""))
+        {
+            if (group.Key.Length > 0 && group.All(w => w.Ready) && !readyTemplates.Contains(group.Key, StringComparer.Ordinal))
+            {
+                readyTemplates = [group.Key, .. readyTemplates.Take(9)];
+            }
+        }
         // Every placed replica updated and ready, but some replica has no node: as far as the fleet
         // allows, not complete (rollout status -w keeps waiting; the reasons are in Unschedulable).
         var phase = complete ? (placement.Unschedulable.Count > 0 ? "degraded" : "complete") : rollout.Paused ? "paused" : "progressing";
@@ -410,9 +419,11 @@ public sealed partial class FleetScheduler(string nodeName, FleetOptions options
     /// What identifies a template across revisions: a hash of the template as stored (a scale or
     /// a re-apply of the same template keeps it; the signature is not part of it).
     /// </summary>
-    public static string TemplateHash(Deployment deployment)
+    public static string TemplateHash(Deployment deployment) => TemplateHash(deployment.Template);
+
+    public static string TemplateHash(Workload template)
         => Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(
-            JsonSerializer.SerializeToUtf8Bytes(deployment.Template, WorkloadJsonContext.Default.Workload)))[..16];
+            JsonSerializer.SerializeToUtf8Bytes(template, WorkloadJsonContext.Default.Workload)))[..16];
 
     private static int Index(string replica, Deployment deployment)
         => int.TryParse(replica.AsSpan(deployment.Name.Length + 1), NumberStyles.None, CultureInfo.InvariantCulture, out var i) ? i : int.MaxValue;

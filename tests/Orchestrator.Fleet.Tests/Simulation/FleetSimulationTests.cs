@@ -33,7 +33,7 @@ public sealed class FleetSimulationTests(ITestOutputHelper output)
     [Fact]
     public void Many_seeded_scenarios_keep_every_invariant()
     {
-        var count = int.TryParse(Environment.GetEnvironmentVariable("ORCH_SIM_SCENARIOS"), out var n) ? n : 1500;
+        var count = int.TryParse(Environment.GetEnvironmentVariable("ORCH_SIM_SCENARIOS"), out var n) ? n : 2000;
         var first = int.TryParse(Environment.GetEnvironmentVariable("ORCH_SIM_FIRST_SEED"), out var f) ? f : 1;
         var failures = new System.Collections.Concurrent.ConcurrentBag<(int Seed, string Failure)>();
         var steps = 0L;
