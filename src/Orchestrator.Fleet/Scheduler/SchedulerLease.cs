@@ -43,14 +43,11 @@ public sealed class SchedulerLease(string nodeName, FleetOptions options)
         {
             return false;
         }
+        var held = _heldRevision;
         var entry = await leader.TryGetEntryAsync<byte[]>(Key, cancellationToken: cancellationToken).ConfigureAwait(false);
-        if (entry.Success && entry.Value.Revision == _heldRevision)
-        {
-            return true;
-        }
-        _renewedAt = null;
-        _heldRevision = 0;
-        return false;
+        // Not ours now: no pass. The next renewal settles who holds it (this check changes nothing:
+        // it runs beside the renewal loop, which may have written a newer revision meanwhile).
+        return entry.Success && (entry.Value.Revision == held || entry.Value.Revision == _heldRevision);
     }
 
     /// <summary>One round: read the lease, then create, renew or take it over. True when this node holds it now.</summary>
