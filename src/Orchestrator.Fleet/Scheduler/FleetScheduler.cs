@@ -388,9 +388,12 @@ public sealed partial class FleetScheduler(string nodeName, FleetOptions options
         }
         // An older template whose replicas all run ready now has run ready, whether or not a pass
         // saw its rollout complete (a new revision applied right after the last replica got ready).
-        foreach (var group in waiting.GroupBy(w => TryParse(assigned[w.Key])?.Template is { } t ? TemplateHash(t) : ""))
+        // Ready on it means the node runs that very spec ready (not an older container under the name).
+        foreach (var group in waiting.Select(w => (w, Assigned: TryParse(assigned[w.Key]))).GroupBy(x => x.Assigned?.Template is { } t ? TemplateHash(t) : ""))
         {
-            if (group.Key.Length > 0 && group.All(w => w.Ready) && !readyTemplates.Contains(group.Key, StringComparer.Ordinal))
+            if (group.Key.Length > 0 && !readyTemplates.Contains(group.Key, StringComparer.Ordinal)
+                && group.All(x => briefs.TryGetValue((x.w.Node, x.w.Replica), out var b) && b is { State: "running", Ready: true }
+                    && b.SpecHash == Supervisor.SpecHash(x.Assigned!.ToWorkload())))
             {
                 readyTemplates = [group.Key, .. readyTemplates.Take(9)];
             }

@@ -21,6 +21,12 @@ public sealed class SchedulerLease(string nodeName, FleetOptions options)
     private DateTimeOffset? _renewedAt;
     private ulong _heldRevision;
 
+    /// <summary>
+    /// The last round made the lease anew (there was none): a first election, or a lease bucket
+    /// made again after the server lost its store. A scheduler that held it before must settle again.
+    /// </summary>
+    public bool TakenAfresh { get; private set; }
+
     /// <summary>The holder as last read (null: none).</summary>
     public string? Holder { get; private set; }
 
@@ -64,6 +70,7 @@ public sealed class SchedulerLease(string nodeName, FleetOptions options)
             holding = written.Success;
             _heldRevision = holding ? written.Value : 0;
             Holder = holding ? nodeName : null;
+            TakenAfresh = holding;
         }
         else
         {
@@ -83,6 +90,7 @@ public sealed class SchedulerLease(string nodeName, FleetOptions options)
             }
             Holder = holder;
             holding = false;
+            TakenAfresh = false;
             if (holder == nodeName || started - _seenSince > options.LeaderLease)
             {
                 var written = await leader.TryUpdateAsync(Key, _me, entry.Value.Revision, cancellationToken: cancellationToken).ConfigureAwait(false);
