@@ -102,6 +102,7 @@ internal static class ApplyCommands
     {
         var copy = JsonSerializer.Deserialize(JsonSerializer.SerializeToUtf8Bytes(deployment, WorkloadJsonContext.Default.Deployment), WorkloadJsonContext.Default.Deployment)!;
         copy.Revision = null;
+        copy.Generation = null;
         copy.Signature = null;
         return Output.PrettyJson(JsonSerializer.SerializeToUtf8Bytes(copy, WorkloadJsonContext.Default.Deployment));
     }
@@ -155,7 +156,7 @@ internal static class ApplyCommands
                 continue;
             }
             Console.Out.WriteLine($"deployment {deployment.Name}: {Terminal.Paint(incoming == stored ? "re-signed" : "changed", Terminal.Yellow, color)} (dry run)");
-            foreach (var line in Diff.Unified($"the fleet ({deployment.Name}, revision {existing.Revision})", $"{source} ({deployment.Name})", stored, incoming))
+            foreach (var line in Diff.Unified($"the fleet ({deployment.Name}, revision {existing.Shown})", $"{source} ({deployment.Name})", stored, incoming))
             {
                 var code = line.StartsWith("+++", StringComparison.Ordinal) || line.StartsWith("---", StringComparison.Ordinal) ? Terminal.Bold
                     : line.StartsWith('+') ? Terminal.Green : line.StartsWith('-') ? Terminal.Red : line.StartsWith('@') ? Terminal.Cyan : null;

@@ -517,6 +517,10 @@ public sealed partial class FleetMember
         while (!cancellationToken.IsCancellationRequested)
         {
             var holding = await lease.TryHoldAsync(leader, cancellationToken).ConfigureAwait(false);
+            if (holding && IsLeader && lease.TakenAfresh)
+            {
+                _scheduler.Restart(); // the lease was gone (the store lost): what the scheduler saw is too
+            }
             if (holding != IsLeader)
             {
                 IsLeader = holding;

@@ -82,10 +82,31 @@ public sealed class FleetClient(INatsConnection connection)
         foreach (var deployment in list)
         {
             deployment.Revision = null;
-            var revision = await bucket.PutAsync(deployment.Name, JsonSerializer.SerializeToUtf8Bytes(deployment, Orchestrator.Node.Workloads.WorkloadJsonContext.Default.Deployment), cancellationToken: cancellationToken).ConfigureAwait(false);
-            result.Add((deployment.Name, revision));
+            deployment.Generation = NextGeneration(await bucket.TryGetEntryAsync<byte[]>(deployment.Name, cancellationToken: cancellationToken).ConfigureAwait(false));
+            await bucket.PutAsync(deployment.Name, JsonSerializer.SerializeToUtf8Bytes(deployment, Orchestrator.Node.Workloads.WorkloadJsonContext.Default.Deployment), cancellationToken: cancellationToken).ConfigureAwait(false);
+            result.Add((deployment.Name, deployment.Generation.Value));
         }
         return result;
+    }
+
+    /// <summary>
+    /// The generation after the stored one: 1 for a new deployment (or one deleted before), the
+    /// stored one + 1, or 2 for one stored before generations (it was at least revision 1).
+    /// </summary>
+    public static ulong NextGeneration(NATS.Client.Core.NatsResult<NATS.Client.KeyValueStore.NatsKVEntry<byte[]>> stored)
+    {
+        if (!stored.Success || stored.Value.Value is not { Length: > 0 } value)
+        {
+            return 1;
+        }
+        try
+        {
+            return (JsonSerializer.Deserialize(value, Orchestrator.Node.Workloads.WorkloadJsonContext.Default.Deployment)?.Generation ?? 1) + 1;
+        }
+        catch (JsonException)
+        {
+            return 1;
+        }
     }
 
     public async Task<IReadOnlyList<DeploymentView>> GetDeploymentsAsync(CancellationToken cancellationToken = default)
@@ -114,6 +135,7 @@ public sealed class FleetClient(INatsConnection connection)
         var deployment = JsonSerializer.Deserialize(value, Orchestrator.Node.Workloads.WorkloadJsonContext.Default.Deployment)!;
         deployment.Replicas = replicas;
         deployment.Revision = null;
+        deployment.Generation = (deployment.Generation ?? 1) + 1;
         // Compare-and-set: a concurrent change is not silently overwritten.
         var updated = await bucket.TryUpdateAsync(name, JsonSerializer.SerializeToUtf8Bytes(deployment, Orchestrator.Node.Workloads.WorkloadJsonContext.Default.Deployment), entry.Value.Revision, cancellationToken: cancellationToken).ConfigureAwait(false);
         return updated.Success ? updated.Value : throw new NodeRequestException($"deployment '{name}' changed while scaling it; run the command again");
@@ -130,6 +152,10 @@ public sealed class FleetClient(INatsConnection connection)
             {
                 var deployment = entry.Operation == NATS.Client.KeyValueStore.NatsKVOperation.Put && entry.Value is { Length: > 0 } v
                     ? JsonSerializer.Deserialize(v, Orchestrator.Node.Workloads.WorkloadJsonContext.Default.Deployment) : null;
+                if (deployment is not null)
+                {
+                    deployment.Revision = entry.Revision;
+                }
                 result.Add((entry.Revision, entry.Created, deployment));
             }
         }
@@ -145,8 +171,10 @@ public sealed class FleetClient(INatsConnection connection)
     {
         var history = await HistoryAsync(name, cancellationToken).ConfigureAwait(false);
         var current = history.LastOrDefault(h => h.Deployment is not null);
+        // --to-revision takes the deployment's own revision numbers (what history shows), or a
+        // bucket revision for values written before there were any.
         var target = toRevision is { } r
-            ? history.FirstOrDefault(h => h.Revision == r && h.Deployment is not null)
+            ? history.FirstOrDefault(h => h.Deployment is not null && h.Deployment.Shown == r)
             : history.LastOrDefault(h => h.Deployment is not null && h.Revision < current.Revision
                 && JsonSerializer.Serialize(h.Deployment!.Template, Orchestrator.Node.Workloads.WorkloadJsonContext.Default.Workload)
                    != JsonSerializer.Serialize(current.Deployment!.Template, Orchestrator.Node.Workloads.WorkloadJsonContext.Default.Workload));
@@ -172,6 +200,7 @@ public sealed class FleetClient(INatsConnection connection)
         var deployment = JsonSerializer.Deserialize(value, Orchestrator.Node.Workloads.WorkloadJsonContext.Default.Deployment)!;
         (deployment.Rollout ??= new Orchestrator.Node.Workloads.RolloutSpec()).Paused = paused;
         deployment.Revision = null;
+        deployment.Generation = (deployment.Generation ?? 1) + 1;
         var updated = await bucket.TryUpdateAsync(name, JsonSerializer.SerializeToUtf8Bytes(deployment, Orchestrator.Node.Workloads.WorkloadJsonContext.Default.Deployment), entry.Value.Revision, cancellationToken: cancellationToken).ConfigureAwait(false);
         return updated.Success ? updated.Value : throw new NodeRequestException($"deployment '{name}' changed meanwhile; run the command again");
     }

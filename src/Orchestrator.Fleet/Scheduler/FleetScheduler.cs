@@ -386,6 +386,18 @@ public sealed partial class FleetScheduler(string nodeName, FleetOptions options
         {
             readyTemplates = [template, .. readyTemplates.Take(9)];
         }
+        // An older template whose replicas all run ready now has run ready, whether or not a pass
+        // saw its rollout complete (a new revision applied right after the last replica got ready).
+        // Ready on it means the node runs that very spec ready (not an older container under the name).
+        foreach (var group in waiting.Select(w => (w, Assigned: TryParse(assigned[w.Key]))).GroupBy(x => x.Assigned?.Template is { } t ? TemplateHash(t) : ""))
+        {
+            if (group.Key.Length > 0 && !readyTemplates.Contains(group.Key, StringComparer.Ordinal)
+                && group.All(x => briefs.TryGetValue((x.w.Node, x.w.Replica), out var b) && b is { State: "running", Ready: true }
+                    && b.SpecHash == Supervisor.SpecHash(x.Assigned!.ToWorkload())))
+            {
+                readyTemplates = [group.Key, .. readyTemplates.Take(9)];
+            }
+        }
         // Every placed replica updated and ready, but some replica has no node: as far as the fleet
         // allows, not complete (rollout status -w keeps waiting; the reasons are in Unschedulable).
         var phase = complete ? (placement.Unschedulable.Count > 0 ? "degraded" : "complete") : rollout.Paused ? "paused" : "progressing";
@@ -410,9 +422,11 @@ public sealed partial class FleetScheduler(string nodeName, FleetOptions options
     /// What identifies a template across revisions: a hash of the template as stored (a scale or
     /// a re-apply of the same template keeps it; the signature is not part of it).
     /// </summary>
-    public static string TemplateHash(Deployment deployment)
+    public static string TemplateHash(Deployment deployment) => TemplateHash(deployment.Template);
+
+    public static string TemplateHash(Workload template)
         => Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(
-            JsonSerializer.SerializeToUtf8Bytes(deployment.Template, WorkloadJsonContext.Default.Workload)))[..16];
+            JsonSerializer.SerializeToUtf8Bytes(template, WorkloadJsonContext.Default.Workload)))[..16];
 
     private static int Index(string replica, Deployment deployment)
         => int.TryParse(replica.AsSpan(deployment.Name.Length + 1), NumberStyles.None, CultureInfo.InvariantCulture, out var i) ? i : int.MaxValue;
@@ -483,6 +497,7 @@ public sealed partial class FleetScheduler(string nodeName, FleetOptions options
         }
         previous.Replicas = deployment.Replicas; // the replica count is not part of what failed
         previous.Revision = null;
+        previous.Generation = (deployment.Generation ?? 1) + 1;
         var revision = await deployments.PutAsync(deployment.Name, JsonSerializer.SerializeToUtf8Bytes(previous, WorkloadJsonContext.Default.Deployment), cancellationToken: cancellationToken).ConfigureAwait(false);
         LogRollback(logger, deployment.Name, why);
         emit("deployment.rolled-back", deployment.Name, why);
@@ -550,6 +565,7 @@ public sealed partial class FleetScheduler(string nodeName, FleetOptions options
         var scaled = JsonSerializer.Deserialize(entry.Value.Value, WorkloadJsonContext.Default.Deployment)!;
         scaled.Replicas = wanted;
         scaled.Revision = null;
+        scaled.Generation = (scaled.Generation ?? 1) + 1;
         var put = await deployments.TryUpdateAsync(deployment.Name, JsonSerializer.SerializeToUtf8Bytes(scaled, WorkloadJsonContext.Default.Deployment), entry.Value.Revision, cancellationToken: cancellationToken).ConfigureAwait(false);
         if (!put.Success)
         {

@@ -21,6 +21,12 @@ public sealed class SchedulerLease(string nodeName, FleetOptions options)
     private DateTimeOffset? _renewedAt;
     private ulong _heldRevision;
 
+    /// <summary>
+    /// The last round made the lease anew (there was none): a first election, or a lease bucket
+    /// made again after the server lost its store. A scheduler that held it before must settle again.
+    /// </summary>
+    public bool TakenAfresh { get; private set; }
+
     /// <summary>The holder as last read (null: none).</summary>
     public string? Holder { get; private set; }
 
@@ -43,14 +49,11 @@ public sealed class SchedulerLease(string nodeName, FleetOptions options)
         {
             return false;
         }
+        var held = _heldRevision;
         var entry = await leader.TryGetEntryAsync<byte[]>(Key, cancellationToken: cancellationToken).ConfigureAwait(false);
-        if (entry.Success && entry.Value.Revision == _heldRevision)
-        {
-            return true;
-        }
-        _renewedAt = null;
-        _heldRevision = 0;
-        return false;
+        // Not ours now: no pass. The next renewal settles who holds it (this check changes nothing:
+        // it runs beside the renewal loop, which may have written a newer revision meanwhile).
+        return entry.Success && (entry.Value.Revision == held || entry.Value.Revision == _heldRevision);
     }
 
     /// <summary>One round: read the lease, then create, renew or take it over. True when this node holds it now.</summary>
@@ -67,6 +70,7 @@ public sealed class SchedulerLease(string nodeName, FleetOptions options)
             holding = written.Success;
             _heldRevision = holding ? written.Value : 0;
             Holder = holding ? nodeName : null;
+            TakenAfresh = holding;
         }
         else
         {
@@ -86,6 +90,7 @@ public sealed class SchedulerLease(string nodeName, FleetOptions options)
             }
             Holder = holder;
             holding = false;
+            TakenAfresh = false;
             if (holder == nodeName || started - _seenSince > options.LeaderLease)
             {
                 var written = await leader.TryUpdateAsync(Key, _me, entry.Value.Revision, cancellationToken: cancellationToken).ConfigureAwait(false);

@@ -151,8 +151,18 @@ public sealed class Deployment
     public RolloutSpec? Rollout { get; set; }
     /// <summary>Replicas follow the replicas' CPU use between min and max.</summary>
     public AutoscaleSpec? Autoscale { get; set; }
-    /// <summary>Set by the fleet on apply: the deployment's revision in the KV bucket.</summary>
+    /// <summary>Set by the fleet on read: the value's revision in the KV bucket (the bucket's sequence, shared by every deployment).</summary>
     public ulong? Revision { get; set; }
+    /// <summary>
+    /// Set by the fleet on every write: this deployment's own revision number (1, 2, 3, … for this
+    /// deployment alone: each apply, scale, pause, undo, rollback or autoscale adds one). What
+    /// orchctl shows as REVISION and what `rollout undo --to-revision` takes.
+    /// </summary>
+    public ulong? Generation { get; set; }
+
+    /// <summary>The revision to show: <see cref="Generation"/>, or the bucket's revision for a value written before there was one.</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
+    public ulong Shown => Generation ?? Revision ?? 0;
     /// <summary>
     /// The operator's ed25519 signature over name, serial, selector and template (orchctl sign).
     /// Nodes with trusted keys run only what one of them signed.

@@ -65,7 +65,7 @@ public sealed class FleetSimulation
             : new FleetOptions
             {
                 Heartbeat = TimeSpan.FromSeconds(1), UnreachableAfter = TimeSpan.FromSeconds(4), LostAfter = TimeSpan.FromSeconds(10),
-                LeaderLease = TimeSpan.FromSeconds(4), SchedulePeriod = TimeSpan.FromSeconds(1), Clock = _clock,
+                LeaderLease = TimeSpan.FromSeconds(4), Clock = _clock,
             };
         ConvergeWithin = _options.SettleTime + _options.LostAfter + _options.LeaderLease + TimeSpan.FromSeconds(DeadlineSeconds * 2 + 30);
         var count = _rng.Next(3, 7);
@@ -262,6 +262,7 @@ public sealed class FleetSimulation
                 foreach (var n in _nodes)
                 {
                     n.EverAssigned.Clear(); // a new store: placements start over
+                    n.ServerRestarted(); // a store is lost with a server restart: every connection drops and comes back
                 }
                 foreach (var plan in _plans.Values)
                 {
@@ -363,14 +364,15 @@ public sealed class FleetSimulation
             var desired = StoredDeployment(plan.Name)?.Replicas ?? plan.Replicas;
             // A scale-down takes a pass to reach the nodes (longer while no scheduler can run).
             var allowed = Math.Max(desired, now - plan.ScaledAt < ConvergeWithin ? plan.PreviousReplicas : 0) + plan.MaxSurge;
-            if (copies.Count > allowed)
+            // A move starts the new copy as the old node learns it lost it: a second, no more.
+            if (copies.Count > allowed && Persists($"count {plan.Name}", now))
             {
                 Fail($"deployment {plan.Name}: {copies.Count} copies run on healthy nodes, at most {allowed} allowed: {string.Join(", ", copies.Select(c => c.C.Name + "@" + c.Node.Name))}");
                 return;
             }
             foreach (var twice in copies.GroupBy(c => c.C.Name).Where(g => g.Count() > 1))
             {
-                if (twice.All(c => Healthy(c.Node, TimeSpan.FromSeconds(3) + _options.Heartbeat * 2)))
+                if (twice.All(c => Healthy(c.Node, TimeSpan.FromSeconds(3) + _options.Heartbeat * 2)) && Persists($"twice {twice.Key}", now))
                 {
                     Fail($"replica {twice.Key} runs on {string.Join(" and ", twice.Select(c => c.Node.Name))}, all healthy");
                     return;
@@ -439,6 +441,19 @@ public sealed class FleetSimulation
     }
 
     private readonly Dictionary<string, (ulong Sequence, Deployment? Deployment, string? Hash)> _storedCache = new(StringComparer.Ordinal);
+
+    private readonly Dictionary<string, (DateTimeOffset Since, int Step)> _transient = new(StringComparer.Ordinal);
+
+    /// <summary>True when the same condition has held for more than a second (checked every step; a gap starts it over).</summary>
+    private bool Persists(string key, DateTimeOffset now)
+    {
+        if (!_transient.TryGetValue(key, out var seen) || seen.Step != Steps - 1)
+        {
+            seen.Since = now;
+        }
+        _transient[key] = (seen.Since, Steps);
+        return now - seen.Since > TimeSpan.FromSeconds(1);
+    }
 
     private Deployment? StoredDeployment(string name) => Stored(name).Deployment;
 

@@ -76,6 +76,9 @@ internal sealed class SimNode : IAssignedReplicas
 
     public void CrashOrchd(DateTimeOffset until) => OrchdDownUntil = until;
 
+    /// <summary>The server restarted: the connection dropped and comes back (NodeAgent → FleetMember.ConnectionRestored).</summary>
+    public void ServerRestarted() => _wasCutOff = true;
+
     public void Die()
     {
         Alive = false;
@@ -218,6 +221,10 @@ internal sealed class SimNode : IAssignedReplicas
             {
                 _scheduler.Restart();
                 _sim.Elected(this);
+            }
+            else if (held && _lease.TakenAfresh)
+            {
+                _scheduler.Restart(); // FleetMember.RenewAsync: the lease was gone, the store with it
             }
             _leader = held;
         }
