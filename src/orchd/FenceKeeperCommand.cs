@@ -59,7 +59,17 @@ internal static class FenceKeeperCommand
     private static void Fence(FenceFile fence, string path)
     {
         var left = new List<FencedProcess>();
-        foreach (var replica in fence.Replicas)
+        // The processes orchd recorded, and those of replicas named only (armed before they
+        // started): their pid and start time from orchd's record of the container.
+        var targets = fence.Replicas.ToList();
+        foreach (var name in fence.Names.Where(n => targets.All(t => t.Name != n)))
+        {
+            if (Recorded(fence.StateDir, name) is { } recorded)
+            {
+                targets.Add(recorded);
+            }
+        }
+        foreach (var replica in targets)
         {
             if (!ProcessStat.IsSame(replica.Pid, replica.StartTime))
             {
@@ -83,6 +93,22 @@ internal static class FenceKeeperCommand
             }
             Console.Error.WriteLine($"orchd fence-keeper: fenced {replica.Name} (pid {replica.Pid}): {why}");
         }
-        (fence with { Replicas = left }).Write(path);
+        (fence with { Replicas = left, Names = left.Select(r => r.Name).ToList() }).Write(path);
+    }
+
+    /// <summary>The process orchd recorded for a container (its record in STATE_DIR/containers), or null.</summary>
+    private static FencedProcess? Recorded(string stateDir, string name)
+    {
+        try
+        {
+            using var record = System.Text.Json.JsonDocument.Parse(File.ReadAllBytes(Path.Combine(stateDir, "containers", name + ".json")));
+            var root = record.RootElement;
+            return root.TryGetProperty("pid", out var pid) && pid.GetInt32() > 0 && root.TryGetProperty("pidStartTime", out var start)
+                ? new FencedProcess(name, pid.GetInt32(), start.GetUInt64()) : null;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or System.Text.Json.JsonException or InvalidOperationException or FormatException)
+        {
+            return null;
+        }
     }
 }

@@ -22,6 +22,11 @@ public sealed record FenceFile
     /// <summary>orchd's state directory: the keeper writes the stop markers (workloads/NAME.stopped) there.</summary>
     public string StateDir { get; init; } = "";
     public IReadOnlyList<FencedProcess> Replicas { get; init; } = [];
+    /// <summary>
+    /// Every fenced replica by name, also one about to start: the keeper finds its process in
+    /// orchd's record of it (STATE_DIR/containers/NAME.json: pid and start time) when it fences.
+    /// </summary>
+    public IReadOnlyList<string> Names { get; init; } = [];
 
     public DateTimeOffset Deadline => ContactAt + TimeSpan.FromSeconds(FenceAfterSeconds);
 

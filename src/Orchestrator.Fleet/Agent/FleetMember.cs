@@ -264,27 +264,91 @@ public sealed partial class FleetMember
                 return false;
             },
         };
-        await foreach (var entry in assignments.WatchAsync<byte[]>(identity.NodeName, opts: options, cancellationToken: cancellationToken).ConfigureAwait(false))
+        // The watch and a read of the key every heartbeat both feed one converge, each value once.
+        // The read is the level-triggered net under the watch: after a reconnect or a store made
+        // anew, a watch can miss values written before it noticed (its consumer resumes past
+        // them); and a read that fails (the bucket gone) ends this loop, so Forever opens the
+        // bucket again and starts a fresh watch.
+        using var gate = new SemaphoreSlim(1, 1);
+        (ulong Revision, DateTimeOffset Created) last = default;
+        async Task OfferAsync(NatsKVEntry<byte[]> entry)
         {
-            NodeAssignments? value = null;
-            if (entry.Operation == NatsKVOperation.Put && entry.Value is { Length: > 0 } bytes)
+            await gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+            try
             {
-                try
+                if ((entry.Revision, entry.Created) == last)
                 {
-                    value = NodeAssignments.Parse(bytes);
+                    return;
                 }
-                catch (JsonException e)
+                last = (entry.Revision, entry.Created);
+                NodeAssignments? value = null;
+                if (entry.Operation == NatsKVOperation.Put && entry.Value is { Length: > 0 } bytes)
                 {
-                    LogBadAssignment(logger, entry.Key, "not a node's assignments: " + e.Message);
-                    continue;
+                    try
+                    {
+                        value = NodeAssignments.Parse(bytes);
+                    }
+                    catch (JsonException e)
+                    {
+                        LogBadAssignment(logger, entry.Key, "not a node's assignments: " + e.Message);
+                        return;
+                    }
+                    if (value.Node != identity.NodeName)
+                    {
+                        LogBadAssignment(logger, entry.Key, $"the value is for node '{value.Node}'");
+                        return;
+                    }
                 }
-                if (value.Node != identity.NodeName)
+                await ConvergeAsync(value).ConfigureAwait(false);
+            }
+            finally
+            {
+                gate.Release();
+            }
+        }
+
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        var watching = Task.Run(async () =>
+        {
+            await foreach (var entry in assignments.WatchAsync<byte[]>(identity.NodeName, opts: options, cancellationToken: stop.Token).ConfigureAwait(false))
+            {
+                await OfferAsync(entry).ConfigureAwait(false);
+            }
+        }, CancellationToken.None);
+        try
+        {
+            while (!watching.IsCompleted)
+            {
+                await Task.WhenAny(Task.Delay(this.options.Heartbeat, stop.Token), watching).ConfigureAwait(false);
+                if (watching.IsCompleted || stop.IsCancellationRequested)
                 {
-                    LogBadAssignment(logger, entry.Key, $"the value is for node '{value.Node}'");
-                    continue;
+                    break;
+                }
+                var read = await assignments.TryGetEntryAsync<byte[]>(identity.NodeName, cancellationToken: stop.Token).ConfigureAwait(false);
+                if (read.Success)
+                {
+                    await OfferAsync(read.Value).ConfigureAwait(false);
+                }
+                else if (read.Error is NatsKVKeyDeletedException deleted)
+                {
+                    await OfferAsync(new NatsKVEntry<byte[]>(Buckets.Assignments, identity.NodeName) { Revision = deleted.Revision, Operation = NatsKVOperation.Del }).ConfigureAwait(false);
+                }
+                else if (read.Error is not NatsKVKeyNotFoundException)
+                {
+                    throw read.Error; // the bucket is gone or unreachable: start over
                 }
             }
-            await ConvergeAsync(value).ConfigureAwait(false);
+        }
+        finally
+        {
+            await stop.CancelAsync().ConfigureAwait(false);
+            try
+            {
+                await watching.ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+            }
         }
     }
 
@@ -368,8 +432,38 @@ public sealed partial class FleetMember
         var running = fenced.Where(c => c.State == "running" && c.Pid > 0)
             .Select(c => Orchestrator.Linux.ProcessStat.StartTime(c.Pid) is { } start ? new FencedProcess(c.Name, c.Pid, start) : null)
             .OfType<FencedProcess>().ToList();
+        var names = fenced.Where(c => !reasons.ContainsKey(c.Name)).Select(c => c.Name).ToList();
+        lock (_armed)
+        {
+            names.AddRange(_armed.Where(n => !names.Contains(n)));
+            _armed.Clear();
+        }
+        WriteFence(names, running, contact, fenceAfter);
+    }
+
+    private readonly List<string> _armed = [];
+
+    /// <summary>
+    /// Before a fenced replica starts: the keeper is told its name (it finds the process from the
+    /// supervisor's record when it fences), so no crash of orchd between the start and the next
+    /// guard round leaves it unfenced.
+    /// </summary>
+    private void ArmFence(string name)
+    {
         var path = Path.Combine(supervisor.RunDir, FenceFile.Name);
-        if (running.Count == 0)
+        var current = FenceFile.Read(path);
+        var names = (current?.Names ?? []).Append(name).Distinct(StringComparer.Ordinal).ToList();
+        lock (_armed)
+        {
+            _armed.Add(name);
+        }
+        WriteFence(names, current?.Replicas ?? [], Contact.Last, options.EffectiveFenceAfter);
+    }
+
+    private void WriteFence(List<string> names, IReadOnlyList<FencedProcess> running, DateTimeOffset contact, TimeSpan fenceAfter)
+    {
+        var path = Path.Combine(supervisor.RunDir, FenceFile.Name);
+        if (names.Count == 0 && running.Count == 0)
         {
             File.Delete(path); // the keeper exits
             return;
@@ -377,7 +471,7 @@ public sealed partial class FleetMember
         new FenceFile
         {
             OrchdPid = Environment.ProcessId, OrchdStartTime = Orchestrator.Linux.ProcessStat.StartTime(Environment.ProcessId) ?? 0,
-            ContactAt = contact, FenceAfterSeconds = fenceAfter.TotalSeconds, StateDir = supervisor.StateDir, Replicas = running,
+            ContactAt = contact, FenceAfterSeconds = fenceAfter.TotalSeconds, StateDir = supervisor.StateDir, Replicas = running, Names = names,
         }.Write(path);
         EnsureKeeper();
     }
@@ -423,6 +517,10 @@ public sealed partial class FleetMember
         {
             try
             {
+                if (assignment.Fence == true)
+                {
+                    member.ArmFence(assignment.Replica);
+                }
                 await member.supervisor.ApplyAssignedAsync(assignment.ToWorkload()).ConfigureAwait(false);
                 return null;
             }
