@@ -36,7 +36,13 @@ public sealed partial class FleetScheduler(string nodeName, FleetOptions options
     /// Forget that the fleet has been watched: the next pass starts the settle time again
     /// (called on taking the lease, and when the connection to NATS came back).
     /// </summary>
-    public void Restart() => _lastPass = null;
+    public void Restart()
+    {
+        Interlocked.Increment(ref _restarts);
+        _lastPass = null;
+    }
+
+    private int _restarts;
 
     /// <summary>
     /// True while this scheduler has watched heartbeats for less than the settle time: it has just
@@ -48,6 +54,7 @@ public sealed partial class FleetScheduler(string nodeName, FleetOptions options
     public async Task ScheduleOnceAsync(SchedulerBuckets buckets, CancellationToken cancellationToken)
     {
         var started = options.Clock.GetUtcNow();
+        var generation = Volatile.Read(ref _restarts);
         // A pass that comes long after the last one (a takeover, an outage, a stalled process)
         // sees heartbeats that could not land meanwhile: watch them again before judging anyone lost.
         var stall = TimeSpan.FromTicks(Math.Max(3 * options.SchedulePeriod.Ticks, 2 * options.Heartbeat.Ticks));
@@ -87,6 +94,10 @@ public sealed partial class FleetScheduler(string nodeName, FleetOptions options
             }
         }
         var now = options.Clock.GetUtcNow();
+        if (Volatile.Read(ref _restarts) != generation)
+        {
+            return; // the connection dropped (or the lease was made anew) while reading: what was read is stale
+        }
         var desired = Plan(deployments, nodes, assigned, statuses, now, out var reports, settling ? started - _watchingSince : null);
         foreach (var deployment in deployments)
         {
@@ -157,7 +168,10 @@ public sealed partial class FleetScheduler(string nodeName, FleetOptions options
             LogUnassignedKey(logger, key);
         }
         LastWrites = writes;
-        _lastPass = started;
+        if (Volatile.Read(ref _restarts) == generation)
+        {
+            _lastPass = started; // not over a restart made during the pass
+        }
         var names = deployments.Select(d => d.Name).ToHashSet(StringComparer.Ordinal);
         foreach (var key in statuses.Keys.Where(k => !names.Contains(k)))
         {
