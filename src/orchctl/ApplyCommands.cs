@@ -156,7 +156,7 @@ internal static class ApplyCommands
                 continue;
             }
             Console.Out.WriteLine($"deployment {deployment.Name}: {Terminal.Paint(incoming == stored ? "re-signed" : "changed", Terminal.Yellow, color)} (dry run)");
-            foreach (var line in Diff.Unified($"the fleet ({deployment.Name}, revision {existing.Shown})", $"{source} ({deployment.Name})", stored, incoming))
+            foreach (var line in Diff.Unified($"the fleet ({deployment.Name}, revision {existing.ShownRevision()})", $"{source} ({deployment.Name})", stored, incoming))
             {
                 var code = line.StartsWith("+++", StringComparison.Ordinal) || line.StartsWith("---", StringComparison.Ordinal) ? Terminal.Bold
                     : line.StartsWith('+') ? Terminal.Green : line.StartsWith('-') ? Terminal.Red : line.StartsWith('@') ? Terminal.Cyan : null;

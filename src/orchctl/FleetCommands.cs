@@ -58,7 +58,7 @@ internal static class FleetCommands
                     case "history":
                         Output.Table(["REVISION", "AT", "IMAGE", "REPLICAS", "SIGNED"], (await client.HistoryAsync(deploymentName).ConfigureAwait(false)).Select(h => new[]
                         {
-                            (h.Deployment?.Shown ?? h.Revision).ToString(CultureInfo.InvariantCulture), Output.Time(h.At),
+                            (h.Deployment?.ShownRevision() ?? h.Revision).ToString(CultureInfo.InvariantCulture), Output.Time(h.At),
                             h.Deployment?.Template.Image ?? "(deleted)", h.Deployment?.Replicas.ToString(CultureInfo.InvariantCulture) ?? "-",
                             h.Deployment is null ? "-" : h.Deployment.Signature is null ? "no" : "yes",
                         }));
@@ -185,11 +185,11 @@ internal static class FleetCommands
         var name = view.Deployment.Name;
         if (s is null)
         {
-            return $"deployment {name}: revision {view.Deployment.Shown}, waiting for the scheduler";
+            return $"deployment {name}: revision {view.Deployment.ShownRevision()}, waiting for the scheduler";
         }
         if (s.Revision < (view.Deployment.Revision ?? 0))
         {
-            return $"deployment {name}: revision {view.Deployment.Shown}, waiting for the scheduler (its status is about an earlier revision)";
+            return $"deployment {name}: revision {view.Deployment.ShownRevision()}, waiting for the scheduler (its status is about an earlier revision)";
         }
         var details = new List<string>();
         if (s.Wave is { } wave)
@@ -208,7 +208,7 @@ internal static class FleetCommands
         {
             details.Add($"{s.Unschedulable.Count} unschedulable");
         }
-        return $"deployment {name}: revision {view.Deployment.Shown}, {s.Phase}: {s.UpdatedReady}/{s.Desired} replicas updated and ready ({s.Updated} updated)"
+        return $"deployment {name}: revision {view.Deployment.ShownRevision()}, {s.Phase}: {s.UpdatedReady}/{s.Desired} replicas updated and ready ({s.Updated} updated)"
             + (details.Count > 0 ? ", " + string.Join(", ", details) : "");
     }
 
@@ -230,7 +230,7 @@ internal static class FleetCommands
         var color = Terminal.Color;
         var view = await ViewAsync(context, name).ConfigureAwait(false);
         var target = view.Deployment.Revision ?? 0;
-        var targetShown = view.Deployment.Shown;
+        var targetShown = view.Deployment.ShownRevision();
         string? last = null;
         while (true)
         {
@@ -263,7 +263,7 @@ internal static class FleetCommands
             if (s is not null && s.Revision >= current && s.Phase == "complete")
             {
                 Finish(tty);
-                Console.Out.WriteLine($"deployment {name}: rollout of revision {view.Deployment.Shown} complete");
+                Console.Out.WriteLine($"deployment {name}: rollout of revision {view.Deployment.ShownRevision()} complete");
                 return 0;
             }
             if (s is not null && s.Revision >= current && s.Phase is "failed" or "rolled-back")

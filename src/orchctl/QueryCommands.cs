@@ -190,7 +190,7 @@ internal static class QueryCommands
             var s = v.Status;
             var row = new List<string>
             {
-                d.Name, Output.Int((long)d.Shown), Output.Int(d.Replicas), s is null ? "-" : Output.Int(s.Placed),
+                d.Name, Output.Int((long)d.ShownRevision()), Output.Int(d.Replicas), s is null ? "-" : Output.Int(s.Placed),
                 s is null ? "-" : Output.Int(s.Updated), s is null ? "-" : Output.Int(s.UpdatedReady),
                 s is null ? "pending" : s.Phase.Length == 0 ? "-" : s.Phase, d.Template.Image,
             };
@@ -487,7 +487,7 @@ internal static class QueryCommands
         var d = view.Deployment;
         var s = view.Status;
         Field("Name", d.Name);
-        Field("Revision", Output.Int((long)d.Shown));
+        Field("Revision", Output.Int((long)d.ShownRevision()));
         Field("Replicas", s is null
             ? $"{d.Replicas} desired, not scheduled yet"
             : $"{d.Replicas} desired, {s.Placed} placed, {s.Updated} updated, {s.UpdatedReady} updated and ready{(s.Surge > 0 ? $", {s.Surge} surge" : "")}");

@@ -35,17 +35,17 @@ public sealed class DeploymentRevisionTests
         await fleet.SetPausedAsync("web", paused: true, ct);
 
         var web = (await fleet.GetDeploymentsAsync(ct)).Single(d => d.Deployment.Name == "web").Deployment;
-        Assert.Equal(4UL, web.Shown);
+        Assert.Equal(4UL, web.ShownRevision());
         Assert.True(web.Revision > 30, $"the bucket's revision ({web.Revision}) is not what is shown");
-        Assert.Equal([1UL, 2UL, 3UL, 4UL], (await fleet.HistoryAsync("web", ct)).Select(h => h.Deployment!.Shown));
-        Assert.Equal(10UL, (await fleet.GetDeploymentsAsync(ct)).Single(d => d.Deployment.Name == "other0").Deployment.Shown);
+        Assert.Equal([1UL, 2UL, 3UL, 4UL], (await fleet.HistoryAsync("web", ct)).Select(h => h.Deployment!.ShownRevision()));
+        Assert.Equal(10UL, (await fleet.GetDeploymentsAsync(ct)).Single(d => d.Deployment.Name == "other0").Deployment.ShownRevision());
 
         // undo --to-revision 1: revision 1's template, written as revision 5 with today's replica count.
         Assert.Equal(5UL, await fleet.UndoAsync("web", toRevision: 1, cancellationToken: ct));
         web = (await fleet.GetDeploymentsAsync(ct)).Single(d => d.Deployment.Name == "web").Deployment;
         Assert.Equal("1", web.Template.Env!["V"]);
         Assert.Equal(3, web.Replicas);
-        Assert.Equal(5UL, web.Shown);
+        Assert.Equal(5UL, web.ShownRevision());
         await Assert.ThrowsAsync<NodeRequestException>(() => fleet.UndoAsync("web", toRevision: 99, cancellationToken: ct));
     }
 }

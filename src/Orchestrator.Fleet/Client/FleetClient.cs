@@ -174,7 +174,7 @@ public sealed class FleetClient(INatsConnection connection)
         // --to-revision takes the deployment's own revision numbers (what history shows), or a
         // bucket revision for values written before there were any.
         var target = toRevision is { } r
-            ? history.FirstOrDefault(h => h.Deployment is not null && h.Deployment.Shown == r)
+            ? history.FirstOrDefault(h => h.Deployment is not null && h.Deployment.ShownRevision() == r)
             : history.LastOrDefault(h => h.Deployment is not null && h.Revision < current.Revision
                 && JsonSerializer.Serialize(h.Deployment!.Template, Orchestrator.Node.Workloads.WorkloadJsonContext.Default.Workload)
                    != JsonSerializer.Serialize(current.Deployment!.Template, Orchestrator.Node.Workloads.WorkloadJsonContext.Default.Workload));

@@ -161,8 +161,7 @@ public sealed class Deployment
     public ulong? Generation { get; set; }
 
     /// <summary>The revision to show: <see cref="Generation"/>, or the bucket's revision for a value written before there was one.</summary>
-    [System.Text.Json.Serialization.JsonIgnore]
-    public ulong Shown => Generation ?? Revision ?? 0;
+    public ulong ShownRevision() => Generation ?? Revision ?? 0;
     /// <summary>
     /// The operator's ed25519 signature over name, serial, selector and template (orchctl sign).
     /// Nodes with trusted keys run only what one of them signed.

@@ -7,6 +7,7 @@ namespace Orchestrator.Fleet.Tests.Simulation;
 /// seed replayed from ORCH_SIM_SEED, every seed that ever failed kept as a test, and a long run
 /// for `make fuzz` (ORCH_SIM_MINUTES).
 /// </summary>
+[Collection(SimulationRunsAlone.Name)]
 public sealed class FleetSimulationTests(ITestOutputHelper output)
 {
     /// <summary>
@@ -118,4 +119,11 @@ public sealed class FleetSimulationTests(ITestOutputHelper output)
             Assert.Equal(a.Failure, b.Failure);
         }
     }
+}
+
+/// <summary>The simulator uses every core: it runs alone, not beside tests that start real servers with timeouts.</summary>
+[CollectionDefinition(Name, DisableParallelization = true)]
+public sealed class SimulationRunsAlone
+{
+    public const string Name = "fleet simulator, alone";
 }

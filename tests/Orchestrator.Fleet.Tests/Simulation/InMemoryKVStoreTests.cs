@@ -172,7 +172,8 @@ public sealed class InMemoryKVStoreTests
 
     private static async Task<(NatsConnection Connection, NatsKVContext Context)> ConnectAsync(NatsServer nats, TimeSpan? requestTimeout = null)
     {
-        var connection = new NatsConnection(new NatsOpts { Url = nats.Url, RequestTimeout = requestTimeout ?? TimeSpan.FromSeconds(5) });
+        // A connect timeout that a loaded machine (the simulator's scenarios use every core) does not miss.
+        var connection = new NatsConnection(new NatsOpts { Url = nats.Url, RequestTimeout = requestTimeout ?? TimeSpan.FromSeconds(5), ConnectTimeout = TimeSpan.FromSeconds(15) });
         await connection.ConnectAsync();
         return (connection, new NatsKVContext(new NatsJSContext(connection)));
     }
