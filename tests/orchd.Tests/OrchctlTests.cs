@@ -195,7 +195,7 @@ public sealed class OrchctlTests : IAsyncLifetime
         var manifest = Path.Combine(Repo.Root, "tests", "orchd.Tests", "golden", "fleet.yaml");
         var applied = await Ctl("apply", "-f", manifest);
         Assert.True(applied.Code == 0, applied.All);
-        Assert.Equal("deployment api: created (revision 1)\ndeployment web: created (revision 2)\n", applied.Out);
+        Assert.Equal("deployment api: created (revision 1)\ndeployment web: created (revision 1)\n", applied.Out); // each deployment counts its own revisions
 
         var status = await FleetMember.OpenAsync(kv, FleetBuckets.DeploymentStatus, 1, default);
         await status.PutAsync("web", JsonSerializer.SerializeToUtf8Bytes(new DeploymentStatus
@@ -503,13 +503,13 @@ public sealed class OrchctlTests : IAsyncLifetime
         File.WriteAllText(Path.Combine(dir, "notes.txt"), "not a manifest");
         var applied = await Ctl("apply", "-f", dir);
         Assert.True(applied.Code == 0, applied.All);
-        Assert.Equal("deployment one: created (revision 1)\ndeployment two: created (revision 2)\n", applied.Out);
+        Assert.Equal("deployment one: created (revision 1)\ndeployment two: created (revision 1)\n", applied.Out);
         // Again: nothing changed, nothing written.
         Assert.Equal("deployment one: unchanged\ndeployment two: unchanged\n", (await Ctl("apply", "-f", dir)).Out);
         // stdin
         var piped = await Orchctl.RunAsync(["--server", _nats.Url, "apply", "-f", "-"], null, "kind: Deployment\nname: one\nreplicas: 5\ntemplate: {image: busybox:latest, command: [sleep, \"60\"]}\n");
         Assert.True(piped.Code == 0, piped.All);
-        Assert.Equal("deployment one: configured (revision 3)\n", piped.Out);
+        Assert.Equal("deployment one: configured (revision 2)\n", piped.Out);
 
         // Every error of every file at once, nothing written.
         File.WriteAllText(Path.Combine(dir, "c.yaml"), "kind: Deployment\nname: Bad Name\ntemplate: {image: busybox:latest}\n");

@@ -324,18 +324,11 @@ public sealed partial class FleetMember
                 {
                     break;
                 }
-                var read = await assignments.TryGetEntryAsync<byte[]>(identity.NodeName, cancellationToken: stop.Token).ConfigureAwait(false);
-                if (read.Success)
+                // Read through a one-shot watch of the key (a worker may create consumers on its own
+                // key only; a direct get would read any key). A failure (the bucket gone) starts over.
+                if (await ReadOwnKeyAsync(assignments, stop.Token).ConfigureAwait(false) is { } read)
                 {
-                    await OfferAsync(read.Value).ConfigureAwait(false);
-                }
-                else if (read.Error is NatsKVKeyDeletedException deleted)
-                {
-                    await OfferAsync(new NatsKVEntry<byte[]>(Buckets.Assignments, identity.NodeName) { Revision = deleted.Revision, Operation = NatsKVOperation.Del }).ConfigureAwait(false);
-                }
-                else if (read.Error is not NatsKVKeyNotFoundException)
-                {
-                    throw read.Error; // the bucket is gone or unreachable: start over
+                    await OfferAsync(read).ConfigureAwait(false);
                 }
             }
         }
@@ -350,6 +343,22 @@ public sealed partial class FleetMember
             {
             }
         }
+    }
+
+    /// <summary>This node's key in the assignments bucket now (a delete marker included), or null when there is none.</summary>
+    private async Task<NatsKVEntry<byte[]>?> ReadOwnKeyAsync(INatsKVStore assignments, CancellationToken cancellationToken)
+    {
+        NatsKVEntry<byte[]>? last = null;
+        var once = new NatsKVWatchOpts { OnNoData = _ => ValueTask.FromResult(true) };
+        await foreach (var entry in assignments.WatchAsync<byte[]>(identity.NodeName, opts: once, cancellationToken: cancellationToken).ConfigureAwait(false))
+        {
+            last = entry;
+            if (entry.Delta == 0)
+            {
+                break;
+            }
+        }
+        return last;
     }
 
     private readonly HashSet<string> _fencedHere = new(StringComparer.Ordinal);
@@ -415,8 +424,8 @@ public sealed partial class FleetMember
             {
                 // Contact is back: read what the fleet assigns here now (the watch may not have
                 // caught up yet), and start only what it still does; the rest goes with the watch.
-                var entry = await bucket.TryGetEntryAsync<byte[]>(identity.NodeName, cancellationToken: cancellationToken).ConfigureAwait(false);
-                var assigned = entry.Success && entry.Value.Operation == NatsKVOperation.Put && entry.Value.Value is { Length: > 0 } bytes
+                var entry = await ReadOwnKeyAsync(bucket, cancellationToken).ConfigureAwait(false);
+                var assigned = entry is { Operation: NatsKVOperation.Put, Value: { Length: > 0 } bytes }
                     ? NodeAssignments.Parse(bytes).Replicas.Select(r => r.Replica).ToHashSet(StringComparer.Ordinal)
                     : [];
                 foreach (var name in waiting.Where(assigned.Contains))
