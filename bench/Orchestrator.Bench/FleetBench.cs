@@ -112,7 +112,7 @@ internal static class FleetBench
             // The scheduler, as the elected leader runs it: a pass, the period, a pass…
             var scheduler = new FleetScheduler("bench-scheduler", options, NullLogger.Instance, (_, _, _) => { });
             var passes = new ConcurrentQueue<Pass>();
-            var natsPid = PidOf(nats);
+            var natsPid = nats.Pid;
             using var leadStop = CancellationTokenSource.CreateLinkedTokenSource(ct);
             var lead = LeadAsync(scheduler, buckets, options.SchedulePeriod, passes, run, natsPid, leadStop.Token);
             while (passes.IsEmpty)
@@ -385,27 +385,6 @@ internal static class FleetBench
         return (long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture)) / 100.0;
     }
 
-    private static int PidOf(NatsServer server)
-    {
-        foreach (var dir in Directory.EnumerateDirectories("/proc"))
-        {
-            if (int.TryParse(Path.GetFileName(dir), out var pid))
-            {
-                try
-                {
-                    var cmdline = File.ReadAllText(Path.Combine(dir, "cmdline"));
-                    if (cmdline.Contains("nats-server", StringComparison.Ordinal) && cmdline.Contains(server.StoreDir, StringComparison.Ordinal))
-                    {
-                        return pid;
-                    }
-                }
-                catch (IOException)
-                {
-                }
-            }
-        }
-        return 0;
-    }
 
     /// <summary>Watches orch-deployment-status until the deployments' updatedReady add up to every replica.</summary>
     private static async Task WatchStatusAsync(INatsKVStore status, int total, FleetRun run, CancellationToken ct)

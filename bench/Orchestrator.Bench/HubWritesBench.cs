@@ -52,7 +52,7 @@ internal static class HubWritesBench
         using var work = new TempDir("bench-hub");
         var monitor = FreePort.Next();
         await using var nats = await NatsServer.StartAsync($"http: \"127.0.0.1:{monitor}\"\n");
-        var natsPid = PidOf(nats);
+        var natsPid = nats.Pid;
         using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{monitor}"), Timeout = TimeSpan.FromSeconds(10) };
         var replicas = s.Nodes * s.ContainersPerNode;
         Console.WriteLine($"## Hub writes: {s.Nodes} orchd nodes, heartbeat {s.HeartbeatSeconds:0.##} s, {replicas} replicas, {DateTime.UtcNow:yyyy-MM-dd HH:mm}Z, {Environment.ProcessorCount} cpus");
@@ -314,27 +314,6 @@ internal static class HubWritesBench
         await process.WaitForExitAsync(TimeSpan.FromSeconds(60));
     }
 
-    private static int PidOf(NatsServer server)
-    {
-        foreach (var dir in Directory.EnumerateDirectories("/proc"))
-        {
-            if (int.TryParse(Path.GetFileName(dir), out var pid))
-            {
-                try
-                {
-                    var cmdline = File.ReadAllText(Path.Combine(dir, "cmdline"));
-                    if (cmdline.Contains("nats-server", StringComparison.Ordinal) && cmdline.Contains(server.StoreDir, StringComparison.Ordinal))
-                    {
-                        return pid;
-                    }
-                }
-                catch (IOException)
-                {
-                }
-            }
-        }
-        throw new InvalidOperationException("the bench's nats-server is not in /proc");
-    }
 
     private static string NatsVersion(string binary)
     {

@@ -174,7 +174,7 @@ public sealed class ContainerRuntime(string root)
             }
             record.Pid = child.Pid;
             record.BornInCgroup = child.BornInCgroup;
-            record.PidStartTime = ReadStat(child.Pid)?.StartTime ?? 0;
+            record.PidStartTime = Orchestrator.Linux.ProcessStat.StartTime(child.Pid) ?? 0;
             Store.Save(record);
             if (pidFile is not null)
             {
@@ -387,21 +387,6 @@ public sealed class ContainerRuntime(string root)
 
     /// <summary>Alive (not a zombie) and the same process as at creation, not a later one with its pid.</summary>
     public static bool IsOurProcess(ContainerRecord record)
-        => ReadStat(record.Pid) is { } stat && stat.StartTime == record.PidStartTime && stat.State is not ("Z" or "X");
+        => Orchestrator.Linux.ProcessStat.IsSame(record.Pid, record.PidStartTime);
 
-    /// <summary>State and start time from /proc/pid/stat, read once; null when the process is gone.</summary>
-    private static (string State, ulong StartTime)? ReadStat(int pid)
-    {
-        try
-        {
-            var stat = File.ReadAllText($"/proc/{pid}/stat");
-            // Fields after the command (which may hold spaces and parentheses): state is field 3, starttime field 22.
-            var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
-            return (fields[0], ulong.Parse(fields[19], CultureInfo.InvariantCulture));
-        }
-        catch (Exception e) when (e is IOException or FormatException or IndexOutOfRangeException or UnauthorizedAccessException)
-        {
-            return null;
-        }
-    }
 }

@@ -76,7 +76,7 @@ public sealed class ContainerdDriver : ITaskDriver, IDisposable
             var pid = (int)_client.CreateTask(id, FifoPath(config.Stdout), FifoPath(config.Stderr));
             // Read while the process waits to be started (it cannot have exited yet), and kept on the
             // container: a later orchd can then tell this process's exit from a recycled pid's.
-            var started = StartTime(pid) ?? 0;
+            var started = Orchestrator.Linux.ProcessStat.StartTime(pid) ?? 0;
             _client.LabelContainer(id, new Dictionary<string, string> { [PidStartLabel] = started.ToString(CultureInfo.InvariantCulture) });
             config.BeforeStart?.Invoke(pid);
             _client.StartTask(id);
@@ -123,7 +123,7 @@ public sealed class ContainerdDriver : ITaskDriver, IDisposable
         var pid = (int)task.Pid;
         if (task.Status is Status.Running or Status.Paused or Status.Pausing)
         {
-            return StartTime(pid) is { } start ? new TaskHandle(id, pid, start, IsChild: false) : null;
+            return Orchestrator.Linux.ProcessStat.StartTime(pid) is { } start ? new TaskHandle(id, pid, start, IsChild: false) : null;
         }
         if (task.Status is Status.Stopped
             && _client.GetContainer(id)?.Labels.GetValueOrDefault(PidStartLabel) is { } label
@@ -370,20 +370,6 @@ public sealed class ContainerdDriver : ITaskDriver, IDisposable
 
     public IReadOnlyList<string> List() => [.. _client.ListContainers().Select(c => c.Id)];
 
-    /// <summary>Start time from /proc/pid/stat (field 22): with the pid, it tells our process from a later one.</summary>
-    private static ulong? StartTime(int pid)
-    {
-        try
-        {
-            var stat = File.ReadAllText($"/proc/{pid.ToString(CultureInfo.InvariantCulture)}/stat");
-            var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
-            return fields[0] is "Z" or "X" ? null : ulong.Parse(fields[19], CultureInfo.InvariantCulture);
-        }
-        catch (Exception e) when (e is IOException or FormatException or IndexOutOfRangeException or UnauthorizedAccessException)
-        {
-            return null;
-        }
-    }
 
     public void Dispose()
     {
