@@ -60,20 +60,21 @@ internal static class FenceKeeperCommand
     {
         var left = new List<FencedProcess>();
         // The processes orchd recorded, and those of replicas named only (armed before they
-        // started): their pid and start time from orchd's record of the container.
+        // started): their pid and start time from orchd's record of the container. Whatever
+        // else runs in a fenced replica's cgroup is killed too: orchd may have died after the
+        // container's first process started and before it wrote the record.
         var targets = fence.Replicas.ToList();
         foreach (var name in fence.Names.Where(n => targets.All(t => t.Name != n)))
         {
-            if (Recorded(fence.StateDir, name) is { } recorded)
-            {
-                targets.Add(recorded);
-            }
+            targets.Add(Recorded(fence.StateDir, name) ?? new FencedProcess(name, 0, 0));
         }
         foreach (var replica in targets)
         {
-            if (!ProcessStat.IsSame(replica.Pid, replica.StartTime))
+            var recorded = replica.Pid > 0 && ProcessStat.IsSame(replica.Pid, replica.StartTime);
+            var inCgroup = CgroupPids(fence.CgroupParent, replica.Name);
+            if (!recorded && inCgroup.Count == 0)
             {
-                continue; // gone already, or its pid is another process's now
+                continue; // gone already (or never started), or its pid is another process's now
             }
             var why = $"{FleetMember.FencedPrefix} no contact with the fleet since {fence.ContactAt:u} and orchd was down (fence_after {fence.FenceAfterSeconds:0}s); stopped by the fence keeper";
             try
@@ -86,14 +87,57 @@ internal static class FenceKeeperCommand
             {
                 Console.Error.WriteLine($"orchd fence-keeper: cannot mark {replica.Name} stopped ({e.Message}); killing it anyway");
             }
-            if (Libc.kill(replica.Pid, 9) != 0)
+            var failed = recorded && Libc.kill(replica.Pid, 9) != 0 && ProcessStat.IsSame(replica.Pid, replica.StartTime);
+            failed |= !KillCgroup(fence.CgroupParent, replica.Name);
+            if (failed)
             {
                 left.Add(replica);
                 continue;
             }
-            Console.Error.WriteLine($"orchd fence-keeper: fenced {replica.Name} (pid {replica.Pid}): {why}");
+            var pids = string.Join(",", (recorded ? [replica.Pid] : Array.Empty<int>()).Concat(inCgroup).Distinct());
+            Console.Error.WriteLine($"orchd fence-keeper: fenced {replica.Name} (pids {pids}): {why}");
         }
         (fence with { Replicas = left, Names = left.Select(r => r.Name).ToList() }).Write(path);
+    }
+
+    /// <summary>The processes in a replica's cgroup (none when the file names no cgroup parent or the cgroup is gone).</summary>
+    private static List<int> CgroupPids(string parent, string name)
+    {
+        if (parent.Length == 0)
+        {
+            return [];
+        }
+        try
+        {
+            // Zombies (killed, not yet reaped) stay listed on some kernels: only live ones count.
+            return Orchestrator.Runtime.Cgroups.CgroupFactory.Open($"{parent}/{name}").Pids().Where(p => ProcessStat.StartTime(p) is not null).ToList();
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException or Orchestrator.Runtime.Cgroups.CgroupException)
+        {
+            return [];
+        }
+    }
+
+    /// <summary>
+    /// SIGKILL to every process in the replica's cgroup until it is empty (a process may fork
+    /// between the read and the kill; a few rounds catch its children). False if it is not empty after that.
+    /// </summary>
+    private static bool KillCgroup(string parent, string name)
+    {
+        for (var round = 0; round < 20; round++)
+        {
+            var pids = CgroupPids(parent, name);
+            if (pids.Count == 0)
+            {
+                return true;
+            }
+            foreach (var pid in pids)
+            {
+                _ = Libc.kill(pid, 9);
+            }
+            Thread.Sleep(50);
+        }
+        return CgroupPids(parent, name).Count == 0;
     }
 
     /// <summary>The process orchd recorded for a container (its record in STATE_DIR/containers), or null.</summary>

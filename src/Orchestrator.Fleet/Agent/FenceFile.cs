@@ -21,6 +21,12 @@ public sealed record FenceFile
     public double FenceAfterSeconds { get; init; }
     /// <summary>orchd's state directory: the keeper writes the stop markers (workloads/NAME.stopped) there.</summary>
     public string StateDir { get; init; } = "";
+    /// <summary>
+    /// The cgroup under which each replica runs as <c>CGROUP_PARENT/NAME</c>: the keeper kills every
+    /// process in a fenced replica's cgroup, so one orchd had not yet recorded (it died between
+    /// the start and the record) is fenced too. Empty in files of an older orchd.
+    /// </summary>
+    public string CgroupParent { get; init; } = "";
     public IReadOnlyList<FencedProcess> Replicas { get; init; } = [];
     /// <summary>
     /// Every fenced replica by name, also one about to start: the keeper finds its process in

@@ -480,7 +480,7 @@ public sealed partial class FleetMember
         new FenceFile
         {
             OrchdPid = Environment.ProcessId, OrchdStartTime = Orchestrator.Linux.ProcessStat.StartTime(Environment.ProcessId) ?? 0,
-            ContactAt = contact, FenceAfterSeconds = fenceAfter.TotalSeconds, StateDir = supervisor.StateDir, Replicas = running, Names = names,
+            ContactAt = contact, FenceAfterSeconds = fenceAfter.TotalSeconds, StateDir = supervisor.StateDir, CgroupParent = supervisor.CgroupParent, Replicas = running, Names = names,
         }.Write(path);
         EnsureKeeper();
     }

@@ -83,6 +83,9 @@ public sealed partial class Supervisor : IAsyncDisposable
     /// <summary>orchd's run directory (a tmpfs under systemd).</summary>
     public string RunDir => _options.RunDir;
 
+    /// <summary>The cgroup each container of this node runs under, as <c>CgroupParent/NAME</c>.</summary>
+    public string CgroupParent => _options.CgroupParent;
+
     private string WorkloadsDir => Path.Combine(_options.StateDir, "workloads");
     private string InstancesDir => Path.Combine(_options.StateDir, "containers");
     private string LogsRoot => Path.Combine(_options.StateDir, "logs");
