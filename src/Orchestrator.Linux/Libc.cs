@@ -39,6 +39,35 @@ public static partial class Libc
     [LibraryImport(LibcName, EntryPoint = "write", SetLastError = true)]
     public static unsafe partial nint write(int fd, void* buf, nuint count);
 
+    /// <summary>
+    /// All of <paramref name="data"/> through write(2) on <paramref name="fd"/> at the descriptor's
+    /// own offset (so output appended to a file by several writers, or after a shell's own
+    /// lines, lands after what is there: a FileStream on the fd would pwrite at its own position),
+    /// retrying on EINTR and partial writes. The errno of a failure (EPIPE: the reader is gone), or 0.
+    /// </summary>
+    public static unsafe int WriteAll(int fd, ReadOnlySpan<byte> data)
+    {
+        fixed (byte* start = data)
+        {
+            var done = 0;
+            while (done < data.Length)
+            {
+                var n = write(fd, start + done, (nuint)(data.Length - done));
+                if (n < 0)
+                {
+                    var errno = Marshal.GetLastPInvokeError();
+                    if (errno == 4 /* EINTR */)
+                    {
+                        continue;
+                    }
+                    return errno;
+                }
+                done += (int)n;
+            }
+            return 0;
+        }
+    }
+
     // <sys/socket.h>
     public const int AF_UNIX = 1, SOCK_STREAM = 1, SOCK_CLOEXEC = 0x80000;
 

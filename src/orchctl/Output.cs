@@ -67,7 +67,6 @@ internal static class Terminal
 /// </summary>
 internal sealed class StandardStream(int fd) : Stream
 {
-    private readonly FileStream _inner = new(new Microsoft.Win32.SafeHandles.SafeFileHandle(fd, ownsHandle: false), FileAccess.Write, 1);
     private bool _closed;
 
     public override bool CanRead => false;
@@ -84,13 +83,11 @@ internal sealed class StandardStream(int fd) : Stream
         {
             return;
         }
-        try
+        // write(2) at the descriptor's offset: `(echo a; orchctl …; echo b) > f` and two orchctl
+        // appending to one file keep every byte, in order.
+        if (Orchestrator.Linux.Libc.WriteAll(fd, buffer) != 0)
         {
-            _inner.Write(buffer);
-        }
-        catch (IOException)
-        {
-            _closed = true; // EPIPE: nobody reads any more
+            _closed = true; // EPIPE (nobody reads any more) or another error: the rest is dropped quietly
         }
     }
 
@@ -102,14 +99,6 @@ internal sealed class StandardStream(int fd) : Stream
     public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
     public override void SetLength(long value) => throw new NotSupportedException();
 
-    protected override void Dispose(bool disposing)
-    {
-        if (disposing)
-        {
-            _inner.Dispose();
-        }
-        base.Dispose(disposing);
-    }
 }
 
 /// <summary>How orchctl prints: aligned tables (colour on a TTY only), JSON, YAML, one-line errors.</summary>

@@ -62,6 +62,87 @@ public sealed class ImageStoreTests : IDisposable
         Assert.Equal(image.ConfigDigest, manifest.Config.Digest);
     }
 
+    /// <summary>A docker save archive whose manifest.json names <paramref name="layer"/>, plus extra entries.</summary>
+    private string HostileDockerArchive(string layer, Action<TarWriter>? extra = null)
+    {
+        using var layout = new TempDir("layout");
+        var image = BusyboxImage.CreateLayout(layout.Path);
+        var config = File.ReadAllBytes(layout.Combine("blobs", "sha256", image.ConfigDigest[7..]));
+        var archive = _dir.Combine($"hostile-{Guid.NewGuid():N}.tar");
+        using (var tar = new TarWriter(File.Create(archive), TarEntryFormat.Pax, leaveOpen: false))
+        {
+            void Add(string name, byte[] data) => tar.WriteEntry(new PaxTarEntry(TarEntryType.RegularFile, name) { DataStream = new MemoryStream(data), Mode = (UnixFileMode)0x1A4 });
+            Add("manifest.json", Encoding.UTF8.GetBytes($"[{{\"Config\":\"{image.ConfigDigest[7..]}.json\",\"RepoTags\":[\"evil:1\"],\"Layers\":[\"{layer}\"]}}]"));
+            Add($"{image.ConfigDigest[7..]}.json", config);
+            extra?.Invoke(tar);
+        }
+        return archive;
+    }
+
+    [Theory]
+    [InlineData("/etc/shadow", "which is not a relative path inside it")]
+    [InlineData("/dev/zero", "which is not a relative path inside it")]
+    [InlineData("../../../../../../etc/passwd", "which leads outside it")]
+    [InlineData("abc/../../etc/passwd", "which leads outside it")]
+    public async Task A_docker_archive_naming_a_host_file_is_refused_and_nothing_is_read(string layer, string why)
+    {
+        var store = new ImageStore(_dir.Combine("store"));
+        var import = store.ImportArchiveAsync(HostileDockerArchive(layer));
+        // /dev/zero used to be read forever: the refusal must come at once.
+        Assert.Same(import, await Task.WhenAny(import, Task.Delay(TimeSpan.FromSeconds(30))));
+        var error = await Assert.ThrowsAsync<ImageException>(() => import);
+        Assert.Contains($"names '{layer}', {why}; the archive is refused", error.Message, StringComparison.Ordinal);
+        Assert.Empty(store.List());
+    }
+
+    [Theory]
+    [InlineData("/etc/passwd")]
+    [InlineData("../../../../../../../../etc/passwd")]
+    public async Task A_symlinked_layer_leading_out_of_the_archive_is_refused(string target)
+    {
+        var store = new ImageStore(_dir.Combine("store"));
+        var archive = HostileDockerArchive("abc/layer.tar", tar =>
+            tar.WriteEntry(new PaxTarEntry(TarEntryType.SymbolicLink, "abc/layer.tar") { LinkName = target }));
+        var error = await Assert.ThrowsAsync<ImageException>(() => store.ImportArchiveAsync(archive));
+        Assert.Contains("names 'abc/layer.tar'", error.Message, StringComparison.Ordinal);
+        Assert.Empty(store.List());
+    }
+
+    [Fact]
+    public async Task A_symlinked_manifest_json_leading_out_is_refused()
+    {
+        var archive = _dir.Combine("link.tar");
+        using (var tar = new TarWriter(File.Create(archive), TarEntryFormat.Pax, leaveOpen: false))
+        {
+            tar.WriteEntry(new PaxTarEntry(TarEntryType.SymbolicLink, "manifest.json") { LinkName = "/dev/zero" });
+        }
+        var store = new ImageStore(_dir.Combine("store"));
+        var import = store.ImportArchiveAsync(archive);
+        Assert.Same(import, await Task.WhenAny(import, Task.Delay(TimeSpan.FromSeconds(30))));
+        var error = await Assert.ThrowsAsync<ImageException>(() => import);
+        Assert.Contains("names 'manifest.json', through the symlink 'manifest.json' -> /dev/zero", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_docker_25_archive_linking_layers_into_blobs_imports()
+    {
+        using var layout = new TempDir("layout");
+        var image = BusyboxImage.CreateLayout(layout.Path);
+        var layerTar = new MemoryStream();
+        using (var gz = new System.IO.Compression.GZipStream(File.OpenRead(layout.Combine("blobs", "sha256", image.LayerDigest[7..])), System.IO.Compression.CompressionMode.Decompress))
+        {
+            gz.CopyTo(layerTar);
+        }
+        var archive = HostileDockerArchive("abc/layer.tar", tar =>
+        {
+            tar.WriteEntry(new PaxTarEntry(TarEntryType.RegularFile, "blobs/sha256/layer") { DataStream = new MemoryStream(layerTar.ToArray()), Mode = (UnixFileMode)0x1A4 });
+            tar.WriteEntry(new PaxTarEntry(TarEntryType.SymbolicLink, "abc/layer.tar") { LinkName = "../blobs/sha256/layer" });
+        });
+        var store = new ImageStore(_dir.Combine("store"));
+        var imported = await store.ImportArchiveAsync(archive);
+        Assert.Equal(image.DiffId, store.Manifest(imported).Layers.Single().Digest);
+    }
+
     [Fact]
     public async Task Gc_keeps_what_images_use_and_frees_the_rest()
     {

@@ -133,6 +133,47 @@ public sealed class LayerUnpackerTests : IDisposable
         Assert.False(System.IO.File.Exists(_dir.Combine("evil")));
     }
 
+    [Theory]
+    [InlineData(".wh...")]
+    [InlineData("sub/.wh...")]
+    [InlineData(".wh..")]
+    [InlineData("sub/.wh.")]
+    public async Task A_whiteout_of_dot_or_dot_dot_is_refused_and_deletes_nothing(string name)
+    {
+        // The layer store: the layer's root beside another image's layer (what ".wh..." at the
+        // root used to delete in overlay mode, and in apply mode the root's parent).
+        var store = _dir.Combine("layers");
+        var sibling = Path.Combine(store, "other-layer", "bin");
+        Directory.CreateDirectory(sibling);
+        await System.IO.File.WriteAllTextAsync(Path.Combine(sibling, "sh"), "keep");
+        var root = Path.Combine(store, "this-layer");
+        Directory.CreateDirectory(Path.Combine(root, "sub"));
+        await System.IO.File.WriteAllTextAsync(Path.Combine(root, "sub", "lower"), "keep");
+        foreach (var mode in new[] { WhiteoutMode.Apply, WhiteoutMode.Overlay })
+        {
+            var error = await Assert.ThrowsAsync<HostileLayerException>(() => LayerUnpacker.UnpackAsync(Layer(w =>
+            {
+                Dir(w, "sub/");
+                File(w, name, "");
+            }), root, new UnpackOptions { Whiteouts = mode }));
+            Assert.Contains($"'{name}' is a whiteout of", error.Message, StringComparison.Ordinal);
+            Assert.Equal("keep", await System.IO.File.ReadAllTextAsync(Path.Combine(sibling, "sh")));
+            Assert.Equal("keep", await System.IO.File.ReadAllTextAsync(Path.Combine(root, "sub", "lower")));
+        }
+    }
+
+    [Fact]
+    public async Task Aufs_metadata_entries_are_skipped()
+    {
+        await Unpack(Layer(w =>
+        {
+            File(w, "a", "1");
+            Dir(w, ".wh..wh.plnk/");
+            File(w, ".wh..wh.aufs", "");
+        }), "root");
+        Assert.Equal(["a"], Directory.GetFileSystemEntries(_dir.Combine("root")).Select(Path.GetFileName));
+    }
+
     [Fact]
     public async Task A_write_through_a_symlink_is_refused()
     {

@@ -135,16 +135,30 @@ public sealed class NodeApiResponder(Supervisor supervisor)
             : throw new NodeApiException($"'{request.Name}' is not a container name; give {{\"name\": \"CONTAINER\"}}");
     }
 
+    /// <summary>Each context's options, with null refused where the model does not allow it ({"name": null}).</summary>
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<JsonSerializerOptions, JsonSerializerOptions> s_strict = new();
+
     internal static T Parse<T>(byte[] body, System.Text.Json.Serialization.Metadata.JsonTypeInfo<T> type, string expected)
     {
+        if (RequestLimits.Check(body) is { } refused)
+        {
+            throw new NodeApiException($"{refused}; send {expected}");
+        }
+        var strict = (System.Text.Json.Serialization.Metadata.JsonTypeInfo<T>)s_strict
+            .GetOrAdd(type.Options, static o => new JsonSerializerOptions(o) { RespectNullableAnnotations = true })
+            .GetTypeInfo(typeof(T));
         try
         {
-            return JsonSerializer.Deserialize(body, type) ?? throw new NodeApiException($"the request is empty; send {expected}");
+            return JsonSerializer.Deserialize(body, strict) ?? throw new NodeApiException($"the request is empty; send {expected}");
         }
         catch (JsonException e)
         {
-            var where = e.Path is { Length: > 1 } p ? $" at {p.TrimStart('$', '.')}" : "";
-            throw new NodeApiException($"the request is not valid JSON for this operation{where}; send {expected}", e);
+            var at = e.Path is { Length: > 1 } p ? p.TrimStart('$', '.') : null;
+            var where = at is null ? "" : $" at {at}";
+            var nullGiven = e.Message.Contains("null", StringComparison.Ordinal) && e.Message.Contains("allow", StringComparison.Ordinal);
+            throw new NodeApiException(nullGiven
+                ? $"{at ?? "the request"}: null is not allowed there; give a value or leave the property out; send {expected}"
+                : $"the request is not valid JSON for this operation{where}; send {expected}", e);
         }
     }
 

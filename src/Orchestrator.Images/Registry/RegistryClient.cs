@@ -85,7 +85,11 @@ public sealed class RegistryClient(ImageStore? images, RegistryOptions options, 
             var reference = first ? image.Reference : d.Digest;
             first = false;
             using var response = await SendAsync(image, HttpMethod.Get, $"manifests/{reference}", s_accept, cancellationToken).ConfigureAwait(false);
-            var bytes = await response.Content.ReadAsByteArrayAsync(cancellationToken).ConfigureAwait(false);
+            // A manifest or index the size its parent declares (when it declares one), and never
+            // more than MaxManifestBytes: a registry cannot make the node buffer without end.
+            var limit = d.Size > 0 ? Math.Min(d.Size, MaxManifestBytes) : MaxManifestBytes;
+            var bytes = await ReadBoundedAsync(response.Content, limit, $"image '{image}': the manifest {reference}",
+                d.Size > 0 && d.Size <= MaxManifestBytes ? "the size its index declares" : $"the {MaxManifestBytes >> 20} MiB a manifest may have", cancellationToken).ConfigureAwait(false);
             var actual = ContentStore.DigestOf(bytes);
             var expected = d.Digest.Length > 0 ? d.Digest : response.Headers.TryGetValues("Docker-Content-Digest", out var values) ? values.First() : actual;
             if (actual != expected)
@@ -195,6 +199,40 @@ public sealed class RegistryClient(ImageStore? images, RegistryOptions options, 
         return new Uri($"{(plain ? "http" : "https")}://{host}/v2/{image.Repository}/{path}");
     }
 
+    /// <summary>The most a manifest or index may hold (containerd's limit is 4 MiB too).</summary>
+    public const long MaxManifestBytes = 4 << 20;
+
+    /// <summary>The most a token service's answer may hold.</summary>
+    public const long MaxTokenBytes = 1 << 20;
+
+    /// <summary>
+    /// A response body of at most <paramref name="max"/> bytes: refused as soon as its declared
+    /// length or the bytes read pass it (a body that never ends is not buffered without end).
+    /// </summary>
+    internal static async Task<byte[]> ReadBoundedAsync(HttpContent content, long max, string what, string limit, CancellationToken cancellationToken)
+    {
+        if (content.Headers.ContentLength is { } declared && declared > max)
+        {
+            throw new ImageException($"{what} is {declared} bytes, more than {limit} ({max} bytes); it is refused");
+        }
+        var stream = await content.ReadAsStreamAsync(cancellationToken).ConfigureAwait(false);
+        await using (stream.ConfigureAwait(false))
+        {
+            var buffer = new MemoryStream();
+            var chunk = new byte[64 * 1024];
+            int read;
+            while ((read = await stream.ReadAsync(chunk, cancellationToken).ConfigureAwait(false)) > 0)
+            {
+                if (buffer.Length + read > max)
+                {
+                    throw new ImageException($"{what} goes on past {limit} ({max} bytes); it is refused");
+                }
+                buffer.Write(chunk, 0, read);
+            }
+            return buffer.ToArray();
+        }
+    }
+
     private async Task<HttpResponseMessage> SendAsync(ImageReference image, HttpMethod method, string path, string[] accept, CancellationToken cancellationToken, long rangeFrom = 0)
     {
         var url = Url(image, path);
@@ -270,12 +308,12 @@ public sealed class RegistryClient(ImageStore? images, RegistryOptions options, 
         query.Add("scope=" + Uri.EscapeDataString(parameters.GetValueOrDefault("scope") ?? $"repository:{image.Repository}:pull"));
         using var request = new HttpRequestMessage(HttpMethod.Get, $"{realm}?{string.Join("&", query)}");
         request.Headers.Authorization = basic;
-        using var response = await _http.SendAsync(request, cancellationToken).ConfigureAwait(false);
+        using var response = await _http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cancellationToken).ConfigureAwait(false);
         if (!response.IsSuccessStatusCode)
         {
             throw new ImageException($"the token service of {image.Registry} ({realm}) refused a token ({(int)response.StatusCode}); check the credentials");
         }
-        using var doc = JsonDocument.Parse(await response.Content.ReadAsByteArrayAsync(cancellationToken).ConfigureAwait(false));
+        using var doc = JsonDocument.Parse(await ReadBoundedAsync(response.Content, MaxTokenBytes, $"the token service of {image.Registry} ({realm})", "the 1 MiB a token answer may have", cancellationToken).ConfigureAwait(false));
         var token = doc.RootElement.TryGetProperty("token", out var t) ? t.GetString()
             : doc.RootElement.TryGetProperty("access_token", out var a) ? a.GetString() : null;
         return new AuthenticationHeaderValue("Bearer", token ?? throw new ImageException($"the token service of {image.Registry} answered without a token"));

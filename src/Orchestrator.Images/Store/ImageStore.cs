@@ -187,11 +187,7 @@ public sealed class ImageStore
         {
             throw new ImageException($"'{d.Digest}' is not a sha256 digest; the image is refused");
         }
-        var path = Path.Combine(layout, "blobs", "sha256", d.Digest[7..]);
-        if (!File.Exists(path))
-        {
-            throw new ImageException($"blob {d.Digest} is missing from '{layout}'; the layout is incomplete");
-        }
+        var path = ArchiveFile(layout, $"blobs/sha256/{d.Digest[7..]}", $"blob {d.Digest}");
         using var source = File.OpenRead(path);
         await Content.WriteAsync(source, d.Digest, d.Size > 0 ? d.Size : null, cancellationToken).ConfigureAwait(false);
     }
@@ -209,10 +205,12 @@ public sealed class ImageStore
             }
             if (File.Exists(Path.Combine(temp, "index.json")))
             {
+                _ = ArchiveFile(temp, "index.json", $"'{archive}'");
                 return await ImportLayoutAsync(temp, name, platform, cancellationToken).ConfigureAwait(false);
             }
             if (File.Exists(Path.Combine(temp, "manifest.json")))
             {
+                _ = ArchiveFile(temp, "manifest.json", $"'{archive}'");
                 return await ImportDockerSaveAsync(temp, name, cancellationToken).ConfigureAwait(false);
             }
             throw new ImageException($"'{archive}' is neither an OCI archive (index.json) nor a docker save archive (manifest.json)");
@@ -231,7 +229,7 @@ public sealed class ImageStore
 
         async Task<Descriptor> Store(string relative, string mediaType)
         {
-            var path = Path.Combine(dir, relative);
+            var path = ArchiveFile(dir, relative, $"image '{name}'");
             var digest = await DigestFileAsync(path, cancellationToken).ConfigureAwait(false);
             using var stream = File.OpenRead(path);
             await Content.WriteAsync(stream, digest, new FileInfo(path).Length, cancellationToken).ConfigureAwait(false);
@@ -253,6 +251,60 @@ public sealed class ImageStore
         var manifestDigest = ContentStore.DigestOf(bytes);
         await Content.WriteAsync(bytes, manifestDigest, cancellationToken).ConfigureAwait(false);
         return Tag(name, manifestDigest, Platform.Current);
+    }
+
+    /// <summary>
+    /// A file an unpacked archive or layout holds, by the relative name its index or manifest
+    /// gives: never a path outside it (absolute, "..", or a symlink that leads out: a docker save
+    /// archive naming /etc/shadow or /dev/zero as a layer is refused, not read), and a regular
+    /// file. Symlinks inside it are followed (docker 25's archives link layer.tar into blobs/).
+    /// </summary>
+    internal static string ArchiveFile(string root, string relative, string what)
+    {
+        root = Path.GetFullPath(root);
+        string Refuse(string why) => throw new ImageException($"{what}: the archive names '{relative}', {why}; the archive is refused");
+        if (relative.Length == 0 || relative.StartsWith('/'))
+        {
+            return Refuse("which is not a relative path inside it");
+        }
+        var pending = new Stack<string>(relative.Split('/', StringSplitOptions.RemoveEmptyEntries).Reverse());
+        var current = root;
+        for (var hops = 0; pending.Count > 0;)
+        {
+            var part = pending.Pop();
+            if (part == ".")
+            {
+                continue;
+            }
+            if (part == "..")
+            {
+                if (current == root)
+                {
+                    return Refuse("which leads outside it");
+                }
+                current = Path.GetDirectoryName(current)!;
+                continue;
+            }
+            var next = Path.Combine(current, part);
+            if (new FileInfo(next).LinkTarget is { } target)
+            {
+                if (++hops > 40 || target.StartsWith('/'))
+                {
+                    return Refuse(hops > 40 ? "through too many symlinks" : $"through the symlink '{Path.GetRelativePath(root, next)}' -> {target}, which leads outside it");
+                }
+                foreach (var t in target.Split('/', StringSplitOptions.RemoveEmptyEntries).Reverse())
+                {
+                    pending.Push(t);
+                }
+                continue;
+            }
+            current = next;
+        }
+        if (!File.Exists(current) || current == root)
+        {
+            return Refuse("which it does not hold as a file (incomplete archive)");
+        }
+        return current;
     }
 
     private static async Task<string> DigestFileAsync(string path, CancellationToken cancellationToken)

@@ -97,7 +97,10 @@ public static class LayerUnpacker
                 }
                 if (name.StartsWith(WhiteoutPrefix, StringComparison.Ordinal))
                 {
-                    Whiteout(Path.Combine(parent, name[WhiteoutPrefix.Length..]), options);
+                    if (WhiteoutTarget(entry.Name, name) is { } removed)
+                    {
+                        Whiteout(Path.Combine(parent, removed), options);
+                    }
                     continue;
                 }
 
@@ -247,6 +250,26 @@ public static class LayerUnpacker
         {
             Directory.Delete(target, recursive: true);
         }
+    }
+
+    /// <summary>
+    /// The one name a whiteout (".wh.NAME") removes from its own directory. "", "." and ".." are
+    /// not names in it: ".wh..." would otherwise remove the parent of the directory (the whole
+    /// layer store, for a whiteout at the layer's root), so they are refused. Other ".wh..wh."
+    /// names are aufs' own metadata (".wh..wh.plnk"), skipped as docker skips them: null.
+    /// </summary>
+    internal static string? WhiteoutTarget(string entryName, string name)
+    {
+        var target = name[WhiteoutPrefix.Length..];
+        if (target.StartsWith(WhiteoutPrefix, StringComparison.Ordinal))
+        {
+            return null;
+        }
+        if (target is "" or "." or "..")
+        {
+            throw new HostileLayerException($"'{entryName}' is a whiteout of '{target}', which is not a name in its directory; the layer is refused (a whiteout removes one sibling entry)");
+        }
+        return target;
     }
 
     private static void Whiteout(string path, UnpackOptions options)

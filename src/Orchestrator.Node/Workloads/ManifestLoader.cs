@@ -29,6 +29,10 @@ public static class ManifestLoader
         string text;
         try
         {
+            if (new FileInfo(path).Length > YamlLimits.MaxBytes)
+            {
+                throw new ManifestException($"{path}: refused: it is larger than the {YamlLimits.MaxBytes >> 20} MiB a manifest may be; split it");
+            }
             text = File.ReadAllText(path);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
@@ -302,6 +306,10 @@ public static class ManifestLoader
 
     internal static YamlStream LoadYaml(string text, string source)
     {
+        if (YamlLimits.Check(text) is { } tooBig)
+        {
+            throw new ManifestException($"{source}: refused: {tooBig}; split or simplify the manifest");
+        }
         var stream = new YamlStream();
         try
         {

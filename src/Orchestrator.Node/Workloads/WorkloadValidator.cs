@@ -6,6 +6,16 @@ public static class WorkloadValidator
     public static bool IsValidName(string name)
         => name.Length is > 0 and <= 63 && name.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_') && char.IsAsciiLetterOrDigit(name[0]);
 
+    /// <summary>The longest image reference (docker's name limit is 255, plus a tag and a digest).</summary>
+    public const int MaxImageReference = 512;
+
+    /// <summary>The longest hostname (HOST_NAME_MAX is 64 with its terminating NUL).</summary>
+    public const int MaxHostname = 63;
+
+    public static bool IsValidHostname(string name)
+        => name.Length is > 0 and <= MaxHostname && name.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '.')
+            && char.IsAsciiLetterOrDigit(name[0]) && char.IsAsciiLetterOrDigit(name[^1]) && !name.Contains("..", StringComparison.Ordinal);
+
     public static IReadOnlyList<string> Validate(Workload w)
     {
         var errors = new List<string>();
@@ -18,6 +28,14 @@ public static class WorkloadValidator
         if (string.IsNullOrWhiteSpace(w.Image))
         {
             Error("image: required; name an image such as busybox:latest");
+        }
+        else if (w.Image.Length > MaxImageReference)
+        {
+            Error($"image: {w.Image.Length} characters; an image reference has at most {MaxImageReference} (registry/name:tag@digest)");
+        }
+        if (w.Hostname is { } hostname && !IsValidHostname(hostname))
+        {
+            Error($"hostname: '{(hostname.Length > 80 ? hostname[..80] + "…" : hostname)}' is not a host name; use at most {MaxHostname} letters, digits, '-' and '.' (the kernel's limit is 64 bytes)");
         }
         if (w.Resources is { } r)
         {

@@ -12,6 +12,10 @@ internal static class YamlConfigReader
 {
     public static void Apply(ConfigBuilder builder, string path, string text)
     {
+        if (Orchestrator.Node.Workloads.YamlLimits.Check(text) is { } tooBig)
+        {
+            throw new ConfigException($"{path}: refused: {tooBig}; fix the file");
+        }
         var stream = new YamlStream();
         try
         {

@@ -295,6 +295,40 @@ public sealed class NodeApiTests
         Assert.Equal("running", (await node.Client.InspectAsync("keeper")).State);
     }
 
+    [Fact(Timeout = 90_000)]
+    public async Task Hostile_requests_are_refused_at_the_edge_and_the_node_keeps_answering()
+    {
+        await using var node = await NodeHost.StartAsync();
+        await node.Client.RunAsync(NodeHost.Sh("keeper", "exec sleep 1000"));
+        static byte[] Json(string text) => System.Text.Encoding.UTF8.GetBytes(text);
+
+        Assert.Equal("name: null is not allowed there; give a value or leave the property out; send {\"name\": \"CONTAINER\"}",
+            ErrorOf(await node.Client.RawAsync("stop", Json("{\"name\":null}"))));
+        Assert.StartsWith("image: null is not allowed there",
+            ErrorOf(await node.Client.RawAsync("run", Json("{\"name\":\"n\",\"image\":null}"))), StringComparison.Ordinal);
+        // A 900 KB image name was accepted, and every later `ps` reply was over NATS's max_payload.
+        var huge = ErrorOf(await node.Client.RawAsync("run", Json($"{{\"name\":\"big\",\"image\":\"{new string('a', 900_000)}\"}}")));
+        Assert.StartsWith("the request is 900", huge, StringComparison.Ordinal);
+        Assert.Contains("bytes, more than the 256 KiB a node request may be", huge, StringComparison.Ordinal);
+        var longString = ErrorOf(await node.Client.RawAsync("run", Json($"{{\"name\":\"big\",\"image\":\"busybox:latest\",\"env\":{{\"A\":\"{new string('a', 70_000)}\"}}}}")));
+        Assert.StartsWith("'env.A' is 70000 bytes long, more than the 64 KiB a string in a request may be", longString, StringComparison.Ordinal);
+        var longImage = await Assert.ThrowsAsync<NodeRequestException>(() => node.Client.RunAsync(new Workload { Name = "img", Image = "busybox:" + new string('1', 600) }));
+        Assert.Contains("image: 608 characters; an image reference has at most 512", longImage.Message, StringComparison.Ordinal);
+        var longHost = await Assert.ThrowsAsync<NodeRequestException>(() => node.Client.RunAsync(new Workload { Name = "host", Image = "busybox:latest", Hostname = new string('h', 5000) }));
+        Assert.Contains("is not a host name; use at most 63 letters, digits", longHost.Message, StringComparison.Ordinal);
+        Assert.Equal("'name' is given twice; give each property once; send a workload (name, image, …; see docs/manifest.md)",
+            ErrorOf(await node.Client.RawAsync("run", Json("{\"name\":\"dup\",\"image\":\"busybox:latest\",\"name\":\"other\"}"))));
+        Assert.StartsWith("'env.A' is given twice",
+            ErrorOf(await node.Client.RawAsync("run", Json("{\"name\":\"dup\",\"image\":\"busybox:latest\",\"env\":{\"A\":\"1\",\"A\":\"2\"}}"))), StringComparison.Ordinal);
+        Assert.StartsWith("the request nests objects and arrays more than 32 deep",
+            ErrorOf(await node.Client.RawAsync("run", Json(new string('[', 100_000)))), StringComparison.Ordinal);
+
+        // Nothing was made, nothing that ran was disturbed, and the node still answers.
+        var listed = await node.Client.ListAsync();
+        Assert.Equal(["keeper"], listed.Select(c => c.Name));
+        Assert.Equal("running", listed.Single().State);
+    }
+
     private static string? ErrorOf(byte[] reply)
     {
         using var doc = System.Text.Json.JsonDocument.Parse(reply);
