@@ -34,7 +34,7 @@ help:
 	@echo "make publish-arm64       cross-build the linux-arm64 binaries into $(ARM64_OUT)"
 	@echo "make packages            .deb packages for amd64 and arm64 into $(PKG_OUT) (docs/packaging.md)"
 	@echo "make bench               side-by-side benchmarks (see docs/benchmarks.md)"
-	@echo "make fuzz [FUZZ_MINUTES=10]  the fleet simulator on fresh seeds for that long"
+	@echo "make fuzz [FUZZ_MINUTES=10] [FUZZ_ITERATIONS=200000]  the parsers on seeded mutants, then the fleet simulator on fresh seeds"
 	@echo "make install [DESTDIR=]  install built binaries, the systemd unit and the default config (no apt, no SDK)"
 
 # apt-get only when something is missing: a second run costs nothing and needs no network.
@@ -156,8 +156,21 @@ demo: deps-demo $(if $(DEMO_AOT),publish,demo-build)
 # Long runs that do not fit in make test: the fleet simulator on fresh seeds for FUZZ_MINUTES
 # (docs/protocol.md, "The fleet simulator"); a failing seed is printed with how to replay it.
 FUZZ_MINUTES ?= 10
+# The parsers that take outside input (manifest YAML, compose, node API JSON, layer tars): make
+# test runs a few thousand seeded mutants of each; make fuzz runs FUZZ_ITERATIONS of each, from
+# FUZZ_FIRST_SEED (a failure names the seed that replays it).
+FUZZ_ITERATIONS ?= 200000
+FUZZ_FIRST_SEED ?= 1000000
 fuzz: restore
 	$(DOTNET) build tests/Orchestrator.Fleet.Tests -c $(CONFIGURATION) --nologo -v:q
+	$(DOTNET) build tests/Orchestrator.Node.Tests -c $(CONFIGURATION) --nologo -v:q
+	$(DOTNET) build tests/Orchestrator.Images.Tests -c $(CONFIGURATION) --nologo -v:q
+	ORCH_FUZZ_ITERATIONS=$(FUZZ_ITERATIONS) ORCH_FUZZ_FIRST_SEED=$(FUZZ_FIRST_SEED) $(DOTNET) test tests/Orchestrator.Node.Tests -c $(CONFIGURATION) --no-build --nologo \
+		--filter "FullyQualifiedName~ParserFuzzTests" --logger "console;verbosity=normal"
+	ORCH_FUZZ_ITERATIONS=$(FUZZ_ITERATIONS) ORCH_FUZZ_FIRST_SEED=$(FUZZ_FIRST_SEED) $(DOTNET) test tests/Orchestrator.Images.Tests -c $(CONFIGURATION) --no-build --nologo \
+		--filter "FullyQualifiedName~TarFuzzTests" --logger "console;verbosity=normal"
+	ORCH_FUZZ_ITERATIONS=$(FUZZ_ITERATIONS) ORCH_FUZZ_FIRST_SEED=$(FUZZ_FIRST_SEED) $(DOTNET) test tests/Orchestrator.Fleet.Tests -c $(CONFIGURATION) --no-build --nologo \
+		--filter "FullyQualifiedName~RequestFuzzTests" --logger "console;verbosity=normal"
 	ORCH_SIM_MINUTES=$(FUZZ_MINUTES) $(DOTNET) test tests/Orchestrator.Fleet.Tests -c $(CONFIGURATION) --no-build --nologo \
 		--filter "FullyQualifiedName~FleetSimulationTests.Long_run" --logger "console;verbosity=detailed"
 

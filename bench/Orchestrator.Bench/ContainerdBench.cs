@@ -46,7 +46,7 @@ internal static class ContainerdBench
             await RunAsync(orchd, ["image", "import", layout, "--name", Image, "--state-dir", state, "--config", "/dev/null"]);
             var node = "bench-" + dir;
             string[] args = ["--config", "/dev/null", "--node-name", node, "--state-dir", state, "--run-dir", run, "--manifest-dir", "none",
-                "--nats-url", nats.Url, "--bridge", "none", "--log-level", "warn", "--runtime", backend, "--containerd-socket", containerd.Socket, "--containerd-images", images];
+                "--nats-url", nats.Url, "--bridge", "none", "--allow-host-network", "true", "--log-level", "warn", "--runtime", backend, "--containerd-socket", containerd.Socket, "--containerd-images", images];
             var daemon = DaemonProcess.Start(orchd, args);
             try
             {

@@ -66,7 +66,10 @@ scheduler_publish() {
     node_publish "$n"
     local s=()
     for b in "${buckets[@]}"; do
-        s+=("\$JS.API.STREAM.CREATE.KV_$b" "\$JS.API.STREAM.UPDATE.KV_$b"
+        # CREATE only: it makes a missing bucket and cannot change one that exists (the server
+        # refuses a create whose config differs). No UPDATE, DELETE or PURGE: a scheduler's
+        # seed must not be able to shorten max_age and erase the fleet's desired state.
+        s+=("\$JS.API.STREAM.CREATE.KV_$b"
             "\$JS.API.CONSUMER.CREATE.KV_$b.>" "\$JS.API.DIRECT.GET.KV_$b" "\$JS.API.DIRECT.GET.KV_$b.>" "\$JS.API.STREAM.MSG.GET.KV_$b")
     done
     s+=("\$JS.API.STREAM.CREATE.ORCH_EVENTS" "\$KV.orch-assignments.>" "\$KV.orch-leader.scheduler" "\$KV.orch-deployment-status.>" "\$KV.orch-deployments.>")

@@ -157,6 +157,12 @@ internal static class QueryCommands
             row.Add(Output.Labels(n.Info.Labels));
             return row.ToArray();
         }));
+        // What makes nodes unsafe as they run (no NATS authentication, no trusted keys): one
+        // line per warning with the nodes it holds for, on stderr (the table stays parseable).
+        foreach (var warning in nodes.SelectMany(n => (n.Info.Warnings ?? []).Select(w => (n.Info.Node, Text: w))).GroupBy(x => x.Text, StringComparer.Ordinal))
+        {
+            Console.Error.WriteLine($"warning: {string.Join(", ", warning.Select(x => x.Node))}: {warning.Key}");
+        }
         return 0;
     }
 
@@ -439,6 +445,14 @@ internal static class QueryCommands
         if (info.Labels.Count == 0)
         {
             Console.Out.WriteLine("  <none>");
+        }
+        if (info.Warnings is { Count: > 0 } warnings)
+        {
+            Console.Out.WriteLine("Warnings:");
+            foreach (var warning in warnings)
+            {
+                Console.Out.WriteLine($"  {warning}");
+            }
         }
         if (info.Status is { } s)
         {

@@ -91,4 +91,38 @@ public sealed class SigningTests
             File.Delete(path);
         }
     }
+
+    [Theory]
+    [InlineData("{\"web\": {\"highest\": 3")]
+    [InlineData("\u0000\u0000\u0000\u0000")]
+    [InlineData("")]
+    public void A_damaged_ledger_fails_closed_across_restarts_until_an_operator_removes_it(string damage)
+    {
+        var path = Path.Combine(Path.GetTempPath(), $"ledger-{Guid.NewGuid():N}.json");
+        try
+        {
+            var ledger = new SignatureLedger(path);
+            Assert.Null(ledger.Accept("web", 300));
+            File.WriteAllText(path, damage);
+
+            // A forgetful ledger would take the replayed serial 100 as a new node would: refused instead, naming the file and the fix.
+            foreach (var reopened in new[] { new SignatureLedger(path), new SignatureLedger(path) })
+            {
+                var refused = reopened.Accept("web", 100);
+                Assert.NotNull(refused);
+                Assert.Contains($"{path} is damaged", refused, StringComparison.Ordinal);
+                Assert.Contains("refuses every signed deployment (what runs keeps running)", refused, StringComparison.Ordinal);
+                Assert.Contains("delete it to start a new ledger", refused, StringComparison.Ordinal);
+                Assert.NotNull(reopened.Accept("api", 1));
+            }
+            Assert.Equal(damage, File.ReadAllText(path)); // left in place: closed until someone decides
+
+            File.Delete(path);
+            Assert.Null(new SignatureLedger(path).Accept("web", 100));
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
 }

@@ -167,7 +167,10 @@ public sealed partial class FleetMember
         // operator chose (replicas, placement), and a lower max_bytes makes nats-server drop
         // the oldest values to fit, deployments too. Heartbeats always had history 1, so an
         // old bucket does not grow with them either (docs/protocol.md, "Buckets and their limits").
-        return await kv.CreateOrUpdateStoreAsync(Buckets.ConfigFor(bucket, history), cancellationToken).ConfigureAwait(false);
+        // Create, never update: a scheduler's NATS user has no STREAM.UPDATE right (an update
+        // could shorten max_age and erase the fleet's state: docs/nats-security.md), and two nodes
+        // creating it at once both succeed (same config) or the loser finds it on its next open.
+        return await kv.CreateStoreAsync(Buckets.ConfigFor(bucket, history), cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>

@@ -33,6 +33,13 @@ public sealed record NatsSettings
     /// <summary>The urls for logs, without any user:password part.</summary>
     public string DisplayUrls => string.Join(",", Urls.Select(Redact));
 
+    /// <summary>
+    /// True when the node proves who it is to the server (credentials, nkey, user, token or a
+    /// client certificate). Without it, anyone who reaches the server can send this node work.
+    /// </summary>
+    public bool HasAuthentication => CredsFile is not null || NKeySeedFile is not null || User is not null || Token is not null || TlsCert is not null
+        || Urls.Any(u => Uri.TryCreate(u, UriKind.Absolute, out var url) && url.UserInfo.Length > 0);
+
     /// <summary>True when the connection must be TLS: a tls:// url, or a CA or client certificate given.</summary>
     public bool TlsRequired => TlsCa is not null || TlsCert is not null
         || Urls.Any(u => u.StartsWith("tls://", StringComparison.OrdinalIgnoreCase));

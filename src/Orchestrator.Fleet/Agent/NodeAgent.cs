@@ -44,7 +44,20 @@ public sealed partial class NodeAgent : IAsyncDisposable
         _api = supervisor is null ? null : new NodeApiResponder(supervisor);
         _streams = supervisor is null ? null : new NodeApiStreams(supervisor);
         Member = supervisor is null ? null : new FleetMember(identity, supervisor, fleet ?? new FleetOptions(), logger);
+        var warnings = new List<string>();
+        if (!nats.HasAuthentication)
+        {
+            warnings.Add("NATS without authentication: anyone who reaches the server can send this node work; give it credentials (nats.creds_file, docs/nats-security.md)");
+        }
+        if (supervisor is not null && (fleet?.TrustedKeys ?? []).Count == 0)
+        {
+            warnings.Add("no fleet.trusted_keys: deployments are not checked for a signature; set the fleet's public key (docs/nats-security.md)");
+        }
+        Warnings = warnings;
     }
+
+    /// <summary>What makes this node unsafe to run as it is configured (logged at start, and in every heartbeat).</summary>
+    public IReadOnlyList<string> Warnings { get; }
 
     /// <summary>The node's part in the fleet (heartbeats, assignments, the scheduler lease); null without a supervisor.</summary>
     public FleetMember? Member { get; }
@@ -67,6 +80,10 @@ public sealed partial class NodeAgent : IAsyncDisposable
     {
         // Fencing runs from the start, connected or not: a node that boots without its network
         // has had no contact with the fleet either.
+        foreach (var warning in Warnings)
+        {
+            LogUnsafe(_logger, warning);
+        }
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var guard = Member?.GuardAsync(stop.Token) ?? Task.CompletedTask;
         try
@@ -249,6 +266,7 @@ public sealed partial class NodeAgent : IAsyncDisposable
         Labels = _identity.Labels,
         StartedAt = _identity.StartedAt,
         UptimeSeconds = Math.Round((DateTimeOffset.UtcNow - _identity.StartedAt).TotalSeconds, 3),
+        Warnings = Warnings.Count > 0 ? Warnings : null,
     };
 
     private async ValueTask DisposeQuietlyAsync(NatsConnection connection)
@@ -306,6 +324,9 @@ public sealed partial class NodeAgent : IAsyncDisposable
 
     [LoggerMessage(EventId = 2005, Level = LogLevel.Error, Message = "request on {Subject} failed: {Reason}")]
     private static partial void LogRequestFailed(ILogger logger, string subject, string reason);
+
+    [LoggerMessage(EventId = 2020, Level = LogLevel.Warning, Message = "unsafe: {Warning}")]
+    private static partial void LogUnsafe(ILogger logger, string warning);
 
     [LoggerMessage(EventId = 2001, Level = LogLevel.Information, Message = "connected to NATS server {Server} at {Urls} (attempt {Attempt})")]
     private static partial void LogConnected(ILogger logger, string server, string urls, int attempt);

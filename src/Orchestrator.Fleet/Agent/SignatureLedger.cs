@@ -21,23 +21,29 @@ public sealed class SignatureLedger
     private readonly Dictionary<string, Entry> _entries;
     private readonly Lock _lock = new();
 
+    /// <summary>Why the ledger cannot be trusted (its file is damaged), or null: while set, every signed deployment is refused.</summary>
+    public string? Damage { get; }
+
     public SignatureLedger(string? path)
     {
         _path = path;
         _entries = new Dictionary<string, Entry>(StringComparer.Ordinal);
-        if (path is not null && File.Exists(path))
+        if (path is null)
         {
-            try
+            return;
+        }
+        try
+        {
+            // Left where it is when damaged: the node stays closed across restarts until an
+            // operator decides (a ledger that forgot would accept a replayed older manifest).
+            foreach (var (name, entry) in Orchestrator.Linux.StateFile.Read(path, bytes => JsonSerializer.Deserialize(bytes, FleetJsonContext.Default.DictionaryStringEntry), moveAside: false) ?? [])
             {
-                foreach (var (name, entry) in JsonSerializer.Deserialize(File.ReadAllBytes(path), FleetJsonContext.Default.DictionaryStringEntry) ?? [])
-                {
-                    _entries[name] = entry;
-                }
+                _entries[name] = entry;
             }
-            catch (JsonException)
-            {
-                // A torn file forgets the serials: the node then accepts any validly signed one, as a new node would.
-            }
+        }
+        catch (Orchestrator.Linux.DamagedStateException e)
+        {
+            Damage = $"{e.Message}: the node cannot tell a replayed manifest from a new one, so it refuses every signed deployment (what runs keeps running); check the file, then delete it to start a new ledger (the next validly signed serial of each deployment is accepted)";
         }
     }
 
@@ -46,6 +52,10 @@ public sealed class SignatureLedger
     {
         lock (_lock)
         {
+            if (Damage is not null)
+            {
+                return $"deployment '{deployment}': {Damage}";
+            }
             var entry = _entries.GetValueOrDefault(deployment);
             if (entry is null || serial > entry.Highest)
             {
@@ -67,8 +77,6 @@ public sealed class SignatureLedger
         {
             return;
         }
-        var temp = _path + ".tmp";
-        File.WriteAllBytes(temp, JsonSerializer.SerializeToUtf8Bytes(_entries, FleetJsonContext.Default.DictionaryStringEntry));
-        File.Move(temp, _path, overwrite: true);
+        Orchestrator.Linux.StateFile.Write(_path, JsonSerializer.SerializeToUtf8Bytes(_entries, FleetJsonContext.Default.DictionaryStringEntry));
     }
 }

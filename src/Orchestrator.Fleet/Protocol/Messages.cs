@@ -19,6 +19,8 @@ public sealed record NodeInfo
     public Orchestrator.Node.Reconcile.NodeStatus? Status { get; init; }
     /// <summary>In heartbeats: the node's containers (the scheduler gates rollouts on their readiness).</summary>
     public IReadOnlyList<ContainerBrief>? Containers { get; init; }
+    /// <summary>What makes this node unsafe to run as it is (no NATS authentication, no trusted keys), one sentence each; null when nothing.</summary>
+    public IReadOnlyList<string>? Warnings { get; init; }
 }
 
 /// <summary>One container in a heartbeat.</summary>

@@ -356,15 +356,45 @@ public sealed class ImageStore
         }
     }
 
+    /// <summary>
+    /// The names, from images.json, or from its mirror images.json.bak when it is damaged (a torn
+    /// write, bit rot): the damaged copy is moved aside and named on stderr (orchd's journal). With
+    /// both gone the store starts with no names; the blobs stay, so pulling an image again
+    /// fetches only its manifest. It used to fail every later start with a raw JSON message.
+    /// </summary>
     private Dictionary<string, ImageRecord> Load()
-        => File.Exists(_refs)
-            ? JsonSerializer.Deserialize(File.ReadAllBytes(_refs), OciJsonContext.Default.DictionaryStringImageRecord) ?? []
-            : new Dictionary<string, ImageRecord>(StringComparer.Ordinal);
+    {
+        try
+        {
+            return Parse(_refs) ?? new Dictionary<string, ImageRecord>(StringComparer.Ordinal);
+        }
+        catch (Orchestrator.Linux.DamagedStateException damaged)
+        {
+            Dictionary<string, ImageRecord>? mirror = null;
+            try
+            {
+                mirror = Parse(_refs + ".bak");
+            }
+            catch (Orchestrator.Linux.DamagedStateException)
+            {
+            }
+            var refs = mirror ?? new Dictionary<string, ImageRecord>(StringComparer.Ordinal);
+            Save(refs);
+            Console.Error.WriteLine(mirror is not null
+                ? $"image store: {damaged.Message}; restored from {_refs}.bak ({refs.Count} images)"
+                : $"image store: {damaged.Message}, and its mirror {_refs}.bak is gone or damaged too; the store starts with no image names (its blobs are kept): pull or import images again");
+            return refs;
+        }
+    }
 
+    private static Dictionary<string, ImageRecord>? Parse(string path)
+        => Orchestrator.Linux.StateFile.Read(path, bytes => JsonSerializer.Deserialize(bytes, OciJsonContext.Default.DictionaryStringImageRecord));
+
+    /// <summary>The mirror first, then the file: a power cut between the two leaves one of them whole and current.</summary>
     private void Save(Dictionary<string, ImageRecord> refs)
     {
-        var temp = _refs + ".tmp";
-        File.WriteAllBytes(temp, JsonSerializer.SerializeToUtf8Bytes(refs, OciJsonContext.Default.DictionaryStringImageRecord));
-        File.Move(temp, _refs, overwrite: true);
+        var bytes = JsonSerializer.SerializeToUtf8Bytes(refs, OciJsonContext.Default.DictionaryStringImageRecord);
+        Orchestrator.Linux.StateFile.Write(_refs + ".bak", bytes);
+        Orchestrator.Linux.StateFile.Write(_refs, bytes);
     }
 }

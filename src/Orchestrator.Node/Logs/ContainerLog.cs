@@ -78,8 +78,9 @@ internal sealed class ContainerLog : IDisposable
                 var n = write(_fd, b + written, (nuint)(data.Length - written));
                 if (n <= 0)
                 {
-                    // A full disk: the lines are dropped rather than the container blocked.
-                    return;
+                    // A full disk: the caller drops (and counts, and reports) the batch rather
+                    // than block the container; what got halfway is cut off by Truncate(Length).
+                    throw n < 0 ? LinuxException.FromLastError("write", Current) : new IOException($"write '{Current}': nothing written");
                 }
                 written += (int)n;
             }

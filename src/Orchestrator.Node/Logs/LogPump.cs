@@ -58,6 +58,18 @@ public sealed class LogPump : IDisposable
     /// <summary>Raised (on the pump thread) when a container's last writer has gone and its output is all written.</summary>
     public event Action<string>? Drained;
 
+    /// <summary>
+    /// Raised (on the pump's thread) when a container's log lines could not be written (a full
+    /// or read-only disk) and were dropped: the container id and a sentence; at most once a
+    /// minute per stream, with the bytes dropped since the last report.
+    /// </summary>
+    public event Action<string, string>? Dropped;
+
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, long> _dropped = new(StringComparer.Ordinal);
+
+    /// <summary>Bytes of a container's output dropped because its log could not be written, since orchd started.</summary>
+    public long DroppedBytes(string containerId) => _dropped.GetValueOrDefault(containerId);
+
     /// <summary>Makes the FIFOs a new container writes to. Returns the fds to give it (the caller closes them after the spawn).</summary>
     public static (int Stdout, int Stderr) CreateFifos(string fifoDir)
     {
@@ -376,7 +388,17 @@ public sealed class LogPump : IDisposable
             log.Append(framed[..(framed.Length / 2)]);
             kill(Environment.ProcessId, 9);
         }
-        log.Append(framed);
+        try
+        {
+            log.Append(framed);
+        }
+        catch (IOException e)
+        {
+            // A full (or read-only) disk: the lines are dropped, counted and reported, and the
+            // pipe is drained all the same, so the container never blocks on its stdout.
+            DropBatch(source, raw.Length, e.Message);
+            return;
+        }
         if (s_failpoint == "log-written-not-consumed")
         {
             kill(Environment.ProcessId, 9);
@@ -385,6 +407,34 @@ public sealed class LogPump : IDisposable
         Consume(source.Fd, raw.Length);
         // 4. Done.
         WriteCursor(source.Cursor, pending: false, log.Length, 0, 0, 0);
+    }
+
+    private void DropBatch(Source source, int rawLength, string why)
+    {
+        try
+        {
+            source.Log!.Truncate(source.Log.Length); // a torn tail, if the write got halfway
+        }
+        catch (IOException)
+        {
+        }
+        Consume(source.Fd, rawLength);
+        try
+        {
+            WriteCursor(source.Cursor, pending: false, source.Log!.Length, 0, 0, 0);
+        }
+        catch (IOException)
+        {
+        }
+        _dropped.AddOrUpdate(source.ContainerId, rawLength, (_, total) => total + rawLength);
+        source.DroppedSinceReport += rawLength;
+        var now = DateTime.UtcNow;
+        if (now - source.LastDropReport >= TimeSpan.FromMinutes(1))
+        {
+            Dropped?.Invoke(source.ContainerId, $"{source.DroppedSinceReport} bytes of {source.Stream} dropped: the log cannot be written ({why}); free space under the state directory");
+            source.LastDropReport = now;
+            source.DroppedSinceReport = 0;
+        }
     }
 
     private unsafe void Consume(int fd, int count)
@@ -548,6 +598,9 @@ public sealed class LogPump : IDisposable
         public int Cursor { get; set; } = -1;
         public ContainerLog? Log { get; set; }
         public DateTime? PartialSince { get; set; }
+        /// <summary>When the last "logs dropped" report for this stream went out (one a minute at most).</summary>
+        public DateTime LastDropReport { get; set; } = DateTime.MinValue;
+        public long DroppedSinceReport { get; set; }
 
     }
 }

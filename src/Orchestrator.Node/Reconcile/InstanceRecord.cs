@@ -31,6 +31,11 @@ public sealed class InstanceRecord
     public bool Started { get; set; }
     /// <summary>The last problem in a sentence (image missing, probe failing, gave up…).</summary>
     public string? Message { get; set; }
+    /// <summary>
+    /// The workload this container was made from (its <see cref="SpecHash"/>): a damaged
+    /// workloads/NAME.json is rebuilt from it, so a torn file never stops a running container.
+    /// </summary>
+    public Orchestrator.Node.Workloads.Workload? Workload { get; set; }
 }
 
 public sealed class ExitRecord

@@ -16,6 +16,8 @@ public sealed record NodeOptions
     public TimeSpan DefaultStopGrace { get; init; } = TimeSpan.FromSeconds(10);
     /// <summary>The node's bridge for network: bridge; null when bridge networking is off.</summary>
     public Network.BridgeOptions? Bridge { get; init; }
+    /// <summary>What workloads may ask for beyond an isolated container (host paths, host network, unconfined seccomp).</summary>
+    public NodePolicy Policy { get; init; } = new();
 
     /// <summary>Containers' cgroups: one subtree per node, so that two orchd on one host never collide.</summary>
     public string CgroupParent => $"/orchestrator/{NodeId[..Math.Min(12, NodeId.Length)]}";

@@ -157,10 +157,28 @@ public static class SpecBuilder
                     "perf_event_open", "pivot_root", "process_vm_readv", "process_vm_writev", "query_module", "quotactl",
                     "reboot", "request_key", "set_mempolicy", "setns", "settimeofday", "stime", "swapoff", "swapon", "syslog",
                     "sysfs", "_sysctl", "umount", "umount2", "unshare", "uselib", "userfaultfd", "ustat", "vm86", "vm86old",
+                    // io_uring's submissions run outside the filter (docker refuses them since 25.0).
+                    "io_uring_setup", "io_uring_enter", "io_uring_register",
                 ],
             },
+            // clone3 takes its flags in a struct the filter cannot read: ENOSYS, so that libc
+            // falls back to clone, whose flags it can (docker does the same).
+            new SeccompSyscallSpec { Action = "SCMP_ACT_ERRNO", ErrnoRet = 38, Names = ["clone3"] },
+            // clone with any new namespace: with CLONE_NEWUSER the child holds every capability
+            // in namespaces of its own (a new network namespace is the usual nf_tables escalation).
+            // One rule per flag: a rule's conditions all must hold, and any flag set is enough.
+            .. NamespaceCloneFlags.Select(flag => new SeccompSyscallSpec
+            {
+                Action = "SCMP_ACT_ERRNO",
+                ErrnoRet = 1,
+                Names = ["clone"],
+                Args = [new SeccompArgSpec { Index = 0, Value = flag, ValueTwo = flag, Op = "SCMP_CMP_MASKED_EQ" }],
+            }),
         ],
     };
+
+    /// <summary>CLONE_NEWNS, CLONE_NEWCGROUP, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET.</summary>
+    private static readonly ulong[] NamespaceCloneFlags = [0x00020000, 0x02000000, 0x04000000, 0x08000000, 0x10000000, 0x20000000, 0x40000000];
 
     /// <summary>orchd's own hard limit on open files: a container cannot be given more without CAP_SYS_RESOURCE.</summary>
     private static ulong HardFileLimit()

@@ -48,6 +48,18 @@ public sealed partial class Supervisor
     /// <summary>The names of the workloads the fleet assigned here (from the node's own records).</summary>
     public Task<HashSet<string>> AssignedAsync() => Post(() => new HashSet<string>(_fleetOwned, StringComparer.Ordinal));
 
+    /// <summary>Why this node's policy refuses the workload (one sentence per setting), or null.</summary>
+    public string? Refusal(Workload workload)
+        => _options.Policy.Refusals(workload) is { Count: > 0 } refusals
+            ? $"workload '{workload.Name}' is refused by this node's policy: {string.Join("; ", refusals)}"
+            : null;
+
+    [LoggerMessage(EventId = 2301, Level = LogLevel.Warning, Message = "refused workload {Name} from {Source}: {Refusal}")]
+    private static partial void LogRefused(ILogger logger, string name, string source, string refusal);
+
+    [LoggerMessage(EventId = 2302, Level = LogLevel.Warning, Message = "stored workload {Name} does not start: {Refusal}")]
+    private static partial void LogRefusedAtStart(ILogger logger, string name, string refusal);
+
     private void SaveFleetOwned()
         => AtomicFile.WriteAllText(Path.Combine(WorkloadsDir, "fleet-assigned"), string.Concat(_fleetOwned.Order(StringComparer.Ordinal).Select(n => n + "\n")));
 
@@ -57,6 +69,12 @@ public sealed partial class Supervisor
         if (errors.Count > 0)
         {
             throw new NodeApiException($"workload '{workload.Name}' is not valid: {string.Join("; ", errors)}");
+        }
+        if (Refusal(workload) is { } refusal)
+        {
+            Emit("workload.refused", workload.Name, refusal);
+            LogRefused(_logger, workload.Name, fromFleet ? "the fleet" : "the node API", refusal);
+            throw new NodeApiException(refusal);
         }
         return await Post(async () =>
         {
@@ -121,9 +139,25 @@ public sealed partial class Supervisor
     {
         Find(name);
         _stopped.Add(name);
-        AtomicFile.WriteAllText(StopMarker(name), reason.TrimEnd('\n') + "\n");
+        string? unsaved = null;
+        try
+        {
+            AtomicFile.WriteAllText(StopMarker(name), reason.TrimEnd('\n') + "\n");
+        }
+        catch (IOException e)
+        {
+            // A full disk must not keep a container from stopping: it stops now; only the
+            // marker that keeps it stopped across a restart of orchd is missing (said in the reply).
+            unsaved = $"stopped, but the stop is not saved ({e.Message}): a restart of orchd would start it again; free space under {_options.StateDir}";
+            Emit("container.stop-unsaved", name, unsaved);
+        }
         await ReconcileAsync().ConfigureAwait(false);
-        return Status(_instances[name], withSpec: false);
+        var status = Status(_instances[name], withSpec: false);
+        if (unsaved is not null)
+        {
+            status.Message = unsaved;
+        }
+        return status;
     });
 
     /// <summary>Every container kept stopped, with the reason it was stopped for.</summary>

@@ -59,6 +59,11 @@ public sealed partial class Supervisor : IAsyncDisposable
         _snapshots = snapshots;
         _driver = driver;
         _logs = logs;
+        _logs.Dropped += (name, message) =>
+        {
+            LogLogsDropped(logger, name, message);
+            Emit("container.logs-dropped", name, message);
+        };
         _logger = logger;
         _pullImage = pullImage;
         _prober = new Prober(driver);
@@ -68,6 +73,12 @@ public sealed partial class Supervisor : IAsyncDisposable
             Directory.CreateDirectory(dir);
         }
     }
+
+    /// <summary>Bytes of the container's output dropped since orchd started because its log could not be written (a full disk).</summary>
+    public long LogBytesDropped(string name) => _logs.DroppedBytes(name);
+
+    [LoggerMessage(EventId = 2304, Level = LogLevel.Warning, Message = "container {Name}: {Message}")]
+    private static partial void LogLogsDropped(ILogger logger, string name, string message);
 
     /// <summary>Raised (on the loop) after anything about a container changed: for status lines and events.</summary>
     public event Action<string>? Changed;
@@ -199,11 +210,25 @@ public sealed partial class Supervisor : IAsyncDisposable
 
     private async Task RecoverAsync()
     {
+        var damaged = new List<string>();
         foreach (var file in Directory.EnumerateFiles(WorkloadsDir, "*.json"))
         {
             var workload = ReadJson(file, WorkloadJsonContext.Default.Workload);
+            if (workload is null)
+            {
+                damaged.Add(Path.GetFileNameWithoutExtension(file));
+                continue;
+            }
             if (workload is not null && WorkloadValidator.Validate(workload).Count == 0)
             {
+                if (Refusal(workload) is { } refusal)
+                {
+                    // Stored before the node's policy said no (an upgrade, a config change): it
+                    // does not run again; the record stays so that allowing it brings it back.
+                    LogRefusedAtStart(_logger, workload.Name, refusal);
+                    Emit("workload.refused", workload.Name, refusal);
+                    continue;
+                }
                 _applied[workload.Name] = workload;
             }
         }
@@ -227,6 +252,22 @@ public sealed partial class Supervisor : IAsyncDisposable
                 records[record.Name] = record;
             }
         }
+        // A damaged workload file is rebuilt from the spec its container was made from: the
+        // container keeps running (it used to be killed as "no longer wanted").
+        foreach (var name in damaged)
+        {
+            if (records.GetValueOrDefault(name)?.Workload is { } kept && kept.Name == name && WorkloadValidator.Validate(kept).Count == 0 && Refusal(kept) is null)
+            {
+                _applied[name] = kept;
+                AtomicFile.WriteAllText(Path.Combine(WorkloadsDir, name + ".json"), JsonSerializer.Serialize(kept, WorkloadJsonContext.Default.Workload));
+                LogWorkloadRebuilt(_logger, name);
+                Emit("workload.rebuilt", name, $"workloads/{name}.json was damaged; rebuilt from its container's record (the container keeps running)");
+            }
+            else
+            {
+                Emit("workload.damaged", name, $"workloads/{name}.json was damaged and no container record holds its spec; apply the workload again");
+            }
+        }
         // A container the runtime knows but whose record was lost (a torn write, a crash between
         // start and save) is adopted under a rebuilt record if a workload still wants it.
         foreach (var id in _driver.List())
@@ -235,7 +276,7 @@ public sealed partial class Supervisor : IAsyncDisposable
             {
                 records[id] = new InstanceRecord
                 {
-                    Name = id, SpecHash = SpecHash(wanted), Image = wanted.Image, State = "running", Pid = running.Pid,
+                    Name = id, SpecHash = SpecHash(wanted), Image = wanted.Image, Workload = wanted, State = "running", Pid = running.Pid,
                     PidStartTime = running.PidStartTime, StartedAt = DateTimeOffset.UtcNow, Started = true,
                     Message = "re-adopted without a record (the record was lost)",
                 };
@@ -303,23 +344,18 @@ public sealed partial class Supervisor : IAsyncDisposable
     {
         try
         {
-            return JsonSerializer.Deserialize(File.ReadAllBytes(file), type);
+            return Linux.StateFile.Read(file, bytes => JsonSerializer.Deserialize(bytes, type));
         }
-        catch (Exception e) when (e is JsonException or IOException)
+        catch (Linux.DamagedStateException e)
         {
-            // A torn or corrupt file: keep it for a post-mortem, go on without it.
-            var quarantine = $"{file}.corrupt-{DateTime.UtcNow:yyyyMMddTHHmmss}";
-            try
-            {
-                File.Move(file, quarantine, overwrite: true);
-            }
-            catch (IOException)
-            {
-            }
-            LogCorrupt(_logger, file, e.Message, quarantine);
+            // A torn or corrupt file: kept aside for a post-mortem; the caller rebuilds what it can.
+            LogCorrupt(_logger, file, e.InnerException?.Message ?? e.Message, e.MovedTo ?? "(could not be moved)");
             return null;
         }
     }
+
+    [LoggerMessage(EventId = 2303, Level = LogLevel.Warning, Message = "workload {Name}: its file was damaged; rebuilt from its container's record, the container keeps running")]
+    private static partial void LogWorkloadRebuilt(ILogger logger, string name);
 
     // ---------------------------------------------------------------- reconcile
 
@@ -378,7 +414,7 @@ public sealed partial class Supervisor : IAsyncDisposable
         var hash = SpecHash(workload);
         if (!_instances.TryGetValue(name, out var instance))
         {
-            instance = new Instance(workload, new InstanceRecord { Name = name, SpecHash = hash, Image = workload.Image });
+            instance = new Instance(workload, new InstanceRecord { Name = name, SpecHash = hash, Image = workload.Image, Workload = workload });
             _instances[name] = instance;
             await StartAsync(instance).ConfigureAwait(false);
             return;
@@ -388,7 +424,7 @@ public sealed partial class Supervisor : IAsyncDisposable
             // Stopped and cleaned up under the spec it was started with (its grace period, its ports).
             LogReplacing(_logger, name);
             await RemoveContainerAsync(instance, "replaced", keepLogs: true).ConfigureAwait(false);
-            instance = new Instance(workload, new InstanceRecord { Name = name, SpecHash = hash, Image = workload.Image });
+            instance = new Instance(workload, new InstanceRecord { Name = name, SpecHash = hash, Image = workload.Image, Workload = workload });
             _instances[name] = instance;
             await StartAsync(instance).ConfigureAwait(false);
             return;
@@ -429,7 +465,24 @@ public sealed partial class Supervisor : IAsyncDisposable
             return;
         }
         _manifestStamp = stamp;
-        var (workloads, errors, broken) = ManifestLoader.LoadDirectory(dir);
+        var (loaded, loadErrors, broken) = ManifestLoader.LoadDirectory(dir);
+        // The node's policy holds for its own manifest directory too: a refused workload is an
+        // error of its file (logged and an event once), and does not run.
+        var errors = loadErrors.ToList();
+        var workloads = new List<(Workload Workload, string File)>();
+        foreach (var (workload, file) in loaded)
+        {
+            if (Refusal(workload) is { } refusal)
+            {
+                errors.Add($"{file}: {refusal}");
+                if (!_manifestErrors.Contains(errors[^1]))
+                {
+                    Emit("workload.refused", workload.Name, refusal);
+                }
+                continue;
+            }
+            workloads.Add((workload, file));
+        }
         foreach (var error in errors.Except(_manifestErrors))
         {
             LogManifestError(_logger, error);
@@ -732,8 +785,22 @@ public sealed partial class Supervisor : IAsyncDisposable
     }
 
     private void Save(Instance instance)
-        => AtomicFile.WriteAllText(Path.Combine(InstancesDir, instance.Record.Name + ".json"),
-            JsonSerializer.Serialize(instance.Record, InstanceJsonContext.Default.InstanceRecord));
+    {
+        try
+        {
+            AtomicFile.WriteAllText(Path.Combine(InstancesDir, instance.Record.Name + ".json"),
+                JsonSerializer.Serialize(instance.Record, InstanceJsonContext.Default.InstanceRecord));
+        }
+        catch (IOException e)
+        {
+            // A full disk: the container goes on as the record in memory says; the record on
+            // disk is the previous whole one, and the next save writes it again.
+            LogRecordUnsaved(_logger, instance.Record.Name, e.Message);
+        }
+    }
+
+    [LoggerMessage(EventId = 2305, Level = LogLevel.Warning, Message = "container {Name}: its record is not saved ({Reason}); free space under the state directory")]
+    private static partial void LogRecordUnsaved(ILogger logger, string name, string reason);
 
     public static string SpecHash(Workload workload)
     {

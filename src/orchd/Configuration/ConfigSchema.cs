@@ -137,6 +137,16 @@ internal static class ConfigSchema
         new("registry.auth_file", "--registry-auth-file", "ORCHD_REGISTRY_AUTH_FILE", "FILE", SettingShape.Scalar, "none",
             "credentials for the registries orchd pulls from, as docker's config.json has them ({\"auths\": {\"HOST\": {\"auth\": \"base64(user:password)\"}}})",
             (b, v) => b.RegistryAuthFile = ConfigValues.ExistingFile(v), c => c.RegistryAuthFile ?? ""),
+        new("policy.host_paths", "--allow-host-path", "ORCHD_POLICY_HOST_PATHS", "DIR", SettingShape.List, "none",
+            "host directories (and what is under them, symlinks resolved) a workload's hostPath volume may bind; none: hostPath is refused",
+            (b, v) => b.PolicyHostPaths.Add(ConfigValues.AbsolutePath(v)), c => string.Join(",", c.PolicyHostPaths),
+            Reset: b => b.PolicyHostPaths.Clear()),
+        new("policy.host_network", "--allow-host-network", "ORCHD_POLICY_HOST_NETWORK", "BOOL", SettingShape.Scalar, "false",
+            "whether a workload may ask for network: host (the node's own network stack)",
+            (b, v) => b.PolicyHostNetwork = ConfigValues.Bool(v), c => c.PolicyHostNetwork ? "true" : "false"),
+        new("policy.unconfined_seccomp", "--allow-unconfined-seccomp", "ORCHD_POLICY_UNCONFINED_SECCOMP", "BOOL", SettingShape.Scalar, "false",
+            "whether a workload may ask for seccomp: unconfined (no system call filter)",
+            (b, v) => b.PolicyUnconfinedSeccomp = ConfigValues.Bool(v), c => c.PolicyUnconfinedSeccomp ? "true" : "false"),
         new("logs.max_size", "--log-max-size", "ORCHD_LOG_MAX_SIZE", "BYTES", SettingShape.Scalar, "10Mi",
             "a container's log file is rotated at this size (Ki, Mi, Gi suffixes)",
             (b, v) => b.LogMaxBytes = ConfigValues.Bytes(v), c => c.LogMaxBytes.ToString(System.Globalization.CultureInfo.InvariantCulture)),
@@ -152,7 +162,7 @@ internal static class ConfigSchema
     ];
 
     /// <summary>Keys that hold a nested mapping of settings in the file.</summary>
-    public static readonly IReadOnlySet<string> Sections = new HashSet<string>(StringComparer.Ordinal) { "nats", "logs", "network", "fleet", "metrics", "registry" };
+    public static readonly IReadOnlySet<string> Sections = new HashSet<string>(StringComparer.Ordinal) { "nats", "logs", "network", "fleet", "metrics", "registry", "policy" };
 
     public static Setting? ByKey(string key) => All.FirstOrDefault(s => s.Key == key);
 
@@ -242,6 +252,9 @@ internal sealed class ConfigBuilder
     public TimeSpan? FenceAfter { get; set; } = s_defaults.FenceAfter;
     public List<string> TrustedKeys { get; } = [];
     public List<string> RegistryInsecure { get; } = [];
+    public List<string> PolicyHostPaths { get; } = [];
+    public bool PolicyHostNetwork { get; set; }
+    public bool PolicyUnconfinedSeccomp { get; set; }
     public string? RegistryAuthFile { get; set; }
     public bool Scheduler { get; set; } = s_defaults.Scheduler;
     public string BridgeCidr { get; set; } = s_defaults.BridgeCidr;
@@ -291,6 +304,9 @@ internal sealed class ConfigBuilder
         TrustedKeys = TrustedKeys.Distinct(StringComparer.Ordinal).ToArray(),
         RegistryInsecure = RegistryInsecure.Distinct(StringComparer.Ordinal).ToArray(),
         RegistryAuthFile = RegistryAuthFile,
+        PolicyHostPaths = PolicyHostPaths.Distinct(StringComparer.Ordinal).ToArray(),
+        PolicyHostNetwork = PolicyHostNetwork,
+        PolicyUnconfinedSeccomp = PolicyUnconfinedSeccomp,
         Scheduler = Scheduler,
         BridgeCidr = BridgeCidr,
         LogMaxBytes = LogMaxBytes,

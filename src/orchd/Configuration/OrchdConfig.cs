@@ -60,6 +60,10 @@ public sealed record OrchdConfig
     public IReadOnlyList<string> RegistryInsecure { get; init; } = [];
     /// <summary>A docker-style config.json with credentials per registry, or null.</summary>
     public string? RegistryAuthFile { get; init; }
+    /// <summary>The node's policy: host directories hostPath volumes may bind (none by default).</summary>
+    public IReadOnlyList<string> PolicyHostPaths { get; init; } = [];
+    public bool PolicyHostNetwork { get; init; }
+    public bool PolicyUnconfinedSeccomp { get; init; }
     public bool Scheduler { get; init; } = true;
     public string BridgeCidr { get; init; } = "10.88.0.0/24";
     public long LogMaxBytes { get; init; } = 10 << 20;

@@ -79,6 +79,8 @@ public sealed class NodeMetrics(NodeIdentity identity, Supervisor supervisor, No
             r => r.Stats?.Pids);
         Family(w, rows, "orchd_container_oom_kills_total", MetricType.Counter, "processes of the running container killed by the OOM killer",
             r => r.Stats?.OomKills);
+        Family(w, rows, "orchd_container_log_dropped_bytes_total", MetricType.Counter, "bytes of the container's output dropped because its log could not be written (a full disk), since orchd started",
+            r => supervisor.LogBytesDropped(r.Status.Name));
         return w.ToString();
 
         void Family(PrometheusWriter writer, List<(ContainerStatus Status, Orchestrator.Runtime.Cgroups.CgroupStats? Stats)> items, string name, MetricType type, string help,

@@ -26,12 +26,13 @@ public sealed class NetworkTests
     [MemberData(nameof(NodeHost.Runtimes), MemberType = typeof(NodeHost))]
     public async Task Containers_talk_by_name_ports_publish_and_outbound_traffic_is_masqueraded(string runtime)
     {
-        await using var node = await NodeHost.StartAsync(runtime: runtime);
+        // busybox has no UDP server: a 20-line static one, built now and mounted in (from a host
+        // directory the node's policy allows, as an operator would allow it).
+        using var toolsDir = new TempDir("tools");
+        var tools = toolsDir.Path;
+        await using var node = await NodeHost.StartAsync(runtime: runtime, extraArgs: ["--allow-host-path", tools]);
         var tcpPort = FreePort.Next();
         var udpPort = FreePort.Next();
-        // busybox has no UDP server: a 20-line static one, built now and mounted in.
-        var tools = node.Dir.Combine("tools");
-        Directory.CreateDirectory(tools);
         File.WriteAllText(Path.Combine(tools, "udpecho.c"), """
             #include <arpa/inet.h>
             #include <stdio.h>
@@ -168,7 +169,7 @@ public sealed class NetworkTests
     [MemberData(nameof(NodeHost.Runtimes), MemberType = typeof(NodeHost))]
     public async Task Network_none_has_only_loopback_and_host_shares_the_hosts(string runtime)
     {
-        await using var node = await NodeHost.StartAsync(runtime: runtime);
+        await using var node = await NodeHost.StartAsync(runtime: runtime, extraArgs: ["--allow-host-network", "true"]);
         await node.Client.RunAsync(NodeHost.Sh("isolated", "exec sleep 100000", w => { w.Network = "none"; w.StopGracePeriodSeconds = 1; }));
         var links = await node.Client.ExecAsync("isolated", ["ip", "-o", "link"]);
         Assert.Equal(["lo"], links.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => l.Split(':')[1].Trim()));

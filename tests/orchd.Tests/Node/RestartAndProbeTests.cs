@@ -91,7 +91,7 @@ public sealed class RestartAndProbeTests
     [MemberData(nameof(NodeHost.Runtimes), MemberType = typeof(NodeHost))]
     public async Task Readiness_follows_exec_http_and_tcp_probes(string runtime)
     {
-        await using var node = await NodeHost.StartAsync(runtime: runtime);
+        await using var node = await NodeHost.StartAsync(runtime: runtime, extraArgs: ["--allow-host-network", "true"]);
         var port = FreePort.Next();
         await node.Client.RunAsync(NodeHost.Sh("gate", "exec sleep 100000", w =>
             w.Probes = new Probes { Readiness = new Probe { Exec = new ExecAction { Command = ["test", "-f", "/tmp/ready"] }, PeriodSeconds = 0.2, FailureThreshold = 1 } }));

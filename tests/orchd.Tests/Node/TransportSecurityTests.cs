@@ -171,6 +171,54 @@ public sealed class TransportSecurityTests
         Assert.Contains("did not match filtered subject", reply.Data, StringComparison.Ordinal);
     }
 
+    [Fact(Timeout = 180_000)]
+    public async Task Neither_a_scheduler_nor_a_nodes_credentials_can_alter_delete_or_purge_the_fleets_streams()
+    {
+        await using var fleet = await SecureFleet.StartAsync(workers: ["node-a"], schedulers: ["core-1"]);
+        await fleet.CreateFleetStateAsync();
+        await using var operatorConnection = await fleet.ConnectAsync(fleet.OperatorSeed);
+        var operatorJs = new NatsJSContext(operatorConnection);
+        var deployments = await new NatsKVContext(operatorJs).GetStoreAsync("orch-deployments");
+        await deployments.PutAsync("web", Encoding.UTF8.GetBytes("{\"name\":\"web\"}"));
+
+        // What the independent check sent with a scheduler's seed: max_age 1 s on the deployments' stream.
+        const string shorten = """{"name":"KV_orch-deployments","subjects":["$KV.orch-deployments.>"],"retention":"limits","max_age":1000000000,"storage":"file","num_replicas":1,"max_msgs_per_subject":10,"allow_rollup_hdrs":true,"deny_delete":true,"allow_direct":true}""";
+        foreach (var who in new[] { "core-1", "node-a" })
+        {
+            var errors = new ConcurrentQueue<string>();
+            await using var connection = await fleet.ConnectAsync(fleet.Seed(who), $"_INBOX_{who}", errors);
+            foreach (var (api, body) in new[]
+            {
+                ("$JS.API.STREAM.UPDATE.KV_orch-deployments", shorten),
+                ("$JS.API.STREAM.DELETE.KV_orch-deployments", ""),
+                ("$JS.API.STREAM.PURGE.KV_orch-deployments", ""),
+                ("$JS.API.STREAM.UPDATE.ORCH_EVENTS", """{"name":"ORCH_EVENTS","subjects":["orch.events.>"],"max_age":1000000000}"""),
+                ("$JS.API.STREAM.DELETE.ORCH_EVENTS", ""),
+                ("$JS.API.STREAM.PURGE.ORCH_EVENTS", ""),
+            })
+            {
+                await RefusedAsync(errors, $"Permissions Violation for Publish to \"{api}\"",
+                    token => connection.RequestAsync<string, string>(api, body, replyOpts: new NatsSubOpts { Timeout = TimeSpan.FromSeconds(5) }, cancellationToken: token).AsTask());
+            }
+            if (who == "core-1")
+            {
+                // A scheduler may create a missing bucket; a create over an existing one with
+                // other limits is refused by JetStream itself, so CREATE cannot alter one either.
+                var reply = await connection.RequestAsync<string, string>("$JS.API.STREAM.CREATE.KV_orch-deployments", shorten,
+                    replyOpts: new NatsSubOpts { Timeout = TimeSpan.FromSeconds(5) });
+                Assert.Contains("\"error\"", reply.Data, StringComparison.Ordinal);
+                Assert.Contains("already in use", reply.Data, StringComparison.Ordinal);
+            }
+        }
+
+        // Nothing changed: the limits and the deployment are still there, seconds later.
+        await Task.Delay(1500);
+        var stream = await operatorJs.GetStreamAsync("KV_orch-deployments");
+        Assert.Equal(TimeSpan.Zero, stream.Info.Config.MaxAge);
+        Assert.Equal("{\"name\":\"web\"}", Encoding.UTF8.GetString((await deployments.GetEntryAsync<byte[]>("web")).Value!));
+        Assert.True((await operatorJs.GetStreamAsync(Orchestrator.Fleet.Protocol.NodeEvent.Stream)).Info.Config.MaxAge > TimeSpan.FromDays(1));
+    }
+
     [Fact(Timeout = 120_000)]
     public async Task Connections_without_tls_a_client_certificate_or_a_known_nkey_are_refused()
     {

@@ -1,0 +1,123 @@
+using Orchestrator.Node.Workloads;
+
+namespace Orchestrator.Node.Reconcile;
+
+/// <summary>
+/// What this node lets a workload ask for beyond an isolated container, decided by the node's own
+/// config (orchd.yaml `policy:`), whoever sends the workload: the node API, the fleet's scheduler
+/// or the manifest directory. Secure by default: no host path, no host network, no unconfined
+/// seccomp. Anyone who may send workloads to a node otherwise gets root on it.
+/// </summary>
+public sealed record NodePolicy
+{
+    /// <summary>Host directories (and what is under them) a hostPath volume may bind; empty: none.</summary>
+    public IReadOnlyList<string> HostPaths { get; init; } = [];
+
+    /// <summary>Whether `network: host` is allowed (the container shares the node's network stack).</summary>
+    public bool HostNetwork { get; init; }
+
+    /// <summary>Whether `seccomp: unconfined` is allowed (no system call filter at all).</summary>
+    public bool UnconfinedSeccomp { get; init; }
+
+    /// <summary>Everything allowed: for tests and benchmarks that need it, never a default.</summary>
+    public static NodePolicy Permissive { get; } = new() { HostPaths = ["/"], HostNetwork = true, UnconfinedSeccomp = true };
+
+    /// <summary>One sentence per setting of <paramref name="w"/> this policy refuses, each naming the field and the setting that would allow it.</summary>
+    public IReadOnlyList<string> Refusals(Workload w)
+    {
+        var refusals = new List<string>();
+        var volumes = w.Volumes ?? [];
+        for (var i = 0; i < volumes.Count; i++)
+        {
+            if (volumes[i].HostPath is { } hostPath && !HostPathAllowed(hostPath))
+            {
+                var real = RealPath(hostPath);
+                refusals.Add($"volumes[{i}].hostPath: '{hostPath}'{(real is not null && real != hostPath ? $" (which is '{real}')" : "")} is not under a host path this node allows "
+                    + $"(policy.host_paths: {(HostPaths.Count == 0 ? "none" : string.Join(", ", HostPaths))}); an operator of the node can add it in orchd.yaml (--allow-host-path)");
+            }
+        }
+        if (w.Network == "host" && !HostNetwork)
+        {
+            refusals.Add("network: host is not allowed on this node (policy.host_network: false); use bridge, or an operator of the node sets policy.host_network: true (--allow-host-network)");
+        }
+        if (w.Seccomp == "unconfined" && !UnconfinedSeccomp)
+        {
+            refusals.Add("seccomp: unconfined is not allowed on this node (policy.unconfined_seccomp: false); use default, or an operator of the node sets policy.unconfined_seccomp: true (--allow-unconfined-seccomp)");
+        }
+        return refusals;
+    }
+
+    /// <summary>
+    /// True when the host path, with every symlink on the host resolved, is one of the allowed
+    /// directories or under one: a link inside an allowed directory (which a container that
+    /// mounts it may have made) cannot lead a later bind to '/'.
+    /// </summary>
+    public bool HostPathAllowed(string hostPath)
+    {
+        if (!hostPath.StartsWith('/') || RealPath(hostPath) is not { } real)
+        {
+            return false;
+        }
+        foreach (var allowed in HostPaths)
+        {
+            var root = RealPath(allowed) ?? allowed;
+            if (root == "/" || real == root || real.StartsWith(root.TrimEnd('/') + "/", StringComparison.Ordinal))
+            {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /// <summary>The absolute path with every symlink resolved (up to 40 hops), or null when it loops; parts that do not exist stay as written.</summary>
+    public static string? RealPath(string path)
+    {
+        if (!path.StartsWith('/'))
+        {
+            return null;
+        }
+        var pending = new Stack<string>(path.Split('/', StringSplitOptions.RemoveEmptyEntries).Reverse());
+        var current = "/";
+        for (var hops = 0; pending.Count > 0;)
+        {
+            var part = pending.Pop();
+            if (part == ".")
+            {
+                continue;
+            }
+            if (part == "..")
+            {
+                current = Path.GetDirectoryName(current) ?? "/";
+                continue;
+            }
+            var next = Path.Combine(current, part);
+            string? target;
+            try
+            {
+                target = new FileInfo(next).LinkTarget;
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                target = null;
+            }
+            if (target is null)
+            {
+                current = next;
+                continue;
+            }
+            if (++hops > 40)
+            {
+                return null;
+            }
+            if (target.StartsWith('/'))
+            {
+                current = "/";
+            }
+            foreach (var t in target.Split('/', StringSplitOptions.RemoveEmptyEntries).Reverse())
+            {
+                pending.Push(t);
+            }
+        }
+        return current;
+    }
+}
