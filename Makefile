@@ -80,7 +80,8 @@ restore: deps-build
 build: restore
 	$(DOTNET) build Orchestrator.sln -c $(CONFIGURATION) --no-restore
 
-# The release binaries: orchd (AOT, also answering as orch-runc through a link) and orchctl.
+# The release binaries: orchd, orchctl and orch-runc (each AOT; orch-runc is the runtime's runc
+# command line, a small binary of its own because it starts for every container operation).
 # Debug symbols go to $(DEBUG_OUT), out of the way of packaging.
 DEBUG_OUT ?= artifacts/debug
 # linux-arm64 on an x64 machine links with Debian's aarch64-linux-gnu-gcc (packaging/cross/gcc-cross.targets).
@@ -91,7 +92,8 @@ publish: restore $(if $(CROSS_ARM64),deps-cross-arm64)
 	@mkdir -p $(OUT) $(DEBUG_OUT)
 	$(DOTNET) publish src/orchd/orchd.csproj -c Release -r $(RID) -o $(OUT) -p:SourceRevisionId=$(REVISION) $(CROSS_PROPS) --nologo -v:q
 	$(DOTNET) publish src/orchctl/orchctl.csproj -c Release -r $(RID) -o $(OUT) -p:SourceRevisionId=$(REVISION) $(CROSS_PROPS) --nologo -v:q
-	@ln -sf orchd $(OUT)/orch-runc
+	@rm -f $(OUT)/orch-runc # a link to orchd in older trees: never publish through it
+	$(DOTNET) publish src/orch-runc/orch-runc.csproj -c Release -r $(RID) -o $(OUT) -p:SourceRevisionId=$(REVISION) $(CROSS_PROPS) --nologo -v:q
 	@rm -f $(OUT)/*.pdb; mv -f $(OUT)/*.dbg $(DEBUG_OUT)/ 2>/dev/null || true
 	@ls -l $(OUT)/orchd $(OUT)/orchctl $(OUT)/orch-runc
 
@@ -111,10 +113,11 @@ packages: publish publish-arm64
 # no test servers from this).
 PREFIX ?= /usr
 install:
-	@test -x $(OUT)/orchd || { echo "error: $(OUT)/orchd is not built; run make publish first (on a build machine)" >&2; exit 1; }
+	@for f in orchd orchctl orch-runc; do test -x $(OUT)/$$f -a ! -L $(OUT)/$$f || { echo "error: $(OUT)/$$f is not built; run make publish first (on a build machine)" >&2; exit 1; }; done
 	install -D -m 755 $(OUT)/orchd $(DESTDIR)$(PREFIX)/bin/orchd
 	install -D -m 755 $(OUT)/orchctl $(DESTDIR)$(PREFIX)/bin/orchctl
-	ln -sf orchd $(DESTDIR)$(PREFIX)/bin/orch-runc
+	rm -f $(DESTDIR)$(PREFIX)/bin/orch-runc # an older install's link to orchd
+	install -D -m 755 $(OUT)/orch-runc $(DESTDIR)$(PREFIX)/bin/orch-runc
 	install -D -m 755 packaging/update/orchd-update-guard $(DESTDIR)$(PREFIX)/lib/orchestrator/orchd-update-guard
 	install -D -m 644 systemd/orchd.service $(DESTDIR)/lib/systemd/system/orchd.service
 	@if [ "$(PREFIX)" != /usr ]; then sed -i 's|/usr/bin/orchd|$(PREFIX)/bin/orchd|; s|/usr/lib/orchestrator/|$(PREFIX)/lib/orchestrator/|' $(DESTDIR)/lib/systemd/system/orchd.service; fi
@@ -135,7 +138,7 @@ test: deps packages
 			--results-directory $(RESULTS) --blame-hang-timeout 5m || status=1; \
 	done; bash .ci/test-summary $(RESULTS) $$status
 
-# make demo runs orchd and orchctl as JIT builds: one `dotnet build` of the two projects (no
+# make demo runs orchd, orchctl and orch-runc as JIT builds: one `dotnet build` of the projects (no
 # solution-wide restore, no AOT compile and link, no analyzers: make test and CI run those), a
 # minute and more faster on a fresh clone (docs/benchmarks.md). The same code and the same
 # behaviour; the native spawn shim comes as liborchspawn.so next to orchd.dll instead of linked
@@ -147,7 +150,7 @@ demo-build: deps-build
 	@mkdir -p $(DEMO_OUT)
 	@ln -sfn $(abspath src/orchd/$(DEMO_BUILD_DIR)/orchd) $(DEMO_OUT)/orchd
 	@ln -sfn $(abspath src/orchctl/$(DEMO_BUILD_DIR)/orchctl) $(DEMO_OUT)/orchctl
-	@ln -sfn orchd $(DEMO_OUT)/orch-runc
+	@ln -sfn $(abspath src/orch-runc/$(DEMO_BUILD_DIR)/orch-runc) $(DEMO_OUT)/orch-runc
 
 DEMO_AOT := $(filter 1 yes true,$(AOT))
 demo: deps-demo $(if $(DEMO_AOT),publish,demo-build)

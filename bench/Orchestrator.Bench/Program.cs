@@ -5,11 +5,18 @@ using Orchestrator.Testing;
 // make bench: whole-process figures for the published binaries, each next to a competitor
 // doing the same job in the same run, medians of several runs. Not a test: nothing here fails
 // on a number; it prints them for docs/benchmarks.md.
+if (args is ["--runtime-inner", var runtimeSettings])
+{
+    // The runtime section's rounds, started by RuntimeBench inside a private mount namespace.
+    return Orchestrator.Bench.RuntimeBench.Inner(runtimeSettings);
+}
+
 var runs = 15;
 var idleSeconds = 10;
 var sections = new HashSet<string>(StringComparer.Ordinal) { "daemon", "runtime", "images", "node", "fleet", "hub", "containerd" };
 var fleet = new Orchestrator.Bench.FleetBenchSettings();
 var hub = new Orchestrator.Bench.HubWritesSettings();
+var runtimeAlso = new List<(string Label, string Path)>();
 for (var i = 0; i < args.Length; i++)
 {
     switch (args[i])
@@ -28,10 +35,14 @@ for (var i = 0; i < args.Length; i++)
         case "--hub-heartbeat": hub = hub with { HeartbeatSeconds = double.Parse(args[++i], CultureInfo.InvariantCulture) }; break;
         case "--hub-seconds": hub = hub with { Seconds = int.Parse(args[++i], CultureInfo.InvariantCulture) }; break;
         case "--hub-nodes-in-memory": hub = hub with { NodesInMemory = true }; break;
+        case "--runtime-also": // LABEL=PATH: another runc-compatible CLI in the runtime rounds (an older orch-runc, say)
+            var also = args[++i].Split('=', 2);
+            runtimeAlso.Add((also[0], also[1]));
+            break;
         default:
             Console.Error.WriteLine($"usage: bench [--bin DIR] [--runs N] [--idle-seconds S] [--only daemon|runtime|images|node|fleet|hub|containerd]"
                 + $" [--fleet-nodes N] [--fleet-deployments N] [--fleet-replicas N] [--fleet-heartbeat S] [--fleet-requests N]"
-                + $" [--hub-nodes N] [--hub-containers N] [--hub-heartbeat S] [--hub-seconds S] [--hub-nodes-in-memory]; unknown '{args[i]}'");
+                + $" [--hub-nodes N] [--hub-containers N] [--hub-heartbeat S] [--hub-seconds S] [--hub-nodes-in-memory] [--runtime-also LABEL=PATH]; unknown '{args[i]}'");
             return 2;
     }
 }
@@ -83,7 +94,7 @@ if (sections.Contains("images"))
 
 if (sections.Contains("runtime"))
 {
-    var rc = await Orchestrator.Bench.RuntimeBench.RunAsync(Math.Max(runs, 30));
+    var rc = await Orchestrator.Bench.RuntimeBench.RunAsync(Math.Max(runs, 30), runtimeAlso);
     if (rc != 0 || !sections.Contains("daemon"))
     {
         return rc;
@@ -136,7 +147,7 @@ var orchdRss = Median(orchdSamples);
 var containerdRss = containerdSamples.Count > 0 ? Median(containerdSamples) : 0;
 
 // 3. Sizes of what we ship.
-var sizes = new[] { "orchd", "orchctl" }.Select(n => (Name: n, Bytes: new FileInfo(Repo.Binary(n)).Length)).ToArray();
+var sizes = new[] { "orchd", "orchctl", "orch-runc" }.Select(n => (Name: n, Bytes: new FileInfo(Repo.Binary(n)).Length)).ToArray();
 
 Console.WriteLine("| measure | orchd | containerd | ratio (orchd / containerd) | target |");
 Console.WriteLine("|---|---|---|---|---|");

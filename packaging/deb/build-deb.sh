@@ -25,7 +25,7 @@ arm64) objdump=aarch64-linux-gnu-objdump; qemu=() ;;
 esac
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
-for f in orchd orchctl; do
+for f in orchd orchctl orch-runc; do
     [ -x "$bin_dir/$f" ] || { echo "error: $bin_dir/$f is not built; run make publish (amd64) or make publish-arm64 first" >&2; exit 1; }
 done
 # The binary's own architecture, so that an x64 orchd never ends up in an arm64 package.
@@ -36,6 +36,10 @@ case "$(od -An -tu2 -j18 -N2 "$bin_dir/orchd" | tr -d ' ')" in
 *) built=unknown ;;
 esac
 [ "$built" = "$arch" ] || { echo "error: $bin_dir/orchd is built for $built, not $arch; pass the right --bin-dir" >&2; exit 1; }
+# orch-runc is a binary of its own (an older tree made it a link to orchd): the same check.
+[ ! -L "$bin_dir/orch-runc" ] || { echo "error: $bin_dir/orch-runc is a link (to orchd?), not the orch-runc binary; run make publish again" >&2; exit 1; }
+[ "$(od -An -tu2 -j18 -N2 "$bin_dir/orch-runc" | tr -d ' ')" = "$(od -An -tu2 -j18 -N2 "$bin_dir/orchd" | tr -d ' ')" ] \
+    || { echo "error: $bin_dir/orch-runc is not built for $arch like orchd; pass the right --bin-dir" >&2; exit 1; }
 
 # Running the package's own orchctl (for its completion scripts): natively, or under qemu-user.
 host=$(dpkg --print-architecture)
@@ -57,7 +61,7 @@ if [ -z "$version" ]; then
 fi
 
 # The oldest glibc the binaries accept: the highest GLIBC_x.y symbol version they import.
-glibc=$("$objdump" -T "$bin_dir/orchd" "$bin_dir/orchctl" | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -uV | tail -n 1)
+glibc=$("$objdump" -T "$bin_dir/orchd" "$bin_dir/orchctl" "$bin_dir/orch-runc" | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -uV | tail -n 1)
 
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
@@ -67,8 +71,7 @@ install -d "$root/DEBIAN" "$root/usr/bin" "$root/lib/systemd/system" "$root/etc/
     "$root/usr/share/doc/orchestrator" "$root/usr/share/bash-completion/completions" \
     "$root/usr/share/zsh/vendor-completions" "$root/usr/share/fish/vendor_completions.d"
 
-install -m 0755 "$bin_dir/orchd" "$bin_dir/orchctl" "$root/usr/bin/"
-ln -s orchd "$root/usr/bin/orch-runc"
+install -m 0755 "$bin_dir/orchd" "$bin_dir/orchctl" "$bin_dir/orch-runc" "$root/usr/bin/"
 install -m 0644 "$repo/systemd/orchd.service" "$root/lib/systemd/system/orchd.service"
 install -D -m 0755 "$repo/packaging/update/orchd-update-guard" "$root/usr/lib/orchestrator/orchd-update-guard"
 install -m 0644 "$repo/packaging/config/orchd.yaml" "$root/etc/orchestrator/orchd.yaml"
@@ -77,7 +80,7 @@ gzip -9n < "$repo/packaging/man/orchd.8" > "$root/usr/share/man/man8/orchd.8.gz"
 # orchctl's commands change with every release of it: its page carries its own --help.
 "${qemu[@]}" "$bin_dir/orchctl" --help | sed -e 's/\\/\\e/g' -e 's/^[.'"'"']/\\\&&/' -e 's/-/\\-/g' > "$stage/orchctl-help"
 sed -e "/@COMMANDS@/{r $stage/orchctl-help" -e 'd}' "$repo/packaging/man/orchctl.1.in" | gzip -9n > "$root/usr/share/man/man1/orchctl.1.gz"
-ln -s orchd.8.gz "$root/usr/share/man/man8/orch-runc.8.gz"
+gzip -9n < "$repo/packaging/man/orch-runc.8" > "$root/usr/share/man/man8/orch-runc.8.gz"
 install -m 0644 "$repo/README.md" "$root/usr/share/doc/orchestrator/README.md"
 install -m 0644 "$repo/docs/packaging.md" "$root/usr/share/doc/orchestrator/packaging.md"
 if [ -d "$repo/packaging/grafana" ]; then
@@ -121,7 +124,7 @@ Description: container orchestrator for edge and IoT fleets
  and joins a fleet of such hosts over NATS: deployments placed by an elected
  scheduler, rolling updates in canary waves, signed manifests, live restore
  across daemon restarts. orchctl is the operator's command line; orch-runc is
- orchd's runc-compatible runtime command line.
+ the same runtime's runc-compatible command line (a small binary of its own).
  .
  The systemd unit orchd.service is installed but not enabled.
 CONTROL

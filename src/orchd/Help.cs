@@ -31,7 +31,7 @@ internal static class Help
         text.AppendLine("Exit codes: 0 stopped cleanly, 1 failed while running, 2 bad command line,");
         text.AppendLine("78 bad configuration or unusable state dir (systemd does not restart it: fix and start).");
         text.AppendLine();
-        text.AppendLine("Also answers as orch-runc (a runc-compatible runtime CLI) when called by that name.");
+        text.AppendLine("The runtime's runc-compatible command line is orch-runc, a binary of its own.");
         return text.ToString();
     }
 

@@ -20,16 +20,12 @@ AppDomain.CurrentDomain.UnhandledException += (_, e) =>
     Environment.Exit(ExitCodes.Failure);
 };
 
-// One binary, several names (a multi-call binary saves an edge disk two copies of the runtime).
-var invokedAs = Path.GetFileName(Environment.GetCommandLineArgs()[0]);
-if (invokedAs.EndsWith(".dll", StringComparison.Ordinal))
+// The runc-compatible CLI is its own small binary (src/orch-runc): a runtime CLI starts for every
+// container operation, and orchd's whole binary would be paid at each start (docs/benchmarks.md).
+if (args.Length > 0 && args[0] == "runc")
 {
-    // A JIT build (make demo's) reports its orchd.dll here; the name it was called by is the process's own argv[0].
-    invokedAs = Path.GetFileName(File.ReadAllText("/proc/self/cmdline").Split('\0')[0]);
-}
-if (invokedAs == "orch-runc" || (args.Length > 0 && args[0] == "runc"))
-{
-    return RuncCommand.Run(invokedAs == "orch-runc" ? args : args[1..]);
+    EarlyLog.Error("orchd: the runtime command line is the orch-runc binary (installed next to orchd); run orch-runc with these arguments");
+    return ExitCodes.Usage;
 }
 
 CommandLine commandLine;

@@ -266,13 +266,19 @@ public sealed class DaemonTests : IAsyncLifetime
     }
 
     [Fact(Timeout = 90_000)]
-    public async Task Answers_as_orch_runc_through_a_link()
+    public async Task Orch_runc_is_a_binary_of_its_own_and_orchd_points_to_it()
     {
-        var link = _daemons.Dir.Combine("orch-runc");
-        File.CreateSymbolicLink(link, Repo.Binary("orchd"));
-        var runc = DaemonProcess.Start(link, ["--version"]);
+        // The runtime CLI starts for every container operation: it must not pay orchd's binary.
+        var binary = Repo.Binary("orch-runc");
+        Assert.Null(File.ResolveLinkTarget(binary, returnFinalTarget: false));
+        Assert.True(new FileInfo(binary).Length < new FileInfo(Repo.Binary("orchd")).Length / 2, $"{binary} is not the small runtime binary");
+        var runc = DaemonProcess.Start(binary, ["--version"]);
         _daemons.Adopt(runc);
         Assert.Equal(0, await runc.WaitForExitAsync(s_wait));
         Assert.StartsWith("orch-runc version ", runc.Stdout[0], StringComparison.Ordinal);
+
+        var orchd = Start(["runc", "--version"], notify: false);
+        Assert.Equal(2, await orchd.WaitForExitAsync(s_wait));
+        Assert.Contains(orchd.Stderr, l => l.Contains("orch-runc binary", StringComparison.Ordinal));
     }
 }

@@ -139,7 +139,7 @@ public sealed class LiveRestoreTests
         var runtime = Path.Combine(node.RunDir, "runtime");
         foreach (var id in Directory.EnumerateDirectories(runtime).Select(Path.GetFileName))
         {
-            await using var delete = DaemonProcess.Start(Repo.Binary("orchd"), ["runc", "--root", runtime, "delete", "--force", id!]);
+            await using var delete = DaemonProcess.Start(Repo.Binary("orch-runc"), ["--root", runtime, "delete", "--force", id!]);
             await delete.WaitForExitAsync(s_wait);
         }
         foreach (var mount in File.ReadAllLines("/proc/self/mountinfo").Select(l => l.Split(' ')[4]).Where(m => m.StartsWith(node.Dir.Path, StringComparison.Ordinal)))

@@ -283,7 +283,7 @@ public sealed class NodeHost : IAsyncDisposable
         {
             foreach (var id in Directory.EnumerateDirectories(runtime).Select(Path.GetFileName))
             {
-                await using var delete = DaemonProcess.Start(Repo.Binary("orchd"), ["runc", "--root", runtime, "delete", "--force", id!]);
+                await using var delete = DaemonProcess.Start(Repo.Binary("orch-runc"), ["--root", runtime, "delete", "--force", id!]);
                 await delete.WaitForExitAsync(TimeSpan.FromSeconds(30));
             }
         }

@@ -11,7 +11,7 @@ public sealed class StandaloneTests
 
     private static async Task<string?> RuntimeStatusAsync(NodeHost node, string id)
     {
-        await using var state = DaemonProcess.Start(Repo.Binary("orchd"), ["runc", "--root", Path.Combine(node.RunDir, "runtime"), "state", id]);
+        await using var state = DaemonProcess.Start(Repo.Binary("orch-runc"), ["--root", Path.Combine(node.RunDir, "runtime"), "state", id]);
         if (await state.WaitForExitAsync(s_wait) != 0)
         {
             return null;
