@@ -58,7 +58,8 @@ public sealed class TarFuzzTests : IDisposable
                         Directory.Delete(root, recursive: true);
                     }
                 }
-                Assert.Empty(Directory.GetFileSystemEntries(_dir.Path).Where(p => !Path.GetFileName(p).StartsWith("root-", StringComparison.Ordinal)));
+                var strays = Directory.GetFileSystemEntries(_dir.Path).Where(p => !Path.GetFileName(p).StartsWith("root-", StringComparison.Ordinal)).ToList();
+                Assert.True(strays.Count == 0, $"the layer wrote outside its root: {string.Join(", ", strays)}");
             }, Refused);
         Assert.False(File.Exists(outside));
     }
