@@ -80,6 +80,8 @@ public sealed class OciSpecParseTests
     public void Root_cwd_and_args_are_checked()
     {
         Assert.Contains("root.path: is required", Fails(s => s.Remove("root")), StringComparison.Ordinal);
+        // config.md#process: "This property is REQUIRED when start is called" (create needs it here).
+        Assert.Contains("process: is required", Fails(s => s.Remove("process")), StringComparison.Ordinal);
         Assert.Contains("process.cwd", Fails(s => s["process"]!["cwd"] = "relative"), StringComparison.Ordinal);
         Assert.Contains("process.args", Fails(s => s["process"]!["args"] = new JsonArray()), StringComparison.Ordinal);
     }

@@ -270,6 +270,38 @@ public sealed class OciConformanceConfigTests : OciHarness
         Assert.NotEqual(HostNs("net"), lines[1]); // the container's own network namespace exists already
     }
 
+    // config.md#createcontainer-hooks: "called ... after the createRuntime hooks ... executed in the
+    // container namespace ... before the pivot_root operation"; config.md#startcontainer-hooks:
+    // "called before the user-specified process is executed as part of the start operation ...
+    // executed in the container namespace" (so, on the container's root).
+    [Fact(Timeout = 120_000)]
+    public async Task CreateContainer_and_startContainer_hooks_run_in_the_container_at_their_points()
+    {
+        using var bundle = OciBundle.CreateBusybox("sleep", "30");
+        using var host = new TempDir("hook-out");
+        File.SetUnixFileMode(host.Path, (UnixFileMode)0x1FF);
+        var createLog = host.Combine("create");
+        bundle.Edit(s =>
+        {
+            s["root"]!["readonly"] = false;
+            s["hooks"] = new JsonObject
+            {
+                // Before pivot_root the host's paths still resolve: it can write to the host dir.
+                ["createContainer"] = new JsonArray(new JsonObject { ["path"] = "/bin/sh", ["args"] = new JsonArray("sh", "-c", $"readlink /proc/self/ns/mnt > {createLog}") }),
+                // After start, inside the container's root: the rootfs's /tmp.
+                ["startContainer"] = new JsonArray(new JsonObject { ["path"] = "/bin/sh", ["args"] = new JsonArray("sh", "-c", "readlink /proc/self/ns/mnt > /tmp/start-hook") }),
+            };
+        });
+        Assert.Equal(0, (await Runc("create", "--bundle", bundle.Path, "cc")).Code);
+        var containerMnt = (await File.ReadAllTextAsync(createLog)).Trim();
+        Assert.NotEqual(HostNs("mnt"), containerMnt);
+        var startLog = Path.Combine(bundle.Rootfs, "tmp", "start-hook");
+        Assert.False(File.Exists(startLog), "startContainer ran at create");
+        Assert.Equal(0, (await Runc("start", "cc")).Code);
+        Assert.Equal(containerMnt, await WaitForFile(startLog));
+        Assert.Equal(0, (await Runc("delete", "--force", "cc")).Code);
+    }
+
     // config.md#poststart: "The post-start hooks MUST be called after the user-specified process is
     // executed but before the start operation returns."
     [Fact(Timeout = 120_000)]

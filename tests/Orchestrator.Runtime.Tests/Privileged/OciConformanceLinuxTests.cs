@@ -230,6 +230,16 @@ public sealed class OciConformanceLinuxTests : OciHarness
         }
     }
 
+    // config-linux.md#cgroups-path: "Runtimes MAY consider certain cgroupsPath values to be invalid,
+    // and MUST generate an error if this is the case." (A systemd slice path: this runtime manages cgroupfs paths.)
+    [Fact(Timeout = 120_000)]
+    public async Task An_invalid_cgroups_path_MUST_be_an_error()
+    {
+        using var bundle = Shell("true");
+        bundle.Edit(s => s["linux"]!["cgroupsPath"] = "system.slice:orch:x");
+        Assert.Contains("linux.cgroupsPath", await RunFails(bundle), StringComparison.Ordinal);
+    }
+
     // config-linux.md#device-allowlist: "The runtime MUST apply entries in the listed order."
     [Theory(Timeout = 120_000)]
     [InlineData(true, "1")]
