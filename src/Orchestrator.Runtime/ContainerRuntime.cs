@@ -113,8 +113,14 @@ public sealed class ContainerRuntime(string root)
         {
             return;
         }
+        // One unmount per entry, last first (stacked entries at one destination are several
+        // entries); never the root itself, which may be the caller's own mount (an overlay).
         for (var i = spec.Mounts.Count - 1; i >= 0; i--)
         {
+            if (spec.Mounts[i].Destination.Trim('/').Length == 0)
+            {
+                continue;
+            }
             string target;
             try
             {
@@ -124,10 +130,7 @@ public sealed class ContainerRuntime(string root)
             {
                 continue;
             }
-            while (umount2(target, MNT_DETACH) == 0)
-            {
-                // stacked mounts at one destination: undo them all
-            }
+            umount2(target, MNT_DETACH);
         }
     }
 
