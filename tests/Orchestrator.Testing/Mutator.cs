@@ -70,7 +70,11 @@ public static class Mutator
             {
                 check(input);
             }
-            catch (Exception e) when (!expected(e))
+            catch (Exception e) when (expected(e))
+            {
+                // refused with one clear error: what a malformed input should get
+            }
+            catch (Exception e)
             {
                 var path = Path.Combine(Path.GetTempPath(), $"orch-fuzz-{name}-{seed}.bin");
                 File.WriteAllBytes(path, input);
