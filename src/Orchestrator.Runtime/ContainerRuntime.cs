@@ -159,10 +159,15 @@ public sealed class ContainerRuntime(string root)
             if (waitForStart)
             {
                 fifo = Store.ExecFifo(id);
-                if (mkfifo(fifo, 0x180) != 0)
+                // 0622, as runc's: the child opens it for writing after it has become the
+                // process's user, which need not be root nor have CAP_DAC_OVERRIDE (--user
+                // 65534:65534), or is root of a user namespace that does not map ours.
+                // Explicitly, whatever the umask.
+                if (mkfifo(fifo, 0x192) != 0)
                 {
                     throw LinuxException.FromLastError("mkfifo", fifo);
                 }
+                File.SetUnixFileMode(fifo, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupWrite | UnixFileMode.OtherWrite);
             }
             child = Spawner.Spawn(plan, cgroup, fifo, preserveFds, beforeStart, pid =>
                 JsonSerializer.Serialize(new ContainerStateSpec { Id = id, Status = "creating", Pid = pid, Bundle = bundle, Annotations = spec.Annotations }, SpecJsonContext.Default.ContainerStateSpec), io);
@@ -217,8 +222,8 @@ public sealed class ContainerRuntime(string root)
             throw new SpecException("process.terminal: a detached exec's terminal goes to --console-socket; pass one or run in the foreground");
         }
         var (record, plan) = ExecPlan(id, process);
-        // The process is our grandchild (the pid namespace forces one more fork): as a subreaper
-        // we get it back when its parent exits, and can wait for it.
+        // In a pid namespace the shim forks once more after joining it; that fork is our own
+        // child (CLONE_PARENT). Being a subreaper as well catches anything it leaves behind.
         if (!detach && NativeSpawn.SetSubreaper() != 0)
         {
             throw LinuxException.FromLastError("prctl(PR_SET_CHILD_SUBREAPER)");
