@@ -29,14 +29,46 @@ public sealed class ContainerRuntime(string root)
         {
             throw new InvalidOperationException($"container '{id}' is {status}, not created; only a created container can be started");
         }
-        // Opening the fifo for reading releases the child, which is blocked opening it for writing.
-        var fifo = Store.ExecFifo(id);
-        using (var stream = new FileStream(fifo, FileMode.Open, FileAccess.Read))
-        {
-            stream.ReadByte();
-        }
-        File.Delete(fifo);
+        ReleaseExecFifo(id);
         RunPoststart(id, record);
+    }
+
+    /// <summary>
+    /// The child blocks reading the exec fifo (it inherited it read-write from create): one byte
+    /// releases it. Then wait until its copy closes (close-on-exec: the program is executing, or
+    /// the child died), so that poststart hooks run after the program started (config.md#poststart).
+    /// </summary>
+    private unsafe void ReleaseExecFifo(string id)
+    {
+        var fifo = Store.ExecFifo(id);
+        var fd = Libc.open(fifo, O_WRONLY | O_NONBLOCK | O_CLOEXEC, 0);
+        if (fd < 0)
+        {
+            var errno = System.Runtime.InteropServices.Marshal.GetLastPInvokeError();
+            File.Delete(fifo);
+            throw errno == 6 /* ENXIO: no reader */
+                ? new InvalidOperationException($"container '{id}' is not waiting to start any more (its process exited after create); delete it and create it again")
+                : new LinuxException("open", fifo, errno);
+        }
+        try
+        {
+            byte go = 1;
+            if (write(fd, &go, 1) != 1)
+            {
+                throw LinuxException.FromLastError("write", fifo);
+            }
+            File.Delete(fifo);
+            // POLLERR on a fifo's write end: no reader is left.
+            var pfd = new pollfd { fd = fd, events = 0 };
+            var deadline = Environment.TickCount64 + 60_000;
+            while (Environment.TickCount64 < deadline && poll(&pfd, 1, (int)Math.Max(1, deadline - Environment.TickCount64)) <= 0 && (pfd.revents & (POLLERR | POLLHUP)) == 0)
+            {
+            }
+        }
+        finally
+        {
+            close(fd);
+        }
     }
 
     /// <summary>poststart failures are warnings: the container is already running (the spec says so).</summary>
@@ -45,26 +77,60 @@ public sealed class ContainerRuntime(string root)
         var hooks = TryReadHooks(record)?.Poststart;
         if (hooks is { Count: > 0 })
         {
-            try
-            {
-                Hooks.Run("poststart", hooks, State(id));
-            }
-            catch (InvalidOperationException e)
-            {
-                Console.Error.WriteLine($"warning: {e.Message}");
-            }
+            Hooks.Run("poststart", hooks, State(id), warnOnly: true);
         }
     }
 
-    private static HooksSpec? TryReadHooks(ContainerRecord record)
+    private HooksSpec? TryReadHooks(ContainerRecord record) => TryReadSpec(record)?.Hooks;
+
+    /// <summary>
+    /// The spec as it was at create (a copy in the state dir): runtime.md#create, "any updates to
+    /// config.json after this operation MUST NOT have an effect on the container". Falls back to
+    /// the bundle for containers created before the copy existed.
+    /// </summary>
+    private RuntimeSpec? TryReadSpec(ContainerRecord record)
     {
         try
         {
-            return SpecReader.Read(record.Bundle).Hooks;
+            var copy = SpecCopy(record.Id);
+            return File.Exists(copy) ? SpecReader.Parse(File.ReadAllBytes(copy), copy) : SpecReader.Read(record.Bundle);
         }
-        catch (SpecException)
+        catch (Exception e) when (e is SpecException or IOException)
         {
             return null; // the bundle changed or went away since create: nothing to run
+        }
+    }
+
+    private string SpecCopy(string id) => Path.Combine(Store.Dir(id), "config.json");
+
+    /// <summary>
+    /// A container without a mount namespace of its own mounted into the runtime's (as runc):
+    /// those mounts are undone when it goes, not left on the host.
+    /// </summary>
+    private static void UnmountSharedNamespaceMounts(RuntimeSpec? spec, string rootfs)
+    {
+        if (spec?.Linux is not { } linux || (linux.Namespaces ?? []).Any(n => n.Type == "mount"))
+        {
+            return;
+        }
+        // One unmount per entry, last first (stacked entries at one destination are several
+        // entries); never the root itself, which may be the caller's own mount (an overlay).
+        for (var i = spec.Mounts.Count - 1; i >= 0; i--)
+        {
+            if (spec.Mounts[i].Destination.Trim('/').Length == 0)
+            {
+                continue;
+            }
+            string target;
+            try
+            {
+                target = Rootfs.SecureJoin.Resolve(rootfs, spec.Mounts[i].Destination);
+            }
+            catch (Exception e) when (e is SpecException or IOException)
+            {
+                continue;
+            }
+            umount2(target, MNT_DETACH);
         }
     }
 
@@ -127,6 +193,7 @@ public sealed class ContainerRuntime(string root)
         }
         var cgroup = CgroupFactory.Open(cgroupPath);
         Directory.CreateDirectory(Store.Dir(id));
+        var rootfs = Path.GetFullPath(Path.Combine(bundle, spec.Root!.Path));
         var record = new ContainerRecord
         {
             Id = id,
@@ -138,9 +205,11 @@ public sealed class ContainerRuntime(string root)
         };
         try
         {
-            // Device nodes the spec asks for are allowed in the devices cgroup, as runc does.
+            File.Copy(Path.Combine(bundle, "config.json"), SpecCopy(id));
+            // Device nodes the spec asks for are allowed in the devices cgroup, as runc does;
+            // not fifos ('p'): the devices controller knows only a, b and c (runc skips them too).
             var resources = spec.Linux.Resources ?? new ResourcesSpec();
-            foreach (var device in spec.Linux.Devices ?? [])
+            foreach (var device in (spec.Linux.Devices ?? []).Where(d => d.Type != "p"))
             {
                 (resources.Devices ??= []).Add(new DeviceRuleSpec { Allow = true, Type = device.Type == "u" ? "c" : device.Type, Major = device.Major, Minor = device.Minor, Access = "rwm" });
             }
@@ -152,6 +221,11 @@ public sealed class ContainerRuntime(string root)
             }
             var plan = ContainerPlan.Build(spec, bundle, cgroup);
             plan.NoPivot = noPivot;
+            if (plan.ForkAfterJoin && !waitForStart && NativeSpawn.SetSubreaper() != 0)
+            {
+                // A joined pid namespace makes the process our grandchild: it must come back to us to be waited on.
+                throw LinuxException.FromLastError("prctl(PR_SET_CHILD_SUBREAPER)");
+            }
             var creationHooks = (spec.Hooks?.Prestart ?? []).Concat(spec.Hooks?.CreateRuntime ?? []).ToList();
             Action<int>? beforeStart = creationHooks.Count == 0 ? null : pid =>
                 Hooks.Run("createRuntime", creationHooks, new ContainerStateSpec { Id = id, Status = "creating", Pid = pid, Bundle = bundle, Annotations = spec.Annotations });
@@ -159,15 +233,10 @@ public sealed class ContainerRuntime(string root)
             if (waitForStart)
             {
                 fifo = Store.ExecFifo(id);
-                // 0622, as runc's: the child opens it for writing after it has become the
-                // process's user, which need not be root nor have CAP_DAC_OVERRIDE (--user
-                // 65534:65534), or is root of a user namespace that does not map ours.
-                // Explicitly, whatever the umask.
-                if (mkfifo(fifo, 0x192) != 0)
+                if (mkfifo(fifo, 0x180) != 0)
                 {
                     throw LinuxException.FromLastError("mkfifo", fifo);
                 }
-                File.SetUnixFileMode(fifo, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupWrite | UnixFileMode.OtherWrite);
             }
             child = Spawner.Spawn(plan, cgroup, fifo, preserveFds, beforeStart, pid =>
                 JsonSerializer.Serialize(new ContainerStateSpec { Id = id, Status = "creating", Pid = pid, Bundle = bundle, Annotations = spec.Annotations }, SpecJsonContext.Default.ContainerStateSpec), io);
@@ -203,9 +272,16 @@ public sealed class ContainerRuntime(string root)
             catch (CgroupException)
             {
             }
+            UnmountSharedNamespaceMounts(spec, rootfs);
             if (Directory.Exists(Store.Dir(id)))
             {
                 Store.Remove(id);
+            }
+            // runtime.md#lifecycle: a failed creation continues the lifecycle at the container's
+            // destruction, which ends with the poststop hooks (warnings only).
+            if (spec.Hooks?.Poststop is { Count: > 0 } poststop)
+            {
+                Hooks.Run("poststop", poststop, new ContainerStateSpec { Id = id, Status = "stopped", Bundle = bundle, Annotations = spec.Annotations }, warnOnly: true);
             }
             throw;
         }
@@ -273,7 +349,7 @@ public sealed class ContainerRuntime(string root)
         {
             throw new InvalidOperationException($"container '{id}' is {status}; exec needs a running container");
         }
-        var spec = SpecReader.Read(record.Bundle);
+        var spec = TryReadSpec(record) ?? SpecReader.Read(record.Bundle);
         spec.Process = process;
         return (record, ContainerPlan.ForExec(record.Pid, record.Rootfs, spec));
     }
@@ -374,19 +450,14 @@ public sealed class ContainerRuntime(string root)
             }
         }
         cgroup.Remove();
-        var hooks = TryReadHooks(record)?.Poststop;
+        var spec = TryReadSpec(record);
+        UnmountSharedNamespaceMounts(spec, record.Rootfs);
+        var hooks = spec?.Hooks?.Poststop;
         var state = new ContainerStateSpec { Id = id, Status = "stopped", Pid = 0, Bundle = record.Bundle, Annotations = record.Annotations };
         Store.Remove(id);
         if (hooks is { Count: > 0 })
         {
-            try
-            {
-                Hooks.Run("poststop", hooks, state);
-            }
-            catch (InvalidOperationException e)
-            {
-                Console.Error.WriteLine($"warning: {e.Message}");
-            }
+            Hooks.Run("poststop", hooks, state, warnOnly: true);
         }
     }
 

@@ -10,7 +10,8 @@
  * The order of the child's steps follows runc/crun: namespaces at clone time, wait for the
  * parent to place us in our cgroups, then mounts (made private first so nothing propagates to
  * the host), pivot_root, masks, hostname, sysctls, rlimits, identity and capabilities, and
- * last no_new_privs and seccomp, so that the filter does not block our own setup calls.
+ * last no_new_privs and seccomp, right before execve, so that the filter does not block our own
+ * setup calls (setuid, capset, chdir, close_range…) whatever noNewPrivileges says.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -34,6 +35,9 @@
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
+#include <spawn.h>
+
+extern char **environ;
 
 #ifndef CLONE_PIDFD
 #define CLONE_PIDFD 0x00001000
@@ -56,7 +60,10 @@ enum orch_stage {
     ST_PIVOT = 6, ST_MASK = 7, ST_READONLY_PATH = 8, ST_READONLY_ROOT = 9, ST_HOSTNAME = 10,
     ST_SYSCTL = 11, ST_RLIMIT = 12, ST_OOM_SCORE = 13, ST_GROUPS = 14, ST_GID = 15, ST_UID = 16,
     ST_CAPS = 17, ST_CWD = 18, ST_EXEC_FIFO = 19, ST_NO_NEW_PRIVS = 20, ST_SECCOMP = 21,
-    ST_EXEC = 22, ST_CLOSE_FDS = 23, ST_STDIO = 24, ST_FORK = 25, ST_TERMINAL = 26, ST_HOOK = 27, ST_READY = 100, ST_CHILD_PID = 101
+    ST_EXEC = 22, ST_CLOSE_FDS = 23, ST_STDIO = 24, ST_FORK = 25, ST_TERMINAL = 26, ST_HOOK = 27,
+    ST_DEVICE = 28, ST_APPARMOR = 29, ST_PROPAGATION = 30,
+    ST_READY = 100, ST_CHILD_PID = 101,
+    ST_WARN_AMBIENT = 102 /* not a failure: err is a capability that could not be raised (as runc: warn) */
 };
 
 struct orch_mount {
@@ -118,7 +125,14 @@ struct orch_plan {
     int n_start_hooks; const struct orch_hook *start_hooks;   /* startContainer: at start, before exec */
     int cgroup_fd;                   /* cgroup v2 directory: clone3(CLONE_INTO_CGROUP) there, or -1 */
     int report_fd;                   /* child writes (stage, errno) records; close-on-exec */
-    int exec_fifo_fd;                /* O_PATH fd of the exec fifo, or -1: exec at once */
+    int exec_fifo_fd;                /* the exec fifo, opened read-write by the parent, or -1: exec at once */
+    /* Appended (keep the order above for the C# mirror). */
+    int no_mount_ns;                 /* 1: the container shares the runtime's mount namespace: no
+                                      * private/bind/pivot of our own, mounts land in that namespace
+                                      * and the root is entered with chroot */
+    unsigned long root_propagation_final; /* linux.rootfsPropagation applied to / after pivot_root, or 0 */
+    const char *apparmor_profile;    /* NULL: none; else "exec <profile>" is written before execve */
+    const char *domainname;          /* NULL: leave */
 };
 
 struct orch_report { int32_t stage; int32_t err; };
@@ -214,6 +228,13 @@ static int setup_terminal(const struct orch_plan *p) {
     int slave = open(path, O_RDWR | O_NOCTTY);
     if (slave < 0) return -1;
     if (fchown(slave, p->uid, p->gid) < 0) return -1;
+    if (p->rootfs) {
+        /* config-linux.md#default-devices: /dev/console is the pty slave, bind-mounted. */
+        int fd = open("/dev/console", O_CREAT | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd >= 0) close(fd);
+        else if (errno != EEXIST && errno != EROFS) return -1;
+        if ((fd >= 0 || errno == EEXIST || access("/dev/console", F_OK) == 0) && mount(path, "/dev/console", NULL, MS_BIND, NULL) < 0) return -1;
+    }
     if (orch_send_fd(p->console_fd, master, path) < 0) return -1;
     close(master);
     close(p->console_fd);
@@ -236,16 +257,31 @@ static int close_fds_except(int from, int a, int b) {
     return (int)syscall(SYS_close_range, next, ~0U, 0);
 }
 
-static int set_caps(const struct orch_plan *p) {
+/*
+ * Without no_new_privs, installing a seccomp filter needs CAP_SYS_ADMIN in the effective set. The
+ * filter goes on last, right before execve (runc's and crun's order: none of our own setup calls
+ * may meet it), so CAP_SYS_ADMIN stays effective and permitted until then when we hold it now.
+ * That changes nothing the program sees: execve computes the new permitted and effective sets
+ * from the inheritable, bounding and ambient sets and the file, never from the old permitted or
+ * effective ones (capabilities(7), "Transformation of capabilities during execve()").
+ */
+static uint64_t seccomp_admin_cap(const struct orch_plan *p) {
+    if (!p->seccomp || p->no_new_privs) return 0;
+    struct __user_cap_header_struct hdr = { _LINUX_CAPABILITY_VERSION_3, 0 };
+    struct __user_cap_data_struct now[2];
+    if (syscall(SYS_capget, &hdr, now) < 0) return 0;
+    return (now[0].permitted & (1U << CAP_SYS_ADMIN)) ? (1ULL << CAP_SYS_ADMIN) : 0;
+}
+
+static int set_caps(const struct orch_plan *p, uint64_t extra) {
     struct __user_cap_header_struct hdr = { _LINUX_CAPABILITY_VERSION_3, 0 };
     struct __user_cap_data_struct data[2];
-    data[0].effective = (uint32_t)p->cap_effective; data[1].effective = (uint32_t)(p->cap_effective >> 32);
-    data[0].permitted = (uint32_t)p->cap_permitted; data[1].permitted = (uint32_t)(p->cap_permitted >> 32);
+    uint64_t effective = p->cap_effective | extra, permitted = p->cap_permitted | extra;
+    data[0].effective = (uint32_t)effective; data[1].effective = (uint32_t)(effective >> 32);
+    data[0].permitted = (uint32_t)permitted; data[1].permitted = (uint32_t)(permitted >> 32);
     data[0].inheritable = (uint32_t)p->cap_inheritable; data[1].inheritable = (uint32_t)(p->cap_inheritable >> 32);
     if (syscall(SYS_capset, &hdr, data) < 0) return -1;
     if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL) return -1;
-    for (int cap = 0; cap <= 63; cap++)
-        if ((p->cap_ambient & (1ULL << cap)) && prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) < 0) return -1;
     return 0;
 }
 
@@ -429,6 +465,7 @@ out:;
 static int child_main(void *arg) {
     const struct orch_plan *p = arg;
     char buf[4096];
+    int node_existed = 0;
 
     /* The parent blocked every signal around clone: restore defaults, then unblock. */
     struct sigaction dfl; memset(&dfl, 0, sizeof dfl); dfl.sa_handler = SIG_DFL;
@@ -455,9 +492,12 @@ static int child_main(void *arg) {
     }
 
     if (p->rootfs) {
-        /* Nothing we mount may propagate back to the host. */
-        if (mount(NULL, "/", NULL, p->root_propagation ? p->root_propagation : (MS_REC | MS_PRIVATE), NULL) < 0) fail(p, ST_MOUNT_PRIVATE);
-        if (mount(p->rootfs, p->rootfs, NULL, MS_BIND | MS_REC, NULL) < 0) fail(p, ST_ROOTFS_BIND);
+        /* Nothing we mount may propagate back to the host. Without a mount namespace of our own
+         * there is nothing to isolate: / is the runtime's, and must not be changed. */
+        if (!p->no_mount_ns) {
+            if (mount(NULL, "/", NULL, p->root_propagation ? p->root_propagation : (MS_REC | MS_PRIVATE), NULL) < 0) fail(p, ST_MOUNT_PRIVATE);
+            if (mount(p->rootfs, p->rootfs, NULL, MS_BIND | MS_REC, NULL) < 0) fail(p, ST_ROOTFS_BIND);
+        }
         for (int i = 0; i < p->n_mounts; i++) {
             const struct orch_mount *m = &p->mounts[i];
             if (m->op == OP_MKDIR) {
@@ -475,12 +515,28 @@ static int child_main(void *arg) {
                 continue;
             }
             if (m->op == OP_MKNOD) {
-                if (mknod(m->target, (mode_t)m->flags, (dev_t)m->propagation) < 0 && errno != EEXIST) fail(p, ST_MOUNT);
-                if (chmod(m->target, (mode_t)m->flags & 07777) < 0) fail(p, ST_MOUNT); /* not the umask's */
+                node_existed = 0;
+                if (mknod(m->target, (mode_t)m->flags, (dev_t)m->propagation) < 0) {
+                    if (errno != EEXIST) fail(p, ST_DEVICE);
+                    /* config-linux.md#devices: a file already at path that does not match the
+                     * device is an error. One that matches (a default device bound from the
+                     * host) is left as it is: chmod through a bind would change the host's node. */
+                    struct stat st;
+                    if (stat(m->target, &st) < 0) fail(p, ST_DEVICE);
+                    int is_fifo = S_ISFIFO((mode_t)m->flags);
+                    if ((st.st_mode & S_IFMT) != ((mode_t)m->flags & S_IFMT) || (!is_fifo && st.st_rdev != (dev_t)m->propagation)) {
+                        errno = EEXIST;
+                        fail(p, ST_DEVICE);
+                    }
+                    node_existed = 1;
+                    continue;
+                }
+                if (chmod(m->target, (mode_t)m->flags & 07777) < 0) fail(p, ST_DEVICE); /* not the umask's */
                 continue;
             }
             if (m->op == OP_CHOWN) {
-                if (lchown(m->target, (uid_t)m->flags, (gid_t)m->propagation) < 0) fail(p, ST_MOUNT);
+                if (!node_existed && lchown(m->target, (uid_t)m->flags, (gid_t)m->propagation) < 0) fail(p, ST_DEVICE);
+                node_existed = 0;
                 continue;
             }
             if (m->op == OP_MOUNT_COPYUP) {
@@ -493,7 +549,10 @@ static int child_main(void *arg) {
             if (run_hook(&p->create_hooks[i]) < 0) fail(p, ST_HOOK);
 
         if (chdir(p->rootfs) < 0) fail(p, ST_PIVOT);
-        if (p->no_pivot) {
+        if (p->no_mount_ns) {
+            /* pivot_root would move the root of every process in the runtime's namespace. */
+            if (chroot(".") < 0) fail(p, ST_PIVOT);
+        } else if (p->no_pivot) {
             /* For a rootfs on ramfs, where pivot_root is impossible: weaker (the old root stays
              * reachable to a process with CAP_SYS_CHROOT), which is why it is opt-in, as in runc. */
             if (mount(p->rootfs, "/", NULL, MS_MOVE, NULL) < 0) fail(p, ST_PIVOT);
@@ -504,6 +563,9 @@ static int child_main(void *arg) {
             if (umount2(".", MNT_DETACH) < 0) fail(p, ST_PIVOT);
         }
         if (chdir("/") < 0) fail(p, ST_PIVOT);
+        /* rootfsPropagation on the new root, once it is the root (as runc: after pivot_root, which
+         * refuses a shared new root). */
+        if (!p->no_mount_ns && p->root_propagation_final && mount(NULL, "/", NULL, p->root_propagation_final, NULL) < 0) fail(p, ST_PROPAGATION);
 
         /* Sysctls before the read-only paths: /proc/sys is one of them (runc's order). */
         for (int i = 0; i < p->n_sysctl; i++)
@@ -528,6 +590,7 @@ static int child_main(void *arg) {
     if (p->sync_late) wait_for_cgroup(p);
 
     if (p->hostname && sethostname(p->hostname, strlen(p->hostname)) < 0) fail(p, ST_HOSTNAME);
+    if (p->domainname && setdomainname(p->domainname, strlen(p->domainname)) < 0) fail(p, ST_HOSTNAME);
     if (p->rootfs && p->readonly_root && mount(NULL, "/", NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL) < 0) fail(p, ST_READONLY_ROOT);
 
     for (int i = 0; i < p->n_rlimits; i++) {
@@ -541,17 +604,22 @@ static int child_main(void *arg) {
 
     if (p->terminal && setup_terminal(p) < 0) fail(p, ST_TERMINAL);
 
-    /* Without no_new_privs, installing a filter needs CAP_SYS_ADMIN, which the capability step
-     * may drop: install it first (the profile must then allow the remaining setup calls). */
-    if (p->seccomp && !p->no_new_privs && prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, p->seccomp, 0, 0) < 0) fail(p, ST_SECCOMP);
-
     /* Identity: keep capabilities across setuid, then set exactly the planned ones. */
+    uint64_t seccomp_extra = seccomp_admin_cap(p);
     if (drop_bounding(p) < 0) fail(p, ST_CAPS);
     if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0) fail(p, ST_CAPS);
     if (syscall(SYS_setgroups, p->n_groups, p->groups) < 0) fail(p, ST_GROUPS);
     if (syscall(SYS_setresgid, p->gid, p->gid, p->gid) < 0) fail(p, ST_GID);
     if (syscall(SYS_setresuid, p->uid, p->uid, p->uid) < 0) fail(p, ST_UID);
-    if (set_caps(p) < 0) fail(p, ST_CAPS);
+    if (set_caps(p, seccomp_extra) < 0) fail(p, ST_CAPS);
+    /* Ambient capabilities as runc and crun: raised where the permitted and inheritable sets
+     * allow it; any other is reported as a warning, not a failure (`runc spec` writes ambient
+     * without inheritable). */
+    for (int cap = 0; cap <= 63; cap++) {
+        if (!(p->cap_ambient & (1ULL << cap))) continue;
+        if (!((p->cap_permitted & p->cap_inheritable) & (1ULL << cap)) || prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) < 0)
+            report(p->report_fd, ST_WARN_AMBIENT, cap);
+    }
     if (prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0) < 0) fail(p, ST_CAPS);
 
     if (p->umask_value >= 0) umask((mode_t)p->umask_value);
@@ -572,21 +640,32 @@ static int child_main(void *arg) {
          * (the .NET runtime dups stdio) would keep the caller waiting for EOF until we exit. */
         report(p->report_fd, ST_READY, 0);
         if (close_fds_except(3 + p->keep_fds, p->report_fd, p->exec_fifo_fd) < 0) fail(p, ST_CLOSE_FDS);
-        char path[64];
-        memcpy(path, "/proc/self/fd/", 14); fmt_int(path + 14, p->exec_fifo_fd);
-        int fd = open(path, O_WRONLY | O_CLOEXEC);
-        if (fd < 0) fail(p, ST_EXEC_FIFO);
-        char zero = 0;
-        if (write(fd, &zero, 1) != 1) fail(p, ST_EXEC_FIFO);
-        close(fd);
-        close(p->exec_fifo_fd);
+        /* The parent opened the fifo read-write before clone, so we open nothing here: a process
+         * that is not root, lacks CAP_DAC_OVERRIDE or is in a user namespace could not open the
+         * runtime's root-owned state. `start` writes one byte; we read it. Holding a write end
+         * ourselves, the read blocks until then (never an early EOF). Our copy closes at execve,
+         * which is how `start` knows the program runs. */
+        char go;
+        ssize_t n;
+        do { n = read(p->exec_fifo_fd, &go, 1); } while (n < 0 && errno == EINTR);
+        if (n != 1) { if (n == 0) errno = EPIPE; fail(p, ST_EXEC_FIFO); }
     }
 
     for (int i = 0; i < p->n_start_hooks; i++)
         if (run_hook(&p->start_hooks[i]) < 0) fail(p, ST_HOOK);
 
+    if (p->apparmor_profile) {
+        /* As runc: the profile applies at our execve. */
+        memcpy(buf, "exec ", 5);
+        size_t len = strlen(p->apparmor_profile);
+        if (len > sizeof buf - 6) { errno = ENAMETOOLONG; fail(p, ST_APPARMOR); }
+        memcpy(buf + 5, p->apparmor_profile, len + 1);
+        if (write_file("/proc/self/attr/apparmor/exec", buf) < 0 && write_file("/proc/self/attr/exec", buf) < 0) fail(p, ST_APPARMOR);
+    }
+
+    /* Last, so that the filter meets none of our own calls: only execve itself. */
     if (p->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) fail(p, ST_NO_NEW_PRIVS);
-    if (p->seccomp && p->no_new_privs && prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, p->seccomp, 0, 0) < 0) fail(p, ST_SECCOMP);
+    if (p->seccomp && prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, p->seccomp, 0, 0) < 0) fail(p, ST_SECCOMP);
 
     execve(p->path, p->argv, p->envp);
     fail(p, ST_EXEC);
@@ -690,6 +769,35 @@ int orch_pidfd_open(int pid) { return (int)syscall(SYS_pidfd_open, pid, 0); }
 
 /* Orphaned descendants (an exec's grandchild) are reparented to us, so we can reap them. */
 int orch_set_subreaper(void) { return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); }
+
+/*
+ * Starts an OCI hook in the runtime's namespaces: `path` is executed with `argv` exactly as the
+ * spec gives them (args[0] is argv[0], not the path), `envp` as given (NULL: ours), stdin from
+ * `in_fd`, stdout and stderr to `out_fd`, every signal at its default (the .NET runtime ignores
+ * SIGPIPE, which execve would pass on). Returns the pid, or -1 with errno.
+ */
+int orch_spawn_hook(const char *path, char *const *argv, char *const *envp, int in_fd, int out_fd) {
+    posix_spawn_file_actions_t actions;
+    posix_spawnattr_t attr;
+    sigset_t all, none;
+    sigfillset(&all); sigdelset(&all, SIGKILL); sigdelset(&all, SIGSTOP);
+    sigemptyset(&none);
+    int rc = posix_spawn_file_actions_init(&actions);
+    if (rc) { errno = rc; return -1; }
+    posix_spawn_file_actions_adddup2(&actions, in_fd, 0);
+    posix_spawn_file_actions_adddup2(&actions, out_fd, 1);
+    posix_spawn_file_actions_adddup2(&actions, out_fd, 2);
+    posix_spawnattr_init(&attr);
+    posix_spawnattr_setsigdefault(&attr, &all);
+    posix_spawnattr_setsigmask(&attr, &none);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+    pid_t pid;
+    rc = posix_spawn(&pid, path, &actions, &attr, argv, envp ? envp : environ);
+    posix_spawn_file_actions_destroy(&actions);
+    posix_spawnattr_destroy(&attr);
+    if (rc) { errno = rc; return -1; }
+    return (int)pid;
+}
 
 /* Struct sizes, checked by the managed side at startup against its own layout. */
 int orch_spawn_abi(int which) {

@@ -6,7 +6,7 @@ namespace Orchestrator.Runtime.Cgroups;
 /// <summary>cgroup v1: one directory per controller hierarchy (/sys/fs/cgroup/memory/…, …).</summary>
 internal sealed class CgroupV1(string mountRoot, string path) : ICgroup
 {
-    private static readonly string[] s_controllers = ["memory", "cpu", "cpuacct", "cpuset", "pids", "freezer", "devices", "blkio"];
+    private static readonly string[] s_controllers = ["memory", "cpu", "cpuacct", "cpuset", "pids", "freezer", "devices", "blkio", "net_cls", "net_prio", "hugetlb"];
 
     /// <summary>Devices every container gets (the ones the runtime bind-mounts into /dev), as runc allows them.</summary>
     private static readonly string[] s_defaultDevices =
@@ -153,10 +153,109 @@ internal sealed class CgroupV1(string mountRoot, string path) : ICgroup
             {
                 CgroupFactory.Write(System.IO.Path.Combine(Dir("cpuset"), "cpuset.mems"), mems);
             }
+            // Real-time bandwidth, as runc: written when non-zero (period first: runtime ≤ period).
+            if (cpu.RealtimePeriod is > 0 and var rtPeriod)
+            {
+                CgroupFactory.Write(System.IO.Path.Combine(dir, "cpu.rt_period_us"), rtPeriod.ToString(CultureInfo.InvariantCulture));
+            }
+            if (cpu.RealtimeRuntime is { } rtRuntime and not 0)
+            {
+                CgroupFactory.Write(System.IO.Path.Combine(dir, "cpu.rt_runtime_us"), V(rtRuntime));
+            }
         }
         if (resources.Pids is { } pids)
         {
             CgroupFactory.Write(System.IO.Path.Combine(Dir("pids"), "pids.max"), pids.Limit > 0 ? V(pids.Limit) : "max");
+        }
+        if (resources.BlockIO is { } blockIO)
+        {
+            ApplyBlockIO(Dir("blkio"), blockIO);
+        }
+        foreach (var hugepage in resources.HugepageLimits ?? [])
+        {
+            var dir = Dir("hugetlb");
+            if (!Directory.Exists(dir))
+            {
+                throw new CgroupException($"linux.resources.hugepageLimits: this host has no cgroup v1 hugetlb hierarchy (/sys/fs/cgroup/hugetlb) to set the {hugepage.PageSize} limit in; remove hugepageLimits (runc refuses it too)");
+            }
+            var file = System.IO.Path.Combine(dir, $"hugetlb.{hugepage.PageSize}.limit_in_bytes");
+            if (!File.Exists(file))
+            {
+                throw new CgroupException($"linux.resources.hugepageLimits: this kernel has no {hugepage.PageSize} huge pages ({file} is missing); use one of /sys/kernel/mm/hugepages");
+            }
+            CgroupFactory.Write(file, hugepage.Limit.ToString(CultureInfo.InvariantCulture));
+        }
+        if (resources.Network is { } network)
+        {
+            if (network.ClassId is { } classId and not 0)
+            {
+                CgroupFactory.Write(System.IO.Path.Combine(Required("net_cls", "linux.resources.network.classID"), "net_cls.classid"), classId.ToString(CultureInfo.InvariantCulture));
+            }
+            foreach (var priority in network.Priorities ?? [])
+            {
+                CgroupFactory.Write(System.IO.Path.Combine(Required("net_prio", "linux.resources.network.priorities"), "net_prio.ifpriomap"), $"{priority.Name} {priority.Priority.ToString(CultureInfo.InvariantCulture)}");
+            }
+        }
+    }
+
+    /// <summary>A controller's directory for this cgroup; a clear error (as runc fails too) when the host lacks the hierarchy.</summary>
+    private string Required(string controller, string field)
+    {
+        var dir = Dir(controller);
+        return Directory.Exists(dir)
+            ? dir
+            : throw new CgroupException($"{field}: this host has no cgroup v1 {controller} hierarchy (/sys/fs/cgroup/{controller}); remove the setting (runc refuses it too)");
+    }
+
+    /// <summary>
+    /// blockIO as runc's v1 driver: a weight of 0 means "not set" (docker always sends one); a
+    /// weight needs a proportional scheduler's file (blkio.bfq.weight, or CFQ's blkio.weight),
+    /// and is an error when the kernel has neither; throttles go to blkio.throttle.*.
+    /// </summary>
+    private static void ApplyBlockIO(string dir, BlockIOSpec blockIO)
+    {
+        string WeightFile(string bfq, string cfq, string field)
+        {
+            foreach (var name in new[] { bfq, cfq })
+            {
+                var file = System.IO.Path.Combine(dir, name);
+                if (File.Exists(file))
+                {
+                    return file;
+                }
+            }
+            throw new CgroupException($"linux.resources.blockIO.{field}: this kernel's blkio controller has no weight file ({bfq} or {cfq}: no BFQ or CFQ I/O scheduler); remove the weight (runc refuses it too)");
+        }
+        if (blockIO.Weight is > 0 and var weight)
+        {
+            CgroupFactory.Write(WeightFile("blkio.bfq.weight", "blkio.weight", "weight"), weight.ToString(CultureInfo.InvariantCulture));
+        }
+        if (blockIO.LeafWeight is > 0 and var leafWeight)
+        {
+            CgroupFactory.Write(WeightFile("blkio.leaf_weight", "blkio.leaf_weight", "leafWeight"), leafWeight.ToString(CultureInfo.InvariantCulture));
+        }
+        foreach (var device in blockIO.WeightDevice ?? [])
+        {
+            var id = $"{device.Major.ToString(CultureInfo.InvariantCulture)}:{device.Minor.ToString(CultureInfo.InvariantCulture)}";
+            if (device.Weight is > 0 and var w)
+            {
+                CgroupFactory.Write(WeightFile("blkio.bfq.weight_device", "blkio.weight_device", "weightDevice"), $"{id} {w.ToString(CultureInfo.InvariantCulture)}");
+            }
+            if (device.LeafWeight is > 0 and var lw)
+            {
+                CgroupFactory.Write(WeightFile("blkio.leaf_weight_device", "blkio.leaf_weight_device", "weightDevice.leafWeight"), $"{id} {lw.ToString(CultureInfo.InvariantCulture)}");
+            }
+        }
+        foreach (var (list, file) in new[]
+        {
+            (blockIO.ThrottleReadBpsDevice, "blkio.throttle.read_bps_device"), (blockIO.ThrottleWriteBpsDevice, "blkio.throttle.write_bps_device"),
+            (blockIO.ThrottleReadIopsDevice, "blkio.throttle.read_iops_device"), (blockIO.ThrottleWriteIopsDevice, "blkio.throttle.write_iops_device"),
+        })
+        {
+            foreach (var device in list ?? [])
+            {
+                CgroupFactory.Write(System.IO.Path.Combine(dir, file), string.Create(CultureInfo.InvariantCulture, $"{device.Major}:{device.Minor} {device.Rate}"));
+            }
         }
     }
 

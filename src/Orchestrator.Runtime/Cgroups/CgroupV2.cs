@@ -98,6 +98,39 @@ internal sealed class CgroupV2(string mountRoot, string path) : ICgroup
         {
             CgroupFactory.Write(F("pids.max"), pids.Limit > 0 ? V(pids.Limit) : "max");
         }
+        if (resources.BlockIO is { } blockIO)
+        {
+            // As runc on v2: blkio weight 10..1000 onto io.weight 1..10000 (0: not set); throttles to io.max.
+            if (blockIO.Weight is > 0 and var weight)
+            {
+                RequiredWrite("io.weight", (1 + ((Math.Clamp((int)weight, 10, 1000) - 10) * 9999 / 990)).ToString(CultureInfo.InvariantCulture), "linux.resources.blockIO.weight");
+            }
+            foreach (var (list, key) in new[] { (blockIO.ThrottleReadBpsDevice, "rbps"), (blockIO.ThrottleWriteBpsDevice, "wbps"), (blockIO.ThrottleReadIopsDevice, "riops"), (blockIO.ThrottleWriteIopsDevice, "wiops") })
+            {
+                foreach (var device in list ?? [])
+                {
+                    RequiredWrite("io.max", string.Create(CultureInfo.InvariantCulture, $"{device.Major}:{device.Minor} {key}={device.Rate}"), "linux.resources.blockIO");
+                }
+            }
+        }
+        foreach (var hugepage in resources.HugepageLimits ?? [])
+        {
+            RequiredWrite($"hugetlb.{hugepage.PageSize}.max", hugepage.Limit.ToString(CultureInfo.InvariantCulture), "linux.resources.hugepageLimits");
+        }
+        if (resources.Network is { ClassId: > 0 } or { Priorities.Count: > 0 })
+        {
+            throw new CgroupException("linux.resources.network: cgroup v2 has no net_cls or net_prio controller; remove the setting (runc refuses it on v2 too)");
+        }
+    }
+
+    /// <summary>Writes a controller's file; a clear error when the controller is not enabled here.</summary>
+    private void RequiredWrite(string file, string value, string field)
+    {
+        if (!File.Exists(F(file)))
+        {
+            throw new CgroupException($"{field}: '{F(file)}' does not exist (the controller is not enabled for this cgroup); remove the setting or enable the controller");
+        }
+        CgroupFactory.Write(F(file), value);
     }
 
     /// <summary>The conversion runc and crun use: shares 2..262144 onto weight 1..10000.</summary>

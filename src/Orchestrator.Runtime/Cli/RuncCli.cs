@@ -501,9 +501,59 @@ public static class RuncCli
         return root is null ? 0 : Directory.GetDirectories(root).Count(d => Path.GetFileName(d).StartsWith(prefix, StringComparison.Ordinal));
     }
 
+    /// <summary>
+    /// features.md: what this runtime implements, derived from the code that implements it (the
+    /// hooks it runs, the namespaces it creates, the mount options and seccomp names it accepts).
+    /// </summary>
+    internal static string FeaturesJson()
+    {
+        using var buffer = new MemoryStream();
+        using (var json = new Utf8JsonWriter(buffer))
+        {
+            void Array(string name, IEnumerable<string> values)
+            {
+                json.WriteStartArray(name);
+                foreach (var value in values)
+                {
+                    json.WriteStringValue(value);
+                }
+                json.WriteEndArray();
+            }
+            json.WriteStartObject();
+            json.WriteString("ociVersionMin", "1.0.0");
+            json.WriteString("ociVersionMax", "1.2.0");
+            Array("hooks", ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"]);
+            Array("mountOptions", MountOptions.Names.Order(StringComparer.Ordinal));
+            json.WriteStartObject("linux");
+            Array("namespaces", SpecValidator.NamespaceTypes.Where(t => Spawn.ContainerPlan.NamespaceFlag(t) != 0).Order(StringComparer.Ordinal));
+            Array("capabilities", Enumerable.Range(0, 64).Select(Capabilities.Name).TakeWhile(n => !n.StartsWith("cap_", StringComparison.Ordinal)));
+            json.WriteStartObject("cgroup");
+            json.WriteBoolean("v1", true);
+            json.WriteBoolean("v2", true);
+            json.WriteBoolean("systemd", false);
+            json.WriteBoolean("systemdUser", false);
+            json.WriteEndObject();
+            json.WriteStartObject("seccomp");
+            json.WriteBoolean("enabled", true);
+            Array("actions", Security.SeccompCompiler.Actions);
+            Array("operators", Security.SeccompCompiler.Operators);
+            Array("archs", Security.SeccompCompiler.NativeArchitectures);
+            json.WriteEndObject();
+            json.WriteStartObject("apparmor");
+            json.WriteBoolean("enabled", SpecValidator.AppArmorEnabled());
+            json.WriteEndObject();
+            json.WriteStartObject("selinux");
+            json.WriteBoolean("enabled", false);
+            json.WriteEndObject();
+            json.WriteEndObject();
+            json.WriteEndObject();
+        }
+        return System.Text.Encoding.UTF8.GetString(buffer.ToArray());
+    }
+
     private static int Features(TextWriter stdout)
     {
-        stdout.WriteLine("""{"ociVersionMin":"1.0.0","ociVersionMax":"1.2.0","hooks":[],"mountOptions":["ro","rw","bind","rbind","nosuid","nodev","noexec","private","rprivate","slave","rslave","shared","rshared"],"linux":{"namespaces":["pid","network","mount","ipc","uts","cgroup"],"cgroup":{"v1":true,"v2":true,"systemd":false}}}""");
+        stdout.WriteLine(FeaturesJson());
         return 0;
     }
 

@@ -26,6 +26,17 @@ public static class SeccompCompiler
     private const int OffsetNr = 0, OffsetArch = 4, OffsetArgs = 16;
     private const uint X32SyscallBit = 0x40000000;
 
+    /// <summary>The names <see cref="Action"/> and the operators accept (for `features`; a test checks each compiles).</summary>
+    public static readonly string[] Actions =
+        ["SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_KILL_THREAD", "SCMP_ACT_LOG", "SCMP_ACT_TRACE", "SCMP_ACT_TRAP"];
+
+    public static readonly string[] Operators =
+        ["SCMP_CMP_EQ", "SCMP_CMP_GE", "SCMP_CMP_GT", "SCMP_CMP_LE", "SCMP_CMP_LT", "SCMP_CMP_MASKED_EQ", "SCMP_CMP_NE"];
+
+    /// <summary>Architectures with an AUDIT_ARCH value here (the others are accepted names of other machines).</summary>
+    public static readonly string[] NativeArchitectures =
+        ["SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM", "SCMP_ARCH_X32", "SCMP_ARCH_X86", "SCMP_ARCH_X86_64"];
+
     public static uint Action(string action, uint? errnoRet, uint defaultErrno = 1) => action switch
     {
         "SCMP_ACT_KILL" or "SCMP_ACT_KILL_THREAD" => RetKillThread,

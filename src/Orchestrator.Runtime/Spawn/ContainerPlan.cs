@@ -26,8 +26,11 @@ internal sealed class ContainerPlan
     /// <summary>--no-pivot: move the rootfs onto / and chroot instead of pivot_root.</summary>
     public bool NoPivot { get; set; }
 
-    /// <summary>exec into another pid namespace: the child forks once more after joining.</summary>
+    /// <summary>exec into another pid namespace, or a container joining one by path: the child forks once more after joining.</summary>
     public bool ForkAfterJoin { get; init; }
+
+    /// <summary>No mount namespace in the spec: the container inherits the runtime's (config-linux.md#namespaces).</summary>
+    public bool SharesRuntimeMountNamespace { get; init; }
     public int CloneFlags { get; init; }
     public List<(string Path, int Type)> Joins { get; } = [];
     public List<MountStep> Mounts { get; } = [];
@@ -44,6 +47,27 @@ internal sealed class ContainerPlan
         "cgroup" => CLONE_NEWCGROUP,
         "user" => CLONE_NEWUSER,
         _ => 0,
+    };
+
+    /// <summary>The spec's name of a CLONE_NEW* flag.</summary>
+    public static string NamespaceName(int flag) => flag switch
+    {
+        CLONE_NEWPID => "pid",
+        CLONE_NEWNET => "network",
+        CLONE_NEWNS => "mount",
+        CLONE_NEWIPC => "ipc",
+        CLONE_NEWUTS => "uts",
+        CLONE_NEWCGROUP => "cgroup",
+        CLONE_NEWUSER => "user",
+        _ => $"0x{flag:x}",
+    };
+
+    /// <summary>The /proc/PID/ns file of a CLONE_NEW* flag.</summary>
+    public static string NamespaceFile(int flag) => flag switch
+    {
+        CLONE_NEWNET => "net",
+        CLONE_NEWNS => "mnt",
+        _ => NamespaceName(flag),
     };
 
     /// <summary>
@@ -86,10 +110,6 @@ internal sealed class ContainerPlan
             throw new SpecException($"root.path: '{rootfs}' is not a directory; unpack the image there or fix root.path");
         }
         var namespaces = linux.Namespaces ?? [];
-        if (!namespaces.Any(n => n.Type == "mount"))
-        {
-            throw new SpecException("linux.namespaces: a mount namespace is required (the rootfs is set up inside one); add {\"type\": \"mount\"}");
-        }
 
         var flags = 0;
         var joins = new List<(string, int)>();
@@ -113,6 +133,9 @@ internal sealed class ContainerPlan
             CloneFlags = flags,
             Spec = spec,
             ExecPath = FindProgram(rootfs, process.Args[0], process.Cwd, env),
+            // setns(CLONE_NEWPID) moves only the children of the caller: fork once more.
+            ForkAfterJoin = namespaces.Any(n => n.Type == "pid" && n.Path is { Length: > 0 }),
+            SharesRuntimeMountNamespace = !namespaces.Any(n => n.Type == "mount"),
         };
         plan.Joins.AddRange(joins);
 

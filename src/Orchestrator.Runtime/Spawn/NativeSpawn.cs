@@ -102,6 +102,10 @@ internal unsafe struct NativePlan
     public int CgroupFd;
     public int ReportFd;
     public int ExecFifoFd;
+    public int NoMountNs;
+    public nuint RootPropagationFinal;
+    public byte* ApparmorProfile;
+    public byte* Domainname;
 }
 
 /// <summary>What the child reports over the report pipe; mirrors enum orch_stage.</summary>
@@ -110,7 +114,8 @@ public enum SpawnStage
     Ok = 0, Sync = 1, Setns = 2, MountPrivate = 3, RootfsBind = 4, Mount = 5, PivotRoot = 6, MaskPath = 7,
     ReadonlyPath = 8, ReadonlyRoot = 9, Hostname = 10, Sysctl = 11, Rlimit = 12, OomScore = 13,
     Groups = 14, Gid = 15, Uid = 16, Capabilities = 17, Cwd = 18, ExecFifo = 19, NoNewPrivs = 20,
-    Seccomp = 21, Exec = 22, CloseFds = 23, Stdio = 24, Fork = 25, Terminal = 26, Hook = 27, Ready = 100, ChildPid = 101,
+    Seccomp = 21, Exec = 22, CloseFds = 23, Stdio = 24, Fork = 25, Terminal = 26, Hook = 27, Device = 28, Apparmor = 29,
+    Propagation = 30, Ready = 100, ChildPid = 101, WarnAmbient = 102,
 }
 
 internal static unsafe partial class NativeSpawn
@@ -119,6 +124,16 @@ internal static unsafe partial class NativeSpawn
 
     [LibraryImport(Library, EntryPoint = "orch_spawn", SetLastError = true)]
     public static partial int Spawn(NativePlan* plan, int* pidfd, int* inCgroup);
+
+    [LibraryImport(Library, EntryPoint = "orch_spawn_hook", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int SpawnHook(string path, byte** argv, byte** envp, int inFd, int outFd);
+
+    /// <summary>ioctl(2) with no argument (NS_GET_NSTYPE).</summary>
+    [LibraryImport("libc", EntryPoint = "ioctl", SetLastError = true)]
+    public static partial int Ioctl(int fd, nuint request);
+
+    /// <summary>NS_GET_NSTYPE from &lt;linux/nsfs.h&gt;: the CLONE_NEW* type of a namespace fd.</summary>
+    public const nuint NS_GET_NSTYPE = 0xb703;
 
     [LibraryImport(Library, EntryPoint = "orch_pidfd_open", SetLastError = true)]
     public static partial int PidfdOpen(int pid);

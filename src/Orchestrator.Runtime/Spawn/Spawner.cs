@@ -166,7 +166,8 @@ internal static unsafe class Spawner
             // Mounts run while the parent pays for the cgroup move, unless a mount needs the
             // cgroup namespace (cgroup2).
             // (exec waits first too: its fork must happen inside the cgroup.)
-            p->SyncLate = plan.Rootfs is null || beforeStart is not null || plan.Mounts.Any(m => m.FsType == "cgroup2") || (plan.CloneFlags & ContainerPlan.CLONE_NEWUSER) != 0 ? 0 : 1;
+            // (A joined pid namespace forks after setns: the fork must come after the cgroup move.)
+            p->SyncLate = plan.Rootfs is null || plan.ForkAfterJoin || beforeStart is not null || plan.Mounts.Any(m => m.FsType == "cgroup2") || (plan.CloneFlags & ContainerPlan.CLONE_NEWUSER) != 0 ? 0 : 1;
             p->NJoin = plan.Joins.Count;
             p->JoinFds = arena.Alloc<int>(plan.Joins.Count);
             p->JoinTypes = arena.Alloc<int>(plan.Joins.Count);
@@ -178,12 +179,23 @@ internal static unsafe class Spawner
                     throw new SpecException($"linux.namespaces: cannot open namespace '{plan.Joins[i].Path}': {Errno.Describe(Marshal.GetLastPInvokeError())}; is that process still running?");
                 }
                 fdsToClose.Add(fd);
+                // config-linux.md#namespaces: a path that is not a namespace of that type is an error.
+                var actual = NativeSpawn.Ioctl(fd, NativeSpawn.NS_GET_NSTYPE);
+                if (actual != plan.Joins[i].Type)
+                {
+                    throw new SpecException($"linux.namespaces: '{plan.Joins[i].Path}' is not a {ContainerPlan.NamespaceName(plan.Joins[i].Type)} namespace{(actual > 0 ? $" (it is a {ContainerPlan.NamespaceName(actual)} namespace)" : "")}; give the path of one, like /proc/PID/ns/{ContainerPlan.NamespaceFile(plan.Joins[i].Type)}");
+                }
                 p->JoinFds[i] = fd;
                 p->JoinTypes[i] = plan.Joins[i].Type;
             }
             p->Rootfs = arena.String(plan.Rootfs);
             p->ReadonlyRoot = spec.Root?.Readonly == true ? 1 : 0;
-            p->RootPropagation = (nuint)(linux.RootfsPropagation is "slave" or "rslave" ? MS_SLAVE | MS_REC : MS_PRIVATE | MS_REC);
+            // Set up under a private (or, for slave and shared, a slave) root; the exact
+            // rootfsPropagation goes on the new root after pivot_root, as runc does.
+            p->RootPropagation = (nuint)(linux.RootfsPropagation is "slave" or "rslave" or "shared" or "rshared" ? MS_SLAVE | MS_REC : MS_PRIVATE | MS_REC);
+            p->RootPropagationFinal = (nuint)(linux.RootfsPropagation is { Length: > 0 } propagation ? MountOptions.Parse([propagation]).Propagation : 0);
+            p->NoMountNs = plan.Rootfs is not null && plan.SharesRuntimeMountNamespace ? 1 : 0;
+            p->ApparmorProfile = arena.String(process.ApparmorProfile is { Length: > 0 } profile ? profile : null);
             p->NMounts = plan.Mounts.Count;
             p->Mounts = arena.Alloc<NativeMount>(plan.Mounts.Count);
             for (var i = 0; i < plan.Mounts.Count; i++)
@@ -208,6 +220,7 @@ internal static unsafe class Spawner
             p->NReadonly = readonlyPaths.Count;
             p->ReadonlyPaths = arena.Strings(readonlyPaths);
             p->Hostname = (plan.CloneFlags & ContainerPlan.CLONE_NEWUTS) != 0 ? arena.String(spec.Hostname) : null;
+            p->Domainname = (plan.CloneFlags & ContainerPlan.CLONE_NEWUTS) != 0 ? arena.String(spec.Domainname) : null;
             if (plan.Rootfs is null)
             {
                 p->NMasked = 0; // exec: the container's mounts, masks and sysctls are already in place
@@ -266,7 +279,9 @@ internal static unsafe class Spawner
             p->ExecFifoFd = -1;
             if (execFifo is not null)
             {
-                var fifo = open(execFifo, O_PATH | O_CLOEXEC, 0);
+                // Read-write: never blocks, and the child inherits it instead of opening a path
+                // its own identity may not reach (a user namespace, no CAP_DAC_OVERRIDE).
+                var fifo = open(execFifo, O_RDWR | O_CLOEXEC, 0);
                 if (fifo < 0)
                 {
                     throw LinuxException.FromLastError("open", execFifo);
@@ -312,7 +327,7 @@ internal static unsafe class Spawner
                 byte go = 1;
                 if (write(sync[1], &go, 1) != 1)
                 {
-                    throw LinuxException.FromLastError("write", "sync pipe");
+                    throw SyncFailed(report[0], plan);
                 }
                 if (p->NCreateHooks + p->NStartHooks > 0)
                 {
@@ -332,7 +347,7 @@ internal static unsafe class Spawner
                             var n = write(sync[1], bytes + written, (nuint)(json.Length - written));
                             if (n <= 0)
                             {
-                                throw LinuxException.FromLastError("write", "sync pipe");
+                                throw SyncFailed(report[0], plan);
                             }
                             written += (int)n;
                         }
@@ -389,6 +404,25 @@ internal static unsafe class Spawner
         }
     }
 
+    /// <summary>
+    /// The child went away before taking the go byte: it failed in its mount phase (which runs
+    /// before the sync when nothing there needs the cgroup). Its report says why; only without
+    /// one is the broken pipe itself the error.
+    /// </summary>
+    private static Exception SyncFailed(int reportFd, ContainerPlan plan)
+    {
+        var errno = Marshal.GetLastPInvokeError();
+        try
+        {
+            WaitForReport(reportFd, plan);
+        }
+        catch (SpawnException e)
+        {
+            return e;
+        }
+        return new LinuxException("write", "sync pipe", errno);
+    }
+
     private static void WriteIdMap(string path, List<IdMapping> mappings)
     {
         var text = string.Concat(mappings.Select(m => $"{m.ContainerId} {m.HostId} {m.Size}\n"));
@@ -442,6 +476,11 @@ internal static unsafe class Spawner
                 grandchild = record[1];
                 continue;
             }
+            if (reported == SpawnStage.WarnAmbient)
+            {
+                Console.Error.WriteLine($"warning: process.capabilities.ambient: {Capabilities.Name(record[1])} was not raised: an ambient capability must also be in the permitted and inheritable sets (runc and crun skip it too)");
+                continue;
+            }
             if (reported == SpawnStage.Ready)
             {
                 return grandchild;
@@ -458,6 +497,8 @@ internal static unsafe class Spawner
                 $" ('{plan.Rootfs}': the container's root is an unprivileged host uid in a user namespace; every directory above the rootfs must be searchable by it, e.g. chmod 755)",
             SpawnStage.RootfsBind => $" ('{plan.Rootfs}')",
             SpawnStage.Hook => " (a createContainer or startContainer hook failed or could not run)",
+            SpawnStage.Device when record[1] == Errno.EEXIST => " (linux.devices: a file already at a device's path is not that device)",
+            SpawnStage.Apparmor => $" (process.apparmorProfile '{plan.Spec.Process!.ApparmorProfile}')",
             _ => "",
         };
         throw new SpawnException(stage, record[1], detail);

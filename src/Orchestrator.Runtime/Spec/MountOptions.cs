@@ -38,6 +38,9 @@ public static class MountOptions
     private static bool IsData(string option)
         => option.Contains('=', StringComparison.Ordinal) || option is "newinstance";
 
+    /// <summary>Every option name this runtime understands (data options like size=… aside), for `features`.</summary>
+    public static IEnumerable<string> Names => s_flags.Keys.Concat(s_propagation.Keys);
+
     public static bool IsKnown(string option) => s_flags.ContainsKey(option) || s_propagation.ContainsKey(option) || IsData(option);
 
     public static (ulong Flags, ulong Propagation, string? Data) Parse(IEnumerable<string>? options)

@@ -3,8 +3,10 @@ using System.Text.Json.Serialization;
 
 namespace Orchestrator.Runtime.Spec;
 
-// The OCI runtime spec (config.json), version 1.x: the fields this runtime implements. Any
-// field not declared here is rejected when the spec is read (never silently ignored).
+// The OCI runtime spec (config.json), version 1.x. A property not declared here is ignored, as
+// config.md#extensibility requires ("runtimes MUST ignore unknown properties"). Properties of the
+// spec this runtime cannot honour are declared (as JsonElement when only their presence matters)
+// so that the validator refuses them instead of ignoring them ("valid values").
 
 public sealed class RuntimeSpec
 {
@@ -33,6 +35,11 @@ public sealed class ProcessSpec
     public string? ApparmorProfile { get; set; }
     public int? OomScoreAdj { get; set; }
     public string? SelinuxLabel { get; set; }
+
+    /// <summary>Not supported (refused when set): process.ioPriority, process.scheduler, process.execCPUAffinity.</summary>
+    public JsonElement? IoPriority { get; set; }
+    public JsonElement? Scheduler { get; set; }
+    public JsonElement? ExecCPUAffinity { get; set; }
 }
 
 public sealed class ConsoleSize
@@ -93,6 +100,12 @@ public sealed class LinuxSpec
     public List<string>? MaskedPaths { get; set; }
     public List<string>? ReadonlyPaths { get; set; }
     public string? MountLabel { get; set; }
+
+    /// <summary>Not supported (refused when set): intelRdt, personality, timeOffsets, memoryPolicy.</summary>
+    public JsonElement? IntelRdt { get; set; }
+    public JsonElement? Personality { get; set; }
+    public JsonElement? TimeOffsets { get; set; }
+    public JsonElement? MemoryPolicy { get; set; }
 }
 
 public sealed class NamespaceSpec
@@ -129,6 +142,60 @@ public sealed class ResourcesSpec
     public MemorySpec? Memory { get; set; }
     public CpuSpec? Cpu { get; set; }
     public PidsSpec? Pids { get; set; }
+    public BlockIOSpec? BlockIO { get; set; }
+    public List<HugepageLimitSpec>? HugepageLimits { get; set; }
+    public NetworkSpec? Network { get; set; }
+
+    /// <summary>Not supported (refused when set): rdma, and unified (cgroup v2 key/values).</summary>
+    public JsonElement? Rdma { get; set; }
+    public Dictionary<string, string>? Unified { get; set; }
+}
+
+public sealed class BlockIOSpec
+{
+    public ushort? Weight { get; set; }
+    public ushort? LeafWeight { get; set; }
+    public List<WeightDeviceSpec>? WeightDevice { get; set; }
+    public List<ThrottleDeviceSpec>? ThrottleReadBpsDevice { get; set; }
+    public List<ThrottleDeviceSpec>? ThrottleWriteBpsDevice { get; set; }
+    [JsonPropertyName("throttleReadIOPSDevice")]
+    public List<ThrottleDeviceSpec>? ThrottleReadIopsDevice { get; set; }
+    [JsonPropertyName("throttleWriteIOPSDevice")]
+    public List<ThrottleDeviceSpec>? ThrottleWriteIopsDevice { get; set; }
+}
+
+public sealed class WeightDeviceSpec
+{
+    public long Major { get; set; }
+    public long Minor { get; set; }
+    public ushort? Weight { get; set; }
+    public ushort? LeafWeight { get; set; }
+}
+
+public sealed class ThrottleDeviceSpec
+{
+    public long Major { get; set; }
+    public long Minor { get; set; }
+    public ulong Rate { get; set; }
+}
+
+public sealed class HugepageLimitSpec
+{
+    public string PageSize { get; set; } = "";
+    public ulong Limit { get; set; }
+}
+
+public sealed class NetworkSpec
+{
+    [JsonPropertyName("classID")]
+    public uint? ClassId { get; set; }
+    public List<NetworkPrioritySpec>? Priorities { get; set; }
+}
+
+public sealed class NetworkPrioritySpec
+{
+    public string Name { get; set; } = "";
+    public uint Priority { get; set; }
 }
 
 public sealed class DeviceRuleSpec
@@ -230,7 +297,7 @@ public sealed class ContainerStateSpec
 
 [JsonSourceGenerationOptions(
     PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase,
-    UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
+    UnmappedMemberHandling = JsonUnmappedMemberHandling.Skip,
     DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
     WriteIndented = true,
     AllowTrailingCommas = false,
@@ -276,9 +343,7 @@ public static class SpecReader
         catch (JsonException e)
         {
             var where = e.Path is { Length: > 1 } p ? p.TrimStart('$', '.') : "the document";
-            var reason = e.Message.Contains("could not be mapped", StringComparison.Ordinal)
-                ? "is not a field this runtime supports (unknown to OCI runtime spec 1.x or not implemented); remove it"
-                : $"is malformed ({FirstSentence(e.Message)})";
+            var reason = $"is malformed ({FirstSentence(e.Message)})";
             throw new SpecException($"{path}: {where} {reason}", e);
         }
         if (spec is null)
