@@ -41,7 +41,15 @@ public sealed class ContainerdFixture : IAsyncDisposable
         {
             await (await started).DisposeAsync();
         }
+        // What ctr's default cgroupsPath (/<namespace>/<id>) and the shim's runtime root leave.
         EngineSupport.RemoveCgroupTree(Namespace);
+        try
+        {
+            Directory.Delete(Path.Combine("/run/containerd/runc", Namespace));
+        }
+        catch (IOException)
+        {
+        }
     }
 }
 
