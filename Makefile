@@ -15,7 +15,7 @@ RESULTS := artifacts/test-results
 # Debian packages: the build (gcc links the AOT binary), the tests' real servers and tools,
 # and the competitors the benchmarks run side by side.
 APT_BUILD := gcc libc6-dev zlib1g-dev git ca-certificates curl libicu72
-APT_TEST := nats-server busybox-static skopeo umoci util-linux iproute2 systemd procps tar containerd attr bsdutils docker-registry apache2-utils zstd nftables man-db
+APT_TEST := nats-server busybox-static skopeo umoci util-linux iproute2 systemd procps tar containerd attr bsdutils docker-registry apache2-utils zstd nftables man-db docker.io podman runc tini
 APT_BENCH := containerd runc crun hyperfine time
 # What make demo runs besides orchd: the NATS server, the image's busybox, and the tools the
 # nodes' bridge networking calls (a subset of the test packages: a fresh machine installs less).

@@ -298,8 +298,8 @@ public sealed class ContainerRuntime(string root)
             throw new SpecException("process.terminal: a detached exec's terminal goes to --console-socket; pass one or run in the foreground");
         }
         var (record, plan) = ExecPlan(id, process);
-        // The process is our grandchild (the pid namespace forces one more fork): as a subreaper
-        // we get it back when its parent exits, and can wait for it.
+        // In a pid namespace the shim forks once more after joining it; that fork is our own
+        // child (CLONE_PARENT). Being a subreaper as well catches anything it leaves behind.
         if (!detach && NativeSpawn.SetSubreaper() != 0)
         {
             throw LinuxException.FromLastError("prctl(PR_SET_CHILD_SUBREAPER)");

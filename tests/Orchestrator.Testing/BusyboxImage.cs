@@ -148,6 +148,18 @@ public static class BusyboxImage
         }
     }
 
+    /// <summary>
+    /// The layer alone, gzipped: a root filesystem tar for `docker import` and `podman import`.
+    /// It holds /tmp/keep ("kept"), which a tmpfs with tmpcopyup on /tmp must show.
+    /// </summary>
+    public static string CreateRootfsTar(string path, IReadOnlyDictionary<string, string>? extraFiles = null)
+    {
+        Requires.Program("busybox", "busybox-static");
+        var files = new Dictionary<string, string>(extraFiles ?? new Dictionary<string, string>(), StringComparer.Ordinal) { ["tmp/keep"] = "kept\n" };
+        File.WriteAllBytes(path, Gzip(BuildLayerTar(files)));
+        return path;
+    }
+
     /// <summary>The uncompressed layer: a minimal root filesystem around busybox.</summary>
     private static byte[] BuildLayerTar(IReadOnlyDictionary<string, string>? extraFiles)
     {

@@ -4,7 +4,8 @@ namespace Orchestrator.Testing;
 
 /// <summary>
 /// A private containerd (Debian's package) with its root, state and sockets in a temp dir and
-/// the CRI plugin off. `Ctr` runs Debian's ctr against it.
+/// the CRI plugin off. `Ctr` runs Debian's ctr against it. Its restart monitor (tasks of
+/// containers labelled containerd.io/restart.status=running are started again) looks every second.
 /// </summary>
 public sealed class ContainerdServer : IAsyncDisposable
 {
@@ -33,6 +34,8 @@ public sealed class ContainerdServer : IAsyncDisposable
               address = "{server.Socket}"
             [ttrpc]
               address = "{server.Socket}.ttrpc"
+            [plugins."io.containerd.internal.v1.restart"]
+              interval = "1s"
             """);
         await server.LaunchAsync();
         return server;

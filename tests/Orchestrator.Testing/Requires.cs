@@ -30,6 +30,19 @@ public static class Requires
         return found!;
     }
 
+    /// <summary>
+    /// A program at an exact path, for when another program of that name comes first on PATH
+    /// (this machine's /usr/local/bin/docker is not Debian's docker client).
+    /// </summary>
+    public static string ProgramAt(string path, string debianPackage)
+    {
+        if (!File.Exists(path))
+        {
+            Missing($"'{path}' is not installed; apt-get install {debianPackage} (make test does)");
+        }
+        return path;
+    }
+
     public static string? Which(string name)
     {
         var path = Environment.GetEnvironmentVariable("PATH") ?? "/usr/bin:/bin";

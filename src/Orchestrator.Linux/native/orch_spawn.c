@@ -81,7 +81,8 @@ struct orch_mount {
  * filesystems the child has just mounted (a fresh /dev tmpfs), which the parent cannot see. */
 enum orch_op { OP_MOUNT = 0, OP_MKDIR = 1, OP_CREATE = 2, OP_SYMLINK = 3,
                OP_MKNOD = 4 /* flags: st_mode (type | permissions), propagation: dev_t */,
-               OP_CHOWN = 5 /* flags: uid, propagation: gid */ };
+               OP_CHOWN = 5 /* flags: uid, propagation: gid */,
+               OP_MOUNT_COPYUP = 6 /* a tmpfs mount (as OP_MOUNT) that gets the directory's content first (tmpcopyup) */ };
 
 struct orch_rlimit { int resource; uint64_t soft; uint64_t hard; };
 
@@ -356,6 +357,111 @@ static int run_hook(const struct orch_hook *h) {
     return 0;
 }
 
+/* tmpcopyup: the content of a directory a tmpfs is mounted over is copied up into it, as runc
+ * and crun do (podman's --read-only mounts /run, /tmp and /var/tmp that way). The old directory
+ * stays reachable through an fd opened before the mount. Raw calls and static buffers only:
+ * the child must not allocate. Files keep their mode, owner and times. */
+static char copy_buf[65536];
+
+struct orch_dirent64 { uint64_t ino; int64_t off; unsigned short reclen; unsigned char type; char name[]; };
+
+static int copy_attrs(int to_dir, const char *name, const struct stat *st, int is_link) {
+    if (fchownat(to_dir, name, st->st_uid, st->st_gid, AT_SYMLINK_NOFOLLOW) < 0) return -1;
+    if (!is_link && fchmodat(to_dir, name, st->st_mode & 07777, 0) < 0) return -1; /* after chown, which clears set-id bits */
+    struct timespec times[2] = { st->st_atim, st->st_mtim };
+    return utimensat(to_dir, name, times, AT_SYMLINK_NOFOLLOW);
+}
+
+static int copy_file(int from_dir, int to_dir, const char *name, const struct stat *st) {
+    int in = openat(from_dir, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (in < 0) return -1;
+    int out = openat(to_dir, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, st->st_mode & 0777);
+    if (out < 0) { int e = errno; close(in); errno = e; return -1; }
+    int rc = 0;
+    for (;;) {
+        ssize_t n = read(in, copy_buf, sizeof copy_buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) { rc = (int)n; break; }
+        for (ssize_t off = 0; off < n;) {
+            ssize_t w = write(out, copy_buf + off, (size_t)(n - off));
+            if (w < 0 && errno == EINTR) continue;
+            if (w <= 0) { rc = -1; break; }
+            off += w;
+        }
+        if (rc < 0) break;
+    }
+    int e = errno;
+    close(in); close(out);
+    errno = e;
+    return rc;
+}
+
+static int copy_tree(int from_dir, int to_dir, int depth) {
+    if (depth > 64) { errno = ELOOP; return -1; }
+    char dents[2048];
+    for (;;) {
+        long n = syscall(SYS_getdents64, from_dir, dents, sizeof dents);
+        if (n < 0) return -1;
+        if (n == 0) return 0;
+        for (long off = 0; off < n;) {
+            struct orch_dirent64 *d = (struct orch_dirent64 *)(dents + off);
+            off += d->reclen;
+            const char *name = d->name;
+            if (name[0] == '.' && (name[1] == 0 || (name[1] == '.' && name[2] == 0))) continue;
+            struct stat st;
+            if (fstatat(from_dir, name, &st, AT_SYMLINK_NOFOLLOW) < 0) return -1;
+            if (S_ISDIR(st.st_mode)) {
+                if (mkdirat(to_dir, name, 0700) < 0) return -1;
+                int from = openat(from_dir, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                if (from < 0) return -1;
+                int to = openat(to_dir, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                if (to < 0) { int e = errno; close(from); errno = e; return -1; }
+                int rc = copy_tree(from, to, depth + 1);
+                int e = errno;
+                close(from); close(to);
+                errno = e;
+                if (rc < 0) return -1;
+            } else if (S_ISREG(st.st_mode)) {
+                if (copy_file(from_dir, to_dir, name, &st) < 0) return -1;
+            } else if (S_ISLNK(st.st_mode)) {
+                ssize_t len = readlinkat(from_dir, name, copy_buf, sizeof copy_buf - 1);
+                if (len < 0) return -1;
+                copy_buf[len] = 0;
+                if (symlinkat(copy_buf, to_dir, name) < 0) return -1;
+            } else if (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) || S_ISFIFO(st.st_mode)) {
+                if (mknodat(to_dir, name, st.st_mode, st.st_rdev) < 0) return -1;
+            } else {
+                continue; /* a socket: meaningless without its listener */
+            }
+            if (copy_attrs(to_dir, name, &st, S_ISLNK(st.st_mode)) < 0) return -1;
+        }
+    }
+}
+
+/* Mounts m (a tmpfs) over its target after copying the target's content into it. A read-only
+ * tmpfs is filled first and made read-only after. */
+static int mount_copyup(const struct orch_mount *m) {
+    int old = open(m->target, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (old < 0) return -1;
+    struct stat st;
+    int rc = -1;
+    if (fstat(old, &st) < 0) goto out;
+    if (mount(m->source, m->target, m->fstype, m->flags & ~MS_RDONLY, m->data) < 0) goto out;
+    int fresh = open(m->target, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fresh < 0) goto out;
+    rc = copy_tree(old, fresh, 0);
+    if (rc == 0 && (fchown(fresh, st.st_uid, st.st_gid) < 0 || fchmod(fresh, st.st_mode & 07777) < 0)) rc = -1;
+    int e = errno;
+    close(fresh);
+    errno = e;
+    if (rc == 0 && (m->flags & MS_RDONLY) && mount(NULL, m->target, NULL, MS_REMOUNT | m->flags, m->data) < 0) rc = -1;
+out:;
+    int saved = errno;
+    close(old);
+    errno = saved;
+    return rc;
+}
+
 static int child_main(void *arg) {
     const struct orch_plan *p = arg;
     char buf[4096];
@@ -375,10 +481,12 @@ static int child_main(void *arg) {
     for (int i = 0; i < p->n_join; i++)
         if (setns(p->join_fds[i], p->join_types[i]) < 0) fail(p, ST_SETNS);
 
-    /* setns(CLONE_NEWPID) places our children, not us, in the namespace: fork once more. The
-     * parent (a subreaper) learns the grandchild's pid from us and reaps it after we exit. */
+    /* setns(CLONE_NEWPID) places our children, not us, in the namespace: fork once more. With
+     * CLONE_PARENT the new process is the runtime's own child, not ours (runc's nsexec does the
+     * same): when we exit it is not reparented to a subreaper (containerd's shim) or init, which
+     * could reap it before the runtime holds a pidfd of it. The parent learns its pid from us. */
     if (p->fork_after_join) {
-        pid_t child = fork();
+        pid_t child = (pid_t)syscall(SYS_clone, CLONE_PARENT | SIGCHLD, 0, NULL, NULL, 0);
         if (child < 0) fail(p, ST_FORK);
         if (child > 0) { report(p->report_fd, ST_CHILD_PID, (int)child); _exit(0); }
     }
@@ -431,7 +539,9 @@ static int child_main(void *arg) {
                 node_existed = 0;
                 continue;
             }
-            if (mount(m->source, m->target, m->fstype, m->flags, m->data) < 0) fail(p, ST_MOUNT);
+            if (m->op == OP_MOUNT_COPYUP) {
+                if (mount_copyup(m) < 0) fail(p, ST_MOUNT);
+            } else if (mount(m->source, m->target, m->fstype, m->flags, m->data) < 0) fail(p, ST_MOUNT);
             if (m->remount_flags && mount(NULL, m->target, NULL, MS_REMOUNT | MS_BIND | (unsigned long)m->remount_flags, NULL) < 0) fail(p, ST_MOUNT);
             if (m->propagation && mount(NULL, m->target, NULL, m->propagation, NULL) < 0) fail(p, ST_MOUNT);
         }

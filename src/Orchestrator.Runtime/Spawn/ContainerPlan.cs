@@ -191,7 +191,10 @@ internal sealed class ContainerPlan
             Mounts.Add(new MountStep(0, source, target, null, flags & (MS_BIND | MS_REC), null, propagation, remount));
             return;
         }
-        Mounts.Add(new MountStep(0, source ?? mount.Type, target, mount.Type, flags, data, propagation, 0));
+        // tmpcopyup (podman's --read-only /run, /tmp, /var/tmp): the child copies what the image
+        // has there into the fresh tmpfs (op 6); the option means nothing to other types, as in runc.
+        var copyUp = mount.Type == "tmpfs" && mount.Options?.Contains(MountOptions.TmpCopyUp) == true;
+        Mounts.Add(new MountStep(copyUp ? 6 : 0, source ?? mount.Type, target, mount.Type, flags, data, propagation, 0));
         madeByUs.Add(mount.Destination);
         if (mount.Destination == "/dev" && mount.Type == "tmpfs")
         {

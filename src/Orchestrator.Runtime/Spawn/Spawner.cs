@@ -368,15 +368,18 @@ internal static unsafe class Spawner
                 }
                 if (grandchild > 0)
                 {
-                    // exec into a pid namespace: the process is the grandchild; the child exits.
-                    child.WaitForExit();
-                    child.Dispose();
+                    // exec into a pid namespace: the child forked the process as our own child
+                    // (CLONE_PARENT) and exits. Being ours, it stays a zombie until we reap it, so
+                    // its pid cannot have been reaped and reused before the pidfd is open.
                     var fd = NativeSpawn.PidfdOpen(grandchild);
                     if (fd < 0)
                     {
                         throw new LinuxException("pidfd_open", $"pid {grandchild}", Marshal.GetLastPInvokeError());
                     }
-                    return new SpawnedProcess(grandchild, fd) { ConsoleMaster = master };
+                    var spawned = new SpawnedProcess(grandchild, fd) { ConsoleMaster = master };
+                    child.WaitForExit();
+                    child.Dispose();
+                    return spawned;
                 }
                 child.ConsoleMaster = master;
                 return child;
@@ -384,7 +387,10 @@ internal static unsafe class Spawner
             catch
             {
                 kill(pid, 9);
-                child.WaitForExit();
+                if (child.PidFd >= 0)
+                {
+                    child.WaitForExit();
+                }
                 child.Dispose();
                 throw;
             }

@@ -19,7 +19,12 @@ public static class MountOptions
         ["strictatime"] = (false, MS_STRICTATIME), ["nostrictatime"] = (true, MS_STRICTATIME),
         ["bind"] = (false, MS_BIND), ["rbind"] = (false, MS_BIND | MS_REC),
         ["defaults"] = (false, 0),
+        // Not a flag: a tmpfs that gets the content of the directory it covers (ContainerPlan).
+        [TmpCopyUp] = (false, 0),
     };
+
+    /// <summary>runc's and crun's extension: copy the covered directory's content up into the new tmpfs.</summary>
+    public const string TmpCopyUp = "tmpcopyup";
 
     private static readonly Dictionary<string, ulong> s_propagation = new(StringComparer.Ordinal)
     {
