@@ -89,11 +89,15 @@ internal sealed class ContainerPlan
             }
         }
         var process = spec.Process!;
+        // The program is looked for in the container's own view of its root (its mount namespace,
+        // through /proc/PID/root): a program on a volume or another bind mount is found too, where
+        // the image's rootfs directory on the host does not have it.
+        var containerRoot = $"/proc/{containerPid.ToString(System.Globalization.CultureInfo.InvariantCulture)}/root";
         var plan = new ContainerPlan
         {
             Rootfs = null,
             Spec = spec,
-            ExecPath = FindProgram(hostRootfs, process.Args[0], process.Cwd, process.Env ?? []),
+            ExecPath = FindProgram(Directory.Exists(containerRoot + "/") ? containerRoot : hostRootfs, process.Args[0], process.Cwd, process.Env ?? []),
             ForkAfterJoin = forkAfterJoin,
         };
         plan.Joins.AddRange(joins);
