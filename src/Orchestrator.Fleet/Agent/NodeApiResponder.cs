@@ -151,6 +151,11 @@ public sealed class NodeApiResponder(Supervisor supervisor)
         {
             return JsonSerializer.Deserialize(body, strict) ?? throw new NodeApiException($"the request is empty; send {expected}");
         }
+        catch (InvalidOperationException e)
+        {
+            // System.Text.Json's own refusal of some malformed text (an unpaired surrogate escape), found by the fuzzer.
+            throw new NodeApiException($"the request is not valid JSON text ({e.Message}); send {expected}", e);
+        }
         catch (JsonException e)
         {
             var at = e.Path is { Length: > 1 } p ? p.TrimStart('$', '.') : null;

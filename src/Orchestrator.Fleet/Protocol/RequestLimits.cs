@@ -55,7 +55,15 @@ public static class RequestLimits
                         {
                             return $"a property name in the request is longer than {MaxStringBytes / 1024} KiB";
                         }
-                        var key = reader.GetString()!;
+                        string key;
+                        try
+                        {
+                            key = reader.GetString()!;
+                        }
+                        catch (InvalidOperationException)
+                        {
+                            return "a property name in the request is not valid text (an unpaired surrogate escape); send UTF-8 JSON";
+                        }
                         if (keys.Peek() is { } seen && !seen.Add(key))
                         {
                             return $"'{Where(path, key)}' is given twice; give each property once";

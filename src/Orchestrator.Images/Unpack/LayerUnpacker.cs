@@ -132,6 +132,10 @@ public static class LayerUnpacker
                     case TarEntryType.SymbolicLink:
                         // Made as written: a symlink is harmless until something follows it, and
                         // nothing here does (parents are checked, existing entries replaced).
+                        if (entry.LinkName.Length == 0 || entry.LinkName.Contains('\0', StringComparison.Ordinal))
+                        {
+                            throw new HostileLayerException($"symlink '{entry.Name}' has {(entry.LinkName.Length == 0 ? "an empty target" : "a NUL in its target")}; the layer is refused (found by the tar fuzzer)");
+                        }
                         File.CreateSymbolicLink(target, entry.LinkName);
                         break;
                     case TarEntryType.HardLink:

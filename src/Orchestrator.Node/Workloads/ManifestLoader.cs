@@ -320,6 +320,10 @@ public static class ManifestLoader
             var message = e.InnerException is { } inner && e.Message.StartsWith('(') ? inner.Message : e.Message;
             throw new ManifestException($"{source}:{e.Start.Line}:{e.Start.Column}: not valid YAML: {message}", e);
         }
+        catch (Exception e) when (e is InvalidOperationException or ArgumentException or FormatException or OverflowException or IndexOutOfRangeException)
+        {
+            throw new ManifestException($"{source}: not valid YAML ({e.Message})", e);
+        }
         return stream;
     }
 }

@@ -74,6 +74,12 @@ public static class YamlLimits
         {
             return null; // a syntax error: the full parse that follows reports it with its position
         }
+        catch (Exception e) when (e is InvalidOperationException or ArgumentException or FormatException or OverflowException or IndexOutOfRangeException)
+        {
+            // YamlDotNet's scanner throws these on some malformed text (found by the fuzzer):
+            // refused here, before the full parse, which would throw the same.
+            return $"it is not valid YAML ({e.Message})";
+        }
         return null;
     }
 }
