@@ -90,7 +90,7 @@ public sealed class FullDiskTests
             }
             var drop = Assert.Single(reported, e => e.Kind == "container.logs-dropped" && e.Subject == "chatty");
             Assert.Contains("bytes of stdout dropped: the log cannot be written", drop.Message, StringComparison.Ordinal);
-            Assert.Contains("No space left on device", drop.Message, StringComparison.Ordinal);
+            Assert.Contains("no space left on device", drop.Message, StringComparison.OrdinalIgnoreCase);
             Assert.Equal(pid, (await node.Client.InspectAsync("chatty")).Pid);
             Assert.Equal("running", (await node.Client.InspectAsync("chatty")).State);
 
