@@ -60,8 +60,11 @@ public static class Mutator
 
     /// <summary>Runs <paramref name="check"/> on <paramref name="count"/> mutants of the corpus; fails with the seed, the exception and the input of the first that throws what it should not.</summary>
     public static void Run(string name, IReadOnlyList<byte[]> corpus, IReadOnlyList<string> tokens, int count, Action<byte[]> check, Func<Exception, bool> expected)
+        => Run(name, corpus, tokens, FirstSeed, count, check, expected);
+
+    /// <summary>The mutants of seeds <paramref name="first"/> to first + count - 1 (a seed that once failed is kept as a test this way).</summary>
+    public static void Run(string name, IReadOnlyList<byte[]> corpus, IReadOnlyList<string> tokens, int first, int count, Action<byte[]> check, Func<Exception, bool> expected)
     {
-        var first = FirstSeed;
         for (var seed = first; seed < first + count; seed++)
         {
             var random = new Random(seed);

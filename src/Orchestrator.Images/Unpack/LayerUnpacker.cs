@@ -75,7 +75,7 @@ public static class LayerUnpacker
             var directoryTimes = new List<(string Path, DateTimeOffset Time)>();
             var thisLayer = new HashSet<string>(StringComparer.Ordinal);
             TarEntry? entry;
-            while ((entry = await reader.GetNextEntryAsync(copyData: false, cancellationToken).ConfigureAwait(false)) is not null)
+            while ((entry = await NextEntryAsync(reader, cancellationToken).ConfigureAwait(false)) is not null)
             {
                 if (entry.EntryType is TarEntryType.GlobalExtendedAttributes or TarEntryType.ExtendedAttributes)
                 {
@@ -200,9 +200,30 @@ public static class LayerUnpacker
         return whole;
     }
 
+    /// <summary>
+    /// The next tar entry; the tar reader's own refusals of a malformed header (an
+    /// InvalidOperationException for a PAX size past its data, an ArgumentException, an
+    /// overflow: found by the tar fuzzer) become one clear refusal of the layer.
+    /// </summary>
+    private static async ValueTask<TarEntry?> NextEntryAsync(TarReader reader, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await reader.GetNextEntryAsync(copyData: false, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is InvalidOperationException or ArgumentException or OverflowException or FormatException or IndexOutOfRangeException)
+        {
+            throw new HostileLayerException($"the layer is not a valid tar ({e.Message}); it is refused", e);
+        }
+    }
+
     /// <summary>"./a//b/" → "a/b"; absolute names and ".." are refused.</summary>
     internal static string CleanName(string name)
     {
+        if (name.Contains('\0', StringComparison.Ordinal))
+        {
+            throw new HostileLayerException($"'{name.Replace("\0", "\\0", StringComparison.Ordinal)}' has a NUL character in it, which no path may hold; the layer is refused (found by the tar fuzzer)");
+        }
         if (name.StartsWith('/'))
         {
             throw new HostileLayerException($"'{name}' is an absolute path; a layer's paths are relative to its root, so it is refused");
