@@ -53,4 +53,38 @@ public sealed class SnapshotTests : IDisposable
         Assert.DoesNotContain(File.ReadAllLines("/proc/self/mountinfo"), l => l.Contains(_dir.Path, StringComparison.Ordinal));
         Assert.Equal(mode == "overlay" ? 1 : 0, snapshots.Prune());
     }
+
+    [Fact(Timeout = 120_000)]
+    public async Task A_layer_that_would_fill_the_disk_is_refused_before_it_does()
+    {
+        // The snapshots on a 96 MiB file system: the reserve (64 MiB) leaves about 32 MiB for
+        // layers. busybox fits; a layer of 48 MiB of zeros (a few hundred KB compressed) does not.
+        var small = _dir.Combine("small");
+        Directory.CreateDirectory(small);
+        await using (var mount = DaemonProcess.Start("/bin/mount", ["-t", "tmpfs", "-o", "size=96m", "tmpfs", small]))
+        {
+            Assert.True(await mount.WaitForExitAsync(TimeSpan.FromSeconds(10)) == 0, mount.Output);
+        }
+        try
+        {
+            var images = new ImageStore(_dir.Combine("images"));
+            BusyboxImage.CreateLayout(_dir.Combine("fine"));
+            await images.ImportLayoutAsync(_dir.Combine("fine"), "busybox:fine");
+            BusyboxImage.CreateLayout(_dir.Combine("bomb"), extraFiles: new Dictionary<string, string> { ["bomb"] = new string('\0', 48 << 20) });
+            await images.ImportLayoutAsync(_dir.Combine("bomb"), "busybox:bomb");
+            var snapshots = new SnapshotStore(images, Path.Combine(small, "snapshots"), forceCopy: true);
+
+            Assert.True(File.Exists(Path.Combine(await snapshots.PrepareAsync("busybox:fine", "fine"), "bin", "busybox")));
+            var refused = await Assert.ThrowsAsync<Orchestrator.Images.Unpack.HostileLayerException>(() => snapshots.PrepareAsync("busybox:bomb", "bomb"));
+            Assert.Contains("it is refused (disk budget: the space left on the file system, less a reserve for logs and state)", refused.Message, StringComparison.Ordinal);
+            Assert.True(new DriveInfo(small).AvailableFreeSpace > 60L << 20, $"the refused layer filled the disk: {new DriveInfo(small).AvailableFreeSpace} bytes left");
+            Assert.False(Directory.Exists(Path.Combine(small, "snapshots", "containers", "bomb")), "a refused snapshot was left behind");
+            snapshots.Remove("fine");
+        }
+        finally
+        {
+            await using var umount = DaemonProcess.Start("/bin/umount", ["-l", small]);
+            await umount.WaitForExitAsync(TimeSpan.FromSeconds(10));
+        }
+    }
 }

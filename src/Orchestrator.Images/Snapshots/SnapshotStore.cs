@@ -14,6 +14,28 @@ namespace Orchestrator.Images.Snapshots;
 public sealed class SnapshotStore(ImageStore images, string root, bool forceCopy = false)
 {
     private readonly string _layers = Path.Combine(root, "layers");
+
+    /// <summary>
+    /// What one layer may write when unpacked: the free space of the file system the snapshots
+    /// live on, less a reserve (5% of it, at least 64 MiB) that stays for logs and state. A gzip
+    /// or zstd bomb (1 GiB of zeros in a few MB) stops with a clear error before the disk is full.
+    /// </summary>
+    internal long UnpackBudget()
+    {
+        try
+        {
+            Directory.CreateDirectory(root);
+            var drive = new DriveInfo(root);
+            var reserve = Math.Max(64L << 20, drive.TotalSize / 20);
+            return Math.Max(0, drive.AvailableFreeSpace - reserve);
+        }
+        catch (Exception e) when (e is IOException or ArgumentException or UnauthorizedAccessException)
+        {
+            return long.MaxValue; // no file system information: the content store's own budget still holds
+        }
+    }
+
+    private UnpackOptions Options(WhiteoutMode whiteouts) => new() { Whiteouts = whiteouts, MaxBytes = UnpackBudget() };
     private readonly string _containers = Path.Combine(root, "containers");
 
     /// <summary>How the last rootfs was made: "overlay" or "copy".</summary>
@@ -57,7 +79,7 @@ public sealed class SnapshotStore(ImageStore images, string root, bool forceCopy
             foreach (var layer in manifest.Layers)
             {
                 using var blob = images.Content.Open(layer.Digest);
-                await LayerUnpacker.UnpackAsync(blob, rootfs, new UnpackOptions { Whiteouts = WhiteoutMode.Apply }, cancellationToken).ConfigureAwait(false);
+                await LayerUnpacker.UnpackAsync(blob, rootfs, Options(WhiteoutMode.Apply), cancellationToken).ConfigureAwait(false);
             }
             LastMode = "copy";
             return rootfs;
@@ -137,7 +159,7 @@ public sealed class SnapshotStore(ImageStore images, string root, bool forceCopy
         var temp = dir + $".tmp-{Guid.NewGuid():N}";
         using (var blob = images.Content.Open(layer.Digest))
         {
-            await LayerUnpacker.UnpackToNewDirectoryAsync(blob, temp, new UnpackOptions { Whiteouts = WhiteoutMode.Overlay }, cancellationToken).ConfigureAwait(false);
+            await LayerUnpacker.UnpackToNewDirectoryAsync(blob, temp, Options(WhiteoutMode.Overlay), cancellationToken).ConfigureAwait(false);
         }
         try
         {
