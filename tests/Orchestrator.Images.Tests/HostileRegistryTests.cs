@@ -158,4 +158,40 @@ public sealed class HostileRegistryTests : IDisposable
         var error = await PullFailsQuickly(server, "evil:1");
         Assert.Contains($"the manifest {child} goes on past the size its index declares (300 bytes)", error.Message, StringComparison.Ordinal);
     }
+
+    [Theory(Timeout = 120_000)]
+    [InlineData("file:///etc/passwd")]
+    [InlineData("ftp://127.0.0.1/blob")]
+    [InlineData("http://127.0.0.1:1/blob")]
+    public async Task A_blob_redirected_to_another_scheme_or_nowhere_is_one_clear_error(string location)
+    {
+        var image = BusyboxImage.CreateLayout(_dir.Combine("layout"));
+        var blobs = _dir.Combine("layout", "blobs", "sha256");
+        var manifest = await File.ReadAllBytesAsync(Path.Combine(blobs, image.ManifestDigest[7..]));
+        var config = await File.ReadAllBytesAsync(Path.Combine(blobs, image.ConfigDigest[7..]));
+        await using var server = new HostileServer(async (stream, path, stop) =>
+        {
+            if (path == "/v2/")
+            {
+                await WriteAsync(stream, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+            }
+            else if (path.EndsWith("/manifests/1", StringComparison.Ordinal))
+            {
+                await WriteAsync(stream, $"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\nContent-Length: {manifest.Length}\r\n\r\n");
+                await stream.WriteAsync(manifest, stop);
+            }
+            else if (path.EndsWith(image.ConfigDigest, StringComparison.Ordinal))
+            {
+                await WriteAsync(stream, $"HTTP/1.1 200 OK\r\nContent-Length: {config.Length}\r\n\r\n");
+                await stream.WriteAsync(config, stop);
+            }
+            else
+            {
+                await WriteAsync(stream, $"HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\n\r\n");
+            }
+        });
+        var error = await PullFailsQuickly(server, "evil:1");
+        Assert.Contains(image.LayerDigest, error.Message + (error.InnerException?.Message ?? ""), StringComparison.Ordinal);
+        Assert.DoesNotContain("internal", error.Message, StringComparison.OrdinalIgnoreCase);
+    }
 }

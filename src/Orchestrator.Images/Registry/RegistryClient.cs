@@ -258,7 +258,13 @@ public sealed class RegistryClient(ImageStore? images, RegistryOptions options, 
             }
             catch (HttpRequestException e)
             {
-                throw new ImageException($"cannot reach registry {image.Registry} ({url.GetLeftPart(UriPartial.Authority)}): {e.Message}; check the address, or that it is up", e);
+                throw new ImageException($"cannot reach registry {image.Registry} ({url.GetLeftPart(UriPartial.Authority)}) for {path}: {e.Message}; check the address, or that it is up", e);
+            }
+            catch (Exception e) when (e is UriFormatException or NotSupportedException or InvalidOperationException or ArgumentException)
+            {
+                // A redirect the client cannot follow (file://, a malformed Location): found by a
+                // hostile registry test; it used to surface as an internal error.
+                throw new ImageException($"registry {image.Registry} answered {path} with a redirect that cannot be followed ({e.Message}); the image is refused", e);
             }
             if (response.StatusCode == HttpStatusCode.Unauthorized && round == 0)
             {
