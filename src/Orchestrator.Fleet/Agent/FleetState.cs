@@ -36,11 +36,15 @@ public static class FleetState
     }
 
     /// <summary>
-    /// Every node with its state judged from its heartbeat's age. With <paramref name="settling"/>
-    /// (a scheduler that has not yet watched heartbeats for <see cref="FleetOptions.SettleTime"/>)
-    /// no node is judged lost: one that looks lost is unreachable until the watch has settled.
+    /// Every node with its state judged from its heartbeat's age. With <paramref name="watchedFor"/>
+    /// (how long a scheduler has watched heartbeats since it took over or its connection came
+    /// back) no node is judged lost before it has been silent for lost_after *while watched*: one
+    /// that looks lost is unreachable until then. After an outage of NATS every heartbeat is old,
+    /// and a node's heartbeat loop may still be in its reconnect backoff when the settle time
+    /// ends; judging by the watched time gives each node a whole lost_after to be heard again
+    /// (a fault test saw a scheduler move its own node's replicas 4 s after reconnecting).
     /// </summary>
-    public static async Task<IReadOnlyList<NodeEntry>> ReadNodesAsync(INatsKVStore nodes, FleetOptions options, CancellationToken cancellationToken, string? leader = null, INatsKVStore? settings = null, bool settling = false)
+    public static async Task<IReadOnlyList<NodeEntry>> ReadNodesAsync(INatsKVStore nodes, FleetOptions options, CancellationToken cancellationToken, string? leader = null, INatsKVStore? settings = null, TimeSpan? watchedFor = null)
     {
         var cordon = new Dictionary<string, NodeSettings>(StringComparer.Ordinal);
         if (settings is not null)
@@ -77,7 +81,7 @@ public static class FleetState
             var state = options.StateOf(age);
             result[info.Node] = new NodeEntry
             {
-                Info = info, State = settling && state == "lost" ? "unreachable" : state, HeartbeatAgeSeconds = Math.Max(0, Math.Round(age.TotalSeconds, 1)), Leader = leader == info.Node,
+                Info = info, State = state == "lost" && watchedFor is { } watched && watched < options.LostAfter ? "unreachable" : state, HeartbeatAgeSeconds = Math.Max(0, Math.Round(age.TotalSeconds, 1)), Leader = leader == info.Node,
                 Cordoned = set?.Cordoned == true, Draining = set?.Draining == true,
             };
         }

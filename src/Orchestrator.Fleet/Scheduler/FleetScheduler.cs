@@ -63,7 +63,7 @@ public sealed partial class FleetScheduler(string nodeName, FleetOptions options
             _watchingSince = started;
         }
         var settling = started - _watchingSince < options.SettleTime;
-        var nodes = await FleetState.ReadNodesAsync(buckets.Nodes, options, cancellationToken, settings: buckets.Settings, settling: settling).ConfigureAwait(false);
+        var nodes = await FleetState.ReadNodesAsync(buckets.Nodes, options, cancellationToken, settings: buckets.Settings, watchedFor: started - _watchingSince).ConfigureAwait(false);
         var deployments = await FleetState.ReadDeploymentsAsync(buckets.Deployments, cancellationToken).ConfigureAwait(false);
         // Per node in the bucket, per replica here: the plan works on <node>.<replica>.
         var stored = await FleetState.ReadAllAsync(buckets.Assignments, cancellationToken).ConfigureAwait(false);
