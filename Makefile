@@ -15,7 +15,7 @@ RESULTS := artifacts/test-results
 # Debian packages: the build (gcc links the AOT binary), the tests' real servers and tools,
 # and the competitors the benchmarks run side by side.
 APT_BUILD := gcc libc6-dev zlib1g-dev git ca-certificates curl libicu72
-APT_TEST := nats-server busybox-static skopeo umoci util-linux iproute2 systemd procps tar containerd attr bsdutils docker-registry apache2-utils zstd nftables man-db docker.io podman runc tini
+APT_TEST := nats-server busybox-static skopeo umoci util-linux iproute2 systemd procps tar containerd attr bsdutils docker-registry apache2-utils zstd nftables man-db docker.io podman runc tini debootstrap systemd-container
 APT_BENCH := containerd runc crun hyperfine time
 # What make demo runs besides orchd: the NATS server, the image's busybox, and the tools the
 # nodes' bridge networking calls (a subset of the test packages: a fresh machine installs less).
@@ -24,7 +24,7 @@ APT_DEMO := nats-server busybox-static iproute2 nftables util-linux procps tar
 # (/usr/aarch64-linux-gnu: no multiarch, no clang), and qemu-user to run what it built.
 APT_CROSS_ARM64 := gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static
 
-.PHONY: fuzz help deps deps-build deps-demo deps-bench deps-cross-arm64 dotnet restore build publish publish-arm64 packages install test demo demo-build bench clean
+.PHONY: fuzz help deps deps-build deps-demo deps-bench deps-cross-arm64 dotnet restore build publish publish-arm64 packages install test systemd-rootfs-bg demo demo-build bench clean
 
 help:
 	@echo "make demo                run a local fleet: nats-server + three orchd in the foreground (Ctrl-C stops it all)"
@@ -128,12 +128,21 @@ install:
 # cores only adds noise). A hung test is killed after 5 minutes with a dump. The last line
 # is the summary CI reads.
 TEST_PROJECTS := $(sort $(wildcard tests/*.Tests/*.Tests.csproj))
-test: deps packages
+# The Debian 12 rootfs the systemd-nspawn test boots (tests/systemd/make-rootfs.sh): built once
+# per machine, in the background while the binaries compile; the test waits for it.
+SYSTEMD_ROOTFS ?= /var/cache/orchestrator-tests/bookworm
+systemd-rootfs-bg:
+	@if [ ! -e $(SYSTEMD_ROOTFS)/.complete ] && [ "$$(id -u)" = 0 ]; then \
+		mkdir -p $(dir $(SYSTEMD_ROOTFS)); echo "building $(SYSTEMD_ROOTFS) in the background (log: $(SYSTEMD_ROOTFS).log)"; \
+		nohup setsid bash tests/systemd/make-rootfs.sh $(SYSTEMD_ROOTFS) > $(SYSTEMD_ROOTFS).log 2>&1 < /dev/null & \
+	fi
+
+test: deps systemd-rootfs-bg packages
 	@rm -rf $(RESULTS); mkdir -p $(RESULTS)
 	$(DOTNET) build Orchestrator.sln -c $(CONFIGURATION) --nologo -v:q
 	@status=0; for p in $(TEST_PROJECTS); do \
 		name=$$(basename $$p .csproj); \
-		ORCH_BIN_DIR=$(abspath $(OUT)) ORCH_ARM64_BIN_DIR=$(abspath $(ARM64_OUT)) ORCH_PKG_DIR=$(abspath $(PKG_OUT)) $(DOTNET) test $$p -c $(CONFIGURATION) --no-build --nologo \
+		ORCH_BIN_DIR=$(abspath $(OUT)) ORCH_ARM64_BIN_DIR=$(abspath $(ARM64_OUT)) ORCH_PKG_DIR=$(abspath $(PKG_OUT)) ORCH_SYSTEMD_ROOTFS=$(SYSTEMD_ROOTFS) $(DOTNET) test $$p -c $(CONFIGURATION) --no-build --nologo \
 			--logger "trx;LogFileName=$$name.trx" --logger "console;verbosity=normal" \
 			--results-directory $(RESULTS) --blame-hang-timeout 5m || status=1; \
 	done; bash .ci/test-summary $(RESULTS) $$status

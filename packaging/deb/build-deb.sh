@@ -114,8 +114,7 @@ Version: $version
 Architecture: $arch
 Maintainer: Orchestrator <orchestrator@example.org>
 Installed-Size: $installed_kb
-Depends: libc6 (>= $glibc), iproute2, nftables
-Recommends: libssl3 | libssl1.1
+Depends: libc6 (>= $glibc), libssl3 | libssl1.1, iproute2, nftables
 Suggests: nats-server, containerd
 Section: admin
 Priority: optional

@@ -15,6 +15,8 @@ internal static class Help
         text.AppendLine("  orchd [flags]                 run the daemon (as a systemd Type=notify service, or in the foreground)");
         text.AppendLine("  orchd --check-config [flags]  load the configuration, print the effective settings, exit");
         text.AppendLine("  orchd image COMMAND ...       the node's images: list, inspect, pull, push --nats, import, export, rm, gc");
+        text.AppendLine("  orchd teardown [flags]        with orchd stopped: stop this node's containers, remove its bridge, nft table,");
+        text.AppendLine("                                cgroups and mounts (what `dpkg -r` does); the state dir is kept");
         text.AppendLine("  orchd --version | --help");
         text.AppendLine();
         text.AppendLine("Every setting can come from the config file (YAML), an ORCHD_* environment variable or a");

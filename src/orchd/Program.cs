@@ -45,6 +45,15 @@ try
     {
         return await Orchestrator.Daemon.Update.ReleaseCommand.RunAsync(args[1..]).ConfigureAwait(false);
     }
+    if (args.Length > 0 && args[0] == "teardown")
+    {
+        var teardown = CommandLine.Parse(args[1..]);
+        if (teardown.Mode != CommandMode.Run)
+        {
+            throw new UsageException("orchd teardown takes orchd's settings (--config FILE and the rest) and nothing else");
+        }
+        return await TeardownCommand.RunAsync(ConfigLoader.Load(teardown, Environment.GetEnvironmentVariable)).ConfigureAwait(false);
+    }
     commandLine = CommandLine.Parse(args);
     if (commandLine.Mode == CommandMode.Help)
     {
@@ -107,9 +116,13 @@ using (state)
     }
     catch (Orchestrator.Containerd.ContainerdException e)
     {
+        // containerd not up yet (its socket is there but does not answer: boot order, a restart
+        // of containerd) is worth a restart by systemd. No socket at all means no runtime can
+        // work on this host (the native runtime's checks failed too): restarting every 2 s cannot
+        // fix that, so exit 78, which the unit does not restart. Too old or no permission is 78 too.
+        var retry = e.IsUnavailable && File.Exists(config.ContainerdSocket);
         EarlyLog.Error($"orchd: {e.Message}");
-        // containerd not up yet (boot order) is worth a restart by systemd; too old or no permission is not.
-        return e.IsUnavailable ? ExitCodes.Failure : ExitCodes.Config;
+        return retry ? ExitCodes.Failure : ExitCodes.Config;
     }
     return await RunDaemonAsync(config, state, backends, registryOptions).ConfigureAwait(false);
 }

@@ -129,6 +129,7 @@ public sealed class PackagingTests : IAsyncLifetime
         Assert.Contains("Package: orchestrator", info.Stdout);
         Assert.Contains("Architecture: arm64", info.Stdout);
         Assert.Contains(info.Stdout, l => l.StartsWith("Depends: libc6 (>= 2.", StringComparison.Ordinal));
+        Assert.Contains(info.Stdout, l => l.StartsWith("Depends: ", StringComparison.Ordinal) && l.Contains("libssl3 | libssl1.1", StringComparison.Ordinal)); // orchd and orchctl abort without it
         var contents = (await RunAsync("dpkg-deb", "--contents", deb)).Stdout;
         foreach (var file in s_packagedFiles)
         {

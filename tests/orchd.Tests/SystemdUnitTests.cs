@@ -22,6 +22,9 @@ public sealed class SystemdUnitTests
         Assert.Equal("yes", unit["Delegate"]);
         Assert.Equal("process", unit["KillMode"]);
         Assert.Equal("yes", unit["RuntimeDirectoryPreserve"]);
+        // orchd keeps nothing in systemd's fd store (stdio goes through FIFOs that outlive it): a
+        // FileDescriptorStoreMax= would promise what the code does not do.
+        Assert.False(unit.ContainsKey("FileDescriptorStoreMax"), "the unit sets FileDescriptorStoreMax= but orchd never stores an fd (FDSTORE=1)");
         Assert.Equal(ExitCodes.Config.ToString(System.Globalization.CultureInfo.InvariantCulture), unit["RestartPreventExitStatus"]);
         Assert.EndsWith("s", unit["WatchdogSec"], StringComparison.Ordinal);
         Assert.Contains($"--config {OrchdConfig.DefaultConfigFile}", unit["ExecStart"], StringComparison.Ordinal);

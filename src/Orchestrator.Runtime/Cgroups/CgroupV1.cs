@@ -18,6 +18,17 @@ internal sealed class CgroupV1(string mountRoot, string path) : ICgroup
 
     public string? UnifiedDirectory => null;
 
+    /// <summary>
+    /// Hierarchies with no controller that only track processes: systemd's own `name=systemd`
+    /// (mounted at /sys/fs/cgroup/systemd) and, on a hybrid host, the cgroup2 hierarchy at
+    /// /sys/fs/cgroup/unified, which systemd uses for the same purpose there. A container joins
+    /// them at its own path, as runc does, so that it is not a process of orchd.service (systemd
+    /// would report it as "left-over" on every restart of orchd and count it in the unit's
+    /// status). Both are joined only where they are mounted.
+    /// </summary>
+    private static readonly string[] s_trackingHierarchies = ["systemd", "unified"];
+
+
     /// <summary>Controller name → its directory for this cgroup; joint mounts (cpu,cpuacct) appear once each name.</summary>
     private IEnumerable<(string Name, string Dir)> Dirs()
     {
@@ -28,6 +39,31 @@ internal sealed class CgroupV1(string mountRoot, string path) : ICgroup
             {
                 yield return (name, System.IO.Path.Join(root, Path));
             }
+        }
+        foreach (var name in s_trackingHierarchies)
+        {
+            var root = System.IO.Path.Combine(mountRoot, name);
+            if (File.Exists(System.IO.Path.Combine(root, "cgroup.procs")))
+            {
+                yield return (name, System.IO.Path.Join(root, Path));
+            }
+        }
+    }
+
+    private static bool IsTracking(string name) => name is "systemd" or "unified";
+
+    /// <summary>
+    /// A tracking hierarchy is best effort: where it is mounted read-only (inside some
+    /// containers) the container stays where its parent is, as before, with nothing lost.
+    /// </summary>
+    private static void Tracking(Action action)
+    {
+        try
+        {
+            action();
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or CgroupException)
+        {
         }
     }
 
@@ -40,6 +76,10 @@ internal sealed class CgroupV1(string mountRoot, string path) : ICgroup
             if (name == "cpuset")
             {
                 CreateCpuset();
+            }
+            else if (IsTracking(name))
+            {
+                Tracking(() => Directory.CreateDirectory(dir));
             }
             else
             {
@@ -264,9 +304,16 @@ internal sealed class CgroupV1(string mountRoot, string path) : ICgroup
     public void Attach(int pid)
     {
         var text = pid.ToString(CultureInfo.InvariantCulture);
-        foreach (var (_, dir) in Dirs())
+        foreach (var (name, dir) in Dirs())
         {
-            CgroupFactory.Write(System.IO.Path.Combine(dir, "cgroup.procs"), text);
+            if (IsTracking(name))
+            {
+                Tracking(() => CgroupFactory.Write(System.IO.Path.Combine(dir, "cgroup.procs"), text));
+            }
+            else
+            {
+                CgroupFactory.Write(System.IO.Path.Combine(dir, "cgroup.procs"), text);
+            }
         }
     }
 
@@ -289,9 +336,16 @@ internal sealed class CgroupV1(string mountRoot, string path) : ICgroup
 
     public void Remove()
     {
-        foreach (var (_, dir) in Dirs().Reverse())
+        foreach (var (name, dir) in Dirs().Reverse())
         {
-            CgroupFactory.RemoveDirectory(dir);
+            if (IsTracking(name))
+            {
+                Tracking(() => CgroupFactory.RemoveDirectory(dir));
+            }
+            else
+            {
+                CgroupFactory.RemoveDirectory(dir);
+            }
         }
     }
 }

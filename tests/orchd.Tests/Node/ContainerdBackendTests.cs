@@ -59,11 +59,32 @@ public sealed class ContainerdBackendTests
         var socket = node.Dir.Combine("nowhere", "containerd.sock");
         await using var daemon = DaemonProcess.Start(Repo.Binary("orchd"), node.Args(["--runtime", "auto", "--containerd-socket", socket]),
             new Dictionary<string, string?> { ["ORCH_CGROUP_ROOT"] = noCgroups });
-        Assert.Equal(1, await daemon.WaitForExitAsync(s_wait)); // 1, not 78: containerd may just not be up yet, systemd retries
+        // 78, not 1: no runtime can work on this host and no restart can change that (the unit's
+        // RestartPreventExitStatus=78 stops the crash loop of a restart every 2 s).
+        Assert.Equal(78, await daemon.WaitForExitAsync(s_wait));
         Assert.Equal(
             $"orchd: runtime auto: orchd's native runtime cannot run here (no cgroup hierarchy at {noCgroups} (neither cgroup v2 nor the v1 controllers memory, cpu, pids, freezer)) "
             + $"and containerd is no fallback: containerd socket '{socket}' does not exist (nor its directory): install and start containerd, or set containerd_socket",
             Assert.Single(daemon.Stderr));
+    }
+
+    [Fact(Timeout = 60_000)]
+    public async Task Auto_with_containerd_socket_there_but_not_answering_exits_1_so_systemd_retries()
+    {
+        await using var node = await NodeHost.StartAsync(start: false, withNats: false);
+        var noCgroups = node.Dir.Combine("no-cgroups");
+        Directory.CreateDirectory(noCgroups);
+        // A socket nobody listens on: containerd installed but not up yet (boot order, its restart).
+        var socket = node.Dir.Combine("containerd.sock");
+        using (var listener = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.Unix, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Unspecified))
+        {
+            listener.Bind(new System.Net.Sockets.UnixDomainSocketEndPoint(socket));
+        }
+        Assert.True(File.Exists(socket));
+        await using var daemon = DaemonProcess.Start(Repo.Binary("orchd"), node.Args(["--runtime", "auto", "--containerd-socket", socket]),
+            new Dictionary<string, string?> { ["ORCH_CGROUP_ROOT"] = noCgroups });
+        Assert.Equal(1, await daemon.WaitForExitAsync(s_wait));
+        Assert.Contains("containerd is no fallback", Assert.Single(daemon.Stderr), StringComparison.Ordinal);
     }
 
     [Fact(Timeout = 60_000)]

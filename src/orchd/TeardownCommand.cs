@@ -1,0 +1,339 @@
+using System.Globalization;
+using Orchestrator.Containerd.Api.Types;
+using Orchestrator.Daemon.Configuration;
+using Orchestrator.Fleet.Agent;
+using Orchestrator.Linux;
+using Orchestrator.Node.Network;
+using Orchestrator.Node.Reconcile;
+using Orchestrator.Node.StateStore;
+using Orchestrator.Runtime.Cgroups;
+
+namespace Orchestrator.Daemon;
+
+/// <summary>
+/// <c>orchd teardown [--config FILE]</c>: what a removal of the package (<c>dpkg -r</c>, run by
+/// its prerm) does to the host, and what an operator runs to take a node out of service. With
+/// orchd stopped (it refuses while one holds the state lock), it stops every container of this
+/// node cleanly (SIGTERM, then SIGKILL after <see cref="Grace"/>), both those of orchd's own
+/// runtime (found by their cgroups, so a container whose record was lost goes too) and those in
+/// orchd's containerd namespace; then it unmounts what orchd mounted under its state and run
+/// dirs and removes the bridge, orchd's nftables table and its cgroups. It keeps the state dir:
+/// the records, images and the node's identity stay, and an orchd started again later restarts
+/// the containers as after a reboot (restart policies apply). Nothing is left running that
+/// nothing manages. Exit 0 when all of it is gone, 1 (with one line per leftover) when not.
+/// </summary>
+internal static class TeardownCommand
+{
+    /// <summary>How long containers get between SIGTERM and SIGKILL (docker stop's 10 s).</summary>
+    public static readonly TimeSpan Grace = TimeSpan.FromSeconds(10);
+
+    public static async Task<int> RunAsync(OrchdConfig config)
+    {
+        NodeState state;
+        try
+        {
+            state = NodeState.Open(config.StateDir, config.RunDir);
+        }
+        catch (NodeStateException e)
+        {
+            Console.Error.WriteLine($"orchd teardown: {e.Message}; stop orchd first (systemctl stop orchd), then run orchd teardown again");
+            return ExitCodes.Config;
+        }
+        using (state)
+        {
+            var problems = new List<string>();
+            var said = new List<string>();
+            StopFenceKeeper(config.RunDir);
+            var parent = new NodeOptions { StateDir = config.StateDir, RunDir = config.RunDir, NodeId = state.NodeId }.CgroupParent;
+            var (stopped, killed) = StopNativeContainers(parent, problems);
+            said.Add($"{stopped} container(s) of orchd's runtime stopped{(killed > 0 ? $" ({killed} killed after {Grace.TotalSeconds:0} s)" : "")}");
+            if (File.Exists(config.ContainerdSocket))
+            {
+                said.Add(await StopContainerdTasksAsync(config.ContainerdSocket, BackendSelection.Namespace(state.NodeId), problems).ConfigureAwait(false));
+            }
+            var unmounted = Unmount(config.StateDir, problems) + Unmount(config.RunDir, problems);
+            said.Add($"{unmounted} mount(s) under {config.StateDir} and {config.RunDir} unmounted");
+            var cgroups = RemoveCgroupParents(parent, problems);
+            said.Add($"cgroup {parent} removed from {cgroups} hierarchy(ies)");
+            if (config.Bridge is { } bridge)
+            {
+                var options = new BridgeOptions(bridge, config.BridgeCidr, state.NodeId);
+                new BridgeNetwork(options).Teardown();
+                if (Directory.Exists("/sys/class/net/" + bridge))
+                {
+                    problems.Add($"bridge {bridge} is still there (ip link del {bridge} failed)");
+                }
+                said.Add($"bridge {bridge} and nftables table {options.Table} removed");
+            }
+            Console.Out.WriteLine("orchd teardown: " + string.Join("; ", said));
+            foreach (var problem in problems)
+            {
+                Console.Error.WriteLine($"orchd teardown: {problem}");
+            }
+            return problems.Count == 0 ? ExitCodes.Ok : ExitCodes.Failure;
+        }
+    }
+
+    /// <summary>The fence keeper fences for an orchd that is down; with the containers gone it has nothing to keep.</summary>
+    private static void StopFenceKeeper(string runDir)
+    {
+        var pidFile = Path.Combine(runDir, FenceFile.KeeperPidName);
+        try
+        {
+            if (File.ReadAllText(pidFile).Split(' ') is [var p, var t]
+                && int.TryParse(p, CultureInfo.InvariantCulture, out var pid)
+                && ulong.TryParse(t, CultureInfo.InvariantCulture, out var start)
+                && ProcessStat.IsSame(pid, start))
+            {
+                _ = Libc.kill(pid, 9);
+            }
+            File.Delete(Path.Combine(runDir, FenceFile.Name));
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+        }
+    }
+
+    /// <summary>
+    /// Every cgroup under the node's parent is a container of orchd's runtime: thawed (a paused
+    /// container cannot act on SIGTERM), sent SIGTERM, given <see cref="Grace"/>, then killed.
+    /// </summary>
+    private static (int Stopped, int Killed) StopNativeContainers(string parent, List<string> problems)
+    {
+        var cgroups = ChildNames(parent).Select(name => CgroupFactory.Open($"{parent}/{name}")).ToList();
+        var running = cgroups.Where(c => LivePids(c).Count > 0).ToList();
+        foreach (var cgroup in running)
+        {
+            try
+            {
+                cgroup.Thaw();
+            }
+            catch (CgroupException)
+            {
+            }
+            Signal(cgroup, 15);
+        }
+        var deadline = DateTime.UtcNow + Grace;
+        while (running.Any(c => LivePids(c).Count > 0) && DateTime.UtcNow < deadline)
+        {
+            Thread.Sleep(100);
+        }
+        var killed = 0;
+        foreach (var cgroup in running.Where(c => LivePids(c).Count > 0))
+        {
+            killed++;
+            for (var round = 0; round < 40 && LivePids(cgroup).Count > 0; round++)
+            {
+                Signal(cgroup, 9);
+                Thread.Sleep(50);
+            }
+        }
+        foreach (var cgroup in cgroups)
+        {
+            if (LivePids(cgroup) is { Count: > 0 } left)
+            {
+                problems.Add($"container cgroup {cgroup.Path} still has processes {string.Join(' ', left)} after SIGKILL");
+                continue;
+            }
+            try
+            {
+                cgroup.Remove();
+            }
+            catch (CgroupException e)
+            {
+                problems.Add(e.Message);
+            }
+        }
+        return (running.Count, killed);
+    }
+
+    private static void Signal(ICgroup cgroup, int signal)
+    {
+        foreach (var pid in LivePids(cgroup))
+        {
+            _ = Libc.kill(pid, signal);
+        }
+    }
+
+    /// <summary>Processes in the cgroup that are alive (a zombie is listed on some kernels until reaped).</summary>
+    private static List<int> LivePids(ICgroup cgroup)
+    {
+        try
+        {
+            return cgroup.Pids().Where(p => ProcessStat.StartTime(p) is not null && !IsZombie(p)).ToList();
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException or CgroupException)
+        {
+            return [];
+        }
+    }
+
+    private static bool IsZombie(int pid)
+    {
+        try
+        {
+            var stat = File.ReadAllText($"/proc/{pid.ToString(CultureInfo.InvariantCulture)}/stat");
+            var close = stat.LastIndexOf(')');
+            return close > 0 && close + 2 < stat.Length && stat[close + 2] == 'Z';
+        }
+        catch (IOException)
+        {
+            return true;
+        }
+    }
+
+    /// <summary>The hierarchies to look in: the cgroup v2 root, or each v1 hierarchy (controllers and systemd's tracking ones).</summary>
+    private static IEnumerable<string> HierarchyRoots()
+    {
+        var root = CgroupFactory.DefaultRoot;
+        if (File.Exists(Path.Combine(root, "cgroup.controllers")))
+        {
+            yield return root;
+            yield break;
+        }
+        if (!Directory.Exists(root))
+        {
+            yield break;
+        }
+        foreach (var dir in Directory.EnumerateDirectories(root))
+        {
+            if (File.Exists(Path.Combine(dir, "cgroup.procs")))
+            {
+                yield return dir;
+            }
+        }
+    }
+
+    private static SortedSet<string> ChildNames(string parent)
+    {
+        var names = new SortedSet<string>(StringComparer.Ordinal);
+        foreach (var root in HierarchyRoots())
+        {
+            var dir = Path.Join(root, parent);
+            if (Directory.Exists(dir))
+            {
+                foreach (var child in Directory.EnumerateDirectories(dir))
+                {
+                    names.Add(Path.GetFileName(child));
+                }
+            }
+        }
+        return names;
+    }
+
+    /// <summary>The node's parent cgroup and /orchestrator above it (when no other node's is left in it), in every hierarchy.</summary>
+    private static int RemoveCgroupParents(string parent, List<string> problems)
+    {
+        var removed = 0;
+        var top = "/" + parent.Split('/', StringSplitOptions.RemoveEmptyEntries)[0];
+        foreach (var root in HierarchyRoots())
+        {
+            var dir = Path.Join(root, parent);
+            if (!Directory.Exists(dir))
+            {
+                continue;
+            }
+            try
+            {
+                foreach (var child in Directory.EnumerateDirectories(dir).ToList())
+                {
+                    Directory.Delete(child); // a container cgroup only Remove did not reach (a hierarchy it does not know)
+                }
+                Directory.Delete(dir);
+                removed++;
+                var above = Path.Join(root, top);
+                if (Directory.Exists(above) && !Directory.EnumerateDirectories(above).Any())
+                {
+                    Directory.Delete(above);
+                }
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                problems.Add($"cannot remove cgroup {dir}: {e.Message}");
+            }
+        }
+        return removed;
+    }
+
+    /// <summary>Tasks in orchd's containerd namespace: SIGTERM, the grace, SIGKILL, then the task and container deleted.</summary>
+    private static async Task<string> StopContainerdTasksAsync(string socket, string ns, List<string> problems)
+    {
+        try
+        {
+            using var client = new Orchestrator.Containerd.ContainerdClient(socket, ns);
+            await client.CheckAsync().ConfigureAwait(false);
+            var tasks = client.ListTasks();
+            foreach (var task in tasks.Where(t => t.Status is not Status.Stopped))
+            {
+                if (task.Status is Status.Paused or Status.Pausing)
+                {
+                    client.Resume(task.Id);
+                }
+                client.Kill(task.Id, 15, all: true);
+            }
+            var deadline = DateTime.UtcNow + Grace;
+            while (client.ListTasks().Any(t => t.Status == Status.Running) && DateTime.UtcNow < deadline)
+            {
+                await Task.Delay(100).ConfigureAwait(false);
+            }
+            foreach (var task in client.ListTasks())
+            {
+                if (task.Status == Status.Running)
+                {
+                    client.Kill(task.Id, 9, all: true);
+                    using var wait = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+                    await client.WaitAsync(task.Id, cancellationToken: wait.Token).ConfigureAwait(false);
+                }
+                client.DeleteTask(task.Id);
+            }
+            var containers = client.ListContainers();
+            foreach (var container in containers)
+            {
+                client.DeleteContainer(container.Id);
+            }
+            return $"{tasks.Count} containerd task(s) in namespace {ns} stopped, {containers.Count} container(s) deleted";
+        }
+        catch (Exception e) when (e is Orchestrator.Containerd.ContainerdException or OperationCanceledException)
+        {
+            problems.Add($"containerd namespace {ns}: {e.Message}; stop its tasks with `ctr -n {ns} tasks kill`");
+            return $"containerd namespace {ns} not cleaned";
+        }
+    }
+
+    /// <summary>Every mount below a directory, deepest first, detached (MNT_DETACH): container roots, volumes, secrets.</summary>
+    private static int Unmount(string dir, List<string> problems)
+    {
+        var full = Path.GetFullPath(dir).TrimEnd('/');
+        var count = 0;
+        foreach (var mountPoint in MountPointsBelow(full).OrderByDescending(m => m.Length))
+        {
+            if (Libc.umount2(mountPoint, Libc.MNT_DETACH) == 0)
+            {
+                count++;
+            }
+            else
+            {
+                problems.Add($"cannot unmount {mountPoint}: {Errno.Describe(System.Runtime.InteropServices.Marshal.GetLastPInvokeError())}");
+            }
+        }
+        return count;
+    }
+
+    private static List<string> MountPointsBelow(string dir)
+    {
+        var list = new List<string>();
+        foreach (var line in File.ReadLines("/proc/self/mountinfo"))
+        {
+            var fields = line.Split(' ');
+            if (fields.Length > 4)
+            {
+                var mountPoint = fields[4].Replace("\\040", " ", StringComparison.Ordinal);
+                if (mountPoint.StartsWith(dir + "/", StringComparison.Ordinal))
+                {
+                    list.Add(mountPoint);
+                }
+            }
+        }
+        return list;
+    }
+}

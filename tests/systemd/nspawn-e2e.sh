@@ -1,0 +1,166 @@
+#!/bin/bash
+# The package under a real systemd: a Debian 12 rootfs booted with systemd-nspawn (its own
+# network namespace, nothing on the host's network), the .deb installed with dpkg, orchd
+# enabled as a service, a container started from the manifest dir. Then what issue #17 found:
+#   1. `systemctl restart orchd` leaves the container running and systemd reports no
+#      "left-over process" (the container is not inside orchd.service's cgroup, name=systemd included);
+#   2. `dpkg -r` stops the container and leaves no bridge, nft table, cgroup, mount or dangling
+#      multi-user.target.wants link, and keeps the state;
+#   3. reinstalling enables and starts orchd again, which restarts the container;
+#   4. `dpkg -P` deletes the state.
+# Usage: nspawn-e2e.sh DEB IMAGE_TAR ROOTFS WORKDIR
+#   ROOTFS: a debootstrapped Debian 12 (systemd, dbus, libssl3, iproute2, nftables); used
+#   read-only, as the lower layer of an overlay in WORKDIR.
+# Prints "ok: …" per check and exits non-zero at the first failure.
+set -euo pipefail
+
+deb=$1 image=$2 rootfs=$3 work=$4
+machine="orchtest-$$"
+mkdir -p "$work/upper" "$work/overlay-work" "$work/root"
+mount -t overlay overlay -o "lowerdir=$rootfs,upperdir=$work/upper,workdir=$work/overlay-work" "$work/root"
+root="$work/root"
+nspawn_pid=""
+
+cleanup() {
+    if [ -n "$nspawn_pid" ] && kill -0 "$nspawn_pid" 2>/dev/null; then
+        kill -KILL "$nspawn_pid" 2>/dev/null || true
+        wait "$nspawn_pid" 2>/dev/null || true
+    fi
+    umount -R -l "$root" 2>/dev/null || true
+}
+trap cleanup EXIT
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+ok() { echo "ok: $*"; }
+
+mkdir -p "$root/opt/orchtest"
+cp "$deb" "$root/opt/orchtest/orchestrator.deb"
+cp "$image" "$root/opt/orchtest/busybox.tar"
+echo "$machine" > "$root/etc/hostname"
+
+systemd-nspawn -q -b -D "$root" -M "$machine" --register=no --keep-unit --private-network \
+    --console=passive > "$work/console.log" 2>&1 &
+nspawn_pid=$!
+
+# The container's pid 1 (systemd) is nspawn's child.
+init=""
+for _ in $(seq 1 100); do
+    init=$(pgrep -P "$nspawn_pid" | head -1 || true)
+    [ -n "$init" ] && break
+    sleep 0.1
+done
+[ -n "$init" ] || fail "systemd-nspawn did not start a container: $(cat "$work/console.log")"
+inside() { nsenter -t "$init" -m -u -i -n -p -C -- "$@"; }
+# nsenter -C needs a cgroup namespace; older nspawn on v1 has none: fall back without it.
+if ! nsenter -t "$init" -m -u -i -n -p -C -- true 2>/dev/null; then
+    inside() { nsenter -t "$init" -m -u -i -n -p -- "$@"; }
+fi
+
+state=""
+for _ in $(seq 1 300); do
+    state=$(inside systemctl is-system-running 2>/dev/null || true)
+    case "$state" in running|degraded) break ;; esac
+    sleep 0.2
+done
+case "$state" in running|degraded) ok "systemd booted ($state)" ;; *) fail "systemd did not boot: '$state'; $(tail -20 "$work/console.log")" ;; esac
+
+# The control: this systemd does report left-over processes of a KillMode=process service (a
+# child of the service that outlives its restart), so the check below can fail.
+cat > "$root/etc/systemd/system/leftover-control.service" <<'UNIT'
+[Service]
+ExecStart=/bin/sh -c 'sleep 1000 & exec sleep 1000'
+KillMode=process
+UNIT
+inside systemctl daemon-reload
+inside systemctl start leftover-control.service
+sleep 0.5
+inside systemctl restart leftover-control.service
+sleep 0.5
+inside journalctl -u leftover-control.service --no-pager -o cat | grep -q "left-over process" \
+    || fail "control: systemd did not report the left-over process of a KillMode=process service: the check for orchd would prove nothing"
+inside systemctl stop leftover-control.service
+ok "control: systemd reports a left-over process of a KillMode=process service"
+
+# nspawn mounts the v1 controllers read-only inside: a container runtime needs them writable.
+for dir in $(inside sh -c 'ls -d /sys/fs/cgroup/*/'); do
+    inside mount -o remount,bind,rw "$dir" 2>/dev/null || true
+done
+
+inside dpkg -i /opt/orchtest/orchestrator.deb > "$work/dpkg-i.log" 2>&1 || fail "dpkg -i: $(cat "$work/dpkg-i.log")"
+ok "dpkg -i"
+inside orchd image import /opt/orchtest/busybox.tar --name busybox:latest > /dev/null
+cat > "$root/etc/orchestrator/manifests/sleeper.yaml" <<'YAML'
+name: sleeper
+image: busybox:latest
+command: [sh, -c, 'trap "exit 0" TERM; echo started; while true; do sleep 1; done']
+network: bridge
+restart: {policy: always}
+stopGracePeriodSeconds: 5
+YAML
+inside systemctl enable --now orchd.service > /dev/null 2>&1 || fail "orchd did not start: $(inside journalctl -u orchd --no-pager | tail -20)"
+ok "orchd enabled and started"
+
+container_pid() {
+    # The container's first process: the lowest pid in its cgroup (v1 pids hierarchy, or v2).
+    inside sh -c 'cat /sys/fs/cgroup/pids/orchestrator/*/sleeper/cgroup.procs /sys/fs/cgroup/orchestrator/*/sleeper/cgroup.procs 2>/dev/null; true' | sort -n | head -1
+}
+pid=""
+for _ in $(seq 1 300); do
+    pid=$(container_pid)
+    [ -n "$pid" ] && break
+    sleep 0.2
+done
+[ -n "$pid" ] || fail "the container did not start: $(inside journalctl -u orchd --no-pager | tail -30)"
+ok "container running (pid $pid in the machine)"
+
+systemd_cgroup=$(inside awk -F: '$2 == "name=systemd" || ($1 == "0" && $2 == "") { print $3; exit }' "/proc/$pid/cgroup")
+case "$systemd_cgroup" in
+*orchd.service*) fail "the container is inside orchd.service's cgroup: $(inside cat "/proc/$pid/cgroup")" ;;
+esac
+ok "container's systemd cgroup is $systemd_cgroup, not orchd.service's"
+inside systemctl restart orchd.service
+sleep 2
+inside systemctl is-active --quiet orchd.service || fail "orchd is not active after restart"
+journal=$(inside journalctl -u orchd.service --no-pager -o cat)
+if echo "$journal" | grep -q "left-over process"; then
+    fail "systemd reported left-over processes: $(echo "$journal" | grep "left-over")"
+fi
+[ "$(container_pid)" = "$pid" ] || fail "the container did not survive the restart of orchd (pid $pid, now '$(container_pid)')"
+ok "systemctl restart orchd: container kept (pid $pid), no left-over process reported"
+
+inside test -d /sys/class/net/orch0 || fail "no bridge orch0 while the container runs"
+inside dpkg -r orchestrator > "$work/dpkg-r.log" 2>&1 || fail "dpkg -r: $(cat "$work/dpkg-r.log")"
+grep -q "orchd teardown: 1 container(s) of orchd's runtime stopped" "$work/dpkg-r.log" || fail "dpkg -r did not say it stopped the container: $(cat "$work/dpkg-r.log")"
+ok "dpkg -r: $(grep 'orchd teardown' "$work/dpkg-r.log")"
+inside test ! -e "/proc/$pid" || fail "the container still runs after dpkg -r"
+[ -z "$(container_pid)" ] || fail "a container still runs after dpkg -r"
+inside test ! -d /sys/class/net/orch0 || fail "the bridge orch0 is left after dpkg -r"
+if inside nft list tables | grep -q orchd_; then fail "an nft table is left after dpkg -r: $(inside nft list tables)"; fi
+if inside sh -c 'ls -d /sys/fs/cgroup/*/orchestrator /sys/fs/cgroup/orchestrator 2>/dev/null' | grep -q .; then
+    fail "cgroups are left after dpkg -r: $(inside sh -c 'ls -d /sys/fs/cgroup/*/orchestrator /sys/fs/cgroup/orchestrator 2>/dev/null')"
+fi
+if inside grep -q " /var/lib/orchestrator\| /run/orchestrator" /proc/self/mountinfo; then
+    fail "mounts are left after dpkg -r: $(inside grep " /var/lib/orchestrator\| /run/orchestrator" /proc/self/mountinfo)"
+fi
+if inside sh -c 'test -e /etc/systemd/system/multi-user.target.wants/orchd.service || test -L /etc/systemd/system/multi-user.target.wants/orchd.service'; then
+    fail "dpkg -r left /etc/systemd/system/multi-user.target.wants/orchd.service"
+fi
+inside test -f /var/lib/orchestrator/node-id || fail "dpkg -r deleted the node's state"
+ok "dpkg -r left no container, bridge, nft table, cgroup, mount or wants link; state kept"
+
+inside dpkg -i /opt/orchtest/orchestrator.deb > "$work/dpkg-i2.log" 2>&1 || fail "dpkg -i again: $(cat "$work/dpkg-i2.log")"
+inside systemctl is-enabled --quiet orchd.service || fail "reinstalling did not enable orchd again"
+pid=""
+for _ in $(seq 1 300); do
+    pid=$(container_pid)
+    [ -n "$pid" ] && break
+    sleep 0.2
+done
+[ -n "$pid" ] || fail "the container did not start again after reinstalling: $(inside journalctl -u orchd --no-pager | tail -30)"
+ok "reinstalled: orchd enabled and running again, container restarted (pid $pid)"
+
+inside dpkg -P orchestrator > "$work/dpkg-p.log" 2>&1 || fail "dpkg -P: $(cat "$work/dpkg-p.log")"
+inside test ! -e /var/lib/orchestrator || fail "dpkg -P left /var/lib/orchestrator"
+[ -z "$(container_pid)" ] || fail "a container still runs after dpkg -P"
+inside test ! -d /sys/class/net/orch0 || fail "the bridge orch0 is left after dpkg -P"
+ok "dpkg -P: state, container and bridge gone"
