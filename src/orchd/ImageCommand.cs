@@ -29,7 +29,7 @@ internal static class ImageCommand
           rm NAME                              forget an image (gc frees its blobs)
           gc                                   free blobs no image uses
 
-        Flags: --budget BYTES (the store's disk budget), --insecure HOST (plain HTTP registry),
+        Flags: --budget BYTES (the store's disk budget; default images.disk_budget), --insecure HOST (plain HTTP registry),
                --creds HOST=USER:PASSWORD (basic auth for a registry)
         """;
 
@@ -68,7 +68,7 @@ internal static class ImageCommand
             return ExitCodes.Usage;
         }
         var config = ConfigLoader.Load(CommandLine.Parse(own.DaemonFlags), Environment.GetEnvironmentVariable);
-        var budget = own.Value("--budget") is { } b ? long.Parse(b, CultureInfo.InvariantCulture) : long.MaxValue;
+        var budget = own.Value("--budget") is { } b ? long.Parse(b, CultureInfo.InvariantCulture) : config.ImageDiskBudget ?? long.MaxValue;
         var images = new ImageStore(Path.Combine(config.StateDir, "images"), budget);
         var platform = own.Value("--platform") is { } p ? Platform.Parse(p) : null;
         string Arg(int index, string what) => positional.Count > index ? positional[index] : throw new UsageException($"image {positional[0]} needs {what}");

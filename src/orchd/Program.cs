@@ -168,7 +168,7 @@ static async Task<int> RunDaemonAsync(OrchdConfig config, NodeState state, Backe
 
     // The node: containers run by orchd's own runtime, their logs, their images. Wired by hand
     // (no reflection), each piece owned by the service provider and disposed with it.
-    var images = new ImageStore(Path.Combine(state.StateDir, "images"));
+    var images = new ImageStore(Path.Combine(state.StateDir, "images"), config.ImageDiskBudget ?? long.MaxValue);
     builder.Services.AddSingleton(images);
     builder.Services.AddSingleton(new SnapshotStore(images, Path.Combine(state.StateDir, "snapshots")));
     builder.Services.AddSingleton(new ExitWatcher());

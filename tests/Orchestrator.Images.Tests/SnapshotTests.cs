@@ -76,7 +76,7 @@ public sealed class SnapshotTests : IDisposable
 
             Assert.True(File.Exists(Path.Combine(await snapshots.PrepareAsync("busybox:fine", "fine"), "bin", "busybox")));
             var refused = await Assert.ThrowsAsync<Orchestrator.Images.Unpack.HostileLayerException>(() => snapshots.PrepareAsync("busybox:bomb", "bomb"));
-            Assert.Contains("it is refused (disk budget: the space left on the file system, less a reserve for logs and state)", refused.Message, StringComparison.Ordinal);
+            Assert.Contains("it is refused (disk budget: the space left on the file system less a reserve for logs and state, or what images.disk_budget leaves)", refused.Message, StringComparison.Ordinal);
             Assert.True(new DriveInfo(small).AvailableFreeSpace > 60L << 20, $"the refused layer filled the disk: {new DriveInfo(small).AvailableFreeSpace} bytes left");
             Assert.False(Directory.Exists(Path.Combine(small, "snapshots", "containers", "bomb")), "a refused snapshot was left behind");
             snapshots.Remove("fine");
@@ -86,5 +86,31 @@ public sealed class SnapshotTests : IDisposable
             await using var umount = DaemonProcess.Start("/bin/umount", ["-l", small]);
             await umount.WaitForExitAsync(TimeSpan.FromSeconds(10));
         }
+    }
+
+    [Fact(Timeout = 120_000)]
+    public async Task Unpacked_layers_count_against_the_image_disk_budget()
+    {
+        // A roomy disk, but a node budget of 24 MiB for images: busybox (about 1 MB packed,
+        // 2 MB unpacked) fits; a layer of 48 MiB of zeros is refused at the budget, before it is
+        // written, although the file system has the space.
+        var images = new ImageStore(_dir.Combine("images"), budgetBytes: 24L << 20);
+        BusyboxImage.CreateLayout(_dir.Combine("fine"));
+        await images.ImportLayoutAsync(_dir.Combine("fine"), "busybox:fine");
+        BusyboxImage.CreateLayout(_dir.Combine("bomb"), extraFiles: new Dictionary<string, string> { ["bomb"] = new string('\0', 48 << 20) });
+        await images.ImportLayoutAsync(_dir.Combine("bomb"), "busybox:bomb");
+        var snapshots = new SnapshotStore(images, _dir.Combine("snapshots"), forceCopy: true);
+
+        Assert.True(File.Exists(Path.Combine(await snapshots.PrepareAsync("busybox:fine", "fine"), "bin", "busybox")));
+        var refused = await Assert.ThrowsAsync<Orchestrator.Images.Unpack.HostileLayerException>(() => snapshots.PrepareAsync("busybox:bomb", "bomb"));
+        Assert.Contains("what images.disk_budget leaves", refused.Message, StringComparison.Ordinal);
+        Assert.Contains("raise images.disk_budget", refused.Message, StringComparison.Ordinal);
+        Assert.False(Directory.Exists(_dir.Combine("snapshots", "containers", "bomb")), "a refused snapshot was left behind");
+        var unpacked = Directory.EnumerateFiles(_dir.Combine("snapshots"), "*", SearchOption.AllDirectories).Sum(f => new FileInfo(f).Length);
+        Assert.True(unpacked < 24L << 20, $"the refused layer was written past the budget: {unpacked} bytes under snapshots");
+        // A second try is refused the same way (nothing of the first attempt counts against it).
+        await Assert.ThrowsAsync<Orchestrator.Images.Unpack.HostileLayerException>(() => snapshots.PrepareAsync("busybox:bomb", "bomb"));
+        // Still room for what fits.
+        Assert.True(File.Exists(Path.Combine(await snapshots.PrepareAsync("busybox:fine", "fine2"), "bin", "busybox")));
     }
 }

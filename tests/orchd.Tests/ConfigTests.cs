@@ -48,6 +48,18 @@ public sealed class ConfigTests : IDisposable
     }
 
     [Fact]
+    public void Image_disk_budget_is_none_by_default_and_takes_sizes_from_file_variable_and_flag()
+    {
+        Assert.Null(Load("--config", WriteConfig("")).ImageDiskBudget);
+        Assert.Equal(2L << 30, Load("--config", WriteConfig("images:\n  disk_budget: 2Gi\n")).ImageDiskBudget);
+        _env["ORCHD_IMAGE_DISK_BUDGET"] = "512Mi";
+        Assert.Equal(512L << 20, Load("--config", WriteConfig("images:\n  disk_budget: 2Gi\n")).ImageDiskBudget);
+        Assert.Null(Load("--config", WriteConfig(""), "--image-disk-budget", "none").ImageDiskBudget);
+        _env.Remove("ORCHD_IMAGE_DISK_BUDGET");
+        Assert.Contains("is not a size", LoadFails("--config", WriteConfig("images:\n  disk_budget: lots\n")).Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Empty_file_gives_the_documented_defaults()
     {
         var config = Load("--config", WriteConfig(""));

@@ -3,7 +3,7 @@
 # network namespace, nothing on the host's network), the .deb installed with dpkg, orchd
 # enabled as a service, a container started from the manifest dir. Then what issue #17 found:
 #   1. `systemctl restart orchd` leaves the container running and systemd reports no
-#      "left-over process" (the container is not inside orchd.service's cgroup, name=systemd included);
+#      "left-over process" (the container is not in orchd.service's cgroup, name=systemd included);
 #   2. `dpkg -r` stops the container and leaves no bridge, nft table, cgroup, mount or dangling
 #      multi-user.target.wants link, and keeps the state;
 #   3. reinstalling enables and starts orchd again, which restarts the container;
@@ -44,8 +44,13 @@ nspawn_pid=$!
 
 # The container's pid 1 (systemd) is nspawn's child.
 init=""
-for _ in $(seq 1 100); do
-    init=$(pgrep -P "$nspawn_pid" | head -1 || true)
+# nspawn's first child only sets up namespaces and goes; pid 1 is the child running systemd.
+for _ in $(seq 1 300); do
+    for p in $(pgrep -P "$nspawn_pid" || true); do
+        if [ "$(cat "/proc/$p/comm" 2>/dev/null)" = systemd ]; then
+            init=$p
+        fi
+    done
     [ -n "$init" ] && break
     sleep 0.1
 done
@@ -57,7 +62,7 @@ if ! nsenter -t "$init" -m -u -i -n -p -C -- true 2>/dev/null; then
 fi
 
 state=""
-for _ in $(seq 1 300); do
+for _ in $(seq 1 600); do
     state=$(inside systemctl is-system-running 2>/dev/null || true)
     case "$state" in running|degraded) break ;; esac
     sleep 0.2
@@ -76,10 +81,23 @@ inside systemctl start leftover-control.service
 sleep 0.5
 inside systemctl restart leftover-control.service
 sleep 0.5
-inside journalctl -u leftover-control.service --no-pager -o cat | grep -q "left-over process" \
-    || fail "control: systemd did not report the left-over process of a KillMode=process service: the check for orchd would prove nothing"
+# journalctl --sync: everything journald received so far is in the files a reader sees.
+reported() { inside journalctl --sync; inside journalctl -u "$1" --no-pager -o cat | grep "left-over process" || true; }
+control=""
+for _ in $(seq 1 50); do
+    control=$(reported leftover-control.service)
+    [ -n "$control" ] && break
+    sleep 0.1
+done
 inside systemctl stop leftover-control.service
-ok "control: systemd reports a left-over process of a KillMode=process service"
+# systemd 252 reads the unit's cgroup for this in the tracking hierarchy, and under nspawn on a
+# hybrid host it does not always manage to (it then says nothing): the cgroup check after the
+# restart below is what does not depend on it.
+if [ -n "$control" ]; then
+    ok "control: systemd reports a left-over process of a KillMode=process service"
+else
+    echo "note: this systemd did not report the control's left-over process; the cgroup check below still holds"
+fi
 
 # nspawn mounts the v1 controllers read-only inside: a container runtime needs them writable.
 for dir in $(inside sh -c 'ls -d /sys/fs/cgroup/*/'); do
@@ -113,18 +131,26 @@ done
 [ -n "$pid" ] || fail "the container did not start: $(inside journalctl -u orchd --no-pager | tail -30)"
 ok "container running (pid $pid in the machine)"
 
-systemd_cgroup=$(inside awk -F: '$2 == "name=systemd" || ($1 == "0" && $2 == "") { print $3; exit }' "/proc/$pid/cgroup")
-case "$systemd_cgroup" in
-*orchd.service*) fail "the container is inside orchd.service's cgroup: $(inside cat "/proc/$pid/cgroup")" ;;
+# systemd tracks a unit's processes in name=systemd (v1) and, on a hybrid system, in the
+# cgroup2 hierarchy ("0::"): the container must be in neither of orchd.service's.
+systemd_cgroups=$(inside awk -F: '$2 == "name=systemd" || ($1 == "0" && $2 == "") { print $3 }' "/proc/$pid/cgroup" | tr '\n' ' ')
+case "$systemd_cgroups" in
+*orchd.service*) fail "the container is in orchd.service's cgroup: $(inside cat "/proc/$pid/cgroup")" ;;
 esac
-ok "container's systemd cgroup is $systemd_cgroup, not orchd.service's"
+ok "container's systemd cgroups are $systemd_cgroups- not orchd.service's"
 inside systemctl restart orchd.service
 sleep 2
 inside systemctl is-active --quiet orchd.service || fail "orchd is not active after restart"
-journal=$(inside journalctl -u orchd.service --no-pager -o cat)
-if echo "$journal" | grep -q "left-over process"; then
-    fail "systemd reported left-over processes: $(echo "$journal" | grep "left-over")"
-fi
+leftover=$(reported orchd.service)
+[ -z "$leftover" ] || fail "systemd reported left-over processes of orchd.service: $leftover"
+# What systemd counts as orchd.service: only orchd itself, in every tracking hierarchy.
+main=$(inside systemctl show -p MainPID --value orchd.service)
+for procs in /sys/fs/cgroup/systemd/system.slice/orchd.service/cgroup.procs /sys/fs/cgroup/unified/system.slice/orchd.service/cgroup.procs /sys/fs/cgroup/system.slice/orchd.service/cgroup.procs; do
+    if inside test -f "$procs"; then
+        members=$(inside sh -c "cat $procs" | grep -v '^0$' | tr '\n' ' ')
+        [ "$members" = "$main " ] || fail "$procs holds '$members', not only orchd (pid $main)"
+    fi
+done
 [ "$(container_pid)" = "$pid" ] || fail "the container did not survive the restart of orchd (pid $pid, now '$(container_pid)')"
 ok "systemctl restart orchd: container kept (pid $pid), no left-over process reported"
 

@@ -17,22 +17,48 @@ public sealed class SnapshotStore(ImageStore images, string root, bool forceCopy
 
     /// <summary>
     /// What one layer may write when unpacked: the free space of the file system the snapshots
-    /// live on, less a reserve (5% of it, at least 64 MiB) that stays for logs and state. A gzip
-    /// or zstd bomb (1 GiB of zeros in a few MB) stops with a clear error before the disk is full.
+    /// live on, less a reserve (5% of it, at least 64 MiB) that stays for logs and state, and,
+    /// when the node has an image disk budget (<c>images.disk_budget</c>, the content store's
+    /// budget), what the budget leaves after the image blobs and the layers already unpacked.
+    /// A gzip or zstd bomb (1 GiB of zeros in a few MB) stops with a clear error before the
+    /// disk is full, or the budget spent.
     /// </summary>
     internal long UnpackBudget()
     {
+        long free;
         try
         {
             Directory.CreateDirectory(root);
             var drive = new DriveInfo(root);
             var reserve = Math.Max(64L << 20, drive.TotalSize / 20);
-            return Math.Max(0, drive.AvailableFreeSpace - reserve);
+            free = Math.Max(0, drive.AvailableFreeSpace - reserve);
         }
         catch (Exception e) when (e is IOException or ArgumentException or UnauthorizedAccessException)
         {
-            return long.MaxValue; // no file system information: the content store's own budget still holds
+            free = long.MaxValue; // no file system information: the content store's own budget still holds
         }
+        var budget = images.Content.BudgetBytes;
+        if (budget == long.MaxValue)
+        {
+            return free;
+        }
+        return Math.Min(free, Math.Max(0, budget - images.Content.UsedBytes - UnpackedBytes()));
+    }
+
+    /// <summary>Bytes of regular files under the unpacked layers (a walk, once per layer to unpack).</summary>
+    private long UnpackedBytes()
+    {
+        if (!Directory.Exists(_layers))
+        {
+            return 0;
+        }
+        long total = 0;
+        var options = new EnumerationOptions { RecurseSubdirectories = true, AttributesToSkip = FileAttributes.ReparsePoint, IgnoreInaccessible = true };
+        foreach (var file in new DirectoryInfo(_layers).EnumerateFiles("*", options))
+        {
+            total += file.Length;
+        }
+        return total;
     }
 
     private UnpackOptions Options(WhiteoutMode whiteouts) => new() { Whiteouts = whiteouts, MaxBytes = UnpackBudget() };

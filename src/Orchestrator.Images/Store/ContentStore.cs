@@ -12,7 +12,7 @@ public sealed class DigestMismatchException(string expected, string actual, long
 
 /// <summary>Storing a blob would take the store past its disk budget; nothing was kept.</summary>
 public sealed class DiskBudgetExceededException(string what, long needed, long used, long budget)
-    : Exception($"{what} needs {needed} bytes but the image store holds {used} of its {budget}-byte budget; run gc, remove images or raise the budget")
+    : Exception($"{what} needs {needed} bytes but the image store holds {used} of its {budget}-byte budget; run gc, remove images or raise the budget (images.disk_budget)")
 {
     public long Needed { get; } = needed;
 }

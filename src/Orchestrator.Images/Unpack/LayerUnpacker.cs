@@ -118,7 +118,7 @@ public static class LayerUnpacker
                         written += entry.Length;
                         if (written > options.MaxBytes)
                         {
-                            throw new HostileLayerException($"the layer writes more than {options.MaxBytes} bytes (at '{entry.Name}'); it is refused (disk budget: the space left on the file system, less a reserve for logs and state); free space, or remove unused images (orchctl image gc)");
+                            throw new HostileLayerException($"the layer writes more than {options.MaxBytes} bytes (at '{entry.Name}'); it is refused (disk budget: the space left on the file system less a reserve for logs and state, or what images.disk_budget leaves); free space, raise images.disk_budget, or remove unused images (orchctl image gc)");
                         }
                         var file = new FileStream(target, FileMode.CreateNew, FileAccess.Write, FileShare.None, 81920, FileOptions.Asynchronous);
                         await using (file.ConfigureAwait(false))

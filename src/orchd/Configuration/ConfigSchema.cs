@@ -147,6 +147,9 @@ internal static class ConfigSchema
         new("policy.unconfined_seccomp", "--allow-unconfined-seccomp", "ORCHD_POLICY_UNCONFINED_SECCOMP", "BOOL", SettingShape.Scalar, "false",
             "whether a workload may ask for seccomp: unconfined (no system call filter)",
             (b, v) => b.PolicyUnconfinedSeccomp = ConfigValues.Bool(v), c => c.PolicyUnconfinedSeccomp ? "true" : "false"),
+        new("images.disk_budget", "--image-disk-budget", "ORCHD_IMAGE_DISK_BUDGET", "BYTES", SettingShape.Scalar, "none",
+            "the disk the node's images may take, blobs and unpacked layers together (Ki, Mi, Gi suffixes); a pull or unpack past it is refused with a clear error. none: only the file system's free space less a 5% reserve (at least 64 Mi) limits them",
+            (b, v) => b.ImageDiskBudget = v == "none" ? null : ConfigValues.Bytes(v), c => c.ImageDiskBudget?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "none"),
         new("logs.max_size", "--log-max-size", "ORCHD_LOG_MAX_SIZE", "BYTES", SettingShape.Scalar, "10Mi",
             "a container's log file is rotated at this size (Ki, Mi, Gi suffixes)",
             (b, v) => b.LogMaxBytes = ConfigValues.Bytes(v), c => c.LogMaxBytes.ToString(System.Globalization.CultureInfo.InvariantCulture)),
@@ -162,7 +165,7 @@ internal static class ConfigSchema
     ];
 
     /// <summary>Keys that hold a nested mapping of settings in the file.</summary>
-    public static readonly IReadOnlySet<string> Sections = new HashSet<string>(StringComparer.Ordinal) { "nats", "logs", "network", "fleet", "metrics", "registry", "policy" };
+    public static readonly IReadOnlySet<string> Sections = new HashSet<string>(StringComparer.Ordinal) { "nats", "logs", "network", "fleet", "metrics", "registry", "policy", "images" };
 
     public static Setting? ByKey(string key) => All.FirstOrDefault(s => s.Key == key);
 
@@ -258,6 +261,7 @@ internal sealed class ConfigBuilder
     public string? RegistryAuthFile { get; set; }
     public bool Scheduler { get; set; } = s_defaults.Scheduler;
     public string BridgeCidr { get; set; } = s_defaults.BridgeCidr;
+    public long? ImageDiskBudget { get; set; } = s_defaults.ImageDiskBudget;
     public long LogMaxBytes { get; set; } = s_defaults.LogMaxBytes;
     public int LogMaxFiles { get; set; } = s_defaults.LogMaxFiles;
     public string? MetricsListen { get; set; } = s_defaults.MetricsListen;
@@ -309,6 +313,7 @@ internal sealed class ConfigBuilder
         PolicyUnconfinedSeccomp = PolicyUnconfinedSeccomp,
         Scheduler = Scheduler,
         BridgeCidr = BridgeCidr,
+        ImageDiskBudget = ImageDiskBudget,
         LogMaxBytes = LogMaxBytes,
         LogMaxFiles = LogMaxFiles,
         MetricsListen = MetricsListen,

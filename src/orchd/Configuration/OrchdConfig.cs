@@ -66,6 +66,9 @@ public sealed record OrchdConfig
     public bool PolicyUnconfinedSeccomp { get; init; }
     public bool Scheduler { get; init; } = true;
     public string BridgeCidr { get; init; } = "10.88.0.0/24";
+    /// <summary>images.disk_budget: bytes the node's image blobs and unpacked layers may take; null: only the free-space rule.</summary>
+    public long? ImageDiskBudget { get; init; }
+
     public long LogMaxBytes { get; init; } = 10 << 20;
     public int LogMaxFiles { get; init; } = 3;
     /// <summary>Where the Prometheus listener listens (an IP endpoint), or null: off.</summary>

@@ -76,10 +76,9 @@ public sealed class ContainerdBackendTests
         Directory.CreateDirectory(noCgroups);
         // A socket nobody listens on: containerd installed but not up yet (boot order, its restart).
         var socket = node.Dir.Combine("containerd.sock");
-        using (var listener = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.Unix, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Unspecified))
-        {
-            listener.Bind(new System.Net.Sockets.UnixDomainSocketEndPoint(socket));
-        }
+        // Bound, never listening: connect() is refused (and .NET unlinks the file when the socket is disposed, so it lives to the end).
+        using var bound = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.Unix, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Unspecified);
+        bound.Bind(new System.Net.Sockets.UnixDomainSocketEndPoint(socket));
         Assert.True(File.Exists(socket));
         await using var daemon = DaemonProcess.Start(Repo.Binary("orchd"), node.Args(["--runtime", "auto", "--containerd-socket", socket]),
             new Dictionary<string, string?> { ["ORCH_CGROUP_ROOT"] = noCgroups });
