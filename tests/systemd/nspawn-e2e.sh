@@ -114,6 +114,12 @@ command: [sh, -c, 'trap "exit 0" TERM; echo started; while true; do sleep 1; don
 network: bridge
 restart: {policy: always}
 stopGracePeriodSeconds: 5
+---
+name: stubborn
+image: busybox:latest
+command: [sh, -c, 'trap "" TERM; while true; do sleep 1; done']
+network: none
+restart: {policy: always}
 YAML
 inside systemctl enable --now orchd.service > /dev/null 2>&1 || fail "orchd did not start: $(inside journalctl -u orchd --no-pager | tail -20)"
 ok "orchd enabled and started"
@@ -155,8 +161,15 @@ done
 ok "systemctl restart orchd: container kept (pid $pid), no left-over process reported"
 
 inside test -d /sys/class/net/orch0 || fail "no bridge orch0 while the container runs"
+# A teardown while orchd runs is refused (the state lock), and changes nothing.
+if inside orchd teardown --config /etc/orchestrator/orchd.yaml > "$work/teardown-early.log" 2>&1; then
+    fail "orchd teardown ran while orchd runs: $(cat "$work/teardown-early.log")"
+fi
+grep -q "stop orchd first" "$work/teardown-early.log" || fail "orchd teardown while orchd runs did not say to stop it: $(cat "$work/teardown-early.log")"
+[ "$(container_pid)" = "$pid" ] || fail "a refused teardown touched the container"
+ok "orchd teardown while orchd runs: refused ($(head -1 "$work/teardown-early.log"))"
 inside dpkg -r orchestrator > "$work/dpkg-r.log" 2>&1 || fail "dpkg -r: $(cat "$work/dpkg-r.log")"
-grep -q "orchd teardown: 1 container(s) of orchd's runtime stopped" "$work/dpkg-r.log" || fail "dpkg -r did not say it stopped the container: $(cat "$work/dpkg-r.log")"
+grep -q "orchd teardown: 2 container(s) of orchd's runtime stopped (1 killed after 10 s)" "$work/dpkg-r.log" || fail "dpkg -r did not say it stopped the container: $(cat "$work/dpkg-r.log")"
 ok "dpkg -r: $(grep 'orchd teardown' "$work/dpkg-r.log")"
 inside test ! -e "/proc/$pid" || fail "the container still runs after dpkg -r"
 [ -z "$(container_pid)" ] || fail "a container still runs after dpkg -r"
