@@ -5,7 +5,6 @@ using Orchestrator.Fleet.Agent;
 using Orchestrator.Linux;
 using Orchestrator.Node.Network;
 using Orchestrator.Node.Reconcile;
-using Orchestrator.Node.StateStore;
 using Orchestrator.Runtime.Cgroups;
 
 namespace Orchestrator.Daemon;
@@ -29,41 +28,59 @@ internal static class TeardownCommand
 
     public static async Task<int> RunAsync(OrchdConfig config)
     {
-        NodeState state;
-        try
+        // The state lock, as orchd holds it while it runs; the node id read, never made (a
+        // teardown on a host where orchd never ran must not give it an identity).
+        FileLock? held = null;
+        var lockPath = Path.Combine(config.StateDir, "orchd.lock");
+        if (Directory.Exists(config.StateDir))
         {
-            state = NodeState.Open(config.StateDir, config.RunDir);
+            try
+            {
+                held = FileLock.TryAcquire(lockPath, out var holder);
+                if (held is null)
+                {
+                    Console.Error.WriteLine($"orchd teardown: orchd{(holder > 0 ? $" (pid {holder})" : "")} is running on state dir '{config.StateDir}'; stop it first (systemctl stop orchd), then run orchd teardown again");
+                    return ExitCodes.Config;
+                }
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                Console.Error.WriteLine($"orchd teardown: cannot lock '{lockPath}': {e.Message}; run it as root, with orchd's --state-dir");
+                return ExitCodes.Config;
+            }
         }
-        catch (NodeStateException e)
-        {
-            Console.Error.WriteLine($"orchd teardown: {e.Message}; stop orchd first (systemctl stop orchd), then run orchd teardown again");
-            return ExitCodes.Config;
-        }
-        using (state)
+        using (held)
         {
             var problems = new List<string>();
             var said = new List<string>();
             StopFenceKeeper(config.RunDir);
-            var parent = new NodeOptions { StateDir = config.StateDir, RunDir = config.RunDir, NodeId = state.NodeId }.CgroupParent;
-            var (stopped, killed) = StopNativeContainers(parent, problems);
-            said.Add($"{stopped} container(s) of orchd's runtime stopped{(killed > 0 ? $" ({killed} killed after {Grace.TotalSeconds:0} s)" : "")}");
-            if (File.Exists(config.ContainerdSocket))
+            var nodeId = ReadNodeId(config.StateDir, problems);
+            if (nodeId is { Length: > 0 })
             {
-                said.Add(await StopContainerdTasksAsync(config.ContainerdSocket, BackendSelection.Namespace(state.NodeId), problems).ConfigureAwait(false));
-            }
-            var unmounted = Unmount(config.StateDir, problems) + Unmount(config.RunDir, problems);
-            said.Add($"{unmounted} mount(s) under {config.StateDir} and {config.RunDir} unmounted");
-            var cgroups = RemoveCgroupParents(parent, problems);
-            said.Add($"cgroup {parent} removed from {cgroups} hierarchy(ies)");
-            if (config.Bridge is { } bridge)
-            {
-                var options = new BridgeOptions(bridge, config.BridgeCidr, state.NodeId);
-                new BridgeNetwork(options).Teardown();
-                if (Directory.Exists("/sys/class/net/" + bridge))
+                var parent = new NodeOptions { StateDir = config.StateDir, RunDir = config.RunDir, NodeId = nodeId }.CgroupParent;
+                var (stopped, killed) = StopNativeContainers(parent, problems);
+                said.Add($"{stopped} container(s) of orchd's runtime stopped{(killed > 0 ? $" ({killed} killed after {Grace.TotalSeconds:0} s)" : "")}");
+                if (File.Exists(config.ContainerdSocket))
                 {
-                    problems.Add($"bridge {bridge} is still there (ip link del {bridge} failed)");
+                    said.Add(await StopContainerdTasksAsync(config.ContainerdSocket, BackendSelection.Namespace(nodeId), problems).ConfigureAwait(false));
                 }
-                said.Add($"bridge {bridge} and nftables table {options.Table} removed");
+                var unmounted = Unmount(config.StateDir, problems) + Unmount(config.RunDir, problems);
+                said.Add($"{unmounted} mount(s) under {config.StateDir} and {config.RunDir} unmounted");
+                said.Add($"cgroup {parent} removed from {RemoveCgroupParents(parent, problems)} hierarchy(ies)");
+                if (config.Bridge is { } bridge)
+                {
+                    var options = new BridgeOptions(bridge, config.BridgeCidr, nodeId);
+                    new BridgeNetwork(options).Teardown();
+                    if (Directory.Exists("/sys/class/net/" + bridge))
+                    {
+                        problems.Add($"bridge {bridge} is still there (ip link del {bridge} failed)");
+                    }
+                    said.Add($"bridge {bridge} and nftables table {options.Table} removed");
+                }
+            }
+            else if (nodeId is null)
+            {
+                said.Add("orchd never ran with this state dir: nothing to stop");
             }
             Console.Out.WriteLine("orchd teardown: " + string.Join("; ", said));
             foreach (var problem in problems)
@@ -72,6 +89,34 @@ internal static class TeardownCommand
             }
             return problems.Count == 0 ? ExitCodes.Ok : ExitCodes.Failure;
         }
+    }
+
+    /// <summary>
+    /// STATE_DIR/node-id, or null when it is missing (orchd never ran here). An unreadable one
+    /// is a problem (and "" is returned): without it the node's cgroups and nft table cannot be
+    /// told from another orchd's on the same host, and a teardown must not stop those.
+    /// </summary>
+    private static string? ReadNodeId(string stateDir, List<string> problems)
+    {
+        var path = Path.Combine(stateDir, "node-id");
+        try
+        {
+            if (!File.Exists(path))
+            {
+                return null;
+            }
+            var id = File.ReadAllText(path).Trim();
+            if (id.Length == 32 && id.All(char.IsAsciiHexDigitLower))
+            {
+                return id;
+            }
+            problems.Add($"'{path}' holds no node id (32 hex digits), so this node's containers, cgroups (/orchestrator/<its first 12 digits>) and nft table (orchd_<first 8>) cannot be told from another orchd's: put the id back, or stop them by hand");
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            problems.Add($"cannot read '{path}': {e.Message}");
+        }
+        return "";
     }
 
     /// <summary>The fence keeper fences for an orchd that is down; with the containers gone it has nothing to keep.</summary>

@@ -197,7 +197,17 @@ public sealed class PackagingTests : IAsyncLifetime
             Directory.CreateDirectory(mountPoint);
             await RunAsync("mount", "--bind", volume, mountPoint);
 
-            await RunAsync("dpkg", "-r", "orchestrator");
+            // A damaged node id: the teardown cannot tell this node's containers from another
+            // orchd's, so the removal stops, saying why and how to go on; nothing is removed.
+            var refused = DaemonProcess.Start("dpkg", ["-r", "orchestrator"]);
+            Assert.NotEqual(0, await refused.WaitForExitAsync(s_wait));
+            Assert.Contains(refused.Stderr, l => l.Contains("'/var/lib/orchestrator/node-id' holds no node id", StringComparison.Ordinal));
+            Assert.Contains(refused.Stderr, l => l.Contains("ORCHESTRATOR_FORCE_REMOVE=1 dpkg -r orchestrator", StringComparison.Ordinal));
+            Assert.True(File.Exists("/usr/bin/orchd"), "a refused removal removed the binary");
+            await File.WriteAllTextAsync("/var/lib/orchestrator/node-id", "0123456789abcdef0123456789abcdef\n");
+
+            var removed = await RunAsync("dpkg", "-r", "orchestrator");
+            Assert.Contains(removed.Stdout, l => l.StartsWith("orchd teardown: 0 container(s) of orchd's runtime stopped; 1 mount(s) under /var/lib/orchestrator", StringComparison.Ordinal));
             Assert.False(File.Exists("/usr/bin/orchd"));
             Assert.False(File.Exists("/lib/systemd/system/orchd.service"));
             Assert.True(File.Exists("/etc/orchestrator/orchd.yaml"), "remove keeps the conffile");
