@@ -82,7 +82,10 @@ internal static class TeardownCommand
             {
                 said.Add("orchd never ran with this state dir: nothing to stop");
             }
-            Console.Out.WriteLine("orchd teardown: " + string.Join("; ", said));
+            if (said.Count > 0)
+            {
+                Console.Out.WriteLine("orchd teardown: " + string.Join("; ", said));
+            }
             foreach (var problem in problems)
             {
                 Console.Error.WriteLine($"orchd teardown: {problem}");

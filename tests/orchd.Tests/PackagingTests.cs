@@ -10,7 +10,7 @@ namespace Orchestrator.Daemon.Tests;
 [Trait("Category", "Integration")]
 public sealed class PackagingTests : IAsyncLifetime
 {
-    private static readonly TimeSpan s_wait = TimeSpan.FromSeconds(60);
+    private static readonly TimeSpan s_wait = TimeSpan.FromSeconds(150); // dpkg with man-db triggers, on a loaded machine
     private readonly TempDir _dir = new("orch-packaging");
 
     public ValueTask InitializeAsync() => ValueTask.CompletedTask;

@@ -165,7 +165,7 @@ inside test -d /sys/class/net/orch0 || fail "no bridge orch0 while the container
 if inside orchd teardown --config /etc/orchestrator/orchd.yaml > "$work/teardown-early.log" 2>&1; then
     fail "orchd teardown ran while orchd runs: $(cat "$work/teardown-early.log")"
 fi
-grep -q "stop orchd first" "$work/teardown-early.log" || fail "orchd teardown while orchd runs did not say to stop it: $(cat "$work/teardown-early.log")"
+grep -q "stop it first (systemctl stop orchd)" "$work/teardown-early.log" || fail "orchd teardown while orchd runs did not say to stop it: $(cat "$work/teardown-early.log")"
 [ "$(container_pid)" = "$pid" ] || fail "a refused teardown touched the container"
 ok "orchd teardown while orchd runs: refused ($(head -1 "$work/teardown-early.log"))"
 inside dpkg -r orchestrator > "$work/dpkg-r.log" 2>&1 || fail "dpkg -r: $(cat "$work/dpkg-r.log")"
