@@ -1,9 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Serialization.Metadata;
-using Orchestrator.Fleet.Protocol;
-using Orchestrator.Node.Logs;
-using Orchestrator.Node.Reconcile;
-using Orchestrator.Node.Workloads;
+using Orchestrator.Api;
+using Orchestrator.Api.Workloads;
 
 namespace Orchestrator.Fleet.Tests;
 

@@ -1,4 +1,4 @@
-namespace Orchestrator.Node.Workloads;
+namespace Orchestrator.Api.Workloads;
 
 /// <summary>Every problem with a workload at once, each naming the field and the fix.</summary>
 public static class WorkloadValidator

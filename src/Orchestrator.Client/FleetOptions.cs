@@ -1,4 +1,4 @@
-namespace Orchestrator.Fleet.Agent;
+namespace Orchestrator.Client;
 
 /// <summary>Timings of membership and scheduling (orchd's fleet.* settings). The rules they serve are in docs/protocol.md.</summary>
 public sealed record FleetOptions

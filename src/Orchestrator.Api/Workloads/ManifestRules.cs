@@ -1,6 +1,6 @@
 using System.Globalization;
 
-namespace Orchestrator.Node.Workloads;
+namespace Orchestrator.Api.Workloads;
 
 /// <summary>
 /// A field's allowed values: a numeric range or a set of words. One table serves the validator's

@@ -1,7 +1,4 @@
-using Orchestrator.Node.Logs;
-using Orchestrator.Node.Reconcile;
-
-namespace Orchestrator.Fleet.Protocol;
+namespace Orchestrator.Api;
 
 /// <summary>The node API's operations: the last token of <c>orch.node.&lt;node&gt;.&lt;op&gt;</c>.</summary>
 public static class NodeOps
@@ -34,6 +31,9 @@ public sealed record LogsRequest
     /// <summary>follow: a subject the client answers; the node asks it every few seconds and stops when nobody does.</summary>
     public string? AliveSubject { get; init; }
 }
+
+/// <summary>One log line as stored: when, which stream, the text, and whether it was cut (P).</summary>
+public sealed record LogLine(DateTimeOffset Time, string Stream, string Text, bool Partial);
 
 public sealed record LogsReply
 {

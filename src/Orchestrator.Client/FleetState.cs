@@ -1,9 +1,9 @@
 using System.Text.Json;
 using NATS.Client.KeyValueStore;
-using Orchestrator.Fleet.Protocol;
-using Orchestrator.Node.Workloads;
+using Orchestrator.Api;
+using Orchestrator.Api.Workloads;
 
-namespace Orchestrator.Fleet.Agent;
+namespace Orchestrator.Client;
 
 /// <summary>Reads of the fleet's state shared by the scheduler and the operator's client.</summary>
 public static class FleetState

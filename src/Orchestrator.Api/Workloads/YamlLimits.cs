@@ -1,7 +1,7 @@
 using YamlDotNet.Core;
 using YamlDotNet.Core.Events;
 
-namespace Orchestrator.Node.Workloads;
+namespace Orchestrator.Api.Workloads;
 
 /// <summary>
 /// Bounds on YAML from outside (manifest files, `orchctl run -f`, orchd.yaml), checked on the
@@ -48,7 +48,7 @@ public static class YamlLimits
                             anchored[scalar.Anchor.Value] = 1;
                         }
                         break;
-                    case NodeEvent start and (MappingStart or SequenceStart):
+                    case YamlDotNet.Core.Events.NodeEvent start and (MappingStart or SequenceStart):
                         nodes++;
                         open.Push((start.Anchor.IsEmpty ? null : start.Anchor.Value, nodes - 1));
                         if (open.Count > MaxDepth)

@@ -1,7 +1,6 @@
-using System.Text.Json.Serialization;
-using Orchestrator.Node.Workloads;
+using Orchestrator.Api.Workloads;
 
-namespace Orchestrator.Node.Reconcile;
+namespace Orchestrator.Api;
 
 /// <summary>One container as `ps` and `inspect` show it. Fields are only ever added.</summary>
 public sealed class ContainerStatus
@@ -53,12 +52,13 @@ public sealed class NodeStatus
     public string Driver { get; set; } = "";
 }
 
-[JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase, DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull)]
-[JsonSerializable(typeof(ContainerStatus))]
-[JsonSerializable(typeof(List<ContainerStatus>))]
-[JsonSerializable(typeof(ContainerStats))]
-[JsonSerializable(typeof(List<ContainerStats>))]
-[JsonSerializable(typeof(NodeStatus))]
-[JsonSerializable(typeof(ImageSummary))]
-[JsonSerializable(typeof(ImageGcResult))]
-public sealed partial class NodeJsonContext : JsonSerializerContext;
+/// <summary>How a container last ended.</summary>
+public sealed class ExitRecord
+{
+    /// <summary>null: it ended while orchd was not its parent (after an orchd restart).</summary>
+    public int? Code { get; set; }
+    public bool OomKilled { get; set; }
+    public DateTimeOffset At { get; set; }
+    /// <summary>exited, oom-killed, liveness-probe, stopped, replaced.</summary>
+    public string Reason { get; set; } = "exited";
+}

@@ -1,7 +1,7 @@
 using System.Text;
 using System.Text.Json;
 
-namespace Orchestrator.Fleet.Protocol;
+namespace Orchestrator.Api;
 
 /// <summary>
 /// The bounds every node API request is held to before it is deserialized, one place for all

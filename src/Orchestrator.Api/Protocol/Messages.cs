@@ -1,6 +1,6 @@
 using System.Text.Json.Serialization;
 
-namespace Orchestrator.Fleet.Protocol;
+namespace Orchestrator.Api;
 
 /// <summary>What a node says about itself. Schema version 1; fields are only ever added.</summary>
 public sealed record NodeInfo
@@ -16,7 +16,7 @@ public sealed record NodeInfo
     public DateTimeOffset StartedAt { get; init; }
     public double UptimeSeconds { get; init; }
     /// <summary>Capacity, allocatable, requested and used; null when the node runs no supervisor.</summary>
-    public Orchestrator.Node.Reconcile.NodeStatus? Status { get; init; }
+    public NodeStatus? Status { get; init; }
     /// <summary>In heartbeats: the node's containers (the scheduler gates rollouts on their readiness).</summary>
     public IReadOnlyList<ContainerBrief>? Containers { get; init; }
     /// <summary>What makes this node unsafe to run as it is (no NATS authentication, no trusted keys), one sentence each; null when nothing.</summary>
@@ -35,11 +35,17 @@ public sealed record ContainerBrief
     public double CpuPercent { get; init; }
 }
 
-/// <summary>The reply to a request that could not be served: a sentence naming the object and the fix.</summary>
+/// <summary>
+/// The reply to a request that could not be served: a sentence naming the object and the fix,
+/// and what kind of failure it is for programs (<see cref="ErrorKind"/>: not-found, invalid,
+/// conflict, unavailable, forbidden, internal). A node from before codes sends none: read that as
+/// internal. A client from before codes ignores it.
+/// </summary>
 public sealed record ErrorReply
 {
     public int SchemaVersion { get; init; } = 1;
     public required string Error { get; init; }
+    public ErrorKind? Code { get; init; }
 }
 
 [JsonSourceGenerationOptions(
@@ -48,10 +54,8 @@ public sealed record ErrorReply
 [JsonSerializable(typeof(NodeInfo))]
 [JsonSerializable(typeof(Assignment))]
 [JsonSerializable(typeof(NodeAssignments))]
-[JsonSerializable(typeof(Orchestrator.Fleet.Agent.FenceFile))]
-[JsonSerializable(typeof(Dictionary<string, Orchestrator.Fleet.Agent.SignatureLedger.Entry>))]
 [JsonSerializable(typeof(ErrorReply))]
-[JsonSerializable(typeof(Orchestrator.Node.Workloads.Workload))]
+[JsonSerializable(typeof(Workloads.Workload))]
 [JsonSerializable(typeof(NameRequest))]
 [JsonSerializable(typeof(LogsRequest))]
 [JsonSerializable(typeof(LogsReply))]
@@ -61,8 +65,8 @@ public sealed record ErrorReply
 [JsonSerializable(typeof(StatsRequest))]
 [JsonSerializable(typeof(StatsReply))]
 [JsonSerializable(typeof(ContainerListReply))]
-[JsonSerializable(typeof(Orchestrator.Node.Reconcile.ContainerStatus))]
-[JsonSerializable(typeof(Orchestrator.Node.Reconcile.NodeStatus))]
+[JsonSerializable(typeof(ContainerStatus))]
+[JsonSerializable(typeof(NodeStatus))]
 [JsonSerializable(typeof(OkReply))]
 [JsonSerializable(typeof(string))]
 [JsonSerializable(typeof(NodeEntry))]
@@ -76,6 +80,6 @@ public sealed record ErrorReply
 [JsonSerializable(typeof(PullRequest))]
 [JsonSerializable(typeof(PullStreamReply))]
 [JsonSerializable(typeof(ImageListReply))]
-[JsonSerializable(typeof(Orchestrator.Node.Reconcile.ImageSummary))]
-[JsonSerializable(typeof(Orchestrator.Node.Reconcile.ImageGcResult))]
+[JsonSerializable(typeof(ImageSummary))]
+[JsonSerializable(typeof(ImageGcResult))]
 public sealed partial class FleetJsonContext : JsonSerializerContext;

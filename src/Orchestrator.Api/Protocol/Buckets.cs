@@ -1,6 +1,4 @@
-using NATS.Client.KeyValueStore;
-
-namespace Orchestrator.Fleet.Protocol;
+namespace Orchestrator.Api;
 
 /// <summary>
 /// The fleet's state in JetStream key-value buckets (docs/protocol.md). NATS is the database:
@@ -25,52 +23,8 @@ public static class Buckets
 
     public const int DeploymentHistory = 10;
 
-    /// <summary>
-    /// What a bucket is made with when it is missing (docs/protocol.md, "Buckets and their
-    /// limits"): file storage, the history the caller asks for (always 1 for the heartbeats:
-    /// an old heartbeat is never read), the largest value a writer may put, and the most the
-    /// bucket may hold. Every KV bucket discards new: a put that would take the bucket past
-    /// <c>MaxBytes</c> is refused (an error the writer logs), never made room for by dropping
-    /// the oldest value, which in a bucket of one key per node would be another node's only
-    /// one. nats-server 2.9.10 still accepts a put to an existing key at the limit when the
-    /// value is no larger than the one it replaces, so a full bucket still takes a heartbeat
-    /// that did not grow.
-    /// The limits hold thousands of nodes (docs/protocol.md); nats-server reserves their sum
-    /// (164 MiB, 228 MiB with the events stream's 64 MiB) out of its <c>max_file_store</c> and
-    /// refuses to make a bucket that does not fit. <c>MaxBytes</c> also sets the file store's
-    /// block size in 2.9 (measured): 32 KB blocks below about 128 KB, 4 MB up to 32 MiB, 8 MB from
-    /// 32 MiB; a history-1 bucket keeps at most about two blocks on disk however much is written.
-    /// </summary>
-    public static NatsKVConfig ConfigFor(string bucket, int history)
-    {
-        var (maxValue, maxBytes) = bucket switch
-        {
-            // A heartbeat: NodeInfo with a line per container (0.9 KB with 3 containers, 1.5 KB
-            // with 10): 16 MiB is 10,000 such nodes, and keeps the 4 MB blocks.
-            Nodes => (256 * Kibi, 16 * Mebi),
-            // NodeAssignments: every replica's template and signature for one node.
-            Assignments => (Mebi, 64 * Mebi),
-            // A deployment, ten revisions of each.
-            Deployments => (256 * Kibi, 64 * Mebi),
-            // DeploymentStatus: a replica → node map and a sentence per unplaced replica.
-            Agent.FleetBuckets.DeploymentStatus => (Mebi, 16 * Mebi),
-            NodeSettings => (4 * Kibi, 4 * Mebi),
-            // One key, the lease holder's name, renewed every few seconds: 32 KB blocks.
-            Leader => (Kibi, 64 * Kibi),
-            _ => (Mebi, 64 * Mebi),
-        };
-        return new NatsKVConfig(bucket)
-        {
-            History = bucket == Nodes ? 1 : Math.Max(1, history),
-            MaxValueSize = (int)maxValue,
-            MaxBytes = maxBytes,
-            Storage = NatsKVStorageType.File,
-            Description = "Orchestrator fleet state",
-        };
-    }
-
-    private const long Kibi = 1024;
-    private const long Mebi = 1024 * Kibi;
+    /// <summary>key = deployment name; value = <see cref="DeploymentStatus"/>: what the scheduler last did about it.</summary>
+    public const string DeploymentStatus = "orch-deployment-status";
 }
 
 /// <summary>What operators say about a node: cordoned (no new replicas), draining (replicas move off too).</summary>
@@ -146,6 +100,6 @@ public sealed record DeploymentStatus
 /// <summary>A deployment as `get deployments` shows it.</summary>
 public sealed record DeploymentView
 {
-    public required Orchestrator.Node.Workloads.Deployment Deployment { get; init; }
+    public required Orchestrator.Api.Workloads.Deployment Deployment { get; init; }
     public DeploymentStatus? Status { get; init; }
 }

@@ -4,7 +4,7 @@ using System.Text.RegularExpressions;
 using YamlDotNet.Core;
 using YamlDotNet.RepresentationModel;
 
-namespace Orchestrator.Node.Workloads;
+namespace Orchestrator.Api.Workloads;
 
 /// <summary>
 /// The part of a docker-compose file that maps cleanly onto the fleet: each service becomes a

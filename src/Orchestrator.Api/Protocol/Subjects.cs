@@ -1,4 +1,4 @@
-namespace Orchestrator.Fleet.Protocol;
+namespace Orchestrator.Api;
 
 /// <summary>
 /// Every NATS subject the fleet uses, in one place (documented in docs/protocol.md).

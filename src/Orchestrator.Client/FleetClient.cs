@@ -1,8 +1,8 @@
 using System.Text.Json;
 using NATS.Client.Core;
-using Orchestrator.Fleet.Protocol;
+using Orchestrator.Api;
 
-namespace Orchestrator.Fleet.Client;
+namespace Orchestrator.Client;
 
 /// <summary>The operator's side of the protocol: what orchctl (and tests) ask the fleet.</summary>
 public sealed class FleetClient(INatsConnection connection)
@@ -12,9 +12,9 @@ public sealed class FleetClient(INatsConnection connection)
     /// <summary>What the scheduler assigns each node now (node → its replicas), from the assignments bucket.</summary>
     public async Task<Dictionary<string, HashSet<string>>> GetAssignedAsync(CancellationToken cancellationToken = default)
     {
-        var bucket = await Agent.FleetMember.OpenAsync(KV, Buckets.Assignments, 1, cancellationToken).ConfigureAwait(false);
+        var bucket = await FleetStore.OpenAsync(KV, Buckets.Assignments, 1, cancellationToken).ConfigureAwait(false);
         var result = new Dictionary<string, HashSet<string>>(StringComparer.Ordinal);
-        foreach (var (node, entry) in await Agent.FleetState.ReadAllAsync(bucket, cancellationToken).ConfigureAwait(false))
+        foreach (var (node, entry) in await FleetState.ReadAllAsync(bucket, cancellationToken).ConfigureAwait(false))
         {
             try
             {
@@ -28,14 +28,14 @@ public sealed class FleetClient(INatsConnection connection)
     }
 
     /// <summary>Every node that ever joined, with its state from the age of its last heartbeat.</summary>
-    public async Task<IReadOnlyList<NodeEntry>> GetNodesAsync(Agent.FleetOptions? options = null, CancellationToken cancellationToken = default)
+    public async Task<IReadOnlyList<NodeEntry>> GetNodesAsync(FleetOptions? options = null, CancellationToken cancellationToken = default)
     {
-        var nodes = await Agent.FleetMember.OpenAsync(KV, Buckets.Nodes, 1, cancellationToken).ConfigureAwait(false);
-        var leaderBucket = await Agent.FleetMember.OpenAsync(KV, Buckets.Leader, 1, cancellationToken).ConfigureAwait(false);
+        var nodes = await FleetStore.OpenAsync(KV, Buckets.Nodes, 1, cancellationToken).ConfigureAwait(false);
+        var leaderBucket = await FleetStore.OpenAsync(KV, Buckets.Leader, 1, cancellationToken).ConfigureAwait(false);
         var leader = await leaderBucket.TryGetEntryAsync<byte[]>("scheduler", cancellationToken: cancellationToken).ConfigureAwait(false);
         var leaderName = leader.Success && leader.Value.Value is { Length: > 0 } v ? JsonSerializer.Deserialize(v, FleetJsonContext.Default.String) : null;
-        var settings = await Agent.FleetMember.OpenAsync(KV, Buckets.NodeSettings, 1, cancellationToken).ConfigureAwait(false);
-        return await Agent.FleetState.ReadNodesAsync(nodes, options ?? new Agent.FleetOptions(), cancellationToken, leaderName, settings).ConfigureAwait(false);
+        var settings = await FleetStore.OpenAsync(KV, Buckets.NodeSettings, 1, cancellationToken).ConfigureAwait(false);
+        return await FleetState.ReadNodesAsync(nodes, options ?? new FleetOptions(), cancellationToken, leaderName, settings).ConfigureAwait(false);
     }
 
     /// <summary>cordon: no new replicas on the node; drain: its replicas move off too; neither: back to normal.</summary>
@@ -44,9 +44,9 @@ public sealed class FleetClient(INatsConnection connection)
         var nodes = await GetNodesAsync(cancellationToken: cancellationToken).ConfigureAwait(false);
         if (nodes.All(n => n.Info.Node != node))
         {
-            throw new NodeRequestException($"no node '{node}' has joined the fleet; `orchctl get nodes` lists the nodes");
+            throw new NodeRequestException(ErrorKind.NotFound, $"no node '{node}' has joined the fleet; `orchctl get nodes` lists the nodes");
         }
-        var settings = await Agent.FleetMember.OpenAsync(KV, Buckets.NodeSettings, 1, cancellationToken).ConfigureAwait(false);
+        var settings = await FleetStore.OpenAsync(KV, Buckets.NodeSettings, 1, cancellationToken).ConfigureAwait(false);
         await settings.PutAsync(node, JsonSerializer.SerializeToUtf8Bytes(new NodeSettings { Cordoned = cordoned || draining, Draining = draining }, FleetJsonContext.Default.NodeSettings), cancellationToken: cancellationToken).ConfigureAwait(false);
     }
 
@@ -55,7 +55,7 @@ public sealed class FleetClient(INatsConnection connection)
     /// replicas. With a signing seed each is signed first; one that arrives signed (orchctl sign)
     /// is checked against its own key, so a damaged signature is refused here and not by every node.
     /// </summary>
-    public async Task<IReadOnlyList<(string Name, ulong Revision)>> ApplyAsync(IEnumerable<Orchestrator.Node.Workloads.Deployment> deployments, string? signingSeed = null, CancellationToken cancellationToken = default)
+    public async Task<IReadOnlyList<(string Name, ulong Revision)>> ApplyAsync(IEnumerable<Orchestrator.Api.Workloads.Deployment> deployments, string? signingSeed = null, CancellationToken cancellationToken = default)
     {
         var list = deployments.ToList();
         foreach (var deployment in list)
@@ -77,13 +77,13 @@ public sealed class FleetClient(INatsConnection connection)
                 throw new NodeRequestException(why);
             }
         }
-        var bucket = await Agent.FleetMember.OpenAsync(KV, Buckets.Deployments, Buckets.DeploymentHistory, cancellationToken).ConfigureAwait(false);
+        var bucket = await FleetStore.OpenAsync(KV, Buckets.Deployments, Buckets.DeploymentHistory, cancellationToken).ConfigureAwait(false);
         var result = new List<(string, ulong)>();
         foreach (var deployment in list)
         {
             deployment.Revision = null;
             deployment.Generation = NextGeneration(await bucket.TryGetEntryAsync<byte[]>(deployment.Name, cancellationToken: cancellationToken).ConfigureAwait(false));
-            await bucket.PutAsync(deployment.Name, JsonSerializer.SerializeToUtf8Bytes(deployment, Orchestrator.Node.Workloads.WorkloadJsonContext.Default.Deployment), cancellationToken: cancellationToken).ConfigureAwait(false);
+            await bucket.PutAsync(deployment.Name, JsonSerializer.SerializeToUtf8Bytes(deployment, Orchestrator.Api.Workloads.WorkloadJsonContext.Default.Deployment), cancellationToken: cancellationToken).ConfigureAwait(false);
             result.Add((deployment.Name, deployment.Generation.Value));
         }
         return result;
@@ -101,7 +101,7 @@ public sealed class FleetClient(INatsConnection connection)
         }
         try
         {
-            return (JsonSerializer.Deserialize(value, Orchestrator.Node.Workloads.WorkloadJsonContext.Default.Deployment)?.Generation ?? 1) + 1;
+            return (JsonSerializer.Deserialize(value, Orchestrator.Api.Workloads.WorkloadJsonContext.Default.Deployment)?.Generation ?? 1) + 1;
         }
         catch (JsonException)
         {
@@ -111,10 +111,10 @@ public sealed class FleetClient(INatsConnection connection)
 
     public async Task<IReadOnlyList<DeploymentView>> GetDeploymentsAsync(CancellationToken cancellationToken = default)
     {
-        var bucket = await Agent.FleetMember.OpenAsync(KV, Buckets.Deployments, Buckets.DeploymentHistory, cancellationToken).ConfigureAwait(false);
-        var statusBucket = await Agent.FleetMember.OpenAsync(KV, Agent.FleetBuckets.DeploymentStatus, 1, cancellationToken).ConfigureAwait(false);
+        var bucket = await FleetStore.OpenAsync(KV, Buckets.Deployments, Buckets.DeploymentHistory, cancellationToken).ConfigureAwait(false);
+        var statusBucket = await FleetStore.OpenAsync(KV, Buckets.DeploymentStatus, 1, cancellationToken).ConfigureAwait(false);
         var result = new List<DeploymentView>();
-        foreach (var deployment in await Agent.FleetState.ReadDeploymentsAsync(bucket, cancellationToken).ConfigureAwait(false))
+        foreach (var deployment in await FleetState.ReadDeploymentsAsync(bucket, cancellationToken).ConfigureAwait(false))
         {
             var entry = await statusBucket.TryGetEntryAsync<byte[]>(deployment.Name, cancellationToken: cancellationToken).ConfigureAwait(false);
             var status = entry.Success && entry.Value.Value is { Length: > 0 } value ? JsonSerializer.Deserialize(value, FleetJsonContext.Default.DeploymentStatus) : null;
@@ -126,32 +126,32 @@ public sealed class FleetClient(INatsConnection connection)
     /// <summary>Sets a deployment's replica count (a new revision).</summary>
     public async Task<ulong> ScaleAsync(string name, int replicas, CancellationToken cancellationToken = default)
     {
-        var bucket = await Agent.FleetMember.OpenAsync(KV, Buckets.Deployments, Buckets.DeploymentHistory, cancellationToken).ConfigureAwait(false);
+        var bucket = await FleetStore.OpenAsync(KV, Buckets.Deployments, Buckets.DeploymentHistory, cancellationToken).ConfigureAwait(false);
         var entry = await bucket.TryGetEntryAsync<byte[]>(name, cancellationToken: cancellationToken).ConfigureAwait(false);
         if (!entry.Success || entry.Value.Value is not { Length: > 0 } value)
         {
-            throw new NodeRequestException($"no deployment '{name}' in the fleet; `orchctl get deployments` lists them");
+            throw new NodeRequestException(ErrorKind.NotFound, $"no deployment '{name}' in the fleet; `orchctl get deployments` lists them");
         }
-        var deployment = JsonSerializer.Deserialize(value, Orchestrator.Node.Workloads.WorkloadJsonContext.Default.Deployment)!;
+        var deployment = JsonSerializer.Deserialize(value, Orchestrator.Api.Workloads.WorkloadJsonContext.Default.Deployment)!;
         deployment.Replicas = replicas;
         deployment.Revision = null;
         deployment.Generation = (deployment.Generation ?? 1) + 1;
         // Compare-and-set: a concurrent change is not silently overwritten.
-        var updated = await bucket.TryUpdateAsync(name, JsonSerializer.SerializeToUtf8Bytes(deployment, Orchestrator.Node.Workloads.WorkloadJsonContext.Default.Deployment), entry.Value.Revision, cancellationToken: cancellationToken).ConfigureAwait(false);
-        return updated.Success ? updated.Value : throw new NodeRequestException($"deployment '{name}' changed while scaling it; run the command again");
+        var updated = await bucket.TryUpdateAsync(name, JsonSerializer.SerializeToUtf8Bytes(deployment, Orchestrator.Api.Workloads.WorkloadJsonContext.Default.Deployment), entry.Value.Revision, cancellationToken: cancellationToken).ConfigureAwait(false);
+        return updated.Success ? updated.Value : throw new NodeRequestException(ErrorKind.Conflict, $"deployment '{name}' changed while scaling it; run the command again");
     }
 
     /// <summary>The kept revisions of a deployment, oldest first.</summary>
-    public async Task<IReadOnlyList<(ulong Revision, DateTimeOffset At, Orchestrator.Node.Workloads.Deployment? Deployment)>> HistoryAsync(string name, CancellationToken cancellationToken = default)
+    public async Task<IReadOnlyList<(ulong Revision, DateTimeOffset At, Orchestrator.Api.Workloads.Deployment? Deployment)>> HistoryAsync(string name, CancellationToken cancellationToken = default)
     {
-        var bucket = await Agent.FleetMember.OpenAsync(KV, Buckets.Deployments, Buckets.DeploymentHistory, cancellationToken).ConfigureAwait(false);
-        var result = new List<(ulong, DateTimeOffset, Orchestrator.Node.Workloads.Deployment?)>();
+        var bucket = await FleetStore.OpenAsync(KV, Buckets.Deployments, Buckets.DeploymentHistory, cancellationToken).ConfigureAwait(false);
+        var result = new List<(ulong, DateTimeOffset, Orchestrator.Api.Workloads.Deployment?)>();
         try
         {
             await foreach (var entry in bucket.HistoryAsync<byte[]>(name, cancellationToken: cancellationToken).ConfigureAwait(false))
             {
                 var deployment = entry.Operation == NATS.Client.KeyValueStore.NatsKVOperation.Put && entry.Value is { Length: > 0 } v
-                    ? JsonSerializer.Deserialize(v, Orchestrator.Node.Workloads.WorkloadJsonContext.Default.Deployment) : null;
+                    ? JsonSerializer.Deserialize(v, Orchestrator.Api.Workloads.WorkloadJsonContext.Default.Deployment) : null;
                 if (deployment is not null)
                 {
                     deployment.Revision = entry.Revision;
@@ -161,7 +161,7 @@ public sealed class FleetClient(INatsConnection connection)
         }
         catch (NATS.Client.KeyValueStore.NatsKVKeyNotFoundException e)
         {
-            throw new NodeRequestException($"no deployment '{name}' in the fleet; `orchctl get deployments` lists them", e);
+            throw new NodeRequestException(ErrorKind.NotFound, $"no deployment '{name}' in the fleet; `orchctl get deployments` lists them", e);
         }
         return result;
     }
@@ -176,8 +176,8 @@ public sealed class FleetClient(INatsConnection connection)
         var target = toRevision is { } r
             ? history.FirstOrDefault(h => h.Deployment is not null && h.Deployment.ShownRevision() == r)
             : history.LastOrDefault(h => h.Deployment is not null && h.Revision < current.Revision
-                && JsonSerializer.Serialize(h.Deployment!.Template, Orchestrator.Node.Workloads.WorkloadJsonContext.Default.Workload)
-                   != JsonSerializer.Serialize(current.Deployment!.Template, Orchestrator.Node.Workloads.WorkloadJsonContext.Default.Workload));
+                && JsonSerializer.Serialize(h.Deployment!.Template, Orchestrator.Api.Workloads.WorkloadJsonContext.Default.Workload)
+                   != JsonSerializer.Serialize(current.Deployment!.Template, Orchestrator.Api.Workloads.WorkloadJsonContext.Default.Workload));
         if (target.Deployment is null)
         {
             throw new NodeRequestException(toRevision is null
@@ -191,18 +191,18 @@ public sealed class FleetClient(INatsConnection connection)
     /// <summary>Pauses or resumes a deployment's rollout (compare-and-set).</summary>
     public async Task<ulong> SetPausedAsync(string name, bool paused, CancellationToken cancellationToken = default)
     {
-        var bucket = await Agent.FleetMember.OpenAsync(KV, Buckets.Deployments, Buckets.DeploymentHistory, cancellationToken).ConfigureAwait(false);
+        var bucket = await FleetStore.OpenAsync(KV, Buckets.Deployments, Buckets.DeploymentHistory, cancellationToken).ConfigureAwait(false);
         var entry = await bucket.TryGetEntryAsync<byte[]>(name, cancellationToken: cancellationToken).ConfigureAwait(false);
         if (!entry.Success || entry.Value.Value is not { Length: > 0 } value)
         {
-            throw new NodeRequestException($"no deployment '{name}' in the fleet; `orchctl get deployments` lists them");
+            throw new NodeRequestException(ErrorKind.NotFound, $"no deployment '{name}' in the fleet; `orchctl get deployments` lists them");
         }
-        var deployment = JsonSerializer.Deserialize(value, Orchestrator.Node.Workloads.WorkloadJsonContext.Default.Deployment)!;
-        (deployment.Rollout ??= new Orchestrator.Node.Workloads.RolloutSpec()).Paused = paused;
+        var deployment = JsonSerializer.Deserialize(value, Orchestrator.Api.Workloads.WorkloadJsonContext.Default.Deployment)!;
+        (deployment.Rollout ??= new Orchestrator.Api.Workloads.RolloutSpec()).Paused = paused;
         deployment.Revision = null;
         deployment.Generation = (deployment.Generation ?? 1) + 1;
-        var updated = await bucket.TryUpdateAsync(name, JsonSerializer.SerializeToUtf8Bytes(deployment, Orchestrator.Node.Workloads.WorkloadJsonContext.Default.Deployment), entry.Value.Revision, cancellationToken: cancellationToken).ConfigureAwait(false);
-        return updated.Success ? updated.Value : throw new NodeRequestException($"deployment '{name}' changed meanwhile; run the command again");
+        var updated = await bucket.TryUpdateAsync(name, JsonSerializer.SerializeToUtf8Bytes(deployment, Orchestrator.Api.Workloads.WorkloadJsonContext.Default.Deployment), entry.Value.Revision, cancellationToken: cancellationToken).ConfigureAwait(false);
+        return updated.Success ? updated.Value : throw new NodeRequestException(ErrorKind.Conflict, $"deployment '{name}' changed meanwhile; run the command again");
     }
 
     /// <summary>The fleet's events since a time, oldest first; with <paramref name="watch"/>, then every new one until cancelled.</summary>
@@ -210,7 +210,7 @@ public sealed class FleetClient(INatsConnection connection)
         [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
         var js = new NATS.Client.JetStream.NatsJSContext((NatsConnection)connection);
-        await Agent.FleetMember.EnsureEventStreamAsync(js, cancellationToken).ConfigureAwait(false);
+        await FleetStore.EnsureEventStreamAsync(js, cancellationToken).ConfigureAwait(false);
         var stream = await js.GetStreamAsync(NodeEvent.Stream, cancellationToken: cancellationToken).ConfigureAwait(false);
         var last = stream.Info.State.LastSeq;
         if (!watch && (last == 0 || stream.Info.State.Messages == 0))
@@ -259,11 +259,11 @@ public sealed class FleetClient(INatsConnection connection)
 
     public async Task DeleteDeploymentAsync(string name, CancellationToken cancellationToken = default)
     {
-        var bucket = await Agent.FleetMember.OpenAsync(KV, Buckets.Deployments, Buckets.DeploymentHistory, cancellationToken).ConfigureAwait(false);
+        var bucket = await FleetStore.OpenAsync(KV, Buckets.Deployments, Buckets.DeploymentHistory, cancellationToken).ConfigureAwait(false);
         var entry = await bucket.TryGetEntryAsync<byte[]>(name, cancellationToken: cancellationToken).ConfigureAwait(false);
         if (!entry.Success || entry.Value.Value is not { Length: > 0 })
         {
-            throw new NodeRequestException($"no deployment '{name}' in the fleet; `orchctl get deployments` lists them");
+            throw new NodeRequestException(ErrorKind.NotFound, $"no deployment '{name}' in the fleet; `orchctl get deployments` lists them");
         }
         await bucket.DeleteAsync(name, cancellationToken: cancellationToken).ConfigureAwait(false);
     }
@@ -320,12 +320,20 @@ public sealed class FleetClient(INatsConnection connection)
     }
 }
 
-/// <summary>A node answered a request with an error (the message is the node's sentence), or no node answered.</summary>
-public sealed class NodeRequestException : Exception
+/// <summary>
+/// A node answered a request with an error (the message is the node's sentence, the kind its
+/// code), or no node answered (unavailable), or the fleet's state refused the request.
+/// </summary>
+public sealed class NodeRequestException : OrchestratorException
 {
-    public NodeRequestException() { }
-    public NodeRequestException(string message) : base(message) { }
-    public NodeRequestException(string message, Exception inner) : base(message, inner) { }
+    public NodeRequestException() : base(ErrorKind.Internal, "the request failed") { }
+    public NodeRequestException(string message) : base(ErrorKind.Internal, message) { }
+    public NodeRequestException(string message, Exception inner) : base(KindOf(inner), message, inner) { }
+    public NodeRequestException(ErrorKind kind, string message, Exception? inner = null) : base(kind, message, inner) { }
+
+    /// <summary>No responders, no reply, a timeout: nobody answered (unavailable); else the inner error's own kind.</summary>
+    private static ErrorKind KindOf(Exception inner)
+        => inner is NatsNoRespondersException or NatsNoReplyException or TimeoutException ? ErrorKind.Unavailable : ErrorKinds.Of(inner) ?? ErrorKind.Internal;
 }
 
 /// <summary>One node's API (docs/protocol.md), typed: what orchctl and the tests call.</summary>
@@ -333,25 +341,25 @@ public sealed class NodeClient(INatsConnection connection, string node, TimeSpan
 {
     private readonly TimeSpan _timeout = timeout ?? TimeSpan.FromSeconds(30);
 
-    public Task<Orchestrator.Node.Reconcile.ContainerStatus> RunAsync(Orchestrator.Node.Workloads.Workload workload, CancellationToken cancellationToken = default)
-        => RequestAsync(NodeOps.Run, JsonSerializer.SerializeToUtf8Bytes(workload, Orchestrator.Node.Workloads.WorkloadJsonContext.Default.Workload), FleetJsonContext.Default.ContainerStatus, cancellationToken);
+    public Task<Orchestrator.Api.ContainerStatus> RunAsync(Orchestrator.Api.Workloads.Workload workload, CancellationToken cancellationToken = default)
+        => RequestAsync(NodeOps.Run, JsonSerializer.SerializeToUtf8Bytes(workload, Orchestrator.Api.Workloads.WorkloadJsonContext.Default.Workload), FleetJsonContext.Default.ContainerStatus, cancellationToken);
 
-    public Task<Orchestrator.Node.Reconcile.ContainerStatus> StopAsync(string name, CancellationToken cancellationToken = default)
+    public Task<Orchestrator.Api.ContainerStatus> StopAsync(string name, CancellationToken cancellationToken = default)
         => RequestAsync(NodeOps.Stop, NameBody(name), FleetJsonContext.Default.ContainerStatus, cancellationToken);
 
-    public Task<Orchestrator.Node.Reconcile.ContainerStatus> StartAsync(string name, CancellationToken cancellationToken = default)
+    public Task<Orchestrator.Api.ContainerStatus> StartAsync(string name, CancellationToken cancellationToken = default)
         => RequestAsync(NodeOps.Start, NameBody(name), FleetJsonContext.Default.ContainerStatus, cancellationToken);
 
-    public Task<Orchestrator.Node.Reconcile.ContainerStatus> RestartAsync(string name, CancellationToken cancellationToken = default)
+    public Task<Orchestrator.Api.ContainerStatus> RestartAsync(string name, CancellationToken cancellationToken = default)
         => RequestAsync(NodeOps.Restart, NameBody(name), FleetJsonContext.Default.ContainerStatus, cancellationToken);
 
     public Task<OkReply> RemoveAsync(string name, CancellationToken cancellationToken = default)
         => RequestAsync(NodeOps.Remove, NameBody(name), FleetJsonContext.Default.OkReply, cancellationToken);
 
-    public async Task<IReadOnlyList<Orchestrator.Node.Reconcile.ContainerStatus>> ListAsync(CancellationToken cancellationToken = default)
+    public async Task<IReadOnlyList<Orchestrator.Api.ContainerStatus>> ListAsync(CancellationToken cancellationToken = default)
         => (await RequestAsync(NodeOps.List, [], FleetJsonContext.Default.ContainerListReply, cancellationToken).ConfigureAwait(false)).Containers;
 
-    public Task<Orchestrator.Node.Reconcile.ContainerStatus> InspectAsync(string name, CancellationToken cancellationToken = default)
+    public Task<Orchestrator.Api.ContainerStatus> InspectAsync(string name, CancellationToken cancellationToken = default)
         => RequestAsync(NodeOps.Inspect, NameBody(name), FleetJsonContext.Default.ContainerStatus, cancellationToken);
 
     /// <summary>
@@ -359,7 +367,7 @@ public sealed class NodeClient(INatsConnection connection, string node, TimeSpan
     /// sending while this client answers its alive subject (asked every 3 s), so walking away
     /// (cancelling, or losing the connection) stops the node's side within seconds.
     /// </summary>
-    public async IAsyncEnumerable<Orchestrator.Node.Logs.LogLine> FollowLogsAsync(string name, int? tail = null, DateTimeOffset? since = null,
+    public async IAsyncEnumerable<Orchestrator.Api.LogLine> FollowLogsAsync(string name, int? tail = null, DateTimeOffset? since = null,
         [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
         await foreach (var data in StreamAsync(NodeOps.Logs, alive => JsonSerializer.SerializeToUtf8Bytes(
@@ -410,7 +418,7 @@ public sealed class NodeClient(INatsConnection connection, string node, TimeSpan
     }
 
     /// <summary>Pulls an image on the node, calling <paramref name="progress"/> as blobs arrive; returns the image. Cancelling cancels the pull.</summary>
-    public async Task<Orchestrator.Node.Reconcile.ImageSummary> PullAsync(string reference, Action<PullStreamReply> progress, CancellationToken cancellationToken = default)
+    public async Task<Orchestrator.Api.ImageSummary> PullAsync(string reference, Action<PullStreamReply> progress, CancellationToken cancellationToken = default)
     {
         await foreach (var data in StreamAsync(NodeOps.Pull, alive => JsonSerializer.SerializeToUtf8Bytes(
             new PullRequest { Reference = reference, Progress = true, AliveSubject = alive }, FleetJsonContext.Default.PullRequest), cancellationToken).ConfigureAwait(false))
@@ -514,10 +522,10 @@ public sealed class NodeClient(INatsConnection connection, string node, TimeSpan
     private static readonly TimeSpan s_nodeSilence = TimeSpan.FromSeconds(12);
 
     /// <summary>A container's log lines, oldest first, gathered from as many reply messages as the node sends.</summary>
-    public async Task<IReadOnlyList<Orchestrator.Node.Logs.LogLine>> LogsAsync(string name, int? tail = null, DateTimeOffset? since = null, CancellationToken cancellationToken = default)
+    public async Task<IReadOnlyList<Orchestrator.Api.LogLine>> LogsAsync(string name, int? tail = null, DateTimeOffset? since = null, CancellationToken cancellationToken = default)
     {
         var body = JsonSerializer.SerializeToUtf8Bytes(new LogsRequest { Name = name, Tail = tail, Since = since }, FleetJsonContext.Default.LogsRequest);
-        var lines = new List<Orchestrator.Node.Logs.LogLine>();
+        var lines = new List<Orchestrator.Api.LogLine>();
         try
         {
             await foreach (var msg in connection.RequestManyAsync<byte[], byte[]>(Subjects.NodeOp(node, NodeOps.Logs), body,
@@ -548,26 +556,26 @@ public sealed class NodeClient(INatsConnection connection, string node, TimeSpan
         => RequestAsync(NodeOps.Exec, JsonSerializer.SerializeToUtf8Bytes(new ExecRequest { Name = name, Command = command, TimeoutSeconds = timeoutSeconds }, FleetJsonContext.Default.ExecRequest),
             FleetJsonContext.Default.ExecReply, cancellationToken);
 
-    public async Task<IReadOnlyList<Orchestrator.Node.Reconcile.ContainerStats>> StatsAsync(string? name = null, CancellationToken cancellationToken = default)
+    public async Task<IReadOnlyList<Orchestrator.Api.ContainerStats>> StatsAsync(string? name = null, CancellationToken cancellationToken = default)
         => (await RequestAsync(NodeOps.Stats, JsonSerializer.SerializeToUtf8Bytes(new StatsRequest { Name = name }, FleetJsonContext.Default.StatsRequest),
             FleetJsonContext.Default.StatsReply, cancellationToken).ConfigureAwait(false)).Containers;
 
-    public async Task<IReadOnlyList<Orchestrator.Node.Reconcile.ImageSummary>> ImagesAsync(CancellationToken cancellationToken = default)
+    public async Task<IReadOnlyList<Orchestrator.Api.ImageSummary>> ImagesAsync(CancellationToken cancellationToken = default)
         => (await RequestAsync(NodeOps.Images, [], FleetJsonContext.Default.ImageListReply, cancellationToken).ConfigureAwait(false)).Images;
 
-    public Task<Orchestrator.Node.Reconcile.ImageSummary> InspectImageAsync(string name, CancellationToken cancellationToken = default)
+    public Task<Orchestrator.Api.ImageSummary> InspectImageAsync(string name, CancellationToken cancellationToken = default)
         => RequestAsync(NodeOps.ImageInspect, NameBody(name), FleetJsonContext.Default.ImageSummary, cancellationToken);
 
-    public Task<Orchestrator.Node.Reconcile.ImageSummary> PullAsync(string reference, CancellationToken cancellationToken = default)
+    public Task<Orchestrator.Api.ImageSummary> PullAsync(string reference, CancellationToken cancellationToken = default)
         => RequestAsync(NodeOps.Pull, JsonSerializer.SerializeToUtf8Bytes(new PullRequest { Reference = reference }, FleetJsonContext.Default.PullRequest), FleetJsonContext.Default.ImageSummary, cancellationToken);
 
     public Task<OkReply> RemoveImageAsync(string name, CancellationToken cancellationToken = default)
         => RequestAsync(NodeOps.RemoveImage, NameBody(name), FleetJsonContext.Default.OkReply, cancellationToken);
 
-    public Task<Orchestrator.Node.Reconcile.ImageGcResult> GcImagesAsync(CancellationToken cancellationToken = default)
+    public Task<Orchestrator.Api.ImageGcResult> GcImagesAsync(CancellationToken cancellationToken = default)
         => RequestAsync(NodeOps.ImageGc, [], FleetJsonContext.Default.ImageGcResult, cancellationToken);
 
-    public Task<Orchestrator.Node.Reconcile.NodeStatus> StatusAsync(CancellationToken cancellationToken = default)
+    public Task<Orchestrator.Api.NodeStatus> StatusAsync(CancellationToken cancellationToken = default)
         => RequestAsync(NodeOps.Status, [], FleetJsonContext.Default.NodeStatus, cancellationToken);
 
     /// <summary>Sends raw bytes to an operation and returns the raw reply (for protocol tests and any-client use).</summary>
@@ -607,7 +615,9 @@ public sealed class NodeClient(INatsConnection connection, string node, TimeSpan
         using var doc = JsonDocument.Parse(data);
         if (doc.RootElement.ValueKind == JsonValueKind.Object && doc.RootElement.TryGetProperty("error", out var error))
         {
-            throw new NodeRequestException(error.GetString() ?? "the node reported an error");
+            // A node from before error codes sends none: internal, which orchctl treats as it always did.
+            var code = doc.RootElement.TryGetProperty("code", out var c) && c.ValueKind == JsonValueKind.String ? c.GetString() : null;
+            throw new NodeRequestException(ErrorKinds.Parse(code), error.GetString() ?? "the node reported an error");
         }
     }
 

@@ -1,9 +1,9 @@
 using System.Text;
 using System.Text.Json;
 using NATS.NKeys;
-using Orchestrator.Node.Workloads;
+using Orchestrator.Api.Workloads;
 
-namespace Orchestrator.Fleet.Protocol;
+namespace Orchestrator.Client;
 
 /// <summary>
 /// Operators sign deployments with an ed25519 nkey; nodes verify before they run anything.
@@ -114,4 +114,4 @@ public static class ManifestSigning
 }
 
 /// <summary>A signing key or signature problem, said in one sentence with the fix.</summary>
-public sealed class ManifestSignatureException(string message) : Exception(message);
+public sealed class ManifestSignatureException(string message) : OrchestratorException(ErrorKind.Forbidden, message);

@@ -5,14 +5,14 @@ using System.Text.Json.Serialization;
 using YamlDotNet.Core;
 using YamlDotNet.RepresentationModel;
 
-namespace Orchestrator.Node.Workloads;
+namespace Orchestrator.Api.Workloads;
 
 /// <summary>A manifest file could not be used; the message names the file, the place and the fix.</summary>
-public sealed class ManifestException : Exception
+public sealed class ManifestException : OrchestratorException
 {
-    public ManifestException() { }
-    public ManifestException(string message) : base(message) { }
-    public ManifestException(string message, Exception inner) : base(message, inner) { }
+    public ManifestException() : base(ErrorKind.Invalid, "manifest error") { }
+    public ManifestException(string message) : base(ErrorKind.Invalid, message) { }
+    public ManifestException(string message, Exception inner) : base(ErrorKind.Invalid, message, inner) { }
 }
 
 /// <summary>

@@ -1,6 +1,6 @@
 using System.Globalization;
 
-namespace Orchestrator.Node.Workloads;
+namespace Orchestrator.Api.Workloads;
 
 /// <summary>The manifest's sizes ("64Mi"), CPU amounts ("0.5", "500m") and durations ("1s", "5m").</summary>
 public static class Quantities

@@ -1,6 +1,6 @@
 using System.Text.Json.Serialization;
 
-namespace Orchestrator.Node.Workloads;
+namespace Orchestrator.Api.Workloads;
 
 /// <summary>
 /// One thing a node runs: a container from an image, with its command, resources, restart

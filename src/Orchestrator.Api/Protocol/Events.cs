@@ -1,4 +1,4 @@
-namespace Orchestrator.Fleet.Protocol;
+namespace Orchestrator.Api;
 
 /// <summary>
 /// Something that happened, for operators (`orchctl events`): kept in the JetStream stream

@@ -1,6 +1,6 @@
 using NATS.Client.Core;
 
-namespace Orchestrator.Fleet.Agent;
+namespace Orchestrator.Client;
 
 /// <summary>How to reach NATS. Immutable; built by orchd from its configuration (and by orchctl from its flags).</summary>
 public sealed record NatsSettings

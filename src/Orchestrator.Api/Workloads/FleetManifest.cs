@@ -1,4 +1,4 @@
-namespace Orchestrator.Node.Workloads;
+namespace Orchestrator.Api.Workloads;
 
 /// <summary>
 /// What <see cref="ManifestLoader.LoadFleetManifest"/> read: the deployments, valid and ready to

@@ -1,7 +1,7 @@
 using System.Text.Json;
-using Orchestrator.Node.Workloads;
+using Orchestrator.Api.Workloads;
 
-namespace Orchestrator.Fleet.Protocol;
+namespace Orchestrator.Api;
 
 /// <summary>
 /// One replica of a deployment as the scheduler assigns it (inside a node's
