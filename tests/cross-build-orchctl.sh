@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 DOTNET=${DOTNET:-dotnet}
 for rid in osx-arm64 win-x64; do
   start=$(date +%s)
-  "$DOTNET" build src/orchctl/orchctl.csproj -c Release -r "$rid" -p:PublishAot=false \
+  "$DOTNET" build src/orchctl/orchctl.csproj -c Release -r "$rid" -p:PublishAot=false -p:RunAnalyzers=false \
     --artifacts-path "artifacts/cross-orchctl/$rid" --nologo -v:q
   echo "orchctl builds for $rid ($(( $(date +%s) - start )) s)"
 done
