@@ -85,7 +85,7 @@ internal static class HubWritesBench
 
             // The nodes make the buckets (as in a fleet): this process opens them only once they exist,
             // so the limits measured are the ones the orchd under test sets.
-            var buckets = new[] { Buckets.Nodes, Buckets.Leader, Buckets.Deployments, Buckets.Assignments, Buckets.NodeSettings, Orchestrator.Fleet.Buckets.DeploymentStatus };
+            var buckets = new[] { Buckets.Nodes, Buckets.Leader, Buckets.Deployments, Buckets.Assignments, Buckets.NodeSettings, Buckets.DeploymentStatus };
             var deadline = DateTime.UtcNow.AddSeconds(60);
             while ((await StreamsAsync(http)).Count(st => buckets.Any(b => st.Name == "KV_" + b)) < buckets.Length)
             {

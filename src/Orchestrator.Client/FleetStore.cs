@@ -30,7 +30,7 @@ public static class FleetStore
         // Create, never update: a scheduler's NATS user has no STREAM.UPDATE right (an update
         // could shorten max_age and erase the fleet's state: docs/nats-security.md), and two nodes
         // creating it at once both succeed (same config) or the loser finds it on its next open.
-        return await kv.CreateStoreAsync(FleetStore.ConfigFor(bucket, history), cancellationToken).ConfigureAwait(false);
+        return await kv.CreateStoreAsync(ConfigFor(bucket, history), cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>
