@@ -126,7 +126,8 @@ install:
 # Every test project, against the binaries just published, one after the other (the
 # integration tests start real servers and processes: running projects side by side on two
 # cores only adds noise). A hung test is killed after 5 minutes with a dump. The last line
-# is the summary CI reads.
+# is the summary CI reads. First, orchctl is built for osx-arm64 and win-x64 (not AOT): the
+# operator's tool must not link the node (docs/architecture.md, "Layers").
 TEST_PROJECTS := $(sort $(wildcard tests/*.Tests/*.Tests.csproj))
 # The Debian 12 rootfs the systemd-nspawn test boots (tests/systemd/make-rootfs.sh): built once
 # per machine, in the background while the binaries compile; the test waits for it.
@@ -140,7 +141,8 @@ systemd-rootfs-bg:
 test: deps systemd-rootfs-bg packages
 	@rm -rf $(RESULTS); mkdir -p $(RESULTS)
 	$(DOTNET) build Orchestrator.sln -c $(CONFIGURATION) --nologo -v:q
-	@status=0; for p in $(TEST_PROJECTS); do \
+	@status=0; DOTNET=$(DOTNET) bash tests/cross-build-orchctl.sh || { echo "error: orchctl no longer builds for macOS or Windows (tests/cross-build-orchctl.sh)" >&2; status=1; }; \
+	for p in $(TEST_PROJECTS); do \
 		name=$$(basename $$p .csproj); \
 		ORCH_BIN_DIR=$(abspath $(OUT)) ORCH_ARM64_BIN_DIR=$(abspath $(ARM64_OUT)) ORCH_PKG_DIR=$(abspath $(PKG_OUT)) ORCH_SYSTEMD_ROOTFS=$(SYSTEMD_ROOTFS) $(DOTNET) test $$p -c $(CONFIGURATION) --no-build --nologo \
 			--logger "trx;LogFileName=$$name.trx" --logger "console;verbosity=normal" \

@@ -1,8 +1,8 @@
 using System.Diagnostics;
 using System.Globalization;
 using NATS.Client.Core;
-using Orchestrator.Fleet.Client;
-using Orchestrator.Node.Workloads;
+using Orchestrator.Client;
+using Orchestrator.Api.Workloads;
 using Orchestrator.Testing;
 
 namespace Orchestrator.Bench;

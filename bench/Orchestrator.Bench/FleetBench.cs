@@ -7,11 +7,11 @@ using NATS.Client.Core;
 using NATS.Client.JetStream;
 using NATS.Client.KeyValueStore;
 using Orchestrator.Fleet.Agent;
-using Orchestrator.Fleet.Client;
-using Orchestrator.Fleet.Protocol;
+using Orchestrator.Client;
+using Orchestrator.Api;
 using Orchestrator.Fleet.Scheduler;
 using Orchestrator.Node.Reconcile;
-using Orchestrator.Node.Workloads;
+using Orchestrator.Api.Workloads;
 using Orchestrator.Testing;
 
 namespace Orchestrator.Bench;
@@ -63,11 +63,11 @@ internal static class FleetBench
         await using var control = await ConnectAsync(nats.Url, "bench-scheduler");
         var kv = new NatsKVContext(new NatsJSContext(control));
         var buckets = new SchedulerBuckets(
-            await FleetMember.OpenAsync(kv, Buckets.Nodes, 1, ct),
-            await FleetMember.OpenAsync(kv, Buckets.Deployments, Buckets.DeploymentHistory, ct),
-            await FleetMember.OpenAsync(kv, Buckets.Assignments, 1, ct),
-            await FleetMember.OpenAsync(kv, FleetBuckets.DeploymentStatus, 1, ct),
-            await FleetMember.OpenAsync(kv, Buckets.NodeSettings, 1, ct));
+            await FleetStore.OpenAsync(kv, Buckets.Nodes, 1, ct),
+            await FleetStore.OpenAsync(kv, Buckets.Deployments, Buckets.DeploymentHistory, ct),
+            await FleetStore.OpenAsync(kv, Buckets.Assignments, 1, ct),
+            await FleetStore.OpenAsync(kv, Buckets.DeploymentStatus, 1, ct),
+            await FleetStore.OpenAsync(kv, Buckets.NodeSettings, 1, ct));
 
         // The agents: one connection per AgentsPerConnection, each with its own KV handles.
         var run = new FleetRun(s.Nodes, total);
@@ -82,8 +82,8 @@ internal static class FleetBench
                 var connection = await ConnectAsync(nats.Url, $"bench-agents-{g}");
                 connections.Add(connection);
                 var groupKv = new NatsKVContext(new NatsJSContext(connection));
-                var nodes = await FleetMember.OpenAsync(groupKv, Buckets.Nodes, 1, ct);
-                var assignments = await FleetMember.OpenAsync(groupKv, Buckets.Assignments, 1, ct);
+                var nodes = await FleetStore.OpenAsync(groupKv, Buckets.Nodes, 1, ct);
+                var assignments = await FleetStore.OpenAsync(groupKv, Buckets.Assignments, 1, ct);
                 for (var i = g * s.AgentsPerConnection; i < Math.Min(s.Nodes, (g + 1) * s.AgentsPerConnection); i++)
                 {
                     var agent = new SimAgent($"sim-{i:0000}", i, run);
@@ -277,7 +277,7 @@ internal static class FleetBench
     /// <summary>Puts into a fresh bucket with <paramref name="watchers"/> KV watches on it (each on its own n&lt;i&gt;.* keys), one at a time and 64 in flight.</summary>
     private static async Task<PutCost> PutCostAsync(INatsJSContext js, string bucket, int watchers, byte[] value, int natsPid, CancellationToken ct)
     {
-        var store = await FleetMember.OpenAsync(new NatsKVContext((NatsJSContext)js), bucket, 1, ct);
+        var store = await FleetStore.OpenAsync(new NatsKVContext((NatsJSContext)js), bucket, 1, ct);
         using var stopWatching = CancellationTokenSource.CreateLinkedTokenSource(ct);
         var ready = 0;
         var watches = Enumerable.Range(0, watchers).Select(i => Task.Run(async () =>

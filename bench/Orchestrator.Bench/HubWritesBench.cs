@@ -5,9 +5,9 @@ using System.Text.Json;
 using NATS.Client.Core;
 using NATS.Client.JetStream;
 using NATS.Client.KeyValueStore;
-using Orchestrator.Fleet.Client;
-using Orchestrator.Fleet.Protocol;
-using Orchestrator.Node.Workloads;
+using Orchestrator.Client;
+using Orchestrator.Api;
+using Orchestrator.Api.Workloads;
 using Orchestrator.Testing;
 
 namespace Orchestrator.Bench;
@@ -64,7 +64,7 @@ internal static class HubWritesBench
         var kv = new NatsKVContext(js);
         if (s.NodesInMemory)
         {
-            await kv.CreateStoreAsync(Buckets.ConfigFor(Buckets.Nodes, 1) with { Storage = NatsKVStorageType.Memory });
+            await kv.CreateStoreAsync(FleetStore.ConfigFor(Buckets.Nodes, 1) with { Storage = NatsKVStorageType.Memory });
             Console.WriteLine("# variant: orch-nodes made in memory before the nodes start");
         }
 
@@ -85,7 +85,7 @@ internal static class HubWritesBench
 
             // The nodes make the buckets (as in a fleet): this process opens them only once they exist,
             // so the limits measured are the ones the orchd under test sets.
-            var buckets = new[] { Buckets.Nodes, Buckets.Leader, Buckets.Deployments, Buckets.Assignments, Buckets.NodeSettings, Orchestrator.Fleet.Agent.FleetBuckets.DeploymentStatus };
+            var buckets = new[] { Buckets.Nodes, Buckets.Leader, Buckets.Deployments, Buckets.Assignments, Buckets.NodeSettings, Buckets.DeploymentStatus };
             var deadline = DateTime.UtcNow.AddSeconds(60);
             while ((await StreamsAsync(http)).Count(st => buckets.Any(b => st.Name == "KV_" + b)) < buckets.Length)
             {

@@ -1,3 +1,4 @@
+using Orchestrator.Api;
 using System.Runtime.InteropServices;
 
 namespace Orchestrator.Linux;
@@ -37,7 +38,7 @@ public static class Errno
 /// A failed system call: carries the call, the object it was about and errno.
 /// The message reads like crun's: <c>open '/x/rootfs': no such file or directory (ENOENT)</c>.
 /// </summary>
-public sealed class LinuxException : IOException
+public sealed class LinuxException : IOException, IKindedError
 {
     public LinuxException(string call, string? subject, int errno)
         : base(subject is null ? $"{call}: {Linux.Errno.Describe(errno)}" : $"{call} '{subject}': {Linux.Errno.Describe(errno)}")
@@ -56,7 +57,24 @@ public sealed class LinuxException : IOException
     public string? Subject { get; }
     public int Errno { get; }
 
+    /// <summary>The kind of its errno (<see cref="ErrnoKind"/>).</summary>
+    public ErrorKind Kind => ErrnoKind.Of(Errno);
+
     /// <summary>Throws for the errno of the last P/Invoke.</summary>
     public static LinuxException FromLastError(string call, string? subject = null)
         => new(call, subject, Marshal.GetLastPInvokeError());
+}
+
+/// <summary>The <see cref="ErrorKind"/> of an errno, in one place.</summary>
+public static class ErrnoKind
+{
+    public static ErrorKind Of(int errno) => errno switch
+    {
+        2 /* ENOENT */ or 3 /* ESRCH */ or 19 /* ENODEV */ or 20 /* ENOTDIR */ => ErrorKind.NotFound,
+        1 /* EPERM */ or 13 /* EACCES */ or 30 /* EROFS */ => ErrorKind.Forbidden,
+        16 /* EBUSY */ or 17 /* EEXIST */ or 21 /* EISDIR */ or 39 /* ENOTEMPTY */ => ErrorKind.Conflict,
+        22 /* EINVAL */ or 36 /* ENAMETOOLONG */ or 40 /* ELOOP */ => ErrorKind.Invalid,
+        11 /* EAGAIN */ or 12 /* ENOMEM */ or 24 /* EMFILE */ or 28 /* ENOSPC */ or 122 /* EDQUOT */ or 110 /* ETIMEDOUT */ => ErrorKind.Unavailable,
+        _ => ErrorKind.Internal,
+    };
 }

@@ -1,3 +1,4 @@
+using Orchestrator.Api;
 using System.Globalization;
 
 namespace Orchestrator.Linux;
@@ -120,12 +121,12 @@ public static class StateFile
 }
 
 /// <summary>A state file that could not be read: its path, where the damaged copy went, and why.</summary>
-public sealed class DamagedStateException : Exception
+public sealed class DamagedStateException : OrchestratorException
 {
-    public DamagedStateException() { }
-    public DamagedStateException(string message) : base(message) { }
-    public DamagedStateException(string message, Exception inner) : base(message, inner) { }
-    public DamagedStateException(string path, string? movedTo, string message, Exception inner) : base(message, inner)
+    public DamagedStateException() : base(ErrorKind.Internal, "damaged state file") { }
+    public DamagedStateException(string message) : base(ErrorKind.Internal, message) { }
+    public DamagedStateException(string message, Exception inner) : base(ErrorKind.Internal, message, inner) { }
+    public DamagedStateException(string path, string? movedTo, string message, Exception inner) : base(ErrorKind.Internal, message, inner)
     {
         FilePath = path;
         MovedTo = movedTo;

@@ -1,7 +1,7 @@
 using System.Text.Json;
 using NATS.Client.Core;
-using Orchestrator.Fleet.Client;
-using Orchestrator.Fleet.Protocol;
+using Orchestrator.Client;
+using Orchestrator.Api;
 
 namespace Orchestrator.Ctl;
 

@@ -1,7 +1,6 @@
 using System.Globalization;
 using NATS.Client.Core;
-using Orchestrator.Fleet.Agent;
-using Orchestrator.Node.Workloads;
+using Orchestrator.Api.Workloads;
 
 namespace Orchestrator.Ctl;
 

@@ -1,8 +1,8 @@
 using System.Globalization;
 using System.Text.Json;
-using Orchestrator.Fleet.Client;
-using Orchestrator.Fleet.Protocol;
-using Orchestrator.Node.Workloads;
+using Orchestrator.Client;
+using Orchestrator.Api;
+using Orchestrator.Api.Workloads;
 
 namespace Orchestrator.Ctl;
 

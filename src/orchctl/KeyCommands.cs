@@ -1,7 +1,7 @@
 using System.Text;
 using System.Text.Json;
-using Orchestrator.Fleet.Protocol;
-using Orchestrator.Node.Workloads;
+using Orchestrator.Api;
+using Orchestrator.Api.Workloads;
 
 namespace Orchestrator.Ctl;
 

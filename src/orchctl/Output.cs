@@ -65,7 +65,7 @@ internal static class Terminal
 /// console streams write first on a TTY), and a reader that went away (`orchctl … | head`) ends the
 /// output quietly instead of with an exception.
 /// </summary>
-internal sealed class StandardStream(int fd) : Stream
+internal sealed partial class StandardStream(int fd) : Stream
 {
     private bool _closed;
 
@@ -85,11 +85,49 @@ internal sealed class StandardStream(int fd) : Stream
         }
         // write(2) at the descriptor's offset: `(echo a; orchctl …; echo b) > f` and two orchctl
         // appending to one file keep every byte, in order.
-        if (Orchestrator.Linux.Libc.WriteAll(fd, buffer) != 0)
+        if (OperatingSystem.IsWindows())
+        {
+            try
+            {
+                (_windows ??= fd == 1 ? Console.OpenStandardOutput() : Console.OpenStandardError()).Write(buffer);
+            }
+            catch (IOException)
+            {
+                _closed = true;
+            }
+            return;
+        }
+        if (WriteAll(fd, buffer) != 0)
         {
             _closed = true; // EPIPE (nobody reads any more) or another error: the rest is dropped quietly
         }
     }
+
+    private Stream? _windows;
+
+    /// <summary>write(2) until all is written, retrying on EINTR and partial writes: the errno of a failure, or 0.</summary>
+    private static int WriteAll(int fd, ReadOnlySpan<byte> data)
+    {
+        while (!data.IsEmpty)
+        {
+            var n = write(fd, ref System.Runtime.InteropServices.MemoryMarshal.GetReference(data), (nuint)data.Length);
+            if (n < 0)
+            {
+                var errno = System.Runtime.InteropServices.Marshal.GetLastPInvokeError();
+                if (errno == 4 /* EINTR */)
+                {
+                    continue;
+                }
+                return errno;
+            }
+            data = data[(int)n..];
+        }
+        return 0;
+    }
+
+    // orchctl links no Linux bindings (it builds for macOS and Windows too): its own write(2).
+    [System.Runtime.InteropServices.LibraryImport("libc", EntryPoint = "write", SetLastError = true)]
+    private static partial nint write(int fd, ref byte buffer, nuint count);
 
     public override void Flush()
     {

@@ -1,11 +1,11 @@
 using System.Reflection;
 using NATS.Client.Core;
 using Orchestrator.Ctl;
-using Orchestrator.Fleet.Client;
+using Orchestrator.Client;
 
 // orchctl: the operator's command line (docs/orchctl.md). Global flags may stand anywhere before
 // `--`; every command's flags, help and completions come from the table in Commands.cs.
-const int Ok = 0, Failure = 1, Usage = 2, Unreachable = 3;
+const int Ok = ExitCodes.Ok, Failure = ExitCodes.Failure, Usage = ExitCodes.Usage, Unreachable = ExitCodes.Unreachable; // docs/orchctl.md, "Exit codes"
 
 // .NET's console streams switch a terminal's keypad mode before their first write (an escape
 // sequence in front of any output); writers on the bare file descriptors print only what we write.
@@ -93,10 +93,10 @@ catch (UsageException e)
     Output.Error(e.Message);
     return Usage;
 }
-catch (Exception e) when (e is Orchestrator.Node.Workloads.ManifestException or Orchestrator.Fleet.Protocol.ManifestSignatureException)
+catch (OrchestratorException e)
 {
-    Console.Error.WriteLine(e.Message);
-    return Failure;
+    Report(e);
+    return ExitCodes.ForOrchctl(e.Kind);
 }
 catch (Exception e) when (e is IOException or UnauthorizedAccessException)
 {
@@ -144,20 +144,10 @@ catch (UsageException e)
     Output.Error(e.Message);
     return Usage;
 }
-catch (Exception e) when (e is Orchestrator.Node.Workloads.ManifestException or Orchestrator.Fleet.Protocol.ManifestSignatureException)
+catch (OrchestratorException e)
 {
-    Console.Error.WriteLine(e.Message);
-    return Failure;
-}
-catch (NodeRequestException e) when (e.InnerException is NatsNoRespondersException or NatsNoReplyException or TimeoutException)
-{
-    Output.Error(e.Message);
-    return Unreachable;
-}
-catch (NodeRequestException e)
-{
-    Output.Error(e.Message);
-    return Failure;
+    Report(e);
+    return ExitCodes.ForOrchctl(e.Kind);
 }
 catch (UnreachableException e)
 {
@@ -188,4 +178,17 @@ catch (Exception e) when (e is IOException or UnauthorizedAccessException)
 {
     Output.Error(e.Message);
     return Failure;
+}
+
+// A manifest's and a signature's sentences name their file and place first: printed as they are.
+static void Report(OrchestratorException e)
+{
+    if (e is Orchestrator.Api.Workloads.ManifestException or ManifestSignatureException)
+    {
+        Console.Error.WriteLine(e.Message);
+    }
+    else
+    {
+        Output.Error(e.Message);
+    }
 }

@@ -76,12 +76,9 @@ catch (UsageException e)
 catch (ConfigException e)
 {
     EarlyLog.Error($"orchd: config error: {e.Message}");
-    return ExitCodes.Config;
+    return ExitCodes.ForOrchdStartup(e.Kind);
 }
-catch (Exception e) when (e is Orchestrator.Images.Store.ImageException or Orchestrator.Images.Store.DigestMismatchException
-                          or Orchestrator.Images.Store.DiskBudgetExceededException or Orchestrator.Images.Unpack.HostileLayerException
-                          or IOException or ArgumentException or NotSupportedException
-                          or Orchestrator.Daemon.Update.ReleaseException or Orchestrator.Fleet.Protocol.ManifestSignatureException)
+catch (Exception e) when (ErrorKinds.Of(e) is not null || e is IOException or ArgumentException or NotSupportedException)
 {
     // Only `orchd image` gets here: its failures are one line, like every other error.
     EarlyLog.Error($"orchd: {e.Message}");
@@ -103,7 +100,7 @@ try
 catch (NodeStateException e)
 {
     EarlyLog.Error($"orchd: {e.Message}");
-    return ExitCodes.Config;
+    return ExitCodes.ForOrchdStartup(e.Kind);
 }
 
 using (state)
@@ -122,7 +119,7 @@ using (state)
         // fix that, so exit 78, which the unit does not restart. Too old or no permission is 78 too.
         var retry = e.IsUnavailable && File.Exists(config.ContainerdSocket);
         EarlyLog.Error($"orchd: {e.Message}");
-        return retry ? ExitCodes.Failure : ExitCodes.Config;
+        return ExitCodes.ForOrchdStartup(retry ? ErrorKind.Unavailable : ErrorKind.Invalid);
     }
     return await RunDaemonAsync(config, state, backends, registryOptions).ConfigureAwait(false);
 }
@@ -223,7 +220,7 @@ static async Task<int> RunDaemonAsync(OrchdConfig config, NodeState state, Backe
         FenceAfter = config.FenceAfter,
         FenceKeeperPath = Environment.ProcessPath,
     };
-    builder.Services.AddSingleton(sp => new NodeAgent(sp.GetRequiredService<NodeIdentity>(), sp.GetRequiredService<Orchestrator.Fleet.Agent.NatsSettings>(),
+    builder.Services.AddSingleton(sp => new NodeAgent(sp.GetRequiredService<NodeIdentity>(), sp.GetRequiredService<NatsSettings>(),
         sp.GetRequiredService<ILogger<NodeAgent>>(), sp.GetRequiredService<Supervisor>(), fleet));
     builder.Services.AddHostedService<SystemdWatchdog>();
     builder.Services.AddHostedService<NodeService>();
@@ -284,16 +281,6 @@ static async Task<int> RunDaemonAsync(OrchdConfig config, NodeState state, Backe
     DaemonLog.Stopped(logger, stopwatch.ElapsedMilliseconds);
     // A self-update (or its rollback) put another binary in place: a non-zero exit makes systemd start it.
     return Orchestrator.Daemon.Update.UpdateService.RestartRequested ? Orchestrator.Daemon.Update.UpdateService.RestartExitCode : ExitCodes.Ok;
-}
-
-internal static class ExitCodes
-{
-    public const int Ok = 0;
-    public const int Failure = 1;
-    public const int Usage = 2;
-
-    /// <summary>EX_CONFIG from sysexits.h; the unit's RestartPreventExitStatus= names it, so no crash loop.</summary>
-    public const int Config = 78;
 }
 
 /// <summary>Lines written before the logging system exists (bad flags, bad config, bad state dir).</summary>

@@ -1,6 +1,6 @@
 using NATS.Client.Core;
-using Orchestrator.Fleet.Client;
-using Orchestrator.Node.Workloads;
+using Orchestrator.Client;
+using Orchestrator.Api.Workloads;
 
 namespace Orchestrator.Fleet.Tests;
 

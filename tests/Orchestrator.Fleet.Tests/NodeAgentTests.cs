@@ -1,8 +1,8 @@
 using Microsoft.Extensions.Logging.Abstractions;
 using NATS.Client.Core;
 using Orchestrator.Fleet.Agent;
-using Orchestrator.Fleet.Client;
-using Orchestrator.Fleet.Protocol;
+using Orchestrator.Client;
+using Orchestrator.Api;
 
 namespace Orchestrator.Fleet.Tests;
 

@@ -1,8 +1,8 @@
 using System.Text;
 using Orchestrator.Fleet.Agent;
-using Orchestrator.Fleet.Protocol;
+using Orchestrator.Api;
 using Orchestrator.Node.Reconcile;
-using Orchestrator.Node.Workloads;
+using Orchestrator.Api.Workloads;
 
 namespace Orchestrator.Fleet.Tests;
 

@@ -1,7 +1,7 @@
-using Orchestrator.Fleet.Protocol;
+using Orchestrator.Api;
 using Orchestrator.Fleet.Scheduler;
 using Orchestrator.Node.Reconcile;
-using Orchestrator.Node.Workloads;
+using Orchestrator.Api.Workloads;
 
 namespace Orchestrator.Fleet.Tests;
 

@@ -1,6 +1,6 @@
 using Orchestrator.Fleet.Agent;
-using Orchestrator.Fleet.Protocol;
-using Orchestrator.Node.Workloads;
+using Orchestrator.Api;
+using Orchestrator.Api.Workloads;
 
 namespace Orchestrator.Fleet.Tests;
 

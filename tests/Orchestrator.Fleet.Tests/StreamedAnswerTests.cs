@@ -1,8 +1,8 @@
 using System.Text;
 using System.Text.Json;
 using NATS.Client.Core;
-using Orchestrator.Fleet.Client;
-using Orchestrator.Fleet.Protocol;
+using Orchestrator.Client;
+using Orchestrator.Api;
 
 namespace Orchestrator.Fleet.Tests;
 
@@ -31,7 +31,7 @@ public sealed class StreamedAnswerTests
                     ? JsonSerializer.Deserialize(msg.Data!, FleetJsonContext.Default.ExecRequest)!.Name == "ghost"
                         ? JsonSerializer.SerializeToUtf8Bytes(new ErrorReply { Error = "no container 'ghost' on this node; `ps` lists the ones there are" }, FleetJsonContext.Default.ErrorReply)
                         : JsonSerializer.SerializeToUtf8Bytes(new ExecReply { ExitCode = 3, Stdout = "out\n", Stderr = "err\n" }, FleetJsonContext.Default.ExecReply)
-                    : JsonSerializer.SerializeToUtf8Bytes(new Orchestrator.Node.Reconcile.ImageSummary { Name = "busybox:latest", ManifestDigest = "sha256:abc", Platform = "linux/amd64", Size = 42 },
+                    : JsonSerializer.SerializeToUtf8Bytes(new Orchestrator.Api.ImageSummary { Name = "busybox:latest", ManifestDigest = "sha256:abc", Platform = "linux/amd64", Size = 42 },
                         FleetJsonContext.Default.ImageSummary);
                 await msg.ReplyAsync(reply);
             }

@@ -1,4 +1,4 @@
-using Orchestrator.Node.Workloads;
+using Orchestrator.Api.Workloads;
 
 namespace Orchestrator.Node.Tests;
 

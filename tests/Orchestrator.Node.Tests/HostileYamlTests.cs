@@ -1,6 +1,6 @@
 using System.Diagnostics;
 using System.Text;
-using Orchestrator.Node.Workloads;
+using Orchestrator.Api.Workloads;
 
 namespace Orchestrator.Node.Tests;
 

@@ -1,6 +1,6 @@
 using System.Reflection;
 using System.Text.Json;
-using Orchestrator.Node.Workloads;
+using Orchestrator.Api.Workloads;
 
 namespace Orchestrator.Node.Tests;
 

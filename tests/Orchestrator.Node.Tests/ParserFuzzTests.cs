@@ -1,5 +1,5 @@
 using System.Text;
-using Orchestrator.Node.Workloads;
+using Orchestrator.Api.Workloads;
 
 namespace Orchestrator.Node.Tests;
 

@@ -1,6 +1,6 @@
 using Orchestrator.Images.Oci;
 using Orchestrator.Node.Reconcile;
-using Orchestrator.Node.Workloads;
+using Orchestrator.Api.Workloads;
 
 namespace Orchestrator.Node.Tests;
 

@@ -1,5 +1,5 @@
 using NATS.Client.Core;
-using Orchestrator.Fleet.Client;
+using Orchestrator.Client;
 
 namespace Orchestrator.Daemon.Tests;
 

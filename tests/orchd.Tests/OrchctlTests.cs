@@ -6,7 +6,7 @@ using NATS.Client.Core;
 using NATS.Client.JetStream;
 using NATS.Client.KeyValueStore;
 using Orchestrator.Fleet.Agent;
-using Orchestrator.Fleet.Protocol;
+using Orchestrator.Api;
 using Orchestrator.Node.Reconcile;
 
 namespace Orchestrator.Daemon.Tests;
@@ -181,15 +181,15 @@ public sealed class OrchctlTests : IAsyncLifetime
     {
         var js = new NatsJSContext(_connection);
         var kv = new NatsKVContext(js);
-        var nodes = await FleetMember.OpenAsync(kv, Buckets.Nodes, 1, default);
+        var nodes = await FleetStore.OpenAsync(kv, Buckets.Nodes, 1, default);
         await nodes.PutAsync("gw-01", JsonSerializer.SerializeToUtf8Bytes(Node("gw-01", new() { ["zone"] = "north", ["hw"] = "rpi4" },
             [new ContainerBrief { Name = "web-0", State = "running", Ready = true, CpuPercent = 12.5 }, new ContainerBrief { Name = "hello", State = "running", Ready = false, CpuPercent = 0.5, Message = "not ready: tcp 80 refused" }]),
             FleetJsonContext.Default.NodeInfo));
         await nodes.PutAsync("gw-02", JsonSerializer.SerializeToUtf8Bytes(Node("gw-02", new() { ["zone"] = "south" },
             [new ContainerBrief { Name = "web-1", State = "running", Ready = false, CpuPercent = 3 }]), FleetJsonContext.Default.NodeInfo));
-        var leader = await FleetMember.OpenAsync(kv, Buckets.Leader, 1, default);
+        var leader = await FleetStore.OpenAsync(kv, Buckets.Leader, 1, default);
         await leader.PutAsync("scheduler", JsonSerializer.SerializeToUtf8Bytes("gw-01", FleetJsonContext.Default.String));
-        var settings = await FleetMember.OpenAsync(kv, Buckets.NodeSettings, 1, default);
+        var settings = await FleetStore.OpenAsync(kv, Buckets.NodeSettings, 1, default);
         await settings.PutAsync("gw-02", JsonSerializer.SerializeToUtf8Bytes(new NodeSettings { Cordoned = true }, FleetJsonContext.Default.NodeSettings));
 
         var manifest = Path.Combine(Repo.Root, "tests", "orchd.Tests", "golden", "fleet.yaml");
@@ -197,7 +197,7 @@ public sealed class OrchctlTests : IAsyncLifetime
         Assert.True(applied.Code == 0, applied.All);
         Assert.Equal("deployment api: created (revision 1)\ndeployment web: created (revision 1)\n", applied.Out); // each deployment counts its own revisions
 
-        var status = await FleetMember.OpenAsync(kv, FleetBuckets.DeploymentStatus, 1, default);
+        var status = await FleetStore.OpenAsync(kv, Buckets.DeploymentStatus, 1, default);
         await status.PutAsync("web", JsonSerializer.SerializeToUtf8Bytes(new DeploymentStatus
         {
             Name = "web", Desired = 3, Placed = 2, Replicas = new Dictionary<string, string> { ["web-0"] = "gw-01", ["web-1"] = "gw-02" },
@@ -206,7 +206,7 @@ public sealed class OrchctlTests : IAsyncLifetime
             CanaryReadySince = s_t0.AddSeconds(50),
         }, FleetJsonContext.Default.DeploymentStatus));
 
-        await FleetMember.EnsureEventStreamAsync(js, default);
+        await FleetStore.EnsureEventStreamAsync(js, default);
         foreach (var ev in new[]
         {
             new NodeEvent { At = s_t0.AddSeconds(5), Node = "gw-01", Kind = "container.started", Subject = "web-0", Message = "started (pid 4242)" },

@@ -1,6 +1,6 @@
 using System.Security.Cryptography;
 using System.Text;
-using Orchestrator.Fleet.Protocol;
+using Orchestrator.Api;
 
 namespace Orchestrator.Daemon.Tests;
 

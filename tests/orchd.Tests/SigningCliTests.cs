@@ -1,7 +1,7 @@
 using NATS.Client.Core;
-using Orchestrator.Fleet.Client;
-using Orchestrator.Fleet.Protocol;
-using Orchestrator.Node.Workloads;
+using Orchestrator.Client;
+using Orchestrator.Api;
+using Orchestrator.Api.Workloads;
 
 namespace Orchestrator.Daemon.Tests;
 

@@ -1,4 +1,4 @@
-using Orchestrator.Fleet.Protocol;
+using Orchestrator.Api;
 
 namespace Orchestrator.Fleet.Agent;
 

@@ -1,5 +1,5 @@
 using System.Text.Json;
-using Orchestrator.Fleet.Protocol;
+using Orchestrator.Api;
 
 namespace Orchestrator.Fleet.Agent;
 
@@ -40,7 +40,7 @@ public sealed record FenceFile
     {
         try
         {
-            return JsonSerializer.Deserialize(File.ReadAllBytes(path), FleetJsonContext.Default.FenceFile);
+            return JsonSerializer.Deserialize(File.ReadAllBytes(path), AgentFilesJsonContext.Default.FenceFile);
         }
         catch (Exception e) when (e is IOException or JsonException or UnauthorizedAccessException)
         {
@@ -51,7 +51,7 @@ public sealed record FenceFile
     public void Write(string path)
     {
         var temp = path + ".tmp";
-        File.WriteAllBytes(temp, JsonSerializer.SerializeToUtf8Bytes(this, FleetJsonContext.Default.FenceFile));
+        File.WriteAllBytes(temp, JsonSerializer.SerializeToUtf8Bytes(this, AgentFilesJsonContext.Default.FenceFile));
         File.Move(temp, path, overwrite: true);
     }
 }

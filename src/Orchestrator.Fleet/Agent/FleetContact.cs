@@ -15,4 +15,4 @@ public sealed class FleetContact(DateTimeOffset start)
 }
 
 /// <summary>The fleet's state in NATS cannot be reached or made; the message says why and what to do.</summary>
-public sealed class FleetUnavailableException(string message, Exception inner) : Exception(message, inner);
+public sealed class FleetUnavailableException(string message, Exception inner) : OrchestratorException(ErrorKind.Unavailable, message, inner);

@@ -3,10 +3,10 @@ using Microsoft.Extensions.Logging;
 using NATS.Client.Core;
 using NATS.Client.JetStream;
 using NATS.Client.KeyValueStore;
-using Orchestrator.Fleet.Protocol;
+using Orchestrator.Api;
 using Orchestrator.Fleet.Scheduler;
 using Orchestrator.Node.Reconcile;
-using Orchestrator.Node.Workloads;
+using Orchestrator.Api.Workloads;
 
 namespace Orchestrator.Fleet.Agent;
 
@@ -76,7 +76,7 @@ public sealed partial class FleetMember
                         await OpenFleetBucketAsync(kv, Buckets.Nodes, 1, cancellationToken).ConfigureAwait(false),
                         await OpenFleetBucketAsync(kv, Buckets.Deployments, Buckets.DeploymentHistory, cancellationToken).ConfigureAwait(false),
                         await OpenFleetBucketAsync(kv, Buckets.Assignments, 1, cancellationToken).ConfigureAwait(false),
-                        await OpenFleetBucketAsync(kv, FleetBuckets.DeploymentStatus, 1, cancellationToken).ConfigureAwait(false),
+                        await OpenFleetBucketAsync(kv, Buckets.DeploymentStatus, 1, cancellationToken).ConfigureAwait(false),
                         await OpenFleetBucketAsync(kv, Buckets.NodeSettings, 1, cancellationToken).ConfigureAwait(false)),
                     cancellationToken).ConfigureAwait(false), cancellationToken)
                 : Task.CompletedTask).ConfigureAwait(false);
@@ -90,7 +90,7 @@ public sealed partial class FleetMember
     {
         try
         {
-            return await OpenAsync(kv, bucket, history, cancellationToken).ConfigureAwait(false);
+            return await FleetStore.OpenAsync(kv, bucket, history, cancellationToken).ConfigureAwait(false);
         }
         catch (Exception e) when (e is NatsJSException or NatsException or TimeoutException && !cancellationToken.IsCancellationRequested)
         {
@@ -98,33 +98,11 @@ public sealed partial class FleetMember
         }
     }
 
-    /// <summary>
-    /// The events stream: looked up, and made only when missing (every node may be the first),
-    /// so a worker needs no right to change an existing stream's limits.
-    /// </summary>
-    public static async Task EnsureEventStreamAsync(INatsJSContext js, CancellationToken cancellationToken)
-    {
-        try
-        {
-            await js.GetStreamAsync(NodeEvent.Stream, cancellationToken: cancellationToken).ConfigureAwait(false);
-            return;
-        }
-        catch (NatsJSApiException e) when (e.Error.Code == 404)
-        {
-        }
-        await js.CreateStreamAsync(new NATS.Client.JetStream.Models.StreamConfig(NodeEvent.Stream, [NodeEvent.Subjects])
-        {
-            MaxAge = TimeSpan.FromDays(7),
-            MaxBytes = 64L << 20,
-            Description = "Orchestrator events",
-        }, cancellationToken).ConfigureAwait(false);
-    }
-
     private NodeEvent? _unsent;
 
     private async Task PublishEventsAsync(NatsJSContext js, CancellationToken cancellationToken)
     {
-        await EnsureEventStreamAsync(js, cancellationToken).ConfigureAwait(false);
+        await FleetStore.EnsureEventStreamAsync(js, cancellationToken).ConfigureAwait(false);
         while (!cancellationToken.IsCancellationRequested)
         {
             var next = _unsent ?? await _events.Reader.ReadAsync(cancellationToken).ConfigureAwait(false);
@@ -147,30 +125,6 @@ public sealed partial class FleetMember
                 _scheduler.Metrics[message.Subject] = (value, DateTimeOffset.UtcNow);
             }
         }
-    }
-
-    public static async Task<INatsKVStore> OpenAsync(INatsKVContext kv, string bucket, int history, CancellationToken cancellationToken)
-    {
-        try
-        {
-            return await kv.GetStoreAsync(bucket, cancellationToken).ConfigureAwait(false);
-        }
-        catch (NatsKVException)
-        {
-        }
-        catch (NatsJSApiException e) when (e.Error.Code == 404)
-        {
-        }
-        // Missing: made with the fleet's limits. A bucket that exists is used as it is, even
-        // with other limits (made before them, or by an operator): a worker may not update a
-        // stream (a permission violation at every open), an update would also reset what the
-        // operator chose (replicas, placement), and a lower max_bytes makes nats-server drop
-        // the oldest values to fit, deployments too. Heartbeats always had history 1, so an
-        // old bucket does not grow with them either (docs/protocol.md, "Buckets and their limits").
-        // Create, never update: a scheduler's NATS user has no STREAM.UPDATE right (an update
-        // could shorten max_age and erase the fleet's state: docs/nats-security.md), and two nodes
-        // creating it at once both succeed (same config) or the loser finds it on its next open.
-        return await kv.CreateStoreAsync(Buckets.ConfigFor(bucket, history), cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>
@@ -661,10 +615,4 @@ public sealed partial class FleetMember
 
     [LoggerMessage(EventId = 4007, Level = LogLevel.Error, Message = "fleet: assignment {Key} cannot be run: {Reason}")]
     private static partial void LogBadAssignment(ILogger logger, string key, string reason);
-}
-
-/// <summary>Buckets beyond the protocol's core set.</summary>
-public static class FleetBuckets
-{
-    public const string DeploymentStatus = "orch-deployment-status";
 }

@@ -1,7 +1,7 @@
 using System.Text.Json;
 using Microsoft.Extensions.Logging;
 using NATS.Client.Core;
-using Orchestrator.Fleet.Protocol;
+using Orchestrator.Api;
 
 namespace Orchestrator.Fleet.Agent;
 
@@ -225,7 +225,7 @@ public sealed partial class NodeAgent : IAsyncDisposable
             }
             else if (_api is null)
             {
-                reply = NodeApiResponder.Error($"node '{_identity.NodeName}' runs no workloads (no supervisor); only 'info' is served");
+                reply = NodeApiResponder.Error($"node '{_identity.NodeName}' runs no workloads (no supervisor); only 'info' is served", ErrorKind.NotFound);
             }
             else
             {
@@ -243,10 +243,10 @@ public sealed partial class NodeAgent : IAsyncDisposable
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
-            LogRequestFailed(_logger, msg.Subject, e.Message);
+            LogRequestFailed(_logger, Orchestrator.Node.ErrorLevels.Of(e), msg.Subject, e.Message);
             try
             {
-                await msg.ReplyAsync(NodeApiResponder.Error($"node '{_identity.NodeName}' failed to serve {msg.Subject}: {e.Message}"), cancellationToken: cancellationToken).ConfigureAwait(false);
+                await msg.ReplyAsync(NodeApiResponder.Error($"node '{_identity.NodeName}' failed to serve {msg.Subject}: {e.Message}", NodeApiResponder.KindOf(e)), cancellationToken: cancellationToken).ConfigureAwait(false);
             }
             catch (Exception) when (!cancellationToken.IsCancellationRequested)
             {
@@ -322,8 +322,8 @@ public sealed partial class NodeAgent : IAsyncDisposable
     [LoggerMessage(EventId = 2006, Level = LogLevel.Debug, Message = "{What} ended (it finished, the client went away or orchd stops)")]
     private static partial void LogStreamEnded(ILogger logger, string what);
 
-    [LoggerMessage(EventId = 2005, Level = LogLevel.Error, Message = "request on {Subject} failed: {Reason}")]
-    private static partial void LogRequestFailed(ILogger logger, string subject, string reason);
+    [LoggerMessage(EventId = 2005, Message = "request on {Subject} failed: {Reason}")]
+    private static partial void LogRequestFailed(ILogger logger, LogLevel level, string subject, string reason);
 
     [LoggerMessage(EventId = 2020, Level = LogLevel.Warning, Message = "unsafe: {Warning}")]
     private static partial void LogUnsafe(ILogger logger, string warning);

@@ -1,7 +1,7 @@
 using System.Text.Json;
-using Orchestrator.Fleet.Protocol;
+using Orchestrator.Api;
 using Orchestrator.Node.Reconcile;
-using Orchestrator.Node.Workloads;
+using Orchestrator.Api.Workloads;
 
 namespace Orchestrator.Fleet.Agent;
 
@@ -45,13 +45,9 @@ public sealed class NodeApiResponder(Supervisor supervisor)
             while (start < lines.Count);
             return replies;
         }
-        catch (NodeApiException e)
+        catch (Exception e) when (IsRequestError(e))
         {
-            return [Error(e.Message)];
-        }
-        catch (InvalidOperationException e)
-        {
-            return [Error(e.Message)];
+            return [Error(e)];
         }
     }
 
@@ -106,20 +102,33 @@ public sealed class NodeApiResponder(Supervisor supervisor)
                 case NodeOps.Status:
                     return Reply(await supervisor.NodeStatusAsync().ConfigureAwait(false), FleetJsonContext.Default.NodeStatus);
                 default:
-                    return Error($"'{op}' is not a node operation; use one of {string.Join(", ", NodeOps.All)}");
+                    return Error($"'{op}' is not a node operation; use one of {string.Join(", ", NodeOps.All)}", ErrorKind.NotFound);
             }
         }
         catch (Exception e) when (IsRequestError(e))
         {
-            return Error(e.Message);
+            return Error(e);
         }
     }
 
-    /// <summary>An error the requester can act on, answered with its message (anything else is a failure of the node, logged).</summary>
+    /// <summary>
+    /// An error the requester can act on, answered with its sentence and code: any error with a
+    /// kind other than internal (not found, invalid, conflict, unavailable, forbidden), containerd's
+    /// own failures (answered as they are), and the framework's refusals of an operation in this
+    /// state or of a registry's answer. Anything else is a failure of the node: logged, and
+    /// answered as one (NodeAgent).
+    /// </summary>
     public static bool IsRequestError(Exception e)
-        => e is NodeApiException or InvalidOperationException or Orchestrator.Images.Store.ImageException or Orchestrator.Images.Store.DigestMismatchException
-            or Orchestrator.Images.Store.DiskBudgetExceededException or Orchestrator.Images.Unpack.HostileLayerException or HttpRequestException
-            or Orchestrator.Containerd.ContainerdException;
+        => ErrorKinds.Of(e) is { } kind && (kind != ErrorKind.Internal || e is Orchestrator.Containerd.ContainerdException)
+            || e is InvalidOperationException or HttpRequestException;
+
+    /// <summary>The kind of a request error on the wire: its own, or what the framework's exceptions mean.</summary>
+    public static ErrorKind KindOf(Exception e) => ErrorKinds.Of(e) ?? e switch
+    {
+        InvalidOperationException => ErrorKind.Conflict, // not in this state (e.g. exec in a stopped container)
+        HttpRequestException => ErrorKind.Unavailable,
+        _ => ErrorKind.Internal,
+    };
 
     private static string ImageName(byte[] body)
     {
@@ -169,5 +178,8 @@ public sealed class NodeApiResponder(Supervisor supervisor)
 
     internal static byte[] Reply<T>(T value, System.Text.Json.Serialization.Metadata.JsonTypeInfo<T> type) => JsonSerializer.SerializeToUtf8Bytes(value, type);
 
-    public static byte[] Error(string message) => JsonSerializer.SerializeToUtf8Bytes(new ErrorReply { Error = message }, FleetJsonContext.Default.ErrorReply);
+    public static byte[] Error(string message, ErrorKind code) => JsonSerializer.SerializeToUtf8Bytes(new ErrorReply { Error = message, Code = code }, FleetJsonContext.Default.ErrorReply);
+
+    /// <summary>The reply for an error: its sentence and its kind's code.</summary>
+    public static byte[] Error(Exception e) => Error(e.Message, KindOf(e));
 }

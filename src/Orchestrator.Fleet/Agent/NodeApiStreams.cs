@@ -1,7 +1,7 @@
 using System.Text.Json;
 using System.Threading.Channels;
 using NATS.Client.Core;
-using Orchestrator.Fleet.Protocol;
+using Orchestrator.Api;
 using Orchestrator.Images.Registry;
 using Orchestrator.Node.Drivers;
 using Orchestrator.Node.Logs;
@@ -80,7 +80,7 @@ public sealed class NodeApiStreams(Supervisor supervisor)
         SizeOf = _ => 200,
         // The latest progress says it all: a batch sends only that.
         Batch = progress => NodeApiResponder.Reply(Progress(progress[^1]), FleetJsonContext.Default.PullStreamReply),
-        Stopped = () => NodeApiResponder.Error("the pull was cancelled (the client went away or orchd stops)"),
+        Stopped = () => NodeApiResponder.Error("the pull was cancelled (the client went away or orchd stops)", ErrorKind.Unavailable),
         Capacity = 256,
     };
 

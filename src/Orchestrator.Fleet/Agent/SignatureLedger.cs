@@ -1,5 +1,5 @@
 using System.Text.Json;
-using Orchestrator.Fleet.Protocol;
+using Orchestrator.Api;
 
 namespace Orchestrator.Fleet.Agent;
 
@@ -36,7 +36,7 @@ public sealed class SignatureLedger
         {
             // Left where it is when damaged: the node stays closed across restarts until an
             // operator decides (a ledger that forgot would accept a replayed older manifest).
-            foreach (var (name, entry) in Orchestrator.Linux.StateFile.Read(path, bytes => JsonSerializer.Deserialize(bytes, FleetJsonContext.Default.DictionaryStringEntry), moveAside: false) ?? [])
+            foreach (var (name, entry) in Orchestrator.Linux.StateFile.Read(path, bytes => JsonSerializer.Deserialize(bytes, AgentFilesJsonContext.Default.DictionaryStringEntry), moveAside: false) ?? [])
             {
                 _entries[name] = entry;
             }
@@ -77,6 +77,6 @@ public sealed class SignatureLedger
         {
             return;
         }
-        Orchestrator.Linux.StateFile.Write(_path, JsonSerializer.SerializeToUtf8Bytes(_entries, FleetJsonContext.Default.DictionaryStringEntry));
+        Orchestrator.Linux.StateFile.Write(_path, JsonSerializer.SerializeToUtf8Bytes(_entries, AgentFilesJsonContext.Default.DictionaryStringEntry));
     }
 }

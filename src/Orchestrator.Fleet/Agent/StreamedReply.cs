@@ -51,7 +51,7 @@ internal sealed class StreamedReply<TItem>
             }
             catch (Exception e) when (NodeApiResponder.IsRequestError(e))
             {
-                return NodeApiResponder.Error(e.Message);
+                return NodeApiResponder.Error(e);
             }
             finally
             {

@@ -4,9 +4,9 @@ using System.Text.Json;
 using Microsoft.Extensions.Logging;
 using NATS.Client.KeyValueStore;
 using Orchestrator.Fleet.Agent;
-using Orchestrator.Fleet.Protocol;
+using Orchestrator.Api;
 using Orchestrator.Node.Reconcile;
-using Orchestrator.Node.Workloads;
+using Orchestrator.Api.Workloads;
 
 namespace Orchestrator.Fleet.Scheduler;
 

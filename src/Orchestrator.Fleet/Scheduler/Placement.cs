@@ -1,5 +1,5 @@
-using Orchestrator.Fleet.Protocol;
-using Orchestrator.Node.Workloads;
+using Orchestrator.Api;
+using Orchestrator.Api.Workloads;
 
 namespace Orchestrator.Fleet.Scheduler;
 

@@ -1,7 +1,7 @@
 using System.Text.Json;
 using NATS.Client.KeyValueStore;
 using Orchestrator.Fleet.Agent;
-using Orchestrator.Fleet.Protocol;
+using Orchestrator.Api;
 
 namespace Orchestrator.Fleet.Scheduler;
 

@@ -1,3 +1,4 @@
+using Orchestrator.Api;
 using System.IO.Pipelines;
 using System.Text;
 using NATS.Client.Core;
@@ -65,7 +66,7 @@ public sealed class NatsImageDistribution(INatsConnection nats, ImageStore image
         }
         catch (NatsObjNotFoundException e)
         {
-            throw new ImageException($"image '{name}' is not published in the NATS bucket '{bucket}'; push it there first (orchd image push --nats)", e);
+            throw new ImageException(ErrorKind.NotFound, $"image '{name}' is not published in the NATS bucket '{bucket}'; push it there first (orchd image push --nats)", e);
         }
         var parts = reference.Split(' ');
         var manifestDigest = parts[0];

@@ -1,3 +1,4 @@
+using Orchestrator.Api;
 using System.Net;
 using System.Net.Http.Headers;
 using System.Text;
@@ -258,7 +259,7 @@ public sealed class RegistryClient(ImageStore? images, RegistryOptions options, 
             }
             catch (HttpRequestException e)
             {
-                throw new ImageException($"cannot reach registry {image.Registry} ({url.GetLeftPart(UriPartial.Authority)}) for {path}: {e.Message}; check the address, or that it is up", e);
+                throw new ImageException(ErrorKind.Unavailable, $"cannot reach registry {image.Registry} ({url.GetLeftPart(UriPartial.Authority)}) for {path}: {e.Message}; check the address, or that it is up", e);
             }
             catch (Exception e) when (e is UriFormatException or NotSupportedException or InvalidOperationException or ArgumentException)
             {

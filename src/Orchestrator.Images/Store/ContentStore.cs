@@ -1,10 +1,11 @@
+using Orchestrator.Api;
 using System.Security.Cryptography;
 
 namespace Orchestrator.Images.Store;
 
 /// <summary>A blob was not what its digest said; nothing of it was kept.</summary>
 public sealed class DigestMismatchException(string expected, string actual, long size)
-    : Exception($"blob {expected} arrived as {actual} ({size} bytes); it was discarded: the source is corrupt or tampered with")
+    : OrchestratorException(ErrorKind.Invalid, $"blob {expected} arrived as {actual} ({size} bytes); it was discarded: the source is corrupt or tampered with")
 {
     public string Expected { get; } = expected;
     public string Actual { get; } = actual;
@@ -12,7 +13,7 @@ public sealed class DigestMismatchException(string expected, string actual, long
 
 /// <summary>Storing a blob would take the store past its disk budget; nothing was kept.</summary>
 public sealed class DiskBudgetExceededException(string what, long needed, long used, long budget)
-    : Exception($"{what} needs {needed} bytes but the image store holds {used} of its {budget}-byte budget; run gc, remove images or raise the budget (images.disk_budget)")
+    : OrchestratorException(ErrorKind.Unavailable, $"{what} needs {needed} bytes but the image store holds {used} of its {budget}-byte budget; run gc, remove images or raise the budget (images.disk_budget)")
 {
     public long Needed { get; } = needed;
 }

@@ -1,3 +1,4 @@
+using Orchestrator.Api;
 using System.Formats.Tar;
 using System.Text.Json;
 using Orchestrator.Images.Oci;
@@ -6,11 +7,12 @@ using Orchestrator.Images.Unpack;
 namespace Orchestrator.Images.Store;
 
 /// <summary>The image could not be imported, pulled or found; the message names it and the fix.</summary>
-public sealed class ImageException : Exception
+public sealed class ImageException : OrchestratorException
 {
-    public ImageException() { }
-    public ImageException(string message) : base(message) { }
-    public ImageException(string message, Exception inner) : base(message, inner) { }
+    public ImageException() : base(ErrorKind.Invalid, "image error") { }
+    public ImageException(string message) : base(ErrorKind.Invalid, message) { }
+    public ImageException(string message, Exception inner) : base(ErrorKind.Invalid, message, inner) { }
+    public ImageException(ErrorKind kind, string message, Exception? inner = null) : base(kind, message, inner) { }
 }
 
 /// <summary>
@@ -34,7 +36,7 @@ public sealed class ImageStore
     public IReadOnlyList<ImageRecord> List() => Load().Values.OrderBy(r => r.Name, StringComparer.Ordinal).ToArray();
 
     public ImageRecord Inspect(string name)
-        => Load().TryGetValue(name, out var record) ? record : throw new ImageException($"image '{name}' is not in the store; pull or import it first (list shows what is)");
+        => Load().TryGetValue(name, out var record) ? record : throw new ImageException(ErrorKind.NotFound, $"image '{name}' is not in the store; pull or import it first (list shows what is)");
 
     public ImageManifest Manifest(ImageRecord image)
     {
@@ -56,7 +58,7 @@ public sealed class ImageStore
             var refs = Load();
             if (!refs.Remove(name))
             {
-                throw new ImageException($"image '{name}' is not in the store; nothing to remove");
+                throw new ImageException(ErrorKind.NotFound, $"image '{name}' is not in the store; nothing to remove");
             }
             Save(refs);
         }

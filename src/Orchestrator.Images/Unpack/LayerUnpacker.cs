@@ -1,3 +1,4 @@
+using Orchestrator.Api;
 using System.Formats.Tar;
 using System.IO.Compression;
 using Orchestrator.Linux;
@@ -5,11 +6,11 @@ using Orchestrator.Linux;
 namespace Orchestrator.Images.Unpack;
 
 /// <summary>A layer tries to write outside its root, or holds what is not allowed; nothing of it is kept.</summary>
-public sealed class HostileLayerException : Exception
+public sealed class HostileLayerException : OrchestratorException
 {
-    public HostileLayerException() { }
-    public HostileLayerException(string message) : base(message) { }
-    public HostileLayerException(string message, Exception inner) : base(message, inner) { }
+    public HostileLayerException() : base(ErrorKind.Forbidden, "hostilelayer error") { }
+    public HostileLayerException(string message) : base(ErrorKind.Forbidden, message) { }
+    public HostileLayerException(string message, Exception inner) : base(ErrorKind.Forbidden, message, inner) { }
 }
 
 public enum WhiteoutMode

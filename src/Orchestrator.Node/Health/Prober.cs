@@ -1,7 +1,7 @@
 using System.Globalization;
 using System.Net.Sockets;
 using Orchestrator.Node.Drivers;
-using Orchestrator.Node.Workloads;
+using Orchestrator.Api.Workloads;
 
 namespace Orchestrator.Node.Health;
 

@@ -6,9 +6,6 @@ using System.Text;
 
 namespace Orchestrator.Node.Logs;
 
-/// <summary>One log line as stored: when, which stream, the text, and whether it was cut (P).</summary>
-public sealed record LogLine(DateTimeOffset Time, string Stream, string Text, bool Partial);
-
 /// <summary>Reads a container's logs back: the last N lines, since a time, and following new ones.</summary>
 public static class LogReader
 {

@@ -2,16 +2,16 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
-using Orchestrator.Node.Workloads;
+using Orchestrator.Api.Workloads;
 
 namespace Orchestrator.Node.Network;
 
 /// <summary>Bridge networking could not be set up; the message names the step and the fix.</summary>
-public sealed class NetworkException : Exception
+public sealed class NetworkException : OrchestratorException
 {
-    public NetworkException() { }
-    public NetworkException(string message) : base(message) { }
-    public NetworkException(string message, Exception inner) : base(message, inner) { }
+    public NetworkException() : base(ErrorKind.Internal, "network error") { }
+    public NetworkException(string message) : base(ErrorKind.Internal, message) { }
+    public NetworkException(string message, Exception inner) : base(ErrorKind.Internal, message, inner) { }
 }
 
 /// <summary>The node's bridge: its name, its IPv4 subnet, and the nftables table orchd owns.</summary>

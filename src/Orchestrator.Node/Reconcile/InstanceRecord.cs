@@ -27,7 +27,7 @@ public sealed class InstanceRecord
     /// <summary>The container's address on the node's bridge (kept across restarts of the container).</summary>
     public string? Ip { get; set; }
     /// <summary>The ports this run published: withdrawn from these, whatever the spec says by then.</summary>
-    public List<Orchestrator.Node.Workloads.PortMapping>? Published { get; set; }
+    public List<Orchestrator.Api.Workloads.PortMapping>? Published { get; set; }
     public bool Started { get; set; }
     /// <summary>The last problem in a sentence (image missing, probe failing, gave up…).</summary>
     public string? Message { get; set; }
@@ -35,18 +35,9 @@ public sealed class InstanceRecord
     /// The workload this container was made from (its <see cref="SpecHash"/>): a damaged
     /// workloads/NAME.json is rebuilt from it, so a torn file never stops a running container.
     /// </summary>
-    public Orchestrator.Node.Workloads.Workload? Workload { get; set; }
+    public Orchestrator.Api.Workloads.Workload? Workload { get; set; }
 }
 
-public sealed class ExitRecord
-{
-    /// <summary>null: it ended while orchd was not its parent (after an orchd restart).</summary>
-    public int? Code { get; set; }
-    public bool OomKilled { get; set; }
-    public DateTimeOffset At { get; set; }
-    /// <summary>exited, oom-killed, liveness-probe, stopped, replaced.</summary>
-    public string Reason { get; set; } = "exited";
-}
 
 [JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase, DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull, WriteIndented = true)]
 [JsonSerializable(typeof(InstanceRecord))]

@@ -1,6 +1,6 @@
 using System.Globalization;
 using Orchestrator.Images.Oci;
-using Orchestrator.Node.Workloads;
+using Orchestrator.Api.Workloads;
 using Orchestrator.Runtime.Spec;
 
 namespace Orchestrator.Node.Reconcile;

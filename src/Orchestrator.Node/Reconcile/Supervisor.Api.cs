@@ -3,16 +3,17 @@ using Microsoft.Extensions.Logging;
 using Orchestrator.Node.Drivers;
 using Orchestrator.Node.Logs;
 using Orchestrator.Node.StateStore;
-using Orchestrator.Node.Workloads;
+using Orchestrator.Api.Workloads;
 
 namespace Orchestrator.Node.Reconcile;
 
 /// <summary>A node API request that cannot be served: the message names the object and the fix.</summary>
-public sealed class NodeApiException : Exception
+public sealed class NodeApiException : OrchestratorException
 {
-    public NodeApiException() { }
-    public NodeApiException(string message) : base(message) { }
-    public NodeApiException(string message, Exception inner) : base(message, inner) { }
+    public NodeApiException() : base(ErrorKind.Invalid, "nodeapi error") { }
+    public NodeApiException(string message) : base(ErrorKind.Invalid, message) { }
+    public NodeApiException(string message, Exception inner) : base(ErrorKind.Invalid, message, inner) { }
+    public NodeApiException(ErrorKind kind, string message, Exception? inner = null) : base(kind, message, inner) { }
 }
 
 /// <summary>The operations the node API offers (run, stop, start, rm, ps, inspect, logs, exec, stats, status).</summary>
@@ -80,7 +81,7 @@ public sealed partial class Supervisor
         {
             if (_static.ContainsKey(workload.Name))
             {
-                throw new NodeApiException($"workload '{workload.Name}' comes from this node's manifest directory ({_options.ManifestDir}); change it there, or pick another name");
+                throw new NodeApiException(ErrorKind.Conflict, $"workload '{workload.Name}' comes from this node's manifest directory ({_options.ManifestDir}); change it there, or pick another name");
             }
             foreach (var port in workload.Ports ?? [])
             {
@@ -88,7 +89,7 @@ public sealed partial class Supervisor
                 var holder = Desired().Values.FirstOrDefault(w => w.Name != workload.Name && (w.Ports ?? []).Any(p => (p.HostPort ?? p.ContainerPort) == hostPort && p.Protocol == port.Protocol));
                 if (holder is not null)
                 {
-                    throw new NodeApiException($"host port {hostPort}/{port.Protocol} is already published by '{holder.Name}' on this node; pick another hostPort");
+                    throw new NodeApiException(ErrorKind.Conflict, $"host port {hostPort}/{port.Protocol} is already published by '{holder.Name}' on this node; pick another hostPort");
                 }
             }
             AtomicFile.WriteAllText(Path.Combine(WorkloadsDir, workload.Name + ".json"),
@@ -119,7 +120,7 @@ public sealed partial class Supervisor
         Find(name);
         if (_static.ContainsKey(name))
         {
-            throw new NodeApiException($"workload '{name}' comes from this node's manifest directory ({_options.ManifestDir}); delete its file there");
+            throw new NodeApiException(ErrorKind.Conflict, $"workload '{name}' comes from this node's manifest directory ({_options.ManifestDir}); delete its file there");
         }
         _applied.Remove(name);
         _stopped.Remove(name);
@@ -311,7 +312,7 @@ public sealed partial class Supervisor
     private ContainerView FindView(string name)
         => View.TryGetValue(name, out var view)
             ? view
-            : throw new NodeApiException($"no container '{name}' on this node; `ps` lists the ones there are");
+            : throw new NodeApiException(ErrorKind.NotFound, $"no container '{name}' on this node; `ps` lists the ones there are");
 
     /// <summary>Called on the loop after every step.</summary>
     private void PublishView()
@@ -364,7 +365,7 @@ public sealed partial class Supervisor
         await ViewReadyAsync().ConfigureAwait(false);
         if (!FindView(name).Running)
         {
-            throw new NodeApiException($"container '{name}' is not running; start it first");
+            throw new NodeApiException(ErrorKind.Conflict, $"container '{name}' is not running; start it first");
         }
     }
 
@@ -378,7 +379,7 @@ public sealed partial class Supervisor
     private Instance Find(string name)
         => _instances.TryGetValue(name, out var instance)
             ? instance
-            : throw new NodeApiException($"no container '{name}' on this node; `ps` lists the ones there are");
+            : throw new NodeApiException(ErrorKind.NotFound, $"no container '{name}' on this node; `ps` lists the ones there are");
 
     private ContainerStatus Status(Instance instance, bool withSpec) => new()
     {

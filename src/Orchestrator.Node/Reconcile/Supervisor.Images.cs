@@ -5,29 +5,6 @@ using Orchestrator.Node.Drivers;
 
 namespace Orchestrator.Node.Reconcile;
 
-/// <summary>An image in the node's store, with the containers that use it.</summary>
-public sealed class ImageSummary
-{
-    public string Name { get; set; } = "";
-    public string ManifestDigest { get; set; } = "";
-    public string Platform { get; set; } = "";
-    public long Size { get; set; }
-    public DateTimeOffset Created { get; set; }
-    public List<string> UsedBy { get; set; } = [];
-    /// <summary>containerd when the image is in containerd's image store (a containerd node's); absent for orchd's own store.</summary>
-    [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
-    public string? Store { get; set; }
-    /// <summary>inspect only: the layers, bottom first.</summary>
-    public List<Descriptor>? Layers { get; set; }
-}
-
-/// <summary>What an image gc freed.</summary>
-public sealed class ImageGcResult
-{
-    public long FreedBytes { get; set; }
-    public int PrunedLayers { get; set; }
-}
-
 /// <summary>The node API's image operations: list, inspect, pull, remove, gc (the same store `orchd image` uses).</summary>
 public sealed partial class Supervisor
 {
@@ -52,7 +29,7 @@ public sealed partial class Supervisor
         catch (ImageException) when (_driver.ImagesFor("containerd") is { } containerd)
         {
             var theirs = await containerd.TryOpenAsync(name).ConfigureAwait(false)
-                ?? throw new ImageException($"image '{name}' is neither in orchd's store nor in containerd's; pull it first (images lists what is)");
+                ?? throw new ImageException(ErrorKind.NotFound, $"image '{name}' is neither in orchd's store nor in containerd's; pull it first (images lists what is)");
             return await Post(() => Summary(theirs, withLayers: true)).ConfigureAwait(false);
         }
     }
@@ -72,7 +49,7 @@ public sealed partial class Supervisor
         }
         if (_pullImage is null)
         {
-            throw new NodeApiException("this node cannot pull images (no puller configured); import them with `orchd image import`");
+            throw new NodeApiException(ErrorKind.Unavailable, "this node cannot pull images (no puller configured); import them with `orchd image import`");
         }
         await _pullImage(reference, progress, cancellationToken).ConfigureAwait(false);
         return await InspectImageAsync(reference).ConfigureAwait(false);
@@ -86,7 +63,7 @@ public sealed partial class Supervisor
             var users = Users(name);
             if (users.Count > 0)
             {
-                throw new NodeApiException($"image '{name}' is used by {string.Join(", ", users.Select(u => $"'{u}'"))}; remove those workloads first");
+                throw new NodeApiException(ErrorKind.Conflict, $"image '{name}' is used by {string.Join(", ", users.Select(u => $"'{u}'"))}; remove those workloads first");
             }
             try
             {
@@ -101,7 +78,7 @@ public sealed partial class Supervisor
         var theirs = _driver.ImagesFor("containerd") is { } containerd && await containerd.RemoveAsync(name).ConfigureAwait(false);
         if (!own && !theirs)
         {
-            throw new ImageException($"image '{name}' is not on this node; `orchctl images -n NODE` lists what is");
+            throw new ImageException(ErrorKind.NotFound, $"image '{name}' is not on this node; `orchctl images -n NODE` lists what is");
         }
     }
 
@@ -113,6 +90,16 @@ public sealed partial class Supervisor
             .Concat(_instances.Values.Where(i => i.Handle is not null && i.Workload.Image == image).Select(i => i.Record.Name))
             .Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToList();
 
+    /// <summary>An OCI descriptor as the node API shows it (the same JSON).</summary>
+    private static LayerDescriptor ToWire(Descriptor layer) => new()
+    {
+        MediaType = layer.MediaType,
+        Digest = layer.Digest,
+        Size = layer.Size,
+        Annotations = layer.Annotations,
+        Platform = layer.Platform is { } p ? new LayerPlatform { Os = p.Os, Architecture = p.Architecture, Variant = p.Variant } : null,
+    };
+
     private ImageSummary Summary(ImageRecord image, bool withLayers) => new()
     {
         Name = image.Name,
@@ -121,7 +108,7 @@ public sealed partial class Supervisor
         Size = image.Size,
         Created = image.Created,
         UsedBy = Users(image.Name),
-        Layers = withLayers ? _images.Manifest(image).Layers : null,
+        Layers = withLayers ? _images.Manifest(image).Layers.Select(ToWire).ToList() : null,
     };
 
     private ImageSummary Summary(ContainerdImage image, bool withLayers) => new()
@@ -132,7 +119,7 @@ public sealed partial class Supervisor
         Size = image.Blobs.Sum(b => b.Size),
         Created = image.Created,
         UsedBy = Users(image.Name),
-        Layers = withLayers ? [.. image.Blobs.Skip(1)] : null,
+        Layers = withLayers ? image.Blobs.Skip(1).Select(ToWire).ToList() : null,
         Store = "containerd",
     };
 }

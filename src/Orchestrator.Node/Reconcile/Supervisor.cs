@@ -12,7 +12,7 @@ using Orchestrator.Node.Health;
 using Orchestrator.Node.Logs;
 using Orchestrator.Node.Network;
 using Orchestrator.Node.StateStore;
-using Orchestrator.Node.Workloads;
+using Orchestrator.Api.Workloads;
 using Orchestrator.Runtime.Spec;
 
 namespace Orchestrator.Node.Reconcile;
@@ -578,9 +578,7 @@ public sealed partial class Supervisor : IAsyncDisposable
             LogStarted(_logger, name, handle.Pid, record.Restarts);
             Emit("container.started", name, $"started (pid {handle.Pid}, restarts {record.Restarts}, image {workload.Image})");
         }
-        catch (Exception e) when (e is ImageException or SpecException or IOException or Linux.LinuxException
-                                   or Runtime.Spawn.SpawnException or Runtime.Cgroups.CgroupException or InvalidOperationException
-                                   or HttpRequestException or UnauthorizedAccessException or DiskBudgetExceededException or NetworkException)
+        catch (Exception e) when (ErrorKinds.Of(e) is not null || e is IOException or InvalidOperationException or HttpRequestException or UnauthorizedAccessException)
         {
             record.Message = e.Message;
             LogStartFailed(_logger, name, e.Message);
@@ -755,7 +753,7 @@ public sealed partial class Supervisor : IAsyncDisposable
                 await containerd.RemoveRootfsAsync(name, ContainerdRootfs(name)).ConfigureAwait(false);
             }
         }
-        catch (Exception e) when (e is IOException or ImageException or UnauthorizedAccessException or Linux.LinuxException)
+        catch (Exception e) when (ErrorKinds.Of(e) is not null || e is IOException or UnauthorizedAccessException)
         {
             LogCleanup(_logger, name, e.Message);
         }

@@ -140,9 +140,9 @@ public sealed class NodeState : IDisposable
 }
 
 /// <summary>The state or run directory cannot be used. The message names it and the fix.</summary>
-public sealed class NodeStateException : Exception
+public sealed class NodeStateException : OrchestratorException
 {
-    public NodeStateException() { }
-    public NodeStateException(string message) : base(message) { }
-    public NodeStateException(string message, Exception inner) : base(message, inner) { }
+    public NodeStateException() : base(ErrorKind.Invalid, "nodestate error") { }
+    public NodeStateException(string message) : base(ErrorKind.Invalid, message) { }
+    public NodeStateException(string message, Exception inner) : base(ErrorKind.Invalid, message, inner) { }
 }

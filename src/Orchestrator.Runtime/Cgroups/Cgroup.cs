@@ -1,3 +1,4 @@
+using Orchestrator.Api;
 using Orchestrator.Runtime.Spec;
 
 namespace Orchestrator.Runtime.Cgroups;
@@ -40,11 +41,11 @@ public interface ICgroup
 }
 
 /// <summary>A cgroup operation failed; the message names the file and the value.</summary>
-public sealed class CgroupException : Exception
+public sealed class CgroupException : OrchestratorException
 {
-    public CgroupException() { }
-    public CgroupException(string message) : base(message) { }
-    public CgroupException(string message, Exception inner) : base(message, inner) { }
+    public CgroupException() : base(ErrorKind.Internal, "cgroup error") { }
+    public CgroupException(string message) : base(ErrorKind.Internal, message) { }
+    public CgroupException(string message, Exception inner) : base(ErrorKind.Internal, message, inner) { }
 }
 
 public static class CgroupFactory

@@ -1,3 +1,4 @@
+using Orchestrator.Api;
 using System.Globalization;
 using System.Text.Json;
 using Orchestrator.Runtime.Cgroups;
@@ -81,8 +82,7 @@ public static class RuncCli
                 _ => throw new UsageError($"'{command}' is not a command of orch-runc; see orch-runc --help"),
             };
         }
-        catch (Exception e) when (e is UsageError or SpecException or CgroupException or ContainerNotFoundException or InvalidOperationException
-                                  or ArgumentException or IOException or UnauthorizedAccessException or Spawn.SpawnException)
+        catch (Exception e) when (ErrorKinds.Of(e) is not null || e is UsageError or InvalidOperationException or ArgumentException or IOException or UnauthorizedAccessException)
         {
             stderr.WriteLine($"orch-runc: {e.Message}");
             if (Environment.GetEnvironmentVariable("ORCH_RUNC_DEBUG") == "1")
@@ -93,7 +93,7 @@ public static class RuncCli
             {
                 WriteLog(logFile, logJson, e.Message);
             }
-            return 1;
+            return ExitCodes.Failure; // every error, whatever its kind: runc's convention, which its callers expect
         }
     }
 

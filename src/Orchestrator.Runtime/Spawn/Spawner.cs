@@ -1,3 +1,4 @@
+using Orchestrator.Api;
 using System.Runtime.InteropServices;
 using Orchestrator.Linux;
 using Orchestrator.Runtime.Cgroups;
@@ -58,18 +59,18 @@ public sealed class SpawnedProcess(int pid, int pidfd) : IDisposable
 }
 
 /// <summary>A failure inside the child before the user's program ran: the step and errno.</summary>
-public sealed class SpawnException : Exception
+public sealed class SpawnException : OrchestratorException
 {
     public SpawnException(SpawnStage stage, int errno, string detail)
-        : base($"container setup failed at {StageText(stage)}{detail}: {Errno.Describe(errno)}")
+        : base(ErrnoKind.Of(errno), $"container setup failed at {StageText(stage)}{detail}: {Errno.Describe(errno)}")
     {
         Stage = stage;
         ErrorNumber = errno;
     }
 
-    public SpawnException() { }
-    public SpawnException(string message) : base(message) { }
-    public SpawnException(string message, Exception inner) : base(message, inner) { }
+    public SpawnException() : base(ErrorKind.Internal, "container setup failed") { }
+    public SpawnException(string message) : base(ErrorKind.Internal, message) { }
+    public SpawnException(string message, Exception inner) : base(ErrorKind.Internal, message, inner) { }
 
     public SpawnStage Stage { get; }
     public int ErrorNumber { get; }

@@ -1,3 +1,4 @@
+using Orchestrator.Api;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 
@@ -308,11 +309,11 @@ public sealed class ContainerStateSpec
 public sealed partial class SpecJsonContext : JsonSerializerContext;
 
 /// <summary>config.json cannot be used; the message names the field and the fix.</summary>
-public sealed class SpecException : Exception
+public sealed class SpecException : OrchestratorException
 {
-    public SpecException() { }
-    public SpecException(string message) : base(message) { }
-    public SpecException(string message, Exception inner) : base(message, inner) { }
+    public SpecException() : base(ErrorKind.Invalid, "spec error") { }
+    public SpecException(string message) : base(ErrorKind.Invalid, message) { }
+    public SpecException(string message, Exception inner) : base(ErrorKind.Invalid, message, inner) { }
 }
 
 public static class SpecReader

@@ -1,3 +1,4 @@
+using Orchestrator.Api;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 
@@ -84,7 +85,7 @@ public sealed class StateStore(string root)
 }
 
 public sealed class ContainerNotFoundException(string id, string root)
-    : Exception($"container '{id}' does not exist (under {root}); `list` shows the ones that do")
+    : OrchestratorException(ErrorKind.NotFound, $"container '{id}' does not exist (under {root}); `list` shows the ones that do")
 {
     public string Id { get; } = id;
 }

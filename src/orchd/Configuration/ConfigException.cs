@@ -4,12 +4,12 @@ namespace Orchestrator.Daemon.Configuration;
 /// The configuration cannot be used. The message is one line that names where the bad value
 /// came from (file and line, flag or variable), the key, and the fix.
 /// </summary>
-public sealed class ConfigException : Exception
+public sealed class ConfigException : OrchestratorException
 {
-    public ConfigException() { }
-    public ConfigException(string message) : base(message) { }
-    public ConfigException(string message, Exception inner) : base(message, inner) { }
+    public ConfigException() : base(ErrorKind.Invalid, "config error") { }
+    public ConfigException(string message) : base(ErrorKind.Invalid, message) { }
+    public ConfigException(string message, Exception inner) : base(ErrorKind.Invalid, message, inner) { }
 }
 
 /// <summary>A value that does not parse; the loader adds where it came from.</summary>
-internal sealed class ConfigValueException(string problem) : Exception(problem);
+internal sealed class ConfigValueException(string problem) : OrchestratorException(ErrorKind.Invalid, problem);

@@ -1,6 +1,6 @@
 using System.Globalization;
 using Microsoft.Extensions.Logging;
-using Orchestrator.Fleet.Protocol;
+using Orchestrator.Api;
 
 namespace Orchestrator.Daemon.Configuration;
 
@@ -49,7 +49,7 @@ internal static class ConfigValues
         var path = ExistingFile(value);
         try
         {
-            Orchestrator.Fleet.Agent.NatsSettings.ReadNKeySeed(path);
+            NatsSettings.ReadNKeySeed(path);
         }
         catch (FormatException e)
         {
@@ -233,7 +233,7 @@ internal static class ConfigValues
     }
 
     public static long Bytes(string value)
-        => Orchestrator.Node.Workloads.Quantities.TryParseBytes(value, out var bytes) && bytes >= 4096
+        => Orchestrator.Api.Workloads.Quantities.TryParseBytes(value, out var bytes) && bytes >= 4096
             ? bytes
             : throw new ConfigException($"'{value}' is not a size of at least 4096 bytes; use a number with an optional Ki, Mi or Gi suffix");
 

@@ -12,7 +12,7 @@ internal static class YamlConfigReader
 {
     public static void Apply(ConfigBuilder builder, string path, string text)
     {
-        if (Orchestrator.Node.Workloads.YamlLimits.Check(text) is { } tooBig)
+        if (Orchestrator.Api.Workloads.YamlLimits.Check(text) is { } tooBig)
         {
             throw new ConfigException($"{path}: refused: {tooBig}; fix the file");
         }

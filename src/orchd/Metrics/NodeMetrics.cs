@@ -1,7 +1,7 @@
 using System.Globalization;
 using Orchestrator.Fleet.Agent;
 using Orchestrator.Node.Reconcile;
-using Orchestrator.Node.Workloads;
+using Orchestrator.Api.Workloads;
 
 namespace Orchestrator.Daemon.Metrics;
 

@@ -73,7 +73,7 @@ public sealed class PendingUpdate
 [JsonSerializable(typeof(UpdateResult))]
 public sealed partial class UpdateJsonContext : JsonSerializerContext;
 
-public sealed class ReleaseException(string message) : Exception(message);
+public sealed class ReleaseException(string message) : OrchestratorException(ErrorKind.Invalid, message);
 
 public static class Release
 {

@@ -5,8 +5,8 @@ using NATS.Client.JetStream;
 using NATS.Client.ObjectStore;
 using NATS.Client.ObjectStore.Models;
 using Orchestrator.Daemon.Configuration;
-using Orchestrator.Fleet.Client;
-using Orchestrator.Fleet.Protocol;
+using Orchestrator.Client;
+using Orchestrator.Api;
 
 namespace Orchestrator.Daemon.Update;
 
@@ -84,7 +84,7 @@ internal static class ReleaseCommand
     {
         var version = own.Value("--version") ?? throw new UsageException("release publish needs --version");
         var arch = own.Value("--arch") ?? Release.ThisArch;
-        var seed = Orchestrator.Fleet.Protocol.ManifestSigning.ReadSeed(own.Value("--sign-key") ?? throw new UsageException("release publish needs --sign-key (an operator seed, orchctl keys create)"));
+        var seed = Orchestrator.Client.ManifestSigning.ReadSeed(own.Value("--sign-key") ?? throw new UsageException("release publish needs --sign-key (an operator seed, orchctl keys create)"));
         if (!File.Exists(file))
         {
             throw new ReleaseException($"'{file}' does not exist; give the orchd binary to publish (make publish builds it)");

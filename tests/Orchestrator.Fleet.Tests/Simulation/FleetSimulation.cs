@@ -3,10 +3,10 @@ using System.Text.Json;
 using Microsoft.Extensions.Logging.Abstractions;
 using NATS.Client.KeyValueStore;
 using Orchestrator.Fleet.Agent;
-using Orchestrator.Fleet.Protocol;
+using Orchestrator.Api;
 using Orchestrator.Fleet.Scheduler;
 using Orchestrator.Node.Reconcile;
-using Orchestrator.Node.Workloads;
+using Orchestrator.Api.Workloads;
 
 namespace Orchestrator.Fleet.Tests.Simulation;
 
@@ -181,14 +181,14 @@ public sealed class FleetSimulation
         }
     }
 
-    /// <summary>A bucket as a node or the operator opens it (made again after a wipe, like FleetMember.OpenAsync).</summary>
+    /// <summary>A bucket as a node or the operator opens it (made again after a wipe, like FleetStore.OpenAsync).</summary>
     internal INatsKVStore Bucket(string name, int history)
     {
         if (_kv.Outage)
         {
             throw new TimeoutException("hub down");
         }
-        return FleetMember.OpenAsync(_kv, name, history, CancellationToken.None).GetAwaiter().GetResult();
+        return FleetStore.OpenAsync(_kv, name, history, CancellationToken.None).GetAwaiter().GetResult();
     }
 
     // ---- faults ----

@@ -6,7 +6,7 @@ namespace Orchestrator.Fleet.Tests.Simulation;
 
 /// <summary>
 /// The simulator's KV "server": named <see cref="InMemoryKVStore"/>s on one clock, reachable
-/// through <see cref="INatsKVContext"/> so FleetMember.OpenAsync (get, else create or update)
+/// through <see cref="INatsKVContext"/> so FleetStore.OpenAsync (get, else create or update)
 /// runs against it unchanged. A wiped bucket keeps its store object (old handles see it missing,
 /// as handles to a deleted stream do) until it is created again.
 /// </summary>

@@ -5,10 +5,10 @@ using NATS.Client.Core;
 using NATS.Client.JetStream;
 using NATS.Client.KeyValueStore;
 using Orchestrator.Fleet.Agent;
-using Orchestrator.Fleet.Protocol;
+using Orchestrator.Api;
 using Orchestrator.Fleet.Scheduler;
 using Orchestrator.Node.Reconcile;
-using Orchestrator.Node.Workloads;
+using Orchestrator.Api.Workloads;
 
 namespace Orchestrator.Fleet.Tests.Simulation;
 
@@ -165,7 +165,7 @@ public sealed class InMemoryKVStoreTests
         await t.Step("history", ct => HistoryAsync(kv, "a", ct));
         await t.Step("keys", ct => KeysAsync(kv, ct));
         await t.Step("get store", async ct => (await context.GetStoreAsync(kv.Bucket, ct)).Bucket);
-        await t.Step("open", async ct => (await FleetMember.OpenAsync(context, kv.Bucket, 3, ct)).Bucket);
+        await t.Step("open", async ct => (await FleetStore.OpenAsync(context, kv.Bucket, 3, ct)).Bucket);
         await t.Step("put again", async ct => $"{await kv.PutAsync("a", B("1"), cancellationToken: ct)}");
         return t.ToString();
     }
@@ -324,7 +324,7 @@ public sealed class InMemoryKVStoreTests
     public async Task A_wiped_bucket_is_missing_until_made_again_and_then_starts_at_sequence_1()
     {
         var context = new InMemoryKVContext(new SimClock());
-        var kv = (InMemoryKVStore)await FleetMember.OpenAsync(context, Buckets.Deployments, Buckets.DeploymentHistory, CancellationToken.None);
+        var kv = (InMemoryKVStore)await FleetStore.OpenAsync(context, Buckets.Deployments, Buckets.DeploymentHistory, CancellationToken.None);
         Assert.Equal(Buckets.DeploymentHistory, kv.History);
         await kv.PutAsync("web", B("1"));
         await kv.PutAsync("web", B("2"));
@@ -337,7 +337,7 @@ public sealed class InMemoryKVStoreTests
         Assert.Equal((404, 10059), (watch.Error.Code, watch.Error.ErrCode));
         await Assert.ThrowsAsync<NatsJSApiException>(async () => await context.GetStoreAsync(Buckets.Deployments));
 
-        Assert.Same(kv, await FleetMember.OpenAsync(context, Buckets.Deployments, Buckets.DeploymentHistory, CancellationToken.None));
+        Assert.Same(kv, await FleetStore.OpenAsync(context, Buckets.Deployments, Buckets.DeploymentHistory, CancellationToken.None));
         Assert.False(kv.Missing);
         Assert.Empty(await FleetState.ReadAllAsync(kv, CancellationToken.None));
         Assert.Equal(1ul, await kv.PutAsync("web", B("3")));
@@ -412,11 +412,11 @@ public sealed class InMemoryKVStoreTests
     {
         var context = new InMemoryKVContext(clock);
         var buckets = new SchedulerBuckets(
-            await FleetMember.OpenAsync(context, Buckets.Nodes, 1, ct),
-            await FleetMember.OpenAsync(context, Buckets.Deployments, Buckets.DeploymentHistory, ct),
-            await FleetMember.OpenAsync(context, Buckets.Assignments, 1, ct),
-            await FleetMember.OpenAsync(context, FleetBuckets.DeploymentStatus, 1, ct),
-            await FleetMember.OpenAsync(context, Buckets.NodeSettings, 1, ct));
+            await FleetStore.OpenAsync(context, Buckets.Nodes, 1, ct),
+            await FleetStore.OpenAsync(context, Buckets.Deployments, Buckets.DeploymentHistory, ct),
+            await FleetStore.OpenAsync(context, Buckets.Assignments, 1, ct),
+            await FleetStore.OpenAsync(context, Buckets.DeploymentStatus, 1, ct),
+            await FleetStore.OpenAsync(context, Buckets.NodeSettings, 1, ct));
         await buckets.Nodes.PutAsync("n1", Heartbeat("n1", "a"), cancellationToken: ct);
         await buckets.Nodes.PutAsync("n2", Heartbeat("n2", "b"), cancellationToken: ct);
         var web = new Deployment { Name = "web", Replicas = 2, Template = new Workload { Image = "busybox", Command = ["sleep", "3600"] } };

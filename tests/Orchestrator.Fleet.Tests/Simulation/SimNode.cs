@@ -2,7 +2,7 @@ using System.Text.Json;
 using Microsoft.Extensions.Logging.Abstractions;
 using NATS.Client.KeyValueStore;
 using Orchestrator.Fleet.Agent;
-using Orchestrator.Fleet.Protocol;
+using Orchestrator.Api;
 using Orchestrator.Fleet.Scheduler;
 using Orchestrator.Node.Reconcile;
 
@@ -234,7 +234,7 @@ internal sealed class SimNode : IAssignedReplicas
             _nextPass = now + _sim.Options.SchedulePeriod;
             var ok = Try(() => _scheduler.ScheduleOnceAsync(new SchedulerBuckets(
                 _sim.Bucket(Buckets.Nodes, 1), _sim.Bucket(Buckets.Deployments, Buckets.DeploymentHistory), _sim.Bucket(Buckets.Assignments, 1),
-                _sim.Bucket(FleetBuckets.DeploymentStatus, 1), _sim.Bucket(Buckets.NodeSettings, 1)), CancellationToken.None).GetAwaiter().GetResult());
+                _sim.Bucket(Buckets.DeploymentStatus, 1), _sim.Bucket(Buckets.NodeSettings, 1)), CancellationToken.None).GetAwaiter().GetResult());
             if (!ok)
             {
                 _leader = false;
@@ -318,7 +318,7 @@ internal sealed class SimNode : IAssignedReplicas
             }
             return Task.FromResult<string?>(null);
         }
-        var deployment = new Orchestrator.Node.Workloads.Deployment { Name = assignment.Deployment, Template = assignment.Template };
+        var deployment = new Orchestrator.Api.Workloads.Deployment { Name = assignment.Deployment, Template = assignment.Template };
         Containers[assignment.Replica] = new SimContainer
         {
             Name = assignment.Replica, Deployment = assignment.Deployment, SpecHash = hash, FromFleet = true,

@@ -1,5 +1,5 @@
-using Orchestrator.Fleet.Client;
-using Orchestrator.Node.Workloads;
+using Orchestrator.Client;
+using Orchestrator.Api.Workloads;
 
 namespace Orchestrator.Daemon.Tests.Node;
 
@@ -327,7 +327,7 @@ public sealed class ContainerdBackendTests
                 await node.Client.InspectAsync("svc"); // reads come from a view published once recovery is done
                 break;
             }
-            catch (Orchestrator.Fleet.Client.NodeRequestException) when (DateTime.UtcNow < deadline)
+            catch (Orchestrator.Client.NodeRequestException) when (DateTime.UtcNow < deadline)
             {
                 await Task.Delay(50);
             }

@@ -1,4 +1,4 @@
-using Orchestrator.Fleet.Client;
+using Orchestrator.Client;
 
 namespace Orchestrator.Daemon.Tests.Node;
 

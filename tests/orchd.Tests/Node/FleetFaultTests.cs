@@ -5,10 +5,10 @@ using NATS.Client.Core;
 using NATS.Client.JetStream;
 using NATS.Client.KeyValueStore;
 using Orchestrator.Fleet.Agent;
-using Orchestrator.Fleet.Client;
-using Orchestrator.Fleet.Protocol;
+using Orchestrator.Client;
+using Orchestrator.Api;
 using Orchestrator.Node.Reconcile;
-using Orchestrator.Node.Workloads;
+using Orchestrator.Api.Workloads;
 
 using static Orchestrator.Daemon.Tests.Node.FleetHarness;
 
@@ -321,9 +321,9 @@ public sealed class FleetFaultTests(ITestOutputHelper output)
             {
                 try
                 {
-                    foreach (var (bucket, history) in new[] { (Buckets.Nodes, 1), (Buckets.Deployments, Buckets.DeploymentHistory), (Buckets.Assignments, 1), (Buckets.Leader, 1), (FleetBuckets.DeploymentStatus, 1), (Buckets.NodeSettings, 1) })
+                    foreach (var (bucket, history) in new[] { (Buckets.Nodes, 1), (Buckets.Deployments, Buckets.DeploymentHistory), (Buckets.Assignments, 1), (Buckets.Leader, 1), (Buckets.DeploymentStatus, 1), (Buckets.NodeSettings, 1) })
                     {
-                        await FleetMember.OpenAsync(kv, bucket, history, CancellationToken.None);
+                        await FleetStore.OpenAsync(kv, bucket, history, CancellationToken.None);
                     }
                     await fleet.ApplyAsync([Sleepers("fresh", 3)]);
                     break;

@@ -1,7 +1,7 @@
-using Orchestrator.Fleet.Client;
-using Orchestrator.Fleet.Protocol;
+using Orchestrator.Client;
+using Orchestrator.Api;
 using Orchestrator.Node.Reconcile;
-using Orchestrator.Node.Workloads;
+using Orchestrator.Api.Workloads;
 
 namespace Orchestrator.Daemon.Tests.Node;
 

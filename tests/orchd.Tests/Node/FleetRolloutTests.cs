@@ -2,9 +2,9 @@ using System.Text.Json;
 using NATS.Client.Core;
 using NATS.Client.JetStream;
 using NATS.Client.KeyValueStore;
-using Orchestrator.Fleet.Client;
-using Orchestrator.Fleet.Protocol;
-using Orchestrator.Node.Workloads;
+using Orchestrator.Client;
+using Orchestrator.Api;
+using Orchestrator.Api.Workloads;
 
 using static Orchestrator.Daemon.Tests.Node.FleetHarness;
 
@@ -130,7 +130,7 @@ public sealed class FleetRolloutTests
                     Probes = new Probes { Readiness = new Probe { Exec = new ExecAction { Command = ["test", "-f", "/tmp/ready"] }, PeriodSeconds = 0.3, FailureThreshold = 1 } },
                 },
             };
-            bool AllOn(List<Orchestrator.Node.Reconcile.ContainerStatus> c, string version)
+            bool AllOn(List<Orchestrator.Api.ContainerStatus> c, string version)
                 => c.Count == 3 && c.All(x => x is { State: "running", Ready: true } && x.Spec!.Env!["VERSION"] == version);
 
             await fleet.ApplyAsync([Version("1", healthy: true)]);
@@ -241,7 +241,7 @@ public sealed class FleetRolloutTests
             Assert.Equal(6, after.Select(c => c.Name).Distinct().Count()); // no replica twice
             Assert.All(before, c => Assert.Equal(c.Pid, after.Single(a => a.Name == c.Name).Pid)); // nothing restarted
             var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
-            while ((await fleet.GetNodesAsync(new Orchestrator.Fleet.Agent.FleetOptions { UnreachableAfter = TimeSpan.FromSeconds(3) })).Count(n => n.State == "ready") != 2)
+            while ((await fleet.GetNodesAsync(new Orchestrator.Client.FleetOptions { UnreachableAfter = TimeSpan.FromSeconds(3) })).Count(n => n.State == "ready") != 2)
             {
                 Assert.True(DateTime.UtcNow < deadline, "both nodes did not heartbeat again");
                 await Task.Delay(200);
@@ -277,7 +277,7 @@ public sealed class FleetRolloutTests
             var edgeReplica = (await ContainersAsync([edge], "app-")).Single();
 
             proxy.Cut();
-            var options = new Orchestrator.Fleet.Agent.FleetOptions { UnreachableAfter = TimeSpan.FromSeconds(3), LostAfter = TimeSpan.FromSeconds(90) };
+            var options = new Orchestrator.Client.FleetOptions { UnreachableAfter = TimeSpan.FromSeconds(3), LostAfter = TimeSpan.FromSeconds(90) };
             var cutAt = DateTime.UtcNow;
             var sawUnreachable = false;
             while (DateTime.UtcNow - cutAt < TimeSpan.FromSeconds(60))

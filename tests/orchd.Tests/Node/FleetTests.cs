@@ -1,6 +1,6 @@
 using NATS.Client.Core;
-using Orchestrator.Fleet.Client;
-using Orchestrator.Node.Workloads;
+using Orchestrator.Client;
+using Orchestrator.Api.Workloads;
 
 using static Orchestrator.Daemon.Tests.Node.FleetHarness;
 
@@ -29,10 +29,10 @@ public sealed class FleetTests
             await using var connection = new NatsConnection(new NatsOpts { Url = nats.Url });
             await connection.ConnectAsync();
             var fleet = new FleetClient(connection);
-            var fast = new Orchestrator.Fleet.Agent.FleetOptions { UnreachableAfter = TimeSpan.FromSeconds(3), LostAfter = TimeSpan.FromSeconds(6) };
+            var fast = new Orchestrator.Client.FleetOptions { UnreachableAfter = TimeSpan.FromSeconds(3), LostAfter = TimeSpan.FromSeconds(6) };
 
             var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
-            IReadOnlyList<Orchestrator.Fleet.Protocol.NodeEntry> nodes;
+            IReadOnlyList<Orchestrator.Api.NodeEntry> nodes;
             while ((nodes = await fleet.GetNodesAsync(fast)).Count(n => n.State == "ready") < 3 || !nodes.Any(n => n.Leader))
             {
                 Assert.True(DateTime.UtcNow < deadline, "three ready nodes and a scheduler");
@@ -54,7 +54,7 @@ public sealed class FleetTests
             var edge = await WaitForRunningAsync(hosts, "edge-", r => r.Values.Sum(v => v.Count) == 2, "two edge replicas");
             Assert.Equal(2, edge[hosts[0].NodeName].Count);
             deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
-            Orchestrator.Fleet.Protocol.DeploymentView nowhere;
+            Orchestrator.Api.DeploymentView nowhere;
             while ((nowhere = (await fleet.GetDeploymentsAsync()).Single(d => d.Deployment.Name == "nowhere")).Status is not { Unschedulable.Count: 1 })
             {
                 Assert.True(DateTime.UtcNow < deadline, "nowhere reported unschedulable");
@@ -82,9 +82,9 @@ public sealed class FleetTests
             Assert.True(killedAt.Elapsed < TimeSpan.FromSeconds(6 + 5), $"replicas moved {killedAt.Elapsed.TotalSeconds:0.0} s after the node died (grace 6 s)");
             Assert.All(moved.Values, v => Assert.Equal(3, v.Count));
             // One scheduler at a time: no replica is assigned to two nodes.
-            var assignments = await new NATS.Client.KeyValueStore.NatsKVContext(new NATS.Client.JetStream.NatsJSContext(connection)).GetStoreAsync(Orchestrator.Fleet.Protocol.Buckets.Assignments);
-            var replicasAssigned = (await Orchestrator.Fleet.Agent.FleetState.ReadAllAsync(assignments, CancellationToken.None)).Values
-                .SelectMany(e => Orchestrator.Fleet.Protocol.NodeAssignments.Parse(e.Value).Replicas.Select(r => r.Replica)).ToList();
+            var assignments = await new NATS.Client.KeyValueStore.NatsKVContext(new NATS.Client.JetStream.NatsJSContext(connection)).GetStoreAsync(Orchestrator.Api.Buckets.Assignments);
+            var replicasAssigned = (await Orchestrator.Client.FleetState.ReadAllAsync(assignments, CancellationToken.None)).Values
+                .SelectMany(e => Orchestrator.Api.NodeAssignments.Parse(e.Value).Replicas.Select(r => r.Replica)).ToList();
             Assert.Equal(replicasAssigned.Count, replicasAssigned.Distinct().Count());
 
             // Draining a node moves its replicas to the other one (and stops them where they were).
@@ -135,7 +135,7 @@ public sealed class FleetTests
         var fleetAgain = new FleetClient(again);
         await fleetAgain.ScaleAsync("steady", 0);
         await WaitForRunningAsync([node], "steady-", r => r.Values.Sum(v => v.Count) == 0, "steady scaled to zero after the reconnect");
-        var fast = new Orchestrator.Fleet.Agent.FleetOptions { UnreachableAfter = TimeSpan.FromSeconds(3), LostAfter = TimeSpan.FromSeconds(6) };
+        var fast = new Orchestrator.Client.FleetOptions { UnreachableAfter = TimeSpan.FromSeconds(3), LostAfter = TimeSpan.FromSeconds(6) };
         var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(15);
         while ((await fleetAgain.GetNodesAsync(fast)).Single().State != "ready")
         {
@@ -174,9 +174,9 @@ public sealed class FleetTests
                     Probes = new Probes { Readiness = new Probe { Exec = new ExecAction { Command = ["test", "-f", "/tmp/ready"] }, PeriodSeconds = 0.2, FailureThreshold = 1 } },
                 },
             };
-            async Task<List<Orchestrator.Node.Reconcile.ContainerStatus>> ReplicasAsync()
+            async Task<List<Orchestrator.Api.ContainerStatus>> ReplicasAsync()
             {
-                var all = new List<Orchestrator.Node.Reconcile.ContainerStatus>();
+                var all = new List<Orchestrator.Api.ContainerStatus>();
                 foreach (var host in hosts)
                 {
                     foreach (var c in await host.Client.ListAsync())
@@ -189,7 +189,7 @@ public sealed class FleetTests
                 }
                 return all;
             }
-            async Task<List<Orchestrator.Node.Reconcile.ContainerStatus>> SettledAsync(string version, int minReady, List<string> versionsSeen)
+            async Task<List<Orchestrator.Api.ContainerStatus>> SettledAsync(string version, int minReady, List<string> versionsSeen)
             {
                 var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(90);
                 while (true)
@@ -243,7 +243,7 @@ public sealed class FleetTests
             // more than one replica ever ran v3.
             await fleet.ApplyAsync([Version("3", healthy: false)]);
             var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
-            Orchestrator.Fleet.Protocol.DeploymentView view;
+            Orchestrator.Api.DeploymentView view;
             while ((view = (await fleet.GetDeploymentsAsync()).Single()).Status?.RolledBack is null)
             {
                 seen.AddRange((await ReplicasAsync()).Where(r => r.State == "running").GroupBy(r => r.Spec!.Env!["VERSION"]).Where(g => g.Key == "3").Select(g => $"{g.Count()}"));

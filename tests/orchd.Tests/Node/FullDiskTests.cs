@@ -1,6 +1,6 @@
 using System.Globalization;
 using System.Net.Http;
-using Orchestrator.Fleet.Client;
+using Orchestrator.Client;
 
 namespace Orchestrator.Daemon.Tests.Node;
 
@@ -83,7 +83,7 @@ public sealed class FullDiskTests
             await using var connection = new NATS.Client.Core.NatsConnection(new NATS.Client.Core.NatsOpts { Url = node.Nats!.Url });
             await connection.ConnectAsync();
             var fleet = new FleetClient(connection);
-            var reported = new List<Orchestrator.Fleet.Protocol.NodeEvent>();
+            var reported = new List<Orchestrator.Api.NodeEvent>();
             await foreach (var e in fleet.EventsAsync(since, watch: false))
             {
                 reported.Add(e);

@@ -1,5 +1,5 @@
 using System.Globalization;
-using Orchestrator.Node.Workloads;
+using Orchestrator.Api.Workloads;
 
 namespace Orchestrator.Daemon.Tests.Node;
 
@@ -77,7 +77,7 @@ public sealed class LiveRestoreTests
             await node.StartOrchdAsync();
         }
         var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
-        IReadOnlyList<Orchestrator.Node.Logs.LogLine> lines;
+        IReadOnlyList<Orchestrator.Api.LogLine> lines;
         while (true)
         {
             lines = await node.Client.LogsAsync("counter");
@@ -106,7 +106,7 @@ public sealed class LiveRestoreTests
         await node.StartOrchdAsync();
         await node.Daemon.WaitForLogAsync("is corrupt", s_wait);
         // Reads are served from a view published once recovery is done; until then "web" is not in it.
-        Orchestrator.Node.Reconcile.ContainerStatus? status = null;
+        Orchestrator.Api.ContainerStatus? status = null;
         var deadline = DateTime.UtcNow + s_wait;
         while (status is null)
         {
@@ -114,7 +114,7 @@ public sealed class LiveRestoreTests
             {
                 status = await node.Client.InspectAsync("web");
             }
-            catch (Orchestrator.Fleet.Client.NodeRequestException) when (DateTime.UtcNow < deadline)
+            catch (Orchestrator.Client.NodeRequestException) when (DateTime.UtcNow < deadline)
             {
                 await Task.Delay(50);
             }
@@ -195,7 +195,7 @@ public sealed class LogCrashTests
 
         await node.StartOrchdAsync();
         var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
-        IReadOnlyList<Orchestrator.Node.Logs.LogLine> lines;
+        IReadOnlyList<Orchestrator.Api.LogLine> lines;
         while ((lines = await node.Client.LogsAsync("counter")).All(l => l.Text != "line-300") && DateTime.UtcNow < deadline)
         {
             await Task.Delay(100);

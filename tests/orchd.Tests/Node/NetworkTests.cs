@@ -1,6 +1,6 @@
 using System.Net.Sockets;
 using System.Text;
-using Orchestrator.Node.Workloads;
+using Orchestrator.Api.Workloads;
 
 namespace Orchestrator.Daemon.Tests.Node;
 
@@ -121,7 +121,7 @@ public sealed class NetworkTests
         }
 
         // A second workload cannot take a published host port.
-        var conflict = await Assert.ThrowsAsync<Orchestrator.Fleet.Client.NodeRequestException>(() => node.Client.RunAsync(NodeHost.Sh("thief", "exec sleep 100000",
+        var conflict = await Assert.ThrowsAsync<Orchestrator.Client.NodeRequestException>(() => node.Client.RunAsync(NodeHost.Sh("thief", "exec sleep 100000",
             w => w.Ports = [new PortMapping { ContainerPort = 80, HostPort = tcpPort }])));
         Assert.Equal($"host port {tcpPort}/tcp is already published by 'server' on this node; pick another hostPort", conflict.Message);
 

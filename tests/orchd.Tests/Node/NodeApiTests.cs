@@ -1,5 +1,5 @@
-using Orchestrator.Fleet.Client;
-using Orchestrator.Node.Workloads;
+using Orchestrator.Client;
+using Orchestrator.Api.Workloads;
 
 namespace Orchestrator.Daemon.Tests.Node;
 
@@ -23,7 +23,7 @@ public sealed class NodeApiTests
         Assert.Equal("hello", Assert.Single(ps).Name);
 
         var deadline = DateTime.UtcNow + s_wait;
-        IReadOnlyList<Orchestrator.Node.Logs.LogLine> lines;
+        IReadOnlyList<Orchestrator.Api.LogLine> lines;
         while ((lines = await node.Client.LogsAsync("hello")).Count < 2 && DateTime.UtcNow < deadline)
         {
             await Task.Delay(50);
@@ -82,7 +82,7 @@ public sealed class NodeApiTests
         // About 2.5 MB of log: more than one NATS message can carry.
         await node.Client.RunAsync(NodeHost.Sh("chatty", "i=0; while [ $i -lt 25000 ]; do echo \"line-$i $(printf '%080d' 0)\"; i=$((i+1)); done; echo done; exec sleep 100000"));
         var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
-        IReadOnlyList<Orchestrator.Node.Logs.LogLine> lines;
+        IReadOnlyList<Orchestrator.Api.LogLine> lines;
         while ((lines = await node.Client.LogsAsync("chatty")).All(l => l.Text != "done"))
         {
             Assert.True(DateTime.UtcNow < deadline, "the container did not finish writing");
@@ -302,7 +302,7 @@ public sealed class NodeApiTests
         await connection.ConnectAsync();
         var fleet = new FleetClient(connection);
         var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
-        List<Orchestrator.Fleet.Protocol.NodeEvent> events;
+        List<Orchestrator.Api.NodeEvent> events;
         while ((events = await ToListAsync(fleet.EventsAsync(since, watch: false))).All(e => e.Kind != "container.exited"))
         {
             Assert.True(DateTime.UtcNow < deadline, $"events so far: {string.Join("; ", events.Select(e => e.Kind))}");

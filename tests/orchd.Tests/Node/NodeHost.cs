@@ -1,7 +1,7 @@
 using System.Globalization;
 using NATS.Client.Core;
-using Orchestrator.Fleet.Client;
-using Orchestrator.Node.Workloads;
+using Orchestrator.Client;
+using Orchestrator.Api.Workloads;
 
 namespace Orchestrator.Daemon.Tests.Node;
 
@@ -168,10 +168,10 @@ public sealed class NodeHost : IAsyncDisposable
     }
 
     /// <summary>Polls the node until <paramref name="condition"/> holds for the container, or fails with its last status.</summary>
-    public async Task<Orchestrator.Node.Reconcile.ContainerStatus> WaitForAsync(string name, Func<Orchestrator.Node.Reconcile.ContainerStatus, bool> condition, TimeSpan timeout, string what)
+    public async Task<Orchestrator.Api.ContainerStatus> WaitForAsync(string name, Func<Orchestrator.Api.ContainerStatus, bool> condition, TimeSpan timeout, string what)
     {
         var deadline = DateTime.UtcNow + timeout;
-        Orchestrator.Node.Reconcile.ContainerStatus? last = null;
+        Orchestrator.Api.ContainerStatus? last = null;
         while (DateTime.UtcNow < deadline)
         {
             last = await Client.InspectAsync(name);

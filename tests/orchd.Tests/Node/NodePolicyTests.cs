@@ -1,5 +1,5 @@
-using Orchestrator.Fleet.Client;
-using Orchestrator.Node.Workloads;
+using Orchestrator.Client;
+using Orchestrator.Api.Workloads;
 
 namespace Orchestrator.Daemon.Tests.Node;
 
@@ -56,7 +56,7 @@ public sealed class NodePolicyTests
         await connection.ConnectAsync();
         var fleet = new FleetClient(connection);
         var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
-        List<Orchestrator.Fleet.Protocol.NodeEvent> events;
+        List<Orchestrator.Api.NodeEvent> events;
         while ((events = await ToListAsync(fleet.EventsAsync(since, watch: false))).All(e => e is not { Kind: "workload.refused", Subject: "local-evil" }))
         {
             Assert.True(DateTime.UtcNow < deadline, $"no workload.refused event for local-evil; events: {string.Join("; ", events.Select(e => $"{e.Kind} {e.Subject}"))}");

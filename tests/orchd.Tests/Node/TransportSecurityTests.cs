@@ -6,8 +6,8 @@ using NATS.Client.Core;
 using NATS.Client.JetStream;
 using NATS.Client.KeyValueStore;
 using Orchestrator.Fleet.Agent;
-using Orchestrator.Fleet.Client;
-using Orchestrator.Node.Workloads;
+using Orchestrator.Client;
+using Orchestrator.Api.Workloads;
 
 namespace Orchestrator.Daemon.Tests.Node;
 
@@ -216,7 +216,7 @@ public sealed class TransportSecurityTests
         var stream = await operatorJs.GetStreamAsync("KV_orch-deployments");
         Assert.Equal(TimeSpan.Zero, stream.Info.Config.MaxAge);
         Assert.Equal("{\"name\":\"web\"}", Encoding.UTF8.GetString((await deployments.GetEntryAsync<byte[]>("web")).Value!));
-        Assert.True((await operatorJs.GetStreamAsync(Orchestrator.Fleet.Protocol.NodeEvent.Stream)).Info.Config.MaxAge > TimeSpan.FromDays(1));
+        Assert.True((await operatorJs.GetStreamAsync(Orchestrator.Api.NodeEvent.Stream)).Info.Config.MaxAge > TimeSpan.FromDays(1));
     }
 
     [Fact(Timeout = 120_000)]
@@ -386,8 +386,8 @@ public sealed class TransportSecurityTests
             {
                 await kv.CreateOrUpdateStoreAsync(new NatsKVConfig(bucket) { History = history, Description = "Orchestrator fleet state" });
             }
-            // The same configuration as the nodes' (FleetMember.EnsureEventStreamAsync), which they then find unchanged.
-            await js.CreateOrUpdateStreamAsync(new NATS.Client.JetStream.Models.StreamConfig(Orchestrator.Fleet.Protocol.NodeEvent.Stream, [Orchestrator.Fleet.Protocol.NodeEvent.Subjects])
+            // The same configuration as the nodes' (FleetStore.EnsureEventStreamAsync), which they then find unchanged.
+            await js.CreateOrUpdateStreamAsync(new NATS.Client.JetStream.Models.StreamConfig(Orchestrator.Api.NodeEvent.Stream, [Orchestrator.Api.NodeEvent.Subjects])
             {
                 MaxAge = TimeSpan.FromDays(7),
                 MaxBytes = 64L << 20,

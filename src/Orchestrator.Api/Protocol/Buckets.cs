@@ -1,0 +1,105 @@
+namespace Orchestrator.Api;
+
+/// <summary>
+/// The fleet's state in JetStream key-value buckets (docs/protocol.md). NATS is the database:
+/// every node and client reads and watches the same buckets.
+/// </summary>
+public static class Buckets
+{
+    /// <summary>key = node name; value = its latest <see cref="NodeInfo"/> (a heartbeat).</summary>
+    public const string Nodes = "orch-nodes";
+
+    /// <summary>key = deployment name; value = the <c>Deployment</c> JSON; history keeps revisions.</summary>
+    public const string Deployments = "orch-deployments";
+
+    /// <summary>key = node name; value = <see cref="NodeAssignments"/>: every replica (signed template) that node must run.</summary>
+    public const string Assignments = "orch-assignments";
+
+    /// <summary>key <c>scheduler</c> = the node that schedules now (a lease renewed by compare-and-set).</summary>
+    public const string Leader = "orch-leader";
+
+    /// <summary>key = node name; value = <see cref="NodeSettings"/> (cordon, drain), set by operators.</summary>
+    public const string NodeSettings = "orch-node-settings";
+
+    public const int DeploymentHistory = 10;
+
+    /// <summary>key = deployment name; value = <see cref="DeploymentStatus"/>: what the scheduler last did about it.</summary>
+    public const string DeploymentStatus = "orch-deployment-status";
+}
+
+/// <summary>What operators say about a node: cordoned (no new replicas), draining (replicas move off too).</summary>
+public sealed record NodeSettings
+{
+    public int SchemaVersion { get; init; } = 1;
+    public bool Cordoned { get; init; }
+    public bool Draining { get; init; }
+}
+
+/// <summary>A node as `get nodes` shows it: its last heartbeat, how old it is, and what that means.</summary>
+public sealed record NodeEntry
+{
+    public required NodeInfo Info { get; init; }
+    /// <summary>ready (heartbeat within the grace), unreachable, or lost.</summary>
+    public required string State { get; init; }
+    public double HeartbeatAgeSeconds { get; init; }
+    public bool Leader { get; init; }
+    public bool Cordoned { get; init; }
+    public bool Draining { get; init; }
+}
+
+/// <summary>What the scheduler last did about a deployment (bucket orch-deployment-status).</summary>
+public sealed record DeploymentStatus
+{
+    public int SchemaVersion { get; init; } = 1;
+    public required string Name { get; init; }
+    public int Desired { get; init; }
+    public int Placed { get; init; }
+    /// <summary>replica → node.</summary>
+    public IReadOnlyDictionary<string, string> Replicas { get; init; } = new Dictionary<string, string>();
+    /// <summary>One sentence per replica that has no node, with the reason.</summary>
+    public IReadOnlyList<string> Unschedulable { get; init; } = [];
+    public string Scheduler { get; init; } = "";
+    public DateTimeOffset At { get; init; }
+    /// <summary>The deployment revision these numbers are about.</summary>
+    public ulong Revision { get; init; }
+    /// <summary>Replicas assigned the current template, and of those the ones running it and ready.</summary>
+    public int Updated { get; init; }
+    public int UpdatedReady { get; init; }
+    /// <summary>complete, progressing, paused, or rolled-back.</summary>
+    public string Phase { get; init; } = "";
+    /// <summary>When a replica last became ready on the current template (the deadline counts from here).</summary>
+    public DateTimeOffset LastProgressAt { get; init; }
+    /// <summary>The wave being rolled out: canary (only its replicas get the new template), rest, or null when complete.</summary>
+    public string? Wave { get; init; }
+    /// <summary>Surge replicas placed beyond the desired count while the rollout runs.</summary>
+    public int Surge { get; init; }
+    /// <summary>Since when every canary replica has run the new template ready (the hold counts from here).</summary>
+    public DateTimeOffset? CanaryReadySince { get; init; }
+    /// <summary>The canary held: the rest of the replicas may be updated.</summary>
+    public bool CanaryPassed { get; init; }
+    /// <summary>Why the rollout of this revision was rolled back, in a sentence; null once the revision it went back to is complete (then see <see cref="LastRollback"/>).</summary>
+    public string? RolledBack { get; init; }
+    /// <summary>The deployment's last rollback, kept for describe and history: why, and when.</summary>
+    public string? LastRollback { get; init; }
+    public DateTimeOffset? LastRollbackAt { get; init; }
+    /// <summary>A hash of the template this status is about (<c>FleetScheduler.TemplateHash</c>).</summary>
+    public string? Template { get; init; }
+    /// <summary>
+    /// Templates (hashes, newest first, at most 10) the fleet has run complete: every replica
+    /// placed, updated and ready. A rollback only ever goes back to one of these, and a template
+    /// in this list is never rolled back (a node lost later is not the template's fault).
+    /// </summary>
+    public IReadOnlyList<string> ReadyTemplates { get; init; } = [];
+    /// <summary>Templates (hashes, newest first, at most 10) the fleet rolled back from: never a rollback's target.</summary>
+    public IReadOnlyList<string> RejectedTemplates { get; init; } = [];
+    /// <summary>The autoscaler's last change and its reason.</summary>
+    public DateTimeOffset? LastScaledAt { get; init; }
+    public string? LastScale { get; init; }
+}
+
+/// <summary>A deployment as `get deployments` shows it.</summary>
+public sealed record DeploymentView
+{
+    public required Orchestrator.Api.Workloads.Deployment Deployment { get; init; }
+    public DeploymentStatus? Status { get; init; }
+}

@@ -1,0 +1,151 @@
+namespace Orchestrator.Api;
+
+/// <summary>The node API's operations: the last token of <c>orch.node.&lt;node&gt;.&lt;op&gt;</c>.</summary>
+public static class NodeOps
+{
+    public const string Info = "info", Run = "run", Stop = "stop", Start = "start", Restart = "restart", Remove = "rm",
+        List = "ps", Inspect = "inspect", Logs = "logs", Exec = "exec", Stats = "stats", Status = "status",
+        Images = "images", ImageInspect = "image-inspect", Pull = "pull", RemoveImage = "rmi", ImageGc = "image-gc";
+
+    public static readonly IReadOnlyList<string> All =
+        [Info, Run, Stop, Start, Restart, Remove, List, Inspect, Logs, Exec, Stats, Status, Images, ImageInspect, Pull, RemoveImage, ImageGc];
+}
+
+/// <summary>stop, start, restart, rm, inspect: which container.</summary>
+public sealed record NameRequest
+{
+    public int SchemaVersion { get; init; } = 1;
+    public string Name { get; init; } = "";
+}
+
+public sealed record LogsRequest
+{
+    public int SchemaVersion { get; init; } = 1;
+    public string Name { get; init; } = "";
+    /// <summary>The last N lines only.</summary>
+    public int? Tail { get; init; }
+    /// <summary>Only lines written at or after this time.</summary>
+    public DateTimeOffset? Since { get; init; }
+    /// <summary>Keep sending new lines (each reply has more: true) for as long as the client answers on <see cref="AliveSubject"/>.</summary>
+    public bool Follow { get; init; }
+    /// <summary>follow: a subject the client answers; the node asks it every few seconds and stops when nobody does.</summary>
+    public string? AliveSubject { get; init; }
+}
+
+/// <summary>One log line as stored: when, which stream, the text, and whether it was cut (P).</summary>
+public sealed record LogLine(DateTimeOffset Time, string Stream, string Text, bool Partial);
+
+public sealed record LogsReply
+{
+    public int SchemaVersion { get; init; } = 1;
+    public required IReadOnlyList<LogLine> Lines { get; init; }
+    /// <summary>
+    /// More replies follow on the same inbox: a log bigger than one NATS message comes in
+    /// several, oldest lines first; the last has <c>more: false</c>.
+    /// </summary>
+    public bool More { get; init; }
+}
+
+public sealed record ExecRequest
+{
+    public int SchemaVersion { get; init; } = 1;
+    public string Name { get; init; } = "";
+    public IReadOnlyList<string> Command { get; init; } = [];
+    public double TimeoutSeconds { get; init; } = 30;
+    /// <summary>
+    /// Stream the output: <see cref="ExecStreamReply"/> messages as the command writes, the last one
+    /// (<c>more: false</c>) with the exit code. Needs <see cref="AliveSubject"/>; without both, one
+    /// buffered <see cref="ExecReply"/> (what clients before streaming ask for).
+    /// </summary>
+    public bool Stream { get; init; }
+    /// <summary>stream: a subject the client answers; the node asks it every few seconds and kills the command when nobody does.</summary>
+    public string? AliveSubject { get; init; }
+}
+
+/// <summary>A piece of a streamed exec's output, raw bytes (base64 in JSON): a chunk may end inside a UTF-8 character.</summary>
+public sealed record ExecOutputChunk
+{
+    /// <summary>stdout or stderr.</summary>
+    public string Stream { get; init; } = "stdout";
+    public byte[] Data { get; init; } = [];
+}
+
+/// <summary>One message of a streamed exec: output in the order the command wrote it; the last has <c>more: false</c> and the exit code.</summary>
+public sealed record ExecStreamReply
+{
+    public int SchemaVersion { get; init; } = 1;
+    public IReadOnlyList<ExecOutputChunk> Output { get; init; } = [];
+    public bool More { get; init; }
+    /// <summary>The last message: the command's exit code (137 when killed at the timeout).</summary>
+    public int ExitCode { get; init; }
+    public bool TimedOut { get; init; }
+}
+
+public sealed record ExecReply
+{
+    public int SchemaVersion { get; init; } = 1;
+    public int ExitCode { get; init; }
+    public string Stdout { get; init; } = "";
+    public string Stderr { get; init; } = "";
+    public bool TimedOut { get; init; }
+}
+
+public sealed record StatsRequest
+{
+    public int SchemaVersion { get; init; } = 1;
+    /// <summary>One container; every container when absent.</summary>
+    public string? Name { get; init; }
+}
+
+public sealed record ContainerListReply
+{
+    public int SchemaVersion { get; init; } = 1;
+    public required IReadOnlyList<ContainerStatus> Containers { get; init; }
+}
+
+public sealed record StatsReply
+{
+    public int SchemaVersion { get; init; } = 1;
+    public required IReadOnlyList<ContainerStats> Containers { get; init; }
+}
+
+/// <summary>pull: a registry reference, or nats:NAME for the fleet's bucket.</summary>
+public sealed record PullRequest
+{
+    public int SchemaVersion { get; init; } = 1;
+    public string Reference { get; init; } = "";
+    /// <summary>
+    /// Report progress: <see cref="PullStreamReply"/> messages as blobs arrive, the last one
+    /// (<c>more: false</c>) with the image. Needs <see cref="AliveSubject"/>; without both, one
+    /// <see cref="ImageSummary"/> reply at the end.
+    /// </summary>
+    public bool Progress { get; init; }
+    /// <summary>progress: a subject the client answers; the node asks it every few seconds and cancels the pull when nobody does.</summary>
+    public string? AliveSubject { get; init; }
+}
+
+/// <summary>One message of a pull with progress: how far it got, or (the last, <c>more: false</c>) the pulled image.</summary>
+public sealed record PullStreamReply
+{
+    public int SchemaVersion { get; init; } = 1;
+    public int LayersDone { get; init; }
+    public int LayersTotal { get; init; }
+    public long BytesDone { get; init; }
+    public long BytesTotal { get; init; }
+    public bool More { get; init; }
+    /// <summary>The last message: the image as stored.</summary>
+    public ImageSummary? Image { get; init; }
+}
+
+public sealed record ImageListReply
+{
+    public int SchemaVersion { get; init; } = 1;
+    public required IReadOnlyList<ImageSummary> Images { get; init; }
+}
+
+/// <summary>An operation that changes nothing to report (rm).</summary>
+public sealed record OkReply
+{
+    public int SchemaVersion { get; init; } = 1;
+    public bool Ok { get; init; } = true;
+}

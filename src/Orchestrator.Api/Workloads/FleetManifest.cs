@@ -1,0 +1,24 @@
+namespace Orchestrator.Api.Workloads;
+
+/// <summary>
+/// What <see cref="ManifestLoader.LoadFleetManifest"/> read: the deployments, valid and ready to
+/// apply, and the warnings to show the operator (compose keys that were ignored, each
+/// "file:line:col: services.web.networks: ignored (why)").
+/// </summary>
+public sealed class FleetManifest
+{
+    public FleetManifest(IReadOnlyList<Deployment> deployments, IReadOnlyList<string> warnings, bool fromCompose)
+    {
+        Deployments = deployments;
+        Warnings = warnings;
+        FromCompose = fromCompose;
+    }
+
+    public IReadOnlyList<Deployment> Deployments { get; }
+
+    /// <summary>Nothing is wrong, but something was left out or changed in meaning: tell the operator.</summary>
+    public IReadOnlyList<string> Warnings { get; }
+
+    /// <summary>The file was a docker-compose file (a top-level <c>services:</c> mapping).</summary>
+    public bool FromCompose { get; }
+}

@@ -1,0 +1,250 @@
+using System.Text.Json.Serialization;
+
+namespace Orchestrator.Api.Workloads;
+
+/// <summary>
+/// One thing a node runs: a container from an image, with its command, resources, restart
+/// policy, probes, ports, volumes and network (docs/manifest.md). The fleet's deployments
+/// place replicas of a workload; a node sees each replica as a workload of its own.
+/// </summary>
+public sealed class Workload
+{
+    /// <summary>Letters, digits, '-' and '_'; unique on the node. It names the container.</summary>
+    public string Name { get; set; } = "";
+    public string Image { get; set; } = "";
+    /// <summary>Replaces the image's entrypoint.</summary>
+    public List<string>? Command { get; set; }
+    /// <summary>Replaces the image's cmd.</summary>
+    public List<string>? Args { get; set; }
+    public Dictionary<string, string>? Env { get; set; }
+    public string? WorkingDir { get; set; }
+    /// <summary>uid[:gid] inside the container; the image's user when absent.</summary>
+    public string? User { get; set; }
+    public string? Hostname { get; set; }
+    public Resources? Resources { get; set; }
+    public RestartPolicy? Restart { get; set; }
+    public Probes? Probes { get; set; }
+    public List<PortMapping>? Ports { get; set; }
+    public List<Volume>? Volumes { get; set; }
+    /// <summary>host, none or bridge.</summary>
+    public string? Network { get; set; }
+    public Dictionary<string, string>? Labels { get; set; }
+    /// <summary>Which backend runs it: native (default) or containerd.</summary>
+    public string? Runtime { get; set; }
+    /// <summary>Seconds between SIGTERM and SIGKILL on stop.</summary>
+    public int? StopGracePeriodSeconds { get; set; }
+    /// <summary>default (the node's seccomp profile: kernel-wide and namespace-escaping calls refused) or unconfined.</summary>
+    public string? Seccomp { get; set; }
+}
+
+public sealed class Resources
+{
+    /// <summary>CPUs, fractional ("0.5" or "500m").</summary>
+    public string? Cpu { get; set; }
+    /// <summary>Bytes, with an optional suffix: 64Mi, 1Gi, 500M.</summary>
+    public string? Memory { get; set; }
+    public long? Pids { get; set; }
+}
+
+public sealed class RestartPolicy
+{
+    /// <summary>always (default), on-failure or never.</summary>
+    public string Policy { get; set; } = "always";
+    /// <summary>on-failure only: give up after this many restarts in a row (0: no limit).</summary>
+    public int MaxRetries { get; set; }
+    /// <summary>The first restart delay; doubled after each failure up to <see cref="MaxBackoff"/>.</summary>
+    public string? Backoff { get; set; }
+    public string? MaxBackoff { get; set; }
+    /// <summary>A run this long counts as stable: the delay and the retry count start over.</summary>
+    public string? ResetAfter { get; set; }
+}
+
+public sealed class Probes
+{
+    /// <summary>Holds off liveness and readiness until it has passed once.</summary>
+    public Probe? Startup { get; set; }
+    /// <summary>Restarts the container when it fails <see cref="Probe.FailureThreshold"/> times in a row.</summary>
+    public Probe? Liveness { get; set; }
+    /// <summary>Reported upward: the fleet counts a replica as available only while it is ready.</summary>
+    public Probe? Readiness { get; set; }
+}
+
+public sealed class Probe
+{
+    public ExecAction? Exec { get; set; }
+    public HttpGetAction? HttpGet { get; set; }
+    public TcpSocketAction? TcpSocket { get; set; }
+    public double InitialDelaySeconds { get; set; }
+    public double PeriodSeconds { get; set; } = 10;
+    public double TimeoutSeconds { get; set; } = 1;
+    public int FailureThreshold { get; set; } = 3;
+    public int SuccessThreshold { get; set; } = 1;
+}
+
+public sealed class ExecAction
+{
+    public List<string> Command { get; set; } = [];
+}
+
+public sealed class HttpGetAction
+{
+    public string Path { get; set; } = "/";
+    public int Port { get; set; }
+    /// <summary>Defaults to the container's address (127.0.0.1 for host networking).</summary>
+    public string? Host { get; set; }
+}
+
+public sealed class TcpSocketAction
+{
+    public int Port { get; set; }
+    public string? Host { get; set; }
+}
+
+public sealed class PortMapping
+{
+    public int ContainerPort { get; set; }
+    /// <summary>The host port; the container port when absent.</summary>
+    public int? HostPort { get; set; }
+    /// <summary>tcp (default) or udp.</summary>
+    public string Protocol { get; set; } = "tcp";
+    /// <summary>The host address to publish on (default: all).</summary>
+    public string? HostIp { get; set; }
+}
+
+public sealed class Volume
+{
+    /// <summary>A named volume: a directory under the state dir, kept when the container goes.</summary>
+    public string? Name { get; set; }
+    /// <summary>A bind mount of this host path.</summary>
+    public string? HostPath { get; set; }
+    public string Target { get; set; } = "";
+    public bool ReadOnly { get; set; }
+}
+
+/// <summary>
+/// A fleet deployment: <see cref="Replicas"/> copies of <see cref="Template"/>, placed by the
+/// fleet's scheduler on nodes whose labels match <see cref="Selector"/>. Replica i runs on its
+/// node as the workload <c>&lt;name&gt;-&lt;i&gt;</c>.
+/// </summary>
+public sealed class Deployment
+{
+    public string Name { get; set; } = "";
+    public int Replicas { get; set; } = 1;
+    /// <summary>Node labels a node must have (all of them) to get a replica.</summary>
+    public Dictionary<string, string>? Selector { get; set; }
+    /// <summary>The workload each replica runs (its name is set per replica).</summary>
+    public Workload Template { get; set; } = new();
+    /// <summary>spread (default: fewest replicas first) or binpack (fullest node that still fits).</summary>
+    public string? Strategy { get; set; }
+    /// <summary>A node label (e.g. zone) whose values replicas are spread over first.</summary>
+    public string? SpreadBy { get; set; }
+    /// <summary>At most one replica per node; a replica with no node of its own is unschedulable.</summary>
+    public bool AntiAffinity { get; set; }
+    /// <summary>
+    /// At most one copy over availability: a node that has not renewed its presence with the
+    /// fleet for its fence_after (NATS unreachable, or orchd down) stops its replicas of this
+    /// deployment, since the fleet runs them elsewhere. False (the edge default): they keep running.
+    /// </summary>
+    [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingDefault)]
+    public bool Fence { get; set; }
+    /// <summary>How a changed template reaches the replicas.</summary>
+    public RolloutSpec? Rollout { get; set; }
+    /// <summary>Replicas follow the replicas' CPU use between min and max.</summary>
+    public AutoscaleSpec? Autoscale { get; set; }
+    /// <summary>Set by the fleet on read: the value's revision in the KV bucket (the bucket's sequence, shared by every deployment).</summary>
+    public ulong? Revision { get; set; }
+    /// <summary>
+    /// Set by the fleet on every write: this deployment's own revision number (1, 2, 3, … for this
+    /// deployment alone: each apply, scale, pause, undo, rollback or autoscale adds one). What
+    /// orchctl shows as REVISION and what `rollout undo --to-revision` takes.
+    /// </summary>
+    public ulong? Generation { get; set; }
+
+    /// <summary>The revision to show: <see cref="Generation"/>, or the bucket's revision for a value written before there was one.</summary>
+    public ulong ShownRevision() => Generation ?? Revision ?? 0;
+    /// <summary>
+    /// The operator's ed25519 signature over name, serial, selector and template (orchctl sign).
+    /// Nodes with trusted keys run only what one of them signed.
+    /// </summary>
+    public ManifestSignature? Signature { get; set; }
+}
+
+/// <summary>An operator's signature on a deployment (see docs/protocol.md, "Signed deployments").</summary>
+public sealed class ManifestSignature
+{
+    /// <summary>The signer's public user nkey (U…).</summary>
+    public string Key { get; set; } = "";
+    /// <summary>Increases with every signing (milliseconds since the epoch): a node refuses one older than it has run.</summary>
+    public long Serial { get; set; }
+    /// <summary>The ed25519 signature, base64.</summary>
+    public string Sig { get; set; } = "";
+}
+
+/// <summary>
+/// A rolling update: at most <see cref="MaxUnavailable"/> replicas are on the new template and
+/// not yet ready at any time; a replica that is not ready within
+/// <see cref="ProgressDeadlineSeconds"/> rolls the deployment back to its previous template.
+/// </summary>
+public sealed class RolloutSpec
+{
+    public int MaxUnavailable { get; set; } = 1;
+    /// <summary>Extra replicas on the new template while a rollout runs (added first, removed at the end).</summary>
+    public int MaxSurge { get; set; }
+    /// <summary>A first wave updated alone; the rest waits until it has been ready for <see cref="CanarySpec.HoldSeconds"/>.</summary>
+    public CanarySpec? Canary { get; set; }
+    public int ProgressDeadlineSeconds { get; set; } = 120;
+    /// <summary>Stop updating replicas (what is updated stays); resume by setting it false.</summary>
+    public bool Paused { get; set; }
+    /// <summary>Roll back by itself when the deadline passes (default); false: stop and report.</summary>
+    public bool AutoRollback { get; set; } = true;
+}
+
+/// <summary>
+/// The canary wave: the replicas on nodes with these labels, or this many replicas, or this
+/// percentage (rounded up, at least one). Only they get a new template until all of them have run
+/// it ready for holdSeconds; if they do not get ready within the progress deadline the rollout is
+/// rolled back and no other replica ever runs the new template.
+/// </summary>
+public sealed class CanarySpec
+{
+    public Dictionary<string, string>? Selector { get; set; }
+    public int? Replicas { get; set; }
+    public int? Percent { get; set; }
+    public int HoldSeconds { get; set; } = 30;
+}
+
+/// <summary>
+/// The autoscaler: replicas = ceil(replicas × average CPU% / targetCpuPercent), clamped to
+/// [min, max], changed at most once per cooldown (100% is one CPU).
+/// </summary>
+public sealed class AutoscaleSpec
+{
+    public int Min { get; set; } = 1;
+    public int Max { get; set; } = 10;
+    public double TargetCpuPercent { get; set; } = 70;
+    public int CooldownSeconds { get; set; } = 60;
+    /// <summary>Scale on a number published on a NATS subject instead of CPU.</summary>
+    public MetricSpec? Metric { get; set; }
+}
+
+/// <summary>
+/// A custom metric: the latest number published on <see cref="Subject"/> (under orch.metrics.)
+/// divided by <see cref="TargetPerReplica"/>, rounded up, is the replica count (e.g. a queue's depth
+/// with 10 messages per replica). A value older than <see cref="MaxAgeSeconds"/> is not acted on.
+/// </summary>
+public sealed class MetricSpec
+{
+    public string Subject { get; set; } = "";
+    public double TargetPerReplica { get; set; }
+    public int MaxAgeSeconds { get; set; } = 60;
+}
+
+[JsonSourceGenerationOptions(
+    PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase,
+    DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+    UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
+    WriteIndented = true)]
+[JsonSerializable(typeof(Workload))]
+[JsonSerializable(typeof(Deployment))]
+[JsonSerializable(typeof(List<Workload>))]
+public sealed partial class WorkloadJsonContext : JsonSerializerContext;

@@ -1,0 +1,172 @@
+namespace Orchestrator.Api.Workloads;
+
+/// <summary>Every problem with a workload at once, each naming the field and the fix.</summary>
+public static class WorkloadValidator
+{
+    public static bool IsValidName(string name)
+        => name.Length is > 0 and <= 63 && name.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_') && char.IsAsciiLetterOrDigit(name[0]);
+
+    /// <summary>The longest image reference (docker's name limit is 255, plus a tag and a digest).</summary>
+    public const int MaxImageReference = 512;
+
+    /// <summary>The longest hostname (HOST_NAME_MAX is 64 with its terminating NUL).</summary>
+    public const int MaxHostname = 63;
+
+    public static bool IsValidHostname(string name)
+        => name.Length is > 0 and <= MaxHostname && name.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '.')
+            && char.IsAsciiLetterOrDigit(name[0]) && char.IsAsciiLetterOrDigit(name[^1]) && !name.Contains("..", StringComparison.Ordinal);
+
+    public static IReadOnlyList<string> Validate(Workload w)
+    {
+        var errors = new List<string>();
+        void Error(string text) => errors.Add(text);
+
+        if (!IsValidName(w.Name))
+        {
+            Error($"name: '{w.Name}' is not a valid name; use 1-63 letters, digits, '-' or '_', starting with a letter or digit");
+        }
+        if (string.IsNullOrWhiteSpace(w.Image))
+        {
+            Error("image: required; name an image such as busybox:latest");
+        }
+        else if (w.Image.Length > MaxImageReference)
+        {
+            Error($"image: {w.Image.Length} characters; an image reference has at most {MaxImageReference} (registry/name:tag@digest)");
+        }
+        if (w.Hostname is { } hostname && !IsValidHostname(hostname))
+        {
+            Error($"hostname: '{(hostname.Length > 80 ? hostname[..80] + "…" : hostname)}' is not a host name; use at most {MaxHostname} letters, digits, '-' and '.' (the kernel's limit is 64 bytes)");
+        }
+        if (w.Resources is { } r)
+        {
+            if (r.Cpu is not null && !Quantities.TryParseMilliCpu(r.Cpu, out _))
+            {
+                Error($"resources.cpu: '{r.Cpu}' is not a CPU amount; use a number of CPUs (0.5) or millicores (500m)");
+            }
+            if (r.Memory is not null && (!Quantities.TryParseBytes(r.Memory, out var bytes) || bytes < 4 << 20))
+            {
+                Error($"resources.memory: '{r.Memory}' is not a size of at least 4Mi; use bytes or a suffix (64Mi, 1Gi)");
+            }
+            ManifestRules.Check(errors, "resources.pids", "Resources.pids", r.Pids);
+        }
+        if (w.Restart is { } restart)
+        {
+            ManifestRules.Check(errors, "restart.policy", "RestartPolicy.policy", restart.Policy);
+            ManifestRules.Check(errors, "restart.maxRetries", "RestartPolicy.maxRetries", restart.MaxRetries);
+            foreach (var (field, value) in new[] { ("backoff", restart.Backoff), ("maxBackoff", restart.MaxBackoff), ("resetAfter", restart.ResetAfter) })
+            {
+                if (value is not null && !Quantities.TryParseDuration(value, out _))
+                {
+                    Error($"restart.{field}: expected a duration (500ms, 10s, 5m, 1h), got '{value}'");
+                }
+            }
+        }
+        if (w.Probes is { } probes)
+        {
+            foreach (var (kind, probe) in new[] { ("startup", probes.Startup), ("liveness", probes.Liveness), ("readiness", probes.Readiness) })
+            {
+                if (probe is not null)
+                {
+                    ValidateProbe($"probes.{kind}", probe, errors);
+                    if (w.Network == "none" && probe.Exec is null)
+                    {
+                        Error($"probes.{kind}: a container with network none has no address to probe; use an exec probe");
+                    }
+                }
+            }
+        }
+        var published = new HashSet<(int, string)>();
+        for (var i = 0; i < (w.Ports?.Count ?? 0); i++)
+        {
+            var p = w.Ports![i];
+            ManifestRules.Check(errors, $"ports[{i}].containerPort", "PortMapping.containerPort", p.ContainerPort);
+            ManifestRules.Check(errors, $"ports[{i}].hostPort", "PortMapping.hostPort", p.HostPort);
+            ManifestRules.Check(errors, $"ports[{i}].protocol", "PortMapping.protocol", p.Protocol);
+            if (!published.Add((p.HostPort ?? p.ContainerPort, p.Protocol)))
+            {
+                Error($"ports[{i}]: host port {p.HostPort ?? p.ContainerPort}/{p.Protocol} is published twice");
+            }
+        }
+        var targets = new HashSet<string>(StringComparer.Ordinal);
+        for (var i = 0; i < (w.Volumes?.Count ?? 0); i++)
+        {
+            var v = w.Volumes![i];
+            if ((v.Name is null) == (v.HostPath is null))
+            {
+                Error($"volumes[{i}]: give exactly one of name (a named volume) or hostPath (a bind mount)");
+            }
+            if (v.Name is not null && !IsValidName(v.Name))
+            {
+                Error($"volumes[{i}].name: expected 1-63 letters, digits, '-' or '_' starting with a letter or digit, got '{v.Name}'");
+            }
+            if (v.HostPath is not null && !Path.IsPathFullyQualified(v.HostPath))
+            {
+                Error($"volumes[{i}].hostPath: expected an absolute path on the node, got '{v.HostPath}'");
+            }
+            if (v.Target is null || !v.Target.StartsWith('/') || v.Target.Split('/').Contains(".."))
+            {
+                Error($"volumes[{i}].target: expected an absolute path inside the container, without '..', got '{v.Target}'");
+            }
+            else if (!targets.Add(v.Target.TrimEnd('/')))
+            {
+                Error($"volumes[{i}].target: '{v.Target}' is mounted twice");
+            }
+        }
+        if (w.Ports is { Count: > 0 } && w.Network is "host" or "none")
+        {
+            Error($"ports: only a bridge network publishes ports (with network {w.Network} there is nothing to map); drop ports: or use network: bridge");
+        }
+        ManifestRules.Check(errors, "network", "Workload.network", w.Network);
+        ManifestRules.Check(errors, "runtime", "Workload.runtime", w.Runtime);
+        ManifestRules.Check(errors, "seccomp", "Workload.seccomp", w.Seccomp);
+        ManifestRules.Check(errors, "stopGracePeriodSeconds", "Workload.stopGracePeriodSeconds", w.StopGracePeriodSeconds);
+        if (w.User is { } user && !IsNumericUser(user))
+        {
+            Error($"user: expected a numeric uid or uid:gid, got '{user}' (names need the image's /etc/passwd, which is not read)");
+        }
+        foreach (var key in w.Env?.Keys ?? Enumerable.Empty<string>())
+        {
+            if (key.Length == 0 || key.Contains('=', StringComparison.Ordinal))
+            {
+                Error($"env: '{key}' is not a variable name; drop the '=' (env is a mapping: NAME: value)");
+            }
+        }
+        return errors;
+    }
+
+    private static bool IsNumericUser(string user)
+    {
+        var parts = user.Split(':');
+        return parts.Length <= 2 && parts.All(p => p.Length is > 0 and <= 10 && p.All(char.IsAsciiDigit) && uint.TryParse(p, System.Globalization.CultureInfo.InvariantCulture, out _));
+    }
+
+    private static void ValidateProbe(string path, Probe probe, List<string> errors)
+    {
+        var actions = (probe.Exec is null ? 0 : 1) + (probe.HttpGet is null ? 0 : 1) + (probe.TcpSocket is null ? 0 : 1);
+        if (actions != 1)
+        {
+            errors.Add($"{path}: give exactly one of exec, httpGet, tcpSocket");
+        }
+        if (probe.Exec is { Command: null or { Count: 0 } })
+        {
+            errors.Add($"{path}.exec.command: give the command to run, e.g. [\"cat\", \"/tmp/healthy\"]");
+        }
+        if (probe.HttpGet is { } http)
+        {
+            ManifestRules.Check(errors, $"{path}.httpGet.port", "HttpGetAction.port", http.Port);
+            if (http.Path is null || !http.Path.StartsWith('/'))
+            {
+                errors.Add($"{path}.httpGet.path: expected a path starting with '/', got '{http.Path}'");
+            }
+        }
+        if (probe.TcpSocket is { } tcp)
+        {
+            ManifestRules.Check(errors, $"{path}.tcpSocket.port", "TcpSocketAction.port", tcp.Port);
+        }
+        ManifestRules.Check(errors, $"{path}.initialDelaySeconds", "Probe.initialDelaySeconds", probe.InitialDelaySeconds);
+        ManifestRules.Check(errors, $"{path}.periodSeconds", "Probe.periodSeconds", probe.PeriodSeconds);
+        ManifestRules.Check(errors, $"{path}.timeoutSeconds", "Probe.timeoutSeconds", probe.TimeoutSeconds);
+        ManifestRules.Check(errors, $"{path}.failureThreshold", "Probe.failureThreshold", probe.FailureThreshold);
+        ManifestRules.Check(errors, $"{path}.successThreshold", "Probe.successThreshold", probe.SuccessThreshold);
+    }
+}

@@ -1,0 +1,625 @@
+using System.Text.Json;
+using NATS.Client.Core;
+using Orchestrator.Api;
+
+namespace Orchestrator.Client;
+
+/// <summary>The operator's side of the protocol: what orchctl (and tests) ask the fleet.</summary>
+public sealed class FleetClient(INatsConnection connection)
+{
+    private NATS.Client.KeyValueStore.NatsKVContext KV => new(new NATS.Client.JetStream.NatsJSContext((NatsConnection)connection));
+
+    /// <summary>What the scheduler assigns each node now (node → its replicas), from the assignments bucket.</summary>
+    public async Task<Dictionary<string, HashSet<string>>> GetAssignedAsync(CancellationToken cancellationToken = default)
+    {
+        var bucket = await FleetStore.OpenAsync(KV, Buckets.Assignments, 1, cancellationToken).ConfigureAwait(false);
+        var result = new Dictionary<string, HashSet<string>>(StringComparer.Ordinal);
+        foreach (var (node, entry) in await FleetState.ReadAllAsync(bucket, cancellationToken).ConfigureAwait(false))
+        {
+            try
+            {
+                result[node] = NodeAssignments.Parse(entry.Value).Replicas.Select(r => r.Replica).ToHashSet(StringComparer.Ordinal);
+            }
+            catch (JsonException)
+            {
+            }
+        }
+        return result;
+    }
+
+    /// <summary>Every node that ever joined, with its state from the age of its last heartbeat.</summary>
+    public async Task<IReadOnlyList<NodeEntry>> GetNodesAsync(FleetOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        var nodes = await FleetStore.OpenAsync(KV, Buckets.Nodes, 1, cancellationToken).ConfigureAwait(false);
+        var leaderBucket = await FleetStore.OpenAsync(KV, Buckets.Leader, 1, cancellationToken).ConfigureAwait(false);
+        var leader = await leaderBucket.TryGetEntryAsync<byte[]>("scheduler", cancellationToken: cancellationToken).ConfigureAwait(false);
+        var leaderName = leader.Success && leader.Value.Value is { Length: > 0 } v ? JsonSerializer.Deserialize(v, FleetJsonContext.Default.String) : null;
+        var settings = await FleetStore.OpenAsync(KV, Buckets.NodeSettings, 1, cancellationToken).ConfigureAwait(false);
+        return await FleetState.ReadNodesAsync(nodes, options ?? new FleetOptions(), cancellationToken, leaderName, settings).ConfigureAwait(false);
+    }
+
+    /// <summary>cordon: no new replicas on the node; drain: its replicas move off too; neither: back to normal.</summary>
+    public async Task SetNodeAsync(string node, bool cordoned, bool draining, CancellationToken cancellationToken = default)
+    {
+        var nodes = await GetNodesAsync(cancellationToken: cancellationToken).ConfigureAwait(false);
+        if (nodes.All(n => n.Info.Node != node))
+        {
+            throw new NodeRequestException(ErrorKind.NotFound, $"no node '{node}' has joined the fleet; `orchctl get nodes` lists the nodes");
+        }
+        var settings = await FleetStore.OpenAsync(KV, Buckets.NodeSettings, 1, cancellationToken).ConfigureAwait(false);
+        await settings.PutAsync(node, JsonSerializer.SerializeToUtf8Bytes(new NodeSettings { Cordoned = cordoned || draining, Draining = draining }, FleetJsonContext.Default.NodeSettings), cancellationToken: cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Stores deployments in the fleet's KV (a new revision each); the scheduler places their
+    /// replicas. With a signing seed each is signed first; one that arrives signed (orchctl sign)
+    /// is checked against its own key, so a damaged signature is refused here and not by every node.
+    /// </summary>
+    public async Task<IReadOnlyList<(string Name, ulong Revision)>> ApplyAsync(IEnumerable<Orchestrator.Api.Workloads.Deployment> deployments, string? signingSeed = null, CancellationToken cancellationToken = default)
+    {
+        var list = deployments.ToList();
+        foreach (var deployment in list)
+        {
+            if (signingSeed is not null)
+            {
+                try
+                {
+                    ManifestSigning.Sign(deployment, signingSeed);
+                }
+                catch (ManifestSignatureException e)
+                {
+                    throw new NodeRequestException(e.Message, e);
+                }
+            }
+            else if (deployment.Signature is { } signature
+                && ManifestSigning.Verify(deployment.Name, deployment.Selector, deployment.Template, signature, [signature.Key]) is { } why)
+            {
+                throw new NodeRequestException(why);
+            }
+        }
+        var bucket = await FleetStore.OpenAsync(KV, Buckets.Deployments, Buckets.DeploymentHistory, cancellationToken).ConfigureAwait(false);
+        var result = new List<(string, ulong)>();
+        foreach (var deployment in list)
+        {
+            deployment.Revision = null;
+            deployment.Generation = NextGeneration(await bucket.TryGetEntryAsync<byte[]>(deployment.Name, cancellationToken: cancellationToken).ConfigureAwait(false));
+            await bucket.PutAsync(deployment.Name, JsonSerializer.SerializeToUtf8Bytes(deployment, Orchestrator.Api.Workloads.WorkloadJsonContext.Default.Deployment), cancellationToken: cancellationToken).ConfigureAwait(false);
+            result.Add((deployment.Name, deployment.Generation.Value));
+        }
+        return result;
+    }
+
+    /// <summary>
+    /// The generation after the stored one: 1 for a new deployment (or one deleted before), the
+    /// stored one + 1, or 2 for one stored before generations (it was at least revision 1).
+    /// </summary>
+    public static ulong NextGeneration(NATS.Client.Core.NatsResult<NATS.Client.KeyValueStore.NatsKVEntry<byte[]>> stored)
+    {
+        if (!stored.Success || stored.Value.Value is not { Length: > 0 } value)
+        {
+            return 1;
+        }
+        try
+        {
+            return (JsonSerializer.Deserialize(value, Orchestrator.Api.Workloads.WorkloadJsonContext.Default.Deployment)?.Generation ?? 1) + 1;
+        }
+        catch (JsonException)
+        {
+            return 1;
+        }
+    }
+
+    public async Task<IReadOnlyList<DeploymentView>> GetDeploymentsAsync(CancellationToken cancellationToken = default)
+    {
+        var bucket = await FleetStore.OpenAsync(KV, Buckets.Deployments, Buckets.DeploymentHistory, cancellationToken).ConfigureAwait(false);
+        var statusBucket = await FleetStore.OpenAsync(KV, Buckets.DeploymentStatus, 1, cancellationToken).ConfigureAwait(false);
+        var result = new List<DeploymentView>();
+        foreach (var deployment in await FleetState.ReadDeploymentsAsync(bucket, cancellationToken).ConfigureAwait(false))
+        {
+            var entry = await statusBucket.TryGetEntryAsync<byte[]>(deployment.Name, cancellationToken: cancellationToken).ConfigureAwait(false);
+            var status = entry.Success && entry.Value.Value is { Length: > 0 } value ? JsonSerializer.Deserialize(value, FleetJsonContext.Default.DeploymentStatus) : null;
+            result.Add(new DeploymentView { Deployment = deployment, Status = status });
+        }
+        return result;
+    }
+
+    /// <summary>Sets a deployment's replica count (a new revision).</summary>
+    public async Task<ulong> ScaleAsync(string name, int replicas, CancellationToken cancellationToken = default)
+    {
+        var bucket = await FleetStore.OpenAsync(KV, Buckets.Deployments, Buckets.DeploymentHistory, cancellationToken).ConfigureAwait(false);
+        var entry = await bucket.TryGetEntryAsync<byte[]>(name, cancellationToken: cancellationToken).ConfigureAwait(false);
+        if (!entry.Success || entry.Value.Value is not { Length: > 0 } value)
+        {
+            throw new NodeRequestException(ErrorKind.NotFound, $"no deployment '{name}' in the fleet; `orchctl get deployments` lists them");
+        }
+        var deployment = JsonSerializer.Deserialize(value, Orchestrator.Api.Workloads.WorkloadJsonContext.Default.Deployment)!;
+        deployment.Replicas = replicas;
+        deployment.Revision = null;
+        deployment.Generation = (deployment.Generation ?? 1) + 1;
+        // Compare-and-set: a concurrent change is not silently overwritten.
+        var updated = await bucket.TryUpdateAsync(name, JsonSerializer.SerializeToUtf8Bytes(deployment, Orchestrator.Api.Workloads.WorkloadJsonContext.Default.Deployment), entry.Value.Revision, cancellationToken: cancellationToken).ConfigureAwait(false);
+        return updated.Success ? updated.Value : throw new NodeRequestException(ErrorKind.Conflict, $"deployment '{name}' changed while scaling it; run the command again");
+    }
+
+    /// <summary>The kept revisions of a deployment, oldest first.</summary>
+    public async Task<IReadOnlyList<(ulong Revision, DateTimeOffset At, Orchestrator.Api.Workloads.Deployment? Deployment)>> HistoryAsync(string name, CancellationToken cancellationToken = default)
+    {
+        var bucket = await FleetStore.OpenAsync(KV, Buckets.Deployments, Buckets.DeploymentHistory, cancellationToken).ConfigureAwait(false);
+        var result = new List<(ulong, DateTimeOffset, Orchestrator.Api.Workloads.Deployment?)>();
+        try
+        {
+            await foreach (var entry in bucket.HistoryAsync<byte[]>(name, cancellationToken: cancellationToken).ConfigureAwait(false))
+            {
+                var deployment = entry.Operation == NATS.Client.KeyValueStore.NatsKVOperation.Put && entry.Value is { Length: > 0 } v
+                    ? JsonSerializer.Deserialize(v, Orchestrator.Api.Workloads.WorkloadJsonContext.Default.Deployment) : null;
+                if (deployment is not null)
+                {
+                    deployment.Revision = entry.Revision;
+                }
+                result.Add((entry.Revision, entry.Created, deployment));
+            }
+        }
+        catch (NATS.Client.KeyValueStore.NatsKVKeyNotFoundException e)
+        {
+            throw new NodeRequestException(ErrorKind.NotFound, $"no deployment '{name}' in the fleet; `orchctl get deployments` lists them", e);
+        }
+        return result;
+    }
+
+    /// <summary>Puts an earlier revision's template back (the previous one by default) as a new revision.</summary>
+    public async Task<ulong> UndoAsync(string name, ulong? toRevision = null, string? signingSeed = null, CancellationToken cancellationToken = default)
+    {
+        var history = await HistoryAsync(name, cancellationToken).ConfigureAwait(false);
+        var current = history.LastOrDefault(h => h.Deployment is not null);
+        // --to-revision takes the deployment's own revision numbers (what history shows), or a
+        // bucket revision for values written before there were any.
+        var target = toRevision is { } r
+            ? history.FirstOrDefault(h => h.Deployment is not null && h.Deployment.ShownRevision() == r)
+            : history.LastOrDefault(h => h.Deployment is not null && h.Revision < current.Revision
+                && JsonSerializer.Serialize(h.Deployment!.Template, Orchestrator.Api.Workloads.WorkloadJsonContext.Default.Workload)
+                   != JsonSerializer.Serialize(current.Deployment!.Template, Orchestrator.Api.Workloads.WorkloadJsonContext.Default.Workload));
+        if (target.Deployment is null)
+        {
+            throw new NodeRequestException(toRevision is null
+                ? $"deployment '{name}' has no earlier template to go back to"
+                : $"deployment '{name}' has no revision {toRevision} kept; `orchctl rollout history {name}` lists them");
+        }
+        target.Deployment.Replicas = current.Deployment?.Replicas ?? target.Deployment.Replicas;
+        return (await ApplyAsync([target.Deployment], signingSeed, cancellationToken).ConfigureAwait(false))[0].Revision;
+    }
+
+    /// <summary>Pauses or resumes a deployment's rollout (compare-and-set).</summary>
+    public async Task<ulong> SetPausedAsync(string name, bool paused, CancellationToken cancellationToken = default)
+    {
+        var bucket = await FleetStore.OpenAsync(KV, Buckets.Deployments, Buckets.DeploymentHistory, cancellationToken).ConfigureAwait(false);
+        var entry = await bucket.TryGetEntryAsync<byte[]>(name, cancellationToken: cancellationToken).ConfigureAwait(false);
+        if (!entry.Success || entry.Value.Value is not { Length: > 0 } value)
+        {
+            throw new NodeRequestException(ErrorKind.NotFound, $"no deployment '{name}' in the fleet; `orchctl get deployments` lists them");
+        }
+        var deployment = JsonSerializer.Deserialize(value, Orchestrator.Api.Workloads.WorkloadJsonContext.Default.Deployment)!;
+        (deployment.Rollout ??= new Orchestrator.Api.Workloads.RolloutSpec()).Paused = paused;
+        deployment.Revision = null;
+        deployment.Generation = (deployment.Generation ?? 1) + 1;
+        var updated = await bucket.TryUpdateAsync(name, JsonSerializer.SerializeToUtf8Bytes(deployment, Orchestrator.Api.Workloads.WorkloadJsonContext.Default.Deployment), entry.Value.Revision, cancellationToken: cancellationToken).ConfigureAwait(false);
+        return updated.Success ? updated.Value : throw new NodeRequestException(ErrorKind.Conflict, $"deployment '{name}' changed meanwhile; run the command again");
+    }
+
+    /// <summary>The fleet's events since a time, oldest first; with <paramref name="watch"/>, then every new one until cancelled.</summary>
+    public async IAsyncEnumerable<NodeEvent> EventsAsync(DateTimeOffset since, bool watch,
+        [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        var js = new NATS.Client.JetStream.NatsJSContext((NatsConnection)connection);
+        await FleetStore.EnsureEventStreamAsync(js, cancellationToken).ConfigureAwait(false);
+        var stream = await js.GetStreamAsync(NodeEvent.Stream, cancellationToken: cancellationToken).ConfigureAwait(false);
+        var last = stream.Info.State.LastSeq;
+        if (!watch && (last == 0 || stream.Info.State.Messages == 0))
+        {
+            yield break;
+        }
+        var consumer = await js.CreateOrderedConsumerAsync(NodeEvent.Stream, new NATS.Client.JetStream.NatsJSOrderedConsumerOpts
+        {
+            DeliverPolicy = NATS.Client.JetStream.Models.ConsumerConfigDeliverPolicy.ByStartTime,
+            OptStartTime = since,
+        }, cancellationToken).ConfigureAwait(false);
+        using var caughtUp = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        if (!watch)
+        {
+            caughtUp.CancelAfter(TimeSpan.FromSeconds(10)); // nothing newer than `last` to wait for
+        }
+        var enumerator = consumer.ConsumeAsync<byte[]>(cancellationToken: caughtUp.Token).GetAsyncEnumerator(caughtUp.Token);
+        await using (enumerator.ConfigureAwait(false))
+        {
+            while (true)
+            {
+                try
+                {
+                    if (!await enumerator.MoveNextAsync().ConfigureAwait(false))
+                    {
+                        yield break;
+                    }
+                }
+                catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+                {
+                    yield break;
+                }
+                var msg = enumerator.Current;
+                var value = msg.Data is { Length: > 0 } data ? JsonSerializer.Deserialize(data, FleetJsonContext.Default.NodeEvent) : null;
+                if (value is not null)
+                {
+                    yield return value;
+                }
+                if (!watch && msg.Metadata?.Sequence.Stream >= last)
+                {
+                    yield break;
+                }
+            }
+        }
+    }
+
+    public async Task DeleteDeploymentAsync(string name, CancellationToken cancellationToken = default)
+    {
+        var bucket = await FleetStore.OpenAsync(KV, Buckets.Deployments, Buckets.DeploymentHistory, cancellationToken).ConfigureAwait(false);
+        var entry = await bucket.TryGetEntryAsync<byte[]>(name, cancellationToken: cancellationToken).ConfigureAwait(false);
+        if (!entry.Success || entry.Value.Value is not { Length: > 0 })
+        {
+            throw new NodeRequestException(ErrorKind.NotFound, $"no deployment '{name}' in the fleet; `orchctl get deployments` lists them");
+        }
+        await bucket.DeleteAsync(name, cancellationToken: cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Asks every node to describe itself and collects the answers until none has arrived for
+    /// <paramref name="quiet"/> (or <paramref name="window"/> has passed). Sorted by node name.
+    /// </summary>
+    public async Task<IReadOnlyList<NodeInfo>> DiscoverNodesAsync(TimeSpan window, TimeSpan quiet, CancellationToken cancellationToken = default)
+    {
+        var nodes = new List<NodeInfo>();
+        var opts = new NatsSubOpts { Timeout = window, IdleTimeout = quiet, StartUpTimeout = window };
+        await foreach (var msg in connection.RequestManyAsync<byte[], byte[]>(Subjects.FleetInfo, [], replyOpts: opts, cancellationToken: cancellationToken).ConfigureAwait(false))
+        {
+            if (msg.Data is { Length: > 0 } data && TryParse(data, out var info))
+            {
+                nodes.Add(info);
+            }
+        }
+        return nodes.OrderBy(n => n.Node, StringComparer.Ordinal).ToArray();
+    }
+
+    /// <summary>One node's description; null when no node of that name answers within the timeout.</summary>
+    public async Task<NodeInfo?> GetNodeInfoAsync(string node, TimeSpan timeout, CancellationToken cancellationToken = default)
+    {
+        try
+        {
+            var reply = await connection.RequestAsync<byte[], byte[]>(Subjects.NodeInfo(node), [],
+                replyOpts: new NatsSubOpts { Timeout = timeout }, cancellationToken: cancellationToken).ConfigureAwait(false);
+            return reply.Data is { } data && TryParse(data, out var info) ? info : null;
+        }
+        catch (NatsNoRespondersException)
+        {
+            return null;
+        }
+        catch (NatsNoReplyException)
+        {
+            return null;
+        }
+    }
+
+    private static bool TryParse(byte[] data, out NodeInfo info)
+    {
+        try
+        {
+            info = JsonSerializer.Deserialize(data, FleetJsonContext.Default.NodeInfo)!;
+            return info is not null;
+        }
+        catch (JsonException)
+        {
+            info = null!;
+            return false;
+        }
+    }
+}
+
+/// <summary>
+/// A node answered a request with an error (the message is the node's sentence, the kind its
+/// code), or no node answered (unavailable), or the fleet's state refused the request.
+/// </summary>
+public sealed class NodeRequestException : OrchestratorException
+{
+    public NodeRequestException() : base(ErrorKind.Internal, "the request failed") { }
+    public NodeRequestException(string message) : base(ErrorKind.Internal, message) { }
+    public NodeRequestException(string message, Exception inner) : base(KindOf(inner), message, inner) { }
+    public NodeRequestException(ErrorKind kind, string message, Exception? inner = null) : base(kind, message, inner) { }
+
+    /// <summary>No responders, no reply, a timeout: nobody answered (unavailable); else the inner error's own kind.</summary>
+    private static ErrorKind KindOf(Exception inner)
+        => inner is NatsNoRespondersException or NatsNoReplyException or TimeoutException ? ErrorKind.Unavailable : ErrorKinds.Of(inner) ?? ErrorKind.Internal;
+}
+
+/// <summary>One node's API (docs/protocol.md), typed: what orchctl and the tests call.</summary>
+public sealed class NodeClient(INatsConnection connection, string node, TimeSpan? timeout = null)
+{
+    private readonly TimeSpan _timeout = timeout ?? TimeSpan.FromSeconds(30);
+
+    public Task<Orchestrator.Api.ContainerStatus> RunAsync(Orchestrator.Api.Workloads.Workload workload, CancellationToken cancellationToken = default)
+        => RequestAsync(NodeOps.Run, JsonSerializer.SerializeToUtf8Bytes(workload, Orchestrator.Api.Workloads.WorkloadJsonContext.Default.Workload), FleetJsonContext.Default.ContainerStatus, cancellationToken);
+
+    public Task<Orchestrator.Api.ContainerStatus> StopAsync(string name, CancellationToken cancellationToken = default)
+        => RequestAsync(NodeOps.Stop, NameBody(name), FleetJsonContext.Default.ContainerStatus, cancellationToken);
+
+    public Task<Orchestrator.Api.ContainerStatus> StartAsync(string name, CancellationToken cancellationToken = default)
+        => RequestAsync(NodeOps.Start, NameBody(name), FleetJsonContext.Default.ContainerStatus, cancellationToken);
+
+    public Task<Orchestrator.Api.ContainerStatus> RestartAsync(string name, CancellationToken cancellationToken = default)
+        => RequestAsync(NodeOps.Restart, NameBody(name), FleetJsonContext.Default.ContainerStatus, cancellationToken);
+
+    public Task<OkReply> RemoveAsync(string name, CancellationToken cancellationToken = default)
+        => RequestAsync(NodeOps.Remove, NameBody(name), FleetJsonContext.Default.OkReply, cancellationToken);
+
+    public async Task<IReadOnlyList<Orchestrator.Api.ContainerStatus>> ListAsync(CancellationToken cancellationToken = default)
+        => (await RequestAsync(NodeOps.List, [], FleetJsonContext.Default.ContainerListReply, cancellationToken).ConfigureAwait(false)).Containers;
+
+    public Task<Orchestrator.Api.ContainerStatus> InspectAsync(string name, CancellationToken cancellationToken = default)
+        => RequestAsync(NodeOps.Inspect, NameBody(name), FleetJsonContext.Default.ContainerStatus, cancellationToken);
+
+    /// <summary>
+    /// The last lines, then new ones as the container writes them, until cancelled. The node keeps
+    /// sending while this client answers its alive subject (asked every 3 s), so walking away
+    /// (cancelling, or losing the connection) stops the node's side within seconds.
+    /// </summary>
+    public async IAsyncEnumerable<Orchestrator.Api.LogLine> FollowLogsAsync(string name, int? tail = null, DateTimeOffset? since = null,
+        [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        await foreach (var data in StreamAsync(NodeOps.Logs, alive => JsonSerializer.SerializeToUtf8Bytes(
+            new LogsRequest { Name = name, Tail = tail, Since = since, Follow = true, AliveSubject = alive }, FleetJsonContext.Default.LogsRequest), cancellationToken).ConfigureAwait(false))
+        {
+            var reply = JsonSerializer.Deserialize(data, FleetJsonContext.Default.LogsReply);
+            foreach (var line in reply?.Lines ?? [])
+            {
+                yield return line;
+            }
+            if (reply is not { More: true })
+            {
+                yield break;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Runs a command in a container and hands its output to <paramref name="output"/> as the command
+    /// writes it (raw bytes, stdout and stderr apart, in order); returns the last message, with the
+    /// exit code. Cancelling (or losing the connection) makes the node kill the command within seconds.
+    /// </summary>
+    public async Task<ExecStreamReply> ExecStreamAsync(string name, IReadOnlyList<string> command, Func<ExecOutputChunk, ValueTask> output,
+        double timeoutSeconds = 30, CancellationToken cancellationToken = default)
+    {
+        await foreach (var data in StreamAsync(NodeOps.Exec, alive => JsonSerializer.SerializeToUtf8Bytes(
+            new ExecRequest { Name = name, Command = command, TimeoutSeconds = timeoutSeconds, Stream = true, AliveSubject = alive }, FleetJsonContext.Default.ExecRequest), cancellationToken).ConfigureAwait(false))
+        {
+            if (HasProperty(data, "stdout"))
+            {
+                // A node from before streaming ignores "stream" and answers once, buffered.
+                var whole = JsonSerializer.Deserialize(data, FleetJsonContext.Default.ExecReply)!;
+                await output(new ExecOutputChunk { Stream = "stdout", Data = System.Text.Encoding.UTF8.GetBytes(whole.Stdout) }).ConfigureAwait(false);
+                await output(new ExecOutputChunk { Stream = "stderr", Data = System.Text.Encoding.UTF8.GetBytes(whole.Stderr) }).ConfigureAwait(false);
+                return new ExecStreamReply { ExitCode = whole.ExitCode, TimedOut = whole.TimedOut };
+            }
+            var reply = JsonSerializer.Deserialize(data, FleetJsonContext.Default.ExecStreamReply) ?? throw new NodeRequestException($"node '{node}' sent an empty reply to exec");
+            foreach (var chunk in reply.Output)
+            {
+                await output(chunk).ConfigureAwait(false);
+            }
+            if (!reply.More)
+            {
+                return reply;
+            }
+        }
+        throw new NodeRequestException($"node '{node}' ended exec without an exit code; it may have stopped");
+    }
+
+    /// <summary>Pulls an image on the node, calling <paramref name="progress"/> as blobs arrive; returns the image. Cancelling cancels the pull.</summary>
+    public async Task<Orchestrator.Api.ImageSummary> PullAsync(string reference, Action<PullStreamReply> progress, CancellationToken cancellationToken = default)
+    {
+        await foreach (var data in StreamAsync(NodeOps.Pull, alive => JsonSerializer.SerializeToUtf8Bytes(
+            new PullRequest { Reference = reference, Progress = true, AliveSubject = alive }, FleetJsonContext.Default.PullRequest), cancellationToken).ConfigureAwait(false))
+        {
+            if (HasProperty(data, "manifestDigest"))
+            {
+                return JsonSerializer.Deserialize(data, FleetJsonContext.Default.ImageSummary)!; // a node from before progress: the image, no progress
+            }
+            var reply = JsonSerializer.Deserialize(data, FleetJsonContext.Default.PullStreamReply) ?? throw new NodeRequestException($"node '{node}' sent an empty reply to pull");
+            if (!reply.More)
+            {
+                return reply.Image ?? throw new NodeRequestException($"node '{node}' finished the pull of '{reference}' without the image");
+            }
+            progress(reply);
+        }
+        throw new NodeRequestException($"node '{node}' ended the pull of '{reference}' without an answer; it may have stopped");
+    }
+
+    /// <summary>
+    /// The replies of a streamed request (docs/protocol.md, streamed answers), error replies thrown.
+    /// The node asks the alive subject given to <paramref name="request"/> every few seconds: this
+    /// client answers for as long as it reads, and takes a node that stops asking for gone.
+    /// </summary>
+    private async IAsyncEnumerable<byte[]> StreamAsync(string op, Func<string, byte[]> request,
+        [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        var aliveSubject = connection.NewInbox();
+        var alive = await connection.SubscribeCoreAsync<byte[]>(aliveSubject, cancellationToken: cancellationToken).ConfigureAwait(false);
+        await using var _ = alive.ConfigureAwait(false);
+        using var lost = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        var lastAsked = Environment.TickCount64;
+        var answering = Task.Run(async () =>
+        {
+            try
+            {
+                await foreach (var ping in alive.Msgs.ReadAllAsync(lost.Token).ConfigureAwait(false))
+                {
+                    Volatile.Write(ref lastAsked, Environment.TickCount64);
+                    await ping.ReplyAsync<byte[]>([], cancellationToken: lost.Token).ConfigureAwait(false);
+                }
+            }
+            catch (OperationCanceledException)
+            {
+            }
+        }, CancellationToken.None);
+        // The node asks every 3 s: four missed questions mean it stopped or lost its connection.
+        var watching = Task.Run(async () =>
+        {
+            try
+            {
+                while (Environment.TickCount64 - Volatile.Read(ref lastAsked) < s_nodeSilence.TotalMilliseconds)
+                {
+                    await Task.Delay(TimeSpan.FromSeconds(1), lost.Token).ConfigureAwait(false);
+                }
+                await lost.CancelAsync().ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+            }
+        }, CancellationToken.None);
+        var replies = connection.RequestManyAsync<byte[], byte[]>(Subjects.NodeOp(node, op), request(aliveSubject),
+            replyOpts: new NatsSubOpts { Timeout = Timeout.InfiniteTimeSpan }, cancellationToken: lost.Token).GetAsyncEnumerator(lost.Token);
+        try
+        {
+            while (true)
+            {
+                try
+                {
+                    if (!await replies.MoveNextAsync().ConfigureAwait(false))
+                    {
+                        break;
+                    }
+                }
+                catch (OperationCanceledException e) when (!cancellationToken.IsCancellationRequested)
+                {
+                    throw new NodeRequestException($"node '{node}' stopped answering during {op} (it stopped or lost its connection); `orchctl get nodes` shows it", new TimeoutException(e.Message, e));
+                }
+                catch (NatsNoRespondersException e)
+                {
+                    throw new NodeRequestException($"no node '{node}' is connected to the fleet; `orchctl get nodes` lists the nodes that are", e);
+                }
+                var msg = replies.Current;
+                if (msg.HasNoResponders)
+                {
+                    throw new NodeRequestException($"no node '{node}' is connected to the fleet; `orchctl get nodes` lists the nodes that are", new NatsNoRespondersException());
+                }
+                var data = msg.Data ?? [];
+                ThrowIfError(data);
+                yield return data;
+            }
+        }
+        finally
+        {
+            await replies.DisposeAsync().ConfigureAwait(false);
+            await lost.CancelAsync().ConfigureAwait(false);
+            await alive.UnsubscribeAsync().ConfigureAwait(false);
+            await Task.WhenAll(answering, watching).ConfigureAwait(false);
+        }
+    }
+
+    private static readonly TimeSpan s_nodeSilence = TimeSpan.FromSeconds(12);
+
+    /// <summary>A container's log lines, oldest first, gathered from as many reply messages as the node sends.</summary>
+    public async Task<IReadOnlyList<Orchestrator.Api.LogLine>> LogsAsync(string name, int? tail = null, DateTimeOffset? since = null, CancellationToken cancellationToken = default)
+    {
+        var body = JsonSerializer.SerializeToUtf8Bytes(new LogsRequest { Name = name, Tail = tail, Since = since }, FleetJsonContext.Default.LogsRequest);
+        var lines = new List<Orchestrator.Api.LogLine>();
+        try
+        {
+            await foreach (var msg in connection.RequestManyAsync<byte[], byte[]>(Subjects.NodeOp(node, NodeOps.Logs), body,
+                replyOpts: new NatsSubOpts { Timeout = _timeout, IdleTimeout = _timeout }, cancellationToken: cancellationToken).ConfigureAwait(false))
+            {
+                if (msg.HasNoResponders)
+                {
+                    throw new NodeRequestException($"no node '{node}' is connected to the fleet; `orchctl get nodes` lists the nodes that are");
+                }
+                var data = msg.Data ?? [];
+                ThrowIfError(data);
+                var reply = JsonSerializer.Deserialize(data, FleetJsonContext.Default.LogsReply) ?? throw new NodeRequestException($"node '{node}' sent an empty reply to logs");
+                lines.AddRange(reply.Lines);
+                if (!reply.More)
+                {
+                    return lines;
+                }
+            }
+        }
+        catch (NatsNoRespondersException e)
+        {
+            throw new NodeRequestException($"no node '{node}' is connected to the fleet; `orchctl get nodes` lists the nodes that are", e);
+        }
+        throw new NodeRequestException($"node '{node}' did not finish sending logs within {_timeout.TotalSeconds:0.#}s; try --tail N");
+    }
+
+    public Task<ExecReply> ExecAsync(string name, IReadOnlyList<string> command, double timeoutSeconds = 30, CancellationToken cancellationToken = default)
+        => RequestAsync(NodeOps.Exec, JsonSerializer.SerializeToUtf8Bytes(new ExecRequest { Name = name, Command = command, TimeoutSeconds = timeoutSeconds }, FleetJsonContext.Default.ExecRequest),
+            FleetJsonContext.Default.ExecReply, cancellationToken);
+
+    public async Task<IReadOnlyList<Orchestrator.Api.ContainerStats>> StatsAsync(string? name = null, CancellationToken cancellationToken = default)
+        => (await RequestAsync(NodeOps.Stats, JsonSerializer.SerializeToUtf8Bytes(new StatsRequest { Name = name }, FleetJsonContext.Default.StatsRequest),
+            FleetJsonContext.Default.StatsReply, cancellationToken).ConfigureAwait(false)).Containers;
+
+    public async Task<IReadOnlyList<Orchestrator.Api.ImageSummary>> ImagesAsync(CancellationToken cancellationToken = default)
+        => (await RequestAsync(NodeOps.Images, [], FleetJsonContext.Default.ImageListReply, cancellationToken).ConfigureAwait(false)).Images;
+
+    public Task<Orchestrator.Api.ImageSummary> InspectImageAsync(string name, CancellationToken cancellationToken = default)
+        => RequestAsync(NodeOps.ImageInspect, NameBody(name), FleetJsonContext.Default.ImageSummary, cancellationToken);
+
+    public Task<Orchestrator.Api.ImageSummary> PullAsync(string reference, CancellationToken cancellationToken = default)
+        => RequestAsync(NodeOps.Pull, JsonSerializer.SerializeToUtf8Bytes(new PullRequest { Reference = reference }, FleetJsonContext.Default.PullRequest), FleetJsonContext.Default.ImageSummary, cancellationToken);
+
+    public Task<OkReply> RemoveImageAsync(string name, CancellationToken cancellationToken = default)
+        => RequestAsync(NodeOps.RemoveImage, NameBody(name), FleetJsonContext.Default.OkReply, cancellationToken);
+
+    public Task<Orchestrator.Api.ImageGcResult> GcImagesAsync(CancellationToken cancellationToken = default)
+        => RequestAsync(NodeOps.ImageGc, [], FleetJsonContext.Default.ImageGcResult, cancellationToken);
+
+    public Task<Orchestrator.Api.NodeStatus> StatusAsync(CancellationToken cancellationToken = default)
+        => RequestAsync(NodeOps.Status, [], FleetJsonContext.Default.NodeStatus, cancellationToken);
+
+    /// <summary>Sends raw bytes to an operation and returns the raw reply (for protocol tests and any-client use).</summary>
+    public async Task<byte[]> RawAsync(string op, byte[] body, CancellationToken cancellationToken = default)
+    {
+        try
+        {
+            var reply = await connection.RequestAsync<byte[], byte[]>(Subjects.NodeOp(node, op), body,
+                replyOpts: new NatsSubOpts { Timeout = _timeout }, cancellationToken: cancellationToken).ConfigureAwait(false);
+            return reply.Data ?? [];
+        }
+        catch (NatsNoRespondersException e)
+        {
+            throw new NodeRequestException($"no node '{node}' is connected to the fleet; `orchctl get nodes` lists the nodes that are", e);
+        }
+        catch (NatsNoReplyException e)
+        {
+            throw new NodeRequestException($"node '{node}' did not answer {op} within {_timeout.TotalSeconds:0.#}s; it may be overloaded or cut off", e);
+        }
+    }
+
+    private async Task<T> RequestAsync<T>(string op, byte[] body, System.Text.Json.Serialization.Metadata.JsonTypeInfo<T> type, CancellationToken cancellationToken)
+    {
+        var data = await RawAsync(op, body, cancellationToken).ConfigureAwait(false);
+        ThrowIfError(data);
+        return JsonSerializer.Deserialize(data, type) ?? throw new NodeRequestException($"node '{node}' sent an empty reply to {op}");
+    }
+
+    private static bool HasProperty(byte[] data, string name)
+    {
+        using var doc = JsonDocument.Parse(data);
+        return doc.RootElement.ValueKind == JsonValueKind.Object && doc.RootElement.TryGetProperty(name, out _);
+    }
+
+    private static void ThrowIfError(byte[] data)
+    {
+        using var doc = JsonDocument.Parse(data);
+        if (doc.RootElement.ValueKind == JsonValueKind.Object && doc.RootElement.TryGetProperty("error", out var error))
+        {
+            // A node from before error codes sends none: internal, which orchctl treats as it always did.
+            var code = doc.RootElement.TryGetProperty("code", out var c) && c.ValueKind == JsonValueKind.String ? c.GetString() : null;
+            throw new NodeRequestException(ErrorKinds.Parse(code), error.GetString() ?? "the node reported an error");
+        }
+    }
+
+    private static byte[] NameBody(string name) => JsonSerializer.SerializeToUtf8Bytes(new NameRequest { Name = name }, FleetJsonContext.Default.NameRequest);
+}

@@ -1,0 +1,110 @@
+using System.Text.Json;
+using NATS.Client.KeyValueStore;
+using Orchestrator.Api;
+using Orchestrator.Api.Workloads;
+
+namespace Orchestrator.Client;
+
+/// <summary>Reads of the fleet's state shared by the scheduler and the operator's client.</summary>
+public static class FleetState
+{
+    /// <summary>
+    /// Every live entry of a bucket, read through one watch (one consumer, values included): a
+    /// snapshot with each key once. Listing keys and then getting each one is a request per key,
+    /// and a key written meanwhile can be listed twice.
+    /// </summary>
+    public static async Task<Dictionary<string, NatsKVEntry<byte[]>>> ReadAllAsync(INatsKVStore bucket, CancellationToken cancellationToken)
+    {
+        var result = new Dictionary<string, NatsKVEntry<byte[]>>(StringComparer.Ordinal);
+        var options = new NatsKVWatchOpts { OnNoData = _ => ValueTask.FromResult(true) };
+        await foreach (var entry in bucket.WatchAsync<byte[]>(">", opts: options, cancellationToken: cancellationToken).ConfigureAwait(false))
+        {
+            if (entry.Operation is NatsKVOperation.Del or NatsKVOperation.Purge || entry.Value is not { Length: > 0 })
+            {
+                result.Remove(entry.Key);
+            }
+            else
+            {
+                result[entry.Key] = entry;
+            }
+            if (entry.Delta == 0)
+            {
+                break;
+            }
+        }
+        return result;
+    }
+
+    /// <summary>
+    /// Every node with its state judged from its heartbeat's age. With <paramref name="watchedFor"/>
+    /// (how long a scheduler has watched heartbeats since it took over or its connection came
+    /// back) no node is judged lost before it has been silent for lost_after *while watched*: one
+    /// that looks lost is unreachable until then. After an outage of NATS every heartbeat is old,
+    /// and a node's heartbeat loop may still be in its reconnect backoff when the settle time
+    /// ends; judging by the watched time gives each node a whole lost_after to be heard again
+    /// (a fault test saw a scheduler move its own node's replicas 4 s after reconnecting).
+    /// </summary>
+    public static async Task<IReadOnlyList<NodeEntry>> ReadNodesAsync(INatsKVStore nodes, FleetOptions options, CancellationToken cancellationToken, string? leader = null, INatsKVStore? settings = null, TimeSpan? watchedFor = null)
+    {
+        var cordon = new Dictionary<string, NodeSettings>(StringComparer.Ordinal);
+        if (settings is not null)
+        {
+            foreach (var (key, entry) in await ReadAllAsync(settings, cancellationToken).ConfigureAwait(false))
+            {
+                try
+                {
+                    cordon[key] = JsonSerializer.Deserialize(entry.Value, FleetJsonContext.Default.NodeSettings) ?? new NodeSettings();
+                }
+                catch (JsonException)
+                {
+                }
+            }
+        }
+        var result = new Dictionary<string, NodeEntry>(StringComparer.Ordinal);
+        foreach (var (_, entry) in await ReadAllAsync(nodes, cancellationToken).ConfigureAwait(false))
+        {
+            NodeInfo? info;
+            try
+            {
+                info = JsonSerializer.Deserialize(entry.Value, FleetJsonContext.Default.NodeInfo);
+            }
+            catch (JsonException)
+            {
+                continue;
+            }
+            if (info is null)
+            {
+                continue;
+            }
+            var age = options.Clock.GetUtcNow() - entry.Created;
+            var set = cordon.GetValueOrDefault(info.Node);
+            var state = options.StateOf(age);
+            result[info.Node] = new NodeEntry
+            {
+                Info = info, State = state == "lost" && watchedFor is { } watched && watched < options.LostAfter ? "unreachable" : state, HeartbeatAgeSeconds = Math.Max(0, Math.Round(age.TotalSeconds, 1)), Leader = leader == info.Node,
+                Cordoned = set?.Cordoned == true, Draining = set?.Draining == true,
+            };
+        }
+        return result.Values.OrderBy(n => n.Info.Node, StringComparer.Ordinal).ToList();
+    }
+
+    public static async Task<IReadOnlyList<Deployment>> ReadDeploymentsAsync(INatsKVStore deployments, CancellationToken cancellationToken)
+    {
+        var result = new List<Deployment>();
+        foreach (var (_, entry) in await ReadAllAsync(deployments, cancellationToken).ConfigureAwait(false))
+        {
+            try
+            {
+                if (JsonSerializer.Deserialize(entry.Value, WorkloadJsonContext.Default.Deployment) is { } deployment)
+                {
+                    deployment.Revision = entry.Revision;
+                    result.Add(deployment);
+                }
+            }
+            catch (JsonException)
+            {
+            }
+        }
+        return result.OrderBy(d => d.Name, StringComparer.Ordinal).ToList();
+    }
+}
