@@ -145,12 +145,8 @@ public sealed class NodeHost : IAsyncDisposable
             Client = new NodeClient(_connection, NodeName, TimeSpan.FromSeconds(60));
         }
         var fleet = new FleetClient(_connection);
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
-        while (await fleet.GetNodeInfoAsync(NodeName, TimeSpan.FromSeconds(1)) is null)
-        {
-            Assert.True(DateTime.UtcNow < deadline, $"orchd did not answer on NATS; output:\n{daemon.Output}");
-            await Task.Delay(50);
-        }
+        await Eventually.TrueAsync($"orchd {NodeName} to answer on NATS", async () => await fleet.GetNodeInfoAsync(NodeName, TimeSpan.FromSeconds(1)) is not null,
+            TimeSpan.FromSeconds(20), () => $"no answer; output:\n{daemon.Output}", TimeSpan.FromMilliseconds(50));
     }
 
     /// <summary>kill -9: what a crash or the OOM killer does to orchd.</summary>
@@ -168,22 +164,9 @@ public sealed class NodeHost : IAsyncDisposable
     }
 
     /// <summary>Polls the node until <paramref name="condition"/> holds for the container, or fails with its last status.</summary>
-    public async Task<Orchestrator.Node.Reconcile.ContainerStatus> WaitForAsync(string name, Func<Orchestrator.Node.Reconcile.ContainerStatus, bool> condition, TimeSpan timeout, string what)
-    {
-        var deadline = DateTime.UtcNow + timeout;
-        Orchestrator.Node.Reconcile.ContainerStatus? last = null;
-        while (DateTime.UtcNow < deadline)
-        {
-            last = await Client.InspectAsync(name);
-            if (condition(last))
-            {
-                return last;
-            }
-            await Task.Delay(50);
-        }
-        Assert.Fail($"container {name}: {what} did not happen within {timeout}; last state {last?.State}, restarts {last?.Restarts}, message {last?.Message}\n{Daemon.Output}");
-        return last!;
-    }
+    public Task<Orchestrator.Node.Reconcile.ContainerStatus> WaitForAsync(string name, Func<Orchestrator.Node.Reconcile.ContainerStatus, bool> condition, TimeSpan timeout, string what)
+        => Eventually.ValueAsync($"container {name}: {what}", () => Client.InspectAsync(name), condition, timeout, TimeSpan.FromMilliseconds(50),
+            last => $"state {last.State}, restarts {last.Restarts}, message {last.Message}\n{Daemon.Output}");
 
     /// <summary>Alive and not a zombie (a test machine's pid 1 may not reap what orchd left it).</summary>
     public static bool IsAlive(int pid)

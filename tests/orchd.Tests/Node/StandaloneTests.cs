@@ -20,15 +20,8 @@ public sealed class StandaloneTests
         return doc.RootElement.GetProperty("status").GetString();
     }
 
-    private static async Task WaitAsync(Func<Task<bool>> condition, string what, NodeHost node)
-    {
-        var deadline = DateTime.UtcNow + s_wait;
-        while (!await condition())
-        {
-            Assert.True(DateTime.UtcNow < deadline, $"{what} did not happen; orchd said:\n{node.Daemon.Output}");
-            await Task.Delay(100);
-        }
-    }
+    private static Task WaitAsync(Func<Task<bool>> condition, string what, NodeHost node)
+        => Eventually.TrueAsync(what, condition, s_wait, () => $"not yet; orchd said:\n{node.Daemon.Output}");
 
     [Fact(Timeout = 120_000)]
     public async Task Static_manifests_run_change_and_go_with_no_nats()
