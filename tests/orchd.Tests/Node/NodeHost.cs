@@ -162,8 +162,9 @@ public sealed class NodeHost : IAsyncDisposable
     }
 
     /// <summary>A container's log, polled until <paramref name="condition"/> holds.</summary>
-    public Task<IReadOnlyList<Orchestrator.Node.Logs.LogLine>> LogsUntilAsync(string name, Func<IReadOnlyList<Orchestrator.Node.Logs.LogLine>, bool> condition, TimeSpan timeout, string what)
-        => Eventually.ValueAsync($"{name}'s log: {what}", () => Client.LogsAsync(name), condition, timeout, TimeSpan.FromMilliseconds(100),
+    public Task<IReadOnlyList<Orchestrator.Node.Logs.LogLine>> LogsUntilAsync(string name, Func<IReadOnlyList<Orchestrator.Node.Logs.LogLine>, bool> condition, TimeSpan timeout, string what,
+        TimeSpan? poll = null)
+        => Eventually.ValueAsync($"{name}'s log: {what}", () => Client.LogsAsync(name), condition, timeout, poll ?? TimeSpan.FromMilliseconds(100),
             lines => lines.Count == 0 ? "no lines" : $"{lines.Count} lines, the last '{lines[^1].Text}'");
 
     /// <summary>Starts (or starts again) orchd and waits until it answers on NATS.</summary>
