@@ -5,13 +5,6 @@ using Orchestrator.Api;
 
 namespace Orchestrator.Ctl;
 
-/// <summary>A usage error: exit 2, with the sentence that says how to call the command.</summary>
-internal sealed class UsageException(string message) : Exception(message)
-{
-    public UsageException() : this("bad usage") { }
-    public UsageException(string message, Exception inner) : this(message) => _ = inner;
-}
-
 /// <summary>NATS or every node that was asked did not answer: exit 3.</summary>
 internal sealed class UnreachableException(string message) : Exception(message)
 {
@@ -19,70 +12,38 @@ internal sealed class UnreachableException(string message) : Exception(message)
     public UnreachableException(string message, Exception inner) : this(message) => _ = inner;
 }
 
-/// <summary>A command's arguments, read against its flags in the command table (values, switches, positionals, and what follows --).</summary>
+/// <summary>A command's arguments, read by the shared parser against its flags in the command table (values, switches, positionals, and what follows --).</summary>
 internal sealed class ParsedArgs
 {
-    private readonly Dictionary<string, List<string>> _values = new(StringComparer.Ordinal);
-    private readonly HashSet<string> _switches = new(StringComparer.Ordinal);
+    private readonly ParsedArguments _parsed;
 
-    public List<string> Positional { get; } = [];
+    private ParsedArgs(ParsedArguments parsed) => _parsed = parsed;
+
+    public List<string> Positional => _parsed.Positional;
+
     /// <summary>What follows `--` (exec's command), or null when there was no `--`.</summary>
-    public List<string>? AfterDashDash { get; private set; }
+    public List<string>? AfterDashDash => _parsed.AfterDashDash;
 
     public static ParsedArgs Parse(string command, IReadOnlyList<string> args)
     {
         var spec = Commands.Find(command) ?? throw new UsageException($"unknown command '{command}'");
-        var parsed = new ParsedArgs();
-        for (var i = 0; i < args.Count; i++)
+        var flags = new FlagSet();
+        foreach (var flag in spec.Flags)
         {
-            var arg = args[i];
-            if (arg == "--")
-            {
-                parsed.AfterDashDash = args.Skip(i + 1).ToList();
-                break;
-            }
-            if (arg.Length < 2 || arg[0] != '-' || arg == "-")
-            {
-                parsed.Positional.Add(arg);
-                continue;
-            }
-            var eq = arg.IndexOf('=', StringComparison.Ordinal);
-            var name = arg.StartsWith("--", StringComparison.Ordinal) && eq > 0 ? arg[..eq] : arg;
-            var flag = spec.Flags.FirstOrDefault(f => f.Each.Contains(name))
-                ?? throw new UsageException($"{command} has no flag {name}; `orchctl {command} --help` lists its flags");
-            var key = flag.Each.Last();
-            if (flag.Value is null)
-            {
-                parsed._switches.Add(key);
-                continue;
-            }
-            string value;
-            if (eq > 0 && name.Length == eq)
-            {
-                value = arg[(eq + 1)..];
-            }
-            else if (i + 1 < args.Count)
-            {
-                value = args[++i];
-            }
-            else
-            {
-                throw new UsageException($"{name} needs a value: {name} {flag.Value}");
-            }
-            if (!parsed._values.TryGetValue(key, out var list))
-            {
-                parsed._values[key] = list = [];
-            }
-            list.Add(value);
+            flags.Add(new Flag([.. flag.Each], TakesValue: flag.Value is not null, flag.Value));
         }
-        return parsed;
+        return new ParsedArgs(ArgumentParser.Parse(args, flags, new ParseRules
+        {
+            UnknownFlagMessage = name => $"{command} has no flag {name}; `orchctl {command} --help` lists its flags",
+            MissingValueMessage = (name, flag) => $"{name} needs a value: {name} {flag.ValueName}",
+        }));
     }
 
-    public bool Has(string longName) => _switches.Contains(longName);
+    public bool Has(string longName) => _parsed.Has(longName);
 
-    public string? Value(string longName) => _values.TryGetValue(longName, out var list) ? list[^1] : null;
+    public string? Value(string longName) => _parsed.Value(longName);
 
-    public IReadOnlyList<string> Values(string longName) => _values.TryGetValue(longName, out var list) ? list : [];
+    public IReadOnlyList<string> Values(string longName) => _parsed.Values(longName);
 
     /// <summary>-o: table (default), wide, json, yaml or name.</summary>
     public string Format()

@@ -1,4 +1,3 @@
-using System.Globalization;
 using NATS.Client.Core;
 using Orchestrator.Api.Workloads;
 
@@ -60,8 +59,7 @@ internal sealed class ConnectionFlags
     }
 
     private static TimeSpan? ParseTimeout(string text)
-        => double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var seconds) && seconds > 0 ? TimeSpan.FromSeconds(seconds)
-            : Quantities.TryParseDuration(text, out var d) && d > TimeSpan.Zero ? d : null;
+        => Duration.TryParse(text, out var d) && d > TimeSpan.Zero ? d : null;
 
     private readonly Dictionary<string, string> _flags = new(StringComparer.Ordinal);
     private string? _contextFlag;
@@ -73,39 +71,38 @@ internal sealed class ConnectionFlags
     public string ContextSource => _contextFlag is not null ? "flag --context" : Environment.GetEnvironmentVariable("ORCH_CONTEXT") is { Length: > 0 } ? "env ORCH_CONTEXT"
         : ContextName is not null ? "current-context in the file" : "-";
 
-    /// <summary>Takes one global flag (and its value) at args[i]; false when args[i] is not one.</summary>
-    public bool TryTake(IReadOnlyList<string> args, ref int i)
+    /// <summary>orchctl's global flags: the settings, --context, --no-color and help; they may stand anywhere before `--`.</summary>
+    public static FlagSet GlobalFlags()
     {
-        var arg = args[i];
-        var eq = arg.IndexOf('=', StringComparison.Ordinal);
-        var name = arg.StartsWith("--", StringComparison.Ordinal) && eq > 0 ? arg[..eq] : arg;
-        var spec = Specs.FirstOrDefault(s => s.Flag == name || s.Short == name);
-        if (spec is null && name != "--context")
+        var flags = new FlagSet();
+        foreach (var spec in Specs)
         {
-            return false;
+            flags.Add(new Flag(spec.Short is null ? [spec.Flag] : [spec.Short, spec.Flag], TakesValue: true, spec.Value));
         }
-        string value;
-        if (eq > 0 && name.Length == eq)
+        return flags.Add(new Flag(["--context"], TakesValue: true, "NAME")).Switch("--no-color").Switch("-h", "--help");
+    }
+
+    /// <summary>The rules of the global parse: what is not a global flag stays in place for the command's own parse.</summary>
+    public static readonly ParseRules GlobalRules = new()
+    {
+        Unknown = UnknownFlagRule.Positional,
+        MissingValueMessage = (name, flag) => $"{name} needs a value: {name} {flag.ValueName}",
+    };
+
+    /// <summary>Takes the settings given as global flags.</summary>
+    public void Take(ParsedArguments parsed)
+    {
+        foreach (var (flag, value) in parsed.Given)
         {
-            value = arg[(eq + 1)..];
+            if (flag.Key == "--context")
+            {
+                _contextFlag = value;
+            }
+            else if (Specs.FirstOrDefault(s => s.Flag == flag.Key) is { } spec)
+            {
+                _flags[spec.Key] = value;
+            }
         }
-        else if (i + 1 < args.Count)
-        {
-            value = args[++i];
-        }
-        else
-        {
-            throw new UsageException($"{name} needs a value: {name} {spec?.Value ?? "NAME"}");
-        }
-        if (spec is null)
-        {
-            _contextFlag = value;
-        }
-        else
-        {
-            _flags[spec.Key] = value;
-        }
-        return true;
     }
 
     /// <summary>Resolves every setting: flags, then variables, then the context, then defaults.</summary>

@@ -175,31 +175,7 @@ internal sealed partial class ContextConfig
     private static UsageException Error(string path, Mark at, string message) => new($"{path}:{at.Line}:{at.Column}: {message}");
 
     private static string Suggest(string key, IEnumerable<string> known)
-    {
-        var best = known.Select(k => (k, d: Distance(k, key))).OrderBy(x => x.d).First();
-        return best.d <= 2 ? $"; did you mean '{best.k}'?" : "";
-    }
-
-    private static int Distance(string a, string b)
-    {
-        var d = new int[a.Length + 1, b.Length + 1];
-        for (var i = 0; i <= a.Length; i++)
-        {
-            d[i, 0] = i;
-        }
-        for (var j = 0; j <= b.Length; j++)
-        {
-            d[0, j] = j;
-        }
-        for (var i = 1; i <= a.Length; i++)
-        {
-            for (var j = 1; j <= b.Length; j++)
-            {
-                d[i, j] = Math.Min(Math.Min(d[i - 1, j] + 1, d[i, j - 1] + 1), d[i - 1, j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1));
-            }
-        }
-        return d[a.Length, b.Length];
-    }
+        => EditDistance.Closest(key, known, maxDistance: 2) is { } best ? $"; did you mean '{best}'?" : "";
 
     [GeneratedRegex(@"^current-context:.*$", RegexOptions.Multiline)]
     private static partial Regex CurrentContextLine();

@@ -43,7 +43,7 @@ internal static class FleetCommands
                 return 0;
             case "events":
                 var sinceText = parsed.Value("--since") ?? "1h";
-                if (!Quantities.TryParseDuration(sinceText, out var ago))
+                if (!Duration.TryParse(sinceText, out var ago))
                 {
                     throw new UsageException($"--since '{sinceText}' is not a duration like 10m");
                 }
@@ -221,7 +221,7 @@ internal static class FleetCommands
         TimeSpan? limit = null;
         if (waitTimeout is not null)
         {
-            limit = Quantities.TryParseDuration(waitTimeout, out var d) ? d : throw new UsageException($"--wait-timeout '{waitTimeout}' is not a duration like 5m");
+            limit = Duration.TryParse(waitTimeout, out var d) ? d : throw new UsageException($"--wait-timeout '{waitTimeout}' is not a duration like 5m");
         }
         using var interrupted = new CancellationTokenSource();
         using var onInterrupt = Terminal.OnInterrupt(interrupted);

@@ -28,7 +28,7 @@ internal static class NodeCommands
             ? int.TryParse(tailText, NumberStyles.None, CultureInfo.InvariantCulture, out var n) ? n : throw new UsageException($"--tail '{tailText}' is not a number of lines")
             : (int?)null;
         var since = parsed.Value("--since") is { } sinceText
-            ? Quantities.TryParseDuration(sinceText, out var ago) ? DateTimeOffset.UtcNow - ago : throw new UsageException($"--since '{sinceText}' is not a duration like 10m")
+            ? Duration.TryParse(sinceText, out var ago) ? DateTimeOffset.UtcNow - ago : throw new UsageException($"--since '{sinceText}' is not a duration like 10m")
             : (DateTimeOffset?)null;
         var file = parsed.Value("--file");
         var timeout = context.Timeout;

@@ -236,106 +236,81 @@ internal static class Output
 }
 
 /// <summary>
-/// A small YAML emitter over JSON (no reflection): block mappings and sequences, plain scalars
-/// where YAML reads them back as the same string, double quotes (JSON escapes) otherwise.
+/// -o yaml: a JSON document written through YamlDotNet's emitter (events, no reflection, AOT-safe):
+/// block mappings and sequences (kubectl's layout: "- " at the key's indentation), plain scalars
+/// where YAML reads them back as the same string, double quotes otherwise, no line folding.
 /// </summary>
+/// <remarks>
+/// The static serializer (<c>StaticSerializerBuilder</c>) serializes typed objects through a
+/// generated context; what orchctl prints is JSON already (a node's answer, with "node" added in
+/// front), so it drives the serializer's own back end, the emitter, with that document's events.
+/// </remarks>
 internal static class Yaml
 {
     public static string FromJson(JsonElement element)
     {
-        var text = new StringBuilder();
-        switch (element.ValueKind)
-        {
-            case JsonValueKind.Object when element.EnumerateObject().Any():
-                Mapping(element, 0, text);
-                break;
-            case JsonValueKind.Array when element.GetArrayLength() > 0:
-                Sequence(element, 0, text);
-                break;
-            default:
-                text.Append(Scalar(element)).Append('\n');
-                break;
-        }
+        using var text = new StringWriter(CultureInfo.InvariantCulture) { NewLine = "\n" };
+        var emitter = new YamlDotNet.Core.Emitter(text, bestIndent: 2, bestWidth: int.MaxValue);
+        emitter.Emit(new YamlDotNet.Core.Events.StreamStart());
+        emitter.Emit(new YamlDotNet.Core.Events.DocumentStart());
+        Node(emitter, element);
+        emitter.Emit(new YamlDotNet.Core.Events.DocumentEnd(isImplicit: true));
+        emitter.Emit(new YamlDotNet.Core.Events.StreamEnd());
         return text.ToString();
     }
 
-    private static void Mapping(JsonElement obj, int indent, StringBuilder text, bool firstInline = false)
+    private static void Node(YamlDotNet.Core.IEmitter emitter, JsonElement value)
     {
-        var first = true;
-        foreach (var property in obj.EnumerateObject())
+        switch (value.ValueKind)
         {
-            if (!(first && firstInline))
-            {
-                text.Append(' ', indent);
-            }
-            first = false;
-            text.Append(Key(property.Name)).Append(':');
-            Value(property.Value, indent, text);
+            case JsonValueKind.Object:
+                var empty = !value.EnumerateObject().Any();
+                emitter.Emit(new YamlDotNet.Core.Events.MappingStart(null, null, isImplicit: true,
+                    empty ? YamlDotNet.Core.Events.MappingStyle.Flow : YamlDotNet.Core.Events.MappingStyle.Block));
+                foreach (var property in value.EnumerateObject())
+                {
+                    String(emitter, property.Name);
+                    Node(emitter, property.Value);
+                }
+                emitter.Emit(new YamlDotNet.Core.Events.MappingEnd());
+                break;
+            case JsonValueKind.Array:
+                emitter.Emit(new YamlDotNet.Core.Events.SequenceStart(null, null, isImplicit: true,
+                    value.GetArrayLength() == 0 ? YamlDotNet.Core.Events.SequenceStyle.Flow : YamlDotNet.Core.Events.SequenceStyle.Block));
+                foreach (var item in value.EnumerateArray())
+                {
+                    Node(emitter, item);
+                }
+                emitter.Emit(new YamlDotNet.Core.Events.SequenceEnd());
+                break;
+            case JsonValueKind.String:
+                String(emitter, value.GetString() ?? "");
+                break;
+            default:
+                Plain(emitter, value.ValueKind switch
+                {
+                    JsonValueKind.Number => value.GetRawText(),
+                    JsonValueKind.True => "true",
+                    JsonValueKind.False => "false",
+                    _ => "null",
+                });
+                break;
         }
     }
 
-    private static void Sequence(JsonElement array, int indent, StringBuilder text)
-    {
-        foreach (var item in array.EnumerateArray())
-        {
-            text.Append(' ', indent).Append('-');
-            if (item.ValueKind == JsonValueKind.Object && item.EnumerateObject().Any())
-            {
-                text.Append(' ');
-                Mapping(item, indent + 2, text, firstInline: true);
-            }
-            else if (item.ValueKind == JsonValueKind.Array && item.GetArrayLength() > 0)
-            {
-                text.Append('\n');
-                Sequence(item, indent + 2, text);
-            }
-            else
-            {
-                text.Append(' ').Append(Scalar(item)).Append('\n');
-            }
-        }
-    }
+    private static void Plain(YamlDotNet.Core.IEmitter emitter, string text)
+        => emitter.Emit(new YamlDotNet.Core.Events.Scalar(null, null, text, YamlDotNet.Core.ScalarStyle.Plain, isPlainImplicit: true, isQuotedImplicit: false));
 
-    /// <summary>After "key:": a nested block on the next lines, or " scalar".</summary>
-    private static void Value(JsonElement value, int indent, StringBuilder text)
+    private static void String(YamlDotNet.Core.IEmitter emitter, string text)
     {
-        if (value.ValueKind == JsonValueKind.Object && value.EnumerateObject().Any())
+        if (NeedsQuotes(text))
         {
-            text.Append('\n');
-            Mapping(value, indent + 2, text);
-        }
-        else if (value.ValueKind == JsonValueKind.Array && value.GetArrayLength() > 0)
-        {
-            text.Append('\n');
-            Sequence(value, indent, text); // kubectl style: "- " at the key's indentation
+            emitter.Emit(new YamlDotNet.Core.Events.Scalar(null, null, text, YamlDotNet.Core.ScalarStyle.DoubleQuoted, isPlainImplicit: false, isQuotedImplicit: true));
         }
         else
         {
-            text.Append(' ').Append(Scalar(value)).Append('\n');
+            Plain(emitter, text);
         }
-    }
-
-    private static string Key(string key) => NeedsQuotes(key) ? Quote(key) : key;
-
-    private static string Scalar(JsonElement value) => value.ValueKind switch
-    {
-        JsonValueKind.String => value.GetString() is { } s && !NeedsQuotes(s) ? s : Quote(value.GetString() ?? ""),
-        JsonValueKind.Number => value.GetRawText(),
-        JsonValueKind.True => "true",
-        JsonValueKind.False => "false",
-        JsonValueKind.Object => "{}",
-        JsonValueKind.Array => "[]",
-        _ => "null",
-    };
-
-    private static string Quote(string s)
-    {
-        using var buffer = new MemoryStream();
-        using (var writer = new Utf8JsonWriter(buffer, new JsonWriterOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
-        {
-            writer.WriteStringValue(s);
-        }
-        return Encoding.UTF8.GetString(buffer.ToArray());
     }
 
     private static readonly string[] s_reserved =

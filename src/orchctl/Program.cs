@@ -14,31 +14,15 @@ Console.SetOut(new StreamWriter(new StandardStream(1), utf8) { AutoFlush = true 
 Console.SetError(new StreamWriter(new StandardStream(2), utf8) { AutoFlush = true });
 
 var settings = new ConnectionFlags();
-var rest = new List<string>();
-var help = false;
+List<string> rest;
+bool help;
 try
 {
-    for (var i = 0; i < args.Length; i++)
-    {
-        switch (args[i])
-        {
-            case "--":
-                rest.AddRange(args[i..]);
-                i = args.Length;
-                break;
-            case "-h" or "--help":
-                help = true;
-                break;
-            case "--no-color":
-                Terminal.NoColorFlag = true;
-                break;
-            case var _ when settings.TryTake(args, ref i):
-                break;
-            default:
-                rest.Add(args[i]);
-                break;
-        }
-    }
+    var global = ArgumentParser.Parse(args, ConnectionFlags.GlobalFlags(), ConnectionFlags.GlobalRules);
+    settings.Take(global);
+    help = global.Has("--help");
+    Terminal.NoColorFlag = global.Has("--no-color");
+    rest = global.AfterDashDash is { } after ? [.. global.Positional, "--", .. after] : global.Positional;
 }
 catch (UsageException e)
 {

@@ -364,7 +364,7 @@ internal static class QueryCommands
     {
         var format = parsed.Format();
         var sinceText = parsed.Value("--since") ?? "1h";
-        if (!Quantities.TryParseDuration(sinceText, out var ago))
+        if (!Duration.TryParse(sinceText, out var ago))
         {
             throw new UsageException($"--since '{sinceText}' is not a duration like 10m");
         }

@@ -139,13 +139,6 @@ public sealed class ContainerdClientTests
         Assert.Null(ContainerdClient.ParseVersion(""));
     }
 
-    private static async Task WaitForAsync(Func<bool> condition, string what)
-    {
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
-        while (!condition())
-        {
-            Assert.True(DateTime.UtcNow < deadline, $"{what} did not happen");
-            await Task.Delay(50);
-        }
-    }
+    private static Task WaitForAsync(Func<bool> condition, string what)
+        => Eventually.TrueAsync(what, condition, TimeSpan.FromSeconds(20), poll: TimeSpan.FromMilliseconds(50));
 }

@@ -11,7 +11,7 @@ public sealed class LayeringTests
     /// <summary>Bottom first: a project may reference only projects before it.</summary>
     private static readonly string[] Layers =
     [
-        "Orchestrator.Api", "Orchestrator.Client", "Orchestrator.Linux", "Orchestrator.Runtime", "Orchestrator.Images",
+        "Orchestrator.Syntax", "Orchestrator.Api", "Orchestrator.Client", "Orchestrator.Linux", "Orchestrator.Runtime", "Orchestrator.Images",
         "Orchestrator.Containerd", "Orchestrator.Node", "Orchestrator.Fleet",
     ];
 
@@ -78,7 +78,9 @@ public sealed class LayeringTests
     [Fact]
     public void The_contract_depends_on_nothing_of_the_node()
     {
-        Assert.Empty(ReferencesOf("Orchestrator.Api"));
+        Assert.Empty(ReferencesOf("Orchestrator.Syntax")); // what people type, read one way: below everything
+        Assert.Empty(PackagesOf("Orchestrator.Syntax"));
+        Assert.Equal(["Orchestrator.Syntax"], ReferencesOf("Orchestrator.Api"));
         Assert.Equal(["YamlDotNet"], PackagesOf("Orchestrator.Api"));
         Assert.Equal(["Orchestrator.Api"], ReferencesOf("Orchestrator.Client"));
         Assert.DoesNotContain(PackagesOf("Orchestrator.Client"), p => p.StartsWith("Tmds.", StringComparison.Ordinal) || p.StartsWith("Grpc", StringComparison.Ordinal));
@@ -87,7 +89,7 @@ public sealed class LayeringTests
     [Fact]
     public void Orchctl_links_the_contract_and_the_client_only()
     {
-        Assert.Equal(["Orchestrator.Api", "Orchestrator.Client"], Closure("orchctl").Order(StringComparer.Ordinal));
+        Assert.Equal(["Orchestrator.Api", "Orchestrator.Client", "Orchestrator.Syntax"], Closure("orchctl").Order(StringComparer.Ordinal));
         Assert.Empty(PackagesOf("orchctl"));
     }
 }

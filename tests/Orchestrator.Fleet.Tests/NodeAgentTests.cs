@@ -14,14 +14,8 @@ public sealed class NodeAgentTests
         new NatsSettings { Urls = [url], MaxBackoff = TimeSpan.FromSeconds(1) },
         NullLogger<NodeAgent>.Instance);
 
-    private static async Task WaitConnectedAsync(NodeAgent agent)
-    {
-        for (var i = 0; i < 300 && !agent.IsConnected; i++)
-        {
-            await Task.Delay(20);
-        }
-        Assert.True(agent.IsConnected);
-    }
+    private static Task WaitConnectedAsync(NodeAgent agent)
+        => Eventually.TrueAsync("the agent connected to NATS", () => agent.IsConnected, TimeSpan.FromSeconds(6));
 
     [Fact(Timeout = 90_000)]
     public async Task Every_node_answers_discovery_and_its_own_subject()
@@ -64,10 +58,7 @@ public sealed class NodeAgentTests
         agent.StatusChanged += s => { lock (statuses) { statuses.Add(s); } };
         using var stop = new CancellationTokenSource();
         var run = agent.RunAsync(stop.Token);
-        for (var i = 0; i < 500 && statuses.Count == 0; i++)
-        {
-            await Task.Delay(20);
-        }
+        await Eventually.TrueAsync("a first status line", () => { lock (statuses) { return statuses.Count > 0; } }, TimeSpan.FromSeconds(10));
         Assert.False(agent.IsConnected);
         Assert.False(run.IsCompleted);
         lock (statuses)
@@ -86,9 +77,11 @@ public sealed class NodeAgentTests
     public async Task Cancelling_while_offline_ends_promptly()
     {
         var agent = Agent("gone", $"nats://127.0.0.1:{FreePort.Next()}");
+        var offline = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        agent.StatusChanged += s => { if (s.StartsWith("offline", StringComparison.Ordinal)) { offline.TrySetResult(); } };
         using var stop = new CancellationTokenSource();
         var run = agent.RunAsync(stop.Token);
-        await Task.Delay(300);
+        await offline.Task.WaitAsync(TimeSpan.FromSeconds(10)); // in its retry loop, not before it
         stop.Cancel();
         await run.WaitAsync(TimeSpan.FromSeconds(3));
         await agent.DisposeAsync();

@@ -55,14 +55,11 @@ public sealed class LogPumpTests : IDisposable
             }
         }
         Orchestrator.Linux.Libc.close(stderr);
-        var deadline = DateTime.UtcNow.AddSeconds(10);
-        IReadOnlyList<LogLine> lines;
-        do
+        var lines = await Eventually.ValueAsync("line-299 in the log", async () =>
         {
             pump.Flush();
-            lines = await LogReader.ReadAsync(logs, tail: null, since: null);
-        }
-        while (lines.All(l => l.Text != "line-299") && DateTime.UtcNow < deadline);
+            return await LogReader.ReadAsync(logs, tail: null, since: null);
+        }, l => l.Any(x => x.Text == "line-299"), TimeSpan.FromSeconds(10), TimeSpan.Zero, l => l.Count == 0 ? "no lines" : $"{l.Count} lines, the last '{l[^1].Text}'");
         // 300 records of ~50 bytes fill more than three 4 KiB files: the oldest lines are gone.
         Assert.True(File.Exists(Path.Combine(logs, "container.log.1")));
         Assert.False(File.Exists(Path.Combine(logs, "container.log.3")));
@@ -130,11 +127,11 @@ public sealed class LogPumpTests : IDisposable
             writer.Write(Encoding.ASCII.GetBytes($"line-{i}\n"));
         }
         writer.Flush();
-        var deadline = DateTime.UtcNow.AddSeconds(10);
-        while ((await LogReader.ReadAsync(logs, tail: 1, since: null)) is not [{ Text: "line-49" }] && DateTime.UtcNow < deadline)
+        await Eventually.ValueAsync("line-49 as the last line", async () =>
         {
             pump.Flush();
-        }
+            return await LogReader.ReadAsync(logs, tail: 1, since: null);
+        }, l => l is [{ Text: "line-49" }], TimeSpan.FromSeconds(10), TimeSpan.Zero, l => l.Count == 0 ? "no lines" : $"'{l[^1].Text}'");
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(20));
         var seen = new List<string>();
         var historyRead = new TaskCompletionSource();

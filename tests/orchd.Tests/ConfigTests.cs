@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Logging;
 using Orchestrator.Daemon.Configuration;
+using Orchestrator.Syntax;
 
 namespace Orchestrator.Daemon.Tests;
 

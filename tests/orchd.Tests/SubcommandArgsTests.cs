@@ -1,4 +1,5 @@
 using Orchestrator.Daemon.Configuration;
+using Orchestrator.Syntax;
 
 namespace Orchestrator.Daemon.Tests;
 

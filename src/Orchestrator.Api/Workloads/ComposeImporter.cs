@@ -856,19 +856,12 @@ internal static partial class ComposeImporter
             {
                 return null;
             }
-            var matches = DurationPart().Matches(text);
-            if (text.Length == 0 || matches.Sum(m => m.Length) != text.Length)
+            if (!Orchestrator.Syntax.Duration.TryParse(text, out var duration))
             {
                 Error(node, path, $"expected a duration such as 10s, 1m30s or 500ms, got '{text}'");
                 return null;
             }
-            var seconds = 0.0;
-            foreach (Match m in matches)
-            {
-                var number = double.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture);
-                seconds += number * m.Groups[2].Value switch { "h" => 3600, "m" => 60, "s" => 1, "ms" => 1e-3, "us" or "µs" => 1e-6, _ => 1e-9 };
-            }
-            return TimeSpan.FromSeconds(seconds);
+            return duration;
         }
 
         /// <summary>no, always, on-failure[:N], unless-stopped.</summary>
@@ -1121,9 +1114,6 @@ internal static partial class ComposeImporter
 
     [GeneratedRegex(@"^([0-9]+(?:\.[0-9]+)?)\s*([bkmgtBKMGT])?[bB]?$")]
     private static partial Regex SizePattern();
-
-    [GeneratedRegex(@"([0-9]+(?:\.[0-9]+)?)(h|ms|m|s|us|µs|ns)")]
-    private static partial Regex DurationPart();
 
     [GeneratedRegex(@"^\s*node\.labels\.([A-Za-z0-9_.\-/]+)\s*==\s*(\S+)\s*$")]
     private static partial Regex LabelConstraint();

@@ -1,4 +1,5 @@
 using System.Globalization;
+using Orchestrator.Syntax;
 
 namespace Orchestrator.Api.Workloads;
 
@@ -113,39 +114,12 @@ public static class ManifestRules
             {
                 return candidate;
             }
-            var distance = Distance(name.ToLowerInvariant(), candidate.ToLowerInvariant());
+            var distance = EditDistance.Between(name.ToLowerInvariant(), candidate.ToLowerInvariant());
             if (distance < bestDistance)
             {
                 (best, bestDistance) = (candidate, distance);
             }
         }
         return bestDistance <= Math.Max(1, Math.Min(name.Length, best?.Length ?? 0) / 3) ? best : null;
-    }
-
-    private static int Distance(string a, string b)
-    {
-        // Optimal string alignment: insertions, deletions, substitutions and swaps of neighbours.
-        var d = new int[a.Length + 1, b.Length + 1];
-        for (var i = 0; i <= a.Length; i++)
-        {
-            d[i, 0] = i;
-        }
-        for (var j = 0; j <= b.Length; j++)
-        {
-            d[0, j] = j;
-        }
-        for (var i = 1; i <= a.Length; i++)
-        {
-            for (var j = 1; j <= b.Length; j++)
-            {
-                var cost = a[i - 1] == b[j - 1] ? 0 : 1;
-                d[i, j] = Math.Min(Math.Min(d[i - 1, j] + 1, d[i, j - 1] + 1), d[i - 1, j - 1] + cost);
-                if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1])
-                {
-                    d[i, j] = Math.Min(d[i, j], d[i - 2, j - 2] + 1);
-                }
-            }
-        }
-        return d[a.Length, b.Length];
     }
 }

@@ -48,23 +48,4 @@ public static class Quantities
         }
         return false;
     }
-
-    /// <summary>"250ms", "10s", "5m", "1h", or a bare number of seconds.</summary>
-    public static bool TryParseDuration(string text, out TimeSpan duration)
-    {
-        duration = default;
-        text = text.Trim();
-        var units = new (string Unit, double Seconds)[] { ("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600), ("", 1) };
-        foreach (var (unit, seconds) in units)
-        {
-            if (text.EndsWith(unit, StringComparison.Ordinal) &&
-                double.TryParse(text.AsSpan(0, text.Length - unit.Length), NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out var number) &&
-                number >= 0 && number * seconds < TimeSpan.MaxValue.TotalSeconds / 2)
-            {
-                duration = TimeSpan.FromSeconds(number * seconds);
-                return true;
-            }
-        }
-        return false;
-    }
 }

@@ -55,9 +55,9 @@ public static class WorkloadValidator
             ManifestRules.Check(errors, "restart.maxRetries", "RestartPolicy.maxRetries", restart.MaxRetries);
             foreach (var (field, value) in new[] { ("backoff", restart.Backoff), ("maxBackoff", restart.MaxBackoff), ("resetAfter", restart.ResetAfter) })
             {
-                if (value is not null && !Quantities.TryParseDuration(value, out _))
+                if (value is not null && !Orchestrator.Syntax.Duration.TryParse(value, out _))
                 {
-                    Error($"restart.{field}: expected a duration (500ms, 10s, 5m, 1h), got '{value}'");
+                    Error($"restart.{field}: expected a duration ({Orchestrator.Syntax.Duration.Examples}), got '{value}'");
                 }
             }
         }

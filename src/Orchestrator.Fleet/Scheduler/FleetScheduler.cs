@@ -26,6 +26,9 @@ public sealed partial class FleetScheduler(string nodeName, FleetOptions options
     /// <summary>The latest value of each custom metric subject (orch.metrics.…), fed by the member's subscription.</summary>
     public ConcurrentDictionary<string, (double Value, DateTimeOffset At)> Metrics { get; } = new(StringComparer.Ordinal);
 
+    /// <summary>Passes that ran to their end (not one cut short by a lost lease or connection): a test waits for N of them instead of sleeping.</summary>
+    public PassCounter Passes { get; } = new();
+
     /// <summary>Node values written or deleted by the last pass (for benchmarks and logs).</summary>
     public int LastWrites { get; private set; }
 
@@ -177,6 +180,7 @@ public sealed partial class FleetScheduler(string nodeName, FleetOptions options
         {
             await buckets.Status.DeleteAsync(key, cancellationToken: cancellationToken).ConfigureAwait(false);
         }
+        Passes.PassCompleted();
     }
 
     /// <summary>

@@ -54,5 +54,5 @@ public static class RestartTracker
     }
 
     private static TimeSpan Duration(string? text, TimeSpan fallback)
-        => text is not null && Quantities.TryParseDuration(text, out var d) ? d : fallback;
+        => Orchestrator.Syntax.Duration.TryParse(text, out var d) ? d : fallback;
 }

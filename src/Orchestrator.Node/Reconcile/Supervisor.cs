@@ -137,6 +137,9 @@ public sealed partial class Supervisor : IAsyncDisposable
 
     // ---------------------------------------------------------------- the loop
 
+    /// <summary>Reconcile passes completed (recovery's, the resync's, those after an exit or an API call): a test waits for N of them instead of sleeping.</summary>
+    public PassCounter Passes { get; } = new();
+
     public async Task RunAsync(CancellationToken cancellationToken)
     {
         // Before the mailbox is read: requests that arrive meanwhile wait for it.
@@ -407,6 +410,7 @@ public sealed partial class Supervisor : IAsyncDisposable
                 LogStepFailed(_logger, instance.Record.Name, e.Message);
             }
         }
+        Passes.PassCompleted();
     }
 
     private async Task ReconcileOneAsync(string name, Workload workload)

@@ -4,6 +4,7 @@ using System.Text.Json;
 using Orchestrator.Runtime.Cgroups;
 using Orchestrator.Runtime.Spec;
 using Orchestrator.Runtime.State;
+using Orchestrator.Syntax;
 
 namespace Orchestrator.Runtime.Cli;
 
@@ -16,50 +17,41 @@ public static class RuncCli
 {
     public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
     {
-        var globals = new Dictionary<string, string?>(StringComparer.Ordinal);
-        var i = 0;
         string? logFile = null;
         var logJson = false;
         try
         {
-            for (; i < args.Length && args[i].StartsWith('-'); i++)
+            // The first word that is not a global flag is the command; an unknown global flag lands
+            // there too, and is refused once --log is known (so the refusal is logged).
+            var global = ArgumentParser.Parse(args, s_globalFlags, new ParseRules { Unknown = UnknownFlagRule.Positional, FlagsEndAtFirstPositional = true });
+            logFile = global.Value("--log");
+            logJson = global.Value("--log-format") == "json";
+            if (global.Has("--systemd-cgroup"))
             {
-                var (name, value) = Split(args[i]);
-                switch (name)
-                {
-                    case "--root":
-                        globals["root"] = value ?? Next(args, ref i, name);
-                        break;
-                    case "--log":
-                        logFile = value ?? Next(args, ref i, name);
-                        break;
-                    case "--log-format":
-                        logJson = (value ?? Next(args, ref i, name)) == "json";
-                        break;
-                    case "--debug":
-                        break;
-                    case "--systemd-cgroup":
-                        throw new UsageError("--systemd-cgroup is not supported: orch-runc manages cgroupfs paths itself; drop the flag (SystemdCgroup = false in containerd)");
-                    case "--criu" or "--rootless":
-                        _ = value ?? Next(args, ref i, name);
-                        break;
-                    case "-v" or "--version":
-                        return Version(stdout);
-                    case "-h" or "--help":
-                        stdout.Write(Usage);
-                        return 0;
-                    default:
-                        throw new UsageError($"unknown global flag '{name}'");
-                }
+                throw new UsageException("--systemd-cgroup is not supported: orch-runc manages cgroupfs paths itself; drop the flag (SystemdCgroup = false in containerd)");
             }
-            if (i >= args.Length)
+            if (global.Has("--version"))
+            {
+                return Version(stdout);
+            }
+            if (global.Has("--help"))
+            {
+                stdout.Write(Usage);
+                return 0;
+            }
+            List<string> words = global.AfterDashDash is { } after ? [.. global.Positional, "--", .. after] : global.Positional;
+            if (words.Count == 0)
             {
                 stderr.Write(Usage);
                 return 1;
             }
-            var runtime = new ContainerRuntime(globals.GetValueOrDefault("root") ?? "/run/orch-runc");
-            var command = args[i];
-            var rest = args[(i + 1)..];
+            if (words[0].StartsWith('-'))
+            {
+                throw new UsageException($"unknown global flag '{words[0].Split('=')[0]}'");
+            }
+            var runtime = new ContainerRuntime(global.Value("--root") ?? "/run/orch-runc");
+            var command = words[0];
+            var rest = words.Skip(1).ToArray();
             return command switch
             {
                 "version" => Version(stdout),
@@ -79,10 +71,10 @@ public static class RuncCli
                 "update" => Update(runtime, rest),
                 "features" => Features(stdout),
                 "bench-inprocess" => BenchInProcess(runtime, rest, stdout),
-                _ => throw new UsageError($"'{command}' is not a command of orch-runc; see orch-runc --help"),
+                _ => throw new UsageException($"'{command}' is not a command of orch-runc; see orch-runc --help"),
             };
         }
-        catch (Exception e) when (ErrorKinds.Of(e) is not null || e is UsageError or InvalidOperationException or ArgumentException or IOException or UnauthorizedAccessException)
+        catch (Exception e) when (ErrorKinds.Of(e) is not null || e is UsageException or InvalidOperationException or ArgumentException or IOException or UnauthorizedAccessException)
         {
             stderr.WriteLine($"orch-runc: {e.Message}");
             if (Environment.GetEnvironmentVariable("ORCH_RUNC_DEBUG") == "1")
@@ -120,7 +112,9 @@ public static class RuncCli
 
         """;
 
-    private sealed class UsageError(string message) : Exception(message);
+    private static readonly FlagSet s_globalFlags = new FlagSet()
+        .Value("--root").Value("--log").Value("--log-format").Value("--criu").Value("--rootless")
+        .Switch("--debug").Switch("--systemd-cgroup").Switch("-v", "--version").Switch("-h", "--help");
 
     private static int Version(TextWriter stdout)
     {
@@ -130,109 +124,57 @@ public static class RuncCli
         return 0;
     }
 
-    private static (string Name, string? Value) Split(string arg)
+    /// <summary>A command's flags (by their -- name) and positionals, in the shared grammar; flags end at the container id.</summary>
+    private static (Dictionary<string, string> Flags, List<string> Positional, ParsedArguments Parsed) Parse(string[] args, FlagSet flags)
     {
-        var eq = arg.IndexOf('=', StringComparison.Ordinal);
-        return arg.StartsWith("--", StringComparison.Ordinal) && eq > 0 ? (arg[..eq], arg[(eq + 1)..]) : (arg, null);
-    }
-
-    private static string Next(string[] args, ref int i, string name)
-        => i + 1 < args.Length ? args[++i] : throw new UsageError($"flag {name} needs a value");
-
-    /// <summary>Parses a command's flags; <paramref name="valued"/> take a value, <paramref name="switches"/> do not.</summary>
-    private static (Dictionary<string, string> Flags, List<string> Positional) Parse(string[] args, string[] valued, string[] switches)
-    {
-        var flags = new Dictionary<string, string>(StringComparer.Ordinal);
-        var positional = new List<string>();
-        for (var i = 0; i < args.Length; i++)
+        var parsed = ArgumentParser.Parse(args, flags, new ParseRules { FlagsEndAtFirstPositional = true });
+        var values = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var (flag, value) in parsed.Given)
         {
-            if (args[i] == "--")
-            {
-                positional.AddRange(args[(i + 1)..]);
-                break;
-            }
-            if (!args[i].StartsWith('-') || positional.Count > 0)
-            {
-                positional.Add(args[i]);
-                continue;
-            }
-            var (name, value) = Split(args[i]);
-            if (valued.Contains(name))
-            {
-                flags[name] = value ?? Next(args, ref i, name);
-            }
-            else if (switches.Contains(name))
-            {
-                flags[name] = value ?? "true";
-            }
-            else
-            {
-                throw new UsageError($"unknown flag '{name}'");
-            }
+            values[flag.Key] = value;
         }
-        return (flags, positional);
+        return (values, parsed.AfterDashDash is { } after ? [.. parsed.Positional, .. after] : parsed.Positional, parsed);
     }
 
     private static string Id(List<string> positional, string command)
-        => positional.Count >= 1 ? positional[0] : throw new UsageError($"{command} needs a container id");
+        => positional.Count >= 1 ? positional[0] : throw new UsageException($"{command} needs a container id");
 
     private static int Simple(string[] args, string command, Action<string> action)
     {
-        var (_, positional) = Parse(args, [], []);
+        var (_, positional, _) = Parse(args, new FlagSet());
         action(Id(positional, command));
         return 0;
     }
 
-    private static readonly string[] s_createValued = ["--bundle", "-b", "--pid-file", "--console-socket", "--preserve-fds"];
-    private static readonly string[] s_createSwitches = ["--no-pivot", "--no-new-keyring", "--detach", "-d", "--keep"];
+    private static readonly FlagSet s_createFlags = new FlagSet()
+        .Value("--bundle", "-b").Value("--pid-file").Value("--console-socket").Value("--preserve-fds")
+        .Switch("--no-pivot").Switch("--no-new-keyring").Switch("--detach", "-d").Switch("--keep");
 
     private static int Create(ContainerRuntime runtime, string[] args)
     {
-        var (flags, positional) = Parse(args, s_createValued, s_createSwitches);
+        var (flags, positional, _) = Parse(args, s_createFlags);
         runtime.Create(Id(positional, "create"), Bundle(flags), flags.GetValueOrDefault("--pid-file"), PreserveFds(flags), flags.ContainsKey("--no-pivot"), flags.GetValueOrDefault("--console-socket"));
         return 0;
     }
 
     private static int RunCommand(ContainerRuntime runtime, string[] args)
     {
-        var (flags, positional) = Parse(args, s_createValued, s_createSwitches);
+        var (flags, positional, _) = Parse(args, s_createFlags);
         var detach = flags.ContainsKey("--detach") || flags.ContainsKey("-d");
         return runtime.Run(Id(positional, "run"), Bundle(flags), flags.GetValueOrDefault("--pid-file"), PreserveFds(flags), detach, flags.ContainsKey("--no-pivot"), flags.GetValueOrDefault("--console-socket"), flags.ContainsKey("--keep"));
     }
 
+    private static readonly FlagSet s_execFlags = new FlagSet()
+        .Value("--env", "-e").Value("--cap", "-c")
+        .Value("--process", "-p").Value("--cwd").Value("--user", "-u").Value("--pid-file").Value("--console-socket").Value("--preserve-fds")
+        .Value("--additional-gids", "-g").Value("--process-label").Value("--apparmor").Value("--cgroup")
+        .Switch("--detach", "-d").Switch("--tty", "-t").Switch("--no-new-privs");
+
     private static int Exec(ContainerRuntime runtime, string[] args)
     {
-        // Repeatable flags (--env, --cap) are gathered by hand; the rest like other commands.
-        var env = new List<string>();
-        var caps = new List<string>();
-        var filtered = new List<string>();
-        string[] valued = ["--process", "-p", "--cwd", "--user", "-u", "--pid-file", "--console-socket", "--preserve-fds", "--additional-gids", "-g", "--process-label", "--apparmor", "--cgroup"];
-        for (var i = 0; i < args.Length; i++)
-        {
-            if (!args[i].StartsWith('-'))
-            {
-                filtered.AddRange(args[i..]); // the id and the command: never flags of ours
-                break;
-            }
-            var (name, value) = Split(args[i]);
-            if (name is "--env" or "-e")
-            {
-                env.Add(value ?? Next(args, ref i, name));
-            }
-            else if (name is "--cap" or "-c")
-            {
-                caps.Add(value ?? Next(args, ref i, name));
-            }
-            else
-            {
-                filtered.Add(args[i]);
-                if (value is null && valued.Contains(name) && i + 1 < args.Length)
-                {
-                    filtered.Add(args[++i]);
-                }
-            }
-        }
-        var (flags, positional) = Parse([.. filtered], valued, ["--detach", "-d", "--tty", "-t", "--no-new-privs"]);
+        var (flags, positional, parsed) = Parse(args, s_execFlags);
+        var env = parsed.Values("--env");
+        var caps = parsed.Values("--cap");
         var id = Id(positional, "exec");
         ProcessSpec process;
         if ((flags.GetValueOrDefault("--process") ?? flags.GetValueOrDefault("-p")) is { } processFile)
@@ -240,18 +182,18 @@ public static class RuncCli
             try
             {
                 process = JsonSerializer.Deserialize(File.ReadAllBytes(processFile), SpecJsonContext.Default.ProcessSpec)
-                    ?? throw new UsageError($"--process: '{processFile}' is empty");
+                    ?? throw new UsageException($"--process: '{processFile}' is empty");
             }
             catch (JsonException e)
             {
-                throw new UsageError($"--process: '{processFile}' is not a valid process JSON ({e.Message.Split(". ")[0]})");
+                throw new UsageException($"--process: '{processFile}' is not a valid process JSON ({e.Message.Split(". ")[0]})");
             }
         }
         else
         {
             if (positional.Count < 2)
             {
-                throw new UsageError("exec needs a command after the container id (or --process FILE)");
+                throw new UsageException("exec needs a command after the container id (or --process FILE)");
             }
             var container = SpecReader.Read(runtime.Store.Load(id).Bundle).Process!;
             process = new ProcessSpec
@@ -294,11 +236,11 @@ public static class RuncCli
 
     private static int Spec(string[] args)
     {
-        var (flags, positional) = Parse(args, ["--bundle", "-b"], ["--rootless"]);
+        var (flags, positional, _) = Parse(args, new FlagSet().Value("--bundle", "-b").Switch("--rootless"));
         var path = Path.Combine(Bundle(flags), "config.json");
         if (File.Exists(path))
         {
-            throw new UsageError($"'{path}' already exists; remove it first");
+            throw new UsageException($"'{path}' already exists; remove it first");
         }
         var spec = DefaultSpec.Create(positional.Count > 0 ? positional : null);
         File.WriteAllBytes(path, JsonSerializer.SerializeToUtf8Bytes(spec, SpecJsonContext.Default.RuntimeSpec));
@@ -307,7 +249,7 @@ public static class RuncCli
 
     private static int Kill(ContainerRuntime runtime, string[] args)
     {
-        var (flags, positional) = Parse(args, [], ["--all", "-a"]);
+        var (flags, positional, _) = Parse(args, new FlagSet().Switch("--all", "-a"));
         var signal = positional.Count > 1 ? Signals.Parse(positional[1]) : 15;
         runtime.Kill(Id(positional, "kill"), signal, flags.ContainsKey("--all") || flags.ContainsKey("-a"));
         return 0;
@@ -315,7 +257,7 @@ public static class RuncCli
 
     private static int Delete(ContainerRuntime runtime, string[] args)
     {
-        var (flags, positional) = Parse(args, [], ["--force", "-f"]);
+        var (flags, positional, _) = Parse(args, new FlagSet().Switch("--force", "-f"));
         var id = Id(positional, "delete");
         var force = flags.ContainsKey("--force") || flags.ContainsKey("-f");
         if (force && !runtime.Store.Exists(id))
@@ -328,7 +270,7 @@ public static class RuncCli
 
     private static int List(ContainerRuntime runtime, string[] args, TextWriter stdout)
     {
-        var (flags, _) = Parse(args, ["--format", "-f"], ["--quiet", "-q"]);
+        var (flags, _, _) = Parse(args, new FlagSet().Value("--format", "-f").Switch("--quiet", "-q"));
         var entries = runtime.List();
         if (flags.ContainsKey("--quiet") || flags.ContainsKey("-q"))
         {
@@ -353,7 +295,7 @@ public static class RuncCli
 
     private static int Ps(ContainerRuntime runtime, string[] args, TextWriter stdout)
     {
-        var (flags, positional) = Parse(args, ["--format", "-f"], []);
+        var (flags, positional, _) = Parse(args, new FlagSet().Value("--format", "-f"));
         var pids = CgroupFactory.Open(runtime.Store.Load(Id(positional, "ps")).CgroupPath).Pids();
         if ((flags.GetValueOrDefault("--format") ?? flags.GetValueOrDefault("-f")) == "json")
         {
@@ -370,7 +312,7 @@ public static class RuncCli
 
     private static int Events(ContainerRuntime runtime, string[] args, TextWriter stdout)
     {
-        var (flags, positional) = Parse(args, ["--interval"], ["--stats"]);
+        var (flags, positional, _) = Parse(args, new FlagSet().Value("--interval").Switch("--stats"));
         var id = Id(positional, "events");
         var record = runtime.Store.Load(id);
         var cgroup = CgroupFactory.Open(record.CgroupPath);
@@ -423,19 +365,15 @@ public static class RuncCli
     }
 
     private static TimeSpan ParseInterval(string text)
-    {
-        var number = text.TrimEnd('m', 's');
-        var value = double.Parse(number, CultureInfo.InvariantCulture);
-        return text.EndsWith("ms", StringComparison.Ordinal) ? TimeSpan.FromMilliseconds(value)
-            : text.EndsWith('m') ? TimeSpan.FromMinutes(value) : TimeSpan.FromSeconds(value);
-    }
+        => Duration.TryParse(text, out var interval) ? interval
+            : throw new UsageException($"--interval '{text}' is not a duration like {Duration.Examples}");
 
     private static string StatsEvent(string id, CgroupStats s) => string.Create(CultureInfo.InvariantCulture,
         $"{{\"type\":\"stats\",\"id\":\"{id}\",\"data\":{{\"cpu\":{{\"usage\":{{\"total\":{s.CpuNanoseconds}}}}},\"memory\":{{\"usage\":{{\"usage\":{s.MemoryBytes},\"max\":{s.MemoryMaxBytes}}},\"oom_kill\":{s.OomKills}}},\"pids\":{{\"current\":{s.Pids}}}}}}}");
 
     private static int Update(ContainerRuntime runtime, string[] args)
     {
-        var (flags, positional) = Parse(args, ["--memory", "--pids-limit", "--cpu-quota", "--cpu-period", "--cpu-shares"], []);
+        var (flags, positional, _) = Parse(args, new FlagSet().Value("--memory").Value("--pids-limit").Value("--cpu-quota").Value("--cpu-period").Value("--cpu-shares"));
         long? L(string name) => flags.TryGetValue(name, out var v) ? long.Parse(v, CultureInfo.InvariantCulture) : null;
         var resources = new ResourcesSpec
         {
@@ -455,7 +393,7 @@ public static class RuncCli
     /// </summary>
     private static int BenchInProcess(ContainerRuntime runtime, string[] args, TextWriter stdout)
     {
-        var (flags, _) = Parse(args, ["--bundle", "-b", "--runs", "--pause-ms"], []);
+        var (flags, _, _) = Parse(args, new FlagSet().Value("--bundle", "-b").Value("--runs").Value("--pause-ms"));
         var runs = int.Parse(flags.GetValueOrDefault("--runs") ?? "30", CultureInfo.InvariantCulture);
         var pause = int.Parse(flags.GetValueOrDefault("--pause-ms") ?? "0", CultureInfo.InvariantCulture);
         var bundle = Bundle(flags);

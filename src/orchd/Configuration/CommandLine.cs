@@ -11,68 +11,63 @@ internal enum CommandMode
 /// <summary>orchd's arguments, parsed but not yet applied.</summary>
 internal sealed record CommandLine(CommandMode Mode, string? ConfigFile, IReadOnlyList<(Setting Setting, string Value)> Flags)
 {
-    /// <summary>Parses `--flag value` and `--flag=value`. A mistake is a <see cref="UsageException"/>.</summary>
+    private static readonly FlagSet s_flags = BuildFlags();
+
+    private static FlagSet BuildFlags()
+    {
+        var flags = new FlagSet();
+        foreach (var setting in ConfigSchema.All)
+        {
+            flags.Value(setting.Flag);
+        }
+        return flags.Value("--config").Switch("--check-config").Switch("-h", "--help").Switch("-V", "--version");
+    }
+
+    private static readonly ParseRules s_rules = new()
+    {
+        UnknownFlagMessage = name =>
+        {
+            var hint = ConfigSchema.Suggest(name, s_flags.Names.Where(n => n.StartsWith("--", StringComparison.Ordinal) && n is not ("--help" or "--version")))
+                is { } close ? $"; did you mean {close}?" : "";
+            return $"unknown flag '{name}'{hint} (see orchd --help)";
+        },
+    };
+
+    /// <summary>Parses `--flag value` and `--flag=value` (the shared grammar). A mistake is a <see cref="UsageException"/>.</summary>
     public static CommandLine Parse(IReadOnlyList<string> args)
     {
+        var parsed = ArgumentParser.Parse(args, s_flags, s_rules);
         var mode = CommandMode.Run;
-        string? configFile = null;
-        var flags = new List<(Setting, string)>();
-        for (var i = 0; i < args.Count; i++)
+        foreach (var word in parsed.Positional.Concat(parsed.AfterDashDash is null ? [] : ["--", .. parsed.AfterDashDash]))
         {
-            var arg = args[i];
-            string name;
-            string? inlineValue = null;
-            var eq = arg.IndexOf('=', StringComparison.Ordinal);
-            if (arg.StartsWith("--", StringComparison.Ordinal) && eq > 0)
+            mode = word switch
             {
-                name = arg[..eq];
-                inlineValue = arg[(eq + 1)..];
-            }
-            else
+                "help" => CommandMode.Help,
+                "version" => CommandMode.Version,
+                _ => throw new UsageException($"unexpected argument '{word}'; orchd takes only flags (see orchd --help)"),
+            };
+        }
+        var flags = new List<(Setting, string)>();
+        foreach (var (flag, value) in parsed.Given)
+        {
+            switch (flag.Key)
             {
-                name = arg;
-            }
-
-            switch (name)
-            {
-                case "-h" or "--help" or "help":
+                case "--help":
                     mode = CommandMode.Help;
-                    continue;
-                case "-V" or "--version" or "version":
+                    break;
+                case "--version":
                     mode = CommandMode.Version;
-                    continue;
+                    break;
                 case "--check-config":
                     mode = CommandMode.CheckConfig;
-                    continue;
+                    break;
+                case "--config":
+                    break;
+                default:
+                    flags.Add((ConfigSchema.ByFlag(flag.Key)!, value));
+                    break;
             }
-
-            if (!name.StartsWith('-'))
-            {
-                throw new UsageException($"unexpected argument '{arg}'; orchd takes only flags (see orchd --help)");
-            }
-            var setting = name == "--config" ? null : ConfigSchema.ByFlag(name);
-            if (setting is null && name != "--config")
-            {
-                var known = ConfigSchema.All.Select(s => s.Flag).Append("--config").Append("--check-config");
-                var hint = ConfigSchema.Suggest(name, known) is { } close ? $"; did you mean {close}?" : "";
-                throw new UsageException($"unknown flag '{name}'{hint} (see orchd --help)");
-            }
-            var value = inlineValue ?? (i + 1 < args.Count ? args[++i] : throw new UsageException($"flag {name} needs a value"));
-            if (setting is null)
-            {
-                configFile = value;
-                continue;
-            }
-            flags.Add((setting, value));
         }
-        return new CommandLine(mode, configFile, flags);
+        return new CommandLine(mode, parsed.Value("--config"), flags);
     }
-}
-
-/// <summary>The command line is wrong (exit code 2).</summary>
-public sealed class UsageException : Exception
-{
-    public UsageException() { }
-    public UsageException(string message) : base(message) { }
-    public UsageException(string message, Exception inner) : base(message, inner) { }
 }

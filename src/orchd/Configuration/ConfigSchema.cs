@@ -182,41 +182,7 @@ internal static class ConfigSchema
 
     /// <summary>The closest known name, for "did you mean" hints; null when nothing is close.</summary>
     public static string? Suggest(string unknown, IEnumerable<string> known)
-    {
-        string? best = null;
-        var bestDistance = int.MaxValue;
-        foreach (var candidate in known)
-        {
-            var d = Distance(unknown, candidate);
-            if (d < bestDistance)
-            {
-                bestDistance = d;
-                best = candidate;
-            }
-        }
-        return bestDistance <= Math.Max(2, unknown.Length / 3) ? best : null;
-    }
-
-    private static int Distance(string a, string b)
-    {
-        var previous = new int[b.Length + 1];
-        var current = new int[b.Length + 1];
-        for (var j = 0; j <= b.Length; j++)
-        {
-            previous[j] = j;
-        }
-        for (var i = 1; i <= a.Length; i++)
-        {
-            current[0] = i;
-            for (var j = 1; j <= b.Length; j++)
-            {
-                var cost = a[i - 1] == b[j - 1] ? 0 : 1;
-                current[j] = Math.Min(Math.Min(current[j - 1] + 1, previous[j] + 1), previous[j - 1] + cost);
-            }
-            (previous, current) = (current, previous);
-        }
-        return previous[b.Length];
-    }
+        => EditDistance.Closest(unknown, known, Math.Max(2, unknown.Length / 3));
 }
 
 /// <summary>The mutable side of <see cref="OrchdConfig"/>, filled source by source.</summary>

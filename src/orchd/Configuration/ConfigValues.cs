@@ -217,7 +217,6 @@ internal static class ConfigValues
         _ => throw new ConfigValueException($"'{value}' is not a log format; use auto, text or journal"),
     };
 
-    /// <summary>Go-style durations as Nomad and K3s take them: 500ms, 20s, 1m30s, 2h.</summary>
     public static string InterfaceName(string value)
         => value.Length is > 0 and <= 15 && value.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.')
             ? value
@@ -242,51 +241,11 @@ internal static class ConfigValues
             ? n
             : throw new ConfigException($"'{value}' is not a whole number from {min} to {max}");
 
+    /// <summary>The project's one duration grammar (<see cref="Orchestrator.Syntax.Duration"/>): 500ms, 90s, 1m30s, 2h, 2d.</summary>
     public static TimeSpan Duration(string value)
-    {
-        var total = TimeSpan.Zero;
-        var i = 0;
-        if (value.Length == 0)
-        {
-            throw BadDuration(value);
-        }
-        while (i < value.Length)
-        {
-            var start = i;
-            while (i < value.Length && (char.IsAsciiDigit(value[i]) || value[i] == '.'))
-            {
-                i++;
-            }
-            if (start == i || !double.TryParse(value.AsSpan(start, i - start), NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out var number))
-            {
-                throw BadDuration(value);
-            }
-            var unitStart = i;
-            while (i < value.Length && char.IsAsciiLetter(value[i]))
-            {
-                i++;
-            }
-            try
-            {
-                total += value[unitStart..i] switch
-                {
-                    "ms" => TimeSpan.FromMilliseconds(number),
-                    "s" => TimeSpan.FromSeconds(number),
-                    "m" => TimeSpan.FromMinutes(number),
-                    "h" => TimeSpan.FromHours(number),
-                    _ => throw BadDuration(value),
-                };
-            }
-            catch (OverflowException)
-            {
-                throw new ConfigValueException($"'{value}' is too long a duration; keep it under 10,000 days");
-            }
-        }
-        return total;
-    }
-
-    private static ConfigValueException BadDuration(string value)
-        => new($"'{value}' is not a duration; write it like 500ms, 20s, 1m30s or 2h");
+        => Orchestrator.Syntax.Duration.TryParse(value, out var duration, out var tooLong) ? duration
+            : tooLong ? throw new ConfigValueException($"'{value}' is too long a duration; keep it under 10,000 days")
+            : throw new ConfigValueException($"'{value}' is not a duration; write it like {Orchestrator.Syntax.Duration.Examples}");
 
     public static string Format(TimeSpan span)
         => span.TotalMilliseconds % 1000 != 0 ? $"{span.TotalMilliseconds:0}ms" : $"{span.TotalSeconds:0}s";

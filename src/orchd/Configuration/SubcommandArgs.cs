@@ -1,19 +1,22 @@
 namespace Orchestrator.Daemon.Configuration;
 
 /// <summary>
-/// A subcommand's arguments (orchd image …, orchd release …) split three ways: the subcommand's
-/// own flags, orchd's flags (--config, --state-dir, --nats-url…, for <see cref="CommandLine.Parse"/>)
-/// and the positionals. -h/--help stops the split: the caller prints its usage.
+/// A subcommand's arguments (orchd image …, orchd release …) split three ways by the shared
+/// parser: the subcommand's own flags, orchd's flags (--config, --state-dir, --nats-url…, for
+/// <see cref="CommandLine.Parse"/>) and the positionals. -h/--help stops the split: the caller
+/// prints its usage.
 /// </summary>
 internal sealed class SubcommandArgs
 {
-    private readonly List<(string Flag, string Value)> _own = [];
+    private readonly ParsedArguments _parsed;
 
-    public List<string> DaemonFlags { get; } = [];
+    private SubcommandArgs(ParsedArguments parsed) => _parsed = parsed;
 
-    public List<string> Positional { get; } = [];
+    public IReadOnlyList<string> DaemonFlags => _parsed.Unknown;
 
-    public bool Help { get; private set; }
+    public IReadOnlyList<string> Positional => _parsed.Positional;
+
+    public bool Help => _parsed.Ended;
 
     /// <param name="args">the arguments after the subcommand's name</param>
     /// <param name="valueFlags">the subcommand's flags that take a value, each with what the value is
@@ -21,45 +24,24 @@ internal sealed class SubcommandArgs
     /// <param name="switches">the subcommand's flags that take none</param>
     public static SubcommandArgs Split(IReadOnlyList<string> args, IReadOnlyDictionary<string, string?> valueFlags, IReadOnlyCollection<string> switches)
     {
-        var split = new SubcommandArgs();
-        for (var i = 0; i < args.Count; i++)
+        var flags = new FlagSet().Help("-h", "--help");
+        foreach (var (name, what) in valueFlags)
         {
-            var arg = args[i];
-            if (arg is "-h" or "--help")
-            {
-                split.Help = true;
-                return split;
-            }
-            if (valueFlags.TryGetValue(arg, out var what))
-            {
-                split._own.Add((arg, i + 1 < args.Count ? args[++i] : throw new UsageException($"flag {arg} needs {what ?? "a value"}")));
-            }
-            else if (switches.Contains(arg))
-            {
-                split._own.Add((arg, "true"));
-            }
-            else if (arg.StartsWith("--", StringComparison.Ordinal))
-            {
-                // orchd's own: --flag=value, or --flag value (every orchd flag takes a value).
-                split.DaemonFlags.Add(arg);
-                if (!arg.Contains('=', StringComparison.Ordinal) && i + 1 < args.Count)
-                {
-                    split.DaemonFlags.Add(args[++i]);
-                }
-            }
-            else
-            {
-                split.Positional.Add(arg);
-            }
+            flags.ValueNamed(name, what);
         }
-        return split;
+        foreach (var name in switches)
+        {
+            flags.Switch(name);
+        }
+        // orchd's own flags pass through: every one of them takes a value.
+        return new SubcommandArgs(ArgumentParser.Parse(args, flags, new ParseRules { Unknown = UnknownFlagRule.Collect }));
     }
 
     /// <summary>The flag's value (the last one when given more than once), or null.</summary>
-    public string? Value(string flag) => _own.LastOrDefault(o => o.Flag == flag).Value;
+    public string? Value(string flag) => _parsed.Value(flag);
 
     /// <summary>Every value a repeatable flag was given, in order.</summary>
-    public IEnumerable<string> Values(string flag) => _own.Where(o => o.Flag == flag).Select(o => o.Value);
+    public IEnumerable<string> Values(string flag) => _parsed.Values(flag);
 
-    public bool Has(string flag) => _own.Any(o => o.Flag == flag);
+    public bool Has(string flag) => _parsed.Has(flag);
 }

@@ -45,6 +45,9 @@ public sealed class NodeMetrics(NodeIdentity identity, Supervisor supervisor, No
         w.Family("orchd_node_memory_requested_bytes", MetricType.Gauge, "memory requested by running containers").Sample(status.MemoryRequestedBytes, "node", node);
         w.Family("orchd_node_memory_used_bytes", MetricType.Gauge, "memory used by running containers (their cgroups)").Sample(status.MemoryUsedBytes, "node", node);
 
+        w.Family("orchd_node_reconcile_passes_total", MetricType.Counter, "reconcile passes the node agent completed since orchd started (a stalled loop stops counting)")
+            .Sample(supervisor.Passes.Completed, "node", node);
+
         // Every known state, zeros included: a state's series does not vanish when its count drops to 0.
         w.Family("orchd_node_containers", MetricType.Gauge, "containers on this node by state");
         foreach (var state in s_states.Union(containers.Select(c => c.State), StringComparer.Ordinal))

@@ -69,7 +69,7 @@ internal static class ReleaseCommand
         }
     }
 
-    private static async Task<int> DispatchAsync(NatsConnection nats, List<string> positional, SubcommandArgs own)
+    private static async Task<int> DispatchAsync(NatsConnection nats, IReadOnlyList<string> positional, SubcommandArgs own)
     {
         return positional[0] switch
         {

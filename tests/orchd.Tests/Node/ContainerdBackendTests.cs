@@ -340,13 +340,6 @@ public sealed class ContainerdBackendTests
         Assert.Equal(2, (await node.Client.LogsAsync("svc")).Count(l => l.Text == "booted"));
     }
 
-    private static async Task WaitForLineAsync(NodeHost node, string name, string text)
-    {
-        var deadline = DateTime.UtcNow + s_wait;
-        while (!(await node.Client.LogsAsync(name)).Any(l => l.Text == text))
-        {
-            Assert.True(DateTime.UtcNow < deadline, $"'{text}' never reached the log of {name}");
-            await Task.Delay(50);
-        }
-    }
+    private static Task<IReadOnlyList<Orchestrator.Api.LogLine>> WaitForLineAsync(NodeHost node, string name, string text)
+        => node.LogsUntilAsync(name, l => l.Any(x => x.Text == text), s_wait, $"'{text}'");
 }

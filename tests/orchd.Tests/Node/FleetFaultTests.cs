@@ -772,47 +772,18 @@ public sealed class FleetFaultTests(ITestOutputHelper output)
     }
 
     /// <summary>Every node ready and one scheduler, read through <paramref name="view"/>'s timings; retried across a reconnect.</summary>
-    private static async Task WaitForFleetAsync(FleetClient fleet, FleetOptions view, int count, int seconds = 30)
-    {
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(seconds);
-        var last = "";
-        while (true)
-        {
-            try
-            {
-                var nodes = await fleet.GetNodesAsync(view);
-                if (nodes.Count(n => n.State == "ready") == count && nodes.Count(n => n.Leader) == 1)
-                {
-                    return;
-                }
-                last = string.Join(", ", nodes.Select(n => $"{n.Info.Node} {n.State} {n.HeartbeatAgeSeconds}s{(n.Leader ? " scheduler" : "")}"));
-            }
-            catch (Exception e) when (e is NatsException or TimeoutException or OperationCanceledException)
-            {
-                last = e.Message;
-            }
-            Assert.True(DateTime.UtcNow < deadline, $"not {count} ready nodes and a scheduler within {seconds} s: {last}");
-            await Task.Delay(250);
-        }
-    }
+    private static Task<IReadOnlyList<NodeEntry>> WaitForFleetAsync(FleetClient fleet, FleetOptions view, int count, int seconds = 30)
+        => Eventually.ValueAsync($"{count} ready nodes and a scheduler", () => fleet.GetNodesAsync(view),
+            nodes => nodes.Count(n => n.State == "ready") == count && nodes.Count(n => n.Leader) == 1, TimeSpan.FromSeconds(seconds), TimeSpan.FromMilliseconds(250),
+            nodes => string.Join(", ", nodes.Select(n => $"{n.Info.Node} {n.State} {n.HeartbeatAgeSeconds}s{(n.Leader ? " scheduler" : "")}")),
+            typeof(NatsException), typeof(TimeoutException), typeof(OperationCanceledException));
 
     private static async Task<DeploymentView> DeploymentAsync(FleetClient fleet, string name)
         => (await fleet.GetDeploymentsAsync()).Single(d => d.Deployment.Name == name);
 
-    private static async Task<DeploymentView> UntilDeploymentAsync(FleetClient fleet, string name, Func<DeploymentView, bool> condition, string what, int seconds)
-    {
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(seconds);
-        while (true)
-        {
-            var view = await DeploymentAsync(fleet, name);
-            if (condition(view))
-            {
-                return view;
-            }
-            Assert.True(DateTime.UtcNow < deadline, $"{what} did not happen within {seconds} s: template VERSION {Version(view)}, status {Describe(view.Status)}");
-            await Task.Delay(250);
-        }
-    }
+    private static Task<DeploymentView> UntilDeploymentAsync(FleetClient fleet, string name, Func<DeploymentView, bool> condition, string what, int seconds)
+        => Eventually.ValueAsync(what, () => DeploymentAsync(fleet, name), condition, TimeSpan.FromSeconds(seconds), TimeSpan.FromMilliseconds(250),
+            view => $"template VERSION {Version(view)}, status {Describe(view.Status)}");
 
     private static string? Version(ContainerStatus c) => c.Spec?.Env?.GetValueOrDefault("VERSION");
     private static string? Version(DeploymentView d) => d.Deployment.Template.Env?.GetValueOrDefault("VERSION");
@@ -935,34 +906,19 @@ public sealed class FleetFaultTests(ITestOutputHelper output)
     }
 
     /// <summary>Waits until the node's heartbeat (what the fleet knows of it) lists the containers running.</summary>
-    private static async Task HeartbeatListsAsync(FleetClient fleet, NodeHost host, params string[] names)
-    {
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
-        while (true)
-        {
-            var node = (await fleet.GetNodesAsync(FastView)).SingleOrDefault(n => n.Info.Node == host.NodeName);
-            var listed = node?.Info.Containers?.Where(c => c.State == "running").Select(c => c.Name).ToHashSet(StringComparer.Ordinal) ?? [];
-            if (names.All(listed.Contains))
+    private static Task<HashSet<string>> HeartbeatListsAsync(FleetClient fleet, NodeHost host, params string[] names)
+        => Eventually.ValueAsync($"{host.NodeName}'s heartbeat to list {string.Join(",", names)} running", async () =>
             {
-                return;
-            }
-            Assert.True(DateTime.UtcNow < deadline, $"{host.NodeName}'s heartbeat does not list {string.Join(",", names)} running: [{string.Join(",", listed)}]");
-            await Task.Delay(200);
-        }
-    }
+                var node = (await fleet.GetNodesAsync(FastView)).SingleOrDefault(n => n.Info.Node == host.NodeName);
+                return node?.Info.Containers?.Where(c => c.State == "running").Select(c => c.Name).ToHashSet(StringComparer.Ordinal) ?? [];
+            }, listed => names.All(listed.Contains), TimeSpan.FromSeconds(20), TimeSpan.FromMilliseconds(200));
 
     private static bool LostNats(string line)
         => line.Contains("lost the connection to NATS", StringComparison.OrdinalIgnoreCase) || line.Contains("NATS connection is dead", StringComparison.OrdinalIgnoreCase);
 
-    private static async Task WaitForLineAsync(DaemonProcess daemon, int mark, Func<string, bool> match, TimeSpan timeout, string what)
-    {
-        var deadline = DateTime.UtcNow + timeout;
-        while (!daemon.Stderr.Skip(mark).Any(match))
-        {
-            Assert.True(DateTime.UtcNow < deadline, $"{what} did not happen within {timeout.TotalSeconds:0} s:\n{string.Join("\n", daemon.Stderr.Skip(mark).TakeLast(30))}");
-            await Task.Delay(50);
-        }
-    }
+    private static Task WaitForLineAsync(DaemonProcess daemon, int mark, Func<string, bool> match, TimeSpan timeout, string what)
+        => Eventually.TrueAsync(what, () => daemon.Stderr.Skip(mark).Any(match), timeout,
+            () => "\n" + string.Join("\n", daemon.Stderr.Skip(mark).TakeLast(30)), TimeSpan.FromMilliseconds(50));
 
     /// <summary>Each node's log since it started, but for debug lines, into the test's output (on a failure).</summary>
     private void Dump(List<NodeHost> hosts)

@@ -42,18 +42,10 @@ internal static class FleetHarness
         return result;
     }
 
-    public static async Task<Dictionary<string, List<string>>> WaitForRunningAsync(IEnumerable<NodeHost> nodes, string prefix,
+    public static Task<Dictionary<string, List<string>>> WaitForRunningAsync(IEnumerable<NodeHost> nodes, string prefix,
         Func<Dictionary<string, List<string>>, bool> condition, string what)
-    {
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
-        Dictionary<string, List<string>> last;
-        while (!condition(last = await RunningAsync(nodes, prefix)))
-        {
-            Assert.True(DateTime.UtcNow < deadline, $"{what} did not happen; running: {string.Join("; ", last.Select(kv => $"{kv.Key}=[{string.Join(",", kv.Value)}]"))}");
-            await Task.Delay(250);
-        }
-        return last;
-    }
+        => Eventually.ValueAsync(what, () => RunningAsync(nodes, prefix), condition, TimeSpan.FromSeconds(60), TimeSpan.FromMilliseconds(250),
+            last => "running: " + string.Join("; ", last.Select(kv => $"{kv.Key}=[{string.Join(",", kv.Value)}]")));
 
     /// <summary>Every container starting with <paramref name="prefix"/> on any of the nodes, inspected.</summary>
     public static async Task<List<ContainerStatus>> ContainersAsync(IEnumerable<NodeHost> hosts, string prefix)
@@ -79,40 +71,25 @@ internal static class FleetHarness
         return all;
     }
 
-    public static async Task<List<ContainerStatus>> UntilAsync(IEnumerable<NodeHost> hosts, string prefix,
+    public static Task<List<ContainerStatus>> UntilAsync(IEnumerable<NodeHost> hosts, string prefix,
         Func<List<ContainerStatus>, bool> condition, string what, int seconds = 60)
-    {
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(seconds);
-        while (true)
-        {
-            var all = await ContainersAsync(hosts, prefix);
-            if (condition(all))
-            {
-                return all;
-            }
-            Assert.True(DateTime.UtcNow < deadline, $"{what} did not happen: {string.Join(", ", all.Select(c => $"{c.Name} {c.State} ready={c.Ready} v{c.Spec?.Env?.GetValueOrDefault("VERSION")}"))}");
-            await Task.Delay(200);
-        }
-    }
+        => Eventually.ValueAsync(what, () => ContainersAsync(hosts, prefix), condition, TimeSpan.FromSeconds(seconds), TimeSpan.FromMilliseconds(200),
+            all => string.Join(", ", all.Select(c => $"{c.Name} {c.State} ready={c.Ready} v{c.Spec?.Env?.GetValueOrDefault("VERSION")}")));
 
     /// <summary>The first event since <paramref name="since"/> that matches, waited for up to 30 s.</summary>
     public static async Task<NodeEvent> EventAsync(FleetClient fleet, DateTimeOffset since, Func<NodeEvent, bool> match, string what)
     {
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
-        while (true)
+        var events = await Eventually.ValueAsync($"an event for {what}", async () =>
         {
             var events = new List<NodeEvent>();
             await foreach (var ev in fleet.EventsAsync(since, watch: false))
             {
                 events.Add(ev);
             }
-            if (events.FirstOrDefault(match) is { } found)
-            {
-                return found;
-            }
-            Assert.True(DateTime.UtcNow < deadline, $"no event for {what}; events: {string.Join(" | ", events.Select(e => $"{e.Node} {e.Kind} {e.Subject}: {e.Message}"))}");
-            await Task.Delay(300);
-        }
+            return events;
+        }, events => events.Any(match), TimeSpan.FromSeconds(30), TimeSpan.FromMilliseconds(300),
+            events => "events: " + string.Join(" | ", events.Select(e => $"{e.Node} {e.Kind} {e.Subject}: {e.Message}")));
+        return events.First(match);
     }
 
     public static async Task DisposeAllAsync(IEnumerable<NodeHost> hosts)

@@ -33,7 +33,7 @@ public sealed class FleetRolloutTests
         {
             for (var i = 0; i < 2; i++)
             {
-                hosts.Add(await NodeHost.StartAsync(sharedNats: nats, name: $"s{i}-{Guid.NewGuid().ToString("N")[..4]}", extraArgs: [.. Fast, "--trusted-key", key]));
+                hosts.Add(await NodeHost.StartAsync(sharedNats: nats, name: $"s{i}-{Guid.NewGuid().ToString("N")[..4]}", extraArgs: [.. Fast, .. NodeHost.MetricsOnNats, "--trusted-key", key]));
             }
             await using var connection = new NatsConnection(new NatsOpts { Url = nats.Url });
             await connection.ConnectAsync();
@@ -66,7 +66,7 @@ public sealed class FleetRolloutTests
             await deploymentsBucket.PutAsync("signed", JsonSerializer.SerializeToUtf8Bytes(forged, WorkloadJsonContext.Default.Deployment));
             var refused = await EventAsync(fleet, since, e => e.Kind == "deployment.refused" && e.Subject == "signed", "the forged deployment");
             Assert.Contains("does not match its content", refused.Message, StringComparison.Ordinal);
-            await Task.Delay(2000);
+            await Task.WhenAll(hosts.Select(h => h.WaitForReconcilePassesAsync(2))); // refused, and nothing changed meanwhile
             var after = await ContainersAsync(hosts, "");
             Assert.DoesNotContain(after, c => c.Name.StartsWith("unsigned-", StringComparison.Ordinal) || c.Name.StartsWith("stranger-", StringComparison.Ordinal));
             Assert.All(after.Where(c => c.Name.StartsWith("signed-", StringComparison.Ordinal)), c =>
@@ -86,7 +86,7 @@ public sealed class FleetRolloutTests
             await deploymentsBucket.PutAsync("signed", v1Signed);
             var replay = await EventAsync(fleet, since, e => e.Kind == "deployment.refused" && e.Subject == "signed", "the replayed deployment");
             Assert.Contains("replayed", replay.Message, StringComparison.Ordinal);
-            await Task.Delay(2000);
+            await Task.WhenAll(hosts.Select(h => h.WaitForReconcilePassesAsync(2)));
             Assert.All((await ContainersAsync(hosts, "signed-")).Where(c => c.State == "running"), c => Assert.Equal("3", c.Spec!.Env!["VERSION"]));
         }
         finally
@@ -142,14 +142,15 @@ public sealed class FleetRolloutTests
             // v2 never gets ready: only the canary node ever runs it, then the fleet goes back.
             var since = DateTimeOffset.UtcNow;
             await fleet.ApplyAsync([Version("2", healthy: false)]);
-            var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
-            DeploymentView view;
-            while ((view = (await fleet.GetDeploymentsAsync()).Single()).Status?.RolledBack is null)
+            var view = await Eventually.ValueAsync("a rollback", async () =>
             {
-                Assert.All(await ContainersAsync(mainNodes, "can-"), c => Assert.Equal("1", c.Spec!.Env!["VERSION"]));
-                Assert.True(DateTime.UtcNow < deadline, $"no rollback: {view.Status?.Phase} wave {view.Status?.Wave}");
-                await Task.Delay(200);
-            }
+                var view = (await fleet.GetDeploymentsAsync()).Single();
+                if (view.Status?.RolledBack is null)
+                {
+                    Assert.All(await ContainersAsync(mainNodes, "can-"), c => Assert.Equal("1", c.Spec!.Env!["VERSION"]));
+                }
+                return view;
+            }, view => view.Status?.RolledBack is not null, TimeSpan.FromSeconds(60), TimeSpan.FromMilliseconds(200), view => $"{view.Status?.Phase} wave {view.Status?.Wave}");
             Assert.Contains("canary wave", view.Status!.RolledBack, StringComparison.Ordinal);
             await UntilAsync(hosts, "can-", c => AllOn(c, "1"), "back on v1");
             var events = new List<NodeEvent>();
@@ -193,16 +194,16 @@ public sealed class FleetRolloutTests
         await fleet.ApplyAsync([queue]);
         await UntilAsync([node], "worker-", c => c.Count(x => x.State == "running") == 1, "one worker");
 
-        async Task PublishUntilAsync(string value, int replicas)
-        {
-            var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
-            while ((await ContainersAsync([node], "worker-")).Count(x => x.State == "running") != replicas)
+        Task PublishUntilAsync(string value, int replicas)
+            => Eventually.ValueAsync($"{replicas} workers with the metric at {value}", async () =>
             {
-                await connection.PublishAsync("orch.metrics.jobs.depth", System.Text.Encoding.UTF8.GetBytes(value));
-                Assert.True(DateTime.UtcNow < deadline, $"not {replicas} workers with the metric at {value}");
-                await Task.Delay(300);
-            }
-        }
+                var running = (await ContainersAsync([node], "worker-")).Count(x => x.State == "running");
+                if (running != replicas)
+                {
+                    await connection.PublishAsync("orch.metrics.jobs.depth", System.Text.Encoding.UTF8.GetBytes(value));
+                }
+                return running;
+            }, running => running == replicas, TimeSpan.FromSeconds(60), TimeSpan.FromMilliseconds(300), running => $"{running} running");
         await PublishUntilAsync("35", 4); // ceil(35 / 10) = 4, the max
         await PublishUntilAsync("12", 2);
         await PublishUntilAsync("0", 1);  // the min
@@ -240,12 +241,9 @@ public sealed class FleetRolloutTests
             var after = await UntilAsync(hosts, "keep-", c => c.Count(x => x.State == "running") == 6, "six replicas after the restart");
             Assert.Equal(6, after.Select(c => c.Name).Distinct().Count()); // no replica twice
             Assert.All(before, c => Assert.Equal(c.Pid, after.Single(a => a.Name == c.Name).Pid)); // nothing restarted
-            var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
-            while ((await fleet.GetNodesAsync(new Orchestrator.Client.FleetOptions { UnreachableAfter = TimeSpan.FromSeconds(3) })).Count(n => n.State == "ready") != 2)
-            {
-                Assert.True(DateTime.UtcNow < deadline, "both nodes did not heartbeat again");
-                await Task.Delay(200);
-            }
+            await Eventually.ValueAsync("both nodes to heartbeat again (ready)",
+                async () => (await fleet.GetNodesAsync(new Orchestrator.Client.FleetOptions { UnreachableAfter = TimeSpan.FromSeconds(3) })).Count(n => n.State == "ready"),
+                ready => ready == 2, TimeSpan.FromSeconds(20), TimeSpan.FromMilliseconds(200), ready => $"{ready} ready");
         }
         finally
         {
@@ -291,12 +289,9 @@ public sealed class FleetRolloutTests
             Assert.True(sawUnreachable, "the cut-off node was never reported unreachable");
 
             proxy.Restore();
-            var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
-            while ((await fleet.GetNodesAsync(options)).Single(n => n.Info.Node == edge.NodeName).State != "ready")
-            {
-                Assert.True(DateTime.UtcNow < deadline, "the node did not rejoin within 60 s of the link coming back");
-                await Task.Delay(500);
-            }
+            await Eventually.ValueAsync($"{edge.NodeName} to rejoin (ready) once the link is back",
+                async () => (await fleet.GetNodesAsync(options)).Single(n => n.Info.Node == edge.NodeName).State, state => state == "ready",
+                TimeSpan.FromSeconds(60), TimeSpan.FromMilliseconds(500));
             var all = await UntilAsync(hosts, "app-", c => c.Count(x => x.State == "running") == 2, "two replicas after the rejoin");
             Assert.Equal(2, all.Select(c => c.Name).Distinct().Count());
             Assert.Equal(edgeReplica.Pid, all.Single(c => c.Name == edgeReplica.Name).Pid);

@@ -31,13 +31,9 @@ public sealed class FleetTests
             var fleet = new FleetClient(connection);
             var fast = new Orchestrator.Client.FleetOptions { UnreachableAfter = TimeSpan.FromSeconds(3), LostAfter = TimeSpan.FromSeconds(6) };
 
-            var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
-            IReadOnlyList<Orchestrator.Api.NodeEntry> nodes;
-            while ((nodes = await fleet.GetNodesAsync(fast)).Count(n => n.State == "ready") < 3 || !nodes.Any(n => n.Leader))
-            {
-                Assert.True(DateTime.UtcNow < deadline, "three ready nodes and a scheduler");
-                await Task.Delay(200);
-            }
+            static string Show(IReadOnlyList<Orchestrator.Api.NodeEntry> nodes) => string.Join(", ", nodes.Select(n => $"{n.Info.Node} {n.State} leader={n.Leader}"));
+            var nodes = await Eventually.ValueAsync("three ready nodes and a scheduler", () => fleet.GetNodesAsync(fast),
+                nodes => nodes.Count(n => n.State == "ready") >= 3 && nodes.Any(n => n.Leader), TimeSpan.FromSeconds(30), TimeSpan.FromMilliseconds(200), Show);
             Assert.Single(nodes, n => n.Leader);
             Assert.All(nodes, n => Assert.NotNull(n.Info.Status));
 
@@ -53,14 +49,9 @@ public sealed class FleetTests
             await fleet.ApplyAsync([Sleepers("edge", 2, selector: new() { ["zone"] = "a" }), Sleepers("nowhere", 1, selector: new() { ["zone"] = "z" })]);
             var edge = await WaitForRunningAsync(hosts, "edge-", r => r.Values.Sum(v => v.Count) == 2, "two edge replicas");
             Assert.Equal(2, edge[hosts[0].NodeName].Count);
-            deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
-            Orchestrator.Api.DeploymentView nowhere;
-            while ((nowhere = (await fleet.GetDeploymentsAsync()).Single(d => d.Deployment.Name == "nowhere")).Status is not { Unschedulable.Count: 1 })
-            {
-                Assert.True(DateTime.UtcNow < deadline, "nowhere reported unschedulable");
-                await Task.Delay(200);
-            }
-            Assert.Contains("lacks label zone=z", nowhere.Status.Unschedulable[0], StringComparison.Ordinal);
+            var nowhere = await Eventually.ValueAsync("nowhere reported unschedulable", async () => (await fleet.GetDeploymentsAsync()).Single(d => d.Deployment.Name == "nowhere"),
+                d => d.Status is { Unschedulable.Count: 1 }, TimeSpan.FromSeconds(20), TimeSpan.FromMilliseconds(200), d => $"status {d.Status?.Phase}, unschedulable: {string.Join("; ", d.Status?.Unschedulable ?? [])}");
+            Assert.Contains("lacks label zone=z", nowhere.Status!.Unschedulable[0], StringComparison.Ordinal);
 
             // Lose the scheduler's node: its containers keep running (autonomy), another node takes
             // the lease, and once the node counts as lost its web replicas run elsewhere.
@@ -70,12 +61,9 @@ public sealed class FleetTests
             var before = (await leader.Client.ListAsync()).Where(c => c.State == "running").ToList();
             await leader.KillOrchdAsync();
             var killedAt = System.Diagnostics.Stopwatch.StartNew();
-            deadline = DateTime.UtcNow + TimeSpan.FromSeconds(40);
-            while ((nodes = await fleet.GetNodesAsync(fast)).Single(n => n.Info.Node == leaderName).State != "lost" || !nodes.Any(n => n.Leader && n.Info.Node != leaderName))
-            {
-                Assert.True(DateTime.UtcNow < deadline, $"the lost node and a new scheduler; nodes: {string.Join(", ", nodes.Select(n => $"{n.Info.Node} {n.State} leader={n.Leader}"))}");
-                await Task.Delay(250);
-            }
+            await Eventually.ValueAsync("the lost node and a new scheduler", () => fleet.GetNodesAsync(fast),
+                nodes => nodes.Single(n => n.Info.Node == leaderName).State == "lost" && nodes.Any(n => n.Leader && n.Info.Node != leaderName),
+                TimeSpan.FromSeconds(40), TimeSpan.FromMilliseconds(250), Show);
             Assert.All(before, c => Assert.True(NodeHost.IsAlive(c.Pid), $"{c.Name} died with its orchd"));
             var moved = await WaitForRunningAsync(survivors, "web-", r => r.Values.Sum(v => v.Count) == 6, "all six web replicas on the two survivors");
             // Rescheduled within the grace (lost_after, 6 s here) + 5 s of the node's death.
@@ -124,8 +112,8 @@ public sealed class FleetTests
         var record = Path.Combine(node.StateDir, "containers", "flaky-0.json");
         int Restarts() => System.Text.Json.JsonDocument.Parse(File.ReadAllText(record)).RootElement.GetProperty("restarts").GetInt32();
         var before = Restarts();
-        await Task.Delay(4000);
-        Assert.True(Restarts() >= before + 2, $"restarts went from {before} to {Restarts()} while offline");
+        await Eventually.ValueAsync("two restarts while offline", () => Task.FromResult(Restarts()), n => n >= before + 2, TimeSpan.FromSeconds(20),
+            TimeSpan.FromMilliseconds(100), n => $"restarts went from {before} to {n}");
         Assert.True(NodeHost.IsAlive(steadyPid), "the steady replica died while NATS was away");
 
         // Back: the node answers again, heartbeats, and follows a change made meanwhile.
@@ -136,12 +124,8 @@ public sealed class FleetTests
         await fleetAgain.ScaleAsync("steady", 0);
         await WaitForRunningAsync([node], "steady-", r => r.Values.Sum(v => v.Count) == 0, "steady scaled to zero after the reconnect");
         var fast = new Orchestrator.Client.FleetOptions { UnreachableAfter = TimeSpan.FromSeconds(3), LostAfter = TimeSpan.FromSeconds(6) };
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(15);
-        while ((await fleetAgain.GetNodesAsync(fast)).Single().State != "ready")
-        {
-            Assert.True(DateTime.UtcNow < deadline, "the node's heartbeat did not resume");
-            await Task.Delay(200);
-        }
+        await Eventually.ValueAsync("the node's heartbeat to resume (ready)", async () => (await fleetAgain.GetNodesAsync(fast)).Single().State, s => s == "ready",
+            TimeSpan.FromSeconds(15), TimeSpan.FromMilliseconds(200));
     }
 
     [Fact(Timeout = 420_000)]
@@ -242,14 +226,15 @@ public sealed class FleetTests
             // v3 never gets ready: after the deadline the fleet goes back to v2 by itself, and no
             // more than one replica ever ran v3.
             await fleet.ApplyAsync([Version("3", healthy: false)]);
-            var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
-            Orchestrator.Api.DeploymentView view;
-            while ((view = (await fleet.GetDeploymentsAsync()).Single()).Status?.RolledBack is null)
+            var view = await Eventually.ValueAsync("a rollback", async () =>
             {
-                seen.AddRange((await ReplicasAsync()).Where(r => r.State == "running").GroupBy(r => r.Spec!.Env!["VERSION"]).Where(g => g.Key == "3").Select(g => $"{g.Count()}"));
-                Assert.True(DateTime.UtcNow < deadline, "no rollback");
-                await Task.Delay(100);
-            }
+                var view = (await fleet.GetDeploymentsAsync()).Single();
+                if (view.Status?.RolledBack is null)
+                {
+                    seen.AddRange((await ReplicasAsync()).Where(r => r.State == "running").GroupBy(r => r.Spec!.Env!["VERSION"]).Where(g => g.Key == "3").Select(g => $"{g.Count()}"));
+                }
+                return view;
+            }, view => view.Status?.RolledBack is not null, TimeSpan.FromSeconds(60), TimeSpan.FromMilliseconds(100), view => $"phase {view.Status?.Phase}, wave {view.Status?.Wave}");
             Assert.Contains("not ready", view.Status!.RolledBack, StringComparison.Ordinal);
             Assert.All(seen, count => Assert.Equal("1", count));
             Assert.Equal("2", view.Deployment.Template.Env!["VERSION"]);

@@ -57,12 +57,7 @@ public sealed class FullDiskTests
             await node.StartOrchdAsync(extraArgs: ["--metrics-listen", port.ToString(CultureInfo.InvariantCulture)]);
             var since = DateTimeOffset.UtcNow.AddSeconds(-1);
             await node.Client.RunAsync(NodeHost.Sh("chatty", "i=0; while :; do echo line-$i; i=$((i+1)); sleep 0.01; done"));
-            var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
-            while ((await node.Client.LogsAsync("chatty")).Count < 20)
-            {
-                Assert.True(DateTime.UtcNow < deadline, "chatty wrote no logs");
-                await Task.Delay(200);
-            }
+            await node.LogsUntilAsync("chatty", l => l.Count >= 20, TimeSpan.FromSeconds(30), "20 lines");
 
             Fill(logs);
             Fill(workloads);
@@ -71,7 +66,7 @@ public sealed class FullDiskTests
             // Dropped lines are counted and reported, and the container runs on, unblocked.
             using var http = new HttpClient();
             long dropped = 0;
-            deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
+            var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
             while (dropped == 0)
             {
                 Assert.True(DateTime.UtcNow < deadline, "no orchd_container_log_dropped_bytes_total for chatty");
@@ -105,12 +100,7 @@ public sealed class FullDiskTests
             File.Delete(Path.Combine(workloads, "filler"));
             await node.Client.StartAsync("chatty");
             var after = DateTimeOffset.UtcNow;
-            deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
-            while ((await node.Client.LogsAsync("chatty")).All(l => l.Time < after))
-            {
-                Assert.True(DateTime.UtcNow < deadline, "no log line after space came back");
-                await Task.Delay(200);
-            }
+            await node.LogsUntilAsync("chatty", l => l.Any(x => x.Time >= after), TimeSpan.FromSeconds(30), "a line after space came back");
             await node.Client.RemoveAsync("chatty");
         }
         finally

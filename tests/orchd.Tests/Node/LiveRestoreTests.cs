@@ -194,12 +194,7 @@ public sealed class LogCrashTests
         }
 
         await node.StartOrchdAsync();
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
-        IReadOnlyList<Orchestrator.Api.LogLine> lines;
-        while ((lines = await node.Client.LogsAsync("counter")).All(l => l.Text != "line-300") && DateTime.UtcNow < deadline)
-        {
-            await Task.Delay(100);
-        }
+        var lines = await node.LogsUntilAsync("counter", l => l.Any(x => x.Text == "line-300"), TimeSpan.FromSeconds(30), "line-300");
         Assert.Equal(Enumerable.Range(1, 300).Select(i => $"line-{i}"), lines.Select(l => l.Text));
         Assert.All(lines, l => Assert.False(l.Partial));
     }

@@ -14,7 +14,7 @@ public sealed class NodeApiTests
     [MemberData(nameof(NodeHost.Runtimes), MemberType = typeof(NodeHost))]
     public async Task Run_ps_logs_exec_inspect_stats_stop_start_rm(string runtime)
     {
-        await using var node = await NodeHost.StartAsync(runtime: runtime);
+        await using var node = await NodeHost.StartAsync(runtime: runtime, extraArgs: NodeHost.MetricsOnNats);
         var status = await node.Client.RunAsync(NodeHost.Sh("hello", "echo hello from $HOSTNAME; echo oops >&2; exec sleep 1000", w => { w.Env = new() { ["GREETING"] = "hi" }; w.StopGracePeriodSeconds = 1; }));
         Assert.True(status.State == "running", $"{status.State}: {status.Message}");
         Assert.True(status.Pid > 0);
@@ -22,12 +22,7 @@ public sealed class NodeApiTests
         var ps = await node.Client.ListAsync();
         Assert.Equal("hello", Assert.Single(ps).Name);
 
-        var deadline = DateTime.UtcNow + s_wait;
-        IReadOnlyList<Orchestrator.Api.LogLine> lines;
-        while ((lines = await node.Client.LogsAsync("hello")).Count < 2 && DateTime.UtcNow < deadline)
-        {
-            await Task.Delay(50);
-        }
+        var lines = await node.LogsUntilAsync("hello", l => l.Count >= 2, s_wait, "two lines");
         Assert.Contains(lines, l => l is { Stream: "stdout", Text: "hello from hello" });
         Assert.Contains(lines, l => l is { Stream: "stderr", Text: "oops" });
         Assert.All(lines, l => Assert.True(Math.Abs((DateTimeOffset.UtcNow - l.Time).TotalMinutes) < 5, $"timestamp {l.Time}"));
@@ -62,7 +57,7 @@ public sealed class NodeApiTests
         var stopped = await node.Client.StopAsync("hello");
         Assert.Equal("stopped", stopped.State);
         Assert.False(NodeHost.IsAlive(pid), "the process is gone after stop");
-        await Task.Delay(2500); // longer than a resync: a stopped container stays stopped
+        await node.WaitForReconcilePassesAsync(2); // a stopped container stays stopped
         Assert.Equal("stopped", (await node.Client.InspectAsync("hello")).State);
 
         var started = await node.Client.StartAsync("hello");
@@ -81,13 +76,8 @@ public sealed class NodeApiTests
         await using var node = await NodeHost.StartAsync();
         // About 2.5 MB of log: more than one NATS message can carry.
         await node.Client.RunAsync(NodeHost.Sh("chatty", "i=0; while [ $i -lt 25000 ]; do echo \"line-$i $(printf '%080d' 0)\"; i=$((i+1)); done; echo done; exec sleep 100000"));
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
-        IReadOnlyList<Orchestrator.Api.LogLine> lines;
-        while ((lines = await node.Client.LogsAsync("chatty")).All(l => l.Text != "done"))
-        {
-            Assert.True(DateTime.UtcNow < deadline, "the container did not finish writing");
-            await Task.Delay(200);
-        }
+        var lines = await node.LogsUntilAsync("chatty", l => l.Any(x => x.Text == "done"), TimeSpan.FromSeconds(60), "done, the last line",
+            TimeSpan.FromMilliseconds(200)); // each read is the whole 2.5 MB log: not too often
         Assert.Equal(Enumerable.Range(0, 25000).Select(i => $"line-{i} {new string('0', 80)}").Append("done"), lines.Select(l => l.Text));
         var tail = await node.Client.LogsAsync("chatty", tail: 10);
         Assert.Equal(10, tail.Count);
@@ -149,12 +139,7 @@ public sealed class NodeApiTests
         await node.StartOrchdAsync(["--registry-auth-file", auth]);
         var running = await node.Client.RunAsync(new Workload { Name = "private", Image = reference, Command = ["sh", "-c", "cat /etc/motd; exec sleep 100000"], StopGracePeriodSeconds = 0 });
         Assert.True(running.State == "running", $"{running.State}: {running.Message}");
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
-        while (!(await node.Client.LogsAsync("private")).Any(l => l.Text == "from a private registry"))
-        {
-            Assert.True(DateTime.UtcNow < deadline, "the private image did not run");
-            await Task.Delay(100);
-        }
+        await node.LogsUntilAsync("private", l => l.Any(x => x.Text == "from a private registry"), TimeSpan.FromSeconds(20), "the private image's motd");
         Assert.Equal(runtime == "containerd" ? "containerd" : null, (await node.Client.InspectImageAsync(reference)).Store);
     }
 
@@ -171,12 +156,7 @@ public sealed class NodeApiTests
         var pulled = await node.Client.PullAsync(reference);
         Assert.Equal(image.ManifestDigest, pulled.ManifestDigest);
         await node.Client.RunAsync(new Workload { Name = "motd", Image = reference, Command = ["sh", "-c", "cat /etc/motd; exec sleep 100000"], StopGracePeriodSeconds = 0 });
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
-        while (!(await node.Client.LogsAsync("motd")).Any(l => l.Text == "pulled through the node api"))
-        {
-            Assert.True(DateTime.UtcNow < deadline, "the pulled image did not run");
-            await Task.Delay(100);
-        }
+        await node.LogsUntilAsync("motd", l => l.Any(x => x.Text == "pulled through the node api"), TimeSpan.FromSeconds(20), "the pulled image's motd");
 
         var images = await node.Client.ImagesAsync();
         Assert.Equal(["motd"], images.Single(i => i.Name == reference).UsedBy);
@@ -301,13 +281,9 @@ public sealed class NodeApiTests
         await using var connection = new NATS.Client.Core.NatsConnection(new NATS.Client.Core.NatsOpts { Url = node.Nats!.Url });
         await connection.ConnectAsync();
         var fleet = new FleetClient(connection);
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
-        List<Orchestrator.Api.NodeEvent> events;
-        while ((events = await ToListAsync(fleet.EventsAsync(since, watch: false))).All(e => e.Kind != "container.exited"))
-        {
-            Assert.True(DateTime.UtcNow < deadline, $"events so far: {string.Join("; ", events.Select(e => e.Kind))}");
-            await Task.Delay(200);
-        }
+        var events = await Eventually.ValueAsync("a container.exited event", () => ToListAsync(fleet.EventsAsync(since, watch: false)),
+            events => events.Any(e => e.Kind == "container.exited"), TimeSpan.FromSeconds(20), TimeSpan.FromMilliseconds(200),
+            events => "events: " + string.Join("; ", events.Select(e => e.Kind)));
         var blip = events.Where(e => e.Subject == "blip").ToList();
         Assert.Equal(["container.started", "container.exited"], blip.Select(e => e.Kind));
         Assert.Equal("exited with code 3 (exited)", blip[1].Message);

@@ -122,6 +122,51 @@ public sealed class NodeHost : IAsyncDisposable
         }
     }
 
+    /// <summary>The flags that make orchd answer its metrics on NATS, which <see cref="WaitForReconcilePassesAsync"/> reads.</summary>
+    public static readonly string[] MetricsOnNats = ["--metrics-nats", "true"];
+
+    /// <summary>Where a node without NATS serves its metrics (orchd started with --metrics-listen PORT); null: read them over NATS.</summary>
+    public int? MetricsPort { get; set; }
+
+    /// <summary>
+    /// The node agent's completed reconcile passes (orchd_node_reconcile_passes_total): over NATS
+    /// (start orchd with <see cref="MetricsOnNats"/>), or over HTTP on <see cref="MetricsPort"/>.
+    /// </summary>
+    public async Task<long> ReconcilePassesAsync()
+    {
+        string text;
+        if (MetricsPort is { } port)
+        {
+            using var http = new HttpClient();
+            text = await http.GetStringAsync(new Uri($"http://127.0.0.1:{port}/metrics"));
+        }
+        else
+        {
+            var reply = await _connection!.RequestAsync<byte[], byte[]>(Orchestrator.Daemon.Metrics.MetricsService.Subject(NodeName), [],
+                replyOpts: new NatsSubOpts { Timeout = TimeSpan.FromSeconds(10) });
+            text = System.Text.Encoding.UTF8.GetString(reply.Data!);
+        }
+        return (long)Exposition.Parse(text).Value("orchd_node_reconcile_passes_total", "node", NodeName);
+    }
+
+    /// <summary>
+    /// Waits until the node has completed <paramref name="passes"/> more reconcile passes: proof that
+    /// something the loop would have undone by now (a stopped container restarted, a running one
+    /// replaced) was not, without guessing at a sleep.
+    /// </summary>
+    public async Task WaitForReconcilePassesAsync(int passes)
+    {
+        var from = await ReconcilePassesAsync();
+        await Eventually.ValueAsync($"{passes} reconcile passes of {NodeName} after pass {from}", ReconcilePassesAsync, n => n >= from + passes,
+            TimeSpan.FromSeconds(30), TimeSpan.FromMilliseconds(100));
+    }
+
+    /// <summary>A container's log, polled until <paramref name="condition"/> holds.</summary>
+    public Task<IReadOnlyList<Orchestrator.Api.LogLine>> LogsUntilAsync(string name, Func<IReadOnlyList<Orchestrator.Api.LogLine>, bool> condition, TimeSpan timeout, string what,
+        TimeSpan? poll = null)
+        => Eventually.ValueAsync($"{name}'s log: {what}", () => Client.LogsAsync(name), condition, timeout, poll ?? TimeSpan.FromMilliseconds(100),
+            lines => lines.Count == 0 ? "no lines" : $"{lines.Count} lines, the last '{lines[^1].Text}'");
+
     /// <summary>Starts (or starts again) orchd and waits until it answers on NATS.</summary>
     public async Task StartOrchdAsync(string[]? extraArgs = null, IReadOnlyDictionary<string, string?>? environment = null)
     {
@@ -145,12 +190,8 @@ public sealed class NodeHost : IAsyncDisposable
             Client = new NodeClient(_connection, NodeName, TimeSpan.FromSeconds(60));
         }
         var fleet = new FleetClient(_connection);
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
-        while (await fleet.GetNodeInfoAsync(NodeName, TimeSpan.FromSeconds(1)) is null)
-        {
-            Assert.True(DateTime.UtcNow < deadline, $"orchd did not answer on NATS; output:\n{daemon.Output}");
-            await Task.Delay(50);
-        }
+        await Eventually.TrueAsync($"orchd {NodeName} to answer on NATS", async () => await fleet.GetNodeInfoAsync(NodeName, TimeSpan.FromSeconds(1)) is not null,
+            TimeSpan.FromSeconds(20), () => $"no answer; output:\n{daemon.Output}", TimeSpan.FromMilliseconds(50));
     }
 
     /// <summary>kill -9: what a crash or the OOM killer does to orchd.</summary>
@@ -168,22 +209,9 @@ public sealed class NodeHost : IAsyncDisposable
     }
 
     /// <summary>Polls the node until <paramref name="condition"/> holds for the container, or fails with its last status.</summary>
-    public async Task<Orchestrator.Api.ContainerStatus> WaitForAsync(string name, Func<Orchestrator.Api.ContainerStatus, bool> condition, TimeSpan timeout, string what)
-    {
-        var deadline = DateTime.UtcNow + timeout;
-        Orchestrator.Api.ContainerStatus? last = null;
-        while (DateTime.UtcNow < deadline)
-        {
-            last = await Client.InspectAsync(name);
-            if (condition(last))
-            {
-                return last;
-            }
-            await Task.Delay(50);
-        }
-        Assert.Fail($"container {name}: {what} did not happen within {timeout}; last state {last?.State}, restarts {last?.Restarts}, message {last?.Message}\n{Daemon.Output}");
-        return last!;
-    }
+    public Task<Orchestrator.Api.ContainerStatus> WaitForAsync(string name, Func<Orchestrator.Api.ContainerStatus, bool> condition, TimeSpan timeout, string what)
+        => Eventually.ValueAsync($"container {name}: {what}", () => Client.InspectAsync(name), condition, timeout, TimeSpan.FromMilliseconds(50),
+            last => $"state {last.State}, restarts {last.Restarts}, message {last.Message}\n{Daemon.Output}");
 
     /// <summary>Alive and not a zombie (a test machine's pid 1 may not reap what orchd left it).</summary>
     public static bool IsAlive(int pid)

@@ -55,13 +55,9 @@ public sealed class NodePolicyTests
         await using var connection = new NATS.Client.Core.NatsConnection(new NATS.Client.Core.NatsOpts { Url = node.Nats!.Url });
         await connection.ConnectAsync();
         var fleet = new FleetClient(connection);
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
-        List<Orchestrator.Api.NodeEvent> events;
-        while ((events = await ToListAsync(fleet.EventsAsync(since, watch: false))).All(e => e is not { Kind: "workload.refused", Subject: "local-evil" }))
-        {
-            Assert.True(DateTime.UtcNow < deadline, $"no workload.refused event for local-evil; events: {string.Join("; ", events.Select(e => $"{e.Kind} {e.Subject}"))}");
-            await Task.Delay(200);
-        }
+        var events = await Eventually.ValueAsync("a workload.refused event for local-evil", () => ToListAsync(fleet.EventsAsync(since, watch: false)),
+            events => events.Any(e => e is { Kind: "workload.refused", Subject: "local-evil" }), TimeSpan.FromSeconds(20), TimeSpan.FromMilliseconds(200),
+            events => "events: " + string.Join("; ", events.Select(e => $"{e.Kind} {e.Subject}")));
         Assert.Equal(["fine"], (await node.Client.ListAsync()).Select(c => c.Name));
         Assert.False(File.Exists(marker), "the refused manifest wrote to the host");
     }

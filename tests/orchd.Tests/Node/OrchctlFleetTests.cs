@@ -34,15 +34,8 @@ public sealed class OrchctlFleetTests
             Assert.True(result.Code == 0, string.Join("\n", log));
             return result;
         }
-        async Task Until(Func<Task<bool>> condition, string what)
-        {
-            var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
-            while (!await condition())
-            {
-                Assert.True(DateTime.UtcNow < deadline, $"{what} did not happen:\n{string.Join("\n", log.TakeLast(6))}");
-                await Task.Delay(300);
-            }
-        }
+        Task Until(Func<Task<bool>> condition, string what)
+            => Eventually.TrueAsync(what, condition, TimeSpan.FromSeconds(60), () => "not yet; orchctl said:\n" + string.Join("\n", log.TakeLast(6)), TimeSpan.FromMilliseconds(300));
 
         var version = await Ok("version");
         Assert.Contains(version.Out.Split('\n'), l => l.StartsWith(a.NodeName + " ", StringComparison.Ordinal));

@@ -20,15 +20,8 @@ public sealed class StandaloneTests
         return doc.RootElement.GetProperty("status").GetString();
     }
 
-    private static async Task WaitAsync(Func<Task<bool>> condition, string what, NodeHost node)
-    {
-        var deadline = DateTime.UtcNow + s_wait;
-        while (!await condition())
-        {
-            Assert.True(DateTime.UtcNow < deadline, $"{what} did not happen; orchd said:\n{node.Daemon.Output}");
-            await Task.Delay(100);
-        }
-    }
+    private static Task WaitAsync(Func<Task<bool>> condition, string what, NodeHost node)
+        => Eventually.TrueAsync(what, condition, s_wait, () => $"not yet; orchd said:\n{node.Daemon.Output}");
 
     [Fact(Timeout = 120_000)]
     public async Task Static_manifests_run_change_and_go_with_no_nats()
@@ -42,7 +35,8 @@ public sealed class StandaloneTests
             restart: {policy: always}
             stopGracePeriodSeconds: 1
             """);
-        await node.StartOrchdAsync();
+        node.MetricsPort = FreePort.Next();
+        await node.StartOrchdAsync(["--metrics-listen", node.MetricsPort.Value.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
         await node.Daemon.WaitForLogAsync("cannot reach NATS", s_wait); // offline, and running anyway
         await WaitAsync(async () => await RuntimeStatusAsync(node, "sensor") == "running", "sensor running", node);
         var log = Path.Combine(node.StateDir, "logs", "sensor", "container.log");
@@ -51,7 +45,7 @@ public sealed class StandaloneTests
         // A broken edit keeps what runs and says what is wrong.
         File.WriteAllText(manifest, "name: sensor\nimage: busybox:latest\nresources: {memory: plenty}\n");
         await node.Daemon.WaitForLogAsync("resources.memory: 'plenty' is not a size", s_wait);
-        await Task.Delay(3000); // past a resync
+        await node.WaitForReconcilePassesAsync(2); // the broken manifest was read, and nothing was undone
         Assert.Equal("running", await RuntimeStatusAsync(node, "sensor"));
         Assert.DoesNotContain(node.Daemon.Stderr, l => l.Contains("no longer wanted", StringComparison.Ordinal));
 

@@ -44,14 +44,10 @@ public sealed class TransportSecurityTests
 
             // Both heartbeat into orch-nodes, with their own keys.
             var heartbeats = await kv.GetStoreAsync("orch-nodes");
-            var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
             foreach (var name in new[] { scheduler, worker })
             {
-                while (!(await heartbeats.TryGetEntryAsync<byte[]>(name)).Success)
-                {
-                    Assert.True(DateTime.UtcNow < deadline, $"no heartbeat of {name}; server log:\n{fleet.Violations()}");
-                    await Task.Delay(200);
-                }
+                await Eventually.TrueAsync($"a heartbeat of {name}", async () => (await heartbeats.TryGetEntryAsync<byte[]>(name)).Success, TimeSpan.FromSeconds(30),
+                    () => $"none; server log:\n{fleet.Violations()}", TimeSpan.FromMilliseconds(200));
             }
 
             // A deployment for the edge: the scheduler places it on the worker, which runs it.
@@ -64,21 +60,14 @@ public sealed class TransportSecurityTests
                 Template = new Workload { Image = NodeHost.Image, Command = ["sleep", "100000"], Network = "none", StopGracePeriodSeconds = 0 },
             }]);
             var edge = hosts[1];
-            deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
-            while (!(await edge.Client.ListAsync()).Any(c => c.Name == "secure-0" && c.State == "running"))
-            {
-                Assert.True(DateTime.UtcNow < deadline, $"secure-0 did not run on {worker}; violations:\n{fleet.Violations()}\n{edge.Daemon.Output}");
-                await Task.Delay(250);
-            }
+            await Eventually.TrueAsync($"secure-0 running on {worker}", async () => (await edge.Client.ListAsync()).Any(c => c.Name == "secure-0" && c.State == "running"),
+                TimeSpan.FromSeconds(60), () => $"not running; violations:\n{fleet.Violations()}\n{edge.Daemon.Output}", TimeSpan.FromMilliseconds(250));
 
             // Its events reached the stream, on its own subjects.
             var js = new NatsJSContext(operatorConnection);
-            deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
-            while ((await js.GetStreamAsync("ORCH_EVENTS", new NATS.Client.JetStream.Models.StreamInfoRequest { SubjectsFilter = $"orch.events.{worker}.>" })).Info.State.Subjects is not { Count: > 0 })
-            {
-                Assert.True(DateTime.UtcNow < deadline, $"no event from {worker}; violations:\n{fleet.Violations()}");
-                await Task.Delay(250);
-            }
+            await Eventually.TrueAsync($"an event from {worker} in ORCH_EVENTS",
+                async () => (await js.GetStreamAsync("ORCH_EVENTS", new NATS.Client.JetStream.Models.StreamInfoRequest { SubjectsFilter = $"orch.events.{worker}.>" })).Info.State.Subjects is { Count: > 0 },
+                TimeSpan.FromSeconds(20), () => $"none; violations:\n{fleet.Violations()}", TimeSpan.FromMilliseconds(250));
 
             // And neither node was refused anything: the permission sets are enough.
             var violations = fleet.Violations();
@@ -250,12 +239,8 @@ public sealed class TransportSecurityTests
     {
         using var cancel = new CancellationTokenSource(TimeSpan.FromSeconds(10));
         var running = Task.Run(() => operation(cancel.Token), CancellationToken.None);
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(8);
-        while (!errors.Any(e => e.Contains(expected, StringComparison.Ordinal)))
-        {
-            Assert.True(DateTime.UtcNow < deadline, $"no permission violation containing {expected}; the server said: [{string.Join("; ", errors)}]");
-            await Task.Delay(50);
-        }
+        await Eventually.TrueAsync($"a permission violation containing {expected}", () => errors.Any(e => e.Contains(expected, StringComparison.Ordinal)),
+            TimeSpan.FromSeconds(8), () => $"the server said: [{string.Join("; ", errors)}]", TimeSpan.FromMilliseconds(50));
         await cancel.CancelAsync();
         try
         {
