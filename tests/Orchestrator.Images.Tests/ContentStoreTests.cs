@@ -51,7 +51,7 @@ public sealed class ContentStoreTests : IDisposable
         await store.WriteAsync(first, ContentStore.DigestOf(first));
         var second = Enumerable.Repeat((byte)7, 1000).ToArray();
         var error = await Assert.ThrowsAsync<DiskBudgetExceededException>(() => store.WriteAsync(second, ContentStore.DigestOf(second)));
-        Assert.Equal($"blob {ContentStore.DigestOf(second)} needs 1000 bytes but the image store holds 1000 of its 1500-byte budget; run gc, remove images or raise the budget", error.Message);
+        Assert.Equal($"blob {ContentStore.DigestOf(second)} needs 1000 bytes but the image store holds 1000 of its 1500-byte budget; run gc, remove images or raise the budget (images.disk_budget)", error.Message);
         // Unknown size: refused as the bytes arrive, not after.
         await Assert.ThrowsAsync<DiskBudgetExceededException>(() => store.WriteAsync(new NonSeekable(second), ContentStore.DigestOf(second), size: null));
         Assert.Single(store.Digests());

@@ -213,7 +213,24 @@ public sealed class PackagingTests : IAsyncLifetime
             Assert.True(File.Exists("/etc/orchestrator/orchd.yaml"), "remove keeps the conffile");
             Assert.True(File.Exists("/var/lib/orchestrator/node-id"), "remove keeps the node's state");
 
-            await RunAsync("dpkg", "-P", "orchestrator");
+            // Another orchd's container on this host (its own node id): purging this package must not touch it.
+            var otherParent = File.Exists("/sys/fs/cgroup/cgroup.controllers") ? "/sys/fs/cgroup/orchestrator/feedfacefeed" : "/sys/fs/cgroup/pids/orchestrator/feedfacefeed";
+            var otherCgroup = Path.Combine(otherParent, "other");
+            Directory.CreateDirectory(otherCgroup);
+            await using var other = DaemonProcess.Start("/bin/sleep", ["1000"]);
+            await File.WriteAllTextAsync(Path.Combine(otherCgroup, "cgroup.procs"), other.Pid.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            try
+            {
+                await RunAsync("dpkg", "-P", "orchestrator");
+                Assert.False(other.HasExited, "purging the package killed another orchd's container");
+            }
+            finally
+            {
+                other.Signal(9);
+                await other.WaitForExitAsync(s_wait);
+                Directory.Delete(otherCgroup);
+                Directory.Delete(otherParent);
+            }
             Assert.False(Directory.Exists("/var/lib/orchestrator"), "purge removes the state");
             Assert.False(Directory.Exists("/etc/orchestrator"), "purge removes the config");
             Assert.Equal("host data", await File.ReadAllTextAsync(Path.Combine(volume, "keep")));

@@ -75,7 +75,7 @@ public sealed class NodeApiTests
     {
         await using var node = await NodeHost.StartAsync();
         // About 2.5 MB of log: more than one NATS message can carry.
-        await node.Client.RunAsync(NodeHost.Sh("chatty", "i=0; while [ $i -lt 25000 ]; do echo \"line-$i $(printf '%080d' 0)\"; i=$((i+1)); done; echo done; exec sleep 100000"));
+        await node.Client.RunAsync(NodeHost.Sh("chatty", "z=$(printf '%080d' 0); i=0; while [ $i -lt 25000 ]; do echo \"line-$i $z\"; i=$((i+1)); done; echo done; exec sleep 100000"));
         var lines = await node.LogsUntilAsync("chatty", l => l.Any(x => x.Text == "done"), TimeSpan.FromSeconds(60), "done, the last line",
             TimeSpan.FromMilliseconds(200)); // each read is the whole 2.5 MB log: not too often
         Assert.Equal(Enumerable.Range(0, 25000).Select(i => $"line-{i} {new string('0', 80)}").Append("done"), lines.Select(l => l.Text));
