@@ -21,7 +21,13 @@ mount -t overlay overlay -o "lowerdir=$rootfs,upperdir=$work/upper,workdir=$work
 root="$work/root"
 nspawn_pid=""
 
+init=""
 cleanup() {
+    # The machine's pid 1 first: killing it ends its whole pid namespace. Killing only nspawn
+    # would leave a booted systemd (and its inotify instances, 128 per user) running for good.
+    if [ -n "$init" ] && kill -0 "$init" 2>/dev/null; then
+        kill -KILL "$init" 2>/dev/null || true
+    fi
     if [ -n "$nspawn_pid" ] && kill -0 "$nspawn_pid" 2>/dev/null; then
         kill -KILL "$nspawn_pid" 2>/dev/null || true
         wait "$nspawn_pid" 2>/dev/null || true
@@ -45,6 +51,7 @@ nspawn_pid=$!
 # The container's pid 1 (systemd) is nspawn's child.
 init=""
 # nspawn's first child only sets up namespaces and goes; pid 1 is the child running systemd.
+init=""
 for _ in $(seq 1 300); do
     for p in $(pgrep -P "$nspawn_pid" || true); do
         if [ "$(cat "/proc/$p/comm" 2>/dev/null)" = systemd ]; then
