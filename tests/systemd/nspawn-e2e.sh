@@ -51,7 +51,6 @@ nspawn_pid=$!
 # The container's pid 1 (systemd) is nspawn's child.
 init=""
 # nspawn's first child only sets up namespaces and goes; pid 1 is the child running systemd.
-init=""
 for _ in $(seq 1 300); do
     for p in $(pgrep -P "$nspawn_pid" || true); do
         if [ "$(cat "/proc/$p/comm" 2>/dev/null)" = systemd ]; then
@@ -135,12 +134,15 @@ container_pid() {
     # The container's first process: the lowest pid in its cgroup (v1 pids hierarchy, or v2).
     inside sh -c 'cat /sys/fs/cgroup/pids/orchestrator/*/sleeper/cgroup.procs /sys/fs/cgroup/orchestrator/*/sleeper/cgroup.procs 2>/dev/null; true' | sort -n | head -1
 }
-pid=""
-for _ in $(seq 1 300); do
-    pid=$(container_pid)
-    [ -n "$pid" ] && break
-    sleep 0.2
-done
+# Its pid once it runs (up to 60 s), or nothing.
+wait_for_container() {
+    for _ in $(seq 1 300); do
+        p=$(container_pid)
+        if [ -n "$p" ]; then echo "$p"; return; fi
+        sleep 0.2
+    done
+}
+pid=$(wait_for_container)
 [ -n "$pid" ] || fail "the container did not start: $(inside journalctl -u orchd --no-pager | tail -30)"
 ok "container running (pid $pid in the machine)"
 
@@ -196,12 +198,7 @@ ok "dpkg -r left no container, bridge, nft table, cgroup, mount or wants link; s
 
 inside dpkg -i /opt/orchtest/orchestrator.deb > "$work/dpkg-i2.log" 2>&1 || fail "dpkg -i again: $(cat "$work/dpkg-i2.log")"
 inside systemctl is-enabled --quiet orchd.service || fail "reinstalling did not enable orchd again"
-pid=""
-for _ in $(seq 1 300); do
-    pid=$(container_pid)
-    [ -n "$pid" ] && break
-    sleep 0.2
-done
+pid=$(wait_for_container)
 [ -n "$pid" ] || fail "the container did not start again after reinstalling: $(inside journalctl -u orchd --no-pager | tail -30)"
 ok "reinstalled: orchd enabled and running again, container restarted (pid $pid)"
 
