@@ -1,6 +1,7 @@
 using System.Globalization;
 using Orchestrator.Fleet.Agent;
 using Orchestrator.Linux;
+using Orchestrator.Runtime.Cgroups;
 
 namespace Orchestrator.Daemon;
 
@@ -17,12 +18,13 @@ internal static class FenceKeeperCommand
 {
     public static int Run(string[] args)
     {
-        if (args.Length != 1 || !Directory.Exists(args[0]))
+        if (args.Length is < 1 or > 2 || !Directory.Exists(args[0]) || (args.Length == 2 && args[1] != "--hold"))
         {
-            Console.Error.WriteLine("usage: orchd fence-keeper RUN_DIR (started by orchd while fenced replicas run; RUN_DIR is orchd's run directory)");
+            Console.Error.WriteLine("usage: orchd fence-keeper RUN_DIR [--hold] (started by orchd; RUN_DIR is orchd's run directory; --hold: keep running when no fenced replica runs, holding the node's systemd scope)");
             return ExitCodes.Usage;
         }
         var runDir = args[0];
+        var hold = args.Length == 2;
         var path = Path.Combine(runDir, FenceFile.Name);
         var pidFile = Path.Combine(runDir, FenceFile.KeeperPidName);
         var me = Environment.ProcessId;
@@ -33,7 +35,7 @@ internal static class FenceKeeperCommand
             while (true)
             {
                 var fence = FenceFile.Read(path);
-                if (fence is null && !File.Exists(path))
+                if (fence is null && !File.Exists(path) && !hold)
                 {
                     return ExitCodes.Ok; // no fenced replica runs any more
                 }
@@ -71,7 +73,8 @@ internal static class FenceKeeperCommand
         foreach (var replica in targets)
         {
             var recorded = replica.Pid > 0 && ProcessStat.IsSame(replica.Pid, replica.StartTime);
-            var inCgroup = CgroupPids(fence.CgroupParent, replica.Name);
+            var cgroup = CgroupOf(fence.CgroupParent, replica.Name);
+            var inCgroup = cgroup is null ? [] : CgroupProcesses.Live(cgroup);
             if (!recorded && inCgroup.Count == 0)
             {
                 continue; // gone already (or never started), or its pid is another process's now
@@ -88,7 +91,7 @@ internal static class FenceKeeperCommand
                 Console.Error.WriteLine($"orchd fence-keeper: cannot mark {replica.Name} stopped ({e.Message}); killing it anyway");
             }
             var failed = recorded && Libc.kill(replica.Pid, 9) != 0 && ProcessStat.IsSame(replica.Pid, replica.StartTime);
-            failed |= !KillCgroup(fence.CgroupParent, replica.Name);
+            failed |= cgroup is not null && !CgroupProcesses.KillAll(cgroup);
             if (failed)
             {
                 left.Add(replica);
@@ -100,45 +103,8 @@ internal static class FenceKeeperCommand
         (fence with { Replicas = left, Names = left.Select(r => r.Name).ToList() }).Write(path);
     }
 
-    /// <summary>The processes in a replica's cgroup (none when the file names no cgroup parent or the cgroup is gone).</summary>
-    private static List<int> CgroupPids(string parent, string name)
-    {
-        if (parent.Length == 0)
-        {
-            return [];
-        }
-        try
-        {
-            // Zombies (killed, not yet reaped) stay listed on some kernels: only live ones count.
-            return Orchestrator.Runtime.Cgroups.CgroupFactory.Open($"{parent}/{name}").Pids().Where(p => ProcessStat.StartTime(p) is not null).ToList();
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException or Orchestrator.Runtime.Cgroups.CgroupException)
-        {
-            return [];
-        }
-    }
-
-    /// <summary>
-    /// SIGKILL to every process in the replica's cgroup until it is empty (a process may fork
-    /// between the read and the kill; a few rounds catch its children). False if it is not empty after that.
-    /// </summary>
-    private static bool KillCgroup(string parent, string name)
-    {
-        for (var round = 0; round < 20; round++)
-        {
-            var pids = CgroupPids(parent, name);
-            if (pids.Count == 0)
-            {
-                return true;
-            }
-            foreach (var pid in pids)
-            {
-                _ = Libc.kill(pid, 9);
-            }
-            Thread.Sleep(50);
-        }
-        return CgroupPids(parent, name).Count == 0;
-    }
+    /// <summary>A replica's cgroup, or null when the fence file names no cgroup parent (an older orchd's).</summary>
+    private static ICgroup? CgroupOf(string parent, string name) => parent.Length == 0 ? null : CgroupFactory.Open($"{parent}/{name}");
 
     /// <summary>The process orchd recorded for a container (its record in STATE_DIR/containers), or null.</summary>
     private static FencedProcess? Recorded(string stateDir, string name)

@@ -13,6 +13,7 @@ using Orchestrator.Node.Drivers;
 using Orchestrator.Node.Logs;
 using Orchestrator.Node.Reconcile;
 using Orchestrator.Node.StateStore;
+using Orchestrator.Runtime.Cgroups;
 
 AppDomain.CurrentDomain.UnhandledException += (_, e) =>
 {
@@ -196,11 +197,29 @@ static async Task<int> RunDaemonAsync(OrchdConfig config, NodeState state, Backe
         ITaskDriver chosen = backends.Default == "native" ? native : containerdDriver!;
         return new RuntimeBackends(chosen, backends.Description, offered, backends.Unavailable);
     });
+    // Containers' cgroups: the node's delegated systemd scope on cgroup v2 (its keeper holds it
+    // open; started here, before any container), else /orchestrator/ID12 (NodeCgroup).
+    var cgroupParent = NodeCgroup.ParentFor(state.NodeId);
+    string? cgroupProblem = null;
+    if (NodeCgroup.IsScope(cgroupParent) && Environment.ProcessPath is { } self)
+    {
+        var keeper = new FenceKeeper(self, state.RunDir, state.NodeId, cgroupParent);
+        if (keeper.Ensure() is { } problem)
+        {
+            cgroupProblem = $"{problem}; containers go to {NodeCgroup.LegacyParent(state.NodeId)} instead, outside every systemd unit (systemd may remove it)";
+            cgroupParent = NodeCgroup.LegacyParent(state.NodeId);
+        }
+        else
+        {
+            builder.Services.AddHostedService(sp => new KeeperService(keeper, sp.GetRequiredService<ILogger<KeeperService>>()));
+        }
+    }
     builder.Services.AddSingleton(new NodeOptions
     {
         StateDir = state.StateDir,
         RunDir = state.RunDir,
         NodeId = state.NodeId,
+        CgroupParent = cgroupParent,
         ManifestDir = config.ManifestDir,
         Bridge = config.Bridge is { } bridge ? new Orchestrator.Node.Network.BridgeOptions(bridge, config.BridgeCidr, state.NodeId) : null,
         Policy = new NodePolicy { HostPaths = config.PolicyHostPaths, HostNetwork = config.PolicyHostNetwork, UnconfinedSeccomp = config.PolicyUnconfinedSeccomp },
@@ -249,6 +268,10 @@ static async Task<int> RunDaemonAsync(OrchdConfig config, NodeState state, Backe
         else if (backends.Default != "native")
         {
             DaemonLog.Backend(logger, backends.Description);
+        }
+        if (cgroupProblem is not null)
+        {
+            DaemonLog.CgroupScope(logger, cgroupProblem);
         }
         DaemonLog.Ready(logger, BuildInfo.Version, config.NodeName, state.NodeId, state.StateDir,
             backends.Description, config.ConfigFile ?? "none");

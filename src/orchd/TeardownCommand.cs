@@ -57,8 +57,9 @@ internal static class TeardownCommand
             var nodeId = ReadNodeId(config.StateDir, problems);
             if (nodeId is { Length: > 0 })
             {
-                var parent = new NodeOptions { StateDir = config.StateDir, RunDir = config.RunDir, NodeId = nodeId }.CgroupParent;
-                var (stopped, killed) = StopNativeContainers(parent, problems);
+                // The node's cgroup parent on this host, and the one an orchd before the systemd scope used.
+                var parents = NodeCgroup.AllParents(nodeId);
+                var (stopped, killed) = StopNativeContainers(parents, problems);
                 said.Add($"{stopped} container(s) of orchd's runtime stopped{(killed > 0 ? $" ({killed} killed after {Grace.TotalSeconds:0} s)" : "")}");
                 if (File.Exists(config.ContainerdSocket))
                 {
@@ -66,7 +67,13 @@ internal static class TeardownCommand
                 }
                 var unmounted = Unmount(config.StateDir, problems) + Unmount(config.RunDir, problems);
                 said.Add($"{unmounted} mount(s) under {config.StateDir} and {config.RunDir} unmounted");
-                said.Add($"cgroup {parent} removed from {RemoveCgroupParents(parent, problems)} hierarchy(ies)");
+                foreach (var parent in parents)
+                {
+                    if (RemoveCgroupParents(parent, problems) is > 0 and var removed)
+                    {
+                        said.Add($"cgroup {parent} removed from {removed} hierarchy(ies)");
+                    }
+                }
                 if (config.Bridge is { } bridge)
                 {
                     var options = new BridgeOptions(bridge, config.BridgeCidr, nodeId);
@@ -109,7 +116,7 @@ internal static class TeardownCommand
                 return null;
             }
             var id = File.ReadAllText(path).Trim();
-            if (id.Length == 32 && id.All(char.IsAsciiHexDigitLower))
+            if (Orchestrator.Node.StateStore.NodeState.IsValidNodeId(id))
             {
                 return id;
             }
@@ -125,16 +132,12 @@ internal static class TeardownCommand
     /// <summary>The fence keeper fences for an orchd that is down; with the containers gone it has nothing to keep.</summary>
     private static void StopFenceKeeper(string runDir)
     {
-        var pidFile = Path.Combine(runDir, FenceFile.KeeperPidName);
+        if (FenceKeeper.Running(runDir) is { } pid)
+        {
+            _ = Libc.kill(pid, 9);
+        }
         try
         {
-            if (File.ReadAllText(pidFile).Split(' ') is [var p, var t]
-                && int.TryParse(p, CultureInfo.InvariantCulture, out var pid)
-                && ulong.TryParse(t, CultureInfo.InvariantCulture, out var start)
-                && ProcessStat.IsSame(pid, start))
-            {
-                _ = Libc.kill(pid, 9);
-            }
             File.Delete(Path.Combine(runDir, FenceFile.Name));
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
@@ -146,10 +149,12 @@ internal static class TeardownCommand
     /// Every cgroup under the node's parent is a container of orchd's runtime: thawed (a paused
     /// container cannot act on SIGTERM), sent SIGTERM, given <see cref="Grace"/>, then killed.
     /// </summary>
-    private static (int Stopped, int Killed) StopNativeContainers(string parent, List<string> problems)
+    private static (int Stopped, int Killed) StopNativeContainers(IReadOnlyList<string> parents, List<string> problems)
     {
-        var cgroups = ChildNames(parent).Select(name => CgroupFactory.Open($"{parent}/{name}")).ToList();
-        var running = cgroups.Where(c => LivePids(c).Count > 0).ToList();
+        // Every child but the keeper's (stopped already; its cgroup goes with the parent).
+        var cgroups = parents.SelectMany(parent => ChildNames(parent).Where(name => name != NodeCgroup.KeeperName)
+            .Select(name => CgroupFactory.Open($"{parent}/{name}"))).ToList();
+        var running = cgroups.Where(c => CgroupProcesses.Live(c).Count > 0).ToList();
         foreach (var cgroup in running)
         {
             try
@@ -159,26 +164,22 @@ internal static class TeardownCommand
             catch (CgroupException)
             {
             }
-            Signal(cgroup, 15);
+            CgroupProcesses.Signal(cgroup, 15);
         }
         var deadline = DateTime.UtcNow + Grace;
-        while (running.Any(c => LivePids(c).Count > 0) && DateTime.UtcNow < deadline)
+        while (running.Any(c => CgroupProcesses.Live(c).Count > 0) && DateTime.UtcNow < deadline)
         {
             Thread.Sleep(100);
         }
         var killed = 0;
-        foreach (var cgroup in running.Where(c => LivePids(c).Count > 0))
+        foreach (var cgroup in running.Where(c => CgroupProcesses.Live(c).Count > 0))
         {
             killed++;
-            for (var round = 0; round < 40 && LivePids(cgroup).Count > 0; round++)
-            {
-                Signal(cgroup, 9);
-                Thread.Sleep(50);
-            }
+            CgroupProcesses.KillAll(cgroup);
         }
         foreach (var cgroup in cgroups)
         {
-            if (LivePids(cgroup) is { Count: > 0 } left)
+            if (CgroupProcesses.Live(cgroup) is { Count: > 0 } left)
             {
                 problems.Add($"container cgroup {cgroup.Path} still has processes {string.Join(' ', left)} after SIGKILL");
                 continue;
@@ -193,41 +194,6 @@ internal static class TeardownCommand
             }
         }
         return (running.Count, killed);
-    }
-
-    private static void Signal(ICgroup cgroup, int signal)
-    {
-        foreach (var pid in LivePids(cgroup))
-        {
-            _ = Libc.kill(pid, signal);
-        }
-    }
-
-    /// <summary>Processes in the cgroup that are alive (a zombie is listed on some kernels until reaped).</summary>
-    private static List<int> LivePids(ICgroup cgroup)
-    {
-        try
-        {
-            return cgroup.Pids().Where(p => ProcessStat.StartTime(p) is not null && !IsZombie(p)).ToList();
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException or CgroupException)
-        {
-            return [];
-        }
-    }
-
-    private static bool IsZombie(int pid)
-    {
-        try
-        {
-            var stat = File.ReadAllText($"/proc/{pid.ToString(CultureInfo.InvariantCulture)}/stat");
-            var close = stat.LastIndexOf(')');
-            return close > 0 && close + 2 < stat.Length && stat[close + 2] == 'Z';
-        }
-        catch (IOException)
-        {
-            return true;
-        }
     }
 
     /// <summary>The hierarchies to look in: the cgroup v2 root, or each v1 hierarchy (controllers and systemd's tracking ones).</summary>
@@ -279,13 +245,31 @@ internal static class TeardownCommand
             var dir = Path.Join(root, parent);
             if (!Directory.Exists(dir))
             {
+                // A scope systemd removed already (it ends with its last process), or nothing there.
+                removed += NodeCgroup.IsScope(parent) && File.Exists(Path.Combine(root, "cgroup.controllers")) ? 1 : 0;
                 continue;
             }
             try
             {
                 foreach (var child in Directory.EnumerateDirectories(dir).ToList())
                 {
-                    Directory.Delete(child); // a container cgroup only Remove did not reach (a hierarchy it does not know)
+                    Directory.Delete(child); // the keeper's, or a container cgroup Remove did not reach (a hierarchy it does not know)
+                }
+                if (NodeCgroup.IsScope(parent))
+                {
+                    // systemd's own: with its last process gone, systemd stops the scope and removes it.
+                    var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(5);
+                    while (Directory.Exists(dir) && DateTime.UtcNow < deadline)
+                    {
+                        Thread.Sleep(50);
+                    }
+                    if (Directory.Exists(dir))
+                    {
+                        problems.Add($"systemd did not remove the empty scope {dir}: systemctl stop {Path.GetFileName(dir)}");
+                        continue;
+                    }
+                    removed++;
+                    continue;
                 }
                 Directory.Delete(dir);
                 removed++;

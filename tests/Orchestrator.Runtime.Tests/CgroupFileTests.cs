@@ -39,6 +39,35 @@ public sealed class CgroupFileTests : IDisposable
     }
 
     [Fact]
+    public void V2_inside_a_systemd_scope_enables_controllers_only_from_the_scope_down()
+    {
+        // What systemd made: the root and system.slice, with what it delegated enabled already.
+        foreach (var dir in new[] { "", "system.slice", "system.slice/orchestrator-0123456789ab.scope" })
+        {
+            Directory.CreateDirectory(_tree.Combine(dir));
+            File.WriteAllText(_tree.Combine(dir, "cgroup.controllers"), "cpu memory pids");
+            File.WriteAllText(_tree.Combine(dir, "cgroup.subtree_control"), dir.EndsWith(".scope", StringComparison.Ordinal) ? "" : "cpu memory pids");
+        }
+        File.WriteAllText(_tree.Combine("cgroup.subtree_control"), "systemd's");
+        File.WriteAllText(_tree.Combine("system.slice", "cgroup.subtree_control"), "systemd's");
+        CgroupFactory.Open("/system.slice/orchestrator-0123456789ab.scope/web-1", _tree.Path).Create(s_resources);
+        Assert.Equal("systemd's", Read("cgroup.subtree_control"));
+        Assert.Equal("systemd's", Read("system.slice", "cgroup.subtree_control"));
+        Assert.NotEqual("", Read("system.slice", "orchestrator-0123456789ab.scope", "cgroup.subtree_control")); // the scope is ours
+        Assert.Equal("64", Read("system.slice", "orchestrator-0123456789ab.scope", "web-1", "pids.max"));
+    }
+
+    [Fact]
+    public void V2_enables_only_what_a_level_lacks()
+    {
+        File.WriteAllText(_tree.Combine("cgroup.controllers"), "cpu memory pids");
+        File.WriteAllText(_tree.Combine("cgroup.subtree_control"), "cpu memory pids");
+        CgroupFactory.Open("/orchestrator/web-1", _tree.Path).Create(null);
+        Assert.Equal("cpu memory pids", Read("cgroup.subtree_control")); // nothing written where all is enabled
+        Assert.True(Directory.Exists(_tree.Combine("orchestrator", "web-1")));
+    }
+
+    [Fact]
     public void V2_stats_and_oom_kills_come_from_memory_events()
     {
         File.WriteAllText(_tree.Combine("cgroup.controllers"), "memory pids");

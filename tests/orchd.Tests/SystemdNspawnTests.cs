@@ -35,8 +35,14 @@ public sealed class SystemdNspawnTests : IDisposable
         return rootfs;
     }
 
-    [Fact(Timeout = 900_000)]
-    public async Task Restart_remove_reinstall_and_purge_under_a_real_systemd()
+    /// <summary>
+    /// hybrid: this host's cgroup layout (v1 controllers, name=systemd, cgroup2 for tracking);
+    /// unified: cgroup v2 alone, as Debian 12 boots, where orchd asks systemd for a delegated scope.
+    /// </summary>
+    [Theory(Timeout = 900_000)]
+    [InlineData("hybrid")]
+    [InlineData("unified")]
+    public async Task Restart_remove_reinstall_and_purge_under_a_real_systemd(string cgroups)
     {
         Requires.Root();
         Requires.Program("systemd-nspawn", "systemd-container");
@@ -49,10 +55,15 @@ public sealed class SystemdNspawnTests : IDisposable
         Assert.True(await build.WaitForExitAsync(TimeSpan.FromMinutes(3)) == 0, build.Output);
         var deb = Assert.Single(Directory.GetFiles(debs, "orchestrator_*_amd64.deb"));
 
-        var run = DaemonProcess.Start("/bin/bash", [Path.Combine(Repo.Root, "tests", "systemd", "nspawn-e2e.sh"), deb, image, rootfs, _dir.Combine("machine")]);
+        var run = DaemonProcess.Start("/bin/bash", [Path.Combine(Repo.Root, "tests", "systemd", "nspawn-e2e.sh"), deb, image, rootfs, _dir.Combine("machine-" + cgroups), cgroups]);
         var code = await run.WaitForExitAsync(TimeSpan.FromMinutes(10));
         Assert.True(code == 0, $"nspawn-e2e.sh exited {code}:\n{run.Output}");
-        foreach (var check in new[] { "no left-over process reported", "dpkg -r left no container", "reinstalled: orchd enabled", "dpkg -P: state" })
+        var checks = new List<string> { "no left-over process reported", "dpkg -r left no container", "reinstalled: orchd enabled", "dpkg -P: state" };
+        if (cgroups == "unified")
+        {
+            checks.Add("cgroup v2: container in /system.slice/orchestrator-");
+        }
+        foreach (var check in checks)
         {
             Assert.Contains(run.Stdout, l => l.Contains(check, StringComparison.Ordinal));
         }

@@ -8,18 +8,36 @@
 #      multi-user.target.wants link, and keeps the state;
 #   3. reinstalling enables and starts orchd again, which restarts the container;
 #   4. `dpkg -P` deletes the state.
-# Usage: nspawn-e2e.sh DEB IMAGE_TAR ROOTFS WORKDIR
+# Usage: nspawn-e2e.sh DEB IMAGE_TAR ROOTFS WORKDIR [hybrid|unified]
+#   hybrid (the default): the machine gets this host's cgroup layout (v1 controllers, systemd's
+#   name=systemd hierarchy, and cgroup2 for tracking where the host has it).
+#   unified: the machine boots with cgroup v2 alone (SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1), as
+#   Debian 12 and most edge distributions do; orchd then asks systemd for a delegated scope.
+#   On a hybrid host the v2 hierarchy has no controllers (they are bound to v1): the workloads
+#   here set no limits, so what is tested is where processes live, which is what systemd sees.
 #   ROOTFS: a debootstrapped Debian 12 (systemd, dbus, libssl3, iproute2, nftables); used
 #   read-only, as the lower layer of an overlay in WORKDIR.
 # Prints "ok: …" per check and exits non-zero at the first failure.
 set -euo pipefail
 
-deb=$1 image=$2 rootfs=$3 work=$4
+deb=$1 image=$2 rootfs=$3 work=$4 mode=${5:-hybrid}
+case "$mode" in hybrid|unified) ;; *) echo "mode must be hybrid or unified, not '$mode'" >&2; exit 2 ;; esac
 machine="orchtest-$$"
 mkdir -p "$work/upper" "$work/overlay-work" "$work/root"
 mount -t overlay overlay -o "lowerdir=$rootfs,upperdir=$work/upper,workdir=$work/overlay-work" "$work/root"
 root="$work/root"
 nspawn_pid=""
+
+# The machine's cgroups: nspawn --keep-unit makes them below its caller's (payload/, supervisor/)
+# in the tracking hierarchies, and a killed machine leaves them there for the next run to see.
+# Each run gets cgroups of its own, removed at the end.
+tracking_cgroups=""
+for hierarchy in /sys/fs/cgroup/unified /sys/fs/cgroup/systemd; do
+    if [ -f "$hierarchy/cgroup.procs" ]; then
+        mkdir -p "$hierarchy/$machine"
+        tracking_cgroups="$tracking_cgroups $hierarchy/$machine"
+    fi
+done
 
 init=""
 cleanup() {
@@ -33,6 +51,9 @@ cleanup() {
         wait "$nspawn_pid" 2>/dev/null || true
     fi
     umount -R -l "$root" 2>/dev/null || true
+    for dir in $tracking_cgroups; do
+        find "$dir" -depth -type d -exec rmdir {} \; 2>/dev/null || true
+    done
 }
 trap cleanup EXIT
 
@@ -44,8 +65,12 @@ cp "$deb" "$root/opt/orchtest/orchestrator.deb"
 cp "$image" "$root/opt/orchtest/busybox.tar"
 echo "$machine" > "$root/etc/hostname"
 
-systemd-nspawn -q -b -D "$root" -M "$machine" --register=no --keep-unit --private-network \
-    --console=passive > "$work/console.log" 2>&1 &
+[ "$mode" = unified ] && export SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1
+(
+    for dir in $tracking_cgroups; do echo "$BASHPID" > "$dir/cgroup.procs"; done
+    exec systemd-nspawn -q -b -D "$root" -M "$machine" --register=no --keep-unit --private-network \
+        --console=passive
+) > "$work/console.log" 2>&1 &
 nspawn_pid=$!
 
 # The container's pid 1 (systemd) is nspawn's child.
@@ -105,10 +130,15 @@ else
     echo "note: this systemd did not report the control's left-over process; the cgroup check below still holds"
 fi
 
-# nspawn mounts the v1 controllers read-only inside: a container runtime needs them writable.
-for dir in $(inside sh -c 'ls -d /sys/fs/cgroup/*/'); do
-    inside mount -o remount,bind,rw "$dir" 2>/dev/null || true
-done
+if [ "$mode" = unified ]; then
+    [ "$(inside stat -fc %T /sys/fs/cgroup)" = cgroup2fs ] || fail "the machine did not boot with cgroup v2 alone: $(inside stat -fc %T /sys/fs/cgroup)"
+    ok "the machine runs cgroup v2 alone"
+else
+    # nspawn mounts the v1 controllers read-only inside: a container runtime needs them writable.
+    for dir in $(inside sh -c 'ls -d /sys/fs/cgroup/*/'); do
+        inside mount -o remount,bind,rw "$dir" 2>/dev/null || true
+    done
+fi
 
 inside dpkg -i /opt/orchtest/orchestrator.deb > "$work/dpkg-i.log" 2>&1 || fail "dpkg -i: $(cat "$work/dpkg-i.log")"
 ok "dpkg -i"
@@ -132,7 +162,7 @@ ok "orchd enabled and started"
 
 container_pid() {
     # The container's first process: the lowest pid in its cgroup (v1 pids hierarchy, or v2).
-    inside sh -c 'cat /sys/fs/cgroup/pids/orchestrator/*/sleeper/cgroup.procs /sys/fs/cgroup/orchestrator/*/sleeper/cgroup.procs 2>/dev/null; true' | sort -n | head -1
+    inside sh -c 'cat /sys/fs/cgroup/pids/orchestrator/*/sleeper/cgroup.procs /sys/fs/cgroup/orchestrator/*/sleeper/cgroup.procs /sys/fs/cgroup/system.slice/orchestrator-*.scope/sleeper/cgroup.procs 2>/dev/null; true' | sort -n | head -1
 }
 # Its pid once it runs (up to 60 s), or nothing.
 wait_for_container() {
@@ -153,6 +183,28 @@ case "$systemd_cgroups" in
 *orchd.service*) fail "the container is in orchd.service's cgroup: $(inside cat "/proc/$pid/cgroup")" ;;
 esac
 ok "container's systemd cgroups are $systemd_cgroups- not orchd.service's"
+node12=$(inside cut -c1-12 /var/lib/orchestrator/node-id)
+if [ "$mode" = unified ]; then
+    # cgroup v2 under systemd: the node's delegated scope, the container in a leaf of it, and
+    # the keeper that holds the scope in another.
+    scope="orchestrator-$node12.scope"
+    expected="/system.slice/$scope/sleeper"
+    # (The host's v1 hierarchies still show in /proc/PID/cgroup, at "/": v2's line is the one.)
+    unified=$(inside awk -F: '$1 == "0" && $2 == "" { print $3 }' "/proc/$pid/cgroup")
+    [ "$unified" = "$expected" ] || fail "the container's cgroup is '$unified', not $expected"
+    [ "$(inside systemctl show -p ActiveState --value "$scope")" = active ] || fail "scope $scope is not active: $(inside systemctl status "$scope" 2>&1 | head -5)"
+    [ "$(inside systemctl show -p Delegate --value "$scope")" = yes ] || fail "scope $scope is not delegated"
+    keeper=$(inside sh -c "cat /sys/fs/cgroup/system.slice/$scope/.keeper/cgroup.procs")
+    [ -n "$keeper" ] && inside grep -q fence-keeper "/proc/$keeper/cmdline" || fail "no fence keeper in $scope/.keeper: '$keeper'"
+    direct=$(inside sh -c "cat /sys/fs/cgroup/system.slice/$scope/cgroup.procs")
+    [ -z "$direct" ] || fail "processes '$direct' sit in $scope itself, not in a leaf (v2 forbids that once controllers are enabled)"
+    ok "cgroup v2: container in $expected, scope active and delegated, keeper $keeper in $scope/.keeper"
+else
+    case "$systemd_cgroups" in
+    "/orchestrator/$node12/sleeper "*) ;;
+    *) fail "the container's tracking cgroups are '$systemd_cgroups', not /orchestrator/$node12/sleeper" ;;
+    esac
+fi
 inside systemctl restart orchd.service
 sleep 2
 inside systemctl is-active --quiet orchd.service || fail "orchd is not active after restart"
@@ -167,6 +219,10 @@ for procs in /sys/fs/cgroup/systemd/system.slice/orchd.service/cgroup.procs /sys
     fi
 done
 [ "$(container_pid)" = "$pid" ] || fail "the container did not survive the restart of orchd (pid $pid, now '$(container_pid)')"
+if [ "$mode" = unified ]; then
+    now=$(inside sh -c "cat /sys/fs/cgroup/system.slice/$scope/.keeper/cgroup.procs")
+    [ "$now" = "$keeper" ] || fail "the keeper changed across the restart of orchd ('$keeper', now '$now')"
+fi
 ok "systemctl restart orchd: container kept (pid $pid), no left-over process reported"
 
 inside test -d /sys/class/net/orch0 || fail "no bridge orch0 while the container runs"
@@ -184,8 +240,11 @@ inside test ! -e "/proc/$pid" || fail "the container still runs after dpkg -r"
 [ -z "$(container_pid)" ] || fail "a container still runs after dpkg -r"
 inside test ! -d /sys/class/net/orch0 || fail "the bridge orch0 is left after dpkg -r"
 if inside nft list tables | grep -q orchd_; then fail "an nft table is left after dpkg -r: $(inside nft list tables)"; fi
-if inside sh -c 'ls -d /sys/fs/cgroup/*/orchestrator /sys/fs/cgroup/orchestrator 2>/dev/null' | grep -q .; then
-    fail "cgroups are left after dpkg -r: $(inside sh -c 'ls -d /sys/fs/cgroup/*/orchestrator /sys/fs/cgroup/orchestrator 2>/dev/null')"
+# This node's (on a v1 host the machine shares the controllers' hierarchies with the host, where
+# other nodes' /orchestrator/<id> may exist: teardown leaves /orchestrator to them).
+leftover_cgroups() { inside sh -c "ls -d /sys/fs/cgroup/*/orchestrator/$node12 /sys/fs/cgroup/orchestrator/$node12 /sys/fs/cgroup/system.slice/orchestrator-$node12.scope 2>/dev/null; systemctl list-units --all --plain --no-legend 'orchestrator-*' 2>/dev/null; true"; }
+if leftover_cgroups | grep -q .; then
+    fail "cgroups are left after dpkg -r: $(leftover_cgroups)"
 fi
 if inside grep -q " /var/lib/orchestrator\| /run/orchestrator" /proc/self/mountinfo; then
     fail "mounts are left after dpkg -r: $(inside grep " /var/lib/orchestrator\| /run/orchestrator" /proc/self/mountinfo)"
@@ -206,4 +265,7 @@ inside dpkg -P orchestrator > "$work/dpkg-p.log" 2>&1 || fail "dpkg -P: $(cat "$
 inside test ! -e /var/lib/orchestrator || fail "dpkg -P left /var/lib/orchestrator"
 [ -z "$(container_pid)" ] || fail "a container still runs after dpkg -P"
 inside test ! -d /sys/class/net/orch0 || fail "the bridge orch0 is left after dpkg -P"
-ok "dpkg -P: state, container and bridge gone"
+if leftover_cgroups | grep -q .; then
+    fail "cgroups are left after dpkg -P: $(leftover_cgroups)"
+fi
+ok "dpkg -P: state, container, bridge and cgroups gone"

@@ -319,7 +319,7 @@ public sealed partial class FleetMember
     }
 
     private readonly HashSet<string> _fencedHere = new(StringComparer.Ordinal);
-    private System.Diagnostics.Process? _keeper;
+    private FenceKeeper? _keeper;
 
     /// <summary>
     /// Fencing (docs/protocol.md, "Fencing"), from the node's start until it stops, with or without
@@ -447,26 +447,19 @@ public sealed partial class FleetMember
 
     private void EnsureKeeper()
     {
-        if (options.FenceKeeperPath is null || _keeper is { HasExited: false })
+        if (options.FenceKeeperPath is null)
         {
             return;
         }
-        _keeper?.Dispose();
-        _keeper = null;
-        // One keeper per node: one started by an earlier orchd is still at work.
-        var pidFile = Path.Combine(supervisor.RunDir, FenceFile.KeeperPidName);
-        if (File.Exists(pidFile) && File.ReadAllText(pidFile).Split(' ') is [var p, var t]
-            && int.TryParse(p, System.Globalization.CultureInfo.InvariantCulture, out var pid)
-            && ulong.TryParse(t, System.Globalization.CultureInfo.InvariantCulture, out var start)
-            && Orchestrator.Linux.ProcessStat.IsSame(pid, start))
+        _keeper ??= new FenceKeeper(options.FenceKeeperPath, supervisor.RunDir, identity.NodeId, supervisor.CgroupParent);
+        if (_keeper.Ensure() is { } problem)
         {
-            return;
+            LogKeeperProblem(logger, problem);
         }
-        var info = new System.Diagnostics.ProcessStartInfo(options.FenceKeeperPath) { UseShellExecute = false };
-        info.ArgumentList.Add("fence-keeper");
-        info.ArgumentList.Add(supervisor.RunDir);
-        _keeper = System.Diagnostics.Process.Start(info);
     }
+
+    [LoggerMessage(EventId = 4013, Level = LogLevel.Warning, Message = "fleet: {Problem}")]
+    private static partial void LogKeeperProblem(ILogger logger, string problem);
 
     [LoggerMessage(EventId = 4011, Level = LogLevel.Warning, Message = "fleet: fenced {Name}: {Why}")]
     private static partial void LogFenced(ILogger logger, string name, string why);

@@ -19,6 +19,15 @@ public sealed record NodeOptions
     /// <summary>What workloads may ask for beyond an isolated container (host paths, host network, unconfined seccomp).</summary>
     public NodePolicy Policy { get; init; } = new();
 
-    /// <summary>Containers' cgroups: one subtree per node, so that two orchd on one host never collide.</summary>
-    public string CgroupParent => $"/orchestrator/{NodeId[..Math.Min(12, NodeId.Length)]}";
+    /// <summary>
+    /// Containers' cgroups: one subtree per node, so that two orchd on one host never collide
+    /// (NodeCgroup: /orchestrator/ID12, or the node's delegated systemd scope on cgroup v2).
+    /// </summary>
+    public string CgroupParent
+    {
+        get => _cgroupParent ?? Orchestrator.Runtime.Cgroups.NodeCgroup.LegacyParent(NodeId);
+        init => _cgroupParent = value;
+    }
+
+    private readonly string? _cgroupParent;
 }

@@ -94,7 +94,8 @@ public sealed class NodeState : IDisposable
         }
     }
 
-    private static bool IsValidNodeId(string id) => id.Length == 32 && id.All(char.IsAsciiHexDigitLower);
+    /// <summary>A node id as orchd makes it: 32 lower-case hex digits.</summary>
+    public static bool IsValidNodeId(string id) => id.Length == 32 && id.All(char.IsAsciiHexDigitLower);
 
     private static void EnsureWritableDirectory(string dir, string what, string flag, UnixFileMode mode)
     {

@@ -20,26 +20,33 @@ internal sealed class CgroupV2(string mountRoot, string path) : ICgroup
 
     public void Create(ResourcesSpec? resources)
     {
-        // Enable what the root offers on every level above the leaf (a leaf with processes
-        // cannot have children, so the leaf itself enables nothing).
-        var available = (CgroupFactory.Read(System.IO.Path.Combine(mountRoot, "cgroup.controllers")) ?? "")
-            .Split(' ', StringSplitOptions.RemoveEmptyEntries);
+        // Enable on every level above the leaf what that level offers and does not enable yet (a
+        // leaf with processes cannot have children, so the leaf itself enables nothing). Inside a
+        // systemd scope the levels above it (the root, the slices) are systemd's: it enabled there
+        // what it delegated, and only the scope and below are written.
+        var parts = Path.Split('/', StringSplitOptions.RemoveEmptyEntries);
+        var firstOwned = Array.FindIndex(parts, p => p.EndsWith(".scope", StringComparison.Ordinal));
         var current = mountRoot;
-        foreach (var part in Path.Split('/', StringSplitOptions.RemoveEmptyEntries))
+        for (var level = 0; level < parts.Length; level++)
         {
-            var control = System.IO.Path.Combine(current, "cgroup.subtree_control");
-            foreach (var controller in available)
+            if (firstOwned < 0 || level > firstOwned)
             {
-                try
+                var control = System.IO.Path.Combine(current, "cgroup.subtree_control");
+                var enabled = (CgroupFactory.Read(control) ?? "").Split(' ', StringSplitOptions.RemoveEmptyEntries);
+                var available = (CgroupFactory.Read(System.IO.Path.Combine(current, "cgroup.controllers")) ?? "").Split(' ', StringSplitOptions.RemoveEmptyEntries);
+                foreach (var controller in available.Except(enabled))
                 {
-                    File.WriteAllText(control, "+" + controller);
-                }
-                catch (IOException)
-                {
-                    // Not every controller can be delegated everywhere (cpuset on some kernels); limits on it then fail loudly.
+                    try
+                    {
+                        File.WriteAllText(control, "+" + controller);
+                    }
+                    catch (IOException)
+                    {
+                        // Not every controller can be delegated everywhere (cpuset on some kernels); limits on it then fail loudly.
+                    }
                 }
             }
-            current = System.IO.Path.Combine(current, part);
+            current = System.IO.Path.Combine(current, parts[level]);
             Directory.CreateDirectory(current);
         }
         if (resources is not null)

@@ -8,6 +8,9 @@ internal static partial class DaemonLog
     [LoggerMessage(EventId = 1001, Level = LogLevel.Information, Message = "orchd {Version} ready: node {Node} (id {NodeId}), state {StateDir}, runtime {Runtime}, config {ConfigFile}")]
     public static partial void Ready(ILogger logger, string version, string node, string nodeId, string stateDir, string runtime, string configFile);
 
+    [LoggerMessage(EventId = 1008, Level = LogLevel.Warning, Message = "cgroups: {Problem}")]
+    public static partial void CgroupScope(ILogger logger, string problem);
+
     [LoggerMessage(EventId = 1006, Level = LogLevel.Information, Message = "container backend: {Backend}")]
     public static partial void Backend(ILogger logger, string backend);
 

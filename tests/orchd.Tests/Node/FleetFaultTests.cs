@@ -605,6 +605,17 @@ public sealed class FleetFaultTests(ITestOutputHelper output)
             // takes the moment away).
             await HeartbeatListsAsync(fleet, victim, guard.Name, free.Name);
             await Task.Delay(2000);
+            // The fence keeper outlives orchd: it must sit in the node's cgroup subtree
+            // (/orchestrator/ID12/.keeper), not in orchd's (under systemd that is orchd.service's,
+            // whose restart would then report it as a left-over process).
+            var keeperPid = int.Parse(File.ReadAllText(Path.Combine(victim.RunDir, "fence-keeper.pid")).Split(' ')[0], System.Globalization.CultureInfo.InvariantCulture);
+            var keeperCgroup = $"/orchestrator/{File.ReadAllText(Path.Combine(victim.StateDir, "node-id")).Trim()[..12]}/.keeper";
+            var keeperLines = File.ReadAllLines($"/proc/{keeperPid}/cgroup");
+            Assert.Contains(keeperLines, l => l.EndsWith(":memory:" + keeperCgroup, StringComparison.Ordinal) || l.EndsWith(",memory:" + keeperCgroup, StringComparison.Ordinal) || l == "0::" + keeperCgroup);
+            if (Directory.Exists("/sys/fs/cgroup/systemd"))
+            {
+                Assert.Contains(keeperLines, l => l.EndsWith(":name=systemd:" + keeperCgroup, StringComparison.Ordinal));
+            }
 
             // kill -9 orchd, and it stays down: nothing of orchd's runs on the node to stop anything.
             await victim.KillOrchdAsync();

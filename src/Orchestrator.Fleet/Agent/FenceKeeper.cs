@@ -1,0 +1,116 @@
+using System.Globalization;
+using Orchestrator.Linux;
+using Orchestrator.Runtime.Cgroups;
+
+namespace Orchestrator.Fleet.Agent;
+
+/// <summary>
+/// Starts the node's keeper (<c>orchd fence-keeper RUN_DIR [--hold]</c>, see FenceFile) when none
+/// runs, and puts it into the node's cgroup subtree (<c>PARENT/.keeper</c>, see NodeCgroup), out of
+/// orchd.service's: it outlives orchd, so in the unit's cgroup systemd would report it as a
+/// left-over process on every restart. Under a systemd scope (cgroup v2) the keeper also holds the
+/// scope open and runs for good (<c>--hold</c>); elsewhere it runs while fenced replicas do.
+/// One keeper per node: the pid file in the run directory names the one at work.
+/// </summary>
+public sealed class FenceKeeper(string binary, string runDir, string nodeId, string cgroupParent)
+{
+    private System.Diagnostics.Process? _process;
+    private readonly Lock _lock = new();
+
+    /// <summary>True when the keeper holds a systemd scope and so never ends on its own.</summary>
+    public bool Holds => NodeCgroup.IsScope(cgroupParent);
+
+    /// <summary>The keeper at work for RUN_DIR (its pid file names a live process with the same start time), or null.</summary>
+    public static int? Running(string runDir)
+    {
+        try
+        {
+            if (File.ReadAllText(Path.Combine(runDir, FenceFile.KeeperPidName)).Split(' ') is [var p, var t]
+                && int.TryParse(p, CultureInfo.InvariantCulture, out var pid)
+                && ulong.TryParse(t, CultureInfo.InvariantCulture, out var start)
+                && ProcessStat.IsSame(pid, start))
+            {
+                return pid;
+            }
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+        }
+        return null;
+    }
+
+    /// <summary>
+    /// A keeper runs after this, in its cgroup. Returns null, or the one sentence saying what could
+    /// not be done (the keeper could not start, or stays in orchd's cgroup).
+    /// </summary>
+    public string? Ensure()
+    {
+        lock (_lock)
+        {
+            var running = _process is { HasExited: false } ? _process.Id : Running(runDir);
+            if (running is { } pid)
+            {
+                // Ours, or one an earlier orchd started: placed already, unless an older orchd
+                // (before the keeper had a cgroup of its own) started it.
+                return IsPlaced(pid) ? null : Place(pid);
+            }
+            _process?.Dispose();
+            _process = null;
+            var info = new System.Diagnostics.ProcessStartInfo(binary) { UseShellExecute = false };
+            info.ArgumentList.Add("fence-keeper");
+            info.ArgumentList.Add(runDir);
+            if (Holds)
+            {
+                info.ArgumentList.Add("--hold");
+            }
+            try
+            {
+                _process = System.Diagnostics.Process.Start(info);
+            }
+            catch (System.ComponentModel.Win32Exception e)
+            {
+                return $"cannot start the fence keeper '{binary} fence-keeper': {e.Message}";
+            }
+            if (_process is null)
+            {
+                return $"cannot start the fence keeper '{binary} fence-keeper'";
+            }
+            var problem = Place(_process.Id);
+            if (problem is not null && Holds)
+            {
+                // A keeper that holds no scope would hold nothing, in orchd's cgroup, for good.
+                _process.Kill();
+                _process.WaitForExit();
+            }
+            return problem;
+        }
+    }
+
+    private string? Place(int pid)
+    {
+        try
+        {
+            NodeCgroup.PlaceKeeper(nodeId, cgroupParent, pid);
+            return null;
+        }
+        catch (Exception e) when (e is CgroupException or IOException or UnauthorizedAccessException)
+        {
+            return $"the fence keeper (pid {pid}) stays in orchd's own cgroup: {e.Message}";
+        }
+    }
+
+    /// <summary>True when the process is in PARENT/.keeper in some hierarchy (/proc/PID/cgroup).</summary>
+    private bool IsPlaced(int pid)
+    {
+        var keeper = $"{cgroupParent}/{NodeCgroup.KeeperName}";
+        try
+        {
+            return File.ReadAllLines($"/proc/{pid.ToString(CultureInfo.InvariantCulture)}/cgroup")
+                .Any(line => line.Split(':', 3) is [_, _, var path] && path == keeper);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return false;
+        }
+    }
+}
