@@ -123,6 +123,12 @@ public sealed class ContainerdServer : IAsyncDisposable
                         catch (IOException)
                         {
                         }
+                        // runc (cgroupfs driver) made /<namespace>/<id> in every hierarchy and leaves the empty
+                        // directories behind: a test's namespace is its own ("default" may be the host's).
+                        if (ns != "default")
+                        {
+                            ContainerEngine.RemoveCgroupTree("/" + ns);
+                        }
                     }
                 }
                 catch (Exception e) when (e is TimeoutException or IOException or InvalidOperationException)
