@@ -18,13 +18,12 @@ internal static class FenceKeeperCommand
 {
     public static int Run(string[] args)
     {
-        if (args.Length is < 1 or > 2 || !Directory.Exists(args[0]) || (args.Length == 2 && args[1] != "--hold"))
+        if (args.Length != 1 || !Directory.Exists(args[0]))
         {
-            Console.Error.WriteLine("usage: orchd fence-keeper RUN_DIR [--hold] (started by orchd; RUN_DIR is orchd's run directory; --hold: keep running when no fenced replica runs, holding the node's systemd scope)");
+            Console.Error.WriteLine("usage: orchd fence-keeper RUN_DIR (started by orchd while fenced replicas run; RUN_DIR is orchd's run directory)");
             return ExitCodes.Usage;
         }
         var runDir = args[0];
-        var hold = args.Length == 2;
         var path = Path.Combine(runDir, FenceFile.Name);
         var pidFile = Path.Combine(runDir, FenceFile.KeeperPidName);
         var me = Environment.ProcessId;
@@ -35,7 +34,7 @@ internal static class FenceKeeperCommand
             while (true)
             {
                 var fence = FenceFile.Read(path);
-                if (fence is null && !File.Exists(path) && !hold)
+                if (fence is null && !File.Exists(path))
                 {
                     return ExitCodes.Ok; // no fenced replica runs any more
                 }

@@ -38,6 +38,12 @@ try
     {
         return await ImageCommand.RunAsync(args[1..]).ConfigureAwait(false);
     }
+    if (args.Length == 1 && args[0] == ScopeHolder.Argument)
+    {
+        // The AOT build never gets here (its C main holds without the runtime); a JIT build does.
+        _ = Orchestrator.Linux.Libc.setsid();
+        Thread.Sleep(Timeout.Infinite);
+    }
     if (args.Length > 0 && args[0] == "fence-keeper")
     {
         return Orchestrator.Daemon.FenceKeeperCommand.Run(args[1..]);
@@ -197,21 +203,21 @@ static async Task<int> RunDaemonAsync(OrchdConfig config, NodeState state, Backe
         ITaskDriver chosen = backends.Default == "native" ? native : containerdDriver!;
         return new RuntimeBackends(chosen, backends.Description, offered, backends.Unavailable);
     });
-    // Containers' cgroups: the node's delegated systemd scope on cgroup v2 (its keeper holds it
-    // open; started here, before any container), else /orchestrator/ID12 (NodeCgroup).
+    // Containers' cgroups: the node's delegated systemd scope on cgroup v2 (its holder keeps it;
+    // started here, before any container), else /orchestrator/ID12 (NodeCgroup).
     var cgroupParent = NodeCgroup.ParentFor(state.NodeId);
     string? cgroupProblem = null;
     if (NodeCgroup.IsScope(cgroupParent) && Environment.ProcessPath is { } self)
     {
-        var keeper = new FenceKeeper(self, state.RunDir, state.NodeId, cgroupParent);
-        if (keeper.Ensure() is { } problem)
+        if (ScopeHolder.Ensure(self, state.NodeId, cgroupParent) is { } problem)
         {
             cgroupProblem = $"{problem}; containers go to {NodeCgroup.LegacyParent(state.NodeId)} instead, outside every systemd unit (systemd may remove it)";
             cgroupParent = NodeCgroup.LegacyParent(state.NodeId);
         }
         else
         {
-            builder.Services.AddHostedService(sp => new KeeperService(keeper, sp.GetRequiredService<ILogger<KeeperService>>()));
+            var scope = cgroupParent;
+            builder.Services.AddHostedService(sp => new ScopeHolder(self, state.NodeId, scope, sp.GetRequiredService<ILogger<ScopeHolder>>()));
         }
     }
     builder.Services.AddSingleton(new NodeOptions

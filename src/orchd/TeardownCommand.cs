@@ -193,6 +193,16 @@ internal static class TeardownCommand
                 problems.Add(e.Message);
             }
         }
+        // Last, the node's helpers (a scope's holder, a fence keeper started meanwhile): a scope
+        // ends once they and the containers are gone.
+        foreach (var parent in parents)
+        {
+            var helpers = CgroupFactory.Open($"{parent}/{NodeCgroup.KeeperName}");
+            if (!CgroupProcesses.KillAll(helpers))
+            {
+                problems.Add($"cgroup {helpers.Path} still has processes {string.Join(' ', CgroupProcesses.Live(helpers))} after SIGKILL");
+            }
+        }
         return (running.Count, killed);
     }
 

@@ -195,10 +195,14 @@ if [ "$mode" = unified ]; then
     [ "$(inside systemctl show -p ActiveState --value "$scope")" = active ] || fail "scope $scope is not active: $(inside systemctl status "$scope" 2>&1 | head -5)"
     [ "$(inside systemctl show -p Delegate --value "$scope")" = yes ] || fail "scope $scope is not delegated"
     keeper=$(inside sh -c "cat /sys/fs/cgroup/system.slice/$scope/.keeper/cgroup.procs")
-    [ -n "$keeper" ] && inside grep -q fence-keeper "/proc/$keeper/cmdline" || fail "no fence keeper in $scope/.keeper: '$keeper'"
+    [ -n "$keeper" ] && inside grep -q scope-holder "/proc/$keeper/cmdline" || fail "no scope holder in $scope/.keeper: '$keeper'"
+    # The holder is orchd's binary stopped before the .NET runtime starts: a few pages, not the
+    # runtime's 15-20 MB.
+    holder_kb=$(inside awk '/^VmRSS:/ { print $2 }' "/proc/$keeper/status")
+    [ "$holder_kb" -lt 4096 ] || fail "the scope holder uses $holder_kb kB of memory"
     direct=$(inside sh -c "cat /sys/fs/cgroup/system.slice/$scope/cgroup.procs")
     [ -z "$direct" ] || fail "processes '$direct' sit in $scope itself, not in a leaf (v2 forbids that once controllers are enabled)"
-    ok "cgroup v2: container in $expected, scope active and delegated, keeper $keeper in $scope/.keeper"
+    ok "cgroup v2: container in $expected, scope active and delegated, holder $keeper ($holder_kb kB) in $scope/.keeper"
 else
     case "$systemd_cgroups" in
     "/orchestrator/$node12/sleeper "*) ;;
@@ -221,7 +225,32 @@ done
 [ "$(container_pid)" = "$pid" ] || fail "the container did not survive the restart of orchd (pid $pid, now '$(container_pid)')"
 if [ "$mode" = unified ]; then
     now=$(inside sh -c "cat /sys/fs/cgroup/system.slice/$scope/.keeper/cgroup.procs")
-    [ "$now" = "$keeper" ] || fail "the keeper changed across the restart of orchd ('$keeper', now '$now')"
+    [ "$now" = "$keeper" ] || fail "the scope holder changed across the restart of orchd ('$keeper', now '$now')"
+    holder_now() { inside sh -c "cat /sys/fs/cgroup/system.slice/$scope/.keeper/cgroup.procs 2>/dev/null; true"; }
+    # Faults: the holder killed while orchd runs (orchd starts another within 5 s), then killed
+    # while orchd is stopped (the containers hold the scope; the next orchd puts a holder back).
+    inside sh -c "kill -KILL $keeper"
+    replaced=""
+    for _ in $(seq 1 100); do
+        replaced=$(holder_now)
+        [ -n "$replaced" ] && [ "$replaced" != "$keeper" ] && break
+        sleep 0.1
+    done
+    [ -n "$replaced" ] && [ "$replaced" != "$keeper" ] || fail "no new scope holder 10 s after the old one was killed"
+    inside systemctl stop orchd.service
+    inside sh -c "kill -KILL $replaced"
+    sleep 0.5
+    [ "$(inside systemctl show -p ActiveState --value "$scope")" = active ] || fail "scope $scope ended with its holder although the container runs"
+    inside systemctl start orchd.service
+    again=""
+    for _ in $(seq 1 100); do
+        again=$(holder_now)
+        [ -n "$again" ] && break
+        sleep 0.1
+    done
+    [ -n "$again" ] || fail "the restarted orchd put no holder back into $scope"
+    [ "$(container_pid)" = "$pid" ] || fail "the container did not survive the holder's faults (pid $pid, now '$(container_pid)')"
+    ok "scope holder killed: replaced by orchd ($keeper -> $replaced); killed with orchd stopped: the scope stayed, the next orchd put $again back; container kept"
 fi
 ok "systemctl restart orchd: container kept (pid $pid), no left-over process reported"
 

@@ -5,20 +5,16 @@ using Orchestrator.Runtime.Cgroups;
 namespace Orchestrator.Fleet.Agent;
 
 /// <summary>
-/// Starts the node's keeper (<c>orchd fence-keeper RUN_DIR [--hold]</c>, see FenceFile) when none
+/// Starts the node's fence keeper (<c>orchd fence-keeper RUN_DIR</c>, see FenceFile) when none
 /// runs, and puts it into the node's cgroup subtree (<c>PARENT/.keeper</c>, see NodeCgroup), out of
 /// orchd.service's: it outlives orchd, so in the unit's cgroup systemd would report it as a
-/// left-over process on every restart. Under a systemd scope (cgroup v2) the keeper also holds the
-/// scope open and runs for good (<c>--hold</c>); elsewhere it runs while fenced replicas do.
-/// One keeper per node: the pid file in the run directory names the one at work.
+/// left-over process on every restart. It runs while fenced replicas do. One keeper per node:
+/// the pid file in the run directory names the one at work.
 /// </summary>
 public sealed class FenceKeeper(string binary, string runDir, string nodeId, string cgroupParent)
 {
     private System.Diagnostics.Process? _process;
     private readonly Lock _lock = new();
-
-    /// <summary>True when the keeper holds a systemd scope and so never ends on its own.</summary>
-    public bool Holds => NodeCgroup.IsScope(cgroupParent);
 
     /// <summary>The keeper at work for RUN_DIR (its pid file names a live process with the same start time), or null.</summary>
     public static int? Running(string runDir)
@@ -59,10 +55,6 @@ public sealed class FenceKeeper(string binary, string runDir, string nodeId, str
             var info = new System.Diagnostics.ProcessStartInfo(binary) { UseShellExecute = false };
             info.ArgumentList.Add("fence-keeper");
             info.ArgumentList.Add(runDir);
-            if (Holds)
-            {
-                info.ArgumentList.Add("--hold");
-            }
             try
             {
                 _process = System.Diagnostics.Process.Start(info);
@@ -75,14 +67,7 @@ public sealed class FenceKeeper(string binary, string runDir, string nodeId, str
             {
                 return $"cannot start the fence keeper '{binary} fence-keeper'";
             }
-            var problem = Place(_process.Id);
-            if (problem is not null && Holds)
-            {
-                // A keeper that holds no scope would hold nothing, in orchd's cgroup, for good.
-                _process.Kill();
-                _process.WaitForExit();
-            }
-            return problem;
+            return Place(_process.Id);
         }
     }
 

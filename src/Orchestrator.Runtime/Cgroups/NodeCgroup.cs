@@ -10,15 +10,15 @@ namespace Orchestrator.Runtime.Cgroups;
 /// <item>cgroup v2 under systemd: a transient scope <c>orchestrator-ID12.scope</c> in system.slice
 /// with <c>Delegate=yes</c>, which systemd creates for us. v2 allows a program to manage only a
 /// subtree delegated to it; a cgroup made at the root (as before) is outside every unit and is
-/// systemd's to remove. The scope's first process is the node's keeper (<c>orchd fence-keeper
-/// RUN_DIR --hold</c>), which stays in it so that the scope outlives its containers coming and
-/// going, and orchd's restarts; v2's no-internal-processes rule puts it in the leaf
-/// <c>.keeper</c>, beside the containers' leaves.</item>
+/// systemd's to remove. A scope ends with its last process, so its first process is the node's
+/// holder (<c>orchd scope-holder</c>, a few pages: orchd's C main, without the .NET runtime), which
+/// stays in it through containers coming and going and orchd's restarts; v2's
+/// no-internal-processes rule puts it in the leaf <c>.keeper</c>, beside the containers' leaves.</item>
 /// </list>
 /// </summary>
 public static class NodeCgroup
 {
-    /// <summary>The keeper's own cgroup under the node's parent; no container name starts with a dot.</summary>
+    /// <summary>The cgroup of the node's helper processes (the scope's holder, the fence keeper) under its parent; no container name starts with a dot.</summary>
     public const string KeeperName = ".keeper";
 
     public const string Slice = "system.slice";
@@ -51,8 +51,9 @@ public static class NodeCgroup
     public static bool IsScope(string parent) => parent.EndsWith(".scope", StringComparison.Ordinal);
 
     /// <summary>
-    /// Puts the keeper process <paramref name="pid"/> into <c>PARENT/.keeper</c>. For a scope that
-    /// is not there yet, systemd first starts it with the keeper as its process. Throws
+    /// Puts a helper process <paramref name="pid"/> (the holder, the fence keeper) into
+    /// <c>PARENT/.keeper</c>. For a scope that is not there yet, systemd first starts it with that
+    /// process as its first. Throws
     /// CgroupException (naming systemd's answer) when neither works.
     /// </summary>
     public static void PlaceKeeper(string nodeId, string parent, int pid)

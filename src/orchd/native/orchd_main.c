@@ -1,0 +1,27 @@
+/*
+ * orchd's entry point in the AOT build (CustomNativeMain): everything goes to the managed Main,
+ * except `orchd scope-holder`, which must not start the .NET runtime at all.
+ *
+ * The scope holder is the first process of the node's systemd scope on cgroup v2 (NodeCgroup):
+ * a scope ends with its last process, and the holder keeps it while no container runs. Started
+ * by the runtime, any orchd process costs about 6.5 MB of private memory before it runs a line
+ * (the runtime rehydrates its type data into .hydrated at start); this one costs a few pages of
+ * stack and libc. It sleeps in pause(2) until it is killed (orchd teardown, dpkg -r, the scope's
+ * stop at shutdown).
+ */
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+
+int __managed__Main(int argc, char *argv[]);
+
+int main(int argc, char *argv[])
+{
+    if (argc == 2 && strcmp(argv[1], "scope-holder") == 0) {
+        /* Not in orchd's session: a signal to orchd's process group does not end it. */
+        (void)setsid();
+        for (;;)
+            pause();
+    }
+    return __managed__Main(argc, argv);
+}
