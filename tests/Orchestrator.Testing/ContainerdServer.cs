@@ -127,7 +127,7 @@ public sealed class ContainerdServer : IAsyncDisposable
                         // directories behind: a test's namespace is its own ("default" may be the host's).
                         if (ns != "default")
                         {
-                            ContainerEngine.RemoveCgroupTree("/" + ns);
+                            EngineSupport.RemoveCgroupTree("/" + ns);
                         }
                     }
                 }
