@@ -157,6 +157,9 @@ public sealed partial class Supervisor : IAsyncDisposable
 
     private Task<T> Post<T>(Func<T> work) => _mailbox.Post(work);
 
+    /// <summary>Completes once everything posted before it has run (a test's barrier).</summary>
+    internal Task DrainAsync() => Post(() => true);
+
     // ---------------------------------------------------------------- reconcile
 
     private Dictionary<string, Workload> Desired()
