@@ -248,24 +248,31 @@ public sealed partial class Supervisor
         var views = name is null ? View.Values.ToList() : [FindView(name)];
         var now = _clock.GetUtcNow();
         var result = new List<ContainerStats>();
+        var samples = new List<(string Name, CpuSample Sample)>();
         foreach (var view in views.OrderBy(v => v.Summary.Name, StringComparer.Ordinal))
         {
             var (stats, sample) = _resources.Sample(view.Sampled, now);
             if (sample is { } taken)
             {
-                var container = view.Summary.Name;
-                _ = Post(() => RecordCpuSample(container, taken));
+                samples.Add((view.Summary.Name, taken));
             }
             result.Add(stats);
+        }
+        if (samples.Count > 0)
+        {
+            _ = Post(() => RecordCpuSamples(samples)); // one step (and one view) per read, whatever the number of containers
         }
         return result;
     }
 
-    private bool RecordCpuSample(string name, CpuSample sample)
+    private bool RecordCpuSamples(List<(string Name, CpuSample Sample)> samples)
     {
-        if (_instances.TryGetValue(name, out var instance))
+        foreach (var (name, sample) in samples)
         {
-            instance.LastCpu = sample;
+            if (_instances.TryGetValue(name, out var instance))
+            {
+                instance.LastCpu = sample;
+            }
         }
         return true;
     }
