@@ -1,6 +1,6 @@
 using System.Globalization;
-using NATS.Client.Core;
 using Orchestrator.Daemon.Configuration;
+using Orchestrator.Daemon.Images;
 using Orchestrator.Images.Distribution;
 using Orchestrator.Images.Oci;
 using Orchestrator.Images.Registry;
@@ -93,7 +93,7 @@ internal static class ImageCommand
                 return ExitCodes.Ok;
             case "pull":
                 var reference = Arg(1, "an image reference");
-                var pulled = await PullAsync(reference, images, config, platform, RegistrySettings.Options(config, insecure, credentials)).ConfigureAwait(false);
+                var pulled = await new NodeImagePuller(images, config, RegistrySettings.Options(config, insecure, credentials)).PullAsync(reference, platform, quiet: false).ConfigureAwait(false);
                 if (own.Has("--unpack"))
                 {
                     // Ready to run: the layers unpacked into the snapshot store now rather than at first start.
@@ -102,7 +102,7 @@ internal static class ImageCommand
                 Console.Out.WriteLine($"pulled {pulled.Name} {pulled.ManifestDigest} ({pulled.Platform})");
                 return ExitCodes.Ok;
             case "push" when own.Has("--nats"):
-                await using (var nats = await ConnectAsync(config).ConfigureAwait(false))
+                await using (var nats = await NodeImagePuller.ConnectAsync(config).ConfigureAwait(false))
                 {
                     var sent = await new NatsImageDistribution(nats, images).PushAsync(Arg(1, "an image name")).ConfigureAwait(false);
                     Console.Out.WriteLine($"published {positional[1]} to NATS ({sent} new blobs)");
@@ -129,48 +129,5 @@ internal static class ImageCommand
             default:
                 throw new UsageException($"'{positional[0]}' is not an image command; see orchd image --help");
         }
-    }
-
-    /// <summary>A registry pull, or the fleet's NATS bucket for nats:NAME and when the registry is out of reach (the daemon uses it too).</summary>
-    /// <param name="progress">Where a registry pull reports each blob stored (the node API streams it to orchctl); by default stderr unless quiet.</param>
-    internal static async Task<ImageRecord> PullAsync(string reference, ImageStore images, OrchdConfig config, Platform? platform, RegistryOptions registryOptions, bool quiet = false,
-        IProgress<PullProgress>? progress = null)
-    {
-        if (reference.StartsWith("nats:", StringComparison.Ordinal))
-        {
-            await using var nats = await ConnectAsync(config).ConfigureAwait(false);
-            return await new NatsImageDistribution(nats, images).PullAsync(reference[5..]).ConfigureAwait(false);
-        }
-        using var registry = new RegistryClient(images, registryOptions);
-        try
-        {
-            return await registry.PullAsync(reference, platform, progress ?? (quiet ? null : new Progress<PullProgress>(p =>
-                Console.Error.WriteLine($"  {p.LayersDone}/{p.LayersTotal} blobs, {p.BytesDone}/{p.BytesTotal} bytes")))).ConfigureAwait(false);
-        }
-        catch (ImageException e) when (e.Message.StartsWith("cannot reach registry", StringComparison.Ordinal))
-        {
-            // The registry is not reachable from here: the fleet's bucket may have it.
-            if (!quiet)
-            {
-                Console.Error.WriteLine($"orchd: {e.Message}; trying the fleet's NATS bucket");
-            }
-            await using var nats = await ConnectAsync(config).ConfigureAwait(false);
-            return await new NatsImageDistribution(nats, images).PullAsync(ImageReference.Parse(reference).ToString()).ConfigureAwait(false);
-        }
-    }
-
-    private static async Task<NatsConnection> ConnectAsync(OrchdConfig config)
-    {
-        var nats = new NatsConnection(config.ToNatsSettings().ToNatsOpts("orchd-image"));
-        try
-        {
-            await nats.ConnectAsync().ConfigureAwait(false);
-        }
-        catch (NatsException e)
-        {
-            await nats.DisposeAsync().ConfigureAwait(false);
-            throw new ImageException($"cannot reach NATS at {string.Join(",", config.NatsUrls)}: {e.InnerException?.Message ?? e.Message}; start it or set --nats-url", e);
-        }
-        return nats;
     }
 }

@@ -233,7 +233,7 @@ static async Task<int> RunDaemonAsync(OrchdConfig config, NodeState state, Backe
     builder.Services.AddSingleton(sp => new Supervisor(
         sp.GetRequiredService<NodeOptions>(), images, sp.GetRequiredService<SnapshotStore>(), sp.GetRequiredService<ITaskDriver>(),
         sp.GetRequiredService<LogPump>(), sp.GetRequiredService<ILogger<Supervisor>>(),
-        async (reference, progress, _) => await ImageCommand.PullAsync(reference, images, config, null, registryOptions, quiet: true, progress).ConfigureAwait(false)));
+        new Orchestrator.Daemon.Images.NodeImagePuller(images, config, registryOptions)));
     var fleet = new FleetOptions
     {
         Heartbeat = config.Heartbeat,

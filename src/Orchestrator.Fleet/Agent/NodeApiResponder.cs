@@ -84,21 +84,21 @@ public sealed class NodeApiResponder(Supervisor supervisor)
                     var stats = body.Length == 0 ? new StatsRequest() : Parse(body, FleetJsonContext.Default.StatsRequest, "{\"name\": …} or {}");
                     return Reply(new StatsReply { Containers = await supervisor.StatsAsync(stats.Name).ConfigureAwait(false) }, FleetJsonContext.Default.StatsReply);
                 case NodeOps.Images:
-                    return Reply(new ImageListReply { Images = await supervisor.ListImagesAsync().ConfigureAwait(false) }, FleetJsonContext.Default.ImageListReply);
+                    return Reply(new ImageListReply { Images = await supervisor.Images.ListAsync().ConfigureAwait(false) }, FleetJsonContext.Default.ImageListReply);
                 case NodeOps.ImageInspect:
-                    return Reply(await supervisor.InspectImageAsync(ImageName(body)).ConfigureAwait(false), FleetJsonContext.Default.ImageSummary);
+                    return Reply(await supervisor.Images.InspectAsync(ImageName(body)).ConfigureAwait(false), FleetJsonContext.Default.ImageSummary);
                 case NodeOps.Pull:
                     var pull = Parse(body, FleetJsonContext.Default.PullRequest, "{\"reference\": \"registry/name:tag\"}");
                     if (string.IsNullOrWhiteSpace(pull.Reference))
                     {
                         throw new NodeApiException("pull needs a reference: {\"reference\": \"registry/name:tag\"} (or nats:NAME)");
                     }
-                    return Reply(await supervisor.PullImageAsync(pull.Reference, cancellationToken).ConfigureAwait(false), FleetJsonContext.Default.ImageSummary);
+                    return Reply(await supervisor.Images.PullAsync(pull.Reference, cancellationToken).ConfigureAwait(false), FleetJsonContext.Default.ImageSummary);
                 case NodeOps.RemoveImage:
-                    await supervisor.RemoveImageAsync(ImageName(body)).ConfigureAwait(false);
+                    await supervisor.Images.RemoveAsync(ImageName(body)).ConfigureAwait(false);
                     return Reply(new OkReply(), FleetJsonContext.Default.OkReply);
                 case NodeOps.ImageGc:
-                    return Reply(await supervisor.GcImagesAsync().ConfigureAwait(false), FleetJsonContext.Default.ImageGcResult);
+                    return Reply(await supervisor.Images.GcAsync().ConfigureAwait(false), FleetJsonContext.Default.ImageGcResult);
                 case NodeOps.Status:
                     return Reply(await supervisor.NodeStatusAsync().ConfigureAwait(false), FleetJsonContext.Default.NodeStatus);
                 default:

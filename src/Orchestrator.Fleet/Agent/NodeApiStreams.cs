@@ -91,7 +91,7 @@ public sealed class NodeApiStreams(Supervisor supervisor)
         {
             throw new NodeApiException("pull needs a reference: {\"reference\": \"registry/name:tag\"} (or nats:NAME)");
         }
-        var image = await supervisor.PullImageAsync(request.Reference, stop, new Furthest(writer)).ConfigureAwait(false);
+        var image = await supervisor.Images.PullAsync(request.Reference, stop, new Furthest(writer)).ConfigureAwait(false);
         return NodeApiResponder.Reply(new PullStreamReply { More = false, Image = image }, FleetJsonContext.Default.PullStreamReply);
     }
 

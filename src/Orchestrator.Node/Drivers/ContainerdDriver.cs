@@ -55,7 +55,7 @@ public sealed class ContainerdDriver : ITaskDriver, IDisposable
     /// <summary>containerd's images and snapshots, when containers run from them (containerd_images: containerd).</summary>
     public ContainerdImages? Images { get; }
 
-    public ContainerdImages? ImagesFor(string? runtime) => Images;
+    public Orchestrator.Node.Images.IImageSource? ImagesFor(string? runtime) => Images;
 
     public TaskHandle Start(TaskConfig config)
     {

@@ -5,19 +5,9 @@ using Orchestrator.Images.Oci;
 using Orchestrator.Images.Registry;
 using Orchestrator.Images.Store;
 using Orchestrator.Linux;
+using Orchestrator.Node.Images;
 
 namespace Orchestrator.Node.Drivers;
-
-/// <summary>An image as containerd holds it, ready to run: its run defaults and its top snapshot (chain id).</summary>
-public sealed record ContainerdImage(string Name, string ManifestDigest, ImageConfigFile Config, string ChainId)
-{
-    /// <summary>Config and layers, bottom first, as the manifest lists them.</summary>
-    public IReadOnlyList<Descriptor> Blobs { get; init; } = [];
-
-    public DateTimeOffset Created { get; init; }
-
-    public string Platform => $"{Config.Os ?? "linux"}/{Config.Architecture ?? "unknown"}";
-}
 
 /// <summary>
 /// containerd's image store and snapshotter as the source of a containerd container's rootfs, as
@@ -28,7 +18,7 @@ public sealed record ContainerdImage(string Name, string ManifestDigest, ImageCo
 /// already had it (an `orchd image import`, the fleet's NATS bucket): then it is copied over
 /// rather than downloaded again.
 /// </summary>
-public sealed class ContainerdImages : IDisposable
+public sealed class ContainerdImages : IImageSource, IDisposable
 {
     public const string SnapshotPrefix = "orchd/";
     private readonly ContainerdClient _client;
@@ -45,16 +35,18 @@ public sealed class ContainerdImages : IDisposable
 
     public string Snapshotter { get; }
 
+    public string Store => "containerd";
+
     public static string SnapshotKey(string container) => SnapshotPrefix + container;
 
     /// <summary>
     /// The image, unpacked in containerd: as it is there, else copied from orchd's store when that
     /// has it, else pulled from its registry through containerd's content service. When the
-    /// registry pull fails and <paramref name="fallbackPull"/> is given (orchd's pull, which also
+    /// registry pull fails and <paramref name="fallback"/> is given (orchd's pull, which also
     /// knows the fleet's NATS bucket), that pull fills orchd's store and the image is copied from it.
     /// </summary>
-    public async Task<ContainerdImage> EnsureAsync(string reference, ImageStore? orchdStore,
-        Func<string, CancellationToken, Task>? fallbackPull, CancellationToken cancellationToken = default)
+    public async Task<SourceImage> EnsureAsync(string reference, ImageStore? orchdStore,
+        IImagePuller? fallback, CancellationToken cancellationToken = default)
     {
         await _ensuring.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
@@ -78,10 +70,10 @@ public sealed class ContainerdImages : IDisposable
                 var pulled = await ImageImporter.PullAsync(_client, _registry, reference, snapshotter: Snapshotter, cancellationToken: cancellationToken).ConfigureAwait(false);
                 return await OpenAsync(pulled.Name, cancellationToken).ConfigureAwait(false);
             }
-            catch (ImageException) when (fallbackPull is not null && orchdStore is not null)
+            catch (ImageException) when (fallback is not null && orchdStore is not null)
             {
                 // Its error, if it fails too, says what both tried.
-                await fallbackPull(reference, cancellationToken).ConfigureAwait(false);
+                await fallback.PullAsync(reference, null, cancellationToken).ConfigureAwait(false);
                 var fetched = Stored(orchdStore, reference) ?? throw new ImageException($"image '{reference}' was pulled but is not in orchd's store under that name");
                 await CopyFromStoreAsync(orchdStore, fetched, cancellationToken).ConfigureAwait(false);
                 return await OpenAsync(fetched.Name, cancellationToken).ConfigureAwait(false);
@@ -112,17 +104,17 @@ public sealed class ContainerdImages : IDisposable
         return null;
     }
 
-    private async Task<ContainerdImage> OpenAsync(string name, CancellationToken cancellationToken)
+    private async Task<SourceImage> OpenAsync(string name, CancellationToken cancellationToken)
         => await TryOpenAsync(name, cancellationToken).ConfigureAwait(false)
            ?? throw new ImageException($"image '{name}' is in containerd but not unpacked for snapshotter {Snapshotter}; remove it there (ctr -n {_client.Namespace} images rm {name}) and try again");
 
     /// <summary>The image when containerd has it, its blobs and its unpacked top snapshot; null otherwise.</summary>
-    public async Task<ContainerdImage?> TryOpenAsync(string name, CancellationToken cancellationToken = default)
+    public async Task<SourceImage?> TryOpenAsync(string name, CancellationToken cancellationToken = default)
         => await _client.GetImageAsync(name, cancellationToken).ConfigureAwait(false) is { } image
             ? await TryOpenAsync(image, cancellationToken).ConfigureAwait(false)
             : null;
 
-    private async Task<ContainerdImage?> TryOpenAsync(Orchestrator.Containerd.Api.Images.Image image, CancellationToken cancellationToken)
+    private async Task<SourceImage?> TryOpenAsync(Orchestrator.Containerd.Api.Images.Image image, CancellationToken cancellationToken)
     {
         var name = image.Name;
         try
@@ -141,7 +133,7 @@ public sealed class ContainerdImages : IDisposable
             {
                 return null; // not unpacked (or collected): a pull or copy unpacks it again
             }
-            return new ContainerdImage(name, digest, config, chainIds[^1])
+            return new SourceImage(name, digest, config, chainIds[^1])
             {
                 Blobs = [manifest.Config, .. manifest.Layers],
                 Created = image.CreatedAt?.ToDateTimeOffset() ?? default,
@@ -154,9 +146,9 @@ public sealed class ContainerdImages : IDisposable
     }
 
     /// <summary>The images in orchd's namespace that are unpacked and can run (what `ctr -n … images ls` shows, less the rest).</summary>
-    public async Task<IReadOnlyList<ContainerdImage>> ListAsync(CancellationToken cancellationToken = default)
+    public async Task<IReadOnlyList<SourceImage>> ListAsync(CancellationToken cancellationToken = default)
     {
-        var result = new List<ContainerdImage>();
+        var result = new List<SourceImage>();
         foreach (var image in await _client.ListImagesAsync(cancellationToken).ConfigureAwait(false))
         {
             if (await TryOpenAsync(image, cancellationToken).ConfigureAwait(false) is { } ready)
@@ -168,7 +160,7 @@ public sealed class ContainerdImages : IDisposable
     }
 
     /// <summary>Pulls <paramref name="reference"/> again (the tag may have moved): only blobs containerd lacks are downloaded.</summary>
-    public async Task<ContainerdImage> PullAsync(string reference, IProgress<PullProgress>? progress = null, CancellationToken cancellationToken = default)
+    public async Task<SourceImage> PullAsync(string reference, IProgress<PullProgress>? progress = null, CancellationToken cancellationToken = default)
     {
         await _ensuring.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
@@ -201,7 +193,7 @@ public sealed class ContainerdImages : IDisposable
     /// already (an orchd or container restart), otherwise a fresh snapshot on the image (after a
     /// reboot, like orchd's own rootfs, the container starts from the image again).
     /// </summary>
-    public async Task<string> MountRootfsAsync(string container, ContainerdImage image, string target, CancellationToken cancellationToken = default)
+    public async Task<string> MountRootfsAsync(string container, SourceImage image, string target, CancellationToken cancellationToken = default)
     {
         if (MountInfo.IsMountPoint(target))
         {
@@ -215,7 +207,7 @@ public sealed class ContainerdImages : IDisposable
             ["containerd.io/gc.root"] = DateTimeOffset.UtcNow.ToString("yyyy-MM-ddTHH:mm:ssZ", System.Globalization.CultureInfo.InvariantCulture),
             ["org.orchestrator.image"] = image.Name,
         };
-        var mounts = await _client.PrepareSnapshotAsync(Snapshotter, key, image.ChainId, labels: labels, cancellationToken: cancellationToken).ConfigureAwait(false);
+        var mounts = await _client.PrepareSnapshotAsync(Snapshotter, key, image.TopLayer, labels: labels, cancellationToken: cancellationToken).ConfigureAwait(false);
         Directory.CreateDirectory(target);
         try
         {

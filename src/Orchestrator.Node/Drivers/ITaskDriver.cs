@@ -57,7 +57,8 @@ public interface ITaskDriver
 
     /// <summary>
     /// Where containers of <paramref name="runtime"/> (null: the node's default) get their image
-    /// and rootfs from: containerd's image store and snapshotter, or null for orchd's own.
+    /// and rootfs from: the backend's own image source (containerd's image store and snapshotter),
+    /// or null for orchd's own store.
     /// </summary>
-    ContainerdImages? ImagesFor(string? runtime) => null;
+    Orchestrator.Node.Images.IImageSource? ImagesFor(string? runtime) => null;
 }

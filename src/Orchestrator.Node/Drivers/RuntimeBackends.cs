@@ -115,7 +115,7 @@ public sealed class RuntimeBackends : ITaskDriver
 
     public CgroupStats? Stats(string id) => Owner(id).Stats(id);
 
-    public ContainerdImages? ImagesFor(string? runtime)
+    public Orchestrator.Node.Images.IImageSource? ImagesFor(string? runtime)
         => (runtime is null ? _default : _backends.GetValueOrDefault(runtime))?.ImagesFor(runtime);
 
     public IReadOnlyList<string> List()

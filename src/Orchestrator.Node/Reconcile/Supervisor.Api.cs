@@ -1,8 +1,9 @@
-using System.Globalization;
 using Microsoft.Extensions.Logging;
 using Orchestrator.Node.Drivers;
 using Orchestrator.Node.Logs;
 using Orchestrator.Node.StateStore;
+using Orchestrator.Node.Stats;
+using static Orchestrator.Node.Reconcile.SupervisorLog;
 using Orchestrator.Api.Workloads;
 
 namespace Orchestrator.Node.Reconcile;
@@ -54,12 +55,6 @@ public sealed partial class Supervisor
         => _options.Policy.Refusals(workload) is { Count: > 0 } refusals
             ? $"workload '{workload.Name}' is refused by this node's policy: {string.Join("; ", refusals)}"
             : null;
-
-    [LoggerMessage(EventId = 2301, Level = LogLevel.Warning, Message = "refused workload {Name} from {Source}: {Refusal}")]
-    private static partial void LogRefused(ILogger logger, string name, string source, string refusal);
-
-    [LoggerMessage(EventId = 2302, Level = LogLevel.Warning, Message = "stored workload {Name} does not start: {Refusal}")]
-    private static partial void LogRefusedAtStart(ILogger logger, string name, string refusal);
 
     private void SaveFleetOwned()
         => AtomicFile.WriteAllText(Path.Combine(WorkloadsDir, "fleet-assigned"), string.Concat(_fleetOwned.Order(StringComparer.Ordinal).Select(n => n + "\n")));
@@ -222,7 +217,7 @@ public sealed partial class Supervisor
         {
             try
             {
-                await _recovered.Task.WaitAsync(TimeSpan.FromSeconds(30)).ConfigureAwait(false);
+                await _recovered.Task.WaitAsync(TimeSpan.FromSeconds(30), _clock).ConfigureAwait(false);
             }
             catch (TimeoutException)
             {
@@ -243,69 +238,53 @@ public sealed partial class Supervisor
         return FindView(name).Detail;
     }
 
+    /// <summary>
+    /// Each container's resource use; CPU % since the previous read (or the start). The new CPU
+    /// samples go to the loop, which owns them, and reach the next read through the view.
+    /// </summary>
     public async Task<List<ContainerStats>> StatsAsync(string? name)
     {
         await ViewReadyAsync().ConfigureAwait(false);
         var views = name is null ? View.Values.ToList() : [FindView(name)];
-        var now = DateTimeOffset.UtcNow;
+        var now = _clock.GetUtcNow();
         var result = new List<ContainerStats>();
+        var samples = new List<(string Name, CpuSample Sample)>();
         foreach (var view in views.OrderBy(v => v.Summary.Name, StringComparer.Ordinal))
         {
-            var stats = new ContainerStats { Name = view.Summary.Name, Restarts = view.Summary.Restarts, Ready = view.Summary.Ready };
-            if (view.Running && _driver.Stats(view.Summary.Name) is { } cg)
+            var (stats, sample) = _resources.Sample(view.Sampled, now);
+            if (sample is { } taken)
             {
-                stats.CpuNanoseconds = cg.CpuNanoseconds;
-                stats.MemoryBytes = cg.MemoryBytes;
-                stats.Pids = cg.Pids;
-                stats.OomKills = cg.OomKills;
-                if (view.Workload.Resources?.Memory is { } m && Quantities.TryParseBytes(m, out var limit))
-                {
-                    stats.MemoryLimitBytes = limit;
-                }
-                // CPU % since the previous sample (or since the start): 100 is one full CPU.
-                var (previousNs, previousAt) = _cpuSamples.TryGetValue(view.Summary.Name, out var sample)
-                    ? sample : (0L, view.Summary.StartedAt ?? now);
-                var elapsed = (now - previousAt).TotalMilliseconds * 1_000_000;
-                stats.CpuPercent = elapsed > 0 ? Math.Round(100 * (cg.CpuNanoseconds - previousNs) / elapsed, 2) : 0;
-                _cpuSamples[view.Summary.Name] = (cg.CpuNanoseconds, now);
+                samples.Add((view.Summary.Name, taken));
             }
             result.Add(stats);
+        }
+        if (samples.Count > 0)
+        {
+            _ = Post(() => RecordCpuSamples(samples)); // one step (and one view) per read, whatever the number of containers
         }
         return result;
     }
 
-    public Task<NodeStatus> NodeStatusAsync()
+    private bool RecordCpuSamples(List<(string Name, CpuSample Sample)> samples)
     {
-        var views = View.Values.ToList();
-        var status = new NodeStatus
+        foreach (var (name, sample) in samples)
         {
-            CpuMilliCapacity = Environment.ProcessorCount * 1000,
-            MemoryCapacityBytes = s_memTotal.Value,
-            Containers = views.Count,
-            Running = views.Count(v => v.Running),
-            Ready = views.Count(v => v.Running && v.Summary.Ready),
-            Driver = _driver.Name,
-        };
-        // What orchd itself and the system need stays out of what workloads are promised.
-        status.CpuMilliAllocatable = Math.Max(0, status.CpuMilliCapacity - 100);
-        status.MemoryAllocatableBytes = Math.Max(0, status.MemoryCapacityBytes - (64L << 20));
-        foreach (var view in views.Where(v => v.Running))
-        {
-            if (view.Workload.Resources?.Cpu is { } cpu && Quantities.TryParseMilliCpu(cpu, out var milli))
+            if (_instances.TryGetValue(name, out var instance))
             {
-                status.CpuMilliRequested += (int)milli;
+                instance.LastCpu = sample;
             }
-            if (view.Workload.Resources?.Memory is { } memory && Quantities.TryParseBytes(memory, out var bytes))
-            {
-                status.MemoryRequestedBytes += bytes;
-            }
-            status.MemoryUsedBytes += _driver.Stats(view.Summary.Name)?.MemoryBytes ?? 0;
         }
-        return Task.FromResult(status);
+        return true;
     }
 
+    public Task<NodeStatus> NodeStatusAsync()
+        => Task.FromResult(_resources.NodeStatus(View.Values.Select(v => v.Sampled).ToList()));
+
     /// <summary>One container as the loop last published it.</summary>
-    private sealed record ContainerView(ContainerStatus Summary, ContainerStatus Detail, Workload Workload, bool Running);
+    private sealed record ContainerView(ContainerStatus Summary, ContainerStatus Detail, Workload Workload, bool Running, CpuSample? LastCpu)
+    {
+        public SampledContainer Sampled => new(Summary, Workload, Running, LastCpu);
+    }
 
     private IReadOnlyDictionary<string, ContainerView> View => Volatile.Read(ref _view);
 
@@ -318,7 +297,7 @@ public sealed partial class Supervisor
     private void PublishView()
         => Volatile.Write(ref _view, _instances.Values.ToDictionary(
             i => i.Record.Name,
-            i => new ContainerView(Status(i, withSpec: false), Status(i, withSpec: true), i.Workload, i.Handle is not null),
+            i => new ContainerView(Status(i, withSpec: false), Status(i, withSpec: true), i.Workload, i.Handle is not null, i.LastCpu),
             StringComparer.Ordinal));
 
     /// <summary>The container's log lines (its log survives restarts of the container and of orchd).</summary>
@@ -398,70 +377,10 @@ public sealed partial class Supervisor
         Spec = withSpec ? instance.Workload : null,
     };
 
-    /// <summary>The host's memory does not change while orchd runs: read once, not per heartbeat.</summary>
-    private static readonly Lazy<long> s_memTotal = new(MemTotal);
-
-    private static long MemTotal()
-    {
-        foreach (var line in File.ReadLines("/proc/meminfo"))
-        {
-            if (line.StartsWith("MemTotal:", StringComparison.Ordinal))
-            {
-                return long.Parse(line["MemTotal:".Length..].Trim().Split(' ')[0], CultureInfo.InvariantCulture) * 1024;
-            }
-        }
-        return 0;
-    }
-
     public async ValueTask DisposeAsync()
     {
-        _mailbox.Writer.TryComplete();
-        _prober.Dispose();
+        _mailbox.Complete();
+        _probes.Dispose();
         await Task.CompletedTask.ConfigureAwait(false);
     }
-
-    [LoggerMessage(EventId = 3001, Level = LogLevel.Information, Message = "re-adopted {Adopted} running containers; {Gone} had stopped while orchd was away")]
-    private static partial void LogRecovered(ILogger logger, int adopted, int gone);
-
-    [LoggerMessage(EventId = 3002, Level = LogLevel.Information, Message = "container {Name} started (pid {Pid}, restarts {Restarts})")]
-    private static partial void LogStarted(ILogger logger, string name, int pid, int restarts);
-
-    [LoggerMessage(EventId = 3003, Level = LogLevel.Warning, Message = "container {Name} could not start: {Reason}")]
-    private static partial void LogStartFailed(ILogger logger, string name, string reason);
-
-    [LoggerMessage(EventId = 3004, Level = LogLevel.Information, Message = "container {Name} exited (code {Code}, {Reason})")]
-    private static partial void LogExited(ILogger logger, string name, string code, string reason);
-
-    [LoggerMessage(EventId = 3005, Level = LogLevel.Information, Message = "container {Name}: spec changed, replacing it")]
-    private static partial void LogReplacing(ILogger logger, string name);
-
-    [LoggerMessage(EventId = 3006, Level = LogLevel.Information, Message = "container {Name}: no longer wanted, removing it")]
-    private static partial void LogRemoving(ILogger logger, string name);
-
-    [LoggerMessage(EventId = 3007, Level = LogLevel.Error, Message = "state file {File} is corrupt ({Reason}); moved it to {Quarantine} and went on without it")]
-    private static partial void LogCorrupt(ILogger logger, string file, string reason, string quarantine);
-
-    [LoggerMessage(EventId = 3008, Level = LogLevel.Warning, Message = "container {Name} re-adopted, but its record was lost; rebuilt it from the runtime's state")]
-    private static partial void LogRebuilt(ILogger logger, string name);
-
-    [LoggerMessage(EventId = 3009, Level = LogLevel.Error, Message = "manifest: {Error}")]
-    private static partial void LogManifestError(ILogger logger, string error);
-
-    [LoggerMessage(EventId = 3010, Level = LogLevel.Information, Message = "manifest directory {Dir}: {Count} workloads, {Errors} errors")]
-    private static partial void LogManifests(ILogger logger, string dir, int count, int errors);
-
-    [LoggerMessage(EventId = 3011, Level = LogLevel.Warning, Message = "container {Name}: logs are not captured: {Reason}")]
-    private static partial void LogNoLogs(ILogger logger, string name, string reason);
-
-    [LoggerMessage(EventId = 3012, Level = LogLevel.Warning, Message = "container {Name}: cleanup left something behind: {Reason}")]
-    private static partial void LogCleanup(ILogger logger, string name, string reason);
-
-    [LoggerMessage(EventId = 3013, Level = LogLevel.Information, Message = "container {Name} ready={Ready} ({Detail})")]
-    private static partial void LogReadiness(ILogger logger, string name, bool ready, string detail);
-
-    [LoggerMessage(EventId = 3015, Level = LogLevel.Error, Message = "container {Name}: {Reason}; retrying with backoff")]
-    private static partial void LogStepFailed(ILogger logger, string name, string reason);
-
-    [LoggerMessage(EventId = 3014, Level = LogLevel.Warning, Message = "container {Name}: {Probe} failed ({Detail}); killing it")]
-    private static partial void LogProbeKill(ILogger logger, string name, string probe, string detail);
 }

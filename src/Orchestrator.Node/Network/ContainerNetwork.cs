@@ -1,0 +1,107 @@
+using Microsoft.Extensions.Logging;
+using Orchestrator.Api.Workloads;
+using Orchestrator.Node.Reconcile;
+using static Orchestrator.Node.Reconcile.SupervisorLog;
+
+namespace Orchestrator.Node.Network;
+
+/// <summary>One bridge container as its neighbours' /etc/hosts see it.</summary>
+/// <param name="HostsFile">Its own /etc/hosts (the bundle's file, bind-mounted into it).</param>
+public readonly record struct HostsEntry(string Name, string Hostname, string Address, bool Running, string HostsFile);
+
+/// <summary>
+/// The containers' side of the node's network, as the supervisor's start and exit steps use it:
+/// an address and a veth on the bridge (or loopback only, or the host's), published ports, and
+/// /etc/hosts naming the running neighbours. Called on the supervisor's loop only, with what it
+/// needs passed in: it keeps no container state of its own (the records hold addresses and ports).
+/// </summary>
+public sealed class ContainerNetwork
+{
+    private readonly BridgeNetwork? _bridge;
+    private readonly ILogger _logger;
+
+    /// <param name="bridge">The node's bridge; null when bridge networking is off.</param>
+    /// <param name="logger">The supervisor's logger (its lines keep their category).</param>
+    public ContainerNetwork(BridgeOptions? bridge, ILogger logger)
+    {
+        _bridge = bridge is null ? null : new BridgeNetwork(bridge);
+        _logger = logger;
+    }
+
+    /// <summary>
+    /// What to do between create and start: bridge (address, veth, ports) or loopback only. The
+    /// address is kept in <paramref name="record"/> (the same one across restarts), chosen apart
+    /// from <paramref name="addressesInUse"/> the first time.
+    /// </summary>
+    public Action<int>? Prepare(Workload workload, InstanceRecord record, IEnumerable<string> addressesInUse)
+    {
+        switch (workload.Network ?? "bridge")
+        {
+            case "host":
+                record.Ip = null;
+                return null;
+            case "none":
+                record.Ip = null;
+                return BridgeNetwork.LoopbackOnly;
+        }
+        if (_bridge is null)
+        {
+            throw new NetworkException($"workload '{workload.Name}' wants network bridge, which is off on this node (network.bridge: none); use network: host or none, or turn it on");
+        }
+        var bridge = _bridge;
+        var address = record.Ip is { } kept && System.Net.IPAddress.TryParse(kept, out var ip)
+            ? ip
+            : bridge.Allocate(addressesInUse);
+        record.Ip = address.ToString();
+        return pid =>
+        {
+            bridge.Attach(pid, workload.Name, address);
+            bridge.Publish(address, workload.Ports ?? [], add: true);
+            record.Published = workload.Ports is { Count: > 0 } ports ? [.. ports] : null;
+        };
+    }
+
+    /// <summary>Withdraws the ports this container's run published (as recorded), and nothing else.</summary>
+    public void Unpublish(InstanceRecord record)
+    {
+        if (_bridge is not null && record.Ip is { } ip && record.Published is { Count: > 0 } ports)
+        {
+            try
+            {
+                _bridge.Publish(System.Net.IPAddress.Parse(ip), ports, add: false);
+            }
+            catch (NetworkException e)
+            {
+                LogCleanup(_logger, record.Name, e.Message);
+            }
+        }
+        record.Published = null;
+    }
+
+    /// <summary>Every bridge container's /etc/hosts names its running neighbours (written in place: it is bind-mounted).</summary>
+    public void UpdateHosts(IReadOnlyList<HostsEntry> onBridge)
+    {
+        var running = onBridge.Where(c => c.Running).Select(c => (c.Name, c.Address)).ToList();
+        foreach (var container in onBridge)
+        {
+            if (!File.Exists(container.HostsFile))
+            {
+                continue;
+            }
+            var text = SpecBuilder.Hosts(container.Hostname, container.Address, running.Where(r => r.Name != container.Name));
+            try
+            {
+                if (File.ReadAllText(container.HostsFile) != text)
+                {
+                    using var stream = new FileStream(container.HostsFile, FileMode.Open, FileAccess.Write);
+                    stream.SetLength(0);
+                    stream.Write(System.Text.Encoding.UTF8.GetBytes(text));
+                }
+            }
+            catch (IOException e)
+            {
+                LogCleanup(_logger, container.Name, e.Message);
+            }
+        }
+    }
+}

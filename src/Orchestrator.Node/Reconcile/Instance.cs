@@ -1,0 +1,37 @@
+using Orchestrator.Api.Workloads;
+using Orchestrator.Node.Drivers;
+using Orchestrator.Node.Health;
+using Orchestrator.Node.Stats;
+
+namespace Orchestrator.Node.Reconcile;
+
+/// <summary>
+/// One workload's container as the supervisor's loop tracks it: its record (what is kept on disk)
+/// and what only this orchd knows (the handle of the run, its probes, why orchd is ending it).
+/// Touched on the loop only, except <see cref="HandleField"/> and <see cref="Exited"/>, which the
+/// exit watcher reads and completes from its thread.
+/// </summary>
+internal sealed class Instance(Workload workload, InstanceRecord record)
+{
+    public Workload Workload { get; set; } = workload;
+    public InstanceRecord Record { get; } = record;
+#pragma warning disable CA1051 // read by the exit watcher thread with Volatile.Read
+    public TaskHandle? HandleField;
+#pragma warning restore CA1051
+
+    public TaskHandle? Handle
+    {
+        get => HandleField;
+        set => Volatile.Write(ref HandleField, value);
+    }
+    public TaskCompletionSource Exited { get; set; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    public CancellationTokenSource? Probes { get; set; }
+    /// <summary>The probes' counts for this run (a new one with each start of the probes).</summary>
+    public ProbeTracker? ProbeCounts { get; set; }
+    /// <summary>Why orchd is ending this run (stop, replace, liveness), or null when the process ended by itself.</summary>
+    public string? EndingBecause { get; set; }
+    /// <summary>The exit as the watcher saw it, before the loop has processed it.</summary>
+    public TaskExit? SeenExit { get; set; }
+    /// <summary>The CPU time at the last stats read: the base of the next CPU %.</summary>
+    public CpuSample? LastCpu { get; set; }
+}

@@ -1,0 +1,322 @@
+using System.Text.Json;
+using Orchestrator.Node.Drivers;
+using Orchestrator.Node.Health;
+using Orchestrator.Node.Logs;
+using Orchestrator.Node.Network;
+using Orchestrator.Runtime.Spec;
+using static Orchestrator.Node.Reconcile.SupervisorLog;
+
+namespace Orchestrator.Node.Reconcile;
+
+/// <summary>
+/// A container's life on the loop: start (image, rootfs, spec, network, logs, the driver), the
+/// exit and what the restart policy makes of it, stop and removal, and what the probes' results
+/// do to it. Everything here runs on the mailbox; the exit watcher only completes a run's waiters.
+/// </summary>
+public sealed partial class Supervisor
+{
+    // ---------------------------------------------------------------- start, exit, stop
+
+    private string FifoDir(string name) => Path.Combine(ContainersRunDir, name);
+
+    private void AttachLogs(string name)
+    {
+        try
+        {
+            _logs.Attach(name, FifoDir(name), LogDir(name));
+        }
+        catch (Exception e) when (e is IOException or Linux.LinuxException)
+        {
+            LogNoLogs(_logger, name, e.Message);
+        }
+    }
+
+    private async Task StartAsync(Instance instance)
+    {
+        var name = instance.Record.Name;
+        var workload = instance.Workload;
+        var record = instance.Record;
+        try
+        {
+            var (imageConfig, rootfs) = await Images.PrepareAsync(name, workload).ConfigureAwait(false);
+            var bundle = Path.Combine(FifoDir(name), "bundle");
+            var spec = SpecBuilder.Build(workload, imageConfig,
+                new ContainerPaths(bundle, rootfs, VolumesDir, $"{_options.CgroupParent}/{name}"));
+            Directory.CreateDirectory(bundle);
+            File.WriteAllBytes(Path.Combine(bundle, "config.json"), JsonSerializer.SerializeToUtf8Bytes(spec, SpecJsonContext.Default.RuntimeSpec));
+
+            var beforeStart = _network.Prepare(workload, record, _instances.Values.Where(i => i != instance).Select(i => i.Record.Ip).OfType<string>());
+            UpdateHosts(); // its own /etc/hosts names the neighbours before its program runs
+            Save(instance); // its address is on disk before anything can hold it
+            var (stdout, stderr) = LogPump.CreateFifos(FifoDir(name));
+            TaskHandle handle;
+            try
+            {
+                AttachLogs(name);
+                handle = _driver.Start(new TaskConfig(name, bundle, stdout, stderr, beforeStart) { Runtime = workload.Runtime });
+            }
+            catch
+            {
+                _network.Unpublish(instance.Record); // only what this start published (the record says), nothing of another's
+                throw;
+            }
+            finally
+            {
+                Linux.Libc.close(stdout);
+                Linux.Libc.close(stderr);
+            }
+            instance.Exited = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            instance.SeenExit = null;
+            instance.EndingBecause = null;
+            instance.Handle = handle;
+            // Watched before anything else can fail: a running container must never go unwatched.
+            _driver.Watch(handle, (h, exit) => OnExit(instance, h, exit));
+            record.Published = workload.Network is null or "bridge" && workload.Ports is { Count: > 0 } ports ? [.. ports] : null;
+            if (record.StartedAt is not null)
+            {
+                record.Restarts++;
+            }
+            record.State = "running";
+            record.Pid = handle.Pid;
+            record.PidStartTime = handle.PidStartTime;
+            record.StartedAt = _clock.GetUtcNow();
+            record.NextRestartAt = null;
+            record.Started = workload.Probes?.Startup is null;
+            record.Ready = workload.Probes?.Readiness is null;
+            record.Message = null;
+            Save(instance);
+            StartProbes(instance);
+            UpdateHosts();
+            LogStarted(_logger, name, handle.Pid, record.Restarts);
+            Emit("container.started", name, $"started (pid {handle.Pid}, restarts {record.Restarts}, image {workload.Image})");
+        }
+        catch (Exception e) when (ErrorKinds.Of(e) is not null || e is IOException or InvalidOperationException or HttpRequestException or UnauthorizedAccessException)
+        {
+            record.Message = e.Message;
+            LogStartFailed(_logger, name, e.Message);
+            Emit("container.start-failed", name, e.Message);
+            var now = _clock.GetUtcNow();
+            var plan = RestartTracker.OnExit(workload.Restart, record, null, now, now);
+            record.State = plan.Decision == RestartDecision.Restart ? "backoff" : "failed";
+            record.NextRestartAt = plan.Decision == RestartDecision.Restart ? plan.At : null;
+            Save(instance);
+        }
+        Changed?.Invoke(name);
+    }
+
+    /// <summary>Called by the driver's watcher thread: completes the waiters at once, then updates state on the loop.</summary>
+    private void OnExit(Instance instance, TaskHandle handle, TaskExit exit)
+    {
+        // The instance was captured when the watch began: nothing here touches the loop's dictionaries.
+        if (ReferenceEquals(Volatile.Read(ref instance.HandleField), handle))
+        {
+            instance.SeenExit = exit;
+            instance.Exited.TrySetResult();
+        }
+        _ = Post(() =>
+        {
+            if (ReferenceEquals(instance.Handle, handle))
+            {
+                Exited(instance, exit);
+                Changed?.Invoke(instance.Record.Name);
+            }
+            return Task.CompletedTask;
+        });
+    }
+
+    private void Exited(Instance instance, TaskExit exit)
+    {
+        var record = instance.Record;
+        instance.Handle = null;
+        instance.Exited.TrySetResult();
+        instance.Probes?.Cancel();
+        instance.Probes = null;
+        var reason = instance.EndingBecause ?? (exit.OomKilled ? "oom-killed" : "exited");
+        record.LastExit = new ExitRecord { Code = exit.Code, OomKilled = exit.OomKilled, At = exit.At, Reason = reason };
+        record.FinishedAt = exit.At;
+        record.Pid = 0;
+        record.Ready = false;
+        _network.Unpublish(instance.Record);
+        UpdateHosts();
+        LogExited(_logger, record.Name, exit.Code?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "unknown", reason);
+        Emit(exit.OomKilled ? "container.oom-killed" : "container.exited", record.Name,
+            $"exited with code {exit.Code?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "unknown"} ({reason})");
+        if (instance.EndingBecause is "stopped" or "replaced" or "removed" or "restarted")
+        {
+            record.State = "stopped";
+            Save(instance);
+            return;
+        }
+        var plan = RestartTracker.OnExit(instance.Workload.Restart, record, exit.Code, record.StartedAt ?? exit.At, exit.At);
+        switch (plan.Decision)
+        {
+            case RestartDecision.Restart:
+                record.State = "backoff";
+                record.NextRestartAt = plan.At;
+                record.Message = $"restarting in {plan.Delay.TotalSeconds:0.###}s ({reason}, code {record.LastExit.Code?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "unknown"})";
+                // A timer may fire a little before the wall clock says the time has come (they run on
+                // different clocks): a margin, so that the restart happens now and not at the next resync.
+                // Posted as soon as the timer fires (synchronously: a fake clock's Advance has posted it when it returns).
+                _ = Task.Delay(plan.Delay + TimeSpan.FromMilliseconds(25), _clock)
+                    .ContinueWith(_ => Post(ReconcileAsync), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+                break;
+            case RestartDecision.GiveUp:
+                record.State = "failed";
+                record.Message = $"gave up after {record.ConsecutiveFailures} restarts in a row (restart.maxRetries)";
+                Emit("container.failed", record.Name, record.Message);
+                break;
+            default:
+                record.State = "exited";
+                break;
+        }
+        Save(instance);
+    }
+
+    /// <summary>SIGTERM, the grace period, then SIGKILL to everything in the container.</summary>
+    private async Task StopAsync(Instance instance, string reason)
+    {
+        if (instance.Handle is null)
+        {
+            return;
+        }
+        instance.EndingBecause = reason;
+        instance.Probes?.Cancel();
+        var grace = instance.Workload.StopGracePeriodSeconds is { } s ? TimeSpan.FromSeconds(s) : _options.DefaultStopGrace;
+        try
+        {
+            _driver.Signal(instance.Record.Name, 15, all: false);
+        }
+        catch (Exception e) when (e is InvalidOperationException or Linux.LinuxException or IOException)
+        {
+        }
+        if (await Task.WhenAny(instance.Exited.Task, Task.Delay(grace, _clock)).ConfigureAwait(false) != instance.Exited.Task)
+        {
+            try
+            {
+                _driver.Signal(instance.Record.Name, 9, all: true);
+            }
+            catch (Exception e) when (e is InvalidOperationException or Linux.LinuxException or IOException)
+            {
+            }
+            await Task.WhenAny(instance.Exited.Task, Task.Delay(TimeSpan.FromSeconds(10), _clock)).ConfigureAwait(false);
+        }
+        if (instance.Handle is not null)
+        {
+            // Processed here, not when the watcher's report reaches the loop (it is then stale).
+            Exited(instance, instance.SeenExit ?? new TaskExit(null, false, _clock.GetUtcNow()));
+        }
+    }
+
+    private async Task RemoveContainerAsync(Instance instance, string reason, bool keepLogs)
+    {
+        var name = instance.Record.Name;
+        await StopAsync(instance, reason).ConfigureAwait(false);
+        _driver.Destroy(name);
+        _logs.Detach(name);
+        _logs.Flush(); // the pump is done with the files before they are deleted
+        try
+        {
+            await Images.RemoveRootfsAsync(name).ConfigureAwait(false);
+        }
+        catch (Exception e) when (ErrorKinds.Of(e) is not null || e is IOException or UnauthorizedAccessException)
+        {
+            LogCleanup(_logger, name, e.Message);
+        }
+        TryDelete(FifoDir(name));
+        File.Delete(Path.Combine(InstancesDir, name + ".json"));
+        instance.Record.Ip = null;
+        if (!keepLogs)
+        {
+            TryDelete(LogDir(name));
+        }
+        Changed?.Invoke(name);
+    }
+
+    private static void TryDelete(string dir)
+    {
+        try
+        {
+            if (Directory.Exists(dir))
+            {
+                Directory.Delete(dir, recursive: true);
+            }
+        }
+        catch (IOException)
+        {
+        }
+    }
+
+    // ---------------------------------------------------------------- network and probes (their parts run in ContainerNetwork, ProbeRunner)
+
+    /// <summary>Every bridge container's /etc/hosts names its running neighbours.</summary>
+    private void UpdateHosts()
+        => _network.UpdateHosts(_instances.Values
+            .Where(i => i.Record.Ip is not null && i.Workload.Network is null or "bridge")
+            .Select(i => new HostsEntry(i.Record.Name, i.Workload.Hostname ?? i.Record.Name, i.Record.Ip!, i.Handle is not null,
+                Path.Combine(FifoDir(i.Record.Name), "bundle", "hosts")))
+            .ToList());
+
+    private void StartProbes(Instance instance)
+    {
+        var probes = instance.Workload.Probes;
+        if (probes is null || (probes.Startup ?? probes.Liveness ?? probes.Readiness) is null || instance.Handle is null)
+        {
+            return;
+        }
+        var handle = instance.Handle;
+        var host = instance.Workload.Network is "host" || instance.Record.Ip is null ? "127.0.0.1" : instance.Record.Ip;
+        instance.ProbeCounts = new ProbeTracker(probes);
+        instance.Probes = _probes.Start(probes, instance.Record.Name, host, (kind, result) => Post(() => OnProbe(instance, handle, kind, result)));
+    }
+
+    /// <summary>Applies one probe result (on the loop); returns true when a startup probe is done.</summary>
+    private async Task<bool> OnProbe(Instance instance, TaskHandle handle, string kind, ProbeResult result)
+    {
+        if (instance.Handle != handle || instance.ProbeCounts is not { } counts)
+        {
+            return true; // a result for a run that has ended
+        }
+        var record = instance.Record;
+        var verdict = counts.Judge(kind, result, record.Ready);
+        if (verdict.Kill)
+        {
+            await KillForProbeAsync(instance, kind + "-probe", result).ConfigureAwait(false);
+        }
+        else if (verdict.Started)
+        {
+            record.Started = true;
+            Save(instance);
+        }
+        else if (kind is not "startup" and not "liveness")
+        {
+            var ready = verdict.Ready;
+            var message = ready ? null : $"not ready: {(result.Ok ? "waiting for successThreshold" : result.Detail)}";
+            if (ready != record.Ready || (!result.Ok && record.Message != message))
+            {
+                record.Ready = ready;
+                record.Message = message;
+                LogReadiness(_logger, record.Name, ready, result.Detail);
+                Save(instance);
+                Changed?.Invoke(record.Name);
+            }
+        }
+        return verdict.StartupDone;
+    }
+
+    private Task KillForProbeAsync(Instance instance, string reason, ProbeResult result)
+    {
+        LogProbeKill(_logger, instance.Record.Name, reason, result.Detail);
+        Emit("container.unhealthy", instance.Record.Name, $"{reason} failed ({result.Detail}); killed");
+        instance.Record.Message = $"{reason} failed: {result.Detail}";
+        instance.EndingBecause = reason;
+        instance.Probes?.Cancel();
+        try
+        {
+            _driver.Signal(instance.Record.Name, 9, all: true);
+        }
+        catch (Exception e) when (e is InvalidOperationException or Linux.LinuxException or IOException)
+        {
+        }
+        return Task.CompletedTask;
+    }
+}

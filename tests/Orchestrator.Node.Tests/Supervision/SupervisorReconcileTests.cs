@@ -1,0 +1,215 @@
+using Orchestrator.Api.Workloads;
+using static Orchestrator.Node.Tests.Supervision.SupervisorHarness;
+
+namespace Orchestrator.Node.Tests.Supervision;
+
+/// <summary>
+/// The reconcile loop and the restart policy, in-process: a fake driver, a fake clock, no root.
+/// Each test drives time by hand, so "not before the backoff" is checked at the instant before it.
+/// </summary>
+public sealed class SupervisorReconcileTests
+{
+    private static readonly RestartPolicy s_crashLoop = new() { Backoff = "1s", MaxBackoff = "4s", ResetAfter = "1m" };
+
+    [Fact]
+    public async Task Apply_starts_the_container_and_a_stop_keeps_it_stopped_through_resyncs()
+    {
+        await using var node = await StartAsync();
+        var status = await node.Supervisor.ApplyAsync(App("web"));
+        Assert.Equal("running", status.State);
+        Assert.Equal(node.Driver.PidOf("web"), status.Pid);
+
+        var stopped = await node.Supervisor.StopAsync("web");
+        Assert.Equal("stopped", stopped.State);
+        Assert.Equal([15], node.Driver.SignalsTo("web"));
+        for (var i = 0; i < 12; i++)
+        {
+            node.Clock.Advance(TimeSpan.FromSeconds(5)); // a resync pass each
+            await node.DrainAsync();
+        }
+        await node.Supervisor.ReloadManifestsAsync(); // one more pass, for certain after the clock moved
+        Assert.Equal(1, node.Driver.Starts("web"));
+        Assert.Equal("stopped", (await node.InspectAsync("web")).State);
+    }
+
+    [Fact]
+    public async Task A_crash_loop_backs_off_doubling_to_the_cap_and_never_restarts_early()
+    {
+        await using var node = await StartAsync();
+        await node.Supervisor.ApplyAsync(App("crashy", s_crashLoop));
+        var starts = 1;
+        foreach (var delay in new[] { 1, 2, 4, 4, 4 })
+        {
+            node.Driver.Exit("crashy", 1);
+            var waiting = await node.UntilStateAsync("crashy", "backoff");
+            Assert.Equal($"restarting in {delay}s (exited, code 1)", waiting.Message);
+
+            // A resync pass (every 5 s) and an explicit one just before the time: still waiting.
+            node.Clock.Advance(TimeSpan.FromSeconds(delay) - TimeSpan.FromMilliseconds(100));
+            await node.Supervisor.ReloadManifestsAsync();
+            Assert.Equal(starts, node.Driver.Starts("crashy"));
+            Assert.Equal("backoff", (await node.InspectAsync("crashy")).State);
+
+            // The restart timer fires at the time, without waiting for a resync.
+            node.Clock.Advance(TimeSpan.FromMilliseconds(200));
+            starts++;
+            await node.UntilAsync($"restart {starts - 1}", () => node.Driver.Starts("crashy") == starts);
+            var running = await node.UntilStateAsync("crashy", "running");
+            Assert.Equal(starts - 1, running.Restarts);
+        }
+    }
+
+    [Fact]
+    public async Task A_run_longer_than_resetAfter_starts_the_backoff_over()
+    {
+        await using var node = await StartAsync();
+        await node.Supervisor.ApplyAsync(App("flappy", s_crashLoop));
+        foreach (var delay in new[] { 1, 2, 4 })
+        {
+            node.Driver.Exit("flappy", 1);
+            Assert.Equal($"restarting in {delay}s (exited, code 1)", (await node.UntilStateAsync("flappy", "backoff")).Message);
+            await node.AdvanceUntilAsync("restarted", () => node.Driver.IsRunning("flappy"), TimeSpan.FromSeconds(1));
+        }
+        node.Clock.Advance(TimeSpan.FromSeconds(59)); // 59 s is not yet stable
+        node.Driver.Exit("flappy", 1);
+        Assert.Equal("restarting in 4s (exited, code 1)", (await node.UntilStateAsync("flappy", "backoff")).Message);
+        await node.AdvanceUntilAsync("restarted", () => node.Driver.IsRunning("flappy"), TimeSpan.FromSeconds(1));
+
+        node.Clock.Advance(TimeSpan.FromSeconds(61));
+        node.Driver.Exit("flappy", 1);
+        Assert.Equal("restarting in 1s (exited, code 1)", (await node.UntilStateAsync("flappy", "backoff")).Message);
+        await node.AdvanceUntilAsync("restarted", () => node.Driver.IsRunning("flappy"), TimeSpan.FromSeconds(1));
+        node.Driver.Exit("flappy", 1);
+        Assert.Equal("restarting in 2s (exited, code 1)", (await node.UntilStateAsync("flappy", "backoff")).Message);
+    }
+
+    [Fact]
+    public async Task On_failure_gives_up_after_maxRetries_stays_down_and_a_clean_exit_is_done()
+    {
+        await using var node = await StartAsync();
+        await node.Supervisor.ApplyAsync(App("job", new RestartPolicy { Policy = "on-failure", MaxRetries = 2, Backoff = "1s" }));
+        for (var i = 0; i < 2; i++)
+        {
+            node.Driver.Exit("job", 3);
+            await node.UntilStateAsync("job", "backoff");
+            await node.AdvanceUntilAsync("restarted", () => node.Driver.IsRunning("job"), TimeSpan.FromSeconds(1));
+        }
+        node.Driver.Exit("job", 3);
+        var failed = await node.UntilStateAsync("job", "failed");
+        Assert.Equal("gave up after 2 restarts in a row (restart.maxRetries)", failed.Message);
+        Assert.Single(node.Events("container.failed"));
+
+        node.Clock.Advance(TimeSpan.FromHours(1)); // 720 resyncs
+        await node.Supervisor.ReloadManifestsAsync();
+        Assert.Equal(3, node.Driver.Starts("job"));
+
+        // A start by request starts over (a fresh backoff); a clean exit then is the end of it.
+        Assert.Equal("running", (await node.Supervisor.StartAsync("job")).State);
+        node.Driver.Exit("job", 0);
+        var done = await node.UntilStateAsync("job", "exited");
+        Assert.Equal(0, done.LastExit!.Code);
+        node.Clock.Advance(TimeSpan.FromMinutes(5));
+        await node.Supervisor.ReloadManifestsAsync();
+        Assert.Equal(4, node.Driver.Starts("job"));
+    }
+
+    [Fact]
+    public async Task A_driver_that_throws_on_start_backs_off_and_the_container_runs_once_it_stops_throwing()
+    {
+        await using var node = await StartAsync();
+        node.Driver.StartFails = (_, attempt) => attempt switch
+        {
+            1 => new InvalidOperationException("runtime exploded"),
+            2 => new Linux.LinuxException("clone3", "/run/x", 5), // EIO
+            3 => new ArgumentException("a bug in the driver"),     // not a kind the start expects
+            _ => null,
+        };
+        var first = await node.Supervisor.ApplyAsync(App("fragile", s_crashLoop));
+        Assert.Equal("backoff", first.State);
+        Assert.Equal("runtime exploded", first.Message);
+        Assert.Contains(node.Events("container.start-failed"), e => e.Name == "fragile");
+
+        await node.AdvanceUntilAsync("the fourth start", () => node.Driver.Starts("fragile") == 4, TimeSpan.FromMilliseconds(500));
+        var running = await node.UntilStateAsync("fragile", "running");
+        Assert.Null(running.Message);
+        Assert.Equal(0, running.Restarts); // failed starts are not restarts of a run
+    }
+
+    [Fact]
+    public async Task Failed_starts_leak_no_file_descriptors()
+    {
+        await using var node = await StartAsync();
+        node.Driver.StartFails = (_, attempt) => attempt <= 40 ? new InvalidOperationException("no") : null;
+        await node.Supervisor.ApplyAsync(App("leaky", new RestartPolicy { Backoff = "1s", MaxBackoff = "1s" }));
+        await node.AdvanceUntilAsync("a few failed starts", () => node.Driver.Starts("leaky") >= 5, TimeSpan.FromSeconds(1));
+        var before = Directory.GetFiles("/proc/self/fd").Length;
+        await node.AdvanceUntilAsync("40 failed starts", () => node.Driver.Starts("leaky") >= 40, TimeSpan.FromSeconds(1));
+        var after = Directory.GetFiles("/proc/self/fd").Length;
+        Assert.True(after - before < 10, $"{after - before} more fds open after 35 failed starts ({before} → {after})");
+    }
+
+    [Fact]
+    public async Task Stop_waits_out_the_grace_period_on_the_clock_then_kills()
+    {
+        await using var node = await StartAsync();
+        await node.Supervisor.ApplyAsync(App("stubborn", grace: 5));
+        node.Driver.IgnoreSigterm.Add("stubborn");
+        var from = node.Clock.GetUtcNow();
+        var stop = node.Supervisor.StopAsync("stubborn");
+        await node.UntilAsync("SIGTERM", () => node.Driver.SignalsTo("stubborn").Contains(15));
+        Assert.False(stop.IsCompleted);
+        Assert.True(node.Driver.IsRunning("stubborn"));
+
+        while (!stop.IsCompleted)
+        {
+            Assert.True(node.Clock.GetUtcNow() - from < TimeSpan.FromSeconds(30), "stop never finished");
+            node.Clock.Advance(TimeSpan.FromSeconds(1));
+            await Task.WhenAny(stop, Task.Delay(5));
+        }
+        Assert.True(node.Clock.GetUtcNow() - from >= TimeSpan.FromSeconds(5), "killed before the grace period was over");
+        Assert.Equal([15, 9], node.Driver.SignalsTo("stubborn"));
+        var stopped = await stop;
+        Assert.Equal("stopped", stopped.State);
+        Assert.Equal("stopped", stopped.LastExit!.Reason);
+    }
+
+    [Fact]
+    public async Task Removing_a_workload_kills_it_and_removes_its_rootfs_and_a_spec_change_replaces_it()
+    {
+        await using var node = await StartAsync();
+        await node.Supervisor.ApplyAsync(App("svc"));
+        var oldPid = node.Driver.PidOf("svc");
+        var changed = App("svc");
+        changed.Env = new Dictionary<string, string> { ["MODE"] = "new" };
+        var replaced = await node.Supervisor.ApplyAsync(changed);
+        Assert.Equal("running", replaced.State);
+        Assert.NotEqual(oldPid, replaced.Pid);
+        Assert.Equal(0, replaced.Restarts);
+        Assert.Contains("svc", node.Driver.Images.RemovedRootfs);
+
+        await node.Supervisor.RemoveAsync("svc");
+        Assert.False(node.Driver.IsRunning("svc"));
+        await Assert.ThrowsAsync<Orchestrator.Node.Reconcile.NodeApiException>(() => node.InspectAsync("svc"));
+        Assert.False(File.Exists(Path.Combine(node.StateDir, "containers", "svc.json")));
+    }
+
+    [Fact]
+    public async Task Cpu_percent_is_measured_from_the_sample_the_loop_kept()
+    {
+        await using var node = await StartAsync();
+        await node.Supervisor.ApplyAsync(App("busy"));
+        var started = node.Clock.GetUtcNow();
+        long cpu = 0;
+        node.Driver.CpuNanoseconds = _ => Volatile.Read(ref cpu);
+
+        node.Clock.Advance(TimeSpan.FromSeconds(10));
+        Volatile.Write(ref cpu, 5_000_000_000); // half a CPU for 10 s
+        Assert.Equal(50, Assert.Single(await node.Supervisor.StatsAsync("busy")).CpuPercent);
+        await node.DrainAsync(); // the sample has reached the loop (and its view)
+
+        node.Clock.Advance(TimeSpan.FromSeconds(2));
+        Volatile.Write(ref cpu, 7_000_000_000); // a whole CPU for the last 2 s
+        Assert.Equal(100, Assert.Single(await node.Supervisor.StatsAsync(null)).CpuPercent);
+        Assert.True(node.Clock.GetUtcNow() - started == TimeSpan.FromSeconds(12));
+    }
+}
