@@ -24,7 +24,9 @@ public sealed class RestartAndProbeTests
         var starts = (await node.Client.LogsAsync("crasher")).Where(l => l.Text == "start").Select(l => l.Time).ToList();
         Assert.True(starts.Count >= 5, $"{starts.Count} starts");
         var gaps = starts.Zip(starts.Skip(1), (a, b) => (b - a).TotalMilliseconds).ToList();
-        Assert.True(gaps[0] >= 150 && gaps[0] < 700, $"first gap {gaps[0]} ms");
+        // No upper bound on one gap: a start through containerd on a loaded 2-core machine took
+        // 0.5 s and more. The backoff's exact delays are SupervisorRestartTests' (fake clock).
+        Assert.True(gaps[0] >= 150, $"first gap {gaps[0]} ms");
         Assert.True(gaps[3] >= 1400, $"fourth gap {gaps[3]} ms; gaps {string.Join(", ", gaps)}");
         // Each gap is the backoff plus one start (about 0.1 s natively, up to 0.4 s through containerd
         // on a loaded machine): the growth between the first and the fourth is the backoff's, 1.4 s.
