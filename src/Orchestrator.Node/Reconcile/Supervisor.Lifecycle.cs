@@ -92,17 +92,41 @@ public sealed partial class Supervisor
         }
         catch (Exception e) when (ErrorKinds.Of(e) is not null || e is IOException or InvalidOperationException or HttpRequestException or UnauthorizedAccessException)
         {
-            record.Message = e.Message;
             LogStartFailed(_logger, name, e.Message);
             Emit("container.start-failed", name, e.Message);
-            var now = _clock.GetUtcNow();
-            var plan = RestartTracker.OnExit(workload.Restart, record, null, now, now);
-            record.State = plan.Decision == RestartDecision.Restart ? "backoff" : "failed";
-            record.NextRestartAt = plan.Decision == RestartDecision.Restart ? plan.At : null;
+            BackOffFailedStart(instance, e.Message);
             Save(instance);
         }
         Changed?.Invoke(name);
     }
+
+    /// <summary>
+    /// A start that failed (or a step before it, such as a pull) counts as an exit with no code:
+    /// it backs off by the restart policy, and is retried when the backoff ends.
+    /// </summary>
+    private void BackOffFailedStart(Instance instance, string message)
+    {
+        var record = instance.Record;
+        record.Message = message;
+        var now = _clock.GetUtcNow();
+        var plan = RestartTracker.OnExit(instance.Workload.Restart, record, null, now, now);
+        record.State = plan.Decision == RestartDecision.Restart ? "backoff" : "failed";
+        record.NextRestartAt = plan.Decision == RestartDecision.Restart ? plan.At : null;
+        if (plan.Decision == RestartDecision.Restart)
+        {
+            ReconcileAfter(plan.Delay);
+        }
+    }
+
+    /// <summary>
+    /// A reconcile pass when a backoff ends, not at the next resync. A timer may fire a little before
+    /// the wall clock says the time has come (they run on different clocks): a margin, so that the
+    /// restart happens then. Posted as soon as the timer fires (synchronously: a fake clock's
+    /// Advance has posted it when it returns).
+    /// </summary>
+    private void ReconcileAfter(TimeSpan delay)
+        => _ = Task.Delay(delay + TimeSpan.FromMilliseconds(25), _clock)
+            .ContinueWith(_ => Post(ReconcileAsync), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
 
     /// <summary>Called by the driver's watcher thread: completes the waiters at once, then updates state on the loop.</summary>
     private void OnExit(Instance instance, TaskHandle handle, TaskExit exit)
@@ -154,11 +178,7 @@ public sealed partial class Supervisor
                 record.State = "backoff";
                 record.NextRestartAt = plan.At;
                 record.Message = $"restarting in {plan.Delay.TotalSeconds:0.###}s ({reason}, code {record.LastExit.Code?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "unknown"})";
-                // A timer may fire a little before the wall clock says the time has come (they run on
-                // different clocks): a margin, so that the restart happens now and not at the next resync.
-                // Posted as soon as the timer fires (synchronously: a fake clock's Advance has posted it when it returns).
-                _ = Task.Delay(plan.Delay + TimeSpan.FromMilliseconds(25), _clock)
-                    .ContinueWith(_ => Post(ReconcileAsync), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+                ReconcileAfter(plan.Delay);
                 break;
             case RestartDecision.GiveUp:
                 record.State = "failed";

@@ -189,11 +189,7 @@ public sealed partial class Supervisor : IAsyncDisposable
                 LogStepFailed(_logger, name, e.Message);
                 if (_instances.TryGetValue(name, out var instance) && instance.Handle is null)
                 {
-                    instance.Record.Message = e.Message;
-                    var now = _clock.GetUtcNow();
-                    var plan = RestartTracker.OnExit(instance.Workload.Restart, instance.Record, null, now, now);
-                    instance.Record.State = plan.Decision == RestartDecision.Restart ? "backoff" : "failed";
-                    instance.Record.NextRestartAt = plan.Decision == RestartDecision.Restart ? plan.At : null;
+                    BackOffFailedStart(instance, e.Message);
                 }
             }
         }

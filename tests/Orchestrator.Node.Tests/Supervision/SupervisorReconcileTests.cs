@@ -136,6 +136,23 @@ public sealed class SupervisorReconcileTests
     }
 
     [Fact]
+    public async Task A_failed_start_is_retried_when_its_backoff_ends_not_at_the_next_resync()
+    {
+        await using var node = await StartAsync();
+        node.Driver.StartFails = (_, attempt) => attempt == 1 ? new InvalidOperationException("runtime exploded") : null;
+        var first = await node.Supervisor.ApplyAsync(App("fragile", s_crashLoop));
+        Assert.Equal("backoff", first.State);
+        // The backoff is 1 s and the resync 5 s: just before the time, no retry; just after, the
+        // retry's timer has fired (no resync pass in between).
+        node.Clock.Advance(TimeSpan.FromMilliseconds(900));
+        await node.Supervisor.ReloadManifestsAsync();
+        Assert.Equal(1, node.Driver.Starts("fragile"));
+        node.Clock.Advance(TimeSpan.FromMilliseconds(200));
+        await node.UntilAsync("the retry at 1 s", () => node.Driver.Starts("fragile") == 2);
+        await node.UntilStateAsync("fragile", "running");
+    }
+
+    [Fact]
     public async Task Failed_starts_leak_no_file_descriptors()
     {
         await using var node = await StartAsync();
