@@ -38,8 +38,12 @@ public sealed class ResourceSampler(ITaskDriver driver)
         {
             stats.MemoryLimitBytes = limit;
         }
-        // CPU % since the previous sample (or since the start): 100 is one full CPU.
-        var (previousNs, previousAt) = container.LastCpu is { } sample ? (sample.CpuNanoseconds, sample.At) : (0L, summary.StartedAt ?? now);
+        // CPU % since the previous sample (or since the start): 100 is one full CPU. A sample of an
+        // earlier run (taken before this one started, or above a counter that started again with a
+        // fresh cgroup) does not count: the run's start does.
+        var (previousNs, previousAt) = container.LastCpu is { } sample && sample.CpuNanoseconds <= cg.CpuNanoseconds
+            && (summary.StartedAt is not { } started || sample.At >= started)
+            ? (sample.CpuNanoseconds, sample.At) : (0L, summary.StartedAt ?? now);
         var elapsed = (now - previousAt).TotalMilliseconds * 1_000_000;
         stats.CpuPercent = elapsed > 0 ? Math.Round(100 * (cg.CpuNanoseconds - previousNs) / elapsed, 2) : 0;
         return (stats, new CpuSample(cg.CpuNanoseconds, now));

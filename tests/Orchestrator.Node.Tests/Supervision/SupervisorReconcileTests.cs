@@ -229,4 +229,26 @@ public sealed class SupervisorReconcileTests
         Assert.Equal(100, Assert.Single(await node.Supervisor.StatsAsync(null)).CpuPercent);
         Assert.True(node.Clock.GetUtcNow() - started == TimeSpan.FromSeconds(12));
     }
+
+    [Fact]
+    public async Task Cpu_percent_after_a_restart_counts_from_the_new_run_never_below_zero()
+    {
+        await using var node = await StartAsync();
+        await node.Supervisor.ApplyAsync(App("busy", s_crashLoop));
+        long cpu = 8_000_000_000;
+        node.Driver.CpuNanoseconds = _ => Volatile.Read(ref cpu);
+        node.Clock.Advance(TimeSpan.FromSeconds(10));
+        Assert.Equal(80, Assert.Single(await node.Supervisor.StatsAsync("busy")).CpuPercent);
+        await node.DrainAsync(); // the loop keeps that 8 s sample
+
+        // The container crashes and restarts with a fresh cgroup: its counter starts again at 0.
+        node.Driver.Exit("busy", 1);
+        await node.UntilStateAsync("busy", "backoff");
+        Volatile.Write(ref cpu, 0);
+        node.Clock.Advance(TimeSpan.FromSeconds(2));
+        await node.UntilStateAsync("busy", "running");
+        node.Clock.Advance(TimeSpan.FromSeconds(4));
+        Volatile.Write(ref cpu, 1_000_000_000); // a quarter of a CPU over the new run's 4 s
+        Assert.Equal(25, Assert.Single(await node.Supervisor.StatsAsync("busy")).CpuPercent);
+    }
 }
