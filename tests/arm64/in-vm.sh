@@ -38,8 +38,13 @@ wait_until() { # SECONDS COMMAND...: true once COMMAND succeeds
     until "$@"; do [ "$(date +%s)" -lt "$deadline" ] || return 1; sleep 1; done
 }
 
-state=$(systemctl is-system-running --wait 2>/dev/null)
-ok "booted: $(uname -m), Linux $(uname -r), systemd $(systemctl --version | head -1 | cut -d' ' -f2) ($state), /sys/fs/cgroup is $(stat -fc %T /sys/fs/cgroup)"
+# Not `is-system-running --wait`: this script's own unit is part of the boot, which does not end
+# before it does.
+multi_user() { systemctl is-active --quiet multi-user.target; }
+wait_until 300 multi_user || fail "multi-user.target did not start: $(systemctl list-jobs --no-pager | head -20)"
+routed() { ip -4 route show default | grep -q .; }
+wait_until 120 routed || fail "no default route from qemu's DHCP: $(ip -4 addr)"
+ok "booted: $(uname -m), Linux $(uname -r), systemd $(systemctl --version | head -1 | cut -d' ' -f2), /sys/fs/cgroup is $(stat -fc %T /sys/fs/cgroup), $(nproc) CPUs, $(awk '/MemTotal/ {print int($2/1024)}' /proc/meminfo) MiB, up $(cut -d' ' -f1 /proc/uptime) s"
 [ "$(uname -m)" = aarch64 ] || fail "not an arm64 machine: $(uname -m)"
 
 # 1. The package.
@@ -125,7 +130,10 @@ sleep 5
 figure orchd_idle_rss_kib "$(awk '/^VmRSS/ {print $2}' "/proc/$(show MainPID)/status")"
 
 # 5. orch-runc run with orchd's default seccomp profile (the one in web's config.json).
-spec=$(grep -l '"org.orchestrator.workload":"web"' $(find /run/orchestrator /var/lib/orchestrator -name config.json 2>/dev/null) 2>/dev/null | head -1)
+spec=""
+for f in $(find /run/orchestrator /var/lib/orchestrator -name config.json 2>/dev/null); do
+    if jq -e '.annotations["org.orchestrator.workload"] == "web"' "$f" > /dev/null 2>&1; then spec=$f; break; fi
+done
 [ -n "$spec" ] || fail "web's config.json not found under /run/orchestrator or /var/lib/orchestrator"
 jq -e '.linux.seccomp.syscalls | length > 0' "$spec" > /dev/null || fail "web's config.json ($spec) has no seccomp profile"
 b=/tmp/bundle

@@ -67,7 +67,7 @@ qemu-system-aarch64 -M virt -cpu cortex-a72 -smp 2 -m 1024 -accel tcg,thread=mul
     -display none -monitor none -serial "file:$work/console.log" -no-reboot \
     -kernel "$cache/vmlinuz" -initrd "$cache/initrd.img" \
     -append "root=LABEL=orchroot rw console=ttyAMA0 quiet systemd.show_status=0 systemd.run=\"/bin/bash -c 'mountpoint -q /mnt/orchtest || mount /mnt/orchtest; exec /bin/bash /mnt/orchtest/in-vm.sh'\" systemd.run_failure_action=poweroff" \
-    -drive "file=$work/disk.qcow2,if=virtio,format=qcow2" \
+    -drive "file=$work/disk.qcow2,if=virtio,format=qcow2,cache=unsafe" \
     -virtfs "local,path=$share,mount_tag=orchtest,security_model=none,id=orchtest" \
     -nic user,model=virtio-net-pci &
 qemu_pid=$!
@@ -92,10 +92,10 @@ show_results
 ok "[$(elapsed) s] the VM is up and in the fleet"
 
 # The mixed fleet: three nodes, the VM's arm64.
-arch_of() { ctl get nodes -o json | jq -r --arg n "$1" '.[] | select(.node == $n) | .arch'; }
+arch_of() { ctl get nodes -o json | jq -r --arg n "$1" '.[] | select(.info.node == $n) | .info.arch'; }
 [ "$(arch_of "$node")" = arm64 ] || fail "$node's arch is '$(arch_of "$node")': $(ctl get nodes -o json)"
 [ "$(arch_of x64-1)" = x64 ] && [ "$(arch_of x64-2)" = x64 ] || fail "the host nodes are not x64: $(ctl get nodes -o json)"
-ctl get nodes
+ctl get nodes -o wide
 ok "fleet: $node (arm64) and x64-1, x64-2 (x64) on NATS $url"
 cat > "$work/armonly.yaml" <<'EOF'
 kind: Deployment
