@@ -38,10 +38,10 @@ wait_until() { # SECONDS COMMAND...: true once COMMAND succeeds
     until "$@"; do [ "$(date +%s)" -lt "$deadline" ] || return 1; sleep 1; done
 }
 
-# Not `is-system-running --wait`: this script's own unit is part of the boot, which does not end
-# before it does.
-multi_user() { systemctl is-active --quiet multi-user.target; }
-wait_until 300 multi_user || fail "multi-user.target did not start: $(systemctl list-jobs --no-pager | head -20)"
+# systemd.run= boots into kernel-command-line.target (basic.target and this script's unit):
+# start the rest of a normal boot (systemd-networkd, getty, …). Not `is-system-running --wait`:
+# this script's own unit is part of the boot, which does not end before it does.
+systemctl start multi-user.target || fail "multi-user.target did not start: $(systemctl list-jobs --no-pager | head -20)"
 routed() { ip -4 route show default | grep -q .; }
 wait_until 120 routed || fail "no default route from qemu's DHCP: $(ip -4 addr)"
 ok "booted: $(uname -m), Linux $(uname -r), systemd $(systemctl --version | head -1 | cut -d' ' -f2), /sys/fs/cgroup is $(stat -fc %T /sys/fs/cgroup), $(nproc) CPUs, $(awk '/MemTotal/ {print int($2/1024)}' /proc/meminfo) MiB, up $(cut -d' ' -f1 /proc/uptime) s"
@@ -81,6 +81,7 @@ probes:
 restart: {policy: always, backoff: 1s}
 stopGracePeriodSeconds: 2
 EOF
+[ "${PRELOAD_OVERLAY:-0}" = 1 ] && modprobe overlay
 systemctl enable --now orchd.service > /tmp/enable.log 2>&1 || fail "systemctl enable --now orchd: $(cat /tmp/enable.log; journal)"
 show() { systemctl show -p "$1" --value orchd.service; }
 main=$(show MainPID)
@@ -97,13 +98,14 @@ wait_until 120 have_pid || fail "web did not start: $(journal)"
 pid=$(cg_pid web)
 ok "web running (pid $pid), cgroup $(dirname "$(ls /sys/fs/cgroup/orchestrator/*/web/cgroup.procs)")"
 ip -4 -o addr show orch0 > /tmp/bridge || fail "no bridge orch0"
-caddr=$(nsenter -t "$pid" -n ip -4 -o addr show eth0 | awk '{print $4}')
-ok "bridge $(awk '{print $4}' /tmp/bridge), the container's eth0 $caddr"
 served() { [ "$(busybox wget -q -T 3 -O - "http://$1:8080/index.html" 2>/dev/null)" = "hello from aarch64" ]; }
-wait_until 60 served 127.0.0.1 || fail "the published port 8080 does not answer on 127.0.0.1: $(journal)"
+diagnose() { echo "journal:"; journal 40; echo "nft:"; nft list ruleset 2>&1 | head -60; echo "ip_forward=$(cat /proc/sys/net/ipv4/ip_forward)"; busybox wget -T 3 -O - "http://127.0.0.1:8080/index.html" 2>&1 | tail -2; lsmod | grep -E "^nf|^nft" | cut -d' ' -f1 | tr '\n' ' '; }
+wait_until 60 served 127.0.0.1 || fail "the published port 8080 does not answer on 127.0.0.1: $(diagnose)"
 vm_ip=$(ip -4 -o route get 10.0.2.2 | sed -n 's/.* src \([0-9.]*\).*/\1/p')
 served "$vm_ip" || fail "the published port 8080 does not answer on $vm_ip"
 ok "published port: http://127.0.0.1:8080 and http://$vm_ip:8080 answer 'hello from aarch64' from the container"
+caddr=$(nsenter -t "$pid" -n ip -4 -o addr show scope global | awk '{print $2 " " $4}')
+ok "bridge $(awk '{print $4}' /tmp/bridge), the container's $caddr"
 connected() { show StatusText | grep -q "connected to"; }
 wait_until 120 connected || fail "orchd did not connect to $NATS_URL: $(show StatusText)"
 ok "orchd joined the fleet: STATUS=$(show StatusText)"
@@ -148,7 +150,7 @@ mv "$b/config.json" "$base"
 # this kernel runs with compat syscalls (AUDIT_ARCH_ARM, other numbers); then the image's own
 # ordinary work. CAP_SYS_ADMIN, so that only the filter can refuse unshare and mount.
 probe='echo "[arm64]"; /bin/probe-arm64; echo "exit $?"; echo "[arm]"; /bin/probe-arm; echo "exit $?"; echo "[busybox]"; echo data > /tmp/f && cat /tmp/f > /dev/null && ls /bin/busybox > /dev/null && echo ordinary=ok'
-jq --arg probe "$probe" '.process.terminal = false | .process.args = ["sh", "-c", $probe]
+jq --arg probe "$probe" '.root.readonly = false | .process.terminal = false | .process.args = ["sh", "-c", $probe]
     | .process.capabilities |= with_entries(.value += ["CAP_SYS_ADMIN"])' "$base" > "$b/control.json"
 jq --slurpfile web "$spec" '.linux.seccomp = $web[0].linux.seccomp' "$b/control.json" > "$b/seccomp.json"
 run_bundle() { cp "$b/$1.json" "$b/config.json"; orch-runc run -b "$b" "test-$1-$$" > "/tmp/$1.out" 2>&1; echo "runc-exit $?" >> "/tmp/$1.out"; }

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static void report(const char *what, int rc) {
@@ -16,6 +17,7 @@ static void report(const char *what, int rc) {
 }
 
 int main(void) {
+    mkdir("/mnt", 0755);
     report("unshare", unshare(CLONE_NEWNET));
     report("mount", mount("none", "/mnt", "tmpfs", 0, NULL));
     int fd = open("/tmp/probe", O_CREAT | O_WRONLY | O_TRUNC, 0644);

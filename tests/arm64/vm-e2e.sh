@@ -41,7 +41,7 @@ nats-server -a 127.0.0.1 -p -1 -js -sd "$work/nats/js" -l "$work/nats/nats-serve
 pids+=($!)
 port=""
 for _ in $(seq 100); do
-    port=$(sed -n 's/.*Listening for client connections on 127.0.0.1:\([0-9]*\).*/\1/p' "$work/nats/nats-server.log" 2>/dev/null | head -1)
+    port=$(sed -n 's/.*Listening for client connections on 127.0.0.1:\([0-9]*\).*/\1/p' "$work/nats/nats-server.log" 2>/dev/null | head -1 || true)
     [ -n "$port" ] && break
     sleep 0.1
 done
@@ -63,13 +63,14 @@ cp "$deb" "$share/orchestrator.deb"
 aarch64-linux-gnu-gcc -static -O2 -Wall -Wextra -Werror -o "$share/probe-arm64" "$here/syscall-probe.c"
 arm-linux-gnueabihf-gcc -static -O2 -Wall -Wextra -Werror -o "$share/probe-arm" "$here/syscall-probe.c"
 printf 'NATS_URL=nats://10.0.2.2:%s\nNODE=%s\nKEEP_GOING=%s\n' "$port" "$node" "${ORCH_ARM64_KEEP_GOING:-0}" > "$share/env"
+[ -z "${PRELOAD_OVERLAY:-}" ] || echo "PRELOAD_OVERLAY=$PRELOAD_OVERLAY" >> "$share/env"
 qemu-system-aarch64 -M virt -cpu cortex-a72 -smp 2 -m 1024 -accel tcg,thread=multi \
     -display none -monitor none -serial "file:$work/console.log" -no-reboot \
     -kernel "$cache/vmlinuz" -initrd "$cache/initrd.img" \
     -append "root=LABEL=orchroot rw console=ttyAMA0 quiet systemd.show_status=0 systemd.run=\"/bin/bash -c 'mountpoint -q /mnt/orchtest || mount /mnt/orchtest; exec /bin/bash /mnt/orchtest/in-vm.sh'\" systemd.run_failure_action=poweroff" \
     -drive "file=$work/disk.qcow2,if=virtio,format=qcow2,cache=unsafe" \
     -virtfs "local,path=$share,mount_tag=orchtest,security_model=none,id=orchtest" \
-    -nic user,model=virtio-net-pci &
+    -netdev user,id=net0 -device virtio-net-pci,netdev=net0,romfile= &
 qemu_pid=$!
 echo "VM booting (console: $work/console.log, its log: $share/out/vm.log)"
 
@@ -77,7 +78,8 @@ echo "VM booting (console: $work/console.log, its log: $share/out/vm.log)"
 shown=0
 show_results() {
     local n
-    n=$(wc -l < "$share/out/results" 2>/dev/null || echo 0)
+    [ -e "$share/out/results" ] || return 0
+    n=$(wc -l < "$share/out/results")
     if [ "$n" -gt "$shown" ]; then sed -n "$((shown + 1)),${n}p" "$share/out/results"; shown=$n; fi
 }
 vm_failed() { grep -q '^FAIL' "$share/out/results" 2>/dev/null; }
