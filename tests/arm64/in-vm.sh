@@ -99,7 +99,20 @@ pid=$(cg_pid web)
 ok "web running (pid $pid), cgroup $(dirname "$(ls /sys/fs/cgroup/orchestrator/*/web/cgroup.procs)")"
 ip -4 -o addr show orch0 > /tmp/bridge || fail "no bridge orch0"
 served() { [ "$(busybox wget -q -T 3 -O - "http://$1:8080/index.html" 2>/dev/null)" = "hello from aarch64" ]; }
-diagnose() { echo "journal:"; journal 40; echo "nft:"; nft list ruleset 2>&1 | head -60; echo "ip_forward=$(cat /proc/sys/net/ipv4/ip_forward)"; busybox wget -T 3 -O - "http://127.0.0.1:8080/index.html" 2>&1 | tail -2; lsmod | grep -E "^nf|^nft" | cut -d' ' -f1 | tr '\n' ' '; }
+diagnose() {
+    local t
+    t=$(nft list tables | awk '/orchd_/ {print $3}')
+    echo "journal:"; journal 40; echo "nft:"; nft list ruleset 2>&1 | head -60
+    echo "ip_forward=$(cat /proc/sys/net/ipv4/ip_forward) route_localnet(orch0)=$(cat /proc/sys/net/ipv4/conf/orch0/route_localnet) rp_filter(all)=$(cat /proc/sys/net/ipv4/conf/all/rp_filter) rp_filter(orch0)=$(cat /proc/sys/net/ipv4/conf/orch0/rp_filter)"
+    lsmod | grep -E "^nf|^nft|^br" | cut -d' ' -f1 | tr '\n' ' '; echo
+    ip route get 10.88.0.2; ip -d link show orch0 | head -3
+    nft insert rule ip "$t" output counter; nft insert rule ip "$t" postrouting counter; nft insert rule ip "$t" forward counter
+    busybox wget -T 5 -O - "http://127.0.0.1:8080/index.html" 2>&1 | tail -2; echo "wget 127.0.0.1 rc=${PIPESTATUS[0]}"
+    busybox wget -T 5 -O - "http://10.88.0.2:80/index.html" 2>&1 | tail -2; echo "wget direct rc=${PIPESTATUS[0]}"
+    nft list ruleset 2>&1 | grep counter
+    head -5 /proc/net/nf_conntrack 2>/dev/null
+    nsenter -t "$(cg_pid web)" -n ip -4 route; nsenter -t "$(cg_pid web)" -n busybox netstat -tn 2>/dev/null | head
+}
 wait_until 60 served 127.0.0.1 || fail "the published port 8080 does not answer on 127.0.0.1: $(diagnose)"
 vm_ip=$(ip -4 -o route get 10.0.2.2 | sed -n 's/.* src \([0-9.]*\).*/\1/p')
 served "$vm_ip" || fail "the published port 8080 does not answer on $vm_ip"
@@ -202,12 +215,15 @@ systemctl daemon-reload
 systemctl restart orchd.service
 watchdog_kill() { journalctl -u orchd --no-pager | grep -q "Watchdog timeout"; }
 wait_until 180 watchdog_kill || fail "systemd did not kill the hung orchd: $(journalctl -u orchd --no-pager | tail -20)"
+auto_restarted() { [ "$(show NRestarts)" -gt "$restarts_before" ]; }
+wait_until 30 auto_restarted || fail "systemd did not restart orchd after the watchdog killed it (NRestarts $(show NRestarts))"
+restarts_after=$(show NRestarts)
 rm -rf /run/systemd/system/orchd.service.d
 systemctl daemon-reload
 systemctl restart orchd.service
 systemctl is-active --quiet orchd.service || fail "orchd did not come back: $(journal)"
 [ "$(cg_pid web)" = "$pid" ] || fail "web did not survive the watchdog restart (pid $pid, now '$(cg_pid web)')"
-ok "watchdog: a hung orchd was killed by systemd ($(journalctl -u orchd --no-pager -o cat | grep -m1 'Watchdog timeout')), NRestarts $restarts_before -> $(show NRestarts); web kept pid $pid"
+ok "watchdog: a hung orchd was killed by systemd ($(journalctl -u orchd --no-pager -o cat | grep -m1 'Watchdog timeout')), and restarted (NRestarts $restarts_before -> $restarts_after); web kept pid $pid"
 wait_until 60 served 127.0.0.1 || fail "port 8080 does not answer after the watchdog restart"
 
 if grep -q '^FAIL' "$out/results"; then finish 1; fi
