@@ -81,7 +81,6 @@ probes:
 restart: {policy: always, backoff: 1s}
 stopGracePeriodSeconds: 2
 EOF
-[ "${PRELOAD_OVERLAY:-0}" = 1 ] && modprobe overlay
 systemctl enable --now orchd.service > /tmp/enable.log 2>&1 || fail "systemctl enable --now orchd: $(cat /tmp/enable.log; journal)"
 show() { systemctl show -p "$1" --value orchd.service; }
 main=$(show MainPID)

@@ -63,7 +63,6 @@ cp "$deb" "$share/orchestrator.deb"
 aarch64-linux-gnu-gcc -static -O2 -Wall -Wextra -Werror -o "$share/probe-arm64" "$here/syscall-probe.c"
 arm-linux-gnueabihf-gcc -static -O2 -Wall -Wextra -Werror -o "$share/probe-arm" "$here/syscall-probe.c"
 printf 'NATS_URL=nats://10.0.2.2:%s\nNODE=%s\nKEEP_GOING=%s\n' "$port" "$node" "${ORCH_ARM64_KEEP_GOING:-0}" > "$share/env"
-[ -z "${PRELOAD_OVERLAY:-}" ] || echo "PRELOAD_OVERLAY=$PRELOAD_OVERLAY" >> "$share/env"
 qemu-system-aarch64 -M virt -cpu cortex-a72 -smp 2 -m 1024 -accel tcg,thread=multi \
     -display none -monitor none -serial "file:$work/console.log" -no-reboot \
     -kernel "$cache/vmlinuz" -initrd "$cache/initrd.img" \
