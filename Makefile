@@ -24,7 +24,7 @@ APT_DEMO := nats-server busybox-static iproute2 nftables util-linux procps tar
 # (/usr/aarch64-linux-gnu: no multiarch, no clang), and qemu-user to run what it built.
 APT_CROSS_ARM64 := gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static
 
-.PHONY: fuzz help deps deps-build deps-demo deps-bench deps-cross-arm64 dotnet restore build publish publish-arm64 packages install test systemd-rootfs-bg demo demo-build bench clean
+.PHONY: test-arm64 arm64-vm-bg fuzz help deps deps-build deps-demo deps-bench deps-cross-arm64 dotnet restore build publish publish-arm64 packages install test systemd-rootfs-bg demo demo-build bench clean
 
 help:
 	@echo "make demo                run a local fleet: nats-server + three orchd in the foreground (Ctrl-C stops it all)"
@@ -33,6 +33,7 @@ help:
 	@echo "make publish OUT=<dir>   build the release binaries into <dir> (default $(OUT))"
 	@echo "make publish-arm64       cross-build the linux-arm64 binaries into $(ARM64_OUT)"
 	@echo "make packages            .deb packages for amd64 and arm64 into $(PKG_OUT) (docs/packaging.md)"
+	@echo "make test-arm64          the arm64 .deb end to end in a Debian 12 arm64 VM (qemu, emulated: about 25 min; not part of make test)"
 	@echo "make bench               side-by-side benchmarks (see docs/benchmarks.md)"
 	@echo "make fuzz [FUZZ_MINUTES=10] [FUZZ_ITERATIONS=200000]  the parsers on seeded mutants, then the fleet simulator on fresh seeds"
 	@echo "make install [DESTDIR=]  install built binaries, the systemd unit and the default config (no apt, no SDK)"
@@ -148,6 +149,26 @@ test: deps systemd-rootfs-bg packages
 			--logger "trx;LogFileName=$$name.trx" --logger "console;verbosity=normal" \
 			--results-directory $(RESULTS) --blame-hang-timeout 5m || status=1; \
 	done; bash .ci/test-summary $(RESULTS) $$status
+
+# The arm64 build end to end in a Debian 12 arm64 VM under qemu-system-aarch64 (TCG: slow, so not
+# part of make test; docs/building.md, "make test-arm64"): tests/arm64/vm-e2e.sh. The VM image
+# (debootstrap, Debian's arm64 kernel) is built once per machine into ARM64_VM, in the background
+# while the binaries compile. x64 binaries play the rest of the fleet on the host.
+APT_TEST_ARM64 := qemu-system-arm qemu-utils debootstrap cpio e2fsprogs jq nats-server gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf libc6-dev-armhf-cross
+ARM64_VM ?= /var/cache/orchestrator-tests/arm64
+ARM64_TEST_DIR ?= artifacts/test-arm64
+arm64-vm-bg:
+	$(call apt_install,$(APT_TEST_ARM64))
+	@if [ ! -e $(ARM64_VM)/.complete ]; then \
+		mkdir -p $(dir $(ARM64_VM)); echo "building $(ARM64_VM) in the background (log: $(ARM64_VM).log)"; \
+		nohup setsid bash tests/arm64/make-vm-image.sh $(ARM64_VM) > $(ARM64_VM).log 2>&1 < /dev/null & \
+	fi
+
+test-arm64: deps-build arm64-vm-bg publish publish-arm64
+	@rm -f $(PKG_OUT)/orchestrator_*_arm64.deb
+	bash packaging/deb/build-deb.sh --bin-dir $(ARM64_OUT) --arch arm64 --out $(PKG_OUT)
+	@bash tests/arm64/make-vm-image.sh $(ARM64_VM) || { tail -30 $(ARM64_VM).log; exit 1; }
+	bash tests/arm64/vm-e2e.sh $(PKG_OUT)/orchestrator_*_arm64.deb $(abspath $(OUT)) $(ARM64_VM) $(abspath $(ARM64_TEST_DIR))
 
 # make demo runs orchd, orchctl and orch-runc as JIT builds: one `dotnet build` of the projects (no
 # solution-wide restore, no AOT compile and link, no analyzers: make test and CI run those), a

@@ -166,7 +166,7 @@ static async Task<int> RunDaemonAsync(OrchdConfig config, NodeState state, Backe
         NodeId = state.NodeId,
         Version = BuildInfo.Version,
         Runtime = backends.Default,
-        Labels = config.Labels,
+        Labels = NodeIdentity.WithBuiltInLabels(config.Labels, NodeIdentity.ThisArch),
     });
     builder.Services.AddSingleton(config.ToNatsSettings());
 

@@ -1,6 +1,8 @@
 using Orchestrator.Runtime.Security;
 using Orchestrator.Runtime.Spec;
 
+using Orchestrator.Testing.Seccomp;
+
 namespace Orchestrator.Runtime.Tests;
 
 /// <summary>The compiled filters, run through a classic-BPF interpreter over made-up syscalls.</summary>
@@ -12,33 +14,7 @@ public sealed class SeccompCompilerTests
 
     private static BpfInstruction[] Compile(SeccompSpec spec) => SeccompCompiler.Compile(spec, n => s_numbers.GetValueOrDefault(n, -1), X86_64);
 
-    /// <summary>Runs a program over seccomp_data { nr, arch, ip, args[6] } as the kernel would.</summary>
-    private static uint Run(BpfInstruction[] program, int nr, uint arch = X86_64, params ulong[] args)
-    {
-        var data = new byte[64];
-        BitConverter.TryWriteBytes(data.AsSpan(0), nr);
-        BitConverter.TryWriteBytes(data.AsSpan(4), arch);
-        for (var i = 0; i < args.Length; i++)
-        {
-            BitConverter.TryWriteBytes(data.AsSpan(16 + 8 * i), args[i]);
-        }
-        uint a = 0;
-        for (var pc = 0; pc < program.Length; pc++)
-        {
-            var insn = program[pc];
-            switch (insn.Code)
-            {
-                case 0x20: a = BitConverter.ToUInt32(data, (int)insn.K); break;
-                case 0x54: a &= insn.K; break;
-                case 0x15: pc += a == insn.K ? insn.JumpTrue : insn.JumpFalse; break;
-                case 0x25: pc += a > insn.K ? insn.JumpTrue : insn.JumpFalse; break;
-                case 0x35: pc += a >= insn.K ? insn.JumpTrue : insn.JumpFalse; break;
-                case 0x06: return insn.K;
-                default: throw new InvalidOperationException($"unexpected opcode {insn.Code:x}");
-            }
-        }
-        throw new InvalidOperationException("the program fell off its end");
-    }
+    private static uint Run(BpfInstruction[] program, int nr, uint arch = X86_64, params ulong[] args) => SeccompInterpreter.Run(program, nr, arch, args);
 
     private static SeccompSpec Rule(string op, ulong value, ulong valueTwo = 0) => new()
     {
@@ -74,6 +50,43 @@ public sealed class SeccompCompilerTests
         Assert.Equal(SeccompCompiler.RetAllow, Run(program, 0));
         Assert.Equal(SeccompCompiler.RetKillProcess, Run(program, 0, arch: 0x40000003));
         Assert.Equal(SeccompCompiler.RetKillProcess, Run(program, 0x40000000));
+    }
+
+    private const uint I386 = 0x40000003, Aarch64 = 0xC00000B7, Arm = 0x40000028;
+
+    [Fact]
+    public void A_deny_list_kills_the_calls_of_other_architectures_instead_of_allowing_them()
+    {
+        // personality refused under x86_64's number; an i386 (int 0x80) or x32 call of it would
+        // carry another number and, with the default action, get around the rule.
+        var program = Compile(Rule("SCMP_CMP_EQ", 0xffffffffUL));
+        Assert.Equal(Denied, Run(program, 135, X86_64, 0xffffffffUL));
+        Assert.Equal(SeccompCompiler.RetAllow, Run(program, 0));
+        Assert.Equal(SeccompCompiler.RetKillProcess, Run(program, 136, I386, 0xffffffffUL));
+        Assert.Equal(SeccompCompiler.RetKillProcess, Run(program, 0x40000000 + 135, X86_64, 0xffffffffUL));
+    }
+
+    [Fact]
+    public void On_arm64_the_32_bit_arm_calls_of_a_deny_list_are_killed()
+    {
+        // The same profile on arm64: personality is 92 there; compat (AArch32) calls carry AUDIT_ARCH_ARM.
+        var numbers = new Dictionary<string, int> { ["personality"] = 92, ["read"] = 63 };
+        var program = SeccompCompiler.Compile(Rule("SCMP_CMP_EQ", 0xffffffffUL), n => numbers.GetValueOrDefault(n, -1), Aarch64);
+        Assert.Equal(Denied, Run(program, 92, Aarch64, 0xffffffffUL));
+        Assert.Equal(SeccompCompiler.RetAllow, Run(program, 63, Aarch64));
+        Assert.Equal(SeccompCompiler.RetKillProcess, Run(program, 136, Arm, 0xffffffffUL));
+        // No x32 check on arm64: a number with bit 30 set is just an unknown native call.
+        Assert.Equal(SeccompCompiler.RetAllow, Run(program, 0x40000000 + 92, Aarch64, 0xffffffffUL));
+    }
+
+    [Fact]
+    public void A_permissive_profile_that_refuses_nothing_keeps_its_default_for_other_architectures()
+    {
+        var program = Compile(new SeccompSpec { DefaultAction = "SCMP_ACT_ALLOW", Syscalls = [new() { Names = ["read"], Action = "SCMP_ACT_LOG" }] });
+        Assert.Equal(SeccompCompiler.RetLog, Run(program, 0));
+        Assert.Equal(SeccompCompiler.RetAllow, Run(program, 3, I386));
+        var logAll = Compile(new SeccompSpec { DefaultAction = "SCMP_ACT_LOG", Syscalls = [new() { Names = ["mkdir"], Action = "SCMP_ACT_ERRNO" }] });
+        Assert.Equal(SeccompCompiler.RetKillProcess, Run(logAll, 39, I386));
     }
 
     [Theory]

@@ -14,6 +14,29 @@ public sealed record NodeIdentity
     public required string Runtime { get; init; }
     public IReadOnlyDictionary<string, string> Labels { get; init; } = new Dictionary<string, string>();
     public DateTimeOffset StartedAt { get; init; } = DateTimeOffset.UtcNow;
+
+    /// <summary>This machine's architecture as <see cref="NodeInfo.Arch"/> reports it: x64, arm64, arm.</summary>
+    public static string ThisArch => System.Runtime.InteropServices.RuntimeInformation.OSArchitecture.ToString().ToLowerInvariant();
+
+    /// <summary>
+    /// The configured labels plus the built-in <c>arch</c> label (the node's own architecture, as
+    /// <see cref="NodeInfo.Arch"/> has it), so that a deployment's <c>selector: {arch: arm64}</c>
+    /// lands on the arm64 nodes of a mixed fleet without labelling each node by hand. A
+    /// configured <c>arch</c> label wins.
+    /// </summary>
+    public static IReadOnlyDictionary<string, string> WithBuiltInLabels(IReadOnlyDictionary<string, string> configured, string arch)
+    {
+        if (configured.ContainsKey("arch"))
+        {
+            return configured;
+        }
+        var labels = new SortedDictionary<string, string>(StringComparer.Ordinal) { ["arch"] = arch };
+        foreach (var (key, value) in configured)
+        {
+            labels[key] = value;
+        }
+        return labels;
+    }
 }
 
 /// <summary>
@@ -260,7 +283,7 @@ public sealed partial class NodeAgent : IAsyncDisposable
         Node = _identity.NodeName,
         NodeId = _identity.NodeId,
         Version = _identity.Version,
-        Arch = System.Runtime.InteropServices.RuntimeInformation.OSArchitecture.ToString().ToLowerInvariant(),
+        Arch = NodeIdentity.ThisArch,
         Kernel = Environment.OSVersion.Version.ToString(),
         Runtime = _identity.Runtime,
         Labels = _identity.Labels,

@@ -36,11 +36,43 @@ public static partial class NativeChecks
             }
         }
         failures.AddRange(CgroupFailures(cgroupRoot ?? CgroupFactory.DefaultRoot));
-        if (!File.Exists(Path.Combine(procRoot, "filesystems")) || !File.ReadAllText(Path.Combine(procRoot, "filesystems")).Contains("\toverlay\n", StringComparison.Ordinal))
+        var filesystems = Path.Combine(procRoot, "filesystems");
+        if (!HasOverlay(filesystems) && !(procRoot == "/proc" && LoadOverlay() && HasOverlay(filesystems)))
         {
             failures.Add("the kernel has no overlayfs (modprobe overlay)");
         }
         return failures;
+    }
+
+    private static bool HasOverlay(string filesystems)
+        => File.Exists(filesystems) && File.ReadAllText(filesystems).Contains("\toverlay\n", StringComparison.Ordinal);
+
+    /// <summary>
+    /// overlayfs is a module on most distribution kernels (Debian's arm64 and amd64 included), and
+    /// nothing loads it before its first mount: on a fresh boot /proc/filesystems lacks it. The
+    /// kernel loads a file system's module when mount(2) names its type (request_module
+    /// "fs-overlay"), so an overlay mount with no layers, which then fails with EINVAL and mounts
+    /// nothing, loads it without modprobe. Found booting the arm64 .deb in a fresh VM (issue #27).
+    /// </summary>
+    private static bool LoadOverlay()
+    {
+        if (!Environment.IsPrivilegedProcess)
+        {
+            return false;
+        }
+        var dir = Directory.CreateTempSubdirectory("orchd-overlay-check-");
+        try
+        {
+            if (Orchestrator.Linux.Libc.mount("overlay", dir.FullName, "overlay", 0, null) == 0)
+            {
+                Orchestrator.Linux.Libc.umount2(dir.FullName, Orchestrator.Linux.Libc.MNT_DETACH); // not expected without lowerdir
+            }
+            return true;
+        }
+        finally
+        {
+            dir.Delete();
+        }
     }
 
     private static IEnumerable<string> CgroupFailures(string root)

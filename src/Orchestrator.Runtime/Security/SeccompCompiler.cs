@@ -71,20 +71,21 @@ public static class SeccompCompiler
             }
         }
 
+        var foreign = ForeignAction(spec, defaultAction, defaultErrno);
         var program = new List<BpfInstruction>
         {
-            // Syscalls of another architecture (32-bit compat calls, whose numbers differ) get
-            // the default action: the rules' numbers are native ones.
+            // Syscalls of another architecture (32-bit compat calls: arm on arm64, i386 on
+            // x86-64) carry other numbers than the rules' native ones: see ForeignAction.
             new(LdAbs, 0, 0, OffsetArch),
             new(JeqK, 1, 0, nativeArch),
-            new(RetK, 0, 0, defaultAction),
+            new(RetK, 0, 0, foreign),
             new(LdAbs, 0, 0, OffsetNr),
         };
         if (nativeArch == 0xC000003E)
         {
             // x32 calls share x86_64's arch value with bit 30 set in the number: never let them past.
             program.Add(new(JgeK, 0, 1, X32SyscallBit));
-            program.Add(new(RetK, 0, 0, defaultAction));
+            program.Add(new(RetK, 0, 0, foreign));
         }
 
         foreach (var rule in spec.Syscalls ?? [])
@@ -106,6 +107,26 @@ public static class SeccompCompiler
             throw new SpecException($"linux.seccomp: the profile compiles to {program.Count} BPF instructions, more than the kernel's 4096; merge rules");
         }
         return program.ToArray();
+    }
+
+    /// <summary>
+    /// What syscalls of another architecture get. The rules hold native numbers only, so such a
+    /// call is never matched by a rule. With a restrictive default (an allow list) the default
+    /// refuses it anyway. With a permissive default (a deny list, like orchd's default profile)
+    /// the default would let a 32-bit program (an armhf binary on arm64, an int 0x80 call on
+    /// x86-64) make every call the rules refuse, under the other architecture's number: such
+    /// calls kill the process instead, as runc's libseccomp does with an architecture its
+    /// filter does not map. A permissive profile that refuses nothing keeps its default.
+    /// </summary>
+    private static uint ForeignAction(SeccompSpec spec, uint defaultAction, uint defaultErrno)
+    {
+        static bool Permissive(uint action) => action is RetAllow or RetLog;
+        if (!Permissive(defaultAction))
+        {
+            return defaultAction;
+        }
+        var refusesSomething = (spec.Syscalls ?? []).Any(rule => rule.Names.Count > 0 && !Permissive(Action(rule.Action, rule.ErrnoRet, defaultErrno)));
+        return refusesSomething ? RetKillProcess : defaultAction;
     }
 
     /// <summary>
