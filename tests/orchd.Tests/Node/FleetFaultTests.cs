@@ -861,9 +861,9 @@ public sealed class FleetFaultTests(ITestOutputHelper output)
             foreach (var group in groups)
             {
                 var name = Path.GetFileName(group);
-                if (!name.StartsWith(prefix, StringComparison.Ordinal))
+                if (!name.StartsWith(prefix, StringComparison.Ordinal) || name == ".keeper")
                 {
-                    continue;
+                    continue; // (.keeper: the node's fence keeper, not a container)
                 }
                 try
                 {
