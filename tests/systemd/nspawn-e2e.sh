@@ -51,8 +51,13 @@ cleanup() {
         wait "$nspawn_pid" 2>/dev/null || true
     fi
     umount -R -l "$root" 2>/dev/null || true
+    # The killed machine's processes leave their cgroups a moment later: retry for up to 5 s.
     for dir in $tracking_cgroups; do
-        find "$dir" -depth -type d -exec rmdir {} \; 2>/dev/null || true
+        for _ in $(seq 1 50); do
+            find "$dir" -depth -type d -exec rmdir {} \; 2>/dev/null || true
+            [ -d "$dir" ] || break
+            sleep 0.1
+        done
     done
 }
 trap cleanup EXIT
