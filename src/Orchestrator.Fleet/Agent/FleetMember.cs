@@ -83,7 +83,16 @@ public sealed partial class FleetMember
     }
 
     /// <summary>The connection to NATS came back: the scheduler watches heartbeats again before it judges anyone lost.</summary>
-    public void ConnectionRestored() => _scheduler.Restart();
+    public void ConnectionRestored()
+    {
+        _scheduler.Restart();
+        // Every loop waiting out a failure backoff tries again now (the heartbeat first of all: a
+        // node heard from late after a reconnect looks lost). Completed asynchronously: this runs
+        // on the connection's own event, which must not wait for a loop's first request.
+        Interlocked.Exchange(ref _restored, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
+    }
+
+    private TaskCompletionSource _restored = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     /// <summary>A bucket, created when missing; the failure, when it cannot be, as a sentence with the fix.</summary>
     private static async Task<INatsKVStore> OpenFleetBucketAsync(INatsKVContext kv, string bucket, int history, CancellationToken cancellationToken)
@@ -140,6 +149,7 @@ public sealed partial class FleetMember
         while (!cancellationToken.IsCancellationRequested)
         {
             var started = options.Clock.GetUtcNow();
+            var restored = Volatile.Read(ref _restored).Task; // a reconnect from now on ends the backoff below
             try
             {
                 await loop().ConfigureAwait(false);
@@ -158,15 +168,16 @@ public sealed partial class FleetMember
                 lastReason = e.Message;
             }
             delay = options.Clock.GetUtcNow() - started > TimeSpan.FromSeconds(30) ? TimeSpan.FromSeconds(1) : delay;
-            try
+            if (!restored.IsCompleted)
             {
-                await Task.Delay(delay + TimeSpan.FromMilliseconds(Random.Shared.Next(0, 250)), cancellationToken).ConfigureAwait(false);
+                await Task.WhenAny(Task.Delay(delay + TimeSpan.FromMilliseconds(Random.Shared.Next(0, 250)), cancellationToken), restored).ConfigureAwait(false);
             }
-            catch (OperationCanceledException)
+            if (cancellationToken.IsCancellationRequested)
             {
                 return;
             }
-            delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, TimeSpan.FromSeconds(8).Ticks));
+            // Back to 1 s after a reconnect (the server may need a moment for JetStream); doubling otherwise.
+            delay = restored.IsCompleted ? TimeSpan.FromSeconds(1) : TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, TimeSpan.FromSeconds(8).Ticks));
         }
     }
 
@@ -184,7 +195,18 @@ public sealed partial class FleetMember
                     Name = c.Name, State = c.State, Ready = c.Ready, SpecHash = c.SpecHash, Message = c.Message, CpuPercent = cpu.GetValueOrDefault(c.Name),
                 }).ToList(),
             };
-            await nodes.PutAsync(identity.NodeName, JsonSerializer.SerializeToUtf8Bytes(info, FleetJsonContext.Default.NodeInfo), cancellationToken: cancellationToken).ConfigureAwait(false);
+            // A put sent into a connection that then dropped waits out its request timeout (5 s)
+            // before it fails; the reconnect does not end it. A heartbeat that late can let a
+            // scheduler settle without this node (and place its replicas again after a wiped
+            // store): on a reconnect, the put is left to fail alone and a fresh one goes out.
+            var restored = Volatile.Read(ref _restored).Task;
+            var put = nodes.PutAsync(identity.NodeName, JsonSerializer.SerializeToUtf8Bytes(info, FleetJsonContext.Default.NodeInfo), cancellationToken: cancellationToken).AsTask();
+            if (await Task.WhenAny(put, restored).ConfigureAwait(false) != put)
+            {
+                _ = put.ContinueWith(static t => t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+                continue;
+            }
+            await put.ConfigureAwait(false);
             Contact.Renewed(options.Clock.GetUtcNow());
             await Task.Delay(options.Heartbeat, cancellationToken).ConfigureAwait(false);
         }

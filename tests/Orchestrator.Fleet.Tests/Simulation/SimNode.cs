@@ -158,6 +158,12 @@ internal sealed class SimNode : IAssignedReplicas
         {
             _wasCutOff = false;
             _scheduler.Restart(); // NodeAgent's reconnect → FleetMember.ConnectionRestored
+            // FleetMember: the reconnect ends the heartbeat loop's failure backoff and a put stuck
+            // in the dead connection, and a fresh heartbeat goes out; JetStream may need a moment.
+            // (With the 5 s of a stuck put's request timeout here, seeds 415, 774, 1164, 1348, 1374,
+            // 1549, 1903 and 1907 failed: a scheduler settled after a wiped store without a node
+            // that ran a replica, and placed that replica a second time.)
+            _nextHeartbeat = now + TimeSpan.FromSeconds(rng.NextDouble());
         }
 
         // Heartbeats leave on time and land after the link's delay (reordered when delays differ).
