@@ -17,7 +17,7 @@ namespace Orchestrator.Fleet.Agent;
 /// When NATS goes away all three stop; the node keeps running its last assignments, which the
 /// supervisor keeps on disk.
 /// </summary>
-public sealed partial class FleetMember
+public sealed partial class FleetMember : IDisposable
 {
     private readonly NodeIdentity identity;
     private readonly Supervisor supervisor;
@@ -65,12 +65,12 @@ public sealed partial class FleetMember
         // came back with an empty store has them made again by the first node back (a worker's
         // credentials cannot create them: it waits and says why, docs/nats-security.md).
         await Task.WhenAll(
-            options.Scheduler ? Forever("metrics", () => FollowMetricsAsync(connection, cancellationToken), cancellationToken) : Task.CompletedTask,
-            Forever("events", () => PublishEventsAsync(js, cancellationToken), cancellationToken),
-            Forever("heartbeat", async () => await HeartbeatAsync(await OpenFleetBucketAsync(kv, Buckets.Nodes, 1, cancellationToken).ConfigureAwait(false), describe, cancellationToken).ConfigureAwait(false), cancellationToken),
-            Forever("assignments", async () => await FollowAssignmentsAsync(await OpenFleetBucketAsync(kv, Buckets.Assignments, 1, cancellationToken).ConfigureAwait(false), cancellationToken).ConfigureAwait(false), cancellationToken),
+            options.Scheduler ? Forever("metrics", _ => FollowMetricsAsync(connection, cancellationToken), cancellationToken) : Task.CompletedTask,
+            Forever("events", _ => PublishEventsAsync(js, cancellationToken), cancellationToken),
+            Forever("heartbeat", async attempt => await HeartbeatAsync(await OpenFleetBucketAsync(kv, Buckets.Nodes, 1, attempt).ConfigureAwait(false), describe, attempt).ConfigureAwait(false), cancellationToken, startOverOnReconnect: true),
+            Forever("assignments", async _ => await FollowAssignmentsAsync(await OpenFleetBucketAsync(kv, Buckets.Assignments, 1, cancellationToken).ConfigureAwait(false), cancellationToken).ConfigureAwait(false), cancellationToken),
             options.Scheduler
-                ? Forever("scheduler", async () => await LeadAsync(
+                ? Forever("scheduler", async _ => await LeadAsync(
                     await OpenFleetBucketAsync(kv, Buckets.Leader, 1, cancellationToken).ConfigureAwait(false),
                     new SchedulerBuckets(
                         await OpenFleetBucketAsync(kv, Buckets.Nodes, 1, cancellationToken).ConfigureAwait(false),
@@ -86,13 +86,19 @@ public sealed partial class FleetMember
     public void ConnectionRestored()
     {
         _scheduler.Restart();
-        // Every loop waiting out a failure backoff tries again now (the heartbeat first of all: a
-        // node heard from late after a reconnect looks lost). Completed asynchronously: this runs
-        // on the connection's own event, which must not wait for a loop's first request.
-        Interlocked.Exchange(ref _restored, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
+        // Every loop waiting out a failure backoff tries again now, and the heartbeat starts over
+        // whatever it was waiting for (a bucket opened or a put sent into the dead connection waits
+        // out its 5 s request timeout; a node heard from that late after a reconnect looks lost,
+        // and a scheduler can settle without it). Cancelled on the thread pool: this runs on the
+        // connection's own event, which must not run a loop's next request inline.
+        var old = Interlocked.Exchange(ref _reconnected, new CancellationTokenSource());
+        _ = Task.Run(old.Cancel);
     }
 
-    private TaskCompletionSource _restored = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    /// <summary>Cancelled (and replaced) when the connection to NATS comes back.</summary>
+    private CancellationTokenSource _reconnected = new();
+
+    public void Dispose() => _reconnected.Dispose();
 
     /// <summary>A bucket, created when missing; the failure, when it cannot be, as a sentence with the fix.</summary>
     private static async Task<INatsKVStore> OpenFleetBucketAsync(INatsKVContext kv, string bucket, int history, CancellationToken cancellationToken)
@@ -138,10 +144,12 @@ public sealed partial class FleetMember
 
     /// <summary>
     /// Runs a loop again after a failure (a server restart, a store lost, a JetStream hiccup),
-    /// until cancelled: after 1 s, doubling to 8 s while it keeps failing at once. The same
-    /// failure is logged once and then every 20th time: an outage of a day must not fill the disk.
+    /// until cancelled: after 1 s, doubling to 8 s while it keeps failing at once; at once when the
+    /// connection comes back. With <paramref name="startOverOnReconnect"/> the loop's token is also
+    /// cancelled by a reconnect, and it starts over on the new connection. The same failure is
+    /// logged once and then every 20th time: an outage of a day must not fill the disk.
     /// </summary>
-    private async Task Forever(string what, Func<Task> loop, CancellationToken cancellationToken)
+    private async Task Forever(string what, Func<CancellationToken, Task> loop, CancellationToken cancellationToken, bool startOverOnReconnect = false)
     {
         var delay = TimeSpan.FromSeconds(1);
         string? lastReason = null;
@@ -149,14 +157,19 @@ public sealed partial class FleetMember
         while (!cancellationToken.IsCancellationRequested)
         {
             var started = options.Clock.GetUtcNow();
-            var restored = Volatile.Read(ref _restored).Task; // a reconnect from now on ends the backoff below
+            // A reconnect from now on ends the backoff below (and, for the heartbeat, the attempt itself).
+            using var attempt = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, Volatile.Read(ref _reconnected).Token);
             try
             {
-                await loop().ConfigureAwait(false);
+                await loop(startOverOnReconnect ? attempt.Token : cancellationToken).ConfigureAwait(false);
             }
             catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
             {
                 return;
+            }
+            catch (OperationCanceledException) when (attempt.IsCancellationRequested)
+            {
+                continue; // the connection came back: start over at once on it
             }
             catch (Exception e) when (e is not OutOfMemoryException)
             {
@@ -168,16 +181,20 @@ public sealed partial class FleetMember
                 lastReason = e.Message;
             }
             delay = options.Clock.GetUtcNow() - started > TimeSpan.FromSeconds(30) ? TimeSpan.FromSeconds(1) : delay;
-            if (!restored.IsCompleted)
+            try
             {
-                await Task.WhenAny(Task.Delay(delay + TimeSpan.FromMilliseconds(Random.Shared.Next(0, 250)), cancellationToken), restored).ConfigureAwait(false);
+                await Task.Delay(delay + TimeSpan.FromMilliseconds(Random.Shared.Next(0, 250)), attempt.Token).ConfigureAwait(false);
             }
-            if (cancellationToken.IsCancellationRequested)
+            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+            {
+                delay = TimeSpan.FromSeconds(1); // reconnected: try now, then back off from 1 s (the server may need a moment for JetStream)
+                continue;
+            }
+            catch (OperationCanceledException)
             {
                 return;
             }
-            // Back to 1 s after a reconnect (the server may need a moment for JetStream); doubling otherwise.
-            delay = restored.IsCompleted ? TimeSpan.FromSeconds(1) : TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, TimeSpan.FromSeconds(8).Ticks));
+            delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, TimeSpan.FromSeconds(8).Ticks));
         }
     }
 
@@ -195,18 +212,7 @@ public sealed partial class FleetMember
                     Name = c.Name, State = c.State, Ready = c.Ready, SpecHash = c.SpecHash, Message = c.Message, CpuPercent = cpu.GetValueOrDefault(c.Name),
                 }).ToList(),
             };
-            // A put sent into a connection that then dropped waits out its request timeout (5 s)
-            // before it fails; the reconnect does not end it. A heartbeat that late can let a
-            // scheduler settle without this node (and place its replicas again after a wiped
-            // store): on a reconnect, the put is left to fail alone and a fresh one goes out.
-            var restored = Volatile.Read(ref _restored).Task;
-            var put = nodes.PutAsync(identity.NodeName, JsonSerializer.SerializeToUtf8Bytes(info, FleetJsonContext.Default.NodeInfo), cancellationToken: cancellationToken).AsTask();
-            if (await Task.WhenAny(put, restored).ConfigureAwait(false) != put)
-            {
-                _ = put.ContinueWith(static t => t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
-                continue;
-            }
-            await put.ConfigureAwait(false);
+            await nodes.PutAsync(identity.NodeName, JsonSerializer.SerializeToUtf8Bytes(info, FleetJsonContext.Default.NodeInfo), cancellationToken: cancellationToken).ConfigureAwait(false);
             Contact.Renewed(options.Clock.GetUtcNow());
             await Task.Delay(options.Heartbeat, cancellationToken).ConfigureAwait(false);
         }

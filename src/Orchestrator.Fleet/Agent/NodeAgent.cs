@@ -340,6 +340,7 @@ public sealed partial class NodeAgent : IAsyncDisposable
         {
             await DisposeQuietlyAsync(connection).ConfigureAwait(false);
         }
+        Member?.Dispose();
     }
 
     [LoggerMessage(EventId = 2006, Level = LogLevel.Debug, Message = "{What} ended (it finished, the client went away or orchd stops)")]
