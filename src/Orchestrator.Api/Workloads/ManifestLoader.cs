@@ -143,6 +143,8 @@ public static class ManifestLoader
             var (deployment, reader, ok) = Read(root, source, LenientWorkloadJson.Default.Deployment, "a deployment", ValidateDeployment, errors);
             if (deployment is not null && CheckUnique(deployment.Name, reader, names, "deployment names must be unique in the fleet", errors) && ok)
             {
+                // Left out is not "1": with autoscale the fleet's count stays (ReplicaOwnership).
+                deployment.ReplicasOmitted = !root.Children.ContainsKey(new YamlScalarNode("replicas"));
                 deployments.Add(deployment);
             }
         }
