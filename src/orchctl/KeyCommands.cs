@@ -76,7 +76,7 @@ internal static class KeyCommands
     private static string SignedDocument(Deployment deployment)
     {
         var body = JsonSerializer.Serialize(deployment, WorkloadJsonContext.Default.Deployment);
-        if (deployment.ReplicasOmitted)
+        if (deployment.ReplicasOmitted())
         {
             var node = System.Text.Json.Nodes.JsonNode.Parse(body)!.AsObject();
             node.Remove("replicas");

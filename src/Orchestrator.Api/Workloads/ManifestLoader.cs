@@ -144,7 +144,8 @@ public static class ManifestLoader
             if (deployment is not null && CheckUnique(deployment.Name, reader, names, "deployment names must be unique in the fleet", errors) && ok)
             {
                 // Left out is not "1": with autoscale the fleet's count stays (ReplicaOwnership).
-                deployment.ReplicasOmitted = !root.Children.ContainsKey(new YamlScalarNode("replicas"));
+                // An empty `replicas:` keeps the default like any empty value (ManifestReader): left out too.
+                deployment.MarkReplicasOmitted(!root.Children.TryGetValue(new YamlScalarNode("replicas"), out var replicas) || ManifestReader.IsNull(replicas));
                 deployments.Add(deployment);
             }
         }

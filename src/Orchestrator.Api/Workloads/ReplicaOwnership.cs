@@ -25,13 +25,13 @@ public static class ReplicaOwnership
         var fileSays = incoming.Replicas;
         if (incoming.Autoscale is not { } auto)
         {
-            if (stored?.Autoscale is not null && incoming.ReplicasOmitted && stored.Replicas != fileSays)
+            if (stored?.Autoscale is not null && incoming.ReplicasOmitted() && stored.Replicas != fileSays)
             {
                 return new(fileSays, Invariant($"replicas {stored.Replicas} → {fileSays}: autoscale is no longer in the file, so the file owns the count again ({fileSays} when replicas is left out; set replicas to keep another)"));
             }
             return new(fileSays, null);
         }
-        if (incoming.ReplicasOmitted && stored is not null)
+        if (incoming.ReplicasOmitted() && stored is not null)
         {
             var kept = Math.Clamp(stored.Replicas, auto.Min, auto.Max);
             var owner = stored.Autoscale is null ? "the fleet's count; the autoscaler takes over from it" : "the autoscaler's count";
@@ -42,11 +42,11 @@ public static class ReplicaOwnership
         var clamped = Math.Clamp(fileSays, auto.Min, auto.Max);
         if (clamped != fileSays)
         {
-            var given = incoming.ReplicasOmitted ? Invariant($"replicas left out ({fileSays})") : Invariant($"replicas {fileSays} in the file");
+            var given = incoming.ReplicasOmitted() ? Invariant($"replicas left out ({fileSays})") : Invariant($"replicas {fileSays} in the file");
             var bound = clamped < fileSays ? Invariant($"autoscale.max {auto.Max}") : Invariant($"autoscale.min {auto.Min}");
             return new(clamped, $"{given} is outside autoscale {auto.Min}-{auto.Max}: {clamped} ({bound})");
         }
-        if (!incoming.ReplicasOmitted && stored is not null && stored.Replicas != fileSays)
+        if (!incoming.ReplicasOmitted() && stored is not null && stored.Replicas != fileSays)
         {
             return new(fileSays, Invariant($"replicas {stored.Replicas} → {fileSays}: set in the file (the autoscaler carries on from there)"));
         }

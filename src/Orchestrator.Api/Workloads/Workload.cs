@@ -135,11 +135,16 @@ public sealed class Deployment
     /// </summary>
     public int Replicas { get; set; } = 1;
     /// <summary>
-    /// Set by the manifest loader when the document has no <c>replicas:</c> (so <see cref="Replicas"/>
-    /// is the default, not the operator's choice). Never on the wire: the fleet stores a count.
+    /// True when the manifest this came from has no <c>replicas:</c> (so <see cref="Replicas"/> is the
+    /// default, not the operator's choice); set by the loader. A field, not a property: never on the
+    /// wire (the fleet stores a count) and not a manifest key.
     /// </summary>
-    [JsonIgnore]
-    public bool ReplicasOmitted { get; set; }
+    public bool ReplicasOmitted() => _replicasOmitted;
+
+    /// <summary>Records whether the manifest left <c>replicas</c> out (the manifest loader does).</summary>
+    public void MarkReplicasOmitted(bool omitted) => _replicasOmitted = omitted;
+
+    private bool _replicasOmitted;
     /// <summary>Node labels a node must have (all of them) to get a replica.</summary>
     public Dictionary<string, string>? Selector { get; set; }
     /// <summary>The workload each replica runs (its name is set per replica).</summary>
