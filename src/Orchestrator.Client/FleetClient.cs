@@ -81,12 +81,47 @@ public sealed class FleetClient(INatsConnection connection)
         var result = new List<(string, ulong)>();
         foreach (var deployment in list)
         {
-            deployment.Revision = null;
-            deployment.Generation = NextGeneration(await bucket.TryGetEntryAsync<byte[]>(deployment.Name, cancellationToken: cancellationToken).ConfigureAwait(false));
-            await bucket.PutAsync(deployment.Name, JsonSerializer.SerializeToUtf8Bytes(deployment, Orchestrator.Api.Workloads.WorkloadJsonContext.Default.Deployment), cancellationToken: cancellationToken).ConfigureAwait(false);
+            // Compare-and-set on what was read: the replica count can come from the stored value
+            // (ReplicaOwnership), and an autoscaler's write in between must not be lost or undone.
+            for (var attempt = 1; ; attempt++)
+            {
+                var entry = await bucket.TryGetEntryAsync<byte[]>(deployment.Name, cancellationToken: cancellationToken).ConfigureAwait(false);
+                Orchestrator.Api.Workloads.ReplicaOwnership.Apply(deployment, Stored(entry));
+                deployment.Revision = null;
+                deployment.Generation = NextGeneration(entry);
+                var value = JsonSerializer.SerializeToUtf8Bytes(deployment, Orchestrator.Api.Workloads.WorkloadJsonContext.Default.Deployment);
+                var written = entry.Success
+                    ? await bucket.TryUpdateAsync(deployment.Name, value, entry.Value.Revision, cancellationToken: cancellationToken).ConfigureAwait(false)
+                    : await bucket.TryCreateAsync(deployment.Name, value, cancellationToken: cancellationToken).ConfigureAwait(false);
+                if (written.Success)
+                {
+                    break;
+                }
+                if (attempt == 5)
+                {
+                    throw new NodeRequestException(ErrorKind.Conflict, $"deployment '{deployment.Name}' kept changing while it was applied (the autoscaler or another apply); run the command again");
+                }
+            }
             result.Add((deployment.Name, deployment.Generation.Value));
         }
         return result;
+    }
+
+    /// <summary>The deployment a read of its key holds; null when there is none (or none this version reads).</summary>
+    private static Orchestrator.Api.Workloads.Deployment? Stored(NATS.Client.Core.NatsResult<NATS.Client.KeyValueStore.NatsKVEntry<byte[]>> entry)
+    {
+        if (!entry.Success || entry.Value.Value is not { Length: > 0 } value)
+        {
+            return null;
+        }
+        try
+        {
+            return JsonSerializer.Deserialize(value, Orchestrator.Api.Workloads.WorkloadJsonContext.Default.Deployment);
+        }
+        catch (JsonException)
+        {
+            return null;
+        }
     }
 
     /// <summary>

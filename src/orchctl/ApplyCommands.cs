@@ -122,7 +122,7 @@ internal static class ApplyCommands
         }
         var fleet = (await context.Fleet.GetDeploymentsAsync().ConfigureAwait(false)).ToDictionary(v => v.Deployment.Name, v => v.Deployment, StringComparer.Ordinal);
         var color = Terminal.Color;
-        var toWrite = new List<(Deployment Deployment, bool Created)>();
+        var toWrite = new List<(Deployment Deployment, bool Created, ReplicaDecision Replicas)>();
         foreach (var (deployment, source) in deployments)
         {
             // A file signed elsewhere (orchctl sign) is checked here, before anything is written.
@@ -131,14 +131,18 @@ internal static class ApplyCommands
             {
                 throw new NodeRequestException(why);
             }
+            fleet.TryGetValue(deployment.Name, out var existing);
+            // The count the fleet will store (the autoscaler's, kept, when the file leaves replicas out): what the diff compares.
+            var replicas = ReplicaOwnership.Apply(deployment, existing);
             var incoming = Canonical(deployment);
-            if (!fleet.TryGetValue(deployment.Name, out var existing))
+            if (existing is null)
             {
                 if (dryRun)
                 {
                     Console.Out.WriteLine($"deployment {deployment.Name}: {Terminal.Paint("created", Terminal.Green, color)} (dry run)");
+                    WriteNote(replicas.Note);
                 }
-                toWrite.Add((deployment, true));
+                toWrite.Add((deployment, true, replicas));
                 continue;
             }
             var stored = Canonical(existing);
@@ -148,14 +152,16 @@ internal static class ApplyCommands
             if (incoming == stored && sameSignature)
             {
                 Console.Out.WriteLine($"deployment {deployment.Name}: unchanged");
+                WriteNote(replicas.Note);
                 continue;
             }
-            toWrite.Add((deployment, false));
+            toWrite.Add((deployment, false, replicas));
             if (!dryRun)
             {
                 continue;
             }
             Console.Out.WriteLine($"deployment {deployment.Name}: {Terminal.Paint(incoming == stored ? "re-signed" : "changed", Terminal.Yellow, color)} (dry run)");
+            WriteNote(replicas.Note);
             foreach (var line in Diff.Unified($"the fleet ({deployment.Name}, revision {existing.ShownRevision()})", $"{source} ({deployment.Name})", stored, incoming))
             {
                 var code = line.StartsWith("+++", StringComparison.Ordinal) || line.StartsWith("---", StringComparison.Ordinal) ? Terminal.Bold
@@ -179,12 +185,27 @@ internal static class ApplyCommands
             return 0;
         }
         var revisions = await context.Fleet.ApplyAsync(toWrite.Select(w => w.Deployment), seed).ConfigureAwait(false);
-        foreach (var ((name, revision), (_, created)) in revisions.Zip(toWrite))
+        foreach (var ((name, revision), (written, created, replicas)) in revisions.Zip(toWrite))
         {
             var what = created ? Terminal.Paint("created", Terminal.Green, color) : Terminal.Paint("configured", Terminal.Yellow, color);
             Console.Out.WriteLine($"deployment {name}: {what} (revision {revision}{(seed is null ? "" : ", signed")})");
+            WriteNote(replicas.Note);
+            // The fleet decides again on the value it replaces: the autoscaler may have moved in between.
+            if (written.Replicas != replicas.Replicas)
+            {
+                WriteNote($"replicas {written.Replicas} written: the fleet's count changed while this applied (the autoscaler), and its new count was kept");
+            }
         }
         return 0;
+    }
+
+    /// <summary>Why the replica count is not simply the file's (kept for the autoscaler, clamped, handed back to the file), under the deployment's line.</summary>
+    private static void WriteNote(string? note)
+    {
+        if (note is not null)
+        {
+            Console.Out.WriteLine("  " + note);
+        }
     }
 
     private static async Task<int> DeleteAsync(ParsedArgs parsed, CommandContext context)

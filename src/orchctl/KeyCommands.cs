@@ -68,10 +68,25 @@ internal static class KeyCommands
         }
     }
 
-    /// <summary>A deployment as a JSON document with kind: Deployment first (the manifest loader wants it).</summary>
+    /// <summary>
+    /// A deployment as a JSON document with kind: Deployment first (the manifest loader wants it).
+    /// A replica count the source left out stays out (it is not signed): written, it would take an
+    /// autoscaled deployment's count back to 1 on every apply of the signed file.
+    /// </summary>
     private static string SignedDocument(Deployment deployment)
     {
         var body = JsonSerializer.Serialize(deployment, WorkloadJsonContext.Default.Deployment);
+        if (deployment.ReplicasOmitted())
+        {
+            var node = System.Text.Json.Nodes.JsonNode.Parse(body)!.AsObject();
+            node.Remove("replicas");
+            using var buffer = new MemoryStream();
+            using (var writer = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = true }))
+            {
+                node.WriteTo(writer);
+            }
+            body = System.Text.Encoding.UTF8.GetString(buffer.ToArray());
+        }
         return "{\n  \"kind\": \"Deployment\"," + body[1..];
     }
 

@@ -465,7 +465,7 @@ internal static class QueryCommands
             Field("cpu", $"{s.CpuMilliRequested}m{Percent(s.CpuMilliRequested, s.CpuMilliAllocatable)}", 2);
             Field("memory", $"{Output.Bytes(s.MemoryRequestedBytes)}{Percent(s.MemoryRequestedBytes, s.MemoryAllocatableBytes)}", 2);
             Console.Out.WriteLine("Usage:");
-            var cpu = info.Containers?.Sum(c => c.CpuPercent) ?? 0;
+            var cpu = info.Containers?.Sum(c => c.CpuPercent ?? 0) ?? 0;
             Field("cpu", string.Create(CultureInfo.InvariantCulture, $"{cpu * 10:0}m{Percent((long)(cpu * 10), s.CpuMilliCapacity)}"), 2);
             Field("memory", $"{Output.Bytes(s.MemoryUsedBytes)}{Percent(s.MemoryUsedBytes, s.MemoryCapacityBytes)}", 2);
             Field("containers", $"{s.Containers} ({s.Running} running, {s.Ready} ready)", 2);
@@ -482,7 +482,7 @@ internal static class QueryCommands
         {
             Indented(["NAME", "STATE", "READY", "CPU %", "MESSAGE"], containers.OrderBy(c => c.Name, StringComparer.Ordinal).Select(c => new[]
             {
-                c.Name, c.State, c.Ready ? "yes" : "no", c.CpuPercent.ToString("0.0", CultureInfo.InvariantCulture), c.Message ?? "",
+                c.Name, c.State, c.Ready ? "yes" : "no", c.CpuPercent is { } percent ? percent.ToString("0.0", CultureInfo.InvariantCulture) : "-", c.Message ?? "",
             }));
         }
         else
@@ -673,7 +673,7 @@ internal static class QueryCommands
         Output.Table(["NODE", "STATE", "CPU", "CPU %", "MEMORY", "MEMORY %", "CONTAINERS"], nodes.Select(n =>
         {
             var s = n.Info.Status;
-            var cpu = n.Info.Containers?.Sum(c => c.CpuPercent) ?? 0;
+            var cpu = n.Info.Containers?.Sum(c => c.CpuPercent ?? 0) ?? 0;
             return new[]
             {
                 n.Info.Node, n.State, string.Create(CultureInfo.InvariantCulture, $"{cpu * 10:0}m"),
@@ -691,7 +691,7 @@ internal static class QueryCommands
         var selector = LabelSelector.Parse(parsed.Value("--selector"));
         var nodes = await context.NodesAsync().ConfigureAwait(false);
         var heartbeatCpu = nodes.Where(n => n.Info.Containers is not null)
-            .SelectMany(n => n.Info.Containers!.Select(c => (Key: (n.Info.Node, c.Name), c.CpuPercent)))
+            .SelectMany(n => n.Info.Containers!.Where(c => c.CpuPercent is not null).Select(c => (Key: (n.Info.Node, c.Name), CpuPercent: c.CpuPercent!.Value)))
             .GroupBy(x => x.Key).ToDictionary(g => g.Key, g => g.First().CpuPercent);
         var names = context.Settings.Node is { } one ? [one] : nodes.Where(n => n.State != "lost").Select(n => n.Info.Node).Order(StringComparer.Ordinal).ToList();
         var stats = await context.AskEveryNodeAsync(names, async c => (await c.StatsAsync().ConfigureAwait(false), selector is null ? null : await c.ListAsync().ConfigureAwait(false))).ConfigureAwait(false);

@@ -493,6 +493,82 @@ public sealed class OrchctlTests : IAsyncLifetime
         Assert.StartsWith($"orchctl: {config}:4:5: context 'a': unknown key 'sever'; did you mean 'server'?", typo.Err, StringComparison.Ordinal);
     }
 
+    /// <summary>
+    /// Issue 26, item 4: an autoscaled deployment's file applied again keeps the autoscaler's count
+    /// when it leaves replicas out, and says so (with --dry-run too, whose diff then has no replica
+    /// change); a count in the file wins within min/max; without autoscale the file owns it again;
+    /// orchctl sign keeps a left-out replicas out.
+    /// </summary>
+    [Fact(Timeout = 120_000)]
+    public async Task Apply_keeps_the_autoscalers_count_when_the_file_leaves_replicas_out_and_says_so()
+    {
+        const string Template = "kind: Deployment\nname: burst\ntemplate: {image: busybox:latest, command: [sleep, \"SECONDS\"]}\n";
+        const string Autoscale = "autoscale: {min: 1, max: 6, targetCpuPercent: 50}\n";
+        string Write(string name, string yaml)
+        {
+            var path = _dir.Combine(name);
+            File.WriteAllText(path, yaml);
+            return path;
+        }
+        var file = Write("burst.yaml", Template.Replace("SECONDS", "60", StringComparison.Ordinal) + Autoscale);
+        var created = await Ctl("apply", "-f", file);
+        Assert.True(created.Code == 0, created.All);
+        Assert.Equal("deployment burst: created (revision 1)\n", created.Out);
+        var fleet = new FleetClient(_connection);
+        await fleet.ScaleAsync("burst", 4); // what the autoscaler writes
+        async Task<int> ReplicasAsync() => (await fleet.GetDeploymentsAsync()).Single(d => d.Deployment.Name == "burst").Deployment.Replicas;
+
+        // The same file, dry run and for real, twice: unchanged, the count kept, and said.
+        const string Kept = "  replicas 4 kept (the autoscaler's count: the file leaves replicas out)\n";
+        Assert.Equal("deployment burst: unchanged\n" + Kept + "dry run: 0 to create, 0 to change, 1 unchanged; nothing written\n", (await Ctl("apply", "-f", file, "--dry-run")).Out);
+        Assert.Equal("deployment burst: unchanged\n" + Kept, (await Ctl("apply", "-f", file)).Out);
+        Assert.Equal("deployment burst: unchanged\n" + Kept, (await Ctl("apply", "-f", file)).Out);
+        Assert.Equal(4, await ReplicasAsync());
+
+        // A template change: the diff shows it and no replica change (it was -4 / +1).
+        var changed = Write("burst-changed.yaml", Template.Replace("SECONDS", "61", StringComparison.Ordinal) + Autoscale);
+        var dry = await Ctl("apply", "-f", changed, "--dry-run");
+        Assert.True(dry.Code == 0, dry.All);
+        Assert.StartsWith("deployment burst: changed (dry run)\n" + Kept, dry.Out, StringComparison.Ordinal);
+        Assert.Contains("-      \"60\"", dry.Out, StringComparison.Ordinal);
+        Assert.Contains("+      \"61\"", dry.Out, StringComparison.Ordinal);
+        Assert.DoesNotContain(dry.Out.Split('\n'), l => (l.StartsWith("  -", StringComparison.Ordinal) || l.StartsWith("  +", StringComparison.Ordinal)) && l.Contains("\"replicas\"", StringComparison.Ordinal));
+        var configured = await Ctl("apply", "-f", changed);
+        Assert.Equal("deployment burst: configured (revision 3)\n" + Kept, configured.Out);
+        Assert.Equal(4, await ReplicasAsync());
+
+        // replicas in the file wins, clamped to max; the change is in the diff and the note.
+        var explicitFile = Write("burst-20.yaml", Template.Replace("SECONDS", "61", StringComparison.Ordinal) + Autoscale + "replicas: 20\n");
+        var clamped = await Ctl("apply", "-f", explicitFile, "--dry-run");
+        Assert.StartsWith("deployment burst: changed (dry run)\n  replicas 20 in the file is outside autoscale 1-6: 6 (autoscale.max 6)\n", clamped.Out, StringComparison.Ordinal);
+        Assert.Contains("-  \"replicas\": 4,", clamped.Out, StringComparison.Ordinal);
+        Assert.Contains("+  \"replicas\": 6,", clamped.Out, StringComparison.Ordinal);
+        var five = Write("burst-5.yaml", Template.Replace("SECONDS", "61", StringComparison.Ordinal) + Autoscale + "replicas: 5\n");
+        Assert.Equal("deployment burst: configured (revision 4)\n  replicas 4 → 5: set in the file (the autoscaler carries on from there)\n", (await Ctl("apply", "-f", five)).Out);
+        Assert.Equal(5, await ReplicasAsync());
+
+        // autoscale taken out and replicas left out: the file owns the count again, and it says so.
+        var plain = Write("burst-plain.yaml", Template.Replace("SECONDS", "61", StringComparison.Ordinal));
+        var handedBack = await Ctl("apply", "-f", plain, "--dry-run");
+        Assert.StartsWith("deployment burst: changed (dry run)\n  replicas 5 → 1: autoscale is no longer in the file", handedBack.Out, StringComparison.Ordinal);
+        Assert.Contains("-  \"replicas\": 5,", handedBack.Out, StringComparison.Ordinal);
+        Assert.Contains("+  \"replicas\": 1,", handedBack.Out, StringComparison.Ordinal);
+
+        // sign: a left-out replicas stays out of the signed file (so applying it keeps the count too).
+        var seed = _dir.Combine("op.nk");
+        var key = await Orchctl.RunAsync(["keys", "create", "-o", seed]);
+        Assert.True(key.Code == 0, key.All);
+        var signed = await Orchctl.RunAsync(["sign", "-f", changed, "--key", seed]);
+        Assert.True(signed.Code == 0, signed.All);
+        Assert.DoesNotContain("\"replicas\"", signed.Out, StringComparison.Ordinal);
+        Assert.Contains("\"signature\"", signed.Out, StringComparison.Ordinal);
+        var signedFile = Write("burst-signed.yaml", signed.Out);
+        var applySigned = await Ctl("apply", "-f", signedFile);
+        Assert.True(applySigned.Code == 0, applySigned.All);
+        Assert.Equal("deployment burst: configured (revision 5)\n  replicas 5 kept (the autoscaler's count: the file leaves replicas out)\n", applySigned.Out);
+        Assert.Equal(5, await ReplicasAsync());
+    }
+
     [Fact(Timeout = 120_000)]
     public async Task Apply_reads_files_directories_and_stdin_writes_only_changes_and_delete_takes_a_file()
     {

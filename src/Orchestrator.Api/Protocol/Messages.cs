@@ -31,8 +31,12 @@ public sealed record ContainerBrief
     public bool Ready { get; init; }
     public string? SpecHash { get; init; }
     public string? Message { get; init; }
-    /// <summary>CPU use since the previous heartbeat, 100 = one CPU (the autoscaler reads it).</summary>
-    public double CpuPercent { get; init; }
+    /// <summary>
+    /// CPU use since the previous heartbeat, 100 = one CPU (the autoscaler reads it); absent when the
+    /// node has no sample (the container does not run, or its cgroup could not be read). A node from
+    /// before this rule sends 0 then.
+    /// </summary>
+    public double? CpuPercent { get; init; }
 }
 
 /// <summary>

@@ -143,6 +143,9 @@ public static class ManifestLoader
             var (deployment, reader, ok) = Read(root, source, LenientWorkloadJson.Default.Deployment, "a deployment", ValidateDeployment, errors);
             if (deployment is not null && CheckUnique(deployment.Name, reader, names, "deployment names must be unique in the fleet", errors) && ok)
             {
+                // Left out is not "1": with autoscale the fleet's count stays (ReplicaOwnership).
+                // An empty `replicas:` keeps the default like any empty value (ManifestReader): left out too.
+                deployment.MarkReplicasOmitted(!root.Children.TryGetValue(new YamlScalarNode("replicas"), out var replicas) || ManifestReader.IsNull(replicas));
                 deployments.Add(deployment);
             }
         }

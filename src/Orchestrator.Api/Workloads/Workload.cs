@@ -129,7 +129,22 @@ public sealed class Volume
 public sealed class Deployment
 {
     public string Name { get; set; } = "";
+    /// <summary>
+    /// How many replicas. With <see cref="Autoscale"/> the autoscaler owns the count: an apply whose
+    /// file leaves it out keeps the fleet's count (<see cref="ReplicaOwnership"/>).
+    /// </summary>
     public int Replicas { get; set; } = 1;
+    /// <summary>
+    /// True when the manifest this came from has no <c>replicas:</c> (so <see cref="Replicas"/> is the
+    /// default, not the operator's choice); set by the loader. A field, not a property: never on the
+    /// wire (the fleet stores a count) and not a manifest key.
+    /// </summary>
+    public bool ReplicasOmitted() => _replicasOmitted;
+
+    /// <summary>Records whether the manifest left <c>replicas</c> out (the manifest loader does).</summary>
+    public void MarkReplicasOmitted(bool omitted) => _replicasOmitted = omitted;
+
+    private bool _replicasOmitted;
     /// <summary>Node labels a node must have (all of them) to get a replica.</summary>
     public Dictionary<string, string>? Selector { get; set; }
     /// <summary>The workload each replica runs (its name is set per replica).</summary>
@@ -214,8 +229,10 @@ public sealed class CanarySpec
 }
 
 /// <summary>
-/// The autoscaler: replicas = ceil(replicas × average CPU% / targetCpuPercent), clamped to
-/// [min, max], changed at most once per cooldown (100% is one CPU).
+/// The autoscaler: replicas = ceil(running replicas × their average CPU% / targetCpuPercent),
+/// clamped to [min, max], changed at most once per cooldown (100% is one CPU). Only replicas that
+/// run (running and ready, with a CPU figure) make the average; an unplaceable or pending one does
+/// not count. It owns <see cref="Deployment.Replicas"/>: see <see cref="ReplicaOwnership"/>.
 /// </summary>
 public sealed class AutoscaleSpec
 {

@@ -203,13 +203,14 @@ public sealed partial class FleetMember : IDisposable
         while (!cancellationToken.IsCancellationRequested)
         {
             var containers = await supervisor.ListAsync().ConfigureAwait(false);
-            var cpu = (await supervisor.StatsAsync(null).ConfigureAwait(false)).ToDictionary(s => s.Name, s => s.CpuPercent, StringComparer.Ordinal);
+            // A figure only for a container the sampler could read (a running one's cgroup has used CPU time): the autoscaler averages those alone.
+            var cpu = (await supervisor.StatsAsync(null).ConfigureAwait(false)).Where(s => s.CpuNanoseconds > 0).ToDictionary(s => s.Name, s => (double?)s.CpuPercent, StringComparer.Ordinal);
             var info = describe() with
             {
                 Status = await supervisor.NodeStatusAsync().ConfigureAwait(false),
                 Containers = containers.Select(c => new ContainerBrief
                 {
-                    Name = c.Name, State = c.State, Ready = c.Ready, SpecHash = c.SpecHash, Message = c.Message, CpuPercent = cpu.GetValueOrDefault(c.Name),
+                    Name = c.Name, State = c.State, Ready = c.Ready, SpecHash = c.SpecHash, Message = c.Message, CpuPercent = c.State == "running" ? cpu.GetValueOrDefault(c.Name) : null,
                 }).ToList(),
             };
             await nodes.PutAsync(identity.NodeName, JsonSerializer.SerializeToUtf8Bytes(info, FleetJsonContext.Default.NodeInfo), cancellationToken: cancellationToken).ConfigureAwait(false);

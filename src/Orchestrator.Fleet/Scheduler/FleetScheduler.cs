@@ -571,11 +571,15 @@ public sealed partial class FleetScheduler(string nodeName, FleetOptions options
         }
         else
         {
-            var samples = nodes.SelectMany(n => (n.Info.Containers ?? []).Where(c => report.Replicas.TryGetValue(c.Name, out var on) && on == n.Info.Node && c.Ready))
-                .Select(c => c.CpuPercent).ToList();
+            var (running, samples) = RunningReplicas(report, nodes);
+            // The replicas that run carry the load: as many as run, at their average, against the
+            // target. One that is unplaceable or pending (or runs with no figure yet) neither lowers
+            // the average as a 0 nor counts as a replica that takes a share of the load; counting
+            // the desired count instead scaled 4 → 3 → 4 with one replica that fitted nowhere.
+            var average = samples.Count == 0 ? 0 : samples.Average();
             wanted = samples.Count == 0 ? Math.Clamp(current, auto.Min, auto.Max)
-                : Math.Clamp((int)Math.Ceiling(current * samples.Average() / auto.TargetCpuPercent - 0.0001), auto.Min, auto.Max);
-            reason = $"average CPU {(samples.Count == 0 ? 0 : samples.Average()):0.#}% of a CPU, target {auto.TargetCpuPercent:0.#}%";
+                : Math.Clamp((int)Math.Ceiling(running * average / auto.TargetCpuPercent - 0.0001), auto.Min, auto.Max);
+            reason = $"average CPU {average:0.#}% of a CPU over {samples.Count} running replica{(samples.Count == 1 ? "" : "s")}, target {auto.TargetCpuPercent:0.#}%";
         }
         if (wanted == current)
         {
@@ -599,6 +603,32 @@ public sealed partial class FleetScheduler(string nodeName, FleetOptions options
         LogAutoscaled(logger, deployment.Name, why);
         emit("deployment.scaled", deployment.Name, why);
         return report with { LastScaledAt = now, LastScale = why, Revision = put.Value };
+    }
+
+    /// <summary>
+    /// The deployment's replicas that run where the scheduler placed them, on a node whose heartbeats
+    /// arrive, running and ready; and the CPU figures of those that have one. What a node last said
+    /// about a replica it no longer hears from, or about one that has not started, is not a sample.
+    /// </summary>
+    private static (int Running, List<double> Samples) RunningReplicas(DeploymentStatus report, IReadOnlyList<NodeEntry> nodes)
+    {
+        var running = 0;
+        var samples = new List<double>();
+        foreach (var node in nodes.Where(n => n.State == "ready"))
+        {
+            foreach (var c in node.Info.Containers ?? [])
+            {
+                if (report.Replicas.TryGetValue(c.Name, out var on) && on == node.Info.Node && c is { State: "running", Ready: true })
+                {
+                    running++;
+                    if (c.CpuPercent is { } cpu)
+                    {
+                        samples.Add(cpu);
+                    }
+                }
+            }
+        }
+        return (running, samples);
     }
 
     [LoggerMessage(EventId = 4009, Level = LogLevel.Information, Message = "autoscaler: deployment {Name}: {Why}")]
