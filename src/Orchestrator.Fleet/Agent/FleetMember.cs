@@ -204,7 +204,7 @@ public sealed partial class FleetMember : IDisposable
         {
             var containers = await supervisor.ListAsync().ConfigureAwait(false);
             // A figure only for a container the sampler could read (a running one's cgroup has used CPU time): the autoscaler averages those alone.
-            var cpu = (await supervisor.StatsAsync(null).ConfigureAwait(false)).Where(s => s.CpuNanoseconds > 0).ToDictionary(s => s.Name, s => (double?)s.CpuPercent, StringComparer.Ordinal);
+            var cpu = (await supervisor.StatsAsync(null, forHeartbeat: true).ConfigureAwait(false)).Where(s => s.CpuNanoseconds > 0).ToDictionary(s => s.Name, s => (double?)s.CpuPercent, StringComparer.Ordinal);
             var info = describe() with
             {
                 Status = await supervisor.NodeStatusAsync().ConfigureAwait(false),

@@ -32,6 +32,8 @@ internal sealed class Instance(Workload workload, InstanceRecord record)
     public string? EndingBecause { get; set; }
     /// <summary>The exit as the watcher saw it, before the loop has processed it.</summary>
     public TaskExit? SeenExit { get; set; }
-    /// <summary>The CPU time at the last stats read: the base of the next CPU %.</summary>
+    /// <summary>The CPU time at the last stats read by a client (orchctl top, the node API): the base of its next CPU %.</summary>
     public CpuSample? LastCpu { get; set; }
+    /// <summary>The CPU time at the last heartbeat's read: the base of the next heartbeat's CPU % (what the autoscaler averages).</summary>
+    public CpuSample? LastHeartbeatCpu { get; set; }
 }

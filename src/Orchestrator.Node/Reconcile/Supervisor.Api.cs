@@ -240,9 +240,11 @@ public sealed partial class Supervisor
 
     /// <summary>
     /// Each container's resource use; CPU % since the previous read (or the start). The new CPU
-    /// samples go to the loop, which owns them, and reach the next read through the view.
+    /// samples go to the loop, which owns them, and reach the next read through the view. The
+    /// heartbeat (<paramref name="forHeartbeat"/>) keeps a window of its own: a client's read
+    /// (`orchctl top` every second) must not shorten the window the autoscaler's figure covers.
     /// </summary>
-    public async Task<List<ContainerStats>> StatsAsync(string? name)
+    public async Task<List<ContainerStats>> StatsAsync(string? name, bool forHeartbeat = false)
     {
         await ViewReadyAsync().ConfigureAwait(false);
         var views = name is null ? View.Values.ToList() : [FindView(name)];
@@ -251,7 +253,7 @@ public sealed partial class Supervisor
         var samples = new List<(string Name, CpuSample Sample)>();
         foreach (var view in views.OrderBy(v => v.Summary.Name, StringComparer.Ordinal))
         {
-            var (stats, sample) = _resources.Sample(view.Sampled, now);
+            var (stats, sample) = _resources.Sample(forHeartbeat ? view.Sampled with { LastCpu = view.LastHeartbeatCpu } : view.Sampled, now);
             if (sample is { } taken)
             {
                 samples.Add((view.Summary.Name, taken));
@@ -260,18 +262,25 @@ public sealed partial class Supervisor
         }
         if (samples.Count > 0)
         {
-            _ = Post(() => RecordCpuSamples(samples)); // one step (and one view) per read, whatever the number of containers
+            _ = Post(() => RecordCpuSamples(samples, forHeartbeat)); // one step (and one view) per read, whatever the number of containers
         }
         return result;
     }
 
-    private bool RecordCpuSamples(List<(string Name, CpuSample Sample)> samples)
+    private bool RecordCpuSamples(List<(string Name, CpuSample Sample)> samples, bool forHeartbeat)
     {
         foreach (var (name, sample) in samples)
         {
             if (_instances.TryGetValue(name, out var instance))
             {
-                instance.LastCpu = sample;
+                if (forHeartbeat)
+                {
+                    instance.LastHeartbeatCpu = sample;
+                }
+                else
+                {
+                    instance.LastCpu = sample;
+                }
             }
         }
         return true;
@@ -281,7 +290,7 @@ public sealed partial class Supervisor
         => Task.FromResult(_resources.NodeStatus(View.Values.Select(v => v.Sampled).ToList()));
 
     /// <summary>One container as the loop last published it.</summary>
-    private sealed record ContainerView(ContainerStatus Summary, ContainerStatus Detail, Workload Workload, bool Running, CpuSample? LastCpu)
+    private sealed record ContainerView(ContainerStatus Summary, ContainerStatus Detail, Workload Workload, bool Running, CpuSample? LastCpu, CpuSample? LastHeartbeatCpu)
     {
         public SampledContainer Sampled => new(Summary, Workload, Running, LastCpu);
     }
@@ -297,7 +306,7 @@ public sealed partial class Supervisor
     private void PublishView()
         => Volatile.Write(ref _view, _instances.Values.ToDictionary(
             i => i.Record.Name,
-            i => new ContainerView(Status(i, withSpec: false), Status(i, withSpec: true), i.Workload, i.Handle is not null, i.LastCpu),
+            i => new ContainerView(Status(i, withSpec: false), Status(i, withSpec: true), i.Workload, i.Handle is not null, i.LastCpu, i.LastHeartbeatCpu),
             StringComparer.Ordinal));
 
     /// <summary>The container's log lines (its log survives restarts of the container and of orchd).</summary>

@@ -231,6 +231,34 @@ public sealed class SupervisorReconcileTests
     }
 
     [Fact]
+    public async Task A_clients_reads_do_not_shorten_the_heartbeats_cpu_window()
+    {
+        await using var node = await StartAsync();
+        await node.Supervisor.ApplyAsync(App("busy"));
+        long cpu = 0;
+        node.Driver.CpuNanoseconds = _ => Volatile.Read(ref cpu);
+        node.Clock.Advance(TimeSpan.FromSeconds(5));
+        Volatile.Write(ref cpu, 2_500_000_000); // half a CPU for 5 s
+        Assert.Equal(50, Assert.Single(await node.Supervisor.StatsAsync(null, forHeartbeat: true)).CpuPercent);
+        Assert.Equal(50, Assert.Single(await node.Supervisor.StatsAsync("busy")).CpuPercent);
+        await node.DrainAsync();
+
+        // `orchctl top` every second for 5 s: a burst in the first second, idle after it.
+        node.Clock.Advance(TimeSpan.FromSeconds(1));
+        Volatile.Write(ref cpu, 3_500_000_000); // a whole CPU for that second
+        Assert.Equal(100, Assert.Single(await node.Supervisor.StatsAsync("busy")).CpuPercent);
+        await node.DrainAsync();
+        for (var i = 0; i < 4; i++)
+        {
+            node.Clock.Advance(TimeSpan.FromSeconds(1));
+            Assert.Equal(0, Assert.Single(await node.Supervisor.StatsAsync("busy")).CpuPercent);
+            await node.DrainAsync();
+        }
+        // The heartbeat's figure covers its whole period (1 s of CPU in 5 s), not the client's last second.
+        Assert.Equal(20, Assert.Single(await node.Supervisor.StatsAsync(null, forHeartbeat: true)).CpuPercent);
+    }
+
+    [Fact]
     public async Task Cpu_percent_after_a_restart_counts_from_the_new_run_never_below_zero()
     {
         await using var node = await StartAsync();
