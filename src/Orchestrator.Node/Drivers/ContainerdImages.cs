@@ -52,7 +52,9 @@ public sealed class ContainerdImages : IImageSource, IDisposable
         try
         {
             var name = Normalize(reference);
-            if (await TryOpenAsync(reference, cancellationToken).ConfigureAwait(false) is { } ready)
+            // nats:NAME is the fleet's bucket's NAME (docs/images.md): never a name containerd holds, never a registry's.
+            var fromNats = reference.StartsWith(ImageReference.NatsPrefix, StringComparison.Ordinal);
+            if (!fromNats && await TryOpenAsync(reference, cancellationToken).ConfigureAwait(false) is { } ready)
             {
                 return ready;
             }
@@ -65,6 +67,21 @@ public sealed class ContainerdImages : IImageSource, IDisposable
                 await CopyFromStoreAsync(orchdStore, record, cancellationToken).ConfigureAwait(false);
                 return await OpenAsync(record.Name, cancellationToken).ConfigureAwait(false);
             }
+            async Task<SourceImage> ThroughOrchdAsync(ImageStore store, IImagePuller puller)
+            {
+                // Its error, if it fails too, says what both tried.
+                await puller.PullAsync(reference, null, cancellationToken).ConfigureAwait(false);
+                var fetched = Stored(store, reference) ?? throw new ImageException($"image '{reference}' was pulled but is not in orchd's store under that name");
+                await CopyFromStoreAsync(store, fetched, cancellationToken).ConfigureAwait(false);
+                return await OpenAsync(fetched.Name, cancellationToken).ConfigureAwait(false);
+            }
+
+            if (fromNats)
+            {
+                return fallback is not null && orchdStore is not null
+                    ? await ThroughOrchdAsync(orchdStore, fallback).ConfigureAwait(false)
+                    : throw new ImageException(ErrorKind.Unavailable, $"image '{reference}' comes from the fleet's NATS bucket, and this node has no NATS pull configured; import it with `orchd image import`");
+            }
             try
             {
                 var pulled = await ImageImporter.PullAsync(_client, _registry, reference, snapshotter: Snapshotter, cancellationToken: cancellationToken).ConfigureAwait(false);
@@ -72,11 +89,7 @@ public sealed class ContainerdImages : IImageSource, IDisposable
             }
             catch (ImageException) when (fallback is not null && orchdStore is not null)
             {
-                // Its error, if it fails too, says what both tried.
-                await fallback.PullAsync(reference, null, cancellationToken).ConfigureAwait(false);
-                var fetched = Stored(orchdStore, reference) ?? throw new ImageException($"image '{reference}' was pulled but is not in orchd's store under that name");
-                await CopyFromStoreAsync(orchdStore, fetched, cancellationToken).ConfigureAwait(false);
-                return await OpenAsync(fetched.Name, cancellationToken).ConfigureAwait(false);
+                return await ThroughOrchdAsync(orchdStore, fallback).ConfigureAwait(false);
             }
         }
         finally
@@ -89,20 +102,8 @@ public sealed class ContainerdImages : IImageSource, IDisposable
         => await ImageImporter.ImportAsync(_client, record.Name, record.ManifestDigest,
             (digest, _) => Task.FromResult(store.Content.Open(digest)), Snapshotter, cancellationToken: cancellationToken).ConfigureAwait(false);
 
-    private static ImageRecord? Stored(ImageStore store, string reference)
-    {
-        foreach (var name in new[] { reference, Normalize(reference) }.Distinct(StringComparer.Ordinal))
-        {
-            try
-            {
-                return store.Inspect(name);
-            }
-            catch (ImageException)
-            {
-            }
-        }
-        return null;
-    }
+    /// <summary>orchd's record of the image by any of its names (the store applies the naming rule).</summary>
+    private static ImageRecord? Stored(ImageStore store, string reference) => store.TryInspect(reference);
 
     private async Task<SourceImage> OpenAsync(string name, CancellationToken cancellationToken)
         => await TryOpenAsync(name, cancellationToken).ConfigureAwait(false)
