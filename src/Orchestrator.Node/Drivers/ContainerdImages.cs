@@ -111,9 +111,24 @@ public sealed class ContainerdImages : IImageSource, IDisposable
 
     /// <summary>The image when containerd has it, its blobs and its unpacked top snapshot; null otherwise.</summary>
     public async Task<SourceImage?> TryOpenAsync(string name, CancellationToken cancellationToken = default)
-        => await _client.GetImageAsync(name, cancellationToken).ConfigureAwait(false) is { } image
+        => await FindImageAsync(name, cancellationToken).ConfigureAwait(false) is { } image
             ? await TryOpenAsync(image, cancellationToken).ConfigureAwait(false)
             : null;
+
+    /// <summary>
+    /// containerd's record of the image by any of its names (docs/images.md): as written (a name
+    /// containerd holds that is no valid reference), else by its canonical name, which is how
+    /// pulls and copies name images there.
+    /// </summary>
+    private async Task<Orchestrator.Containerd.Api.Images.Image?> FindImageAsync(string name, CancellationToken cancellationToken)
+    {
+        if (!name.StartsWith(ImageReference.NatsPrefix, StringComparison.Ordinal) && await _client.GetImageAsync(name, cancellationToken).ConfigureAwait(false) is { } exact)
+        {
+            return exact;
+        }
+        var canonical = Normalize(name);
+        return canonical != name ? await _client.GetImageAsync(canonical, cancellationToken).ConfigureAwait(false) : null;
+    }
 
     private async Task<SourceImage?> TryOpenAsync(Orchestrator.Containerd.Api.Images.Image image, CancellationToken cancellationToken)
     {
@@ -181,11 +196,11 @@ public sealed class ContainerdImages : IImageSource, IDisposable
     /// </summary>
     public async Task<bool> RemoveAsync(string name, CancellationToken cancellationToken = default)
     {
-        if (await _client.GetImageAsync(name, cancellationToken).ConfigureAwait(false) is null)
+        if (await FindImageAsync(name, cancellationToken).ConfigureAwait(false) is not { } image)
         {
             return false;
         }
-        await _client.DeleteImageAsync(name, sync: true, cancellationToken).ConfigureAwait(false);
+        await _client.DeleteImageAsync(image.Name, sync: true, cancellationToken).ConfigureAwait(false);
         return true;
     }
 
