@@ -25,6 +25,7 @@ public sealed class ImageNameTests : IDisposable
     [InlineData("library/busybox:latest", "docker.io/library/busybox:latest")]
     [InlineData("docker.io/library/busybox:latest", "docker.io/library/busybox:latest")]
     [InlineData("docker.io/busybox", "docker.io/library/busybox:latest")]
+    [InlineData("index.docker.io/library/busybox:latest", "docker.io/library/busybox:latest")]
     [InlineData("nats:busybox:latest", "docker.io/library/busybox:latest")]
     [InlineData("nats:docker.io/library/busybox", "docker.io/library/busybox:latest")]
     [InlineData("team/app:1.2", "docker.io/team/app:1.2")]

@@ -117,11 +117,18 @@ public sealed record ImageReference(string Registry, string Repository, string? 
         var slash = text.IndexOf('/', StringComparison.Ordinal);
         var first = slash > 0 ? text[..slash] : "";
         string registry, rest;
+        var official = false;
         // Docker's rule: the first component is a registry host when it has a dot or a port, or is localhost.
         if (slash > 0 && (first.Contains('.', StringComparison.Ordinal) || first.Contains(':', StringComparison.Ordinal) || first == "localhost"))
         {
-            registry = first;
+            // index.docker.io is Docker Hub's old name; a one-part name there is an official image (library/).
+            registry = first == "index.docker.io" ? DockerHub : first;
             rest = text[(slash + 1)..];
+            if (registry == DockerHub && !rest.Contains('/', StringComparison.Ordinal))
+            {
+                rest = "library/" + rest;
+                official = true;
+            }
             if (registry.Any(c => !(char.IsAsciiLetterOrDigit(c) || c is '.' or '-' or ':' or '[' or ']')) || registry.EndsWith(':'))
             {
                 throw Bad($"'{registry}' is not a registry host[:port]");
@@ -130,7 +137,8 @@ public sealed record ImageReference(string Registry, string Repository, string? 
         else
         {
             registry = DockerHub;
-            rest = text.Contains('/', StringComparison.Ordinal) ? text : "library/" + text;
+            official = !text.Contains('/', StringComparison.Ordinal);
+            rest = official ? "library/" + text : text;
         }
         string? tag = null;
         var colon = rest.LastIndexOf(':');
@@ -149,7 +157,7 @@ public sealed record ImageReference(string Registry, string Repository, string? 
         }
         if (rest.Any(char.IsAsciiLetterUpper))
         {
-            throw Bad($"repository names are lower case ('{rest.ToLowerInvariant()}')");
+            throw Bad($"repository names are lower case ('{(official ? rest["library/".Length..] : rest).ToLowerInvariant()}')");
         }
         if (rest.Any(c => !(char.IsAsciiLetterLower(c) || char.IsAsciiDigit(c) || c is '.' or '_' or '-' or '/')))
         {
