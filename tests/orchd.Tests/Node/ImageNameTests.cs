@@ -110,4 +110,43 @@ public sealed class ImageNameTests
         Assert.NotEqual(0, bad.Code);
         Assert.Contains("'nats:Busybox' is not an image reference: repository names are lower case ('busybox')", bad.Err, StringComparison.Ordinal);
     }
+
+    [Fact(Timeout = 300_000)]
+    public async Task A_containerd_node_without_a_registry_runs_the_buckets_image_by_its_plain_name_and_by_nats()
+    {
+        await using var nats = await NatsServer.StartAsync();
+        var suffix = Guid.NewGuid().ToString("N")[..4];
+        await using var a = await NodeHost.StartAsync(sharedNats: nats, name: $"ca-{suffix}", start: false);
+        var push = await OrchdImageAsync(a, "push", "busybox", "--nats", "--nats-url", nats.Url);
+        Assert.True(push.Code == 0, push.Output);
+        await using var b = await NodeHost.StartAsync(sharedNats: nats, name: $"cb-{suffix}", start: false, runtime: "containerd");
+        Assert.True((await OrchdImageAsync(b, "rm", "busybox:latest")).Code == 0);
+        await b.StartOrchdAsync(environment: s_noRegistry);
+        Assert.Empty(await b.Client.ImagesAsync());
+
+        Workload Sleeper(string name, string image) => new()
+        {
+            Name = name, Image = image, Command = ["sh", "-c", $"echo {name} runs; exec sleep 100000"], Network = "none", StopGracePeriodSeconds = 0,
+        };
+        await b.Client.RunAsync(Sleeper("plain", "busybox:latest"));
+        await b.WaitForAsync("plain", s => s.State == "running", TimeSpan.FromSeconds(60), "running from the bucket by its plain name");
+        await b.Client.RunAsync(Sleeper("from-nats", "nats:busybox:latest"));
+        await b.WaitForAsync("from-nats", s => s.State == "running", TimeSpan.FromSeconds(60), "running from the bucket");
+        // containerd holds it by its canonical name; in use by both workloads, whichever name they give.
+        var images = (await b.Containerd!.Ctr(b.ContainerdNamespace, "images", "ls", "-q")).Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        Assert.Equal(["docker.io/library/busybox:latest"], images);
+        var inContainerd = Assert.Single(await b.Client.ImagesAsync(), i => i.Store == "containerd");
+        Assert.Equal("docker.io/library/busybox:latest", inContainerd.Name);
+        Assert.Equal(["from-nats", "plain"], inContainerd.UsedBy);
+
+        // orchctl pull of nats:NAME on a containerd node, and rmi by a short name.
+        await b.Client.RemoveAsync("plain");
+        await b.Client.RemoveAsync("from-nats");
+        var rmi = await Orchctl.RunAsync(["--server", nats.Url, "rmi", "-n", b.NodeName, "busybox"], null);
+        Assert.True(rmi.Code == 0, rmi.All);
+        Assert.Empty((await b.Containerd.Ctr(b.ContainerdNamespace, "images", "ls", "-q")).Stdout.Trim());
+        var pulled = await Orchctl.RunAsync(["--server", nats.Url, "pull", "-n", b.NodeName, "nats:busybox:latest"], null);
+        Assert.True(pulled.Code == 0, pulled.All + "\n" + b.Daemon.Output);
+        Assert.Contains("pulled docker.io/library/busybox:latest ", pulled.Out, StringComparison.Ordinal);
+    }
 }
