@@ -7,17 +7,20 @@ namespace Orchestrator.Daemon.Tests.Node;
 /// Issue #26's air-gapped cases on real nodes (real orchd processes, a real nats-server) with no
 /// registry reachable: an image pushed into the fleet's NATS bucket by one node is pulled by
 /// orchctl, and run by workloads, on another, by every way of writing its name (docs/images.md).
-/// The pulling node's HTTP goes through a proxy nobody answers on, so Docker Hub is out of reach
+/// The pulling node's HTTPS goes through a proxy nobody answers on, so Docker Hub is out of reach
 /// there whatever the machine's network; the loopback registry with a port is closed too.
 /// </summary>
 [Trait("Category", "Privileged")]
 [Collection(NodeTests.Collection)]
 public sealed class ImageNameTests
 {
-    /// <summary>No registry answers: every HTTP(S) request goes to a closed port on loopback.</summary>
+    /// <summary>
+    /// No registry answers: every HTTPS request (Docker Hub's) goes to a closed port on loopback; the
+    /// plain-HTTP registry these tests name is a closed port itself.
+    /// </summary>
     private static readonly Dictionary<string, string?> s_noRegistry = new()
     {
-        ["HTTPS_PROXY"] = "http://127.0.0.1:1", ["HTTP_PROXY"] = "http://127.0.0.1:1", ["NO_PROXY"] = "", ["https_proxy"] = null, ["http_proxy"] = null, ["no_proxy"] = null,
+        ["HTTPS_PROXY"] = "http://127.0.0.1:1", ["https_proxy"] = "http://127.0.0.1:1", ["HTTP_PROXY"] = null, ["http_proxy"] = null, ["NO_PROXY"] = null, ["no_proxy"] = null,
     };
 
     private static async Task<(int Code, string Output)> OrchdImageAsync(NodeHost node, params string[] args)
