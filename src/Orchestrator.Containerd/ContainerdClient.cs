@@ -55,6 +55,9 @@ public sealed partial class ContainerdClient : IDisposable
                     throw;
                 }
             },
+            // A unix socket: an http_proxy/https_proxy in orchd's environment (an edge site's proxy for
+            // its registries) must not send containerd's gRPC to it (found by the image name tests).
+            UseProxy = false,
             // Many tasks each hold a Wait open: let them spread over connections if the server limits streams.
             EnableMultipleHttp2Connections = true,
             KeepAlivePingDelay = TimeSpan.FromSeconds(30),

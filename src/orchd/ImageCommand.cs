@@ -104,8 +104,11 @@ internal static class ImageCommand
             case "push" when own.Has("--nats"):
                 await using (var nats = await NodeImagePuller.ConnectAsync(config).ConfigureAwait(false))
                 {
-                    var sent = await new NatsImageDistribution(nats, images).PushAsync(Arg(1, "an image name")).ConfigureAwait(false);
-                    Console.Out.WriteLine($"published {positional[1]} to NATS ({sent} new blobs)");
+                    var name = Arg(1, "an image name");
+                    var sent = await new NatsImageDistribution(nats, images).PushAsync(name).ConfigureAwait(false);
+                    // The bucket keys it by the canonical name: say so when that is not what was written.
+                    var canonical = ImageReference.TryParse(name, out var parsed) ? parsed.Canonical : name;
+                    Console.Out.WriteLine($"published {name}{(canonical != name ? $" (as {canonical})" : "")} to NATS ({sent} new blobs)");
                 }
                 return ExitCodes.Ok;
             case "push":

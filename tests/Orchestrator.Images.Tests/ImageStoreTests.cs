@@ -24,7 +24,7 @@ public sealed class ImageStoreTests : IDisposable
         BusyboxImage.CreateArchive(archive, "2");
         var fromArchive = await store.ImportArchiveAsync(archive, "local/busybox:2");
         Assert.Equal(image.ManifestDigest, fromArchive.ManifestDigest);
-        Assert.Equal(["local/busybox:1", "local/busybox:2"], store.List().Select(i => i.Name));
+        Assert.Equal(["docker.io/local/busybox:1", "docker.io/local/busybox:2"], store.List().Select(i => i.Name));
 
         var exported = _dir.Combine("exported.tar");
         await store.ExportArchiveAsync("local/busybox:1", exported);
@@ -56,7 +56,7 @@ public sealed class ImageStoreTests : IDisposable
         }
         var store = new ImageStore(_dir.Combine("store"));
         var imported = await store.ImportArchiveAsync(archive);
-        Assert.Equal("busybox:saved", imported.Name);
+        Assert.Equal("docker.io/library/busybox:saved", imported.Name);
         var manifest = store.Manifest(imported);
         Assert.Equal(image.DiffId, manifest.Layers.Single().Digest); // the uncompressed layer: its digest is the diff id
         Assert.Equal(image.ConfigDigest, manifest.Config.Digest);

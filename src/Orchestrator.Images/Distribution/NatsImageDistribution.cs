@@ -5,6 +5,7 @@ using NATS.Client.Core;
 using NATS.Client.JetStream;
 using NATS.Client.ObjectStore;
 using Orchestrator.Images.Oci;
+using Orchestrator.Images.Registry;
 using Orchestrator.Images.Store;
 
 namespace Orchestrator.Images.Distribution;
@@ -34,11 +35,16 @@ public sealed class NatsImageDistribution(INatsConnection nats, ImageStore image
         }
     }
 
-    /// <summary>Publishes a stored image: its blobs (those the bucket lacks) and its name.</summary>
+    /// <summary>
+    /// Publishes a stored image (found by any of its names): its blobs (those the bucket lacks) and
+    /// its name, the canonical one (docker.io/library/busybox:latest for busybox:latest), which is
+    /// what every pull looks up first.
+    /// </summary>
     public async Task<int> PushAsync(string name, CancellationToken cancellationToken = default)
     {
-        var store = await BucketAsync(cancellationToken).ConfigureAwait(false);
         var image = images.Inspect(name);
+        var published = ImageReference.TryParse(name, out var reference) ? reference.Canonical : image.Name;
+        var store = await BucketAsync(cancellationToken).ConfigureAwait(false);
         var manifest = images.Manifest(image);
         var sent = 0;
         foreach (var digest in manifest.Layers.Select(l => l.Digest).Prepend(manifest.Config.Digest).Prepend(image.ManifestDigest))
@@ -51,24 +57,45 @@ public sealed class NatsImageDistribution(INatsConnection nats, ImageStore image
             await store.PutAsync(BlobKey(digest), blob, leaveOpen: true, cancellationToken).ConfigureAwait(false);
             sent++;
         }
-        await store.PutAsync(RefKey(name), Encoding.UTF8.GetBytes($"{image.ManifestDigest} {image.Platform}"), cancellationToken).ConfigureAwait(false);
+        await store.PutAsync(RefKey(published), Encoding.UTF8.GetBytes($"{image.ManifestDigest} {image.Platform}"), cancellationToken).ConfigureAwait(false);
         return sent;
     }
 
-    /// <summary>Pulls an image published with <see cref="PushAsync"/>, verifying every blob.</summary>
+    /// <summary>
+    /// Pulls an image published with <see cref="PushAsync"/> (any of its names, nats: or not),
+    /// verifying every blob, and stores it under its canonical name. The bucket is asked for the
+    /// canonical name, then the names an earlier version published under (as written: busybox:latest);
+    /// a digest-pinned reference is also found by its manifest blob, whatever name it was pushed by.
+    /// </summary>
     public async Task<ImageRecord> PullAsync(string name, CancellationToken cancellationToken = default)
     {
+        var image = ImageReference.Parse(name);
+        var written = name.StartsWith(ImageReference.NatsPrefix, StringComparison.Ordinal) ? name[ImageReference.NatsPrefix.Length..] : name;
         var store = await BucketAsync(cancellationToken).ConfigureAwait(false);
-        string reference;
-        try
+        string? published = null;
+        foreach (var key in image.LegacyNames().Prepend(written).Prepend(image.Canonical).Distinct(StringComparer.Ordinal))
         {
-            reference = Encoding.UTF8.GetString(await store.GetBytesAsync(RefKey(name), cancellationToken).ConfigureAwait(false));
+            try
+            {
+                published = Encoding.UTF8.GetString(await store.GetBytesAsync(RefKey(key), cancellationToken).ConfigureAwait(false));
+                break;
+            }
+            catch (NatsObjNotFoundException)
+            {
+            }
         }
-        catch (NatsObjNotFoundException e)
+        if (published is null && image.Digest is { } pinned && await ExistsAsync(store, BlobKey(pinned), cancellationToken).ConfigureAwait(false))
         {
-            throw new ImageException(ErrorKind.NotFound, $"image '{name}' is not published in the NATS bucket '{bucket}'; push it there first (orchd image push --nats)", e);
+            published = pinned;
         }
-        var parts = reference.Split(' ');
+        if (published is null)
+        {
+            // nats:2.10 is the fleet's image "2.10", not Docker Hub's nats image: say how to write that one.
+            var hint = name.StartsWith(ImageReference.NatsPrefix, StringComparison.Ordinal) && !written.Contains('/', StringComparison.Ordinal) && !written.Contains(':', StringComparison.Ordinal)
+                ? $" (for Docker Hub's nats image write library/nats:{written})" : "";
+            throw new ImageException(ErrorKind.NotFound, $"image '{name}' is not published in the NATS bucket '{bucket}' (as {image.Canonical}); push it there first (orchd image push {image.Familiar} --nats){hint}");
+        }
+        var parts = published.Split(' ');
         var manifestDigest = parts[0];
         var platform = parts.Length > 1 ? Platform.Parse(parts[1]) : Platform.Current;
         await FetchAsync(store, manifestDigest, cancellationToken).ConfigureAwait(false);
@@ -77,7 +104,7 @@ public sealed class NatsImageDistribution(INatsConnection nats, ImageStore image
         {
             await FetchAsync(store, blob.Digest, cancellationToken).ConfigureAwait(false);
         }
-        return images.Tag(name, manifestDigest, platform);
+        return images.Tag(image.Canonical, manifestDigest, platform);
     }
 
     private async Task FetchAsync(INatsObjStore store, string digest, CancellationToken cancellationToken)

@@ -75,7 +75,11 @@ public sealed class RegistryClient(ImageStore? images, RegistryOptions options, 
     public async Task<ResolvedImage> ResolveAsync(string reference, Platform? platform = null,
         Func<byte[], string, CancellationToken, Task>? keep = null, CancellationToken cancellationToken = default)
     {
-        var image = ImageReference.Parse(reference);
+        var image = ImageReference.Parse(reference, out var fromNats);
+        if (fromNats)
+        {
+            throw new ImageException($"'{reference}' comes from the fleet's NATS bucket, not a registry; pull it through orchd (orchd image pull, orchctl pull)");
+        }
         platform ??= Platform.Current;
         var top = new Descriptor { Digest = image.Digest ?? "", MediaType = "" };
         var first = true;

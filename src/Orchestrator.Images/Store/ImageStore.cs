@@ -2,6 +2,7 @@ using Orchestrator.Api;
 using System.Formats.Tar;
 using System.Text.Json;
 using Orchestrator.Images.Oci;
+using Orchestrator.Images.Registry;
 using Orchestrator.Images.Unpack;
 
 namespace Orchestrator.Images.Store;
@@ -35,8 +36,46 @@ public sealed class ImageStore
 
     public IReadOnlyList<ImageRecord> List() => Load().Values.OrderBy(r => r.Name, StringComparer.Ordinal).ToArray();
 
+    /// <summary>
+    /// The image by any of its names (docs/images.md, "Image names"): busybox, busybox:latest,
+    /// docker.io/library/busybox:latest and nats:busybox:latest find the same record. A reference
+    /// is not valid: that error, saying how to write it.
+    /// </summary>
     public ImageRecord Inspect(string name)
-        => Load().TryGetValue(name, out var record) ? record : throw new ImageException(ErrorKind.NotFound, $"image '{name}' is not in the store; pull or import it first (list shows what is)");
+        => Find(Load(), name) ?? throw new ImageException(ErrorKind.NotFound, $"image '{name}' is not in the store; pull or import it first (list shows what is)");
+
+    /// <summary>The image by any of its names, or null (also for a name that is no valid reference).</summary>
+    public ImageRecord? TryInspect(string name)
+    {
+        var refs = Load();
+        return refs.ContainsKey(name) || ImageReference.TryParse(name, out _) ? Find(refs, name) : null;
+    }
+
+    /// <summary>
+    /// The record <paramref name="name"/> names: stored under exactly that name (a name kept from
+    /// before the rule that is no valid reference), else under its canonical name, else, for a
+    /// digest-pinned reference, an image of the same repository whose manifest has that digest
+    /// (the content is addressed by it: busybox@sha256:… is the busybox:latest pulled earlier).
+    /// </summary>
+    private static ImageRecord? Find(Dictionary<string, ImageRecord> refs, string name)
+    {
+        if (refs.TryGetValue(name, out var exact))
+        {
+            return exact;
+        }
+        var reference = ImageReference.Parse(name);
+        if (refs.TryGetValue(reference.Canonical, out var canonical))
+        {
+            return canonical;
+        }
+        if (reference.Digest is { } digest)
+        {
+            return refs.Values.Where(r => r.ManifestDigest == digest && ImageReference.TryParse(r.Name, out var stored)
+                    && stored.Registry == reference.Registry && stored.Repository == reference.Repository)
+                .OrderBy(r => r.Name, StringComparer.Ordinal).FirstOrDefault();
+        }
+        return null;
+    }
 
     public ImageManifest Manifest(ImageRecord image)
     {
@@ -56,10 +95,8 @@ public sealed class ImageStore
         lock (_gate)
         {
             var refs = Load();
-            if (!refs.Remove(name))
-            {
-                throw new ImageException(ErrorKind.NotFound, $"image '{name}' is not in the store; nothing to remove");
-            }
+            var record = Find(refs, name) ?? throw new ImageException(ErrorKind.NotFound, $"image '{name}' is not in the store; nothing to remove");
+            refs.Remove(record.Name);
             Save(refs);
         }
     }
@@ -87,9 +124,10 @@ public sealed class ImageStore
         }
     }
 
-    /// <summary>Records a name for a manifest whose blobs are all in the store.</summary>
+    /// <summary>Records a name (kept in its canonical form) for a manifest whose blobs are all in the store.</summary>
     public ImageRecord Tag(string name, string manifestDigest, Platform platform)
     {
+        name = ImageReference.Normalize(name);
         var manifest = JsonSerializer.Deserialize(Content.Open(manifestDigest), OciJsonContext.Default.ImageManifest)!;
         foreach (var blob in manifest.Layers.Append(manifest.Config))
         {
@@ -226,7 +264,7 @@ public sealed class ImageStore
     private async Task<ImageRecord> ImportDockerSaveAsync(string dir, string? name, CancellationToken cancellationToken)
     {
         var entries = JsonSerializer.Deserialize(await File.ReadAllBytesAsync(Path.Combine(dir, "manifest.json"), cancellationToken).ConfigureAwait(false), OciJsonContext.Default.ListDockerSaveEntry)!;
-        var entry = entries.FirstOrDefault(e => name is null || (e.RepoTags ?? []).Contains(name)) ?? throw new ImageException($"the docker archive holds no image named '{name}'");
+        var entry = entries.FirstOrDefault(e => name is null || (e.RepoTags ?? []).Any(t => ImageReference.SameImage(t, name))) ?? throw new ImageException($"the docker archive holds no image named '{name}'");
         name ??= entry.RepoTags?.FirstOrDefault() ?? throw new ImageException("the docker archive's image has no RepoTags; give it a name");
 
         async Task<Descriptor> Store(string relative, string mediaType)
@@ -368,7 +406,7 @@ public sealed class ImageStore
     {
         try
         {
-            return Parse(_refs) ?? new Dictionary<string, ImageRecord>(StringComparer.Ordinal);
+            return Canonicalize(Parse(_refs));
         }
         catch (Orchestrator.Linux.DamagedStateException damaged)
         {
@@ -380,13 +418,30 @@ public sealed class ImageStore
             catch (Orchestrator.Linux.DamagedStateException)
             {
             }
-            var refs = mirror ?? new Dictionary<string, ImageRecord>(StringComparer.Ordinal);
+            var refs = Canonicalize(mirror);
             Save(refs);
             Console.Error.WriteLine(mirror is not null
                 ? $"image store: {damaged.Message}; restored from {_refs}.bak ({refs.Count} images)"
                 : $"image store: {damaged.Message}, and its mirror {_refs}.bak is gone or damaged too; the store starts with no image names (its blobs are kept): pull or import images again");
             return refs;
         }
+    }
+
+    /// <summary>
+    /// The names as the rule keeps them: a store written before it holds images under the names
+    /// they were imported or pulled by (busybox:latest); each is found under its canonical name from
+    /// now on, and written so at the next change. Two names for one image: the newer record wins.
+    /// A stored name that is no valid reference stays as it is (found, listed and removable by it).
+    /// </summary>
+    private static Dictionary<string, ImageRecord> Canonicalize(Dictionary<string, ImageRecord>? stored)
+    {
+        var refs = new Dictionary<string, ImageRecord>(StringComparer.Ordinal);
+        foreach (var (key, record) in (stored ?? []).OrderBy(kv => kv.Value.Created))
+        {
+            record.Name = ImageReference.TryParse(key, out var reference) ? reference.Canonical : key;
+            refs[record.Name] = record;
+        }
+        return refs;
     }
 
     private static Dictionary<string, ImageRecord>? Parse(string path)

@@ -52,7 +52,9 @@ public sealed class ContainerdImages : IImageSource, IDisposable
         try
         {
             var name = Normalize(reference);
-            if (await TryOpenAsync(reference, cancellationToken).ConfigureAwait(false) is { } ready)
+            // nats:NAME is the fleet's bucket's NAME (docs/images.md): never a name containerd holds, never a registry's.
+            var fromNats = reference.StartsWith(ImageReference.NatsPrefix, StringComparison.Ordinal);
+            if (!fromNats && await TryOpenAsync(reference, cancellationToken).ConfigureAwait(false) is { } ready)
             {
                 return ready;
             }
@@ -65,6 +67,21 @@ public sealed class ContainerdImages : IImageSource, IDisposable
                 await CopyFromStoreAsync(orchdStore, record, cancellationToken).ConfigureAwait(false);
                 return await OpenAsync(record.Name, cancellationToken).ConfigureAwait(false);
             }
+            async Task<SourceImage> ThroughOrchdAsync(ImageStore store, IImagePuller puller)
+            {
+                // Its error, if it fails too, says what both tried.
+                await puller.PullAsync(reference, null, cancellationToken).ConfigureAwait(false);
+                var fetched = Stored(store, reference) ?? throw new ImageException($"image '{reference}' was pulled but is not in orchd's store under that name");
+                await CopyFromStoreAsync(store, fetched, cancellationToken).ConfigureAwait(false);
+                return await OpenAsync(fetched.Name, cancellationToken).ConfigureAwait(false);
+            }
+
+            if (fromNats)
+            {
+                return fallback is not null && orchdStore is not null
+                    ? await ThroughOrchdAsync(orchdStore, fallback).ConfigureAwait(false)
+                    : throw new ImageException(ErrorKind.Unavailable, $"image '{reference}' comes from the fleet's NATS bucket, and this node has no NATS pull configured; import it with `orchd image import`");
+            }
             try
             {
                 var pulled = await ImageImporter.PullAsync(_client, _registry, reference, snapshotter: Snapshotter, cancellationToken: cancellationToken).ConfigureAwait(false);
@@ -72,11 +89,7 @@ public sealed class ContainerdImages : IImageSource, IDisposable
             }
             catch (ImageException) when (fallback is not null && orchdStore is not null)
             {
-                // Its error, if it fails too, says what both tried.
-                await fallback.PullAsync(reference, null, cancellationToken).ConfigureAwait(false);
-                var fetched = Stored(orchdStore, reference) ?? throw new ImageException($"image '{reference}' was pulled but is not in orchd's store under that name");
-                await CopyFromStoreAsync(orchdStore, fetched, cancellationToken).ConfigureAwait(false);
-                return await OpenAsync(fetched.Name, cancellationToken).ConfigureAwait(false);
+                return await ThroughOrchdAsync(orchdStore, fallback).ConfigureAwait(false);
             }
         }
         finally
@@ -89,20 +102,8 @@ public sealed class ContainerdImages : IImageSource, IDisposable
         => await ImageImporter.ImportAsync(_client, record.Name, record.ManifestDigest,
             (digest, _) => Task.FromResult(store.Content.Open(digest)), Snapshotter, cancellationToken: cancellationToken).ConfigureAwait(false);
 
-    private static ImageRecord? Stored(ImageStore store, string reference)
-    {
-        foreach (var name in new[] { reference, Normalize(reference) }.Distinct(StringComparer.Ordinal))
-        {
-            try
-            {
-                return store.Inspect(name);
-            }
-            catch (ImageException)
-            {
-            }
-        }
-        return null;
-    }
+    /// <summary>orchd's record of the image by any of its names (the store applies the naming rule).</summary>
+    private static ImageRecord? Stored(ImageStore store, string reference) => store.TryInspect(reference);
 
     private async Task<SourceImage> OpenAsync(string name, CancellationToken cancellationToken)
         => await TryOpenAsync(name, cancellationToken).ConfigureAwait(false)
@@ -110,9 +111,24 @@ public sealed class ContainerdImages : IImageSource, IDisposable
 
     /// <summary>The image when containerd has it, its blobs and its unpacked top snapshot; null otherwise.</summary>
     public async Task<SourceImage?> TryOpenAsync(string name, CancellationToken cancellationToken = default)
-        => await _client.GetImageAsync(name, cancellationToken).ConfigureAwait(false) is { } image
+        => await FindImageAsync(name, cancellationToken).ConfigureAwait(false) is { } image
             ? await TryOpenAsync(image, cancellationToken).ConfigureAwait(false)
             : null;
+
+    /// <summary>
+    /// containerd's record of the image by any of its names (docs/images.md): as written (a name
+    /// containerd holds that is no valid reference), else by its canonical name, which is how
+    /// pulls and copies name images there.
+    /// </summary>
+    private async Task<Orchestrator.Containerd.Api.Images.Image?> FindImageAsync(string name, CancellationToken cancellationToken)
+    {
+        if (!name.StartsWith(ImageReference.NatsPrefix, StringComparison.Ordinal) && await _client.GetImageAsync(name, cancellationToken).ConfigureAwait(false) is { } exact)
+        {
+            return exact;
+        }
+        var canonical = Normalize(name);
+        return canonical != name ? await _client.GetImageAsync(canonical, cancellationToken).ConfigureAwait(false) : null;
+    }
 
     private async Task<SourceImage?> TryOpenAsync(Orchestrator.Containerd.Api.Images.Image image, CancellationToken cancellationToken)
     {
@@ -180,11 +196,11 @@ public sealed class ContainerdImages : IImageSource, IDisposable
     /// </summary>
     public async Task<bool> RemoveAsync(string name, CancellationToken cancellationToken = default)
     {
-        if (await _client.GetImageAsync(name, cancellationToken).ConfigureAwait(false) is null)
+        if (await FindImageAsync(name, cancellationToken).ConfigureAwait(false) is not { } image)
         {
             return false;
         }
-        await _client.DeleteImageAsync(name, sync: true, cancellationToken).ConfigureAwait(false);
+        await _client.DeleteImageAsync(image.Name, sync: true, cancellationToken).ConfigureAwait(false);
         return true;
     }
 

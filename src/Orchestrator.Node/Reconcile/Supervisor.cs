@@ -2,6 +2,7 @@ using System.Security.Cryptography;
 using System.Text.Json;
 using Microsoft.Extensions.Logging;
 using Orchestrator.Api.Workloads;
+using Orchestrator.Images.Registry;
 using Orchestrator.Images.Snapshots;
 using Orchestrator.Images.Store;
 using Orchestrator.Node.Drivers;
@@ -324,9 +325,9 @@ public sealed partial class Supervisor : IAsyncDisposable
         return Convert.ToHexStringLower(SHA256.HashData(json))[..16];
     }
 
-    /// <summary>The workloads and running containers that use <paramref name="image"/> (on the loop).</summary>
+    /// <summary>The workloads and running containers that use <paramref name="image"/>, by any of its names (on the loop).</summary>
     private List<string> Users(string image)
-        => Desired().Values.Where(w => w.Image == image).Select(w => w.Name)
-            .Concat(_instances.Values.Where(i => i.Handle is not null && i.Workload.Image == image).Select(i => i.Record.Name))
+        => Desired().Values.Where(w => ImageReference.SameImage(w.Image, image)).Select(w => w.Name)
+            .Concat(_instances.Values.Where(i => i.Handle is not null && ImageReference.SameImage(i.Workload.Image, image)).Select(i => i.Record.Name))
             .Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToList();
 }

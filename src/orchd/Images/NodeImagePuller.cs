@@ -24,10 +24,13 @@ internal sealed class NodeImagePuller(ImageStore images, OrchdConfig config, Reg
     /// <param name="progress">Where a registry pull reports each blob stored; by default stderr unless quiet.</param>
     public async Task<ImageRecord> PullAsync(string reference, Platform? platform, bool quiet, IProgress<PullProgress>? progress = null)
     {
-        if (reference.StartsWith("nats:", StringComparison.Ordinal))
+        // One rule for names (docs/images.md): whichever way it is written, the image is stored,
+        // and looked up in the bucket, by its canonical name; nats: only says where to pull from.
+        _ = ImageReference.Parse(reference, out var fromNats);
+        if (fromNats)
         {
             await using var nats = await ConnectAsync(config).ConfigureAwait(false);
-            return await new NatsImageDistribution(nats, images).PullAsync(reference[5..]).ConfigureAwait(false);
+            return await new NatsImageDistribution(nats, images).PullAsync(reference).ConfigureAwait(false);
         }
         using var registry = new RegistryClient(images, registryOptions);
         try
@@ -43,7 +46,7 @@ internal sealed class NodeImagePuller(ImageStore images, OrchdConfig config, Reg
                 Console.Error.WriteLine($"orchd: {e.Message}; trying the fleet's NATS bucket");
             }
             await using var nats = await ConnectAsync(config).ConfigureAwait(false);
-            return await new NatsImageDistribution(nats, images).PullAsync(ImageReference.Parse(reference).ToString()).ConfigureAwait(false);
+            return await new NatsImageDistribution(nats, images).PullAsync(reference).ConfigureAwait(false);
         }
     }
 

@@ -140,11 +140,11 @@ public sealed class ContainerdBackendTests
         var listed = Assert.Single(await node.Client.ImagesAsync(), i => i.Name == reference); // once: containerd's, not orchd's
         Assert.Equal("containerd", listed.Store);
         Assert.Equal(["pulled"], listed.UsedBy);
-        Assert.Null(Assert.Single(await node.Client.ImagesAsync(), i => i.Name == NodeHost.Image).Store); // the imported one is orchd's
+        Assert.Null(Assert.Single(await node.Client.ImagesAsync(), i => i.Name == NodeHost.StoredImage).Store); // the imported one is orchd's
         var table = await Orchctl.RunAsync(["--server", node.Nats!.Url, "images", "-n", node.NodeName], null);
         Assert.True(table.Code == 0, table.All);
         Assert.Matches($@"^{System.Text.RegularExpressions.Regex.Escape(reference)}\s.*\scontainerd\s+pulled$", table.Out.Split('\n').Single(l => l.StartsWith(reference, StringComparison.Ordinal)));
-        Assert.Matches($@"^{System.Text.RegularExpressions.Regex.Escape(NodeHost.Image)}\s.*\sorchd\s*$", table.Out.Split('\n').Single(l => l.StartsWith(NodeHost.Image, StringComparison.Ordinal)));
+        Assert.Matches($@"^{System.Text.RegularExpressions.Regex.Escape(NodeHost.StoredImage)}\s.*\sorchd\s*$", table.Out.Split('\n').Single(l => l.StartsWith(NodeHost.StoredImage, StringComparison.Ordinal)));
         // Its rootfs: an active snapshot of its own on the image's top layer, mounted where its spec points.
         var snapshots = await node.Containerd.Ctr(ns, "snapshots", "--snapshotter", "overlayfs", "ls");
         var own = Assert.Single(snapshots.Stdout.Split('\n'), l => l.StartsWith("orchd/pulled ", StringComparison.Ordinal));

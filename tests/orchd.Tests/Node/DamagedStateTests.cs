@@ -121,9 +121,9 @@ public sealed class DamagedStateTests
         }
         else
         {
-            Assert.Contains("busybox:two", (await node.Client.ImagesAsync()).Select(i => i.Name));
+            Assert.Contains("docker.io/library/busybox:two", (await node.Client.ImagesAsync()).Select(i => i.Name)); // stored by its canonical name
             await node.Client.RemoveImageAsync("busybox:two");
-            Assert.DoesNotContain("busybox:two", (await node.Client.ImagesAsync()).Select(i => i.Name));
+            Assert.DoesNotContain("docker.io/library/busybox:two", (await node.Client.ImagesAsync()).Select(i => i.Name));
         }
     }
 }

@@ -160,7 +160,7 @@ public sealed class NodeApiTests
 
         var images = await node.Client.ImagesAsync();
         Assert.Equal(["motd"], images.Single(i => i.Name == reference).UsedBy);
-        Assert.Contains(images, i => i.Name == NodeHost.Image && i.UsedBy.Count == 0);
+        Assert.Contains(images, i => i.Name == NodeHost.StoredImage && i.UsedBy.Count == 0);
         var inspected = await node.Client.InspectImageAsync(reference);
         Assert.Equal(image.LayerDigest, Assert.Single(inspected.Layers!).Digest);
 

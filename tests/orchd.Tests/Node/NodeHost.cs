@@ -20,6 +20,9 @@ public sealed class NodeTests
 public sealed class NodeHost : IAsyncDisposable
 {
     public const string Image = "busybox:latest";
+
+    /// <summary>The name the node's store lists <see cref="Image"/> by (docs/images.md: one canonical name).</summary>
+    public const string StoredImage = "docker.io/library/busybox:latest";
     private readonly List<DaemonProcess> _daemons = [];
     private NatsConnection? _connection;
 

@@ -82,7 +82,7 @@ public sealed class OrchctlFleetTests
         Assert.Contains($"node: {a.NodeName}", onA, StringComparison.Ordinal);
         Assert.DoesNotContain(b.NodeName, onA, StringComparison.Ordinal);
         var images = (await Ok("get", "images")).Out.Split('\n', StringSplitOptions.RemoveEmptyEntries);
-        Assert.Equal(2, images.Count(l => l.StartsWith("busybox:latest", StringComparison.Ordinal)));
+        Assert.Equal(2, images.Count(l => l.StartsWith(NodeHost.StoredImage, StringComparison.Ordinal)));
 
         // describe, top.
         var nodeOfHi0 = rows.Single(r => r.StartsWith("hi-0", StringComparison.Ordinal)).Split("  ", StringSplitOptions.RemoveEmptyEntries)[1].Trim();
