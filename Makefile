@@ -33,7 +33,7 @@ help:
 	@echo "make publish OUT=<dir>   build the release binaries into <dir> (default $(OUT))"
 	@echo "make publish-arm64       cross-build the linux-arm64 binaries into $(ARM64_OUT)"
 	@echo "make packages            .deb packages for amd64 and arm64 into $(PKG_OUT) (docs/packaging.md)"
-	@echo "make test-arm64          the arm64 .deb end to end in a Debian 12 arm64 VM (qemu, emulated: about 25 min; not part of make test)"
+	@echo "make test-arm64          the arm64 .deb end to end in a Debian 12 arm64 VM (qemu, emulated: about 37 min here with the VM image cached, the VM part 6; not part of make test)"
 	@echo "make bench               side-by-side benchmarks (see docs/benchmarks.md)"
 	@echo "make fuzz [FUZZ_MINUTES=10] [FUZZ_ITERATIONS=200000]  the parsers on seeded mutants, then the fleet simulator on fresh seeds"
 	@echo "make install [DESTDIR=]  install built binaries, the systemd unit and the default config (no apt, no SDK)"

@@ -14,7 +14,7 @@ mkdir -p "$out"
 : > "$out/figures"
 exec > >(tee "$out/vm.log" > /dev/console) 2>&1
 # shellcheck source=/dev/null
-. "$share/env" # NATS_URL NODE KEEP_GOING
+. "$share/env" # NATS_URL NODE KEEP_GOING RSS_STUDY
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
 finish() {
@@ -89,13 +89,20 @@ figure orchd_start_to_ready_ms $(( ready_us / 1000 ))
 [ "$(show WatchdogUSec)" = 30s ] || fail "WatchdogUSec is '$(show WatchdogUSec)', not 30s"
 ok "orchd active (pid $main, READY after $(( ready_us / 1000 )) ms), WatchdogSec=30s"
 
-cg_pid() { # the lowest pid in the workload's cgroup (v2 here)
-    cat /sys/fs/cgroup/orchestrator/*/"$1"/cgroup.procs 2>/dev/null | sort -n | head -1
+# cgroup v2 under systemd: the node's containers are in its delegated scope
+# system.slice/orchestrator-ID12.scope (src/Orchestrator.Runtime/Cgroups/NodeCgroup.cs).
+scope_dir() { ls -d /sys/fs/cgroup/system.slice/orchestrator-*.scope 2>/dev/null | head -1; }
+cg_pid() { # the lowest pid in the workload's cgroup
+    cat /sys/fs/cgroup/system.slice/orchestrator-*.scope/"$1"/cgroup.procs 2>/dev/null | sort -n | head -1
 }
 have_pid() { [ -n "$(cg_pid web)" ]; }
 wait_until 120 have_pid || fail "web did not start: $(journal)"
 pid=$(cg_pid web)
-ok "web running (pid $pid), cgroup $(dirname "$(ls /sys/fs/cgroup/orchestrator/*/web/cgroup.procs)")"
+scope=$(basename "$(scope_dir)")
+ok "web running (pid $pid), cgroup $(scope_dir)/web"
+[ "$(systemctl show -p Delegate --value "$scope")" = yes ] || fail "$scope is not delegated: $(systemctl show -p Delegate "$scope")"
+[ -n "$(cat "$(scope_dir)/.keeper/cgroup.procs")" ] || fail "no holder in $(scope_dir)/.keeper"
+ok "the node's cgroup is systemd's delegated scope $scope (Delegate=yes), its holder pid $(head -1 "$(scope_dir)/.keeper/cgroup.procs") in .keeper"
 ip -4 -o addr show orch0 > /tmp/bridge || fail "no bridge orch0"
 # HTTP by hand over bash's /dev/tcp: Debian arm64 busybox-static's wget dies of SIGSEGV here
 # (exit 139, also straight to the container's address).
@@ -146,6 +153,12 @@ w2=$(show WatchdogTimestampMonotonic)
 ok "watchdog: orchd pings (last ping moved by $(( (w2 - w1) / 1000 )) ms in 17 s)"
 sleep 5
 figure orchd_idle_rss_kib "$(awk '/^VmRSS/ {print $2}' "/proc/$(show MainPID)/status")"
+# Where it goes (docs/benchmarks.md, "arm64"): smaps by mapping, the page size, THP, the caches.
+bash "$share/rss-report.sh" "$(show MainPID)" > "$out/rss-orchd.txt" 2>&1
+figure orchd_idle_anon_kib "$(awk '/^Anonymous:/ {print $2}' "/proc/$(show MainPID)/smaps_rollup")"
+figure orchd_idle_anon_huge_kib "$(awk '/^AnonHugePages:/ {print $2}' "/proc/$(show MainPID)/smaps_rollup")"
+figure page_size "$(getconf PAGESIZE)"
+figure thp "$(sed 's/.*\[\(.*\)\].*/\1/' /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null || echo none)"
 
 # 5. orch-runc run with orchd's default seccomp profile (the one in web's config.json).
 spec=""
@@ -228,6 +241,36 @@ systemctl is-active --quiet orchd.service || fail "orchd did not come back: $(jo
 [ "$(cg_pid web)" = "$pid" ] || fail "web did not survive the watchdog restart (pid $pid, now '$(cg_pid web)')"
 ok "watchdog: a hung orchd was killed by systemd ($(journalctl -u orchd --no-pager -o cat | grep -m1 'Watchdog timeout')), and restarted (NRestarts $restarts_before -> $restarts_after); web kept pid $pid"
 wait_until 60 served 127.0.0.1 || fail "port 8080 does not answer after the watchdog restart"
+
+# 9. Opt-in (ORCH_ARM64_RSS_STUDY=1 on the host): orchd's idle RSS with transparent huge pages
+# on and off and with a small gen0 budget, each a fresh orchd under systemd 30 s after it
+# connected, reports in out/rss-study-NAME.txt (docs/benchmarks.md, "arm64").
+thp_file=/sys/kernel/mm/transparent_hugepage/enabled
+rss_variant() { # NAME THP_MODE [VAR=VALUE...]
+    local name=$1 thp=$2 p conf=/run/systemd/system/orchd.service.d/rss.conf; shift 2
+    echo "$thp" > "$thp_file"
+    mkdir -p "$(dirname "$conf")"
+    { echo '[Service]'; for e in "$@"; do echo "Environment=$e"; done; } > "$conf"
+    systemctl daemon-reload
+    systemctl restart orchd.service
+    wait_until 120 connected || { echo "rss study $name: orchd did not connect"; return 0; }
+    sleep 30
+    p=$(show MainPID)
+    bash "$share/rss-report.sh" "$p" > "$out/rss-study-$name.txt" 2>&1
+    figure "rss_study_${name}_kib" "$(awk '/^VmRSS/ {print $2}' "/proc/$p/status") (Anonymous $(awk '/^Anonymous:/ {print $2}' "/proc/$p/smaps_rollup"), AnonHugePages $(awk '/^AnonHugePages:/ {print $2}' "/proc/$p/smaps_rollup"), THP $thp${*:+, $*})"
+}
+if [ "${RSS_STUDY:-0}" = 1 ] && [ -w "$thp_file" ]; then
+    thp0=$(sed 's/.*\[\(.*\)\].*/\1/' "$thp_file")
+    rss_variant base "$thp0"
+    rss_variant thp_madvise madvise
+    rss_variant thp_never never
+    rss_variant gen0_1m "$thp0" DOTNET_GCgen0size=0x100000
+    rss_variant thp_madvise_gen0_1m madvise DOTNET_GCgen0size=0x100000
+    echo "$thp0" > "$thp_file"
+    rm -rf /run/systemd/system/orchd.service.d
+    systemctl daemon-reload
+    systemctl restart orchd.service
+fi
 
 if grep -q '^FAIL' "$out/results"; then finish 1; fi
 ok "all checks passed"

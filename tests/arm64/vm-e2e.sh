@@ -57,12 +57,12 @@ done
 
 # The VM: a copy-on-write overlay of the cached image, the share over 9p, qemu's user network.
 qemu-img create -q -f qcow2 -F qcow2 -b "$cache/rootfs.qcow2" "$work/disk.qcow2"
-cp "$here/in-vm.sh" "$repo/packaging/demo/busybox-layout.sh" "$share/"
+cp "$here/in-vm.sh" "$here/rss-report.sh" "$repo/packaging/demo/busybox-layout.sh" "$share/"
 cp "$deb" "$share/orchestrator.deb"
 # The syscall probes the seccomp check runs: arm64, and 32-bit arm (compat syscalls).
 aarch64-linux-gnu-gcc -static -O2 -Wall -Wextra -Werror -o "$share/probe-arm64" "$here/syscall-probe.c"
 arm-linux-gnueabihf-gcc -static -O2 -Wall -Wextra -Werror -o "$share/probe-arm" "$here/syscall-probe.c"
-printf 'NATS_URL=nats://10.0.2.2:%s\nNODE=%s\nKEEP_GOING=%s\n' "$port" "$node" "${ORCH_ARM64_KEEP_GOING:-0}" > "$share/env"
+printf 'NATS_URL=nats://10.0.2.2:%s\nNODE=%s\nKEEP_GOING=%s\nRSS_STUDY=%s\n' "$port" "$node" "${ORCH_ARM64_KEEP_GOING:-0}" "${ORCH_ARM64_RSS_STUDY:-0}" > "$share/env"
 qemu-system-aarch64 -M virt -cpu cortex-a72 -smp 2 -m 1024 -accel tcg,thread=multi \
     -display none -monitor none -serial "file:$work/console.log" -no-reboot \
     -kernel "$cache/vmlinuz" -initrd "$cache/initrd.img" \
@@ -91,6 +91,10 @@ while [ ! -e "$share/out/fleet-ready" ]; do
 done
 show_results
 ok "[$(elapsed) s] the VM is up and in the fleet"
+# The same idle measure on this side, for the ratio (docs/benchmarks.md, "arm64"): x64-1, idle
+# since the VM booted, connected to the same NATS (no containers, no bridge).
+bash "$here/rss-report.sh" "${pids[1]}" > "$share/out/rss-x64-1.txt" 2>&1 || true
+x64_rss=$(awk '/^VmRSS/ {print $2}' "/proc/${pids[1]}/status")
 
 # The mixed fleet: three nodes, the VM's arm64.
 arch_of() { ctl get nodes -o json | jq -r --arg n "$1" '.[] | select(.info.node == $n) | .info.arch'; }
@@ -131,5 +135,6 @@ qemu_pid=""
 show_results
 echo "figures (emulated arm64, TCG on this host):"
 sed 's/^/  /' "$share/out/figures"
+echo "  x64-1_idle_rss_kib=$x64_rss (this host, x64, no containers: $share/out/rss-x64-1.txt)"
 grep -q '^done 0' "$share/out/status" 2>/dev/null || fail "in the VM: $(cat "$share/out/status" 2>/dev/null || echo 'no status'); its log: $share/out/vm.log"
 ok "[$(elapsed) s] all checks in the arm64 VM passed"
