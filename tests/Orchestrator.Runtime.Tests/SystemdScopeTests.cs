@@ -55,6 +55,7 @@ public sealed class SystemdScopeTests : IDisposable
                         "s" => body.String(),
                         "b" => body.UInt32() == 1,
                         "au" => ReadUInts(body),
+                        "t" => body.UInt64(),
                         var other => throw new InvalidOperationException("unexpected variant " + other),
                     };
                 }
@@ -148,6 +149,7 @@ public sealed class SystemdScopeTests : IDisposable
         Assert.Equal("system.slice", request.Properties["Slice"]);
         Assert.Equal("inactive-or-failed", request.Properties["CollectMode"]);
         Assert.Equal(new uint[] { 4242 }, request.Properties["PIDs"]);
+        Assert.Equal(30_000_000UL, request.Properties["TimeoutStopUSec"]);
         Assert.Equal(0u, request.AuxCount);
     }
 

@@ -199,6 +199,8 @@ if [ "$mode" = unified ]; then
     [ "$unified" = "$expected" ] || fail "the container's cgroup is '$unified', not $expected"
     [ "$(inside systemctl show -p ActiveState --value "$scope")" = active ] || fail "scope $scope is not active: $(inside systemctl status "$scope" 2>&1 | head -5)"
     [ "$(inside systemctl show -p Delegate --value "$scope")" = yes ] || fail "scope $scope is not delegated"
+    stop_timeout=$(inside systemctl show -p TimeoutStopUSec --value "$scope")
+    [ "$stop_timeout" = 30s ] || fail "scope $scope waits '$stop_timeout' after SIGTERM when stopped (want 30s, not systemd's 90 s)"
     keeper=$(inside sh -c "cat /sys/fs/cgroup/system.slice/$scope/.keeper/cgroup.procs")
     [ -n "$keeper" ] && inside grep -q scope-holder "/proc/$keeper/cmdline" || fail "no scope holder in $scope/.keeper: '$keeper'"
     # The holder is orchd's binary stopped before the .NET runtime starts: a few pages, not the

@@ -28,6 +28,9 @@ public static class SystemdScope
     /// whether it failed or not (a failed scope would block the name), and waits until the process
     /// is in the scope's cgroup. Returns that cgroup's path (relative to the hierarchy's root).
     /// </summary>
+    /// <summary>How long systemd waits for the scope's processes after SIGTERM when it stops the scope.</summary>
+    public static readonly TimeSpan StopTimeout = TimeSpan.FromSeconds(30);
+
     public static string Start(string unit, string slice, string description, int pid, TimeSpan timeout)
     {
         var properties = new List<(string Name, char Type, object Value)>
@@ -37,6 +40,11 @@ public static class SystemdScope
             ("Delegate", 'b', true),
             ("CollectMode", 's', "inactive-or-failed"),
             ("PIDs", 'u', new[] { (uint)pid }),
+            // Stopping the scope (the host shuts down) sends SIGTERM to the containers and waits
+            // this long before SIGKILL: systemd's default of 90 s held a reboot for 90 s behind a
+            // container whose PID 1 ignores SIGTERM (busybox httpd, seen in the arm64 VM). 30 s, as
+            // Kubernetes' default grace period.
+            ("TimeoutStopUSec", 't', (ulong)StopTimeout.TotalMicroseconds),
         };
         var body = new DBusWriter();
         body.String(unit);
@@ -56,6 +64,10 @@ public static class SystemdScope
                     case bool b:
                         body.Signature("b");
                         body.UInt32(b ? 1u : 0u);
+                        break;
+                    case ulong t:
+                        body.Signature("t");
+                        body.UInt64(t);
                         break;
                     case uint[] list:
                         body.Signature("a" + type);
@@ -275,6 +287,14 @@ public static class SystemdScope
             _bytes.AddRange(b);
         }
 
+        public void UInt64(ulong v)
+        {
+            Align(8);
+            Span<byte> b = stackalloc byte[8];
+            BinaryPrimitives.WriteUInt64LittleEndian(b, v);
+            _bytes.AddRange(b);
+        }
+
         public void String(string s)
         {
             var bytes = Encoding.UTF8.GetBytes(s);
@@ -326,6 +346,18 @@ public static class SystemdScope
             var span = bytes.AsSpan(Position, 4);
             Position += 4;
             return big ? BinaryPrimitives.ReadUInt32BigEndian(span) : BinaryPrimitives.ReadUInt32LittleEndian(span);
+        }
+
+        public ulong UInt64()
+        {
+            Align(8);
+            if (Position + 8 > bytes.Length)
+            {
+                throw Short();
+            }
+            var span = bytes.AsSpan(Position, 8);
+            Position += 8;
+            return big ? BinaryPrimitives.ReadUInt64BigEndian(span) : BinaryPrimitives.ReadUInt64LittleEndian(span);
         }
 
         public string String()
