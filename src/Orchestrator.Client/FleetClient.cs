@@ -86,9 +86,10 @@ public sealed class FleetClient(INatsConnection connection)
             for (var attempt = 1; ; attempt++)
             {
                 var entry = await bucket.TryGetEntryAsync<byte[]>(deployment.Name, cancellationToken: cancellationToken).ConfigureAwait(false);
-                Orchestrator.Api.Workloads.ReplicaOwnership.Apply(deployment, Stored(entry));
+                var stored = Stored(entry);
+                Orchestrator.Api.Workloads.ReplicaOwnership.Apply(deployment, stored);
                 deployment.Revision = null;
-                deployment.Generation = NextGeneration(entry);
+                deployment.Generation = NextGeneration(stored);
                 var value = JsonSerializer.SerializeToUtf8Bytes(deployment, Orchestrator.Api.Workloads.WorkloadJsonContext.Default.Deployment);
                 var written = entry.Success
                     ? await bucket.TryUpdateAsync(deployment.Name, value, entry.Value.Revision, cancellationToken: cancellationToken).ConfigureAwait(false)
@@ -128,21 +129,7 @@ public sealed class FleetClient(INatsConnection connection)
     /// The generation after the stored one: 1 for a new deployment (or one deleted before), the
     /// stored one + 1, or 2 for one stored before generations (it was at least revision 1).
     /// </summary>
-    public static ulong NextGeneration(NATS.Client.Core.NatsResult<NATS.Client.KeyValueStore.NatsKVEntry<byte[]>> stored)
-    {
-        if (!stored.Success || stored.Value.Value is not { Length: > 0 } value)
-        {
-            return 1;
-        }
-        try
-        {
-            return (JsonSerializer.Deserialize(value, Orchestrator.Api.Workloads.WorkloadJsonContext.Default.Deployment)?.Generation ?? 1) + 1;
-        }
-        catch (JsonException)
-        {
-            return 1;
-        }
-    }
+    public static ulong NextGeneration(Orchestrator.Api.Workloads.Deployment? stored) => stored is null ? 1 : (stored.Generation ?? 1) + 1;
 
     public async Task<IReadOnlyList<DeploymentView>> GetDeploymentsAsync(CancellationToken cancellationToken = default)
     {

@@ -66,13 +66,8 @@ public sealed partial class FleetScheduler(string nodeName, FleetOptions options
             _watchingSince = started;
         }
         var settling = started - _watchingSince < options.SettleTime;
-        var nodes = await FleetState.ReadNodesAsync(buckets.Nodes, options, cancellationToken, settings: buckets.Settings, watchedFor: started - _watchingSince).ConfigureAwait(false);
-        // This node is alive by the fact of this pass (it holds the lease and reads the buckets):
-        // a stale heartbeat of its own means its heartbeat loop is behind (a reconnect backoff, a
-        // put stuck across a reconnect), never that its replicas must move. A fault run saw a
-        // scheduler move every replica off itself 12 s after reconnecting. At worst unreachable:
-        // nothing new is placed here until a heartbeat lands.
-        nodes = nodes.Select(n => n.Info.Node == nodeName && n.State == "lost" ? n with { State = "unreachable" } : n).ToList();
+        // This node is alive by the fact of this pass: never lost in its own eyes (self).
+        var nodes = await FleetState.ReadNodesAsync(buckets.Nodes, options, cancellationToken, settings: buckets.Settings, watchedFor: started - _watchingSince, self: nodeName).ConfigureAwait(false);
         var deployments = await FleetState.ReadDeploymentsAsync(buckets.Deployments, cancellationToken).ConfigureAwait(false);
         // Per node in the bucket, per replica here: the plan works on <node>.<replica>.
         var stored = await FleetState.ReadAllAsync(buckets.Assignments, cancellationToken).ConfigureAwait(false);

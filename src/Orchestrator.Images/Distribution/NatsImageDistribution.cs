@@ -70,7 +70,7 @@ public sealed class NatsImageDistribution(INatsConnection nats, ImageStore image
     public async Task<ImageRecord> PullAsync(string name, CancellationToken cancellationToken = default)
     {
         var image = ImageReference.Parse(name);
-        var written = name.StartsWith(ImageReference.NatsPrefix, StringComparison.Ordinal) ? name[ImageReference.NatsPrefix.Length..] : name;
+        var written = ImageReference.IsFromNats(name) ? name[ImageReference.NatsPrefix.Length..] : name;
         var store = await BucketAsync(cancellationToken).ConfigureAwait(false);
         string? published = null;
         foreach (var key in image.LegacyNames().Prepend(written).Prepend(image.Canonical).Distinct(StringComparer.Ordinal))
@@ -91,7 +91,7 @@ public sealed class NatsImageDistribution(INatsConnection nats, ImageStore image
         if (published is null)
         {
             // nats:2.10 is the fleet's image "2.10", not Docker Hub's nats image: say how to write that one.
-            var hint = name.StartsWith(ImageReference.NatsPrefix, StringComparison.Ordinal) && !written.Contains('/', StringComparison.Ordinal) && !written.Contains(':', StringComparison.Ordinal)
+            var hint = ImageReference.IsFromNats(name) && !written.Contains('/', StringComparison.Ordinal) && !written.Contains(':', StringComparison.Ordinal)
                 ? $" (for Docker Hub's nats image write library/nats:{written})" : "";
             throw new ImageException(ErrorKind.NotFound, $"image '{name}' is not published in the NATS bucket '{bucket}' (as {image.Canonical}); push it there first (orchd image push {image.Familiar} --nats){hint}");
         }

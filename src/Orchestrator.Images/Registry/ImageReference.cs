@@ -80,6 +80,9 @@ public sealed record ImageReference(string Registry, string Repository, string? 
         }
     }
 
+    /// <summary>True when <paramref name="text"/> asks for the fleet's NATS bucket (nats:NAME): where to pull from, not part of the name.</summary>
+    public static bool IsFromNats(string text) => text.StartsWith(NatsPrefix, StringComparison.Ordinal);
+
     /// <summary>Parses a reference, ignoring a nats: prefix (<see cref="Parse(string, out bool)"/> says whether there was one).</summary>
     public static ImageReference Parse(string text) => Parse(text, out _);
 
@@ -88,7 +91,7 @@ public sealed record ImageReference(string Registry, string Repository, string? 
     {
         ArgumentNullException.ThrowIfNull(text);
         var original = text;
-        fromNats = text.StartsWith(NatsPrefix, StringComparison.Ordinal);
+        fromNats = IsFromNats(text);
         if (fromNats)
         {
             text = text[NatsPrefix.Length..];

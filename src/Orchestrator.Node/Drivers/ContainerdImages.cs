@@ -53,7 +53,7 @@ public sealed class ContainerdImages : IImageSource, IDisposable
         {
             var name = Normalize(reference);
             // nats:NAME is the fleet's bucket's NAME (docs/images.md): never a name containerd holds, never a registry's.
-            var fromNats = reference.StartsWith(ImageReference.NatsPrefix, StringComparison.Ordinal);
+            var fromNats = ImageReference.IsFromNats(reference);
             if (!fromNats && await TryOpenAsync(reference, cancellationToken).ConfigureAwait(false) is { } ready)
             {
                 return ready;
@@ -122,7 +122,7 @@ public sealed class ContainerdImages : IImageSource, IDisposable
     /// </summary>
     private async Task<Orchestrator.Containerd.Api.Images.Image?> FindImageAsync(string name, CancellationToken cancellationToken)
     {
-        if (!name.StartsWith(ImageReference.NatsPrefix, StringComparison.Ordinal) && await _client.GetImageAsync(name, cancellationToken).ConfigureAwait(false) is { } exact)
+        if (!ImageReference.IsFromNats(name) && await _client.GetImageAsync(name, cancellationToken).ConfigureAwait(false) is { } exact)
         {
             return exact;
         }

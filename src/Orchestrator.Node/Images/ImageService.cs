@@ -74,7 +74,7 @@ public sealed class ImageService
         if (_driver.ImagesFor(null) is { } source)
         {
             // nats:NAME is no registry's: it comes through orchd's pull from the fleet's bucket, then over.
-            var pulled = reference.StartsWith(ImageReference.NatsPrefix, StringComparison.Ordinal)
+            var pulled = ImageReference.IsFromNats(reference)
                 ? await source.EnsureAsync(reference, _images, _puller, cancellationToken).ConfigureAwait(false)
                 : await source.PullAsync(reference, progress, cancellationToken).ConfigureAwait(false);
             return await _mailbox.Post(() => Summary(source, pulled, withLayers: true)).ConfigureAwait(false);
