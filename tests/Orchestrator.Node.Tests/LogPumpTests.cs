@@ -39,6 +39,39 @@ public sealed class LogPumpTests : IDisposable
     }
 
     [Fact]
+    public void Disposing_with_containers_still_attached_closes_their_fifos()
+    {
+        // What orchd's shutdown does: its containers keep running, their FIFOs still attached.
+        var pump = new LogPump(new LogOptions());
+        var fds = new List<int>();
+        for (var i = 0; i < 3; i++)
+        {
+            var fifos = _dir.Combine($"fifo{i}");
+            var (stdout, stderr) = LogPump.CreateFifos(fifos);
+            fds.AddRange([stdout, stderr]);
+            pump.Attach($"c{i}", fifos, _dir.Combine($"logs{i}"));
+        }
+        pump.Flush(); // the attaches have run on the pump's thread
+        pump.Dispose(); // threw "Collection was modified" with more than one stream attached
+        var intoFifos = Directory.GetFiles("/proc/self/fd").Count(fd =>
+        {
+            try
+            {
+                return new FileInfo(fd).LinkTarget is { } target && target.StartsWith(_dir.Path + "/fifo", StringComparison.Ordinal);
+            }
+            catch (IOException)
+            {
+                return false;
+            }
+        });
+        Assert.Equal(fds.Count, intoFifos); // only the container's own ends, which this test holds
+        foreach (var fd in fds)
+        {
+            Orchestrator.Linux.Libc.close(fd);
+        }
+    }
+
+    [Fact]
     public async Task Output_goes_through_fifos_into_a_rotated_log_and_reads_back_in_order()
     {
         using var pump = new LogPump(new LogOptions(MaxFileBytes: 4096, MaxFiles: 3));
@@ -111,6 +144,45 @@ public sealed class LogPumpTests : IDisposable
         Orchestrator.Linux.Libc.close(stderr);
         await follower.WaitAsync(TimeSpan.FromSeconds(20));
         Assert.Equal(Enumerable.Range(0, 200).Select(i => $"line-{i}"), seen);
+    }
+
+    [Fact]
+    public async Task A_follower_that_falls_two_rotations_behind_reads_the_file_between()
+    {
+        // The follower is pulled: while this test does not ask for lines, it reads nothing, as a
+        // slow client over NATS. Meanwhile the log rotates twice or more (MaxFiles 3 keeps them).
+        // Once it reopened "container.log" after the file it was reading and skipped the one
+        // between (CI: line-81 followed by line-161).
+        using var pump = new LogPump(new LogOptions(MaxFileBytes: 4096, MaxFiles: 3));
+        var fifos = _dir.Combine("fifo-slow");
+        var logs = _dir.Combine("logs-slow");
+        var (stdout, stderr) = LogPump.CreateFifos(fifos);
+        pump.Attach("slow", fifos, logs);
+        using var writer = new FileStream(new Microsoft.Win32.SafeHandles.SafeFileHandle(stdout, ownsHandle: true), FileAccess.Write);
+        void Write(int from, int to)
+        {
+            for (var i = from; i < to; i++)
+            {
+                writer.Write(Encoding.ASCII.GetBytes($"line-{i}\n"));
+            }
+            writer.Flush();
+        }
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        Write(0, 10);
+        await using var lines = LogReader.FollowAsync(logs, tail: null, since: null, cts.Token).GetAsyncEnumerator(cts.Token);
+        var seen = new List<string>();
+        while (seen.Count < 10 && await lines.MoveNextAsync())
+        {
+            seen.Add(lines.Current.Text);
+        }
+        Write(10, 260); // about three files' worth at 4 KiB each
+        await Eventually.TrueAsync("two rotations", () => File.Exists(Path.Combine(logs, "container.log.2")), TimeSpan.FromSeconds(20));
+        while (seen.Count < 260 && await lines.MoveNextAsync())
+        {
+            seen.Add(lines.Current.Text);
+        }
+        Orchestrator.Linux.Libc.close(stderr);
+        Assert.Equal(Enumerable.Range(0, 260).Select(i => $"line-{i}"), seen);
     }
 
     [Fact]

@@ -576,7 +576,7 @@ public sealed class LogPump : IDisposable
         _stopping = true;
         Wake();
         _thread.Join(TimeSpan.FromSeconds(5));
-        foreach (var source in _sources)
+        foreach (var source in _sources.ToList()) // Close removes it from the list
         {
             Close(source);
         }

@@ -68,11 +68,17 @@ public static class LogReader
                 history.RemoveRange(0, history.Count - n);
             }
         }
+        var current = FileIdentity.Of(first);
         foreach (var file in ContainerLog.Files(logDir).Where(f => f != path))
         {
             var rotated = OpenShared(file);
             if (rotated is null)
             {
+                continue;
+            }
+            if (FileIdentity.Of(rotated) == current)
+            {
+                rotated.Dispose(); // the current file, rotated since it was opened: read below
                 continue;
             }
             await using var _ = rotated.ConfigureAwait(false);
@@ -92,27 +98,32 @@ public static class LogReader
         }
         first.Seek(consumed.Value, SeekOrigin.Begin); // a line still being written is read again, whole
 
-        while (!cancellationToken.IsCancellationRequested)
+        // The file read last stays open until the next is chosen: while it is open its inode
+        // cannot be reused by a new file, so it is found by identity wherever rotation put it.
+        FileStream? finished = null;
+        try
         {
-            var stream = first ?? OpenShared(path);
-            first = null;
-            if (stream is null)
+            while (!cancellationToken.IsCancellationRequested)
             {
-                try
+                var stream = first ?? (finished is null ? OpenShared(path) : OpenNextAfter(logDir, finished));
+                first = null;
+                if (stream is null)
                 {
-                    await Task.Delay(100, cancellationToken).ConfigureAwait(false);
+                    try
+                    {
+                        await Task.Delay(100, cancellationToken).ConfigureAwait(false);
+                    }
+                    catch (OperationCanceledException)
+                    {
+                        yield break;
+                    }
+                    continue;
                 }
-                catch (OperationCanceledException)
-                {
-                    yield break;
-                }
-                continue;
-            }
-            await using (stream.ConfigureAwait(false))
-            {
+                finished?.Dispose();
+                finished = stream;
                 // After a rotation the next file is read from its start: the pump rotates only
                 // between whole batches, so nothing is skipped or read twice.
-                var reader = PipeReader.Create(new TailingStream(stream, path, cancellationToken));
+                var reader = PipeReader.Create(new TailingStream(stream, path, cancellationToken), new StreamPipeReaderOptions(leaveOpen: true));
                 IAsyncEnumerator<LogLine> lines = LinesAsync(reader, null, cancellationToken).GetAsyncEnumerator(cancellationToken);
                 await using (lines.ConfigureAwait(false))
                 {
@@ -133,6 +144,11 @@ public static class LogReader
                     }
                 }
             }
+        }
+        finally
+        {
+            first?.Dispose(); // cancelled before the loop took it
+            finished?.Dispose();
         }
     }
 
@@ -200,6 +216,54 @@ public static class LogReader
         var tag = text[second + 1];
         var body = second + 3 <= text.Length ? text[(second + 3)..] : "";
         return new LogLine(time, text[(first + 1)..second], body, tag == 'P');
+    }
+
+    /// <summary>
+    /// The file written after <paramref name="finished"/> (null: none yet). Rotation shifts the
+    /// files one place (container.log → .1 → .2 …), so that is the one after it, oldest first;
+    /// the oldest there is when it is gone (files older than the follower's place dropped
+    /// meanwhile: what was in them is lost to the retention, as with any rotated log).
+    /// </summary>
+    private static FileStream? OpenNextAfter(string logDir, FileStream finished)
+    {
+        var read = FileIdentity.Of(finished);
+        var files = new List<FileStream>();
+        try
+        {
+            foreach (var file in ContainerLog.Files(logDir))
+            {
+                if (OpenShared(file) is { } stream)
+                {
+                    files.Add(stream);
+                }
+            }
+            var at = files.FindIndex(f => FileIdentity.Of(f) == read);
+            var next = at + 1 < files.Count ? files[at + 1] : null; // at -1: the oldest
+            files.Remove(next!);
+            return next;
+        }
+        finally
+        {
+            foreach (var other in files)
+            {
+                other.Dispose();
+            }
+        }
+    }
+
+    /// <summary>A file by device and inode: what stays the same across the renames of a rotation.</summary>
+    private readonly record struct FileIdentity(ulong Device, ulong Inode)
+    {
+        public static unsafe FileIdentity Of(FileStream stream)
+        {
+            Tmds.Linux.stat st;
+            var fd = (int)stream.SafeFileHandle.DangerousGetHandle();
+            if (Tmds.Linux.LibC.fstat(fd, &st) != 0)
+            {
+                throw Orchestrator.Linux.LinuxException.FromLastError("fstat", stream.Name);
+            }
+            return new FileIdentity((ulong)st.st_dev, (ulong)st.st_ino);
+        }
     }
 
     private static FileStream? OpenShared(string path)
