@@ -182,7 +182,7 @@ public sealed partial class Supervisor
         {
             instance.Record.ConsecutiveFailures = 0;
             instance.Record.NextRestartAt = null;
-            instance.Record.State = "created";
+            instance.Record.State = ContainerState.Created;
         }
         await ReconcileAsync().ConfigureAwait(false);
         return Status(instance, withSpec: false);
@@ -197,7 +197,7 @@ public sealed partial class Supervisor
             await StopAsync(instance, "restarted").ConfigureAwait(false);
         }
         instance.Record.ConsecutiveFailures = 0;
-        instance.Record.State = "created";
+        instance.Record.State = ContainerState.Created;
         instance.Record.NextRestartAt = null;
         await ReconcileAsync().ConfigureAwait(false);
         return Status(instance, withSpec: false);

@@ -238,16 +238,16 @@ public sealed partial class Supervisor : IAsyncDisposable
             {
                 await StopAsync(instance, "stopped").ConfigureAwait(false);
             }
-            if (instance.Record.State != "stopped")
+            if (instance.Record.State != ContainerState.Stopped)
             {
-                instance.Record.State = "stopped";
+                instance.Record.State = ContainerState.Stopped;
                 instance.Record.NextRestartAt = null;
                 Save(instance);
             }
             return;
         }
         var due = instance.Record.NextRestartAt is not { } at || at <= _clock.GetUtcNow().AddMilliseconds(20);
-        if (instance.Record.State is "backoff" or "created" or "stopped" && due && instance.Handle is null)
+        if (instance.Record.State is ContainerState.Backoff or ContainerState.Created or ContainerState.Stopped && due && instance.Handle is null)
         {
             await StartAsync(instance).ConfigureAwait(false);
         }
