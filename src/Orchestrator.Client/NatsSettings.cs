@@ -30,6 +30,25 @@ public sealed record NatsSettings
     /// <summary>Longest wait between two attempts to reach NATS.</summary>
     public TimeSpan MaxBackoff { get; init; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>
+    /// Why <paramref name="url"/> is not a NATS server url (a scheme other than nats, tls, ws or
+    /// wss; no host; a port that is not a number from 1 to 65535), or null when it is one. The one
+    /// rule for orchd's configuration and orchctl's --server.
+    /// </summary>
+    public static string? UrlProblem(string url)
+    {
+        const string fix = "write it as nats://host:4222 (or tls://, ws://, wss://)";
+        if (!Uri.TryCreate(url, UriKind.Absolute, out var uri) || uri.Host.Length == 0)
+        {
+            return $"'{Redact(url)}' is not a NATS url; {fix}";
+        }
+        if (uri.Scheme is not ("nats" or "tls" or "ws" or "wss"))
+        {
+            return $"'{Redact(url)}' is not a NATS url ({uri.Scheme}:// is not a NATS scheme); {fix}";
+        }
+        return uri.IsDefaultPort || uri.Port is > 0 and <= 65535 ? null : $"'{Redact(url)}' has no valid port; {fix}";
+    }
+
     /// <summary>The urls for logs, without any user:password part.</summary>
     public string DisplayUrls => string.Join(",", Urls.Select(Redact));
 

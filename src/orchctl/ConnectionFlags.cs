@@ -173,9 +173,21 @@ internal sealed class ConnectionFlags
                 throw new UsageException($"--nkey: {e.Message}");
             }
         }
+        var urls = Server.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        if (urls.Length == 0)
+        {
+            throw new UsageException($"server ({SourceOf("server")}) is empty; give a NATS url such as nats://127.0.0.1:4222");
+        }
+        foreach (var url in urls)
+        {
+            if (NatsSettings.UrlProblem(url) is { } problem)
+            {
+                throw new UsageException($"server ({SourceOf("server")}): {problem}");
+            }
+        }
         return new NatsSettings
         {
-            Urls = Server.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
+            Urls = urls,
             CredsFile = Get("creds"),
             NKeySeedFile = Get("nkey"),
             TlsCa = Get("tls-ca"),

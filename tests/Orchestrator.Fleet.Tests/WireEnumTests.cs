@@ -62,11 +62,11 @@ public sealed class WireEnumTests
             Assert.Equal($"{{\"name\":\"web\",\"state\":\"{name}\",\"ready\":false}}", brief);
             Assert.Equal(value, JsonSerializer.Deserialize(brief, FleetJsonContext.Default.ContainerBrief)!.State);
 
-            var record = JsonSerializer.Serialize(new InstanceRecord { Name = "web", State = value }, InstanceJsonContext.Default.InstanceRecord);
+            var record = JsonSerializer.Serialize(new SupervisedContainerRecord { Name = "web", State = value }, ContainerRecordJsonContext.Default.SupervisedContainerRecord);
             Assert.Contains($"\"state\": \"{name}\"", record, StringComparison.Ordinal);
-            Assert.Equal(value, JsonSerializer.Deserialize(record, InstanceJsonContext.Default.InstanceRecord)!.State);
+            Assert.Equal(value, JsonSerializer.Deserialize(record, ContainerRecordJsonContext.Default.SupervisedContainerRecord)!.State);
         }
-        Assert.Equal(ContainerState.Created, new InstanceRecord().State);
+        Assert.Equal(ContainerState.Created, new SupervisedContainerRecord().State);
     }
 
     [Fact]

@@ -11,7 +11,7 @@ public sealed class RestartTrackerTests
     public void Backoff_doubles_up_to_the_cap()
     {
         var policy = new RestartPolicy { Backoff = "1s", MaxBackoff = "10s" };
-        var record = new InstanceRecord();
+        var record = new SupervisedContainerRecord();
         var delays = Enumerable.Range(0, 6).Select(_ => RestartTracker.OnExit(policy, record, 1, s_t0, s_t0.AddSeconds(1)).Delay.TotalSeconds).ToList();
         Assert.Equal([1, 2, 4, 8, 10, 10], delays);
     }
@@ -20,7 +20,7 @@ public sealed class RestartTrackerTests
     public void A_stable_run_resets_the_backoff()
     {
         var policy = new RestartPolicy { Backoff = "1s", ResetAfter = "1m" };
-        var record = new InstanceRecord();
+        var record = new SupervisedContainerRecord();
         RestartTracker.OnExit(policy, record, 1, s_t0, s_t0.AddSeconds(1));
         RestartTracker.OnExit(policy, record, 1, s_t0, s_t0.AddSeconds(1));
         var after = RestartTracker.OnExit(policy, record, 1, s_t0, s_t0.AddMinutes(2));
@@ -31,7 +31,7 @@ public sealed class RestartTrackerTests
     public void On_failure_restarts_failures_only_and_gives_up_after_max_retries()
     {
         var policy = new RestartPolicy { Policy = RestartPolicyKind.OnFailure, MaxRetries = 2 };
-        var record = new InstanceRecord();
+        var record = new SupervisedContainerRecord();
         Assert.Equal(RestartDecision.Done, RestartTracker.OnExit(policy, record, 0, s_t0, s_t0).Decision);
         Assert.Equal(RestartDecision.Restart, RestartTracker.OnExit(policy, record, 1, s_t0, s_t0).Decision);
         Assert.Equal(RestartDecision.Restart, RestartTracker.OnExit(policy, record, null, s_t0, s_t0).Decision); // unknown counts as failed
@@ -41,8 +41,8 @@ public sealed class RestartTrackerTests
     [Fact]
     public void Never_means_never_and_always_means_always()
     {
-        Assert.Equal(RestartDecision.Done, RestartTracker.OnExit(new RestartPolicy { Policy = RestartPolicyKind.Never }, new InstanceRecord(), 1, s_t0, s_t0).Decision);
-        Assert.Equal(RestartDecision.Restart, RestartTracker.OnExit(new RestartPolicy { Policy = RestartPolicyKind.Always }, new InstanceRecord(), 0, s_t0, s_t0).Decision);
-        Assert.Equal(RestartDecision.Restart, RestartTracker.OnExit(null, new InstanceRecord(), 0, s_t0, s_t0).Decision);
+        Assert.Equal(RestartDecision.Done, RestartTracker.OnExit(new RestartPolicy { Policy = RestartPolicyKind.Never }, new SupervisedContainerRecord(), 1, s_t0, s_t0).Decision);
+        Assert.Equal(RestartDecision.Restart, RestartTracker.OnExit(new RestartPolicy { Policy = RestartPolicyKind.Always }, new SupervisedContainerRecord(), 0, s_t0, s_t0).Decision);
+        Assert.Equal(RestartDecision.Restart, RestartTracker.OnExit(null, new SupervisedContainerRecord(), 0, s_t0, s_t0).Decision);
     }
 }

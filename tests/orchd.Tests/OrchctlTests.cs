@@ -633,6 +633,16 @@ public sealed class OrchctlTests : IAsyncLifetime
         Assert.StartsWith("orchctl: cannot reach NATS at nats://127.0.0.1:1", unreachable.Err, StringComparison.Ordinal);
         Assert.Single(unreachable.Err.TrimEnd('\n').Split('\n'));
 
+        // A url that is not a NATS one is a usage error with the fix, never the client's stack trace (it was exit 134).
+        foreach (var (url, env) in new (string, string?)[] { ("http://127.0.0.1:4222", null), ("nats://127.0.0.1:port", null), ("127.0.0.1", null), ("nats://127.0.0.1:99999", null), ("nats://127.0.0.1:4222,ftp://x", null), ("https://127.0.0.1:4222", "ORCH_SERVER") })
+        {
+            var bad = env is null
+                ? await Orchctl.RunAsync("--server", url, "--timeout", "1", "get", "nodes")
+                : await Orchctl.RunAsync(new[] { "--timeout", "1", "get", "nodes" }, new Dictionary<string, string?> { [env] = url });
+            Assert.True(bad.Code == 2, $"{url}: exit {bad.Code}: {bad.All}");
+            Assert.Matches(@"^orchctl: server \((flag --server|env ORCH_SERVER)\): '[^']+' (is not a NATS url|has no valid port)[^\n]*; write it as nats://host:4222 \(or tls://, ws://, wss://\)\n$", bad.Err);
+        }
+
         var overview = (await Orchctl.RunAsync("help")).Out.Split("Global flags")[0];
         foreach (var command in Regex.Matches(overview, @"^  ([a-z][a-z-]+) ", RegexOptions.Multiline).Select(m => m.Groups[1].Value))
         {

@@ -33,7 +33,7 @@ public sealed class ContainerNetwork
     /// address is kept in <paramref name="record"/> (the same one across restarts), chosen apart
     /// from <paramref name="addressesInUse"/> the first time.
     /// </summary>
-    public Action<int>? Prepare(Workload workload, InstanceRecord record, IEnumerable<string> addressesInUse)
+    public Action<int>? Prepare(Workload workload, SupervisedContainerRecord record, IEnumerable<string> addressesInUse)
     {
         switch (workload.Network ?? NetworkMode.Bridge)
         {
@@ -62,7 +62,7 @@ public sealed class ContainerNetwork
     }
 
     /// <summary>Withdraws the ports this container's run published (as recorded), and nothing else.</summary>
-    public void Unpublish(InstanceRecord record)
+    public void Unpublish(SupervisedContainerRecord record)
     {
         if (_bridge is not null && record.Ip is { } ip && record.Published is { Count: > 0 } ports)
         {

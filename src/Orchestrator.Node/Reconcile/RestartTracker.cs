@@ -27,7 +27,7 @@ public static class RestartTracker
     public static readonly TimeSpan DefaultResetAfter = TimeSpan.FromMinutes(10);
 
     /// <summary>Updates the record's counters for an exit and says what happens next.</summary>
-    public static RestartPlan OnExit(RestartPolicy? policy, InstanceRecord record, int? exitCode, DateTimeOffset startedAt, DateTimeOffset exitedAt)
+    public static RestartPlan OnExit(RestartPolicy? policy, SupervisedContainerRecord record, int? exitCode, DateTimeOffset startedAt, DateTimeOffset exitedAt)
     {
         policy ??= new RestartPolicy();
         var backoff = Duration(policy.Backoff, DefaultBackoff);

@@ -105,7 +105,7 @@ public sealed partial class Supervisor
             File.Delete(Path.Combine(WorkloadsDir, workload.Name + ".stopped"));
             _stopped.Remove(workload.Name);
             await ReconcileAsync().ConfigureAwait(false);
-            return Status(_instances[workload.Name], withSpec: false);
+            return Status(_containers[workload.Name], withSpec: false);
         }).ConfigureAwait(false);
     }
 
@@ -148,7 +148,7 @@ public sealed partial class Supervisor
             Emit("container.stop-unsaved", name, unsaved);
         }
         await ReconcileAsync().ConfigureAwait(false);
-        var status = Status(_instances[name], withSpec: false);
+        var status = Status(_containers[name], withSpec: false);
         if (unsaved is not null)
         {
             status.Message = unsaved;
@@ -175,32 +175,32 @@ public sealed partial class Supervisor
     /// <summary>Starts a stopped container (or one that exited, failed or gave up) now, with a fresh backoff.</summary>
     public Task<ContainerStatus> StartAsync(string name) => Post(async () =>
     {
-        var instance = Find(name);
+        var container = Find(name);
         _stopped.Remove(name);
         File.Delete(Path.Combine(WorkloadsDir, name + ".stopped"));
-        if (instance.Handle is null)
+        if (container.Handle is null)
         {
-            instance.Record.ConsecutiveFailures = 0;
-            instance.Record.NextRestartAt = null;
-            instance.Record.State = ContainerState.Created;
+            container.Record.ConsecutiveFailures = 0;
+            container.Record.NextRestartAt = null;
+            container.Record.State = ContainerState.Created;
         }
         await ReconcileAsync().ConfigureAwait(false);
-        return Status(instance, withSpec: false);
+        return Status(container, withSpec: false);
     });
 
     /// <summary>Kills the container's processes now; the restart policy then applies (as a crash would).</summary>
     public Task<ContainerStatus> RestartAsync(string name) => Post(async () =>
     {
-        var instance = Find(name);
-        if (instance.Handle is not null)
+        var container = Find(name);
+        if (container.Handle is not null)
         {
-            await StopAsync(instance, "restarted").ConfigureAwait(false);
+            await StopAsync(container, "restarted").ConfigureAwait(false);
         }
-        instance.Record.ConsecutiveFailures = 0;
-        instance.Record.State = ContainerState.Created;
-        instance.Record.NextRestartAt = null;
+        container.Record.ConsecutiveFailures = 0;
+        container.Record.State = ContainerState.Created;
+        container.Record.NextRestartAt = null;
         await ReconcileAsync().ConfigureAwait(false);
-        return Status(instance, withSpec: false);
+        return Status(container, withSpec: false);
     });
 
     // Reads (ps, inspect, stats, status, logs, exec) are served from the view the loop publishes
@@ -271,15 +271,15 @@ public sealed partial class Supervisor
     {
         foreach (var (name, sample) in samples)
         {
-            if (_instances.TryGetValue(name, out var instance))
+            if (_containers.TryGetValue(name, out var container))
             {
                 if (forHeartbeat)
                 {
-                    instance.LastHeartbeatCpu = sample;
+                    container.LastHeartbeatCpu = sample;
                 }
                 else
                 {
-                    instance.LastCpu = sample;
+                    container.LastCpu = sample;
                 }
             }
         }
@@ -304,7 +304,7 @@ public sealed partial class Supervisor
 
     /// <summary>Called on the loop after every step.</summary>
     private void PublishView()
-        => Volatile.Write(ref _view, _instances.Values.ToDictionary(
+        => Volatile.Write(ref _view, _containers.Values.ToDictionary(
             i => i.Record.Name,
             i => new ContainerView(Status(i, withSpec: false), Status(i, withSpec: true), i.Workload, i.Handle is not null, i.LastCpu, i.LastHeartbeatCpu),
             StringComparer.Ordinal));
@@ -364,26 +364,26 @@ public sealed partial class Supervisor
         await ReconcileAsync().ConfigureAwait(false);
     });
 
-    private Instance Find(string name)
-        => _instances.TryGetValue(name, out var instance)
-            ? instance
+    private SupervisedContainer Find(string name)
+        => _containers.TryGetValue(name, out var container)
+            ? container
             : throw new NodeApiException(ErrorKind.NotFound, $"no container '{name}' on this node; `ps` lists the ones there are");
 
-    private ContainerStatus Status(Instance instance, bool withSpec) => new()
+    private ContainerStatus Status(SupervisedContainer container, bool withSpec) => new()
     {
-        Name = instance.Record.Name,
-        Image = instance.Workload.Image,
-        State = instance.Record.State,
-        Pid = instance.Handle?.Pid ?? 0,
-        StartedAt = instance.Record.StartedAt,
-        Restarts = instance.Record.Restarts,
-        Ready = instance.Handle is not null && instance.Record.Ready,
-        LastExit = instance.Record.LastExit,
-        Message = instance.Record.Message,
-        Source = _static.ContainsKey(instance.Record.Name) ? "manifest" : _fleetOwned.Contains(instance.Record.Name) ? "fleet" : "api",
-        Labels = instance.Workload.Labels,
-        SpecHash = instance.Record.SpecHash,
-        Spec = withSpec ? instance.Workload : null,
+        Name = container.Record.Name,
+        Image = container.Workload.Image,
+        State = container.Record.State,
+        Pid = container.Handle?.Pid ?? 0,
+        StartedAt = container.Record.StartedAt,
+        Restarts = container.Record.Restarts,
+        Ready = container.Handle is not null && container.Record.Ready,
+        LastExit = container.Record.LastExit,
+        Message = container.Record.Message,
+        Source = _static.ContainsKey(container.Record.Name) ? "manifest" : _fleetOwned.Contains(container.Record.Name) ? "fleet" : "api",
+        Labels = container.Workload.Labels,
+        SpecHash = container.Record.SpecHash,
+        Spec = withSpec ? container.Workload : null,
     };
 
     public async ValueTask DisposeAsync()

@@ -32,11 +32,11 @@ public sealed partial class Supervisor
         }
     }
 
-    private async Task StartAsync(Instance instance)
+    private async Task StartAsync(SupervisedContainer container)
     {
-        var name = instance.Record.Name;
-        var workload = instance.Workload;
-        var record = instance.Record;
+        var name = container.Record.Name;
+        var workload = container.Workload;
+        var record = container.Record;
         try
         {
             var (imageConfig, rootfs) = await Images.PrepareAsync(name, workload).ConfigureAwait(false);
@@ -46,9 +46,9 @@ public sealed partial class Supervisor
             Directory.CreateDirectory(bundle);
             File.WriteAllBytes(Path.Combine(bundle, "config.json"), JsonSerializer.SerializeToUtf8Bytes(spec, SpecJsonContext.Default.RuntimeSpec));
 
-            var beforeStart = _network.Prepare(workload, record, _instances.Values.Where(i => i != instance).Select(i => i.Record.Ip).OfType<string>());
+            var beforeStart = _network.Prepare(workload, record, _containers.Values.Where(i => i != container).Select(i => i.Record.Ip).OfType<string>());
             UpdateHosts(); // its own /etc/hosts names the neighbours before its program runs
-            Save(instance); // its address is on disk before anything can hold it
+            Save(container); // its address is on disk before anything can hold it
             var (stdout, stderr) = LogPump.CreateFifos(FifoDir(name));
             TaskHandle handle;
             try
@@ -58,7 +58,7 @@ public sealed partial class Supervisor
             }
             catch
             {
-                _network.Unpublish(instance.Record); // only what this start published (the record says), nothing of another's
+                _network.Unpublish(container.Record); // only what this start published (the record says), nothing of another's
                 throw;
             }
             finally
@@ -66,12 +66,12 @@ public sealed partial class Supervisor
                 Linux.Libc.close(stdout);
                 Linux.Libc.close(stderr);
             }
-            instance.Exited = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-            instance.SeenExit = null;
-            instance.EndingBecause = null;
-            instance.Handle = handle;
+            container.Exited = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            container.SeenExit = null;
+            container.EndingBecause = null;
+            container.Handle = handle;
             // Watched before anything else can fail: a running container must never go unwatched.
-            _driver.Watch(handle, (h, exit) => OnExit(instance, h, exit));
+            _driver.Watch(handle, (h, exit) => OnExit(container, h, exit));
             record.Published = workload.Network is null or NetworkMode.Bridge && workload.Ports is { Count: > 0 } ports ? [.. ports] : null;
             if (record.StartedAt is not null)
             {
@@ -85,8 +85,8 @@ public sealed partial class Supervisor
             record.Started = workload.Probes?.Startup is null;
             record.Ready = workload.Probes?.Readiness is null;
             record.Message = null;
-            Save(instance);
-            StartProbes(instance);
+            Save(container);
+            StartProbes(container);
             UpdateHosts();
             LogStarted(_logger, name, handle.Pid, record.Restarts);
             Emit("container.started", name, $"started (pid {handle.Pid}, restarts {record.Restarts}, image {workload.Image})");
@@ -95,8 +95,8 @@ public sealed partial class Supervisor
         {
             LogStartFailed(_logger, name, e.Message);
             Emit("container.start-failed", name, e.Message);
-            BackOffFailedStart(instance, e.Message);
-            Save(instance);
+            BackOffFailedStart(container, e.Message);
+            Save(container);
         }
         Changed?.Invoke(name);
     }
@@ -105,12 +105,12 @@ public sealed partial class Supervisor
     /// A start that failed (or a step before it, such as a pull) counts as an exit with no code:
     /// it backs off by the restart policy, and is retried when the backoff ends.
     /// </summary>
-    private void BackOffFailedStart(Instance instance, string message)
+    private void BackOffFailedStart(SupervisedContainer container, string message)
     {
-        var record = instance.Record;
+        var record = container.Record;
         record.Message = message;
         var now = _clock.GetUtcNow();
-        var plan = RestartTracker.OnExit(instance.Workload.Restart, record, null, now, now);
+        var plan = RestartTracker.OnExit(container.Workload.Restart, record, null, now, now);
         record.State = plan.Decision == RestartDecision.Restart ? ContainerState.Backoff : ContainerState.Failed;
         record.NextRestartAt = plan.Decision == RestartDecision.Restart ? plan.At : null;
         if (plan.Decision == RestartDecision.Restart)
@@ -130,49 +130,49 @@ public sealed partial class Supervisor
             .ContinueWith(_ => Post(ReconcileAsync), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
 
     /// <summary>Called by the driver's watcher thread: completes the waiters at once, then updates state on the loop.</summary>
-    private void OnExit(Instance instance, TaskHandle handle, TaskExit exit)
+    private void OnExit(SupervisedContainer container, TaskHandle handle, TaskExit exit)
     {
-        // The instance was captured when the watch began: nothing here touches the loop's dictionaries.
-        if (ReferenceEquals(Volatile.Read(ref instance.HandleField), handle))
+        // The container was captured when the watch began: nothing here touches the loop's dictionaries.
+        if (ReferenceEquals(Volatile.Read(ref container.HandleField), handle))
         {
-            instance.SeenExit = exit;
-            instance.Exited.TrySetResult();
+            container.SeenExit = exit;
+            container.Exited.TrySetResult();
         }
         _ = Post(() =>
         {
-            if (ReferenceEquals(instance.Handle, handle))
+            if (ReferenceEquals(container.Handle, handle))
             {
-                Exited(instance, exit);
-                Changed?.Invoke(instance.Record.Name);
+                Exited(container, exit);
+                Changed?.Invoke(container.Record.Name);
             }
             return Task.CompletedTask;
         });
     }
 
-    private void Exited(Instance instance, TaskExit exit)
+    private void Exited(SupervisedContainer container, TaskExit exit)
     {
-        var record = instance.Record;
-        instance.Handle = null;
-        instance.Exited.TrySetResult();
-        instance.Probes?.Cancel();
-        instance.Probes = null;
-        var reason = instance.EndingBecause ?? (exit.OomKilled ? "oom-killed" : "exited");
+        var record = container.Record;
+        container.Handle = null;
+        container.Exited.TrySetResult();
+        container.Probes?.Cancel();
+        container.Probes = null;
+        var reason = container.EndingBecause ?? (exit.OomKilled ? "oom-killed" : "exited");
         record.LastExit = new ExitRecord { Code = exit.Code, OomKilled = exit.OomKilled, At = exit.At, Reason = reason };
         record.FinishedAt = exit.At;
         record.Pid = 0;
         record.Ready = false;
-        _network.Unpublish(instance.Record);
+        _network.Unpublish(container.Record);
         UpdateHosts();
         LogExited(_logger, record.Name, exit.Code?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "unknown", reason);
         Emit(exit.OomKilled ? "container.oom-killed" : "container.exited", record.Name,
             $"exited with code {exit.Code?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "unknown"} ({reason})");
-        if (instance.EndingBecause is "stopped" or "replaced" or "removed" or "restarted")
+        if (container.EndingBecause is "stopped" or "replaced" or "removed" or "restarted")
         {
             record.State = ContainerState.Stopped;
-            Save(instance);
+            Save(container);
             return;
         }
-        var plan = RestartTracker.OnExit(instance.Workload.Restart, record, exit.Code, record.StartedAt ?? exit.At, exit.At);
+        var plan = RestartTracker.OnExit(container.Workload.Restart, record, exit.Code, record.StartedAt ?? exit.At, exit.At);
         switch (plan.Decision)
         {
             case RestartDecision.Restart:
@@ -190,48 +190,48 @@ public sealed partial class Supervisor
                 record.State = ContainerState.Exited;
                 break;
         }
-        Save(instance);
+        Save(container);
     }
 
     /// <summary>SIGTERM, the grace period, then SIGKILL to everything in the container.</summary>
-    private async Task StopAsync(Instance instance, string reason)
+    private async Task StopAsync(SupervisedContainer container, string reason)
     {
-        if (instance.Handle is null)
+        if (container.Handle is null)
         {
             return;
         }
-        instance.EndingBecause = reason;
-        instance.Probes?.Cancel();
-        var grace = instance.Workload.StopGracePeriodSeconds is { } s ? TimeSpan.FromSeconds(s) : _options.DefaultStopGrace;
+        container.EndingBecause = reason;
+        container.Probes?.Cancel();
+        var grace = container.Workload.StopGracePeriodSeconds is { } s ? TimeSpan.FromSeconds(s) : _options.DefaultStopGrace;
         try
         {
-            _driver.Signal(instance.Record.Name, 15, all: false);
+            _driver.Signal(container.Record.Name, 15, all: false);
         }
         catch (Exception e) when (e is InvalidOperationException or Linux.LinuxException or IOException)
         {
         }
-        if (await Task.WhenAny(instance.Exited.Task, Task.Delay(grace, _clock)).ConfigureAwait(false) != instance.Exited.Task)
+        if (await Task.WhenAny(container.Exited.Task, Task.Delay(grace, _clock)).ConfigureAwait(false) != container.Exited.Task)
         {
             try
             {
-                _driver.Signal(instance.Record.Name, 9, all: true);
+                _driver.Signal(container.Record.Name, 9, all: true);
             }
             catch (Exception e) when (e is InvalidOperationException or Linux.LinuxException or IOException)
             {
             }
-            await Task.WhenAny(instance.Exited.Task, Task.Delay(TimeSpan.FromSeconds(10), _clock)).ConfigureAwait(false);
+            await Task.WhenAny(container.Exited.Task, Task.Delay(TimeSpan.FromSeconds(10), _clock)).ConfigureAwait(false);
         }
-        if (instance.Handle is not null)
+        if (container.Handle is not null)
         {
             // Processed here, not when the watcher's report reaches the loop (it is then stale).
-            Exited(instance, instance.SeenExit ?? new TaskExit(null, false, _clock.GetUtcNow()));
+            Exited(container, container.SeenExit ?? new TaskExit(null, false, _clock.GetUtcNow()));
         }
     }
 
-    private async Task RemoveContainerAsync(Instance instance, string reason, bool keepLogs)
+    private async Task RemoveContainerAsync(SupervisedContainer container, string reason, bool keepLogs)
     {
-        var name = instance.Record.Name;
-        await StopAsync(instance, reason).ConfigureAwait(false);
+        var name = container.Record.Name;
+        await StopAsync(container, reason).ConfigureAwait(false);
         _driver.Destroy(name);
         _logs.Detach(name);
         _logs.Flush(); // the pump is done with the files before they are deleted
@@ -244,8 +244,8 @@ public sealed partial class Supervisor
             LogCleanup(_logger, name, e.Message);
         }
         TryDelete(FifoDir(name));
-        File.Delete(Path.Combine(InstancesDir, name + ".json"));
-        instance.Record.Ip = null;
+        File.Delete(Path.Combine(ContainerRecordsDir, name + ".json"));
+        container.Record.Ip = null;
         if (!keepLogs)
         {
             TryDelete(LogDir(name));
@@ -271,42 +271,42 @@ public sealed partial class Supervisor
 
     /// <summary>Every bridge container's /etc/hosts names its running neighbours.</summary>
     private void UpdateHosts()
-        => _network.UpdateHosts(_instances.Values
+        => _network.UpdateHosts(_containers.Values
             .Where(i => i.Record.Ip is not null && i.Workload.Network is null or NetworkMode.Bridge)
             .Select(i => new HostsEntry(i.Record.Name, i.Workload.Hostname ?? i.Record.Name, i.Record.Ip!, i.Handle is not null,
                 Path.Combine(FifoDir(i.Record.Name), "bundle", "hosts")))
             .ToList());
 
-    private void StartProbes(Instance instance)
+    private void StartProbes(SupervisedContainer container)
     {
-        var probes = instance.Workload.Probes;
-        if (probes is null || (probes.Startup ?? probes.Liveness ?? probes.Readiness) is null || instance.Handle is null)
+        var probes = container.Workload.Probes;
+        if (probes is null || (probes.Startup ?? probes.Liveness ?? probes.Readiness) is null || container.Handle is null)
         {
             return;
         }
-        var handle = instance.Handle;
-        var host = instance.Workload.Network is NetworkMode.Host || instance.Record.Ip is null ? "127.0.0.1" : instance.Record.Ip;
-        instance.ProbeCounts = new ProbeTracker(probes);
-        instance.Probes = _probes.Start(probes, instance.Record.Name, host, (kind, result) => Post(() => OnProbe(instance, handle, kind, result)));
+        var handle = container.Handle;
+        var host = container.Workload.Network is NetworkMode.Host || container.Record.Ip is null ? "127.0.0.1" : container.Record.Ip;
+        container.ProbeCounts = new ProbeTracker(probes);
+        container.Probes = _probes.Start(probes, container.Record.Name, host, (kind, result) => Post(() => OnProbe(container, handle, kind, result)));
     }
 
     /// <summary>Applies one probe result (on the loop); returns true when a startup probe is done.</summary>
-    private async Task<bool> OnProbe(Instance instance, TaskHandle handle, string kind, ProbeResult result)
+    private async Task<bool> OnProbe(SupervisedContainer container, TaskHandle handle, string kind, ProbeResult result)
     {
-        if (instance.Handle != handle || instance.ProbeCounts is not { } counts)
+        if (container.Handle != handle || container.ProbeCounts is not { } counts)
         {
             return true; // a result for a run that has ended
         }
-        var record = instance.Record;
+        var record = container.Record;
         var verdict = counts.Judge(kind, result, record.Ready);
         if (verdict.Kill)
         {
-            await KillForProbeAsync(instance, kind + "-probe", result).ConfigureAwait(false);
+            await KillForProbeAsync(container, kind + "-probe", result).ConfigureAwait(false);
         }
         else if (verdict.Started)
         {
             record.Started = true;
-            Save(instance);
+            Save(container);
         }
         else if (kind is not "startup" and not "liveness")
         {
@@ -317,23 +317,23 @@ public sealed partial class Supervisor
                 record.Ready = ready;
                 record.Message = message;
                 LogReadiness(_logger, record.Name, ready, result.Detail);
-                Save(instance);
+                Save(container);
                 Changed?.Invoke(record.Name);
             }
         }
         return verdict.StartupDone;
     }
 
-    private Task KillForProbeAsync(Instance instance, string reason, ProbeResult result)
+    private Task KillForProbeAsync(SupervisedContainer container, string reason, ProbeResult result)
     {
-        LogProbeKill(_logger, instance.Record.Name, reason, result.Detail);
-        Emit("container.unhealthy", instance.Record.Name, $"{reason} failed ({result.Detail}); killed");
-        instance.Record.Message = $"{reason} failed: {result.Detail}";
-        instance.EndingBecause = reason;
-        instance.Probes?.Cancel();
+        LogProbeKill(_logger, container.Record.Name, reason, result.Detail);
+        Emit("container.unhealthy", container.Record.Name, $"{reason} failed ({result.Detail}); killed");
+        container.Record.Message = $"{reason} failed: {result.Detail}";
+        container.EndingBecause = reason;
+        container.Probes?.Cancel();
         try
         {
-            _driver.Signal(instance.Record.Name, 9, all: true);
+            _driver.Signal(container.Record.Name, 9, all: true);
         }
         catch (Exception e) when (e is InvalidOperationException or Linux.LinuxException or IOException)
         {

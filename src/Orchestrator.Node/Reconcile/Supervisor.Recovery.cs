@@ -51,10 +51,10 @@ public sealed partial class Supervisor
         LoadManifests(force: true);
 
         var adopted = 0;
-        var records = new Dictionary<string, InstanceRecord>(StringComparer.Ordinal);
-        foreach (var file in Directory.EnumerateFiles(InstancesDir, "*.json"))
+        var records = new Dictionary<string, SupervisedContainerRecord>(StringComparer.Ordinal);
+        foreach (var file in Directory.EnumerateFiles(ContainerRecordsDir, "*.json"))
         {
-            if (ReadJson(file, InstanceJsonContext.Default.InstanceRecord) is { } record)
+            if (ReadJson(file, ContainerRecordJsonContext.Default.SupervisedContainerRecord) is { } record)
             {
                 records[record.Name] = record;
             }
@@ -81,7 +81,7 @@ public sealed partial class Supervisor
         {
             if (!records.ContainsKey(id) && Desired().TryGetValue(id, out var wanted) && _driver.Recover(id) is { } running)
             {
-                records[id] = new InstanceRecord
+                records[id] = new SupervisedContainerRecord
                 {
                     Name = id, SpecHash = SpecHash(wanted), Image = wanted.Image, Workload = wanted, State = ContainerState.Running, Pid = running.Pid,
                     PidStartTime = running.PidStartTime, StartedAt = _clock.GetUtcNow(), Started = true,
@@ -113,23 +113,23 @@ public sealed partial class Supervisor
     }
 
     /// <summary>Takes a container left by the previous orchd back; true when it still runs.</summary>
-    private bool Adopt(InstanceRecord record)
+    private bool Adopt(SupervisedContainerRecord record)
     {
         // A workload whose spec changed while orchd was away is replaced by the next pass,
         // under the spec the container was started with (record.SpecHash tells them apart).
         var workload = Desired().GetValueOrDefault(record.Name) ?? new Workload { Name = record.Name, Image = record.Image };
-        var instance = new Instance(workload, record);
-        _instances[record.Name] = instance;
+        var container = new SupervisedContainer(workload, record);
+        _containers[record.Name] = container;
         var handle = record.State == ContainerState.Running ? _driver.Recover(record.Name) : null;
         if (handle is not null && handle.Pid == record.Pid && handle.PidStartTime == record.PidStartTime)
         {
-            instance.Handle = handle;
+            container.Handle = handle;
             AttachLogs(record.Name);
-            _driver.Watch(handle, (h, exit) => OnExit(instance, h, exit));
-            StartProbes(instance);
-            if (!File.Exists(Path.Combine(InstancesDir, record.Name + ".json")))
+            _driver.Watch(handle, (h, exit) => OnExit(container, h, exit));
+            StartProbes(container);
+            if (!File.Exists(Path.Combine(ContainerRecordsDir, record.Name + ".json")))
             {
-                Save(instance); // a rebuilt record is written again, whole
+                Save(container); // a rebuilt record is written again, whole
             }
             return true;
         }
@@ -142,7 +142,7 @@ public sealed partial class Supervisor
             {
                 AttachLogs(record.Name); // whatever it wrote before dying is still in the pipe
             }
-            Exited(instance, new TaskExit(null, false, _clock.GetUtcNow()));
+            Exited(container, new TaskExit(null, false, _clock.GetUtcNow()));
         }
         return false;
     }

@@ -49,7 +49,7 @@ public sealed partial class Supervisor : IAsyncDisposable
     private readonly Dictionary<string, string> _staticFiles = new(StringComparer.Ordinal);
     private readonly HashSet<string> _stopped = new(StringComparer.Ordinal);
     private readonly HashSet<string> _fleetOwned = new(StringComparer.Ordinal);
-    private readonly Dictionary<string, Instance> _instances = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, SupervisedContainer> _containers = new(StringComparer.Ordinal);
     private IReadOnlyDictionary<string, ContainerView> _view = new Dictionary<string, ContainerView>();
     private readonly TaskCompletionSource _recovered = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private IReadOnlyList<string> _manifestErrors = [];
@@ -75,7 +75,7 @@ public sealed partial class Supervisor : IAsyncDisposable
         _probes = new ProbeRunner(driver, _clock);
         _resources = new ResourceSampler(driver);
         Images = new ImageService(images, snapshots, driver, puller, _mailbox, Users, ContainersRunDir);
-        foreach (var dir in new[] { WorkloadsDir, InstancesDir, LogsRoot, VolumesDir, ContainersRunDir })
+        foreach (var dir in new[] { WorkloadsDir, ContainerRecordsDir, LogsRoot, VolumesDir, ContainersRunDir })
         {
             Directory.CreateDirectory(dir);
         }
@@ -105,7 +105,7 @@ public sealed partial class Supervisor : IAsyncDisposable
     public string CgroupParent => _options.CgroupParent;
 
     private string WorkloadsDir => Path.Combine(_options.StateDir, "workloads");
-    private string InstancesDir => Path.Combine(_options.StateDir, "containers");
+    private string ContainerRecordsDir => Path.Combine(_options.StateDir, "containers");
     private string LogsRoot => Path.Combine(_options.StateDir, "logs");
     private string VolumesDir => Path.Combine(_options.StateDir, "volumes");
     private string ContainersRunDir => Path.Combine(_options.RunDir, "containers");
@@ -144,9 +144,9 @@ public sealed partial class Supervisor : IAsyncDisposable
         }, CancellationToken.None);
         await _mailbox.RunAsync(cancellationToken).ConfigureAwait(false);
         await ticks.ConfigureAwait(false);
-        foreach (var instance in _instances.Values)
+        foreach (var container in _containers.Values)
         {
-            instance.Probes?.Cancel(); // containers keep running; only orchd's watching stops
+            container.Probes?.Cancel(); // containers keep running; only orchd's watching stops
         }
     }
 
@@ -188,24 +188,24 @@ public sealed partial class Supervisor : IAsyncDisposable
                 // One workload's trouble (a pull that times out, a full disk) must not stop the
                 // pass for the others; it backs off like a failed start.
                 LogStepFailed(_logger, name, e.Message);
-                if (_instances.TryGetValue(name, out var instance) && instance.Handle is null)
+                if (_containers.TryGetValue(name, out var container) && container.Handle is null)
                 {
-                    BackOffFailedStart(instance, e.Message);
+                    BackOffFailedStart(container, e.Message);
                 }
             }
         }
-        foreach (var instance in _instances.Values.Where(i => !desired.ContainsKey(i.Record.Name)).ToList())
+        foreach (var container in _containers.Values.Where(i => !desired.ContainsKey(i.Record.Name)).ToList())
         {
             try
             {
-                LogRemoving(_logger, instance.Record.Name);
-            Emit("container.removed", instance.Record.Name, "no longer wanted on this node");
-                await RemoveContainerAsync(instance, "removed", keepLogs: false).ConfigureAwait(false);
-                _instances.Remove(instance.Record.Name);
+                LogRemoving(_logger, container.Record.Name);
+            Emit("container.removed", container.Record.Name, "no longer wanted on this node");
+                await RemoveContainerAsync(container, "removed", keepLogs: false).ConfigureAwait(false);
+                _containers.Remove(container.Record.Name);
             }
             catch (Exception e) when (e is not OutOfMemoryException)
             {
-                LogStepFailed(_logger, instance.Record.Name, e.Message);
+                LogStepFailed(_logger, container.Record.Name, e.Message);
             }
         }
         Passes.PassCompleted();
@@ -214,42 +214,42 @@ public sealed partial class Supervisor : IAsyncDisposable
     private async Task ReconcileOneAsync(string name, Workload workload)
     {
         var hash = SpecHash(workload);
-        if (!_instances.TryGetValue(name, out var instance))
+        if (!_containers.TryGetValue(name, out var container))
         {
-            instance = new Instance(workload, new InstanceRecord { Name = name, SpecHash = hash, Image = workload.Image, Workload = workload });
-            _instances[name] = instance;
-            await StartAsync(instance).ConfigureAwait(false);
+            container = new SupervisedContainer(workload, new SupervisedContainerRecord { Name = name, SpecHash = hash, Image = workload.Image, Workload = workload });
+            _containers[name] = container;
+            await StartAsync(container).ConfigureAwait(false);
             return;
         }
-        if (instance.Record.SpecHash != hash)
+        if (container.Record.SpecHash != hash)
         {
             // Stopped and cleaned up under the spec it was started with (its grace period, its ports).
             LogReplacing(_logger, name);
-            await RemoveContainerAsync(instance, "replaced", keepLogs: true).ConfigureAwait(false);
-            instance = new Instance(workload, new InstanceRecord { Name = name, SpecHash = hash, Image = workload.Image, Workload = workload });
-            _instances[name] = instance;
-            await StartAsync(instance).ConfigureAwait(false);
+            await RemoveContainerAsync(container, "replaced", keepLogs: true).ConfigureAwait(false);
+            container = new SupervisedContainer(workload, new SupervisedContainerRecord { Name = name, SpecHash = hash, Image = workload.Image, Workload = workload });
+            _containers[name] = container;
+            await StartAsync(container).ConfigureAwait(false);
             return;
         }
-        instance.Workload = workload;
+        container.Workload = workload;
         if (_stopped.Contains(name))
         {
-            if (instance.Handle is not null)
+            if (container.Handle is not null)
             {
-                await StopAsync(instance, "stopped").ConfigureAwait(false);
+                await StopAsync(container, "stopped").ConfigureAwait(false);
             }
-            if (instance.Record.State != ContainerState.Stopped)
+            if (container.Record.State != ContainerState.Stopped)
             {
-                instance.Record.State = ContainerState.Stopped;
-                instance.Record.NextRestartAt = null;
-                Save(instance);
+                container.Record.State = ContainerState.Stopped;
+                container.Record.NextRestartAt = null;
+                Save(container);
             }
             return;
         }
-        var due = instance.Record.NextRestartAt is not { } at || at <= _clock.GetUtcNow().AddMilliseconds(20);
-        if (instance.Record.State is ContainerState.Backoff or ContainerState.Created or ContainerState.Stopped && due && instance.Handle is null)
+        var due = container.Record.NextRestartAt is not { } at || at <= _clock.GetUtcNow().AddMilliseconds(20);
+        if (container.Record.State is ContainerState.Backoff or ContainerState.Created or ContainerState.Stopped && due && container.Handle is null)
         {
-            await StartAsync(instance).ConfigureAwait(false);
+            await StartAsync(container).ConfigureAwait(false);
         }
     }
 
@@ -304,18 +304,18 @@ public sealed partial class Supervisor : IAsyncDisposable
         LogManifests(_logger, dir, workloads.Count, errors.Count);
     }
 
-    private void Save(Instance instance)
+    private void Save(SupervisedContainer container)
     {
         try
         {
-            AtomicFile.WriteAllText(Path.Combine(InstancesDir, instance.Record.Name + ".json"),
-                JsonSerializer.Serialize(instance.Record, InstanceJsonContext.Default.InstanceRecord));
+            AtomicFile.WriteAllText(Path.Combine(ContainerRecordsDir, container.Record.Name + ".json"),
+                JsonSerializer.Serialize(container.Record, ContainerRecordJsonContext.Default.SupervisedContainerRecord));
         }
         catch (IOException e)
         {
             // A full disk: the container goes on as the record in memory says; the record on
             // disk is the previous whole one, and the next save writes it again.
-            LogRecordUnsaved(_logger, instance.Record.Name, e.Message);
+            LogRecordUnsaved(_logger, container.Record.Name, e.Message);
         }
     }
 
@@ -328,6 +328,6 @@ public sealed partial class Supervisor : IAsyncDisposable
     /// <summary>The workloads and running containers that use <paramref name="image"/>, by any of its names (on the loop).</summary>
     private List<string> Users(string image)
         => Desired().Values.Where(w => ImageReference.SameImage(w.Image, image)).Select(w => w.Name)
-            .Concat(_instances.Values.Where(i => i.Handle is not null && ImageReference.SameImage(i.Workload.Image, image)).Select(i => i.Record.Name))
+            .Concat(_containers.Values.Where(i => i.Handle is not null && ImageReference.SameImage(i.Workload.Image, image)).Select(i => i.Record.Name))
             .Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToList();
 }

@@ -140,13 +140,7 @@ internal static class ConfigValues
     };
 
     public static string NatsUrl(string value)
-    {
-        if (!Uri.TryCreate(value, UriKind.Absolute, out var uri) || uri.Scheme is not ("nats" or "tls" or "ws" or "wss") || uri.Host.Length == 0)
-        {
-            throw new ConfigValueException($"'{value}' is not a NATS url; write it as nats://host:4222 (or tls://, ws://, wss://)");
-        }
-        return value;
-    }
+        => Orchestrator.Client.NatsSettings.UrlProblem(value) is { } problem ? throw new ConfigValueException(problem) : value;
 
     public static KeyValuePair<string, string> Label(string value)
     {

@@ -6,7 +6,7 @@ namespace Orchestrator.Node.Reconcile;
 /// What the node knows about one workload's container, kept on disk (write-then-rename, fsync)
 /// so that a new orchd knows which containers are its own and how they have fared.
 /// </summary>
-public sealed class InstanceRecord
+public sealed class SupervisedContainerRecord
 {
     public string Name { get; set; } = "";
     /// <summary>The workload spec this container was made from (a hash): a change means replace.</summary>
@@ -40,5 +40,5 @@ public sealed class InstanceRecord
 
 
 [JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase, DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull, WriteIndented = true)]
-[JsonSerializable(typeof(InstanceRecord))]
-public sealed partial class InstanceJsonContext : JsonSerializerContext;
+[JsonSerializable(typeof(SupervisedContainerRecord))]
+public sealed partial class ContainerRecordJsonContext : JsonSerializerContext;

@@ -11,10 +11,10 @@ namespace Orchestrator.Node.Reconcile;
 /// Touched on the loop only, except <see cref="HandleField"/> and <see cref="Exited"/>, which the
 /// exit watcher reads and completes from its thread.
 /// </summary>
-internal sealed class Instance(Workload workload, InstanceRecord record)
+internal sealed class SupervisedContainer(Workload workload, SupervisedContainerRecord record)
 {
     public Workload Workload { get; set; } = workload;
-    public InstanceRecord Record { get; } = record;
+    public SupervisedContainerRecord Record { get; } = record;
 #pragma warning disable CA1051 // read by the exit watcher thread with Volatile.Read
     public TaskHandle? HandleField;
 #pragma warning restore CA1051
