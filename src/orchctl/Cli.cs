@@ -2,6 +2,7 @@ using System.Text.Json;
 using NATS.Client.Core;
 using Orchestrator.Client;
 using Orchestrator.Api;
+using Orchestrator.Api.Workloads;
 
 namespace Orchestrator.Ctl;
 
@@ -55,55 +56,23 @@ internal sealed class ParsedArgs
     }
 }
 
-/// <summary>A label selector: k=v, k==v, k!=v, k (has it), !k (has it not), comma-separated, all must hold.</summary>
-internal sealed class LabelSelector
+/// <summary>-l/--selector as typed: Api's <see cref="LabelSelector"/>, its grammar errors as usage errors (exit 2).</summary>
+internal static class Selectors
 {
-    private readonly List<(string Key, string? Value, bool Negate)> _terms = [];
-
     public static LabelSelector? Parse(string? text)
     {
         if (text is null)
         {
             return null;
         }
-        var selector = new LabelSelector();
-        foreach (var term in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        try
         {
-            if (term.IndexOf("!=", StringComparison.Ordinal) is var ne and > 0)
-            {
-                selector._terms.Add((term[..ne], term[(ne + 2)..], true));
-            }
-            else if (term.IndexOf('=', StringComparison.Ordinal) is var eq and > 0)
-            {
-                selector._terms.Add((term[..eq], term[(eq + 1)..].TrimStart('='), false));
-            }
-            else if (term.StartsWith('!') && term.Length > 1)
-            {
-                selector._terms.Add((term[1..], null, true));
-            }
-            else if (term.Length > 0 && !term.Contains('='))
-            {
-                selector._terms.Add((term, null, false));
-            }
-            else
-            {
-                throw new UsageException($"-l '{text}': '{term}' is not a selector term; use key=value, key!=value, key or !key");
-            }
+            return LabelSelector.Parse(text);
         }
-        return selector;
-    }
-
-    public bool Matches(IReadOnlyDictionary<string, string>? labels)
-    {
-        foreach (var (key, value, negate) in _terms)
+        catch (FormatException e)
         {
-            var has = labels is not null && labels.TryGetValue(key, out var actual) && (value is null || actual == value);
-            if (has == negate)
-            {
-                return false;
-            }
+            throw new UsageException($"-l '{text}': {e.Message}");
         }
-        return true;
     }
 }
 

@@ -20,7 +20,7 @@ internal sealed record CommandSpec(string Name, string Group, string Usage, stri
 internal static class Commands
 {
     private static readonly FlagSpec Output = new("-o|--output", "FORMAT", "table (default), wide, json, yaml, or name (one name a line)", "table wide json yaml name");
-    private static readonly FlagSpec Selector = new("-l|--selector", "KEY=VALUE", "only those with these labels (k=v,k2!=v2,k3 ; nodes: node labels; others: their labels)");
+    private static readonly FlagSpec Selector = new("-l|--selector", "SELECTOR", "only those whose labels match (k=v, k!=v, k, !k, k in (a,b), k notin (a,b); comma: and; nodes: node labels; others: their labels)");
     private static readonly FlagSpec Node = new("-n|--node", "NODE", "the node (env ORCH_NODE, or the context's node)", "@nodes");
     private static readonly FlagSpec NodeOptional = new("-n|--node", "NODE", "only this node (default: every node)", "@nodes");
     private static readonly FlagSpec NodeFind = new("-n|--node", "NODE", "the container's node; without it orchctl finds it (deployment status, then every node)", "@nodes");

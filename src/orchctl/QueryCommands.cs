@@ -116,7 +116,7 @@ internal static class QueryCommands
     private static async Task<int> GetNodesAsync(ParsedArgs parsed, List<string> names, CommandContext context)
     {
         var format = parsed.Format();
-        var selector = LabelSelector.Parse(parsed.Value("--selector"));
+        var selector = Selectors.Parse(parsed.Value("--selector"));
         var nodes = (await context.NodesAsync().ConfigureAwait(false))
             .Where(n => (names.Count == 0 || names.Contains(n.Info.Node)) && (selector is null || selector.Matches(n.Info.Labels)))
             .OrderBy(n => n.Info.Node, StringComparer.Ordinal).ToList();
@@ -168,7 +168,7 @@ internal static class QueryCommands
     private static async Task<int> GetDeploymentsAsync(ParsedArgs parsed, List<string> names, CommandContext context)
     {
         var format = parsed.Format();
-        var selector = LabelSelector.Parse(parsed.Value("--selector"));
+        var selector = Selectors.Parse(parsed.Value("--selector"));
         var views = (await context.Fleet.GetDeploymentsAsync().ConfigureAwait(false))
             .Where(d => (names.Count == 0 || names.Contains(d.Deployment.Name)) && (selector is null || selector.Matches(d.Deployment.Template.Labels)))
             .OrderBy(d => d.Deployment.Name, StringComparer.Ordinal).ToList();
@@ -234,7 +234,7 @@ internal static class QueryCommands
     private static async Task<int> GetContainersAsync(ParsedArgs parsed, List<string> names, CommandContext context)
     {
         var format = parsed.Format();
-        var selector = LabelSelector.Parse(parsed.Value("--selector"));
+        var selector = Selectors.Parse(parsed.Value("--selector"));
         var asked = await context.NodesToAskAsync().ConfigureAwait(false);
         var lists = await context.AskEveryNodeAsync(asked, c => c.ListAsync()).ConfigureAwait(false);
         var all = lists.SelectMany(l => l.Result.Select(c => (l.Node, Item: c))).ToList();
@@ -331,7 +331,7 @@ internal static class QueryCommands
     private static async Task<int> GetImagesAsync(ParsedArgs parsed, List<string> names, CommandContext context)
     {
         var format = parsed.Format();
-        var lists = await context.AskEveryNodeAsync(await context.NodesToAskAsync(LabelSelector.Parse(parsed.Value("--selector"))).ConfigureAwait(false), c => c.ImagesAsync()).ConfigureAwait(false);
+        var lists = await context.AskEveryNodeAsync(await context.NodesToAskAsync(Selectors.Parse(parsed.Value("--selector"))).ConfigureAwait(false), c => c.ImagesAsync()).ConfigureAwait(false);
         var rows = lists.SelectMany(l => l.Result.Select(i => (l.Node, Item: i)))
             .Where(r => names.Count == 0 || names.Contains(r.Item.Name))
             .OrderBy(r => r.Item.Name, StringComparer.Ordinal).ThenBy(r => r.Node, StringComparer.Ordinal).ToList();
@@ -666,7 +666,7 @@ internal static class QueryCommands
 
     private static async Task<int> TopNodesAsync(ParsedArgs parsed, CommandContext context)
     {
-        var selector = LabelSelector.Parse(parsed.Value("--selector"));
+        var selector = Selectors.Parse(parsed.Value("--selector"));
         var nodes = (await context.NodesAsync().ConfigureAwait(false))
             .Where(n => (context.Settings.Node is null || n.Info.Node == context.Settings.Node) && (selector is null || selector.Matches(n.Info.Labels)))
             .OrderBy(n => n.Info.Node, StringComparer.Ordinal).ToList();
@@ -688,7 +688,7 @@ internal static class QueryCommands
 
     private static async Task<int> TopContainersAsync(ParsedArgs parsed, CommandContext context)
     {
-        var selector = LabelSelector.Parse(parsed.Value("--selector"));
+        var selector = Selectors.Parse(parsed.Value("--selector"));
         var nodes = await context.NodesAsync().ConfigureAwait(false);
         var heartbeatCpu = nodes.Where(n => n.Info.Containers is not null)
             .SelectMany(n => n.Info.Containers!.Where(c => c.CpuPercent is not null).Select(c => (Key: (n.Info.Node, c.Name), CpuPercent: c.CpuPercent!.Value)))

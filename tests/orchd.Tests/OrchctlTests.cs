@@ -176,17 +176,28 @@ public sealed class OrchctlTests : IAsyncLifetime
         Containers = containers,
     };
 
-    /// <summary>Two nodes (gw-01 the scheduler, gw-02 cordoned), deployments web and api applied with orchctl, web's status, two events.</summary>
-    private async Task SeedFleetAsync()
+    /// <summary>
+    /// The two nodes' heartbeats, written now: a node's state comes from its heartbeat's age, so
+    /// the golden commands write them again first (a JIT orchctl on a loaded machine took over
+    /// 15 s to reach get-nodes.json, and the nodes read as unreachable).
+    /// </summary>
+    private async Task PutNodeHeartbeatsAsync()
     {
-        var js = new NatsJSContext(_connection);
-        var kv = new NatsKVContext(js);
+        var kv = new NatsKVContext(new NatsJSContext(_connection));
         var nodes = await FleetStore.OpenAsync(kv, Buckets.Nodes, 1, default);
         await nodes.PutAsync("gw-01", JsonSerializer.SerializeToUtf8Bytes(Node("gw-01", new() { ["zone"] = "north", ["hw"] = "rpi4" },
             [new ContainerBrief { Name = "web-0", State = ContainerState.Running, Ready = true, CpuPercent = 12.5 }, new ContainerBrief { Name = "hello", State = ContainerState.Running, Ready = false, CpuPercent = 0.5, Message = "not ready: tcp 80 refused" }]),
             FleetJsonContext.Default.NodeInfo));
         await nodes.PutAsync("gw-02", JsonSerializer.SerializeToUtf8Bytes(Node("gw-02", new() { ["zone"] = "south" },
             [new ContainerBrief { Name = "web-1", State = ContainerState.Running, Ready = false, CpuPercent = 3 }]), FleetJsonContext.Default.NodeInfo));
+    }
+
+    /// <summary>Two nodes (gw-01 the scheduler, gw-02 cordoned), deployments web and api applied with orchctl, web's status, two events.</summary>
+    private async Task SeedFleetAsync()
+    {
+        var js = new NatsJSContext(_connection);
+        var kv = new NatsKVContext(js);
+        await PutNodeHeartbeatsAsync();
         var leader = await FleetStore.OpenAsync(kv, Buckets.Leader, 1, default);
         await leader.PutAsync("scheduler", JsonSerializer.SerializeToUtf8Bytes("gw-01", FleetJsonContext.Default.String));
         var settings = await FleetStore.OpenAsync(kv, Buckets.NodeSettings, 1, default);
@@ -224,6 +235,7 @@ public sealed class OrchctlTests : IAsyncLifetime
         var outputs = new List<string>();
         async Task<string> Golden(string file, params string[] args)
         {
+            await PutNodeHeartbeatsAsync();
             var result = await Ctl(args);
             Assert.True(result.Code == 0, $"orchctl {string.Join(' ', args)}: exit {result.Code}\n{result.All}");
             outputs.Add(result.All);
@@ -261,6 +273,12 @@ public sealed class OrchctlTests : IAsyncLifetime
         Assert.Equal("gw-01\n", north.Out);
         Assert.Equal("gw-02\n", (await Ctl("get", "nodes", "-l", "zone!=north,!hw", "-o", "name")).Out);
         Assert.Equal("web\n", (await Ctl("get", "deployments", "-l", "app=web", "-o", "name")).Out);
+        Assert.Equal("gw-01\ngw-02\n", (await Ctl("get", "nodes", "-l", "zone in (north, south)", "-o", "name")).Out);
+        Assert.Equal("gw-02\n", (await Ctl("get", "nodes", "-l", "zone notin (north)", "-o", "name")).Out);
+        Assert.Equal("web\n", (await Ctl("get", "deployments", "-l", "app in (web)", "-o", "name")).Out);
+        var unbalanced = await Ctl("get", "deployments", "-l", "app in (web");
+        Assert.Equal(2, unbalanced.Code); // not "nothing matched", exit 0
+        Assert.Equal("orchctl: -l 'app in (web': 'app in (web' is not a selector requirement; use key=value, key!=value, key, !key, key in (a,b) or key notin (a,b), comma-separated\n", unbalanced.Err);
 
         // apply --dry-run: web changed (a diff), api unchanged, cache created; nothing is written.
         var changed = _dir.Combine("changed.yaml");
