@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using NATS.Client.Core;
 using Orchestrator.Client;
+using Orchestrator.Api;
 using Orchestrator.Api.Workloads;
 using Orchestrator.Testing;
 
@@ -59,8 +60,8 @@ internal static class ContainerdBench
                 {
                     var name = $"t{i:000}";
                     var clock = Stopwatch.StartNew();
-                    await client.RunAsync(new Workload { Name = name, Image = Image, Command = ["/bin/true"], Network = "host", Restart = new RestartPolicy { Policy = "never" } });
-                    while ((await client.InspectAsync(name)).State is not ("exited" or "failed"))
+                    await client.RunAsync(new Workload { Name = name, Image = Image, Command = ["/bin/true"], Network = NetworkMode.Host, Restart = new RestartPolicy { Policy = RestartPolicyKind.Never } });
+                    while ((await client.InspectAsync(name)).State is not (ContainerState.Exited or ContainerState.Failed))
                     {
                         await Task.Delay(1); // ~1 ms resolution without a busy loop taking a core from orchd
                     }

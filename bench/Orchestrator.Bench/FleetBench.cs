@@ -342,7 +342,7 @@ internal static class FleetBench
             Name = $"app{i}",
             Image = Image,
             Command = ["sleep", "1000000"],
-            Network = "none",
+            Network = NetworkMode.None,
             Resources = new Resources { Cpu = $"{CpuRequestMilli}m", Memory = $"{MemoryRequestBytes >> 20}Mi" },
         },
     };
@@ -497,7 +497,7 @@ internal static class FleetBench
                 statuses[key] = JsonSerializer.Deserialize(value, FleetJsonContext.Default.DeploymentStatus)!;
             }
         }
-        var running = nodes.Sum(n => (n.Info.Containers ?? []).Count(c => c is { State: "running", Ready: true }));
+        var running = nodes.Sum(n => (n.Info.Containers ?? []).Count(c => c is { State: ContainerState.Running, Ready: true }));
 
         // Plan as in the first pass: the same nodes with nothing on them, nothing assigned yet.
         var fresh = nodes.Select(n => n with
@@ -685,7 +685,7 @@ internal static class FleetBench
                         var hash = Supervisor.SpecHash(assignment.ToWorkload());
                         if (!_containers.TryGetValue(assignment.Replica, out var had) || had.SpecHash != hash)
                         {
-                            _containers[assignment.Replica] = new ContainerBrief { Name = assignment.Replica, State = "running", Ready = true, SpecHash = hash };
+                            _containers[assignment.Replica] = new ContainerBrief { Name = assignment.Replica, State = ContainerState.Running, Ready = true, SpecHash = hash };
                             run.Delivered();
                         }
                     }

@@ -110,7 +110,7 @@ internal static class HubWritesBench
             {
                 Name = "sleepers",
                 Replicas = replicas,
-                Template = new Workload { Image = Image, Command = ["sleep", "1000000"], Network = "none", StopGracePeriodSeconds = 0 },
+                Template = new Workload { Image = Image, Command = ["sleep", "1000000"], Network = NetworkMode.None, StopGracePeriodSeconds = 0 },
             }]);
             deadline = DateTime.UtcNow.AddSeconds(120);
             while (await client.GetDeploymentsAsync() is not [{ Status.UpdatedReady: var ready }, ..] || ready < replicas)

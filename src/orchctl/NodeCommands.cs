@@ -49,14 +49,14 @@ internal static class NodeCommands
                 foreach (var workload in workloads)
                 {
                     var status = await client.RunAsync(workload).ConfigureAwait(false);
-                    Console.Out.WriteLine($"{status.Name}: {status.State}{(status.Message is { } m ? $" ({m})" : "")}");
+                    Console.Out.WriteLine($"{status.Name}: {WireNames.Of(status.State)}{(status.Message is { } m ? $" ({m})" : "")}");
                 }
                 return 0;
             case "ps":
                 var list = await client.ListAsync().ConfigureAwait(false);
                 Output.Table(["NAME", "IMAGE", "STATE", "READY", "RESTARTS", "PID", "AGE", "MESSAGE"], list.Select(c => new[]
                 {
-                    c.Name, c.Image, c.State, c.Ready ? "yes" : "no", c.Restarts.ToString(CultureInfo.InvariantCulture),
+                    c.Name, c.Image, WireNames.Of(c.State), c.Ready ? "yes" : "no", c.Restarts.ToString(CultureInfo.InvariantCulture),
                     c.Pid > 0 ? c.Pid.ToString(CultureInfo.InvariantCulture) : "-", Output.Age(c.StartedAt), c.Message ?? "",
                 }));
                 return 0;
@@ -114,7 +114,7 @@ internal static class NodeCommands
                     "start" => await client.StartAsync(Name()).ConfigureAwait(false),
                     _ => await client.RestartAsync(Name()).ConfigureAwait(false),
                 };
-                Console.Out.WriteLine($"{changed.Name}: {changed.State}");
+                Console.Out.WriteLine($"{changed.Name}: {WireNames.Of(changed.State)}");
                 return 0;
             case "rm":
                 await client.RemoveAsync(Name()).ConfigureAwait(false);

@@ -259,7 +259,7 @@ internal static class QueryCommands
         Output.Table(header, rows.Select(r =>
         {
             var c = r.Item;
-            var row = new List<string> { c.Name, r.Node, c.Image, c.State, c.Ready ? "yes" : "no", Output.Int(c.Restarts), Output.Age(c.StartedAt) };
+            var row = new List<string> { c.Name, r.Node, c.Image, WireNames.Of(c.State), c.Ready ? "yes" : "no", Output.Int(c.Restarts), Output.Age(c.StartedAt) };
             if (wide)
             {
                 row.AddRange([c.Pid > 0 ? Output.Int(c.Pid) : "-", c.Source ?? "-", DeploymentOf(c) ?? "-", Output.Labels(c.Labels) is { Length: > 0 } l ? l : "-"]);
@@ -303,7 +303,7 @@ internal static class QueryCommands
                 }));
             }
         }
-        var live = rows.Where(r => r.Item.Source == "fleet" && r.Item.State is "running" or "created" or "backoff").ToList();
+        var live = rows.Where(r => r.Item.Source == "fleet" && r.Item.State is ContainerState.Running or ContainerState.Created or ContainerState.Backoff).ToList();
         var holders = live.GroupBy(r => r.Item.Name, StringComparer.Ordinal).ToDictionary(g => g.Key, g => g.Select(r => r.Node).ToList(), StringComparer.Ordinal);
         foreach (var (node, c) in live)
         {
@@ -482,7 +482,7 @@ internal static class QueryCommands
         {
             Indented(["NAME", "STATE", "READY", "CPU %", "MESSAGE"], containers.OrderBy(c => c.Name, StringComparer.Ordinal).Select(c => new[]
             {
-                c.Name, c.State, c.Ready ? "yes" : "no", c.CpuPercent is { } percent ? percent.ToString("0.0", CultureInfo.InvariantCulture) : "-", c.Message ?? "",
+                c.Name, WireNames.Of(c.State), c.Ready ? "yes" : "no", c.CpuPercent is { } percent ? percent.ToString("0.0", CultureInfo.InvariantCulture) : "-", c.Message ?? "",
             }));
         }
         else
@@ -573,7 +573,7 @@ internal static class QueryCommands
             {
                 var node = byNode.GetValueOrDefault(r.Value);
                 var container = node?.Info.Containers?.FirstOrDefault(c => c.Name == r.Key);
-                return new[] { r.Key, r.Value, node?.State ?? "unknown", container?.State ?? "not reported", container is null ? "-" : container.Ready ? "yes" : "no" };
+                return new[] { r.Key, r.Value, node?.State ?? "unknown", container is null ? "not reported" : WireNames.Of(container.State), container is null ? "-" : container.Ready ? "yes" : "no" };
             }));
         }
         else
@@ -604,7 +604,7 @@ internal static class QueryCommands
         Field("Name", c.Name);
         Field("Node", node);
         Field("Image", c.Image);
-        Field("State", c.State);
+        Field("State", WireNames.Of(c.State));
         Field("Ready", c.Ready ? "yes" : "no");
         Field("PID", c.Pid > 0 ? Output.Int(c.Pid) : "-");
         Field("Started", c.StartedAt is { } started ? $"{Output.Time(started)} ({Output.Age(started)} ago)" : "-");
@@ -644,7 +644,7 @@ internal static class QueryCommands
             {
                 Field("Resources", string.Join(", ", new[] { r.Cpu is null ? null : $"cpu {r.Cpu}", r.Memory is null ? null : $"memory {r.Memory}", r.Pids is null ? null : $"pids {r.Pids}" }.Where(x => x is not null)), 2);
             }
-            Field("Network", spec.Network ?? "bridge", 2);
+            Field("Network", WireNames.Of(spec.Network ?? NetworkMode.Bridge), 2);
             if (spec.Ports is { Count: > 0 } ports)
             {
                 Field("Ports", string.Join(", ", ports.Select(p => $"{p.HostPort ?? p.ContainerPort}→{p.ContainerPort}/{p.Protocol}")), 2);
@@ -655,7 +655,7 @@ internal static class QueryCommands
             }
             if (spec.Restart is { } restart)
             {
-                Field("Restart", $"{restart.Policy}{(restart.MaxRetries > 0 ? $", at most {restart.MaxRetries} retries" : "")}", 2);
+                Field("Restart", $"{WireNames.Of(restart.Policy)}{(restart.MaxRetries > 0 ? $", at most {restart.MaxRetries} retries" : "")}", 2);
             }
         }
         EventsSection(await RecentEventsAsync(context, e => e.Subject == name && e.Node == node).ConfigureAwait(false));

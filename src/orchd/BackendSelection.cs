@@ -1,3 +1,4 @@
+using Orchestrator.Api.Workloads;
 using Orchestrator.Containerd;
 using Orchestrator.Daemon.Configuration;
 using Orchestrator.Node.Drivers;
@@ -9,10 +10,10 @@ namespace Orchestrator.Daemon;
 /// <param name="Reason">Why, in a few words (shown in node status and the ready line).</param>
 /// <param name="Containerd">A client on containerd's socket when containerd answered (default or not).</param>
 /// <param name="Unavailable">Backend → why it cannot be used here, for workloads that ask for it.</param>
-internal sealed record BackendChoice(string Default, string Reason, ContainerdClient? Containerd, string? ContainerdVersion,
-    IReadOnlyList<string> NativeFailures, IReadOnlyDictionary<string, string> Unavailable)
+internal sealed record BackendChoice(WorkloadRuntime Default, string Reason, ContainerdClient? Containerd, string? ContainerdVersion,
+    IReadOnlyList<string> NativeFailures, IReadOnlyDictionary<WorkloadRuntime, string> Unavailable)
 {
-    public string Description => $"{Default} ({Reason})";
+    public string Description => $"{WireNames.Of(Default)} ({Reason})";
 }
 
 /// <summary>
@@ -26,10 +27,10 @@ internal static class BackendSelection
     public static async Task<BackendChoice> SelectAsync(OrchdConfig config, string nodeId, CancellationToken cancellationToken = default)
     {
         var nativeFailures = NativeChecks.Run();
-        var unavailable = new Dictionary<string, string>(StringComparer.Ordinal);
+        var unavailable = new Dictionary<WorkloadRuntime, string>();
         if (nativeFailures.Count > 0)
         {
-            unavailable["native"] = string.Join("; ", nativeFailures);
+            unavailable[WorkloadRuntime.Native] = string.Join("; ", nativeFailures);
         }
         var mustHaveContainerd = config.Runtime == RuntimeBackend.Containerd || (config.Runtime == RuntimeBackend.Auto && nativeFailures.Count > 0);
         ContainerdClient? client = null;
@@ -47,7 +48,7 @@ internal static class BackendSelection
             {
                 client.Dispose();
                 client = null;
-                unavailable["containerd"] = e.Message;
+                unavailable[WorkloadRuntime.Containerd] = e.Message;
                 if (config.Runtime == RuntimeBackend.Containerd)
                 {
                     throw;
@@ -55,21 +56,21 @@ internal static class BackendSelection
                 if (mustHaveContainerd)
                 {
                     throw new ContainerdException(
-                        $"runtime auto: orchd's native runtime cannot run here ({unavailable["native"]}) and containerd is no fallback: {e.Message}", e.Code, e);
+                        $"runtime auto: orchd's native runtime cannot run here ({unavailable[WorkloadRuntime.Native]}) and containerd is no fallback: {e.Message}", e.Code, e);
                 }
             }
         }
         else
         {
-            unavailable["containerd"] = $"no containerd socket at {config.ContainerdSocket}";
+            unavailable[WorkloadRuntime.Containerd] = $"no containerd socket at {config.ContainerdSocket}";
         }
         return config.Runtime switch
         {
-            RuntimeBackend.Native => new BackendChoice("native", nativeFailures.Count == 0 ? "configured" : $"configured, although: {unavailable["native"]}",
+            RuntimeBackend.Native => new BackendChoice(WorkloadRuntime.Native, nativeFailures.Count == 0 ? "configured" : $"configured, although: {unavailable[WorkloadRuntime.Native]}",
                 client, version, nativeFailures, unavailable),
-            RuntimeBackend.Containerd => new BackendChoice("containerd", $"configured, containerd {version}", client, version, nativeFailures, unavailable),
-            _ when nativeFailures.Count == 0 => new BackendChoice("native", "auto: its checks pass", client, version, nativeFailures, unavailable),
-            _ => new BackendChoice("containerd", $"auto: containerd {version}, because the native runtime cannot run here: {unavailable["native"]}",
+            RuntimeBackend.Containerd => new BackendChoice(WorkloadRuntime.Containerd, $"configured, containerd {version}", client, version, nativeFailures, unavailable),
+            _ when nativeFailures.Count == 0 => new BackendChoice(WorkloadRuntime.Native, "auto: its checks pass", client, version, nativeFailures, unavailable),
+            _ => new BackendChoice(WorkloadRuntime.Containerd, $"auto: containerd {version}, because the native runtime cannot run here: {unavailable[WorkloadRuntime.Native]}",
                 client, version, nativeFailures, unavailable),
         };
     }

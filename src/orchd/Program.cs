@@ -3,6 +3,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Hosting.Systemd;
 using Microsoft.Extensions.Logging;
+using Orchestrator.Api.Workloads;
 using Orchestrator.Daemon;
 using Orchestrator.Daemon.Configuration;
 using Orchestrator.Daemon.Hosting;
@@ -165,7 +166,7 @@ static async Task<int> RunDaemonAsync(OrchdConfig config, NodeState state, Backe
         NodeName = config.NodeName,
         NodeId = state.NodeId,
         Version = BuildInfo.Version,
-        Runtime = backends.Default,
+        Runtime = WireNames.Of(backends.Default),
         Labels = NodeIdentity.WithBuiltInLabels(config.Labels, NodeIdentity.ThisArch),
     });
     builder.Services.AddSingleton(config.ToNatsSettings());
@@ -191,7 +192,7 @@ static async Task<int> RunDaemonAsync(OrchdConfig config, NodeState state, Backe
     {
         var native = new NativeDriver(Path.Combine(state.RunDir, "runtime"), sp.GetRequiredService<ExitWatcher>());
         var offered = new List<ITaskDriver>();
-        if (backends.Default == "native" || backends.NativeFailures.Count == 0)
+        if (backends.Default == WorkloadRuntime.Native || backends.NativeFailures.Count == 0)
         {
             offered.Add(native);
         }
@@ -200,7 +201,7 @@ static async Task<int> RunDaemonAsync(OrchdConfig config, NodeState state, Backe
         {
             offered.Add(containerdDriver);
         }
-        ITaskDriver chosen = backends.Default == "native" ? native : containerdDriver!;
+        ITaskDriver chosen = backends.Default == WorkloadRuntime.Native ? native : containerdDriver!;
         return new RuntimeBackends(chosen, backends.Description, offered, backends.Unavailable);
     });
     // Containers' cgroups: the node's delegated systemd scope on cgroup v2 (its holder keeps it;
@@ -271,7 +272,7 @@ static async Task<int> RunDaemonAsync(OrchdConfig config, NodeState state, Backe
         {
             DaemonLog.BackendDespiteChecks(logger, backends.Description); // auto fell back, or native runs against its checks
         }
-        else if (backends.Default != "native")
+        else if (backends.Default != WorkloadRuntime.Native)
         {
             DaemonLog.Backend(logger, backends.Description);
         }

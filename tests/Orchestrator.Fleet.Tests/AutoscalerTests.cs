@@ -30,7 +30,7 @@ public sealed class AutoscalerTests
         public Dictionary<string, double?> Cpu { get; } = new(StringComparer.Ordinal);
 
         /// <summary>Replica names that a node reports in another state than running (e.g. "created").</summary>
-        public Dictionary<string, string> States { get; } = new(StringComparer.Ordinal);
+        public Dictionary<string, ContainerState> States { get; } = new(StringComparer.Ordinal);
 
         /// <summary>Every replica count the deployment had after a pass, in order.</summary>
         public List<int> Counts { get; } = [];
@@ -66,10 +66,10 @@ public sealed class AutoscalerTests
                 var containers = replicas.Select(a =>
                 {
                     var workload = a.ToWorkload();
-                    var state = States.GetValueOrDefault(a.Replica, "running");
+                    var state = States.GetValueOrDefault(a.Replica, ContainerState.Running);
                     return new ContainerBrief
                     {
-                        Name = a.Replica, State = state, Ready = state == "running", SpecHash = Supervisor.SpecHash(workload),
+                        Name = a.Replica, State = state, Ready = state == ContainerState.Running, SpecHash = Supervisor.SpecHash(workload),
                         CpuPercent = Cpu.TryGetValue(a.Replica, out var cpu) ? cpu : 0,
                     };
                 }).ToList();
@@ -195,7 +195,7 @@ public sealed class AutoscalerTests
         var fleet = await Fleet.StartAsync(3, Web(3, target: 50), ct);
         fleet.Cpu["web-0"] = 20;
         fleet.Cpu["web-1"] = 20;
-        fleet.States["web-2"] = "created";
+        fleet.States["web-2"] = ContainerState.Created;
         for (var i = 0; i < 15; i++)
         {
             await fleet.PassAsync(ct);

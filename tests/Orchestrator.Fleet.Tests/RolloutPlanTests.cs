@@ -64,7 +64,7 @@ public sealed class RolloutPlanTests
                     var workload = Assignment.Parse(a.Value).ToWorkload();
                     return new ContainerBrief
                     {
-                        Name = workload.Name, State = "running", SpecHash = Supervisor.SpecHash(workload),
+                        Name = workload.Name, State = ContainerState.Running, SpecHash = Supervisor.SpecHash(workload),
                         Ready = !NeverReady.Contains(workload.Command![1]),
                     };
                 }).ToList(),

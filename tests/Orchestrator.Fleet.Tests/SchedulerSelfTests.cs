@@ -77,7 +77,7 @@ public sealed class SchedulerSelfTests
         var deployment = new Deployment
         {
             Name = "calm", Replicas = 4, AntiAffinity = false,
-            Template = new Workload { Image = "busybox:latest", Network = "none", Command = ["sleep", "100000"] },
+            Template = new Workload { Image = "busybox:latest", Network = NetworkMode.None, Command = ["sleep", "100000"] },
         };
         await fleet.Buckets.Deployments.PutAsync("calm", JsonSerializer.SerializeToUtf8Bytes(deployment, WorkloadJsonContext.Default.Deployment));
         await fleet.RunAsync(12, "a", "b");

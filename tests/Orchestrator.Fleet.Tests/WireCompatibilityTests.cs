@@ -28,7 +28,7 @@ public sealed class WireCompatibilityTests
         User = "1000:1000",
         Hostname = "web",
         Resources = new Resources { Cpu = "500m", Memory = "64Mi", Pids = 100 },
-        Restart = new RestartPolicy { Policy = "on-failure", MaxRetries = 3, Backoff = "1s", MaxBackoff = "30s", ResetAfter = "5m" },
+        Restart = new RestartPolicy { Policy = RestartPolicyKind.OnFailure, MaxRetries = 3, Backoff = "1s", MaxBackoff = "30s", ResetAfter = "5m" },
         Probes = new Probes
         {
             Readiness = new Probe { HttpGet = new HttpGetAction { Path = "/healthz", Port = 8080 }, PeriodSeconds = 2 },
@@ -37,9 +37,9 @@ public sealed class WireCompatibilityTests
         },
         Ports = [new PortMapping { ContainerPort = 8080, HostPort = 18080 }],
         Volumes = [new Volume { Name = "data", Target = "/data" }, new Volume { HostPath = "/etc/ssl", Target = "/etc/ssl", ReadOnly = true }],
-        Network = "bridge",
+        Network = NetworkMode.Bridge,
         Labels = new() { ["app"] = "web" },
-        Runtime = "native",
+        Runtime = WorkloadRuntime.Native,
         StopGracePeriodSeconds = 5,
         Seccomp = "default",
     };
@@ -48,7 +48,7 @@ public sealed class WireCompatibilityTests
     {
         Name = "web-0",
         Image = "127.0.0.1:5000/edge/web:1.2",
-        State = "running",
+        State = ContainerState.Running,
         Pid = 4242,
         StartedAt = At,
         Restarts = 2,
@@ -108,7 +108,7 @@ public sealed class WireCompatibilityTests
     {
         Node = "gw-01", NodeId = "5f1d", Version = "0.1.0+abc", Arch = "x64", Kernel = "6.1.0", Runtime = "native",
         Labels = new Dictionary<string, string> { ["zone"] = "a" }, StartedAt = At, UptimeSeconds = 12.5, Status = SampleNodeStatus(),
-        Containers = [new ContainerBrief { Name = "web-0", State = "running", Ready = true, SpecHash = "3f2a", Message = "ok", CpuPercent = 12.5 }],
+        Containers = [new ContainerBrief { Name = "web-0", State = ContainerState.Running, Ready = true, SpecHash = "3f2a", Message = "ok", CpuPercent = 12.5 }],
         Warnings = ["NATS has no authentication"],
     };
 

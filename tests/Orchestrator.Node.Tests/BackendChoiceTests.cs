@@ -1,3 +1,5 @@
+using Orchestrator.Api;
+using Orchestrator.Api.Workloads;
 using Orchestrator.Node.Drivers;
 using Orchestrator.Runtime.Cgroups;
 
@@ -76,13 +78,13 @@ public sealed class BackendChoiceTests : IDisposable
     [Fact]
     public void Workloads_go_to_the_backend_they_ask_for_and_stay_with_it()
     {
-        var native = new FakeDriver("native");
-        var containerd = new FakeDriver("containerd");
-        var backends = new RuntimeBackends(native, "native (auto: its checks pass)", [containerd], new Dictionary<string, string>());
+        var native = new FakeDriver(WorkloadRuntime.Native);
+        var containerd = new FakeDriver(WorkloadRuntime.Containerd);
+        var backends = new RuntimeBackends(native, "native (auto: its checks pass)", [containerd], new Dictionary<WorkloadRuntime, string>());
         Assert.Equal("native (auto: its checks pass)", backends.Name);
 
         backends.Start(Config("a"));
-        backends.Start(Config("b") with { Runtime = "containerd" });
+        backends.Start(Config("b") with { Runtime = WorkloadRuntime.Containerd });
         Assert.Equal(["a"], native.Running);
         Assert.Equal(["b"], containerd.Running);
         backends.Signal("b", 15, all: false);
@@ -97,14 +99,14 @@ public sealed class BackendChoiceTests : IDisposable
     [Fact]
     public void A_backend_the_node_lacks_is_a_clear_error_and_a_down_one_hides_nothing_of_the_other()
     {
-        var containerd = new FakeDriver("containerd");
-        var backends = new RuntimeBackends(containerd, "containerd (auto: …)", [], new Dictionary<string, string> { ["native"] = "no cgroup hierarchy at /x" });
-        var refused = Assert.Throws<InvalidOperationException>(() => backends.Start(Config("web") with { Runtime = "native" }));
+        var containerd = new FakeDriver(WorkloadRuntime.Containerd);
+        var backends = new RuntimeBackends(containerd, "containerd (auto: …)", [], new Dictionary<WorkloadRuntime, string> { [WorkloadRuntime.Native] = "no cgroup hierarchy at /x" });
+        var refused = Assert.Throws<InvalidOperationException>(() => backends.Start(Config("web") with { Runtime = WorkloadRuntime.Native }));
         Assert.Equal("workload 'web' asks for runtime native, which is not available on this node (no cgroup hierarchy at /x); drop runtime: from the workload or fix the node", refused.Message);
 
-        var native = new FakeDriver("native");
-        var down = new FakeDriver("containerd") { Down = true };
-        var mixed = new RuntimeBackends(native, "native", [down], new Dictionary<string, string>());
+        var native = new FakeDriver(WorkloadRuntime.Native);
+        var down = new FakeDriver(WorkloadRuntime.Containerd) { Down = true };
+        var mixed = new RuntimeBackends(native, "native", [down], new Dictionary<WorkloadRuntime, string>());
         native.Start(Config("kept"));
         Assert.Equal(["kept"], mixed.List());
         Assert.NotNull(mixed.Recover("kept"));
@@ -115,18 +117,19 @@ public sealed class BackendChoiceTests : IDisposable
 
     private static TaskConfig Config(string id) => new(id, "/bundle", 1, 2);
 
-    private sealed class FakeDriver(string name) : ITaskDriver
+    private sealed class FakeDriver(WorkloadRuntime backend) : ITaskDriver
     {
         public List<string> Running { get; } = [];
         public List<string> Signals { get; } = [];
         public bool Down { get; init; }
-        public string Name => name;
+        public string Name => WireNames.Of(backend);
+        public WorkloadRuntime Backend => backend;
 
         private void Check()
         {
             if (Down)
             {
-                throw new IOException($"{name} does not answer");
+                throw new IOException($"{Name} does not answer");
             }
         }
 

@@ -25,7 +25,7 @@ public sealed class ComposeImportTests
         var www = Assert.Single(web.Template.Volumes!);
         Assert.Equal((Path.Combine(RepoRoot.Path, "examples", "compose", "www"), "/www", true), (www.HostPath, www.Target, www.ReadOnly));
         Assert.Equal(("0.25", "32Mi"), (web.Template.Resources!.Cpu, web.Template.Resources.Memory));
-        Assert.Equal("always", web.Template.Restart!.Policy); // unless-stopped, merged from x-defaults
+        Assert.Equal(RestartPolicyKind.Always, web.Template.Restart!.Policy); // unless-stopped, merged from x-defaults
         Assert.Equal("sensors", web.Template.Labels!["stack"]);
         foreach (var probe in new[] { web.Template.Probes!.Liveness!, web.Template.Probes.Readiness! })
         {
@@ -49,8 +49,8 @@ public sealed class ComposeImportTests
         var collector = manifest.Deployments[2];
         Assert.Equal(1, collector.Replicas);
         Assert.Equal(["sh", "-c", "while true; do date; sleep 60; done"], collector.Template.Args);
-        Assert.Equal(("on-failure", 5), (collector.Template.Restart!.Policy, collector.Template.Restart.MaxRetries));
-        Assert.Equal("host", collector.Template.Network);
+        Assert.Equal((RestartPolicyKind.OnFailure, 5), (collector.Template.Restart!.Policy, collector.Template.Restart.MaxRetries));
+        Assert.Equal(NetworkMode.Host, collector.Template.Network);
         Assert.Equal(("/var/log", "/host-logs", true), (collector.Template.Volumes![0].HostPath, collector.Template.Volumes[0].Target, collector.Template.Volumes[0].ReadOnly));
         Assert.Null(collector.Template.Labels);
 
@@ -109,7 +109,7 @@ public sealed class ComposeImportTests
             [(53, (int?)53, "udp", "127.0.0.1"), (9100, 9000, "tcp", null), (9101, 9001, "tcp", null), (7000, null, "tcp", null)],
             t.Ports!.Select(p => (p.ContainerPort, p.HostPort, p.Protocol, p.HostIp)));
         Assert.Equal([("/etc/coredns", (string?)null, "/etc/coredns", true), (null, "conf", "/conf", false)], t.Volumes!.Select(v => (v.HostPath, v.Name, v.Target, v.ReadOnly)));
-        Assert.Equal(("on-failure", 4, "5000ms"), (t.Restart!.Policy, t.Restart.MaxRetries, t.Restart.Backoff)); // deploy.restart_policy wins over restart: "no"
+        Assert.Equal((RestartPolicyKind.OnFailure, 4, "5000ms"), (t.Restart!.Policy, t.Restart.MaxRetries, t.Restart.Backoff)); // deploy.restart_policy wins over restart: "no"
         Assert.Null(t.Probes);
         Assert.Equal(("1000:1000", "/srv", 90), (t.User, t.WorkingDir, t.StopGracePeriodSeconds));
         Assert.Equal(("0.5", "1Gi"), (t.Resources!.Cpu, t.Resources.Memory));

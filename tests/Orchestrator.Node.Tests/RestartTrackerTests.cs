@@ -30,7 +30,7 @@ public sealed class RestartTrackerTests
     [Fact]
     public void On_failure_restarts_failures_only_and_gives_up_after_max_retries()
     {
-        var policy = new RestartPolicy { Policy = "on-failure", MaxRetries = 2 };
+        var policy = new RestartPolicy { Policy = RestartPolicyKind.OnFailure, MaxRetries = 2 };
         var record = new SupervisedContainerRecord();
         Assert.Equal(RestartDecision.Done, RestartTracker.OnExit(policy, record, 0, s_t0, s_t0).Decision);
         Assert.Equal(RestartDecision.Restart, RestartTracker.OnExit(policy, record, 1, s_t0, s_t0).Decision);
@@ -41,8 +41,8 @@ public sealed class RestartTrackerTests
     [Fact]
     public void Never_means_never_and_always_means_always()
     {
-        Assert.Equal(RestartDecision.Done, RestartTracker.OnExit(new RestartPolicy { Policy = "never" }, new SupervisedContainerRecord(), 1, s_t0, s_t0).Decision);
-        Assert.Equal(RestartDecision.Restart, RestartTracker.OnExit(new RestartPolicy { Policy = "always" }, new SupervisedContainerRecord(), 0, s_t0, s_t0).Decision);
+        Assert.Equal(RestartDecision.Done, RestartTracker.OnExit(new RestartPolicy { Policy = RestartPolicyKind.Never }, new SupervisedContainerRecord(), 1, s_t0, s_t0).Decision);
+        Assert.Equal(RestartDecision.Restart, RestartTracker.OnExit(new RestartPolicy { Policy = RestartPolicyKind.Always }, new SupervisedContainerRecord(), 0, s_t0, s_t0).Decision);
         Assert.Equal(RestartDecision.Restart, RestartTracker.OnExit(null, new SupervisedContainerRecord(), 0, s_t0, s_t0).Decision);
     }
 }

@@ -40,7 +40,7 @@ public sealed class WorkloadTests : IDisposable
         Assert.Equal("true", web.Env["DEBUG"]);
         Assert.Equal("0.5", web.Resources!.Cpu);
         Assert.Equal(100, web.Resources.Pids);
-        Assert.Equal("on-failure", web.Restart!.Policy);
+        Assert.Equal(RestartPolicyKind.OnFailure, web.Restart!.Policy);
         Assert.Equal(8080, web.Probes!.Liveness!.HttpGet!.Port);
         Assert.Equal(5, web.Probes.Liveness.PeriodSeconds);
         Assert.Equal(80, web.Ports![0].HostPort);
@@ -132,7 +132,7 @@ public sealed class WorkloadTests : IDisposable
 
         var args = SpecBuilder.Build(new Workload { Name = "web", Image = "x", Args = ["--mine"] }, image, paths);
         Assert.Equal(["/entry", "--mine"], args.Process!.Args);
-        var command = SpecBuilder.Build(new Workload { Name = "web", Image = "x", Command = ["/other"], Env = new() { ["A"] = "mine" }, Network = "host" }, image, paths);
+        var command = SpecBuilder.Build(new Workload { Name = "web", Image = "x", Command = ["/other"], Env = new() { ["A"] = "mine" }, Network = NetworkMode.Host }, image, paths);
         Assert.Equal(["/other"], command.Process!.Args); // the image's cmd is dropped with a command of our own
         Assert.Contains("A=mine", command.Process.Env!);
         Assert.DoesNotContain("A=image", command.Process.Env!);

@@ -260,7 +260,7 @@ public sealed class MetricsScrapeTests
             w.StopGracePeriodSeconds = 0;
             w.Resources = new() { Memory = "32Mi", Cpu = "250m" };
         }));
-        await node.WaitForAsync("web", s => s.State == "running", TimeSpan.FromSeconds(30), "web running");
+        await node.WaitForAsync("web", s => s.State == ContainerState.Running, TimeSpan.FromSeconds(30), "web running");
         await Task.Delay(300); // some CPU time to count
 
         var (head, body) = await HttpAsync(port, "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");

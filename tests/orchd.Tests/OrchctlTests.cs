@@ -170,7 +170,7 @@ public sealed class OrchctlTests : IAsyncLifetime
         Status = new NodeStatus
         {
             CpuMilliCapacity = 4000, CpuMilliAllocatable = 3900, CpuMilliRequested = 200, MemoryCapacityBytes = 4L << 30, MemoryAllocatableBytes = (4L << 30) - (64L << 20),
-            MemoryRequestedBytes = 32L << 20, MemoryUsedBytes = 512L << 20, Containers = containers.Count, Running = containers.Count(c => c.State == "running"),
+            MemoryRequestedBytes = 32L << 20, MemoryUsedBytes = 512L << 20, Containers = containers.Count, Running = containers.Count(c => c.State == ContainerState.Running),
             Ready = containers.Count(c => c.Ready), Driver = "native",
         },
         Containers = containers,
@@ -186,10 +186,10 @@ public sealed class OrchctlTests : IAsyncLifetime
         var kv = new NatsKVContext(new NatsJSContext(_connection));
         var nodes = await FleetStore.OpenAsync(kv, Buckets.Nodes, 1, default);
         await nodes.PutAsync("gw-01", JsonSerializer.SerializeToUtf8Bytes(Node("gw-01", new() { ["zone"] = "north", ["hw"] = "rpi4" },
-            [new ContainerBrief { Name = "web-0", State = "running", Ready = true, CpuPercent = 12.5 }, new ContainerBrief { Name = "hello", State = "running", Ready = false, CpuPercent = 0.5, Message = "not ready: tcp 80 refused" }]),
+            [new ContainerBrief { Name = "web-0", State = ContainerState.Running, Ready = true, CpuPercent = 12.5 }, new ContainerBrief { Name = "hello", State = ContainerState.Running, Ready = false, CpuPercent = 0.5, Message = "not ready: tcp 80 refused" }]),
             FleetJsonContext.Default.NodeInfo));
         await nodes.PutAsync("gw-02", JsonSerializer.SerializeToUtf8Bytes(Node("gw-02", new() { ["zone"] = "south" },
-            [new ContainerBrief { Name = "web-1", State = "running", Ready = false, CpuPercent = 3 }]), FleetJsonContext.Default.NodeInfo));
+            [new ContainerBrief { Name = "web-1", State = ContainerState.Running, Ready = false, CpuPercent = 3 }]), FleetJsonContext.Default.NodeInfo));
     }
 
     /// <summary>Two nodes (gw-01 the scheduler, gw-02 cordoned), deployments web and api applied with orchctl, web's status, two events.</summary>

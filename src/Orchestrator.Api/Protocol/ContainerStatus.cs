@@ -7,7 +7,7 @@ public sealed class ContainerStatus
 {
     public string Name { get; set; } = "";
     public string Image { get; set; } = "";
-    public string State { get; set; } = "";
+    public ContainerState State { get; set; }
     public int Pid { get; set; }
     public DateTimeOffset? StartedAt { get; set; }
     public int Restarts { get; set; }

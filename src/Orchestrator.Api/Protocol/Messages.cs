@@ -27,7 +27,7 @@ public sealed record NodeInfo
 public sealed record ContainerBrief
 {
     public required string Name { get; init; }
-    public required string State { get; init; }
+    public required ContainerState State { get; init; }
     public bool Ready { get; init; }
     public string? SpecHash { get; init; }
     public string? Message { get; init; }

@@ -254,9 +254,16 @@ internal static partial class ComposeImporter
                         break;
                     case "network_mode":
                         var mode = Text(value, path);
-                        if (mode is "host" or "none" or "bridge")
+                        NetworkMode? network = mode switch
                         {
-                            template.Network = mode;
+                            "host" => NetworkMode.Host,
+                            "none" => NetworkMode.None,
+                            "bridge" => NetworkMode.Bridge,
+                            _ => null,
+                        };
+                        if (network is not null)
+                        {
+                            template.Network = network;
                             Place("template.network", path, value);
                         }
                         else
@@ -873,16 +880,16 @@ internal static partial class ComposeImporter
                 case null:
                     return null;
                 case "no" or "false":
-                    return new RestartPolicy { Policy = "never" };
+                    return new RestartPolicy { Policy = RestartPolicyKind.Never };
                 case "always" or "unless-stopped":
-                    return new RestartPolicy { Policy = "always" };
+                    return new RestartPolicy { Policy = RestartPolicyKind.Always };
                 case "on-failure":
-                    return new RestartPolicy { Policy = "on-failure" };
+                    return new RestartPolicy { Policy = RestartPolicyKind.OnFailure };
                 default:
                     if (text.StartsWith("on-failure:", StringComparison.Ordinal)
                         && int.TryParse(text.AsSpan("on-failure:".Length), NumberStyles.None, CultureInfo.InvariantCulture, out var retries))
                     {
-                        return new RestartPolicy { Policy = "on-failure", MaxRetries = retries };
+                        return new RestartPolicy { Policy = RestartPolicyKind.OnFailure, MaxRetries = retries };
                     }
                     Error(node, path, $"expected one of no, always, on-failure[:N], unless-stopped, got '{text}'");
                     return null;
@@ -902,9 +909,9 @@ internal static partial class ComposeImporter
                         var condition = Text(value, at);
                         restart.Policy = condition switch
                         {
-                            "any" => "always",
-                            "on-failure" => "on-failure",
-                            "none" => "never",
+                            "any" => RestartPolicyKind.Always,
+                            "on-failure" => RestartPolicyKind.OnFailure,
+                            "none" => RestartPolicyKind.Never,
                             _ => restart.Policy,
                         };
                         if (condition is not ("any" or "on-failure" or "none"))

@@ -128,6 +128,23 @@ internal sealed class ManifestReader
             json.Append(JsonString(scalar.Value ?? ""));
             return true;
         }
+        if (plain.IsEnum)
+        {
+            // A closed set (WireNames): written by its name, checked here against the names this
+            // version knows, so the error names the value written (the model would read it as Unknown).
+            var names = rule is { Values: not null } ? rule : throw new InvalidOperationException($"{path}: a closed set needs its names in ManifestRules");
+            if (node is not YamlScalarNode word || IsNull(node))
+            {
+                return Wrong(node, path, names.Describe());
+            }
+            if (!names.Allows(word.Value ?? ""))
+            {
+                Error(node, path, $"expected {names.Describe()}, got '{word.Value}'");
+                return false;
+            }
+            json.Append(JsonString(word.Value ?? ""));
+            return true;
+        }
         if (plain == typeof(int) || plain == typeof(long) || plain == typeof(ulong))
         {
             var text = node is YamlScalarNode { Style: ScalarStyle.Plain } s ? s.Value ?? "" : null;

@@ -13,6 +13,8 @@ public sealed record FieldRule(bool IsInteger, double? Minimum, double? Maximum,
     public static FieldRule Integral(long minimum, long? maximum = null) => new(true, minimum, maximum, false, null);
     public static FieldRule Number(double minimum, bool exclusive = false, double? maximum = null) => new(false, minimum, maximum, exclusive, null);
     public static FieldRule OneOf(params string[] values) => new(false, null, null, false, values);
+    /// <summary>The wire names of a closed set (<see cref="WireNames"/>), Unknown left out.</summary>
+    public static FieldRule OneOf<T>() where T : struct, Enum => OneOf([.. WireNames.KnownNames<T>()]);
 
     public bool Allows(double value)
         => (Minimum is not { } min || (ExclusiveMinimum ? value > min : value >= min)) && (Maximum is not { } max || value <= max);
@@ -47,12 +49,12 @@ public static class ManifestRules
 
     public static IReadOnlyDictionary<string, FieldRule> Fields { get; } = new Dictionary<string, FieldRule>(StringComparer.Ordinal)
     {
-        ["Workload.network"] = FieldRule.OneOf("bridge", "host", "none"),
-        ["Workload.runtime"] = FieldRule.OneOf("native", "containerd"),
+        ["Workload.network"] = FieldRule.OneOf<NetworkMode>(),
+        ["Workload.runtime"] = FieldRule.OneOf<WorkloadRuntime>(),
         ["Workload.seccomp"] = FieldRule.OneOf("default", "unconfined"),
         ["Workload.stopGracePeriodSeconds"] = FieldRule.Integral(0, 3600),
         ["Resources.pids"] = FieldRule.Integral(1),
-        ["RestartPolicy.policy"] = FieldRule.OneOf("always", "on-failure", "never"),
+        ["RestartPolicy.policy"] = FieldRule.OneOf<RestartPolicyKind>(),
         ["RestartPolicy.maxRetries"] = FieldRule.Integral(0),
         ["Probe.initialDelaySeconds"] = FieldRule.Number(0),
         ["Probe.periodSeconds"] = FieldRule.Number(0, exclusive: true),
@@ -101,6 +103,21 @@ public static class ManifestRules
             errors.Add($"{path}: expected {r.Describe()}, got '{value}'");
         }
     }
+
+    /// <summary>
+    /// Adds "path: expected one of …" when a closed set's value is Unknown: a name this version does
+    /// not know came over the wire (a manifest's is refused by name before: ManifestReader).
+    /// </summary>
+    internal static void Check<T>(List<string> errors, string path, string rule, T? value) where T : struct, Enum
+    {
+        if (value is { } v && EqualityComparer<T>.Default.Equals(v, default))
+        {
+            errors.Add($"{path}: expected {Fields[rule].Describe()}, got a value this version does not know");
+        }
+    }
+
+    internal static void Check<T>(List<string> errors, string path, string rule, T value) where T : struct, Enum
+        => Check(errors, path, rule, (T?)value);
 
     /// <summary>The known name closest to a mistyped one (case, '_' and '-' aside, or a few edits away); null when none is close.</summary>
     public static string? Closest(string name, IEnumerable<string> known)

@@ -26,11 +26,11 @@ public sealed class Workload
     public Probes? Probes { get; set; }
     public List<PortMapping>? Ports { get; set; }
     public List<Volume>? Volumes { get; set; }
-    /// <summary>host, none or bridge.</summary>
-    public string? Network { get; set; }
+    /// <summary>host, none or bridge (null: bridge).</summary>
+    public NetworkMode? Network { get; set; }
     public Dictionary<string, string>? Labels { get; set; }
     /// <summary>Which backend runs it: native (default) or containerd.</summary>
-    public string? Runtime { get; set; }
+    public WorkloadRuntime? Runtime { get; set; }
     /// <summary>Seconds between SIGTERM and SIGKILL on stop.</summary>
     public int? StopGracePeriodSeconds { get; set; }
     /// <summary>default (the node's seccomp profile: kernel-wide and namespace-escaping calls refused) or unconfined.</summary>
@@ -49,7 +49,7 @@ public sealed class Resources
 public sealed class RestartPolicy
 {
     /// <summary>always (default), on-failure or never.</summary>
-    public string Policy { get; set; } = "always";
+    public RestartPolicyKind Policy { get; set; } = RestartPolicyKind.Always;
     /// <summary>on-failure only: give up after this many restarts in a row (0: no limit).</summary>
     public int MaxRetries { get; set; }
     /// <summary>The first restart delay; doubled after each failure up to <see cref="MaxBackoff"/>.</summary>

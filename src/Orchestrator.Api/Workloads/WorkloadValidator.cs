@@ -68,7 +68,7 @@ public static class WorkloadValidator
                 if (probe is not null)
                 {
                     ValidateProbe($"probes.{kind}", probe, errors);
-                    if (w.Network == "none" && probe.Exec is null)
+                    if (w.Network == NetworkMode.None && probe.Exec is null)
                     {
                         Error($"probes.{kind}: a container with network none has no address to probe; use an exec probe");
                     }
@@ -112,9 +112,9 @@ public static class WorkloadValidator
                 Error($"volumes[{i}].target: '{v.Target}' is mounted twice");
             }
         }
-        if (w.Ports is { Count: > 0 } && w.Network is "host" or "none")
+        if (w.Ports is { Count: > 0 } && w.Network is NetworkMode.Host or NetworkMode.None)
         {
-            Error($"ports: only a bridge network publishes ports (with network {w.Network} there is nothing to map); drop ports: or use network: bridge");
+            Error($"ports: only a bridge network publishes ports (with network {WireNames.Of(w.Network.Value)} there is nothing to map); drop ports: or use network: bridge");
         }
         ManifestRules.Check(errors, "network", "Workload.network", w.Network);
         ManifestRules.Check(errors, "runtime", "Workload.runtime", w.Runtime);

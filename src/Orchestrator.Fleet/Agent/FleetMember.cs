@@ -210,7 +210,7 @@ public sealed partial class FleetMember : IDisposable
                 Status = await supervisor.NodeStatusAsync().ConfigureAwait(false),
                 Containers = containers.Select(c => new ContainerBrief
                 {
-                    Name = c.Name, State = c.State, Ready = c.Ready, SpecHash = c.SpecHash, Message = c.Message, CpuPercent = c.State == "running" ? cpu.GetValueOrDefault(c.Name) : null,
+                    Name = c.Name, State = c.State, Ready = c.Ready, SpecHash = c.SpecHash, Message = c.Message, CpuPercent = c.State == ContainerState.Running ? cpu.GetValueOrDefault(c.Name) : null,
                 }).ToList(),
             };
             await nodes.PutAsync(identity.NodeName, JsonSerializer.SerializeToUtf8Bytes(info, FleetJsonContext.Default.NodeInfo), cancellationToken: cancellationToken).ConfigureAwait(false);
@@ -424,7 +424,7 @@ public sealed partial class FleetMember : IDisposable
             }
         }
         // The keeper's file: what to fence, and from when, should orchd die.
-        var running = fenced.Where(c => c.State == "running" && c.Pid > 0)
+        var running = fenced.Where(c => c.State == ContainerState.Running && c.Pid > 0)
             .Select(c => Orchestrator.Linux.ProcessStat.StartTime(c.Pid) is { } start ? new FencedProcess(c.Name, c.Pid, start) : null)
             .OfType<FencedProcess>().ToList();
         var names = fenced.Where(c => !reasons.ContainsKey(c.Name)).Select(c => c.Name).ToList();

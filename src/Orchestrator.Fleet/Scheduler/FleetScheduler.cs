@@ -230,7 +230,7 @@ public sealed partial class FleetScheduler(string nodeName, FleetOptions options
             foreach (var brief in node.Info.Containers ?? [])
             {
                 var dash = brief.Name.LastIndexOf('-');
-                if (brief.State == "running" && dash > 0 && int.TryParse(brief.Name.AsSpan(dash + 1), NumberStyles.None, CultureInfo.InvariantCulture, out _)
+                if (brief.State == ContainerState.Running && dash > 0 && int.TryParse(brief.Name.AsSpan(dash + 1), NumberStyles.None, CultureInfo.InvariantCulture, out _)
                     && deployments.Any(d => d.Name.Length == dash && brief.Name.StartsWith(d.Name, StringComparison.Ordinal))
                     && !(byDeployment.TryGetValue(brief.Name[..dash], out var held) && held.ContainsKey(brief.Name)))
                 {
@@ -276,9 +276,9 @@ public sealed partial class FleetScheduler(string nodeName, FleetOptions options
         var hashes = new Dictionary<string, string>(StringComparer.Ordinal);
         byte[] NewSpec(string replica) => specs.TryGetValue(replica, out var bytes) ? bytes : specs[replica] = Assignment.For(deployment, replica).ToBytes();
         string NewHash(string replica) => hashes.TryGetValue(replica, out var hash) ? hash : hashes[replica] = Supervisor.SpecHash(Assignment.For(deployment, replica).ToWorkload());
-        bool Ready(string node, string replica) => briefs.TryGetValue((node, replica), out var b) && b is { State: "running", Ready: true };
+        bool Ready(string node, string replica) => briefs.TryGetValue((node, replica), out var b) && b is { State: ContainerState.Running, Ready: true };
         bool ReadyOnNew(string node, string replica)
-            => briefs.TryGetValue((node, replica), out var b) && b is { State: "running", Ready: true } && b.SpecHash is { } h && h == NewHash(replica);
+            => briefs.TryGetValue((node, replica), out var b) && b is { State: ContainerState.Running, Ready: true } && b.SpecHash is { } h && h == NewHash(replica);
 
         // Where the rollout stands before placing: which replicas still run an older template.
         var stale = current.Where(r => assigned.TryGetValue($"{r.Value}.{r.Key}", out var spec) && !spec.AsSpan().SequenceEqual(NewSpec(r.Key)))
@@ -411,7 +411,7 @@ public sealed partial class FleetScheduler(string nodeName, FleetOptions options
         foreach (var group in waiting.Select(w => (w, Assigned: TryParse(assigned[w.Key]))).GroupBy(x => x.Assigned?.Template is { } t ? TemplateHash(t) : ""))
         {
             if (group.Key.Length > 0 && !readyTemplates.Contains(group.Key, StringComparer.Ordinal)
-                && group.All(x => briefs.TryGetValue((x.w.Node, x.w.Replica), out var b) && b is { State: "running", Ready: true }
+                && group.All(x => briefs.TryGetValue((x.w.Node, x.w.Replica), out var b) && b is { State: ContainerState.Running, Ready: true }
                     && b.SpecHash == Supervisor.SpecHash(x.Assigned!.ToWorkload())))
             {
                 readyTemplates = [group.Key, .. readyTemplates.Take(9)];
@@ -501,7 +501,7 @@ public sealed partial class FleetScheduler(string nodeName, FleetOptions options
         var stuck = nodes.SelectMany(n => (n.Info.Containers ?? []).Select(c => (Node: n.Info.Node, Brief: c)))
             .FirstOrDefault(c => report.Replicas.TryGetValue(c.Brief.Name, out var on) && on == c.Node && !c.Brief.Ready);
         var wave = report.Wave == "canary" ? "the canary wave of " : "";
-        var why = $"{wave}revision {deployment.Revision}: {(stuck.Brief is { } b ? $"replica {b.Name} on {stuck.Node} not ready ({b.State}{(b.Message is { } m ? ": " + m : "")})" : "replicas not ready")} within {deployment.Rollout?.ProgressDeadlineSeconds ?? 120}s";
+        var why = $"{wave}revision {deployment.Revision}: {(stuck.Brief is { } b ? $"replica {b.Name} on {stuck.Node} not ready ({WireNames.Of(b.State)}{(b.Message is { } m ? ": " + m : "")})" : "replicas not ready")} within {deployment.Rollout?.ProgressDeadlineSeconds ?? 120}s";
         var now = options.Clock.GetUtcNow();
         IReadOnlyList<string> rejected = report.RejectedTemplates.Contains(template, StringComparer.Ordinal)
             ? report.RejectedTemplates : [template, .. report.RejectedTemplates.Take(9)];
@@ -613,7 +613,7 @@ public sealed partial class FleetScheduler(string nodeName, FleetOptions options
         {
             foreach (var c in node.Info.Containers ?? [])
             {
-                if (report.Replicas.TryGetValue(c.Name, out var on) && on == node.Info.Node && c is { State: "running", Ready: true })
+                if (report.Replicas.TryGetValue(c.Name, out var on) && on == node.Info.Node && c is { State: ContainerState.Running, Ready: true })
                 {
                     running++;
                     if (c.CpuPercent is { } cpu)

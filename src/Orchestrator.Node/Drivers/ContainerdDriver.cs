@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Globalization;
 using System.Text.Json;
+using Orchestrator.Api.Workloads;
 using Orchestrator.Containerd;
 using Orchestrator.Containerd.Api.Types;
 using Orchestrator.Linux;
@@ -48,14 +49,16 @@ public sealed class ContainerdDriver : ITaskDriver, IDisposable
         _namespaceLabels = namespaceLabels ?? new Dictionary<string, string>();
     }
 
-    public string Name => "containerd";
+    public string Name => WireNames.Of(Backend);
+
+    public WorkloadRuntime Backend => WorkloadRuntime.Containerd;
 
     public ContainerdClient Client => _client;
 
     /// <summary>containerd's images and snapshots, when containers run from them (containerd_images: containerd).</summary>
     public ContainerdImages? Images { get; }
 
-    public Orchestrator.Node.Images.IImageSource? ImagesFor(string? runtime) => Images;
+    public Orchestrator.Node.Images.IImageSource? ImagesFor(WorkloadRuntime? runtime) => Images;
 
     public TaskHandle Start(TaskConfig config)
     {

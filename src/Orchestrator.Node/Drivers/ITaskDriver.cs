@@ -7,7 +7,7 @@ namespace Orchestrator.Node.Drivers;
 public sealed record TaskConfig(string Id, string Bundle, int Stdout, int Stderr, Action<int>? BeforeStart = null)
 {
     /// <summary>The backend the workload asks for (native, containerd), or null for the node's default.</summary>
-    public string? Runtime { get; init; }
+    public Orchestrator.Api.Workloads.WorkloadRuntime? Runtime { get; init; }
 }
 
 /// <summary>A started or recovered container's first process.</summary>
@@ -27,6 +27,9 @@ public sealed record ExecResult(int ExitCode, string Stdout, string Stderr, bool
 public interface ITaskDriver
 {
     string Name { get; }
+
+    /// <summary>Which backend this is (what a workload's <c>runtime:</c> names).</summary>
+    Orchestrator.Api.Workloads.WorkloadRuntime Backend { get; }
 
     TaskHandle Start(TaskConfig config);
 
@@ -60,5 +63,5 @@ public interface ITaskDriver
     /// and rootfs from: the backend's own image source (containerd's image store and snapshotter),
     /// or null for orchd's own store.
     /// </summary>
-    Orchestrator.Node.Images.IImageSource? ImagesFor(string? runtime) => null;
+    Orchestrator.Node.Images.IImageSource? ImagesFor(Orchestrator.Api.Workloads.WorkloadRuntime? runtime) => null;
 }

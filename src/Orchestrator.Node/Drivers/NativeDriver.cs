@@ -1,4 +1,5 @@
 using System.Text;
+using Orchestrator.Api.Workloads;
 using Orchestrator.Linux;
 using Orchestrator.Runtime;
 using Orchestrator.Runtime.Cgroups;
@@ -14,7 +15,9 @@ public sealed class NativeDriver(string runtimeRoot, ExitWatcher watcher) : ITas
 {
     private readonly ContainerRuntime _runtime = new(runtimeRoot);
 
-    public string Name => "native";
+    public string Name => WireNames.Of(Backend);
+
+    public WorkloadRuntime Backend => WorkloadRuntime.Native;
 
     public ContainerRuntime Runtime => _runtime;
 

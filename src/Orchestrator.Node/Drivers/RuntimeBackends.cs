@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using Orchestrator.Api.Workloads;
 using Orchestrator.Runtime.Cgroups;
 
 namespace Orchestrator.Node.Drivers;
@@ -11,20 +12,20 @@ namespace Orchestrator.Node.Drivers;
 /// </summary>
 public sealed class RuntimeBackends : ITaskDriver
 {
-    private readonly Dictionary<string, ITaskDriver> _backends = new(StringComparer.Ordinal);
-    private readonly Dictionary<string, string> _unavailable = new(StringComparer.Ordinal);
+    private readonly Dictionary<WorkloadRuntime, ITaskDriver> _backends = [];
+    private readonly Dictionary<WorkloadRuntime, string> _unavailable = [];
     private readonly ITaskDriver _default;
     private readonly ConcurrentDictionary<string, ITaskDriver> _owners = new(StringComparer.Ordinal);
 
     /// <param name="description">What node status shows: the default backend and why it was chosen.</param>
-    public RuntimeBackends(ITaskDriver defaultBackend, string description, IEnumerable<ITaskDriver> others, IReadOnlyDictionary<string, string> unavailable)
+    public RuntimeBackends(ITaskDriver defaultBackend, string description, IEnumerable<ITaskDriver> others, IReadOnlyDictionary<WorkloadRuntime, string> unavailable)
     {
         _default = defaultBackend;
         Name = description;
-        _backends[defaultBackend.Name] = defaultBackend;
+        _backends[defaultBackend.Backend] = defaultBackend;
         foreach (var other in others)
         {
-            _backends.TryAdd(other.Name, other);
+            _backends.TryAdd(other.Backend, other);
         }
         foreach (var (name, why) in unavailable)
         {
@@ -37,11 +38,14 @@ public sealed class RuntimeBackends : ITaskDriver
 
     public ITaskDriver Default => _default;
 
+    /// <summary>The default backend's.</summary>
+    public WorkloadRuntime Backend => _default.Backend;
+
     public IReadOnlyCollection<ITaskDriver> Available => _backends.Values;
 
     private ITaskDriver For(TaskConfig config)
     {
-        if (config.Runtime is not { } wanted || wanted == _default.Name)
+        if (config.Runtime is not { } wanted || wanted == _default.Backend)
         {
             return _default;
         }
@@ -50,7 +54,7 @@ public sealed class RuntimeBackends : ITaskDriver
             return backend;
         }
         var why = _unavailable.GetValueOrDefault(wanted) ?? "this node does not offer it";
-        throw new InvalidOperationException($"workload '{config.Id}' asks for runtime {wanted}, which is not available on this node ({why}); drop runtime: from the workload or fix the node");
+        throw new InvalidOperationException($"workload '{config.Id}' asks for runtime {WireNames.Of(wanted)}, which is not available on this node ({why}); drop runtime: from the workload or fix the node");
     }
 
     private ITaskDriver Owner(string id) => _owners.TryGetValue(id, out var owner) ? owner : _default;
@@ -115,8 +119,8 @@ public sealed class RuntimeBackends : ITaskDriver
 
     public CgroupStats? Stats(string id) => Owner(id).Stats(id);
 
-    public Orchestrator.Node.Images.IImageSource? ImagesFor(string? runtime)
-        => (runtime is null ? _default : _backends.GetValueOrDefault(runtime))?.ImagesFor(runtime);
+    public Orchestrator.Node.Images.IImageSource? ImagesFor(WorkloadRuntime? runtime)
+        => (runtime is not { } wanted ? _default : _backends.GetValueOrDefault(wanted))?.ImagesFor(runtime);
 
     public IReadOnlyList<string> List()
     {

@@ -41,7 +41,7 @@ public sealed class ImageService
     public async Task<List<ImageSummary>> ListAsync()
     {
         var images = await _mailbox.Post(() => _images.List().Select(i => Summary(i, withLayers: false)).ToList()).ConfigureAwait(false);
-        if (_driver.ImagesFor("containerd") is { } source)
+        if (_driver.ImagesFor(WorkloadRuntime.Containerd) is { } source)
         {
             var theirs = await source.ListAsync().ConfigureAwait(false);
             images.AddRange(await _mailbox.Post(() => theirs.Select(i => Summary(source, i, withLayers: false)).ToList()).ConfigureAwait(false));
@@ -55,7 +55,7 @@ public sealed class ImageService
         {
             return await _mailbox.Post(() => Summary(_images.Inspect(name), withLayers: true)).ConfigureAwait(false);
         }
-        catch (ImageException) when (_driver.ImagesFor("containerd") is { } source)
+        catch (ImageException) when (_driver.ImagesFor(WorkloadRuntime.Containerd) is { } source)
         {
             var theirs = await source.TryOpenAsync(name).ConfigureAwait(false)
                 ?? throw new ImageException(ErrorKind.NotFound, $"image '{name}' is neither in orchd's store nor in containerd's; pull it first (images lists what is)");
@@ -107,7 +107,7 @@ public sealed class ImageService
                 return false;
             }
         }).ConfigureAwait(false);
-        var theirs = _driver.ImagesFor("containerd") is { } source && await source.RemoveAsync(name).ConfigureAwait(false);
+        var theirs = _driver.ImagesFor(WorkloadRuntime.Containerd) is { } source && await source.RemoveAsync(name).ConfigureAwait(false);
         if (!own && !theirs)
         {
             throw new ImageException(ErrorKind.NotFound, $"image '{name}' is not on this node; `orchctl images -n NODE` lists what is");
@@ -146,7 +146,7 @@ public sealed class ImageService
     internal async Task RemoveRootfsAsync(string name)
     {
         _snapshots.Remove(name);
-        if (_driver.ImagesFor("containerd") is { } source)
+        if (_driver.ImagesFor(WorkloadRuntime.Containerd) is { } source)
         {
             // Before the run dir goes: its mount point must be unmounted first. Whatever runtime it
             // has now, an earlier one may have left a snapshot there.

@@ -35,12 +35,12 @@ public sealed class ContainerNetwork
     /// </summary>
     public Action<int>? Prepare(Workload workload, SupervisedContainerRecord record, IEnumerable<string> addressesInUse)
     {
-        switch (workload.Network ?? "bridge")
+        switch (workload.Network ?? NetworkMode.Bridge)
         {
-            case "host":
+            case NetworkMode.Host:
                 record.Ip = null;
                 return null;
-            case "none":
+            case NetworkMode.None:
                 record.Ip = null;
                 return BridgeNetwork.LoopbackOnly;
         }

@@ -36,7 +36,7 @@ public sealed record NodePolicy
                     + $"(policy.host_paths: {(HostPaths.Count == 0 ? "none" : string.Join(", ", HostPaths))}); an operator of the node can add it in orchd.yaml (--allow-host-path)");
             }
         }
-        if (w.Network == "host" && !HostNetwork)
+        if (w.Network == NetworkMode.Host && !HostNetwork)
         {
             refusals.Add("network: host is not allowed on this node (policy.host_network: false); use bridge, or an operator of the node sets policy.host_network: true (--allow-host-network)");
         }

@@ -39,11 +39,11 @@ public static class RestartTracker
             record.ConsecutiveFailures = 0; // it ran long enough to count as healthy
         }
         var failed = exitCode != 0; // an unknown code (null) counts as a failure
-        if (policy.Policy == "never" || (policy.Policy == "on-failure" && !failed))
+        if (policy.Policy == RestartPolicyKind.Never || (policy.Policy == RestartPolicyKind.OnFailure && !failed))
         {
             return new RestartPlan(RestartDecision.Done, exitedAt, TimeSpan.Zero);
         }
-        if (policy.Policy == "on-failure" && policy.MaxRetries > 0 && record.ConsecutiveFailures >= policy.MaxRetries)
+        if (policy.Policy == RestartPolicyKind.OnFailure && policy.MaxRetries > 0 && record.ConsecutiveFailures >= policy.MaxRetries)
         {
             return new RestartPlan(RestartDecision.GiveUp, exitedAt, TimeSpan.Zero);
         }

@@ -84,7 +84,7 @@ public static class SpecBuilder
         var linux = spec.Linux!;
         linux.CgroupsPath = paths.CgroupPath;
         linux.Namespaces = [new() { Type = "pid" }, new() { Type = "ipc" }, new() { Type = "uts" }, new() { Type = "mount" }, new() { Type = "cgroup" }];
-        if (workload.Network is not "host")
+        if (workload.Network is not NetworkMode.Host)
         {
             linux.Namespaces.Add(new NamespaceSpec { Type = "network" });
         }
@@ -223,9 +223,9 @@ public static class SpecBuilder
     {
         yield return ("hostname", hostname + "\n");
         yield return ("hosts", Hosts(hostname, null, []));
-        if (workload.Network is not "none")
+        if (workload.Network is not NetworkMode.None)
         {
-            yield return ("resolv.conf", ResolvConf(workload.Network is "host"));
+            yield return ("resolv.conf", ResolvConf(workload.Network is NetworkMode.Host));
         }
     }
 

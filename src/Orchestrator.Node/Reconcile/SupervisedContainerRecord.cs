@@ -13,7 +13,7 @@ public sealed class SupervisedContainerRecord
     public string SpecHash { get; set; } = "";
     public string Image { get; set; } = "";
     /// <summary>created, running, backoff (waiting to restart), exited (done, by policy), failed (gave up), stopped (by request).</summary>
-    public string State { get; set; } = "created";
+    public Orchestrator.Api.ContainerState State { get; set; } = Orchestrator.Api.ContainerState.Created;
     public int Pid { get; set; }
     public ulong PidStartTime { get; set; }
     public DateTimeOffset? StartedAt { get; set; }

@@ -182,7 +182,7 @@ public sealed partial class Supervisor
         {
             container.Record.ConsecutiveFailures = 0;
             container.Record.NextRestartAt = null;
-            container.Record.State = "created";
+            container.Record.State = ContainerState.Created;
         }
         await ReconcileAsync().ConfigureAwait(false);
         return Status(container, withSpec: false);
@@ -197,7 +197,7 @@ public sealed partial class Supervisor
             await StopAsync(container, "restarted").ConfigureAwait(false);
         }
         container.Record.ConsecutiveFailures = 0;
-        container.Record.State = "created";
+        container.Record.State = ContainerState.Created;
         container.Record.NextRestartAt = null;
         await ReconcileAsync().ConfigureAwait(false);
         return Status(container, withSpec: false);

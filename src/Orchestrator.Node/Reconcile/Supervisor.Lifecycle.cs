@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Orchestrator.Api.Workloads;
 using Orchestrator.Node.Drivers;
 using Orchestrator.Node.Health;
 using Orchestrator.Node.Logs;
@@ -71,12 +72,12 @@ public sealed partial class Supervisor
             container.Handle = handle;
             // Watched before anything else can fail: a running container must never go unwatched.
             _driver.Watch(handle, (h, exit) => OnExit(container, h, exit));
-            record.Published = workload.Network is null or "bridge" && workload.Ports is { Count: > 0 } ports ? [.. ports] : null;
+            record.Published = workload.Network is null or NetworkMode.Bridge && workload.Ports is { Count: > 0 } ports ? [.. ports] : null;
             if (record.StartedAt is not null)
             {
                 record.Restarts++;
             }
-            record.State = "running";
+            record.State = ContainerState.Running;
             record.Pid = handle.Pid;
             record.PidStartTime = handle.PidStartTime;
             record.StartedAt = _clock.GetUtcNow();
@@ -110,7 +111,7 @@ public sealed partial class Supervisor
         record.Message = message;
         var now = _clock.GetUtcNow();
         var plan = RestartTracker.OnExit(container.Workload.Restart, record, null, now, now);
-        record.State = plan.Decision == RestartDecision.Restart ? "backoff" : "failed";
+        record.State = plan.Decision == RestartDecision.Restart ? ContainerState.Backoff : ContainerState.Failed;
         record.NextRestartAt = plan.Decision == RestartDecision.Restart ? plan.At : null;
         if (plan.Decision == RestartDecision.Restart)
         {
@@ -167,7 +168,7 @@ public sealed partial class Supervisor
             $"exited with code {exit.Code?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "unknown"} ({reason})");
         if (container.EndingBecause is "stopped" or "replaced" or "removed" or "restarted")
         {
-            record.State = "stopped";
+            record.State = ContainerState.Stopped;
             Save(container);
             return;
         }
@@ -175,18 +176,18 @@ public sealed partial class Supervisor
         switch (plan.Decision)
         {
             case RestartDecision.Restart:
-                record.State = "backoff";
+                record.State = ContainerState.Backoff;
                 record.NextRestartAt = plan.At;
                 record.Message = $"restarting in {plan.Delay.TotalSeconds:0.###}s ({reason}, code {record.LastExit.Code?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "unknown"})";
                 ReconcileAfter(plan.Delay);
                 break;
             case RestartDecision.GiveUp:
-                record.State = "failed";
+                record.State = ContainerState.Failed;
                 record.Message = $"gave up after {record.ConsecutiveFailures} restarts in a row (restart.maxRetries)";
                 Emit("container.failed", record.Name, record.Message);
                 break;
             default:
-                record.State = "exited";
+                record.State = ContainerState.Exited;
                 break;
         }
         Save(container);
@@ -271,7 +272,7 @@ public sealed partial class Supervisor
     /// <summary>Every bridge container's /etc/hosts names its running neighbours.</summary>
     private void UpdateHosts()
         => _network.UpdateHosts(_containers.Values
-            .Where(i => i.Record.Ip is not null && i.Workload.Network is null or "bridge")
+            .Where(i => i.Record.Ip is not null && i.Workload.Network is null or NetworkMode.Bridge)
             .Select(i => new HostsEntry(i.Record.Name, i.Workload.Hostname ?? i.Record.Name, i.Record.Ip!, i.Handle is not null,
                 Path.Combine(FifoDir(i.Record.Name), "bundle", "hosts")))
             .ToList());
@@ -284,7 +285,7 @@ public sealed partial class Supervisor
             return;
         }
         var handle = container.Handle;
-        var host = container.Workload.Network is "host" || container.Record.Ip is null ? "127.0.0.1" : container.Record.Ip;
+        var host = container.Workload.Network is NetworkMode.Host || container.Record.Ip is null ? "127.0.0.1" : container.Record.Ip;
         container.ProbeCounts = new ProbeTracker(probes);
         container.Probes = _probes.Start(probes, container.Record.Name, host, (kind, result) => Post(() => OnProbe(container, handle, kind, result)));
     }

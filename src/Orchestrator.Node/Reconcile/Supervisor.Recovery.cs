@@ -83,7 +83,7 @@ public sealed partial class Supervisor
             {
                 records[id] = new SupervisedContainerRecord
                 {
-                    Name = id, SpecHash = SpecHash(wanted), Image = wanted.Image, Workload = wanted, State = "running", Pid = running.Pid,
+                    Name = id, SpecHash = SpecHash(wanted), Image = wanted.Image, Workload = wanted, State = ContainerState.Running, Pid = running.Pid,
                     PidStartTime = running.PidStartTime, StartedAt = _clock.GetUtcNow(), Started = true,
                     Message = "re-adopted without a record (the record was lost)",
                 };
@@ -120,7 +120,7 @@ public sealed partial class Supervisor
         var workload = Desired().GetValueOrDefault(record.Name) ?? new Workload { Name = record.Name, Image = record.Image };
         var container = new SupervisedContainer(workload, record);
         _containers[record.Name] = container;
-        var handle = record.State == "running" ? _driver.Recover(record.Name) : null;
+        var handle = record.State == ContainerState.Running ? _driver.Recover(record.Name) : null;
         if (handle is not null && handle.Pid == record.Pid && handle.PidStartTime == record.PidStartTime)
         {
             container.Handle = handle;
@@ -133,7 +133,7 @@ public sealed partial class Supervisor
             }
             return true;
         }
-        if (record.State == "running")
+        if (record.State == ContainerState.Running)
         {
             // It died while no orchd was watching (or the host rebooted): an exit with no
             // code, and the restart policy decides.

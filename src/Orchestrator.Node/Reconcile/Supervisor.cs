@@ -238,16 +238,16 @@ public sealed partial class Supervisor : IAsyncDisposable
             {
                 await StopAsync(container, "stopped").ConfigureAwait(false);
             }
-            if (container.Record.State != "stopped")
+            if (container.Record.State != ContainerState.Stopped)
             {
-                container.Record.State = "stopped";
+                container.Record.State = ContainerState.Stopped;
                 container.Record.NextRestartAt = null;
                 Save(container);
             }
             return;
         }
         var due = container.Record.NextRestartAt is not { } at || at <= _clock.GetUtcNow().AddMilliseconds(20);
-        if (container.Record.State is "backoff" or "created" or "stopped" && due && container.Handle is null)
+        if (container.Record.State is ContainerState.Backoff or ContainerState.Created or ContainerState.Stopped && due && container.Handle is null)
         {
             await StartAsync(container).ConfigureAwait(false);
         }

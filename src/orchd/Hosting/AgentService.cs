@@ -85,7 +85,7 @@ internal sealed class AgentService(NodeAgent agent, Supervisor supervisor, ISyst
     private async Task<string> StatusLineAsync()
     {
         var containers = await supervisor.ListAsync().ConfigureAwait(false);
-        var running = containers.Count(c => c.State == "running");
+        var running = containers.Count(c => c.State == ContainerState.Running);
         var count = containers.Count == 1 ? "1 container" : $"{containers.Count} containers";
         var detail = running == containers.Count ? "" : $" ({running} running)";
         return $"{count}{detail}, {Volatile.Read(ref _connection)}";

@@ -14,7 +14,7 @@ namespace Orchestrator.Daemon.Metrics;
 /// </summary>
 public sealed class NodeMetrics(NodeIdentity identity, Supervisor supervisor, NodeAgent? agent)
 {
-    private static readonly string[] s_states = ["created", "running", "stopped", "exited", "failed"];
+    private static readonly ContainerState[] s_states = [ContainerState.Created, ContainerState.Running, ContainerState.Stopped, ContainerState.Exited, ContainerState.Failed];
 
     public async Task<string> CollectAsync()
     {
@@ -50,12 +50,12 @@ public sealed class NodeMetrics(NodeIdentity identity, Supervisor supervisor, No
 
         // Every known state, zeros included: a state's series does not vanish when its count drops to 0.
         w.Family("orchd_node_containers", MetricType.Gauge, "containers on this node by state");
-        foreach (var state in s_states.Union(containers.Select(c => c.State), StringComparer.Ordinal))
+        foreach (var state in s_states.Union(containers.Select(c => c.State)))
         {
-            w.Sample(containers.Count(c => c.State == state), "node", node, "state", state);
+            w.Sample(containers.Count(c => c.State == state), "node", node, "state", WireNames.Of(state));
         }
 
-        var rows = containers.Select(c => (Status: c, Stats: c.State == "running" ? supervisor.Driver.Stats(c.Name) : null)).ToList();
+        var rows = containers.Select(c => (Status: c, Stats: c.State == ContainerState.Running ? supervisor.Driver.Stats(c.Name) : null)).ToList();
         var limits = new Dictionary<string, long>(StringComparer.Ordinal);
         foreach (var (container, _) in rows)
         {
@@ -65,13 +65,13 @@ public sealed class NodeMetrics(NodeIdentity identity, Supervisor supervisor, No
             }
         }
         Family(w, rows, "orchd_container_info", MetricType.Gauge, "a container's image and state; always 1",
-            r => 1, r => ["image", r.Status.Image, "state", r.Status.State]);
+            r => 1, r => ["image", r.Status.Image, "state", WireNames.Of(r.Status.State)]);
         Family(w, rows, "orchd_container_ready", MetricType.Gauge, "1 when the container passes its readiness probe (or has none and runs)",
             r => r.Status.Ready ? 1 : 0);
         Family(w, rows, "orchd_container_restarts_total", MetricType.Counter, "restarts of the container by its restart policy",
             r => r.Status.Restarts);
         Family(w, rows, "orchd_container_start_time_seconds", MetricType.Gauge, "when the container's current process started, in seconds since the Unix epoch",
-            r => r.Status.StartedAt is { } at && r.Status.State == "running" ? at.ToUnixTimeMilliseconds() / 1000.0 : null);
+            r => r.Status.StartedAt is { } at && r.Status.State == ContainerState.Running ? at.ToUnixTimeMilliseconds() / 1000.0 : null);
         Family(w, rows, "orchd_container_cpu_seconds_total", MetricType.Counter, "CPU time used by the running container's cgroup",
             r => r.Stats is { } s ? s.CpuNanoseconds / 1e9 : null);
         Family(w, rows, "orchd_container_memory_bytes", MetricType.Gauge, "memory used by the running container's cgroup",

@@ -533,7 +533,7 @@ public sealed class FleetSimulation
             Rollout = new RolloutSpec { MaxSurge = MaxSurge, MaxUnavailable = 1, ProgressDeadlineSeconds = DeadlineSeconds },
             Template = new Workload
             {
-                Image = "busybox:latest", Network = "none",
+                Image = "busybox:latest", Network = NetworkMode.None,
                 Command = Bad ? ["sh", "-c", "exit 1"] : ["sleep", "100000"],
                 Env = new() { ["VERSION"] = Version.ToString(System.Globalization.CultureInfo.InvariantCulture) },
             },

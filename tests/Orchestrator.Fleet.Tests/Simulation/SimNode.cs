@@ -362,17 +362,17 @@ internal sealed class SimContainer
     public bool Bad { get; init; }
     public bool Fenced { get; init; }
     public bool FencedStop { get; private set; }
-    public string State { get; private set; } = "created";
+    public ContainerState State { get; private set; } = ContainerState.Created;
     public bool Ready { get; private set; }
     private DateTimeOffset _readyAt;
 
     /// <summary>A process runs (a bad one between its crashes counts too: it is there).</summary>
-    public bool Running => State is "running" or "backoff";
+    public bool Running => State is ContainerState.Running or ContainerState.Backoff;
 
     public void Start(DateTimeOffset now)
     {
         FencedStop = false;
-        State = Bad ? "backoff" : "running";
+        State = Bad ? ContainerState.Backoff : ContainerState.Running;
         Ready = false;
         _readyAt = now + TimeSpan.FromMilliseconds(500);
     }
@@ -380,13 +380,13 @@ internal sealed class SimContainer
     public void StopFenced()
     {
         FencedStop = true;
-        State = "stopped";
+        State = ContainerState.Stopped;
         Ready = false;
     }
 
     public void Advance(DateTimeOffset now)
     {
-        if (State == "running" && !Ready && now >= _readyAt)
+        if (State == ContainerState.Running && !Ready && now >= _readyAt)
         {
             Ready = true;
         }

@@ -1,3 +1,4 @@
+using Orchestrator.Api.Workloads;
 using Orchestrator.Images.Oci;
 using Orchestrator.Images.Registry;
 using Orchestrator.Images.Store;
@@ -23,6 +24,7 @@ internal sealed class FakeDriver(TimeProvider clock) : ITaskDriver
     private int _nextPid = 1000;
 
     public string Name => "fake";
+    public WorkloadRuntime Backend => WorkloadRuntime.Native;
 
     public FakeImageSource Images { get; } = new();
 
@@ -140,7 +142,7 @@ internal sealed class FakeDriver(TimeProvider clock) : ITaskDriver
         }
     }
 
-    public IImageSource? ImagesFor(string? runtime) => Images;
+    public IImageSource? ImagesFor(WorkloadRuntime? runtime) => Images;
 
     // ---------------------------------------------------------------- what the test does and sees
 

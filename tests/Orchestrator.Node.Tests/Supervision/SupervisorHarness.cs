@@ -144,10 +144,10 @@ internal sealed class SupervisorHarness : IAsyncDisposable
             TimeSpan.FromMilliseconds(2));
 
     /// <summary>Waits until the container's state is <paramref name="state"/>.</summary>
-    public async Task<ContainerStatus> UntilStateAsync(string name, string state)
+    public async Task<ContainerStatus> UntilStateAsync(string name, ContainerState state)
     {
         ContainerStatus? last = null;
-        await UntilAsync($"{name} to be {state}", async () => (last = await InspectAsync(name)).State == state,
+        await UntilAsync($"{name} to be {WireNames.Of(state)}", async () => (last = await InspectAsync(name)).State == state,
             () => $"{last?.State} ({last?.Message})");
         return last!;
     }
@@ -183,7 +183,7 @@ internal sealed class SupervisorHarness : IAsyncDisposable
     {
         Name = name,
         Image = "example.org/app:1",
-        Network = "none",
+        Network = NetworkMode.None,
         Restart = restart,
         Probes = probes,
         StopGracePeriodSeconds = grace,

@@ -34,7 +34,7 @@ public sealed class SupervisorProbeTests
         Assert.Equal(3, node.Driver.Execs("sick", "alive")); // not one probe more, not one less
         Assert.Equal([9], node.Driver.SignalsTo("sick"));
 
-        var waiting = await node.UntilStateAsync("sick", "backoff");
+        var waiting = await node.UntilStateAsync("sick", ContainerState.Backoff);
         Assert.Equal("liveness-probe", waiting.LastExit!.Reason);
         Assert.Equal(137, waiting.LastExit.Code);
         Assert.Contains(node.Events("container.unhealthy"), e => e.Name == "sick" && e.Message.StartsWith("liveness-probe failed (exec alive exited 1)", StringComparison.Ordinal));
@@ -60,7 +60,7 @@ public sealed class SupervisorProbeTests
         await node.AdvanceUntilAsync("liveness probes", () => node.Driver.Execs("slow", "alive") >= 3, s_period);
         Assert.Equal(5, node.Driver.Execs("slow", "started")); // once passed, never run again
         Assert.Empty(node.Driver.SignalsTo("slow"));
-        Assert.Equal("running", (await node.InspectAsync("slow")).State);
+        Assert.Equal(ContainerState.Running, (await node.InspectAsync("slow")).State);
     }
 
     [Fact]
@@ -69,9 +69,9 @@ public sealed class SupervisorProbeTests
         await using var node = await StartAsync();
         node.Driver.ExecExitCode = (_, _, _) => 1;
         var probes = new Probes { Startup = ExecProbe("started", failureThreshold: 4), Liveness = ExecProbe("alive") };
-        await node.Supervisor.ApplyAsync(App("stuck", new RestartPolicy { Policy = "never" }, probes));
+        await node.Supervisor.ApplyAsync(App("stuck", new RestartPolicy { Policy = RestartPolicyKind.Never }, probes));
         await node.AdvanceUntilAsync("the kill", () => node.Driver.SignalsTo("stuck").Count > 0, s_period);
-        var exited = await node.UntilStateAsync("stuck", "exited");
+        var exited = await node.UntilStateAsync("stuck", ContainerState.Exited);
         Assert.Equal("startup-probe", exited.LastExit!.Reason);
         Assert.Equal(4, node.Driver.Execs("stuck", "started"));
         Assert.Equal(0, node.Driver.Execs("stuck", "alive"));
@@ -92,7 +92,7 @@ public sealed class SupervisorProbeTests
         await node.AdvanceUntilAsync("not ready", async () => !(await node.InspectAsync("api")).Ready, s_period);
         var down = await node.InspectAsync("api");
         Assert.Equal("not ready: exec ready exited 1", down.Message);
-        Assert.Equal("running", down.State); // readiness never kills
+        Assert.Equal(ContainerState.Running, down.State); // readiness never kills
         Assert.Empty(node.Driver.SignalsTo("api"));
     }
 
@@ -101,10 +101,10 @@ public sealed class SupervisorProbeTests
     {
         await using var node = await StartAsync();
         node.Driver.ExecExitCode = (_, _, _) => 1;
-        await node.Supervisor.ApplyAsync(App("gone", new RestartPolicy { Policy = "never" }, new Probes { Liveness = ExecProbe("alive", failureThreshold: 2) }));
+        await node.Supervisor.ApplyAsync(App("gone", new RestartPolicy { Policy = RestartPolicyKind.Never }, new Probes { Liveness = ExecProbe("alive", failureThreshold: 2) }));
         await node.AdvanceUntilAsync("one failed probe", () => node.Driver.Execs("gone", "alive") == 1, s_period);
         node.Driver.Exit("gone", 0);
-        await node.UntilStateAsync("gone", "exited");
+        await node.UntilStateAsync("gone", ContainerState.Exited);
         node.Clock.Advance(TimeSpan.FromSeconds(30));
         await node.DrainAsync();
         Assert.Empty(node.Driver.SignalsTo("gone"));

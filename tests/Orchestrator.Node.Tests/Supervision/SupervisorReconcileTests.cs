@@ -16,11 +16,11 @@ public sealed class SupervisorReconcileTests
     {
         await using var node = await StartAsync();
         var status = await node.Supervisor.ApplyAsync(App("web"));
-        Assert.Equal("running", status.State);
+        Assert.Equal(ContainerState.Running, status.State);
         Assert.Equal(node.Driver.PidOf("web"), status.Pid);
 
         var stopped = await node.Supervisor.StopAsync("web");
-        Assert.Equal("stopped", stopped.State);
+        Assert.Equal(ContainerState.Stopped, stopped.State);
         Assert.Equal([15], node.Driver.SignalsTo("web"));
         for (var i = 0; i < 12; i++)
         {
@@ -29,7 +29,7 @@ public sealed class SupervisorReconcileTests
         }
         await node.Supervisor.ReloadManifestsAsync(); // one more pass, for certain after the clock moved
         Assert.Equal(1, node.Driver.Starts("web"));
-        Assert.Equal("stopped", (await node.InspectAsync("web")).State);
+        Assert.Equal(ContainerState.Stopped, (await node.InspectAsync("web")).State);
     }
 
     [Fact]
@@ -41,20 +41,20 @@ public sealed class SupervisorReconcileTests
         foreach (var delay in new[] { 1, 2, 4, 4, 4 })
         {
             node.Driver.Exit("crashy", 1);
-            var waiting = await node.UntilStateAsync("crashy", "backoff");
+            var waiting = await node.UntilStateAsync("crashy", ContainerState.Backoff);
             Assert.Equal($"restarting in {delay}s (exited, code 1)", waiting.Message);
 
             // A resync pass (every 5 s) and an explicit one just before the time: still waiting.
             node.Clock.Advance(TimeSpan.FromSeconds(delay) - TimeSpan.FromMilliseconds(100));
             await node.Supervisor.ReloadManifestsAsync();
             Assert.Equal(starts, node.Driver.Starts("crashy"));
-            Assert.Equal("backoff", (await node.InspectAsync("crashy")).State);
+            Assert.Equal(ContainerState.Backoff, (await node.InspectAsync("crashy")).State);
 
             // The restart timer fires at the time, without waiting for a resync.
             node.Clock.Advance(TimeSpan.FromMilliseconds(200));
             starts++;
             await node.UntilAsync($"restart {starts - 1}", () => node.Driver.Starts("crashy") == starts);
-            var running = await node.UntilStateAsync("crashy", "running");
+            var running = await node.UntilStateAsync("crashy", ContainerState.Running);
             Assert.Equal(starts - 1, running.Restarts);
         }
     }
@@ -67,35 +67,35 @@ public sealed class SupervisorReconcileTests
         foreach (var delay in new[] { 1, 2, 4 })
         {
             node.Driver.Exit("flappy", 1);
-            Assert.Equal($"restarting in {delay}s (exited, code 1)", (await node.UntilStateAsync("flappy", "backoff")).Message);
+            Assert.Equal($"restarting in {delay}s (exited, code 1)", (await node.UntilStateAsync("flappy", ContainerState.Backoff)).Message);
             await node.AdvanceUntilAsync("restarted", () => node.Driver.IsRunning("flappy"), TimeSpan.FromSeconds(1));
         }
         node.Clock.Advance(TimeSpan.FromSeconds(59)); // 59 s is not yet stable
         node.Driver.Exit("flappy", 1);
-        Assert.Equal("restarting in 4s (exited, code 1)", (await node.UntilStateAsync("flappy", "backoff")).Message);
+        Assert.Equal("restarting in 4s (exited, code 1)", (await node.UntilStateAsync("flappy", ContainerState.Backoff)).Message);
         await node.AdvanceUntilAsync("restarted", () => node.Driver.IsRunning("flappy"), TimeSpan.FromSeconds(1));
 
         node.Clock.Advance(TimeSpan.FromSeconds(61));
         node.Driver.Exit("flappy", 1);
-        Assert.Equal("restarting in 1s (exited, code 1)", (await node.UntilStateAsync("flappy", "backoff")).Message);
+        Assert.Equal("restarting in 1s (exited, code 1)", (await node.UntilStateAsync("flappy", ContainerState.Backoff)).Message);
         await node.AdvanceUntilAsync("restarted", () => node.Driver.IsRunning("flappy"), TimeSpan.FromSeconds(1));
         node.Driver.Exit("flappy", 1);
-        Assert.Equal("restarting in 2s (exited, code 1)", (await node.UntilStateAsync("flappy", "backoff")).Message);
+        Assert.Equal("restarting in 2s (exited, code 1)", (await node.UntilStateAsync("flappy", ContainerState.Backoff)).Message);
     }
 
     [Fact]
     public async Task On_failure_gives_up_after_maxRetries_stays_down_and_a_clean_exit_is_done()
     {
         await using var node = await StartAsync();
-        await node.Supervisor.ApplyAsync(App("job", new RestartPolicy { Policy = "on-failure", MaxRetries = 2, Backoff = "1s" }));
+        await node.Supervisor.ApplyAsync(App("job", new RestartPolicy { Policy = RestartPolicyKind.OnFailure, MaxRetries = 2, Backoff = "1s" }));
         for (var i = 0; i < 2; i++)
         {
             node.Driver.Exit("job", 3);
-            await node.UntilStateAsync("job", "backoff");
+            await node.UntilStateAsync("job", ContainerState.Backoff);
             await node.AdvanceUntilAsync("restarted", () => node.Driver.IsRunning("job"), TimeSpan.FromSeconds(1));
         }
         node.Driver.Exit("job", 3);
-        var failed = await node.UntilStateAsync("job", "failed");
+        var failed = await node.UntilStateAsync("job", ContainerState.Failed);
         Assert.Equal("gave up after 2 restarts in a row (restart.maxRetries)", failed.Message);
         Assert.Single(node.Events("container.failed"));
 
@@ -104,9 +104,9 @@ public sealed class SupervisorReconcileTests
         Assert.Equal(3, node.Driver.Starts("job"));
 
         // A start by request starts over (a fresh backoff); a clean exit then is the end of it.
-        Assert.Equal("running", (await node.Supervisor.StartAsync("job")).State);
+        Assert.Equal(ContainerState.Running, (await node.Supervisor.StartAsync("job")).State);
         node.Driver.Exit("job", 0);
-        var done = await node.UntilStateAsync("job", "exited");
+        var done = await node.UntilStateAsync("job", ContainerState.Exited);
         Assert.Equal(0, done.LastExit!.Code);
         node.Clock.Advance(TimeSpan.FromMinutes(5));
         await node.Supervisor.ReloadManifestsAsync();
@@ -125,12 +125,12 @@ public sealed class SupervisorReconcileTests
             _ => null,
         };
         var first = await node.Supervisor.ApplyAsync(App("fragile", s_crashLoop));
-        Assert.Equal("backoff", first.State);
+        Assert.Equal(ContainerState.Backoff, first.State);
         Assert.Equal("runtime exploded", first.Message);
         Assert.Contains(node.Events("container.start-failed"), e => e.Name == "fragile");
 
         await node.AdvanceUntilAsync("the fourth start", () => node.Driver.Starts("fragile") == 4, TimeSpan.FromMilliseconds(500));
-        var running = await node.UntilStateAsync("fragile", "running");
+        var running = await node.UntilStateAsync("fragile", ContainerState.Running);
         Assert.Null(running.Message);
         Assert.Equal(0, running.Restarts); // failed starts are not restarts of a run
     }
@@ -141,7 +141,7 @@ public sealed class SupervisorReconcileTests
         await using var node = await StartAsync();
         node.Driver.StartFails = (_, attempt) => attempt == 1 ? new InvalidOperationException("runtime exploded") : null;
         var first = await node.Supervisor.ApplyAsync(App("fragile", s_crashLoop));
-        Assert.Equal("backoff", first.State);
+        Assert.Equal(ContainerState.Backoff, first.State);
         // The backoff is 1 s and the resync 5 s: just before the time, no retry; just after, the
         // retry's timer has fired (no resync pass in between).
         node.Clock.Advance(TimeSpan.FromMilliseconds(900));
@@ -149,7 +149,7 @@ public sealed class SupervisorReconcileTests
         Assert.Equal(1, node.Driver.Starts("fragile"));
         node.Clock.Advance(TimeSpan.FromMilliseconds(200));
         await node.UntilAsync("the retry at 1 s", () => node.Driver.Starts("fragile") == 2);
-        await node.UntilStateAsync("fragile", "running");
+        await node.UntilStateAsync("fragile", ContainerState.Running);
     }
 
     [Fact]
@@ -188,7 +188,7 @@ public sealed class SupervisorReconcileTests
         Assert.True(node.Clock.GetUtcNow() - from >= TimeSpan.FromSeconds(5), "killed before the grace period was over");
         Assert.Equal([15, 9], node.Driver.SignalsTo("stubborn"));
         var stopped = await stop;
-        Assert.Equal("stopped", stopped.State);
+        Assert.Equal(ContainerState.Stopped, stopped.State);
         Assert.Equal("stopped", stopped.LastExit!.Reason);
     }
 
@@ -201,7 +201,7 @@ public sealed class SupervisorReconcileTests
         var changed = App("svc");
         changed.Env = new Dictionary<string, string> { ["MODE"] = "new" };
         var replaced = await node.Supervisor.ApplyAsync(changed);
-        Assert.Equal("running", replaced.State);
+        Assert.Equal(ContainerState.Running, replaced.State);
         Assert.NotEqual(oldPid, replaced.Pid);
         Assert.Equal(0, replaced.Restarts);
         Assert.Contains("svc", node.Driver.Images.RemovedRootfs);
@@ -273,10 +273,10 @@ public sealed class SupervisorReconcileTests
 
         // The container crashes and restarts with a fresh cgroup: its counter starts again at 0.
         node.Driver.Exit("busy", 1);
-        await node.UntilStateAsync("busy", "backoff");
+        await node.UntilStateAsync("busy", ContainerState.Backoff);
         Volatile.Write(ref cpu, 0);
         node.Clock.Advance(TimeSpan.FromSeconds(2));
-        await node.UntilStateAsync("busy", "running");
+        await node.UntilStateAsync("busy", ContainerState.Running);
         node.Clock.Advance(TimeSpan.FromSeconds(4));
         Volatile.Write(ref cpu, 1_000_000_000); // a quarter of a CPU over the new run's 4 s
         Assert.Equal(25, Assert.Single(await node.Supervisor.StatsAsync("busy")).CpuPercent);

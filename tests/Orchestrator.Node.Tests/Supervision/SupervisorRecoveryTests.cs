@@ -22,14 +22,14 @@ public sealed class SupervisorRecoveryTests
         await node.RestartOrchdAsync();
         var listed = await node.Supervisor.ListAsync();
         Assert.Equal(["a", "b"], listed.Select(c => c.Name));
-        Assert.All(listed, c => Assert.Equal("running", c.State));
+        Assert.All(listed, c => Assert.Equal(ContainerState.Running, c.State));
         Assert.Equal(pids, (listed[0].Pid, listed[1].Pid));
         Assert.Equal(1, node.Driver.Starts("a"));
         Assert.Empty(node.Events("container.started"));
 
         // The adopted one is watched (an exit is seen and restarted) and probed again.
         node.Driver.Exit("a", 1);
-        await node.UntilStateAsync("a", "backoff");
+        await node.UntilStateAsync("a", ContainerState.Backoff);
         await node.AdvanceUntilAsync("a restarted", () => node.Driver.Starts("a") == 2, TimeSpan.FromSeconds(1));
         var probesBefore = node.Driver.Execs("b", "alive");
         await node.AdvanceUntilAsync("b probed by the new orchd", () => node.Driver.Execs("b", "alive") > probesBefore, TimeSpan.FromSeconds(1));
@@ -40,17 +40,17 @@ public sealed class SupervisorRecoveryTests
     {
         await using var node = await StartAsync();
         await node.Supervisor.ApplyAsync(App("always", s_quick));
-        await node.Supervisor.ApplyAsync(App("never", new RestartPolicy { Policy = "never" }));
+        await node.Supervisor.ApplyAsync(App("never", new RestartPolicy { Policy = RestartPolicyKind.Never }));
 
         await node.RestartOrchdAsync(() =>
         {
             node.Driver.Vanish("always"); // a reboot while orchd was away
             node.Driver.Vanish("never");
         });
-        var never = await node.UntilStateAsync("never", "exited");
+        var never = await node.UntilStateAsync("never", ContainerState.Exited);
         Assert.Null(never.LastExit!.Code); // nobody saw how it ended
         var always = await node.InspectAsync("always");
-        Assert.True(always.State is "backoff" or "running", always.State);
+        Assert.True(always.State is ContainerState.Backoff or ContainerState.Running, WireNames.Of(always.State));
         await node.AdvanceUntilAsync("always restarted", () => node.Driver.IsRunning("always"), TimeSpan.FromSeconds(1));
         Assert.Equal(2, node.Driver.Starts("always"));
         Assert.Equal(1, node.Driver.Starts("never"));
@@ -71,7 +71,7 @@ public sealed class SupervisorRecoveryTests
             }
         });
         await node.AdvanceUntilAsync("frail restarted", () => node.Driver.Starts("frail") == 2 && node.Driver.IsRunning("frail"), TimeSpan.FromSeconds(1));
-        var status = await node.UntilStateAsync("frail", "running");
+        var status = await node.UntilStateAsync("frail", ContainerState.Running);
         Assert.Equal(1, status.LastExit!.Code);
         Assert.Equal(1, status.Restarts);
     }
@@ -108,18 +108,18 @@ public sealed class SupervisorRecoveryTests
             File.WriteAllText(Path.Combine(node.StateDir, "workloads", "tornfile.json"), "{\"name\": \"tornf");
         });
         var norecord = await node.InspectAsync("norecord");
-        Assert.Equal(("running", pids.Item1), (norecord.State, (int?)norecord.Pid));
+        Assert.Equal((ContainerState.Running, pids.Item1), (norecord.State, (int?)norecord.Pid));
         Assert.Equal("re-adopted without a record (the record was lost)", norecord.Message);
         Assert.True(File.Exists(Path.Combine(node.StateDir, "containers", "norecord.json")));
 
         var torn = await node.InspectAsync("tornfile");
-        Assert.Equal(("running", pids.Item2), (torn.State, (int?)torn.Pid));
+        Assert.Equal((ContainerState.Running, pids.Item2), (torn.State, (int?)torn.Pid));
         Assert.Contains(node.Events("workload.rebuilt"), e => e.Name == "tornfile");
         Assert.Equal((1, 1), (node.Driver.Starts("norecord"), node.Driver.Starts("tornfile")));
 
         // And the next orchd finds both whole.
         await node.RestartOrchdAsync();
-        Assert.All(await node.Supervisor.ListAsync(), c => Assert.Equal("running", c.State));
+        Assert.All(await node.Supervisor.ListAsync(), c => Assert.Equal(ContainerState.Running, c.State));
         Assert.Empty(node.Events("workload.damaged"));
     }
 
@@ -132,7 +132,7 @@ public sealed class SupervisorRecoveryTests
         await node.RestartOrchdAsync();
         node.Clock.Advance(TimeSpan.FromMinutes(1));
         await node.Supervisor.ReloadManifestsAsync();
-        Assert.Equal("stopped", (await node.InspectAsync("parked")).State);
+        Assert.Equal(ContainerState.Stopped, (await node.InspectAsync("parked")).State);
         Assert.Equal(1, node.Driver.Starts("parked"));
         Assert.Equal("maintenance", (await node.Supervisor.StopReasonsAsync())["parked"]);
     }

@@ -34,7 +34,7 @@ public sealed class ContainerdBackendTests
         Assert.Equal("containerd", (await new FleetClient(connection).GetNodeInfoAsync(node.NodeName, TimeSpan.FromSeconds(5)))!.Runtime);
 
         var running = await node.Client.RunAsync(NodeHost.Sh("fallback", "echo via containerd; exec sleep 100000", w => w.StopGracePeriodSeconds = 0));
-        Assert.True(running.State == "running", $"{running.State}: {running.Message}");
+        Assert.True(running.State == ContainerState.Running, $"{running.State}: {running.Message}");
         Assert.Equal(["fallback"], await node.ContainerdContainersAsync());
         await WaitForLineAsync(node, "fallback", "via containerd");
 
@@ -44,9 +44,9 @@ public sealed class ContainerdBackendTests
         await node.Client.RunAsync(NodeHost.Sh("hog", "tail /dev/zero", w =>
         {
             w.Resources = new Resources { Memory = "16Mi" };
-            w.Restart = new RestartPolicy { Policy = "never" };
+            w.Restart = new RestartPolicy { Policy = RestartPolicyKind.Never };
         }));
-        var hog = await node.WaitForAsync("hog", c => c.State == "exited", s_wait, "the OOM kill");
+        var hog = await node.WaitForAsync("hog", c => c.State == ContainerState.Exited, s_wait, "the OOM kill");
         Assert.True(hog.LastExit!.OomKilled, $"exit {hog.LastExit.Code}, reason {hog.LastExit.Reason}");
     }
 
@@ -130,7 +130,7 @@ public sealed class ContainerdBackendTests
         var reference = $"{registry.Host}/edge/busybox:2";
 
         var running = await node.Client.RunAsync(new Workload { Name = "pulled", Image = reference, Command = ["sh", "-c", "cat /etc/motd; echo written > /scratch; exec sleep 100000"], StopGracePeriodSeconds = 0 });
-        Assert.True(running.State == "running", $"{running.State}: {running.Message}");
+        Assert.True(running.State == ContainerState.Running, $"{running.State}: {running.Message}");
         await WaitForLineAsync(node, "pulled", "from the registry");
 
         // The image is containerd's (pulled through its content service), not orchd's.
@@ -158,7 +158,7 @@ public sealed class ContainerdBackendTests
 
         // A container restart keeps its writes (the snapshot stays mounted); removal takes the snapshot and the mount.
         await node.Client.RestartAsync("pulled");
-        await node.WaitForAsync("pulled", c => c.State == "running" && c.Pid != running.Pid, s_wait, "the restart");
+        await node.WaitForAsync("pulled", c => c.State == ContainerState.Running && c.Pid != running.Pid, s_wait, "the restart");
         Assert.Equal(0, (await node.Client.ExecAsync("pulled", ["test", "-e", "/scratch"])).ExitCode);
         await node.Client.RemoveAsync("pulled");
         snapshots = await node.Containerd.Ctr(ns, "snapshots", "--snapshotter", "overlayfs", "ls");
@@ -167,10 +167,10 @@ public sealed class ContainerdBackendTests
         Assert.DoesNotContain(File.ReadLines("/proc/self/mountinfo"), l => l.Contains("/pulled/containerd-rootfs", StringComparison.Ordinal));
 
         // An image the registry does not have: one error naming it and the fix; the running container is untouched.
-        var missing = await node.Client.RunAsync(new Workload { Name = "nothing", Image = $"{registry.Host}/edge/nothing:1", Command = ["true"], Restart = new RestartPolicy { Policy = "never" } });
-        Assert.Equal("failed", missing.State);
+        var missing = await node.Client.RunAsync(new Workload { Name = "nothing", Image = $"{registry.Host}/edge/nothing:1", Command = ["true"], Restart = new RestartPolicy { Policy = RestartPolicyKind.Never } });
+        Assert.Equal(ContainerState.Failed, missing.State);
         Assert.Equal($"manifest 1 of edge/nothing was not found on {registry.Host} (404); check the name and tag", missing.Message);
-        Assert.Equal("running", (await node.Client.InspectAsync("second")).State);
+        Assert.Equal(ContainerState.Running, (await node.Client.InspectAsync("second")).State);
 
         // The node API's image commands speak of containerd's store too.
         var used = await Assert.ThrowsAsync<NodeRequestException>(() => node.Client.RemoveImageAsync(reference));
@@ -204,8 +204,8 @@ public sealed class ContainerdBackendTests
         Assert.StartsWith("native (auto: its checks pass)", (await node.Client.StatusAsync()).Driver, StringComparison.Ordinal);
 
         await node.Client.RunAsync(NodeHost.Sh("mine", "echo native; exec sleep 100000", w => w.StopGracePeriodSeconds = 0));
-        var viaContainerd = await node.Client.RunAsync(NodeHost.Sh("theirs", "echo containerd; exec sleep 100000", w => { w.StopGracePeriodSeconds = 0; w.Runtime = "containerd"; }));
-        Assert.True(viaContainerd.State == "running", $"{viaContainerd.State}: {viaContainerd.Message}");
+        var viaContainerd = await node.Client.RunAsync(NodeHost.Sh("theirs", "echo containerd; exec sleep 100000", w => { w.StopGracePeriodSeconds = 0; w.Runtime = WorkloadRuntime.Containerd; }));
+        Assert.True(viaContainerd.State == ContainerState.Running, $"{viaContainerd.State}: {viaContainerd.Message}");
         Assert.Equal(["theirs"], await node.ContainerdContainersAsync());
         Assert.Equal(["mine"], Directory.GetDirectories(Path.Combine(node.RunDir, "runtime")).Select(Path.GetFileName));
         await WaitForLineAsync(node, "mine", "native");
@@ -221,7 +221,7 @@ public sealed class ContainerdBackendTests
 
         // Moving a workload to the other backend replaces its container there.
         await node.Client.RunAsync(NodeHost.Sh("theirs", "echo moved; exec sleep 100000", w => w.StopGracePeriodSeconds = 0));
-        await node.WaitForAsync("theirs", c => c.State == "running" && c.Pid != pids["theirs"], s_wait, "the move to native");
+        await node.WaitForAsync("theirs", c => c.State == ContainerState.Running && c.Pid != pids["theirs"], s_wait, "the move to native");
         Assert.Empty(await node.ContainerdContainersAsync());
         await node.Client.RemoveAsync("mine");
         await node.Client.RemoveAsync("theirs");
@@ -244,14 +244,14 @@ public sealed class ContainerdBackendTests
         {
             Orchestrator.Linux.Libc.kill(victim.Pid, 9); // an exit while containerd is down: its shim keeps the status
             await Task.Delay(1000); // orchd's waits fail and retry meanwhile
-            Assert.Equal("running", (await node.Client.InspectAsync("victim")).State);
+            Assert.Equal(ContainerState.Running, (await node.Client.InspectAsync("victim")).State);
         });
-        var restarted = await node.WaitForAsync("victim", c => c.State == "running" && c.Restarts == 1, s_wait, "the restart after the kill");
+        var restarted = await node.WaitForAsync("victim", c => c.State == ContainerState.Running && c.Restarts == 1, s_wait, "the restart after the kill");
         Assert.Equal(137, restarted.LastExit!.Code);
         Assert.NotEqual(victim.Pid, restarted.Pid);
 
         var still = await node.Client.InspectAsync("steady");
-        Assert.Equal("running", still.State);
+        Assert.Equal(ContainerState.Running, still.State);
         Assert.Equal(steady.Pid, still.Pid);
         Assert.Equal("hi\n", (await node.Client.ExecAsync("steady", ["echo", "hi"])).Stdout);
         await WaitForLineAsync(node, "victim", "up");
@@ -270,7 +270,7 @@ public sealed class ContainerdBackendTests
         Orchestrator.Linux.Libc.kill(before.Pid, 9);
         await Task.Delay(500);
         await node.StartOrchdAsync();
-        var after = await node.WaitForAsync("brief", c => c.State == "running" && c.Restarts == 1, s_wait, "the restart of what died meanwhile");
+        var after = await node.WaitForAsync("brief", c => c.State == ContainerState.Running && c.Restarts == 1, s_wait, "the restart of what died meanwhile");
         Assert.Equal(137, after.LastExit!.Code); // the native runtime records null here: it was nobody's child
         Assert.NotEqual(before.Pid, after.Pid);
     }
@@ -332,10 +332,10 @@ public sealed class ContainerdBackendTests
                 await Task.Delay(50);
             }
         }
-        var svc = await node.WaitForAsync("svc", c => c.State == "running", s_wait, "start after the reboot");
+        var svc = await node.WaitForAsync("svc", c => c.State == ContainerState.Running, s_wait, "start after the reboot");
         Assert.NotEqual(pid, svc.Pid);
         Assert.Null(svc.LastExit!.Code); // nobody kept this one: the reboot took containerd's state too
-        Assert.Equal("stopped", (await node.Client.InspectAsync("idle")).State);
+        Assert.Equal(ContainerState.Stopped, (await node.Client.InspectAsync("idle")).State);
         Assert.Contains("svc", await node.ContainerdContainersAsync()); // the stale record replaced by a new container
         Assert.Equal(2, (await node.Client.LogsAsync("svc")).Count(l => l.Text == "booted"));
     }

@@ -12,7 +12,7 @@ namespace Orchestrator.Daemon.Tests.Node;
 public sealed class DamagedStateTests
 {
     private static async Task<int> RunningPidAsync(NodeHost node, string name)
-        => (await node.WaitForAsync(name, c => c.State == "running" && c.Pid > 0, TimeSpan.FromSeconds(30), "running")).Pid;
+        => (await node.WaitForAsync(name, c => c.State == ContainerState.Running && c.Pid > 0, TimeSpan.FromSeconds(30), "running")).Pid;
 
     [Fact(Timeout = 120_000)]
     public async Task A_damaged_workload_file_is_rebuilt_from_its_record_and_the_container_keeps_running()

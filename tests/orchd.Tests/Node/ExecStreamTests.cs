@@ -19,7 +19,7 @@ public sealed partial class ExecStreamTests
     {
         await using var node = await NodeHost.StartAsync(runtime: runtime);
         var status = await node.Client.RunAsync(NodeHost.Sh("box", "exec sleep 100000", w => w.StopGracePeriodSeconds = 0));
-        Assert.True(status.State == "running", $"{status.State}: {status.Message}");
+        Assert.True(status.State == ContainerState.Running, $"{status.State}: {status.Message}");
         string[] exec = ["exec", "box", "-n", node.NodeName, "--"];
 
         // The first line arrives while the command still sleeps, not with the exit.

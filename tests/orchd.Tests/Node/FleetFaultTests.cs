@@ -53,12 +53,12 @@ public sealed class FleetFaultTests(ITestOutputHelper output)
                     Image = NodeHost.Image,
                     Command = good ? ["sh", "-c", "touch /tmp/ready; exec sleep 100000"] : ["sh", "-c", "exit 1"],
                     Env = new() { ["VERSION"] = version },
-                    Network = "none",
+                    Network = NetworkMode.None,
                     StopGracePeriodSeconds = 0,
                     Probes = new Probes { Readiness = new Probe { Exec = new ExecAction { Command = ["test", "-f", "/tmp/ready"] }, PeriodSeconds = 0.2, FailureThreshold = 1 } },
                 },
             };
-            static bool FourGood(List<ContainerStatus> c) => c.Count(x => x is { State: "running", Ready: true } && Version(x) == "1") == 4;
+            static bool FourGood(List<ContainerStatus> c) => c.Count(x => x is { State: ContainerState.Running, Ready: true } && Version(x) == "1") == 4;
 
             var v1 = (await fleet.ApplyAsync([Build("1", good: true)]))[0].Revision;
             await UntilAsync(hosts, "rb-", FourGood, "four ready replicas of v1", 90);
@@ -66,7 +66,7 @@ public sealed class FleetFaultTests(ITestOutputHelper output)
             await UntilDeploymentAsync(fleet, "rb", v => v.Status is { Phase: "complete" } s && s.Revision == v1, "v1 complete", 30);
             await fleet.ApplyAsync([Build("2", good: false)]);
             await UntilDeploymentAsync(fleet, "rb", v => v.Status?.RolledBack is not null && Version(v) == "1", "the rollback of the bad v2", 60);
-            await UntilAsync(hosts, "rb-", c => FourGood(c) && c.All(x => x.State != "running" || Version(x) == "1"), "four ready v1 replicas after the rollback", 60);
+            await UntilAsync(hosts, "rb-", c => FourGood(c) && c.All(x => x.State != ContainerState.Running || Version(x) == "1"), "four ready v1 replicas after the rollback", 60);
             await UntilDeploymentAsync(fleet, "rb", v => v.Status?.Phase == "complete", "phase complete after the rollback", 30);
             // Longer than the deadline: the progress time the status holds is old now.
             await Task.Delay(TimeSpan.FromSeconds(deadline + 4));
@@ -97,7 +97,7 @@ public sealed class FleetFaultTests(ITestOutputHelper output)
                     $"{clock.Elapsed.TotalSeconds:0.0} s after {victim.NodeName} died the status says {Describe(view.Status)}");
                 foreach (var c in await ContainersAsync(survivors, "rb-"))
                 {
-                    Assert.True(c.State != "running" || Version(c) == "1", $"{c.Name} runs VERSION {Version(c)} ({string.Join(' ', c.Spec?.Command ?? [])}) {clock.Elapsed.TotalSeconds:0.0} s after the node died");
+                    Assert.True(c.State != ContainerState.Running || Version(c) == "1", $"{c.Name} runs VERSION {Version(c)} ({string.Join(' ', c.Spec?.Command ?? [])}) {clock.Elapsed.TotalSeconds:0.0} s after the node died");
                 }
                 await Task.Delay(300);
             }
@@ -823,7 +823,7 @@ public sealed class FleetFaultTests(ITestOutputHelper output)
         {
             foreach (var c in await host.Client.ListAsync())
             {
-                if (c.Name.StartsWith(prefix, StringComparison.Ordinal) && c.State == "running")
+                if (c.Name.StartsWith(prefix, StringComparison.Ordinal) && c.State == ContainerState.Running)
                 {
                     Assert.True(result.TryAdd(c.Name, (host.NodeName, c.Pid)), $"{c.Name} runs on {host.NodeName} and on {result[c.Name].Item1}");
                 }
@@ -921,7 +921,7 @@ public sealed class FleetFaultTests(ITestOutputHelper output)
         => Eventually.ValueAsync($"{host.NodeName}'s heartbeat to list {string.Join(",", names)} running", async () =>
             {
                 var node = (await fleet.GetNodesAsync(FastView)).SingleOrDefault(n => n.Info.Node == host.NodeName);
-                return node?.Info.Containers?.Where(c => c.State == "running").Select(c => c.Name).ToHashSet(StringComparer.Ordinal) ?? [];
+                return node?.Info.Containers?.Where(c => c.State == ContainerState.Running).Select(c => c.Name).ToHashSet(StringComparer.Ordinal) ?? [];
             }, listed => names.All(listed.Contains), TimeSpan.FromSeconds(20), TimeSpan.FromMilliseconds(200));
 
     private static bool LostNats(string line)
@@ -1010,8 +1010,8 @@ public sealed class FleetFaultTests(ITestOutputHelper output)
         await WaitForRunningAsync(hosts, "", r => r.Values.All(v => v.Count(n => n.StartsWith("guard-", StringComparison.Ordinal)) == 1 && v.Count(n => n.StartsWith("free-", StringComparison.Ordinal)) == 1),
             "one guard (fenced) and one free replica per node");
         var mine = await ContainersAsync([victim], "");
-        return (mine.Single(c => c.Name.StartsWith("guard-", StringComparison.Ordinal) && c.State == "running"),
-            mine.Single(c => c.Name.StartsWith("free-", StringComparison.Ordinal) && c.State == "running"));
+        return (mine.Single(c => c.Name.StartsWith("guard-", StringComparison.Ordinal) && c.State == ContainerState.Running),
+            mine.Single(c => c.Name.StartsWith("free-", StringComparison.Ordinal) && c.State == ContainerState.Running));
     }
 
     /// <summary>

@@ -19,7 +19,7 @@ internal static class FleetHarness
         Selector = selector,
         Template = new Workload
         {
-            Image = NodeHost.Image, Command = ["sleep", "100000"], Network = "none", StopGracePeriodSeconds = 0,
+            Image = NodeHost.Image, Command = ["sleep", "100000"], Network = NetworkMode.None, StopGracePeriodSeconds = 0,
             Env = version is null ? null : new() { ["VERSION"] = version },
         },
     };
@@ -32,7 +32,7 @@ internal static class FleetHarness
         {
             try
             {
-                result[node.NodeName] = (await node.Client.ListAsync()).Where(c => c.Name.StartsWith(prefix, StringComparison.Ordinal) && c.State == "running").Select(c => c.Name).ToList();
+                result[node.NodeName] = (await node.Client.ListAsync()).Where(c => c.Name.StartsWith(prefix, StringComparison.Ordinal) && c.State == ContainerState.Running).Select(c => c.Name).ToList();
             }
             catch (NodeRequestException)
             {

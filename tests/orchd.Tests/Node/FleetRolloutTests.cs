@@ -43,7 +43,7 @@ public sealed class FleetRolloutTests
             // Signed: runs.
             var v1 = Sleepers("signed", 2, "1");
             await fleet.ApplyAsync([v1], seed);
-            var running = await UntilAsync(hosts, "signed-", c => c.Count(x => x.State == "running") == 2, "the signed deployment running");
+            var running = await UntilAsync(hosts, "signed-", c => c.Count(x => x.State == ContainerState.Running) == 2, "the signed deployment running");
             var pids = running.ToDictionary(c => c.Name, c => c.Pid);
             var v1Signed = JsonSerializer.SerializeToUtf8Bytes(v1, WorkloadJsonContext.Default.Deployment);
 
@@ -79,7 +79,7 @@ public sealed class FleetRolloutTests
             foreach (var version in new[] { "2", "3" })
             {
                 await fleet.ApplyAsync([Sleepers("signed", 2, version)], seed);
-                await UntilAsync(hosts, "signed-", c => c.Count(x => x.State == "running" && x.Spec!.Env!["VERSION"] == version) == 2, $"signed v{version} running");
+                await UntilAsync(hosts, "signed-", c => c.Count(x => x.State == ContainerState.Running && x.Spec!.Env!["VERSION"] == version) == 2, $"signed v{version} running");
                 await Task.Delay(5); // a later millisecond: a later serial
             }
             since = DateTimeOffset.UtcNow.AddSeconds(-1);
@@ -87,7 +87,7 @@ public sealed class FleetRolloutTests
             var replay = await EventAsync(fleet, since, e => e.Kind == "deployment.refused" && e.Subject == "signed", "the replayed deployment");
             Assert.Contains("replayed", replay.Message, StringComparison.Ordinal);
             await Task.WhenAll(hosts.Select(h => h.WaitForReconcilePassesAsync(2)));
-            Assert.All((await ContainersAsync(hosts, "signed-")).Where(c => c.State == "running"), c => Assert.Equal("3", c.Spec!.Env!["VERSION"]));
+            Assert.All((await ContainersAsync(hosts, "signed-")).Where(c => c.State == ContainerState.Running), c => Assert.Equal("3", c.Spec!.Env!["VERSION"]));
         }
         finally
         {
@@ -125,13 +125,13 @@ public sealed class FleetRolloutTests
                     Image = NodeHost.Image,
                     Command = ["sh", "-c", (healthy ? "touch /tmp/ready; " : "") + "exec sleep 100000"],
                     Env = new() { ["VERSION"] = version },
-                    Network = "none",
+                    Network = NetworkMode.None,
                     StopGracePeriodSeconds = 0,
                     Probes = new Probes { Readiness = new Probe { Exec = new ExecAction { Command = ["test", "-f", "/tmp/ready"] }, PeriodSeconds = 0.3, FailureThreshold = 1 } },
                 },
             };
             bool AllOn(List<Orchestrator.Api.ContainerStatus> c, string version)
-                => c.Count == 3 && c.All(x => x is { State: "running", Ready: true } && x.Spec!.Env!["VERSION"] == version);
+                => c.Count == 3 && c.All(x => x is { State: ContainerState.Running, Ready: true } && x.Spec!.Env!["VERSION"] == version);
 
             await fleet.ApplyAsync([Version("1", healthy: true)]);
             var v1 = await UntilAsync(hosts, "can-", c => AllOn(c, "1"), "v1 on all three");
@@ -192,12 +192,12 @@ public sealed class FleetRolloutTests
         var queue = Sleepers("worker", 1);
         queue.Autoscale = new AutoscaleSpec { Min = 1, Max = 4, CooldownSeconds = 0, Metric = new MetricSpec { Subject = "orch.metrics.jobs.depth", TargetPerReplica = 10 } };
         await fleet.ApplyAsync([queue]);
-        await UntilAsync([node], "worker-", c => c.Count(x => x.State == "running") == 1, "one worker");
+        await UntilAsync([node], "worker-", c => c.Count(x => x.State == ContainerState.Running) == 1, "one worker");
 
         Task PublishUntilAsync(string value, int replicas)
             => Eventually.ValueAsync($"{replicas} workers with the metric at {value}", async () =>
             {
-                var running = (await ContainersAsync([node], "worker-")).Count(x => x.State == "running");
+                var running = (await ContainersAsync([node], "worker-")).Count(x => x.State == ContainerState.Running);
                 if (running != replicas)
                 {
                     await connection.PublishAsync("orch.metrics.jobs.depth", System.Text.Encoding.UTF8.GetBytes(value));
@@ -227,7 +227,7 @@ public sealed class FleetRolloutTests
                 await connection.ConnectAsync();
                 await new FleetClient(connection).ApplyAsync([Sleepers("keep", 4)]);
             }
-            var before = await UntilAsync(hosts, "keep-", c => c.Count(x => x.State == "running") == 4, "four replicas");
+            var before = await UntilAsync(hosts, "keep-", c => c.Count(x => x.State == ContainerState.Running) == 4, "four replicas");
 
             await nats.StopAsync();
             await Task.Delay(3000);
@@ -238,7 +238,7 @@ public sealed class FleetRolloutTests
             await again.ConnectAsync();
             var fleet = new FleetClient(again);
             await fleet.ScaleAsync("keep", 6);
-            var after = await UntilAsync(hosts, "keep-", c => c.Count(x => x.State == "running") == 6, "six replicas after the restart");
+            var after = await UntilAsync(hosts, "keep-", c => c.Count(x => x.State == ContainerState.Running) == 6, "six replicas after the restart");
             Assert.Equal(6, after.Select(c => c.Name).Distinct().Count()); // no replica twice
             Assert.All(before, c => Assert.Equal(c.Pid, after.Single(a => a.Name == c.Name).Pid)); // nothing restarted
             await Eventually.ValueAsync("both nodes to heartbeat again (ready)",
@@ -271,7 +271,7 @@ public sealed class FleetRolloutTests
             var app = Sleepers("app", 2);
             app.AntiAffinity = true;
             await fleet.ApplyAsync([app]);
-            await UntilAsync(hosts, "app-", c => c.Count(x => x.State == "running") == 2, "one replica per node");
+            await UntilAsync(hosts, "app-", c => c.Count(x => x.State == ContainerState.Running) == 2, "one replica per node");
             var edgeReplica = (await ContainersAsync([edge], "app-")).Single();
 
             proxy.Cut();
@@ -292,7 +292,7 @@ public sealed class FleetRolloutTests
             await Eventually.ValueAsync($"{edge.NodeName} to rejoin (ready) once the link is back",
                 async () => (await fleet.GetNodesAsync(options)).Single(n => n.Info.Node == edge.NodeName).State, state => state == "ready",
                 TimeSpan.FromSeconds(60), TimeSpan.FromMilliseconds(500));
-            var all = await UntilAsync(hosts, "app-", c => c.Count(x => x.State == "running") == 2, "two replicas after the rejoin");
+            var all = await UntilAsync(hosts, "app-", c => c.Count(x => x.State == ContainerState.Running) == 2, "two replicas after the rejoin");
             Assert.Equal(2, all.Select(c => c.Name).Distinct().Count());
             Assert.Equal(edgeReplica.Pid, all.Single(c => c.Name == edgeReplica.Name).Pid);
         }

@@ -58,7 +58,7 @@ public sealed class FleetTests
             var leaderName = (await fleet.GetNodesAsync(fast)).Single(n => n.Leader).Info.Node;
             var leader = hosts.Single(h => h.NodeName == leaderName);
             var survivors = hosts.Where(h => h != leader).ToList();
-            var before = (await leader.Client.ListAsync()).Where(c => c.State == "running").ToList();
+            var before = (await leader.Client.ListAsync()).Where(c => c.State == ContainerState.Running).ToList();
             await leader.KillOrchdAsync();
             var killedAt = System.Diagnostics.Stopwatch.StartNew();
             await Eventually.ValueAsync("the lost node and a new scheduler", () => fleet.GetNodesAsync(fast),
@@ -102,7 +102,7 @@ public sealed class FleetTests
         var fleet = new FleetClient(connection);
         var flaky = Sleepers("flaky", 1);
         flaky.Template.Command = ["sh", "-c", "sleep 1; exit 3"];
-        flaky.Template.Restart = new RestartPolicy { Policy = "always", Backoff = "100ms", MaxBackoff = "200ms" };
+        flaky.Template.Restart = new RestartPolicy { Policy = RestartPolicyKind.Always, Backoff = "100ms", MaxBackoff = "200ms" };
         await fleet.ApplyAsync([flaky, Sleepers("steady", 1)]);
         await WaitForRunningAsync([node], "steady-", r => r.Values.Sum(v => v.Count) == 1, "the steady replica running");
         var steadyPid = (await node.Client.InspectAsync("steady-0")).Pid;
@@ -153,7 +153,7 @@ public sealed class FleetTests
                     Image = NodeHost.Image,
                     Command = ["sh", "-c", (healthy ? "touch /tmp/ready; " : "") + "exec sleep 100000"],
                     Env = new() { ["VERSION"] = version },
-                    Network = "none",
+                    Network = NetworkMode.None,
                     StopGracePeriodSeconds = 0,
                     Probes = new Probes { Readiness = new Probe { Exec = new ExecAction { Command = ["test", "-f", "/tmp/ready"] }, PeriodSeconds = 0.2, FailureThreshold = 1 } },
                 },
@@ -179,10 +179,10 @@ public sealed class FleetTests
                 while (true)
                 {
                     var replicas = await ReplicasAsync();
-                    versionsSeen.AddRange(replicas.Where(r => r.State == "running").Select(r => r.Spec!.Env!["VERSION"]));
-                    var ready = replicas.Count(r => r is { State: "running", Ready: true });
+                    versionsSeen.AddRange(replicas.Where(r => r.State == ContainerState.Running).Select(r => r.Spec!.Env!["VERSION"]));
+                    var ready = replicas.Count(r => r is { State: ContainerState.Running, Ready: true });
                     Assert.True(ready >= minReady || DateTime.UtcNow < deadline - TimeSpan.FromSeconds(85), $"only {ready} replicas ready during the rollout");
-                    if (replicas.Count == 3 && replicas.All(r => r is { State: "running", Ready: true } && r.Spec!.Env!["VERSION"] == version))
+                    if (replicas.Count == 3 && replicas.All(r => r is { State: ContainerState.Running, Ready: true } && r.Spec!.Env!["VERSION"] == version))
                     {
                         return replicas;
                     }
@@ -204,7 +204,7 @@ public sealed class FleetTests
                 while (!stopWatching.IsCancellationRequested)
                 {
                     var replicas = await ReplicasAsync();
-                    readyCounts.Add(replicas.Count(r => r is { State: "running", Ready: true }));
+                    readyCounts.Add(replicas.Count(r => r is { State: ContainerState.Running, Ready: true }));
                     if (replicas.Count == 3 && replicas.All(r => r.Ready && r.Spec!.Env!["VERSION"] == "2"))
                     {
                         return true;
@@ -231,7 +231,7 @@ public sealed class FleetTests
                 var view = (await fleet.GetDeploymentsAsync()).Single();
                 if (view.Status?.RolledBack is null)
                 {
-                    seen.AddRange((await ReplicasAsync()).Where(r => r.State == "running").GroupBy(r => r.Spec!.Env!["VERSION"]).Where(g => g.Key == "3").Select(g => $"{g.Count()}"));
+                    seen.AddRange((await ReplicasAsync()).Where(r => r.State == ContainerState.Running).GroupBy(r => r.Spec!.Env!["VERSION"]).Where(g => g.Key == "3").Select(g => $"{g.Count()}"));
                 }
                 return view;
             }, view => view.Status?.RolledBack is not null, TimeSpan.FromSeconds(60), TimeSpan.FromMilliseconds(100), view => $"phase {view.Status?.Phase}, wave {view.Status?.Wave}");
@@ -269,7 +269,7 @@ public sealed class FleetTests
                 Autoscale = new AutoscaleSpec { Min = 1, Max = 3, TargetCpuPercent = 10, CooldownSeconds = 2 },
                 Template = new Workload
                 {
-                    Image = NodeHost.Image, Command = ["sh", "-c", script], Network = "none", StopGracePeriodSeconds = 0,
+                    Image = NodeHost.Image, Command = ["sh", "-c", script], Network = NetworkMode.None, StopGracePeriodSeconds = 0,
                     Resources = new Resources { Cpu = "200m" }, // a busy loop uses about 20% of a CPU
                 },
             };
@@ -321,7 +321,7 @@ public sealed class FleetTests
                 Autoscale = new AutoscaleSpec { Min = 3, Max = 4, TargetCpuPercent = 15, CooldownSeconds = 2 },
                 Template = new Workload
                 {
-                    Image = NodeHost.Image, Command = ["sh", "-c", "while :; do :; done"], Network = "none", StopGracePeriodSeconds = 0,
+                    Image = NodeHost.Image, Command = ["sh", "-c", "while :; do :; done"], Network = NetworkMode.None, StopGracePeriodSeconds = 0,
                     Resources = new Resources { Cpu = "200m", Memory = half },
                 },
             }]);

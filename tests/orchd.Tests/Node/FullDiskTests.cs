@@ -87,12 +87,12 @@ public sealed class FullDiskTests
             Assert.Contains("bytes of stdout dropped: the log cannot be written", drop.Message, StringComparison.Ordinal);
             Assert.Contains("no space left on device", drop.Message, StringComparison.OrdinalIgnoreCase);
             Assert.Equal(pid, (await node.Client.InspectAsync("chatty")).Pid);
-            Assert.Equal("running", (await node.Client.InspectAsync("chatty")).State);
+            Assert.Equal(ContainerState.Running, (await node.Client.InspectAsync("chatty")).State);
 
             // stop works on a full disk (it failed with ENOSPC): the container stops, the reply says the stop is not saved.
             var stopped = await node.Client.StopAsync("chatty");
             Assert.Contains("stopped, but the stop is not saved", stopped.Message, StringComparison.Ordinal);
-            await node.WaitForAsync("chatty", c => c.State is "stopped" or "exited", TimeSpan.FromSeconds(20), "the stop");
+            await node.WaitForAsync("chatty", c => c.State is ContainerState.Stopped or ContainerState.Exited, TimeSpan.FromSeconds(20), "the stop");
             Assert.False(NodeHost.IsAlive(pid), "the container still runs after stop");
 
             // Space is back: it starts, and its lines reach the log again.

@@ -74,10 +74,10 @@ public sealed class ImageNameTests
         // 2. A workload whose image is nats:busybox:latest is pulled and starts.
         Workload Sleeper(string name, string image) => new()
         {
-            Name = name, Image = image, Command = ["sh", "-c", $"echo {name} runs; exec sleep 100000"], Network = "none", StopGracePeriodSeconds = 0,
+            Name = name, Image = image, Command = ["sh", "-c", $"echo {name} runs; exec sleep 100000"], Network = NetworkMode.None, StopGracePeriodSeconds = 0,
         };
         await b.Client.RunAsync(Sleeper("from-nats", "nats:busybox:latest"));
-        await b.WaitForAsync("from-nats", s => s.State == "running", TimeSpan.FromSeconds(60), "running from the bucket");
+        await b.WaitForAsync("from-nats", s => s.State == ContainerState.Running, TimeSpan.FromSeconds(60), "running from the bucket");
         await b.LogsUntilAsync("from-nats", l => l.Any(x => x.Text == "from-nats runs"), TimeSpan.FromSeconds(20), "its line");
         // In use by any of its names.
         var inUse = await Assert.ThrowsAsync<NodeRequestException>(() => b.Client.RemoveImageAsync("docker.io/library/busybox:latest"));
@@ -89,20 +89,20 @@ public sealed class ImageNameTests
 
         // 3. A workload whose image is busybox:latest, with Docker Hub out of reach: the bucket has it by that plain name.
         await b.Client.RunAsync(Sleeper("plain", "busybox:latest"));
-        await b.WaitForAsync("plain", s => s.State == "running", TimeSpan.FromSeconds(60), "running from the bucket by its plain name");
+        await b.WaitForAsync("plain", s => s.State == ContainerState.Running, TimeSpan.FromSeconds(60), "running from the bucket by its plain name");
         await b.LogsUntilAsync("plain", l => l.Any(x => x.Text == "plain runs"), TimeSpan.FromSeconds(20), "its line");
         // Its other names run the same stored image (no pull: one image in the store).
         await b.Client.RunAsync(Sleeper("full", "docker.io/library/busybox:latest"));
         await b.Client.RunAsync(Sleeper("short", "busybox"));
-        await b.WaitForAsync("full", s => s.State == "running", TimeSpan.FromSeconds(30), "running");
-        await b.WaitForAsync("short", s => s.State == "running", TimeSpan.FromSeconds(30), "running");
+        await b.WaitForAsync("full", s => s.State == ContainerState.Running, TimeSpan.FromSeconds(30), "running");
+        await b.WaitForAsync("short", s => s.State == ContainerState.Running, TimeSpan.FromSeconds(30), "running");
         var image = Assert.Single(await b.Client.ImagesAsync());
         Assert.Equal(("docker.io/library/busybox:latest", manifestDigest), (image.Name, image.ManifestDigest));
         Assert.Equal(["full", "plain", "short"], image.UsedBy);
 
         // A registry with a port that does not answer: the bucket has its image under that name.
         await b.Client.RunAsync(Sleeper("tool", tool));
-        await b.WaitForAsync("tool", s => s.State == "running", TimeSpan.FromSeconds(60), "running from the bucket, its registry closed");
+        await b.WaitForAsync("tool", s => s.State == ContainerState.Running, TimeSpan.FromSeconds(60), "running from the bucket, its registry closed");
         Assert.Contains(await b.Client.ImagesAsync(), i => i.Name == tool);
 
         // A name the bucket lacks, and a name that is none: one clear error each.
@@ -129,12 +129,12 @@ public sealed class ImageNameTests
 
         Workload Sleeper(string name, string image) => new()
         {
-            Name = name, Image = image, Command = ["sh", "-c", $"echo {name} runs; exec sleep 100000"], Network = "none", StopGracePeriodSeconds = 0,
+            Name = name, Image = image, Command = ["sh", "-c", $"echo {name} runs; exec sleep 100000"], Network = NetworkMode.None, StopGracePeriodSeconds = 0,
         };
         await b.Client.RunAsync(Sleeper("plain", "busybox:latest"));
-        await b.WaitForAsync("plain", s => s.State == "running", TimeSpan.FromSeconds(60), "running from the bucket by its plain name");
+        await b.WaitForAsync("plain", s => s.State == ContainerState.Running, TimeSpan.FromSeconds(60), "running from the bucket by its plain name");
         await b.Client.RunAsync(Sleeper("from-nats", "nats:busybox:latest"));
-        await b.WaitForAsync("from-nats", s => s.State == "running", TimeSpan.FromSeconds(60), "running from the bucket");
+        await b.WaitForAsync("from-nats", s => s.State == ContainerState.Running, TimeSpan.FromSeconds(60), "running from the bucket");
         // containerd holds it by its canonical name; in use by both workloads, whichever name they give.
         var images = (await b.Containerd!.Ctr(b.ContainerdNamespace, "images", "ls", "-q")).Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
         Assert.Equal(["docker.io/library/busybox:latest"], images);

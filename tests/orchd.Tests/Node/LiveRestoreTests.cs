@@ -31,7 +31,7 @@ public sealed class LiveRestoreTests
         var afterKill = await node.Client.ListAsync();
         Assert.All(afterKill, c =>
         {
-            Assert.Equal("running", c.State);
+            Assert.Equal(ContainerState.Running, c.State);
             Assert.Equal(before[c.Name], c.Pid);
             Assert.Equal(startTicks[c.Name], NodeHost.ProcessStartTicks(c.Pid));
             Assert.Equal(0, c.Restarts);
@@ -46,7 +46,7 @@ public sealed class LiveRestoreTests
 
         // A re-adopted container that then dies is noticed (pidfd) and restarted by policy.
         Orchestrator.Linux.Libc.kill(before["c07"], 9);
-        var restarted = await node.WaitForAsync("c07", c => c.State == "running" && c.Restarts == 1, s_wait, "restart after a kill");
+        var restarted = await node.WaitForAsync("c07", c => c.State == ContainerState.Running && c.Restarts == 1, s_wait, "restart after a kill");
         Assert.NotEqual(before["c07"], restarted.Pid);
         if (runtime == "native")
         {
@@ -119,7 +119,7 @@ public sealed class LiveRestoreTests
                 await Task.Delay(50);
             }
         }
-        Assert.Equal("running", status.State);
+        Assert.Equal(ContainerState.Running, status.State);
         Assert.Equal(running.Pid, status.Pid);
         Assert.Single(Directory.GetFiles(Path.Combine(node.StateDir, "containers"), "web.json.corrupt-*"));
         // The rebuilt record is written again, whole.
@@ -150,9 +150,9 @@ public sealed class LiveRestoreTests
         Assert.False(NodeHost.IsAlive(pid));
 
         await node.StartOrchdAsync();
-        var svc = await node.WaitForAsync("svc", c => c.State == "running", s_wait, "start after reboot");
+        var svc = await node.WaitForAsync("svc", c => c.State == ContainerState.Running, s_wait, "start after reboot");
         Assert.NotEqual(pid, svc.Pid);
-        Assert.Equal("stopped", (await node.Client.InspectAsync("idle")).State);
+        Assert.Equal(ContainerState.Stopped, (await node.Client.InspectAsync("idle")).State);
         var logs = await node.Client.LogsAsync("svc");
         Assert.Equal(2, logs.Count(l => l.Text == "booted")); // the log from before the reboot is kept
         _ = stopped;

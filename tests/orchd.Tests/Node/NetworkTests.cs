@@ -61,7 +61,7 @@ public sealed class NetworkTests
         }));
         await node.Client.RunAsync(NodeHost.Sh("client", "exec sleep 100000", w => w.StopGracePeriodSeconds = 1));
         var server = await node.Client.InspectAsync("server");
-        Assert.True(server.State == "running", $"{server.State}: {server.Message}");
+        Assert.True(server.State == ContainerState.Running, $"{server.State}: {server.Message}");
 
         // By name, across the bridge.
         // (busybox-static's wget crashes on this machine; nc speaks the HTTP as well.)
@@ -132,7 +132,7 @@ public sealed class NetworkTests
             w.Ports = [new PortMapping { ContainerPort = 80, HostPort = newPort }];
             w.StopGracePeriodSeconds = 1;
         });
-        Assert.Equal("running", (await node.Client.RunAsync(changed)).State);
+        Assert.Equal(ContainerState.Running, (await node.Client.RunAsync(changed)).State);
         using (var http = new HttpClient(new SocketsHttpHandler { UseProxy = false }) { Timeout = TimeSpan.FromSeconds(10) })
         {
             // "running" means its program started, not that httpd listens yet.
@@ -170,12 +170,12 @@ public sealed class NetworkTests
     public async Task Network_none_has_only_loopback_and_host_shares_the_hosts(string runtime)
     {
         await using var node = await NodeHost.StartAsync(runtime: runtime, extraArgs: ["--allow-host-network", "true"]);
-        await node.Client.RunAsync(NodeHost.Sh("isolated", "exec sleep 100000", w => { w.Network = "none"; w.StopGracePeriodSeconds = 1; }));
+        await node.Client.RunAsync(NodeHost.Sh("isolated", "exec sleep 100000", w => { w.Network = NetworkMode.None; w.StopGracePeriodSeconds = 1; }));
         var links = await node.Client.ExecAsync("isolated", ["ip", "-o", "link"]);
         Assert.Equal(["lo"], links.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => l.Split(':')[1].Trim()));
         Assert.Contains("UP", links.Stdout, StringComparison.Ordinal);
 
-        await node.Client.RunAsync(NodeHost.Sh("hosty", "exec sleep 100000", w => { w.Network = "host"; w.StopGracePeriodSeconds = 1; }));
+        await node.Client.RunAsync(NodeHost.Sh("hosty", "exec sleep 100000", w => { w.Network = NetworkMode.Host; w.StopGracePeriodSeconds = 1; }));
         var hostLinks = await node.Client.ExecAsync("hosty", ["ip", "-o", "link"]);
         var hostNames = hostLinks.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => l.Split(':')[1].Trim().Split('@')[0]).Order(StringComparer.Ordinal);
         Assert.Equal(Directory.GetDirectories("/sys/class/net").Select(Path.GetFileName).Order(StringComparer.Ordinal), hostNames);

@@ -16,7 +16,7 @@ public sealed class NodeApiTests
     {
         await using var node = await NodeHost.StartAsync(runtime: runtime, extraArgs: NodeHost.MetricsOnNats);
         var status = await node.Client.RunAsync(NodeHost.Sh("hello", "echo hello from $HOSTNAME; echo oops >&2; exec sleep 1000", w => { w.Env = new() { ["GREETING"] = "hi" }; w.StopGracePeriodSeconds = 1; }));
-        Assert.True(status.State == "running", $"{status.State}: {status.Message}");
+        Assert.True(status.State == ContainerState.Running, $"{status.State}: {status.Message}");
         Assert.True(status.Pid > 0);
 
         var ps = await node.Client.ListAsync();
@@ -55,13 +55,13 @@ public sealed class NodeApiTests
 
         var pid = status.Pid;
         var stopped = await node.Client.StopAsync("hello");
-        Assert.Equal("stopped", stopped.State);
+        Assert.Equal(ContainerState.Stopped, stopped.State);
         Assert.False(NodeHost.IsAlive(pid), "the process is gone after stop");
         await node.WaitForReconcilePassesAsync(2); // a stopped container stays stopped
-        Assert.Equal("stopped", (await node.Client.InspectAsync("hello")).State);
+        Assert.Equal(ContainerState.Stopped, (await node.Client.InspectAsync("hello")).State);
 
         var started = await node.Client.StartAsync("hello");
-        Assert.Equal("running", started.State);
+        Assert.Equal(ContainerState.Running, started.State);
         Assert.NotEqual(pid, started.Pid);
 
         await node.Client.RemoveAsync("hello");
@@ -138,7 +138,7 @@ public sealed class NodeApiTests
         File.WriteAllText(auth, "{\"auths\": {\"" + registry.Host + "\": {\"auth\": \"" + Convert.ToBase64String("edge:s3cret"u8) + "\"}}}");
         await node.StartOrchdAsync(["--registry-auth-file", auth]);
         var running = await node.Client.RunAsync(new Workload { Name = "private", Image = reference, Command = ["sh", "-c", "cat /etc/motd; exec sleep 100000"], StopGracePeriodSeconds = 0 });
-        Assert.True(running.State == "running", $"{running.State}: {running.Message}");
+        Assert.True(running.State == ContainerState.Running, $"{running.State}: {running.Message}");
         await node.LogsUntilAsync("private", l => l.Any(x => x.Text == "from a private registry"), TimeSpan.FromSeconds(20), "the private image's motd");
         Assert.Equal(runtime == "containerd" ? "containerd" : null, (await node.Client.InspectImageAsync(reference)).Store);
     }
@@ -193,8 +193,8 @@ public sealed class NodeApiTests
         Assert.True(clock.ElapsedMilliseconds < 1000, $"reads took {clock.ElapsedMilliseconds} ms during a stop");
         Assert.False(stopping.IsCompleted);
         Assert.Equal("stubborn", Assert.Single(ps).Name);
-        Assert.Equal("stopped", (await stopping).State);
-        Assert.Equal("stopped", (await node.Client.InspectAsync("stubborn")).State);
+        Assert.Equal(ContainerState.Stopped, (await stopping).State);
+        Assert.Equal(ContainerState.Stopped, (await node.Client.InspectAsync("stubborn")).State);
     }
 
     [Theory(Timeout = 60_000)]
@@ -276,8 +276,8 @@ public sealed class NodeApiTests
     {
         await using var node = await NodeHost.StartAsync();
         var since = DateTimeOffset.UtcNow.AddSeconds(-1);
-        await node.Client.RunAsync(NodeHost.Sh("blip", "exit 3", w => w.Restart = new RestartPolicy { Policy = "never" }));
-        await node.WaitForAsync("blip", c => c.State == "exited", TimeSpan.FromSeconds(20), "the exit");
+        await node.Client.RunAsync(NodeHost.Sh("blip", "exit 3", w => w.Restart = new RestartPolicy { Policy = RestartPolicyKind.Never }));
+        await node.WaitForAsync("blip", c => c.State == ContainerState.Exited, TimeSpan.FromSeconds(20), "the exit");
         await using var connection = new NATS.Client.Core.NatsConnection(new NATS.Client.Core.NatsOpts { Url = node.Nats!.Url });
         await connection.ConnectAsync();
         var fleet = new FleetClient(connection);
@@ -324,9 +324,9 @@ public sealed class NodeApiTests
         // A missing image is reported on the container, and nothing that runs is disturbed.
         await node.Client.RunAsync(NodeHost.Sh("keeper", "exec sleep 1000"));
         var noImage = await node.Client.RunAsync(new Workload { Name = "noimage", Image = "127.0.0.1:1/nothing:here" });
-        Assert.Equal("backoff", noImage.State);
+        Assert.Equal(ContainerState.Backoff, noImage.State);
         Assert.Contains("127.0.0.1:1", noImage.Message, StringComparison.Ordinal);
-        Assert.Equal("running", (await node.Client.InspectAsync("keeper")).State);
+        Assert.Equal(ContainerState.Running, (await node.Client.InspectAsync("keeper")).State);
     }
 
     [Fact(Timeout = 90_000)]
@@ -360,7 +360,7 @@ public sealed class NodeApiTests
         // Nothing was made, nothing that ran was disturbed, and the node still answers.
         var listed = await node.Client.ListAsync();
         Assert.Equal(["keeper"], listed.Select(c => c.Name));
-        Assert.Equal("running", listed.Single().State);
+        Assert.Equal(ContainerState.Running, listed.Single().State);
     }
 
     private static string? ErrorOf(byte[] reply)

@@ -21,7 +21,7 @@ public sealed class NodePolicyTests
         var attack = NodeHost.Sh("root-me", $"echo pwned > /host{marker}; exec sleep 1000", w =>
         {
             w.Volumes = [new Volume { HostPath = "/", Target = "/host" }];
-            w.Network = "host";
+            w.Network = NetworkMode.Host;
             w.Seccomp = "unconfined";
         });
         var refused = await Assert.ThrowsAsync<NodeRequestException>(() => node.Client.RunAsync(attack));
@@ -35,7 +35,7 @@ public sealed class NodePolicyTests
         foreach (var (name, change) in new (string, Action<Workload>)[]
         {
             ("hp", w => w.Volumes = [new Volume { HostPath = "/etc", Target = "/e", ReadOnly = true }]),
-            ("hn", w => w.Network = "host"),
+            ("hn", w => w.Network = NetworkMode.Host),
             ("sc", w => w.Seccomp = "unconfined"),
         })
         {

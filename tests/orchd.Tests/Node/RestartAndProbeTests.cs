@@ -15,7 +15,7 @@ public sealed class RestartAndProbeTests
     {
         await using var node = await NodeHost.StartAsync(runtime: runtime);
         await node.Client.RunAsync(NodeHost.Sh("crasher", "echo start; exit 7", w =>
-            w.Restart = new RestartPolicy { Policy = "always", Backoff = "200ms", MaxBackoff = "1600ms" }));
+            w.Restart = new RestartPolicy { Policy = RestartPolicyKind.Always, Backoff = "200ms", MaxBackoff = "1600ms" }));
         var status = await node.WaitForAsync("crasher", c => c.Restarts >= 4, s_wait, "four restarts");
         Assert.Equal(7, status.LastExit!.Code);
         Assert.Equal("exited", status.LastExit.Reason);
@@ -39,17 +39,17 @@ public sealed class RestartAndProbeTests
     {
         await using var node = await NodeHost.StartAsync(runtime: runtime);
         await node.Client.RunAsync(NodeHost.Sh("flaky", "exit 3", w =>
-            w.Restart = new RestartPolicy { Policy = "on-failure", MaxRetries = 2, Backoff = "100ms" }));
-        await node.Client.RunAsync(NodeHost.Sh("done", "exit 0", w => w.Restart = new RestartPolicy { Policy = "on-failure", Backoff = "100ms" }));
-        await node.Client.RunAsync(NodeHost.Sh("once", "exit 5", w => w.Restart = new RestartPolicy { Policy = "never" }));
+            w.Restart = new RestartPolicy { Policy = RestartPolicyKind.OnFailure, MaxRetries = 2, Backoff = "100ms" }));
+        await node.Client.RunAsync(NodeHost.Sh("done", "exit 0", w => w.Restart = new RestartPolicy { Policy = RestartPolicyKind.OnFailure, Backoff = "100ms" }));
+        await node.Client.RunAsync(NodeHost.Sh("once", "exit 5", w => w.Restart = new RestartPolicy { Policy = RestartPolicyKind.Never }));
 
-        var flaky = await node.WaitForAsync("flaky", c => c.State == "failed", s_wait, "giving up");
+        var flaky = await node.WaitForAsync("flaky", c => c.State == ContainerState.Failed, s_wait, "giving up");
         Assert.Equal(2, flaky.Restarts);
         Assert.Equal(3, flaky.LastExit!.Code);
         Assert.Contains("gave up after 2 restarts", flaky.Message, StringComparison.Ordinal);
-        var done = await node.WaitForAsync("done", c => c.State == "exited", s_wait, "a clean exit");
+        var done = await node.WaitForAsync("done", c => c.State == ContainerState.Exited, s_wait, "a clean exit");
         Assert.Equal(0, done.LastExit!.Code);
-        var once = await node.WaitForAsync("once", c => c.State == "exited", s_wait, "exit under never");
+        var once = await node.WaitForAsync("once", c => c.State == ContainerState.Exited, s_wait, "exit under never");
         Assert.Equal(5, once.LastExit!.Code);
         await Task.Delay(1000);
         Assert.Equal(0, (await node.Client.InspectAsync("done")).Restarts);
@@ -65,9 +65,9 @@ public sealed class RestartAndProbeTests
         await node.Client.RunAsync(NodeHost.Sh("hog", "tail /dev/zero", w =>
         {
             w.Resources = new Resources { Memory = "16Mi" };
-            w.Restart = new RestartPolicy { Policy = "never" };
+            w.Restart = new RestartPolicy { Policy = RestartPolicyKind.Never };
         }));
-        var status = await node.WaitForAsync("hog", c => c.State == "exited", s_wait, "the OOM kill");
+        var status = await node.WaitForAsync("hog", c => c.State == ContainerState.Exited, s_wait, "the OOM kill");
         Assert.True(status.LastExit!.OomKilled, $"exit {status.LastExit.Code}, reason {status.LastExit.Reason}");
         Assert.Equal("oom-killed", status.LastExit.Reason);
         Assert.Equal(137, status.LastExit.Code);
@@ -84,7 +84,7 @@ public sealed class RestartAndProbeTests
             w.Restart = new RestartPolicy { Backoff = "100ms" };
             w.Probes = new Probes { Liveness = new Probe { Exec = new ExecAction { Command = ["cat", "/tmp/healthy"] }, PeriodSeconds = 0.2, FailureThreshold = 2 } };
         }));
-        var status = await node.WaitForAsync("sick", c => c.Restarts >= 1 && c.State == "running", s_wait, "a restart by the liveness probe");
+        var status = await node.WaitForAsync("sick", c => c.Restarts >= 1 && c.State == ContainerState.Running, s_wait, "a restart by the liveness probe");
         Assert.Equal("liveness-probe", status.LastExit!.Reason);
         Assert.Equal(137, status.LastExit.Code);
     }
@@ -99,7 +99,7 @@ public sealed class RestartAndProbeTests
             w.Probes = new Probes { Readiness = new Probe { Exec = new ExecAction { Command = ["test", "-f", "/tmp/ready"] }, PeriodSeconds = 0.2, FailureThreshold = 1 } }));
         await node.Client.RunAsync(NodeHost.Sh("web", $"mkdir -p /www; echo ok > /www/index.html; exec httpd -f -p 127.0.0.1:{port} -h /www", w =>
         {
-            w.Network = "host";
+            w.Network = NetworkMode.Host;
             w.Probes = new Probes
             {
                 Startup = new Probe { TcpSocket = new TcpSocketAction { Port = port }, PeriodSeconds = 0.1, FailureThreshold = 50 },

@@ -57,10 +57,10 @@ public sealed class TransportSecurityTests
                 Name = "secure",
                 Replicas = 1,
                 Selector = new() { ["role"] = "edge" },
-                Template = new Workload { Image = NodeHost.Image, Command = ["sleep", "100000"], Network = "none", StopGracePeriodSeconds = 0 },
+                Template = new Workload { Image = NodeHost.Image, Command = ["sleep", "100000"], Network = NetworkMode.None, StopGracePeriodSeconds = 0 },
             }]);
             var edge = hosts[1];
-            await Eventually.TrueAsync($"secure-0 running on {worker}", async () => (await edge.Client.ListAsync()).Any(c => c.Name == "secure-0" && c.State == "running"),
+            await Eventually.TrueAsync($"secure-0 running on {worker}", async () => (await edge.Client.ListAsync()).Any(c => c.Name == "secure-0" && c.State == ContainerState.Running),
                 TimeSpan.FromSeconds(60), () => $"not running; violations:\n{fleet.Violations()}\n{edge.Daemon.Output}", TimeSpan.FromMilliseconds(250));
 
             // Its events reached the stream, on its own subjects.
