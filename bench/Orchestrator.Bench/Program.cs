@@ -131,7 +131,8 @@ var (orchdSamples, orchdBreakdown) = await IdleRssAsync(i =>
 {
     var dir = new TempDir("bench-orchd-idle");
     return (dir, orchd, new[] { "--node-name", $"bench-{i}", "--state-dir", dir.Combine("state"), "--run-dir", dir.Combine("run"), "--nats-url", nats.Url, "--config", WriteEmpty(dir), "--log-level", "warn" },
-        (Func<string, bool>)(m => m.StartsWith("STATUS=connected", StringComparison.Ordinal)));
+        // "STATUS=0 containers, connected to nats://…" since the status names the containers (it once began "connected").
+        (Func<string, bool>)(m => m.StartsWith("STATUS=", StringComparison.Ordinal) && m.Contains("connected to", StringComparison.Ordinal)));
 }, Instances, idleSeconds);
 var natsRss = RssOf(NatsPid(nats));
 var containerdSamples = new List<double>();
