@@ -16,6 +16,9 @@ using Orchestrator.Testing;
 
 namespace Orchestrator.Bench;
 
+// Over 600 lines on purpose: the simulated fleet (agents, heartbeats, assignment watches) and the
+// figures it reports live together, so that a run is one file to read.
+
 /// <summary>Sizes of the simulated fleet (issue 6: 1,000 nodes, 10,000 replicas).</summary>
 internal sealed record FleetBenchSettings
 {

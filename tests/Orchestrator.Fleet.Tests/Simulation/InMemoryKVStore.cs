@@ -9,6 +9,9 @@ using NATS.Client.KeyValueStore;
 
 namespace Orchestrator.Fleet.Tests.Simulation;
 
+// Over 600 lines on purpose: INatsKVStore is a wide interface, and each member behaves as the
+// real bucket does, faults included; InMemoryKVStoreTests hold it to that.
+
 /// <summary>
 /// A deterministic, in-memory JetStream KV bucket for simulation tests. Every call completes
 /// synchronously on the caller's thread (completed ValueTasks; async enumerables that never wait

@@ -14,6 +14,9 @@ using static Orchestrator.Daemon.Tests.Node.FleetHarness;
 
 namespace Orchestrator.Daemon.Tests.Node;
 
+// Over 600 lines on purpose: one class for the real fleet these faults need (orchd nodes and a
+// nats-server the tests start) and a scenario per fault, each readable top to bottom.
+
 /// <summary>
 /// The faults an edge fleet lives through every week (issue 15), on a real nats-server and real
 /// orchd nodes: a node lost after an earlier rollback, a NATS outage longer than lost_after with

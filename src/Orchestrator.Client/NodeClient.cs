@@ -1,0 +1,309 @@
+using System.Text.Json;
+using NATS.Client.Core;
+using Orchestrator.Api;
+
+namespace Orchestrator.Client;
+
+/// <summary>
+/// A node answered a request with an error (the message is the node's sentence, the kind its
+/// code), or no node answered (unavailable), or the fleet's state refused the request.
+/// </summary>
+public sealed class NodeRequestException : OrchestratorException
+{
+    public NodeRequestException() : base(ErrorKind.Internal, "the request failed") { }
+    public NodeRequestException(string message) : base(ErrorKind.Internal, message) { }
+    public NodeRequestException(string message, Exception inner) : base(KindOf(inner), message, inner) { }
+    public NodeRequestException(ErrorKind kind, string message, Exception? inner = null) : base(kind, message, inner) { }
+
+    /// <summary>No responders, no reply, a timeout: nobody answered (unavailable); else the inner error's own kind.</summary>
+    private static ErrorKind KindOf(Exception inner)
+        => inner is NatsNoRespondersException or NatsNoReplyException or TimeoutException ? ErrorKind.Unavailable : ErrorKinds.Of(inner) ?? ErrorKind.Internal;
+}
+
+/// <summary>One node's API (docs/protocol.md), typed: what orchctl and the tests call.</summary>
+public sealed class NodeClient(INatsConnection connection, string node, TimeSpan? timeout = null)
+{
+    private readonly TimeSpan _timeout = timeout ?? TimeSpan.FromSeconds(30);
+
+    public Task<Orchestrator.Api.ContainerStatus> RunAsync(Orchestrator.Api.Workloads.Workload workload, CancellationToken cancellationToken = default)
+        => RequestAsync(NodeOps.Run, JsonSerializer.SerializeToUtf8Bytes(workload, Orchestrator.Api.Workloads.WorkloadJsonContext.Default.Workload), FleetJsonContext.Default.ContainerStatus, cancellationToken);
+
+    public Task<Orchestrator.Api.ContainerStatus> StopAsync(string name, CancellationToken cancellationToken = default)
+        => RequestAsync(NodeOps.Stop, NameBody(name), FleetJsonContext.Default.ContainerStatus, cancellationToken);
+
+    public Task<Orchestrator.Api.ContainerStatus> StartAsync(string name, CancellationToken cancellationToken = default)
+        => RequestAsync(NodeOps.Start, NameBody(name), FleetJsonContext.Default.ContainerStatus, cancellationToken);
+
+    public Task<Orchestrator.Api.ContainerStatus> RestartAsync(string name, CancellationToken cancellationToken = default)
+        => RequestAsync(NodeOps.Restart, NameBody(name), FleetJsonContext.Default.ContainerStatus, cancellationToken);
+
+    public Task<OkReply> RemoveAsync(string name, CancellationToken cancellationToken = default)
+        => RequestAsync(NodeOps.Remove, NameBody(name), FleetJsonContext.Default.OkReply, cancellationToken);
+
+    public async Task<IReadOnlyList<Orchestrator.Api.ContainerStatus>> ListAsync(CancellationToken cancellationToken = default)
+        => (await RequestAsync(NodeOps.List, [], FleetJsonContext.Default.ContainerListReply, cancellationToken).ConfigureAwait(false)).Containers;
+
+    public Task<Orchestrator.Api.ContainerStatus> InspectAsync(string name, CancellationToken cancellationToken = default)
+        => RequestAsync(NodeOps.Inspect, NameBody(name), FleetJsonContext.Default.ContainerStatus, cancellationToken);
+
+    /// <summary>
+    /// The last lines, then new ones as the container writes them, until cancelled. The node keeps
+    /// sending while this client answers its alive subject (asked every 3 s), so walking away
+    /// (cancelling, or losing the connection) stops the node's side within seconds.
+    /// </summary>
+    public async IAsyncEnumerable<Orchestrator.Api.LogLine> FollowLogsAsync(string name, int? tail = null, DateTimeOffset? since = null,
+        [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        await foreach (var data in StreamAsync(NodeOps.Logs, alive => JsonSerializer.SerializeToUtf8Bytes(
+            new LogsRequest { Name = name, Tail = tail, Since = since, Follow = true, AliveSubject = alive }, FleetJsonContext.Default.LogsRequest), cancellationToken).ConfigureAwait(false))
+        {
+            var reply = JsonSerializer.Deserialize(data, FleetJsonContext.Default.LogsReply);
+            foreach (var line in reply?.Lines ?? [])
+            {
+                yield return line;
+            }
+            if (reply is not { More: true })
+            {
+                yield break;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Runs a command in a container and hands its output to <paramref name="output"/> as the command
+    /// writes it (raw bytes, stdout and stderr apart, in order); returns the last message, with the
+    /// exit code. Cancelling (or losing the connection) makes the node kill the command within seconds.
+    /// </summary>
+    public async Task<ExecStreamReply> ExecStreamAsync(string name, IReadOnlyList<string> command, Func<ExecOutputChunk, ValueTask> output,
+        double timeoutSeconds = 30, CancellationToken cancellationToken = default)
+    {
+        await foreach (var data in StreamAsync(NodeOps.Exec, alive => JsonSerializer.SerializeToUtf8Bytes(
+            new ExecRequest { Name = name, Command = command, TimeoutSeconds = timeoutSeconds, Stream = true, AliveSubject = alive }, FleetJsonContext.Default.ExecRequest), cancellationToken).ConfigureAwait(false))
+        {
+            if (HasProperty(data, "stdout"))
+            {
+                // A node from before streaming ignores "stream" and answers once, buffered.
+                var whole = JsonSerializer.Deserialize(data, FleetJsonContext.Default.ExecReply)!;
+                await output(new ExecOutputChunk { Stream = "stdout", Data = System.Text.Encoding.UTF8.GetBytes(whole.Stdout) }).ConfigureAwait(false);
+                await output(new ExecOutputChunk { Stream = "stderr", Data = System.Text.Encoding.UTF8.GetBytes(whole.Stderr) }).ConfigureAwait(false);
+                return new ExecStreamReply { ExitCode = whole.ExitCode, TimedOut = whole.TimedOut };
+            }
+            var reply = JsonSerializer.Deserialize(data, FleetJsonContext.Default.ExecStreamReply) ?? throw new NodeRequestException($"node '{node}' sent an empty reply to exec");
+            foreach (var chunk in reply.Output)
+            {
+                await output(chunk).ConfigureAwait(false);
+            }
+            if (!reply.More)
+            {
+                return reply;
+            }
+        }
+        throw new NodeRequestException($"node '{node}' ended exec without an exit code; it may have stopped");
+    }
+
+    /// <summary>Pulls an image on the node, calling <paramref name="progress"/> as blobs arrive; returns the image. Cancelling cancels the pull.</summary>
+    public async Task<Orchestrator.Api.ImageSummary> PullAsync(string reference, Action<PullStreamReply> progress, CancellationToken cancellationToken = default)
+    {
+        await foreach (var data in StreamAsync(NodeOps.Pull, alive => JsonSerializer.SerializeToUtf8Bytes(
+            new PullRequest { Reference = reference, Progress = true, AliveSubject = alive }, FleetJsonContext.Default.PullRequest), cancellationToken).ConfigureAwait(false))
+        {
+            if (HasProperty(data, "manifestDigest"))
+            {
+                return JsonSerializer.Deserialize(data, FleetJsonContext.Default.ImageSummary)!; // a node from before progress: the image, no progress
+            }
+            var reply = JsonSerializer.Deserialize(data, FleetJsonContext.Default.PullStreamReply) ?? throw new NodeRequestException($"node '{node}' sent an empty reply to pull");
+            if (!reply.More)
+            {
+                return reply.Image ?? throw new NodeRequestException($"node '{node}' finished the pull of '{reference}' without the image");
+            }
+            progress(reply);
+        }
+        throw new NodeRequestException($"node '{node}' ended the pull of '{reference}' without an answer; it may have stopped");
+    }
+
+    /// <summary>
+    /// The replies of a streamed request (docs/protocol.md, streamed answers), error replies thrown.
+    /// The node asks the alive subject given to <paramref name="request"/> every few seconds: this
+    /// client answers for as long as it reads, and takes a node that stops asking for gone.
+    /// </summary>
+    private async IAsyncEnumerable<byte[]> StreamAsync(string op, Func<string, byte[]> request,
+        [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        var aliveSubject = connection.NewInbox();
+        var alive = await connection.SubscribeCoreAsync<byte[]>(aliveSubject, cancellationToken: cancellationToken).ConfigureAwait(false);
+        await using var _ = alive.ConfigureAwait(false);
+        using var lost = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        var lastAsked = Environment.TickCount64;
+        var answering = Task.Run(async () =>
+        {
+            try
+            {
+                await foreach (var ping in alive.Msgs.ReadAllAsync(lost.Token).ConfigureAwait(false))
+                {
+                    Volatile.Write(ref lastAsked, Environment.TickCount64);
+                    await ping.ReplyAsync<byte[]>([], cancellationToken: lost.Token).ConfigureAwait(false);
+                }
+            }
+            catch (OperationCanceledException)
+            {
+            }
+        }, CancellationToken.None);
+        // The node asks every 3 s: four missed questions mean it stopped or lost its connection.
+        var watching = Task.Run(async () =>
+        {
+            try
+            {
+                while (Environment.TickCount64 - Volatile.Read(ref lastAsked) < s_nodeSilence.TotalMilliseconds)
+                {
+                    await Task.Delay(TimeSpan.FromSeconds(1), lost.Token).ConfigureAwait(false);
+                }
+                await lost.CancelAsync().ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+            }
+        }, CancellationToken.None);
+        var replies = connection.RequestManyAsync<byte[], byte[]>(Subjects.NodeOp(node, op), request(aliveSubject),
+            replyOpts: new NatsSubOpts { Timeout = Timeout.InfiniteTimeSpan }, cancellationToken: lost.Token).GetAsyncEnumerator(lost.Token);
+        try
+        {
+            while (true)
+            {
+                try
+                {
+                    if (!await replies.MoveNextAsync().ConfigureAwait(false))
+                    {
+                        break;
+                    }
+                }
+                catch (OperationCanceledException e) when (!cancellationToken.IsCancellationRequested)
+                {
+                    throw new NodeRequestException($"node '{node}' stopped answering during {op} (it stopped or lost its connection); `orchctl get nodes` shows it", new TimeoutException(e.Message, e));
+                }
+                catch (NatsNoRespondersException e)
+                {
+                    throw new NodeRequestException($"no node '{node}' is connected to the fleet; `orchctl get nodes` lists the nodes that are", e);
+                }
+                var msg = replies.Current;
+                if (msg.HasNoResponders)
+                {
+                    throw new NodeRequestException($"no node '{node}' is connected to the fleet; `orchctl get nodes` lists the nodes that are", new NatsNoRespondersException());
+                }
+                var data = msg.Data ?? [];
+                ThrowIfError(data);
+                yield return data;
+            }
+        }
+        finally
+        {
+            await replies.DisposeAsync().ConfigureAwait(false);
+            await lost.CancelAsync().ConfigureAwait(false);
+            await alive.UnsubscribeAsync().ConfigureAwait(false);
+            await Task.WhenAll(answering, watching).ConfigureAwait(false);
+        }
+    }
+
+    private static readonly TimeSpan s_nodeSilence = TimeSpan.FromSeconds(12);
+
+    /// <summary>A container's log lines, oldest first, gathered from as many reply messages as the node sends.</summary>
+    public async Task<IReadOnlyList<Orchestrator.Api.LogLine>> LogsAsync(string name, int? tail = null, DateTimeOffset? since = null, CancellationToken cancellationToken = default)
+    {
+        var body = JsonSerializer.SerializeToUtf8Bytes(new LogsRequest { Name = name, Tail = tail, Since = since }, FleetJsonContext.Default.LogsRequest);
+        var lines = new List<Orchestrator.Api.LogLine>();
+        try
+        {
+            await foreach (var msg in connection.RequestManyAsync<byte[], byte[]>(Subjects.NodeOp(node, NodeOps.Logs), body,
+                replyOpts: new NatsSubOpts { Timeout = _timeout, IdleTimeout = _timeout }, cancellationToken: cancellationToken).ConfigureAwait(false))
+            {
+                if (msg.HasNoResponders)
+                {
+                    throw new NodeRequestException($"no node '{node}' is connected to the fleet; `orchctl get nodes` lists the nodes that are");
+                }
+                var data = msg.Data ?? [];
+                ThrowIfError(data);
+                var reply = JsonSerializer.Deserialize(data, FleetJsonContext.Default.LogsReply) ?? throw new NodeRequestException($"node '{node}' sent an empty reply to logs");
+                lines.AddRange(reply.Lines);
+                if (!reply.More)
+                {
+                    return lines;
+                }
+            }
+        }
+        catch (NatsNoRespondersException e)
+        {
+            throw new NodeRequestException($"no node '{node}' is connected to the fleet; `orchctl get nodes` lists the nodes that are", e);
+        }
+        throw new NodeRequestException($"node '{node}' did not finish sending logs within {_timeout.TotalSeconds:0.#}s; try --tail N");
+    }
+
+    public Task<ExecReply> ExecAsync(string name, IReadOnlyList<string> command, double timeoutSeconds = 30, CancellationToken cancellationToken = default)
+        => RequestAsync(NodeOps.Exec, JsonSerializer.SerializeToUtf8Bytes(new ExecRequest { Name = name, Command = command, TimeoutSeconds = timeoutSeconds }, FleetJsonContext.Default.ExecRequest),
+            FleetJsonContext.Default.ExecReply, cancellationToken);
+
+    public async Task<IReadOnlyList<Orchestrator.Api.ContainerStats>> StatsAsync(string? name = null, CancellationToken cancellationToken = default)
+        => (await RequestAsync(NodeOps.Stats, JsonSerializer.SerializeToUtf8Bytes(new StatsRequest { Name = name }, FleetJsonContext.Default.StatsRequest),
+            FleetJsonContext.Default.StatsReply, cancellationToken).ConfigureAwait(false)).Containers;
+
+    public async Task<IReadOnlyList<Orchestrator.Api.ImageSummary>> ImagesAsync(CancellationToken cancellationToken = default)
+        => (await RequestAsync(NodeOps.Images, [], FleetJsonContext.Default.ImageListReply, cancellationToken).ConfigureAwait(false)).Images;
+
+    public Task<Orchestrator.Api.ImageSummary> InspectImageAsync(string name, CancellationToken cancellationToken = default)
+        => RequestAsync(NodeOps.ImageInspect, NameBody(name), FleetJsonContext.Default.ImageSummary, cancellationToken);
+
+    public Task<Orchestrator.Api.ImageSummary> PullAsync(string reference, CancellationToken cancellationToken = default)
+        => RequestAsync(NodeOps.Pull, JsonSerializer.SerializeToUtf8Bytes(new PullRequest { Reference = reference }, FleetJsonContext.Default.PullRequest), FleetJsonContext.Default.ImageSummary, cancellationToken);
+
+    public Task<OkReply> RemoveImageAsync(string name, CancellationToken cancellationToken = default)
+        => RequestAsync(NodeOps.RemoveImage, NameBody(name), FleetJsonContext.Default.OkReply, cancellationToken);
+
+    public Task<Orchestrator.Api.ImageGcResult> GcImagesAsync(CancellationToken cancellationToken = default)
+        => RequestAsync(NodeOps.ImageGc, [], FleetJsonContext.Default.ImageGcResult, cancellationToken);
+
+    public Task<Orchestrator.Api.NodeStatus> StatusAsync(CancellationToken cancellationToken = default)
+        => RequestAsync(NodeOps.Status, [], FleetJsonContext.Default.NodeStatus, cancellationToken);
+
+    /// <summary>Sends raw bytes to an operation and returns the raw reply (for protocol tests and any-client use).</summary>
+    public async Task<byte[]> RawAsync(string op, byte[] body, CancellationToken cancellationToken = default)
+    {
+        try
+        {
+            var reply = await connection.RequestAsync<byte[], byte[]>(Subjects.NodeOp(node, op), body,
+                replyOpts: new NatsSubOpts { Timeout = _timeout }, cancellationToken: cancellationToken).ConfigureAwait(false);
+            return reply.Data ?? [];
+        }
+        catch (NatsNoRespondersException e)
+        {
+            throw new NodeRequestException($"no node '{node}' is connected to the fleet; `orchctl get nodes` lists the nodes that are", e);
+        }
+        catch (NatsNoReplyException e)
+        {
+            throw new NodeRequestException($"node '{node}' did not answer {op} within {_timeout.TotalSeconds:0.#}s; it may be overloaded or cut off", e);
+        }
+    }
+
+    private async Task<T> RequestAsync<T>(string op, byte[] body, System.Text.Json.Serialization.Metadata.JsonTypeInfo<T> type, CancellationToken cancellationToken)
+    {
+        var data = await RawAsync(op, body, cancellationToken).ConfigureAwait(false);
+        ThrowIfError(data);
+        return JsonSerializer.Deserialize(data, type) ?? throw new NodeRequestException($"node '{node}' sent an empty reply to {op}");
+    }
+
+    private static bool HasProperty(byte[] data, string name)
+    {
+        using var doc = JsonDocument.Parse(data);
+        return doc.RootElement.ValueKind == JsonValueKind.Object && doc.RootElement.TryGetProperty(name, out _);
+    }
+
+    private static void ThrowIfError(byte[] data)
+    {
+        using var doc = JsonDocument.Parse(data);
+        if (doc.RootElement.ValueKind == JsonValueKind.Object && doc.RootElement.TryGetProperty("error", out var error))
+        {
+            // A node from before error codes sends none: internal, which orchctl treats as it always did.
+            var code = doc.RootElement.TryGetProperty("code", out var c) && c.ValueKind == JsonValueKind.String ? c.GetString() : null;
+            throw new NodeRequestException(ErrorKinds.Parse(code), error.GetString() ?? "the node reported an error");
+        }
+    }
+
+    private static byte[] NameBody(string name) => JsonSerializer.SerializeToUtf8Bytes(new NameRequest { Name = name }, FleetJsonContext.Default.NameRequest);
+}
