@@ -48,30 +48,8 @@ internal sealed class SupervisorHarness : IAsyncDisposable
 
     public string StateDir => Options.StateDir;
 
-    /// <summary>
-    /// This process's open descriptors that point into this node's directories (state and run):
-    /// what a leak of the Supervisor's own files shows as, unlike the process's count, which the
-    /// tests running beside it move.
-    /// </summary>
-    public int OpenFilesOfThisNode()
-    {
-        var count = 0;
-        foreach (var fd in Directory.GetFiles("/proc/self/fd"))
-        {
-            try
-            {
-                if (new FileInfo(fd).LinkTarget is { } target && target.StartsWith(_dir.Path + "/", StringComparison.Ordinal))
-                {
-                    count++;
-                }
-            }
-            catch (IOException)
-            {
-                // closed while we looked
-            }
-        }
-        return count;
-    }
+    /// <summary>Open descriptors into this node's directories (state and run): what a leak of the Supervisor's own files shows as.</summary>
+    public int OpenFilesOfThisNode() => OpenFiles.Under(_dir.Path);
 
     public static async Task<SupervisorHarness> StartAsync()
     {
