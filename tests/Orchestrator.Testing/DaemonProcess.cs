@@ -141,7 +141,19 @@ public sealed class DaemonProcess : IAsyncDisposable
         if (!_process.HasExited)
         {
             _process.Kill(entireProcessTree: true);
-            await _process.WaitForExitAsync();
+            // The exit only, then a short wait for the output: a child the tree kill missed (one
+            // cloned while it ran) may hold the pipes for good, and Process.WaitForExitAsync would
+            // wait for their end with no limit (a CI run hung 5 min on such an orphan of orchd).
+            using var exit = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+            try
+            {
+                await WaitForExitOnlyAsync(exit.Token);
+                await Task.WhenAll(_stdoutDone.Task, _stderrDone.Task).WaitAsync(TimeSpan.FromSeconds(5));
+            }
+            catch (Exception e) when (e is OperationCanceledException or TimeoutException)
+            {
+                // Reported by whoever looks for stray processes; disposing must not hang a test run.
+            }
         }
         _process.Dispose();
     }

@@ -113,6 +113,7 @@ struct orch_plan {
     int stdin_fd, stdout_fd, stderr_fd; /* -1: inherit */
     int keep_fds;                    /* fds 3 .. 3+keep_fds-1 are passed (LISTEN_FDS style) */
     int sync_fd;                     /* child reads one byte: the parent has put it in its cgroups */
+    int sync_write_fd;               /* the pipe's write end: the child closes its copy first, so the parent's death is EOF */
     int sync_late;                   /* 1: do the mount phase before waiting on sync_fd (see below) */
     int unshare_cgroupns;            /* 1: unshare(CLONE_NEWCGROUP) once in the container's cgroup */
     int become_root;                 /* 1 (new user namespace): setresuid/gid(0) once the maps exist */
@@ -303,7 +304,7 @@ static void wait_for_cgroup(const struct orch_plan *p) {
     if (n != 1) { if (n == 0) errno = EPIPE; fail(p, ST_SYNC); }
     if (p->n_create_hooks || p->n_start_hooks) {
         /* The parent follows "go" with the hooks' state: a 4-byte length, then the JSON. (Not
-         * "until EOF": we hold a copy of the pipe's write end ourselves.) */
+         * "until EOF": the parent keeps the write end open until we have started.) */
         uint32_t len = 0;
         size_t got = 0;
         while (got < sizeof len) {
@@ -475,6 +476,12 @@ static int child_main(void *arg) {
     /* Never dumpable while we hold host fds: no ptrace or /proc/pid/fd access from the container. */
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0);
+
+    /* Our copy of the sync pipe's write end (no CLONE_FILES: the parent's stays open) goes at
+     * once: if the parent dies before it says "go" (orchd killed mid-spawn), the read below sees
+     * EOF and we exit, instead of waiting forever while holding orchd's stdio, its lock and the
+     * node's fds (a SIGKILLed test node left such an orphan, and its harness waited on its pipes). */
+    if (p->sync_write_fd >= 0) close(p->sync_write_fd);
 
     if (!p->sync_late) wait_for_cgroup(p);
 

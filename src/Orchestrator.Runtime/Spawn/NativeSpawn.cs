@@ -86,6 +86,7 @@ internal unsafe struct NativePlan
     public int StderrFd;
     public int KeepFds;
     public int SyncFd;
+    public int SyncWriteFd;
     public int SyncLate;
     public int UnshareCgroupns;
     public int BecomeRoot;

@@ -109,6 +109,12 @@ internal static unsafe class Spawner
         }
     }
 
+    /// <summary>
+    /// A fault point for the crash tests: ORCHD_FAILPOINT=spawn-before-go kills the process (SIGKILL)
+    /// between the child's clone and the "go" it waits for, as a kill -9 of orchd mid-spawn does.
+    /// </summary>
+    private static readonly bool s_killBeforeGo = Environment.GetEnvironmentVariable("ORCHD_FAILPOINT") == "spawn-before-go";
+
     private static SpawnedProcess SpawnLocked(ContainerPlan plan, ICgroup cgroup, string? execFifo, int keepFds, Action<int>? beforeStart, Func<int, string>? hookState, ContainerIo io)
     {
         var spec = plan.Spec;
@@ -276,6 +282,7 @@ internal static unsafe class Spawner
             p->StderrFd = io.Stderr;
             p->KeepFds = keepFds;
             p->SyncFd = sync[0];
+            p->SyncWriteFd = sync[1];
             p->ReportFd = report[1];
             p->ExecFifoFd = -1;
             if (execFifo is not null)
@@ -325,6 +332,10 @@ internal static unsafe class Spawner
                     WriteIdMap($"/proc/{pid}/gid_map", linux.GidMappings!);
                 }
                 beforeStart?.Invoke(pid);
+                if (s_killBeforeGo)
+                {
+                    _ = kill(Environment.ProcessId, 9);
+                }
                 byte go = 1;
                 if (write(sync[1], &go, 1) != 1)
                 {

@@ -95,6 +95,72 @@ public sealed class RuncCliTests : IDisposable
     }
 
     [Fact(Timeout = 120_000)]
+    public async Task A_runtime_killed_before_its_child_may_go_leaves_no_child_holding_its_stdio()
+    {
+        // orchd (here orch-runc) SIGKILLed between the clone and the "go": the child used to wait
+        // for it forever, holding the runtime's stdout and stderr (a test harness then waited on
+        // them for good) and its other fds. It must see the pipe's end and exit.
+        using var bundle = Shell("echo never");
+        var id = "killed-" + Guid.NewGuid().ToString("N")[..8];
+        var info = new System.Diagnostics.ProcessStartInfo(Repo.Binary("orch-runc"))
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        foreach (var arg in new[] { "--root", _state.Path, "run", "--bundle", bundle.Path, id })
+        {
+            info.ArgumentList.Add(arg);
+        }
+        info.Environment["ORCHD_FAILPOINT"] = "spawn-before-go";
+        using var runtime = System.Diagnostics.Process.Start(info)!;
+        var stdout = runtime.StandardOutput.ReadToEndAsync();
+        var stderr = runtime.StandardError.ReadToEndAsync();
+        await runtime.WaitForExitAsync().WaitAsync(s_wait);
+        Assert.Equal(137, runtime.ExitCode); // the fault point's SIGKILL
+        try
+        {
+            // EOF on both: nothing else holds the runtime's pipes.
+            await Task.WhenAll(stdout, stderr).WaitAsync(TimeSpan.FromSeconds(10));
+            Assert.Equal("", await stdout);
+        }
+        finally
+        {
+            foreach (var pid in ProcessesWith(id))
+            {
+                _ = Orchestrator.Linux.Libc.kill(pid, 9); // what the bug left behind, so the run goes on
+            }
+        }
+        await Eventually.TrueAsync("no orphan of the killed runtime", () => ProcessesWith(id).Count == 0, TimeSpan.FromSeconds(10));
+    }
+
+    /// <summary>Processes whose command line holds <paramref name="word"/> (the clone of a runtime that never exec'd keeps its argv).</summary>
+    private static List<int> ProcessesWith(string word)
+    {
+        var found = new List<int>();
+        foreach (var dir in Directory.GetDirectories("/proc"))
+        {
+            if (int.TryParse(Path.GetFileName(dir), out var pid))
+            {
+                try
+                {
+                    if (File.ReadAllText(Path.Combine(dir, "cmdline")).Split('\0').Contains(word))
+                    {
+                        found.Add(pid);
+                    }
+                }
+                catch (IOException)
+                {
+                }
+                catch (UnauthorizedAccessException)
+                {
+                }
+            }
+        }
+        return found;
+    }
+
+    [Fact(Timeout = 120_000)]
     public async Task No_host_fd_leaks_into_the_container()
     {
         using var bundle = Shell("ls /proc/self/fd");
