@@ -97,7 +97,7 @@ internal static class HubWritesBench
                 await Task.Delay(200);
             }
             var client = new FleetClient(control);
-            while ((await client.GetNodesAsync()).Count(n => n.State == "ready") < s.Nodes)
+            while ((await client.GetNodesAsync()).Count(n => n.State == NodeCondition.Ready) < s.Nodes)
             {
                 if (DateTime.UtcNow > deadline)
                 {

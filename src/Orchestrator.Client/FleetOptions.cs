@@ -54,6 +54,6 @@ public sealed record FleetOptions
     /// <summary>The fence: <see cref="FenceAfter"/>, or <see cref="LostAfter"/>.</summary>
     public TimeSpan EffectiveFenceAfter => FenceAfter ?? LostAfter;
 
-    public string StateOf(TimeSpan heartbeatAge)
-        => heartbeatAge <= UnreachableAfter ? "ready" : heartbeatAge <= LostAfter ? "unreachable" : "lost";
+    public NodeCondition StateOf(TimeSpan heartbeatAge)
+        => heartbeatAge <= UnreachableAfter ? NodeCondition.Ready : heartbeatAge <= LostAfter ? NodeCondition.Unreachable : NodeCondition.Lost;
 }

@@ -84,7 +84,7 @@ public static class FleetState
             var state = options.StateOf(age);
             result[info.Node] = new NodeEntry
             {
-                Info = info, State = state == "lost" && (watchedFor is { } watched && watched < options.LostAfter || info.Node == self) ? "unreachable" : state, HeartbeatAgeSeconds = Math.Max(0, Math.Round(age.TotalSeconds, 1)), Leader = leader == info.Node,
+                Info = info, State = state == NodeCondition.Lost && (watchedFor is { } watched && watched < options.LostAfter || info.Node == self) ? NodeCondition.Unreachable : state, HeartbeatAgeSeconds = Math.Max(0, Math.Round(age.TotalSeconds, 1)), Leader = leader == info.Node,
                 Cordoned = set?.Cordoned == true, Draining = set?.Draining == true,
             };
         }

@@ -101,7 +101,7 @@ internal sealed class CommandContext(NatsConnection connection, ConnectionFlags 
         catch (NATS.Client.JetStream.NatsJSException)
         {
             var infos = await Fleet.DiscoverNodesAsync(Timeout, TimeSpan.FromMilliseconds(300)).ConfigureAwait(false);
-            return infos.Select(i => new NodeEntry { Info = i, State = "ready" }).ToList();
+            return infos.Select(i => new NodeEntry { Info = i, State = NodeCondition.Ready }).ToList();
         }
     }
 
@@ -112,7 +112,7 @@ internal sealed class CommandContext(NatsConnection connection, ConnectionFlags 
         {
             return [one];
         }
-        return (await NodesAsync().ConfigureAwait(false)).Where(n => n.State != "lost" && (selector is null || selector.Matches(n.Info.Labels)))
+        return (await NodesAsync().ConfigureAwait(false)).Where(n => n.State != NodeCondition.Lost && (selector is null || selector.Matches(n.Info.Labels)))
             .Select(n => n.Info.Node).Order(StringComparer.Ordinal).ToList();
     }
 

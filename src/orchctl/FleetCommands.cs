@@ -176,7 +176,7 @@ internal static class FleetCommands
         {
             Console.Out.WriteLine($"rolled back: {why}");
         }
-        return view.Status is { Phase: "failed" or "rolled-back" } ? 1 : 0;
+        return view.Status is { Phase: RolloutPhase.Failed or RolloutPhase.RolledBack } ? 1 : 0;
     }
 
     private static string Summary(DeploymentView view)
@@ -208,7 +208,7 @@ internal static class FleetCommands
         {
             details.Add($"{s.Unschedulable.Count} unschedulable");
         }
-        return $"deployment {name}: revision {view.Deployment.ShownRevision()}, {s.Phase}: {s.UpdatedReady}/{s.Desired} replicas updated and ready ({s.Updated} updated)"
+        return $"deployment {name}: revision {view.Deployment.ShownRevision()}, {WireNames.Of(s.Phase)}: {s.UpdatedReady}/{s.Desired} replicas updated and ready ({s.Updated} updated)"
             + (details.Count > 0 ? ", " + string.Join(", ", details) : "");
     }
 
@@ -260,16 +260,16 @@ internal static class FleetCommands
                 Console.Out.Flush();
             }
             last = line;
-            if (s is not null && s.Revision >= current && s.Phase == "complete")
+            if (s is not null && s.Revision >= current && s.Phase == RolloutPhase.Complete)
             {
                 Finish(tty);
                 Console.Out.WriteLine($"deployment {name}: rollout of revision {view.Deployment.ShownRevision()} complete");
                 return 0;
             }
-            if (s is not null && s.Revision >= current && s.Phase is "failed" or "rolled-back")
+            if (s is not null && s.Revision >= current && s.Phase is RolloutPhase.Failed or RolloutPhase.RolledBack)
             {
                 Finish(tty);
-                Output.Error($"deployment {name}: {s.Phase}: {s.RolledBack ?? "see orchctl describe deployment " + name}");
+                Output.Error($"deployment {name}: {WireNames.Of(s.Phase)}: {s.RolledBack ?? "see orchctl describe deployment " + name}");
                 return 1;
             }
             if (limit is { } l && DateTime.UtcNow - started > l)

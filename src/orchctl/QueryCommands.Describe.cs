@@ -45,7 +45,7 @@ internal static partial class QueryCommands
             ?? throw new NodeRequestException($"no node '{name}' has joined the fleet; `orchctl get nodes` lists the nodes");
         var info = n.Info;
         Field("Name", info.Node);
-        Field("State", n.State + (n.Draining ? ", draining" : n.Cordoned ? ", cordoned" : ""));
+        Field("State", WireNames.Of(n.State) + (n.Draining ? ", draining" : n.Cordoned ? ", cordoned" : ""));
         Field("Role", n.Leader ? "scheduler (holds the lease)" : "worker");
         Field("Heartbeat", $"{n.HeartbeatAgeSeconds.ToString("0.#", CultureInfo.InvariantCulture)}s ago");
         Field("Node ID", info.NodeId);
@@ -89,7 +89,7 @@ internal static partial class QueryCommands
         Console.Out.WriteLine("Conditions:");
         Indented(["TYPE", "STATUS", "MESSAGE"],
         [
-            ["Ready", n.State == "ready" ? "True" : "False", n.State == "ready" ? "heartbeats arrive" : $"{n.State}: no heartbeat for {n.HeartbeatAgeSeconds.ToString("0", CultureInfo.InvariantCulture)}s"],
+            ["Ready", n.State == NodeCondition.Ready ? "True" : "False", n.State == NodeCondition.Ready ? "heartbeats arrive" : $"{WireNames.Of(n.State)}: no heartbeat for {n.HeartbeatAgeSeconds.ToString("0", CultureInfo.InvariantCulture)}s"],
             ["Schedulable", n.Cordoned || n.Draining ? "False" : "True", n.Draining ? "draining: its replicas move elsewhere (orchctl uncordon)" : n.Cordoned ? "cordoned: no new replicas (orchctl uncordon)" : "gets new replicas"],
             ["Scheduler", n.Leader ? "True" : "False", n.Leader ? "this node places the fleet's replicas" : "-"],
         ]);
@@ -156,7 +156,7 @@ internal static partial class QueryCommands
         }
         if (s is not null)
         {
-            Field("Phase", s.Phase + (s.Revision != (d.Revision ?? 0) ? " (for an earlier revision)" : ""), 2);
+            Field("Phase", WireNames.Of(s.Phase) + (s.Revision != (d.Revision ?? 0) ? " (for an earlier revision)" : ""), 2);
             Field("Wave", s.Wave ?? "-", 2);
             Field("Updated", $"{s.Updated} of {s.Desired} ({s.UpdatedReady} ready)", 2);
             Field("Surge", Output.Int(s.Surge), 2);
@@ -189,7 +189,7 @@ internal static partial class QueryCommands
             {
                 var node = byNode.GetValueOrDefault(r.Value);
                 var container = node?.Info.Containers?.FirstOrDefault(c => c.Name == r.Key);
-                return new[] { r.Key, r.Value, node?.State ?? "unknown", container is null ? "not reported" : WireNames.Of(container.State), container is null ? "-" : container.Ready ? "yes" : "no" };
+                return new[] { r.Key, r.Value, WireNames.Of(node?.State ?? NodeCondition.Unknown), container is null ? "not reported" : WireNames.Of(container.State), container is null ? "-" : container.Ready ? "yes" : "no" };
             }));
         }
         else

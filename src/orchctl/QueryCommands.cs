@@ -142,7 +142,7 @@ internal static partial class QueryCommands
             var s = n.Info.Status;
             var row = new List<string>
             {
-                n.Info.Node, n.State + (n.Draining ? ",draining" : n.Cordoned ? ",cordoned" : ""), n.Leader ? "scheduler" : "-",
+                n.Info.Node, WireNames.Of(n.State) + (n.Draining ? ",draining" : n.Cordoned ? ",cordoned" : ""), n.Leader ? "scheduler" : "-",
                 Output.Duration(TimeSpan.FromSeconds(n.HeartbeatAgeSeconds)) + " ago", n.Info.Version.Split('+')[0],
                 s is null ? "-" : $"{s.Running}/{s.Containers}",
                 s is null ? "-" : $"{s.CpuMilliRequested}m/{s.CpuMilliAllocatable}m",
@@ -197,7 +197,7 @@ internal static partial class QueryCommands
             {
                 d.Name, Output.Int((long)d.ShownRevision()), Output.Int(d.Replicas), s is null ? "-" : Output.Int(s.Placed),
                 s is null ? "-" : Output.Int(s.Updated), s is null ? "-" : Output.Int(s.UpdatedReady),
-                s is null ? "pending" : s.Phase.Length == 0 ? "-" : s.Phase, d.Template.Image,
+                s is null ? "pending" : s.Phase == RolloutPhase.Unknown ? "-" : WireNames.Of(s.Phase), d.Template.Image,
             };
             if (wide)
             {
@@ -299,7 +299,7 @@ internal static partial class QueryCommands
                 rows.Add((node.Info.Node, new ContainerStatus
                 {
                     Name = brief.Name, State = brief.State, Ready = brief.Ready, Source = replica ? "fleet" : null, Image = "?",
-                    Message = $"node not answering ({node.State}); as of its last heartbeat {node.HeartbeatAgeSeconds:0}s ago" + (brief.Message is { } m ? "; " + m : ""),
+                    Message = $"node not answering ({WireNames.Of(node.State)}); as of its last heartbeat {node.HeartbeatAgeSeconds:0}s ago" + (brief.Message is { } m ? "; " + m : ""),
                 }));
             }
         }
@@ -407,7 +407,7 @@ internal static partial class QueryCommands
             var cpu = n.Info.Containers?.Sum(c => c.CpuPercent ?? 0) ?? 0;
             return new[]
             {
-                n.Info.Node, n.State, string.Create(CultureInfo.InvariantCulture, $"{cpu * 10:0}m"),
+                n.Info.Node, WireNames.Of(n.State), string.Create(CultureInfo.InvariantCulture, $"{cpu * 10:0}m"),
                 s is null || s.CpuMilliCapacity == 0 ? "-" : string.Create(CultureInfo.InvariantCulture, $"{cpu * 10 * 100 / s.CpuMilliCapacity:0.0}%"),
                 s is null ? "-" : Output.Bytes(s.MemoryUsedBytes),
                 s is null || s.MemoryCapacityBytes == 0 ? "-" : string.Create(CultureInfo.InvariantCulture, $"{100.0 * s.MemoryUsedBytes / s.MemoryCapacityBytes:0.0}%"),
@@ -424,7 +424,7 @@ internal static partial class QueryCommands
         var heartbeatCpu = nodes.Where(n => n.Info.Containers is not null)
             .SelectMany(n => n.Info.Containers!.Where(c => c.CpuPercent is not null).Select(c => (Key: (n.Info.Node, c.Name), CpuPercent: c.CpuPercent!.Value)))
             .GroupBy(x => x.Key).ToDictionary(g => g.Key, g => g.First().CpuPercent);
-        var names = context.Settings.Node is { } one ? [one] : nodes.Where(n => n.State != "lost").Select(n => n.Info.Node).Order(StringComparer.Ordinal).ToList();
+        var names = context.Settings.Node is { } one ? [one] : nodes.Where(n => n.State != NodeCondition.Lost).Select(n => n.Info.Node).Order(StringComparer.Ordinal).ToList();
         var stats = await context.AskEveryNodeAsync(names, async c => (await c.StatsAsync().ConfigureAwait(false), selector is null ? null : await c.ListAsync().ConfigureAwait(false))).ConfigureAwait(false);
         var rows = new List<string[]>();
         foreach (var (node, (list, containers)) in stats)

@@ -26,7 +26,7 @@ public sealed class ArchLabelTests
             Labels = NodeIdentity.WithBuiltInLabels(new Dictionary<string, string>(), arch),
             Status = new NodeStatus { CpuMilliAllocatable = 2000, MemoryAllocatableBytes = 1L << 30 },
         },
-        State = "ready",
+        State = NodeCondition.Ready,
     };
 
     [Fact]

@@ -125,7 +125,7 @@ public sealed class AutoscalerTests
         var status = await fleet.StatusAsync(ct);
         Assert.Equal(3, status.Placed);
         Assert.Contains(status.Unschedulable, u => u.StartsWith("web-3: ", StringComparison.Ordinal) && u.Contains("not enough room", StringComparison.Ordinal));
-        Assert.Equal("degraded", status.Phase);
+        Assert.Equal(RolloutPhase.Degraded, status.Phase);
         Assert.All(fleet.Counts, count => Assert.Equal(4, count));
         Assert.Null(status.LastScale);
     }
@@ -201,6 +201,6 @@ public sealed class AutoscalerTests
             await fleet.PassAsync(ct);
         }
         Assert.All(fleet.Counts, count => Assert.Equal(3, count));
-        Assert.Equal("progressing", (await fleet.StatusAsync(ct)).Phase);
+        Assert.Equal(RolloutPhase.Progressing, (await fleet.StatusAsync(ct)).Phase);
     }
 }

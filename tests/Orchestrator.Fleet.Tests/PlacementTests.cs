@@ -7,7 +7,7 @@ namespace Orchestrator.Fleet.Tests;
 
 public sealed class PlacementTests
 {
-    private static NodeEntry Node(string name, string state = "ready", string zone = "a", int cpuAllocatable = 2000, int cpuRequested = 0, bool cordoned = false, bool draining = false) => new()
+    private static NodeEntry Node(string name, NodeCondition state = NodeCondition.Ready, string zone = "a", int cpuAllocatable = 2000, int cpuRequested = 0, bool cordoned = false, bool draining = false) => new()
     {
         Cordoned = cordoned,
         Draining = draining,
@@ -32,7 +32,7 @@ public sealed class PlacementTests
     [Fact]
     public void Replicas_spread_over_the_ready_nodes()
     {
-        var result = Placement.Place(Web(4), [Node("a"), Node("b"), Node("c", state: "unreachable")], s_none, s_noLoad);
+        var result = Placement.Place(Web(4), [Node("a"), Node("b"), Node("c", state: NodeCondition.Unreachable)], s_none, s_noLoad);
         Assert.Equal(4, result.Replicas.Count);
         Assert.Equal(2, result.Replicas.Values.Count(n => n == "a"));
         Assert.Equal(2, result.Replicas.Values.Count(n => n == "b"));
@@ -43,9 +43,9 @@ public sealed class PlacementTests
     public void Replicas_stay_where_they_are_unless_their_node_is_lost()
     {
         var current = new Dictionary<string, string> { ["web-0"] = "b", ["web-1"] = "b", ["web-2"] = "c" };
-        var kept = Placement.Place(Web(3), [Node("a"), Node("b"), Node("c", state: "unreachable")], current, s_noLoad);
+        var kept = Placement.Place(Web(3), [Node("a"), Node("b"), Node("c", state: NodeCondition.Unreachable)], current, s_noLoad);
         Assert.Equal(current, kept.Replicas); // an unreachable node keeps its replica: no reshuffle on a blip
-        var moved = Placement.Place(Web(3), [Node("a"), Node("b"), Node("c", state: "lost")], current, s_noLoad);
+        var moved = Placement.Place(Web(3), [Node("a"), Node("b"), Node("c", state: NodeCondition.Lost)], current, s_noLoad);
         Assert.Equal("b", moved.Replicas["web-0"]);
         Assert.Equal("a", moved.Replicas["web-2"]);
     }

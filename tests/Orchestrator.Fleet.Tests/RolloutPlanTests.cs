@@ -31,7 +31,7 @@ public sealed class RolloutPlanTests
             {
                 Nodes.Add(new NodeEntry
                 {
-                    State = "ready",
+                    State = NodeCondition.Ready,
                     Info = new NodeInfo
                     {
                         Node = name, NodeId = name, Version = "1", Arch = "x64", Kernel = "6", Runtime = "native",
@@ -86,13 +86,13 @@ public sealed class RolloutPlanTests
             var status = fleet.Pass(v2, s_t0.AddSeconds(i));
             // A pass replaces at most one ready replica: the other two still run v1 or v2, ready.
             Assert.True(fleet.Versions.Count(v => v == "v2") <= i + 1);
-            if (status.Phase == "complete")
+            if (status.Phase == RolloutPhase.Complete)
             {
                 break;
             }
         }
         Assert.All(fleet.Versions, v => Assert.Equal("v2", v));
-        Assert.Equal("complete", fleet.Statuses["web"].Phase);
+        Assert.Equal(RolloutPhase.Complete, fleet.Statuses["web"].Phase);
     }
 
     [Fact]
@@ -107,7 +107,7 @@ public sealed class RolloutPlanTests
         Assert.Equal(2, status.UpdatedReady);
         Assert.Equal(2, status.Placed);
         Assert.Contains("already runs a replica (antiAffinity)", Assert.Single(status.Unschedulable), StringComparison.Ordinal);
-        Assert.Equal("degraded", status.Phase);
+        Assert.Equal(RolloutPhase.Degraded, status.Phase);
         Assert.Null(status.Wave);
 
         // A third node: the replica gets placed, and only then is the rollout complete.
@@ -116,7 +116,7 @@ public sealed class RolloutPlanTests
         status = fleet.Pass(web, s_t0.AddSeconds(3));
         Assert.Empty(status.Unschedulable);
         Assert.Equal(3, status.UpdatedReady);
-        Assert.Equal("complete", status.Phase);
+        Assert.Equal(RolloutPhase.Complete, status.Phase);
     }
 
     [Fact]
@@ -130,7 +130,7 @@ public sealed class RolloutPlanTests
         {
             status = fleet.Pass(Web("bad", 3, new RolloutSpec { MaxUnavailable = 1 }, 2), s_t0.AddSeconds(i));
         }
-        Assert.Equal("progressing", status.Phase);
+        Assert.Equal(RolloutPhase.Progressing, status.Phase);
         Assert.Equal(s_t0, status.LastProgressAt);
         Assert.True(status.Updated > status.UpdatedReady);
         Assert.Single(fleet.EverRan, r => r.Version == "bad"); // one at a time: the first one never got ready
@@ -146,12 +146,12 @@ public sealed class RolloutPlanTests
         Assert.Equal(4, fleet.Assigned.Count); // web-3 on v2, the three others untouched
         Assert.Equal(1, first.Surge);
         Assert.Equal(3, fleet.Versions.Count(v => v == "v1"));
-        for (var i = 1; i < 12 && fleet.Statuses["web"].Phase != "complete"; i++)
+        for (var i = 1; i < 12 && fleet.Statuses["web"].Phase != RolloutPhase.Complete; i++)
         {
             fleet.Pass(v2, s_t0.AddSeconds(i));
             Assert.True(fleet.Assigned.Count <= 4);
         }
-        Assert.Equal("complete", fleet.Statuses["web"].Phase);
+        Assert.Equal(RolloutPhase.Complete, fleet.Statuses["web"].Phase);
         Assert.Equal(3, fleet.Assigned.Count); // the surge replica is gone
         Assert.All(fleet.Versions, v => Assert.Equal("v2", v));
     }
@@ -169,11 +169,11 @@ public sealed class RolloutPlanTests
         fleet.Pass(v2, s_t0.AddSeconds(10));
         Assert.Equal(["a"], fleet.EverRan.Where(r => r.Version == "v2").Select(r => r.Node).Distinct());
         fleet.Pass(v2, s_t0.AddSeconds(40)); // the canary has held 30 s
-        for (var i = 41; i < 60 && fleet.Statuses["web"].Phase != "complete"; i++)
+        for (var i = 41; i < 60 && fleet.Statuses["web"].Phase != RolloutPhase.Complete; i++)
         {
             fleet.Pass(v2, s_t0.AddSeconds(i));
         }
-        Assert.Equal("complete", fleet.Statuses["web"].Phase);
+        Assert.Equal(RolloutPhase.Complete, fleet.Statuses["web"].Phase);
         Assert.All(fleet.Versions, v => Assert.Equal("v2", v));
     }
 
@@ -188,7 +188,7 @@ public sealed class RolloutPlanTests
         {
             var status = fleet.Pass(Web("bad", 4, rollout, 2), s_t0.AddSeconds(i));
             Assert.Equal("canary", status.Wave);
-            Assert.Equal("progressing", status.Phase);
+            Assert.Equal(RolloutPhase.Progressing, status.Phase);
         }
         Assert.Single(fleet.EverRan, r => r.Version == "bad"); // web-0 only; the deadline's rollback is the caller's
         Assert.Equal(s_t0, fleet.Statuses["web"].LastProgressAt); // stuck since the first pass: the deadline runs

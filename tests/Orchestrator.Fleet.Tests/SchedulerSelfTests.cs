@@ -98,7 +98,7 @@ public sealed class SchedulerSelfTests
         var after = await fleet.WhereAsync();
         Assert.Equal(before.OrderBy(kv => kv.Key), after.OrderBy(kv => kv.Key));
         var self = (await FleetState.ReadNodesAsync(fleet.Buckets.Nodes, fleet.Options, CancellationToken.None)).Single(n => n.Info.Node == "a");
-        Assert.Equal("lost", self.State); // as anyone else reads it: the rule is the scheduler's own view of itself
+        Assert.Equal(NodeCondition.Lost, self.State); // as anyone else reads it: the rule is the scheduler's own view of itself
     }
 
     [Fact]

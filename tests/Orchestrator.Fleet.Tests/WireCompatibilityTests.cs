@@ -99,7 +99,7 @@ public sealed class WireCompatibilityTests
     private static DeploymentStatus SampleDeploymentStatus() => new()
     {
         Name = "web", Desired = 3, Placed = 2, Replicas = new Dictionary<string, string> { ["web-0"] = "gw-01" }, Unschedulable = ["web-2: no node has zone=a"],
-        Scheduler = "gw-01", At = At, Revision = 17, Updated = 2, UpdatedReady = 1, Phase = "progressing", LastProgressAt = At, Wave = "canary", Surge = 1,
+        Scheduler = "gw-01", At = At, Revision = 17, Updated = 2, UpdatedReady = 1, Phase = RolloutPhase.Progressing, LastProgressAt = At, Wave = "canary", Surge = 1,
         CanaryReadySince = At, CanaryPassed = false, RolledBack = null, LastRollback = "web-1 not ready", LastRollbackAt = At, Template = "abcd",
         ReadyTemplates = ["abcd"], RejectedTemplates = ["dcba"], LastScaledAt = At, LastScale = "cpu 90% > 60%",
     };
@@ -139,7 +139,7 @@ public sealed class WireCompatibilityTests
         ["image-gc-result"] = (new ImageGcResult { FreedBytes = 4096, PrunedLayers = 2 }, FleetJsonContext.Default.ImageGcResult),
         ["node-settings"] = (new NodeSettings { Cordoned = true, Draining = true }, FleetJsonContext.Default.NodeSettings),
         ["node-event"] = (new NodeEvent { At = At, Node = "gw-01", Kind = "container.exited", Subject = "web-0", Message = "exited 1" }, FleetJsonContext.Default.NodeEvent),
-        ["node-entries"] = (new List<NodeEntry> { new() { Info = SampleNodeInfo(), State = "ready", HeartbeatAgeSeconds = 1.5, Leader = true, Cordoned = true, Draining = false } }, FleetJsonContext.Default.ListNodeEntry),
+        ["node-entries"] = (new List<NodeEntry> { new() { Info = SampleNodeInfo(), State = NodeCondition.Ready, HeartbeatAgeSeconds = 1.5, Leader = true, Cordoned = true, Draining = false } }, FleetJsonContext.Default.ListNodeEntry),
         ["deployment-status"] = (SampleDeploymentStatus(), FleetJsonContext.Default.DeploymentStatus),
         ["deployment-views"] = (new List<DeploymentView> { new() { Deployment = SampleDeployment(), Status = SampleDeploymentStatus() } }, FleetJsonContext.Default.ListDeploymentView),
         ["deployment"] = (SampleDeployment(), WorkloadJsonContext.Default.Deployment),

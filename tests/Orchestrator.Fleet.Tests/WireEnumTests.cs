@@ -28,6 +28,15 @@ public sealed class WireEnumTests
     private static readonly (WorkloadRuntime Value, string Name)[] Runtimes =
         [(WorkloadRuntime.Native, "native"), (WorkloadRuntime.Containerd, "containerd")];
 
+    private static readonly (NodeCondition Value, string Name)[] NodeConditions =
+        [(NodeCondition.Ready, "ready"), (NodeCondition.Unreachable, "unreachable"), (NodeCondition.Lost, "lost")];
+
+    private static readonly (RolloutPhase Value, string Name)[] Phases =
+    [
+        (RolloutPhase.Progressing, "progressing"), (RolloutPhase.Paused, "paused"), (RolloutPhase.Complete, "complete"),
+        (RolloutPhase.Degraded, "degraded"), (RolloutPhase.RolledBack, "rolled-back"), (RolloutPhase.Failed, "failed"),
+    ];
+
     [Fact]
     public void Every_member_has_its_old_string_and_no_member_is_left_out()
     {
@@ -47,6 +56,28 @@ public sealed class WireEnumTests
         Check(Policies);
         Check(Networks);
         Check(Runtimes);
+        Check(NodeConditions);
+        Check(Phases);
+    }
+
+    [Fact]
+    public void Node_conditions_and_rollout_phases_round_trip_and_a_newer_value_reads_as_unknown()
+    {
+        foreach (var (value, name) in Phases)
+        {
+            var json = JsonSerializer.Serialize(new DeploymentStatus { Name = "web", Phase = value }, FleetJsonContext.Default.DeploymentStatus);
+            Assert.Contains($"\"phase\":\"{name}\"", json, StringComparison.Ordinal);
+            Assert.Equal(value, JsonSerializer.Deserialize(json, FleetJsonContext.Default.DeploymentStatus)!.Phase);
+        }
+        var newer = JsonSerializer.Deserialize("{\"name\":\"web\",\"phase\":\"waiting-for-approval\",\"desired\":3}", FleetJsonContext.Default.DeploymentStatus)!;
+        Assert.Equal((RolloutPhase.Unknown, 3), (newer.Phase, newer.Desired));
+        var info = new NodeInfo { Node = "gw-01", NodeId = "0123456789abcdef0123456789abcdef", Version = "0.1.0", Arch = "x64", Kernel = "6.1.0", Runtime = "native" };
+        foreach (var (value, name) in NodeConditions)
+        {
+            var json = JsonSerializer.Serialize(new NodeEntry { Info = info, State = value }, FleetJsonContext.Default.NodeEntry);
+            Assert.Contains($"\"state\":\"{name}\"", json, StringComparison.Ordinal);
+            Assert.Equal(value, JsonSerializer.Deserialize(json, FleetJsonContext.Default.NodeEntry)!.State);
+        }
     }
 
     [Fact]

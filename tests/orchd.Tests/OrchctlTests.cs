@@ -91,7 +91,7 @@ public sealed class OrchctlTests : IAsyncLifetime
         {
             Name = "web", Desired = 3, Placed = 2, Replicas = new Dictionary<string, string> { ["web-0"] = "gw-01", ["web-1"] = "gw-02" },
             Unschedulable = ["replica web-2: no node fits: gw-01 has web-0 (antiAffinity), gw-02 is cordoned"], Scheduler = "gw-01", At = s_t0.AddMinutes(1),
-            Revision = 2, Updated = 2, UpdatedReady = 1, Phase = "progressing", LastProgressAt = s_t0.AddMinutes(1), Wave = "canary", Surge = 1,
+            Revision = 2, Updated = 2, UpdatedReady = 1, Phase = RolloutPhase.Progressing, LastProgressAt = s_t0.AddMinutes(1), Wave = "canary", Surge = 1,
             CanaryReadySince = s_t0.AddSeconds(50),
         }, FleetJsonContext.Default.DeploymentStatus));
 

@@ -40,7 +40,7 @@ public sealed record NodeEntry
 {
     public required NodeInfo Info { get; init; }
     /// <summary>ready (heartbeat within the grace), unreachable, or lost.</summary>
-    public required string State { get; init; }
+    public required NodeCondition State { get; init; }
     public double HeartbeatAgeSeconds { get; init; }
     public bool Leader { get; init; }
     public bool Cordoned { get; init; }
@@ -65,8 +65,7 @@ public sealed record DeploymentStatus
     /// <summary>Replicas assigned the current template, and of those the ones running it and ready.</summary>
     public int Updated { get; init; }
     public int UpdatedReady { get; init; }
-    /// <summary>complete, progressing, paused, or rolled-back.</summary>
-    public string Phase { get; init; } = "";
+    public RolloutPhase Phase { get; init; }
     /// <summary>When a replica last became ready on the current template (the deadline counts from here).</summary>
     public DateTimeOffset LastProgressAt { get; init; }
     /// <summary>The wave being rolled out: canary (only its replicas get the new template), rest, or null when complete.</summary>

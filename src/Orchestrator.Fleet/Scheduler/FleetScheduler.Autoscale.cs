@@ -18,7 +18,7 @@ public sealed partial class FleetScheduler
         DeploymentStatus report, DeploymentStatus? before, CancellationToken cancellationToken)
     {
         report = report with { LastScaledAt = before?.LastScaledAt, LastScale = before?.LastScale };
-        if (deployment.Autoscale is not { } auto || report.Phase is not ("complete" or "degraded"))
+        if (deployment.Autoscale is not { } auto || report.Phase is not (RolloutPhase.Complete or RolloutPhase.Degraded))
         {
             return report; // not while a rollout is under way: its replicas' CPU says little
         }
@@ -84,7 +84,7 @@ public sealed partial class FleetScheduler
     {
         var running = 0;
         var samples = new List<double>();
-        foreach (var node in nodes.Where(n => n.State == "ready"))
+        foreach (var node in nodes.Where(n => n.State == NodeCondition.Ready))
         {
             foreach (var c in node.Info.Containers ?? [])
             {

@@ -115,7 +115,7 @@ public sealed partial class FleetScheduler(string nodeName, FleetOptions options
             // progress within the deadline. A template seen complete is not rolled back when a
             // node goes away later: that is not the template's fault, and a rollback would go
             // to an older template than the one the operator chose.
-            if (report.Phase == "progressing" && deployment.Rollout is not { AutoRollback: false }
+            if (report.Phase == RolloutPhase.Progressing && deployment.Rollout is not { AutoRollback: false }
                 && now - report.LastProgressAt > TimeSpan.FromSeconds(deployment.Rollout?.ProgressDeadlineSeconds ?? 120)
                 && report.Updated > report.UpdatedReady
                 && !report.ReadyTemplates.Contains(report.Template!, StringComparer.Ordinal))
@@ -159,7 +159,7 @@ public sealed partial class FleetScheduler(string nodeName, FleetOptions options
         // empty value, which takes the replica away. Replicas of deployments the fleet does not
         // know stay (orchctl get containers shows them as orphans).
         var known = deployments.Select(d => d.Name).ToHashSet(StringComparer.Ordinal);
-        foreach (var node in nodes.Where(n => n.State == "ready" && !nodesWanted.Contains(n.Info.Node) && !stored.ContainsKey(n.Info.Node)
+        foreach (var node in nodes.Where(n => n.State == NodeCondition.Ready && !nodesWanted.Contains(n.Info.Node) && !stored.ContainsKey(n.Info.Node)
             && (n.Info.Containers ?? []).Any(c => c.Name.LastIndexOf('-') is var dash and > 0 && known.Contains(c.Name[..dash]))))
         {
             await buckets.Assignments.PutAsync(node.Info.Node, NodeAssignments.Compose(node.Info.Node, []), cancellationToken: cancellationToken).ConfigureAwait(false);
@@ -225,7 +225,7 @@ public sealed partial class FleetScheduler(string nodeName, FleetOptions options
         }
         // A replica assigned to no node that a ready node runs (the store was made anew, the
         // deployment applied again) stays where it runs rather than starting anew somewhere else.
-        foreach (var node in nodes.Where(n => n.State == "ready"))
+        foreach (var node in nodes.Where(n => n.State == NodeCondition.Ready))
         {
             foreach (var brief in node.Info.Containers ?? [])
             {
@@ -398,7 +398,7 @@ public sealed partial class FleetScheduler(string nodeName, FleetOptions options
         // Progress (which the deadline counts from): a new revision, a rollout starting again
         // (from complete, when a replica had to be placed anew), one more replica ready on the
         // template, or the canary's hold passed.
-        var progressed = !sameRevision || before!.Phase is "complete" or "degraded" || updatedReady > before.UpdatedReady || canaryHeld != before.CanaryPassed;
+        var progressed = !sameRevision || before!.Phase is RolloutPhase.Complete or RolloutPhase.Degraded || updatedReady > before.UpdatedReady || canaryHeld != before.CanaryPassed;
         var template = TemplateHash(deployment);
         var readyTemplates = before?.ReadyTemplates ?? [];
         if (complete && placement.Replicas.Count > 0 && !readyTemplates.Contains(template, StringComparer.Ordinal))
@@ -419,7 +419,7 @@ public sealed partial class FleetScheduler(string nodeName, FleetOptions options
         }
         // Every placed replica updated and ready, but some replica has no node: as far as the fleet
         // allows, not complete (rollout status -w keeps waiting; the reasons are in Unschedulable).
-        var phase = complete ? (placement.Unschedulable.Count > 0 ? "degraded" : "complete") : rollout.Paused ? "paused" : "progressing";
+        var phase = complete ? (placement.Unschedulable.Count > 0 ? RolloutPhase.Degraded : RolloutPhase.Complete) : rollout.Paused ? RolloutPhase.Paused : RolloutPhase.Progressing;
         return new DeploymentStatus
         {
             Name = deployment.Name, Desired = deployment.Replicas, Placed = placement.Replicas.Count, Replicas = placement.Replicas,
@@ -428,7 +428,7 @@ public sealed partial class FleetScheduler(string nodeName, FleetOptions options
             Wave = complete ? null : canaryPassed ? "rest" : "canary",
             Surge = surgeActive ? placement.Replicas.Count - Math.Min(deployment.Replicas, placement.Replicas.Count) : 0,
             CanaryReadySince = canaryReadySince, CanaryPassed = canaryHeld,
-            LastProgressAt = progressed || phase != "progressing" ? now : before!.LastProgressAt,
+            LastProgressAt = progressed || phase != RolloutPhase.Progressing ? now : before!.LastProgressAt,
             // The reason of a rollback stays while the revision it went back to is rolling out;
             // once that is complete it is history (LastRollback).
             RolledBack = sameRevision && !complete ? before!.RolledBack : null,
@@ -512,7 +512,7 @@ public sealed partial class FleetScheduler(string nodeName, FleetOptions options
             {
                 LogRollback(logger, deployment.Name, failed);
             }
-            return report with { Phase = "failed", RolledBack = failed, RejectedTemplates = rejected };
+            return report with { Phase = RolloutPhase.Failed, RolledBack = failed, RejectedTemplates = rejected };
         }
         previous.Replicas = deployment.Replicas; // the replica count is not part of what failed
         previous.Revision = null;
@@ -522,7 +522,7 @@ public sealed partial class FleetScheduler(string nodeName, FleetOptions options
         emit("deployment.rolled-back", deployment.Name, why);
         return report with
         {
-            Phase = "rolled-back", RolledBack = why, Revision = revision, LastProgressAt = now, Wave = null, CanaryReadySince = null, CanaryPassed = false,
+            Phase = RolloutPhase.RolledBack, RolledBack = why, Revision = revision, LastProgressAt = now, Wave = null, CanaryReadySince = null, CanaryPassed = false,
             LastRollback = why, LastRollbackAt = now, RejectedTemplates = rejected, Template = TemplateHash(previous),
         };
     }
@@ -531,7 +531,7 @@ public sealed partial class FleetScheduler(string nodeName, FleetOptions options
     private static bool SameStatus(DeploymentStatus a, DeploymentStatus b)
     {
         static byte[] Essence(DeploymentStatus s) => JsonSerializer.SerializeToUtf8Bytes(
-            s with { At = default, LastProgressAt = s.Phase == "progressing" ? s.LastProgressAt : default }, FleetJsonContext.Default.DeploymentStatus);
+            s with { At = default, LastProgressAt = s.Phase == RolloutPhase.Progressing ? s.LastProgressAt : default }, FleetJsonContext.Default.DeploymentStatus);
         return Essence(a).AsSpan().SequenceEqual(Essence(b));
     }
 

@@ -32,7 +32,7 @@ public static class Placement
         var perNode = new Dictionary<string, int>(StringComparer.Ordinal);
         bool Eligible(NodeEntry node, bool counting)
         {
-            if (node.State != "ready")
+            if (node.State != NodeCondition.Ready)
             {
                 return false;
             }
@@ -84,7 +84,7 @@ public static class Placement
         // 1. Stay put: a replica on a node that is still ready and matching keeps its node.
         foreach (var replica in wanted)
         {
-            if (current.TryGetValue(replica, out var node) && byName.TryGetValue(node, out var entry) && entry.State != "lost" && !entry.Draining
+            if (current.TryGetValue(replica, out var node) && byName.TryGetValue(node, out var entry) && entry.State != NodeCondition.Lost && !entry.Draining
                 && MatchesSelector(deployment, entry) && !(deployment.AntiAffinity && perNode.GetValueOrDefault(node) > 0))
             {
                 placed[replica] = node;
@@ -109,7 +109,7 @@ public static class Placement
         {
             var node = nodes[i];
             var name = node.Info.Node;
-            staticOk[i] = node.State == "ready" && !node.Cordoned && !node.Draining && MatchesSelector(deployment, node);
+            staticOk[i] = node.State == NodeCondition.Ready && !node.Cordoned && !node.Draining && MatchesSelector(deployment, node);
             hasRoomCheck[i] = node.Info.Status is not null;
             (freeCpu[i], freeMemory[i]) = free[name];
             mine[i] = perNode.GetValueOrDefault(name);

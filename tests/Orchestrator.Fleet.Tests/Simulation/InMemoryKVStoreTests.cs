@@ -434,7 +434,7 @@ public sealed class InMemoryKVStoreTests
 
         var nodes = await FleetState.ReadNodesAsync(buckets.Nodes, new FleetOptions(), ct, settings: buckets.Settings);
         Assert.Equal(["n1", "n2"], nodes.Select(n => n.Info.Node));
-        Assert.All(nodes, n => Assert.Equal("ready", n.State));
+        Assert.All(nodes, n => Assert.Equal(NodeCondition.Ready, n.State));
 
         var options = new FleetOptions { Heartbeat = TimeSpan.FromSeconds(1), UnreachableAfter = TimeSpan.FromSeconds(3), Clock = clock };
         var scheduler = new FleetScheduler("n1", options, NullLogger.Instance, (_, _, _) => { });

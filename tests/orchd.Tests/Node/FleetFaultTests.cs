@@ -66,11 +66,11 @@ public sealed class FleetFaultTests(ITestOutputHelper output)
             var v1 = (await fleet.ApplyAsync([Build("1", good: true)]))[0].Revision;
             await UntilAsync(hosts, "rb-", FourGood, "four ready replicas of v1", 90);
             // As an operator would (rollout status -w): v1 complete in the scheduler's eyes, so it is a template the fleet ran ready.
-            await UntilDeploymentAsync(fleet, "rb", v => v.Status is { Phase: "complete" } s && s.Revision == v1, "v1 complete", 30);
+            await UntilDeploymentAsync(fleet, "rb", v => v.Status is { Phase: RolloutPhase.Complete } s && s.Revision == v1, "v1 complete", 30);
             await fleet.ApplyAsync([Build("2", good: false)]);
             await UntilDeploymentAsync(fleet, "rb", v => v.Status?.RolledBack is not null && Version(v) == "1", "the rollback of the bad v2", 60);
             await UntilAsync(hosts, "rb-", c => FourGood(c) && c.All(x => x.State != ContainerState.Running || Version(x) == "1"), "four ready v1 replicas after the rollback", 60);
-            await UntilDeploymentAsync(fleet, "rb", v => v.Status?.Phase == "complete", "phase complete after the rollback", 30);
+            await UntilDeploymentAsync(fleet, "rb", v => v.Status?.Phase == RolloutPhase.Complete, "phase complete after the rollback", 30);
             // Longer than the deadline: the progress time the status holds is old now.
             await Task.Delay(TimeSpan.FromSeconds(deadline + 4));
 
@@ -90,13 +90,13 @@ public sealed class FleetFaultTests(ITestOutputHelper output)
             while (clock.Elapsed < TimeSpan.FromSeconds(6 + 2 * deadline + 4))
             {
                 var view = await DeploymentAsync(fleet, "rb");
-                if (phases.Count == 0 || phases[^1] != view.Status?.Phase)
+                if (phases.Count == 0 || phases[^1] != (view.Status?.Phase is { } now ? WireNames.Of(now) : "?"))
                 {
-                    phases.Add(view.Status?.Phase ?? "?");
+                    phases.Add(view.Status?.Phase is { } phase ? WireNames.Of(phase) : "?");
                 }
                 Assert.True(Version(view) == "1",
                     $"{clock.Elapsed.TotalSeconds:0.0} s after {victim.NodeName} died the deployment's template is VERSION {Version(view)}, the one the fleet rejected; status: {Describe(view.Status)}");
-                Assert.True(view.Status?.Phase is not ("rolled-back" or "failed"),
+                Assert.True(view.Status?.Phase is not (RolloutPhase.RolledBack or RolloutPhase.Failed),
                     $"{clock.Elapsed.TotalSeconds:0.0} s after {victim.NodeName} died the status says {Describe(view.Status)}");
                 foreach (var c in await ContainersAsync(survivors, "rb-"))
                 {
@@ -419,7 +419,7 @@ public sealed class FleetFaultTests(ITestOutputHelper output)
                 {
                     try
                     {
-                        rejoined = (await fleet.GetNodesAsync(FastView)).Single(n => n.Info.Node == victim.NodeName).State == "ready" ? healed.Elapsed : null;
+                        rejoined = (await fleet.GetNodesAsync(FastView)).Single(n => n.Info.Node == victim.NodeName).State == NodeCondition.Ready ? healed.Elapsed : null;
                     }
                     catch (Exception e) when (e is NatsException or TimeoutException)
                     {
@@ -788,7 +788,7 @@ public sealed class FleetFaultTests(ITestOutputHelper output)
     /// <summary>Every node ready and one scheduler, read through <paramref name="view"/>'s timings; retried across a reconnect.</summary>
     private static Task<IReadOnlyList<NodeEntry>> WaitForFleetAsync(FleetClient fleet, FleetOptions view, int count, int seconds = 30)
         => Eventually.ValueAsync($"{count} ready nodes and a scheduler", () => fleet.GetNodesAsync(view),
-            nodes => nodes.Count(n => n.State == "ready") == count && nodes.Count(n => n.Leader) == 1, TimeSpan.FromSeconds(seconds), TimeSpan.FromMilliseconds(250),
+            nodes => nodes.Count(n => n.State == NodeCondition.Ready) == count && nodes.Count(n => n.Leader) == 1, TimeSpan.FromSeconds(seconds), TimeSpan.FromMilliseconds(250),
             nodes => string.Join(", ", nodes.Select(n => $"{n.Info.Node} {n.State} {n.HeartbeatAgeSeconds}s{(n.Leader ? " scheduler" : "")}")),
             typeof(NatsException), typeof(TimeoutException), typeof(OperationCanceledException));
 
@@ -984,7 +984,7 @@ public sealed class FleetFaultTests(ITestOutputHelper output)
         try
         {
             var nodes = await FleetState.ReadNodesAsync(stores[Buckets.Nodes], FastView, CancellationToken.None);
-            var ready = nodes.Where(n => n.State == "ready").Select(n => n.Info.Node).ToHashSet(StringComparer.Ordinal);
+            var ready = nodes.Where(n => n.State == NodeCondition.Ready).Select(n => n.Info.Node).ToHashSet(StringComparer.Ordinal);
             if (hosts.Any(h => !ready.Contains(h.NodeName)))
             {
                 return $"ready nodes: [{string.Join(",", ready)}]";

@@ -169,7 +169,7 @@ public sealed class FleetRolloutTests
             await fleet.ApplyAsync([Version("3", healthy: true)]);
             await UntilAsync(hosts, "can-", c => AllOn(c, "3"), "v3 everywhere after the canary held");
             var completeBy = DateTime.UtcNow + TimeSpan.FromSeconds(20);
-            while ((await fleet.GetDeploymentsAsync()).Single().Status is not { Phase: "complete" } done)
+            while ((await fleet.GetDeploymentsAsync()).Single().Status is not { Phase: RolloutPhase.Complete } done)
             {
                 Assert.True(DateTime.UtcNow < completeBy, "the rollout of v3 never reported complete");
                 await Task.Delay(200);
@@ -242,7 +242,7 @@ public sealed class FleetRolloutTests
             Assert.Equal(6, after.Select(c => c.Name).Distinct().Count()); // no replica twice
             Assert.All(before, c => Assert.Equal(c.Pid, after.Single(a => a.Name == c.Name).Pid)); // nothing restarted
             await Eventually.ValueAsync("both nodes to heartbeat again (ready)",
-                async () => (await fleet.GetNodesAsync(new Orchestrator.Client.FleetOptions { UnreachableAfter = TimeSpan.FromSeconds(3) })).Count(n => n.State == "ready"),
+                async () => (await fleet.GetNodesAsync(new Orchestrator.Client.FleetOptions { UnreachableAfter = TimeSpan.FromSeconds(3) })).Count(n => n.State == NodeCondition.Ready),
                 ready => ready == 2, TimeSpan.FromSeconds(20), TimeSpan.FromMilliseconds(200), ready => $"{ready} ready");
         }
         finally
@@ -283,14 +283,14 @@ public sealed class FleetRolloutTests
                 Assert.True(NodeHost.IsAlive(edgeReplica.Pid), "the cut-off node's replica died");
                 var onHub = await ContainersAsync([hosts[0]], "app-");
                 Assert.Single(onHub); // not placed twice while the edge node is only unreachable
-                sawUnreachable |= (await fleet.GetNodesAsync(options)).Single(n => n.Info.Node == edge.NodeName).State == "unreachable";
+                sawUnreachable |= (await fleet.GetNodesAsync(options)).Single(n => n.Info.Node == edge.NodeName).State == NodeCondition.Unreachable;
                 await Task.Delay(2000);
             }
             Assert.True(sawUnreachable, "the cut-off node was never reported unreachable");
 
             proxy.Restore();
             await Eventually.ValueAsync($"{edge.NodeName} to rejoin (ready) once the link is back",
-                async () => (await fleet.GetNodesAsync(options)).Single(n => n.Info.Node == edge.NodeName).State, state => state == "ready",
+                async () => (await fleet.GetNodesAsync(options)).Single(n => n.Info.Node == edge.NodeName).State, state => state == NodeCondition.Ready,
                 TimeSpan.FromSeconds(60), TimeSpan.FromMilliseconds(500));
             var all = await UntilAsync(hosts, "app-", c => c.Count(x => x.State == ContainerState.Running) == 2, "two replicas after the rejoin");
             Assert.Equal(2, all.Select(c => c.Name).Distinct().Count());

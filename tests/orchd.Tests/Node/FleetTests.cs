@@ -33,7 +33,7 @@ public sealed class FleetTests
 
             static string Show(IReadOnlyList<Orchestrator.Api.NodeEntry> nodes) => string.Join(", ", nodes.Select(n => $"{n.Info.Node} {n.State} leader={n.Leader}"));
             var nodes = await Eventually.ValueAsync("three ready nodes and a scheduler", () => fleet.GetNodesAsync(fast),
-                nodes => nodes.Count(n => n.State == "ready") >= 3 && nodes.Any(n => n.Leader), TimeSpan.FromSeconds(30), TimeSpan.FromMilliseconds(200), Show);
+                nodes => nodes.Count(n => n.State == NodeCondition.Ready) >= 3 && nodes.Any(n => n.Leader), TimeSpan.FromSeconds(30), TimeSpan.FromMilliseconds(200), Show);
             Assert.Single(nodes, n => n.Leader);
             Assert.All(nodes, n => Assert.NotNull(n.Info.Status));
 
@@ -62,7 +62,7 @@ public sealed class FleetTests
             await leader.KillOrchdAsync();
             var killedAt = System.Diagnostics.Stopwatch.StartNew();
             await Eventually.ValueAsync("the lost node and a new scheduler", () => fleet.GetNodesAsync(fast),
-                nodes => nodes.Single(n => n.Info.Node == leaderName).State == "lost" && nodes.Any(n => n.Leader && n.Info.Node != leaderName),
+                nodes => nodes.Single(n => n.Info.Node == leaderName).State == NodeCondition.Lost && nodes.Any(n => n.Leader && n.Info.Node != leaderName),
                 TimeSpan.FromSeconds(40), TimeSpan.FromMilliseconds(250), Show);
             Assert.All(before, c => Assert.True(NodeHost.IsAlive(c.Pid), $"{c.Name} died with its orchd"));
             var moved = await WaitForRunningAsync(survivors, "web-", r => r.Values.Sum(v => v.Count) == 6, "all six web replicas on the two survivors");
@@ -124,7 +124,7 @@ public sealed class FleetTests
         await fleetAgain.ScaleAsync("steady", 0);
         await WaitForRunningAsync([node], "steady-", r => r.Values.Sum(v => v.Count) == 0, "steady scaled to zero after the reconnect");
         var fast = new Orchestrator.Client.FleetOptions { UnreachableAfter = TimeSpan.FromSeconds(3), LostAfter = TimeSpan.FromSeconds(6) };
-        await Eventually.ValueAsync("the node's heartbeat to resume (ready)", async () => (await fleetAgain.GetNodesAsync(fast)).Single().State, s => s == "ready",
+        await Eventually.ValueAsync("the node's heartbeat to resume (ready)", async () => (await fleetAgain.GetNodesAsync(fast)).Single().State, s => s == NodeCondition.Ready,
             TimeSpan.FromSeconds(15), TimeSpan.FromMilliseconds(200));
     }
 
