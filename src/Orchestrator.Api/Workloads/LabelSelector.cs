@@ -117,8 +117,12 @@ public sealed class LabelSelector
         return null;
     }
 
-    /// <summary>[prefix/]name: a name of 1-63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit; a DNS-like prefix.</summary>
-    private static bool IsKey(string key)
+    /// <summary>
+    /// A label key by Kubernetes' rule, so that users' selectors carry over: [prefix/]name, a name of
+    /// 1-63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit; a DNS-like prefix.
+    /// The one rule for selectors and for the labels a node is given (orchd --label).
+    /// </summary>
+    public static bool IsKey(string key)
     {
         var slash = key.LastIndexOf('/');
         var prefix = slash >= 0 ? key[..slash] : null;
@@ -127,8 +131,8 @@ public sealed class LabelSelector
             && (prefix is null || (prefix.Length is > 0 and <= 253 && prefix.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '.')));
     }
 
-    /// <summary>Empty, or up to 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit.</summary>
-    private static bool IsValue(string value)
+    /// <summary>A label value: empty, or up to 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit.</summary>
+    public static bool IsValue(string value)
         => value.Length == 0
             || (value.Length <= 63 && char.IsAsciiLetterOrDigit(value[0]) && char.IsAsciiLetterOrDigit(value[^1])
                 && value.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.'));

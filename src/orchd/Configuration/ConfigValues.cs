@@ -1,6 +1,7 @@
 using System.Globalization;
 using Microsoft.Extensions.Logging;
 using Orchestrator.Api;
+using Orchestrator.Api.Workloads;
 
 namespace Orchestrator.Daemon.Configuration;
 
@@ -152,27 +153,19 @@ internal static class ConfigValues
         return Label(value[..eq], value[(eq + 1)..]);
     }
 
-    /// <summary>Label keys and values follow Kubernetes' rules, so that users' selectors carry over.</summary>
+    /// <summary>Label keys and values follow Kubernetes' rules (<see cref="LabelSelector.IsKey"/>), so that users' selectors carry over.</summary>
     public static KeyValuePair<string, string> Label(string key, string value)
     {
-        var slash = key.LastIndexOf('/');
-        var name = slash >= 0 ? key[(slash + 1)..] : key;
-        var prefix = slash >= 0 ? key[..slash] : "";
-        if (!IsLabelToken(name, 63) || (slash >= 0 && (prefix.Length is 0 or > 253 || !prefix.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '.'))))
+        if (!LabelSelector.IsKey(key))
         {
             throw new ConfigValueException($"'{key}' is not a valid label key; use [prefix/]name with a name of 1-63 letters, digits, '-', '_' or '.'");
         }
-        if (value.Length > 0 && !IsLabelToken(value, 63))
+        if (!LabelSelector.IsValue(value))
         {
             throw new ConfigValueException($"label '{key}' has the invalid value '{value}'; use at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit");
         }
         return new(key, value);
     }
-
-    private static bool IsLabelToken(string s, int max)
-        => s.Length > 0 && s.Length <= max
-           && char.IsAsciiLetterOrDigit(s[0]) && char.IsAsciiLetterOrDigit(s[^1])
-           && s.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.');
 
     /// <summary>host or host:port, as image references name a registry.</summary>
     public static string RegistryHost(string value)
