@@ -307,39 +307,14 @@ public sealed class ImageStore
         {
             return Refuse("which is not a relative path inside it");
         }
-        var pending = new Stack<string>(relative.Split('/', StringSplitOptions.RemoveEmptyEntries).Reverse());
-        var current = root;
-        for (var hops = 0; pending.Count > 0;)
+        var walk = Linux.PathWalk.Resolve(root, relative, refuseEscape: true, maxLinks: 40);
+        var current = walk.Outcome switch
         {
-            var part = pending.Pop();
-            if (part == ".")
-            {
-                continue;
-            }
-            if (part == "..")
-            {
-                if (current == root)
-                {
-                    return Refuse("which leads outside it");
-                }
-                current = Path.GetDirectoryName(current)!;
-                continue;
-            }
-            var next = Path.Combine(current, part);
-            if (new FileInfo(next).LinkTarget is { } target)
-            {
-                if (++hops > 40 || target.StartsWith('/'))
-                {
-                    return Refuse(hops > 40 ? "through too many symlinks" : $"through the symlink '{Path.GetRelativePath(root, next)}' -> {target}, which leads outside it");
-                }
-                foreach (var t in target.Split('/', StringSplitOptions.RemoveEmptyEntries).Reverse())
-                {
-                    pending.Push(t);
-                }
-                continue;
-            }
-            current = next;
-        }
+            Linux.PathWalk.Outcome.AboveRoot => Refuse("which leads outside it"),
+            Linux.PathWalk.Outcome.AbsoluteLink => Refuse($"through the symlink '{walk.Link}' -> {walk.Target}, which leads outside it"),
+            Linux.PathWalk.Outcome.TooManyLinks => Refuse("through too many symlinks"),
+            _ => walk.Path!,
+        };
         if (!File.Exists(current) || current == root)
         {
             return Refuse("which it does not hold as a file (incomplete archive)");

@@ -71,53 +71,5 @@ public sealed record NodePolicy
 
     /// <summary>The absolute path with every symlink resolved (up to 40 hops), or null when it loops; parts that do not exist stay as written.</summary>
     public static string? RealPath(string path)
-    {
-        if (!path.StartsWith('/'))
-        {
-            return null;
-        }
-        var pending = new Stack<string>(path.Split('/', StringSplitOptions.RemoveEmptyEntries).Reverse());
-        var current = "/";
-        for (var hops = 0; pending.Count > 0;)
-        {
-            var part = pending.Pop();
-            if (part == ".")
-            {
-                continue;
-            }
-            if (part == "..")
-            {
-                current = Path.GetDirectoryName(current) ?? "/";
-                continue;
-            }
-            var next = Path.Combine(current, part);
-            string? target;
-            try
-            {
-                target = new FileInfo(next).LinkTarget;
-            }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-            {
-                target = null;
-            }
-            if (target is null)
-            {
-                current = next;
-                continue;
-            }
-            if (++hops > 40)
-            {
-                return null;
-            }
-            if (target.StartsWith('/'))
-            {
-                current = "/";
-            }
-            foreach (var t in target.Split('/', StringSplitOptions.RemoveEmptyEntries).Reverse())
-            {
-                pending.Push(t);
-            }
-        }
-        return current;
-    }
+        => path.StartsWith('/') ? Linux.PathWalk.Resolve("/", path, refuseEscape: false, maxLinks: 40).Path : null;
 }
