@@ -175,4 +175,44 @@ public sealed class SystemdScopeTests : IDisposable
         e = Assert.Throws<CgroupException>(() => SystemdScope.Start("orchestrator-0123456789ab.scope", "system.slice", "x", 4242, TimeSpan.FromSeconds(5)));
         Assert.Contains("cannot talk to systemd at " + _dir.Combine("bus"), e.Message, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public void A_helper_that_cannot_get_into_the_scope_is_stopped_or_kept_as_asked_and_says_why()
+    {
+        // No systemd answers at ORCH_SYSTEMD_BUS: the scope cannot be started around the helper.
+        const string Parent = "/system.slice/orchestrator-0123456789ab.scope";
+        var marker = "987." + Random.Shared.Next(100_000, 999_999).ToString(System.Globalization.CultureInfo.InvariantCulture);
+
+        var stopped = NodeCgroup.StartKeeper("/bin/sleep", [marker], "0123456789abcdef", Parent, stopIfUnplaced: true);
+        Assert.Null(stopped.Process);
+        Assert.Contains($"'/bin/sleep {marker}' was stopped", stopped.Problem, StringComparison.Ordinal);
+        Assert.Contains("cannot talk to systemd", stopped.Problem, StringComparison.Ordinal);
+        Assert.Empty(SleepersWith(marker));
+
+        var kept = NodeCgroup.StartKeeper("/bin/sleep", [marker], "0123456789abcdef", Parent, stopIfUnplaced: false);
+        using (var process = Assert.IsType<System.Diagnostics.Process>(kept.Process))
+        {
+            try
+            {
+                Assert.False(process.HasExited);
+                Assert.Contains($"(pid {process.Id}) runs in orchd's own cgroup, not in {Parent}/.keeper", kept.Problem, StringComparison.Ordinal);
+                Assert.Equal([process.Id], SleepersWith(marker));
+                Assert.False(NodeCgroup.IsInKeeper(process.Id, Parent));
+            }
+            finally
+            {
+                process.Kill();
+                process.WaitForExit();
+            }
+        }
+
+        var missing = NodeCgroup.StartKeeper(_dir.Combine("no-such-orchd"), ["fence-keeper", "/run/x"], "0123456789abcdef", Parent, stopIfUnplaced: false);
+        Assert.Null(missing.Process);
+        Assert.StartsWith($"cannot start '{_dir.Combine("no-such-orchd")} fence-keeper /run/x': ", missing.Problem, StringComparison.Ordinal);
+    }
+
+    private static int[] SleepersWith(string marker) =>
+        [.. Directory.EnumerateDirectories("/proc").Select(Path.GetFileName).Where(n => n!.All(char.IsAsciiDigit))
+            .Where(n => { try { return File.ReadAllText($"/proc/{n}/cmdline") == $"/bin/sleep\0{marker}\0"; } catch (IOException) { return false; } })
+            .Select(n => int.Parse(n!, System.Globalization.CultureInfo.InvariantCulture))];
 }

@@ -48,26 +48,13 @@ public sealed class FenceKeeper(string binary, string runDir, string nodeId, str
             {
                 // Ours, or one an earlier orchd started: placed already, unless an older orchd
                 // (before the keeper had a cgroup of its own) started it.
-                return IsPlaced(pid) ? null : Place(pid);
+                return NodeCgroup.IsInKeeper(pid, cgroupParent) ? null : Place(pid);
             }
             _process?.Dispose();
-            _process = null;
-            var info = new System.Diagnostics.ProcessStartInfo(binary) { UseShellExecute = false };
-            info.ArgumentList.Add("fence-keeper");
-            info.ArgumentList.Add(runDir);
-            try
-            {
-                _process = System.Diagnostics.Process.Start(info);
-            }
-            catch (System.ComponentModel.Win32Exception e)
-            {
-                return $"cannot start the fence keeper '{binary} fence-keeper': {e.Message}";
-            }
-            if (_process is null)
-            {
-                return $"cannot start the fence keeper '{binary} fence-keeper'";
-            }
-            return Place(_process.Id);
+            // A keeper that cannot be placed still keeps the fence: it stays, in orchd's cgroup.
+            var started = NodeCgroup.StartKeeper(binary, ["fence-keeper", runDir], nodeId, cgroupParent, stopIfUnplaced: false);
+            _process = started.Process;
+            return started.Problem;
         }
     }
 
@@ -81,21 +68,6 @@ public sealed class FenceKeeper(string binary, string runDir, string nodeId, str
         catch (Exception e) when (e is CgroupException or IOException or UnauthorizedAccessException)
         {
             return $"the fence keeper (pid {pid}) stays in orchd's own cgroup: {e.Message}";
-        }
-    }
-
-    /// <summary>True when the process is in PARENT/.keeper in some hierarchy (/proc/PID/cgroup).</summary>
-    private bool IsPlaced(int pid)
-    {
-        var keeper = $"{cgroupParent}/{NodeCgroup.KeeperName}";
-        try
-        {
-            return File.ReadAllLines($"/proc/{pid.ToString(CultureInfo.InvariantCulture)}/cgroup")
-                .Any(line => line.Split(':', 3) is [_, _, var path] && path == keeper);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            return false;
         }
     }
 }

@@ -50,10 +50,10 @@ public sealed class CgroupException : OrchestratorException
 
 public static class CgroupFactory
 {
-    /// <summary>Opens a container's cgroup on this host's hierarchy.</summary>
     /// <summary>Where cgroupfs is mounted: /sys/fs/cgroup, or ORCH_CGROUP_ROOT for a host that mounts it elsewhere.</summary>
     public static string DefaultRoot => Environment.GetEnvironmentVariable("ORCH_CGROUP_ROOT") is { Length: > 0 } root ? root : "/sys/fs/cgroup";
 
+    /// <summary>Opens a container's cgroup on this host's hierarchy.</summary>
     public static ICgroup Open(string path, string? mountRoot = null)
     {
         mountRoot ??= DefaultRoot;

@@ -89,4 +89,68 @@ public static class NodeCgroup
             }
         }
     }
+
+    /// <summary>
+    /// Starts one of the node's helpers (<c>BINARY ARGUMENTS</c>: the scope's holder, the fence
+    /// keeper) and puts it into <c>PARENT/.keeper</c> (PlaceKeeper). The process is the caller's
+    /// (null when it could not start); Problem is null, or the one sentence saying what went wrong.
+    /// A helper that could not be placed is stopped when <paramref name="stopIfUnplaced"/> (it would
+    /// hold nothing where it is), and otherwise keeps running in the caller's own cgroup.
+    /// </summary>
+    public static KeeperStart StartKeeper(string binary, IReadOnlyList<string> arguments, string nodeId, string parent, bool stopIfUnplaced)
+    {
+        var command = $"'{binary} {string.Join(' ', arguments)}'";
+        var info = new System.Diagnostics.ProcessStartInfo(binary) { UseShellExecute = false };
+        foreach (var argument in arguments)
+        {
+            info.ArgumentList.Add(argument);
+        }
+        System.Diagnostics.Process? process;
+        try
+        {
+            process = System.Diagnostics.Process.Start(info);
+        }
+        catch (System.ComponentModel.Win32Exception e)
+        {
+            return new KeeperStart(null, $"cannot start {command}: {e.Message}");
+        }
+        if (process is null)
+        {
+            return new KeeperStart(null, $"cannot start {command}");
+        }
+        try
+        {
+            PlaceKeeper(nodeId, parent, process.Id);
+            return new KeeperStart(process, null);
+        }
+        catch (Exception e) when (e is CgroupException or IOException or UnauthorizedAccessException)
+        {
+            if (!stopIfUnplaced)
+            {
+                return new KeeperStart(process, $"{command} (pid {process.Id}) runs in orchd's own cgroup, not in {parent}/{KeeperName}: {e.Message}");
+            }
+            process.Kill();
+            process.WaitForExit();
+            process.Dispose();
+            return new KeeperStart(null, $"{command} was stopped: it could not be put into {parent}/{KeeperName}: {e.Message}");
+        }
+    }
+
+    /// <summary>True when process PID is in <c>PARENT/.keeper</c> in some hierarchy (its /proc/PID/cgroup).</summary>
+    public static bool IsInKeeper(int pid, string parent)
+    {
+        var keeper = $"{parent}/{KeeperName}";
+        try
+        {
+            return File.ReadAllLines($"/proc/{pid.ToString(System.Globalization.CultureInfo.InvariantCulture)}/cgroup")
+                .Any(line => line.Split(':', 3) is [_, _, var path] && path == keeper);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return false;
+        }
+    }
 }
+
+/// <summary>What NodeCgroup.StartKeeper did: the helper's process (the caller's to dispose), and the problem, if any.</summary>
+public readonly record struct KeeperStart(System.Diagnostics.Process? Process, string? Problem);

@@ -22,15 +22,15 @@ public static class SystemdScope
     /// <summary>systemd is the init system (sd_booted(3)'s test).</summary>
     public static bool SystemdRuns => Directory.Exists("/run/systemd/system");
 
+    /// <summary>How long systemd waits for the scope's processes after SIGTERM when it stops the scope.</summary>
+    public static readonly TimeSpan StopTimeout = TimeSpan.FromSeconds(30);
+
     /// <summary>
     /// Starts scope <paramref name="unit"/> (for instance <c>orchestrator-0123456789ab.scope</c>)
     /// in <paramref name="slice"/> holding <paramref name="pid"/>, delegated, collected when it ends
     /// whether it failed or not (a failed scope would block the name), and waits until the process
     /// is in the scope's cgroup. Returns that cgroup's path (relative to the hierarchy's root).
     /// </summary>
-    /// <summary>How long systemd waits for the scope's processes after SIGTERM when it stops the scope.</summary>
-    public static readonly TimeSpan StopTimeout = TimeSpan.FromSeconds(30);
-
     public static string Start(string unit, string slice, string description, int pid, TimeSpan timeout)
     {
         var properties = new List<(string Name, char Type, object Value)>

@@ -30,35 +30,10 @@ internal sealed partial class ScopeHolder(string binary, string nodeId, string s
         {
             return null;
         }
-        System.Diagnostics.Process? holder;
-        var info = new System.Diagnostics.ProcessStartInfo(binary) { UseShellExecute = false };
-        info.ArgumentList.Add(Argument);
-        try
-        {
-            holder = System.Diagnostics.Process.Start(info);
-        }
-        catch (System.ComponentModel.Win32Exception e)
-        {
-            return $"cannot start '{binary} {Argument}': {e.Message}";
-        }
-        if (holder is null)
-        {
-            return $"cannot start '{binary} {Argument}'";
-        }
-        using (holder)
-        {
-            try
-            {
-                NodeCgroup.PlaceKeeper(nodeId, scope, holder.Id);
-                return null;
-            }
-            catch (Exception e) when (e is CgroupException or IOException or UnauthorizedAccessException)
-            {
-                holder.Kill(); // holding nothing, in orchd's own cgroup
-                holder.WaitForExit();
-                return $"no systemd scope for the containers: {e.Message}";
-            }
-        }
+        // A holder outside the scope holds nothing: StartKeeper stops it.
+        var started = NodeCgroup.StartKeeper(binary, [Argument], nodeId, scope, stopIfUnplaced: true);
+        started.Process?.Dispose();
+        return started.Problem is { } problem ? $"no systemd scope for the containers: {problem}" : null;
     }
 
     /// <summary>The holder in SCOPE/.keeper (by its command line), or null.</summary>

@@ -71,21 +71,31 @@ public sealed class NodeHost : IAsyncDisposable
         var dir = new TempDir("orchd-node");
         var nats = sharedNats ?? (withNats ? await NatsServer.StartAsync() : null);
         var host = new NodeHost(dir, nats, name ?? "node-" + Guid.NewGuid().ToString("N")[..6], ownsNats: sharedNats is null) { Runtime = runtime };
-        if (runtime == "containerd")
+        try
         {
-            host.Containerd = await ContainerdServer.StartAsync();
+            if (runtime == "containerd")
+            {
+                host.Containerd = await ContainerdServer.StartAsync();
+            }
+            Directory.CreateDirectory(host.ManifestDir);
+            BusyboxImage.CreateLayout(dir.Combine("layout"));
+            await using (var import = DaemonProcess.Start(Repo.Binary("orchd"), ["image", "import", dir.Combine("layout"), "--name", Image, "--state-dir", host.StateDir, "--config", "/dev/null"]))
+            {
+                Assert.True(await import.WaitForExitAsync(TimeSpan.FromSeconds(60)) == 0, import.Output);
+            }
+            if (start)
+            {
+                await host.StartOrchdAsync(extraArgs);
+            }
+            return host;
         }
-        Directory.CreateDirectory(host.ManifestDir);
-        BusyboxImage.CreateLayout(dir.Combine("layout"));
-        await using (var import = DaemonProcess.Start(Repo.Binary("orchd"), ["image", "import", dir.Combine("layout"), "--name", Image, "--state-dir", host.StateDir, "--config", "/dev/null"]))
+        catch
         {
-            Assert.True(await import.WaitForExitAsync(TimeSpan.FromSeconds(60)) == 0, import.Output);
+            // What was started for a node that never came up (its NATS server, its containerd) is
+            // stopped here: the test never gets the host to dispose.
+            await host.DisposeAsync();
+            throw;
         }
-        if (start)
-        {
-            await host.StartOrchdAsync(extraArgs);
-        }
-        return host;
     }
 
     /// <summary>The network namespace orchd runs in (nsenter --net: same pid, same mounts), or null; set before starting orchd.</summary>
