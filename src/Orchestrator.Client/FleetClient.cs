@@ -145,8 +145,8 @@ public sealed class FleetClient(INatsConnection connection)
         return result;
     }
 
-    /// <summary>Sets a deployment's replica count (a new revision).</summary>
-    public async Task<ulong> ScaleAsync(string name, int replicas, CancellationToken cancellationToken = default)
+    /// <summary>Sets a deployment's replica count (a new revision); returns the deployment as written, with its revision.</summary>
+    public async Task<Orchestrator.Api.Workloads.Deployment> ScaleAsync(string name, int replicas, CancellationToken cancellationToken = default)
     {
         var bucket = await FleetStore.OpenAsync(KV, Buckets.Deployments, Buckets.DeploymentHistory, cancellationToken).ConfigureAwait(false);
         var entry = await bucket.TryGetEntryAsync<byte[]>(name, cancellationToken: cancellationToken).ConfigureAwait(false);
@@ -160,7 +160,7 @@ public sealed class FleetClient(INatsConnection connection)
         deployment.Generation = (deployment.Generation ?? 1) + 1;
         // Compare-and-set: a concurrent change is not silently overwritten.
         var updated = await bucket.TryUpdateAsync(name, JsonSerializer.SerializeToUtf8Bytes(deployment, Orchestrator.Api.Workloads.WorkloadJsonContext.Default.Deployment), entry.Value.Revision, cancellationToken: cancellationToken).ConfigureAwait(false);
-        return updated.Success ? updated.Value : throw new NodeRequestException(ErrorKind.Conflict, $"deployment '{name}' changed while scaling it; run the command again");
+        return updated.Success ? deployment : throw new NodeRequestException(ErrorKind.Conflict, $"deployment '{name}' changed while scaling it; run the command again");
     }
 
     /// <summary>The kept revisions of a deployment, oldest first.</summary>
@@ -202,15 +202,26 @@ public sealed class FleetClient(INatsConnection connection)
                    != JsonSerializer.Serialize(current.Deployment!.Template, Orchestrator.Api.Workloads.WorkloadJsonContext.Default.Workload));
         if (target.Deployment is null)
         {
-            throw new NodeRequestException(toRevision is null
-                ? $"deployment '{name}' has no earlier template to go back to"
-                : $"deployment '{name}' has no revision {toRevision} kept; `orchctl rollout history {name}` lists them");
+            var kept = history.Where(h => h.Deployment is not null).Select(h => h.Deployment!.ShownRevision()).ToList();
+            throw new NodeRequestException(toRevision is not null
+                ? $"deployment '{name}' has no revision {toRevision} kept; `orchctl rollout history {name}` lists them"
+                : kept.Count > 1
+                    // kubectl's rule: undo goes back to the previous template; scale and pause make revisions too.
+                    ? $"deployment '{name}' has no earlier template to go back to: its kept revisions ({kept[0]}-{kept[^1]}) all run this one (they changed replicas or rollout settings, which undo leaves as they are); `orchctl rollout history {name}` shows what each changed"
+                    : $"deployment '{name}' has no earlier template to go back to: revision {(kept.Count == 1 ? kept[0] : 0)} is its first");
         }
+        if (current.Deployment?.Rollout is { Paused: true })
+        {
+            // kubectl's rule too: the template would be written and never rolled out.
+            throw new NodeRequestException(ErrorKind.Conflict, $"deployment '{name}' is paused; `orchctl rollout resume {name}` first, then undo");
+        }
+        // Only the template goes back: replicas and how to roll out stay as they are now.
         target.Deployment.Replicas = current.Deployment?.Replicas ?? target.Deployment.Replicas;
+        target.Deployment.Rollout = current.Deployment?.Rollout ?? target.Deployment.Rollout;
         return (await ApplyAsync([target.Deployment], signingSeed, cancellationToken).ConfigureAwait(false))[0].Revision;
     }
 
-    /// <summary>Pauses or resumes a deployment's rollout (compare-and-set).</summary>
+    /// <summary>Pauses or resumes a deployment's rollout (compare-and-set); returns the deployment's new revision.</summary>
     public async Task<ulong> SetPausedAsync(string name, bool paused, CancellationToken cancellationToken = default)
     {
         var bucket = await FleetStore.OpenAsync(KV, Buckets.Deployments, Buckets.DeploymentHistory, cancellationToken).ConfigureAwait(false);
@@ -224,7 +235,7 @@ public sealed class FleetClient(INatsConnection connection)
         deployment.Revision = null;
         deployment.Generation = (deployment.Generation ?? 1) + 1;
         var updated = await bucket.TryUpdateAsync(name, JsonSerializer.SerializeToUtf8Bytes(deployment, Orchestrator.Api.Workloads.WorkloadJsonContext.Default.Deployment), entry.Value.Revision, cancellationToken: cancellationToken).ConfigureAwait(false);
-        return updated.Success ? updated.Value : throw new NodeRequestException(ErrorKind.Conflict, $"deployment '{name}' changed meanwhile; run the command again");
+        return updated.Success ? deployment.Generation.Value : throw new NodeRequestException(ErrorKind.Conflict, $"deployment '{name}' changed meanwhile; run the command again");
     }
 
     /// <summary>The fleet's events since a time, oldest first; with <paramref name="watch"/>, then every new one until cancelled.</summary>

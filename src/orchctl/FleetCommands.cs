@@ -9,6 +9,46 @@ namespace Orchestrator.Ctl;
 /// <summary>The fleet's deployments and nodes: scale, rollout, cordon, uncordon, drain, events.</summary>
 internal static class FleetCommands
 {
+    /// <summary>
+    /// What a revision changed against the one before it, for `rollout history`'s CHANGE column:
+    /// created, deleted, the image or the template (what `rollout undo` goes back over), replicas,
+    /// paused or resumed, signed, or other settings.
+    /// </summary>
+    internal static string Change(Deployment? before, Deployment? after)
+    {
+        if (after is null)
+        {
+            return "deleted";
+        }
+        if (before is null)
+        {
+            return "created";
+        }
+        var changes = new List<string>();
+        if (before.Template.Image != after.Template.Image)
+        {
+            changes.Add($"image {before.Template.Image} -> {after.Template.Image}");
+        }
+        else if (JsonSerializer.Serialize(before.Template, WorkloadJsonContext.Default.Workload) != JsonSerializer.Serialize(after.Template, WorkloadJsonContext.Default.Workload))
+        {
+            changes.Add("template");
+        }
+        if (before.Replicas != after.Replicas)
+        {
+            changes.Add($"replicas {before.Replicas} -> {after.Replicas}");
+        }
+        var (wasPaused, isPaused) = (before.Rollout?.Paused ?? false, after.Rollout?.Paused ?? false);
+        if (wasPaused != isPaused)
+        {
+            changes.Add(isPaused ? "paused" : "resumed");
+        }
+        if (changes.Count == 0)
+        {
+            changes.Add(before.Signature?.Sig != after.Signature?.Sig ? "signed" : "settings");
+        }
+        return string.Join(", ", changes);
+    }
+
     /// <summary>--sign-key (or ORCH_SIGN_KEY, or the context's sign-key): the seed to sign deployments with, or null.</summary>
     public static string? SigningSeed(ParsedArgs parsed, CommandContext context)
     {
@@ -38,8 +78,20 @@ internal static class FleetCommands
                 {
                     throw new UsageException("scale DEPLOYMENT N, with N from 0 to 10000");
                 }
-                var revisionAfter = await client.ScaleAsync(positional[0], replicas).ConfigureAwait(false);
-                Console.Out.WriteLine($"deployment {positional[0]}: scaled to {replicas} (revision {revisionAfter})");
+                var scaled = await client.ScaleAsync(positional[0], replicas).ConfigureAwait(false);
+                Console.Out.WriteLine($"deployment {positional[0]}: scaled to {replicas} (revision {scaled.ShownRevision()})");
+                if (scaled.AntiAffinity)
+                {
+                    // Written all the same (a node may join), but not silently: one replica per node.
+                    var nodes = await client.GetNodesAsync(cancellationToken: CancellationToken.None).ConfigureAwait(false);
+                    var accepting = nodes.Count(n => n.Accepts(scaled));
+                    if (replicas > accepting)
+                    {
+                        Output.Warning($"deployment {scaled.Name} runs one replica per node (antiAffinity) and {accepting} node(s) can take one"
+                            + $"{(scaled.Selector is { Count: > 0 } ? " (ready, uncordoned, matching its selector)" : " (ready and uncordoned)")}: "
+                            + $"{replicas - accepting} replica(s) stay unscheduled until more nodes join; `orchctl describe deployment {scaled.Name}` shows why");
+                    }
+                }
                 return 0;
             case "events":
                 var sinceText = parsed.Value("--since") ?? "1h";
@@ -56,11 +108,13 @@ internal static class FleetCommands
                             ? await WatchRolloutAsync(context, deploymentName, parsed.Value("--wait-timeout")).ConfigureAwait(false)
                             : await RolloutStatusAsync(context, deploymentName).ConfigureAwait(false);
                     case "history":
-                        Output.Table(["REVISION", "AT", "IMAGE", "REPLICAS", "SIGNED"], (await client.HistoryAsync(deploymentName).ConfigureAwait(false)).Select(h => new[]
+                        var kept = await client.HistoryAsync(deploymentName).ConfigureAwait(false);
+                        Output.Table(["REVISION", "AT", "IMAGE", "REPLICAS", "SIGNED", "CHANGE"], kept.Select((h, i) => new[]
                         {
                             (h.Deployment?.ShownRevision() ?? h.Revision).ToString(CultureInfo.InvariantCulture), Output.Time(h.At),
                             h.Deployment?.Template.Image ?? "(deleted)", h.Deployment?.Replicas.ToString(CultureInfo.InvariantCulture) ?? "-",
                             h.Deployment is null ? "-" : h.Deployment.Signature is null ? "no" : "yes",
+                            Change(i > 0 ? kept[i - 1].Deployment : null, h.Deployment),
                         }));
                         return 0;
                     case "pause" or "resume":

@@ -31,8 +31,8 @@ public sealed class DeploymentRevisionTests
             await fleet.ApplyAsync([Sleeper($"other{i % 3}", i.ToString(System.Globalization.CultureInfo.InvariantCulture))], cancellationToken: ct);
         }
         Assert.Equal(2UL, (await fleet.ApplyAsync([Sleeper("web", "2")], cancellationToken: ct)).Single().Revision);
-        await fleet.ScaleAsync("web", 3, ct);
-        await fleet.SetPausedAsync("web", paused: true, ct);
+        Assert.Equal(3UL, (await fleet.ScaleAsync("web", 3, ct)).ShownRevision()); // what orchctl scale prints: not the bucket's sequence
+        Assert.Equal(4UL, await fleet.SetPausedAsync("web", paused: true, ct));
 
         var web = (await fleet.GetDeploymentsAsync(ct)).Single(d => d.Deployment.Name == "web").Deployment;
         Assert.Equal(4UL, web.ShownRevision());
@@ -40,12 +40,17 @@ public sealed class DeploymentRevisionTests
         Assert.Equal([1UL, 2UL, 3UL, 4UL], (await fleet.HistoryAsync("web", ct)).Select(h => h.Deployment!.ShownRevision()));
         Assert.Equal(10UL, (await fleet.GetDeploymentsAsync(ct)).Single(d => d.Deployment.Name == "other0").Deployment.ShownRevision());
 
-        // undo --to-revision 1: revision 1's template, written as revision 5 with today's replica count.
-        Assert.Equal(5UL, await fleet.UndoAsync("web", toRevision: 1, cancellationToken: ct));
+        // A paused deployment is not undone (the template would never roll out): resume first.
+        var paused = await Assert.ThrowsAsync<NodeRequestException>(() => fleet.UndoAsync("web", toRevision: 1, cancellationToken: ct));
+        Assert.Equal(Orchestrator.Api.ErrorKind.Conflict, paused.Kind);
+        Assert.Equal(5UL, await fleet.SetPausedAsync("web", paused: false, ct));
+
+        // undo --to-revision 1: revision 1's template, written as revision 6 with today's replica count.
+        Assert.Equal(6UL, await fleet.UndoAsync("web", toRevision: 1, cancellationToken: ct));
         web = (await fleet.GetDeploymentsAsync(ct)).Single(d => d.Deployment.Name == "web").Deployment;
         Assert.Equal("1", web.Template.Env!["V"]);
         Assert.Equal(3, web.Replicas);
-        Assert.Equal(5UL, web.ShownRevision());
+        Assert.Equal(6UL, web.ShownRevision());
         await Assert.ThrowsAsync<NodeRequestException>(() => fleet.UndoAsync("web", toRevision: 99, cancellationToken: ct));
     }
 }

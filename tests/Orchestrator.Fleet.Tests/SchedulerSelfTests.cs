@@ -26,11 +26,11 @@ public sealed class SchedulerSelfTests
         public FleetScheduler Scheduler { get; }
         public SchedulerBuckets Buckets { get; }
 
-        public Fleet(string self)
+        public Fleet(string self, Microsoft.Extensions.Logging.ILogger? logger = null)
         {
             Kv = new InMemoryKVContext(Clock);
             Options = new FleetOptions { Heartbeat = TimeSpan.FromSeconds(1), UnreachableAfter = TimeSpan.FromSeconds(4), LostAfter = TimeSpan.FromSeconds(8), Clock = Clock };
-            Scheduler = new FleetScheduler(self, Options, NullLogger.Instance, (_, _, _) => { });
+            Scheduler = new FleetScheduler(self, Options, logger ?? NullLogger.Instance, (_, _, _) => { });
             Buckets = new SchedulerBuckets(Kv.GetOrCreate(Api.Buckets.Nodes), Kv.GetOrCreate(Api.Buckets.Deployments, Api.Buckets.DeploymentHistory),
                 Kv.GetOrCreate(Api.Buckets.Assignments), Kv.GetOrCreate(Api.Buckets.DeploymentStatus), Kv.GetOrCreate(Api.Buckets.NodeSettings));
         }
@@ -109,5 +109,67 @@ public sealed class SchedulerSelfTests
         var after = await fleet.WhereAsync();
         Assert.Equal(4, after.Count);
         Assert.All(after.Values, node => Assert.Equal("a", node));
+    }
+
+    [Fact]
+    public async Task An_unschedulable_replica_is_logged_when_it_becomes_so_not_on_every_pass()
+    {
+        // Anti-affinity, three replicas, two nodes: replica 2 has nowhere to go for 40 s (20 passes).
+        var log = new ListLogger();
+        var fleet = new Fleet("a", log);
+        var deployment = new Deployment
+        {
+            Name = "spread", Replicas = 3, AntiAffinity = true,
+            Template = new Workload { Image = "busybox:latest", Network = NetworkMode.None, Command = ["sleep", "100000"] },
+        };
+        await fleet.Buckets.Deployments.PutAsync("spread", JsonSerializer.SerializeToUtf8Bytes(deployment, WorkloadJsonContext.Default.Deployment));
+        await fleet.RunAsync(40, "a", "b");
+        Assert.Equal(2, (await fleet.WhereAsync()).Count);
+        // The first passes wait for heartbeats (a new scheduler settles), said once per replica.
+        var unschedulable = log.Lines.Where(l => l.Id == 4005).ToList();
+        Assert.True(unschedulable.Count(l => l.Text.Contains("spread-2: node a: already runs a replica", StringComparison.Ordinal)) == 1, string.Join("\n", unschedulable.Select(l => l.Text)));
+        Assert.True(unschedulable.Count <= 4, string.Join("\n", unschedulable.Select(l => l.Text)));
+
+        // A change of reason is said again: a fourth replica, one more line.
+        deployment.Replicas = 4;
+        await fleet.Buckets.Deployments.PutAsync("spread", JsonSerializer.SerializeToUtf8Bytes(deployment, WorkloadJsonContext.Default.Deployment));
+        await fleet.RunAsync(20, "a", "b");
+        Assert.Equal(1, log.Lines.Count(l => l.Id == 4005 && l.Text.Contains("spread-3", StringComparison.Ordinal)));
+
+        // A third node takes one; nothing more is logged while the last one waits.
+        var before = log.Lines.Count(l => l.Id == 4005);
+        await fleet.RunAsync(20, "a", "b", "c");
+        Assert.Equal(3, (await fleet.WhereAsync()).Count);
+        Assert.True(log.Lines.Count(l => l.Id == 4005) - before <= 1, string.Join("\n", log.Lines.Select(l => l.Text)));
+    }
+
+    /// <summary>Keeps what was logged: event id and the formatted message.</summary>
+    private sealed class ListLogger : Microsoft.Extensions.Logging.ILogger
+    {
+        private readonly Lock _lock = new();
+        private readonly List<(int Id, string Text)> _lines = [];
+
+        public IReadOnlyList<(int Id, string Text)> Lines
+        {
+            get
+            {
+                lock (_lock)
+                {
+                    return [.. _lines];
+                }
+            }
+        }
+
+        public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
+
+        public bool IsEnabled(Microsoft.Extensions.Logging.LogLevel logLevel) => true;
+
+        public void Log<TState>(Microsoft.Extensions.Logging.LogLevel logLevel, Microsoft.Extensions.Logging.EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+        {
+            lock (_lock)
+            {
+                _lines.Add((eventId.Id, formatter(state, exception)));
+            }
+        }
     }
 }

@@ -390,6 +390,54 @@ public sealed class OrchctlTests : IAsyncLifetime
     }
 
     /// <summary>
+    /// Issue 22: `rollout undo` after only scales said "no earlier template" while history listed
+    /// revisions 1-3, and scale printed the bucket's sequence as the revision. Now: scale prints
+    /// the deployment's own revision, history says what each revision changed, and undo says why
+    /// there is nothing to go back to, then goes back over a template change, keeping replicas.
+    /// </summary>
+    [Fact(Timeout = 120_000)]
+    public async Task Rollout_history_says_what_each_revision_changed_and_undo_goes_back_over_templates_only()
+    {
+        var file = _dir.Combine("steady.yaml");
+        File.WriteAllText(file, "kind: Deployment\nname: steady\nreplicas: 2\ntemplate: {image: busybox:latest, command: [sleep, \"60\"]}\n");
+        Assert.Equal("deployment steady: created (revision 1)\n", (await Ctl("apply", "-f", file)).Out);
+        var other = _dir.Combine("other.yaml");
+        File.WriteAllText(other, "kind: Deployment\nname: other\nreplicas: 1\ntemplate: {image: busybox:latest}\n");
+        Assert.Equal(0, (await Ctl("apply", "-f", other)).Code); // moves the bucket's sequence on
+        Assert.Equal("deployment steady: scaled to 5 (revision 2)\n", (await Ctl("scale", "steady", "5")).Out);
+        Assert.Equal("deployment steady: scaled to 3 (revision 3)\n", (await Ctl("scale", "steady", "3")).Out);
+
+        var undo = await Ctl("rollout", "undo", "steady");
+        Assert.Equal(1, undo.Code);
+        Assert.Equal("orchctl: deployment 'steady' has no earlier template to go back to: its kept revisions (1-3) all run this one (they changed replicas or rollout settings, which undo leaves as they are); `orchctl rollout history steady` shows what each changed\n", undo.Err);
+
+        File.WriteAllText(file, "kind: Deployment\nname: steady\nreplicas: 3\ntemplate: {image: busybox:latest, command: [sleep, \"61\"]}\n");
+        Assert.Equal("deployment steady: configured (revision 4)\n", (await Ctl("apply", "-f", file)).Out);
+        Assert.Equal(0, (await Ctl("rollout", "pause", "steady")).Code);
+        var history = (await Ctl("rollout", "history", "steady")).Out.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal(6, history.Length);
+        Assert.EndsWith("CHANGE", history[0], StringComparison.Ordinal);
+        string[] changes = ["created", "replicas 2 -> 5", "replicas 5 -> 3", "template", "paused"];
+        for (var i = 0; i < changes.Length; i++)
+        {
+            Assert.StartsWith((i + 1).ToString(System.Globalization.CultureInfo.InvariantCulture) + " ", history[i + 1], StringComparison.Ordinal);
+            Assert.EndsWith(" " + changes[i], history[i + 1], StringComparison.Ordinal);
+        }
+
+        // Paused: undo would write a template nothing rolls out (kubectl refuses too).
+        var paused = await Ctl("rollout", "undo", "steady");
+        Assert.Equal(1, paused.Code);
+        Assert.Equal("orchctl: deployment 'steady' is paused; `orchctl rollout resume steady` first, then undo\n", paused.Err);
+        Assert.Equal(0, (await Ctl("rollout", "resume", "steady")).Code);
+
+        // Undo goes back over the template change (revision 3's template), keeping today's 3 replicas.
+        Assert.Equal("deployment steady: rolled back (revision 7)\n", (await Ctl("rollout", "undo", "steady")).Out);
+        var steady = (await new FleetClient(_connection).GetDeploymentsAsync()).Single(d => d.Deployment.Name == "steady").Deployment;
+        Assert.Equal(["sleep", "60"], steady.Template.Command);
+        Assert.Equal(3, steady.Replicas);
+    }
+
+    /// <summary>
     /// Issue 26, item 4: an autoscaled deployment's file applied again keeps the autoscaler's count
     /// when it leaves replicas out, and says so (with --dry-run too, whose diff then has no replica
     /// change); a count in the file wins within min/max; without autoscale the file owns it again;

@@ -45,6 +45,18 @@ public sealed record NodeEntry
     public bool Leader { get; init; }
     public bool Cordoned { get; init; }
     public bool Draining { get; init; }
+
+    /// <summary>True when the node's labels have every label of the deployment's selector.</summary>
+    public bool MatchesSelector(Workloads.Deployment deployment)
+        => (deployment.Selector ?? []).All(kv => Info.Labels.TryGetValue(kv.Key, out var v) && v == kv.Value);
+
+    /// <summary>
+    /// True when the node may be given new replicas of the deployment, room and anti-affinity
+    /// aside: ready, neither cordoned nor draining, its labels matching the selector. The
+    /// scheduler's filter, and what orchctl counts before it warns that a scale cannot be placed.
+    /// </summary>
+    public bool Accepts(Workloads.Deployment deployment)
+        => State == NodeCondition.Ready && !Cordoned && !Draining && MatchesSelector(deployment);
 }
 
 /// <summary>What the scheduler last did about a deployment (bucket orch-deployment-status).</summary>

@@ -102,12 +102,15 @@ public sealed partial class FleetScheduler(string nodeName, FleetOptions options
         {
             return; // the connection dropped (or the lease was made anew) while reading: what was read is stale
         }
-        var desired = Plan(deployments, nodes, assigned, statuses, now, out var reports, settling ? started - _watchingSince : null);
+        var desired = Plan(deployments, nodes, assigned, statuses, now, out var reports, settling ? options.SettleTime : null);
         foreach (var deployment in deployments)
         {
             var before = statuses.GetValueOrDefault(deployment.Name);
             var report = reports[deployment.Name] with { Scheduler = nodeName };
-            foreach (var reason in report.Unschedulable)
+            // Said once, when it starts: a replica that stays unschedulable (anti-affinity with
+            // fewer nodes than replicas) was two warnings every pass, 44 lines in 45 s. The
+            // deployment's status keeps the reasons for `orchctl describe` and `rollout status`.
+            foreach (var reason in report.Unschedulable.Except(before?.Unschedulable ?? [], StringComparer.Ordinal))
             {
                 LogUnschedulable(logger, reason);
             }
@@ -190,7 +193,7 @@ public sealed partial class FleetScheduler(string nodeName, FleetOptions options
     /// </summary>
     public static Dictionary<string, byte[]> Plan(IReadOnlyList<Deployment> deployments, IReadOnlyList<NodeEntry> nodes,
         IReadOnlyDictionary<string, byte[]> assigned, IReadOnlyDictionary<string, DeploymentStatus> statuses, DateTimeOffset now,
-        out Dictionary<string, DeploymentStatus> reports, TimeSpan? settlingFor = null)
+        out Dictionary<string, DeploymentStatus> reports, TimeSpan? settleTime = null)
     {
         var briefs = new Dictionary<(string Node, string Name), ContainerBrief>();
         foreach (var node in nodes)
@@ -249,7 +252,7 @@ public sealed partial class FleetScheduler(string nodeName, FleetOptions options
         {
             var current = byDeployment.GetValueOrDefault(deployment.Name) ?? new Dictionary<string, string>(StringComparer.Ordinal);
             reports[deployment.Name] = Roll(deployment, nodes, current, perNode, assigned, briefs, desired,
-                statuses.GetValueOrDefault(deployment.Name), now, settlingFor);
+                statuses.GetValueOrDefault(deployment.Name), now, settleTime);
         }
         return desired;
     }
@@ -263,7 +266,7 @@ public sealed partial class FleetScheduler(string nodeName, FleetOptions options
     /// </summary>
     private static DeploymentStatus Roll(Deployment deployment, IReadOnlyList<NodeEntry> nodes, Dictionary<string, string> current,
         Dictionary<string, int> perNode, IReadOnlyDictionary<string, byte[]> assigned, Dictionary<(string Node, string Name), ContainerBrief> briefs,
-        Dictionary<string, byte[]> desired, DeploymentStatus? before, DateTimeOffset now, TimeSpan? settlingFor)
+        Dictionary<string, byte[]> desired, DeploymentStatus? before, DateTimeOffset now, TimeSpan? settleTime)
     {
         var rollout = deployment.Rollout ?? new RolloutSpec();
         var revision = deployment.Revision ?? 0;
@@ -301,7 +304,7 @@ public sealed partial class FleetScheduler(string nodeName, FleetOptions options
             && (stale.Count > 0 || (current.Keys.Any(r => Index(r, deployment) >= deployment.Replicas)
                 && Enumerable.Range(0, deployment.Replicas).Count(i => current.TryGetValue($"{deployment.Name}-{i}", out var n) && ReadyOnNew(n, $"{deployment.Name}-{i}")) < deployment.Replicas));
         var placement = Placement.Place(deployment, nodes, current, perNode, surgeActive ? rollout.MaxSurge : 0);
-        if (settlingFor is { } watched)
+        if (settleTime is { } settle)
         {
             // A scheduler that has just taken over (or come back) has not yet seen every node's
             // heartbeat: placing now would pile new replicas onto the nodes heard from first.
@@ -311,7 +314,7 @@ public sealed partial class FleetScheduler(string nodeName, FleetOptions options
             {
                 placement = new PlacementResult(
                     placement.Replicas.Where(r => !waitingFor.Contains(r.Key)).ToDictionary(StringComparer.Ordinal),
-                    [.. placement.Unschedulable, .. waitingFor.Select(r => $"{r}: waiting for the fleet's heartbeats (the scheduler has watched them for {watched.TotalSeconds:0}s) before placing")]);
+                    [.. placement.Unschedulable, .. waitingFor.Select(r => $"{r}: waiting for the fleet's heartbeats before placing (a scheduler that has just taken over watches them for {settle.TotalSeconds:0}s first)")]);
             }
         }
         foreach (var (replica, node) in placement.Replicas)

@@ -85,7 +85,7 @@ public static class Placement
         foreach (var replica in wanted)
         {
             if (current.TryGetValue(replica, out var node) && byName.TryGetValue(node, out var entry) && entry.State != NodeCondition.Lost && !entry.Draining
-                && MatchesSelector(deployment, entry) && !(deployment.AntiAffinity && perNode.GetValueOrDefault(node) > 0))
+                && entry.MatchesSelector(deployment) && !(deployment.AntiAffinity && perNode.GetValueOrDefault(node) > 0))
             {
                 placed[replica] = node;
                 perNode[node] = perNode.GetValueOrDefault(node) + 1;
@@ -109,7 +109,7 @@ public static class Placement
         {
             var node = nodes[i];
             var name = node.Info.Node;
-            staticOk[i] = node.State == NodeCondition.Ready && !node.Cordoned && !node.Draining && MatchesSelector(deployment, node);
+            staticOk[i] = node.Accepts(deployment);
             hasRoomCheck[i] = node.Info.Status is not null;
             (freeCpu[i], freeMemory[i]) = free[name];
             mine[i] = perNode.GetValueOrDefault(name);
@@ -192,9 +192,6 @@ public static class Placement
         }
         return new PlacementResult(placed, unschedulable);
     }
-
-    private static bool MatchesSelector(Deployment deployment, NodeEntry node)
-        => (deployment.Selector ?? []).All(kv => node.Info.Labels.TryGetValue(kv.Key, out var v) && v == kv.Value);
 
     /// <summary>A replica's requests: its resources (no requests means it fits anywhere).</summary>
     public static (long CpuMilli, long MemoryBytes) Requests(Workload workload)

@@ -110,7 +110,10 @@ public sealed class OrchctlFleetTests
         Assert.Equal(1, (await Ctl("logs", "ghost")).Code);
 
         // scale past what anti-affinity allows: the reason shows in get deployments.
-        Assert.Contains("scaled to 3", (await Ok("scale", "hi", "3")).Out, StringComparison.Ordinal);
+        var scaled = await Ctl("scale", "hi", "3");
+        Assert.Equal(0, scaled.Code);
+        Assert.Contains("scaled to 3", scaled.Out, StringComparison.Ordinal);
+        Assert.Contains("runs one replica per node (antiAffinity) and 2 node(s) can take one (ready and uncordoned): 1 replica(s) stay unscheduled", scaled.Err, StringComparison.Ordinal);
         await Until(async () => (await Ctl("get", "deployments")).Out.Contains("hi-2: node", StringComparison.Ordinal), "hi-2 reported unschedulable");
         Assert.Contains("already runs a replica (antiAffinity)", (await Ok("describe", "deployment", "hi")).Out.Split("Unschedulable:")[1], StringComparison.Ordinal);
         await Ok("scale", "hi", "2");
