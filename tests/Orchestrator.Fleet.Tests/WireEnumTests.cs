@@ -17,6 +17,7 @@ public sealed class WireEnumTests
     [
         (ContainerState.Created, "created"), (ContainerState.Running, "running"), (ContainerState.Backoff, "backoff"),
         (ContainerState.Exited, "exited"), (ContainerState.Failed, "failed"), (ContainerState.Stopped, "stopped"),
+        (ContainerState.Stopping, "stopping"),
     ];
 
     private static readonly (RestartPolicyKind Value, string Name)[] Policies =

@@ -21,4 +21,9 @@ public enum ContainerState
     [JsonStringEnumMemberName("failed")] Failed,
     /// <summary>Stopped by request.</summary>
     [JsonStringEnumMemberName("stopped")] Stopped,
+    /// <summary>
+    /// Told to stop (SIGTERM sent: stopped, removed, replaced or restarted) and still running its
+    /// grace period; never ready. Reported, not kept on disk. An older peer reads it as unknown.
+    /// </summary>
+    [JsonStringEnumMemberName("stopping")] Stopping,
 }

@@ -30,6 +30,9 @@ internal sealed class SupervisedContainer(Workload workload, SupervisedContainer
     public ProbeTracker? ProbeCounts { get; set; }
     /// <summary>Why orchd is ending this run (stop, replace, liveness), or null when the process ended by itself.</summary>
     public string? EndingBecause { get; set; }
+
+    /// <summary>Told to stop and not yet exited: the grace period runs (reported as <c>stopping</c>).</summary>
+    public bool Stopping => EndingBecause is not null && Handle is not null;
     /// <summary>The exit as the watcher saw it, before the loop has processed it.</summary>
     public TaskExit? SeenExit { get; set; }
     /// <summary>The CPU time at the last stats read by a client (orchctl top, the node API): the base of its next CPU %.</summary>

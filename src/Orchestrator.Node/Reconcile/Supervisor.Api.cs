@@ -373,11 +373,11 @@ public sealed partial class Supervisor
     {
         Name = container.Record.Name,
         Image = container.Workload.Image,
-        State = container.Record.State,
+        State = container.Stopping ? ContainerState.Stopping : container.Record.State,
         Pid = container.Handle?.Pid ?? 0,
         StartedAt = container.Record.StartedAt,
         Restarts = container.Record.Restarts,
-        Ready = container.Handle is not null && container.Record.Ready,
+        Ready = container.Handle is not null && container.Record.Ready && !container.Stopping,
         LastExit = container.Record.LastExit,
         Message = container.Record.Message,
         Source = _static.ContainsKey(container.Record.Name) ? "manifest" : _fleetOwned.Contains(container.Record.Name) ? "fleet" : "api",

@@ -202,6 +202,10 @@ public sealed partial class Supervisor
         }
         container.EndingBecause = reason;
         container.Probes?.Cancel();
+        // Seen as stopping while the grace runs (the loop is busy here until the container exits):
+        // `get containers` showed a deleted deployment's replicas running and ready for 10 s.
+        PublishView();
+        Changed?.Invoke(container.Record.Name);
         var grace = container.Workload.StopGracePeriodSeconds is { } s ? TimeSpan.FromSeconds(s) : _options.DefaultStopGrace;
         try
         {

@@ -14,7 +14,7 @@ namespace Orchestrator.Daemon.Metrics;
 /// </summary>
 public sealed class NodeMetrics(NodeIdentity identity, Supervisor supervisor, NodeAgent? agent)
 {
-    private static readonly ContainerState[] s_states = [ContainerState.Created, ContainerState.Running, ContainerState.Stopped, ContainerState.Exited, ContainerState.Failed];
+    private static readonly ContainerState[] s_states = [ContainerState.Created, ContainerState.Running, ContainerState.Stopping, ContainerState.Backoff, ContainerState.Stopped, ContainerState.Exited, ContainerState.Failed];
 
     public async Task<string> CollectAsync()
     {

@@ -178,6 +178,10 @@ public sealed class SupervisorReconcileTests
         await node.UntilAsync("SIGTERM", () => node.Driver.SignalsTo("stubborn").Contains(15));
         Assert.False(stop.IsCompleted);
         Assert.True(node.Driver.IsRunning("stubborn"));
+        // What ps and the heartbeat say meanwhile: stopping, not ready (it said running, ready).
+        var during = (await node.Supervisor.ListAsync()).Single(c => c.Name == "stubborn");
+        Assert.Equal(ContainerState.Stopping, during.State);
+        Assert.False(during.Ready);
 
         while (!stop.IsCompleted)
         {

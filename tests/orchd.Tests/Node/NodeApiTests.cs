@@ -183,9 +183,12 @@ public sealed class NodeApiTests
     {
         await using var node = await NodeHost.StartAsync(runtime: runtime);
         // sleep as pid 1 ignores SIGTERM: the stop takes the whole grace period.
-        await node.Client.RunAsync(NodeHost.Sh("stubborn", "exec sleep 100000", w => w.StopGracePeriodSeconds = 4));
+        await node.Client.RunAsync(NodeHost.Sh("stubborn", "exec sleep 100000", w => w.StopGracePeriodSeconds = 10));
         var stopping = node.Client.StopAsync("stubborn");
-        await Task.Delay(300);
+        // Reported as stopping, not ready, while the grace runs (it said running and ready: #22).
+        var shown = await Eventually.ValueAsync("stubborn reported stopping", async () => Assert.Single(await node.Client.ListAsync()),
+            c => c.State == ContainerState.Stopping, TimeSpan.FromSeconds(8));
+        Assert.False(shown.Ready);
         var clock = System.Diagnostics.Stopwatch.StartNew();
         var ps = await node.Client.ListAsync();
         await node.Client.LogsAsync("stubborn");
@@ -193,6 +196,7 @@ public sealed class NodeApiTests
         Assert.True(clock.ElapsedMilliseconds < 1000, $"reads took {clock.ElapsedMilliseconds} ms during a stop");
         Assert.False(stopping.IsCompleted);
         Assert.Equal("stubborn", Assert.Single(ps).Name);
+        Assert.Equal(ContainerState.Stopping, (await node.Client.InspectAsync("stubborn")).State);
         Assert.Equal(ContainerState.Stopped, (await stopping).State);
         Assert.Equal(ContainerState.Stopped, (await node.Client.InspectAsync("stubborn")).State);
     }
