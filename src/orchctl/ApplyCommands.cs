@@ -8,11 +8,36 @@ namespace Orchestrator.Ctl;
 /// <summary>apply -f (file, directory, stdin; --dry-run diffs against the fleet) and delete.</summary>
 internal static class ApplyCommands
 {
-    public static async Task<int> RunAsync(string command, List<string> args, CommandContext context)
+    /// <summary>An apply or delete with its flags parsed and its -f files read and checked: before orchctl connects.</summary>
+    internal sealed record Prepared(string Command, ParsedArgs Parsed, List<(Deployment Deployment, string Source)>? Deployments);
+
+    /// <summary>
+    /// Parses the flags and loads the manifests. A broken file is the user's input, as a bad flag is:
+    /// it is said (every error of every file, each line "orchctl: FILE:LINE:COL: …") and exits 2
+    /// before NATS is asked anything, reachable or not.
+    /// </summary>
+    public static Prepared Prepare(string command, List<string> args)
     {
         var parsed = ParsedArgs.Parse(command, args);
-        return command == "apply" ? await ApplyAsync(parsed, context).ConfigureAwait(false) : await DeleteAsync(parsed, context).ConfigureAwait(false);
+        var files = parsed.Values("--file");
+        if (command == "apply" || files.Count > 0)
+        {
+            try
+            {
+                return new Prepared(command, parsed, Load(ReadSources(files, command)));
+            }
+            catch (ManifestException e)
+            {
+                throw new UsageException(string.Join("\n", e.Message.Split('\n').Select(l => l.StartsWith("orchctl: ", StringComparison.Ordinal) ? l : "orchctl: " + l)), e);
+            }
+        }
+        return new Prepared(command, parsed, null);
     }
+
+    public static async Task<int> RunAsync(Prepared prepared, CommandContext context)
+        => prepared.Command == "apply"
+            ? await ApplyAsync(prepared.Parsed, prepared.Deployments!, context).ConfigureAwait(false)
+            : await DeleteAsync(prepared.Parsed, prepared.Deployments, context).ConfigureAwait(false);
 
     /// <summary>The manifests named by -f: a file, every *.yaml/*.yml/*.json of a directory (name order), or - (stdin).</summary>
     private static List<(string Source, string Text)> ReadSources(IReadOnlyList<string> files, string command)
@@ -109,10 +134,9 @@ internal static class ApplyCommands
 
     private static string Signer(ManifestSignature? signature) => signature is null ? "unsigned" : $"signed by {signature.Key[..Math.Min(12, signature.Key.Length)]}…";
 
-    private static async Task<int> ApplyAsync(ParsedArgs parsed, CommandContext context)
+    private static async Task<int> ApplyAsync(ParsedArgs parsed, List<(Deployment Deployment, string Source)> deployments, CommandContext context)
     {
         var dryRun = parsed.Has("--dry-run");
-        var deployments = Load(ReadSources(parsed.Values("--file"), "apply"));
         var seed = FleetCommands.SigningSeed(parsed, context);
         string? signingKey = null;
         if (seed is not null)
@@ -208,13 +232,10 @@ internal static class ApplyCommands
         }
     }
 
-    private static async Task<int> DeleteAsync(ParsedArgs parsed, CommandContext context)
+    private static async Task<int> DeleteAsync(ParsedArgs parsed, List<(Deployment Deployment, string Source)>? fromFiles, CommandContext context)
     {
         var names = new List<string>();
-        if (parsed.Values("--file").Count > 0)
-        {
-            names.AddRange(Load(ReadSources(parsed.Values("--file"), "delete")).Select(d => d.Deployment.Name));
-        }
+        names.AddRange((fromFiles ?? []).Select(d => d.Deployment.Name));
         var positional = parsed.Positional;
         if (positional.Count > 0)
         {

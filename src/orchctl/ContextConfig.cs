@@ -114,7 +114,7 @@ internal sealed partial class ContextConfig
         }
         catch (YamlException e)
         {
-            throw Error(path, e.Start, $"not valid YAML ({e.Message}); fix the syntax");
+            throw Error(path, e.Start, $"not valid YAML: {Orchestrator.Api.Workloads.YamlErrors.Explain(e)}");
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {

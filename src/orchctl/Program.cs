@@ -2,6 +2,7 @@ using System.Reflection;
 using NATS.Client.Core;
 using Orchestrator.Ctl;
 using Orchestrator.Client;
+using Orchestrator.Syntax;
 
 // orchctl: the operator's command line (docs/orchctl.md). Global flags may stand anywhere before
 // `--`; every command's flags, help and completions come from the table in Commands.cs.
@@ -52,7 +53,10 @@ if (command is null or "help" || help)
 }
 if (command != "__complete" && Commands.Find(command) is null)
 {
-    var near = Commands.All.Select(c => c.Name).FirstOrDefault(n => n.StartsWith(command, StringComparison.Ordinal) || command.StartsWith(n, StringComparison.Ordinal));
+    // A prefix first (`depl`), then a typo (`aply`, `rollot`): two edits at most, one for a short word.
+    var names = Commands.All.Select(c => c.Name).ToList();
+    var near = names.FirstOrDefault(n => n.StartsWith(command, StringComparison.Ordinal) || command.StartsWith(n, StringComparison.Ordinal))
+        ?? EditDistance.Closest(command, names, maxDistance: command.Length <= 3 ? 1 : 2);
     Output.Error($"unknown command '{command}'{(near is null ? "" : $"; did you mean '{near}'?")} (orchctl help lists the commands)");
     return Usage;
 }
@@ -88,11 +92,16 @@ catch (Exception e) when (e is IOException or UnauthorizedAccessException)
     return Failure;
 }
 
-// Everything else talks to the fleet.
+// Everything else talks to the fleet. What can be checked before it is (the URL, apply's files) is.
 NatsOpts natsOpts;
+ApplyCommands.Prepared? prepared = null;
 try
 {
     natsOpts = settings.ToNatsOpts();
+    if (command is "apply" or "delete")
+    {
+        prepared = ApplyCommands.Prepare(command, commandArgs);
+    }
 }
 catch (UsageException e)
 {
@@ -102,6 +111,11 @@ catch (UsageException e)
     }
     Output.Error(e.Message);
     return Usage;
+}
+catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+{
+    Output.Error(e.Message);
+    return Failure;
 }
 var server = settings.Server;
 await using var connection = new NatsConnection(natsOpts);
@@ -114,7 +128,7 @@ try
         "__complete" => await QueryCommands.CompleteAsync(commandArgs.FirstOrDefault() ?? "", context).ConfigureAwait(false),
         "version" => await QueryCommands.VersionAsync(context).ConfigureAwait(false),
         "get" or "describe" or "top" => await QueryCommands.RunAsync(command, commandArgs, context).ConfigureAwait(false),
-        "apply" or "delete" => await ApplyCommands.RunAsync(command, commandArgs, context).ConfigureAwait(false),
+        "apply" or "delete" => await ApplyCommands.RunAsync(prepared!, context).ConfigureAwait(false),
         _ when NodeCommands.Names.Contains(command) => await NodeCommands.RunAsync(command, commandArgs, context).ConfigureAwait(false),
         _ => await FleetCommands.RunAsync(command, commandArgs, context).ConfigureAwait(false),
     };

@@ -143,7 +143,6 @@ public sealed class ManifestValidationTests
     [InlineData("name: a\nimage: b\nuser: nobody\n", "m.yaml:3:7: user: expected a numeric uid or uid:gid, got 'nobody' (names need the image's /etc/passwd, which is not read)")]
     [InlineData("kind: Deployment\nname: a\n", "m.yaml:1:7: kind: expected Workload, got 'Deployment'; a node's manifest directory holds workloads (deployments go to the fleet with orchctl apply)")]
     [InlineData("name: [a\n", "m.yaml:2:1: not valid YAML")]
-    [InlineData("name: a\nname: b\n", "m.yaml:2:1: not valid YAML")]
     [InlineData("- a\n- b\n", "m.yaml:1:1: a workload must be a mapping (name: …, image: …)")]
     [InlineData("name: a\nimage: b\nprobes: {liveness: {exec: {command: [x]}, tcpSocket: {port: 1}}}\n", "m.yaml:3:20: probes.liveness: give exactly one of exec, httpGet, tcpSocket")]
     [InlineData("name: a\nimage: b\nnetwork: none\nprobes: {readiness: {tcpSocket: {port: 1}}}\n", "m.yaml:4:21: probes.readiness: a container with network none has no address to probe; use an exec probe")]
@@ -154,6 +153,27 @@ public sealed class ManifestValidationTests
         var errors = Errors(() => ManifestLoader.Parse(yaml, "m.yaml"));
         Assert.Contains(errors, e => e.StartsWith(expected, StringComparison.Ordinal));
         Assert.Single(errors);
+    }
+
+    /// <summary>Syntax errors in an editor's words with the fix (#22: broken YAML showed the parser's wording).</summary>
+    [Theory]
+    [InlineData("name: a\ncommand: [sh, -c\n", "m.yaml:3:1: not valid YAML: a list opened with '[' is not closed: add the ']'")]
+    [InlineData("name: a\nenv: {A: 1\n", "m.yaml:3:1: not valid YAML: a mapping opened with '{' is not closed: add the '}'")]
+    [InlineData("name: \"a\nimage: b\n", "not valid YAML: a quoted string is not closed: add the closing quote")]
+    [InlineData("name: a\nimage: busybox: latest\n", "m.yaml:2:15: not valid YAML: a ': ' inside a plain value: quote the value if it contains ': '")]
+    [InlineData("name: a\n  image: b\n", "m.yaml:2:8: not valid YAML: a ': ' inside a plain value: quote the value if it contains ': ', or if this is a key, line it up with the keys above it")]
+    [InlineData("name: a\nimage: b\nenv:\n  A: 1\n B: 2\n", "not valid YAML: this line is not indented as the keys above it")]
+    [InlineData("name: a\n\timage: b\n", "not valid YAML: a tab used for indentation: indent with spaces")]
+    [InlineData("name: a\nimage: b\ncommand:\n  - sh\n - x\n", "not valid YAML: ")]
+    [InlineData("name: a\nname: b\n", "m.yaml:2:1: not valid YAML: the same key twice in one mapping: keep one")]
+    [InlineData("name: *x\n", "not valid YAML: an alias (*name) with no anchor (&name) before it")]
+    public void Yaml_syntax_errors_say_what_is_wrong_and_the_fix(string yaml, string expected)
+    {
+        var errors = Errors(() => ManifestLoader.Parse(yaml, "m.yaml"));
+        var error = Assert.Single(errors);
+        Assert.True(error.Contains(expected, StringComparison.Ordinal), error);
+        Assert.DoesNotContain("While parsing", error, StringComparison.Ordinal);
+        Assert.DoesNotContain("While scanning", error, StringComparison.Ordinal);
     }
 
     [Theory]

@@ -534,11 +534,23 @@ public sealed class OrchctlTests : IAsyncLifetime
         // Every error of every file at once, nothing written.
         File.WriteAllText(Path.Combine(dir, "c.yaml"), "kind: Deployment\nname: Bad Name\ntemplate: {image: busybox:latest}\n");
         File.WriteAllText(Path.Combine(dir, "d.yaml"), "kind: Deployment\nname: one\ntemplate: {image: busybox:latest}\n");
+        // A broken file is bad input as a bad flag is: exit 2, each line "orchctl: FILE:…", and
+        // said before NATS is asked (an unreachable server says the same).
         var broken = await Ctl("apply", "-f", dir);
-        Assert.Equal(1, broken.Code);
-        Assert.Contains("c.yaml", broken.Err, StringComparison.Ordinal);
-        Assert.Contains("deployment 'one' is also in", broken.Err, StringComparison.Ordinal);
+        Assert.Equal(2, broken.Code);
+        var lines = broken.Err.TrimEnd('\n').Split('\n');
+        Assert.Equal(2, lines.Length);
+        Assert.All(lines, l => Assert.StartsWith("orchctl: ", l, StringComparison.Ordinal));
+        Assert.StartsWith($"orchctl: {Path.Combine(dir, "c.yaml")}:2:", lines[0], StringComparison.Ordinal);
+        Assert.Contains("'Bad Name'", lines[0], StringComparison.Ordinal);
+        Assert.Contains("deployment 'one' is also in", lines[1], StringComparison.Ordinal);
         Assert.Equal("", broken.Out);
+        var offline = await Orchctl.RunAsync("--server", "nats://127.0.0.1:1", "--timeout", "1", "apply", "-f", dir, "--dry-run");
+        Assert.Equal((2, broken.Err), (offline.Code, offline.Err));
+        File.WriteAllText(Path.Combine(dir, "c.yaml"), "kind: Deployment\nname: c\ntemplate:\n  image: busybox\n  command: [sh, -c\n");
+        var syntax = await Ctl("delete", "-f", Path.Combine(dir, "c.yaml"));
+        Assert.Equal(2, syntax.Code);
+        Assert.Equal($"orchctl: {Path.Combine(dir, "c.yaml")}:6:1: not valid YAML: a list opened with '[' is not closed: add the ']' (and a ',' between items)\n", syntax.Err);
         File.Delete(Path.Combine(dir, "c.yaml"));
         File.Delete(Path.Combine(dir, "d.yaml"));
 
@@ -566,6 +578,9 @@ public sealed class OrchctlTests : IAsyncLifetime
         var unknown = await Orchctl.RunAsync("gett", "nodes");
         Assert.Equal(2, unknown.Code);
         Assert.Equal("orchctl: unknown command 'gett'; did you mean 'get'? (orchctl help lists the commands)\n", unknown.Err);
+        Assert.Equal("orchctl: unknown command 'aply'; did you mean 'apply'? (orchctl help lists the commands)\n", (await Orchctl.RunAsync("aply", "-f", "x")).Err);
+        Assert.Equal("orchctl: unknown command 'rollot'; did you mean 'rollout'? (orchctl help lists the commands)\n", (await Orchctl.RunAsync("rollot", "undo", "x")).Err);
+        Assert.Equal("orchctl: unknown command 'xyz' (orchctl help lists the commands)\n", (await Orchctl.RunAsync("xyz")).Err);
         Assert.Equal(2, (await Ctl("get")).Code);
         Assert.Equal(2, (await Ctl("get", "nodes", "-o", "xml")).Code);
         Assert.Equal(2, (await Ctl("apply")).Code);

@@ -320,8 +320,7 @@ public static class ManifestLoader
         }
         catch (YamlException e)
         {
-            var message = e.InnerException is { } inner && e.Message.StartsWith('(') ? inner.Message : e.Message;
-            throw new ManifestException($"{source}:{e.Start.Line}:{e.Start.Column}: not valid YAML: {message}", e);
+            throw new ManifestException($"{source}:{e.Start.Line}:{e.Start.Column}: not valid YAML: {YamlErrors.Explain(e)}", e);
         }
         catch (Exception e) when (e is InvalidOperationException or ArgumentException or FormatException or OverflowException or IndexOutOfRangeException)
         {
