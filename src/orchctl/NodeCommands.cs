@@ -53,12 +53,21 @@ internal static class NodeCommands
                 }
                 return 0;
             case "ps":
-                var list = await client.ListAsync().ConfigureAwait(false);
-                Output.Table(["NAME", "IMAGE", "STATE", "READY", "RESTARTS", "PID", "AGE", "MESSAGE"], list.Select(c => new[]
+                var format = parsed.Format();
+                var selector = Selectors.Parse(parsed.Value("--selector"));
+                var list = (await client.ListAsync().ConfigureAwait(false)).Where(c => selector is null || selector.Matches(c.Labels)).ToList();
+                if (QueryCommands.Emit(format, CommandContext.WithNode(list.Select(c => (node, c)), FleetJsonContext.Default.ContainerStatus), list.Select(c => c.Name)))
                 {
-                    c.Name, c.Image, WireNames.Of(c.State), c.Ready ? "yes" : "no", c.Restarts.ToString(CultureInfo.InvariantCulture),
-                    c.Pid > 0 ? c.Pid.ToString(CultureInfo.InvariantCulture) : "-", Output.Age(c.StartedAt), c.Message ?? "",
-                }));
+                    return 0;
+                }
+                var wide = format == "wide";
+                Output.Table(wide ? ["NAME", "IMAGE", "STATE", "READY", "RESTARTS", "PID", "AGE", "SOURCE", "LABELS", "MESSAGE"] : ["NAME", "IMAGE", "STATE", "READY", "RESTARTS", "PID", "AGE", "MESSAGE"],
+                    list.Select(c => (string[])[
+                        c.Name, c.Image, WireNames.Of(c.State), c.Ready ? "yes" : "no", c.Restarts.ToString(CultureInfo.InvariantCulture),
+                        c.Pid > 0 ? c.Pid.ToString(CultureInfo.InvariantCulture) : "-", Output.Age(c.StartedAt),
+                        .. wide ? [c.Source ?? "-", Output.Labels(c.Labels) is { Length: > 0 } l ? l : "-"] : Array.Empty<string>(),
+                        c.Message ?? "",
+                    ]));
                 return 0;
             case "logs":
                 if (parsed.Has("--follow"))

@@ -84,7 +84,8 @@ internal static partial class QueryCommands
     private static string One(List<string> names, string kind)
         => names.Count == 1 ? names[0] : throw new UsageException($"describe {kind} needs one name: orchctl describe {kind} NAME");
 
-    private static bool Emit(string format, JsonElement json, IEnumerable<string> names)
+    /// <summary>-o json, yaml or name: writes it and returns true; false for the tables (table, wide), which the caller draws.</summary>
+    internal static bool Emit(string format, JsonElement json, IEnumerable<string> names)
     {
         switch (format)
         {

@@ -81,6 +81,20 @@ public sealed class OrchctlFleetTests
         var onA = (await Ok("get", "containers", "-n", a.NodeName, "-o", "yaml")).Out;
         Assert.Contains($"node: {a.NodeName}", onA, StringComparison.Ordinal);
         Assert.DoesNotContain(b.NodeName, onA, StringComparison.Ordinal);
+        // ps: one node's, with -o and -l as get has them.
+        var nodeOfHi0Row = rows.Single(r => r.StartsWith("hi-0", StringComparison.Ordinal)).Split("  ", StringSplitOptions.RemoveEmptyEntries)[1].Trim();
+        Assert.Equal("hi-0\n", (await Ok("ps", "-n", nodeOfHi0Row, "-l", "app=hi", "-o", "name")).Out);
+        Assert.Equal("", (await Ok("ps", "-n", nodeOfHi0Row, "-l", "app=other", "-o", "name")).Out);
+        var psWide = (await Ok("ps", "-n", nodeOfHi0Row, "-o", "wide")).Out;
+        Assert.Contains("SOURCE", psWide.Split('\n')[0], StringComparison.Ordinal);
+        Assert.Matches(@"hi-0 .* fleet\s+app=hi", psWide);
+        Orchctl.AssertAligned(psWide);
+        using (var json = JsonDocument.Parse((await Ok("ps", "-n", nodeOfHi0Row, "-o", "json")).Out))
+        {
+            var only = Assert.Single(json.RootElement.EnumerateArray(), c => c.GetProperty("name").GetString() == "hi-0");
+            Assert.Equal(nodeOfHi0Row, only.GetProperty("node").GetString());
+        }
+        Assert.Equal(2, (await Ctl("ps", "-n", nodeOfHi0Row, "-o", "xml")).Code);
         var images = (await Ok("get", "images")).Out.Split('\n', StringSplitOptions.RemoveEmptyEntries);
         Assert.Equal(2, images.Count(l => l.StartsWith(NodeHost.StoredImage, StringComparison.Ordinal)));
 
