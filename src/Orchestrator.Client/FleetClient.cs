@@ -290,6 +290,27 @@ public sealed class FleetClient(INatsConnection connection)
         }
     }
 
+    /// <summary>
+    /// Forgets a node: its heartbeat and its cordon/drain settings (kubectl delete node). The
+    /// scheduler then places its replicas elsewhere, as for a lost node. A ready node is refused
+    /// unless <paramref name="force"/>: its next heartbeat would bring it back.
+    /// </summary>
+    public async Task DeleteNodeAsync(string node, bool force, CancellationToken cancellationToken = default)
+    {
+        var entry = (await GetNodesAsync(cancellationToken: cancellationToken).ConfigureAwait(false)).FirstOrDefault(n => n.Info.Node == node)
+            ?? throw new NodeRequestException(ErrorKind.NotFound, $"no node '{node}' has joined the fleet; `orchctl get nodes` lists the nodes");
+        if (entry.State == NodeCondition.Ready && !force)
+        {
+            throw new NodeRequestException(ErrorKind.Conflict,
+                $"node '{node}' is ready (heartbeat {entry.HeartbeatAgeSeconds:0}s ago): its next heartbeat would bring it back; stop orchd on it first "
+                + $"(`orchctl drain {node}` moves its replicas off meanwhile), or --force");
+        }
+        var nodes = await FleetStore.OpenAsync(KV, Buckets.Nodes, 1, cancellationToken).ConfigureAwait(false);
+        await nodes.DeleteAsync(node, cancellationToken: cancellationToken).ConfigureAwait(false);
+        var settings = await FleetStore.OpenAsync(KV, Buckets.NodeSettings, 1, cancellationToken).ConfigureAwait(false);
+        await settings.DeleteAsync(node, cancellationToken: cancellationToken).ConfigureAwait(false);
+    }
+
     public async Task DeleteDeploymentAsync(string name, CancellationToken cancellationToken = default)
     {
         var bucket = await FleetStore.OpenAsync(KV, Buckets.Deployments, Buckets.DeploymentHistory, cancellationToken).ConfigureAwait(false);

@@ -234,36 +234,62 @@ internal static class ApplyCommands
 
     private static async Task<int> DeleteAsync(ParsedArgs parsed, List<(Deployment Deployment, string Source)>? fromFiles, CommandContext context)
     {
-        var names = new List<string>();
-        names.AddRange((fromFiles ?? []).Select(d => d.Deployment.Name));
+        // delete KIND A B, or delete KIND/A KIND/B (kubectl's two forms); -f: the files' deployments.
+        var targets = new List<(string Kind, string Name)>();
+        targets.AddRange((fromFiles ?? []).Select(d => ("deployment", d.Deployment.Name)));
         var positional = parsed.Positional;
-        if (positional.Count > 0)
+        string? kind = null;
+        foreach (var word in positional)
         {
-            // delete deployment A B, or delete deployment/A deployment/B
-            var kindWord = positional[0].Split('/')[0];
-            if (kindWord is not ("deployment" or "deployments" or "deploy"))
+            var slash = word.IndexOf('/', StringComparison.Ordinal);
+            if (slash > 0)
             {
-                throw new UsageException($"delete {positional[0]}: only deployments can be deleted here (delete deployment NAME); a container on one node: orchctl rm -n NODE NAME");
+                targets.Add((Kind(word[..slash]), word[(slash + 1)..]));
             }
-            names.AddRange(positional.Select((p, i) => p.Contains('/', StringComparison.Ordinal) ? p[(p.IndexOf('/', StringComparison.Ordinal) + 1)..] : i == 0 ? "" : p).Where(n => n.Length > 0));
+            else if (kind is null)
+            {
+                kind = Kind(word);
+            }
+            else
+            {
+                targets.Add((kind, word));
+            }
         }
-        if (names.Count == 0)
+        if (targets.Count == 0)
         {
-            throw new UsageException("delete deployment NAME…, or delete -f FILE|DIR|- (the deployments in it)");
+            throw new UsageException("delete deployment|container|node NAME…, or delete -f FILE|DIR|- (the deployments in it)");
         }
         var failed = 0;
-        foreach (var name in names.Distinct(StringComparer.Ordinal))
+        foreach (var (what, name) in targets.Distinct())
         {
             try
             {
-                await context.Fleet.DeleteDeploymentAsync(name).ConfigureAwait(false);
-                Console.Out.WriteLine($"deployment {name}: deleted");
+                switch (what)
+                {
+                    case "deployment":
+                        await context.Fleet.DeleteDeploymentAsync(name).ConfigureAwait(false);
+                        Console.Out.WriteLine($"deployment {name}: deleted");
+                        break;
+                    case "node":
+                        await context.Fleet.DeleteNodeAsync(name, parsed.Has("--force")).ConfigureAwait(false);
+                        Console.Out.WriteLine($"node {name}: deleted (its replicas are placed elsewhere)");
+                        break;
+                    default:
+                        // One node's container, found as logs and exec find it; a fleet replica is
+                        // run again by its deployment (as kubectl delete pod).
+                        var node = await context.FindContainerNodeAsync(name).ConfigureAwait(false);
+                        var client = context.Node(node);
+                        var fleetOwned = (await client.InspectAsync(name).ConfigureAwait(false)).Source == "fleet";
+                        await client.RemoveAsync(name).ConfigureAwait(false);
+                        Console.Out.WriteLine($"container {name}: deleted on {node}{(fleetOwned ? "; its deployment runs it again" : "")}");
+                        break;
+                }
             }
-            catch (NodeRequestException e) when (e.Message.StartsWith("no deployment", StringComparison.Ordinal))
+            catch (OrchestratorException e) when (e.Kind == ErrorKind.NotFound)
             {
                 if (parsed.Has("--ignore-not-found"))
                 {
-                    Console.Out.WriteLine($"deployment {name}: not in the fleet (ignored)");
+                    Console.Out.WriteLine($"{what} {name}: not found (ignored)");
                 }
                 else
                 {
@@ -271,7 +297,20 @@ internal static class ApplyCommands
                     failed++;
                 }
             }
+            catch (OrchestratorException e) when (e.Kind == ErrorKind.Conflict)
+            {
+                Output.Error(e.Message);
+                failed++;
+            }
         }
         return failed == 0 ? 0 : 1;
+
+        static string Kind(string word) => word switch
+        {
+            "deployment" or "deployments" or "deploy" => "deployment",
+            "container" or "containers" or "ctr" => "container",
+            "node" or "nodes" or "no" => "node",
+            _ => throw new UsageException($"delete {word}: delete deployment, container or node NAME… (or delete -f FILE)"),
+        };
     }
 }

@@ -570,6 +570,37 @@ public sealed class OrchctlTests : IAsyncLifetime
         Assert.Equal(0, (await Ctl("delete", "deployment", "one", "--ignore-not-found")).Code);
     }
 
+    /// <summary>
+    /// delete node (kubectl delete node): a ready node is refused with the fix, since its next
+    /// heartbeat would bring it back; --force, or a node that has gone quiet, is forgotten with its
+    /// cordon/drain settings. Unknown kinds and names say so (#22: delete took only deployments).
+    /// </summary>
+    [Fact(Timeout = 120_000)]
+    public async Task Delete_node_refuses_a_ready_node_and_forgets_one_with_force()
+    {
+        await PutNodeHeartbeatsAsync();
+        Assert.Equal(0, (await Ctl("cordon", "gw-02")).Code);
+        var refused = await Ctl("delete", "node", "gw-02");
+        Assert.Equal(1, refused.Code);
+        Assert.Matches(@"^orchctl: node 'gw-02' is ready \(heartbeat \d+s ago\): its next heartbeat would bring it back; stop orchd on it first \(`orchctl drain gw-02` moves its replicas off meanwhile\), or --force\n$", refused.Err);
+        Assert.Contains("gw-02", (await Ctl("get", "nodes", "-o", "name")).Out, StringComparison.Ordinal);
+
+        var forced = await Ctl("delete", "node/gw-02", "--force");
+        Assert.True(forced.Code == 0, forced.All);
+        Assert.Equal("node gw-02: deleted (its replicas are placed elsewhere)\n", forced.Out);
+        Assert.Equal("gw-01\n", (await Ctl("get", "nodes", "-o", "name")).Out);
+        var settings = await FleetStore.OpenAsync(new NatsKVContext(new NatsJSContext(_connection)), Buckets.NodeSettings, 1, default);
+        Assert.False((await settings.TryGetEntryAsync<byte[]>("gw-02")).Success, "the cordon outlived the node");
+
+        var missing = await Ctl("delete", "node", "gw-09");
+        Assert.Equal(1, missing.Code);
+        Assert.Equal("orchctl: no node 'gw-09' has joined the fleet; `orchctl get nodes` lists the nodes\n", missing.Err);
+        Assert.Equal("node gw-09: not found (ignored)\n", (await Ctl("delete", "node", "gw-09", "--ignore-not-found")).Out);
+        var kind = await Ctl("delete", "pod", "x");
+        Assert.Equal(2, kind.Code);
+        Assert.Equal("orchctl: delete pod: delete deployment, container or node NAME… (or delete -f FILE)\n", kind.Err);
+    }
+
     [Fact(Timeout = 120_000)]
     public async Task Exit_codes_are_0_ok_1_failure_2_usage_3_unreachable_and_help_has_examples_for_every_command()
     {

@@ -112,10 +112,21 @@ public sealed partial class Supervisor
     /// <summary>Stops and forgets a workload, its container, its rootfs and its logs.</summary>
     public Task RemoveAsync(string name) => Post(async () =>
     {
-        Find(name);
+        var container = Find(name);
         if (_static.ContainsKey(name))
         {
             throw new NodeApiException(ErrorKind.Conflict, $"workload '{name}' comes from this node's manifest directory ({_options.ManifestDir}); delete its file there");
+        }
+        if (_fleetOwned.Contains(name))
+        {
+            // The fleet still assigns it here: the container goes (process, rootfs, logs) and the
+            // same pass makes it anew, as kubectl delete pod has its ReplicaSet do. Forgetting the
+            // workload instead left it gone until the assignment changed.
+            Emit("container.removed", name, "deleted by request; the fleet's assignment runs it again");
+            await RemoveContainerAsync(container, "removed", keepLogs: false).ConfigureAwait(false);
+            _containers.Remove(name);
+            await ReconcileAsync().ConfigureAwait(false);
+            return;
         }
         _applied.Remove(name);
         _stopped.Remove(name);

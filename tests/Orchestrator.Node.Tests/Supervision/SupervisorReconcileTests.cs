@@ -217,6 +217,23 @@ public sealed class SupervisorReconcileTests
     }
 
     [Fact]
+    public async Task Removing_a_fleet_replica_makes_it_anew_while_the_fleet_still_assigns_it()
+    {
+        await using var node = await StartAsync();
+        await node.Supervisor.ApplyAssignedAsync(App("web-0"));
+        var oldPid = node.Driver.PidOf("web-0");
+
+        await node.Supervisor.RemoveAsync("web-0");
+        var again = await node.InspectAsync("web-0");
+        Assert.Equal(ContainerState.Running, again.State);
+        Assert.Equal("fleet", again.Source);
+        Assert.NotEqual(oldPid, again.Pid);
+        Assert.Equal(0, again.Restarts); // a new container, not a restart of the old one
+        Assert.Equal(2, node.Driver.Starts("web-0"));
+        Assert.Contains("web-0", node.Driver.Images.RemovedRootfs);
+    }
+
+    [Fact]
     public async Task Cpu_percent_is_measured_from_the_sample_the_loop_kept()
     {
         await using var node = await StartAsync();

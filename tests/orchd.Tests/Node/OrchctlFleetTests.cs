@@ -149,6 +149,13 @@ public sealed class OrchctlFleetTests
         Assert.Equal(new[] { a.NodeName, b.NodeName }.Order(), (await Ok("__complete", "nodes")).Out.Split('\n', StringSplitOptions.RemoveEmptyEntries));
         Assert.Contains("hi-0", (await Ok("__complete", "containers")).Out.Split('\n'));
 
+        // delete container: a fleet replica is removed on its node and its deployment runs it again;
+        // delete node: a ready one is refused.
+        var hi1Before = (await Ok("get", "containers", "hi-1", "-o", "json")).Out;
+        Assert.Matches($"^container hi-1: deleted on ({a.NodeName}|{b.NodeName}); its deployment runs it again\n$", (await Ok("delete", "container", "hi-1")).Out);
+        await Until(async () => (await Ctl("get", "containers", "hi-1", "-o", "json")).Out is var now && now.Contains("\"running\"", StringComparison.Ordinal) && now != hi1Before, "hi-1 run again");
+        Assert.Equal(1, (await Ctl("delete", "node", a.NodeName)).Code);
+
         Assert.Equal("deployment hi: deleted\n", (await Ok("delete", "-f", manifest)).Out);
         await Until(async () => !(await Ctl("get", "containers")).All.Contains("hi-", StringComparison.Ordinal), "hi's replicas removed");
     }
