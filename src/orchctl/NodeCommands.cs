@@ -32,6 +32,14 @@ internal static class NodeCommands
             : (DateTimeOffset?)null;
         var file = parsed.Value("--file");
         var timeout = context.Timeout;
+        if (command == "logs" && parsed.Value("--selector") is { } selectorText)
+        {
+            if (positional.Count > 0)
+            {
+                throw new UsageException("logs takes a container name or -l SELECTOR, not both");
+            }
+            return await LogsOfSelectedAsync(context, Selectors.Parse(selectorText)!, parsed.Has("--follow"), tail, since).ConfigureAwait(false);
+        }
         string Name() => positional.Count > 0 ? positional[0] : throw new UsageException($"{command} needs a container name: orchctl {Commands.Find(command)!.Usage}");
         // Commands about one container find its node when -n is not given; the others need -n.
         var node = command is "logs" or "exec" or "inspect" or "stop" or "start" or "restart" or "rm"
@@ -245,4 +253,71 @@ internal static class NodeCommands
 
     internal static string PullLine(string reference, PullStreamReply p)
         => $"{reference}: {p.LayersDone}/{p.LayersTotal} blobs, {Output.Bytes(p.BytesDone)}/{Output.Bytes(p.BytesTotal)}";
+
+    /// <summary>At most this many containers' logs at once with -l (kubectl's --max-log-requests is 5).</summary>
+    private const int MaxSelectedLogs = 20;
+
+    /// <summary>
+    /// logs -l: every container on every node whose labels match, each line prefixed with
+    /// [CONTAINER]; one container after the other (name order), or with -f all followed at once and
+    /// merged as lines arrive. A node that does not answer is named on stderr (AskEveryNodeAsync).
+    /// </summary>
+    private static async Task<int> LogsOfSelectedAsync(CommandContext context, LabelSelector selector, bool follow, int? tail, DateTimeOffset? since)
+    {
+        var lists = await context.AskEveryNodeAsync(await context.NodesToAskAsync().ConfigureAwait(false), c => c.ListAsync()).ConfigureAwait(false);
+        var selected = lists.SelectMany(l => l.Result.Where(c => selector.Matches(c.Labels)).Select(c => (l.Node, c.Name)))
+            .OrderBy(x => x.Name, StringComparer.Ordinal).ThenBy(x => x.Node, StringComparer.Ordinal).ToList();
+        if (selected.Count == 0)
+        {
+            Console.Error.WriteLine($"no containers match the selector on the {lists.Count} node(s) that answered");
+            return 0;
+        }
+        if (selected.Count > MaxSelectedLogs)
+        {
+            throw new UsageException($"{selected.Count} containers match; logs -l follows at most {MaxSelectedLogs}: narrow the selector (or -n NODE)");
+        }
+        var width = selected.Max(x => x.Name.Length);
+        var gate = new Lock();
+        void Print(string name, Orchestrator.Api.LogLine line)
+        {
+            lock (gate)
+            {
+                (line.Stream == "stderr" ? Console.Error : Console.Out).WriteLine($"[{name}]{new string(' ', width - name.Length)} {line.Text}");
+            }
+        }
+        if (!follow)
+        {
+            foreach (var (node, name) in selected)
+            {
+                foreach (var line in await context.Node(node).LogsAsync(name, tail, since).ConfigureAwait(false))
+                {
+                    Print(name, line);
+                }
+            }
+            return 0;
+        }
+        using var interrupted = new CancellationTokenSource();
+        using var onInterrupt = Terminal.OnInterrupt(interrupted);
+        var failures = 0;
+        await Task.WhenAll(selected.Select(async x =>
+        {
+            try
+            {
+                await foreach (var line in context.Node(x.Node).FollowLogsAsync(x.Name, tail, since, interrupted.Token).ConfigureAwait(false))
+                {
+                    Print(x.Name, line);
+                }
+            }
+            catch (OperationCanceledException) when (interrupted.IsCancellationRequested)
+            {
+            }
+            catch (OrchestratorException e)
+            {
+                // One container going away (a replica removed) ends its stream, not the others'.
+                Interlocked.Increment(ref failures);
+                Output.Error($"{x.Name}: {e.Message}");
+            }
+        })).ConfigureAwait(false);
+        return failures == 0 ? 0 : 1;
+    }
 }

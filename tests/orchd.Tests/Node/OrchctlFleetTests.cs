@@ -118,6 +118,20 @@ public sealed class OrchctlFleetTests
         Assert.Equal(7, exec.Code);
         Assert.Equal("out\n", exec.Out);
         Assert.Equal("err\n", exec.Err);
+        // logs -l: every matching replica on either node, each line prefixed; -f merges them as
+        // they come, Ctrl-C (SIGINT) ends it with exit 0.
+        await Until(async () => (await Ctl("logs", "-l", "app=hi")).Out.Split('\n').Count(l => l.EndsWith("hello from the fleet", StringComparison.Ordinal)) == 2, "both replicas' lines");
+        Assert.Equal("[hi-0] hello from the fleet\n[hi-1] hello from the fleet\n", (await Ok("logs", "-l", "app=hi")).Out);
+        Assert.Equal("", (await Ok("logs", "-l", "app=none")).Out);
+        Assert.Equal(2, (await Ctl("logs", "hi-0", "-l", "app=hi")).Code);
+        await using (var follow = DaemonProcess.Start(Repo.Binary("orchctl"), ["--server", nats.Url, "logs", "-l", "app in (hi)", "-f", "--tail", "1"]))
+        {
+            await follow.WaitForLogAsync("[hi-1] hello from the fleet", TimeSpan.FromSeconds(30));
+            await Ok("exec", "hi-0", "--", "sh", "-c", "echo late line > /proc/1/fd/1");
+            await follow.WaitForLogAsync("[hi-0] late line", TimeSpan.FromSeconds(30));
+            follow.Signal(2);
+            Assert.Equal(0, await follow.WaitForExitAsync(TimeSpan.FromSeconds(10)));
+        }
         var ambiguous = await Ctl("logs", "hi");
         Assert.Equal(2, ambiguous.Code);
         Assert.Contains("'hi' is a deployment; name one of its replicas: hi-0", ambiguous.Err, StringComparison.Ordinal);
