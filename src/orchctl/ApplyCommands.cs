@@ -234,27 +234,10 @@ internal static class ApplyCommands
 
     private static async Task<int> DeleteAsync(ParsedArgs parsed, List<(Deployment Deployment, string Source)>? fromFiles, CommandContext context)
     {
-        // delete KIND A B, or delete KIND/A KIND/B (kubectl's two forms); -f: the files' deployments.
+        // -f: the files' deployments; and KIND A B, or KIND/A KIND/B.
         var targets = new List<(string Kind, string Name)>();
         targets.AddRange((fromFiles ?? []).Select(d => ("deployment", d.Deployment.Name)));
-        var positional = parsed.Positional;
-        string? kind = null;
-        foreach (var word in positional)
-        {
-            var slash = word.IndexOf('/', StringComparison.Ordinal);
-            if (slash > 0)
-            {
-                targets.Add((Kind(word[..slash]), word[(slash + 1)..]));
-            }
-            else if (kind is null)
-            {
-                kind = Kind(word);
-            }
-            else
-            {
-                targets.Add((kind, word));
-            }
-        }
+        targets.AddRange(Targets(parsed.Positional, "delete"));
         if (targets.Count == 0)
         {
             throw new UsageException("delete deployment|container|node NAME…, or delete -f FILE|DIR|- (the deployments in it)");
@@ -304,13 +287,40 @@ internal static class ApplyCommands
             }
         }
         return failed == 0 ? 0 : 1;
+    }
 
-        static string Kind(string word) => word switch
+    /// <summary>
+    /// The objects a command names, in kubectl's two forms: <c>KIND A B</c> or <c>KIND/A KIND/B</c>
+    /// (delete, wait). Kinds: deployment, container, node (plural and short forms too).
+    /// </summary>
+    internal static List<(string Kind, string Name)> Targets(IReadOnlyList<string> positional, string command)
+    {
+        var targets = new List<(string Kind, string Name)>();
+        string? kind = null;
+        foreach (var word in positional)
+        {
+            var slash = word.IndexOf('/', StringComparison.Ordinal);
+            if (slash > 0)
+            {
+                targets.Add((Kind(word[..slash]), word[(slash + 1)..]));
+            }
+            else if (kind is null)
+            {
+                kind = Kind(word);
+            }
+            else
+            {
+                targets.Add((kind, word));
+            }
+        }
+        return targets;
+
+        string Kind(string word) => word switch
         {
             "deployment" or "deployments" or "deploy" => "deployment",
             "container" or "containers" or "ctr" => "container",
             "node" or "nodes" or "no" => "node",
-            _ => throw new UsageException($"delete {word}: delete deployment, container or node NAME… (or delete -f FILE)"),
+            _ => throw new UsageException($"{command} {word}: {command} deployment, container or node NAME…{(command == "delete" ? " (or delete -f FILE)" : "")}"),
         };
     }
 }

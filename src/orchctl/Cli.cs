@@ -196,7 +196,7 @@ internal sealed class CommandContext(NatsConnection connection, ConnectionFlags 
                 ? $"'{container}' is a deployment with no replica placed yet; `orchctl describe deployment {container}` says why"
                 : $"'{container}' is a deployment; name one of its replicas: {string.Join(", ", replicas)}");
         }
-        throw new NodeRequestException($"no container '{container}' on any of the {nodes.Count} node(s) that answered; `orchctl get containers` lists them");
+        throw new NodeRequestException(ErrorKind.NotFound, $"no container '{container}' on any of the {nodes.Count} node(s) that answered; `orchctl get containers` lists them");
     }
 
     /// <summary>Writes a list as JSON objects with "node" first, then the item's own fields.</summary>

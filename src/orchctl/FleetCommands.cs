@@ -220,7 +220,7 @@ internal static class FleetCommands
 
     private static async Task<DeploymentView> ViewAsync(CommandContext context, string name)
         => (await context.Fleet.GetDeploymentsAsync().ConfigureAwait(false)).FirstOrDefault(d => d.Deployment.Name == name)
-            ?? throw new NodeRequestException($"no deployment '{name}' in the fleet; `orchctl get deployments` lists them");
+            ?? throw new NodeRequestException(ErrorKind.NotFound, $"no deployment '{name}' in the fleet; `orchctl get deployments` lists them");
 
     private static async Task<int> RolloutStatusAsync(CommandContext context, string name)
     {

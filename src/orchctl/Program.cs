@@ -129,6 +129,7 @@ try
         "version" => await QueryCommands.VersionAsync(context).ConfigureAwait(false),
         "get" or "describe" or "top" => await QueryCommands.RunAsync(command, commandArgs, context).ConfigureAwait(false),
         "apply" or "delete" => await ApplyCommands.RunAsync(prepared!, context).ConfigureAwait(false),
+        "wait" => await WaitCommand.RunAsync(commandArgs, context).ConfigureAwait(false),
         _ when NodeCommands.Names.Contains(command) => await NodeCommands.RunAsync(command, commandArgs, context).ConfigureAwait(false),
         _ => await FleetCommands.RunAsync(command, commandArgs, context).ConfigureAwait(false),
     };

@@ -42,7 +42,7 @@ internal static partial class QueryCommands
     {
         var nodes = await context.NodesAsync().ConfigureAwait(false);
         var n = nodes.FirstOrDefault(x => x.Info.Node == name)
-            ?? throw new NodeRequestException($"no node '{name}' has joined the fleet; `orchctl get nodes` lists the nodes");
+            ?? throw new NodeRequestException(ErrorKind.NotFound, $"no node '{name}' has joined the fleet; `orchctl get nodes` lists the nodes");
         var info = n.Info;
         Field("Name", info.Node);
         Field("State", WireNames.Of(n.State) + (n.Draining ? ", draining" : n.Cordoned ? ", cordoned" : ""));
@@ -112,7 +112,7 @@ internal static partial class QueryCommands
     private static async Task<int> DescribeDeploymentAsync(string name, CommandContext context)
     {
         var view = (await context.Fleet.GetDeploymentsAsync().ConfigureAwait(false)).FirstOrDefault(d => d.Deployment.Name == name)
-            ?? throw new NodeRequestException($"no deployment '{name}' in the fleet; `orchctl get deployments` lists them");
+            ?? throw new NodeRequestException(ErrorKind.NotFound, $"no deployment '{name}' in the fleet; `orchctl get deployments` lists them");
         var d = view.Deployment;
         var s = view.Status;
         Field("Name", d.Name);

@@ -108,7 +108,7 @@ internal static partial class QueryCommands
         var missing = names.Except(found.Select(name), StringComparer.Ordinal).ToList();
         if (missing.Count > 0)
         {
-            throw new NodeRequestException($"no {kind} '{missing[0]}' in the fleet; `orchctl get {kind}s` lists them");
+            throw new NodeRequestException(ErrorKind.NotFound, $"no {kind} '{missing[0]}' in the fleet; `orchctl get {kind}s` lists them");
         }
     }
 

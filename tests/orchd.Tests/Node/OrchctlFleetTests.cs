@@ -64,6 +64,19 @@ public sealed class OrchctlFleetTests
         var rollout = await Ok("rollout", "status", "hi", "-w", "--wait-timeout", "60s");
         Assert.EndsWith("deployment hi: rollout of revision 1 complete\n", rollout.Out, StringComparison.Ordinal);
 
+        // wait, as kubectl wait: one line per object as it meets the condition; exit 3 on timeout
+        // with what was last seen; 2 for a condition the kind does not have; 1 for no such object.
+        Assert.Equal("deployment/hi condition met\n", (await Ok("wait", "deployment/hi", "--for=condition=complete", "--wait-timeout", "60s")).Out);
+        Assert.Equal("container/hi-0 condition met\ncontainer/hi-1 condition met\n", (await Ok("wait", "container", "hi-0", "hi-1", "--for=condition=ready", "--wait-timeout", "60s")).Out);
+        Assert.Equal($"node/{a.NodeName} condition met\n", (await Ok("wait", $"node/{a.NodeName}", "--for=condition=ready")).Out);
+        var late = await Ctl("wait", "container/hi-0", "--for=condition=exited", "--wait-timeout", "1s");
+        Assert.Equal(3, late.Code);
+        Assert.Equal("orchctl: timed out after 1s waiting for container/hi-0 to be exited (last seen: running, ready)\n", late.Err);
+        var badCondition = await Ctl("wait", "deployment/hi", "--for=condition=ready");
+        Assert.Equal(2, badCondition.Code);
+        Assert.Equal("orchctl: --for=condition=ready: a deployment has complete\n", badCondition.Err);
+        Assert.Equal(1, (await Ctl("wait", "deployment/nope", "--for=condition=complete")).Code);
+
         // get containers: every node's, with the NODE column; JSON carries the node too.
         var containers = await Ok("get", "containers", "-l", "app=hi");
         var rows = containers.Out.Split('\n', StringSplitOptions.RemoveEmptyEntries);
@@ -169,8 +182,11 @@ public sealed class OrchctlFleetTests
         Assert.Matches($"^container hi-1: deleted on ({a.NodeName}|{b.NodeName}); its deployment runs it again\n$", (await Ok("delete", "container", "hi-1")).Out);
         await Until(async () => (await Ctl("get", "containers", "hi-1", "-o", "json")).Out is var now && now.Contains("\"running\"", StringComparison.Ordinal) && now != hi1Before, "hi-1 run again");
         Assert.Equal(1, (await Ctl("delete", "node", a.NodeName)).Code);
+        Assert.Equal(1, (await Ctl("delete", "container", "ghost")).Code);
+        Assert.Equal("container ghost: not found (ignored)\n", (await Ok("delete", "container", "ghost", "--ignore-not-found")).Out);
 
         Assert.Equal("deployment hi: deleted\n", (await Ok("delete", "-f", manifest)).Out);
+        Assert.Equal("container/hi-0 deleted\ncontainer/hi-1 deleted\n", (await Ok("wait", "container/hi-0", "container/hi-1", "--for=delete", "--wait-timeout", "60s")).Out);
         await Until(async () => !(await Ctl("get", "containers")).All.Contains("hi-", StringComparison.Ordinal), "hi's replicas removed");
     }
 }
