@@ -46,13 +46,18 @@ internal sealed class ParsedArgs
 
     public IReadOnlyList<string> Values(string longName) => _parsed.Values(longName);
 
-    /// <summary>-o: table (default), wide, json, yaml or name.</summary>
+    /// <summary>-o: table (default), wide, json, yaml, name, jsonpath=TEMPLATE or custom-columns=SPEC (checked here).</summary>
     public string Format()
     {
         var format = Value("--output") ?? "table";
+        if (JsonTemplates.Handles(format))
+        {
+            JsonTemplates.Check(format);
+            return format;
+        }
         return format is "table" or "wide" or "json" or "yaml" or "name"
             ? format
-            : throw new UsageException($"-o {format}: use table, wide, json, yaml or name");
+            : throw new UsageException($"-o {format}: use table, wide, json, yaml, name, jsonpath=TEMPLATE or custom-columns=HEADER:PATH,…");
     }
 }
 

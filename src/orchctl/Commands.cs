@@ -19,7 +19,7 @@ internal sealed record CommandSpec(string Name, string Group, string Usage, stri
 
 internal static class Commands
 {
-    private static readonly FlagSpec Output = new("-o|--output", "FORMAT", "table (default), wide, json, yaml, or name (one name a line)", "table wide json yaml name");
+    private static readonly FlagSpec Output = new("-o|--output", "FORMAT", "table (default), wide, json, yaml, name (one name a line), jsonpath=TEMPLATE or custom-columns=HEADER:PATH,… (kubectl's; a list is {\"items\": […]})", "table wide json yaml name jsonpath= custom-columns=");
     private static readonly FlagSpec Selector = new("-l|--selector", "SELECTOR", "only those whose labels match (k=v, k!=v, k, !k, k in (a,b), k notin (a,b); comma: and; nodes: node labels; others: their labels)");
     private static readonly FlagSpec Node = new("-n|--node", "NODE", "the node (env ORCH_NODE, or the context's node)", "@nodes");
     private static readonly FlagSpec NodeOptional = new("-n|--node", "NODE", "only this node (default: every node)", "@nodes");

@@ -176,6 +176,9 @@ internal static class FleetCommands
                     case "yaml":
                         Console.Out.Write("---\n" + Yaml.FromJson(CommandContext.ToElement(ev, FleetJsonContext.Default.NodeEvent)));
                         break;
+                    case var template when JsonTemplates.Handles(template):
+                        JsonTemplates.Write(template, CommandContext.ToElement(new List<NodeEvent> { ev }, OrchctlJsonContext.Default.ListNodeEvent));
+                        break;
                     default:
                         if (!printedHeader)
                         {
@@ -199,6 +202,9 @@ internal static class FleetCommands
         {
             case "json" or "yaml":
                 Output.Document(format, CommandContext.ToElement(collected, OrchctlJsonContext.Default.ListNodeEvent));
+                break;
+            case var template when JsonTemplates.Handles(template):
+                JsonTemplates.Write(template, CommandContext.ToElement(collected, OrchctlJsonContext.Default.ListNodeEvent));
                 break;
             case "name":
                 foreach (var ev in collected)

@@ -102,6 +102,10 @@ try
     {
         prepared = ApplyCommands.Prepare(command, commandArgs);
     }
+    else if (command != "__complete" && Commands.Find(command) is { } spec && spec.Flags.Any(f => f.Names == "-o|--output"))
+    {
+        _ = ParsedArgs.Parse(command, commandArgs).Format(); // flags and -o's template, before NATS is asked
+    }
 }
 catch (UsageException e)
 {

@@ -98,6 +98,9 @@ internal static partial class QueryCommands
                     Console.Out.WriteLine(name);
                 }
                 return true;
+            case var template when JsonTemplates.Handles(template):
+                JsonTemplates.Write(template, json);
+                return true;
             default:
                 return false;
         }

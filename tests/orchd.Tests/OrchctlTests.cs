@@ -280,7 +280,7 @@ public sealed class OrchctlTests : IAsyncLifetime
         Assert.Equal(["get"], await Complete("orchctl", "ge"));
         Assert.Equal(["describe", "delete"], await Complete("orchctl", "de"));
         Assert.Equal(["nodes", "deployments", "containers", "images", "events"], await Complete("orchctl", "get", ""));
-        Assert.Equal(["table", "wide", "json", "yaml", "name"], await Complete("orchctl", "get", "nodes", "-o", ""));
+        Assert.Equal(["table", "wide", "json", "yaml", "name", "jsonpath=", "custom-columns="], await Complete("orchctl", "get", "nodes", "-o", ""));
         Assert.Equal(["gw-01", "gw-02"], await Complete("orchctl", "get", "nodes", ""));
         Assert.Equal(["api", "web"], await Complete("orchctl", "--timeout", "5", "describe", "deployment", ""));
         Assert.Equal(["web"], await Complete("orchctl", "rollout", "status", "w"));
@@ -599,6 +599,51 @@ public sealed class OrchctlTests : IAsyncLifetime
         var kind = await Ctl("delete", "pod", "x");
         Assert.Equal(2, kind.Code);
         Assert.Equal("orchctl: delete pod: delete deployment, container or node NAME… (or delete -f FILE)\n", kind.Err);
+    }
+
+    /// <summary>
+    /// -o jsonpath and -o custom-columns as kubectl users write them (#22): a list is
+    /// {"items": […]}; range/end, [*], indexes from either end, ['key'] for a label with dots,
+    /// string literals; a missing field is empty (jsonpath) or &lt;none&gt; (columns); a template
+    /// that does not parse is a usage error before anything is asked.
+    /// </summary>
+    [Fact(Timeout = 120_000)]
+    public async Task Jsonpath_and_custom_columns_read_what_json_prints()
+    {
+        await SeedFleetAsync();
+        async Task<string> Out(params string[] args)
+        {
+            await PutNodeHeartbeatsAsync();
+            var result = await Ctl(args);
+            Assert.True(result.Code == 0, $"orchctl {string.Join(' ', args)}: exit {result.Code}\n{result.All}");
+            return result.Out;
+        }
+        Assert.Equal("gw-01 gw-02\n", await Out("get", "nodes", "-o", "jsonpath={.items[*].info.node}"));
+        Assert.Equal("gw-01=north\ngw-02=south\n", await Out("get", "nodes", "-o", "jsonpath={range .items[*]}{.info.node}={.info.labels.zone}{\"\\n\"}{end}"));
+        Assert.Equal("gw-02\n", await Out("get", "nodes", "-o", "jsonpath={.items[-1].info.node}"));
+        Assert.Equal("rpi4\n", await Out("get", "nodes", "-o", "jsonpath={.items[0].info.labels['hw']}"));
+        Assert.Equal("north\n", await Out("get", "node", "gw-01", "-o", "jsonpath={.info.labels.zone}")); // one object, as kubectl get node X
+        Assert.Equal("", await Out("get", "nodes", "-o", "jsonpath={.items[5].info.node}"));
+        Assert.Equal("api busybox:latest\nweb busybox:1.36\n",
+            await Out("get", "deployments", "-o", "jsonpath={range .items[*]}{.deployment.name} {.deployment.template.image}{\"\\n\"}{end}"));
+
+        var columns = await Out("get", "nodes", "-o", "custom-columns=NODE:.info.node,ZONE:.info.labels.zone,HW:.info.labels.hw");
+        Assert.Equal(["NODE   ZONE   HW", "gw-01  north  rpi4", "gw-02  south  <none>"], columns.TrimEnd('\n').Split('\n').Select(l => l.TrimEnd()));
+        Orchctl.AssertAligned(columns);
+
+        foreach (var (template, says) in new[]
+        {
+            ("jsonpath={.items[*].info.node", "is not closed with '}'"),
+            ("jsonpath={range .items[*]}{.x}", "{range …} without its {end}"),
+            ("jsonpath={.items[?(@.x)]}", "filters are not supported"),
+            ("jsonpath={items}", "start it with '.'"),
+            ("custom-columns=NAME", "is not HEADER:PATH"),
+        })
+        {
+            var bad = await Orchctl.RunAsync("--server", "nats://127.0.0.1:1", "--timeout", "1", "get", "nodes", "-o", template);
+            Assert.True(bad.Code == 2, $"{template}: exit {bad.Code}: {bad.All}");
+            Assert.Contains(says, bad.Err, StringComparison.Ordinal);
+        }
     }
 
     [Fact(Timeout = 120_000)]
