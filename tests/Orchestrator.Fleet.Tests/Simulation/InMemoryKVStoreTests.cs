@@ -231,7 +231,11 @@ public sealed class InMemoryKVStoreTests
         await realStore.PutAsync("a", B("0"), cancellationToken: ct);
         await nats.StopAsync();
         var expected = await MissingScriptAsync(real, realStore, ct, TimeSpan.FromSeconds(1));
-        Assert.All(expected.Split('\n'), line => Assert.EndsWith(": !TaskCanceledException", line, StringComparison.Ordinal));
+        // Each call waited and ended by a timeout: the caller's cancellation, or for a put the
+        // JetStream publish's own 1 s request timeout when it went out before the client saw the
+        // connection drop (a race of two 1 s timers: a loaded run saw it once in four).
+        Assert.All(expected.Split('\n'), line => Assert.Matches(": !(TaskCanceledException|NatsJSPublishNoResponseException)$", line));
+        Assert.Contains(": !TaskCanceledException", expected, StringComparison.Ordinal);
 
         var sim = new InMemoryKVContext(new SimClock());
         var simStore = sim.GetOrCreate("o", 3);
