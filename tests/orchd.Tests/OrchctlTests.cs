@@ -647,6 +647,25 @@ public sealed class OrchctlTests : IAsyncLifetime
     }
 
     [Fact(Timeout = 120_000)]
+    public async Task Wait_for_a_rollout_that_rolled_back_ends_at_once_saying_why()
+    {
+        await SeedFleetAsync();
+        // A rollout that rolled back will not complete by waiting: exit 1 at once, saying why.
+        var kv = new NatsKVContext(new NatsJSContext(_connection));
+        var statuses = await FleetStore.OpenAsync(kv, Buckets.DeploymentStatus, 1, default);
+        await statuses.PutAsync("api", JsonSerializer.SerializeToUtf8Bytes(new DeploymentStatus
+        {
+            Name = "api", Desired = 1, Scheduler = "gw-01", At = s_t0, Revision = 1_000_000, Phase = RolloutPhase.RolledBack, RolledBack = "api-0 not ready within 120 s",
+        }, FleetJsonContext.Default.DeploymentStatus));
+        var clock = Stopwatch.StartNew();
+        var rolledBack = await Ctl("wait", "deployment/api", "--for=condition=complete", "--wait-timeout", "60s");
+        Assert.Equal(1, rolledBack.Code);
+        Assert.Equal("orchctl: deployment 'api' will not complete: rolled-back: api-0 not ready within 120 s\n", rolledBack.Err);
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(30), $"waited {clock.Elapsed} for a rollout that had rolled back");
+
+    }
+
+    [Fact(Timeout = 120_000)]
     public async Task Exit_codes_are_0_ok_1_failure_2_usage_3_unreachable_and_help_has_examples_for_every_command()
     {
         Assert.Equal(0, (await Orchctl.RunAsync("--help")).Code);
