@@ -68,7 +68,13 @@ public sealed class FleetTests
             var moved = await WaitForRunningAsync(survivors, "web-", r => r.Values.Sum(v => v.Count) == 6, "all six web replicas on the two survivors");
             // Rescheduled within the grace (lost_after, 6 s here) + 5 s of the node's death.
             Assert.True(killedAt.Elapsed < TimeSpan.FromSeconds(6 + 5), $"replicas moved {killedAt.Elapsed.TotalSeconds:0.0} s after the node died (grace 6 s)");
-            Assert.All(moved.Values, v => Assert.Equal(3, v.Count));
+            // Nothing moved off a live node (each survivor keeps its two), and the lost node's two
+            // went to the survivors. Spread puts one on each when both are ready at that pass; a
+            // survivor whose heartbeat lags past unreachable_after (3 s here) at that moment takes
+            // none, by design (no new work for a node not heard from), and nothing is reshuffled
+            // after: a CI run at load 10 saw 4/2 that way.
+            Assert.All(survivors, h => Assert.True(moved[h.NodeName].Count >= 2, $"{h.NodeName} lost a replica: {string.Join(",", moved[h.NodeName])}"));
+            Assert.All(survivors, h => Assert.Superset(scaled[h.NodeName].ToHashSet(), moved[h.NodeName].ToHashSet()));
             // One scheduler at a time: no replica is assigned to two nodes.
             var assignments = await new NATS.Client.KeyValueStore.NatsKVContext(new NATS.Client.JetStream.NatsJSContext(connection)).GetStoreAsync(Orchestrator.Api.Buckets.Assignments);
             var replicasAssigned = (await Orchestrator.Client.FleetState.ReadAllAsync(assignments, CancellationToken.None)).Values
