@@ -198,8 +198,7 @@ public sealed class FleetClient(INatsConnection connection)
         var target = toRevision is { } r
             ? history.FirstOrDefault(h => h.Deployment is not null && h.Deployment.ShownRevision() == r)
             : history.LastOrDefault(h => h.Deployment is not null && h.Revision < current.Revision
-                && JsonSerializer.Serialize(h.Deployment!.Template, Orchestrator.Api.Workloads.WorkloadJsonContext.Default.Workload)
-                   != JsonSerializer.Serialize(current.Deployment!.Template, Orchestrator.Api.Workloads.WorkloadJsonContext.Default.Workload));
+                && h.Deployment.Template.TemplateHash() != current.Deployment!.Template.TemplateHash());
         if (target.Deployment is null)
         {
             var kept = history.Where(h => h.Deployment is not null).Select(h => h.Deployment!.ShownRevision()).ToList();

@@ -29,7 +29,7 @@ internal static class FleetCommands
         {
             changes.Add($"image {before.Template.Image} -> {after.Template.Image}");
         }
-        else if (JsonSerializer.Serialize(before.Template, WorkloadJsonContext.Default.Workload) != JsonSerializer.Serialize(after.Template, WorkloadJsonContext.Default.Workload))
+        else if (before.Template.TemplateHash() != after.Template.TemplateHash())
         {
             changes.Add("template");
         }
@@ -247,7 +247,7 @@ internal static class FleetCommands
         {
             return $"deployment {name}: revision {view.Deployment.ShownRevision()}, waiting for the scheduler";
         }
-        if (s.Revision < (view.Deployment.Revision ?? 0))
+        if (view.CurrentStatus is null)
         {
             return $"deployment {name}: revision {view.Deployment.ShownRevision()}, waiting for the scheduler (its status is about an earlier revision)";
         }
@@ -295,12 +295,11 @@ internal static class FleetCommands
         while (true)
         {
             var s = view.Status;
-            var current = view.Deployment.Revision ?? 0;
-            if (s is not null && s.Revision >= current && s.Revision > target && s.RolledBack is not null)
+            if (view.CurrentStatus is { } rolled && rolled.Revision > target && rolled.RolledBack is not null)
             {
                 Finish(tty);
                 Console.Out.WriteLine(Summary(view));
-                Output.Error($"deployment {name}: revision {targetShown} was rolled back: {s.RolledBack}");
+                Output.Error($"deployment {name}: revision {targetShown} was rolled back: {rolled.RolledBack}");
                 return 1;
             }
             var line = Summary(view);
@@ -320,16 +319,16 @@ internal static class FleetCommands
                 Console.Out.Flush();
             }
             last = line;
-            if (s is not null && s.Revision >= current && s.Phase == RolloutPhase.Complete)
+            if (view.CurrentStatus is { Phase: RolloutPhase.Complete })
             {
                 Finish(tty);
                 Console.Out.WriteLine($"deployment {name}: rollout of revision {view.Deployment.ShownRevision()} complete");
                 return 0;
             }
-            if (s is not null && s.Revision >= current && s.Phase is RolloutPhase.Failed or RolloutPhase.RolledBack)
+            if (view.CurrentStatus is { Phase: RolloutPhase.Failed or RolloutPhase.RolledBack } ended)
             {
                 Finish(tty);
-                Output.Error($"deployment {name}: {WireNames.Of(s.Phase)}: {s.RolledBack ?? "see orchctl describe deployment " + name}");
+                Output.Error($"deployment {name}: {WireNames.Of(ended.Phase)}: {ended.RolledBack ?? "see orchctl describe deployment " + name}");
                 return 1;
             }
             if (limit is { } l && DateTime.UtcNow - started > l)

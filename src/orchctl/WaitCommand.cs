@@ -100,16 +100,15 @@ internal static class WaitCommand
                 {
                     return condition == "delete" ? (true, "gone") : throw new NodeRequestException(ErrorKind.NotFound, $"no deployment '{name}' in the fleet; `orchctl get deployments` lists them");
                 }
-                var s = view.Status;
-                var current = s is not null && s.Revision >= (view.Deployment.Revision ?? 0);
-                var seen = s is null || !current ? $"revision {view.Deployment.ShownRevision()} not yet seen by the scheduler"
+                var s = view.CurrentStatus;
+                var seen = s is null ? $"revision {view.Deployment.ShownRevision()} not yet seen by the scheduler"
                     : $"{WireNames.Of(s.Phase)}, {s.UpdatedReady}/{s.Desired} updated and ready";
-                if (condition == "complete" && current && s!.Phase is RolloutPhase.Failed or RolloutPhase.RolledBack)
+                if (condition == "complete" && s is { Phase: RolloutPhase.Failed or RolloutPhase.RolledBack })
                 {
                     // It will not complete by waiting: said now, as rollout status -w says it.
                     throw new NodeRequestException(ErrorKind.Conflict, $"deployment '{name}' will not complete: {WireNames.Of(s.Phase)}{(s.RolledBack is { } why ? ": " + why : "")}");
                 }
-                return (condition == "complete" && current && s!.Phase == RolloutPhase.Complete, seen);
+                return (condition == "complete" && s is { Phase: RolloutPhase.Complete }, seen);
             case "node":
                 var node = (await context.NodesAsync().ConfigureAwait(false)).FirstOrDefault(n => n.Info.Node == name);
                 if (node is null)

@@ -93,7 +93,7 @@ public sealed record DeploymentStatus
     /// <summary>The deployment's last rollback, kept for describe and history: why, and when.</summary>
     public string? LastRollback { get; init; }
     public DateTimeOffset? LastRollbackAt { get; init; }
-    /// <summary>A hash of the template this status is about (<c>FleetScheduler.TemplateHash</c>).</summary>
+    /// <summary>A hash of the template this status is about (<c>Workload.TemplateHash</c>).</summary>
     public string? Template { get; init; }
     /// <summary>
     /// Templates (hashes, newest first, at most 10) the fleet has run complete: every replica
@@ -113,4 +113,8 @@ public sealed record DeploymentView
 {
     public required Orchestrator.Api.Workloads.Deployment Deployment { get; init; }
     public DeploymentStatus? Status { get; init; }
+
+    /// <summary>The status, when it is about the deployment's stored revision (not an earlier one the scheduler last saw).</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
+    public DeploymentStatus? CurrentStatus => Status is { } s && s.Revision >= (Deployment.Revision ?? 0) ? s : null;
 }

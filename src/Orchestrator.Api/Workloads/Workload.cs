@@ -9,6 +9,15 @@ namespace Orchestrator.Api.Workloads;
 /// </summary>
 public sealed class Workload
 {
+    /// <summary>
+    /// What identifies a deployment's template across revisions: a hash of it as stored (a scale
+    /// or a re-apply of the same template keeps it; the signature is not part of it). The
+    /// scheduler's rollout, `rollout undo` and `rollout history` compare templates by it.
+    /// </summary>
+    public string TemplateHash()
+        => Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(
+            System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(this, WorkloadJsonContext.Default.Workload)))[..16];
+
     /// <summary>Letters, digits, '-' and '_'; unique on the node. It names the container.</summary>
     public string Name { get; set; } = "";
     public string Image { get; set; } = "";

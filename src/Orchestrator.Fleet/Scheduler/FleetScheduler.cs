@@ -440,15 +440,10 @@ public sealed partial class FleetScheduler(string nodeName, FleetOptions options
         };
     }
 
-    /// <summary>
-    /// What identifies a template across revisions: a hash of the template as stored (a scale or
-    /// a re-apply of the same template keeps it; the signature is not part of it).
-    /// </summary>
-    public static string TemplateHash(Deployment deployment) => TemplateHash(deployment.Template);
+    /// <summary>The deployment's <see cref="Workload.TemplateHash"/>.</summary>
+    public static string TemplateHash(Deployment deployment) => deployment.Template.TemplateHash();
 
-    public static string TemplateHash(Workload template)
-        => Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(
-            JsonSerializer.SerializeToUtf8Bytes(template, WorkloadJsonContext.Default.Workload)))[..16];
+    public static string TemplateHash(Workload template) => template.TemplateHash();
 
     private static int Index(string replica, Deployment deployment)
         => int.TryParse(replica.AsSpan(deployment.Name.Length + 1), NumberStyles.None, CultureInfo.InvariantCulture, out var i) ? i : int.MaxValue;
