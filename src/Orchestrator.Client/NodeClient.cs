@@ -206,9 +206,10 @@ public sealed class NodeClient(INatsConnection connection, string node, TimeSpan
     private static readonly TimeSpan s_nodeSilence = TimeSpan.FromSeconds(12);
 
     /// <summary>A container's log lines, oldest first, gathered from as many reply messages as the node sends.</summary>
-    public async Task<IReadOnlyList<Orchestrator.Api.LogLine>> LogsAsync(string name, int? tail = null, DateTimeOffset? since = null, CancellationToken cancellationToken = default)
+    /// <param name="previous">Only the container's last exited run (kubectl logs --previous).</param>
+    public async Task<IReadOnlyList<Orchestrator.Api.LogLine>> LogsAsync(string name, int? tail = null, DateTimeOffset? since = null, bool previous = false, CancellationToken cancellationToken = default)
     {
-        var body = JsonSerializer.SerializeToUtf8Bytes(new LogsRequest { Name = name, Tail = tail, Since = since }, FleetJsonContext.Default.LogsRequest);
+        var body = JsonSerializer.SerializeToUtf8Bytes(new LogsRequest { Name = name, Tail = tail, Since = since, Previous = previous }, FleetJsonContext.Default.LogsRequest);
         var lines = new List<Orchestrator.Api.LogLine>();
         try
         {

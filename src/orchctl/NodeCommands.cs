@@ -32,13 +32,18 @@ internal static class NodeCommands
             : (DateTimeOffset?)null;
         var file = parsed.Value("--file");
         var timeout = context.Timeout;
+        var previous = command == "logs" && parsed.Has("--previous");
+        if (previous && parsed.Has("--follow"))
+        {
+            throw new UsageException("logs: --previous and -f do not go together (a run that has ended writes no more lines)");
+        }
         if (command == "logs" && parsed.Value("--selector") is { } selectorText)
         {
             if (positional.Count > 0)
             {
                 throw new UsageException("logs takes a container name or -l SELECTOR, not both");
             }
-            return await LogsOfSelectedAsync(context, Selectors.Parse(selectorText)!, parsed.Has("--follow"), tail, since).ConfigureAwait(false);
+            return await LogsOfSelectedAsync(context, Selectors.Parse(selectorText)!, parsed.Has("--follow"), tail, since, previous).ConfigureAwait(false);
         }
         string Name() => positional.Count > 0 ? positional[0] : throw new UsageException($"{command} needs a container name: orchctl {Commands.Find(command)!.Usage}");
         // Commands about one container find its node when -n is not given; the others need -n.
@@ -94,7 +99,7 @@ internal static class NodeCommands
                     }
                     return 0;
                 }
-                foreach (var line in await client.LogsAsync(Name(), tail, since).ConfigureAwait(false))
+                foreach (var line in await client.LogsAsync(Name(), tail, since, previous: previous).ConfigureAwait(false))
                 {
                     (line.Stream == "stderr" ? Console.Error : Console.Out).WriteLine(line.Text);
                 }
@@ -262,7 +267,7 @@ internal static class NodeCommands
     /// [CONTAINER]; one container after the other (name order), or with -f all followed at once and
     /// merged as lines arrive. A node that does not answer is named on stderr (AskEveryNodeAsync).
     /// </summary>
-    private static async Task<int> LogsOfSelectedAsync(CommandContext context, LabelSelector selector, bool follow, int? tail, DateTimeOffset? since)
+    private static async Task<int> LogsOfSelectedAsync(CommandContext context, LabelSelector selector, bool follow, int? tail, DateTimeOffset? since, bool previous)
     {
         var lists = await context.AskEveryNodeAsync(await context.NodesToAskAsync().ConfigureAwait(false), c => c.ListAsync()).ConfigureAwait(false);
         var selected = lists.SelectMany(l => l.Result.Where(c => selector.Matches(c.Labels)).Select(c => (l.Node, c.Name)))
@@ -287,14 +292,27 @@ internal static class NodeCommands
         }
         if (!follow)
         {
+            var missing = 0;
             foreach (var (node, name) in selected)
             {
-                foreach (var line in await context.Node(node).LogsAsync(name, tail, since).ConfigureAwait(false))
+                IReadOnlyList<Orchestrator.Api.LogLine> lines;
+                try
+                {
+                    lines = await context.Node(node).LogsAsync(name, tail, since, previous: previous).ConfigureAwait(false);
+                }
+                catch (OrchestratorException e) when (previous && e.Kind == ErrorKind.NotFound)
+                {
+                    // --previous over a selector: a replica that never restarted has none; the others still print.
+                    Output.Error($"{name}: {e.Message}");
+                    missing++;
+                    continue;
+                }
+                foreach (var line in lines)
                 {
                     Print(name, line);
                 }
             }
-            return 0;
+            return missing == selected.Count ? 1 : 0;
         }
         using var interrupted = new CancellationTokenSource();
         using var onInterrupt = Terminal.OnInterrupt(interrupted);

@@ -680,6 +680,9 @@ public sealed class OrchctlTests : IAsyncLifetime
         Assert.Equal(2, (await Ctl("get", "nodes", "-o", "xml")).Code);
         Assert.Equal(2, (await Ctl("apply")).Code);
         Assert.Equal(2, (await Ctl("get", "nodes", "--bogus")).Code);
+        var previousFollowed = await Ctl("logs", "web-0", "--previous", "-f");
+        Assert.Equal(2, previousFollowed.Code);
+        Assert.Equal("orchctl: logs: --previous and -f do not go together (a run that has ended writes no more lines)\n", previousFollowed.Err);
         Assert.Equal(1, (await Ctl("get", "deployment", "nope")).Code);
         Assert.Equal(1, (await Ctl("describe", "node", "nope")).Code);
         var unreachable = await Orchctl.RunAsync("--server", "nats://127.0.0.1:1", "--timeout", "1", "get", "nodes");

@@ -59,6 +59,8 @@ public sealed class ExitRecord
     public int? Code { get; set; }
     public bool OomKilled { get; set; }
     public DateTimeOffset At { get; set; }
+    /// <summary>When that run started (null in records from before this field).</summary>
+    public DateTimeOffset? StartedAt { get; set; }
     /// <summary>exited, oom-killed, liveness-probe, stopped, replaced.</summary>
     public string Reason { get; set; } = "exited";
 }

@@ -30,6 +30,11 @@ public sealed record LogsRequest
     public bool Follow { get; init; }
     /// <summary>follow: a subject the client answers; the node asks it every few seconds and stops when nobody does.</summary>
     public string? AliveSubject { get; init; }
+    /// <summary>
+    /// The log of the container's last exited run only (kubectl logs --previous): the run before
+    /// the current one, or the last one when the container is not running. Not with follow.
+    /// </summary>
+    public bool Previous { get; init; }
 }
 
 /// <summary>One log line as stored: when, which stream, the text, and whether it was cut (P).</summary>

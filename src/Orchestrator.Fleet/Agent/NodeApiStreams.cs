@@ -11,7 +11,8 @@ namespace Orchestrator.Fleet.Agent;
 
 /// <summary>
 /// The node API's streamed answers, each a <see cref="StreamedReply{TItem}"/>: logs -f (new lines
-/// as they are written), exec with stream (output as the command writes it, then the exit code),
+/// as they are written; a previous run's log does not grow, so follow with previous gets the
+/// one-reply answer), exec with stream (output as the command writes it, then the exit code),
 /// pull with progress (a message per blob, then the image). A request asks for one by naming its
 /// alive subject; without it the same operation gets the one-reply answer of
 /// <see cref="NodeApiResponder"/>, which is what older clients send.
@@ -23,7 +24,7 @@ public sealed class NodeApiStreams(Supervisor supervisor)
     {
         switch (op)
         {
-            case NodeOps.Logs when TryParse(msg.Data, FleetJsonContext.Default.LogsRequest) is { Follow: true, AliveSubject.Length: > 0 } logs:
+            case NodeOps.Logs when TryParse(msg.Data, FleetJsonContext.Default.LogsRequest) is { Follow: true, Previous: false, AliveSubject.Length: > 0 } logs:
                 await s_followLogs.RunAsync(connection, msg, logs.AliveSubject, (writer, stop) => FollowLogsAsync(logs, writer, stop), cancellationToken).ConfigureAwait(false);
                 return $"logs -f of {logs.Name}";
             case NodeOps.Exec when TryParse(msg.Data, FleetJsonContext.Default.ExecRequest) is { Stream: true, AliveSubject.Length: > 0 } exec:

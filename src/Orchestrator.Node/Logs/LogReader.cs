@@ -9,8 +9,8 @@ namespace Orchestrator.Node.Logs;
 /// <summary>Reads a container's logs back: the last N lines, since a time, and following new ones.</summary>
 public static class LogReader
 {
-    /// <summary>The last <paramref name="tail"/> lines (all when null) at or after <paramref name="since"/>.</summary>
-    public static async Task<IReadOnlyList<LogLine>> ReadAsync(string logDir, int? tail, DateTimeOffset? since, CancellationToken cancellationToken = default)
+    /// <summary>The last <paramref name="tail"/> lines (all when null) at or after <paramref name="since"/> and before <paramref name="until"/>.</summary>
+    public static async Task<IReadOnlyList<LogLine>> ReadAsync(string logDir, int? tail, DateTimeOffset? since, DateTimeOffset? until = null, CancellationToken cancellationToken = default)
     {
         var lines = new List<LogLine>();
         foreach (var file in ContainerLog.Files(logDir))
@@ -23,7 +23,7 @@ public static class LogReader
             await using var _ = stream.ConfigureAwait(false);
             await foreach (var line in LinesAsync(PipeReader.Create(stream), null, cancellationToken).ConfigureAwait(false))
             {
-                if (since is null || line.Time >= since)
+                if ((since is null || line.Time >= since) && (until is null || line.Time < until))
                 {
                     lines.Add(line);
                 }

@@ -23,6 +23,15 @@ public sealed class SupervisedContainerRecord
     public int ConsecutiveFailures { get; set; }
     public DateTimeOffset? NextRestartAt { get; set; }
     public ExitRecord? LastExit { get; set; }
+    /// <summary>
+    /// Where each run's lines are in the log, by the wall-clock times the log stamps them with
+    /// (taken just before the spawn, so a run's first line is never before its own mark): the
+    /// current (or last) run's from <see cref="LogFrom"/>, the run before it's from
+    /// <see cref="PreviousLogFrom"/> to <see cref="PreviousLogTo"/>. `logs --previous` reads them.
+    /// </summary>
+    public DateTimeOffset? LogFrom { get; set; }
+    public DateTimeOffset? PreviousLogFrom { get; set; }
+    public DateTimeOffset? PreviousLogTo { get; set; }
     public bool Ready { get; set; }
     /// <summary>The container's address on the node's bridge (kept across restarts of the container).</summary>
     public string? Ip { get; set; }

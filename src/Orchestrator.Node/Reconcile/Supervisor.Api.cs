@@ -321,12 +321,38 @@ public sealed partial class Supervisor
             StringComparer.Ordinal));
 
     /// <summary>The container's log lines (its log survives restarts of the container and of orchd).</summary>
-    public async Task<IReadOnlyList<LogLine>> LogsAsync(string name, int? tail, DateTimeOffset? since, CancellationToken cancellationToken)
+    /// <param name="previous">Only the last exited run's lines (see <see cref="LogsRequest.Previous"/>).</param>
+    public async Task<IReadOnlyList<LogLine>> LogsAsync(string name, int? tail, DateTimeOffset? since, bool previous, CancellationToken cancellationToken)
     {
         await ViewReadyAsync().ConfigureAwait(false);
         FindView(name);
+        DateTimeOffset? until = null;
+        if (previous)
+        {
+            (var from, until) = await Post(() => PreviousRun(name)).ConfigureAwait(false);
+            since = since is { } s && s > from ? s : from;
+        }
         _logs.Flush();
-        return await LogReader.ReadAsync(LogDir(name), tail, since, cancellationToken).ConfigureAwait(false);
+        return await LogReader.ReadAsync(LogDir(name), tail, since, until, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Where the last exited run's lines are in the log (by time): the run before this one, or this one when it has ended. On the loop.</summary>
+    private (DateTimeOffset From, DateTimeOffset? Until) PreviousRun(string name)
+    {
+        var container = _containers.TryGetValue(name, out var c) ? c
+            : throw new NodeApiException(ErrorKind.NotFound, $"no container '{name}' on this node; `ps` lists the ones there are");
+        var record = container.Record;
+        if (container.Handle is null && record.LogFrom is { } last && record.LastExit is not null)
+        {
+            return (last, null); // not running: its last run is the previous one
+        }
+        if (record.PreviousLogFrom is { } from && record.PreviousLogTo is { } to)
+        {
+            return (from, to);
+        }
+        throw new NodeApiException(ErrorKind.NotFound, container.Handle is null
+            ? $"container '{name}' has not run yet: it has no previous run; `orchctl logs {name}` shows what there is"
+            : $"container '{name}' has not restarted since it started (or since orchd kept logs per run): it has no previous run; `orchctl logs {name}` shows the current one");
     }
 
     /// <summary>The last lines, then new ones as the container writes them, until cancelled. Throws at once for an unknown container.</summary>

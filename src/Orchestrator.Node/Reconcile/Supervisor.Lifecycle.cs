@@ -49,6 +49,9 @@ public sealed partial class Supervisor
             var beforeStart = _network.Prepare(workload, record, _containers.Values.Where(i => i != container).Select(i => i.Record.Ip).OfType<string>());
             UpdateHosts(); // its own /etc/hosts names the neighbours before its program runs
             Save(container); // its address is on disk before anything can hold it
+            // The log stamps lines with the wall clock as it reads them: a mark taken before the
+            // spawn is at or before this run's first line and after the last run's (drained at its exit).
+            var logFrom = DateTimeOffset.UtcNow;
             var (stdout, stderr) = LogPump.CreateFifos(FifoDir(name));
             TaskHandle handle;
             try
@@ -81,6 +84,12 @@ public sealed partial class Supervisor
             record.Pid = handle.Pid;
             record.PidStartTime = handle.PidStartTime;
             record.StartedAt = _clock.GetUtcNow();
+            if (record.LogFrom is { } last)
+            {
+                record.PreviousLogFrom = last;
+                record.PreviousLogTo = logFrom;
+            }
+            record.LogFrom = logFrom;
             record.NextRestartAt = null;
             record.Started = workload.Probes?.Startup is null;
             record.Ready = workload.Probes?.Readiness is null;
@@ -157,7 +166,7 @@ public sealed partial class Supervisor
         container.Probes?.Cancel();
         container.Probes = null;
         var reason = container.EndingBecause ?? (exit.OomKilled ? "oom-killed" : "exited");
-        record.LastExit = new ExitRecord { Code = exit.Code, OomKilled = exit.OomKilled, At = exit.At, Reason = reason };
+        record.LastExit = new ExitRecord { Code = exit.Code, OomKilled = exit.OomKilled, At = exit.At, StartedAt = record.StartedAt, Reason = reason };
         record.FinishedAt = exit.At;
         record.Pid = 0;
         record.Ready = false;

@@ -1,3 +1,5 @@
+using Orchestrator.Api;
+using Orchestrator.Client;
 using Orchestrator.Api.Workloads;
 
 namespace Orchestrator.Daemon.Tests.Node;
@@ -31,6 +33,48 @@ public sealed class RestartAndProbeTests
         // Each gap is the backoff plus one start (about 0.1 s natively, up to 0.4 s through containerd
         // on a loaded machine): the growth between the first and the fourth is the backoff's, 1.4 s.
         Assert.True(gaps[3] - gaps[0] >= 1000, $"gaps {string.Join(", ", gaps)}");
+    }
+
+    [Theory(Timeout = 120_000)]
+    [MemberData(nameof(NodeHost.Runtimes), MemberType = typeof(NodeHost))]
+    public async Task Logs_previous_is_the_last_exited_run_whether_the_container_runs_again_or_not(string runtime)
+    {
+        await using var node = await NodeHost.StartAsync(runtime: runtime);
+        // The first run writes to both streams and fails; the next ones say so and stay up.
+        await node.Client.RunAsync(NodeHost.Sh("twice", "if [ -e /data/once ]; then echo second run; exec sleep 300; fi; touch /data/once; echo first run; echo first stderr >&2; exit 3", w =>
+        {
+            w.Restart = new RestartPolicy { Policy = RestartPolicyKind.OnFailure, Backoff = "100ms" };
+            w.Volumes = [new Volume { Name = "data", Target = "/data" }];
+        }));
+        await node.Client.RunAsync(NodeHost.Sh("steady", "echo only run; exec sleep 300"));
+        await node.LogsUntilAsync("twice", lines => lines.Any(l => l.Text == "second run"), s_wait, "the second run's line");
+
+        // Running again: the previous run is the first, both streams, and nothing of the second.
+        var previous = await node.Client.LogsAsync("twice", previous: true);
+        Assert.Equal(["stdout first run", "stderr first stderr"], previous.Select(l => $"{l.Stream} {l.Text}"));
+        Assert.Equal(["first stderr"], (await node.Client.LogsAsync("twice", tail: 1, previous: true)).Select(l => l.Text));
+        var status = await node.Client.InspectAsync("twice");
+        Assert.Equal(3, status.LastExit!.Code);
+        Assert.NotNull(status.LastExit.StartedAt);
+        // (Not ordered against At: containerd stamps the exit itself, and a run as short as this
+        // one can end before the start call returns to orchd.)
+
+        // Stopped: its last run (the second) is the previous one.
+        await node.Client.StopAsync("twice");
+        await node.WaitForAsync("twice", c => c.State == ContainerState.Stopped, s_wait, "stopped");
+        Assert.Equal(["second run"], (await node.Client.LogsAsync("twice", previous: true)).Select(l => l.Text));
+
+        // Started again: still the second run, not the one now running (which wrote the same line).
+        await node.Client.StartAsync("twice");
+        await node.LogsUntilAsync("twice", lines => lines.Count(l => l.Text == "second run") == 2, s_wait, "the third run's line");
+        Assert.Equal(["second run"], (await node.Client.LogsAsync("twice", previous: true)).Select(l => l.Text));
+        Assert.Equal(4, (await node.Client.LogsAsync("twice")).Count);
+
+        // A container that never ended has no previous run: a not-found error that says so.
+        await node.LogsUntilAsync("steady", lines => lines.Count == 1, s_wait, "its line");
+        var none = await Assert.ThrowsAsync<NodeRequestException>(() => node.Client.LogsAsync("steady", previous: true));
+        Assert.Equal(ErrorKind.NotFound, none.Kind);
+        Assert.Contains("has not restarted", none.Message, StringComparison.Ordinal);
     }
 
     [Theory(Timeout = 120_000)]
