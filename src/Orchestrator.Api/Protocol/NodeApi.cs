@@ -33,7 +33,9 @@ public sealed record LogsRequest
     /// <summary>
     /// The log of the container's last exited run only (kubectl logs --previous): the run before
     /// the current one, or the last one when the container is not running. Not with follow.
+    /// Left out when false, so a plain request's bytes are what they were before it.
     /// </summary>
+    [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingDefault)]
     public bool Previous { get; init; }
 }
 
