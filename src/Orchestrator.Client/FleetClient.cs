@@ -38,6 +38,40 @@ public sealed class FleetClient(INatsConnection connection)
         return await FleetState.ReadNodesAsync(nodes, options ?? new FleetOptions(), cancellationToken, leaderName, settings).ConfigureAwait(false);
     }
 
+    /// <summary>
+    /// The bucket's name each time a key in one of <paramref name="buckets"/> changes (put, delete,
+    /// purge), from now on, until cancelled: what `orchctl get -w` reads the fleet again on. The
+    /// watches carry no values (metadata only). Ends when every watch has ended (the connection
+    /// closed); a bucket that cannot be watched is left out.
+    /// </summary>
+    public async IAsyncEnumerable<string> ChangesAsync(IReadOnlyList<string> buckets, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        var changes = System.Threading.Channels.Channel.CreateUnbounded<string>();
+        var watches = new List<Task>();
+        foreach (var name in buckets)
+        {
+            var store = await FleetStore.OpenAsync(KV, name, name == Buckets.Deployments ? Buckets.DeploymentHistory : 1, cancellationToken).ConfigureAwait(false);
+            watches.Add(Task.Run(async () =>
+            {
+                try
+                {
+                    await foreach (var _ in store.WatchAsync<byte[]>(">", opts: new NATS.Client.KeyValueStore.NatsKVWatchOpts { UpdatesOnly = true, MetaOnly = true }, cancellationToken: cancellationToken).ConfigureAwait(false))
+                    {
+                        changes.Writer.TryWrite(name);
+                    }
+                }
+                catch (Exception e) when (e is OperationCanceledException or NatsException)
+                {
+                }
+            }, CancellationToken.None));
+        }
+        _ = Task.WhenAll(watches).ContinueWith(_ => changes.Writer.TryComplete(), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        await foreach (var name in changes.Reader.ReadAllAsync(cancellationToken).ConfigureAwait(false))
+        {
+            yield return name;
+        }
+    }
+
     /// <summary>cordon: no new replicas on the node; drain: its replicas move off too; neither: back to normal.</summary>
     public async Task SetNodeAsync(string node, bool cordoned, bool draining, CancellationToken cancellationToken = default)
     {

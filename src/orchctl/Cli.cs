@@ -125,7 +125,8 @@ internal sealed class CommandContext(NatsConnection connection, ConnectionFlags 
     /// Asks every node the same thing at once; answers in node order, and a sentence on stderr for
     /// each node that failed. All failing is an error (unreachable when none answered at all).
     /// </summary>
-    public async Task<IReadOnlyList<(string Node, T Result)>> AskEveryNodeAsync<T>(IReadOnlyList<string> nodes, Func<NodeClient, Task<T>> ask)
+    /// <param name="failed">Told of each node that failed, instead of a warning on stderr (get -w says it once, not every pass).</param>
+    public async Task<IReadOnlyList<(string Node, T Result)>> AskEveryNodeAsync<T>(IReadOnlyList<string> nodes, Func<NodeClient, Task<T>> ask, Action<string, Exception>? failed = null)
     {
         var tasks = nodes.Select(async n =>
         {
@@ -141,7 +142,14 @@ internal sealed class CommandContext(NatsConnection connection, ConnectionFlags 
         var results = await Task.WhenAll(tasks).ConfigureAwait(false);
         foreach (var (node, _, error) in results.Where(r => r.Item3 is not null))
         {
-            Output.Warning($"node {node}: {error!.Message}");
+            if (failed is not null)
+            {
+                failed(node, error!);
+            }
+            else
+            {
+                Output.Warning($"node {node}: {error!.Message}");
+            }
         }
         if (results.Length > 0 && results.All(r => r.Item3 is not null))
         {

@@ -33,11 +33,11 @@ internal static class Commands
 
     public static readonly CommandSpec[] All =
     [
-        new("get", "Fleet", "get nodes|deployments|containers|images|events [NAME] [-o FORMAT] [-l SELECTOR] [-n NODE]",
+        new("get", "Fleet", "get nodes|deployments|containers|images|events [NAME] [-o FORMAT] [-l SELECTOR] [-n NODE] [-w]",
             "list nodes, deployments, containers (on every node), images (on every node) or events",
-            [Output, Selector, NodeOptional, Since, new("-w|--watch", null, "events: keep printing new ones; Ctrl-C ends")],
+            [Output, Selector, NodeOptional, Since, new("-w|--watch", null, "after the list, a line for each change (events: each new one); Ctrl-C ends")],
             ["orchctl get nodes", "orchctl get nodes -l zone=north -o wide", "orchctl get deployments web -o yaml", "orchctl get containers -n gw-01",
-             "orchctl get containers -l app=web -o json", "orchctl get images", "orchctl get events --since 10m"],
+             "orchctl get containers -l app=web -o json", "orchctl get deployments -w", "orchctl get images", "orchctl get events --since 10m"],
             ["nodes deployments containers images events", "@prev"],
             "containers and images are asked of every ready node over NATS (or only -n NODE), with a NODE column; a node that does not answer is named on stderr."),
         new("describe", "Fleet", "describe node NAME | deployment NAME | container NAME [-n NODE]",

@@ -148,33 +148,46 @@ internal static class Output
     public static void Table(string[] header, IEnumerable<string[]> rows, TextWriter? writer = null)
     {
         writer ??= Console.Out;
-        var color = ReferenceEquals(writer, Console.Out) && Terminal.Color;
         var all = rows.Prepend(header).ToList();
-        var widths = Enumerable.Range(0, header.Length).Select(i => all.Max(r => r[i].Length)).ToArray();
+        var widths = Widths(header, all);
         for (var r = 0; r < all.Count; r++)
         {
-            var row = all[r];
-            var line = new StringBuilder();
-            for (var i = 0; i < row.Length; i++)
-            {
-                var cell = row[i];
-                var padded = i == row.Length - 1 ? cell : cell.PadRight(widths[i]);
-                if (color && r == 0)
-                {
-                    padded = Terminal.Paint(cell, Terminal.Bold, true) + padded[cell.Length..];
-                }
-                else if (color && s_stateColumns.Contains(header[i]) && Terminal.StateColor(cell) is { } code)
-                {
-                    padded = Terminal.Paint(cell, code, true) + padded[cell.Length..];
-                }
-                line.Append(padded);
-                if (i < row.Length - 1)
-                {
-                    line.Append("  ");
-                }
-            }
-            writer.WriteLine(line.ToString().TrimEnd());
+            TableRow(header, widths, all[r], isHeader: r == 0, writer);
         }
+    }
+
+    /// <summary>Each column's width: its widest cell among <paramref name="rows"/> (the header among them).</summary>
+    public static int[] Widths(string[] header, IReadOnlyList<string[]> rows)
+        => Enumerable.Range(0, header.Length).Select(i => rows.Max(r => r[i].Length)).ToArray();
+
+    /// <summary>
+    /// One line of a table with the columns' widths (a longer cell pushes the rest right): what
+    /// <see cref="Table"/> writes, and what `get -w` adds under a table printed before.
+    /// </summary>
+    public static void TableRow(string[] header, int[] widths, string[] row, bool isHeader, TextWriter? writer = null)
+    {
+        writer ??= Console.Out;
+        var color = ReferenceEquals(writer, Console.Out) && Terminal.Color;
+        var line = new StringBuilder();
+        for (var i = 0; i < row.Length; i++)
+        {
+            var cell = row[i];
+            var padded = i == row.Length - 1 ? cell : cell.PadRight(widths[i]);
+            if (color && isHeader)
+            {
+                padded = Terminal.Paint(cell, Terminal.Bold, true) + padded[cell.Length..];
+            }
+            else if (color && s_stateColumns.Contains(header[i]) && Terminal.StateColor(cell) is { } code)
+            {
+                padded = Terminal.Paint(cell, code, true) + padded[cell.Length..];
+            }
+            line.Append(padded);
+            if (i < row.Length - 1)
+            {
+                line.Append("  ");
+            }
+        }
+        writer.WriteLine(line.ToString().TrimEnd());
     }
 
     /// <summary>Indented JSON from compact JSON bytes (what the source-generated contexts write).</summary>

@@ -68,6 +68,7 @@ internal static partial class QueryCommands
             ("get", "nodes") => GetNodesAsync(parsed, names, context),
             ("get", "deployments") => GetDeploymentsAsync(parsed, names, context),
             ("get", "containers") => GetContainersAsync(parsed, names, context),
+            ("get", "images") when parsed.Has("--watch") => throw new UsageException("get images -w: images are not watched; -w goes with nodes, deployments, containers and events"),
             ("get", "images") => GetImagesAsync(parsed, names, context),
             ("get", "events") => GetEventsAsync(parsed, context),
             ("describe", "nodes") => DescribeNodeAsync(One(names, "node"), context),
@@ -121,6 +122,10 @@ internal static partial class QueryCommands
     {
         var format = parsed.Format();
         var selector = Selectors.Parse(parsed.Value("--selector"));
+        if (parsed.Has("--watch"))
+        {
+            return await WatchNodesAsync(format, names, selector, context).ConfigureAwait(false);
+        }
         var nodes = (await context.NodesAsync().ConfigureAwait(false))
             .Where(n => (names.Count == 0 || names.Contains(n.Info.Node)) && (selector is null || selector.Matches(n.Info.Labels)))
             .OrderBy(n => n.Info.Node, StringComparer.Ordinal).ToList();
@@ -138,28 +143,7 @@ internal static partial class QueryCommands
             return 0;
         }
         var wide = format == "wide";
-        string[] header = wide
-            ? ["NODE", "STATE", "ROLE", "HEARTBEAT", "VERSION", "CONTAINERS", "CPU REQ", "MEM USED", "ARCH", "KERNEL", "RUNTIME", "UPTIME", "CPU", "MEMORY", "LABELS"]
-            : ["NODE", "STATE", "ROLE", "HEARTBEAT", "VERSION", "CONTAINERS", "CPU REQ", "MEM USED", "LABELS"];
-        Output.Table(header, nodes.Select(n =>
-        {
-            var s = n.Info.Status;
-            var row = new List<string>
-            {
-                n.Info.Node, WireNames.Of(n.State) + (n.Draining ? ",draining" : n.Cordoned ? ",cordoned" : ""), n.Leader ? "scheduler" : "-",
-                Output.Duration(TimeSpan.FromSeconds(n.HeartbeatAgeSeconds)) + " ago", n.Info.Version.Split('+')[0],
-                s is null ? "-" : $"{s.Running}/{s.Containers}",
-                s is null ? "-" : $"{s.CpuMilliRequested}m/{s.CpuMilliAllocatable}m",
-                s is null ? "-" : Output.Bytes(s.MemoryUsedBytes),
-            };
-            if (wide)
-            {
-                row.AddRange([n.Info.Arch, n.Info.Kernel, n.Info.Runtime, Output.Duration(TimeSpan.FromSeconds(n.Info.UptimeSeconds)),
-                    s is null ? "-" : $"{s.CpuMilliCapacity}m", s is null ? "-" : Output.Bytes(s.MemoryCapacityBytes)]);
-            }
-            row.Add(Output.Labels(n.Info.Labels));
-            return row.ToArray();
-        }));
+        Output.Table(NodeHeader(wide), nodes.Select(n => NodeRow(n, wide)));
         // What makes nodes unsafe as they run (no NATS authentication, no trusted keys): one
         // line per warning with the nodes it holds for, on stderr (the table stays parseable).
         foreach (var warning in nodes.SelectMany(n => (n.Info.Warnings ?? []).Select(w => (n.Info.Node, Text: w))).GroupBy(x => x.Text, StringComparer.Ordinal))
@@ -169,10 +153,38 @@ internal static partial class QueryCommands
         return 0;
     }
 
+    private static string[] NodeHeader(bool wide) => wide
+        ? ["NODE", "STATE", "ROLE", "HEARTBEAT", "VERSION", "CONTAINERS", "CPU REQ", "MEM USED", "ARCH", "KERNEL", "RUNTIME", "UPTIME", "CPU", "MEMORY", "LABELS"]
+        : ["NODE", "STATE", "ROLE", "HEARTBEAT", "VERSION", "CONTAINERS", "CPU REQ", "MEM USED", "LABELS"];
+
+    private static string[] NodeRow(NodeEntry n, bool wide)
+    {
+        var s = n.Info.Status;
+        var row = new List<string>
+        {
+            n.Info.Node, WireNames.Of(n.State) + (n.Draining ? ",draining" : n.Cordoned ? ",cordoned" : ""), n.Leader ? "scheduler" : "-",
+            Output.Duration(TimeSpan.FromSeconds(n.HeartbeatAgeSeconds)) + " ago", n.Info.Version.Split('+')[0],
+            s is null ? "-" : $"{s.Running}/{s.Containers}",
+            s is null ? "-" : $"{s.CpuMilliRequested}m/{s.CpuMilliAllocatable}m",
+            s is null ? "-" : Output.Bytes(s.MemoryUsedBytes),
+        };
+        if (wide)
+        {
+            row.AddRange([n.Info.Arch, n.Info.Kernel, n.Info.Runtime, Output.Duration(TimeSpan.FromSeconds(n.Info.UptimeSeconds)),
+                s is null ? "-" : $"{s.CpuMilliCapacity}m", s is null ? "-" : Output.Bytes(s.MemoryCapacityBytes)]);
+        }
+        row.Add(Output.Labels(n.Info.Labels));
+        return row.ToArray();
+    }
+
     private static async Task<int> GetDeploymentsAsync(ParsedArgs parsed, List<string> names, CommandContext context)
     {
         var format = parsed.Format();
         var selector = Selectors.Parse(parsed.Value("--selector"));
+        if (parsed.Has("--watch"))
+        {
+            return await WatchDeploymentsAsync(format, names, selector, context).ConfigureAwait(false);
+        }
         var views = (await context.Fleet.GetDeploymentsAsync().ConfigureAwait(false))
             .Where(d => (names.Count == 0 || names.Contains(d.Deployment.Name)) && (selector is null || selector.Matches(d.Deployment.Template.Labels)))
             .OrderBy(d => d.Deployment.Name, StringComparer.Ordinal).ToList();
@@ -190,30 +202,33 @@ internal static partial class QueryCommands
             return 0;
         }
         var wide = format == "wide";
-        string[] header = wide
-            ? ["DEPLOYMENT", "REVISION", "DESIRED", "PLACED", "UPDATED", "READY", "PHASE", "IMAGE", "NODES", "SELECTOR", "STRATEGY", "SIGNED", "MESSAGE"]
-            : ["DEPLOYMENT", "REVISION", "DESIRED", "PLACED", "UPDATED", "READY", "PHASE", "IMAGE", "MESSAGE"];
-        Output.Table(header, views.Select(v =>
-        {
-            var d = v.Deployment;
-            var s = v.Status;
-            var row = new List<string>
-            {
-                d.Name, Output.Int((long)d.ShownRevision()), Output.Int(d.Replicas), s is null ? "-" : Output.Int(s.Placed),
-                s is null ? "-" : Output.Int(s.Updated), s is null ? "-" : Output.Int(s.UpdatedReady),
-                s is null ? "pending" : s.Phase == RolloutPhase.Unknown ? "-" : WireNames.Of(s.Phase), d.Template.Image,
-            };
-            if (wide)
-            {
-                row.AddRange([s is null ? "-" : string.Join(",", s.Replicas.Values.Distinct().Order(StringComparer.Ordinal)),
-                    d.Selector is { Count: > 0 } sel ? Output.Labels(sel) : "-",
-                    (d.Strategy ?? "spread") + (d.SpreadBy is { } by ? $" by {by}" : "") + (d.AntiAffinity ? ", anti-affinity" : ""),
-                    d.Signature is null ? "no" : "yes"]);
-            }
-            row.Add(Message(v));
-            return row.ToArray();
-        }));
+        Output.Table(DeploymentHeader(wide), views.Select(v => DeploymentRow(v, wide)));
         return 0;
+    }
+
+    private static string[] DeploymentHeader(bool wide) => wide
+        ? ["DEPLOYMENT", "REVISION", "DESIRED", "PLACED", "UPDATED", "READY", "PHASE", "IMAGE", "NODES", "SELECTOR", "STRATEGY", "SIGNED", "MESSAGE"]
+        : ["DEPLOYMENT", "REVISION", "DESIRED", "PLACED", "UPDATED", "READY", "PHASE", "IMAGE", "MESSAGE"];
+
+    private static string[] DeploymentRow(DeploymentView v, bool wide)
+    {
+        var d = v.Deployment;
+        var s = v.Status;
+        var row = new List<string>
+        {
+            d.Name, Output.Int((long)d.ShownRevision()), Output.Int(d.Replicas), s is null ? "-" : Output.Int(s.Placed),
+            s is null ? "-" : Output.Int(s.Updated), s is null ? "-" : Output.Int(s.UpdatedReady),
+            s is null ? "pending" : s.Phase == RolloutPhase.Unknown ? "-" : WireNames.Of(s.Phase), d.Template.Image,
+        };
+        if (wide)
+        {
+            row.AddRange([s is null ? "-" : string.Join(",", s.Replicas.Values.Distinct().Order(StringComparer.Ordinal)),
+                d.Selector is { Count: > 0 } sel ? Output.Labels(sel) : "-",
+                (d.Strategy ?? "spread") + (d.SpreadBy is { } by ? $" by {by}" : "") + (d.AntiAffinity ? ", anti-affinity" : ""),
+                d.Signature is null ? "no" : "yes"]);
+        }
+        row.Add(Message(v));
+        return row.ToArray();
     }
 
     /// <summary>The one thing to know about a deployment that is not fine: why replicas have no node, or why it was rolled back.</summary>
@@ -239,6 +254,10 @@ internal static partial class QueryCommands
     {
         var format = parsed.Format();
         var selector = Selectors.Parse(parsed.Value("--selector"));
+        if (parsed.Has("--watch"))
+        {
+            return await WatchContainersAsync(format, names, selector, context).ConfigureAwait(false);
+        }
         var asked = await context.NodesToAskAsync().ConfigureAwait(false);
         var lists = await context.AskEveryNodeAsync(asked, c => c.ListAsync()).ConfigureAwait(false);
         var all = lists.SelectMany(l => l.Result.Select(c => (l.Node, Item: c))).ToList();
@@ -257,21 +276,24 @@ internal static partial class QueryCommands
             return 0;
         }
         var wide = format == "wide";
-        string[] header = wide
-            ? ["NAME", "NODE", "IMAGE", "STATE", "READY", "RESTARTS", "AGE", "PID", "SOURCE", "DEPLOYMENT", "LABELS", "MESSAGE"]
-            : ["NAME", "NODE", "IMAGE", "STATE", "READY", "RESTARTS", "AGE", "MESSAGE"];
-        Output.Table(header, rows.Select(r =>
-        {
-            var c = r.Item;
-            var row = new List<string> { c.Name, r.Node, c.Image, WireNames.Of(c.State), c.Ready ? "yes" : "no", Output.Int(c.Restarts), Output.Age(c.StartedAt) };
-            if (wide)
-            {
-                row.AddRange([c.Pid > 0 ? Output.Int(c.Pid) : "-", c.Source ?? "-", DeploymentOf(c) ?? "-", Output.Labels(c.Labels) is { Length: > 0 } l ? l : "-"]);
-            }
-            row.Add(c.Message ?? "");
-            return row.ToArray();
-        }));
+        Output.Table(ContainerHeader(wide), rows.Select(r => ContainerRow(r, wide)));
         return 0;
+    }
+
+    private static string[] ContainerHeader(bool wide) => wide
+        ? ["NAME", "NODE", "IMAGE", "STATE", "READY", "RESTARTS", "AGE", "PID", "SOURCE", "DEPLOYMENT", "LABELS", "MESSAGE"]
+        : ["NAME", "NODE", "IMAGE", "STATE", "READY", "RESTARTS", "AGE", "MESSAGE"];
+
+    private static string[] ContainerRow((string Node, ContainerStatus Item) r, bool wide)
+    {
+        var c = r.Item;
+        var row = new List<string> { c.Name, r.Node, c.Image, WireNames.Of(c.State), c.Ready ? "yes" : "no", Output.Int(c.Restarts), Output.Age(c.StartedAt) };
+        if (wide)
+        {
+            row.AddRange([c.Pid > 0 ? Output.Int(c.Pid) : "-", c.Source ?? "-", DeploymentOf(c) ?? "-", Output.Labels(c.Labels) is { Length: > 0 } l ? l : "-"]);
+        }
+        row.Add(c.Message ?? "");
+        return row.ToArray();
     }
 
     /// <summary>

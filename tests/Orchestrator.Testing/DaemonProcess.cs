@@ -109,6 +109,28 @@ public sealed class DaemonProcess : IAsyncDisposable
         throw new TimeoutException($"no log line containing '{contains}' within {timeout}; output:\n{Output}");
     }
 
+    /// <summary>Waits for a line of stdout after the first <paramref name="skip"/> that matches; returns its index.</summary>
+    public async Task<int> WaitForLineAsync(Func<string, bool> match, string what, int skip = 0, TimeSpan? timeout = null)
+    {
+        var deadline = DateTime.UtcNow + (timeout ?? TimeSpan.FromSeconds(60));
+        while (true)
+        {
+            var lines = Stdout;
+            for (var i = skip; i < lines.Count; i++)
+            {
+                if (match(lines[i]))
+                {
+                    return i;
+                }
+            }
+            if (_process.HasExited || DateTime.UtcNow >= deadline)
+            {
+                throw new TimeoutException($"{what}: no such line after line {skip}{(_process.HasExited ? $" (exited {_process.ExitCode})" : "")}; output:\n{Output}");
+            }
+            await Task.Delay(50);
+        }
+    }
+
     /// <summary>Resident set size in KiB from /proc (VmRSS).</summary>
     public long RssKiB()
     {

@@ -75,6 +75,16 @@ internal static class Orchctl
 
     public static Task<Result> RunAsync(params string[] args) => RunAsync(args, null);
 
+    /// <summary>orchctl left running (get -w, logs -f) with the clean environment of <see cref="RunAsync(IEnumerable{string}, IReadOnlyDictionary{string, string?}?, string?, string?)"/>.</summary>
+    public static DaemonProcess Start(params string[] args)
+    {
+        var env = Environment.GetEnvironmentVariables().Keys.Cast<string>()
+            .Where(k => k.StartsWith("ORCH", StringComparison.Ordinal) && k != "ORCH_BIN_DIR" || k is "NO_COLOR")
+            .ToDictionary(k => k, _ => (string?)null);
+        env["ORCH_CONFIG"] = "/nonexistent/orchctl-config.yaml";
+        return DaemonProcess.Start(Repo.Binary("orchctl"), args, env);
+    }
+
     /// <summary>Ages and heartbeat times change from run to run: one placeholder each (the rest of a golden file is exact).</summary>
     public static string Normalise(string text, string? tempDir = null)
     {

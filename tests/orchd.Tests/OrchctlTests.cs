@@ -646,6 +646,60 @@ public sealed class OrchctlTests : IAsyncLifetime
         }
     }
 
+    [Fact(Timeout = 180_000)]
+    public async Task Get_watch_prints_the_list_then_one_line_per_change_and_the_deleted_ones()
+    {
+        await SeedFleetAsync();
+        await PutNodeHeartbeatsAsync();
+        await using var deployments = Orchctl.Start("--server", _nats.Url, "get", "deployments", "-w");
+        await using var names = Orchctl.Start("--server", _nats.Url, "get", "deployments", "-w", "-o", "name");
+        await using var nodes = Orchctl.Start("--server", _nats.Url, "get", "nodes", "-w");
+
+        // The list first, as get prints it.
+        await deployments.WaitForLineAsync(l => l.StartsWith("web ", StringComparison.Ordinal), "web's row");
+        Assert.Equal(["DEPLOYMENT", "api", "web"], deployments.Stdout.Select(l => l.Split(' ')[0]));
+        await names.WaitForLineAsync(l => l == "web", "web's name");
+        await nodes.WaitForLineAsync(l => l.StartsWith("gw-02 ", StringComparison.Ordinal), "gw-02's row");
+        Assert.Matches(@"^gw-01\s+ready\s+scheduler\s", nodes.Stdout[1]);
+        Assert.Matches(@"^gw-02\s+ready,cordoned\s", nodes.Stdout[2]);
+
+        // One change, one line: web's, with its new count; nothing for api.
+        Assert.Equal(0, (await Ctl("scale", "web", "5")).Code);
+        var scaled = await deployments.WaitForLineAsync(l => l.StartsWith("web ", StringComparison.Ordinal), "web's new row", skip: 3);
+        Assert.Matches(@"^web\s+2\s+5\s", deployments.Stdout[scaled]);
+        await names.WaitForLineAsync(l => l == "web", "web's name again", skip: 2);
+
+        // A deployment that goes is a row marked deleted (by name: NAME deleted).
+        Assert.Equal(0, (await Ctl("delete", "deployment", "api")).Code);
+        var deleted = await deployments.WaitForLineAsync(l => l.StartsWith("api ", StringComparison.Ordinal), "api's deleted row", skip: scaled + 1);
+        Assert.Matches(@"^api\s+1\s+1\s+-\s+-\s+-\s+deleted\s+busybox:latest", deployments.Stdout[deleted]);
+        await names.WaitForLineAsync(l => l == "api deleted", "api deleted, by name");
+
+        // Nodes: a cordon is a line at once; a node whose heartbeats stopped turns unreachable
+        // with no write at all (15 s here), and that is a line too.
+        Assert.Equal(0, (await Ctl("cordon", "gw-01")).Code);
+        await nodes.WaitForLineAsync(l => l.StartsWith("gw-01 ", StringComparison.Ordinal) && l.Contains(",cordoned", StringComparison.Ordinal), "gw-01 cordoned", skip: 3);
+        await nodes.WaitForLineAsync(l => l.StartsWith("gw-02 ", StringComparison.Ordinal) && l.Contains("unreachable", StringComparison.Ordinal), "gw-02 unreachable", skip: 3);
+
+        // Ctrl-C ends a watch with exit 0; the heartbeat's age and memory moving printed nothing:
+        // the header, two rows, web's change and api's deletion.
+        deployments.Signal(Signals.SIGINT);
+        Assert.Equal(0, await deployments.WaitForExitAsync(TimeSpan.FromSeconds(30)));
+        Assert.Equal(5, deployments.Stdout.Count);
+        Orchctl.AssertAligned(string.Join('\n', deployments.Stdout) + "\n");
+        Assert.Equal(["api", "web", "web", "api deleted"], names.Stdout);
+        names.Signal(Signals.SIGINT);
+        Assert.Equal(0, await names.WaitForExitAsync(TimeSpan.FromSeconds(30)));
+        nodes.Signal(Signals.SIGINT);
+        Assert.Equal(0, await nodes.WaitForExitAsync(TimeSpan.FromSeconds(30)));
+        Assert.Empty(deployments.Stderr.Concat(names.Stderr));
+
+        var columns = await Ctl("get", "nodes", "-w", "-o", "custom-columns=NODE:.info.node");
+        Assert.Equal(2, columns.Code);
+        Assert.Contains("-o custom-columns does not go with -w", columns.Err, StringComparison.Ordinal);
+        Assert.Equal(2, (await Ctl("get", "images", "-w")).Code);
+    }
+
     [Fact(Timeout = 120_000)]
     public async Task Wait_for_a_rollout_that_rolled_back_ends_at_once_saying_why()
     {

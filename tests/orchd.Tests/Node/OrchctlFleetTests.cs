@@ -1,3 +1,4 @@
+using System.Text.RegularExpressions;
 using System.Text.Json;
 
 namespace Orchestrator.Daemon.Tests.Node;
@@ -178,6 +179,10 @@ public sealed class OrchctlFleetTests
 
         // delete container: a fleet replica is removed on its node and its deployment runs it again;
         // delete node: a ready one is refused.
+        // get containers -w: the list, then a line per change from every node (events wake it).
+        await using var watch = Orchctl.Start("--server", nats.Url, "get", "containers", "-l", "app=hi", "-w");
+        await watch.WaitForLineAsync(l => l.StartsWith("hi-1 ", StringComparison.Ordinal), "hi-1's row");
+        Assert.Equal(["NAME", "hi-0", "hi-1"], watch.Stdout.Select(l => l.Split(' ')[0]));
         var hi1Before = (await Ok("get", "containers", "hi-1", "-o", "json")).Out;
         Assert.Matches($"^container hi-1: deleted on ({a.NodeName}|{b.NodeName}); its deployment runs it again\n$", (await Ok("delete", "container", "hi-1")).Out);
         await Until(async () => (await Ctl("get", "containers", "hi-1", "-o", "json")).Out is var now && now.Contains("\"running\"", StringComparison.Ordinal) && now != hi1Before, "hi-1 run again");
@@ -185,7 +190,15 @@ public sealed class OrchctlFleetTests
         Assert.Equal(1, (await Ctl("delete", "container", "ghost")).Code);
         Assert.Equal("container ghost: not found (ignored)\n", (await Ok("delete", "container", "ghost", "--ignore-not-found")).Out);
 
+        // hi-1 removed and run again: at least one line for it after the list, the last one running.
+        await watch.WaitForLineAsync(l => Regex.IsMatch(l, @"^hi-1\s+\S+\s+\S+\s+running\s"), "hi-1 running again", skip: 3);
         Assert.Equal("deployment hi: deleted\n", (await Ok("delete", "-f", manifest)).Out);
+        var gone0 = await watch.WaitForLineAsync(l => Regex.IsMatch(l, @"^hi-0\s+\S+\s+\S+\s+deleted\s"), "hi-0 deleted", skip: 3);
+        await watch.WaitForLineAsync(l => Regex.IsMatch(l, @"^hi-1\s+\S+\s+\S+\s+deleted\s"), "hi-1 deleted", skip: 3);
+        watch.Signal(Signals.SIGINT);
+        Assert.Equal(0, await watch.WaitForExitAsync(TimeSpan.FromSeconds(30)));
+        Orchctl.AssertAligned(string.Join('\n', watch.Stdout) + "\n");
+        Assert.True(gone0 > 3, string.Join('\n', watch.Stdout));
         Assert.Equal("container/hi-0 deleted\ncontainer/hi-1 deleted\n", (await Ok("wait", "container/hi-0", "container/hi-1", "--for=delete", "--wait-timeout", "60s")).Out);
         await Until(async () => !(await Ctl("get", "containers")).All.Contains("hi-", StringComparison.Ordinal), "hi's replicas removed");
     }
