@@ -263,6 +263,119 @@ public sealed class NodeClient(INatsConnection connection, string node, TimeSpan
     public Task<Orchestrator.Api.NodeStatus> StatusAsync(CancellationToken cancellationToken = default)
         => RequestAsync(NodeOps.Status, [], FleetJsonContext.Default.NodeStatus, cancellationToken);
 
+    /// <summary>
+    /// cp out of a running container: <paramref name="path"/> there (a file, a directory with
+    /// everything under it, or a symlink itself) as a tar stream into <paramref name="output"/>.
+    /// </summary>
+    public async Task<CopyDone> CopyFromAsync(string name, string path, Stream output, CancellationToken cancellationToken = default)
+    {
+        var session = await OpenCopyAsync(new CopyRequest { Name = name, Path = path, Direction = CopyFrames.From }, cancellationToken).ConfigureAwait(false);
+        var finished = false;
+        try
+        {
+            while (true)
+            {
+                var frame = await CopyFrameAsync(session, [], cancellationToken).ConfigureAwait(false);
+                if (frame[0] == CopyFrames.End)
+                {
+                    finished = true;
+                    return JsonSerializer.Deserialize(frame.AsSpan(1), FleetJsonContext.Default.CopyDone) ?? new CopyDone();
+                }
+                await output.WriteAsync(frame.AsMemory(1), cancellationToken).ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            if (!finished)
+            {
+                await QuitCopyAsync(session).ConfigureAwait(false);
+            }
+        }
+    }
+
+    /// <summary>
+    /// cp into a running container: the tar stream <paramref name="tar"/> unpacked at
+    /// <paramref name="path"/> there (into it when it is a directory, else as it); the owners kept
+    /// with <paramref name="keepOwners"/>, else the container's root's.
+    /// </summary>
+    public async Task<CopyDone> CopyToAsync(string name, string path, Stream tar, bool keepOwners = false, CancellationToken cancellationToken = default)
+    {
+        var session = await OpenCopyAsync(new CopyRequest { Name = name, Path = path, Direction = CopyFrames.To, KeepOwners = keepOwners }, cancellationToken).ConfigureAwait(false);
+        var finished = false;
+        try
+        {
+            var buffer = new byte[CopyFrames.MaxData + 1];
+            buffer[0] = CopyFrames.Data;
+            while (true)
+            {
+                // A full frame where the input allows (stdin hands over a little at a time).
+                var filled = 1;
+                int n;
+                while (filled < buffer.Length && (n = await tar.ReadAsync(buffer.AsMemory(filled), cancellationToken).ConfigureAwait(false)) > 0)
+                {
+                    filled += n;
+                }
+                if (filled > 1)
+                {
+                    await CopyFrameAsync(session, buffer[..filled], cancellationToken).ConfigureAwait(false);
+                }
+                if (filled < buffer.Length)
+                {
+                    break; // the end of the input
+                }
+            }
+            var end = await CopyFrameAsync(session, [CopyFrames.End], cancellationToken).ConfigureAwait(false);
+            finished = true;
+            return JsonSerializer.Deserialize(end.AsSpan(1), FleetJsonContext.Default.CopyDone) ?? new CopyDone();
+        }
+        finally
+        {
+            if (!finished)
+            {
+                await QuitCopyAsync(session).ConfigureAwait(false);
+            }
+        }
+    }
+
+    private async Task<string> OpenCopyAsync(CopyRequest request, CancellationToken cancellationToken)
+        => (await RequestAsync(NodeOps.Copy, JsonSerializer.SerializeToUtf8Bytes(request, FleetJsonContext.Default.CopyRequest), FleetJsonContext.Default.CopyOpened, cancellationToken).ConfigureAwait(false)).Session;
+
+    /// <summary>One frame and the node's answer to it: data, ack or end; an error frame is thrown as the node's error.</summary>
+    private async Task<byte[]> CopyFrameAsync(string session, byte[] frame, CancellationToken cancellationToken)
+    {
+        byte[] reply;
+        try
+        {
+            reply = (await connection.RequestAsync<byte[], byte[]>(session, frame, replyOpts: new NatsSubOpts { Timeout = _timeout }, cancellationToken: cancellationToken).ConfigureAwait(false)).Data ?? [];
+        }
+        catch (Exception e) when (e is NatsNoRespondersException or NatsNoReplyException)
+        {
+            throw new NodeRequestException($"node '{node}' stopped answering the copy (it restarted, or the connection was lost); nothing more was copied", e);
+        }
+        if (reply.Length == 0)
+        {
+            throw new NodeRequestException($"node '{node}' sent an empty copy frame");
+        }
+        if (reply[0] == CopyFrames.Error)
+        {
+            ThrowIfError(reply[1..]);
+            throw new NodeRequestException($"node '{node}' ended the copy with an error it did not name");
+        }
+        return reply;
+    }
+
+    /// <summary>Tells the node to end the session now (best effort: it also ends one that goes quiet).</summary>
+    private async Task QuitCopyAsync(string session)
+    {
+        try
+        {
+            await connection.PublishAsync<byte[]>(session, [CopyFrames.Quit]).ConfigureAwait(false);
+        }
+        catch (NatsException)
+        {
+        }
+    }
+
     /// <summary>Sends raw bytes to an operation and returns the raw reply (for protocol tests and any-client use).</summary>
     public async Task<byte[]> RawAsync(string op, byte[] body, CancellationToken cancellationToken = default)
     {

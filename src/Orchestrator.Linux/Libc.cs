@@ -25,7 +25,7 @@ public static partial class Libc
     public static readonly int O_RDONLY = Tmds.Linux.LibC.O_RDONLY, O_WRONLY = Tmds.Linux.LibC.O_WRONLY, O_RDWR = Tmds.Linux.LibC.O_RDWR,
         O_CREAT = Tmds.Linux.LibC.O_CREAT, O_NOFOLLOW = Tmds.Linux.LibC.O_NOFOLLOW, O_DIRECTORY = Tmds.Linux.LibC.O_DIRECTORY,
         O_CLOEXEC = Tmds.Linux.LibC.O_CLOEXEC, O_PATH = Tmds.Linux.LibC.O_PATH,
-        O_NONBLOCK = Tmds.Linux.LibC.O_NONBLOCK, O_APPEND = Tmds.Linux.LibC.O_APPEND;
+        O_NONBLOCK = Tmds.Linux.LibC.O_NONBLOCK, O_APPEND = Tmds.Linux.LibC.O_APPEND, O_TRUNC = Tmds.Linux.LibC.O_TRUNC;
 
     [LibraryImport(LibcName, EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     public static partial int open(string pathname, int flags, int mode);
@@ -163,4 +163,29 @@ public static partial class Libc
 
     /// <summary>pidfd_open(2): a handle that stays on this process even if its pid is reused (434 on every architecture).</summary>
     public static int pidfd_open(int pid) => (int)syscall_pidfd_open(434, pid, 0);
+
+    // <linux/openat2.h>
+    public const ulong RESOLVE_NO_XDEV = 0x01, RESOLVE_NO_MAGICLINKS = 0x02, RESOLVE_NO_SYMLINKS = 0x04, RESOLVE_BENEATH = 0x08, RESOLVE_IN_ROOT = 0x10;
+
+    [StructLayout(LayoutKind.Sequential)]
+    private struct open_how
+    {
+        public ulong flags;
+        public ulong mode;
+        public ulong resolve;
+    }
+
+    [LibraryImport(LibcName, EntryPoint = "syscall", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static unsafe partial nint syscall_openat2(nint number, int dirfd, string pathname, open_how* how, nuint size);
+
+    /// <summary>
+    /// openat2(2) (437 on every architecture, Linux 5.6): the path resolved by the kernel under the
+    /// rules of <paramref name="resolve"/>; RESOLVE_IN_ROOT makes <paramref name="dirfd"/> the root
+    /// for "..", absolute symlinks and all, atomically (no window for a swapped symlink).
+    /// </summary>
+    public static unsafe int openat2(int dirfd, string pathname, int flags, int mode, ulong resolve)
+    {
+        var how = new open_how { flags = (ulong)(uint)flags, mode = (ulong)(uint)mode, resolve = resolve };
+        return (int)syscall_openat2(437, dirfd, pathname, &how, (nuint)sizeof(open_how));
+    }
 }

@@ -86,4 +86,7 @@ public sealed record ErrorReply
 [JsonSerializable(typeof(ImageListReply))]
 [JsonSerializable(typeof(ImageSummary))]
 [JsonSerializable(typeof(ImageGcResult))]
+[JsonSerializable(typeof(CopyRequest))]
+[JsonSerializable(typeof(CopyOpened))]
+[JsonSerializable(typeof(CopyDone))]
 public sealed partial class FleetJsonContext : JsonSerializerContext;

@@ -5,10 +5,10 @@ public static class NodeOps
 {
     public const string Info = "info", Run = "run", Stop = "stop", Start = "start", Restart = "restart", Remove = "rm",
         List = "ps", Inspect = "inspect", Logs = "logs", Exec = "exec", Stats = "stats", Status = "status",
-        Images = "images", ImageInspect = "image-inspect", Pull = "pull", RemoveImage = "rmi", ImageGc = "image-gc";
+        Images = "images", ImageInspect = "image-inspect", Pull = "pull", RemoveImage = "rmi", ImageGc = "image-gc", Copy = "cp";
 
     public static readonly IReadOnlyList<string> All =
-        [Info, Run, Stop, Start, Restart, Remove, List, Inspect, Logs, Exec, Stats, Status, Images, ImageInspect, Pull, RemoveImage, ImageGc];
+        [Info, Run, Stop, Start, Restart, Remove, List, Inspect, Logs, Exec, Stats, Status, Images, ImageInspect, Pull, RemoveImage, ImageGc, Copy];
 }
 
 /// <summary>stop, start, restart, rm, inspect: which container.</summary>
@@ -67,6 +67,55 @@ public sealed record ExecRequest
     public bool Stream { get; init; }
     /// <summary>stream: a subject the client answers; the node asks it every few seconds and kills the command when nobody does.</summary>
     public string? AliveSubject { get; init; }
+}
+
+/// <summary>
+/// cp: opens a copy session with a running container's files (docs/protocol.md, "cp"); the
+/// node answers <see cref="CopyOpened"/>, and the tar stream then goes over the session subject
+/// in frames, each a request the other side answers (so neither side buffers more than a frame).
+/// </summary>
+public sealed record CopyRequest
+{
+    public int SchemaVersion { get; init; } = 1;
+    public string Name { get; init; } = "";
+    /// <summary>The path in the container: what to archive (from), or where to unpack (to).</summary>
+    public string Path { get; init; } = "";
+    /// <summary>from (the container's files to the client) or to (the client's archive into the container).</summary>
+    public string Direction { get; init; } = CopyFrames.From;
+    /// <summary>to: keep the archive's owners (cp -a); otherwise files belong to the container's root.</summary>
+    public bool KeepOwners { get; init; }
+}
+
+public sealed record CopyOpened
+{
+    public int SchemaVersion { get; init; } = 1;
+    /// <summary>Where the frames go: orch.node.NODE.cp.ID.</summary>
+    public string Session { get; init; } = "";
+}
+
+/// <summary>What a copy did: entries written or archived, their bytes, and what it left out.</summary>
+public sealed record CopyDone
+{
+    public int SchemaVersion { get; init; } = 1;
+    public int Entries { get; init; }
+    public long Bytes { get; init; }
+    /// <summary>Sockets, device files and fifos: not copied (named, at most 20).</summary>
+    public IReadOnlyList<string> Skipped { get; init; } = [];
+}
+
+/// <summary>
+/// A copy session's frames: the first byte says what the rest is. from: the client asks with an
+/// empty request, the node answers Data (up to <see cref="MaxData"/> bytes of the tar stream),
+/// then End (a <see cref="CopyDone"/>) or Error (a sentence). to: the client sends Data, the node
+/// answers Ack or Error; the client sends End, the node answers End or Error. Quit from the client
+/// ends a session at once; a session idle for <see cref="IdleSeconds"/> ends by itself.
+/// </summary>
+public static class CopyFrames
+{
+    public const string From = "from", To = "to";
+    public const byte Data = (byte)'D', End = (byte)'E', Ack = (byte)'K', Error = (byte)'X', Quit = (byte)'Q';
+    public const int MaxData = 512 * 1024;
+    public const int IdleSeconds = 30;
 }
 
 /// <summary>A piece of a streamed exec's output, raw bytes (base64 in JSON): a chunk may end inside a UTF-8 character.</summary>

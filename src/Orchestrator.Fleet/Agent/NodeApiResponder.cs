@@ -101,6 +101,10 @@ public sealed class NodeApiResponder(Supervisor supervisor)
                     return Reply(await supervisor.Images.GcAsync().ConfigureAwait(false), FleetJsonContext.Default.ImageGcResult);
                 case NodeOps.Status:
                     return Reply(await supervisor.NodeStatusAsync().ConfigureAwait(false), FleetJsonContext.Default.NodeStatus);
+                case NodeOps.Copy:
+                    // A well-formed cp opens a session (NodeApiStreams); only a body that is not one gets here.
+                    _ = Parse(body, FleetJsonContext.Default.CopyRequest, "{\"name\": …, \"path\": \"/in/the/container\", \"direction\": \"from\" or \"to\"}");
+                    return Error("cp needs a JSON body: {\"name\": …, \"path\": …, \"direction\": \"from\" or \"to\"}", ErrorKind.Invalid);
                 default:
                     return Error($"'{op}' is not a node operation; use one of {string.Join(", ", NodeOps.All)}", ErrorKind.NotFound);
             }

@@ -13,12 +13,15 @@ namespace Orchestrator.Fleet.Agent;
 /// The node API's streamed answers, each a <see cref="StreamedReply{TItem}"/>: logs -f (new lines
 /// as they are written; a previous run's log does not grow, so follow with previous gets the
 /// one-reply answer), exec with stream (output as the command writes it, then the exit code),
-/// pull with progress (a message per blob, then the image). A request asks for one by naming its
+/// pull with progress (a message per blob, then the image), cp (a session of its own,
+/// <see cref="NodeApiCopy"/>). A request asks for one by naming its
 /// alive subject; without it the same operation gets the one-reply answer of
 /// <see cref="NodeApiResponder"/>, which is what older clients send.
 /// </summary>
 public sealed class NodeApiStreams(Supervisor supervisor)
 {
+    private readonly NodeApiCopy _copy = new(supervisor);
+
     /// <summary>Serves <paramref name="msg"/> when it asks for a streamed answer and says what it served (for the log); null (nothing sent) otherwise.</summary>
     public async Task<string?> TryServeAsync(INatsConnection connection, NatsMsg<byte[]> msg, string op, CancellationToken cancellationToken)
     {
@@ -30,6 +33,9 @@ public sealed class NodeApiStreams(Supervisor supervisor)
             case NodeOps.Exec when TryParse(msg.Data, FleetJsonContext.Default.ExecRequest) is { Stream: true, AliveSubject.Length: > 0 } exec:
                 await s_exec.RunAsync(connection, msg, exec.AliveSubject, (writer, stop) => ExecAsync(exec, writer, stop), cancellationToken).ConfigureAwait(false);
                 return $"exec in {exec.Name}";
+            case NodeOps.Copy when TryParse(msg.Data, FleetJsonContext.Default.CopyRequest) is { } copy:
+                await _copy.ServeAsync(connection, msg, copy, cancellationToken).ConfigureAwait(false);
+                return $"cp {copy.Direction} {copy.Name}:{copy.Path}";
             case NodeOps.Pull when TryParse(msg.Data, FleetJsonContext.Default.PullRequest) is { Progress: true, AliveSubject.Length: > 0 } pull:
                 await s_pull.RunAsync(connection, msg, pull.AliveSubject, (writer, stop) => PullAsync(pull, writer, stop), cancellationToken).ConfigureAwait(false);
                 return $"pull of {pull.Reference}";

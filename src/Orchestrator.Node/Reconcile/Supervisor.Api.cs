@@ -381,6 +381,30 @@ public sealed partial class Supervisor
         return await _driver.ExecStreamAsync(name, command, output, timeout, cancellationToken).ConfigureAwait(false);
     }
 
+    /// <summary>
+    /// The root of a running container as its processes see it, mounts and all (/proc/PID/root,
+    /// held open): what cp reads and writes through. Checked against pid reuse.
+    /// </summary>
+    public async Task<Microsoft.Win32.SafeHandles.SafeFileHandle> OpenRootAsync(string name)
+    {
+        await ViewReadyAsync().ConfigureAwait(false);
+        var (pid, startTime) = await Post(() =>
+        {
+            var container = Find(name);
+            return container.Handle is null || container.Record.Pid <= 0
+                ? throw new NodeApiException(ErrorKind.Conflict, $"container '{name}' is not running; cp reaches a running container's files (start it first)")
+                : (container.Record.Pid, container.Record.PidStartTime);
+        }).ConfigureAwait(false);
+        var fd = Linux.Libc.open($"/proc/{pid.ToString(System.Globalization.CultureInfo.InvariantCulture)}/root", Linux.Libc.O_PATH | Linux.Libc.O_DIRECTORY | Linux.Libc.O_CLOEXEC, 0);
+        var root = new Microsoft.Win32.SafeHandles.SafeFileHandle(fd, ownsHandle: true);
+        if (fd < 0 || (startTime != 0 && !Linux.ProcessStat.IsSame(pid, startTime)))
+        {
+            root.Dispose();
+            throw new NodeApiException(ErrorKind.Conflict, $"container '{name}' stopped as the copy began; start it and copy again");
+        }
+        return root;
+    }
+
     private async Task ExecCheckAsync(string name, IReadOnlyList<string> command)
     {
         if (command.Count == 0)
