@@ -275,7 +275,7 @@ public sealed class NodeClient(INatsConnection connection, string node, TimeSpan
         {
             while (true)
             {
-                var frame = await CopyFrameAsync(session, [], cancellationToken).ConfigureAwait(false);
+                var frame = await SessionFrameAsync(session, [], cancellationToken).ConfigureAwait(false);
                 if (frame[0] == CopyFrames.End)
                 {
                     finished = true;
@@ -288,7 +288,7 @@ public sealed class NodeClient(INatsConnection connection, string node, TimeSpan
         {
             if (!finished)
             {
-                await QuitCopyAsync(session).ConfigureAwait(false);
+                await QuitSessionAsync(session).ConfigureAwait(false);
             }
         }
     }
@@ -317,14 +317,14 @@ public sealed class NodeClient(INatsConnection connection, string node, TimeSpan
                 }
                 if (filled > 1)
                 {
-                    await CopyFrameAsync(session, buffer[..filled], cancellationToken).ConfigureAwait(false);
+                    await SessionFrameAsync(session, buffer[..filled], cancellationToken).ConfigureAwait(false);
                 }
                 if (filled < buffer.Length)
                 {
                     break; // the end of the input
                 }
             }
-            var end = await CopyFrameAsync(session, [CopyFrames.End], cancellationToken).ConfigureAwait(false);
+            var end = await SessionFrameAsync(session, [CopyFrames.End], cancellationToken).ConfigureAwait(false);
             finished = true;
             return JsonSerializer.Deserialize(end.AsSpan(1), FleetJsonContext.Default.CopyDone) ?? new CopyDone();
         }
@@ -332,8 +332,73 @@ public sealed class NodeClient(INatsConnection connection, string node, TimeSpan
         {
             if (!finished)
             {
-                await QuitCopyAsync(session).ConfigureAwait(false);
+                await QuitSessionAsync(session).ConfigureAwait(false);
             }
+        }
+    }
+
+    /// <summary>
+    /// Forwards one TCP connection, <paramref name="local"/>, to <paramref name="port"/> of a
+    /// container (<paramref name="name"/>) or of the node itself (null), until both sides have
+    /// finished writing, either side fails, or <paramref name="cancellationToken"/> ends it.
+    /// </summary>
+    public async Task ForwardAsync(string? name, int port, System.Net.Sockets.Socket local, CancellationToken cancellationToken = default)
+    {
+        var body = JsonSerializer.SerializeToUtf8Bytes(new PortForwardRequest { Name = name ?? "", Port = port }, FleetJsonContext.Default.PortForwardRequest);
+        var session = (await RequestAsync(NodeOps.PortForward, body, FleetJsonContext.Default.CopyOpened, cancellationToken).ConfigureAwait(false)).Session;
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        async Task UpAsync()
+        {
+            var buffer = new byte[ForwardFrames.MaxData + 1];
+            buffer[0] = ForwardFrames.Data;
+            while (true)
+            {
+                var n = await local.ReceiveAsync(buffer.AsMemory(1), System.Net.Sockets.SocketFlags.None, stop.Token).ConfigureAwait(false);
+                if (n == 0)
+                {
+                    await SessionFrameAsync(session, [ForwardFrames.End], stop.Token).ConfigureAwait(false);
+                    return;
+                }
+                await SessionFrameAsync(session, buffer[..(n + 1)], stop.Token).ConfigureAwait(false);
+            }
+        }
+        async Task DownAsync()
+        {
+            while (true)
+            {
+                var reply = await SessionFrameAsync(session, [ForwardFrames.Read], stop.Token).ConfigureAwait(false);
+                if (reply[0] == ForwardFrames.End)
+                {
+                    local.Shutdown(System.Net.Sockets.SocketShutdown.Send);
+                    return;
+                }
+                if (reply.Length > 1)
+                {
+                    await local.SendAsync(reply.AsMemory(1), System.Net.Sockets.SocketFlags.None, stop.Token).ConfigureAwait(false);
+                }
+            }
+        }
+        var up = UpAsync();
+        var down = DownAsync();
+        try
+        {
+            // Both directions end on their own; the first to fail ends the other.
+            var first = await Task.WhenAny(up, down).ConfigureAwait(false);
+            if (first.IsFaulted || first.IsCanceled)
+            {
+                await stop.CancelAsync().ConfigureAwait(false);
+            }
+            await Task.WhenAll(up, down).ConfigureAwait(false);
+        }
+        catch (Exception) when (stop.IsCancellationRequested && !cancellationToken.IsCancellationRequested && (up.IsFaulted || down.IsFaulted))
+        {
+            // The one that failed says why.
+            await (up.IsFaulted ? up : down).ConfigureAwait(false);
+        }
+        finally
+        {
+            await stop.CancelAsync().ConfigureAwait(false);
+            await QuitSessionAsync(session).ConfigureAwait(false);
         }
     }
 
@@ -341,7 +406,7 @@ public sealed class NodeClient(INatsConnection connection, string node, TimeSpan
         => (await RequestAsync(NodeOps.Copy, JsonSerializer.SerializeToUtf8Bytes(request, FleetJsonContext.Default.CopyRequest), FleetJsonContext.Default.CopyOpened, cancellationToken).ConfigureAwait(false)).Session;
 
     /// <summary>One frame and the node's answer to it: data, ack or end; an error frame is thrown as the node's error.</summary>
-    private async Task<byte[]> CopyFrameAsync(string session, byte[] frame, CancellationToken cancellationToken)
+    private async Task<byte[]> SessionFrameAsync(string session, byte[] frame, CancellationToken cancellationToken)
     {
         byte[] reply;
         try
@@ -350,22 +415,22 @@ public sealed class NodeClient(INatsConnection connection, string node, TimeSpan
         }
         catch (Exception e) when (e is NatsNoRespondersException or NatsNoReplyException)
         {
-            throw new NodeRequestException($"node '{node}' stopped answering the copy (it restarted, or the connection was lost); nothing more was copied", e);
+            throw new NodeRequestException($"node '{node}' stopped answering (it restarted, or the connection was lost); the copy or forward ended there", e);
         }
         if (reply.Length == 0)
         {
-            throw new NodeRequestException($"node '{node}' sent an empty copy frame");
+            throw new NodeRequestException($"node '{node}' sent an empty frame");
         }
         if (reply[0] == CopyFrames.Error)
         {
             ThrowIfError(reply[1..]);
-            throw new NodeRequestException($"node '{node}' ended the copy with an error it did not name");
+            throw new NodeRequestException($"node '{node}' ended the session with an error it did not name");
         }
         return reply;
     }
 
     /// <summary>Tells the node to end the session now (best effort: it also ends one that goes quiet).</summary>
-    private async Task QuitCopyAsync(string session)
+    private async Task QuitSessionAsync(string session)
     {
         try
         {

@@ -15,7 +15,7 @@ internal static class NodeCommands
 {
     public static readonly IReadOnlySet<string> Names = new HashSet<string>(StringComparer.Ordinal)
     {
-        "run", "ps", "logs", "exec", "cp", "inspect", "stats", "stop", "start", "restart", "rm", "status",
+        "run", "ps", "logs", "exec", "cp", "port-forward", "inspect", "stats", "stop", "start", "restart", "rm", "status",
         "images", "pull", "rmi", "image-gc",
     };
 
@@ -48,6 +48,10 @@ internal static class NodeCommands
         if (command == "cp")
         {
             return await CopyCommand.RunAsync(parsed, context).ConfigureAwait(false);
+        }
+        if (command == "port-forward")
+        {
+            return await PortForwardCommand.RunAsync(parsed, context).ConfigureAwait(false);
         }
         string Name() => positional.Count > 0 ? positional[0] : throw new UsageException($"{command} needs a container name: orchctl {Commands.Find(command)!.Usage}");
         // Commands about one container find its node when -n is not given; the others need -n.

@@ -89,4 +89,5 @@ public sealed record ErrorReply
 [JsonSerializable(typeof(CopyRequest))]
 [JsonSerializable(typeof(CopyOpened))]
 [JsonSerializable(typeof(CopyDone))]
+[JsonSerializable(typeof(PortForwardRequest))]
 public sealed partial class FleetJsonContext : JsonSerializerContext;

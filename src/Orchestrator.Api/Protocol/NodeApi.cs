@@ -5,10 +5,10 @@ public static class NodeOps
 {
     public const string Info = "info", Run = "run", Stop = "stop", Start = "start", Restart = "restart", Remove = "rm",
         List = "ps", Inspect = "inspect", Logs = "logs", Exec = "exec", Stats = "stats", Status = "status",
-        Images = "images", ImageInspect = "image-inspect", Pull = "pull", RemoveImage = "rmi", ImageGc = "image-gc", Copy = "cp";
+        Images = "images", ImageInspect = "image-inspect", Pull = "pull", RemoveImage = "rmi", ImageGc = "image-gc", Copy = "cp", PortForward = "port-forward";
 
     public static readonly IReadOnlyList<string> All =
-        [Info, Run, Stop, Start, Restart, Remove, List, Inspect, Logs, Exec, Stats, Status, Images, ImageInspect, Pull, RemoveImage, ImageGc, Copy];
+        [Info, Run, Stop, Start, Restart, Remove, List, Inspect, Logs, Exec, Stats, Status, Images, ImageInspect, Pull, RemoveImage, ImageGc, Copy, PortForward];
 }
 
 /// <summary>stop, start, restart, rm, inspect: which container.</summary>
@@ -115,6 +115,36 @@ public static class CopyFrames
     public const string From = "from", To = "to";
     public const byte Data = (byte)'D', End = (byte)'E', Ack = (byte)'K', Error = (byte)'X', Quit = (byte)'Q';
     public const int MaxData = 512 * 1024;
+    public const int IdleSeconds = 30;
+}
+
+/// <summary>
+/// port-forward: one TCP connection from the client to a port of a container (its address on
+/// the node's bridge) or of the node itself (127.0.0.1 there), carried in a session as cp is
+/// (<see cref="ForwardFrames"/>). One request per connection: a forward of several
+/// connections opens several sessions.
+/// </summary>
+public sealed record PortForwardRequest
+{
+    public int SchemaVersion { get; init; } = 1;
+    /// <summary>The container; empty for the node's own port.</summary>
+    public string Name { get; init; } = "";
+    public int Port { get; init; }
+}
+
+/// <summary>
+/// A forwarded connection's frames (first byte: what the rest is), each a request the node
+/// answers. Client to target: Data (written to the socket before the Ack), End (the client's
+/// side is done writing: the target's socket is shut for writing). Target to client: Read, which
+/// the node answers with Data (what the target sent, up to <see cref="MaxData"/>; empty after
+/// <see cref="ReadWaitSeconds"/> without any) or End (the target closed). Quit closes at once;
+/// Error (+ an <see cref="ErrorReply"/>) answers any frame when the connection failed.
+/// </summary>
+public static class ForwardFrames
+{
+    public const byte Data = (byte)'D', End = (byte)'E', Ack = (byte)'K', Read = (byte)'R', Error = (byte)'X', Quit = (byte)'Q';
+    public const int MaxData = 256 * 1024;
+    public const int ReadWaitSeconds = 10;
     public const int IdleSeconds = 30;
 }
 

@@ -101,6 +101,9 @@ public sealed class NodeApiResponder(Supervisor supervisor)
                     return Reply(await supervisor.Images.GcAsync().ConfigureAwait(false), FleetJsonContext.Default.ImageGcResult);
                 case NodeOps.Status:
                     return Reply(await supervisor.NodeStatusAsync().ConfigureAwait(false), FleetJsonContext.Default.NodeStatus);
+                case NodeOps.PortForward:
+                    _ = Parse(body, FleetJsonContext.Default.PortForwardRequest, "{\"name\": \"CONTAINER\" (or empty for the node), \"port\": 80}");
+                    return Error("port-forward needs a JSON body: {\"name\": …, \"port\": …}", ErrorKind.Invalid);
                 case NodeOps.Copy:
                     // A well-formed cp opens a session (NodeApiStreams); only a body that is not one gets here.
                     _ = Parse(body, FleetJsonContext.Default.CopyRequest, "{\"name\": …, \"path\": \"/in/the/container\", \"direction\": \"from\" or \"to\"}");

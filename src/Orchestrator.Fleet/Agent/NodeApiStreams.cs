@@ -21,6 +21,7 @@ namespace Orchestrator.Fleet.Agent;
 public sealed class NodeApiStreams(Supervisor supervisor)
 {
     private readonly NodeApiCopy _copy = new(supervisor);
+    private readonly NodeApiPortForward _forward = new(supervisor);
 
     /// <summary>Serves <paramref name="msg"/> when it asks for a streamed answer and says what it served (for the log); null (nothing sent) otherwise.</summary>
     public async Task<string?> TryServeAsync(INatsConnection connection, NatsMsg<byte[]> msg, string op, CancellationToken cancellationToken)
@@ -36,6 +37,9 @@ public sealed class NodeApiStreams(Supervisor supervisor)
             case NodeOps.Copy when TryParse(msg.Data, FleetJsonContext.Default.CopyRequest) is { } copy:
                 await _copy.ServeAsync(connection, msg, copy, cancellationToken).ConfigureAwait(false);
                 return $"cp {copy.Direction} {copy.Name}:{copy.Path}";
+            case NodeOps.PortForward when TryParse(msg.Data, FleetJsonContext.Default.PortForwardRequest) is { } forward:
+                await _forward.ServeAsync(connection, msg, forward, cancellationToken).ConfigureAwait(false);
+                return $"port-forward to {(forward.Name.Length > 0 ? forward.Name : "the node")}:{forward.Port}";
             case NodeOps.Pull when TryParse(msg.Data, FleetJsonContext.Default.PullRequest) is { Progress: true, AliveSubject.Length: > 0 } pull:
                 await s_pull.RunAsync(connection, msg, pull.AliveSubject, (writer, stop) => PullAsync(pull, writer, stop), cancellationToken).ConfigureAwait(false);
                 return $"pull of {pull.Reference}";

@@ -19,8 +19,14 @@ public sealed record NodePolicy
     /// <summary>Whether `seccomp: unconfined` is allowed (no system call filter at all).</summary>
     public bool UnconfinedSeccomp { get; init; }
 
+    /// <summary>
+    /// Whether port-forward may reach any port of the node itself; without it only the host ports
+    /// the node's running containers publish (a container's own ports are always reachable, as exec is).
+    /// </summary>
+    public bool ForwardHostPorts { get; init; }
+
     /// <summary>Everything allowed: for tests and benchmarks that need it, never a default.</summary>
-    public static NodePolicy Permissive { get; } = new() { HostPaths = ["/"], HostNetwork = true, UnconfinedSeccomp = true };
+    public static NodePolicy Permissive { get; } = new() { HostPaths = ["/"], HostNetwork = true, UnconfinedSeccomp = true, ForwardHostPorts = true };
 
     /// <summary>One sentence per setting of <paramref name="w"/> this policy refuses, each naming the field and the setting that would allow it.</summary>
     public IReadOnlyList<string> Refusals(Workload w)

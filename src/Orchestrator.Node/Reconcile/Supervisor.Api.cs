@@ -405,6 +405,46 @@ public sealed partial class Supervisor
         return root;
     }
 
+    /// <summary>
+    /// Where a forwarded connection to a container's port goes: its address on the node's bridge,
+    /// or the node's loopback for a container on the host's network.
+    /// </summary>
+    public async Task<System.Net.IPAddress> ForwardTargetAsync(string name)
+    {
+        await ViewReadyAsync().ConfigureAwait(false);
+        return await Post(() =>
+        {
+            var container = Find(name);
+            if (container.Handle is null)
+            {
+                throw new NodeApiException(ErrorKind.Conflict, $"container '{name}' is not running; port-forward reaches a running container (start it first)");
+            }
+            return container.Workload.Network switch
+            {
+                NetworkMode.Host => System.Net.IPAddress.Loopback,
+                NetworkMode.None => throw new NodeApiException(ErrorKind.Conflict, $"container '{name}' has no network (network: none): no port to forward to"),
+                _ => container.Record.Ip is { } ip && System.Net.IPAddress.TryParse(ip, out var address) ? address
+                    : throw new NodeApiException(ErrorKind.Conflict, $"container '{name}' has no address on the node's bridge yet; try again once it runs"),
+            };
+        }).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Checks that port-forward may reach <paramref name="port"/> on the node itself: a host port
+    /// a running container publishes, or any with policy.forward_host_ports.
+    /// </summary>
+    public async Task CheckHostForwardAsync(int port)
+    {
+        await ViewReadyAsync().ConfigureAwait(false);
+        var published = await Post(() => _containers.Values.Any(c => c.Handle is not null
+            && (c.Record.Published ?? []).Any(p => p.Protocol == "tcp" && (p.HostPort ?? p.ContainerPort) == port))).ConfigureAwait(false);
+        if (!published && !_options.Policy.ForwardHostPorts)
+        {
+            throw new NodeApiException(ErrorKind.Forbidden, $"port {port} on this node is not published by a running container, and the node's policy lets port-forward reach only those "
+                + "(policy.forward_host_ports: false); its operator can allow every port in orchd.yaml (--allow-forward-host-ports)");
+        }
+    }
+
     private async Task ExecCheckAsync(string name, IReadOnlyList<string> command)
     {
         if (command.Count == 0)

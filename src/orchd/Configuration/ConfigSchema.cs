@@ -147,6 +147,9 @@ internal static class ConfigSchema
         new("policy.unconfined_seccomp", "--allow-unconfined-seccomp", "ORCHD_POLICY_UNCONFINED_SECCOMP", "BOOL", SettingShape.Scalar, "false",
             "whether a workload may ask for seccomp: unconfined (no system call filter)",
             (b, v) => b.PolicyUnconfinedSeccomp = ConfigValues.Bool(v), c => c.PolicyUnconfinedSeccomp ? "true" : "false"),
+        new("policy.forward_host_ports", "--allow-forward-host-ports", "ORCHD_POLICY_FORWARD_HOST_PORTS", "BOOL", SettingShape.Scalar, "false",
+            "whether orchctl port-forward may reach any port on the node itself (127.0.0.1 there); false: only the host ports this node's containers publish (a container's own ports always)",
+            (b, v) => b.PolicyForwardHostPorts = ConfigValues.Bool(v), c => c.PolicyForwardHostPorts ? "true" : "false"),
         new("images.disk_budget", "--image-disk-budget", "ORCHD_IMAGE_DISK_BUDGET", "BYTES", SettingShape.Scalar, "none",
             "the disk the node's images may take, blobs and unpacked layers together (Ki, Mi, Gi suffixes); a pull or unpack past it is refused with a clear error. none: only the file system's free space less a 5% reserve (at least 64 Mi) limits them",
             (b, v) => b.ImageDiskBudget = v == "none" ? null : ConfigValues.Bytes(v), c => c.ImageDiskBudget?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "none"),
@@ -223,6 +226,7 @@ internal sealed class ConfigBuilder
     public List<string> RegistryInsecure { get; } = [];
     public List<string> PolicyHostPaths { get; } = [];
     public bool PolicyHostNetwork { get; set; }
+    public bool PolicyForwardHostPorts { get; set; }
     public bool PolicyUnconfinedSeccomp { get; set; }
     public string? RegistryAuthFile { get; set; }
     public bool Scheduler { get; set; } = s_defaults.Scheduler;
@@ -276,6 +280,7 @@ internal sealed class ConfigBuilder
         RegistryAuthFile = RegistryAuthFile,
         PolicyHostPaths = PolicyHostPaths.Distinct(StringComparer.Ordinal).ToArray(),
         PolicyHostNetwork = PolicyHostNetwork,
+        PolicyForwardHostPorts = PolicyForwardHostPorts,
         PolicyUnconfinedSeccomp = PolicyUnconfinedSeccomp,
         Scheduler = Scheduler,
         BridgeCidr = BridgeCidr,
