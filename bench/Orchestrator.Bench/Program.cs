@@ -13,7 +13,7 @@ if (args is ["--runtime-inner", var runtimeSettings])
 
 var runs = 15;
 var idleSeconds = 10;
-var sections = new HashSet<string>(StringComparer.Ordinal) { "daemon", "runtime", "images", "node", "fleet", "hub", "containerd" };
+var sections = new HashSet<string>(StringComparer.Ordinal) { "daemon", "runtime", "images", "node", "fleet", "hub", "containerd", "forward" };
 var fleet = new Orchestrator.Bench.FleetBenchSettings();
 var hub = new Orchestrator.Bench.HubWritesSettings();
 var runtimeAlso = new List<(string Label, string Path)>();
@@ -40,7 +40,7 @@ for (var i = 0; i < args.Length; i++)
             runtimeAlso.Add((also[0], also[1]));
             break;
         default:
-            Console.Error.WriteLine($"usage: bench [--bin DIR] [--runs N] [--idle-seconds S] [--only daemon|runtime|images|node|fleet|hub|containerd]"
+            Console.Error.WriteLine($"usage: bench [--bin DIR] [--runs N] [--idle-seconds S] [--only daemon|runtime|images|node|fleet|hub|containerd|forward]"
                 + $" [--fleet-nodes N] [--fleet-deployments N] [--fleet-replicas N] [--fleet-heartbeat S] [--fleet-requests N]"
                 + $" [--hub-nodes N] [--hub-containers N] [--hub-heartbeat S] [--hub-seconds S] [--hub-nodes-in-memory] [--runtime-also LABEL=PATH]; unknown '{args[i]}'");
             return 2;
@@ -68,6 +68,15 @@ if (sections.Contains("hub"))
 if (sections.Contains("containerd"))
 {
     var rc = await Orchestrator.Bench.ContainerdBench.RunAsync(Math.Max(runs, 20));
+    if (rc != 0 || sections.Count == 1)
+    {
+        return rc;
+    }
+}
+
+if (sections.Contains("forward"))
+{
+    var rc = await Orchestrator.Bench.PortForwardBench.RunAsync(Math.Min(runs, 5));
     if (rc != 0 || sections.Count == 1)
     {
         return rc;

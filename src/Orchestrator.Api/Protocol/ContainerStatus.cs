@@ -14,6 +14,8 @@ public sealed class ContainerStatus
     public bool Ready { get; set; }
     public ExitRecord? LastExit { get; set; }
     public string? Message { get; set; }
+    /// <summary>The container's address on the node's bridge (none on the host's network or none).</summary>
+    public string? Ip { get; set; }
     public string? Source { get; set; }
     /// <summary>A hash of the workload spec this container runs (the fleet compares it during rollouts).</summary>
     public string? SpecHash { get; set; }

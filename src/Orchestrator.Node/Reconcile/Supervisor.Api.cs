@@ -481,6 +481,7 @@ public sealed partial class Supervisor
         Ready = container.Handle is not null && container.Record.Ready && !container.Stopping,
         LastExit = container.Record.LastExit,
         Message = container.Record.Message,
+        Ip = container.Workload.Network is null or NetworkMode.Bridge ? container.Record.Ip : null,
         Source = _static.ContainsKey(container.Record.Name) ? "manifest" : _fleetOwned.Contains(container.Record.Name) ? "fleet" : "api",
         Labels = container.Workload.Labels,
         SpecHash = container.Record.SpecHash,
