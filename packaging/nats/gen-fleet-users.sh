@@ -1,7 +1,7 @@
 #!/bin/bash
 # gen-fleet-users.sh: the NATS accounts block for an Orchestrator fleet (docs/nats-security.md).
 #
-#   gen-fleet-users.sh [--account NAME] --operator UKEY... [--scheduler NODE=UKEY...] [--node NODE=UKEY...] > fleet-users.conf
+#   gen-fleet-users.sh [--account NAME] --operator UKEY... [--operator-without RIGHTS=UKEY...] [--scheduler NODE=UKEY...] [--node NODE=UKEY...] > fleet-users.conf
 #
 # Every user is an nkey user (the public key U…; the node keeps the seed SU… in the file that
 # orchd's nats.nkey_seed_file names). Three kinds of user:
@@ -10,24 +10,29 @@
 #   --scheduler NODE=UKEY  a node that may take the scheduler lease: a worker's rights plus
 #                          reading every bucket and writing assignments, the lease and status
 #   --operator UKEY        orchctl (and `orchd image push --nats`): the whole fleet
+#   --operator-without RIGHTS=UKEY
+#                          an operator without some of the rights that reach into a device:
+#                          RIGHTS is a comma list of exec, cp and forward (port-forward), e.g.
+#                          forward=U… or exec,cp,forward=U… (the server refuses those requests)
 # The server config includes the output (`include fleet-users.conf`, see fleet-server.conf).
 # Keys: `orchctl keys create -o node.seed` (prints the public key), or `nk -gen user -pubout`.
 set -euo pipefail
 
 account=ORCH
-operators=() schedulers=() nodes=()
+operators=() restricted=() schedulers=() nodes=()
 usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 while [ $# -gt 0 ]; do
     case "$1" in
         --account) account=${2:?--account needs a name}; shift 2 ;;
         --operator) operators+=("${2:?--operator needs a public key}"); shift 2 ;;
+        --operator-without) restricted+=("${2:?--operator-without needs RIGHTS=UKEY}"); shift 2 ;;
         --scheduler) schedulers+=("${2:?--scheduler needs NODE=UKEY}"); shift 2 ;;
         --node) nodes+=("${2:?--node needs NODE=UKEY}"); shift 2 ;;
         -h|--help) usage ;;
         *) echo "gen-fleet-users.sh: unknown argument '$1'" >&2; usage ;;
     esac
 done
-[ ${#operators[@]} -gt 0 ] || { echo "gen-fleet-users.sh: give at least one --operator UKEY (orchctl needs one)" >&2; exit 2; }
+[ $((${#operators[@]} + ${#restricted[@]})) -gt 0 ] || { echo "gen-fleet-users.sh: give at least one --operator UKEY (orchctl needs one)" >&2; exit 2; }
 
 check_key() {
     [[ "$1" =~ ^U[A-Z2-7]{55}$ ]] || { echo "gen-fleet-users.sh: '$1' is not a public user nkey (U followed by 55 base32 characters)" >&2; exit 2; }
@@ -89,6 +94,24 @@ for key in "${operators[@]}"; do
     echo "      # operator (orchctl)"
     echo "      { nkey: $key, permissions: {"
     echo "          publish: { allow: [$(list 'orch.>' '$KV.>' '$O.>' '$JS.API.>' '$JS.ACK.>' '$JS.FC.>' '_INBOX.>')] }"
+    echo "          subscribe: { allow: [$(list '_INBOX.>' 'orch.events.>' 'orch.metrics.>')] }"
+    echo "          allow_responses: true } }"
+done
+for entry in "${restricted[@]}"; do
+    rights=${entry%%=*} key=${entry#*=}; check_key "$key"
+    deny=()
+    IFS=, read -ra names <<< "$rights"
+    for r in "${names[@]}"; do
+        case "$r" in
+            exec) deny+=('orch.node.*.exec') ;;
+            cp) deny+=('orch.node.*.cp' 'orch.node.*.cp.>') ;;
+            forward) deny+=('orch.node.*.port-forward' 'orch.node.*.port-forward.>') ;;
+            *) echo "gen-fleet-users.sh: --operator-without: '$r' is not a right to take away (exec, cp, forward)" >&2; exit 2 ;;
+        esac
+    done
+    echo "      # operator (orchctl) without: $rights"
+    echo "      { nkey: $key, permissions: {"
+    echo "          publish: { allow: [$(list 'orch.>' '$KV.>' '$O.>' '$JS.API.>' '$JS.ACK.>' '$JS.FC.>' '_INBOX.>')], deny: [$(list "${deny[@]}")] }"
     echo "          subscribe: { allow: [$(list '_INBOX.>' 'orch.events.>' 'orch.metrics.>')] }"
     echo "          allow_responses: true } }"
 done

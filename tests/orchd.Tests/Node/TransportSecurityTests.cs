@@ -209,6 +209,43 @@ public sealed class TransportSecurityTests
     }
 
     [Fact(Timeout = 120_000)]
+    public async Task An_operator_without_forward_cp_or_exec_is_refused_those_and_keeps_the_rest()
+    {
+        await using var fleet = await SecureFleet.StartAsync(workers: ["node-a"], schedulers: [], restricted: [("viewer", "exec,cp,forward"), ("no-forward", "forward")]);
+        await fleet.CreateFleetStateAsync();
+        await using var node = await fleet.ConnectAsync(fleet.Seed("node-a"), "_INBOX_node-a");
+        await using var requests = await node.SubscribeCoreAsync<string>("orch.node.node-a.>");
+        await node.PingAsync();
+        async Task<string?> Delivered(NatsConnection from, string subject)
+        {
+            await from.PublishAsync(subject, "x");
+            await from.PingAsync();
+            using var wait = new CancellationTokenSource(TimeSpan.FromSeconds(2));
+            try
+            {
+                return (await requests.Msgs.ReadAsync(wait.Token)).Subject;
+            }
+            catch (OperationCanceledException)
+            {
+                return null;
+            }
+        }
+        var errors = new ConcurrentQueue<string>();
+        await using var viewer = await fleet.ConnectAsync(fleet.Seed("viewer"), errors: errors);
+        foreach (var subject in new[] { "orch.node.node-a.exec", "orch.node.node-a.cp", "orch.node.node-a.cp.0123", "orch.node.node-a.port-forward", "orch.node.node-a.port-forward.0123" })
+        {
+            Assert.Null(await Delivered(viewer, subject));
+        }
+        await Eventually.TrueAsync("the server's refusals", () => errors.Count(e => e.Contains("Permissions Violation for Publish", StringComparison.Ordinal)) >= 5, TimeSpan.FromSeconds(10));
+        Assert.Equal("orch.node.node-a.ps", await Delivered(viewer, "orch.node.node-a.ps"));
+        Assert.Equal("orch.node.node-a.logs", await Delivered(viewer, "orch.node.node-a.logs"));
+        await using var noForward = await fleet.ConnectAsync(fleet.Seed("no-forward"));
+        Assert.Null(await Delivered(noForward, "orch.node.node-a.port-forward"));
+        Assert.Equal("orch.node.node-a.exec", await Delivered(noForward, "orch.node.node-a.exec"));
+        Assert.Equal("orch.node.node-a.cp", await Delivered(noForward, "orch.node.node-a.cp"));
+    }
+
+    [Fact(Timeout = 120_000)]
     public async Task Connections_without_tls_a_client_certificate_or_a_known_nkey_are_refused()
     {
         await using var fleet = await SecureFleet.StartAsync(workers: ["node-a"], schedulers: []);
@@ -284,11 +321,18 @@ public sealed class TransportSecurityTests
 
         public string Seed(string name) => _seeds[name];
 
-        public static async Task<SecureFleet> StartAsync(string[] workers, string[] schedulers)
+        /// <param name="restricted">Operators without some rights: a name (its seed, as for nodes) and what --operator-without takes away.</param>
+        public static async Task<SecureFleet> StartAsync(string[] workers, string[] schedulers, (string Name, string Rights)[]? restricted = null)
         {
             var fleet = new SecureFleet();
             TestPki.Write(fleet._dir.Path);
             var args = new List<string>();
+            foreach (var (name, rights) in restricted ?? [])
+            {
+                using var pair = NATS.NKeys.KeyPair.CreatePair(NATS.NKeys.PrefixByte.User);
+                fleet.WriteSeed(name, pair.GetSeed());
+                args.AddRange(["--operator-without", $"{rights}={pair.GetPublicKey()}"]);
+            }
             foreach (var (name, flag) in workers.Select(w => (w, "--node")).Concat(schedulers.Select(s => (s, "--scheduler"))).Prepend(("operator", "--operator")))
             {
                 using var pair = NATS.NKeys.KeyPair.CreatePair(NATS.NKeys.PrefixByte.User);
