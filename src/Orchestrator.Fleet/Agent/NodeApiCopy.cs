@@ -40,23 +40,12 @@ internal sealed class NodeApiCopy(Supervisor supervisor)
         }
         using (root)
         {
-            var session = $"{msg.Subject}.{Guid.NewGuid():N}";
-            var frames = await connection.SubscribeCoreAsync<byte[]>(session, cancellationToken: cancellationToken).ConfigureAwait(false);
-            try
-            {
-                await ServeSessionAsync(connection, msg, request, root, session, frames, cancellationToken).ConfigureAwait(false);
-            }
-            finally
-            {
-                await frames.DisposeAsync().ConfigureAwait(false);
-            }
+            await NodeSession.RunAsync(connection, msg, frames => ServeSessionAsync(request, root, frames, cancellationToken), cancellationToken).ConfigureAwait(false);
         }
     }
 
-    private static async Task ServeSessionAsync(INatsConnection connection, NatsMsg<byte[]> msg, CopyRequest request, SafeFileHandle root, string session, INatsSub<byte[]> frames, CancellationToken cancellationToken)
+    private static async Task ServeSessionAsync(CopyRequest request, SafeFileHandle root, INatsSub<byte[]> frames, CancellationToken cancellationToken)
     {
-        await connection.PingAsync(cancellationToken).ConfigureAwait(false); // the server has the SUB before the client hears of it
-        await msg.ReplyAsync(JsonSerializer.SerializeToUtf8Bytes(new CopyOpened { Session = session }, FleetJsonContext.Default.CopyOpened), cancellationToken: cancellationToken).ConfigureAwait(false);
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var pipe = new Pipe(s_pipe);
         if (request.Direction == CopyFrames.From)
@@ -118,7 +107,7 @@ internal sealed class NodeApiCopy(Supervisor supervisor)
     /// <summary>from: each request from the client gets the next piece of the archive, then its end.</summary>
     private static async Task SendAsync(INatsSub<byte[]> frames, PipeReader archive, Task<CopyDone> archiving, CancellationToken cancellationToken)
     {
-        while (await NextAsync(frames, cancellationToken).ConfigureAwait(false) is { } frame)
+        while (await NodeSession.NextAsync(frames, CopyFrames.IdleSeconds, cancellationToken).ConfigureAwait(false) is { } frame)
         {
             if (frame.Data is [CopyFrames.Quit, ..])
             {
@@ -153,7 +142,7 @@ internal sealed class NodeApiCopy(Supervisor supervisor)
     /// <summary>to: each data frame goes into the pipe the extraction reads (acked once it is in); End waits for the extraction.</summary>
     private static async Task ReceiveAsync(INatsSub<byte[]> frames, PipeWriter archive, Task<CopyDone> extracting, CancellationToken cancellationToken)
     {
-        while (await NextAsync(frames, cancellationToken).ConfigureAwait(false) is { } frame)
+        while (await NodeSession.NextAsync(frames, CopyFrames.IdleSeconds, cancellationToken).ConfigureAwait(false) is { } frame)
         {
             switch (frame.Data)
             {
@@ -187,26 +176,6 @@ internal sealed class NodeApiCopy(Supervisor supervisor)
                     await frame.ReplyAsync(ErrorFrame(new NodeApiException("a copy frame starts with D (data), E (end) or Q (quit)")), cancellationToken: cancellationToken).ConfigureAwait(false);
                     return;
             }
-        }
-    }
-
-    /// <summary>The next frame, or null when the client has been quiet too long (it went away) or the node stops.</summary>
-    private static async Task<NatsMsg<byte[]>?> NextAsync(INatsSub<byte[]> frames, CancellationToken cancellationToken)
-    {
-        using var idle = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        idle.CancelAfter(TimeSpan.FromSeconds(CopyFrames.IdleSeconds));
-        try
-        {
-            var frame = await frames.Msgs.ReadAsync(idle.Token).ConfigureAwait(false);
-            return frame.ReplyTo is null ? null : frame;
-        }
-        catch (OperationCanceledException)
-        {
-            return null;
-        }
-        catch (System.Threading.Channels.ChannelClosedException)
-        {
-            return null;
         }
     }
 

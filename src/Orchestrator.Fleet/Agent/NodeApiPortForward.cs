@@ -39,18 +39,7 @@ internal sealed class NodeApiPortForward(Supervisor supervisor)
         }
         using (socket)
         {
-            var session = $"{msg.Subject}.{Guid.NewGuid():N}";
-            var frames = await connection.SubscribeCoreAsync<byte[]>(session, cancellationToken: cancellationToken).ConfigureAwait(false);
-            try
-            {
-                await connection.PingAsync(cancellationToken).ConfigureAwait(false); // the server has the SUB before the client hears of it
-                await msg.ReplyAsync(JsonSerializer.SerializeToUtf8Bytes(new CopyOpened { Session = session }, FleetJsonContext.Default.CopyOpened), cancellationToken: cancellationToken).ConfigureAwait(false);
-                await RelayAsync(socket, frames, cancellationToken).ConfigureAwait(false);
-            }
-            finally
-            {
-                await frames.DisposeAsync().ConfigureAwait(false);
-            }
+            await NodeSession.RunAsync(connection, msg, frames => RelayAsync(socket, frames, cancellationToken), cancellationToken).ConfigureAwait(false);
         }
     }
 
@@ -96,7 +85,7 @@ internal sealed class NodeApiPortForward(Supervisor supervisor)
         var answering = Task.CompletedTask;
         try
         {
-            while (await NextAsync(frames, stop.Token).ConfigureAwait(false) is { } frame)
+            while (await NodeSession.NextAsync(frames, ForwardFrames.IdleSeconds, stop.Token).ConfigureAwait(false) is { } frame)
             {
                 switch (frame.Data)
                 {
@@ -220,21 +209,6 @@ internal sealed class NodeApiPortForward(Supervisor supervisor)
         piece.CopyTo(data.AsSpan(1));
         pipe.AdvanceTo(piece.End);
         return data;
-    }
-
-    private static async Task<NatsMsg<byte[]>?> NextAsync(INatsSub<byte[]> frames, CancellationToken cancellationToken)
-    {
-        using var idle = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        idle.CancelAfter(TimeSpan.FromSeconds(ForwardFrames.IdleSeconds));
-        try
-        {
-            var frame = await frames.Msgs.ReadAsync(idle.Token).ConfigureAwait(false);
-            return frame.ReplyTo is null ? null : frame;
-        }
-        catch (Exception e) when (e is OperationCanceledException or System.Threading.Channels.ChannelClosedException)
-        {
-            return null;
-        }
     }
 
     private static byte[] Error(string message) => [ForwardFrames.Error, .. NodeApiResponder.Error(message, ErrorKind.Unavailable)];
