@@ -134,6 +134,7 @@ try
         "get" or "describe" or "top" => await QueryCommands.RunAsync(command, commandArgs, context).ConfigureAwait(false),
         "apply" or "delete" => await ApplyCommands.RunAsync(prepared!, context).ConfigureAwait(false),
         "wait" => await WaitCommand.RunAsync(commandArgs, context).ConfigureAwait(false),
+        "label" => await LabelCommand.RunAsync(commandArgs, context).ConfigureAwait(false),
         _ when NodeCommands.Names.Contains(command) => await NodeCommands.RunAsync(command, commandArgs, context).ConfigureAwait(false),
         _ => await FleetCommands.RunAsync(command, commandArgs, context).ConfigureAwait(false),
     };

@@ -168,6 +168,7 @@ static async Task<int> RunDaemonAsync(OrchdConfig config, NodeState state, Backe
         Version = BuildInfo.Version,
         Runtime = WireNames.Of(backends.Default),
         Labels = NodeIdentity.WithBuiltInLabels(config.Labels, NodeIdentity.ThisArch),
+        LabelStore = new NodeLabels(NodeIdentity.WithBuiltInLabels(config.Labels, NodeIdentity.ThisArch), Path.Combine(state.StateDir, "labels.json")),
     });
     builder.Services.AddSingleton(config.ToNatsSettings());
 

@@ -90,4 +90,6 @@ public sealed record ErrorReply
 [JsonSerializable(typeof(CopyOpened))]
 [JsonSerializable(typeof(CopyDone))]
 [JsonSerializable(typeof(PortForwardRequest))]
+[JsonSerializable(typeof(LabelRequest))]
+[JsonSerializable(typeof(LabelReply))]
 public sealed partial class FleetJsonContext : JsonSerializerContext;

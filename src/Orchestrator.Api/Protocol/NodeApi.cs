@@ -5,10 +5,10 @@ public static class NodeOps
 {
     public const string Info = "info", Run = "run", Stop = "stop", Start = "start", Restart = "restart", Remove = "rm",
         List = "ps", Inspect = "inspect", Logs = "logs", Exec = "exec", Stats = "stats", Status = "status",
-        Images = "images", ImageInspect = "image-inspect", Pull = "pull", RemoveImage = "rmi", ImageGc = "image-gc", Copy = "cp", PortForward = "port-forward";
+        Images = "images", ImageInspect = "image-inspect", Pull = "pull", RemoveImage = "rmi", ImageGc = "image-gc", Copy = "cp", PortForward = "port-forward", Label = "label";
 
     public static readonly IReadOnlyList<string> All =
-        [Info, Run, Stop, Start, Restart, Remove, List, Inspect, Logs, Exec, Stats, Status, Images, ImageInspect, Pull, RemoveImage, ImageGc, Copy, PortForward];
+        [Info, Run, Stop, Start, Restart, Remove, List, Inspect, Logs, Exec, Stats, Status, Images, ImageInspect, Pull, RemoveImage, ImageGc, Copy, PortForward, Label];
 }
 
 /// <summary>stop, start, restart, rm, inspect: which container.</summary>
@@ -146,6 +146,23 @@ public static class ForwardFrames
     public const int MaxData = 256 * 1024;
     public const int ReadWaitSeconds = 10;
     public const int IdleSeconds = 30;
+}
+
+/// <summary>label: changes the node's own labels (kept on the node, carried by its heartbeat).</summary>
+public sealed record LabelRequest
+{
+    public int SchemaVersion { get; init; } = 1;
+    public Dictionary<string, string> Set { get; init; } = [];
+    public IReadOnlyList<string> Remove { get; init; } = [];
+    /// <summary>Replace a label that has another value (otherwise that is refused).</summary>
+    public bool Overwrite { get; init; }
+}
+
+public sealed record LabelReply
+{
+    public int SchemaVersion { get; init; } = 1;
+    public bool Changed { get; init; }
+    public IReadOnlyDictionary<string, string> Labels { get; init; } = new Dictionary<string, string>();
 }
 
 /// <summary>A piece of a streamed exec's output, raw bytes (base64 in JSON): a chunk may end inside a UTF-8 character.</summary>

@@ -401,7 +401,7 @@ public sealed partial class FleetMember : IDisposable
         }
         foreach (var (label, value) in assignment.Selector ?? [])
         {
-            if (!identity.Labels.TryGetValue(label, out var has) || has != value)
+            if (!identity.CurrentLabels.TryGetValue(label, out var has) || has != value)
             {
                 return $"deployment '{assignment.Deployment}' selects nodes with {label}={value} and this node has {(has is null ? "no " + label : label + "=" + has)}; the scheduler should not have placed it here";
             }

@@ -2,6 +2,7 @@ using System.Text.Json;
 using Microsoft.Extensions.Logging;
 using NATS.Client.Core;
 using Orchestrator.Api;
+using Orchestrator.Node.Reconcile;
 
 namespace Orchestrator.Fleet.Agent;
 
@@ -12,7 +13,12 @@ public sealed record NodeIdentity
     public required string NodeId { get; init; }
     public required string Version { get; init; }
     public required string Runtime { get; init; }
+    /// <summary>The configured labels (with the built-in arch), as the node started.</summary>
     public IReadOnlyDictionary<string, string> Labels { get; init; } = new Dictionary<string, string>();
+    /// <summary>The labels as they are now, with the operator's changes (`orchctl label node`); null: the configured ones only.</summary>
+    public NodeLabels? LabelStore { get; init; }
+    /// <summary>What the heartbeat carries and selectors are checked against.</summary>
+    public IReadOnlyDictionary<string, string> CurrentLabels => LabelStore?.Current ?? Labels;
     public DateTimeOffset StartedAt { get; init; } = DateTimeOffset.UtcNow;
 
     /// <summary>This machine's architecture as <see cref="NodeInfo.Arch"/> reports it: x64, arm64, arm.</summary>
@@ -106,6 +112,10 @@ public sealed partial class NodeAgent : IAsyncDisposable
         foreach (var warning in Warnings)
         {
             LogUnsafe(_logger, warning);
+        }
+        if (_identity.LabelStore?.Warning is { } labels)
+        {
+            LogLabelsLost(_logger, labels);
         }
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var guard = Member?.GuardAsync(stop.Token) ?? Task.CompletedTask;
@@ -241,6 +251,10 @@ public sealed partial class NodeAgent : IAsyncDisposable
                 var status = _supervisor is null ? null : await _supervisor.NodeStatusAsync().ConfigureAwait(false);
                 reply = JsonSerializer.SerializeToUtf8Bytes(Describe() with { Status = status }, FleetJsonContext.Default.NodeInfo);
             }
+            else if (op == NodeOps.Label)
+            {
+                reply = Label(msg.Data);
+            }
             else if (_streams is not null && await _streams.TryServeAsync(_connection!, msg, op, cancellationToken).ConfigureAwait(false) is { } streamed)
             {
                 LogStreamEnded(_logger, streamed);
@@ -278,6 +292,34 @@ public sealed partial class NodeAgent : IAsyncDisposable
     }
 
     /// <summary>This node's current <see cref="NodeInfo"/>.</summary>
+    /// <summary>`orchctl label node`: the node's own labels changed, kept in its state dir, in the next heartbeat.</summary>
+    private byte[] Label(byte[]? body)
+    {
+        try
+        {
+            if (_identity.LabelStore is not { } store)
+            {
+                return NodeApiResponder.Error($"node '{_identity.NodeName}' keeps no labels of its own (no state dir); set them in its configuration (--label)", ErrorKind.Unavailable);
+            }
+            var request = (body is { Length: > 0 } ? JsonSerializer.Deserialize(body, FleetJsonContext.Default.LabelRequest) : null)
+                ?? throw new NodeApiException("label needs {\"set\": {\"key\": \"value\"}, \"remove\": [\"key\"], \"overwrite\": false}");
+            var changed = store.Change(request.Set, request.Remove, request.Overwrite);
+            if (changed)
+            {
+                LogLabelled(_logger, string.Join(", ", store.Current.Select(kv => $"{kv.Key}={kv.Value}")));
+            }
+            return JsonSerializer.SerializeToUtf8Bytes(new LabelReply { Changed = changed, Labels = store.Current }, FleetJsonContext.Default.LabelReply);
+        }
+        catch (JsonException e)
+        {
+            return NodeApiResponder.Error($"label's body is not JSON of the form {{\"set\": {{…}}, \"remove\": […]}}: {e.Message}", ErrorKind.Invalid);
+        }
+        catch (Exception e) when (NodeApiResponder.IsRequestError(e))
+        {
+            return NodeApiResponder.Error(e);
+        }
+    }
+
     public NodeInfo Describe() => new()
     {
         Node = _identity.NodeName,
@@ -286,7 +328,7 @@ public sealed partial class NodeAgent : IAsyncDisposable
         Arch = NodeIdentity.ThisArch,
         Kernel = Environment.OSVersion.Version.ToString(),
         Runtime = _identity.Runtime,
-        Labels = _identity.Labels,
+        Labels = _identity.CurrentLabels,
         StartedAt = _identity.StartedAt,
         UptimeSeconds = Math.Round((DateTimeOffset.UtcNow - _identity.StartedAt).TotalSeconds, 3),
         Warnings = Warnings.Count > 0 ? Warnings : null,
@@ -345,6 +387,12 @@ public sealed partial class NodeAgent : IAsyncDisposable
 
     [LoggerMessage(EventId = 2006, Level = LogLevel.Debug, Message = "{What} ended (it finished, the client went away or orchd stops)")]
     private static partial void LogStreamEnded(ILogger logger, string what);
+
+    [LoggerMessage(EventId = 2030, Level = LogLevel.Information, Message = "labels changed by an operator, now: {Labels}")]
+    private static partial void LogLabelled(ILogger logger, string labels);
+
+    [LoggerMessage(EventId = 2031, Level = LogLevel.Warning, Message = "{Problem}")]
+    private static partial void LogLabelsLost(ILogger logger, string problem);
 
     [LoggerMessage(EventId = 2005, Message = "request on {Subject} failed: {Reason}")]
     private static partial void LogRequestFailed(ILogger logger, LogLevel level, string subject, string reason);

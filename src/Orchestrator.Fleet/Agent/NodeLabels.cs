@@ -1,0 +1,141 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Orchestrator.Api;
+using Orchestrator.Api.Workloads;
+using Orchestrator.Linux;
+using Orchestrator.Node.Reconcile;
+
+namespace Orchestrator.Fleet.Agent;
+
+/// <summary>
+/// A node's labels: its configured ones (orchd.yaml, --label, and the built-in arch) with the
+/// operator's changes on top (`orchctl label node`), which the node keeps in its state dir
+/// (labels.json, written whole and renamed) so that they outlive a restart. The node is where a
+/// label lives because the node is what checks a signed deployment's selector against its labels
+/// before it runs a replica; the heartbeat carries them to the scheduler and to `get nodes -l`.
+/// </summary>
+public sealed class NodeLabels
+{
+    private readonly IReadOnlyDictionary<string, string> _configured;
+    private readonly string? _file;
+    private readonly Lock _lock = new();
+    private Dictionary<string, string?> _changes;
+    private IReadOnlyDictionary<string, string> _current;
+
+    /// <param name="file">Where the operator's changes are kept; null: not kept (tests, a node without a state dir).</param>
+    public NodeLabels(IReadOnlyDictionary<string, string> configured, string? file)
+    {
+        _configured = configured;
+        _file = file;
+        try
+        {
+            _changes = (file is null ? null : StateFile.Read(file, bytes => JsonSerializer.Deserialize(bytes, NodeLabelsJsonContext.Default.DictionaryStringString)))
+                ?? new Dictionary<string, string?>(StringComparer.Ordinal);
+        }
+        catch (DamagedStateException e)
+        {
+            // A torn or damaged file must not keep the node from starting: the configured labels
+            // hold, the file is kept aside, and the node says so.
+            _changes = new Dictionary<string, string?>(StringComparer.Ordinal);
+            Warning = $"{e.Message}; the operator's labels are lost, the configured ones hold: label the node again (orchctl label node)";
+        }
+        _current = Compose();
+    }
+
+    /// <summary>Why the operator's labels could not be read at start (logged by the node), or null.</summary>
+    public string? Warning { get; }
+
+    /// <summary>The labels now: configured, then the operator's (a null value removes one).</summary>
+    public IReadOnlyDictionary<string, string> Current => Volatile.Read(ref _current);
+
+    /// <summary>
+    /// Sets and removes labels, as `kubectl label` does: a key that has another value is refused
+    /// unless <paramref name="overwrite"/>; removing a key that is not there is no error. Returns
+    /// whether anything changed. Checked whole before anything is applied.
+    /// </summary>
+    public bool Change(IReadOnlyDictionary<string, string> set, IReadOnlyList<string> remove, bool overwrite)
+    {
+        foreach (var (key, value) in set)
+        {
+            if (!LabelSelector.IsKey(key))
+            {
+                throw new NodeApiException($"'{key}' is not a valid label key; use [prefix/]name with a name of 1-63 letters, digits, '-', '_' or '.'");
+            }
+            if (!LabelSelector.IsValue(value))
+            {
+                throw new NodeApiException($"label '{key}' has the invalid value '{value}'; use at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit");
+            }
+        }
+        foreach (var key in set.Keys.Concat(remove).Where(k => k == "arch"))
+        {
+            throw new NodeApiException(ErrorKind.Forbidden, $"'{key}' is the node's own architecture; it cannot be set or removed");
+        }
+        lock (_lock)
+        {
+            var current = Current;
+            foreach (var (key, value) in set)
+            {
+                if (!overwrite && current.TryGetValue(key, out var has) && has != value)
+                {
+                    throw new NodeApiException(ErrorKind.Conflict, $"label '{key}' already has the value '{has}'; --overwrite replaces it");
+                }
+            }
+            var changes = new Dictionary<string, string?>(_changes, StringComparer.Ordinal);
+            foreach (var (key, value) in set)
+            {
+                if (_configured.TryGetValue(key, out var configured) && configured == value)
+                {
+                    changes.Remove(key); // back to what the config says
+                }
+                else
+                {
+                    changes[key] = value;
+                }
+            }
+            foreach (var key in remove)
+            {
+                if (_configured.ContainsKey(key))
+                {
+                    changes[key] = null;
+                }
+                else
+                {
+                    changes.Remove(key);
+                }
+            }
+            var before = current;
+            _changes = changes;
+            var after = Compose();
+            if (before.Count == after.Count && before.All(kv => after.TryGetValue(kv.Key, out var v) && v == kv.Value))
+            {
+                return false;
+            }
+            if (_file is not null)
+            {
+                StateFile.Write(_file, JsonSerializer.SerializeToUtf8Bytes(changes, NodeLabelsJsonContext.Default.DictionaryStringString));
+            }
+            Volatile.Write(ref _current, after);
+            return true;
+        }
+    }
+
+    private SortedDictionary<string, string> Compose()
+    {
+        var labels = new SortedDictionary<string, string>(_configured.ToDictionary(kv => kv.Key, kv => kv.Value, StringComparer.Ordinal), StringComparer.Ordinal);
+        foreach (var (key, value) in _changes)
+        {
+            if (value is null)
+            {
+                labels.Remove(key);
+            }
+            else
+            {
+                labels[key] = value;
+            }
+        }
+        return labels;
+    }
+}
+
+[JsonSerializable(typeof(Dictionary<string, string?>))]
+internal sealed partial class NodeLabelsJsonContext : JsonSerializerContext;
