@@ -205,6 +205,9 @@ public sealed class NodeClient(INatsConnection connection, string node, TimeSpan
 
     private static readonly TimeSpan s_nodeSilence = TimeSpan.FromSeconds(12);
 
+    /// <summary>How long a forwarded connection's data may wait for a target that does not read.</summary>
+    private static readonly TimeSpan s_stalledTarget = TimeSpan.FromHours(1);
+
     /// <summary>A container's log lines, oldest first, gathered from as many reply messages as the node sends.</summary>
     /// <param name="previous">Only the container's last exited run (kubectl logs --previous).</param>
     public async Task<IReadOnlyList<Orchestrator.Api.LogLine>> LogsAsync(string name, int? tail = null, DateTimeOffset? since = null, bool previous = false, CancellationToken cancellationToken = default)
@@ -359,7 +362,9 @@ public sealed class NodeClient(INatsConnection connection, string node, TimeSpan
                     await SessionFrameAsync(session, [ForwardFrames.End], stop.Token).ConfigureAwait(false);
                     return;
                 }
-                await SessionFrameAsync(session, buffer[..(n + 1)], stop.Token).ConfigureAwait(false);
+                // Acked once the target took it: a target that reads slowly (or not for minutes) holds
+                // this back, which is the flow control. The reads below notice a node that went.
+                await SessionFrameAsync(session, buffer[..(n + 1)], stop.Token, s_stalledTarget).ConfigureAwait(false);
             }
         }
         async Task DownAsync()
@@ -406,12 +411,13 @@ public sealed class NodeClient(INatsConnection connection, string node, TimeSpan
         => (await RequestAsync(NodeOps.Copy, JsonSerializer.SerializeToUtf8Bytes(request, FleetJsonContext.Default.CopyRequest), FleetJsonContext.Default.CopyOpened, cancellationToken).ConfigureAwait(false)).Session;
 
     /// <summary>One frame and the node's answer to it: data, ack or end; an error frame is thrown as the node's error.</summary>
-    private async Task<byte[]> SessionFrameAsync(string session, byte[] frame, CancellationToken cancellationToken)
+    /// <param name="timeout">How long the answer may take; the client's timeout by default.</param>
+    private async Task<byte[]> SessionFrameAsync(string session, byte[] frame, CancellationToken cancellationToken, TimeSpan? timeout = null)
     {
         byte[] reply;
         try
         {
-            reply = (await connection.RequestAsync<byte[], byte[]>(session, frame, replyOpts: new NatsSubOpts { Timeout = _timeout }, cancellationToken: cancellationToken).ConfigureAwait(false)).Data ?? [];
+            reply = (await connection.RequestAsync<byte[], byte[]>(session, frame, replyOpts: new NatsSubOpts { Timeout = timeout ?? _timeout }, cancellationToken: cancellationToken).ConfigureAwait(false)).Data ?? [];
         }
         catch (Exception e) when (e is NatsNoRespondersException or NatsNoReplyException)
         {

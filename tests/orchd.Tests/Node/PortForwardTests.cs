@@ -115,6 +115,64 @@ public sealed partial class PortForwardTests
     }
 
     [Fact(Timeout = 180_000)]
+    public async Task A_target_that_does_not_read_and_a_client_that_does_not_read_hold_the_other_side_back_without_growing_memory()
+    {
+        await using var node = await NodeHost.StartAsync();
+        // 7100 takes connections and never reads; 7101 sends as fast as it can.
+        await node.Client.RunAsync(NodeHost.Sh("slow", "nc -ll -p 7100 -e sleep 100000 & exec nc -ll -p 7101 -e yes flood", w => w.StopGracePeriodSeconds = 0));
+        await Eventually.TrueAsync("slow's listeners", async () => (await node.Client.ExecAsync("slow", ["sh", "-c", "netstat -ltn | grep -c ':710[01] '"])).Stdout.Trim() == "2", s_wait);
+        var (forward, local) = await ForwardAsync(node, "slow", ":7100", ":7101");
+        await using (forward)
+        {
+            var orchdBefore = node.Daemon.RssKiB();
+            var forwardBefore = forward.RssKiB();
+
+            // Upload into a target that never reads: after the kernel's buffers fill, the sender is held.
+            using var up = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+            await up.ConnectAsync(IPAddress.Loopback, local[0]);
+            long sent = 0;
+            using var stopSending = new CancellationTokenSource();
+            var sending = Task.Run(async () =>
+            {
+                var chunk = new byte[64 * 1024];
+                try
+                {
+                    while (sent < 256L << 20)
+                    {
+                        sent += await up.SendAsync(chunk, SocketFlags.None, stopSending.Token);
+                    }
+                }
+                catch (OperationCanceledException)
+                {
+                }
+            });
+            // Download from a flood, read by nobody here.
+            using var down = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+            await down.ConnectAsync(IPAddress.Loopback, local[1]);
+
+            await Task.Delay(TimeSpan.FromSeconds(8));
+            var held = Interlocked.Read(ref sent);
+            // Only kernel socket buffers (a few MiB at most on loopback and the bridge) and a frame or two in flight.
+            Assert.True(held < 48L << 20, $"{held >> 20} MiB went into a target that reads nothing");
+            Assert.False(sending.IsCompleted, "the sender was never held back");
+            var orchdGrowth = node.Daemon.RssKiB() - orchdBefore;
+            var forwardGrowth = forward.RssKiB() - forwardBefore;
+            Assert.True(orchdGrowth < 48 * 1024, $"orchd grew by {orchdGrowth} KiB");
+            Assert.True(forwardGrowth < 48 * 1024, $"orchctl port-forward grew by {forwardGrowth} KiB");
+
+            // The flood is still there to read, from the start, and the forward still answers.
+            var buffer = new byte[4096];
+            var got = await down.ReceiveAsync(buffer, SocketFlags.None);
+            Assert.StartsWith("flood\nflood\n", System.Text.Encoding.ASCII.GetString(buffer, 0, got), StringComparison.Ordinal);
+            await stopSending.CancelAsync();
+            up.Close();
+            down.Close();
+            forward.Signal(Signals.SIGINT);
+            Assert.Equal(0, await forward.WaitForExitAsync(TimeSpan.FromSeconds(30)));
+        }
+    }
+
+    [Fact(Timeout = 180_000)]
     public async Task A_nodes_own_ports_are_reachable_only_where_a_container_publishes_them_unless_its_policy_says_all()
     {
         var hostPort = FreePort.Next();
