@@ -163,7 +163,8 @@ internal static class Commands
             text.Append('\n').Append(group).Append(":\n");
             foreach (var command in All.Where(c => c.Group == group))
             {
-                text.Append("  ").Append(command.Name.PadRight(12)).Append(command.Summary).Append('\n');
+                // At least two spaces after the longest name (port-forward), as the flags have.
+                text.Append("  ").Append(command.Name.PadRight(Math.Max(12, All.Max(c => c.Name.Length) + 2))).Append(command.Summary).Append('\n');
             }
         }
         text.Append("\nGlobal flags (anywhere on the line; flags > ORCH_* variables > the config file's context > defaults):\n");
