@@ -348,7 +348,7 @@ public sealed class NodeClient(INatsConnection connection, string node, TimeSpan
     public async Task ForwardAsync(string? name, int port, System.Net.Sockets.Socket local, CancellationToken cancellationToken = default)
     {
         var body = JsonSerializer.SerializeToUtf8Bytes(new PortForwardRequest { Name = name ?? "", Port = port }, FleetJsonContext.Default.PortForwardRequest);
-        var session = (await RequestAsync(NodeOps.PortForward, body, FleetJsonContext.Default.CopyOpened, cancellationToken).ConfigureAwait(false)).Session;
+        var session = (await RequestAsync(NodeOps.PortForward, body, FleetJsonContext.Default.SessionOpened, cancellationToken).ConfigureAwait(false)).Session;
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         async Task UpAsync()
         {
@@ -407,8 +407,12 @@ public sealed class NodeClient(INatsConnection connection, string node, TimeSpan
         }
     }
 
+    /// <summary>Changes the node's own labels (kept on the node, carried by its heartbeat).</summary>
+    public Task<LabelReply> LabelAsync(LabelRequest request, CancellationToken cancellationToken = default)
+        => RequestAsync(NodeOps.Label, JsonSerializer.SerializeToUtf8Bytes(request, FleetJsonContext.Default.LabelRequest), FleetJsonContext.Default.LabelReply, cancellationToken);
+
     private async Task<string> OpenCopyAsync(CopyRequest request, CancellationToken cancellationToken)
-        => (await RequestAsync(NodeOps.Copy, JsonSerializer.SerializeToUtf8Bytes(request, FleetJsonContext.Default.CopyRequest), FleetJsonContext.Default.CopyOpened, cancellationToken).ConfigureAwait(false)).Session;
+        => (await RequestAsync(NodeOps.Copy, JsonSerializer.SerializeToUtf8Bytes(request, FleetJsonContext.Default.CopyRequest), FleetJsonContext.Default.SessionOpened, cancellationToken).ConfigureAwait(false)).Session;
 
     /// <summary>One frame and the node's answer to it: data, ack or end; an error frame is thrown as the node's error.</summary>
     /// <param name="timeout">How long the answer may take; the client's timeout by default.</param>

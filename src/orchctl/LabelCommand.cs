@@ -1,4 +1,3 @@
-using System.Text.Json;
 using Orchestrator.Api;
 
 namespace Orchestrator.Ctl;
@@ -51,24 +50,19 @@ internal static class LabelCommand
                 throw new UsageException($"'{change}' is not a label change: KEY=VALUE sets one, KEY- removes it");
             }
         }
-        foreach (var (key, value) in set)
+        if (set.Select(kv => Orchestrator.Api.Workloads.LabelSelector.Problem(kv.Key, kv.Value)).OfType<string>().FirstOrDefault() is { } problem)
         {
-            if (!Orchestrator.Api.Workloads.LabelSelector.IsKey(key) || !Orchestrator.Api.Workloads.LabelSelector.IsValue(value))
-            {
-                throw new UsageException($"'{key}={value}' is not a valid label: keys are [prefix/]name (1-63 letters, digits, '-', '_', '.'), values at most 63 of them, starting and ending with a letter or digit");
-            }
+            throw new UsageException(problem);
         }
-        var body = JsonSerializer.SerializeToUtf8Bytes(new LabelRequest { Set = set, Remove = remove, Overwrite = parsed.Has("--overwrite") }, FleetJsonContext.Default.LabelRequest);
-        var data = await context.Node(node).RawAsync(NodeOps.Label, body).ConfigureAwait(false);
-        using (var doc = JsonDocument.Parse(data))
+        LabelReply reply;
+        try
         {
-            if (doc.RootElement.TryGetProperty("error", out var error))
-            {
-                var code = doc.RootElement.TryGetProperty("code", out var c) ? c.GetString() : null;
-                throw new Orchestrator.Client.NodeRequestException(ErrorKinds.Parse(code), $"node '{node}': {error.GetString()}");
-            }
+            reply = await context.Node(node).LabelAsync(new LabelRequest { Set = set, Remove = remove, Overwrite = parsed.Has("--overwrite") }).ConfigureAwait(false);
         }
-        var reply = JsonSerializer.Deserialize(data, FleetJsonContext.Default.LabelReply)!;
+        catch (Orchestrator.Client.NodeRequestException e) when (e.Kind != ErrorKind.Unavailable)
+        {
+            throw new Orchestrator.Client.NodeRequestException(e.Kind, $"node '{node}': {e.Message}", e); // the node's refusal, said as the node's
+        }
         Console.Out.WriteLine(reply.Changed ? $"node/{node} labeled" : $"node/{node} not labeled (no change)");
         return 0;
     }

@@ -161,14 +161,15 @@ static async Task<int> RunDaemonAsync(OrchdConfig config, NodeState state, Backe
 
     builder.Services.AddSingleton(config);
     builder.Services.AddSingleton(state);
+    var labels = NodeIdentity.WithBuiltInLabels(config.Labels, NodeIdentity.ThisArch);
     builder.Services.AddSingleton(new NodeIdentity
     {
         NodeName = config.NodeName,
         NodeId = state.NodeId,
         Version = BuildInfo.Version,
         Runtime = WireNames.Of(backends.Default),
-        Labels = NodeIdentity.WithBuiltInLabels(config.Labels, NodeIdentity.ThisArch),
-        LabelStore = new NodeLabels(NodeIdentity.WithBuiltInLabels(config.Labels, NodeIdentity.ThisArch), Path.Combine(state.StateDir, "labels.json")),
+        Labels = labels,
+        LabelStore = new NodeLabels(labels, Path.Combine(state.StateDir, "labels.json")),
     });
     builder.Services.AddSingleton(config.ToNatsSettings());
 

@@ -87,7 +87,7 @@ public sealed record ErrorReply
 [JsonSerializable(typeof(ImageSummary))]
 [JsonSerializable(typeof(ImageGcResult))]
 [JsonSerializable(typeof(CopyRequest))]
-[JsonSerializable(typeof(CopyOpened))]
+[JsonSerializable(typeof(SessionOpened))]
 [JsonSerializable(typeof(CopyDone))]
 [JsonSerializable(typeof(PortForwardRequest))]
 [JsonSerializable(typeof(LabelRequest))]

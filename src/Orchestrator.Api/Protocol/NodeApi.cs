@@ -71,7 +71,7 @@ public sealed record ExecRequest
 
 /// <summary>
 /// cp: opens a copy session with a running container's files (docs/protocol.md, "cp"); the
-/// node answers <see cref="CopyOpened"/>, and the tar stream then goes over the session subject
+/// node answers <see cref="SessionOpened"/>, and the tar stream then goes over the session subject
 /// in frames, each a request the other side answers (so neither side buffers more than a frame).
 /// </summary>
 public sealed record CopyRequest
@@ -86,10 +86,11 @@ public sealed record CopyRequest
     public bool KeepOwners { get; init; }
 }
 
-public sealed record CopyOpened
+/// <summary>The answer to an operation that opens a session (cp, port-forward): where its frames go.</summary>
+public sealed record SessionOpened
 {
     public int SchemaVersion { get; init; } = 1;
-    /// <summary>Where the frames go: orch.node.NODE.cp.ID.</summary>
+    /// <summary>Where the frames go: orch.node.NODE.OP.ID.</summary>
     public string Session { get; init; } = "";
 }
 

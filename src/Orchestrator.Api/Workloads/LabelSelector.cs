@@ -122,6 +122,12 @@ public sealed class LabelSelector
     /// 1-63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit; a DNS-like prefix.
     /// The one rule for selectors and for the labels a node is given (orchd --label).
     /// </summary>
+    /// <summary>Why key=value is not a label, in a sentence with the rule, or null when it is one.</summary>
+    public static string? Problem(string key, string value)
+        => !IsKey(key) ? $"'{key}' is not a valid label key; use [prefix/]name with a name of 1-63 letters, digits, '-', '_' or '.'"
+            : !IsValue(value) ? $"label '{key}' has the invalid value '{value}'; use at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
+            : null;
+
     public static bool IsKey(string key)
     {
         var slash = key.LastIndexOf('/');

@@ -2,7 +2,6 @@ using System.Buffers;
 using System.IO.Pipelines;
 using System.Net;
 using System.Net.Sockets;
-using System.Text.Json;
 using NATS.Client.Core;
 using Orchestrator.Api;
 using Orchestrator.Node.Reconcile;

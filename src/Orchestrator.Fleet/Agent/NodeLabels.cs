@@ -55,20 +55,13 @@ public sealed class NodeLabels
     /// </summary>
     public bool Change(IReadOnlyDictionary<string, string> set, IReadOnlyList<string> remove, bool overwrite)
     {
-        foreach (var (key, value) in set)
+        if (set.Select(kv => LabelSelector.Problem(kv.Key, kv.Value)).OfType<string>().FirstOrDefault() is { } problem)
         {
-            if (!LabelSelector.IsKey(key))
-            {
-                throw new NodeApiException($"'{key}' is not a valid label key; use [prefix/]name with a name of 1-63 letters, digits, '-', '_' or '.'");
-            }
-            if (!LabelSelector.IsValue(value))
-            {
-                throw new NodeApiException($"label '{key}' has the invalid value '{value}'; use at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit");
-            }
+            throw new NodeApiException(problem);
         }
-        foreach (var key in set.Keys.Concat(remove).Where(k => k == "arch"))
+        if (set.ContainsKey("arch") || remove.Contains("arch"))
         {
-            throw new NodeApiException(ErrorKind.Forbidden, $"'{key}' is the node's own architecture; it cannot be set or removed");
+            throw new NodeApiException(ErrorKind.Forbidden, "'arch' is the node's own architecture; it cannot be set or removed");
         }
         lock (_lock)
         {

@@ -14,7 +14,7 @@ namespace Orchestrator.Fleet.Agent;
 /// </summary>
 internal static class NodeSession
 {
-    /// <summary>Subscribes the session's subject, answers the open with it (<see cref="CopyOpened"/>), runs <paramref name="serve"/> on its frames, then unsubscribes.</summary>
+    /// <summary>Subscribes the session's subject, answers the open with it (<see cref="SessionOpened"/>), runs <paramref name="serve"/> on its frames, then unsubscribes.</summary>
     public static async Task RunAsync(INatsConnection connection, NatsMsg<byte[]> open, Func<INatsSub<byte[]>, Task> serve, CancellationToken cancellationToken)
     {
         var session = $"{open.Subject}.{Guid.NewGuid():N}";
@@ -22,7 +22,7 @@ internal static class NodeSession
         try
         {
             await connection.PingAsync(cancellationToken).ConfigureAwait(false); // the server has the SUB before the client hears of it
-            await open.ReplyAsync(JsonSerializer.SerializeToUtf8Bytes(new CopyOpened { Session = session }, FleetJsonContext.Default.CopyOpened), cancellationToken: cancellationToken).ConfigureAwait(false);
+            await open.ReplyAsync(JsonSerializer.SerializeToUtf8Bytes(new SessionOpened { Session = session }, FleetJsonContext.Default.SessionOpened), cancellationToken: cancellationToken).ConfigureAwait(false);
             await serve(frames).ConfigureAwait(false);
         }
         finally

@@ -156,15 +156,7 @@ internal static class ConfigValues
     /// <summary>Label keys and values follow Kubernetes' rules (<see cref="LabelSelector.IsKey"/>), so that users' selectors carry over.</summary>
     public static KeyValuePair<string, string> Label(string key, string value)
     {
-        if (!LabelSelector.IsKey(key))
-        {
-            throw new ConfigValueException($"'{key}' is not a valid label key; use [prefix/]name with a name of 1-63 letters, digits, '-', '_' or '.'");
-        }
-        if (!LabelSelector.IsValue(value))
-        {
-            throw new ConfigValueException($"label '{key}' has the invalid value '{value}'; use at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit");
-        }
-        return new(key, value);
+        return LabelSelector.Problem(key, value) is { } problem ? throw new ConfigValueException(problem) : new(key, value);
     }
 
     /// <summary>host or host:port, as image references name a registry.</summary>
