@@ -103,7 +103,7 @@ for entry in "${restricted[@]}"; do
     IFS=, read -ra names <<< "$rights"
     for r in "${names[@]}"; do
         case "$r" in
-            exec) deny+=('orch.node.*.exec') ;;
+            exec) deny+=('orch.node.*.exec' 'orch.node.*.exec.>') ;;
             cp) deny+=('orch.node.*.cp' 'orch.node.*.cp.>') ;;
             forward) deny+=('orch.node.*.port-forward' 'orch.node.*.port-forward.>') ;;
             *) echo "gen-fleet-users.sh: --operator-without: '$r' is not a right to take away (exec, cp, forward)" >&2; exit 2 ;;

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using System.Threading.Channels;
 using NATS.Client.Core;
 using Orchestrator.Api;
 
@@ -407,6 +408,78 @@ public sealed class NodeClient(INatsConnection connection, string node, TimeSpan
         }
     }
 
+    /// <summary>
+    /// exec -i / -t (<see cref="ExecFrames"/>): runs <paramref name="command"/> in the container with
+    /// <paramref name="input"/> as its stdin (none: /dev/null) and, with <paramref name="tty"/>, on a
+    /// terminal of <paramref name="rows"/> × <paramref name="cols"/> that follows
+    /// <paramref name="resizes"/>. Its output goes to <paramref name="output"/> as it comes (true:
+    /// stderr, which a terminal does not have apart); returns its exit code. Input is sent as it is
+    /// read and acked once the command took it, so a command that does not read holds it back.
+    /// </summary>
+    public async Task<int> ExecInteractiveAsync(string name, IReadOnlyList<string> command, Stream? input, bool tty, int rows, int cols,
+        Func<bool, ReadOnlyMemory<byte>, ValueTask> output, ChannelReader<(int Rows, int Cols)>? resizes = null, CancellationToken cancellationToken = default)
+    {
+        var request = new ExecRequest { Name = name, Command = command, Interactive = true, Stdin = input is not null, Tty = tty, Rows = rows, Cols = cols };
+        var session = (await RequestAsync(NodeOps.Exec, JsonSerializer.SerializeToUtf8Bytes(request, FleetJsonContext.Default.ExecRequest), FleetJsonContext.Default.SessionOpened, cancellationToken).ConfigureAwait(false)).Session;
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        async Task UpAsync(Stream from)
+        {
+            var buffer = new byte[64 * 1024 + 1];
+            buffer[0] = ExecFrames.Data;
+            while (true)
+            {
+                var n = await from.ReadAsync(buffer.AsMemory(1), stop.Token).ConfigureAwait(false);
+                if (n == 0)
+                {
+                    await SessionFrameAsync(session, [ExecFrames.End], stop.Token).ConfigureAwait(false);
+                    return;
+                }
+                await SessionFrameAsync(session, buffer[..(n + 1)], stop.Token, s_stalledTarget).ConfigureAwait(false);
+            }
+        }
+        async Task ResizeAsync(ChannelReader<(int Rows, int Cols)> sizes)
+        {
+            await foreach (var (r, c) in sizes.ReadAllAsync(stop.Token).ConfigureAwait(false))
+            {
+                var frame = new byte[5];
+                frame[0] = ExecFrames.Resize;
+                System.Buffers.Binary.BinaryPrimitives.WriteUInt16BigEndian(frame.AsSpan(1), (ushort)Math.Clamp(r, 1, ushort.MaxValue));
+                System.Buffers.Binary.BinaryPrimitives.WriteUInt16BigEndian(frame.AsSpan(3), (ushort)Math.Clamp(c, 1, ushort.MaxValue));
+                await SessionFrameAsync(session, frame, stop.Token).ConfigureAwait(false);
+            }
+        }
+        // Reading the input (a terminal) cannot be cancelled: once the command is done, that read is
+        // left behind rather than waited for, and what it fails with is observed here.
+        var up = input is null ? Task.CompletedTask : UpAsync(input);
+        var resizing = resizes is null ? Task.CompletedTask : ResizeAsync(resizes);
+        _ = up.ContinueWith(t => t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Default);
+        _ = resizing.ContinueWith(t => t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Default);
+        try
+        {
+            while (true)
+            {
+                if (up.IsFaulted)
+                {
+                    await up.ConfigureAwait(false); // the node refused the input: say why
+                }
+                var reply = await SessionFrameAsync(session, [ExecFrames.Read], stop.Token, TimeSpan.FromSeconds(ForwardFrames.ReadWaitSeconds + 20)).ConfigureAwait(false);
+                switch (reply[0])
+                {
+                    case ExecFrames.End:
+                        return JsonSerializer.Deserialize(reply.AsSpan(1), FleetJsonContext.Default.ExecStreamReply)?.ExitCode ?? 0;
+                    case ExecFrames.Data or ExecFrames.Stderr when reply.Length > 1:
+                        await output(reply[0] == ExecFrames.Stderr, reply.AsMemory(1)).ConfigureAwait(false);
+                        break;
+                }
+            }
+        }
+        finally
+        {
+            await stop.CancelAsync().ConfigureAwait(false);
+            await QuitSessionAsync(session).ConfigureAwait(false);
+        }
+    }
+
     /// <summary>Changes the node's own labels (kept on the node, carried by its heartbeat).</summary>
     public Task<LabelReply> LabelAsync(LabelRequest request, CancellationToken cancellationToken = default)
         => RequestAsync(NodeOps.Label, JsonSerializer.SerializeToUtf8Bytes(request, FleetJsonContext.Default.LabelRequest), FleetJsonContext.Default.LabelReply, cancellationToken);
@@ -425,7 +498,7 @@ public sealed class NodeClient(INatsConnection connection, string node, TimeSpan
         }
         catch (Exception e) when (e is NatsNoRespondersException or NatsNoReplyException)
         {
-            throw new NodeRequestException($"node '{node}' stopped answering (it restarted, or the connection was lost); the copy or forward ended there", e);
+            throw new NodeRequestException($"node '{node}' stopped answering (it restarted, or the connection was lost); the session (cp, port-forward or exec) ended there", e);
         }
         if (reply.Length == 0)
         {

@@ -265,18 +265,29 @@ public sealed partial class ContainerdClient : IDisposable
     }
 
     /// <summary>Adds a process to a running task (not started yet: <see cref="StartTask"/> with the exec id).</summary>
-    public void Exec(string id, string execId, ReadOnlySpan<byte> processJson, string stdout, string stderr)
+    /// <summary>A process in task <paramref name="id"/> (started by StartTask with its exec id): its stdio are FIFOs the shim opens; on a terminal, stdout carries it and stderr is empty.</summary>
+    public void Exec(string id, string execId, ReadOnlySpan<byte> processJson, string stdout, string stderr, string stdin = "", bool terminal = false)
     {
         var request = new ExecProcessRequest
         {
             ContainerId = id,
             ExecId = execId,
+            Stdin = stdin,
             Stdout = stdout,
             Stderr = stderr,
+            Terminal = terminal,
             Spec = new Any { TypeUrl = ProcessTypeUrl, Value = ByteString.CopyFrom(processJson) },
         };
         Call("exec in", id, () => _tasks.Exec(request, deadline: Deadline(60)));
     }
+
+    /// <summary>The terminal of an exec'd process gets a new size.</summary>
+    public void ResizePty(string id, string execId, uint cols, uint rows)
+        => Call("resize the terminal of", id, () => _tasks.ResizePty(new ResizePtyRequest { ContainerId = id, ExecId = execId, Width = cols, Height = rows }, deadline: Deadline(10)));
+
+    /// <summary>Closes an exec'd process's stdin (the shim closes its side of the FIFO: the process reads end-of-file).</summary>
+    public void CloseStdin(string id, string execId)
+        => Call("close stdin of", id, () => _tasks.CloseIO(new CloseIORequest { ContainerId = id, ExecId = execId, Stdin = true }, deadline: Deadline(10)));
 
     public IReadOnlyList<int> Pids(string id)
         => [.. Call("list the processes of", id, () => _tasks.ListPids(new ListPidsRequest { ContainerId = id }, deadline: Deadline(10))).Processes.Select(p => (int)p.Pid)];

@@ -104,6 +104,27 @@ public static partial class Libc
     [LibraryImport(LibcName, EntryPoint = "close", SetLastError = true)]
     public static partial int close(int fd);
 
+    [LibraryImport(LibcName, EntryPoint = "dup", SetLastError = true)]
+    public static partial int dup(int fd);
+
+    // <sys/ioctl.h>: a terminal's window size (struct winsize: rows, columns, then two unused
+    // pixel counts, 16 bits each). The numbers are the generic ones: x86-64 and arm64 alike.
+    public const uint TIOCGWINSZ = 0x5413, TIOCSWINSZ = 0x5414;
+
+    [StructLayout(LayoutKind.Sequential)]
+#pragma warning disable CS8981 // named as in C
+    public struct winsize
+#pragma warning restore CS8981
+    {
+        public ushort ws_row;
+        public ushort ws_col;
+        public ushort ws_xpixel;
+        public ushort ws_ypixel;
+    }
+
+    [LibraryImport(LibcName, EntryPoint = "ioctl", SetLastError = true)]
+    public static unsafe partial int ioctl(int fd, nuint request, winsize* size);
+
     [LibraryImport(LibcName, EntryPoint = "mkfifo", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     public static partial int mkfifo(string pathname, int mode);
 
@@ -124,7 +145,7 @@ public static partial class Libc
     public static partial int flock(int fd, int operation);
 
     // <poll.h>
-    public const short POLLIN = 1, POLLERR = 8, POLLHUP = 16, POLLNVAL = 32;
+    public const short POLLIN = 1, POLLOUT = 4, POLLERR = 8, POLLHUP = 16, POLLNVAL = 32;
 
     [StructLayout(LayoutKind.Sequential)]
 #pragma warning disable CS8981 // named as in C

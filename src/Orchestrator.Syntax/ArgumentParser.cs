@@ -66,6 +66,20 @@ public static class ArgumentParser
             var eq = arg.IndexOf('=', StringComparison.Ordinal);
             var inline = arg.StartsWith("--", StringComparison.Ordinal) && eq > 0;
             var name = inline ? arg[..eq] : arg;
+            if (flags.Find(name) is null && Grouped(arg, flags) is { } group)
+            {
+                // -it: short switches written together, as getopt takes them (the last may take a value).
+                foreach (var (one, last) in group.Select((f, k) => (f, k == group.Count - 1)))
+                {
+                    if (!one.TakesValue)
+                    {
+                        parsed.Given.Add((one, "true"));
+                        continue;
+                    }
+                    parsed.Given.Add((one, i + 1 < args.Count ? args[++i] : throw new UsageException(rules.MissingValueMessage("-" + arg[^1], one))));
+                }
+                continue;
+            }
             if (flags.Find(name) is not { } flag)
             {
                 switch (rules.Unknown)
@@ -103,6 +117,25 @@ public static class ArgumentParser
             parsed.Given.Add((flag, value));
         }
         return parsed;
+    }
+
+    /// <summary>The flags of a group of short switches (<c>-it</c>), each a known one-letter flag and only the last taking a value; null when it is not one.</summary>
+    private static List<Flag>? Grouped(string arg, FlagSet flags)
+    {
+        if (arg.Length < 3 || arg[1] == '-' || arg.Contains('=', StringComparison.Ordinal))
+        {
+            return null;
+        }
+        var group = new List<Flag>();
+        for (var k = 1; k < arg.Length; k++)
+        {
+            if (!char.IsAsciiLetter(arg[k]) || flags.Find("-" + arg[k]) is not { } one || (one.TakesValue && k < arg.Length - 1))
+            {
+                return null;
+            }
+            group.Add(one);
+        }
+        return group;
     }
 }
 

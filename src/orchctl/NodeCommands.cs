@@ -117,6 +117,10 @@ internal static class NodeCommands
                 {
                     throw new UsageException("exec needs a command after --, e.g. orchctl exec web-0 -- cat /etc/hostname");
                 }
+                if (parsed.Has("--stdin") || parsed.Has("--tty"))
+                {
+                    return await ExecCommand.RunAsync(client, Name(), rest, parsed.Has("--stdin"), parsed.Has("--tty")).ConfigureAwait(false);
+                }
                 return await ExecAsync(client, Name(), rest, timeout).ConfigureAwait(false);
             case "inspect":
                 var inspected = await client.InspectAsync(Name()).ConfigureAwait(false);

@@ -161,6 +161,9 @@ public sealed class BackendChoiceTests : IDisposable
         public Task<ExecExit> ExecStreamAsync(string id, IReadOnlyList<string> command, ExecOutputSink output, TimeSpan timeout, CancellationToken cancellationToken)
             => Task.FromResult(new ExecExit(0, false));
 
+        public Task<InteractiveProcess> ExecInteractiveAsync(string id, IReadOnlyList<string> command, InteractiveOptions options, CancellationToken cancellationToken)
+            => throw new NotSupportedException("the fake driver runs no processes");
+
         public CgroupStats? Stats(string id) => null;
 
         public IReadOnlyList<string> List()

@@ -23,6 +23,23 @@ public sealed class ArgumentParserTests
     }
 
     [Fact]
+    public void Short_switches_go_together_as_getopt_takes_them_and_only_the_last_may_take_a_value()
+    {
+        var flags = new FlagSet().Switch("-i", "--stdin").Switch("-t", "--tty").Value("-n", "--node");
+        var parsed = ArgumentParser.Parse(["-it", "web-0", "-ti", "-tn", "gw-01", "--", "sh"], flags);
+        Assert.True(parsed.Has("--stdin"));
+        Assert.True(parsed.Has("--tty"));
+        Assert.Equal("gw-01", parsed.Value("--node"));
+        Assert.Equal(["web-0"], parsed.Positional);
+        Assert.Equal(["sh"], parsed.AfterDashDash);
+        // Not a group: a value flag inside it, a letter no flag has, a long flag, a negative number.
+        Assert.Throws<UsageException>(() => ArgumentParser.Parse(["-nt", "gw-01"], flags));
+        Assert.Throws<UsageException>(() => ArgumentParser.Parse(["-ix"], flags));
+        Assert.Throws<UsageException>(() => ArgumentParser.Parse(["-tn"], flags));
+        Assert.Equal(["-12"], ArgumentParser.Parse(["-12"], flags, new ParseRules { Unknown = UnknownFlagRule.Positional }).Positional);
+    }
+
+    [Fact]
     public void Nothing_after_dash_dash_is_a_flag()
     {
         var parsed = ArgumentParser.Parse(["web-0", "--", "sh", "-c", "--output"], s_flags);

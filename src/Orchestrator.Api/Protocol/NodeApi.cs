@@ -1,3 +1,5 @@
+using System.Text.Json.Serialization;
+
 namespace Orchestrator.Api;
 
 /// <summary>The node API's operations: the last token of <c>orch.node.&lt;node&gt;.&lt;op&gt;</c>.</summary>
@@ -67,6 +69,40 @@ public sealed record ExecRequest
     public bool Stream { get; init; }
     /// <summary>stream: a subject the client answers; the node asks it every few seconds and kills the command when nobody does.</summary>
     public string? AliveSubject { get; init; }
+    /// <summary>
+    /// exec -i / -t: open a session (<see cref="SessionOpened"/>, then <see cref="ExecFrames"/>)
+    /// instead of streaming: the client's input goes to the command, the output comes back as it
+    /// is written, the terminal follows the client's window. No timeout: it ends when the command
+    /// does, or when the client quits or goes away.
+    /// </summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
+    public bool Interactive { get; init; }
+    /// <summary>interactive: the client's input goes to the command's stdin (without: /dev/null).</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
+    public bool Stdin { get; init; }
+    /// <summary>interactive: the command runs on a terminal (stdout and stderr are one stream then) of <see cref="Rows"/> × <see cref="Cols"/>.</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
+    public bool Tty { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
+    public int Rows { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
+    public int Cols { get; init; }
+}
+
+/// <summary>
+/// An interactive exec's frames (first byte: what the rest is), each a request the node answers,
+/// as port-forward's (<see cref="ForwardFrames"/>, whose bytes these share). Client to command:
+/// Data (written to its stdin before the Ack), End (stdin closed; on a terminal, end-of-file
+/// typed), Resize (4 bytes: rows and columns, big-endian 16 bits each). Command to client: Read,
+/// answered with Data (stdout, or the terminal), Stderr (stderr, without a terminal), an empty
+/// Data after <see cref="ForwardFrames.ReadWaitSeconds"/> without output, or End followed by an
+/// <see cref="ExecStreamReply"/> with the exit code once the output is drained and the command has
+/// exited. Quit kills the command. Error (+ an <see cref="ErrorReply"/>) answers a frame that failed.
+/// </summary>
+public static class ExecFrames
+{
+    public const byte Data = ForwardFrames.Data, End = ForwardFrames.End, Ack = ForwardFrames.Ack, Read = ForwardFrames.Read,
+        Error = ForwardFrames.Error, Quit = ForwardFrames.Quit, Stderr = (byte)'S', Resize = (byte)'W';
 }
 
 /// <summary>

@@ -22,6 +22,7 @@ public sealed class NodeApiStreams(Supervisor supervisor)
 {
     private readonly NodeApiCopy _copy = new(supervisor);
     private readonly NodeApiPortForward _forward = new(supervisor);
+    private readonly NodeApiExec _interactive = new(supervisor);
 
     /// <summary>Serves <paramref name="msg"/> when it asks for a streamed answer and says what it served (for the log); null (nothing sent) otherwise.</summary>
     public async Task<string?> TryServeAsync(INatsConnection connection, NatsMsg<byte[]> msg, string op, CancellationToken cancellationToken)
@@ -31,6 +32,9 @@ public sealed class NodeApiStreams(Supervisor supervisor)
             case NodeOps.Logs when TryParse(msg.Data, FleetJsonContext.Default.LogsRequest) is { Follow: true, Previous: false, AliveSubject.Length: > 0 } logs:
                 await s_followLogs.RunAsync(connection, msg, logs.AliveSubject, (writer, stop) => FollowLogsAsync(logs, writer, stop), cancellationToken).ConfigureAwait(false);
                 return $"logs -f of {logs.Name}";
+            case NodeOps.Exec when TryParse(msg.Data, FleetJsonContext.Default.ExecRequest) is { Interactive: true } interactive:
+                await _interactive.ServeAsync(connection, msg, interactive, cancellationToken).ConfigureAwait(false);
+                return $"exec{(interactive.Stdin ? " -i" : "")}{(interactive.Tty ? " -t" : "")} in {interactive.Name}";
             case NodeOps.Exec when TryParse(msg.Data, FleetJsonContext.Default.ExecRequest) is { Stream: true, AliveSubject.Length: > 0 } exec:
                 await s_exec.RunAsync(connection, msg, exec.AliveSubject, (writer, stop) => ExecAsync(exec, writer, stop), cancellationToken).ConfigureAwait(false);
                 return $"exec in {exec.Name}";

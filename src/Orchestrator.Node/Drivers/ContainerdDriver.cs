@@ -293,6 +293,154 @@ public sealed class ContainerdDriver : ITaskDriver, IDisposable
         }
     }
 
+    public Task<InteractiveProcess> ExecInteractiveAsync(string id, IReadOnlyList<string> command, InteractiveOptions options, CancellationToken cancellationToken)
+    {
+        var process = ProcessSpec(id);
+        process.Args = [.. command];
+        process.Terminal = options.Tty;
+        ushort rows = options.Rows is > 0 ? options.Rows : (ushort)24, cols = options.Cols is > 0 ? options.Cols : (ushort)80;
+        process.ConsoleSize = options.Tty ? new ConsoleSize { Height = rows, Width = cols } : null;
+        var json = JsonSerializer.SerializeToUtf8Bytes(process, SpecJsonContext.Default.ProcessSpec);
+
+        var execId = "exec-" + Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(6));
+        var dir = Directory.CreateDirectory(Path.Combine(_execDir, execId)).FullName;
+        var stdout = Path.Combine(dir, "stdout");
+        var stderr = options.Tty ? "" : Path.Combine(dir, "stderr");
+        var stdin = options.Stdin ? Path.Combine(dir, "stdin") : "";
+        int outRead = -1, errRead = -1, inWrite = -1;
+        var created = false;
+        try
+        {
+            outRead = OpenFifo(stdout);
+            errRead = options.Tty ? -1 : OpenFifo(stderr);
+            if (options.Stdin)
+            {
+                // Read and write, so the open does not wait for the shim; closing it is the shim's end-of-file.
+                if (mkfifo(stdin, 0x180) != 0)
+                {
+                    throw LinuxException.FromLastError("mkfifo", stdin);
+                }
+                inWrite = open(stdin, O_RDWR | O_NONBLOCK | O_CLOEXEC, 0);
+                if (inWrite < 0)
+                {
+                    throw LinuxException.FromLastError("open", stdin);
+                }
+            }
+            _client.Exec(id, execId, json, stdout, stderr, stdin, options.Tty);
+            created = true;
+            var wait = _client.WaitAsync(id, execId, _stopping.Token);
+            _client.StartTask(id, execId);
+            return Task.FromResult<InteractiveProcess>(new ContainerdInteractive(this, id, execId, dir, wait, options, inWrite, outRead, errRead));
+        }
+        catch
+        {
+            foreach (var fd in (int[])[outRead, errRead, inWrite])
+            {
+                if (fd >= 0)
+                {
+                    close(fd);
+                }
+            }
+            if (created)
+            {
+                try
+                {
+                    _client.Kill(id, 9, all: false, execId);
+                    _client.DeleteProcess(id, execId);
+                }
+                catch (ContainerdException)
+                {
+                }
+            }
+            TryDelete(dir);
+            throw;
+        }
+    }
+
+    private static void TryDelete(string dir)
+    {
+        try
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+        catch (IOException)
+        {
+        }
+    }
+
+    /// <summary>An interactive exec through containerd: the shim's FIFOs (and, on a terminal, the pty it made and resizes).</summary>
+    private sealed class ContainerdInteractive : InteractiveProcess
+    {
+        private readonly ContainerdDriver _driver;
+        private readonly string _id, _execId, _dir;
+        private readonly Task<int> _exited;
+
+        public ContainerdInteractive(ContainerdDriver driver, string id, string execId, string dir, Task<(int Status, DateTimeOffset At)> wait, InteractiveOptions options, int input, int output, int errors)
+        {
+            (_driver, _id, _execId, _dir) = (driver, id, execId, dir);
+            Tty = options.Tty;
+            Input = input;
+            Output = output;
+            Errors = errors;
+            _exited = ExitOf(wait);
+        }
+
+        private static async Task<int> ExitOf(Task<(int Status, DateTimeOffset At)> wait) => (await wait.ConfigureAwait(false)).Status;
+
+        public override Task<int> Exited => _exited;
+
+        public override void Resize(ushort rows, ushort cols)
+        {
+            if (Tty && rows > 0 && cols > 0 && !_exited.IsCompleted)
+            {
+                Ignore(() => _driver._client.ResizePty(_id, _execId, cols, rows));
+            }
+        }
+
+        public override void Kill()
+        {
+            if (!_exited.IsCompleted)
+            {
+                Ignore(() => _driver._client.Kill(_id, 9, all: false, _execId));
+            }
+        }
+
+        public override void CloseInput()
+        {
+            base.CloseInput();
+            if (!Tty && !_exited.IsCompleted)
+            {
+                Ignore(() => _driver._client.CloseStdin(_id, _execId));
+            }
+        }
+
+        public override async ValueTask DisposeAsync()
+        {
+            Kill();
+            try
+            {
+                await _exited.WaitAsync(TimeSpan.FromSeconds(10)).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is ContainerdException or TimeoutException or OperationCanceledException)
+            {
+            }
+            Ignore(() => _driver._client.DeleteProcess(_id, _execId));
+            await base.DisposeAsync().ConfigureAwait(false);
+            TryDelete(_dir);
+        }
+
+        private static void Ignore(Action action)
+        {
+            try
+            {
+                action();
+            }
+            catch (ContainerdException)
+            {
+            }
+        }
+    }
+
     private static int OpenFifo(string path)
     {
         if (mkfifo(path, 0x180) != 0)

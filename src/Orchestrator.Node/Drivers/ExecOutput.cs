@@ -82,7 +82,7 @@ internal static class ExecOutput
     private static void Pump(int outFd, int errFd, ExecOutputSink sink, Func<bool> exited, CancellationToken stop)
     {
         int[] fds = [outFd, errFd];
-        bool[] open = [true, true];
+        bool[] open = [outFd >= 0, errFd >= 0];
         var buffer = new byte[16 * 1024];
         var quietSince = DateTime.UtcNow;
         DateTime? exitedAt = null;

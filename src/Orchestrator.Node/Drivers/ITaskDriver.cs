@@ -53,6 +53,13 @@ public interface ITaskDriver
     /// </summary>
     Task<ExecExit> ExecStreamAsync(string id, IReadOnlyList<string> command, ExecOutputSink output, TimeSpan timeout, CancellationToken cancellationToken);
 
+    /// <summary>
+    /// Starts <paramref name="command"/> in container <paramref name="id"/> as the container's own
+    /// process runs, for `exec -i` / `exec -t`: with the caller's input, on a terminal of the
+    /// given size when asked. The caller relays its ends and disposes of it (which kills it).
+    /// </summary>
+    Task<InteractiveProcess> ExecInteractiveAsync(string id, IReadOnlyList<string> command, InteractiveOptions options, CancellationToken cancellationToken);
+
     CgroupStats? Stats(string id);
 
     /// <summary>The ids the runtime knows about (running or not).</summary>

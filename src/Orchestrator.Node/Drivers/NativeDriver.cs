@@ -160,6 +160,131 @@ public sealed class NativeDriver(string runtimeRoot, ExitWatcher watcher) : ITas
         }
     }
 
+    public Task<InteractiveProcess> ExecInteractiveAsync(string id, IReadOnlyList<string> command, InteractiveOptions options, CancellationToken cancellationToken)
+    {
+        var spec = SpecReader.Read(_runtime.Store.Load(id).Bundle).Process!;
+        spec.Args = [.. command];
+        spec.Terminal = options.Tty;
+        spec.ConsoleSize = options.Tty ? new ConsoleSize { Height = options.Rows is > 0 ? options.Rows : (ushort)24, Width = options.Cols is > 0 ? options.Cols : (ushort)80 } : null;
+        var devNull = open("/dev/null", O_RDWR | O_CLOEXEC, 0);
+        var (inRead, inWrite) = options.Stdin && !options.Tty ? Pipe() : (-1, -1);
+        var (outRead, outWrite) = options.Tty ? (-1, -1) : Pipe();
+        var (errRead, errWrite) = options.Tty ? (-1, -1) : Pipe();
+        SpawnedProcess process;
+        try
+        {
+            // On a terminal the runtime makes its side the process's stdio (stdio given here would replace it).
+            process = _runtime.LaunchExec(id, spec, options.Tty ? ContainerIo.Inherit
+                : new ContainerIo(inRead >= 0 ? inRead : devNull, outWrite, errWrite));
+        }
+        catch
+        {
+            foreach (var fd in (int[])[inWrite, outRead, errRead])
+            {
+                if (fd >= 0)
+                {
+                    close(fd);
+                }
+            }
+            throw;
+        }
+        finally
+        {
+            foreach (var fd in (int[])[devNull, inRead, outWrite, errWrite])
+            {
+                if (fd >= 0)
+                {
+                    close(fd);
+                }
+            }
+        }
+        return Task.FromResult<InteractiveProcess>(new NativeInteractive(process, options, inWrite, outRead, errRead));
+    }
+
+    /// <summary>An interactive exec of the native runtime: a process of ours (reaped through its pidfd), on pipes or on the terminal the runtime made.</summary>
+    private sealed class NativeInteractive : InteractiveProcess
+    {
+        private readonly SpawnedProcess _process;
+        private readonly int _master = -1;
+        private readonly TaskCompletionSource<int> _exited = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private int _reaped;
+
+        public NativeInteractive(SpawnedProcess process, InteractiveOptions options, int input, int output, int errors)
+        {
+            _process = process;
+            Tty = options.Tty;
+            if (options.Tty)
+            {
+                // The master, three ways: input, output (the pump closes its copy) and resizes.
+                _master = (int)process.ConsoleMaster!.DangerousGetHandle();
+                Output = dup(_master);
+                Input = options.Stdin ? dup(_master) : -1;
+            }
+            else
+            {
+                Input = input;
+                Output = output;
+                Errors = errors;
+            }
+            if (Input >= 0)
+            {
+                fcntl(Input, 4 /* F_SETFL */, O_NONBLOCK);
+            }
+            // The wait has a thread of its own, as the exec pump does: a thread pool thread held for
+            // a whole shell session (two cores: two of them) would starve the rest of orchd.
+            new Thread(Reap) { IsBackground = true, Name = "exec -i wait" }.Start();
+        }
+
+        public override Task<int> Exited => _exited.Task;
+
+        private void Reap()
+        {
+            try
+            {
+                while (!PollOnce(_process.PidFd, 1000))
+                {
+                }
+                var code = _process.WaitForExit();
+                Volatile.Write(ref _reaped, 1);
+                _exited.TrySetResult(code);
+            }
+            catch (Exception e)
+            {
+                _exited.TrySetException(e);
+            }
+        }
+
+        public override void Resize(ushort rows, ushort cols)
+        {
+            if (_master >= 0 && rows > 0 && cols > 0)
+            {
+                SetWindowSize(_master, rows, cols);
+            }
+        }
+
+        public override void Kill()
+        {
+            if (Volatile.Read(ref _reaped) == 0)
+            {
+                kill(_process.Pid, 9); // ours until reaped: the pid cannot have been reused
+            }
+        }
+
+        public override async ValueTask DisposeAsync()
+        {
+            Kill();
+            try
+            {
+                await _exited.Task.ConfigureAwait(false);
+            }
+            catch (LinuxException)
+            {
+            }
+            await base.DisposeAsync().ConfigureAwait(false);
+            _process.Dispose(); // the pidfd and the master
+        }
+    }
+
     /// <summary>Waits for a pidfd to become readable (the process exited) on the thread pool, in slices so cancellation is prompt.</summary>
     private static async Task<bool> WaitAsync(int pidfd, TimeSpan timeout, CancellationToken cancellationToken)
     {

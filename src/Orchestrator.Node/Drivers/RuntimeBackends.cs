@@ -117,6 +117,9 @@ public sealed class RuntimeBackends : ITaskDriver
     public Task<ExecExit> ExecStreamAsync(string id, IReadOnlyList<string> command, ExecOutputSink output, TimeSpan timeout, CancellationToken cancellationToken)
         => Owner(id).ExecStreamAsync(id, command, output, timeout, cancellationToken);
 
+    public Task<InteractiveProcess> ExecInteractiveAsync(string id, IReadOnlyList<string> command, InteractiveOptions options, CancellationToken cancellationToken)
+        => Owner(id).ExecInteractiveAsync(id, command, options, cancellationToken);
+
     public CgroupStats? Stats(string id) => Owner(id).Stats(id);
 
     public Orchestrator.Node.Images.IImageSource? ImagesFor(WorkloadRuntime? runtime)

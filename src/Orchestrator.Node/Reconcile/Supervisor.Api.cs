@@ -382,6 +382,16 @@ public sealed partial class Supervisor
     }
 
     /// <summary>
+    /// Starts an interactive process in a running container (`exec -i` / `exec -t`); the caller
+    /// relays it and disposes of it, which kills it if it still runs.
+    /// </summary>
+    public async Task<InteractiveProcess> ExecInteractiveAsync(string name, IReadOnlyList<string> command, InteractiveOptions options, CancellationToken cancellationToken)
+    {
+        await ExecCheckAsync(name, command).ConfigureAwait(false);
+        return await _driver.ExecInteractiveAsync(name, command, options, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
     /// The root of a running container as its processes see it, mounts and all (/proc/PID/root,
     /// held open): what cp reads and writes through. Checked against pid reuse.
     /// </summary>

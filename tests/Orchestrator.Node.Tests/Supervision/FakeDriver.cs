@@ -121,6 +121,9 @@ internal sealed class FakeDriver(TimeProvider clock) : ITaskDriver
         }
     }
 
+    public Task<InteractiveProcess> ExecInteractiveAsync(string id, IReadOnlyList<string> command, InteractiveOptions options, CancellationToken cancellationToken)
+        => throw new NotSupportedException("the fake driver runs no processes");
+
     public Task<ExecExit> ExecStreamAsync(string id, IReadOnlyList<string> command, ExecOutputSink output, TimeSpan timeout, CancellationToken cancellationToken)
     {
         int count;

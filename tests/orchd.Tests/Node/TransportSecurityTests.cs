@@ -232,7 +232,7 @@ public sealed class TransportSecurityTests
         }
         var errors = new ConcurrentQueue<string>();
         await using var viewer = await fleet.ConnectAsync(fleet.Seed("viewer"), errors: errors);
-        foreach (var subject in new[] { "orch.node.node-a.exec", "orch.node.node-a.cp", "orch.node.node-a.cp.0123", "orch.node.node-a.port-forward", "orch.node.node-a.port-forward.0123" })
+        foreach (var subject in new[] { "orch.node.node-a.exec", "orch.node.node-a.exec.0123", "orch.node.node-a.cp", "orch.node.node-a.cp.0123", "orch.node.node-a.port-forward", "orch.node.node-a.port-forward.0123" })
         {
             Assert.Null(await Delivered(viewer, subject));
         }
@@ -242,6 +242,7 @@ public sealed class TransportSecurityTests
         await using var noForward = await fleet.ConnectAsync(fleet.Seed("no-forward"));
         Assert.Null(await Delivered(noForward, "orch.node.node-a.port-forward"));
         Assert.Equal("orch.node.node-a.exec", await Delivered(noForward, "orch.node.node-a.exec"));
+        Assert.Equal("orch.node.node-a.exec.0123", await Delivered(noForward, "orch.node.node-a.exec.0123"));
         Assert.Equal("orch.node.node-a.cp", await Delivered(noForward, "orch.node.node-a.cp"));
     }
 

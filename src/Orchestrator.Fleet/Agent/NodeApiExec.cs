@@ -1,0 +1,170 @@
+using System.Buffers.Binary;
+using System.Text.Json;
+using System.Threading.Channels;
+using NATS.Client.Core;
+using Orchestrator.Api;
+using Orchestrator.Node.Drivers;
+using Orchestrator.Node.Reconcile;
+
+namespace Orchestrator.Fleet.Agent;
+
+/// <summary>
+/// The node's side of `orchctl exec -i` / `-t` (<see cref="ExecRequest.Interactive"/>,
+/// <see cref="ExecFrames"/>): a process in the container whose input comes from the client's
+/// Data frames and whose output is read ahead (at most 64 frames of up to 16 KiB, then the
+/// process waits on its next write) and handed over on Read frames, in a session as
+/// port-forward's. The process is killed when the client quits, goes quiet for
+/// <see cref="ForwardFrames.IdleSeconds"/> (it went away) or orchd stops.
+/// </summary>
+internal sealed class NodeApiExec(Supervisor supervisor)
+{
+    private static readonly byte[] s_ack = [ExecFrames.Ack];
+    private static readonly byte[] s_empty = [ExecFrames.Data];
+
+    public async Task ServeAsync(INatsConnection connection, NatsMsg<byte[]> msg, ExecRequest request, CancellationToken cancellationToken)
+    {
+        InteractiveProcess process;
+        try
+        {
+            if (request.Rows is < 0 or > ushort.MaxValue || request.Cols is < 0 or > ushort.MaxValue)
+            {
+                throw new NodeApiException($"a terminal of {request.Rows} rows and {request.Cols} columns cannot be made; give 1 to 65535 of each (or 0 for 24 × 80)");
+            }
+            process = await supervisor.ExecInteractiveAsync(request.Name, request.Command,
+                new InteractiveOptions(request.Stdin, request.Tty, (ushort)request.Rows, (ushort)request.Cols), cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (NodeApiResponder.IsRequestError(e))
+        {
+            await msg.ReplyAsync(NodeApiResponder.Error(e), cancellationToken: cancellationToken).ConfigureAwait(false);
+            return;
+        }
+        await using (process.ConfigureAwait(false))
+        {
+            await NodeSession.RunAsync(connection, msg, frames => RelayAsync(process, frames, cancellationToken), cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    private static async Task RelayAsync(InteractiveProcess process, INatsSub<byte[]> frames, CancellationToken cancellationToken)
+    {
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        var output = Channel.CreateBounded<byte[]>(new BoundedChannelOptions(64) { SingleReader = true, SingleWriter = true });
+        var pump = process.PumpOutputAsync(
+            (kind, data, ct) => output.Writer.WriteAsync([kind == ExecOutputKind.Stderr ? ExecFrames.Stderr : ExecFrames.Data, .. data.Span], ct), stop.Token);
+        var finished = FinishAsync(process, pump, output.Writer);
+        var answering = Task.CompletedTask;
+        try
+        {
+            while (await NodeSession.NextAsync(frames, ForwardFrames.IdleSeconds, stop.Token).ConfigureAwait(false) is { } frame)
+            {
+                switch (frame.Data)
+                {
+                    case [ExecFrames.Data, ..]:
+                        if (process.Input < 0)
+                        {
+                            await frame.ReplyAsync(Error("the command has no stdin: exec with -i to send it input"), cancellationToken: stop.Token).ConfigureAwait(false);
+                            return;
+                        }
+                        // Written before the ack (a command that does not read holds the client back);
+                        // on the thread pool, as a write may wait for it.
+                        var data = frame.Data;
+                        var written = await Task.Run(() => process.Write(data.AsSpan(1), stop.Token), stop.Token).ConfigureAwait(false);
+                        // A command that closed its stdin (or exited) takes no more: the rest is dropped, as a shell's would be.
+                        _ = written;
+                        await frame.ReplyAsync(s_ack, cancellationToken: stop.Token).ConfigureAwait(false);
+                        break;
+                    case [ExecFrames.End, ..]:
+                        process.CloseInput();
+                        await frame.ReplyAsync(s_ack, cancellationToken: stop.Token).ConfigureAwait(false);
+                        break;
+                    case [ExecFrames.Resize, _, _, _, _]:
+                        process.Resize(BinaryPrimitives.ReadUInt16BigEndian(frame.Data.AsSpan(1)), BinaryPrimitives.ReadUInt16BigEndian(frame.Data.AsSpan(3)));
+                        await frame.ReplyAsync(s_ack, cancellationToken: stop.Token).ConfigureAwait(false);
+                        break;
+                    case [ExecFrames.Read, ..]:
+                        // Answered on its own: a read waits for output while input keeps coming.
+                        await answering.ConfigureAwait(false); // a client asks one read at a time
+                        var read = frame;
+                        answering = Task.Run(async () => await read.ReplyAsync(await TakeAsync(output.Reader, process, stop.Token).ConfigureAwait(false), cancellationToken: stop.Token).ConfigureAwait(false), CancellationToken.None);
+                        break;
+                    case [ExecFrames.Quit, ..]:
+                        return;
+                    default:
+                        await frame.ReplyAsync(Error("an exec frame starts with D, E, W (and 4 bytes), R or Q"), cancellationToken: stop.Token).ConfigureAwait(false);
+                        return;
+                }
+            }
+        }
+        catch (OperationCanceledException) when (stop.IsCancellationRequested)
+        {
+        }
+        finally
+        {
+            process.Kill(); // quit, gone quiet, or done: nothing of the session keeps running
+            await stop.CancelAsync().ConfigureAwait(false);
+            foreach (var task in (Task[])[answering, finished])
+            {
+                try
+                {
+                    await task.ConfigureAwait(false);
+                }
+                catch (Exception)
+                {
+                    // the client is gone or the node stops
+                }
+            }
+        }
+    }
+
+    /// <summary>Completes the output once it is drained and the process has exited.</summary>
+    private static async Task FinishAsync(InteractiveProcess process, Task pump, ChannelWriter<byte[]> output)
+    {
+        try
+        {
+            await pump.ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+        }
+        finally
+        {
+            try
+            {
+                await process.Exited.ConfigureAwait(false);
+            }
+            finally
+            {
+                output.TryComplete();
+            }
+        }
+    }
+
+    /// <summary>The next piece of output (Data or Stderr), an empty Data after a while without any, or End with the exit code.</summary>
+    private static async Task<byte[]> TakeAsync(ChannelReader<byte[]> output, InteractiveProcess process, CancellationToken cancellationToken)
+    {
+        using var wait = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        wait.CancelAfter(TimeSpan.FromSeconds(ForwardFrames.ReadWaitSeconds));
+        try
+        {
+            if (await output.WaitToReadAsync(wait.Token).ConfigureAwait(false) && output.TryRead(out var piece))
+            {
+                return piece;
+            }
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            return s_empty; // nothing for a while: the client asks again
+        }
+        int code;
+        try
+        {
+            code = await process.Exited.ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            return Error($"the command's exit could not be read: {e.Message}");
+        }
+        return [ExecFrames.End, .. JsonSerializer.SerializeToUtf8Bytes(new ExecStreamReply { More = false, ExitCode = code }, FleetJsonContext.Default.ExecStreamReply)];
+    }
+
+    private static byte[] Error(string message) => [ExecFrames.Error, .. NodeApiResponder.Error(message, ErrorKind.Invalid)];
+}
