@@ -29,7 +29,14 @@ internal static class Terminal
         void Handler(System.Runtime.InteropServices.PosixSignalContext context)
         {
             context.Cancel = true;
-            cancellation.Cancel();
+            try
+            {
+                cancellation.Cancel();
+            }
+            catch (ObjectDisposedException)
+            {
+                // the signal came as the command was ending: it has nothing left to cancel
+            }
         }
         return new Registrations(System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGINT, Handler),
             System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGTERM, Handler));

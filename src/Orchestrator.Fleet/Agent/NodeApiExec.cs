@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Buffers.Binary;
 using System.Text.Json;
 using System.Threading.Channels;
@@ -11,8 +12,8 @@ namespace Orchestrator.Fleet.Agent;
 /// <summary>
 /// The node's side of `orchctl exec -i` / `-t` (<see cref="ExecRequest.Interactive"/>,
 /// <see cref="ExecFrames"/>): a process in the container whose input comes from the client's
-/// Data frames and whose output is read ahead (at most 64 frames of up to 16 KiB, then the
-/// process waits on its next write) and handed over on Read frames, in a session as
+/// Data frames and whose output is read ahead (at most 64 reads of up to 16 KiB, then the
+/// process waits on its next write) and handed over on Read frames, as much as is there (up to 256 KiB) in one answer, in a session as
 /// port-forward's. The process is killed when the client quits, goes quiet for
 /// <see cref="ForwardFrames.IdleSeconds"/> (it went away) or orchd stops.
 /// </summary>
@@ -147,7 +148,19 @@ internal sealed class NodeApiExec(Supervisor supervisor)
         {
             if (await output.WaitToReadAsync(wait.Token).ConfigureAwait(false) && output.TryRead(out var piece))
             {
-                return piece;
+                // Whatever else of the same stream is read ahead goes in the same answer (up to
+                // 256 KiB): a command that writes a line at a time is not a round trip per line.
+                if (!output.TryPeek(out var next) || next[0] != piece[0])
+                {
+                    return piece;
+                }
+                var joined = new ArrayBufferWriter<byte>(64 * 1024);
+                joined.Write(piece);
+                while (joined.WrittenCount < ForwardFrames.MaxData && output.TryPeek(out next) && next[0] == piece[0] && output.TryRead(out next))
+                {
+                    joined.Write(next.AsSpan(1));
+                }
+                return joined.WrittenSpan.ToArray();
             }
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)

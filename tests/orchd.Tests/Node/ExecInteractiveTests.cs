@@ -16,7 +16,7 @@ namespace Orchestrator.Daemon.Tests.Node;
 /// </summary>
 [Trait("Category", "Privileged")]
 [Collection(NodeTests.Collection)]
-public sealed class ExecInteractiveTests
+public sealed class ExecInteractiveTests(ITestOutputHelper output)
 {
     private static readonly TimeSpan s_wait = TimeSpan.FromSeconds(60);
 
@@ -152,6 +152,102 @@ public sealed class ExecInteractiveTests
         Assert.True(piped.Code == 0, piped.All);
         Assert.Equal("no-tty\ntyped\n", piped.Out);
         Assert.Contains("unable to use a TTY", piped.Err, StringComparison.Ordinal);
+    }
+
+    private static long RssKiB(int pid)
+    {
+        var line = File.ReadLines($"/proc/{pid}/status").First(l => l.StartsWith("VmRSS:", StringComparison.Ordinal));
+        return long.Parse(line["VmRSS:".Length..].Trim().Split(' ')[0], System.Globalization.CultureInfo.InvariantCulture);
+    }
+
+    [Fact(Timeout = 240_000)]
+    public async Task A_fast_producer_is_held_back_by_a_reader_that_does_not_read_and_loses_nothing()
+    {
+        await using var node = await NodeHost.StartAsync();
+        await node.Client.RunAsync(Box("box"));
+        await node.WaitForAsync("box", c => c.State == ContainerState.Running, s_wait, "running");
+
+        // orchctl's stdout is a pipe nobody reads for 8 s: the producer (a shell counting, as fast as it can
+        // write) must wait for it, and neither orchd nor orchctl may hold what it wrote meanwhile.
+        var psi = new System.Diagnostics.ProcessStartInfo(Repo.Binary("orchctl"))
+        {
+            RedirectStandardOutput = true, RedirectStandardInput = true, RedirectStandardError = true, UseShellExecute = false,
+        };
+        foreach (var arg in (string[])["--server", node.Nats!.Url, "-n", node.NodeName, "exec", "-i", "box", "--", "sh", "-c", "i=0; while :; do i=$((i+1)); echo $i; done"])
+        {
+            psi.ArgumentList.Add(arg);
+        }
+        psi.Environment["ORCH_CONFIG"] = "/nonexistent/orchctl-config.yaml";
+        var orchdBefore = node.Daemon.RssKiB();
+        using var orchctl = System.Diagnostics.Process.Start(psi)!;
+        var stderr = orchctl.StandardError.ReadToEndAsync();
+        try
+        {
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            while (await CountAsync(node, "box", "sh -c i=0") != 1)
+            {
+                if (orchctl.HasExited)
+                {
+                    Assert.Fail($"orchctl exited {orchctl.ExitCode}: {await stderr}");
+                }
+                Assert.True(clock.Elapsed < s_wait, $"no counter in the container: {(await node.Client.ExecAsync("box", ["ps", "-o", "args"])).Stdout}");
+                await Task.Delay(200);
+            }
+            var orchctlBefore = RssKiB(orchctl.Id);
+            await Task.Delay(TimeSpan.FromSeconds(8));
+            var orchdGrowth = node.Daemon.RssKiB() - orchdBefore;
+            var orchctlGrowth = RssKiB(orchctl.Id) - orchctlBefore;
+            output.WriteLine($"while nobody read for 8 s: orchd grew {orchdGrowth} KiB, orchctl {orchctlGrowth} KiB");
+            Assert.True(orchdGrowth < 48 * 1024, $"orchd grew by {orchdGrowth} KiB while nobody read the output");
+            Assert.True(orchctlGrowth < 48 * 1024, $"orchctl grew by {orchctlGrowth} KiB while nobody read its stdout");
+            // Then read: the numbers come in order from 1, none lost or doubled (for 20 s).
+            var reading = System.Diagnostics.Stopwatch.StartNew();
+            var expected = 1;
+            for (; reading.Elapsed < TimeSpan.FromSeconds(20); expected++)
+            {
+                var line = await orchctl.StandardOutput.ReadLineAsync().WaitAsync(s_wait);
+                if (line != expected.ToString(System.Globalization.CultureInfo.InvariantCulture))
+                {
+                    Assert.Fail($"line {expected} is '{line}' (stderr: {(stderr.IsCompleted ? await stderr : "")})");
+                }
+            }
+            output.WriteLine($"{expected - 1} lines in order in {reading.Elapsed.TotalSeconds:0.0} s");
+            Assert.True(expected > 20_000, $"only {expected - 1} lines in 20 s");
+        }
+        finally
+        {
+            orchctl.Kill();
+        }
+        await Eventually.TrueAsync("the producer killed once orchctl went", async () => await CountAsync(node, "box", "sh -c i=0") == 0, TimeSpan.FromSeconds(60));
+    }
+
+    [Fact(Timeout = 240_000)]
+    public async Task Ctrl_d_ends_a_shell_and_a_node_that_goes_ends_the_session_with_one_sentence()
+    {
+        await using var node = await NodeHost.StartAsync();
+        await node.Client.RunAsync(Box("box"));
+        await node.WaitForAsync("box", c => c.State == ContainerState.Running, s_wait, "running");
+
+        // ^D at the prompt: the shell's end-of-file, exit 0; so does the end of the client's input.
+        var keys = new Pipe();
+        var screen = new Screen();
+        var session = node.Client.ExecInteractiveAsync("box", ["sh"], keys.Reader.AsStream(), tty: true, rows: 0, cols: 0, screen.Take, cancellationToken: TestContext.Current.CancellationToken);
+        await keys.Writer.WriteAsync(Encoding.UTF8.GetBytes("stty size\n"));
+        await screen.UntilAsync("24 80", session); // no size given: 24 × 80
+        await keys.Writer.WriteAsync(new byte[] { 4 });
+        Assert.Equal(0, await session.WaitAsync(s_wait));
+        var ended = new Pipe();
+        var closed = node.Client.ExecInteractiveAsync("box", ["sh"], ended.Reader.AsStream(), tty: true, rows: 0, cols: 0, new Screen().Take, cancellationToken: TestContext.Current.CancellationToken);
+        await ended.Writer.CompleteAsync();
+        Assert.Equal(0, await closed.WaitAsync(s_wait));
+
+        // orchd killed under a running session: the client says the node stopped answering.
+        var orphan = new Pipe();
+        var cut = node.Client.ExecInteractiveAsync("box", ["sh"], orphan.Reader.AsStream(), tty: true, rows: 0, cols: 0, new Screen().Take, cancellationToken: TestContext.Current.CancellationToken);
+        await Eventually.TrueAsync("the shell running", async () => await CountAsync(node, "box", "sh$") == 1, s_wait);
+        await node.KillOrchdAsync();
+        var gone = await Assert.ThrowsAsync<NodeRequestException>(() => cut.WaitAsync(s_wait));
+        Assert.Contains("stopped answering", gone.Message, StringComparison.Ordinal);
     }
 
     [Fact(Timeout = 240_000)]
