@@ -6,6 +6,15 @@ using Orchestrator.Api.Workloads;
 
 namespace Orchestrator.Client;
 
+/// <summary>
+/// A bucket that says itself which keys its stream holds now (put, deleted or purged): the
+/// simulator's in-memory one. A real bucket is asked through STREAM.INFO (<see cref="FleetState.ReadAllAsync"/>).
+/// </summary>
+public interface IStreamKeys
+{
+    ValueTask<IReadOnlySet<string>> KeysInStreamAsync(CancellationToken cancellationToken);
+}
+
 /// <summary>Reads of the fleet's state shared by the scheduler and the operator's client.</summary>
 public static class FleetState
 {
@@ -22,12 +31,13 @@ public static class FleetState
     /// and deleted its key (tests/Orchestrator.Fleet.Tests/ReadAllTests.cs: 1 read in 100 short).
     /// The keys come from the stream's subjects (STREAM.INFO with a subjects filter, a right every
     /// fleet user has); a key whose subject vanished meanwhile (a stream purge) is given up after
-    /// a quiet second. A store with no stream behind it (the simulator's) is read by Delta alone.
+    /// a quiet second. The simulator's store lists its keys itself (<see cref="IStreamKeys"/>); any
+    /// other store with no stream behind it is read by Delta alone.
     /// </remarks>
     public static async Task<Dictionary<string, NatsKVEntry<byte[]>>> ReadAllAsync(INatsKVStore bucket, CancellationToken cancellationToken)
     {
         HashSet<string>? expected = null;
-        if (bucket is NatsKVStore)
+        if (bucket is NatsKVStore or IStreamKeys)
         {
             expected = await KeysNowAsync(bucket, cancellationToken).ConfigureAwait(false);
             if (expected.Count == 0)
@@ -94,6 +104,10 @@ public static class FleetState
     /// <summary>The keys (put, deleted or purged) a bucket's stream holds now, from its subjects.</summary>
     private static async Task<HashSet<string>> KeysNowAsync(INatsKVStore bucket, CancellationToken cancellationToken)
     {
+        if (bucket is IStreamKeys listing)
+        {
+            return [.. await listing.KeysInStreamAsync(cancellationToken).ConfigureAwait(false)];
+        }
         var stream = await bucket.JetStreamContext.GetStreamAsync($"KV_{bucket.Bucket}", new StreamInfoRequest { SubjectsFilter = ">" }, cancellationToken).ConfigureAwait(false);
         var prefix = $"$KV.{bucket.Bucket}.";
         return (stream.Info.State.Subjects?.Keys ?? []).Where(s => s.StartsWith(prefix, StringComparison.Ordinal))

@@ -23,10 +23,14 @@ public sealed class FleetSimulationTests(ITestOutputHelper output)
     /// 415, 774, 1164, 1348, 1374, 1549, 1903, 1907: a heartbeat 5 s late after a reconnect let a new scheduler settle
     /// after a wiped store without a node that ran a replica, and place it a second time (FleetMember now abandons a put
     /// stuck across a reconnect and sends a fresh heartbeat);
+    /// 2, 9, 13, 15: with the store's watches saying 0 pending early (InMemoryKVStore.LyingPending, as nats-server 2.9
+    /// does under writers; CI's fault run, stop 33), a scheduler that read its nodes by Delta alone missed one and moved
+    /// its replicas off it though it had no fault (FleetState.ReadAllAsync now reads until every key is seen; 199 of 400
+    /// scenarios failed the old way);
     /// the rest: the simulator's own mistakes while it was written (a hub that never came back, stale bookkeeping across wipes).
     /// </summary>
     public static TheoryData<int> KnownSeeds => new(
-        3, 4, 6, 8, 10, 11, 12, 16, 17, 18, 19, 29, 30, 31, 34, 36, 38, 48, 63, 71, 100, 111, 161, 214, 255, 327, 415, 433, 468, 774,
+        2, 3, 4, 6, 8, 9, 10, 11, 12, 13, 15, 16, 17, 18, 19, 29, 30, 31, 34, 36, 38, 48, 63, 71, 100, 111, 161, 214, 255, 327, 415, 433, 468, 774,
         1007, 1164, 1348, 1374, 1426, 1447, 1549, 1903, 1907, 2173, 2295, 2607, 2947,
         102515, 109128, 110357, 114502, 115167, 117281, 122764, 128480, 129738);
 

@@ -34,6 +34,22 @@ public sealed class InMemoryKVContext(SimClock clock) : INatsKVContext
         }
     }
 
+    /// <summary>Every store's watches say 0 pending early now and then (<see cref="InMemoryKVStore.LyingPending"/>).</summary>
+    public Random? LyingPending
+    {
+        get => _lying;
+        set
+        {
+            _lying = value;
+            foreach (var store in _stores.Values)
+            {
+                store.LyingPending = value;
+            }
+        }
+    }
+
+    private Random? _lying;
+
     public INatsJSContext JetStreamContext => throw new NotSupportedException("InMemoryKVContext has no JetStream context");
 
     public NatsKVOpts Opts { get; } = new();
@@ -43,7 +59,7 @@ public sealed class InMemoryKVContext(SimClock clock) : INatsKVContext
     {
         if (!_stores.TryGetValue(bucket, out var store))
         {
-            _stores[bucket] = store = new InMemoryKVStore(bucket, history, Clock) { Outage = _outage };
+            _stores[bucket] = store = new InMemoryKVStore(bucket, history, Clock) { Outage = _outage, LyingPending = _lying };
         }
         else if (store.Missing)
         {
