@@ -421,6 +421,11 @@ public sealed class NodeClient(INatsConnection connection, string node, TimeSpan
     {
         var request = new ExecRequest { Name = name, Command = command, Interactive = true, Stdin = input is not null, Tty = tty, Rows = rows, Cols = cols };
         var session = (await RequestAsync(NodeOps.Exec, JsonSerializer.SerializeToUtf8Bytes(request, FleetJsonContext.Default.ExecRequest), FleetJsonContext.Default.SessionOpened, cancellationToken).ConfigureAwait(false)).Session;
+        if (string.IsNullOrEmpty(session))
+        {
+            // An orchd from before exec -i/-t takes the request as a plain exec and answers with its output.
+            throw new NodeRequestException($"node '{node}' ran the command without a terminal or input and opened no session: its orchd predates exec -i/-t; upgrade it (`orchctl get nodes -o wide` shows each node's version)");
+        }
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         async Task UpAsync(Stream from)
         {

@@ -84,8 +84,9 @@ internal static partial class ExecCommand
                 cfmakeraw(r);
                 tcsetattr(fd, 0 /* TCSANOW */, r);
             }
-            // A SIGTERM or SIGHUP must not leave the user's terminal raw.
-            _restoreOn = [.. new[] { PosixSignal.SIGTERM, PosixSignal.SIGHUP }.Select(signal => PosixSignalRegistration.Create(signal, _ => Restore()))];
+            // A signal that ends orchctl (from another process: the keys send none now) must not
+            // leave the user's terminal raw.
+            _restoreOn = [.. new[] { PosixSignal.SIGTERM, PosixSignal.SIGHUP, PosixSignal.SIGINT, PosixSignal.SIGQUIT }.Select(signal => PosixSignalRegistration.Create(signal, _ => Restore()))];
         }
 
         public static RawMode Enter(int fd) => new(fd);

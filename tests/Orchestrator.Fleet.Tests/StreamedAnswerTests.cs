@@ -52,6 +52,10 @@ public sealed class StreamedAnswerTests
         var image = await api.PullAsync("busybox:latest", _ => progressed++);
         Assert.Equal(("busybox:latest", "sha256:abc", 0), (image.Name, image.ManifestDigest, progressed));
 
+        // exec -it to an old node: it ran the command its old way and opened no session; the client says so.
+        var old = await Assert.ThrowsAsync<NodeRequestException>(() => api.ExecInteractiveAsync("box", ["sh"], new MemoryStream(), tty: true, 24, 80, (_, _) => ValueTask.CompletedTask));
+        Assert.Contains("predates exec -i/-t; upgrade it", old.Message, StringComparison.Ordinal);
+
         var error = await Assert.ThrowsAsync<NodeRequestException>(() => api.ExecStreamAsync("ghost", ["true"], _ => ValueTask.CompletedTask));
         Assert.Equal("no container 'ghost' on this node; `ps` lists the ones there are", error.Message);
 
