@@ -20,7 +20,22 @@ public sealed class ExecInteractiveTests(ITestOutputHelper output)
 {
     private static readonly TimeSpan s_wait = TimeSpan.FromSeconds(60);
 
-    private static Workload Box(string name) => NodeHost.Sh(name, "exec sleep 100000", w => { w.StopGracePeriodSeconds = 0; w.Network = NetworkMode.None; });
+    /// <summary>A node with container "box" running (a sleeper, no network) to exec into.</summary>
+    private static async Task<NodeHost> WithBoxAsync(string runtime)
+    {
+        var node = await NodeHost.StartAsync(runtime: runtime);
+        try
+        {
+            await node.Client.RunAsync(NodeHost.Sh("box", "exec sleep 100000", w => { w.StopGracePeriodSeconds = 0; w.Network = NetworkMode.None; }));
+            await node.WaitForAsync("box", c => c.State == ContainerState.Running, s_wait, "running");
+            return node;
+        }
+        catch
+        {
+            await node.DisposeAsync();
+            throw;
+        }
+    }
 
     /// <summary>The session's output as it comes, and what it has said so far.</summary>
     private sealed class Screen
@@ -70,9 +85,7 @@ public sealed class ExecInteractiveTests(ITestOutputHelper output)
     [MemberData(nameof(NodeHost.Runtimes), MemberType = typeof(NodeHost))]
     public async Task A_shell_on_a_terminal_takes_keystrokes_follows_resizes_and_exits_with_its_code(string runtime)
     {
-        await using var node = await NodeHost.StartAsync(runtime: runtime);
-        await node.Client.RunAsync(Box("box"));
-        await node.WaitForAsync("box", c => c.State == ContainerState.Running, s_wait, "running");
+        await using var node = await WithBoxAsync(runtime);
 
         var keys = new Pipe();
         var screen = new Screen();
@@ -105,9 +118,7 @@ public sealed class ExecInteractiveTests(ITestOutputHelper output)
     [MemberData(nameof(NodeHost.Runtimes), MemberType = typeof(NodeHost))]
     public async Task Without_a_terminal_stdin_reaches_the_command_to_its_end_and_stdout_and_stderr_stay_apart(string runtime)
     {
-        await using var node = await NodeHost.StartAsync(runtime: runtime);
-        await node.Client.RunAsync(Box("box"));
-        await node.WaitForAsync("box", c => c.State == ContainerState.Running, s_wait, "running");
+        await using var node = await WithBoxAsync(runtime);
 
         // 3 MiB in, hashed in the container: every byte arrives, in order, and the end of input is the end.
         var payload = RandomNumberGenerator.GetBytes(3 << 20);
@@ -129,9 +140,7 @@ public sealed class ExecInteractiveTests(ITestOutputHelper output)
     [Fact(Timeout = 240_000)]
     public async Task The_orchctl_binary_in_a_real_terminal_runs_a_shell_and_exits_with_its_code()
     {
-        await using var node = await NodeHost.StartAsync();
-        await node.Client.RunAsync(Box("box"));
-        await node.WaitForAsync("box", c => c.State == ContainerState.Running, s_wait, "running");
+        await using var node = await WithBoxAsync("native");
 
         // script(1) gives orchctl a pseudo-terminal of its own; what script reads goes to it as typed keys.
         // After orchctl, the terminal's settings are what they were: canonical, echoing (raw mode undone).
@@ -163,9 +172,7 @@ public sealed class ExecInteractiveTests(ITestOutputHelper output)
     [Fact(Timeout = 240_000)]
     public async Task A_fast_producer_is_held_back_by_a_reader_that_does_not_read_and_loses_nothing()
     {
-        await using var node = await NodeHost.StartAsync();
-        await node.Client.RunAsync(Box("box"));
-        await node.WaitForAsync("box", c => c.State == ContainerState.Running, s_wait, "running");
+        await using var node = await WithBoxAsync("native");
 
         // orchctl's stdout is a pipe nobody reads for 8 s: the producer (a shell counting, as fast as it can
         // write) must wait for it, and neither orchd nor orchctl may hold what it wrote meanwhile.
@@ -224,9 +231,7 @@ public sealed class ExecInteractiveTests(ITestOutputHelper output)
     [Fact(Timeout = 240_000)]
     public async Task Ctrl_d_ends_a_shell_and_a_node_that_goes_ends_the_session_with_one_sentence()
     {
-        await using var node = await NodeHost.StartAsync();
-        await node.Client.RunAsync(Box("box"));
-        await node.WaitForAsync("box", c => c.State == ContainerState.Running, s_wait, "running");
+        await using var node = await WithBoxAsync("native");
 
         // ^D at the prompt: the shell's end-of-file, exit 0; so does the end of the client's input.
         var keys = new Pipe();
@@ -253,9 +258,7 @@ public sealed class ExecInteractiveTests(ITestOutputHelper output)
     [Fact(Timeout = 240_000)]
     public async Task A_client_that_quits_or_vanishes_leaves_no_process_behind_and_mistakes_get_one_sentence()
     {
-        await using var node = await NodeHost.StartAsync();
-        await node.Client.RunAsync(Box("box"));
-        await node.WaitForAsync("box", c => c.State == ContainerState.Running, s_wait, "running");
+        await using var node = await WithBoxAsync("native");
 
         // Quit: the client's cancellation sends Quit, and the node kills the command at once.
         using (var cancel = new CancellationTokenSource())
