@@ -31,24 +31,19 @@ public static class FleetState
     /// and deleted its key (tests/Orchestrator.Fleet.Tests/ReadAllTests.cs: 1 read in 100 short).
     /// The keys come from the stream's subjects (STREAM.INFO with a subjects filter, a right every
     /// fleet user has); a key whose subject vanished meanwhile (a stream purge) is given up after
-    /// a quiet second. The simulator's store lists its keys itself (<see cref="IStreamKeys"/>); any
-    /// other store with no stream behind it is read by Delta alone.
+    /// a quiet second. The simulator's store lists its keys itself (<see cref="IStreamKeys"/>).
     /// </remarks>
     public static async Task<Dictionary<string, NatsKVEntry<byte[]>>> ReadAllAsync(INatsKVStore bucket, CancellationToken cancellationToken)
     {
-        HashSet<string>? expected = null;
-        if (bucket is NatsKVStore or IStreamKeys)
-        {
-            expected = await KeysNowAsync(bucket, cancellationToken).ConfigureAwait(false);
-            if (expected.Count == 0)
-            {
-                return new Dictionary<string, NatsKVEntry<byte[]>>(StringComparer.Ordinal);
-            }
-        }
+        var expected = await KeysNowAsync(bucket, cancellationToken).ConfigureAwait(false);
         for (var attempt = 1; ; attempt++)
         {
             var result = new Dictionary<string, NatsKVEntry<byte[]>>(StringComparer.Ordinal);
-            var missing = expected is null ? null : new HashSet<string>(expected, StringComparer.Ordinal);
+            if (expected.Count == 0)
+            {
+                return result;
+            }
+            var missing = new HashSet<string>(expected, StringComparer.Ordinal);
             using var quiet = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
             var options = new NatsKVWatchOpts { OnNoData = _ => ValueTask.FromResult(true) };
             try
@@ -63,14 +58,6 @@ public static class FleetState
                     {
                         result[entry.Key] = entry;
                     }
-                    if (missing is null)
-                    {
-                        if (entry.Delta == 0)
-                        {
-                            return result;
-                        }
-                        continue;
-                    }
                     missing.Remove(entry.Key);
                     if (missing.Count == 0)
                     {
@@ -83,7 +70,7 @@ public static class FleetState
                 }
                 return result;
             }
-            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested && missing is not null)
+            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
             {
                 // Quiet for a second with keys still missing: their subjects may be gone. Read the
                 // keys again and start over; a bucket that keeps changing under the read is an error.

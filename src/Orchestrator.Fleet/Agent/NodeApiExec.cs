@@ -13,8 +13,8 @@ namespace Orchestrator.Fleet.Agent;
 /// The node's side of `orchctl exec -i` / `-t` (<see cref="ExecRequest.Interactive"/>,
 /// <see cref="ExecFrames"/>): a process in the container whose input comes from the client's
 /// Data frames and whose output is read ahead (at most 64 reads of up to 16 KiB, then the
-/// process waits on its next write) and handed over on Read frames, as much as is there (up to 256 KiB) in one answer, in a session as
-/// port-forward's. The process is killed when the client quits, goes quiet for
+/// process waits on its next write) and handed over on Read frames, as much as is there (up to
+/// 256 KiB) in one answer, in a session as port-forward's. The process is killed when the client quits, goes quiet for
 /// <see cref="ForwardFrames.IdleSeconds"/> (it went away) or orchd stops.
 /// </summary>
 internal sealed class NodeApiExec(Supervisor supervisor)
@@ -66,11 +66,10 @@ internal sealed class NodeApiExec(Supervisor supervisor)
                             return;
                         }
                         // Written before the ack (a command that does not read holds the client back);
-                        // on the thread pool, as a write may wait for it.
+                        // on the thread pool, as a write may wait for it. A command that closed its
+                        // stdin (or exited) takes no more: the rest is dropped, as a shell's would be.
                         var data = frame.Data;
-                        var written = await Task.Run(() => process.Write(data.AsSpan(1), stop.Token), stop.Token).ConfigureAwait(false);
-                        // A command that closed its stdin (or exited) takes no more: the rest is dropped, as a shell's would be.
-                        _ = written;
+                        _ = await Task.Run(() => process.Write(data.AsSpan(1), stop.Token), stop.Token).ConfigureAwait(false);
                         await frame.ReplyAsync(s_ack, cancellationToken: stop.Token).ConfigureAwait(false);
                         break;
                     case [ExecFrames.End, ..]:

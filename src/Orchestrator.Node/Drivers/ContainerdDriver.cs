@@ -283,13 +283,7 @@ public sealed class ContainerdDriver : ITaskDriver, IDisposable
                 {
                 }
             }
-            try
-            {
-                Directory.Delete(dir, recursive: true);
-            }
-            catch (IOException)
-            {
-            }
+            TryDelete(dir);
         }
     }
 
