@@ -426,7 +426,53 @@ public sealed class NodeClient(INatsConnection connection, string node, TimeSpan
             // An orchd from before exec -i/-t takes the request as a plain exec and answers with its output.
             throw new NodeRequestException($"node '{node}' ran the command without a terminal or input and opened no session: its orchd predates exec -i/-t; upgrade it (`orchctl get nodes -o wide` shows each node's version)");
         }
-        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        // Without a detach token the session only ends with the command's exit code (or an error).
+        return await InteractiveSessionAsync(session, input, output, resizes, CancellationToken.None, cancellationToken).ConfigureAwait(false)
+            ?? throw new System.Diagnostics.UnreachableException("an exec session ended as a detach");
+    }
+
+    /// <summary>
+    /// attach (<see cref="AttachRequest"/>): joins a running container's own first process, as
+    /// <c>docker attach</c> and <c>kubectl attach</c>, in the session exec -i/-t has. Its output from
+    /// now on goes to <paramref name="output"/> (true: stderr, which a terminal does not have apart);
+    /// <paramref name="input"/> (none: nothing is sent) goes to its stdin, and its end stops the
+    /// input without closing the container's stdin; with <paramref name="tty"/> its terminal takes
+    /// <paramref name="rows"/> × <paramref name="cols"/> and follows <paramref name="resizes"/>.
+    /// Returns the exit code once the container's process exits, or null once
+    /// <paramref name="detach"/> is cancelled: the client leaves and the container runs on.
+    /// Cancelling <paramref name="cancellationToken"/> also leaves the container running, and throws.
+    /// </summary>
+    public async Task<int?> AttachAsync(string name, Stream? input, bool tty, int rows, int cols, Func<bool, ReadOnlyMemory<byte>, ValueTask> output,
+        ChannelReader<(int Rows, int Cols)>? resizes = null, CancellationToken detach = default, CancellationToken cancellationToken = default)
+    {
+        var request = new AttachRequest { Name = name, Stdin = input is not null, Tty = tty, Rows = rows, Cols = cols };
+        string session;
+        try
+        {
+            session = (await RequestAsync(NodeOps.Attach, JsonSerializer.SerializeToUtf8Bytes(request, FleetJsonContext.Default.AttachRequest), FleetJsonContext.Default.SessionOpened, cancellationToken).ConfigureAwait(false)).Session;
+        }
+        catch (NodeRequestException e) when (e.Message.StartsWith($"'{NodeOps.Attach}' is not a node operation", StringComparison.Ordinal))
+        {
+            // NodeApiResponder's answer to an operation it does not have.
+            throw new NodeRequestException(ErrorKind.Internal, $"node '{node}' does not know attach: its orchd predates attach; upgrade it (`orchctl get nodes -o wide` shows each node's version)", e);
+        }
+        if (string.IsNullOrEmpty(session))
+        {
+            throw new NodeRequestException($"node '{node}' answered attach without a session");
+        }
+        return await InteractiveSessionAsync(session, input, output, resizes, detach, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// The session of exec -i/-t and attach (<see cref="ExecFrames"/>): input sent as it is read and
+    /// acked once the process took it (so one that does not read holds it back), resizes, output
+    /// polled with Read until End and the exit code. Null when <paramref name="detach"/> ended it
+    /// first. Quit is sent however it ends (a session that already ended ignores it).
+    /// </summary>
+    private async Task<int?> InteractiveSessionAsync(string session, Stream? input, Func<bool, ReadOnlyMemory<byte>, ValueTask> output,
+        ChannelReader<(int Rows, int Cols)>? resizes, CancellationToken detach, CancellationToken cancellationToken)
+    {
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, detach);
         async Task UpAsync(Stream from)
         {
             var buffer = new byte[64 * 1024 + 1];
@@ -478,6 +524,10 @@ public sealed class NodeClient(INatsConnection connection, string node, TimeSpan
                 }
             }
         }
+        catch (OperationCanceledException) when (detach.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+        {
+            return null; // detached: the Quit below leaves the process running (attach)
+        }
         finally
         {
             await stop.CancelAsync().ConfigureAwait(false);
@@ -503,7 +553,7 @@ public sealed class NodeClient(INatsConnection connection, string node, TimeSpan
         }
         catch (Exception e) when (e is NatsNoRespondersException or NatsNoReplyException)
         {
-            throw new NodeRequestException($"node '{node}' stopped answering (it restarted, or the connection was lost); the session (cp, port-forward or exec) ended there", e);
+            throw new NodeRequestException($"node '{node}' stopped answering (it restarted, or the connection was lost); the session (cp, port-forward, exec or attach) ended there", e);
         }
         if (reply.Length == 0)
         {
