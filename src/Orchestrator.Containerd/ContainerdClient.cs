@@ -232,8 +232,9 @@ public sealed partial class ContainerdClient : IDisposable
     // ---------------------------------------------------------------- tasks
 
     /// <summary>Creates the container's task (runc create: its namespaces exist, its program waits); returns its pid.</summary>
-    public uint CreateTask(string id, string stdout, string stderr, string stdin = "")
-        => Call("create the task of", id, () => _tasks.Create(new CreateTaskRequest { ContainerId = id, Stdin = stdin, Stdout = stdout, Stderr = stderr },
+    /// <remarks>With <paramref name="terminal"/>, the shim makes the terminal and copies it to stdout (stderr is empty).</remarks>
+    public uint CreateTask(string id, string stdout, string stderr, string stdin = "", bool terminal = false)
+        => Call("create the task of", id, () => _tasks.Create(new CreateTaskRequest { ContainerId = id, Stdin = stdin, Stdout = stdout, Stderr = stderr, Terminal = terminal },
             deadline: Deadline(60))).Pid;
 
     public uint StartTask(string id, string execId = "")
@@ -281,7 +282,7 @@ public sealed partial class ContainerdClient : IDisposable
         Call("exec in", id, () => _tasks.Exec(request, deadline: Deadline(60)));
     }
 
-    /// <summary>The terminal of an exec'd process gets a new size.</summary>
+    /// <summary>The terminal of a task (execId "") or of an exec'd process gets a new size.</summary>
     public void ResizePty(string id, string execId, uint cols, uint rows)
         => Call("resize the terminal of", id, () => _tasks.ResizePty(new ResizePtyRequest { ContainerId = id, ExecId = execId, Width = cols, Height = rows }, deadline: Deadline(10)));
 

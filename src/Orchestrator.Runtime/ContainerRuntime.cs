@@ -18,8 +18,13 @@ public sealed class ContainerRuntime(string root)
         => id.Length is > 0 and <= 128 && id.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.') && id[0] != '.';
 
     /// <summary>Sets the container up to the point of exec and leaves it waiting for <see cref="Start"/>.</summary>
-    public ContainerRecord Create(string id, string bundle, string? pidFile = null, int preserveFds = 0, bool noPivot = false, string? consoleSocket = null, ContainerIo? io = null)
-        => CreateCore(id, bundle, pidFile, preserveFds, waitForStart: true, noPivot, consoleSocket, out _, io: io);
+    /// <remarks>
+    /// A spec with <c>process.terminal</c> needs <paramref name="consoleSocket"/> (the master goes
+    /// there, as containerd expects) or <paramref name="takeConsole"/> (the caller gets it and owns it).
+    /// </remarks>
+    public ContainerRecord Create(string id, string bundle, string? pidFile = null, int preserveFds = 0, bool noPivot = false, string? consoleSocket = null, ContainerIo? io = null,
+        Action<Microsoft.Win32.SafeHandles.SafeFileHandle>? takeConsole = null)
+        => CreateCore(id, bundle, pidFile, preserveFds, waitForStart: true, noPivot, consoleSocket, out _, io: io, takeConsole: takeConsole);
 
     public void Start(string id)
     {
@@ -164,13 +169,14 @@ public sealed class ContainerRuntime(string root)
     /// create + start in one step for a supervisor: the container runs with the given stdio and
     /// the caller owns the returned process (its pidfd) to wait on. Nothing waits here.
     /// </summary>
-    public SpawnedProcess Launch(string id, string bundle, ContainerIo io)
+    public SpawnedProcess Launch(string id, string bundle, ContainerIo io, Action<Microsoft.Win32.SafeHandles.SafeFileHandle>? takeConsole = null)
     {
-        CreateCore(id, bundle, pidFile: null, preserveFds: 0, waitForStart: false, noPivot: false, consoleSocket: null, out var child, detach: true, io);
+        CreateCore(id, bundle, pidFile: null, preserveFds: 0, waitForStart: false, noPivot: false, consoleSocket: null, out var child, detach: true, io, takeConsole);
         return child!;
     }
 
-    private ContainerRecord CreateCore(string id, string bundle, string? pidFile, int preserveFds, bool waitForStart, bool noPivot, string? consoleSocket, out SpawnedProcess? child, bool detach = false, ContainerIo? io = null)
+    private ContainerRecord CreateCore(string id, string bundle, string? pidFile, int preserveFds, bool waitForStart, bool noPivot, string? consoleSocket, out SpawnedProcess? child, bool detach = false, ContainerIo? io = null,
+        Action<Microsoft.Win32.SafeHandles.SafeFileHandle>? takeConsole = null)
     {
         if (!IsValidId(id))
         {
@@ -182,7 +188,7 @@ public sealed class ContainerRuntime(string root)
         }
         bundle = Path.GetFullPath(bundle);
         var spec = SpecReader.Read(bundle);
-        if (spec.Process!.Terminal && consoleSocket is null && (waitForStart || detach))
+        if (spec.Process!.Terminal && consoleSocket is null && takeConsole is null && (waitForStart || detach))
         {
             throw new SpecException("process.terminal: a detached container's terminal goes to --console-socket; pass one (as containerd does) or run in the foreground");
         }
@@ -245,6 +251,11 @@ public sealed class ContainerRuntime(string root)
                 ConsoleRelay.SendToSocket(master, consoleSocket);
                 master.Dispose();
                 child.ConsoleMaster = null;
+            }
+            if (child.ConsoleMaster is { } own && takeConsole is not null)
+            {
+                child.ConsoleMaster = null;
+                takeConsole(own);
             }
             record.Pid = child.Pid;
             record.BornInCgroup = child.BornInCgroup;

@@ -45,6 +45,11 @@ try
         _ = Orchestrator.Linux.Libc.setsid();
         Thread.Sleep(Timeout.Infinite);
     }
+    if (args.Length > 0 && args[0] == Orchestrator.Runtime.Spawn.StdioHolder.Argument)
+    {
+        // The AOT build never gets here either (its C main runs the holder without the runtime).
+        return Orchestrator.Runtime.Spawn.StdioHolder.Run(args[1..]);
+    }
     if (args.Length > 0 && args[0] == "fence-keeper")
     {
         return Orchestrator.Daemon.FenceKeeperCommand.Run(args[1..]);

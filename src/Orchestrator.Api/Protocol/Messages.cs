@@ -64,6 +64,7 @@ public sealed record ErrorReply
 [JsonSerializable(typeof(LogsRequest))]
 [JsonSerializable(typeof(LogsReply))]
 [JsonSerializable(typeof(ExecRequest))]
+[JsonSerializable(typeof(AttachRequest))]
 [JsonSerializable(typeof(ExecReply))]
 [JsonSerializable(typeof(ExecStreamReply))]
 [JsonSerializable(typeof(StatsRequest))]

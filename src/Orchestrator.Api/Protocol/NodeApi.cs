@@ -7,10 +7,10 @@ public static class NodeOps
 {
     public const string Info = "info", Run = "run", Stop = "stop", Start = "start", Restart = "restart", Remove = "rm",
         List = "ps", Inspect = "inspect", Logs = "logs", Exec = "exec", Stats = "stats", Status = "status",
-        Images = "images", ImageInspect = "image-inspect", Pull = "pull", RemoveImage = "rmi", ImageGc = "image-gc", Copy = "cp", PortForward = "port-forward", Label = "label";
+        Images = "images", ImageInspect = "image-inspect", Pull = "pull", RemoveImage = "rmi", ImageGc = "image-gc", Copy = "cp", PortForward = "port-forward", Label = "label", Attach = "attach";
 
     public static readonly IReadOnlyList<string> All =
-        [Info, Run, Stop, Start, Restart, Remove, List, Inspect, Logs, Exec, Stats, Status, Images, ImageInspect, Pull, RemoveImage, ImageGc, Copy, PortForward, Label];
+        [Info, Run, Stop, Start, Restart, Remove, List, Inspect, Logs, Exec, Stats, Status, Images, ImageInspect, Pull, RemoveImage, ImageGc, Copy, PortForward, Label, Attach];
 }
 
 /// <summary>stop, start, restart, rm, inspect: which container.</summary>
@@ -81,6 +81,31 @@ public sealed record ExecRequest
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
     public bool Stdin { get; init; }
     /// <summary>interactive: the command runs on a terminal (stdout and stderr are one stream then) of <see cref="Rows"/> × <see cref="Cols"/>.</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
+    public bool Tty { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
+    public int Rows { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
+    public int Cols { get; init; }
+}
+
+/// <summary>
+/// attach: opens a session (<see cref="SessionOpened"/>, then <see cref="ExecFrames"/>, as exec -i/-t)
+/// with a running container's own first process, as <c>docker attach</c> and <c>kubectl attach</c>:
+/// its output from now on (stdout and stderr apart, or its terminal), the client's input to its
+/// stdin when the workload has <c>stdin: true</c>, its terminal's size when it has <c>tty: true</c>.
+/// The session ends with End and an <see cref="ExecStreamReply"/> carrying the exit code when the
+/// container's process exits; Quit detaches (the container runs on); End from the client stops
+/// sending input (the container's stdin stays open for the next attach).
+/// </summary>
+public sealed record AttachRequest
+{
+    public int SchemaVersion { get; init; } = 1;
+    public string Name { get; init; } = "";
+    /// <summary>Send the client's input to the container's stdin (refused unless the workload has <c>stdin: true</c>).</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
+    public bool Stdin { get; init; }
+    /// <summary>The client is a terminal: the container's terminal follows its size (refused unless the workload has <c>tty: true</c>).</summary>
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
     public bool Tty { get; init; }
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]

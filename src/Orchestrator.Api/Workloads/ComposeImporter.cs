@@ -100,8 +100,6 @@ internal static partial class ComposeImporter
         ["dns"] = "the container uses its node's resolver",
         ["dns_search"] = "the container uses its node's resolver",
         ["dns_opt"] = "the container uses its node's resolver",
-        ["tty"] = "the container gets no terminal of its own; for a shell in it, orchctl exec -it NAME -- sh",
-        ["stdin_open"] = "nothing is attached to its stdin; orchctl exec -i NAME -- CMD sends input to a command in it",
         ["privileged"] = "containers never run privileged",
         ["cap_add"] = "capabilities are orchd's default set",
         ["cap_drop"] = "capabilities are orchd's default set",
@@ -131,7 +129,7 @@ internal static partial class ComposeImporter
         "cpu_rt_period", "cpu_rt_runtime", "cpu_shares", "cpuset", "credential_spec", "develop", "device_cgroup_rules", "gpus",
         "group_add", "isolation", "label_file", "mem_swappiness", "memswap_limit", "oom_kill_disable", "oom_score_adj",
         "post_start", "pre_stop", "storage_opt", "uts", "userns_mode", "volumes_from", "models", "provider", "use_api_socket",
-        "stop_signal", "init", "device_cgroup_rules",
+        "stop_signal", "init", "device_cgroup_rules", "tty", "stdin_open",
     ];
 
     internal static List<string>? ShellWordsForTest(string line) => Importer.ShellWords(line);
@@ -280,6 +278,20 @@ internal static partial class ComposeImporter
                             Place("template.stopGracePeriodSeconds", path, value);
                         }
                         break;
+                    case "tty":
+                        if (Flag(value, path) is { } tty)
+                        {
+                            template.Tty = tty ? true : null;
+                            Place("template.tty", path, value);
+                        }
+                        break;
+                    case "stdin_open":
+                        if (Flag(value, path) is { } stdin)
+                        {
+                            template.Stdin = stdin ? true : null;
+                            Place("template.stdin", path, value);
+                        }
+                        break;
                     case "cpus":
                         (template.Resources ??= new()).Cpu = Text(value, path);
                         Place("template.resources.cpu", path, value);
@@ -363,6 +375,21 @@ internal static partial class ComposeImporter
             }
             Error(node, path, $"expected an integer, got {ManifestReader.Describe(node)}");
             return null;
+        }
+
+        /// <summary>A compose boolean (YAML 1.1's spellings, as docker compose reads them).</summary>
+        private bool? Flag(YamlNode node, string path)
+        {
+            switch ((node as YamlScalarNode)?.Value?.ToLowerInvariant())
+            {
+                case "true" or "yes" or "on" or "y":
+                    return true;
+                case "false" or "no" or "off" or "n":
+                    return false;
+                default:
+                    Error(node, path, $"expected true or false, got {ManifestReader.Describe(node)}");
+                    return null;
+            }
         }
 
         private List<string>? Command(YamlNode node, string path)

@@ -44,6 +44,16 @@ public sealed class Workload
     public int? StopGracePeriodSeconds { get; set; }
     /// <summary>default (the node's seccomp profile: kernel-wide and namespace-escaping calls refused) or unconfined.</summary>
     public string? Seccomp { get; set; }
+    /// <summary>
+    /// The first process runs on a terminal of its own (Kubernetes' <c>tty</c>, compose's
+    /// <c>tty</c>): its output is one stream, logged as written; <c>orchctl attach -t</c> reaches it.
+    /// </summary>
+    public bool? Tty { get; set; }
+    /// <summary>
+    /// The first process's stdin stays open for <c>orchctl attach -i</c> (Kubernetes' <c>stdin</c>,
+    /// compose's <c>stdin_open</c>): reads wait for input instead of ending at once.
+    /// </summary>
+    public bool? Stdin { get; set; }
 }
 
 public sealed class Resources

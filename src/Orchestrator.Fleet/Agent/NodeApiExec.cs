@@ -22,17 +22,26 @@ internal sealed class NodeApiExec(Supervisor supervisor)
     private static readonly byte[] s_ack = [ExecFrames.Ack];
     private static readonly byte[] s_empty = [ExecFrames.Data];
 
-    public async Task ServeAsync(INatsConnection connection, NatsMsg<byte[]> msg, ExecRequest request, CancellationToken cancellationToken)
+    public Task ServeAsync(INatsConnection connection, NatsMsg<byte[]> msg, ExecRequest request, CancellationToken cancellationToken)
+        => ServeAsync(connection, msg, request.Rows, request.Cols,
+            options => supervisor.ExecInteractiveAsync(request.Name, request.Command, options with { Stdin = request.Stdin, Tty = request.Tty }, cancellationToken), cancellationToken);
+
+    /// <summary>attach: the same session over the container's own process (Quit detaches; see Supervisor.AttachAsync).</summary>
+    public Task ServeAttachAsync(INatsConnection connection, NatsMsg<byte[]> msg, AttachRequest request, CancellationToken cancellationToken)
+        => ServeAsync(connection, msg, request.Rows, request.Cols,
+            options => supervisor.AttachAsync(request.Name, options with { Stdin = request.Stdin, Tty = request.Tty }), cancellationToken);
+
+    private static async Task ServeAsync(INatsConnection connection, NatsMsg<byte[]> msg, int rows, int cols,
+        Func<InteractiveOptions, Task<InteractiveProcess>> open, CancellationToken cancellationToken)
     {
         InteractiveProcess process;
         try
         {
-            if (request.Rows is < 0 or > ushort.MaxValue || request.Cols is < 0 or > ushort.MaxValue)
+            if (rows is < 0 or > ushort.MaxValue || cols is < 0 or > ushort.MaxValue)
             {
-                throw new NodeApiException($"a terminal of {request.Rows} rows and {request.Cols} columns cannot be made; give 1 to 65535 of each (or 0 for 24 × 80)");
+                throw new NodeApiException($"a terminal of {rows} rows and {cols} columns cannot be made; give 1 to 65535 of each (or 0 for 24 × 80)");
             }
-            process = await supervisor.ExecInteractiveAsync(request.Name, request.Command,
-                new InteractiveOptions(request.Stdin, request.Tty, (ushort)request.Rows, (ushort)request.Cols), cancellationToken).ConfigureAwait(false);
+            process = await open(new InteractiveOptions(false, false, (ushort)rows, (ushort)cols)).ConfigureAwait(false);
         }
         catch (Exception e) when (NodeApiResponder.IsRequestError(e))
         {
@@ -62,7 +71,7 @@ internal sealed class NodeApiExec(Supervisor supervisor)
                     case [ExecFrames.Data, ..]:
                         if (process.Input < 0)
                         {
-                            await frame.ReplyAsync(Error("the command has no stdin: exec with -i to send it input"), cancellationToken: stop.Token).ConfigureAwait(false);
+                            await frame.ReplyAsync(Error("the command has no stdin: exec (or attach) with -i to send it input"), cancellationToken: stop.Token).ConfigureAwait(false);
                             return;
                         }
                         // Written before the ack (a command that does not read holds the client back);

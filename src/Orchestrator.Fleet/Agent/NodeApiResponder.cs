@@ -104,6 +104,10 @@ public sealed class NodeApiResponder(Supervisor supervisor)
                 case NodeOps.PortForward:
                     _ = Parse(body, FleetJsonContext.Default.PortForwardRequest, "{\"name\": \"CONTAINER\" (or empty for the node), \"port\": 80}");
                     return Error("port-forward needs a JSON body: {\"name\": …, \"port\": …}", ErrorKind.Invalid);
+                case NodeOps.Attach:
+                    // A well-formed attach opens a session (NodeApiStreams); only a body that is not one gets here.
+                    _ = Parse(body, FleetJsonContext.Default.AttachRequest, "{\"name\": \"CONTAINER\", \"stdin\": true, \"tty\": true}");
+                    return Error("attach needs a JSON body: {\"name\": …}", ErrorKind.Invalid);
                 case NodeOps.Copy:
                     // A well-formed cp opens a session (NodeApiStreams); only a body that is not one gets here.
                     _ = Parse(body, FleetJsonContext.Default.CopyRequest, "{\"name\": …, \"path\": \"/in/the/container\", \"direction\": \"from\" or \"to\"}");

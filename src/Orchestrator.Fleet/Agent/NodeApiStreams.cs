@@ -38,6 +38,9 @@ public sealed class NodeApiStreams(Supervisor supervisor)
             case NodeOps.Exec when TryParse(msg.Data, FleetJsonContext.Default.ExecRequest) is { Stream: true, AliveSubject.Length: > 0 } exec:
                 await s_exec.RunAsync(connection, msg, exec.AliveSubject, (writer, stop) => ExecAsync(exec, writer, stop), cancellationToken).ConfigureAwait(false);
                 return $"exec in {exec.Name}";
+            case NodeOps.Attach when TryParse(msg.Data, FleetJsonContext.Default.AttachRequest) is { } attach:
+                await _interactive.ServeAttachAsync(connection, msg, attach, cancellationToken).ConfigureAwait(false);
+                return $"attach{(attach.Stdin ? " -i" : "")}{(attach.Tty ? " -t" : "")} to {attach.Name}";
             case NodeOps.Copy when TryParse(msg.Data, FleetJsonContext.Default.CopyRequest) is { } copy:
                 await _copy.ServeAsync(connection, msg, copy, cancellationToken).ConfigureAwait(false);
                 return $"cp {copy.Direction} {copy.Name}:{copy.Path}";

@@ -36,6 +36,7 @@
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <spawn.h>
+#include <poll.h>
 
 extern char **environ;
 
@@ -815,5 +816,132 @@ int orch_spawn_abi(int which) {
     case 3: return (int)sizeof(struct orch_report);
     case 4: return (int)sizeof(struct orch_hook);
     default: return -1;
+    }
+}
+
+/*
+ * `orchd stdio-holder`: what keeps a container's stdin and terminal while orchd is down (a
+ * restart, an upgrade, a crash), so that they outlive it as the container does. Runs without
+ * the .NET runtime in the AOT build (orchd's C main calls it), a few pages of memory.
+ *
+ * In `dir`, the container's run directory: stdin.fifo, when the workload has stdin, is held open
+ * read-write (its reader never sees end-of-file between attaches); with a terminal (`master_fd`,
+ * a descriptor of process `source_pid`, taken with pidfd_getfd), what the container writes on it
+ * goes to tty.fifo (which orchd relays to the log and to attached clients), what arrives in
+ * stdin.fifo is typed on it, and "ROWS COLS\n" lines in resize.fifo set its size. It exits once
+ * the container's first process `container_pid` has exited and the terminal is drained.
+ * Prints "ok\n" on stdout once it holds everything, then closes its stdio.
+ */
+static int open_in(const char *dir, const char *name, int flags) {
+    char path[4096];
+    size_t n = strlen(dir);
+    if (n + strlen(name) + 2 > sizeof path) { errno = ENAMETOOLONG; return -1; }
+    memcpy(path, dir, n);
+    path[n] = '/';
+    strcpy(path + n + 1, name);
+    return open(path, flags | O_CLOEXEC);
+}
+
+static int write_all(int fd, const char *buf, size_t len) {
+    while (len > 0) {
+        ssize_t w = write(fd, buf, len);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            return -1;
+        }
+        buf += w; len -= (size_t)w;
+    }
+    return 0;
+}
+
+static void apply_sizes(int master, char *pending, size_t *used, int ctl) {
+    ssize_t r = read(ctl, pending + *used, 63 - *used);
+    if (r <= 0) return;
+    *used += (size_t)r;
+    pending[*used] = 0;
+    char *line = pending, *nl;
+    while ((nl = strchr(line, '\n')) != NULL) {
+        *nl = 0;
+        unsigned rows = 0, cols = 0;
+        char *p = line;
+        while (*p >= '0' && *p <= '9') rows = rows * 10 + (unsigned)(*p++ - '0');
+        while (*p == ' ') p++;
+        while (*p >= '0' && *p <= '9') cols = cols * 10 + (unsigned)(*p++ - '0');
+        if (rows > 0 && rows <= 65535 && cols > 0 && cols <= 65535) {
+            struct winsize ws = { .ws_row = (unsigned short)rows, .ws_col = (unsigned short)cols };
+            (void)ioctl(master, TIOCSWINSZ, &ws);
+        }
+        line = nl + 1;
+    }
+    *used = strlen(line);
+    memmove(pending, line, *used);
+    if (*used >= 63) *used = 0; /* not a size: dropped */
+}
+
+int orch_stdio_relay(const char *dir, int source_pid, int master_fd, int container_pid) {
+    (void)setsid(); /* a signal to orchd's process group does not end it */
+    int child = (int)syscall(SYS_pidfd_open, container_pid, 0);
+    if (child < 0) return 3;
+    int master = -1, out = -1, ctl = -1;
+    if (master_fd >= 0) {
+        int source = (int)syscall(SYS_pidfd_open, source_pid, 0);
+        if (source < 0) return 4;
+#ifndef SYS_pidfd_getfd
+#define SYS_pidfd_getfd 438
+#endif
+        master = (int)syscall(SYS_pidfd_getfd, source, master_fd, 0);
+        close(source);
+        if (master < 0) return 5;
+        out = open_in(dir, "tty.fifo", O_RDWR);
+        ctl = open_in(dir, "resize.fifo", O_RDWR | O_NONBLOCK);
+        if (out < 0 || ctl < 0) return 6;
+        (void)fcntl(out, F_SETPIPE_SZ, 1 << 20);
+        (void)fcntl(master, F_SETFL, fcntl(master, F_GETFL) | O_NONBLOCK);
+    }
+    int in = open_in(dir, "stdin.fifo", O_RDWR | O_NONBLOCK); /* -1: no stdin */
+    if (write_all(1, "ok\n", 3) != 0) return 7;
+    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null >= 0) { dup2(null, 0); dup2(null, 1); dup2(null, 2); close(null); }
+
+    static char buf[65536], typed[65536];
+    char sizes[64];
+    size_t sizes_used = 0, typed_len = 0, typed_off = 0;
+    int exited = 0;
+    for (;;) {
+        struct pollfd fds[4];
+        fds[0] = (struct pollfd){ .fd = exited ? -1 : child, .events = POLLIN };
+        fds[1] = (struct pollfd){ .fd = master, .events = (short)(POLLIN | (typed_len > typed_off ? POLLOUT : 0)) };
+        /* Input waits in its FIFO while the terminal does not take what was typed before. */
+        fds[2] = (struct pollfd){ .fd = master >= 0 && typed_len == typed_off ? in : -1, .events = POLLIN };
+        fds[3] = (struct pollfd){ .fd = ctl, .events = POLLIN };
+        int ready = poll(fds, 4, exited ? 100 : -1);
+        if (ready < 0) {
+            if (errno == EINTR) continue;
+            return 8;
+        }
+        if (fds[0].revents & POLLIN) exited = 1;
+        if (master >= 0 && (fds[1].revents & (POLLIN | POLLHUP | POLLERR))) {
+            ssize_t r = read(master, buf, sizeof buf);
+            if (r > 0) {
+                if (write_all(out, buf, (size_t)r) != 0) return 9;
+            } else if (r == 0 || (errno != EAGAIN && errno != EINTR)) {
+                /* EIO: every process that had the terminal is gone */
+                if (exited) return 0;
+                fds[1].revents = 0;
+                close(master);
+                master = -1;
+            }
+        }
+        if (master >= 0 && (fds[1].revents & POLLOUT) && typed_len > typed_off) {
+            ssize_t w = write(master, typed + typed_off, typed_len - typed_off);
+            if (w > 0) typed_off += (size_t)w;
+            if (typed_off == typed_len) typed_off = typed_len = 0;
+        }
+        if (fds[2].revents & POLLIN) {
+            ssize_t r = read(in, typed, sizeof typed);
+            if (r > 0) { typed_len = (size_t)r; typed_off = 0; }
+        }
+        if (master >= 0 && (fds[3].revents & POLLIN)) apply_sizes(master, sizes, &sizes_used, ctl);
+        if (exited && (ready == 0 || master < 0)) return 0; /* exited and the terminal has gone quiet */
     }
 }

@@ -76,7 +76,16 @@ public sealed class ContainerdDriver : ITaskDriver, IDisposable
         try
         {
             RememberCgroup(id, spec);
-            var pid = (int)_client.CreateTask(id, FifoPath(config.Stdout), FifoPath(config.Stderr));
+            // A terminal: the shim makes it and copies it into tty.fifo (stderr is part of it).
+            var pid = config.Tty
+                ? (int)_client.CreateTask(id, FifoPath(config.TerminalOutput), "", config.Stdin >= 0 ? FifoPath(config.Stdin) : "", terminal: true)
+                : (int)_client.CreateTask(id, FifoPath(config.Stdout), FifoPath(config.Stderr), config.Stdin >= 0 ? FifoPath(config.Stdin) : "");
+            if (config.Stdin >= 0 && config.FifoDir is not null)
+            {
+                // The shim reads stdin.fifo; at its last writer's close it would close the container's
+                // stdin (and a terminal with it): a holder keeps a writer across orchd restarts.
+                Orchestrator.Runtime.Spawn.StdioHolder.Start(Environment.ProcessPath ?? "orchd", config.FifoDir, -1, pid);
+            }
             // Read while the process waits to be started (it cannot have exited yet), and kept on the
             // container: a later orchd can then tell this process's exit from a recycled pid's.
             var started = Orchestrator.Linux.ProcessStat.StartTime(pid) ?? 0;
@@ -96,6 +105,18 @@ public sealed class ContainerdDriver : ITaskDriver, IDisposable
                 // containerd went away meanwhile: the start's own error is the one to tell; the next start cleans up.
             }
             throw;
+        }
+    }
+
+    public void ResizeTerminal(string id, string fifoDir, ushort rows, ushort cols)
+    {
+        try
+        {
+            _client.ResizePty(id, "", cols, rows);
+        }
+        catch (ContainerdException e)
+        {
+            throw new InvalidOperationException($"container '{id}' has no terminal to resize (it runs without tty: true): {e.Message}", e);
         }
     }
 

@@ -8,6 +8,21 @@ public sealed record TaskConfig(string Id, string Bundle, int Stdout, int Stderr
 {
     /// <summary>The backend the workload asks for (native, containerd), or null for the node's default.</summary>
     public Orchestrator.Api.Workloads.WorkloadRuntime? Runtime { get; init; }
+
+    /// <summary>The container's stdin: its stdin.fifo opened read-write (reads wait for input), or -1 for /dev/null.</summary>
+    public int Stdin { get; init; } = -1;
+
+    /// <summary>
+    /// The first process runs on a terminal (the bundle's <c>process.terminal</c>): what it writes
+    /// there goes to <see cref="TerminalOutput"/> (tty.fifo), and Stdout and Stderr are not used.
+    /// </summary>
+    public bool Tty { get; init; }
+
+    /// <summary>With <see cref="Tty"/>: the FIFO (opened read-write) the terminal's output goes to.</summary>
+    public int TerminalOutput { get; init; } = -1;
+
+    /// <summary>The container's run directory, where its FIFOs and the holder of its stdin and terminal (StdioHolder) live.</summary>
+    public string? FifoDir { get; init; }
 }
 
 /// <summary>A started or recovered container's first process.</summary>
@@ -59,6 +74,9 @@ public interface ITaskDriver
     /// given size when asked. The caller relays its ends and disposes of it (which kills it).
     /// </summary>
     Task<InteractiveProcess> ExecInteractiveAsync(string id, IReadOnlyList<string> command, InteractiveOptions options, CancellationToken cancellationToken);
+
+    /// <summary>The terminal of container <paramref name="id"/>'s first process gets a new size (a workload with <c>tty: true</c>).</summary>
+    void ResizeTerminal(string id, string fifoDir, ushort rows, ushort cols) => throw new NotSupportedException($"{Name} has no terminals");
 
     CgroupStats? Stats(string id);
 

@@ -24,18 +24,22 @@ public sealed class NativeDriver(string runtimeRoot, ExitWatcher watcher) : ITas
     public unsafe TaskHandle Start(TaskConfig config)
     {
         var devNull = open("/dev/null", O_RDONLY | O_CLOEXEC, 0);
+        Microsoft.Win32.SafeHandles.SafeFileHandle? master = null;
         try
         {
             // A stale record (the container died while orchd was down) would refuse the id.
             Destroy(config.Id);
-            var io = new ContainerIo(devNull, config.Stdout, config.Stderr);
+            // On a terminal the runtime makes its side the process's stdio; the master is ours to hand over.
+            var io = config.Tty ? ContainerIo.Inherit : new ContainerIo(config.Stdin >= 0 ? config.Stdin : devNull, config.Stdout, config.Stderr);
+            Action<Microsoft.Win32.SafeHandles.SafeFileHandle>? takeConsole = config.Tty ? m => master = m : null;
             if (config.BeforeStart is { } prepare)
             {
                 // create, set up from outside (its namespaces exist, its program has not run), start.
-                var created = _runtime.Create(config.Id, config.Bundle, io: io);
+                var created = _runtime.Create(config.Id, config.Bundle, io: io, takeConsole: takeConsole);
                 try
                 {
                     prepare(created.Pid);
+                    HoldStdio(config, master, created.Pid);
                     _runtime.Start(config.Id);
                 }
                 catch
@@ -45,13 +49,58 @@ public sealed class NativeDriver(string runtimeRoot, ExitWatcher watcher) : ITas
                 }
                 return new TaskHandle(config.Id, created.Pid, created.PidStartTime, IsChild: true);
             }
-            using var child = _runtime.Launch(config.Id, config.Bundle, io);
+            using var child = _runtime.Launch(config.Id, config.Bundle, io, takeConsole);
             var record = _runtime.Store.Load(config.Id);
+            try
+            {
+                HoldStdio(config, master, child.Pid);
+            }
+            catch
+            {
+                Destroy(config.Id);
+                throw;
+            }
             return new TaskHandle(config.Id, child.Pid, record.PidStartTime, IsChild: true);
         }
         finally
         {
+            master?.Dispose(); // the holder has its own copy
             close(devNull);
+        }
+    }
+
+    /// <summary>A container with a terminal: its master goes to a holder that outlives orchd (StdioHolder).</summary>
+    private static void HoldStdio(TaskConfig config, Microsoft.Win32.SafeHandles.SafeFileHandle? master, int pid)
+    {
+        if (!config.Tty)
+        {
+            return; // stdin alone: the container holds its FIFO read-write itself
+        }
+        if (master is null || config.FifoDir is null)
+        {
+            throw new InvalidOperationException($"container '{config.Id}': the runtime made no terminal for tty: true");
+        }
+        StdioHolder.Start(Environment.ProcessPath ?? "orchd", config.FifoDir, (int)master.DangerousGetHandle(), pid);
+    }
+
+    public unsafe void ResizeTerminal(string id, string fifoDir, ushort rows, ushort cols)
+    {
+        var fd = open(Path.Combine(fifoDir, "resize.fifo"), O_WRONLY | O_NONBLOCK | O_CLOEXEC, 0);
+        if (fd < 0)
+        {
+            throw new InvalidOperationException($"container '{id}' has no terminal to resize (it runs without tty: true, or its holder is gone)");
+        }
+        try
+        {
+            var line = Encoding.ASCII.GetBytes($"{rows} {cols}\n");
+            fixed (byte* b = line)
+            {
+                _ = write(fd, b, (nuint)line.Length);
+            }
+        }
+        finally
+        {
+            close(fd);
         }
     }
 

@@ -120,6 +120,8 @@ public sealed class RuntimeBackends : ITaskDriver
     public Task<InteractiveProcess> ExecInteractiveAsync(string id, IReadOnlyList<string> command, InteractiveOptions options, CancellationToken cancellationToken)
         => Owner(id).ExecInteractiveAsync(id, command, options, cancellationToken);
 
+    public void ResizeTerminal(string id, string fifoDir, ushort rows, ushort cols) => Owner(id).ResizeTerminal(id, fifoDir, rows, cols);
+
     public CgroupStats? Stats(string id) => Owner(id).Stats(id);
 
     public Orchestrator.Node.Images.IImageSource? ImagesFor(WorkloadRuntime? runtime)

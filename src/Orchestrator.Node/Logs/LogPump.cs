@@ -24,7 +24,7 @@ public sealed record LogOptions(long MaxFileBytes = 10 << 20, int MaxFiles = 3);
 /// batch in flight (log offset, length, hash), so that the next orchd can tell "written but
 /// not consumed" (consume it) from "not written" (truncate the torn tail and redo it).
 /// </summary>
-public sealed class LogPump : IDisposable
+public sealed partial class LogPump : IDisposable
 {
     /// <summary>Lines longer than this are split into partial records (CRI's "P").</summary>
     public const int MaxLine = 16 * 1024;
@@ -72,33 +72,33 @@ public sealed class LogPump : IDisposable
 
     /// <summary>Makes the FIFOs a new container writes to. Returns the fds to give it (the caller closes them after the spawn).</summary>
     public static (int Stdout, int Stderr) CreateFifos(string fifoDir)
+        => (CreateFifo(fifoDir, "stdout"), CreateFifo(fifoDir, "stderr"));
+
+    /// <summary>Makes FIFO <c>DIR/NAME.fifo</c> anew and opens it read-write (the caller closes the fd after the spawn).</summary>
+    public static int CreateFifo(string fifoDir, string name)
     {
         Directory.CreateDirectory(fifoDir);
-        var fds = new int[2];
-        var names = new[] { "stdout", "stderr" };
-        for (var i = 0; i < 2; i++)
+        var path = Path.Combine(fifoDir, name + ".fifo");
+        File.Delete(path);
+        if (mkfifo(path, 0x180) != 0)
         {
-            var path = Path.Combine(fifoDir, names[i] + ".fifo");
-            File.Delete(path);
-            if (mkfifo(path, 0x180) != 0)
-            {
-                throw LinuxException.FromLastError("mkfifo", path);
-            }
-            // Read-write: opening does not wait for a reader, and the container is its own
-            // reader of last resort, so a missing orchd is never a SIGPIPE.
-            fds[i] = open(path, O_RDWR | O_CLOEXEC, 0);
-            if (fds[i] < 0)
-            {
-                throw LinuxException.FromLastError("open", path);
-            }
-            fcntl(fds[i], F_SETPIPE_SZ, PipeSize);
+            throw LinuxException.FromLastError("mkfifo", path);
         }
-        return (fds[0], fds[1]);
+        // Read-write: opening does not wait for a reader, and the container is its own
+        // reader of last resort, so a missing orchd is never a SIGPIPE.
+        var fd = open(path, O_RDWR | O_CLOEXEC, 0);
+        if (fd < 0)
+        {
+            throw LinuxException.FromLastError("open", path);
+        }
+        fcntl(fd, F_SETPIPE_SZ, PipeSize);
+        return fd;
     }
 
     /// <summary>Starts (or, after an orchd restart, resumes) pumping a container's FIFOs into its log.</summary>
     public void Attach(string containerId, string fifoDir, string logDir)
     {
+        var terminal = OpenTerminal(containerId, fifoDir);
         var sources = new List<Source>();
         foreach (var stream in new[] { "stdout", "stderr" })
         {
@@ -112,6 +112,11 @@ public sealed class LogPump : IDisposable
         }
         Post(() =>
         {
+            if (terminal is not null)
+            {
+                _terminals.Add(terminal);
+                PumpTerminal(terminal); // a holder that is gone already: end of file now, never a POLLHUP
+            }
             var log = Open(containerId, logDir);
             foreach (var source in sources)
             {
@@ -129,6 +134,11 @@ public sealed class LogPump : IDisposable
     /// <summary>Stops pumping a container (it was removed) and closes its files.</summary>
     public void Detach(string containerId) => Post(() =>
     {
+        foreach (var terminal in _terminals.Where(t => t.ContainerId == containerId).ToList())
+        {
+            CloseTerminal(terminal);
+        }
+        EndTaps(containerId);
         foreach (var source in _sources.Where(s => s.ContainerId == containerId).ToList())
         {
             Pump(source, eof: true);
@@ -178,13 +188,19 @@ public sealed class LogPump : IDisposable
         {
             RunCommands();
             var now = DateTime.UtcNow;
-            var count = 1 + _sources.Count;
+            var count = 1 + _sources.Count + _terminals.Count;
             if (fds.Length < count)
             {
                 fds = new pollfd[count * 2];
             }
             fds[0] = new pollfd { fd = _wakeRead, events = POLLIN };
-            var timeout = -1;
+            // A terminal's read waiting for room in stdout.fifo: looked at again soon, not read more.
+            var timeout = _terminals.Any(t => t.Pending.Length > 0) ? 20 : -1;
+            for (var i = 0; i < _terminals.Count; i++)
+            {
+                var t = _terminals[i];
+                fds[1 + _sources.Count + i] = new pollfd { fd = t.Pending.Length > 0 ? -1 : t.Read, events = POLLIN };
+            }
             for (var i = 0; i < _sources.Count; i++)
             {
                 var s = _sources[i];
@@ -214,6 +230,22 @@ public sealed class LogPump : IDisposable
                 }
             }
             now = DateTime.UtcNow;
+            var sourceCount = _sources.Count;
+            foreach (var (terminal, i) in _terminals.Select((t, i) => (t, i)).ToList())
+            {
+                if ((fds[1 + sourceCount + i].revents & (POLLIN | POLLHUP | POLLERR)) != 0)
+                {
+                    try
+                    {
+                        PumpTerminal(terminal);
+                    }
+                    catch (Exception e) when (e is not OutOfMemoryException)
+                    {
+                        Console.Error.WriteLine($"orchd: log pump: container {terminal.ContainerId} terminal: {e.Message}; its terminal output stops here");
+                        CloseTerminal(terminal);
+                    }
+                }
+            }
             foreach (var (source, i) in _sources.Select((s, i) => (s, i)).ToList())
             {
                 var revents = fds[i + 1].revents;
@@ -230,6 +262,10 @@ public sealed class LogPump : IDisposable
                         Close(source);
                     }
                 }
+            }
+            foreach (var terminal in _terminals.Where(t => t.Pending.Length > 0).ToList())
+            {
+                FlushTerminal(terminal);
             }
         }
     }
@@ -275,6 +311,7 @@ public sealed class LogPump : IDisposable
                 Close(source);
                 if (_sources.All(s => s.ContainerId != source.ContainerId || s.Fd < 0))
                 {
+                    EndTaps(source.ContainerId);
                     Drained?.Invoke(source.ContainerId);
                 }
                 return;
@@ -408,6 +445,10 @@ public sealed class LogPump : IDisposable
         if (s_failpoint == "log-written-not-consumed")
         {
             kill(Environment.ProcessId, 9);
+        }
+        if (_taps.Count > 0 && !HasTerminal(source.ContainerId))
+        {
+            Deliver(source.ContainerId, source.Stream, raw); // a terminal's went to the taps as it was read
         }
         // 3. Only now out of the pipe.
         Consume(source.Fd, raw.Length);
@@ -585,6 +626,10 @@ public sealed class LogPump : IDisposable
         foreach (var source in _sources.ToList()) // Close removes it from the list
         {
             Close(source);
+        }
+        foreach (var terminal in _terminals.ToList())
+        {
+            CloseTerminal(terminal);
         }
         foreach (var log in _logs.Values)
         {

@@ -60,6 +60,10 @@ public static class SpecBuilder
         }
         var hostname = workload.Hostname ?? workload.Name;
         SetEnv("HOSTNAME", hostname);
+        if (workload.Tty == true && !env.Any(e => e.StartsWith("TERM=", StringComparison.Ordinal)))
+        {
+            SetEnv("TERM", "xterm"); // as docker sets it for a container with a terminal
+        }
         foreach (var (key, value) in workload.Env ?? [])
         {
             SetEnv(key, value);
@@ -69,6 +73,8 @@ public static class SpecBuilder
         var spec = DefaultSpec.Create(args);
         var process = spec.Process!;
         process.Env = env;
+        process.Terminal = workload.Tty == true;
+        process.ConsoleSize = workload.Tty == true ? new ConsoleSize { Height = 24, Width = 80 } : null;
         process.Cwd = workload.WorkingDir ?? (run.WorkingDir is { Length: > 0 } wd ? wd : "/");
         process.User = new UserSpec { Uid = uid, Gid = gid };
         process.Capabilities = new CapabilitiesSpec

@@ -32,6 +32,34 @@ public sealed partial class Supervisor
         }
     }
 
+    /// <summary>
+    /// A workload with <c>stdin: true</c> gets stdin.fifo (held read-write by the container or its
+    /// holder: reads wait for an attached client's input); one with <c>tty: true</c> gets tty.fifo
+    /// (its terminal's output, which the log pump relays) and resize.fifo. A previous run's holder
+    /// and FIFOs go first. Returns the fds of stdin.fifo and tty.fifo (-1 when not made).
+    /// </summary>
+    private (int Stdin, int Terminal) CreateStdioFifos(string name, Workload workload)
+    {
+        var dir = FifoDir(name);
+        Runtime.Spawn.StdioHolder.Stop(dir);
+        foreach (var fifo in (string[])["stdin.fifo", "tty.fifo", "resize.fifo"])
+        {
+            File.Delete(Path.Combine(dir, fifo));
+        }
+        var stdin = workload.Stdin == true ? LogPump.CreateFifo(dir, "stdin") : -1;
+        if (workload.Tty != true)
+        {
+            return (stdin, -1);
+        }
+        var resize = Path.Combine(dir, "resize.fifo");
+        if (Linux.Libc.mkfifo(resize, 0x180) != 0)
+        {
+            Linux.Libc.close(stdin);
+            throw Linux.LinuxException.FromLastError("mkfifo", resize);
+        }
+        return (stdin, LogPump.CreateFifo(dir, "tty"));
+    }
+
     private async Task StartAsync(SupervisedContainer container)
     {
         var name = container.Record.Name;
@@ -53,11 +81,19 @@ public sealed partial class Supervisor
             // spawn is at or before this run's first line and after the last run's (drained at its exit).
             var logFrom = DateTimeOffset.UtcNow;
             var (stdout, stderr) = LogPump.CreateFifos(FifoDir(name));
+            var (stdin, terminal) = CreateStdioFifos(name, workload);
             TaskHandle handle;
             try
             {
                 AttachLogs(name);
-                handle = _driver.Start(new TaskConfig(name, bundle, stdout, stderr, beforeStart) { Runtime = workload.Runtime });
+                handle = _driver.Start(new TaskConfig(name, bundle, stdout, stderr, beforeStart)
+                {
+                    Runtime = workload.Runtime,
+                    Stdin = stdin,
+                    Tty = workload.Tty == true,
+                    TerminalOutput = terminal,
+                    FifoDir = FifoDir(name),
+                });
             }
             catch
             {
@@ -66,8 +102,13 @@ public sealed partial class Supervisor
             }
             finally
             {
-                Linux.Libc.close(stdout);
-                Linux.Libc.close(stderr);
+                foreach (var fd in (int[])[stdout, stderr, stdin, terminal])
+                {
+                    if (fd >= 0)
+                    {
+                        Linux.Libc.close(fd);
+                    }
+                }
             }
             container.Exited = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
             container.SeenExit = null;
@@ -246,6 +287,7 @@ public sealed partial class Supervisor
         var name = container.Record.Name;
         await StopAsync(container, reason).ConfigureAwait(false);
         _driver.Destroy(name);
+        Runtime.Spawn.StdioHolder.Stop(FifoDir(name));
         _logs.Detach(name);
         _logs.Flush(); // the pump is done with the files before they are deleted
         try

@@ -1,6 +1,6 @@
 /*
  * orchd's entry point in the AOT build (CustomNativeMain): everything goes to the managed Main,
- * except `orchd scope-holder`, which must not start the .NET runtime at all.
+ * except `orchd scope-holder` and `orchd stdio-holder`, which must not start the .NET runtime at all.
  *
  * The scope holder is the first process of the node's systemd scope on cgroup v2 (NodeCgroup):
  * a scope ends with its last process, and the holder keeps it while no container runs. Started
@@ -10,10 +10,12 @@
  * stop at shutdown).
  */
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 int __managed__Main(int argc, char *argv[]);
+int orch_stdio_relay(const char *dir, int source_pid, int master_fd, int container_pid);
 
 int main(int argc, char *argv[])
 {
@@ -23,5 +25,9 @@ int main(int argc, char *argv[])
         for (;;)
             pause();
     }
+    /* `orchd stdio-holder DIR ORCHD_PID MASTER_FD CONTAINER_PID`: a container's stdin and
+     * terminal across orchd restarts (orch_spawn.c), without the runtime either. */
+    if (argc == 6 && strcmp(argv[1], "stdio-holder") == 0)
+        return orch_stdio_relay(argv[2], atoi(argv[3]), atoi(argv[4]), atoi(argv[5]));
     return __managed__Main(argc, argv);
 }
