@@ -1,5 +1,3 @@
-using System.Runtime.InteropServices;
-using System.Threading.Channels;
 using Orchestrator.Client;
 
 namespace Orchestrator.Ctl;
@@ -10,166 +8,21 @@ namespace Orchestrator.Ctl;
 /// key, Ctrl-C included, goes to the command; it is restored however orchctl ends) and its size
 /// follows the window (SIGWINCH). Exits with the command's exit code.
 /// </summary>
-internal static partial class ExecCommand
+internal static class ExecCommand
 {
     public static async Task<int> RunAsync(NodeClient client, string name, IReadOnlyList<string> command, bool stdin, bool tty)
     {
-        if (tty && (Console.IsInputRedirected || Console.IsOutputRedirected || OperatingSystem.IsWindows()))
-        {
-            // kubectl's answer to -t off a terminal: go on without one.
-            Output.Warning("unable to use a TTY: orchctl's input or output is not a terminal; running without one");
-            tty = false;
-        }
-        var (rows, cols) = tty ? WindowSize() : (0, 0);
         using var interrupted = new CancellationTokenSource();
-        // On a terminal Ctrl-C is a key the command gets; without one it ends orchctl, and the node kills the command.
-        using var onInterrupt = tty ? null : Terminal.OnInterrupt(interrupted);
-        var resizes = Channel.CreateUnbounded<(int Rows, int Cols)>();
-        using var onResize = tty ? PosixSignalRegistration.Create(PosixSignal.SIGWINCH, _ => resizes.Writer.TryWrite(WindowSize())) : null;
-        using var raw = tty ? RawMode.Enter(0) : null;
-        using var stdout = new StandardStream(1);
-        using var stderr = new StandardStream(2);
+        // Without a terminal Ctrl-C ends orchctl, and the node kills the command.
+        using var terminal = InteractiveTerminal.Open(tty, raw: true, interrupted);
         try
         {
-            return await client.ExecInteractiveAsync(name, command, stdin ? new StandardInput() : null, tty, rows, cols, (isStderr, data) =>
-            {
-                (isStderr ? stderr : stdout).Write(data.Span);
-                return ValueTask.CompletedTask;
-            }, tty ? resizes.Reader : null, interrupted.Token).ConfigureAwait(false);
+            return await client.ExecInteractiveAsync(name, command, stdin ? InteractiveTerminal.Input() : null, terminal.Tty, terminal.Rows, terminal.Cols,
+                terminal.WriteAsync, terminal.Resizes, interrupted.Token).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (interrupted.IsCancellationRequested)
         {
             return 130;
         }
     }
-
-    /// <summary>The terminal's rows and columns (TIOCGWINSZ on stdout, then stdin); 0 × 0 when neither is one.</summary>
-    private static unsafe (int Rows, int Cols) WindowSize()
-    {
-        // struct winsize is four 16-bit numbers everywhere; the request number is not.
-        var request = OperatingSystem.IsMacOS() ? 0x40087468UL : 0x5413UL;
-        var size = stackalloc ushort[4];
-        foreach (var fd in (int[])[1, 0])
-        {
-            if (ioctl(fd, (nuint)request, size) == 0 && size[0] > 0)
-            {
-                return (size[0], size[1]);
-            }
-        }
-        return (0, 0);
-    }
-
-    /// <summary>
-    /// The terminal in raw mode (cfmakeraw: no echo, no line editing, no signals from keys, no output
-    /// processing) until disposed. termios differs between Linux and macOS, so it is kept as opaque
-    /// bytes: read, made raw by libc, written, and the bytes read first written back at the end.
-    /// </summary>
-    private sealed unsafe class RawMode : IDisposable
-    {
-        private readonly int _fd;
-        private readonly byte[] _saved = new byte[256];
-        private readonly PosixSignalRegistration[] _restoreOn;
-
-        private RawMode(int fd)
-        {
-            _fd = fd;
-            var raw = new byte[256];
-            fixed (byte* s = _saved, r = raw)
-            {
-                if (tcgetattr(fd, s) != 0)
-                {
-                    throw new IOException($"cannot read the terminal's settings (tcgetattr: errno {Marshal.GetLastPInvokeError()})");
-                }
-                Buffer.MemoryCopy(s, r, 256, 256);
-                cfmakeraw(r);
-                tcsetattr(fd, 0 /* TCSANOW */, r);
-            }
-            // A signal that ends orchctl (from another process: the keys send none now) must not
-            // leave the user's terminal raw.
-            _restoreOn = [.. new[] { PosixSignal.SIGTERM, PosixSignal.SIGHUP, PosixSignal.SIGINT, PosixSignal.SIGQUIT }.Select(signal => PosixSignalRegistration.Create(signal, _ => Restore()))];
-        }
-
-        public static RawMode Enter(int fd) => new(fd);
-
-        private void Restore()
-        {
-            fixed (byte* s = _saved)
-            {
-                tcsetattr(_fd, 0, s);
-            }
-        }
-
-        public void Dispose()
-        {
-            Restore();
-            foreach (var registration in _restoreOn)
-            {
-                registration.Dispose();
-            }
-        }
-    }
-
-    /// <summary>
-    /// orchctl's stdin as read(2) gives it, byte for byte (Console's stream edits lines on a
-    /// terminal). Each read has a thread of its own: a read of a terminal cannot be cancelled, and
-    /// the session leaves the last one behind when the command ends.
-    /// </summary>
-    private sealed unsafe class StandardInput : Stream
-    {
-        public override bool CanRead => true;
-        public override bool CanSeek => false;
-        public override bool CanWrite => false;
-        public override long Length => throw new NotSupportedException();
-        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
-
-        public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
-
-        public override int Read(Span<byte> buffer)
-        {
-            while (true)
-            {
-                nint n;
-                fixed (byte* b = buffer)
-                {
-                    n = read(0, b, (nuint)buffer.Length);
-                }
-                if (n >= 0)
-                {
-                    return (int)n;
-                }
-                var errno = Marshal.GetLastPInvokeError();
-                if (errno != 4 /* EINTR */)
-                {
-                    throw new IOException($"cannot read orchctl's stdin (errno {errno})");
-                }
-            }
-        }
-
-        public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
-            => new(Task.Factory.StartNew(() => Read(buffer.Span), cancellationToken, TaskCreationOptions.LongRunning, TaskScheduler.Default));
-
-        public override void Flush()
-        {
-        }
-
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-        public override void SetLength(long value) => throw new NotSupportedException();
-        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
-    }
-
-    // orchctl links no Linux bindings (it builds for macOS and Windows too): libc's own, as POSIX names them.
-    [LibraryImport("libc", EntryPoint = "read", SetLastError = true)]
-    private static unsafe partial nint read(int fd, byte* buffer, nuint count);
-
-    [LibraryImport("libc", EntryPoint = "ioctl", SetLastError = true)]
-    private static unsafe partial int ioctl(int fd, nuint request, ushort* size);
-
-    [LibraryImport("libc", EntryPoint = "tcgetattr", SetLastError = true)]
-    private static unsafe partial int tcgetattr(int fd, byte* termios);
-
-    [LibraryImport("libc", EntryPoint = "tcsetattr", SetLastError = true)]
-    private static unsafe partial int tcsetattr(int fd, int when, byte* termios);
-
-    [LibraryImport("libc", EntryPoint = "cfmakeraw")]
-    private static unsafe partial void cfmakeraw(byte* termios);
 }
