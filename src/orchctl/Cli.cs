@@ -35,9 +35,20 @@ internal sealed class ParsedArgs
         }
         return new ParsedArgs(ArgumentParser.Parse(args, flags, new ParseRules
         {
-            UnknownFlagMessage = name => $"{command} has no flag {name}; `orchctl {command} --help` lists its flags",
+            UnknownFlagMessage = name => $"{command} has no flag {name}{NearestFlag(name, spec)}; `orchctl {command} --help` lists its flags",
             MissingValueMessage = (name, flag) => $"{name} needs a value: {name} {flag.ValueName}",
         }));
+    }
+
+    /// <summary>" (did you mean --X?)" for a misspelt long flag (the command's or a global one); empty when none is close.</summary>
+    private static string NearestFlag(string name, CommandSpec spec)
+    {
+        if (!name.StartsWith("--", StringComparison.Ordinal))
+        {
+            return ""; // one letter off a short flag is another flag, not a typo of it
+        }
+        var known = spec.Flags.SelectMany(f => f.Each).Concat(ConnectionFlags.GlobalFlags().Names).Where(n => n.StartsWith("--", StringComparison.Ordinal)).Distinct().ToList();
+        return EditDistance.Closest(name, known, maxDistance: 2) is { } near ? $" (did you mean {near}?)" : "";
     }
 
     public bool Has(string longName) => _parsed.Has(longName);

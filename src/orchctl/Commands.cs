@@ -107,6 +107,15 @@ internal static class Commands
             ["orchctl exec web-0 -- cat /etc/hostname", "orchctl exec -it web-0 -- sh", "tar -cf - dir | orchctl exec -i web-0 -- tar -xf - -C /tmp",
              "orchctl exec -n gw-01 hello -- sh -c 'wget -qO- localhost'"],
             ["@containers"]),
+        new("attach", "Containers", "attach CONTAINER [-i] [-t] [--detach-keys KEYS] [-n NODE]",
+            "join a running container's own process: its output from now on, with -i your input, with -t its terminal; ctrl-p,ctrl-q leaves it running",
+            [new("-i|--stdin", null, "send orchctl's stdin to the process's stdin (the workload needs stdin: true)"),
+             new("-t|--tty", null, "its terminal (the workload needs tty: true) follows this one's size; with -i this terminal goes raw (Ctrl-C goes to the process)"),
+             new("--detach-keys", "KEYS", "the keys that detach, as docker's: a,b letters, ctrl-LETTER, ctrl-@ [ \\ ] ^ _, DEL, comma-separated (default ctrl-p,ctrl-q; \"\" turns it off)", "ctrl-p,ctrl-q"),
+             NodeFind],
+            ["orchctl attach -it console-0", "orchctl attach web-0", "orchctl attach -it console-0 --detach-keys=ctrl-a,d", "echo reload | orchctl attach -i repl-0"],
+            ["@containers"],
+            "the detach keys (or Ctrl-C, when the keys do not go to the process) leave the container running: exit 0, after \"read escape sequence\" for the keys. When its process exits, attach exits with its exit code. The end of orchctl's stdin stops the input; the container's stdin stays open for the next attach. Output written before attaching is in orchctl logs."),
         new("cp", "Containers", "cp CONTAINER:PATH DEST | cp SRC CONTAINER:PATH [-a] [-n NODE]",
             "copy files and directories out of or into a running container (a tar stream over NATS; - for stdin or stdout)",
             [new("-a|--archive", null, "into a container: keep the files' owners (uid:gid); by default they belong to the container's root"), NodeFind],
@@ -175,7 +184,7 @@ internal static class Commands
         text.Append("  -h, --help".PadRight(32)).Append("help for orchctl or a command (also: orchctl help COMMAND)\n");
         text.Append("""
 
-            Exit codes: 0 ok, 1 failure, 2 usage, 3 timeout or NATS/node unreachable; exec exits with the command's code.
+            Exit codes: 0 ok, 1 failure, 2 usage, 3 timeout or NATS/node unreachable; exec exits with the command's code, attach with the container's when it exits.
 
             Examples:
               orchctl get nodes

@@ -7,7 +7,7 @@ using Orchestrator.Api.Workloads;
 namespace Orchestrator.Ctl;
 
 /// <summary>
-/// One node's containers and images: run, ps, logs, exec, inspect, stats, stop, start, restart,
+/// One node's containers and images: run, ps, logs, exec, attach, inspect, stats, stop, start, restart,
 /// rm, status, images, pull, rmi, image-gc. Commands about one container find its node when -n
 /// is not given (the deployment status, then every node's ps); the others need -n NODE.
 /// </summary>
@@ -15,7 +15,7 @@ internal static class NodeCommands
 {
     public static readonly IReadOnlySet<string> Names = new HashSet<string>(StringComparer.Ordinal)
     {
-        "run", "ps", "logs", "exec", "cp", "port-forward", "inspect", "stats", "stop", "start", "restart", "rm", "status",
+        "run", "ps", "logs", "exec", "attach", "cp", "port-forward", "inspect", "stats", "stop", "start", "restart", "rm", "status",
         "images", "pull", "rmi", "image-gc",
     };
 
@@ -52,6 +52,10 @@ internal static class NodeCommands
         if (command == "port-forward")
         {
             return await PortForwardCommand.RunAsync(parsed, context).ConfigureAwait(false);
+        }
+        if (command == "attach")
+        {
+            return await AttachCommand.RunAsync(parsed, context).ConfigureAwait(false);
         }
         string Name() => positional.Count > 0 ? positional[0] : throw new UsageException($"{command} needs a container name: orchctl {Commands.Find(command)!.Usage}");
         // Commands about one container find its node when -n is not given; the others need -n.

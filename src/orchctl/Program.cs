@@ -106,6 +106,10 @@ try
     {
         _ = ParsedArgs.Parse(command, commandArgs).Format(); // flags and -o's template, before NATS is asked
     }
+    else if (command == "attach")
+    {
+        _ = AttachCommand.Options.From(ParsedArgs.Parse(command, commandArgs)); // flags, the name and --detach-keys, before NATS is asked
+    }
 }
 catch (UsageException e)
 {
