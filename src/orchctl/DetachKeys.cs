@@ -118,19 +118,13 @@ internal sealed class DetachScanner(byte[] keys)
 /// An input with the detach keys taken out (<see cref="DetachScanner"/>): what precedes them is
 /// read as usual; the read after that calls <c>detach</c> and is cancelled.
 /// </summary>
-internal sealed class DetachingInput(Stream inner, byte[] keys, Action detach) : Stream
+internal sealed class DetachingInput(Stream inner, byte[] keys, Action detach) : InputStream
 {
     private readonly DetachScanner _scanner = new(keys);
     private readonly byte[] _chunk = new byte[16 * 1024];
     private byte[] _pending = [];
     private int _pendingAt;
     private bool _ended;
-
-    public override bool CanRead => true;
-    public override bool CanSeek => false;
-    public override bool CanWrite => false;
-    public override long Length => throw new NotSupportedException();
-    public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
 
     public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
     {
@@ -159,14 +153,6 @@ internal sealed class DetachingInput(Stream inner, byte[] keys, Action detach) :
 
     public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken)
         => ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
-
-    public override void Flush()
-    {
-    }
-
-    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-    public override void SetLength(long value) => throw new NotSupportedException();
-    public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
 
     protected override void Dispose(bool disposing)
     {

@@ -156,14 +156,8 @@ internal sealed partial class InteractiveTerminal : IDisposable
     /// terminal). Each read has a thread of its own: a read of a terminal cannot be cancelled, and
     /// the session leaves the last one behind when the command ends.
     /// </summary>
-    private sealed unsafe class StandardInput : Stream
+    private sealed unsafe class StandardInput : InputStream
     {
-        public override bool CanRead => true;
-        public override bool CanSeek => false;
-        public override bool CanWrite => false;
-        public override long Length => throw new NotSupportedException();
-        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
-
         public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
 
         public override int Read(Span<byte> buffer)
@@ -189,14 +183,6 @@ internal sealed partial class InteractiveTerminal : IDisposable
 
         public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
             => new(Task.Factory.StartNew(() => Read(buffer.Span), cancellationToken, TaskCreationOptions.LongRunning, TaskScheduler.Default));
-
-        public override void Flush()
-        {
-        }
-
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-        public override void SetLength(long value) => throw new NotSupportedException();
-        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
     }
 
     // orchctl links no Linux bindings (it builds for macOS and Windows too): libc's own, as POSIX names them.
@@ -214,4 +200,22 @@ internal sealed partial class InteractiveTerminal : IDisposable
 
     [LibraryImport("libc", EntryPoint = "cfmakeraw")]
     private static unsafe partial void cfmakeraw(byte* termios);
+}
+
+/// <summary>A stream that is only read from, once, start to end (orchctl's stdin, and what is made of it).</summary>
+internal abstract class InputStream : Stream
+{
+    public override bool CanRead => true;
+    public override bool CanSeek => false;
+    public override bool CanWrite => false;
+    public override long Length => throw new NotSupportedException();
+    public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+
+    public override void Flush()
+    {
+    }
+
+    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+    public override void SetLength(long value) => throw new NotSupportedException();
+    public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
 }

@@ -192,15 +192,9 @@ public sealed class AttachArgsTests
     }
 
     /// <summary>A stream that returns one chunk per read, as a terminal hands over keys, then the end (once: a second read after it fails).</summary>
-    private sealed class Chunks(params string[] chunks) : Stream
+    private sealed class Chunks(params string[] chunks) : InputStream
     {
         private int _next;
-
-        public override bool CanRead => true;
-        public override bool CanSeek => false;
-        public override bool CanWrite => false;
-        public override long Length => throw new NotSupportedException();
-        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
 
         public override int Read(byte[] buffer, int offset, int count)
         {
@@ -218,13 +212,5 @@ public sealed class AttachArgsTests
             bytes.CopyTo(buffer, offset);
             return bytes.Length;
         }
-
-        public override void Flush()
-        {
-        }
-
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-        public override void SetLength(long value) => throw new NotSupportedException();
-        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
     }
 }
