@@ -12,7 +12,7 @@
 #   --operator UKEY        orchctl (and `orchd image push --nats`): the whole fleet
 #   --operator-without RIGHTS=UKEY
 #                          an operator without some of the rights that reach into a device:
-#                          RIGHTS is a comma list of exec, cp and forward (port-forward), e.g.
+#                          RIGHTS is a comma list of exec (and attach), cp and forward (port-forward), e.g.
 #                          forward=U… or exec,cp,forward=U… (the server refuses those requests)
 # The server config includes the output (`include fleet-users.conf`, see fleet-server.conf).
 # Keys: `orchctl keys create -o node.seed` (prints the public key), or `nk -gen user -pubout`.
@@ -103,7 +103,7 @@ for entry in "${restricted[@]}"; do
     IFS=, read -ra names <<< "$rights"
     for r in "${names[@]}"; do
         case "$r" in
-            exec) deny+=('orch.node.*.exec' 'orch.node.*.exec.>') ;;
+            exec) deny+=('orch.node.*.exec' 'orch.node.*.exec.>' 'orch.node.*.attach' 'orch.node.*.attach.>') ;;
             cp) deny+=('orch.node.*.cp' 'orch.node.*.cp.>') ;;
             forward) deny+=('orch.node.*.port-forward' 'orch.node.*.port-forward.>') ;;
             *) echo "gen-fleet-users.sh: --operator-without: '$r' is not a right to take away (exec, cp, forward)" >&2; exit 2 ;;

@@ -232,11 +232,11 @@ public sealed class TransportSecurityTests
         }
         var errors = new ConcurrentQueue<string>();
         await using var viewer = await fleet.ConnectAsync(fleet.Seed("viewer"), errors: errors);
-        foreach (var subject in new[] { "orch.node.node-a.exec", "orch.node.node-a.exec.0123", "orch.node.node-a.cp", "orch.node.node-a.cp.0123", "orch.node.node-a.port-forward", "orch.node.node-a.port-forward.0123" })
+        foreach (var subject in new[] { "orch.node.node-a.exec", "orch.node.node-a.exec.0123", "orch.node.node-a.attach", "orch.node.node-a.attach.0123", "orch.node.node-a.cp", "orch.node.node-a.cp.0123", "orch.node.node-a.port-forward", "orch.node.node-a.port-forward.0123" })
         {
             Assert.Null(await Delivered(viewer, subject));
         }
-        await Eventually.TrueAsync("the server's refusals", () => errors.Count(e => e.Contains("Permissions Violation for Publish", StringComparison.Ordinal)) >= 5, TimeSpan.FromSeconds(10));
+        await Eventually.TrueAsync("the server's refusals", () => errors.Count(e => e.Contains("Permissions Violation for Publish", StringComparison.Ordinal)) >= 7, TimeSpan.FromSeconds(10));
         Assert.Equal("orch.node.node-a.ps", await Delivered(viewer, "orch.node.node-a.ps"));
         Assert.Equal("orch.node.node-a.logs", await Delivered(viewer, "orch.node.node-a.logs"));
         await using var noForward = await fleet.ConnectAsync(fleet.Seed("no-forward"));
@@ -244,6 +244,8 @@ public sealed class TransportSecurityTests
         Assert.Equal("orch.node.node-a.exec", await Delivered(noForward, "orch.node.node-a.exec"));
         Assert.Equal("orch.node.node-a.exec.0123", await Delivered(noForward, "orch.node.node-a.exec.0123"));
         Assert.Equal("orch.node.node-a.cp", await Delivered(noForward, "orch.node.node-a.cp"));
+        Assert.Equal("orch.node.node-a.attach", await Delivered(noForward, "orch.node.node-a.attach"));
+        Assert.Equal("orch.node.node-a.attach.0123", await Delivered(noForward, "orch.node.node-a.attach.0123"));
     }
 
     [Fact(Timeout = 120_000)]
