@@ -131,6 +131,26 @@ public sealed class ComposeImportTests
     }
 
     [Fact]
+    public void Tty_and_stdin_open_map_to_the_workloads_terminal_and_stdin_and_a_non_boolean_is_an_error()
+    {
+        var manifest = ManifestLoader.LoadFleetManifest("""
+            services:
+              console: {image: busybox, tty: true, stdin_open: "yes"}
+              quiet: {image: busybox, tty: false, stdin_open: off}
+            """, "c.yml");
+        var console = manifest.Deployments.Single(d => d.Name == "console").Template;
+        var quiet = manifest.Deployments.Single(d => d.Name == "quiet").Template;
+        Assert.Equal((true, true), (console.Tty, console.Stdin));
+        Assert.Equal((null, null), (quiet.Tty, quiet.Stdin)); // false is the default: left out, as the template's hash was
+        Assert.Empty(manifest.Warnings);
+        var e = Assert.Throws<ManifestException>(() => ManifestLoader.LoadFleetManifest("""
+            services:
+              console: {image: busybox, tty: sometimes}
+            """, "c.yml"));
+        Assert.Contains("c.yml:2:34: services.console.tty: expected true or false, got", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void What_cannot_map_is_an_error_at_its_node_with_the_compose_path()
     {
         var e = Assert.Throws<ManifestException>(() => ManifestLoader.LoadFleetManifest("""

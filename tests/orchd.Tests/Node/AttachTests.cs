@@ -1,0 +1,220 @@
+using System.IO.Pipelines;
+using System.Text;
+using System.Threading.Channels;
+using Orchestrator.Api;
+using Orchestrator.Api.Workloads;
+using Orchestrator.Client;
+
+namespace Orchestrator.Daemon.Tests.Node;
+
+/// <summary>
+/// attach against a real orchd and real containers (both backends): a container's own shell on
+/// its own terminal (tty: true, stdin: true) that a client types into, resizes, leaves and finds
+/// again, also after orchd was killed and started again (its terminal and stdin are held by the
+/// stdio holder, not by orchd); stdin without a terminal; and the mistakes a user makes.
+/// </summary>
+[Trait("Category", "Privileged")]
+[Collection(NodeTests.Collection)]
+public sealed class AttachTests
+{
+    private static readonly TimeSpan s_wait = TimeSpan.FromSeconds(60);
+
+    /// <summary>What an attach has shown so far.</summary>
+    private sealed class Screen
+    {
+        private readonly StringBuilder _out = new(), _err = new();
+
+        public ValueTask Take(bool stderr, ReadOnlyMemory<byte> data)
+        {
+            lock (_out)
+            {
+                (stderr ? _err : _out).Append(Encoding.UTF8.GetString(data.Span));
+            }
+            return ValueTask.CompletedTask;
+        }
+
+        public string Out
+        {
+            get
+            {
+                lock (_out)
+                {
+                    return _out.ToString();
+                }
+            }
+        }
+
+        public string Err
+        {
+            get
+            {
+                lock (_out)
+                {
+                    return _err.ToString();
+                }
+            }
+        }
+
+        public Task UntilAsync(string text, Task session, bool stderr = false)
+            => Eventually.TrueAsync($"'{text}' on the screen", () => (stderr ? Err : Out).Contains(text, StringComparison.Ordinal) || session.IsCompleted, s_wait,
+                () => $"screen so far: {Out}\nstderr: {Err}\nsession: {session.Status} {session.Exception?.GetBaseException().Message}");
+    }
+
+    /// <summary>One attach: keys typed into it, its screen, and a way to leave.</summary>
+    private sealed class Attached(NodeClient client, string name, bool stdin, bool tty, int rows = 0, int cols = 0) : IDisposable
+    {
+        public Pipe Keys { get; } = new();
+        public Screen Screen { get; } = new();
+        public Channel<(int, int)> Resizes { get; } = Channel.CreateUnbounded<(int, int)>();
+        private readonly CancellationTokenSource _detach = new();
+        public Task<int?> Session { get; private set; } = Task.FromResult<int?>(null);
+
+        public Attached Start()
+        {
+            Session = client.AttachAsync(name, stdin ? Keys.Reader.AsStream() : null, tty, rows, cols, Screen.Take, Resizes.Reader, _detach.Token, TestContext.Current.CancellationToken);
+            return this;
+        }
+
+        public async Task TypeAsync(string line) => await Keys.Writer.WriteAsync(Encoding.UTF8.GetBytes(line + "\n"));
+
+        public async Task<int?> DetachAsync()
+        {
+            await _detach.CancelAsync();
+            return await Session.WaitAsync(s_wait);
+        }
+
+        public void Dispose() => _detach.Dispose();
+    }
+
+    [Theory(Timeout = 300_000)]
+    [MemberData(nameof(NodeHost.Runtimes), MemberType = typeof(NodeHost))]
+    public async Task A_containers_own_shell_on_its_terminal_survives_detach_and_an_orchd_kill_and_ends_the_attach_with_its_code(string runtime)
+    {
+        await using var node = await NodeHost.StartAsync(runtime: runtime);
+        await node.Client.RunAsync(NodeHost.Sh("shell", "echo started; exec sh", w =>
+        {
+            w.Tty = true;
+            w.Stdin = true;
+            w.Network = NetworkMode.None;
+            w.StopGracePeriodSeconds = 0;
+            w.Restart = new RestartPolicy { Policy = RestartPolicyKind.Never };
+        }));
+        var running = await node.WaitForAsync("shell", c => c.State == ContainerState.Running, s_wait, "running");
+
+        using (var first = new Attached(node.Client, "shell", stdin: true, tty: true, rows: 40, cols: 100).Start())
+        {
+            await first.TypeAsync("stty size; tty; echo pid:$$; echo $((6*7))x");
+            await first.Screen.UntilAsync("42x", first.Session);
+            Assert.Contains("40 100", first.Screen.Out, StringComparison.Ordinal);
+            Assert.Matches(@"/dev/pts/\d+", first.Screen.Out);
+            Assert.Contains("pid:1", first.Screen.Out, StringComparison.Ordinal); // the container's own first process, not an exec
+            first.Resizes.Writer.TryWrite((50, 132));
+            await Task.Delay(300);
+            await first.TypeAsync("stty size; echo $((7*7))y");
+            await first.Screen.UntilAsync("49y", first.Session);
+            Assert.Contains("50 132", first.Screen.Out, StringComparison.Ordinal);
+            Assert.Equal("", first.Screen.Err); // a terminal has one stream
+            Assert.Null(await first.DetachAsync());
+        }
+        Assert.Equal(ContainerState.Running, (await node.Client.InspectAsync("shell")).State);
+
+        // orchd goes away (a crash, an upgrade) and comes back: the shell still has its terminal.
+        await node.KillOrchdAsync();
+        await node.StartOrchdAsync();
+        var back = await node.WaitForAsync("shell", c => c.State == ContainerState.Running, s_wait, "running after orchd's restart");
+        Assert.Equal(running.Pid, back.Pid);
+
+        using (var second = new Attached(node.Client, "shell", stdin: true, tty: true, rows: 30, cols: 90).Start())
+        {
+            await second.TypeAsync("stty size; echo again:$$");
+            await second.Screen.UntilAsync("again:1", second.Session);
+            Assert.Contains("30 90", second.Screen.Out, StringComparison.Ordinal);
+            Assert.DoesNotContain("42x", second.Screen.Out, StringComparison.Ordinal); // from now on, not the past
+            await second.TypeAsync("exit 5");
+            // containerd keeps the code; the native runtime's process is no child of the new orchd,
+            // so its code is unknown (docs/architecture.md, live restore): -1, as in inspect.
+            Assert.Equal(runtime == "containerd" ? 5 : -1, await second.Session.WaitAsync(s_wait));
+        }
+        var exited = await node.WaitForAsync("shell", c => c.State is ContainerState.Exited or ContainerState.Failed or ContainerState.Stopped, s_wait, "exited");
+        Assert.Equal(runtime == "containerd" ? 5 : null, exited.LastExit?.Code);
+        // What the terminal showed is in the log, from before and after orchd's restart.
+        var logs = await node.LogsUntilAsync("shell", l => l.Any(x => x.Text.Contains("again:1", StringComparison.Ordinal)), s_wait, "again:1 in the log");
+        Assert.Contains(logs, l => l.Text.Contains("started", StringComparison.Ordinal));
+        Assert.Contains(logs, l => l.Text.Contains("42x", StringComparison.Ordinal));
+    }
+
+    [Theory(Timeout = 300_000)]
+    [MemberData(nameof(NodeHost.Runtimes), MemberType = typeof(NodeHost))]
+    public async Task Without_a_terminal_stdin_stays_open_between_attaches_and_stdout_and_stderr_stay_apart(string runtime)
+    {
+        await using var node = await NodeHost.StartAsync(runtime: runtime);
+        await node.Client.RunAsync(NodeHost.Sh("reader", "while read l; do echo got:$l; echo err:$l >&2; done; echo eof; exec sleep 100000", w =>
+        {
+            w.Stdin = true;
+            w.Network = NetworkMode.None;
+            w.StopGracePeriodSeconds = 0;
+        }));
+        await node.WaitForAsync("reader", c => c.State == ContainerState.Running, s_wait, "running");
+
+        using (var first = new Attached(node.Client, "reader", stdin: true, tty: false).Start())
+        {
+            await first.TypeAsync("a");
+            await first.TypeAsync("b");
+            await first.Screen.UntilAsync("got:b", first.Session);
+            await first.Screen.UntilAsync("err:b", first.Session, stderr: true);
+            Assert.Equal("got:a\ngot:b\n", first.Screen.Out);
+            Assert.Equal("err:a\nerr:b\n", first.Screen.Err);
+            // The client's input ends: the container's stdin does not (the next attach types on).
+            first.Keys.Writer.Complete();
+            await Task.Delay(1000);
+            Assert.False(first.Session.IsCompleted);
+            Assert.Null(await first.DetachAsync());
+        }
+        await node.KillOrchdAsync();
+        await node.StartOrchdAsync();
+        await node.WaitForAsync("reader", c => c.State == ContainerState.Running, s_wait, "running after orchd's restart");
+        using (var watcher = new Attached(node.Client, "reader", stdin: false, tty: false).Start())
+        using (var second = new Attached(node.Client, "reader", stdin: true, tty: false).Start())
+        {
+            await Task.Delay(500); // both taps in place
+            await second.TypeAsync("c");
+            await second.Screen.UntilAsync("got:c", second.Session);
+            await watcher.Screen.UntilAsync("got:c", watcher.Session); // output goes to every attached client
+            Assert.DoesNotContain("eof", second.Screen.Out, StringComparison.Ordinal);
+            Assert.DoesNotContain("got:a", second.Screen.Out, StringComparison.Ordinal);
+            Assert.Null(await second.DetachAsync());
+            Assert.Null(await watcher.DetachAsync());
+        }
+        var logs = await node.LogsUntilAsync("reader", l => l.Any(x => x.Text == "got:c"), s_wait, "got:c");
+        Assert.Equal(["got:a", "got:b", "got:c"], logs.Where(l => l.Stream == "stdout").Select(l => l.Text));
+    }
+
+    [Fact(Timeout = 240_000)]
+    public async Task Attach_refuses_what_the_workload_does_not_have_with_the_fix()
+    {
+        await using var node = await NodeHost.StartAsync();
+        await node.Client.RunAsync(NodeHost.Sh("plain", "exec sleep 100000", w => { w.Network = NetworkMode.None; w.StopGracePeriodSeconds = 0; }));
+        await node.WaitForAsync("plain", c => c.State == ContainerState.Running, s_wait, "running");
+        var screen = new Screen();
+
+        // The container's exit ends an attach with its code.
+        await node.Client.RunAsync(NodeHost.Sh("ask", "read x; exit $x", w => { w.Tty = true; w.Stdin = true; w.Network = NetworkMode.None; w.Restart = new RestartPolicy { Policy = RestartPolicyKind.Never }; }));
+        await node.WaitForAsync("ask", c => c.State == ContainerState.Running, s_wait, "running");
+        using (var ask = new Attached(node.Client, "ask", stdin: true, tty: true).Start())
+        {
+            await ask.TypeAsync("7");
+            Assert.Equal(7, await ask.Session.WaitAsync(s_wait));
+        }
+
+        var noTty = await Assert.ThrowsAsync<NodeRequestException>(() => node.Client.AttachAsync("plain", null, tty: true, 24, 80, screen.Take, cancellationToken: TestContext.Current.CancellationToken));
+        Assert.Contains("tty: true", noTty.Message, StringComparison.Ordinal);
+        Assert.Contains("exec -it plain", noTty.Message, StringComparison.Ordinal);
+        var noStdin = await Assert.ThrowsAsync<NodeRequestException>(() => node.Client.AttachAsync("plain", new MemoryStream(), tty: false, 0, 0, screen.Take, cancellationToken: TestContext.Current.CancellationToken));
+        Assert.Contains("stdin: true", noStdin.Message, StringComparison.Ordinal);
+        var missing = await Assert.ThrowsAsync<NodeRequestException>(() => node.Client.AttachAsync("nosuch", null, tty: false, 0, 0, screen.Take, cancellationToken: TestContext.Current.CancellationToken));
+        Assert.Contains("no container 'nosuch'", missing.Message, StringComparison.Ordinal);
+        await node.Client.StopAsync("plain");
+        var stopped = await Assert.ThrowsAsync<NodeRequestException>(() => node.Client.AttachAsync("plain", null, tty: false, 0, 0, screen.Take, cancellationToken: TestContext.Current.CancellationToken));
+        Assert.Contains("not running", stopped.Message, StringComparison.Ordinal);
+    }
+}
