@@ -190,6 +190,38 @@ public sealed class AttachTests
     }
 
     [Fact(Timeout = 240_000)]
+    public async Task The_orchctl_binary_in_a_real_terminal_attaches_detaches_with_ctrl_p_ctrl_q_and_restores_the_terminal()
+    {
+        await using var node = await NodeHost.StartAsync();
+        await node.Client.RunAsync(NodeHost.Sh("shell", "exec sh", w => { w.Tty = true; w.Stdin = true; w.Network = NetworkMode.None; w.StopGracePeriodSeconds = 0; }));
+        var running = await node.WaitForAsync("shell", c => c.State == ContainerState.Running, s_wait, "running");
+
+        // script(1) gives orchctl a pseudo-terminal; the keys come from a pipe: a line, then (once its
+        // answer had time to show) ^P ^Q, docker's detach keys. After orchctl, the terminal is as it was.
+        var orchctl = $"{Repo.Binary("orchctl")} --server {node.Nats!.Url} -n {node.NodeName} attach -it shell";
+        var keys = "(printf 'echo $((6*7))x\\n'; sleep 3; printf '\\020\\021'; sleep 1)";
+        var result = await Orchctl.RunAsync(["-c", $"{keys} | script -qec \"sh -c '{orchctl}; code=\\$?; stty -a; exit \\$code'\" /dev/null"],
+            env: new Dictionary<string, string?> { ["TERM"] = "xterm" }, program: "/bin/sh");
+        Assert.True(result.Code == 0, $"exit {result.Code}: {result.All}");
+        Assert.Contains("42x", result.Out, StringComparison.Ordinal);
+        Assert.Contains("read escape sequence", result.All, StringComparison.Ordinal);
+        Assert.Matches(@"(^|\s)icanon(\s|$)", result.Out); // stty -a ran in a terminal restored from raw mode
+        Assert.DoesNotMatch(@"(^|\s)-echo(\s|$)", result.Out);
+        var after = await node.Client.InspectAsync("shell");
+        Assert.Equal((ContainerState.Running, running.Pid), (after.State, after.Pid)); // detached, not ended
+
+        // Off a terminal, orchctl attach -i sends what it reads; the end of its input does not end the
+        // attach (as kubectl's: the output keeps coming), Ctrl-C (SIGINT) detaches with exit 0.
+        await node.Client.RunAsync(NodeHost.Sh("reader", "while read l; do echo got:$l; done; echo eof; exec sleep 100000", w => { w.Stdin = true; w.Network = NetworkMode.None; w.StopGracePeriodSeconds = 0; }));
+        await node.WaitForAsync("reader", c => c.State == ContainerState.Running, s_wait, "running");
+        var piped = await Orchctl.RunAsync(["-c", $"echo one | timeout --preserve-status -s INT 5 {Repo.Binary("orchctl")} --server {node.Nats.Url} -n {node.NodeName} attach -i reader"],
+            program: "/bin/sh");
+        Assert.True(piped.Code == 0, $"exit {piped.Code}: {piped.All}");
+        Assert.Equal("got:one\n", piped.Out); // and no eof: the container's stdin stays open
+        Assert.Equal(ContainerState.Running, (await node.Client.InspectAsync("reader")).State);
+    }
+
+    [Fact(Timeout = 240_000)]
     public async Task Attach_refuses_what_the_workload_does_not_have_with_the_fix()
     {
         await using var node = await NodeHost.StartAsync();
