@@ -60,6 +60,27 @@ public sealed partial class Supervisor
         return (stdin, LogPump.CreateFifo(dir, "tty"));
     }
 
+    /// <summary>
+    /// A container's stdio holder outlives orchd, so it goes where the node's other helpers are
+    /// (<c>PARENT/.keeper</c>, NodeCgroup), out of orchd.service's cgroup: there systemd would count
+    /// it as a left-over process on every restart. Where it cannot go, it works where it is.
+    /// </summary>
+    private void PlaceStdioHolder(string name)
+    {
+        if (Runtime.Spawn.StdioHolder.Running(FifoDir(name)) is not { } pid)
+        {
+            return;
+        }
+        try
+        {
+            Runtime.Cgroups.NodeCgroup.PlaceKeeper(_options.NodeId, _options.CgroupParent, pid);
+        }
+        catch (Exception e) when (e is Runtime.Cgroups.CgroupException or IOException or UnauthorizedAccessException)
+        {
+            LogHolderUnplaced(_logger, name, pid, e.Message);
+        }
+    }
+
     private async Task StartAsync(SupervisedContainer container)
     {
         var name = container.Record.Name;
@@ -110,6 +131,7 @@ public sealed partial class Supervisor
                     }
                 }
             }
+            PlaceStdioHolder(name);
             container.Exited = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
             container.SeenExit = null;
             container.EndingBecause = null;

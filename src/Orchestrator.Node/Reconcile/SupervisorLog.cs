@@ -68,4 +68,7 @@ internal static partial class SupervisorLog
 
     [LoggerMessage(EventId = 3015, Level = LogLevel.Error, Message = "container {Name}: {Reason}; retrying with backoff")]
     internal static partial void LogStepFailed(ILogger logger, string name, string reason);
+
+    [LoggerMessage(EventId = 3016, Level = LogLevel.Warning, Message = "container {Name}: its stdio holder (pid {Pid}) stays in orchd's own cgroup: {Reason}")]
+    internal static partial void LogHolderUnplaced(ILogger logger, string name, int pid, string reason);
 }

@@ -100,6 +100,11 @@ public sealed class AttachTests
             w.Restart = new RestartPolicy { Policy = RestartPolicyKind.Never };
         }));
         var running = await node.WaitForAsync("shell", c => c.State == ContainerState.Running, s_wait, "running");
+        // Its terminal (native) or its stdin's writer (containerd: the shim has the terminal) is held
+        // by a holder of its own, in the node's helpers' cgroup, not orchd's.
+        var holder = Runtime.Spawn.StdioHolder.Running(Path.Combine(node.RunDir, "containers", "shell"));
+        Assert.NotNull(holder);
+        Assert.Contains(File.ReadAllLines($"/proc/{holder}/cgroup"), l => l.EndsWith("/.keeper", StringComparison.Ordinal));
 
         using (var first = new Attached(node.Client, "shell", stdin: true, tty: true, rows: 40, cols: 100).Start())
         {
@@ -136,6 +141,7 @@ public sealed class AttachTests
             Assert.Equal(runtime == "containerd" ? 5 : -1, await second.Session.WaitAsync(s_wait));
         }
         var exited = await node.WaitForAsync("shell", c => c.State is ContainerState.Exited or ContainerState.Failed or ContainerState.Stopped, s_wait, "exited");
+        await Eventually.TrueAsync("the holder gone with the container", () => !Directory.Exists($"/proc/{holder}"), s_wait);
         Assert.Equal(runtime == "containerd" ? 5 : null, exited.LastExit?.Code);
         // What the terminal showed is in the log, from before and after orchd's restart.
         var logs = await node.LogsUntilAsync("shell", l => l.Any(x => x.Text.Contains("again:1", StringComparison.Ordinal)), s_wait, "again:1 in the log");
