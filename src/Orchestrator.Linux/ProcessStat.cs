@@ -27,4 +27,31 @@ public static class ProcessStat
 
     /// <summary>True when <paramref name="pid"/> runs and is the process that started at <paramref name="startTime"/>.</summary>
     public static bool IsSame(int pid, ulong startTime) => StartTime(pid) == startTime;
+
+    /// <summary>Writes a helper's pid file: "PID STARTTIME", whole (a temporary file renamed over it).</summary>
+    public static void WritePidFile(string path, int pid)
+    {
+        var temp = path + ".tmp";
+        File.WriteAllText(temp, $"{pid.ToString(CultureInfo.InvariantCulture)} {(StartTime(pid) ?? 0).ToString(CultureInfo.InvariantCulture)}");
+        File.Move(temp, path, overwrite: true);
+    }
+
+    /// <summary>The process a pid file (<see cref="WritePidFile"/>) names, if that very process still runs; else null.</summary>
+    public static int? ReadPidFile(string path)
+    {
+        try
+        {
+            if (File.ReadAllText(path).Split(' ') is [var p, var t]
+                && int.TryParse(p, CultureInfo.InvariantCulture, out var pid)
+                && ulong.TryParse(t, CultureInfo.InvariantCulture, out var start)
+                && IsSame(pid, start))
+            {
+                return pid;
+            }
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+        }
+        return null;
+    }
 }

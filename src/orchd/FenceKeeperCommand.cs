@@ -26,8 +26,7 @@ internal static class FenceKeeperCommand
         var runDir = args[0];
         var path = Path.Combine(runDir, FenceFile.Name);
         var pidFile = Path.Combine(runDir, FenceFile.KeeperPidName);
-        var me = Environment.ProcessId;
-        File.WriteAllText(pidFile, $"{me.ToString(CultureInfo.InvariantCulture)} {(ProcessStat.StartTime(me) ?? 0).ToString(CultureInfo.InvariantCulture)}");
+        ProcessStat.WritePidFile(pidFile, Environment.ProcessId);
         _ = Libc.setsid(); // not in orchd's session: a signal to orchd's process group does not end the keeper
         try
         {

@@ -17,23 +17,7 @@ public sealed class FenceKeeper(string binary, string runDir, string nodeId, str
     private readonly Lock _lock = new();
 
     /// <summary>The keeper at work for RUN_DIR (its pid file names a live process with the same start time), or null.</summary>
-    public static int? Running(string runDir)
-    {
-        try
-        {
-            if (File.ReadAllText(Path.Combine(runDir, FenceFile.KeeperPidName)).Split(' ') is [var p, var t]
-                && int.TryParse(p, CultureInfo.InvariantCulture, out var pid)
-                && ulong.TryParse(t, CultureInfo.InvariantCulture, out var start)
-                && ProcessStat.IsSame(pid, start))
-            {
-                return pid;
-            }
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-        }
-        return null;
-    }
+    public static int? Running(string runDir) => ProcessStat.ReadPidFile(Path.Combine(runDir, FenceFile.KeeperPidName));
 
     /// <summary>
     /// A keeper runs after this, in its cgroup. Returns null, or the one sentence saying what could

@@ -66,31 +66,12 @@ public static partial class StdioHolder
                     _ => "see orchd's log",
                 }) + ")");
         }
-        var start = ProcessStat.StartTime(process.Id) ?? 0;
-        var temp = Path.Combine(dir, PidFile + ".tmp");
-        File.WriteAllText(temp, $"{process.Id.ToString(CultureInfo.InvariantCulture)} {start.ToString(CultureInfo.InvariantCulture)}");
-        File.Move(temp, Path.Combine(dir, PidFile), overwrite: true);
+        ProcessStat.WritePidFile(Path.Combine(dir, PidFile), process.Id);
         return process.Id;
     }
 
     /// <summary>The holder at work for <paramref name="dir"/>, or null.</summary>
-    public static int? Running(string dir)
-    {
-        try
-        {
-            if (File.ReadAllText(Path.Combine(dir, PidFile)).Split(' ') is [var p, var t]
-                && int.TryParse(p, CultureInfo.InvariantCulture, out var pid)
-                && ulong.TryParse(t, CultureInfo.InvariantCulture, out var start)
-                && ProcessStat.IsSame(pid, start))
-            {
-                return pid;
-            }
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-        }
-        return null;
-    }
+    public static int? Running(string dir) => ProcessStat.ReadPidFile(Path.Combine(dir, PidFile));
 
     /// <summary>Ends the holder of <paramref name="dir"/>, if one runs (the container was removed).</summary>
     public static void Stop(string dir)

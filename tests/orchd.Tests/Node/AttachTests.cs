@@ -19,47 +19,6 @@ public sealed class AttachTests
 {
     private static readonly TimeSpan s_wait = TimeSpan.FromSeconds(60);
 
-    /// <summary>What an attach has shown so far.</summary>
-    private sealed class Screen
-    {
-        private readonly StringBuilder _out = new(), _err = new();
-
-        public ValueTask Take(bool stderr, ReadOnlyMemory<byte> data)
-        {
-            lock (_out)
-            {
-                (stderr ? _err : _out).Append(Encoding.UTF8.GetString(data.Span));
-            }
-            return ValueTask.CompletedTask;
-        }
-
-        public string Out
-        {
-            get
-            {
-                lock (_out)
-                {
-                    return _out.ToString();
-                }
-            }
-        }
-
-        public string Err
-        {
-            get
-            {
-                lock (_out)
-                {
-                    return _err.ToString();
-                }
-            }
-        }
-
-        public Task UntilAsync(string text, Task session, bool stderr = false)
-            => Eventually.TrueAsync($"'{text}' on the screen", () => (stderr ? Err : Out).Contains(text, StringComparison.Ordinal) || session.IsCompleted, s_wait,
-                () => $"screen so far: {Out}\nstderr: {Err}\nsession: {session.Status} {session.Exception?.GetBaseException().Message}");
-    }
-
     /// <summary>One attach: keys typed into it, its screen, and a way to leave.</summary>
     private sealed class Attached(NodeClient client, string name, bool stdin, bool tty, int rows = 0, int cols = 0) : IDisposable
     {

@@ -37,47 +37,6 @@ public sealed class ExecInteractiveTests(ITestOutputHelper output)
         }
     }
 
-    /// <summary>The session's output as it comes, and what it has said so far.</summary>
-    private sealed class Screen
-    {
-        private readonly StringBuilder _out = new(), _err = new();
-
-        public ValueTask Take(bool stderr, ReadOnlyMemory<byte> data)
-        {
-            lock (_out)
-            {
-                (stderr ? _err : _out).Append(Encoding.UTF8.GetString(data.Span));
-            }
-            return ValueTask.CompletedTask;
-        }
-
-        public string Out
-        {
-            get
-            {
-                lock (_out)
-                {
-                    return _out.ToString();
-                }
-            }
-        }
-
-        public string Err
-        {
-            get
-            {
-                lock (_out)
-                {
-                    return _err.ToString();
-                }
-            }
-        }
-
-        public Task UntilAsync(string text, Task session)
-            => Eventually.TrueAsync($"'{text}' on the screen", () => Out.Contains(text, StringComparison.Ordinal) || session.IsCompleted, s_wait,
-                () => $"screen so far: {Out}\nstderr: {Err}\nsession: {session.Status} {session.Exception?.GetBaseException().Message}");
-    }
-
     private static async Task<int> CountAsync(NodeHost node, string name, string pattern)
         => (await node.Client.ExecAsync(name, ["sh", "-c", $"ps -o args | grep -c '^{pattern}' || true"])).Stdout.Trim() is var n && int.TryParse(n, out var count) ? count : -1;
 
