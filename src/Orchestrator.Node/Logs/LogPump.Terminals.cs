@@ -9,8 +9,8 @@ namespace Orchestrator.Node.Logs;
 /// (<c>tty: true</c>) writes into <c>tty.fifo</c> (through its StdioHolder or containerd's shim):
 /// the pump hands each read to the taps at once (a prompt, a keystroke's echo) and then writes
 /// it into the container's <c>stdout.fifo</c>, whose lines go to the log as every container's do.
-/// A tap that falls a pipe's worth (1 MiB) behind is ended with a message rather than holding
-/// the container or the log back.
+/// A tap never holds the container or its log back: one that falls a pipe's worth (1 MiB)
+/// behind misses what does not fit and is told how much (the log keeps it all).
 /// </summary>
 public sealed partial class LogPump
 {
@@ -21,10 +21,10 @@ public sealed partial class LogPump
     /// <summary>
     /// Starts handing container <paramref name="containerId"/>'s output to <paramref name="stdout"/>
     /// and <paramref name="stderr"/> (write ends of pipes, -1 for none; the pump closes them): from
-    /// now on, until its output ends (then <paramref name="ended"/> gets null) or the tap falls
-    /// behind (a sentence), or <see cref="RemoveTap"/>.
+    /// now on, until its output ends or the client closes its end (then <paramref name="ended"/>
+    /// is called), or <see cref="RemoveTap"/>.
     /// </summary>
-    public OutputTap AddTap(string containerId, int stdout, int stderr, Action<string?> ended)
+    public OutputTap AddTap(string containerId, int stdout, int stderr, Action ended)
     {
         foreach (var fd in (int[])[stdout, stderr])
         {
@@ -39,7 +39,7 @@ public sealed partial class LogPump
         return tap;
     }
 
-    public void RemoveTap(OutputTap tap) => Post(() => EndTap(tap, why: null, notify: false));
+    public void RemoveTap(OutputTap tap) => Post(() => EndTap(tap, notify: false));
 
     /// <summary>tty.fifo and a writer of stdout.fifo, when the container has a terminal: opened before its log's sources, so stdout.fifo never looks writerless.</summary>
     private static Terminal? OpenTerminal(string containerId, string fifoDir)
@@ -118,7 +118,11 @@ public sealed partial class LogPump
         EndTaps(terminal.ContainerId);
     }
 
-    /// <summary>Hands a piece of a container's output to its taps; one that cannot take it all is ended.</summary>
+    /// <summary>
+    /// Hands a piece of a container's output to its taps, without waiting: a tap whose pipe is full
+    /// (its client fell a pipe's worth behind) misses what does not fit, and once it has room again
+    /// is told how much it missed, in its stdout, before the output goes on.
+    /// </summary>
     private unsafe void Deliver(string containerId, string stream, ReadOnlySpan<byte> data)
     {
         foreach (var tap in _taps.Where(t => t.ContainerId == containerId).ToList())
@@ -128,16 +132,32 @@ public sealed partial class LogPump
             {
                 continue;
             }
-            nint w;
-            fixed (byte* b = data)
+            if (tap.Skipped > 0)
             {
-                w = write(fd, b, (nuint)data.Length);
+                var notice = System.Text.Encoding.ASCII.GetBytes(
+                    $"\r\n[orchd: {tap.Skipped} bytes of output skipped: this client fell more than {PipeSize >> 20} MiB behind]\r\n");
+                if (WriteSome(tap.Stdout, notice) != notice.Length)
+                {
+                    tap.Skipped += data.Length; // still full (a notice that did not fit whole is written again)
+                    continue;
+                }
+                tap.Skipped = 0;
             }
-            if (w != data.Length)
+            var written = WriteSome(fd, data);
+            if (written < 0 && System.Runtime.InteropServices.Marshal.GetLastPInvokeError() == 32 /* EPIPE: the client closed its end */)
             {
-                EndTap(tap, w < 0 && System.Runtime.InteropServices.Marshal.GetLastPInvokeError() == 32 /* EPIPE: the client closed its end */ ? null
-                    : $"the client fell more than {PipeSize >> 20} MiB behind the container's output; attach again", notify: true);
+                EndTap(tap, notify: true);
+                continue;
             }
+            tap.Skipped += data.Length - Math.Max(0, written);
+        }
+    }
+
+    private static unsafe int WriteSome(int fd, ReadOnlySpan<byte> data)
+    {
+        fixed (byte* b = data)
+        {
+            return (int)write(fd, b, (nuint)data.Length);
         }
     }
 
@@ -145,11 +165,11 @@ public sealed partial class LogPump
     {
         foreach (var tap in _taps.Where(t => t.ContainerId == containerId).ToList())
         {
-            EndTap(tap, why: null, notify: true);
+            EndTap(tap, notify: true);
         }
     }
 
-    private void EndTap(OutputTap tap, string? why, bool notify)
+    private void EndTap(OutputTap tap, bool notify)
     {
         if (!_taps.Remove(tap))
         {
@@ -164,7 +184,7 @@ public sealed partial class LogPump
         }
         if (notify)
         {
-            tap.Ended(why);
+            tap.Ended();
         }
     }
 
@@ -178,10 +198,12 @@ public sealed partial class LogPump
 }
 
 /// <summary>An attached client's view of a container's output (<see cref="LogPump.AddTap"/>).</summary>
-public sealed class OutputTap(string containerId, int stdout, int stderr, Action<string?> ended)
+public sealed class OutputTap(string containerId, int stdout, int stderr, Action ended)
 {
     public string ContainerId { get; } = containerId;
     internal int Stdout { get; } = stdout;
     internal int Stderr { get; } = stderr;
-    internal Action<string?> Ended { get; } = ended;
+    internal Action Ended { get; } = ended;
+    /// <summary>Bytes this tap missed since it last had room (the pump's thread only).</summary>
+    internal long Skipped { get; set; }
 }

@@ -83,13 +83,8 @@ public sealed partial class Supervisor
             }
             Output = fds[0];
             Errors = tty ? -1 : fds[2];
-            _tap = logs.AddTap(name, fds[1], tty ? -1 : fds[3], why =>
-            {
-                if (why is not null)
-                {
-                    _exited.TrySetException(new InvalidOperationException(why));
-                }
-            });
+            // Its end comes with the container's exit (the output pump drains what is left first).
+            _tap = logs.AddTap(name, fds[1], tty ? -1 : fds[3], () => { });
             _ = exitCode.ContinueWith(t => _exited.TrySetResult(t.IsCompletedSuccessfully ? t.Result : -1),
                 CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
         }

@@ -186,6 +186,44 @@ public sealed class AttachTests
         Assert.Equal(ContainerState.Running, (await node.Client.InspectAsync("reader")).State);
     }
 
+    [Theory(Timeout = 240_000)]
+    [MemberData(nameof(NodeHost.Runtimes), MemberType = typeof(NodeHost))]
+    public async Task A_client_that_falls_behind_a_flood_is_told_what_it_missed_and_holds_back_neither_the_container_nor_its_log(string runtime)
+    {
+        await using var node = await NodeHost.StartAsync(runtime: runtime);
+        await node.Client.RunAsync(NodeHost.Sh("flood", "exec yes 0123456789abcdef", w => { w.Tty = true; w.Network = NetworkMode.None; w.StopGracePeriodSeconds = 0; }));
+        var running = await node.WaitForAsync("flood", c => c.State == ContainerState.Running, s_wait, "running");
+        var orchdBefore = node.Daemon.RssKiB();
+
+        // A client on a slow link: 100 ms for every piece it is handed. It misses what it cannot
+        // take, is told so, and stays attached.
+        var slowScreen = new Screen();
+        using var leave = new CancellationTokenSource();
+        var slow = node.Client.AttachAsync("flood", null, tty: true, 24, 80, async (stderr, data) =>
+        {
+            await slowScreen.Take(stderr, data);
+            await Task.Delay(100);
+        }, detach: leave.Token, cancellationToken: TestContext.Current.CancellationToken);
+        await slowScreen.UntilAsync("bytes of output skipped: this client fell more than 1 MiB behind]", slow);
+        Assert.False(slow.IsCompleted);
+        await leave.CancelAsync();
+        Assert.Null(await slow.WaitAsync(s_wait));
+
+        // The container ran on, its log kept growing, orchd's memory is bounded, a new attach works.
+        var after = await node.Client.InspectAsync("flood");
+        Assert.Equal((ContainerState.Running, running.Pid), (after.State, after.Pid));
+        var log = Path.Combine(node.StateDir, "logs", "flood", "container.log");
+        var size = new FileInfo(log).Length;
+        await Eventually.TrueAsync("the log growing", () => new FileInfo(log).Length != size, s_wait);
+        Assert.True(node.Daemon.RssKiB() - orchdBefore < 64 * 1024, $"orchd grew from {orchdBefore} KiB to {node.Daemon.RssKiB()} KiB");
+        var screen = new Screen();
+        using var detach = new CancellationTokenSource();
+        var fast = node.Client.AttachAsync("flood", null, tty: true, 24, 80, screen.Take, detach: detach.Token, cancellationToken: TestContext.Current.CancellationToken);
+        await screen.UntilAsync("0123456789abcdef", fast);
+        await detach.CancelAsync();
+        Assert.Null(await fast.WaitAsync(s_wait));
+    }
+
     [Fact(Timeout = 240_000)]
     public async Task Attach_refuses_what_the_workload_does_not_have_with_the_fix()
     {
