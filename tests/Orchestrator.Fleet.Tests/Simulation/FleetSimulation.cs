@@ -362,20 +362,25 @@ public sealed class FleetSimulation
             // 2. Never more live copies than desired + maxSurge on nodes that have been healthy
             //    (copies on a node that is or was lately cut off are the unreachable exception),
             //    and never one replica running twice on healthy nodes.
+            // Only the scheduler can tell two nodes that both run a replica which one keeps it (a node
+            // back without a key after a wipe keeps what it ran): a pass must have seen them healthy.
+            var window = TimeSpan.FromSeconds(3) + _options.Heartbeat * 2;
+            var passSeen = _lastPassAt > now - window + _options.Heartbeat;
             var copies = _nodes.Where(n => Healthy(n, TimeSpan.FromSeconds(3)))
                 .SelectMany(n => n.Containers.Values.Where(c => c.Deployment == plan.Name && c.Running).Select(c => (Node: n, C: c))).ToList();
             var desired = StoredDeployment(plan.Name)?.Replicas ?? plan.Replicas;
             // A scale-down takes a pass to reach the nodes (longer while no scheduler can run).
             var allowed = Math.Max(desired, now - plan.ScaledAt < ConvergeWithin ? plan.PreviousReplicas : 0) + plan.MaxSurge;
             // A move starts the new copy as the old node learns it lost it: a second, no more.
-            if (copies.Count > allowed && Persists($"count {plan.Name}", now))
+            var duplicated = copies.GroupBy(c => c.C.Name).Any(g => g.Count() > 1);
+            if (copies.Count > allowed && (passSeen || !duplicated) && Persists($"count {plan.Name}", now))
             {
                 Fail($"deployment {plan.Name}: {copies.Count} copies run on healthy nodes, at most {allowed} allowed: {string.Join(", ", copies.Select(c => c.C.Name + "@" + c.Node.Name))}");
                 return;
             }
             foreach (var twice in copies.GroupBy(c => c.C.Name).Where(g => g.Count() > 1))
             {
-                if (twice.All(c => Healthy(c.Node, TimeSpan.FromSeconds(3) + _options.Heartbeat * 2)) && Persists($"twice {twice.Key}", now))
+                if (twice.All(c => Healthy(c.Node, window)) && passSeen && Persists($"twice {twice.Key}", now))
                 {
                     Fail($"replica {twice.Key} runs on {string.Join(" and ", twice.Select(c => c.Node.Name))}, all healthy");
                     return;
@@ -505,6 +510,11 @@ public sealed class FleetSimulation
         }
         _ = final;
     }
+
+    /// <summary>When a scheduler pass last completed, on any node.</summary>
+    private DateTimeOffset _lastPassAt = DateTimeOffset.MinValue;
+
+    internal void PassCompleted() => _lastPassAt = Now;
 
     internal void Elected(SimNode node)
     {

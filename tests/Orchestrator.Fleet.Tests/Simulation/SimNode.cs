@@ -246,6 +246,10 @@ internal sealed class SimNode : IAssignedReplicas
                 _leader = false;
                 _lease = new SchedulerLease(Name, _sim.Options);
             }
+            else
+            {
+                _sim.PassCompleted();
+            }
         }
 
         Fence(now, linked);
