@@ -899,6 +899,11 @@ int orch_stdio_relay(const char *dir, int source_pid, int master_fd, int contain
         (void)fcntl(master, F_SETFL, fcntl(master, F_GETFL) | O_NONBLOCK);
     }
     int in = open_in(dir, "stdin.fifo", O_RDWR | O_NONBLOCK); /* -1: no stdin */
+    /* The log's FIFOs (and the terminal's), held so that what the container wrote just before it
+     * ended, while orchd was down, is still there for the next orchd: a FIFO nobody holds drops
+     * its contents. Released once orchd has read them. */
+    int held[3] = { open_in(dir, "stdout.fifo", O_RDWR | O_NONBLOCK), open_in(dir, "stderr.fifo", O_RDWR | O_NONBLOCK),
+                    out >= 0 ? -1 : open_in(dir, "tty.fifo", O_RDWR | O_NONBLOCK) };
     if (write_all(1, "ok\n", 3) != 0) return 7;
     int null = open("/dev/null", O_RDWR | O_CLOEXEC);
     if (null >= 0) { dup2(null, 0); dup2(null, 1); dup2(null, 2); close(null); }
@@ -913,7 +918,7 @@ int orch_stdio_relay(const char *dir, int source_pid, int master_fd, int contain
         fds[1] = (struct pollfd){ .fd = master, .events = (short)(POLLIN | (typed_len > typed_off ? POLLOUT : 0)) };
         /* Input waits in its FIFO while the terminal does not take what was typed before. */
         fds[2] = (struct pollfd){ .fd = master >= 0 && typed_len == typed_off ? in : -1, .events = POLLIN };
-        fds[3] = (struct pollfd){ .fd = ctl, .events = POLLIN };
+        fds[3] = (struct pollfd){ .fd = master >= 0 ? ctl : -1, .events = POLLIN }; /* no terminal left: sizes wait unread */
         int ready = poll(fds, 4, exited ? 100 : -1);
         if (ready < 0) {
             if (errno == EINTR) continue;
@@ -926,7 +931,7 @@ int orch_stdio_relay(const char *dir, int source_pid, int master_fd, int contain
                 if (write_all(out, buf, (size_t)r) != 0) return 9;
             } else if (r == 0 || (errno != EAGAIN && errno != EINTR)) {
                 /* EIO: every process that had the terminal is gone */
-                if (exited) return 0;
+                if (exited) break;
                 fds[1].revents = 0;
                 close(master);
                 master = -1;
@@ -942,6 +947,16 @@ int orch_stdio_relay(const char *dir, int source_pid, int master_fd, int contain
             if (r > 0) { typed_len = (size_t)r; typed_off = 0; }
         }
         if (master >= 0 && (fds[3].revents & POLLIN)) apply_sizes(master, sizes, &sizes_used, ctl);
-        if (exited && (ready == 0 || master < 0)) return 0; /* exited and the terminal has gone quiet */
+        if (exited && (ready == 0 || master < 0)) break; /* exited and the terminal has gone quiet */
+    }
+    /* Until orchd has read what is left (it may be down: then for as long as it takes). */
+    for (;;) {
+        int left = 0;
+        for (int i = 0; i < 4; i++) {
+            int fd = i < 3 ? held[i] : out, n = 0;
+            if (fd >= 0 && ioctl(fd, FIONREAD, &n) == 0 && n > 0) left = 1;
+        }
+        if (!left) return 0;
+        usleep(100 * 1000);
     }
 }

@@ -80,10 +80,11 @@ public sealed class ContainerdDriver : ITaskDriver, IDisposable
             var pid = config.Tty
                 ? (int)_client.CreateTask(id, FifoPath(config.TerminalOutput), "", config.Stdin >= 0 ? FifoPath(config.Stdin) : "", terminal: true)
                 : (int)_client.CreateTask(id, FifoPath(config.Stdout), FifoPath(config.Stderr), config.Stdin >= 0 ? FifoPath(config.Stdin) : "");
-            if (config.Stdin >= 0 && config.FifoDir is not null)
+            if ((config.Stdin >= 0 || config.Tty) && config.FifoDir is not null)
             {
                 // The shim reads stdin.fifo; at its last writer's close it would close the container's
-                // stdin (and a terminal with it): a holder keeps a writer across orchd restarts.
+                // stdin (and a terminal with it): a holder keeps a writer across orchd restarts, and
+                // keeps what the terminal wrote last until orchd has read it.
                 Orchestrator.Runtime.Spawn.StdioHolder.Start(Environment.ProcessPath ?? "orchd", config.FifoDir, -1, pid);
             }
             // Read while the process waits to be started (it cannot have exited yet), and kept on the

@@ -66,28 +66,36 @@ public sealed partial class LogPump
 
     private bool HasTerminal(string containerId) => _terminals.Any(t => t.ContainerId == containerId);
 
-    /// <summary>Reads what the terminal has (unless the last read is not in stdout.fifo yet): to the taps, then towards the log.</summary>
+    /// <summary>
+    /// Reads what the terminal has (while the last read fits into stdout.fifo): to the taps, then
+    /// towards the log; until it is empty, or at its end. Reads on until the FIFO says "empty"
+    /// (EAGAIN) or "end" (0), not only when poll wakes it: a FIFO whose writers were gone before
+    /// it was opened (a container that ended while orchd was down) reports no POLLHUP, ever.
+    /// </summary>
     private unsafe void PumpTerminal(Terminal terminal)
     {
-        if (terminal.Pending.Length > 0)
+        for (var rounds = 0; rounds < 16 && terminal.Pending.Length == 0 && _terminals.Contains(terminal); rounds++)
         {
-            return;
-        }
-        nint n;
-        fixed (byte* b = _terminalBuffer)
-        {
-            n = read(terminal.Read, b, (nuint)_terminalBuffer.Length);
-        }
-        if (n > 0)
-        {
-            var data = _terminalBuffer.AsSpan(0, (int)n);
-            Deliver(terminal.ContainerId, "stdout", data);
-            terminal.Pending = data.ToArray();
-            FlushTerminal(terminal);
-        }
-        else if (n == 0)
-        {
-            CloseTerminal(terminal); // every writer gone: the container has exited
+            nint n;
+            fixed (byte* b = _terminalBuffer)
+            {
+                n = read(terminal.Read, b, (nuint)_terminalBuffer.Length);
+            }
+            if (n > 0)
+            {
+                var data = _terminalBuffer.AsSpan(0, (int)n);
+                Deliver(terminal.ContainerId, "stdout", data);
+                terminal.Pending = data.ToArray();
+                FlushTerminal(terminal);
+            }
+            else
+            {
+                if (n == 0)
+                {
+                    CloseTerminal(terminal); // every writer gone: the container has exited
+                }
+                return;
+            }
         }
     }
 

@@ -106,7 +106,12 @@ public sealed partial class LogPump : IDisposable
             var fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC, 0);
             if (fd < 0)
             {
-                throw LinuxException.FromLastError("open", path);
+                var error = LinuxException.FromLastError("open", path);
+                foreach (var open in sources.Select(s => s.Fd).Concat(terminal is null ? [] : [terminal.Read, terminal.Write]))
+                {
+                    close(open);
+                }
+                throw error;
             }
             sources.Add(new Source(containerId, stream, fd));
         }
@@ -266,6 +271,7 @@ public sealed partial class LogPump : IDisposable
             foreach (var terminal in _terminals.Where(t => t.Pending.Length > 0).ToList())
             {
                 FlushTerminal(terminal);
+                PumpTerminal(terminal); // on from where it stopped: poll may never say so (PumpTerminal)
             }
         }
     }

@@ -55,10 +55,18 @@ public sealed partial class Supervisor
         return attached;
     }
 
-    /// <summary>The code the container's process exited with (read on the loop, once its exit has been recorded there); -1 when unknown.</summary>
+    /// <summary>
+    /// The code the container's process exited with; -1 when unknown. The exit watcher sets
+    /// SeenExit before it completes the run's task (and only then posts the exit to the loop);
+    /// an exit the loop itself recorded is read there, after the step that recorded it.
+    /// </summary>
     private async Task<int> ExitCodeAsync(SupervisedContainer container, Task exited)
     {
         await exited.ConfigureAwait(false);
+        if (container.SeenExit is { } seen)
+        {
+            return seen.Code ?? -1;
+        }
         return await Post(() => container.Record.LastExit?.Code ?? -1).ConfigureAwait(false);
     }
 

@@ -51,13 +51,20 @@ public sealed partial class Supervisor
         {
             return (stdin, -1);
         }
-        var resize = Path.Combine(dir, "resize.fifo");
-        if (Linux.Libc.mkfifo(resize, 0x180) != 0)
+        try
+        {
+            var resize = Path.Combine(dir, "resize.fifo");
+            if (Linux.Libc.mkfifo(resize, 0x180) != 0)
+            {
+                throw Linux.LinuxException.FromLastError("mkfifo", resize);
+            }
+            return (stdin, LogPump.CreateFifo(dir, "tty"));
+        }
+        catch when (stdin >= 0)
         {
             Linux.Libc.close(stdin);
-            throw Linux.LinuxException.FromLastError("mkfifo", resize);
+            throw;
         }
-        return (stdin, LogPump.CreateFifo(dir, "tty"));
     }
 
     /// <summary>
@@ -102,10 +109,11 @@ public sealed partial class Supervisor
             // spawn is at or before this run's first line and after the last run's (drained at its exit).
             var logFrom = DateTimeOffset.UtcNow;
             var (stdout, stderr) = LogPump.CreateFifos(FifoDir(name));
-            var (stdin, terminal) = CreateStdioFifos(name, workload);
+            var (stdin, terminal) = (-1, -1);
             TaskHandle handle;
             try
             {
+                (stdin, terminal) = CreateStdioFifos(name, workload);
                 AttachLogs(name);
                 handle = _driver.Start(new TaskConfig(name, bundle, stdout, stderr, beforeStart)
                 {

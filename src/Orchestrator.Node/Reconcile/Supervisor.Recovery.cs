@@ -140,7 +140,7 @@ public sealed partial class Supervisor
             _driver.Destroy(record.Name);
             if (Directory.Exists(FifoDir(record.Name)))
             {
-                AttachLogs(record.Name); // whatever it wrote before dying is still in the pipe
+                AttachLogs(record.Name); // what a stdio holder kept of its last output is still in the pipe (docs/node.md)
             }
             Exited(container, new TaskExit(null, false, _clock.GetUtcNow()));
         }

@@ -73,12 +73,20 @@ public static partial class StdioHolder
     /// <summary>The holder at work for <paramref name="dir"/>, or null.</summary>
     public static int? Running(string dir) => ProcessStat.ReadPidFile(Path.Combine(dir, PidFile));
 
-    /// <summary>Ends the holder of <paramref name="dir"/>, if one runs (the container was removed).</summary>
+    /// <summary>
+    /// Ends the holder of <paramref name="dir"/>, if one runs (the container was removed, or starts
+    /// again): a holder whose container has exited is given a second to pass on its last output.
+    /// </summary>
     public static void Stop(string dir)
     {
-        if (Running(dir) is { } pid)
+        for (var waited = 0; Running(dir) is { } pid; waited++)
         {
-            Libc.kill(pid, 9);
+            if (waited == 10)
+            {
+                Libc.kill(pid, 9);
+                break;
+            }
+            Thread.Sleep(100);
         }
         File.Delete(Path.Combine(dir, PidFile));
     }

@@ -188,10 +188,42 @@ public sealed class AttachTests
 
     [Theory(Timeout = 240_000)]
     [MemberData(nameof(NodeHost.Runtimes), MemberType = typeof(NodeHost))]
+    public async Task What_a_terminal_shows_as_it_ends_while_orchd_is_down_reaches_the_log_after_the_restart(string runtime)
+    {
+        await using var node = await NodeHost.StartAsync(runtime: runtime);
+        await node.Client.RunAsync(NodeHost.Sh("asker", "read x; echo bye:$x; exit 3", w =>
+        {
+            w.Tty = true;
+            w.Stdin = true;
+            w.Network = NetworkMode.None;
+            w.Restart = new RestartPolicy { Policy = RestartPolicyKind.Never };
+        }));
+        var running = await node.WaitForAsync("asker", c => c.State == ContainerState.Running, s_wait, "running");
+        await node.KillOrchdAsync();
+        // orchd is away: what arrives in stdin.fifo (as from an attach) still reaches the terminal,
+        // the container answers and ends, its holder passes the answer on and ends too.
+        var dir = Path.Combine(node.RunDir, "containers", "asker");
+        await File.WriteAllTextAsync(Path.Combine(dir, "stdin.fifo"), "42\n", TestContext.Current.CancellationToken);
+        await Eventually.TrueAsync("the container gone", () => !Directory.Exists($"/proc/{running.Pid}"), s_wait);
+
+        // The holder stays while what it passed on waits unread (a FIFO nobody holds drops its contents).
+        await Task.Delay(1000);
+        Assert.NotNull(Runtime.Spawn.StdioHolder.Running(dir));
+        await node.StartOrchdAsync();
+        await node.WaitForAsync("asker", c => c.State is ContainerState.Exited or ContainerState.Failed, s_wait, "seen exited");
+        await node.LogsUntilAsync("asker", l => l.Any(x => x.Text.Contains("bye:42", StringComparison.Ordinal)), s_wait, "bye:42 in the log");
+        await Eventually.TrueAsync("its holder gone once orchd read it all", () => Runtime.Spawn.StdioHolder.Running(dir) is null, s_wait);
+        // Nothing of its terminal stays open in orchd (a FIFO whose writer left before it was opened never says POLLHUP).
+        await Eventually.TrueAsync("orchd holds none of its FIFOs", () => !Directory.EnumerateFiles($"/proc/{node.Daemon.Pid}/fd")
+            .Select(fd => new FileInfo(fd).LinkTarget ?? "").Any(target => target.StartsWith(dir, StringComparison.Ordinal)), s_wait);
+    }
+
+    [Theory(Timeout = 240_000)]
+    [MemberData(nameof(NodeHost.Runtimes), MemberType = typeof(NodeHost))]
     public async Task A_client_that_falls_behind_a_flood_is_told_what_it_missed_and_holds_back_neither_the_container_nor_its_log(string runtime)
     {
         await using var node = await NodeHost.StartAsync(runtime: runtime);
-        await node.Client.RunAsync(NodeHost.Sh("flood", "exec yes 0123456789abcdef", w => { w.Tty = true; w.Network = NetworkMode.None; w.StopGracePeriodSeconds = 0; }));
+        await node.Client.RunAsync(NodeHost.Sh("flood", "exec yes 0123456789abcdef", w => { w.Tty = true; w.StopGracePeriodSeconds = 0; }) /* on the bridge: create, network, start */);
         var running = await node.WaitForAsync("flood", c => c.State == ContainerState.Running, s_wait, "running");
         var orchdBefore = node.Daemon.RssKiB();
 
