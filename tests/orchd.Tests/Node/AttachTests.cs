@@ -45,19 +45,22 @@ public sealed class AttachTests
         public void Dispose() => _detach.Dispose();
     }
 
+    /// <summary>A workload on a terminal of its own with an open stdin, off the network, run once (what most of these tests attach to).</summary>
+    private static void Console(Workload w)
+    {
+        w.Tty = true;
+        w.Stdin = true;
+        w.Network = NetworkMode.None;
+        w.StopGracePeriodSeconds = 0;
+        w.Restart = new RestartPolicy { Policy = RestartPolicyKind.Never };
+    }
+
     [Theory(Timeout = 300_000)]
     [MemberData(nameof(NodeHost.Runtimes), MemberType = typeof(NodeHost))]
     public async Task A_containers_own_shell_on_its_terminal_survives_detach_and_an_orchd_kill_and_ends_the_attach_with_its_code(string runtime)
     {
         await using var node = await NodeHost.StartAsync(runtime: runtime);
-        await node.Client.RunAsync(NodeHost.Sh("shell", "echo started; exec sh", w =>
-        {
-            w.Tty = true;
-            w.Stdin = true;
-            w.Network = NetworkMode.None;
-            w.StopGracePeriodSeconds = 0;
-            w.Restart = new RestartPolicy { Policy = RestartPolicyKind.Never };
-        }));
+        await node.Client.RunAsync(NodeHost.Sh("shell", "echo started; exec sh", Console));
         var running = await node.WaitForAsync("shell", c => c.State == ContainerState.Running, s_wait, "running");
         // Its terminal (native) or its stdin's writer (containerd: the shim has the terminal) is held
         // by a holder of its own, in the node's helpers' cgroup, not orchd's.
@@ -158,7 +161,7 @@ public sealed class AttachTests
     public async Task The_orchctl_binary_in_a_real_terminal_attaches_detaches_with_ctrl_p_ctrl_q_and_restores_the_terminal()
     {
         await using var node = await NodeHost.StartAsync();
-        await node.Client.RunAsync(NodeHost.Sh("shell", "exec sh", w => { w.Tty = true; w.Stdin = true; w.Network = NetworkMode.None; w.StopGracePeriodSeconds = 0; }));
+        await node.Client.RunAsync(NodeHost.Sh("shell", "exec sh", w => { Console(w); w.Restart = null; }));
         var running = await node.WaitForAsync("shell", c => c.State == ContainerState.Running, s_wait, "running");
 
         // script(1) gives orchctl a pseudo-terminal; the keys come from a pipe: a line, then (once its
@@ -191,13 +194,7 @@ public sealed class AttachTests
     public async Task What_a_terminal_shows_as_it_ends_while_orchd_is_down_reaches_the_log_after_the_restart(string runtime)
     {
         await using var node = await NodeHost.StartAsync(runtime: runtime);
-        await node.Client.RunAsync(NodeHost.Sh("asker", "read x; echo bye:$x; exit 3", w =>
-        {
-            w.Tty = true;
-            w.Stdin = true;
-            w.Network = NetworkMode.None;
-            w.Restart = new RestartPolicy { Policy = RestartPolicyKind.Never };
-        }));
+        await node.Client.RunAsync(NodeHost.Sh("asker", "read x; echo bye:$x; exit 3", Console));
         var running = await node.WaitForAsync("asker", c => c.State == ContainerState.Running, s_wait, "running");
         await node.KillOrchdAsync();
         // orchd is away: what arrives in stdin.fifo (as from an attach) still reaches the terminal,
@@ -265,7 +262,7 @@ public sealed class AttachTests
         var screen = new Screen();
 
         // The container's exit ends an attach with its code.
-        await node.Client.RunAsync(NodeHost.Sh("ask", "read x; exit $x", w => { w.Tty = true; w.Stdin = true; w.Network = NetworkMode.None; w.Restart = new RestartPolicy { Policy = RestartPolicyKind.Never }; }));
+        await node.Client.RunAsync(NodeHost.Sh("ask", "read x; exit $x", Console));
         await node.WaitForAsync("ask", c => c.State == ContainerState.Running, s_wait, "running");
         using (var ask = new Attached(node.Client, "ask", stdin: true, tty: true).Start())
         {
