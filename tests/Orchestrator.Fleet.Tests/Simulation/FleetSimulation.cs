@@ -168,6 +168,12 @@ public sealed class FleetSimulation
         var deployment = plan.ToDeployment();
         try
         {
+            // An apply to a store that lost the deployment (wiped) is a re-apply, whoever made it:
+            // the nodes kept what they ran, duplicates included, until a scheduler has settled.
+            if (StoredDeployment(plan.Name) is null)
+            {
+                plan.ReappliedAt = Now;
+            }
             var store = Bucket(Buckets.Deployments, Buckets.DeploymentHistory);
             store.PutAsync(deployment.Name, JsonSerializer.SerializeToUtf8Bytes(deployment, WorkloadJsonContext.Default.Deployment)).AsTask().GetAwaiter().GetResult();
             plan.OperatorTemplate = FleetScheduler.TemplateHash(deployment);
