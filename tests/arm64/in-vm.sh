@@ -242,7 +242,33 @@ systemctl is-active --quiet orchd.service || fail "orchd did not come back: $(jo
 ok "watchdog: a hung orchd was killed by systemd ($(journalctl -u orchd --no-pager -o cat | grep -m1 'Watchdog timeout')), and restarted (NRestarts $restarts_before -> $restarts_after); web kept pid $pid"
 wait_until 60 served 127.0.0.1 || fail "port 8080 does not answer after the watchdog restart"
 
-# 9. Opt-in (ORCH_ARM64_RSS_STUDY=1 on the host): orchd's idle RSS with transparent huge pages
+# 9. A terminal of its own (tty: true, stdin: true): the stdio holder (orchd's C main, the master
+# taken with pidfd_getfd) keeps it across a restart of orchd; what is typed reaches the shell on
+# it, and its answer reaches the log.
+cat > /etc/orchestrator/manifests/console.yaml <<'EOF'
+name: console
+image: busybox:latest
+command: [sh, -c, 'while read l; do echo "got:$l on $(uname -m)"; done']
+network: none
+tty: true
+stdin: true
+EOF
+cdir=/run/orchestrator/containers/console
+have_console() { [ -n "$(cg_pid console)" ] && [ -s "$cdir/stdio-holder.pid" ]; }
+wait_until 90 have_console || fail "console did not start with a stdio holder: $(container console); $(journal)"
+holder=$(cut -d' ' -f1 "$cdir/stdio-holder.pid"); cpid=$(cg_pid console)
+tr '\0' ' ' < "/proc/$holder/cmdline" | grep -q "stdio-holder" || fail "pid $holder is not a stdio holder: $(tr '\0' ' ' < "/proc/$holder/cmdline")"
+holder_kb=$(awk '/^VmRSS/ {print $2}' "/proc/$holder/status")
+holder_cg=$(cut -d: -f3 "/proc/$holder/cgroup" | head -1)
+systemctl restart orchd.service
+echo one > "$cdir/stdin.fifo"
+logged() { grep -q "got:one on aarch64" /var/lib/orchestrator/logs/console/container.log 2>/dev/null; }
+wait_until 60 logged || fail "what was typed into console's terminal did not reach its log: $(tail -3 /var/lib/orchestrator/logs/console/container.log 2>&1); $(journal)"
+[ "$(cg_pid console)" = "$cpid" ] && [ -d "/proc/$holder" ] || fail "console (pid $cpid, now '$(cg_pid console)') or its holder ($holder) did not survive the restart of orchd"
+ok "tty: console (pid $cpid) on a terminal of its own, held by its stdio holder (pid $holder, $holder_kb kB RSS, in $holder_cg) across a restart of orchd; 'one' typed, the log says '$(grep -m1 -o 'got:one on [a-z0-9_]*' /var/lib/orchestrator/logs/console/container.log)'"
+figure stdio_holder_rss_kib "$holder_kb"
+
+# 10. Opt-in (ORCH_ARM64_RSS_STUDY=1 on the host): orchd's idle RSS with transparent huge pages
 # on and off and with a small gen0 budget, each a fresh orchd under systemd 30 s after it
 # connected, reports in out/rss-study-NAME.txt (docs/benchmarks.md, "arm64").
 thp_file=/sys/kernel/mm/transparent_hugepage/enabled
