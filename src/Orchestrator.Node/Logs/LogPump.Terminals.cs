@@ -21,10 +21,10 @@ public sealed partial class LogPump
     /// <summary>
     /// Starts handing container <paramref name="containerId"/>'s output to <paramref name="stdout"/>
     /// and <paramref name="stderr"/> (write ends of pipes, -1 for none; the pump closes them): from
-    /// now on, until its output ends or the client closes its end (then <paramref name="ended"/>
-    /// is called), or <see cref="RemoveTap"/>.
+    /// now on, until its output ends or the client closes its end (the pump then closes the pipes,
+    /// which the reader sees as end-of-file), or <see cref="RemoveTap"/>.
     /// </summary>
-    public OutputTap AddTap(string containerId, int stdout, int stderr, Action ended)
+    public OutputTap AddTap(string containerId, int stdout, int stderr)
     {
         foreach (var fd in (int[])[stdout, stderr])
         {
@@ -34,12 +34,12 @@ public sealed partial class LogPump
                 fcntl(fd, F_SETPIPE_SZ, PipeSize);
             }
         }
-        var tap = new OutputTap(containerId, stdout, stderr, ended);
+        var tap = new OutputTap(containerId, stdout, stderr);
         Post(() => _taps.Add(tap));
         return tap;
     }
 
-    public void RemoveTap(OutputTap tap) => Post(() => EndTap(tap, notify: false));
+    public void RemoveTap(OutputTap tap) => Post(() => EndTap(tap));
 
     /// <summary>tty.fifo and a writer of stdout.fifo, when the container has a terminal: opened before its log's sources, so stdout.fifo never looks writerless.</summary>
     private static Terminal? OpenTerminal(string containerId, string fifoDir)
@@ -154,7 +154,7 @@ public sealed partial class LogPump
             var written = WriteSome(fd, data);
             if (written < 0 && System.Runtime.InteropServices.Marshal.GetLastPInvokeError() == 32 /* EPIPE: the client closed its end */)
             {
-                EndTap(tap, notify: true);
+                EndTap(tap);
                 continue;
             }
             tap.Skipped += data.Length - Math.Max(0, written);
@@ -173,11 +173,11 @@ public sealed partial class LogPump
     {
         foreach (var tap in _taps.Where(t => t.ContainerId == containerId).ToList())
         {
-            EndTap(tap, notify: true);
+            EndTap(tap);
         }
     }
 
-    private void EndTap(OutputTap tap, bool notify)
+    private void EndTap(OutputTap tap)
     {
         if (!_taps.Remove(tap))
         {
@@ -189,10 +189,6 @@ public sealed partial class LogPump
             {
                 close(fd);
             }
-        }
-        if (notify)
-        {
-            tap.Ended();
         }
     }
 
@@ -206,12 +202,11 @@ public sealed partial class LogPump
 }
 
 /// <summary>An attached client's view of a container's output (<see cref="LogPump.AddTap"/>).</summary>
-public sealed class OutputTap(string containerId, int stdout, int stderr, Action ended)
+public sealed class OutputTap(string containerId, int stdout, int stderr)
 {
     public string ContainerId { get; } = containerId;
     internal int Stdout { get; } = stdout;
     internal int Stderr { get; } = stderr;
-    internal Action Ended { get; } = ended;
     /// <summary>Bytes this tap missed since it last had room (the pump's thread only).</summary>
     internal long Skipped { get; set; }
 }

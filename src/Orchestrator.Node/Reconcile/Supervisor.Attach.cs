@@ -45,7 +45,7 @@ public sealed partial class Supervisor
                 throw new NodeApiException(ErrorKind.Conflict, $"container '{name}''s stdin cannot be opened ({Linux.LinuxException.FromLastError("open", path).Message}); restart it to make it anew");
             }
         }
-        var attached = new AttachedProcess(_logs, name, input, options.Tty && container.Workload.Tty == true,
+        var attached = new AttachedProcess(_logs, name, input, options.Tty, // checked against the workload above
             (rows, cols) => _driver.ResizeTerminal(name, dir, rows, cols),
             ExitCodeAsync(container, exited));
         if (options.Tty && options.Rows > 0 && options.Cols > 0)
@@ -92,7 +92,7 @@ public sealed partial class Supervisor
             Output = fds[0];
             Errors = tty ? -1 : fds[2];
             // Its end comes with the container's exit (the output pump drains what is left first).
-            _tap = logs.AddTap(name, fds[1], tty ? -1 : fds[3], () => { });
+            _tap = logs.AddTap(name, fds[1], tty ? -1 : fds[3]);
             _ = exitCode.ContinueWith(t => _exited.TrySetResult(t.IsCompletedSuccessfully ? t.Result : -1),
                 CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
         }

@@ -182,7 +182,9 @@ public sealed class AttachTests
         // attach (as kubectl's: the output keeps coming), Ctrl-C (SIGINT) detaches with exit 0.
         await node.Client.RunAsync(NodeHost.Sh("reader", "while read l; do echo got:$l; done; echo eof; exec sleep 100000", w => { w.Stdin = true; w.Network = NetworkMode.None; w.StopGracePeriodSeconds = 0; }));
         await node.WaitForAsync("reader", c => c.State == ContainerState.Running, s_wait, "running");
-        var piped = await Orchctl.RunAsync(["-c", $"echo one | timeout --preserve-status -s INT 5 {Repo.Binary("orchctl")} --server {node.Nats.Url} -n {node.NodeName} attach -i reader"],
+        // --foreground: timeout's INT to the command only (without it, a second INT to the whole
+        // process group can land after orchctl's handler is gone, as a second Ctrl-C would: 130).
+        var piped = await Orchctl.RunAsync(["-c", $"echo one | timeout --foreground --preserve-status -s INT 5 {Repo.Binary("orchctl")} --server {node.Nats.Url} -n {node.NodeName} attach -i reader"],
             program: "/bin/sh");
         Assert.True(piped.Code == 0, $"exit {piped.Code}: {piped.All}");
         Assert.Equal("got:one\n", piped.Out); // and no eof: the container's stdin stays open
