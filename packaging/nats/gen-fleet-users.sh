@@ -77,7 +77,7 @@ scheduler_publish() {
         s+=("\$JS.API.STREAM.CREATE.KV_$b"
             "\$JS.API.CONSUMER.CREATE.KV_$b.>" "\$JS.API.DIRECT.GET.KV_$b" "\$JS.API.DIRECT.GET.KV_$b.>" "\$JS.API.STREAM.MSG.GET.KV_$b")
     done
-    s+=("\$JS.API.STREAM.CREATE.ORCH_EVENTS" "\$KV.orch-assignments.>" "\$KV.orch-leader.scheduler" "\$KV.orch-deployment-status.>" "\$KV.orch-deployments.>")
+    s+=("\$JS.API.STREAM.CREATE.ORCH_EVENTS" "\$KV.orch-assignments.>" "\$KV.orch-leader.scheduler" "\$KV.orch-deployment-status.>")
     printf ', '; list "${s[@]}"
 }
 scheduler_subscribe() {

@@ -112,15 +112,22 @@ public sealed class FleetClient(INatsConnection connection)
             }
         }
         var bucket = await FleetStore.OpenAsync(KV, Buckets.Deployments, Buckets.DeploymentHistory, cancellationToken).ConfigureAwait(false);
+        var statuses = await FleetStore.OpenAsync(KV, Buckets.DeploymentStatus, 1, cancellationToken).ConfigureAwait(false);
         var result = new List<(string, ulong)>();
         foreach (var deployment in list)
         {
-            // Compare-and-set on what was read: the replica count can come from the stored value
-            // (ReplicaOwnership), and an autoscaler's write in between must not be lost or undone.
+            // Compare-and-set on what was read: the replica count can come from the fleet's
+            // (ReplicaOwnership: the autoscaler's count, kept in the status), and another write in
+            // between must not be lost or undone.
             for (var attempt = 1; ; attempt++)
             {
                 var entry = await bucket.TryGetEntryAsync<byte[]>(deployment.Name, cancellationToken: cancellationToken).ConfigureAwait(false);
                 var stored = Stored(entry);
+                if (stored is not null)
+                {
+                    stored.Revision = entry.Value.Revision;
+                    stored = SchedulerDecisions.Apply(stored, await StatusAsync(statuses, deployment.Name, cancellationToken).ConfigureAwait(false));
+                }
                 Orchestrator.Api.Workloads.ReplicaOwnership.Apply(deployment, stored);
                 deployment.Revision = null;
                 deployment.Generation = NextGeneration(stored);
@@ -165,6 +172,10 @@ public sealed class FleetClient(INatsConnection connection)
     /// </summary>
     public static ulong NextGeneration(Orchestrator.Api.Workloads.Deployment? stored) => stored is null ? 1 : (stored.Generation ?? 1) + 1;
 
+    /// <summary>
+    /// Every deployment as the fleet runs it (the stored revision with the scheduler's decisions
+    /// about it: an automatic rollback, the autoscaled count) and its status.
+    /// </summary>
     public async Task<IReadOnlyList<DeploymentView>> GetDeploymentsAsync(CancellationToken cancellationToken = default)
     {
         var bucket = await FleetStore.OpenAsync(KV, Buckets.Deployments, Buckets.DeploymentHistory, cancellationToken).ConfigureAwait(false);
@@ -172,28 +183,49 @@ public sealed class FleetClient(INatsConnection connection)
         var result = new List<DeploymentView>();
         foreach (var deployment in await FleetState.ReadDeploymentsAsync(bucket, cancellationToken).ConfigureAwait(false))
         {
-            var entry = await statusBucket.TryGetEntryAsync<byte[]>(deployment.Name, cancellationToken: cancellationToken).ConfigureAwait(false);
-            var status = entry.Success && entry.Value.Value is { Length: > 0 } value ? JsonSerializer.Deserialize(value, FleetJsonContext.Default.DeploymentStatus) : null;
-            result.Add(new DeploymentView { Deployment = deployment, Status = status });
+            var status = await StatusAsync(statusBucket, deployment.Name, cancellationToken).ConfigureAwait(false);
+            result.Add(new DeploymentView { Deployment = SchedulerDecisions.Apply(deployment, status), Status = status });
         }
         return result;
+    }
+
+    private static async Task<DeploymentStatus?> StatusAsync(NATS.Client.KeyValueStore.INatsKVStore statuses, string name, CancellationToken cancellationToken)
+    {
+        var entry = await statuses.TryGetEntryAsync<byte[]>(name, cancellationToken: cancellationToken).ConfigureAwait(false);
+        try
+        {
+            return entry.Success && entry.Value.Value is { Length: > 0 } value ? JsonSerializer.Deserialize(value, FleetJsonContext.Default.DeploymentStatus) : null;
+        }
+        catch (JsonException)
+        {
+            return null; // not this version's status: no decisions to carry
+        }
+    }
+
+    /// <summary>
+    /// A deployment's stored entry and the deployment as the fleet runs it (with the scheduler's
+    /// decisions): what an operator's change starts from, so that the change keeps a rollback or
+    /// an autoscaled count instead of undoing it.
+    /// </summary>
+    private async Task<(NATS.Client.KeyValueStore.INatsKVStore Bucket, ulong Revision, Orchestrator.Api.Workloads.Deployment Deployment)> ReadRunningAsync(string name, CancellationToken cancellationToken)
+    {
+        var bucket = await FleetStore.OpenAsync(KV, Buckets.Deployments, Buckets.DeploymentHistory, cancellationToken).ConfigureAwait(false);
+        var entry = await bucket.TryGetEntryAsync<byte[]>(name, cancellationToken: cancellationToken).ConfigureAwait(false);
+        var stored = Stored(entry) ?? throw new NodeRequestException(ErrorKind.NotFound, $"no deployment '{name}' in the fleet; `orchctl get deployments` lists them");
+        stored.Revision = entry.Value.Revision;
+        var statuses = await FleetStore.OpenAsync(KV, Buckets.DeploymentStatus, 1, cancellationToken).ConfigureAwait(false);
+        return (bucket, entry.Value.Revision, SchedulerDecisions.Apply(stored, await StatusAsync(statuses, name, cancellationToken).ConfigureAwait(false)));
     }
 
     /// <summary>Sets a deployment's replica count (a new revision); returns the deployment as written, with its revision.</summary>
     public async Task<Orchestrator.Api.Workloads.Deployment> ScaleAsync(string name, int replicas, CancellationToken cancellationToken = default)
     {
-        var bucket = await FleetStore.OpenAsync(KV, Buckets.Deployments, Buckets.DeploymentHistory, cancellationToken).ConfigureAwait(false);
-        var entry = await bucket.TryGetEntryAsync<byte[]>(name, cancellationToken: cancellationToken).ConfigureAwait(false);
-        if (!entry.Success || entry.Value.Value is not { Length: > 0 } value)
-        {
-            throw new NodeRequestException(ErrorKind.NotFound, $"no deployment '{name}' in the fleet; `orchctl get deployments` lists them");
-        }
-        var deployment = JsonSerializer.Deserialize(value, Orchestrator.Api.Workloads.WorkloadJsonContext.Default.Deployment)!;
+        var (bucket, revision, deployment) = await ReadRunningAsync(name, cancellationToken).ConfigureAwait(false);
         deployment.Replicas = replicas;
         deployment.Revision = null;
         deployment.Generation = (deployment.Generation ?? 1) + 1;
         // Compare-and-set: a concurrent change is not silently overwritten.
-        var updated = await bucket.TryUpdateAsync(name, JsonSerializer.SerializeToUtf8Bytes(deployment, Orchestrator.Api.Workloads.WorkloadJsonContext.Default.Deployment), entry.Value.Revision, cancellationToken: cancellationToken).ConfigureAwait(false);
+        var updated = await bucket.TryUpdateAsync(name, JsonSerializer.SerializeToUtf8Bytes(deployment, Orchestrator.Api.Workloads.WorkloadJsonContext.Default.Deployment), revision, cancellationToken: cancellationToken).ConfigureAwait(false);
         return updated.Success ? deployment : throw new NodeRequestException(ErrorKind.Conflict, $"deployment '{name}' changed while scaling it; run the command again");
     }
 
@@ -227,12 +259,21 @@ public sealed class FleetClient(INatsConnection connection)
     {
         var history = await HistoryAsync(name, cancellationToken).ConfigureAwait(false);
         var current = history.LastOrDefault(h => h.Deployment is not null);
+        // What runs: after an automatic rollback, the earlier template, and undo goes back from
+        // there (to the revision rolled back from, as when the rollback was a revision of its own).
+        var running = current.Deployment is null ? null : (await ReadRunningAsync(name, cancellationToken).ConfigureAwait(false)).Deployment;
+        var runningHash = running?.Template.TemplateHash();
+        var rolledBack = running is not null && runningHash != current.Deployment!.Template.TemplateHash();
         // --to-revision takes the deployment's own revision numbers (what history shows), or a
         // bucket revision for values written before there were any.
         var target = toRevision is { } r
             ? history.FirstOrDefault(h => h.Deployment is not null && h.Deployment.ShownRevision() == r)
-            : history.LastOrDefault(h => h.Deployment is not null && h.Revision < current.Revision
-                && h.Deployment.Template.TemplateHash() != current.Deployment!.Template.TemplateHash());
+            : history.LastOrDefault(h => h.Deployment is not null && (h.Revision < current.Revision || (rolledBack && h.Revision == current.Revision))
+                && h.Deployment.Template.TemplateHash() != runningHash);
+        if (running is not null)
+        {
+            current.Deployment = running;
+        }
         if (target.Deployment is null)
         {
             var kept = history.Where(h => h.Deployment is not null).Select(h => h.Deployment!.ShownRevision()).ToList();
@@ -257,17 +298,11 @@ public sealed class FleetClient(INatsConnection connection)
     /// <summary>Pauses or resumes a deployment's rollout (compare-and-set); returns the deployment's new revision.</summary>
     public async Task<ulong> SetPausedAsync(string name, bool paused, CancellationToken cancellationToken = default)
     {
-        var bucket = await FleetStore.OpenAsync(KV, Buckets.Deployments, Buckets.DeploymentHistory, cancellationToken).ConfigureAwait(false);
-        var entry = await bucket.TryGetEntryAsync<byte[]>(name, cancellationToken: cancellationToken).ConfigureAwait(false);
-        if (!entry.Success || entry.Value.Value is not { Length: > 0 } value)
-        {
-            throw new NodeRequestException(ErrorKind.NotFound, $"no deployment '{name}' in the fleet; `orchctl get deployments` lists them");
-        }
-        var deployment = JsonSerializer.Deserialize(value, Orchestrator.Api.Workloads.WorkloadJsonContext.Default.Deployment)!;
+        var (bucket, revision, deployment) = await ReadRunningAsync(name, cancellationToken).ConfigureAwait(false);
         (deployment.Rollout ??= new Orchestrator.Api.Workloads.RolloutSpec()).Paused = paused;
         deployment.Revision = null;
         deployment.Generation = (deployment.Generation ?? 1) + 1;
-        var updated = await bucket.TryUpdateAsync(name, JsonSerializer.SerializeToUtf8Bytes(deployment, Orchestrator.Api.Workloads.WorkloadJsonContext.Default.Deployment), entry.Value.Revision, cancellationToken: cancellationToken).ConfigureAwait(false);
+        var updated = await bucket.TryUpdateAsync(name, JsonSerializer.SerializeToUtf8Bytes(deployment, Orchestrator.Api.Workloads.WorkloadJsonContext.Default.Deployment), revision, cancellationToken: cancellationToken).ConfigureAwait(false);
         return updated.Success ? deployment.Generation.Value : throw new NodeRequestException(ErrorKind.Conflict, $"deployment '{name}' changed meanwhile; run the command again");
     }
 

@@ -109,13 +109,25 @@ internal static class FleetCommands
                             : await RolloutStatusAsync(context, deploymentName).ConfigureAwait(false);
                     case "history":
                         var kept = await client.HistoryAsync(deploymentName).ConfigureAwait(false);
-                        Output.Table(["REVISION", "AT", "IMAGE", "REPLICAS", "SIGNED", "CHANGE"], kept.Select((h, i) => new[]
+                        var rows = kept.Select((h, i) => new[]
                         {
                             (h.Deployment?.ShownRevision() ?? h.Revision).ToString(CultureInfo.InvariantCulture), Output.Time(h.At),
                             h.Deployment?.Template.Image ?? "(deleted)", h.Deployment?.Replicas.ToString(CultureInfo.InvariantCulture) ?? "-",
                             h.Deployment is null ? "-" : h.Deployment.Signature is null ? "no" : "yes",
                             Change(i > 0 ? kept[i - 1].Deployment : null, h.Deployment),
-                        }));
+                        }).ToList();
+                        // An automatic rollback is the scheduler's decision about the last revision
+                        // (kept in its status, not a revision of its own): shown as the row it undoes.
+                        if ((await context.Fleet.GetDeploymentsAsync().ConfigureAwait(false)).FirstOrDefault(d => d.Deployment.Name == deploymentName) is { RolledBackTo: { } back } view)
+                        {
+                            rows.Add([
+                                view.Deployment.ShownRevision().ToString(CultureInfo.InvariantCulture) + "*",
+                                view.Status?.LastRollbackAt is { } at ? Output.Time(at) : "-",
+                                back.Template.Image, view.Deployment.Replicas.ToString(CultureInfo.InvariantCulture), back.Signature is null ? "no" : "yes",
+                                $"rolled back by the scheduler to revision {back.Generation ?? back.Revision}'s template: {view.Status?.LastRollback}",
+                            ]);
+                        }
+                        Output.Table(["REVISION", "AT", "IMAGE", "REPLICAS", "SIGNED", "CHANGE"], rows);
                         return 0;
                     case "pause" or "resume":
                         await client.SetPausedAsync(deploymentName, verb == "pause").ConfigureAwait(false);
@@ -295,11 +307,14 @@ internal static class FleetCommands
         while (true)
         {
             var s = view.Status;
-            if (view.CurrentStatus is { } rolled && rolled.Revision > target && rolled.RolledBack is not null)
+            // Rolled back: the scheduler's decision about this revision (an older scheduler wrote a
+            // revision of its own for it).
+            if ((view.RolledBackTo is not null && view.Deployment.Revision == target)
+                || (view.CurrentStatus is { } rolled && rolled.Revision > target && rolled.RolledBack is not null))
             {
                 Finish(tty);
                 Console.Out.WriteLine(Summary(view));
-                Output.Error($"deployment {name}: revision {targetShown} was rolled back: {rolled.RolledBack}");
+                Output.Error($"deployment {name}: revision {targetShown} was rolled back: {view.Status?.RolledBack ?? view.Status?.LastRollback}");
                 return 1;
             }
             var line = Summary(view);

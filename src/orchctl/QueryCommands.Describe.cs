@@ -169,6 +169,10 @@ internal static partial class QueryCommands
             {
                 Field("Rolled back", why, 2);
             }
+            if (view.RolledBackTo is { } to)
+            {
+                Field("Runs", $"revision {to.Generation ?? to.Revision}'s template (image {to.Template.Image}): the scheduler rolled revision {d.ShownRevision()} back; apply a new revision to go on", 2);
+            }
         }
         if (d.Autoscale is { } auto)
         {

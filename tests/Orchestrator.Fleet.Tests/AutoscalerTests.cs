@@ -91,8 +91,22 @@ public sealed class AutoscalerTests
             Counts.Add((await DeploymentAsync(ct)).Replicas);
         }
 
+        /// <summary>The deployment as the operator stored it (the scheduler never writes it).</summary>
+        public async Task<Deployment> StoredAsync(CancellationToken ct)
+        {
+            var entry = await _buckets.Deployments.GetEntryAsync<byte[]>("web", cancellationToken: ct);
+            var deployment = JsonSerializer.Deserialize(entry.Value, WorkloadJsonContext.Default.Deployment)!;
+            deployment.Revision = entry.Revision;
+            return deployment;
+        }
+
+        /// <summary>The deployment as the fleet runs it: the stored one with the autoscaler's count (kept in the status).</summary>
         public async Task<Deployment> DeploymentAsync(CancellationToken ct)
-            => JsonSerializer.Deserialize((await _buckets.Deployments.GetEntryAsync<byte[]>("web", cancellationToken: ct)).Value, WorkloadJsonContext.Default.Deployment)!;
+        {
+            var status = await _buckets.Status.TryGetEntryAsync<byte[]>("web", cancellationToken: ct);
+            return SchedulerDecisions.Apply(await StoredAsync(ct),
+                status.Success ? JsonSerializer.Deserialize(status.Value.Value, FleetJsonContext.Default.DeploymentStatus) : null);
+        }
 
         public async Task<DeploymentStatus> StatusAsync(CancellationToken ct)
             => JsonSerializer.Deserialize((await _buckets.Status.GetEntryAsync<byte[]>("web", cancellationToken: ct)).Value, FleetJsonContext.Default.DeploymentStatus)!;
@@ -165,6 +179,11 @@ public sealed class AutoscalerTests
         }
         Assert.Equal(4, (await fleet.DeploymentAsync(ct)).Replicas);
         var status = await fleet.StatusAsync(ct);
+        Assert.Equal(4, status.AutoscaledReplicas);
+        // The decision is the status's: the operator's deployment is as it was applied.
+        var stored = await fleet.StoredAsync(ct);
+        Assert.Equal(2, stored.Replicas);
+        Assert.Equal(status.Revision, stored.Revision);
         Assert.Contains("2 → 4 replicas (average CPU 90% of a CPU over 2 running replicas, target 50%)", status.LastScale, StringComparison.Ordinal);
 
         // Three run at 90 %, one cannot be placed: ceil(3 × 90 / 50) = 6, clamped by nothing; it

@@ -106,6 +106,28 @@ public sealed record DeploymentStatus
     /// <summary>The autoscaler's last change and its reason.</summary>
     public DateTimeOffset? LastScaledAt { get; init; }
     public string? LastScale { get; init; }
+    /// <summary>
+    /// The autoscaler's replica count for <see cref="Revision"/>, or null: the scheduler's decision,
+    /// kept here and not written into the deployment (a scheduler cannot write the deployments
+    /// bucket, docs/nats-security.md). A new revision of the deployment ends it.
+    /// </summary>
+    public int? AutoscaledReplicas { get; init; }
+    /// <summary>
+    /// The earlier template the scheduler rolled <see cref="Revision"/> back to, or null: what the
+    /// fleet runs instead of the deployment's own template until the operator writes a new revision.
+    /// </summary>
+    public DeploymentRollback? RolledBackTo { get; init; }
+}
+
+/// <summary>An earlier revision's signed part (template, selector, signature) that a rollback runs again.</summary>
+public sealed record DeploymentRollback
+{
+    /// <summary>The earlier revision (its bucket revision and its shown one).</summary>
+    public ulong Revision { get; init; }
+    public ulong? Generation { get; init; }
+    public Dictionary<string, string>? Selector { get; init; }
+    public required Orchestrator.Api.Workloads.Workload Template { get; init; }
+    public Orchestrator.Api.Workloads.ManifestSignature? Signature { get; init; }
 }
 
 /// <summary>A deployment as `get deployments` shows it.</summary>
@@ -117,4 +139,8 @@ public sealed record DeploymentView
     /// <summary>The status, when it is about the deployment's stored revision (not an earlier one the scheduler last saw).</summary>
     [System.Text.Json.Serialization.JsonIgnore]
     public DeploymentStatus? CurrentStatus => Status is { } s && s.Revision >= (Deployment.Revision ?? 0) ? s : null;
+
+    /// <summary>The earlier revision the scheduler rolled this revision back to (what runs now), or null.</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
+    public DeploymentRollback? RolledBackTo => SchedulerDecisions.IsAbout(Status, Deployment) ? Status!.RolledBackTo : null;
 }

@@ -1,6 +1,5 @@
 using System.Text.Json;
 using Microsoft.Extensions.Logging;
-using NATS.Client.KeyValueStore;
 using Orchestrator.Fleet.Agent;
 using Orchestrator.Api;
 using Orchestrator.Api.Workloads;
@@ -13,9 +12,10 @@ public sealed partial class FleetScheduler
     /// <summary>
     /// The autoscaler, once per cooldown and never during a rollout: on CPU, the ready replicas'
     /// average against the target; on a custom metric, the latest value over the per-replica target.
+    /// The count it decides is kept in the status (<see cref="DeploymentStatus.AutoscaledReplicas"/>),
+    /// not written into the deployment: the deployments bucket is the operator's (docs/nats-security.md).
     /// </summary>
-    private async Task<DeploymentStatus> AutoscaleAsync(INatsKVStore deployments, Deployment deployment, IReadOnlyList<NodeEntry> nodes,
-        DeploymentStatus report, DeploymentStatus? before, CancellationToken cancellationToken)
+    private DeploymentStatus Autoscale(Deployment deployment, IReadOnlyList<NodeEntry> nodes, DeploymentStatus report, DeploymentStatus? before)
     {
         report = report with { LastScaledAt = before?.LastScaledAt, LastScale = before?.LastScale };
         if (deployment.Autoscale is not { } auto || report.Phase is not (RolloutPhase.Complete or RolloutPhase.Degraded))
@@ -55,24 +55,10 @@ public sealed partial class FleetScheduler
         {
             return report;
         }
-        var entry = await deployments.TryGetEntryAsync<byte[]>(deployment.Name, cancellationToken: cancellationToken).ConfigureAwait(false);
-        if (!entry.Success || entry.Value.Revision != deployment.Revision)
-        {
-            return report; // changed meanwhile: the next pass decides again
-        }
-        var scaled = JsonSerializer.Deserialize(entry.Value.Value, WorkloadJsonContext.Default.Deployment)!;
-        scaled.Replicas = wanted;
-        scaled.Revision = null;
-        scaled.Generation = (scaled.Generation ?? 1) + 1;
-        var put = await deployments.TryUpdateAsync(deployment.Name, JsonSerializer.SerializeToUtf8Bytes(scaled, WorkloadJsonContext.Default.Deployment), entry.Value.Revision, cancellationToken: cancellationToken).ConfigureAwait(false);
-        if (!put.Success)
-        {
-            return report;
-        }
         var why = $"{current} → {wanted} replicas ({reason})";
         LogAutoscaled(logger, deployment.Name, why);
         emit("deployment.scaled", deployment.Name, why);
-        return report with { LastScaledAt = now, LastScale = why, Revision = put.Value };
+        return report with { LastScaledAt = now, LastScale = why, AutoscaledReplicas = wanted };
     }
 
     /// <summary>

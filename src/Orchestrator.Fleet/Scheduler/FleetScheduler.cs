@@ -68,11 +68,11 @@ public sealed partial class FleetScheduler(string nodeName, FleetOptions options
         var settling = started - _watchingSince < options.SettleTime;
         // This node is alive by the fact of this pass: never lost in its own eyes (self).
         var nodes = await FleetState.ReadNodesAsync(buckets.Nodes, options, cancellationToken, settings: buckets.Settings, watchedFor: started - _watchingSince, self: nodeName).ConfigureAwait(false);
-        var deployments = await FleetState.ReadDeploymentsAsync(buckets.Deployments, cancellationToken).ConfigureAwait(false);
+        var stored = await FleetState.ReadDeploymentsAsync(buckets.Deployments, cancellationToken).ConfigureAwait(false);
         // Per node in the bucket, per replica here: the plan works on <node>.<replica>.
-        var stored = await FleetState.ReadAllAsync(buckets.Assignments, cancellationToken).ConfigureAwait(false);
+        var storedAssignments = await FleetState.ReadAllAsync(buckets.Assignments, cancellationToken).ConfigureAwait(false);
         var assigned = new Dictionary<string, byte[]>(StringComparer.Ordinal);
-        foreach (var (node, entry) in stored)
+        foreach (var (node, entry) in storedAssignments)
         {
             try
             {
@@ -97,6 +97,9 @@ public sealed partial class FleetScheduler(string nodeName, FleetOptions options
             {
             }
         }
+        // What the fleet runs: the operator's revisions with this scheduler's decisions about them
+        // (a rollback, an autoscaled count), which are kept in the statuses (SchedulerDecisions).
+        var deployments = stored.Select(d => SchedulerDecisions.Apply(d, statuses.GetValueOrDefault(d.Name))).ToList();
         var now = options.Clock.GetUtcNow();
         if (Volatile.Read(ref _restarts) != generation)
         {
@@ -106,7 +109,9 @@ public sealed partial class FleetScheduler(string nodeName, FleetOptions options
         foreach (var deployment in deployments)
         {
             var before = statuses.GetValueOrDefault(deployment.Name);
-            var report = reports[deployment.Name] with { Scheduler = nodeName };
+            // The decisions about this revision stay until the operator writes a new one.
+            var decided = SchedulerDecisions.IsAbout(before, deployment) ? before : null;
+            var report = reports[deployment.Name] with { Scheduler = nodeName, AutoscaledReplicas = decided?.AutoscaledReplicas, RolledBackTo = decided?.RolledBackTo };
             // Said once, when it starts: a replica that stays unschedulable (anti-affinity with
             // fewer nodes than replicas) was two warnings every pass, 44 lines in 45 s. The
             // deployment's status keeps the reasons for `orchctl describe` and `rollout status`.
@@ -125,7 +130,7 @@ public sealed partial class FleetScheduler(string nodeName, FleetOptions options
             {
                 report = await RollBackAsync(buckets.Deployments, deployment, nodes, report, cancellationToken).ConfigureAwait(false);
             }
-            report = await AutoscaleAsync(buckets.Deployments, deployment, nodes, report, before, cancellationToken).ConfigureAwait(false);
+            report = Autoscale(deployment, nodes, report, before);
             // Written only when something in it changed: a pass every 2 s must not be a JetStream
             // write per deployment on a node's small flash disk.
             if (before is null || !SameStatus(before, report))
@@ -138,7 +143,7 @@ public sealed partial class FleetScheduler(string nodeName, FleetOptions options
         foreach (var group in desired.GroupBy(kv => kv.Key[..kv.Key.IndexOf('.', StringComparison.Ordinal)], StringComparer.Ordinal))
         {
             var value = NodeAssignments.Compose(group.Key, group.OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => kv.Value));
-            if (!stored.TryGetValue(group.Key, out var existing) || !existing.Value.AsSpan().SequenceEqual(value))
+            if (!storedAssignments.TryGetValue(group.Key, out var existing) || !existing.Value.AsSpan().SequenceEqual(value))
             {
                 // Pipelined: up to 64 puts in flight (one at a time, each waits out a round trip).
                 puts.Add(buckets.Assignments.PutAsync(group.Key, value, cancellationToken: cancellationToken).AsTask());
@@ -162,13 +167,13 @@ public sealed partial class FleetScheduler(string nodeName, FleetOptions options
         // empty value, which takes the replica away. Replicas of deployments the fleet does not
         // know stay (orchctl get containers shows them as orphans).
         var known = deployments.Select(d => d.Name).ToHashSet(StringComparer.Ordinal);
-        foreach (var node in nodes.Where(n => n.State == NodeCondition.Ready && !nodesWanted.Contains(n.Info.Node) && !stored.ContainsKey(n.Info.Node)
+        foreach (var node in nodes.Where(n => n.State == NodeCondition.Ready && !nodesWanted.Contains(n.Info.Node) && !storedAssignments.ContainsKey(n.Info.Node)
             && (n.Info.Containers ?? []).Any(c => c.Name.LastIndexOf('-') is var dash and > 0 && known.Contains(c.Name[..dash]))))
         {
             await buckets.Assignments.PutAsync(node.Info.Node, NodeAssignments.Compose(node.Info.Node, []), cancellationToken: cancellationToken).ConfigureAwait(false);
             writes++;
         }
-        foreach (var key in stored.Keys.Where(k => !nodesWanted.Contains(k)))
+        foreach (var key in storedAssignments.Keys.Where(k => !nodesWanted.Contains(k)))
         {
             await buckets.Assignments.DeleteAsync(key, cancellationToken: cancellationToken).ConfigureAwait(false);
             writes++;
@@ -270,7 +275,8 @@ public sealed partial class FleetScheduler(string nodeName, FleetOptions options
     {
         var rollout = deployment.Rollout ?? new RolloutSpec();
         var revision = deployment.Revision ?? 0;
-        var sameRevision = before is not null && before.Revision == revision;
+        // The same revision on the same template: a rollback keeps the revision and changes the template.
+        var sameRevision = before is not null && before.Revision == revision && (before.Template is null || before.Template == TemplateHash(deployment));
         var labelsOf = nodes.ToDictionary(n => n.Info.Node, n => n.Info.Labels, StringComparer.Ordinal);
 
         // Each replica's assignment bytes and spec hash, made once a pass (the stale check, the
@@ -461,9 +467,10 @@ public sealed partial class FleetScheduler(string nodeName, FleetOptions options
     }
 
     /// <summary>
-    /// Puts back the newest earlier template the fleet has run complete (a new revision with that
-    /// content and its signature), never one it rolled back from, and says why. Without such a
-    /// template the deployment is failed and nothing is rolled back.
+    /// Goes back to the newest earlier template the fleet has run complete (that revision's
+    /// template, selector and signature, recorded in the status as <see cref="DeploymentStatus.RolledBackTo"/>:
+    /// the deployments bucket is the operator's, docs/nats-security.md), never one it rolled back
+    /// from, and says why. Without such a template the deployment is failed and nothing is rolled back.
     /// </summary>
     private async Task<DeploymentStatus> RollBackAsync(INatsKVStore deployments, Deployment deployment, IReadOnlyList<NodeEntry> nodes, DeploymentStatus report, CancellationToken cancellationToken)
     {
@@ -485,10 +492,11 @@ public sealed partial class FleetScheduler(string nodeName, FleetOptions options
             {
                 continue;
             }
-            if (candidate is null)
+            if (candidate is null || candidate.Name != deployment.Name)
             {
                 continue;
             }
+            candidate.Revision = entry.Revision;
             var hash = TemplateHash(candidate);
             if (hash != template && report.ReadyTemplates.Contains(hash, StringComparer.Ordinal) && !report.RejectedTemplates.Contains(hash, StringComparer.Ordinal))
             {
@@ -512,16 +520,14 @@ public sealed partial class FleetScheduler(string nodeName, FleetOptions options
             }
             return report with { Phase = RolloutPhase.Failed, RolledBack = failed, RejectedTemplates = rejected };
         }
-        previous.Replicas = deployment.Replicas; // the replica count is not part of what failed
-        previous.Revision = null;
-        previous.Generation = (deployment.Generation ?? 1) + 1;
-        var revision = await deployments.PutAsync(deployment.Name, JsonSerializer.SerializeToUtf8Bytes(previous, WorkloadJsonContext.Default.Deployment), cancellationToken: cancellationToken).ConfigureAwait(false);
+        // Only the signed part goes back: the replica count and how to roll out are not what failed.
+        var to = SchedulerDecisions.RollbackTo(previous);
         LogRollback(logger, deployment.Name, why);
         emit("deployment.rolled-back", deployment.Name, why);
         return report with
         {
-            Phase = RolloutPhase.RolledBack, RolledBack = why, Revision = revision, LastProgressAt = now, Wave = null, CanaryReadySince = null, CanaryPassed = false,
-            LastRollback = why, LastRollbackAt = now, RejectedTemplates = rejected, Template = TemplateHash(previous),
+            Phase = RolloutPhase.RolledBack, RolledBack = why, RolledBackTo = to, LastProgressAt = now, Wave = null, CanaryReadySince = null, CanaryPassed = false,
+            LastRollback = why, LastRollbackAt = now, RejectedTemplates = rejected, Template = TemplateHash(to.Template),
         };
     }
 

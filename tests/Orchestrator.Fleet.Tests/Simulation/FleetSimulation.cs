@@ -176,6 +176,7 @@ public sealed class FleetSimulation
             }
             var store = Bucket(Buckets.Deployments, Buckets.DeploymentHistory);
             store.PutAsync(deployment.Name, JsonSerializer.SerializeToUtf8Bytes(deployment, WorkloadJsonContext.Default.Deployment)).AsTask().GetAwaiter().GetResult();
+            _operatorWrote = ((InMemoryKVStore)store, ((InMemoryKVStore)store).Wipes, ((InMemoryKVStore)store).LastSequence);
             plan.OperatorTemplate = FleetScheduler.TemplateHash(deployment);
             if (!plan.Bad)
             {
@@ -340,9 +341,20 @@ public sealed class FleetSimulation
     /// <summary>Healthy: alive, orchd up, linked, not stalled, heartbeats on time, for at least <paramref name="since"/>.</summary>
     private bool Healthy(SimNode node, TimeSpan since) => node.Alive && Now - node.LastIndividualFault >= since && node.OrchdUp && !node.CutOff && !HubDown && Now - _hubBackAt >= since;
 
+    /// <summary>The deployments bucket and its sequence after the operator's last write to it.</summary>
+    private (InMemoryKVStore? Store, int Wipes, ulong Sequence) _operatorWrote;
+
     private void Check()
     {
         var now = Now;
+        // 0. The desired state is the operator's alone: no scheduler writes the deployments bucket
+        //    (its rollbacks and autoscaled counts go into the statuses; docs/nats-security.md).
+        if (_kv.Stores.TryGetValue(Buckets.Deployments, out var deploymentsBucket) && ReferenceEquals(deploymentsBucket, _operatorWrote.Store)
+            && deploymentsBucket.Wipes == _operatorWrote.Wipes && deploymentsBucket.LastSequence != _operatorWrote.Sequence)
+        {
+            Fail($"the deployments bucket was written by someone other than the operator (sequence {deploymentsBucket.LastSequence}, the operator's last write {_operatorWrote.Sequence})");
+            return;
+        }
         var healthyFor = _options.LostAfter;
         foreach (var plan in _plans.Values)
         {
@@ -471,20 +483,34 @@ public sealed class FleetSimulation
 
     private Deployment? StoredDeployment(string name) => Stored(name).Deployment;
 
-    /// <summary>A deployment as the store has it now, and its template's hash (read again only when the bucket changed).</summary>
+    /// <summary>
+    /// A deployment as the fleet runs it now (the stored revision with the scheduler's decisions
+    /// from its status: a rollback, an autoscaled count), and its template's hash (read again only
+    /// when either bucket changed).
+    /// </summary>
     private (ulong Sequence, Deployment? Deployment, string? Hash) Stored(string name)
     {
         if (!_kv.Stores.TryGetValue(Buckets.Deployments, out var store) || store.Unavailable)
         {
             return default;
         }
-        if (_storedCache.TryGetValue(name, out var cached) && cached.Sequence == store.LastSequence && cached.Sequence != 0)
+        var statuses = _kv.Stores.TryGetValue(Buckets.DeploymentStatus, out var s) && !s.Unavailable ? s : null;
+        // Both buckets' sequences in one number (each far below 2^32 in a run).
+        var sequence = (store.LastSequence << 32) | (statuses?.LastSequence ?? 0);
+        if (_storedCache.TryGetValue(name, out var cached) && cached.Sequence == sequence && store.LastSequence != 0)
         {
             return cached;
         }
         var entry = store.TryGetEntryAsync<byte[]>(name).AsTask().GetAwaiter().GetResult();
         var deployment = entry.Success && entry.Value.Value is { Length: > 0 } v ? JsonSerializer.Deserialize(v, WorkloadJsonContext.Default.Deployment) : null;
-        return _storedCache[name] = (store.LastSequence, deployment, deployment is null ? null : FleetScheduler.TemplateHash(deployment));
+        if (deployment is not null)
+        {
+            deployment.Revision = entry.Value.Revision;
+            var status = statuses?.TryGetEntryAsync<byte[]>(name).AsTask().GetAwaiter().GetResult();
+            deployment = SchedulerDecisions.Apply(deployment, status is { Success: true } && status.Value.Value.Value is { Length: > 0 } sv
+                ? JsonSerializer.Deserialize(sv, FleetJsonContext.Default.DeploymentStatus) : null);
+        }
+        return _storedCache[name] = (sequence, deployment, deployment is null ? null : FleetScheduler.TemplateHash(deployment));
     }
 
     /// <summary>5. After the quiet period: every deployment complete, on a good template, each replica once, spread where it can be.</summary>

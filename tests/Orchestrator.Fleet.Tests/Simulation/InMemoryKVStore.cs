@@ -106,11 +106,15 @@ public sealed partial class InMemoryKVStore : INatsKVStore, Orchestrator.Client.
     /// <summary>Not modelled: the simulator has no JetStream context.</summary>
     public INatsJSContext JetStreamContext => throw new NotSupportedException("InMemoryKVStore has no JetStream context");
 
+    /// <summary>How many times the bucket was wiped (its sequence starts again from 0 each time).</summary>
+    public int Wipes { get; private set; }
+
     /// <summary>All keys, history and the sequence gone; the bucket is missing until <see cref="Recreate"/>.</summary>
     public void Wipe()
     {
         lock (_gate)
         {
+            Wipes++;
             _log.Clear();
             _byKey.Clear();
             _lastSequence = 0;
