@@ -395,6 +395,94 @@ public sealed class OrchctlTests : IAsyncLifetime
     /// the deployment's own revision, history says what each revision changed, and undo says why
     /// there is nothing to go back to, then goes back over a template change, keeping replicas.
     /// </summary>
+    /// <summary>
+    /// #17, item 3: an automatic rollback is the scheduler's decision in the status (the status the
+    /// scheduler writes, put here as it writes it), not a revision. orchctl shows what runs (get,
+    /// describe, history's `N*` row, rollout status), and scale and undo start from what runs: scale
+    /// keeps the rolled-back template with its signature; undo then goes back to the revision rolled
+    /// back from.
+    /// </summary>
+    [Fact(Timeout = 120_000)]
+    public async Task After_the_schedulers_rollback_orchctl_shows_what_runs_and_scale_and_undo_start_from_it()
+    {
+        var seed = _dir.Combine("op.nk");
+        Assert.Equal(0, (await Orchctl.RunAsync(["keys", "create", "-o", seed])).Code);
+        var file = _dir.Combine("roll.yaml");
+        File.WriteAllText(file, "kind: Deployment\nname: roll\nreplicas: 2\ntemplate: {image: busybox:latest, command: [sleep, \"60\"]}\n");
+        Assert.Equal("deployment roll: created (revision 1, signed)\n", (await Ctl("apply", "-f", file, "--sign-key", seed)).Out);
+        File.WriteAllText(file, "kind: Deployment\nname: roll\nreplicas: 2\ntemplate: {image: busybox:latest, command: [sleep, \"61\"]}\n");
+        Assert.Equal("deployment roll: configured (revision 2, signed)\n", (await Ctl("apply", "-f", file, "--sign-key", seed)).Out);
+
+        var fleet = new FleetClient(_connection);
+        var history = await fleet.HistoryAsync("roll");
+        var (v1, v2) = (history[0].Deployment!, history[1].Deployment!);
+        const string Why = "revision 2: replica roll-0 on gw-01 not ready (running: not ready) within 6s";
+        var statuses = await FleetStore.OpenAsync(new NatsKVContext(new NatsJSContext(_connection)), Buckets.DeploymentStatus, 1, default);
+        await statuses.PutAsync("roll", JsonSerializer.SerializeToUtf8Bytes(new DeploymentStatus
+        {
+            Name = "roll", Desired = 2, Scheduler = "gw-01", At = s_t0, Revision = v2.Revision!.Value, Phase = RolloutPhase.RolledBack,
+            RolledBack = Why, LastRollback = Why, LastRollbackAt = s_t0, RolledBackTo = SchedulerDecisions.RollbackTo(v1),
+        }, FleetJsonContext.Default.DeploymentStatus));
+
+        // What runs is revision 1's template, under revision 2.
+        var view = (await fleet.GetDeploymentsAsync()).Single(d => d.Deployment.Name == "roll");
+        Assert.Equal(["sleep", "60"], view.Deployment.Template.Command);
+        Assert.Equal(2UL, view.Deployment.ShownRevision());
+        var describe = await Ctl("describe", "deployment", "roll");
+        Assert.True(describe.Code == 0, describe.All);
+        Assert.Contains("Runs:", describe.Out, StringComparison.Ordinal);
+        Assert.Contains("revision 1's template (image busybox:latest): the scheduler rolled revision 2 back", describe.Out, StringComparison.Ordinal);
+        var shown = (await Ctl("rollout", "history", "roll")).Out.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal(4, shown.Length);
+        Assert.StartsWith("2* ", shown[3], StringComparison.Ordinal);
+        Assert.EndsWith($"rolled back by the scheduler to revision 1's template: {Why}", shown[3], StringComparison.Ordinal);
+        var status = await Ctl("rollout", "status", "roll");
+        Assert.Equal(1, status.Code);
+        Assert.Contains($"rolled back: {Why}", status.Out, StringComparison.Ordinal);
+        var watched = await Ctl("rollout", "status", "roll", "-w", "--wait-timeout", "20s");
+        Assert.Equal(1, watched.Code);
+        Assert.Contains($"revision 2 was rolled back: {Why}", watched.Err, StringComparison.Ordinal);
+
+        // scale writes what runs with the new count: revision 1's template and signature.
+        Assert.Equal("deployment roll: scaled to 3 (revision 3)\n", (await Ctl("scale", "roll", "3")).Out);
+        var v3 = (await fleet.HistoryAsync("roll"))[^1].Deployment!;
+        Assert.Equal(["sleep", "60"], v3.Template.Command);
+        Assert.Equal(3, v3.Replicas);
+        Assert.Equal(v1.Signature!.Serial, v3.Signature!.Serial);
+        Assert.Equal(v1.Signature.Sig, v3.Signature.Sig);
+        Assert.Equal(["sleep", "60"], (await fleet.GetDeploymentsAsync()).Single(d => d.Deployment.Name == "roll").Deployment.Template.Command);
+
+        // undo goes back over the template, to the one rolled back from, keeping the count.
+        Assert.Equal("deployment roll: rolled back (revision 4)\n", (await Ctl("rollout", "undo", "roll", "--sign-key", seed)).Out);
+        var v4 = (await fleet.GetDeploymentsAsync()).Single(d => d.Deployment.Name == "roll").Deployment;
+        Assert.Equal(["sleep", "61"], v4.Template.Command);
+        Assert.Equal(3, v4.Replicas);
+    }
+
+    /// <summary>
+    /// Without a scale in between, undo straight after the scheduler's rollback goes back to the
+    /// revision it rolled back from too (as when a rollback was a revision of its own).
+    /// </summary>
+    [Fact(Timeout = 120_000)]
+    public async Task Undo_right_after_the_schedulers_rollback_goes_to_the_revision_it_rolled_back_from()
+    {
+        var file = _dir.Combine("back.yaml");
+        File.WriteAllText(file, "kind: Deployment\nname: back\nreplicas: 1\ntemplate: {image: busybox:latest, command: [sleep, \"60\"]}\n");
+        Assert.Equal(0, (await Ctl("apply", "-f", file)).Code);
+        File.WriteAllText(file, "kind: Deployment\nname: back\nreplicas: 1\ntemplate: {image: busybox:latest, command: [sleep, \"61\"]}\n");
+        Assert.Equal(0, (await Ctl("apply", "-f", file)).Code);
+        var fleet = new FleetClient(_connection);
+        var history = await fleet.HistoryAsync("back");
+        var statuses = await FleetStore.OpenAsync(new NatsKVContext(new NatsJSContext(_connection)), Buckets.DeploymentStatus, 1, default);
+        await statuses.PutAsync("back", JsonSerializer.SerializeToUtf8Bytes(new DeploymentStatus
+        {
+            Name = "back", Revision = history[1].Deployment!.Revision!.Value, Phase = RolloutPhase.Complete, LastRollback = "not ready", RolledBackTo = SchedulerDecisions.RollbackTo(history[0].Deployment!),
+        }, FleetJsonContext.Default.DeploymentStatus));
+        Assert.Equal(["sleep", "60"], (await fleet.GetDeploymentsAsync()).Single().Deployment.Template.Command);
+        Assert.Equal("deployment back: rolled back (revision 3)\n", (await Ctl("rollout", "undo", "back")).Out);
+        Assert.Equal(["sleep", "61"], (await fleet.GetDeploymentsAsync()).Single().Deployment.Template.Command);
+    }
+
     [Fact(Timeout = 120_000)]
     public async Task Rollout_history_says_what_each_revision_changed_and_undo_goes_back_over_templates_only()
     {

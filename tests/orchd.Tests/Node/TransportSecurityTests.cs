@@ -200,12 +200,147 @@ public sealed class TransportSecurityTests
             }
         }
 
+        // Nor a single deployment's key: a put, a delete or a purge (each a publish to
+        // $KV.orch-deployments.web, the last two with a KV-Operation header) is refused by subject.
+        // A scheduler's rollbacks and autoscaled counts go into the statuses instead.
+        foreach (var who in new[] { "core-1", "node-a" })
+        {
+            var errors = new ConcurrentQueue<string>();
+            await using var connection = await fleet.ConnectAsync(fleet.Seed(who), $"_INBOX_{who}", errors);
+            var theirs = await new NatsKVContext(new NatsJSContext(connection)).GetStoreAsync("orch-deployments");
+            foreach (var (what, write) in new (string, Func<CancellationToken, Task>)[]
+            {
+                ("put", token => theirs.PutAsync("web", Encoding.UTF8.GetBytes("{\"name\":\"web\",\"replicas\":0}"), cancellationToken: token).AsTask()),
+                ("delete", token => theirs.DeleteAsync("web", cancellationToken: token).AsTask()),
+                ("purge", token => theirs.PurgeAsync("web", cancellationToken: token).AsTask()),
+            })
+            {
+                errors.Clear(); // each write must earn its own refusal
+                await RefusedAsync(errors, "Permissions Violation for Publish to \"$KV.orch-deployments.web\"", write);
+            }
+        }
+
         // Nothing changed: the limits and the deployment are still there, seconds later.
         await Task.Delay(1500);
         var stream = await operatorJs.GetStreamAsync("KV_orch-deployments");
         Assert.Equal(TimeSpan.Zero, stream.Info.Config.MaxAge);
         Assert.Equal("{\"name\":\"web\"}", Encoding.UTF8.GetString((await deployments.GetEntryAsync<byte[]>("web")).Value!));
+        var history = new List<NatsKVEntry<byte[]>>();
+        await foreach (var entry in deployments.HistoryAsync<byte[]>("web"))
+        {
+            history.Add(entry);
+        }
+        Assert.Single(history);
         Assert.True((await operatorJs.GetStreamAsync(Orchestrator.Api.NodeEvent.Stream)).Info.Config.MaxAge > TimeSpan.FromDays(1));
+    }
+
+    /// <summary>
+    /// #17, item 3: with the rights gen-fleet-users.sh gives (no write to the deployments bucket),
+    /// the scheduler still rolls back a signed revision that never gets ready, to the earlier one
+    /// with its signature, which the worker's trusted key and replay ledger accept; and it
+    /// autoscales. Both decisions are in the statuses; the operator's deployments are as applied,
+    /// and the server refused nothing.
+    /// </summary>
+    [Fact(Timeout = 240_000)]
+    public async Task A_scheduler_with_the_documented_rights_rolls_back_and_autoscales_without_writing_a_deployment()
+    {
+        var suffix = Guid.NewGuid().ToString("N")[..4];
+        string scheduler = $"sched-{suffix}", worker = $"edge-{suffix}";
+        await using var fleet = await SecureFleet.StartAsync(workers: [worker], schedulers: [scheduler]);
+        await fleet.CreateFleetStateAsync();
+        var (signingSeed, signingKey) = ManifestSigning.CreateKey();
+        var hosts = new List<NodeHost>();
+        try
+        {
+            foreach (var (name, role, mayLead) in new[] { (scheduler, "core", true), (worker, "edge", false) })
+            {
+                var host = await NodeHost.StartAsync(sharedNats: fleet.Server, name: name, start: false);
+                hosts.Add(host);
+                host.ClientOpts = fleet.Opts(fleet.OperatorSeed);
+                await host.StartOrchdAsync([.. s_fast, .. fleet.NodeArgs(name), "--label", $"role={role}", "--scheduler", mayLead ? "true" : "false", "--trusted-key", signingKey]);
+            }
+            var edge = hosts[1];
+            await using var operatorConnection = await fleet.ConnectAsync(fleet.OperatorSeed);
+            var client = new FleetClient(operatorConnection);
+            var deployments = await new NatsKVContext(new NatsJSContext(operatorConnection)).GetStoreAsync("orch-deployments");
+            Deployment Version(string version, bool healthy) => new()
+            {
+                Name = "roll",
+                Replicas = 1,
+                Selector = new() { ["role"] = "edge" },
+                Rollout = new RolloutSpec { MaxUnavailable = 1, ProgressDeadlineSeconds = 6 },
+                Template = new Workload
+                {
+                    Image = NodeHost.Image,
+                    Command = ["sh", "-c", (healthy ? "touch /tmp/ready; " : "") + "exec sleep 100000"],
+                    Env = new() { ["VERSION"] = version },
+                    Network = NetworkMode.None,
+                    StopGracePeriodSeconds = 0,
+                    Probes = new Probes { Readiness = new Probe { Exec = new ExecAction { Command = ["test", "-f", "/tmp/ready"] }, PeriodSeconds = 0.3, FailureThreshold = 1 } },
+                },
+            };
+            async Task<ContainerStatus?> RollAsync() => (await edge.Client.ListAsync()).Any(c => c.Name == "roll-0") ? await edge.Client.InspectAsync("roll-0") : null;
+            async Task UntilVersionAsync(string version, string what) => await Eventually.TrueAsync(what, async () =>
+                await RollAsync() is { State: ContainerState.Running, Ready: true } c && c.Spec!.Env!["VERSION"] == version,
+                TimeSpan.FromSeconds(90), () => $"violations:\n{fleet.Violations()}\n{edge.Daemon.Output}", TimeSpan.FromMilliseconds(250));
+
+            await client.ApplyAsync([Version("1", healthy: true)], signingSeed);
+            await UntilVersionAsync("1", $"roll-0 v1 ready on {worker}");
+            await client.ApplyAsync([Version("2", healthy: false)], signingSeed);
+            var view = await Eventually.ValueAsync("the scheduler's rollback", async () => (await client.GetDeploymentsAsync()).Single(d => d.Deployment.Name == "roll"),
+                v => v.RolledBackTo is not null, TimeSpan.FromSeconds(90), TimeSpan.FromMilliseconds(250),
+                v => $"{v.Status?.Phase} {v.Status?.RolledBack}; violations:\n{fleet.Violations()}");
+            Assert.Equal(1UL, view.RolledBackTo!.Generation);
+            Assert.Equal("1", view.Deployment.Template.Env!["VERSION"]);
+            Assert.Contains("not ready", view.Status!.RolledBack ?? view.Status.LastRollback, StringComparison.Ordinal);
+            await UntilVersionAsync("1", $"roll-0 back on v1 on {worker} (v1's signature, accepted by the worker)");
+
+            // The operator's revision 2 is what is stored, and nothing was written after it.
+            var stored = await deployments.GetEntryAsync<byte[]>("roll");
+            Assert.Equal("2", System.Text.Json.JsonSerializer.Deserialize(stored.Value!, WorkloadJsonContext.Default.Deployment)!.Template.Env!["VERSION"]);
+            Assert.Equal(view.Deployment.Revision, stored.Revision);
+            var revisions = 0;
+            await foreach (var _ in deployments.HistoryAsync<byte[]>("roll"))
+            {
+                revisions++;
+            }
+            Assert.Equal(2, revisions);
+
+            // The autoscaler on a custom metric: three replicas, the stored count stays 1.
+            var subject = $"orch.metrics.{suffix}.depth";
+            var queue = new Deployment
+            {
+                Name = "scaled",
+                Replicas = 1,
+                Selector = new() { ["role"] = "edge" },
+                Autoscale = new AutoscaleSpec { Min = 1, Max = 3, CooldownSeconds = 0, Metric = new MetricSpec { Subject = subject, TargetPerReplica = 10 } },
+                Template = new Workload { Image = NodeHost.Image, Command = ["sleep", "100000"], Network = NetworkMode.None, StopGracePeriodSeconds = 0 },
+            };
+            await client.ApplyAsync([queue], signingSeed);
+            await Eventually.TrueAsync("three scaled replicas on the worker", async () =>
+            {
+                var running = (await edge.Client.ListAsync()).Count(c => c.Name.StartsWith("scaled-", StringComparison.Ordinal) && c.State == ContainerState.Running);
+                if (running != 3)
+                {
+                    await operatorConnection.PublishAsync(subject, Encoding.UTF8.GetBytes("25")); // ceil(25 / 10) = 3
+                }
+                return running == 3;
+            }, TimeSpan.FromSeconds(60), () => $"violations:\n{fleet.Violations()}", TimeSpan.FromMilliseconds(300));
+            var scaled = (await client.GetDeploymentsAsync()).Single(d => d.Deployment.Name == "scaled");
+            Assert.Equal(3, scaled.Deployment.Replicas);
+            Assert.Equal(3, scaled.Status!.AutoscaledReplicas);
+            Assert.Equal(1, System.Text.Json.JsonSerializer.Deserialize((await deployments.GetEntryAsync<byte[]>("scaled")).Value!, WorkloadJsonContext.Default.Deployment)!.Replicas);
+
+            var violations = fleet.Violations();
+            Assert.True(violations.Length == 0, violations);
+        }
+        finally
+        {
+            foreach (var host in hosts)
+            {
+                await host.DisposeAsync();
+            }
+        }
     }
 
     [Fact(Timeout = 120_000)]
