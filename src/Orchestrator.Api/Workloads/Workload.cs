@@ -189,7 +189,7 @@ public sealed class Deployment
     public ulong? Revision { get; set; }
     /// <summary>
     /// Set by the fleet on every write: this deployment's own revision number (1, 2, 3, … for this
-    /// deployment alone: each apply, scale, pause, undo, rollback or autoscale adds one). What
+    /// deployment alone: each apply, scale, pause or undo adds one; the scheduler's rollbacks and autoscaled counts are kept in the status, docs/protocol.md). What
     /// orchctl shows as REVISION and what `rollout undo --to-revision` takes.
     /// </summary>
     public ulong? Generation { get; set; }
