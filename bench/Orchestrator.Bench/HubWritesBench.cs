@@ -229,7 +229,7 @@ internal static class HubWritesBench
                 var runtimeRoot = work.Combine(name, "run", "runtime");
                 foreach (var id in Directory.Exists(runtimeRoot) ? Directory.GetDirectories(runtimeRoot).Select(Path.GetFileName) : [])
                 {
-                    await RunToEndAsync(orchd, ["runc", "--root", runtimeRoot, "delete", "--force", id!]);
+                    await RunToEndAsync(Repo.Binary("orch-runc"), ["--root", runtimeRoot, "delete", "--force", id!]);
                 }
             }
             foreach (var mount in File.ReadAllLines("/proc/self/mountinfo").Select(l => l.Split(' ')[4]).Where(m => m.StartsWith(work.Path, StringComparison.Ordinal)).Reverse())

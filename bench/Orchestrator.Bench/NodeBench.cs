@@ -16,6 +16,7 @@ internal static class NodeBench
     public static async Task<int> RunAsync()
     {
         var orchd = Repo.Binary("orchd");
+        var runc = Repo.Binary("orch-runc"); // the runtime's command line (list, delete) is orch-runc's
         using var work = new TempDir("bench-node");
         await using var nats = await NatsServer.StartAsync();
         var layout = work.Combine("layout");
@@ -24,44 +25,78 @@ internal static class NodeBench
         var run = work.Combine("run");
         var manifests = work.Combine("manifests");
         Directory.CreateDirectory(manifests);
-        await RunAsync(orchd, ["image", "import", layout, "--name", "busybox:latest", "--state-dir", state, "--config", "/dev/null"]);
+        await using (var import = DaemonProcess.Start(orchd, ["image", "import", layout, "--name", "busybox:latest", "--state-dir", state, "--config", "/dev/null"]))
+        {
+            if (await import.WaitForExitAsync(TimeSpan.FromSeconds(60)) != 0)
+            {
+                Console.Error.WriteLine($"orchd image import failed:\n{import.Output}");
+                return 1;
+            }
+        }
 
         Console.WriteLine($"## Node: per-container overhead, {DateTime.UtcNow:yyyy-MM-dd HH:mm}Z, {Environment.ProcessorCount} cpus");
         Console.WriteLine();
         var orchdRss = new SortedDictionary<int, double>();
+        double afterAll = 0, tenAgain = 0;
         var daemon = DaemonProcess.Start(orchd, ["--config", "/dev/null", "--node-name", "bench", "--state-dir", state, "--run-dir", run,
             "--manifest-dir", manifests, "--nats-url", nats.Url, "--bridge", "none", "--log-level", "warn"]);
         var runtimeRoot = Path.Combine(run, "runtime");
         try
         {
             await Task.Delay(3000);
-            foreach (var count in new[] { 0, 10, 50 })
+            foreach (var count in new[] { 0, 10, 50, 100 })
             {
                 for (var i = 0; i < count; i++)
                 {
-                    File.WriteAllText(Path.Combine(manifests, $"idle{i:00}.yaml"),
-                        $"name: idle{i:00}\nimage: busybox:latest\ncommand: [sleep, \"1000000\"]\nnetwork: none\n");
+                    File.WriteAllText(Path.Combine(manifests, $"idle{i:000}.yaml"),
+                        $"name: idle{i:000}\nimage: busybox:latest\ncommand: [sleep, \"1000000\"]\nnetwork: none\n");
                 }
-                var deadline = DateTime.UtcNow.AddMinutes(3);
-                while (await RunningAsync(orchd, runtimeRoot) < count)
+                if (!await UntilRunningAsync(runc, runtimeRoot, daemon, n => n >= count, $"{count} containers running"))
                 {
-                    if (DateTime.UtcNow > deadline || daemon.HasExited)
-                    {
-                        Console.Error.WriteLine($"orchd did not get {count} containers running:\n{daemon.Output}");
-                        return 1;
-                    }
-                    await Task.Delay(500);
+                    return 1;
                 }
                 await Task.Delay(5000); // settle: startup garbage collected, pages touched once
                 orchdRss[count] = Median(Enumerable.Range(0, 5).Select(_ => { Thread.Sleep(200); return daemon.RssKiB() / 1024.0; }).ToList());
+                Console.WriteLine($"{count} running: orchd {Breakdown(daemon.Pid)}");
             }
+
+            // Issue 23, item 2: memory given back. The 100 go away, then 10 of them come back:
+            // RSS should be within 2 MiB of the idle figure (0), and of the figure at 10.
+            foreach (var file in Directory.GetFiles(manifests))
+            {
+                File.Delete(file);
+            }
+            if (!await UntilRunningAsync(runc, runtimeRoot, daemon, n => n == 0, "every container gone"))
+            {
+                return 1;
+            }
+            await Task.Delay(15000);
+            afterAll = Median(Enumerable.Range(0, 5).Select(_ => { Thread.Sleep(200); return daemon.RssKiB() / 1024.0; }).ToList());
+            Console.WriteLine($"0 running after 100 came and went: orchd {Breakdown(daemon.Pid)}");
+            for (var i = 0; i < 10; i++)
+            {
+                File.WriteAllText(Path.Combine(manifests, $"back{i:00}.yaml"),
+                    $"name: back{i:00}\nimage: busybox:latest\ncommand: [sleep, \"1000000\"]\nnetwork: none\n");
+            }
+            if (!await UntilRunningAsync(runc, runtimeRoot, daemon, n => n >= 10, "10 containers running again"))
+            {
+                return 1;
+            }
+            await Task.Delay(5000);
+            tenAgain = Median(Enumerable.Range(0, 5).Select(_ => { Thread.Sleep(200); return daemon.RssKiB() / 1024.0; }).ToList());
+            Console.WriteLine($"10 running again: orchd {Breakdown(daemon.Pid)}");
+            foreach (var file in Directory.GetFiles(manifests))
+            {
+                File.Delete(file);
+            }
+            await UntilRunningAsync(runc, runtimeRoot, daemon, n => n == 0, "every container gone");
         }
         finally
         {
             await daemon.DisposeAsync();
             foreach (var id in Directory.Exists(runtimeRoot) ? Directory.GetDirectories(runtimeRoot).Select(Path.GetFileName) : [])
             {
-                await RunAsync(orchd, ["runc", "--root", runtimeRoot, "delete", "--force", id!]);
+                await RunAsync(runc, ["--root", runtimeRoot, "delete", "--force", id!]);
             }
             foreach (var mount in File.ReadAllLines("/proc/self/mountinfo").Select(l => l.Split(' ')[4]).Where(m => m.StartsWith(work.Path, StringComparison.Ordinal)))
             {
@@ -113,16 +148,47 @@ internal static class NodeBench
         Console.WriteLine();
         Console.WriteLine($"orchd growth: {perContainer:F0} KiB per container (target ≤ 512); total at 50: {orchdRss[50] / (containerdMiB + shimsMiB):F3}× containerd's stack (target ≤ 0.1)");
         Console.WriteLine();
+        Console.WriteLine("Memory given back (issue 23, item 2): 100 containers came and went, then 10 came back.");
+        Console.WriteLine();
+        Console.WriteLine("| state | orchd RSS | against the same count before | target |");
+        Console.WriteLine("|---|---|---|---|");
+        Console.WriteLine($"| 100 running | {orchdRss[100]:F1} MiB | | |");
+        Console.WriteLine($"| 0 running, after the 100 | {afterAll:F1} MiB | {afterAll - orchdRss[0]:+0.0;-0.0} MiB against idle | ≤ +2 MiB: {(afterAll - orchdRss[0] <= 2 ? "met" : "**missed**")} |");
+        Console.WriteLine($"| 10 running again | {tenAgain:F1} MiB | {tenAgain - orchdRss[10]:+0.0;-0.0} MiB against the first 10 | ≤ +2 MiB: {(tenAgain - orchdRss[10] <= 2 ? "met" : "**missed**")} |");
+        Console.WriteLine();
         return 0;
     }
 
-    private static async Task<int> RunningAsync(string orchd, string root)
+    private static async Task<bool> UntilRunningAsync(string runc, string runtimeRoot, DaemonProcess daemon, Func<int, bool> done, string what)
+    {
+        var deadline = DateTime.UtcNow.AddMinutes(4);
+        int running;
+        while (!done(running = await RunningAsync(runc, runtimeRoot)))
+        {
+            if (DateTime.UtcNow > deadline || daemon.HasExited)
+            {
+                Console.Error.WriteLine($"orchd did not reach '{what}' ({running} running):\n{daemon.Output}");
+                return false;
+            }
+            await Task.Delay(500);
+        }
+        return true;
+    }
+
+    /// <summary>RSS and its anonymous and file parts (VmRSS, RssAnon, RssFile), in MiB.</summary>
+    private static string Breakdown(int pid)
+    {
+        double Field(string name) => long.Parse(File.ReadLines($"/proc/{pid}/status").First(l => l.StartsWith(name + ":", StringComparison.Ordinal))[(name.Length + 1)..].Trim().Split(' ')[0], CultureInfo.InvariantCulture) / 1024.0;
+        return $"{Field("VmRSS"):F1} MiB (anonymous {Field("RssAnon"):F1}, file {Field("RssFile"):F1}), {Directory.GetFiles($"/proc/{pid}/task").Length + Directory.GetDirectories($"/proc/{pid}/task").Length} threads";
+    }
+
+    private static async Task<int> RunningAsync(string runc, string root)
     {
         if (!Directory.Exists(root))
         {
             return 0;
         }
-        await using var list = DaemonProcess.Start(orchd, ["runc", "--root", root, "list", "--format", "json"]);
+        await using var list = DaemonProcess.Start(runc, ["--root", root, "list", "--format", "json"]);
         await list.WaitForExitAsync(TimeSpan.FromSeconds(30));
         var text = string.Join("\n", list.Stdout);
         if (text.Length == 0 || text == "null")

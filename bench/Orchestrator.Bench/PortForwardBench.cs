@@ -97,7 +97,7 @@ internal static class PortForwardBench
             var runtimeRoot = Path.Combine(run, "runtime");
             foreach (var id in Directory.Exists(runtimeRoot) ? Directory.GetDirectories(runtimeRoot).Select(Path.GetFileName) : [])
             {
-                await Run(orchd, ["runc", "--root", runtimeRoot, "delete", "--force", id!]);
+                await Run(Repo.Binary("orch-runc"), ["--root", runtimeRoot, "delete", "--force", id!]);
             }
             foreach (var mount in File.ReadAllLines("/proc/self/mountinfo").Select(l => l.Split(' ')[4]).Where(m => m.StartsWith(work.Path, StringComparison.Ordinal)).Reverse())
             {

@@ -194,12 +194,25 @@ public sealed partial class Supervisor : IAsyncDisposable
                 }
             }
         }
-        foreach (var container in _containers.Values.Where(i => !desired.ContainsKey(i.Record.Name)).ToList())
+        var unwanted = _containers.Values.Where(i => !desired.ContainsKey(i.Record.Name)).ToList();
+        foreach (var container in unwanted)
+        {
+            LogRemoving(_logger, container.Record.Name);
+            Emit("container.removed", container.Record.Name, "no longer wanted on this node");
+        }
+        try
+        {
+            // Stopped side by side: the loop waits for the longest grace period, not their sum.
+            await StopAllAsync(unwanted, "removed").ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            LogStepFailed(_logger, string.Join(", ", unwanted.Select(c => c.Record.Name)), e.Message);
+        }
+        foreach (var container in unwanted)
         {
             try
             {
-                LogRemoving(_logger, container.Record.Name);
-            Emit("container.removed", container.Record.Name, "no longer wanted on this node");
                 await RemoveContainerAsync(container, "removed", keepLogs: false).ConfigureAwait(false);
                 _containers.Remove(container.Record.Name);
             }

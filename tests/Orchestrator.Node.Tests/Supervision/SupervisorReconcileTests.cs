@@ -196,6 +196,43 @@ public sealed class SupervisorReconcileTests
         Assert.Equal("stopped", stopped.LastExit!.Reason);
     }
 
+    /// <summary>
+    /// The fleet takes six replicas away at once (a drain, a deleted deployment), each ignoring
+    /// SIGTERM with a 10 s grace: their grace periods run side by side, so the loop is done in
+    /// about one grace period, not six (60 s, the loop busy throughout, before this).
+    /// </summary>
+    [Fact]
+    public async Task Containers_taken_away_together_are_stopped_side_by_side_not_one_grace_period_after_another()
+    {
+        await using var node = await StartAsync();
+        var names = Enumerable.Range(0, 6).Select(i => $"rep-{i}").ToList();
+        foreach (var name in names)
+        {
+            await node.Supervisor.ApplyAssignedAsync(App(name, grace: 10));
+            node.Driver.IgnoreSigterm.Add(name);
+        }
+        var from = node.Clock.GetUtcNow();
+        var sync = node.Supervisor.SyncAssignedAsync(new HashSet<string>(StringComparer.Ordinal));
+        await node.UntilAsync("SIGTERM to all six", () => names.All(n => node.Driver.SignalsTo(n).Contains(15)));
+        while (!sync.IsCompleted)
+        {
+            Assert.True(node.Clock.GetUtcNow() - from < TimeSpan.FromSeconds(100), "the removal never finished");
+            node.Clock.Advance(TimeSpan.FromSeconds(1));
+            await Task.WhenAny(sync, Task.Delay(5));
+        }
+        await sync;
+        var took = node.Clock.GetUtcNow() - from;
+        Assert.True(took >= TimeSpan.FromSeconds(10), $"killed after {took.TotalSeconds} s, before the grace period was over");
+        Assert.True(took <= TimeSpan.FromSeconds(15), $"the six took {took.TotalSeconds} s of the clock: their grace periods ran one after another");
+        foreach (var name in names)
+        {
+            Assert.Equal([15, 9], node.Driver.SignalsTo(name));
+            Assert.False(node.Driver.IsRunning(name));
+            Assert.Contains(node.Events("container.removed"), e => e.Name == name);
+        }
+        Assert.Empty(await node.Supervisor.ListAsync());
+    }
+
     [Fact]
     public async Task Removing_a_workload_kills_it_and_removes_its_rootfs_and_a_spec_change_replaces_it()
     {
