@@ -38,8 +38,15 @@ internal static class NodeBench
         Console.WriteLine();
         var orchdRss = new SortedDictionary<int, double>();
         double afterAll = 0, tenAgain = 0;
+        // ORCH_BENCH_ORCHD_ENV="NAME=VALUE NAME=VALUE": environment for orchd (GC settings tried against the figures below).
+        var env = (Environment.GetEnvironmentVariable("ORCH_BENCH_ORCHD_ENV") ?? "").Split(' ', StringSplitOptions.RemoveEmptyEntries)
+            .Select(kv => kv.Split('=', 2)).ToDictionary(kv => kv[0], kv => (string?)kv[1], StringComparer.Ordinal);
+        if (env.Count > 0)
+        {
+            Console.WriteLine($"orchd's environment: {string.Join(" ", env.Select(kv => $"{kv.Key}={kv.Value}"))}");
+        }
         var daemon = DaemonProcess.Start(orchd, ["--config", "/dev/null", "--node-name", "bench", "--state-dir", state, "--run-dir", run,
-            "--manifest-dir", manifests, "--nats-url", nats.Url, "--bridge", "none", "--log-level", "warn"]);
+            "--manifest-dir", manifests, "--nats-url", nats.Url, "--bridge", "none", "--log-level", "warn"], env);
         var runtimeRoot = Path.Combine(run, "runtime");
         try
         {
@@ -73,6 +80,11 @@ internal static class NodeBench
             await Task.Delay(15000);
             afterAll = Median(Enumerable.Range(0, 5).Select(_ => { Thread.Sleep(200); return daemon.RssKiB() / 1024.0; }).ToList());
             Console.WriteLine($"0 running after 100 came and went: orchd {Breakdown(daemon.Pid)}");
+            if (Environment.GetEnvironmentVariable("ORCH_BENCH_NODE_LOG") == "1")
+            {
+                Console.WriteLine(daemon.Output);
+                Console.WriteLine(LargestMappings(daemon.Pid));
+            }
             for (var i = 0; i < 10; i++)
             {
                 File.WriteAllText(Path.Combine(manifests, $"back{i:00}.yaml"),
@@ -104,38 +116,41 @@ internal static class NodeBench
             }
         }
 
-        // containerd with 50 of the same.
-        double containerdMiB, shimsMiB;
-        await using (var containerd = await ContainerdServer.StartAsync())
+        // containerd with 50 of the same (ORCH_BENCH_NODE_ORCHD_ONLY=1 leaves it out: orchd's figures only).
+        double containerdMiB = double.NaN, shimsMiB = double.NaN;
+        if (Environment.GetEnvironmentVariable("ORCH_BENCH_NODE_ORCHD_ONLY") != "1")
         {
-            var ns = $"bench-{Guid.NewGuid():N}"[..14];
-            var archive = work.Combine("busybox.tar");
-            BusyboxImage.CreateArchive(archive);
-            await containerd.Ctr(ns, "image", "import", "--base-name", "docker.io/library/busybox", archive);
-            for (var i = 0; i < 50; i++)
+            await using (var containerd = await ContainerdServer.StartAsync())
             {
-                var started = await containerd.Ctr(ns, "run", "-d", "docker.io/library/busybox:latest", $"idle{i:00}", "sleep", "1000000");
-                if (started.Code != 0)
+                var ns = $"bench-{Guid.NewGuid():N}"[..14];
+                var archive = work.Combine("busybox.tar");
+                BusyboxImage.CreateArchive(archive);
+                await containerd.Ctr(ns, "image", "import", "--base-name", "docker.io/library/busybox", archive);
+                for (var i = 0; i < 50; i++)
                 {
-                    Console.Error.WriteLine($"ctr run failed: {started.Stderr}");
-                    return 1;
+                    var started = await containerd.Ctr(ns, "run", "-d", "docker.io/library/busybox:latest", $"idle{i:00}", "sleep", "1000000");
+                    if (started.Code != 0)
+                    {
+                        Console.Error.WriteLine($"ctr run failed: {started.Stderr}");
+                        return 1;
+                    }
                 }
-            }
-            await Task.Delay(5000);
-            var containerdPid = Process.GetProcessesByName("containerd").Select(p => p.Id).First(pid => CommandLine(pid).Contains(containerd.Socket.Replace("containerd.sock", "config.toml", StringComparison.Ordinal), StringComparison.Ordinal));
-            containerdMiB = RssKiB(containerdPid) / 1024.0;
-            var shims = Process.GetProcessesByName("containerd-shim-runc-v2").Select(p => p.Id).Where(pid => CommandLine(pid).Contains($"-namespace {ns}", StringComparison.Ordinal) || CommandLine(pid).Contains(ns, StringComparison.Ordinal)).ToList();
-            shimsMiB = shims.Sum(pid => RssKiB(pid)) / 1024.0;
-            Console.WriteLine($"containerd shims found: {shims.Count}");
-            for (var i = 0; i < 50; i++)
-            {
-                await containerd.Ctr(ns, "task", "kill", "-s", "SIGKILL", $"idle{i:00}");
-            }
-            await Task.Delay(1000);
-            for (var i = 0; i < 50; i++)
-            {
-                await containerd.Ctr(ns, "task", "delete", $"idle{i:00}");
-                await containerd.Ctr(ns, "container", "delete", $"idle{i:00}");
+                await Task.Delay(5000);
+                var containerdPid = Process.GetProcessesByName("containerd").Select(p => p.Id).First(pid => CommandLine(pid).Contains(containerd.Socket.Replace("containerd.sock", "config.toml", StringComparison.Ordinal), StringComparison.Ordinal));
+                containerdMiB = RssKiB(containerdPid) / 1024.0;
+                var shims = Process.GetProcessesByName("containerd-shim-runc-v2").Select(p => p.Id).Where(pid => CommandLine(pid).Contains($"-namespace {ns}", StringComparison.Ordinal) || CommandLine(pid).Contains(ns, StringComparison.Ordinal)).ToList();
+                shimsMiB = shims.Sum(pid => RssKiB(pid)) / 1024.0;
+                Console.WriteLine($"containerd shims found: {shims.Count}");
+                for (var i = 0; i < 50; i++)
+                {
+                    await containerd.Ctr(ns, "task", "kill", "-s", "SIGKILL", $"idle{i:00}");
+                }
+                await Task.Delay(1000);
+                for (var i = 0; i < 50; i++)
+                {
+                    await containerd.Ctr(ns, "task", "delete", $"idle{i:00}");
+                    await containerd.Ctr(ns, "container", "delete", $"idle{i:00}");
+                }
             }
         }
 
@@ -173,6 +188,25 @@ internal static class NodeBench
             await Task.Delay(500);
         }
         return true;
+    }
+
+    /// <summary>The ten mappings with the most resident memory (smaps): where the anonymous part lives.</summary>
+    private static string LargestMappings(int pid)
+    {
+        var rows = new List<(string Head, long Rss)>();
+        string? head = null;
+        foreach (var line in File.ReadLines($"/proc/{pid}/smaps"))
+        {
+            if (line.Length > 0 && char.IsAsciiHexDigit(line[0]) && line.Contains('-', StringComparison.Ordinal) && !line.Contains(':', StringComparison.Ordinal) || (line.Length > 0 && char.IsAsciiHexDigit(line[0]) && line.IndexOf(' ') is > 0 and var sp && line[..sp].Contains('-', StringComparison.Ordinal)))
+            {
+                head = line;
+            }
+            else if (line.StartsWith("Rss:", StringComparison.Ordinal) && head is not null)
+            {
+                rows.Add((head, long.Parse(line["Rss:".Length..].Trim().Split(' ')[0], CultureInfo.InvariantCulture)));
+            }
+        }
+        return string.Join("\n", rows.OrderByDescending(r => r.Rss).Take(10).Select(r => $"{r.Rss,8} KiB  {r.Head}"));
     }
 
     /// <summary>RSS and its anonymous and file parts (VmRSS, RssAnon, RssFile), in MiB.</summary>

@@ -30,6 +30,10 @@ public static partial class Libc
     [LibraryImport(LibcName, EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     public static partial int open(string pathname, int flags, int mode);
 
+    /// <summary>glibc: returns free memory at the top of the heap and in free arenas' pages to the kernel.</summary>
+    [LibraryImport(LibcName, EntryPoint = "malloc_trim", SetLastError = true)]
+    public static partial int malloc_trim(nuint pad);
+
     [LibraryImport(LibcName, EntryPoint = "pipe2", SetLastError = true)]
     public static unsafe partial int pipe2(int* pipefd, int flags);
 

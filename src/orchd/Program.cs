@@ -256,6 +256,7 @@ static async Task<int> RunDaemonAsync(OrchdConfig config, NodeState state, Backe
     builder.Services.AddSingleton(sp => new NodeAgent(sp.GetRequiredService<NodeIdentity>(), sp.GetRequiredService<NatsSettings>(),
         sp.GetRequiredService<ILogger<NodeAgent>>(), sp.GetRequiredService<Supervisor>(), fleet));
     builder.Services.AddHostedService<SystemdWatchdog>();
+    builder.Services.AddHostedService<MemoryGiveBack>();
     builder.Services.AddHostedService<NodeService>();
     builder.Services.AddHostedService<AgentService>();
     builder.Services.AddHostedService<Orchestrator.Daemon.Metrics.MetricsService>();
