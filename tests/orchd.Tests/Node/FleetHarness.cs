@@ -11,6 +11,21 @@ internal static class FleetHarness
     /// <summary>Heartbeat every second; unreachable after 3 s, lost after 6 s; a scheduler lease of 3 s.</summary>
     public static readonly string[] Fast = ["--heartbeat", "1s", "--unreachable-after", "3s", "--lost-after", "6s", "--leader-lease", "3s"];
 
+    /// <summary>
+    /// A template whose readiness probe passes once the container has touched /tmp/ready, which
+    /// a <paramref name="healthy"/> one does at start and an unhealthy one never does (a rollout
+    /// that never gets ready); <paramref name="version"/> goes into VERSION.
+    /// </summary>
+    public static Workload ReadyWhenHealthy(string version, bool healthy, double probePeriodSeconds = 0.3) => new()
+    {
+        Image = NodeHost.Image,
+        Command = ["sh", "-c", (healthy ? "touch /tmp/ready; " : "") + "exec sleep 100000"],
+        Env = new() { ["VERSION"] = version },
+        Network = NetworkMode.None,
+        StopGracePeriodSeconds = 0,
+        Probes = new Probes { Readiness = new Probe { Exec = new ExecAction { Command = ["test", "-f", "/tmp/ready"] }, PeriodSeconds = probePeriodSeconds, FailureThreshold = 1 } },
+    };
+
     /// <summary><paramref name="replicas"/> busybox sleepers; <paramref name="version"/> goes into VERSION (a template change).</summary>
     public static Deployment Sleepers(string name, int replicas, string? version = null, Dictionary<string, string>? selector = null) => new()
     {

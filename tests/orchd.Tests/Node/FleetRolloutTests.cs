@@ -120,15 +120,7 @@ public sealed class FleetRolloutTests
                     MaxUnavailable = 2, ProgressDeadlineSeconds = 6,
                     Canary = new CanarySpec { Selector = new() { ["ring"] = "canary" }, HoldSeconds = 2 },
                 },
-                Template = new Workload
-                {
-                    Image = NodeHost.Image,
-                    Command = ["sh", "-c", (healthy ? "touch /tmp/ready; " : "") + "exec sleep 100000"],
-                    Env = new() { ["VERSION"] = version },
-                    Network = NetworkMode.None,
-                    StopGracePeriodSeconds = 0,
-                    Probes = new Probes { Readiness = new Probe { Exec = new ExecAction { Command = ["test", "-f", "/tmp/ready"] }, PeriodSeconds = 0.3, FailureThreshold = 1 } },
-                },
+                Template = ReadyWhenHealthy(version, healthy),
             };
             bool AllOn(List<Orchestrator.Api.ContainerStatus> c, string version)
                 => c.Count == 3 && c.All(x => x is { State: ContainerState.Running, Ready: true } && x.Spec!.Env!["VERSION"] == version);

@@ -154,15 +154,7 @@ public sealed class FleetTests
                 Replicas = 3,
                 AntiAffinity = true,
                 Rollout = new RolloutSpec { MaxUnavailable = 1, ProgressDeadlineSeconds = 6 },
-                Template = new Workload
-                {
-                    Image = NodeHost.Image,
-                    Command = ["sh", "-c", (healthy ? "touch /tmp/ready; " : "") + "exec sleep 100000"],
-                    Env = new() { ["VERSION"] = version },
-                    Network = NetworkMode.None,
-                    StopGracePeriodSeconds = 0,
-                    Probes = new Probes { Readiness = new Probe { Exec = new ExecAction { Command = ["test", "-f", "/tmp/ready"] }, PeriodSeconds = 0.2, FailureThreshold = 1 } },
-                },
+                Template = ReadyWhenHealthy(version, healthy, probePeriodSeconds: 0.2),
             };
             async Task<List<Orchestrator.Api.ContainerStatus>> ReplicasAsync()
             {

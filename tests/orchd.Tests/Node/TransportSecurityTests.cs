@@ -8,6 +8,7 @@ using NATS.Client.KeyValueStore;
 using Orchestrator.Fleet.Agent;
 using Orchestrator.Client;
 using Orchestrator.Api.Workloads;
+using static Orchestrator.Daemon.Tests.Node.FleetHarness;
 
 namespace Orchestrator.Daemon.Tests.Node;
 
@@ -32,13 +33,7 @@ public sealed class TransportSecurityTests
         var hosts = new List<NodeHost>();
         try
         {
-            foreach (var (name, role, mayLead) in new[] { (scheduler, "core", true), (worker, "edge", false) })
-            {
-                var host = await NodeHost.StartAsync(sharedNats: fleet.Server, name: name, start: false);
-                hosts.Add(host);
-                host.ClientOpts = fleet.Opts(fleet.OperatorSeed);
-                await host.StartOrchdAsync([.. s_fast, .. fleet.NodeArgs(name), "--label", $"role={role}", "--scheduler", mayLead ? "true" : "false"]);
-            }
+            await fleet.StartNodesAsync(hosts, scheduler, worker);
             await using var operatorConnection = await fleet.ConnectAsync(fleet.OperatorSeed);
             var kv = new NatsKVContext(new NatsJSContext(operatorConnection));
 
@@ -252,13 +247,7 @@ public sealed class TransportSecurityTests
         var hosts = new List<NodeHost>();
         try
         {
-            foreach (var (name, role, mayLead) in new[] { (scheduler, "core", true), (worker, "edge", false) })
-            {
-                var host = await NodeHost.StartAsync(sharedNats: fleet.Server, name: name, start: false);
-                hosts.Add(host);
-                host.ClientOpts = fleet.Opts(fleet.OperatorSeed);
-                await host.StartOrchdAsync([.. s_fast, .. fleet.NodeArgs(name), "--label", $"role={role}", "--scheduler", mayLead ? "true" : "false", "--trusted-key", signingKey]);
-            }
+            await fleet.StartNodesAsync(hosts, scheduler, worker, "--trusted-key", signingKey);
             var edge = hosts[1];
             await using var operatorConnection = await fleet.ConnectAsync(fleet.OperatorSeed);
             var client = new FleetClient(operatorConnection);
@@ -269,15 +258,7 @@ public sealed class TransportSecurityTests
                 Replicas = 1,
                 Selector = new() { ["role"] = "edge" },
                 Rollout = new RolloutSpec { MaxUnavailable = 1, ProgressDeadlineSeconds = 6 },
-                Template = new Workload
-                {
-                    Image = NodeHost.Image,
-                    Command = ["sh", "-c", (healthy ? "touch /tmp/ready; " : "") + "exec sleep 100000"],
-                    Env = new() { ["VERSION"] = version },
-                    Network = NetworkMode.None,
-                    StopGracePeriodSeconds = 0,
-                    Probes = new Probes { Readiness = new Probe { Exec = new ExecAction { Command = ["test", "-f", "/tmp/ready"] }, PeriodSeconds = 0.3, FailureThreshold = 1 } },
-                },
+                Template = ReadyWhenHealthy(version, healthy),
             };
             async Task<ContainerStatus?> RollAsync() => (await edge.Client.ListAsync()).Any(c => c.Name == "roll-0") ? await edge.Client.InspectAsync("roll-0") : null;
             async Task UntilVersionAsync(string version, string what) => await Eventually.TrueAsync(what, async () =>
@@ -502,6 +483,22 @@ public sealed class TransportSecurityTests
             File.WriteAllText(path, seed + "\n");
             _seeds[name] = path;
             return path;
+        }
+
+        /// <summary>
+        /// Two real orchd nodes of this fleet, added to <paramref name="hosts"/> (which the caller
+        /// disposes): <paramref name="scheduler"/> (label role=core, may take the lease) and
+        /// <paramref name="worker"/> (role=edge, fleet.scheduler false), each with its own seed.
+        /// </summary>
+        public async Task StartNodesAsync(List<NodeHost> hosts, string scheduler, string worker, params string[] extraArgs)
+        {
+            foreach (var (name, role, mayLead) in new[] { (scheduler, "core", true), (worker, "edge", false) })
+            {
+                var host = await NodeHost.StartAsync(sharedNats: Server, name: name, start: false);
+                hosts.Add(host);
+                host.ClientOpts = Opts(OperatorSeed);
+                await host.StartOrchdAsync([.. s_fast, .. NodeArgs(name), "--label", $"role={role}", "--scheduler", mayLead ? "true" : "false", .. extraArgs]);
+            }
         }
 
         /// <summary>orchd's flags for a node of this fleet: the tls:// url, the CA, the client certificate, its seed.</summary>
