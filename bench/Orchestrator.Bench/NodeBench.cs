@@ -38,6 +38,7 @@ internal static class NodeBench
         Console.WriteLine();
         var orchdRss = new SortedDictionary<int, double>();
         double afterAll = 0, tenAgain = 0;
+        (long StorageBytes, long WrittenBytes, TimeSpan Window) flash = default;
         // ORCH_BENCH_ORCHD_ENV="NAME=VALUE NAME=VALUE": environment for orchd (GC settings tried against the figures below).
         var env = (Environment.GetEnvironmentVariable("ORCH_BENCH_ORCHD_ENV") ?? "").Split(' ', StringSplitOptions.RemoveEmptyEntries)
             .Select(kv => kv.Split('=', 2)).ToDictionary(kv => kv[0], kv => (string?)kv[1], StringComparer.Ordinal);
@@ -97,6 +98,23 @@ internal static class NodeBench
             await Task.Delay(5000);
             tenAgain = Median(Enumerable.Range(0, 5).Select(_ => { Thread.Sleep(200); return daemon.RssKiB() / 1024.0; }).ToList());
             Console.WriteLine($"10 running again: orchd {Breakdown(daemon.Pid)}");
+
+            // Issue 23, item 5: orchd's own writes while idle with 5 containers (state, records,
+            // its logs; the containers write nothing), from /proc/PID/io over a quiet window.
+            for (var i = 5; i < 10; i++)
+            {
+                File.Delete(Path.Combine(manifests, $"back{i:00}.yaml"));
+            }
+            if (!await UntilRunningAsync(runc, runtimeRoot, daemon, n => n == 5, "5 containers running"))
+            {
+                return 1;
+            }
+            await Task.Delay(5000);
+            var window = TimeSpan.FromSeconds(int.TryParse(Environment.GetEnvironmentVariable("ORCH_BENCH_FLASH_SECONDS"), out var fs) ? fs : 120);
+            var (writeBefore, wcharBefore) = Io(daemon.Pid);
+            await Task.Delay(window);
+            var (writeAfter, wcharAfter) = Io(daemon.Pid);
+            flash = (writeAfter - writeBefore, wcharAfter - wcharBefore, window);
             foreach (var file in Directory.GetFiles(manifests))
             {
                 File.Delete(file);
@@ -171,6 +189,11 @@ internal static class NodeBench
         Console.WriteLine($"| 0 running, after the 100 | {afterAll:F1} MiB | {afterAll - orchdRss[0]:+0.0;-0.0} MiB against idle | ≤ +2 MiB: {(afterAll - orchdRss[0] <= 2 ? "met" : "**missed**")} |");
         Console.WriteLine($"| 10 running again | {tenAgain:F1} MiB | {tenAgain - orchdRss[10]:+0.0;-0.0} MiB against the first 10 | ≤ +2 MiB: {(tenAgain - orchdRss[10] <= 2 ? "met" : "**missed**")} |");
         Console.WriteLine();
+        var perDay = TimeSpan.FromDays(1) / flash.Window;
+        Console.WriteLine($"orchd's own writes, idle with 5 containers, over {flash.Window.TotalSeconds:0} s (issue 23, item 5): "
+            + $"{flash.StorageBytes} bytes to storage (write_bytes), {flash.WrittenBytes} bytes written (wchar): "
+            + $"{flash.StorageBytes * perDay / 1e6:F2} MB/day to storage (target ≤ 5: {(flash.StorageBytes * perDay / 1e6 <= 5 ? "met" : "**missed**")}), {flash.WrittenBytes * perDay / 1e6:F2} MB/day written");
+        Console.WriteLine();
         return 0;
     }
 
@@ -188,6 +211,13 @@ internal static class NodeBench
             await Task.Delay(500);
         }
         return true;
+    }
+
+    /// <summary>/proc/PID/io: bytes the process caused to be sent to storage, and bytes it passed to write(2) and friends.</summary>
+    private static (long WriteBytes, long Wchar) Io(int pid)
+    {
+        long Field(string name) => long.Parse(File.ReadLines($"/proc/{pid}/io").First(l => l.StartsWith(name + ":", StringComparison.Ordinal))[(name.Length + 1)..].Trim(), CultureInfo.InvariantCulture);
+        return (Field("write_bytes"), Field("wchar"));
     }
 
     /// <summary>The ten mappings with the most resident memory (smaps): where the anonymous part lives.</summary>
