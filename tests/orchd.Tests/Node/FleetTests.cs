@@ -237,8 +237,12 @@ public sealed class FleetTests
             Assert.All(seen, count => Assert.Equal("1", count));
             Assert.Equal("2", view.Deployment.Template.Env!["VERSION"]);
             await SettledAsync("2", minReady: 0, []);
+            // The rollback is the scheduler's decision about revision 3, in its status: the stored
+            // revisions are the operator's three, and what runs is revision 2's template.
             var history = await fleet.HistoryAsync("roll");
-            Assert.Equal(["1", "2", "3", "2"], history.Select(h => h.Deployment!.Template.Env!["VERSION"]));
+            Assert.Equal(["1", "2", "3"], history.Select(h => h.Deployment!.Template.Env!["VERSION"]));
+            Assert.Equal(history[1].Deployment!.ShownRevision(), view.RolledBackTo!.Generation);
+            Assert.Equal(history[2].Revision, view.Deployment.Revision);
         }
         finally
         {
