@@ -121,13 +121,7 @@ public sealed class FleetClient(INatsConnection connection)
             // between must not be lost or undone.
             for (var attempt = 1; ; attempt++)
             {
-                var entry = await bucket.TryGetEntryAsync<byte[]>(deployment.Name, cancellationToken: cancellationToken).ConfigureAwait(false);
-                var stored = Stored(entry);
-                if (stored is not null)
-                {
-                    stored.Revision = entry.Value.Revision;
-                    stored = SchedulerDecisions.Apply(stored, await StatusAsync(statuses, deployment.Name, cancellationToken).ConfigureAwait(false));
-                }
+                var (entry, stored) = await RunningAsync(bucket, statuses, deployment.Name, cancellationToken).ConfigureAwait(false);
                 Orchestrator.Api.Workloads.ReplicaOwnership.Apply(deployment, stored);
                 deployment.Revision = null;
                 deployment.Generation = NextGeneration(stored);
@@ -210,11 +204,22 @@ public sealed class FleetClient(INatsConnection connection)
     private async Task<(NATS.Client.KeyValueStore.INatsKVStore Bucket, ulong Revision, Orchestrator.Api.Workloads.Deployment Deployment)> ReadRunningAsync(string name, CancellationToken cancellationToken)
     {
         var bucket = await FleetStore.OpenAsync(KV, Buckets.Deployments, Buckets.DeploymentHistory, cancellationToken).ConfigureAwait(false);
-        var entry = await bucket.TryGetEntryAsync<byte[]>(name, cancellationToken: cancellationToken).ConfigureAwait(false);
-        var stored = Stored(entry) ?? throw new NodeRequestException(ErrorKind.NotFound, $"no deployment '{name}' in the fleet; `orchctl get deployments` lists them");
-        stored.Revision = entry.Value.Revision;
         var statuses = await FleetStore.OpenAsync(KV, Buckets.DeploymentStatus, 1, cancellationToken).ConfigureAwait(false);
-        return (bucket, entry.Value.Revision, SchedulerDecisions.Apply(stored, await StatusAsync(statuses, name, cancellationToken).ConfigureAwait(false)));
+        var (entry, running) = await RunningAsync(bucket, statuses, name, cancellationToken).ConfigureAwait(false);
+        return (bucket, entry.Value.Revision, running ?? throw new NodeRequestException(ErrorKind.NotFound, $"no deployment '{name}' in the fleet; `orchctl get deployments` lists them"));
+    }
+
+    /// <summary>The stored entry of a deployment (for compare-and-set) and the deployment as the fleet runs it, or null when there is none.</summary>
+    private static async Task<(NATS.Client.Core.NatsResult<NATS.Client.KeyValueStore.NatsKVEntry<byte[]>> Entry, Orchestrator.Api.Workloads.Deployment? Running)> RunningAsync(
+        NATS.Client.KeyValueStore.INatsKVStore deployments, NATS.Client.KeyValueStore.INatsKVStore statuses, string name, CancellationToken cancellationToken)
+    {
+        var entry = await deployments.TryGetEntryAsync<byte[]>(name, cancellationToken: cancellationToken).ConfigureAwait(false);
+        if (Stored(entry) is not { } stored)
+        {
+            return (entry, null);
+        }
+        stored.Revision = entry.Value.Revision;
+        return (entry, SchedulerDecisions.Apply(stored, await StatusAsync(statuses, name, cancellationToken).ConfigureAwait(false)));
     }
 
     /// <summary>Sets a deployment's replica count (a new revision); returns the deployment as written, with its revision.</summary>
