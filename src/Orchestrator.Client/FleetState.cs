@@ -150,8 +150,11 @@ public static class FleetState
             var state = options.StateOf(age);
             result[info.Node] = new NodeEntry
             {
-                Info = info, State = state == NodeCondition.Lost && (watchedFor is { } watched && watched < options.LostAfter || info.Node == self) ? NodeCondition.Unreachable : state, HeartbeatAgeSeconds = Math.Max(0, Math.Round(age.TotalSeconds, 1)), Leader = leader == info.Node,
-                Cordoned = set?.Cordoned == true, Draining = set?.Draining == true,
+                // A revoked node is lost at once: its credentials are void, it cannot be heard again.
+                Info = info, State = set?.Revoked == true ? NodeCondition.Lost
+                    : state == NodeCondition.Lost && (watchedFor is { } watched && watched < options.LostAfter || info.Node == self) ? NodeCondition.Unreachable : state,
+                HeartbeatAgeSeconds = Math.Max(0, Math.Round(age.TotalSeconds, 1)), Leader = leader == info.Node,
+                Cordoned = set?.Cordoned == true, Draining = set?.Draining == true, Revoked = set?.Revoked == true,
             };
         }
         return result.Values.OrderBy(n => n.Info.Node, StringComparer.Ordinal).ToList();

@@ -33,6 +33,12 @@ public sealed record NodeSettings
     public int SchemaVersion { get; init; } = 1;
     public bool Cordoned { get; init; }
     public bool Draining { get; init; }
+    /// <summary>
+    /// The node's credentials were revoked (orchctl node revoke): it cannot reach the servers, the
+    /// scheduler takes it for lost at once, and it is never given replicas again under this name
+    /// until an operator deletes it (orchctl delete node) and it enrols again.
+    /// </summary>
+    public bool Revoked { get; init; }
 }
 
 /// <summary>A node as `get nodes` shows it: its last heartbeat, how old it is, and what that means.</summary>
@@ -45,6 +51,7 @@ public sealed record NodeEntry
     public bool Leader { get; init; }
     public bool Cordoned { get; init; }
     public bool Draining { get; init; }
+    public bool Revoked { get; init; }
 
     /// <summary>True when the node's labels have every label of the deployment's selector.</summary>
     public bool MatchesSelector(Workloads.Deployment deployment)
@@ -56,7 +63,7 @@ public sealed record NodeEntry
     /// scheduler's filter, and what orchctl counts before it warns that a scale cannot be placed.
     /// </summary>
     public bool Accepts(Workloads.Deployment deployment)
-        => State == NodeCondition.Ready && !Cordoned && !Draining && MatchesSelector(deployment);
+        => State == NodeCondition.Ready && !Cordoned && !Draining && !Revoked && MatchesSelector(deployment);
 }
 
 /// <summary>What the scheduler last did about a deployment (bucket orch-deployment-status).</summary>

@@ -1,0 +1,422 @@
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Serialization.Metadata;
+using Microsoft.Extensions.Logging;
+using NATS.Client.Core;
+using NATS.Client.JetStream;
+using NATS.Client.KeyValueStore;
+using NATS.NKeys;
+using Orchestrator.Client;
+using Orchestrator.Client.Identity;
+
+namespace Orchestrator.Fleet.Identity;
+
+/// <summary>
+/// The enrolment service (`orchd identity serve`, docs/nats-security.md "Enrolment"): holds the
+/// account signing key and issues user JWTs, to devices with a one-time token, to nodes renewing
+/// their own, and to operators in a role; revokes a node by issuing the account again with the
+/// node's key in its revocations and pushing it to the servers through the system account.
+/// Several may run (a queue group); the bucket's compare-and-set keeps a token's uses exact.
+/// </summary>
+public sealed class IdentityService(INatsConnection nats, INatsConnection system, IdentityInfo info, KeyPair accountSigning, KeyPair operatorSigning,
+    TimeProvider clock, ILogger log, TimeSpan? nodeJwtLifetime = null)
+{
+    /// <summary>A node's JWT lives this long (30 days); the node renews it when a third is left.</summary>
+    public static readonly TimeSpan DefaultJwtLifetime = TimeSpan.FromDays(30);
+
+    /// <summary>How far a proof's time may be from the service's clock.</summary>
+    public static readonly TimeSpan ProofWindow = TimeSpan.FromMinutes(5);
+
+    private readonly TimeSpan _jwtLifetime = nodeJwtLifetime ?? DefaultJwtLifetime;
+    private INatsKVStore? _bucket;
+
+    public async Task RunAsync(CancellationToken cancellationToken)
+    {
+        var kv = new NatsKVContext(new NatsJSContext((NatsConnection)nats));
+        _bucket = await FleetStore.OpenAsync(kv, IdentitySubjects.Bucket, 5, cancellationToken).ConfigureAwait(false);
+        // The account as the bucket's revocations say, pushed at start: a server that missed an
+        // update (down during a revoke) gets it now.
+        await PushAccountAsync((await ReadRevocationsAsync(cancellationToken).ConfigureAwait(false)).List, cancellationToken).ConfigureAwait(false);
+        log.LogInformation("identity service for account {Account} ({Name}) serving {Subject}", info.Account, info.Name, IdentitySubjects.All);
+        await foreach (var msg in nats.SubscribeAsync<byte[]>(IdentitySubjects.All, queueGroup: "orch-identity", cancellationToken: cancellationToken).ConfigureAwait(false))
+        {
+            byte[] reply;
+            try
+            {
+                reply = await HandleAsync(msg.Subject, msg.Data ?? [], cancellationToken).ConfigureAwait(false);
+            }
+            catch (IdentityException e)
+            {
+                log.LogInformation("{Subject} refused: {Error}", msg.Subject, e.Message);
+                reply = Error(e.Message, e.Kind);
+            }
+            catch (Exception e) when (e is JsonException or FormatException)
+            {
+                reply = Error($"the request on {msg.Subject} is not valid JSON of its kind ({e.Message}); use orchctl or orchd enroll", ErrorKind.Invalid);
+            }
+            catch (Exception e) when (e is NatsException or NatsJSException && !cancellationToken.IsCancellationRequested)
+            {
+                log.LogWarning("{Subject} failed: {Error}", msg.Subject, e.Message);
+                reply = Error($"the identity service could not reach its bucket or the servers ({e.Message}); try again", ErrorKind.Unavailable);
+            }
+            if (msg.ReplyTo is not null)
+            {
+                await msg.ReplyAsync(reply, cancellationToken: cancellationToken).ConfigureAwait(false);
+            }
+        }
+    }
+
+    /// <summary>One request: its reply (JSON), or an <see cref="IdentityException"/>.</summary>
+    public async Task<byte[]> HandleAsync(string subject, byte[] body, CancellationToken cancellationToken) => subject switch
+    {
+        IdentitySubjects.TokenCreate => Json(await CreateTokenAsync(Parse(body, IdentityJsonContext.Default.TokenCreateRequest), cancellationToken).ConfigureAwait(false), IdentityJsonContext.Default.TokenCreateReply),
+        IdentitySubjects.Enroll => Json(await EnrollAsync(Parse(body, IdentityJsonContext.Default.EnrollRequest), cancellationToken).ConfigureAwait(false), IdentityJsonContext.Default.EnrollReply),
+        IdentitySubjects.Renew => Json(await RenewAsync(Parse(body, IdentityJsonContext.Default.EnrollRequest), cancellationToken).ConfigureAwait(false), IdentityJsonContext.Default.EnrollReply),
+        IdentitySubjects.Revoke => Json(await RevokeAsync(Parse(body, IdentityJsonContext.Default.RevokeRequest), cancellationToken).ConfigureAwait(false), IdentityJsonContext.Default.RevokeReply),
+        IdentitySubjects.UserCreate => Json(CreateUser(Parse(body, IdentityJsonContext.Default.UserCreateRequest)), IdentityJsonContext.Default.UserCreateReply),
+        _ => throw new IdentityException($"'{subject}' is not an identity request (enroll, renew, token.create, revoke, user.create)", ErrorKind.NotFound),
+    };
+
+    private async Task<TokenCreateReply> CreateTokenAsync(TokenCreateRequest request, CancellationToken cancellationToken)
+    {
+        var uses = request.Uses ?? 1;
+        var ttl = request.TtlSeconds ?? 24 * 3600;
+        if (uses is < 1 or > 100_000)
+        {
+            throw new IdentityException($"--uses {uses} is out of range; give 1 to 100000", ErrorKind.Invalid);
+        }
+        if (ttl is < 60 or > 365L * 24 * 3600)
+        {
+            throw new IdentityException($"--ttl of {ttl} s is out of range; give 1m to 365d", ErrorKind.Invalid);
+        }
+        foreach (var (key, value) in request.Labels)
+        {
+            if (NodeLabelProblem(key, value) is { } problem)
+            {
+                throw new IdentityException(problem, ErrorKind.Invalid);
+            }
+        }
+        var now = clock.GetUtcNow();
+        var expires = now.AddSeconds(ttl);
+        var id = Base32Id(RandomNumberGenerator.GetBytes(10));
+        var secret = NatsJwt.ToBase64Url(RandomNumberGenerator.GetBytes(24));
+        using var user = KeyPair.CreatePair(PrefixByte.User);
+        var jwt = NatsJwt.User(accountSigning, info.Account, user.GetPublicKey(), $"enrol-{id}", FleetPermissions.Enrolment(id), now, expires, ["orch-enrolment"]);
+        var record = new TokenRecord
+        {
+            Id = id, SecretHash = Hash(secret), Labels = request.Labels, UsesLeft = uses, Expires = expires, Created = now,
+            Scheduler = request.Scheduler, UserKey = user.GetPublicKey(),
+        };
+        await Bucket.CreateAsync($"token.{id}", Json(record, IdentityJsonContext.Default.TokenRecord), cancellationToken: cancellationToken).ConfigureAwait(false);
+        log.LogInformation("token {Id} made: {Uses} use(s), until {Expires:u}, labels {Labels}", id, uses, expires, string.Join(",", request.Labels.Select(kv => $"{kv.Key}={kv.Value}")));
+        return new TokenCreateReply { Id = id, Token = EnrolmentToken.Format(id, secret, jwt, user.GetSeed()), Expires = expires };
+    }
+
+    private async Task<EnrollReply> EnrollAsync(EnrollRequest request, CancellationToken cancellationToken)
+    {
+        CheckNodeName(request.Node);
+        for (var attempt = 0; ; attempt++)
+        {
+            var (token, revision) = await GetAsync($"token.{request.TokenId}", IdentityJsonContext.Default.TokenRecord, cancellationToken).ConfigureAwait(false);
+            if (token is null || !CryptographicOperations.FixedTimeEquals(Encoding.ASCII.GetBytes(token.SecretHash), Encoding.ASCII.GetBytes(Hash(request.Secret))))
+            {
+                throw new IdentityException($"enrolment token {Safe(request.TokenId)} is not known (mistyped, or made for another fleet); ask the fleet's admin for a new one (orchctl node token create)", ErrorKind.Forbidden);
+            }
+            var now = clock.GetUtcNow();
+            if (now >= token.Expires)
+            {
+                throw new IdentityException($"enrolment token {token.Id} expired at {token.Expires:u}; ask the fleet's admin for a new one (orchctl node token create --ttl …)", ErrorKind.Forbidden);
+            }
+            CheckProof("enroll", request.TokenId, request);
+            var (existing, _) = await GetAsync($"node.{request.Node}", IdentityJsonContext.Default.IdentityRecord, cancellationToken).ConfigureAwait(false);
+            var retry = existing is not null && existing.PublicKey == request.PublicKey && existing.TokenId == token.Id && existing.RevokedAt is null;
+            if (existing is not null && !retry && existing.RevokedAt is null)
+            {
+                throw new IdentityException($"node name '{request.Node}' is enrolled already (key {NatsJwt.Abbreviate(existing.PublicKey)}); revoke it first (orchctl node revoke {request.Node}) or enrol under another name (orchd enroll --node-name)", ErrorKind.Conflict);
+            }
+            if (!retry)
+            {
+                if (token.UsesLeft <= 0)
+                {
+                    throw new IdentityException($"enrolment token {token.Id} has been used ({string.Join(", ", token.UsedBy)}); a token enrols as many devices as its --uses; ask for a new one (orchctl node token create)", ErrorKind.Forbidden);
+                }
+                var spent = token with { UsesLeft = token.UsesLeft - 1, UsedBy = [.. token.UsedBy, request.Node] };
+                try
+                {
+                    await Bucket.UpdateAsync($"token.{token.Id}", Json(spent, IdentityJsonContext.Default.TokenRecord), revision, cancellationToken: cancellationToken).ConfigureAwait(false);
+                }
+                catch (NatsKVWrongLastRevisionException) when (attempt < 20)
+                {
+                    continue; // another device used the token meanwhile: read it again
+                }
+            }
+            var expires = now + _jwtLifetime;
+            var record = new IdentityRecord
+            {
+                Node = request.Node, PublicKey = request.PublicKey, Labels = token.Labels, Scheduler = token.Scheduler, Enrolled = now, Expires = expires, TokenId = token.Id,
+            };
+            await Bucket.PutAsync($"node.{request.Node}", Json(record, IdentityJsonContext.Default.IdentityRecord), cancellationToken: cancellationToken).ConfigureAwait(false);
+            log.LogInformation("node {Node} enrolled with token {Token}, key {Key}, until {Expires:u}", request.Node, token.Id, request.PublicKey, expires);
+            return Issue(record, now);
+        }
+    }
+
+    private async Task<EnrollReply> RenewAsync(EnrollRequest request, CancellationToken cancellationToken)
+    {
+        CheckNodeName(request.Node);
+        var (record, _) = await GetAsync($"node.{request.Node}", IdentityJsonContext.Default.IdentityRecord, cancellationToken).ConfigureAwait(false);
+        if (record is null || record.PublicKey != request.PublicKey)
+        {
+            throw new IdentityException($"node '{request.Node}' with key {NatsJwt.Abbreviate(request.PublicKey)} is not enrolled; enrol it with a token (orchd enroll)", ErrorKind.Forbidden);
+        }
+        if (record.RevokedAt is { } at)
+        {
+            throw new IdentityException($"node '{request.Node}' was revoked at {at:u}; a revoked device enrols again with a new token under a new key", ErrorKind.Forbidden);
+        }
+        CheckProof("renew", "", request);
+        var now = clock.GetUtcNow();
+        var renewed = record with { Expires = now + _jwtLifetime };
+        await Bucket.PutAsync($"node.{request.Node}", Json(renewed, IdentityJsonContext.Default.IdentityRecord), cancellationToken: cancellationToken).ConfigureAwait(false);
+        log.LogInformation("node {Node} renewed its JWT until {Expires:u}", request.Node, renewed.Expires);
+        return Issue(renewed, now);
+    }
+
+    private async Task<RevokeReply> RevokeAsync(RevokeRequest request, CancellationToken cancellationToken)
+    {
+        CheckNodeName(request.Node);
+        var (record, _) = await GetAsync($"node.{request.Node}", IdentityJsonContext.Default.IdentityRecord, cancellationToken).ConfigureAwait(false);
+        if (record is null)
+        {
+            throw new IdentityException($"node '{request.Node}' has no enrolled identity; `orchctl get nodes` lists the fleet's nodes (a node with static credentials is removed from the server's configuration instead)", ErrorKind.NotFound);
+        }
+        var now = clock.GetUtcNow();
+        var revokedAt = record.RevokedAt ?? now;
+        for (var attempt = 0; ; attempt++)
+        {
+            var (list, revision) = await ReadRevocationsAsync(cancellationToken).ConfigureAwait(false);
+            // Every JWT of this key issued up to now is void (nats-server compares the JWT's iat).
+            var users = new Dictionary<string, long>(list.Users) { [record.PublicKey] = revokedAt.ToUnixTimeSeconds() };
+            var updated = list with { Users = users };
+            try
+            {
+                if (revision == 0)
+                {
+                    await Bucket.CreateAsync("revocations", Json(updated, IdentityJsonContext.Default.RevocationList), cancellationToken: cancellationToken).ConfigureAwait(false);
+                }
+                else
+                {
+                    await Bucket.UpdateAsync("revocations", Json(updated, IdentityJsonContext.Default.RevocationList), revision, cancellationToken: cancellationToken).ConfigureAwait(false);
+                }
+                await PushAccountAsync(updated, cancellationToken).ConfigureAwait(false);
+                break;
+            }
+            catch (Exception e) when (e is NatsKVWrongLastRevisionException or NatsKVCreateException && attempt < 20)
+            {
+            }
+        }
+        await Bucket.PutAsync($"node.{request.Node}", Json(record with { RevokedAt = revokedAt }, IdentityJsonContext.Default.IdentityRecord), cancellationToken: cancellationToken).ConfigureAwait(false);
+        await MarkRevokedAsync(request.Node, cancellationToken).ConfigureAwait(false);
+        log.LogWarning("node {Node} revoked (key {Key}); its connections are closed and the scheduler takes it for lost", request.Node, record.PublicKey);
+        return new RevokeReply { Node = request.Node, PublicKey = record.PublicKey, RevokedAt = revokedAt };
+    }
+
+    private UserCreateReply CreateUser(UserCreateRequest request)
+    {
+        if (!FleetPermissions.Roles.Contains(request.Role))
+        {
+            throw new IdentityException($"'{request.Role}' is not a role; give one of {string.Join(", ", FleetPermissions.Roles)}", ErrorKind.Invalid);
+        }
+        if (!IsUserKey(request.PublicKey))
+        {
+            throw new IdentityException($"'{NatsJwt.Abbreviate(request.PublicKey)}' is not a public user nkey (U…); orchctl makes the key itself", ErrorKind.Invalid);
+        }
+        var ttl = request.TtlSeconds ?? 30L * 24 * 3600;
+        if (ttl is < 60 or > 3650L * 24 * 3600)
+        {
+            throw new IdentityException($"--ttl of {ttl} s is out of range; give 1m to 3650d", ErrorKind.Invalid);
+        }
+        var now = clock.GetUtcNow();
+        var expires = now.AddSeconds(ttl);
+        var jwt = NatsJwt.User(accountSigning, info.Account, request.PublicKey, request.Name, FleetPermissions.Operator(request.Role), now, expires, [$"role:{request.Role}"]);
+        log.LogInformation("user {Name} issued in role {Role} until {Expires:u}", request.Name, request.Role, expires);
+        return new UserCreateReply { Jwt = jwt, Expires = expires };
+    }
+
+    private EnrollReply Issue(IdentityRecord record, DateTimeOffset now)
+    {
+        var permissions = record.Scheduler ? FleetPermissions.Scheduler(record.Node) : FleetPermissions.Node(record.Node);
+        var jwt = NatsJwt.User(accountSigning, info.Account, record.PublicKey, record.Node, permissions, now, record.Expires, [record.Scheduler ? "role:scheduler" : "role:node"]);
+        return new EnrollReply { Node = record.Node, Jwt = jwt, Expires = record.Expires, Labels = record.Labels, TrustedKeys = info.TrustedKeys, Scheduler = record.Scheduler };
+    }
+
+    /// <summary>The account with these revocations, signed again and sent to every server (a request on $SYS.REQ.CLAIMS.UPDATE).</summary>
+    private async Task PushAccountAsync(RevocationList list, CancellationToken cancellationToken)
+    {
+        // iat must move on, or a server keeps the older JWT it holds for the same second.
+        var jwt = IdentitySetup.AccountJwt(operatorSigning, info, list.Users, clock.GetUtcNow());
+        var reply = await system.RequestAsync<byte[], byte[]>("$SYS.REQ.CLAIMS.UPDATE", Encoding.ASCII.GetBytes(jwt),
+            replyOpts: new NatsSubOpts { Timeout = TimeSpan.FromSeconds(5) }, cancellationToken: cancellationToken).ConfigureAwait(false);
+        var text = reply.Data is { } d ? Encoding.UTF8.GetString(d) : "";
+        using var doc = JsonDocument.Parse(text.Length > 0 ? text : "{}");
+        if (doc.RootElement.TryGetProperty("error", out var error))
+        {
+            throw new IdentityException($"the servers refused the account update: {error}; check that nats-server runs with the operator and system account of this identity (server/nats-server.conf)", ErrorKind.Unavailable);
+        }
+    }
+
+    private async Task MarkRevokedAsync(string node, CancellationToken cancellationToken)
+    {
+        var kv = new NatsKVContext(new NatsJSContext((NatsConnection)nats));
+        var settings = await FleetStore.OpenAsync(kv, Buckets.NodeSettings, 1, cancellationToken).ConfigureAwait(false);
+        for (var attempt = 0; attempt < 20; attempt++)
+        {
+            NodeSettings current = new();
+            ulong revision = 0;
+            try
+            {
+                var entry = await settings.GetEntryAsync<byte[]>(node, cancellationToken: cancellationToken).ConfigureAwait(false);
+                if (entry.Value is { Length: > 0 } v)
+                {
+                    current = JsonSerializer.Deserialize(v, FleetJsonContext.Default.NodeSettings) ?? new NodeSettings();
+                }
+                revision = entry.Revision;
+            }
+            catch (NatsKVKeyNotFoundException)
+            {
+            }
+            catch (NatsKVKeyDeletedException e)
+            {
+                revision = e.Revision;
+            }
+            var body = JsonSerializer.SerializeToUtf8Bytes(current with { Revoked = true, Cordoned = true }, FleetJsonContext.Default.NodeSettings);
+            try
+            {
+                if (revision == 0)
+                {
+                    await settings.CreateAsync(node, body, cancellationToken: cancellationToken).ConfigureAwait(false);
+                }
+                else
+                {
+                    await settings.UpdateAsync(node, body, revision, cancellationToken: cancellationToken).ConfigureAwait(false);
+                }
+                return;
+            }
+            catch (Exception e) when (e is NatsKVWrongLastRevisionException or NatsKVCreateException)
+            {
+            }
+        }
+        throw new IdentityException($"node '{node}' is revoked at the servers, but its settings kept changing under the service; run orchctl node revoke {node} again", ErrorKind.Conflict);
+    }
+
+    private async Task<(RevocationList List, ulong Revision)> ReadRevocationsAsync(CancellationToken cancellationToken)
+    {
+        var (list, revision) = await GetAsync("revocations", IdentityJsonContext.Default.RevocationList, cancellationToken).ConfigureAwait(false);
+        return (list ?? new RevocationList(), revision);
+    }
+
+    private async Task<(T? Value, ulong Revision)> GetAsync<T>(string key, JsonTypeInfo<T> type, CancellationToken cancellationToken) where T : class
+    {
+        if (!IsKeySafe(key))
+        {
+            return (null, 0);
+        }
+        try
+        {
+            var entry = await Bucket.GetEntryAsync<byte[]>(key, cancellationToken: cancellationToken).ConfigureAwait(false);
+            return (entry.Value is { Length: > 0 } v ? JsonSerializer.Deserialize(v, type) : null, entry.Revision);
+        }
+        catch (NatsKVKeyNotFoundException)
+        {
+            return (null, 0);
+        }
+        catch (NatsKVKeyDeletedException e)
+        {
+            return (null, e.Revision);
+        }
+    }
+
+    private void CheckProof(string purpose, string tokenId, EnrollRequest request)
+    {
+        if (!IsUserKey(request.PublicKey))
+        {
+            throw new IdentityException($"'{NatsJwt.Abbreviate(request.PublicKey)}' is not a public user nkey (U…); orchd enroll makes the key itself", ErrorKind.Invalid);
+        }
+        var at = DateTimeOffset.FromUnixTimeMilliseconds(Math.Clamp(request.At, 0, 253402300799999));
+        if ((clock.GetUtcNow() - at).Duration() > ProofWindow)
+        {
+            throw new IdentityException($"the {purpose} proof of '{request.Node}' was signed at {at:u}, more than 5 minutes from the service's clock; set the device's clock (NTP) and try again", ErrorKind.Forbidden);
+        }
+        bool good;
+        try
+        {
+            using var key = KeyPair.FromPublicKey(request.PublicKey);
+            var signature = Convert.FromBase64String(request.Signature);
+            good = signature.Length == 64 && key.Verify(EnrollRequest.ProofBytes(purpose, tokenId, request.Node, request.PublicKey, request.At), signature);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            good = false;
+        }
+        if (!good)
+        {
+            throw new IdentityException($"the {purpose} request of '{request.Node}' is not signed by the key it names ({NatsJwt.Abbreviate(request.PublicKey)}); only the device holding the seed can enrol or renew it", ErrorKind.Forbidden);
+        }
+    }
+
+    private static void CheckNodeName(string node)
+    {
+        if (!Subjects.IsValidToken(node))
+        {
+            throw new IdentityException($"'{Safe(node)}' is not a node name (1-63 letters, digits, '-', '_'); give --node-name", ErrorKind.Invalid);
+        }
+    }
+
+    /// <summary>Why a label from a token is not a node label, or null.</summary>
+    public static string? NodeLabelProblem(string key, string value)
+        => key.Length is 0 or > 63 || !key.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.' or '/')
+            ? $"label key '{Safe(key)}' is not valid (1-63 letters, digits, '-', '_', '.', '/')"
+            : value.Length > 63 || !value.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.')
+                ? $"label {key}: value '{Safe(value)}' is not valid (at most 63 letters, digits, '-', '_', '.')"
+                : null;
+
+    private static bool IsUserKey(string key) => key.Length == 56 && key[0] == 'U' && key.All(c => c is >= 'A' and <= 'Z' or >= '2' and <= '7');
+
+    private static bool IsKeySafe(string key) => key.Length is > 0 and < 200 && key.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.') && !key.EndsWith('.');
+
+    private static string Safe(string text) => text.Length > 64 ? text[..64] + "…" : new string(text.Select(c => char.IsControl(c) ? '?' : c).ToArray());
+
+    private static string Hash(string secret) => Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(secret)));
+
+    private static string Base32Id(byte[] data)
+    {
+        const string alphabet = "abcdefghijklmnopqrstuvwxyz234567";
+        var text = new StringBuilder();
+        int buffer = 0, bits = 0;
+        foreach (var b in data)
+        {
+            buffer = (buffer << 8) | b;
+            bits += 8;
+            while (bits >= 5)
+            {
+                text.Append(alphabet[(buffer >> (bits - 5)) & 31]);
+                bits -= 5;
+            }
+        }
+        return text.ToString();
+    }
+
+    private INatsKVStore Bucket => _bucket ?? throw new InvalidOperationException("the identity service is not running");
+
+    private static T Parse<T>(byte[] body, JsonTypeInfo<T> type) => JsonSerializer.Deserialize(body, type) ?? throw new JsonException("empty request");
+
+    private static byte[] Json<T>(T value, JsonTypeInfo<T> type) => JsonSerializer.SerializeToUtf8Bytes(value, type);
+
+    private static byte[] Error(string message, ErrorKind kind) => JsonSerializer.SerializeToUtf8Bytes(new ErrorReply { Error = message, Code = kind }, IdentityJsonContext.Default.ErrorReply);
+}
+
+/// <summary>A refusal of the identity service: one sentence with the fix.</summary>
+public sealed class IdentityException(string message, ErrorKind kind) : Exception(message)
+{
+    public ErrorKind Kind { get; } = kind;
+}
