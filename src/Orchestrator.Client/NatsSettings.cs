@@ -103,6 +103,9 @@ public sealed record NatsSettings
         var auth = NatsAuthOpts.Default with
         {
             CredsFile = CredsFile,
+            // Read at every connect, not once: an enrolled node renews its JWT into the same file
+            // (DeviceIdentity.RenewAsync), and its next reconnect must present the new one.
+            AuthCredCallback = CredsFile is { } creds ? (_, _) => ValueTask.FromResult(NatsAuthCred.FromCredsFile(creds)) : null,
             Username = User,
             Password = Password,
             Token = Token,

@@ -29,7 +29,7 @@ internal static class Commands
     private static readonly FlagSpec Since = new("--since", "DURATION", "only what happened in the last DURATION (10m, 1h, 2d; events default 1h)");
     private static readonly FlagSpec Watch = new("-w|--watch", null, "keep watching; Ctrl-C ends");
 
-    public static readonly string[] Groups = ["Fleet", "Deployments", "Containers", "Images", "Signing", "Settings"];
+    public static readonly string[] Groups = ["Fleet", "Deployments", "Containers", "Images", "Signing", "Identity", "Settings"];
 
     public static readonly CommandSpec[] All =
     [
@@ -151,6 +151,21 @@ internal static class Commands
         new("sign", "Signing", "sign -f FILE --key SEED [-o OUT]", "sign a file's deployments for `apply -f` anywhere",
             [new("-f|--file", "FILE", "deployments to sign", "@files"), new("--key", "SEED", "the nkey seed file (env ORCH_SIGN_KEY)", "@files"), new("-o|--output", "FILE", "write here instead of stdout", "@files")],
             ["orchctl sign -f web.yaml --key op.nk -o web.signed.yaml"], []),
+        new("identity", "Identity", "identity init DIR [--name NAME] [--trusted-key U…] | identity user create NAME --role viewer|deployer|admin -o FILE [--ttl 30d]",
+            "the fleet's key hierarchy (made offline, once) and operators' credentials in a role",
+            [new("--name", "NAME", "init: the operator's and the account's name"), new("--trusted-key", "U…", "init: a manifest-signing public key handed to enrolled nodes (repeatable)"),
+             new("--role", "ROLE", "user create: viewer (reads), deployer (deployments, rollouts, logs, exec) or admin (everything, nodes, tokens, revocation)", "viewer deployer admin"),
+             new("-o|--output", "FILE", "user create: where the credentials go (mode 0600)", "@files"), new("--ttl", "DURATION", "user create: how long they are valid (default 30d)")],
+            ["orchctl identity init /etc/orchestrator/identity --trusted-key UD…", "orchctl identity user create alice --role deployer -o alice.creds"],
+            ["init user", "create"],
+            "init writes offline/ (the root seeds: move them off the machine), service/ (for `orchd identity serve`), server/nats-server.conf (include it in each hub server) and admin.creds. user create asks the identity service; the user's seed is made here and never sent."),
+        new("node", "Identity", "node token create [--labels k=v,…] [--uses N] [--ttl 24h] [--scheduler] | node revoke NODE",
+            "enrolment tokens for new devices (orchd enroll URL TOKEN), and revoking a device's credentials",
+            [new("--labels", "K=V,…", "token: labels the enrolled devices get"), new("--uses", "N", "token: how many devices it enrols (default 1)"),
+             new("--ttl", "DURATION", "token: how long it is valid (default 24h)"), new("--scheduler", null, "token: devices may take the scheduler lease")],
+            ["orchctl node token create --labels site=lab,role=camera --uses 1 --ttl 24h", "orchctl node revoke gw-17"],
+            ["token revoke", "create @nodes"],
+            "a revoked device's connections are closed at once and it cannot connect again; the scheduler takes it for lost and moves its replicas; it shows as revoked in get nodes."),
         new("config", "Settings", "config view | get-contexts | current-context | use-context NAME | set-context NAME [--server URL] [--creds FILE] …",
             "the contexts in ~/.config/orchestrator/config.yaml (ORCH_CONFIG to use another file) and the settings in effect",
             [new("--current", null, "set-context: make it the current context too")],

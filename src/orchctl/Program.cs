@@ -74,6 +74,8 @@ try
             return ConfigCommands.Run(commandArgs, settings);
         case "keys" or "sign":
             return KeyCommands.Run(command, commandArgs, settings);
+        case "identity" when commandArgs.FirstOrDefault() == "init":
+            return IdentityCommands.Init(commandArgs);
     }
 }
 catch (UsageException e)
@@ -139,6 +141,7 @@ try
         "apply" or "delete" => await ApplyCommands.RunAsync(prepared!, context).ConfigureAwait(false),
         "wait" => await WaitCommand.RunAsync(commandArgs, context).ConfigureAwait(false),
         "label" => await LabelCommand.RunAsync(commandArgs, context).ConfigureAwait(false),
+        "node" or "identity" => await IdentityCommands.RunAsync(command, commandArgs, context).ConfigureAwait(false),
         _ when NodeCommands.Names.Contains(command) => await NodeCommands.RunAsync(command, commandArgs, context).ConfigureAwait(false),
         _ => await FleetCommands.RunAsync(command, commandArgs, context).ConfigureAwait(false),
     };

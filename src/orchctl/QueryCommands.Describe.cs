@@ -45,7 +45,7 @@ internal static partial class QueryCommands
             ?? throw new NodeRequestException(ErrorKind.NotFound, $"no node '{name}' has joined the fleet; `orchctl get nodes` lists the nodes");
         var info = n.Info;
         Field("Name", info.Node);
-        Field("State", WireNames.Of(n.State) + (n.Draining ? ", draining" : n.Cordoned ? ", cordoned" : ""));
+        Field("State", WireNames.Of(n.State) + (n.Revoked ? ", revoked (its credentials are void: orchctl delete node, then enrol it again)" : n.Draining ? ", draining" : n.Cordoned ? ", cordoned" : ""));
         Field("Role", n.Leader ? "scheduler (holds the lease)" : "worker");
         Field("Heartbeat", $"{n.HeartbeatAgeSeconds.ToString("0.#", CultureInfo.InvariantCulture)}s ago");
         Field("Node ID", info.NodeId);

@@ -162,7 +162,7 @@ internal static partial class QueryCommands
         var s = n.Info.Status;
         var row = new List<string>
         {
-            n.Info.Node, WireNames.Of(n.State) + (n.Draining ? ",draining" : n.Cordoned ? ",cordoned" : ""), n.Leader ? "scheduler" : "-",
+            n.Info.Node, WireNames.Of(n.State) + (n.Revoked ? ",revoked" : n.Draining ? ",draining" : n.Cordoned ? ",cordoned" : ""), n.Leader ? "scheduler" : "-",
             Output.Duration(TimeSpan.FromSeconds(n.HeartbeatAgeSeconds)) + " ago", n.Info.Version.Split('+')[0],
             s is null ? "-" : $"{s.Running}/{s.Containers}",
             s is null ? "-" : $"{s.CpuMilliRequested}m/{s.CpuMilliAllocatable}m",

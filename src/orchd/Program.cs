@@ -54,6 +54,14 @@ try
     {
         return Orchestrator.Daemon.FenceKeeperCommand.Run(args[1..]);
     }
+    if (args.Length > 0 && args[0] == "enroll")
+    {
+        return await IdentityCommand.EnrollAsync(args[1..]).ConfigureAwait(false);
+    }
+    if (args.Length > 0 && args[0] == "identity")
+    {
+        return await IdentityCommand.ServeAsync(args[1..]).ConfigureAwait(false);
+    }
     if (args.Length > 0 && args[0] == "release")
     {
         return await Orchestrator.Daemon.Update.ReleaseCommand.RunAsync(args[1..]).ConfigureAwait(false);
@@ -257,6 +265,7 @@ static async Task<int> RunDaemonAsync(OrchdConfig config, NodeState state, Backe
         sp.GetRequiredService<ILogger<NodeAgent>>(), sp.GetRequiredService<Supervisor>(), fleet));
     builder.Services.AddHostedService<SystemdWatchdog>();
     builder.Services.AddHostedService<MemoryGiveBack>();
+    builder.Services.AddHostedService(sp => new IdentityRenewal(config, sp.GetRequiredService<NodeAgent>(), sp.GetRequiredService<ILogger<IdentityRenewal>>(), TimeProvider.System));
     builder.Services.AddHostedService<NodeService>();
     builder.Services.AddHostedService<AgentService>();
     builder.Services.AddHostedService<Orchestrator.Daemon.Metrics.MetricsService>();

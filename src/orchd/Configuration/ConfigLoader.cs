@@ -5,7 +5,9 @@ internal static class ConfigLoader
 {
     public const string ConfigEnv = "ORCHD_CONFIG";
 
-    public static OrchdConfig Load(CommandLine commandLine, Func<string, string?> getEnv)
+    /// <param name="enrolment">Take the node's credentials, name, labels and trusted keys from its
+    /// enrolment (state dir identity/) when the configuration gives no NATS credentials.</param>
+    public static OrchdConfig Load(CommandLine commandLine, Func<string, string?> getEnv, bool enrolment = true)
     {
         var builder = new ConfigBuilder();
 
@@ -63,7 +65,54 @@ internal static class ConfigLoader
             }
         }
 
+        if (enrolment)
+        {
+            ApplyEnrolment(builder);
+        }
         return builder.Build();
+    }
+
+    /// <summary>
+    /// A device enrolled with `orchd enroll` (docs/nats-security.md, "Enrolment") connects with the
+    /// credentials it got, under the name it enrolled with, with the token's labels under its
+    /// configured ones and the fleet's trusted keys when none are configured; a worker's JWT
+    /// cannot schedule, so fleet.scheduler follows the enrolment. Credentials in the configuration
+    /// win: the enrolment is then left alone.
+    /// </summary>
+    private static void ApplyEnrolment(ConfigBuilder builder)
+    {
+        if (builder.NatsCredsFile is not null || builder.NatsNKeySeedFile is not null || builder.NatsUser is not null || builder.NatsToken is not null)
+        {
+            return;
+        }
+        Orchestrator.Api.EnrollReply? enrolled;
+        try
+        {
+            enrolled = Orchestrator.Client.Identity.DeviceIdentity.Read(builder.StateDir);
+        }
+        catch (FormatException e)
+        {
+            throw new ConfigException(e.Message);
+        }
+        if (enrolled is null)
+        {
+            return;
+        }
+        if (builder.NodeNameSet && builder.NodeName != enrolled.Node)
+        {
+            throw new ConfigException($"node_name '{builder.NodeName}' is not the name this device enrolled with ('{enrolled.Node}'); its credentials are for that name: remove node_name, or enrol again under the new name");
+        }
+        builder.NodeName = enrolled.Node;
+        builder.NatsCredsFile = Orchestrator.Client.Identity.DeviceIdentity.CredsPath(builder.StateDir);
+        foreach (var (key, value) in enrolled.Labels)
+        {
+            builder.Labels.TryAdd(key, value);
+        }
+        if (builder.TrustedKeys.Count == 0)
+        {
+            builder.TrustedKeys.AddRange(enrolled.TrustedKeys);
+        }
+        builder.Scheduler &= enrolled.Scheduler;
     }
 
     private static void ApplyText(ConfigBuilder builder, Setting setting, string value, bool replaceList)

@@ -38,7 +38,7 @@ internal static class ConfigSchema
     [
         new("node_name", "--node-name", "ORCHD_NODE_NAME", "NAME", SettingShape.Scalar, "the hostname",
             "name of this node in the fleet: 1-63 letters, digits, '-' or '_'",
-            (b, v) => b.NodeName = ConfigValues.NodeName(v), c => c.NodeName),
+            (b, v) => { b.NodeName = ConfigValues.NodeName(v); b.NodeNameSet = true; }, c => c.NodeName),
         new("state_dir", "--state-dir", "ORCHD_STATE_DIR", "DIR", SettingShape.Scalar, "/var/lib/orchestrator",
             "persistent state: node id, images, container state",
             (b, v) => b.StateDir = ConfigValues.AbsolutePath(v), c => c.StateDir),
@@ -196,6 +196,8 @@ internal sealed class ConfigBuilder
 
     public string? ConfigFile { get; set; }
     public string NodeName { get; set; } = s_defaults.NodeName;
+    /// <summary>True when a source gave node_name (not the host's name by default).</summary>
+    public bool NodeNameSet { get; set; }
     public string StateDir { get; set; } = s_defaults.StateDir;
     public string RunDir { get; set; } = s_defaults.RunDir;
     public List<string> NatsUrls { get; set; } = [.. s_defaults.NatsUrls];
