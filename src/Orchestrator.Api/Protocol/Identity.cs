@@ -21,6 +21,8 @@ public static class IdentitySubjects
     public const string UserCreate = Subjects.Prefix + ".identity.user.create";
     /// <summary>What the service subscribes to.</summary>
     public const string All = Subjects.Prefix + ".identity.>";
+    // The records below have settable collections: System.Text.Json's source generator sets a
+    // missing init-only property to null, not to its initialiser (IdentityWireTests).
 
     /// <summary>The bucket of tokens (token.&lt;id&gt;), node identities (node.&lt;name&gt;) and the account's revocations (revocations).</summary>
     public const string Bucket = "orch-identity";
@@ -32,7 +34,8 @@ public static class IdentitySubjects
 public sealed record TokenCreateRequest
 {
     public int SchemaVersion { get; init; } = 1;
-    public Dictionary<string, string> Labels { get; init; } = [];
+    /// <summary>Labels the enrolled devices get (null: none).</summary>
+    public Dictionary<string, string>? Labels { get; init; }
     /// <summary>How many devices it enrols (null: 1).</summary>
     public int? Uses { get; init; }
     /// <summary>How long it is valid (null: 24 hours).</summary>
@@ -78,9 +81,9 @@ public sealed record EnrollReply
     /// <summary>The node's user JWT (limited to its own subjects), to go with its seed in a .creds file.</summary>
     public required string Jwt { get; init; }
     public DateTimeOffset Expires { get; init; }
-    public Dictionary<string, string> Labels { get; init; } = [];
+    public Dictionary<string, string> Labels { get; set; } = [];
     /// <summary>The fleet's manifest-signing keys (fleet.trusted_keys).</summary>
-    public List<string> TrustedKeys { get; init; } = [];
+    public List<string> TrustedKeys { get; set; } = [];
     public bool Scheduler { get; init; }
 }
 
@@ -122,14 +125,14 @@ public sealed record TokenRecord
     public int SchemaVersion { get; init; } = 1;
     public required string Id { get; init; }
     public required string SecretHash { get; init; }
-    public Dictionary<string, string> Labels { get; init; } = [];
+    public Dictionary<string, string> Labels { get; set; } = [];
     public int UsesLeft { get; init; }
     public DateTimeOffset Expires { get; init; }
     public DateTimeOffset Created { get; init; }
     public bool Scheduler { get; init; }
     /// <summary>The public key of the token's own (enrol-only) user.</summary>
     public string UserKey { get; init; } = "";
-    public List<string> UsedBy { get; init; } = [];
+    public List<string> UsedBy { get; set; } = [];
 }
 
 /// <summary>A node's identity as the service keeps it.</summary>
@@ -138,7 +141,7 @@ public sealed record IdentityRecord
     public int SchemaVersion { get; init; } = 1;
     public required string Node { get; init; }
     public required string PublicKey { get; init; }
-    public Dictionary<string, string> Labels { get; init; } = [];
+    public Dictionary<string, string> Labels { get; set; } = [];
     public bool Scheduler { get; init; }
     public DateTimeOffset Enrolled { get; init; }
     public DateTimeOffset Expires { get; init; }
@@ -150,7 +153,7 @@ public sealed record IdentityRecord
 public sealed record RevocationList
 {
     public int SchemaVersion { get; init; } = 1;
-    public Dictionary<string, long> Users { get; init; } = [];
+    public Dictionary<string, long> Users { get; set; } = [];
 }
 
 [JsonSourceGenerationOptions(
@@ -190,5 +193,5 @@ public sealed record IdentityInfo
     /// <summary>The system account (A…), through which account updates reach the servers.</summary>
     public required string SystemAccount { get; init; }
     /// <summary>Manifest-signing public keys handed to enrolled nodes (fleet.trusted_keys).</summary>
-    public List<string> TrustedKeys { get; init; } = [];
+    public List<string> TrustedKeys { get; set; } = [];
 }

@@ -99,6 +99,28 @@ public sealed partial class FleetMember
     private readonly List<string> _armed = [];
 
     /// <summary>
+    /// The server said this node's credentials are revoked (orchctl node revoke): the fleet took it
+    /// for lost and placed its replicas elsewhere, and it can never hear its assignments again. It
+    /// removes every replica the fleet gave it at once (fence or not: they run elsewhere now), and
+    /// keeps its own workloads (node API, manifest directory). Returns how many went.
+    /// </summary>
+    public async Task<int> DisownAsync(string why)
+    {
+        var assigned = await supervisor.AssignedAsync().ConfigureAwait(false);
+        if (assigned.Count == 0)
+        {
+            return 0;
+        }
+        LogRevoked(logger, assigned.Count, why);
+        await supervisor.SyncAssignedAsync(new HashSet<string>(StringComparer.Ordinal)).ConfigureAwait(false);
+        Emit("node.revoked", identity.NodeName, $"{why}: {assigned.Count} replica(s) removed");
+        return assigned.Count;
+    }
+
+    [LoggerMessage(EventId = 4014, Level = LogLevel.Warning, Message = "fleet: this node's credentials were revoked ({Why}); removing the {Count} replica(s) the fleet gave it, which it runs elsewhere now")]
+    private static partial void LogRevoked(ILogger logger, int count, string why);
+
+    /// <summary>
     /// Before a fenced replica starts: the keeper is told its name (it finds the process from the
     /// supervisor's record when it fences), so no crash of orchd between the start and the next
     /// guard round leaves it unfenced.

@@ -139,6 +139,7 @@ public sealed partial class NodeAgent : IAsyncDisposable
         }
         _connection = connection;
         _connected.TrySetResult(connection);
+        connection.ServerError += OnServerErrorAsync;
 
         // Subscribe, then round-trip a PING: once the PONG is back the server has our SUBs, so
         // anyone who sees "connected" can ask this node something and get an answer.
@@ -163,6 +164,31 @@ public sealed partial class NodeAgent : IAsyncDisposable
             await nodeSub.DisposeAsync().ConfigureAwait(false);
             await fleetSub.DisposeAsync().ConfigureAwait(false);
         }
+    }
+
+    /// <summary>
+    /// "User Authentication Revoked" is the server closing this node's connection because an
+    /// operator revoked it (orchctl node revoke): the fleet's replicas here are removed at once.
+    /// Any other error (an expired JWT, a permission violation) is left to the client's reconnects
+    /// and to fencing: a node that only lost contact keeps running.
+    /// </summary>
+    private ValueTask OnServerErrorAsync(object? sender, NatsServerErrorEventArgs e)
+    {
+        if (e.Error.Contains("Authentication Revoked", StringComparison.OrdinalIgnoreCase) && Member is { } member)
+        {
+            _ = Task.Run(async () =>
+            {
+                try
+                {
+                    await member.DisownAsync($"the server said '{e.Error.Trim()}'").ConfigureAwait(false);
+                }
+                catch (Exception x) when (x is not OutOfMemoryException)
+                {
+                    LogUnsafe(_logger, $"removing the fleet's replicas after revocation failed: {x.Message}");
+                }
+            });
+        }
+        return ValueTask.CompletedTask;
     }
 
     private async Task<NatsConnection?> ConnectWithBackoffAsync(CancellationToken cancellationToken)

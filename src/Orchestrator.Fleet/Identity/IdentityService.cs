@@ -60,6 +60,12 @@ public sealed class IdentityService(INatsConnection nats, INatsConnection system
                 log.LogWarning("{Subject} failed: {Error}", msg.Subject, e.Message);
                 reply = Error($"the identity service could not reach its bucket or the servers ({e.Message}); try again", ErrorKind.Unavailable);
             }
+            catch (Exception e) when (e is not OperationCanceledException && e is not OutOfMemoryException)
+            {
+                // One request's failure never ends the service: it answers the next one.
+                log.LogError(e, "{Subject} failed", msg.Subject);
+                reply = Error($"the identity service failed on this request ({e.GetType().Name}: {e.Message}); please report it", ErrorKind.Internal);
+            }
             if (msg.ReplyTo is not null)
             {
                 await msg.ReplyAsync(reply, cancellationToken: cancellationToken).ConfigureAwait(false);
@@ -90,7 +96,8 @@ public sealed class IdentityService(INatsConnection nats, INatsConnection system
         {
             throw new IdentityException($"--ttl of {ttl} s is out of range; give 1m to 365d", ErrorKind.Invalid);
         }
-        foreach (var (key, value) in request.Labels)
+        var labels = request.Labels ?? [];
+        foreach (var (key, value) in labels)
         {
             if (NodeLabelProblem(key, value) is { } problem)
             {
@@ -105,11 +112,11 @@ public sealed class IdentityService(INatsConnection nats, INatsConnection system
         var jwt = NatsJwt.User(accountSigning, info.Account, user.GetPublicKey(), $"enrol-{id}", FleetPermissions.Enrolment(id), now, expires, ["orch-enrolment"]);
         var record = new TokenRecord
         {
-            Id = id, SecretHash = Hash(secret), Labels = request.Labels, UsesLeft = uses, Expires = expires, Created = now,
+            Id = id, SecretHash = Hash(secret), Labels = labels, UsesLeft = uses, Expires = expires, Created = now,
             Scheduler = request.Scheduler, UserKey = user.GetPublicKey(),
         };
         await Bucket.CreateAsync($"token.{id}", Json(record, IdentityJsonContext.Default.TokenRecord), cancellationToken: cancellationToken).ConfigureAwait(false);
-        log.LogInformation("token {Id} made: {Uses} use(s), until {Expires:u}, labels {Labels}", id, uses, expires, string.Join(",", request.Labels.Select(kv => $"{kv.Key}={kv.Value}")));
+        log.LogInformation("token {Id} made: {Uses} use(s), until {Expires:u}, labels {Labels}", id, uses, expires, string.Join(",", labels.Select(kv => $"{kv.Key}={kv.Value}")));
         return new TokenCreateReply { Id = id, Token = EnrolmentToken.Format(id, secret, jwt, user.GetSeed()), Expires = expires };
     }
 

@@ -1,0 +1,110 @@
+using NATS.Client.Core;
+using Orchestrator.Api;
+using Orchestrator.Client;
+using Orchestrator.Client.Identity;
+
+namespace Orchestrator.Daemon.Tests.Node;
+
+/// <summary>
+/// Device identity end to end (issue 20), with the real binaries and a real nats-server in operator
+/// mode: `orchctl identity init` makes the hierarchy, `orchd identity serve` issues, `orchctl node
+/// token create` makes one-time tokens, `orchd enroll` joins devices, orchd runs on what it got,
+/// and `orchctl node revoke` fences a device out of the fleet.
+/// </summary>
+[Trait("Category", "Privileged")]
+[Collection(NodeTests.Collection)]
+public sealed class EnrolmentTests
+{
+    [Fact(Timeout = 240_000)]
+    public async Task Devices_enrol_with_tokens_run_signed_replicas_and_a_revoked_one_is_cut_off_and_loses_them_at_once()
+    {
+        Requires.Root();
+        using var dir = new TempDir("orch-enrol");
+        var signKey = dir.Combine("op.nk");
+        var keys = await Orchctl.RunAsync("keys", "create", "-o", signKey);
+        Assert.True(keys.Code == 0, keys.All);
+        var init = await Orchctl.RunAsync("identity", "init", dir.Combine("id"), "--name", "lab", "--trusted-key", keys.Out.Trim());
+        Assert.True(init.Code == 0, init.All);
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(dir.Combine("id", "offline", "operator.nk")));
+        await using var server = await NatsServer.StartAsync(await File.ReadAllTextAsync(dir.Combine("id", "server", "nats-server.conf")));
+        await using var service = DaemonProcess.Start(Repo.Binary("orchd"), ["identity", "serve", "--dir", dir.Combine("id", "service"), "--nats-url", server.Url, "--config", "/dev/null"]);
+        await service.WaitForLogAsync("identity service for account", TimeSpan.FromSeconds(20));
+        string[] admin = ["--server", server.Url, "--creds", dir.Combine("id", "admin.creds")];
+
+        var schedulerToken = await Orchctl.RunAsync([.. admin, "node", "token", "create", "--labels", "site=lab,role=core", "--scheduler"]);
+        Assert.True(schedulerToken.Code == 0, schedulerToken.All);
+        var workerToken = await Orchctl.RunAsync([.. admin, "node", "token", "create", "--labels", "site=lab,role=edge", "--uses", "2", "--ttl", "1h"]);
+        Assert.True(workerToken.Code == 0, workerToken.All);
+        Assert.Contains("2 use(s)", workerToken.Err, StringComparison.Ordinal);
+
+        var hosts = new List<NodeHost>();
+        var lease = new[] { "--heartbeat", "1s", "--unreachable-after", "20s", "--lost-after", "60s", "--leader-lease", "3s" };
+        await using var adminConnection = IdentityConnection(server.Url, dir.Combine("id", "admin.creds"));
+        try
+        {
+            foreach (var (name, token) in new[] { ("gw-1", schedulerToken.Out.Trim()), ("gw-2", workerToken.Out.Trim()), ("gw-3", workerToken.Out.Trim()) })
+            {
+                var host = await NodeHost.StartAsync(sharedNats: server, name: name, start: false);
+                hosts.Add(host);
+                await using (var enroll = DaemonProcess.Start(Repo.Binary("orchd"), ["enroll", server.Url, token, "--state-dir", host.StateDir, "--node-name", name, "--config", "/dev/null"]))
+                {
+                    Assert.True(await enroll.WaitForExitAsync(TimeSpan.FromSeconds(30)) == 0, enroll.Output);
+                    Assert.Contains($"enrolled as {name}", enroll.Output, StringComparison.Ordinal);
+                }
+                host.ClientOpts = adminConnection.Opts with { };
+                // No credentials, labels or trusted keys on the command line: all from the enrolment.
+                await host.StartOrchdAsync(lease);
+            }
+            // The worker token's two uses are spent: a fourth device is refused, with the fix.
+            using (var fourth = new TempDir("orch-enrol-4"))
+            {
+                await using var refused = DaemonProcess.Start(Repo.Binary("orchd"), ["enroll", server.Url, workerToken.Out.Trim(), "--state-dir", fourth.Path, "--node-name", "gw-4", "--config", "/dev/null"]);
+                Assert.NotEqual(0, await refused.WaitForExitAsync(TimeSpan.FromSeconds(30)));
+                Assert.Contains("has been used (gw-2, gw-3)", refused.Output, StringComparison.Ordinal);
+                await using var garbage = DaemonProcess.Start(Repo.Binary("orchd"), ["enroll", server.Url, "K10::server:abc", "--state-dir", fourth.Path, "--config", "/dev/null"]);
+                Assert.Equal(2, await garbage.WaitForExitAsync(TimeSpan.FromSeconds(30)));
+                Assert.Contains("not an enrolment token", garbage.Output, StringComparison.Ordinal);
+            }
+
+            var nodes = await Orchctl.RunAsync([.. admin, "get", "nodes", "-o", "wide"]);
+            Assert.True(nodes.Code == 0, nodes.All);
+            foreach (var name in new[] { "gw-1", "gw-2", "gw-3" })
+            {
+                Assert.Contains(name, nodes.Out, StringComparison.Ordinal);
+            }
+            Assert.Contains("role=edge", nodes.Out, StringComparison.Ordinal);
+            // Signed by the key `identity init` was given: every node got it as its trusted key.
+            await adminConnection.ConnectAsync();
+            var fleet = new FleetClient(adminConnection);
+            await fleet.ApplyAsync([FleetHarness.Sleepers("web", 2, selector: new() { ["role"] = "edge" })], await File.ReadAllTextAsync(signKey));
+            await FleetHarness.WaitForRunningAsync(hosts, "web-", r => r["gw-2"].Count == 1 && r["gw-3"].Count == 1, "one web replica on each edge node");
+
+            var revoked = hosts.Single(h => h.NodeName == "gw-3");
+            var watch = System.Diagnostics.Stopwatch.StartNew();
+            var revoke = await Orchctl.RunAsync([.. admin, "node", "revoke", "gw-3"]);
+            Assert.True(revoke.Code == 0, revoke.All);
+            // The fleet takes it for lost at once (lost_after is 60 s) and both replicas run on gw-2.
+            await FleetHarness.WaitForRunningAsync(hosts, "web-", r => r["gw-2"].Count == 2, "both web replicas on gw-2 after gw-3 was revoked");
+            Assert.True(watch.Elapsed < TimeSpan.FromSeconds(30), $"re-placed after {watch.Elapsed.TotalSeconds:0.0} s; lost_after is 60 s");
+            // The device itself was told, and removed the fleet's replicas (nothing runs twice).
+            await revoked.Daemon.WaitForLogAsync("credentials were revoked", TimeSpan.FromSeconds(20));
+            await Eventually.TrueAsync("gw-3's runtime to hold no container", () => Task.FromResult(Directory.GetDirectories(Path.Combine(revoked.RunDir, "runtime")).Length == 0),
+                TimeSpan.FromSeconds(30), () => string.Join(",", Directory.GetDirectories(Path.Combine(revoked.RunDir, "runtime"))), TimeSpan.FromMilliseconds(200));
+            var after = await Orchctl.RunAsync([.. admin, "get", "nodes"]);
+            Assert.Matches(@"gw-3\s+lost,revoked", after.Out);
+            // It keeps trying and keeps being refused: still out after a while.
+            await Task.Delay(3000);
+            Assert.Null(await fleet.GetNodeInfoAsync("gw-3", TimeSpan.FromSeconds(1)));
+            Assert.Contains("Authorization Violation", await File.ReadAllTextAsync(server.LogFile), StringComparison.OrdinalIgnoreCase);
+        }
+        finally
+        {
+            await FleetHarness.DisposeAllAsync(hosts);
+        }
+    }
+
+    private static NatsConnection IdentityConnection(string url, string creds) => new(NatsOpts.Default with
+    {
+        Url = url, AuthOpts = NatsAuthOpts.Default with { CredsFile = creds }, ConnectTimeout = TimeSpan.FromSeconds(5),
+    });
+}
