@@ -1,6 +1,7 @@
 #!/bin/bash
-# make demo: a local fleet in the foreground: nats-server (JetStream, temp store) and three
-# orchd nodes on loopback (each with its own state, bridge and zone label), then
+# make demo: a local fleet in the foreground: nats-server (JetStream, temp store, decentralised
+# auth from `orchctl identity init`), the identity service, and three orchd nodes on loopback
+# that enrol with a one-time token (each with its own key, state, bridge and zone label), then
 # examples/hello.yaml applied to the fleet: the elected scheduler puts one replica on each
 # node, and each replica answers. Ctrl-C deletes the deployment, stops everything and removes
 # the temp dir. DEMO_DURATION=N stops it by itself after N seconds (used by the tests).
@@ -8,6 +9,7 @@ set -euo pipefail
 bin=${1:?usage: demo.sh BIN_DIR}
 work=$(mktemp -d /tmp/orch-demo.XXXXXX)
 nats_pid=""
+identity_pid=""
 declare -a orchd_pids=()
 nodes=(demo-1 demo-2 demo-3)
 zones=(a b c)
@@ -23,7 +25,8 @@ if ! port_free $port; then
   while ! port_free $port; do port=$(( 14000 + RANDOM % 10000 )); done
 fi
 url=nats://127.0.0.1:$port
-ctl() { "$bin/orchctl" --server "$url" "$@"; }
+creds=$work/identity/admin.creds
+ctl() { "$bin/orchctl" --server "$url" --creds "$creds" "$@"; }
 
 stop() {
   trap - INT TERM EXIT
@@ -42,6 +45,7 @@ stop() {
   for node in "${nodes[@]}"; do
     grep -h "stopped cleanly" "$work/$node/orchd.log" 2>/dev/null | sed "s/^/$node: /" >&2 || true
   done
+  [ -n "$identity_pid" ] && kill -TERM "$identity_pid" 2>/dev/null && wait "$identity_pid" 2>/dev/null || true
   [ -n "$nats_pid" ] && kill -TERM "$nats_pid" 2>/dev/null && wait "$nats_pid" 2>/dev/null || true
   for i in "${!nodes[@]}"; do
     node_dir="$work/${nodes[$i]}"
@@ -58,8 +62,10 @@ trap stop EXIT
 # Ctrl-C is the normal way to end the demo: clean up and report success.
 trap 'stop; exit 0' INT TERM
 
+# The fleet's keys (operator, account, signing keys) and the server's auth configuration.
+"$bin/orchctl" identity init "$work/identity" --name demo >/dev/null
 nats_server=$(command -v nats-server || echo /usr/sbin/nats-server)
-"$nats_server" -a 127.0.0.1 -p "$port" -js -sd "$work/jetstream" -l "$work/nats-server.log" &
+"$nats_server" -c "$work/identity/server/nats-server.conf" -a 127.0.0.1 -p "$port" -js -sd "$work/jetstream" -l "$work/nats-server.log" &
 nats_pid=$!
 for _ in $(seq 100); do port_free $port || break; kill -0 $nats_pid 2>/dev/null || break; sleep 0.05; done
 if port_free $port; then
@@ -67,7 +73,20 @@ if port_free $port; then
   cat "$work/nats-server.log" >&2 2>/dev/null || true
   exit 1
 fi
-echo "demo: nats-server with JetStream on $url (store $work/jetstream)"
+echo "demo: nats-server with JetStream on $url (store $work/jetstream), decentralised auth (keys in $work/identity)"
+
+# The identity service issues each device its own credentials for a one-time token.
+"$bin/orchd" identity serve --dir "$work/identity/service" --nats-url "$url" --config /dev/null 2>"$work/identity.log" &
+identity_pid=$!
+for _ in $(seq 100); do grep -q "identity service for account" "$work/identity.log" 2>/dev/null && break; kill -0 $identity_pid 2>/dev/null || break; sleep 0.1; done
+token=$(ctl node token create --labels site=demo --uses 3 --ttl 10m --scheduler 2>/dev/null)
+if [ -z "$token" ]; then
+  echo "demo: the identity service did not make a token; its log:" >&2
+  cat "$work/identity.log" >&2
+  exit 1
+fi
+echo "demo: \$ orchctl node token create --labels site=demo --uses 3 --ttl 10m --scheduler"
+echo "${token:0:40}…"
 
 # The image: Debian's busybox-static as an OCI layout (no registry needed), imported into each node's store.
 bash "$here/busybox-layout.sh" "$work/busybox" >/dev/null
@@ -75,12 +94,14 @@ for i in "${!nodes[@]}"; do
   node=${nodes[$i]}
   node_dir="$work/$node"
   "$bin/orchd" image import "$work/busybox" --name busybox:latest --state-dir "$node_dir/state" --config /dev/null >/dev/null
+  enrolled=$("$bin/orchd" enroll "$url" "$token" --node-name "$node" --state-dir "$node_dir/state" --config /dev/null)
+  echo "demo: $node ${enrolled%%$'\n'*}"
   "$bin/orchd" --config /dev/null --node-name "$node" --label "zone=${zones[$i]}" \
     --state-dir "$node_dir/state" --run-dir "$node_dir/run" --nats-url "$url" --manifest-dir none \
     --bridge "orchdemo$((i + 1))" --bridge-cidr "10.$net.$((i + 1)).0/24" --heartbeat 2s 2>"$node_dir/orchd.log" &
   orchd_pids+=($!)
 done
-echo "demo: three orchd nodes (logs in $work/demo-*/orchd.log)"
+echo "demo: three orchd nodes, each with its own credentials (logs in $work/demo-*/orchd.log)"
 
 # The fleet as an operator sees it, once every node has joined and one is the scheduler.
 for _ in $(seq 100); do
@@ -110,10 +131,12 @@ for replica in hello-0 hello-1 hello-2; do
 done
 echo
 echo "demo: try it from another terminal:"
-echo "  $bin/orchctl --server $url get containers -o wide"
-echo "  $bin/orchctl --server $url describe deployment hello"
-echo "  $bin/orchctl --server $url scale hello 2 && $bin/orchctl --server $url events"
-echo "  $bin/orchctl --server $url logs hello-0"
+echo "  export ORCH_SERVER=$url ORCH_CREDS=$creds"
+echo "  $bin/orchctl get containers -o wide"
+echo "  $bin/orchctl describe deployment hello"
+echo "  $bin/orchctl scale hello 2 && $bin/orchctl events"
+echo "  $bin/orchctl logs hello-0 && $bin/orchctl rollout history hello"
+echo "  $bin/orchctl node revoke demo-3     # cut a device off: its replica moves at once"
 echo "demo: Ctrl-C stops nats-server and the nodes"
 
 if [ -n "${DEMO_DURATION:-}" ]; then

@@ -81,6 +81,12 @@ public sealed class FleetClient(INatsConnection connection)
             throw new NodeRequestException(ErrorKind.NotFound, $"no node '{node}' has joined the fleet; `orchctl get nodes` lists the nodes");
         }
         var settings = await FleetStore.OpenAsync(KV, Buckets.NodeSettings, 1, cancellationToken).ConfigureAwait(false);
+        var current = nodes.First(n => n.Info.Node == node);
+        if (current.Revoked)
+        {
+            // A revoked node's setting is the identity service's: it stays cordoned and lost.
+            throw new NodeRequestException(ErrorKind.Conflict, $"node '{node}' is revoked; it gets nothing until it is deleted (orchctl delete node {node}) and enrolled again with a new token");
+        }
         await settings.PutAsync(node, JsonSerializer.SerializeToUtf8Bytes(new NodeSettings { Cordoned = cordoned || draining, Draining = draining }, FleetJsonContext.Default.NodeSettings), cancellationToken: cancellationToken).ConfigureAwait(false);
     }
 
@@ -125,6 +131,7 @@ public sealed class FleetClient(INatsConnection connection)
                 Orchestrator.Api.Workloads.ReplicaOwnership.Apply(deployment, stored);
                 deployment.Revision = null;
                 deployment.Generation = NextGeneration(stored);
+                Stamp(deployment);
                 var value = JsonSerializer.SerializeToUtf8Bytes(deployment, Orchestrator.Api.Workloads.WorkloadJsonContext.Default.Deployment);
                 var written = entry.Success
                     ? await bucket.TryUpdateAsync(deployment.Name, value, entry.Value.Revision, cancellationToken: cancellationToken).ConfigureAwait(false)
@@ -164,6 +171,19 @@ public sealed class FleetClient(INatsConnection connection)
     /// The generation after the stored one: 1 for a new deployment (or one deleted before), the
     /// stored one + 1, or 2 for one stored before generations (it was at least revision 1).
     /// </summary>
+    /// <summary>
+    /// Who writes through this client, stamped into every revision it writes (ChangedBy; the
+    /// events stream and `rollout history` show it): orchctl sets it from its credentials
+    /// (<see cref="NatsSettings.Actor"/>). Null: "unknown".
+    /// </summary>
+    public string? Actor { get; set; }
+
+    private void Stamp(Orchestrator.Api.Workloads.Deployment deployment)
+    {
+        deployment.ChangedBy = Actor ?? "unknown";
+        deployment.ChangedAt = DateTimeOffset.UtcNow;
+    }
+
     public static ulong NextGeneration(Orchestrator.Api.Workloads.Deployment? stored) => stored is null ? 1 : (stored.Generation ?? 1) + 1;
 
     /// <summary>
@@ -229,6 +249,7 @@ public sealed class FleetClient(INatsConnection connection)
         deployment.Replicas = replicas;
         deployment.Revision = null;
         deployment.Generation = (deployment.Generation ?? 1) + 1;
+        Stamp(deployment);
         // Compare-and-set: a concurrent change is not silently overwritten.
         var updated = await bucket.TryUpdateAsync(name, JsonSerializer.SerializeToUtf8Bytes(deployment, Orchestrator.Api.Workloads.WorkloadJsonContext.Default.Deployment), revision, cancellationToken: cancellationToken).ConfigureAwait(false);
         return updated.Success ? deployment : throw new NodeRequestException(ErrorKind.Conflict, $"deployment '{name}' changed while scaling it; run the command again");
@@ -307,6 +328,7 @@ public sealed class FleetClient(INatsConnection connection)
         (deployment.Rollout ??= new Orchestrator.Api.Workloads.RolloutSpec()).Paused = paused;
         deployment.Revision = null;
         deployment.Generation = (deployment.Generation ?? 1) + 1;
+        Stamp(deployment);
         var updated = await bucket.TryUpdateAsync(name, JsonSerializer.SerializeToUtf8Bytes(deployment, Orchestrator.Api.Workloads.WorkloadJsonContext.Default.Deployment), revision, cancellationToken: cancellationToken).ConfigureAwait(false);
         return updated.Success ? deployment.Generation.Value : throw new NodeRequestException(ErrorKind.Conflict, $"deployment '{name}' changed meanwhile; run the command again");
     }

@@ -49,6 +49,31 @@ public sealed record NatsSettings
         return uri.IsDefaultPort || uri.Port is > 0 and <= 65535 ? null : $"'{Redact(url)}' has no valid port; {fix}";
     }
 
+    /// <summary>
+    /// Who these credentials say the client is, for the audit stamp of what it writes: a creds
+    /// file's JWT name and key ("alice (UABC…)"), an nkey's public key, a user name, or "anonymous".
+    /// </summary>
+    public string Actor()
+    {
+        try
+        {
+            if (CredsFile is not null && Identity.NatsJwt.JwtOfCreds(File.ReadAllText(CredsFile)) is { } jwt)
+            {
+                var claims = Identity.NatsJwt.Decode(jwt);
+                return $"{claims.Name} ({Identity.NatsJwt.Abbreviate(claims.Subject)})";
+            }
+            if (NKeySeedFile is not null)
+            {
+                return $"nkey {Identity.NatsJwt.Abbreviate(ReadNKeySeed(NKeySeedFile).PublicKey)}";
+            }
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException)
+        {
+            return "unknown (credentials unreadable)";
+        }
+        return User is not null ? $"user {User}" : Token is not null ? "token user" : "anonymous";
+    }
+
     /// <summary>The urls for logs, without any user:password part.</summary>
     public string DisplayUrls => string.Join(",", Urls.Select(Redact));
 

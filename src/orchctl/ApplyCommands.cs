@@ -122,13 +122,15 @@ internal static class ApplyCommands
         return deployments;
     }
 
-    /// <summary>A deployment as the fleet stores it, indented, without revision and signature (those are compared apart).</summary>
+    /// <summary>A deployment as the fleet stores it, indented, without revision, signature and who wrote it (those are compared apart).</summary>
     private static string Canonical(Deployment deployment)
     {
         var copy = JsonSerializer.Deserialize(JsonSerializer.SerializeToUtf8Bytes(deployment, WorkloadJsonContext.Default.Deployment), WorkloadJsonContext.Default.Deployment)!;
         copy.Revision = null;
         copy.Generation = null;
         copy.Signature = null;
+        copy.ChangedBy = null;
+        copy.ChangedAt = null;
         return Output.PrettyJson(JsonSerializer.SerializeToUtf8Bytes(copy, WorkloadJsonContext.Default.Deployment));
     }
 

@@ -113,7 +113,8 @@ internal static class FleetCommands
                         {
                             (h.Deployment?.ShownRevision() ?? h.Revision).ToString(CultureInfo.InvariantCulture), Output.Time(h.At),
                             h.Deployment?.Template.Image ?? "(deleted)", h.Deployment?.Replicas.ToString(CultureInfo.InvariantCulture) ?? "-",
-                            h.Deployment is null ? "-" : h.Deployment.Signature is null ? "no" : "yes",
+                            h.Deployment is null ? "-" : h.Deployment.Signature is null ? "no" : $"yes ({Orchestrator.Client.Identity.NatsJwt.Abbreviate(h.Deployment.Signature.Key)})",
+                            h.Deployment?.ChangedBy ?? "-",
                             Change(i > 0 ? kept[i - 1].Deployment : null, h.Deployment),
                         }).ToList();
                         // An automatic rollback is the scheduler's decision about the last revision
@@ -124,10 +125,11 @@ internal static class FleetCommands
                                 view.Deployment.ShownRevision().ToString(CultureInfo.InvariantCulture) + "*",
                                 view.Status?.LastRollbackAt is { } at ? Output.Time(at) : "-",
                                 back.Template.Image, view.Deployment.Replicas.ToString(CultureInfo.InvariantCulture), back.Signature is null ? "no" : "yes",
+                                $"scheduler {view.Status?.Scheduler}",
                                 $"rolled back by the scheduler to revision {back.Generation ?? back.Revision}'s template: {view.Status?.LastRollback}",
                             ]);
                         }
-                        Output.Table(["REVISION", "AT", "IMAGE", "REPLICAS", "SIGNED", "CHANGE"], rows);
+                        Output.Table(["REVISION", "AT", "IMAGE", "REPLICAS", "SIGNED", "BY", "CHANGE"], rows);
                         return 0;
                     case "pause" or "resume":
                         await client.SetPausedAsync(deploymentName, verb == "pause").ConfigureAwait(false);

@@ -505,6 +505,9 @@ public sealed class OrchctlTests : IAsyncLifetime
         var history = (await Ctl("rollout", "history", "steady")).Out.Split('\n', StringSplitOptions.RemoveEmptyEntries);
         Assert.Equal(6, history.Length);
         Assert.EndsWith("CHANGE", history[0], StringComparison.Ordinal);
+        // BY: who wrote each revision, as orchctl's credentials name it (none here).
+        Assert.Contains(" BY ", history[0], StringComparison.Ordinal);
+        Assert.All(history.Skip(1), row => Assert.Contains(" anonymous ", row, StringComparison.Ordinal));
         string[] changes = ["created", "replicas 2 -> 5", "replicas 5 -> 3", "template", "paused"];
         for (var i = 0; i < changes.Length; i++)
         {

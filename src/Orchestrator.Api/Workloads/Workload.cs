@@ -194,6 +194,15 @@ public sealed class Deployment
     /// </summary>
     public ulong? Generation { get; set; }
 
+    /// <summary>
+    /// Set by the writer (orchctl, FleetClient) on every write: who wrote this revision, as its NATS
+    /// credentials name it ("alice (UABC…)": the JWT's name and key, an nkey, a user name). The
+    /// server does not vouch for it; the signature's key, when there is one, is what nodes check.
+    /// </summary>
+    public string? ChangedBy { get; set; }
+    /// <summary>Set by the writer on every write: when this revision was written.</summary>
+    public DateTimeOffset? ChangedAt { get; set; }
+
     /// <summary>The revision to show: <see cref="Generation"/>, or the bucket's revision for a value written before there was one.</summary>
     public ulong ShownRevision() => Generation ?? Revision ?? 0;
     /// <summary>

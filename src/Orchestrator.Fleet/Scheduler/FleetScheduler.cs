@@ -131,6 +131,12 @@ public sealed partial class FleetScheduler(string nodeName, FleetOptions options
                 report = await RollBackAsync(buckets.Deployments, deployment, nodes, report, cancellationToken).ConfigureAwait(false);
             }
             report = Autoscale(deployment, nodes, report, before);
+            if (before is null || before.Revision != report.Revision)
+            {
+                // The audit trail of desired state: each revision once, with who wrote it and
+                // the key that signed it (the one nodes check), in the events stream.
+                emit("deployment.changed", deployment.Name, Audit(deployment));
+            }
             // Written only when something in it changed: a pass every 2 s must not be a JetStream
             // write per deployment on a node's small flash disk.
             if (before is null || !SameStatus(before, report))
@@ -472,6 +478,12 @@ public sealed partial class FleetScheduler(string nodeName, FleetOptions options
     /// the deployments bucket is the operator's, docs/nats-security.md), never one it rolled back
     /// from, and says why. Without such a template the deployment is failed and nothing is rolled back.
     /// </summary>
+    /// <summary>"revision 3 written by alice (UABC…) at …; signed by UDEF…" for the events stream.</summary>
+    public static string Audit(Deployment deployment)
+        => $"revision {deployment.ShownRevision()} written by {deployment.ChangedBy ?? "unknown"}"
+            + (deployment.ChangedAt is { } at ? $" at {at.UtcDateTime:yyyy-MM-dd HH:mm:ss}Z" : "")
+            + (deployment.Signature is { } signature ? $"; signed by {signature.Key}" : "; unsigned");
+
     private async Task<DeploymentStatus> RollBackAsync(INatsKVStore deployments, Deployment deployment, IReadOnlyList<NodeEntry> nodes, DeploymentStatus report, CancellationToken cancellationToken)
     {
         var template = report.Template ?? TemplateHash(deployment);
