@@ -82,6 +82,10 @@ public sealed class ManifestSchemaTests
             {
                 expected = types.SequenceEqual(["integer"]) ? null : "type integer";
             }
+            else if (type == typeof(DateTimeOffset))
+            {
+                expected = types.Contains("string") && schema.TryGetProperty("format", out var f) && f.GetString() == "date-time" ? null : "type string, format date-time";
+            }
             else if (type == typeof(double))
             {
                 expected = types.SequenceEqual(["number"]) ? null : "type number";

@@ -36,8 +36,10 @@ public sealed record NodeSettings
     /// <summary>
     /// The node's credentials were revoked (orchctl node revoke): it cannot reach the servers, the
     /// scheduler takes it for lost at once, and it is never given replicas again under this name
-    /// until an operator deletes it (orchctl delete node) and it enrols again.
+    /// until an operator deletes it (orchctl delete node) and it enrols again. Not written when
+    /// false: a node that was never revoked keeps the bytes of before.
     /// </summary>
+    [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingDefault)]
     public bool Revoked { get; init; }
 }
 
@@ -51,6 +53,8 @@ public sealed record NodeEntry
     public bool Leader { get; init; }
     public bool Cordoned { get; init; }
     public bool Draining { get; init; }
+    /// <summary>The node's credentials were revoked (lost at once; see <see cref="NodeSettings.Revoked"/>).</summary>
+    [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingDefault)]
     public bool Revoked { get; init; }
 
     /// <summary>True when the node's labels have every label of the deployment's selector.</summary>

@@ -423,7 +423,4 @@ public sealed class IdentityService(INatsConnection nats, INatsConnection system
 }
 
 /// <summary>A refusal of the identity service: one sentence with the fix.</summary>
-public sealed class IdentityException(string message, ErrorKind kind) : Exception(message)
-{
-    public ErrorKind Kind { get; } = kind;
-}
+public sealed class IdentityException(string message, ErrorKind kind) : OrchestratorException(kind, message);
