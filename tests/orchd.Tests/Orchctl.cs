@@ -92,6 +92,7 @@ internal static class Orchctl
         text = Regex.Replace(text, @"(""heartbeatAgeSeconds"": )[0-9.eE+-]+", "$1<age>");
         text = Regex.Replace(text, @"(heartbeatAgeSeconds: )\S+", "$1<age>");
         text = Regex.Replace(text, @"nats://127\.0\.0\.1:\d+", "nats://<server>");
+        text = Regex.Replace(text, @"(""?changedAt""?: ""?)[0-9T:.+Z-]+", "$1<time>");
         if (tempDir is not null)
         {
             text = text.Replace(tempDir, "<dir>", StringComparison.Ordinal);

@@ -55,6 +55,12 @@ public sealed class ToolingTests
         var demo = DaemonProcess.Start("/bin/bash", [Path.Combine(Repo.Root, "packaging", "demo", "demo.sh"), Repo.BinDir]);
         await demo.WaitForLogAsync("Ctrl-C stops", TimeSpan.FromSeconds(100));
         Assert.Contains(demo.Stdout, l => l.StartsWith("demo-1 ", StringComparison.Ordinal));
+        // Each node enrolled with the demo's token (its own key and JWT) and got the token's label.
+        foreach (var node in new[] { "demo-1", "demo-2", "demo-3" })
+        {
+            Assert.Contains(demo.Stdout, l => l.StartsWith($"demo: {node} enrolled as {node} (key U", StringComparison.Ordinal));
+        }
+        Assert.Contains(demo.Stdout, l => l.StartsWith("demo-1 ", StringComparison.Ordinal) && l.Contains("site=demo", StringComparison.Ordinal));
         demo.Signal(Signals.SIGINT);
         Assert.Equal(0, await demo.WaitForExitAsync(TimeSpan.FromSeconds(30)));
         var removed = demo.Stdout.Single(l => l.StartsWith("demo: stopped, ", StringComparison.Ordinal));

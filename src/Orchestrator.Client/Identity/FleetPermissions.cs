@@ -41,8 +41,12 @@ public static class FleetPermissions
         return new NatsPermissions(publish, [.. worker.SubscribeAllow, "orch.metrics.>"]);
     }
 
-    /// <summary>The operator roles `orchctl identity user create --role` issues.</summary>
-    public static readonly IReadOnlyList<string> Roles = ["viewer", "deployer", "admin"];
+    /// <summary>
+    /// The roles `orchctl identity user create --role` issues: operators (viewer, deployer, admin)
+    /// and a site's leaf server (leaf: its connection to the hub carries every device behind it,
+    /// so it is limited by those devices' own JWTs at the leaf, not here).
+    /// </summary>
+    public static readonly IReadOnlyList<string> Roles = ["viewer", "deployer", "admin", "leaf"];
 
     /// <summary>
     /// An operator in a role. admin: the whole fleet (gen-fleet-users.sh's --operator) and the
@@ -56,6 +60,8 @@ public static class FleetPermissions
         {
             case "admin":
                 return new NatsPermissions(OperatorPublish, OperatorSubscribe);
+            case "leaf":
+                return new NatsPermissions([], [], AllowResponses: false);
             case "deployer":
                 return new NatsPermissions(OperatorPublish, OperatorSubscribe)
                 {

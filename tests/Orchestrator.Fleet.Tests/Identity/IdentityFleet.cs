@@ -22,11 +22,16 @@ internal sealed class IdentityFleet : IAsyncDisposable
     private CancellationTokenSource? _stop;
     private Task? _serving;
 
-    public static async Task<IdentityFleet> StartAsync(TimeSpan? jwtLifetime = null, IReadOnlyList<string>? trustedKeys = null)
+    /// <param name="leafPort">also listen for leaf servers on this port</param>
+    public static async Task<IdentityFleet> StartAsync(TimeSpan? jwtLifetime = null, IReadOnlyList<string>? trustedKeys = null, int? leafPort = null)
     {
         var dir = new TempDir("orch-identity");
         var info = IdentitySetup.Init(dir.Combine("fleet"), "test-fleet", trustedKeys ?? [], DateTimeOffset.UtcNow);
         var conf = await File.ReadAllTextAsync(Path.Combine(dir.Combine("fleet"), "server", "nats-server.conf"));
+        if (leafPort is { } lp)
+        {
+            conf += $"leafnodes {{ listen: \"127.0.0.1:{lp}\" }}\n";
+        }
         var server = await NatsServer.StartAsync(conf);
         var admin = Connect(server.Url, Path.Combine(dir.Combine("fleet"), "admin.creds"));
         await admin.ConnectAsync();

@@ -293,4 +293,61 @@ public sealed class IdentityTests
         Assert.Equal("{\"v\":2}", System.Text.Encoding.UTF8.GetString(stored.Value!));
         await Assert.ThrowsAsync<NATS.Client.KeyValueStore.NatsKVKeyNotFoundException>(async () => await settings.GetEntryAsync<byte[]>("gw-1", cancellationToken: TestContext.Current.CancellationToken));
     }
+
+    [Fact]
+    public async Task A_device_behind_a_sites_leaf_server_enrols_through_it_and_is_cut_off_there_when_revoked()
+    {
+        var leafPort = FreePort.Next();
+        await using var fleet = await IdentityFleet.StartAsync(leafPort: leafPort);
+        // The site's leaf server: the same operator, a cache resolver fed by the hub over the
+        // system account, and two remotes: the fleet's account (a leaf user) and SYS (updates).
+        using var site = new TempDir("orch-site");
+        using var signing = IdentitySetup.ReadSeed(fleet.FleetPath("service", "account-signing.nk"), 'A');
+        var leafCreds = site.Combine("leaf.creds");
+        IdentitySetup.WriteSecret(leafCreds, IdentitySetup.NewCreds(signing, fleet.Info.Account, "site-a", FleetPermissions.Operator("leaf"), DateTimeOffset.UtcNow, null));
+        var hubConf = await File.ReadAllTextAsync(fleet.FleetPath("server", "nats-server.conf"));
+        var preload = hubConf[hubConf.IndexOf("resolver_preload", StringComparison.Ordinal)..];
+        var leafConf = $$"""
+            operator: "{{fleet.FleetPath("server", "operator.jwt")}}"
+            system_account: {{fleet.Info.SystemAccount}}
+            max_control_line: 16384
+            resolver: { type: cache, dir: "{{site.Combine("jwt")}}", ttl: "1h", timeout: "1.9s" }
+            {{preload}}
+            leafnodes {
+              remotes: [
+                { url: "nats-leaf://127.0.0.1:{{leafPort}}", credentials: "{{leafCreds}}", account: {{fleet.Info.Account}} }
+                { url: "nats-leaf://127.0.0.1:{{leafPort}}", credentials: "{{fleet.FleetPath("service", "sys.creds")}}", account: {{fleet.Info.SystemAccount}} }
+              ]
+            }
+            """;
+        Directory.CreateDirectory(site.Combine("jwt"));
+        await using var leaf = await NatsServer.StartAsync(leafConf);
+        await Eventually.TrueAsync("the leaf to connect to the hub", async () => (await File.ReadAllTextAsync(leaf.LogFile)).Split("Leafnode connection created").Length >= 3,
+            TimeSpan.FromSeconds(15), () => File.ReadAllText(leaf.LogFile), TimeSpan.FromMilliseconds(200));
+
+        var token = EnrolmentToken.Parse(await fleet.CreateTokenAsync());
+        using var device = new TempDir("orch-device");
+        var atLeaf = new Orchestrator.Client.NatsSettings { Urls = [leaf.Url] };
+        var enrolled = await Eventually.ValueAsync("an enrolment through the leaf", async () =>
+        {
+            try
+            {
+                return await DeviceIdentity.EnrollAsync(atLeaf, token, "site-gw-1", device.Path, TestContext.Current.CancellationToken);
+            }
+            catch (EnrolmentException e) when (e.Message.Contains("no identity service answers", StringComparison.Ordinal))
+            {
+                return null; // the service's subscription has not reached the leaf yet
+            }
+        }, e => e is not null, TimeSpan.FromSeconds(15), TimeSpan.FromMilliseconds(300));
+        Assert.Equal("site-gw-1", enrolled!.Node);
+        await using var node = IdentityFleet.Connect(leaf.Url, DeviceIdentity.CredsPath(device.Path), "_INBOX_site-gw-1");
+        await node.ConnectAsync();
+        await node.PingAsync(TestContext.Current.CancellationToken);
+
+        Assert.Contains("revokedAt", await fleet.AskAsync(IdentitySubjects.Revoke, """{"node":"site-gw-1"}"""), StringComparison.Ordinal);
+        await Eventually.TrueAsync("the leaf to close the revoked device's connection", () => Task.FromResult(node.ConnectionState != NatsConnectionState.Open),
+            TimeSpan.FromSeconds(15), () => node.ConnectionState.ToString(), TimeSpan.FromMilliseconds(100));
+        await using var again = IdentityFleet.Connect(leaf.Url, DeviceIdentity.CredsPath(device.Path), "_INBOX_site-gw-1");
+        await Assert.ThrowsAnyAsync<NatsException>(async () => await again.ConnectAsync());
+    }
 }
