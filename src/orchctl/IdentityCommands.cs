@@ -70,6 +70,12 @@ internal static class IdentityCommands
                 Console.Error.WriteLine($"token {reply.Id}: {uses ?? 1} use(s), valid until {reply.Expires:u}; on the device: orchd enroll {context.Settings.Server.Split(',')[0]} TOKEN");
                 return 0;
             }
+            case ("node", ["token", "revoke", var id]):
+            {
+                var reply = await AskAsync(context, IdentitySubjects.TokenRevoke, JsonSerializer.SerializeToUtf8Bytes(new RevokeRequest { Node = id }, IdentityJsonContext.Default.RevokeRequest), IdentityJsonContext.Default.RevokeReply).ConfigureAwait(false);
+                Console.Out.WriteLine($"token {reply.Node} revoked at {reply.RevokedAt:u}: it enrols nothing more (devices it enrolled keep their credentials; revoke them with orchctl node revoke NODE)");
+                return 0;
+            }
             case ("node", ["revoke", var node]):
             {
                 var reply = await AskAsync(context, IdentitySubjects.Revoke, JsonSerializer.SerializeToUtf8Bytes(new RevokeRequest { Node = node }, IdentityJsonContext.Default.RevokeRequest), IdentityJsonContext.Default.RevokeReply).ConfigureAwait(false);
@@ -94,7 +100,7 @@ internal static class IdentityCommands
             }
             default:
                 throw new UsageException(command == "node"
-                    ? "node token create [--labels k=v,…] [--uses N] [--ttl 24h] [--scheduler] | node revoke NODE"
+                    ? "node token create [--labels k=v,…] [--uses N] [--ttl 24h] [--scheduler] | node token revoke ID | node revoke NODE"
                     : "identity init DIR … | identity user create NAME --role viewer|deployer|admin -o FILE [--ttl 30d]");
         }
     }

@@ -64,6 +64,60 @@ internal static class IdentityCommand
         return ExitCodes.Ok;
     }
 
+    /// <summary>The token to enrol with at this start: nats.enroll_token is set, the device never enrolled, and no other credentials are configured.</summary>
+    public static string? NeedsFirstEnrolment(OrchdConfig config)
+    {
+        if (config.NatsEnrollToken is not { } token || config.NatsCredsFile is not null || config.NatsNKeySeedFile is not null || config.NatsUser is not null || config.NatsToken is not null)
+        {
+            return null;
+        }
+        try
+        {
+            return DeviceIdentity.Read(config.StateDir) is null ? token : null;
+        }
+        catch (FormatException)
+        {
+            return token; // a damaged enrolment: enrol again (the token refuses a second use, saying so)
+        }
+    }
+
+    /// <summary>
+    /// Enrols with the configured token, retrying while the hub or the service cannot be reached
+    /// (2 s, doubling to 60 s; systemd is told to wait and why); a refusal (the token used up,
+    /// expired, unknown) ends orchd with exit 78 and the service's sentence.
+    /// </summary>
+    public static async Task<int> EnrolAtFirstStartAsync(OrchdConfig config, string token)
+    {
+        var notifier = new Microsoft.Extensions.Hosting.Systemd.SystemdNotifier();
+        var wait = TimeSpan.FromSeconds(2);
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                var enrolled = await DeviceIdentity.EnrollAsync(config.ToNatsSettings(), EnrolmentToken.Parse(token), config.NodeName, config.StateDir, CancellationToken.None).ConfigureAwait(false);
+                EarlyLog.Info($"orchd: enrolled as {enrolled.Node} with nats.enroll_token (credentials in {DeviceIdentity.CredsPath(config.StateDir)}, until {enrolled.Expires:u}); the token is spent and may be removed from the configuration");
+                return ExitCodes.Ok;
+            }
+            catch (EnrolmentException e) when (e.Transient)
+            {
+                EarlyLog.Warning($"orchd: cannot enrol yet ({e.Message}); trying again in {wait.TotalSeconds:0} s (attempt {attempt})");
+                if (notifier.IsEnabled)
+                {
+                    // Not started until enrolled: keep systemd's start timeout from ending the wait.
+                    notifier.Notify(new Microsoft.Extensions.Hosting.Systemd.ServiceState(
+                        $"STATUS=enrolling: waiting for the hub ({attempt} attempts)\nEXTEND_TIMEOUT_USEC={(long)(wait + TimeSpan.FromSeconds(30)).TotalMicroseconds}"));
+                }
+                await Task.Delay(wait).ConfigureAwait(false);
+                wait = TimeSpan.FromTicks(Math.Min(wait.Ticks * 2, TimeSpan.FromSeconds(60).Ticks));
+            }
+            catch (EnrolmentException e)
+            {
+                EarlyLog.Error($"orchd: config error: nats.enroll_token: {e.Message}");
+                return ExitCodes.ForOrchdStartup(ErrorKind.Invalid);
+            }
+        }
+    }
+
     public static async Task<int> ServeAsync(string[] args)
     {
         var split = SubcommandArgs.Split(args, new Dictionary<string, string?>(StringComparer.Ordinal) { ["--dir"] = "a directory", ["--jwt-ttl"] = "a duration" }, []);

@@ -112,6 +112,18 @@ if (commandLine.Mode == CommandMode.CheckConfig)
     return ExitCodes.Ok;
 }
 
+// A device imaged in a factory with nats.enroll_token: its first start enrols (and waits for the
+// hub until it can), then orchd goes on with the credentials, name and labels it got.
+if (IdentityCommand.NeedsFirstEnrolment(config) is { } enrollToken)
+{
+    var enrolled = await IdentityCommand.EnrolAtFirstStartAsync(config, enrollToken).ConfigureAwait(false);
+    if (enrolled != ExitCodes.Ok)
+    {
+        return enrolled;
+    }
+    config = ConfigLoader.Load(commandLine, Environment.GetEnvironmentVariable);
+}
+
 // The state dir comes before READY: a node that cannot keep state must not claim to be up.
 NodeState state;
 try
@@ -338,4 +350,10 @@ internal static class EarlyLog
 
     public static void Error(string message)
         => Console.Error.WriteLine(UnderJournal ? $"<3>{message}" : message);
+
+    public static void Warning(string message)
+        => Console.Error.WriteLine(UnderJournal ? $"<4>{message}" : message);
+
+    public static void Info(string message)
+        => Console.Error.WriteLine(UnderJournal ? $"<6>{message}" : message);
 }

@@ -15,6 +15,8 @@ public static class IdentitySubjects
     public const string Renew = Subjects.Prefix + ".identity.renew";
     /// <summary>Admin: make an enrolment token.</summary>
     public const string TokenCreate = Subjects.Prefix + ".identity.token.create";
+    /// <summary>Admin: revoke an enrolment token (its remaining uses, and its user at the servers).</summary>
+    public const string TokenRevoke = Subjects.Prefix + ".identity.token.revoke";
     /// <summary>Admin: revoke a node's credentials (the server closes its connection and refuses it).</summary>
     public const string Revoke = Subjects.Prefix + ".identity.revoke";
     /// <summary>Admin: issue a user JWT for an operator's key in a role (viewer, deployer, admin).</summary>
@@ -90,6 +92,7 @@ public sealed record EnrollReply
 public sealed record RevokeRequest
 {
     public int SchemaVersion { get; init; } = 1;
+    /// <summary>The node to revoke (orch.identity.revoke), or the token's id (orch.identity.token.revoke).</summary>
     public required string Node { get; init; }
 }
 
@@ -133,6 +136,7 @@ public sealed record TokenRecord
     /// <summary>The public key of the token's own (enrol-only) user.</summary>
     public string UserKey { get; init; } = "";
     public List<string> UsedBy { get; set; } = [];
+    public DateTimeOffset? RevokedAt { get; init; }
 }
 
 /// <summary>A node's identity as the service keeps it.</summary>

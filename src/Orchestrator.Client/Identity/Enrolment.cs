@@ -159,18 +159,19 @@ public static class DeviceIdentity
         }
         catch (NatsNoRespondersException)
         {
-            throw new EnrolmentException($"no identity service answers on {subject} at {where}; the fleet's admin starts one (orchd identity serve)");
+            throw new EnrolmentException($"no identity service answers on {subject} at {where}; the fleet's admin starts one (orchd identity serve)", transient: true);
         }
         catch (NatsException e) when (e is not NatsNoReplyException)
         {
             var text = e.InnerException?.Message ?? e.Message;
-            throw new EnrolmentException(text.Contains("uthoriz", StringComparison.Ordinal) || text.Contains("xpired", StringComparison.Ordinal) || text.Contains("evoked", StringComparison.Ordinal)
+            var refused = text.Contains("uthoriz", StringComparison.Ordinal) || text.Contains("xpired", StringComparison.Ordinal) || text.Contains("evoked", StringComparison.Ordinal);
+            throw new EnrolmentException(refused
                 ? $"{where} refused the token's credentials ({text}): the token expired, was revoked or belongs to another fleet; ask for a new one (orchctl node token create)"
-                : $"cannot reach {where} ({text}); check the url and that the device reaches the hub");
+                : $"cannot reach {where} ({text}); check the url and that the device reaches the hub", transient: !refused);
         }
         catch (NatsNoReplyException)
         {
-            throw new EnrolmentException($"the identity service did not answer within 15 s at {where}; try again");
+            throw new EnrolmentException($"the identity service did not answer within 15 s at {where}; try again", transient: true);
         }
     }
 
@@ -191,4 +192,8 @@ public static class DeviceIdentity
 }
 
 /// <summary>An enrolment or renewal that did not happen, in one sentence with the fix.</summary>
-public sealed class EnrolmentException(string message) : OrchestratorException(ErrorKind.Forbidden, message);
+/// <param name="transient">The hub or the service could not be reached (try again later), as opposed to a refusal.</param>
+public sealed class EnrolmentException(string message, bool transient = false) : OrchestratorException(transient ? ErrorKind.Unavailable : ErrorKind.Forbidden, message)
+{
+    public bool Transient { get; } = transient;
+}

@@ -79,9 +79,10 @@ public sealed class IdentityService(INatsConnection nats, INatsConnection system
         IdentitySubjects.TokenCreate => Json(await CreateTokenAsync(Parse(body, IdentityJsonContext.Default.TokenCreateRequest), cancellationToken).ConfigureAwait(false), IdentityJsonContext.Default.TokenCreateReply),
         IdentitySubjects.Enroll => Json(await EnrollAsync(Parse(body, IdentityJsonContext.Default.EnrollRequest), cancellationToken).ConfigureAwait(false), IdentityJsonContext.Default.EnrollReply),
         IdentitySubjects.Renew => Json(await RenewAsync(Parse(body, IdentityJsonContext.Default.EnrollRequest), cancellationToken).ConfigureAwait(false), IdentityJsonContext.Default.EnrollReply),
+        IdentitySubjects.TokenRevoke => Json(await RevokeTokenAsync(Parse(body, IdentityJsonContext.Default.RevokeRequest), cancellationToken).ConfigureAwait(false), IdentityJsonContext.Default.RevokeReply),
         IdentitySubjects.Revoke => Json(await RevokeAsync(Parse(body, IdentityJsonContext.Default.RevokeRequest), cancellationToken).ConfigureAwait(false), IdentityJsonContext.Default.RevokeReply),
         IdentitySubjects.UserCreate => Json(CreateUser(Parse(body, IdentityJsonContext.Default.UserCreateRequest)), IdentityJsonContext.Default.UserCreateReply),
-        _ => throw new IdentityException($"'{subject}' is not an identity request (enroll, renew, token.create, revoke, user.create)", ErrorKind.NotFound),
+        _ => throw new IdentityException($"'{subject}' is not an identity request (enroll, renew, token.create, token.revoke, revoke, user.create)", ErrorKind.NotFound),
     };
 
     private async Task<TokenCreateReply> CreateTokenAsync(TokenCreateRequest request, CancellationToken cancellationToken)
@@ -131,6 +132,10 @@ public sealed class IdentityService(INatsConnection nats, INatsConnection system
                 throw new IdentityException($"enrolment token {Safe(request.TokenId)} is not known (mistyped, or made for another fleet); ask the fleet's admin for a new one (orchctl node token create)", ErrorKind.Forbidden);
             }
             var now = clock.GetUtcNow();
+            if (token.RevokedAt is { } revokedAt)
+            {
+                throw new IdentityException($"enrolment token {token.Id} was revoked at {revokedAt:u}; ask the fleet's admin for a new one (orchctl node token create)", ErrorKind.Forbidden);
+            }
             if (now >= token.Expires)
             {
                 throw new IdentityException($"enrolment token {token.Id} expired at {token.Expires:u}; ask the fleet's admin for a new one (orchctl node token create --ttl …)", ErrorKind.Forbidden);
@@ -197,13 +202,24 @@ public sealed class IdentityService(INatsConnection nats, INatsConnection system
         {
             throw new IdentityException($"node '{request.Node}' has no enrolled identity; `orchctl get nodes` lists the fleet's nodes (a node with static credentials is removed from the server's configuration instead)", ErrorKind.NotFound);
         }
-        var now = clock.GetUtcNow();
-        var revokedAt = record.RevokedAt ?? now;
+        var revokedAt = record.RevokedAt ?? clock.GetUtcNow();
+        await AddRevocationAsync(record.PublicKey, revokedAt, cancellationToken).ConfigureAwait(false);
+        await Bucket.PutAsync($"node.{request.Node}", Json(record with { RevokedAt = revokedAt }, IdentityJsonContext.Default.IdentityRecord), cancellationToken: cancellationToken).ConfigureAwait(false);
+        await MarkRevokedAsync(request.Node, cancellationToken).ConfigureAwait(false);
+        log.LogWarning("node {Node} revoked (key {Key}); its connections are closed and the scheduler takes it for lost", request.Node, record.PublicKey);
+        return new RevokeReply { Node = request.Node, PublicKey = record.PublicKey, RevokedAt = revokedAt };
+    }
+
+    /// <summary>
+    /// Adds a user key to the account's revocations (every JWT of that key issued up to
+    /// <paramref name="at"/> is void: nats-server compares the JWT's iat) and pushes the account.
+    /// </summary>
+    private async Task AddRevocationAsync(string userKey, DateTimeOffset at, CancellationToken cancellationToken)
+    {
         for (var attempt = 0; ; attempt++)
         {
             var (list, revision) = await ReadRevocationsAsync(cancellationToken).ConfigureAwait(false);
-            // Every JWT of this key issued up to now is void (nats-server compares the JWT's iat).
-            var users = new Dictionary<string, long>(list.Users) { [record.PublicKey] = revokedAt.ToUnixTimeSeconds() };
+            var users = new Dictionary<string, long>(list.Users) { [userKey] = at.ToUnixTimeSeconds() };
             var updated = list with { Users = users };
             try
             {
@@ -216,16 +232,37 @@ public sealed class IdentityService(INatsConnection nats, INatsConnection system
                     await Bucket.UpdateAsync("revocations", Json(updated, IdentityJsonContext.Default.RevocationList), revision, cancellationToken: cancellationToken).ConfigureAwait(false);
                 }
                 await PushAccountAsync(updated, cancellationToken).ConfigureAwait(false);
-                break;
+                return;
             }
             catch (Exception e) when (e is NatsKVWrongLastRevisionException or NatsKVCreateException && attempt < 20)
             {
             }
         }
-        await Bucket.PutAsync($"node.{request.Node}", Json(record with { RevokedAt = revokedAt }, IdentityJsonContext.Default.IdentityRecord), cancellationToken: cancellationToken).ConfigureAwait(false);
-        await MarkRevokedAsync(request.Node, cancellationToken).ConfigureAwait(false);
-        log.LogWarning("node {Node} revoked (key {Key}); its connections are closed and the scheduler takes it for lost", request.Node, record.PublicKey);
-        return new RevokeReply { Node = request.Node, PublicKey = record.PublicKey, RevokedAt = revokedAt };
+    }
+
+    private async Task<RevokeReply> RevokeTokenAsync(RevokeRequest request, CancellationToken cancellationToken)
+    {
+        for (var attempt = 0; ; attempt++)
+        {
+            var (token, revision) = await GetAsync($"token.{request.Node}", IdentityJsonContext.Default.TokenRecord, cancellationToken).ConfigureAwait(false);
+            if (token is null)
+            {
+                throw new IdentityException($"no enrolment token '{Safe(request.Node)}'; the id is the token's first part that `orchctl node token create` printed on stderr", ErrorKind.NotFound);
+            }
+            var at = token.RevokedAt ?? clock.GetUtcNow();
+            try
+            {
+                await Bucket.UpdateAsync($"token.{token.Id}", Json(token with { UsesLeft = 0, RevokedAt = at }, IdentityJsonContext.Default.TokenRecord), revision, cancellationToken: cancellationToken).ConfigureAwait(false);
+            }
+            catch (NatsKVWrongLastRevisionException) when (attempt < 20)
+            {
+                continue;
+            }
+            // Its enrol-only user may not even connect any more.
+            await AddRevocationAsync(token.UserKey, at, cancellationToken).ConfigureAwait(false);
+            log.LogWarning("token {Id} revoked ({Used} used it)", token.Id, token.UsedBy.Count);
+            return new RevokeReply { Node = token.Id, PublicKey = token.UserKey, RevokedAt = at };
+        }
     }
 
     private UserCreateReply CreateUser(UserCreateRequest request)

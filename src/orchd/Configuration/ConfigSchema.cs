@@ -61,6 +61,9 @@ internal static class ConfigSchema
         new("nats.token", "--nats-token", "ORCHD_NATS_TOKEN", "TOKEN", SettingShape.Scalar, "none",
             "NATS authentication token",
             (b, v) => b.NatsToken = v, c => c.NatsToken ?? "", Secret: true),
+        new("nats.enroll_token", "--nats-enroll-token", "ORCHD_NATS_ENROLL_TOKEN", "TOKEN", SettingShape.Scalar, "none",
+            "a one-time enrolment token (orchctl node token create): on its first start orchd enrols with it, then connects with the credentials it got (docs/nats-security.md, \"Enrolment\")",
+            (b, v) => b.NatsEnrollToken = ConfigValues.EnrolmentToken(v), c => c.NatsEnrollToken ?? "", Secret: true),
         new("nats.nkey_seed_file", "--nats-nkey", "ORCHD_NATS_NKEY", "FILE", SettingShape.Scalar, "none",
             "file holding this node's nkey user seed (SU…), for servers configured with nkey users (docs/nats-security.md)",
             (b, v) => b.NatsNKeySeedFile = ConfigValues.NKeySeedFile(v), c => c.NatsNKeySeedFile ?? ""),
@@ -205,6 +208,7 @@ internal sealed class ConfigBuilder
     public string? NatsUser { get; set; }
     public string? NatsPassword { get; set; }
     public string? NatsToken { get; set; }
+    public string? NatsEnrollToken { get; set; }
     public string? NatsNKeySeedFile { get; set; }
     public string? NatsTlsCa { get; set; }
     public string? NatsTlsCert { get; set; }
@@ -258,6 +262,7 @@ internal sealed class ConfigBuilder
         NatsUser = NatsUser,
         NatsPassword = NatsPassword,
         NatsToken = NatsToken,
+        NatsEnrollToken = NatsEnrollToken,
         NatsNKeySeedFile = NatsNKeySeedFile,
         NatsTlsCa = NatsTlsCa,
         NatsTlsCert = NatsTlsCert,

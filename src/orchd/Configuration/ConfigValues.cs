@@ -25,6 +25,20 @@ internal static class ConfigValues
         return cleaned.Length == 0 ? "node" : cleaned[..Math.Min(63, cleaned.Length)];
     }
 
+    /// <summary>An enrolment token as `orchctl node token create` printed it (orchtok1.…).</summary>
+    public static string EnrolmentToken(string value)
+    {
+        try
+        {
+            _ = Orchestrator.Client.Identity.EnrolmentToken.Parse(value);
+            return value.Trim();
+        }
+        catch (FormatException e)
+        {
+            throw new ConfigValueException(e.Message);
+        }
+    }
+
     public static string AbsolutePath(string value)
     {
         if (value.Length == 0 || !Path.IsPathRooted(value))

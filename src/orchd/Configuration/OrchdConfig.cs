@@ -34,6 +34,8 @@ public sealed record OrchdConfig
     public string? NatsUser { get; init; }
     public string? NatsPassword { get; init; }
     public string? NatsToken { get; init; }
+    /// <summary>A one-time enrolment token used on the first start (no enrolment in the state dir yet).</summary>
+    public string? NatsEnrollToken { get; init; }
     public string? NatsNKeySeedFile { get; init; }
     public string? NatsTlsCa { get; init; }
     public string? NatsTlsCert { get; init; }

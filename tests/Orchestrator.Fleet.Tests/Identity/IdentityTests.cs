@@ -81,6 +81,14 @@ public sealed class IdentityTests
         var taken = await Assert.ThrowsAsync<EnrolmentException>(() => DeviceIdentity.EnrollAsync(fleet.Settings, other, "gw-1", second.Path, TestContext.Current.CancellationToken));
         Assert.Contains("enrolled already", taken.Message, StringComparison.Ordinal);
 
+        // A revoked token enrols nothing more, and its own user cannot even connect.
+        var revokedToken = EnrolmentToken.Parse(await fleet.CreateTokenAsync("""{"uses":5}"""));
+        Assert.Contains("revokedAt", await fleet.AskAsync(IdentitySubjects.TokenRevoke, $$"""{"node":"{{revokedToken.Id}}"}"""), StringComparison.Ordinal);
+        var afterRevoke = await Assert.ThrowsAsync<EnrolmentException>(() => DeviceIdentity.EnrollAsync(fleet.Settings, revokedToken, "gw-5", second.Path, TestContext.Current.CancellationToken));
+        Assert.Contains("refused the token's credentials", afterRevoke.Message, StringComparison.Ordinal);
+        Assert.False(afterRevoke.Transient);
+        Assert.Contains("no enrolment token", await fleet.AskAsync(IdentitySubjects.TokenRevoke, """{"node":"nosuch"}"""), StringComparison.Ordinal);
+
         // Bad requests to the admin subjects: one sentence each.
         Assert.Contains("out of range", await fleet.AskAsync(IdentitySubjects.TokenCreate, """{"uses":0}"""), StringComparison.Ordinal);
         Assert.Contains("not valid", await fleet.AskAsync(IdentitySubjects.TokenCreate, """{"labels":{"bad key":"x"}}"""), StringComparison.Ordinal);

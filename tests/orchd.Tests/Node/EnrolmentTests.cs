@@ -127,6 +127,64 @@ public sealed class EnrolmentTests
         }
     }
 
+    [Fact(Timeout = 180_000)]
+    public async Task A_device_with_a_token_in_its_configuration_waits_for_the_hub_and_enrols_on_its_first_start()
+    {
+        Requires.Root();
+        using var dir = new TempDir("orch-enrol");
+        var init = await Orchctl.RunAsync("identity", "init", dir.Combine("id"));
+        Assert.True(init.Code == 0, init.All);
+        await using var server = await NatsServer.StartAsync(await File.ReadAllTextAsync(dir.Combine("id", "server", "nats-server.conf")));
+        string[] admin = ["--server", server.Url, "--creds", dir.Combine("id", "admin.creds")];
+        await using var adminConnection = IdentityConnection(server.Url, dir.Combine("id", "admin.creds"));
+        var hosts = new List<NodeHost>();
+        DaemonProcess? service = null;
+        try
+        {
+            // The token is made while a service runs; then the service goes away (the hub's side is down).
+            service = DaemonProcess.Start(Repo.Binary("orchd"), ["identity", "serve", "--dir", dir.Combine("id", "service"), "--nats-url", server.Url, "--config", "/dev/null"]);
+            await service.WaitForLogAsync("identity service for account", TimeSpan.FromSeconds(20));
+            var token = await Orchctl.RunAsync([.. admin, "node", "token", "create", "--labels", "site=factory", "--scheduler"]);
+            Assert.True(token.Code == 0, token.All);
+            await service.DisposeAsync();
+            service = null;
+
+            // A malformed token is a configuration error at once (78), before anything else.
+            var host = await NodeHost.StartAsync(sharedNats: server, name: "fab-1", start: false);
+            hosts.Add(host);
+            await using (var bad = DaemonProcess.Start(Repo.Binary("orchd"), host.Args(["--nats-enroll-token", "orchtok1.garbage"])))
+            {
+                Assert.Equal(78, await bad.WaitForExitAsync(TimeSpan.FromSeconds(20)));
+                Assert.Contains("nats.enroll_token", bad.Output, StringComparison.Ordinal);
+            }
+            host.ClientOpts = adminConnection.Opts with { };
+            var start = host.StartOrchdAsync(["--nats-enroll-token", token.Out.Trim(), "--heartbeat", "1s"]);
+            await Eventually.TrueAsync("orchd to say it waits to enrol", () => Task.FromResult(host.Daemon.Output.Contains("cannot enrol yet", StringComparison.Ordinal)),
+                TimeSpan.FromSeconds(20), () => host.Daemon.Output, TimeSpan.FromMilliseconds(200));
+            Assert.False(start.IsCompleted);
+            service = DaemonProcess.Start(Repo.Binary("orchd"), ["identity", "serve", "--dir", dir.Combine("id", "service"), "--nats-url", server.Url, "--config", "/dev/null"]);
+            await start.WaitAsync(TimeSpan.FromSeconds(90));
+            Assert.Contains("enrolled as fab-1 with nats.enroll_token", host.Daemon.Output, StringComparison.Ordinal);
+            Assert.True(File.Exists(Path.Combine(host.StateDir, "identity", "node.creds")));
+            var nodes = await Orchctl.RunAsync([.. admin, "get", "nodes", "-o", "wide"]);
+            Assert.Matches(@"fab-1\s+ready", nodes.Out);
+            Assert.Contains("site=factory", nodes.Out, StringComparison.Ordinal);
+
+            // Started again with the same (now spent) token in its configuration: it does not enrol again.
+            await host.KillOrchdAsync();
+            await host.StartOrchdAsync(["--nats-enroll-token", token.Out.Trim(), "--heartbeat", "1s"]);
+            Assert.DoesNotContain("enrolled as", host.Daemon.Output, StringComparison.Ordinal);
+        }
+        finally
+        {
+            if (service is not null)
+            {
+                await service.DisposeAsync();
+            }
+            await FleetHarness.DisposeAllAsync(hosts);
+        }
+    }
+
     private static NatsConnection IdentityConnection(string url, string creds) => new(NatsOpts.Default with
     {
         Url = url, AuthOpts = NatsAuthOpts.Default with { CredsFile = creds }, ConnectTimeout = TimeSpan.FromSeconds(5),
