@@ -37,7 +37,7 @@ public sealed class IdentityService(INatsConnection nats, INatsConnection system
         _bucket = await FleetStore.OpenAsync(kv, IdentitySubjects.Bucket, 5, cancellationToken).ConfigureAwait(false);
         // The account as the bucket's revocations say, pushed at start: a server that missed an
         // update (down during a revoke) gets it now.
-        await PushAccountAsync((await ReadRevocationsAsync(cancellationToken).ConfigureAwait(false)).List, cancellationToken).ConfigureAwait(false);
+        await PushAccountAsync(await MergeServerRevocationsAsync(cancellationToken).ConfigureAwait(false), cancellationToken).ConfigureAwait(false);
         log.LogInformation("identity service for account {Account} ({Name}) serving {Subject}", info.Account, info.Name, IdentitySubjects.All);
         await foreach (var msg in nats.SubscribeAsync<byte[]>(IdentitySubjects.All, queueGroup: "orch-identity", cancellationToken: cancellationToken).ConfigureAwait(false))
         {
@@ -169,6 +169,11 @@ public sealed class IdentityService(INatsConnection nats, INatsConnection system
                 Node = request.Node, PublicKey = request.PublicKey, Labels = token.Labels, Scheduler = token.Scheduler, Enrolled = now, Expires = expires, TokenId = token.Id,
             };
             await Bucket.PutAsync($"node.{request.Node}", Json(record, IdentityJsonContext.Default.IdentityRecord), cancellationToken: cancellationToken).ConfigureAwait(false);
+            if (!retry)
+            {
+                // A new key under a name that was revoked (the record of it may be gone with a lost store): its settings back to normal.
+                await SetRevokedAsync(request.Node, revoked: false, cancellationToken).ConfigureAwait(false);
+            }
             log.LogInformation("node {Node} enrolled with token {Token}, key {Key}, until {Expires:u}", request.Node, token.Id, request.PublicKey, expires);
             return Issue(record, now);
         }
@@ -205,7 +210,7 @@ public sealed class IdentityService(INatsConnection nats, INatsConnection system
         var revokedAt = record.RevokedAt ?? clock.GetUtcNow();
         await AddRevocationAsync(record.PublicKey, revokedAt, cancellationToken).ConfigureAwait(false);
         await Bucket.PutAsync($"node.{request.Node}", Json(record with { RevokedAt = revokedAt }, IdentityJsonContext.Default.IdentityRecord), cancellationToken: cancellationToken).ConfigureAwait(false);
-        await MarkRevokedAsync(request.Node, cancellationToken).ConfigureAwait(false);
+        await SetRevokedAsync(request.Node, revoked: true, cancellationToken).ConfigureAwait(false);
         log.LogWarning("node {Node} revoked (key {Key}); its connections are closed and the scheduler takes it for lost", request.Node, record.PublicKey);
         return new RevokeReply { Node = request.Node, PublicKey = record.PublicKey, RevokedAt = revokedAt };
     }
@@ -309,7 +314,11 @@ public sealed class IdentityService(INatsConnection nats, INatsConnection system
         }
     }
 
-    private async Task MarkRevokedAsync(string node, CancellationToken cancellationToken)
+    /// <summary>
+    /// The node's settings say revoked (and cordoned): the scheduler takes it for lost at once. A
+    /// name enrolled again under a new key gets its settings back to normal.
+    /// </summary>
+    private async Task SetRevokedAsync(string node, bool revoked, CancellationToken cancellationToken)
     {
         var kv = new NatsKVContext(new NatsJSContext((NatsConnection)nats));
         var settings = await FleetStore.OpenAsync(kv, Buckets.NodeSettings, 1, cancellationToken).ConfigureAwait(false);
@@ -333,7 +342,11 @@ public sealed class IdentityService(INatsConnection nats, INatsConnection system
             {
                 revision = e.Revision;
             }
-            var body = JsonSerializer.SerializeToUtf8Bytes(current with { Revoked = true, Cordoned = true }, FleetJsonContext.Default.NodeSettings);
+            if (!revoked && !current.Revoked)
+            {
+                return;
+            }
+            var body = JsonSerializer.SerializeToUtf8Bytes(revoked ? current with { Revoked = true, Cordoned = true } : new NodeSettings(), FleetJsonContext.Default.NodeSettings);
             try
             {
                 if (revision == 0)
@@ -350,7 +363,60 @@ public sealed class IdentityService(INatsConnection nats, INatsConnection system
             {
             }
         }
-        throw new IdentityException($"node '{node}' is revoked at the servers, but its settings kept changing under the service; run orchctl node revoke {node} again", ErrorKind.Conflict);
+        throw new IdentityException($"node '{node}': its settings kept changing under the identity service; run the command again", ErrorKind.Conflict);
+    }
+
+    /// <summary>
+    /// The revocations the servers hold now (the account JWT the full resolver keeps on its own
+    /// disk), merged into the bucket's: a hub whose JetStream store was lost keeps its revocations,
+    /// and the service never pushes an account that forgets one.
+    /// </summary>
+    private async Task<RevocationList> MergeServerRevocationsAsync(CancellationToken cancellationToken)
+    {
+        var (list, revision) = await ReadRevocationsAsync(cancellationToken).ConfigureAwait(false);
+        Dictionary<string, long> held = [];
+        try
+        {
+            var reply = await system.RequestAsync<byte[], byte[]>($"$SYS.REQ.ACCOUNT.{info.Account}.CLAIMS.LOOKUP", [],
+                replyOpts: new NatsSubOpts { Timeout = TimeSpan.FromSeconds(5) }, cancellationToken: cancellationToken).ConfigureAwait(false);
+            var jwt = reply.Data is { Length: > 0 } d ? Encoding.ASCII.GetString(d).Trim() : "";
+            if (jwt.Count(c => c == '.') == 2)
+            {
+                var claims = NatsJwt.Decode(jwt);
+                using var doc = JsonDocument.Parse(claims.Json);
+                if (claims.Subject == info.Account && doc.RootElement.TryGetProperty("nats", out var n) && n.TryGetProperty("revocations", out var r) && r.ValueKind == JsonValueKind.Object)
+                {
+                    foreach (var user in r.EnumerateObject())
+                    {
+                        if (user.Value.TryGetInt64(out var at))
+                        {
+                            held[user.Name] = at;
+                        }
+                    }
+                }
+            }
+        }
+        catch (Exception e) when (e is NatsException or FormatException or JsonException && !cancellationToken.IsCancellationRequested)
+        {
+            log.LogWarning("could not read the servers' account to merge its revocations ({Error}); pushing the bucket's", e.Message);
+        }
+        var missing = held.Where(kv => !list.Users.ContainsKey(kv.Key)).ToList();
+        if (missing.Count == 0)
+        {
+            return list;
+        }
+        var merged = list with { Users = new Dictionary<string, long>(list.Users.Concat(missing)) };
+        var body = Json(merged, IdentityJsonContext.Default.RevocationList);
+        if (revision == 0)
+        {
+            await Bucket.PutAsync("revocations", body, cancellationToken: cancellationToken).ConfigureAwait(false);
+        }
+        else
+        {
+            await Bucket.UpdateAsync("revocations", body, revision, cancellationToken: cancellationToken).ConfigureAwait(false);
+        }
+        log.LogWarning("{Count} revocation(s) the servers hold were missing from the bucket (a lost store?); kept", missing.Count);
+        return merged;
     }
 
     private async Task<(RevocationList List, ulong Revision)> ReadRevocationsAsync(CancellationToken cancellationToken)

@@ -86,6 +86,22 @@ internal sealed class IdentityFleet : IAsyncDisposable
         throw new TimeoutException("the identity service did not answer in 10 s");
     }
 
+    /// <summary>Stops the service (its connections too) and starts it again.</summary>
+    public async Task RestartServiceAsync()
+    {
+        _stop?.Cancel();
+        try
+        {
+            await _serving!;
+        }
+        catch (OperationCanceledException)
+        {
+        }
+        await _service!.DisposeAsync();
+        await _system!.DisposeAsync();
+        await StartServiceAsync();
+    }
+
     public static NatsConnection Connect(string url, string creds, string? inboxPrefix = null) => new(NatsOpts.Default with
     {
         Url = url, AuthOpts = NatsAuthOpts.Default with { CredsFile = creds }, InboxPrefix = inboxPrefix ?? NatsOpts.Default.InboxPrefix,

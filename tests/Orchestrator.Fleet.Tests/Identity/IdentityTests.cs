@@ -137,6 +137,43 @@ public sealed class IdentityTests
         await using var fresh = IdentityFleet.Connect(fleet.Server.Url, DeviceIdentity.CredsPath(device.Path), "_INBOX_gw-17") ;
         var connect = await Assert.ThrowsAnyAsync<NatsException>(async () => await fresh.ConnectAsync());
         Assert.Contains("authorization violation", (connect.InnerException?.Message ?? connect.Message).ToLowerInvariant(), StringComparison.Ordinal);
+        // The hub loses its JetStream store (the identity bucket with it) and the service restarts:
+        // the servers' own account JWT still holds the revocation, the service merges it back and
+        // never pushes an account that forgets it.
+        var js0 = new NATS.Client.JetStream.NatsJSContext(fleet.Admin);
+        await new NATS.Client.KeyValueStore.NatsKVContext(js0).DeleteStoreAsync(IdentitySubjects.Bucket, TestContext.Current.CancellationToken);
+        await fleet.RestartServiceAsync();
+        await using (var afterLoss = IdentityFleet.Connect(fleet.Server.Url, DeviceIdentity.CredsPath(device.Path), "_INBOX_gw-17"))
+        {
+            await Assert.ThrowsAnyAsync<NatsException>(async () => await afterLoss.ConnectAsync());
+        }
+        var identity = await new NATS.Client.KeyValueStore.NatsKVContext(js0).GetStoreAsync(IdentitySubjects.Bucket, TestContext.Current.CancellationToken);
+        var kept = await identity.GetEntryAsync<byte[]>("revocations", cancellationToken: TestContext.Current.CancellationToken);
+        Assert.Contains(NatsJwt.Decode(NatsJwt.JwtOfCreds(await File.ReadAllTextAsync(DeviceIdentity.CredsPath(device.Path), TestContext.Current.CancellationToken))!).Subject,
+            System.Text.Encoding.UTF8.GetString(kept.Value!), StringComparison.Ordinal);
+
+        // The name enrols again with a new token under a new key, and its settings are back to normal.
+        using (var replacement = new TempDir("orch-device"))
+        {
+            var again = await DeviceIdentity.EnrollAsync(fleet.Settings, EnrolmentToken.Parse(await fleet.CreateTokenAsync()), "gw-17", replacement.Path, TestContext.Current.CancellationToken);
+            Assert.NotEqual(NatsJwt.Decode(again.Jwt).Subject, kept.Key);
+            await using var back = IdentityFleet.Connect(fleet.Server.Url, DeviceIdentity.CredsPath(replacement.Path), "_INBOX_gw-17");
+            await back.ConnectAsync();
+            var settingsBucket = await new NATS.Client.KeyValueStore.NatsKVContext(js0).GetStoreAsync(Buckets.NodeSettings, TestContext.Current.CancellationToken);
+            var cleared = await settingsBucket.GetEntryAsync<byte[]>("gw-17", cancellationToken: TestContext.Current.CancellationToken);
+            Assert.False(System.Text.Json.JsonSerializer.Deserialize(cleared.Value, FleetJsonContext.Default.NodeSettings)!.Revoked);
+        }
+        return;
+    }
+
+    [Fact]
+    public async Task Revoking_again_keeps_the_first_time_and_the_node_settings_say_revoked()
+    {
+        await using var fleet = await IdentityFleet.StartAsync();
+        var token = EnrolmentToken.Parse(await fleet.CreateTokenAsync());
+        using var device = new TempDir("orch-device");
+        await DeviceIdentity.EnrollAsync(fleet.Settings, token, "gw-17", device.Path, TestContext.Current.CancellationToken);
+        Assert.Contains("revokedAt", await fleet.AskAsync(IdentitySubjects.Revoke, """{"node":"gw-17"}"""), StringComparison.Ordinal);
         // Revoking again is no error and keeps the first time.
         Assert.Contains("revokedAt", await fleet.AskAsync(IdentitySubjects.Revoke, """{"node":"gw-17"}"""), StringComparison.Ordinal);
         // The node's settings say revoked (and cordoned): the scheduler takes it for lost at once.
