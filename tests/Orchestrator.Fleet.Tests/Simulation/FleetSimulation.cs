@@ -38,6 +38,7 @@ public sealed class FleetSimulation
     private readonly TimeSpan _faultsFor;
     private DateTimeOffset _lastFaultEnd;
     private DateTimeOffset _hubBackAt = DateTimeOffset.MinValue;
+    private readonly Random? _revocations;
     private DateTimeOffset? _reapplyAt;
     private int _writesChecked;
 
@@ -60,6 +61,9 @@ public sealed class FleetSimulation
         // Half the runs against a server whose watches say 0 pending early (nats-server 2.9 under
         // writers). Drawn from a generator of its own: the seeds kept as tests replay as they did.
         _kv.LyingPending = new Random(seed ^ 0x5EED) is var lying && lying.Next(2) == 0 ? lying : null;
+        // A third of the runs also revoke nodes now and then (orchctl node revoke), from a generator
+        // of its own so that the other faults are drawn as before.
+        _revocations = new Random(seed ^ 0x2E70CE) is var revoking && revoking.Next(3) == 0 ? revoking : null;
         _start = _clock.GetUtcNow();
         _faultsFor = faultsFor ?? TimeSpan.FromSeconds(_rng.Next(60, 240));
         // Timings: mostly a fast profile (more faults per simulated minute), sometimes orchd's defaults.
@@ -211,6 +215,25 @@ public sealed class FleetSimulation
             _kv.Outage = false;
             Log("hub back");
         }
+        // About one revocation every 2 simulated minutes in the runs that revoke: the identity
+        // service sets the node's settings to revoked and the server cuts it off; the device hears
+        // it and removes the fleet's replicas (for the fleet, it is gone).
+        if (_revocations is { } revoking && !HubDown && revoking.NextDouble() < Tick.TotalSeconds / 120
+            && _nodes.Where(n => n.Alive && n.RevokedAt is null).ToList() is { Count: > 2 } candidates)
+        {
+            var revoked = candidates[revoking.Next(candidates.Count)];
+            try
+            {
+                Bucket(Buckets.NodeSettings, 1).PutAsync(revoked.Name, JsonSerializer.SerializeToUtf8Bytes(new NodeSettings { Revoked = true, Cordoned = true }, FleetJsonContext.Default.NodeSettings))
+                    .AsTask().GetAwaiter().GetResult();
+                revoked.Die();
+                revoked.RevokedAt = now;
+                Log($"fault: {revoked.Name} revoked (cut off; it removed the fleet's replicas)");
+            }
+            catch (Exception e) when (e is TimeoutException or NatsKVException)
+            {
+            }
+        }
         // About one fault every 20 simulated seconds, of a random kind.
         if (_rng.NextDouble() > Tick.TotalSeconds / 20)
         {
@@ -282,6 +305,20 @@ public sealed class FleetSimulation
                 Log("fault: the hub's store is wiped (nats-server restarted on an empty store)");
                 break;
             case 10 when !node.Alive && _rng.Next(2) == 0:
+                if (node.RevokedAt is not null)
+                {
+                    // Enrolled again under a new key: the identity service puts its settings back.
+                    try
+                    {
+                        Bucket(Buckets.NodeSettings, 1).PutAsync(node.Name, JsonSerializer.SerializeToUtf8Bytes(new NodeSettings(), FleetJsonContext.Default.NodeSettings))
+                            .AsTask().GetAwaiter().GetResult();
+                        node.RevokedAt = null;
+                    }
+                    catch (Exception e) when (e is TimeoutException or NatsKVException)
+                    {
+                        break;
+                    }
+                }
                 node.Revive();
                 Log($"fault: {node.Name} replaced and booted empty");
                 break;
@@ -418,6 +455,18 @@ public sealed class FleetSimulation
                         return;
                     }
                 }
+            }
+        }
+
+        // 5. A revoked node is lost at once: once a scheduler could have run a pass since the
+        //    revocation (hub up, a lease taken over, the settle time), nothing is assigned to it.
+        var revokedWindow = _options.LeaderLease + _options.SettleTime + 2 * _options.SchedulePeriod + _options.Heartbeat * 2 + TimeSpan.FromSeconds(2);
+        foreach (var node in _nodes.Where(n => n.RevokedAt is { } at && now - Max(at, _hubBackAt) > revokedWindow && !HubDown))
+        {
+            if (node.AssignedNow() is { Count: > 0 } still && Persists($"revoked {node.Name}", now))
+            {
+                Fail($"{node.Name} was revoked {(now - node.RevokedAt!.Value).TotalSeconds:0.0}s ago and still has replicas assigned: {string.Join(", ", still)}");
+                return;
             }
         }
 

@@ -44,6 +44,8 @@ internal sealed class SimNode : IAssignedReplicas
     public Dictionary<string, string> Labels { get; }
     public TimeSpan Phase { get; set; }
     public bool Alive { get; private set; } = true;
+    /// <summary>When an operator revoked this node's credentials (orchctl node revoke), or null.</summary>
+    public DateTimeOffset? RevokedAt { get; set; }
     public bool OrchdUp => Alive && _sim.Now >= OrchdDownUntil;
     public DateTimeOffset OrchdDownUntil { get; set; } = DateTimeOffset.MinValue;
     public DateTimeOffset LinkDownUntil { get; set; } = DateTimeOffset.MinValue;
