@@ -61,6 +61,10 @@ public sealed partial class NodeAgent : IAsyncDisposable
     private NatsConnection? _connection;
     private readonly TaskCompletionSource<NatsConnection> _connected = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private int _opens;
+    private readonly TimeSpan _refusedFor;
+    private readonly TimeProvider _clock;
+    private DateTimeOffset? _refusedSince;
+    private int _disowned;
     private int _attempts;
     private bool _serving;
 
@@ -70,6 +74,8 @@ public sealed partial class NodeAgent : IAsyncDisposable
         _nats = nats;
         _logger = logger;
         _supervisor = supervisor;
+        _refusedFor = (fleet ?? new FleetOptions()).EffectiveFenceAfter;
+        _clock = (fleet ?? new FleetOptions()).Clock;
         _api = supervisor is null ? null : new NodeApiResponder(supervisor);
         _streams = supervisor is null ? null : new NodeApiStreams(supervisor);
         Member = supervisor is null ? null : new FleetMember(identity, supervisor, fleet ?? new FleetOptions(), logger);
@@ -174,21 +180,56 @@ public sealed partial class NodeAgent : IAsyncDisposable
     /// </summary>
     private ValueTask OnServerErrorAsync(object? sender, NatsServerErrorEventArgs e)
     {
-        if (e.Error.Contains("Authentication Revoked", StringComparison.OrdinalIgnoreCase) && Member is { } member)
+        if (e.Error.Contains("Authentication Revoked", StringComparison.OrdinalIgnoreCase))
         {
-            _ = Task.Run(async () =>
-            {
-                try
-                {
-                    await member.DisownAsync($"the server said '{e.Error.Trim()}'").ConfigureAwait(false);
-                }
-                catch (Exception x) when (x is not OutOfMemoryException)
-                {
-                    LogUnsafe(_logger, $"removing the fleet's replicas after revocation failed: {x.Message}");
-                }
-            });
+            Disown($"the server said '{e.Error.Trim()}'");
+        }
+        else
+        {
+            NoteRefusal(e.Error);
         }
         return ValueTask.CompletedTask;
+    }
+
+    /// <summary>
+    /// The servers refuse this node's credentials ("Authorization Violation": revoked while this
+    /// node was away, or its JWT expired while it was offline). Refused for fence_after without one
+    /// connect in between, the node is no longer part of the fleet, which took it for lost and
+    /// moved its replicas long ago: it removes them too, so nothing runs twice. (A node that only
+    /// cannot reach the servers keeps running: that is the edge default.)
+    /// </summary>
+    private void NoteRefusal(string error)
+    {
+        if (!error.Contains("Authorization Violation", StringComparison.OrdinalIgnoreCase) && !error.Contains("Authentication Expired", StringComparison.OrdinalIgnoreCase))
+        {
+            return;
+        }
+        var now = _clock.GetUtcNow();
+        _refusedSince ??= now;
+        if (now - _refusedSince.Value >= _refusedFor)
+        {
+            Disown($"the servers have refused this node's credentials since {_refusedSince.Value:u} ({error.Trim()}: revoked or expired; enrol it again)");
+        }
+    }
+
+    private void Disown(string why)
+    {
+        if (Member is not { } member || Interlocked.Exchange(ref _disowned, 1) == 1)
+        {
+            return;
+        }
+        _ = Task.Run(async () =>
+        {
+            try
+            {
+                await member.DisownAsync(why).ConfigureAwait(false);
+            }
+            catch (Exception x) when (x is not OutOfMemoryException)
+            {
+                Interlocked.Exchange(ref _disowned, 0);
+                LogUnsafe(_logger, $"removing the fleet's replicas after revocation failed: {x.Message}");
+            }
+        });
     }
 
     private async Task<NatsConnection?> ConnectWithBackoffAsync(CancellationToken cancellationToken)
@@ -208,6 +249,7 @@ public sealed partial class NodeAgent : IAsyncDisposable
             {
                 await connecting.WaitAsync(cancellationToken).ConfigureAwait(false);
                 _attempts = attempt;
+                _refusedSince = null;
                 return connection;
             }
             catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
@@ -222,6 +264,7 @@ public sealed partial class NodeAgent : IAsyncDisposable
             {
                 await DisposeQuietlyAsync(connection).ConfigureAwait(false);
                 var reason = Reason(e);
+                NoteRefusal(reason);
                 // One warning when the situation changes, then a reminder every 20 attempts:
                 // a node offline for a day must not fill its disk with the same line.
                 if (reason != lastReason || attempt % 20 == 0)
@@ -380,6 +423,7 @@ public sealed partial class NodeAgent : IAsyncDisposable
 
     private ValueTask OnReconnectedAsync(object? sender, NatsEventArgs args)
     {
+        _refusedSince = null; // accepted again: whatever refused it is over
         if (Interlocked.Increment(ref _opens) == 1)
         {
             return ValueTask.CompletedTask; // the first connect, logged by ConnectWithBackoffAsync

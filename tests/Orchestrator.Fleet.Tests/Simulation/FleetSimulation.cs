@@ -459,9 +459,11 @@ public sealed class FleetSimulation
         }
 
         // 5. A revoked node is lost at once: once a scheduler could have run a pass since the
-        //    revocation (hub up, a lease taken over, the settle time), nothing is assigned to it.
+        //    revocation (hub up, another node healthy long enough to take the lease, settle and
+        //    pass), nothing is assigned to it.
         var revokedWindow = _options.LeaderLease + _options.SettleTime + 2 * _options.SchedulePeriod + _options.Heartbeat * 2 + TimeSpan.FromSeconds(2);
-        foreach (var node in _nodes.Where(n => n.RevokedAt is { } at && now - Max(at, _hubBackAt) > revokedWindow && !HubDown))
+        foreach (var node in _nodes.Where(n => n.RevokedAt is { } at && now - Max(at, _hubBackAt) > revokedWindow && !HubDown
+            && _nodes.Any(other => other != n && Healthy(other, revokedWindow))))
         {
             if (node.AssignedNow() is { Count: > 0 } still && Persists($"revoked {node.Name}", now))
             {

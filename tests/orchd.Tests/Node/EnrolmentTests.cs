@@ -185,6 +185,65 @@ public sealed class EnrolmentTests
         }
     }
 
+    [Fact(Timeout = 180_000)]
+    public async Task A_device_revoked_while_it_was_away_removes_the_fleets_replicas_once_the_servers_keep_refusing_it()
+    {
+        Requires.Root();
+        using var dir = new TempDir("orch-enrol");
+        var init = await Orchctl.RunAsync("identity", "init", dir.Combine("id"));
+        Assert.True(init.Code == 0, init.All);
+        await using var server = await NatsServer.StartAsync(await File.ReadAllTextAsync(dir.Combine("id", "server", "nats-server.conf")));
+        await using var service = DaemonProcess.Start(Repo.Binary("orchd"), ["identity", "serve", "--dir", dir.Combine("id", "service"), "--nats-url", server.Url, "--config", "/dev/null"]);
+        await service.WaitForLogAsync("identity service for account", TimeSpan.FromSeconds(20));
+        string[] admin = ["--server", server.Url, "--creds", dir.Combine("id", "admin.creds")];
+        await using var adminConnection = IdentityConnection(server.Url, dir.Combine("id", "admin.creds"));
+        var hosts = new List<NodeHost>();
+        string[] fast = ["--heartbeat", "1s", "--unreachable-after", "20s", "--lost-after", "60s", "--leader-lease", "3s", "--fence-after", "6s"];
+        try
+        {
+            foreach (var (name, flags) in new[] { ("core-1", (string[])["--labels", "role=core", "--scheduler"]), ("edge-1", ["--labels", "role=edge"]) })
+            {
+                var token = await Orchctl.RunAsync([.. admin, "node", "token", "create", .. flags]);
+                Assert.True(token.Code == 0, token.All);
+                var host = await NodeHost.StartAsync(sharedNats: server, name: name, start: false);
+                hosts.Add(host);
+                await using (var enroll = DaemonProcess.Start(Repo.Binary("orchd"), ["enroll", server.Url, token.Out.Trim(), "--state-dir", host.StateDir, "--node-name", name, "--config", "/dev/null"]))
+                {
+                    Assert.True(await enroll.WaitForExitAsync(TimeSpan.FromSeconds(30)) == 0, enroll.Output);
+                }
+                host.ClientOpts = adminConnection.Opts with { };
+                await host.StartOrchdAsync(fast);
+            }
+            await adminConnection.ConnectAsync();
+            await new FleetClient(adminConnection).ApplyAsync([FleetHarness.Sleepers("job", 1, selector: new() { ["role"] = "edge" })]);
+            var edge = hosts[1];
+            await FleetHarness.WaitForRunningAsync(hosts, "job-", r => r["edge-1"].Count == 1, "job-0 on edge-1");
+
+            // edge-1's orchd is away (its container runs on); meanwhile it is revoked.
+            await edge.KillOrchdAsync();
+            var revoke = await Orchctl.RunAsync([.. admin, "node", "revoke", "edge-1"]);
+            Assert.True(revoke.Code == 0, revoke.All);
+            Assert.Single(Directory.GetDirectories(Path.Combine(edge.RunDir, "runtime")));
+
+            // Back, it is refused at every connect; after fence_after of refusals it removes the
+            // replica the fleet took from it. (It never hears "revoked": the servers only refuse it.)
+            var again = DaemonProcess.Start(Repo.Binary("orchd"), edge.Args(fast));
+            await using (again)
+            {
+                await again.WaitForLogAsync("refused this node's credentials", TimeSpan.FromSeconds(60));
+                await Eventually.TrueAsync("edge-1's runtime to hold no container", () => Task.FromResult(Directory.GetDirectories(Path.Combine(edge.RunDir, "runtime")).Length == 0),
+                    TimeSpan.FromSeconds(30), () => again.Output, TimeSpan.FromMilliseconds(200));
+                Assert.Contains("authorization violation", again.Output, StringComparison.OrdinalIgnoreCase);
+                again.Signal(15);
+                await again.WaitForExitAsync(TimeSpan.FromSeconds(30));
+            }
+        }
+        finally
+        {
+            await FleetHarness.DisposeAllAsync(hosts);
+        }
+    }
+
     private static NatsConnection IdentityConnection(string url, string creds) => new(NatsOpts.Default with
     {
         Url = url, AuthOpts = NatsAuthOpts.Default with { CredsFile = creds }, ConnectTimeout = TimeSpan.FromSeconds(5),
