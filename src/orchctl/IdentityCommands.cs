@@ -101,7 +101,7 @@ internal static class IdentityCommands
             default:
                 throw new UsageException(command == "node"
                     ? "node token create [--labels k=v,…] [--uses N] [--ttl 24h] [--scheduler] | node token revoke ID | node revoke NODE"
-                    : "identity init DIR … | identity user create NAME --role viewer|deployer|admin -o FILE [--ttl 30d]");
+                    : "identity init DIR … | identity user create NAME --role viewer|deployer|admin|leaf -o FILE [--ttl 30d]");
         }
     }
 
