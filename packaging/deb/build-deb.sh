@@ -73,6 +73,7 @@ install -d "$root/DEBIAN" "$root/usr/bin" "$root/lib/systemd/system" "$root/etc/
 
 install -m 0755 "$bin_dir/orchd" "$bin_dir/orchctl" "$bin_dir/orch-runc" "$root/usr/bin/"
 install -m 0644 "$repo/systemd/orchd.service" "$root/lib/systemd/system/orchd.service"
+install -m 0644 "$repo/systemd/orchd-identity.service" "$root/lib/systemd/system/orchd-identity.service"
 install -D -m 0755 "$repo/packaging/update/orchd-update-guard" "$root/usr/lib/orchestrator/orchd-update-guard"
 install -m 0644 "$repo/packaging/config/orchd.yaml" "$root/etc/orchestrator/orchd.yaml"
 install -m 0644 "$repo/packaging/tmpfiles/orchestrator.conf" "$root/usr/lib/tmpfiles.d/orchestrator.conf"

@@ -114,7 +114,7 @@ public sealed class PackagingTests : IAsyncLifetime
 
     private static readonly string[] s_packagedFiles =
     [
-        "./usr/bin/orchd", "./usr/bin/orchctl", "./usr/bin/orch-runc", "./lib/systemd/system/orchd.service",
+        "./usr/bin/orchd", "./usr/bin/orchctl", "./usr/bin/orch-runc", "./lib/systemd/system/orchd.service", "./lib/systemd/system/orchd-identity.service",
         "./etc/orchestrator/orchd.yaml", "./usr/lib/tmpfiles.d/orchestrator.conf", "./usr/share/man/man8/orchd.8.gz",
         "./usr/share/man/man1/orchctl.1.gz", "./usr/share/man/man8/orch-runc.8.gz", "./usr/share/bash-completion/completions/orchctl",
         "./usr/share/doc/orchestrator/copyright",
@@ -187,8 +187,9 @@ public sealed class PackagingTests : IAsyncLifetime
             // Installed, not enabled: nothing in a .wants directory.
             Assert.False(File.Exists("/etc/systemd/system/multi-user.target.wants/orchd.service"));
             // The installed unit verifies against the installed binary.
-            var analyze = DaemonProcess.Start(Requires.Program("systemd-analyze", "systemd"), ["verify", "/lib/systemd/system/orchd.service"]);
+            var analyze = DaemonProcess.Start(Requires.Program("systemd-analyze", "systemd"), ["verify", "/lib/systemd/system/orchd.service", "/lib/systemd/system/orchd-identity.service"]);
             Assert.True(await analyze.WaitForExitAsync(s_wait) == 0 && analyze.Stderr.Count == 0, analyze.Output);
+            Assert.False(File.Exists("/etc/systemd/system/multi-user.target.wants/orchd-identity.service"));
             var man = await RunAsync("man", "-w", "orchd");
             Assert.Contains("/usr/share/man/man8/orchd.8.gz", man.Stdout);
 
