@@ -17,6 +17,8 @@ internal static class Help
         text.AppendLine("  orchd image COMMAND ...       the node's images: list, inspect, pull, push --nats, import, export, rm, gc");
         text.AppendLine("  orchd teardown [flags]        with orchd stopped: stop this node's containers, remove its bridge, nft table,");
         text.AppendLine("                                cgroups and mounts (what `dpkg -r` does); the state dir is kept");
+        text.AppendLine("  orchd enroll URL TOKEN        join the fleet with a one-time token: this device's own key, its credentials");
+        text.AppendLine("  orchd identity serve --dir D  the fleet's identity service: tokens, enrolment, renewal, revocation");
         text.AppendLine("  orchd --version | --help");
         text.AppendLine();
         text.AppendLine("Every setting can come from the config file (YAML), an ORCHD_* environment variable or a");

@@ -256,9 +256,10 @@ public static class NatsJwt
         return Convert.FromBase64String(s.PadRight(s.Length + (4 - s.Length % 4) % 4, '='));
     }
 
-    private static string Base32(ReadOnlySpan<byte> data)
+    /// <summary>RFC 4648 base32 without padding (upper case: jti; lower case: token ids).</summary>
+    public static string Base32(ReadOnlySpan<byte> data, bool lowerCase = false)
     {
-        const string alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+        var alphabet = lowerCase ? "abcdefghijklmnopqrstuvwxyz234567" : "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
         var text = new StringBuilder((data.Length * 8 + 4) / 5);
         int buffer = 0, bits = 0;
         foreach (var b in data)

@@ -107,7 +107,7 @@ public sealed class IdentityService(INatsConnection nats, INatsConnection system
         }
         var now = clock.GetUtcNow();
         var expires = now.AddSeconds(ttl);
-        var id = Base32Id(RandomNumberGenerator.GetBytes(10));
+        var id = NatsJwt.Base32(RandomNumberGenerator.GetBytes(10), lowerCase: true);
         var secret = NatsJwt.ToBase64Url(RandomNumberGenerator.GetBytes(24));
         using var user = KeyPair.CreatePair(PrefixByte.User);
         var jwt = NatsJwt.User(accountSigning, info.Account, user.GetPublicKey(), $"enrol-{id}", FleetPermissions.Enrolment(id), now, expires, ["orch-enrolment"]);
@@ -497,24 +497,6 @@ public sealed class IdentityService(INatsConnection nats, INatsConnection system
     private static string Safe(string text) => text.Length > 64 ? text[..64] + "…" : new string(text.Select(c => char.IsControl(c) ? '?' : c).ToArray());
 
     private static string Hash(string secret) => Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(secret)));
-
-    private static string Base32Id(byte[] data)
-    {
-        const string alphabet = "abcdefghijklmnopqrstuvwxyz234567";
-        var text = new StringBuilder();
-        int buffer = 0, bits = 0;
-        foreach (var b in data)
-        {
-            buffer = (buffer << 8) | b;
-            bits += 8;
-            while (bits >= 5)
-            {
-                text.Append(alphabet[(buffer >> (bits - 5)) & 31]);
-                bits -= 5;
-            }
-        }
-        return text.ToString();
-    }
 
     private INatsKVStore Bucket => _bucket ?? throw new InvalidOperationException("the identity service is not running");
 

@@ -23,37 +23,26 @@ public sealed class EnrolmentTests
         var signKey = dir.Combine("op.nk");
         var keys = await Orchctl.RunAsync("keys", "create", "-o", signKey);
         Assert.True(keys.Code == 0, keys.All);
-        var init = await Orchctl.RunAsync("identity", "init", dir.Combine("id"), "--name", "lab", "--trusted-key", keys.Out.Trim());
-        Assert.True(init.Code == 0, init.All);
+        await using var hub = await Hub.StartAsync(dir, "--name", "lab", "--trusted-key", keys.Out.Trim());
         Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(dir.Combine("id", "offline", "operator.nk")));
-        await using var server = await NatsServer.StartAsync(await File.ReadAllTextAsync(dir.Combine("id", "server", "nats-server.conf")));
-        await using var service = DaemonProcess.Start(Repo.Binary("orchd"), ["identity", "serve", "--dir", dir.Combine("id", "service"), "--nats-url", server.Url, "--config", "/dev/null"]);
-        await service.WaitForLogAsync("identity service for account", TimeSpan.FromSeconds(20));
-        string[] admin = ["--server", server.Url, "--creds", dir.Combine("id", "admin.creds")];
+        await hub.StartServiceAsync();
+        var admin = hub.Admin;
+        var server = hub.Server;
+        var adminConnection = hub.AdminConnection;
 
-        var schedulerToken = await Orchctl.RunAsync([.. admin, "node", "token", "create", "--labels", "site=lab,role=core", "--scheduler"]);
-        Assert.True(schedulerToken.Code == 0, schedulerToken.All);
+        var schedulerToken = await hub.TokenAsync("--labels", "site=lab,role=core", "--scheduler");
         var workerToken = await Orchctl.RunAsync([.. admin, "node", "token", "create", "--labels", "site=lab,role=edge", "--uses", "2", "--ttl", "1h"]);
         Assert.True(workerToken.Code == 0, workerToken.All);
         Assert.Contains("2 use(s)", workerToken.Err, StringComparison.Ordinal);
 
         var hosts = new List<NodeHost>();
         var lease = new[] { "--heartbeat", "1s", "--unreachable-after", "20s", "--lost-after", "60s", "--leader-lease", "3s" };
-        await using var adminConnection = IdentityConnection(server.Url, dir.Combine("id", "admin.creds"));
         try
         {
-            foreach (var (name, token) in new[] { ("gw-1", schedulerToken.Out.Trim()), ("gw-2", workerToken.Out.Trim()), ("gw-3", workerToken.Out.Trim()) })
+            foreach (var (name, token) in new[] { ("gw-1", schedulerToken), ("gw-2", workerToken.Out.Trim()), ("gw-3", workerToken.Out.Trim()) })
             {
-                var host = await NodeHost.StartAsync(sharedNats: server, name: name, start: false);
-                hosts.Add(host);
-                await using (var enroll = DaemonProcess.Start(Repo.Binary("orchd"), ["enroll", server.Url, token, "--state-dir", host.StateDir, "--node-name", name, "--config", "/dev/null"]))
-                {
-                    Assert.True(await enroll.WaitForExitAsync(TimeSpan.FromSeconds(30)) == 0, enroll.Output);
-                    Assert.Contains($"enrolled as {name}", enroll.Output, StringComparison.Ordinal);
-                }
-                host.ClientOpts = adminConnection.Opts with { };
                 // No credentials, labels or trusted keys on the command line: all from the enrolment.
-                await host.StartOrchdAsync(lease);
+                hosts.Add(await hub.EnrolledNodeAsync(name, token, lease));
             }
             // The worker token's two uses are spent: a fourth device is refused, with the fix.
             using (var fourth = new TempDir("orch-enrol-4"))
@@ -74,7 +63,6 @@ public sealed class EnrolmentTests
             }
             Assert.Contains("role=edge", nodes.Out, StringComparison.Ordinal);
             // Signed by the key `identity init` was given: every node got it as its trusted key.
-            await adminConnection.ConnectAsync();
             var fleet = new FleetClient(adminConnection);
             var manifest = dir.Combine("web.yaml");
             await File.WriteAllTextAsync(manifest, $$"""
@@ -111,12 +99,17 @@ public sealed class EnrolmentTests
             // The fleet takes it for lost at once (lost_after is 60 s) and both replicas run on gw-2.
             await FleetHarness.WaitForRunningAsync(hosts, "web-", r => r["gw-2"].Count == 2, "both web replicas on gw-2 after gw-3 was revoked");
             Assert.True(watch.Elapsed < TimeSpan.FromSeconds(30), $"re-placed after {watch.Elapsed.TotalSeconds:0.0} s; lost_after is 60 s");
+            TestContext.Current.SendDiagnosticMessage($"revoke -> replica running on gw-2: {watch.Elapsed.TotalSeconds:0.0} s");
             // The device itself was told, and removed the fleet's replicas (nothing runs twice).
             await revoked.Daemon.WaitForLogAsync("credentials were revoked", TimeSpan.FromSeconds(20));
             await Eventually.TrueAsync("gw-3's runtime to hold no container", () => Task.FromResult(Directory.GetDirectories(Path.Combine(revoked.RunDir, "runtime")).Length == 0),
                 TimeSpan.FromSeconds(30), () => string.Join(",", Directory.GetDirectories(Path.Combine(revoked.RunDir, "runtime"))), TimeSpan.FromMilliseconds(200));
             var after = await Orchctl.RunAsync([.. admin, "get", "nodes"]);
             Assert.Matches(@"gw-3\s+lost,revoked", after.Out);
+            // An uncordon cannot bring it back: the setting is the identity service's.
+            var uncordon = await Orchctl.RunAsync([.. admin, "uncordon", "gw-3"]);
+            Assert.NotEqual(0, uncordon.Code);
+            Assert.Contains("node 'gw-3' is revoked", uncordon.Err, StringComparison.Ordinal);
             // It keeps trying and keeps being refused: still out after a while.
             await Task.Delay(3000);
             Assert.Null(await fleet.GetNodeInfoAsync("gw-3", TimeSpan.FromSeconds(1)));
@@ -132,55 +125,43 @@ public sealed class EnrolmentTests
     {
         Requires.Root();
         using var dir = new TempDir("orch-enrol");
-        var init = await Orchctl.RunAsync("identity", "init", dir.Combine("id"));
-        Assert.True(init.Code == 0, init.All);
-        await using var server = await NatsServer.StartAsync(await File.ReadAllTextAsync(dir.Combine("id", "server", "nats-server.conf")));
-        string[] admin = ["--server", server.Url, "--creds", dir.Combine("id", "admin.creds")];
-        await using var adminConnection = IdentityConnection(server.Url, dir.Combine("id", "admin.creds"));
+        await using var hub = await Hub.StartAsync(dir);
         var hosts = new List<NodeHost>();
-        DaemonProcess? service = null;
         try
         {
             // The token is made while a service runs; then the service goes away (the hub's side is down).
-            service = DaemonProcess.Start(Repo.Binary("orchd"), ["identity", "serve", "--dir", dir.Combine("id", "service"), "--nats-url", server.Url, "--config", "/dev/null"]);
-            await service.WaitForLogAsync("identity service for account", TimeSpan.FromSeconds(20));
-            var token = await Orchctl.RunAsync([.. admin, "node", "token", "create", "--labels", "site=factory", "--scheduler"]);
-            Assert.True(token.Code == 0, token.All);
-            await service.DisposeAsync();
-            service = null;
+            await hub.StartServiceAsync();
+            var token = await hub.TokenAsync("--labels", "site=factory", "--scheduler");
+            await hub.StopServiceAsync();
 
             // A malformed token is a configuration error at once (78), before anything else.
-            var host = await NodeHost.StartAsync(sharedNats: server, name: "fab-1", start: false);
+            var host = await NodeHost.StartAsync(sharedNats: hub.Server, name: "fab-1", start: false);
             hosts.Add(host);
             await using (var bad = DaemonProcess.Start(Repo.Binary("orchd"), host.Args(["--nats-enroll-token", "orchtok1.garbage"])))
             {
                 Assert.Equal(78, await bad.WaitForExitAsync(TimeSpan.FromSeconds(20)));
                 Assert.Contains("nats.enroll_token", bad.Output, StringComparison.Ordinal);
             }
-            host.ClientOpts = adminConnection.Opts with { };
-            var start = host.StartOrchdAsync(["--nats-enroll-token", token.Out.Trim(), "--heartbeat", "1s"]);
+            host.ClientOpts = hub.AdminConnection.Opts with { };
+            var start = host.StartOrchdAsync(["--nats-enroll-token", token, "--heartbeat", "1s"]);
             await Eventually.TrueAsync("orchd to say it waits to enrol", () => Task.FromResult(host.Daemon.Output.Contains("cannot enrol yet", StringComparison.Ordinal)),
                 TimeSpan.FromSeconds(20), () => host.Daemon.Output, TimeSpan.FromMilliseconds(200));
             Assert.False(start.IsCompleted);
-            service = DaemonProcess.Start(Repo.Binary("orchd"), ["identity", "serve", "--dir", dir.Combine("id", "service"), "--nats-url", server.Url, "--config", "/dev/null"]);
+            await hub.StartServiceAsync();
             await start.WaitAsync(TimeSpan.FromSeconds(90));
             Assert.Contains("enrolled as fab-1 with nats.enroll_token", host.Daemon.Output, StringComparison.Ordinal);
             Assert.True(File.Exists(Path.Combine(host.StateDir, "identity", "node.creds")));
-            var nodes = await Orchctl.RunAsync([.. admin, "get", "nodes", "-o", "wide"]);
+            var nodes = await Orchctl.RunAsync([.. hub.Admin, "get", "nodes", "-o", "wide"]);
             Assert.Matches(@"fab-1\s+ready", nodes.Out);
             Assert.Contains("site=factory", nodes.Out, StringComparison.Ordinal);
 
             // Started again with the same (now spent) token in its configuration: it does not enrol again.
             await host.KillOrchdAsync();
-            await host.StartOrchdAsync(["--nats-enroll-token", token.Out.Trim(), "--heartbeat", "1s"]);
+            await host.StartOrchdAsync(["--nats-enroll-token", token, "--heartbeat", "1s"]);
             Assert.DoesNotContain("enrolled as", host.Daemon.Output, StringComparison.Ordinal);
         }
         finally
         {
-            if (service is not null)
-            {
-                await service.DisposeAsync();
-            }
             await FleetHarness.DisposeAllAsync(hosts);
         }
     }
@@ -190,31 +171,16 @@ public sealed class EnrolmentTests
     {
         Requires.Root();
         using var dir = new TempDir("orch-enrol");
-        var init = await Orchctl.RunAsync("identity", "init", dir.Combine("id"));
-        Assert.True(init.Code == 0, init.All);
-        await using var server = await NatsServer.StartAsync(await File.ReadAllTextAsync(dir.Combine("id", "server", "nats-server.conf")));
-        await using var service = DaemonProcess.Start(Repo.Binary("orchd"), ["identity", "serve", "--dir", dir.Combine("id", "service"), "--nats-url", server.Url, "--config", "/dev/null"]);
-        await service.WaitForLogAsync("identity service for account", TimeSpan.FromSeconds(20));
-        string[] admin = ["--server", server.Url, "--creds", dir.Combine("id", "admin.creds")];
-        await using var adminConnection = IdentityConnection(server.Url, dir.Combine("id", "admin.creds"));
+        await using var hub = await Hub.StartAsync(dir);
+        await hub.StartServiceAsync();
+        var admin = hub.Admin;
+        var adminConnection = hub.AdminConnection;
         var hosts = new List<NodeHost>();
         string[] fast = ["--heartbeat", "1s", "--unreachable-after", "20s", "--lost-after", "60s", "--leader-lease", "3s", "--fence-after", "6s"];
         try
         {
-            foreach (var (name, flags) in new[] { ("core-1", (string[])["--labels", "role=core", "--scheduler"]), ("edge-1", ["--labels", "role=edge"]) })
-            {
-                var token = await Orchctl.RunAsync([.. admin, "node", "token", "create", .. flags]);
-                Assert.True(token.Code == 0, token.All);
-                var host = await NodeHost.StartAsync(sharedNats: server, name: name, start: false);
-                hosts.Add(host);
-                await using (var enroll = DaemonProcess.Start(Repo.Binary("orchd"), ["enroll", server.Url, token.Out.Trim(), "--state-dir", host.StateDir, "--node-name", name, "--config", "/dev/null"]))
-                {
-                    Assert.True(await enroll.WaitForExitAsync(TimeSpan.FromSeconds(30)) == 0, enroll.Output);
-                }
-                host.ClientOpts = adminConnection.Opts with { };
-                await host.StartOrchdAsync(fast);
-            }
-            await adminConnection.ConnectAsync();
+            hosts.Add(await hub.EnrolledNodeAsync("core-1", await hub.TokenAsync("--labels", "role=core", "--scheduler"), fast));
+            hosts.Add(await hub.EnrolledNodeAsync("edge-1", await hub.TokenAsync("--labels", "role=edge"), fast));
             await new FleetClient(adminConnection).ApplyAsync([FleetHarness.Sleepers("job", 1, selector: new() { ["role"] = "edge" })]);
             var edge = hosts[1];
             await FleetHarness.WaitForRunningAsync(hosts, "job-", r => r["edge-1"].Count == 1, "job-0 on edge-1");
@@ -244,8 +210,74 @@ public sealed class EnrolmentTests
         }
     }
 
-    private static NatsConnection IdentityConnection(string url, string creds) => new(NatsOpts.Default with
+    /// <summary>
+    /// A hub in operator mode: `orchctl identity init` in DIR/id, nats-server with its
+    /// configuration, the admin's flags and connection, and `orchd identity serve` on demand.
+    /// </summary>
+    private sealed class Hub : IAsyncDisposable
     {
-        Url = url, AuthOpts = NatsAuthOpts.Default with { CredsFile = creds }, ConnectTimeout = TimeSpan.FromSeconds(5),
-    });
+        private DaemonProcess? _service;
+
+        public required string Dir { get; init; }
+        public required NatsServer Server { get; init; }
+        public required NatsConnection AdminConnection { get; init; }
+        public string[] Admin => ["--server", Server.Url, "--creds", Path.Combine(Dir, "admin.creds")];
+
+        public static async Task<Hub> StartAsync(TempDir dir, params string[] initFlags)
+        {
+            var init = await Orchctl.RunAsync(["identity", "init", dir.Combine("id"), .. initFlags]);
+            Assert.True(init.Code == 0, init.All);
+            var server = await NatsServer.StartAsync(await File.ReadAllTextAsync(dir.Combine("id", "server", "nats-server.conf")));
+            var admin = new NatsConnection(NatsOpts.Default with
+            {
+                Url = server.Url, AuthOpts = NatsAuthOpts.Default with { CredsFile = dir.Combine("id", "admin.creds") }, ConnectTimeout = TimeSpan.FromSeconds(5),
+            });
+            await admin.ConnectAsync();
+            return new Hub { Dir = dir.Combine("id"), Server = server, AdminConnection = admin };
+        }
+
+        public async Task StartServiceAsync()
+        {
+            _service = DaemonProcess.Start(Repo.Binary("orchd"), ["identity", "serve", "--dir", Path.Combine(Dir, "service"), "--nats-url", Server.Url, "--config", "/dev/null"]);
+            await _service.WaitForLogAsync("identity service for account", TimeSpan.FromSeconds(20));
+        }
+
+        public async Task StopServiceAsync()
+        {
+            if (_service is not null)
+            {
+                await _service.DisposeAsync();
+                _service = null;
+            }
+        }
+
+        /// <summary>`orchctl node token create FLAGS` as the admin: the token.</summary>
+        public async Task<string> TokenAsync(params string[] flags)
+        {
+            var token = await Orchctl.RunAsync([.. Admin, "node", "token", "create", .. flags]);
+            Assert.True(token.Code == 0, token.All);
+            return token.Out.Trim();
+        }
+
+        /// <summary>A node host enrolled with `orchd enroll` and its orchd started with <paramref name="orchdArgs"/> (no credentials: the enrolment's).</summary>
+        public async Task<NodeHost> EnrolledNodeAsync(string name, string token, string[] orchdArgs)
+        {
+            var host = await NodeHost.StartAsync(sharedNats: Server, name: name, start: false);
+            await using (var enroll = DaemonProcess.Start(Repo.Binary("orchd"), ["enroll", Server.Url, token, "--state-dir", host.StateDir, "--node-name", name, "--config", "/dev/null"]))
+            {
+                Assert.True(await enroll.WaitForExitAsync(TimeSpan.FromSeconds(30)) == 0, enroll.Output);
+                Assert.Contains($"enrolled as {name}", enroll.Output, StringComparison.Ordinal);
+            }
+            host.ClientOpts = AdminConnection.Opts with { };
+            await host.StartOrchdAsync(orchdArgs);
+            return host;
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            await StopServiceAsync();
+            await AdminConnection.DisposeAsync();
+            await Server.DisposeAsync();
+        }
+    }
 }
