@@ -121,7 +121,8 @@ install:
 	install -D -m 755 $(OUT)/orch-runc $(DESTDIR)$(PREFIX)/bin/orch-runc
 	install -D -m 755 packaging/update/orchd-update-guard $(DESTDIR)$(PREFIX)/lib/orchestrator/orchd-update-guard
 	install -D -m 644 systemd/orchd.service $(DESTDIR)/lib/systemd/system/orchd.service
-	@if [ "$(PREFIX)" != /usr ]; then sed -i 's|/usr/bin/orchd|$(PREFIX)/bin/orchd|; s|/usr/lib/orchestrator/|$(PREFIX)/lib/orchestrator/|' $(DESTDIR)/lib/systemd/system/orchd.service; fi
+	install -D -m 644 systemd/orchd-identity.service $(DESTDIR)/lib/systemd/system/orchd-identity.service
+	@if [ "$(PREFIX)" != /usr ]; then sed -i 's|/usr/bin/orchd|$(PREFIX)/bin/orchd|; s|/usr/lib/orchestrator/|$(PREFIX)/lib/orchestrator/|' $(DESTDIR)/lib/systemd/system/orchd.service $(DESTDIR)/lib/systemd/system/orchd-identity.service; fi
 	@test -e $(DESTDIR)/etc/orchestrator/orchd.yaml || install -D -m 644 packaging/config/orchd.yaml $(DESTDIR)/etc/orchestrator/orchd.yaml
 
 # Every test project, against the binaries just published, one after the other (the
