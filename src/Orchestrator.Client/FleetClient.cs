@@ -174,13 +174,14 @@ public sealed class FleetClient(INatsConnection connection)
     /// <summary>
     /// Who writes through this client, stamped into every revision it writes (ChangedBy; the
     /// events stream and `rollout history` show it): orchctl sets it from its credentials
-    /// (<see cref="NatsSettings.Actor"/>). Null: "unknown".
+    /// (<see cref="NatsSettings.Actor"/>), asked only when a deployment is written (reading the
+    /// creds file is no cost of a `get`). Null: "unknown".
     /// </summary>
-    public string? Actor { get; set; }
+    public Func<string>? Actor { get; set; }
 
     private void Stamp(Orchestrator.Api.Workloads.Deployment deployment)
     {
-        deployment.ChangedBy = Actor ?? "unknown";
+        deployment.ChangedBy = Actor?.Invoke() ?? "unknown";
         deployment.ChangedAt = DateTimeOffset.UtcNow;
     }
 

@@ -100,7 +100,7 @@ internal sealed class CommandContext(NatsConnection connection, ConnectionFlags 
     public string Version => version;
     public TimeSpan Timeout => settings.Timeout;
     /// <summary>The fleet, with this user's name stamped into every deployment revision it writes (ChangedBy).</summary>
-    public FleetClient Fleet { get; } = new(connection) { Actor = settings.ToSettings().Actor() };
+    public FleetClient Fleet { get; } = new(connection) { Actor = settings.ToSettings().Actor };
 
     /// <summary>A node's API; operations that wait on the node (exec, stop) get at least 60 s.</summary>
     public NodeClient Node(string node, TimeSpan? timeout = null) => new(connection, node, timeout ?? (Timeout < TimeSpan.FromSeconds(60) ? TimeSpan.FromSeconds(60) : Timeout));

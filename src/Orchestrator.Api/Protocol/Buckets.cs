@@ -67,7 +67,7 @@ public sealed record NodeEntry
     /// scheduler's filter, and what orchctl counts before it warns that a scale cannot be placed.
     /// </summary>
     public bool Accepts(Workloads.Deployment deployment)
-        => State == NodeCondition.Ready && !Cordoned && !Draining && !Revoked && MatchesSelector(deployment);
+        => State == NodeCondition.Ready && !Cordoned && !Draining && MatchesSelector(deployment);
 }
 
 /// <summary>What the scheduler last did about a deployment (bucket orch-deployment-status).</summary>

@@ -74,11 +74,12 @@ public sealed partial class NodeAgent : IAsyncDisposable
         _nats = nats;
         _logger = logger;
         _supervisor = supervisor;
-        _refusedFor = (fleet ?? new FleetOptions()).EffectiveFenceAfter;
-        _clock = (fleet ?? new FleetOptions()).Clock;
+        var options = fleet ?? new FleetOptions();
+        _refusedFor = options.EffectiveFenceAfter;
+        _clock = options.Clock;
         _api = supervisor is null ? null : new NodeApiResponder(supervisor);
         _streams = supervisor is null ? null : new NodeApiStreams(supervisor);
-        Member = supervisor is null ? null : new FleetMember(identity, supervisor, fleet ?? new FleetOptions(), logger);
+        Member = supervisor is null ? null : new FleetMember(identity, supervisor, options, logger);
         var warnings = new List<string>();
         if (!nats.HasAuthentication)
         {

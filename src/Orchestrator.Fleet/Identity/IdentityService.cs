@@ -30,11 +30,13 @@ public sealed class IdentityService(INatsConnection nats, INatsConnection system
 
     private readonly TimeSpan _jwtLifetime = nodeJwtLifetime ?? DefaultJwtLifetime;
     private INatsKVStore? _bucket;
+    private INatsKVStore? _settings;
 
     public async Task RunAsync(CancellationToken cancellationToken)
     {
         var kv = new NatsKVContext(new NatsJSContext((NatsConnection)nats));
         _bucket = await FleetStore.OpenAsync(kv, IdentitySubjects.Bucket, 5, cancellationToken).ConfigureAwait(false);
+        _settings = await FleetStore.OpenAsync(kv, Buckets.NodeSettings, 1, cancellationToken).ConfigureAwait(false);
         // The account as the bucket's revocations say, pushed at start: a server that missed an
         // update (down during a revoke) gets it now.
         await PushAccountAsync(await MergeServerRevocationsAsync(cancellationToken).ConfigureAwait(false), cancellationToken).ConfigureAwait(false);
@@ -320,8 +322,7 @@ public sealed class IdentityService(INatsConnection nats, INatsConnection system
     /// </summary>
     private async Task SetRevokedAsync(string node, bool revoked, CancellationToken cancellationToken)
     {
-        var kv = new NatsKVContext(new NatsJSContext((NatsConnection)nats));
-        var settings = await FleetStore.OpenAsync(kv, Buckets.NodeSettings, 1, cancellationToken).ConfigureAwait(false);
+        var settings = _settings ?? throw new InvalidOperationException("the identity service is not running");
         for (var attempt = 0; attempt < 20; attempt++)
         {
             NodeSettings current = new();

@@ -163,7 +163,6 @@ public sealed class IdentityTests
             var cleared = await settingsBucket.GetEntryAsync<byte[]>("gw-17", cancellationToken: TestContext.Current.CancellationToken);
             Assert.False(System.Text.Json.JsonSerializer.Deserialize(cleared.Value, FleetJsonContext.Default.NodeSettings)!.Revoked);
         }
-        return;
     }
 
     [Fact]
