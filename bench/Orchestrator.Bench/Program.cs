@@ -13,8 +13,9 @@ if (args is ["--runtime-inner", var runtimeSettings])
 
 var runs = 15;
 var idleSeconds = 10;
-var sections = new HashSet<string>(StringComparer.Ordinal) { "daemon", "runtime", "images", "node", "fleet", "hub", "containerd", "forward" };
+var sections = new HashSet<string>(StringComparer.Ordinal) { "daemon", "runtime", "images", "node", "fleet", "global", "hub", "containerd", "forward" };
 var fleet = new Orchestrator.Bench.FleetBenchSettings();
+var global = new Orchestrator.Bench.GlobalBenchSettings();
 var hub = new Orchestrator.Bench.HubWritesSettings();
 var runtimeAlso = new List<(string Label, string Path)>();
 for (var i = 0; i < args.Length; i++)
@@ -30,6 +31,10 @@ for (var i = 0; i < args.Length; i++)
         case "--fleet-replicas": fleet = fleet with { Replicas = int.Parse(args[++i], CultureInfo.InvariantCulture) }; break;
         case "--fleet-heartbeat": fleet = fleet with { HeartbeatSeconds = double.Parse(args[++i], CultureInfo.InvariantCulture) }; break;
         case "--fleet-requests": fleet = fleet with { Requests = int.Parse(args[++i], CultureInfo.InvariantCulture) }; break;
+        case "--global-nodes": global = global with { Nodes = int.Parse(args[++i], CultureInfo.InvariantCulture) }; break;
+        case "--global-hold": global = global with { HoldSeconds = int.Parse(args[++i], CultureInfo.InvariantCulture) }; break;
+        case "--global-deployments": global = global with { Deployments = int.Parse(args[++i], CultureInfo.InvariantCulture) }; break;
+        case "--global-cost-nodes": global = global with { CostNodes = int.Parse(args[++i], CultureInfo.InvariantCulture) }; break;
         case "--hub-nodes": hub = hub with { Nodes = int.Parse(args[++i], CultureInfo.InvariantCulture) }; break;
         case "--hub-containers": hub = hub with { ContainersPerNode = int.Parse(args[++i], CultureInfo.InvariantCulture) }; break;
         case "--hub-heartbeat": hub = hub with { HeartbeatSeconds = double.Parse(args[++i], CultureInfo.InvariantCulture) }; break;
@@ -42,7 +47,7 @@ for (var i = 0; i < args.Length; i++)
         default:
             Console.Error.WriteLine($"usage: bench [--bin DIR] [--runs N] [--idle-seconds S] [--only daemon|runtime|images|node|fleet|hub|containerd|forward]"
                 + $" [--fleet-nodes N] [--fleet-deployments N] [--fleet-replicas N] [--fleet-heartbeat S] [--fleet-requests N]"
-                + $" [--hub-nodes N] [--hub-containers N] [--hub-heartbeat S] [--hub-seconds S] [--hub-nodes-in-memory] [--runtime-also LABEL=PATH]; unknown '{args[i]}'");
+                + $" [--global-nodes N] [--global-hold S] [--global-deployments N] [--global-cost-nodes N] [--hub-nodes N] [--hub-containers N] [--hub-heartbeat S] [--hub-seconds S] [--hub-nodes-in-memory] [--runtime-also LABEL=PATH]; unknown '{args[i]}'");
             return 2;
     }
 }
@@ -50,6 +55,15 @@ for (var i = 0; i < args.Length; i++)
 if (sections.Contains("fleet"))
 {
     var rc = await Orchestrator.Bench.FleetBench.RunAsync(fleet);
+    if (rc != 0 || sections.Count == 1)
+    {
+        return rc;
+    }
+}
+
+if (sections.Contains("global"))
+{
+    var rc = Orchestrator.Bench.GlobalRolloutBench.Run(global);
     if (rc != 0 || sections.Count == 1)
     {
         return rc;

@@ -247,6 +247,10 @@ public sealed class FleetClient(INatsConnection connection)
     public async Task<Orchestrator.Api.Workloads.Deployment> ScaleAsync(string name, int replicas, CancellationToken cancellationToken = default)
     {
         var (bucket, revision, deployment) = await ReadRunningAsync(name, cancellationToken).ConfigureAwait(false);
+        if (deployment.IsGlobal())
+        {
+            throw new NodeRequestException(ErrorKind.Invalid, $"deployment '{name}' is global: it runs one copy on every node that matches its selector, so it has no count to scale; label nodes (orchctl node label) or change its selector to change where it runs");
+        }
         deployment.Replicas = replicas;
         deployment.Revision = null;
         deployment.Generation = (deployment.Generation ?? 1) + 1;

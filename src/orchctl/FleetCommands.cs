@@ -246,6 +246,14 @@ internal static class FleetCommands
     {
         var view = await ViewAsync(context, name).ConfigureAwait(false);
         Console.Out.WriteLine(Summary(view));
+        if (view.CurrentStatus?.Waves is { Count: > 0 } waves)
+        {
+            // Per wave: where it stands, and its replicas (devices, for a global deployment).
+            Output.Table(["WAVE", "STATE", "REPLICAS", "UPDATED", "READY", "NOT-READY", "PENDING"], waves.Select(w => new[]
+            {
+                w.Name, w.State, Output.Int(w.Replicas), Output.Int(w.Updated), Output.Int(w.Ready), Output.Int(w.NotReady), Output.Int(w.Pending),
+            }));
+        }
         if (view.Status?.RolledBack is { } why)
         {
             Console.Out.WriteLine($"rolled back: {why}");
@@ -282,7 +290,15 @@ internal static class FleetCommands
         {
             details.Add($"{s.Unschedulable.Count} unschedulable");
         }
-        return $"deployment {name}: revision {view.Deployment.ShownRevision()}, {WireNames.Of(s.Phase)}: {s.UpdatedReady}/{s.Desired} replicas updated and ready ({s.Updated} updated)"
+        if (s.NotReady > 0)
+        {
+            details.Add($"{s.NotReady} not ready{(view.Deployment.Rollout?.MaxFailed is > 0 and var tolerated ? $" (maxFailed {tolerated})" : "")}");
+        }
+        if (s.Pending > 0)
+        {
+            details.Add($"{s.Pending} on offline nodes");
+        }
+        return $"deployment {name}: revision {view.Deployment.ShownRevision()}, {WireNames.Of(s.Phase)}: {s.UpdatedReady}/{s.Desired} {(view.Deployment.IsGlobal() ? "nodes" : "replicas")} updated and ready ({s.Updated} updated)"
             + (details.Count > 0 ? ", " + string.Join(", ", details) : "");
     }
 

@@ -117,9 +117,10 @@ internal static partial class QueryCommands
         var s = view.Status;
         Field("Name", d.Name);
         Field("Revision", Output.Int((long)d.ShownRevision()));
+        var desired = d.IsGlobal() ? $"global: one per matching node ({(s is null ? "-" : Output.Int(s.Desired))})" : $"{d.Replicas} desired";
         Field("Replicas", s is null
-            ? $"{d.Replicas} desired, not scheduled yet"
-            : $"{d.Replicas} desired, {s.Placed} placed, {s.Updated} updated, {s.UpdatedReady} updated and ready{(s.Surge > 0 ? $", {s.Surge} surge" : "")}");
+            ? $"{desired}, not scheduled yet"
+            : $"{desired}, {s.Placed} placed, {s.Updated} updated, {s.UpdatedReady} updated and ready{(s.Surge > 0 ? $", {s.Surge} surge" : "")}{(s.Pending > 0 ? $", {s.Pending} on offline nodes" : "")}");
         Field("Selector", d.Selector is { Count: > 0 } sel ? Output.Labels(sel) : "<any node>");
         Field("Placement", (d.Strategy ?? "spread") + (d.SpreadBy is { } by ? $", spread by {by}" : "") + (d.AntiAffinity ? ", one replica per node" : ""));
         Field("Signed", d.Signature is { } sig ? $"by {sig.Key} (serial {sig.Serial})" : "no");
@@ -148,11 +149,15 @@ internal static partial class QueryCommands
         }
         var rollout = d.Rollout ?? new RolloutSpec();
         Console.Out.WriteLine("Rollout:");
-        Field("Strategy", $"maxUnavailable {rollout.MaxUnavailable}, maxSurge {rollout.MaxSurge}, deadline {rollout.ProgressDeadlineSeconds}s, auto rollback {(rollout.AutoRollback ? "on" : "off")}{(rollout.Paused ? ", paused" : "")}", 2);
+        Field("Strategy", $"maxUnavailable {rollout.MaxUnavailable}{(rollout.MaxUnavailablePercent is { } mp ? $" or {mp}%" : "")}, maxSurge {rollout.MaxSurge}{(rollout.MaxFailed > 0 ? $", maxFailed {rollout.MaxFailed}" : "")}, deadline {rollout.ProgressDeadlineSeconds}s, auto rollback {(rollout.AutoRollback ? "on" : "off")}{(rollout.Paused ? ", paused" : "")}", 2);
         if (rollout.Canary is { } canary)
         {
             var who = canary.Selector is { Count: > 0 } cs ? $"nodes with {Output.Labels(cs)}" : canary.Replicas is { } cr ? $"{cr} replica(s)" : canary.Percent is { } cp ? $"{cp}% of the replicas" : "-";
             Field("Canary", $"{who}, held ready for {canary.HoldSeconds}s", 2);
+        }
+        if (rollout.Waves is { Count: > 0 } waves)
+        {
+            Field("Waves", string.Join(", ", waves.Select(w => $"{w.Describe()} (hold {w.HoldSeconds}s)")) + ", then the rest", 2);
         }
         if (s is not null)
         {

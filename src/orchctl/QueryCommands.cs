@@ -216,7 +216,7 @@ internal static partial class QueryCommands
         var s = v.Status;
         var row = new List<string>
         {
-            d.Name, Output.Int((long)d.ShownRevision()), Output.Int(d.Replicas), s is null ? "-" : Output.Int(s.Placed),
+            d.Name, Output.Int((long)d.ShownRevision()), d.IsGlobal() ? (s is null ? "global" : $"global ({Output.Int(s.Desired)})") : Output.Int(d.Replicas), s is null ? "-" : Output.Int(s.Placed),
             s is null ? "-" : Output.Int(s.Updated), s is null ? "-" : Output.Int(s.UpdatedReady),
             s is null ? "pending" : s.Phase == RolloutPhase.Unknown ? "-" : WireNames.Of(s.Phase), d.Template.Image,
         };

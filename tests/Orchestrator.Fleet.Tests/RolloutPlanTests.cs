@@ -16,68 +16,10 @@ public sealed class RolloutPlanTests
         Template = new Workload { Image = "busybox", Command = ["sleep", version] },
     };
 
-    /// <summary>A small simulated fleet: nodes report every assigned replica running; ready unless told otherwise.</summary>
-    private sealed class Fleet
-    {
-        public Dictionary<string, byte[]> Assigned { get; private set; } = new(StringComparer.Ordinal);
-        public Dictionary<string, DeploymentStatus> Statuses { get; } = new(StringComparer.Ordinal);
-        public HashSet<string> NeverReady { get; } = new(StringComparer.Ordinal); // commands ("sleep v2") that never get ready
-        public List<NodeEntry> Nodes { get; } = [];
-        public HashSet<(string Node, string Replica, string Version)> EverRan { get; } = [];
-
-        public Fleet(params (string Name, string Ring)[] nodes)
-        {
-            foreach (var (name, ring) in nodes)
-            {
-                Nodes.Add(new NodeEntry
-                {
-                    State = NodeCondition.Ready,
-                    Info = new NodeInfo
-                    {
-                        Node = name, NodeId = name, Version = "1", Arch = "x64", Kernel = "6", Runtime = "native",
-                        Labels = new Dictionary<string, string> { ["ring"] = ring },
-                        Status = new NodeStatus { CpuMilliAllocatable = 4000, MemoryAllocatableBytes = 4L << 30 },
-                    },
-                });
-            }
-        }
-
-        /// <summary>One pass at <paramref name="now"/>, then the nodes run what they were given and report.</summary>
-        public DeploymentStatus Pass(Deployment deployment, DateTimeOffset now)
-        {
-            Assigned = FleetScheduler.Plan([deployment], ReportedNodes(), Assigned, Statuses, now, out var reports);
-            Statuses[deployment.Name] = reports[deployment.Name];
-            foreach (var (key, value) in Assigned)
-            {
-                var a = Assignment.Parse(value);
-                EverRan.Add((key[..key.IndexOf('.', StringComparison.Ordinal)], a.Replica, a.Template.Command![1]));
-            }
-            return reports[deployment.Name];
-        }
-
-        private List<NodeEntry> ReportedNodes() => Nodes.Select(n => n with
-        {
-            Info = n.Info with
-            {
-                Containers = Assigned.Where(a => a.Key.StartsWith(n.Info.Node + ".", StringComparison.Ordinal)).Select(a =>
-                {
-                    var workload = Assignment.Parse(a.Value).ToWorkload();
-                    return new ContainerBrief
-                    {
-                        Name = workload.Name, State = ContainerState.Running, SpecHash = Supervisor.SpecHash(workload),
-                        Ready = !NeverReady.Contains(workload.Command![1]),
-                    };
-                }).ToList(),
-            },
-        }).ToList();
-
-        public IEnumerable<string> Versions => Assigned.Values.Select(v => Assignment.Parse(v).Template.Command![1]);
-    }
-
     [Fact]
     public void Max_unavailable_keeps_enough_replicas_ready_through_a_rollout()
     {
-        var fleet = new Fleet(("a", "x"), ("b", "x"), ("c", "x"));
+        var fleet = new PlanFleet(("a", "x"), ("b", "x"), ("c", "x"));
         fleet.Pass(Web("v1", 3, null, 1), s_t0);
         fleet.Pass(Web("v1", 3, null, 1), s_t0);
         var v2 = Web("v2", 3, new RolloutSpec { MaxUnavailable = 1 }, 2);
@@ -99,7 +41,7 @@ public sealed class RolloutPlanTests
     public void Every_placed_replica_ready_but_one_without_a_node_is_degraded_not_complete()
     {
         // Anti-affinity: three replicas, two nodes: web-2 has nowhere to go.
-        var fleet = new Fleet(("a", "x"), ("b", "x"));
+        var fleet = new PlanFleet(("a", "x"), ("b", "x"));
         var web = Web("v1", 3, null, 1);
         web.AntiAffinity = true;
         fleet.Pass(web, s_t0);
@@ -122,7 +64,7 @@ public sealed class RolloutPlanTests
     [Fact]
     public void A_rollout_that_does_not_get_ready_stops_counting_as_progress()
     {
-        var fleet = new Fleet(("a", "x"), ("b", "x"), ("c", "x"));
+        var fleet = new PlanFleet(("a", "x"), ("b", "x"), ("c", "x"));
         fleet.Pass(Web("v1", 3, null, 1), s_t0);
         fleet.NeverReady.Add("bad");
         DeploymentStatus status = null!;
@@ -139,7 +81,7 @@ public sealed class RolloutPlanTests
     [Fact]
     public void Max_surge_adds_a_new_replica_before_replacing_any_and_removes_it_at_the_end()
     {
-        var fleet = new Fleet(("a", "x"), ("b", "x"), ("c", "x"));
+        var fleet = new PlanFleet(("a", "x"), ("b", "x"), ("c", "x"));
         fleet.Pass(Web("v1", 3, null, 1), s_t0);
         var v2 = Web("v2", 3, new RolloutSpec { MaxUnavailable = 0, MaxSurge = 1 }, 2);
         var first = fleet.Pass(v2, s_t0);
@@ -159,9 +101,9 @@ public sealed class RolloutPlanTests
     [Fact]
     public void A_canary_by_label_goes_first_and_the_rest_waits_for_its_hold()
     {
-        var fleet = new Fleet(("a", "canary"), ("b", "main"), ("c", "main"));
+        var fleet = new PlanFleet(("a", "canary"), ("b", "main"), ("c", "main"));
         fleet.Pass(Web("v1", 3, null, 1), s_t0);
-        var rollout = new RolloutSpec { MaxUnavailable = 1, Canary = new CanarySpec { Selector = new() { ["ring"] = "canary" }, HoldSeconds = 30 } };
+        var rollout = new RolloutSpec { MaxUnavailable = 1, Canary = new WaveSpec { Selector = new() { ["ring"] = "canary" }, HoldSeconds = 30 } };
         var v2 = Web("v2", 3, rollout, 2);
         var status = fleet.Pass(v2, s_t0);
         Assert.Equal("canary", status.Wave);
@@ -180,10 +122,10 @@ public sealed class RolloutPlanTests
     [Fact]
     public void A_failing_canary_never_reaches_the_other_nodes()
     {
-        var fleet = new Fleet(("a", "main"), ("b", "main"), ("c", "main"), ("d", "main"));
+        var fleet = new PlanFleet(("a", "main"), ("b", "main"), ("c", "main"), ("d", "main"));
         fleet.Pass(Web("v1", 4, null, 1), s_t0);
         fleet.NeverReady.Add("bad");
-        var rollout = new RolloutSpec { MaxUnavailable = 2, Canary = new CanarySpec { Percent = 25, HoldSeconds = 5 } };
+        var rollout = new RolloutSpec { MaxUnavailable = 2, Canary = new WaveSpec { Percent = 25, HoldSeconds = 5 } };
         for (var i = 0; i < 200; i++)
         {
             var status = fleet.Pass(Web("bad", 4, rollout, 2), s_t0.AddSeconds(i));

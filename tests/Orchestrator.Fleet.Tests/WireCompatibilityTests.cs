@@ -89,7 +89,7 @@ public sealed class WireCompatibilityTests
         SpreadBy = "zone",
         AntiAffinity = true,
         Fence = true,
-        Rollout = new RolloutSpec { MaxUnavailable = 1, MaxSurge = 1, Canary = new CanarySpec { Selector = new() { ["canary"] = "yes" }, Replicas = 1, Percent = 10, HoldSeconds = 20 }, ProgressDeadlineSeconds = 60, Paused = false, AutoRollback = true },
+        Rollout = new RolloutSpec { MaxUnavailable = 1, MaxSurge = 1, Canary = new WaveSpec { Selector = new() { ["canary"] = "yes" }, Replicas = 1, Percent = 10, HoldSeconds = 20 }, ProgressDeadlineSeconds = 60, Paused = false, AutoRollback = true },
         Autoscale = new AutoscaleSpec { Min = 1, Max = 5, TargetCpuPercent = 60, CooldownSeconds = 30, Metric = new MetricSpec { Subject = "orch.metrics.queue", TargetPerReplica = 10, MaxAgeSeconds = 30 } },
         Revision = 17,
         Generation = 4,

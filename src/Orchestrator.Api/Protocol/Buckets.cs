@@ -99,6 +99,24 @@ public sealed record DeploymentStatus
     public DateTimeOffset? CanaryReadySince { get; init; }
     /// <summary>The canary held: the rest of the replicas may be updated.</summary>
     public bool CanaryPassed { get; init; }
+    /// <summary>
+    /// Waves (rollout.waves) that have held ready for their hold: replicas of the waves up to this
+    /// one may be updated. The hold of the next counts from <see cref="WaveReadySince"/>.
+    /// </summary>
+    [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingDefault)]
+    public int WavesPassed { get; init; }
+    public DateTimeOffset? WaveReadySince { get; init; }
+    /// <summary>Per wave of rollout.waves (the last one being what no wave took): where it stands; null without waves.</summary>
+    public IReadOnlyList<WaveProgress>? Waves { get; init; }
+    /// <summary>
+    /// Replicas assigned the template on nodes that are online and not running it ready (starting,
+    /// crashing, failing a probe): up to rollout.maxFailed of them neither hold a wave back nor roll back.
+    /// </summary>
+    [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingDefault)]
+    public int NotReady { get; init; }
+    /// <summary>Replicas on nodes that are offline (unreachable or lost): they take what their wave runs when they come back.</summary>
+    [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingDefault)]
+    public int Pending { get; init; }
     /// <summary>Why the rollout of this revision was rolled back, in a sentence; null once the revision it went back to is complete (then see <see cref="LastRollback"/>).</summary>
     public string? RolledBack { get; init; }
     /// <summary>The deployment's last rollback, kept for describe and history: why, and when.</summary>
@@ -128,6 +146,25 @@ public sealed record DeploymentStatus
     /// fleet runs instead of the deployment's own template until the operator writes a new revision.
     /// </summary>
     public DeploymentRollback? RolledBackTo { get; init; }
+}
+
+/// <summary>One wave of a rollout as `rollout status` shows it.</summary>
+public sealed record WaveProgress
+{
+    /// <summary>"1%", "site=lab", "3 replicas", or "rest" (what no wave took).</summary>
+    public required string Name { get; init; }
+    /// <summary>Replicas in the wave.</summary>
+    public int Replicas { get; init; }
+    /// <summary>Assigned the template being rolled out.</summary>
+    public int Updated { get; init; }
+    /// <summary>Running it, ready.</summary>
+    public int Ready { get; init; }
+    /// <summary>Updated, on an online node, not running it ready.</summary>
+    public int NotReady { get; init; }
+    /// <summary>On an offline node: updated or not, waiting for it to come back.</summary>
+    public int Pending { get; init; }
+    /// <summary>open (being updated), held (ready, counting its hold), passed, or waiting (an earlier wave has not passed).</summary>
+    public required string State { get; init; }
 }
 
 /// <summary>An earlier revision's signed part (template, selector, signature) that a rollback runs again.</summary>

@@ -146,6 +146,11 @@ public static class ManifestLoader
                 // Left out is not "1": with autoscale the fleet's count stays (ReplicaOwnership).
                 // An empty `replicas:` keeps the default like any empty value (ManifestReader): left out too.
                 deployment.MarkReplicasOmitted(!root.Children.TryGetValue(new YamlScalarNode("replicas"), out var replicas) || ManifestReader.IsNull(replicas));
+                if (deployment.IsGlobal() && !deployment.ReplicasOmitted())
+                {
+                    errors.Add($"{source}:{replicas!.Start.Line}:{replicas.Start.Column}: replicas: a global deployment runs one copy on every node that matches its selector, so it has no count; take replicas out (or use mode: replicated)");
+                    continue;
+                }
                 deployments.Add(deployment);
             }
         }
@@ -226,16 +231,51 @@ public static class ManifestLoader
                 errors.Add("rollout: maxUnavailable and maxSurge are both 0, so no replica could ever be updated; set maxUnavailable: 1 or maxSurge: 1");
             }
             ManifestRules.Check(errors, "rollout.progressDeadlineSeconds", "RolloutSpec.progressDeadlineSeconds", rollout.ProgressDeadlineSeconds);
+            ManifestRules.Check(errors, "rollout.maxFailed", "RolloutSpec.maxFailed", rollout.MaxFailed);
+            ManifestRules.Check(errors, "rollout.maxUnavailablePercent", "RolloutSpec.maxUnavailablePercent", rollout.MaxUnavailablePercent);
             if (rollout.Canary is { } canary)
             {
-                var ways = (canary.Selector is { Count: > 0 } ? 1 : 0) + (canary.Replicas is null ? 0 : 1) + (canary.Percent is null ? 0 : 1);
-                if (ways != 1)
+                CheckWave(errors, "rollout.canary", canary);
+                if (rollout.Waves is { Count: > 0 })
                 {
-                    errors.Add($"rollout.canary: give exactly one of selector (node labels), replicas or percent, not {(ways == 0 ? "none" : ways.ToString(CultureInfo.InvariantCulture))}");
+                    errors.Add("rollout.canary: give waves or canary, not both (a canary is a first wave: put it first in waves)");
                 }
-                ManifestRules.Check(errors, "rollout.canary.replicas", "CanarySpec.replicas", canary.Replicas);
-                ManifestRules.Check(errors, "rollout.canary.percent", "CanarySpec.percent", canary.Percent);
-                ManifestRules.Check(errors, "rollout.canary.holdSeconds", "CanarySpec.holdSeconds", canary.HoldSeconds);
+            }
+            int? lastPercent = null;
+            for (var i = 0; i < (rollout.Waves?.Count ?? 0); i++)
+            {
+                var wave = rollout.Waves![i];
+                var path = string.Create(CultureInfo.InvariantCulture, $"rollout.waves[{i}]");
+                if (wave is null)
+                {
+                    errors.Add($"{path}: expected a wave (selector, replicas or percent), got nothing");
+                    continue;
+                }
+                CheckWave(errors, path, wave);
+                if (wave.Percent is { } percent)
+                {
+                    if (lastPercent is { } before && percent <= before)
+                    {
+                        errors.Add(string.Create(CultureInfo.InvariantCulture, $"{path}.percent: expected more than the wave before it ({before}), got {percent}; percentages are cumulative (1, 10, 50 opens 1%, then 10% in all, then half)"));
+                    }
+                    lastPercent = percent;
+                }
+            }
+            if (deployment.IsGlobal() && rollout.MaxSurge > 0)
+            {
+                errors.Add("rollout.maxSurge: a global deployment runs one copy per node, so there is no room for an extra one; use maxUnavailable (or maxUnavailablePercent)");
+            }
+        }
+        ManifestRules.Check(errors, "mode", "Deployment.mode", deployment.Mode);
+        if (deployment.IsGlobal())
+        {
+            if (deployment.Autoscale is not null)
+            {
+                errors.Add("autoscale: a global deployment runs one copy on every matching node, so there is no count to scale; take autoscale out (or use mode: replicated)");
+            }
+            if (deployment.Strategy is not null || deployment.SpreadBy is not null)
+            {
+                errors.Add($"{(deployment.Strategy is not null ? "strategy" : "spreadBy")}: a global deployment places one copy on every matching node, so there is nothing to spread or pack; take it out");
             }
         }
         if (deployment.Autoscale is { } a)
@@ -265,6 +305,18 @@ public static class ManifestLoader
         errors.AddRange(WorkloadValidator.Validate(template).Select(e => "template." + e));
         template.Name = name;
         return errors;
+    }
+
+    private static void CheckWave(List<string> errors, string path, WaveSpec wave)
+    {
+        var ways = (wave.Selector is { Count: > 0 } ? 1 : 0) + (wave.Replicas is null ? 0 : 1) + (wave.Percent is null ? 0 : 1);
+        if (ways != 1)
+        {
+            errors.Add($"{path}: give exactly one of selector (node labels), replicas or percent, not {(ways == 0 ? "none" : ways.ToString(CultureInfo.InvariantCulture))}");
+        }
+        ManifestRules.Check(errors, path + ".replicas", "WaveSpec.replicas", wave.Replicas);
+        ManifestRules.Check(errors, path + ".percent", "WaveSpec.percent", wave.Percent);
+        ManifestRules.Check(errors, path + ".holdSeconds", "WaveSpec.holdSeconds", wave.HoldSeconds);
     }
 
     private const string MetricPrefix = "orch.metrics.";

@@ -149,6 +149,16 @@ public sealed class Deployment
 {
     public string Name { get; set; } = "";
     /// <summary>
+    /// replicated (null: <see cref="Replicas"/> copies placed by the scheduler) or global: one copy
+    /// on every node whose labels match <see cref="Selector"/>, with no count. A node that joins or
+    /// gains the labels gets its copy at the next pass; one that leaves the selector, drains or is
+    /// removed loses it; a copy on an unreachable or lost node stays there (it is not moved).
+    /// </summary>
+    public DeploymentMode? Mode { get; set; }
+
+    /// <summary>True for <see cref="DeploymentMode.Global"/>.</summary>
+    public bool IsGlobal() => Mode == DeploymentMode.Global;
+    /// <summary>
     /// How many replicas. With <see cref="Autoscale"/> the autoscaler owns the count: an apply whose
     /// file leaves it out keeps the fleet's count (<see cref="ReplicaOwnership"/>).
     /// </summary>
@@ -233,8 +243,22 @@ public sealed class RolloutSpec
     public int MaxUnavailable { get; set; } = 1;
     /// <summary>Extra replicas on the new template while a rollout runs (added first, removed at the end).</summary>
     public int MaxSurge { get; set; }
-    /// <summary>A first wave updated alone; the rest waits until it has been ready for <see cref="CanarySpec.HoldSeconds"/>.</summary>
-    public CanarySpec? Canary { get; set; }
+    /// <summary>A first wave updated alone; the rest waits until it has been ready for <see cref="WaveSpec.HoldSeconds"/>.</summary>
+    public WaveSpec? Canary { get; set; }
+    /// <summary>
+    /// Waves updated one after the other, each held ready for its holdSeconds before the next
+    /// opens; what no wave takes is a last wave of its own. Percentages are cumulative (10 after 1
+    /// adds 9% more). Not with <see cref="Canary"/> (which is one wave).
+    /// </summary>
+    public List<WaveSpec>? Waves { get; set; }
+    /// <summary>
+    /// Replicas that may stay updated but not ready without failing the rollout (a few dead devices
+    /// among thousands): they neither hold a wave back nor roll the deployment back.
+    /// </summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
+    public int MaxFailed { get; set; }
+    /// <summary>maxUnavailable as a percentage of the replicas (rounded up); the larger of the two applies.</summary>
+    public int? MaxUnavailablePercent { get; set; }
     public int ProgressDeadlineSeconds { get; set; } = 120;
     /// <summary>Stop updating replicas (what is updated stays); resume by setting it false.</summary>
     public bool Paused { get; set; }
@@ -243,13 +267,23 @@ public sealed class RolloutSpec
 }
 
 /// <summary>
-/// The canary wave: the replicas on nodes with these labels, or this many replicas, or this
-/// percentage (rounded up, at least one). Only they get a new template until all of them have run
-/// it ready for holdSeconds; if they do not get ready within the progress deadline the rollout is
-/// rolled back and no other replica ever runs the new template.
+/// A wave of a rollout (the canary is a first wave): the replicas on nodes with these labels, or
+/// this many replicas, or this percentage of them (rounded up, at least one). Only the waves opened
+/// so far get a new template; the next opens once every replica of this one (on a node that is
+/// online) has run it ready for holdSeconds. A wave that does not get ready within the progress
+/// deadline rolls the rollout back, and no later wave ever runs the new template.
 /// </summary>
-public sealed class CanarySpec
+public sealed class WaveSpec
 {
+    /// <summary>"1%", "site=lab", "3 replicas": the wave as rollout status names it.</summary>
+    public string Describe() => this switch
+    {
+        { Selector: { Count: > 0 } selector } => string.Join(",", selector.OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => $"{kv.Key}={kv.Value}")),
+        { Replicas: { } n } => n.ToString(System.Globalization.CultureInfo.InvariantCulture) + (n == 1 ? " replica" : " replicas"),
+        { Percent: { } p } => p.ToString(System.Globalization.CultureInfo.InvariantCulture) + "%",
+        _ => "?",
+    };
+
     public Dictionary<string, string>? Selector { get; set; }
     public int? Replicas { get; set; }
     public int? Percent { get; set; }

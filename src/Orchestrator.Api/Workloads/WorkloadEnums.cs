@@ -38,3 +38,14 @@ public enum WorkloadRuntime
     [JsonStringEnumMemberName("native")] Native,
     [JsonStringEnumMemberName("containerd")] Containerd,
 }
+
+/// <summary>How a deployment's copies are counted (<see cref="Deployment.Mode"/>; absent means replicated).</summary>
+[JsonConverter(typeof(WireEnumConverter<DeploymentMode>))]
+public enum DeploymentMode
+{
+    [JsonStringEnumMemberName("unknown")] Unknown,
+    /// <summary><see cref="Deployment.Replicas"/> copies, placed by the scheduler (the default).</summary>
+    [JsonStringEnumMemberName("replicated")] Replicated,
+    /// <summary>One copy on every node that matches the selector (Kubernetes' DaemonSet, Nomad's system jobs, balena's fleet release).</summary>
+    [JsonStringEnumMemberName("global")] Global,
+}

@@ -125,7 +125,7 @@ public sealed partial class FleetScheduler(string nodeName, FleetOptions options
             // to an older template than the one the operator chose.
             if (report.Phase == RolloutPhase.Progressing && deployment.Rollout is not { AutoRollback: false }
                 && now - report.LastProgressAt > TimeSpan.FromSeconds(deployment.Rollout?.ProgressDeadlineSeconds ?? 120)
-                && report.Updated > report.UpdatedReady
+                && report.NotReady > (deployment.Rollout?.MaxFailed ?? 0)
                 && !report.ReadyTemplates.Contains(report.Template!, StringComparer.Ordinal))
             {
                 report = await RollBackAsync(buckets.Deployments, deployment, nodes, report, cancellationToken).ConfigureAwait(false);
@@ -300,22 +300,17 @@ public sealed partial class FleetScheduler(string nodeName, FleetOptions options
             .Select(r => r.Key).ToHashSet(StringComparer.Ordinal);
         Assignment? old = stale.Count > 0 ? TryParse(assigned[$"{current[stale.First()]}.{stale.First()}"]) : null;
 
-        // The canary wave: which replicas are in it, and whether it has passed its hold.
-        var canary = rollout.Canary;
-        var canaryPassed = canary is null || (sameRevision && before!.CanaryPassed) || stale.Count == 0;
-        bool InCanary(string replica, string node, int index) => canary switch
-        {
-            null => true,
-            { Selector: { Count: > 0 } selector } => labelsOf.TryGetValue(node, out var labels) && selector.All(kv => labels.TryGetValue(kv.Key, out var v) && v == kv.Value),
-            { Replicas: { } n } => index < n,
-            { Percent: { } p } => index < Math.Max(1, (int)Math.Ceiling(deployment.Replicas * p / 100.0)),
-            _ => true,
-        };
+        // The waves (rollout.waves, or the canary as the one wave), then what no wave takes: which
+        // wave each replica is in, and how many have passed their hold for this revision.
+        var global = deployment.IsGlobal();
+        List<WaveSpec> waves = rollout.Waves is { Count: > 0 } w0 ? w0 : rollout.Canary is { } canary ? [canary] : [];
+        var passedBefore = !sameRevision ? 0 : Math.Max(before!.WavesPassed, before.CanaryPassed ? 1 : 0);
+        var passed = stale.Count == 0 ? waves.Count : passedBefore;
 
-        var surgeActive = rollout.MaxSurge > 0 && canaryPassed && !rollout.Paused
+        var surgeActive = !global && rollout.MaxSurge > 0 && passed == waves.Count && !rollout.Paused
             && (stale.Count > 0 || (current.Keys.Any(r => Index(r, deployment) >= deployment.Replicas)
                 && Enumerable.Range(0, deployment.Replicas).Count(i => current.TryGetValue($"{deployment.Name}-{i}", out var n) && ReadyOnNew(n, $"{deployment.Name}-{i}")) < deployment.Replicas));
-        var placement = Placement.Place(deployment, nodes, current, perNode, surgeActive ? rollout.MaxSurge : 0);
+        var placement = global ? Placement.PlaceGlobal(deployment, nodes, current) : Placement.Place(deployment, nodes, current, perNode, surgeActive ? rollout.MaxSurge : 0);
         if (settleTime is { } settle)
         {
             // A scheduler that has just taken over (or come back) has not yet seen every node's
@@ -337,83 +332,158 @@ public sealed partial class FleetScheduler(string nodeName, FleetOptions options
             }
         }
 
-        int updated = 0, updatedReady = 0, available = 0, canaryTotal = 0, canaryReady = 0;
-        var waiting = new List<(string Key, string Replica, string Node, int Index, bool Ready, bool Canary)>();
+        // How many replicas the deployment has: the count, or (global) the copies placed. Percent
+        // waves take the replicas in index order (a global copy's index is its node's, for good).
+        var replicas = global ? placement.Replicas.Count : deployment.Replicas;
+        var rank = new Dictionary<string, int>(StringComparer.Ordinal);
+        if (global)
+        {
+            foreach (var r in placement.Replicas.Keys.OrderBy(r => Index(r, deployment)))
+            {
+                rank[r] = rank.Count;
+            }
+        }
+        var online = nodes.Where(n => n.State == NodeCondition.Ready).Select(n => n.Info.Node).ToHashSet(StringComparer.Ordinal);
+        bool InWave(WaveSpec wave, string node, int position) => wave switch
+        {
+            { Selector: { Count: > 0 } selector } => labelsOf.TryGetValue(node, out var labels) && selector.All(kv => labels.TryGetValue(kv.Key, out var v) && v == kv.Value),
+            { Replicas: { } n } => position < n,
+            { Percent: { } p } => position < Math.Max(1, (int)Math.Ceiling(replicas * p / 100.0)),
+            _ => true,
+        };
+        int WaveOf(string replica, string node)
+        {
+            var position = global ? rank.GetValueOrDefault(replica, int.MaxValue) : Index(replica, deployment);
+            for (var i = 0; i < waves.Count; i++)
+            {
+                if (InWave(waves[i], node, position))
+                {
+                    return i;
+                }
+            }
+            return waves.Count;
+        }
+
+        var waveCount = waves.Count + 1;
+        var inWave = new int[waveCount];
+        var updatedIn = new int[waveCount];
+        var readyIn = new int[waveCount];
+        var notReadyIn = new int[waveCount];
+        var pendingIn = new int[waveCount];
+        var waitingOnlineIn = new int[waveCount];
+        int updated = 0, updatedReady = 0, available = 0;
+        var waiting = new List<(string Key, string Replica, string Node, int Index, bool Ready, int Wave)>();
         foreach (var (replica, node) in placement.Replicas)
         {
             var key = $"{node}.{replica}";
             var index = Index(replica, deployment);
-            var inCanary = InCanary(replica, node, index);
+            var wave = WaveOf(replica, node);
+            inWave[wave]++;
+            pendingIn[wave] += online.Contains(node) ? 0 : 1;
             var spec = NewSpec(replica);
             if (assigned.TryGetValue(key, out var existing) && !existing.AsSpan().SequenceEqual(spec))
             {
                 var ready = Ready(node, replica);
-                waiting.Add((key, replica, node, index, ready, inCanary));
+                waiting.Add((key, replica, node, index, ready, wave));
                 available += ready ? 1 : 0;
                 continue;
             }
-            if (!assigned.ContainsKey(key) && !canaryPassed && !inCanary && old is not null)
+            if (!assigned.ContainsKey(key) && wave > passed && old is not null)
             {
-                // New here while the canary is on trial: the template the rest still runs.
+                // New here while an earlier wave is on trial: the template the rest still runs.
                 desired[key] = (old with { Replica = replica }).ToBytes();
                 continue;
             }
             desired[key] = spec;
             updated++;
+            updatedIn[wave]++;
             var readyNew = ReadyOnNew(node, replica);
             updatedReady += readyNew ? 1 : 0;
+            readyIn[wave] += readyNew ? 1 : 0;
+            notReadyIn[wave] += !readyNew && online.Contains(node) ? 1 : 0;
             available += readyNew ? 1 : 0;
-            if (inCanary && canary is not null)
-            {
-                canaryTotal++;
-                canaryReady += readyNew ? 1 : 0;
-            }
-        }
-        foreach (var w in waiting.Where(w => w.Canary && canary is not null))
-        {
-            canaryTotal++;
-        }
-
-        // The canary's hold: every canary replica updated and ready, for holdSeconds.
-        DateTimeOffset? canaryReadySince = null;
-        if (!canaryPassed)
-        {
-            if (canaryTotal > 0 && canaryReady == canaryTotal)
-            {
-                canaryReadySince = sameRevision && before!.CanaryReadySince is { } since ? since : now;
-                canaryPassed = now - canaryReadySince.Value >= TimeSpan.FromSeconds(canary!.HoldSeconds);
-            }
-            else if (canaryTotal == 0)
-            {
-                canaryPassed = true; // no replica matches the canary: nothing to try it on
-            }
         }
 
         // Of what can be placed: with fewer nodes than replicas (antiAffinity, a selector, room),
-        // counting the unplaceable ones would let no ready replica ever be replaced.
-        var minAvailable = Math.Min(deployment.Replicas, placement.Replicas.Count(r => Index(r.Key, deployment) < deployment.Replicas)) - rollout.MaxUnavailable;
-        foreach (var w in waiting.OrderBy(w => w.Canary ? 0 : 1).ThenBy(w => w.Ready ? 1 : 0).ThenBy(w => w.Index))
+        // counting the unplaceable ones would let no ready replica ever be replaced. Replicas that
+        // may fail (maxFailed) do not use up the room for progress.
+        var maxUnavailable = Math.Max(rollout.MaxUnavailable, rollout.MaxUnavailablePercent is { } percent ? (int)Math.Ceiling(replicas * percent / 100.0) : 0);
+        var minAvailable = Math.Min(replicas, placement.Replicas.Count(r => Index(r.Key, deployment) < deployment.Replicas)) - maxUnavailable - rollout.MaxFailed;
+        // A global deployment's copies do not stand in for each other (each is its device's app):
+        // its budget is how many copies update at once, updated and not yet ready on online nodes.
+        // Counting availability instead deadlocked: a copy on a lost node (never moved) or a copy
+        // not ready in a wave not yet open held every ready copy back (simulator seeds 42, 725061).
+        var inFlight = notReadyIn.Sum();
+        foreach (var w in waiting.OrderBy(w => w.Wave).ThenBy(w => w.Ready ? 1 : 0).ThenBy(w => w.Index))
         {
-            var open = !rollout.Paused && (canaryPassed || w.Canary);
+            var open = !rollout.Paused && w.Wave <= passed;
             // A replica that is not running ready costs nothing to replace; a ready one only while enough others are.
-            if (open && (!w.Ready || available - 1 >= minAvailable))
+            if (open && (!w.Ready || (global ? inFlight < maxUnavailable + rollout.MaxFailed : available - 1 >= minAvailable)))
             {
                 desired[w.Key] = NewSpec(w.Replica);
                 updated++;
+                updatedIn[w.Wave]++;
+                notReadyIn[w.Wave] += online.Contains(w.Node) ? 1 : 0;
+                inFlight += online.Contains(w.Node) ? 1 : 0;
                 available -= w.Ready ? 1 : 0;
             }
             else
             {
                 desired[w.Key] = assigned[w.Key]; // stays on its template until its turn
+                waitingOnlineIn[w.Wave] += online.Contains(w.Node) ? 1 : 0;
             }
         }
 
-        var complete = waiting.Count == 0 && updatedReady == placement.Replicas.Count && !surgeActive;
-        var canaryHeld = canary is not null && canaryPassed && !complete;
+        // The holds: the open wave passes once every replica of it and of the waves before it on
+        // an online node is updated, and no more than maxFailed of them are not ready, for its
+        // holdSeconds. A wave with no replica passes at once; so does every wave when nothing is stale.
+        // A wave whose devices are all offline passes after its hold if an earlier wave tried the
+        // template (they take it when they come back); a first wave waits for one of its own.
+        DateTimeOffset? waveReadySince = null;
+        while (passed < waves.Count)
+        {
+            if (inWave[passed] == 0)
+            {
+                passed++;
+                continue;
+            }
+            int waitingSoFar = 0, notReadySoFar = 0, readySoFar = 0;
+            for (var i = 0; i <= passed; i++)
+            {
+                waitingSoFar += waitingOnlineIn[i];
+                notReadySoFar += notReadyIn[i];
+                readySoFar += readyIn[i];
+            }
+            // Tried: at least one replica runs the template ready, in this wave or an earlier one.
+            // Without it (every device offline, or every node unreachable to a scheduler that has
+            // just come back from a hub outage) nothing has tested the template (simulator seed 471).
+            if (waitingSoFar > 0 || notReadySoFar > rollout.MaxFailed || readySoFar == 0)
+            {
+                break;
+            }
+            waveReadySince = sameRevision && before!.WavesPassed == passed && before.WaveReadySince is { } since ? since : now;
+            if (now - waveReadySince.Value < TimeSpan.FromSeconds(waves[passed].HoldSeconds))
+            {
+                break;
+            }
+            passed++;
+            waveReadySince = null;
+        }
+
+        var notReady = notReadyIn.Sum();
+        var pending = pendingIn.Sum();
+        // Complete: every wave passed, every replica on an online node updated, and no more than
+        // maxFailed of them not ready. A global deployment's copies on offline devices do not hold
+        // it up (some of thousands always are; each takes the template on its return); a
+        // replicated one's do, since they are moved once their node is lost.
+        var complete = passed == waves.Count && waitingOnlineIn.Sum() == 0 && notReady <= rollout.MaxFailed && !surgeActive
+            && (updatedReady > 0 || placement.Replicas.Count == 0)
+            && (global || (pending == 0 && waiting.Count == 0 && updated == placement.Replicas.Count));
+        var canaryHeld = rollout.Canary is not null && waves.Count > 0 && passed >= 1 && !complete;
         // Progress (which the deadline counts from): a new revision, a rollout starting again
         // (from complete, when a replica had to be placed anew), one more replica ready on the
-        // template, or the canary's hold passed.
-        var progressed = !sameRevision || before!.Phase is RolloutPhase.Complete or RolloutPhase.Degraded || updatedReady > before.UpdatedReady || canaryHeld != before.CanaryPassed;
+        // template, or a wave's hold passed.
+        var progressed = !sameRevision || before!.Phase is RolloutPhase.Complete or RolloutPhase.Degraded || updatedReady > before.UpdatedReady || passed != passedBefore;
         var template = TemplateHash(deployment);
         var readyTemplates = before?.ReadyTemplates ?? [];
         if (complete && placement.Replicas.Count > 0 && !readyTemplates.Contains(template, StringComparer.Ordinal))
@@ -432,17 +502,25 @@ public sealed partial class FleetScheduler(string nodeName, FleetOptions options
                 readyTemplates = [group.Key, .. readyTemplates.Take(9)];
             }
         }
+        IReadOnlyList<WaveProgress>? progress = waves.Count == 0 ? null : [.. Enumerable.Range(0, waveCount).Select(i => new WaveProgress
+        {
+            Name = i == waves.Count ? "rest" : rollout.Canary is not null ? "canary" : waves[i].Describe(),
+            Replicas = inWave[i], Updated = updatedIn[i], Ready = readyIn[i], NotReady = notReadyIn[i], Pending = pendingIn[i],
+            State = complete || i < passed ? "passed" : i > passed ? "waiting" : waveReadySince is not null ? "held" : "open",
+        })];
         // Every placed replica updated and ready, but some replica has no node: as far as the fleet
         // allows, not complete (rollout status -w keeps waiting; the reasons are in Unschedulable).
         var phase = complete ? (placement.Unschedulable.Count > 0 ? RolloutPhase.Degraded : RolloutPhase.Complete) : rollout.Paused ? RolloutPhase.Paused : RolloutPhase.Progressing;
         return new DeploymentStatus
         {
-            Name = deployment.Name, Desired = deployment.Replicas, Placed = placement.Replicas.Count, Replicas = placement.Replicas,
+            Name = deployment.Name, Desired = global ? placement.Replicas.Count + placement.Unschedulable.Count : deployment.Replicas,
+            Placed = placement.Replicas.Count, Replicas = placement.Replicas,
             Unschedulable = placement.Unschedulable, At = now, Revision = revision,
-            Updated = updated, UpdatedReady = updatedReady, Phase = phase,
-            Wave = complete ? null : canaryPassed ? "rest" : "canary",
+            Updated = updated, UpdatedReady = updatedReady, Phase = phase, NotReady = notReady, Pending = pending,
+            Wave = complete ? null : progress?[Math.Min(passed, waves.Count)].Name ?? "rest",
             Surge = surgeActive ? placement.Replicas.Count - Math.Min(deployment.Replicas, placement.Replicas.Count) : 0,
-            CanaryReadySince = canaryReadySince, CanaryPassed = canaryHeld,
+            CanaryReadySince = rollout.Canary is not null && passed == 0 ? waveReadySince : null, CanaryPassed = canaryHeld,
+            WavesPassed = complete ? 0 : passed, WaveReadySince = waveReadySince, Waves = progress,
             LastProgressAt = progressed || phase != RolloutPhase.Progressing ? now : before!.LastProgressAt,
             // The reason of a rollback stays while the revision it went back to is rolling out;
             // once that is complete it is history (LastRollback).

@@ -193,6 +193,64 @@ public static class Placement
         return new PlacementResult(placed, unschedulable);
     }
 
+    /// <summary>
+    /// A global deployment: one copy per node whose labels match. A copy stays on its node while
+    /// the node is in the fleet, matches and is neither draining nor revoked, whether it is ready,
+    /// unreachable or lost (a device's copy is never moved to another device; one that was offline
+    /// finds it on its return). Every ready, uncordoned matching node without one gets one, named
+    /// with the lowest index free, if its requests fit; one that does not fit is unschedulable.
+    /// </summary>
+    public static PlacementResult PlaceGlobal(Deployment deployment, IReadOnlyList<NodeEntry> nodes, IReadOnlyDictionary<string, string> current)
+    {
+        var (cpu, memory) = Requests(deployment.Template);
+        var byName = new Dictionary<string, NodeEntry>(nodes.Count, StringComparer.Ordinal);
+        foreach (var node in nodes)
+        {
+            byName[node.Info.Node] = node;
+        }
+        var placed = new Dictionary<string, string>(StringComparer.Ordinal);
+        var covered = new HashSet<string>(StringComparer.Ordinal);
+        var used = new HashSet<int>();
+        var prefix = deployment.Name.Length + 1;
+        foreach (var (replica, node) in current.OrderBy(r => r.Key.Length).ThenBy(r => r.Key, StringComparer.Ordinal))
+        {
+            if (byName.TryGetValue(node, out var entry) && !entry.Draining && !entry.Revoked && entry.MatchesSelector(deployment) && covered.Add(node)
+                && int.TryParse(replica.AsSpan(prefix), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var index))
+            {
+                placed[replica] = node;
+                used.Add(index);
+            }
+        }
+        var unschedulable = new List<string>();
+        var next = 0;
+        foreach (var node in nodes)
+        {
+            var name = node.Info.Node;
+            if (covered.Contains(name) || !node.Accepts(deployment))
+            {
+                continue;
+            }
+            if (node.Info.Status is { } status)
+            {
+                var freeCpu = status.CpuMilliAllocatable - (long)status.CpuMilliRequested;
+                var freeMemory = status.MemoryAllocatableBytes - status.MemoryRequestedBytes;
+                if (cpu > freeCpu || memory > freeMemory)
+                {
+                    unschedulable.Add($"{deployment.Name} on {name}: not enough room (needs {cpu}m CPU, {memory >> 20} MiB; has {freeCpu}m, {freeMemory >> 20} MiB)");
+                    continue;
+                }
+            }
+            while (used.Contains(next))
+            {
+                next++;
+            }
+            used.Add(next);
+            placed[string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{deployment.Name}-{next}")] = name;
+            covered.Add(name);
+        }
+        return new PlacementResult(placed, unschedulable);
+    }
+
     /// <summary>A replica's requests: its resources (no requests means it fits anywhere).</summary>
     public static (long CpuMilli, long MemoryBytes) Requests(Workload workload)
     {

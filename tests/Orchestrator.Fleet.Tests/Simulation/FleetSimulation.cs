@@ -39,6 +39,7 @@ public sealed class FleetSimulation
     private DateTimeOffset _lastFaultEnd;
     private DateTimeOffset _hubBackAt = DateTimeOffset.MinValue;
     private readonly Random? _revocations;
+    private readonly Random? _globalReleases;
     private DateTimeOffset? _reapplyAt;
     private int _writesChecked;
 
@@ -64,6 +65,9 @@ public sealed class FleetSimulation
         // A third of the runs also revoke nodes now and then (orchctl node revoke), from a generator
         // of its own so that the other faults are drawn as before.
         _revocations = new Random(seed ^ 0x2E70CE) is var revoking && revoking.Next(3) == 0 ? revoking : null;
+        // Half the runs also have a global deployment (one copy per node, released in two waves),
+        // with new releases (half of them bad) drawn from a generator of its own.
+        _globalReleases = new Random(seed ^ 0x610BA1) is var releasing && releasing.Next(2) == 0 ? releasing : null;
         _start = _clock.GetUtcNow();
         _faultsFor = faultsFor ?? TimeSpan.FromSeconds(_rng.Next(60, 240));
         // Timings: mostly a fast profile (more faults per simulated minute), sometimes orchd's defaults.
@@ -92,7 +96,14 @@ public sealed class FleetSimulation
             };
             _plans[plan.Name] = plan;
         }
+        if (_globalReleases is not null)
+        {
+            _plans["g"] = new DeploymentPlan { Name = "g", Global = true, Version = 1, DeadlineSeconds = DeadlineSeconds };
+        }
     }
+
+    /// <summary>The replicated plans (the ones the main generator picks from: a global plan must not change its draws).</summary>
+    private List<DeploymentPlan> Replicated => [.. _plans.Values.Where(p => !p.Global)];
 
     private int DeadlineSeconds => _options.Heartbeat >= TimeSpan.FromSeconds(2) ? 30 : 12;
 
@@ -234,6 +245,14 @@ public sealed class FleetSimulation
             {
             }
         }
+        // About one release of the global deployment every 40 simulated seconds, half of them bad.
+        if (_globalReleases is { } releases && releases.NextDouble() < Tick.TotalSeconds / 40)
+        {
+            var global = _plans["g"];
+            global.Version++;
+            global.Bad = releases.Next(2) == 0;
+            Apply(global);
+        }
         // About one fault every 20 simulated seconds, of a random kind.
         if (_rng.NextDouble() > Tick.TotalSeconds / 20)
         {
@@ -276,13 +295,13 @@ public sealed class FleetSimulation
                 Log($"fault: {node.Name} heartbeats delayed by up to {node.HeartbeatDelay.TotalSeconds:0.0}s until {(node.DelayUntil - _start).TotalSeconds:0.0}s");
                 break;
             case 7:
-                var bad = _plans.Values.ElementAt(_rng.Next(_plans.Count));
+                var bad = Replicated[_rng.Next(Replicated.Count)];
                 bad.Version++;
                 bad.Bad = _rng.Next(2) == 0;
                 Apply(bad);
                 break;
             case 8:
-                var scaled = _plans.Values.ElementAt(_rng.Next(_plans.Count));
+                var scaled = Replicated[_rng.Next(Replicated.Count)];
                 scaled.PreviousReplicas = Math.Max(scaled.Replicas, now - scaled.ScaledAt < ConvergeWithin ? scaled.PreviousReplicas : 0);
                 scaled.ScaledAt = now;
                 scaled.Replicas = _rng.Next(1, 7);
@@ -423,6 +442,19 @@ public sealed class FleetSimulation
             var passSeen = _lastPassAt > now - window + _options.Heartbeat;
             var copies = _nodes.Where(n => Healthy(n, TimeSpan.FromSeconds(3)))
                 .SelectMany(n => n.Containers.Values.Where(c => c.Deployment == plan.Name && c.Running).Select(c => (Node: n, C: c))).ToList();
+            if (plan.Global)
+            {
+                // 2g. A global deployment: never two copies on one healthy node.
+                foreach (var twice in copies.GroupBy(c => c.Node).Where(g => g.Count() > 1))
+                {
+                    if (Healthy(twice.Key, window) && passSeen && Persists($"global twice {twice.Key.Name}", now))
+                    {
+                        Fail($"global deployment {plan.Name} runs {twice.Count()} copies on {twice.Key.Name}: {string.Join(", ", twice.Select(c => c.C.Name))}");
+                        return;
+                    }
+                }
+                continue;
+            }
             var desired = StoredDeployment(plan.Name)?.Replicas ?? plan.Replicas;
             // A scale-down takes a pass to reach the nodes (longer while no scheduler can run).
             var allowed = Math.Max(desired, now - plan.ScaledAt < ConvergeWithin ? plan.PreviousReplicas : 0) + plan.MaxSurge;
@@ -497,7 +529,7 @@ public sealed class FleetSimulation
                 foreach (var moved in node.EverAssigned.Where(r => !assigned.Contains(r)))
                 {
                     var dash = moved.LastIndexOf('-');
-                    var stillWanted = StoredDeployment(moved[..dash]) is { } d && int.Parse(moved[(dash + 1)..], System.Globalization.CultureInfo.InvariantCulture) < d.Replicas;
+                    var stillWanted = StoredDeployment(moved[..dash]) is { } d && (d.IsGlobal() || int.Parse(moved[(dash + 1)..], System.Globalization.CultureInfo.InvariantCulture) < d.Replicas);
                     var elsewhere = _nodes.Where(n => n != node).FirstOrDefault(n => now2[n]?.Contains(moved) == true);
                     if (stillWanted && elsewhere is not null)
                     {
@@ -578,6 +610,17 @@ public sealed class FleetSimulation
             }
             var hash = FleetScheduler.TemplateHash(stored);
             var copies = alive.SelectMany(n => n.Containers.Values.Where(c => c.Deployment == plan.Name && c.Running).Select(c => (Node: n, C: c))).ToList();
+            if (plan.Global)
+            {
+                // Every node that is alive runs exactly one copy, ready, on the good template.
+                var wrong = alive.Where(n => copies.Count(c => c.Node == n) != 1 || !copies.Any(c => c.Node == n && c.C.Ready && c.C.Template == hash)).ToList();
+                if (wrong.Count > 0)
+                {
+                    Fail($"not converged {ConvergeWithin.TotalSeconds:0}s after the last fault: global deployment {plan.Name} wants one copy on {hash} ready on each of {alive.Count} nodes; {string.Join(", ", wrong.Select(n => $"{n.Name} runs [{string.Join(" ", copies.Where(c => c.Node == n).Select(c => $"{c.C.Name}{(c.C.Ready ? "" : "(not ready)")}{(c.C.Template == hash ? "" : "(old)")}"))}]"))}");
+                    return;
+                }
+                continue;
+            }
             var expectedCount = plan.AntiAffinity ? Math.Min(stored.Replicas, alive.Count) : stored.Replicas;
             var ready = copies.Count(c => c.C.Ready && c.C.Template == hash);
             if (ready != expectedCount || copies.Count != expectedCount)
@@ -613,6 +656,8 @@ public sealed class FleetSimulation
         public int MaxSurge { get; init; }
         public bool Fence { get; init; }
         public bool AntiAffinity { get; init; }
+        /// <summary>mode: global, released in two waves (half the nodes, then the rest).</summary>
+        public bool Global { get; init; }
         public int Version { get; set; }
         public int PreviousReplicas { get; set; }
         public DateTimeOffset ScaledAt { get; set; }
@@ -625,8 +670,10 @@ public sealed class FleetSimulation
 
         public Deployment ToDeployment() => new()
         {
-            Name = Name, Replicas = Replicas, Fence = Fence, AntiAffinity = AntiAffinity,
-            Rollout = new RolloutSpec { MaxSurge = MaxSurge, MaxUnavailable = 1, ProgressDeadlineSeconds = DeadlineSeconds },
+            Name = Name, Replicas = Global ? 1 : Replicas, Fence = Fence, AntiAffinity = AntiAffinity, Mode = Global ? DeploymentMode.Global : null,
+            Rollout = Global
+                ? new RolloutSpec { MaxUnavailable = 1, ProgressDeadlineSeconds = DeadlineSeconds, Waves = [new WaveSpec { Percent = 50, HoldSeconds = 2 }] }
+                : new RolloutSpec { MaxSurge = MaxSurge, MaxUnavailable = 1, ProgressDeadlineSeconds = DeadlineSeconds },
             Template = new Workload
             {
                 Image = "busybox:latest", Network = NetworkMode.None,

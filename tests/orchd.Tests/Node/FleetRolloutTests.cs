@@ -118,7 +118,7 @@ public sealed class FleetRolloutTests
                 Rollout = new RolloutSpec
                 {
                     MaxUnavailable = 2, ProgressDeadlineSeconds = 6,
-                    Canary = new CanarySpec { Selector = new() { ["ring"] = "canary" }, HoldSeconds = 2 },
+                    Canary = new WaveSpec { Selector = new() { ["ring"] = "canary" }, HoldSeconds = 2 },
                 },
                 Template = ReadyWhenHealthy(version, healthy),
             };
