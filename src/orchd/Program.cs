@@ -256,7 +256,8 @@ static async Task<int> RunDaemonAsync(OrchdConfig config, NodeState state, Backe
         CgroupParent = cgroupParent,
         ManifestDir = config.ManifestDir,
         Bridge = config.Bridge is { } bridge ? new Orchestrator.Node.Network.BridgeOptions(bridge, config.BridgeCidr, state.NodeId) : null,
-        Policy = new NodePolicy { HostPaths = config.PolicyHostPaths, HostNetwork = config.PolicyHostNetwork, UnconfinedSeccomp = config.PolicyUnconfinedSeccomp, ForwardHostPorts = config.PolicyForwardHostPorts },
+        Policy = new NodePolicy { HostPaths = config.PolicyHostPaths, HostNetwork = config.PolicyHostNetwork, UnconfinedSeccomp = config.PolicyUnconfinedSeccomp, ForwardHostPorts = config.PolicyForwardHostPorts,
+            Privileged = config.PolicyPrivileged, Capabilities = config.PolicyCapabilities },
     });
     builder.Services.AddSingleton(sp => new Supervisor(
         sp.GetRequiredService<NodeOptions>(), images, sp.GetRequiredService<SnapshotStore>(), sp.GetRequiredService<ITaskDriver>(),

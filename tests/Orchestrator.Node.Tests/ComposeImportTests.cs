@@ -115,19 +115,65 @@ public sealed class ComposeImportTests
         Assert.Equal(("0.5", "1Gi"), (t.Resources!.Cpu, t.Resources.Memory));
         Assert.Equal(new Dictionary<string, string> { ["team"] = "net", ["edge"] = "" }, t.Labels);
         Assert.True(dns.AntiAffinity);
+        Assert.Equal(DeploymentMode.Global, dns.Mode);
+        Assert.Equal(["NET_ADMIN"], t.CapAdd);
+        Assert.Equal("/tmp", Assert.Single(t.Tmpfs!).Target);
         Assert.Equal(
         [
             "stack.yml:1:1: version: ignored (obsolete in compose too; only the services are read)",
             "stack.yml:5:5: services.dns.imgae: ignored (not a compose key; did you mean 'image'?)",
             "stack.yml:6:39: services.dns.environment[2]: ignored ('UNSET' has no value here; compose takes it from its shell: write UNSET=value)",
             "stack.yml:7:59: services.dns.ports[2]: '7000' publishes no host port in compose terms (a random one); orchd publishes it on host port 7000 (write \"7000:7000\" to say so)",
-            "stack.yml:10:9: services.dns.volumes[1]: ignored (type tmpfs is not supported, only volume and bind)",
             "stack.yml:11:9: services.dns.volumes[2]: ignored (an anonymous volume; /cache stays in the container's own writable layer: name it, e.g. \"dns-data:/cache\", to keep it)",
             "stack.yml:12:9: services.dns.volumes[3]: ignored (option 'z' is not supported, only ro and rw)",
-            "stack.yml:21:5: services.dns.cap_add: ignored (capabilities are orchd's default set)",
             "stack.yml:22:14: services.dns.command: 'dig @127.0.0.1 \"example. com\" ${DOMAIN}' is not interpolated (orchd reads no .env and no shell variables); write the value out",
-            "stack.yml:24:13: services.dns.deploy.mode: ignored ('global' has no counterpart; the deployment runs replicas: copies, and antiAffinity: true puts at most one on a node)",
         ], manifest.Warnings);
+    }
+
+    [Fact]
+    public void Linux_settings_map_to_the_workloads_and_a_bad_one_is_an_error_at_its_line()
+    {
+        var manifest = ManifestLoader.LoadFleetManifest("""
+            services:
+              gw:
+                image: busybox
+                privileged: true
+                init: true
+                read_only: true
+                cap_add: [SYS_RAWIO, NET_ADMIN]
+                cap_drop: [ALL]
+                tmpfs: ["/run:size=16m,mode=755", /var/cache]
+                group_add: [20, dialout]
+                sysctls: [net.ipv4.ip_forward=1]
+                ulimits: {nofile: {soft: 1024, hard: 2048}, core: 0}
+                shm_size: 128m
+                stop_signal: SIGINT
+                volumes: [{type: tmpfs, target: /scratch, tmpfs: {size: 1048576}}]
+            """, "c.yml");
+        var t = Assert.Single(manifest.Deployments).Template;
+        Assert.Equal((true, true, true), (t.Privileged, t.Init, t.ReadOnlyRootfs));
+        Assert.Equal(["SYS_RAWIO", "NET_ADMIN"], t.CapAdd);
+        Assert.Equal(["ALL"], t.CapDrop);
+        Assert.Equal([("/run", "16Mi", "755"), ("/var/cache", null, null), ("/scratch", "1048576", null)], t.Tmpfs!.Select(m => (m.Target, m.Size, m.Mode)));
+        Assert.Equal([20L], t.Groups);
+        Assert.Equal("1", t.Sysctls!["net.ipv4.ip_forward"]);
+        Assert.Equal((1024L, 2048L, 0L, 0L), (t.Ulimits!["nofile"].Soft, t.Ulimits["nofile"].Hard, t.Ulimits["core"].Soft, t.Ulimits["core"].Hard));
+        Assert.Equal(("128Mi", "SIGINT"), (t.ShmSize, t.StopSignal));
+        Assert.Equal(["c.yml:10:21: services.gw.group_add[1]: ignored ('dialout' is a group name, which only the image's /etc/group knows; give its number (dialout is 20 and video 44 on Debian, 20 and 27 on Alpine))"], manifest.Warnings);
+
+        var bad = Assert.Throws<ManifestException>(() => ManifestLoader.LoadFleetManifest("""
+            services:
+              gw:
+                image: busybox
+                cap_add: [NET_ADMINN]
+                sysctls: {kernel.hostname: x}
+                stop_signal: SIGNOPE
+                ulimits: {nofile: {soft: 4096, hard: 1024}}
+            """, "c.yml"));
+        Assert.Contains("c.yml:4:14: services.gw.cap_add[0]: 'NET_ADMINN' is not a Linux capability", bad.Message, StringComparison.Ordinal);
+        Assert.Contains("services.gw.sysctls.kernel.hostname: not a setting of the container's own namespaces", bad.Message, StringComparison.Ordinal);
+        Assert.Contains("services.gw.stop_signal: 'SIGNOPE' is not a signal", bad.Message, StringComparison.Ordinal);
+        Assert.Contains("services.gw.ulimits.nofile: expected soft ≤ hard", bad.Message, StringComparison.Ordinal);
     }
 
     [Fact]

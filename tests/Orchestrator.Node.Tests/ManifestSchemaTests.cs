@@ -102,6 +102,24 @@ public sealed class ManifestSchemaTests
             {
                 expected = reference == "stringMap" ? null : "$ref #/$defs/stringMap";
             }
+            else if (type == typeof(List<long>))
+            {
+                expected = types.SequenceEqual(["array"]) && schema.TryGetProperty("items", out var li) && li.TryGetProperty("type", out var lt) && lt.GetString() == "integer"
+                    ? null : "type array with items: {type: integer}";
+            }
+            else if (type.IsGenericType && type.GetGenericTypeDefinition() == typeof(Dictionary<,>) && type.GetGenericArguments()[0] == typeof(string))
+            {
+                var values = schema.TryGetProperty("additionalProperties", out var ap) && ap.ValueKind == JsonValueKind.Object && ap.TryGetProperty("$ref", out var ar)
+                    ? ar.GetString()!.Replace("#/$defs/", "", StringComparison.Ordinal) : null;
+                if (!types.SequenceEqual(["object"]) || values is null)
+                {
+                    expected = "type object with additionalProperties: {$ref: …}";
+                }
+                else
+                {
+                    CheckType(type.GetGenericArguments()[1], values);
+                }
+            }
             else if (type.IsGenericType && type.GetGenericTypeDefinition() == typeof(List<>))
             {
                 var items = schema.TryGetProperty("items", out var i) && i.TryGetProperty("$ref", out var ir) ? ir.GetString()!.Replace("#/$defs/", "", StringComparison.Ordinal) : null;

@@ -28,6 +28,11 @@ internal static partial class ComposeImporter
                         break;
                     case "mode" when value is YamlScalarNode { Value: "replicated" }:
                         break;
+                    case "mode" when value is YamlScalarNode { Value: "global" }:
+                        // Swarm's global service: one copy on every node that matches (mode: global).
+                        deployment.Mode = DeploymentMode.Global;
+                        Place("mode", at, value);
+                        break;
                     case "mode":
                         Ignored(value, at, $"'{ManifestReader.Describe(value).Trim('\'')}' has no counterpart; the deployment runs replicas: copies, and antiAffinity: true puts at most one on a node");
                         break;

@@ -19,7 +19,7 @@ internal static partial class ComposeImporter
             {
                 var item = list.Children[i];
                 var itemPath = $"{path}[{i}]";
-                var volume = item is YamlMappingNode map ? LongVolume(map, itemPath, service) : ShortVolume(item, itemPath, service);
+                var volume = item is YamlMappingNode map ? LongVolume(map, itemPath, service, template) : ShortVolume(item, itemPath, service);
                 if (volume is not null)
                 {
                     Place($"template.volumes[{template.Volumes.Count}]", itemPath, item);
@@ -64,9 +64,9 @@ internal static partial class ComposeImporter
             return Bind(node, path, parts[0], parts[1], readOnly);
         }
 
-        private Volume? LongVolume(YamlMappingNode map, string path, string service)
+        private Volume? LongVolume(YamlMappingNode map, string path, string service, Workload template)
         {
-            string? type = null, from = null, target = null;
+            string? type = null, from = null, target = null, tmpfsSize = null, tmpfsMode = null;
             var readOnly = false;
             foreach (var (key, value) in Entries(map))
             {
@@ -85,6 +85,17 @@ internal static partial class ComposeImporter
                     case "read_only":
                         readOnly = value is YamlScalarNode { Value: "true" or "True" or "TRUE" };
                         break;
+                    case "tmpfs" when value is YamlMappingNode tmpfsOptions:
+                        foreach (var (ok, ov) in Entries(tmpfsOptions))
+                        {
+                            switch (KeyName(ok))
+                            {
+                                case "size": tmpfsSize = ov is YamlScalarNode { Value: { } n } && long.TryParse(n, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out _) ? n : Memory(ov, $"{path}.tmpfs.size"); break;
+                                case "mode": tmpfsMode = ov is YamlScalarNode { Value: { } m } ? m : null; break;
+                                default: Ignored(ok, $"{path}.tmpfs.{KeyName(ok)}", "not supported (size and mode are)"); break;
+                            }
+                        }
+                        break;
                     default:
                         Ignored(key, $"{path}.{field}", field is "bind" or "volume" or "consistency" or "tmpfs" or "image"
                             ? "not supported; host paths must exist and named volumes are plain directories"
@@ -92,9 +103,16 @@ internal static partial class ComposeImporter
                         break;
                 }
             }
+            if (type == "tmpfs" && target is not null)
+            {
+                // A tmpfs mount (compose's long form): memory, never the node's disk.
+                (template.Tmpfs ??= []).Add(new TmpfsMount { Target = target, Size = tmpfsSize, Mode = tmpfsMode });
+                Place("template.tmpfs", path, map);
+                return null;
+            }
             if (type is not (null or "volume" or "bind"))
             {
-                Ignored(map, path, $"type {type} is not supported, only volume and bind");
+                Ignored(map, path, $"type {type} is not supported, only volume, bind and tmpfs");
                 return null;
             }
             if (target is null)

@@ -89,27 +89,17 @@ internal static partial class ComposeImporter
         ["networks"] = "orchd gives every container its node's bridge",
         ["expose"] = "every port of a container is reachable on its node's bridge; ports: publishes on the host",
         ["env_file"] = "files are not read (the manifest is sent, not your directory); list the variables under environment:",
-        ["tmpfs"] = "not supported; the container's own writable layer holds temporary files",
         ["logging"] = "orchd keeps every container's log; read it with orchctl logs",
-        ["stop_signal"] = "orchd stops containers with SIGTERM, then SIGKILL after stop_grace_period",
         ["profiles"] = "every service in the file is deployed",
         ["platform"] = "each node pulls the image for its own architecture",
         ["pull_policy"] = "a node pulls an image it does not have",
-        ["init"] = "no init process is added; the command runs as pid 1",
         ["extra_hosts"] = "the container's /etc/hosts holds its own name only",
         ["dns"] = "the container uses its node's resolver",
         ["dns_search"] = "the container uses its node's resolver",
         ["dns_opt"] = "the container uses its node's resolver",
-        ["privileged"] = "containers never run privileged",
-        ["cap_add"] = "capabilities are orchd's default set",
-        ["cap_drop"] = "capabilities are orchd's default set",
         ["security_opt"] = "orchd's default seccomp profile applies (seccomp: unconfined in a manifest opts out)",
         ["devices"] = "devices are not passed through",
-        ["read_only"] = "the root filesystem is writable (an overlay per container)",
         ["mem_reservation"] = "orchd places replicas by their limits",
-        ["ulimits"] = "rlimits are the node's",
-        ["sysctls"] = "sysctls are the node's defaults",
-        ["shm_size"] = "/dev/shm has the runtime's default size",
         ["ipc"] = "every container has its own IPC namespace",
         ["pid"] = "every container has its own pid namespace",
         ["extends"] = "other files are not read; write the service out",
@@ -308,6 +298,8 @@ internal static partial class ComposeImporter
                         deployment.Replicas = (int?)Integer(value, path) ?? 1;
                         Place("replicas", path, value);
                         break;
+                    case var linux when LinuxSetting(linux, value, path, template):
+                        break;
                     default:
                         Ignored(k, path, ServiceReasons.GetValueOrDefault(field)
                             ?? (ServiceKeys.Contains(field, StringComparer.Ordinal) ? "not supported by orchd" : Unknown(field, ServiceKeys)));
@@ -344,6 +336,11 @@ internal static partial class ComposeImporter
                 probe = cut > 0 ? probe[..cut] : "";
             }
             var (composePath, mark) = _places[probe];
+            if (probe.Length > 0 && path.StartsWith(probe, StringComparison.Ordinal) && path.Length > probe.Length && path[probe.Length] is '.' or '[')
+            {
+                // Deeper than the compose key placed (template.capAdd[0] under services.gw.cap_add): the same step below it.
+                return $"{source}:{mark.Line}:{mark.Column}: {composePath}{path[probe.Length..]}: {problem[(colon + 2)..]}";
+            }
             var text = probe.Length > 0 && probe == path ? problem[(colon + 2)..] : problem;
             return $"{source}:{mark.Line}:{mark.Column}: {composePath}: {text}";
         }

@@ -54,6 +54,48 @@ public sealed class Workload
     /// compose's <c>stdin_open</c>): reads wait for input instead of ending at once.
     /// </summary>
     public bool? Stdin { get; set; }
+    /// <summary>
+    /// Every capability, no seccomp filter, no masked /proc paths, /sys writable and every device of
+    /// the node (docker's --privileged). Only on a node whose policy.privileged allows it.
+    /// </summary>
+    public bool? Privileged { get; set; }
+    /// <summary>Capabilities added to the default set (NET_ADMIN or CAP_NET_ADMIN); each must be in the node's policy.capabilities.</summary>
+    public List<string>? CapAdd { get; set; }
+    /// <summary>Capabilities taken from the default set; ALL takes every one.</summary>
+    public List<string>? CapDrop { get; set; }
+    /// <summary>The root file system read-only (volumes and tmpfs mounts stay writable).</summary>
+    public bool? ReadOnlyRootfs { get; set; }
+    /// <summary>Memory-backed file systems mounted in the container (never written to the node's disk).</summary>
+    public List<TmpfsMount>? Tmpfs { get; set; }
+    /// <summary>Supplementary group ids of the first process (e.g. 20, dialout on Debian, for a serial port); numbers, as user is.</summary>
+    public List<long>? Groups { get; set; }
+    /// <summary>Kernel settings of the container's own namespaces: net.* (not with network: host), kernel.shm*, kernel.msg*, kernel.sem, fs.mqueue.*.</summary>
+    public Dictionary<string, string>? Sysctls { get; set; }
+    /// <summary>Resource limits of the first process by name (nofile, nproc, core, memlock, stack, …), each soft and hard.</summary>
+    public Dictionary<string, Ulimit>? Ulimits { get; set; }
+    /// <summary>The size of /dev/shm (64Mi by default).</summary>
+    public string? ShmSize { get; set; }
+    /// <summary>A small init (tini) as PID 1 that forwards signals and reaps zombies, running the command as its child.</summary>
+    public bool? Init { get; set; }
+    /// <summary>The signal a stop sends first (SIGTERM by default): a name such as SIGINT or SIGQUIT, or a number.</summary>
+    public string? StopSignal { get; set; }
+}
+
+/// <summary>A tmpfs mount: where, how big at most, and its mode.</summary>
+public sealed class TmpfsMount
+{
+    public string Target { get; set; } = "";
+    /// <summary>Bytes, with a suffix (64Mi); the kernel's default (half the RAM) when absent.</summary>
+    public string? Size { get; set; }
+    /// <summary>Octal permissions of its root (1777 by default).</summary>
+    public string? Mode { get; set; }
+}
+
+/// <summary>A resource limit: the soft one the process starts with and the hard one it may raise it to.</summary>
+public sealed class Ulimit
+{
+    public long Soft { get; set; }
+    public long Hard { get; set; }
 }
 
 public sealed class Resources

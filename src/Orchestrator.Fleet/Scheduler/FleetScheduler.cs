@@ -334,16 +334,20 @@ public sealed partial class FleetScheduler(string nodeName, FleetOptions options
 
         // How many replicas the deployment has: the count, or (global) the copies placed. Percent
         // waves take the replicas in index order (a global copy's index is its node's, for good).
-        var replicas = global ? placement.Replicas.Count : deployment.Replicas;
+        // A global copy on a lost node is in no wave but the last (rest): a device gone for good
+        // must not hold a wave back (simulator seed 824487: both first-wave devices had died). An
+        // unreachable one still counts: it may be back in a moment.
+        var online = nodes.Where(n => n.State == NodeCondition.Ready).Select(n => n.Info.Node).ToHashSet(StringComparer.Ordinal);
+        var lost = nodes.Where(n => n.State == NodeCondition.Lost).Select(n => n.Info.Node).ToHashSet(StringComparer.Ordinal);
         var rank = new Dictionary<string, int>(StringComparer.Ordinal);
         if (global)
         {
-            foreach (var r in placement.Replicas.Keys.OrderBy(r => Index(r, deployment)))
+            foreach (var r in placement.Replicas.Where(r => !lost.Contains(r.Value)).Select(r => r.Key).OrderBy(r => Index(r, deployment)))
             {
                 rank[r] = rank.Count;
             }
         }
-        var online = nodes.Where(n => n.State == NodeCondition.Ready).Select(n => n.Info.Node).ToHashSet(StringComparer.Ordinal);
+        var replicas = global ? rank.Count : deployment.Replicas;
         bool InWave(WaveSpec wave, string node, int position) => wave switch
         {
             { Selector: { Count: > 0 } selector } => labelsOf.TryGetValue(node, out var labels) && selector.All(kv => labels.TryGetValue(kv.Key, out var v) && v == kv.Value),
@@ -353,6 +357,10 @@ public sealed partial class FleetScheduler(string nodeName, FleetOptions options
         };
         int WaveOf(string replica, string node)
         {
+            if (global && lost.Contains(node))
+            {
+                return waves.Count;
+            }
             var position = global ? rank.GetValueOrDefault(replica, int.MaxValue) : Index(replica, deployment);
             for (var i = 0; i < waves.Count; i++)
             {

@@ -25,8 +25,17 @@ public sealed record NodePolicy
     /// </summary>
     public bool ForwardHostPorts { get; init; }
 
+    /// <summary>Whether `privileged: true` is allowed (every capability and device, no seccomp: the node's root).</summary>
+    public bool Privileged { get; init; }
+
+    /// <summary>Capabilities (CAP_ names) a workload may add to the default set with capAdd; empty: none.</summary>
+    public IReadOnlyList<string> Capabilities { get; init; } = [];
+
     /// <summary>Everything allowed: for tests and benchmarks that need it, never a default.</summary>
-    public static NodePolicy Permissive { get; } = new() { HostPaths = ["/"], HostNetwork = true, UnconfinedSeccomp = true, ForwardHostPorts = true };
+    public static NodePolicy Permissive { get; } = new()
+    {
+        HostPaths = ["/"], HostNetwork = true, UnconfinedSeccomp = true, ForwardHostPorts = true, Privileged = true, Capabilities = LinuxSettings.Capabilities,
+    };
 
     /// <summary>One sentence per setting of <paramref name="w"/> this policy refuses, each naming the field and the setting that would allow it.</summary>
     public IReadOnlyList<string> Refusals(Workload w)
@@ -49,6 +58,16 @@ public sealed record NodePolicy
         if (w.Seccomp == "unconfined" && !UnconfinedSeccomp)
         {
             refusals.Add("seccomp: unconfined is not allowed on this node (policy.unconfined_seccomp: false); use default, or an operator of the node sets policy.unconfined_seccomp: true (--allow-unconfined-seccomp)");
+        }
+        if (w.Privileged == true && !Privileged)
+        {
+            refusals.Add("privileged: true is not allowed on this node (policy.privileged: false); ask for the capabilities (capAdd) and devices it needs, or an operator of the node sets policy.privileged: true (--allow-privileged)");
+        }
+        var added = (w.CapAdd ?? []).Select(LinuxSettings.Capability).OfType<string>().Where(c => c != "ALL" && !SpecBuilder.DefaultCapabilities.Contains(c, StringComparer.Ordinal)).ToList();
+        var refused = added.Where(c => !Capabilities.Select(LinuxSettings.Capability).Contains(c, StringComparer.Ordinal)).Distinct(StringComparer.Ordinal).ToList();
+        if (refused.Count > 0)
+        {
+            refusals.Add($"capAdd: {string.Join(", ", refused)} {(refused.Count == 1 ? "is" : "are")} not allowed on this node (policy.capabilities: {(Capabilities.Count == 0 ? "none" : string.Join(", ", Capabilities))}); an operator of the node can add {(refused.Count == 1 ? "it" : "them")} in orchd.yaml (--allow-capability)");
         }
         return refusals;
     }

@@ -70,22 +70,44 @@ public static class SpecBuilder
         }
 
         var (uid, gid) = User(workload.User ?? run.User, workload);
+        var privileged = workload.Privileged == true;
+        if (workload.Init == true)
+        {
+            // tini as PID 1 (podman mounts its init at /dev/init too: /dev is the container's own
+            // tmpfs, so even a read-only root needs no mount point made in it).
+            if (!File.Exists(InitBinary))
+            {
+                throw new SpecException($"workload '{workload.Name}': init: true needs {InitBinary} on this node (apt install tini), or take init out");
+            }
+            args = [InitDestination, "--", .. args];
+        }
         var spec = DefaultSpec.Create(args);
         var process = spec.Process!;
         process.Env = env;
         process.Terminal = workload.Tty == true;
         process.ConsoleSize = workload.Tty == true ? new ConsoleSize { Height = 24, Width = 80 } : null;
         process.Cwd = workload.WorkingDir ?? (run.WorkingDir is { Length: > 0 } wd ? wd : "/");
-        process.User = new UserSpec { Uid = uid, Gid = gid };
+        process.User = new UserSpec
+        {
+            Uid = uid, Gid = gid,
+            AdditionalGids = workload.Groups is { Count: > 0 } groups ? [.. groups.Select(g => (uint)g)] : null,
+        };
+        var capabilities = Capabilities(workload);
         process.Capabilities = new CapabilitiesSpec
         {
-            Bounding = [.. DefaultCapabilities],
-            Effective = [.. DefaultCapabilities],
-            Permitted = [.. DefaultCapabilities],
+            Bounding = [.. capabilities],
+            Effective = [.. capabilities],
+            Permitted = [.. capabilities],
         };
         var files = Math.Min(65536UL, HardFileLimit());
         process.Rlimits = [new RlimitSpec { Type = "RLIMIT_NOFILE", Hard = files, Soft = files }];
-        spec.Root = new RootSpec { Path = paths.Rootfs, Readonly = false };
+        foreach (var (name, limit) in workload.Ulimits ?? [])
+        {
+            var type = LinuxSettings.Rlimits[name];
+            process.Rlimits.RemoveAll(r => r.Type == type);
+            process.Rlimits.Add(new RlimitSpec { Type = type, Soft = (ulong)limit.Soft, Hard = (ulong)limit.Hard });
+        }
+        spec.Root = new RootSpec { Path = paths.Rootfs, Readonly = workload.ReadOnlyRootfs == true };
         spec.Hostname = hostname;
         var linux = spec.Linux!;
         linux.CgroupsPath = paths.CgroupPath;
@@ -95,9 +117,13 @@ public static class SpecBuilder
             linux.Namespaces.Add(new NamespaceSpec { Type = "network" });
         }
 
-        if (workload.Seccomp is not "unconfined")
+        if (workload.Seccomp is not "unconfined" && !privileged)
         {
             linux.Seccomp = DefaultSeccomp();
+        }
+        if (workload.Sysctls is { Count: > 0 } sysctls)
+        {
+            linux.Sysctl = new Dictionary<string, string>(sysctls, StringComparer.Ordinal);
         }
         var resources = linux.Resources ??= new ResourcesSpec();
         if (workload.Resources?.Memory is { } memory && Quantities.TryParseBytes(memory, out var bytes))
@@ -114,6 +140,30 @@ public static class SpecBuilder
         }
 
         var mounts = spec.Mounts!;
+        if (workload.ShmSize is { } shmSize && Quantities.TryParseBytes(shmSize, out var shmBytes))
+        {
+            var shm = mounts.Single(m => m.Destination == "/dev/shm");
+            shm.Options = [.. shm.Options!.Where(o => !o.StartsWith("size=", StringComparison.Ordinal)), $"size={shmBytes}"];
+        }
+        if (privileged)
+        {
+            // docker's --privileged: the node's devices (its /dev, bound), any device in the cgroup,
+            // /sys writable, nothing of /proc masked or read-only.
+            var dev = mounts.Single(m => m.Destination == "/dev");
+            dev.Type = "bind";
+            dev.Source = "/dev";
+            dev.Options = ["rbind", "rprivate", "nosuid"];
+            var sys = mounts.Single(m => m.Destination == "/sys");
+            sys.Options = [.. sys.Options!.Where(o => o != "ro"), "rw"];
+            resources.Devices = [new DeviceRuleSpec { Allow = true, Access = "rwm" }];
+            linux.MaskedPaths = null;
+            linux.ReadonlyPaths = null;
+            process.NoNewPrivileges = false;
+        }
+        if (workload.Init == true)
+        {
+            mounts.Add(new MountSpec { Destination = InitDestination, Type = "bind", Source = InitBinary, Options = ["bind", "ro", "nosuid", "nodev"] });
+        }
         Directory.CreateDirectory(paths.Bundle);
         foreach (var (name, content) in EtcFiles(workload, hostname))
         {
@@ -130,12 +180,54 @@ public static class SpecBuilder
             }
             mounts.Add(new MountSpec { Destination = volume.Target, Type = "bind", Source = source, Options = ["rbind", "rprivate", volume.ReadOnly ? "ro" : "rw"] });
         }
+        foreach (var tmpfs in workload.Tmpfs ?? [])
+        {
+            var options = new List<string> { "nosuid", "nodev", "mode=" + (tmpfs.Mode ?? "1777") };
+            if (tmpfs.Size is { } size && Quantities.TryParseBytes(size, out var sizeBytes))
+            {
+                options.Add(string.Create(CultureInfo.InvariantCulture, $"size={sizeBytes}"));
+            }
+            mounts.Add(new MountSpec { Destination = tmpfs.Target, Type = "tmpfs", Source = "tmpfs", Options = options });
+        }
         spec.Annotations = new Dictionary<string, string>(StringComparer.Ordinal)
         {
             ["org.orchestrator.workload"] = workload.Name,
             ["org.orchestrator.image"] = workload.Image,
         };
         return spec;
+    }
+
+    /// <summary>The static tini a workload with init: true runs as PID 1 (Debian's tini package), and where it is mounted.</summary>
+    public const string InitBinary = "/usr/bin/tini-static";
+    public const string InitDestination = "/dev/init";
+
+    /// <summary>Docker's default set, less capDrop (ALL: all of it), plus capAdd; every capability when privileged.</summary>
+    public static IReadOnlyList<string> Capabilities(Workload workload)
+    {
+        if (workload.Privileged == true)
+        {
+            return LinuxSettings.Capabilities;
+        }
+        var set = new List<string>(DefaultCapabilities);
+        foreach (var drop in (workload.CapDrop ?? []).Select(LinuxSettings.Capability).OfType<string>())
+        {
+            if (drop == "ALL")
+            {
+                set.Clear();
+            }
+            else
+            {
+                set.Remove(drop);
+            }
+        }
+        foreach (var add in (workload.CapAdd ?? []).Select(LinuxSettings.Capability).OfType<string>())
+        {
+            if (add != "ALL" && !set.Contains(add, StringComparer.Ordinal))
+            {
+                set.Add(add);
+            }
+        }
+        return set;
     }
 
     /// <summary>

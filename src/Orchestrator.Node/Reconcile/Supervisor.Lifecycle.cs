@@ -273,7 +273,7 @@ public sealed partial class Supervisor
         Save(container);
     }
 
-    /// <summary>SIGTERM, the grace period, then SIGKILL to everything in the container.</summary>
+    /// <summary>SIGTERM (or the workload's stopSignal), the grace period, then SIGKILL to everything in the container.</summary>
     private Task StopAsync(SupervisedContainer container, string reason) => StopAllAsync([container], reason);
 
     /// <summary>
@@ -304,7 +304,8 @@ public sealed partial class Supervisor
         }
         foreach (var container in live)
         {
-            Signal(container, 15, all: false);
+            // The workload's stopSignal (SIGTERM unless it says otherwise, as docker's STOPSIGNAL).
+            Signal(container, Orchestrator.Api.Workloads.LinuxSettings.Signal(container.Workload.StopSignal) ?? 15, all: false);
         }
         await Task.WhenAll(live.Select(c => Task.WhenAny(c.Exited.Task,
             Task.Delay(c.Workload.StopGracePeriodSeconds is { } s ? TimeSpan.FromSeconds(s) : _options.DefaultStopGrace, _clock)))).ConfigureAwait(false);

@@ -150,6 +150,13 @@ internal static class ConfigSchema
         new("policy.unconfined_seccomp", "--allow-unconfined-seccomp", "ORCHD_POLICY_UNCONFINED_SECCOMP", "BOOL", SettingShape.Scalar, "false",
             "whether a workload may ask for seccomp: unconfined (no system call filter)",
             (b, v) => b.PolicyUnconfinedSeccomp = ConfigValues.Bool(v), c => c.PolicyUnconfinedSeccomp ? "true" : "false"),
+        new("policy.privileged", "--allow-privileged", "ORCHD_POLICY_PRIVILEGED", "BOOL", SettingShape.Scalar, "false",
+            "whether a workload may ask for privileged: true (every capability and device of the node, no seccomp: root on the node)",
+            (b, v) => b.PolicyPrivileged = ConfigValues.Bool(v), c => c.PolicyPrivileged ? "true" : "false"),
+        new("policy.capabilities", "--allow-capability", "ORCHD_POLICY_CAPABILITIES", "CAP", SettingShape.List, "none",
+            "capabilities (NET_ADMIN, SYS_RAWIO, …) a workload may add to the default set with capAdd; none: capAdd beyond the default set is refused",
+            (b, v) => b.PolicyCapabilities.Add(ConfigValues.Capability(v)), c => string.Join(",", c.PolicyCapabilities),
+            Reset: b => b.PolicyCapabilities.Clear()),
         new("policy.forward_host_ports", "--allow-forward-host-ports", "ORCHD_POLICY_FORWARD_HOST_PORTS", "BOOL", SettingShape.Scalar, "false",
             "whether orchctl port-forward may reach any port on the node itself (127.0.0.1 there); false: only the host ports this node's containers publish (a container's own ports always)",
             (b, v) => b.PolicyForwardHostPorts = ConfigValues.Bool(v), c => c.PolicyForwardHostPorts ? "true" : "false"),
@@ -232,6 +239,8 @@ internal sealed class ConfigBuilder
     public List<string> RegistryInsecure { get; } = [];
     public List<string> PolicyHostPaths { get; } = [];
     public bool PolicyHostNetwork { get; set; }
+    public bool PolicyPrivileged { get; set; }
+    public List<string> PolicyCapabilities { get; } = [];
     public bool PolicyForwardHostPorts { get; set; }
     public bool PolicyUnconfinedSeccomp { get; set; }
     public string? RegistryAuthFile { get; set; }
@@ -287,6 +296,8 @@ internal sealed class ConfigBuilder
         RegistryAuthFile = RegistryAuthFile,
         PolicyHostPaths = PolicyHostPaths.Distinct(StringComparer.Ordinal).ToArray(),
         PolicyHostNetwork = PolicyHostNetwork,
+        PolicyPrivileged = PolicyPrivileged,
+        PolicyCapabilities = PolicyCapabilities.Distinct(StringComparer.Ordinal).ToArray(),
         PolicyForwardHostPorts = PolicyForwardHostPorts,
         PolicyUnconfinedSeccomp = PolicyUnconfinedSeccomp,
         Scheduler = Scheduler,

@@ -147,6 +147,12 @@ internal static class ConfigValues
         return key;
     }
 
+    /// <summary>A Linux capability by name (NET_ADMIN or CAP_NET_ADMIN) as CAP_NET_ADMIN.</summary>
+    public static string Capability(string value)
+        => Orchestrator.Api.Workloads.LinuxSettings.Capability(value) is { } name && name != "ALL"
+            ? name
+            : throw new ConfigValueException($"'{value}' is not a Linux capability; give a name such as NET_ADMIN or SYS_RAWIO (ALL is privileged: set policy.privileged instead)");
+
     public static bool Bool(string value) => value.Trim().ToLowerInvariant() switch
     {
         "true" or "yes" or "on" or "1" => true,

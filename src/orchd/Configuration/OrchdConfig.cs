@@ -65,6 +65,8 @@ public sealed record OrchdConfig
     /// <summary>The node's policy: host directories hostPath volumes may bind (none by default).</summary>
     public IReadOnlyList<string> PolicyHostPaths { get; init; } = [];
     public bool PolicyHostNetwork { get; init; }
+    public bool PolicyPrivileged { get; init; }
+    public IReadOnlyList<string> PolicyCapabilities { get; init; } = [];
     /// <summary>policy.forward_host_ports: port-forward may reach any of the node's own ports, not only those its containers publish.</summary>
     public bool PolicyForwardHostPorts { get; init; }
     public bool PolicyUnconfinedSeccomp { get; init; }

@@ -41,6 +41,8 @@ public sealed class FleetSimulationTests(ITestOutputHelper output)
     /// counted against maxUnavailable and held every ready copy back for good (a global budget is now the copies
     /// updating at once); 471: a scheduler back from a hub outage saw every node unreachable, so a bad release's waves
     /// passed untried and it was counted as having run ready (a wave now passes only once the template runs ready somewhere);
+    /// 816184, 819397, 824487, 830226, 834387 (fuzz, 37,493 scenarios): every device of the first wave had died, so it
+    /// never passed and the release stopped for good (a copy on a lost node is now in the last wave only);
     /// the rest: the simulator's own mistakes while it was written (a hub that never came back, stale bookkeeping across wipes).
     /// </summary>
     public static TheoryData<int> KnownSeeds => new(
@@ -48,7 +50,7 @@ public sealed class FleetSimulationTests(ITestOutputHelper output)
         1007, 1164, 1348, 1374, 1426, 1447, 1549, 1903, 1907, 2173, 2295, 2607, 2947,
         102515, 109128, 110357, 114502, 115167, 117281, 122764, 128480, 129738, 301758, 304436, 430231,
         701306, 706532, 709564, 718667, 719887, 725020, 725061, 725620, 728544, 736109, 736318,
-        42, 471);
+        42, 471, 816184, 819397, 824487, 830226, 834387);
 
     [Theory]
     [MemberData(nameof(KnownSeeds))]

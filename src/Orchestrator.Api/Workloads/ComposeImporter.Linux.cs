@@ -1,0 +1,170 @@
+using System.Globalization;
+using YamlDotNet.RepresentationModel;
+
+namespace Orchestrator.Api.Workloads;
+
+internal static partial class ComposeImporter
+{
+    private sealed partial class Importer
+    {
+        /// <summary>
+        /// A service's Linux settings (privileged, cap_add, cap_drop, read_only, tmpfs, group_add,
+        /// sysctls, ulimits, shm_size, init, stop_signal) into the workload's; false for any other key.
+        /// Whether a node allows them is the node's policy, said when it refuses.
+        /// </summary>
+        private bool LinuxSetting(string field, YamlNode value, string path, Workload template)
+        {
+            switch (field)
+            {
+                case "privileged":
+                    template.Privileged = Flag(value, path) == true ? true : null;
+                    Place("template.privileged", path, value);
+                    return true;
+                case "init":
+                    template.Init = Flag(value, path) == true ? true : null;
+                    Place("template.init", path, value);
+                    return true;
+                case "read_only":
+                    template.ReadOnlyRootfs = Flag(value, path) == true ? true : null;
+                    Place("template.readOnlyRootfs", path, value);
+                    return true;
+                case "cap_add":
+                    template.CapAdd = Strings(value, path);
+                    Place("template.capAdd", path, value);
+                    return true;
+                case "cap_drop":
+                    template.CapDrop = Strings(value, path);
+                    Place("template.capDrop", path, value);
+                    return true;
+                case "stop_signal":
+                    template.StopSignal = Text(value, path);
+                    Place("template.stopSignal", path, value);
+                    return true;
+                case "shm_size":
+                    template.ShmSize = Memory(value, path);
+                    Place("template.shmSize", path, value);
+                    return true;
+                case "sysctls":
+                    template.Sysctls = Pairs(value, path, "sysctls", fromShell: false);
+                    Place("template.sysctls", path, value);
+                    return true;
+                case "tmpfs":
+                    foreach (var (item, itemPath) in value is YamlSequenceNode items ? items.Children.Select((n, i) => (n, $"{path}[{i}]")) : [(value, path)])
+                    {
+                        if (Tmpfs(item, itemPath) is { } mount)
+                        {
+                            (template.Tmpfs ??= []).Add(mount);
+                        }
+                    }
+                    Place("template.tmpfs", path, value);
+                    return true;
+                case "group_add":
+                    foreach (var (item, itemPath) in value is YamlSequenceNode groups ? groups.Children.Select((n, i) => (n, $"{path}[{i}]")) : [(value, path)])
+                    {
+                        if (Text(item, itemPath) is not { } group)
+                        {
+                            continue;
+                        }
+                        if (long.TryParse(group, NumberStyles.None, CultureInfo.InvariantCulture, out var gid))
+                        {
+                            (template.Groups ??= []).Add(gid);
+                        }
+                        else
+                        {
+                            Ignored(item, itemPath, $"'{group}' is a group name, which only the image's /etc/group knows; give its number (dialout is 20 and video 44 on Debian, 20 and 27 on Alpine)");
+                        }
+                    }
+                    Place("template.groups", path, value);
+                    return true;
+                case "ulimits":
+                    Ulimits(value, path, template);
+                    Place("template.ulimits", path, value);
+                    return true;
+                default:
+                    return false;
+            }
+        }
+
+        private List<string>? Strings(YamlNode node, string path)
+            => node is YamlSequenceNode list
+                ? [.. list.Children.Select((item, i) => Text(item, $"{path}[{i}]") ?? "")]
+                : Text(node, path) is { } one ? [one] : null;
+
+        /// <summary>"/run" or "/run:size=64m,mode=1777" (docker's --tmpfs form).</summary>
+        private TmpfsMount? Tmpfs(YamlNode node, string path)
+        {
+            if (Text(node, path) is not { } text)
+            {
+                return null;
+            }
+            var colon = text.IndexOf(':', StringComparison.Ordinal);
+            var mount = new TmpfsMount { Target = colon < 0 ? text : text[..colon] };
+            foreach (var option in colon < 0 ? [] : text[(colon + 1)..].Split(',', StringSplitOptions.RemoveEmptyEntries))
+            {
+                var (name, value) = option.IndexOf('=', StringComparison.Ordinal) is var eq and > 0 ? (option[..eq], option[(eq + 1)..]) : (option, "");
+                switch (name)
+                {
+                    case "size":
+                        var size = SizePattern().Match(value);
+                        mount.Size = size.Success ? size.Groups[1].Value + size.Groups[2].Value.ToLowerInvariant() switch { "k" => "Ki", "m" => "Mi", "g" => "Gi", _ => "" } : value;
+                        break;
+                    case "mode":
+                        mount.Mode = value;
+                        break;
+                    case "rw" or "nosuid" or "nodev" or "exec":
+                        break; // what orchd mounts anyway (nosuid, nodev, writable, executable)
+                    default:
+                        Ignored(node, path, $"option '{option}' is not supported (size= and mode= are)");
+                        break;
+                }
+            }
+            return mount;
+        }
+
+        /// <summary>compose's ulimits: name: N (soft and hard) or name: {soft: N, hard: M}.</summary>
+        private void Ulimits(YamlNode node, string path, Workload template)
+        {
+            if (node is not YamlMappingNode map)
+            {
+                Error(node, path, $"expected a mapping (nofile: {{soft: 1024, hard: 4096}}), got {ManifestReader.Describe(node)}");
+                return;
+            }
+            foreach (var (key, value) in Entries(map))
+            {
+                var name = KeyName(key);
+                var itemPath = $"{path}.{name}";
+                Ulimit? limit = null;
+                if (value is YamlScalarNode)
+                {
+                    limit = Integer(value, itemPath) is { } both ? new Ulimit { Soft = both, Hard = both } : null;
+                }
+                else if (value is YamlMappingNode pair)
+                {
+                    long? soft = null, hard = null;
+                    foreach (var (k, v) in Entries(pair))
+                    {
+                        switch (KeyName(k))
+                        {
+                            case "soft": soft = Integer(v, $"{itemPath}.soft"); break;
+                            case "hard": hard = Integer(v, $"{itemPath}.hard"); break;
+                            default: Ignored(k, $"{itemPath}.{KeyName(k)}", "not a compose key; a ulimit has soft and hard"); break;
+                        }
+                    }
+                    limit = soft is { } s && hard is { } h ? new Ulimit { Soft = s, Hard = h } : null;
+                    if (limit is null)
+                    {
+                        Error(value, itemPath, "give both soft and hard (or one number for both)");
+                    }
+                }
+                else
+                {
+                    Error(value, itemPath, $"expected a number or {{soft:, hard:}}, got {ManifestReader.Describe(value)}");
+                }
+                if (limit is not null)
+                {
+                    (template.Ulimits ??= new Dictionary<string, Ulimit>(StringComparer.Ordinal))[name] = limit;
+                }
+            }
+        }
+    }
+}
