@@ -19,7 +19,7 @@ APT_TEST := nats-server busybox-static skopeo umoci util-linux iproute2 systemd 
 APT_BENCH := containerd runc crun hyperfine time
 # What make demo runs besides orchd: the NATS server, the image's busybox, and the tools the
 # nodes' bridge networking calls (a subset of the test packages: a fresh machine installs less).
-APT_DEMO := nats-server busybox-static iproute2 nftables util-linux procps tar
+APT_DEMO := nats-server busybox-static iproute2 nftables util-linux procps tar tini
 # The linux-arm64 cross build from x64: Debian's GNU cross toolchain with its own sysroot
 # (/usr/aarch64-linux-gnu: no multiarch, no clang), and qemu-user to run what it built.
 APT_CROSS_ARM64 := gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static

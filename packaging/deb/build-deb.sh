@@ -116,6 +116,7 @@ Architecture: $arch
 Maintainer: Orchestrator <orchestrator@example.org>
 Installed-Size: $installed_kb
 Depends: libc6 (>= $glibc), libssl3 | libssl1.1, iproute2, nftables
+Recommends: tini
 Suggests: nats-server, containerd
 Section: admin
 Priority: optional

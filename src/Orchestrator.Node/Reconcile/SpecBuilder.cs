@@ -147,12 +147,9 @@ public static class SpecBuilder
         }
         if (privileged)
         {
-            // docker's --privileged: the node's devices (its /dev, bound), any device in the cgroup,
-            // /sys writable, nothing of /proc masked or read-only.
-            var dev = mounts.Single(m => m.Destination == "/dev");
-            dev.Type = "bind";
-            dev.Source = "/dev";
-            dev.Options = ["rbind", "rprivate", "nosuid"];
+            // docker's --privileged: a node of every device of the node in the container's own /dev,
+            // any device in the cgroup, /sys writable, nothing of /proc masked or read-only.
+            linux.Devices = HostDevices.Scan();
             var sys = mounts.Single(m => m.Destination == "/sys");
             sys.Options = [.. sys.Options!.Where(o => o != "ro"), "rw"];
             resources.Devices = [new DeviceRuleSpec { Allow = true, Access = "rwm" }];
@@ -206,7 +203,7 @@ public static class SpecBuilder
     {
         if (workload.Privileged == true)
         {
-            return LinuxSettings.Capabilities;
+            return HostDevices.OwnCapabilities(); // every one orchd holds (docker's rule too)
         }
         var set = new List<string>(DefaultCapabilities);
         foreach (var drop in (workload.CapDrop ?? []).Select(LinuxSettings.Capability).OfType<string>())

@@ -136,7 +136,11 @@ internal sealed class ContainerPlan
             Rootfs = rootfs,
             CloneFlags = flags,
             Spec = spec,
-            ExecPath = FindProgram(rootfs, process.Args[0], process.Cwd, env),
+            // A program the spec mounts in (an init bound at /dev/init, as podman's --init and
+            // orchd's init: true do) is not in the rootfs before the mounts: the exec finds it.
+            ExecPath = process.Args[0].StartsWith('/') && spec.Mounts.Any(m => m.Type == "bind" && IsUnder(process.Args[0], m.Destination) && m.Destination != "/")
+                ? process.Args[0]
+                : FindProgram(rootfs, process.Args[0], process.Cwd, env),
             // setns(CLONE_NEWPID) moves only the children of the caller: fork once more.
             ForkAfterJoin = namespaces.Any(n => n.Type == "pid" && n.Path is { Length: > 0 }),
             SharesRuntimeMountNamespace = !namespaces.Any(n => n.Type == "mount"),
