@@ -130,6 +130,15 @@ for replica in hello-0 hello-1 hello-2; do
   ctl exec "$replica" -- sh -c 'printf "GET / HTTP/1.0\r\n\r\n" | nc -w 2 127.0.0.1 80 | tail -1' || true
 done
 echo
+echo "demo: \$ orchctl apply -f examples/sensor.yaml   # mode: global, one copy per device, in waves"
+ctl apply -f "$examples/sensor.yaml"
+for _ in $(seq 150); do
+  ctl rollout status sensor 2>/dev/null | grep -q 'complete: 3/3' && break
+  sleep 0.2
+done
+echo "demo: \$ orchctl rollout status sensor"
+ctl rollout status sensor || true
+echo
 echo "demo: try it from another terminal:"
 echo "  export ORCH_SERVER=$url ORCH_CREDS=$creds"
 echo "  $bin/orchctl get containers -o wide"

@@ -61,6 +61,9 @@ public sealed class ToolingTests
             Assert.Contains(demo.Stdout, l => l.StartsWith($"demo: {node} enrolled as {node} (key U", StringComparison.Ordinal));
         }
         Assert.Contains(demo.Stdout, l => l.StartsWith("demo-1 ", StringComparison.Ordinal) && l.Contains("site=demo", StringComparison.Ordinal));
+        // The global app: a copy on each of the three nodes, released in two waves.
+        Assert.Contains(demo.Stdout, l => l.StartsWith("deployment sensor: ", StringComparison.Ordinal) && l.Contains("complete: 3/3 nodes updated and ready", StringComparison.Ordinal));
+        Assert.Contains(demo.Stdout, l => l.StartsWith("34% ", StringComparison.Ordinal) && l.Contains("passed", StringComparison.Ordinal));
         demo.Signal(Signals.SIGINT);
         Assert.Equal(0, await demo.WaitForExitAsync(TimeSpan.FromSeconds(30)));
         var removed = demo.Stdout.Single(l => l.StartsWith("demo: stopped, ", StringComparison.Ordinal));
