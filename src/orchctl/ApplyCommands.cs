@@ -24,7 +24,12 @@ internal static class ApplyCommands
         {
             try
             {
-                return new Prepared(command, parsed, Load(ReadSources(files, command)));
+                var loaded = Load(ReadSources(files, command));
+                if (command == "apply")
+                {
+                    Target(parsed, loaded);
+                }
+                return new Prepared(command, parsed, loaded);
             }
             catch (ManifestException e)
             {
@@ -120,6 +125,57 @@ internal static class ApplyCommands
             throw new ManifestException($"{string.Join(", ", sources.Select(s => s.Source))}: no deployments (kind: Deployment) in it; see docs/manifest.md");
         }
         return deployments;
+    }
+
+    /// <summary>
+    /// apply --global and -l: every deployment of the files runs on every node with these labels
+    /// (a compose file is written for one device: `orchctl apply -f docker-compose.yml --global -l
+    /// fleet=sensors` is the whole fleet's deployment). Checked again as a manifest would be.
+    /// </summary>
+    private static void Target(ParsedArgs parsed, List<(Deployment Deployment, string Source)> deployments)
+    {
+        var global = parsed.Has("--global");
+        var labels = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var term in parsed.Values("--node-selector").SelectMany(v => v.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)))
+        {
+            var eq = term.IndexOf('=', StringComparison.Ordinal);
+            if (eq <= 0 || term.Contains("!=", StringComparison.Ordinal) || term[..eq].Any(c => char.IsWhiteSpace(c) || c == ','))
+            {
+                throw new UsageException($"-l '{term}': apply takes node labels as key=value (a deployment's selector is labels a node must all have)");
+            }
+            labels[term[..eq]] = term[(eq + 1)..];
+        }
+        if (!global && labels.Count == 0)
+        {
+            return;
+        }
+        var errors = new List<string>();
+        foreach (var (deployment, source) in deployments)
+        {
+            if (global)
+            {
+                if (deployment.Replicas != 1 || deployment.Autoscale is not null)
+                {
+                    errors.Add($"{source}: deployment '{deployment.Name}': --global runs one copy on every matching node, but it sets {(deployment.Autoscale is not null ? "autoscale" : $"replicas {deployment.Replicas} (scale, deploy.replicas)")}; take that out of the file");
+                    continue;
+                }
+                deployment.Mode = DeploymentMode.Global;
+                deployment.AntiAffinity = false;
+            }
+            if (labels.Count > 0)
+            {
+                deployment.Selector = new Dictionary<string, string>(deployment.Selector ?? [], StringComparer.Ordinal);
+                foreach (var (key, value) in labels)
+                {
+                    deployment.Selector[key] = value;
+                }
+            }
+            errors.AddRange(ManifestLoader.ValidateDeployment(deployment).Select(e => $"{source}: deployment '{deployment.Name}' with {(global ? "--global" : "")}{(global && labels.Count > 0 ? " and " : "")}{(labels.Count > 0 ? "-l" : "")}: {e}"));
+        }
+        if (errors.Count > 0)
+        {
+            throw new ManifestException(string.Join("\n", errors));
+        }
     }
 
     /// <summary>A deployment as the fleet stores it, indented, without revision, signature and who wrote it (those are compared apart).</summary>

@@ -856,4 +856,46 @@ public sealed class OrchctlTests : IAsyncLifetime
             Assert.Matches(@"Examples:\n  (orchctl|source|cat) ", viaHelp.Out);
         }
     }
+
+    /// <summary>
+    /// apply --global -l: a compose file written for one device becomes the fleet's global
+    /// deployment (dry run: what would be written); a file with a count of its own is refused.
+    /// </summary>
+    [Fact(Timeout = 60_000)]
+    public async Task Apply_global_with_node_labels_turns_a_compose_file_into_a_fleet_release()
+    {
+        var compose = _dir.Combine("docker-compose.yml");
+        File.WriteAllText(compose, """
+            services:
+              reader:
+                image: busybox:latest
+                command: sleep 1000
+                init: true
+              uploader:
+                image: busybox:latest
+                command: sleep 1000
+                deploy: {placement: {constraints: ["node.labels.site == lab"]}}
+            """);
+        var dry = await Ctl("apply", "-f", compose, "--global", "-l", "fleet=sensors", "--dry-run");
+        Assert.True(dry.Code == 0, dry.All);
+        Assert.Contains("deployment reader: created (dry run)", dry.Out, StringComparison.Ordinal);
+        var applied = await Ctl("apply", "-f", compose, "--global", "-l", "fleet=sensors");
+        Assert.True(applied.Code == 0, applied.All);
+        var stored = (await new FleetClient(_connection).GetDeploymentsAsync()).ToDictionary(v => v.Deployment.Name, v => v.Deployment);
+        Assert.All(stored.Values, d => Assert.Equal(Orchestrator.Api.Workloads.DeploymentMode.Global, d.Mode));
+        Assert.Equal(new Dictionary<string, string> { ["fleet"] = "sensors" }, stored["reader"].Selector);
+        Assert.Equal(new Dictionary<string, string> { ["fleet"] = "sensors", ["site"] = "lab" }, stored["uploader"].Selector);
+        Assert.True(stored["reader"].Template.Init);
+        // Applied again the same way: nothing to write.
+        var again = await Ctl("apply", "-f", compose, "--global", "-l", "fleet=sensors", "--dry-run");
+        Assert.Contains("0 to create, 0 to change, 2 unchanged", again.Out, StringComparison.Ordinal);
+
+        File.WriteAllText(compose, "services:\n  web:\n    image: busybox\n    scale: 3\n");
+        var counted = await Ctl("apply", "-f", compose, "--global");
+        Assert.Equal(2, counted.Code);
+        Assert.Contains("deployment 'web': --global runs one copy on every matching node, but it sets replicas 3", counted.Err, StringComparison.Ordinal);
+        var badLabel = await Ctl("apply", "-f", compose, "-l", "fleet!=x");
+        Assert.Equal(2, badLabel.Code);
+        Assert.Contains("apply takes node labels as key=value", badLabel.Err, StringComparison.Ordinal);
+    }
 }
