@@ -96,6 +96,21 @@ public static partial class Libc
     [LibraryImport(LibcName, EntryPoint = "mknod", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     public static partial int mknod(string pathname, uint mode, ulong dev);
 
+    [LibraryImport(LibcName, EntryPoint = "mknodat", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int mknodat(int dirfd, string pathname, uint mode, ulong dev);
+
+    [LibraryImport(LibcName, EntryPoint = "mkdirat", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int mkdirat(int dirfd, string pathname, uint mode);
+
+    [LibraryImport(LibcName, EntryPoint = "unlinkat", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int unlinkat(int dirfd, string pathname, int flags);
+
+    [LibraryImport(LibcName, EntryPoint = "fchownat", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int fchownat(int dirfd, string pathname, uint owner, uint group, int flags);
+
+    [LibraryImport(LibcName, EntryPoint = "fchmodat", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int fchmodat(int dirfd, string pathname, uint mode, int flags);
+
     [LibraryImport(LibcName, EntryPoint = "lchown", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     public static partial int lchown(string pathname, uint owner, uint group);
 

@@ -215,8 +215,14 @@ public sealed class ContainerRuntime(string root)
             // Device nodes the spec asks for are allowed in the devices cgroup, as runc does;
             // not fifos ('p'): the devices controller knows only a, b and c (runc skips them too).
             var resources = spec.Linux.Resources ?? new ResourcesSpec();
+            // A device the spec's own rules already name keeps the access they give (a read-only serial port stays so).
             foreach (var device in (spec.Linux.Devices ?? []).Where(d => d.Type != "p"))
             {
+                var type = device.Type == "u" ? "c" : device.Type;
+                if (resources.Devices?.Any(r => r.Type == type && r.Major == device.Major && r.Minor == device.Minor) == true)
+                {
+                    continue;
+                }
                 (resources.Devices ??= []).Add(new DeviceRuleSpec { Allow = true, Type = device.Type == "u" ? "c" : device.Type, Major = device.Major, Minor = device.Minor, Access = "rwm" });
             }
             cgroup.Create(resources);

@@ -194,7 +194,7 @@ static async Task<int> RunDaemonAsync(OrchdConfig config, NodeState state, Backe
         Version = BuildInfo.Version,
         Runtime = WireNames.Of(backends.Default),
         Labels = labels,
-        LabelStore = new NodeLabels(labels, Path.Combine(state.StateDir, "labels.json")),
+        LabelStore = new NodeLabels(labels, Path.Combine(state.StateDir, "labels.json"), () => HostDevices.Labels()),
     });
     builder.Services.AddSingleton(config.ToNatsSettings());
 
@@ -257,7 +257,8 @@ static async Task<int> RunDaemonAsync(OrchdConfig config, NodeState state, Backe
         ManifestDir = config.ManifestDir,
         Bridge = config.Bridge is { } bridge ? new Orchestrator.Node.Network.BridgeOptions(bridge, config.BridgeCidr, state.NodeId) : null,
         Policy = new NodePolicy { HostPaths = config.PolicyHostPaths, HostNetwork = config.PolicyHostNetwork, UnconfinedSeccomp = config.PolicyUnconfinedSeccomp, ForwardHostPorts = config.PolicyForwardHostPorts,
-            Privileged = config.PolicyPrivileged, Capabilities = config.PolicyCapabilities },
+            Privileged = config.PolicyPrivileged, Capabilities = config.PolicyCapabilities,
+            Devices = config.PolicyDevices, DeviceCgroupRules = config.PolicyDeviceCgroupRules },
     });
     builder.Services.AddSingleton(sp => new Supervisor(
         sp.GetRequiredService<NodeOptions>(), images, sp.GetRequiredService<SnapshotStore>(), sp.GetRequiredService<ITaskDriver>(),

@@ -149,17 +149,29 @@ public sealed class ComposeImportTests
                 shm_size: 128m
                 stop_signal: SIGINT
                 volumes: [{type: tmpfs, target: /scratch, tmpfs: {size: 1048576}}]
+                devices:
+                  - /dev/ttyUSB0
+                  - "/dev/ttyACM*:/dev/serial:rw"
+                  - /dev/video0:/dev/video0:r
+                  - /dev/i2c-1:rw
+                  - {source: /dev/gpiochip0, target: /dev/gpio, permissions: rwm}
+                  - vendor.com/gpu=all
+                device_cgroup_rules: ["c 188:* rmw"]
             """, "c.yml");
         var t = Assert.Single(manifest.Deployments).Template;
         Assert.Equal((true, true, true), (t.Privileged, t.Init, t.ReadOnlyRootfs));
         Assert.Equal(["SYS_RAWIO", "NET_ADMIN"], t.CapAdd);
         Assert.Equal(["ALL"], t.CapDrop);
         Assert.Equal([("/run", "16Mi", "755"), ("/var/cache", null, null), ("/scratch", "1048576", null)], t.Tmpfs!.Select(m => (m.Target, m.Size, m.Mode)));
-        Assert.Equal([20L], t.Groups);
+        Assert.Equal(["20", "dialout"], t.Groups);
+        Assert.Equal(
+            [("/dev/ttyUSB0", null, null), ("/dev/ttyACM*", "/dev/serial", "rw"), ("/dev/video0", null, "r"), ("/dev/i2c-1", null, "rw"), ("/dev/gpiochip0", "/dev/gpio", "rwm")],
+            t.Devices!.Select(d => (d.HostPath, d.ContainerPath, d.Permissions)));
+        Assert.Equal(["c 188:* rmw"], t.DeviceCgroupRules);
         Assert.Equal("1", t.Sysctls!["net.ipv4.ip_forward"]);
         Assert.Equal((1024L, 2048L, 0L, 0L), (t.Ulimits!["nofile"].Soft, t.Ulimits["nofile"].Hard, t.Ulimits["core"].Soft, t.Ulimits["core"].Hard));
         Assert.Equal(("128Mi", "SIGINT"), (t.ShmSize, t.StopSignal));
-        Assert.Equal(["c.yml:10:21: services.gw.group_add[1]: ignored ('dialout' is a group name, which only the image's /etc/group knows; give its number (dialout is 20 and video 44 on Debian, 20 and 27 on Alpine))"], manifest.Warnings);
+        Assert.Equal(["c.yml:22:9: services.gw.devices[5]: ignored ('vendor.com/gpu=all' is a CDI device name, which needs a CDI registry nodes do not have; map the device nodes by path (/dev/…))"], manifest.Warnings);
 
         var bad = Assert.Throws<ManifestException>(() => ManifestLoader.LoadFleetManifest("""
             services:
@@ -169,11 +181,20 @@ public sealed class ComposeImportTests
                 sysctls: {kernel.hostname: x}
                 stop_signal: SIGNOPE
                 ulimits: {nofile: {soft: 4096, hard: 1024}}
+                devices: ["dev/ttyUSB0", "/dev/../etc/x", "/dev/ttyS0:/dev/tty*", "/dev/x:/dev/y:rwx"]
+                device_cgroup_rules: ["c 188 rwm"]
+                group_add: ["bad group"]
             """, "c.yml"));
         Assert.Contains("c.yml:4:14: services.gw.cap_add[0]: 'NET_ADMINN' is not a Linux capability", bad.Message, StringComparison.Ordinal);
         Assert.Contains("services.gw.sysctls.kernel.hostname: not a setting of the container's own namespaces", bad.Message, StringComparison.Ordinal);
         Assert.Contains("services.gw.stop_signal: 'SIGNOPE' is not a signal", bad.Message, StringComparison.Ordinal);
         Assert.Contains("services.gw.ulimits.nofile: expected soft ≤ hard", bad.Message, StringComparison.Ordinal);
+        Assert.Contains("c.yml:8:15: services.gw.devices[0].hostPath: expected an absolute path of a device node or a glob of them (/dev/ttyUSB0, /dev/ttyUSB*), got 'dev/ttyUSB0'", bad.Message, StringComparison.Ordinal);
+        Assert.Contains("services.gw.devices[1].hostPath: expected a clean absolute path, without '.', '..' or '//', got '/dev/../etc/x'", bad.Message, StringComparison.Ordinal);
+        Assert.Contains("services.gw.devices[2].containerPath: expected a clean absolute path inside the container without glob characters", bad.Message, StringComparison.Ordinal);
+        Assert.Contains("services.gw.devices[3].permissions: expected r, w and m in any combination (rwm: read, write, mknod), got 'rwx'", bad.Message, StringComparison.Ordinal);
+        Assert.Contains("services.gw.device_cgroup_rules[0]: expected 'TYPE MAJOR:MINOR ACCESS'", bad.Message, StringComparison.Ordinal);
+        Assert.Contains("services.gw.group_add[0]: 'bad group' is neither a group id nor a group name", bad.Message, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -94,6 +94,12 @@ public sealed class ManifestSchemaTests
             {
                 expected = types.SequenceEqual(["boolean"]) ? null : "type boolean";
             }
+            else if (type == typeof(List<string>) && owner.GetProperty(name, System.Reflection.BindingFlags.IgnoreCase | System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.Instance)?.GetCustomAttributes(typeof(System.Text.Json.Serialization.JsonConverterAttribute), false).Length > 0)
+            {
+                // groups: ids or names, read by its own converter
+                expected = types.SequenceEqual(["array"]) && schema.TryGetProperty("items", out var gi) && gi.TryGetProperty("type", out var gt) && gt.ValueKind == JsonValueKind.Array
+                    && gt.EnumerateArray().Select(x => x.GetString()).Order().SequenceEqual(["integer", "string"]) ? null : "type array with items: {type: [integer, string]}";
+            }
             else if (type == typeof(List<string>))
             {
                 expected = reference == "stringList" ? null : "$ref #/$defs/stringList";

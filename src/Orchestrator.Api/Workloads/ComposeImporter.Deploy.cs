@@ -92,7 +92,7 @@ internal static partial class ComposeImporter
                         Place("template.resources.pids", $"{path}.pids", value);
                         break;
                     default:
-                        Ignored(key, $"{path}.{field}", field is "devices" or "generic_resources" ? "devices are not passed through" : Unknown(field, ["cpus", "memory", "pids"]));
+                        Ignored(key, $"{path}.{field}", field is "devices" or "generic_resources" ? "reserved devices (GPUs) are not scheduled; map device nodes with the service's devices:" : Unknown(field, ["cpus", "memory", "pids"]));
                         break;
                 }
             }

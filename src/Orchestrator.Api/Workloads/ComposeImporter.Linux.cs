@@ -9,9 +9,64 @@ internal static partial class ComposeImporter
     {
         /// <summary>
         /// A service's Linux settings (privileged, cap_add, cap_drop, read_only, tmpfs, group_add,
-        /// sysctls, ulimits, shm_size, init, stop_signal) into the workload's; false for any other key.
+        /// devices, device_cgroup_rules, sysctls, ulimits, shm_size, init, stop_signal) into the workload's; false for any other key.
         /// Whether a node allows them is the node's policy, said when it refuses.
         /// </summary>
+        /// <summary>
+        /// A compose device: "HOST[:CONTAINER[:PERMISSIONS]]" (docker's --device; the host path may be
+        /// a glob here), or the long form {source, target, permissions}. A CDI name
+        /// (vendor.com/class=name) has no meaning on a node without CDI and is ignored with a warning.
+        /// </summary>
+        private DeviceMapping? Device(YamlNode item, string path)
+        {
+            if (item is YamlMappingNode map)
+            {
+                var device = new DeviceMapping();
+                foreach (var (key, v) in map.Children)
+                {
+                    var name = KeyName(key);
+                    var text = Text(v, $"{path}.{name}");
+                    switch (name)
+                    {
+                        case "source":
+                            device.HostPath = text ?? "";
+                            break;
+                        case "target":
+                            device.ContainerPath = text;
+                            break;
+                        case "permissions":
+                            device.Permissions = text;
+                            break;
+                        default:
+                            Ignored(key, $"{path}.{name}", Unknown(name, ["source", "target", "permissions"]));
+                            break;
+                    }
+                }
+                return device;
+            }
+            if (Text(item, path) is not { } spec)
+            {
+                return null;
+            }
+            if (!spec.StartsWith('/') && spec.Contains('=', StringComparison.Ordinal))
+            {
+                Ignored(item, path, $"'{spec}' is a CDI device name, which needs a CDI registry nodes do not have; map the device nodes by path (/dev/…)");
+                return null;
+            }
+            var parts = spec.Split(':');
+            var mapping = new DeviceMapping { HostPath = parts[0] };
+            if (parts.Length == 2 && LinuxSettings.IsAccess(parts[1]))
+            {
+                mapping.Permissions = parts[1]; // "/dev/x:rw": docker reads a last part of r, w and m as permissions
+            }
+            else if (parts.Length >= 2)
+            {
+                mapping.ContainerPath = parts[1] == parts[0] ? null : parts[1];
+                mapping.Permissions = parts.Length >= 3 ? string.Join(':', parts[2..]) : null;
+            }
+            return mapping;
+        }
+
         private bool LinuxSetting(string field, YamlNode value, string path, Workload template)
         {
             switch (field)
@@ -61,20 +116,27 @@ internal static partial class ComposeImporter
                 case "group_add":
                     foreach (var (item, itemPath) in value is YamlSequenceNode groups ? groups.Children.Select((n, i) => (n, $"{path}[{i}]")) : [(value, path)])
                     {
-                        if (Text(item, itemPath) is not { } group)
+                        if (Text(item, itemPath) is { } group)
                         {
-                            continue;
-                        }
-                        if (long.TryParse(group, NumberStyles.None, CultureInfo.InvariantCulture, out var gid))
-                        {
-                            (template.Groups ??= []).Add(gid);
-                        }
-                        else
-                        {
-                            Ignored(item, itemPath, $"'{group}' is a group name, which only the image's /etc/group knows; give its number (dialout is 20 and video 44 on Debian, 20 and 27 on Alpine)");
+                            (template.Groups ??= []).Add(group); // a name: the image's /etc/group numbers it on the node, as docker does
                         }
                     }
                     Place("template.groups", path, value);
+                    return true;
+                case "devices":
+                    foreach (var (item, itemPath) in value is YamlSequenceNode devices ? devices.Children.Select((n, i) => (n, $"{path}[{i}]")) : [(value, path)])
+                    {
+                        if (Device(item, itemPath) is { } device)
+                        {
+                            Place($"template.devices[{template.Devices?.Count ?? 0}]", itemPath, item);
+                            (template.Devices ??= []).Add(device);
+                        }
+                    }
+                    Place("template.devices", path, value);
+                    return true;
+                case "device_cgroup_rules":
+                    template.DeviceCgroupRules = Strings(value, path);
+                    Place("template.deviceCgroupRules", path, value);
                     return true;
                 case "ulimits":
                     Ulimits(value, path, template);

@@ -98,7 +98,6 @@ internal static partial class ComposeImporter
         ["dns_search"] = "the container uses its node's resolver",
         ["dns_opt"] = "the container uses its node's resolver",
         ["security_opt"] = "orchd's default seccomp profile applies (seccomp: unconfined in a manifest opts out)",
-        ["devices"] = "devices are not passed through",
         ["mem_reservation"] = "orchd places replicas by their limits",
         ["ipc"] = "every container has its own IPC namespace",
         ["pid"] = "every container has its own pid namespace",

@@ -6,7 +6,7 @@ namespace Orchestrator.Api.Workloads;
 /// The names a workload's Linux settings use (capabilities, resource limits, signals, namespaced
 /// sysctls) and their checks: one table for the validator, the node's spec and the compose importer.
 /// </summary>
-public static class LinuxSettings
+public static partial class LinuxSettings
 {
     /// <summary>Every capability Linux 6.x knows, by its CAP_ name.</summary>
     public static IReadOnlyList<string> Capabilities { get; } =
@@ -122,9 +122,46 @@ public static class LinuxSettings
         }
         for (var i = 0; i < (w.Groups?.Count ?? 0); i++)
         {
-            if (w.Groups![i] is < 0 or > uint.MaxValue - 1)
+            if (GroupProblem(w.Groups![i]) is { } problem)
             {
-                errors.Add($"groups[{i}]: expected a group id from 0 to 4294967294, got {w.Groups[i]}");
+                errors.Add($"groups[{i}]: {problem}");
+            }
+        }
+        var devicePaths = new HashSet<string>(StringComparer.Ordinal);
+        for (var i = 0; i < (w.Devices?.Count ?? 0); i++)
+        {
+            var d = w.Devices![i];
+            if (d is null)
+            {
+                errors.Add($"devices[{i}]: expected a mapping with hostPath");
+                continue;
+            }
+            if (DeviceGlob.Problem(d.HostPath) is { } problem)
+            {
+                errors.Add($"devices[{i}].hostPath: {problem}, got '{d.HostPath}'");
+            }
+            if (d.ContainerPath is not null && (DeviceGlob.Problem(d.ContainerPath) is not null || DeviceGlob.IsGlob(d.ContainerPath)))
+            {
+                errors.Add($"devices[{i}].containerPath: expected a clean absolute path inside the container without glob characters (a glob's matches go into it as a directory), got '{d.ContainerPath}'");
+            }
+            else if (d.ContainerPath is { } target && IsUnder(target, "/proc", "/sys", "/dev/pts", "/dev/shm", "/dev/mqueue"))
+            {
+                errors.Add($"devices[{i}].containerPath: '{target}' is under a file system the container gets of its own (/proc, /sys, /dev/pts, /dev/shm, /dev/mqueue); put the device elsewhere, under /dev for example");
+            }
+            else if (!DeviceGlob.IsGlob(d.HostPath) && !devicePaths.Add(d.ContainerPath ?? d.HostPath))
+            {
+                errors.Add($"devices[{i}]: '{d.ContainerPath ?? d.HostPath}' is already a device of this workload in the container; give one of them another containerPath");
+            }
+            if (d.Permissions is { } access && !IsAccess(access))
+            {
+                errors.Add($"devices[{i}].permissions: expected r, w and m in any combination (rwm: read, write, mknod), got '{access}'");
+            }
+        }
+        for (var i = 0; i < (w.DeviceCgroupRules?.Count ?? 0); i++)
+        {
+            if (DeviceRule(w.DeviceCgroupRules![i]) is null)
+            {
+                errors.Add($"deviceCgroupRules[{i}]: expected 'TYPE MAJOR:MINOR ACCESS' as docker's --device-cgroup-rule (c 188:* rwm; type a, b or c; * for any number), got '{w.DeviceCgroupRules[i]}'");
             }
         }
         foreach (var (name, value) in w.Sysctls ?? [])
@@ -162,4 +199,45 @@ public static class LinuxSettings
             errors.Add($"stopSignal: '{w.StopSignal}' is not a signal; use a name such as SIGINT, SIGQUIT, SIGUSR1, or a number");
         }
     }
+
+    /// <summary>Why the text is not a group id (0-4294967294) or group name, or null.</summary>
+    public static string? GroupProblem(string? group)
+    {
+        if (string.IsNullOrEmpty(group))
+        {
+            return "expected a group id or name, got nothing";
+        }
+        if (group.All(char.IsAsciiDigit))
+        {
+            return long.TryParse(group, NumberStyles.None, CultureInfo.InvariantCulture, out var id) && id <= uint.MaxValue - 1
+                ? null : $"expected a group id from 0 to 4294967294, got {group}";
+        }
+        return GroupNameRegex().IsMatch(group) ? null : $"'{group}' is neither a group id nor a group name (letters, digits, '_' and '-', starting with a letter or '_', at most 32)";
+    }
+
+    [System.Text.RegularExpressions.GeneratedRegex(@"^[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?$")]
+    private static partial System.Text.RegularExpressions.Regex GroupNameRegex();
+
+    /// <summary>Whether the text is r, w and m in any combination, each at most once.</summary>
+    public static bool IsAccess(string access)
+        => access.Length is > 0 and <= 3 && access.All(c => c is 'r' or 'w' or 'm') && access.Distinct().Count() == access.Length;
+
+    /// <summary>A device cgroup rule ("c 188:* rwm", "a *:* rwm") as (type, major, minor, access), -1 for '*'; null when it is not one.</summary>
+    public static (string Type, long Major, long Minor, string Access)? DeviceRule(string? rule)
+    {
+        var match = rule is null ? null : DeviceRuleRegex().Match(rule);
+        if (match is not { Success: true } || !IsAccess(match.Groups[4].Value))
+        {
+            return null;
+        }
+        static long Number(string text) => text == "*" ? -1 : long.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var n) && n <= uint.MaxValue ? n : -2;
+        var (major, minor) = (Number(match.Groups[2].Value), Number(match.Groups[3].Value));
+        return major == -2 || minor == -2 ? null : (match.Groups[1].Value, major, minor, match.Groups[4].Value);
+    }
+
+    [System.Text.RegularExpressions.GeneratedRegex(@"^([abc]) (\d{1,10}|\*):(\d{1,10}|\*) ([rwm]{1,3})$")]
+    private static partial System.Text.RegularExpressions.Regex DeviceRuleRegex();
+
+    private static bool IsUnder(string path, params string[] roots)
+        => roots.Any(r => path == r || path.StartsWith(r + "/", StringComparison.Ordinal));
 }

@@ -1,3 +1,4 @@
+using System.Text.Json;
 using System.Text.Json.Serialization;
 
 namespace Orchestrator.Api.Workloads;
@@ -67,8 +68,20 @@ public sealed class Workload
     public bool? ReadOnlyRootfs { get; set; }
     /// <summary>Memory-backed file systems mounted in the container (never written to the node's disk).</summary>
     public List<TmpfsMount>? Tmpfs { get; set; }
-    /// <summary>Supplementary group ids of the first process (e.g. 20, dialout on Debian, for a serial port); numbers, as user is.</summary>
-    public List<long>? Groups { get; set; }
+    /// <summary>
+    /// Supplementary groups of the first process: numbers, or names the image's /etc/group gives a
+    /// number (dialout, video: what a serial port or a camera asks for), as docker's --group-add.
+    /// </summary>
+    [JsonConverter(typeof(GroupListConverter))]
+    public List<string>? Groups { get; set; }
+    /// <summary>
+    /// Device nodes of the node given to the container: a path or a glob (/dev/ttyUSB*), each match
+    /// as its own node; one plugged in while the container runs is added to it. Each must be in the
+    /// node's policy.devices.
+    /// </summary>
+    public List<DeviceMapping>? Devices { get; set; }
+    /// <summary>Device cgroup rules ("c 188:* rwm"): access to devices by number, for nodes made later; needs policy.device_cgroup_rules.</summary>
+    public List<string>? DeviceCgroupRules { get; set; }
     /// <summary>Kernel settings of the container's own namespaces: net.* (not with network: host), kernel.shm*, kernel.msg*, kernel.sem, fs.mqueue.*.</summary>
     public Dictionary<string, string>? Sysctls { get; set; }
     /// <summary>Resource limits of the first process by name (nofile, nproc, core, memlock, stack, …), each soft and hard.</summary>
@@ -89,6 +102,64 @@ public sealed class TmpfsMount
     public string? Size { get; set; }
     /// <summary>Octal permissions of its root (1777 by default).</summary>
     public string? Mode { get; set; }
+}
+
+/// <summary>A device of the node in the container: which (a path or a glob), where, and what access.</summary>
+public sealed class DeviceMapping
+{
+    /// <summary>The device node on the node, or a glob of them (/dev/ttyUSB*, /dev/serial/by-id/*); symlinks are followed to the node.</summary>
+    public string HostPath { get; set; } = "";
+    /// <summary>Where it appears in the container: the host path by default; for a glob, a directory each match goes into by its name.</summary>
+    public string? ContainerPath { get; set; }
+    /// <summary>r, w and m (mknod) in any combination; rwm by default.</summary>
+    public string? Permissions { get; set; }
+}
+
+/// <summary>
+/// A list of groups as numbers or names; a number is written as a JSON number, so a list of ids
+/// reads and writes the same bytes as when the field held only numbers.
+/// </summary>
+public sealed class GroupListConverter : JsonConverter<List<string>>
+{
+    public override List<string>? Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options)
+    {
+        if (reader.TokenType == JsonTokenType.Null)
+        {
+            return null;
+        }
+        if (reader.TokenType != JsonTokenType.StartArray)
+        {
+            throw new JsonException("expected a list of group ids or names");
+        }
+        var groups = new List<string>();
+        while (reader.Read() && reader.TokenType != JsonTokenType.EndArray)
+        {
+            groups.Add(reader.TokenType switch
+            {
+                JsonTokenType.String => reader.GetString()!,
+                JsonTokenType.Number => System.Text.Encoding.UTF8.GetString(reader.ValueSpan),
+                _ => throw new JsonException("expected a group id or name"),
+            });
+        }
+        return groups;
+    }
+
+    public override void Write(Utf8JsonWriter writer, List<string> value, JsonSerializerOptions options)
+    {
+        writer.WriteStartArray();
+        foreach (var group in value)
+        {
+            if (group.Length is > 0 and < 11 && group.All(char.IsAsciiDigit) && (group == "0" || group[0] != '0') && long.TryParse(group, System.Globalization.CultureInfo.InvariantCulture, out var id))
+            {
+                writer.WriteNumberValue(id);
+            }
+            else
+            {
+                writer.WriteStringValue(group);
+            }
+        }
+        writer.WriteEndArray();
+    }
 }
 
 /// <summary>A resource limit: the soft one the process starts with and the hard one it may raise it to.</summary>

@@ -202,6 +202,7 @@ public sealed partial class FleetMember : IDisposable
     {
         while (!cancellationToken.IsCancellationRequested)
         {
+            identity.LabelStore?.Observe(); // hw.* labels follow what is plugged in
             var containers = await supervisor.ListAsync().ConfigureAwait(false);
             // A figure only for a container the sampler could read (a running one's cgroup has used CPU time): the autoscaler averages those alone.
             var cpu = (await supervisor.StatsAsync(null, forHeartbeat: true).ConfigureAwait(false)).Where(s => s.CpuNanoseconds > 0).ToDictionary(s => s.Name, s => (double?)s.CpuPercent, StringComparer.Ordinal);

@@ -19,14 +19,25 @@ public sealed class NodeLabels
     private readonly IReadOnlyDictionary<string, string> _configured;
     private readonly string? _file;
     private readonly Lock _lock = new();
+    private readonly Func<IReadOnlyDictionary<string, string>>? _observe;
+    private IReadOnlyDictionary<string, string> _observed = new Dictionary<string, string>(StringComparer.Ordinal);
     private Dictionary<string, string?> _changes;
     private IReadOnlyDictionary<string, string> _current;
 
     /// <param name="file">Where the operator's changes are kept; null: not kept (tests, a node without a state dir).</param>
-    public NodeLabels(IReadOnlyDictionary<string, string> configured, string? file)
+    /// <param name="observe">
+    /// What the node finds it has (hw.serial, hw.video, hw.memory, …: <c>HostDevices.Labels</c>), read
+    /// now and at each <see cref="Observe"/>; a configured label or the operator's of the same key wins.
+    /// </param>
+    public NodeLabels(IReadOnlyDictionary<string, string> configured, string? file, Func<IReadOnlyDictionary<string, string>>? observe = null)
     {
         _configured = configured;
         _file = file;
+        _observe = observe;
+        if (observe is not null)
+        {
+            _observed = observe();
+        }
         try
         {
             _changes = (file is null ? null : StateFile.Read(file, bytes => JsonSerializer.Deserialize(bytes, NodeLabelsJsonContext.Default.DictionaryStringString)))
@@ -65,6 +76,10 @@ public sealed class NodeLabels
         }
         lock (_lock)
         {
+            if (remove.FirstOrDefault(k => _observed.ContainsKey(k) && !_configured.ContainsKey(k) && !_changes.ContainsKey(k)) is { } observed)
+            {
+                throw new NodeApiException(ErrorKind.Forbidden, $"'{observed}' is what the node finds it has (its devices, CPUs, memory); it cannot be removed, only overridden (set it, or in orchd.yaml labels:)");
+            }
             var current = Current;
             foreach (var (key, value) in set)
             {
@@ -112,9 +127,36 @@ public sealed class NodeLabels
         }
     }
 
+    /// <summary>
+    /// Reads what the node has again (a camera plugged in since), once a heartbeat: the labels the
+    /// scheduler places by follow the hardware. Returns whether they changed.
+    /// </summary>
+    public bool Observe()
+    {
+        if (_observe is null)
+        {
+            return false;
+        }
+        var observed = _observe();
+        lock (_lock)
+        {
+            if (observed.Count == _observed.Count && observed.All(kv => _observed.TryGetValue(kv.Key, out var v) && v == kv.Value))
+            {
+                return false;
+            }
+            _observed = observed;
+            Volatile.Write(ref _current, Compose());
+            return true;
+        }
+    }
+
     private SortedDictionary<string, string> Compose()
     {
-        var labels = new SortedDictionary<string, string>(_configured.ToDictionary(kv => kv.Key, kv => kv.Value, StringComparer.Ordinal), StringComparer.Ordinal);
+        var labels = new SortedDictionary<string, string>(_observed.ToDictionary(kv => kv.Key, kv => kv.Value, StringComparer.Ordinal), StringComparer.Ordinal);
+        foreach (var (key, value) in _configured)
+        {
+            labels[key] = value;
+        }
         foreach (var (key, value) in _changes)
         {
             if (value is null)

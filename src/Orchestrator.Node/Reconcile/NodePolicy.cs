@@ -31,10 +31,21 @@ public sealed record NodePolicy
     /// <summary>Capabilities (CAP_ names) a workload may add to the default set with capAdd; empty: none.</summary>
     public IReadOnlyList<string> Capabilities { get; init; } = [];
 
+    /// <summary>
+    /// Device paths or globs (/dev/ttyUSB*, /dev/serial/by-id/*; "*" any) a workload may map with
+    /// devices; empty: none. A workload's path is allowed when it (or, for one path, the node it
+    /// links to) matches one of them; a workload's glob when a pattern here matches it as written.
+    /// </summary>
+    public IReadOnlyList<string> Devices { get; init; } = [];
+
+    /// <summary>Whether deviceCgroupRules are allowed (access to devices by number, which a privileged process in the container could then create).</summary>
+    public bool DeviceCgroupRules { get; init; }
+
     /// <summary>Everything allowed: for tests and benchmarks that need it, never a default.</summary>
     public static NodePolicy Permissive { get; } = new()
     {
         HostPaths = ["/"], HostNetwork = true, UnconfinedSeccomp = true, ForwardHostPorts = true, Privileged = true, Capabilities = LinuxSettings.Capabilities,
+        Devices = ["*"], DeviceCgroupRules = true,
     };
 
     /// <summary>One sentence per setting of <paramref name="w"/> this policy refuses, each naming the field and the setting that would allow it.</summary>
@@ -69,7 +80,41 @@ public sealed record NodePolicy
         {
             refusals.Add($"capAdd: {string.Join(", ", refused)} {(refused.Count == 1 ? "is" : "are")} not allowed on this node (policy.capabilities: {(Capabilities.Count == 0 ? "none" : string.Join(", ", Capabilities))}); an operator of the node can add {(refused.Count == 1 ? "it" : "them")} in orchd.yaml (--allow-capability)");
         }
+        var devices = w.Devices ?? [];
+        for (var i = 0; i < devices.Count; i++)
+        {
+            if (devices[i]?.HostPath is { } device && !DeviceAllowed(device))
+            {
+                refusals.Add($"devices[{i}].hostPath: '{device}' is not a device this node allows (policy.devices: {(Devices.Count == 0 ? "none" : string.Join(", ", Devices))}); "
+                    + "an operator of the node can add it or a glob of it in orchd.yaml (--allow-device)");
+            }
+        }
+        if (w.DeviceCgroupRules is { Count: > 0 } && !DeviceCgroupRules)
+        {
+            refusals.Add("deviceCgroupRules are not allowed on this node (policy.device_cgroup_rules: false); map the devices by path (devices:), or an operator of the node sets policy.device_cgroup_rules: true (--allow-device-cgroup-rules)");
+        }
         return refusals;
+    }
+
+    /// <summary>
+    /// Whether a workload may map this device path or glob: a policy pattern matches it as written
+    /// (a glob only by a pattern that covers it, /dev/ttyUSB* by /dev/ttyUSB* or /dev/*), or, for
+    /// one path, the device it links to (/dev/serial/by-id/… → /dev/ttyUSB0).
+    /// </summary>
+    public bool DeviceAllowed(string path)
+    {
+        if (DeviceGlob.Problem(path) is not null)
+        {
+            return false;
+        }
+        foreach (var allowed in Devices)
+        {
+            if (allowed == "*" || DeviceGlob.Matches(allowed, path) || (!DeviceGlob.IsGlob(path) && RealPath(path) is { } real && DeviceGlob.Matches(allowed, real)))
+            {
+                return true;
+            }
+        }
+        return false;
     }
 
     /// <summary>

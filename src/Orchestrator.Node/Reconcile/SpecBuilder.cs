@@ -23,7 +23,8 @@ public static class SpecBuilder
         "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
     ];
 
-    public static RuntimeSpec Build(Workload workload, ImageConfigFile image, ContainerPaths paths)
+    /// <param name="devices">The devices the workload's devices: name now (<see cref="HostDevices.Map"/>, which the supervisor keeps for hot-plug); null: mapped here under a policy that allows none.</param>
+    public static RuntimeSpec Build(Workload workload, ImageConfigFile image, ContainerPaths paths, IReadOnlyList<MappedDevice>? devices = null)
     {
         var run = image.Config ?? new ImageRunConfig();
         var entrypoint = workload.Command ?? run.Entrypoint ?? [];
@@ -90,7 +91,7 @@ public static class SpecBuilder
         process.User = new UserSpec
         {
             Uid = uid, Gid = gid,
-            AdditionalGids = workload.Groups is { Count: > 0 } groups ? [.. groups.Select(g => (uint)g)] : null,
+            AdditionalGids = workload.Groups is { Count: > 0 } groups ? [.. groups.Select(g => GroupId(g, workload, paths.Rootfs))] : null,
         };
         var capabilities = Capabilities(workload);
         process.Capabilities = new CapabilitiesSpec
@@ -145,6 +146,18 @@ public static class SpecBuilder
             var shm = mounts.Single(m => m.Destination == "/dev/shm");
             shm.Options = [.. shm.Options!.Where(o => !o.StartsWith("size=", StringComparison.Ordinal)), $"size={shmBytes}"];
         }
+        foreach (var device in devices ?? (workload.Devices is { Count: > 0 } ? HostDevices.Map(workload, new NodePolicy()) : []))
+        {
+            (linux.Devices ??= []).Add(device.Node);
+            (resources.Devices ??= []).Add(new DeviceRuleSpec { Allow = true, Type = device.Node.Type, Major = device.Node.Major, Minor = device.Node.Minor, Access = device.Access });
+        }
+        foreach (var rule in workload.DeviceCgroupRules ?? [])
+        {
+            if (LinuxSettings.DeviceRule(rule) is var (type, major, minor, access))
+            {
+                (resources.Devices ??= []).Add(new DeviceRuleSpec { Allow = true, Type = type, Major = major < 0 ? null : major, Minor = minor < 0 ? null : minor, Access = access });
+            }
+        }
         if (privileged)
         {
             // docker's --privileged: a node of every device of the node in the container's own /dev,
@@ -192,6 +205,63 @@ public static class SpecBuilder
             ["org.orchestrator.image"] = workload.Image,
         };
         return spec;
+    }
+
+    /// <summary>
+    /// A supplementary group as a gid: a number as it is, a name by the image's /etc/group (read
+    /// inside its root: a symlink there cannot point at the node's own), as docker's --group-add.
+    /// </summary>
+    private static uint GroupId(string group, Workload workload, string rootfs)
+    {
+        if (uint.TryParse(group, NumberStyles.None, CultureInfo.InvariantCulture, out var id))
+        {
+            return id;
+        }
+        foreach (var line in ImageFile(rootfs, "etc/group").Split('\n'))
+        {
+            var fields = line.Split(':');
+            if (fields.Length >= 3 && fields[0] == group && uint.TryParse(fields[2], NumberStyles.None, CultureInfo.InvariantCulture, out var gid))
+            {
+                return gid;
+            }
+        }
+        throw new SpecException($"workload '{workload.Name}': group '{group}' is not in image '{workload.Image}''s /etc/group; give its number (groups: [20]) or use an image that has it");
+    }
+
+    /// <summary>A small file of the image's root (at most 256 KiB), resolved inside it; empty when it has none.</summary>
+    private static string ImageFile(string rootfs, string path)
+    {
+        var root = Linux.Libc.open(rootfs, 0x200000 /* O_PATH */ | 0x10000 /* O_DIRECTORY */ | 0x80000 /* O_CLOEXEC */, 0);
+        if (root < 0)
+        {
+            return "";
+        }
+        try
+        {
+            var fd = Linux.Libc.openat2(root, path, 0x80000 /* O_RDONLY|O_CLOEXEC */, 0, Linux.Libc.RESOLVE_IN_ROOT | Linux.Libc.RESOLVE_NO_MAGICLINKS);
+            if (fd < 0)
+            {
+                return "";
+            }
+            using var handle = new Microsoft.Win32.SafeHandles.SafeFileHandle(fd, ownsHandle: true);
+            using var stream = new FileStream(handle, FileAccess.Read);
+            var buffer = new byte[256 << 10];
+            var total = 0;
+            int read;
+            while (total < buffer.Length && (read = stream.Read(buffer, total, buffer.Length - total)) > 0)
+            {
+                total += read;
+            }
+            return System.Text.Encoding.UTF8.GetString(buffer, 0, total);
+        }
+        catch (IOException)
+        {
+            return "";
+        }
+        finally
+        {
+            Linux.Libc.close(root);
+        }
     }
 
     /// <summary>The static tini a workload with init: true runs as PID 1 (Debian's tini package), and where it is mounted.</summary>

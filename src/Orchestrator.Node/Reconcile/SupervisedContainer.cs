@@ -28,6 +28,8 @@ internal sealed class SupervisedContainer(Workload workload, SupervisedContainer
     public CancellationTokenSource? Probes { get; set; }
     /// <summary>The probes' counts for this run (a new one with each start of the probes).</summary>
     public ProbeTracker? ProbeCounts { get; set; }
+    /// <summary>The node's devices this run has in its /dev (mapped at start, then kept in step by hot-plug); null before a start.</summary>
+    public IReadOnlyList<MappedDevice>? Devices { get; set; }
     /// <summary>Why orchd is ending this run (stop, replace, liveness), or null when the process ended by itself.</summary>
     public string? EndingBecause { get; set; }
 

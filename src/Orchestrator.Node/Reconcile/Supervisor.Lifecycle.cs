@@ -97,8 +97,9 @@ public sealed partial class Supervisor
         {
             var (imageConfig, rootfs) = await Images.PrepareAsync(name, workload).ConfigureAwait(false);
             var bundle = Path.Combine(FifoDir(name), "bundle");
+            var devices = HostDevices.Map(workload, _options.Policy);
             var spec = SpecBuilder.Build(workload, imageConfig,
-                new ContainerPaths(bundle, rootfs, VolumesDir, $"{_options.CgroupParent}/{name}"));
+                new ContainerPaths(bundle, rootfs, VolumesDir, $"{_options.CgroupParent}/{name}"), devices);
             Directory.CreateDirectory(bundle);
             File.WriteAllBytes(Path.Combine(bundle, "config.json"), JsonSerializer.SerializeToUtf8Bytes(spec, SpecJsonContext.Default.RuntimeSpec));
 
@@ -144,6 +145,7 @@ public sealed partial class Supervisor
             container.SeenExit = null;
             container.EndingBecause = null;
             container.Handle = handle;
+            container.Devices = devices;
             // Watched before anything else can fail: a running container must never go unwatched.
             _driver.Watch(handle, (h, exit) => OnExit(container, h, exit));
             record.Published = workload.Network is null or NetworkMode.Bridge && workload.Ports is { Count: > 0 } ports ? [.. ports] : null;

@@ -1,3 +1,4 @@
+using Orchestrator.Runtime.Spec;
 using System.Security.Cryptography;
 using System.Text.Json;
 using Microsoft.Extensions.Logging;
@@ -221,7 +222,52 @@ public sealed partial class Supervisor : IAsyncDisposable
                 LogStepFailed(_logger, container.Record.Name, e.Message);
             }
         }
+        SyncDevices();
         Passes.PassCompleted();
+    }
+
+    /// <summary>
+    /// Hot-plug, once a pass: each running container that mapped a device glob gets the devices that
+    /// now match it and loses those gone (<see cref="DeviceHotplug"/>); nothing is read for others.
+    /// </summary>
+    private void SyncDevices()
+    {
+        foreach (var container in _containers.Values)
+        {
+            if (container.Handle is not { } handle || container.Stopping || container.Workload.Devices?.Any(d => DeviceGlob.IsGlob(d.HostPath)) != true)
+            {
+                continue;
+            }
+            var name = container.Record.Name;
+            List<MappedDevice> now;
+            try
+            {
+                now = HostDevices.Map(container.Workload, _options.Policy);
+            }
+            catch (SpecException e)
+            {
+                LogStepFailed(_logger, name, e.Message); // a fixed device gone: the container keeps what it has
+                continue;
+            }
+            // A run orchd recovered from before its restart: what it has is not known, so every
+            // device now is (re)made; one already there is left as it is.
+            var recovered = container.Devices is null;
+            var outcome = DeviceHotplug.Sync(handle.Pid, container.Devices ?? [], now);
+            container.Devices = now;
+            if (outcome.Added.Count > 0 && !recovered)
+            {
+                Emit("container.device-added", name, $"devices plugged in: {string.Join(", ", outcome.Added)}");
+            }
+            if (outcome.Removed.Count > 0)
+            {
+                Emit("container.device-removed", name, $"devices gone: {string.Join(", ", outcome.Removed)}");
+            }
+            foreach (var problem in outcome.Problems)
+            {
+                LogStepFailed(_logger, name, "device hot-plug: " + problem);
+                Emit("container.device-failed", name, problem);
+            }
+        }
     }
 
     private async Task ReconcileOneAsync(string name, Workload workload)

@@ -157,6 +157,13 @@ internal static class ConfigSchema
             "capabilities (NET_ADMIN, SYS_RAWIO, …) a workload may add to the default set with capAdd; none: capAdd beyond the default set is refused",
             (b, v) => b.PolicyCapabilities.Add(ConfigValues.Capability(v)), c => string.Join(",", c.PolicyCapabilities),
             Reset: b => b.PolicyCapabilities.Clear()),
+        new("policy.devices", "--allow-device", "ORCHD_POLICY_DEVICES", "GLOB", SettingShape.List, "none",
+            "device nodes (paths or globs: /dev/ttyUSB*, /dev/serial/by-id/*; * for any) a workload may map with devices:, and receive when one is plugged in; none: devices are refused",
+            (b, v) => b.PolicyDevices.Add(ConfigValues.DeviceGlob(v)), c => string.Join(",", c.PolicyDevices),
+            Reset: b => b.PolicyDevices.Clear()),
+        new("policy.device_cgroup_rules", "--allow-device-cgroup-rules", "ORCHD_POLICY_DEVICE_CGROUP_RULES", "BOOL", SettingShape.Scalar, "false",
+            "whether a workload may ask for deviceCgroupRules (access to devices by major:minor number)",
+            (b, v) => b.PolicyDeviceCgroupRules = ConfigValues.Bool(v), c => c.PolicyDeviceCgroupRules ? "true" : "false"),
         new("policy.forward_host_ports", "--allow-forward-host-ports", "ORCHD_POLICY_FORWARD_HOST_PORTS", "BOOL", SettingShape.Scalar, "false",
             "whether orchctl port-forward may reach any port on the node itself (127.0.0.1 there); false: only the host ports this node's containers publish (a container's own ports always)",
             (b, v) => b.PolicyForwardHostPorts = ConfigValues.Bool(v), c => c.PolicyForwardHostPorts ? "true" : "false"),
@@ -241,6 +248,8 @@ internal sealed class ConfigBuilder
     public bool PolicyHostNetwork { get; set; }
     public bool PolicyPrivileged { get; set; }
     public List<string> PolicyCapabilities { get; } = [];
+    public List<string> PolicyDevices { get; } = [];
+    public bool PolicyDeviceCgroupRules { get; set; }
     public bool PolicyForwardHostPorts { get; set; }
     public bool PolicyUnconfinedSeccomp { get; set; }
     public string? RegistryAuthFile { get; set; }
@@ -298,6 +307,8 @@ internal sealed class ConfigBuilder
         PolicyHostNetwork = PolicyHostNetwork,
         PolicyPrivileged = PolicyPrivileged,
         PolicyCapabilities = PolicyCapabilities.Distinct(StringComparer.Ordinal).ToArray(),
+        PolicyDevices = PolicyDevices.Distinct(StringComparer.Ordinal).ToArray(),
+        PolicyDeviceCgroupRules = PolicyDeviceCgroupRules,
         PolicyForwardHostPorts = PolicyForwardHostPorts,
         PolicyUnconfinedSeccomp = PolicyUnconfinedSeccomp,
         Scheduler = Scheduler,

@@ -153,6 +153,15 @@ internal static class ConfigValues
             ? name
             : throw new ConfigValueException($"'{value}' is not a Linux capability; give a name such as NET_ADMIN or SYS_RAWIO (ALL is privileged: set policy.privileged instead)");
 
+    /// <summary>A device path or glob for policy.devices (or * for any device).</summary>
+    public static string DeviceGlob(string value)
+    {
+        var glob = value.Trim();
+        return glob == "*" || Orchestrator.Api.Workloads.DeviceGlob.Problem(glob) is null
+            ? glob
+            : throw new ConfigValueException($"'{value}' is not a device path or glob; give one such as /dev/ttyUSB* or /dev/serial/by-id/* (* allows every device)");
+    }
+
     public static bool Bool(string value) => value.Trim().ToLowerInvariant() switch
     {
         "true" or "yes" or "on" or "1" => true,

@@ -67,6 +67,9 @@ public sealed record OrchdConfig
     public bool PolicyHostNetwork { get; init; }
     public bool PolicyPrivileged { get; init; }
     public IReadOnlyList<string> PolicyCapabilities { get; init; } = [];
+    /// <summary>policy.devices: device paths and globs workloads may map.</summary>
+    public IReadOnlyList<string> PolicyDevices { get; init; } = [];
+    public bool PolicyDeviceCgroupRules { get; init; }
     /// <summary>policy.forward_host_ports: port-forward may reach any of the node's own ports, not only those its containers publish.</summary>
     public bool PolicyForwardHostPorts { get; init; }
     public bool PolicyUnconfinedSeccomp { get; init; }

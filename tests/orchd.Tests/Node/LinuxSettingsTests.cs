@@ -58,7 +58,7 @@ public sealed class LinuxSettingsTests
         {
             w.ReadOnlyRootfs = true;
             w.Tmpfs = [new TmpfsMount { Target = "/scratch", Size = "1Mi", Mode = "700" }, new TmpfsMount { Target = "/run/app" }];
-            w.Groups = [20, 44];
+            w.Groups = ["20", "dialout"];
             w.Sysctls = new() { ["net.ipv4.ip_unprivileged_port_start"] = "80" };
             w.Ulimits = new() { ["nofile"] = new Ulimit { Soft = 1000, Hard = 2000 }, ["core"] = new Ulimit { Soft = 0, Hard = 0 } };
             w.ShmSize = "16Mi";
