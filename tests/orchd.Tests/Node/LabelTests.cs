@@ -61,6 +61,12 @@ public sealed class LabelTests
         var arch = await Ctl("label", "node", node.NodeName, "arch=riscv64", "--overwrite");
         Assert.Equal(1, arch.Code);
         Assert.Contains("'arch' is the node's own architecture; it cannot be set or removed", arch.Err, StringComparison.Ordinal);
+        // What the node finds it has is labelled too (hw.*), for selectors; it cannot be removed, only overridden.
+        var cpus = Environment.ProcessorCount.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        await Until(async () => (await Ctl("get", "nodes", "-l", $"hw.cpus={cpus},hw.memory", "-o", "name")).Out == node.NodeName + "\n", "the node's hw.cpus and hw.memory labels");
+        var hw = await Ctl("label", "node", node.NodeName, "hw.cpus-");
+        Assert.Equal(1, hw.Code);
+        Assert.Contains("'hw.cpus' is what the node finds it has (its devices, CPUs, memory); it cannot be removed, only overridden", hw.Err, StringComparison.Ordinal);
         Assert.Equal(2, (await Ctl("label", "node", node.NodeName, "bad key=x")).Code);
         Assert.Equal(2, (await Ctl("label", "node", node.NodeName, "site")).Code);
         Assert.Equal(2, (await Ctl("label", "deployment", "lab", "a=b")).Code);
