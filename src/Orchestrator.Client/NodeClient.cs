@@ -211,9 +211,10 @@ public sealed class NodeClient(INatsConnection connection, string node, TimeSpan
 
     /// <summary>A container's log lines, oldest first, gathered from as many reply messages as the node sends.</summary>
     /// <param name="previous">Only the container's last exited run (kubectl logs --previous).</param>
-    public async Task<IReadOnlyList<Orchestrator.Api.LogLine>> LogsAsync(string name, int? tail = null, DateTimeOffset? since = null, bool previous = false, CancellationToken cancellationToken = default)
+    /// <param name="run">Only this run of a job (its number in ContainerStatus.Runs).</param>
+    public async Task<IReadOnlyList<Orchestrator.Api.LogLine>> LogsAsync(string name, int? tail = null, DateTimeOffset? since = null, bool previous = false, int? run = null, CancellationToken cancellationToken = default)
     {
-        var body = JsonSerializer.SerializeToUtf8Bytes(new LogsRequest { Name = name, Tail = tail, Since = since, Previous = previous }, FleetJsonContext.Default.LogsRequest);
+        var body = JsonSerializer.SerializeToUtf8Bytes(new LogsRequest { Name = name, Tail = tail, Since = since, Previous = previous, Run = run }, FleetJsonContext.Default.LogsRequest);
         var lines = new List<Orchestrator.Api.LogLine>();
         try
         {

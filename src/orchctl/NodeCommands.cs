@@ -37,6 +37,13 @@ internal static class NodeCommands
         {
             throw new UsageException("logs: --previous and -f do not go together (a run that has ended writes no more lines)");
         }
+        var run = command == "logs" && parsed.Value("--run") is { } runText
+            ? int.TryParse(runText, NumberStyles.None, CultureInfo.InvariantCulture, out var r) && r > 0 ? r : throw new UsageException($"--run '{runText}' is not a run number (1, 2, …: describe container lists them)")
+            : (int?)null;
+        if (run is not null && (previous || parsed.Has("--follow") || parsed.Value("--selector") is not null))
+        {
+            throw new UsageException("logs: --run takes one container's run, without -p, -f or -l");
+        }
         if (command == "logs" && parsed.Value("--selector") is { } selectorText)
         {
             if (positional.Count > 0)
@@ -111,7 +118,7 @@ internal static class NodeCommands
                     }
                     return 0;
                 }
-                foreach (var line in await client.LogsAsync(Name(), tail, since, previous: previous).ConfigureAwait(false))
+                foreach (var line in await client.LogsAsync(Name(), tail, since, previous: previous, run: run).ConfigureAwait(false))
                 {
                     (line.Stream == "stderr" ? Console.Error : Console.Out).WriteLine(line.Text);
                 }

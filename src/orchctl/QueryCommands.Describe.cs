@@ -282,6 +282,35 @@ internal static partial class QueryCommands
             {
                 Field("Restart", $"{WireNames.Of(restart.Policy)}{(restart.MaxRetries > 0 ? $", at most {restart.MaxRetries} retries" : "")}", 2);
             }
+            if (spec.Job is { } job)
+            {
+                Field("Job", string.Join(", ", new[]
+                {
+                    job.Schedule is null ? "one run" : $"schedule {job.Schedule}{(job.TimeZone is null ? " (the node's time zone)" : $" ({job.TimeZone})")}",
+                    $"{job.Retries ?? JobSpec.DefaultRetries} retries",
+                    job.DeadlineSeconds is { } deadline ? $"deadline {deadline}s" : null,
+                    $"keeps {job.History ?? JobSpec.DefaultHistory} runs",
+                }.OfType<string>()), 2);
+            }
+        }
+        if (c.Runs is { } runs)
+        {
+            Field("Next run", c.NextRunAt is { } next ? $"{Output.Time(next)} (in {Output.Duration(next - DateTimeOffset.UtcNow)})" : "-");
+            Console.Out.WriteLine("Runs:");
+            if (runs.Count == 0)
+            {
+                Console.Out.WriteLine("  <none yet>");
+            }
+            else
+            {
+                var rows = runs.AsEnumerable().Reverse().Select(r => new[]
+                {
+                    Output.Int(r.Number), r.Outcome, r.ExitCode is { } code ? Output.Int(code) : "-", Output.Int(r.Attempts),
+                    Output.Time(r.StartedAt), Output.Duration(r.FinishedAt - r.StartedAt), r.Message ?? "",
+                }).ToList();
+                Output.Table(["  RUN", "OUTCOME", "EXIT", "ATTEMPTS", "STARTED", "TOOK", "MESSAGE"], [.. rows.Select(r => (string[])["  " + r[0], .. r[1..]])]);
+                Console.Out.WriteLine($"  (orchctl logs {name} --run N shows a run's lines)");
+            }
         }
         EventsSection(await RecentEventsAsync(context, e => e.Subject == name && e.Node == node).ConfigureAwait(false));
         return 0;

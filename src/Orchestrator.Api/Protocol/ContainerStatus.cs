@@ -22,6 +22,26 @@ public sealed class ContainerStatus
     public Dictionary<string, string>? Labels { get; set; }
     /// <summary>inspect only: the workload as applied.</summary>
     public Workload? Spec { get; set; }
+    /// <summary>A job's finished runs, newest last (job.history of them); null for other workloads.</summary>
+    public List<JobRun>? Runs { get; set; }
+    /// <summary>A scheduled job: when its next run starts (the node's clock).</summary>
+    public DateTimeOffset? NextRunAt { get; set; }
+}
+
+/// <summary>One run of a job: when, how it ended, after how many attempts, and where its lines are in the log.</summary>
+public sealed class JobRun
+{
+    /// <summary>Counts up from 1 for the container's life (a new spec starts again at 1).</summary>
+    public int Number { get; set; }
+    public DateTimeOffset StartedAt { get; set; }
+    public DateTimeOffset FinishedAt { get; set; }
+    /// <summary>succeeded, failed (its retries used up), or deadline-exceeded.</summary>
+    public string Outcome { get; set; } = "";
+    /// <summary>The last attempt's exit code; null when it has none (killed, never started).</summary>
+    public int? ExitCode { get; set; }
+    /// <summary>Attempts this run took (1 + the retries it used).</summary>
+    public int Attempts { get; set; }
+    public string? Message { get; set; }
 }
 
 /// <summary>A container's resource use.</summary>

@@ -39,6 +39,9 @@ public sealed record LogsRequest
     /// </summary>
     [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingDefault)]
     public bool Previous { get; init; }
+    /// <summary>A job's run by its number (ContainerStatus.Runs): only that run's lines, every attempt of it. Not with follow or previous.</summary>
+    [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingDefault)]
+    public int? Run { get; init; }
 }
 
 /// <summary>One log line as stored: when, which stream, the text, and whether it was cut (P).</summary>

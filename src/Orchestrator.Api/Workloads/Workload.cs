@@ -92,6 +92,29 @@ public sealed class Workload
     public bool? Init { get; set; }
     /// <summary>The signal a stop sends first (SIGTERM by default): a name such as SIGINT or SIGQUIT, or a number.</summary>
     public string? StopSignal { get; set; }
+    /// <summary>
+    /// Run to completion instead of forever: once (again when the spec changes), or on a schedule the
+    /// node keeps itself (so it runs while the node is offline), each run retried on failure and
+    /// held to a deadline, the last runs kept with their exit codes and logs.
+    /// </summary>
+    public JobSpec? Job { get; set; }
+}
+
+/// <summary>A workload that runs to completion: when, how often it is retried, how long it may take, how many runs are kept.</summary>
+public sealed class JobSpec
+{
+    /// <summary>Cron's five fields ("0 3 * * *"), a macro (@daily) or @every DURATION; none: one run.</summary>
+    public string? Schedule { get; set; }
+    /// <summary>The time zone the schedule is read in (Europe/Berlin, UTC); the node's own by default.</summary>
+    public string? TimeZone { get; set; }
+    /// <summary>Restarts of a failed run (with the restart backoff) before the run counts as failed; 6 by default (Kubernetes' backoffLimit).</summary>
+    public int? Retries { get; set; }
+    /// <summary>How long a run may take, its retries included; past it, it is stopped and counts as failed. None by default.</summary>
+    public int? DeadlineSeconds { get; set; }
+    /// <summary>Finished runs kept (exit code, times, log window); 5 by default.</summary>
+    public int? History { get; set; }
+
+    public const int DefaultRetries = 6, DefaultHistory = 5;
 }
 
 /// <summary>A tmpfs mount: where, how big at most, and its mode.</summary>

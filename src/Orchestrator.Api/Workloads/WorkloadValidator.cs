@@ -1,7 +1,7 @@
 namespace Orchestrator.Api.Workloads;
 
 /// <summary>Every problem with a workload at once, each naming the field and the fix.</summary>
-public static class WorkloadValidator
+public static partial class WorkloadValidator
 {
     public static bool IsValidName(string name)
         => name.Length is > 0 and <= 63 && name.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_') && char.IsAsciiLetterOrDigit(name[0]);
@@ -48,6 +48,32 @@ public static class WorkloadValidator
                 Error($"resources.memory: '{r.Memory}' is not a size of at least 4Mi; use bytes or a suffix (64Mi, 1Gi)");
             }
             ManifestRules.Check(errors, "resources.pids", "Resources.pids", r.Pids);
+        }
+        if (w.Job is { } job)
+        {
+            if (job.Schedule is not null && CronSchedule.Problem(job.Schedule) is { } schedule)
+            {
+                Error($"job.schedule: {schedule}");
+            }
+            if (job.TimeZone is { } zone && !TimeZoneName().IsMatch(zone))
+            {
+                Error($"job.timeZone: '{zone}' is not a time zone name; use an IANA name such as Europe/Berlin or UTC (the node's own zone when left out)");
+            }
+            else if (job.TimeZone is not null && job.Schedule is null)
+            {
+                Error("job.timeZone: only a scheduled job has a time zone; give job.schedule or drop it");
+            }
+            ManifestRules.Check(errors, "job.retries", "JobSpec.retries", job.Retries);
+            ManifestRules.Check(errors, "job.deadlineSeconds", "JobSpec.deadlineSeconds", job.DeadlineSeconds);
+            ManifestRules.Check(errors, "job.history", "JobSpec.history", job.History);
+            if (w.Restart is not null)
+            {
+                Error("restart: a job is restarted only when a run fails, job.retries times; drop restart (or job)");
+            }
+            if (w.Probes?.Liveness is not null || w.Probes?.Readiness is not null)
+            {
+                Error("probes: a job runs to completion and is judged by its exit code; liveness and readiness probes do not apply (use job.deadlineSeconds for one that hangs)");
+            }
         }
         if (w.Restart is { } restart)
         {
@@ -170,4 +196,7 @@ public static class WorkloadValidator
         ManifestRules.Check(errors, $"{path}.failureThreshold", "Probe.failureThreshold", probe.FailureThreshold);
         ManifestRules.Check(errors, $"{path}.successThreshold", "Probe.successThreshold", probe.SuccessThreshold);
     }
+
+    [System.Text.RegularExpressions.GeneratedRegex(@"^(UTC|[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+){0,2})$")]
+    private static partial System.Text.RegularExpressions.Regex TimeZoneName();
 }

@@ -25,7 +25,7 @@ public sealed class NodeApiResponder(Supervisor supervisor)
         try
         {
             var logs = Parse(body, FleetJsonContext.Default.LogsRequest, "{\"name\": …, \"tail\": N}");
-            var lines = await supervisor.LogsAsync(logs.Name, logs.Tail, logs.Since, logs.Previous, cancellationToken).ConfigureAwait(false);
+            var lines = await supervisor.LogsAsync(logs.Name, logs.Tail, logs.Since, logs.Previous, logs.Run, cancellationToken).ConfigureAwait(false);
             // One NATS message is at most 1 MiB by default: chunks of about 512 KiB, oldest first.
             var replies = new List<byte[]>();
             var start = 0;

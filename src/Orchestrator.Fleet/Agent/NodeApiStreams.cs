@@ -29,7 +29,7 @@ public sealed class NodeApiStreams(Supervisor supervisor)
     {
         switch (op)
         {
-            case NodeOps.Logs when TryParse(msg.Data, FleetJsonContext.Default.LogsRequest) is { Follow: true, Previous: false, AliveSubject.Length: > 0 } logs:
+            case NodeOps.Logs when TryParse(msg.Data, FleetJsonContext.Default.LogsRequest) is { Follow: true, Previous: false, Run: null, AliveSubject.Length: > 0 } logs:
                 await s_followLogs.RunAsync(connection, msg, logs.AliveSubject, (writer, stop) => FollowLogsAsync(logs, writer, stop), cancellationToken).ConfigureAwait(false);
                 return $"logs -f of {logs.Name}";
             case NodeOps.Exec when TryParse(msg.Data, FleetJsonContext.Default.ExecRequest) is { Interactive: true } interactive:

@@ -45,6 +45,13 @@ public sealed class SupervisedContainerRecord
     /// workloads/NAME.json is rebuilt from it, so a torn file never stops a running container.
     /// </summary>
     public Orchestrator.Api.Workloads.Workload? Workload { get; set; }
+    /// <summary>A job: its finished runs (newest last), the number of the current or last run, when it began (its deadline counts from there, its log window too) and its attempts so far.</summary>
+    public List<Orchestrator.Api.JobRun>? Runs { get; set; }
+    public int RunNumber { get; set; }
+    public DateTimeOffset? RunStartedAt { get; set; }
+    public int RunAttempts { get; set; }
+    /// <summary>A scheduled job: when its next run starts; kept so that a run missed while orchd was down happens when it is back.</summary>
+    public DateTimeOffset? NextRunAt { get; set; }
 }
 
 

@@ -322,14 +322,15 @@ public sealed partial class Supervisor
 
     /// <summary>The container's log lines (its log survives restarts of the container and of orchd).</summary>
     /// <param name="previous">Only the last exited run's lines (see <see cref="LogsRequest.Previous"/>).</param>
-    public async Task<IReadOnlyList<LogLine>> LogsAsync(string name, int? tail, DateTimeOffset? since, bool previous, CancellationToken cancellationToken)
+    /// <param name="run">Only this run of a job (every attempt of it): see <see cref="LogsRequest.Run"/>.</param>
+    public async Task<IReadOnlyList<LogLine>> LogsAsync(string name, int? tail, DateTimeOffset? since, bool previous, int? run, CancellationToken cancellationToken)
     {
         await ViewReadyAsync().ConfigureAwait(false);
         FindView(name);
         DateTimeOffset? until = null;
-        if (previous)
+        if (previous || run is not null)
         {
-            (var from, until) = await Post(() => PreviousRun(name)).ConfigureAwait(false);
+            (var from, until) = await Post(() => run is { } number ? RunWindow(name, number) : PreviousRun(name)).ConfigureAwait(false);
             since = since is { } s && s > from ? s : from;
         }
         _logs.Flush();
@@ -488,7 +489,7 @@ public sealed partial class Supervisor
         Pid = container.Handle?.Pid ?? 0,
         StartedAt = container.Record.StartedAt,
         Restarts = container.Record.Restarts,
-        Ready = container.Handle is not null && container.Record.Ready && !container.Stopping,
+        Ready = container.Workload.Job is not null ? JobReady(container) : container.Handle is not null && container.Record.Ready && !container.Stopping,
         LastExit = container.Record.LastExit,
         Message = container.Record.Message,
         Ip = container.Workload.Network is null or NetworkMode.Bridge ? container.Record.Ip : null,
@@ -496,6 +497,8 @@ public sealed partial class Supervisor
         Labels = container.Workload.Labels,
         SpecHash = container.Record.SpecHash,
         Spec = withSpec ? container.Workload : null,
+        Runs = container.Workload.Job is null ? null : [.. container.Record.Runs ?? []],
+        NextRunAt = container.Workload.Job is null ? null : container.Record.NextRunAt,
     };
 
     public async ValueTask DisposeAsync()

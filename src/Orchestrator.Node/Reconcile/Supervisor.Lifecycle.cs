@@ -93,6 +93,10 @@ public sealed partial class Supervisor
         var name = container.Record.Name;
         var workload = container.Workload;
         var record = container.Record;
+        if (workload.Job is not null)
+        {
+            BeginAttempt(container);
+        }
         try
         {
             var (imageConfig, rootfs) = await Images.PrepareAsync(name, workload).ConfigureAwait(false);
@@ -192,12 +196,16 @@ public sealed partial class Supervisor
         var record = container.Record;
         record.Message = message;
         var now = _clock.GetUtcNow();
-        var plan = RestartTracker.OnExit(container.Workload.Restart, record, null, now, now);
+        var plan = RestartTracker.OnExit(RestartOf(container.Workload), record, null, now, now);
         record.State = plan.Decision == RestartDecision.Restart ? ContainerState.Backoff : ContainerState.Failed;
         record.NextRestartAt = plan.Decision == RestartDecision.Restart ? plan.At : null;
         if (plan.Decision == RestartDecision.Restart)
         {
             ReconcileAfter(plan.Delay);
+        }
+        else if (container.Workload.Job is not null && record.RunStartedAt is not null)
+        {
+            EndRun(container, "failed", null, message);
         }
     }
 
@@ -248,13 +256,19 @@ public sealed partial class Supervisor
         LogExited(_logger, record.Name, exit.Code?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "unknown", reason);
         Emit(exit.OomKilled ? "container.oom-killed" : "container.exited", record.Name,
             $"exited with code {exit.Code?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "unknown"} ({reason})");
+        if (container.EndingBecause == "deadline")
+        {
+            record.State = ContainerState.Failed;
+            EndRun(container, "deadline-exceeded", exit.Code, $"deadline of {container.Workload.Job?.DeadlineSeconds}s exceeded (job.deadlineSeconds): stopped");
+            return;
+        }
         if (container.EndingBecause is "stopped" or "replaced" or "removed" or "restarted")
         {
             record.State = ContainerState.Stopped;
             Save(container);
             return;
         }
-        var plan = RestartTracker.OnExit(container.Workload.Restart, record, exit.Code, record.StartedAt ?? exit.At, exit.At);
+        var plan = RestartTracker.OnExit(RestartOf(container.Workload), record, exit.Code, record.StartedAt ?? exit.At, exit.At);
         switch (plan.Decision)
         {
             case RestartDecision.Restart:
@@ -271,6 +285,11 @@ public sealed partial class Supervisor
             default:
                 record.State = ContainerState.Exited;
                 break;
+        }
+        if (container.Workload.Job is not null && plan.Decision != RestartDecision.Restart)
+        {
+            EndRun(container, exit.Code == 0 ? "succeeded" : "failed", exit.Code,
+                exit.Code == 0 ? null : $"exited with code {exit.Code?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "unknown"} ({reason}) after {record.RunAttempts} attempt{(record.RunAttempts == 1 ? "" : "s")} (job.retries)");
         }
         Save(container);
     }

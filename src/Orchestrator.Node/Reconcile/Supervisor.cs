@@ -277,7 +277,7 @@ public sealed partial class Supervisor : IAsyncDisposable
         {
             container = new SupervisedContainer(workload, new SupervisedContainerRecord { Name = name, SpecHash = hash, Image = workload.Image, Workload = workload });
             _containers[name] = container;
-            await StartAsync(container).ConfigureAwait(false);
+            await FirstStartAsync(container).ConfigureAwait(false);
             return;
         }
         if (container.Record.SpecHash != hash)
@@ -287,7 +287,7 @@ public sealed partial class Supervisor : IAsyncDisposable
             await RemoveContainerAsync(container, "replaced", keepLogs: true).ConfigureAwait(false);
             container = new SupervisedContainer(workload, new SupervisedContainerRecord { Name = name, SpecHash = hash, Image = workload.Image, Workload = workload });
             _containers[name] = container;
-            await StartAsync(container).ConfigureAwait(false);
+            await FirstStartAsync(container).ConfigureAwait(false);
             return;
         }
         container.Workload = workload;
@@ -305,12 +305,21 @@ public sealed partial class Supervisor : IAsyncDisposable
             }
             return;
         }
+        if (workload.Job is { } job)
+        {
+            await ReconcileJobAsync(container, job).ConfigureAwait(false);
+            return;
+        }
         var due = container.Record.NextRestartAt is not { } at || at <= _clock.GetUtcNow().AddMilliseconds(20);
         if (container.Record.State is ContainerState.Backoff or ContainerState.Created or ContainerState.Stopped && due && container.Handle is null)
         {
             await StartAsync(container).ConfigureAwait(false);
         }
     }
+
+    /// <summary>A new container starts at once, unless it is a scheduled job: that one waits for its time.</summary>
+    private Task FirstStartAsync(SupervisedContainer container)
+        => container.Workload.Job is { Schedule: not null } job ? ReconcileJobAsync(container, job) : StartAsync(container);
 
     private void LoadManifests(bool force)
     {
