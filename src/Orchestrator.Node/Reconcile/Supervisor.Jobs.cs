@@ -66,9 +66,9 @@ public sealed partial class Supervisor
         }
         if (job.Schedule is null)
         {
-            if (record.State == ContainerState.Created && record.RunNumber == 0)
+            if ((record.State == ContainerState.Created && record.RunNumber == 0) || record.State == ContainerState.Stopped)
             {
-                await StartAsync(container).ConfigureAwait(false); // its one run
+                await StartAsync(container).ConfigureAwait(false); // its one run (or one more: started again by request)
             }
             return;
         }
