@@ -37,6 +37,14 @@ public sealed record ContainerBrief
     /// before this rule sends 0 then.
     /// </summary>
     public double? CpuPercent { get; init; }
+
+    /// <summary>
+    /// Whether it counts as up for a rollout: ready and not going away. A service is ready only while
+    /// it runs; a job (workload.job) is ready while it waits for its time, runs, or after a run that
+    /// succeeded, so a job need not be running to be up.
+    /// </summary>
+    [System.Text.Json.Serialization.JsonIgnore]
+    public bool Up => Ready && State is not (ContainerState.Stopping or ContainerState.Stopped or ContainerState.Failed or ContainerState.Backoff);
 }
 
 /// <summary>

@@ -278,6 +278,10 @@ public static class ManifestLoader
                 errors.Add($"{(deployment.Strategy is not null ? "strategy" : "spreadBy")}: a global deployment places one copy on every matching node, so there is nothing to spread or pack; take it out");
             }
         }
+        if (deployment.Autoscale is not null && deployment.Template?.Job is not null)
+        {
+            errors.Add("autoscale: a job's replicas run to completion, so their load says nothing about how many there should be; take autoscale out (or job)");
+        }
         if (deployment.Autoscale is { } a)
         {
             ManifestRules.Check(errors, "autoscale.min", "AutoscaleSpec.min", a.Min);

@@ -291,9 +291,9 @@ public sealed partial class FleetScheduler(string nodeName, FleetOptions options
         var hashes = new Dictionary<string, string>(StringComparer.Ordinal);
         byte[] NewSpec(string replica) => specs.TryGetValue(replica, out var bytes) ? bytes : specs[replica] = Assignment.For(deployment, replica).ToBytes();
         string NewHash(string replica) => hashes.TryGetValue(replica, out var hash) ? hash : hashes[replica] = Supervisor.SpecHash(Assignment.For(deployment, replica).ToWorkload());
-        bool Ready(string node, string replica) => briefs.TryGetValue((node, replica), out var b) && b is { State: ContainerState.Running, Ready: true };
+        bool Ready(string node, string replica) => briefs.TryGetValue((node, replica), out var b) && b.Up;
         bool ReadyOnNew(string node, string replica)
-            => briefs.TryGetValue((node, replica), out var b) && b is { State: ContainerState.Running, Ready: true } && b.SpecHash is { } h && h == NewHash(replica);
+            => briefs.TryGetValue((node, replica), out var b) && b.Up && b.SpecHash is { } h && h == NewHash(replica);
 
         // Where the rollout stands before placing: which replicas still run an older template.
         var stale = current.Where(r => assigned.TryGetValue($"{r.Value}.{r.Key}", out var spec) && !spec.AsSpan().SequenceEqual(NewSpec(r.Key)))
@@ -504,7 +504,7 @@ public sealed partial class FleetScheduler(string nodeName, FleetOptions options
         foreach (var group in waiting.Select(w => (w, Assigned: TryParse(assigned[w.Key]))).GroupBy(x => x.Assigned?.Template is { } t ? TemplateHash(t) : ""))
         {
             if (group.Key.Length > 0 && !readyTemplates.Contains(group.Key, StringComparer.Ordinal)
-                && group.All(x => briefs.TryGetValue((x.w.Node, x.w.Replica), out var b) && b is { State: ContainerState.Running, Ready: true }
+                && group.All(x => briefs.TryGetValue((x.w.Node, x.w.Replica), out var b) && b.Up
                     && b.SpecHash == Supervisor.SpecHash(x.Assigned!.ToWorkload())))
             {
                 readyTemplates = [group.Key, .. readyTemplates.Take(9)];

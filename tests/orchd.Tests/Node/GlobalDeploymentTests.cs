@@ -125,4 +125,56 @@ public sealed class GlobalDeploymentTests
             await DisposeAllAsync(hosts);
         }
     }
+
+    [Fact(Timeout = 240_000)]
+    public async Task A_global_job_runs_once_on_every_node_and_its_rollout_completes_without_a_running_copy()
+    {
+        await using var nats = await NatsServer.StartAsync();
+        var hosts = new List<NodeHost>();
+        try
+        {
+            for (var i = 0; i < 2; i++)
+            {
+                hosts.Add(await NodeHost.StartAsync(sharedNats: nats, name: $"j{i}-{Guid.NewGuid().ToString("N")[..4]}", extraArgs: Fast));
+            }
+            await using var connection = new NatsConnection(new NatsOpts { Url = nats.Url });
+            await connection.ConnectAsync();
+            var fleet = new FleetClient(connection);
+            Task UntilDeploymentAsync(Func<DeploymentView, bool> condition, string what)
+                => Eventually.ValueAsync(what, async () => (await fleet.GetDeploymentsAsync()).Single(d => d.Deployment.Name == "calibrate"), condition, TimeSpan.FromSeconds(60), TimeSpan.FromMilliseconds(300),
+                    v => $"{v.Status?.Phase} revision {v.Status?.Revision}");
+            Deployment Job(string version) => new()
+            {
+                Name = "calibrate",
+                Mode = DeploymentMode.Global,
+                Template = new Workload
+                {
+                    Image = NodeHost.Image, Command = ["sh", "-c", "echo calibrated v$VERSION"], Network = NetworkMode.None,
+                    Env = new() { ["VERSION"] = version }, Job = new JobSpec { Retries = 1 },
+                },
+            };
+            var (_, revision) = (await fleet.ApplyAsync([Job("1")])).Single();
+            // Each node runs it once and it stays done; the rollout is complete with no copy running.
+            var done = await UntilAsync(hosts, "calibrate-", all => all.Count == 2 && all.All(c => c.Runs is [{ Outcome: "succeeded" }]), "a run on each node");
+            Assert.All(done, c => Assert.Equal(ContainerState.Exited, c.State));
+            await UntilDeploymentAsync(v => v.Status is { Phase: RolloutPhase.Complete } s && s.Revision == revision, "v1 complete");
+
+            // A new release whose run fails on every node is rolled back to the one that ran.
+            await fleet.ApplyAsync([new Deployment
+            {
+                Name = "calibrate", Mode = DeploymentMode.Global, Rollout = new RolloutSpec { ProgressDeadlineSeconds = 6 },
+                Template = new Workload { Image = NodeHost.Image, Command = ["sh", "-c", "exit 3"], Network = NetworkMode.None, Job = new JobSpec { Retries = 0 } },
+            }]);
+            await UntilDeploymentAsync(v => v.Status?.Phase == RolloutPhase.RolledBack, "the failing job rolled back");
+            // Back on the release that ran: each node runs v1 again, once.
+            await UntilAsync(hosts, "calibrate-", all => all.Count == 2 && all.All(c => c.Spec?.Env?.GetValueOrDefault("VERSION") == "1" && c.Runs is [{ Outcome: "succeeded" }]), "v1 again on each node");
+        }
+        finally
+        {
+            foreach (var host in hosts)
+            {
+                await host.DisposeAsync();
+            }
+        }
+    }
 }
