@@ -14,7 +14,8 @@ public sealed record NodeEvent
     public DateTimeOffset At { get; init; }
     public required string Node { get; init; }
     /// <summary>container.started, container.exited, container.oom-killed, container.unhealthy, container.failed,
-    /// container.start-failed, container.removed, deployment.rolled-back, deployment.scaled, scheduler.elected.</summary>
+    /// container.start-failed, container.removed, container.device-added, container.device-removed, container.device-failed,
+    /// job.succeeded, job.failed, workload.refused, deployment.rolled-back, deployment.scaled, scheduler.elected.</summary>
     public required string Kind { get; init; }
     /// <summary>The container or deployment it is about.</summary>
     public required string Subject { get; init; }
