@@ -30,6 +30,10 @@ internal sealed class SupervisedContainer(Workload workload, SupervisedContainer
     public ProbeTracker? ProbeCounts { get; set; }
     /// <summary>The node's devices this run has in its /dev (mapped at start, then kept in step by hot-plug); null before a start.</summary>
     public IReadOnlyList<MappedDevice>? Devices { get; set; }
+    /// <summary>A scheduled job: the next run time a wake-up is already set for.</summary>
+    public DateTimeOffset? WakeAt { get; set; }
+    /// <summary>The last device problem logged for this container (said once, not every pass).</summary>
+    public string? DeviceProblem { get; set; }
     /// <summary>Why orchd is ending this run (stop, replace, liveness), or null when the process ended by itself.</summary>
     public string? EndingBecause { get; set; }
 

@@ -23,9 +23,9 @@ public sealed partial class Supervisor
                 : new RestartPolicy { Policy = RestartPolicyKind.OnFailure, MaxRetries = job.Retries ?? JobSpec.DefaultRetries, ResetAfter = "10000d" }
             : workload.Restart;
 
-    /// <summary>A job is ready (for the fleet's rollouts) while it waits for its time, runs, or after a run that succeeded; not after one that failed.</summary>
+    /// <summary>A job is ready (for the fleet's rollouts) while it waits for its time, runs, or after a run that succeeded; not while a failed attempt waits for its retry, nor after a run that failed.</summary>
     private static bool JobReady(SupervisedContainer container)
-        => !container.Stopping && container.Record.State != ContainerState.Stopped
+        => !container.Stopping && container.Record.State is not (ContainerState.Stopped or ContainerState.Backoff)
            && (container.Handle is not null || container.Record.Runs is not { Count: > 0 } runs ? container.Record.State != ContainerState.Failed : runs[^1].Outcome == "succeeded");
 
     private static TimeZoneInfo JobZone(Workload workload)
@@ -81,8 +81,9 @@ public sealed partial class Supervisor
             record.NextRunAt = null;
             await StartAsync(container).ConfigureAwait(false);
         }
-        else if (record.NextRunAt is { } later)
+        else if (record.NextRunAt is { } later && container.WakeAt != later)
         {
+            container.WakeAt = later; // one wake-up per time, not one per pass (a daily job would pile up 43,200 timers a day)
             ReconcileAfter(later - now);
         }
     }

@@ -246,9 +246,15 @@ public sealed partial class Supervisor : IAsyncDisposable
             }
             catch (SpecException e)
             {
-                LogStepFailed(_logger, name, e.Message); // a fixed device gone: the container keeps what it has
+                // A fixed device gone: the container keeps what it has; said once, not every pass.
+                if (container.DeviceProblem != e.Message)
+                {
+                    container.DeviceProblem = e.Message;
+                    LogStepFailed(_logger, name, e.Message);
+                }
                 continue;
             }
+            container.DeviceProblem = null;
             // A run orchd recovered from before its restart: what it has is not known, so every
             // device now is (re)made; one already there is left as it is.
             var recovered = container.Devices is null;
