@@ -60,6 +60,11 @@ node_publish() {
     s+=("\$JS.API.STREAM.INFO.OBJ_orch-images" "\$JS.API.CONSUMER.CREATE.OBJ_orch-images.>" "\$JS.API.DIRECT.GET.OBJ_orch-images.>" "\$JS.API.STREAM.MSG.GET.OBJ_orch-images")
     # Signed orchd releases (orchd release rollout asks the node on orch.node.<n>.update.*), read only.
     s+=("\$JS.API.STREAM.INFO.OBJ_orch-releases" "\$JS.API.CONSUMER.CREATE.OBJ_orch-releases.>" "\$JS.API.DIRECT.GET.OBJ_orch-releases.>" "\$JS.API.STREAM.MSG.GET.OBJ_orch-releases")
+    # Its own sealed copies of the fleet's secrets (NAME.VERSION.NODE: no other node's, no escrow copy), and configs.
+    s+=("\$JS.API.STREAM.INFO.KV_orch-secrets" "\$JS.API.DIRECT.GET.KV_orch-secrets.\$KV.orch-secrets.*.*.$n"
+        "\$JS.API.STREAM.INFO.KV_orch-configs" "\$JS.API.DIRECT.GET.KV_orch-configs.\$KV.orch-configs.>")
+    # The operators' variables (orchctl env), watched: every scope, as they are not secret.
+    s+=("\$JS.API.STREAM.INFO.KV_orch-variables" "\$JS.API.CONSUMER.CREATE.KV_orch-variables.>")
     list "${s[@]}"
 }
 node_subscribe() {

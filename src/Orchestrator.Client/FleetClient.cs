@@ -5,7 +5,7 @@ using Orchestrator.Api;
 namespace Orchestrator.Client;
 
 /// <summary>The operator's side of the protocol: what orchctl (and tests) ask the fleet.</summary>
-public sealed class FleetClient(INatsConnection connection)
+public sealed partial class FleetClient(INatsConnection connection)
 {
     private NATS.Client.KeyValueStore.NatsKVContext KV => new(new NATS.Client.JetStream.NatsJSContext((NatsConnection)connection));
 
@@ -100,6 +100,7 @@ public sealed class FleetClient(INatsConnection connection)
         var list = deployments.ToList();
         foreach (var deployment in list)
         {
+            await PinSecretsAsync(deployment, signing: signingSeed is not null, cancellationToken: cancellationToken).ConfigureAwait(false);
             if (signingSeed is not null)
             {
                 try

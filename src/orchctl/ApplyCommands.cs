@@ -9,7 +9,11 @@ namespace Orchestrator.Ctl;
 internal static class ApplyCommands
 {
     /// <summary>An apply or delete with its flags parsed and its -f files read and checked: before orchctl connects.</summary>
-    internal sealed record Prepared(string Command, ParsedArgs Parsed, List<(Deployment Deployment, string Source)>? Deployments);
+    internal sealed record Prepared(string Command, ParsedArgs Parsed, List<(Deployment Deployment, string Source)>? Deployments)
+    {
+        /// <summary>A compose file's top-level secrets and configs, each with the file it was declared in.</summary>
+        public List<(SecretSource Secret, string File)> Secrets { get; init; } = [];
+    }
 
     /// <summary>
     /// Parses the flags and loads the manifests. A broken file is the user's input, as a bad flag is:
@@ -24,12 +28,13 @@ internal static class ApplyCommands
         {
             try
             {
-                var loaded = Load(ReadSources(files, command));
+                var secrets = new List<(SecretSource, string)>();
+                var loaded = Load(ReadSources(files, command), secrets);
                 if (command == "apply")
                 {
                     Target(parsed, loaded);
                 }
-                return new Prepared(command, parsed, loaded);
+                return new Prepared(command, parsed, loaded) { Secrets = secrets };
             }
             catch (ManifestException e)
             {
@@ -41,7 +46,7 @@ internal static class ApplyCommands
 
     public static async Task<int> RunAsync(Prepared prepared, CommandContext context)
         => prepared.Command == "apply"
-            ? await ApplyAsync(prepared.Parsed, prepared.Deployments!, context).ConfigureAwait(false)
+            ? await ApplyAsync(prepared.Parsed, prepared.Deployments!, prepared.Secrets, context).ConfigureAwait(false)
             : await DeleteAsync(prepared.Parsed, prepared.Deployments, context).ConfigureAwait(false);
 
     /// <summary>The manifests named by -f: a file, every *.yaml/*.yml/*.json of a directory (name order), or - (stdin).</summary>
@@ -86,7 +91,7 @@ internal static class ApplyCommands
     /// ManifestLoader.LoadFleetManifest); all errors of all files at once (ManifestException), and the
     /// loader's warnings (compose keys that do not map) on stderr.
     /// </summary>
-    private static List<(Deployment Deployment, string Source)> Load(List<(string Source, string Text)> sources)
+    private static List<(Deployment Deployment, string Source)> Load(List<(string Source, string Text)> sources, List<(SecretSource, string)> secrets)
     {
         var deployments = new List<(Deployment, string)>();
         var errors = new List<string>();
@@ -100,6 +105,7 @@ internal static class ApplyCommands
                 {
                     Output.Warning(warning);
                 }
+                secrets.AddRange(manifest.Sources.Select(s => (s, source)));
                 foreach (var deployment in manifest.Deployments)
                 {
                     if (seen.TryGetValue(deployment.Name, out var first))
@@ -192,7 +198,7 @@ internal static class ApplyCommands
 
     private static string Signer(ManifestSignature? signature) => signature is null ? "unsigned" : $"signed by {signature.Key[..Math.Min(12, signature.Key.Length)]}…";
 
-    private static async Task<int> ApplyAsync(ParsedArgs parsed, List<(Deployment Deployment, string Source)> deployments, CommandContext context)
+    private static async Task<int> ApplyAsync(ParsedArgs parsed, List<(Deployment Deployment, string Source)> deployments, List<(SecretSource Secret, string File)> secrets, CommandContext context)
     {
         var dryRun = parsed.Has("--dry-run");
         var seed = FleetCommands.SigningSeed(parsed, context);
@@ -203,6 +209,8 @@ internal static class ApplyCommands
             signingKey = pair.GetPublicKey();
         }
         var fleet = (await context.Fleet.GetDeploymentsAsync().ConfigureAwait(false)).ToDictionary(v => v.Deployment.Name, v => v.Deployment, StringComparer.Ordinal);
+        // A compose file's secrets and configs are made (or given a new version) first: its services pin them.
+        var planned = await ApplySecretsAsync(secrets, seed, dryRun, context).ConfigureAwait(false);
         var color = Terminal.Color;
         var toWrite = new List<(Deployment Deployment, bool Created, ReplicaDecision Replicas)>();
         foreach (var (deployment, source) in deployments)
@@ -213,6 +221,9 @@ internal static class ApplyCommands
             {
                 throw new NodeRequestException(why);
             }
+            // Each secret and config it uses gets the current version (what the diff shows, and what is signed).
+            // (A dry run's compose secrets: the version this apply would make.)
+            await context.Fleet.PinSecretsAsync(deployment, signing: seed is not null, planned).ConfigureAwait(false);
             fleet.TryGetValue(deployment.Name, out var existing);
             // The count the fleet will store (the autoscaler's, kept, when the file leaves replicas out): what the diff compares.
             var replicas = ReplicaOwnership.Apply(deployment, existing);
@@ -279,6 +290,71 @@ internal static class ApplyCommands
             }
         }
         return 0;
+    }
+
+    /// <summary>
+    /// A compose file's top-level secrets and configs: each read from its file (beside the compose
+    /// file), orchctl's environment or inline content, then made in the fleet when it is not there,
+    /// or given a new version when its value changed (which rolls out the services that use it);
+    /// external ones must exist. Returns the version each will have (for a dry run's diff).
+    /// </summary>
+    private static async Task<Dictionary<(SecretKind, string), long>> ApplySecretsAsync(List<(SecretSource Secret, string File)> secrets, string? seed, bool dryRun, CommandContext context)
+    {
+        var versions = new Dictionary<(SecretKind, string), long>();
+        foreach (var (secret, composeFile) in secrets.DistinctBy(s => (s.Secret.Kind, s.Secret.Name)))
+        {
+            var noun = SecretMounts.Noun(secret.Kind);
+            if (secret.External)
+            {
+                continue; // pinned (and checked to exist) with the deployment
+            }
+            byte[] value;
+            string from;
+            if (secret.File is { } file)
+            {
+                var path = Path.IsPathRooted(file) ? file : Path.Combine(Path.GetDirectoryName(Path.GetFullPath(composeFile)) ?? ".", file);
+                try
+                {
+                    value = File.ReadAllBytes(path);
+                }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                {
+                    throw new NodeRequestException(ErrorKind.NotFound, $"{secret.Where}: file '{file}' cannot be read ({e.Message}); it is read beside the compose file, on the machine that applies it");
+                }
+                from = file;
+            }
+            else if (secret.Environment is { } variable)
+            {
+                value = System.Text.Encoding.UTF8.GetBytes(Environment.GetEnvironmentVariable(variable)
+                    ?? throw new NodeRequestException(ErrorKind.NotFound, $"{secret.Where}: the variable {variable} is not set in this shell; export it, or give file:"));
+                from = "$" + variable;
+            }
+            else
+            {
+                value = System.Text.Encoding.UTF8.GetBytes(secret.Content ?? "");
+                from = "content:";
+            }
+            var current = await context.Fleet.ReadSecretValueAsync(secret.Kind, secret.Name, seed).ConfigureAwait(false);
+            if (current is not null && current.AsSpan().SequenceEqual(value))
+            {
+                Console.Out.WriteLine($"{noun} {secret.Name}: unchanged");
+                continue;
+            }
+            if (dryRun)
+            {
+                var next = current is null ? 1 : (await context.Fleet.GetSecretAsync(secret.Kind, secret.Name).ConfigureAwait(false)).Version + 1;
+                versions[(secret.Kind, secret.Name)] = next;
+                Console.Out.WriteLine($"{noun} {secret.Name}: {(current is null ? "created" : "updated")} from {from} (version {next}, dry run)");
+                continue;
+            }
+            var written = await context.Fleet.PutSecretAsync(secret.Kind, secret.Name, value, seed, update: current is not null).ConfigureAwait(false);
+            Console.Out.WriteLine($"{noun} {secret.Name}: {(current is null ? "created" : "updated")} from {from} (version {written.Info.Version}{(secret.Kind == SecretKind.Secret ? $", sealed for {written.Sealed.Count} node(s)" : "")})");
+            foreach (var skip in written.Skipped)
+            {
+                Output.Warning(skip);
+            }
+        }
+        return versions;
     }
 
     /// <summary>Why the replica count is not simply the file's (kept for the autoscaler, clamped, handed back to the file), under the deployment's line.</summary>

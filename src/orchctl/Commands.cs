@@ -20,6 +20,7 @@ internal sealed record CommandSpec(string Name, string Group, string Usage, stri
 internal static class Commands
 {
     private static readonly FlagSpec Output = new("-o|--output", "FORMAT", "table (default), wide, json, yaml, name (one name a line), jsonpath=TEMPLATE or custom-columns=HEADER:PATH,… (kubectl's; a list is {\"items\": […]})", "table wide json yaml name jsonpath= custom-columns=");
+    private static readonly FlagSpec ListOutput = new("-o|--output", "FORMAT", "ls: table (default), json, or name (one a line)", "table json name");
     private static readonly FlagSpec Selector = new("-l|--selector", "SELECTOR", "only those whose labels match (k=v, k!=v, k, !k, k in (a,b), k notin (a,b); comma: and; nodes: node labels; others: their labels)");
     private static readonly FlagSpec Node = new("-n|--node", "NODE", "the node (env ORCH_NODE, or the context's node)", "@nodes");
     private static readonly FlagSpec NodeOptional = new("-n|--node", "NODE", "only this node (default: every node)", "@nodes");
@@ -149,6 +150,19 @@ internal static class Commands
             ["orchctl pull -n gw-01 registry.local:5000/team/app:1.4"], []),
         new("rmi", "Images", "rmi -n NODE IMAGE", "remove an image no workload uses", [Node], ["orchctl rmi -n gw-01 team/app:1.3"], []),
         new("image-gc", "Images", "image-gc -n NODE", "free the blobs and layers nothing uses", [Node], ["orchctl image-gc -n gw-01"], []),
+        new("secret", "Secrets", "secret create|update NAME --from-file FILE|--from-literal VALUE --sign-key SEED | secret sync [NAME…] | secret ls | secret rm NAME",
+            "fleet secrets, sealed to each node's own key (the hub keeps only ciphertext); update makes a new version and rolls out the deployments that use it; sync seals them for nodes that joined later",
+            [new("--from-file", "FILE", "the value: a file's bytes (- for stdin)", "@files"), new("--from-literal", "VALUE", "the value as given"), SignKey, ListOutput],
+            ["orchctl secret create db-password --from-file ./db.txt --sign-key op.nk", "orchctl secret update db-password --from-file ./new.txt --sign-key op.nk", "orchctl secret sync --sign-key op.nk", "orchctl secret ls"], ["create update sync ls rm"]),
+        new("configmap", "Secrets", "configmap create|update NAME --from-file FILE|--from-literal VALUE [--sign-key SEED] | configmap ls | configmap rm NAME",
+            "fleet configs: files that are not secret, stored once in clear (signed with --sign-key; nodes with trusted keys need it); update rolls out the deployments that use it",
+            [new("--from-file", "FILE", "the value: a file's bytes (- for stdin)", "@files"), new("--from-literal", "VALUE", "the value as given"), SignKey, ListOutput],
+            ["orchctl configmap create mosquitto-conf --from-file ./mosquitto.conf --sign-key op.nk", "orchctl configmap ls"], ["create update ls rm"]),
+        new("env", "Secrets", "env set KEY=VALUE… | env unset KEY… (--fleet | -l KEY=VALUE | -n NODE) [--deployment NAME] | env ls [-n NODE]",
+            "environment variables for the fleet, the nodes with a label or one device (balena's fleet and device variables), over the template's env: node beats label beats fleet, a deployment's own beats the general ones; the containers whose variables change are restarted. Not secret: use orchctl secret for those",
+            [new("--fleet", null, "every node"), new("-l|--label", "KEY=VALUE", "the nodes with this label"), new("-n|--node", "NODE", "one node (ls: the variables that reach this node)", "@nodes"),
+             new("--deployment", "NAME", "only that deployment's containers", "@deployments"), ListOutput],
+            ["orchctl env set API_URL=https://hub.example --fleet", "orchctl env set SITE_ID=lab-1 -l site=lab", "orchctl env set SITE_ID=gw-07 -n gw-07", "orchctl env unset SITE_ID -n gw-07", "orchctl env ls -n gw-07"], ["set unset ls"]),
         new("keys", "Signing", "keys create -o FILE | keys show FILE",
             "a signing key: the seed goes to FILE (mode 0600), the public key (U…) to the nodes' fleet.trusted_keys",
             [new("-o|--output", "FILE", "where the new seed goes", "@files")], ["orchctl keys create -o op.nk", "orchctl keys show op.nk"], ["create show"]),

@@ -141,6 +141,8 @@ try
         "apply" or "delete" => await ApplyCommands.RunAsync(prepared!, context).ConfigureAwait(false),
         "wait" => await WaitCommand.RunAsync(commandArgs, context).ConfigureAwait(false),
         "label" => await LabelCommand.RunAsync(commandArgs, context).ConfigureAwait(false),
+        "secret" or "configmap" => await SecretCommands.RunAsync(command, commandArgs, context).ConfigureAwait(false),
+        "env" => await EnvCommand.RunAsync(commandArgs, context).ConfigureAwait(false),
         "node" or "identity" => await IdentityCommands.RunAsync(command, commandArgs, context).ConfigureAwait(false),
         _ when NodeCommands.Names.Contains(command) => await NodeCommands.RunAsync(command, commandArgs, context).ConfigureAwait(false),
         _ => await FleetCommands.RunAsync(command, commandArgs, context).ConfigureAwait(false),

@@ -131,6 +131,59 @@ public sealed class ComposeImportTests
     }
 
     [Fact]
+    public void Secrets_and_configs_map_to_fleet_ones_with_their_sources_and_an_undeclared_one_is_an_error_at_its_line()
+    {
+        var manifest = ManifestLoader.LoadFleetManifest("""
+            services:
+              db:
+                image: postgres
+                environment: {POSTGRES_PASSWORD_FILE: /run/secrets/db_password}
+                secrets:
+                  - db_password
+                  - source: tls_key
+                    target: server.key
+                    uid: "999"
+                    mode: 0400
+                configs:
+                  - pg_conf
+                  - source: pg_conf
+                    target: /etc/postgresql/postgresql.conf
+                    mode: 288
+            secrets:
+              db_password:
+                file: ./db_password.txt
+              tls_key:
+                name: site-tls-key
+                external: true
+            configs:
+              pg_conf:
+                content: "max_connections = 20"
+            """, "c.yml");
+        var t = Assert.Single(manifest.Deployments).Template;
+        Assert.Equal([("db_password", null, null, null, null), ("site-tls-key", "server.key", 999L, (long?)null, "0400")],
+            t.Secrets!.Select(m => (m.Name, m.Target, m.Uid, m.Gid, m.Mode)));
+        Assert.Equal("/run/secrets/server.key", SecretMounts.TargetOf(t.Secrets![1], SecretKind.Secret));
+        Assert.Equal([("pg_conf", "/pg_conf", null), ("pg_conf", "/etc/postgresql/postgresql.conf", "0440")], t.Configs!.Select(m => (m.Name, m.Target, m.Mode)));
+        Assert.Equal(
+            [(SecretKind.Secret, "db_password", "./db_password.txt", false, null), (SecretKind.Secret, "site-tls-key", null, true, null), (SecretKind.Config, "pg_conf", null, false, "max_connections = 20")],
+            manifest.Sources.Select(s => (s.Kind, s.Name, s.File, s.External, s.Content)));
+        Assert.Empty(manifest.Warnings);
+
+        var e = Assert.Throws<ManifestException>(() => ManifestLoader.LoadFleetManifest("""
+            services:
+              app:
+                image: busybox
+                secrets: [api_key]
+            secrets:
+              other:
+                file: ./x
+                environment: X
+            """, "bad.yml"));
+        Assert.Contains("bad.yml:4:15: services.app.secrets[0]: 'api_key' is not declared under the top-level secrets: (with file:, environment: or external: true)", e.Message, StringComparison.Ordinal);
+        Assert.Contains("bad.yml:6:3: secrets.other: expected exactly one of file:, environment: or external: true, got 2", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Linux_settings_map_to_the_workloads_and_a_bad_one_is_an_error_at_its_line()
     {
         var manifest = ManifestLoader.LoadFleetManifest("""

@@ -25,6 +25,21 @@ public static class Buckets
 
     /// <summary>key = deployment name; value = <see cref="DeploymentStatus"/>: what the scheduler last did about it.</summary>
     public const string DeploymentStatus = "orch-deployment-status";
+
+    /// <summary>
+    /// key NAME = <see cref="SecretInfo"/> (the current version); key NAME.VERSION.NODE = a
+    /// <see cref="SealedSecret"/> sealed to that node's own key. Nodes may read only their own.
+    /// </summary>
+    public const string Secrets = "orch-secrets";
+
+    /// <summary>key NAME = <see cref="SecretInfo"/>; key NAME.VERSION = the config's <see cref="SealedSecret"/> (in clear, signed).</summary>
+    public const string Configs = "orch-configs";
+
+    /// <summary>key fleet, label.B64URL(k=v), node.NAME = <see cref="VariableScope"/>: operators' environment variables by scope (orchctl env).</summary>
+    public const string Variables = "orch-variables";
+
+    /// <summary>The bucket of a kind of secret.</summary>
+    public static string Of(Workloads.SecretKind kind) => kind == Workloads.SecretKind.Secret ? Secrets : Configs;
 }
 
 /// <summary>What operators say about a node: cordoned (no new replicas), draining (replicas move off too).</summary>

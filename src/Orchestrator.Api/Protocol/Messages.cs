@@ -21,6 +21,8 @@ public sealed record NodeInfo
     public IReadOnlyList<ContainerBrief>? Containers { get; init; }
     /// <summary>What makes this node unsafe to run as it is (no NATS authentication, no trusted keys), one sentence each; null when nothing.</summary>
     public IReadOnlyList<string>? Warnings { get; init; }
+    /// <summary>The node's curve (x25519) public key, which the fleet's secrets are sealed to; null from a node before secrets.</summary>
+    public string? SealKey { get; init; }
 }
 
 /// <summary>One container in a heartbeat.</summary>

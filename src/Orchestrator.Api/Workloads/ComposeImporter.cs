@@ -25,11 +25,21 @@ internal static partial class ComposeImporter
     public static FleetManifest Import(YamlMappingNode root, string source)
     {
         var import = new Importer(source);
+        // The secrets and configs first: services name them, wherever they stand in the file.
+        foreach (var (key, value) in Entries(root))
+        {
+            if (KeyName(key) is "secrets" or "configs")
+            {
+                import.Declare(KeyName(key) == "secrets" ? SecretKind.Secret : SecretKind.Config, value, KeyName(key));
+            }
+        }
         foreach (var (key, value) in Entries(root))
         {
             var name = KeyName(key);
             switch (name)
             {
+                case "secrets" or "configs":
+                    break;
                 case "services":
                     foreach (var (serviceKey, service) in Entries((YamlMappingNode)value))
                     {
@@ -62,7 +72,7 @@ internal static partial class ComposeImporter
         {
             throw new ManifestException(string.Join("\n", Sorted(import.Errors)));
         }
-        return new FleetManifest(import.Deployments, Sorted(import.Warnings), fromCompose: true);
+        return new FleetManifest(import.Deployments, Sorted(import.Warnings), fromCompose: true) { Sources = import.Sources };
     }
 
     private static readonly Dictionary<string, string> TopLevelReasons = new(StringComparer.Ordinal)
@@ -70,8 +80,6 @@ internal static partial class ComposeImporter
         ["version"] = "obsolete in compose too; only the services are read",
         ["name"] = "each deployment is named after its service",
         ["networks"] = "orchd gives every container its node's bridge",
-        ["secrets"] = "not supported; bind-mount a file the nodes have, or use environment",
-        ["configs"] = "not supported; bind-mount a file the nodes have",
         ["include"] = "other files are not read; apply them one by one",
         ["models"] = "not supported",
         ["services"] = "",
@@ -102,8 +110,6 @@ internal static partial class ComposeImporter
         ["ipc"] = "every container has its own IPC namespace",
         ["pid"] = "every container has its own pid namespace",
         ["extends"] = "other files are not read; write the service out",
-        ["secrets"] = "not supported; bind-mount a file the nodes have, or use environment",
-        ["configs"] = "not supported; bind-mount a file the nodes have",
         ["domainname"] = "not supported",
         ["mac_address"] = "addresses come from the node's bridge",
         ["runtime"] = "orchd's own runtime runs every container",
@@ -296,6 +302,12 @@ internal static partial class ComposeImporter
                     case "scale":
                         deployment.Replicas = (int?)Integer(value, path) ?? 1;
                         Place("replicas", path, value);
+                        break;
+                    case "secrets":
+                        SecretMountsOf(SecretKind.Secret, value, path, template);
+                        break;
+                    case "configs":
+                        SecretMountsOf(SecretKind.Config, value, path, template);
                         break;
                     case var linux when LinuxSetting(linux, value, path, template):
                         break;

@@ -19,6 +19,9 @@ public sealed class FleetManifest
     /// <summary>Nothing is wrong, but something was left out or changed in meaning: tell the operator.</summary>
     public IReadOnlyList<string> Warnings { get; }
 
+    /// <summary>A compose file's top-level secrets and configs: what orchctl apply creates or updates in the fleet before the deployments that use them.</summary>
+    public IReadOnlyList<SecretSource> Sources { get; init; } = [];
+
     /// <summary>The file was a docker-compose file (a top-level <c>services:</c> mapping).</summary>
     public bool FromCompose { get; }
 }

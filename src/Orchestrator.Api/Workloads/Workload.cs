@@ -98,6 +98,13 @@ public sealed class Workload
     /// held to a deadline, the last runs kept with their exit codes and logs.
     /// </summary>
     public JobSpec? Job { get; set; }
+    /// <summary>
+    /// Fleet secrets (orchctl secret create) the container gets: each sealed to this node's own key,
+    /// opened only into memory (a file on a tmpfs, or a variable), never written to the node's disk in clear.
+    /// </summary>
+    public List<SecretMount>? Secrets { get; set; }
+    /// <summary>Fleet configs (orchctl configmap create): files (or variables) that are not secret, signed as deployments are.</summary>
+    public List<SecretMount>? Configs { get; set; }
 }
 
 /// <summary>A workload that runs to completion: when, how often it is retried, how long it may take, how many runs are kept.</summary>

@@ -151,6 +151,7 @@ public static partial class WorkloadValidator
             Error($"user: expected a numeric uid or uid:gid, got '{user}' (names need the image's /etc/passwd, which is not read)");
         }
         LinuxSettings.Validate(w, errors);
+        SecretMounts.Validate(w, errors);
         foreach (var key in w.Env?.Keys ?? Enumerable.Empty<string>())
         {
             if (key.Length == 0 || key.Contains('=', StringComparison.Ordinal))

@@ -24,6 +24,11 @@ public static class FleetPermissions
         {
             publish.AddRange([$"$JS.API.STREAM.INFO.OBJ_{store}", $"$JS.API.CONSUMER.CREATE.OBJ_{store}.>", $"$JS.API.DIRECT.GET.OBJ_{store}.>", $"$JS.API.STREAM.MSG.GET.OBJ_{store}"]);
         }
+        // Its own sealed copies of the fleet's secrets (NAME.VERSION.NODE: no other node's, no escrow copy), and configs.
+        publish.AddRange([$"$JS.API.STREAM.INFO.KV_{Buckets.Secrets}", $"$JS.API.DIRECT.GET.KV_{Buckets.Secrets}.$KV.{Buckets.Secrets}.*.*.{node}",
+            $"$JS.API.STREAM.INFO.KV_{Buckets.Configs}", $"$JS.API.DIRECT.GET.KV_{Buckets.Configs}.$KV.{Buckets.Configs}.>"]);
+        // The operators' variables (orchctl env), watched: every scope, as they are not secret.
+        publish.AddRange([$"$JS.API.STREAM.INFO.KV_{Buckets.Variables}", $"$JS.API.CONSUMER.CREATE.KV_{Buckets.Variables}.>"]);
         publish.Add(IdentitySubjects.Renew);
         return new NatsPermissions(publish, [$"orch.node.{node}.>", Subjects.FleetInfo, $"_INBOX_{node}.>"]);
     }

@@ -41,6 +41,15 @@ public sealed partial class FleetMember : IDisposable
         supervisor.Emitted += (kind, name, message) => Emit(kind, name, message);
         _scheduler = new FleetScheduler(identity.NodeName, options, logger, Emit);
         _ledger = new SignatureLedger(Path.Combine(supervisor.StateDir, "fleet-signatures.json"));
+        Secrets = new NodeSecrets(identity.NodeName, supervisor.StateDir, options.TrustedKeys);
+        supervisor.Secrets = Secrets;
+        if (Secrets.KeyReplaced is { } replaced)
+        {
+            LogSealKeyReplaced(logger, replaced);
+            Emit("node.seal-key-replaced", identity.NodeName, replaced);
+        }
+        Variables = new NodeVariables(supervisor.StateDir, identity.NodeName, () => identity.CurrentLabels);
+        supervisor.Variables = Variables.For;
         // A restarted orchd carries on from the last contact an earlier one had (the fence file in
         // the run directory): a restart is no contact with the fleet.
         var now = options.Clock.GetUtcNow();
@@ -54,6 +63,12 @@ public sealed partial class FleetMember : IDisposable
     /// <summary>When this node last renewed its presence (a heartbeat NATS accepted): what fencing counts from.</summary>
     public FleetContact Contact { get; }
 
+    /// <summary>This node's sealing key and its secrets and configs (the supervisor opens them at each start).</summary>
+    public NodeSecrets Secrets { get; }
+
+    /// <summary>The operators' variables for this node's containers (orchctl env).</summary>
+    public NodeVariables Variables { get; }
+
     /// <summary>True while this node holds the scheduler lease.</summary>
     public bool IsLeader { get; private set; }
 
@@ -61,12 +76,15 @@ public sealed partial class FleetMember : IDisposable
     {
         var js = new NatsJSContext(connection);
         var kv = new NatsKVContext(js);
+        Secrets.Connection = connection;
         // Each loop opens its buckets when it starts and again after any failure: a server that
         // came back with an empty store has them made again by the first node back (a worker's
         // credentials cannot create them: it waits and says why, docs/nats-security.md).
         await Task.WhenAll(
             options.Scheduler ? Forever("metrics", _ => FollowMetricsAsync(connection, cancellationToken), cancellationToken) : Task.CompletedTask,
             Forever("events", _ => PublishEventsAsync(js, cancellationToken), cancellationToken),
+            Forever("variables", async _ => await Variables.WatchAsync(await OpenFleetBucketAsync(kv, Buckets.Variables, 1, cancellationToken).ConfigureAwait(false),
+                supervisor.VariablesChangedAsync, cancellationToken).ConfigureAwait(false), cancellationToken),
             Forever("heartbeat", async attempt => await HeartbeatAsync(await OpenFleetBucketAsync(kv, Buckets.Nodes, 1, attempt).ConfigureAwait(false), describe, attempt).ConfigureAwait(false), cancellationToken, startOverOnReconnect: true),
             Forever("assignments", async _ => await FollowAssignmentsAsync(await OpenFleetBucketAsync(kv, Buckets.Assignments, 1, cancellationToken).ConfigureAwait(false), cancellationToken).ConfigureAwait(false), cancellationToken),
             options.Scheduler
@@ -98,7 +116,11 @@ public sealed partial class FleetMember : IDisposable
     /// <summary>Cancelled (and replaced) when the connection to NATS comes back.</summary>
     private CancellationTokenSource _reconnected = new();
 
-    public void Dispose() => _reconnected.Dispose();
+    public void Dispose()
+    {
+        _reconnected.Dispose();
+        Secrets.Dispose();
+    }
 
     /// <summary>A bucket, created when missing; the failure, when it cannot be, as a sentence with the fix.</summary>
     private static async Task<INatsKVStore> OpenFleetBucketAsync(INatsKVContext kv, string bucket, int history, CancellationToken cancellationToken)
@@ -203,11 +225,13 @@ public sealed partial class FleetMember : IDisposable
         while (!cancellationToken.IsCancellationRequested)
         {
             identity.LabelStore?.Observe(); // hw.* labels follow what is plugged in
+            await supervisor.VariablesChangedAsync().ConfigureAwait(false); // a label gained or lost can change a container's variables
             var containers = await supervisor.ListAsync().ConfigureAwait(false);
             // A figure only for a container the sampler could read (a running one's cgroup has used CPU time): the autoscaler averages those alone.
             var cpu = (await supervisor.StatsAsync(null, forHeartbeat: true).ConfigureAwait(false)).Where(s => s.CpuNanoseconds > 0).ToDictionary(s => s.Name, s => (double?)s.CpuPercent, StringComparer.Ordinal);
             var info = describe() with
             {
+                SealKey = Secrets.PublicKey,
                 Status = await supervisor.NodeStatusAsync().ConfigureAwait(false),
                 Containers = containers.Select(c => new ContainerBrief
                 {
@@ -477,6 +501,9 @@ public sealed partial class FleetMember : IDisposable
 
     [LoggerMessage(EventId = 4010, Level = LogLevel.Warning, Message = "fleet: the assignments bucket has no key for this node; keeping the {Count} replica(s) the fleet gave it until the scheduler assigns again (a server that lost its store, or a new bucket)")]
     private static partial void LogNoAssignments(ILogger logger, int count);
+
+    [LoggerMessage(EventId = 4015, Level = LogLevel.Warning, Message = "fleet: {Reason}")]
+    private static partial void LogSealKeyReplaced(ILogger logger, string reason);
 
     [LoggerMessage(EventId = 4001, Level = LogLevel.Warning, Message = "fleet {What} loop failed: {Reason}; retrying")]
     private static partial void LogLoopFailed(ILogger logger, string what, string reason);

@@ -24,7 +24,8 @@ public static class SpecBuilder
     ];
 
     /// <param name="devices">The devices the workload's devices: name now (<see cref="HostDevices.Map"/>, which the supervisor keeps for hot-plug); null: mapped here under a policy that allows none.</param>
-    public static RuntimeSpec Build(Workload workload, ImageConfigFile image, ContainerPaths paths, IReadOnlyList<MappedDevice>? devices = null)
+    /// <param name="secrets">The workload's secrets and configs, opened into files on a memory file system and variables (<see cref="Secrets.ResolvedSecrets"/>).</param>
+    public static RuntimeSpec Build(Workload workload, ImageConfigFile image, ContainerPaths paths, IReadOnlyList<MappedDevice>? devices = null, Secrets.ResolvedSecrets? secrets = null)
     {
         var run = image.Config ?? new ImageRunConfig();
         var entrypoint = workload.Command ?? run.Entrypoint ?? [];
@@ -66,6 +67,10 @@ public static class SpecBuilder
             SetEnv("TERM", "xterm"); // as docker sets it for a container with a terminal
         }
         foreach (var (key, value) in workload.Env ?? [])
+        {
+            SetEnv(key, value);
+        }
+        foreach (var (key, value) in secrets?.Env ?? [])
         {
             SetEnv(key, value);
         }
@@ -198,6 +203,10 @@ public static class SpecBuilder
                 options.Add(string.Create(CultureInfo.InvariantCulture, $"size={sizeBytes}"));
             }
             mounts.Add(new MountSpec { Destination = tmpfs.Target, Type = "tmpfs", Source = "tmpfs", Options = options });
+        }
+        foreach (var (source, target) in secrets?.Files ?? [])
+        {
+            mounts.Add(new MountSpec { Destination = target, Type = "bind", Source = source, Options = ["bind", "rprivate", "ro", "nosuid", "nodev", "noexec"] });
         }
         spec.Annotations = new Dictionary<string, string>(StringComparer.Ordinal)
         {

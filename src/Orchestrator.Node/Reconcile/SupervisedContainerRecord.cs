@@ -19,6 +19,8 @@ public sealed class SupervisedContainerRecord
     public DateTimeOffset? StartedAt { get; set; }
     public DateTimeOffset? FinishedAt { get; set; }
     public int Restarts { get; set; }
+    /// <summary>A hash of the operators' variables (orchctl env) it was started with: a change restarts it.</summary>
+    public string? VariablesHash { get; set; }
     /// <summary>Failed runs in a row, for the backoff; reset after a stable run.</summary>
     public int ConsecutiveFailures { get; set; }
     public DateTimeOffset? NextRestartAt { get; set; }

@@ -102,8 +102,10 @@ public sealed partial class Supervisor
             var (imageConfig, rootfs) = await Images.PrepareAsync(name, workload).ConfigureAwait(false);
             var bundle = Path.Combine(FifoDir(name), "bundle");
             var devices = HostDevices.Map(workload, _options.Policy);
+            var variables = VariablesOf(container);
+            var secrets = await ResolveSecretsAsync(workload, variables).ConfigureAwait(false);
             var spec = SpecBuilder.Build(workload, imageConfig,
-                new ContainerPaths(bundle, rootfs, VolumesDir, $"{_options.CgroupParent}/{name}"), devices);
+                new ContainerPaths(bundle, rootfs, VolumesDir, $"{_options.CgroupParent}/{name}"), devices, secrets);
             Directory.CreateDirectory(bundle);
             File.WriteAllBytes(Path.Combine(bundle, "config.json"), JsonSerializer.SerializeToUtf8Bytes(spec, SpecJsonContext.Default.RuntimeSpec));
 
@@ -158,6 +160,7 @@ public sealed partial class Supervisor
                 record.Restarts++;
             }
             record.State = ContainerState.Running;
+            record.VariablesHash = VariablesHash(variables);
             record.Pid = handle.Pid;
             record.PidStartTime = handle.PidStartTime;
             record.StartedAt = _clock.GetUtcNow();
@@ -371,6 +374,7 @@ public sealed partial class Supervisor
             LogCleanup(_logger, name, e.Message);
         }
         TryDelete(FifoDir(name));
+        TryDelete(SecretsDir(name));
         File.Delete(Path.Combine(ContainerRecordsDir, name + ".json"));
         container.Record.Ip = null;
         if (!keepLogs)

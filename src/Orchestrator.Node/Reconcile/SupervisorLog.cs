@@ -71,4 +71,7 @@ internal static partial class SupervisorLog
 
     [LoggerMessage(EventId = 3016, Level = LogLevel.Warning, Message = "container {Name}: its stdio holder (pid {Pid}) stays in orchd's own cgroup: {Reason}")]
     internal static partial void LogHolderUnplaced(ILogger logger, string name, int pid, string reason);
+
+    [LoggerMessage(EventId = 3017, Level = LogLevel.Information, Message = "container {Name}: its variables (orchctl env) changed; restarting it")]
+    internal static partial void LogVariablesChanged(ILogger logger, string name);
 }

@@ -107,6 +107,21 @@ internal static class FleetHarness
         return events.First(match);
     }
 
+    /// <summary>Waits until the node has the container (the scheduler placed it and the node took it).</summary>
+    public static async Task WaitForContainerAsync(NodeHost host, string name, TimeSpan timeout)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        while ((await host.Client.ListAsync()).All(c => c.Name != name))
+        {
+            if (DateTime.UtcNow > deadline)
+            {
+                var log = host.Daemon.Output;
+                Assert.Fail($"{name} on {host.NodeName}; orchd said:\n{(log.Length > 4000 ? log[^4000..] : log)}");
+            }
+            await Task.Delay(200);
+        }
+    }
+
     public static async Task DisposeAllAsync(IEnumerable<NodeHost> hosts)
     {
         foreach (var host in hosts)
