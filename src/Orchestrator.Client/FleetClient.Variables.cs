@@ -35,7 +35,7 @@ public sealed partial class FleetClient
         }
         if (kind == VariableScopeKind.Node && string.IsNullOrEmpty(which))
         {
-            throw new NodeRequestException(ErrorKind.Invalid, "-n needs a node name");
+            throw new NodeRequestException(ErrorKind.Invalid, "--device needs a node name");
         }
         var bucket = await FleetStore.OpenAsync(KV, Buckets.Variables, 1, cancellationToken).ConfigureAwait(false);
         var key2 = VariableScope.Key(kind, which);

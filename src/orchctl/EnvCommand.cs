@@ -5,7 +5,7 @@ namespace Orchestrator.Ctl;
 
 /// <summary>
 /// `orchctl env set|unset|ls`: environment variables for the fleet (--fleet), for the nodes with a
-/// label (-l k=v) or for one device (-n NODE), optionally only for one deployment's containers
+/// label (-l k=v) or for one device (--device NODE), optionally only for one deployment's containers
 /// (--deployment), as balena's fleet and device variables. They override the template's env, the
 /// narrower scope winning; the nodes restart the containers whose variables change.
 /// </summary>
@@ -45,7 +45,7 @@ internal static class EnvCommand
             case ["ls" or "list" or "get"]:
                 {
                     var scopes = await context.Fleet.GetVariablesAsync().ConfigureAwait(false);
-                    if (parsed.Value("--node") is { } node)
+                    if (parsed.Value("--device") is { } node)
                     {
                         // What a node's containers get: the scopes that cover it, as the node works it out.
                         var entry = (await context.Fleet.GetNodesAsync().ConfigureAwait(false)).FirstOrDefault(n => n.Info.Node == node)
@@ -87,12 +87,12 @@ internal static class EnvCommand
         {
             scopes.Add((VariableScopeKind.Label, label));
         }
-        if (parsed.Value("--node") is { } node)
+        if (parsed.Value("--device") is { } node)
         {
             scopes.Add((VariableScopeKind.Node, node));
         }
         return scopes.Count == 1 ? scopes[0]
-            : throw new UsageException("say whose variables these are, once: --fleet (every node), -l KEY=VALUE (the nodes with that label) or -n NODE (one device)");
+            : throw new UsageException("say whose variables these are, once: --fleet (every node), -l KEY=VALUE (the nodes with that label) or --device NODE (one device)");
     }
 
     private static string Describe(VariableScopeKind kind, string? which, string? deployment)

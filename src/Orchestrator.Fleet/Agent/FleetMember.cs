@@ -83,7 +83,7 @@ public sealed partial class FleetMember : IDisposable
         await Task.WhenAll(
             options.Scheduler ? Forever("metrics", _ => FollowMetricsAsync(connection, cancellationToken), cancellationToken) : Task.CompletedTask,
             Forever("events", _ => PublishEventsAsync(js, cancellationToken), cancellationToken),
-            Forever("variables", async _ => await Variables.WatchAsync(await OpenFleetBucketAsync(kv, Buckets.Variables, 1, cancellationToken).ConfigureAwait(false),
+            Forever("variables", async _ => await Variables.WatchAsync(await VariablesBucketAsync(kv, cancellationToken).ConfigureAwait(false),
                 supervisor.VariablesChangedAsync, cancellationToken).ConfigureAwait(false), cancellationToken),
             Forever("heartbeat", async attempt => await HeartbeatAsync(await OpenFleetBucketAsync(kv, Buckets.Nodes, 1, attempt).ConfigureAwait(false), describe, attempt).ConfigureAwait(false), cancellationToken, startOverOnReconnect: true),
             Forever("assignments", async _ => await FollowAssignmentsAsync(await OpenFleetBucketAsync(kv, Buckets.Assignments, 1, cancellationToken).ConfigureAwait(false), cancellationToken).ConfigureAwait(false), cancellationToken),
@@ -120,6 +120,26 @@ public sealed partial class FleetMember : IDisposable
     {
         _reconnected.Dispose();
         Secrets.Dispose();
+    }
+
+    /// <summary>
+    /// The variables bucket once an operator has made it (the first `orchctl env set`): looked for
+    /// every 10 s until then, quietly, as a fleet without variables is the usual case and a worker
+    /// may not make buckets.
+    /// </summary>
+    private static async Task<INatsKVStore> VariablesBucketAsync(NatsKVContext kv, CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            try
+            {
+                return await kv.GetStoreAsync(Buckets.Variables, cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is NatsKVException or NatsJSApiException { Error.Code: 404 })
+            {
+                await Task.Delay(TimeSpan.FromSeconds(10), cancellationToken).ConfigureAwait(false);
+            }
+        }
     }
 
     /// <summary>A bucket, created when missing; the failure, when it cannot be, as a sentence with the fix.</summary>

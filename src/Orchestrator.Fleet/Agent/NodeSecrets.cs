@@ -128,22 +128,16 @@ public sealed class NodeSecrets : ISecretSource, IDisposable
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         timeout.CancelAfter(FetchTimeout);
         var key = SealedSecret.Key(kind, name, version, _node);
-        NatsResult<NatsKVEntry<byte[]>> entry;
+        byte[]? bytes;
         try
         {
-            var store = await new NatsKVContext(new NatsJSContext((NatsConnection)connection)).GetStoreAsync(Buckets.Of(kind), timeout.Token).ConfigureAwait(false);
-            entry = await store.TryGetEntryAsync<byte[]>(key, cancellationToken: timeout.Token).ConfigureAwait(false);
+            bytes = await GetDirectAsync(connection, Buckets.Of(kind), key, timeout.Token).ConfigureAwait(false);
         }
         catch (Exception e) when (e is NatsException or OperationCanceledException && !cancellationToken.IsCancellationRequested)
         {
-            var missing = e is NatsKVException or NatsJSApiException { Error.Code: 404 };
-            if (!missing)
-            {
-                throw new SecretException(ErrorKind.Unavailable, $"{noun} could not be fetched from the fleet ({e.Message}); the start is retried");
-            }
-            entry = default;
+            throw new SecretException(ErrorKind.Unavailable, $"{noun} could not be fetched from the fleet ({e.Message}); the start is retried");
         }
-        if (!entry.Success || entry.Value.Value is not { Length: > 0 } bytes)
+        if (bytes is not { Length: > 0 })
         {
             throw new SecretException(ErrorKind.NotFound, kind == SecretKind.Secret
                 ? $"{noun} is not sealed for node '{_node}' (the node joined after it was made, or its key changed); seal it for the fleet's nodes: orchctl secret sync {name}"
@@ -156,6 +150,31 @@ public sealed class NodeSecrets : ISecretSource, IDisposable
         catch (System.Text.Json.JsonException e)
         {
             throw new SecretException(ErrorKind.Invalid, $"{noun}: the fleet's copy is not readable ({e.Message}); seal it again: orchctl secret sync {name}");
+        }
+    }
+
+    /// <summary>
+    /// A key's last value by JetStream's direct get with the subject in the API subject
+    /// (<c>$JS.API.DIRECT.GET.KV_B.$KV.B.KEY</c>, no body): the form a node's NATS user can be allowed
+    /// for its own keys only (the client's usual form carries the key in the body). Null when there
+    /// is none (or no bucket).
+    /// </summary>
+    public static async Task<byte[]?> GetDirectAsync(INatsConnection connection, string bucket, string key, CancellationToken cancellationToken)
+    {
+        try
+        {
+            var reply = await connection.RequestAsync<byte[], byte[]>($"$JS.API.DIRECT.GET.KV_{bucket}.$KV.{bucket}.{key}", [],
+                cancellationToken: cancellationToken).ConfigureAwait(false);
+            if (reply.Headers is { Code: >= 400 } headers)
+            {
+                return headers.Code == 404 ? null : throw new NatsException($"direct get of {key}: {headers.Code} {headers.MessageText}");
+            }
+            // A purged or deleted key answers with its marker (KV-Operation: PURGE/DEL) and no value.
+            return reply.Headers?.TryGetValue("KV-Operation", out var op) == true && op.ToString() is "PURGE" or "DEL" ? null : reply.Data;
+        }
+        catch (NatsNoRespondersException)
+        {
+            return null; // no such bucket (stream)
         }
     }
 

@@ -146,6 +146,22 @@ public sealed class TransportSecurityTests
         await RefusedAsync(errors, "Permissions Violation for Publish to \"$JS.API.DIRECT.GET.KV_orch-assignments\"",
             token => assignments.TryGetEntryAsync<byte[]>("node-b", cancellationToken: token).AsTask());
 
+        // The fleet's secrets: its own sealed copy, by the direct get a node makes; node-b's copy and
+        // the operator's escrow copy (NAME.VERSION) are refused, as is the client's usual direct get.
+        var operatorSecrets = await FleetStore.OpenAsync(operatorKv, "orch-secrets", 1, default);
+        foreach (var (key, value) in new[] { ("db.1.node-a", "for a"), ("db.1.node-b", "for b"), ("db.1", "escrow") })
+        {
+            await operatorSecrets.PutAsync(key, Encoding.UTF8.GetBytes(value));
+        }
+        Assert.Equal("for a", Encoding.UTF8.GetString((await NodeSecrets.GetDirectAsync(a, "orch-secrets", "db.1.node-a", default))!));
+        Assert.Null(await NodeSecrets.GetDirectAsync(a, "orch-secrets", "db.2.node-a", default)); // none: null, not an error
+        await RefusedAsync(errors, "Permissions Violation for Publish to \"$JS.API.DIRECT.GET.KV_orch-secrets.$KV.orch-secrets.db.1.node-b\"",
+            token => NodeSecrets.GetDirectAsync(a, "orch-secrets", "db.1.node-b", token));
+        await RefusedAsync(errors, "Permissions Violation for Publish to \"$JS.API.DIRECT.GET.KV_orch-secrets.$KV.orch-secrets.db.1\"",
+            token => NodeSecrets.GetDirectAsync(a, "orch-secrets", "db.1", token));
+        await RefusedAsync(errors, "Permissions Violation for Publish to \"$JS.API.DIRECT.GET.KV_orch-secrets\"",
+            async token => await (await kv.GetStoreAsync("orch-secrets", token)).TryGetEntryAsync<byte[]>("db.1.node-b", cancellationToken: token));
+
         // A consumer whose API subject names node-a's keys but whose body asks for node-b's: the
         // permission lets the request through, and JetStream refuses it for the mismatch.
         var body = """{"stream_name":"KV_orch-assignments","config":{"name":"sneaky","deliver_subject":"_INBOX_node-a.sneaky","filter_subject":"$KV.orch-assignments.node-b","ack_policy":"none","deliver_policy":"all"}}""";

@@ -78,12 +78,12 @@ public sealed class VariablesTests
             Assert.Equal(fieldBefore.Restarts, (await field.Client.InspectAsync(fieldBefore.Name)).Restarts);
 
             // One device's own, for this deployment only: it beats the label's and the fleet's.
-            await EnvAsync("set", "SITE_ID=gw-7", "API_URL=https://gw-7", "-n", field.NodeName, "--deployment", "probe");
+            await EnvAsync("set", "SITE_ID=gw-7", "API_URL=https://gw-7", "--device", field.NodeName, "--deployment", "probe");
             await ShowsAsync(field, "site=gw-7 api=https://gw-7");
-            await EnvAsync("unset", "API_URL", "-n", field.NodeName, "--deployment", "probe");
+            await EnvAsync("unset", "API_URL", "--device", field.NodeName, "--deployment", "probe");
             await ShowsAsync(field, "site=gw-7 api=https://hub");
 
-            var listed = await Orchctl.RunAsync([.. server, "env", "ls", "-n", lab.NodeName]);
+            var listed = await Orchctl.RunAsync([.. server, "env", "ls", "--device", lab.NodeName]);
             Assert.True(listed.Code == 0, listed.All);
             Assert.Contains("API_URL", listed.Out, StringComparison.Ordinal);
             Assert.Contains("label site=lab", listed.Out, StringComparison.Ordinal);
