@@ -107,6 +107,25 @@ internal static class FleetHarness
         return events.First(match);
     }
 
+    /// <summary>Waits until the node answers on NATS again (after a NATS restart it reconnects by itself, with backoff).</summary>
+    public static async Task WaitReachableAsync(NodeHost host, TimeSpan timeout)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        while (true)
+        {
+            try
+            {
+                await host.Client.ListAsync();
+                return;
+            }
+            catch (Exception e) when (e is NodeRequestException or NATS.Client.Core.NatsException or TimeoutException)
+            {
+                Assert.True(DateTime.UtcNow < deadline, $"{host.NodeName} answering again: {e.Message}");
+                await Task.Delay(200);
+            }
+        }
+    }
+
     /// <summary>Waits until the node has the container (the scheduler placed it and the node took it).</summary>
     public static async Task WaitForContainerAsync(NodeHost host, string name, TimeSpan timeout)
     {

@@ -311,6 +311,7 @@ public sealed class SecretTests
             }
             back = DateTimeOffset.UtcNow;
         });
+        await WaitReachableAsync(node, s_wait); // it reconnects by itself, with backoff
         var after = await node.WaitForAsync("api-0", c => c.Restarts == before.Restarts + 1 && c.State == ContainerState.Running, s_wait, "restarted");
         Assert.True(after.StartedAt < back, $"started at {after.StartedAt:O}, NATS back at {back:O}");
         await node.LogsUntilAsync("api-0", lines => lines.Count(l => l.Text == expected) >= 2, s_wait, "the secret again after the offline restart");

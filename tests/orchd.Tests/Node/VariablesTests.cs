@@ -110,6 +110,9 @@ public sealed class VariablesTests
                     await Task.Delay(200);
                 }
             });
+            // The node answers again once it has reconnected (with backoff).
+            await WaitReachableAsync(lab, s_wait);
+            await lab.WaitForAsync(before.Name, c => c.Restarts == before.Restarts + 1 && c.State == ContainerState.Running, s_wait, "restarted");
             await lab.LogsUntilAsync(before.Name, lines => lines.Count(l => l.Text == "site=lab api=https://hub") >= 2, s_wait, "its variables after the offline restart");
         }
         finally
