@@ -30,7 +30,9 @@ public sealed class SystemdScopeTests : IDisposable
         var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         listener.Bind(new UnixDomainSocketEndPoint(_dir.Combine("bus")));
         listener.Listen(1);
-        return Task.Run(() =>
+        // Its own thread, not the pool's: on a loaded CI machine a pool thread came too late and the
+        // client's receive timed out ("Connection timed out") before the handshake was answered.
+        return Task.Factory.StartNew(() =>
         {
             using (listener)
             using (var peer = listener.Accept())
@@ -66,7 +68,7 @@ public sealed class SystemdScopeTests : IDisposable
                 }
                 return new Request(auth, message, unit, mode, properties, aux);
             }
-        });
+        }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
     }
 
     private static uint[] ReadUInts(SystemdScope.DBusReader body)
@@ -157,8 +159,9 @@ public sealed class SystemdScopeTests : IDisposable
     public async Task Start_does_not_claim_success_until_the_process_is_in_the_scope()
     {
         // systemd says yes, but this process never moves: Start must say so, not return a path.
+        // The timeout is also the socket's: 2 s, not less, so a loaded machine still gets its answer.
         var served = Serve(m => Reply(2, 1));
-        var e = Assert.Throws<CgroupException>(() => SystemdScope.Start("orchestrator-0123456789ab.scope", "system.slice", "x", Environment.ProcessId, TimeSpan.FromMilliseconds(300)));
+        var e = Assert.Throws<CgroupException>(() => SystemdScope.Start("orchestrator-0123456789ab.scope", "system.slice", "x", Environment.ProcessId, TimeSpan.FromSeconds(2)));
         Assert.Contains("is still in", e.Message, StringComparison.Ordinal);
         await served;
     }
