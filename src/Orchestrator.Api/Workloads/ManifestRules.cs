@@ -55,6 +55,7 @@ public static class ManifestRules
         ["Workload.stopGracePeriodSeconds"] = FieldRule.Integral(0, 3600),
         ["Resources.pids"] = FieldRule.Integral(1),
         ["RestartPolicy.policy"] = FieldRule.OneOf<RestartPolicyKind>(),
+        ["Dependency.condition"] = FieldRule.OneOf<DependencyCondition>(),
         ["RestartPolicy.maxRetries"] = FieldRule.Integral(0),
         ["JobSpec.retries"] = FieldRule.Integral(0, 100),
         ["SecretMount.uid"] = FieldRule.Integral(0, 4294967294),

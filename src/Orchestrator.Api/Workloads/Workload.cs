@@ -105,6 +105,24 @@ public sealed class Workload
     public List<SecretMount>? Secrets { get; set; }
     /// <summary>Fleet configs (orchctl configmap create): files (or variables) that are not secret, signed as deployments are.</summary>
     public List<SecretMount>? Configs { get; set; }
+    /// <summary>
+    /// An app: the containers that run together as one unit (placed, rolled out and rolled back
+    /// together), each named (its service name), on the app's private network where each reaches
+    /// the others by name. A workload with containers has no image of its own (docs/manifest.md, "Apps").
+    /// </summary>
+    public List<Workload>? Containers { get; set; }
+    /// <summary>An app's containers that run to completion, one after the other, before any of <see cref="Containers"/> starts.</summary>
+    public List<Workload>? InitContainers { get; set; }
+    /// <summary>In an app: the other containers that must be started, ready or completed before this one starts (compose's depends_on).</summary>
+    public List<Dependency>? DependsOn { get; set; }
+}
+
+/// <summary>One of an app container's <see cref="Workload.DependsOn"/>: another container of the app, and what it must be.</summary>
+public sealed class Dependency
+{
+    public string Name { get; set; } = "";
+    /// <summary>started (the default), ready (its readiness probe passes) or completed (it exited with code 0).</summary>
+    public DependencyCondition? Condition { get; set; }
 }
 
 /// <summary>A workload that runs to completion: when, how often it is retried, how long it may take, how many runs are kept.</summary>

@@ -49,3 +49,16 @@ public enum DeploymentMode
     /// <summary>One copy on every node that matches the selector (Kubernetes' DaemonSet, Nomad's system jobs, balena's fleet release).</summary>
     [JsonStringEnumMemberName("global")] Global,
 }
+
+/// <summary>What a dependency must be before its dependant starts (<see cref="Dependency.Condition"/>; absent means started).</summary>
+[JsonConverter(typeof(WireEnumConverter<DependencyCondition>))]
+public enum DependencyCondition
+{
+    [JsonStringEnumMemberName("unknown")] Unknown,
+    /// <summary>Running (compose's service_started).</summary>
+    [JsonStringEnumMemberName("started")] Started,
+    /// <summary>Running and ready by its readiness probe, or running when it has none (compose's service_healthy).</summary>
+    [JsonStringEnumMemberName("ready")] Ready,
+    /// <summary>Ran and exited with code 0 (compose's service_completed_successfully).</summary>
+    [JsonStringEnumMemberName("completed")] Completed,
+}

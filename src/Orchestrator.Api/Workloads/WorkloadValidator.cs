@@ -16,7 +16,10 @@ public static partial class WorkloadValidator
         => name.Length is > 0 and <= MaxHostname && name.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '.')
             && char.IsAsciiLetterOrDigit(name[0]) && char.IsAsciiLetterOrDigit(name[^1]) && !name.Contains("..", StringComparison.Ordinal);
 
-    public static IReadOnlyList<string> Validate(Workload w)
+    public static IReadOnlyList<string> Validate(Workload w) => Validate(w, inApp: false);
+
+    /// <param name="inApp">One of an app's containers (Apps.Validate): dependsOn is its to have.</param>
+    internal static IReadOnlyList<string> Validate(Workload w, bool inApp)
     {
         var errors = new List<string>();
         void Error(string text) => errors.Add(text);
@@ -24,6 +27,15 @@ public static partial class WorkloadValidator
         if (!IsValidName(w.Name))
         {
             Error($"name: '{w.Name}' is not a valid name; use 1-63 letters, digits, '-' or '_', starting with a letter or digit");
+        }
+        if (Apps.IsApp(w))
+        {
+            Apps.Validate(w, Error);
+            return errors;
+        }
+        if (!inApp && w.DependsOn is not null)
+        {
+            Error("dependsOn: only a container of an app depends on others; put this workload and the ones it needs under one workload's containers:");
         }
         if (string.IsNullOrWhiteSpace(w.Image))
         {

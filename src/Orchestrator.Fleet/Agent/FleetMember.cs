@@ -240,22 +240,31 @@ public sealed partial class FleetMember : IDisposable
         }
     }
 
+    /// <summary>A unit's CPU: its containers' sum, or null when none of them was sampled.</summary>
+    private static double? CpuOf(Orchestrator.Node.Reconcile.Supervisor.Unit unit, Dictionary<string, double?> cpu)
+    {
+        var sampled = unit.Containers.Select(c => cpu.GetValueOrDefault(c)).Where(c => c is not null).ToList();
+        return sampled.Count == 0 ? null : sampled.Sum();
+    }
+
     private async Task HeartbeatAsync(INatsKVStore nodes, Func<NodeInfo> describe, CancellationToken cancellationToken)
     {
         while (!cancellationToken.IsCancellationRequested)
         {
             identity.LabelStore?.Observe(); // hw.* labels follow what is plugged in
             await supervisor.VariablesChangedAsync().ConfigureAwait(false); // a label gained or lost can change a container's variables
-            var containers = await supervisor.ListAsync().ConfigureAwait(false);
+            // An app's containers are one replica to the scheduler: folded into one brief under the app's name.
+            var units = await supervisor.UnitsAsync().ConfigureAwait(false);
             // A figure only for a container the sampler could read (a running one's cgroup has used CPU time): the autoscaler averages those alone.
             var cpu = (await supervisor.StatsAsync(null, forHeartbeat: true).ConfigureAwait(false)).Where(s => s.CpuNanoseconds > 0).ToDictionary(s => s.Name, s => (double?)s.CpuPercent, StringComparer.Ordinal);
             var info = describe() with
             {
                 SealKey = Secrets.PublicKey,
                 Status = await supervisor.NodeStatusAsync().ConfigureAwait(false),
-                Containers = containers.Select(c => new ContainerBrief
+                Containers = units.Select(u => new ContainerBrief
                 {
-                    Name = c.Name, State = c.State, Ready = c.Ready, SpecHash = c.SpecHash, Message = c.Message, CpuPercent = c.State == ContainerState.Running ? cpu.GetValueOrDefault(c.Name) : null,
+                    Name = u.Status.Name, State = u.Status.State, Ready = u.Status.Ready, SpecHash = u.Status.SpecHash, Message = u.Status.Message,
+                    CpuPercent = u.Status.State == ContainerState.Running ? CpuOf(u, cpu) : null,
                 }).ToList(),
             };
             await nodes.PutAsync(identity.NodeName, JsonSerializer.SerializeToUtf8Bytes(info, FleetJsonContext.Default.NodeInfo), cancellationToken: cancellationToken).ConfigureAwait(false);

@@ -7,7 +7,9 @@ namespace Orchestrator.Node.Network;
 
 /// <summary>One bridge container as its neighbours' /etc/hosts see it.</summary>
 /// <param name="HostsFile">Its own /etc/hosts (the bundle's file, bind-mounted into it).</param>
-public readonly record struct HostsEntry(string Name, string Hostname, string Address, bool Running, string HostsFile);
+/// <param name="App">The app it is a container of (its neighbours in the app also know it by <paramref name="Service"/>), or null.</param>
+/// <param name="Service">Its name within its app.</param>
+public readonly record struct HostsEntry(string Name, string Hostname, string Address, bool Running, string HostsFile, string? App = null, string? Service = null);
 
 /// <summary>
 /// The containers' side of the node's network, as the supervisor's start and exit steps use it:
@@ -78,17 +80,23 @@ public sealed class ContainerNetwork
         record.Published = null;
     }
 
-    /// <summary>Every bridge container's /etc/hosts names its running neighbours (written in place: it is bind-mounted).</summary>
+    /// <summary>
+    /// Every bridge container's /etc/hosts names its running neighbours (written in place: it is
+    /// bind-mounted); a container of an app also names the app's others by their service names.
+    /// </summary>
     public void UpdateHosts(IReadOnlyList<HostsEntry> onBridge)
     {
-        var running = onBridge.Where(c => c.Running).Select(c => (c.Name, c.Address)).ToList();
+        var running = onBridge.Where(c => c.Running).ToList();
         foreach (var container in onBridge)
         {
             if (!File.Exists(container.HostsFile))
             {
                 continue;
             }
-            var text = SpecBuilder.Hosts(container.Hostname, container.Address, running.Where(r => r.Name != container.Name));
+            var neighbours = running.Where(r => r.Name != container.Name).Select(r => (r.Name, r.Address))
+                .Concat(running.Where(r => r.Name != container.Name && container.App is not null && r.App == container.App && r.Service is not null)
+                    .Select(r => (r.Service!, r.Address)));
+            var text = SpecBuilder.Hosts(container.Hostname, container.Address, neighbours);
             try
             {
                 if (File.ReadAllText(container.HostsFile) != text)

@@ -52,7 +52,9 @@ public sealed partial class Supervisor
 
     /// <summary>Why this node's policy refuses the workload (one sentence per setting), or null.</summary>
     public string? Refusal(Workload workload)
-        => _options.Policy.Refusals(workload) is { Count: > 0 } refusals
+        => (Apps.IsApp(workload)
+                ? Apps.Members(workload).SelectMany(m => _options.Policy.Refusals(m).Select(r => $"{Apps.ServiceOf(m)}: {r}")).ToList()
+                : _options.Policy.Refusals(workload)) is { Count: > 0 } refusals
             ? $"workload '{workload.Name}' is refused by this node's policy: {string.Join("; ", refusals)}"
             : null;
 
@@ -78,13 +80,20 @@ public sealed partial class Supervisor
             {
                 throw new NodeApiException(ErrorKind.Conflict, $"workload '{workload.Name}' comes from this node's manifest directory ({_options.ManifestDir}); change it there, or pick another name");
             }
-            foreach (var port in workload.Ports ?? [])
+            var others = DesiredContainers().Values.Where(w => w.Name != workload.Name && Apps.AppOf(w) != workload.Name).ToList();
+            var mine = Apps.IsApp(workload) ? Apps.Members(workload) : [workload];
+            var claimed = new Dictionary<(int, string), string>();
+            foreach (var (port, owner) in mine.SelectMany(m => (m.Ports ?? []).Select(p => (p, m.Name))))
             {
                 var hostPort = port.HostPort ?? port.ContainerPort;
-                var holder = Desired().Values.FirstOrDefault(w => w.Name != workload.Name && (w.Ports ?? []).Any(p => (p.HostPort ?? p.ContainerPort) == hostPort && p.Protocol == port.Protocol));
+                var holder = others.FirstOrDefault(w => (w.Ports ?? []).Any(p => (p.HostPort ?? p.ContainerPort) == hostPort && p.Protocol == port.Protocol))?.Name;
+                if (holder is null && !claimed.TryAdd((hostPort, port.Protocol), owner))
+                {
+                    holder = claimed[(hostPort, port.Protocol)];
+                }
                 if (holder is not null)
                 {
-                    throw new NodeApiException(ErrorKind.Conflict, $"host port {hostPort}/{port.Protocol} is already published by '{holder.Name}' on this node; pick another hostPort");
+                    throw new NodeApiException(ErrorKind.Conflict, $"host port {hostPort}/{port.Protocol} is already published by '{holder}' on this node; pick another hostPort");
                 }
             }
             AtomicFile.WriteAllText(Path.Combine(WorkloadsDir, workload.Name + ".json"),
@@ -105,14 +114,17 @@ public sealed partial class Supervisor
             File.Delete(Path.Combine(WorkloadsDir, workload.Name + ".stopped"));
             _stopped.Remove(workload.Name);
             await ReconcileAsync().ConfigureAwait(false);
-            return Status(_containers[workload.Name], withSpec: false);
+            return Apps.IsApp(workload) ? AppStatus(workload) : Status(_containers[workload.Name], withSpec: false);
         }).ConfigureAwait(false);
     }
 
     /// <summary>Stops and forgets a workload, its container, its rootfs and its logs.</summary>
     public Task RemoveAsync(string name) => Post(async () =>
     {
-        var container = Find(name);
+        // An app's name removes every container of it.
+        var containers = Desired().TryGetValue(name, out var app) && Apps.IsApp(app)
+            ? Apps.Members(app).Where(m => _containers.ContainsKey(m.Name)).Select(m => _containers[m.Name]).ToList()
+            : [Find(name)];
         if (_static.ContainsKey(name))
         {
             throw new NodeApiException(ErrorKind.Conflict, $"workload '{name}' comes from this node's manifest directory ({_options.ManifestDir}); delete its file there");
@@ -123,8 +135,11 @@ public sealed partial class Supervisor
             // same pass makes it anew, as kubectl delete pod has its ReplicaSet do. Forgetting the
             // workload instead left it gone until the assignment changed.
             Emit("container.removed", name, "deleted by request; the fleet's assignment runs it again");
-            await RemoveContainerAsync(container, "removed", keepLogs: false).ConfigureAwait(false);
-            _containers.Remove(name);
+            foreach (var container in containers)
+            {
+                await RemoveContainerAsync(container, "removed", keepLogs: false).ConfigureAwait(false);
+                _containers.Remove(container.Record.Name);
+            }
             await ReconcileAsync().ConfigureAwait(false);
             return;
         }
@@ -246,6 +261,13 @@ public sealed partial class Supervisor
     public async Task<ContainerStatus> InspectAsync(string name)
     {
         await ViewReadyAsync().ConfigureAwait(false);
+        if (!View.ContainsKey(name) && Volatile.Read(ref _appsView) is { } apps && apps.Apps.TryGetValue(name, out var app))
+        {
+            var view = View;
+            var status = Fold(app, n => view.TryGetValue(n, out var v) ? v.Summary : null, apps.Waiting);
+            status.Spec = app;
+            return status;
+        }
         return FindView(name).Detail;
     }
 
@@ -315,10 +337,13 @@ public sealed partial class Supervisor
 
     /// <summary>Called on the loop after every step.</summary>
     private void PublishView()
-        => Volatile.Write(ref _view, _containers.Values.ToDictionary(
+    {
+        Volatile.Write(ref _view, _containers.Values.ToDictionary(
             i => i.Record.Name,
             i => new ContainerView(Status(i, withSpec: false), Status(i, withSpec: true), i.Workload, i.Handle is not null, i.LastCpu, i.LastHeartbeatCpu),
             StringComparer.Ordinal));
+        PublishAppsView();
+    }
 
     /// <summary>The container's log lines (its log survives restarts of the container and of orchd).</summary>
     /// <param name="previous">Only the last exited run's lines (see <see cref="LogsRequest.Previous"/>).</param>

@@ -295,6 +295,7 @@ public sealed partial class Supervisor
                 exit.Code == 0 ? null : $"exited with code {exit.Code?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "unknown"} ({reason}) after {record.RunAttempts} attempt{(record.RunAttempts == 1 ? "" : "s")} (job.retries)");
         }
         Save(container);
+        MemberChanged(container);
     }
 
     /// <summary>SIGTERM (or the workload's stopSignal), the grace period, then SIGKILL to everything in the container.</summary>
@@ -405,7 +406,7 @@ public sealed partial class Supervisor
         => _network.UpdateHosts(_containers.Values
             .Where(i => i.Record.Ip is not null && i.Workload.Network is null or NetworkMode.Bridge)
             .Select(i => new HostsEntry(i.Record.Name, i.Workload.Hostname ?? i.Record.Name, i.Record.Ip!, i.Handle is not null,
-                Path.Combine(FifoDir(i.Record.Name), "bundle", "hosts")))
+                Path.Combine(FifoDir(i.Record.Name), "bundle", "hosts"), Apps.AppOf(i.Workload), Apps.ServiceOf(i.Workload)))
             .ToList());
 
     private void StartProbes(SupervisedContainer container)
@@ -450,6 +451,7 @@ public sealed partial class Supervisor
                 LogReadiness(_logger, record.Name, ready, result.Detail);
                 Save(container);
                 Changed?.Invoke(record.Name);
+                MemberChanged(container);
             }
         }
         return verdict.StartupDone;

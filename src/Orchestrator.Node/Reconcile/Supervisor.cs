@@ -174,14 +174,24 @@ public sealed partial class Supervisor : IAsyncDisposable
         return desired;
     }
 
+    /// <summary>What runs: <see cref="Desired"/> with each app replaced by its containers.</summary>
+    private Dictionary<string, Workload> DesiredContainers() => Expand(Desired());
+
     private async Task ReconcileAsync()
     {
         LoadManifests(force: false);
-        var desired = Desired();
+        var apps = DesiredApps();
+        var desired = DesiredContainers();
+        var made = false;
         foreach (var (name, workload) in desired.OrderBy(kv => kv.Key, StringComparer.Ordinal))
         {
+            if (WaitingFor(name, workload, apps) is not null)
+            {
+                continue; // an app's container whose turn has not come (init containers, dependsOn)
+            }
             try
             {
+                made |= !_containers.ContainsKey(name);
                 await ReconcileOneAsync(name, workload).ConfigureAwait(false);
             }
             catch (Exception e) when (e is not OutOfMemoryException)
@@ -221,6 +231,14 @@ public sealed partial class Supervisor : IAsyncDisposable
             {
                 LogStepFailed(_logger, container.Record.Name, e.Message);
             }
+        }
+        foreach (var gone in _waiting.Keys.Where(n => !desired.ContainsKey(n)).ToList())
+        {
+            _waiting.Remove(gone);
+        }
+        if (made && _waiting.Count > 0)
+        {
+            _ = Post(ReconcileAsync); // one that started this pass may be what another waits for: another pass, after this one
         }
         SyncDevices();
         Passes.PassCompleted();
@@ -401,7 +419,7 @@ public sealed partial class Supervisor : IAsyncDisposable
 
     /// <summary>The workloads and running containers that use <paramref name="image"/>, by any of its names (on the loop).</summary>
     private List<string> Users(string image)
-        => Desired().Values.Where(w => ImageReference.SameImage(w.Image, image)).Select(w => w.Name)
+        => DesiredContainers().Values.Where(w => ImageReference.SameImage(w.Image, image)).Select(w => w.Name)
             .Concat(_containers.Values.Where(i => i.Handle is not null && ImageReference.SameImage(i.Workload.Image, image)).Select(i => i.Record.Name))
             .Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToList();
 }

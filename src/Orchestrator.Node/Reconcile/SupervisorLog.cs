@@ -74,4 +74,7 @@ internal static partial class SupervisorLog
 
     [LoggerMessage(EventId = 3017, Level = LogLevel.Information, Message = "container {Name}: its variables (orchctl env) changed; restarting it")]
     internal static partial void LogVariablesChanged(ILogger logger, string name);
+
+    [LoggerMessage(EventId = 3018, Level = LogLevel.Information, Message = "container {Name}: {Reason}")]
+    internal static partial void LogWaiting(ILogger logger, string name, string reason);
 }
