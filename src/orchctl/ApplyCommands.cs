@@ -29,7 +29,7 @@ internal static class ApplyCommands
             try
             {
                 var secrets = new List<(SecretSource, string)>();
-                var loaded = Load(ReadSources(files, command), secrets);
+                var loaded = Load(ReadSources(files, command), secrets, stack: parsed.Has("--stack"));
                 if (command == "apply")
                 {
                     Target(parsed, loaded);
@@ -91,7 +91,8 @@ internal static class ApplyCommands
     /// ManifestLoader.LoadFleetManifest); all errors of all files at once (ManifestException), and the
     /// loader's warnings (compose keys that do not map) on stderr.
     /// </summary>
-    private static List<(Deployment Deployment, string Source)> Load(List<(string Source, string Text)> sources, List<(SecretSource, string)> secrets)
+    /// <param name="stack">A compose file's services as deployments of their own (--stack), not one app.</param>
+    private static List<(Deployment Deployment, string Source)> Load(List<(string Source, string Text)> sources, List<(SecretSource, string)> secrets, bool stack)
     {
         var deployments = new List<(Deployment, string)>();
         var errors = new List<string>();
@@ -100,7 +101,8 @@ internal static class ApplyCommands
         {
             try
             {
-                var manifest = ManifestLoader.LoadFleetManifest(text, source);
+                var shape = new ComposeShape(!stack, source == "stdin" ? Environment.CurrentDirectory : Path.GetDirectoryName(Path.GetFullPath(source)));
+                var manifest = ManifestLoader.LoadFleetManifest(text, source, shape);
                 foreach (var warning in manifest.Warnings)
                 {
                     Output.Warning(warning);

@@ -26,6 +26,7 @@ internal static class Commands
     private static readonly FlagSpec NodeOptional = new("-n|--node", "NODE", "only this node (default: every node)", "@nodes");
     private static readonly FlagSpec NodeFind = new("-n|--node", "NODE", "the container's node; without it orchctl finds it (deployment status, then every node)", "@nodes");
     private static readonly FlagSpec File = new("-f|--file", "FILE|DIR|-", "a manifest, a directory of *.yaml/*.yml/*.json, or - for stdin (repeatable)", "@files");
+    private static readonly FlagSpec Stack = new("--stack", null, "a compose file's services become a deployment each (docker stack deploy), instead of one app whose containers reach each other by service name (docker compose)");
     private static readonly FlagSpec SignKey = new("--sign-key", "SEED", "sign with this nkey seed file (env ORCH_SIGN_KEY)", "@files");
     private static readonly FlagSpec Since = new("--since", "DURATION", "only what happened in the last DURATION (10m, 1h, 2d; events default 1h)");
     private static readonly FlagSpec Watch = new("-w|--watch", null, "keep watching; Ctrl-C ends");
@@ -58,18 +59,18 @@ internal static class Commands
             ["orchctl events --since 10m", "orchctl events -w --for web"],
             []),
         new("version", "Fleet", "version", "this client's version and every reachable node's", [], ["orchctl version", "orchctl --server nats://10.0.0.5:4222 version"], []),
-        new("apply", "Deployments", "apply -f FILE|DIR|- [--dry-run] [--sign-key SEED] [--global] [-l KEY=VALUE]",
+        new("apply", "Deployments", "apply -f FILE|DIR|- [--dry-run] [--sign-key SEED] [--global] [-l KEY=VALUE] [--stack]",
             "create or change deployments (kind: Deployment) in the fleet; the scheduler places their replicas",
             [File, new("--dry-run", null, "show what would change (created / unchanged / changed, with a diff) and write nothing"), SignKey,
              new("--global", null, "every deployment of the files runs one copy on every matching node (mode: global), as a compose file for one device becomes the fleet's"),
-             new("-l|--node-selector", "KEY=VALUE", "add these node labels to every deployment's selector (comma: and)")],
+             new("-l|--node-selector", "KEY=VALUE", "add these node labels to every deployment's selector (comma: and)"), Stack],
             ["orchctl apply -f examples/web-deployment.yaml", "orchctl apply -f deploy/ --dry-run", "cat web.yaml | orchctl apply -f -", "orchctl apply -f web.yaml --sign-key op.nk",
              "orchctl apply -f docker-compose.yml --global -l fleet=sensors"],
             [],
-            "a deployment whose content is unchanged is not written again (no new revision)."),
+            "a deployment whose content is unchanged is not written again (no new revision). A docker-compose file is one app, named by its top-level name: or its directory (as docker compose names a project): its services run together on a node and reach each other by service name."),
         new("delete", "Deployments", "delete deployment|container|node NAME… | delete -f FILE|DIR|-",
             "remove deployments (and their replicas), a container from its node (a fleet replica is run again by its deployment), or a node that has left the fleet",
-            [File, NodeFind, new("--ignore-not-found", null, "a name that is not there is not an error"),
+            [File, Stack, NodeFind, new("--ignore-not-found", null, "a name that is not there is not an error"),
              new("--force", null, "node: delete it even though it is ready (its next heartbeat brings it back)")],
             ["orchctl delete deployment web", "orchctl delete -f examples/web-deployment.yaml", "orchctl delete container web-0", "orchctl delete node gw-07"],
             ["deployment container node", "@prev"]),

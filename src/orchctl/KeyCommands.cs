@@ -43,7 +43,9 @@ internal static class KeyCommands
                 var manifest = Option(args, "-f", "--file") ?? throw new UsageException("sign needs -f FILE (deployments)");
                 var key = Option(args, "--key", "--sign-key") ?? settings.SignKey
                     ?? throw new UsageException("sign needs --key SEEDFILE (or ORCH_SIGN_KEY); create one with `orchctl keys create -o FILE`");
-                var deployments = ManifestLoader.LoadFleetManifest(manifest == "-" ? Console.In.ReadToEnd() : File.ReadAllText(manifest), manifest).Deployments;
+                // A compose file is one app, as apply reads it.
+                var deployments = ManifestLoader.LoadFleetManifest(manifest == "-" ? Console.In.ReadToEnd() : File.ReadAllText(manifest), manifest,
+                    new ComposeShape(true, manifest == "-" ? Environment.CurrentDirectory : Path.GetDirectoryName(Path.GetFullPath(manifest)))).Deployments;
                 var seedText = ManifestSigning.ReadSeed(key);
                 var text = new StringBuilder();
                 foreach (var deployment in deployments)

@@ -22,9 +22,9 @@ internal static partial class ComposeImporter
         => root.Children.TryGetValue(new YamlScalarNode("services"), out var services) && services is YamlMappingNode
            && !root.Children.ContainsKey(new YamlScalarNode("kind"));
 
-    public static FleetManifest Import(YamlMappingNode root, string source)
+    public static FleetManifest Import(YamlMappingNode root, string source, ComposeShape shape)
     {
-        var import = new Importer(source);
+        var import = new Importer(source) { AsApp = shape.AsApp, ProjectDirectory = shape.ProjectDirectory };
         // The secrets and configs first: services name them, wherever they stand in the file.
         foreach (var (key, value) in Entries(root))
         {
@@ -40,6 +40,8 @@ internal static partial class ComposeImporter
             {
                 case "secrets" or "configs":
                     break;
+                case "name" when shape.AsApp:
+                    break; // the app's name (Combine)
                 case "services":
                     foreach (var (serviceKey, service) in Entries((YamlMappingNode)value))
                     {
@@ -68,11 +70,16 @@ internal static partial class ComposeImporter
         // In reading order: line, then column.
         List<string> Sorted(List<string> messages) => [.. messages.OrderBy(m => m[(source.Length + 1)..].Split(':', 3) is var p
             ? (int.Parse(p[0], CultureInfo.InvariantCulture), int.Parse(p[1], CultureInfo.InvariantCulture)) : default)];
+        var deployments = import.Deployments;
+        if (shape.AsApp && import.Errors.Count == 0 && import.Combine(root) is { } app)
+        {
+            deployments = [app];
+        }
         if (import.Errors.Count > 0)
         {
             throw new ManifestException(string.Join("\n", Sorted(import.Errors)));
         }
-        return new FleetManifest(import.Deployments, Sorted(import.Warnings), fromCompose: true) { Sources = import.Sources };
+        return new FleetManifest(deployments, Sorted(import.Warnings), fromCompose: true) { Sources = import.Sources };
     }
 
     private static readonly Dictionary<string, string> TopLevelReasons = new(StringComparer.Ordinal)
@@ -187,6 +194,7 @@ internal static partial class ComposeImporter
                 return null;
             }
             _places = new(StringComparer.Ordinal);
+            Remember(name, key);
             Place("", at, key);
             Place("name", at, key);
             var deployment = new Deployment { Name = name, Template = new Workload() };
@@ -305,6 +313,12 @@ internal static partial class ComposeImporter
                         break;
                     case "secrets":
                         SecretMountsOf(SecretKind.Secret, value, path, template);
+                        break;
+                    case "depends_on" when AsApp:
+                        DependsOn(value, path, name);
+                        break;
+                    case "links" when AsApp:
+                        Ignored(k, path, "the app's containers reach each other by service name; no other aliases are made");
                         break;
                     case "configs":
                         SecretMountsOf(SecretKind.Config, value, path, template);

@@ -98,7 +98,10 @@ public static class ManifestLoader
     /// thrown at once as a <see cref="ManifestException"/>; the compose keys that have no meaning here
     /// come back as <see cref="FleetManifest.Warnings"/> ("file:line:col: services.web.networks: ignored (…)").
     /// </summary>
-    public static FleetManifest LoadFleetManifest(string text, string source)
+    public static FleetManifest LoadFleetManifest(string text, string source) => LoadFleetManifest(text, source, ComposeShape.Stack);
+
+    /// <param name="compose">How a compose file is read: one app, or a deployment per service (<see cref="ComposeShape"/>).</param>
+    public static FleetManifest LoadFleetManifest(string text, string source, ComposeShape compose)
     {
         var stream = LoadYaml(text, source);
         var documents = stream.Documents.Where(d => d.RootNode is not YamlScalarNode { Value: null or "" }).ToList();
@@ -109,7 +112,7 @@ public static class ManifestLoader
                 var extra = documents[1].RootNode.Start;
                 throw new ManifestException($"{source}:{extra.Line}:{extra.Column}: a docker-compose file is one document; put deployments in a file of their own");
             }
-            return ComposeImporter.Import(first, source);
+            return ComposeImporter.Import(first, source, compose);
         }
         var errors = new List<string>();
         var deployments = ReadDeployments(documents, source, errors);
