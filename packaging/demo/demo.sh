@@ -130,7 +130,7 @@ for replica in hello-0 hello-1 hello-2; do
   ctl exec "$replica" -- sh -c 'printf "GET / HTTP/1.0\r\n\r\n" | nc -w 2 127.0.0.1 80 | tail -1' || true
 done
 echo
-echo "demo: \$ orchctl apply -f examples/sensor.yaml   # mode: global, one copy per device, in waves"
+echo "demo: \$ orchctl apply -f examples/sensor.yaml   # mode: global, a two-container app on every device, in waves"
 ctl apply -f "$examples/sensor.yaml"
 for _ in $(seq 150); do
   ctl rollout status sensor 2>/dev/null | grep -q 'complete: 3/3' && break
@@ -138,6 +138,14 @@ for _ in $(seq 150); do
 done
 echo "demo: \$ orchctl rollout status sensor"
 ctl rollout status sensor || true
+echo
+echo "demo: \$ orchctl ps -n demo-1 -l orch.deployment=sensor   # the app's two containers on one device"
+ctl ps -n demo-1 -l orch.deployment=sensor || true
+reader=$(ctl ps -n demo-1 -l orch.app.service=reader 2>/dev/null | awk 'NR==2{print $1}')
+if [ -n "$reader" ]; then
+  echo "demo: \$ orchctl logs -n demo-1 $reader --tail 1   # the reader reached its broker by name"
+  ctl logs -n demo-1 "$reader" --tail 1 || true
+fi
 echo
 echo "demo: try it from another terminal:"
 echo "  export ORCH_SERVER=$url ORCH_CREDS=$creds"

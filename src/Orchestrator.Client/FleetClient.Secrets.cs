@@ -93,7 +93,7 @@ public sealed partial class FleetClient
         var bucket = await FleetStore.OpenAsync(KV, Buckets.Secrets, 1, cancellationToken).ConfigureAwait(false);
         var info = await GetSecretAsync(SecretKind.Secret, name, cancellationToken).ConfigureAwait(false);
         var versions = (await SecretUsersAsync(SecretKind.Secret, name, cancellationToken).ConfigureAwait(false))
-            .SelectMany(d => d.Template.Secrets ?? []).Where(s => s.Name == name && s.Version is not null).Select(s => s.Version!.Value)
+            .SelectMany(d => SecretMounts.Named(d.Template, SecretKind.Secret, name)).Where(s => s.Version is not null).Select(s => s.Version!.Value)
             .Append(info.Version).Distinct().Order().ToList();
         var sealedFor = new HashSet<string>(StringComparer.Ordinal);
         var skipped = new HashSet<string>(StringComparer.Ordinal);
@@ -194,7 +194,7 @@ public sealed partial class FleetClient
     /// <summary>The deployments whose template uses the secret (or config), any version.</summary>
     public async Task<IReadOnlyList<Deployment>> SecretUsersAsync(SecretKind kind, string name, CancellationToken cancellationToken = default)
         => [.. (await GetDeploymentsAsync(cancellationToken).ConfigureAwait(false)).Select(v => v.Deployment)
-            .Where(d => (kind == SecretKind.Secret ? d.Template.Secrets : d.Template.Configs)?.Any(s => s.Name == name) == true)];
+            .Where(d => SecretMounts.Named(d.Template, kind, name).Any())];
 
     /// <summary>Removes a secret (or config) and every copy of it; refused while a deployment uses it.</summary>
     public async Task DeleteSecretAsync(SecretKind kind, string name, CancellationToken cancellationToken = default)

@@ -43,7 +43,7 @@ internal static class SecretCommands
                     {
                         foreach (var deployment in users)
                         {
-                            foreach (var mount in (kind == SecretKind.Secret ? deployment.Template.Secrets : deployment.Template.Configs)!.Where(m => m.Name == name))
+                            foreach (var mount in SecretMounts.Named(deployment.Template, kind, name))
                             {
                                 mount.Version = written.Info.Version;
                             }

@@ -858,14 +858,16 @@ public sealed class OrchctlTests : IAsyncLifetime
     }
 
     /// <summary>
-    /// apply --global -l: a compose file written for one device becomes the fleet's global
-    /// deployment (dry run: what would be written); a file with a count of its own is refused.
+    /// apply --global -l: a compose file written for one device becomes the fleet's global app
+    /// (dry run: what would be written); --stack keeps a deployment per service; a file with a
+    /// count of its own is refused either way, saying why.
     /// </summary>
     [Fact(Timeout = 60_000)]
     public async Task Apply_global_with_node_labels_turns_a_compose_file_into_a_fleet_release()
     {
         var compose = _dir.Combine("docker-compose.yml");
         File.WriteAllText(compose, """
+            name: sensors
             services:
               reader:
                 image: busybox:latest
@@ -874,27 +876,39 @@ public sealed class OrchctlTests : IAsyncLifetime
               uploader:
                 image: busybox:latest
                 command: sleep 1000
+                depends_on: [reader]
                 deploy: {placement: {constraints: ["node.labels.site == lab"]}}
             """);
         var dry = await Ctl("apply", "-f", compose, "--global", "-l", "fleet=sensors", "--dry-run");
         Assert.True(dry.Code == 0, dry.All);
-        Assert.Contains("deployment reader: created (dry run)", dry.Out, StringComparison.Ordinal);
+        Assert.Contains("deployment sensors: created (dry run)", dry.Out, StringComparison.Ordinal);
         var applied = await Ctl("apply", "-f", compose, "--global", "-l", "fleet=sensors");
         Assert.True(applied.Code == 0, applied.All);
-        var stored = (await new FleetClient(_connection).GetDeploymentsAsync()).ToDictionary(v => v.Deployment.Name, v => v.Deployment);
-        Assert.All(stored.Values, d => Assert.Equal(Orchestrator.Api.Workloads.DeploymentMode.Global, d.Mode));
-        Assert.Equal(new Dictionary<string, string> { ["fleet"] = "sensors" }, stored["reader"].Selector);
-        Assert.Equal(new Dictionary<string, string> { ["fleet"] = "sensors", ["site"] = "lab" }, stored["uploader"].Selector);
-        Assert.True(stored["reader"].Template.Init);
+        var app = Assert.Single(await new FleetClient(_connection).GetDeploymentsAsync()).Deployment;
+        Assert.Equal("sensors", app.Name);
+        Assert.Equal(Orchestrator.Api.Workloads.DeploymentMode.Global, app.Mode);
+        Assert.Equal(new Dictionary<string, string> { ["fleet"] = "sensors", ["site"] = "lab" }, app.Selector);
+        Assert.Equal(["reader", "uploader"], app.Template.Containers!.Select(c => c.Name));
+        Assert.True(app.Template.Containers![0].Init);
+        Assert.Equal("reader", Assert.Single(app.Template.Containers[1].DependsOn!).Name);
         // Applied again the same way: nothing to write.
         var again = await Ctl("apply", "-f", compose, "--global", "-l", "fleet=sensors", "--dry-run");
-        Assert.Contains("0 to create, 0 to change, 2 unchanged", again.Out, StringComparison.Ordinal);
+        Assert.Contains("0 to create, 0 to change, 1 unchanged", again.Out, StringComparison.Ordinal);
+
+        // As a stack: a deployment per service, each with its own selector.
+        var stack = await Ctl("apply", "-f", compose, "--global", "-l", "fleet=sensors", "--stack", "--dry-run");
+        Assert.True(stack.Code == 0, stack.All);
+        Assert.Contains("deployment reader: created (dry run)", stack.Out, StringComparison.Ordinal);
+        Assert.Contains("deployment uploader: created (dry run)", stack.Out, StringComparison.Ordinal);
 
         File.WriteAllText(compose, "services:\n  web:\n    image: busybox\n    scale: 3\n");
         var counted = await Ctl("apply", "-f", compose, "--global");
         Assert.Equal(2, counted.Code);
-        Assert.Contains("deployment 'web': --global runs one copy on every matching node, but it sets replicas 3", counted.Err, StringComparison.Ordinal);
-        var badLabel = await Ctl("apply", "-f", compose, "-l", "fleet!=x");
+        Assert.Contains("services.web: sets 3 replicas, but the file is one app that runs one copy of each service", counted.Err, StringComparison.Ordinal);
+        var countedStack = await Ctl("apply", "-f", compose, "--global", "--stack");
+        Assert.Equal(2, countedStack.Code);
+        Assert.Contains("deployment 'web': --global runs one copy on every matching node, but it sets replicas 3", countedStack.Err, StringComparison.Ordinal);
+        var badLabel = await Ctl("apply", "-f", compose, "--stack", "-l", "fleet!=x");
         Assert.Equal(2, badLabel.Code);
         Assert.Contains("apply takes node labels as key=value", badLabel.Err, StringComparison.Ordinal);
     }

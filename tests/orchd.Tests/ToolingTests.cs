@@ -76,6 +76,9 @@ public sealed class ToolingTests
             Assert.Equal(["hello from hello-0, served by orchd", "hello from hello-1, served by orchd", "hello from hello-2, served by orchd"],
                 demo.Stdout.Where(l => l.StartsWith("hello from ", StringComparison.Ordinal)).Order(StringComparer.Ordinal));
             Assert.Contains(demo.Stdout, l => l.StartsWith("demo-3 ", StringComparison.Ordinal));
+            // The global app's two containers on demo-1, the reader having reached the broker by name.
+            Assert.Contains(demo.Stdout, l => l.StartsWith("sensor-", StringComparison.Ordinal) && l.Contains("_broker ", StringComparison.Ordinal));
+            Assert.Contains(demo.Stdout, l => l.Contains("reading on reader: broker says no reading yet", StringComparison.Ordinal));
             Assert.All(new[] { "orchdemo1", "orchdemo2", "orchdemo3" }, bridge => Assert.False(Directory.Exists($"/sys/class/net/{bridge}"), $"the demo's bridge {bridge} is left behind"));
         }
     }

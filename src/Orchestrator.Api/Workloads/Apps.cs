@@ -31,6 +31,9 @@ public static class Apps
     /// <summary>Between an app's name and a service's in a member's name (a character no service or replica name is read across).</summary>
     public const char Separator = '_';
 
+    /// <summary>The most containers an app has, its init containers counted.</summary>
+    public const int MaxContainers = 32;
+
     public static bool IsApp(Workload workload) => workload.Containers is { Count: > 0 } || workload.InitContainers is { Count: > 0 };
 
     /// <summary>The app a member belongs to, or null for a workload of its own.</summary>
@@ -153,6 +156,10 @@ public static class Apps
         if (app.Containers is not { Count: > 0 })
         {
             error("containers: an app with initContainers needs at least one container that they run before");
+        }
+        if (all.Count > MaxContainers)
+        {
+            error($"containers: {all.Count} containers (with the init containers); an app has at most {MaxContainers}: split it into apps that reach each other over the node's bridge");
         }
         var names = new HashSet<string>(StringComparer.Ordinal);
         foreach (var (container, field, init) in all)

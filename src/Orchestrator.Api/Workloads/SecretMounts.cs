@@ -71,9 +71,14 @@ public static class SecretMounts
     public static uint ModeOf(SecretMount mount)
         => mount.Mode is { } mode && uint.TryParse(mode, NumberStyles.None, CultureInfo.InvariantCulture, out _) ? Convert.ToUInt32(mode, 8) : 0x124;
 
-    /// <summary>Every (kind, mount) of the workload, secrets first.</summary>
+    /// <summary>Every (kind, mount) of the workload, secrets first, then those of an app's containers.</summary>
     public static IEnumerable<(SecretKind Kind, SecretMount Mount)> All(Workload w)
-        => (w.Secrets ?? []).Select(m => (SecretKind.Secret, m)).Concat((w.Configs ?? []).Select(m => (SecretKind.Config, m)));
+        => (w.Secrets ?? []).Select(m => (SecretKind.Secret, m)).Concat((w.Configs ?? []).Select(m => (SecretKind.Config, m)))
+            .Concat((w.InitContainers ?? []).Concat(w.Containers ?? []).SelectMany(All));
+
+    /// <summary>Every mount of one kind that names <paramref name="name"/>, the app's containers' too.</summary>
+    public static IEnumerable<SecretMount> Named(Workload w, SecretKind kind, string name)
+        => All(w).Where(m => m.Kind == kind && m.Mount.Name == name).Select(m => m.Mount);
 
     internal static void Validate(Workload w, List<string> errors)
     {

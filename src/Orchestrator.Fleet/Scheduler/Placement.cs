@@ -251,9 +251,19 @@ public static class Placement
         return new PlacementResult(placed, unschedulable);
     }
 
-    /// <summary>A replica's requests: its resources (no requests means it fits anywhere).</summary>
+    /// <summary>
+    /// A replica's requests: its resources (no requests means it fits anywhere); an app's, the sum
+    /// of its containers' (its init containers run before them and end, so the largest of those if it is more).
+    /// </summary>
     public static (long CpuMilli, long MemoryBytes) Requests(Workload workload)
     {
+        if (Apps.IsApp(workload))
+        {
+            var running = (workload.Containers ?? []).Select(Requests).ToList();
+            var init = (workload.InitContainers ?? []).Select(Requests).ToList();
+            return (Math.Max(running.Sum(r => r.CpuMilli), init.Select(r => r.CpuMilli).DefaultIfEmpty().Max()),
+                Math.Max(running.Sum(r => r.MemoryBytes), init.Select(r => r.MemoryBytes).DefaultIfEmpty().Max()));
+        }
         long cpu = 0, memory = 0;
         if (workload.Resources?.Cpu is { } c && Quantities.TryParseMilliCpu(c, out var milli))
         {

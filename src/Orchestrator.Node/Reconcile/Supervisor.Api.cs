@@ -53,7 +53,7 @@ public sealed partial class Supervisor
     /// <summary>Why this node's policy refuses the workload (one sentence per setting), or null.</summary>
     public string? Refusal(Workload workload)
         => (Apps.IsApp(workload)
-                ? Apps.Members(workload).SelectMany(m => _options.Policy.Refusals(m).Select(r => $"{Apps.ServiceOf(m)}: {r}")).ToList()
+                ? MembersOf(workload).SelectMany(m => _options.Policy.Refusals(m).Select(r => $"{Apps.ServiceOf(m)}: {r}")).ToList()
                 : _options.Policy.Refusals(workload)) is { Count: > 0 } refusals
             ? $"workload '{workload.Name}' is refused by this node's policy: {string.Join("; ", refusals)}"
             : null;
@@ -81,7 +81,7 @@ public sealed partial class Supervisor
                 throw new NodeApiException(ErrorKind.Conflict, $"workload '{workload.Name}' comes from this node's manifest directory ({_options.ManifestDir}); change it there, or pick another name");
             }
             var others = DesiredContainers().Values.Where(w => w.Name != workload.Name && Apps.AppOf(w) != workload.Name).ToList();
-            var mine = Apps.IsApp(workload) ? Apps.Members(workload) : [workload];
+            var mine = Apps.IsApp(workload) ? MembersOf(workload) : [workload];
             var claimed = new Dictionary<(int, string), string>();
             foreach (var (port, owner) in mine.SelectMany(m => (m.Ports ?? []).Select(p => (p, m.Name))))
             {
@@ -123,7 +123,7 @@ public sealed partial class Supervisor
     {
         // An app's name removes every container of it.
         var containers = Desired().TryGetValue(name, out var app) && Apps.IsApp(app)
-            ? Apps.Members(app).Where(m => _containers.ContainsKey(m.Name)).Select(m => _containers[m.Name]).ToList()
+            ? MembersOf(app).Where(m => _containers.ContainsKey(m.Name)).Select(m => _containers[m.Name]).ToList()
             : [Find(name)];
         if (_static.ContainsKey(name))
         {
@@ -333,7 +333,9 @@ public sealed partial class Supervisor
     private ContainerView FindView(string name)
         => View.TryGetValue(name, out var view)
             ? view
-            : throw new NodeApiException(ErrorKind.NotFound, $"no container '{name}' on this node; `ps` lists the ones there are");
+            : Volatile.Read(ref _appsView).Apps.TryGetValue(name, out var app)
+                ? throw new NodeApiException(ErrorKind.NotFound, $"'{name}' is an app of several containers ({string.Join(", ", MembersOf(app).Select(m => m.Name))}); name one of them")
+                : throw new NodeApiException(ErrorKind.NotFound, $"no container '{name}' on this node; `ps` lists the ones there are");
 
     /// <summary>Called on the loop after every step.</summary>
     private void PublishView()
@@ -504,7 +506,9 @@ public sealed partial class Supervisor
     private SupervisedContainer Find(string name)
         => _containers.TryGetValue(name, out var container)
             ? container
-            : throw new NodeApiException(ErrorKind.NotFound, $"no container '{name}' on this node; `ps` lists the ones there are");
+            : Desired().TryGetValue(name, out var app) && Apps.IsApp(app)
+                ? throw new NodeApiException(ErrorKind.NotFound, $"'{name}' is an app of several containers ({string.Join(", ", MembersOf(app).Select(m => m.Name))}); name one of them")
+                : throw new NodeApiException(ErrorKind.NotFound, $"no container '{name}' on this node; `ps` lists the ones there are");
 
     private ContainerStatus Status(SupervisedContainer container, bool withSpec) => new()
     {

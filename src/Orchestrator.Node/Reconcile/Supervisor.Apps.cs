@@ -11,6 +11,11 @@ namespace Orchestrator.Node.Reconcile;
 /// </summary>
 public sealed partial class Supervisor
 {
+    /// <summary>Each app's members, made once per app as applied (a heartbeat folds them without copying the templates again).</summary>
+    private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<Workload, List<Workload>> s_members = new();
+
+    private static List<Workload> MembersOf(Workload app) => s_members.GetValue(app, Apps.Members);
+
     /// <summary>Members not created yet, and what they wait for (on the loop).</summary>
     private readonly Dictionary<string, string> _waiting = new(StringComparer.Ordinal);
 
@@ -32,7 +37,7 @@ public sealed partial class Supervisor
         foreach (var app in desired.Values.Where(Apps.IsApp).ToList())
         {
             desired.Remove(app.Name);
-            foreach (var member in Apps.Members(app))
+            foreach (var member in MembersOf(app))
             {
                 desired[member.Name] = member;
             }
@@ -108,7 +113,7 @@ public sealed partial class Supervisor
         foreach (var app in apps.Apps.Values)
         {
             var status = Fold(app, name => view.TryGetValue(name, out var v) ? v.Summary : null, apps.Waiting);
-            units.Add(new Unit(status, Apps.Members(app).Select(m => m.Name).ToList()));
+            units.Add(new Unit(status, MembersOf(app).Select(m => m.Name).ToList()));
         }
         return units.OrderBy(u => u.Status.Name, StringComparer.Ordinal).ToList();
     }
@@ -119,7 +124,7 @@ public sealed partial class Supervisor
     /// </summary>
     private static ContainerStatus Fold(Workload app, Func<string, ContainerStatus?> statusOf, IReadOnlyDictionary<string, string> waiting)
     {
-        var members = Apps.Members(app).Select(m => (Member: m, Status: statusOf(m.Name))).ToList();
+        var members = MembersOf(app).Select(m => (Member: m, Status: statusOf(m.Name))).ToList();
         static bool Completed(ContainerStatus s) => s.State == ContainerState.Exited && s.LastExit?.Code == 0;
         static bool Ok(Workload m, ContainerStatus? s)
         {

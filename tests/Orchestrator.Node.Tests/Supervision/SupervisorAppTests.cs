@@ -59,7 +59,7 @@ public sealed class SupervisorAppTests
         node.Driver.Exit("shop_report", 0);
         await node.AdvanceUntilAsync("web told to wait for db", () => node.Events("container.waiting").Any(e => e.Name == "shop_web" && e.Message == "waiting for db to be ready"), TimeSpan.FromMilliseconds(500));
         Assert.Equal(0, node.Driver.Starts("shop_web"));
-        Assert.StartsWith("db: not ready", (await node.InspectAsync("shop")).Message, StringComparison.Ordinal);
+        Assert.Matches("^db: (running, )?not ready", (await node.InspectAsync("shop")).Message); // before or after its first probe
 
         dbReady = true;
         await node.AdvanceUntilAsync("web to start once db is ready", () => node.Driver.Starts("shop_web") == 1, TimeSpan.FromMilliseconds(500));
@@ -99,21 +99,20 @@ public sealed class SupervisorAppTests
     public async Task A_container_that_fails_is_the_apps_state_and_a_changed_container_alone_is_replaced()
     {
         await using var node = await StartAsync();
-        var app = new Workload
+        Workload Pair(string b) => new()
         {
             Name = "pair",
             Containers =
             [
                 new() { Name = "a", Image = "example.org/a:1", Network = NetworkMode.None, Restart = new RestartPolicy { Policy = RestartPolicyKind.Never } },
-                new() { Name = "b", Image = "example.org/b:1", Network = NetworkMode.None },
+                new() { Name = "b", Image = b, Network = NetworkMode.None },
             ],
         };
-        await node.Supervisor.ApplyAsync(app);
+        await node.Supervisor.ApplyAsync(Pair("example.org/b:1"));
         Assert.Equal(1, node.Driver.Starts("pair_a"));
         Assert.Equal(1, node.Driver.Starts("pair_b"));
 
-        app.Containers[1].Image = "example.org/b:2";
-        await node.Supervisor.ApplyAsync(app);
+        await node.Supervisor.ApplyAsync(Pair("example.org/b:2"));
         Assert.Equal(1, node.Driver.Starts("pair_a"));
         Assert.Equal(2, node.Driver.Starts("pair_b"));
 

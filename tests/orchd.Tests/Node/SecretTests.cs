@@ -341,8 +341,9 @@ public sealed class SecretTests
         Assert.True(applied.Code == 0, applied.All);
         Assert.Contains("secret db_password: created from ./db_password.txt (version 1, sealed for 1 node(s))", applied.Out, StringComparison.Ordinal);
         Assert.Contains("config app_conf: created from content: (version 1)", applied.Out, StringComparison.Ordinal);
-        await WaitForContainerAsync(node, "db-0", s_wait);
-        await node.LogsUntilAsync("db-0", lines => lines.Any(l => l.Text == $"pw={Hash("pw-1")} conf=level=3"), s_wait, "the compose secret and config");
+        // The file is one app, named after its directory: its container db runs as compose-0_db.
+        await WaitForContainerAsync(node, "compose-0_db", s_wait);
+        await node.LogsUntilAsync("compose-0_db", lines => lines.Any(l => l.Text == $"pw={Hash("pw-1")} conf=level=3"), s_wait, "the compose secret and config");
         var unchanged = await Orchctl.RunAsync([.. server, "apply", "-f", composeFile, "--sign-key", keyFile]);
         Assert.Contains("secret db_password: unchanged", unchanged.Out, StringComparison.Ordinal);
         Assert.Contains("config app_conf: unchanged", unchanged.Out, StringComparison.Ordinal);
@@ -350,10 +351,10 @@ public sealed class SecretTests
         var dry = await Orchctl.RunAsync([.. server, "apply", "-f", composeFile, "--sign-key", keyFile, "--dry-run"]);
         Assert.True(dry.Code == 0, dry.All);
         Assert.Contains("secret db_password: updated from ./db_password.txt (version 2, dry run)", dry.Out, StringComparison.Ordinal);
-        Assert.Contains("deployment db: changed (dry run)", dry.Out, StringComparison.Ordinal);
+        Assert.Contains("deployment compose: changed (dry run)", dry.Out, StringComparison.Ordinal);
         Assert.Equal(1, (await fleet.GetSecretAsync(SecretKind.Secret, "db_password")).Version);
         var rolled = await Orchctl.RunAsync([.. server, "apply", "-f", composeFile, "--sign-key", keyFile]);
         Assert.Contains("secret db_password: updated from ./db_password.txt (version 2", rolled.Out, StringComparison.Ordinal);
-        await node.LogsUntilAsync("db-0", lines => lines.Any(l => l.Text == $"pw={Hash("pw-2")} conf=level=3"), s_wait, "the new version rolled out");
+        await node.LogsUntilAsync("compose-0_db", lines => lines.Any(l => l.Text == $"pw={Hash("pw-2")} conf=level=3"), s_wait, "the new version rolled out");
     }
 }
