@@ -25,6 +25,7 @@ public sealed class ComposeAppTests
                 image: example.org/migrate:1
                 restart: "no"
                 depends_on: [db]
+                volumes: ["state:/state", "/srv/in:/in:ro"]
               web:
                 image: example.org/web:1
                 ports: ["8080:80"]
@@ -53,6 +54,7 @@ public sealed class ComposeAppTests
         Assert.Equal([("db", (DependencyCondition?)DependencyCondition.Ready), ("migrate", DependencyCondition.Completed)],
             containers[2].DependsOn!.Select(d => (d.Name, d.Condition)));
         Assert.Equal(80, Assert.Single(containers[2].Ports!).ContainerPort);
+        Assert.Equal([("my-sensors_state", (string?)null), (null, "/srv/in")], containers[1].Volumes!.Select(v => (v.Name, v.HostPath)));
         Assert.Contains(manifest.Warnings, w => w.Contains("services.web.depends_on.db.restart: ignored (a container is not restarted when one it depends on is)", StringComparison.Ordinal));
         Assert.Contains(manifest.Warnings, w => w.Contains("services.web.links: ignored (the app's containers reach each other by service name", StringComparison.Ordinal));
         Assert.DoesNotContain(manifest.Warnings, w => w.Contains("depends_on: ignored", StringComparison.Ordinal));

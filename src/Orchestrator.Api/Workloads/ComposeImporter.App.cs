@@ -137,6 +137,15 @@ internal static partial class ComposeImporter
                 }
                 var container = service.Template;
                 container.Name = service.Name;
+                foreach (var volume in container.Volumes ?? [])
+                {
+                    // The project's own, as compose names them (PROJECT_NAME): shared by the app's
+                    // containers, not by another app on the node that also says "data".
+                    if (volume.Name is { } volumeName)
+                    {
+                        volume.Name = $"{name}_{volumeName}";
+                    }
+                }
                 if (_dependsOn.TryGetValue(service.Name, out var dependsOn))
                 {
                     container.DependsOn = dependsOn.List;

@@ -247,12 +247,24 @@ public sealed partial class FleetMember : IDisposable
         return sampled.Count == 0 ? null : sampled.Sum();
     }
 
+    /// <summary>The node's labels when the heartbeat last had the variables looked at.</summary>
+    private string? _variablesLabels;
+
     private async Task HeartbeatAsync(INatsKVStore nodes, Func<NodeInfo> describe, CancellationToken cancellationToken)
     {
         while (!cancellationToken.IsCancellationRequested)
         {
             identity.LabelStore?.Observe(); // hw.* labels follow what is plugged in
-            await supervisor.VariablesChangedAsync().ConfigureAwait(false); // a label gained or lost can change a container's variables
+            // A label gained or lost can change a container's variables: looked at when the labels
+            // changed, and not waited for. The heartbeat never waits for the supervisor's loop,
+            // which may be busy for a while (a stop's grace period, a pull): waiting held the
+            // heartbeats back, and the scheduler judged a rollout on what the node said before it.
+            var labels = string.Join(",", identity.CurrentLabels.OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => kv.Key + "=" + kv.Value));
+            if (labels != _variablesLabels)
+            {
+                _variablesLabels = labels;
+                _ = supervisor.VariablesChangedAsync().ContinueWith(t => _ = t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Default);
+            }
             // An app's containers are one replica to the scheduler: folded into one brief under the app's name.
             var units = await supervisor.UnitsAsync().ConfigureAwait(false);
             // A figure only for a container the sampler could read (a running one's cgroup has used CPU time): the autoscaler averages those alone.

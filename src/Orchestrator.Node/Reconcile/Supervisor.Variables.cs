@@ -17,7 +17,8 @@ public sealed partial class Supervisor
     public Func<Workload, IReadOnlyDictionary<string, string>>? Variables { get; set; }
 
     private IReadOnlyDictionary<string, string> VariablesOf(SupervisedContainer container)
-        => _fleetOwned.Contains(container.Record.Name) && Variables is { } source ? source(container.Workload) : new Dictionary<string, string>();
+        => (_fleetOwned.Contains(container.Record.Name) || Apps.AppOf(container.Workload) is { } app && _fleetOwned.Contains(app)) && Variables is { } source
+            ? source(container.Workload) : new Dictionary<string, string>();
 
     private static string? VariablesHash(IReadOnlyDictionary<string, string> variables)
     {
@@ -36,7 +37,7 @@ public sealed partial class Supervisor
     /// <summary>
     /// Restarts every fleet container whose variables are not the ones it started with (a variable
     /// set or unset, a label gained or lost). Cheap when nothing changed: the node calls it at every
-    /// change of the bucket and at every heartbeat.
+    /// change of the bucket and when its labels change.
     /// </summary>
     public Task VariablesChangedAsync() => Post(async () =>
     {

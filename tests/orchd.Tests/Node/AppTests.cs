@@ -10,7 +10,7 @@ namespace Orchestrator.Daemon.Tests.Node;
 /// <summary>
 /// A docker-compose file applied to a real fleet as one global app (`orchctl apply -f
 /// docker-compose.yml --global -l fleet=sensors`): on every matching node its services run as
-/// containers of one app, in depends_on order, each reaching the others by service name on the
+/// containers of one app, in depends_on order, sharing the app's named volume, each reaching the others by service name on the
 /// node's bridge; the fleet counts the app as one replica; a change rolls out to the container
 /// that changed only; a release whose container never gets ready is rolled back as a whole.
 /// </summary>
@@ -23,19 +23,23 @@ public sealed class AppTests
         services:
           setup:
             image: {{NodeHost.Image}}
-            command: ["sh", "-c", "echo setup done; sleep 1"]
+            command: ["sh", "-c", "echo seeded > /data/greeting; sleep 1"]
             restart: "no"
+            volumes: ["data:/data"]
           broker:
             image: {{NodeHost.Image}}
+            init: true
             command: ["sh", "-c", "mkdir -p /www && echo from-$$(hostname) > /www/index.html && exec httpd -f -p 8080 -h /www"]
             healthcheck:
               test: ["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8080/"]
               interval: 1s
           reader:
             image: {{NodeHost.Image}}
+            init: true
             environment:
               VERSION: "{{version}}"
-            command: ["sh", "-c", "while true; do echo \"v$$VERSION $$(wget -q -O - http://broker:8080/)\"; sleep 0.5; done"]
+            command: ["sh", "-c", "while true; do echo \"v$$VERSION $$(wget -q -O - http://broker:8080/) $$(cat /data/greeting)\"; sleep 0.5; done"]
+            volumes: ["data:/data:ro"]
             depends_on:
               broker: {condition: service_healthy}
               setup: {condition: service_completed_successfully}
@@ -71,7 +75,7 @@ public sealed class AppTests
             {
                 var reader = await Eventually.ValueAsync($"the reader on {host.NodeName}", async () => (await host.Client.ListAsync()).FirstOrDefault(c => c.Name.EndsWith("_reader", StringComparison.Ordinal)),
                     c => c is not null, TimeSpan.FromSeconds(60), TimeSpan.FromMilliseconds(250), c => "none yet");
-                await host.LogsUntilAsync(reader!.Name, lines => lines.Any(l => l.Text == "v1 from-broker"), TimeSpan.FromSeconds(30), "the broker's page by name");
+                await host.LogsUntilAsync(reader!.Name, lines => lines.Any(l => l.Text == "v1 from-broker seeded"), TimeSpan.FromSeconds(30), "the broker's page by name");
                 var containers = await host.Client.ListAsync();
                 var app = reader.Name[..reader.Name.IndexOf('_', StringComparison.Ordinal)];
                 Assert.Equal([app + "_broker", app + "_reader", app + "_setup"], containers.Select(c => c.Name).Where(n => n.StartsWith(app + "_", StringComparison.Ordinal)).Order(StringComparer.Ordinal));
@@ -108,7 +112,7 @@ public sealed class AppTests
             foreach (var host in sensors)
             {
                 var reader = (await host.Client.ListAsync()).Single(c => c.Name.EndsWith("_reader", StringComparison.Ordinal));
-                await host.LogsUntilAsync(reader.Name, lines => lines.Any(l => l.Text == "v2 from-broker"), TimeSpan.FromSeconds(60), "v2 reaching the broker");
+                await host.LogsUntilAsync(reader.Name, lines => lines.Any(l => l.Text == "v2 from-broker seeded"), TimeSpan.FromSeconds(60), "v2 reaching the broker");
                 var broker = (await host.Client.ListAsync()).Single(c => c.Name.EndsWith("_broker", StringComparison.Ordinal));
                 Assert.Equal(brokerPids[host.NodeName], broker.Pid);
                 Assert.Equal(0, (await host.Client.InspectAsync(reader.Name[..reader.Name.IndexOf('_', StringComparison.Ordinal)] + "_setup")).Restarts);
@@ -126,7 +130,8 @@ public sealed class AppTests
             await fleet.ApplyAsync([broken]);
             var view = await Eventually.ValueAsync("a rollback", async () => (await fleet.GetDeploymentsAsync()).Single(),
                 v => v.Status?.RolledBack is not null, TimeSpan.FromSeconds(90), TimeSpan.FromMilliseconds(300), v => $"{v.Status?.Phase} wave {v.Status?.Wave}");
-            Assert.Contains("replica sensors-", view.Status!.RolledBack, StringComparison.Ordinal);
+            var events = await Orchctl.RunAsync("--server", nats.Url, "events", "--since", "5m");
+            Assert.True(view.Status!.RolledBack!.Contains("replica sensors-", StringComparison.Ordinal), view.Status.RolledBack + "\n" + events.Out + string.Join("\n", sensors.Select(h => h.Daemon.Output.Length > 5000 ? h.Daemon.Output[^5000..] : h.Daemon.Output)));
             foreach (var host in sensors)
             {
                 await Eventually.TrueAsync($"v2 again on {host.NodeName}", async () =>
