@@ -96,6 +96,37 @@ public sealed class SupervisorAppTests
     }
 
     [Fact]
+    public async Task An_orchd_restart_in_the_middle_of_the_init_containers_keeps_the_order()
+    {
+        await using var node = await StartAsync();
+        await node.Supervisor.ApplyAsync(Shop());
+        Assert.Equal(1, node.Driver.Starts("shop_schema"));
+
+        // orchd goes away while the first init container runs; it ends while orchd is away, so its
+        // exit code is not known: that counts as a failure, and it runs again (init containers are
+        // idempotent, as Kubernetes asks of them); seed waits for that run.
+        await node.RestartOrchdAsync(() => node.Driver.Exit("shop_schema", 0));
+        await node.AdvanceUntilAsync("schema run again", () => node.Driver.Starts("shop_schema") == 2, TimeSpan.FromMilliseconds(500));
+        Assert.Equal(0, node.Driver.Starts("shop_seed"));
+        node.Driver.Exit("shop_schema", 0);
+        await node.UntilAsync("seed to start after the restart", () => node.Driver.Starts("shop_seed") == 1);
+        Assert.Equal(0, node.Driver.Starts("shop_db"));
+
+        // And again, while seed runs: nothing else starts until it has completed.
+        await node.RestartOrchdAsync();
+        for (var i = 0; i < 4; i++)
+        {
+            node.Clock.Advance(TimeSpan.FromSeconds(5));
+            await node.DrainAsync();
+        }
+        Assert.Equal(0, node.Driver.Starts("shop_db"));
+        Assert.Equal("seed: init container running; the others wait for it to complete", (await node.InspectAsync("shop")).Message);
+        node.Driver.Exit("shop_seed", 0);
+        await node.UntilAsync("db to start", () => node.Driver.Starts("shop_db") == 1 && node.Driver.Starts("shop_report") == 1);
+        Assert.Equal(1, node.Driver.Starts("shop_seed"));
+    }
+
+    [Fact]
     public async Task A_container_that_fails_is_the_apps_state_and_a_changed_container_alone_is_replaced()
     {
         await using var node = await StartAsync();
