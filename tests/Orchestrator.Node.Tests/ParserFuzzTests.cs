@@ -16,6 +16,8 @@ public sealed class ParserFuzzTests
         "[", "]", "{", "}", ": ", "- ", "\n", "\n  ", "&a ", "*a", "!!str ", "!!binary ", "? ", "|\n", ">-\n", "'", "\"", "#", "---\n", "...\n", "%YAML 1.2\n",
         "<<: *a\n", "~", "null", "true", "1e400", "-0", "0x1F", ".inf", "\t", "\u00a0", "\ufeff", "name: ", "image: ", "replicas: ", "template:\n  ",
         "services:\n  ", "volumes: [", "ports: [\"80:80\"]", "command: [", "env: {", "x: &b [*a, *a, *a]\n",
+        "depends_on: [", "depends_on:\n      a: {condition: service_healthy}\n", "containers:\n    - name: ", "initContainers: [", "dependsOn: [{name: ",
+        "condition: completed", "condition: service_completed_successfully",
     ];
 
     private static byte[][] Corpus(params string[] relative)
@@ -30,11 +32,17 @@ public sealed class ParserFuzzTests
 
     [Fact]
     public void Fleet_manifests()
-        => Mutator.Run("fleet-yaml", Corpus("examples/hello.yaml", "examples/web-deployment.yaml"), s_yamlTokens, Mutator.Iterations(3000),
+        => Mutator.Run("fleet-yaml", Corpus("examples/hello.yaml", "examples/web-deployment.yaml", "examples/sensor.yaml"), s_yamlTokens, Mutator.Iterations(3000),
             input => ManifestLoader.LoadFleetManifest(Encoding.UTF8.GetString(input), "fuzz.yaml"), Clear);
 
     [Fact]
     public void Compose_files()
         => Mutator.Run("compose-yaml", Corpus("examples/compose/docker-compose.yml"), s_yamlTokens, Mutator.Iterations(3000),
             input => ManifestLoader.LoadFleetManifest(Encoding.UTF8.GetString(input), "docker-compose.yml"), Clear);
+
+    /// <summary>The same mutants read as one app (orchctl apply's default): names, depends_on, the app's own checks.</summary>
+    [Fact]
+    public void Compose_files_as_apps()
+        => Mutator.Run("compose-app-yaml", Corpus("examples/compose/docker-compose.yml"), s_yamlTokens, Mutator.Iterations(3000),
+            input => ManifestLoader.LoadFleetManifest(Encoding.UTF8.GetString(input), "docker-compose.yml", new ComposeShape(true, "/srv/sensors")), Clear);
 }

@@ -645,8 +645,8 @@ public sealed class OrchctlTests : IAsyncLifetime
         File.Delete(Path.Combine(dir, "c.yaml"));
         File.Delete(Path.Combine(dir, "d.yaml"));
 
-        // A docker-compose file: each service a deployment, the keys that do not map as warnings on stderr.
-        var compose = await Ctl("apply", "-f", Path.Combine(Repo.Root, "examples", "compose", "docker-compose.yml"), "--dry-run");
+        // A docker-compose file as a stack: each service a deployment, the keys that do not map as warnings on stderr.
+        var compose = await Ctl("apply", "-f", Path.Combine(Repo.Root, "examples", "compose", "docker-compose.yml"), "--stack", "--dry-run");
         Assert.True(compose.Code == 0, compose.All);
         Assert.Contains("deployment web: created (dry run)", compose.Out, StringComparison.Ordinal);
         Assert.Contains("depends_on", compose.Err, StringComparison.Ordinal);
