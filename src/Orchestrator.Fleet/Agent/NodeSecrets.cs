@@ -1,6 +1,4 @@
 using NATS.Client.Core;
-using NATS.Client.JetStream;
-using NATS.Client.KeyValueStore;
 using NATS.NKeys;
 using Orchestrator.Api;
 using Orchestrator.Api.Workloads;
