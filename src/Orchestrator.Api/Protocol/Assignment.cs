@@ -42,7 +42,7 @@ public sealed record Assignment
     /// <summary>The workload the replica runs: a copy of the template named after the replica, labelled with its deployment.</summary>
     public Workload ToWorkload()
     {
-        var workload = JsonSerializer.Deserialize(JsonSerializer.SerializeToUtf8Bytes(Template, WorkloadJsonContext.Default.Workload), WorkloadJsonContext.Default.Workload)!;
+        var workload = Template.Copy();
         workload.Name = Replica;
         workload.Labels = new Dictionary<string, string>(workload.Labels ?? [], StringComparer.Ordinal) { ["orch.deployment"] = Deployment };
         if (Fence == true)

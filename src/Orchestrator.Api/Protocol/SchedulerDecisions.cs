@@ -34,7 +34,7 @@ public static class SchedulerDecisions
         var effective = Copy(stored);
         if (status.RolledBackTo is { } to)
         {
-            effective.Template = Copy(to.Template);
+            effective.Template = to.Template.Copy();
             effective.Selector = to.Selector is null ? null : new Dictionary<string, string>(to.Selector, StringComparer.Ordinal);
             effective.Signature = to.Signature is null ? null : new ManifestSignature { Key = to.Signature.Key, Serial = to.Signature.Serial, Sig = to.Signature.Sig };
         }
@@ -63,8 +63,4 @@ public static class SchedulerDecisions
         copy.Generation = deployment.Generation;
         return copy;
     }
-
-    private static Workload Copy(Workload template)
-        => System.Text.Json.JsonSerializer.Deserialize(
-            System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(template, WorkloadJsonContext.Default.Workload), WorkloadJsonContext.Default.Workload)!;
 }

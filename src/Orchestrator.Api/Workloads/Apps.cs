@@ -67,7 +67,7 @@ public static class Apps
 
     private static Workload Member(Workload app, Workload container, int? init)
     {
-        var member = JsonSerializer.Deserialize(JsonSerializer.SerializeToUtf8Bytes(container, WorkloadJsonContext.Default.Workload), WorkloadJsonContext.Default.Workload)!;
+        var member = container.Copy();
         member.Name = MemberName(app.Name, container.Name);
         var labels = new Dictionary<string, string>(app.Labels ?? [], StringComparer.Ordinal);
         foreach (var (key, value) in container.Labels ?? [])

@@ -19,6 +19,10 @@ public sealed class Workload
         => Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(
             System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(this, WorkloadJsonContext.Default.Workload)))[..16];
 
+    /// <summary>A deep copy (through its JSON, so it can never miss a field the model gains).</summary>
+    public Workload Copy()
+        => JsonSerializer.Deserialize(JsonSerializer.SerializeToUtf8Bytes(this, WorkloadJsonContext.Default.Workload), WorkloadJsonContext.Default.Workload)!;
+
     /// <summary>Letters, digits, '-' and '_'; unique on the node. It names the container.</summary>
     public string Name { get; set; } = "";
     public string Image { get; set; } = "";

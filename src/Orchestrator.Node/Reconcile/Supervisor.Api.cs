@@ -261,10 +261,10 @@ public sealed partial class Supervisor
     public async Task<ContainerStatus> InspectAsync(string name)
     {
         await ViewReadyAsync().ConfigureAwait(false);
-        if (!View.ContainsKey(name) && Volatile.Read(ref _appsView) is { } apps && apps.Apps.TryGetValue(name, out var app))
+        var view = View;
+        if (!view.ContainsKey(name) && Volatile.Read(ref _appsView) is { } apps && apps.Apps.TryGetValue(name, out var app))
         {
-            var view = View;
-            var status = Fold(app, n => view.TryGetValue(n, out var v) ? v.Summary : null, apps.Waiting);
+            var status = FoldFromView(app, view, apps);
             status.Spec = app;
             return status;
         }
@@ -333,19 +333,14 @@ public sealed partial class Supervisor
     private ContainerView FindView(string name)
         => View.TryGetValue(name, out var view)
             ? view
-            : Volatile.Read(ref _appsView).Apps.TryGetValue(name, out var app)
-                ? throw new NodeApiException(ErrorKind.NotFound, $"'{name}' is an app of several containers ({string.Join(", ", MembersOf(app).Select(m => m.Name))}); name one of them")
-                : throw new NodeApiException(ErrorKind.NotFound, $"no container '{name}' on this node; `ps` lists the ones there are");
+            : throw NoContainer(name, Volatile.Read(ref _appsView).Apps.GetValueOrDefault(name));
 
     /// <summary>Called on the loop after every step.</summary>
     private void PublishView()
-    {
-        Volatile.Write(ref _view, _containers.Values.ToDictionary(
+        => Volatile.Write(ref _view, _containers.Values.ToDictionary(
             i => i.Record.Name,
             i => new ContainerView(Status(i, withSpec: false), Status(i, withSpec: true), i.Workload, i.Handle is not null, i.LastCpu, i.LastHeartbeatCpu),
             StringComparer.Ordinal));
-        PublishAppsView();
-    }
 
     /// <summary>The container's log lines (its log survives restarts of the container and of orchd).</summary>
     /// <param name="previous">Only the last exited run's lines (see <see cref="LogsRequest.Previous"/>).</param>
@@ -506,9 +501,7 @@ public sealed partial class Supervisor
     private SupervisedContainer Find(string name)
         => _containers.TryGetValue(name, out var container)
             ? container
-            : Desired().TryGetValue(name, out var app) && Apps.IsApp(app)
-                ? throw new NodeApiException(ErrorKind.NotFound, $"'{name}' is an app of several containers ({string.Join(", ", MembersOf(app).Select(m => m.Name))}); name one of them")
-                : throw new NodeApiException(ErrorKind.NotFound, $"no container '{name}' on this node; `ps` lists the ones there are");
+            : throw NoContainer(name, Desired().GetValueOrDefault(name));
 
     private ContainerStatus Status(SupervisedContainer container, bool withSpec) => new()
     {

@@ -27,10 +27,6 @@ public sealed partial class Supervisor
     /// <summary>One thing the fleet counts: a container, or an app folded into one; with the containers it is made of.</summary>
     public sealed record Unit(ContainerStatus Status, IReadOnlyList<string> Containers);
 
-    /// <summary>The apps among the workloads wanted here, by name.</summary>
-    private Dictionary<string, Workload> DesiredApps()
-        => Desired().Values.Where(Apps.IsApp).ToDictionary(w => w.Name, StringComparer.Ordinal);
-
     /// <summary>Each app in <paramref name="desired"/> replaced by its members.</summary>
     private static Dictionary<string, Workload> Expand(Dictionary<string, Workload> desired)
     {
@@ -92,9 +88,6 @@ public sealed partial class Supervisor
         }
     }
 
-    private void PublishAppsView()
-        => Volatile.Write(ref _appsView, new AppsView(DesiredApps(), new Dictionary<string, string>(_waiting, StringComparer.Ordinal)));
-
     /// <summary>The app as one container: its members' states folded (on the loop).</summary>
     private ContainerStatus AppStatus(Workload app)
         => Fold(app, name => _containers.TryGetValue(name, out var c) ? Status(c, withSpec: false) : null, _waiting);
@@ -112,11 +105,20 @@ public sealed partial class Supervisor
             .Select(v => new Unit(v.Summary, [v.Summary.Name])).ToList();
         foreach (var app in apps.Apps.Values)
         {
-            var status = Fold(app, name => view.TryGetValue(name, out var v) ? v.Summary : null, apps.Waiting);
-            units.Add(new Unit(status, MembersOf(app).Select(m => m.Name).ToList()));
+            units.Add(new Unit(FoldFromView(app, view, apps), MembersOf(app).Select(m => m.Name).ToList()));
         }
         return units.OrderBy(u => u.Status.Name, StringComparer.Ordinal).ToList();
     }
+
+    /// <summary>The app folded from the published view (off the loop).</summary>
+    private static ContainerStatus FoldFromView(Workload app, IReadOnlyDictionary<string, ContainerView> view, AppsView apps)
+        => Fold(app, name => view.TryGetValue(name, out var v) ? v.Summary : null, apps.Waiting);
+
+    /// <summary>A name that is no container: an app's says which containers it has.</summary>
+    private static NodeApiException NoContainer(string name, Workload? app)
+        => new(ErrorKind.NotFound, app is not null && Apps.IsApp(app)
+            ? $"'{name}' is an app of several containers ({string.Join(", ", MembersOf(app).Select(m => m.Name))}); name one of them"
+            : $"no container '{name}' on this node; `ps` lists the ones there are");
 
     /// <summary>
     /// An app as one container: ready when every init container completed and every other one is

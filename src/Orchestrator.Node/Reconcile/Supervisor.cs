@@ -180,8 +180,9 @@ public sealed partial class Supervisor : IAsyncDisposable
     private async Task ReconcileAsync()
     {
         LoadManifests(force: false);
-        var apps = DesiredApps();
-        var desired = DesiredContainers();
+        var wanted = Desired();
+        var apps = wanted.Values.Where(Apps.IsApp).ToDictionary(w => w.Name, StringComparer.Ordinal);
+        var desired = Expand(wanted);
         var made = false;
         foreach (var (name, workload) in desired.OrderBy(kv => kv.Key, StringComparer.Ordinal))
         {
@@ -240,6 +241,9 @@ public sealed partial class Supervisor : IAsyncDisposable
         {
             _ = Post(ReconcileAsync); // one that started this pass may be what another waits for: another pass, after this one
         }
+        // The apps and the waits change only here (every change of what is wanted ends in a pass):
+        // published once a pass, not after every step of the loop.
+        Volatile.Write(ref _appsView, new AppsView(apps, new Dictionary<string, string>(_waiting, StringComparer.Ordinal)));
         SyncDevices();
         Passes.PassCompleted();
     }
