@@ -29,7 +29,7 @@ internal static class ApplyCommands
             try
             {
                 var secrets = new List<(SecretSource, string)>();
-                var loaded = Load(ReadSources(files, command), secrets, stack: parsed.Has("--stack"));
+                var loaded = Load(ReadSources(files, command), secrets, source => ComposeShapeFor(source, parsed.Has("--stack"), parsed.Values("--env-file"), parsed.Values("--image-map")));
                 if (command == "apply")
                 {
                     Target(parsed, loaded);
@@ -92,7 +92,7 @@ internal static class ApplyCommands
     /// loader's warnings (compose keys that do not map) on stderr.
     /// </summary>
     /// <param name="stack">A compose file's services as deployments of their own (--stack), not one app.</param>
-    private static List<(Deployment Deployment, string Source)> Load(List<(string Source, string Text)> sources, List<(SecretSource, string)> secrets, bool stack)
+    private static List<(Deployment Deployment, string Source)> Load(List<(string Source, string Text)> sources, List<(SecretSource, string)> secrets, Func<string, ComposeShape> shapeOf)
     {
         var deployments = new List<(Deployment, string)>();
         var errors = new List<string>();
@@ -101,8 +101,7 @@ internal static class ApplyCommands
         {
             try
             {
-                var shape = new ComposeShape(!stack, source == "stdin" ? Environment.CurrentDirectory : Path.GetDirectoryName(Path.GetFullPath(source)));
-                var manifest = ManifestLoader.LoadFleetManifest(text, source, shape);
+                var manifest = ManifestLoader.LoadFleetManifest(text, source, shapeOf(source));
                 foreach (var warning in manifest.Warnings)
                 {
                     Output.Warning(warning);
@@ -121,6 +120,10 @@ internal static class ApplyCommands
             }
             catch (ManifestException e)
             {
+                foreach (var warning in e.Warnings)
+                {
+                    Output.Warning(warning); // all of them now, so that fixing the errors brings no second batch
+                }
                 errors.Add(e.Message);
             }
         }
@@ -133,6 +136,31 @@ internal static class ApplyCommands
             throw new ManifestException($"{string.Join(", ", sources.Select(s => s.Source))}: no deployments (kind: Deployment) in it; see docs/manifest.md");
         }
         return deployments;
+    }
+
+    /// <summary>
+    /// How a compose file named <paramref name="source"/> is read (apply and sign alike): one app
+    /// unless <paramref name="stack"/>; interpolated from the shell over the project's .env (or the
+    /// --env-file files), as docker compose does; --image-map SERVICE=IMAGE pairs.
+    /// </summary>
+    internal static ComposeShape ComposeShapeFor(string source, bool stack, IReadOnlyList<string> envFiles, IReadOnlyList<string> imageMaps)
+    {
+        var directory = source is "stdin" or "-" ? Environment.CurrentDirectory : Path.GetDirectoryName(Path.GetFullPath(source));
+        var images = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var pair in imageMaps)
+        {
+            var eq = pair.IndexOf('=', StringComparison.Ordinal);
+            if (eq <= 0 || eq == pair.Length - 1)
+            {
+                throw new UsageException($"--image-map '{pair}': give SERVICE=IMAGE, e.g. --image-map web=registry.local/web:1.4");
+            }
+            images[pair[..eq]] = pair[(eq + 1)..];
+        }
+        return new ComposeShape(!stack, directory)
+        {
+            Environment = ComposeEnvironment.Load(directory, envFiles, ComposeEnvironment.Process()),
+            ImageMap = images,
+        };
     }
 
     /// <summary>

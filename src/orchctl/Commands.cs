@@ -26,6 +26,8 @@ internal static class Commands
     private static readonly FlagSpec NodeOptional = new("-n|--node", "NODE", "only this node (default: every node)", "@nodes");
     private static readonly FlagSpec NodeFind = new("-n|--node", "NODE", "the container's node; without it orchctl finds it (deployment status, then every node)", "@nodes");
     private static readonly FlagSpec File = new("-f|--file", "FILE|DIR|-", "a manifest, a directory of *.yaml/*.yml/*.json, or - for stdin (repeatable)", "@files");
+    private static readonly FlagSpec EnvFile = new("--env-file", "FILE", "a compose file's variables from this file instead of its directory's .env (repeatable; the shell's environment wins, as in docker compose)", "@files");
+    private static readonly FlagSpec ImageMap = new("--image-map", "SERVICE=IMAGE", "run this image for a compose service (one that only says build:, or another image than the file's); repeatable");
     private static readonly FlagSpec Stack = new("--stack", null, "a compose file's services become a deployment each (docker stack deploy), instead of one app whose containers reach each other by service name (docker compose)");
     private static readonly FlagSpec SignKey = new("--sign-key", "SEED", "sign with this nkey seed file (env ORCH_SIGN_KEY)", "@files");
     private static readonly FlagSpec Since = new("--since", "DURATION", "only what happened in the last DURATION (10m, 1h, 2d; events default 1h)");
@@ -59,15 +61,15 @@ internal static class Commands
             ["orchctl events --since 10m", "orchctl events -w --for web"],
             []),
         new("version", "Fleet", "version", "this client's version and every reachable node's", [], ["orchctl version", "orchctl --server nats://10.0.0.5:4222 version"], []),
-        new("apply", "Deployments", "apply -f FILE|DIR|- [--dry-run] [--sign-key SEED] [--global] [-l KEY=VALUE] [--stack]",
+        new("apply", "Deployments", "apply -f FILE|DIR|- [--dry-run] [--sign-key SEED] [--global] [-l KEY=VALUE] [--stack] [--env-file FILE] [--image-map SVC=IMAGE]",
             "create or change deployments (kind: Deployment) in the fleet; the scheduler places their replicas",
             [File, new("--dry-run", null, "show what would change (created / unchanged / changed, with a diff) and write nothing"), SignKey,
              new("--global", null, "every deployment of the files runs one copy on every matching node (mode: global), as a compose file for one device becomes the fleet's"),
-             new("-l|--node-selector", "KEY=VALUE", "add these node labels to every deployment's selector (comma: and)"), Stack],
+             new("-l|--node-selector", "KEY=VALUE", "add these node labels to every deployment's selector (comma: and)"), Stack, EnvFile, ImageMap],
             ["orchctl apply -f examples/web-deployment.yaml", "orchctl apply -f deploy/ --dry-run", "cat web.yaml | orchctl apply -f -", "orchctl apply -f web.yaml --sign-key op.nk",
-             "orchctl apply -f docker-compose.yml --global -l fleet=sensors"],
+             "orchctl apply -f docker-compose.yml --global -l fleet=sensors", "orchctl apply -f docker-compose.yml --image-map web=registry.local/web:1.4"],
             [],
-            "a deployment whose content is unchanged is not written again (no new revision). A docker-compose file is one app, named by its top-level name: or its directory (as docker compose names a project): its services run together on a node and reach each other by service name."),
+            "a deployment whose content is unchanged is not written again (no new revision). A docker-compose file is one app, named by its top-level name: or its directory (as docker compose names a project): its services run together on a node and reach each other by service name. Its ${VAR}s are filled here, from the shell and the file's .env (as docker compose does), and env_file: files are read here: the fleet stores the values."),
         new("delete", "Deployments", "delete deployment|container|node NAME… | delete -f FILE|DIR|-",
             "remove deployments (and their replicas), a container from its node (a fleet replica is run again by its deployment), or a node that has left the fleet",
             [File, Stack, NodeFind, new("--ignore-not-found", null, "a name that is not there is not an error"),
@@ -167,8 +169,8 @@ internal static class Commands
         new("keys", "Signing", "keys create -o FILE | keys show FILE",
             "a signing key: the seed goes to FILE (mode 0600), the public key (U…) to the nodes' fleet.trusted_keys",
             [new("-o|--output", "FILE", "where the new seed goes", "@files")], ["orchctl keys create -o op.nk", "orchctl keys show op.nk"], ["create show"]),
-        new("sign", "Signing", "sign -f FILE --key SEED [-o OUT]", "sign a file's deployments for `apply -f` anywhere",
-            [new("-f|--file", "FILE", "deployments to sign", "@files"), new("--key", "SEED", "the nkey seed file (env ORCH_SIGN_KEY)", "@files"), new("-o|--output", "FILE", "write here instead of stdout", "@files")],
+        new("sign", "Signing", "sign -f FILE --key SEED [-o OUT] [--env-file FILE] [--image-map SVC=IMAGE]", "sign a file's deployments for `apply -f` anywhere",
+            [new("-f|--file", "FILE", "deployments to sign", "@files"), new("--key", "SEED", "the nkey seed file (env ORCH_SIGN_KEY)", "@files"), new("-o|--output", "FILE", "write here instead of stdout", "@files"), EnvFile, ImageMap],
             ["orchctl sign -f web.yaml --key op.nk -o web.signed.yaml"], []),
         new("identity", "Identity", "identity init DIR [--name NAME] [--trusted-key U…] | identity user create NAME --role viewer|deployer|admin|leaf -o FILE [--ttl 30d]",
             "the fleet's key hierarchy (made offline, once) and operators' credentials in a role",

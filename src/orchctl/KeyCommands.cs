@@ -45,7 +45,7 @@ internal static class KeyCommands
                     ?? throw new UsageException("sign needs --key SEEDFILE (or ORCH_SIGN_KEY); create one with `orchctl keys create -o FILE`");
                 // A compose file is one app, as apply reads it.
                 var deployments = ManifestLoader.LoadFleetManifest(manifest == "-" ? Console.In.ReadToEnd() : File.ReadAllText(manifest), manifest,
-                    new ComposeShape(true, manifest == "-" ? Environment.CurrentDirectory : Path.GetDirectoryName(Path.GetFullPath(manifest)))).Deployments;
+                    ApplyCommands.ComposeShapeFor(manifest, stack: false, Options(args, "--env-file"), Options(args, "--image-map"))).Deployments;
                 var seedText = ManifestSigning.ReadSeed(key);
                 var text = new StringBuilder();
                 foreach (var deployment in deployments)
@@ -91,6 +91,9 @@ internal static class KeyCommands
         }
         return "{\n  \"kind\": \"Deployment\"," + body[1..];
     }
+
+    private static List<string> Options(List<string> args, string name)
+        => [.. args.Select((a, i) => (a, i)).Where(p => p.a == name && p.i + 1 < args.Count).Select(p => args[p.i + 1])];
 
     private static string? Option(List<string> args, string name, string alias)
         => args.SkipWhile(a => a != name && a != alias).Skip(1).FirstOrDefault();

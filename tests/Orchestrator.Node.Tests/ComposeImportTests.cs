@@ -108,7 +108,7 @@ public sealed class ComposeImportTests
         Assert.Equal(
             [(53, (int?)53, "udp", "127.0.0.1"), (9100, 9000, "tcp", null), (9101, 9001, "tcp", null), (7000, null, "tcp", null)],
             t.Ports!.Select(p => (p.ContainerPort, p.HostPort, p.Protocol, p.HostIp)));
-        Assert.Equal([("/etc/coredns", (string?)null, "/etc/coredns", true), (null, "conf", "/conf", false)], t.Volumes!.Select(v => (v.HostPath, v.Name, v.Target, v.ReadOnly)));
+        Assert.Equal([("/etc/coredns", (string?)null, "/etc/coredns", true), (null, "dns-cache", "/cache", false), (null, "conf", "/conf", false)], t.Volumes!.Select(v => (v.HostPath, v.Name, v.Target, v.ReadOnly)));
         Assert.Equal((RestartPolicyKind.OnFailure, 4, "5000ms"), (t.Restart!.Policy, t.Restart.MaxRetries, t.Restart.Backoff)); // deploy.restart_policy wins over restart: "no"
         Assert.Null(t.Probes);
         Assert.Equal(("1000:1000", "/srv", 90), (t.User, t.WorkingDir, t.StopGracePeriodSeconds));
@@ -124,7 +124,7 @@ public sealed class ComposeImportTests
             "stack.yml:5:5: services.dns.imgae: ignored (not a compose key; did you mean 'image'?)",
             "stack.yml:6:39: services.dns.environment[2]: ignored ('UNSET' has no value here; compose takes it from its shell: write UNSET=value)",
             "stack.yml:7:59: services.dns.ports[2]: '7000' publishes no host port in compose terms (a random one); orchd publishes it on host port 7000 (write \"7000:7000\" to say so)",
-            "stack.yml:11:9: services.dns.volumes[2]: ignored (an anonymous volume; /cache stays in the container's own writable layer: name it, e.g. \"dns-data:/cache\", to keep it)",
+            "stack.yml:11:9: services.dns.volumes[2]: an anonymous volume: /cache is the node's volume 'dns-cache', filled from the image on first use as Docker does; it is kept when the container is replaced",
             "stack.yml:12:9: services.dns.volumes[3]: ignored (option 'z' is not supported, only ro and rw)",
             "stack.yml:22:14: services.dns.command: 'dig @127.0.0.1 \"example. com\" ${DOMAIN}' is not interpolated (orchd reads no .env and no shell variables); write the value out",
         ], manifest.Warnings);
@@ -292,7 +292,7 @@ public sealed class ComposeImportTests
         Assert.Equal(
         [
             "-:2:3: services.my.app: expected 1-56 letters, digits, '-' or '_' starting with a letter or digit, got 'my.app'",
-            "-:4:3: services.builder.image: required; orchd runs images, not builds: build and push the image, then give image:",
+            "-:5:12: services.builder.build: service builder builds its image (.) and names none; orchd runs images and does not build them: build and push it (docker build -t REGISTRY/builder:TAG . && docker push REGISTRY/builder:TAG, podman and buildah alike; or docker save it, then on a node orchd image import FILE --name builder:TAG && orchd image push builder:TAG --nats, for image nats:builder:TAG), then give image: or apply the file unchanged with --image-map builder=REGISTRY/builder:TAG",
             "-:8:13: services.web.ports[0]: expected [host_ip:][host:]container[/protocol] with ports or equal ranges (\"8080:80\", \"127.0.0.1:53:53/udp\"), got '80:80:80:80'",
             "-:8:28: services.web.ports[1]: target: required; the container's port",
             "-:9:15: services.web.volumes[0]: './data' is relative to the compose file, and this one was read from stdin; give an absolute path on the nodes",

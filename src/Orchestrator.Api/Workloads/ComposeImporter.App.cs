@@ -13,6 +13,15 @@ namespace Orchestrator.Api.Workloads;
 public sealed record ComposeShape(bool AsApp, string? ProjectDirectory = null)
 {
     public static ComposeShape Stack { get; } = new(false);
+
+    /// <summary>
+    /// The variables the file is interpolated with (<see cref="ComposeEnvironment.Load"/>: the shell's
+    /// over .env). Null: nothing is interpolated and a <c>${VAR}</c> is kept as written, with a warning.
+    /// </summary>
+    public IReadOnlyDictionary<string, string>? Environment { get; init; }
+
+    /// <summary>Service → image (orchctl apply --image-map): the image of a service that builds (build:) or another than the file's.</summary>
+    public IReadOnlyDictionary<string, string>? ImageMap { get; init; }
 }
 
 internal static partial class ComposeImporter

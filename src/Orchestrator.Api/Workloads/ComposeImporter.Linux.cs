@@ -147,6 +147,75 @@ internal static partial class ComposeImporter
             }
         }
 
+        /// <summary>
+        /// balena's io.balena.features.* labels (set to 1 or true), which ask balena's supervisor for a
+        /// piece of the host. Those that are a host path are honoured as the same binds (the node's
+        /// policy.host_paths decides, as for any bind); the others are said to have no effect here.
+        /// </summary>
+        private void BalenaFeatures(YamlNode labels, string path, Workload template)
+        {
+            const string Prefix = "io.balena.features.";
+            foreach (var (key, value) in template.Labels ?? [])
+            {
+                if (!key.StartsWith(Prefix, StringComparison.Ordinal))
+                {
+                    continue;
+                }
+                var feature = key[Prefix.Length..];
+                if (value.Trim().ToLowerInvariant() is not ("1" or "true"))
+                {
+                    continue;
+                }
+                void Bind(string host, string target, bool readOnly)
+                {
+                    if (!(template.Volumes ?? []).Any(v => v.Target == target))
+                    {
+                        (template.Volumes ??= []).Add(new Volume { HostPath = host, Target = target, ReadOnly = readOnly });
+                    }
+                }
+                switch (feature)
+                {
+                    case "dbus":
+                        Bind("/run/dbus", "/host/run/dbus", readOnly: false);
+                        (template.Env ??= new Dictionary<string, string>(StringComparer.Ordinal)).TryAdd("DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/host/run/dbus/system_bus_socket");
+                        Warn(labels, $"{path}.{key}", "honoured: the node's /run/dbus is bound at /host/run/dbus and DBUS_SYSTEM_BUS_ADDRESS set, as balena does (the node's policy.host_paths must allow /run/dbus)");
+                        break;
+                    case "kernel-modules":
+                        Bind("/lib/modules", "/lib/modules", readOnly: true);
+                        Warn(labels, $"{path}.{key}", "honoured: the node's /lib/modules is bound read-only (the node's policy.host_paths must allow it; loading a module also needs cap_add: [SYS_MODULE])");
+                        break;
+                    case "firmware":
+                        Bind("/lib/firmware", "/lib/firmware", readOnly: true);
+                        Warn(labels, $"{path}.{key}", "honoured: the node's /lib/firmware is bound read-only (the node's policy.host_paths must allow it)");
+                        break;
+                    case "sysfs":
+                        Bind("/sys", "/sys", readOnly: false);
+                        Warn(labels, $"{path}.{key}", "honoured: the node's /sys is bound (the node's policy.host_paths must allow it)");
+                        break;
+                    case "journal-logs":
+                        Bind("/var/log/journal", "/var/log/journal", readOnly: true);
+                        Bind("/etc/machine-id", "/etc/machine-id", readOnly: true);
+                        Warn(labels, $"{path}.{key}", "honoured: the node's /var/log/journal and /etc/machine-id are bound read-only (the node must keep a persistent journal; policy.host_paths must allow both)");
+                        break;
+                    case "balena-socket":
+                        Warn(labels, $"{path}.{key}", "has no effect: orchd has no Docker engine socket to give; a container that manages containers talks to the fleet over NATS (orchctl)");
+                        break;
+                    case "supervisor-api" or "balena-api":
+                        Warn(labels, $"{path}.{key}", "has no effect: there is no balena supervisor or cloud API here; orchd's node API and the fleet's are NATS subjects (docs/protocol.md)");
+                        break;
+                    case "gpu":
+                        Warn(labels, $"{path}.{key}", "has no effect: map the GPU's device nodes with devices: (the node's policy.devices must allow them)");
+                        break;
+                    case "procfs":
+                        Warn(labels, $"{path}.{key}", "has no effect: the host's /proc is not bound over the container's own (pid: host is not supported)");
+                        break;
+                    default:
+                        Warn(labels, $"{path}.{key}", "has no effect: orchd does not know this balena feature");
+                        break;
+                }
+            }
+        }
+
         private List<string>? Strings(YamlNode node, string path)
             => node is YamlSequenceNode list
                 ? [.. list.Children.Select((item, i) => Text(item, $"{path}[{i}]") ?? "")]

@@ -38,8 +38,7 @@ internal static partial class ComposeImporter
             var parts = text.Split(':');
             if (parts.Length == 1)
             {
-                Ignored(node, path, $"an anonymous volume; {text} stays in the container's own writable layer: name it, e.g. \"{service}-data:{text}\", to keep it");
-                return null;
+                return Anonymous(node, path, service, text, readOnly: false);
             }
             if (parts.Length > 3)
             {
@@ -122,10 +121,32 @@ internal static partial class ComposeImporter
             }
             if (string.IsNullOrEmpty(from))
             {
-                Ignored(map, path, $"an anonymous volume; {target} stays in the container's own writable layer: give source: to keep it");
-                return null;
+                return Anonymous(map, path, service, target, readOnly);
             }
             return Bind(map, path, from, target, readOnly, type);
+        }
+
+        /// <summary>
+        /// An anonymous volume ("/app/node_modules"), as Docker mounts one: a volume of the container's
+        /// own, first filled from the image's files at that path, mounted over whatever it is under
+        /// (the node_modules pattern: the image's modules over a bind of the source). Here it is a
+        /// named volume of the service's, so it outlives a restart and a rollout as compose keeps it.
+        /// </summary>
+        private Volume? Anonymous(YamlNode node, string path, string service, string target, bool readOnly)
+        {
+            var slug = new System.Text.StringBuilder();
+            foreach (var c in target.Trim('/'))
+            {
+                slug.Append(char.IsAsciiLetterOrDigit(c) || c is '-' or '_' ? c : '-');
+            }
+            var name = $"{service}-{slug}";
+            if (name.Length > 40)
+            {
+                var hash = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(target)))[..8];
+                name = $"{name[..31].TrimEnd('-')}-{hash}";
+            }
+            Warn(node, path, $"an anonymous volume: {target} is the node's volume '{name}'{(AsApp ? " of the app" : "")}, filled from the image on first use as Docker does; it is kept when the container is replaced");
+            return new Volume { Name = name, Target = target, ReadOnly = readOnly };
         }
 
         private Volume? Bind(YamlNode node, string path, string from, string target, bool readOnly, string? type = null)

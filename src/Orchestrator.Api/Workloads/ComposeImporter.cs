@@ -24,7 +24,15 @@ internal static partial class ComposeImporter
 
     public static FleetManifest Import(YamlMappingNode root, string source, ComposeShape shape)
     {
-        var import = new Importer(source) { AsApp = shape.AsApp, ProjectDirectory = shape.ProjectDirectory };
+        var import = new Importer(source)
+        {
+            AsApp = shape.AsApp, ProjectDirectory = shape.ProjectDirectory, Environment = shape.Environment, ImageMap = shape.ImageMap,
+        };
+        if (shape.Environment is not null)
+        {
+            import.Interpolate(root, "", new HashSet<YamlNode>(ReferenceEqualityComparer.Instance));
+        }
+        import.CheckImageMap(root);
         // The secrets and configs first: services name them, wherever they stand in the file.
         foreach (var (key, value) in Entries(root))
         {
@@ -68,8 +76,8 @@ internal static partial class ComposeImporter
             }
         }
         // In reading order: line, then column.
-        List<string> Sorted(List<string> messages) => [.. messages.OrderBy(m => m[(source.Length + 1)..].Split(':', 3) is var p
-            ? (int.Parse(p[0], CultureInfo.InvariantCulture), int.Parse(p[1], CultureInfo.InvariantCulture)) : default)];
+        List<string> Sorted(List<string> messages) => [.. messages.OrderBy(m => m.Length > source.Length && m[(source.Length + 1)..].Split(':', 3) is [var l, var c, _]
+            && int.TryParse(l, CultureInfo.InvariantCulture, out var line) && int.TryParse(c, CultureInfo.InvariantCulture, out var column) ? (line, column) : (0, 0))];
         var deployments = import.Deployments;
         if (shape.AsApp && import.Errors.Count == 0 && import.Combine(root) is { } app)
         {
@@ -77,7 +85,8 @@ internal static partial class ComposeImporter
         }
         if (import.Errors.Count > 0)
         {
-            throw new ManifestException(string.Join("\n", Sorted(import.Errors)));
+            // The warnings too: fixing the errors should not reveal a second batch of news.
+            throw new ManifestException(string.Join("\n", Sorted(import.Errors))) { Warnings = Sorted(import.Warnings) };
         }
         return new FleetManifest(deployments, Sorted(import.Warnings), fromCompose: true) { Sources = import.Sources };
     }
@@ -96,14 +105,12 @@ internal static partial class ComposeImporter
     /// <summary>Why a service key that orchd does not map is ignored.</summary>
     private static readonly Dictionary<string, string> ServiceReasons = new(StringComparer.Ordinal)
     {
-        ["build"] = "orchd runs images; build and push the image, then give image:",
         ["container_name"] = "replicas are named <service>-0, <service>-1, …",
         ["depends_on"] = "every deployment starts at once and failed containers are restarted; make the service retry what it depends on",
         ["links"] = "there are no service names on the node's bridge; reach other services by address",
         ["external_links"] = "there are no service names on the node's bridge",
         ["networks"] = "orchd gives every container its node's bridge",
         ["expose"] = "every port of a container is reachable on its node's bridge; ports: publishes on the host",
-        ["env_file"] = "files are not read (the manifest is sent, not your directory); list the variables under environment:",
         ["logging"] = "orchd keeps every container's log; read it with orchctl logs",
         ["profiles"] = "every service in the file is deployed",
         ["platform"] = "each node pulls the image for its own architecture",
@@ -200,7 +207,8 @@ internal static partial class ComposeImporter
             var deployment = new Deployment { Name = name, Template = new Workload() };
             var template = deployment.Template;
             var errorsBefore = Errors.Count;
-            YamlNode? healthcheck = null;
+            YamlNode? healthcheck = null, build = null, labels = null;
+            List<(string Key, string Value)>? envFile = null;
             foreach (var (k, value) in Entries(service))
             {
                 var field = KeyName(k);
@@ -210,6 +218,13 @@ internal static partial class ComposeImporter
                     case "image":
                         template.Image = Text(value, path) ?? "";
                         Place("template.image", path, value);
+                        break;
+                    case "build":
+                        build = value;
+                        break;
+                    case "env_file":
+                        envFile = EnvFiles(value, path);
+                        Place("template.env", path, value);
                         break;
                     case "command":
                         template.Args = Command(value, path);
@@ -226,6 +241,7 @@ internal static partial class ComposeImporter
                     case "labels":
                         template.Labels = Pairs(value, path, "labels", fromShell: false);
                         Place("template.labels", path, value);
+                        labels = value;
                         break;
                     case "ports":
                         Ports(value, path, template);
@@ -335,11 +351,38 @@ internal static partial class ComposeImporter
             {
                 HealthCheck(healthcheck, at + ".healthcheck", template);
             }
+            if (envFile is not null)
+            {
+                // environment: wins over env_file:, as in compose.
+                var env = new Dictionary<string, string>(StringComparer.Ordinal);
+                foreach (var (envKey, envValue) in envFile)
+                {
+                    env[envKey] = envValue;
+                }
+                foreach (var (envKey, envValue) in template.Env ?? [])
+                {
+                    env[envKey] = envValue;
+                }
+                template.Env = env;
+            }
+            if (labels is not null)
+            {
+                BalenaFeatures(labels, at + ".labels", template);
+            }
+            if (ImageMap is not null && ImageMap.TryGetValue(name, out var mapped))
+            {
+                template.Image = mapped;
+            }
+            if (build is not null)
+            {
+                Build(build, at + ".build", name, template);
+            }
             if (string.IsNullOrEmpty(template.Image))
             {
-                Error(key, at + ".image", service.Children.ContainsKey(new YamlScalarNode("build"))
-                    ? "required; orchd runs images, not builds: build and push the image, then give image:"
-                    : "required; name an image such as busybox:latest");
+                if (build is null)
+                {
+                    Error(key, at + ".image", "required; name an image such as busybox:latest");
+                }
                 return null;
             }
             foreach (var problem in ManifestLoader.ValidateDeployment(deployment))
@@ -372,7 +415,10 @@ internal static partial class ComposeImporter
 
         // ---- values ----
 
-        /// <summary>A scalar's text, with compose's <c>$$</c> unescaped; a <c>${VAR}</c> is kept as written and warned about.</summary>
+        /// <summary>
+        /// A scalar's text. Interpolated already when the shape gave variables (<see cref="Interpolate"/>);
+        /// without them, compose's <c>$$</c> is unescaped and a <c>${VAR}</c> kept as written and warned about.
+        /// </summary>
         private string? Text(YamlNode node, string path)
         {
             if (node is not YamlScalarNode scalar || ManifestReader.IsNull(node))
@@ -381,6 +427,10 @@ internal static partial class ComposeImporter
                 return null;
             }
             var value = scalar.Value ?? "";
+            if (Environment is not null)
+            {
+                return value;
+            }
             if (Interpolation().IsMatch(value.Replace("$$", "", StringComparison.Ordinal)))
             {
                 Warn(node, path, $"'{value}' is not interpolated (orchd reads no .env and no shell variables); write the value out");
@@ -503,7 +553,19 @@ internal static partial class ComposeImporter
             var pairs = new Dictionary<string, string>(StringComparer.Ordinal);
             void Unset(YamlNode at, string itemPath, string key)
             {
-                if (fromShell)
+                if (fromShell && Environment is not null)
+                {
+                    // "- KEY" alone: compose passes the shell's (or .env's) value, and nothing when it has none.
+                    if (Environment.TryGetValue(key, out var fromEnvironment))
+                    {
+                        pairs[key] = fromEnvironment;
+                    }
+                    else
+                    {
+                        Warn(at, itemPath, $"'{key}' is not set in the shell or .env, so the container does not get it (as in compose); write {key}=value to give one");
+                    }
+                }
+                else if (fromShell)
                 {
                     Ignored(at, itemPath, $"'{key}' has no value here; compose takes it from its shell: write {key}=value");
                 }

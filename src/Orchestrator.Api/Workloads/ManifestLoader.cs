@@ -13,6 +13,9 @@ public sealed class ManifestException : OrchestratorException
     public ManifestException() : base(ErrorKind.Invalid, "manifest error") { }
     public ManifestException(string message) : base(ErrorKind.Invalid, message) { }
     public ManifestException(string message, Exception inner) : base(ErrorKind.Invalid, message, inner) { }
+
+    /// <summary>What the loader would have warned about had the file been accepted (compose keys that do not map, …), to show with the errors.</summary>
+    public IReadOnlyList<string> Warnings { get; init; } = [];
 }
 
 /// <summary>

@@ -186,9 +186,11 @@ public static class SpecBuilder
             File.WriteAllText(file, content);
             mounts.Add(new MountSpec { Destination = "/etc/" + name, Type = "bind", Source = file, Options = ["rbind", "rprivate"] });
         }
-        foreach (var volume in workload.Volumes ?? [])
+        // Shallow targets first, as Docker orders them: a volume at /app/node_modules is mounted over
+        // a bind at /app, whatever order the manifest lists them in.
+        foreach (var volume in (workload.Volumes ?? []).OrderBy(v => v.Target.Trim('/').Split('/').Length))
         {
-            var source = volume.HostPath ?? Directory.CreateDirectory(Path.Combine(paths.VolumesDir, volume.Name!)).FullName;
+            var source = volume.HostPath ?? VolumeSeed.Ensure(paths.VolumesDir, volume.Name!, paths.Rootfs, volume.Target);
             if (volume.HostPath is not null && !Path.Exists(source))
             {
                 throw new SpecException($"workload '{workload.Name}': volume host path '{source}' does not exist on this node; create it or fix volumes[].hostPath");
