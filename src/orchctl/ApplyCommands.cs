@@ -264,6 +264,11 @@ internal static class ApplyCommands
                 {
                     Console.Out.WriteLine($"deployment {deployment.Name}: {Terminal.Paint("created", Terminal.Green, color)} (dry run)");
                     WriteNote(replicas.Note);
+                    // What the fleet would store, values filled in (a compose file's variables, env files, image map).
+                    foreach (var line in incoming.Split('\n'))
+                    {
+                        Console.Out.WriteLine("  " + Terminal.Paint("+" + line, Terminal.Green, color));
+                    }
                 }
                 toWrite.Add((deployment, true, replicas));
                 continue;

@@ -51,6 +51,10 @@ internal static partial class ComposeImporter
                 case "name" when shape.AsApp:
                     break; // the app's name (Combine)
                 case "services":
+                    if (!shape.AsApp && ((YamlMappingNode)value).Children.Count > 1)
+                    {
+                        import.StackNames(key);
+                    }
                     foreach (var (serviceKey, service) in Entries((YamlMappingNode)value))
                     {
                         if (import.Service(serviceKey, service) is { } deployment)
@@ -107,15 +111,15 @@ internal static partial class ComposeImporter
     {
         ["container_name"] = "replicas are named <service>-0, <service>-1, …",
         ["depends_on"] = "every deployment starts at once and failed containers are restarted; make the service retry what it depends on",
-        ["links"] = "there are no service names on the node's bridge; reach other services by address",
-        ["external_links"] = "there are no service names on the node's bridge",
+        ["links"] = "a deployment is reached by its own name on the node; no other aliases are made",
+        ["external_links"] = "a deployment is reached by its own name on the node; no other aliases are made",
         ["networks"] = "orchd gives every container its node's bridge",
         ["expose"] = "every port of a container is reachable on its node's bridge; ports: publishes on the host",
         ["logging"] = "orchd keeps every container's log; read it with orchctl logs",
         ["profiles"] = "every service in the file is deployed",
         ["platform"] = "each node pulls the image for its own architecture",
         ["pull_policy"] = "a node pulls an image it does not have",
-        ["extra_hosts"] = "the container's /etc/hosts holds its own name only",
+        ["extra_hosts"] = "not supported; /etc/hosts names the node's containers and deployments",
         ["dns"] = "the container uses its node's resolver",
         ["dns_search"] = "the container uses its node's resolver",
         ["dns_opt"] = "the container uses its node's resolver",

@@ -9,7 +9,10 @@ namespace Orchestrator.Node.Network;
 /// <param name="HostsFile">Its own /etc/hosts (the bundle's file, bind-mounted into it).</param>
 /// <param name="App">The app it is a container of (its neighbours in the app also know it by <paramref name="Service"/>), or null.</param>
 /// <param name="Service">Its name within its app.</param>
-public readonly record struct HostsEntry(string Name, string Hostname, string Address, bool Running, string HostsFile, string? App = null, string? Service = null);
+/// <param name="Deployment">The fleet deployment it is a replica of (not for an app's containers): its name names the deployment's ready replicas on the node.</param>
+/// <param name="Ready">Running and ready (its readiness probe passed, or it has none).</param>
+public readonly record struct HostsEntry(string Name, string Hostname, string Address, bool Running, string HostsFile, string? App = null, string? Service = null,
+    string? Deployment = null, bool Ready = false);
 
 /// <summary>
 /// The containers' side of the node's network, as the supervisor's start and exit steps use it:
@@ -82,20 +85,25 @@ public sealed class ContainerNetwork
 
     /// <summary>
     /// Every bridge container's /etc/hosts names its running neighbours (written in place: it is
-    /// bind-mounted); a container of an app also names the app's others by their service names.
+    /// bind-mounted); a container of an app also names the app's others by their service names; and
+    /// every one names each fleet deployment by the addresses of its ready replicas on the node (as
+    /// Swarm names a service; an app's own service names win over a deployment's of the same name).
     /// </summary>
     public void UpdateHosts(IReadOnlyList<HostsEntry> onBridge)
     {
         var running = onBridge.Where(c => c.Running).ToList();
+        var deployments = running.Where(r => r.Ready && r.Deployment is not null && r.App is null).ToList();
         foreach (var container in onBridge)
         {
             if (!File.Exists(container.HostsFile))
             {
                 continue;
             }
+            var services = running.Where(r => r.Name != container.Name && container.App is not null && r.App == container.App && r.Service is not null)
+                .Select(r => (r.Service!, r.Address)).ToList();
             var neighbours = running.Where(r => r.Name != container.Name).Select(r => (r.Name, r.Address))
-                .Concat(running.Where(r => r.Name != container.Name && container.App is not null && r.App == container.App && r.Service is not null)
-                    .Select(r => (r.Service!, r.Address)));
+                .Concat(services)
+                .Concat(deployments.Where(d => d.Name != container.Name && !services.Any(s => s.Item1 == d.Deployment)).Select(d => (d.Deployment!, d.Address)));
             var text = SpecBuilder.Hosts(container.Hostname, container.Address, neighbours);
             try
             {

@@ -406,7 +406,8 @@ public sealed partial class Supervisor
         => _network.UpdateHosts(_containers.Values
             .Where(i => i.Record.Ip is not null && i.Workload.Network is null or NetworkMode.Bridge)
             .Select(i => new HostsEntry(i.Record.Name, i.Workload.Hostname ?? i.Record.Name, i.Record.Ip!, i.Handle is not null,
-                Path.Combine(FifoDir(i.Record.Name), "bundle", "hosts"), Apps.AppOf(i.Workload), Apps.ServiceOf(i.Workload)))
+                Path.Combine(FifoDir(i.Record.Name), "bundle", "hosts"), Apps.AppOf(i.Workload), Apps.ServiceOf(i.Workload),
+                i.Workload.Labels?.GetValueOrDefault("orch.deployment"), i.Handle is not null && i.Record.Ready && !i.Stopping))
             .ToList());
 
     private void StartProbes(SupervisedContainer container)
@@ -450,6 +451,7 @@ public sealed partial class Supervisor
                 record.Message = message;
                 LogReadiness(_logger, record.Name, ready, result.Detail);
                 Save(container);
+                UpdateHosts(); // a deployment's name names its ready replicas only
                 Changed?.Invoke(record.Name);
                 MemberChanged(container);
             }

@@ -1,0 +1,55 @@
+using Microsoft.Extensions.Logging.Abstractions;
+using Orchestrator.Node.Network;
+
+namespace Orchestrator.Node.Tests;
+
+/// <summary>What each bridge container's /etc/hosts names: its neighbours, its app's services, and each deployment by its ready replicas on the node.</summary>
+public sealed class HostsNamesTests : IDisposable
+{
+    private readonly TempDir _dir = new();
+
+    public void Dispose() => _dir.Dispose();
+
+    private HostsEntry Entry(string name, string address, bool running = true, string? app = null, string? service = null, string? deployment = null, bool ready = true)
+    {
+        var file = _dir.Combine(name + ".hosts");
+        if (!File.Exists(file))
+        {
+            File.WriteAllText(file, "");
+        }
+        return new HostsEntry(name, name, address, running, file, app, service, deployment, running && ready);
+    }
+
+    private string[] Lines(string name) => File.ReadAllLines(_dir.Combine(name + ".hosts")).Skip(3).ToArray();
+
+    [Fact]
+    public void A_deployment_is_named_by_its_ready_replicas_and_an_apps_own_service_name_wins()
+    {
+        var network = new ContainerNetwork(null, NullLogger.Instance);
+        network.UpdateHosts(
+        [
+            Entry("db-0", "10.88.0.2", deployment: "db"),
+            Entry("db-1", "10.88.0.3", deployment: "db", ready: false),
+            Entry("db-2", "10.88.0.4", deployment: "db", running: false),
+            Entry("web-0", "10.88.0.5", deployment: "web"),
+            Entry("shop-0_db", "10.88.0.6", app: "shop-0", service: "db", deployment: "shop"),
+            Entry("shop-0_web", "10.88.0.7", app: "shop-0", service: "web", deployment: "shop"),
+        ]);
+        Assert.Equal(["10.88.0.2\tdb", "10.88.0.2\tdb-0", "10.88.0.3\tdb-1", "10.88.0.6\tshop-0_db", "10.88.0.7\tshop-0_web"], Lines("web-0"));
+        // Inside the app, db is the app's own db; the fleet's deployment db is db-0 by name.
+        Assert.Equal(["10.88.0.6\tdb", "10.88.0.2\tdb-0", "10.88.0.3\tdb-1", "10.88.0.6\tshop-0_db", "10.88.0.5\tweb", "10.88.0.5\tweb-0"],
+            Lines("shop-0_web").Where(l => !l.EndsWith("shop-0_web", StringComparison.Ordinal)).ToArray()[..6]);
+        Assert.DoesNotContain("10.88.0.2\tdb", Lines("shop-0_web"));
+        // A replica does not name itself by its deployment's name (no neighbour of its own deployment is ready).
+        Assert.DoesNotContain(Lines("db-0"), l => l.EndsWith("\tdb", StringComparison.Ordinal));
+
+        // db-0 stops being ready: db-1 now is, and the name follows.
+        network.UpdateHosts(
+        [
+            Entry("db-0", "10.88.0.2", deployment: "db", ready: false),
+            Entry("db-1", "10.88.0.3", deployment: "db"),
+            Entry("web-0", "10.88.0.5", deployment: "web"),
+        ]);
+        Assert.Equal(["10.88.0.3\tdb", "10.88.0.2\tdb-0", "10.88.0.3\tdb-1"], Lines("web-0"));
+    }
+}
