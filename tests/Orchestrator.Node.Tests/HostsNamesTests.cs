@@ -52,4 +52,24 @@ public sealed class HostsNamesTests : IDisposable
         ]);
         Assert.Equal(["10.88.0.3\tdb", "10.88.0.2\tdb-0", "10.88.0.3\tdb-1"], Lines("web-0"));
     }
+
+    [Fact]
+    public void Clients_of_a_deployment_with_several_ready_replicas_start_at_different_ones_and_see_them_all()
+    {
+        var network = new ContainerNetwork(null, NullLogger.Instance);
+        var replicas = Enumerable.Range(0, 3).Select(i => Entry($"db-{i}", $"10.88.0.{10 + i}", deployment: "db")).ToList();
+        var clients = Enumerable.Range(0, 12).Select(i => Entry($"web-{i}", $"10.88.1.{i}", deployment: "web")).ToList();
+        network.UpdateHosts([.. replicas, .. clients]);
+        var firsts = new HashSet<string>();
+        foreach (var client in clients)
+        {
+            var db = Lines(client.Name).Where(l => l.EndsWith("\tdb", StringComparison.Ordinal)).Select(l => l.Split('\t')[0]).ToList();
+            Assert.Equal(["10.88.0.10", "10.88.0.11", "10.88.0.12"], db.Order(StringComparer.Ordinal));
+            firsts.Add(db[0]);
+        }
+        Assert.Equal(3, firsts.Count); // twelve clients spread over all three
+        var before = clients.Select(c => File.ReadAllText(c.HostsFile)).ToList();
+        network.UpdateHosts([.. replicas, .. clients]);
+        Assert.Equal(before, clients.Select(c => File.ReadAllText(c.HostsFile))); // the same order again (an orchd restart too)
+    }
 }

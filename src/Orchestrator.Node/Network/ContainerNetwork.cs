@@ -89,6 +89,22 @@ public sealed class ContainerNetwork
     /// every one names each fleet deployment by the addresses of its ready replicas on the node (as
     /// Swarm names a service; an app's own service names win over a deployment's of the same name).
     /// </summary>
+    /// <summary>
+    /// A deployment's replicas in an order of this container's own: resolvers connect to the first
+    /// address /etc/hosts gives, so each container starting at another replica spreads the clients
+    /// over them. Deterministic (FNV-1a of the name): an orchd restart writes the same files.
+    /// </summary>
+    private static List<(string, string)> Rotated(List<(string, string)> replicas, string container)
+    {
+        var hash = 2166136261u;
+        foreach (var c in container)
+        {
+            hash = (hash ^ c) * 16777619u;
+        }
+        var start = (int)(hash % (uint)replicas.Count);
+        return [.. replicas.Skip(start), .. replicas.Take(start)];
+    }
+
     public void UpdateHosts(IReadOnlyList<HostsEntry> onBridge)
     {
         var running = onBridge.Where(c => c.Running).ToList();
@@ -103,7 +119,9 @@ public sealed class ContainerNetwork
                 .Select(r => (r.Service!, r.Address)).ToList();
             var neighbours = running.Where(r => r.Name != container.Name).Select(r => (r.Name, r.Address))
                 .Concat(services)
-                .Concat(deployments.Where(d => d.Name != container.Name && !services.Any(s => s.Item1 == d.Deployment)).Select(d => (d.Deployment!, d.Address)));
+                .Concat(deployments.Where(d => d.Name != container.Name && !services.Any(s => s.Item1 == d.Deployment))
+                    .GroupBy(d => d.Deployment!, StringComparer.Ordinal)
+                    .SelectMany(g => Rotated(g.Select(d => (g.Key, d.Address)).ToList(), container.Name)));
             var text = SpecBuilder.Hosts(container.Hostname, container.Address, neighbours);
             try
             {

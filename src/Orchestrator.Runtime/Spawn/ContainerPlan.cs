@@ -186,6 +186,10 @@ internal sealed class ContainerPlan
         }
         var isFile = isBind && File.Exists(source);
         var target = PrepareTarget(mount.Destination, madeByUs, isFile);
+        if (isBind && !isFile)
+        {
+            _binds.Add((mount.Destination, source!, target));
+        }
 
         if (mount.Type == "cgroup")
         {
@@ -218,6 +222,11 @@ internal sealed class ContainerPlan
     private string PrepareTarget(string destination, List<string> madeByUs, bool isFile, bool makeTarget = true)
     {
         var parent = madeByUs.Where(m => IsUnder(destination, m) && m != destination).OrderByDescending(m => m.Length).FirstOrDefault();
+        var bind = _binds.Where(b => IsUnder(destination, b.Destination) && b.Destination != destination).OrderByDescending(b => b.Destination.Length).FirstOrDefault();
+        if (bind.Source is not null && (parent is null || bind.Destination.Length > parent.Length))
+        {
+            return UnderBind(destination, bind, isFile, makeTarget);
+        }
         if (parent is not null)
         {
             var relative = destination[parent.Length..].Trim('/').Split('/');
@@ -253,6 +262,43 @@ internal sealed class ContainerPlan
             Directory.CreateDirectory(resolved);
         }
         return resolved;
+    }
+
+    /// <summary>Bind mounts planned so far (not of a file): what a later mount under one of them is made in.</summary>
+    private readonly List<(string Destination, string Source, string Target)> _binds = [];
+
+    /// <summary>
+    /// The mount point of a mount under an earlier bind mount's destination (an anonymous volume at
+    /// /app/node_modules over a bind of the source at /app): it lies in the bind's source, where it is
+    /// made now (as runc and Docker make it), resolved with the source as its root. A symlink on the
+    /// way is refused, not followed: once the bind is mounted, the child would mount through it, and
+    /// a source a container writes (a volume) could point it anywhere on the host.
+    /// </summary>
+    private static string UnderBind(string destination, (string Destination, string Source, string Target) bind, bool isFile, bool makeTarget)
+    {
+        var relative = destination[bind.Destination.TrimEnd('/').Length..].Trim('/');
+        var literal = Path.Combine(bind.Source, relative);
+        var real = SecureJoin.Resolve(bind.Source, relative);
+        if (Path.TrimEndingDirectorySeparator(real) != Path.TrimEndingDirectorySeparator(Path.GetFullPath(literal)))
+        {
+            throw new SpecException($"mounts: {destination} is under the bind mount at {bind.Destination}, whose source {bind.Source} has a symlink on the way to {relative}; a mount is not made through a link in a bind's source: remove the link or mount elsewhere");
+        }
+        if (makeTarget)
+        {
+            if (isFile)
+            {
+                Directory.CreateDirectory(Path.GetDirectoryName(real)!);
+                if (!File.Exists(real))
+                {
+                    File.WriteAllBytes(real, []);
+                }
+            }
+            else
+            {
+                Directory.CreateDirectory(real);
+            }
+        }
+        return bind.Target.TrimEnd('/') + "/" + relative;
     }
 
     /// <summary>linux.devices: a node made with mknod in the container's /dev (owner and mode as the spec says).</summary>

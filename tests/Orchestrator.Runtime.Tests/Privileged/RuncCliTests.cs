@@ -327,6 +327,45 @@ public sealed class RuncCliTests : IDisposable
     }
 
     [Fact(Timeout = 120_000)]
+    public async Task A_mount_under_a_bind_is_made_in_the_binds_source_and_shadows_it()
+    {
+        // The node_modules pattern: the source bound at /app, a volume of its own at /app/node_modules.
+        using var source = new TempDir("bind-source");
+        await File.WriteAllTextAsync(Path.Combine(source.Path, "on-host"), "bound");
+        using var bundle = Shell("cat /app/on-host; echo; ls /app/node_modules | wc -l; touch /app/node_modules/inside; grep -c ' /app/node_modules ' /proc/self/mountinfo");
+        bundle.Edit(s =>
+        {
+            s["mounts"]!.AsArray().Add(new JsonObject { ["destination"] = "/app", ["type"] = "bind", ["source"] = source.Path, ["options"] = new JsonArray("rbind", "rw") });
+            s["mounts"]!.AsArray().Add(new JsonObject { ["destination"] = "/app/node_modules", ["type"] = "tmpfs", ["source"] = "tmpfs", ["options"] = new JsonArray("nosuid") });
+        });
+        Assert.Equal(["bound", "0", "1"], (await RunOk(bundle)).Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.True(Directory.Exists(Path.Combine(source.Path, "node_modules")), "the mount point, made in the bind's source as runc makes it");
+        Assert.Empty(Directory.GetFileSystemEntries(Path.Combine(source.Path, "node_modules"))); // written to the tmpfs over it, not to the host
+        Assert.False(Directory.Exists(Path.Combine(bundle.Rootfs, "app", "node_modules")), "not made in the rootfs, under the bind, where it would be hidden");
+    }
+
+    [Fact(Timeout = 120_000)]
+    public async Task A_symlink_in_a_binds_source_cannot_redirect_a_mount_under_it_onto_the_host()
+    {
+        // A volume a container wrote: node_modules -> a host directory. The next start must not mount there.
+        using var source = new TempDir("bind-source");
+        using var hostDir = new TempDir("host-target");
+        await File.WriteAllTextAsync(Path.Combine(hostDir.Path, "precious"), "keep");
+        File.CreateSymbolicLink(Path.Combine(source.Path, "node_modules"), hostDir.Path);
+        using var bundle = Shell("true");
+        bundle.Edit(s =>
+        {
+            s["mounts"]!.AsArray().Add(new JsonObject { ["destination"] = "/app", ["type"] = "bind", ["source"] = source.Path, ["options"] = new JsonArray("rbind", "rw") });
+            s["mounts"]!.AsArray().Add(new JsonObject { ["destination"] = "/app/node_modules", ["type"] = "tmpfs", ["source"] = "tmpfs", ["options"] = new JsonArray("nosuid") });
+        });
+        var (code, _, stderr) = await Runc("run", "--bundle", bundle.Path, "link");
+        Assert.Equal(1, code);
+        Assert.Contains($"mounts: /app/node_modules is under the bind mount at /app, whose source {source.Path} has a symlink on the way to node_modules", stderr, StringComparison.Ordinal);
+        Assert.Equal(["precious"], Directory.GetFileSystemEntries(hostDir.Path).Select(Path.GetFileName));
+        Assert.DoesNotContain(File.ReadAllLines("/proc/self/mountinfo"), l => l.Contains(hostDir.Path, StringComparison.Ordinal));
+    }
+
+    [Fact(Timeout = 120_000)]
     public async Task A_cwd_reaching_outside_the_rootfs_through_a_leaked_fd_is_refused()
     {
         // The runc CVE-2024-21626 shape: cwd through /proc/self/fd/N. No host fd is open in the

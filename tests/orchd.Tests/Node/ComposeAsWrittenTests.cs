@@ -1,3 +1,4 @@
+using Orchestrator.Testing;
 using static Orchestrator.Daemon.Tests.Node.FleetHarness;
 
 namespace Orchestrator.Daemon.Tests.Node;
@@ -20,7 +21,15 @@ public sealed class ComposeAsWrittenTests
     {
         await using var nats = await NatsServer.StartAsync();
         using var dir = new TempDir("orch-compose");
-        await using var node = await NodeHost.StartAsync(sharedNats: nats, extraArgs: Fast);
+        // The reader binds its source from the project's directory: the node's policy allows that, as an operator would.
+        await using var node = await NodeHost.StartAsync(sharedNats: nats, start: false);
+        // The reader's image: busybox with /app/node_modules in it, as a node app's image has its modules.
+        BusyboxImage.CreateLayout(dir.Combine("modules-layout"), "modules", new Dictionary<string, string> { ["app/node_modules/left-pad/index.js"] = "module.exports = 1;\n" });
+        await using (var import = DaemonProcess.Start(Repo.Binary("orchd"), ["image", "import", dir.Combine("modules-layout"), "--name", "busybox:modules", "--state-dir", node.StateDir, "--config", "/dev/null"]))
+        {
+            Assert.True(await import.WaitForExitAsync(TimeSpan.FromSeconds(60)) == 0, import.Output);
+        }
+        await node.StartOrchdAsync([.. Fast, "--allow-host-path", dir.Path]);
         await WaitReachableAsync(node, s_wait);
         string[] server = ["--server", nats.Url];
 
@@ -44,8 +53,8 @@ public sealed class ComposeAsWrittenTests
                 environment:
                   - BROKER_URL=http://broker:${BROKER_PORT}/
                   - SHELL_ONLY
-                volumes: ["./src:/var", /var/spool]
-                command: ["sh", "-c", "while true; do echo \"$$WHO/$$SHELL_ONLY got $$(wget -q -O - $$BROKER_URL) spool=$$(ls /var/spool) host=$$(cat /var/on-host)\"; sleep 0.5; done"]
+                volumes: ["./src:/app", /app/node_modules]
+                command: ["sh", "-c", "while true; do echo \"$$WHO/$$SHELL_ONLY got $$(wget -q -O - $$BROKER_URL) modules=$$(ls /app/node_modules) host=$$(cat /app/on-host)\"; sleep 0.5; done"]
                 depends_on:
                   broker: {condition: service_healthy}
             """);
@@ -56,27 +65,37 @@ public sealed class ComposeAsWrittenTests
         Assert.Equal(2, refused.Code);
         Assert.Contains("services.reader.build: service reader builds its image (./reader) and names none", refused.Err, StringComparison.Ordinal);
         Assert.Contains("--image-map reader=REGISTRY/reader:TAG", refused.Err, StringComparison.Ordinal);
-        Assert.Contains("services.reader.volumes[1]: an anonymous volume: /var/spool is the node's volume 'reader-var-spool'", refused.Err, StringComparison.Ordinal);
+        Assert.Contains("services.reader.volumes[1]: an anonymous volume: /app/node_modules is the node's volume 'reader-app-node_modules'", refused.Err, StringComparison.Ordinal);
 
         // The dry run shows the values the fleet will get.
-        var dry = await Orchctl.RunAsync([.. server, "apply", "-f", file, "--image-map", $"reader={NodeHost.Image}", "--dry-run"], env);
+        var dry = await Orchctl.RunAsync([.. server, "apply", "-f", file, "--image-map", "reader=busybox:modules", "--dry-run"], env);
         Assert.True(dry.Code == 0, dry.All);
         Assert.Contains("deployment shop: created (dry run)", dry.Out, StringComparison.Ordinal);
         Assert.Contains("echo hi from $(hostname) > /www/index.html && exec httpd -f -p 8080 -h /www", dry.Out, StringComparison.Ordinal);
         Assert.Contains("\"BROKER_URL\": \"http://broker:8080/\"", dry.Out, StringComparison.Ordinal);
 
-        var applied = await Orchctl.RunAsync([.. server, "apply", "-f", file, "--image-map", $"reader={NodeHost.Image}"], env);
+        var applied = await Orchctl.RunAsync([.. server, "apply", "-f", file, "--image-map", "reader=busybox:modules"], env);
         Assert.True(applied.Code == 0, applied.All);
         await WaitForContainerAsync(node, "shop-0_reader", s_wait);
-        await node.LogsUntilAsync("shop-0_reader", lines => lines.Any(l => l.Text == "reader/from-shell got hi from broker spool=mail host=bound"), s_wait,
-            "the reader reaching the broker by name, with its variables, the bind and the image's /var/spool over it");
+        try
+        {
+            await node.LogsUntilAsync("shop-0_reader", lines => lines.Any(l => l.Text == "reader/from-shell got hi from broker modules=left-pad host=bound"), s_wait,
+                "the reader reaching the broker by name, with its variables, the bind and the image's /app/node_modules over it");
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            var state = await node.Client.InspectAsync("shop-0_reader");
+            throw new Xunit.Sdk.XunitException($"{e.Message}\nreader: {state.State} {state.Message} restarts {state.Restarts}\n{node.Daemon.Output[^Math.Min(4000, node.Daemon.Output.Length)..]}");
+        }
         var reader = await node.Client.InspectAsync("shop-0_reader");
         var broker = await node.Client.InspectAsync("shop-0_broker");
         Assert.True(reader.StartedAt > broker.StartedAt);
-        Assert.True(Directory.Exists(Path.Combine(node.StateDir, "volumes", "shop_reader-var-spool", "mail")), "the anonymous volume on the node, filled from the image");
+        Assert.True(File.Exists(Path.Combine(node.StateDir, "volumes", "shop_reader-app-node_modules", "left-pad", "index.js")), "the anonymous volume on the node, filled from the image");
+        Assert.Equal(["node_modules", "on-host"], Directory.GetFileSystemEntries(Path.Combine(project, "src")).Select(Path.GetFileName).Order(StringComparer.Ordinal)); // the mount point, empty on the host
+        Assert.Empty(Directory.GetFileSystemEntries(Path.Combine(project, "src", "node_modules")));
 
         // The same file again: unchanged (the same values, nothing rolled).
-        var again = await Orchctl.RunAsync([.. server, "apply", "-f", file, "--image-map", $"reader={NodeHost.Image}"], env);
+        var again = await Orchctl.RunAsync([.. server, "apply", "-f", file, "--image-map", "reader=busybox:modules"], env);
         Assert.Contains("deployment shop: unchanged", again.Out, StringComparison.Ordinal);
 
         // --stack: each service a deployment; on the node they reach each other by deployment name.

@@ -320,11 +320,12 @@ public sealed class SecretTests
         // by apply; unchanged on a second apply; a changed file is a new version, rolled out.
         var compose = Directory.CreateDirectory(dir.Combine("compose")).FullName;
         File.WriteAllText(Path.Combine(compose, "db_password.txt"), "pw-1");
+        File.WriteAllText(Path.Combine(compose, ".env"), "LEVEL=3\n"); // interpolated into the config's content by apply
         var composeFile = Path.Combine(compose, "docker-compose.yml");
-        File.WriteAllText(composeFile, $"""
+        File.WriteAllText(composeFile, $$"""
             services:
               db:
-                image: {NodeHost.Image}
+                image: {{NodeHost.Image}}
                 command: ["sh", "-c", "echo \"pw=$$(sha256sum /run/secrets/db_password | cut -c1-16) conf=$$(cat /etc/app.conf)\"; exec sleep 3600"]
                 secrets: [db_password]
                 configs:
@@ -335,7 +336,7 @@ public sealed class SecretTests
                 file: ./db_password.txt
             configs:
               app_conf:
-                content: level=3
+                content: level=${LEVEL}
             """);
         var applied = await Orchctl.RunAsync([.. server, "apply", "-f", composeFile, "--sign-key", keyFile]);
         Assert.True(applied.Code == 0, applied.All);
