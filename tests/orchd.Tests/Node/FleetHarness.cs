@@ -108,6 +108,22 @@ internal static class FleetHarness
     }
 
     /// <summary>Waits until the node answers on NATS again (after a NATS restart it reconnects by itself, with backoff).</summary>
+    /// <summary>
+    /// Kills a container's process (while NATS is down, say) and waits, from the node's record on
+    /// disk (the node API needs NATS), until the node restarted it by itself: one restart more.
+    /// </summary>
+    public static async Task KillAndWaitForOfflineRestartAsync(NodeHost host, ContainerStatus before, TimeSpan timeout)
+    {
+        Assert.Equal(0, Tmds.Linux.LibC.kill(before.Pid, Tmds.Linux.LibC.SIGKILL));
+        var record = Path.Combine(host.StateDir, "containers", before.Name + ".json");
+        var deadline = DateTime.UtcNow + timeout;
+        while (System.Text.Json.JsonDocument.Parse(File.ReadAllText(record)).RootElement.GetProperty("restarts").GetInt32() != before.Restarts + 1)
+        {
+            Assert.True(DateTime.UtcNow < deadline, $"{before.Name} restarted while NATS was down: " + File.ReadAllText(record));
+            await Task.Delay(200);
+        }
+    }
+
     public static async Task WaitReachableAsync(NodeHost host, TimeSpan timeout)
     {
         var deadline = DateTime.UtcNow + timeout;

@@ -301,14 +301,7 @@ public sealed class SecretTests
         DateTimeOffset? back = null;
         await nats.RestartAsync(whileDown: async () =>
         {
-            Assert.Equal(0, Tmds.Linux.LibC.kill(before.Pid, Tmds.Linux.LibC.SIGKILL));
-            var record = Path.Combine(node.StateDir, "containers", "api-0.json");
-            var deadline = DateTime.UtcNow + s_wait;
-            while (System.Text.Json.JsonDocument.Parse(File.ReadAllText(record)).RootElement.GetProperty("restarts").GetInt32() != before.Restarts + 1)
-            {
-                Assert.True(DateTime.UtcNow < deadline, "api-0 restarted while NATS was down: " + File.ReadAllText(record));
-                await Task.Delay(200);
-            }
+            await KillAndWaitForOfflineRestartAsync(node, before, s_wait);
             back = DateTimeOffset.UtcNow;
         });
         await WaitReachableAsync(node, s_wait); // it reconnects by itself, with backoff
