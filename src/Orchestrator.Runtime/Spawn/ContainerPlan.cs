@@ -244,15 +244,17 @@ internal sealed class ContainerPlan
             return path;
         }
         var resolved = SecureJoin.Resolve(Rootfs!, destination);
-        if (!makeTarget)
+        MakeMountPoint(resolved, isFile, makeTarget);
+        return resolved;
+    }
+
+    /// <summary>A mount point at a resolved host path: an empty file for a file, a directory otherwise; only its directory without <paramref name="makeTarget"/>.</summary>
+    private static void MakeMountPoint(string resolved, bool isFile, bool makeTarget)
+    {
+        if (!makeTarget || isFile)
         {
             Directory.CreateDirectory(Path.GetDirectoryName(resolved)!);
-            return resolved;
-        }
-        if (isFile)
-        {
-            Directory.CreateDirectory(Path.GetDirectoryName(resolved)!);
-            if (!File.Exists(resolved))
+            if (makeTarget && !File.Exists(resolved))
             {
                 File.WriteAllBytes(resolved, []);
             }
@@ -261,7 +263,6 @@ internal sealed class ContainerPlan
         {
             Directory.CreateDirectory(resolved);
         }
-        return resolved;
     }
 
     /// <summary>Bind mounts planned so far (not of a file): what a later mount under one of them is made in.</summary>
@@ -283,21 +284,7 @@ internal sealed class ContainerPlan
         {
             throw new SpecException($"mounts: {destination} is under the bind mount at {bind.Destination}, whose source {bind.Source} has a symlink on the way to {relative}; a mount is not made through a link in a bind's source: remove the link or mount elsewhere");
         }
-        if (makeTarget)
-        {
-            if (isFile)
-            {
-                Directory.CreateDirectory(Path.GetDirectoryName(real)!);
-                if (!File.Exists(real))
-                {
-                    File.WriteAllBytes(real, []);
-                }
-            }
-            else
-            {
-                Directory.CreateDirectory(real);
-            }
-        }
+        MakeMountPoint(real, isFile, makeTarget);
         return bind.Target.TrimEnd('/') + "/" + relative;
     }
 
