@@ -158,7 +158,7 @@ internal static class ApplyCommands
         }
         return new ComposeShape(!stack, directory)
         {
-            Environment = ComposeEnvironment.Load(directory, envFiles, ComposeEnvironment.Process()),
+            LoadEnvironment = () => ComposeEnvironment.Load(directory, envFiles, ComposeEnvironment.Process()),
             ImageMap = images,
         };
     }

@@ -261,4 +261,15 @@ public sealed class ComposeInterpolationTests : IDisposable
         Assert.Equal(["echo", "${X}", "$$Y"], manifest.Deployments[0].Template.Args);
         Assert.Contains("is not interpolated", Assert.Single(manifest.Warnings), StringComparison.Ordinal);
     }
+
+    [Fact]
+    public void A_projects_env_file_is_read_only_for_a_compose_file()
+    {
+        File.WriteAllText(Path.Combine(_dir, ".env"), "not a pair\n");
+        var shape = new ComposeShape(true, _dir) { LoadEnvironment = () => ComposeEnvironment.Load(_dir, [], new Dictionary<string, string>()) };
+        var plain = ManifestLoader.LoadFleetManifest("kind: Deployment\nname: web\ntemplate: {image: busybox}\n", Path.Combine(_dir, "web.yaml"), shape);
+        Assert.Equal("web", Assert.Single(plain.Deployments).Name);
+        var e = Assert.Throws<ManifestException>(() => ManifestLoader.LoadFleetManifest("services: {web: {image: busybox}}\n", Path.Combine(_dir, "compose.yaml"), shape));
+        Assert.Equal($"{Path.Combine(_dir, ".env")}:1: 'not a pair' is not KEY=VALUE; a key is letters, digits and _ (not starting with a digit)", e.Message);
+    }
 }

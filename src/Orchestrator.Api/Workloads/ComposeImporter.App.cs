@@ -20,6 +20,12 @@ public sealed record ComposeShape(bool AsApp, string? ProjectDirectory = null)
     /// </summary>
     public IReadOnlyDictionary<string, string>? Environment { get; init; }
 
+    /// <summary>
+    /// Where the variables come from when <see cref="Environment"/> is not given: called only for a
+    /// compose file (a project's .env that does not parse does not stop a plain manifest).
+    /// </summary>
+    public Func<IReadOnlyDictionary<string, string>>? LoadEnvironment { get; init; }
+
     /// <summary>Service → image (orchctl apply --image-map): the image of a service that builds (build:) or another than the file's.</summary>
     public IReadOnlyDictionary<string, string>? ImageMap { get; init; }
 }

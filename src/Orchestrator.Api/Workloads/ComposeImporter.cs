@@ -26,9 +26,9 @@ internal static partial class ComposeImporter
     {
         var import = new Importer(source)
         {
-            AsApp = shape.AsApp, ProjectDirectory = shape.ProjectDirectory, Environment = shape.Environment, ImageMap = shape.ImageMap,
+            AsApp = shape.AsApp, ProjectDirectory = shape.ProjectDirectory, Environment = shape.Environment ?? shape.LoadEnvironment?.Invoke(), ImageMap = shape.ImageMap,
         };
-        if (shape.Environment is not null)
+        if (import.Environment is not null)
         {
             import.Interpolate(root, "", new HashSet<YamlNode>(ReferenceEqualityComparer.Instance));
         }
