@@ -84,12 +84,6 @@ public sealed class ContainerNetwork
     }
 
     /// <summary>
-    /// Every bridge container's /etc/hosts names its running neighbours (written in place: it is
-    /// bind-mounted); a container of an app also names the app's others by their service names; and
-    /// every one names each fleet deployment by the addresses of its ready replicas on the node (as
-    /// Swarm names a service; an app's own service names win over a deployment's of the same name).
-    /// </summary>
-    /// <summary>
     /// A deployment's replicas in an order of this container's own: resolvers connect to the first
     /// address /etc/hosts gives, so each container starting at another replica spreads the clients
     /// over them. Deterministic (FNV-1a of the name): an orchd restart writes the same files.
@@ -105,6 +99,12 @@ public sealed class ContainerNetwork
         return [.. replicas.Skip(start), .. replicas.Take(start)];
     }
 
+    /// <summary>
+    /// Every bridge container's /etc/hosts names its running neighbours (written in place: it is
+    /// bind-mounted); a container of an app also names the app's others by their service names; and
+    /// every one names each fleet deployment by the addresses of its ready replicas on the node (as
+    /// Swarm names a service; an app's own service names win over a deployment's of the same name).
+    /// </summary>
     public void UpdateHosts(IReadOnlyList<HostsEntry> onBridge)
     {
         var running = onBridge.Where(c => c.Running).ToList();
