@@ -27,6 +27,7 @@ internal static partial class QueryCommands
     private sealed record Watched<T>(
         string[] Header,
         int StateColumn,
+        int StateWidth,
         int[] Moving,
         Func<Action<string, Exception>, Task<WatchRead<T>>> Read,
         Func<T, string> Key,
@@ -37,6 +38,14 @@ internal static partial class QueryCommands
         TimeSpan Every,
         Func<T, string>? Instance = null);
 
+    /// <summary>
+    /// The longest text a state column can show (each of its enum's names, with a suffix where
+    /// rows add one, and "deleted"): a later row then never pushes the columns right of it, as a
+    /// container going "stopping" under a list of "running" ones did.
+    /// </summary>
+    private static int StateWidth<TState>(int suffix = 0) where TState : struct, Enum
+        => Math.Max("deleted".Length, WireNames.KnownNames<TState>().Max(n => n.Length) + suffix);
+
     /// <param name="Unknown">Keys whose absence says nothing this pass (their node did not answer): not shown as deleted.</param>
     private sealed record WatchRead<T>(List<T> Items, Func<string, bool>? Unknown = null);
 
@@ -46,7 +55,7 @@ internal static partial class QueryCommands
     {
         var wide = format == "wide";
         return WatchAsync(format, context, new Watched<NodeEntry>(
-            NodeHeader(wide), StateColumn: 1, Moving: wide ? [3, 7, 11] : [3, 7],
+            NodeHeader(wide), StateColumn: 1, StateWidth: StateWidth<NodeCondition>(",cordoned".Length), Moving: wide ? [3, 7, 11] : [3, 7],
             Read: async _ => new WatchRead<NodeEntry>((await context.NodesAsync().ConfigureAwait(false))
                 .Where(n => (names.Count == 0 || names.Contains(n.Info.Node)) && (selector is null || selector.Matches(n.Info.Labels)))
                 .OrderBy(n => n.Info.Node, StringComparer.Ordinal).ToList()),
@@ -60,7 +69,7 @@ internal static partial class QueryCommands
     {
         var wide = format == "wide";
         return WatchAsync(format, context, new Watched<DeploymentView>(
-            DeploymentHeader(wide), StateColumn: 6, Moving: [],
+            DeploymentHeader(wide), StateColumn: 6, StateWidth: StateWidth<RolloutPhase>(), Moving: [],
             Read: async _ => new WatchRead<DeploymentView>((await context.Fleet.GetDeploymentsAsync().ConfigureAwait(false))
                 .Where(d => (names.Count == 0 || names.Contains(d.Deployment.Name)) && (selector is null || selector.Matches(d.Deployment.Template.Labels)))
                 .OrderBy(d => d.Deployment.Name, StringComparer.Ordinal).ToList()),
@@ -74,7 +83,7 @@ internal static partial class QueryCommands
     {
         var wide = format == "wide";
         return WatchAsync(format, context, new Watched<(string Node, ContainerStatus Item)>(
-            ContainerHeader(wide), StateColumn: 3, Moving: [6],
+            ContainerHeader(wide), StateColumn: 3, StateWidth: StateWidth<ContainerState>(), Moving: [6],
             Read: async failed =>
             {
                 var asked = await context.NodesToAskAsync().ConfigureAwait(false);
@@ -146,6 +155,7 @@ internal static partial class QueryCommands
                 if (widths is null)
                 {
                     widths = Output.Widths(kind.Header, [kind.Header, cells]);
+                    widths[kind.StateColumn] = Math.Max(widths[kind.StateColumn], kind.StateWidth);
                     Output.TableRow(kind.Header, widths, kind.Header, isHeader: true);
                 }
                 Output.TableRow(kind.Header, widths, cells, isHeader: false);
@@ -206,6 +216,7 @@ internal static partial class QueryCommands
                             if (rows.Count > 0)
                             {
                                 widths = Output.Widths(kind.Header, [kind.Header, .. rows]);
+                                widths[kind.StateColumn] = Math.Max(widths[kind.StateColumn], kind.StateWidth);
                                 Output.TableRow(kind.Header, widths, kind.Header, isHeader: true);
                             }
                         }

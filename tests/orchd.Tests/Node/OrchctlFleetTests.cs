@@ -183,6 +183,10 @@ public sealed class OrchctlFleetTests
         await using var watch = Orchctl.Start("--server", nats.Url, "get", "containers", "-l", "app=hi", "-w");
         await watch.WaitForLineAsync(l => l.StartsWith("hi-1 ", StringComparison.Ordinal), "hi-1's row");
         Assert.Equal(["NAME", "hi-0", "hi-1"], watch.Stdout.Select(l => l.Split(' ')[0]));
+        // The state column is as wide as its longest state from the start (a later "stopping" or
+        // "deleted" under a list of "running" rows once pushed the columns right of it).
+        var header = watch.Stdout[0];
+        Assert.True(header.IndexOf("READY", StringComparison.Ordinal) - header.IndexOf("STATE", StringComparison.Ordinal) >= "stopping".Length + 2, header);
         var hi1Before = (await Ok("get", "containers", "hi-1", "-o", "json")).Out;
         Assert.Matches($"^container hi-1: deleted on ({a.NodeName}|{b.NodeName}); its deployment runs it again\n$", (await Ok("delete", "container", "hi-1")).Out);
         await Until(async () => (await Ctl("get", "containers", "hi-1", "-o", "json")).Out is var now && now.Contains("\"running\"", StringComparison.Ordinal) && now != hi1Before, "hi-1 run again");
