@@ -36,7 +36,7 @@ internal static class PortForwardBench
         Console.WriteLine($"## port-forward: through NATS against direct, {DateTime.UtcNow:yyyy-MM-dd HH:mm}Z, {Environment.ProcessorCount} cpus");
         Console.WriteLine();
         await using var daemon = DaemonProcess.Start(orchd, ["--config", "/dev/null", "--node-name", "bench-pf", "--state-dir", state, "--run-dir", run,
-            "--manifest-dir", manifests, "--nats-url", nats.Url, "--bridge", "orchpf0", "--bridge-cidr", "10.89.77.0/24", "--log-level", "warn"]);
+            "--manifest-dir", manifests, "--nats-url", nats.Url, "--bridge", "orchpf0", "--bridge-cidr", "10.87.77.0/24", "--log-level", "warn"]);
         try
         {
             string? ip = null;

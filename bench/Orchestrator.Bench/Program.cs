@@ -13,7 +13,7 @@ if (args is ["--runtime-inner", var runtimeSettings])
 
 var runs = 15;
 var idleSeconds = 10;
-var sections = new HashSet<string>(StringComparer.Ordinal) { "daemon", "runtime", "images", "node", "fleet", "global", "hub", "containerd", "forward" };
+var sections = new HashSet<string>(StringComparer.Ordinal) { "daemon", "runtime", "images", "node", "fleet", "global", "hub", "containerd", "forward", "names" };
 var fleet = new Orchestrator.Bench.FleetBenchSettings();
 var global = new Orchestrator.Bench.GlobalBenchSettings();
 var hub = new Orchestrator.Bench.HubWritesSettings();
@@ -91,6 +91,15 @@ if (sections.Contains("containerd"))
 if (sections.Contains("forward"))
 {
     var rc = await Orchestrator.Bench.PortForwardBench.RunAsync(Math.Min(runs, 5));
+    if (rc != 0 || sections.Count == 1)
+    {
+        return rc;
+    }
+}
+
+if (sections.Contains("names"))
+{
+    var rc = await Orchestrator.Bench.ServiceNamesBench.RunAsync(Math.Min(runs, 5));
     if (rc != 0 || sections.Count == 1)
     {
         return rc;

@@ -15,7 +15,7 @@ nodes=(demo-1 demo-2 demo-3)
 zones=(a b c)
 here=$(cd "$(dirname "$0")" && pwd)
 examples=$(cd "$here/../../examples" && pwd)
-net=$(( RANDOM % 150 + 20 ))
+net=$(( RANDOM % 60 + 20 ))   # 10.20-79.x: apart from the services range (network.services, 10.89.0.0/16)
 
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 port=4222

@@ -41,7 +41,7 @@ check_node() {
     [[ "$1" =~ ^[A-Za-z0-9_-]{1,63}$ ]] || { echo "gen-fleet-users.sh: '$1' is not a node name (1-63 letters, digits, '-', '_')" >&2; exit 2; }
 }
 
-buckets=(orch-nodes orch-deployments orch-assignments orch-leader orch-deployment-status orch-node-settings)
+buckets=(orch-nodes orch-deployments orch-assignments orch-leader orch-deployment-status orch-node-settings orch-endpoints)
 
 q() { printf '"%s"' "$1"; }
 list() { local first=1; for s in "$@"; do [ $first = 1 ] || printf ', '; q "$s"; first=0; done; }
@@ -65,6 +65,9 @@ node_publish() {
         "\$JS.API.STREAM.INFO.KV_orch-configs" "\$JS.API.DIRECT.GET.KV_orch-configs.\$KV.orch-configs.>")
     # The operators' variables (orchctl env), watched: every scope, as they are not secret.
     s+=("\$JS.API.STREAM.INFO.KV_orch-variables" "\$JS.API.CONSUMER.CREATE.KV_orch-variables.>")
+    # Deployment names across nodes: its own endpoints written, everyone's watched, and a
+    # connection to another node's ready replica (connect answers for those only, docs/node.md).
+    s+=("\$KV.orch-endpoints.$n" "\$JS.API.CONSUMER.CREATE.KV_orch-endpoints.>" "orch.node.*.connect" "orch.node.*.connect.*")
     list "${s[@]}"
 }
 node_subscribe() {

@@ -30,6 +30,13 @@ public sealed record FleetOptions
     /// </summary>
     public string? FenceKeeperPath { get; init; }
 
+    /// <summary>
+    /// The range deployment names take on this node when their replicas run on other nodes only
+    /// (network.services): no interface has these addresses; the bridge sends TCP to them to the
+    /// node's service proxy. Null: names reach the replicas on this node only.
+    /// </summary>
+    public string? ServicesCidr { get; init; } = "10.89.0.0/16";
+
     /// <summary>The clock (the simulator's in tests).</summary>
     public TimeProvider Clock { get; init; } = TimeProvider.System;
 

@@ -85,6 +85,8 @@ public static class FleetStore
             // DeploymentStatus: a replica → node map and a sentence per unplaced replica.
             Buckets.DeploymentStatus => (Mebi, 16 * Mebi),
             Buckets.NodeSettings => (4 * Kibi, 4 * Mebi),
+            // NodeEndpoints: ~60 bytes per ready replica on one node (4,000 in 256 KiB).
+            Buckets.Endpoints => (256 * Kibi, 16 * Mebi),
             // One key, the lease holder's name, renewed every few seconds: 32 KB blocks.
             Buckets.Leader => (Kibi, 64 * Kibi),
             _ => (Mebi, 64 * Mebi),

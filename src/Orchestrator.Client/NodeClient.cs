@@ -348,9 +348,29 @@ public sealed class NodeClient(INatsConnection connection, string node, TimeSpan
     /// finished writing, either side fails, or <paramref name="cancellationToken"/> ends it.
     /// </summary>
     public async Task ForwardAsync(string? name, int port, System.Net.Sockets.Socket local, CancellationToken cancellationToken = default)
+        => await RelayAsync(await OpenForwardAsync(NodeOps.PortForward, name ?? "", port, cancellationToken).ConfigureAwait(false), local, cancellationToken).ConfigureAwait(false);
+
+    /// <summary>
+    /// Opens a <c>connect</c> session to <paramref name="port"/> of <paramref name="container"/>, a
+    /// ready replica of a fleet deployment on the node (what another node's service proxy does for
+    /// a container that dialled the deployment's name); <see cref="RelayAsync"/> carries it. Apart,
+    /// so that a replica that cannot be reached can be passed over before a byte moved.
+    /// </summary>
+    public Task<string> OpenConnectAsync(string container, int port, CancellationToken cancellationToken = default)
+        => OpenForwardAsync(NodeOps.Connect, container, port, cancellationToken);
+
+    private async Task<string> OpenForwardAsync(string op, string name, int port, CancellationToken cancellationToken)
     {
-        var body = JsonSerializer.SerializeToUtf8Bytes(new PortForwardRequest { Name = name ?? "", Port = port }, FleetJsonContext.Default.PortForwardRequest);
-        var session = (await RequestAsync(NodeOps.PortForward, body, FleetJsonContext.Default.SessionOpened, cancellationToken).ConfigureAwait(false)).Session;
+        var body = JsonSerializer.SerializeToUtf8Bytes(new PortForwardRequest { Name = name, Port = port }, FleetJsonContext.Default.PortForwardRequest);
+        return (await RequestAsync(op, body, FleetJsonContext.Default.SessionOpened, cancellationToken).ConfigureAwait(false)).Session;
+    }
+
+    /// <summary>
+    /// Carries <paramref name="local"/> over an open forward <paramref name="session"/> until both
+    /// sides have finished writing, either side fails, or <paramref name="cancellationToken"/> ends it.
+    /// </summary>
+    public async Task RelayAsync(string session, System.Net.Sockets.Socket local, CancellationToken cancellationToken = default)
+    {
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         async Task UpAsync()
         {

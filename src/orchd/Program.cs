@@ -274,6 +274,7 @@ static async Task<int> RunDaemonAsync(OrchdConfig config, NodeState state, Backe
         LeaderLease = config.LeaderLease,
         FenceAfter = config.FenceAfter,
         FenceKeeperPath = Environment.ProcessPath,
+        ServicesCidr = config.ServicesCidr,
     };
     builder.Services.AddSingleton(sp => new NodeAgent(sp.GetRequiredService<NodeIdentity>(), sp.GetRequiredService<NatsSettings>(),
         sp.GetRequiredService<ILogger<NodeAgent>>(), sp.GetRequiredService<Supervisor>(), fleet));

@@ -138,6 +138,7 @@ public sealed class WireCompatibilityTests
         ["image-list-reply"] = (new ImageListReply { Images = [SampleImage()] }, FleetJsonContext.Default.ImageListReply),
         ["image-gc-result"] = (new ImageGcResult { FreedBytes = 4096, PrunedLayers = 2 }, FleetJsonContext.Default.ImageGcResult),
         ["node-settings"] = (new NodeSettings { Cordoned = true, Draining = true }, FleetJsonContext.Default.NodeSettings),
+        ["node-endpoints"] = (new NodeEndpoints { Node = "gw-01", Endpoints = [new Endpoint("db", "db-0"), new Endpoint("web", "web-2")] }, FleetJsonContext.Default.NodeEndpoints),
         ["node-event"] = (new NodeEvent { At = At, Node = "gw-01", Kind = "container.exited", Subject = "web-0", Message = "exited 1" }, FleetJsonContext.Default.NodeEvent),
         ["node-entries"] = (new List<NodeEntry> { new() { Info = SampleNodeInfo(), State = NodeCondition.Ready, HeartbeatAgeSeconds = 1.5, Leader = true, Cordoned = true, Draining = false } }, FleetJsonContext.Default.ListNodeEntry),
         ["deployment-status"] = (SampleDeploymentStatus(), FleetJsonContext.Default.DeploymentStatus),

@@ -21,6 +21,13 @@ public static class Buckets
     /// <summary>key = node name; value = <see cref="NodeSettings"/> (cordon, drain), set by operators.</summary>
     public const string NodeSettings = "orch-node-settings";
 
+    /// <summary>
+    /// key = node name; value = <see cref="NodeEndpoints"/>: the ready replicas of fleet
+    /// deployments on that node, written by the node when the list changes (not every heartbeat),
+    /// watched by every node to name the deployments that run elsewhere.
+    /// </summary>
+    public const string Endpoints = "orch-endpoints";
+
     public const int DeploymentHistory = 10;
 
     /// <summary>key = deployment name; value = <see cref="DeploymentStatus"/>: what the scheduler last did about it.</summary>
@@ -207,3 +214,15 @@ public sealed record DeploymentView
     [System.Text.Json.Serialization.JsonIgnore]
     public DeploymentRollback? RolledBackTo => SchedulerDecisions.IsAbout(Status, Deployment) ? Status!.RolledBackTo : null;
 }
+
+/// <summary>The ready replicas of fleet deployments on one node: where a deployment's name leads from other nodes.</summary>
+public sealed record NodeEndpoints
+{
+    public int SchemaVersion { get; init; } = 1;
+    public string Node { get; init; } = "";
+    /// <summary>Sorted by deployment, then container, so an unchanged list is the same bytes.</summary>
+    public IReadOnlyList<Endpoint> Endpoints { get; init; } = [];
+}
+
+/// <summary>A ready replica (<paramref name="Container"/>) of <paramref name="Deployment"/>.</summary>
+public sealed record Endpoint(string Deployment, string Container);

@@ -103,4 +103,5 @@ public sealed record ErrorReply
 [JsonSerializable(typeof(PortForwardRequest))]
 [JsonSerializable(typeof(LabelRequest))]
 [JsonSerializable(typeof(LabelReply))]
+[JsonSerializable(typeof(NodeEndpoints))]
 public sealed partial class FleetJsonContext : JsonSerializerContext;

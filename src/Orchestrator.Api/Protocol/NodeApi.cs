@@ -7,10 +7,11 @@ public static class NodeOps
 {
     public const string Info = "info", Run = "run", Stop = "stop", Start = "start", Restart = "restart", Remove = "rm",
         List = "ps", Inspect = "inspect", Logs = "logs", Exec = "exec", Stats = "stats", Status = "status",
-        Images = "images", ImageInspect = "image-inspect", Pull = "pull", RemoveImage = "rmi", ImageGc = "image-gc", Copy = "cp", PortForward = "port-forward", Label = "label", Attach = "attach";
+        Images = "images", ImageInspect = "image-inspect", Pull = "pull", RemoveImage = "rmi", ImageGc = "image-gc", Copy = "cp", PortForward = "port-forward", Label = "label", Attach = "attach",
+        Connect = "connect";
 
     public static readonly IReadOnlyList<string> All =
-        [Info, Run, Stop, Start, Restart, Remove, List, Inspect, Logs, Exec, Stats, Status, Images, ImageInspect, Pull, RemoveImage, ImageGc, Copy, PortForward, Label, Attach];
+        [Info, Run, Stop, Start, Restart, Remove, List, Inspect, Logs, Exec, Stats, Status, Images, ImageInspect, Pull, RemoveImage, ImageGc, Copy, PortForward, Label, Attach, Connect];
 }
 
 /// <summary>stop, start, restart, rm, inspect: which container.</summary>
@@ -187,7 +188,11 @@ public static class CopyFrames
 /// port-forward: one TCP connection from the client to a port of a container (its address on
 /// the node's bridge) or of the node itself (127.0.0.1 there), carried in a session as cp is
 /// (<see cref="ForwardFrames"/>). One request per connection: a forward of several
-/// connections opens several sessions.
+/// connections opens several sessions. <c>connect</c> takes the same body and frames: another
+/// node reaching a ready replica of a fleet deployment here, which is what a container there
+/// dialled by the deployment's name. Only such replicas answer it (not an app's members, not a
+/// container run by hand, not the node's own ports), so the right to connect that every node has
+/// reaches no further than a container on a bridge of the fleet could by name.
 /// </summary>
 public sealed record PortForwardRequest
 {

@@ -8,7 +8,7 @@ namespace Orchestrator.Client.Identity;
 public static class FleetPermissions
 {
     private static readonly string[] BucketNames =
-        [Buckets.Nodes, Buckets.Deployments, Buckets.Assignments, Buckets.Leader, Buckets.DeploymentStatus, Buckets.NodeSettings];
+        [Buckets.Nodes, Buckets.Deployments, Buckets.Assignments, Buckets.Leader, Buckets.DeploymentStatus, Buckets.NodeSettings, Buckets.Endpoints];
 
     private static readonly string[] OperatorPublish = ["orch.>", "$KV.>", "$O.>", "$JS.API.>", "$JS.ACK.>", "$JS.FC.>", "_INBOX.>"];
     private static readonly string[] OperatorSubscribe = ["_INBOX.>", "orch.events.>", "orch.metrics.>"];
@@ -29,6 +29,9 @@ public static class FleetPermissions
             $"$JS.API.STREAM.INFO.KV_{Buckets.Configs}", $"$JS.API.DIRECT.GET.KV_{Buckets.Configs}.$KV.{Buckets.Configs}.>"]);
         // The operators' variables (orchctl env), watched: every scope, as they are not secret.
         publish.AddRange([$"$JS.API.STREAM.INFO.KV_{Buckets.Variables}", $"$JS.API.CONSUMER.CREATE.KV_{Buckets.Variables}.>"]);
+        // Deployment names across nodes: its own endpoints written, everyone's watched, and a
+        // connection to another node's ready replica (connect answers for those only).
+        publish.AddRange([$"$KV.{Buckets.Endpoints}.{node}", $"$JS.API.CONSUMER.CREATE.KV_{Buckets.Endpoints}.>", $"orch.node.*.{NodeOps.Connect}", $"orch.node.*.{NodeOps.Connect}.*"]);
         publish.Add(IdentitySubjects.Renew);
         return new NatsPermissions(publish, [$"orch.node.{node}.>", Subjects.FleetInfo, $"_INBOX_{node}.>"]);
     }

@@ -50,6 +50,10 @@ public sealed partial class FleetMember : IDisposable
         }
         Variables = new NodeVariables(supervisor.StateDir, identity.NodeName, () => identity.CurrentLabels);
         supervisor.Variables = Variables.For;
+        if (supervisor.Bridge is { } bridge && options.ServicesCidr is { } services)
+        {
+            Services = new ServiceProxy(identity.NodeName, supervisor, bridge, services, logger, options.Clock);
+        }
         // A restarted orchd carries on from the last contact an earlier one had (the fence file in
         // the run directory): a restart is no contact with the fleet.
         var now = options.Clock.GetUtcNow();
@@ -69,6 +73,9 @@ public sealed partial class FleetMember : IDisposable
     /// <summary>The operators' variables for this node's containers (orchctl env).</summary>
     public NodeVariables Variables { get; }
 
+    /// <summary>Deployment names across nodes: this node's endpoints out, the others' in; null without a bridge or services range.</summary>
+    public ServiceProxy? Services { get; }
+
     /// <summary>True while this node holds the scheduler lease.</summary>
     public bool IsLeader { get; private set; }
 
@@ -77,12 +84,21 @@ public sealed partial class FleetMember : IDisposable
         var js = new NatsJSContext(connection);
         var kv = new NatsKVContext(js);
         Secrets.Connection = connection;
+        if (Services is { } services)
+        {
+            services.Connection = connection;
+        }
         // Each loop opens its buckets when it starts and again after any failure: a server that
         // came back with an empty store has them made again by the first node back (a worker's
         // credentials cannot create them: it waits and says why, docs/nats-security.md).
         await Task.WhenAll(
             options.Scheduler ? Forever("metrics", _ => FollowMetricsAsync(connection, cancellationToken), cancellationToken) : Task.CompletedTask,
             Forever("events", _ => PublishEventsAsync(js, cancellationToken), cancellationToken),
+            Services is { } proxy
+                ? Task.WhenAll(
+                    Forever("endpoints", async attempt => await proxy.PublishAsync(await OpenFleetBucketAsync(kv, Buckets.Endpoints, 1, attempt).ConfigureAwait(false), attempt).ConfigureAwait(false), cancellationToken, startOverOnReconnect: true),
+                    Forever("services", async _ => await proxy.WatchAsync(await OpenFleetBucketAsync(kv, Buckets.Endpoints, 1, cancellationToken).ConfigureAwait(false), cancellationToken).ConfigureAwait(false), cancellationToken))
+                : Task.CompletedTask,
             Forever("variables", async _ => await Variables.WatchAsync(await VariablesBucketAsync(kv, cancellationToken).ConfigureAwait(false),
                 supervisor.VariablesChangedAsync, cancellationToken).ConfigureAwait(false), cancellationToken),
             Forever("heartbeat", async attempt => await HeartbeatAsync(await OpenFleetBucketAsync(kv, Buckets.Nodes, 1, attempt).ConfigureAwait(false), describe, attempt).ConfigureAwait(false), cancellationToken, startOverOnReconnect: true),
@@ -120,6 +136,7 @@ public sealed partial class FleetMember : IDisposable
     {
         _reconnected.Dispose();
         Secrets.Dispose();
+        Services?.Dispose();
     }
 
     /// <summary>

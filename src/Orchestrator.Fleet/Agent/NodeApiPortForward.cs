@@ -24,12 +24,13 @@ internal sealed class NodeApiPortForward(Supervisor supervisor)
     private static readonly byte[] s_empty = [ForwardFrames.Data];
     private static readonly PipeOptions s_pipe = new(pauseWriterThreshold: 1 << 20, resumeWriterThreshold: 512 << 10, useSynchronizationContext: false);
 
-    public async Task ServeAsync(INatsConnection connection, NatsMsg<byte[]> msg, PortForwardRequest request, CancellationToken cancellationToken)
+    /// <param name="endpointOnly">connect (another node for a deployment's name): only a ready replica of a fleet deployment.</param>
+    public async Task ServeAsync(INatsConnection connection, NatsMsg<byte[]> msg, PortForwardRequest request, CancellationToken cancellationToken, bool endpointOnly = false)
     {
         Socket socket;
         try
         {
-            socket = await ConnectAsync(request, cancellationToken).ConfigureAwait(false);
+            socket = await ConnectAsync(request, endpointOnly, cancellationToken).ConfigureAwait(false);
         }
         catch (Exception e) when (NodeApiResponder.IsRequestError(e))
         {
@@ -42,15 +43,19 @@ internal sealed class NodeApiPortForward(Supervisor supervisor)
         }
     }
 
-    private async Task<Socket> ConnectAsync(PortForwardRequest request, CancellationToken cancellationToken)
+    private async Task<Socket> ConnectAsync(PortForwardRequest request, bool endpointOnly, CancellationToken cancellationToken)
     {
         if (request.Port is < 1 or > 65535)
         {
-            throw new NodeApiException($"port-forward needs a port from 1 to 65535, not {request.Port}");
+            throw new NodeApiException($"{(endpointOnly ? "connect" : "port-forward")} needs a port from 1 to 65535, not {request.Port}");
         }
         IPAddress address;
         string what;
-        if (string.IsNullOrEmpty(request.Name))
+        if (endpointOnly)
+        {
+            (address, what) = (await supervisor.EndpointTargetAsync(request.Name).ConfigureAwait(false), $"replica '{request.Name}'");
+        }
+        else if (string.IsNullOrEmpty(request.Name))
         {
             await supervisor.CheckHostForwardAsync(request.Port).ConfigureAwait(false);
             (address, what) = (IPAddress.Loopback, "this node");

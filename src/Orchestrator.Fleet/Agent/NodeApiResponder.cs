@@ -104,6 +104,9 @@ public sealed class NodeApiResponder(Supervisor supervisor)
                 case NodeOps.PortForward:
                     _ = Parse(body, FleetJsonContext.Default.PortForwardRequest, "{\"name\": \"CONTAINER\" (or empty for the node), \"port\": 80}");
                     return Error("port-forward needs a JSON body: {\"name\": …, \"port\": …}", ErrorKind.Invalid);
+                case NodeOps.Connect:
+                    _ = Parse(body, FleetJsonContext.Default.PortForwardRequest, "{\"name\": \"REPLICA\", \"port\": 80}");
+                    return Error("connect needs a JSON body: {\"name\": …, \"port\": …}", ErrorKind.Invalid);
                 case NodeOps.Attach:
                     // A well-formed attach opens a session (NodeApiStreams); only a body that is not one gets here.
                     _ = Parse(body, FleetJsonContext.Default.AttachRequest, "{\"name\": \"CONTAINER\", \"stdin\": true, \"tty\": true}");

@@ -47,6 +47,9 @@ public sealed class NodeApiStreams(Supervisor supervisor)
             case NodeOps.PortForward when TryParse(msg.Data, FleetJsonContext.Default.PortForwardRequest) is { } forward:
                 await _forward.ServeAsync(connection, msg, forward, cancellationToken).ConfigureAwait(false);
                 return $"port-forward to {(forward.Name.Length > 0 ? forward.Name : "the node")}:{forward.Port}";
+            case NodeOps.Connect when TryParse(msg.Data, FleetJsonContext.Default.PortForwardRequest) is { } connect:
+                await _forward.ServeAsync(connection, msg, connect, cancellationToken, endpointOnly: true).ConfigureAwait(false);
+                return $"connect to {connect.Name}:{connect.Port}";
             case NodeOps.Pull when TryParse(msg.Data, FleetJsonContext.Default.PullRequest) is { Progress: true, AliveSubject.Length: > 0 } pull:
                 await s_pull.RunAsync(connection, msg, pull.AliveSubject, (writer, stop) => PullAsync(pull, writer, stop), cancellationToken).ConfigureAwait(false);
                 return $"pull of {pull.Reference}";

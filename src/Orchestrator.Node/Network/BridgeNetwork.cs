@@ -174,6 +174,25 @@ public sealed class BridgeNetwork(BridgeOptions options)
         }
     }
 
+    /// <summary>
+    /// Sends every TCP connection a container on the bridge opens to an address of
+    /// <paramref name="servicesCidr"/> (the deployments' service addresses, which no interface
+    /// has) to <paramref name="port"/> on the gateway, where orchd's service proxy reads the
+    /// address it was meant for (SO_ORIGINAL_DST) and carries it on. A chain of its own in orchd's
+    /// table, made again at each call: the proxy's port changes with each orchd run.
+    /// </summary>
+    public void RedirectServices(string servicesCidr, int port)
+    {
+        EnsureBridge();
+        var table = options.Table;
+        RunNft($$"""
+            add chain ip {{table}} services { type nat hook prerouting priority dstnat - 10; policy accept; }
+            flush chain ip {{table}} services
+            add rule ip {{table}} services iifname "{{options.Bridge}}" ip daddr {{servicesCidr}} meta l4proto tcp redirect to :{{port}}
+
+            """);
+    }
+
     /// <summary>Removes the bridge and orchd's table (tests, and `orchd` uninstall).</summary>
     public void Teardown()
     {

@@ -14,6 +14,9 @@ namespace Orchestrator.Node.Network;
 public readonly record struct HostsEntry(string Name, string Hostname, string Address, bool Running, string HostsFile, string? App = null, string? Service = null,
     string? Deployment = null, bool Ready = false);
 
+/// <summary>A deployment that runs on other nodes only, and the service address its name takes here.</summary>
+public readonly record struct RemoteService(string Deployment, string Address);
+
 /// <summary>
 /// The containers' side of the node's network, as the supervisor's start and exit steps use it:
 /// an address and a veth on the bridge (or loopback only, or the host's), published ports, and
@@ -32,6 +35,9 @@ public sealed class ContainerNetwork
         _bridge = bridge is null ? null : new BridgeNetwork(bridge);
         _logger = logger;
     }
+
+    /// <summary>The node's bridge; null when bridge networking is off.</summary>
+    public BridgeNetwork? Bridge => _bridge;
 
     /// <summary>
     /// What to do between create and start: bridge (address, veth, ports) or loopback only. The
@@ -103,9 +109,11 @@ public sealed class ContainerNetwork
     /// Every bridge container's /etc/hosts names its running neighbours (written in place: it is
     /// bind-mounted); a container of an app also names the app's others by their service names; and
     /// every one names each fleet deployment by the addresses of its ready replicas on the node (as
-    /// Swarm names a service; an app's own service names win over a deployment's of the same name).
+    /// Swarm names a service; an app's own service names win over a deployment's of the same name),
+    /// and a deployment with none here but some on other nodes by its service address in
+    /// <paramref name="remote"/>, where the fleet's proxy carries a connection to one of them.
     /// </summary>
-    public void UpdateHosts(IReadOnlyList<HostsEntry> onBridge)
+    public void UpdateHosts(IReadOnlyList<HostsEntry> onBridge, IReadOnlyList<RemoteService> remote)
     {
         var running = onBridge.Where(c => c.Running).ToList();
         var deployments = running.Where(r => r.Ready && r.Deployment is not null && r.App is null).ToList();
@@ -121,7 +129,9 @@ public sealed class ContainerNetwork
                 .Concat(services)
                 .Concat(deployments.Where(d => d.Name != container.Name && !services.Any(s => s.Item1 == d.Deployment))
                     .GroupBy(d => d.Deployment!, StringComparer.Ordinal)
-                    .SelectMany(g => Rotated(g.Select(d => (g.Key, d.Address)).ToList(), container.Name)));
+                    .SelectMany(g => Rotated(g.Select(d => (g.Key, d.Address)).ToList(), container.Name)))
+                .Concat(remote.Where(r => !services.Any(s => s.Item1 == r.Deployment) && !deployments.Any(d => d.Deployment == r.Deployment && d.Name != container.Name))
+                    .Select(r => (r.Deployment, r.Address)));
             var text = SpecBuilder.Hosts(container.Hostname, container.Address, neighbours);
             try
             {

@@ -401,14 +401,21 @@ public sealed partial class Supervisor
 
     // ---------------------------------------------------------------- network and probes (their parts run in ContainerNetwork, ProbeRunner)
 
-    /// <summary>Every bridge container's /etc/hosts names its running neighbours.</summary>
+    /// <summary>
+    /// Every bridge container's /etc/hosts names its running neighbours, and the deployments that
+    /// run elsewhere by their service addresses; this node's endpoints are noted on the way.
+    /// </summary>
     private void UpdateHosts()
-        => _network.UpdateHosts(_containers.Values
+    {
+        var onBridge = _containers.Values
             .Where(i => i.Record.Ip is not null && i.Workload.Network is null or NetworkMode.Bridge)
             .Select(i => new HostsEntry(i.Record.Name, i.Workload.Hostname ?? i.Record.Name, i.Record.Ip!, i.Handle is not null,
                 Path.Combine(FifoDir(i.Record.Name), "bundle", "hosts"), Apps.AppOf(i.Workload), Apps.ServiceOf(i.Workload),
                 i.Workload.Labels?.GetValueOrDefault("orch.deployment"), i.Handle is not null && i.Record.Ready && !i.Stopping))
-            .ToList());
+            .ToList();
+        _network.UpdateHosts(onBridge, RemoteServices?.Invoke() ?? []);
+        NoteEndpoints(onBridge);
+    }
 
     private void StartProbes(SupervisedContainer container)
     {

@@ -111,6 +111,9 @@ internal static class ConfigSchema
         new("network.cidr", "--bridge-cidr", "ORCHD_BRIDGE_CIDR", "CIDR", SettingShape.Scalar, "10.88.0.0/24",
             "the bridge's IPv4 network; the first address is the gateway, containers get the rest",
             (b, v) => b.BridgeCidr = ConfigValues.Cidr(v), c => c.BridgeCidr),
+        new("network.services", "--services-cidr", "ORCHD_SERVICES_CIDR", "CIDR", SettingShape.Scalar, "10.89.0.0/16",
+            "addresses that deployment names take when their replicas run on other nodes (the node carries the TCP over NATS); 'none': names reach this node's replicas only",
+            (b, v) => b.ServicesCidr = v == "none" ? null : ConfigValues.Cidr(v), c => c.ServicesCidr ?? "none"),
         new("fleet.heartbeat", "--heartbeat", "ORCHD_HEARTBEAT", "DURATION", SettingShape.Scalar, "5s",
             "how often this node writes its heartbeat (state, capacity, usage) to the fleet",
             (b, v) => b.Heartbeat = ConfigValues.Duration(v), c => ConfigValues.Format(c.Heartbeat)),
@@ -255,6 +258,7 @@ internal sealed class ConfigBuilder
     public string? RegistryAuthFile { get; set; }
     public bool Scheduler { get; set; } = s_defaults.Scheduler;
     public string BridgeCidr { get; set; } = s_defaults.BridgeCidr;
+    public string? ServicesCidr { get; set; } = s_defaults.ServicesCidr;
     public long? ImageDiskBudget { get; set; } = s_defaults.ImageDiskBudget;
     public long LogMaxBytes { get; set; } = s_defaults.LogMaxBytes;
     public int LogMaxFiles { get; set; } = s_defaults.LogMaxFiles;
@@ -269,6 +273,8 @@ internal sealed class ConfigBuilder
         ? throw new ConfigException($"fleet.leader_lease ({ConfigValues.Format(LeaderLease)}) must be at least 1s; the default is 15s")
         : ConfigValues.NatsCredentials(NatsCredsFile, NatsNKeySeedFile, NatsTlsCert, NatsTlsKey) is { } conflict
         ? throw new ConfigException(conflict)
+        : ServicesCidr is { } services && ConfigValues.Overlap(services, BridgeCidr)
+        ? throw new ConfigException($"network.services ({services}) overlaps network.cidr ({BridgeCidr}): the containers' own addresses would be taken for services; give them ranges apart (the defaults are 10.89.0.0/16 and 10.88.0.0/24)")
         : new()
     {
         ConfigFile = ConfigFile,
@@ -313,6 +319,7 @@ internal sealed class ConfigBuilder
         PolicyUnconfinedSeccomp = PolicyUnconfinedSeccomp,
         Scheduler = Scheduler,
         BridgeCidr = BridgeCidr,
+        ServicesCidr = ServicesCidr,
         ImageDiskBudget = ImageDiskBudget,
         LogMaxBytes = LogMaxBytes,
         LogMaxFiles = LogMaxFiles,

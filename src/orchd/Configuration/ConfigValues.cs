@@ -239,6 +239,23 @@ internal static class ConfigValues
             : throw new ConfigException($"'{value}' is not an IPv4 network from /8 to /29, like 10.88.0.0/24");
     }
 
+    /// <summary>Whether two IPv4 networks (as <see cref="Cidr"/> takes them) share an address.</summary>
+    public static bool Overlap(string a, string b)
+    {
+        static (uint Network, uint Mask) Parse(string cidr)
+        {
+            var slash = cidr.IndexOf('/', StringComparison.Ordinal);
+            var bytes = System.Net.IPAddress.Parse(cidr[..slash]).GetAddressBytes();
+            var prefix = int.Parse(cidr[(slash + 1)..], System.Globalization.CultureInfo.InvariantCulture);
+            var mask = uint.MaxValue << (32 - prefix);
+            return ((uint)(bytes[0] << 24 | bytes[1] << 16 | bytes[2] << 8 | bytes[3]) & mask, mask);
+        }
+        var (na, ma) = Parse(a);
+        var (nb, mb) = Parse(b);
+        var common = ma & mb; // the shorter prefix's mask
+        return (na & common) == (nb & common);
+    }
+
     public static long Bytes(string value)
         => Orchestrator.Api.Workloads.Quantities.TryParseBytes(value, out var bytes) && bytes >= 4096
             ? bytes

@@ -75,6 +75,8 @@ public sealed record OrchdConfig
     public bool PolicyUnconfinedSeccomp { get; init; }
     public bool Scheduler { get; init; } = true;
     public string BridgeCidr { get; init; } = "10.88.0.0/24";
+    /// <summary>network.services: the range deployment names take for replicas on other nodes; null: off.</summary>
+    public string? ServicesCidr { get; init; } = "10.89.0.0/16";
     /// <summary>images.disk_budget: bytes the node's image blobs and unpacked layers may take; null: only the free-space rule.</summary>
     public long? ImageDiskBudget { get; init; }
 

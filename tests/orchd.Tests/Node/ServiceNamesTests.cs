@@ -1,0 +1,153 @@
+using NATS.Client.Core;
+using Orchestrator.Api;
+using Orchestrator.Api.Workloads;
+using Orchestrator.Client;
+
+using static Orchestrator.Daemon.Tests.Node.FleetHarness;
+
+namespace Orchestrator.Daemon.Tests.Node;
+
+/// <summary>
+/// Deployment names across nodes, for real: three orchd nodes on one nats-server, a web server
+/// deployment (two replicas) on two of them and a client on the third. The client reaches the
+/// server by its deployment's name through the service address its node gives it; connections
+/// spread over both replicas; a 2.6 MB answer arrives whole; twenty at once all arrive; the
+/// client node's orchd restarts and the name still works; `connect` refuses anything that is not
+/// a ready replica of a fleet deployment; when one server node's orchd dies mid-run, connections
+/// go to the other replica from the first one, and once the dead node is lost and its replica
+/// placed again, both answer again.
+/// </summary>
+[Trait("Category", "Privileged")]
+[Collection(NodeTests.Collection)]
+public sealed class ServiceNamesTests
+{
+    private static Deployment Server() => new()
+    {
+        Name = "db",
+        Replicas = 2,
+        Selector = new() { ["role"] = "db" },
+        Template = new Workload
+        {
+            Image = NodeHost.Image,
+            Command = ["sh", "-c", "mkdir -p /www; echo db-on-$(hostname) > /www/index.html; seq 1 400000 > /www/big; exec httpd -f -p 8080 -h /www"],
+            StopGracePeriodSeconds = 0,
+        },
+    };
+
+    private static Deployment Client() => new()
+    {
+        Name = "web",
+        Replicas = 1,
+        Selector = new() { ["role"] = "web" },
+        Template = new Workload { Image = NodeHost.Image, Command = ["sleep", "100000"], StopGracePeriodSeconds = 0 },
+    };
+
+    [Fact(Timeout = 300_000)]
+    public async Task A_deployment_is_reached_by_name_from_another_node_balanced_over_its_replicas_and_past_a_dead_node()
+    {
+        await using var nats = await NatsServer.StartAsync();
+        var hosts = new List<NodeHost>();
+        try
+        {
+            string[] roles = ["db", "web", "db"];
+            for (var i = 0; i < 3; i++)
+            {
+                hosts.Add(await NodeHost.StartAsync(sharedNats: nats, name: $"s{i}-{Guid.NewGuid().ToString("N")[..4]}", extraArgs: [.. Fast, "--label", "role=" + roles[i]]));
+            }
+            var web = hosts[1];
+            await using var connection = new NatsConnection(new NatsOpts { Url = nats.Url });
+            await connection.ConnectAsync();
+            var fleet = new FleetClient(connection);
+            await fleet.ApplyAsync([Server(), Client()]);
+            var servers = await WaitForRunningAsync(hosts, "db-", r => r.Values.Sum(l => l.Count) == 2, "two db replicas");
+            Assert.Empty(servers[web.NodeName]);
+            await WaitForRunningAsync([web], "web-", r => r[web.NodeName].Count == 1, "web-0 on its node");
+
+            async Task<ExecReply> Get(string path)
+                => await web.Client.ExecAsync("web-0", ["sh", "-c", $"printf 'GET {path} HTTP/1.0\\r\\n\\r\\n' | nc -w 10 db 8080"], 30);
+
+            // The name is the service address on web's node, and a request by name is answered.
+            var first = await Eventually.ValueAsync("db answers web-0 by name", () => Get("/index.html"),
+                r => r.ExitCode == 0 && r.Stdout.Contains("db-on-db-", StringComparison.Ordinal), TimeSpan.FromSeconds(60), TimeSpan.FromMilliseconds(300),
+                r => $"exit {r.ExitCode}: {r.Stdout} {r.Stderr}");
+            var hostsFile = (await web.Client.ExecAsync("web-0", ["cat", "/etc/hosts"])).Stdout;
+            Assert.Matches(@"\n10\.89\.\d+\.\d+\tdb\n", hostsFile);
+            Assert.StartsWith("HTTP/1.", first.Stdout, StringComparison.Ordinal);
+
+            // Connections take the replicas in turn: once both nodes' endpoints are in (each writes
+            // its own when it changes), six requests in a row reach both.
+            async Task<string> Who()
+            {
+                var r = await Get("/index.html");
+                Assert.True(r.ExitCode == 0, $"exit {r.ExitCode} {r.Stdout} {r.Stderr}");
+                return r.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries)[^1].Trim();
+            }
+            var seen = new HashSet<string>(StringComparer.Ordinal);
+            await Eventually.ValueAsync("both replicas answer", async () => { seen.Add(await Who()); return seen.Count; }, n => n == 2,
+                TimeSpan.FromSeconds(30), TimeSpan.FromMilliseconds(100));
+            var six = new List<string>();
+            for (var i = 0; i < 6; i++)
+            {
+                six.Add(await Who());
+            }
+            Assert.Equal(["db-on-db-0", "db-on-db-1"], six.Distinct().Order(StringComparer.Ordinal));
+
+            // A large answer arrives whole (2.6 MB through the session's flow control).
+            var big = await web.Client.ExecAsync("web-0", ["sh", "-c", "printf 'GET /big HTTP/1.0\\r\\n\\r\\n' | nc -w 10 db 8080 | tail -n 400000 | md5sum"], 60);
+            var serverNode = hosts.First(h => servers[h.NodeName].Count > 0);
+            var want = await serverNode.Client.ExecAsync(servers[serverNode.NodeName][0], ["sh", "-c", "md5sum /www/big"]);
+            Assert.Equal(want.Stdout.Split(' ')[0], big.Stdout.Split(' ')[0]);
+
+            // Twenty connections at once, all answered.
+            var many = await web.Client.ExecAsync("web-0", ["sh", "-c",
+                "for i in $(seq 1 20); do (printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n' | nc -w 10 db 8080 > /tmp/o$i) & done; wait; cat /tmp/o* | grep -c db-on-db-"], 60);
+            Assert.Equal("20", many.Stdout.Trim());
+
+            // An address of the range that names nothing: the connection is closed, nothing else happens.
+            var nobody = await web.Client.ExecAsync("web-0", ["sh", "-c", "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 10.89.255.254 8080; echo exit=$?"], 30);
+            Assert.DoesNotContain("HTTP/1.", nobody.Stdout, StringComparison.Ordinal);
+
+            // web's orchd restarts (its proxy listens on another port then): the name still leads there.
+            await web.KillOrchdAsync();
+            await web.StartOrchdAsync([.. Fast, "--label", "role=web"]);
+            await Eventually.ValueAsync("db answers by name after web's orchd restarted", () => Get("/index.html"),
+                r => r.ExitCode == 0 && r.Stdout.Contains("db-on-db-", StringComparison.Ordinal), TimeSpan.FromSeconds(60), TimeSpan.FromMilliseconds(300),
+                r => $"exit {r.ExitCode}: {r.Stdout} {r.Stderr}\n{web.Daemon.Output}");
+
+            // connect reaches ready fleet replicas only: not a container run by hand, not a name that is not there.
+            await serverNode.Client.RunAsync(NodeHost.Sh("manual", "exec httpd -f -p 8080 -h /", w => w.StopGracePeriodSeconds = 0));
+            var node = new NodeClient(connection, serverNode.NodeName);
+            var refused = await Assert.ThrowsAsync<NodeRequestException>(() => node.OpenConnectAsync("manual", 8080));
+            Assert.Equal(ErrorKind.NotFound, refused.Kind);
+            Assert.Contains("not a ready replica of a fleet deployment", refused.Message, StringComparison.Ordinal);
+            Assert.Equal(ErrorKind.Invalid, (await Assert.ThrowsAsync<NodeRequestException>(() => node.OpenConnectAsync(servers[serverNode.NodeName][0], 0))).Kind);
+
+            // One server node's orchd dies (its replica runs on, out of reach): every request is
+            // answered by the other replica, from the first one after the kill.
+            var dead = hosts.Last(h => servers[h.NodeName].Count > 0);
+            var alive = hosts.First(h => h != dead && servers[h.NodeName].Count > 0);
+            await dead.KillOrchdAsync();
+            for (var i = 0; i < 4; i++)
+            {
+                var r = await Get("/index.html");
+                Assert.True(r.ExitCode == 0 && r.Stdout.Contains($"db-on-{servers[alive.NodeName][0]}", StringComparison.Ordinal), $"request {i}: exit {r.ExitCode} {r.Stdout} {r.Stderr}");
+            }
+
+            // The dead node is lost: its replica is placed on the live server node, whose endpoints
+            // then carry both names, and every request is answered by one of them.
+            await WaitForRunningAsync([alive], "db-", r => r[alive.NodeName].Count == 2, "both db replicas on the live node");
+            var after = new HashSet<string>(StringComparer.Ordinal);
+            await Eventually.ValueAsync("both replicas on the live node answer", async () =>
+            {
+                var r = await Get("/index.html");
+                Assert.True(r.ExitCode == 0, $"exit {r.ExitCode} {r.Stdout} {r.Stderr}");
+                after.Add(r.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries)[^1].Trim());
+                return after.Count;
+            }, n => n == 2, TimeSpan.FromSeconds(30), TimeSpan.FromMilliseconds(100));
+        }
+        finally
+        {
+            await DisposeAllAsync(hosts);
+        }
+    }
+}
