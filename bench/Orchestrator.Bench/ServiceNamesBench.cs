@@ -44,6 +44,7 @@ internal static class ServiceNamesBench
             }
             var manifest = work.Combine("names.yaml");
             File.WriteAllText(manifest, """
+                kind: Deployment
                 name: svc
                 replicas: 1
                 selector: {role: server}
@@ -52,6 +53,7 @@ internal static class ServiceNamesBench
                   command: [sh, -c, "mkdir -p /www && head -c 100000000 /dev/zero > /www/big && httpd -p 8080 -h /www && exec nc -ll -p 7000 -e cat"]
                   stopGracePeriodSeconds: 0
                 ---
+                kind: Deployment
                 name: client
                 replicas: 1
                 selector: {role: client}

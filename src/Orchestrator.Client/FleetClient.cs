@@ -392,7 +392,7 @@ public sealed partial class FleetClient(INatsConnection connection)
     }
 
     /// <summary>
-    /// Forgets a node: its heartbeat and its cordon/drain settings (kubectl delete node). The
+    /// Forgets a node: its heartbeat, its cordon/drain settings and its endpoints (kubectl delete node). The
     /// scheduler then places its replicas elsewhere, as for a lost node. A ready node is refused
     /// unless <paramref name="force"/>: its next heartbeat would bring it back.
     /// </summary>
@@ -410,6 +410,9 @@ public sealed partial class FleetClient(INatsConnection connection)
         await nodes.DeleteAsync(node, cancellationToken: cancellationToken).ConfigureAwait(false);
         var settings = await FleetStore.OpenAsync(KV, Buckets.NodeSettings, 1, cancellationToken).ConfigureAwait(false);
         await settings.DeleteAsync(node, cancellationToken: cancellationToken).ConfigureAwait(false);
+        // Its endpoints: other nodes stop trying its replicas by name (a node that comes back writes them again).
+        var endpoints = await FleetStore.OpenAsync(KV, Buckets.Endpoints, 1, cancellationToken).ConfigureAwait(false);
+        await endpoints.DeleteAsync(node, cancellationToken: cancellationToken).ConfigureAwait(false);
     }
 
     public async Task DeleteDeploymentAsync(string name, CancellationToken cancellationToken = default)

@@ -58,7 +58,6 @@ public sealed class ComposeImportTests
         [
             "3:1: name: ignored (each deployment is named after its service)",
             "5:1: x-defaults: ignored (an extension field; its anchors still apply where they are merged)",
-            "10:1: services: the services are deployments of their own (--stack), each placed on its own: a container reaches another service by its name only when a ready replica of it runs on the same node; apply without --stack to run them together as one app",
             $"18:9: services.web.volumes[0]: './www' is bound from {Path.Combine(RepoRoot.Path, "examples", "compose", "www")}, which must exist on every node that runs this service",
             "21:5: services.web.depends_on: ignored (every deployment starts at once and failed containers are restarted; make the service retry what it depends on)",
             "45:9: services.api.ports[0].mode: ignored (a port is published on the node that runs the replica, as mode: host)",

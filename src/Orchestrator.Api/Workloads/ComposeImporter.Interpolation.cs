@@ -58,11 +58,6 @@ internal static partial class ComposeImporter
             }
         }
 
-        /// <summary>A stack's services are placed apart: what their names reach, said once.</summary>
-        public void StackNames(YamlNode services)
-            => Warn(services, "services", "the services are deployments of their own (--stack), each placed on its own: a container reaches another service by its name "
-                + "only when a ready replica of it runs on the same node; apply without --stack to run them together as one app");
-
         /// <summary>--image-map names services of the file.</summary>
         public void CheckImageMap(YamlMappingNode root)
         {

@@ -51,10 +51,6 @@ internal static partial class ComposeImporter
                 case "name" when shape.AsApp:
                     break; // the app's name (Combine)
                 case "services":
-                    if (!shape.AsApp && ((YamlMappingNode)value).Children.Count > 1)
-                    {
-                        import.StackNames(key);
-                    }
                     foreach (var (serviceKey, service) in Entries((YamlMappingNode)value))
                     {
                         if (import.Service(serviceKey, service) is { } deployment)
