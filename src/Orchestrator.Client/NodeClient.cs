@@ -374,19 +374,29 @@ public sealed class NodeClient(INatsConnection connection, string node, TimeSpan
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         async Task UpAsync()
         {
-            var buffer = new byte[ForwardFrames.MaxData + 1];
-            buffer[0] = ForwardFrames.Data;
             while (true)
             {
-                var n = await local.ReceiveAsync(buffer.AsMemory(1), System.Net.Sockets.SocketFlags.None, stop.Token).ConfigureAwait(false);
-                if (n == 0)
+                // A connection that sends nothing holds no buffer: wait until there is something to
+                // read (or the end), then borrow one (a node's proxy carries many idle connections).
+                await local.ReceiveAsync(Memory<byte>.Empty, System.Net.Sockets.SocketFlags.None, stop.Token).ConfigureAwait(false);
+                var buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(ForwardFrames.MaxData + 1);
+                try
                 {
-                    await SessionFrameAsync(session, [ForwardFrames.End], stop.Token).ConfigureAwait(false);
-                    return;
+                    buffer[0] = ForwardFrames.Data;
+                    var n = await local.ReceiveAsync(buffer.AsMemory(1, ForwardFrames.MaxData), System.Net.Sockets.SocketFlags.None, stop.Token).ConfigureAwait(false);
+                    if (n == 0)
+                    {
+                        await SessionFrameAsync(session, [ForwardFrames.End], stop.Token).ConfigureAwait(false);
+                        return;
+                    }
+                    // Acked once the target took it: a target that reads slowly (or not for minutes) holds
+                    // this back, which is the flow control. The reads below notice a node that went.
+                    await SessionFrameAsync(session, buffer[..(n + 1)], stop.Token, s_stalledTarget).ConfigureAwait(false);
                 }
-                // Acked once the target took it: a target that reads slowly (or not for minutes) holds
-                // this back, which is the flow control. The reads below notice a node that went.
-                await SessionFrameAsync(session, buffer[..(n + 1)], stop.Token, s_stalledTarget).ConfigureAwait(false);
+                finally
+                {
+                    System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
+                }
             }
         }
         async Task DownAsync()

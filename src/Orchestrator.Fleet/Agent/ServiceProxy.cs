@@ -27,6 +27,15 @@ public sealed partial class ServiceProxy : IDisposable
 {
     private static readonly TimeSpan s_open = TimeSpan.FromSeconds(5);
 
+    /// <summary>
+    /// Connections carried at once, from all of the node's containers: one more is closed at once
+    /// (a container that opens thousands must not take the gateway's memory with it).
+    /// </summary>
+    public const int MaxConnections = 256;
+
+    private int _carried;
+    private long _refusedLogged;
+
     private readonly string _node;
     private readonly Supervisor _supervisor;
     private readonly BridgeNetwork _bridge;
@@ -218,7 +227,29 @@ public sealed partial class ServiceProxy : IDisposable
             {
                 continue; // a connection reset before it was taken
             }
-            _ = Task.Run(() => CarryAsync(client, cancellationToken), CancellationToken.None);
+            if (Interlocked.Increment(ref _carried) > MaxConnections)
+            {
+                Interlocked.Decrement(ref _carried);
+                client.Dispose();
+                var now = Environment.TickCount64;
+                var last = Interlocked.Read(ref _refusedLogged);
+                if (now - last > 10_000 && Interlocked.CompareExchange(ref _refusedLogged, now, last) == last)
+                {
+                    LogTooMany(_logger, MaxConnections);
+                }
+                continue;
+            }
+            _ = Task.Run(async () =>
+            {
+                try
+                {
+                    await CarryAsync(client, cancellationToken).ConfigureAwait(false);
+                }
+                finally
+                {
+                    Interlocked.Decrement(ref _carried);
+                }
+            }, CancellationToken.None);
         }
     }
 
@@ -234,11 +265,10 @@ public sealed partial class ServiceProxy : IDisposable
             }
             foreach (var (node, container) in _table.Candidates(deployment))
             {
-                var remote = new NodeClient(connection, node, s_open);
                 string session;
                 try
                 {
-                    session = await remote.OpenConnectAsync(container, target.Port, cancellationToken).ConfigureAwait(false);
+                    session = await new NodeClient(connection, node, s_open).OpenConnectAsync(container, target.Port, cancellationToken).ConfigureAwait(false);
                 }
                 catch (Exception e) when (e is OrchestratorException or NatsException or TimeoutException or JsonException)
                 {
@@ -248,7 +278,9 @@ public sealed partial class ServiceProxy : IDisposable
                 }
                 try
                 {
-                    await remote.RelayAsync(session, client, cancellationToken).ConfigureAwait(false);
+                    // The relay with the client's usual timeout: a read frame waits up to
+                    // ForwardFrames.ReadWaitSeconds for an idle target, which the open's 5 s would cut.
+                    await new NodeClient(connection, node).RelayAsync(session, client, cancellationToken).ConfigureAwait(false);
                 }
                 catch (Exception e) when (e is OrchestratorException or NatsException or SocketException or TimeoutException or OperationCanceledException or ObjectDisposedException)
                 {
@@ -299,6 +331,9 @@ public sealed partial class ServiceProxy : IDisposable
 
     [LoggerMessage(EventId = 4021, Level = LogLevel.Information, Message = "services: deployments with ready replicas on other nodes: {Deployments}")]
     private static partial void LogElsewhere(ILogger logger, string deployments);
+
+    [LoggerMessage(EventId = 4022, Level = LogLevel.Warning, Message = "services: {Max} connections to deployments on other nodes are carried already; more are closed at once (the next such line comes in 10 s at the earliest)")]
+    private static partial void LogTooMany(ILogger logger, int max);
 
     [LoggerMessage(EventId = 4020, Level = LogLevel.Warning, Message = "services: a connection to {Deployment}:{Port} found no replica that answers; closed")]
     private static partial void LogNoReplica(ILogger logger, string deployment, int port);

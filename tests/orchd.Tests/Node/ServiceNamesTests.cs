@@ -11,7 +11,8 @@ namespace Orchestrator.Daemon.Tests.Node;
 /// Deployment names across nodes, for real: three orchd nodes on one nats-server, a web server
 /// deployment (two replicas) on two of them and a client on the third. The client reaches the
 /// server by its deployment's name through the service address its node gives it; connections
-/// spread over both replicas; a 2.6 MB answer arrives whole; twenty at once all arrive; the
+/// spread over both replicas; a 2.6 MB answer arrives whole; twenty at once all arrive; one quiet
+/// for 14 s still works; of 300 held open at once 256 are carried and the rest closed; the
 /// client node's orchd restarts and the name still works; `connect` refuses anything that is not
 /// a ready replica of a fleet deployment; when one server node's orchd dies mid-run, connections
 /// go to the other replica from the first one, and once the dead node is lost and its replica
@@ -102,6 +103,22 @@ public sealed class ServiceNamesTests
             var many = await web.Client.ExecAsync("web-0", ["sh", "-c",
                 "for i in $(seq 1 20); do (printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n' | nc -w 10 db 8080 > /tmp/o$i) & done; wait; cat /tmp/o* | grep -c db-on-db-"], 60);
             Assert.Equal("20", many.Stdout.Trim());
+
+            // A connection that stays quiet for longer than a session frame may wait (10 s) still carries
+            // the request that comes after.
+            var quiet = await web.Client.ExecAsync("web-0", ["sh", "-c", "(sleep 14; printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n'; sleep 2) | nc db 8080"], 60);
+            Assert.True(quiet.Stdout.Contains("db-on-db-", StringComparison.Ordinal), $"after 14 s of quiet: exit {quiet.ExitCode} {quiet.Stdout} {quiet.Stderr}");
+
+            // Three hundred connections held open at once: the node carries 256 and closes the rest at
+            // once (a container cannot take the gateway's memory); afterwards, requests go through again.
+            var held = await web.Client.ExecAsync("web-0", ["sh", "-c",
+                "for i in $(seq 1 300); do (sleep 10 | nc db 8080 > /dev/null 2>&1) & done; sleep 5; pidof nc | wc -w"], 90);
+            var open = int.Parse(held.Stdout.Trim(), System.Globalization.CultureInfo.InvariantCulture);
+            Assert.True(open is >= 240 and <= 256, $"{open} connections held open ({held.Stderr})\n"
+                + string.Join("\n", web.Daemon.Output.Split('\n').Where(l => l.Contains("services", StringComparison.Ordinal)).Take(40)));
+            await Eventually.ValueAsync("a request after the burst", () => Get("/index.html"),
+                r => r.ExitCode == 0 && r.Stdout.Contains("db-on-db-", StringComparison.Ordinal), TimeSpan.FromSeconds(30), TimeSpan.FromMilliseconds(300),
+                r => $"exit {r.ExitCode}: {r.Stdout} {r.Stderr}");
 
             // An address of the range that names nothing: the connection is closed, nothing else happens.
             var nobody = await web.Client.ExecAsync("web-0", ["sh", "-c", "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 10.89.255.254 8080; echo exit=$?"], 30);
