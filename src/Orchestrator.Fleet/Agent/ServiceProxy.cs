@@ -310,8 +310,15 @@ public sealed partial class ServiceProxy : IDisposable
         return new IPEndPoint(new IPAddress(address[4..8]), address[2] << 8 | address[3]);
     }
 
+    private int _disposed;
+
+    /// <summary>Stops the listener and every connection it carries (once; the fleet member may be disposed more than once).</summary>
     public void Dispose()
     {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
         _stop.Cancel();
         _listener?.Dispose();
         _stop.Dispose();
