@@ -2,6 +2,7 @@ using NATS.Client.Core;
 using Orchestrator.Api;
 using Orchestrator.Api.Workloads;
 using Orchestrator.Client;
+using Orchestrator.Testing;
 
 using static Orchestrator.Daemon.Tests.Node.FleetHarness;
 
@@ -161,6 +162,70 @@ public sealed class ServiceNamesTests
                 after.Add(r.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries)[^1].Trim());
                 return after.Count;
             }, n => n == 2, TimeSpan.FromSeconds(30), TimeSpan.FromMilliseconds(100));
+        }
+        finally
+        {
+            await DisposeAllAsync(hosts);
+        }
+    }
+
+    [Fact(Timeout = 300_000)]
+    public async Task A_compose_stack_on_two_nodes_reaches_its_services_by_name_with_its_variables_and_a_secret()
+    {
+        await using var nats = await NatsServer.StartAsync();
+        using var dir = new TempDir("orch-names-compose");
+        var keyFile = dir.Combine("op.nk");
+        var key = await Orchctl.RunAsync("keys", "create", "-o", keyFile);
+        Assert.True(key.Code == 0, key.All);
+        var hosts = new List<NodeHost>();
+        try
+        {
+            foreach (var role in (string[])["db", "web"])
+            {
+                hosts.Add(await NodeHost.StartAsync(sharedNats: nats, name: $"c{role}-{Guid.NewGuid().ToString("N")[..4]}",
+                    extraArgs: [.. Fast, "--trusted-key", key.Out.Trim(), "--label", "role=" + role]));
+            }
+            await using var connection = new NatsConnection(new NatsOpts { Url = nats.Url });
+            await connection.ConnectAsync();
+            var fleet = new FleetClient(connection);
+            await Eventually.TrueAsync("both nodes' sealing keys", async () => (await fleet.GetNodesAsync()).Count(n => SecretSealing.IsNodeKey(n.Info.SealKey)) == 2,
+                TimeSpan.FromSeconds(60), () => "", TimeSpan.FromMilliseconds(300));
+
+            // As its author wrote it: ${VAR}s from the project's .env, a secret from a file beside it,
+            // placement by node label; each service a deployment of its own, on its own node.
+            var project = Directory.CreateDirectory(dir.Combine("plant")).FullName;
+            File.WriteAllText(Path.Combine(project, ".env"), $"IMAGE={NodeHost.Image}\nGREETING=hello-from-env\nDB_PORT=8080\n");
+            File.WriteAllText(Path.Combine(project, "token.txt"), "tok-1");
+            var file = Path.Combine(project, "docker-compose.yml");
+            File.WriteAllText(file, """
+                services:
+                  db:
+                    image: ${IMAGE}
+                    command: ["sh", "-c", "mkdir -p /www && echo \"${GREETING} token=$$(cat /run/secrets/token)\" > /www/index.html && exec httpd -f -p ${DB_PORT} -h /www"]
+                    secrets: [token]
+                    deploy:
+                      placement:
+                        constraints: ["node.labels.role == db"]
+                  web:
+                    image: ${IMAGE}
+                    command: ["sh", "-c", "while true; do echo \"web got $$(printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 db ${DB_PORT} | tail -n 1)\"; sleep 0.5; done"]
+                    deploy:
+                      placement:
+                        constraints: ["node.labels.role == web"]
+                secrets:
+                  token:
+                    file: ./token.txt
+                """);
+            var applied = await Orchctl.RunAsync(["--server", nats.Url, "apply", "-f", file, "--stack", "--sign-key", keyFile]);
+            Assert.True(applied.Code == 0, applied.All);
+            Assert.Contains("secret token: created from ./token.txt", applied.Out, StringComparison.Ordinal);
+            var (db, web) = (hosts[0], hosts[1]);
+            await WaitForRunningAsync([db], "db-", r => r[db.NodeName].Count == 1, "db-0 on the db node");
+            await WaitForRunningAsync([web], "web-", r => r[web.NodeName].Count == 1, "web-0 on the web node");
+            await web.LogsUntilAsync("web-0", lines => lines.Any(l => l.Text == "web got hello-from-env token=tok-1"), TimeSpan.FromSeconds(60),
+                "web reaching db on the other node by its service name");
+            Assert.Matches(@"\n10\.89\.\d+\.\d+\tdb\n", (await web.Client.ExecAsync("web-0", ["cat", "/etc/hosts"])).Stdout);
+            Assert.DoesNotContain(await db.Client.ListAsync(), c => c.Name.StartsWith("web-", StringComparison.Ordinal));
         }
         finally
         {
