@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
@@ -26,7 +25,7 @@ internal static class PortForwardBench
         BusyboxImage.CreateLayout(layout);
         var (state, run, manifests) = (work.Combine("state"), work.Combine("run"), work.Combine("manifests"));
         Directory.CreateDirectory(manifests);
-        await Run(orchd, ["image", "import", layout, "--name", "busybox:latest", "--state-dir", state, "--config", "/dev/null"]);
+        await SocketMeasures.Run(orchd, ["image", "import", layout, "--name", "busybox:latest", "--state-dir", state, "--config", "/dev/null"]);
         File.WriteAllText(Path.Combine(manifests, "svc.yaml"), """
             name: svc
             image: busybox:latest
@@ -82,11 +81,11 @@ internal static class PortForwardBench
 
             Console.WriteLine("| | direct to the container | through port-forward | ratio |");
             Console.WriteLine("|---|---|---|---|");
-            Console.WriteLine($"| download, 100 MB (median of {runs}) | {Median(directMBs):F0} MB/s | {Median(tunnelMBs):F0} MB/s | {Median(tunnelMBs) / Median(directMBs):F3} |");
+            Console.WriteLine($"| download, 100 MB (median of {runs}) | {SocketMeasures.Median(directMBs):F0} MB/s | {SocketMeasures.Median(tunnelMBs):F0} MB/s | {SocketMeasures.Median(tunnelMBs) / SocketMeasures.Median(directMBs):F3} |");
             Console.WriteLine($"| 1-byte round trip, p50 | {directRtt.P50:F0} µs | {tunnelRtt.P50:F0} µs | added {(tunnelRtt.P50 - directRtt.P50) / 1000:F2} ms |");
             Console.WriteLine($"| 1-byte round trip, p99 | {directRtt.P99:F0} µs | {tunnelRtt.P99:F0} µs | added {(tunnelRtt.P99 - directRtt.P99) / 1000:F2} ms |");
             Console.WriteLine();
-            Console.WriteLine($"targets: ≥ 50 MB/s through the tunnel ({(Median(tunnelMBs) >= 50 ? "met" : "NOT met")}), ≤ 2 ms added p50 ({((tunnelRtt.P50 - directRtt.P50) / 1000 <= 2 ? "met" : "NOT met")})");
+            Console.WriteLine($"targets: ≥ 50 MB/s through the tunnel ({(SocketMeasures.Median(tunnelMBs) >= 50 ? "met" : "NOT met")}), ≤ 2 ms added p50 ({((tunnelRtt.P50 - directRtt.P50) / 1000 <= 2 ? "met" : "NOT met")})");
             Console.WriteLine();
             forward.Signal(2);
             await forward.WaitForExitAsync(TimeSpan.FromSeconds(30));
@@ -97,13 +96,13 @@ internal static class PortForwardBench
             var runtimeRoot = Path.Combine(run, "runtime");
             foreach (var id in Directory.Exists(runtimeRoot) ? Directory.GetDirectories(runtimeRoot).Select(Path.GetFileName) : [])
             {
-                await Run(Repo.Binary("orch-runc"), ["--root", runtimeRoot, "delete", "--force", id!]);
+                await SocketMeasures.Run(Repo.Binary("orch-runc"), ["--root", runtimeRoot, "delete", "--force", id!]);
             }
             foreach (var mount in File.ReadAllLines("/proc/self/mountinfo").Select(l => l.Split(' ')[4]).Where(m => m.StartsWith(work.Path, StringComparison.Ordinal)).Reverse())
             {
-                await Run("/usr/bin/umount", ["-l", mount]);
+                await SocketMeasures.Run("/usr/bin/umount", ["-l", mount]);
             }
-            await Run("/usr/sbin/ip", ["link", "delete", "orchpf0"]);
+            await SocketMeasures.Run("/usr/sbin/ip", ["link", "delete", "orchpf0"]);
         }
         return 0;
     }
@@ -126,60 +125,17 @@ internal static class PortForwardBench
         throw new TimeoutException($"nothing listens on {address}:{port}");
     }
 
-    /// <summary>GET /big over a raw socket (HTTP/1.0: the server closes at the end); MB/s.</summary>
     private static async Task<double> DownloadAsync(IPAddress address, int port)
     {
         using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         await socket.ConnectAsync(address, port);
-        await socket.SendAsync("GET /big HTTP/1.0\r\n\r\n"u8.ToArray(), SocketFlags.None);
-        var buffer = new byte[256 * 1024];
-        long total = 0;
-        var clock = Stopwatch.StartNew();
-        int n;
-        while ((n = await socket.ReceiveAsync(buffer, SocketFlags.None)) > 0)
-        {
-            total += n;
-        }
-        clock.Stop();
-        if (total < 100_000_000)
-        {
-            throw new InvalidOperationException($"download from {address}:{port} ended after {total} bytes");
-        }
-        return total / 1e6 / clock.Elapsed.TotalSeconds;
+        return await SocketMeasures.DownloadAsync(socket, $"{address}:{port}");
     }
 
     private static async Task<(double P50, double P99)> RoundTripsAsync(IPAddress address, int port, int count)
     {
         using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
         await socket.ConnectAsync(address, port);
-        var one = new byte[1];
-        var times = new List<double>(count);
-        for (var i = 0; i < count + 20; i++)
-        {
-            var clock = Stopwatch.StartNew();
-            await socket.SendAsync(one, SocketFlags.None);
-            if (await socket.ReceiveAsync(one, SocketFlags.None) != 1)
-            {
-                throw new InvalidOperationException($"the echo on {address}:{port} closed");
-            }
-            if (i >= 20) // the first few warm up both paths
-            {
-                times.Add(clock.Elapsed.TotalMicroseconds);
-            }
-        }
-        times.Sort();
-        return (times[count / 2], times[count * 99 / 100]);
-    }
-
-    private static double Median(List<double> values)
-    {
-        var sorted = values.Order().ToList();
-        return sorted[sorted.Count / 2];
-    }
-
-    private static async Task Run(string binary, string[] args)
-    {
-        await using var process = DaemonProcess.Start(binary, args);
-        await process.WaitForExitAsync(TimeSpan.FromSeconds(60));
+        return await SocketMeasures.RoundTripsAsync(socket, count, $"{address}:{port}");
     }
 }

@@ -37,7 +37,7 @@ internal static class ServiceNamesBench
             {
                 var state = work.Combine(name, "state");
                 Directory.CreateDirectory(work.Combine(name, "manifests"));
-                await Run(orchd, ["image", "import", layout, "--name", "busybox:latest", "--state-dir", state, "--config", "/dev/null"]);
+                await SocketMeasures.Run(orchd, ["image", "import", layout, "--name", "busybox:latest", "--state-dir", state, "--config", "/dev/null"]);
                 daemons.Add(DaemonProcess.Start(orchd, ["--config", "/dev/null", "--node-name", name, "--state-dir", state, "--run-dir", work.Combine(name, "run"),
                     "--manifest-dir", work.Combine(name, "manifests"), "--nats-url", nats.Url, "--bridge", bridge, "--bridge-cidr", cidr, "--label", label,
                     "--heartbeat", "1s", "--log-level", "warn"]));
@@ -115,7 +115,7 @@ internal static class ServiceNamesBench
 
             Console.WriteLine($"| from a container on another node | direct to the replica's address | by the deployment's name ({byName}) | ratio |");
             Console.WriteLine("|---|---|---|---|");
-            Console.WriteLine($"| download, 100 MB (median of {runs}) | {Median(directMBs):F0} MB/s | {Median(namedMBs):F0} MB/s | {Median(namedMBs) / Median(directMBs):F3} |");
+            Console.WriteLine($"| download, 100 MB (median of {runs}) | {SocketMeasures.Median(directMBs):F0} MB/s | {SocketMeasures.Median(namedMBs):F0} MB/s | {SocketMeasures.Median(namedMBs) / SocketMeasures.Median(directMBs):F3} |");
             Console.WriteLine($"| 1-byte round trip, p50 | {directRtt.P50:F0} µs | {namedRtt.P50:F0} µs | added {(namedRtt.P50 - directRtt.P50) / 1000:F2} ms |");
             Console.WriteLine($"| 1-byte round trip, p99 | {directRtt.P99:F0} µs | {namedRtt.P99:F0} µs | added {(namedRtt.P99 - directRtt.P99) / 1000:F2} ms |");
             Console.WriteLine($"| connect + first byte back, p50 | {connectDirect:F0} µs | {connectNamed:F0} µs | added {(connectNamed - connectDirect) / 1000:F2} ms |");
@@ -132,16 +132,16 @@ internal static class ServiceNamesBench
                 var runtimeRoot = work.Combine(name, "run", "runtime");
                 foreach (var id in Directory.Exists(runtimeRoot) ? Directory.GetDirectories(runtimeRoot).Select(Path.GetFileName) : [])
                 {
-                    await Run(Repo.Binary("orch-runc"), ["--root", runtimeRoot, "delete", "--force", id!]);
+                    await SocketMeasures.Run(Repo.Binary("orch-runc"), ["--root", runtimeRoot, "delete", "--force", id!]);
                 }
             }
             foreach (var mount in File.ReadAllLines("/proc/self/mountinfo").Select(l => l.Split(' ')[4]).Where(m => m.StartsWith(work.Path, StringComparison.Ordinal)).Reverse())
             {
-                await Run("/usr/bin/umount", ["-l", mount]);
+                await SocketMeasures.Run("/usr/bin/umount", ["-l", mount]);
             }
             foreach (var (name, bridge, _, _) in nodes)
             {
-                await Run("/usr/sbin/ip", ["link", "delete", bridge]);
+                await SocketMeasures.Run("/usr/sbin/ip", ["link", "delete", bridge]);
             }
         }
         return 0;
@@ -237,44 +237,14 @@ internal static class ServiceNamesBench
     {
         using var socket = SocketIn(pid);
         await socket.ConnectAsync(address, port);
-        await socket.SendAsync("GET /big HTTP/1.0\r\n\r\n"u8.ToArray(), SocketFlags.None);
-        var buffer = new byte[256 * 1024];
-        long total = 0;
-        var clock = Stopwatch.StartNew();
-        int n;
-        while ((n = await socket.ReceiveAsync(buffer, SocketFlags.None)) > 0)
-        {
-            total += n;
-        }
-        clock.Stop();
-        if (total < 100_000_000)
-        {
-            throw new InvalidOperationException($"download from {address}:{port} ended after {total} bytes");
-        }
-        return total / 1e6 / clock.Elapsed.TotalSeconds;
+        return await SocketMeasures.DownloadAsync(socket, $"{address}:{port}");
     }
 
     private static async Task<(double P50, double P99)> RoundTripsAsync(int pid, IPAddress address, int port, int count)
     {
         using var socket = SocketIn(pid);
         await socket.ConnectAsync(address, port);
-        var one = new byte[1];
-        var times = new List<double>(count);
-        for (var i = 0; i < count + 20; i++)
-        {
-            var clock = Stopwatch.StartNew();
-            await socket.SendAsync(one, SocketFlags.None);
-            if (await socket.ReceiveAsync(one, SocketFlags.None) != 1)
-            {
-                throw new InvalidOperationException($"the echo on {address}:{port} closed");
-            }
-            if (i >= 20)
-            {
-                times.Add(clock.Elapsed.TotalMicroseconds);
-            }
-        }
-        times.Sort();
-        return (times[count / 2], times[count * 99 / 100]);
+        return await SocketMeasures.RoundTripsAsync(socket, count, $"{address}:{port}");
     }
 
     /// <summary>A new connection and one byte echoed on it, p50 in µs: what a client that connects per request pays.</summary>
@@ -296,17 +266,5 @@ internal static class ServiceNamesBench
         }
         times.Sort();
         return times[count / 2];
-    }
-
-    private static double Median(List<double> values) => values.Order().ToList()[values.Count / 2];
-
-    private static async Task Run(string binary, string[] args)
-    {
-        if (!File.Exists(binary))
-        {
-            return;
-        }
-        await using var process = DaemonProcess.Start(binary, args);
-        await process.WaitForExitAsync(TimeSpan.FromSeconds(60));
     }
 }
